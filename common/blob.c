@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The blob-source interface (lp_blob.h) and its two local implementations:
+ * a file read with pread(2) and a buffer in memory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lp_blob.h"
+
+struct lp_blob {
+	atomic_uint refs;
+	const struct lp_blob_ops *ops;
+	void *ctx;
+	uint64_t size;
+	char *name;
+};
+
+int lp_blob_new(const struct lp_blob_ops *ops, void *ctx, uint64_t size,
+		const char *name, struct lp_blob **ret_blob)
+{
+	struct lp_blob *b;
+
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->name = strdup(name ? name : "blob");
+	if (!b->name) {
+		free(b);
+		return -ENOMEM;
+	}
+	atomic_init(&b->refs, 1);
+	b->ops = ops;
+	b->ctx = ctx;
+	b->size = size;
+	*ret_blob = b;
+	return 0;
+}
+
+int lp_blob_pread(struct lp_blob *blob, void *buf, size_t len, uint64_t off)
+{
+	if (off > blob->size || len > blob->size - off)
+		return -ERANGE;
+	if (!len)
+		return 0;
+	return blob->ops->pread(blob->ctx, buf, len, off);
+}
+
+uint64_t lp_blob_size(const struct lp_blob *blob)
+{
+	return blob->size;
+}
+
+const char *lp_blob_name(const struct lp_blob *blob)
+{
+	return blob->name;
+}
+
+struct lp_blob *lp_blob_ref(struct lp_blob *blob)
+{
+	atomic_fetch_add(&blob->refs, 1);
+	return blob;
+}
+
+void lp_blob_unref(struct lp_blob *blob)
+{
+	if (!blob || atomic_fetch_sub(&blob->refs, 1) != 1)
+		return;
+	if (blob->ops->close)
+		blob->ops->close(blob->ctx);
+	free(blob->name);
+	free(blob);
+}
+
+/* --- local file --- */
+
+struct file_blob {
+	int fd;
+};
+
+static int file_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct file_blob *f = ctx;
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pread(f->fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO; /* the file shrank under us */
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static void file_close(void *ctx)
+{
+	struct file_blob *f = ctx;
+
+	close(f->fd);
+	free(f);
+}
+
+static const struct lp_blob_ops file_ops = {
+	.pread = file_pread,
+	.close = file_close,
+};
+
+int lp_blob_open_file(const char *path, struct lp_blob **ret_blob)
+{
+	struct file_blob *f = NULL;
+	struct stat st;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		r = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+		goto fail;
+	}
+	f = malloc(sizeof(*f));
+	if (!f) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	f->fd = fd;
+	r = lp_blob_new(&file_ops, f, (uint64_t)st.st_size, path, ret_blob);
+	if (r < 0)
+		goto fail;
+	return 0;
+fail:
+	free(f);
+	close(fd);
+	return r;
+}
+
+/* --- memory --- */
+
+struct mem_blob {
+	size_t len;
+	uint8_t data[];
+};
+
+static int mem_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct mem_blob *m = ctx;
+
+	memcpy(buf, m->data + off, len);
+	return 0;
+}
+
+static void mem_close(void *ctx)
+{
+	free(ctx);
+}
+
+static const struct lp_blob_ops mem_ops = {
+	.pread = mem_pread,
+	.close = mem_close,
+};
+
+int lp_blob_new_mem(const void *data, size_t len, const char *name,
+		    struct lp_blob **ret_blob)
+{
+	struct mem_blob *m;
+	int r;
+
+	m = malloc(sizeof(*m) + len);
+	if (!m)
+		return -ENOMEM;
+	m->len = len;
+	if (len)
+		memcpy(m->data, data, len);
+	r = lp_blob_new(&mem_ops, m, len, name ? name : "memory", ret_blob);
+	if (r < 0)
+		free(m);
+	return r;
+}

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The blob source: the one interface through which lazypull reads layer
+ * bytes, whatever holds them (a local file, memory, a registry blob over HTTP
+ * Range, a fault-injecting wrapper in tests). Sources stack: a wrapper is a
+ * blob whose ops read from another blob.
+ *
+ * A blob is immutable and reference counted; lp_blob_pread() may be called
+ * from any number of threads at once, so every implementation's pread must be
+ * thread-safe. The size is known when the blob is made.
+ */
+#ifndef LP_BLOB_H
+#define LP_BLOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct lp_blob;
+
+struct lp_blob_ops {
+	/*
+	 * Read exactly @len bytes at @off into @buf; the range is already
+	 * checked to lie inside the blob. Return 0, or -errno (-EIO for a
+	 * failed or short read, -EBADMSG for bytes known to be wrong).
+	 */
+	int (*pread)(void *ctx, void *buf, size_t len, uint64_t off);
+	/* Release @ctx; called once, when the last reference is dropped. */
+	void (*close)(void *ctx);
+};
+
+/*
+ * lp_blob_new() - wrap an implementation. @name (copied) names the blob in
+ * error messages (a path, a digest). On success the blob owns @ctx and calls
+ * ops->close(ctx) when freed; on failure @ctx is untouched and still the
+ * caller's. The new blob has one reference, the caller's.
+ */
+int lp_blob_new(const struct lp_blob_ops *ops, void *ctx, uint64_t size,
+		const char *name, struct lp_blob **ret_blob);
+
+/* lp_blob_open_file() - a blob over a local file (read-only, pread(2)). */
+int lp_blob_open_file(const char *path, struct lp_blob **ret_blob);
+
+/*
+ * lp_blob_new_mem() - a blob over a copy of @len bytes at @data.
+ */
+int lp_blob_new_mem(const void *data, size_t len, const char *name,
+		    struct lp_blob **ret_blob);
+
+/*
+ * lp_blob_pread() - read exactly @len bytes at @off. Returns 0; -ERANGE when
+ * [off, off+len) is not inside the blob; or the implementation's -errno.
+ */
+int lp_blob_pread(struct lp_blob *blob, void *buf, size_t len, uint64_t off);
+
+uint64_t lp_blob_size(const struct lp_blob *blob);
+const char *lp_blob_name(const struct lp_blob *blob);
+
+/* lp_blob_ref() - take a reference; the caller drops it with lp_blob_unref. */
+struct lp_blob *lp_blob_ref(struct lp_blob *blob);
+/* lp_blob_unref() - drop a reference; NULL allowed. */
+void lp_blob_unref(struct lp_blob *blob);
+
+#endif /* LP_BLOB_H */

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A layer: a blob source plus its footer and parsed TOC. Opening a layer reads
+ * the footer and the TOC through the blob (so it works the same over a local
+ * file or a registry), detects the format, and computes the TOC digest
+ * (sha256 of the uncompressed TOC JSON bytes, the value of the
+ * `containerd.io/snapshot/stargz/toc.digest` annotation).
+ *
+ * Thread rules: after lp_layer_open() a layer is immutable; any number of
+ * threads may call lp_layer_read_chunk() at once, each with its own decoder.
+ */
+#ifndef LP_LAYER_H
+#define LP_LAYER_H
+
+#include "lp_blob.h"
+#include "lp_chunk.h"
+#include "lp_footer.h"
+#include "lp_toc.h"
+
+struct lp_layer;
+
+/*
+ * lp_layer_open() - read footer and TOC of @blob. When @want_toc_digest is not
+ * NULL the TOC digest must equal it (-EBADMSG otherwise, before the TOC is
+ * parsed). Takes its own reference on @blob. Returns 0, -EINVAL (not an
+ * eStargz/zstd:chunked blob, malformed TOC), -EBADMSG, -EFBIG, or the blob's
+ * read error; @err says which and where.
+ */
+int lp_layer_open(struct lp_blob *blob, const struct lp_digest *want_toc_digest,
+		  struct lp_layer **ret_layer, struct lp_err *err);
+
+/* lp_layer_free() - NULL allowed; drops the blob reference. */
+void lp_layer_free(struct lp_layer *layer);
+
+enum lp_layer_format lp_layer_format(const struct lp_layer *layer);
+const struct lp_footer *lp_layer_footer(const struct lp_layer *layer);
+const struct lp_toc *lp_layer_toc(const struct lp_layer *layer);
+const struct lp_digest *lp_layer_toc_digest(const struct lp_layer *layer);
+/* lp_layer_toc_json() - the uncompressed TOC JSON bytes as stored. */
+const void *lp_layer_toc_json(const struct lp_layer *layer, size_t *ret_len);
+struct lp_blob *lp_layer_blob(const struct lp_layer *layer); /* borrowed */
+
+/*
+ * lp_layer_read_chunk() - read chunk @ci's compressed range from the blob,
+ * decode it with @dec (which must match the layer's compression) into @dst
+ * (chunk_size bytes) and verify its digest when the TOC has one.
+ * Returns 0, -EBADMSG (corrupt or digest mismatch), or the blob's error.
+ */
+int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
+			uint32_t ci, void *dst, struct lp_err *err);
+
+#endif /* LP_LAYER_H */

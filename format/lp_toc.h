@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The table of contents (TOC) of an eStargz / zstd:chunked layer, parsed into
+ * compact immutable arrays, and its JSON form.
+ *
+ * Model. Every non-chunk TOC JSON entry becomes one struct lp_toc_entry, kept
+ * in TOC (= blob) order; directories implied by a path but missing from the
+ * TOC are appended after them (flag LP_TOC_IMPLIED, mode 0755) and the root
+ * directory is entry 0 whether or not the TOC names "./". Names are
+ * normalised: no leading "./" or "/", no trailing "/", the root is "".
+ * "chunk" entries become struct lp_toc_chunk records attached to their file;
+ * a regular file always has at least one chunk record when its size is
+ * non-zero (the reg entry's own offset/chunk fields form the first one).
+ *
+ * Inodes. A hardlink entry keeps type LP_TOC_HARDLINK and link_name, and its
+ * `ino` is the entry index of its (final, resolved) target; every other entry's
+ * `ino` is its own index. Attributes, chunks and xattrs are read from the
+ * inode entry (entries[ino]). nlink counts the names of an inode (for
+ * directories, 2 + subdirectories).
+ *
+ * Directories. Each directory entry lists its children as a contiguous range
+ * of a children array sorted bytewise by name, so lookups are binary searches.
+ *
+ * Thread rules: a struct lp_toc is immutable after lp_toc_parse(); any number
+ * of threads may read it at once.
+ */
+#ifndef LP_TOC_H
+#define LP_TOC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lp_buf.h"
+#include "lp_digest.h"
+#include "lp_err.h"
+#include "lp_format.h"
+
+enum lp_toc_type {
+	LP_TOC_DIR = 1,
+	LP_TOC_REG,
+	LP_TOC_SYMLINK,
+	LP_TOC_HARDLINK,
+	LP_TOC_CHAR,
+	LP_TOC_BLOCK,
+	LP_TOC_FIFO,
+	LP_TOC_CHUNK,	/* only in lp_toc_record, never an entry */
+};
+
+/* lp_toc_type_name() - the JSON name ("dir", "reg", ...). */
+const char *lp_toc_type_name(enum lp_toc_type t);
+
+enum {
+	LP_TOC_IMPLIED = 1 << 0,     /* directory not named in the TOC */
+	LP_TOC_HAS_DIGEST = 1 << 1,  /* `digest` present (reg) */
+	LP_TOC_HAS_MODTIME = 1 << 2,
+};
+
+#define LP_TOC_NO_INDEX UINT32_MAX
+
+struct lp_toc_entry {
+	const char *path;	/* normalised, NUL-terminated */
+	const char *name;	/* last component, points into path */
+	const char *link_name;	/* symlink target or hardlink target path
+				   (hardlink: normalised); "" otherwise */
+	const char *user_name;	/* carried forward as in the reference */
+	const char *group_name;
+	uint64_t size;		/* reg: file size */
+	uint64_t offset;	/* reg: blob offset of its first member */
+	int64_t mtime_sec;
+	uint32_t mtime_nsec;
+	uint32_t mode;		/* permission bits only (& 07777) */
+	uint32_t uid, gid;
+	uint32_t dev_major, dev_minor;
+	uint32_t ino;		/* index of the inode entry (self or target) */
+	uint32_t parent;	/* index of the parent directory entry */
+	uint32_t nlink;
+	uint32_t first_chunk, nr_chunks;   /* into lp_toc_chunk() */
+	uint32_t first_xattr, nr_xattrs;   /* into lp_toc_xattr() */
+	uint32_t first_child, nr_children; /* dir: into lp_toc_child() */
+	uint16_t type;		/* enum lp_toc_type */
+	uint16_t flags;		/* LP_TOC_* flags */
+	struct lp_digest digest;
+};
+
+struct lp_toc_chunk {
+	uint64_t offset;	/* blob offset of the compressed member */
+	uint64_t compressed_size; /* bytes from offset to the next member */
+	uint64_t inner_offset;	/* bytes to skip after decompressing */
+	uint64_t chunk_offset;	/* offset inside the file */
+	uint64_t chunk_size;	/* resolved: never 0 */
+	uint32_t entry;		/* owning file entry */
+	bool has_digest;
+	struct lp_digest digest; /* sha256 of the uncompressed chunk */
+};
+
+struct lp_toc_xattr {
+	const char *name;
+	const uint8_t *value;	/* decoded from base64 */
+	uint32_t len;
+};
+
+struct lp_toc;
+
+/*
+ * lp_toc_parse() - parse TOC JSON (@len bytes, need not be NUL-terminated).
+ * @payload_end is where the TOC starts in the blob: every member offset must
+ * lie before it. Rejects, naming the entry: unknown types, `..` or paths
+ * escaping the root, over-long names, duplicate names, a non-directory used
+ * as a parent, hardlinks to missing or non-regular targets (or cycles),
+ * offsets outside [0, payload_end), chunks that overlap, leave gaps or do not
+ * add up to the file size, sizes over the LP_* bounds, bad base64, bad
+ * digests, and any JSON over LP_TOC_MAX_JSON_NESTING deep.
+ * On success *ret_toc is a new TOC owned by the caller (lp_toc_free).
+ * Returns 0, -EINVAL (malformed), -EFBIG (over a bound), -ENOMEM.
+ */
+int lp_toc_parse(const void *json, size_t len, uint64_t payload_end,
+		 struct lp_toc **ret_toc, struct lp_err *err);
+
+/* lp_toc_free() - NULL allowed. */
+void lp_toc_free(struct lp_toc *toc);
+
+uint32_t lp_toc_nr_entries(const struct lp_toc *toc);
+uint32_t lp_toc_nr_chunks(const struct lp_toc *toc);
+/* lp_toc_entry() - entry @i (< nr_entries); 0 is the root directory. */
+const struct lp_toc_entry *lp_toc_entry(const struct lp_toc *toc, uint32_t i);
+const struct lp_toc_chunk *lp_toc_chunk(const struct lp_toc *toc, uint32_t i);
+const struct lp_toc_xattr *lp_toc_xattr(const struct lp_toc *toc, uint32_t i);
+/* lp_toc_child() - entry index of child @i of the children array. */
+uint32_t lp_toc_child(const struct lp_toc *toc, uint32_t i);
+
+/*
+ * lp_toc_lookup() - the child of directory entry @dir named @name (@len
+ * bytes). Returns its entry index (not resolved to an inode: use ->ino), or
+ * LP_TOC_NO_INDEX.
+ */
+uint32_t lp_toc_lookup(const struct lp_toc *toc, uint32_t dir, const char *name,
+		       size_t len);
+
+/* lp_toc_lookup_path() - entry index of a path ("./" and "/" allowed). */
+uint32_t lp_toc_lookup_path(const struct lp_toc *toc, const char *path);
+
+/*
+ * lp_toc_find_chunk() - index into lp_toc_chunk() of the chunk of inode entry
+ * @ino that holds file offset @off, or LP_TOC_NO_INDEX past the end.
+ */
+uint32_t lp_toc_find_chunk(const struct lp_toc *toc, uint32_t ino,
+			   uint64_t off);
+
+/*
+ * lp_toc_prefetch_end() - blob offset of `.prefetch.landmark`'s member (the
+ * prefetch range is [0, end)), or 0 when the layer has no such landmark.
+ */
+uint64_t lp_toc_prefetch_end(const struct lp_toc *toc);
+
+/*
+ * TOC JSON writing, byte-compatible with the reference writer (Go's
+ * json.MarshalIndent(toc, "", "\t") of estargz.JTOC): fields in the
+ * reference's order, empty fields omitted, xattr values base64, xattr names
+ * sorted. A record is one JSON entry as written: for a chunked file, the reg
+ * record carries the first chunk and "chunk" records follow.
+ */
+struct lp_toc_record {
+	const char *name;	/* as written (the converter keeps tar names) */
+	enum lp_toc_type type;
+	uint64_t size;
+	int64_t mtime_sec;	/* written when has_modtime */
+	uint32_t mtime_nsec;
+	bool has_modtime;
+	const char *link_name;
+	uint32_t mode;		/* as written; may include S_IF bits */
+	uint32_t uid, gid;
+	const char *user_name;	/* NULL or "": omitted */
+	const char *group_name;
+	uint64_t offset;
+	uint64_t inner_offset;
+	uint32_t dev_major, dev_minor;
+	const struct lp_toc_xattr *xattrs;
+	uint32_t nr_xattrs;
+	const struct lp_digest *digest;	      /* NULL: omitted */
+	uint64_t chunk_offset;
+	uint64_t chunk_size;
+	const struct lp_digest *chunk_digest; /* NULL: omitted */
+};
+
+struct lp_toc_writer;
+
+/* lp_toc_writer_new() - start a TOC of version 1, output capped at @limit. */
+int lp_toc_writer_new(size_t limit, struct lp_toc_writer **ret_w);
+/* lp_toc_writer_add() - append one record. -EFBIG past the limit. */
+int lp_toc_writer_add(struct lp_toc_writer *w, const struct lp_toc_record *r);
+/*
+ * lp_toc_writer_finish() - close the JSON and move it into @out (which must
+ * be empty); the writer can then only be freed.
+ */
+int lp_toc_writer_finish(struct lp_toc_writer *w, struct lp_buf *out);
+/* lp_toc_writer_free() - NULL allowed. */
+void lp_toc_writer_free(struct lp_toc_writer *w);
+
+/*
+ * lp_toc_write_json() - serialise a parsed TOC back to JSON (implied
+ * directories are not written; chunk records follow their file).
+ */
+int lp_toc_write_json(const struct lp_toc *toc, struct lp_buf *out);
+
+#endif /* LP_TOC_H */

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Installs every Debian package lazypull needs to build and test. Idempotent;
+# run as root on Debian 12. Both the README and .ci/run call it.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+pkgs=(
+	# build
+	build-essential cmake pkg-config clang clang-format
+	# libraries
+	zlib1g-dev libzstd-dev libdeflate-dev libjson-c-dev libssl-dev
+	libarchive-dev libcmocka-dev
+	# tests and tools
+	tar gzip zstd xxd busybox-static python3 attr
+	# reference implementation for interop checks (Debian's Go sources)
+	golang-go golang-github-containerd-stargz-snapshotter-dev
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+		missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
