@@ -1,11 +1,150 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * lazypull: entry point and subcommand dispatch. (Being written.)
+ * lazypull: the entry point. Parses global options (-v, -q, --help,
+ * --version) and dispatches to a subcommand; shared command-line helpers.
  */
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "lp_log.h"
+
+#ifndef LP_VERSION
+#define LP_VERSION "0.1.0"
+#endif
+
+static const char usage[] =
+	"Usage: lazypull [-v|-q] COMMAND [ARGS]\n"
+	"\n"
+	"Lazy-pulling container images: eStargz and zstd:chunked layers.\n"
+	"\n"
+	"Commands:\n"
+	"  layer convert   convert a tar / tar.gz / tar.zst layer to eStargz\n"
+	"  layer inspect   show a layer's format, TOC and sizes\n"
+	"  layer verify    check a layer's TOC digest and every chunk\n"
+	"  layer extract   unpack a layer into a directory\n"
+	"\n"
+	"Options:\n"
+	"  -v, --verbose   more log output (repeat for debug)\n"
+	"  -q, --quiet     errors only\n"
+	"  -h, --help      this help; 'lazypull COMMAND --help' for a command\n"
+	"  --version       print the version\n"
+	"\n"
+	"Exit status: 0 success, 1 failure (including failed verification),\n"
+	"2 usage error.\n";
+
+int lp_cmd_parse_int(const char *s, long min, long max, long *ret)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+int lp_cmd_parse_size(const char *s, uint64_t *ret)
+{
+	unsigned long long v;
+	unsigned int shift = 0;
+	char *end;
+
+	if (!*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end && end[1] && strcmp(end + 1, "iB") && strcmp(end + 1, "B"))
+		return -EINVAL;
+	if (v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*ret = (uint64_t)v << shift;
+	return 0;
+}
+
+int lp_cmd_fail(const char *what, const struct lp_err *err, int code)
+{
+	fprintf(stderr, "lazypull: %s: %s\n", what, lp_err_str(err, code));
+	return LP_EXIT_FAIL;
+}
+
+int lp_cmd_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "lazypull %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'lazypull %s --help'.\n", cmd);
+	return LP_EXIT_USAGE;
+}
 
 int main(int argc, char **argv)
 {
-	fprintf(stderr, "lazypull: not yet\n");
-	return 2;
+	int verbosity = LP_LOG_WARN;
+	int i;
+
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+			verbosity++;
+		} else if (!strcmp(a, "-vv")) {
+			verbosity += 2;
+		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+			verbosity = LP_LOG_ERR;
+		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			fputs(usage, stdout);
+			return LP_EXIT_OK;
+		} else if (!strcmp(a, "--version")) {
+			printf("lazypull %s\n", LP_VERSION);
+			return LP_EXIT_OK;
+		} else {
+			fprintf(stderr, "lazypull: unknown option '%s'\n%s", a,
+				usage);
+			return LP_EXIT_USAGE;
+		}
+	}
+	if (verbosity > LP_LOG_DEBUG)
+		verbosity = LP_LOG_DEBUG;
+	lp_log_init((enum lp_log_level)verbosity);
+
+	if (i >= argc) {
+		fputs(usage, stderr);
+		return LP_EXIT_USAGE;
+	}
+	if (!strcmp(argv[i], "layer"))
+		return lp_cmd_layer(argc - i, argv + i);
+	if (!strcmp(argv[i], "help")) {
+		fputs(usage, stdout);
+		return LP_EXIT_OK;
+	}
+	fprintf(stderr, "lazypull: unknown command '%s'\n%s", argv[i], usage);
+	return LP_EXIT_USAGE;
 }

@@ -12,10 +12,10 @@
 #include <stdint.h>
 
 struct lp_buf {
-	uint8_t *data;	/* NULL until the first append */
+	uint8_t *data; /* NULL until the first append */
 	size_t len;
 	size_t alloc;
-	size_t limit;	/* len never exceeds this */
+	size_t limit; /* len never exceeds this */
 };
 
 /* lp_buf_init() - an empty buffer that may hold up to @limit bytes. */

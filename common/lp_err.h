@@ -13,8 +13,8 @@
 #define LP_ERR_MSG_MAX 512
 
 struct lp_err {
-	int code;		   /* the -errno returned with the message */
-	char msg[LP_ERR_MSG_MAX];  /* "" when nothing was set */
+	int code; /* the -errno returned with the message */
+	char msg[LP_ERR_MSG_MAX]; /* "" when nothing was set */
 };
 
 /*

@@ -27,11 +27,11 @@
 #define LP_CONVERT_MAX_PRIORITIZED (1u << 20)
 
 struct lp_convert_opts {
-	enum lp_layer_format format;	/* LP_FMT_ESTARGZ or LP_FMT_ZSTD_CHUNKED */
-	uint64_t chunk_size;		/* 0: LP_DEFAULT_CHUNK_SIZE */
-	int level;			/* -1: the format's default */
-	unsigned int threads;		/* 0: number of online CPUs */
-	const char *const *prioritized;	/* paths, as in the layer */
+	enum lp_layer_format format; /* LP_FMT_ESTARGZ or LP_FMT_ZSTD_CHUNKED */
+	uint64_t chunk_size; /* 0: LP_DEFAULT_CHUNK_SIZE */
+	int level; /* -1: the format's default */
+	unsigned int threads; /* 0: number of online CPUs */
+	const char *const *prioritized; /* paths, as in the layer */
 	size_t nr_prioritized;
 };
 
@@ -39,11 +39,11 @@ struct lp_convert_opts {
 void lp_convert_opts_init(struct lp_convert_opts *opts);
 
 struct lp_convert_result {
-	struct lp_digest toc_digest;	/* sha256 of the TOC JSON */
-	struct lp_digest diff_id;	/* sha256 of the uncompressed output */
-	struct lp_digest blob_digest;	/* sha256 of the output blob */
-	uint64_t uncompressed_size;	/* bytes of the uncompressed output */
-	uint64_t size;			/* bytes of the output blob */
+	struct lp_digest toc_digest; /* sha256 of the TOC JSON */
+	struct lp_digest diff_id; /* sha256 of the uncompressed output */
+	struct lp_digest blob_digest; /* sha256 of the output blob */
+	uint64_t uncompressed_size; /* bytes of the uncompressed output */
+	uint64_t size; /* bytes of the output blob */
 	/* zstd:chunked only: sha256 of the compressed TOC, and its position */
 	struct lp_digest manifest_checksum;
 	uint64_t toc_offset, toc_compressed_size, toc_uncompressed_size;

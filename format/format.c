@@ -21,10 +21,10 @@ const char *lp_format_name(enum lp_layer_format f)
 const char *lp_toc_type_name(enum lp_toc_type t)
 {
 	static const char *const names[] = {
-		[LP_TOC_DIR] = "dir",	       [LP_TOC_REG] = "reg",
-		[LP_TOC_SYMLINK] = "symlink",  [LP_TOC_HARDLINK] = "hardlink",
-		[LP_TOC_CHAR] = "char",	       [LP_TOC_BLOCK] = "block",
-		[LP_TOC_FIFO] = "fifo",	       [LP_TOC_CHUNK] = "chunk",
+		[LP_TOC_DIR] = "dir",	      [LP_TOC_REG] = "reg",
+		[LP_TOC_SYMLINK] = "symlink", [LP_TOC_HARDLINK] = "hardlink",
+		[LP_TOC_CHAR] = "char",	      [LP_TOC_BLOCK] = "block",
+		[LP_TOC_FIFO] = "fifo",	      [LP_TOC_CHUNK] = "chunk",
 	};
 
 	if ((unsigned)t < LP_ARRAY_SIZE(names) && names[t])

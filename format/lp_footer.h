@@ -14,7 +14,7 @@
 
 #define LP_FOOTER_ESTARGZ_SIZE 51
 #define LP_FOOTER_LEGACY_SIZE 47
-#define LP_FOOTER_ZSTD_SIZE 48	/* 8-byte skippable frame header + 40 */
+#define LP_FOOTER_ZSTD_SIZE 48 /* 8-byte skippable frame header + 40 */
 #define LP_FOOTER_MAX_SIZE 51
 
 #define LP_ZSTD_SKIPPABLE_MAGIC 0x184D2A50u
@@ -23,10 +23,10 @@
 
 struct lp_footer {
 	enum lp_layer_format format;
-	size_t footer_size;	/* bytes of footer at the end of the blob */
-	uint64_t toc_offset;	/* estargz: offset of the TOC gzip member;
+	size_t footer_size; /* bytes of footer at the end of the blob */
+	uint64_t toc_offset; /* estargz: offset of the TOC gzip member;
 				   zstd: offset of the compressed TOC bytes */
-	uint64_t toc_size;	/* bytes from toc_offset that hold the TOC:
+	uint64_t toc_size; /* bytes from toc_offset that hold the TOC:
 				   estargz: blob_size - footer - toc_offset;
 				   zstd: the compressed length */
 	uint64_t toc_uncompressed_size; /* zstd only; 0 otherwise */

@@ -11,9 +11,9 @@
 #include "lp_common.h"
 
 enum lp_layer_format {
-	LP_FMT_ESTARGZ = 1,	/* 51-byte footer */
-	LP_FMT_STARGZ_LEGACY,	/* 47-byte footer (read only) */
-	LP_FMT_ZSTD_CHUNKED,	/* zstd frames, skippable-frame TOC + footer */
+	LP_FMT_ESTARGZ = 1, /* 51-byte footer */
+	LP_FMT_STARGZ_LEGACY, /* 47-byte footer (read only) */
+	LP_FMT_ZSTD_CHUNKED, /* zstd frames, skippable-frame TOC + footer */
 };
 
 enum lp_compression {
@@ -41,16 +41,16 @@ const char *lp_format_name(enum lp_layer_format f);
 #define LP_DEFAULT_ZSTD_LEVEL 3
 
 /* Bounds on what a blob may claim. */
-#define LP_TOC_MAX_JSON (256 * LP_MIB)	  /* uncompressed TOC JSON */
+#define LP_TOC_MAX_JSON (256 * LP_MIB) /* uncompressed TOC JSON */
 #define LP_TOC_MAX_COMPRESSED (128 * LP_MIB)
 #define LP_TOC_MAX_ENTRIES (4u * 1024 * 1024)
-#define LP_TOC_MAX_PATH 4096		  /* whole normalised path */
-#define LP_TOC_MAX_NAME 255		  /* one path component */
-#define LP_TOC_MAX_DEPTH 256		  /* path components */
-#define LP_TOC_MAX_XATTRS 1024		  /* per entry */
+#define LP_TOC_MAX_PATH 4096 /* whole normalised path */
+#define LP_TOC_MAX_NAME 255 /* one path component */
+#define LP_TOC_MAX_DEPTH 256 /* path components */
+#define LP_TOC_MAX_XATTRS 1024 /* per entry */
 #define LP_TOC_MAX_XATTR_VALUE (64 * LP_KIB)
-#define LP_TOC_MAX_JSON_NESTING 16	  /* JSON object/array depth */
-#define LP_CHUNK_MAX_SIZE (64 * LP_MIB)	  /* one decompressed chunk */
+#define LP_TOC_MAX_JSON_NESTING 16 /* JSON object/array depth */
+#define LP_CHUNK_MAX_SIZE (64 * LP_MIB) /* one decompressed chunk */
 #define LP_CHUNK_MAX_INNER_OFFSET (64 * LP_MIB)
 /* a member may end with tar headers (PAX, long names) for following entries */
 #define LP_MEMBER_MAX_TRAILER (1 * LP_MIB)

@@ -43,59 +43,59 @@ enum lp_toc_type {
 	LP_TOC_CHAR,
 	LP_TOC_BLOCK,
 	LP_TOC_FIFO,
-	LP_TOC_CHUNK,	/* only in lp_toc_record, never an entry */
+	LP_TOC_CHUNK, /* only in lp_toc_record, never an entry */
 };
 
 /* lp_toc_type_name() - the JSON name ("dir", "reg", ...). */
 const char *lp_toc_type_name(enum lp_toc_type t);
 
 enum {
-	LP_TOC_IMPLIED = 1 << 0,     /* directory not named in the TOC */
-	LP_TOC_HAS_DIGEST = 1 << 1,  /* `digest` present (reg) */
+	LP_TOC_IMPLIED = 1 << 0, /* directory not named in the TOC */
+	LP_TOC_HAS_DIGEST = 1 << 1, /* `digest` present (reg) */
 	LP_TOC_HAS_MODTIME = 1 << 2,
 };
 
 #define LP_TOC_NO_INDEX UINT32_MAX
 
 struct lp_toc_entry {
-	const char *path;	/* normalised, NUL-terminated */
-	const char *name;	/* last component, points into path */
-	const char *link_name;	/* symlink target or hardlink target path
+	const char *path; /* normalised, NUL-terminated */
+	const char *name; /* last component, points into path */
+	const char *link_name; /* symlink target or hardlink target path
 				   (hardlink: normalised); "" otherwise */
-	const char *user_name;	/* carried forward as in the reference */
+	const char *user_name; /* carried forward as in the reference */
 	const char *group_name;
-	uint64_t size;		/* reg: file size */
-	uint64_t offset;	/* reg: blob offset of its first member */
+	uint64_t size; /* reg: file size */
+	uint64_t offset; /* reg: blob offset of its first member */
 	int64_t mtime_sec;
 	uint32_t mtime_nsec;
-	uint32_t mode;		/* permission bits only (& 07777) */
+	uint32_t mode; /* permission bits only (& 07777) */
 	uint32_t uid, gid;
 	uint32_t dev_major, dev_minor;
-	uint32_t ino;		/* index of the inode entry (self or target) */
-	uint32_t parent;	/* index of the parent directory entry */
+	uint32_t ino; /* index of the inode entry (self or target) */
+	uint32_t parent; /* index of the parent directory entry */
 	uint32_t nlink;
-	uint32_t first_chunk, nr_chunks;   /* into lp_toc_chunk() */
-	uint32_t first_xattr, nr_xattrs;   /* into lp_toc_xattr() */
+	uint32_t first_chunk, nr_chunks; /* into lp_toc_chunk() */
+	uint32_t first_xattr, nr_xattrs; /* into lp_toc_xattr() */
 	uint32_t first_child, nr_children; /* dir: into lp_toc_child() */
-	uint16_t type;		/* enum lp_toc_type */
-	uint16_t flags;		/* LP_TOC_* flags */
+	uint16_t type; /* enum lp_toc_type */
+	uint16_t flags; /* LP_TOC_* flags */
 	struct lp_digest digest;
 };
 
 struct lp_toc_chunk {
-	uint64_t offset;	/* blob offset of the compressed member */
+	uint64_t offset; /* blob offset of the compressed member */
 	uint64_t compressed_size; /* bytes from offset to the next member */
-	uint64_t inner_offset;	/* bytes to skip after decompressing */
-	uint64_t chunk_offset;	/* offset inside the file */
-	uint64_t chunk_size;	/* resolved: never 0 */
-	uint32_t entry;		/* owning file entry */
+	uint64_t inner_offset; /* bytes to skip after decompressing */
+	uint64_t chunk_offset; /* offset inside the file */
+	uint64_t chunk_size; /* resolved: never 0 */
+	uint32_t entry; /* owning file entry */
 	bool has_digest;
 	struct lp_digest digest; /* sha256 of the uncompressed chunk */
 };
 
 struct lp_toc_xattr {
 	const char *name;
-	const uint8_t *value;	/* decoded from base64 */
+	const uint8_t *value; /* decoded from base64 */
 	uint32_t len;
 };
 
@@ -160,23 +160,23 @@ uint64_t lp_toc_prefetch_end(const struct lp_toc *toc);
  * record carries the first chunk and "chunk" records follow.
  */
 struct lp_toc_record {
-	const char *name;	/* as written (the converter keeps tar names) */
+	const char *name; /* as written (the converter keeps tar names) */
 	enum lp_toc_type type;
 	uint64_t size;
-	int64_t mtime_sec;	/* written when has_modtime */
+	int64_t mtime_sec; /* written when has_modtime */
 	uint32_t mtime_nsec;
 	bool has_modtime;
 	const char *link_name;
-	uint32_t mode;		/* as written; may include S_IF bits */
+	uint32_t mode; /* as written; may include S_IF bits */
 	uint32_t uid, gid;
-	const char *user_name;	/* NULL or "": omitted */
+	const char *user_name; /* NULL or "": omitted */
 	const char *group_name;
 	uint64_t offset;
 	uint64_t inner_offset;
 	uint32_t dev_major, dev_minor;
 	const struct lp_toc_xattr *xattrs;
 	uint32_t nr_xattrs;
-	const struct lp_digest *digest;	      /* NULL: omitted */
+	const struct lp_digest *digest; /* NULL: omitted */
 	uint64_t chunk_offset;
 	uint64_t chunk_size;
 	const struct lp_digest *chunk_digest; /* NULL: omitted */

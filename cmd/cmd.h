@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Subcommands of the lazypull binary and the helpers they share: exit codes,
+ * size parsing, error printing. Private to cmd/.
+ */
+#ifndef LP_CMD_H
+#define LP_CMD_H
+
+#include <stdint.h>
+
+#include "lp_err.h"
+
+/* Exit codes (documented in docs/cli.md). */
+enum {
+	LP_EXIT_OK = 0,
+	LP_EXIT_FAIL = 1, /* the operation failed or verification failed */
+	LP_EXIT_USAGE = 2, /* bad command line */
+};
+
+int lp_cmd_layer(int argc, char **argv);
+
+/*
+ * lp_cmd_parse_size() - parse a byte count with an optional K/M/G suffix
+ * (binary units). Returns 0 or -EINVAL.
+ */
+int lp_cmd_parse_size(const char *s, uint64_t *ret);
+
+/* lp_cmd_parse_int() - a decimal int in [min, max]. 0 or -EINVAL. */
+int lp_cmd_parse_int(const char *s, long min, long max, long *ret);
+
+/* lp_cmd_fail() - print "lazypull: WHAT: reason" once; returns LP_EXIT_FAIL. */
+int lp_cmd_fail(const char *what, const struct lp_err *err, int code);
+
+/* lp_cmd_usage_error() - print a usage error and a hint; LP_EXIT_USAGE. */
+int lp_cmd_usage_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#endif /* LP_CMD_H */

@@ -1,0 +1,861 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * `lazypull layer ...`: convert, inspect, verify and extract single layer
+ * blobs. Thin adapters over converter/ and format/: option parsing, output
+ * formatting, and the file-level loops (hashing every file, writing files
+ * to disk through libarchive) that sit on top of lp_layer_read_chunk().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include "cmd.h"
+#include "lp_convert.h"
+#include "lp_layer.h"
+#include "lp_log.h"
+
+#define VERIFY_MAX_THREADS 16
+
+/* --- shared --- */
+
+static int open_layer(const char *path, const struct lp_digest *want,
+		      struct lp_layer **ret_layer)
+{
+	struct lp_blob *blob = NULL;
+	struct lp_err err = { 0 };
+	int r;
+
+	r = lp_blob_open_file(path, &blob);
+	if (r < 0) {
+		fprintf(stderr, "lazypull: %s: %s\n", path, strerror(-r));
+		return r;
+	}
+	r = lp_layer_open(blob, want, ret_layer, &err);
+	if (r < 0)
+		lp_cmd_fail(path, &err, r);
+	lp_blob_unref(blob);
+	return r;
+}
+
+typedef int (*file_sink_fn)(void *opaque, const void *data, size_t len);
+
+/*
+ * read_file() - decode every chunk of inode entry @ino in order and hand the
+ * bytes to @sink. @buf/@buf_len is a scratch buffer grown as needed.
+ */
+static int read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
+		     uint32_t ino, uint8_t **buf, size_t *buf_len,
+		     file_sink_fn sink, void *opaque, struct lp_err *err)
+{
+	const struct lp_toc *toc = lp_layer_toc(layer);
+	const struct lp_toc_entry *e = lp_toc_entry(toc, ino);
+	uint32_t i;
+	int r = 0;
+
+	for (i = 0; i < e->nr_chunks; i++) {
+		uint32_t ci = e->first_chunk + i;
+		const struct lp_toc_chunk *c = lp_toc_chunk(toc, ci);
+
+		if (c->chunk_size > *buf_len) {
+			uint8_t *p = realloc(*buf, c->chunk_size);
+
+			if (!p)
+				return -ENOMEM;
+			*buf = p;
+			*buf_len = c->chunk_size;
+		}
+		r = lp_layer_read_chunk(layer, dec, ci, *buf, err);
+		if (r < 0)
+			return r;
+		r = sink(opaque, *buf, c->chunk_size);
+		if (r < 0)
+			return r;
+	}
+	return r;
+}
+
+static const char *format_option_name(enum lp_layer_format f)
+{
+	return lp_format_name(f);
+}
+
+/* --- convert --- */
+
+static const char convert_usage[] =
+	"Usage: lazypull layer convert [OPTIONS] IN OUT\n"
+	"\n"
+	"Convert a tar, tar.gz or tar.zst layer (IN, or - for stdin) into an\n"
+	"eStargz or zstd:chunked blob OUT. Prints the values a manifest needs:\n"
+	"  toc-digest=sha256:...      (annotation containerd.io/snapshot/stargz/toc.digest)\n"
+	"  diff-id=sha256:...         (the config's rootfs.diff_ids entry)\n"
+	"  uncompressed-size=N        (io.containers.estargz.uncompressed-size)\n"
+	"  size=N, digest=sha256:...  (the layer descriptor)\n"
+	"\n"
+	"Options:\n"
+	"  --format F        estargz (default) or zstd-chunked\n"
+	"  --chunk-size N    split files into chunks of N bytes (K/M suffixes;\n"
+	"                    default 4M)\n"
+	"  --level L         compression level (default 9 for gzip, 3 for zstd)\n"
+	"  --prioritize FILE files to put first, before .prefetch.landmark: one\n"
+	"                    path per line, or JSON lines with a \"path\" member\n"
+	"  --threads N       compression threads (default: all CPUs)\n"
+	"  --json            print one JSON object instead of key=value lines\n"
+	"  -h, --help        this help\n";
+
+static int cmd_convert(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "format", required_argument, NULL, 'f' },
+		{ "chunk-size", required_argument, NULL, 'c' },
+		{ "level", required_argument, NULL, 'l' },
+		{ "prioritize", required_argument, NULL, 'p' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	struct lp_convert_opts co;
+	struct lp_convert_result res;
+	struct lp_err err = { 0 };
+	const char *prio_path = NULL, *in, *out;
+	char **prio = NULL;
+	char toc[LP_DIGEST_STR_LEN + 1], diff[LP_DIGEST_STR_LEN + 1];
+	char dig[LP_DIGEST_STR_LEN + 1], mck[LP_DIGEST_STR_LEN + 1];
+	bool json = false;
+	int c, fd = -1, r, ret = LP_EXIT_FAIL;
+	long v;
+
+	lp_convert_opts_init(&co);
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			if (!strcmp(optarg, "estargz"))
+				co.format = LP_FMT_ESTARGZ;
+			else if (!strcmp(optarg, "zstd-chunked") ||
+				 !strcmp(optarg, "zstd:chunked"))
+				co.format = LP_FMT_ZSTD_CHUNKED;
+			else
+				return lp_cmd_usage_error(
+					"layer convert",
+					"unknown format '%s' (estargz, zstd-chunked)",
+					optarg);
+			break;
+		case 'c':
+			if (lp_cmd_parse_size(optarg, &co.chunk_size) < 0 ||
+			    co.chunk_size < 4096 ||
+			    co.chunk_size > LP_CHUNK_MAX_SIZE)
+				return lp_cmd_usage_error(
+					"layer convert",
+					"--chunk-size must be 4K..%lluM",
+					(unsigned long long)(LP_CHUNK_MAX_SIZE /
+							     LP_MIB));
+			break;
+		case 'l':
+			if (lp_cmd_parse_int(optarg, 0, 22, &v) < 0)
+				return lp_cmd_usage_error("layer convert",
+							  "bad --level '%s'",
+							  optarg);
+			co.level = (int)v;
+			break;
+		case 'p':
+			prio_path = optarg;
+			break;
+		case 't':
+			if (lp_cmd_parse_int(optarg, 1, 256, &v) < 0)
+				return lp_cmd_usage_error("layer convert",
+							  "bad --threads '%s'",
+							  optarg);
+			co.threads = (unsigned int)v;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			fputs(convert_usage, stdout);
+			return LP_EXIT_OK;
+		default:
+			return lp_cmd_usage_error("layer convert",
+						  "bad option");
+		}
+	}
+	if (argc - optind != 2)
+		return lp_cmd_usage_error("layer convert", "needs IN and OUT");
+	in = argv[optind];
+	out = argv[optind + 1];
+	if (co.format == LP_FMT_ESTARGZ && co.level > 12)
+		return lp_cmd_usage_error("layer convert",
+					  "gzip --level must be 0..12");
+
+	if (prio_path) {
+		r = lp_prio_list_load(prio_path, &prio, &err);
+		if (r < 0)
+			return lp_cmd_fail(prio_path, &err, r);
+		co.prioritized = (const char *const *)prio;
+		co.nr_prioritized = (size_t)r;
+	}
+
+	if (!strcmp(in, "-")) {
+		fd = STDIN_FILENO;
+	} else {
+		fd = open(in, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			fprintf(stderr, "lazypull: %s: %s\n", in,
+				strerror(errno));
+			goto out;
+		}
+	}
+
+	r = lp_convert_layer(fd, out, &co, &res, &err);
+	if (r < 0) {
+		char what[4200];
+
+		snprintf(what, sizeof(what), "converting %s", in);
+		ret = lp_cmd_fail(what, &err, r);
+		goto out;
+	}
+
+	lp_digest_format(&res.toc_digest, toc);
+	lp_digest_format(&res.diff_id, diff);
+	lp_digest_format(&res.blob_digest, dig);
+	lp_digest_format(&res.manifest_checksum, mck);
+	if (json) {
+		printf("{\"format\":\"%s\",\"toc-digest\":\"%s\","
+		       "\"diff-id\":\"%s\",\"uncompressed-size\":%llu,"
+		       "\"size\":%llu,\"digest\":\"%s\"",
+		       format_option_name(co.format), toc, diff,
+		       (unsigned long long)res.uncompressed_size,
+		       (unsigned long long)res.size, dig);
+		if (co.format == LP_FMT_ZSTD_CHUNKED)
+			printf(",\"manifest-checksum\":\"%s\","
+			       "\"manifest-position\":\"%llu:%llu:%llu:1\"",
+			       mck, (unsigned long long)res.toc_offset,
+			       (unsigned long long)res.toc_compressed_size,
+			       (unsigned long long)res.toc_uncompressed_size);
+		printf("}\n");
+	} else {
+		printf("toc-digest=%s\ndiff-id=%s\nuncompressed-size=%llu\n"
+		       "size=%llu\ndigest=%s\n",
+		       toc, diff, (unsigned long long)res.uncompressed_size,
+		       (unsigned long long)res.size, dig);
+		if (co.format == LP_FMT_ZSTD_CHUNKED)
+			printf("manifest-checksum=%s\n"
+			       "manifest-position=%llu:%llu:%llu:1\n",
+			       mck, (unsigned long long)res.toc_offset,
+			       (unsigned long long)res.toc_compressed_size,
+			       (unsigned long long)res.toc_uncompressed_size);
+	}
+	ret = fflush(stdout) == 0 ? LP_EXIT_OK : LP_EXIT_FAIL;
+out:
+	if (fd > STDIN_FILENO)
+		close(fd);
+	lp_prio_list_free(prio);
+	return ret;
+}
+
+/* --- inspect --- */
+
+static const char inspect_usage[] =
+	"Usage: lazypull layer inspect [--toc] BLOB\n"
+	"\n"
+	"Print a layer's format, TOC digest, entry/file/chunk counts and sizes\n"
+	"as key=value lines. The TOC digest printed is computed, not checked:\n"
+	"use 'layer verify' to check a layer against its annotation.\n"
+	"\n"
+	"  --toc       print the TOC JSON instead\n"
+	"  -h, --help  this help\n";
+
+static int cmd_inspect(int argc, char **argv)
+{
+	static const struct option opts[] = { { "toc", no_argument, NULL, 't' },
+					      { "help", no_argument, NULL,
+						'h' },
+					      {} };
+	uint64_t files = 0, dirs = 0, links = 0, other = 0, file_bytes = 0;
+	struct lp_layer *layer = NULL;
+	const struct lp_footer *ft;
+	const struct lp_toc *toc;
+	char dig[LP_DIGEST_STR_LEN + 1];
+	bool want_toc = false;
+	size_t json_len;
+	const void *json;
+	uint32_t i, n;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			want_toc = true;
+			break;
+		case 'h':
+			fputs(inspect_usage, stdout);
+			return LP_EXIT_OK;
+		default:
+			return lp_cmd_usage_error("layer inspect",
+						  "bad option");
+		}
+	}
+	if (argc - optind != 1)
+		return lp_cmd_usage_error("layer inspect", "needs one BLOB");
+	r = open_layer(argv[optind], NULL, &layer);
+	if (r < 0)
+		return LP_EXIT_FAIL;
+
+	json = lp_layer_toc_json(layer, &json_len);
+	if (want_toc) {
+		fwrite(json, 1, json_len, stdout);
+		if (json_len && ((const char *)json)[json_len - 1] != '\n')
+			putchar('\n');
+		goto out;
+	}
+	toc = lp_layer_toc(layer);
+	ft = lp_layer_footer(layer);
+	n = lp_toc_nr_entries(toc);
+	for (i = 0; i < n; i++) {
+		const struct lp_toc_entry *e = lp_toc_entry(toc, i);
+
+		switch (e->type) {
+		case LP_TOC_REG:
+			files++;
+			file_bytes += e->size;
+			break;
+		case LP_TOC_DIR:
+			dirs++;
+			break;
+		case LP_TOC_HARDLINK:
+		case LP_TOC_SYMLINK:
+			links++;
+			break;
+		default:
+			other++;
+		}
+	}
+	lp_digest_format(lp_layer_toc_digest(layer), dig);
+	printf("format=%s\n", lp_format_name(lp_layer_format(layer)));
+	printf("size=%llu\n",
+	       (unsigned long long)lp_blob_size(lp_layer_blob(layer)));
+	printf("toc-digest=%s\n", dig);
+	printf("toc-offset=%llu\n", (unsigned long long)ft->toc_offset);
+	printf("toc-size=%llu\n", (unsigned long long)json_len);
+	printf("entries=%u\n", n);
+	printf("files=%llu\ndirs=%llu\nlinks=%llu\nother=%llu\n",
+	       (unsigned long long)files, (unsigned long long)dirs,
+	       (unsigned long long)links, (unsigned long long)other);
+	printf("chunks=%u\n", lp_toc_nr_chunks(toc));
+	printf("file-bytes=%llu\n", (unsigned long long)file_bytes);
+	printf("prefetch-size=%llu\n",
+	       (unsigned long long)lp_toc_prefetch_end(toc));
+out:
+	lp_layer_free(layer);
+	return fflush(stdout) == 0 ? LP_EXIT_OK : LP_EXIT_FAIL;
+}
+
+/* --- verify --- */
+
+struct verify_file {
+	uint32_t ino;
+	int result; /* 0, or -errno */
+	struct lp_digest digest;
+	struct lp_err err;
+};
+
+struct verify_job {
+	struct lp_layer *layer;
+	struct verify_file *files;
+	uint32_t nr_files;
+	atomic_uint next; /* next index into files to take */
+};
+
+static int hash_sink(void *opaque, const void *data, size_t len)
+{
+	lp_sha256_update(opaque, data, len);
+	return 0;
+}
+
+static void *verify_worker(void *arg)
+{
+	struct verify_job *job = arg;
+	struct lp_chunk_decoder *dec = NULL;
+	struct lp_sha256 *sha = NULL;
+	uint8_t *buf = NULL;
+	size_t buf_len = 0;
+	int setup;
+	uint32_t i;
+
+	setup = lp_chunk_decoder_new(
+		lp_format_compression(lp_layer_format(job->layer)), &dec);
+	if (setup == 0)
+		setup = lp_sha256_new(&sha);
+	while ((i = atomic_fetch_add(&job->next, 1)) < job->nr_files) {
+		struct verify_file *f = &job->files[i];
+
+		if (setup < 0) {
+			f->result = setup;
+			continue;
+		}
+		f->result = read_file(job->layer, dec, f->ino, &buf, &buf_len,
+				      hash_sink, sha, &f->err);
+		/* also resets the context after a failed file */
+		lp_sha256_final(sha, &f->digest);
+	}
+	free(buf);
+	lp_sha256_free(sha);
+	lp_chunk_decoder_free(dec);
+	return NULL;
+}
+
+struct list_line {
+	const char *path;
+	const struct lp_digest *digest;
+};
+
+static int cmp_list_line(const void *a, const void *b)
+{
+	return strcmp(((const struct list_line *)a)->path,
+		      ((const struct list_line *)b)->path);
+}
+
+static const char verify_usage[] =
+	"Usage: lazypull layer verify --toc-digest D [--list] BLOB\n"
+	"\n"
+	"Check that the TOC's sha256 is D (the layer's\n"
+	"containerd.io/snapshot/stargz/toc.digest annotation), then decompress\n"
+	"every chunk of every file and check it against its chunkDigest, and\n"
+	"every file against its digest. Exit 0 only when everything matches.\n"
+	"\n"
+	"  --toc-digest D  the expected TOC digest (sha256:...)\n"
+	"  --list          print every regular file (hardlinks resolved) as\n"
+	"                  'path sha256:hex', sorted bytewise\n"
+	"  --threads N     verify with N threads (default: all CPUs)\n"
+	"  -h, --help      this help\n";
+
+static int cmd_verify(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "toc-digest", required_argument, NULL, 'd' },
+		{ "list", no_argument, NULL, 'l' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	pthread_t tids[VERIFY_MAX_THREADS];
+	struct verify_job job = { 0 };
+	struct list_line *lines = NULL;
+	struct lp_layer *layer = NULL;
+	const struct lp_toc *toc;
+	struct lp_digest want;
+	uint32_t *file_of_ino = NULL; /* inode entry -> index in files */
+	const char *toc_digest = NULL, *path;
+	bool list = false;
+	long nthreads = 0;
+	uint32_t i, n, nr_lines = 0, bad = 0;
+	int c, r, started = 0, ret = LP_EXIT_FAIL;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			toc_digest = optarg;
+			break;
+		case 'l':
+			list = true;
+			break;
+		case 't':
+			if (lp_cmd_parse_int(optarg, 1, VERIFY_MAX_THREADS,
+					     &nthreads) < 0)
+				return lp_cmd_usage_error("layer verify",
+							  "bad --threads '%s'",
+							  optarg);
+			break;
+		case 'h':
+			fputs(verify_usage, stdout);
+			return LP_EXIT_OK;
+		default:
+			return lp_cmd_usage_error("layer verify", "bad option");
+		}
+	}
+	if (argc - optind != 1)
+		return lp_cmd_usage_error("layer verify", "needs one BLOB");
+	if (!toc_digest)
+		return lp_cmd_usage_error(
+			"layer verify",
+			"needs --toc-digest (the layer's containerd.io/snapshot/stargz/toc.digest annotation)");
+	if (lp_digest_parse(toc_digest, &want) < 0)
+		return lp_cmd_usage_error("layer verify",
+					  "bad --toc-digest '%s'", toc_digest);
+	path = argv[optind];
+	if (open_layer(path, &want, &layer) < 0)
+		return LP_EXIT_FAIL;
+	toc = lp_layer_toc(layer);
+	n = lp_toc_nr_entries(toc);
+
+	job.layer = layer;
+	job.files = calloc(n, sizeof(*job.files));
+	file_of_ino = malloc((size_t)n * sizeof(*file_of_ino));
+	lines = calloc(n, sizeof(*lines));
+	if (!job.files || !file_of_ino || !lines) {
+		fprintf(stderr, "lazypull: %s: out of memory\n", path);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		const struct lp_toc_entry *e = lp_toc_entry(toc, i);
+
+		file_of_ino[i] = UINT32_MAX;
+		if (e->type == LP_TOC_REG) {
+			file_of_ino[i] = job.nr_files;
+			job.files[job.nr_files++].ino = i;
+		}
+	}
+
+	if (!nthreads) {
+		nthreads = sysconf(_SC_NPROCESSORS_ONLN);
+		if (nthreads < 1)
+			nthreads = 1;
+		if (nthreads > VERIFY_MAX_THREADS)
+			nthreads = VERIFY_MAX_THREADS;
+	}
+	atomic_init(&job.next, 0);
+	for (started = 0; started < nthreads; started++) {
+		r = pthread_create(&tids[started], NULL, verify_worker, &job);
+		if (r) {
+			if (!started) {
+				fprintf(stderr, "lazypull: %s\n", strerror(r));
+				goto out;
+			}
+			break;
+		}
+	}
+	for (i = 0; i < (uint32_t)started; i++)
+		pthread_join(tids[i], NULL);
+
+	for (i = 0; i < job.nr_files; i++) {
+		struct verify_file *f = &job.files[i];
+		const struct lp_toc_entry *e = lp_toc_entry(toc, f->ino);
+
+		if (f->result == 0 && (e->flags & LP_TOC_HAS_DIGEST) &&
+		    !lp_digest_equal(&f->digest, &e->digest))
+			f->result = lp_err_set(&f->err, -EBADMSG,
+					       "file digest mismatch");
+		if (f->result < 0) {
+			fprintf(stderr, "lazypull: %s: %s: %s\n", path, e->path,
+				lp_err_str(&f->err, f->result));
+			bad++;
+		}
+	}
+	if (bad) {
+		fprintf(stderr,
+			"lazypull: %s: %u of %u files failed verification\n",
+			path, bad, job.nr_files);
+		goto out;
+	}
+
+	if (list) {
+		for (i = 0; i < n; i++) {
+			const struct lp_toc_entry *e = lp_toc_entry(toc, i);
+			uint32_t fi = file_of_ino[e->ino];
+
+			if (e->type != LP_TOC_REG && e->type != LP_TOC_HARDLINK)
+				continue;
+			if (fi == UINT32_MAX)
+				continue;
+			lines[nr_lines].path = e->path;
+			lines[nr_lines].digest = &job.files[fi].digest;
+			nr_lines++;
+		}
+		qsort(lines, nr_lines, sizeof(*lines), cmp_list_line);
+		for (i = 0; i < nr_lines; i++) {
+			char d[LP_DIGEST_STR_LEN + 1];
+
+			lp_digest_format(lines[i].digest, d);
+			printf("%s %s\n", lines[i].path, d);
+		}
+	} else {
+		lp_log_info("%s: TOC digest and %u files verified", path,
+			    job.nr_files);
+	}
+	ret = fflush(stdout) == 0 ? LP_EXIT_OK : LP_EXIT_FAIL;
+out:
+	free(lines);
+	free(file_of_ino);
+	free(job.files);
+	lp_layer_free(layer);
+	return ret;
+}
+
+/* --- extract --- */
+
+struct extract_sink {
+	struct archive *disk;
+	const char *path;
+	struct lp_err *err;
+};
+
+static int disk_sink(void *opaque, const void *data, size_t len)
+{
+	struct extract_sink *s = opaque;
+	la_ssize_t n;
+
+	n = archive_write_data(s->disk, data, len);
+	if (n < 0 || (size_t)n != len)
+		return lp_err_set(s->err, -EIO, "%s: writing: %s", s->path,
+				  archive_error_string(s->disk));
+	return 0;
+}
+
+/*
+ * fill_archive_entry() - describe TOC entry @e for archive_write_disk.
+ * Attributes come from the inode entry (a hardlink's target).
+ */
+static void fill_archive_entry(struct archive_entry *ae,
+			       const struct lp_toc *toc,
+			       const struct lp_toc_entry *e)
+{
+	const struct lp_toc_entry *ino = lp_toc_entry(toc, e->ino);
+	uint32_t i;
+
+	archive_entry_clear(ae);
+	archive_entry_set_pathname(ae, e->path);
+	archive_entry_set_uid(ae, ino->uid);
+	archive_entry_set_gid(ae, ino->gid);
+	archive_entry_set_perm(ae, ino->mode & 07777);
+	archive_entry_set_mtime(ae, (time_t)ino->mtime_sec, ino->mtime_nsec);
+	if (e->type == LP_TOC_HARDLINK) {
+		archive_entry_set_filetype(ae, AE_IFREG);
+		archive_entry_set_hardlink(ae, ino->path);
+		archive_entry_set_size(ae, 0);
+		return;
+	}
+	switch (e->type) {
+	case LP_TOC_DIR:
+		archive_entry_set_filetype(ae, AE_IFDIR);
+		break;
+	case LP_TOC_REG:
+		archive_entry_set_filetype(ae, AE_IFREG);
+		archive_entry_set_size(ae, (la_int64_t)e->size);
+		break;
+	case LP_TOC_SYMLINK:
+		archive_entry_set_filetype(ae, AE_IFLNK);
+		archive_entry_set_symlink(ae, e->link_name);
+		break;
+	case LP_TOC_CHAR:
+	case LP_TOC_BLOCK:
+		archive_entry_set_filetype(
+			ae, e->type == LP_TOC_CHAR ? AE_IFCHR : AE_IFBLK);
+		archive_entry_set_rdevmajor(ae, e->dev_major);
+		archive_entry_set_rdevminor(ae, e->dev_minor);
+		break;
+	case LP_TOC_FIFO:
+		archive_entry_set_filetype(ae, AE_IFIFO);
+		break;
+	}
+	for (i = 0; i < e->nr_xattrs; i++) {
+		const struct lp_toc_xattr *x =
+			lp_toc_xattr(toc, e->first_xattr + i);
+
+		archive_entry_xattr_add_entry(ae, x->name, x->value, x->len);
+	}
+}
+
+static const char extract_usage[] =
+	"Usage: lazypull layer extract BLOB DIR\n"
+	"\n"
+	"Verify and unpack a layer into DIR (created if missing): file\n"
+	"contents, modes, numeric owners (as container runtimes apply layers),\n"
+	"xattrs, mtimes, symlinks, hardlinks, devices and fifos. Whiteout files\n"
+	"(.wh.*) are written as the plain files they are in the layer. Every\n"
+	"chunk is checked against its digest before it is written.\n"
+	"\n"
+	"  --toc-digest D  also require the TOC digest to be D\n"
+	"  -h, --help      this help\n";
+
+static int cmd_extract(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "toc-digest", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	struct lp_chunk_decoder *dec = NULL;
+	struct archive_entry *ae = NULL;
+	struct archive *disk = NULL;
+	struct lp_layer *layer = NULL;
+	const struct lp_toc *toc;
+	struct lp_digest want, *wantp = NULL;
+	struct lp_err err = { 0 };
+	const char *blob, *dir;
+	uint8_t *buf = NULL;
+	size_t buf_len = 0;
+	int c, r, cwd = -1, ret = LP_EXIT_FAIL;
+	uint32_t i, n;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			if (lp_digest_parse(optarg, &want) < 0)
+				return lp_cmd_usage_error(
+					"layer extract",
+					"bad --toc-digest '%s'", optarg);
+			wantp = &want;
+			break;
+		case 'h':
+			fputs(extract_usage, stdout);
+			return LP_EXIT_OK;
+		default:
+			return lp_cmd_usage_error("layer extract",
+						  "bad option");
+		}
+	}
+	if (argc - optind != 2)
+		return lp_cmd_usage_error("layer extract",
+					  "needs BLOB and DIR");
+	blob = argv[optind];
+	dir = argv[optind + 1];
+	if (open_layer(blob, wantp, &layer) < 0)
+		return LP_EXIT_FAIL;
+	toc = lp_layer_toc(layer);
+
+	r = lp_chunk_decoder_new(lp_format_compression(lp_layer_format(layer)),
+				 &dec);
+	if (r < 0) {
+		lp_cmd_fail(blob, NULL, r);
+		goto out;
+	}
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "lazypull: %s: %s\n", dir, strerror(errno));
+		goto out;
+	}
+	/*
+	 * archive_write_disk resolves relative paths against the working
+	 * directory; with SECURE_* flags it refuses "..", absolute paths and
+	 * writes through symlinks, so entries cannot escape DIR.
+	 */
+	cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cwd < 0 || chdir(dir) < 0) {
+		fprintf(stderr, "lazypull: %s: %s\n", dir, strerror(errno));
+		goto out;
+	}
+	disk = archive_write_disk_new();
+	ae = archive_entry_new();
+	if (!disk || !ae) {
+		fprintf(stderr, "lazypull: out of memory\n");
+		goto out;
+	}
+	archive_write_disk_set_options(
+		disk, ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM |
+			      ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR |
+			      ARCHIVE_EXTRACT_UNLINK |
+			      ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+			      ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+			      ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
+
+	n = lp_toc_nr_entries(toc);
+	for (i = 1; i < n; i++) {
+		const struct lp_toc_entry *e = lp_toc_entry(toc, i);
+		struct extract_sink sink = { disk, e->path, &err };
+
+		/* parents missing from the TOC are made by libarchive */
+		if (e->flags & LP_TOC_IMPLIED)
+			continue;
+		fill_archive_entry(ae, toc, e);
+		r = archive_write_header(disk, ae);
+		if (r < ARCHIVE_WARN) {
+			fprintf(stderr, "lazypull: %s: %s: %s\n", blob, e->path,
+				archive_error_string(disk));
+			goto out;
+		}
+		if (r == ARCHIVE_WARN)
+			lp_log_warn("%s: %s: %s", blob, e->path,
+				    archive_error_string(disk));
+		if (e->type == LP_TOC_REG && e->size) {
+			r = read_file(layer, dec, i, &buf, &buf_len, disk_sink,
+				      &sink, &err);
+			if (r < 0) {
+				char what[4200];
+
+				snprintf(what, sizeof(what), "%s: %s", blob,
+					 e->path);
+				lp_cmd_fail(what, &err, r);
+				goto out;
+			}
+		}
+		r = archive_write_finish_entry(disk);
+		if (r < ARCHIVE_WARN) {
+			fprintf(stderr, "lazypull: %s: %s: %s\n", blob, e->path,
+				archive_error_string(disk));
+			goto out;
+		}
+	}
+	/* directory modes and times are fixed up on close */
+	if (archive_write_close(disk) != ARCHIVE_OK) {
+		fprintf(stderr, "lazypull: %s: %s\n", dir,
+			archive_error_string(disk));
+		goto out;
+	}
+	ret = LP_EXIT_OK;
+out:
+	if (cwd >= 0) {
+		if (fchdir(cwd) < 0)
+			lp_log_warn("cannot return to the working directory");
+		close(cwd);
+	}
+	archive_entry_free(ae);
+	archive_write_free(disk);
+	free(buf);
+	lp_chunk_decoder_free(dec);
+	lp_layer_free(layer);
+	return ret;
+}
+
+/* --- dispatch --- */
+
+static const char layer_usage[] =
+	"Usage: lazypull layer COMMAND [OPTIONS] ARGS\n"
+	"\n"
+	"  convert [--format F] [--chunk-size N] [--level L] [--prioritize FILE]\n"
+	"          [--json] IN OUT\n"
+	"  inspect [--toc] BLOB\n"
+	"  verify --toc-digest D [--list] BLOB\n"
+	"  extract BLOB DIR\n"
+	"\n"
+	"'lazypull layer COMMAND --help' describes a command.\n";
+
+int lp_cmd_layer(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(int argc, char **argv);
+	} cmds[] = {
+		{ "convert", cmd_convert },
+		{ "inspect", cmd_inspect },
+		{ "verify", cmd_verify },
+		{ "extract", cmd_extract },
+	};
+	size_t i;
+
+	if (argc < 2) {
+		fputs(layer_usage, stderr);
+		return LP_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+	    !strcmp(argv[1], "help")) {
+		fputs(layer_usage, stdout);
+		return LP_EXIT_OK;
+	}
+	for (i = 0; i < LP_ARRAY_SIZE(cmds); i++) {
+		if (!strcmp(argv[1], cmds[i].name)) {
+			optind = 1;
+			return cmds[i].fn(argc - 1, argv + 1);
+		}
+	}
+	fprintf(stderr, "lazypull layer: unknown command '%s'\n%s", argv[1],
+		layer_usage);
+	return LP_EXIT_USAGE;
+}
