@@ -1,0 +1,189 @@
+# SPDX-License-Identifier: Apache-2.0
+# Shared helpers for the integration scripts (test_*.sh). Sourced, not run;
+# not a test itself (ctest picks up test_*.sh only).
+#
+# Environment (set by tests/CMakeLists.txt; defaults let a developer run a
+# script by hand from the source tree after `cmake -B build`):
+#   LAZYPULL        the lazypull binary
+#   LP_VECTORS_DIR  eStargz vectors made by the reference converter
+#   LP_SOURCE_DIR   the source tree
+#   LP_BUILD_DIR    the build tree (the reference checker is built here)
+
+LP_SOURCE_DIR=${LP_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+LP_BUILD_DIR=${LP_BUILD_DIR:-$LP_SOURCE_DIR/build}
+LP_VECTORS_DIR=${LP_VECTORS_DIR:-$LP_SOURCE_DIR/../shared/vectors}
+LAZYPULL=${LAZYPULL:-$LP_BUILD_DIR/cmd/lazypull}
+export LC_ALL=C # bytewise sorting and stable messages
+
+LP_TEST=$(basename "$0" .sh)
+LP_CHECKS=0
+
+# say MSG...: announce what is being checked.
+say() { echo "[$LP_TEST] $*"; }
+# fail MSG...: fail the test loudly.
+fail() { echo "[$LP_TEST] FAIL: $*" >&2; exit 1; }
+# ok MSG...: one check passed.
+ok() { LP_CHECKS=$((LP_CHECKS + 1)); echo "[$LP_TEST]   ok: $*"; }
+# done_ok: summary line; call last.
+done_ok() { echo "[$LP_TEST] PASS ($LP_CHECKS checks)"; }
+
+[ -x "$LAZYPULL" ] || fail "LAZYPULL=$LAZYPULL is not an executable"
+[ -d "$LP_VECTORS_DIR" ] || fail "LP_VECTORS_DIR=$LP_VECTORS_DIR is not a directory"
+
+# A scratch directory removed on exit, whatever happens.
+T=$(mktemp -d "${TMPDIR:-/tmp}/lp-$LP_TEST.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+
+# The vectors, by name (v1-default, v1-chunk64k, v1-prio, v1-zstd).
+lp_vectors() {
+	local f
+	for f in "$LP_VECTORS_DIR"/*.esgz; do basename "$f" .esgz; done
+}
+
+# vector_format NAME: the format a vector is in.
+vector_format() { case $1 in *zstd*) echo zstd-chunked ;; *) echo estargz ;; esac; }
+
+# lp_run OUT ERR CMD...: runs CMD with stdout/stderr in files; returns its
+# status without tripping set -e.
+lp_run() {
+	local out=$1 err=$2 rc=0
+	shift 2
+	"$@" >"$out" 2>"$err" || rc=$?
+	return $rc
+}
+
+# show_err FILE: print a command's stderr indented (for failure context).
+show_err() { sed 's/^/    | /' "$1" >&2; }
+
+# ref_checker: path of the reference checker, built into the build tree on
+# first use (needs golang-go and Debian's stargz-snapshotter sources).
+ref_checker() {
+	local dir="$LP_BUILD_DIR/interop"
+	if [ ! -x "$dir/estargz-ref" ] ||
+		[ "$LP_SOURCE_DIR/tests/interop/estargz-ref/main.go" -nt "$dir/estargz-ref" ]; then
+		# Several scripts may run in parallel (ctest -j): build under a lock.
+		mkdir -p "$dir"
+		(
+			flock 9
+			if [ ! -x "$dir/estargz-ref" ] ||
+				[ "$LP_SOURCE_DIR/tests/interop/estargz-ref/main.go" -nt "$dir/estargz-ref" ]; then
+				bash "$LP_SOURCE_DIR/tests/interop/build.sh" "$dir" >/dev/null
+			fi
+		) 9>"$dir/.build.lock" >&2 || fail "could not build the reference checker (tests/interop/build.sh)"
+	fi
+	echo "$dir/estargz-ref"
+}
+
+# tree_listing DIR: "path sha256:hex" for every regular file under DIR
+# (hardlinks appear under each name), paths relative to DIR without "./",
+# sorted bytewise: the format of the vectors' .files.
+tree_listing() {
+	python3 - "$1" <<'PY'
+import hashlib, os, sys
+root = sys.argv[1].encode()
+out = []
+for d, dirs, files in os.walk(root):
+    for n in files:
+        p = os.path.join(d, n)
+        if not os.path.isfile(p) or os.path.islink(p):
+            continue
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for b in iter(lambda: f.read(1 << 20), b""):
+                h.update(b)
+        out.append((os.path.relpath(p, root), h.hexdigest()))
+out.sort()
+w = sys.stdout.buffer
+for p, h in out:
+    w.write(p + b" sha256:" + h.encode() + b"\n")
+PY
+}
+
+# toc_digest_of OUTPUT_FILE: the toc-digest=... line a convert printed.
+toc_digest_of() {
+	local d
+	d=$(sed -n 's/^toc-digest=//p' "$1")
+	[ -n "$d" ] || fail "no toc-digest= line in $(basename "$1"): $(cat "$1")"
+	echo "$d"
+}
+
+# same_file A B WHAT: byte-for-byte comparison with a diff on failure.
+same_file() {
+	if ! cmp -s "$1" "$2"; then
+		diff -u "$1" "$2" | head -40 >&2 || true
+		fail "$3 differ ($1 vs $2)"
+	fi
+}
+
+# toc_json BLOB: the TOC JSON of an eStargz or zstd:chunked blob, read with
+# nothing but python3 (and zstd(1)), so tests do not depend on lazypull's
+# own reader to find their way around a blob.
+toc_json() {
+	python3 - "$1" <<'PY'
+import io, struct, subprocess, sys, tarfile, zlib
+b = open(sys.argv[1], "rb").read()
+if b[-8:] == b"GnUlInUx":
+    off, clen, ulen, typ = struct.unpack("<QQQQ", b[-40:-8])
+    j = subprocess.run(["zstd", "-dc"], input=b[off:off + clen],
+                       stdout=subprocess.PIPE, check=True).stdout
+else:
+    for fsz, ext in ((51, b[-51 + 16:-51 + 38]), (47, b[-47 + 12:-47 + 34])):
+        if ext.endswith(b"STARGZ"):
+            break
+    else:
+        sys.exit("toc_json: no eStargz/stargz/zstd:chunked footer")
+    off = int(ext[:16], 16)
+    d = zlib.decompressobj(31).decompress(b[off:len(b) - fsz])
+    t = tarfile.open(fileobj=io.BytesIO(d))
+    j = t.extractfile("stargz.index.json").read()
+sys.stdout.buffer.write(j)
+PY
+}
+
+# toc_offset BLOB: blob offset where the TOC section starts.
+toc_offset() {
+	python3 - "$1" <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+if b[-8:] == b"GnUlInUx":
+    print(struct.unpack("<Q", b[-40:-32])[0])
+elif b[-51 + 32:-51 + 38] == b"STARGZ":
+    print(int(b[-51 + 16:-51 + 32], 16))
+else:
+    print(int(b[-47 + 12:-47 + 28], 16))
+PY
+}
+
+# flip_byte FILE OFFSET: invert every bit of the byte at OFFSET, in place.
+flip_byte() {
+	python3 - "$1" "$2" <<'PY'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2]))
+    c = f.read(1)
+    f.seek(int(sys.argv[2]))
+    f.write(bytes([c[0] ^ 0xFF]))
+PY
+}
+
+# chunk_ranges BLOB: one line per payload member, "start end name
+# chunkOffset": the compressed byte range [start, end) holding that chunk of
+# that file (end is the next member's start, or the TOC's).
+chunk_ranges() {
+	toc_json "$1" >"$T/.toc.json"
+	python3 - "$T/.toc.json" "$(toc_offset "$1")" <<'PY'
+import json, sys
+toc = json.load(open(sys.argv[1]))
+tocoff = int(sys.argv[2])
+name, ents = None, []
+for e in toc["entries"]:
+    if e["type"] != "chunk":
+        name = e["name"]
+    if e["type"] in ("reg", "chunk") and e.get("offset", 0) > 0:
+        ents.append((e["offset"], name, e.get("chunkOffset", 0)))
+starts = sorted(set(o for o, _, _ in ents)) + [tocoff]
+nxt = {starts[i]: starts[i + 1] for i in range(len(starts) - 1)}
+for o, n, c in sorted(ents):
+    print(o, nxt[o], n[2:] if n.startswith("./") else n, c)
+PY
+}
