@@ -187,3 +187,87 @@ for o, n, c in sorted(ents):
     print(o, nxt[o], n[2:] if n.startswith("./") else n, c)
 PY
 }
+
+# make_busybox_rootfs TAR: a small but realistic image layer, tar'ed with GNU
+# tar: /bin/busybox from busybox-static, its applets as symlinks (and a few
+# hardlinks), /etc files, owners other than root, setuid/sticky modes,
+# xattrs, a fifo, devices, an empty file, a file of several 4 MiB chunks and
+# overlay whiteouts.
+make_busybox_rootfs() {
+	local tar=$1 r="$T/busybox-rootfs" a
+	[ -x /bin/busybox ] || fail "/bin/busybox missing (install busybox-static)"
+	rm -rf "$r"
+	mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,etc/init.d,root,tmp,var/log,var/empty,home/user,dev,proc,sys,usr/share/data}
+	cp /bin/busybox "$r/bin/busybox"
+	chmod 0755 "$r/bin/busybox"
+	for a in $(/bin/busybox --list-full); do
+		case $a in bin/busybox) continue ;; esac
+		mkdir -p "$r/$(dirname "$a")"
+		ln -sf /bin/busybox "$r/$a"
+	done
+	# A few applets as hardlinks, as some distributions ship them.
+	for a in sh ash cat; do
+		rm -f "$r/bin/$a"
+		ln "$r/bin/busybox" "$r/bin/$a"
+	done
+	cat >"$r/etc/passwd" <<'P'
+root:x:0:0:root:/root:/bin/sh
+daemon:x:1:1:daemon:/usr/sbin:/bin/false
+user:x:1000:1000:Linux User,,,:/home/user:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+P
+	cat >"$r/etc/group" <<'G'
+root:x:0:
+daemon:x:1:
+user:x:1000:
+nogroup:x:65534:
+G
+	printf 'root:*:19000:0:99999:7:::\nuser:!:19000:0:99999:7:::\n' >"$r/etc/shadow"
+	chmod 0640 "$r/etc/shadow"
+	echo lazypull-test >"$r/etc/hostname"
+	printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n' >"$r/etc/hosts"
+	printf 'NAME="busybox"\nID=busybox\nVERSION_ID=1.35\n' >"$r/etc/os-release"
+	printf 'export PATH=/usr/sbin:/usr/bin:/sbin:/bin\nPS1="\\u@\\h:\\w# "\n' >"$r/etc/profile"
+	printf '#!/bin/sh\nmount -t proc proc /proc\nhostname -F /etc/hostname\n' >"$r/etc/init.d/rcS"
+	chmod 0755 "$r/etc/init.d/rcS"
+	: >"$r/etc/fstab"
+	ln -s /proc/mounts "$r/etc/mtab"
+	ln -s ../nonexistent "$r/etc/dangling"
+	chmod 0700 "$r/root"
+	chmod 1777 "$r/tmp"
+	echo "hello" >"$r/home/user/.profile"
+	chown -R 1000:1000 "$r/home/user"
+	chown 65534:65534 "$r/var/empty"
+	chmod 4755 "$r/bin/busybox"
+	# Several chunks at the default 4 MiB, many at 64 KiB; deterministic.
+	python3 -c '
+import random, sys
+r = random.Random(42)
+sys.stdout.buffer.write(bytes(r.getrandbits(8) for _ in range(1 << 20)) * 3)
+sys.stdout.buffer.write(b"lazypull " * 400000)' >"$r/usr/share/data/mixed.bin"
+	mkfifo "$r/var/log/fifo"
+	mknod "$r/dev/null" c 1 3 2>/dev/null || true
+	mknod "$r/dev/loop9" b 7 9 2>/dev/null || true
+	setfattr -n user.lazypull.comment -v "busybox rootfs" "$r/etc/hostname" 2>/dev/null || true
+	setfattr -n trusted.overlay.opaque -v y "$r/var/log" 2>/dev/null || true
+	setfattr -n security.capability -v 0sAQAAAgAgAAAAAAAAAAAAAAAAAAA= "$r/bin/busybox" 2>/dev/null || true
+	: >"$r/etc/.wh.motd"
+	: >"$r/var/empty/.wh..wh..opq"
+	# Fixed times and order: the same tar every run.
+	find "$r" -exec touch -h -d '2023-01-01 00:00:00 UTC' {} +
+	touch -h -d '2022-02-22 22:22:22 UTC' "$r/etc/dangling" "$r/etc/hostname"
+	tar --sort=name --format=pax --pax-option=delete=atime,delete=ctime --numeric-owner --xattrs --xattrs-include='*' -C "$r" -cf "$tar" . ||
+		fail "could not tar the busybox rootfs"
+	rm -rf "$r"
+}
+
+# tar_listing TAR: tree_listing of GNU tar's extraction of TAR.
+tar_listing() {
+	local d="$T/tar-listing.$$"
+	rm -rf "$d"
+	mkdir -p "$d"
+	tar -xf "$1" -C "$d" --no-same-owner --no-same-permissions ||
+		fail "GNU tar could not extract $1"
+	tree_listing "$d"
+	rm -rf "$d"
+}
