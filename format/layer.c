@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * A layer: footer + TOC read through a blob source, and verified chunk reads.
+ *
+ * Opening reads the last LP_FOOTER_MAX_SIZE bytes, parses the footer, reads
+ * the (bounded) TOC range, decompresses it - for eStargz a gzip member holding
+ * one tar entry "stargz.index.json", for zstd:chunked a zstd frame inside a
+ * skippable frame - hashes the JSON, compares the digest with the wanted one
+ * and only then parses it. Reading a chunk preads its compressed range,
+ * decodes it and checks its chunkDigest before handing the bytes out.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+#include <zstd.h>
+
+#include "chunk_int.h"
+#include "lp_layer.h"
+
+#define TAR_BLOCK 512
+#define TAR_OCTAL_DIGITS 11 /* of the 12-byte size field */
+/* zstd:chunked: skippable frame header (magic, length) before the TOC */
+#define ZSTD_SKIP_HDR 8
+/*
+ * Compressed bytes read for a chunk whose member runs on (tar headers of
+ * many following entries): more than any deflate/zstd encoding of the
+ * chunk needs. Decoders stop once the chunk is out.
+ */
+#define COMPRESS_SLACK(n) ((n) / 128 + 64 * LP_KIB)
+
+struct lp_layer {
+	struct lp_blob *blob;
+	struct lp_footer footer;
+	struct lp_toc *toc;
+	struct lp_digest toc_digest;
+	uint8_t *json;
+	size_t json_len;
+};
+
+/* the tar header of the TOC entry: its name, type and JSON size */
+static int parse_toc_tar_header(const uint8_t *h, size_t *ret_size,
+				struct lp_err *err)
+{
+	unsigned long sum = 0, want = 0;
+	uint64_t size = 0;
+	size_t i, namelen = strlen(LP_TOC_NAME);
+	int r = 0;
+
+	for (i = 0; i < TAR_BLOCK; i++)
+		sum += (i >= 148 && i < 156) ? ' ' : h[i];
+	for (i = 148; i < 156 && h[i] >= '0' && h[i] <= '7'; i++)
+		want = want * 8 + (h[i] - '0');
+	if (i == 148 || sum != want) {
+		r = lp_err_set(err, -EINVAL, "TOC tar header: bad checksum");
+		goto out;
+	}
+	if (memcmp(h, LP_TOC_NAME, namelen) != 0 || h[namelen] != '\0' ||
+	    (h[156] != '0' && h[156] != '\0') ||
+	    (memcmp(h + 257, "ustar\0", 6) == 0 && h[345] != '\0')) {
+		r = lp_err_set(err, -EINVAL,
+			       "TOC tar entry is not a regular file named "
+			       "\"" LP_TOC_NAME "\"");
+		goto out;
+	}
+	for (i = 124; i < 124 + TAR_OCTAL_DIGITS && h[i] == ' '; i++)
+		;
+	for (; i < 124 + TAR_OCTAL_DIGITS && h[i] >= '0' && h[i] <= '7'; i++)
+		size = size * 8 + (uint64_t)(h[i] - '0');
+	if (i < 136 && h[i] != '\0' && h[i] != ' ') {
+		r = lp_err_set(err, -EINVAL, "TOC tar header: bad size field");
+		goto out;
+	}
+	if (size > LP_TOC_MAX_JSON) {
+		r = lp_err_set(err, -EFBIG,
+			       "TOC of %llu bytes exceeds LP_TOC_MAX_JSON",
+			       (unsigned long long)size);
+		goto out;
+	}
+	*ret_size = (size_t)size;
+out:
+	return r;
+}
+
+/* inflate exactly @len bytes of output into @dst; 0 or -EBADMSG */
+static int inflate_exact(z_stream *zs, void *dst, size_t len,
+			 struct lp_err *err)
+{
+	int r = 0, zr;
+
+	zs->next_out = dst;
+	zs->avail_out = (uInt)len;
+	while (zs->avail_out) {
+		uInt before = zs->avail_out;
+
+		zr = inflate(zs, Z_NO_FLUSH);
+		if (zr == Z_STREAM_END && zs->avail_out)
+			zr = Z_DATA_ERROR;
+		if ((zr != Z_OK && zr != Z_STREAM_END) ||
+		    (before == zs->avail_out && zs->avail_in == 0)) {
+			r = lp_err_set(err, -EBADMSG, "TOC gzip member: %s",
+				       zs->msg ? zs->msg :
+						 "truncated or corrupt");
+			goto out;
+		}
+	}
+out:
+	return r;
+}
+
+/* eStargz: gzip member -> tar header -> JSON */
+static int read_gzip_toc(struct lp_layer *l, const uint8_t *src, size_t len,
+			 struct lp_err *err)
+{
+	uint8_t hdr[TAR_BLOCK];
+	z_stream zs = { 0 };
+	bool ready = false;
+	size_t json_len;
+	int r;
+
+	if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
+		r = -ENOMEM;
+		goto out;
+	}
+	ready = true;
+	zs.next_in = (Bytef *)src;
+	zs.avail_in = (uInt)len; /* <= LP_TOC_MAX_COMPRESSED */
+	r = inflate_exact(&zs, hdr, sizeof(hdr), err);
+	if (r < 0)
+		goto out;
+	r = parse_toc_tar_header(hdr, &json_len, err);
+	if (r < 0)
+		goto out;
+	l->json = malloc(json_len + 1);
+	if (!l->json) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = inflate_exact(&zs, l->json, json_len, err);
+	if (r < 0)
+		goto out;
+	l->json[json_len] = '\0';
+	l->json_len = json_len;
+out:
+	if (ready)
+		inflateEnd(&zs);
+	return r;
+}
+
+/* zstd:chunked: skippable frame header, then a zstd frame of JSON */
+static int read_zstd_toc(struct lp_layer *l, const uint8_t *src, size_t len,
+			 struct lp_err *err)
+{
+	size_t want = (size_t)l->footer.toc_uncompressed_size, got;
+	int r;
+
+	if (lp_get_le32(src) != LP_ZSTD_SKIPPABLE_MAGIC ||
+	    lp_get_le32(src + 4) != len - ZSTD_SKIP_HDR) {
+		r = lp_err_set(err, -EINVAL,
+			       "zstd:chunked TOC at %llu is not in a skippable "
+			       "frame of %zu bytes",
+			       (unsigned long long)l->footer.toc_offset,
+			       len - ZSTD_SKIP_HDR);
+		goto out;
+	}
+	l->json = malloc(want + 1);
+	if (!l->json) {
+		r = -ENOMEM;
+		goto out;
+	}
+	got = ZSTD_decompress(l->json, want, src + ZSTD_SKIP_HDR,
+			      len - ZSTD_SKIP_HDR);
+	if (ZSTD_isError(got) || got != want) {
+		r = lp_err_set(err, -EBADMSG,
+			       "zstd:chunked TOC: %s (want %zu bytes)",
+			       ZSTD_isError(got) ? ZSTD_getErrorName(got) :
+						   "wrong size",
+			       want);
+		goto out;
+	}
+	l->json[want] = '\0';
+	l->json_len = want;
+	r = 0;
+out:
+	return r;
+}
+
+static int read_toc(struct lp_layer *l, struct lp_err *err)
+{
+	const struct lp_footer *f = &l->footer;
+	bool zstd = f->format == LP_FMT_ZSTD_CHUNKED;
+	uint64_t off = zstd ? f->toc_offset - ZSTD_SKIP_HDR : f->toc_offset;
+	size_t len = (size_t)f->toc_size + (zstd ? ZSTD_SKIP_HDR : 0);
+	uint8_t *buf = NULL;
+	int r;
+
+	buf = malloc(len);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = lp_blob_pread(l->blob, buf, len, off);
+	if (r < 0) {
+		r = lp_err_set(err, r, "%s: reading %zu TOC bytes at %llu",
+			       lp_blob_name(l->blob), len,
+			       (unsigned long long)off);
+		goto out;
+	}
+	r = zstd ? read_zstd_toc(l, buf, len, err) :
+		   read_gzip_toc(l, buf, len, err);
+out:
+	free(buf);
+	return r;
+}
+
+int lp_layer_open(struct lp_blob *blob, const struct lp_digest *want_toc_digest,
+		  struct lp_layer **ret_layer, struct lp_err *err)
+{
+	struct lp_layer *l = NULL;
+	uint8_t tail[LP_FOOTER_MAX_SIZE];
+	uint64_t size = lp_blob_size(blob), payload_end;
+	size_t tail_len = (size_t)lp_min_u64(size, sizeof(tail));
+	int r;
+
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		r = -ENOMEM;
+		goto out;
+	}
+	l->blob = lp_blob_ref(blob);
+	r = lp_blob_pread(blob, tail, tail_len, size - tail_len);
+	if (r < 0) {
+		r = lp_err_set(err, r, "%s: reading the footer",
+			       lp_blob_name(blob));
+		goto out;
+	}
+	r = lp_footer_parse(tail, tail_len, size, &l->footer, err);
+	if (r < 0)
+		goto out;
+	r = read_toc(l, err);
+	if (r < 0)
+		goto out;
+	lp_sha256(l->json, l->json_len, &l->toc_digest);
+	if (want_toc_digest &&
+	    !lp_digest_equal(&l->toc_digest, want_toc_digest)) {
+		char got[LP_DIGEST_STR_LEN + 1], want[LP_DIGEST_STR_LEN + 1];
+
+		lp_digest_format(&l->toc_digest, got);
+		lp_digest_format(want_toc_digest, want);
+		r = lp_err_set(err, -EBADMSG, "%s: TOC digest %s, expected %s",
+			       lp_blob_name(blob), got, want);
+		goto out;
+	}
+	payload_end = l->footer.format == LP_FMT_ZSTD_CHUNKED ?
+			      l->footer.toc_offset - ZSTD_SKIP_HDR :
+			      l->footer.toc_offset;
+	r = lp_toc_parse(l->json, l->json_len, payload_end, &l->toc, err);
+	if (r < 0)
+		goto out;
+	*ret_layer = l;
+	l = NULL;
+out:
+	lp_layer_free(l);
+	return r;
+}
+
+void lp_layer_free(struct lp_layer *layer)
+{
+	if (!layer)
+		return;
+	lp_toc_free(layer->toc);
+	free(layer->json);
+	lp_blob_unref(layer->blob);
+	free(layer);
+}
+
+enum lp_layer_format lp_layer_format(const struct lp_layer *layer)
+{
+	return layer->footer.format;
+}
+
+const struct lp_footer *lp_layer_footer(const struct lp_layer *layer)
+{
+	return &layer->footer;
+}
+
+const struct lp_toc *lp_layer_toc(const struct lp_layer *layer)
+{
+	return layer->toc;
+}
+
+const struct lp_digest *lp_layer_toc_digest(const struct lp_layer *layer)
+{
+	return &layer->toc_digest;
+}
+
+const void *lp_layer_toc_json(const struct lp_layer *layer, size_t *ret_len)
+{
+	*ret_len = layer->json_len;
+	return layer->json;
+}
+
+struct lp_blob *lp_layer_blob(const struct lp_layer *layer)
+{
+	return layer->blob;
+}
+
+int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
+			uint32_t ci, void *dst, struct lp_err *err)
+{
+	const struct lp_toc_chunk *c = lp_toc_chunk(layer->toc, ci);
+	const struct lp_toc_entry *e;
+	struct lp_err why = { 0 };
+	uint8_t *buf = NULL;
+	uint64_t len;
+	int r;
+
+	if (!c) {
+		r = lp_err_set(err, -EINVAL, "%s: no chunk %u",
+			       lp_blob_name(layer->blob), ci);
+		goto out;
+	}
+	e = lp_toc_entry(layer->toc, c->entry);
+	if (lp_chunk_decoder_compression(dec) !=
+	    lp_format_compression(layer->footer.format)) {
+		r = lp_err_set(err, -EINVAL,
+			       "%s: decoder of the wrong "
+			       "compression",
+			       lp_blob_name(layer->blob));
+		goto out;
+	}
+	/* both bounded by the TOC parser (LP_CHUNK_MAX_*) */
+	len = c->inner_offset + c->chunk_size;
+	len = lp_min_u64(c->compressed_size, len + COMPRESS_SLACK(len));
+	buf = malloc(len);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = lp_blob_pread(layer->blob, buf, len, c->offset);
+	if (r < 0) {
+		r = lp_err_set(err, r,
+			       "%s: reading \"%s\" chunk at file "
+			       "offset %llu (blob %llu+%llu)",
+			       lp_blob_name(layer->blob), e->path,
+			       (unsigned long long)c->chunk_offset,
+			       (unsigned long long)c->offset,
+			       (unsigned long long)len);
+		goto out;
+	}
+	r = lp_chunk_decode(dec, buf, len, c->inner_offset, dst, c->chunk_size,
+			    &why);
+	if (r == 0 && c->has_digest &&
+	    lp_chunk_verify(dst, c->chunk_size, &c->digest) < 0) {
+		r = -EBADMSG;
+		lp_err_set(&why, r, "chunkDigest mismatch");
+	}
+	if (r < 0)
+		r = lp_err_set(err, r,
+			       "%s: \"%s\" chunk at file offset %llu "
+			       "(blob offset %llu): %s",
+			       lp_blob_name(layer->blob), e->path,
+			       (unsigned long long)c->chunk_offset,
+			       (unsigned long long)c->offset,
+			       lp_err_str(&why, r));
+out:
+	free(buf);
+	return r;
+}

@@ -1,0 +1,464 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Layer tests against the reference converter's vectors: open each one, check
+ * the format and TOC digest, read and verify every chunk of every regular
+ * file and reproduce the vector's .files listing byte for byte (hardlinks
+ * under their own path with their target's content). Then faults: a flipped
+ * byte in a chunk, a wrong wanted TOC digest, truncated blobs and a blob
+ * whose reads fail.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lp_layer.h"
+
+struct vec {
+	const char *name;
+	enum lp_layer_format format;
+	bool prefetch;
+};
+
+static const struct vec vectors[] = {
+	{ "v1-default", LP_FMT_ESTARGZ, false },
+	{ "v1-chunk64k", LP_FMT_ESTARGZ, false },
+	{ "v1-prio", LP_FMT_ESTARGZ, true },
+	{ "v1-zstd", LP_FMT_ZSTD_CHUNKED, false },
+};
+
+static uint8_t *slurp(const char *path, size_t *ret_len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf;
+	long n;
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	assert_true(n >= 0);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	*ret_len = (size_t)n;
+	return buf;
+}
+
+static char *vec_path(const char *name, const char *ext)
+{
+	static char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s%s", LP_VECTORS_DIR, name, ext);
+	return path;
+}
+
+static void want_digest(const char *name, struct lp_digest *d)
+{
+	size_t len;
+	char *s = (char *)slurp(vec_path(name, ".toc-digest"), &len);
+
+	while (len && (s[len - 1] == '\n' || s[len - 1] == ' '))
+		len--;
+	assert_int_equal(lp_digest_parse_n(s, len, d), 0);
+	free(s);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* sha256 of a whole file, chunk by chunk, through lp_layer_read_chunk */
+static int hash_file(struct lp_layer *l, struct lp_chunk_decoder *dec,
+		     uint32_t ino, struct lp_digest *out)
+{
+	const struct lp_toc *toc = lp_layer_toc(l);
+	const struct lp_toc_entry *e = lp_toc_entry(toc, ino);
+	struct lp_sha256 *ctx = NULL;
+	uint32_t k;
+	int r = 0;
+
+	assert_int_equal(lp_sha256_new(&ctx), 0);
+	for (k = 0; k < e->nr_chunks; k++) {
+		const struct lp_toc_chunk *c =
+			lp_toc_chunk(toc, e->first_chunk + k);
+		struct lp_err err = { 0 };
+		uint8_t *buf = malloc(c->chunk_size);
+
+		assert_non_null(buf);
+		assert_int_equal(c->entry, ino);
+		assert_int_equal(lp_toc_find_chunk(toc, ino, c->chunk_offset),
+				 e->first_chunk + k);
+		r = lp_layer_read_chunk(l, dec, e->first_chunk + k, buf, &err);
+		if (r < 0) {
+			print_message("read_chunk: %s\n", lp_err_str(&err, r));
+			free(buf);
+			break;
+		}
+		lp_sha256_update(ctx, buf, c->chunk_size);
+		free(buf);
+	}
+	lp_sha256_final(ctx, out);
+	lp_sha256_free(ctx);
+	return r;
+}
+
+static void check_vector(const struct vec *v)
+{
+	struct lp_blob *blob = NULL;
+	struct lp_layer *l = NULL;
+	struct lp_chunk_decoder *dec = NULL;
+	struct lp_err err = { 0 };
+	struct lp_digest want;
+	const struct lp_toc *toc;
+	char **lines, *listing, *expect;
+	size_t nlines = 0, i, len, expect_len, pos = 0;
+	uint32_t n, k;
+	int r;
+
+	assert_int_equal(lp_blob_open_file(vec_path(v->name, ".esgz"), &blob),
+			 0);
+	want_digest(v->name, &want);
+	r = lp_layer_open(blob, &want, &l, &err);
+	if (r < 0)
+		print_message("%s: %s\n", v->name, lp_err_str(&err, r));
+	assert_int_equal(r, 0);
+	lp_blob_unref(blob); /* the layer holds its own reference */
+	assert_true(lp_digest_equal(lp_layer_toc_digest(l), &want));
+	assert_int_equal(lp_layer_format(l), v->format);
+	assert_ptr_equal(lp_layer_toc_json(l, &len) != NULL, true);
+	assert_true(len > 0);
+	toc = lp_layer_toc(l);
+	assert_int_equal(lp_toc_entry(toc, 0)->type, LP_TOC_DIR);
+	assert_string_equal(lp_toc_entry(toc, 0)->path, "");
+	if (v->prefetch) {
+		uint32_t lm = lp_toc_lookup_path(toc, LP_PREFETCH_LANDMARK);
+
+		assert_int_not_equal(lm, LP_TOC_NO_INDEX);
+		assert_int_equal(lp_toc_prefetch_end(toc),
+				 lp_toc_entry(toc, lm)->offset);
+		assert_true(lp_toc_prefetch_end(toc) > 0);
+	} else {
+		assert_int_equal(lp_toc_prefetch_end(toc), 0);
+	}
+
+	assert_int_equal(
+		lp_chunk_decoder_new(lp_format_compression(v->format), &dec),
+		0);
+	n = lp_toc_nr_entries(toc);
+	lines = calloc(n, sizeof(*lines));
+	assert_non_null(lines);
+	for (k = 0; k < n; k++) {
+		const struct lp_toc_entry *e = lp_toc_entry(toc, k);
+		const struct lp_toc_entry *ino = lp_toc_entry(toc, e->ino);
+		struct lp_digest d;
+		char hex[LP_DIGEST_STR_LEN + 1];
+
+		if (e->type != LP_TOC_REG && e->type != LP_TOC_HARDLINK)
+			continue;
+		assert_int_equal(ino->type, LP_TOC_REG);
+		assert_int_equal(lp_toc_lookup_path(toc, e->path), k);
+		assert_int_equal(hash_file(l, dec, e->ino, &d), 0);
+		if (ino->flags & LP_TOC_HAS_DIGEST)
+			assert_true(lp_digest_equal(&d, &ino->digest));
+		lp_digest_format(&d, hex);
+		lines[nlines] = malloc(strlen(e->path) + sizeof(hex) + 2);
+		assert_non_null(lines[nlines]);
+		sprintf(lines[nlines], "%s %s\n", e->path, hex);
+		nlines++;
+	}
+	qsort(lines, nlines, sizeof(*lines), cmp_str);
+	listing = malloc(nlines * (LP_TOC_MAX_PATH + 80) + 1);
+	assert_non_null(listing);
+	for (i = 0; i < nlines; i++) {
+		len = strlen(lines[i]);
+		memcpy(listing + pos, lines[i], len);
+		pos += len;
+		free(lines[i]);
+	}
+	listing[pos] = '\0';
+	expect = (char *)slurp(vec_path(v->name, ".files"), &expect_len);
+	assert_string_equal(listing, expect);
+	free(expect);
+	free(listing);
+	free(lines);
+	lp_chunk_decoder_free(dec);
+	lp_layer_free(l);
+}
+
+static void test_vectors(void **state)
+{
+	size_t i;
+
+	for (i = 0; i < LP_ARRAY_SIZE(vectors); i++)
+		check_vector(&vectors[i]);
+}
+
+static void test_inspect_facts(void **state)
+{
+	struct lp_blob *blob = NULL;
+	struct lp_layer *l = NULL;
+	struct lp_err err = { 0 };
+	const struct lp_toc *toc;
+	const struct lp_toc_entry *e, *h;
+	uint32_t i, big;
+
+	assert_int_equal(
+		lp_blob_open_file(vec_path("v1-default", ".esgz"), &blob), 0);
+	assert_int_equal(lp_layer_open(blob, NULL, &l, &err), 0);
+	assert_int_equal(lp_layer_footer(l)->footer_size,
+			 LP_FOOTER_ESTARGZ_SIZE);
+	assert_string_equal(lp_format_name(lp_layer_format(l)), "estargz");
+	toc = lp_layer_toc(l);
+	/* 9 MiB file in three 4 MiB chunks, the last "to the end" */
+	big = lp_toc_lookup_path(toc, "./usr/lib/big.bin");
+	e = lp_toc_entry(toc, big);
+	assert_int_equal(e->nr_chunks, 3);
+	assert_int_equal(lp_toc_chunk(toc, e->first_chunk + 2)->chunk_size,
+			 e->size - 2 * LP_DEFAULT_CHUNK_SIZE);
+	/* hardlink shares the inode, nlink 2 on both names */
+	h = lp_toc_entry(toc, lp_toc_lookup_path(toc, "usr/bin/tool-hardlink"));
+	e = lp_toc_entry(toc, lp_toc_lookup_path(toc, "usr/bin/tool"));
+	assert_int_equal(h->type, LP_TOC_HARDLINK);
+	assert_ptr_equal(lp_toc_entry(toc, h->ino), e);
+	assert_int_equal(e->nlink, 2);
+	assert_int_equal(e->mode, 04755); /* JSON 2541 */
+	/* devices, fifo, xattrs */
+	e = lp_toc_entry(toc, lp_toc_lookup_path(toc, "var/null-dev"));
+	assert_int_equal(e->type, LP_TOC_CHAR);
+	assert_int_equal(e->dev_major, 1);
+	assert_int_equal(e->dev_minor, 3);
+	e = lp_toc_entry(toc, lp_toc_lookup_path(toc, "var"));
+	assert_int_equal(e->nr_xattrs, 1);
+	assert_string_equal(lp_toc_xattr(toc, e->first_xattr)->name,
+			    "trusted.overlay.opaque");
+	assert_int_equal(lp_toc_xattr(toc, e->first_xattr)->len, 1);
+	assert_memory_equal(lp_toc_xattr(toc, e->first_xattr)->value, "y", 1);
+	/* every chunk's compressed range ends at or before the TOC */
+	for (i = 0; i < lp_toc_nr_chunks(toc); i++) {
+		const struct lp_toc_chunk *c = lp_toc_chunk(toc, i);
+
+		assert_true(c->compressed_size > 0);
+		assert_true(c->offset + c->compressed_size <=
+			    lp_layer_footer(l)->toc_offset);
+	}
+	lp_layer_free(l);
+	lp_blob_unref(blob);
+}
+
+static struct lp_blob *mem_blob(const uint8_t *data, size_t len)
+{
+	struct lp_blob *b = NULL;
+
+	assert_int_equal(lp_blob_new_mem(data, len, "mem", &b), 0);
+	return b;
+}
+
+static void test_corrupt_chunk(void **state)
+{
+	const char *names[] = { "v1-default", "v1-zstd" };
+	size_t v;
+
+	for (v = 0; v < LP_ARRAY_SIZE(names); v++) {
+		size_t len;
+		uint8_t *data = slurp(vec_path(names[v], ".esgz"), &len);
+		struct lp_blob *blob = mem_blob(data, len), *bad;
+		struct lp_layer *l = NULL, *lb = NULL;
+		struct lp_chunk_decoder *dec = NULL;
+		struct lp_err err = { 0 };
+		const struct lp_toc_chunk *c;
+		const struct lp_toc *toc;
+		uint32_t ci;
+		uint8_t *buf;
+
+		assert_int_equal(lp_layer_open(blob, NULL, &l, &err), 0);
+		toc = lp_layer_toc(l);
+		ci = lp_toc_entry(toc, lp_toc_lookup_path(toc, "usr/bin/tool"))
+			     ->first_chunk;
+		c = lp_toc_chunk(toc, ci);
+		/* flip a byte in the middle of the compressed chunk */
+		data[c->offset + c->compressed_size / 2] ^= 0x40;
+		bad = mem_blob(data, len);
+		assert_int_equal(lp_layer_open(bad, NULL, &lb, &err), 0);
+		assert_int_equal(
+			lp_chunk_decoder_new(
+				lp_format_compression(lp_layer_format(l)),
+				&dec),
+			0);
+		buf = malloc(c->chunk_size);
+		assert_int_equal(lp_layer_read_chunk(l, dec, ci, buf, &err), 0);
+		lp_err_clear(&err);
+		assert_int_equal(lp_layer_read_chunk(lb, dec, ci, buf, &err),
+				 -EBADMSG);
+		assert_non_null(strstr(err.msg, "usr/bin/tool"));
+		free(buf);
+		lp_chunk_decoder_free(dec);
+		lp_layer_free(lb);
+		lp_layer_free(l);
+		lp_blob_unref(bad);
+		lp_blob_unref(blob);
+		free(data);
+	}
+}
+
+static void test_wrong_toc_digest(void **state)
+{
+	struct lp_blob *blob = NULL;
+	struct lp_layer *l = NULL;
+	struct lp_err err = { 0 };
+	struct lp_digest d;
+
+	want_digest("v1-chunk64k", &d);
+	d.b[5] ^= 1;
+	assert_int_equal(
+		lp_blob_open_file(vec_path("v1-default", ".esgz"), &blob), 0);
+	assert_int_equal(lp_layer_open(blob, &d, &l, &err), -EBADMSG);
+	assert_null(l);
+	assert_non_null(strstr(err.msg, "TOC digest"));
+	lp_blob_unref(blob);
+}
+
+static void test_truncated(void **state)
+{
+	const char *names[] = { "v1-default", "v1-zstd" };
+	size_t v, cut;
+
+	for (v = 0; v < LP_ARRAY_SIZE(names); v++) {
+		size_t len;
+		uint8_t *data = slurp(vec_path(names[v], ".esgz"), &len);
+		size_t cuts[] = { 0,  1,  30,	47,	 48,
+				  51, 52, 1000, len / 2, len - 1 };
+
+		for (cut = 0; cut < LP_ARRAY_SIZE(cuts); cut++) {
+			struct lp_blob *b = mem_blob(data, cuts[cut]);
+			struct lp_layer *l = NULL;
+			struct lp_err err = { 0 };
+			int r = lp_layer_open(b, NULL, &l, &err);
+
+			assert_true(r < 0);
+			assert_null(l);
+			assert_true(err.msg[0] != '\0');
+			lp_blob_unref(b);
+		}
+		free(data);
+	}
+}
+
+/* a blob that fails every read after the first @ok ones */
+struct failing {
+	struct lp_blob *inner;
+	int ok;
+};
+
+static int failing_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct failing *f = ctx;
+
+	if (f->ok-- <= 0)
+		return -EIO;
+	return lp_blob_pread(f->inner, buf, len, off);
+}
+
+static void failing_close(void *ctx)
+{
+	struct failing *f = ctx;
+
+	lp_blob_unref(f->inner);
+	free(f);
+}
+
+static const struct lp_blob_ops failing_ops = {
+	.pread = failing_pread,
+	.close = failing_close,
+};
+
+static void test_read_errors(void **state)
+{
+	int ok;
+
+	for (ok = 0; ok < 3; ok++) {
+		struct failing *f = calloc(1, sizeof(*f));
+		struct lp_blob *b = NULL;
+		struct lp_layer *l = NULL;
+		struct lp_chunk_decoder *dec = NULL;
+		struct lp_err err = { 0 };
+		uint8_t buf[64];
+		int r;
+
+		assert_int_equal(
+			lp_blob_open_file(vec_path("v1-default", ".esgz"),
+					  &f->inner),
+			0);
+		f->ok = ok;
+		assert_int_equal(lp_blob_new(&failing_ops, f,
+					     lp_blob_size(f->inner), "failing",
+					     &b),
+				 0);
+		r = lp_layer_open(b, NULL, &l, &err);
+		if (ok < 2) {
+			assert_int_equal(r, -EIO);
+		} else {
+			uint32_t lm;
+
+			assert_int_equal(r, 0);
+			assert_int_equal(
+				lp_chunk_decoder_new(LP_COMP_GZIP, &dec), 0);
+			lm = lp_toc_lookup_path(lp_layer_toc(l),
+						LP_NO_PREFETCH_LANDMARK);
+			r = lp_layer_read_chunk(
+				l, dec,
+				lp_toc_entry(lp_layer_toc(l), lm)->first_chunk,
+				buf, &err);
+			assert_int_equal(r, -EIO);
+			assert_non_null(strstr(err.msg, "landmark"));
+		}
+		lp_chunk_decoder_free(dec);
+		lp_layer_free(l);
+		lp_blob_unref(b);
+	}
+}
+
+static void test_wrong_decoder(void **state)
+{
+	struct lp_blob *blob = NULL;
+	struct lp_layer *l = NULL;
+	struct lp_chunk_decoder *dec = NULL;
+	struct lp_err err = { 0 };
+	uint8_t buf[8];
+
+	assert_int_equal(lp_blob_open_file(vec_path("v1-zstd", ".esgz"), &blob),
+			 0);
+	assert_int_equal(lp_layer_open(blob, NULL, &l, &err), 0);
+	assert_int_equal(lp_chunk_decoder_new(LP_COMP_GZIP, &dec), 0);
+	assert_int_equal(lp_layer_read_chunk(l, dec, 0, buf, &err), -EINVAL);
+	lp_err_clear(&err);
+	assert_int_equal(lp_layer_read_chunk(l, dec, UINT32_MAX, buf, &err),
+			 -EINVAL);
+	lp_chunk_decoder_free(dec);
+	lp_layer_free(l);
+	lp_layer_free(NULL);
+	lp_blob_unref(blob);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_vectors),
+		cmocka_unit_test(test_inspect_facts),
+		cmocka_unit_test(test_corrupt_chunk),
+		cmocka_unit_test(test_wrong_toc_digest),
+		cmocka_unit_test(test_truncated),
+		cmocka_unit_test(test_read_errors),
+		cmocka_unit_test(test_wrong_decoder),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
