@@ -1,0 +1,468 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * TOC parser tests: every TOCEntry field of a hand-written TOC (name
+ * normalisation, implied parents, hardlinks, carried-forward owner names,
+ * chunk continuations, inner offsets, xattrs, devices, modtimes, mode bits),
+ * the lookups, and a table of hostile TOCs that must be rejected with the
+ * right code and a message naming the entry.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lp_toc.h"
+
+#define D1 \
+	"sha256:0000000000000000000000000000000000000000000000000000000000000001"
+#define D2 \
+	"sha256:0000000000000000000000000000000000000000000000000000000000000002"
+
+static const char good_toc[] =
+	"{\"version\":1,\"entries\":["
+	"{\"name\":\"./\",\"type\":\"dir\",\"mode\":16877,"
+	" \"modtime\":\"2021-03-04T05:06:07Z\"},"
+	"{\"name\":\"./etc/\",\"type\":\"dir\",\"mode\":493,\"uid\":1000,"
+	" \"gid\":1001,\"userName\":\"alice\",\"groupName\":\"staff\"},"
+	"{\"name\":\"./etc/passwd\",\"type\":\"reg\",\"size\":10,"
+	" \"offset\":100,\"mode\":33188,\"uid\":1000,\"gid\":1001,"
+	" \"digest\":\"" D1 "\",\"chunkDigest\":\"" D1 "\","
+	" \"modtime\":\"2021-03-04T05:06:07.5+01:00\",\"futureField\":[1,2]},"
+	"{\"name\":\"etc/packed\",\"type\":\"reg\",\"size\":5,\"offset\":100,"
+	" \"innerOffset\":1024},"
+	"{\"name\":\"/usr/lib/big\",\"type\":\"reg\",\"size\":25,"
+	" \"offset\":200,\"chunkSize\":10,\"chunkDigest\":\"" D2 "\"},"
+	"{\"name\":\"usr/lib/big\",\"type\":\"chunk\",\"offset\":300,"
+	" \"chunkOffset\":10,\"chunkSize\":10},"
+	"{\"name\":\"usr/lib/big\",\"type\":\"chunk\",\"offset\":400,"
+	" \"chunkOffset\":20},"
+	"{\"name\":\"usr/lib/link\",\"type\":\"hardlink\","
+	" \"linkName\":\"./usr/lib/big\"},"
+	"{\"name\":\"usr/lib/link2\",\"type\":\"hardlink\","
+	" \"linkName\":\"usr/lib/link\"},"
+	"{\"name\":\"usr/lib/sym\",\"type\":\"symlink\",\"linkName\":\"big\"},"
+	"{\"name\":\"dev/null\",\"type\":\"char\",\"devMajor\":1,"
+	" \"devMinor\":3,\"uid\":1000},"
+	"{\"name\":\"dev/fifo\",\"type\":\"fifo\"},"
+	"{\"name\":\"dev/blk\",\"type\":\"block\",\"devMajor\":7},"
+	"{\"name\":\"x\",\"type\":\"dir\",\"xattrs\":{\"user.a\":\"aGk=\","
+	" \"trusted.overlay.opaque\":\"eQ==\",\"user.empty\":\"\"}},"
+	"{\"name\":\".prefetch.landmark\",\"type\":\"reg\",\"size\":1,"
+	" \"offset\":500},"
+	"{\"name\":\"empty\",\"type\":\"reg\",\"gid\":1001}"
+	"]}";
+
+static struct lp_toc *parse_ok(const char *json, uint64_t payload_end)
+{
+	struct lp_toc *toc = NULL;
+	struct lp_err err = { 0 };
+	int r = lp_toc_parse(json, strlen(json), payload_end, &toc, &err);
+
+	if (r < 0)
+		print_message("parse: %s\n", lp_err_str(&err, r));
+	assert_int_equal(r, 0);
+	return toc;
+}
+
+static const struct lp_toc_entry *at(const struct lp_toc *toc, const char *path)
+{
+	uint32_t i = lp_toc_lookup_path(toc, path);
+
+	assert_int_not_equal(i, LP_TOC_NO_INDEX);
+	return lp_toc_entry(toc, i);
+}
+
+static void test_fields(void **state)
+{
+	struct lp_toc *toc = parse_ok(good_toc, 1000);
+	const struct lp_toc_entry *e, *root;
+	const struct lp_toc_chunk *c;
+	const struct lp_toc_xattr *x;
+
+	root = lp_toc_entry(toc, 0);
+	assert_string_equal(root->path, "");
+	assert_int_equal(root->type, LP_TOC_DIR);
+	assert_int_equal(root->flags & LP_TOC_IMPLIED, 0);
+	assert_int_equal(root->mode, 0755); /* S_IFDIR masked off */
+	assert_int_equal(root->mtime_sec, 1614834367);
+	/* root, etc, usr, usr/lib (implied), dev (implied), x: 2 + 4 subdirs */
+	assert_int_equal(root->nlink, 2 + 4);
+
+	e = at(toc, "etc/passwd");
+	assert_string_equal(e->name, "passwd");
+	assert_int_equal(e->mode, 0644);
+	assert_int_equal(e->size, 10);
+	assert_int_equal(e->offset, 100);
+	assert_true(e->flags & LP_TOC_HAS_DIGEST);
+	assert_true(e->flags & LP_TOC_HAS_MODTIME);
+	assert_int_equal(e->mtime_sec, 1614834367 - 3600);
+	assert_int_equal(e->mtime_nsec, 500000000);
+	assert_string_equal(e->user_name, "alice"); /* carried forward */
+	assert_string_equal(e->group_name, "staff");
+	assert_int_equal(e->nr_chunks, 1);
+	c = lp_toc_chunk(toc, e->first_chunk);
+	assert_int_equal(c->chunk_size, 10);
+	assert_true(c->has_digest);
+	/* shares its member with etc/packed: ends at the next offset */
+	assert_int_equal(c->compressed_size, 100);
+
+	e = at(toc, "etc/packed");
+	c = lp_toc_chunk(toc, e->first_chunk);
+	assert_int_equal(c->inner_offset, 1024);
+	assert_int_equal(c->compressed_size, 100);
+	assert_false(c->has_digest);
+	assert_string_equal(e->user_name, ""); /* uid 0 never named */
+
+	e = at(toc, "usr/lib/big");
+	assert_int_equal(e->nr_chunks, 3);
+	assert_int_equal(e->nlink, 3);
+	c = lp_toc_chunk(toc, e->first_chunk + 2);
+	assert_int_equal(c->chunk_offset, 20);
+	assert_int_equal(c->chunk_size, 5); /* 0: to the end */
+	assert_int_equal(c->compressed_size, 100);
+	assert_int_equal(lp_toc_find_chunk(toc, e->ino, 0), e->first_chunk);
+	assert_int_equal(lp_toc_find_chunk(toc, e->ino, 9), e->first_chunk);
+	assert_int_equal(lp_toc_find_chunk(toc, e->ino, 10),
+			 e->first_chunk + 1);
+	assert_int_equal(lp_toc_find_chunk(toc, e->ino, 24),
+			 e->first_chunk + 2);
+	assert_int_equal(lp_toc_find_chunk(toc, e->ino, 25), LP_TOC_NO_INDEX);
+
+	e = at(toc, "usr/lib/link2");
+	assert_int_equal(e->type, LP_TOC_HARDLINK);
+	assert_int_equal(e->ino, lp_toc_lookup_path(toc, "usr/lib/big"));
+	assert_int_equal(e->nlink, 3);
+	assert_string_equal(at(toc, "usr/lib/link")->link_name, "usr/lib/big");
+	assert_string_equal(at(toc, "usr/lib/sym")->link_name, "big");
+
+	e = at(toc, "usr/lib");
+	assert_true(e->flags & LP_TOC_IMPLIED);
+	assert_int_equal(e->mode, 0755);
+	assert_int_equal(e->nr_children, 4);
+	assert_string_equal(
+		lp_toc_entry(toc, lp_toc_child(toc, e->first_child))->name,
+		"big");
+
+	e = at(toc, "dev/null");
+	assert_int_equal(e->type, LP_TOC_CHAR);
+	assert_int_equal(e->dev_major, 1);
+	assert_int_equal(e->dev_minor, 3);
+	assert_string_equal(e->user_name, "alice");
+	assert_int_equal(at(toc, "dev/blk")->type, LP_TOC_BLOCK);
+	assert_int_equal(at(toc, "dev/fifo")->type, LP_TOC_FIFO);
+	assert_string_equal(at(toc, "empty")->group_name, "staff");
+	assert_int_equal(at(toc, "empty")->nr_chunks, 0);
+
+	e = at(toc, "x");
+	assert_int_equal(e->nr_xattrs, 3);
+	x = lp_toc_xattr(toc, e->first_xattr);
+	assert_string_equal(x->name, "user.a");
+	assert_int_equal(x->len, 2);
+	assert_memory_equal(x->value, "hi", 2);
+	assert_int_equal(lp_toc_xattr(toc, e->first_xattr + 2)->len, 0);
+
+	assert_int_equal(lp_toc_prefetch_end(toc), 500);
+	lp_toc_free(toc);
+	lp_toc_free(NULL);
+}
+
+static void test_lookup(void **state)
+{
+	struct lp_toc *toc = parse_ok(good_toc, 1000);
+	uint32_t root_kids = lp_toc_entry(toc, 0)->nr_children, i;
+	const char *prev = NULL;
+
+	assert_int_equal(lp_toc_lookup_path(toc, ""), 0);
+	assert_int_equal(lp_toc_lookup_path(toc, "/"), 0);
+	assert_int_equal(lp_toc_lookup_path(toc, "./"), 0);
+	assert_int_equal(lp_toc_lookup_path(toc, "./usr//lib/./big"),
+			 lp_toc_lookup_path(toc, "usr/lib/big"));
+	assert_int_equal(lp_toc_lookup_path(toc, "usr/lib/../lib"),
+			 LP_TOC_NO_INDEX);
+	assert_int_equal(lp_toc_lookup_path(toc, "usr/lib/big/x"),
+			 LP_TOC_NO_INDEX);
+	assert_int_equal(lp_toc_lookup_path(toc, "nope"), LP_TOC_NO_INDEX);
+	assert_int_equal(lp_toc_lookup(toc, 0, "etcX", 3),
+			 lp_toc_lookup_path(toc, "etc"));
+	assert_int_equal(lp_toc_lookup(toc, 0, "et", 2), LP_TOC_NO_INDEX);
+	assert_int_equal(lp_toc_lookup(toc, 12345, "etc", 3), LP_TOC_NO_INDEX);
+	for (i = 0; i < root_kids; i++) {
+		const struct lp_toc_entry *e = lp_toc_entry(
+			toc,
+			lp_toc_child(toc,
+				     lp_toc_entry(toc, 0)->first_child + i));
+
+		assert_int_equal(e->parent, 0);
+		if (prev)
+			assert_true(strcmp(prev, e->name) < 0);
+		prev = e->name;
+	}
+	lp_toc_free(toc);
+}
+
+static void test_empty_and_carry(void **state)
+{
+	struct lp_toc *toc = parse_ok("{\"entries\":[]}", 0);
+
+	assert_int_equal(lp_toc_nr_entries(toc), 1);
+	assert_true(lp_toc_entry(toc, 0)->flags & LP_TOC_IMPLIED);
+	lp_toc_free(toc);
+	toc = parse_ok(" { } ", 0);
+	assert_int_equal(lp_toc_nr_entries(toc), 1);
+	lp_toc_free(toc);
+	/* the name is carried per uid: uid 2 keeps "b" after uid 1 changes */
+	toc = parse_ok("{\"entries\":["
+		       "{\"name\":\"a\",\"type\":\"dir\",\"uid\":1,"
+		       "\"userName\":\"a\"},"
+		       "{\"name\":\"b\",\"type\":\"dir\",\"uid\":2,"
+		       "\"userName\":\"b\"},"
+		       "{\"name\":\"c\",\"type\":\"dir\",\"uid\":1,"
+		       "\"userName\":\"a2\"},"
+		       "{\"name\":\"d\",\"type\":\"dir\",\"uid\":2},"
+		       "{\"name\":\"e\",\"type\":\"dir\",\"uid\":1}]}",
+		       0);
+	assert_string_equal(at(toc, "d")->user_name, "b");
+	assert_string_equal(at(toc, "e")->user_name, "a2");
+	lp_toc_free(toc);
+}
+
+struct bad {
+	const char *json;
+	int code;
+	const char *msg; /* substring of the error message */
+};
+
+#define E(x) "{\"version\":1,\"entries\":[" x "]}"
+#define REG(name, size, off)                                      \
+	"{\"name\":\"" name "\",\"type\":\"reg\",\"size\":" #size \
+	",\"offset\":" #off "}"
+
+static const struct bad bad_tocs[] = {
+	{ E("{\"name\":\"../etc/passwd\",\"type\":\"reg\"}"), -EINVAL,
+	  "../etc/passwd\": path has a \"..\"" },
+	{ E("{\"name\":\"a/../../b\",\"type\":\"dir\"}"), -EINVAL, "\"..\"" },
+	{ E("{\"name\":\"a\",\"type\":\"dir\"},{\"name\":\"./a/\","
+	    "\"type\":\"dir\"}"),
+	  -EINVAL, "TOC entry 1 \"./a/\": duplicate name" },
+	{ E("{\"name\":\"./\",\"type\":\"dir\"},{\"name\":\"/\","
+	    "\"type\":\"dir\"}"),
+	  -EINVAL, "duplicate root" },
+	{ E("{\"name\":\"./\",\"type\":\"reg\"}"), -EINVAL, "root is not" },
+	{ E("{\"name\":\"a\",\"type\":\"socket\"}"), -EINVAL,
+	  "unknown type \"socket\"" },
+	{ E("{\"name\":\"a\"}"), -EINVAL, "unknown type" },
+	{ E(REG("a", 10, 1000)), -EINVAL, "\"a\": offset 1000 is outside" },
+	{ E("{\"name\":\"a\",\"type\":\"reg\",\"size\":10,\"offset\":0,"
+	    "\"chunkSize\":6},"
+	    "{\"name\":\"a\",\"type\":\"chunk\",\"offset\":10,"
+	    "\"chunkOffset\":4}"),
+	  -EINVAL, "\"a\": chunk at file offset 4 overlaps" },
+	{ E("{\"name\":\"a\",\"type\":\"reg\",\"size\":10,\"offset\":0,"
+	    "\"chunkSize\":4},"
+	    "{\"name\":\"a\",\"type\":\"chunk\",\"offset\":10,"
+	    "\"chunkOffset\":6}"),
+	  -EINVAL, "leaves a gap" },
+	{ E("{\"name\":\"a\",\"type\":\"reg\",\"size\":10,\"offset\":0,"
+	    "\"chunkSize\":4}"),
+	  -EINVAL, "chunks cover 4 of 10" },
+	{ E("{\"name\":\"a\",\"type\":\"reg\",\"size\":10,\"offset\":0,"
+	    "\"chunkSize\":40}"),
+	  -EINVAL, "runs past the file size" },
+	{ E("{\"name\":\"a\",\"type\":\"reg\",\"size\":10,\"offset\":0,"
+	    "\"chunkOffset\":3}"),
+	  -EINVAL, "leaves a gap" },
+	{ E("{\"name\":\"a\",\"type\":\"reg\"},{\"name\":\"a\","
+	    "\"type\":\"chunk\",\"offset\":1,\"chunkSize\":1}"),
+	  -EINVAL, "past the file size" },
+	{ E("{\"name\":\"a\",\"type\":\"chunk\",\"offset\":1}"), -EINVAL,
+	  "chunk does not follow" },
+	{ E(REG("a", 10, 0) ",{\"name\":\"b\",\"type\":\"chunk\","
+			    "\"offset\":1,\"chunkOffset\":5}"),
+	  -EINVAL, "other than" },
+	{ E("{\"name\":\"a\",\"type\":\"reg\",\"digest\":\"sha256:xyz\"}"),
+	  -EINVAL, "\"a\": bad digest" },
+	{ E("{\"name\":\"a\",\"type\":\"reg\",\"size\":1,\"offset\":0,"
+	    "\"chunkDigest\":\"md5:00\"}"),
+	  -EINVAL, "bad chunkDigest" },
+	{ E("{\"name\":\"a\",\"type\":\"reg\",\"size\":9223372036854775807,"
+	    "\"offset\":0}"),
+	  -EFBIG, "LP_FILE_MAX_SIZE" },
+	{ E("{\"name\":\"a\",\"type\":\"reg\",\"size\":99999999999999999999,"
+	    "\"offset\":0}"),
+	  -EFBIG, "LP_FILE_MAX_SIZE" },
+	{ E(REG("a", 134217728, 0)), -EFBIG, "LP_CHUNK_MAX_SIZE" },
+	{ E("{\"name\":\"a\",\"type\":\"reg\",\"size\":1,\"offset\":0,"
+	    "\"innerOffset\":999999999999}"),
+	  -EFBIG, "LP_CHUNK_MAX_INNER_OFFSET" },
+	{ E("{\"name\":\"a\",\"type\":\"reg\",\"size\":-1}"), -EINVAL,
+	  "\"size\" is negative" },
+	{ E("{\"name\":\"a\",\"type\":\"reg\",\"size\":1.5}"), -EINVAL,
+	  "not an integer" },
+	{ E("{\"name\":\"a\",\"type\":\"reg\",\"size\":\"1\"}"), -EINVAL,
+	  "not an integer" },
+	{ E("{\"name\":\"a\",\"type\":\"dir\",\"uid\":4294967296}"), -EINVAL,
+	  "\"uid\" out of range" },
+	{ E("{\"name\":5,\"type\":\"dir\"}"), -EINVAL, "not a string" },
+	{ E("{\"name\":\"a\\u0000b\",\"type\":\"dir\"}"), -EINVAL, "NUL" },
+	{ E("{\"name\":\"h\",\"type\":\"hardlink\",\"linkName\":\"nope\"}"),
+	  -EINVAL, "\"h\": hardlink to a missing" },
+	{ E("{\"name\":\"d\",\"type\":\"dir\"},{\"name\":\"h\","
+	    "\"type\":\"hardlink\",\"linkName\":\"d\"}"),
+	  -EINVAL, "non-regular" },
+	{ E("{\"name\":\"h1\",\"type\":\"hardlink\",\"linkName\":\"h2\"},"
+	    "{\"name\":\"h2\",\"type\":\"hardlink\",\"linkName\":\"h1\"}"),
+	  -EINVAL, "cycle" },
+	{ E("{\"name\":\"s\",\"type\":\"symlink\"}"), -EINVAL,
+	  "bad symlink target" },
+	{ E("{\"name\":\"f\",\"type\":\"fifo\"},{\"name\":\"f/x\","
+	    "\"type\":\"dir\"}"),
+	  -EINVAL, "\"f/x\": parent is not a directory" },
+	{ E("{\"name\":\"a\",\"type\":\"dir\",\"xattrs\":{\"user.x\":\"!!\"}}"),
+	  -EINVAL, "bad base64" },
+	{ E("{\"name\":\"a\",\"type\":\"dir\",\"xattrs\":{\"user.x\":\"QQ=\"}}"),
+	  -EINVAL, "bad base64" },
+	{ E("{\"name\":\"a\",\"type\":\"dir\",\"xattrs\":{\"user.x\":1}}"),
+	  -EINVAL, "not a string" },
+	{ E("{\"name\":\"a\",\"type\":\"dir\",\"xattrs\":[]}"), -EINVAL,
+	  "not an object" },
+	{ E("{\"name\":\"a\",\"type\":\"dir\",\"modtime\":\"yesterday\"}"),
+	  -EINVAL, "bad modtime" },
+	{ E("{\"name\":\"a\",\"type\":\"dir\","
+	    "\"modtime\":\"2021-02-30T00:00:00Z\"}"),
+	  -EINVAL, "bad modtime" },
+	{ E("{\"name\":\"a\",\"type\":\"dir\","
+	    "\"modtime\":\"2021-02-03T00:00:00\"}"),
+	  -EINVAL, "bad modtime" },
+	{ E("{\"name\":\"a\",\"type\":\"dir\",\"x\":[[[[[[[[[[[[[[[[[[]]]]]]]"
+	    "]]]]]]]]]]]}"),
+	  -EINVAL, "nested deeper" },
+	{ "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", -EINVAL, "expected '{'" },
+	{ "{\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", -EINVAL,
+	  "nested deeper" },
+	{ E("\"a\""), -EINVAL, "not a JSON object" },
+	{ E("{\"name\":\"a\",\"type\":\"dir\"}") "x", -EINVAL, "trailing" },
+	{ "{\"version\":1,\"entries\":[{\"name\":\"a\"", -EINVAL, "truncated" },
+	{ "{\"version\":2,\"entries\":[]}", -EINVAL, "unsupported version" },
+	{ "{\"entries\":[],\"entries\":[]}", -EINVAL, "two \"entries\"" },
+	{ "{\"entries\":[{\"name\":\"a\",\"type\":\"dir\",}]}", -EINVAL,
+	  "TOC JSON at byte" },
+	{ "{\"entries\":[] \"x\":1}", -EINVAL, "expected '}'" },
+	{ "{\"entries\":[],\"x\":tru}", -EINVAL, "TOC JSON at byte" },
+	{ "{\"entries\":{}}", -EINVAL, "expected '['" },
+	{ "", -EINVAL, "expected '{'" },
+};
+
+static void test_bad(void **state)
+{
+	size_t i;
+
+	for (i = 0; i < LP_ARRAY_SIZE(bad_tocs); i++) {
+		const struct bad *b = &bad_tocs[i];
+		struct lp_toc *toc = NULL;
+		struct lp_err err = { 0 };
+		int r = lp_toc_parse(b->json, strlen(b->json), 100, &toc, &err);
+
+		if (r != b->code || !strstr(err.msg, b->msg))
+			print_message("case %zu: %s\n  got %d \"%s\"\n", i,
+				      b->json, r, err.msg);
+		assert_int_equal(r, b->code);
+		assert_non_null(strstr(err.msg, b->msg));
+		assert_null(toc);
+	}
+}
+
+/* path bounds: component, depth and total length */
+static void test_bounds(void **state)
+{
+	char *json = malloc(64 * 1024), *p;
+	struct lp_toc *toc = NULL;
+	struct lp_err err = { 0 };
+	int i;
+
+	assert_non_null(json);
+	p = json + sprintf(json, "{\"entries\":[{\"name\":\"");
+	memset(p, 'n', LP_TOC_MAX_NAME + 1);
+	strcpy(p + LP_TOC_MAX_NAME + 1, "\",\"type\":\"dir\"}]}");
+	assert_int_equal(lp_toc_parse(json, strlen(json), 0, &toc, &err),
+			 -EFBIG);
+	assert_non_null(strstr(err.msg, "LP_TOC_MAX_NAME"));
+
+	lp_err_clear(&err);
+	p = json + sprintf(json, "{\"entries\":[{\"name\":\"");
+	for (i = 0; i <= LP_TOC_MAX_DEPTH; i++)
+		p += sprintf(p, "d/");
+	strcpy(p, "\",\"type\":\"dir\"}]}");
+	assert_int_equal(lp_toc_parse(json, strlen(json), 0, &toc, &err),
+			 -EFBIG);
+	assert_non_null(strstr(err.msg, "LP_TOC_MAX_DEPTH"));
+
+	lp_err_clear(&err);
+	p = json + sprintf(json, "{\"entries\":[{\"name\":\"");
+	for (i = 0; i < 20; i++) {
+		memset(p, 'a' + i, 250);
+		p[250] = '/';
+		p += 251;
+	}
+	strcpy(p, "\",\"type\":\"dir\"}]}");
+	assert_int_equal(lp_toc_parse(json, strlen(json), 0, &toc, &err),
+			 -EFBIG);
+	assert_non_null(strstr(err.msg, "LP_TOC_MAX_PATH"));
+
+	/* depth exactly at the bound is fine, and implies its parents */
+	p = json + sprintf(json, "{\"entries\":[{\"name\":\"");
+	for (i = 0; i < LP_TOC_MAX_DEPTH; i++)
+		p += sprintf(p, "d/");
+	strcpy(p, "\",\"type\":\"dir\"}]}");
+	assert_int_equal(lp_toc_parse(json, strlen(json), 0, &toc, &err), 0);
+	assert_int_equal(lp_toc_nr_entries(toc), 1 + LP_TOC_MAX_DEPTH);
+	lp_toc_free(toc);
+	free(json);
+}
+
+/* many entries: the hash and arrays grow; children stay sorted */
+static void test_many(void **state)
+{
+	size_t cap = 8 * 1024 * 1024, n = 0;
+	char *json = malloc(cap);
+	struct lp_toc *toc = NULL;
+	struct lp_err err = { 0 };
+	int i;
+
+	assert_non_null(json);
+	n += (size_t)sprintf(json, "{\"entries\":[");
+	for (i = 0; i < 50000; i++)
+		n += (size_t)sprintf(json + n,
+				     "%s{\"name\":\"d%d/f%d\",\"type\":\"reg\","
+				     "\"size\":1,\"offset\":%d,\"uid\":%d,"
+				     "\"userName\":\"u%d\"}",
+				     i ? "," : "", i % 100, i, i, i % 7, i % 7);
+	strcpy(json + n, "]}");
+	assert_int_equal(lp_toc_parse(json, strlen(json), 50000, &toc, &err),
+			 0);
+	assert_int_equal(lp_toc_nr_entries(toc), 1 + 50000 + 100);
+	assert_int_equal(lp_toc_nr_chunks(toc), 50000);
+	assert_int_equal(lp_toc_lookup_path(toc, "d42/f4242"), 1 + 4242);
+	assert_string_equal(at(toc, "d42/f4242")->user_name, "u0");
+	assert_int_equal(lp_toc_chunk(toc, 49999)->compressed_size, 1);
+	lp_toc_free(toc);
+	free(json);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fields),
+		cmocka_unit_test(test_lookup),
+		cmocka_unit_test(test_empty_and_carry),
+		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_many),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
