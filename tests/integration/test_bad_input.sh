@@ -46,6 +46,30 @@ head -c 6000000 "$T/in/v1.tar" >"$T/in/truncated.tar"
 gzip -c "$T/in/text.txt" >"$T/in/text.txt.gz"
 head -c 700 "$T/in/v1.tar" >"$T/in/header-only.tar"
 
+# --- verify / inspect / extract of things that are not eStargz ------------------
+cp "$LP_VECTORS_DIR/v1-default.esgz" "$T/in/v1.esgz"
+sz=$(stat -c %s "$T/in/v1.esgz")
+head -c $((sz - 20)) "$T/in/v1.esgz" >"$T/in/no-footer.esgz"  # footer cut
+head -c $((sz / 2)) "$T/in/v1.esgz" >"$T/in/half.esgz"         # TOC gone
+# A footer pointing past the end of the blob (offset field rewritten).
+python3 - "$T/in/v1.esgz" "$T/in/bad-offset.esgz" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+b[-51 + 16:-51 + 32] = b"%016x" % (len(b) * 2)
+open(sys.argv[2], "wb").write(b)
+PY
+cp "$LP_VECTORS_DIR/v1.tar.gz" "$T/in/plain.tar.gz"
+toc=$(cat "$LP_VECTORS_DIR/v1-default.toc-digest")
+for f in plain.tar.gz v1.tar random.bin text.txt empty no-footer.esgz half.esgz bad-offset.esgz; do
+	expect_error "verify $f" "$LAZYPULL" layer verify "$T/in/$f" --toc-digest "$toc"
+	msg=$(head -1 "$T/err")
+	expect_error "verify --list $f" "$LAZYPULL" layer verify "$T/in/$f" --toc-digest "$toc" --list
+	expect_error "inspect $f" "$LAZYPULL" layer inspect "$T/in/$f"
+	rm -rf "$T/x"
+	expect_error "extract $f" "$LAZYPULL" layer extract "$T/in/$f" "$T/x"
+	ok "verify/inspect/extract of $f: exit 1, '$msg'"
+done
+
 # --- convert -------------------------------------------------------------------
 for f in random.bin text.txt empty truncated.tar.gz truncated.tar text.txt.gz header-only.tar; do
 	for fmt in estargz zstd-chunked; do
@@ -79,27 +103,4 @@ expect_error "convert into a missing directory" \
 	"$LAZYPULL" layer convert "$LP_VECTORS_DIR/v1.tar.gz" "$T/no-such-dir/out.esgz"
 ok "convert into a missing directory: $(head -1 "$T/err")"
 
-# --- verify / inspect / extract of things that are not eStargz ------------------
-cp "$LP_VECTORS_DIR/v1-default.esgz" "$T/in/v1.esgz"
-sz=$(stat -c %s "$T/in/v1.esgz")
-head -c $((sz - 20)) "$T/in/v1.esgz" >"$T/in/no-footer.esgz"  # footer cut
-head -c $((sz / 2)) "$T/in/v1.esgz" >"$T/in/half.esgz"         # TOC gone
-# A footer pointing past the end of the blob (offset field rewritten).
-python3 - "$T/in/v1.esgz" "$T/in/bad-offset.esgz" <<'PY'
-import sys
-b = bytearray(open(sys.argv[1], "rb").read())
-b[-51 + 16:-51 + 32] = b"%016x" % (len(b) * 2)
-open(sys.argv[2], "wb").write(b)
-PY
-cp "$LP_VECTORS_DIR/v1.tar.gz" "$T/in/plain.tar.gz"
-toc=$(cat "$LP_VECTORS_DIR/v1-default.toc-digest")
-for f in plain.tar.gz v1.tar random.bin text.txt empty no-footer.esgz half.esgz bad-offset.esgz; do
-	expect_error "verify $f" "$LAZYPULL" layer verify "$T/in/$f" --toc-digest "$toc"
-	msg=$(head -1 "$T/err")
-	expect_error "verify --list $f" "$LAZYPULL" layer verify "$T/in/$f" --toc-digest "$toc" --list
-	expect_error "inspect $f" "$LAZYPULL" layer inspect "$T/in/$f"
-	rm -rf "$T/x"
-	expect_error "extract $f" "$LAZYPULL" layer extract "$T/in/$f" "$T/x"
-	ok "verify/inspect/extract of $f: exit 1, '$msg'"
-done
 done_ok
