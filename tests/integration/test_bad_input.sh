@@ -71,6 +71,14 @@ for f in plain.tar.gz v1.tar random.bin text.txt empty no-footer.esgz half.esgz 
 done
 
 # --- convert -------------------------------------------------------------------
+# Control: good input converts, so the failures below are about the input.
+rm -rf "$T/outdir"
+mkdir "$T/outdir"
+lp_run "$T/out" "$T/err" "$LAZYPULL" layer convert "$LP_VECTORS_DIR/v1.tar.gz" "$T/outdir/ok.esgz" ||
+	{ show_err "$T/err"; fail "control: convert of v1.tar.gz failed"; }
+[ "$(ls -A "$T/outdir")" = ok.esgz ] || fail "control: convert left $(ls -A "$T/outdir") (expected ok.esgz only)"
+ok "control: convert of a good tar.gz succeeds and leaves only OUT"
+
 for f in random.bin text.txt empty truncated.tar.gz truncated.tar text.txt.gz header-only.tar; do
 	for fmt in estargz zstd-chunked; do
 		rm -rf "$T/outdir"
