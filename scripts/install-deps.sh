@@ -10,9 +10,12 @@ pkgs=(
 	build-essential cmake pkg-config clang clang-format
 	# libraries
 	zlib1g-dev libzstd-dev libdeflate-dev libjson-c-dev libssl-dev
-	libarchive-dev libcmocka-dev
+	libarchive-dev libcmocka-dev libcurl4-openssl-dev
+	# fs/: the lazy FUSE filesystem (libfuse3 low-level API, fusermount3)
+	libfuse3-dev fuse3
 	# tests and tools
 	tar gzip zstd xxd busybox-static python3 attr
+	docker-registry apache2-utils openssl curl
 	# reference implementation for interop checks (Debian's Go sources)
 	golang-go golang-github-containerd-stargz-snapshotter-dev
 )

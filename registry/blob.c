@@ -1,0 +1,567 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * A registry blob read by HTTP Range requests: the blob source fs/ reads
+ * layers through. Every reply is checked so that only the bytes asked for
+ * reach the caller: a 206 must carry exactly the requested Content-Range, a
+ * 200 (a registry ignoring Range) is sliced while streaming and then cut
+ * off, a multipart/byteranges reply is matched part by part by the offsets
+ * in its own headers. Redirects to blob storage are remembered per blob and
+ * dropped when the storage refuses (403, expiry) or after a while.
+ *
+ * Lock order: lock is a leaf (held only to copy the cached redirect).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "lp_buf.h"
+#include "lp_common.h"
+#include "lp_log.h"
+#include "reg_int.h"
+
+struct lp_reg_blob {
+	atomic_uint refs;
+	struct lp_reg *reg; /* a reference */
+	struct lp_reg_ref ref;
+	struct lp_digest digest;
+	char name[LP_DIGEST_STR_LEN + 1];
+	uint64_t size;
+	char url[LP_REG_URL_MAX]; /* on the registry */
+	atomic_bool no_multi; /* the registry refused multi-range */
+	pthread_mutex_t lock;
+	char *redirect; /* protected by lock */
+	long redirect_at; /* protected by lock; monotonic s */
+};
+
+static long now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		     const struct lp_digest *digest, uint64_t size,
+		     struct lp_reg_blob **ret_rb)
+{
+	struct lp_reg_blob *rb;
+	char suffix[LP_DIGEST_STR_LEN + 8];
+	int r;
+
+	rb = calloc(1, sizeof(*rb));
+	if (!rb)
+		return -ENOMEM;
+	rb->ref = *ref;
+	rb->digest = *digest;
+	rb->size = size;
+	lp_digest_format(digest, rb->name);
+	snprintf(suffix, sizeof(suffix), "blobs/%s", rb->name);
+	r = lp_reg_url(reg, ref, suffix, rb->url, sizeof(rb->url));
+	if (r < 0) {
+		free(rb);
+		return r;
+	}
+	atomic_init(&rb->refs, 1);
+	atomic_init(&rb->no_multi, false);
+	pthread_mutex_init(&rb->lock, NULL);
+	rb->reg = lp_reg_ref_client(reg);
+	*ret_rb = rb;
+	return 0;
+}
+
+struct lp_reg_blob *lp_reg_blob_ref(struct lp_reg_blob *rb)
+{
+	atomic_fetch_add(&rb->refs, 1);
+	return rb;
+}
+
+void lp_reg_blob_unref(struct lp_reg_blob *rb)
+{
+	if (!rb || atomic_fetch_sub(&rb->refs, 1) != 1)
+		return;
+	lp_reg_unref_client(rb->reg);
+	pthread_mutex_destroy(&rb->lock);
+	free(rb->redirect);
+	free(rb);
+}
+
+/* a copy of the cached redirect target, or NULL */
+static char *redirect_get(struct lp_reg_blob *rb)
+{
+	char *u = NULL;
+
+	pthread_mutex_lock(&rb->lock);
+	if (rb->redirect && now_s() - rb->redirect_at < LP_REG_REDIRECT_TTL_S)
+		u = strdup(rb->redirect);
+	pthread_mutex_unlock(&rb->lock);
+	return u;
+}
+
+static void redirect_set(struct lp_reg_blob *rb, const char *url)
+{
+	char *u = url ? strdup(url) : NULL;
+
+	pthread_mutex_lock(&rb->lock);
+	free(rb->redirect);
+	rb->redirect = u;
+	rb->redirect_at = now_s();
+	pthread_mutex_unlock(&rb->lock);
+}
+
+/*
+ * One ranged GET: straight to the cached storage URL when there is one,
+ * else to the registry following redirects (and caching where they lead).
+ */
+static int range_get(struct lp_reg_blob *rb, const char *range,
+		     struct lp_reg_sink *sink, struct lp_reg_resp *resp,
+		     struct lp_err *err)
+{
+	const char *hdrs[] = { range, NULL };
+	struct lp_reg_req req;
+	char *cached = redirect_get(rb);
+	char *final = NULL;
+	struct lp_err tmp;
+	int r;
+
+	memset(&req, 0, sizeof(req));
+	req.ref = &rb->ref;
+	req.headers = hdrs;
+	req.body_fd = -1;
+	req.sink = sink;
+	req.what = "blob range";
+	if (cached) {
+		lp_err_clear(&tmp);
+		req.url = cached;
+		req.external = true;
+		r = lp_reg_do(rb->reg, &req, resp, &tmp);
+		if (r == 0 && resp->status != 401 && resp->status != 403 &&
+		    resp->status != 404 && resp->status != 410 &&
+		    (resp->status < 300 || resp->status >= 400))
+			goto out;
+		/* expired or refused: ask the registry again */
+		lp_log_debug("blob %s: cached redirect failed (%d, HTTP %ld)",
+			     rb->name, r, resp->status);
+		redirect_set(rb, NULL);
+		if (sink->reset)
+			sink->reset(sink->ctx);
+	}
+	final = malloc(LP_REG_URL_MAX);
+	if (!final) {
+		r = -ENOMEM;
+		goto out;
+	}
+	req.url = rb->url;
+	req.external = false;
+	r = lp_reg_do_follow(rb->reg, &req, resp, final, LP_REG_URL_MAX, err);
+	if (r == 0 && resp->status >= 200 && resp->status < 300 &&
+	    strcmp(final, rb->url))
+		redirect_set(rb, final);
+out:
+	free(cached);
+	free(final);
+	return r;
+}
+
+/* ---- single range ---- */
+
+struct range_sink {
+	struct lp_reg_blob *rb;
+	uint8_t *buf;
+	uint64_t off;
+	size_t len;
+	size_t got;
+	uint64_t seen; /* 200: body bytes seen so far */
+	bool whole; /* 200: slicing the whole blob */
+	bool begun;
+};
+
+static int range_begin(void *ctx, const struct lp_reg_resp *resp)
+{
+	struct range_sink *s = ctx;
+	uint64_t a, b, t;
+
+	s->begun = true;
+	if (resp->status == 200) {
+		/* Range ignored: the whole blob follows; take our slice */
+		if (resp->content_length >= 0 &&
+		    (uint64_t)resp->content_length != s->rb->size)
+			return -EPROTO;
+		if (s->off > LP_REG_SKIP_MAX)
+			return -EFBIG;
+		s->whole = true;
+		return 0;
+	}
+	if (resp->status != 206 ||
+	    !strncasecmp(resp->content_type, "multipart/", 10) ||
+	    lp_reg_content_range_parse(resp->content_range,
+				       strlen(resp->content_range), &a, &b,
+				       &t) < 0)
+		return -EPROTO;
+	if (a != s->off || b != s->off + s->len - 1 ||
+	    (t != UINT64_MAX && t != s->rb->size))
+		return -EPROTO;
+	s->whole = false;
+	return 0;
+}
+
+static int range_write(void *ctx, const void *data, size_t len)
+{
+	struct range_sink *s = ctx;
+	const uint8_t *p = data;
+
+	if (s->whole) {
+		uint64_t start = s->seen, end = s->seen + len;
+		uint64_t from, to;
+
+		s->seen = end;
+		from = lp_max_u64(start, s->off);
+		to = lp_min_u64(end, s->off + s->len);
+		if (from < to) {
+			memcpy(s->buf + (from - s->off), p + (from - start),
+			       (size_t)(to - from));
+			s->got += (size_t)(to - from);
+		}
+		return s->got == s->len ? 1 : 0;
+	}
+	if (len > s->len - s->got)
+		return -EPROTO; /* more than the Content-Range said */
+	memcpy(s->buf + s->got, p, len);
+	s->got += len;
+	return 0;
+}
+
+static int range_finish(void *ctx, const struct lp_reg_resp *resp)
+{
+	struct range_sink *s = ctx;
+
+	if (resp->status != 200 && resp->status != 206)
+		return -EPROTO;
+	return s->got == s->len ? 0 : -EAGAIN;
+}
+
+static void range_reset(void *ctx)
+{
+	struct range_sink *s = ctx;
+
+	s->got = 0;
+	s->seen = 0;
+	s->whole = false;
+	s->begun = false;
+}
+
+static int check_range(const struct lp_reg_blob *rb, uint64_t off, size_t len,
+		       struct lp_err *err)
+{
+	if (off > rb->size || len > rb->size - off)
+		return lp_err_set(err, -ERANGE,
+				  "blob %s: range %llu+%zu outside %llu bytes",
+				  rb->name, (unsigned long long)off, len,
+				  (unsigned long long)rb->size);
+	return 0;
+}
+
+int lp_reg_blob_pread(struct lp_reg_blob *rb, void *buf, size_t len,
+		      uint64_t off, struct lp_err *err)
+{
+	struct range_sink s = { .rb = rb, .buf = buf, .off = off, .len = len };
+	struct lp_reg_sink sink = { .begin = range_begin,
+				    .write = range_write,
+				    .finish = range_finish,
+				    .reset = range_reset,
+				    .ctx = &s };
+	struct lp_reg_resp *resp = NULL;
+	char range[64];
+	int r;
+
+	r = check_range(rb, off, len, err);
+	if (r < 0 || !len)
+		goto out;
+	resp = malloc(sizeof(*resp));
+	if (!resp) {
+		r = -ENOMEM;
+		goto out;
+	}
+	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu",
+		 (unsigned long long)off, (unsigned long long)(off + len - 1));
+	r = range_get(rb, range, &sink, resp, err);
+	if (r == -EPROTO)
+		lp_err_set(err, r,
+			   "blob %s/%s@%s: bad reply to %s (HTTP %ld, "
+			   "Content-Range \"%s\")",
+			   rb->ref.host, rb->ref.repo, rb->name, range,
+			   resp->status, resp->content_range);
+	if (r < 0)
+		goto out;
+	if (resp->status != 200 && resp->status != 206) {
+		r = lp_reg_status_err(
+			&(struct lp_reg_req){ .url = rb->url,
+					      .what = "blob range" },
+			resp, err);
+		goto out;
+	}
+	r = s.got == len ? 0 : -EIO;
+out:
+	free(resp);
+	return r;
+}
+
+/* ---- several ranges ---- */
+
+struct multi_sink {
+	struct lp_reg_blob *rb;
+	const struct lp_reg_range *ranges;
+	size_t n;
+	size_t *filled; /* bytes filled per range */
+	struct lp_buf body;
+	bool multipart;
+	char boundary[LP_REG_BOUNDARY_MAX + 1];
+	uint64_t a, b; /* single-part 206: its Content-Range */
+};
+
+static int multi_begin(void *ctx, const struct lp_reg_resp *resp)
+{
+	struct multi_sink *m = ctx;
+	uint64_t t;
+
+	if (resp->status != 206)
+		return -EOPNOTSUPP; /* 200: the whole blob; fall back */
+	if (!strncasecmp(resp->content_type, "multipart/", 10)) {
+		m->multipart = true;
+		return lp_reg_multipart_boundary(
+			resp->content_type, m->boundary, sizeof(m->boundary));
+	}
+	/* one part: the server merged the ranges into one span */
+	m->multipart = false;
+	if (lp_reg_content_range_parse(resp->content_range,
+				       strlen(resp->content_range), &m->a,
+				       &m->b, &t) < 0 ||
+	    (t != UINT64_MAX && t != m->rb->size))
+		return -EPROTO;
+	return 0;
+}
+
+static int multi_write(void *ctx, const void *data, size_t len)
+{
+	struct multi_sink *m = ctx;
+
+	return lp_buf_append(&m->body, data, len);
+}
+
+static void multi_reset(void *ctx)
+{
+	struct multi_sink *m = ctx;
+
+	lp_buf_reset(&m->body);
+	memset(m->filled, 0, m->n * sizeof(*m->filled));
+}
+
+/* copy the parts of requested ranges that a part [off, off+plen) covers */
+static int multi_part(void *ctx, uint64_t off, uint64_t plen, uint64_t total,
+		      const void *data, size_t len)
+{
+	struct multi_sink *m = ctx;
+	size_t i;
+
+	if (total != UINT64_MAX && total != m->rb->size)
+		return -EPROTO;
+	for (i = 0; i < m->n; i++) {
+		const struct lp_reg_range *g = &m->ranges[i];
+
+		/* only whole ranges count: a part must cover one entirely */
+		if (g->off < off || g->off + g->len > off + plen)
+			continue;
+		memcpy(g->buf, (const uint8_t *)data + (g->off - off), g->len);
+		m->filled[i] = g->len;
+	}
+	return 0;
+}
+
+static int multi_finish(void *ctx, const struct lp_reg_resp *resp)
+{
+	struct multi_sink *m = ctx;
+	size_t i;
+	int r;
+
+	if (resp->status == 200)
+		return -EOPNOTSUPP; /* an empty 200: fall back as well */
+	if (resp->status != 206)
+		return -EPROTO;
+	if (m->multipart) {
+		r = lp_reg_multipart_parse(
+			m->body.data ? m->body.data : (uint8_t *)"",
+			m->body.len, m->boundary, multi_part, m);
+		if (r < 0)
+			return r == -EPROTO ? -EAGAIN : r;
+	} else {
+		if (m->body.len != m->b - m->a + 1)
+			return -EAGAIN;
+		r = multi_part(m, m->a, m->body.len, UINT64_MAX, m->body.data,
+			       m->body.len);
+		if (r < 0)
+			return r;
+	}
+	for (i = 0; i < m->n; i++)
+		if (m->filled[i] != m->ranges[i].len)
+			return -EPROTO; /* a range the reply left out */
+	return 0;
+}
+
+static int singles(struct lp_reg_blob *rb, const struct lp_reg_range *g,
+		   size_t n, struct lp_err *err)
+{
+	size_t i;
+	int r = 0;
+
+	for (i = 0; i < n && !r; i++)
+		r = lp_reg_blob_pread(rb, g[i].buf, g[i].len, g[i].off, err);
+	return r;
+}
+
+int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
+			    const struct lp_reg_range *ranges, size_t n,
+			    struct lp_err *err)
+{
+	struct multi_sink m = { .rb = rb, .ranges = ranges, .n = n };
+	struct lp_reg_sink sink = { .begin = multi_begin,
+				    .write = multi_write,
+				    .finish = multi_finish,
+				    .reset = multi_reset,
+				    .ctx = &m };
+	struct lp_reg_resp *resp = NULL;
+	struct lp_buf range;
+	struct lp_err tmp;
+	uint64_t sum = 0;
+	size_t i;
+	int r = -EINVAL;
+
+	lp_buf_init(&range, 64 + LP_REG_MULTI_MAX * 44);
+	if (n > LP_REG_MULTI_MAX) {
+		r = lp_err_set(err, -EINVAL, "blob %s: %zu ranges (max %d)",
+			       rb->name, n, LP_REG_MULTI_MAX);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		r = check_range(rb, ranges[i].off, ranges[i].len, err);
+		if (r < 0)
+			goto out;
+		if (!ranges[i].len ||
+		    (i &&
+		     ranges[i].off < ranges[i - 1].off + ranges[i - 1].len)) {
+			r = lp_err_set(err, -EINVAL,
+				       "blob %s: ranges empty, unsorted or "
+				       "overlapping",
+				       rb->name);
+			goto out;
+		}
+		sum += ranges[i].len;
+	}
+	if (n <= 1 || atomic_load(&rb->no_multi)) {
+		r = singles(rb, ranges, n, err);
+		goto out;
+	}
+	r = -ENOMEM;
+	m.filled = calloc(n, sizeof(*m.filled));
+	resp = malloc(sizeof(*resp));
+	if (!m.filled || !resp)
+		goto out;
+	/* the reply: our bytes plus per-part framing; a merged span may
+	 * carry the gaps too, bounded by the blob's own extent */
+	lp_buf_init(&m.body,
+		    (size_t)lp_min_u64(ranges[n - 1].off + ranges[n - 1].len -
+					       ranges[0].off +
+					       n * LP_REG_MULTIPART_OVERHEAD,
+				       sum + n * LP_REG_MULTIPART_OVERHEAD +
+					       LP_REG_MULTIPART_OVERHEAD +
+					       (uint64_t)16 * LP_MIB));
+	r = lp_buf_printf(&range, "Range: bytes=");
+	for (i = 0; i < n && !r; i++)
+		r = lp_buf_printf(&range, "%s%llu-%llu", i ? "," : "",
+				  (unsigned long long)ranges[i].off,
+				  (unsigned long long)(ranges[i].off +
+						       ranges[i].len - 1));
+	if (r < 0)
+		goto out;
+	lp_err_clear(&tmp);
+	r = range_get(rb, (const char *)range.data, &sink, resp, &tmp);
+	if ((r == -EOPNOTSUPP && resp->status == 200) ||
+	    (r == 0 && resp->status == 400)) {
+		/* no multi-range here: remember, and read one by one */
+		lp_log_debug("blob %s: multi-range refused (HTTP %ld)",
+			     rb->name, resp->status);
+		atomic_store(&rb->no_multi, true);
+		r = singles(rb, ranges, n, err);
+		goto out;
+	}
+	if (r < 0) {
+		lp_err_set(err, r, "%s", lp_err_str(&tmp, r));
+		goto out;
+	}
+	if (resp->status != 206)
+		r = lp_reg_status_err(
+			&(struct lp_reg_req){ .url = rb->url,
+					      .what = "blob ranges" },
+			resp, err);
+out:
+	lp_buf_release(&m.body);
+	lp_buf_release(&range);
+	free(m.filled);
+	free(resp);
+	return r;
+}
+
+/* ---- as a plain blob source ---- */
+
+static int blob_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct lp_reg_blob *rb = ctx;
+	struct lp_err err;
+	int r;
+
+	lp_err_clear(&err);
+	r = lp_reg_blob_pread(rb, buf, len, off, &err);
+	/* lp_blob's pread has no error message out-parameter: say it here */
+	if (r < 0)
+		lp_log_warn("%s", lp_err_str(&err, r));
+	return r;
+}
+
+static void blob_close(void *ctx)
+{
+	lp_reg_blob_unref(ctx);
+}
+
+static const struct lp_blob_ops reg_blob_ops = {
+	.pread = blob_pread,
+	.close = blob_close,
+};
+
+int lp_reg_blob_as_blob(struct lp_reg_blob *rb, struct lp_blob **ret_blob)
+{
+	int r;
+
+	lp_reg_blob_ref(rb);
+	r = lp_blob_new(&reg_blob_ops, rb, rb->size, rb->name, ret_blob);
+	if (r < 0)
+		lp_reg_blob_unref(rb);
+	return r;
+}
+
+int lp_reg_open_blob(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		     const struct lp_digest *digest, uint64_t size,
+		     struct lp_blob **ret_blob)
+{
+	struct lp_reg_blob *rb = NULL;
+	int r;
+
+	r = lp_reg_blob_open(reg, ref, digest, size, &rb);
+	if (r < 0)
+		return r;
+	r = lp_reg_blob_as_blob(rb, ret_blob);
+	lp_reg_blob_unref(rb);
+	return r;
+}

@@ -1,0 +1,1201 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The client object and its one HTTP exchange function. Curl easy handles
+ * are pooled and share one connection cache, DNS cache and TLS session
+ * cache (a curl share handle), so requests from any thread reuse
+ * connections. lp_reg_do() is the only place that retries, backs off and
+ * authenticates: anonymous first, then on 401 the challenge decides Basic
+ * (credentials from lp_reg_set_credentials or the docker config) or a Bearer
+ * token, cached per host and scope and fetched again when it stops working.
+ *
+ * Lock order: lock, then nothing; pool_lock and share_locks[] are leaves.
+ * Credential helpers and token requests run without lock held.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lp_buf.h"
+#include "lp_common.h"
+#include "reg_int.h"
+
+#define LP_REG_TOKENS_MAX 64 /* cached tokens per host */
+#define LP_REG_HOSTS_MAX 256 /* hosts with auth state */
+#define LP_REG_BACKOFF_BASE_MS 100
+#define LP_REG_BACKOFF_CAP_MS 5000
+#define LP_REG_TOKEN_DEFAULT_TTL_S 60 /* expires_in absent */
+#define LP_REG_HEADERS_MAX 16 /* request headers */
+
+struct reg_token {
+	char scope[LP_REG_AUTH_FIELD_MAX];
+	char *token;
+	long expires_s; /* CLOCK_MONOTONIC seconds */
+	struct reg_token *next;
+};
+
+struct reg_host {
+	char host[LP_REG_HOST_MAX];
+	enum lp_reg_auth_scheme scheme; /* 0: anonymous so far */
+	bool cred_loaded;
+	bool have_cred;
+	bool explicit_cred;
+	struct lp_reg_cred cred;
+	struct reg_token *tokens;
+	unsigned int n_tokens;
+	struct reg_host *next;
+};
+
+struct lp_reg {
+	atomic_uint refs;
+	struct lp_reg_opts o; /* strings below are owned copies */
+	char *ca_file, *config_dir, *platform, *user_agent;
+	char **insecure; /* NULL-ended */
+	CURLSH *share;
+	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+	pthread_mutex_t pool_lock;
+	CURL *pool[LP_REG_POOL_MAX]; /* protected by pool_lock */
+	size_t n_pool; /* protected by pool_lock */
+	pthread_mutex_t lock;
+	struct reg_host *hosts; /* protected by lock */
+	unsigned int n_hosts; /* protected by lock */
+	bool curl_init;
+};
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void lp_reg_opts_init(struct lp_reg_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->loopback_plain_http = true;
+	o->connect_timeout_ms = 10000;
+	o->low_speed_time_s = 30;
+	o->low_speed_limit = 1;
+	o->request_timeout_ms = 60000;
+	o->max_attempts = 5;
+	o->retry_budget_ms = 30000;
+}
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access,
+		       void *userp)
+{
+	struct lp_reg *reg = userp;
+
+	pthread_mutex_lock(&reg->share_locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *userp)
+{
+	struct lp_reg *reg = userp;
+
+	pthread_mutex_unlock(&reg->share_locks[data]);
+}
+
+static int dup_opt(const char *s, char **ret)
+{
+	*ret = NULL;
+	if (!s)
+		return 0;
+	*ret = strdup(s);
+	return *ret ? 0 : -ENOMEM;
+}
+
+static void reg_destroy(struct lp_reg *reg)
+{
+	struct reg_host *h, *hn;
+	struct reg_token *t, *tn;
+	size_t i;
+
+	for (i = 0; i < reg->n_pool; i++)
+		curl_easy_cleanup(reg->pool[i]);
+	if (reg->share)
+		curl_share_cleanup(reg->share);
+	for (h = reg->hosts; h; h = hn) {
+		hn = h->next;
+		for (t = h->tokens; t; t = tn) {
+			tn = t->next;
+			free(t->token);
+			free(t);
+		}
+		explicit_bzero(&h->cred, sizeof(h->cred));
+		free(h);
+	}
+	for (i = 0; reg->insecure && reg->insecure[i]; i++)
+		free(reg->insecure[i]);
+	free(reg->insecure);
+	free(reg->ca_file);
+	free(reg->config_dir);
+	free(reg->platform);
+	free(reg->user_agent);
+	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&reg->share_locks[i]);
+	pthread_mutex_destroy(&reg->pool_lock);
+	pthread_mutex_destroy(&reg->lock);
+	if (reg->curl_init)
+		curl_global_cleanup();
+	free(reg);
+}
+
+int lp_reg_new(const struct lp_reg_opts *opts, struct lp_reg **ret_reg)
+{
+	struct lp_reg *reg;
+	size_t i, n = 0;
+	int r = -ENOMEM;
+
+	reg = calloc(1, sizeof(*reg));
+	if (!reg)
+		goto out;
+	atomic_init(&reg->refs, 1);
+	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&reg->share_locks[i], NULL);
+	pthread_mutex_init(&reg->pool_lock, NULL);
+	pthread_mutex_init(&reg->lock, NULL);
+	if (opts)
+		reg->o = *opts;
+	else
+		lp_reg_opts_init(&reg->o);
+	if (dup_opt(reg->o.ca_file, &reg->ca_file) < 0 ||
+	    dup_opt(reg->o.docker_config_dir, &reg->config_dir) < 0 ||
+	    dup_opt(reg->o.platform, &reg->platform) < 0 ||
+	    dup_opt(reg->o.user_agent ? reg->o.user_agent : "lazypull/0.1",
+		    &reg->user_agent) < 0)
+		goto out;
+	reg->o.ca_file = reg->ca_file;
+	reg->o.docker_config_dir = reg->config_dir;
+	reg->o.platform = reg->platform;
+	reg->o.user_agent = reg->user_agent;
+	while (reg->o.insecure_hosts && reg->o.insecure_hosts[n])
+		n++;
+	reg->insecure = calloc(n + 1, sizeof(char *));
+	if (!reg->insecure)
+		goto out;
+	for (i = 0; i < n; i++)
+		if (dup_opt(reg->o.insecure_hosts[i], &reg->insecure[i]) < 0)
+			goto out;
+	reg->o.insecure_hosts = (const char *const *)reg->insecure;
+	if (!reg->o.max_attempts)
+		reg->o.max_attempts = 1;
+	/* thread-safe since curl 7.84 (CURL_VERSION_THREADSAFE) */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		r = -EIO;
+		goto out;
+	}
+	reg->curl_init = true;
+	reg->share = curl_share_init();
+	if (!reg->share)
+		goto out;
+	if (curl_share_setopt(reg->share, CURLSHOPT_LOCKFUNC, share_lock) ||
+	    curl_share_setopt(reg->share, CURLSHOPT_UNLOCKFUNC, share_unlock) ||
+	    curl_share_setopt(reg->share, CURLSHOPT_USERDATA, reg) ||
+	    curl_share_setopt(reg->share, CURLSHOPT_SHARE,
+			      CURL_LOCK_DATA_CONNECT) ||
+	    curl_share_setopt(reg->share, CURLSHOPT_SHARE,
+			      CURL_LOCK_DATA_DNS) ||
+	    curl_share_setopt(reg->share, CURLSHOPT_SHARE,
+			      CURL_LOCK_DATA_SSL_SESSION)) {
+		r = -EIO;
+		goto out;
+	}
+	*ret_reg = reg;
+	reg = NULL;
+	r = 0;
+out:
+	if (reg)
+		reg_destroy(reg);
+	return r;
+}
+
+struct lp_reg *lp_reg_ref_client(struct lp_reg *reg)
+{
+	atomic_fetch_add(&reg->refs, 1);
+	return reg;
+}
+
+void lp_reg_unref_client(struct lp_reg *reg)
+{
+	if (reg && atomic_fetch_sub(&reg->refs, 1) == 1)
+		reg_destroy(reg);
+}
+
+void lp_reg_free(struct lp_reg *reg)
+{
+	lp_reg_unref_client(reg);
+}
+
+/* the auth state of @host, made on first use; called with lock held */
+static struct reg_host *host_get(struct lp_reg *reg, const char *host)
+{
+	struct reg_host *h;
+
+	for (h = reg->hosts; h; h = h->next)
+		if (!strcmp(h->host, host))
+			return h;
+	if (reg->n_hosts >= LP_REG_HOSTS_MAX)
+		return NULL;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	snprintf(h->host, sizeof(h->host), "%s", host);
+	h->next = reg->hosts;
+	reg->hosts = h;
+	reg->n_hosts++;
+	return h;
+}
+
+int lp_reg_set_credentials(struct lp_reg *reg, const char *host,
+			   const char *user, const char *secret)
+{
+	struct reg_host *h;
+	int r = -ENOMEM;
+
+	if (strlen(user) >= LP_REG_CRED_MAX ||
+	    strlen(secret) >= LP_REG_CRED_MAX)
+		return -EFBIG;
+	pthread_mutex_lock(&reg->lock);
+	h = host_get(reg, host);
+	if (h) {
+		memset(&h->cred, 0, sizeof(h->cred));
+		strcpy(h->cred.user, user);
+		strcpy(h->cred.secret, secret);
+		h->cred_loaded = h->have_cred = h->explicit_cred = true;
+		r = 0;
+	}
+	pthread_mutex_unlock(&reg->lock);
+	return r;
+}
+
+static bool host_plain_http(const struct lp_reg *reg, const char *host)
+{
+	size_t i;
+
+	if (reg->o.loopback_plain_http && lp_reg_host_is_loopback(host))
+		return true;
+	for (i = 0; reg->insecure[i]; i++)
+		if (!strcmp(reg->insecure[i], host))
+			return true;
+	return false;
+}
+
+int lp_reg_url(const struct lp_reg *reg, const struct lp_reg_ref *ref,
+	       const char *suffix, char *out, size_t size)
+{
+	int n = snprintf(out, size, "%s://%s/v2/%s/%s",
+			 host_plain_http(reg, ref->host) ? "http" : "https",
+			 ref->host, ref->repo, suffix);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* ---- curl handles ---- */
+
+static CURL *pool_get(struct lp_reg *reg)
+{
+	CURL *h = NULL;
+
+	pthread_mutex_lock(&reg->pool_lock);
+	if (reg->n_pool)
+		h = reg->pool[--reg->n_pool];
+	pthread_mutex_unlock(&reg->pool_lock);
+	if (!h)
+		h = curl_easy_init();
+	return h;
+}
+
+static void pool_put(struct lp_reg *reg, CURL *h)
+{
+	if (!h)
+		return;
+	curl_easy_reset(h);
+	pthread_mutex_lock(&reg->pool_lock);
+	if (reg->n_pool < LP_REG_POOL_MAX) {
+		reg->pool[reg->n_pool++] = h;
+		h = NULL;
+	}
+	pthread_mutex_unlock(&reg->pool_lock);
+	if (h)
+		curl_easy_cleanup(h);
+}
+
+/* ---- one attempt ---- */
+
+struct xfer {
+	const struct lp_reg_req *req;
+	struct lp_reg_resp *resp;
+	uint64_t up_pos; /* request body bytes sent */
+	bool body_started;
+	bool sink_done; /* the sink took all it wanted */
+	bool err_full; /* error body kept; rest dropped */
+	int sink_rc;
+};
+
+static void resp_reset(struct lp_reg_resp *resp)
+{
+	memset(resp, 0, sizeof(*resp));
+	resp->content_length = -1;
+	resp->retry_after_s = -1;
+}
+
+static void copy_hval(char *dst, size_t size, const char *v, size_t len)
+{
+	while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' ||
+		       v[len - 1] == ' ' || v[len - 1] == '\t'))
+		len--;
+	while (len && (*v == ' ' || *v == '\t'))
+		v++, len--;
+	if (len >= size)
+		len = size - 1;
+	memcpy(dst, v, len);
+	dst[len] = '\0';
+}
+
+static bool hname(const char *line, size_t len, const char *name,
+		  const char **val, size_t *vlen)
+{
+	size_t n = strlen(name);
+
+	if (len <= n || line[n] != ':' || strncasecmp(line, name, n))
+		return false;
+	*val = line + n + 1;
+	*vlen = len - n - 1;
+	return true;
+}
+
+static size_t header_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct xfer *x = userp;
+	struct lp_reg_resp *resp = x->resp;
+	size_t len = size * nmemb;
+	const char *v;
+	size_t vlen;
+	char tmp[64];
+
+	if (len > LP_REG_HEADER_MAX)
+		return len; /* ignore absurd lines; never needed */
+	if (len > 5 && !strncmp(data, "HTTP/", 5)) {
+		const char *sp = memchr(data, ' ', len);
+
+		resp_reset(resp);
+		if (sp && (size_t)(data + len - sp) > 3)
+			resp->status = strtol(sp + 1, NULL, 10);
+		return len;
+	}
+	if (hname(data, len, "Content-Type", &v, &vlen))
+		copy_hval(resp->content_type, sizeof(resp->content_type), v,
+			  vlen);
+	else if (hname(data, len, "Content-Range", &v, &vlen))
+		copy_hval(resp->content_range, sizeof(resp->content_range), v,
+			  vlen);
+	else if (hname(data, len, "Docker-Content-Digest", &v, &vlen))
+		copy_hval(resp->docker_digest, sizeof(resp->docker_digest), v,
+			  vlen);
+	else if (hname(data, len, "Location", &v, &vlen))
+		copy_hval(resp->location, sizeof(resp->location), v, vlen);
+	else if (hname(data, len, "Retry-After", &v, &vlen)) {
+		copy_hval(tmp, sizeof(tmp), v, vlen);
+		if (tmp[0] >= '0' && tmp[0] <= '9') {
+			resp->retry_after_s = strtol(tmp, NULL, 10);
+		} else {
+			time_t t = curl_getdate(tmp, NULL);
+
+			if (t > 0)
+				resp->retry_after_s =
+					t > time(NULL) ? t - time(NULL) : 0;
+		}
+	} else if (hname(data, len, "WWW-Authenticate", &v, &vlen)) {
+		size_t cur = strlen(resp->www_auth);
+
+		/* several challenges: join them as one list */
+		if (cur && cur + 2 < sizeof(resp->www_auth)) {
+			memcpy(resp->www_auth + cur, ", ", 3);
+			cur += 2;
+		}
+		copy_hval(resp->www_auth + cur, sizeof(resp->www_auth) - cur, v,
+			  vlen);
+	}
+	return len;
+}
+
+static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct xfer *x = userp;
+	struct lp_reg_resp *resp = x->resp;
+	struct lp_reg_sink *sink = x->req->sink;
+	size_t len = size * nmemb;
+	int r;
+
+	if (resp->status < 200 || resp->status > 299) {
+		size_t room = sizeof(resp->err_body) - 1 - resp->err_len;
+
+		if (len > room) {
+			memcpy(resp->err_body + resp->err_len, data, room);
+			resp->err_len += room;
+			x->err_full = true;
+			return 0; /* enough to explain the error */
+		}
+		memcpy(resp->err_body + resp->err_len, data, len);
+		resp->err_len += len;
+		return len;
+	}
+	if (!sink)
+		return len;
+	if (!x->body_started) {
+		x->body_started = true;
+		if (sink->begin) {
+			r = sink->begin(sink->ctx, resp);
+			if (r < 0) {
+				x->sink_rc = r;
+				return 0;
+			}
+		}
+	}
+	r = sink->write(sink->ctx, data, len);
+	if (r < 0) {
+		x->sink_rc = r;
+		return 0;
+	}
+	if (r > 0) {
+		x->sink_done = true;
+		return 0;
+	}
+	return len;
+}
+
+static size_t read_cb(char *buf, size_t size, size_t nmemb, void *userp)
+{
+	struct xfer *x = userp;
+	const struct lp_reg_req *req = x->req;
+	size_t want = size * nmemb;
+	ssize_t n;
+
+	if (x->up_pos >= req->body_len)
+		return 0;
+	want = (size_t)lp_min_u64(want, req->body_len - x->up_pos);
+	if (req->body) {
+		memcpy(buf, (const char *)req->body + x->up_pos, want);
+		n = (ssize_t)want;
+	} else {
+		n = pread(req->body_fd, buf, want,
+			  (off_t)(req->body_off + x->up_pos));
+		if (n <= 0) {
+			x->sink_rc = n < 0 ? -errno : -EIO;
+			return CURL_READFUNC_ABORT;
+		}
+	}
+	x->up_pos += (uint64_t)n;
+	return (size_t)n;
+}
+
+static const char *scope_of(const struct lp_reg_req *req, char *out,
+			    size_t size)
+{
+	snprintf(out, size, "repository:%s:%s", req->ref->repo,
+		 req->actions ? req->actions : "pull");
+	return out;
+}
+
+static int b64_encode(const char *in, size_t len, char *out, size_t size)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i, o = 0;
+
+	if ((len + 2) / 3 * 4 + 1 > size)
+		return -EFBIG;
+	for (i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)(uint8_t)in[i] << 16;
+
+		if (i + 1 < len)
+			v |= (uint32_t)(uint8_t)in[i + 1] << 8;
+		if (i + 2 < len)
+			v |= (uint8_t)in[i + 2];
+		out[o++] = tab[v >> 18 & 63];
+		out[o++] = tab[v >> 12 & 63];
+		out[o++] = i + 1 < len ? tab[v >> 6 & 63] : '=';
+		out[o++] = i + 2 < len ? tab[v & 63] : '=';
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+static int basic_header(const struct lp_reg_cred *c, char *out, size_t size)
+{
+	char plain[2 * LP_REG_CRED_MAX + 2];
+	int n, r;
+
+	n = snprintf(plain, sizeof(plain), "%s:%s", c->user, c->secret);
+	if (n < 0 || (size_t)n >= sizeof(plain))
+		return -EFBIG;
+	r = snprintf(out, size, "Authorization: Basic ");
+	r = b64_encode(plain, (size_t)n, out + r, size - (size_t)r);
+	explicit_bzero(plain, sizeof(plain));
+	return r;
+}
+
+/* the Authorization header for @req, or "" (anonymous) */
+static void auth_header(struct lp_reg *reg, const struct lp_reg_req *req,
+			char *out, size_t size)
+{
+	char scope[LP_REG_AUTH_FIELD_MAX];
+	struct reg_host *h;
+	struct reg_token *t;
+	long now = now_ms() / 1000;
+
+	out[0] = '\0';
+	if (req->external || !req->ref)
+		return;
+	scope_of(req, scope, sizeof(scope));
+	pthread_mutex_lock(&reg->lock);
+	for (h = reg->hosts; h; h = h->next)
+		if (!strcmp(h->host, req->ref->host))
+			break;
+	if (!h)
+		goto out;
+	if (h->scheme == LP_REG_AUTH_BASIC && h->have_cred) {
+		basic_header(&h->cred, out, size);
+	} else if (h->scheme == LP_REG_AUTH_BEARER) {
+		for (t = h->tokens; t; t = t->next)
+			if (!strcmp(t->scope, scope) && t->expires_s > now) {
+				snprintf(out, size, "Authorization: Bearer %s",
+					 t->token);
+				break;
+			}
+	}
+out:
+	pthread_mutex_unlock(&reg->lock);
+}
+
+static int perform(struct lp_reg *reg, const struct lp_reg_req *req,
+		   struct lp_reg_resp *resp, struct xfer *x, char *errbuf)
+{
+	struct curl_slist *hl = NULL, *tmp;
+	char auth[LP_REG_TOKEN_MAX + 64];
+	const char *method = req->method ? req->method : "GET";
+	CURL *h;
+	size_t i;
+	int cc = CURLE_OUT_OF_MEMORY;
+
+	memset(x, 0, sizeof(*x));
+	x->req = req;
+	x->resp = resp;
+	resp_reset(resp);
+	errbuf[0] = '\0';
+	h = pool_get(reg);
+	if (!h)
+		goto out;
+	auth_header(reg, req, auth, sizeof(auth));
+	for (i = 0; req->headers && req->headers[i]; i++) {
+		tmp = curl_slist_append(hl, req->headers[i]);
+		if (!tmp)
+			goto out;
+		hl = tmp;
+	}
+	if (auth[0]) {
+		tmp = curl_slist_append(hl, auth);
+		explicit_bzero(auth, sizeof(auth));
+		if (!tmp)
+			goto out;
+		hl = tmp;
+	}
+	tmp = curl_slist_append(hl, "Expect:");
+	if (!tmp)
+		goto out;
+	hl = tmp;
+	curl_easy_setopt(h, CURLOPT_URL, req->url);
+	curl_easy_setopt(h, CURLOPT_SHARE, reg->share);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, reg->o.user_agent);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+			 reg->o.connect_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, reg->o.low_speed_limit);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, reg->o.low_speed_time_s);
+	if (req->small && reg->o.request_timeout_ms > 0)
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
+				 reg->o.request_timeout_ms);
+	if (reg->o.ca_file)
+		curl_easy_setopt(h, CURLOPT_CAINFO, reg->o.ca_file);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+	if (!strcmp(method, "HEAD")) {
+		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+	} else if (!strcmp(method, "POST")) {
+		curl_easy_setopt(h, CURLOPT_POST, 1L);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)req->body_len);
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
+		curl_easy_setopt(h, CURLOPT_READDATA, x);
+	} else if (!strcmp(method, "PUT") || !strcmp(method, "PATCH")) {
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE,
+				 (curl_off_t)req->body_len);
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
+		curl_easy_setopt(h, CURLOPT_READDATA, x);
+		if (!strcmp(method, "PATCH"))
+			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PATCH");
+	} else if (strcmp(method, "GET")) {
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	}
+	cc = curl_easy_perform(h);
+	if (resp->status >= 300 && resp->status < 400) {
+		char *loc = NULL;
+
+		curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &loc);
+		if (loc)
+			snprintf(resp->location, sizeof(resp->location), "%s",
+				 loc);
+	}
+	{
+		curl_off_t cl = -1;
+
+		curl_easy_getinfo(h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+		resp->content_length = cl;
+	}
+out:
+	curl_slist_free_all(hl);
+	pool_put(reg, h);
+	return cc;
+}
+
+static bool curl_retryable(int cc)
+{
+	switch (cc) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_GOT_NOTHING:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_READ_ERROR:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static int curl_errno(int cc)
+{
+	switch (cc) {
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_COULDNT_CONNECT:
+		return -ECONNREFUSED;
+	case CURLE_COULDNT_RESOLVE_HOST:
+		return -EHOSTUNREACH;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+		return -EACCES;
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	case CURLE_WEIRD_SERVER_REPLY:
+		return -EPROTO;
+	default:
+		return -EIO;
+	}
+}
+
+/* percent-encode @s onto @b */
+static int url_escape(struct lp_buf *b, const char *s)
+{
+	int r = 0;
+
+	for (; *s && !r; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || strchr("-._~", c))
+			r = lp_buf_append(b, s, 1);
+		else
+			r = lp_buf_printf(b, "%%%02X", c);
+	}
+	return r;
+}
+
+static int token_write(void *ctx, const void *data, size_t len)
+{
+	return lp_buf_append(ctx, data, len);
+}
+
+static void token_reset(void *ctx)
+{
+	lp_buf_reset(ctx);
+}
+
+/* ask the token server of @ch for a token for @scope; store it */
+static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
+		       const struct lp_reg_challenge *ch, const char *scope,
+		       const struct lp_reg_cred *cred, struct lp_err *err)
+{
+	struct lp_buf url, body;
+	struct lp_reg_sink sink = { .write = token_write,
+				    .reset = token_reset,
+				    .ctx = &body };
+	struct lp_reg_req treq;
+	struct lp_reg_resp *resp = NULL;
+	struct json_tokener *tok = NULL;
+	json_object *root = NULL, *v;
+	const char *hdrs[2] = { NULL, NULL };
+	char authh[3 * LP_REG_CRED_MAX];
+	const char *token = NULL;
+	struct reg_host *h;
+	struct reg_token *t = NULL;
+	long ttl = LP_REG_TOKEN_DEFAULT_TTL_S;
+	int r;
+
+	lp_buf_init(&url, LP_REG_URL_MAX);
+	lp_buf_init(&body, LP_REG_TOKEN_BODY_MAX);
+	resp = malloc(sizeof(*resp));
+	if (!resp) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if ((r = lp_buf_printf(&url, "%s%cservice=", ch->realm,
+			       strchr(ch->realm, '?') ? '&' : '?')) < 0 ||
+	    (r = url_escape(&url, ch->service)) < 0 ||
+	    (r = lp_buf_printf(&url, "&scope=")) < 0 ||
+	    (r = url_escape(&url, scope)) < 0)
+		goto out;
+	if (ch->scope[0] && strcmp(ch->scope, scope) &&
+	    ((r = lp_buf_printf(&url, "&scope=")) < 0 ||
+	     (r = url_escape(&url, ch->scope)) < 0))
+		goto out;
+	if (strncmp(ch->realm, "https://", 8) &&
+	    strncmp(ch->realm, "http://", 7)) {
+		r = lp_err_set(err, -EPROTO,
+			       "%s: token realm \"%s\" is not "
+			       "an http(s) URL",
+			       req->ref->host, ch->realm);
+		goto out;
+	}
+	if (cred) {
+		r = basic_header(cred, authh, sizeof(authh));
+		if (r < 0)
+			goto out;
+		hdrs[0] = authh;
+	}
+	memset(&treq, 0, sizeof(treq));
+	treq.ref = req->ref;
+	treq.url = (const char *)url.data;
+	treq.external = true;
+	treq.headers = hdrs;
+	treq.body_fd = -1;
+	treq.sink = &sink;
+	treq.small = true;
+	treq.what = "token";
+	r = lp_reg_do(reg, &treq, resp, err);
+	if (r < 0)
+		goto out;
+	if (resp->status != 200) {
+		r = lp_err_set(err,
+			       resp->status == 401 || resp->status == 403 ?
+				       -EACCES :
+				       -EPROTO,
+			       "token server %s: HTTP %ld for scope %s",
+			       ch->realm, resp->status, scope);
+		goto out;
+	}
+	r = -EPROTO;
+	tok = json_tokener_new_ex(8);
+	if (!tok) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (body.data && !memchr(body.data, '\0', body.len))
+		root = json_tokener_parse_ex(tok, (const char *)body.data,
+					     (int)body.len);
+	if (!root || !json_object_is_type(root, json_type_object)) {
+		r = lp_err_set(err, -EPROTO, "token server %s: bad reply",
+			       ch->realm);
+		goto out;
+	}
+	if (json_object_object_get_ex(root, "token", &v) &&
+	    json_object_is_type(v, json_type_string))
+		token = json_object_get_string(v);
+	if ((!token || !*token) &&
+	    json_object_object_get_ex(root, "access_token", &v) &&
+	    json_object_is_type(v, json_type_string))
+		token = json_object_get_string(v);
+	if (!token || !*token || strlen(token) >= LP_REG_TOKEN_MAX ||
+	    strpbrk(token, "\r\n")) {
+		r = lp_err_set(err, -EPROTO, "token server %s: no usable token",
+			       ch->realm);
+		goto out;
+	}
+	if (json_object_object_get_ex(root, "expires_in", &v) &&
+	    json_object_is_type(v, json_type_int) &&
+	    json_object_get_int64(v) > 0)
+		ttl = (long)lp_min_u64((uint64_t)json_object_get_int64(v),
+				       86400);
+	t = calloc(1, sizeof(*t));
+	if (!t || !(t->token = strdup(token))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	snprintf(t->scope, sizeof(t->scope), "%s", scope);
+	/* renew a little early: a token that dies in flight costs a 401 */
+	t->expires_s = now_ms() / 1000 + (ttl > 10 ? ttl - 5 : ttl);
+	pthread_mutex_lock(&reg->lock);
+	h = host_get(reg, req->ref->host);
+	if (h) {
+		struct reg_token **pp;
+
+		h->scheme = LP_REG_AUTH_BEARER;
+		/* replace this scope's token; drop the oldest when full */
+		for (pp = &h->tokens; *pp; pp = &(*pp)->next)
+			if (!strcmp((*pp)->scope, scope))
+				break;
+		if (!*pp && h->n_tokens >= LP_REG_TOKENS_MAX)
+			for (pp = &h->tokens; (*pp)->next; pp = &(*pp)->next)
+				;
+		if (*pp) {
+			struct reg_token *old = *pp;
+
+			*pp = old->next;
+			free(old->token);
+			free(old);
+			h->n_tokens--;
+		}
+		t->next = h->tokens;
+		h->tokens = t;
+		h->n_tokens++;
+		t = NULL;
+	}
+	pthread_mutex_unlock(&reg->lock);
+	r = h ? 0 : -ENOMEM;
+out:
+	if (t)
+		free(t->token);
+	free(t);
+	explicit_bzero(authh, sizeof(authh));
+	json_object_put(root);
+	if (tok)
+		json_tokener_free(tok);
+	lp_buf_release(&url);
+	lp_buf_release(&body);
+	free(resp);
+	return r;
+}
+
+/* credentials for @host: set explicitly, or loaded once from docker config */
+static int host_cred(struct lp_reg *reg, const char *host,
+		     struct lp_reg_cred *ret_cred)
+{
+	struct lp_reg_cred c;
+	struct reg_host *h;
+	bool loaded;
+	int r;
+
+	pthread_mutex_lock(&reg->lock);
+	h = host_get(reg, host);
+	loaded = h && h->cred_loaded;
+	if (loaded && h->have_cred)
+		*ret_cred = h->cred;
+	r = loaded ? (h->have_cred ? 1 : 0) : -ENOMEM;
+	pthread_mutex_unlock(&reg->lock);
+	if (loaded || !h)
+		return r;
+	/* may run a helper program: not under the lock */
+	memset(&c, 0, sizeof(c));
+	r = lp_reg_cred_load(reg->o.docker_config_dir, host, &c);
+	pthread_mutex_lock(&reg->lock);
+	if (!h->cred_loaded) {
+		h->cred_loaded = true;
+		h->have_cred = r > 0;
+		if (r > 0)
+			h->cred = c;
+	}
+	r = h->have_cred;
+	if (r)
+		*ret_cred = h->cred;
+	pthread_mutex_unlock(&reg->lock);
+	explicit_bzero(&c, sizeof(c));
+	return r;
+}
+
+/* a 401: work out how to authenticate, so that the request can repeat */
+static int handle_401(struct lp_reg *reg, const struct lp_reg_req *req,
+		      const struct lp_reg_resp *resp, bool again,
+		      struct lp_err *err)
+{
+	struct lp_reg_challenge *ch;
+	struct lp_reg_cred cred;
+	char scope[LP_REG_AUTH_FIELD_MAX];
+	struct reg_host *h;
+	int have, r;
+
+	ch = malloc(sizeof(*ch));
+	if (!ch)
+		return -ENOMEM;
+	r = lp_reg_www_auth_parse(resp->www_auth, strlen(resp->www_auth), ch);
+	if (r < 0) {
+		r = lp_err_set(err, -EACCES,
+			       "%s %s: HTTP 401 without a usable "
+			       "WWW-Authenticate challenge",
+			       req->ref->host, req->ref->repo);
+		goto out;
+	}
+	have = host_cred(reg, req->ref->host, &cred);
+	if (have < 0) {
+		r = have;
+		goto out;
+	}
+	if (ch->scheme == LP_REG_AUTH_BASIC) {
+		if (!have || again) {
+			r = lp_err_set(err, -EACCES, "%s: %s (Basic auth)",
+				       req->ref->host,
+				       have ? "credentials refused" :
+					      "needs credentials");
+			goto out;
+		}
+		pthread_mutex_lock(&reg->lock);
+		h = host_get(reg, req->ref->host);
+		if (h)
+			h->scheme = LP_REG_AUTH_BASIC;
+		pthread_mutex_unlock(&reg->lock);
+		r = h ? 0 : -ENOMEM;
+		goto out;
+	}
+	if (again && !strcmp(ch->error, "insufficient_scope")) {
+		r = lp_err_set(err, -EACCES, "%s/%s: token lacks scope %s",
+			       req->ref->host, req->ref->repo, ch->scope);
+		goto out;
+	}
+	r = fetch_token(reg, req, ch, scope_of(req, scope, sizeof(scope)),
+			have ? &cred : NULL, err);
+out:
+	explicit_bzero(&cred, sizeof(cred));
+	free(ch);
+	return r;
+}
+
+/* a pseudo-random number from the clock: jitter needs no quality */
+static uint64_t jitter(void)
+{
+	struct timespec ts;
+	uint64_t x;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	x = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^
+	    (uint64_t)(uintptr_t)&ts;
+	x ^= x >> 29;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	return x ^ (x >> 32);
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
+	      struct lp_reg_resp *resp, struct lp_err *err)
+{
+	char errbuf[CURL_ERROR_SIZE];
+	char why[CURL_ERROR_SIZE + 64];
+	const char *what = req->what ? req->what : "request";
+	long start = now_ms();
+	unsigned int attempt = 0, auth_tries = 0;
+	struct xfer x;
+	int r = 0, code;
+
+	for (;;) {
+		long delay, cap;
+		int cc;
+
+		if (attempt + auth_tries > 0 && req->sink && req->sink->reset)
+			req->sink->reset(req->sink->ctx);
+		attempt++;
+		cc = perform(reg, req, resp, &x, errbuf);
+		if (x.sink_rc < 0) {
+			r = x.sink_rc;
+			lp_err_set(err, r, "%s %s: %s", what, req->url,
+				   strerror(-r));
+			goto out;
+		}
+		if (x.sink_done || x.err_full)
+			cc = CURLE_OK; /* we stopped it ourselves */
+		if (cc != CURLE_OK) {
+			code = curl_errno(cc);
+			snprintf(why, sizeof(why), "%s",
+				 errbuf[0] ? errbuf : curl_easy_strerror(cc));
+			if (!curl_retryable(cc)) {
+				r = lp_err_set(err, code, "%s %s: %s", what,
+					       req->url, why);
+				goto out;
+			}
+		} else if (resp->status == 401 && !req->external && req->ref &&
+			   auth_tries < 2) {
+			r = handle_401(reg, req, resp, auth_tries > 0, err);
+			if (r < 0)
+				goto out;
+			auth_tries++;
+			attempt--;
+			continue;
+		} else if (resp->status >= 200 && resp->status < 300 &&
+			   req->sink && req->sink->finish &&
+			   (r = req->sink->finish(req->sink->ctx, resp)) < 0) {
+			if (r != -EAGAIN) {
+				lp_err_set(err, r, "%s %s: %s", what, req->url,
+					   strerror(-r));
+				goto out;
+			}
+			code = -EIO;
+			snprintf(why, sizeof(why), "reply cut short");
+		} else if (resp->status == 429 ||
+			   (resp->status >= 500 && resp->status != 501 &&
+			    resp->status != 505)) {
+			code = -EIO;
+			snprintf(why, sizeof(why), "HTTP %ld", resp->status);
+		} else {
+			r = 0;
+			goto out;
+		}
+		/* retryable: exponential back-off with full jitter */
+		cap = LP_REG_BACKOFF_BASE_MS << (attempt < 6 ? attempt : 6);
+		if (cap > LP_REG_BACKOFF_CAP_MS)
+			cap = LP_REG_BACKOFF_CAP_MS;
+		delay = cap / 2 + (long)(jitter() % (uint64_t)(cap / 2 + 1));
+		if (cc == CURLE_OK && resp->retry_after_s >= 0)
+			delay = resp->retry_after_s * 1000 > delay ?
+					resp->retry_after_s * 1000 :
+					delay;
+		if (attempt >= reg->o.max_attempts ||
+		    now_ms() - start + delay > reg->o.retry_budget_ms) {
+			r = lp_err_set(err,
+				       code == -EIO && cc == CURLE_OK &&
+						       resp->status == 429 ?
+					       -EAGAIN :
+					       code,
+				       "%s %s: %s (gave up after %u attempts, "
+				       "%ld ms)",
+				       what, req->url, why, attempt,
+				       now_ms() - start);
+			goto out;
+		}
+		sleep_ms(delay);
+	}
+out:
+	return r;
+}
+
+const struct lp_reg_opts *lp_reg_opts_get(const struct lp_reg *reg)
+{
+	return &reg->o;
+}
+
+/* "scheme://host[:port]" of @url into @out */
+static void url_origin(const char *url, char *out, size_t size)
+{
+	const char *p = strstr(url, "://");
+	size_t n;
+
+	n = p ? (size_t)(p + 3 - url) + strcspn(p + 3, "/?#") : 0;
+	if (n >= size)
+		n = size - 1;
+	memcpy(out, url, n);
+	out[n] = '\0';
+}
+
+int lp_reg_do_follow(struct lp_reg *reg, const struct lp_reg_req *req,
+		     struct lp_reg_resp *resp, char *final_url, size_t size,
+		     struct lp_err *err)
+{
+	struct lp_reg_req cur = *req;
+	char *url = NULL;
+	char o1[LP_REG_HOST_MAX + 16], o2[LP_REG_HOST_MAX + 16];
+	unsigned int hops = 0;
+	int r;
+
+	for (;;) {
+		r = lp_reg_do(reg, &cur, resp, err);
+		if (r < 0)
+			goto out;
+		if (resp->status < 300 || resp->status >= 400 ||
+		    resp->status == 304)
+			break;
+		if (!resp->location[0] || ++hops > LP_REG_MAX_REDIRECTS) {
+			r = lp_err_set(err, -EPROTO, "%s %s: %s",
+				       req->what ? req->what : "request",
+				       req->url,
+				       resp->location[0] ?
+					       "too many redirects" :
+					       "redirect without Location");
+			goto out;
+		}
+		free(url);
+		url = strdup(resp->location);
+		if (!url) {
+			r = -ENOMEM;
+			goto out;
+		}
+		url_origin(req->url, o1, sizeof(o1));
+		url_origin(url, o2, sizeof(o2));
+		/* signed storage URLs must not see registry credentials */
+		cur.external = req->external || strcmp(o1, o2);
+		cur.url = url;
+	}
+	if (final_url)
+		snprintf(final_url, size, "%s", cur.url);
+out:
+	free(url);
+	return r;
+}
+
+int lp_reg_status_err(const struct lp_reg_req *req,
+		      const struct lp_reg_resp *resp, struct lp_err *err)
+{
+	const char *what = req->what ? req->what : "request";
+	char body[LP_REG_ERRBODY_MAX];
+	size_t i;
+	int code;
+
+	switch (resp->status) {
+	case 404:
+		code = -ENOENT;
+		break;
+	case 401:
+	case 403:
+		code = -EACCES;
+		break;
+	case 416:
+		code = -ERANGE;
+		break;
+	default:
+		code = -EPROTO;
+	}
+	/* the registry's error JSON, made printable */
+	for (i = 0; i < resp->err_len && i < sizeof(body) - 1; i++)
+		body[i] =
+			resp->err_body[i] >= 0x20 && resp->err_body[i] < 0x7f ?
+				resp->err_body[i] :
+				' ';
+	body[i] = '\0';
+	return lp_err_set(err, code, "%s %s: HTTP %ld%s%s", what, req->url,
+			  resp->status, i ? ": " : "", body);
+}

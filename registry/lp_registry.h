@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The registry client: the only part of lazypull that speaks HTTP. It parses
+ * image references, authenticates (anonymous, Basic, Bearer tokens, docker
+ * config.json and credential helpers), fetches and verifies manifests
+ * (OCI/Docker, indexes with platform selection), fetches whole blobs, and
+ * opens a blob as an lp_blob whose pread is an HTTP Range GET.
+ *
+ * Threads: a struct lp_reg may be used from any number of threads at once
+ * (it keeps a pool of curl handles sharing connections, DNS and TLS sessions).
+ * So may a struct lp_reg_blob. A struct lp_reg_manifest is immutable after it
+ * is made and may be read from any thread.
+ *
+ * How to read a layer lazily:
+ *	lp_reg_opts_init(&o);
+ *	lp_reg_new(&o, &reg);
+ *	lp_reg_ref_parse("127.0.0.1:5000/app:v1", &ref);
+ *	lp_reg_manifest_fetch(reg, &ref, NULL, &m, &err);
+ *	d = lp_reg_manifest_layer(m, 0);
+ *	lp_reg_open_blob(reg, &ref, &d->digest, d->size, &blob);
+ *	lp_blob_pread(blob, buf, len, off);
+ *	lp_blob_unref(blob); lp_reg_manifest_free(m); lp_reg_free(reg);
+ */
+#ifndef LP_REGISTRY_H
+#define LP_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lp_blob.h"
+#include "lp_digest.h"
+#include "lp_err.h"
+
+/* ---- references ---------------------------------------------------- */
+
+#define LP_REG_HOST_MAX 256 /* "host:port" or "[v6]:port", with NUL */
+#define LP_REG_REPO_MAX 256 /* path component, with NUL */
+#define LP_REG_TAG_MAX 129 /* 128 characters, with NUL */
+#define LP_REG_REF_MAX 1024 /* a whole reference string */
+
+#define LP_REG_DOCKER_HUB "registry-1.docker.io"
+
+/* A parsed image reference; a plain value, copy it freely. */
+struct lp_reg_ref {
+	char host[LP_REG_HOST_MAX]; /* as used in URLs: "h:p", "[::1]:5000" */
+	char repo[LP_REG_REPO_MAX]; /* "library/busybox" */
+	char tag[LP_REG_TAG_MAX]; /* "" when the reference has only a digest */
+	bool has_digest;
+	struct lp_digest digest; /* valid when has_digest */
+};
+
+/*
+ * lp_reg_ref_parse() - parse "[host[:port]/]repo[:tag][@sha256:HEX]".
+ * The first component is a host when it holds a '.' or ':', is "localhost",
+ * or is an IPv6 literal "[...]"; otherwise the host is Docker Hub
+ * (registry-1.docker.io, also for "docker.io" and "index.docker.io"), where a
+ * one-component repo gets "library/". With neither tag nor digest the tag is
+ * "latest". Returns 0, or -EINVAL for a malformed reference (upper case in
+ * the repo, empty components, bad digest, over a length limit).
+ */
+int lp_reg_ref_parse(const char *s, struct lp_reg_ref *ret_ref);
+
+/*
+ * lp_reg_ref_format() - "host/repo[:tag][@digest]" into @out (@size bytes).
+ * Returns the length, or -ENAMETOOLONG when it does not fit.
+ */
+int lp_reg_ref_format(const struct lp_reg_ref *ref, char *out, size_t size);
+
+/* ---- client -------------------------------------------------------- */
+
+#define LP_REG_MANIFEST_MAX (4 * 1024 * 1024) /* bytes of one manifest */
+#define LP_REG_LAYERS_MAX 1024 /* layers in one manifest */
+#define LP_REG_INDEX_MAX 1024 /* entries in one index */
+#define LP_REG_ANNOTATIONS_MAX 256 /* per descriptor */
+
+struct lp_reg;
+
+struct lp_reg_opts {
+	/*
+	 * Hosts ("host" or "host:port") spoken to over plain HTTP. NULL-ended
+	 * array, borrowed for the duration of lp_reg_new() (it is copied).
+	 */
+	const char *const *insecure_hosts;
+	/* Plain HTTP for localhost, 127.0.0.0/8 and ::1 (default true). */
+	bool loopback_plain_http;
+	/* PEM bundle of CAs to trust instead of the system ones, or NULL. */
+	const char *ca_file;
+	/* Directory holding config.json; NULL: $DOCKER_CONFIG or ~/.docker. */
+	const char *docker_config_dir;
+	/* "os/arch[/variant]" picked from an index; NULL: the host's. */
+	const char *platform;
+	const char *user_agent; /* NULL: "lazypull/VERSION" */
+	long connect_timeout_ms; /* default 10000 */
+	long low_speed_time_s; /* abort a transfer this slow... */
+	long low_speed_limit; /* ...below this many bytes/s */
+	long request_timeout_ms; /* whole small request; 0: none */
+	unsigned int max_attempts; /* tries per request (default 5) */
+	long retry_budget_ms; /* total back-off per request */
+};
+
+/* lp_reg_opts_init() - fill @o with the defaults. */
+void lp_reg_opts_init(struct lp_reg_opts *o);
+
+/*
+ * lp_reg_new() - a client. @opts may be NULL (defaults); its strings are
+ * copied. Returns 0 and the client in *ret_reg, -ENOMEM, or -EIO when curl
+ * cannot be initialised. Free with lp_reg_free().
+ */
+int lp_reg_new(const struct lp_reg_opts *opts, struct lp_reg **ret_reg);
+
+/*
+ * lp_reg_free() - free the client; NULL allowed. Blobs opened from it keep
+ * it alive (they hold a reference), so it may be freed before them.
+ */
+void lp_reg_free(struct lp_reg *reg);
+
+/*
+ * lp_reg_set_credentials() - use Basic credentials @user/@secret for @host
+ * (as in a reference) instead of those from the docker config. Copied.
+ * Returns 0 or -ENOMEM.
+ */
+int lp_reg_set_credentials(struct lp_reg *reg, const char *host,
+			   const char *user, const char *secret);
+
+/* ---- manifests ----------------------------------------------------- */
+
+#define LP_REG_MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define LP_REG_MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define LP_REG_MT_DOCKER_MANIFEST \
+	"application/vnd.docker.distribution.manifest.v2+json"
+#define LP_REG_MT_DOCKER_LIST \
+	"application/vnd.docker.distribution.manifest.list.v2+json"
+
+struct lp_reg_annotation {
+	const char *key;
+	const char *value;
+};
+
+struct lp_reg_platform {
+	const char *os; /* "" when absent */
+	const char *arch;
+	const char *variant;
+};
+
+/* A descriptor; its strings belong to the manifest that holds it. */
+struct lp_reg_desc {
+	const char *media_type;
+	struct lp_digest digest;
+	uint64_t size;
+	const struct lp_reg_annotation *annotations;
+	size_t n_annotations;
+	struct lp_reg_platform platform; /* index entries only */
+};
+
+/* lp_reg_desc_annotation() - the value for @key, or NULL. */
+const char *lp_reg_desc_annotation(const struct lp_reg_desc *d,
+				   const char *key);
+
+struct lp_reg_manifest;
+
+/*
+ * lp_reg_manifest_parse() - parse @len bytes of a manifest or index.
+ * @media_type is the Content-Type it came with (NULL or "" when unknown; the
+ * "mediaType" field decides then). The bytes are copied; the digest recorded
+ * is their sha256. Returns 0, -EPROTO for JSON that is not a manifest,
+ * -EFBIG over a LP_REG_* limit, -EOPNOTSUPP for other media types (schema1).
+ */
+int lp_reg_manifest_parse(const void *data, size_t len, const char *media_type,
+			  struct lp_reg_manifest **ret_m);
+
+/*
+ * lp_reg_manifest_fetch() - GET the manifest @ref names, verify its digest
+ * (against @ref's digest, else against Docker-Content-Digest when sent) and,
+ * for an index, fetch and verify the entry for @platform ("os/arch[/variant]";
+ * NULL: the client's). The result is always an image manifest. Returns 0,
+ * -ENOENT no such manifest or no entry for the platform, -EACCES refused,
+ * -EBADMSG digest mismatch, -EPROTO bad reply, -EFBIG too big, -ETIMEDOUT,
+ * -EIO. @err (may be NULL) says what failed. Free with lp_reg_manifest_free.
+ */
+int lp_reg_manifest_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			  const char *platform, struct lp_reg_manifest **ret_m,
+			  struct lp_err *err);
+
+/* lp_reg_manifest_free() - NULL allowed; frees every borrowed string too. */
+void lp_reg_manifest_free(struct lp_reg_manifest *m);
+
+/* true for an OCI index or Docker manifest list */
+bool lp_reg_manifest_is_index(const struct lp_reg_manifest *m);
+const char *lp_reg_manifest_media_type(const struct lp_reg_manifest *m);
+const struct lp_digest *lp_reg_manifest_digest(const struct lp_reg_manifest *m);
+/* the exact bytes the digest is over; borrowed */
+const void *lp_reg_manifest_raw(const struct lp_reg_manifest *m, size_t *len);
+/* image manifest: the config descriptor; NULL for an index */
+const struct lp_reg_desc *
+lp_reg_manifest_config(const struct lp_reg_manifest *m);
+/* image manifest: layers; index: entries */
+size_t lp_reg_manifest_count(const struct lp_reg_manifest *m);
+const struct lp_reg_desc *lp_reg_manifest_layer(const struct lp_reg_manifest *m,
+						size_t i);
+
+/*
+ * lp_reg_index_select() - the first index entry that is an image manifest
+ * for @platform ("os/arch[/variant]"; NULL: the host's, e.g. linux/amd64).
+ * An arm64 entry without variant matches "v8". Returns 0, -ENOENT, -EINVAL
+ * for a malformed @platform or a non-index @m.
+ */
+int lp_reg_index_select(const struct lp_reg_manifest *m, const char *platform,
+			const struct lp_reg_desc **ret_desc);
+
+/* ---- blobs --------------------------------------------------------- */
+
+/*
+ * lp_reg_fetch_blob() - GET the whole blob @digest of @size bytes from
+ * @ref's repository into @fd from offset 0 (pwrite; the file is truncated
+ * to @size). Verifies size and digest. Returns 0, -EBADMSG mismatch,
+ * -ENOENT, -EACCES, -EPROTO, -ETIMEDOUT, -EIO or a write error.
+ */
+int lp_reg_fetch_blob(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		      const struct lp_digest *digest, uint64_t size, int fd,
+		      struct lp_err *err);
+
+/*
+ * lp_reg_fetch_blob_mem() - the same into memory, for configs: at most
+ * @limit bytes (-EFBIG beyond). *ret_data is malloc'ed and NUL-terminated
+ * (the NUL not counted); the caller frees it.
+ */
+int lp_reg_fetch_blob_mem(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			  const struct lp_digest *digest, size_t limit,
+			  void **ret_data, size_t *ret_len, struct lp_err *err);
+
+/* A registry blob read by ranges; reference counted, thread-safe. */
+struct lp_reg_blob;
+
+/*
+ * lp_reg_blob_open() - a handle on blob @digest of @size bytes in @ref's
+ * repository. No request is made. Holds a reference on @reg. Returns 0 or
+ * -ENOMEM. Drop with lp_reg_blob_unref().
+ */
+int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		     const struct lp_digest *digest, uint64_t size,
+		     struct lp_reg_blob **ret_rb);
+struct lp_reg_blob *lp_reg_blob_ref(struct lp_reg_blob *rb);
+void lp_reg_blob_unref(struct lp_reg_blob *rb); /* NULL allowed */
+
+/*
+ * lp_reg_blob_pread() - exactly @len bytes at @off, by one Range GET
+ * (retried). Never fills @buf with bytes from elsewhere in the blob: the
+ * reply's Content-Range must match, and a 200 reply is sliced. Returns 0,
+ * -ERANGE outside the blob (or 416), -EPROTO, -EACCES, -ENOENT, -ETIMEDOUT,
+ * -EIO.
+ */
+int lp_reg_blob_pread(struct lp_reg_blob *rb, void *buf, size_t len,
+		      uint64_t off, struct lp_err *err);
+
+struct lp_reg_range {
+	uint64_t off;
+	size_t len;
+	void *buf; /* receives exactly len bytes */
+};
+
+#define LP_REG_MULTI_MAX 64 /* ranges per multi-range request */
+
+/*
+ * lp_reg_blob_pread_multi() - fill @n ranges (sorted, not overlapping, at
+ * most LP_REG_MULTI_MAX) with one multi-range request when the registry
+ * answers multipart/byteranges; when it answers 400 or 200 instead, the blob
+ * remembers that and reads the ranges one by one. Returns as
+ * lp_reg_blob_pread(); -EINVAL for unsorted or overlapping ranges.
+ */
+int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
+			    const struct lp_reg_range *ranges, size_t n,
+			    struct lp_err *err);
+
+/*
+ * lp_reg_blob_as_blob() - an lp_blob reading through @rb (it takes its own
+ * reference on @rb). Returns 0 or -ENOMEM.
+ */
+int lp_reg_blob_as_blob(struct lp_reg_blob *rb, struct lp_blob **ret_blob);
+
+/*
+ * lp_reg_open_blob() - lp_reg_blob_open() + lp_reg_blob_as_blob(): the
+ * registry blob as a plain blob source for fs/.
+ */
+int lp_reg_open_blob(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		     const struct lp_digest *digest, uint64_t size,
+		     struct lp_blob **ret_blob);
+
+/* ---- push ---------------------------------------------------------- */
+
+/*
+ * lp_reg_blob_exists() - HEAD the blob. Returns 1 present, 0 absent, or
+ * -errno.
+ */
+int lp_reg_blob_exists(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		       const struct lp_digest *digest, struct lp_err *err);
+
+/*
+ * lp_reg_push_blob() - upload @size bytes read from @fd (from offset 0) as
+ * blob @digest into @ref's repository, unless it is already there. When
+ * @mount_from (a repository on the same host, or NULL) has it, it is mounted
+ * instead of uploaded. Small blobs go in one POST+PUT; bigger ones in
+ * PATCH chunks. Returns 0 or -errno.
+ */
+int lp_reg_push_blob(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		     const struct lp_digest *digest, uint64_t size, int fd,
+		     const char *mount_from, struct lp_err *err);
+
+/*
+ * lp_reg_push_manifest() - PUT @len bytes of a manifest of @media_type under
+ * @ref's tag (or its digest when it has no tag). *ret_digest (may be NULL)
+ * receives the manifest's digest. Returns 0 or -errno.
+ */
+int lp_reg_push_manifest(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			 const char *media_type, const void *data, size_t len,
+			 struct lp_digest *ret_digest, struct lp_err *err);
+
+#endif /* LP_REGISTRY_H */

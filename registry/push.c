@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Push: blob existence (HEAD), cross-repository mount, monolithic upload
+ * (POST then one PUT) for small blobs and chunked upload (PATCH per chunk,
+ * then a closing PUT) for big ones, and manifest PUT. The registry checks
+ * the digest of what it received; we check it answered as the protocol
+ * says.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lp_common.h"
+#include "reg_int.h"
+
+#define LP_REG_PUSH_MONOLITHIC_MAX (32 * LP_MIB) /* bigger: PATCH chunks */
+#define LP_REG_PUSH_CHUNK (16 * LP_MIB)
+
+static void init_req(struct lp_reg_req *req, const struct lp_reg_ref *ref,
+		     const char *method, const char *url, const char *what)
+{
+	memset(req, 0, sizeof(*req));
+	req->method = method;
+	req->ref = ref;
+	req->actions = "pull,push";
+	req->url = url;
+	req->body_fd = -1;
+	req->what = what;
+	req->small = true;
+}
+
+int lp_reg_blob_exists(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		       const struct lp_digest *digest, struct lp_err *err)
+{
+	struct lp_reg_resp *resp;
+	struct lp_reg_req req;
+	char url[LP_REG_URL_MAX], suffix[LP_DIGEST_STR_LEN + 8];
+	char ds[LP_DIGEST_STR_LEN + 1];
+	int r;
+
+	resp = malloc(sizeof(*resp));
+	if (!resp)
+		return -ENOMEM;
+	lp_digest_format(digest, ds);
+	snprintf(suffix, sizeof(suffix), "blobs/%s", ds);
+	r = lp_reg_url(reg, ref, suffix, url, sizeof(url));
+	if (r < 0)
+		goto out;
+	init_req(&req, ref, "HEAD", url, "blob HEAD");
+	req.actions = "pull";
+	r = lp_reg_do_follow(reg, &req, resp, NULL, 0, err);
+	if (r < 0)
+		goto out;
+	if (resp->status == 200)
+		r = 1;
+	else if (resp->status == 404)
+		r = 0;
+	else
+		r = lp_reg_status_err(&req, resp, err);
+out:
+	free(resp);
+	return r;
+}
+
+/* an upload Location made absolute, with "digest=" appended when given */
+static int upload_url(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		      const char *loc, const char *ds, char *out, size_t size)
+{
+	char base[LP_REG_URL_MAX];
+	int n;
+
+	if (!loc[0])
+		return -EPROTO;
+	if (loc[0] == '/') {
+		if (lp_reg_url(reg, ref, "", base, sizeof(base)) < 0)
+			return -ENAMETOOLONG;
+		base[strcspn(strstr(base, "://") + 3, "/") +
+		     (size_t)(strstr(base, "://") + 3 - base)] = '\0';
+		n = snprintf(out, size, "%s%s", base, loc);
+	} else if (!strncmp(loc, "http://", 7) ||
+		   !strncmp(loc, "https://", 8)) {
+		n = snprintf(out, size, "%s", loc);
+	} else {
+		return -EPROTO;
+	}
+	if (n < 0 || (size_t)n >= size)
+		return -ENAMETOOLONG;
+	if (ds) {
+		size_t len = (size_t)n;
+
+		n = snprintf(out + len, size - len, "%cdigest=%s",
+			     strchr(out, '?') ? '&' : '?', ds);
+		if (n < 0 || (size_t)n >= size - len)
+			return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+int lp_reg_push_blob(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		     const struct lp_digest *digest, uint64_t size, int fd,
+		     const char *mount_from, struct lp_err *err)
+{
+	struct lp_reg_resp *resp = NULL;
+	struct lp_reg_req req;
+	char *url = NULL, *next = NULL;
+	char ds[LP_DIGEST_STR_LEN + 1];
+	const char *ctype[] = { "Content-Type: application/octet-stream", NULL,
+				NULL };
+	char crange[96];
+	uint64_t off;
+	int r;
+
+	r = lp_reg_blob_exists(reg, ref, digest, err);
+	if (r != 0) {
+		r = r > 0 ? 0 : r;
+		goto out;
+	}
+	r = -ENOMEM;
+	resp = malloc(sizeof(*resp));
+	url = malloc(LP_REG_URL_MAX);
+	next = malloc(LP_REG_URL_MAX);
+	if (!resp || !url || !next)
+		goto out;
+	lp_digest_format(digest, ds);
+	if (mount_from) {
+		char suffix[LP_REG_REPO_MAX + LP_DIGEST_STR_LEN + 64];
+
+		snprintf(suffix, sizeof(suffix),
+			 "blobs/uploads/?mount=%s&from=%s", ds, mount_from);
+		r = lp_reg_url(reg, ref, suffix, url, LP_REG_URL_MAX);
+	} else {
+		r = lp_reg_url(reg, ref, "blobs/uploads/", url, LP_REG_URL_MAX);
+	}
+	if (r < 0)
+		goto out;
+	init_req(&req, ref, "POST", url, "blob upload start");
+	r = lp_reg_do(reg, &req, resp, err);
+	if (r < 0)
+		goto out;
+	if (resp->status == 201) /* mounted */
+		goto out;
+	if (resp->status != 202) {
+		r = lp_reg_status_err(&req, resp, err);
+		goto out;
+	}
+	off = 0;
+	if (size > LP_REG_PUSH_MONOLITHIC_MAX) {
+		while (off < size) {
+			uint64_t n = lp_min_u64(LP_REG_PUSH_CHUNK, size - off);
+
+			r = upload_url(reg, ref, resp->location, NULL, next,
+				       LP_REG_URL_MAX);
+			if (r < 0)
+				goto bad_location;
+			snprintf(crange, sizeof(crange),
+				 "Content-Range: %llu-%llu",
+				 (unsigned long long)off,
+				 (unsigned long long)(off + n - 1));
+			ctype[1] = crange;
+			init_req(&req, ref, "PATCH", next, "blob upload chunk");
+			req.headers = ctype;
+			req.body_fd = fd;
+			req.body_off = off;
+			req.body_len = n;
+			req.small = false;
+			r = lp_reg_do(reg, &req, resp, err);
+			if (r < 0)
+				goto out;
+			if (resp->status != 202) {
+				r = lp_reg_status_err(&req, resp, err);
+				goto out;
+			}
+			off += n;
+		}
+	}
+	r = upload_url(reg, ref, resp->location, ds, next, LP_REG_URL_MAX);
+	if (r < 0)
+		goto bad_location;
+	ctype[1] = NULL;
+	init_req(&req, ref, "PUT", next, "blob upload");
+	req.headers = ctype;
+	req.body_fd = fd;
+	req.body_off = off;
+	req.body_len = size - off;
+	req.small = false;
+	r = lp_reg_do(reg, &req, resp, err);
+	if (r < 0)
+		goto out;
+	if (resp->status != 201 && resp->status != 204)
+		r = lp_reg_status_err(&req, resp, err);
+	goto out;
+bad_location:
+	r = lp_err_set(err, r, "blob upload %s/%s: bad Location \"%s\"",
+		       ref->host, ref->repo, resp->location);
+out:
+	free(resp);
+	free(url);
+	free(next);
+	return r;
+}
+
+int lp_reg_push_manifest(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			 const char *media_type, const void *data, size_t len,
+			 struct lp_digest *ret_digest, struct lp_err *err)
+{
+	struct lp_reg_resp *resp = NULL;
+	struct lp_reg_req req;
+	struct lp_digest d, sent;
+	char url[LP_REG_URL_MAX], ct[256];
+	char suffix[LP_REG_TAG_MAX + LP_DIGEST_STR_LEN + 16];
+	char ds[LP_DIGEST_STR_LEN + 1];
+	const char *hdrs[] = { ct, NULL };
+	int r;
+
+	if (len > LP_REG_MANIFEST_MAX)
+		return lp_err_set(err, -EFBIG, "manifest of %zu bytes", len);
+	lp_sha256(data, len, &d);
+	lp_digest_format(&d, ds);
+	if (ref->has_digest && !lp_digest_equal(&d, &ref->digest))
+		return lp_err_set(err, -EINVAL,
+				  "manifest digest %s differs from the "
+				  "reference",
+				  ds);
+	snprintf(suffix, sizeof(suffix), "manifests/%s",
+		 ref->tag[0] ? ref->tag : ds);
+	r = lp_reg_url(reg, ref, suffix, url, sizeof(url));
+	if (r < 0)
+		return r;
+	snprintf(ct, sizeof(ct), "Content-Type: %s", media_type);
+	resp = malloc(sizeof(*resp));
+	if (!resp)
+		return -ENOMEM;
+	init_req(&req, ref, "PUT", url, "manifest PUT");
+	req.headers = hdrs;
+	req.body = data;
+	req.body_len = len;
+	r = lp_reg_do(reg, &req, resp, err);
+	if (r < 0)
+		goto out;
+	if (resp->status != 201 && resp->status != 200) {
+		r = lp_reg_status_err(&req, resp, err);
+		goto out;
+	}
+	if (resp->docker_digest[0] &&
+	    (lp_digest_parse(resp->docker_digest, &sent) < 0 ||
+	     !lp_digest_equal(&sent, &d))) {
+		r = lp_err_set(err, -EPROTO,
+			       "manifest PUT %s: registry says digest %s, "
+			       "we sent %s",
+			       url, resp->docker_digest, ds);
+		goto out;
+	}
+	if (ret_digest)
+		*ret_digest = d;
+out:
+	free(resp);
+	return r;
+}

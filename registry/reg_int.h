@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Private to registry/: the parsers the client is built from (exposed here
+ * so that the module's unit tests and fuzz targets can drive them), the
+ * client's internal state and the one request function every HTTP exchange
+ * goes through (auth, redirects handled by the caller, retries).
+ *
+ * Lock order: lp_reg.lock, then lp_reg_blob.lock; lp_reg.pool_lock and the
+ * curl share locks are leaves (nothing is taken while they are held).
+ */
+#ifndef LP_REG_INT_H
+#define LP_REG_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lp_registry.h"
+
+#define LP_REG_HEADER_MAX 8192 /* one response header line */
+#define LP_REG_AUTH_FIELD_MAX 1024 /* realm, scope, service values */
+#define LP_REG_BOUNDARY_MAX 200 /* multipart boundary */
+#define LP_REG_URL_MAX 4096 /* any URL, incl. signed redirects */
+#define LP_REG_TOKEN_MAX 8192 /* one bearer token */
+#define LP_REG_TOKEN_BODY_MAX 65536 /* token server reply */
+#define LP_REG_ERRBODY_MAX 1024 /* error body kept for messages */
+#define LP_REG_CRED_MAX 1024 /* user name or secret */
+#define LP_REG_CONFIG_MAX (1024 * 1024) /* docker config.json */
+#define LP_REG_HELPER_OUT_MAX 65536 /* credential helper output */
+#define LP_REG_HELPER_TIMEOUT_MS 10000
+#define LP_REG_MULTIPART_OVERHEAD 512 /* per part: delimiter + headers */
+#define LP_REG_POOL_MAX 16 /* idle curl handles kept */
+#define LP_REG_MAX_REDIRECTS 5
+#define LP_REG_REDIRECT_TTL_S 300 /* reuse a redirect this long */
+#define LP_REG_SKIP_MAX ((uint64_t)64 << 30) /* bytes skipped on a 200 */
+
+/* ---- WWW-Authenticate ---- */
+
+enum lp_reg_auth_scheme {
+	/* ordered by preference */
+	LP_REG_AUTH_BEARER = 1,
+	LP_REG_AUTH_BASIC,
+	LP_REG_AUTH_OTHER,
+};
+
+struct lp_reg_challenge {
+	enum lp_reg_auth_scheme scheme;
+	char realm[LP_REG_AUTH_FIELD_MAX];
+	char service[LP_REG_AUTH_FIELD_MAX];
+	char scope[LP_REG_AUTH_FIELD_MAX];
+	char error[LP_REG_AUTH_FIELD_MAX];
+};
+
+/*
+ * lp_reg_www_auth_parse() - the preferred challenge (Bearer, then Basic) of
+ * @len bytes of WWW-Authenticate value(s) (several headers may be joined
+ * with ", "). Returns 0, -EPROTO malformed or no usable challenge, -EFBIG.
+ */
+int lp_reg_www_auth_parse(const char *hdr, size_t len,
+			  struct lp_reg_challenge *ret_ch);
+
+/* ---- ranges ---- */
+
+/*
+ * lp_reg_content_range_parse() - "bytes A-B/TOTAL" (TOTAL "*" gives
+ * UINT64_MAX). Returns 0 or -EPROTO (also for B < A or B >= TOTAL).
+ */
+int lp_reg_content_range_parse(const char *s, size_t len, uint64_t *ret_start,
+			       uint64_t *ret_end, uint64_t *ret_total);
+
+/* lp_reg_multipart_boundary() - boundary of a multipart/byteranges type. */
+int lp_reg_multipart_boundary(const char *content_type, char *out, size_t size);
+
+/* called per part: @len == plen bytes at blob offset @off */
+typedef int (*lp_reg_part_fn)(void *ctx, uint64_t off, uint64_t plen,
+			      uint64_t total, const void *data, size_t len);
+
+/*
+ * lp_reg_multipart_parse() - walk a multipart/byteranges body, calling @fn
+ * for each part. Returns the number of parts, -EPROTO malformed, -EFBIG too
+ * many parts, or @fn's negative return.
+ */
+int lp_reg_multipart_parse(const void *body, size_t len, const char *boundary,
+			   lp_reg_part_fn fn, void *ctx);
+
+/* ---- docker config ---- */
+
+struct lp_reg_cred {
+	char user[LP_REG_CRED_MAX];
+	char secret[LP_REG_CRED_MAX];
+	char helper[64]; /* set when a credential helper is to be asked */
+};
+
+/*
+ * lp_reg_docker_config_lookup() - credentials for @host in a docker
+ * config.json: auths[...].auth (base64 "user:secret") or username/password,
+ * else credHelpers[host] or credsStore. Keys may carry a scheme and path
+ * ("https://index.docker.io/v1/"). Returns 1 found (user/secret or helper
+ * set), 0 nothing for the host, -EPROTO bad JSON/base64, -EFBIG.
+ */
+int lp_reg_docker_config_lookup(const char *json, size_t len, const char *host,
+				struct lp_reg_cred *ret_cred);
+
+/*
+ * lp_reg_helper_parse() - the {"Username","Secret"} reply of a credential
+ * helper. Returns 1, 0 for an identity token (unsupported), -EPROTO.
+ */
+int lp_reg_helper_parse(const char *json, size_t len, struct lp_reg_cred *cred);
+
+/* lp_reg_cred_load() - config file + helper for @host. 1 found, 0, -errno. */
+int lp_reg_cred_load(const char *config_dir, const char *host,
+		     struct lp_reg_cred *ret_cred);
+
+/* ---- references ---- */
+
+bool lp_reg_host_is_loopback(const char *host);
+
+/* ---- the client ---- */
+
+struct lp_reg_resp {
+	long status;
+	int64_t content_length; /* -1 when not sent */
+	char content_type[256];
+	char content_range[128];
+	char docker_digest[LP_DIGEST_STR_LEN + 1];
+	char location[LP_REG_URL_MAX]; /* 3xx: resolved; else as sent */
+	char www_auth[LP_REG_HEADER_MAX];
+	long retry_after_s; /* -1 when not sent */
+	char err_body[LP_REG_ERRBODY_MAX];
+	size_t err_len;
+};
+
+/*
+ * Where a 2xx body goes. begin (may be NULL) sees the headers before the
+ * first byte; write returns 0 for more, 1 when it has all it wants (the
+ * transfer stops), or -errno; finish (may be NULL) runs after a 2xx reply
+ * and returns 0, -EAGAIN when the body was cut short (the request is
+ * retried), or -errno; reset runs before every retry.
+ */
+struct lp_reg_sink {
+	int (*begin)(void *ctx, const struct lp_reg_resp *resp);
+	int (*write)(void *ctx, const void *data, size_t len);
+	int (*finish)(void *ctx, const struct lp_reg_resp *resp);
+	void (*reset)(void *ctx);
+	void *ctx;
+};
+
+struct lp_reg_req {
+	const char *method; /* NULL: GET */
+	const struct lp_reg_ref *ref; /* host + repo, for auth and errors */
+	const char *actions; /* scope actions: "pull", "pull,push" */
+	const char *url;
+	bool external; /* a redirect target: no registry auth */
+	const char *const *headers; /* extra, NULL-ended */
+	const void *body; /* request body in memory, or... */
+	int body_fd; /* ...from this fd (-1: none) */
+	uint64_t body_off, body_len;
+	struct lp_reg_sink *sink; /* NULL: body discarded */
+	bool small; /* apply request_timeout_ms */
+	const char *what; /* for messages: "manifest", "blob" */
+};
+
+/*
+ * lp_reg_do() - one HTTP exchange, retried on connection failures, 5xx and
+ * 429 (Retry-After honoured) with exponential back-off and jitter, bounded
+ * by max_attempts and retry_budget_ms; on 401 from the registry it runs the
+ * auth flow once and repeats. Redirects are not followed: a 3xx is returned
+ * with resp->location. Returns 0 with the final response in @resp (any
+ * status: the caller decides), or -errno when no usable response came
+ * (-ETIMEDOUT, -ECONNREFUSED, -EIO, or the sink's error).
+ */
+int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
+	      struct lp_reg_resp *resp, struct lp_err *err);
+
+/*
+ * lp_reg_status_err() - map an unexpected status to -errno and a message
+ * naming the request (404 -ENOENT, 401/403 -EACCES, 416 -ERANGE, else
+ * -EPROTO).
+ */
+int lp_reg_status_err(const struct lp_reg_req *req,
+		      const struct lp_reg_resp *resp, struct lp_err *err);
+
+/* lp_reg_url() - "SCHEME://host/v2/REPO/SUFFIX" for @ref's host. */
+int lp_reg_url(const struct lp_reg *reg, const struct lp_reg_ref *ref,
+	       const char *suffix, char *out, size_t size);
+
+/*
+ * lp_reg_do_follow() - lp_reg_do() following up to LP_REG_MAX_REDIRECTS
+ * redirects (auth is dropped when the target is another host). The URL
+ * that gave the final answer is copied to @final_url (may be NULL).
+ */
+int lp_reg_do_follow(struct lp_reg *reg, const struct lp_reg_req *req,
+		     struct lp_reg_resp *resp, char *final_url, size_t size,
+		     struct lp_err *err);
+
+/* lp_reg_opts_get() - the client's options (strings owned by it). */
+const struct lp_reg_opts *lp_reg_opts_get(const struct lp_reg *reg);
+
+struct lp_reg *lp_reg_ref_client(struct lp_reg *reg);
+void lp_reg_unref_client(struct lp_reg *reg);
+
+#endif /* LP_REG_INT_H */
