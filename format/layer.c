@@ -23,6 +23,7 @@
 #define TAR_OCTAL_DIGITS 11 /* of the 12-byte size field */
 /* zstd:chunked: skippable frame header (magic, length) before the TOC */
 #define ZSTD_SKIP_HDR 8
+#define DEFLATE_MAX_RATIO 1032
 /*
  * Compressed bytes read for a chunk whose member runs on (tar headers of
  * many following entries): more than any deflate/zstd encoding of the
@@ -132,6 +133,15 @@ static int read_gzip_toc(struct lp_layer *l, const uint8_t *src, size_t len,
 	r = parse_toc_tar_header(hdr, &json_len, err);
 	if (r < 0)
 		goto out;
+	/* deflate expands at most DEFLATE_MAX_RATIO:1; don't allocate more */
+	if (json_len / DEFLATE_MAX_RATIO > len) {
+		r = lp_err_set(
+			err, -EBADMSG,
+			"TOC tar header claims %zu bytes from a %zu-byte "
+			"gzip member",
+			json_len, len);
+		goto out;
+	}
 	l->json = malloc(json_len + 1);
 	if (!l->json) {
 		r = -ENOMEM;
@@ -153,6 +163,7 @@ static int read_zstd_toc(struct lp_layer *l, const uint8_t *src, size_t len,
 			 struct lp_err *err)
 {
 	size_t want = (size_t)l->footer.toc_uncompressed_size, got;
+	unsigned long long fcs;
 	int r;
 
 	if (lp_get_le32(src) != LP_ZSTD_SKIPPABLE_MAGIC ||
@@ -162,6 +173,17 @@ static int read_zstd_toc(struct lp_layer *l, const uint8_t *src, size_t len,
 			       "frame of %zu bytes",
 			       (unsigned long long)l->footer.toc_offset,
 			       len - ZSTD_SKIP_HDR);
+		goto out;
+	}
+	/* a frame that states its size must state the footer's size */
+	fcs = ZSTD_getFrameContentSize(src + ZSTD_SKIP_HDR,
+				       len - ZSTD_SKIP_HDR);
+	if (fcs == ZSTD_CONTENTSIZE_ERROR ||
+	    (fcs != ZSTD_CONTENTSIZE_UNKNOWN && fcs != want)) {
+		r = lp_err_set(err, -EBADMSG,
+			       "zstd:chunked TOC: frame header does not match "
+			       "the footer's %zu bytes",
+			       want);
 		goto out;
 	}
 	l->json = malloc(want + 1);

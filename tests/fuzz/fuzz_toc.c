@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Fuzz target for lp_toc_parse(): the input is TOC JSON. A parsed TOC must
+ * hold its invariants: every path looks up to its own entry, parents are
+ * directories, hardlinks point at regular files, chunks tile each file and
+ * lie inside the payload, children are sorted.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lp_toc.h"
+
+#define PAYLOAD_END (1u << 20)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_entry(const struct lp_toc *toc, uint32_t i)
+{
+	const struct lp_toc_entry *e = lp_toc_entry(toc, i);
+	const struct lp_toc_entry *ino = lp_toc_entry(toc, e->ino);
+	uint64_t next = 0;
+	uint32_t k;
+
+	if (lp_toc_lookup_path(toc, e->path) != i)
+		abort();
+	if (lp_toc_entry(toc, e->parent)->type != LP_TOC_DIR)
+		abort();
+	if (e->type == LP_TOC_HARDLINK && ino->type != LP_TOC_REG)
+		abort();
+	for (k = 0; e->type == LP_TOC_DIR && k < e->nr_children; k++) {
+		const struct lp_toc_entry *c = lp_toc_entry(
+			toc, lp_toc_child(toc, e->first_child + k));
+
+		if (c->parent != i)
+			abort();
+		if (k &&
+		    strcmp(lp_toc_entry(toc, lp_toc_child(toc, e->first_child +
+								       k - 1))
+				   ->name,
+			   c->name) >= 0)
+			abort();
+	}
+	if (e->type != LP_TOC_REG)
+		return;
+	for (k = 0; k < e->nr_chunks; k++) {
+		const struct lp_toc_chunk *c =
+			lp_toc_chunk(toc, e->first_chunk + k);
+
+		if (c->chunk_offset != next || c->chunk_size == 0 ||
+		    c->entry != i || c->offset >= PAYLOAD_END ||
+		    c->compressed_size == 0 ||
+		    c->offset + c->compressed_size > PAYLOAD_END ||
+		    lp_toc_find_chunk(toc, i, c->chunk_offset) !=
+			    e->first_chunk + k)
+			abort();
+		next += c->chunk_size;
+	}
+	if (next != e->size)
+		abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct lp_toc *toc = NULL;
+	struct lp_err err = { 0 };
+	uint32_t i;
+
+	if (lp_toc_parse(data, size, PAYLOAD_END, &toc, &err) < 0) {
+		if (!err.msg[0])
+			abort(); /* every rejection says why */
+		return 0;
+	}
+	if (lp_toc_entry(toc, 0)->type != LP_TOC_DIR)
+		abort();
+	for (i = 0; i < lp_toc_nr_entries(toc); i++)
+		check_entry(toc, i);
+	lp_toc_free(toc);
+	return 0;
+}
