@@ -289,7 +289,7 @@ int lp_reg_blob_pread(struct lp_reg_blob *rb, void *buf, size_t len,
 	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu",
 		 (unsigned long long)off, (unsigned long long)(off + len - 1));
 	r = range_get(rb, range, &sink, resp, err);
-	if (r == -EPROTO)
+	if (r == -EPROTO || r == -EFBIG)
 		lp_err_set(err, r,
 			   "blob %s/%s@%s: bad reply to %s (HTTP %ld, "
 			   "Content-Range \"%s\")",
@@ -498,7 +498,14 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 		goto out;
 	}
 	if (r < 0) {
-		lp_err_set(err, r, "%s", lp_err_str(&tmp, r));
+		if (tmp.msg[0])
+			lp_err_set(err, r, "%s", tmp.msg);
+		else
+			lp_err_set(err, r,
+				   "blob %s/%s@%s: bad reply to %zu ranges "
+				   "(HTTP %ld, %s)",
+				   rb->ref.host, rb->ref.repo, rb->name, n,
+				   resp->status, resp->content_type);
 		goto out;
 	}
 	if (resp->status != 206)

@@ -70,8 +70,11 @@ static int get_manifest(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	if (r == -EFBIG)
 		lp_err_set(err, r, "manifest %s/%s:%s larger than %d bytes",
 			   ref->host, ref->repo, name, LP_REG_MANIFEST_MAX);
-	if (r < 0)
+	if (r < 0) {
+		lp_err_set(err, r, "manifest %s/%s:%s: %s", ref->host,
+			   ref->repo, name, strerror(-r));
 		goto out;
+	}
 	if (resp->status != 200) {
 		r = lp_reg_status_err(&req, resp, err);
 		goto out;
@@ -260,8 +263,13 @@ static int fetch_whole(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	if (r == -EFBIG)
 		lp_err_set(err, r, "blob %s/%s@%s: longer than expected",
 			   ref->host, ref->repo, ds);
-	if (r < 0)
+	if (r < 0) {
+		lp_err_set(err, r, "blob %s/%s@%s: %s", ref->host, ref->repo,
+			   ds,
+			   r == -EPROTO ? "unexpected reply status" :
+					  strerror(-r));
 		goto out;
+	}
 	if (resp->status != 200) {
 		r = lp_reg_status_err(&req, resp, err);
 		goto out;

@@ -806,8 +806,11 @@ static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
 	treq.small = true;
 	treq.what = "token";
 	r = lp_reg_do(reg, &treq, resp, err);
-	if (r < 0)
+	if (r < 0) {
+		lp_err_set(err, r, "token server %s: %s", ch->realm,
+			   r == -EFBIG ? "reply too big" : strerror(-r));
 		goto out;
+	}
 	if (resp->status != 200) {
 		r = lp_err_set(err,
 			       resp->status == 401 || resp->status == 403 ?
@@ -1033,9 +1036,8 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 		attempt++;
 		cc = perform(reg, req, resp, &x, errbuf);
 		if (x.sink_rc < 0) {
+			/* the caller knows best what its sink refused */
 			r = x.sink_rc;
-			lp_err_set(err, r, "%s %s: %s", what, req->url,
-				   strerror(-r));
 			goto out;
 		}
 		if (x.sink_done || x.err_full)
@@ -1060,11 +1062,8 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 		} else if (resp->status >= 200 && resp->status < 300 &&
 			   req->sink && req->sink->finish &&
 			   (r = req->sink->finish(req->sink->ctx, resp)) < 0) {
-			if (r != -EAGAIN) {
-				lp_err_set(err, r, "%s %s: %s", what, req->url,
-					   strerror(-r));
-				goto out;
-			}
+			if (r != -EAGAIN)
+				goto out; /* the caller words it */
 			code = -EIO;
 			snprintf(why, sizeof(why), "reply cut short");
 		} else if (resp->status == 429 ||

@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Fault-injecting HTTP proxy for test_registry.sh (loopback only).
+
+Usage: fault_proxy.py LISTEN_PORT UPSTREAM_PORT MODE_FILE LOG_FILE
+
+Forwards each request (one per connection) to 127.0.0.1:UPSTREAM_PORT and
+writes every request line to LOG_FILE. MODE_FILE holds "MODE N": the next N
+requests that match the mode are faulted, later ones pass. Writing the file
+again re-arms the counter. Modes: pass, reset, 503, 429, truncate, short206,
+ignore-range (Range stripped: 200 with the whole blob), multi400 (400 to
+multi-range), stall (no answer), wrongrange (Content-Range shifted by one),
+redirect (307 from blob GETs straight to the upstream).
+"""
+import http.client
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+
+LISTEN, UPSTREAM = int(sys.argv[1]), int(sys.argv[2])
+MODE_FILE, LOG_FILE = sys.argv[3], sys.argv[4]
+lock = threading.Lock()
+state = {"mtime": None, "mode": "pass", "left": 0}
+
+
+def take_fault(is_blob, is_multi):
+    with lock:
+        try:
+            st = os.stat(MODE_FILE)
+            if st.st_mtime_ns != state["mtime"]:
+                state["mtime"] = st.st_mtime_ns
+                parts = open(MODE_FILE).read().split()
+                state["mode"] = parts[0] if parts else "pass"
+                state["left"] = int(parts[1]) if len(parts) > 1 else 1
+        except FileNotFoundError:
+            pass
+        mode = state["mode"]
+        if mode == "pass" or state["left"] <= 0:
+            return "pass"
+        if mode in ("truncate", "short206", "ignore-range", "wrongrange",
+                    "redirect") and not is_blob:
+            return "pass"
+        if mode == "multi400" and not is_multi:
+            return "pass"
+        state["left"] -= 1
+        return mode
+
+
+def read_request(conn):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+        if len(data) > 1 << 20:
+            return None
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    headers = []
+    length = 0
+    for line in lines[1:]:
+        k, v = line.split(":", 1)
+        headers.append((k.strip(), v.strip()))
+        if k.strip().lower() == "content-length":
+            length = int(v)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    return method, path, headers, body
+
+
+def reset(conn):
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                    struct.pack("ii", 1, 0))
+    conn.close()
+
+
+def send(conn, status, reason, headers, body, cut=None):
+    out = "HTTP/1.1 %d %s\r\n" % (status, reason)
+    for k, v in headers:
+        out += "%s: %s\r\n" % (k, v)
+    out += "Connection: close\r\n\r\n"
+    conn.sendall(out.encode("latin-1") + (body if cut is None else body[:cut]))
+
+
+def handle(conn):
+    try:
+        req = read_request(conn)
+        if not req:
+            conn.close()
+            return
+        method, path, headers, body = req
+        rng = [v for k, v in headers if k.lower() == "range"]
+        is_blob = "/blobs/sha256:" in path and method == "GET"
+        is_multi = bool(rng) and "," in rng[0]
+        with lock:
+            with open(LOG_FILE, "a") as f:
+                f.write("%s %s %s\n" % (method, path, rng[0] if rng else "-"))
+        fault = take_fault(is_blob, is_multi)
+        if fault == "reset":
+            reset(conn)
+            return
+        if fault == "stall":
+            time.sleep(30)
+            conn.close()
+            return
+        if fault == "503":
+            send(conn, 503, "Service Unavailable", [("Content-Length", "0")],
+                 b"")
+            conn.close()
+            return
+        if fault == "429":
+            send(conn, 429, "Too Many Requests",
+                 [("Retry-After", "1"), ("Content-Length", "0")], b"")
+            conn.close()
+            return
+        if fault == "multi400":
+            send(conn, 400, "Bad Request", [("Content-Length", "0")], b"")
+            conn.close()
+            return
+        if fault == "redirect":
+            send(conn, 307, "Temporary Redirect",
+                 [("Location", "http://127.0.0.1:%d%s" % (UPSTREAM, path)),
+                  ("Content-Length", "0")], b"")
+            conn.close()
+            return
+        fwd = [(k, v) for k, v in headers
+               if k.lower() not in ("connection", "host")]
+        if fault == "ignore-range":
+            fwd = [(k, v) for k, v in fwd if k.lower() != "range"]
+        up = http.client.HTTPConnection("127.0.0.1", UPSTREAM, timeout=30)
+        up.putrequest(method, path, skip_host=True,
+                      skip_accept_encoding=True)
+        up.putheader("Host", "127.0.0.1:%d" % UPSTREAM)
+        for k, v in fwd:
+            up.putheader(k, v)
+        up.endheaders(body if body else None)
+        resp = up.getresponse()
+        rbody = resp.read()
+        rh = [(k, v) for k, v in resp.getheaders()
+              if k.lower() not in ("connection", "transfer-encoding",
+                                   "content-length")]
+        up.close()
+        if fault == "truncate":
+            rh.append(("Content-Length", str(len(rbody))))
+            send(conn, resp.status, resp.reason, rh, rbody,
+                 cut=len(rbody) // 2)
+            reset(conn)
+            return
+        if fault == "short206" and resp.status == 206:
+            rbody = rbody[:len(rbody) // 2]
+        if fault == "wrongrange" and resp.status == 206:
+            nh = []
+            for k, v in rh:
+                if k.lower() == "content-range":
+                    a, rest = v.split(" ", 1)[1].split("-", 1)
+                    b, total = rest.split("/")
+                    v = "bytes %d-%d/%s" % (int(a) + 1, int(b) + 1, total)
+                nh.append((k, v))
+            rh = nh
+        rh.append(("Content-Length", str(len(rbody))))
+        send(conn, resp.status, resp.reason, rh, rbody)
+        conn.close()
+    except (OSError, ValueError):
+        try:
+            conn.close()
+        except OSError:
+            pass
+
+
+def main():
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", LISTEN))
+    srv.listen(64)
+    while True:
+        conn, _ = srv.accept()
+        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+
+main()
