@@ -323,6 +323,13 @@ const void *lp_layer_toc_json(const struct lp_layer *layer, size_t *ret_len)
 	return layer->json;
 }
 
+void lp_layer_drop_toc_json(struct lp_layer *layer)
+{
+	free(layer->json);
+	layer->json = NULL;
+	layer->json_len = 0;
+}
+
 struct lp_blob *lp_layer_blob(const struct lp_layer *layer)
 {
 	return layer->blob;

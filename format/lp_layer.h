@@ -36,8 +36,18 @@ enum lp_layer_format lp_layer_format(const struct lp_layer *layer);
 const struct lp_footer *lp_layer_footer(const struct lp_layer *layer);
 const struct lp_toc *lp_layer_toc(const struct lp_layer *layer);
 const struct lp_digest *lp_layer_toc_digest(const struct lp_layer *layer);
-/* lp_layer_toc_json() - the uncompressed TOC JSON bytes as stored. */
+/*
+ * lp_layer_toc_json() - the uncompressed TOC JSON bytes as stored, or NULL
+ * (*ret_len 0) after lp_layer_drop_toc_json().
+ */
 const void *lp_layer_toc_json(const struct lp_layer *layer, size_t *ret_len);
+
+/*
+ * lp_layer_drop_toc_json() - free the TOC JSON bytes (about as large as the
+ * parsed TOC itself) when the caller will not ask for them: long-lived
+ * mounted layers. Call it before sharing the layer between threads.
+ */
+void lp_layer_drop_toc_json(struct lp_layer *layer);
 struct lp_blob *lp_layer_blob(const struct lp_layer *layer); /* borrowed */
 
 /*

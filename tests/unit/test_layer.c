@@ -433,6 +433,7 @@ static void test_wrong_decoder(void **state)
 	struct lp_chunk_decoder *dec = NULL;
 	struct lp_err err = { 0 };
 	uint8_t buf[8];
+	size_t len;
 
 	assert_int_equal(lp_blob_open_file(vec_path("v1-zstd", ".esgz"), &blob),
 			 0);
@@ -443,6 +444,11 @@ static void test_wrong_decoder(void **state)
 	assert_int_equal(lp_layer_read_chunk(l, dec, UINT32_MAX, buf, &err),
 			 -EINVAL);
 	lp_chunk_decoder_free(dec);
+	/* the JSON can go; the parsed TOC stays */
+	lp_layer_drop_toc_json(l);
+	assert_null(lp_layer_toc_json(l, &len));
+	assert_int_equal(len, 0);
+	assert_non_null(lp_toc_entry(lp_layer_toc(l), 0));
 	lp_layer_free(l);
 	lp_layer_free(NULL);
 	lp_blob_unref(blob);
