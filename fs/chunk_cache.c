@@ -1,0 +1,322 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The memory tier of the chunk cache and its single flight: one slot per TOC
+ * chunk, a chunk is fetched by exactly one thread however many readers want
+ * it (the others wait on `settled`), and only verified data is published.
+ * READY chunks sit on an LRU list and are evicted, least recent first, while
+ * the tier holds more than its byte budget; pinned chunks are skipped, so the
+ * budget can be exceeded by what readers hold at that moment, never more.
+ *
+ * Lock order: cache.lock is taken alone (no other lock is taken while it is
+ * held; fs_fetch_run() runs unlocked).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_int.h"
+
+int fs_cache_init(struct fs_cache *c, uint32_t nr_chunks, size_t budget)
+{
+	int r = 0;
+
+	memset(c, 0, sizeof(*c));
+	c->slots = calloc(nr_chunks ? nr_chunks : 1, sizeof(*c->slots));
+	if (!c->slots) {
+		r = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->settled, NULL);
+	c->lru.lru_next = &c->lru;
+	c->lru.lru_prev = &c->lru;
+	c->budget = budget;
+	c->nr_chunks = nr_chunks;
+out:
+	return r;
+}
+
+static void chunk_unref_locked(struct fs_chunk *ch)
+{
+	if (--ch->refs)
+		return;
+	free(ch->data);
+	free(ch);
+}
+
+static void lru_unlink(struct fs_chunk *ch)
+{
+	ch->lru_prev->lru_next = ch->lru_next;
+	ch->lru_next->lru_prev = ch->lru_prev;
+	ch->in_lru = false;
+}
+
+static void lru_add(struct fs_cache *c, struct fs_chunk *ch, bool cold)
+{
+	struct fs_chunk *prev = cold ? c->lru.lru_prev : &c->lru;
+
+	ch->lru_prev = prev;
+	ch->lru_next = prev->lru_next;
+	prev->lru_next->lru_prev = ch;
+	prev->lru_next = ch;
+	ch->in_lru = true;
+}
+
+void fs_cache_destroy(struct fs_cache *c)
+{
+	uint32_t i;
+
+	if (!c->slots)
+		return;
+	for (i = 0; i < c->nr_chunks; i++) {
+		struct fs_chunk *ch = c->slots[i];
+
+		/* threads are gone: only the slot reference is left */
+		if (ch) {
+			free(ch->data);
+			free(ch);
+		}
+	}
+	free(c->slots);
+	c->slots = NULL;
+	pthread_cond_destroy(&c->settled);
+	pthread_mutex_destroy(&c->lock);
+}
+
+/* evict unpinned chunks, least recently used first, down to the budget */
+static void evict_locked(struct fs_cache *c)
+{
+	struct fs_chunk *ch = c->lru.lru_prev;
+
+	while (c->used > c->budget && ch != &c->lru) {
+		struct fs_chunk *prev = ch->lru_prev;
+
+		if (ch->refs == 1) {
+			lru_unlink(ch);
+			c->slots[ch->ci] = NULL;
+			c->used -= ch->len;
+			chunk_unref_locked(ch);
+		}
+		ch = prev;
+	}
+	if (c->used > c->peak)
+		c->peak = c->used;
+}
+
+static void touch_locked(struct fs_cache *c, struct fs_chunk *ch)
+{
+	if (!ch->in_lru)
+		return;
+	lru_unlink(ch);
+	lru_add(c, ch, false);
+}
+
+/* claim @ci and its coalescible absent successors below @extend_to */
+static uint32_t claim_locked(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
+			     struct fs_chunk *first, enum fs_fetch_kind kind)
+{
+	struct fs_cache *c = &fs->cache;
+	const struct lp_toc_chunk *tc = lp_toc_chunk(fs->toc, ci);
+	uint64_t start = tc->offset, end = tc->offset + tc->compressed_size;
+	uint64_t max = kind == FS_FETCH_BACKGROUND ? FS_BACKGROUND_RUN :
+						     LP_FS_MAX_COALESCE;
+	uint32_t n = 1, j;
+
+	first->ci = ci;
+	first->state = FS_CHUNK_LOADING;
+	first->refs = 1; /* the slot's */
+	c->slots[ci] = first;
+	if (extend_to > c->nr_chunks)
+		extend_to = c->nr_chunks;
+	for (j = ci + 1; j < extend_to && n < FS_MAX_RUN; j++, n++) {
+		const struct lp_toc_chunk *next = lp_toc_chunk(fs->toc, j);
+		struct fs_chunk *ch;
+
+		if (c->slots[j] || !fs_chunks_coalesce(next, start, end, max))
+			break;
+		ch = calloc(1, sizeof(*ch));
+		if (!ch)
+			break;
+		ch->ci = j;
+		ch->state = FS_CHUNK_LOADING;
+		ch->refs = 1;
+		c->slots[j] = ch;
+		end = lp_max_u64(end, next->offset + next->compressed_size);
+	}
+	return n;
+}
+
+/* publish the results of a run; returns nothing: failures sit in chunks */
+static void publish_locked(struct lp_fs *fs, uint32_t first, uint32_t n,
+			   uint8_t **data, const int *res,
+			   enum fs_fetch_kind kind)
+{
+	struct fs_cache *c = &fs->cache;
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		struct fs_chunk *ch = c->slots[first + i];
+
+		if (res[i] == 0) {
+			ch->data = data[i];
+			ch->len = lp_toc_chunk(fs->toc, first + i)->chunk_size;
+			ch->state = FS_CHUNK_READY;
+			c->used += ch->len;
+			lru_add(c, ch, kind == FS_FETCH_BACKGROUND);
+		} else {
+			ch->state = FS_CHUNK_FAILED;
+			ch->error = res[i];
+			c->slots[first + i] = NULL;
+			chunk_unref_locked(ch);
+		}
+	}
+	evict_locked(c);
+	pthread_cond_broadcast(&c->settled);
+}
+
+/*
+ * fetch the run claimed at @first and publish it; called unlocked. Returns
+ * the first chunk's result.
+ */
+static int fetch_claimed(struct lp_fs *fs, uint32_t first, uint32_t n,
+			 enum fs_fetch_kind kind, struct lp_err *err)
+{
+	uint8_t **data = calloc(n, sizeof(*data));
+	int *res = calloc(n, sizeof(*res));
+	int enomem[1] = { -ENOMEM };
+	uint32_t i;
+	int r;
+
+	if (data && res)
+		fs_fetch_run(fs, first, n, data, res, kind, err);
+	pthread_mutex_lock(&fs->cache.lock);
+	if (data && res) {
+		publish_locked(fs, first, n, data, res, kind);
+		r = res[0];
+	} else {
+		for (i = 0; i < n; i++)
+			publish_locked(fs, first + i, 1, NULL, enomem, kind);
+		r = lp_err_set(err, -ENOMEM, "out of memory for a chunk run");
+	}
+	pthread_mutex_unlock(&fs->cache.lock);
+	free(data);
+	free(res);
+	return r;
+}
+
+int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
+		 enum fs_fetch_kind kind, struct fs_chunk **ret_chunk,
+		 uint32_t *ret_next, struct lp_err *err)
+{
+	struct fs_cache *c = &fs->cache;
+	struct fs_chunk *ch, *fresh;
+	uint64_t t0 = 0;
+	uint32_t n = 1;
+	int r = 0;
+
+	/* allocated outside the lock; freed below when not needed */
+	fresh = calloc(1, sizeof(*fresh));
+	if (!fresh) {
+		r = lp_err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	pthread_mutex_lock(&c->lock);
+	ch = c->slots[ci];
+	if (ch && ch->state == FS_CHUNK_READY) {
+		if (ret_chunk) {
+			ch->refs++;
+			touch_locked(c, ch);
+			*ret_chunk = ch;
+		}
+		pthread_mutex_unlock(&c->lock);
+		atomic_fetch_add(&fs->stats.mem_hits, 1);
+		goto out;
+	}
+	if (ch) {
+		/* LOADING: single flight, wait for the fetcher */
+		if (!ret_chunk) {
+			pthread_mutex_unlock(&c->lock);
+			goto out;
+		}
+		ch->refs++;
+		while (ch->state == FS_CHUNK_LOADING)
+			pthread_cond_wait(&c->settled, &c->lock);
+		if (ch->state == FS_CHUNK_READY) {
+			touch_locked(c, ch);
+			*ret_chunk = ch;
+		} else {
+			r = ch->error;
+			chunk_unref_locked(ch);
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (r < 0)
+			fs_chunk_error(fs, ci, r, "fetched by another reader",
+				       err);
+		goto out;
+	}
+	n = claim_locked(fs, ci, extend_to, fresh, kind);
+	fresh = NULL;
+	if (ret_chunk)
+		c->slots[ci]->refs++; /* pinned before anyone can evict it */
+	ch = c->slots[ci];
+	pthread_mutex_unlock(&c->lock);
+
+	if (kind == FS_FETCH_ONDEMAND) {
+		atomic_fetch_add(&fs->ondemand_active, 1);
+		t0 = fs_now_ns();
+	}
+	r = fetch_claimed(fs, ci, n, kind, err);
+	if (kind == FS_FETCH_ONDEMAND) {
+		uint64_t now = fs_now_ns();
+
+		fs_stats_ondemand(&fs->stats, now - t0);
+		atomic_store(&fs->last_ondemand_ns, now);
+		atomic_fetch_sub(&fs->ondemand_active, 1);
+	}
+	if (n > 1 && kind == FS_FETCH_ONDEMAND)
+		atomic_fetch_add(&fs->stats.readahead_chunks, n - 1);
+
+	if (ret_chunk) {
+		/* our pin keeps @ch alive whether it was published or not */
+		pthread_mutex_lock(&c->lock);
+		if (r == 0)
+			*ret_chunk = ch;
+		else
+			chunk_unref_locked(ch);
+		pthread_mutex_unlock(&c->lock);
+	}
+out:
+	free(fresh);
+	if (ret_next)
+		*ret_next = ci + n;
+	return r;
+}
+
+void fs_chunk_put(struct lp_fs *fs, struct fs_chunk *chunk)
+{
+	if (!chunk)
+		return;
+	pthread_mutex_lock(&fs->cache.lock);
+	chunk_unref_locked(chunk);
+	evict_locked(&fs->cache);
+	pthread_mutex_unlock(&fs->cache.lock);
+}
+
+bool fs_chunk_is_cached(struct lp_fs *fs, uint32_t ci)
+{
+	bool ready;
+
+	pthread_mutex_lock(&fs->cache.lock);
+	ready = fs->cache.slots[ci] &&
+		fs->cache.slots[ci]->state == FS_CHUNK_READY;
+	pthread_mutex_unlock(&fs->cache.lock);
+	return ready;
+}
+
+void fs_cache_usage(struct lp_fs *fs, size_t *ret_used, size_t *ret_peak)
+{
+	pthread_mutex_lock(&fs->cache.lock);
+	*ret_used = fs->cache.used;
+	*ret_peak = fs->cache.peak;
+	pthread_mutex_unlock(&fs->cache.lock);
+}

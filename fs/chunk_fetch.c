@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Filling claimed chunks: the disk tier first, then the blob. Neighbouring
+ * chunks that missed both tiers are read with one blob pread of their
+ * compressed range (coalescing), then each is decompressed and verified
+ * against its digest before anything is handed back for publishing (verify
+ * then publish, as casync). Decoders are per thread by construction: a
+ * fetch borrows one from a small pool for the length of a run.
+ *
+ * Lock order: decoders.lock is a leaf, held only to push or pop the pool.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_int.h"
+
+#define FS_PENDING 1 /* res[] value: not filled yet */
+
+const struct lp_digest *fs_chunk_digest(const struct lp_toc *toc,
+					const struct lp_toc_chunk *c)
+{
+	const struct lp_toc_entry *e = lp_toc_entry(toc, c->entry);
+
+	if (c->has_digest)
+		return &c->digest;
+	if ((e->flags & LP_TOC_HAS_DIGEST) && c->chunk_offset == 0 &&
+	    c->chunk_size == e->size)
+		return &e->digest;
+	return NULL;
+}
+
+int fs_chunk_error(struct lp_fs *fs, uint32_t ci, int code, const char *why,
+		   struct lp_err *err)
+{
+	const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, ci);
+	const struct lp_toc_entry *e = lp_toc_entry(fs->toc, c->entry);
+
+	return lp_err_set(err, code,
+			  "layer %s: file %s: chunk at offset %llu "
+			  "(blob offset %llu+%llu): %s",
+			  lp_blob_name(fs->blob), e->path,
+			  (unsigned long long)c->chunk_offset,
+			  (unsigned long long)c->offset,
+			  (unsigned long long)c->compressed_size, why);
+}
+
+bool fs_chunks_coalesce(const struct lp_toc_chunk *next, uint64_t start,
+			uint64_t end, uint64_t max)
+{
+	uint64_t next_end = next->offset + next->compressed_size;
+
+	if (next->offset < start)
+		return false; /* not in blob order */
+	if (next->offset > end && next->offset - end > LP_FS_MAX_COALESCE_GAP)
+		return false;
+	return lp_max_u64(end, next_end) - start <= max;
+}
+
+static int decoder_get(struct lp_fs *fs, struct lp_chunk_decoder **ret_dec)
+{
+	struct fs_decoders *d = &fs->decoders;
+	struct lp_chunk_decoder *dec = NULL;
+	int r = 0;
+
+	pthread_mutex_lock(&d->lock);
+	if (d->nr_idle)
+		dec = d->idle[--d->nr_idle];
+	pthread_mutex_unlock(&d->lock);
+	if (!dec)
+		r = lp_chunk_decoder_new(fs->comp, &dec);
+	if (r == 0)
+		*ret_dec = dec;
+	return r;
+}
+
+static void decoder_put(struct lp_fs *fs, struct lp_chunk_decoder *dec)
+{
+	struct fs_decoders *d = &fs->decoders;
+
+	pthread_mutex_lock(&d->lock);
+	if (d->nr_idle < FS_MAX_IDLE_DECODERS) {
+		d->idle[d->nr_idle++] = dec;
+		dec = NULL;
+	}
+	pthread_mutex_unlock(&d->lock);
+	lp_chunk_decoder_free(dec);
+}
+
+void fs_decoders_destroy(struct fs_decoders *d)
+{
+	while (d->nr_idle)
+		lp_chunk_decoder_free(d->idle[--d->nr_idle]);
+	pthread_mutex_destroy(&d->lock);
+}
+
+/* decode and verify one chunk of a group whose bytes from @start are @src */
+static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
+		      uint32_t ci, const uint8_t *src, uint64_t start,
+		      uint8_t *dst, struct lp_err *err)
+{
+	const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, ci);
+	struct lp_err derr = { 0 };
+	char why[LP_ERR_MSG_MAX];
+	int r;
+
+	r = lp_chunk_decode(dec, src + (c->offset - start), c->compressed_size,
+			    c->inner_offset, dst, c->chunk_size, &derr);
+	if (r < 0) {
+		atomic_fetch_add(&fs->stats.verify_failures, 1);
+		snprintf(why, sizeof(why), "bad compressed data: %s",
+			 lp_err_str(&derr, r));
+		r = fs_chunk_error(fs, ci, r == -EFBIG ? -EFBIG : -EBADMSG, why,
+				   err);
+		goto out;
+	}
+	r = lp_chunk_verify(dst, c->chunk_size, fs_chunk_digest(fs->toc, c));
+	if (r < 0) {
+		atomic_fetch_add(&fs->stats.verify_failures, 1);
+		r = fs_chunk_error(fs, ci, -EBADMSG, "chunk digest mismatch",
+				   err);
+	}
+out:
+	return r;
+}
+
+/* read chunks [first + i, first + j) from the blob in one pread */
+static void fetch_group(struct lp_fs *fs, uint32_t first, uint32_t i,
+			uint32_t j, uint8_t **data, int *res,
+			struct lp_err *err)
+{
+	const struct lp_toc_chunk *c0 = lp_toc_chunk(fs->toc, first + i);
+	struct lp_chunk_decoder *dec = NULL;
+	uint64_t start = c0->offset, end = 0;
+	uint8_t *src = NULL;
+	uint32_t k;
+	int r;
+
+	for (k = i; k < j; k++) {
+		const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, first + k);
+
+		end = lp_max_u64(end, c->offset + c->compressed_size);
+	}
+	src = malloc(end - start);
+	if (!src) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = lp_blob_pread(fs->blob, src, end - start, start);
+	atomic_fetch_add(&fs->stats.blob_reads, 1);
+	if (r < 0)
+		goto fail;
+	atomic_fetch_add(&fs->stats.fetched_bytes, end - start);
+	r = decoder_get(fs, &dec);
+	if (r < 0)
+		goto fail;
+	for (k = i; k < j; k++) {
+		res[k] = decode_one(fs, dec, first + k, src, start, data[k],
+				    k == 0 ? err : NULL);
+		if (res[k] == 0) {
+			const struct lp_toc_chunk *c =
+				lp_toc_chunk(fs->toc, first + k);
+
+			atomic_fetch_add(&fs->stats.fetched_chunks, 1);
+			if (fs->disk)
+				fs_disk_put(fs->disk,
+					    fs_chunk_digest(fs->toc, c),
+					    data[k], c->chunk_size);
+		}
+	}
+	decoder_put(fs, dec);
+	free(src);
+	return;
+fail:
+	atomic_fetch_add(&fs->stats.fetch_errors, 1);
+	for (k = i; k < j; k++) {
+		char why[64];
+
+		snprintf(why, sizeof(why), "blob read failed: %s",
+			 strerror(-r));
+		res[k] = fs_chunk_error(fs, first + k, r, why,
+					k == 0 ? err : NULL);
+	}
+	free(src);
+}
+
+void fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n, uint8_t **data,
+		  int *res, enum fs_fetch_kind kind, struct lp_err *err)
+{
+	uint32_t i, j;
+
+	/* the disk tier, and a buffer for every chunk that missed it */
+	for (i = 0; i < n; i++) {
+		const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, first + i);
+		const struct lp_digest *dg = fs_chunk_digest(fs->toc, c);
+		struct lp_err *e = i == 0 ? err : NULL;
+
+		res[i] = FS_PENDING;
+		if (!dg) {
+			res[i] = fs_chunk_error(fs, first + i, -EBADMSG,
+						"no digest to verify against",
+						e);
+		} else if (c->chunk_size > LP_CHUNK_MAX_SIZE ||
+			   c->compressed_size > FS_MAX_COMPRESSED_CHUNK) {
+			res[i] = fs_chunk_error(fs, first + i, -EFBIG,
+						"chunk over the size bound", e);
+		} else if (!(data[i] = malloc(c->chunk_size ? c->chunk_size :
+							      1))) {
+			res[i] = fs_chunk_error(fs, first + i, -ENOMEM,
+						"out of memory", e);
+		} else if (fs->disk && fs_disk_get(fs->disk, dg, data[i],
+						   c->chunk_size) == 0) {
+			atomic_fetch_add(&fs->stats.disk_hits, 1);
+			res[i] = 0;
+		}
+	}
+	/* the blob: one read per contiguous group of pending chunks */
+	for (i = 0; i < n; i = j) {
+		if (res[i] != FS_PENDING) {
+			j = i + 1;
+			continue;
+		}
+		for (j = i + 1; j < n && res[j] == FS_PENDING; j++)
+			;
+		fetch_group(fs, first, i, j, data, res, err);
+	}
+	for (i = 0; i < n; i++) {
+		if (res[i] < 0) {
+			free(data[i]);
+			data[i] = NULL;
+		}
+	}
+}

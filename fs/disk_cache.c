@@ -1,0 +1,392 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The persistent tier of the chunk cache: one file per chunk, named by the
+ * digest its bytes were verified against (DIR/chunks/ab/abcd...), so it
+ * survives remounts and is shared by every layer holding the same chunk.
+ * Files are written to DIR/tmp and renamed into place, so a reader never sees
+ * a partial file under a final name; every read is verified again (a bad or
+ * wrong-sized file is deleted and counts as a miss). The tier is bounded:
+ * past its byte budget the coldest files (oldest mtime; a hit refreshes it)
+ * are deleted down to 90% of the budget.
+ *
+ * What it does not do: coordinate with other processes sharing the
+ * directory (the byte count is this process's view, refreshed by every
+ * eviction scan), or fsync (a torn file fails verification and is dropped).
+ *
+ * Lock order: disk->lock is a leaf, and never held during I/O.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs_int.h"
+
+#define DISK_HEX_LEN (2 * LP_SHA256_LEN)
+/* "chunks/ab/" + 64 hex + NUL */
+#define DISK_PATH_MAX (10 + DISK_HEX_LEN + 1)
+#define DISK_MAX_SCAN (16u * 1024 * 1024) /* files looked at per eviction */
+
+struct fs_disk {
+	int dirfd;
+	uint64_t budget;
+	atomic_uint tmp_seq;
+	pthread_mutex_t lock;
+	uint64_t used; /* protected by lock */
+	bool evicting; /* protected by lock */
+};
+
+struct disk_file {
+	int64_t mtime_ns;
+	uint64_t size;
+	char path[DISK_PATH_MAX];
+};
+
+static void hex_of(const struct lp_digest *dg, char hex[DISK_HEX_LEN + 1])
+{
+	char s[LP_DIGEST_STR_LEN + 1];
+
+	lp_digest_format(dg, s);
+	memcpy(hex, s + 7, DISK_HEX_LEN + 1);
+}
+
+static void path_of(const struct lp_digest *dg, char path[DISK_PATH_MAX])
+{
+	char hex[DISK_HEX_LEN + 1];
+
+	hex_of(dg, hex);
+	snprintf(path, DISK_PATH_MAX, "chunks/%.2s/%s", hex, hex);
+}
+
+static int mkdir_p(const char *dir)
+{
+	char *p = strdup(dir), *s;
+	int r = 0;
+
+	if (!p)
+		return -ENOMEM;
+	for (s = p + 1;; s++) {
+		if (*s && *s != '/')
+			continue;
+		char c = *s;
+
+		*s = '\0';
+		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+			r = -errno;
+			break;
+		}
+		*s = c;
+		if (!c)
+			break;
+	}
+	free(p);
+	return r;
+}
+
+/* call @fn on every chunk file; stops early when @fn returns nonzero */
+static int scan(struct fs_disk *d,
+		int (*fn)(void *, const char *, const struct stat *),
+		void *opaque)
+{
+	int cfd = -1, r = 0;
+	DIR *top = NULL;
+	struct dirent *de;
+
+	cfd = openat(d->dirfd, "chunks", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cfd < 0 || !(top = fdopendir(cfd))) {
+		r = -errno;
+		if (cfd >= 0)
+			close(cfd);
+		goto out;
+	}
+	while (r == 0 && (de = readdir(top))) {
+		int sfd;
+		DIR *sub;
+		struct dirent *fe;
+
+		if (strlen(de->d_name) != 2)
+			continue;
+		sfd = openat(dirfd(top), de->d_name,
+			     O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (sfd < 0)
+			continue;
+		sub = fdopendir(sfd);
+		if (!sub) {
+			close(sfd);
+			continue;
+		}
+		while (r == 0 && (fe = readdir(sub))) {
+			char path[DISK_PATH_MAX];
+			struct stat st;
+
+			if (strlen(fe->d_name) != DISK_HEX_LEN ||
+			    fstatat(sfd, fe->d_name, &st, 0) < 0 ||
+			    !S_ISREG(st.st_mode))
+				continue;
+			/* lengths checked above: 2 and DISK_HEX_LEN */
+			memcpy(path, "chunks/", 7);
+			memcpy(path + 7, de->d_name, 2);
+			path[9] = '/';
+			memcpy(path + 10, fe->d_name, DISK_HEX_LEN + 1);
+			r = fn(opaque, path, &st);
+		}
+		closedir(sub);
+	}
+	closedir(top);
+out:
+	return r;
+}
+
+static int add_size(void *opaque, const char *path, const struct stat *st)
+{
+	*(uint64_t *)opaque += (uint64_t)st->st_size;
+	return 0;
+}
+
+static void evict(struct fs_disk *d);
+
+int fs_disk_new(const char *dir, uint64_t budget, struct fs_disk **ret_disk,
+		struct lp_err *err)
+{
+	struct fs_disk *d = NULL;
+	int r;
+
+	r = mkdir_p(dir);
+	if (r < 0) {
+		lp_err_set(err, r, "cache dir %s: %s", dir, strerror(-r));
+		goto out;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		r = lp_err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	d->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d->dirfd < 0 ||
+	    (mkdirat(d->dirfd, "chunks", 0700) < 0 && errno != EEXIST) ||
+	    (mkdirat(d->dirfd, "tmp", 0700) < 0 && errno != EEXIST)) {
+		r = lp_err_set(err, -errno, "cache dir %s: %s", dir,
+			       strerror(errno));
+		goto out;
+	}
+	pthread_mutex_init(&d->lock, NULL);
+	d->budget = budget;
+	scan(d, add_size, &d->used);
+	if (d->used > d->budget) {
+		d->evicting = true; /* the budget may have shrunk */
+		evict(d);
+	}
+	*ret_disk = d;
+	d = NULL;
+out:
+	if (d && d->dirfd >= 0)
+		close(d->dirfd);
+	free(d);
+	return r;
+}
+
+void fs_disk_free(struct fs_disk *disk)
+{
+	if (!disk)
+		return;
+	close(disk->dirfd);
+	pthread_mutex_destroy(&disk->lock);
+	free(disk);
+}
+
+uint64_t fs_disk_used(struct fs_disk *disk)
+{
+	uint64_t used;
+
+	pthread_mutex_lock(&disk->lock);
+	used = disk->used;
+	pthread_mutex_unlock(&disk->lock);
+	return used;
+}
+
+static void forget_bytes(struct fs_disk *d, uint64_t n)
+{
+	pthread_mutex_lock(&d->lock);
+	d->used -= lp_min_u64(d->used, n);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static int read_all(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+	uint64_t off = 0;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int fs_disk_get(struct fs_disk *disk, const struct lp_digest *dg, void *buf,
+		size_t len)
+{
+	char path[DISK_PATH_MAX];
+	struct stat st = { 0 };
+	int fd, r = -ENOENT;
+
+	path_of(dg, path);
+	fd = openat(disk->dirfd, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		goto out;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != len ||
+	    read_all(fd, buf, len) < 0 || lp_chunk_verify(buf, len, dg) < 0) {
+		/* torn, truncated or tampered with: drop it, refetch */
+		if (unlinkat(disk->dirfd, path, 0) == 0)
+			forget_bytes(disk, (uint64_t)st.st_size);
+		goto out;
+	}
+	futimens(fd, NULL); /* warm: evicted last */
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+bool fs_disk_has(struct fs_disk *disk, const struct lp_digest *dg)
+{
+	char path[DISK_PATH_MAX];
+
+	path_of(dg, path);
+	return faccessat(disk->dirfd, path, F_OK, 0) == 0;
+}
+
+static int collect(void *opaque, const char *path, const struct stat *st)
+{
+	struct {
+		struct disk_file *files;
+		size_t n, alloc;
+	} *c = opaque;
+
+	if (c->n == c->alloc) {
+		size_t alloc = c->alloc ? 2 * c->alloc : 1024;
+		struct disk_file *f;
+
+		if (alloc > DISK_MAX_SCAN)
+			return 1;
+		f = realloc(c->files, alloc * sizeof(*f));
+		if (!f)
+			return -ENOMEM;
+		c->files = f;
+		c->alloc = alloc;
+	}
+	c->files[c->n].mtime_ns =
+		(int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+	c->files[c->n].size = (uint64_t)st->st_size;
+	snprintf(c->files[c->n].path, DISK_PATH_MAX, "%s", path);
+	c->n++;
+	return 0;
+}
+
+static int colder_first(const void *a, const void *b)
+{
+	const struct disk_file *x = a, *y = b;
+
+	return (x->mtime_ns > y->mtime_ns) - (x->mtime_ns < y->mtime_ns);
+}
+
+/* delete the coldest files until the tier is at 90% of its budget */
+static void evict(struct fs_disk *d)
+{
+	struct {
+		struct disk_file *files;
+		size_t n, alloc;
+	} c = { 0 };
+	uint64_t total = 0, low = d->budget / 10 * 9;
+	size_t i;
+
+	scan(d, collect, &c);
+	for (i = 0; i < c.n; i++)
+		total += c.files[i].size;
+	qsort(c.files, c.n, sizeof(*c.files), colder_first);
+	for (i = 0; i < c.n && total > low; i++) {
+		if (unlinkat(d->dirfd, c.files[i].path, 0) == 0)
+			total -= c.files[i].size;
+	}
+	free(c.files);
+	pthread_mutex_lock(&d->lock);
+	d->used = total;
+	d->evicting = false;
+	pthread_mutex_unlock(&d->lock);
+}
+
+int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
+		const void *buf, size_t len)
+{
+	char hex[DISK_HEX_LEN + 1], path[DISK_PATH_MAX],
+		tmp[DISK_PATH_MAX + 32];
+	const uint8_t *p = buf;
+	size_t left = len;
+	bool do_evict = false;
+	int fd = -1, r = 0;
+
+	if (fs_disk_has(disk, dg) || len > disk->budget)
+		goto out;
+	hex_of(dg, hex);
+	path_of(dg, path);
+	snprintf(tmp, sizeof(tmp), "chunks/%.2s", hex);
+	if (mkdirat(disk->dirfd, tmp, 0700) < 0 && errno != EEXIST) {
+		r = -errno;
+		goto out;
+	}
+	snprintf(tmp, sizeof(tmp), "tmp/%.16s.%d.%u", hex, (int)getpid(),
+		 atomic_fetch_add(&disk->tmp_seq, 1));
+	fd = openat(disk->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		    0600);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	while (left) {
+		ssize_t n = write(fd, p, left);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			break;
+		}
+		p += n;
+		left -= (size_t)n;
+	}
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	fd = -1;
+	if (r == 0 && renameat(disk->dirfd, tmp, disk->dirfd, path) < 0)
+		r = -errno;
+	if (r < 0) {
+		unlinkat(disk->dirfd, tmp, 0);
+		goto out;
+	}
+	pthread_mutex_lock(&disk->lock);
+	disk->used += len;
+	if (disk->used > disk->budget && !disk->evicting) {
+		disk->evicting = true;
+		do_evict = true;
+	}
+	pthread_mutex_unlock(&disk->lock);
+	if (do_evict)
+		evict(disk);
+out:
+	if (fd >= 0)
+		close(fd);
+	return r;
+}

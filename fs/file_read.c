@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * File reads: open handles, and the hop from a file range to the chunks that
+ * cover it. Each chunk is taken pinned from the cache (fetched, coalesced
+ * with its missing neighbours, when absent), the wanted bytes are copied
+ * out, and the pin is dropped. A handle that reads sequentially also asks
+ * for up to LP_FS_READAHEAD bytes of following chunks in the same blob read.
+ * The control file's handle holds a snapshot of the stats JSON instead.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_int.h"
+
+struct lp_fs_file {
+	uint32_t idx; /* inode entry; unused for the control file */
+	atomic_uint_fast64_t next_off; /* where a sequential read goes next */
+	uint8_t *snapshot; /* control file: its contents */
+	size_t snapshot_len;
+};
+
+int lp_fs_open(struct lp_fs *fs, uint64_t ino, int flags,
+	       struct lp_fs_file **ret_file, bool *ret_direct_io)
+{
+	struct lp_fs_file *f = NULL;
+	struct lp_buf b;
+	int r = 0;
+
+	lp_buf_init(&b, LP_FS_STATS_MAX);
+	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) {
+		r = -EROFS;
+		goto out;
+	}
+	if (ino == fs->ctl_dir_ino) {
+		r = -EISDIR;
+		goto out;
+	}
+	if (ino != fs->stats_ino) {
+		struct stat st;
+
+		r = lp_fs_getattr(fs, ino, &st);
+		if (r < 0)
+			goto out;
+		if (!S_ISREG(st.st_mode)) {
+			r = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+			goto out;
+		}
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		r = -ENOMEM;
+		goto out;
+	}
+	*ret_direct_io = false;
+	if (ino == fs->stats_ino) {
+		r = lp_fs_stats_json(fs, &b);
+		if (r < 0)
+			goto out;
+		f->snapshot = lp_buf_steal(&b, &f->snapshot_len);
+		*ret_direct_io = true;
+	} else {
+		f->idx = lp_toc_entry(fs->toc, (uint32_t)(ino - 1))->ino;
+	}
+	*ret_file = f;
+	f = NULL;
+out:
+	lp_buf_release(&b);
+	free(f);
+	return r;
+}
+
+void lp_fs_release(struct lp_fs *fs, struct lp_fs_file *file)
+{
+	if (!file)
+		return;
+	free(file->snapshot);
+	free(file);
+}
+
+/* one past the last chunk a read of [off, end) may fetch along */
+static uint32_t fetch_limit(const struct lp_fs *fs,
+			    const struct lp_toc_entry *e, uint32_t last,
+			    bool sequential)
+{
+	uint32_t limit = e->first_chunk + e->nr_chunks, ci = last + 1;
+	uint64_t extra = 0;
+
+	if (!sequential)
+		return ci;
+	while (ci < limit && extra < LP_FS_READAHEAD)
+		extra += lp_toc_chunk(fs->toc, ci++)->chunk_size;
+	return ci;
+}
+
+int lp_fs_read(struct lp_fs *fs, struct lp_fs_file *file, void *buf,
+	       size_t size, uint64_t off, struct lp_err *err)
+{
+	const struct lp_toc_entry *e;
+	uint8_t *dst = buf;
+	uint32_t ci, last, limit;
+	size_t done = 0;
+	bool sequential;
+	int r = 0;
+
+	if (file->snapshot) {
+		if (off < file->snapshot_len) {
+			done = lp_min_u64(size, file->snapshot_len - off);
+			memcpy(buf, file->snapshot + off, done);
+		}
+		goto out;
+	}
+	e = lp_toc_entry(fs->toc, file->idx);
+	if (off >= e->size || !size)
+		goto out;
+	size = lp_min_u64(size, e->size - off);
+	if (size > INT32_MAX)
+		size = INT32_MAX;
+	ci = lp_toc_find_chunk(fs->toc, file->idx, off);
+	last = lp_toc_find_chunk(fs->toc, file->idx, off + size - 1);
+	if (ci == LP_TOC_NO_INDEX || last == LP_TOC_NO_INDEX) {
+		r = lp_err_set(err, -EIO, "layer %s: file %s: no chunk at %llu",
+			       lp_blob_name(fs->blob), e->path,
+			       (unsigned long long)off);
+		goto out;
+	}
+	sequential = off == 0 || off == atomic_load(&file->next_off);
+	limit = fetch_limit(fs, e, last, sequential);
+	while (done < size) {
+		const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, ci);
+		struct fs_chunk *ch = NULL;
+		uint64_t in = off + done - c->chunk_offset;
+		size_t n = lp_min_u64(size - done, c->chunk_size - in);
+
+		r = fs_chunk_get(fs, ci, limit, FS_FETCH_ONDEMAND, &ch, NULL,
+				 err);
+		if (r < 0)
+			goto out;
+		memcpy(dst + done, ch->data + in, n);
+		fs_chunk_put(fs, ch);
+		done += n;
+		ci++;
+	}
+	atomic_store(&file->next_off, off + done);
+out:
+	return r < 0 ? r : (int)done;
+}

@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The filesystem object: ties a layer to its chunk cache tiers, decoder
+ * pool, statistics and fetch thread, and answers statfs. The read path
+ * itself lives one hop per file: file_read.c (file range -> chunks),
+ * chunk_cache.c (single flight, memory tier), chunk_fetch.c (blob read,
+ * decode, verify), disk_cache.c (persistent tier).
+ *
+ * Lock order: see fs_int.h (fetch.lock, then cache.lock; the rest leaves).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fs_int.h"
+
+uint64_t fs_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
+}
+
+void lp_fs_options_init(struct lp_fs_options *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->mem_cache_bytes = LP_FS_DEFAULT_MEM_CACHE;
+	opts->disk_cache_bytes = LP_FS_DEFAULT_DISK_CACHE;
+	opts->prefetch = true;
+	opts->background_fetch = true;
+}
+
+/* sizes of the layer: compressed bytes covered by chunks, and uncompressed */
+static void measure(struct lp_fs *fs)
+{
+	uint32_t i, nr = lp_toc_nr_chunks(fs->toc);
+	uint64_t covered_to = 0;
+
+	for (i = 0; i < nr; i++) {
+		const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, i);
+		uint64_t start = lp_max_u64(c->offset, covered_to);
+		uint64_t end = c->offset + c->compressed_size;
+
+		if (end > start)
+			fs->total_compressed += end - start;
+		covered_to = lp_max_u64(covered_to, end);
+		fs->total_uncompressed += c->chunk_size;
+	}
+}
+
+int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
+	      struct lp_fs **ret_fs, struct lp_err *err)
+{
+	struct lp_fs *fs = NULL;
+	pthread_condattr_t ca;
+	int r;
+
+	fs = calloc(1, sizeof(*fs));
+	if (!fs) {
+		r = lp_err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	fs->layer = layer;
+	layer = NULL;
+	fs->toc = lp_layer_toc(fs->layer);
+	fs->blob = lp_layer_blob(fs->layer);
+	fs->comp = lp_format_compression(lp_layer_format(fs->layer));
+	fs->opts = *opts;
+	if (!fs->opts.mem_cache_bytes)
+		fs->opts.mem_cache_bytes = LP_FS_DEFAULT_MEM_CACHE;
+	if (!fs->opts.disk_cache_bytes)
+		fs->opts.disk_cache_bytes = LP_FS_DEFAULT_DISK_CACHE;
+	fs->ctl_dir_ino = (uint64_t)lp_toc_nr_entries(fs->toc) + 1;
+	fs->stats_ino = fs->ctl_dir_ino + 1;
+	fs->prefetch_end = lp_toc_prefetch_end(fs->toc);
+	measure(fs);
+
+	pthread_mutex_init(&fs->decoders.lock, NULL);
+	pthread_mutex_init(&fs->fetch.lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fs->fetch.cond, &ca);
+	pthread_condattr_destroy(&ca);
+	fs->fetch.prefetch = fs->opts.prefetch && fs->prefetch_end ?
+				     FS_JOB_PENDING :
+				     FS_JOB_OFF;
+	fs->fetch.background =
+		fs->opts.background_fetch ? FS_JOB_PENDING : FS_JOB_OFF;
+
+	r = fs_cache_init(&fs->cache, lp_toc_nr_chunks(fs->toc),
+			  fs->opts.mem_cache_bytes);
+	if (r < 0) {
+		lp_err_set(err, r, "out of memory for the chunk table");
+		goto out;
+	}
+	if (opts->cache_dir) {
+		fs->cache_dir = strdup(opts->cache_dir);
+		if (!fs->cache_dir) {
+			r = lp_err_set(err, -ENOMEM, "out of memory");
+			goto out;
+		}
+		fs->opts.cache_dir = fs->cache_dir;
+		r = fs_disk_new(fs->cache_dir, fs->opts.disk_cache_bytes,
+				&fs->disk, err);
+		if (r < 0)
+			goto out;
+	}
+	*ret_fs = fs;
+	fs = NULL;
+	r = 0;
+out:
+	lp_layer_free(layer);
+	lp_fs_free(fs);
+	return r;
+}
+
+int lp_fs_start(struct lp_fs *fs)
+{
+	return fs_fetcher_start(fs);
+}
+
+void lp_fs_free(struct lp_fs *fs)
+{
+	if (!fs)
+		return;
+	fs_fetcher_stop(fs);
+	fs_cache_destroy(&fs->cache);
+	fs_disk_free(fs->disk);
+	fs_decoders_destroy(&fs->decoders);
+	pthread_cond_destroy(&fs->fetch.cond);
+	pthread_mutex_destroy(&fs->fetch.lock);
+	free(fs->cache_dir);
+	lp_layer_free(fs->layer);
+	free(fs);
+}
+
+struct lp_layer *lp_fs_layer(const struct lp_fs *fs)
+{
+	return fs->layer;
+}
+
+void lp_fs_statfs(struct lp_fs *fs, struct statvfs *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->f_bsize = 4096;
+	st->f_frsize = 4096;
+	st->f_blocks = (fsblkcnt_t)((fs->total_uncompressed + 4095) / 4096);
+	st->f_files = lp_toc_nr_entries(fs->toc);
+	st->f_namemax = LP_TOC_MAX_NAME;
+}

@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * fs/-private: the definition of struct lp_fs and the hops of the read path
+ * that live in separate files (chunk_cache.c, chunk_fetch.c, disk_cache.c,
+ * prefetch.c, stats.c). Not included outside fs/.
+ *
+ * Lock order (every file that locks follows it): fetch.lock, then
+ * cache.lock; decoders.lock and disk->lock are leaves, never held while
+ * taking another lock. No lock is held across blob, disk or decode work.
+ */
+#ifndef LP_FS_INT_H
+#define LP_FS_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "lp_fs.h"
+
+#define FS_MAX_IDLE_DECODERS 32
+/* a compressed chunk may carry tar headers of following entries */
+#define FS_MAX_COMPRESSED_CHUNK (LP_CHUNK_MAX_SIZE + 2 * LP_MEMBER_MAX_TRAILER)
+#define FS_BACKGROUND_RUN (4 * LP_MIB) /* smaller runs yield sooner */
+#define FS_BACKGROUND_QUIET_MS 20 /* idle time after an on-demand fetch */
+#define FS_MAX_RUN 1024 /* chunks claimed for one blob read */
+
+/* --- memory tier (chunk_cache.c) --- */
+
+enum fs_chunk_state {
+	FS_CHUNK_LOADING = 1, /* claimed; one fetcher fills it */
+	FS_CHUNK_READY, /* data verified and immutable */
+	FS_CHUNK_FAILED, /* fetch failed; out of the table, error set */
+};
+
+struct fs_chunk {
+	uint32_t ci; /* index into lp_toc_chunk() */
+	uint8_t state; /* protected by cache.lock */
+	bool in_lru; /* protected by cache.lock */
+	int error; /* protected by cache.lock; FAILED only */
+	uint32_t refs; /* protected by cache.lock; slot + pins + waiters */
+	uint8_t *data; /* written by the fetcher, then immutable (READY) */
+	size_t len;
+	struct fs_chunk *lru_prev, *lru_next; /* protected by cache.lock */
+};
+
+struct fs_cache {
+	pthread_mutex_t lock;
+	pthread_cond_t settled; /* a LOADING chunk became READY or FAILED */
+	struct fs_chunk **slots; /* [nr_chunks]; protected by lock */
+	struct fs_chunk lru; /* sentinel; lru.lru_next is the most recent;
+				protected by lock */
+	size_t used; /* bytes of READY chunks; protected by lock */
+	size_t peak; /* highest used seen; protected by lock */
+	size_t budget;
+	uint32_t nr_chunks;
+};
+
+enum fs_fetch_kind {
+	FS_FETCH_ONDEMAND, /* a reader waits; counts toward latency stats */
+	FS_FETCH_PREFETCH,
+	FS_FETCH_BACKGROUND, /* published cold (evicted first) */
+};
+
+/* --- disk tier (disk_cache.c) --- */
+
+struct fs_disk;
+
+int fs_disk_new(const char *dir, uint64_t budget, struct fs_disk **ret_disk,
+		struct lp_err *err);
+void fs_disk_free(struct fs_disk *disk);
+/* fs_disk_get() - 0 with @len verified bytes in @buf, or -ENOENT. */
+int fs_disk_get(struct fs_disk *disk, const struct lp_digest *dg, void *buf,
+		size_t len);
+bool fs_disk_has(struct fs_disk *disk, const struct lp_digest *dg);
+/* fs_disk_put() - store verified bytes; 0 or -errno (best effort). */
+int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
+		const void *buf, size_t len);
+uint64_t fs_disk_used(struct fs_disk *disk);
+
+/* --- statistics (stats.c) --- */
+
+struct fs_stats {
+	atomic_uint_fast64_t fetched_bytes; /* compressed, from the blob */
+	atomic_uint_fast64_t fetched_chunks;
+	atomic_uint_fast64_t blob_reads;
+	atomic_uint_fast64_t mem_hits;
+	atomic_uint_fast64_t disk_hits;
+	atomic_uint_fast64_t ondemand_fetches;
+	atomic_uint_fast64_t ondemand_ns_total;
+	atomic_uint_fast64_t ondemand_ns_max;
+	atomic_uint_fast64_t verify_failures;
+	atomic_uint_fast64_t fetch_errors;
+	atomic_uint_fast64_t readahead_chunks;
+	atomic_uint_fast64_t prefetch_done_bytes; /* compressed span covered */
+	atomic_uint_fast64_t background_done_bytes;
+};
+
+void fs_stats_ondemand(struct fs_stats *s, uint64_t ns);
+
+/* --- prefetch and background fetch (prefetch.c) --- */
+
+enum fs_job_state {
+	FS_JOB_OFF = 0, /* disabled, or nothing to do */
+	FS_JOB_PENDING,
+	FS_JOB_RUNNING,
+	FS_JOB_DONE,
+	FS_JOB_FAILED,
+	FS_JOB_STOPPED, /* unmounted, or the memory budget is full */
+};
+
+const char *fs_job_state_name(enum fs_job_state s);
+
+struct fs_fetcher {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* stop, prefetch settled, on-demand activity */
+	bool stop; /* protected by lock */
+	bool started; /* protected by lock */
+	enum fs_job_state prefetch; /* protected by lock */
+	int prefetch_error; /* protected by lock */
+	enum fs_job_state background; /* protected by lock */
+	int background_error; /* protected by lock */
+	pthread_t thread;
+};
+
+int fs_fetcher_start(struct lp_fs *fs);
+void fs_fetcher_stop(struct lp_fs *fs);
+
+/* --- the filesystem --- */
+
+/* a pool of idle decoders (chunk_fetch.c) */
+struct fs_decoders {
+	pthread_mutex_t lock;
+	struct lp_chunk_decoder *idle[FS_MAX_IDLE_DECODERS]; /* protected by
+								 lock */
+	unsigned int nr_idle; /* protected by lock */
+};
+
+void fs_decoders_destroy(struct fs_decoders *d);
+
+struct lp_fs {
+	struct lp_layer *layer; /* owned */
+	const struct lp_toc *toc; /* borrowed from layer */
+	struct lp_blob *blob; /* borrowed from layer */
+	enum lp_compression comp;
+	struct lp_fs_options opts;
+	char *cache_dir; /* owned copy of opts.cache_dir */
+	uint64_t ctl_dir_ino; /* /.lazypull */
+	uint64_t stats_ino; /* /.lazypull/stats */
+	uint64_t prefetch_end; /* blob offset */
+	uint64_t total_compressed; /* bytes covered by chunks */
+	uint64_t total_uncompressed;
+	struct fs_cache cache;
+	struct fs_disk *disk; /* NULL: memory only */
+	struct fs_decoders decoders;
+	struct fs_fetcher fetch;
+	struct fs_stats stats;
+	atomic_uint ondemand_active; /* readers fetching right now */
+	atomic_uint_fast64_t last_ondemand_ns; /* CLOCK_MONOTONIC */
+};
+
+uint64_t fs_now_ns(void);
+
+/* --- the memory tier and single flight (chunk_cache.c) --- */
+
+int fs_cache_init(struct fs_cache *c, uint32_t nr_chunks, size_t budget);
+void fs_cache_destroy(struct fs_cache *c);
+
+/*
+ * fs_chunk_get() - make chunk @ci present and verified. When it must be
+ * fetched, neighbouring absent chunks up to (not including) @extend_to are
+ * claimed and fetched in the same blob read. With @ret_chunk the chunk is
+ * returned pinned (drop with fs_chunk_put); without it nothing is pinned and
+ * a chunk another thread is loading is not waited for. *@ret_next (may be
+ * NULL) is the first chunk index after what was handled. Returns 0 or -errno
+ * with @err naming the file and offset.
+ */
+int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
+		 enum fs_fetch_kind kind, struct fs_chunk **ret_chunk,
+		 uint32_t *ret_next, struct lp_err *err);
+
+/* fs_chunk_put() - unpin; NULL allowed. */
+void fs_chunk_put(struct lp_fs *fs, struct fs_chunk *chunk);
+
+/* fs_chunk_is_cached() - whether chunk @ci is READY in memory. */
+bool fs_chunk_is_cached(struct lp_fs *fs, uint32_t ci);
+
+/* fs_cache_usage() - bytes in the memory tier now and at most. */
+void fs_cache_usage(struct lp_fs *fs, size_t *ret_used, size_t *ret_peak);
+
+/* --- fetching (chunk_fetch.c) --- */
+
+/*
+ * fs_chunk_digest() - the digest chunk @c is verified against: its chunk
+ * digest, or the file digest when the chunk is the whole file; NULL when
+ * there is none (such a chunk cannot be served).
+ */
+const struct lp_digest *fs_chunk_digest(const struct lp_toc *toc,
+					const struct lp_toc_chunk *c);
+
+/*
+ * fs_fetch_run() - fill the @n claimed chunks from @first: from the disk
+ * tier when there, the rest with one blob read per contiguous group, each
+ * decoded and verified. On return data[i] is a malloc'd verified buffer and
+ * res[i] == 0, or data[i] is NULL and res[i] < 0. @err gets the message of
+ * the first chunk's failure.
+ */
+void fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n, uint8_t **data,
+		  int *res, enum fs_fetch_kind kind, struct lp_err *err);
+
+/*
+ * fs_chunk_error() - fill @err with "layer L: file F: chunk at offset O
+ * (blob offset B+N): @why" for chunk @ci; returns @code.
+ */
+int fs_chunk_error(struct lp_fs *fs, uint32_t ci, int code, const char *why,
+		   struct lp_err *err);
+
+/* fs_chunks_coalesce() - whether chunk @next may join a blob read that
+ * spans [start, end) of compressed bytes. */
+bool fs_chunks_coalesce(const struct lp_toc_chunk *next, uint64_t start,
+			uint64_t end, uint64_t max);
+
+#endif /* LP_FS_INT_H */

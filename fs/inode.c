@@ -1,0 +1,415 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The inode view of a TOC: attributes, lookup, directory listing, symlink
+ * targets and xattrs, with the overlayfs conventions of a lower layer
+ * (whiteouts shown as 0/0 character devices, opaque markers turned into an
+ * xattr, landmarks hidden) and the hidden control directory `/.lazypull`.
+ * Everything here reads the immutable TOC: no locks, no allocation.
+ *
+ * Inode numbers: entry index + 1 (root = 1); nr_entries + 1 and + 2 are the
+ * control directory and its stats file.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/sysmacros.h>
+
+#include "fs_int.h"
+
+#define FS_BLKSIZE 4096
+#define WH_PREFIX_LEN (sizeof(LP_WHITEOUT_PREFIX) - 1)
+#define OPAQUE_XATTR "trusted.overlay.opaque"
+
+enum visibility {
+	VIS_HIDDEN,
+	VIS_SHOWN,
+	VIS_WHITEOUT, /* shown as a 0/0 char device without the prefix */
+};
+
+static bool is_whiteout_name(const char *name)
+{
+	return !strncmp(name, LP_WHITEOUT_PREFIX, WH_PREFIX_LEN);
+}
+
+static enum visibility visibility(const struct lp_toc *toc, uint32_t idx)
+{
+	const struct lp_toc_entry *e = lp_toc_entry(toc, idx);
+
+	if (idx == 0)
+		return VIS_SHOWN;
+	if (e->parent == 0 && (!strcmp(e->name, LP_PREFETCH_LANDMARK) ||
+			       !strcmp(e->name, LP_NO_PREFETCH_LANDMARK)))
+		return VIS_HIDDEN;
+	if (!is_whiteout_name(e->name))
+		return VIS_SHOWN;
+	if (!strcmp(e->name, LP_WHITEOUT_OPAQUE))
+		return VIS_HIDDEN;
+	return VIS_WHITEOUT;
+}
+
+/* entry index of inode @ino, or LP_TOC_NO_INDEX for control inodes/bad */
+static uint32_t entry_index(const struct lp_fs *fs, uint64_t ino)
+{
+	if (ino < 1 || ino > lp_toc_nr_entries(fs->toc))
+		return LP_TOC_NO_INDEX;
+	return (uint32_t)(ino - 1);
+}
+
+static bool is_opaque_dir(const struct lp_toc *toc, uint32_t idx)
+{
+	return lp_toc_entry(toc, idx)->type == LP_TOC_DIR &&
+	       lp_toc_lookup(toc, idx, LP_WHITEOUT_OPAQUE,
+			     strlen(LP_WHITEOUT_OPAQUE)) != LP_TOC_NO_INDEX;
+}
+
+static mode_t type_bits(uint16_t type)
+{
+	switch (type) {
+	case LP_TOC_DIR:
+		return S_IFDIR;
+	case LP_TOC_SYMLINK:
+		return S_IFLNK;
+	case LP_TOC_CHAR:
+		return S_IFCHR;
+	case LP_TOC_BLOCK:
+		return S_IFBLK;
+	case LP_TOC_FIFO:
+		return S_IFIFO;
+	default:
+		return S_IFREG; /* reg, and hardlinks (resolved) */
+	}
+}
+
+static void set_times(struct stat *st, const struct lp_toc_entry *e)
+{
+	st->st_mtim.tv_sec = e->mtime_sec;
+	st->st_mtim.tv_nsec = e->mtime_nsec;
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
+static void fill_entry(const struct lp_fs *fs, uint32_t idx, struct stat *st)
+{
+	const struct lp_toc_entry *e = lp_toc_entry(fs->toc, idx);
+	const struct lp_toc_entry *ie = lp_toc_entry(fs->toc, e->ino);
+
+	memset(st, 0, sizeof(*st));
+	st->st_blksize = FS_BLKSIZE;
+	if (visibility(fs->toc, idx) == VIS_WHITEOUT) {
+		/* as the reference: mode S_IFCHR, 0/0, owned by root */
+		st->st_ino = (ino_t)idx + 1;
+		st->st_mode = S_IFCHR;
+		st->st_nlink = 1;
+		st->st_rdev = makedev(0, 0);
+		set_times(st, e);
+		return;
+	}
+	st->st_ino = (ino_t)e->ino + 1;
+	st->st_mode = type_bits(ie->type) | (ie->mode & 07777);
+	st->st_nlink = ie->nlink ? ie->nlink : 1;
+	st->st_uid = ie->uid;
+	st->st_gid = ie->gid;
+	if (ie->type == LP_TOC_CHAR || ie->type == LP_TOC_BLOCK)
+		st->st_rdev = makedev(ie->dev_major, ie->dev_minor);
+	switch (ie->type) {
+	case LP_TOC_REG:
+		st->st_size = (off_t)ie->size;
+		break;
+	case LP_TOC_SYMLINK:
+		st->st_size = (off_t)strlen(ie->link_name);
+		break;
+	case LP_TOC_DIR:
+		st->st_size = FS_BLKSIZE;
+		break;
+	default:
+		break;
+	}
+	st->st_blocks = (blkcnt_t)((st->st_size + 511) / 512);
+	set_times(st, ie);
+}
+
+static void fill_control(const struct lp_fs *fs, uint64_t ino, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_blksize = FS_BLKSIZE;
+	if (ino == fs->ctl_dir_ino) {
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 2;
+	} else {
+		/* size unknown in advance: opened with direct I/O */
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+	}
+	set_times(st, lp_toc_entry(fs->toc, 0));
+}
+
+int lp_fs_getattr(struct lp_fs *fs, uint64_t ino, struct stat *st)
+{
+	uint32_t idx = entry_index(fs, ino);
+	int r = 0;
+
+	if (idx != LP_TOC_NO_INDEX)
+		fill_entry(fs, idx, st);
+	else if (ino == fs->ctl_dir_ino || ino == fs->stats_ino)
+		fill_control(fs, ino, st);
+	else
+		r = -ENOENT;
+	return r;
+}
+
+int lp_fs_lookup(struct lp_fs *fs, uint64_t parent, const char *name,
+		 struct stat *st)
+{
+	char wh[WH_PREFIX_LEN + LP_TOC_MAX_NAME + 1];
+	uint32_t pidx = entry_index(fs, parent), idx;
+	size_t len = strlen(name);
+	int r = 0;
+
+	if (len > LP_TOC_MAX_NAME) {
+		r = -ENAMETOOLONG;
+		goto out;
+	}
+	if (parent == fs->ctl_dir_ino) {
+		if (strcmp(name, LP_FS_STATS_FILE))
+			r = -ENOENT;
+		else
+			fill_control(fs, fs->stats_ino, st);
+		goto out;
+	}
+	if (pidx == LP_TOC_NO_INDEX) {
+		r = parent == fs->stats_ino ? -ENOTDIR : -ENOENT;
+		goto out;
+	}
+	if (lp_toc_entry(fs->toc, pidx)->type != LP_TOC_DIR) {
+		r = -ENOTDIR;
+		goto out;
+	}
+	if (!strcmp(name, ".") || !strcmp(name, "..")) {
+		idx = name[1] ? lp_toc_entry(fs->toc, pidx)->parent : pidx;
+		fill_entry(fs, idx, st);
+		goto out;
+	}
+	if (is_whiteout_name(name)) {
+		r = -ENOENT; /* shown without the prefix, or hidden */
+		goto out;
+	}
+	idx = lp_toc_lookup(fs->toc, pidx, name, len);
+	if (idx != LP_TOC_NO_INDEX) {
+		if (visibility(fs->toc, idx) == VIS_HIDDEN)
+			r = -ENOENT;
+		else
+			fill_entry(fs, idx, st);
+		goto out;
+	}
+	memcpy(wh, LP_WHITEOUT_PREFIX, WH_PREFIX_LEN);
+	memcpy(wh + WH_PREFIX_LEN, name, len);
+	idx = lp_toc_lookup(fs->toc, pidx, wh, WH_PREFIX_LEN + len);
+	if (idx != LP_TOC_NO_INDEX) {
+		fill_entry(fs, idx, st);
+		goto out;
+	}
+	if (pidx == 0 && !strcmp(name, LP_FS_CONTROL_DIR))
+		fill_control(fs, fs->ctl_dir_ino, st);
+	else
+		r = -ENOENT;
+out:
+	return r;
+}
+
+/* the name child @idx of @dir is listed under, or NULL when hidden */
+static const char *listed_name(const struct lp_toc *toc, uint32_t dir,
+			       uint32_t idx)
+{
+	const struct lp_toc_entry *e = lp_toc_entry(toc, idx);
+	const char *shown = e->name + WH_PREFIX_LEN;
+
+	switch (visibility(toc, idx)) {
+	case VIS_SHOWN:
+		return e->name;
+	case VIS_WHITEOUT:
+		/* a real sibling of that name wins over the whiteout */
+		if (lp_toc_lookup(toc, dir, shown, strlen(shown)) !=
+		    LP_TOC_NO_INDEX)
+			return NULL;
+		return shown;
+	default:
+		return NULL;
+	}
+}
+
+int lp_fs_readdir(struct lp_fs *fs, uint64_t ino, uint64_t off,
+		  lp_fs_dirent_fn fn, void *opaque)
+{
+	uint32_t idx = entry_index(fs, ino);
+	const struct lp_toc_entry *d;
+	struct stat st;
+	uint64_t i;
+	int r = 0;
+
+	if (ino == fs->ctl_dir_ino) {
+		for (i = off; i < 3; i++) {
+			const char *name = i == 0 ? "." :
+					   i == 1 ? ".." :
+						    "stats";
+
+			if (i == 0)
+				fill_control(fs, ino, &st);
+			else if (i == 1)
+				fill_entry(fs, 0, &st);
+			else
+				fill_control(fs, fs->stats_ino, &st);
+			if (fn(opaque, name, &st, i + 1))
+				break;
+		}
+		goto out;
+	}
+	if (idx == LP_TOC_NO_INDEX) {
+		r = ino == fs->stats_ino ? -ENOTDIR : -ENOENT;
+		goto out;
+	}
+	d = lp_toc_entry(fs->toc, idx);
+	if (d->type != LP_TOC_DIR) {
+		r = -ENOTDIR;
+		goto out;
+	}
+	for (i = off; i < 2 + (uint64_t)d->nr_children; i++) {
+		uint32_t child;
+		const char *name;
+
+		if (i < 2) {
+			fill_entry(fs, i == 0 ? idx : d->parent, &st);
+			name = i == 0 ? "." : "..";
+		} else {
+			child = lp_toc_child(
+				fs->toc, d->first_child + (uint32_t)(i - 2));
+			name = listed_name(fs->toc, idx, child);
+			if (!name)
+				continue;
+			fill_entry(fs, child, &st);
+		}
+		if (fn(opaque, name, &st, i + 1))
+			break;
+	}
+out:
+	return r;
+}
+
+int lp_fs_readlink(struct lp_fs *fs, uint64_t ino, const char **ret_target)
+{
+	uint32_t idx = entry_index(fs, ino);
+	const struct lp_toc_entry *e;
+	int r = 0;
+
+	if (idx == LP_TOC_NO_INDEX) {
+		r = ino == fs->ctl_dir_ino || ino == fs->stats_ino ? -EINVAL :
+								     -ENOENT;
+		goto out;
+	}
+	e = lp_toc_entry(fs->toc, idx);
+	if (e->type != LP_TOC_SYMLINK) {
+		r = -EINVAL;
+		goto out;
+	}
+	*ret_target = e->link_name;
+out:
+	return r;
+}
+
+/* copy @len bytes of @value out as getxattr(2)/listxattr(2) do */
+static int copy_out(void *buf, size_t size, const void *value, size_t len)
+{
+	if (!size)
+		return (int)len;
+	if (len > size)
+		return -ERANGE;
+	memcpy(buf, value, len);
+	return (int)len;
+}
+
+/*
+ * the inode entry whose xattrs @ino reports; LP_TOC_NO_INDEX for inodes
+ * without any (control files, whiteouts)
+ */
+static int xattr_owner(struct lp_fs *fs, uint64_t ino, uint32_t *ret_idx)
+{
+	uint32_t idx = entry_index(fs, ino);
+
+	if (idx == LP_TOC_NO_INDEX) {
+		if (ino != fs->ctl_dir_ino && ino != fs->stats_ino)
+			return -ENOENT;
+		*ret_idx = LP_TOC_NO_INDEX;
+		return 0;
+	}
+	if (visibility(fs->toc, idx) == VIS_WHITEOUT)
+		*ret_idx = LP_TOC_NO_INDEX;
+	else
+		*ret_idx = lp_toc_entry(fs->toc, idx)->ino;
+	return 0;
+}
+
+int lp_fs_getxattr(struct lp_fs *fs, uint64_t ino, const char *name, void *buf,
+		   size_t size)
+{
+	const struct lp_toc_entry *e;
+	uint32_t idx, i;
+	int r;
+
+	r = xattr_owner(fs, ino, &idx);
+	if (r < 0)
+		goto out;
+	r = -ENODATA;
+	if (idx == LP_TOC_NO_INDEX)
+		goto out;
+	e = lp_toc_entry(fs->toc, idx);
+	for (i = 0; i < e->nr_xattrs; i++) {
+		const struct lp_toc_xattr *x =
+			lp_toc_xattr(fs->toc, e->first_xattr + i);
+
+		if (!strcmp(x->name, name)) {
+			r = copy_out(buf, size, x->value, x->len);
+			goto out;
+		}
+	}
+	if (!strcmp(name, OPAQUE_XATTR) && is_opaque_dir(fs->toc, idx))
+		r = copy_out(buf, size, "y", 1);
+out:
+	return r;
+}
+
+int lp_fs_listxattr(struct lp_fs *fs, uint64_t ino, char *buf, size_t size)
+{
+	const struct lp_toc_entry *e;
+	bool has_opaque = false;
+	size_t len = 0;
+	uint32_t idx, i;
+	int r;
+
+	r = xattr_owner(fs, ino, &idx);
+	if (r < 0 || idx == LP_TOC_NO_INDEX)
+		goto out;
+	e = lp_toc_entry(fs->toc, idx);
+	for (i = 0; i <= e->nr_xattrs; i++) {
+		const char *name;
+		size_t n;
+
+		if (i < e->nr_xattrs) {
+			name = lp_toc_xattr(fs->toc, e->first_xattr + i)->name;
+			has_opaque |= !strcmp(name, OPAQUE_XATTR);
+		} else if (!has_opaque && is_opaque_dir(fs->toc, idx)) {
+			name = OPAQUE_XATTR;
+		} else {
+			break;
+		}
+		n = strlen(name) + 1;
+		if (size && len + n > size) {
+			r = -ERANGE;
+			goto out;
+		}
+		if (size)
+			memcpy(buf + len, name, n);
+		len += n;
+	}
+	r = (int)len;
+out:
+	return r;
+}

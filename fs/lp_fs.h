@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The lazy filesystem core: an inode view of one layer's TOC plus file reads
+ * through a verified chunk cache (memory tier with a byte budget, optional
+ * persistent disk tier keyed by chunk digest), prefetch of the prioritised
+ * range and a low-priority background fetch of the rest. No FUSE types here:
+ * the core is driven by fs/fuse_ops.c in a mount and directly by unit tests
+ * and tools.
+ *
+ * Inodes. Inode numbers are derived, never allocated: entry index + 1, so the
+ * root (entry 0) is 1 (= FUSE_ROOT_ID) and a hardlink reports its target's
+ * number. Two numbers past the TOC name the hidden control directory
+ * `/.lazypull` and its `stats` file. Nothing is allocated per lookup, so there
+ * is nothing to free on forget.
+ *
+ * Overlayfs conventions (a mount is an overlay lower layer): `.wh.NAME` is
+ * shown as a 0/0 character device NAME; `.wh..wh..opq` is hidden and its
+ * directory reports `trusted.overlay.opaque=y`; the landmark files
+ * `.prefetch.landmark` and `.no.prefetch.landmark` are hidden.
+ *
+ * What it does not do: write anything to the tree, track open counts or
+ * lookups, or report errors itself. Functions return -errno and, when given a
+ * struct lp_err, say what failed (layer, file, offset); the caller logs once.
+ *
+ * Thread rules: after lp_fs_new() every function except lp_fs_start() and
+ * lp_fs_free() may be called from any number of threads at once.
+ */
+#ifndef LP_FS_H
+#define LP_FS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "lp_buf.h"
+#include "lp_err.h"
+#include "lp_layer.h"
+
+/* Bounds and defaults (sizes in bytes). */
+#define LP_FS_ROOT_INO 1
+#define LP_FS_DEFAULT_MEM_CACHE (256 * LP_MIB)
+#define LP_FS_DEFAULT_DISK_CACHE (8 * LP_GIB)
+#define LP_FS_MAX_COALESCE (16 * LP_MIB) /* one blob read, compressed */
+#define LP_FS_MAX_COALESCE_GAP (256 * LP_KIB) /* unneeded bytes read over */
+#define LP_FS_READAHEAD (4 * LP_MIB) /* extra bytes on sequential reads */
+#define LP_FS_STATS_MAX (64 * LP_KIB) /* the stats JSON */
+#define LP_FS_CONTROL_DIR ".lazypull"
+#define LP_FS_STATS_FILE "stats"
+
+struct lp_fs;
+struct lp_fs_file;
+
+struct lp_fs_options {
+	size_t mem_cache_bytes; /* 0: LP_FS_DEFAULT_MEM_CACHE */
+	const char *cache_dir; /* NULL: no disk tier */
+	uint64_t disk_cache_bytes; /* 0: LP_FS_DEFAULT_DISK_CACHE */
+	bool prefetch; /* fetch [0, prefetch landmark) on start */
+	bool background_fetch; /* then fetch the rest at low priority */
+};
+
+/* lp_fs_options_init() - defaults: prefetch and background fetch on. */
+void lp_fs_options_init(struct lp_fs_options *opts);
+
+/*
+ * lp_fs_new() - a filesystem over @layer (whose TOC digest the caller has
+ * verified or deliberately skipped). Takes ownership of @layer (freed by
+ * lp_fs_free, also on failure). Creates the disk tier's directories when
+ * @opts->cache_dir is set. Starts no thread: call lp_fs_start() (after any
+ * fork). Returns 0, -ENOMEM, or the disk tier's -errno (@err says which).
+ */
+int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
+	      struct lp_fs **ret_fs, struct lp_err *err);
+
+/*
+ * lp_fs_start() - start prefetch and background fetch as configured. Call
+ * once, from the thread that made @fs. Returns 0 or -errno (thread creation).
+ */
+int lp_fs_start(struct lp_fs *fs);
+
+/*
+ * lp_fs_wait_prefetch() - wait until prefetch finished or @timeout_ms passed
+ * (0: do not wait). Returns 0 when finished (or there is nothing to
+ * prefetch), -ETIMEDOUT, or the prefetch's error.
+ */
+int lp_fs_wait_prefetch(struct lp_fs *fs, unsigned int timeout_ms);
+
+/* lp_fs_free() - stop and join the threads, free everything. NULL allowed. */
+void lp_fs_free(struct lp_fs *fs);
+
+/* lp_fs_layer() - the layer (borrowed). */
+struct lp_layer *lp_fs_layer(const struct lp_fs *fs);
+
+/*
+ * lp_fs_getattr() - attributes of inode @ino into @st (st_ino, st_mode with
+ * S_IF bits, nlink, uid, gid, rdev, size, blksize, blocks, times).
+ * Returns 0 or -ENOENT.
+ */
+int lp_fs_getattr(struct lp_fs *fs, uint64_t ino, struct stat *st);
+
+/*
+ * lp_fs_lookup() - the child @name of directory @parent, its attributes in
+ * @st (st->st_ino is its inode). Returns 0, -ENOENT, -ENOTDIR,
+ * -ENAMETOOLONG.
+ */
+int lp_fs_lookup(struct lp_fs *fs, uint64_t parent, const char *name,
+		 struct stat *st);
+
+/*
+ * Directory listing callback: one entry (@name, its attributes @st) and the
+ * offset to pass back to continue after it. Return 0 to go on, 1 to stop
+ * (the entry was not consumed and will be offered again from its offset).
+ */
+typedef int (*lp_fs_dirent_fn)(void *opaque, const char *name,
+			       const struct stat *st, uint64_t next_off);
+
+/*
+ * lp_fs_readdir() - list directory @ino from offset @off (0 = start; "." and
+ * ".." come first), calling @fn until it stops or the listing ends. Hidden
+ * names are skipped; offsets stay stable. Returns 0, -ENOENT, -ENOTDIR.
+ */
+int lp_fs_readdir(struct lp_fs *fs, uint64_t ino, uint64_t off,
+		  lp_fs_dirent_fn fn, void *opaque);
+
+/*
+ * lp_fs_readlink() - the target of symlink @ino (borrowed, lives as long as
+ * @fs). Returns 0, -ENOENT, -EINVAL (not a symlink).
+ */
+int lp_fs_readlink(struct lp_fs *fs, uint64_t ino, const char **ret_target);
+
+/*
+ * lp_fs_getxattr() - copy the value of xattr @name of @ino into @buf
+ * (@size bytes; 0 asks for the length only). Returns the value's length,
+ * -ENODATA, -ERANGE (@buf too small), -ENOENT.
+ */
+int lp_fs_getxattr(struct lp_fs *fs, uint64_t ino, const char *name, void *buf,
+		   size_t size);
+
+/*
+ * lp_fs_listxattr() - the NUL-separated xattr names of @ino into @buf
+ * (@size 0: length only). Returns the length, -ERANGE, -ENOENT.
+ */
+int lp_fs_listxattr(struct lp_fs *fs, uint64_t ino, char *buf, size_t size);
+
+/*
+ * lp_fs_open() - open @ino for reading. Write access (@flags O_WRONLY,
+ * O_RDWR, O_TRUNC) is refused with -EROFS; directories with -EISDIR; other
+ * non-regular files with -EINVAL. On success *ret_file is a handle the
+ * caller frees with lp_fs_release(). @ret_direct_io is set when the file's
+ * size is not known in advance (the control files): bypass page caches.
+ */
+int lp_fs_open(struct lp_fs *fs, uint64_t ino, int flags,
+	       struct lp_fs_file **ret_file, bool *ret_direct_io);
+
+/*
+ * lp_fs_read() - read up to @size bytes at @off of an open file into @buf.
+ * Every byte returned comes from a chunk whose digest was verified. Returns
+ * the number of bytes (0 at or past the end), -EBADMSG (a chunk failed
+ * verification: @err names layer, file and offset), -EIO or another blob
+ * error. Short only at the end of the file.
+ */
+int lp_fs_read(struct lp_fs *fs, struct lp_fs_file *file, void *buf,
+	       size_t size, uint64_t off, struct lp_err *err);
+
+/* lp_fs_release() - free a handle from lp_fs_open(). NULL allowed. */
+void lp_fs_release(struct lp_fs *fs, struct lp_fs_file *file);
+
+/* lp_fs_statfs() - sizes and counts for statfs(2). */
+void lp_fs_statfs(struct lp_fs *fs, struct statvfs *st);
+
+/*
+ * lp_fs_stats_json() - append the layer's statistics as one JSON object to
+ * @out: fetched and total bytes, prefetch and background state, on-demand
+ * fetch count and latency, cache hits. Returns 0, -EFBIG, -ENOMEM.
+ */
+int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out);
+
+#endif /* LP_FS_H */

@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Prefetch and background fetch, on one low-priority thread. Prefetch reads
+ * the prioritised range [0, prefetch landmark) in bulk, coalesced into blob
+ * reads of up to LP_FS_MAX_COALESCE bytes, and wakes lp_fs_wait_prefetch().
+ * Background fetch then walks every chunk in blob order and fetches what
+ * neither tier holds, in smaller runs, standing aside while on-demand reads
+ * are in flight (and for FS_BACKGROUND_QUIET_MS after the last one); its
+ * chunks enter the memory tier cold, so they never push out hot data.
+ * Without a disk tier it stops once the memory budget is full: there is
+ * nowhere to keep the rest.
+ *
+ * Lock order: fetch.lock, then (inside fs_chunk_get) cache.lock; in practice
+ * fetch.lock is never held across a fetch.
+ */
+#include <errno.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs_int.h"
+
+#define FS_FETCH_NICE 10
+#define FS_BACKGROUND_POLL_MS 10
+
+static bool stopping(struct lp_fs *fs)
+{
+	bool stop;
+
+	pthread_mutex_lock(&fs->fetch.lock);
+	stop = fs->fetch.stop;
+	pthread_mutex_unlock(&fs->fetch.lock);
+	return stop;
+}
+
+static void set_state(struct lp_fs *fs, bool prefetch, enum fs_job_state st,
+		      int error)
+{
+	pthread_mutex_lock(&fs->fetch.lock);
+	if (prefetch) {
+		fs->fetch.prefetch = st;
+		fs->fetch.prefetch_error = error;
+	} else {
+		fs->fetch.background = st;
+		fs->fetch.background_error = error;
+	}
+	pthread_cond_broadcast(&fs->fetch.cond);
+	pthread_mutex_unlock(&fs->fetch.lock);
+}
+
+static void deadline_in(struct timespec *ts, unsigned int ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+static void prefetch(struct lp_fs *fs)
+{
+	uint32_t nr = lp_toc_nr_chunks(fs->toc), end = 0, ci, next;
+	int r = 0;
+
+	while (end < nr &&
+	       lp_toc_chunk(fs->toc, end)->offset < fs->prefetch_end)
+		end++;
+	set_state(fs, true, FS_JOB_RUNNING, 0);
+	for (ci = 0; ci < end && r == 0; ci = next) {
+		const struct lp_toc_chunk *c;
+
+		if (stopping(fs)) {
+			set_state(fs, true, FS_JOB_STOPPED, 0);
+			return;
+		}
+		r = fs_chunk_get(fs, ci, end, FS_FETCH_PREFETCH, NULL, &next,
+				 NULL);
+		c = lp_toc_chunk(fs->toc, next - 1);
+		atomic_store(&fs->stats.prefetch_done_bytes,
+			     c->offset + c->compressed_size);
+	}
+	set_state(fs, true, r < 0 ? FS_JOB_FAILED : FS_JOB_DONE, r);
+}
+
+/* wait until no on-demand fetch ran for a while; false when stopping */
+static bool wait_quiet(struct lp_fs *fs)
+{
+	const uint64_t quiet = (uint64_t)FS_BACKGROUND_QUIET_MS * 1000000;
+	struct timespec ts;
+	bool stop;
+
+	pthread_mutex_lock(&fs->fetch.lock);
+	while (!fs->fetch.stop &&
+	       (atomic_load(&fs->ondemand_active) ||
+		fs_now_ns() - atomic_load(&fs->last_ondemand_ns) < quiet)) {
+		deadline_in(&ts, FS_BACKGROUND_POLL_MS);
+		pthread_cond_timedwait(&fs->fetch.cond, &fs->fetch.lock, &ts);
+	}
+	stop = fs->fetch.stop;
+	pthread_mutex_unlock(&fs->fetch.lock);
+	return !stop;
+}
+
+static bool have_chunk(struct lp_fs *fs, uint32_t ci)
+{
+	const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, ci);
+	const struct lp_digest *dg = fs_chunk_digest(fs->toc, c);
+
+	return fs_chunk_is_cached(fs, ci) ||
+	       (fs->disk && dg && fs_disk_has(fs->disk, dg));
+}
+
+static void background(struct lp_fs *fs)
+{
+	uint32_t nr = lp_toc_nr_chunks(fs->toc), ci, next;
+	int r, last_err = 0;
+
+	set_state(fs, false, FS_JOB_RUNNING, 0);
+	for (ci = 0; ci < nr; ci = next) {
+		const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, ci);
+		size_t used, peak;
+
+		next = ci + 1;
+		if (!wait_quiet(fs)) {
+			set_state(fs, false, FS_JOB_STOPPED, last_err);
+			return;
+		}
+		fs_cache_usage(fs, &used, &peak);
+		if (!fs->disk && used + c->chunk_size > fs->cache.budget) {
+			set_state(fs, false, FS_JOB_STOPPED, last_err);
+			return;
+		}
+		if (!have_chunk(fs, ci)) {
+			r = fs_chunk_get(fs, ci, nr, FS_FETCH_BACKGROUND, NULL,
+					 &next, NULL);
+			if (r < 0)
+				last_err = r; /* keep going: others may do */
+		}
+		c = lp_toc_chunk(fs->toc, next - 1);
+		atomic_store(&fs->stats.background_done_bytes,
+			     c->offset + c->compressed_size);
+	}
+	set_state(fs, false, last_err ? FS_JOB_FAILED : FS_JOB_DONE, last_err);
+}
+
+static void *fetch_main(void *arg)
+{
+	struct lp_fs *fs = arg;
+
+	/* best effort: on-demand readers come first for the CPU too */
+	setpriority(PRIO_PROCESS, (id_t)gettid(), FS_FETCH_NICE);
+	if (fs->opts.prefetch && fs->prefetch_end)
+		prefetch(fs);
+	if (fs->opts.background_fetch)
+		background(fs);
+	return NULL;
+}
+
+int fs_fetcher_start(struct lp_fs *fs)
+{
+	int r = 0;
+
+	if (!(fs->opts.prefetch && fs->prefetch_end) &&
+	    !fs->opts.background_fetch)
+		goto out;
+	r = -pthread_create(&fs->fetch.thread, NULL, fetch_main, fs);
+	if (r == 0) {
+		pthread_mutex_lock(&fs->fetch.lock);
+		fs->fetch.started = true;
+		pthread_mutex_unlock(&fs->fetch.lock);
+	}
+out:
+	return r;
+}
+
+void fs_fetcher_stop(struct lp_fs *fs)
+{
+	bool started;
+
+	pthread_mutex_lock(&fs->fetch.lock);
+	fs->fetch.stop = true;
+	started = fs->fetch.started;
+	pthread_cond_broadcast(&fs->fetch.cond);
+	pthread_mutex_unlock(&fs->fetch.lock);
+	if (started)
+		pthread_join(fs->fetch.thread, NULL);
+}
+
+int lp_fs_wait_prefetch(struct lp_fs *fs, unsigned int timeout_ms)
+{
+	struct timespec ts;
+	int r = 0;
+
+	deadline_in(&ts, timeout_ms);
+	pthread_mutex_lock(&fs->fetch.lock);
+	while (fs->fetch.prefetch == FS_JOB_PENDING ||
+	       fs->fetch.prefetch == FS_JOB_RUNNING) {
+		if (pthread_cond_timedwait(&fs->fetch.cond, &fs->fetch.lock,
+					   &ts) == ETIMEDOUT) {
+			r = -ETIMEDOUT;
+			break;
+		}
+	}
+	if (fs->fetch.prefetch == FS_JOB_FAILED)
+		r = fs->fetch.prefetch_error;
+	pthread_mutex_unlock(&fs->fetch.lock);
+	return r;
+}

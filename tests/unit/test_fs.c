@@ -1,0 +1,763 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Unit tests for fs/ without FUSE: the inode view (lookup, readdir, getattr,
+ * readlink, xattrs, overlayfs conventions, the control file) and every file
+ * of every vector read back and compared with the .files digests; a
+ * fault-injecting blob (corrupt, replace with a valid but wrong member,
+ * fail, delay) that must give errors and never wrong bytes; single flight
+ * under threads; the memory budget; the disk tier across remounts; prefetch
+ * and background fetch.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cmocka.h>
+
+#include "lp_fs.h"
+
+#define VEC(name) LP_VECTORS_DIR "/" name
+#define MAX_FILES 512
+#define READ_PIECE 100003 /* odd, so reads straddle chunk ends */
+
+static const char *const vectors[] = { "v1-default", "v1-chunk64k", "v1-prio",
+				       "v1-zstd" };
+
+/* --- a fault-injecting blob --- */
+
+enum fault_mode {
+	FAULT_NONE,
+	FAULT_CORRUPT, /* flip bytes in [lo, hi) */
+	FAULT_REPLACE, /* serve repl at lo */
+	FAULT_FAIL, /* -EIO for reads touching [lo, hi) */
+	FAULT_ZERO, /* a truncated download: zeros from lo on */
+};
+
+struct fault {
+	struct lp_blob *inner;
+	atomic_int mode;
+	uint64_t lo, hi;
+	const uint8_t *repl;
+	size_t repl_len;
+	atomic_uint reads;
+	atomic_uint delay_ms;
+};
+
+static int fault_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct fault *f = ctx;
+	uint8_t *p = buf;
+	int mode = atomic_load(&f->mode), r;
+	uint64_t i;
+
+	atomic_fetch_add(&f->reads, 1);
+	if (atomic_load(&f->delay_ms))
+		usleep(1000 * atomic_load(&f->delay_ms));
+	if (mode == FAULT_FAIL && off < f->hi && off + len > f->lo)
+		return -EIO;
+	r = lp_blob_pread(f->inner, buf, len, off);
+	if (r < 0)
+		return r;
+	for (i = off; i < off + len; i++) {
+		if (mode == FAULT_CORRUPT && i >= f->lo && i < f->hi)
+			p[i - off] ^= 0x5a;
+		if (mode == FAULT_REPLACE && i >= f->lo &&
+		    i < f->lo + f->repl_len)
+			p[i - off] = f->repl[i - f->lo];
+		if (mode == FAULT_ZERO && i >= f->lo && i < f->hi)
+			p[i - off] = 0;
+	}
+	return 0;
+}
+
+static void fault_close(void *ctx)
+{
+	struct fault *f = ctx;
+
+	lp_blob_unref(f->inner);
+	free(f);
+}
+
+static const struct lp_blob_ops fault_ops = {
+	.pread = fault_pread,
+	.close = fault_close,
+};
+
+struct fixture {
+	struct lp_fs *fs;
+	struct fault *fault; /* owned by the blob */
+};
+
+static void read_text(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+
+	assert_non_null(f);
+	assert_non_null(fgets(buf, (int)len, f));
+	fclose(f);
+	buf[strcspn(buf, "\n")] = '\0';
+}
+
+static void open_fs(struct fixture *fx, const char *vec,
+		    const struct lp_fs_options *opts_in)
+{
+	char path[512], dgs[128];
+	struct lp_fs_options opts;
+	struct lp_blob *file = NULL, *blob = NULL;
+	struct lp_layer *layer = NULL;
+	struct lp_digest dg;
+	struct lp_err err = { 0 };
+	struct fault *f;
+
+	if (opts_in) {
+		opts = *opts_in;
+	} else {
+		lp_fs_options_init(&opts);
+		opts.prefetch = false;
+		opts.background_fetch = false;
+	}
+	snprintf(path, sizeof(path), "%s/%s.toc-digest", LP_VECTORS_DIR, vec);
+	read_text(path, dgs, sizeof(dgs));
+	assert_int_equal(lp_digest_parse(dgs, &dg), 0);
+	snprintf(path, sizeof(path), "%s/%s.esgz", LP_VECTORS_DIR, vec);
+	assert_int_equal(lp_blob_open_file(path, &file), 0);
+	f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	f->inner = file;
+	assert_int_equal(
+		lp_blob_new(&fault_ops, f, lp_blob_size(file), path, &blob), 0);
+	assert_int_equal(lp_layer_open(blob, &dg, &layer, &err), 0);
+	lp_blob_unref(blob);
+	assert_int_equal(lp_fs_new(layer, &opts, &fx->fs, &err), 0);
+	fx->fault = f;
+}
+
+/* --- the .files listing --- */
+
+struct want_file {
+	char path[4200];
+	struct lp_digest dg;
+};
+
+static size_t load_files(const char *vec, struct want_file *out)
+{
+	char path[512], line[4100];
+	size_t n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s.files", LP_VECTORS_DIR, vec);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		char *sp;
+
+		line[strcspn(line, "\n")] = '\0';
+		sp = strrchr(line, ' ');
+		assert_non_null(sp);
+		*sp = '\0';
+		assert_true(n < MAX_FILES);
+		snprintf(out[n].path, sizeof(out[n].path), "%s", line);
+		assert_int_equal(lp_digest_parse(sp + 1, &out[n].dg), 0);
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* lookup a path one component at a time, as the kernel does */
+static int lookup_path(struct lp_fs *fs, const char *path, struct stat *st)
+{
+	char buf[4200], *save = NULL, *comp;
+	uint64_t ino = LP_FS_ROOT_INO;
+	int r = lp_fs_getattr(fs, ino, st);
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (comp = strtok_r(buf, "/", &save); comp && r == 0;
+	     comp = strtok_r(NULL, "/", &save)) {
+		r = lp_fs_lookup(fs, ino, comp, st);
+		ino = st->st_ino;
+	}
+	return r;
+}
+
+static const char *base_name(const char *p)
+{
+	const char *s = strrchr(p, '/');
+
+	return s ? s + 1 : p;
+}
+
+/* read a whole file in odd pieces; digest and result */
+static int read_digest(struct lp_fs *fs, uint64_t ino, struct lp_digest *out,
+		       struct lp_err *err)
+{
+	struct lp_sha256 *h = NULL;
+	struct lp_fs_file *file = NULL;
+	uint8_t *buf = malloc(READ_PIECE);
+	uint64_t off = 0;
+	bool direct;
+	int r;
+
+	assert_non_null(buf);
+	assert_int_equal(lp_sha256_new(&h), 0);
+	r = lp_fs_open(fs, ino, O_RDONLY, &file, &direct);
+	assert_int_equal(r, 0);
+	for (;;) {
+		r = lp_fs_read(fs, file, buf, READ_PIECE, off, err);
+		if (r <= 0)
+			break;
+		lp_sha256_update(h, buf, (size_t)r);
+		off += (uint64_t)r;
+	}
+	lp_sha256_final(h, out);
+	lp_sha256_free(h);
+	lp_fs_release(fs, file);
+	free(buf);
+	return r;
+}
+
+static void check_all_files(struct lp_fs *fs, const char *vec)
+{
+	static struct want_file want[MAX_FILES];
+	size_t n = load_files(vec, want), i;
+
+	assert_true(n > 200);
+	for (i = 0; i < n; i++) {
+		const char *b = base_name(want[i].path);
+		struct lp_err err = { 0 };
+		struct lp_digest got;
+		struct stat st;
+
+		if (!strcmp(b, ".prefetch.landmark") ||
+		    !strcmp(b, ".no.prefetch.landmark") ||
+		    !strncmp(b, ".wh.", 4)) {
+			/* hidden under their own name */
+			assert_int_equal(lookup_path(fs, want[i].path, &st),
+					 -ENOENT);
+			continue;
+		}
+		assert_int_equal(lookup_path(fs, want[i].path, &st), 0);
+		assert_true(S_ISREG(st.st_mode));
+		assert_int_equal(read_digest(fs, st.st_ino, &got, &err), 0);
+		if (!lp_digest_equal(&got, &want[i].dg))
+			fail_msg("%s: %s: wrong bytes", vec, want[i].path);
+	}
+}
+
+static void test_read_every_file(void **state)
+{
+	size_t v;
+
+	for (v = 0; v < LP_ARRAY_SIZE(vectors); v++) {
+		struct fixture fx = { 0 };
+
+		open_fs(&fx, vectors[v], NULL);
+		check_all_files(fx.fs, vectors[v]);
+		lp_fs_free(fx.fs);
+	}
+}
+
+/* --- the inode view --- */
+
+struct listing {
+	char names[64][256];
+	uint64_t inos[64];
+	size_t n;
+	size_t stop_after; /* 0: never stop */
+	uint64_t last_off;
+};
+
+static int collect(void *opaque, const char *name, const struct stat *st,
+		   uint64_t next_off)
+{
+	struct listing *l = opaque;
+
+	if (l->stop_after && l->n == l->stop_after)
+		return 1;
+	assert_true(l->n < 64);
+	snprintf(l->names[l->n], 256, "%s", name);
+	l->inos[l->n++] = st->st_ino;
+	l->last_off = next_off;
+	return 0;
+}
+
+static bool listed(const struct listing *l, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		if (!strcmp(l->names[i], name))
+			return true;
+	return false;
+}
+
+static void test_inode_view(void **state)
+{
+	struct fixture fx = { 0 };
+	struct listing l = { 0 }, part = { 0 };
+	struct stat st, st2;
+	const char *target;
+	char buf[256];
+	int n;
+
+	open_fs(&fx, "v1-prio", NULL);
+
+	/* root: landmarks and the control dir are not listed */
+	assert_int_equal(lp_fs_readdir(fx.fs, LP_FS_ROOT_INO, 0, collect, &l),
+			 0);
+	assert_true(listed(&l, ".") && listed(&l, ".."));
+	assert_true(listed(&l, "usr") && listed(&l, "whiteouts"));
+	assert_false(listed(&l, ".prefetch.landmark"));
+	assert_false(listed(&l, ".lazypull"));
+	/* offsets resume where a full buffer stopped */
+	part.stop_after = 3;
+	lp_fs_readdir(fx.fs, LP_FS_ROOT_INO, 0, collect, &part);
+	part.stop_after = 0;
+	lp_fs_readdir(fx.fs, LP_FS_ROOT_INO, part.last_off, collect, &part);
+	assert_int_equal(part.n, l.n);
+
+	/* attributes */
+	assert_int_equal(lookup_path(fx.fs, "usr/bin/tool", &st), 0);
+	assert_int_equal(st.st_mode, S_IFREG | 04755);
+	assert_int_equal(st.st_size, 300000);
+	assert_int_equal(st.st_nlink, 2);
+	assert_int_equal(lookup_path(fx.fs, "usr/bin/tool-hardlink", &st2), 0);
+	assert_int_equal(st.st_ino, st2.st_ino);
+	assert_int_equal(lookup_path(fx.fs, "var/null-dev", &st), 0);
+	assert_true(S_ISCHR(st.st_mode));
+	assert_int_equal(major(st.st_rdev), 1);
+	assert_int_equal(minor(st.st_rdev), 3);
+	assert_int_equal(lookup_path(fx.fs, "var/blk", &st), 0);
+	assert_true(S_ISBLK(st.st_mode));
+	assert_int_equal(major(st.st_rdev), 7);
+	assert_int_equal(lookup_path(fx.fs, "var/fifo", &st), 0);
+	assert_true(S_ISFIFO(st.st_mode));
+	assert_int_equal(lookup_path(fx.fs, "var/empty", &st), 0);
+	assert_int_equal(st.st_mode, S_IFDIR | 01777);
+	assert_int_equal(lookup_path(fx.fs, "opt/ünïcødé dir", &st), 0);
+	assert_int_equal(st.st_uid, 1000);
+	assert_int_equal(st.st_gid, 1001);
+	assert_int_equal(lookup_path(fx.fs, "etc/empty-file", &st), 0);
+	assert_int_equal(st.st_mtim.tv_sec,
+			 1614834367); /* 2021-03-04T05:06:07Z */
+
+	/* symlinks */
+	assert_int_equal(lookup_path(fx.fs, "usr/bin/big-link", &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	assert_int_equal(lp_fs_readlink(fx.fs, st.st_ino, &target), 0);
+	assert_string_equal(target, "../lib/big.bin");
+	assert_int_equal(st.st_size, strlen(target));
+	assert_int_equal(lp_fs_readlink(fx.fs, LP_FS_ROOT_INO, &target),
+			 -EINVAL);
+
+	/* xattrs */
+	assert_int_equal(lookup_path(fx.fs, "etc/conf.d/app.conf", &st), 0);
+	n = lp_fs_getxattr(fx.fs, st.st_ino, "user.lazypull.test", NULL, 0);
+	assert_int_equal(n, 6);
+	assert_int_equal(
+		lp_fs_getxattr(fx.fs, st.st_ino, "user.lazypull.test", buf, 2),
+		-ERANGE);
+	assert_int_equal(lp_fs_getxattr(fx.fs, st.st_ino, "user.lazypull.test",
+					buf, sizeof(buf)),
+			 6);
+	assert_memory_equal(buf, "seed-1", 6);
+	assert_int_equal(
+		lp_fs_getxattr(fx.fs, st.st_ino, "user.nope", buf, sizeof(buf)),
+		-ENODATA);
+	n = lp_fs_listxattr(fx.fs, st.st_ino, buf, sizeof(buf));
+	assert_int_equal(n, strlen("user.lazypull.test") + 1);
+
+	/* whiteouts: .wh.NAME is a 0/0 char device NAME */
+	l.n = 0;
+	assert_int_equal(lookup_path(fx.fs, "whiteouts", &st), 0);
+	assert_int_equal(lp_fs_readdir(fx.fs, st.st_ino, 0, collect, &l), 0);
+	assert_true(listed(&l, "deleted-file"));
+	assert_false(listed(&l, ".wh.deleted-file"));
+	assert_int_equal(lookup_path(fx.fs, "whiteouts/deleted-file", &st), 0);
+	assert_int_equal(st.st_mode, S_IFCHR);
+	assert_int_equal(st.st_rdev, makedev(0, 0));
+	assert_int_equal(lookup_path(fx.fs, "whiteouts/.wh.deleted-file", &st),
+			 -ENOENT);
+
+	/* opaque: marker hidden, xattr reported */
+	l.n = 0;
+	assert_int_equal(lookup_path(fx.fs, "whiteouts/gone-dir", &st), 0);
+	assert_int_equal(lp_fs_readdir(fx.fs, st.st_ino, 0, collect, &l), 0);
+	assert_int_equal(l.n, 2); /* ".", ".." */
+	assert_false(listed(&l, ".wh..wh..opq"));
+	assert_int_equal(lp_fs_getxattr(fx.fs, st.st_ino,
+					"trusted.overlay.opaque", buf,
+					sizeof(buf)),
+			 1);
+	assert_int_equal(buf[0], 'y');
+	n = lp_fs_listxattr(fx.fs, st.st_ino, buf, sizeof(buf));
+	assert_int_equal(n, sizeof("trusted.overlay.opaque"));
+
+	/* errors */
+	assert_int_equal(lookup_path(fx.fs, "usr/bin/tool/x", &st), -ENOTDIR);
+	assert_int_equal(lookup_path(fx.fs, "nope", &st), -ENOENT);
+	assert_int_equal(lp_fs_getattr(fx.fs, 1u << 30, &st), -ENOENT);
+	memset(buf, 'x', 255);
+	buf[255] = 'y';
+	assert_int_equal(lp_fs_lookup(fx.fs, LP_FS_ROOT_INO, buf, &st),
+			 -ENAMETOOLONG);
+	lp_fs_free(fx.fs);
+}
+
+static void test_control_file(void **state)
+{
+	struct fixture fx = { 0 };
+	struct lp_fs_file *file = NULL;
+	struct lp_err err = { 0 };
+	struct stat st;
+	char buf[8192];
+	bool direct;
+	int n;
+
+	open_fs(&fx, "v1-default", NULL);
+	assert_int_equal(lookup_path(fx.fs, "usr/lib/big.bin", &st), 0);
+	assert_int_equal(lp_fs_open(fx.fs, st.st_ino, O_RDWR, &file, &direct),
+			 -EROFS);
+	assert_int_equal(lookup_path(fx.fs, ".lazypull/stats", &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(lp_fs_open(fx.fs, st.st_ino, O_RDONLY, &file, &direct),
+			 0);
+	assert_true(direct);
+	n = lp_fs_read(fx.fs, file, buf, sizeof(buf) - 1, 0, &err);
+	assert_true(n > 100);
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "\"fetched_bytes\": "));
+	assert_non_null(strstr(buf, "\"background\": {\"state\": \"off\""));
+	lp_fs_release(fx.fs, file);
+	lp_fs_free(fx.fs);
+}
+
+/* --- faults --- */
+
+static const struct lp_toc_chunk *first_chunk_of(struct lp_fs *fs,
+						 const char *path)
+{
+	const struct lp_toc *toc = lp_layer_toc(lp_fs_layer(fs));
+	uint32_t idx = lp_toc_lookup_path(toc, path);
+
+	assert_int_not_equal(idx, LP_TOC_NO_INDEX);
+	return lp_toc_chunk(toc, lp_toc_entry(toc, idx)->first_chunk);
+}
+
+static int read_path(struct lp_fs *fs, const char *path, struct lp_err *err)
+{
+	struct lp_digest got;
+	struct stat st;
+
+	assert_int_equal(lookup_path(fs, path, &st), 0);
+	return read_digest(fs, st.st_ino, &got, err);
+}
+
+static void test_faults(void **state)
+{
+	struct fixture fx = { 0 };
+	const struct lp_toc_chunk *c;
+	struct lp_err err = { 0 };
+	uint8_t *fake, *orig;
+	uLongf fake_len;
+	z_stream z = { 0 };
+
+	open_fs(&fx, "v1-default", NULL);
+
+	/* flipped bytes in app.conf's member: -EBADMSG naming the file */
+	c = first_chunk_of(fx.fs, "etc/conf.d/app.conf");
+	fx.fault->lo = c->offset + c->compressed_size / 2;
+	fx.fault->hi = fx.fault->lo + 4;
+	atomic_store(&fx.fault->mode, FAULT_CORRUPT);
+	assert_int_equal(read_path(fx.fs, "etc/conf.d/app.conf", &err),
+			 -EBADMSG);
+	assert_non_null(strstr(err.msg, "etc/conf.d/app.conf"));
+	assert_non_null(strstr(err.msg, "offset 0"));
+	/* nothing bad was cached: the next read is fine once bytes are */
+	atomic_store(&fx.fault->mode, FAULT_NONE);
+	lp_err_clear(&err);
+	assert_int_equal(read_path(fx.fs, "etc/conf.d/app.conf", &err), 0);
+
+	/* a valid gzip member with the wrong bytes: digest mismatch */
+	c = first_chunk_of(fx.fs, "usr/bin/tool");
+	orig = calloc(1, c->chunk_size);
+	fake_len = c->compressed_size;
+	fake = calloc(1, fake_len);
+	assert_non_null(orig);
+	assert_non_null(fake);
+	memset(orig, 'A', c->chunk_size);
+	assert_int_equal(
+		deflateInit2(&z, 9, Z_DEFLATED, 31, 9, Z_DEFAULT_STRATEGY),
+		Z_OK);
+	z.next_in = orig;
+	z.avail_in = (uInt)c->chunk_size;
+	z.next_out = fake;
+	z.avail_out = (uInt)fake_len;
+	assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+	deflateEnd(&z);
+	fx.fault->lo = c->offset;
+	fx.fault->repl = fake;
+	fx.fault->repl_len = fake_len;
+	atomic_store(&fx.fault->mode, FAULT_REPLACE);
+	lp_err_clear(&err);
+	assert_int_equal(read_path(fx.fs, "usr/bin/tool", &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "usr/bin/tool"));
+	assert_non_null(strstr(err.msg, "digest mismatch"));
+
+	/* a failing source: its error, not bytes */
+	c = first_chunk_of(fx.fs, "usr/lib/big.bin");
+	fx.fault->lo = c->offset;
+	fx.fault->hi = c->offset + 1;
+	atomic_store(&fx.fault->mode, FAULT_FAIL);
+	assert_int_equal(read_path(fx.fs, "usr/lib/big.bin", &err), -EIO);
+
+	/* a truncated download (zeros past a point) */
+	fx.fault->lo = c->offset + 1000;
+	fx.fault->hi = UINT64_MAX;
+	atomic_store(&fx.fault->mode, FAULT_ZERO);
+	assert_int_equal(read_path(fx.fs, "usr/lib/big.bin", &err), -EBADMSG);
+
+	atomic_store(&fx.fault->mode, FAULT_NONE);
+	check_all_files(fx.fs, "v1-default");
+	lp_fs_free(fx.fs);
+	free(fake);
+	free(orig);
+}
+
+/* --- concurrency --- */
+
+struct reader {
+	struct lp_fs *fs;
+	uint64_t ino;
+	struct lp_digest dg;
+	int r;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *rd = arg;
+	struct lp_err err = { 0 };
+
+	rd->r = read_digest(rd->fs, rd->ino, &rd->dg, &err);
+	return NULL;
+}
+
+static uint64_t stat_of(struct lp_fs *fs, const char *key)
+{
+	struct lp_buf b;
+	const char *p;
+	uint64_t v = 0;
+
+	lp_buf_init(&b, LP_FS_STATS_MAX);
+	assert_int_equal(lp_fs_stats_json(fs, &b), 0);
+	p = strstr((const char *)b.data, key);
+	assert_non_null(p);
+	v = strtoull(p + strlen(key) + 3, NULL, 10); /* skip `": ` */
+	lp_buf_release(&b);
+	return v;
+}
+
+static void test_single_flight(void **state)
+{
+	struct fixture fx = { 0 };
+	struct reader rd[8];
+	pthread_t t[8];
+	struct stat st;
+	size_t i;
+
+	open_fs(&fx, "v1-default", NULL);
+	assert_int_equal(lookup_path(fx.fs, "usr/bin/tool", &st), 0);
+	atomic_store(&fx.fault->reads, 0);
+	atomic_store(&fx.fault->delay_ms, 100);
+	for (i = 0; i < 8; i++) {
+		rd[i] = (struct reader){ .fs = fx.fs, .ino = st.st_ino };
+		assert_int_equal(
+			pthread_create(&t[i], NULL, reader_main, &rd[i]), 0);
+	}
+	for (i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(rd[i].r, 0);
+		assert_true(lp_digest_equal(&rd[i].dg, &rd[0].dg));
+	}
+	/* one chunk, one blob read, however many readers */
+	assert_int_equal(atomic_load(&fx.fault->reads), 1);
+	assert_int_equal(stat_of(fx.fs, "\"fetches"), 1);
+	lp_fs_free(fx.fs);
+}
+
+static void test_memory_budget(void **state)
+{
+	struct lp_fs_options opts;
+	struct fixture fx = { 0 };
+	struct stat st;
+	struct reader rd[4];
+	pthread_t t[4];
+	size_t i;
+
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = false;
+	opts.mem_cache_bytes = 512 * 1024;
+	open_fs(&fx, "v1-chunk64k", &opts);
+	check_all_files(fx.fs, "v1-chunk64k");
+	assert_int_equal(lookup_path(fx.fs, "usr/lib/big.bin", &st), 0);
+	for (i = 0; i < 4; i++) {
+		rd[i] = (struct reader){ .fs = fx.fs, .ino = st.st_ino };
+		pthread_create(&t[i], NULL, reader_main, &rd[i]);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(rd[i].r, 0);
+	}
+	/* over budget only by what readers had pinned: 64 KiB each */
+	assert_true(stat_of(fx.fs, "\"memory_peak_bytes") <=
+		    512 * 1024 + 4 * 64 * 1024);
+	assert_true(stat_of(fx.fs, "\"memory_bytes") <= 512 * 1024);
+	lp_fs_free(fx.fs);
+}
+
+/* --- disk tier --- */
+
+static uint64_t du(const char *dir)
+{
+	char cmd[600];
+	unsigned long long v = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd),
+		 "find %s/chunks -type f -printf '%%s\\n' | "
+		 "awk '{s+=$1} END {print s+0}'",
+		 dir);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%llu", &v), 1);
+	pclose(p);
+	return v;
+}
+
+static void test_disk_tier(void **state)
+{
+	char dir[] = "/tmp/lp-test-fs-XXXXXX", cmd[600];
+	struct lp_fs_options opts;
+	struct fixture fx = { 0 };
+	struct lp_err err = { 0 };
+
+	assert_non_null(mkdtemp(dir));
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = false;
+	opts.cache_dir = dir;
+	open_fs(&fx, "v1-chunk64k", &opts);
+	check_all_files(fx.fs, "v1-chunk64k");
+	lp_fs_free(fx.fs);
+
+	/* remount over a dead source: everything comes from disk */
+	open_fs(&fx, "v1-chunk64k", &opts);
+	fx.fault->lo = 0;
+	fx.fault->hi = UINT64_MAX;
+	atomic_store(&fx.fault->mode, FAULT_FAIL);
+	check_all_files(fx.fs, "v1-chunk64k");
+	assert_true(stat_of(fx.fs, "\"disk_hits") > 100);
+	assert_int_equal(stat_of(fx.fs, "\"fetched_bytes"), 0);
+	lp_fs_free(fx.fs);
+
+	/* a tampered cache file is dropped, never served */
+	snprintf(cmd, sizeof(cmd),
+		 "for f in %s/chunks/*/*; do printf x | dd of=$f bs=1 "
+		 "seek=3 conv=notrunc status=none; done",
+		 dir);
+	assert_int_equal(system(cmd), 0);
+	open_fs(&fx, "v1-chunk64k", &opts);
+	fx.fault->lo = 0;
+	fx.fault->hi = UINT64_MAX;
+	atomic_store(&fx.fault->mode, FAULT_FAIL);
+	assert_int_equal(read_path(fx.fs, "usr/bin/tool", &err), -EIO);
+	atomic_store(&fx.fault->mode, FAULT_NONE);
+	check_all_files(fx.fs, "v1-chunk64k");
+	lp_fs_free(fx.fs);
+
+	/* the size bound holds */
+	opts.disk_cache_bytes = 1024 * 1024;
+	open_fs(&fx, "v1-chunk64k", &opts);
+	check_all_files(fx.fs, "v1-chunk64k");
+	lp_fs_free(fx.fs);
+	assert_true(du(dir) <= 1024 * 1024 + 64 * 1024);
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* --- prefetch and background fetch --- */
+
+static void test_prefetch_background(void **state)
+{
+	struct lp_fs_options opts;
+	struct fixture fx = { 0 };
+	uint64_t fetches;
+	int i;
+
+	lp_fs_options_init(&opts);
+	opts.background_fetch = false;
+	open_fs(&fx, "v1-prio", &opts);
+	assert_int_equal(lp_fs_start(fx.fs), 0);
+	assert_int_equal(lp_fs_wait_prefetch(fx.fs, 10000), 0);
+	assert_true(stat_of(fx.fs, "\"fetched_bytes") > 300000 / 2);
+	/* prioritised files are served without an on-demand fetch */
+	assert_int_equal(read_path(fx.fs, "usr/bin/tool", NULL), 0);
+	assert_int_equal(read_path(fx.fs, "etc/conf.d/app.conf", NULL), 0);
+	assert_int_equal(stat_of(fx.fs, "\"fetches"), 0);
+	lp_fs_free(fx.fs);
+
+	/* background: the whole layer arrives; then the source may die */
+	lp_fs_options_init(&opts);
+	open_fs(&fx, "v1-default", &opts);
+	assert_int_equal(lp_fs_start(fx.fs), 0);
+	for (i = 0; i < 1000; i++) {
+		struct lp_buf b;
+		bool done;
+
+		lp_buf_init(&b, LP_FS_STATS_MAX);
+		lp_fs_stats_json(fx.fs, &b);
+		done = strstr((char *)b.data,
+			      "\"background\": {\"state\": \"done\"");
+		lp_buf_release(&b);
+		if (done)
+			break;
+		usleep(10000);
+	}
+	assert_true(i < 1000);
+	fx.fault->lo = 0;
+	fx.fault->hi = UINT64_MAX;
+	atomic_store(&fx.fault->mode, FAULT_FAIL);
+	fetches = stat_of(fx.fs, "\"fetches");
+	check_all_files(fx.fs, "v1-default");
+	assert_int_equal(stat_of(fx.fs, "\"fetches"), fetches);
+	lp_fs_free(fx.fs);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_read_every_file),
+		cmocka_unit_test(test_inode_view),
+		cmocka_unit_test(test_control_file),
+		cmocka_unit_test(test_faults),
+		cmocka_unit_test(test_single_flight),
+		cmocka_unit_test(test_memory_budget),
+		cmocka_unit_test(test_disk_tier),
+		cmocka_unit_test(test_prefetch_background),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
