@@ -234,7 +234,6 @@ static uint32_t *u32map_find(struct u32map *m, uint32_t key, bool *found)
 	while (m->used[i] && m->keys[i] != key)
 		i = (i + 1) & mask;
 	*found = m->used[i];
-	m->keys[i] = key;
 	return &m->vals[i];
 }
 
@@ -271,6 +270,7 @@ static int u32map_set(struct u32map *m, uint32_t key, uint32_t val)
 			if (m->used[i]) {
 				v = u32map_find(&nm, m->keys[i], &found);
 				*v = m->vals[i];
+				nm.keys[v - nm.vals] = m->keys[i];
 				nm.used[v - nm.vals] = 1;
 				nm.n++;
 			}
@@ -284,6 +284,7 @@ static int u32map_set(struct u32map *m, uint32_t key, uint32_t val)
 	v = u32map_find(m, key, &found);
 	*v = val;
 	if (!found) {
+		m->keys[v - m->vals] = key;
 		m->used[v - m->vals] = 1;
 		m->n++;
 	}
@@ -585,6 +586,7 @@ static int parse_xattrs(struct builder *b, json_object *o,
 	{
 		size_t klen = strlen(key), slen, vlen;
 		struct xattr_tmp *xt;
+		uint8_t *nt;
 		const char *s;
 
 		if (!json_object_is_type(val, json_type_string)) {
@@ -608,11 +610,12 @@ static int parse_xattrs(struct builder *b, json_object *o,
 				    key);
 			goto out;
 		}
-		tmp = realloc(tmp, slen / 4 * 3 + 1);
-		if (!tmp) {
+		nt = realloc(tmp, slen / 4 * 3 + 1);
+		if (!nt) {
 			r = -ENOMEM;
 			goto out;
 		}
+		tmp = nt;
 		if (!b64_decode(s, slen, tmp, &vlen)) {
 			r = ent_err(b, -EINVAL, "xattr \"%.64s\": bad base64",
 				    key);

@@ -119,7 +119,10 @@ static void test_inner_and_trailer(void **state)
 					struct lp_err err = { 0 };
 
 					/* junk after the member is ignored */
-					m = realloc(m, mlen + 3);
+					uint8_t *mm = realloc(m, mlen + 3);
+
+					assert_non_null(mm);
+					m = mm;
 					memcpy(m + mlen, "\x1f\x8b\x08", 3);
 					assert_int_equal(
 						lp_chunk_decode(dec, m,
