@@ -1,0 +1,497 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Unit tests for registry/'s parsers: image references, WWW-Authenticate
+ * challenges, Content-Range and multipart/byteranges bodies, manifests and
+ * indexes with platform selection, and docker config.json credentials.
+ * No network: the HTTP paths are covered by integration/test_registry.sh.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lp_registry.h"
+#include "reg_int.h"
+
+#define D64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static void test_ref_table(void **state)
+{
+	static const struct {
+		const char *in;
+		const char *host, *repo, *tag;
+		int has_digest;
+	} ok[] = {
+		{ "busybox", LP_REG_DOCKER_HUB, "library/busybox", "latest",
+		  0 },
+		{ "busybox:1.36", LP_REG_DOCKER_HUB, "library/busybox", "1.36",
+		  0 },
+		{ "docker.io/busybox", LP_REG_DOCKER_HUB, "library/busybox",
+		  "latest", 0 },
+		{ "index.docker.io/library/alpine:3", LP_REG_DOCKER_HUB,
+		  "library/alpine", "3", 0 },
+		{ "user/app", LP_REG_DOCKER_HUB, "user/app", "latest", 0 },
+		{ "localhost/app", "localhost", "app", "latest", 0 },
+		{ "localhost:5000/a/b/c:t_1.x-y", "localhost:5000", "a/b/c",
+		  "t_1.x-y", 0 },
+		{ "127.0.0.1:5000/app@sha256:" D64, "127.0.0.1:5000", "app", "",
+		  1 },
+		{ "127.0.0.1:5000/app:v1@sha256:" D64, "127.0.0.1:5000", "app",
+		  "v1", 1 },
+		{ "[::1]:5000/app:v1", "[::1]:5000", "app", "v1", 0 },
+		{ "[fe80::1%25]/x", NULL, NULL, NULL, 0 }, /* bad: '%' */
+		{ "ghcr.io/org/img-name__x.y:latest", "ghcr.io",
+		  "org/img-name__x.y", "latest", 0 },
+		{ "Registry/app", "Registry", "app", "latest", 0 },
+		{ "a.b-c.d/x--y", "a.b-c.d", "x--y", "latest", 0 },
+	};
+	static const char *const bad[] = {
+		"",
+		"UPPER",
+		"app:",
+		":tag",
+		"app@sha256:abc",
+		"app@md5:" D64,
+		"host:port/app",
+		"host:99999999/app",
+		"/app",
+		"app//x",
+		"app/",
+		"-app",
+		"app_",
+		"a/.b",
+		"[::1/app",
+		"[]:5000/app",
+		"app:-tag",
+		"app:"
+		"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789",
+		"host..x/app",
+		"-host.x/app",
+		"app@sha256:" D64 "0",
+	};
+	struct lp_reg_ref r;
+	char buf[LP_REG_REF_MAX];
+	size_t i;
+
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		int rc = lp_reg_ref_parse(ok[i].in, &r);
+
+		if (!ok[i].host) {
+			assert_int_equal(rc, -EINVAL);
+			continue;
+		}
+		if (rc != 0)
+			fail_msg("%s: %d", ok[i].in, rc);
+		assert_string_equal(r.host, ok[i].host);
+		assert_string_equal(r.repo, ok[i].repo);
+		assert_string_equal(r.tag, ok[i].tag);
+		assert_int_equal(r.has_digest, ok[i].has_digest);
+		assert_true(lp_reg_ref_format(&r, buf, sizeof(buf)) > 0);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (lp_reg_ref_parse(bad[i], &r) != -EINVAL)
+			fail_msg("accepted bad reference \"%s\"", bad[i]);
+	assert_int_equal(lp_reg_ref_parse("127.0.0.1:5000/app:v1", &r), 0);
+	assert_int_equal(lp_reg_ref_format(&r, buf, 5), -ENAMETOOLONG);
+	assert_true(lp_reg_host_is_loopback("127.0.0.1:5000"));
+	assert_true(lp_reg_host_is_loopback("[::1]:5000"));
+	assert_true(lp_reg_host_is_loopback("localhost"));
+	assert_false(lp_reg_host_is_loopback("10.0.0.1:5000"));
+	assert_false(lp_reg_host_is_loopback("localhost.evil.com"));
+}
+
+static void test_www_auth(void **state)
+{
+	struct lp_reg_challenge ch;
+	const char *h;
+
+	h = "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\",scope=\"repository:library/busybox:pull\"";
+	assert_int_equal(lp_reg_www_auth_parse(h, strlen(h), &ch), 0);
+	assert_int_equal(ch.scheme, LP_REG_AUTH_BEARER);
+	assert_string_equal(ch.realm, "https://auth.docker.io/token");
+	assert_string_equal(ch.service, "registry.docker.io");
+	assert_string_equal(ch.scope, "repository:library/busybox:pull");
+
+	/* commas and escapes inside quotes, odd spacing, case */
+	h = "bearer  realm = \"https://a/t?x=1,2\" , scope=\"repository:a/b:pull,push\", error=\"insufficient_scope\", extra=\"q\\\"uote\"";
+	assert_int_equal(lp_reg_www_auth_parse(h, strlen(h), &ch), 0);
+	assert_string_equal(ch.realm, "https://a/t?x=1,2");
+	assert_string_equal(ch.scope, "repository:a/b:pull,push");
+	assert_string_equal(ch.error, "insufficient_scope");
+	assert_string_equal(ch.service, "");
+
+	/* several challenges: Bearer preferred wherever it is */
+	h = "Basic realm=\"reg\", Bearer realm=\"http://127.0.0.1/token\",service=s";
+	assert_int_equal(lp_reg_www_auth_parse(h, strlen(h), &ch), 0);
+	assert_int_equal(ch.scheme, LP_REG_AUTH_BEARER);
+	assert_string_equal(ch.service, "s");
+	h = "Basic realm=\"Registry Realm\"";
+	assert_int_equal(lp_reg_www_auth_parse(h, strlen(h), &ch), 0);
+	assert_int_equal(ch.scheme, LP_REG_AUTH_BASIC);
+	assert_string_equal(ch.realm, "Registry Realm");
+	h = "Negotiate abc==, Basic realm=x";
+	assert_int_equal(lp_reg_www_auth_parse(h, strlen(h), &ch), 0);
+	assert_int_equal(ch.scheme, LP_REG_AUTH_BASIC);
+
+	/* rejected */
+	h = "Bearer realm=\"unterminated";
+	assert_int_equal(lp_reg_www_auth_parse(h, strlen(h), &ch), -EPROTO);
+	h = "Bearer service=x"; /* no realm */
+	assert_int_equal(lp_reg_www_auth_parse(h, strlen(h), &ch), -EPROTO);
+	h = "Negotiate";
+	assert_int_equal(lp_reg_www_auth_parse(h, strlen(h), &ch), -EPROTO);
+	assert_int_equal(lp_reg_www_auth_parse("", 0, &ch), -EPROTO);
+	h = "Bearer realm=\"a\" junk";
+	assert_int_equal(lp_reg_www_auth_parse(h, strlen(h), &ch), -EPROTO);
+	{
+		static char big[LP_REG_AUTH_FIELD_MAX + 64];
+
+		snprintf(big, sizeof(big), "Bearer realm=\"%0*d\"",
+			 LP_REG_AUTH_FIELD_MAX, 0);
+		assert_int_equal(lp_reg_www_auth_parse(big, strlen(big), &ch),
+				 -EFBIG);
+	}
+}
+
+struct parts {
+	uint64_t off[8], len[8];
+	char data[8][32];
+	int n;
+};
+
+static int collect(void *ctx, uint64_t off, uint64_t plen, uint64_t total,
+		   const void *data, size_t len)
+{
+	struct parts *p = ctx;
+
+	if (p->n >= 8 || len >= 32)
+		return -EFBIG;
+	p->off[p->n] = off;
+	p->len[p->n] = plen;
+	memcpy(p->data[p->n], data, len);
+	p->data[p->n][len] = '\0';
+	p->n++;
+	return 0;
+}
+
+static void test_multipart(void **state)
+{
+	/* payloads that contain the boundary must not confuse the parser */
+	static const char body[] = "preamble\r\n"
+				   "--XYZ\r\n"
+				   "Content-Type: application/octet-stream\r\n"
+				   "Content-Range: bytes 0-4/100\r\n"
+				   "\r\n"
+				   "--XYZ\r\n"
+				   "--XYZ\r\n"
+				   "content-range: bytes 50-52/100\r\n"
+				   "\r\n"
+				   "abc\r\n"
+				   "--XYZ--\r\n";
+	static const char *const bad[] = {
+		"--XYZ\r\nContent-Range: bytes 0-4/100\r\n\r\nabc\r\n--XYZ--\r\n", /* short */
+		"--XYZ\r\n\r\nabcde\r\n--XYZ--\r\n", /* no Content-Range */
+		"--XYZ\r\nContent-Range: bytes 5-4/100\r\n\r\n\r\n--XYZ--\r\n",
+		"--XYZ\r\nContent-Range: bytes 0-4/100\r\n\r\nabcdeX--XYZ--\r\n",
+		"--XYZ\r\nContent-Range: bytes 0-4/100\r\n\r\nabcde\r\n", /* no close */
+		"no delimiter at all",
+		"--XYZ\r\nContent-Range: bytes 0-99999999999999999999999/100\r\n\r\nabcde\r\n--XYZ--\r\n",
+	};
+	struct parts p;
+	char b[LP_REG_BOUNDARY_MAX + 1];
+	uint64_t a, e, t;
+	size_t i;
+
+	memset(&p, 0, sizeof(p));
+	assert_int_equal(lp_reg_multipart_parse(body, sizeof(body) - 1, "XYZ",
+						collect, &p),
+			 2);
+	assert_int_equal(p.off[0], 0);
+	assert_string_equal(p.data[0], "--XYZ");
+	assert_int_equal(p.off[1], 50);
+	assert_int_equal(p.len[1], 3);
+	assert_string_equal(p.data[1], "abc");
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&p, 0, sizeof(p));
+		if (lp_reg_multipart_parse(bad[i], strlen(bad[i]), "XYZ",
+					   collect, &p) >= 0)
+			fail_msg("accepted bad multipart #%zu", i);
+	}
+	assert_int_equal(lp_reg_multipart_boundary(
+				 "multipart/byteranges; boundary=3d6b6a416f9b5",
+				 b, sizeof(b)),
+			 0);
+	assert_string_equal(b, "3d6b6a416f9b5");
+	assert_int_equal(lp_reg_multipart_boundary(
+				 "multipart/byteranges; boundary=\"a b\"; x=y",
+				 b, sizeof(b)),
+			 0);
+	assert_string_equal(b, "a b");
+	assert_int_equal(lp_reg_multipart_boundary("text/plain; boundary=x", b,
+						   sizeof(b)),
+			 -EPROTO);
+	assert_int_equal(
+		lp_reg_multipart_boundary("multipart/byteranges", b, sizeof(b)),
+		-EPROTO);
+
+	assert_int_equal(
+		lp_reg_content_range_parse("bytes 10-19/100", 15, &a, &e, &t),
+		0);
+	assert_true(a == 10 && e == 19 && t == 100);
+	assert_int_equal(
+		lp_reg_content_range_parse(" bytes 0-0/*\r\n", 14, &a, &e, &t),
+		0);
+	assert_true(t == UINT64_MAX);
+	assert_int_equal(
+		lp_reg_content_range_parse("bytes 10-100/100", 16, &a, &e, &t),
+		-EPROTO);
+	assert_int_equal(
+		lp_reg_content_range_parse("bytes */100", 11, &a, &e, &t),
+		-EPROTO);
+	assert_int_equal(
+		lp_reg_content_range_parse("bytes 1-2/3x", 12, &a, &e, &t),
+		-EPROTO);
+	assert_int_equal(
+		lp_reg_content_range_parse("items 1-2/3", 11, &a, &e, &t),
+		-EPROTO);
+}
+
+#define DESC(mt, hex, size)                                  \
+	"{\"mediaType\":\"" mt "\",\"digest\":\"sha256:" hex \
+	"\",\"size\":" #size
+
+static void test_manifest(void **state)
+{
+	static const char man[] =
+		"{\"schemaVersion\":2,\"mediaType\":\"" LP_REG_MT_DOCKER_MANIFEST
+		"\","
+		"\"config\":" DESC(
+			"application/vnd.docker.container.image.v1+json", D64,
+			100) "},"
+			     "\"layers\":[" DESC(
+				     "application/vnd.docker.image.rootfs.diff.tar.gzip",
+				     D64,
+				     5) "}," DESC("application/vnd.oci.image.layer.v1.tar+gzip",
+						  D64,
+						  7) ",\"annotations\":{\"containerd.io/snapshot/stargz/toc.digest\":\"sha256:" D64
+						     "\",\"x\":\"y\"}}]}\n";
+	static const char idx[] =
+		"{\"schemaVersion\":2,\"manifests\":[" DESC(LP_REG_MT_OCI_MANIFEST, D64, 1) ",\"platform\":{\"os\":\"unknown\",\"architecture\":\"unknown\"}}," DESC(LP_REG_MT_OCI_MANIFEST, D64, 2) ",\"platform\":{\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":\"v7\"}}," DESC(
+			LP_REG_MT_OCI_MANIFEST, D64,
+			3) ",\"platform\":{\"os\":\"linux\",\"architecture\":\"arm64\"}}," DESC(LP_REG_MT_OCI_MANIFEST,
+												D64,
+												4) ",\"platform\":{\"os\":\"linux\",\"architecture\":\"amd64\"}}]}";
+	static const char *const bad[] = {
+		"",
+		"[]",
+		"{}",
+		"{\"schemaVersion\":2}",
+		"{\"schemaVersion\":1,\"name\":\"x\"}",
+		"{\"schemaVersion\":2,\"mediaType\":\"text/plain\"}",
+		"{\"schemaVersion\":2,\"config\":{},\"layers\":[]}",
+		"{\"schemaVersion\":2,\"config\":" DESC("a", D64,
+							-1) "},\"layers\":[]}",
+		"{\"schemaVersion\":2,\"config\":" DESC("a", D64,
+							1.5) "},\"layers\":[]}",
+		"{\"schemaVersion\":2,\"config\":" DESC("a", "00",
+							1) "},\"layers\":[]}",
+		"{\"schemaVersion\":2,\"config\":" DESC("a", D64,
+							1) "},\"layers\":{}}",
+		"{\"schemaVersion\":2,\"config\":" DESC(
+			"a", D64,
+			1) ",\"annotations\":{\"k\":1}},\"layers\":[]}",
+		"{\"schemaVersion\":2,\"config\":" DESC(
+			"a", D64, 1) "},\"layers\":[]} trailing",
+		"{\"schemaVersion\":\"2\"}",
+	};
+	struct lp_reg_manifest *m = NULL;
+	const struct lp_reg_desc *d;
+	struct lp_digest want;
+	size_t len, i;
+
+	assert_int_equal(lp_reg_manifest_parse(man, sizeof(man) - 1, NULL, &m),
+			 0);
+	assert_false(lp_reg_manifest_is_index(m));
+	assert_string_equal(lp_reg_manifest_media_type(m),
+			    LP_REG_MT_DOCKER_MANIFEST);
+	lp_sha256(man, sizeof(man) - 1, &want);
+	assert_true(lp_digest_equal(lp_reg_manifest_digest(m), &want));
+	assert_ptr_not_equal(lp_reg_manifest_raw(m, &len), NULL);
+	assert_int_equal(len, sizeof(man) - 1);
+	assert_int_equal(lp_reg_manifest_config(m)->size, 100);
+	assert_int_equal(lp_reg_manifest_count(m), 2);
+	d = lp_reg_manifest_layer(m, 1);
+	assert_int_equal(d->size, 7);
+	assert_string_equal(d->media_type,
+			    "application/vnd.oci.image.layer.v1.tar+gzip");
+	assert_int_equal(d->n_annotations, 2);
+	assert_string_equal(
+		lp_reg_desc_annotation(
+			d, "containerd.io/snapshot/stargz/toc.digest"),
+		"sha256:" D64);
+	assert_null(lp_reg_desc_annotation(d, "nope"));
+	assert_null(lp_reg_manifest_layer(m, 2));
+	assert_int_equal(lp_reg_index_select(m, NULL, &d), -EINVAL);
+	lp_reg_manifest_free(m);
+
+	/* index without mediaType: detected by "manifests" */
+	assert_int_equal(lp_reg_manifest_parse(idx, sizeof(idx) - 1, "", &m),
+			 0);
+	assert_true(lp_reg_manifest_is_index(m));
+	assert_null(lp_reg_manifest_config(m));
+	assert_int_equal(lp_reg_index_select(m, "linux/amd64", &d), 0);
+	assert_int_equal(d->size, 4);
+	assert_int_equal(lp_reg_index_select(m, "linux/arm64", &d), 0);
+	assert_int_equal(d->size, 3);
+	assert_int_equal(lp_reg_index_select(m, "linux/arm64/v8", &d), 0);
+	assert_int_equal(d->size, 3);
+	assert_int_equal(lp_reg_index_select(m, "linux/arm/v7", &d), 0);
+	assert_int_equal(d->size, 2);
+	assert_int_equal(lp_reg_index_select(m, "linux/arm/v6", &d), -ENOENT);
+	assert_int_equal(lp_reg_index_select(m, "windows/amd64", &d), -ENOENT);
+	assert_int_equal(lp_reg_index_select(m, "linux", &d), -EINVAL);
+	assert_int_equal(lp_reg_index_select(m, "linux/", &d), -EINVAL);
+	assert_int_equal(lp_reg_index_select(m, NULL, &d), 0); /* host */
+	lp_reg_manifest_free(m);
+
+	/* Content-Type decides when mediaType is absent */
+	{
+		static const char s[] =
+			"{\"schemaVersion\":2,\"manifests\":[]}";
+
+		assert_int_equal(lp_reg_manifest_parse(s, sizeof(s) - 1,
+						       LP_REG_MT_DOCKER_LIST,
+						       &m),
+				 0);
+		assert_string_equal(lp_reg_manifest_media_type(m),
+				    LP_REG_MT_DOCKER_LIST);
+		lp_reg_manifest_free(m);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		m = NULL;
+		if (lp_reg_manifest_parse(bad[i], strlen(bad[i]), NULL, &m) >=
+		    0)
+			fail_msg("accepted bad manifest #%zu: %s", i, bad[i]);
+		assert_null(m);
+	}
+	assert_int_equal(
+		lp_reg_manifest_parse(man, LP_REG_MANIFEST_MAX + 1, NULL, &m),
+		-EFBIG);
+	lp_reg_manifest_free(NULL);
+}
+
+static void test_docker_config(void **state)
+{
+	/* "alice:s3cr:et" in base64 */
+	static const char cfg[] =
+		"{\"auths\":{"
+		"\"https://index.docker.io/v1/\":{\"auth\":\"aHViOnB3\"},"
+		"\"https://127.0.0.1:5000\":{\"auth\":\"YWxpY2U6czNjcjpldA==\"},"
+		"\"reg.example\":{\"username\":\"u\",\"password\":\"p\"},"
+		"\"bad.example\":{\"auth\":\"!!!\"}},"
+		"\"credHelpers\":{\"gcr.io\":\"gcloud\"}}";
+	static const char store[] = "{\"auths\":{},\"credsStore\":\"pass\"}";
+	struct lp_reg_cred c;
+
+	assert_int_equal(lp_reg_docker_config_lookup(cfg, sizeof(cfg) - 1,
+						     "127.0.0.1:5000", &c),
+			 1);
+	assert_string_equal(c.user, "alice");
+	assert_string_equal(c.secret, "s3cr:et");
+	assert_string_equal(c.helper, "");
+	assert_int_equal(lp_reg_docker_config_lookup(cfg, sizeof(cfg) - 1,
+						     LP_REG_DOCKER_HUB, &c),
+			 1);
+	assert_string_equal(c.user, "hub");
+	assert_string_equal(c.secret, "pw");
+	assert_int_equal(lp_reg_docker_config_lookup(cfg, sizeof(cfg) - 1,
+						     "reg.example", &c),
+			 1);
+	assert_string_equal(c.user, "u");
+	assert_int_equal(
+		lp_reg_docker_config_lookup(cfg, sizeof(cfg) - 1, "gcr.io", &c),
+		1);
+	assert_string_equal(c.helper, "gcloud");
+	assert_int_equal(lp_reg_docker_config_lookup(cfg, sizeof(cfg) - 1,
+						     "other.example", &c),
+			 0);
+	assert_int_equal(lp_reg_docker_config_lookup(cfg, sizeof(cfg) - 1,
+						     "bad.example", &c),
+			 -EPROTO);
+	assert_int_equal(lp_reg_docker_config_lookup(store, sizeof(store) - 1,
+						     "any.example", &c),
+			 1);
+	assert_string_equal(c.helper, "pass");
+	assert_int_equal(lp_reg_docker_config_lookup("{", 1, "x", &c), -EPROTO);
+	assert_int_equal(lp_reg_docker_config_lookup(
+				 "{\"credsStore\":\"../x\"}", 21, "x", &c),
+			 -EPROTO);
+
+	assert_int_equal(
+		lp_reg_helper_parse(
+			"{\"ServerURL\":\"x\",\"Username\":\"u\",\"Secret\":\"s\"}",
+			45, &c),
+		1);
+	assert_string_equal(c.secret, "s");
+	assert_int_equal(
+		lp_reg_helper_parse(
+			"{\"Username\":\"<token>\",\"Secret\":\"s\"}", 35, &c),
+		0);
+	assert_int_equal(lp_reg_helper_parse("{\"Username\":\"u\"}", 16, &c),
+			 -EPROTO);
+}
+
+static void test_opts_and_client(void **state)
+{
+	struct lp_reg_opts o;
+	struct lp_reg *reg = NULL;
+	struct lp_reg_ref ref;
+	struct lp_reg_blob *rb = NULL;
+	struct lp_blob *blob = NULL;
+	struct lp_digest d;
+	struct lp_err err;
+	char buf[16];
+
+	lp_reg_opts_init(&o);
+	assert_true(o.loopback_plain_http);
+	assert_true(o.max_attempts > 0);
+	assert_int_equal(lp_reg_new(&o, &reg), 0);
+	assert_int_equal(lp_reg_ref_parse("127.0.0.1:1/x:y", &ref), 0);
+	lp_sha256("", 0, &d);
+	assert_int_equal(lp_reg_blob_open(reg, &ref, &d, 10, &rb), 0);
+	/* range checks happen before any request */
+	lp_err_clear(&err);
+	assert_int_equal(lp_reg_blob_pread(rb, buf, 11, 0, &err), -ERANGE);
+	{
+		struct lp_reg_range g[2] = { { 5, 2, buf }, { 0, 2, buf + 2 } };
+
+		assert_int_equal(lp_reg_blob_pread_multi(rb, g, 2, NULL),
+				 -EINVAL);
+	}
+	assert_int_equal(lp_reg_blob_as_blob(rb, &blob), 0);
+	lp_reg_blob_unref(rb);
+	lp_reg_free(reg); /* the blob keeps the client alive */
+	assert_int_equal(lp_blob_size(blob), 10);
+	lp_blob_unref(blob);
+	lp_reg_free(NULL);
+	lp_reg_blob_unref(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ref_table),
+		cmocka_unit_test(test_www_auth),
+		cmocka_unit_test(test_multipart),
+		cmocka_unit_test(test_manifest),
+		cmocka_unit_test(test_docker_config),
+		cmocka_unit_test(test_opts_and_client),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
