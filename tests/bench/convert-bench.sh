@@ -78,36 +78,38 @@ median() { sort -g | awk '{a[NR]=$1} END {m=int((NR+1)/2); if (NR%2) print a[m];
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"$1\\n\", ${*:2} }"; } # calc FORMAT EXPR...
 
-# run_tool NAME OUT CMD...: runs CMD $runs times, checks the output verifies
-# with the reference reader, records median seconds and output size.
-declare -A secs size
-run_tool() {
-	local name=$1 out=$2; shift 2
-	local t=() i t0 t1 log="$work/$name.log"
-	for ((i = 1; i <= runs; i++)); do
-		rm -f "$out"
-		t0=$(now)
-		"$@" >"$log" 2>&1 || { cat "$log" >&2; die "$name conversion failed"; }
-		t1=$(now)
-		t+=("$(calc %.3f "$t1 - $t0")")
-		echo "convert-bench: $name run $i: ${t[-1]} s" >&2
-	done
-	secs[$name]=$(printf '%s\n' "${t[@]}" | median)
-	size[$name]=$(stat -c %s "$out")
-	local toc
-	toc=$(sed -n 's/^toc-digest=//p' "$log")
-	[ -n "$toc" ] || die "$name printed no toc-digest"
-	"$ref" verify "$out" "$toc" >/dev/null || die "$name output does not verify with the reference reader"
-}
-
+# Runs are interleaved (lazypull, reference, lazypull, ...) so that load from
+# elsewhere on the machine hits both alike; CPU time (user+sys) is reported
+# too, as it is less sensitive to such load than wall-clock time.
+declare -A secs cpus size cmd out walls cpul
 if has lazypull; then
-	run_tool lazypull "$work/lazypull.esgz" \
-		"$lazypull" layer convert --level "$level" --chunk-size "$chunk" "$layer" "$work/lazypull.esgz"
+	out[lazypull]="$work/lazypull.esgz"
+	cmd[lazypull]="\"\$lazypull\" layer convert --level $level --chunk-size $chunk \"\$layer\" \"\${out[lazypull]}\""
 fi
 if has reference; then
-	run_tool reference "$work/reference.esgz" \
-		"$ref" convert --level "$level" --chunk-size "$chunk" "$layer" "$work/reference.esgz"
+	out[reference]="$work/reference.esgz"
+	cmd[reference]="\"\$ref\" convert --level $level --chunk-size $chunk \"\$layer\" \"\${out[reference]}\""
 fi
+TIMEFORMAT='%R %U %S'
+for ((i = 1; i <= runs; i++)); do
+	for n in $tools; do
+		rm -f "${out[$n]}"
+		{ time eval "${cmd[$n]}" >"$work/$n.log" 2>&1; } 2>"$work/$n.time" ||
+			{ cat "$work/$n.log" >&2; die "$n conversion failed"; }
+		read -r w u sy <"$work/$n.time"
+		walls[$n]+="$w "
+		cpul[$n]+="$(calc %.3f "$u + $sy") "
+		echo "convert-bench: $n run $i: $w s wall, $(calc %.2f "$u + $sy") s CPU" >&2
+	done
+done
+for n in $tools; do
+	secs[$n]=$(printf '%s\n' ${walls[$n]} | median)
+	cpus[$n]=$(printf '%s\n' ${cpul[$n]} | median)
+	size[$n]=$(stat -c %s "${out[$n]}")
+	toc=$(sed -n 's/^toc-digest=//p' "$work/$n.log")
+	[ -n "$toc" ] || die "$n printed no toc-digest"
+	"$ref" verify "${out[$n]}" "$toc" >/dev/null || die "$n output does not verify with the reference reader"
+done
 gzip -6 -c "$layer" >"$work/layer.tar.gz"
 gz6=$(stat -c %s "$work/layer.tar.gz")
 
@@ -121,16 +123,19 @@ mkdir -p "$(dirname "$results")"
 	echo "gzip level $level, chunk size $chunk, median of $runs runs, page cache warm;"
 	echo "$(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(date -u +%Y-%m-%d)."
 	echo
-	echo "| converter | median s | MB/s (uncompressed in) | output MB | vs gzip -6 |"
-	echo "|---|---|---|---|---|"
+	echo "| converter | median wall s | MB/s (uncompressed in) | median CPU s | output MB | vs gzip -6 |"
+	echo "|---|---|---|---|---|---|"
 	for n in $tools; do
-		echo "| $n | ${secs[$n]} | $(mbs "${secs[$n]}") | $(mb "${size[$n]}") | $(ratio "${size[$n]}" "$gz6")x |"
+		echo "| $n | ${secs[$n]} | $(mbs "${secs[$n]}") | ${cpus[$n]} | $(mb "${size[$n]}") | $(ratio "${size[$n]}" "$gz6")x |"
 	done
-	echo "| gzip -6 (context) | | | $(mb "$gz6") | 1.00x |"
+	echo "| gzip -6 (context) | | | | $(mb "$gz6") | 1.00x |"
 	if has lazypull && has reference; then
 		echo
 		echo "lazypull/reference: throughput $(ratio "${secs[reference]}" "${secs[lazypull]}")x" \
-			"(target >= 3x), size $(ratio "${size[lazypull]}" "${size[reference]}")x (target <= 1.02x)"
+			"(target >= 3x; CPU time $(ratio "${cpus[reference]}" "${cpus[lazypull]}")x)," \
+			"size $(ratio "${size[lazypull]}" "${size[reference]}")x (target <= 1.02x)"
+		echo
+		echo "load average during the runs (1/5/15 min): $(cut -d' ' -f1-3 /proc/loadavg)"
 	fi
 } | tee "$results"
 echo "convert-bench: results written to $results" >&2
