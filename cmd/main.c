@@ -26,6 +26,7 @@ static const char usage[] =
 	"  layer inspect   show a layer's format, TOC and sizes\n"
 	"  layer verify    check a layer's TOC digest and every chunk\n"
 	"  layer extract   unpack a layer into a directory\n"
+	"  mount           mount a layer lazily with FUSE\n"
 	"\n"
 	"Options:\n"
 	"  -v, --verbose   more log output (repeat for debug)\n"
@@ -141,6 +142,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[i], "layer"))
 		return lp_cmd_layer(argc - i, argv + i);
+	if (!strcmp(argv[i], "mount"))
+		return lp_cmd_mount(argc - i, argv + i);
 	if (!strcmp(argv[i], "help")) {
 		fputs(usage, stdout);
 		return LP_EXIT_OK;

@@ -308,7 +308,7 @@ static void test_inode_view(void **state)
 	struct listing l = { 0 }, part = { 0 };
 	struct stat st, st2;
 	const char *target;
-	char buf[256];
+	char buf[300];
 	int n;
 
 	open_fs(&fx, "v1-prio", NULL);
@@ -409,7 +409,10 @@ static void test_inode_view(void **state)
 	assert_int_equal(lookup_path(fx.fs, "nope", &st), -ENOENT);
 	assert_int_equal(lp_fs_getattr(fx.fs, 1u << 30, &st), -ENOENT);
 	memset(buf, 'x', 255);
-	buf[255] = 'y';
+	buf[255] = '\0';
+	assert_int_equal(lp_fs_lookup(fx.fs, LP_FS_ROOT_INO, buf, &st),
+			 -ENOENT);
+	strcat(buf, "y"); /* 256: one over NAME_MAX */
 	assert_int_equal(lp_fs_lookup(fx.fs, LP_FS_ROOT_INO, buf, &st),
 			 -ENAMETOOLONG);
 	lp_fs_free(fx.fs);

@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The FUSE adapter (libfuse3 low-level API): each operation unpacks the
+ * request, calls the fs core, and replies. Errors become FUSE replies in one
+ * place, reply_error(): failures of the data path (those that come with a
+ * struct lp_err message: a chunk that failed verification, a blob read that
+ * failed) are logged once, naming layer, file and offset, and answered with
+ * EIO; everything else (ENOENT, ENOTDIR, ERANGE, EROFS...) passes through.
+ *
+ * The layer is immutable, so the kernel may cache everything for long:
+ * entries, attributes, negative lookups, directory listings and file pages
+ * (keep_cache). The control file is opened with direct I/O instead.
+ *
+ * State comes from the request's userdata (the struct lp_fs), never a
+ * global. No locks here: the core is thread-safe.
+ */
+#define FUSE_USE_VERSION 312
+
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lp_fuse.h"
+#include "lp_log.h"
+
+#define FUSE_CACHE_TIMEOUT 86400.0 /* seconds: nothing ever changes */
+
+struct lp_fuse {
+	struct fuse_session *se;
+	struct lp_fs *fs; /* borrowed */
+	unsigned int max_threads;
+	bool mounted;
+};
+
+static struct lp_fs *req_fs(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* the one place an error turns into a reply */
+static void reply_error(fuse_req_t req, int r, const struct lp_err *err)
+{
+	int e = -r;
+
+	if (err && err->msg[0]) {
+		lp_log_err("%s", err->msg);
+		e = EIO;
+	} else if (r == -EBADMSG || r == -EFBIG || r == -EPROTO) {
+		e = EIO; /* what applications expect from a bad medium */
+	}
+	fuse_reply_err(req, e);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	/* the tree never changes: no need to ask before reusing pages */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+}
+
+static void fill_entry(struct fuse_entry_param *e, const struct stat *st)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = st->st_ino;
+	e->attr = *st;
+	e->attr_timeout = FUSE_CACHE_TIMEOUT;
+	e->entry_timeout = FUSE_CACHE_TIMEOUT;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+	struct stat st;
+	int r;
+
+	r = lp_fs_lookup(req_fs(req), parent, name, &st);
+	if (r == -ENOENT) {
+		/* a cached negative entry: the name never appears later */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = FUSE_CACHE_TIMEOUT;
+		fuse_reply_entry(req, &e);
+	} else if (r < 0) {
+		reply_error(req, r, NULL);
+	} else {
+		fill_entry(&e, &st);
+		fuse_reply_entry(req, &e);
+	}
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct stat st;
+	int r;
+
+	r = lp_fs_getattr(req_fs(req), ino, &st);
+	if (r < 0)
+		reply_error(req, r, NULL);
+	else
+		fuse_reply_attr(req, &st, FUSE_CACHE_TIMEOUT);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	const char *target;
+	int r;
+
+	r = lp_fs_readlink(req_fs(req), ino, &target);
+	if (r < 0)
+		reply_error(req, r, NULL);
+	else
+		fuse_reply_readlink(req, target);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct stat st;
+	int r;
+
+	r = lp_fs_getattr(req_fs(req), ino, &st);
+	if (r == 0 && !S_ISDIR(st.st_mode))
+		r = -ENOTDIR;
+	if (r < 0) {
+		reply_error(req, r, NULL);
+		return;
+	}
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
+
+struct dir_buf {
+	fuse_req_t req;
+	char *buf;
+	size_t size, len;
+	bool plus;
+};
+
+static int add_dirent(void *opaque, const char *name, const struct stat *st,
+		      uint64_t next_off)
+{
+	struct dir_buf *d = opaque;
+	size_t left = d->size - d->len, n;
+
+	if (d->plus) {
+		struct fuse_entry_param e;
+
+		fill_entry(&e, st);
+		n = fuse_add_direntry_plus(d->req, d->buf + d->len, left, name,
+					   &e, (off_t)next_off);
+	} else {
+		n = fuse_add_direntry(d->req, d->buf + d->len, left, name, st,
+				      (off_t)next_off);
+	}
+	if (n > left)
+		return 1; /* full: offered again from its offset */
+	d->len += n;
+	return 0;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       bool plus)
+{
+	struct dir_buf d = { .req = req, .size = size, .plus = plus };
+	int r;
+
+	d.buf = malloc(size ? size : 1);
+	if (!d.buf) {
+		reply_error(req, -ENOMEM, NULL);
+		return;
+	}
+	r = lp_fs_readdir(req_fs(req), ino, (uint64_t)off, add_dirent, &d);
+	if (r < 0)
+		reply_error(req, r, NULL);
+	else
+		fuse_reply_buf(req, d.buf, d.len);
+	free(d.buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, true);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct lp_fs_file *file = NULL;
+	bool direct = false;
+	int r;
+
+	r = lp_fs_open(req_fs(req), ino, fi->flags, &file, &direct);
+	if (r < 0) {
+		reply_error(req, r, NULL);
+		return;
+	}
+	fi->fh = (uintptr_t)file;
+	fi->direct_io = direct;
+	fi->keep_cache = !direct;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		lp_fs_release(req_fs(req), file); /* interrupted open */
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct lp_fs_file *file = (struct lp_fs_file *)(uintptr_t)fi->fh;
+	struct lp_err err = { 0 };
+	char *buf;
+	int r;
+
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		reply_error(req, -ENOMEM, NULL);
+		return;
+	}
+	r = lp_fs_read(req_fs(req), file, buf, size, (uint64_t)off, &err);
+	if (r < 0)
+		reply_error(req, r, &err);
+	else
+		fuse_reply_buf(req, buf, (size_t)r);
+	free(buf);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	lp_fs_release(req_fs(req), (struct lp_fs_file *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	char *buf = NULL;
+	int r;
+
+	if (size && !(buf = malloc(size))) {
+		reply_error(req, -ENOMEM, NULL);
+		return;
+	}
+	r = lp_fs_getxattr(req_fs(req), ino, name, buf, size);
+	if (r < 0)
+		reply_error(req, r, NULL);
+	else if (!size)
+		fuse_reply_xattr(req, (size_t)r);
+	else
+		fuse_reply_buf(req, buf, (size_t)r);
+	free(buf);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char *buf = NULL;
+	int r;
+
+	if (size && !(buf = malloc(size))) {
+		reply_error(req, -ENOMEM, NULL);
+		return;
+	}
+	r = lp_fs_listxattr(req_fs(req), ino, buf, size);
+	if (r < 0)
+		reply_error(req, r, NULL);
+	else if (!size)
+		fuse_reply_xattr(req, (size_t)r);
+	else
+		fuse_reply_buf(req, buf, (size_t)r);
+	free(buf);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs st;
+
+	lp_fs_statfs(req_fs(req), &st);
+	fuse_reply_statfs(req, &st);
+}
+
+static const struct fuse_lowlevel_ops lp_fuse_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.getattr = op_getattr,
+	.readlink = op_readlink,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.open = op_open,
+	.read = op_read,
+	.release = op_release,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.statfs = op_statfs,
+};
+
+int lp_fuse_mount(struct lp_fs *fs, const char *mountpoint,
+		  const struct lp_fuse_options *opts, struct lp_fuse **ret_fuse,
+		  struct lp_err *err)
+{
+	char mopts[LP_FUSE_FSNAME_MAX + 128];
+	const char *fsname = opts->fsname ? opts->fsname : "lazypull";
+	char *argv[] = { "lazypull", "-o", mopts, NULL };
+	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+	struct lp_fuse *f = NULL;
+	int r = 0;
+
+	/* fsname is a mount option: no commas (they separate options) */
+	if (strlen(fsname) > LP_FUSE_FSNAME_MAX || strchr(fsname, ',')) {
+		r = lp_err_set(err, -EINVAL, "bad fsname '%s'", fsname);
+		goto out;
+	}
+	snprintf(mopts, sizeof(mopts),
+		 "ro,default_permissions,fsname=%s,subtype=lazypull%s", fsname,
+		 opts->allow_other ? ",allow_other" : "");
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		r = lp_err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	f->fs = fs;
+	f->max_threads =
+		opts->max_threads ? opts->max_threads : LP_FUSE_DEFAULT_THREADS;
+	if (f->max_threads > LP_FUSE_MAX_THREADS)
+		f->max_threads = LP_FUSE_MAX_THREADS;
+	f->se = fuse_session_new(&args, &lp_fuse_ops, sizeof(lp_fuse_ops), fs);
+	if (!f->se) {
+		r = lp_err_set(err, -EINVAL, "cannot create a FUSE session");
+		goto out;
+	}
+	if (fuse_session_mount(f->se, mountpoint) != 0) {
+		r = lp_err_set(err, -EIO, "cannot mount on %s", mountpoint);
+		goto out;
+	}
+	f->mounted = true;
+	*ret_fuse = f;
+	f = NULL;
+out:
+	fuse_opt_free_args(&args);
+	lp_fuse_free(f);
+	return r;
+}
+
+int lp_fuse_run(struct lp_fuse *fuse)
+{
+	struct fuse_loop_config *cfg = NULL;
+	int r;
+
+	if (fuse_set_signal_handlers(fuse->se) != 0)
+		return -EIO;
+	cfg = fuse_loop_cfg_create();
+	if (!cfg) {
+		r = -ENOMEM;
+		goto out;
+	}
+	fuse_loop_cfg_set_max_threads(cfg, fuse->max_threads);
+	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	r = fuse_session_loop_mt(fuse->se, cfg);
+	/* a signal ends the loop with its number; that is a clean stop */
+	if (r > 0)
+		r = 0;
+out:
+	fuse_loop_cfg_destroy(cfg);
+	fuse_remove_signal_handlers(fuse->se);
+	return r;
+}
+
+void lp_fuse_free(struct lp_fuse *fuse)
+{
+	if (!fuse)
+		return;
+	if (fuse->mounted)
+		fuse_session_unmount(fuse->se);
+	if (fuse->se)
+		fuse_session_destroy(fuse->se);
+	free(fuse);
+}

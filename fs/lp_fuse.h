@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The FUSE adapter: serves a struct lp_fs through the libfuse3 low-level API
+ * on a multithreaded session loop. The only part of lazypull that includes
+ * libfuse headers (fs/fuse_ops.c); callers see an opaque session.
+ *
+ * Mounting and serving are separate steps so that a daemon can mount, fork
+ * (no threads exist yet), start its fetch threads, and only then serve.
+ */
+#ifndef LP_FUSE_H
+#define LP_FUSE_H
+
+#include "lp_err.h"
+#include "lp_fs.h"
+
+#define LP_FUSE_MAX_THREADS 64
+#define LP_FUSE_DEFAULT_THREADS 16
+#define LP_FUSE_FSNAME_MAX 256
+
+struct lp_fuse;
+
+struct lp_fuse_options {
+	const char *fsname; /* shown in /proc/mounts; NULL: "lazypull" */
+	unsigned int max_threads; /* 0: LP_FUSE_DEFAULT_THREADS */
+	bool allow_other; /* let other users (containers) read the mount */
+};
+
+/*
+ * lp_fuse_mount() - mount @fs read-only at @mountpoint (which must exist)
+ * and return the session in *@ret_fuse. @fs stays the caller's and must
+ * outlive the session. Returns 0, -EINVAL (bad options), -EIO (the mount
+ * failed: @err says why; libfuse prints its own reason to stderr).
+ */
+int lp_fuse_mount(struct lp_fs *fs, const char *mountpoint,
+		  const struct lp_fuse_options *opts, struct lp_fuse **ret_fuse,
+		  struct lp_err *err);
+
+/*
+ * lp_fuse_run() - serve requests until the filesystem is unmounted
+ * (fusermount3 -u, umount) or SIGTERM/SIGINT/SIGHUP arrive. Returns 0 or
+ * -errno from the session loop.
+ */
+int lp_fuse_run(struct lp_fuse *fuse);
+
+/* lp_fuse_free() - unmount if still mounted, free. NULL allowed. */
+void lp_fuse_free(struct lp_fuse *fuse);
+
+#endif /* LP_FUSE_H */
