@@ -169,7 +169,7 @@ int main(int argc, char **argv)
 		if (r < 0)
 			return die(r, &err, "fetch");
 	} else if (!strcmp(argv[1], "pread") && argc == 7) {
-		struct lp_reg_blob *rb;
+		struct lp_reg_blob *rb = NULL;
 		size_t len = strtoull(argv[6], NULL, 10);
 		uint8_t *buf = malloc(len + 1);
 
@@ -182,13 +182,14 @@ int main(int argc, char **argv)
 					      strtoull(argv[5], NULL, 10),
 					      &err);
 		if (r < 0)
-			return die(r, &err, "pread");
-		fwrite(buf, 1, len, stdout);
+			r = die(r, &err, "pread");
+		else
+			fwrite(buf, 1, len, stdout);
 		lp_reg_blob_unref(rb);
 		free(buf);
 	} else if (!strcmp(argv[1], "multi") && argc == 6) {
 		struct lp_reg_range g[LP_REG_MULTI_MAX];
-		struct lp_reg_blob *rb;
+		struct lp_reg_blob *rb = NULL;
 		char *s = argv[5], *tok, *save = NULL;
 		size_t n = 0, i;
 
@@ -206,9 +207,12 @@ int main(int argc, char **argv)
 		if (r == 0)
 			r = lp_reg_blob_pread_multi(rb, g, n, &err);
 		if (r < 0)
-			return die(r, &err, "multi");
-		for (i = 0; i < n; i++)
-			fwrite(g[i].buf, 1, g[i].len, stdout);
+			r = die(r, &err, "multi");
+		for (i = 0; i < n; i++) {
+			if (!r)
+				fwrite(g[i].buf, 1, g[i].len, stdout);
+			free(g[i].buf);
+		}
 		lp_reg_blob_unref(rb);
 	} else if (!strcmp(argv[1], "check") && argc == 7) {
 		/* check REF DIGEST LOCALFILE THREADS READS */
