@@ -11,6 +11,15 @@ set -euo pipefail
 
 vectors=$(lp_vectors)
 [ -n "$vectors" ] || fail "no *.esgz vectors in $LP_VECTORS_DIR"
+# Every vector comes with its TOC digest and file listing; a missing one is
+# a broken vector set, not something to skip.
+missing=()
+for v in $vectors; do
+	for ext in toc-digest files; do
+		[ -s "$LP_VECTORS_DIR/$v.$ext" ] || missing+=("$v.$ext")
+	done
+done
+[ ${#missing[@]} -eq 0 ] || fail "vector set in $LP_VECTORS_DIR is incomplete: missing ${missing[*]}"
 
 for v in $vectors; do
 	blob="$LP_VECTORS_DIR/$v.esgz"
