@@ -34,10 +34,16 @@ done_ok() { echo "[$LP_TEST] PASS ($LP_CHECKS checks)"; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/lp-$LP_TEST.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 
-# The vectors, by name (v1-default, v1-chunk64k, v1-prio, v1-zstd).
+# The vectors, by name (v1-default, v1-chunk64k, v1-prio, v1-zstd): every
+# NAME with any of NAME.esgz, NAME.toc-digest, NAME.files, so that a vector
+# with a part missing is reported rather than silently left out.
 lp_vectors() {
 	local f
-	for f in "$LP_VECTORS_DIR"/*.esgz; do basename "$f" .esgz; done
+	for f in "$LP_VECTORS_DIR"/*.esgz "$LP_VECTORS_DIR"/*.toc-digest "$LP_VECTORS_DIR"/*.files; do
+		[ -e "$f" ] || continue
+		f=$(basename "$f")
+		echo "${f%.*}"
+	done | sort -u
 }
 
 # vector_format NAME: the format a vector is in.

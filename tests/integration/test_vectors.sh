@@ -15,11 +15,12 @@ vectors=$(lp_vectors)
 # a broken vector set, not something to skip.
 missing=()
 for v in $vectors; do
-	for ext in toc-digest files; do
+	for ext in esgz toc-digest files; do
 		[ -s "$LP_VECTORS_DIR/$v.$ext" ] || missing+=("$v.$ext")
 	done
 done
 [ ${#missing[@]} -eq 0 ] || fail "vector set in $LP_VECTORS_DIR is incomplete: missing ${missing[*]}"
+case " $vectors " in *zstd*) ;; *) fail "no zstd:chunked vector (NAME containing 'zstd') in $LP_VECTORS_DIR" ;; esac
 
 for v in $vectors; do
 	blob="$LP_VECTORS_DIR/$v.esgz"
