@@ -273,13 +273,13 @@ int lp_cmd_mount(int argc, char **argv)
 	r = lp_layer_open(blob, a.have_digest ? &a.toc_digest : NULL, &layer,
 			  &err);
 	if (r < 0) {
-		ret = lp_cmd_fail(a.source, &err, r);
+		ret = lp_cmd_fail("mount", &err, r);
 		goto out;
 	}
 	r = lp_fs_new(layer, &a.fs, &fs, &err); /* takes the layer */
 	layer = NULL;
 	if (r < 0) {
-		ret = lp_cmd_fail(a.source, &err, r);
+		ret = lp_cmd_fail("mount", &err, r);
 		goto out;
 	}
 
