@@ -70,6 +70,7 @@ enum lp_src_kind { LP_SRC_READER, LP_SRC_SPOOL, LP_SRC_MEM };
 struct lp_cv {
 	enum lp_layer_format format;
 	uint64_t chunk_size;
+	uint64_t max_usize;
 	int level;
 	unsigned int threads;
 	struct lp_err *err;
@@ -479,6 +480,10 @@ static int lp_cv_emit(struct lp_cv *cv, struct lp_cv_entry *e,
 	bool single;
 	int r;
 
+	if (size > cv->max_usize || cv->usize > cv->max_usize - size)
+		return lp_err_set(cv->err, -EFBIG,
+				  "entry %s: output over %llu bytes", e->name,
+				  (unsigned long long)cv->max_usize);
 	lp_buf_reset(&cv->hdr);
 	r = lp_cv_tar_header(e, &cv->hdr, cv->err);
 	if (r == 0)
@@ -666,6 +671,15 @@ static int lp_prio_spool(struct lp_cv *cv, struct lp_prio *p)
 			continue;
 		}
 		e->spool_off = cv->spool_len;
+		if (e->typeflag == '0' &&
+		    (uint64_t)e->size > cv->max_usize - cv->spool_len) {
+			r = lp_err_set(cv->err, -EFBIG,
+				       "entry %s: input over %llu bytes",
+				       e->name,
+				       (unsigned long long)cv->max_usize);
+			lp_cv_entry_clear(e);
+			break;
+		}
 		while (e->typeflag == '0' && done < (uint64_t)e->size) {
 			size_t n = (size_t)lp_min_u64((uint64_t)e->size - done,
 						      LP_CV_SPOOL_BUF);
@@ -971,6 +985,8 @@ static int lp_cv_resolve_opts(struct lp_cv *cv, const struct lp_convert_opts *o)
 				  (unsigned long long)cv->chunk_size,
 				  (unsigned long long)LP_CV_MIN_CHUNK_SIZE,
 				  (unsigned long long)LP_CV_MAX_CHUNK_SIZE);
+	cv->max_usize = o->max_uncompressed ? o->max_uncompressed :
+					      LP_CONVERT_MAX_UNCOMPRESSED;
 	cv->level = o->level;
 	if (cv->level < 0)
 		cv->level = o->format == LP_FMT_ZSTD_CHUNKED ?

@@ -25,6 +25,8 @@
 #include "lp_format.h"
 
 #define LP_CONVERT_MAX_PRIORITIZED (1u << 20)
+/* default bound on the uncompressed output (sparse files expand) */
+#define LP_CONVERT_MAX_UNCOMPRESSED ((uint64_t)1 << 42)
 
 struct lp_convert_opts {
 	enum lp_layer_format format; /* LP_FMT_ESTARGZ or LP_FMT_ZSTD_CHUNKED */
@@ -33,6 +35,9 @@ struct lp_convert_opts {
 	unsigned int threads; /* 0: number of online CPUs */
 	const char *const *prioritized; /* paths, as in the layer */
 	size_t nr_prioritized;
+	/* bound on the uncompressed output; 0: LP_CONVERT_MAX_UNCOMPRESSED
+	   (over it: -EFBIG naming the entry) */
+	uint64_t max_uncompressed;
 };
 
 /* lp_convert_opts_init() - defaults: eStargz, 4 MiB chunks, level 9. */

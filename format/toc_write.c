@@ -239,6 +239,7 @@ static int lp_json_xattrs(struct lp_buf *b, const struct lp_toc_xattr *xa,
 			  uint32_t n)
 {
 	const struct lp_toc_xattr **sorted = NULL;
+	bool first = true;
 	uint32_t i;
 	int r;
 
@@ -254,10 +255,11 @@ static int lp_json_xattrs(struct lp_buf *b, const struct lp_toc_xattr *xa,
 	qsort(sorted, n, sizeof(*sorted), lp_xattr_cmp);
 	r = lp_buf_printf(b, ",\n\t\t\t\"xattrs\": {");
 	for (i = 0; r == 0 && i < n; i++) {
-		/* Go maps hold one value per key: the last one wins */
+		/* Go maps hold one value per key */
 		if (i + 1 < n && !strcmp(sorted[i]->name, sorted[i + 1]->name))
 			continue;
-		r = lp_buf_printf(b, "%s\n\t\t\t\t", i ? "," : "");
+		r = lp_buf_printf(b, "%s\n\t\t\t\t", first ? "" : ",");
+		first = false;
 		if (r == 0)
 			r = lp_json_string(b, sorted[i]->name);
 		if (r == 0)
