@@ -191,5 +191,38 @@ LP_REG_CA=/etc/ssl/certs/ca-certificates.crt LP_REG_USER=alice LP_REG_PASS=s3cre
 	fail "untrusted certificate accepted" || ok "untrusted CA -> $(head -c 120 "$T/err")"
 unset LP_REG_HTTPS LP_REG_CA
 
+# ---- Bearer token auth (auth.token + tests/integration/token_server.py) --
+(
+	cd "$T"
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout tok.key -out tok.pem -days 1 -subj /CN=lp-token 2>/dev/null
+)
+KPORT=$(free_port)
+BPORT=$(free_port)
+python3 "$LP_SOURCE_DIR/tests/integration/token_server.py" "$KPORT" "$T/tok.key" "$T/tok.pem" "$T/token.log" alice:s3cret 1 &
+PIDS+=($!)
+mkdir -p "$T/store3"
+cat >"$T/reg3.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $T/store3}}
+http: {addr: 127.0.0.1:$BPORT}
+auth: {token: {realm: "http://127.0.0.1:$KPORT/token", service: lp-test, issuer: lp-issuer, rootcertbundle: $T/tok.pem}}
+YML
+docker-registry serve "$T/reg3.yml" >"$T/reg3.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$BPORT/v2/"
+wait_http "http://127.0.0.1:$KPORT/health"
+: >"$T/token.log"
+B="127.0.0.1:$BPORT"
+LP_REG_USER=alice LP_REG_PASS=s3cret client push-blob "$B/tok/app:v1" "$T/layer" >/dev/null 2>"$T/err" &&
+	ok "Bearer push (first token stale, refreshed on 401)" || fail "Bearer push: $(cat "$T/err")"
+grep -q "stale=True" "$T/token.log" && grep -q "authed=True stale=False" "$T/token.log" && ok "stale token replaced" || fail "token log: $(cat "$T/token.log")"
+: >"$T/token.log"
+client check "$B/tok/app" "$LD" "$T/layer" 4 50 >"$T/out" 2>"$T/err" && ok "Bearer anonymous pull: $(cat "$T/out")" || fail "Bearer pull: $(cat "$T/err")"
+n=$(grep -c token "$T/token.log" || true)
+[ "$n" -le 4 ] && ok "token cached per scope ($n token requests for 200 reads)" || fail "token not cached: $n requests"
+client push-blob "$B/tok/app:v1" "$T/config" >/dev/null 2>"$T/err" && fail "anonymous push allowed" ||
+	{ grep -qi "token\|401\|denied\|scope" "$T/err" && ok "anonymous push refused: $(head -c 150 "$T/err")" || fail "unexpected: $(cat "$T/err")"; }
+
 echo "$fails failure(s)"
 [ "$fails" -eq 0 ]
