@@ -226,23 +226,17 @@ static int daemonize(int *ret_fd)
 	return 0;
 }
 
-/* stdin/stdout to /dev/null, stderr (the log) to @log_file or /dev/null */
-static void detach_stdio(const char *log_file)
+/* stdin/stdout to /dev/null, stderr (the log) to @log_fd or /dev/null */
+static void detach_stdio(int log_fd)
 {
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-	int log = log_file ? open(log_file,
-				  O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-				  0644) :
-			     -1;
 
 	if (null >= 0) {
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
-		dup2(log >= 0 ? log : null, STDERR_FILENO);
+		dup2(log_fd >= 0 ? log_fd : null, STDERR_FILENO);
 		close(null);
 	}
-	if (log >= 0)
-		close(log);
 }
 
 int lp_cmd_mount(int argc, char **argv)
@@ -255,7 +249,7 @@ int lp_cmd_mount(int argc, char **argv)
 	struct lp_fs *fs = NULL;
 	struct lp_fuse *fuse = NULL;
 	struct lp_err err = { 0 };
-	int ready_fd = -1, r, ret = LP_EXIT_FAIL;
+	int ready_fd = -1, log_fd = -1, r, ret = LP_EXIT_FAIL;
 
 	r = parse_args(argc, argv, &a);
 	if (r)
@@ -299,6 +293,16 @@ int lp_cmd_mount(int argc, char **argv)
 
 	/* fork now: no thread exists yet */
 	if (!a.foreground) {
+		/* opened before the daemon leaves the working directory */
+		if (a.log_file) {
+			log_fd = open(a.log_file,
+				      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+				      0644);
+			if (log_fd < 0) {
+				ret = lp_cmd_fail(a.log_file, NULL, -errno);
+				goto out;
+			}
+		}
 		r = daemonize(&ready_fd);
 		if (r < 0) {
 			ret = lp_cmd_fail("fork", NULL, r);
@@ -321,7 +325,7 @@ int lp_cmd_mount(int argc, char **argv)
 	}
 	lp_log_info("mounted %s on %s", a.source, a.mountpoint);
 	if (!a.foreground) {
-		detach_stdio(a.log_file);
+		detach_stdio(log_fd);
 		tell_parent(ready_fd, 0);
 		ready_fd = -1;
 	}
@@ -331,6 +335,8 @@ int lp_cmd_mount(int argc, char **argv)
 	ret = r < 0 ? LP_EXIT_FAIL : LP_EXIT_OK;
 out:
 	tell_parent(ready_fd, 1);
+	if (log_fd >= 0)
+		close(log_fd);
 	lp_fuse_free(fuse); /* unmounts before the threads stop */
 	lp_fs_free(fs);
 	lp_layer_free(layer);

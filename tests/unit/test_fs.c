@@ -630,6 +630,23 @@ static void test_memory_budget(void **state)
 	lp_fs_free(fx.fs);
 }
 
+static void test_coalescing(void **state)
+{
+	struct fixture fx = { 0 };
+	uint64_t reads, chunks;
+
+	/* 9 MiB in 64 KiB chunks, read sequentially in ~100 KB pieces */
+	open_fs(&fx, "v1-chunk64k", NULL);
+	assert_int_equal(read_path(fx.fs, "usr/lib/big.bin", NULL), 0);
+	reads = stat_of(fx.fs, "\"blob_reads");
+	chunks = stat_of(fx.fs, "\"fetched_chunks");
+	assert_int_equal(chunks, (9449529 + 65535) / 65536);
+	/* read-ahead folds the following chunks into the same blob read */
+	assert_true(reads <= chunks / 16);
+	assert_true(stat_of(fx.fs, "\"readahead_chunks") >= chunks - reads);
+	lp_fs_free(fx.fs);
+}
+
 /* --- disk tier --- */
 
 static uint64_t du(const char *dir)
@@ -758,6 +775,7 @@ int main(void)
 		cmocka_unit_test(test_faults),
 		cmocka_unit_test(test_single_flight),
 		cmocka_unit_test(test_memory_budget),
+		cmocka_unit_test(test_coalescing),
 		cmocka_unit_test(test_disk_tier),
 		cmocka_unit_test(test_prefetch_background),
 	};
