@@ -70,13 +70,18 @@ static void prefetch(struct lp_fs *fs)
 	set_state(fs, true, FS_JOB_RUNNING, 0);
 	for (ci = 0; ci < end && r == 0; ci = next) {
 		const struct lp_toc_chunk *c;
+		struct fs_chunk *ch;
 
 		if (stopping(fs)) {
 			set_state(fs, true, FS_JOB_STOPPED, 0);
 			return;
 		}
-		r = fs_chunk_get(fs, ci, end, FS_FETCH_PREFETCH, NULL, &next,
+		/* pinned, so a chunk someone else is loading is waited for:
+		 * "done" means the range is really in the cache */
+		ch = NULL;
+		r = fs_chunk_get(fs, ci, end, FS_FETCH_PREFETCH, &ch, &next,
 				 NULL);
+		fs_chunk_put(fs, ch);
 		c = lp_toc_chunk(fs->toc, next - 1);
 		atomic_store(&fs->stats.prefetch_done_bytes,
 			     c->offset + c->compressed_size);
