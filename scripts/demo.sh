@@ -8,9 +8,9 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 bash scripts/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
-lp=$top/build/cmd/lazypull
+cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLP_TESTS=OFF >/dev/null
+cmake --build build-demo -j"$(nproc)" >/dev/null
+lp=$top/build-demo/cmd/lazypull
 
 work=$(mktemp -d /tmp/lazypull-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
