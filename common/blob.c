@@ -51,6 +51,36 @@ int lp_blob_pread(struct lp_blob *blob, void *buf, size_t len, uint64_t off)
 	return blob->ops->pread(blob->ctx, buf, len, off);
 }
 
+int lp_blob_pread_multi(struct lp_blob *blob,
+			const struct lp_blob_range *ranges, size_t n)
+{
+	const struct lp_blob_range *g;
+	size_t i;
+	int r = 0;
+
+	for (i = 0; i < n; i++) {
+		g = &ranges[i];
+		if (g->off > blob->size || g->len > blob->size - g->off) {
+			r = -ERANGE;
+			goto out;
+		}
+		if (!g->len ||
+		    (i && g->off < ranges[i - 1].off + ranges[i - 1].len)) {
+			r = -EINVAL;
+			goto out;
+		}
+	}
+	if (n >= 2 && blob->ops->pread_multi) {
+		r = blob->ops->pread_multi(blob->ctx, ranges, n);
+		goto out;
+	}
+	for (i = 0; i < n && r == 0; i++)
+		r = blob->ops->pread(blob->ctx, ranges[i].buf, ranges[i].len,
+				     ranges[i].off);
+out:
+	return r;
+}
+
 uint64_t lp_blob_size(const struct lp_blob *blob)
 {
 	return blob->size;

@@ -17,6 +17,13 @@
 
 struct lp_blob;
 
+/* One range of a multi-range read: @len bytes at blob offset @off. */
+struct lp_blob_range {
+	uint64_t off;
+	size_t len;
+	void *buf; /* receives exactly len bytes */
+};
+
 struct lp_blob_ops {
 	/*
 	 * Read exactly @len bytes at @off into @buf; the range is already
@@ -26,6 +33,15 @@ struct lp_blob_ops {
 	int (*pread)(void *ctx, void *buf, size_t len, uint64_t off);
 	/* Release @ctx; called once, when the last reference is dropped. */
 	void (*close)(void *ctx);
+	/*
+	 * Optional (NULL: lp_blob_pread_multi() calls pread per range).
+	 * Fill @n >= 2 non-empty ranges, sorted by offset, not overlapping, already
+	 * checked to lie inside the blob, in as few round trips as the source
+	 * can (one HTTP multi-range request). All or nothing: returns 0, or
+	 * -errno as pread, and then no range is known to be filled.
+	 */
+	int (*pread_multi)(void *ctx, const struct lp_blob_range *ranges,
+			   size_t n);
 };
 
 /*
@@ -51,6 +67,16 @@ int lp_blob_new_mem(const void *data, size_t len, const char *name,
  * [off, off+len) is not inside the blob; or the implementation's -errno.
  */
 int lp_blob_pread(struct lp_blob *blob, void *buf, size_t len, uint64_t off);
+
+/*
+ * lp_blob_pread_multi() - fill @n non-empty ranges (sorted by offset, not
+ * overlapping) in one go where the source can (ops->pread_multi), else one
+ * pread per range. Returns 0; -ERANGE when a range is not inside the blob;
+ * -EINVAL for empty, unsorted or overlapping ranges; or the implementation's
+ * -errno (then the contents of every buffer are undefined).
+ */
+int lp_blob_pread_multi(struct lp_blob *blob,
+			const struct lp_blob_range *ranges, size_t n);
 
 uint64_t lp_blob_size(const struct lp_blob *blob);
 const char *lp_blob_name(const struct lp_blob *blob);

@@ -2,7 +2,9 @@
 /*
  * Filling claimed chunks: the disk tier first, then the blob. Neighbouring
  * chunks that missed both tiers are read with one blob pread of their
- * compressed range (coalescing), then each is decompressed and verified
+ * compressed range (coalescing); when disk-tier hits split a claimed run
+ * into several such ranges they go out as one multi-range read (one round
+ * trip to a registry that supports it). Then each is decompressed and verified
  * against its digest before anything is handed back for publishing (verify
  * then publish, as casync). Decoders are per thread by construction: a
  * fetch borrows one from a small pool for the length of a run.
@@ -125,39 +127,43 @@ out:
 	return r;
 }
 
-/* read chunks [first + i, first + j) from the blob in one pread */
-static void fetch_group(struct lp_fs *fs, uint32_t first, uint32_t i,
-			uint32_t j, uint8_t **data, int *res,
-			struct lp_err *err)
+/* pending chunks [first + i, first + j): one contiguous blob range */
+struct fetch_group {
+	uint32_t i, j;
+	uint64_t start, end;
+	uint8_t *src; /* the compressed bytes [start, end) */
+};
+
+static void group_fail(struct lp_fs *fs, uint32_t first,
+		       const struct fetch_group *g, int r, int *res,
+		       struct lp_err *err)
 {
-	const struct lp_toc_chunk *c0 = lp_toc_chunk(fs->toc, first + i);
+	char why[64];
+	uint32_t k;
+
+	snprintf(why, sizeof(why), "blob read failed: %s", strerror(-r));
+	for (k = g->i; k < g->j; k++)
+		res[k] = fs_chunk_error(fs, first + k, r, why,
+					k == 0 ? err : NULL);
+}
+
+/* decode and verify the chunks of a group whose bytes arrived */
+static void group_decode(struct lp_fs *fs, uint32_t first,
+			 const struct fetch_group *g, uint8_t **data, int *res,
+			 struct lp_err *err)
+{
 	struct lp_chunk_decoder *dec = NULL;
-	uint64_t start = c0->offset, end = 0;
-	uint8_t *src = NULL;
 	uint32_t k;
 	int r;
 
-	for (k = i; k < j; k++) {
-		const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, first + k);
-
-		end = lp_max_u64(end, c->offset + c->compressed_size);
-	}
-	src = malloc(end - start);
-	if (!src) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	r = lp_blob_pread(fs->blob, src, end - start, start);
-	atomic_fetch_add(&fs->stats.blob_reads, 1);
-	if (r < 0)
-		goto fail;
-	atomic_fetch_add(&fs->stats.fetched_bytes, end - start);
 	r = decoder_get(fs, &dec);
-	if (r < 0)
-		goto fail;
-	for (k = i; k < j; k++) {
-		res[k] = decode_one(fs, dec, first + k, src, start, data[k],
-				    k == 0 ? err : NULL);
+	if (r < 0) {
+		group_fail(fs, first, g, r, res, err);
+		return;
+	}
+	for (k = g->i; k < g->j; k++) {
+		res[k] = decode_one(fs, dec, first + k, g->src, g->start,
+				    data[k], k == 0 ? err : NULL);
 		if (res[k] == 0) {
 			const struct lp_toc_chunk *c =
 				lp_toc_chunk(fs->toc, first + k);
@@ -170,25 +176,83 @@ static void fetch_group(struct lp_fs *fs, uint32_t first, uint32_t i,
 		}
 	}
 	decoder_put(fs, dec);
-	free(src);
-	return;
-fail:
-	atomic_fetch_add(&fs->stats.fetch_errors, 1);
-	for (k = i; k < j; k++) {
-		char why[64];
+}
 
-		snprintf(why, sizeof(why), "blob read failed: %s",
-			 strerror(-r));
-		res[k] = fs_chunk_error(fs, first + k, r, why,
-					k == 0 ? err : NULL);
+static bool ranges_disjoint(const struct lp_blob_range *ranges, uint32_t n)
+{
+	uint32_t g;
+
+	for (g = 1; g < n; g++)
+		if (ranges[g].off < ranges[g - 1].off + ranges[g - 1].len)
+			return false;
+	return true;
+}
+
+/*
+ * Read the @n groups' compressed bytes: one pread for one group, one
+ * multi-range read for several (chunks the disk tier had split the claimed
+ * run; the source may answer them in one round trip), then decode each.
+ * The groups lie inside one claimed run, so together they are bounded by
+ * LP_FS_MAX_COALESCE.
+ */
+static void fetch_groups(struct lp_fs *fs, uint32_t first,
+			 struct fetch_group *groups, uint32_t n, uint8_t **data,
+			 int *res, struct lp_err *err)
+{
+	struct lp_blob_range *ranges = NULL;
+	uint64_t bytes = 0;
+	uint32_t g;
+	int r = 0;
+
+	ranges = calloc(n, sizeof(*ranges));
+	if (!ranges) {
+		r = -ENOMEM;
+		goto out;
 	}
-	free(src);
+	for (g = 0; g < n; g++) {
+		groups[g].src = malloc(groups[g].end - groups[g].start);
+		if (!groups[g].src) {
+			r = -ENOMEM;
+			goto out;
+		}
+		ranges[g].off = groups[g].start;
+		ranges[g].len = groups[g].end - groups[g].start;
+		ranges[g].buf = groups[g].src;
+		bytes += ranges[g].len;
+	}
+	if (n > 1 && ranges_disjoint(ranges, n)) {
+		r = lp_blob_pread_multi(fs->blob, ranges, n);
+		atomic_fetch_add(&fs->stats.blob_reads, 1);
+		atomic_fetch_add(&fs->stats.multi_range_reads, 1);
+	} else {
+		/* one group, or chunks out of blob order: one read each */
+		for (g = 0; g < n && r == 0; g++) {
+			r = lp_blob_pread(fs->blob, ranges[g].buf,
+					  ranges[g].len, ranges[g].off);
+			atomic_fetch_add(&fs->stats.blob_reads, 1);
+		}
+	}
+	if (r == 0)
+		atomic_fetch_add(&fs->stats.fetched_bytes, bytes);
+out:
+	if (r < 0)
+		atomic_fetch_add(&fs->stats.fetch_errors, 1);
+	for (g = 0; g < n; g++) {
+		if (r < 0)
+			group_fail(fs, first, &groups[g], r, res, err);
+		else
+			group_decode(fs, first, &groups[g], data, res, err);
+		free(groups[g].src);
+		groups[g].src = NULL;
+	}
+	free(ranges);
 }
 
 void fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n, uint8_t **data,
 		  int *res, enum fs_fetch_kind kind, struct lp_err *err)
 {
-	uint32_t i, j;
+	struct fetch_group *groups = NULL;
+	uint32_t i, j, k, nr_groups = 0;
 
 	/* the disk tier, and a buffer for every chunk that missed it */
 	for (i = 0; i < n; i++) {
@@ -215,7 +279,8 @@ void fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n, uint8_t **data,
 			res[i] = 0;
 		}
 	}
-	/* the blob: one read per contiguous group of pending chunks */
+	/* the blob: the contiguous groups of pending chunks, in one go */
+	groups = calloc(n, sizeof(*groups));
 	for (i = 0; i < n; i = j) {
 		if (res[i] != FS_PENDING) {
 			j = i + 1;
@@ -223,8 +288,31 @@ void fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n, uint8_t **data,
 		}
 		for (j = i + 1; j < n && res[j] == FS_PENDING; j++)
 			;
-		fetch_group(fs, first, i, j, data, res, err);
+		if (!groups) {
+			struct fetch_group g = { .i = i, .j = j };
+
+			group_fail(fs, first, &g, -ENOMEM, res, err);
+			continue;
+		}
+		groups[nr_groups] = (struct fetch_group){
+			.i = i,
+			.j = j,
+			.start = UINT64_MAX,
+		};
+		for (k = i; k < j; k++) {
+			const struct lp_toc_chunk *c =
+				lp_toc_chunk(fs->toc, first + k);
+			struct fetch_group *gr = &groups[nr_groups];
+
+			gr->start = lp_min_u64(gr->start, c->offset);
+			gr->end = lp_max_u64(gr->end,
+					     c->offset + c->compressed_size);
+		}
+		nr_groups++;
 	}
+	if (nr_groups)
+		fetch_groups(fs, first, groups, nr_groups, data, res, err);
+	free(groups);
 	for (i = 0; i < n; i++) {
 		if (res[i] < 0) {
 			free(data[i]);

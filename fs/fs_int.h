@@ -82,6 +82,7 @@ struct fs_stats {
 	atomic_uint_fast64_t fetched_bytes; /* compressed, from the blob */
 	atomic_uint_fast64_t fetched_chunks;
 	atomic_uint_fast64_t blob_reads;
+	atomic_uint_fast64_t multi_range_reads; /* of blob_reads */
 	atomic_uint_fast64_t mem_hits;
 	atomic_uint_fast64_t disk_hits;
 	atomic_uint_fast64_t ondemand_fetches;

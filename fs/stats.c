@@ -86,6 +86,7 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 		"  \"fetched_chunks\": %llu,\n"
 		"  \"total_chunks\": %u,\n"
 		"  \"blob_reads\": %llu,\n"
+		"  \"multi_range_reads\": %llu,\n"
 		"  \"prefetch\": {\"state\": \"%s\", \"error\": %d, "
 		"\"end\": %llu, \"done_bytes\": %llu},\n"
 		"  \"background\": {\"state\": \"%s\", \"error\": %d, "
@@ -105,8 +106,10 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 		(unsigned long long)ld(&s->fetched_bytes),
 		(unsigned long long)ld(&s->fetched_chunks),
 		lp_toc_nr_chunks(fs->toc),
-		(unsigned long long)ld(&s->blob_reads), fs_job_state_name(pre),
-		pre_err, (unsigned long long)fs->prefetch_end,
+		(unsigned long long)ld(&s->blob_reads),
+		(unsigned long long)ld(&s->multi_range_reads),
+		fs_job_state_name(pre), pre_err,
+		(unsigned long long)fs->prefetch_end,
 		(unsigned long long)ld(&s->prefetch_done_bytes),
 		fs_job_state_name(bg), bg_err,
 		(unsigned long long)ld(&s->background_done_bytes),

@@ -537,6 +537,30 @@ static int blob_pread(void *ctx, void *buf, size_t len, uint64_t off)
 	return r;
 }
 
+/* several ranges: one multi-range request per LP_REG_MULTI_MAX of them */
+static int blob_pread_multi(void *ctx, const struct lp_blob_range *ranges,
+			    size_t n)
+{
+	struct lp_reg_range g[LP_REG_MULTI_MAX];
+	struct lp_reg_blob *rb = ctx;
+	struct lp_err err;
+	size_t i, k;
+	int r = 0;
+
+	for (i = 0; i < n && r == 0; i += k) {
+		for (k = 0; k < LP_REG_MULTI_MAX && i + k < n; k++) {
+			g[k].off = ranges[i + k].off;
+			g[k].len = ranges[i + k].len;
+			g[k].buf = ranges[i + k].buf;
+		}
+		lp_err_clear(&err);
+		r = lp_reg_blob_pread_multi(rb, g, k, &err);
+		if (r < 0)
+			lp_log_warn("%s", lp_err_str(&err, r));
+	}
+	return r;
+}
+
 static void blob_close(void *ctx)
 {
 	lp_reg_blob_unref(ctx);
@@ -545,6 +569,7 @@ static void blob_close(void *ctx)
 static const struct lp_blob_ops reg_blob_ops = {
 	.pread = blob_pread,
 	.close = blob_close,
+	.pread_multi = blob_pread_multi,
 };
 
 int lp_reg_blob_as_blob(struct lp_reg_blob *rb, struct lp_blob **ret_blob)

@@ -51,6 +51,7 @@ struct fault {
 	const uint8_t *repl;
 	size_t repl_len;
 	atomic_uint reads;
+	atomic_uint multi_reads; /* pread_multi calls */
 	atomic_uint delay_ms;
 };
 
@@ -81,6 +82,21 @@ static int fault_pread(void *ctx, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/* several ranges in one call, as a registry's multi-range request */
+static int fault_pread_multi(void *ctx, const struct lp_blob_range *ranges,
+			     size_t n)
+{
+	struct fault *f = ctx;
+	size_t i;
+	int r = 0;
+
+	atomic_fetch_add(&f->multi_reads, 1);
+	for (i = 0; i < n && r == 0; i++)
+		r = fault_pread(ctx, ranges[i].buf, ranges[i].len,
+				ranges[i].off);
+	return r;
+}
+
 static void fault_close(void *ctx)
 {
 	struct fault *f = ctx;
@@ -92,6 +108,7 @@ static void fault_close(void *ctx)
 static const struct lp_blob_ops fault_ops = {
 	.pread = fault_pread,
 	.close = fault_close,
+	.pread_multi = fault_pread_multi,
 };
 
 struct fixture {
@@ -718,6 +735,48 @@ static void test_disk_tier(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* disk-tier hits split a claimed run: the rest goes out as one multi-range */
+static void test_multi_range(void **state)
+{
+	char dir[] = "/tmp/lp-test-fs-XXXXXX", cmd[600], one;
+	struct lp_fs_options opts;
+	struct fixture fx = { 0 };
+	struct lp_fs_file *file = NULL;
+	struct lp_err err = { 0 };
+	struct stat st;
+	bool direct;
+	uint64_t k;
+
+	assert_non_null(mkdtemp(dir));
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = false;
+	opts.cache_dir = dir;
+	/* every other 64 KiB chunk of big.bin into the disk tier */
+	open_fs(&fx, "v1-chunk64k", &opts);
+	assert_int_equal(lookup_path(fx.fs, "usr/lib/big.bin", &st), 0);
+	assert_int_equal(lp_fs_open(fx.fs, st.st_ino, O_RDONLY, &file, &direct),
+			 0);
+	for (k = 2; k < 40; k += 2)
+		assert_int_equal(
+			lp_fs_read(fx.fs, file, &one, 1, k * 65536 + 1, &err),
+			1);
+	lp_fs_release(fx.fs, file);
+	assert_int_equal(stat_of(fx.fs, "\"multi_range_reads"), 0);
+	lp_fs_free(fx.fs);
+
+	/* a sequential read claims runs across them: holes in one call */
+	open_fs(&fx, "v1-chunk64k", &opts);
+	check_all_files(fx.fs, "v1-chunk64k");
+	assert_true(stat_of(fx.fs, "\"multi_range_reads") >= 1);
+	assert_true(atomic_load(&fx.fault->multi_reads) >= 1);
+	assert_true(stat_of(fx.fs, "\"disk_hits") >= 19);
+	assert_int_equal(stat_of(fx.fs, "\"verify_failures"), 0);
+	lp_fs_free(fx.fs);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* --- prefetch and background fetch --- */
 
 static void test_prefetch_background(void **state)
@@ -777,6 +836,7 @@ int main(void)
 		cmocka_unit_test(test_memory_budget),
 		cmocka_unit_test(test_coalescing),
 		cmocka_unit_test(test_disk_tier),
+		cmocka_unit_test(test_multi_range),
 		cmocka_unit_test(test_prefetch_background),
 	};
 
