@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * `lazypull mount`: mount one layer lazily with FUSE. Opens SOURCE as a blob
- * (open_source(): a local file today; registry references plug in there),
- * opens the layer and checks its TOC digest, mounts, then - unless
+ * (open_source(): a local file, or with --layer one layer of an image in a
+ * registry, read by HTTP Range requests; its TOC digest comes from the
+ * layer's annotation), opens the layer and checks its TOC digest, mounts, then - unless
  * --foreground - forks into the background before any thread exists. The
  * child starts prefetch and background fetch, optionally waits for the
  * prefetch, tells the parent the mount is ready, and serves until
@@ -21,19 +22,30 @@
 #include "cmd.h"
 #include "lp_fuse.h"
 #include "lp_log.h"
+#include "lp_registry.h"
 
 #define MOUNT_MAX_PREFETCH_WAIT 3600 /* seconds */
+#define MOUNT_MAX_INSECURE 16 /* --insecure-registry options */
+#define MOUNT_MAX_RETRIES 100
+#define MOUNT_MAX_TIMEOUT 3600 /* seconds */
+#define MOUNT_MAX_CONNECT_MS 10000 /* connect timeout, at most */
+#define MOUNT_TOC_ANNOTATION "containerd.io/snapshot/stargz/toc.digest"
 
 static const char mount_usage[] =
 	"Usage: lazypull mount [OPTIONS] SOURCE MOUNTPOINT\n"
+	"       lazypull mount [OPTIONS] --layer DIGEST|INDEX IMAGE-REF MOUNTPOINT\n"
 	"\n"
 	"Mount an eStargz / zstd:chunked layer read-only at MOUNTPOINT, fetching\n"
-	"file contents on demand. SOURCE is a local blob file.\n"
+	"file contents on demand. SOURCE is a local blob file; with --layer, the\n"
+	"layer is read from a registry: IMAGE-REF's manifest for this host's\n"
+	"platform is fetched and the layer picked by digest or index (from 0).\n"
 	"\n"
 	"Options:\n"
 	"  --toc-digest D          the layer's TOC digest (annotation\n"
 	"                          containerd.io/snapshot/stargz/toc.digest);\n"
-	"                          the mount is refused when it does not match\n"
+	"                          the mount is refused when it does not match.\n"
+	"                          For a registry layer it defaults to the\n"
+	"                          annotation and must agree with it\n"
 	"  --insecure-skip-toc-verify\n"
 	"                          mount without a TOC digest: the TOC, and so\n"
 	"                          every chunk digest, is trusted unchecked\n"
@@ -46,6 +58,17 @@ static const char mount_usage[] =
 	"  --no-background-fetch   do not fetch the rest of the layer\n"
 	"  --threads N             FUSE worker threads (default 16)\n"
 	"  --foreground            stay in the foreground\n"
+	"\n"
+	"Registry options (with --layer):\n"
+	"  --layer DIGEST|INDEX    the layer of IMAGE-REF to mount\n"
+	"  --plain-http            speak HTTP, not HTTPS, to IMAGE-REF's registry\n"
+	"                          (always so for loopback addresses)\n"
+	"  --insecure-registry H   plain HTTP for host H (repeatable)\n"
+	"  --ca-file FILE          trust the CAs in FILE instead of the system's\n"
+	"  --retries N             retries of a failed request (default 4)\n"
+	"  --timeout SECS          give up on a blob read after about SECS,\n"
+	"                          retries included (default 30); the read\n"
+	"                          fails with EIO, cached data keeps working\n"
 	"  --log-file FILE         append the daemon's log to FILE\n"
 	"  -h, --help              this help\n"
 	"\n"
@@ -63,6 +86,12 @@ enum {
 	OPT_THREADS,
 	OPT_FOREGROUND,
 	OPT_LOG_FILE,
+	OPT_LAYER,
+	OPT_PLAIN_HTTP,
+	OPT_INSECURE_REGISTRY,
+	OPT_CA_FILE,
+	OPT_RETRIES,
+	OPT_TIMEOUT,
 };
 
 static const struct option mount_options[] = {
@@ -77,6 +106,12 @@ static const struct option mount_options[] = {
 	{ "threads", required_argument, NULL, OPT_THREADS },
 	{ "foreground", no_argument, NULL, OPT_FOREGROUND },
 	{ "log-file", required_argument, NULL, OPT_LOG_FILE },
+	{ "layer", required_argument, NULL, OPT_LAYER },
+	{ "plain-http", no_argument, NULL, OPT_PLAIN_HTTP },
+	{ "insecure-registry", required_argument, NULL, OPT_INSECURE_REGISTRY },
+	{ "ca-file", required_argument, NULL, OPT_CA_FILE },
+	{ "retries", required_argument, NULL, OPT_RETRIES },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -88,20 +123,170 @@ struct mount_args {
 	struct lp_fs_options fs;
 	long prefetch_wait, threads;
 	const char *log_file;
+	/* registry sources (--layer) */
+	const char *layer; /* NULL: SOURCE is a local file */
+	bool plain_http;
+	const char *insecure[MOUNT_MAX_INSECURE];
+	size_t nr_insecure;
+	const char *ca_file;
+	long retries, timeout_s; /* -1: the registry client's defaults */
 };
 
+/* the descriptor --layer names in image manifest @m: a digest or an index */
+static int pick_layer(const struct lp_reg_manifest *m, const char *layer,
+		      const struct lp_reg_desc **ret_desc, struct lp_err *err)
+{
+	size_t i, n = lp_reg_manifest_count(m);
+	struct lp_digest dg;
+	long idx;
+
+	if (lp_digest_parse(layer, &dg) == 0) {
+		for (i = 0; i < n; i++) {
+			if (lp_digest_equal(
+				    &lp_reg_manifest_layer(m, i)->digest,
+				    &dg)) {
+				*ret_desc = lp_reg_manifest_layer(m, i);
+				return 0;
+			}
+		}
+		return lp_err_set(err, -ENOENT, "the image has no layer %s",
+				  layer);
+	}
+	if (lp_cmd_parse_int(layer, 0, LP_REG_LAYERS_MAX - 1, &idx) < 0)
+		return lp_err_set(err, -EINVAL,
+				  "--layer %s: neither a digest nor an index",
+				  layer);
+	if ((size_t)idx >= n)
+		return lp_err_set(err, -ENOENT,
+				  "--layer %ld: the image has %zu layers", idx,
+				  n);
+	*ret_desc = lp_reg_manifest_layer(m, (size_t)idx);
+	return 0;
+}
+
 /*
- * open_source() - the blob SOURCE names. The hook for other sources: a
- * registry reference becomes an lp_registry blob here, and nothing after
- * this function knows the difference.
+ * The TOC digest to verify against: the layer's annotation, which an
+ * explicit --toc-digest must agree with. No annotation and no --toc-digest
+ * refuses the mount unless --insecure-skip-toc-verify.
  */
-static int open_source(const char *source, struct lp_blob **ret_blob,
+static int layer_toc_digest(struct mount_args *a, const struct lp_reg_desc *d,
+			    struct lp_err *err)
+{
+	const char *ann = lp_reg_desc_annotation(d, MOUNT_TOC_ANNOTATION);
+	char dgs[LP_DIGEST_STR_LEN + 1];
+	struct lp_digest dg;
+
+	lp_digest_format(&d->digest, dgs);
+	if (ann && lp_digest_parse(ann, &dg) < 0)
+		return lp_err_set(err, -EPROTO,
+				  "layer %s: bad %s annotation '%.80s'", dgs,
+				  MOUNT_TOC_ANNOTATION, ann);
+	if (ann && a->have_digest && !lp_digest_equal(&dg, &a->toc_digest))
+		return lp_err_set(err, -EBADMSG,
+				  "layer %s: --toc-digest does not match its "
+				  "%s annotation %s",
+				  dgs, MOUNT_TOC_ANNOTATION, ann);
+	if (ann && !a->skip_verify) {
+		a->toc_digest = dg;
+		a->have_digest = true;
+	}
+	if (!a->have_digest && !a->skip_verify)
+		return lp_err_set(err, -EINVAL,
+				  "layer %s has no %s annotation (not an "
+				  "eStargz layer?): give --toc-digest, or "
+				  "--insecure-skip-toc-verify",
+				  dgs, MOUNT_TOC_ANNOTATION);
+	return 0;
+}
+
+/* client options; @hosts has room for the plain-HTTP hosts and a NULL */
+static void registry_opts(const struct mount_args *a,
+			  const struct lp_reg_ref *ref, const char **hosts,
+			  struct lp_reg_opts *o)
+{
+	size_t n = 0, i;
+
+	for (i = 0; i < a->nr_insecure; i++)
+		hosts[n++] = a->insecure[i];
+	if (a->plain_http)
+		hosts[n++] = ref->host;
+	hosts[n] = NULL;
+	lp_reg_opts_init(o);
+	o->insecure_hosts = hosts;
+	o->ca_file = a->ca_file;
+	if (a->retries >= 0)
+		o->max_attempts = (unsigned int)a->retries + 1;
+	if (a->timeout_s > 0) {
+		/* a blob read, retries and back-off included, ends about then */
+		o->retry_budget_ms = a->timeout_s * 1000;
+		o->low_speed_time_s = a->timeout_s;
+		o->connect_timeout_ms =
+			a->timeout_s * 1000 < MOUNT_MAX_CONNECT_MS ?
+				a->timeout_s * 1000 :
+				MOUNT_MAX_CONNECT_MS;
+		o->request_timeout_ms = a->timeout_s * 1000;
+	}
+}
+
+/*
+ * open_registry_layer() - the layer --layer names in image @a->source,
+ * as a blob read by HTTP Range requests (it keeps the client alive). Fills
+ * in the TOC digest from the layer's annotation.
+ */
+static int open_registry_layer(struct mount_args *a, struct lp_blob **ret_blob,
+			       struct lp_err *err)
+{
+	const char *hosts[MOUNT_MAX_INSECURE + 2];
+	const struct lp_reg_desc *d = NULL;
+	struct lp_reg_manifest *m = NULL;
+	struct lp_reg *reg = NULL;
+	struct lp_reg_opts o;
+	struct lp_reg_ref ref;
+	int r;
+
+	r = lp_reg_ref_parse(a->source, &ref);
+	if (r < 0) {
+		lp_err_set(err, r, "%s: not an image reference", a->source);
+		goto out;
+	}
+	registry_opts(a, &ref, hosts, &o);
+	r = lp_reg_new(&o, &reg);
+	if (r < 0) {
+		lp_err_set(err, r, "cannot set up the registry client");
+		goto out;
+	}
+	r = lp_reg_manifest_fetch(reg, &ref, NULL, &m, err);
+	if (r < 0)
+		goto out;
+	r = pick_layer(m, a->layer, &d, err);
+	if (r < 0)
+		goto out;
+	r = layer_toc_digest(a, d, err);
+	if (r < 0)
+		goto out;
+	r = lp_reg_open_blob(reg, &ref, &d->digest, d->size, ret_blob);
+	if (r < 0)
+		lp_err_set(err, r, "%s: cannot open the layer blob", a->source);
+out:
+	lp_reg_manifest_free(m);
+	lp_reg_free(reg); /* the blob holds its own reference */
+	return r;
+}
+
+/*
+ * open_source() - the blob SOURCE names: a local file, or with --layer a
+ * registry blob. Nothing after this function knows the difference.
+ */
+static int open_source(struct mount_args *a, struct lp_blob **ret_blob,
 		       struct lp_err *err)
 {
-	int r = lp_blob_open_file(source, ret_blob);
+	int r;
 
+	if (a->layer)
+		return open_registry_layer(a, ret_blob, err);
+	r = lp_blob_open_file(a->source, ret_blob);
 	if (r < 0)
-		lp_err_set(err, r, "%s: %s", source, strerror(-r));
+		lp_err_set(err, r, "%s: %s", a->source, strerror(-r));
 	return r;
 }
 
@@ -111,6 +296,8 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 	int c;
 
 	lp_fs_options_init(&a->fs);
+	a->retries = -1;
+	a->timeout_s = -1;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", mount_options, NULL)) != -1) {
 		switch (c) {
@@ -163,6 +350,35 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case OPT_LOG_FILE:
 			a->log_file = optarg;
 			break;
+		case OPT_LAYER:
+			a->layer = optarg;
+			break;
+		case OPT_PLAIN_HTTP:
+			a->plain_http = true;
+			break;
+		case OPT_INSECURE_REGISTRY:
+			if (a->nr_insecure >= MOUNT_MAX_INSECURE)
+				return lp_cmd_usage_error(
+					"mount",
+					"more than %d --insecure-registry",
+					MOUNT_MAX_INSECURE);
+			a->insecure[a->nr_insecure++] = optarg;
+			break;
+		case OPT_CA_FILE:
+			a->ca_file = optarg;
+			break;
+		case OPT_RETRIES:
+			if (lp_cmd_parse_int(optarg, 0, MOUNT_MAX_RETRIES,
+					     &a->retries) < 0)
+				return lp_cmd_usage_error(
+					"mount", "bad --retries '%s'", optarg);
+			break;
+		case OPT_TIMEOUT:
+			if (lp_cmd_parse_int(optarg, 1, MOUNT_MAX_TIMEOUT,
+					     &a->timeout_s) < 0)
+				return lp_cmd_usage_error(
+					"mount", "bad --timeout '%s'", optarg);
+			break;
 		case 'h':
 			fputs(mount_usage, stdout);
 			return -1;
@@ -175,7 +391,13 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 					  "need SOURCE and MOUNTPOINT");
 	a->source = argv[optind];
 	a->mountpoint = argv[optind + 1];
-	if (!a->have_digest && !a->skip_verify)
+	if (!a->layer && (a->plain_http || a->nr_insecure || a->ca_file ||
+			  a->retries >= 0 || a->timeout_s >= 0))
+		return lp_cmd_usage_error(
+			"mount", "registry options need --layer and an image "
+				 "reference");
+	/* a registry layer's TOC digest may come from its annotation */
+	if (!a->layer && !a->have_digest && !a->skip_verify)
 		return lp_cmd_usage_error(
 			"mount",
 			"no --toc-digest: give the layer's TOC digest, or "
@@ -259,7 +481,7 @@ int lp_cmd_mount(int argc, char **argv)
 			    "not verified; chunk digests come from it",
 			    a.source);
 
-	r = open_source(a.source, &blob, &err);
+	r = open_source(&a, &blob, &err);
 	if (r < 0) {
 		ret = lp_cmd_fail("mount", &err, r);
 		goto out;

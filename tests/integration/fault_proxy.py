@@ -10,7 +10,8 @@ requests that match the mode are faulted, later ones pass. Writing the file
 again re-arms the counter. Modes: pass, reset, 503, 429, truncate, short206,
 ignore-range (Range stripped: 200 with the whole blob), multi400 (400 to
 multi-range), stall (no answer), wrongrange (Content-Range shifted by one),
-redirect (307 from blob GETs straight to the upstream).
+redirect (307 from blob GETs straight to the upstream), corrupt (one byte
+of a 206 blob body inverted: well-formed replies carrying wrong bytes).
 """
 import http.client
 import os
@@ -154,6 +155,9 @@ def handle(conn):
                  cut=len(rbody) // 2)
             reset(conn)
             return
+        if fault == "corrupt" and resp.status == 206 and rbody:
+            i = len(rbody) // 2
+            rbody = rbody[:i] + bytes([rbody[i] ^ 0xFF]) + rbody[i + 1:]
         if fault == "short206" and resp.status == 206:
             rbody = rbody[:len(rbody) // 2]
         if fault == "wrongrange" and resp.status == 206:
