@@ -93,6 +93,7 @@ struct fs_stats {
 	atomic_uint_fast64_t readahead_chunks;
 	atomic_uint_fast64_t prefetch_done_bytes; /* compressed span covered */
 	atomic_uint_fast64_t background_done_bytes;
+	atomic_uint_fast64_t background_retries; /* waits for the source */
 };
 
 void fs_stats_ondemand(struct fs_stats *s, uint64_t ns);

@@ -8,7 +8,10 @@
  * are in flight (and for FS_BACKGROUND_QUIET_MS after the last one); its
  * chunks enter the memory tier cold, so they never push out hot data.
  * Without a disk tier it stops once the memory budget is full: there is
- * nowhere to keep the rest.
+ * nowhere to keep the rest. When the source is unreachable (a registry
+ * down) it waits, backing off up to FS_BACKGROUND_BACKOFF_MAX_MS, and
+ * retries the same chunks rather than skipping them, so an outage costs
+ * time, not coverage; chunks whose bytes are wrong are skipped.
  *
  * Lock order: fetch.lock, then (inside fs_chunk_get) cache.lock; in practice
  * fetch.lock is never held across a fetch.
@@ -22,6 +25,8 @@
 
 #define FS_FETCH_NICE 10
 #define FS_BACKGROUND_POLL_MS 10
+#define FS_BACKGROUND_BACKOFF_MS 500 /* first wait after a failed fetch */
+#define FS_BACKGROUND_BACKOFF_MAX_MS 30000
 
 static bool stopping(struct lp_fs *fs)
 {
@@ -108,6 +113,30 @@ static bool wait_quiet(struct lp_fs *fs)
 	return !stop;
 }
 
+/* sleep @ms unless stopped first; false when stopping */
+static bool wait_ms(struct lp_fs *fs, unsigned int ms)
+{
+	struct timespec ts;
+	bool stop;
+
+	deadline_in(&ts, ms);
+	pthread_mutex_lock(&fs->fetch.lock);
+	while (!fs->fetch.stop &&
+	       pthread_cond_timedwait(&fs->fetch.cond, &fs->fetch.lock, &ts) !=
+		       ETIMEDOUT)
+		;
+	stop = fs->fetch.stop;
+	pthread_mutex_unlock(&fs->fetch.lock);
+	return !stop;
+}
+
+/* errors that another try may not see: the source could not be read */
+static bool transient(int r)
+{
+	return r != -EBADMSG && r != -EFBIG && r != -ENOMEM && r != -ERANGE &&
+	       r != -EINVAL;
+}
+
 static bool have_chunk(struct lp_fs *fs, uint32_t ci)
 {
 	const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, ci);
@@ -120,6 +149,7 @@ static bool have_chunk(struct lp_fs *fs, uint32_t ci)
 static void background(struct lp_fs *fs)
 {
 	uint32_t nr = lp_toc_nr_chunks(fs->toc), ci, next;
+	unsigned int backoff = 0;
 	int r, last_err = 0;
 
 	set_state(fs, false, FS_JOB_RUNNING, 0);
@@ -140,8 +170,25 @@ static void background(struct lp_fs *fs)
 		if (!have_chunk(fs, ci)) {
 			r = fs_chunk_get(fs, ci, nr, FS_FETCH_BACKGROUND, NULL,
 					 &next, NULL);
+			if (r < 0 && transient(r)) {
+				/* the source is away: wait, then retry */
+				backoff = backoff ? backoff * 2 :
+						    FS_BACKGROUND_BACKOFF_MS;
+				if (backoff > FS_BACKGROUND_BACKOFF_MAX_MS)
+					backoff = FS_BACKGROUND_BACKOFF_MAX_MS;
+				atomic_fetch_add(&fs->stats.background_retries,
+						 1);
+				if (!wait_ms(fs, backoff)) {
+					set_state(fs, false, FS_JOB_STOPPED, r);
+					return;
+				}
+				next = ci;
+				continue;
+			}
 			if (r < 0)
 				last_err = r; /* keep going: others may do */
+			else
+				backoff = 0;
 		}
 		c = lp_toc_chunk(fs->toc, next - 1);
 		atomic_store(&fs->stats.background_done_bytes,

@@ -90,7 +90,7 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 		"  \"prefetch\": {\"state\": \"%s\", \"error\": %d, "
 		"\"end\": %llu, \"done_bytes\": %llu},\n"
 		"  \"background\": {\"state\": \"%s\", \"error\": %d, "
-		"\"done_bytes\": %llu},\n"
+		"\"done_bytes\": %llu, \"retries\": %llu},\n"
 		"  \"on_demand\": {\"fetches\": %llu, \"latency_ns_total\": "
 		"%llu, \"latency_ns_avg\": %llu, \"latency_ns_max\": %llu, "
 		"\"readahead_chunks\": %llu},\n"
@@ -113,6 +113,7 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 		(unsigned long long)ld(&s->prefetch_done_bytes),
 		fs_job_state_name(bg), bg_err,
 		(unsigned long long)ld(&s->background_done_bytes),
+		(unsigned long long)ld(&s->background_retries),
 		(unsigned long long)n, (unsigned long long)ns,
 		(unsigned long long)(n ? ns / n : 0),
 		(unsigned long long)ld(&s->ondemand_ns_max),

@@ -823,6 +823,37 @@ static void test_prefetch_background(void **state)
 	check_all_files(fx.fs, "v1-default");
 	assert_int_equal(stat_of(fx.fs, "\"fetches"), fetches);
 	lp_fs_free(fx.fs);
+
+	/* a source that is away: background waits and retries, then
+	 * covers everything once it is back */
+	lp_fs_options_init(&opts);
+	open_fs(&fx, "v1-default", &opts);
+	fx.fault->lo = 0;
+	fx.fault->hi = UINT64_MAX;
+	atomic_store(&fx.fault->mode, FAULT_FAIL);
+	assert_int_equal(lp_fs_start(fx.fs), 0);
+	for (i = 0; i < 500 && stat_of(fx.fs, "\"retries") < 1; i++)
+		usleep(10000);
+	assert_true(stat_of(fx.fs, "\"retries") >= 1);
+	atomic_store(&fx.fault->mode, FAULT_NONE);
+	for (i = 0; i < 1000; i++) {
+		struct lp_buf b;
+		bool done;
+
+		lp_buf_init(&b, LP_FS_STATS_MAX);
+		lp_fs_stats_json(fx.fs, &b);
+		done = strstr((char *)b.data,
+			      "\"background\": {\"state\": \"done\", "
+			      "\"error\": 0");
+		lp_buf_release(&b);
+		if (done)
+			break;
+		usleep(10000);
+	}
+	assert_true(i < 1000);
+	atomic_store(&fx.fault->mode, FAULT_FAIL);
+	check_all_files(fx.fs, "v1-default");
+	lp_fs_free(fx.fs);
 }
 
 int main(void)
