@@ -105,6 +105,17 @@ out:
 	return r;
 }
 
+int lp_reg_manifest_get(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			struct lp_reg_manifest **ret_m, struct lp_err *err)
+{
+	char name[LP_DIGEST_STR_LEN + 1];
+
+	if (ref->has_digest)
+		lp_digest_format(&ref->digest, name);
+	return get_manifest(reg, ref, ref->has_digest ? name : ref->tag,
+			    ref->has_digest ? &ref->digest : NULL, ret_m, err);
+}
+
 int lp_reg_manifest_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			  const char *platform, struct lp_reg_manifest **ret_m,
 			  struct lp_err *err)

@@ -182,6 +182,15 @@ int lp_reg_manifest_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			  const char *platform, struct lp_reg_manifest **ret_m,
 			  struct lp_err *err);
 
+/*
+ * lp_reg_manifest_get() - like lp_reg_manifest_fetch(), but an index is
+ * returned as it is, not resolved to a platform's manifest (image conversion
+ * needs every entry). Verified the same way. Returns as
+ * lp_reg_manifest_fetch().
+ */
+int lp_reg_manifest_get(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			struct lp_reg_manifest **ret_m, struct lp_err *err);
+
 /* lp_reg_manifest_free() - NULL allowed; frees every borrowed string too. */
 void lp_reg_manifest_free(struct lp_reg_manifest *m);
 
