@@ -18,6 +18,7 @@ enum {
 };
 
 int lp_cmd_layer(int argc, char **argv);
+int lp_cmd_convert(int argc, char **argv);
 int lp_cmd_mount(int argc, char **argv);
 
 /*

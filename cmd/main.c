@@ -26,6 +26,7 @@ static const char usage[] =
 	"  layer inspect   show a layer's format, TOC and sizes\n"
 	"  layer verify    check a layer's TOC digest and every chunk\n"
 	"  layer extract   unpack a layer into a directory\n"
+	"  convert         convert a whole image (registry or oci:DIR) to eStargz\n"
 	"  mount           mount a layer lazily with FUSE\n"
 	"\n"
 	"Options:\n"
@@ -142,6 +143,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[i], "layer"))
 		return lp_cmd_layer(argc - i, argv + i);
+	if (!strcmp(argv[i], "convert"))
+		return lp_cmd_convert(argc - i, argv + i);
 	if (!strcmp(argv[i], "mount"))
 		return lp_cmd_mount(argc - i, argv + i);
 	if (!strcmp(argv[i], "help")) {
