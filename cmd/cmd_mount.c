@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,14 @@
 #define MOUNT_MAX_TIMEOUT 3600 /* seconds */
 #define MOUNT_MAX_CONNECT_MS 10000 /* connect timeout, at most */
 #define MOUNT_TOC_ANNOTATION "containerd.io/snapshot/stargz/toc.digest"
+/*
+ * The memory budget is about what the cache holds; glibc would otherwise
+ * keep freed chunk buffers (up to 4 MiB each, on many threads' arenas) and
+ * the daemon's RSS would grow with everything ever read. Big buffers are
+ * mapped and unmapped instead, and few arenas are kept.
+ */
+#define MOUNT_MMAP_THRESHOLD (128 * 1024)
+#define MOUNT_MALLOC_ARENAS 2
 
 static const char mount_usage[] =
 	"Usage: lazypull mount [OPTIONS] SOURCE MOUNTPOINT\n"
@@ -476,6 +485,8 @@ int lp_cmd_mount(int argc, char **argv)
 	r = parse_args(argc, argv, &a);
 	if (r)
 		return r < 0 ? LP_EXIT_OK : r;
+	mallopt(M_MMAP_THRESHOLD, MOUNT_MMAP_THRESHOLD);
+	mallopt(M_ARENA_MAX, MOUNT_MALLOC_ARENAS);
 	if (a.skip_verify)
 		lp_log_warn("--insecure-skip-toc-verify: the TOC of %s is "
 			    "not verified; chunk digests come from it",
