@@ -16,8 +16,16 @@ pkgs=(
 	# tests and tools
 	tar gzip zstd xxd busybox-static python3 attr
 	docker-registry apache2-utils openssl curl
+	# image conversion tests: inspect what `lazypull convert` pushed
+	skopeo
 	# reference implementation for interop checks (Debian's Go sources)
 	golang-go golang-github-containerd-stargz-snapshotter-dev
+	# snapshot/: containerd remote snapshotter (gRPC core + protobuf-c,
+	# SQLite metadata, Prometheus metrics) and its end-to-end tests
+	libgrpc-dev protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
+	libprotobuf-dev libsqlite3-dev libmicrohttpd-dev
+	golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev
+	containerd runc stargz-snapshotter python3-grpcio
 )
 
 missing=()
