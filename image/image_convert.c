@@ -1113,7 +1113,7 @@ out:
 static int publish(struct conv *cv, struct lp_image_result *res)
 {
 	char *index = NULL;
-	size_t i, len;
+	size_t i, len = 0;
 	int r = 0;
 
 	for (i = 0; i < cv->n_jobs && r == 0; i++) {
