@@ -117,7 +117,7 @@ static int read_gzip_toc(struct lp_layer *l, const uint8_t *src, size_t len,
 	uint8_t hdr[TAR_BLOCK];
 	z_stream zs = { 0 };
 	bool ready = false;
-	size_t json_len;
+	size_t json_len = 0;
 	int r;
 
 	if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
