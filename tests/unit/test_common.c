@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Unit tests for common/: digests, the capped buffer, the error buffer and
- * the blob sources (file and memory).
+ * Unit tests for common/: digests, the capped buffer, the error buffer, the
+ * blob sources (file and memory) and the hash maps.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -18,6 +18,7 @@
 #include "lp_buf.h"
 #include "lp_digest.h"
 #include "lp_err.h"
+#include "lp_hashmap.h"
 
 static void test_digest_known(void **state)
 {
@@ -179,6 +180,170 @@ static void test_blob_file(void **state)
 	assert_int_equal(lp_blob_open_file("/tmp", &b), -EISDIR);
 }
 
+/* a zero map is empty; get never finds, release is harmless (NULL too) */
+static void test_hashmap_empty(void **state)
+{
+	struct lp_hashmap m = { 0 };
+	struct lp_strmap sm = { 0 };
+	uint64_t v = 7, k;
+	size_t pos = 0;
+
+	assert_int_equal(lp_hashmap_get(&m, 0, &v), -ENOENT);
+	assert_int_equal(v, 7);
+	assert_int_equal(lp_hashmap_next(&m, &pos, &k, &v), 0);
+	assert_int_equal(lp_strmap_get(&sm, "", &v), -ENOENT);
+	lp_hashmap_release(&m);
+	lp_hashmap_release(NULL);
+	lp_strmap_release(&sm);
+	lp_strmap_release(NULL);
+}
+
+/* set, replace, missing keys; 0 and UINT64_MAX are ordinary keys */
+static void test_hashmap_basic(void **state)
+{
+	struct lp_hashmap m = { 0 };
+	uint64_t v;
+
+	assert_int_equal(lp_hashmap_put(&m, 0, 10), 0);
+	assert_int_equal(lp_hashmap_put(&m, UINT64_MAX, 20), 0);
+	assert_int_equal(lp_hashmap_put(&m, 5, 30), 0);
+	assert_int_equal(m.nr, 3);
+	assert_int_equal(lp_hashmap_get(&m, 0, &v), 0);
+	assert_int_equal(v, 10);
+	assert_int_equal(lp_hashmap_get(&m, UINT64_MAX, &v), 0);
+	assert_int_equal(v, 20);
+	assert_int_equal(lp_hashmap_get(&m, 5, NULL), 0);
+	assert_int_equal(lp_hashmap_get(&m, 1, &v), -ENOENT);
+	assert_int_equal(lp_hashmap_get(&m, UINT64_MAX - 1, &v), -ENOENT);
+	assert_int_equal(lp_hashmap_put(&m, 5, 31), 0);
+	assert_int_equal(m.nr, 3);
+	assert_int_equal(lp_hashmap_get(&m, 5, &v), 0);
+	assert_int_equal(v, 31);
+	lp_hashmap_release(&m);
+	assert_int_equal(m.nr, 0);
+	assert_int_equal(lp_hashmap_get(&m, 5, &v), -ENOENT);
+}
+
+/*
+ * Many keys through many doublings, some sharing a slot: keys differing only
+ * above bit 32 and multiples of a large power of two. Every key and value
+ * survives, the table stays at most half full, the walk visits each once.
+ */
+static void test_hashmap_many(void **state)
+{
+	const uint64_t n = 200000;
+	struct lp_hashmap m = { 0 };
+	uint64_t i, k, v, sum = 0, seen = 0;
+	size_t pos = 0;
+
+	for (i = 0; i < n; i++) {
+		k = i % 2 ? i << 40 : i * 0x9e3779b97f4a7c15ull;
+		assert_int_equal(lp_hashmap_put(&m, k, ~k), 0);
+		assert_true(m.nr * 2 <= m.cap);
+	}
+	assert_int_equal(m.nr, n);
+	for (i = 0; i < n; i++) {
+		k = i % 2 ? i << 40 : i * 0x9e3779b97f4a7c15ull;
+		assert_int_equal(lp_hashmap_get(&m, k, &v), 0);
+		assert_true(v == ~k);
+		assert_int_equal(lp_hashmap_get(&m, k + 1, &v), -ENOENT);
+	}
+	while (lp_hashmap_next(&m, &pos, &k, &v)) {
+		assert_true(v == ~k);
+		seen++;
+	}
+	assert_int_equal(seen, n);
+	assert_int_equal(lp_hashmap_next(&m, &pos, &k, &v), 0);
+
+	/* sequential ids (uids) */
+	lp_hashmap_release(&m);
+	for (i = 0; i < 1000; i++)
+		assert_int_equal(lp_hashmap_put(&m, i, i * 3), 0);
+	for (i = 0; i < 1000; i++) {
+		assert_int_equal(lp_hashmap_get(&m, i, &v), 0);
+		sum += v;
+	}
+	assert_int_equal(sum, 3 * 999 * 1000 / 2);
+	assert_int_equal(lp_hashmap_get(&m, 1000, &v), -ENOENT);
+	lp_hashmap_release(&m);
+}
+
+static void test_strmap(void **state)
+{
+	struct lp_strmap m = { 0 };
+	char key[32];
+	uint64_t v;
+	int i;
+
+	assert_int_equal(lp_strmap_put(&m, "", 1), 0);
+	assert_int_equal(lp_strmap_put(&m, "usr/bin", 2), 0);
+	assert_int_equal(lp_strmap_get(&m, "", &v), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(lp_strmap_get(&m, "usr/bin", &v), 0);
+	assert_int_equal(v, 2);
+	assert_int_equal(lp_strmap_get(&m, "usr/bi", &v), -ENOENT);
+	assert_int_equal(lp_strmap_get(&m, "usr/bin/", &v), -ENOENT);
+	assert_int_equal(lp_strmap_put(&m, "usr/bin", 3), 0);
+	assert_int_equal(lp_strmap_get(&m, "usr/bin", &v), 0);
+	assert_int_equal(v, 3);
+
+	/* the key is copied */
+	strcpy(key, "tmp");
+	assert_int_equal(lp_strmap_put(&m, key, 4), 0);
+	strcpy(key, "xyz");
+	assert_int_equal(lp_strmap_get(&m, "tmp", &v), 0);
+	assert_int_equal(v, 4);
+	assert_int_equal(lp_strmap_get(&m, "xyz", &v), -ENOENT);
+
+	/* growth */
+	for (i = 0; i < 50000; i++) {
+		snprintf(key, sizeof(key), "d%d/f%d", i % 100, i);
+		assert_int_equal(lp_strmap_put(&m, key, (uint64_t)i), 0);
+	}
+	for (i = 0; i < 50000; i++) {
+		snprintf(key, sizeof(key), "d%d/f%d", i % 100, i);
+		assert_int_equal(lp_strmap_get(&m, key, &v), 0);
+		assert_int_equal(v, i);
+	}
+	assert_int_equal(lp_strmap_get(&m, "d0/f1", &v), -ENOENT);
+	lp_strmap_release(&m);
+	assert_int_equal(lp_strmap_get(&m, "tmp", &v), -ENOENT);
+}
+
+/* strings sharing one 64-bit hash are still different keys */
+static void test_strmap_same_hash(void **state)
+{
+	struct lp_strmap m = { 0 };
+	uint64_t v;
+
+	assert_int_equal(lp_strmap_put_hashed(&m, "a", 42, 1), 0);
+	assert_int_equal(lp_strmap_put_hashed(&m, "b", 42, 2), 0);
+	assert_int_equal(lp_strmap_put_hashed(&m, "c", 42, 3), 0);
+	assert_int_equal(lp_strmap_put_hashed(&m, "b", 42, 20), 0);
+	assert_int_equal(lp_strmap_put_hashed(&m, "d", 43, 4), 0);
+	assert_int_equal(m.map.nr, 2);
+	assert_int_equal(lp_strmap_get_hashed(&m, "a", 42, &v), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(lp_strmap_get_hashed(&m, "b", 42, &v), 0);
+	assert_int_equal(v, 20);
+	assert_int_equal(lp_strmap_get_hashed(&m, "c", 42, &v), 0);
+	assert_int_equal(v, 3);
+	assert_int_equal(lp_strmap_get_hashed(&m, "d", 43, &v), 0);
+	assert_int_equal(v, 4);
+	assert_int_equal(lp_strmap_get_hashed(&m, "e", 42, &v), -ENOENT);
+	assert_int_equal(lp_strmap_get_hashed(&m, "d", 42, &v), -ENOENT);
+	lp_strmap_release(&m); /* frees every string of the chain (ASan) */
+}
+
+static void test_hash_bytes(void **state)
+{
+	/* FNV-1a 64 test vectors */
+	assert_true(lp_hash_bytes("", 0) == 0xcbf29ce484222325ull);
+	assert_true(lp_hash_bytes("a", 1) == 0xaf63dc4c8601ec8cull);
+	assert_true(lp_hash_bytes("foobar", 6) == 0x85944171f73967e8ull);
+	assert_true(lp_hash_bytes("foobarX", 6) == lp_hash_bytes("foobar", 6));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -188,6 +353,12 @@ int main(void)
 		cmocka_unit_test(test_err),
 		cmocka_unit_test(test_blob_mem),
 		cmocka_unit_test(test_blob_file),
+		cmocka_unit_test(test_hashmap_empty),
+		cmocka_unit_test(test_hashmap_basic),
+		cmocka_unit_test(test_hashmap_many),
+		cmocka_unit_test(test_strmap),
+		cmocka_unit_test(test_strmap_same_hash),
+		cmocka_unit_test(test_hash_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
