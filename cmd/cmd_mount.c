@@ -503,6 +503,7 @@ int lp_cmd_mount(int argc, char **argv)
 		ret = lp_cmd_fail("mount", &err, r);
 		goto out;
 	}
+	lp_layer_drop_toc_json(layer); /* a mount never serves it */
 	r = lp_fs_new(layer, &a.fs, &fs, &err); /* takes the layer */
 	layer = NULL;
 	if (r < 0) {
