@@ -26,6 +26,9 @@ pkgs=(
 	libprotobuf-dev libsqlite3-dev libmicrohttpd-dev
 	golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev
 	containerd runc stargz-snapshotter python3-grpcio
+	# podman interop: partial pulls of converted images (test_podman.sh;
+	# runc above is its runtime: crun rejects this host's hybrid cgroups)
+	podman
 )
 
 missing=()
