@@ -25,6 +25,7 @@
 
 #include <json-c/json.h>
 
+#include "lp_hashmap.h"
 #include "lp_toc.h"
 
 /* all strings and xattr values of one TOC; bounds the implied-dir copies */
@@ -53,13 +54,6 @@ struct xattr_tmp {
 	uint32_t name, value, len;
 };
 
-/* uid/gid -> pool offset of the last name seen for it */
-struct u32map {
-	uint32_t *keys, *vals;
-	uint8_t *used;
-	size_t cap, n;
-};
-
 struct builder {
 	struct lp_err *err;
 	uint64_t payload_end;
@@ -74,7 +68,7 @@ struct builder {
 	size_t pool_len, pool_cap;
 	uint32_t *htab; /* entry index + 1, 0 = empty */
 	size_t hcap, hused;
-	struct u32map umap, gmap;
+	struct lp_hashmap umap, gmap; /* uid/gid -> pool offset of its name */
 	uint32_t last_ent; /* last non-chunk entry, for "chunk" */
 	bool root_named;
 	uint64_t prefetch_end;
@@ -156,16 +150,6 @@ out:
 	return r;
 }
 
-static uint64_t hash_bytes(const char *s, size_t len)
-{
-	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		h = (h ^ (uint8_t)s[i]) * 0x100000001b3ull;
-	return h;
-}
-
 static bool path_is(const struct builder *b, uint32_t ent, const char *s,
 		    size_t len)
 {
@@ -177,7 +161,7 @@ static bool path_is(const struct builder *b, uint32_t ent, const char *s,
 /* slot of @s in the path hash: holds its entry, or is empty */
 static size_t hash_slot(const struct builder *b, const char *s, size_t len)
 {
-	size_t mask = b->hcap - 1, i = hash_bytes(s, len) & mask;
+	size_t mask = b->hcap - 1, i = lp_hash_bytes(s, len) & mask;
 
 	while (b->htab[i] && !path_is(b, b->htab[i] - 1, s, len))
 		i = (i + 1) & mask;
@@ -225,81 +209,6 @@ static int hash_insert(struct builder *b, uint32_t ent)
 	b->hused++;
 out:
 	return r;
-}
-
-static uint32_t *u32map_find(struct u32map *m, uint32_t key, bool *found)
-{
-	size_t mask = m->cap - 1, i = (key * 0x9e3779b1u) & mask;
-
-	while (m->used[i] && m->keys[i] != key)
-		i = (i + 1) & mask;
-	*found = m->used[i];
-	return &m->vals[i];
-}
-
-/* the name last recorded for @key, or 0 (the pool's "") */
-static uint32_t u32map_get(struct u32map *m, uint32_t key)
-{
-	bool found;
-	uint32_t *v;
-
-	if (!m->cap)
-		return 0;
-	v = u32map_find(m, key, &found);
-	return found ? *v : 0;
-}
-
-static int u32map_set(struct u32map *m, uint32_t key, uint32_t val)
-{
-	struct u32map nm = { 0 };
-	bool found;
-	uint32_t *v;
-	size_t i;
-	int r = 0;
-
-	if ((m->n + 1) * 2 > m->cap) {
-		nm.cap = m->cap ? m->cap * 2 : 16;
-		nm.keys = malloc(nm.cap * sizeof(*nm.keys));
-		nm.vals = malloc(nm.cap * sizeof(*nm.vals));
-		nm.used = calloc(nm.cap, 1);
-		if (!nm.keys || !nm.vals || !nm.used) {
-			r = -ENOMEM;
-			goto out;
-		}
-		for (i = 0; i < m->cap; i++) {
-			if (m->used[i]) {
-				v = u32map_find(&nm, m->keys[i], &found);
-				*v = m->vals[i];
-				nm.keys[v - nm.vals] = m->keys[i];
-				nm.used[v - nm.vals] = 1;
-				nm.n++;
-			}
-		}
-		free(m->keys);
-		free(m->vals);
-		free(m->used);
-		*m = nm;
-		nm = (struct u32map){ 0 };
-	}
-	v = u32map_find(m, key, &found);
-	*v = val;
-	if (!found) {
-		m->keys[v - m->vals] = key;
-		m->used[v - m->vals] = 1;
-		m->n++;
-	}
-out:
-	free(nm.keys);
-	free(nm.vals);
-	free(nm.used);
-	return r;
-}
-
-static void u32map_release(struct u32map *m)
-{
-	free(m->keys);
-	free(m->vals);
-	free(m->used);
 }
 
 /*
@@ -706,18 +615,19 @@ static int type_from_name(const char *s)
 
 /* userName/groupName, carried forward per uid/gid as the reference does */
 static int owner_name(struct builder *b, json_object *o, const char *key,
-		      struct u32map *m, uint32_t id, uint32_t *ret_off)
+		      struct lp_hashmap *m, uint32_t id, uint32_t *ret_off)
 {
 	const char *s;
 	size_t len;
-	uint32_t prev;
+	uint64_t prev;
 	int r = get_str(b, o, key, &s, &len);
 
 	if (r < 0)
 		goto out;
-	prev = u32map_get(m, id);
+	if (lp_hashmap_get(m, id, &prev) < 0)
+		prev = 0; /* no name yet: the pool's "" */
 	if (len == 0) {
-		*ret_off = prev;
+		*ret_off = (uint32_t)prev;
 		goto out;
 	}
 	if (len > USER_NAME_MAX || memchr(s, '\0', len)) {
@@ -725,13 +635,13 @@ static int owner_name(struct builder *b, json_object *o, const char *key,
 		goto out;
 	}
 	if (prev && strcmp(b->pool + prev, s) == 0) {
-		*ret_off = prev; /* the common case: no new string */
+		*ret_off = (uint32_t)prev; /* the common case: no new string */
 		goto out;
 	}
 	r = pool_add(b, s, len, ret_off);
 	if (r < 0)
 		goto out;
-	r = u32map_set(m, id, *ret_off);
+	r = lp_hashmap_put(m, id, *ret_off);
 out:
 	return r;
 }
@@ -1530,8 +1440,8 @@ static void builder_release(struct builder *b)
 	free(b->xattrs);
 	free(b->pool);
 	free(b->htab);
-	u32map_release(&b->umap);
-	u32map_release(&b->gmap);
+	lp_hashmap_release(&b->umap);
+	lp_hashmap_release(&b->gmap);
 }
 
 int lp_toc_parse(const void *json, size_t len, uint64_t payload_end,
