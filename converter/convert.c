@@ -29,6 +29,7 @@
 
 #include "convert_int.h"
 #include "lp_footer.h"
+#include "lp_hashmap.h"
 #include "lp_toc.h"
 
 #define LP_CV_SPOOL_BUF (1 * LP_MIB)
@@ -52,19 +53,6 @@ struct lp_cv_rec {
 	struct lp_digest digest, chunk_digest;
 };
 
-/* open-addressing maps: string -> index, and id -> last name */
-struct lp_smap {
-	char **keys;
-	uint32_t *vals;
-	size_t cap, n;
-};
-
-struct lp_idmap {
-	uint64_t *keys; /* id + 1; 0 = empty */
-	char **names;
-	size_t cap, n;
-};
-
 enum lp_src_kind { LP_SRC_READER, LP_SRC_SPOOL, LP_SRC_MEM };
 
 struct lp_cv {
@@ -84,8 +72,8 @@ struct lp_cv {
 	size_t nr_recs, cap_recs;
 	uint64_t *member_off;
 	size_t cap_members;
-	struct lp_smap names; /* clean name -> first rec (stream mode) */
-	struct lp_idmap unames, gnames;
+	struct lp_strmap names; /* clean name -> first rec (stream mode) */
+	struct lp_hashmap unames, gnames; /* id -> last name (char *, owned) */
 
 	struct lp_buf hdr;
 	struct lp_sha256 *diff_sha, *file_sha;
@@ -94,155 +82,61 @@ struct lp_cv {
 
 /* ---- small maps ---- */
 
-static uint64_t lp_hash_str(const char *s)
+/* the index stored for @key, or LP_CV_NONE */
+static uint32_t lp_names_get(const struct lp_strmap *m, const char *key)
 {
-	uint64_t h = 1469598103934665603ull;
+	uint64_t v;
 
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 1099511628211ull;
-	return h;
+	return lp_strmap_get(m, key, &v) == 0 ? (uint32_t)v : LP_CV_NONE;
 }
 
-static void lp_smap_free(struct lp_smap *m)
+/* free the names of an id -> name map, then the map */
+static void lp_idmap_free(struct lp_hashmap *m)
 {
-	size_t i;
+	size_t pos = 0;
+	uint64_t v;
 
-	for (i = 0; i < m->cap; i++)
-		free(m->keys[i]);
-	free(m->keys);
-	free(m->vals);
-	memset(m, 0, sizeof(*m));
-}
-
-static size_t lp_smap_slot(const struct lp_smap *m, const char *key)
-{
-	size_t i = lp_hash_str(key) & (m->cap - 1);
-
-	while (m->keys[i] && strcmp(m->keys[i], key))
-		i = (i + 1) & (m->cap - 1);
-	return i;
-}
-
-static uint32_t lp_smap_get(const struct lp_smap *m, const char *key)
-{
-	size_t i;
-
-	if (!m->cap)
-		return LP_CV_NONE;
-	i = lp_smap_slot(m, key);
-	return m->keys[i] ? m->vals[i] : LP_CV_NONE;
-}
-
-/* Set @key (copied) to @val. */
-static int lp_smap_put(struct lp_smap *m, const char *key, uint32_t val)
-{
-	size_t i;
-
-	if ((m->n + 1) * 2 > m->cap) {
-		struct lp_smap nm = { 0 };
-		size_t j;
-
-		nm.cap = m->cap ? m->cap * 2 : 1024;
-		nm.keys = calloc(nm.cap, sizeof(*nm.keys));
-		nm.vals = calloc(nm.cap, sizeof(*nm.vals));
-		if (!nm.keys || !nm.vals) {
-			lp_smap_free(&nm);
-			return -ENOMEM;
-		}
-		for (j = 0; j < m->cap; j++) {
-			if (!m->keys[j])
-				continue;
-			i = lp_smap_slot(&nm, m->keys[j]);
-			nm.keys[i] = m->keys[j];
-			nm.vals[i] = m->vals[j];
-			nm.n++;
-		}
-		free(m->keys);
-		free(m->vals);
-		*m = nm;
-	}
-	i = lp_smap_slot(m, key);
-	if (!m->keys[i]) {
-		m->keys[i] = strdup(key);
-		if (!m->keys[i])
-			return -ENOMEM;
-		m->n++;
-	}
-	m->vals[i] = val;
-	return 0;
-}
-
-static void lp_idmap_free(struct lp_idmap *m)
-{
-	size_t i;
-
-	for (i = 0; i < m->cap; i++)
-		free(m->names[i]);
-	free(m->keys);
-	free(m->names);
-	memset(m, 0, sizeof(*m));
-}
-
-static size_t lp_idmap_slot(const struct lp_idmap *m, uint64_t key)
-{
-	size_t i = (size_t)(key * 0x9e3779b97f4a7c15ull >> 20) & (m->cap - 1);
-
-	while (m->keys[i] && m->keys[i] != key)
-		i = (i + 1) & (m->cap - 1);
-	return i;
+	while (lp_hashmap_next(m, &pos, NULL, &v))
+		free((char *)(uintptr_t)v);
+	lp_hashmap_release(m);
 }
 
 /*
  * The reference's nameIfChanged: @name when it differs from the last name
  * recorded for @id (and record it), else NULL. *ret is a new string or NULL.
  */
-static int lp_idmap_changed(struct lp_idmap *m, int64_t id, const char *name,
+static int lp_idmap_changed(struct lp_hashmap *m, int64_t id, const char *name,
 			    char **ret)
 {
-	uint64_t key = (uint64_t)id + 1;
-	size_t i;
+	char *prev = NULL, *rec = NULL;
+	uint64_t v;
+	int r = 0;
 
 	*ret = NULL;
 	if (!*name)
-		return 0;
-	if ((m->n + 1) * 2 > m->cap) {
-		struct lp_idmap nm = { 0 };
-		size_t j;
-
-		nm.cap = m->cap ? m->cap * 2 : 64;
-		nm.keys = calloc(nm.cap, sizeof(*nm.keys));
-		nm.names = calloc(nm.cap, sizeof(*nm.names));
-		if (!nm.keys || !nm.names) {
-			lp_idmap_free(&nm);
-			return -ENOMEM;
-		}
-		for (j = 0; j < m->cap; j++) {
-			if (!m->keys[j])
-				continue;
-			i = lp_idmap_slot(&nm, m->keys[j]);
-			nm.keys[i] = m->keys[j];
-			nm.names[i] = m->names[j];
-			nm.n++;
-		}
-		free(m->keys);
-		free(m->names);
-		*m = nm;
-	}
-	i = lp_idmap_slot(m, key);
-	if (m->keys[i] && !strcmp(m->names[i], name))
-		return 0;
-	free(m->names[i]);
-	m->names[i] = strdup(name);
+		goto out;
+	if (lp_hashmap_get(m, (uint64_t)id, &v) == 0)
+		prev = (char *)(uintptr_t)v;
+	if (prev && !strcmp(prev, name))
+		goto out;
+	rec = strdup(name);
 	*ret = strdup(name);
-	if (!m->names[i] || !*ret) {
+	if (!rec || !*ret) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = lp_hashmap_put(m, (uint64_t)id, (uint64_t)(uintptr_t)rec);
+	if (r < 0)
+		goto out;
+	free(prev);
+	rec = NULL;
+out:
+	if (r < 0) {
 		free(*ret);
 		*ret = NULL;
-		return -ENOMEM;
 	}
-	if (!m->keys[i])
-		m->n++;
-	m->keys[i] = key;
-	return 0;
+	free(rec);
+	return r;
 }
 
 /* ---- records ---- */
@@ -597,7 +491,7 @@ static int lp_cv_stream(struct lp_cv *cv)
 		}
 		/* a later entry of the same name replaces the earlier one in
 		 * the TOC (its bytes stay in the stream, unreferenced) */
-		old = lp_smap_get(&cv->names, clean);
+		old = lp_names_get(&cv->names, clean);
 		if (old != LP_CV_NONE) {
 			cv->recs[old].dead = true;
 			for (i = old + 1; i < cv->nr_recs &&
@@ -607,7 +501,7 @@ static int lp_cv_stream(struct lp_cv *cv)
 		}
 		r = lp_cv_emit(cv, &e, &src, &first);
 		if (r == 0)
-			r = lp_smap_put(&cv->names, clean, (uint32_t)first);
+			r = lp_strmap_put(&cv->names, clean, (uint32_t)first);
 	}
 	free(clean);
 	lp_cv_entry_clear(&e);
@@ -623,7 +517,7 @@ struct lp_prio {
 	bool *out; /* moved to the front */
 	uint32_t *order; /* moved entries, in order */
 	size_t nr_order;
-	struct lp_smap map; /* clean name -> entry */
+	struct lp_strmap map; /* clean name -> entry */
 };
 
 static int lp_prio_spool(struct lp_cv *cv, struct lp_prio *p)
@@ -698,10 +592,10 @@ static int lp_prio_spool(struct lp_cv *cv, struct lp_prio *p)
 			break;
 		}
 		cv->spool_len += done;
-		old = lp_smap_get(&p->map, clean);
+		old = lp_names_get(&p->map, clean);
 		if (old != LP_CV_NONE)
 			p->ents[old].typeflag = 0; /* removed */
-		r = lp_smap_put(&p->map, clean, (uint32_t)(p->nr - 1));
+		r = lp_strmap_put(&p->map, clean, (uint32_t)(p->nr - 1));
 		if (r < 0)
 			break;
 	}
@@ -722,7 +616,7 @@ static int lp_prio_move(struct lp_prio *p, const char *path, unsigned depth)
 	name = lp_cv_clean_name(path);
 	if (!name)
 		return -ENOMEM;
-	i = lp_smap_get(&p->map, name);
+	i = lp_names_get(&p->map, name);
 	if (!*name) {
 		if (i != LP_CV_NONE && p->in[i])
 			goto move;
@@ -831,7 +725,7 @@ out:
 	free(p.in);
 	free(p.out);
 	free(p.order);
-	lp_smap_free(&p.map);
+	lp_strmap_release(&p.map);
 	return r;
 }
 
@@ -1028,7 +922,7 @@ static void lp_cv_free(struct lp_cv *cv)
 		lp_rec_clear(&cv->recs[i]);
 	free(cv->recs);
 	free(cv->member_off);
-	lp_smap_free(&cv->names);
+	lp_strmap_release(&cv->names);
 	lp_idmap_free(&cv->unames);
 	lp_idmap_free(&cv->gnames);
 	lp_buf_release(&cv->hdr);
