@@ -4,6 +4,9 @@
  * the cap fails with -EFBIG instead of growing without bound. The data is
  * always NUL-terminated (the NUL is not counted in len), so a buffer holding
  * text can be passed to string functions.
+ *
+ * lp_grow_array() is the same growth for arrays whose bound the caller
+ * checks (entry counts, pools): capacity doubles, from 16 elements.
  */
 #ifndef LP_BUF_H
 #define LP_BUF_H
@@ -39,5 +42,12 @@ void lp_buf_release(struct lp_buf *b);
 
 /* lp_buf_steal() - hand the data to the caller (free() it); buffer empties. */
 uint8_t *lp_buf_steal(struct lp_buf *b, size_t *ret_len);
+
+/*
+ * lp_grow_array() - make room for @need elements of @elem bytes in the
+ * realloc'ed array *@p of *@cap elements, doubling *@cap. On failure *@p and
+ * *@cap are unchanged. Returns 0, or -ENOMEM (also when the size overflows).
+ */
+int lp_grow_array(void **p, size_t *cap, size_t need, size_t elem);
 
 #endif /* LP_BUF_H */

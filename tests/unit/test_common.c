@@ -180,6 +180,37 @@ static void test_blob_file(void **state)
 	assert_int_equal(lp_blob_open_file("/tmp", &b), -EISDIR);
 }
 
+/* arrays double from 16; a failed grow leaves the array as it was */
+static void test_grow_array(void **state)
+{
+	uint32_t *a = NULL;
+	size_t cap = 0, i;
+
+	assert_int_equal(lp_grow_array((void **)&a, &cap, 0, sizeof(*a)), 0);
+	assert_null(a);
+	assert_int_equal(cap, 0);
+	assert_int_equal(lp_grow_array((void **)&a, &cap, 1, sizeof(*a)), 0);
+	assert_int_equal(cap, 16);
+	a[0] = 7;
+	assert_int_equal(lp_grow_array((void **)&a, &cap, 16, sizeof(*a)), 0);
+	assert_int_equal(cap, 16);
+	assert_int_equal(lp_grow_array((void **)&a, &cap, 17, sizeof(*a)), 0);
+	assert_int_equal(cap, 32);
+	assert_int_equal(lp_grow_array((void **)&a, &cap, 1000, sizeof(*a)), 0);
+	assert_int_equal(cap, 1024);
+	for (i = 1; i < 1000; i++)
+		a[i] = (uint32_t)i;
+	assert_int_equal(a[0], 7);
+	assert_int_equal(
+		lp_grow_array((void **)&a, &cap, SIZE_MAX / 2, sizeof(*a)),
+		-ENOMEM);
+	assert_int_equal(lp_grow_array((void **)&a, &cap, SIZE_MAX, 1),
+			 -ENOMEM);
+	assert_int_equal(cap, 1024);
+	assert_int_equal(a[999], 999);
+	free(a);
+}
+
 /* a zero map is empty; get never finds, release is harmless (NULL too) */
 static void test_hashmap_empty(void **state)
 {
@@ -353,6 +384,7 @@ int main(void)
 		cmocka_unit_test(test_err),
 		cmocka_unit_test(test_blob_mem),
 		cmocka_unit_test(test_blob_file),
+		cmocka_unit_test(test_grow_array),
 		cmocka_unit_test(test_hashmap_empty),
 		cmocka_unit_test(test_hashmap_basic),
 		cmocka_unit_test(test_hashmap_many),
