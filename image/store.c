@@ -485,6 +485,7 @@ static int layout_put_index(struct lp_img_store *st, json_object *entry,
 		if (!root || !json_object_is_type(root, json_type_object) ||
 		    !json_object_object_get_ex(root, "manifests", &old) ||
 		    !json_object_is_type(old, json_type_array)) {
+			old = NULL; /* borrowed from root: not ours to put */
 			r = lp_err_set(err, -EPROTO,
 				       "%s: existing index.json is not an "
 				       "OCI index",
