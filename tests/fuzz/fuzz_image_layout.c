@@ -91,6 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fclose(f);
 
 	/* reading: pick the image by tag or as the only one */
+	lp_err_clear(&err);
 	snprintf(spec, sizeof(spec), "oci:%s%s", dir, data[0] & 1 ? ":t" : "");
 	if (lp_img_store_open(spec, NULL, false, &st, &err) < 0)
 		abort();
