@@ -25,6 +25,7 @@
 
 #include <json-c/json.h>
 
+#include "lp_buf.h"
 #include "lp_hashmap.h"
 #include "lp_toc.h"
 
@@ -59,11 +60,14 @@ struct builder {
 	uint64_t payload_end;
 	struct lp_toc_entry *ents;
 	struct ent_strs *strs; /* parallel to ents */
-	uint32_t nr_ents, cap_ents, cap_strs;
+	uint32_t nr_ents;
+	size_t cap_ents, cap_strs;
 	struct lp_toc_chunk *chunks;
-	uint32_t nr_chunks, cap_chunks;
+	uint32_t nr_chunks;
+	size_t cap_chunks;
 	struct xattr_tmp *xattrs;
-	uint32_t nr_xattrs, cap_xattrs;
+	uint32_t nr_xattrs;
+	size_t cap_xattrs;
 	char *pool;
 	size_t pool_len, pool_cap;
 	uint32_t *htab; /* entry index + 1, 0 = empty */
@@ -95,27 +99,6 @@ static int ent_err(struct builder *b, int code, const char *fmt, ...)
 			  b->json_idx, n, b->cur_name ? b->cur_name : "", why);
 }
 
-/* make room for @need elements in *@p (capacity *@cap), doubling */
-static int grow(void **p, uint32_t *cap, size_t elem, uint32_t need)
-{
-	size_t ncap;
-	void *np;
-
-	if (need <= *cap)
-		return 0;
-	ncap = *cap ? (size_t)*cap * 2 : 64;
-	if (ncap < need)
-		ncap = need;
-	if (ncap > UINT32_MAX)
-		ncap = UINT32_MAX;
-	np = realloc(*p, ncap * elem);
-	if (!np)
-		return -ENOMEM;
-	*p = np;
-	*cap = (uint32_t)ncap;
-	return 0;
-}
-
 /* append @len bytes and a NUL to the pool; *ret_off is where they start */
 static int pool_add(struct builder *b, const void *s, size_t len,
 		    uint32_t *ret_off)
@@ -128,20 +111,9 @@ static int pool_add(struct builder *b, const void *s, size_t len,
 			    (size_t)POOL_MAX);
 		goto out;
 	}
-	if (need > b->pool_cap) {
-		size_t ncap = b->pool_cap * 2;
-		char *np;
-
-		if (ncap < need)
-			ncap = need;
-		np = realloc(b->pool, ncap);
-		if (!np) {
-			r = -ENOMEM;
-			goto out;
-		}
-		b->pool = np;
-		b->pool_cap = ncap;
-	}
+	r = lp_grow_array((void **)&b->pool, &b->pool_cap, need, 1);
+	if (r < 0)
+		goto out;
 	memcpy(b->pool + b->pool_len, s, len);
 	b->pool[b->pool_len + len] = '\0';
 	*ret_off = (uint32_t)b->pool_len;
@@ -537,8 +509,8 @@ static int parse_xattrs(struct builder *b, json_object *o,
 				    key);
 			goto out;
 		}
-		r = grow((void **)&b->xattrs, &b->cap_xattrs,
-			 sizeof(*b->xattrs), b->nr_xattrs + 1);
+		r = lp_grow_array((void **)&b->xattrs, &b->cap_xattrs,
+				  (size_t)b->nr_xattrs + 1, sizeof(*b->xattrs));
 		if (r < 0)
 			goto out;
 		xt = &b->xattrs[b->nr_xattrs];
@@ -567,8 +539,8 @@ static int parse_chunk(struct builder *b, json_object *o, uint32_t ent)
 		r = ent_err(b, -EFBIG, "more than LP_TOC_MAX_ENTRIES chunks");
 		goto out;
 	}
-	r = grow((void **)&b->chunks, &b->cap_chunks, sizeof(*b->chunks),
-		 b->nr_chunks + 1);
+	r = lp_grow_array((void **)&b->chunks, &b->cap_chunks,
+			  (size_t)b->nr_chunks + 1, sizeof(*b->chunks));
 	if (r < 0)
 		goto out;
 	c = &b->chunks[b->nr_chunks];
@@ -695,19 +667,13 @@ static int add_entry(struct builder *b, size_t len, enum lp_toc_type type,
 		r = ent_err(b, -EFBIG, "more than LP_TOC_MAX_ENTRIES entries");
 		goto out;
 	}
-	r = grow((void **)&b->ents, &b->cap_ents, sizeof(*b->ents), i + 1);
+	r = lp_grow_array((void **)&b->ents, &b->cap_ents, (size_t)i + 1,
+			  sizeof(*b->ents));
+	if (r == 0)
+		r = lp_grow_array((void **)&b->strs, &b->cap_strs,
+				  (size_t)i + 1, sizeof(*b->strs));
 	if (r < 0)
 		goto out;
-	if (b->cap_ents != b->cap_strs) {
-		struct ent_strs *ns =
-			realloc(b->strs, b->cap_ents * sizeof(*ns));
-		if (!ns) {
-			r = -ENOMEM;
-			goto out;
-		}
-		b->strs = ns;
-		b->cap_strs = b->cap_ents;
-	}
 	memset(&b->strs[i], 0, sizeof(b->strs[i]));
 	r = pool_add(b, b->path, len, &b->strs[i].path);
 	if (r < 0)
