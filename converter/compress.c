@@ -80,23 +80,6 @@ static void lp_batch_free(struct lp_cv_batch *b)
 	free(b);
 }
 
-static int lp_grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	size_t n = *cap ? *cap : 16;
-	void *np;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need)
-		n *= 2;
-	np = realloc(*p, n * elem);
-	if (!np)
-		return -ENOMEM;
-	*p = np;
-	*cap = n;
-	return 0;
-}
-
 static size_t lp_bound(enum lp_compression comp, size_t len)
 {
 	if (comp == LP_COMP_ZSTD)
@@ -195,7 +178,7 @@ static void *lp_worker(void *arg)
 	return NULL;
 }
 
-static int lp_write_all(int fd, const void *data, size_t len)
+int lp_cv_write_all(int fd, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 
@@ -216,7 +199,7 @@ static int lp_write_all(int fd, const void *data, size_t len)
 
 int lp_cv_pool_write_raw(struct lp_cv_pool *p, const void *data, size_t len)
 {
-	int r = lp_write_all(p->o.out_fd, data, len);
+	int r = lp_cv_write_all(p->o.out_fd, data, len);
 
 	if (r < 0)
 		return r;
@@ -320,7 +303,8 @@ int lp_cv_pool_reserve(struct lp_cv_pool *p, size_t len, uint8_t **ret)
 
 	r = p->err ? p->err : lp_pool_cur(p, &b);
 	if (r == 0)
-		r = lp_grow((void **)&b->in, &b->in_cap, b->in_len + len, 1);
+		r = lp_grow_array((void **)&b->in, &b->in_cap, b->in_len + len,
+				  1);
 	if (r == 0)
 		*ret = b->in + b->in_len;
 	return r;
@@ -355,8 +339,8 @@ int lp_cv_pool_digest(struct lp_cv_pool *p, size_t len, size_t rec)
 
 	if (!b || b->in_len < len)
 		return -EINVAL;
-	r = lp_grow((void **)&b->dig, &b->cap_dig, b->nr_dig + 1,
-		    sizeof(*b->dig));
+	r = lp_grow_array((void **)&b->dig, &b->cap_dig, b->nr_dig + 1,
+			  sizeof(*b->dig));
 	if (r < 0)
 		return r;
 	b->dig[b->nr_dig].off = b->in_len - len;
@@ -375,8 +359,8 @@ int lp_cv_pool_cut(struct lp_cv_pool *p, uint64_t *ret_member)
 	if (r == 0 && b) {
 		last = b->nr_members ? b->mend[b->nr_members - 1] : 0;
 		if (b->in_len > last) {
-			r = lp_grow((void **)&b->mend, &b->cap_members,
-				    b->nr_members + 1, sizeof(*b->mend));
+			r = lp_grow_array((void **)&b->mend, &b->cap_members,
+					  b->nr_members + 1, sizeof(*b->mend));
 			if (r == 0) {
 				b->mend[b->nr_members++] = b->in_len;
 				p->next_member++;

@@ -160,15 +160,9 @@ static int lp_rec_new(struct lp_cv *cv, const char *name, size_t *ret_idx)
 {
 	struct lp_cv_rec *rec;
 
-	if (cv->nr_recs == cv->cap_recs) {
-		size_t nc = cv->cap_recs ? cv->cap_recs * 2 : 1024;
-		struct lp_cv_rec *nr = realloc(cv->recs, nc * sizeof(*nr));
-
-		if (!nr)
-			return -ENOMEM;
-		cv->recs = nr;
-		cv->cap_recs = nc;
-	}
+	if (lp_grow_array((void **)&cv->recs, &cv->cap_recs, cv->nr_recs + 1,
+			  sizeof(*cv->recs)) < 0)
+		return -ENOMEM;
 	rec = &cv->recs[cv->nr_recs];
 	memset(rec, 0, sizeof(*rec));
 	rec->name = strdup(name);
@@ -220,18 +214,9 @@ static int lp_cv_cut(struct lp_cv *cv, uint64_t *ret_member)
 {
 	int r = lp_cv_pool_cut(cv->pool, ret_member);
 
-	if (r == 0 && *ret_member >= cv->cap_members) {
-		size_t nc = cv->cap_members ? cv->cap_members * 2 : 1024;
-		uint64_t *n;
-
-		while (nc <= *ret_member)
-			nc *= 2;
-		n = realloc(cv->member_off, nc * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		cv->member_off = n;
-		cv->cap_members = nc;
-	}
+	if (r == 0)
+		r = lp_grow_array((void **)&cv->member_off, &cv->cap_members,
+				  *ret_member + 1, sizeof(*cv->member_off));
 	return r;
 }
 
@@ -249,23 +234,6 @@ static int lp_pread_all(int fd, void *buf, size_t len, uint64_t off)
 		p += n;
 		len -= (size_t)n;
 		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-static int lp_write_fd(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
 	}
 	return 0;
 }
@@ -534,18 +502,10 @@ static int lp_prio_spool(struct lp_cv *cv, struct lp_prio *p)
 		uint64_t done = 0;
 		uint32_t old;
 
-		if (p->nr == p->cap) {
-			size_t nc = p->cap ? p->cap * 2 : 1024;
-			struct lp_cv_entry *n =
-				realloc(p->ents, nc * sizeof(*n));
-
-			if (!n) {
-				r = -ENOMEM;
-				break;
-			}
-			p->ents = n;
-			p->cap = nc;
-		}
+		r = lp_grow_array((void **)&p->ents, &p->cap, p->nr + 1,
+				  sizeof(*p->ents));
+		if (r < 0)
+			break;
 		e = &p->ents[p->nr];
 		memset(e, 0, sizeof(*e));
 		r = lp_cv_reader_next(cv->rd, e, cv->err);
@@ -580,7 +540,7 @@ static int lp_prio_spool(struct lp_cv *cv, struct lp_prio *p)
 
 			r = lp_cv_reader_read(cv->rd, buf, n, e, cv->err);
 			if (r == 0)
-				r = lp_write_fd(cv->spool_fd, buf, n);
+				r = lp_cv_write_all(cv->spool_fd, buf, n);
 			if (r < 0)
 				break;
 			done += n;

@@ -76,6 +76,9 @@ void lp_cv_entry_clear(struct lp_cv_entry *e);
 int lp_cv_tar_header(const struct lp_cv_entry *e, struct lp_buf *out,
 		     struct lp_err *err);
 
+/* lp_cv_is_ascii() - true when every byte of @s is below 0x80. */
+bool lp_cv_is_ascii(const char *s);
+
 /* lp_cv_clean_name() - Go's strings.TrimPrefix(path.Clean("/"+name), "/"),
  * the reference's cleanEntryName; a new string. */
 char *lp_cv_clean_name(const char *name);
@@ -156,6 +159,11 @@ uint64_t lp_cv_pool_offset(const struct lp_cv_pool *p);
 struct lp_sha256 *lp_cv_pool_blob_sha(struct lp_cv_pool *p);
 /* lp_cv_pool_write_raw() - write bytes as they are (after a flush). */
 int lp_cv_pool_write_raw(struct lp_cv_pool *p, const void *data, size_t len);
+/*
+ * lp_cv_write_all() - write all @len bytes to @fd, retrying on EINTR and
+ * short writes. 0, -errno, or -EIO when write() makes no progress.
+ */
+int lp_cv_write_all(int fd, const void *data, size_t len);
 /* lp_cv_compress() - compress one buffer in the calling thread. */
 int lp_cv_compress(enum lp_compression comp, int level, const void *in,
 		   size_t len, struct lp_buf *out);

@@ -110,17 +110,11 @@ int lp_prio_list_load(const char *path, char ***ret_paths, struct lp_err *err)
 				       path, LP_CONVERT_MAX_PRIORITIZED);
 			goto out;
 		}
-		if (nr + 2 > cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			char **np = realloc(paths, nc * sizeof(*np));
-
-			if (!np) {
-				r = -ENOMEM;
-				goto out;
-			}
-			paths = np;
-			cap = nc;
-		}
+		/* room for this path and the NULL after the last */
+		r = lp_grow_array((void **)&paths, &cap, nr + 2,
+				  sizeof(*paths));
+		if (r < 0)
+			goto out;
 		p = lp_prio_line_path(s, lineno, path, &r, err);
 		if (!p)
 			goto out;

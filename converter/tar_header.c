@@ -99,18 +99,10 @@ static int lp_pax_set(struct lp_pax *p, const char *prefix, const char *key,
 			r = -EFBIG;
 			goto out;
 		}
-		if (p->n == p->cap) {
-			size_t nc = p->cap ? p->cap * 2 : 16;
-			struct lp_pax_rec *nr =
-				realloc(p->recs, nc * sizeof(*nr));
-
-			if (!nr) {
-				r = -ENOMEM;
-				goto out;
-			}
-			p->recs = nr;
-			p->cap = nc;
-		}
+		r = lp_grow_array((void **)&p->recs, &p->cap, p->n + 1,
+				  sizeof(*p->recs));
+		if (r < 0)
+			goto out;
 		rec = &p->recs[p->n++];
 		rec->key = k;
 		k = NULL;
@@ -167,7 +159,7 @@ static int lp_pax_cmp(const void *a, const void *b)
 	return strcmp(x->key, y->key);
 }
 
-static bool lp_is_ascii(const char *s)
+bool lp_cv_is_ascii(const char *s)
 {
 	for (; *s; s++)
 		if ((unsigned char)*s >= 0x80)
@@ -318,7 +310,7 @@ static bool lp_split_ustar(const char *name, size_t *ret_i)
 	size_t len = strlen(name), l = len, i, nlen;
 	const char *slash;
 
-	if (len <= LP_TAR_NAME || !lp_is_ascii(name))
+	if (len <= LP_TAR_NAME || !lp_cv_is_ascii(name))
 		return false;
 	if (l > LP_TAR_PREFIX + 1)
 		l = LP_TAR_PREFIX + 1;
@@ -435,7 +427,7 @@ static int lp_verify_string(struct lp_allowed *a, const char *s, size_t size,
 
 	if (too_long && !long_gnu)
 		a->formats &= ~LP_CV_FMT_GNU;
-	if (!lp_is_ascii(s) || too_long) {
+	if (!lp_cv_is_ascii(s) || too_long) {
 		if (strcmp(key, "path") || !lp_split_ustar(s, &i))
 			a->formats &= ~LP_CV_FMT_USTAR;
 		return lp_pax_set_str(&a->pax, key, s);

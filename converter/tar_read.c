@@ -103,14 +103,6 @@ static int lp_dup_bounded(const char *s, size_t max, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
-static bool lp_ascii(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s >= 0x80)
-			return false;
-	return true;
-}
-
 static int lp_read_xattrs(struct archive_entry *ae, struct lp_cv_entry *e,
 			  struct lp_err *err)
 {
@@ -162,10 +154,10 @@ static int lp_read_xattrs(struct archive_entry *ae, struct lp_cv_entry *e,
 static bool lp_needs_pax(const struct lp_cv_entry *e)
 {
 	return e->has_atime || e->has_ctime || e->mtime_ns || e->nr_xattrs ||
-	       !lp_ascii(e->name) || strlen(e->name) > 100 ||
-	       !lp_ascii(e->link_name) || strlen(e->link_name) > 100 ||
-	       !lp_ascii(e->uname) || strlen(e->uname) > 32 ||
-	       !lp_ascii(e->gname) || strlen(e->gname) > 32 ||
+	       !lp_cv_is_ascii(e->name) || strlen(e->name) > 100 ||
+	       !lp_cv_is_ascii(e->link_name) || strlen(e->link_name) > 100 ||
+	       !lp_cv_is_ascii(e->uname) || strlen(e->uname) > 32 ||
+	       !lp_cv_is_ascii(e->gname) || strlen(e->gname) > 32 ||
 	       e->uid > 07777777 || e->gid > 07777777 ||
 	       e->size > 077777777777LL || e->mtime < 0 ||
 	       e->mtime > 077777777777LL;
@@ -288,8 +280,8 @@ int lp_cv_reader_next(struct lp_cv_reader *rd, struct lp_cv_entry *e,
 
 	if (archive_format(rd->a) == ARCHIVE_FORMAT_TAR_GNUTAR)
 		e->format = LP_CV_FMT_GNU;
-	else if (!lp_ascii(e->name) || !lp_ascii(e->link_name) ||
-		 !lp_ascii(e->uname) || !lp_ascii(e->gname))
+	else if (!lp_cv_is_ascii(e->name) || !lp_cv_is_ascii(e->link_name) ||
+		 !lp_cv_is_ascii(e->uname) || !lp_cv_is_ascii(e->gname))
 		/* Go's reader calls a ustar block with non-ASCII bytes (tar
 		 * writers other than Go's put them there) FormatUnknown */
 		e->format = LP_CV_FMT_UNKNOWN;
