@@ -28,6 +28,7 @@ static const char usage[] =
 	"  layer extract   unpack a layer into a directory\n"
 	"  convert         convert a whole image (registry or oci:DIR) to eStargz\n"
 	"  mount           mount a layer lazily with FUSE\n"
+	"  snapshotter     containerd remote snapshotter (gRPC proxy plugin)\n"
 	"\n"
 	"Options:\n"
 	"  -v, --verbose   more log output (repeat for debug)\n"
@@ -147,6 +148,8 @@ int main(int argc, char **argv)
 		return lp_cmd_convert(argc - i, argv + i);
 	if (!strcmp(argv[i], "mount"))
 		return lp_cmd_mount(argc - i, argv + i);
+	if (!strcmp(argv[i], "snapshotter"))
+		return lp_cmd_snapshotter(argc - i, argv + i);
 	if (!strcmp(argv[i], "help")) {
 		fputs(usage, stdout);
 		return LP_EXIT_OK;

@@ -1,0 +1,844 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The pool of lazily mounted layers: one FUSE mount per layer digest under
+ * ROOT/layers/HEX, each an lp_fs over a registry blob (lp_reg_open_blob)
+ * served by its own session thread, sharing one chunk disk cache under
+ * ROOT/cache. A layer is resolved once however many snapshots (in however
+ * many containerd namespaces) use it; the first Prepare of an image starts
+ * resolving the layers after it too, so their TOCs are fetched and their
+ * prefetch runs before containerd asks for them.
+ *
+ * Unmounting: umount(2) ends the session loop (the kernel aborts the
+ * connection when the superblock goes). When a container still holds the
+ * mount (EBUSY), the connection is aborted through fusectl first, then the
+ * mount is detached, so the session thread always ends and can be joined.
+ *
+ * Lock order: pool->lock only (it is taken after the service lock; nothing
+ * else is taken while it is held, and no I/O is done under it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lp_fuse.h"
+#include "lp_log.h"
+#include "lp_registry.h"
+#include "snap_int.h"
+
+#define LAYERS_DIR "layers"
+#define CACHE_DIR "cache"
+#define FUSECTL_DIR "/sys/fs/fuse/connections"
+#define LAYER_STATS_MAX (64 * 1024)
+#define DEFAULT_LAYER_MEM_CACHE (64 * 1024 * 1024)
+#define DEFAULT_FUSE_THREADS 8
+
+enum layer_state {
+	LAYER_RESOLVING, /* one thread is mounting it; others wait */
+	LAYER_MOUNTED,
+	LAYER_FAILED, /* the next request tries again */
+};
+
+struct layer {
+	struct layer *next; /* protected by pool lock */
+	enum layer_state state; /* protected by pool lock */
+	bool ahead; /* mounted ahead of use; protected by pool lock */
+	unsigned int pins; /* users right now; protected by pool lock */
+	char digest[LP_DIGEST_STR_LEN + 1]; /* immutable */
+	char mnt[LP_SNAP_PATH_MAX]; /* immutable */
+	/* written by the resolving thread before it publishes the state */
+	struct lp_snap_layer_facts facts;
+	int error;
+	enum lp_snap_fallback why;
+	struct lp_err err;
+	struct lp_fs *fs;
+	struct lp_fuse *fuse;
+	pthread_t session;
+	bool session_started;
+	time_t mounted_at;
+};
+
+struct lp_snap_layers {
+	const struct lp_snap_config *c; /* borrowed */
+	struct lp_snap_metrics *metrics; /* borrowed */
+	struct lp_reg *reg; /* thread-safe */
+	char layers_dir[LP_SNAP_PATH_MAX];
+	char cache_dir[LP_SNAP_PATH_MAX];
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* a layer's state changed, a helper ended */
+	struct layer *layers; /* protected by lock */
+	unsigned int helpers; /* neighbour threads alive; protected by lock */
+};
+
+struct helper_arg {
+	struct lp_snap_layers *l;
+	struct layer *layer;
+};
+
+static uint64_t now_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[LP_SNAP_PATH_MAX];
+	char *p;
+
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	for (p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int lp_snap_layers_new(const struct lp_snap_config *c,
+		       struct lp_snap_metrics *metrics,
+		       struct lp_snap_layers **ret_l)
+{
+	struct lp_snap_layers *l = NULL;
+	struct lp_reg_opts o;
+	int r;
+
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		r = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_cond_init(&l->cond, NULL);
+	l->c = c;
+	l->metrics = metrics;
+	if (snprintf(l->layers_dir, sizeof(l->layers_dir), "%s/" LAYERS_DIR,
+		     c->root) >= (int)sizeof(l->layers_dir) ||
+	    snprintf(l->cache_dir, sizeof(l->cache_dir), "%s/" CACHE_DIR,
+		     c->root) >= (int)sizeof(l->cache_dir)) {
+		r = -ENAMETOOLONG;
+		goto out;
+	}
+	r = mkdir_p(l->layers_dir, 0700);
+	if (r < 0)
+		goto out;
+	lp_reg_opts_init(&o);
+	o.insecure_hosts = (const char *const *)c->insecure;
+	o.docker_config_dir = c->docker_config_dir;
+	r = lp_reg_new(&o, &l->reg);
+	if (r < 0)
+		goto out;
+	*ret_l = l;
+	l = NULL;
+out:
+	lp_snap_layers_free(l);
+	return r;
+}
+
+int lp_snap_layers_path(struct lp_snap_layers *l, const char *digest, char *mnt,
+			size_t mnt_size)
+{
+	const char *hex = strchr(digest, ':');
+
+	/* the hex part only: a ':' would split an overlay lowerdir list */
+	if (!hex || !hex[1] || strchr(hex + 1, '/') || strchr(hex + 1, ':'))
+		return -EINVAL;
+	if (snprintf(mnt, mnt_size, "%s/%s", l->layers_dir, hex + 1) >=
+	    (int)mnt_size)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static void *session_main(void *arg)
+{
+	struct layer *y = arg;
+	int r = lp_fuse_run(y->fuse);
+
+	if (r < 0)
+		lp_log_warn("layer %s: FUSE session: %s", y->digest,
+			    strerror(-r));
+	return NULL;
+}
+
+/*
+ * abort_connection() - make the FUSE connection of the mount at @mnt fail
+ * every request, so that its session loop ends even while the mount is
+ * busy. Mounts fusectl when it is not mounted yet.
+ */
+static void abort_connection(const char *mnt)
+{
+	char path[128];
+	struct stat st;
+	int fd;
+
+	if (stat(mnt, &st) < 0 || major(st.st_dev) != 0)
+		return;
+	snprintf(path, sizeof(path), FUSECTL_DIR "/%u/abort", minor(st.st_dev));
+	if (access(path, F_OK) < 0)
+		mount("fusectl", FUSECTL_DIR, "fusectl", 0, NULL);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		lp_log_warn("%s: cannot abort the FUSE connection (%s): %s",
+			    mnt, path, strerror(errno));
+		return;
+	}
+	if (write(fd, "1", 1) < 0)
+		lp_log_warn("%s: abort: %s", path, strerror(errno));
+	close(fd);
+}
+
+/*
+ * layer_teardown() - unmount and free what a mount made (the entry itself
+ * stays). The entry must be off limits to other threads: resolving, or off
+ * the list.
+ */
+static void layer_teardown(struct layer *y)
+{
+	if (y->session_started) {
+		if (umount2(y->mnt, 0) < 0 && errno != EINVAL &&
+		    errno != ENOENT) {
+			lp_log_warn("layer %s: umount %s: %s; aborting its "
+				    "FUSE connection",
+				    y->digest, y->mnt, strerror(errno));
+			abort_connection(y->mnt);
+			umount2(y->mnt, MNT_DETACH);
+		}
+		pthread_join(y->session, NULL);
+		y->session_started = false;
+		rmdir(y->mnt);
+	}
+	lp_fuse_free(y->fuse); /* the mount is gone: this only frees */
+	y->fuse = NULL;
+	lp_fs_free(y->fs);
+	y->fs = NULL;
+}
+
+static void layer_destroy(struct layer *y)
+{
+	if (!y)
+		return;
+	layer_teardown(y);
+	free(y->facts.ref);
+	free(y);
+}
+
+void lp_snap_layers_free(struct lp_snap_layers *l)
+{
+	struct layer *y;
+
+	if (!l)
+		return;
+	pthread_mutex_lock(&l->lock);
+	while (l->helpers)
+		pthread_cond_wait(&l->cond, &l->lock);
+	while ((y = l->layers)) {
+		l->layers = y->next;
+		pthread_mutex_unlock(&l->lock);
+		layer_destroy(y);
+		pthread_mutex_lock(&l->lock);
+	}
+	pthread_mutex_unlock(&l->lock);
+	lp_reg_free(l->reg);
+	pthread_cond_destroy(&l->cond);
+	pthread_mutex_destroy(&l->lock);
+	free(l);
+}
+
+static struct layer *find_layer(struct lp_snap_layers *l, const char *digest)
+{
+	struct layer *y;
+
+	for (y = l->layers; y; y = y->next)
+		if (!strcmp(y->digest, digest))
+			return y;
+	return NULL;
+}
+
+/*
+ * mount_layer() - the slow part, without the lock: open the blob, read and
+ * verify the TOC, mount, start serving and fetching. Fills @y's fs, fuse,
+ * session on success; on failure sets @y->why and @y->err.
+ */
+static int mount_layer(struct lp_snap_layers *l, struct layer *y)
+{
+	struct lp_fuse_options fopts = { 0 };
+	struct lp_fs_options fo;
+	struct lp_reg_ref ref;
+	struct lp_digest d, toc;
+	struct lp_blob *blob = NULL;
+	struct lp_layer *layer = NULL;
+	char fsname[LP_FUSE_FSNAME_MAX];
+	sigset_t all, old;
+	int r;
+
+	y->why = LP_FALLBACK_BAD_LABELS;
+	if (lp_reg_ref_parse(y->facts.ref, &ref) < 0) {
+		r = lp_err_set(&y->err, -EINVAL, "bad image reference '%s'",
+			       y->facts.ref);
+		goto out;
+	}
+	if (lp_digest_parse(y->digest, &d) < 0 ||
+	    lp_digest_parse(y->facts.toc_digest, &toc) < 0) {
+		r = lp_err_set(&y->err, -EINVAL, "bad digest '%s' / '%s'",
+			       y->digest, y->facts.toc_digest);
+		goto out;
+	}
+	y->why = LP_FALLBACK_REGISTRY;
+	r = lp_reg_open_blob(l->reg, &ref, &d, y->facts.size, &blob);
+	if (r < 0) {
+		lp_err_set(&y->err, r, "opening blob: %s", strerror(-r));
+		goto out;
+	}
+	r = lp_layer_open(blob, &toc, &layer, &y->err);
+	if (r < 0) {
+		if (r == -EINVAL || r == -EBADMSG || r == -EFBIG)
+			y->why = LP_FALLBACK_NOT_LAZY;
+		goto out;
+	}
+	lp_layer_drop_toc_json(layer);
+	lp_fs_options_init(&fo);
+	fo.mem_cache_bytes = l->c->mem_cache_bytes ? l->c->mem_cache_bytes :
+						     DEFAULT_LAYER_MEM_CACHE;
+	fo.cache_dir = l->cache_dir;
+	fo.disk_cache_bytes = l->c->disk_cache_bytes;
+	fo.prefetch = l->c->prefetch;
+	fo.background_fetch = l->c->background_fetch;
+	y->why = LP_FALLBACK_MOUNT;
+	r = lp_fs_new(layer, &fo, &y->fs, &y->err); /* takes the layer */
+	layer = NULL;
+	if (r < 0)
+		goto out;
+	r = mkdir_p(y->mnt, 0755);
+	if (r < 0) {
+		lp_err_set(&y->err, r, "mkdir %s: %s", y->mnt, strerror(-r));
+		goto out;
+	}
+	snprintf(fsname, sizeof(fsname), "lazypull:%s", y->digest);
+	fopts.fsname = fsname;
+	fopts.max_threads =
+		l->c->fuse_threads ? l->c->fuse_threads : DEFAULT_FUSE_THREADS;
+	fopts.allow_other = true;
+	r = lp_fuse_mount(y->fs, y->mnt, &fopts, &y->fuse, &y->err);
+	if (r < 0)
+		goto out;
+	/* the session and its workers must never take the daemon's signals */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = -pthread_create(&y->session, NULL, session_main, y);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0) {
+		lp_err_set(&y->err, r, "session thread: %s", strerror(-r));
+		goto out;
+	}
+	y->session_started = true;
+	r = lp_fs_start(y->fs);
+	if (r < 0) {
+		lp_err_set(&y->err, r, "fetch threads: %s", strerror(-r));
+		goto out;
+	}
+	y->mounted_at = time(NULL);
+out:
+	lp_layer_free(layer);
+	lp_blob_unref(blob);
+	return r;
+}
+
+/* publish the outcome of a resolution (the caller pinned @y) */
+static void finish_layer(struct lp_snap_layers *l, struct layer *y, int r,
+			 uint64_t t0)
+{
+	if (r < 0)
+		layer_teardown(y);
+	lp_snap_metrics_remote(l->metrics, r == 0, now_mono_ns() - t0);
+	if (r < 0)
+		lp_log_warn("layer %s (%s): cannot mount lazily: %s", y->digest,
+			    y->facts.ref, lp_err_str(&y->err, r));
+	else
+		lp_log_info("layer %s mounted lazily at %s in %llu ms",
+			    y->digest, y->mnt,
+			    (unsigned long long)(now_mono_ns() - t0) / 1000000);
+	pthread_mutex_lock(&l->lock);
+	y->error = r;
+	y->state = r < 0 ? LAYER_FAILED : LAYER_MOUNTED;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+}
+
+static void unpin(struct lp_snap_layers *l, struct layer *y)
+{
+	pthread_mutex_lock(&l->lock);
+	y->pins--;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+}
+
+static void *helper_main(void *arg)
+{
+	struct helper_arg *h = arg;
+	struct lp_snap_layers *l = h->l;
+	uint64_t t0 = now_mono_ns();
+
+	finish_layer(l, h->layer, mount_layer(l, h->layer), t0);
+	pthread_mutex_lock(&l->lock);
+	h->layer->pins--;
+	l->helpers--;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+	free(h);
+	return NULL;
+}
+
+static struct layer *new_layer(struct lp_snap_layers *l, const char *digest,
+			       const char *ref, uint64_t size,
+			       const char *toc_digest)
+{
+	struct layer *y = calloc(1, sizeof(*y));
+
+	if (!y)
+		return NULL;
+	if (snprintf(y->digest, sizeof(y->digest), "%s", digest) >=
+		    (int)sizeof(y->digest) ||
+	    snprintf(y->facts.toc_digest, sizeof(y->facts.toc_digest), "%s",
+		     toc_digest) >= (int)sizeof(y->facts.toc_digest) ||
+	    lp_snap_layers_path(l, digest, y->mnt, sizeof(y->mnt)) < 0)
+		goto fail;
+	snprintf(y->facts.digest, sizeof(y->facts.digest), "%s", digest);
+	y->facts.size = size;
+	y->facts.ref = strdup(ref);
+	if (!y->facts.ref)
+		goto fail;
+	y->state = LAYER_RESOLVING;
+	return y;
+fail:
+	free(y->facts.ref);
+	free(y);
+	return NULL;
+}
+
+/* resolve the neighbours the manifest knows, each in its own thread */
+static void start_neighbours(struct lp_snap_layers *l,
+			     const struct lp_reg_manifest *m,
+			     const struct lp_snap_layer_req *req)
+{
+	char ds[LP_DIGEST_STR_LEN + 1];
+	const struct lp_reg_desc *d;
+	struct helper_arg *h;
+	struct layer *y;
+	pthread_t t;
+	sigset_t all, old;
+	size_t i, started = 0;
+	const char *toc;
+
+	for (i = 0; i < lp_reg_manifest_count(m); i++) {
+		if (started >= LP_SNAP_NEIGHBOURS_MAX)
+			break;
+		d = lp_reg_manifest_layer(m, i);
+		lp_digest_format(&d->digest, ds);
+		if (!strcmp(ds, req->digest))
+			continue;
+		if (req->neighbours && !strstr(req->neighbours, ds))
+			continue;
+		toc = lp_reg_desc_annotation(d, LP_LABEL_TOC_DIGEST);
+		if (!toc)
+			continue;
+		pthread_mutex_lock(&l->lock);
+		if (find_layer(l, ds)) {
+			pthread_mutex_unlock(&l->lock);
+			continue;
+		}
+		y = new_layer(l, ds, req->ref, d->size, toc);
+		h = y ? malloc(sizeof(*h)) : NULL;
+		if (!h) {
+			pthread_mutex_unlock(&l->lock);
+			free(y ? y->facts.ref : NULL);
+			free(y);
+			break;
+		}
+		h->l = l;
+		h->layer = y;
+		y->ahead = true;
+		y->pins = 1; /* the helper's */
+		y->next = l->layers;
+		l->layers = y;
+		l->helpers++;
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		if (pthread_create(&t, NULL, helper_main, h) == 0) {
+			pthread_detach(t);
+			started++;
+		} else {
+			l->helpers--;
+			l->layers = y->next;
+			free(h);
+			free(y->facts.ref);
+			free(y);
+		}
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_mutex_unlock(&l->lock);
+	}
+	if (started)
+		lp_log_info("resolving %zu more layer(s) of %s ahead of use",
+			    started, req->ref);
+}
+
+/*
+ * claim() - pin @digest's entry, waiting while another thread resolves it.
+ * A mounted entry is returned as is (*ret_claimed false). A failed or absent
+ * one is (re)made from the facts given and returned RESOLVING, owned by the
+ * caller (*ret_claimed true); without facts (@ref NULL) that is -EAGAIN.
+ * The caller unpins. Returns 0, -EAGAIN, -ENOMEM.
+ */
+static int claim(struct lp_snap_layers *l, const char *digest, const char *ref,
+		 uint64_t size, const char *toc_digest, struct layer **ret_y,
+		 bool *ret_claimed)
+{
+	struct layer *y;
+	char *nref = NULL;
+	int r = 0;
+
+	*ret_claimed = false;
+	pthread_mutex_lock(&l->lock);
+	for (;;) {
+		y = find_layer(l, digest);
+		if (!y || y->state != LAYER_RESOLVING)
+			break;
+		pthread_cond_wait(&l->cond, &l->lock);
+	}
+	if (y && y->state == LAYER_MOUNTED) {
+		y->ahead = false;
+		y->pins++;
+		*ret_y = y;
+		goto out;
+	}
+	if (!ref) {
+		r = -EAGAIN;
+		goto out;
+	}
+	if (y) { /* failed before: try again with the facts given now */
+		nref = strdup(ref);
+		if (!nref) {
+			r = -ENOMEM;
+			goto out;
+		}
+		free(y->facts.ref);
+		y->facts.ref = nref;
+		y->facts.size = size;
+		snprintf(y->facts.toc_digest, sizeof(y->facts.toc_digest), "%s",
+			 toc_digest);
+		lp_err_clear(&y->err);
+		y->error = 0;
+	} else {
+		y = new_layer(l, digest, ref, size, toc_digest);
+		if (!y) {
+			r = -ENOMEM;
+			goto out;
+		}
+		y->next = l->layers;
+		l->layers = y;
+	}
+	y->state = LAYER_RESOLVING;
+	y->ahead = false;
+	y->pins++;
+	*ret_y = y;
+	*ret_claimed = true;
+out:
+	pthread_mutex_unlock(&l->lock);
+	return r;
+}
+
+/* resolve a claimed entry in this thread; 0 or its error (@err) */
+static int resolve_claimed(struct lp_snap_layers *l, struct layer *y,
+			   bool claimed, enum lp_snap_fallback *ret_why,
+			   struct lp_err *err)
+{
+	uint64_t t0 = now_mono_ns();
+	int r;
+
+	if (claimed) {
+		r = mount_layer(l, y);
+		finish_layer(l, y, r, t0);
+	}
+	/* pinned: the entry cannot change under us */
+	if (y->state == LAYER_MOUNTED)
+		return 0;
+	r = y->error < 0 ? y->error : -EIO;
+	if (ret_why)
+		*ret_why = y->why;
+	return lp_err_set(err, r, "%s", lp_err_str(&y->err, r));
+}
+
+/* @ret_facts (may be NULL) gets its own copy of the reference */
+static int copy_out(struct layer *y, struct lp_snap_layer_facts *ret_facts,
+		    char *mnt, size_t mnt_size)
+{
+	if (snprintf(mnt, mnt_size, "%s", y->mnt) >= (int)mnt_size)
+		return -ENAMETOOLONG;
+	if (ret_facts) {
+		*ret_facts = y->facts;
+		ret_facts->ref = strdup(y->facts.ref);
+		if (!ret_facts->ref)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int lp_snap_layers_get(struct lp_snap_layers *l,
+		       const struct lp_snap_layer_req *req,
+		       struct lp_snap_layer_facts *ret_facts, char *mnt,
+		       size_t mnt_size, enum lp_snap_fallback *ret_why,
+		       struct lp_err *err)
+{
+	struct lp_reg_manifest *m = NULL;
+	const struct lp_reg_desc *d = NULL;
+	struct layer *y = NULL;
+	struct lp_reg_ref ref;
+	struct lp_digest want;
+	bool claimed, known;
+	size_t i;
+	int r;
+
+	*ret_why = LP_FALLBACK_BAD_LABELS;
+	memset(ret_facts, 0, sizeof(*ret_facts));
+	if (lp_reg_ref_parse(req->ref, &ref) < 0)
+		return lp_err_set(err, -EINVAL, "bad image reference '%s'",
+				  req->ref);
+	if (lp_digest_parse(req->digest, &want) < 0)
+		return lp_err_set(err, -EINVAL, "bad layer digest '%s'",
+				  req->digest);
+
+	/* mounted or being mounted (a neighbour, another namespace)? */
+	pthread_mutex_lock(&l->lock);
+	y = find_layer(l, req->digest);
+	known = y && y->state != LAYER_FAILED;
+	pthread_mutex_unlock(&l->lock);
+	y = NULL;
+	if (!known) {
+		*ret_why = LP_FALLBACK_REGISTRY;
+		r = lp_reg_manifest_fetch(l->reg, &ref, NULL, &m, err);
+		if (r < 0)
+			goto out;
+		for (i = 0; i < lp_reg_manifest_count(m); i++) {
+			d = lp_reg_manifest_layer(m, i);
+			if (lp_digest_equal(&d->digest, &want))
+				break;
+			d = NULL;
+		}
+		if (!d) {
+			r = lp_err_set(err, -ENOENT,
+				       "layer %s is not in the manifest of %s",
+				       req->digest, req->ref);
+			goto out;
+		}
+	}
+	r = claim(l, req->digest, d ? req->ref : NULL, d ? d->size : 0,
+		  req->toc_digest, &y, &claimed);
+	if (r < 0) {
+		lp_err_set(err, r,
+			   "layer %s: resolution raced with a "
+			   "failure or removal",
+			   req->digest);
+		y = NULL;
+		goto out;
+	}
+	if (m)
+		start_neighbours(l, m, req);
+	r = resolve_claimed(l, y, claimed, ret_why, err);
+	if (r < 0)
+		goto out;
+	if (strcmp(y->facts.toc_digest, req->toc_digest)) {
+		*ret_why = LP_FALLBACK_NOT_LAZY;
+		r = lp_err_set(err, -EBADMSG,
+			       "layer %s is mounted with TOC digest %s, "
+			       "the label says %s",
+			       req->digest, y->facts.toc_digest,
+			       req->toc_digest);
+		goto out;
+	}
+	if (l->c->prefetch && l->c->prefetch_timeout_ms &&
+	    lp_fs_wait_prefetch(y->fs, l->c->prefetch_timeout_ms) == -ETIMEDOUT)
+		lp_log_info("layer %s: prefetch still running after %u ms",
+			    y->digest, l->c->prefetch_timeout_ms);
+	r = copy_out(y, ret_facts, mnt, mnt_size);
+out:
+	if (y)
+		unpin(l, y);
+	lp_reg_manifest_free(m);
+	return r;
+}
+
+int lp_snap_layers_ensure(struct lp_snap_layers *l,
+			  const struct lp_snap_layer_facts *f, char *mnt,
+			  size_t mnt_size, struct lp_err *err)
+{
+	struct layer *y = NULL;
+	bool claimed;
+	int r;
+
+	r = claim(l, f->digest, f->ref, f->size, f->toc_digest, &y, &claimed);
+	if (r < 0)
+		return lp_err_set(err, r, "layer %s: %s", f->digest,
+				  strerror(-r));
+	r = resolve_claimed(l, y, claimed, NULL, err);
+	if (r == 0)
+		r = copy_out(y, NULL, mnt, mnt_size);
+	unpin(l, y);
+	return r;
+}
+
+int lp_snap_layers_release(struct lp_snap_layers *l, const char *digest)
+{
+	struct layer **pp, *y;
+
+	pthread_mutex_lock(&l->lock);
+	for (;;) {
+		y = find_layer(l, digest);
+		if (!y || (!y->pins && y->state != LAYER_RESOLVING))
+			break;
+		pthread_cond_wait(&l->cond, &l->lock);
+	}
+	if (y) {
+		for (pp = &l->layers; *pp != y; pp = &(*pp)->next)
+			;
+		*pp = y->next;
+	}
+	pthread_mutex_unlock(&l->lock);
+	if (y)
+		lp_log_info("layer %s: unmounting %s", y->digest, y->mnt);
+	layer_destroy(y);
+	return 0;
+}
+
+void lp_snap_layers_release_unused(struct lp_snap_layers *l,
+				   bool (*in_use)(void *opaque,
+						  const char *digest),
+				   void *opaque, unsigned int min_age_s)
+{
+	struct layer **pp, *y, *gone = NULL;
+	time_t now = time(NULL);
+
+	pthread_mutex_lock(&l->lock);
+	for (pp = &l->layers; (y = *pp);) {
+		if (!y->pins && y->state != LAYER_RESOLVING &&
+		    (y->state == LAYER_FAILED ||
+		     now - y->mounted_at >= (time_t)min_age_s) &&
+		    !in_use(opaque, y->digest)) {
+			*pp = y->next;
+			y->next = gone;
+			gone = y;
+			continue;
+		}
+		pp = &y->next;
+	}
+	pthread_mutex_unlock(&l->lock);
+	while ((y = gone)) {
+		gone = y->next;
+		lp_log_info("layer %s: unused, unmounting", y->digest);
+		layer_destroy(y);
+	}
+}
+
+int lp_snap_layers_stats(struct lp_snap_layers *l, lp_snap_layer_stats_fn fn,
+			 void *opaque)
+{
+	struct lp_buf b;
+	struct layer *y;
+	int r = 0;
+
+	lp_buf_init(&b, LAYER_STATS_MAX);
+	pthread_mutex_lock(&l->lock);
+	for (y = l->layers; y && !r; y = y->next) {
+		if (y->state != LAYER_MOUNTED)
+			continue;
+		lp_buf_reset(&b);
+		r = lp_fs_stats_json(y->fs, &b);
+		if (r == 0)
+			r = fn(opaque, y->digest, (const char *)b.data);
+	}
+	pthread_mutex_unlock(&l->lock);
+	lp_buf_release(&b);
+	return r;
+}
+
+/* /proc/self/mountinfo escapes ' ', '\t', '\n', '\\' as \ooo */
+static void unescape_octal(char *s)
+{
+	char *w = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] &&
+		    s[3]) {
+			*w++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
+				      (s[3] - '0'));
+			s += 3;
+		} else {
+			*w++ = *s;
+		}
+	}
+	*w = '\0';
+}
+
+static int by_length_desc(const void *a, const void *b)
+{
+	size_t la = strlen(*(char *const *)a), lb = strlen(*(char *const *)b);
+
+	return la < lb ? 1 : la > lb ? -1 : 0;
+}
+
+int lp_snap_clear_stale_mounts(const char *root)
+{
+	char **paths = NULL, **np, *line = NULL, *mp;
+	size_t n = 0, cap = 0, rootlen = strlen(root), i;
+	int count = 0;
+	FILE *f;
+
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return 0;
+	while (getline(&line, &cap, f) > 0) {
+		/* id parent major:minor root MOUNTPOINT ... */
+		strtok(line, " ");
+		for (i = 0, mp = NULL; i < 4; i++)
+			mp = strtok(NULL, " ");
+		if (!mp)
+			continue;
+		unescape_octal(mp);
+		if (strncmp(mp, root, rootlen) || mp[rootlen] != '/')
+			continue;
+		np = realloc(paths, (n + 1) * sizeof(*paths));
+		if (!np)
+			break;
+		paths = np;
+		paths[n] = strdup(mp);
+		if (paths[n])
+			n++;
+	}
+	fclose(f);
+	free(line);
+	if (n)
+		qsort(paths, n, sizeof(*paths), by_length_desc);
+	for (i = 0; i < n; i++) {
+		if (umount2(paths[i], MNT_DETACH) == 0) {
+			lp_log_warn("cleared stale mount %s", paths[i]);
+			count++;
+		}
+		free(paths[i]);
+	}
+	free(paths);
+	return count;
+}

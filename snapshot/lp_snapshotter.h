@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The containerd remote snapshotter: `lazypull snapshotter`. Serves
+ * containerd's Snapshots gRPC API v1 on a unix socket. Layers that carry the
+ * remote-snapshot labels and a TOC digest are mounted lazily (one FUSE mount
+ * per layer, served in-process) and reported to containerd as already
+ * present; every other layer is handled like an ordinary overlay snapshotter.
+ * Metadata lives in SQLite under the root directory and survives a crash.
+ *
+ * How to run it:
+ *	lp_snap_config_init(&c);
+ *	lp_snap_config_load(&c, "/etc/lazypull/config.json", &err);
+ *	... override fields from the command line ...
+ *	lp_snap_run(&c, &err);            (until SIGTERM / SIGINT)
+ *	lp_snap_config_release(&c);
+ */
+#ifndef LP_SNAPSHOTTER_H
+#define LP_SNAPSHOTTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lp_err.h"
+
+#define LP_SNAP_DEFAULT_ROOT "/var/lib/lazypull"
+#define LP_SNAP_DEFAULT_ADDRESS "/run/lazypull/lazypull.sock"
+#define LP_SNAP_CONFIG_MAX (1024 * 1024) /* bytes of the JSON config */
+#define LP_SNAP_INSECURE_MAX 64 /* --insecure-registry entries */
+#define LP_SNAP_PATH_MAX 1024 /* root, socket and cache paths */
+
+struct lp_snap_config {
+	char *root; /* metadata, snapshot dirs, layer mounts, chunk cache */
+	char *address; /* unix socket path */
+	char *metrics_address; /* "host:port" for /metrics; NULL: off */
+	char *insecure[LP_SNAP_INSECURE_MAX + 1]; /* NULL-ended */
+	size_t n_insecure;
+	char *docker_config_dir; /* NULL: $DOCKER_CONFIG or ~/.docker */
+	size_t mem_cache_bytes; /* per mounted layer; 0: default */
+	uint64_t disk_cache_bytes; /* 0: default */
+	bool prefetch; /* fetch each layer's prioritised files at mount */
+	unsigned int prefetch_timeout_ms; /* Prepare waits this long for it */
+	bool background_fetch; /* then fetch the rest at low priority */
+	bool strict; /* refuse layers that cannot be mounted lazily */
+	unsigned int fuse_threads; /* per layer mount; 0: default */
+	unsigned int grpc_threads; /* concurrent requests; 0: default */
+};
+
+/* lp_snap_config_init() - defaults (owned strings: root and address). */
+int lp_snap_config_init(struct lp_snap_config *c);
+
+/*
+ * lp_snap_config_load() - read the JSON file @path over @c: only the fields
+ * present change. Returns 0, -ENOENT, -EFBIG (over LP_SNAP_CONFIG_MAX),
+ * -EINVAL (bad JSON or a field of the wrong type: @err names it), -ENOMEM.
+ */
+int lp_snap_config_load(struct lp_snap_config *c, const char *path,
+			struct lp_err *err);
+
+/*
+ * lp_snap_config_set_str() - replace the owned string *@field by a copy of
+ * @value (NULL clears it). Returns 0 or -ENOMEM.
+ */
+int lp_snap_config_set_str(char **field, const char *value);
+
+/* lp_snap_config_add_insecure() - one more plain-HTTP host. 0, -E2BIG. */
+int lp_snap_config_add_insecure(struct lp_snap_config *c, const char *host);
+
+/* lp_snap_config_release() - free the owned strings. */
+void lp_snap_config_release(struct lp_snap_config *c);
+
+/*
+ * lp_snap_run() - run the snapshotter until SIGTERM, SIGINT or SIGHUP:
+ * open the metadata, clear stale mounts under the root, remount committed
+ * remote snapshots, serve gRPC (and metrics), then unmount everything. Call
+ * from the main thread before any other thread exists (it blocks those
+ * signals for the whole process). Returns 0 on a clean stop or -errno (@err
+ * says what failed to start).
+ */
+int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err);
+
+#endif /* LP_SNAPSHOTTER_H */

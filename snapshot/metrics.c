@@ -1,0 +1,398 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Prometheus metrics of the snapshotter, served as text over HTTP with
+ * libmicrohttpd (GET /metrics): gRPC requests by method and status code
+ * with a latency histogram, remote mounts and their duration, fallbacks to
+ * the plain path by reason, and per mounted layer what fs/ reports (bytes
+ * fetched, prefetch and background progress, on-demand fetch count and
+ * latency, cache hits and sizes, verification and fetch errors).
+ *
+ * Lock order: m->lock is the innermost lock of the module; rendering takes
+ * the layer pool's lock first (lp_snap_layers_stats), then m->lock.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lp_common.h"
+#include "snap_int.h"
+
+#define METRICS_MAX (4 * 1024 * 1024) /* bytes of one exposition */
+#define HOST_MAX 256
+
+static const double rpc_buckets[] = { 0.001, 0.005, 0.01, 0.05, 0.1,
+				      0.5,   1,	    5,	  30 };
+#define N_BUCKETS LP_ARRAY_SIZE(rpc_buckets)
+
+struct lp_snap_metrics {
+	pthread_mutex_t lock;
+	uint64_t fallbacks[LP_FALLBACK_COUNT]; /* protected by lock */
+	uint64_t remote_ok, remote_failed; /* protected by lock */
+	uint64_t remote_ns; /* protected by lock */
+	uint64_t rpc_codes[LP_RPC_COUNT][LP_GRPC_CODES]; /* protected by lock */
+	uint64_t rpc_bucket[LP_RPC_COUNT][N_BUCKETS]; /* protected by lock */
+	uint64_t rpc_ns[LP_RPC_COUNT]; /* protected by lock */
+	uint64_t rpc_total[LP_RPC_COUNT]; /* protected by lock */
+	struct MHD_Daemon *mhd; /* set once before serving */
+	struct lp_snap_layers *layers; /* borrowed, for the server */
+};
+
+static const char *const fallback_names[LP_FALLBACK_COUNT] = {
+	[LP_FALLBACK_NO_LABELS] = "no_labels",
+	[LP_FALLBACK_NO_TOC_DIGEST] = "no_toc_digest",
+	[LP_FALLBACK_BAD_LABELS] = "bad_labels",
+	[LP_FALLBACK_REGISTRY] = "registry",
+	[LP_FALLBACK_NOT_LAZY] = "not_lazy",
+	[LP_FALLBACK_MOUNT] = "mount",
+};
+
+static const char *const rpc_names[LP_RPC_COUNT] = {
+	[LP_RPC_PREPARE] = "Prepare", [LP_RPC_VIEW] = "View",
+	[LP_RPC_MOUNTS] = "Mounts",   [LP_RPC_COMMIT] = "Commit",
+	[LP_RPC_REMOVE] = "Remove",   [LP_RPC_STAT] = "Stat",
+	[LP_RPC_UPDATE] = "Update",   [LP_RPC_LIST] = "List",
+	[LP_RPC_USAGE] = "Usage",     [LP_RPC_CLEANUP] = "Cleanup",
+};
+
+const char *lp_snap_fallback_name(enum lp_snap_fallback f)
+{
+	return (unsigned int)f < LP_FALLBACK_COUNT ? fallback_names[f] : "?";
+}
+
+const char *lp_snap_rpc_name(enum lp_snap_rpc rpc)
+{
+	return (unsigned int)rpc < LP_RPC_COUNT ? rpc_names[rpc] : "?";
+}
+
+int lp_snap_metrics_new(struct lp_snap_metrics **ret_m)
+{
+	struct lp_snap_metrics *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	pthread_mutex_init(&m->lock, NULL);
+	*ret_m = m;
+	return 0;
+}
+
+void lp_snap_metrics_stop(struct lp_snap_metrics *m)
+{
+	if (m && m->mhd) {
+		MHD_stop_daemon(m->mhd);
+		m->mhd = NULL;
+	}
+}
+
+void lp_snap_metrics_free(struct lp_snap_metrics *m)
+{
+	if (!m)
+		return;
+	lp_snap_metrics_stop(m);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+void lp_snap_metrics_fallback(struct lp_snap_metrics *m,
+			      enum lp_snap_fallback f)
+{
+	if ((unsigned int)f >= LP_FALLBACK_COUNT)
+		return;
+	pthread_mutex_lock(&m->lock);
+	m->fallbacks[f]++;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void lp_snap_metrics_remote(struct lp_snap_metrics *m, bool ok,
+			    uint64_t mount_ns)
+{
+	pthread_mutex_lock(&m->lock);
+	if (ok) {
+		m->remote_ok++;
+		m->remote_ns += mount_ns;
+	} else {
+		m->remote_failed++;
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+void lp_snap_metrics_rpc(struct lp_snap_metrics *m, enum lp_snap_rpc rpc,
+			 unsigned int code, uint64_t ns)
+{
+	double s = (double)ns / 1e9;
+	size_t b;
+
+	if ((unsigned int)rpc >= LP_RPC_COUNT)
+		return;
+	if (code >= LP_GRPC_CODES)
+		code = 2; /* UNKNOWN */
+	pthread_mutex_lock(&m->lock);
+	m->rpc_codes[rpc][code]++;
+	for (b = 0; b < N_BUCKETS; b++)
+		if (s <= rpc_buckets[b])
+			m->rpc_bucket[rpc][b]++;
+	m->rpc_ns[rpc] += ns;
+	m->rpc_total[rpc]++;
+	pthread_mutex_unlock(&m->lock);
+}
+
+static uint64_t jget(struct json_object *o, const char *a, const char *b)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, a, &v))
+		return 0;
+	if (b && !json_object_object_get_ex(v, b, &v))
+		return 0;
+	return (uint64_t)json_object_get_int64(v);
+}
+
+struct layer_out {
+	struct lp_buf *out;
+	int section; /* which metric family this pass prints */
+};
+
+static const struct {
+	const char *name, *help, *type, *a, *b;
+	double scale;
+} layer_metrics[] = {
+	{ "lazypull_layer_blob_bytes", "Compressed size of the layer blob.",
+	  "gauge", "blob_bytes", NULL, 1 },
+	{ "lazypull_layer_fetched_bytes_total",
+	  "Compressed bytes fetched from the registry.", "counter",
+	  "fetched_bytes", NULL, 1 },
+	{ "lazypull_layer_fetched_chunks_total", "Chunks fetched.", "counter",
+	  "fetched_chunks", NULL, 1 },
+	{ "lazypull_layer_chunks", "Chunks in the layer.", "gauge",
+	  "total_chunks", NULL, 1 },
+	{ "lazypull_layer_blob_reads_total", "Range reads of the blob.",
+	  "counter", "blob_reads", NULL, 1 },
+	{ "lazypull_layer_prefetch_done_bytes", "Bytes prefetched.", "gauge",
+	  "prefetch", "done_bytes", 1 },
+	{ "lazypull_layer_background_done_bytes",
+	  "Bytes fetched in the background.", "gauge", "background",
+	  "done_bytes", 1 },
+	{ "lazypull_layer_on_demand_fetch_seconds_count",
+	  "On-demand fetches (a reader waited).", "counter", "on_demand",
+	  "fetches", 1 },
+	{ "lazypull_layer_on_demand_fetch_seconds_sum",
+	  "Total time readers waited for on-demand fetches.", "counter",
+	  "on_demand", "latency_ns_total", 1e-9 },
+	{ "lazypull_layer_on_demand_fetch_seconds_max",
+	  "Longest on-demand fetch.", "gauge", "on_demand", "latency_ns_max",
+	  1e-9 },
+	{ "lazypull_layer_cache_memory_hits_total", "Memory cache hits.",
+	  "counter", "cache", "memory_hits", 1 },
+	{ "lazypull_layer_cache_disk_hits_total", "Disk cache hits.", "counter",
+	  "cache", "disk_hits", 1 },
+	{ "lazypull_layer_cache_misses_total",
+	  "Chunks fetched because no cache had them.", "counter",
+	  "fetched_chunks", NULL, 1 },
+	{ "lazypull_layer_cache_memory_bytes", "Memory cache size.", "gauge",
+	  "cache", "memory_bytes", 1 },
+	{ "lazypull_layer_verify_failures_total",
+	  "Chunks that failed digest verification.", "counter", "errors",
+	  "verify_failures", 1 },
+	{ "lazypull_layer_fetch_errors_total", "Failed blob reads.", "counter",
+	  "errors", "fetch_errors", 1 },
+};
+
+static int layer_line(void *opaque, const char *digest, const char *json)
+{
+	struct layer_out *lo = opaque;
+	struct json_object *o = json_tokener_parse(json);
+	int r;
+
+	if (!o)
+		return 0;
+	if (layer_metrics[lo->section].scale == 1)
+		r = lp_buf_printf(lo->out, "%s{layer=\"%s\"} %llu\n",
+				  layer_metrics[lo->section].name, digest,
+				  (unsigned long long)jget(
+					  o, layer_metrics[lo->section].a,
+					  layer_metrics[lo->section].b));
+	else
+		r = lp_buf_printf(lo->out, "%s{layer=\"%s\"} %.9f\n",
+				  layer_metrics[lo->section].name, digest,
+				  (double)jget(o, layer_metrics[lo->section].a,
+					       layer_metrics[lo->section].b) *
+					  layer_metrics[lo->section].scale);
+	json_object_put(o);
+	return r;
+}
+
+int lp_snap_metrics_render(struct lp_snap_metrics *m,
+			   struct lp_snap_layers *layers, struct lp_buf *out)
+{
+	struct layer_out lo = { out, 0 };
+	size_t i, b, k;
+	int r = 0;
+
+	for (k = 0; k < LP_ARRAY_SIZE(layer_metrics) && !r; k++) {
+		r = lp_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n",
+				  layer_metrics[k].name, layer_metrics[k].help,
+				  layer_metrics[k].name, layer_metrics[k].type);
+		lo.section = (int)k;
+		if (!r && layers)
+			r = lp_snap_layers_stats(layers, layer_line, &lo);
+	}
+	if (r)
+		return r;
+
+	pthread_mutex_lock(&m->lock);
+	r = lp_buf_printf(out,
+			  "# HELP lazypull_fallbacks_total Layers that took "
+			  "the plain (non-lazy) path, by reason.\n"
+			  "# TYPE lazypull_fallbacks_total counter\n");
+	for (i = 0; i < LP_FALLBACK_COUNT && !r; i++)
+		r = lp_buf_printf(out,
+				  "lazypull_fallbacks_total{reason=\"%s\"} "
+				  "%llu\n",
+				  fallback_names[i],
+				  (unsigned long long)m->fallbacks[i]);
+	if (!r)
+		r = lp_buf_printf(
+			out,
+			"# HELP lazypull_remote_mounts_total Lazy layer "
+			"mounts by result.\n"
+			"# TYPE lazypull_remote_mounts_total counter\n"
+			"lazypull_remote_mounts_total{result=\"ok\"} %llu\n"
+			"lazypull_remote_mounts_total{result=\"failed\"} "
+			"%llu\n"
+			"# HELP lazypull_remote_mount_seconds_total Time "
+			"spent mounting layers (TOC fetch, verify, mount).\n"
+			"# TYPE lazypull_remote_mount_seconds_total counter\n"
+			"lazypull_remote_mount_seconds_total %.6f\n"
+			"# HELP lazypull_grpc_requests_total Snapshots API "
+			"requests by method and gRPC status code.\n"
+			"# TYPE lazypull_grpc_requests_total counter\n",
+			(unsigned long long)m->remote_ok,
+			(unsigned long long)m->remote_failed,
+			(double)m->remote_ns / 1e9);
+	for (i = 0; i < LP_RPC_COUNT && !r; i++)
+		for (b = 0; b < LP_GRPC_CODES && !r; b++)
+			if (m->rpc_codes[i][b])
+				r = lp_buf_printf(
+					out,
+					"lazypull_grpc_requests_total{method="
+					"\"%s\",code=\"%zu\"} %llu\n",
+					rpc_names[i], b,
+					(unsigned long long)m->rpc_codes[i][b]);
+	if (!r)
+		r = lp_buf_printf(out, "# HELP lazypull_grpc_request_seconds "
+				       "Snapshots API request latency.\n"
+				       "# TYPE lazypull_grpc_request_seconds "
+				       "histogram\n");
+	for (i = 0; i < LP_RPC_COUNT && !r; i++) {
+		if (!m->rpc_total[i])
+			continue;
+		for (b = 0; b < N_BUCKETS && !r; b++)
+			r = lp_buf_printf(
+				out,
+				"lazypull_grpc_request_seconds_bucket"
+				"{method=\"%s\",le=\"%g\"} %llu\n",
+				rpc_names[i], rpc_buckets[b],
+				(unsigned long long)m->rpc_bucket[i][b]);
+		if (!r)
+			r = lp_buf_printf(
+				out,
+				"lazypull_grpc_request_seconds_bucket{method="
+				"\"%s\",le=\"+Inf\"} %llu\n"
+				"lazypull_grpc_request_seconds_sum{method="
+				"\"%s\"} %.6f\n"
+				"lazypull_grpc_request_seconds_count{method="
+				"\"%s\"} %llu\n",
+				rpc_names[i],
+				(unsigned long long)m->rpc_total[i],
+				rpc_names[i], (double)m->rpc_ns[i] / 1e9,
+				rpc_names[i],
+				(unsigned long long)m->rpc_total[i]);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+				  const char *url, const char *method,
+				  const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct lp_snap_metrics *m = cls;
+	struct MHD_Response *resp;
+	struct lp_buf b;
+	unsigned int status = MHD_HTTP_OK;
+	enum MHD_Result ret;
+
+	lp_buf_init(&b, METRICS_MAX);
+	if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+		status = MHD_HTTP_METHOD_NOT_ALLOWED;
+		lp_buf_printf(&b, "method not allowed\n");
+	} else if (strcmp(url, "/metrics")) {
+		status = MHD_HTTP_NOT_FOUND;
+		lp_buf_printf(&b, "try /metrics\n");
+	} else if (lp_snap_metrics_render(m, m->layers, &b) < 0) {
+		status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		lp_buf_reset(&b);
+		lp_buf_printf(&b, "cannot render metrics\n");
+	}
+	resp = MHD_create_response_from_buffer(
+		b.len, b.data ? (void *)b.data : (void *)"",
+		MHD_RESPMEM_MUST_COPY);
+	lp_buf_release(&b);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type",
+				"text/plain; version=0.0.4; charset=utf-8");
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+int lp_snap_metrics_serve(struct lp_snap_metrics *m, const char *addr,
+			  struct lp_snap_layers *layers, struct lp_err *err)
+{
+	struct sockaddr_in sa = { 0 };
+	char host[HOST_MAX];
+	const char *colon = strrchr(addr, ':');
+	sigset_t all, old;
+	char *end;
+	long port;
+
+	if (!colon || (size_t)(colon - addr) >= sizeof(host))
+		return lp_err_set(err, -EINVAL,
+				  "metrics address '%s': want HOST:PORT", addr);
+	memcpy(host, addr, (size_t)(colon - addr));
+	host[colon - addr] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	if (*end || port <= 0 || port > 65535)
+		return lp_err_set(err, -EINVAL,
+				  "metrics address '%s': bad "
+				  "port",
+				  addr);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	if (!*host || !strcmp(host, "localhost"))
+		snprintf(host, sizeof(host), "127.0.0.1");
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		return lp_err_set(err, -EINVAL,
+				  "metrics address '%s': want an IPv4 address",
+				  addr);
+	m->layers = layers;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	m->mhd = MHD_start_daemon(
+		MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL,
+		on_request, m, MHD_OPTION_SOCK_ADDR, &sa,
+		MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!m->mhd)
+		return lp_err_set(err, -EADDRINUSE,
+				  "cannot serve metrics on %s", addr);
+	return 0;
+}

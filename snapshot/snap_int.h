@@ -1,0 +1,373 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Module-private interfaces of snapshot/: the metadata store (meta.c), the
+ * pool of lazily mounted layers (layers.c), the snapshotter semantics
+ * (service.c), metrics (metrics.c) and the gRPC transport (grpc_server.c).
+ * Only the .c files of snapshot/ include this.
+ *
+ * Lock order across the module: service lock (service.c) -> layer pool lock
+ * (layers.c) -> metrics lock (metrics.c). The metadata store has no lock of
+ * its own: the service serialises every use of it.
+ */
+#ifndef LP_SNAP_INT_H
+#define LP_SNAP_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lp_buf.h"
+#include "lp_digest.h"
+#include "lp_err.h"
+#include "lp_snapshotter.h"
+
+/* Bounds on what containerd sends (it enforces 4096 per label pair). */
+#define LP_SNAP_KEY_MAX 4096 /* bytes of a key, name or parent */
+#define LP_SNAP_LABEL_MAX 4096 /* bytes of one label key + value */
+#define LP_SNAP_LABELS_MAX 256 /* labels per request */
+#define LP_SNAP_FILTERS_MAX 64 /* List filters */
+#define LP_SNAP_CHAIN_MAX 128 /* parents of one snapshot (overlay lowers) */
+#define LP_SNAP_MOUNT_OPTS_MAX 8
+#define LP_SNAP_NEIGHBOURS_MAX 128 /* layers resolved ahead of Prepare */
+
+/* Labels containerd and its clients set. */
+#define LP_LABEL_TARGET_REF "containerd.io/snapshot.ref"
+#define LP_LABEL_REMOTE "containerd.io/snapshot/remote"
+#define LP_LABEL_TOC_DIGEST "containerd.io/snapshot/stargz/toc.digest"
+#define LP_LABEL_STARGZ_REF "containerd.io/snapshot/remote/stargz.reference"
+#define LP_LABEL_STARGZ_DIGEST "containerd.io/snapshot/remote/stargz.digest"
+#define LP_LABEL_STARGZ_LAYERS "containerd.io/snapshot/remote/stargz.layers"
+#define LP_LABEL_CRI_REF "containerd.io/snapshot/cri.image-ref"
+#define LP_LABEL_CRI_DIGEST "containerd.io/snapshot/cri.layer-digest"
+#define LP_LABEL_CRI_LAYERS "containerd.io/snapshot/cri.image-layers"
+
+enum lp_snap_kind {
+	LP_SNAP_KIND_UNKNOWN = 0, /* values as in the protocol's enum Kind */
+	LP_SNAP_KIND_VIEW = 1,
+	LP_SNAP_KIND_ACTIVE = 2,
+	LP_SNAP_KIND_COMMITTED = 3,
+};
+
+struct lp_snap_label {
+	char *key;
+	char *value;
+};
+
+/* One snapshot as stored; every string is owned (lp_snap_rec_clear). */
+struct lp_snap_rec {
+	int64_t id; /* names its directory ROOT/snapshots/ID */
+	char *key; /* the name, once committed */
+	char *parent; /* "" for none */
+	enum lp_snap_kind kind;
+	int64_t created_ns, updated_ns;
+	int64_t size, inodes; /* usage, recorded at commit */
+	char *layer; /* remote snapshots: the layer digest; else NULL */
+	struct lp_snap_label *labels;
+	size_t n_labels;
+};
+
+void lp_snap_rec_clear(struct lp_snap_rec *r); /* NULL allowed */
+/* lp_snap_rec_copy() - a deep copy of @r into @ret. 0 or -ENOMEM. */
+int lp_snap_rec_copy(const struct lp_snap_rec *r, struct lp_snap_rec *ret);
+/* lp_snap_rec_label() - the value of label @key, or NULL. */
+const char *lp_snap_rec_label(const struct lp_snap_rec *r, const char *key);
+
+/* What it takes to mount a layer again without asking anyone. */
+struct lp_snap_layer_facts {
+	char digest[LP_DIGEST_STR_LEN + 1];
+	char toc_digest[LP_DIGEST_STR_LEN + 1];
+	char *ref; /* owned: image reference the blob is read through */
+	uint64_t size; /* compressed blob size */
+};
+
+/* ---- metadata store (meta.c); not thread-safe: the service locks ---- */
+
+struct lp_snap_meta;
+
+/*
+ * lp_snap_meta_open() - open or create the SQLite database @path (WAL,
+ * synchronous FULL, foreign keys). Returns 0, -EIO (@err says why), -ENOMEM.
+ */
+int lp_snap_meta_open(const char *path, struct lp_snap_meta **ret_meta,
+		      struct lp_err *err);
+void lp_snap_meta_free(struct lp_snap_meta *m); /* NULL allowed */
+
+/* Transactions: begin (immediate), commit, rollback. 0 or -EIO. */
+int lp_snap_meta_begin(struct lp_snap_meta *m);
+int lp_snap_meta_commit(struct lp_snap_meta *m);
+void lp_snap_meta_rollback(struct lp_snap_meta *m);
+
+/* lp_snap_meta_get() - the snapshot @key into @ret. 0, -ENOENT, -EIO. */
+int lp_snap_meta_get(struct lp_snap_meta *m, const char *key,
+		     struct lp_snap_rec *ret);
+
+/*
+ * lp_snap_meta_insert() - add @r (its id, timestamps ignored: set here and
+ * written back into @r). Returns 0, -EEXIST (the key is taken), -EIO.
+ */
+int lp_snap_meta_insert(struct lp_snap_meta *m, struct lp_snap_rec *r);
+
+/*
+ * lp_snap_meta_update() - write @r's key, kind, size, inodes, updated time
+ * and labels (replacing all) over row @r->id. 0, -EEXIST, -ENOENT, -EIO.
+ */
+int lp_snap_meta_update(struct lp_snap_meta *m, const struct lp_snap_rec *r);
+
+/* lp_snap_meta_delete() - remove row @id and its labels. 0 or -EIO. */
+int lp_snap_meta_delete(struct lp_snap_meta *m, int64_t id);
+
+/* lp_snap_meta_children() - how many snapshots have @name as parent. */
+int lp_snap_meta_children(struct lp_snap_meta *m, const char *name);
+
+/* lp_snap_meta_layer_users() - how many snapshots use layer @digest. */
+int lp_snap_meta_layer_users(struct lp_snap_meta *m, const char *digest);
+
+typedef int (*lp_snap_rec_fn)(void *opaque, const struct lp_snap_rec *r);
+
+/*
+ * lp_snap_meta_walk() - call @fn for every snapshot (labels filled in) until
+ * it returns non-zero (that value is returned). 0 or -EIO otherwise.
+ */
+int lp_snap_meta_walk(struct lp_snap_meta *m, lp_snap_rec_fn fn, void *opaque);
+
+/* lp_snap_meta_layer_put() - record (or replace) @f. 0 or -EIO. */
+int lp_snap_meta_layer_put(struct lp_snap_meta *m,
+			   const struct lp_snap_layer_facts *f);
+/* lp_snap_meta_layer_get() - facts for @digest (ref owned by @ret). */
+int lp_snap_meta_layer_get(struct lp_snap_meta *m, const char *digest,
+			   struct lp_snap_layer_facts *ret);
+/* lp_snap_meta_ids() - is @id a row? 1, 0 or -EIO. */
+int lp_snap_meta_has_id(struct lp_snap_meta *m, int64_t id);
+
+/* ---- metrics (metrics.c) ------------------------------------------ */
+
+enum lp_snap_fallback {
+	LP_FALLBACK_NO_LABELS, /* no remote-snapshot labels at all */
+	LP_FALLBACK_NO_TOC_DIGEST, /* labels but no TOC digest label */
+	LP_FALLBACK_BAD_LABELS, /* malformed reference or digest */
+	LP_FALLBACK_REGISTRY, /* manifest or blob not reachable */
+	LP_FALLBACK_NOT_LAZY, /* not eStargz/zstd:chunked, TOC mismatch */
+	LP_FALLBACK_MOUNT, /* FUSE mount failed */
+	LP_FALLBACK_COUNT,
+};
+
+enum lp_snap_rpc {
+	LP_RPC_PREPARE,
+	LP_RPC_VIEW,
+	LP_RPC_MOUNTS,
+	LP_RPC_COMMIT,
+	LP_RPC_REMOVE,
+	LP_RPC_STAT,
+	LP_RPC_UPDATE,
+	LP_RPC_LIST,
+	LP_RPC_USAGE,
+	LP_RPC_CLEANUP,
+	LP_RPC_COUNT,
+};
+
+#define LP_GRPC_CODES 17 /* gRPC status codes 0..16 */
+
+struct lp_snap_metrics;
+struct lp_snap_layers;
+
+int lp_snap_metrics_new(struct lp_snap_metrics **ret_m);
+void lp_snap_metrics_free(struct lp_snap_metrics *m); /* stops serving */
+/* lp_snap_metrics_stop() - stop the HTTP server (before freeing layers). */
+void lp_snap_metrics_stop(struct lp_snap_metrics *m);
+const char *lp_snap_fallback_name(enum lp_snap_fallback f);
+const char *lp_snap_rpc_name(enum lp_snap_rpc rpc);
+void lp_snap_metrics_fallback(struct lp_snap_metrics *m,
+			      enum lp_snap_fallback f);
+void lp_snap_metrics_remote(struct lp_snap_metrics *m, bool ok,
+			    uint64_t mount_ns);
+void lp_snap_metrics_rpc(struct lp_snap_metrics *m, enum lp_snap_rpc rpc,
+			 unsigned int code, uint64_t ns);
+/*
+ * lp_snap_metrics_render() - the Prometheus text exposition of @m and of
+ * every layer @layers has mounted, appended to @out. 0, -EFBIG, -ENOMEM.
+ */
+int lp_snap_metrics_render(struct lp_snap_metrics *m,
+			   struct lp_snap_layers *layers, struct lp_buf *out);
+/*
+ * lp_snap_metrics_serve() - serve GET /metrics on @addr ("host:port") until
+ * lp_snap_metrics_free(). @layers is borrowed and must outlive @m's server.
+ * Returns 0, -EINVAL (bad address), -EADDRINUSE/-EIO.
+ */
+int lp_snap_metrics_serve(struct lp_snap_metrics *m, const char *addr,
+			  struct lp_snap_layers *layers, struct lp_err *err);
+
+/* ---- the pool of lazily mounted layers (layers.c) -------------------- */
+
+/* A request to mount a layer, from Prepare's labels (all borrowed). */
+struct lp_snap_layer_req {
+	const char *ref; /* image reference */
+	const char *digest; /* the layer's blob digest */
+	const char *toc_digest; /* required */
+	const char *neighbours; /* comma-separated layer digests, or NULL */
+};
+
+/*
+ * lp_snap_layers_new() - an empty pool mounting under @c->root/layers.
+ * Borrows @c and @metrics for its lifetime. 0, -ENOMEM, -EIO (registry
+ * client).
+ */
+int lp_snap_layers_new(const struct lp_snap_config *c,
+		       struct lp_snap_metrics *metrics,
+		       struct lp_snap_layers **ret_l);
+/* lp_snap_layers_free() - unmount every layer, join threads. NULL ok. */
+void lp_snap_layers_free(struct lp_snap_layers *l);
+
+/*
+ * lp_snap_layers_get() - the layer @req names, mounted: resolved through
+ * the image manifest (size, annotations), TOC verified against
+ * @req->toc_digest, FUSE-mounted and serving. Starts resolving the
+ * neighbouring layers in the background. Waits for a mount already in
+ * progress. Fills @ret_facts (ref owned by the caller) and the mount point
+ * into @mnt (@mnt_size bytes). Returns 0, or -errno with the reason in
+ * @err and the fallback class in *@ret_why.
+ */
+int lp_snap_layers_get(struct lp_snap_layers *l,
+		       const struct lp_snap_layer_req *req,
+		       struct lp_snap_layer_facts *ret_facts, char *mnt,
+		       size_t mnt_size, enum lp_snap_fallback *ret_why,
+		       struct lp_err *err);
+
+/*
+ * lp_snap_layers_ensure() - mount the layer @f describes unless it is
+ * mounted already (restart, or after a failed remount). Mount point into
+ * @mnt. Returns 0 or -errno (@err).
+ */
+int lp_snap_layers_ensure(struct lp_snap_layers *l,
+			  const struct lp_snap_layer_facts *f, char *mnt,
+			  size_t mnt_size, struct lp_err *err);
+
+/*
+ * lp_snap_layers_path() - the mount point of layer @digest (mounted or
+ * not) into @mnt. Returns 0 or -ENAMETOOLONG / -EINVAL.
+ */
+int lp_snap_layers_path(struct lp_snap_layers *l, const char *digest, char *mnt,
+			size_t mnt_size);
+
+/*
+ * lp_snap_layers_release() - unmount layer @digest (no snapshot uses it
+ * any more). Returns 0 or -errno from umount.
+ */
+int lp_snap_layers_release(struct lp_snap_layers *l, const char *digest);
+
+/*
+ * lp_snap_layers_release_unused() - unmount layers mounted ahead of use
+ * (neighbours) for which @in_use returns false, if older than @min_age_s.
+ */
+void lp_snap_layers_release_unused(struct lp_snap_layers *l,
+				   bool (*in_use)(void *opaque,
+						  const char *digest),
+				   void *opaque, unsigned int min_age_s);
+
+typedef int (*lp_snap_layer_stats_fn)(void *opaque, const char *digest,
+				      const char *stats_json);
+/* lp_snap_layers_stats() - call @fn with each mounted layer's stats. */
+int lp_snap_layers_stats(struct lp_snap_layers *l, lp_snap_layer_stats_fn fn,
+			 void *opaque);
+
+/*
+ * lp_snap_clear_stale_mounts() - unmount (lazily) everything mounted under
+ * @root, deepest first: leftovers of a crashed daemon. Returns how many.
+ */
+int lp_snap_clear_stale_mounts(const char *root);
+
+/* ---- snapshotter semantics (service.c) -------------------------------- */
+
+struct lp_snap_mount {
+	const char *type; /* "bind" or "overlay" (static) */
+	char *source;
+	char *options[LP_SNAP_MOUNT_OPTS_MAX];
+	size_t n_options;
+};
+
+void lp_snap_mount_clear(struct lp_snap_mount *m);
+
+/* Borrowed label pair, as a request carries it. */
+struct lp_snap_kv {
+	const char *key;
+	const char *value;
+};
+
+struct lp_snap_svc;
+
+/*
+ * lp_snap_svc_new() - the snapshotter over @meta and @layers (borrowed,
+ * must outlive it). Creates ROOT/snapshots. 0, -ENOMEM, -errno (mkdir).
+ */
+int lp_snap_svc_new(const struct lp_snap_config *c, struct lp_snap_meta *meta,
+		    struct lp_snap_layers *layers,
+		    struct lp_snap_metrics *metrics,
+		    struct lp_snap_svc **ret_svc);
+void lp_snap_svc_free(struct lp_snap_svc *s); /* NULL allowed */
+
+/*
+ * The operations, with containerd's semantics. Each returns 0 or -errno,
+ * mapped to gRPC codes by lp_snap_grpc_code(): -ENOENT NOT_FOUND, -EEXIST
+ * ALREADY_EXISTS, -EBUSY FAILED_PRECONDITION, -EINVAL INVALID_ARGUMENT;
+ * @err carries the message containerd shows.
+ */
+int lp_snap_svc_prepare(struct lp_snap_svc *s, const char *key,
+			const char *parent, const struct lp_snap_kv *labels,
+			size_t n_labels, bool view, struct lp_snap_mount *ret,
+			struct lp_err *err);
+int lp_snap_svc_mounts(struct lp_snap_svc *s, const char *key,
+		       struct lp_snap_mount *ret, struct lp_err *err);
+int lp_snap_svc_commit(struct lp_snap_svc *s, const char *name, const char *key,
+		       const struct lp_snap_kv *labels, size_t n_labels,
+		       struct lp_err *err);
+int lp_snap_svc_remove(struct lp_snap_svc *s, const char *key,
+		       struct lp_err *err);
+int lp_snap_svc_stat(struct lp_snap_svc *s, const char *key,
+		     struct lp_snap_rec *ret, struct lp_err *err);
+/* @paths: update mask ("labels", "labels.KEY"); none: replace labels. */
+int lp_snap_svc_update(struct lp_snap_svc *s, const char *key,
+		       const struct lp_snap_kv *labels, size_t n_labels,
+		       const char *const *paths, size_t n_paths,
+		       struct lp_snap_rec *ret, struct lp_err *err);
+int lp_snap_svc_usage(struct lp_snap_svc *s, const char *key, int64_t *ret_size,
+		      int64_t *ret_inodes, struct lp_err *err);
+/* @fn is called with the service lock held: it must not call back. */
+int lp_snap_svc_list(struct lp_snap_svc *s, const char *const *filters,
+		     size_t n_filters, lp_snap_rec_fn fn, void *opaque,
+		     struct lp_err *err);
+int lp_snap_svc_cleanup(struct lp_snap_svc *s, struct lp_err *err);
+
+/*
+ * lp_snap_svc_restore() - after a restart: remove directories no snapshot
+ * owns and remount every layer a remote snapshot uses. Failures are logged
+ * and retried on first use. Returns how many layers were mounted.
+ */
+int lp_snap_svc_restore(struct lp_snap_svc *s);
+
+/*
+ * lp_snap_filter_match() - does @r match containerd filter @filter
+ * (comma-separated AND of `field==value`, `!=`, `~=` regexp, or presence;
+ * fields name, parent, kind, labels.KEY / labels."KEY")? 1, 0, -EINVAL.
+ */
+int lp_snap_filter_match(const char *filter, const struct lp_snap_rec *r);
+
+/* ---- gRPC transport (grpc_server.c) ---------------------------------- */
+
+struct lp_snap_grpc;
+
+/*
+ * lp_snap_grpc_start() - listen on unix socket @path (an old socket file is
+ * replaced) and serve @svc with @threads worker threads. 0 or -errno.
+ */
+int lp_snap_grpc_start(const char *path, unsigned int threads,
+		       struct lp_snap_svc *svc, struct lp_snap_metrics *metrics,
+		       struct lp_snap_grpc **ret_g, struct lp_err *err);
+/* lp_snap_grpc_stop() - cancel calls, join workers, free. NULL allowed. */
+void lp_snap_grpc_stop(struct lp_snap_grpc *g);
+
+/* lp_snap_grpc_code() - the gRPC status code for -errno @r. */
+unsigned int lp_snap_grpc_code(int r);
+
+/* lp_snap_now_ns() - wall clock, nanoseconds since the epoch. */
+int64_t lp_snap_now_ns(void);
+
+#endif /* LP_SNAP_INT_H */
