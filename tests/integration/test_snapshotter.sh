@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# End to end: `lazypull snapshotter` as containerd's proxy snapshotter, with
+# a real containerd 1.6, runc and Debian's docker-registry on loopback, all
+# under a temporary directory (start order: registry, snapshotter,
+# containerd; stopped in reverse). A two-layer busybox image is converted
+# with `lazypull convert` and pushed; its gzip original is pushed too.
+#   1. ctr-remote rpull takes the remote path (layers mounted lazily,
+#      fetched bytes < blob bytes) and `ctr run` prints the expected output
+#   2. the upper layer's whiteout and opaque directory show in the rootfs
+#   3. `ctr image pull` of the gzip image takes the plain path (metric) and
+#      runs
+#   4. CRI PullImage (python3-grpcio) - not done here
+#   5. kill -9 of the daemon: it starts again, clears the dead mounts,
+#      remounts the layers, and a new container runs
+#   6. `ctr image rm` + GC leave no mounts, snapshot directories or rows
+#   7. several containers at once
+# Finally SIGTERM: the daemon unmounts everything it mounted.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+for cmd in containerd ctr ctr-remote runc docker-registry skopeo; do
+	if ! command -v $cmd >/dev/null; then
+		echo "SKIP: $cmd not installed"
+		exit 0
+	fi
+done
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (mounts, runc)"; exit 0; }
+[ -e /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 0; }
+
+REG_PID= SNAP_PID= CTRD_PID=
+ROOT="$T/snap" SOCK="$T/lazypull.sock" CSOCK="$T/ctrd/containerd.sock"
+
+# mounts_under DIR: mount points below DIR, deepest first
+mounts_under() {
+	awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r
+}
+
+cleanup() {
+	local rc=$? m
+	set +e
+	if [ -n "$CTRD_PID" ] && kill -0 "$CTRD_PID" 2>/dev/null; then
+		for c in $(timeout 5 ctr --address "$CSOCK" tasks ls -q 2>/dev/null); do
+			timeout 5 ctr --address "$CSOCK" tasks kill -s KILL "$c" >/dev/null 2>&1
+		done
+		sleep 0.3
+		kill "$CTRD_PID"
+		wait "$CTRD_PID" 2>/dev/null
+	fi
+	# shims outlive containerd: end the ones of this test only
+	for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CSOCK" 2>/dev/null); do
+		kill -9 "$p" 2>/dev/null
+	done
+	if [ -n "$SNAP_PID" ] && kill -0 "$SNAP_PID" 2>/dev/null; then
+		kill "$SNAP_PID"
+		wait "$SNAP_PID" 2>/dev/null
+	fi
+	[ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+	for m in $(mounts_under "$T"); do
+		umount -l "$m" 2>/dev/null
+	done
+	if [ $rc -ne 0 ]; then
+		echo "--- snapshotter log (tail)" >&2
+		tail -40 "$T/snap.log" >&2 2>/dev/null
+		echo "--- containerd log (tail)" >&2
+		tail -20 "$T/ctrd.log" >&2 2>/dev/null
+	fi
+	if [ -n "${LP_KEEP:-}" ]; then
+		echo "kept $T" >&2
+	else
+		rm -rf "$T"
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_for() { # wait_for SECONDS WHAT CMD...
+	local n=$(($1 * 10)) what=$2
+	shift 2
+	while ! "$@" >/dev/null 2>&1; do
+		n=$((n - 1))
+		[ $n -gt 0 ] || fail "timed out waiting for $what"
+		sleep 0.1
+	done
+}
+
+ctr_() { ctr --address "$CSOCK" "$@"; }
+
+metric_sum() { # metric_sum NAME: the sum over every series of NAME
+	curl -fsS "http://127.0.0.1:$MPORT/metrics" |
+		awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d\n", s }'
+}
+
+start_snapshotter() {
+	local started
+	started=$(grep -c "snapshotter: serving" "$T/snap.log" 2>/dev/null || true)
+	"$LAZYPULL" -v snapshotter --root "$ROOT" --address "$SOCK" \
+		--metrics-address "127.0.0.1:$MPORT" --no-background-fetch \
+		>>"$T/snap.log" 2>&1 &
+	SNAP_PID=$!
+	wait_for 20 "the snapshotter to serve" sh -c \
+		"[ \$(grep -c 'snapshotter: serving' '$T/snap.log') -gt ${started:-0} ]"
+}
+
+# --- registry ------------------------------------------------------------
+PORT=$(free_port)
+MPORT=$(free_port)
+REG="127.0.0.1:$PORT"
+mkdir -p "$T/reg"
+cat >"$T/reg.yml" <<EOF
+version: 0.1
+log: {level: error}
+storage:
+  filesystem: {rootdirectory: $T/reg}
+  delete: {enabled: true}
+http: {addr: $REG}
+EOF
+docker-registry serve "$T/reg.yml" >"$T/reg.log" 2>&1 &
+REG_PID=$!
+wait_for 20 "the registry" curl -fsS "http://$REG/v2/"
+
+say "building and pushing the test images"
+python3 "$LP_SOURCE_DIR/tests/integration/make_snap_image.py" "$T/layout"
+lp_run "$T/conv.out" "$T/conv.err" "$LAZYPULL" convert --plain-http -q \
+	"oci:$T/layout:two" "$REG/bb:esgz" || { show_err "$T/conv.err"; fail "lazypull convert"; }
+skopeo copy -q --dest-tls-verify=false "oci:$T/layout:two" "docker://$REG/bb:gzip" ||
+	fail "skopeo copy of the gzip image"
+ESGZ="$REG/bb:esgz" GZ="$REG/bb:gzip"
+BLOB_BYTES=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+	"http://$REG/v2/bb/manifests/esgz" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+assert all("containerd.io/snapshot/stargz/toc.digest" in l.get("annotations", {}) for l in m["layers"]), "no TOC digest annotations"
+print(sum(l["size"] for l in m["layers"]))')
+ok "converted image pushed ($BLOB_BYTES bytes of eStargz layers), gzip original pushed"
+
+# --- snapshotter and containerd --------------------------------------------
+start_snapshotter
+mkdir -p "$T/ctrd"
+cat >"$T/containerd.toml" <<EOF
+version = 2
+root = "$T/ctrd/root"
+state = "$T/ctrd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "$CSOCK"
+[ttrpc]
+  address = "$T/ctrd/containerd.sock.ttrpc"
+[debug]
+  address = "$T/ctrd/debug.sock"
+[proxy_plugins.lazypull]
+  type = "snapshot"
+  address = "$SOCK"
+EOF
+containerd --config "$T/containerd.toml" >"$T/ctrd.log" 2>&1 &
+CTRD_PID=$!
+wait_for 30 "containerd" ctr_ version
+
+# --- 1. remote path --------------------------------------------------------
+say "1. ctr-remote rpull takes the remote path"
+lp_run "$T/rpull.out" "$T/rpull.err" ctr-remote --address "$CSOCK" images rpull \
+	--plain-http --snapshotter lazypull "$ESGZ" || { show_err "$T/rpull.err"; fail "rpull"; }
+n=$(grep -c "remote snapshot sha256:" "$T/snap.log" || true)
+[ "$n" = 2 ] || fail "expected 2 remote snapshots, the log shows $n"
+n=$(mounts_under "$ROOT/layers" | wc -l)
+[ "$n" = 2 ] || fail "expected 2 lazy layer mounts, found $n"
+ok "both layers mounted lazily, committed as remote snapshots"
+ctr_ snapshots --snapshotter lazypull ls >"$T/snaps.txt"
+grep -q Committed "$T/snaps.txt" || fail "no committed snapshot listed: $(cat "$T/snaps.txt")"
+out=$(ctr_ run --rm --snapshotter lazypull "$ESGZ" c1)
+[ "$out" = "hello from lazypull" ] || fail "ctr run printed '$out'"
+ok "ctr run prints the image's output"
+fetched=$(metric_sum lazypull_layer_fetched_bytes_total)
+[ "$fetched" -gt 0 ] && [ "$fetched" -lt "$BLOB_BYTES" ] ||
+	fail "fetched $fetched bytes of $BLOB_BYTES"
+ok "fetched $fetched of $BLOB_BYTES blob bytes (lazy)"
+
+# --- 2. whiteouts and opaque directories ------------------------------------
+say "2. the merged tree"
+out=$(ctr_ run --rm --snapshotter lazypull "$ESGZ" c2 sh -c \
+	'ls /data/dir | tr "\n" " "; [ -e /etc/hostname ] && echo hostname || echo no-hostname; cat /data/keep')
+[ "$out" = "c no-hostname
+kept" ] || fail "merged tree: got '$out'"
+ok "whiteout hides /etc/hostname, opaque /data/dir shows only c"
+out=$(ctr_ run --rm --snapshotter lazypull "$ESGZ" c3 sh -c \
+	'echo new >/data/dir/d && rm /data/keep && ls /data/dir | tr "\n" " " && ls /data')
+case $out in "c d "*) ;; *) fail "writes in the container: got '$out'" ;; esac
+ok "the container writes over the lazy layers (copy-up, delete)"
+
+# --- 3. plain path ----------------------------------------------------------
+say "3. ctr image pull of a gzip image takes the plain path"
+fb0=$(metric_sum lazypull_fallbacks_total)
+lp_run "$T/pull.out" "$T/pull.err" ctr_ images pull --plain-http --snapshotter lazypull "$GZ" ||
+	{ show_err "$T/pull.err"; fail "ctr images pull"; }
+fb1=$(metric_sum lazypull_fallbacks_total)
+[ $((fb1 - fb0)) -eq 2 ] || fail "expected 2 fallbacks, metric went $fb0 -> $fb1"
+grep -q "plain path" "$T/snap.log" || fail "no plain-path log line"
+out=$(ctr_ run --rm --snapshotter lazypull "$GZ" c4 sh -c 'cat /hello.txt; ls /data/dir')
+[ "$out" = "hello from lazypull
+c" ] || fail "gzip image: got '$out'"
+ok "plain path: layers applied by containerd, container runs ($((fb1 - fb0)) fallbacks logged)"
+
+# --- 7. several containers at once -------------------------------------------
+say "7. several containers at once"
+pids=()
+for i in 1 2 3 4; do
+	ctr_ run --rm --snapshotter lazypull "$ESGZ" "p$i" sh -c "cat /hello.txt; md5sum /bin/busybox | cut -c1-8" \
+		>"$T/par$i.out" 2>"$T/par$i.err" &
+	pids+=($!)
+done
+for i in 1 2 3 4; do
+	wait "${pids[$((i - 1))]}" || { show_err "$T/par$i.err"; fail "parallel container $i"; }
+done
+want="hello from lazypull
+$(md5sum /bin/busybox | cut -c1-8)"
+for i in 1 2 3 4; do
+	[ "$(cat "$T/par$i.out")" = "$want" ] || fail "parallel container $i printed '$(cat "$T/par$i.out")'"
+done
+ok "4 containers at once, same output"
+
+# --- 5. kill -9 and restart --------------------------------------------------
+say "5. kill -9 of the snapshotter, restart"
+kill -9 "$SNAP_PID"
+wait "$SNAP_PID" 2>/dev/null || true
+SNAP_PID=
+n=$(mounts_under "$ROOT/layers" | wc -l)
+[ "$n" = 2 ] || fail "expected 2 dead mounts after kill -9, found $n"
+start_snapshotter
+grep -q "cleared 2 stale mount" "$T/snap.log" || fail "the stale mounts were not cleared"
+grep -q "remounted 2 layer" "$T/snap.log" || fail "the layers were not remounted"
+n=$(mounts_under "$ROOT/layers" | wc -l)
+[ "$n" = 2 ] || fail "expected 2 layer mounts after the restart, found $n"
+ok "stale mounts cleared, 2 layers remounted from metadata"
+# containerd's connection to the old daemon broke: it redials on use
+wait_for 10 "containerd to reconnect" ctr_ snapshots --snapshotter lazypull ls
+out=$(ctr_ run --rm --snapshotter lazypull "$ESGZ" c5 cat /data/dir/c /hello.txt)
+[ "$out" = "c
+hello from lazypull" ] || fail "after restart: got '$out'"
+ok "a new container runs after the restart"
+
+# --- 6. image removal ----------------------------------------------------------
+say "6. ctr image rm leaves nothing behind"
+ctr_ images rm --sync "$ESGZ" "$GZ" >/dev/null
+n=50
+while [ -n "$(ctr_ snapshots --snapshotter lazypull ls | tail -n +2)" ]; do
+	n=$((n - 1))
+	[ $n -gt 0 ] || fail "snapshots left after image rm: $(ctr_ snapshots --snapshotter lazypull ls)"
+	sleep 0.2
+done
+n=$(mounts_under "$ROOT" | wc -l)
+[ "$n" = 0 ] || fail "mounts left: $(mounts_under "$ROOT")"
+left=$(ls "$ROOT/snapshots" "$ROOT/layers")
+[ -z "$(ls -A "$ROOT/snapshots")" ] && [ -z "$(ls -A "$ROOT/layers")" ] ||
+	fail "directories left: $left"
+ok "no snapshots, mounts or directories left"
+
+# --- SIGTERM -----------------------------------------------------------------
+say "clean stop"
+ctr-remote --address "$CSOCK" images rpull --plain-http --snapshotter lazypull "$ESGZ" >/dev/null 2>&1 ||
+	fail "second rpull"
+n=$(mounts_under "$ROOT/layers" | wc -l)
+[ "$n" = 2 ] || fail "expected 2 layer mounts again, found $n"
+kill "$CTRD_PID"
+wait "$CTRD_PID" 2>/dev/null || true
+CTRD_PID=
+kill "$SNAP_PID"
+wait "$SNAP_PID" || fail "the snapshotter exited with $?"
+SNAP_PID=
+n=$(mounts_under "$ROOT" | wc -l)
+[ "$n" = 0 ] || fail "SIGTERM left mounts: $(mounts_under "$ROOT")"
+[ ! -e "$SOCK" ] || fail "the socket is left behind"
+ok "SIGTERM: every mount gone, socket removed"
+
+done_ok
