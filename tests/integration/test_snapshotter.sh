@@ -174,6 +174,23 @@ n=$(mounts_under "$ROOT/layers" | wc -l)
 ok "both layers mounted lazily, committed as remote snapshots"
 ctr_ snapshots --snapshotter lazypull ls >"$T/snaps.txt"
 grep -q Committed "$T/snaps.txt" || fail "no committed snapshot listed: $(cat "$T/snaps.txt")"
+top=$(awk '$3 == "Committed" && $2 != "" { print $1 }' "$T/snaps.txt" | head -1)
+[ -n "$top" ] || fail "no committed snapshot with a parent: $(cat "$T/snaps.txt")"
+ctr_ snapshots --snapshotter lazypull label "$top" lazypull.test=yes >/dev/null
+ctr_ snapshots --snapshotter lazypull info "$top" >"$T/info.json"
+python3 - "$T/info.json" <<'PY' || fail "snapshot info: $(cat "$T/info.json")"
+import json, sys
+i = json.load(open(sys.argv[1]))
+l = i["Labels"]
+assert i["Kind"].lower() == "committed", i
+assert l["lazypull.test"] == "yes", l
+assert l["containerd.io/snapshot/remote"], l
+assert l["containerd.io/snapshot/stargz/toc.digest"].startswith("sha256:"), l
+PY
+ctr_ snapshots --snapshotter lazypull label "$top" lazypull.test= >/dev/null
+ctr_ snapshots --snapshotter lazypull info "$top" | grep -q lazypull.test && fail "label not removed"
+ctr_ snapshots --snapshotter lazypull usage >/dev/null || fail "snapshots usage"
+ok "Stat, Update (set and delete a label), Usage, List"
 out=$(ctr_ run --rm --snapshotter lazypull "$ESGZ" c1)
 [ "$out" = "hello from lazypull" ] || fail "ctr run printed '$out'"
 ok "ctr run prints the image's output"
