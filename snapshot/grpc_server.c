@@ -155,7 +155,11 @@ static PbMount **mounts_to_pb(const struct lp_snap_mount *m, PbMount *pm,
 	return arr;
 }
 
-/* labels of a request as borrowed pairs; entries is any *LabelsEntry** */
+/*
+ * Labels of a request as borrowed pairs. A macro, not a function (house
+ * rule 10): protobuf-c generates one LabelsEntry type per message, with the
+ * same members, and a function would have to pun between them.
+ */
 struct kv_list {
 	struct lp_snap_kv *v;
 	size_t n;
