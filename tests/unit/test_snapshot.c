@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Unit tests of snapshot/ without containerd: containerd's filter syntax as
+ * List receives it, the SQLite metadata store (constraints, labels, layer
+ * facts, persistence across a reopen), and the snapshotter semantics of the
+ * plain path (Prepare/View/Commit/Remove/Mounts/Update/Usage/List) with the
+ * error codes containerd relies on.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../snapshot/snap_int.h"
+
+static struct lp_snap_rec sample_rec(void)
+{
+	static struct lp_snap_label labels[] = {
+		{ "containerd.io/snapshot.ref", "sha256:abc" },
+		{ "x", "1" },
+	};
+	struct lp_snap_rec r = { 0 };
+
+	r.key = "sha256:abc";
+	r.parent = "sha256:parent";
+	r.kind = LP_SNAP_KIND_COMMITTED;
+	r.labels = labels;
+	r.n_labels = 2;
+	return r;
+}
+
+static void test_filter(void **state)
+{
+	struct lp_snap_rec r = sample_rec();
+
+	/* what containerd's metadata store sends after ALREADY_EXISTS */
+	assert_int_equal(
+		lp_snap_filter_match("labels.\"containerd.io/snapshot.ref\"=="
+				     "sha256:abc,parent==\"sha256:parent\"",
+				     &r),
+		1);
+	assert_int_equal(
+		lp_snap_filter_match("labels.\"containerd.io/snapshot.ref\"=="
+				     "sha256:abc,parent==\"other\"",
+				     &r),
+		0);
+	assert_int_equal(lp_snap_filter_match("", &r), 1);
+	assert_int_equal(lp_snap_filter_match("labels.x", &r), 1);
+	assert_int_equal(lp_snap_filter_match("labels.y", &r), 0);
+	assert_int_equal(lp_snap_filter_match("kind==committed", &r), 1);
+	assert_int_equal(lp_snap_filter_match("kind!=committed", &r), 0);
+	assert_int_equal(lp_snap_filter_match("name~=/^sha256:a/", &r), 1);
+	assert_int_equal(lp_snap_filter_match("name~=\"b.$\"", &r), 1);
+	assert_int_equal(lp_snap_filter_match("name~=\"^z\"", &r), 0);
+	assert_int_equal(lp_snap_filter_match("labels.", &r), -EINVAL);
+	assert_int_equal(lp_snap_filter_match("name==\"open", &r), -EINVAL);
+	assert_int_equal(lp_snap_filter_match("name=x", &r), -EINVAL);
+	assert_int_equal(lp_snap_filter_match("name~=\"(\"", &r), -EINVAL);
+}
+
+struct env {
+	char dir[64];
+	char db[128];
+	struct lp_snap_config c;
+	struct lp_snap_meta *meta;
+	struct lp_snap_metrics *metrics;
+	struct lp_snap_svc *svc;
+};
+
+static int setup(void **state)
+{
+	struct env *e = calloc(1, sizeof(*e));
+
+	assert_non_null(e);
+	strcpy(e->dir, "/tmp/lp-test-snapshot.XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	snprintf(e->db, sizeof(e->db), "%s/metadata.db", e->dir);
+	assert_int_equal(lp_snap_config_init(&e->c), 0);
+	assert_int_equal(lp_snap_config_set_str(&e->c.root, e->dir), 0);
+	assert_int_equal(lp_snap_meta_open(e->db, &e->meta, NULL), 0);
+	assert_int_equal(lp_snap_metrics_new(&e->metrics), 0);
+	/* no layer pool: the plain path never needs one */
+	assert_int_equal(
+		lp_snap_svc_new(&e->c, e->meta, NULL, e->metrics, &e->svc), 0);
+	*state = e;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct env *e = *state;
+	char cmd[128];
+
+	lp_snap_svc_free(e->svc);
+	lp_snap_meta_free(e->meta);
+	lp_snap_metrics_free(e->metrics);
+	lp_snap_config_release(&e->c);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", e->dir);
+	assert_int_equal(system(cmd), 0);
+	free(e);
+	return 0;
+}
+
+static void test_meta(void **state)
+{
+	struct env *e = *state;
+	struct lp_snap_label l[] = { { "a", "1" } };
+	struct lp_snap_rec r = { 0 }, got = { 0 };
+	struct lp_snap_layer_facts f = { 0 }, fg = { 0 };
+
+	r.key = "k1";
+	r.parent = "";
+	r.kind = LP_SNAP_KIND_ACTIVE;
+	r.labels = l;
+	r.n_labels = 1;
+	assert_int_equal(lp_snap_meta_insert(e->meta, &r), 0);
+	assert_true(r.id > 0);
+	assert_int_equal(lp_snap_meta_insert(e->meta, &r), -EEXIST);
+	assert_int_equal(lp_snap_meta_get(e->meta, "nope", &got), -ENOENT);
+
+	snprintf(f.digest, sizeof(f.digest), "sha256:%064d", 1);
+	snprintf(f.toc_digest, sizeof(f.toc_digest), "sha256:%064d", 2);
+	f.ref = "127.0.0.1:5000/a:b";
+	f.size = 12345;
+	assert_int_equal(lp_snap_meta_layer_put(e->meta, &f), 0);
+
+	/* everything survives closing and reopening the database */
+	lp_snap_meta_free(e->meta);
+	assert_int_equal(lp_snap_meta_open(e->db, &e->meta, NULL), 0);
+	lp_snap_svc_free(e->svc);
+	assert_int_equal(
+		lp_snap_svc_new(&e->c, e->meta, NULL, e->metrics, &e->svc), 0);
+	assert_int_equal(lp_snap_meta_get(e->meta, "k1", &got), 0);
+	assert_int_equal(got.kind, LP_SNAP_KIND_ACTIVE);
+	assert_int_equal(got.n_labels, 1);
+	assert_string_equal(lp_snap_rec_label(&got, "a"), "1");
+	assert_int_equal(lp_snap_meta_layer_get(e->meta, f.digest, &fg), 0);
+	assert_string_equal(fg.ref, f.ref);
+	assert_int_equal(fg.size, 12345);
+	assert_string_equal(fg.toc_digest, f.toc_digest);
+	free(fg.ref);
+	assert_int_equal(lp_snap_meta_delete(e->meta, got.id), 0);
+	assert_int_equal(lp_snap_meta_has_id(e->meta, got.id), 0);
+	lp_snap_rec_clear(&got);
+}
+
+static const char *opt(const struct lp_snap_mount *m, const char *prefix)
+{
+	size_t i;
+
+	for (i = 0; i < m->n_options; i++)
+		if (!strncmp(m->options[i], prefix, strlen(prefix)))
+			return m->options[i];
+	return NULL;
+}
+
+static int count_cb(void *opaque, const struct lp_snap_rec *r)
+{
+	(*(int *)opaque)++;
+	return 0;
+}
+
+static void test_semantics(void **state)
+{
+	struct env *e = *state;
+	struct lp_snap_kv labels[] = { { "l", "v" } };
+	struct lp_snap_kv upd[] = { { "m", "w" } };
+	const char *paths[] = { "labels.m", "labels.l" };
+	const char *bad_paths[] = { "parent" };
+	const char *filters[] = { "kind==committed" };
+	struct lp_snap_mount m = { 0 };
+	struct lp_snap_rec r = { 0 };
+	struct lp_err err = { 0 };
+	int64_t size, inodes;
+	int n = 0;
+
+	/* a base layer: rw bind of an empty directory */
+	assert_int_equal(lp_snap_svc_prepare(e->svc, "x1", "", labels, 1, false,
+					     &m, &err),
+			 0);
+	assert_string_equal(m.type, "bind");
+	assert_non_null(opt(&m, "rw"));
+	lp_snap_mount_clear(&m);
+	assert_int_equal(
+		lp_snap_svc_prepare(e->svc, "x1", "", NULL, 0, false, &m, &err),
+		-EEXIST);
+	assert_int_equal(lp_snap_svc_prepare(e->svc, "x2", "nope", NULL, 0,
+					     false, &m, &err),
+			 -ENOENT);
+	assert_int_equal(lp_snap_svc_prepare(e->svc, "x2", "x1", NULL, 0, false,
+					     &m, &err),
+			 -EINVAL); /* parent not committed */
+	assert_int_equal(lp_snap_svc_commit(e->svc, "L1", "x1", NULL, 0, &err),
+			 0);
+	assert_int_equal(lp_snap_svc_commit(e->svc, "L1b", "x1", NULL, 0, &err),
+			 -ENOENT);
+	assert_int_equal(lp_snap_svc_stat(e->svc, "L1", &r, &err), 0);
+	assert_int_equal(r.kind, LP_SNAP_KIND_COMMITTED);
+	assert_string_equal(lp_snap_rec_label(&r, "l"), "v"); /* kept */
+	lp_snap_rec_clear(&r);
+	assert_int_equal(lp_snap_svc_mounts(e->svc, "L1", &m, &err), -EBUSY);
+
+	/* one parent: a view is a ro bind, a container an overlay */
+	assert_int_equal(
+		lp_snap_svc_prepare(e->svc, "v", "L1", NULL, 0, true, &m, &err),
+		0);
+	assert_string_equal(m.type, "bind");
+	assert_non_null(opt(&m, "ro"));
+	assert_non_null(strstr(m.source, "/fs"));
+	lp_snap_mount_clear(&m);
+	assert_int_equal(lp_snap_svc_prepare(e->svc, "c", "L1", NULL, 0, false,
+					     &m, &err),
+			 0);
+	assert_string_equal(m.type, "overlay");
+	assert_non_null(opt(&m, "upperdir="));
+	assert_non_null(opt(&m, "workdir="));
+	assert_non_null(opt(&m, "lowerdir="));
+	lp_snap_mount_clear(&m);
+	assert_int_equal(lp_snap_svc_mounts(e->svc, "c", &m, &err), 0);
+	lp_snap_mount_clear(&m);
+
+	/* a parent with children cannot go */
+	assert_int_equal(lp_snap_svc_remove(e->svc, "L1", &err), -EBUSY);
+	assert_int_equal(lp_snap_svc_usage(e->svc, "c", &size, &inodes, &err),
+			 0);
+
+	/* Update: labels only, by mask */
+	assert_int_equal(
+		lp_snap_svc_update(e->svc, "L1", upd, 1, paths, 2, &r, &err),
+		0);
+	assert_null(lp_snap_rec_label(&r, "l")); /* deleted */
+	assert_string_equal(lp_snap_rec_label(&r, "m"), "w");
+	lp_snap_rec_clear(&r);
+	assert_int_equal(lp_snap_svc_update(e->svc, "L1", upd, 1, bad_paths, 1,
+					    &r, &err),
+			 -EINVAL);
+
+	assert_int_equal(
+		lp_snap_svc_list(e->svc, filters, 1, count_cb, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(lp_snap_svc_remove(e->svc, "c", &err), 0);
+	assert_int_equal(lp_snap_svc_remove(e->svc, "v", &err), 0);
+	assert_int_equal(lp_snap_svc_remove(e->svc, "L1", &err), 0);
+	assert_int_equal(lp_snap_svc_remove(e->svc, "L1", &err), -ENOENT);
+	n = 0;
+	assert_int_equal(lp_snap_svc_list(e->svc, NULL, 0, count_cb, &n, &err),
+			 0);
+	assert_int_equal(n, 0);
+}
+
+static void test_grpc_codes(void **state)
+{
+	assert_int_equal(lp_snap_grpc_code(0), 0);
+	assert_int_equal(lp_snap_grpc_code(-ENOENT), 5); /* NOT_FOUND */
+	assert_int_equal(lp_snap_grpc_code(-EEXIST), 6); /* ALREADY_EXISTS */
+	assert_int_equal(lp_snap_grpc_code(-EBUSY), 9); /* FAILED_PRECOND. */
+	assert_int_equal(lp_snap_grpc_code(-EINVAL), 3); /* INVALID_ARG */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_filter),
+		cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_semantics, setup,
+						teardown),
+		cmocka_unit_test(test_grpc_codes),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
