@@ -62,6 +62,7 @@ int lp_fs_open(struct lp_fs *fs, uint64_t ino, int flags,
 		*ret_direct_io = true;
 	} else {
 		f->idx = lp_toc_entry(fs->toc, (uint32_t)(ino - 1))->ino;
+		fs_record_access(fs, f->idx);
 	}
 	*ret_file = f;
 	f = NULL;

@@ -78,6 +78,7 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 	measure(fs);
 
 	pthread_mutex_init(&fs->decoders.lock, NULL);
+	pthread_mutex_init(&fs->record.lock, NULL);
 	pthread_mutex_init(&fs->fetch.lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -129,6 +130,7 @@ void lp_fs_free(struct lp_fs *fs)
 	fs_cache_destroy(&fs->cache);
 	fs_disk_free(fs->disk);
 	fs_decoders_destroy(&fs->decoders);
+	fs_record_destroy(&fs->record);
 	pthread_cond_destroy(&fs->fetch.cond);
 	pthread_mutex_destroy(&fs->fetch.lock);
 	free(fs->cache_dir);

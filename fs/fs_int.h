@@ -5,8 +5,8 @@
  * prefetch.c, stats.c). Not included outside fs/.
  *
  * Lock order (every file that locks follows it): fetch.lock, then
- * cache.lock; decoders.lock and disk->lock are leaves, never held while
- * taking another lock. No lock is held across blob, disk or decode work.
+ * cache.lock; decoders.lock, disk->lock and record.lock are leaves, never
+ * held while taking another lock. No lock is held across blob, disk or decode work.
  */
 #ifndef LP_FS_INT_H
 #define LP_FS_INT_H
@@ -126,6 +126,20 @@ struct fs_fetcher {
 int fs_fetcher_start(struct lp_fs *fs);
 void fs_fetcher_stop(struct lp_fs *fs);
 
+/* --- access recording (record.c) --- */
+
+struct fs_record {
+	pthread_mutex_t lock;
+	atomic_bool on; /* set once by lp_fs_record_start() */
+	uint8_t *seen; /* bitmap over TOC entries; protected by lock */
+	uint32_t *order; /* first accesses, entry indexes; protected by lock */
+	size_t n; /* entries in order; protected by lock */
+};
+
+/* fs_record_access() - note an open/readlink of entry @idx when recording */
+void fs_record_access(struct lp_fs *fs, uint32_t idx);
+void fs_record_destroy(struct fs_record *rec);
+
 /* --- the filesystem --- */
 
 /* a pool of idle decoders (chunk_fetch.c) */
@@ -155,6 +169,7 @@ struct lp_fs {
 	struct fs_decoders decoders;
 	struct fs_fetcher fetch;
 	struct fs_stats stats;
+	struct fs_record record;
 	atomic_uint ondemand_active; /* readers fetching right now */
 	atomic_uint_fast64_t last_ondemand_ns; /* CLOCK_MONOTONIC */
 };

@@ -17,21 +17,28 @@
 #define FUSE_USE_VERSION 312
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include "lp_fuse.h"
 #include "lp_log.h"
 
 #define FUSE_CACHE_TIMEOUT 86400.0 /* seconds: nothing ever changes */
+#define FUSE_CONNECTIONS "/sys/fs/fuse/connections"
 
 struct lp_fuse {
 	struct fuse_session *se;
 	struct lp_fs *fs; /* borrowed */
 	unsigned int max_threads;
 	bool mounted;
+	char *mountpoint; /* for lp_fuse_unmount() */
 };
 
 static struct lp_fs *req_fs(fuse_req_t req)
@@ -343,6 +350,11 @@ int lp_fuse_mount(struct lp_fs *fs, const char *mountpoint,
 		goto out;
 	}
 	f->mounted = true;
+	f->mountpoint = strdup(mountpoint);
+	if (!f->mountpoint) {
+		r = lp_err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
 	*ret_fuse = f;
 	f = NULL;
 out:
@@ -351,13 +363,12 @@ out:
 	return r;
 }
 
-int lp_fuse_run(struct lp_fuse *fuse)
+/* the session loop on the caller's thread plus up to max_threads workers */
+static int serve(struct lp_fuse *fuse)
 {
 	struct fuse_loop_config *cfg = NULL;
 	int r;
 
-	if (fuse_set_signal_handlers(fuse->se) != 0)
-		return -EIO;
 	cfg = fuse_loop_cfg_create();
 	if (!cfg) {
 		r = -ENOMEM;
@@ -371,7 +382,67 @@ int lp_fuse_run(struct lp_fuse *fuse)
 		r = 0;
 out:
 	fuse_loop_cfg_destroy(cfg);
+	return r;
+}
+
+int lp_fuse_run(struct lp_fuse *fuse)
+{
+	int r;
+
+	if (fuse_set_signal_handlers(fuse->se) != 0)
+		return -EIO;
+	r = serve(fuse);
 	fuse_remove_signal_handlers(fuse->se);
+	return r;
+}
+
+int lp_fuse_serve(struct lp_fuse *fuse)
+{
+	return serve(fuse);
+}
+
+/* abort the FUSE connection of the filesystem on device @dev */
+static int abort_connection(dev_t dev)
+{
+	char path[128];
+	int fd, r = 0;
+
+	/* the directory is named after the kernel's device number */
+	snprintf(path, sizeof(path), FUSE_CONNECTIONS "/%u/abort",
+		 (major(dev) << 20) | minor(dev));
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, "1", 1) != 1)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+int lp_fuse_unmount(struct lp_fuse *fuse)
+{
+	struct stat st;
+	bool have_dev;
+	int r = 0;
+
+	if (!fuse->mountpoint)
+		return -EINVAL;
+	/* the session still serves: stat does not hang */
+	have_dev = stat(fuse->mountpoint, &st) == 0;
+	if (umount2(fuse->mountpoint, UMOUNT_NOFOLLOW) == 0)
+		goto out;
+	r = -errno;
+	if (r != -EBUSY)
+		goto out;
+	/* busy: detach it, and cut the connection so the loop ends now */
+	r = umount2(fuse->mountpoint, MNT_DETACH | UMOUNT_NOFOLLOW) ? -errno :
+								      0;
+	if (r == 0 && have_dev)
+		r = abort_connection(st.st_dev);
+	if (r < 0)
+		lp_log_warn("%s: busy; detached, connection abort: %s",
+			    fuse->mountpoint, strerror(-r));
+out:
 	return r;
 }
 
@@ -383,5 +454,6 @@ void lp_fuse_free(struct lp_fuse *fuse)
 		fuse_session_unmount(fuse->se);
 	if (fuse->se)
 		fuse_session_destroy(fuse->se);
+	free(fuse->mountpoint);
 	free(fuse);
 }

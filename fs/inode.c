@@ -311,6 +311,7 @@ int lp_fs_readlink(struct lp_fs *fs, uint64_t ino, const char **ret_target)
 		goto out;
 	}
 	*ret_target = e->link_name;
+	fs_record_access(fs, idx);
 out:
 	return r;
 }

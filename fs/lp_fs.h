@@ -176,4 +176,35 @@ void lp_fs_statfs(struct lp_fs *fs, struct statvfs *st);
  */
 int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out);
 
+/*
+ * Access recording (for profile-guided prefetch, `lazypull optimize`).
+ *
+ *	lp_fs_record_start(fs);		before or while serving
+ *	... the workload runs on the mount ...
+ *	lp_fs_record_get(fs, &idx, &n);	entry indexes, first access first
+ *	lp_toc_entry(lp_layer_toc(lp_fs_layer(fs)), idx[i])->path
+ *	free(idx);
+ *
+ * What counts as an access: lp_fs_open() of a regular file (recorded as the
+ * entry holding its data: a hardlink's target) and lp_fs_readlink() of a
+ * symlink. Lookups, getattr, readdir and xattrs do not count (overlayfs
+ * performs those on every lower layer; it opens files only in the layer that
+ * serves them). Each entry is recorded once. Off unless started.
+ */
+
+/*
+ * lp_fs_record_start() - start recording accesses (idempotent: a second
+ * call keeps what was recorded). May be called from any thread. Returns 0 or
+ * -ENOMEM.
+ */
+int lp_fs_record_start(struct lp_fs *fs);
+
+/*
+ * lp_fs_record_get() - a copy of the recorded TOC entry indexes (into
+ * lp_toc_entry()) in first-access order; empty when recording was never
+ * started. Recording goes on. The caller frees *@ret_entries (non-NULL even
+ * when *@ret_n is 0). Returns 0 or -ENOMEM.
+ */
+int lp_fs_record_get(struct lp_fs *fs, uint32_t **ret_entries, size_t *ret_n);
+
 #endif /* LP_FS_H */

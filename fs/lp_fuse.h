@@ -42,6 +42,23 @@ int lp_fuse_mount(struct lp_fs *fs, const char *mountpoint,
  */
 int lp_fuse_run(struct lp_fuse *fuse);
 
+/*
+ * lp_fuse_serve() - like lp_fuse_run() but installs no signal handlers: for
+ * a process that serves several mounts on threads of its own and handles
+ * signals itself. Returns when the filesystem is unmounted (for instance by
+ * lp_fuse_unmount() from another thread): 0 or -errno from the session loop.
+ */
+int lp_fuse_serve(struct lp_fuse *fuse);
+
+/*
+ * lp_fuse_unmount() - unmount now, from any thread, so that a running
+ * lp_fuse_serve()/lp_fuse_run() returns. When the mount is busy it is
+ * detached and its FUSE connection aborted (open files then fail with
+ * ENOTCONN). Call lp_fuse_free() after the serving thread returned. Returns
+ * 0, or -errno when the mount could not be removed.
+ */
+int lp_fuse_unmount(struct lp_fuse *fuse);
+
 /* lp_fuse_free() - unmount if still mounted, free. NULL allowed. */
 void lp_fuse_free(struct lp_fuse *fuse);
 
