@@ -1270,8 +1270,12 @@ int lp_image_convert(const struct lp_image_opts *o,
 	r = resolve(&cv);
 	if (r < 0)
 		goto out;
-	for (i = 0; i < cv.n_jobs && r == 0; i++)
+	for (i = 0; i < cv.n_jobs && r == 0; i++) {
 		r = assign_prio(&cv, &cv.jobs[i]);
+		/* a copy would keep the old order and landmark */
+		if (o->reconvert || cv.jobs[i].nr_prio)
+			cv.jobs[i].reuse = false;
+	}
 	cv.snap = calloc(cv.n_jobs ? cv.n_jobs : 1, sizeof(*cv.snap));
 	if (r < 0 || !cv.snap) {
 		r = -ENOMEM;

@@ -130,6 +130,9 @@ struct lp_image_opts {
 	struct lp_reg_opts reg; /* client options (TLS, insecure hosts) */
 	lp_image_progress_fn progress; /* NULL: none */
 	void *progress_ctx;
+	/* convert layers already in the wanted format too, instead of copying
+	   them (layers given prioritised paths always are) */
+	bool reconvert;
 };
 
 /* lp_image_opts_init() - defaults (and lp_convert_opts_init/lp_reg_opts_init). */
