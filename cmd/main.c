@@ -29,6 +29,7 @@ static const char usage[] =
 	"  convert         convert a whole image (registry or oci:DIR) to eStargz\n"
 	"  mount           mount a layer lazily with FUSE\n"
 	"  snapshotter     containerd remote snapshotter (gRPC proxy plugin)\n"
+	"  optimize        run an image's workload, put the files it reads first\n"
 	"\n"
 	"Options:\n"
 	"  -v, --verbose   more log output (repeat for debug)\n"
@@ -150,6 +151,8 @@ int main(int argc, char **argv)
 		return lp_cmd_mount(argc - i, argv + i);
 	if (!strcmp(argv[i], "snapshotter"))
 		return lp_cmd_snapshotter(argc - i, argv + i);
+	if (!strcmp(argv[i], "optimize"))
+		return lp_cmd_optimize(argc - i, argv + i);
 	if (!strcmp(argv[i], "help")) {
 		fputs(usage, stdout);
 		return LP_EXIT_OK;

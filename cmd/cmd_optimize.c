@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * `lazypull optimize [OPTIONS] SRC DST [-- CMD ARGS...]`: profile-guided
+ * prefetch. Runs the image's workload on lazily mounted layers with access
+ * recording, then converts SRC to DST with each layer's accessed files
+ * first. A thin adapter over optimize/ (lp_optimize): option parsing and
+ * the summary. The workload's output goes to stderr; key=value results to
+ * stdout.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "lp_common.h"
+#include "lp_log.h"
+#include "lp_optimize.h"
+
+#define OPT_INSECURE_MAX 32 /* --insecure-registry and --plain-http */
+
+static const char optimize_usage[] =
+	"Usage: lazypull optimize [OPTIONS] SRC DST [-- CMD [ARGS...]]\n"
+	"\n"
+	"Run the image's workload (its Entrypoint and Cmd, or CMD) in a\n"
+	"container on lazily mounted layers, record which files each layer\n"
+	"served, in first-access order, and convert SRC to DST with those\n"
+	"files first in their layers, before .prefetch.landmark (layers the\n"
+	"workload did not read get .no.prefetch.landmark). SRC and DST are\n"
+	"registry references or oci:DIR[:TAG]. Needs root, FUSE, overlayfs\n"
+	"and runc. The workload's stdout and stderr are copied to stderr.\n"
+	"\n"
+	"Options:\n"
+	"  --period S            stop the workload after S seconds (default 10)\n"
+	"  --wait-line REGEX     stop it once an output line matches REGEX\n"
+	"                        (POSIX extended)\n"
+	"  --record-out FILE     keep the record (JSON lines {\"path\",\n"
+	"                        \"layer_digest\",\"layer_index\"}) in FILE\n"
+	"  --net-host            the host's network (default: none)\n"
+	"  --runc PATH           the runc binary (default: runc in PATH)\n"
+	"  --platform P          os/arch[/variant] from an index\n"
+	"  --plain-http          talk HTTP, not HTTPS, to SRC's and DST's hosts\n"
+	"  --insecure-registry H plain HTTP for host H (repeatable)\n"
+	"  --ca-file FILE        trust the CAs in FILE (PEM)\n"
+	"  --format F            estargz (default) or zstd-chunked\n"
+	"  --chunk-size N        chunk size (K/M suffixes; default 4M)\n"
+	"  --level L             compression level (default 9 gzip, 3 zstd)\n"
+	"  --jobs N              layers converted at once (default 2)\n"
+	"  --threads N           compression threads per layer (default: CPUs)\n"
+	"  --tmpdir DIR          mounts, converted layers and the container's\n"
+	"                        writable layer (default $TMPDIR or /var/tmp)\n"
+	"  -h, --help            this help\n"
+	"\n"
+	"Prints stop=, exit-status=, recorded=, layers=, layers-accessed=,\n"
+	"run-seconds=, digest=, size-before=, size-after=, seconds= on\n"
+	"success. Nothing is written to DST on failure.\n";
+
+static const char *stop_name(enum lp_opt_stop s)
+{
+	switch (s) {
+	case LP_OPT_STOP_EXITED:
+		return "exited";
+	case LP_OPT_STOP_PERIOD:
+		return "period";
+	case LP_OPT_STOP_WAIT_LINE:
+		return "wait-line";
+	case LP_OPT_STOP_SIGNAL:
+		return "signal";
+	}
+	return "?";
+}
+
+/* the host of a registry reference (not an oci: spec), or NULL */
+static const char *ref_host(const char *spec, struct lp_reg_ref *ref)
+{
+	if (!strncmp(spec, "oci:", 4) || lp_reg_ref_parse(spec, ref) < 0)
+		return NULL;
+	return ref->host;
+}
+
+int lp_cmd_optimize(int argc, char **argv)
+{
+	enum {
+		O_PERIOD = 256,
+		O_WAIT_LINE,
+		O_RECORD_OUT,
+		O_NET_HOST,
+		O_RUNC,
+		O_PLATFORM,
+		O_PLAIN_HTTP,
+		O_INSECURE,
+		O_CA_FILE,
+		O_FORMAT,
+		O_CHUNK_SIZE,
+		O_LEVEL,
+		O_JOBS,
+		O_THREADS,
+		O_TMPDIR,
+	};
+	static const struct option opts[] = {
+		{ "period", required_argument, NULL, O_PERIOD },
+		{ "wait-line", required_argument, NULL, O_WAIT_LINE },
+		{ "record-out", required_argument, NULL, O_RECORD_OUT },
+		{ "net-host", no_argument, NULL, O_NET_HOST },
+		{ "runc", required_argument, NULL, O_RUNC },
+		{ "platform", required_argument, NULL, O_PLATFORM },
+		{ "plain-http", no_argument, NULL, O_PLAIN_HTTP },
+		{ "insecure-registry", required_argument, NULL, O_INSECURE },
+		{ "ca-file", required_argument, NULL, O_CA_FILE },
+		{ "format", required_argument, NULL, O_FORMAT },
+		{ "chunk-size", required_argument, NULL, O_CHUNK_SIZE },
+		{ "level", required_argument, NULL, O_LEVEL },
+		{ "jobs", required_argument, NULL, O_JOBS },
+		{ "threads", required_argument, NULL, O_THREADS },
+		{ "tmpdir", required_argument, NULL, O_TMPDIR },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	const char *insecure[OPT_INSECURE_MAX + 3] = { 0 };
+	struct lp_optimize_opts o;
+	struct lp_optimize_result res;
+	struct lp_reg_ref sref, dref;
+	struct lp_err err = { 0 };
+	char ds[LP_DIGEST_STR_LEN + 1];
+	bool plain_http = false;
+	size_t n_insecure = 0;
+	int c, r, nargs = argc, i;
+	const char *h;
+	long v;
+
+	lp_optimize_opts_init(&o);
+	/* CMD after "--" is the workload's: options are parsed before it */
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--")) {
+			nargs = i;
+			break;
+		}
+	}
+	optind = 1;
+	while ((c = getopt_long(nargs, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_PERIOD:
+			if (lp_cmd_parse_int(optarg, 1, LP_OPT_MAX_PERIOD, &v) <
+			    0)
+				return lp_cmd_usage_error(
+					"optimize",
+					"--period must be 1..%d seconds, not "
+					"'%s'",
+					LP_OPT_MAX_PERIOD, optarg);
+			o.period_s = v;
+			break;
+		case O_WAIT_LINE:
+			o.wait_line = optarg;
+			break;
+		case O_RECORD_OUT:
+			o.record_out = optarg;
+			break;
+		case O_NET_HOST:
+			o.net_host = true;
+			break;
+		case O_RUNC:
+			o.runc = optarg;
+			break;
+		case O_PLATFORM:
+			o.image.platform = optarg;
+			break;
+		case O_PLAIN_HTTP:
+			plain_http = true;
+			break;
+		case O_INSECURE:
+			if (n_insecure >= OPT_INSECURE_MAX)
+				return lp_cmd_usage_error(
+					"optimize",
+					"at most %d --insecure-registry",
+					OPT_INSECURE_MAX);
+			insecure[n_insecure++] = optarg;
+			break;
+		case O_CA_FILE:
+			o.image.reg.ca_file = optarg;
+			break;
+		case O_FORMAT:
+			if (!strcmp(optarg, "estargz"))
+				o.image.convert.format = LP_FMT_ESTARGZ;
+			else if (!strcmp(optarg, "zstd-chunked") ||
+				 !strcmp(optarg, "zstd:chunked"))
+				o.image.convert.format = LP_FMT_ZSTD_CHUNKED;
+			else
+				return lp_cmd_usage_error(
+					"optimize",
+					"unknown format '%s' (estargz, "
+					"zstd-chunked)",
+					optarg);
+			break;
+		case O_CHUNK_SIZE:
+			if (lp_cmd_parse_size(
+				    optarg, &o.image.convert.chunk_size) < 0 ||
+			    o.image.convert.chunk_size < 4096 ||
+			    o.image.convert.chunk_size > LP_CHUNK_MAX_SIZE)
+				return lp_cmd_usage_error(
+					"optimize", "bad --chunk-size '%s'",
+					optarg);
+			break;
+		case O_LEVEL:
+			if (lp_cmd_parse_int(optarg, 0, 22, &v) < 0)
+				return lp_cmd_usage_error(
+					"optimize", "bad --level '%s'", optarg);
+			o.image.convert.level = (int)v;
+			break;
+		case O_JOBS:
+			if (lp_cmd_parse_int(optarg, 1, LP_IMAGE_JOBS_MAX, &v) <
+			    0)
+				return lp_cmd_usage_error(
+					"optimize", "--jobs must be 1..%d",
+					LP_IMAGE_JOBS_MAX);
+			o.image.jobs = (unsigned int)v;
+			break;
+		case O_THREADS:
+			if (lp_cmd_parse_int(optarg, 1, 256, &v) < 0)
+				return lp_cmd_usage_error("optimize",
+							  "bad --threads '%s'",
+							  optarg);
+			o.image.convert.threads = (unsigned int)v;
+			break;
+		case O_TMPDIR:
+			o.image.tmpdir = optarg;
+			break;
+		case 'h':
+			fputs(optimize_usage, stdout);
+			return LP_EXIT_OK;
+		default:
+			return lp_cmd_usage_error("optimize", "bad option");
+		}
+	}
+	if (nargs - optind != 2)
+		return lp_cmd_usage_error("optimize", "needs SRC and DST");
+	o.image.src = argv[optind];
+	o.image.dst = argv[optind + 1];
+	if (nargs < argc) {
+		if (nargs + 1 >= argc)
+			return lp_cmd_usage_error("optimize",
+						  "no command after '--'");
+		o.argv = (const char *const *)argv + nargs + 1;
+	}
+	if (o.image.convert.format == LP_FMT_ESTARGZ &&
+	    o.image.convert.level > 12)
+		return lp_cmd_usage_error("optimize",
+					  "gzip --level must be 0..12");
+	if (plain_http) {
+		if ((h = ref_host(o.image.src, &sref)))
+			insecure[n_insecure++] = h;
+		if ((h = ref_host(o.image.dst, &dref)))
+			insecure[n_insecure++] = h;
+	}
+	o.image.reg.insecure_hosts = insecure;
+	o.errout = stderr;
+	o.out = stderr; /* stdout carries the results */
+	signal(SIGPIPE, SIG_IGN);
+
+	r = lp_optimize(&o, &res, &err);
+	if (r < 0)
+		return lp_cmd_fail("optimize", &err, r);
+	lp_digest_format(&res.image.digest, ds);
+	if (lp_log_enabled(LP_LOG_WARN))
+		fprintf(stderr,
+			"lazypull optimize: workload %s after %.1f s; %zu "
+			"files recorded in %zu of %zu layers; %s -> %s in "
+			"%.1f s\n",
+			stop_name(res.stop), res.run_seconds, res.n_recorded,
+			res.n_layers_accessed, res.n_layers, o.image.src,
+			o.image.dst, res.image.seconds);
+	printf("stop=%s\nexit-status=%d\nrecorded=%zu\nlayers=%zu\n"
+	       "layers-accessed=%zu\nrun-seconds=%.3f\ndigest=%s\n"
+	       "size-before=%llu\nsize-after=%llu\nseconds=%.3f\n",
+	       stop_name(res.stop), res.exit_status, res.n_recorded,
+	       res.n_layers, res.n_layers_accessed, res.run_seconds, ds,
+	       (unsigned long long)res.image.bytes_before,
+	       (unsigned long long)res.image.bytes_after, res.image.seconds);
+	return fflush(stdout) == 0 ? LP_EXIT_OK : LP_EXIT_FAIL;
+}
