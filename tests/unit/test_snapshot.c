@@ -254,6 +254,56 @@ static void test_semantics(void **state)
 	assert_int_equal(n, 0);
 }
 
+static void test_fallback_and_strict(void **state)
+{
+	struct env *e = *state;
+	struct lp_snap_kv target[] = {
+		{ LP_LABEL_TARGET_REF, "sha256:c1" },
+	};
+	struct lp_snap_kv no_toc[] = {
+		{ LP_LABEL_TARGET_REF, "sha256:c2" },
+		{ LP_LABEL_STARGZ_REF, "127.0.0.1:5000/a:b" },
+		{ LP_LABEL_STARGZ_DIGEST, "sha256:d" },
+	};
+	struct lp_snap_mount m = { 0 };
+	struct lp_err err = { 0 };
+	struct lp_buf b;
+
+	/* unpack without locating labels, without a TOC digest: plain */
+	assert_int_equal(lp_snap_svc_prepare(e->svc, "ns/1/extract-1 sha256:c1",
+					     "", target, 1, false, &m, &err),
+			 0);
+	lp_snap_mount_clear(&m);
+	assert_int_equal(lp_snap_svc_prepare(e->svc, "ns/2/extract-2 sha256:c2",
+					     "", no_toc, 3, false, &m, &err),
+			 0);
+	lp_snap_mount_clear(&m);
+	/* ctr image pull: no labels at all, an unpack key */
+	assert_int_equal(lp_snap_svc_prepare(e->svc, "ns/3/extract-3 sha256:c3",
+					     "", NULL, 0, false, &m, &err),
+			 0);
+	lp_snap_mount_clear(&m);
+	lp_buf_init(&b, 1 << 20);
+	assert_int_equal(lp_snap_metrics_render(e->metrics, NULL, &b), 0);
+	assert_non_null(strstr((char *)b.data, "lazypull_fallbacks_total{"
+					       "reason=\"no_labels\"} 2"));
+	assert_non_null(strstr((char *)b.data, "lazypull_fallbacks_total{"
+					       "reason=\"no_toc_digest\"} 1"));
+	lp_buf_release(&b);
+
+	/* strict refuses the same layers (FAILED_PRECONDITION) */
+	e->c.strict = true;
+	assert_int_equal(lp_snap_svc_prepare(e->svc, "ns/4/extract-4 sha256:c4",
+					     "", no_toc, 3, false, &m, &err),
+			 -EPERM);
+	assert_int_equal(lp_snap_grpc_code(-EPERM), 9);
+	/* a container's rootfs is never refused */
+	assert_int_equal(lp_snap_svc_prepare(e->svc, "ns/5/ctr", "", NULL, 0,
+					     false, &m, &err),
+			 0);
+	lp_snap_mount_clear(&m);
+}
+
 static void test_grpc_codes(void **state)
 {
 	assert_int_equal(lp_snap_grpc_code(0), 0);
@@ -269,6 +319,8 @@ int main(void)
 		cmocka_unit_test(test_filter),
 		cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_semantics, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_fallback_and_strict, setup,
 						teardown),
 		cmocka_unit_test(test_grpc_codes),
 	};
