@@ -292,7 +292,7 @@ static void send_status(struct call *c, unsigned int code, const char *msg)
 {
 	grpc_op ops[2];
 	grpc_slice details = grpc_slice_from_copied_string(msg ? msg : "");
-	int cancelled = 0, tag;
+	int tag;
 	size_t n = 0;
 
 	memset(ops, 0, sizeof(ops));
@@ -307,7 +307,6 @@ static void send_status(struct call *c, unsigned int code, const char *msg)
 	if (grpc_call_start_batch(c->call, ops, n, &tag, NULL) == GRPC_CALL_OK)
 		wait_tag(c->w, &tag);
 	grpc_slice_unref(details);
-	(void)cancelled;
 }
 
 /* ---- handlers: decode, call the service, encode ----------------------- */

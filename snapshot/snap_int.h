@@ -136,7 +136,7 @@ int lp_snap_meta_layer_put(struct lp_snap_meta *m,
 /* lp_snap_meta_layer_get() - facts for @digest (ref owned by @ret). */
 int lp_snap_meta_layer_get(struct lp_snap_meta *m, const char *digest,
 			   struct lp_snap_layer_facts *ret);
-/* lp_snap_meta_ids() - is @id a row? 1, 0 or -EIO. */
+/* lp_snap_meta_has_id() - is @id a row? 1, 0 or -EIO. */
 int lp_snap_meta_has_id(struct lp_snap_meta *m, int64_t id);
 
 /* ---- metrics (metrics.c) ------------------------------------------ */
