@@ -8,16 +8,16 @@
  * resolving the layers after it too, so their TOCs are fetched and their
  * prefetch runs before containerd asks for them.
  *
- * Unmounting: umount(2) ends the session loop (the kernel aborts the
- * connection when the superblock goes). When a container still holds the
- * mount (EBUSY), the connection is aborted through fusectl first, then the
- * mount is detached, so the session thread always ends and can be joined.
+ * Unmounting: lp_fuse_unmount() from this module's thread ends the session
+ * loop; when a container still holds the mount it is detached and its
+ * connection aborted, so the session thread always ends and can be joined.
+ * Sessions run with lp_fuse_serve(): no signal handlers (the daemon takes
+ * signals with sigwait()).
  *
  * Lock order: pool->lock only (it is taken after the service lock; nothing
  * else is taken while it is held, and no I/O is done under it).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,7 +25,6 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,7 +35,6 @@
 
 #define LAYERS_DIR "layers"
 #define CACHE_DIR "cache"
-#define FUSECTL_DIR "/sys/fs/fuse/connections"
 #define LAYER_STATS_MAX (64 * 1024)
 #define DEFAULT_LAYER_MEM_CACHE (64 * 1024 * 1024)
 #define DEFAULT_FUSE_THREADS 8
@@ -168,39 +166,12 @@ int lp_snap_layers_path(struct lp_snap_layers *l, const char *digest, char *mnt,
 static void *session_main(void *arg)
 {
 	struct layer *y = arg;
-	int r = lp_fuse_run(y->fuse);
+	int r = lp_fuse_serve(y->fuse); /* the daemon handles signals */
 
 	if (r < 0)
 		lp_log_warn("layer %s: FUSE session: %s", y->digest,
 			    strerror(-r));
 	return NULL;
-}
-
-/*
- * abort_connection() - make the FUSE connection of the mount at @mnt fail
- * every request, so that its session loop ends even while the mount is
- * busy. Mounts fusectl when it is not mounted yet.
- */
-static void abort_connection(const char *mnt)
-{
-	char path[128];
-	struct stat st;
-	int fd;
-
-	if (stat(mnt, &st) < 0 || major(st.st_dev) != 0)
-		return;
-	snprintf(path, sizeof(path), FUSECTL_DIR "/%u/abort", minor(st.st_dev));
-	if (access(path, F_OK) < 0)
-		mount("fusectl", FUSECTL_DIR, "fusectl", 0, NULL);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0) {
-		lp_log_warn("%s: cannot abort the FUSE connection (%s): %s",
-			    mnt, path, strerror(errno));
-		return;
-	}
-	if (write(fd, "1", 1) < 0)
-		lp_log_warn("%s: abort: %s", path, strerror(errno));
-	close(fd);
 }
 
 /*
@@ -210,15 +181,13 @@ static void abort_connection(const char *mnt)
  */
 static void layer_teardown(struct layer *y)
 {
+	int r;
+
 	if (y->session_started) {
-		if (umount2(y->mnt, 0) < 0 && errno != EINVAL &&
-		    errno != ENOENT) {
-			lp_log_warn("layer %s: umount %s: %s; aborting its "
-				    "FUSE connection",
-				    y->digest, y->mnt, strerror(errno));
-			abort_connection(y->mnt);
-			umount2(y->mnt, MNT_DETACH);
-		}
+		r = lp_fuse_unmount(y->fuse); /* busy: detached, aborted */
+		if (r < 0)
+			lp_log_warn("layer %s: unmounting %s: %s", y->digest,
+				    y->mnt, strerror(-r));
 		pthread_join(y->session, NULL);
 		y->session_started = false;
 		rmdir(y->mnt);
