@@ -59,6 +59,28 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * keep runc's reason from an error line: the msg="..." of its logrus
+ * format (quotes unescaped), else the whole line
+ */
+static void keep_reason(struct watch *w, const char *line)
+{
+	const char *m = strstr(line, "msg=\"");
+	size_t n = 0;
+
+	if (!m) {
+		snprintf(w->reason, sizeof(w->reason), "%.*s",
+			 (int)sizeof(w->reason) - 1, line);
+		return;
+	}
+	for (m += 5; *m && *m != '"' && n < sizeof(w->reason) - 1; m++) {
+		if (*m == '\\' && m[1])
+			m++;
+		w->reason[n++] = *m;
+	}
+	w->reason[n] = 0;
+}
+
 /* a complete line of stream @i (no newline), or an overlong part of one */
 static void on_line(struct watch *w, int i, const char *line, size_t len)
 {
@@ -66,11 +88,9 @@ static void on_line(struct watch *w, int i, const char *line, size_t len)
 
 	memcpy(tmp, line, len);
 	tmp[len] = 0;
-	if (i == 1 && !w->workload_started && len) {
-		/* before start the only writer is runc: keep its reason */
-		snprintf(w->reason, sizeof(w->reason), "%.*s",
-			 (int)sizeof(w->reason) - 1, tmp);
-	}
+	/* before start the only writer is runc */
+	if (i == 1 && !w->workload_started && len)
+		keep_reason(w, tmp);
 	if (w->workload_started && w->run->wait_line && !w->matched &&
 	    regexec(w->run->wait_line, tmp, 0, NULL, 0) == 0)
 		w->matched = true;
