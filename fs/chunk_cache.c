@@ -4,8 +4,9 @@
  * chunk, a chunk is fetched by exactly one thread however many readers want
  * it (the others wait on `settled`), and only verified data is published.
  * READY chunks sit on an LRU list and are evicted, least recent first, while
- * the tier holds more than its byte budget; pinned chunks are skipped, so the
- * budget can be exceeded by what readers hold at that moment, never more.
+ * the tier holds more than its byte budget; unpinned chunks go first, then
+ * pinned ones, which readers keep alive by their references until they are
+ * done, so the tier itself never holds more than its budget.
  *
  * Lock order: cache.lock is taken alone (no other lock is taken while it is
  * held; fs_fetch_run() runs unlocked).
@@ -83,21 +84,31 @@ void fs_cache_destroy(struct fs_cache *c)
 	pthread_mutex_destroy(&c->lock);
 }
 
-/* evict unpinned chunks, least recently used first, down to the budget */
+/*
+ * Evict least recently used chunks down to the budget: unpinned ones first,
+ * then pinned ones. A pinned chunk leaves the cache but not memory: its
+ * readers keep their references and the data goes with the last one, so the
+ * cache never holds more than its budget and what readers hold in flight is
+ * theirs (a too-small budget means refetching, never an overrun).
+ */
 static void evict_locked(struct fs_cache *c)
 {
-	struct fs_chunk *ch = c->lru.lru_prev;
+	int pass;
 
-	while (c->used > c->budget && ch != &c->lru) {
-		struct fs_chunk *prev = ch->lru_prev;
+	for (pass = 0; pass < 2 && c->used > c->budget; pass++) {
+		struct fs_chunk *ch = c->lru.lru_prev;
 
-		if (ch->refs == 1) {
-			lru_unlink(ch);
-			c->slots[ch->ci] = NULL;
-			c->used -= ch->len;
-			chunk_unref_locked(ch);
+		while (c->used > c->budget && ch != &c->lru) {
+			struct fs_chunk *prev = ch->lru_prev;
+
+			if (pass == 1 || ch->refs == 1) {
+				lru_unlink(ch);
+				c->slots[ch->ci] = NULL;
+				c->used -= ch->len;
+				chunk_unref_locked(ch);
+			}
+			ch = prev;
 		}
-		ch = prev;
 	}
 	if (c->used > c->peak)
 		c->peak = c->used;
