@@ -319,7 +319,7 @@ void lp_cv_pool_commit(struct lp_cv_pool *p, size_t len)
 
 int lp_cv_pool_append(struct lp_cv_pool *p, const void *data, size_t len)
 {
-	uint8_t *dst;
+	uint8_t *dst = NULL;
 	int r;
 
 	if (!len)

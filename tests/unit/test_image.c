@@ -45,8 +45,12 @@ static char *path_in(const char *dir, const char *name)
 	static char buf[8][4096];
 	static int i;
 
+	char tmp[sizeof(buf[0])];
+
+	/* @dir may be an earlier result: format into a copy first */
+	snprintf(tmp, sizeof(tmp), "%s/%s", dir, name);
 	i = (i + 1) % 8;
-	snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
+	memcpy(buf[i], tmp, sizeof(tmp));
 	return buf[i];
 }
 
