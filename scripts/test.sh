@@ -51,6 +51,6 @@ if [ "${LP_SKIP_FUZZ:-0}" != 1 ]; then
 fi
 
 echo "== release build and the whole suite"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLP_WERROR=ON >/dev/null
 cmake --build build -j"$jobs" >/dev/null
 ctest --test-dir build --output-on-failure -j"$jobs"
