@@ -404,8 +404,19 @@ static void teardown(struct opt *op)
 	for (i = 0; i < op->n_layers; i++) {
 		struct opt_layer *l = &op->layers[i];
 
-		if (l->mounted && lp_fuse_unmount(l->fuse) < 0)
+		if (l->mounted && lp_fuse_unmount(l->fuse) < 0) {
+			/*
+			 * Still busy and its connection not cut: the serving
+			 * thread may never return. Leave it (and what it
+			 * serves) rather than hang; the process ends soon.
+			 */
+			lp_log_err("%s: busy, left detached", l->mnt);
 			all_gone = false;
+			l->mounted = l->serving = false;
+			l->fuse = NULL;
+			l->fs = NULL;
+			continue;
+		}
 		l->mounted = false;
 		if (l->serving)
 			pthread_join(l->thread, NULL);
