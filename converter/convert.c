@@ -338,7 +338,7 @@ static int lp_cv_emit(struct lp_cv *cv, struct lp_cv_entry *e,
 {
 	uint64_t size = (uint64_t)(e->typeflag == '0' ? e->size : 0);
 	uint64_t written = 0, member;
-	size_t first, idx;
+	size_t first = 0, idx;
 	bool single;
 	int r;
 

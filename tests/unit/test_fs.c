@@ -199,7 +199,9 @@ static int lookup_path(struct lp_fs *fs, const char *path, struct stat *st)
 	uint64_t ino = LP_FS_ROOT_INO;
 	int r = lp_fs_getattr(fs, ino, st);
 
-	snprintf(buf, sizeof(buf), "%s", path);
+	if (strlen(path) >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, strlen(path) + 1);
 	for (comp = strtok_r(buf, "/", &save); comp && r == 0;
 	     comp = strtok_r(NULL, "/", &save)) {
 		r = lp_fs_lookup(fs, ino, comp, st);

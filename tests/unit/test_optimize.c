@@ -155,7 +155,8 @@ static void write_file(const char *dir, const char *name, const char *text)
 	char p[PATH_MAX];
 	FILE *f;
 
-	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	assert_true(snprintf(p, sizeof(p), "%s/%s", dir, name) <
+		    (int)sizeof(p));
 	f = fopen(p, "w");
 	assert_non_null(f);
 	fputs(text, f);
