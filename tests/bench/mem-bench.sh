@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Memory benchmark (docs/benchmarks.md, "FUSE filesystem", resident memory):
+# 10 layers of 10k entries each, lazily mounted over a loopback registry in
+# ONE process, the production shape:
+#   - lazypull: tests/bench/mem_driver (the snapshotter's layer pool,
+#     snapshot/layers.c, without containerd; prefetch and background fetch
+#     off so that only metadata and the serving machinery are measured)
+#   - the reference: tests/bench/refmount (its fs package, one process for
+#     all layers), when golang-go and Debian's Go sources are there
+# After mounting, every mount is walked as a container start would: a stat
+# of every entry (find -printf) and a read of 100 files.
+# Prints RSS/PSS/anonymous memory of each process and, for lazypull, where
+# its resident bytes are (mappings by kind, malloc statistics).
+# Root, /dev/fuse and docker-registry needed.
+# Usage: mem-bench.sh [BUILD_DIR]  (LAYERS=10 ENTRIES=10000 by default;
+# MEM_BENCH_BLOBS=DIR keeps the generated layers there between runs;
+# MEM_DRIVER_WRAP="valgrind --tool=massif --vgdb=yes" runs the driver
+# under a profiler that replaces the process, MEM_BENCH_HOOK=CMD runs
+# CMD PID once everything is mounted and walked)
+set -euo pipefail
+
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${1:-$SRC/build-rel}
+LP=$BUILD/cmd/lazypull
+CLIENT=$BUILD/tests/reg_client
+DRIVER=$BUILD/tests/mem_driver
+LAYERS=${LAYERS:-10}
+ENTRIES=${ENTRIES:-10000}
+for x in "$LP" "$CLIENT" "$DRIVER"; do
+	[ -x "$x" ] || { echo "build $BUILD first (lazypull, reg_client, mem_driver)" >&2; exit 1; }
+done
+T=$(mktemp -d /tmp/lp-mem-bench.XXXXXX)
+BLOBS=${MEM_BENCH_BLOBS:-$T/blobs}
+mkdir -p "$BLOBS"
+PIDS=()
+cleanup() {
+	local m p
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	for m in $(awk -v t="$T/" 'index($2, t) == 1 {print $2}' /proc/mounts | sort -r); do
+		fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+say() { echo "== $*" >&2; }
+
+# ---- registry ----
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$T/store"
+printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: 127.0.0.1:%s}\n' \
+	"$T/store" "$PORT" >"$T/reg.yml"
+docker-registry serve "$T/reg.yml" >"$T/reg.log" 2>&1 &
+PIDS+=($!)
+for i in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/v2/" && break; sleep 0.1; done
+R=127.0.0.1:$PORT
+
+# ---- the layers: ENTRIES entries each (dirs of 100 small files) ----
+blobs=()
+for l in $(seq 0 $((LAYERS - 1))); do
+	b=$BLOBS/l$l-$ENTRIES.esgz
+	if [ ! -s "$b.toc" ]; then
+		say "generating layer $l"
+		python3 - "$T/t$l" "$l" "$ENTRIES" <<'PY'
+import os, sys
+root, l, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for i in range(n - n // 100):
+    d = "%s/usr/share/d%02d" % (root, i % 100)
+    os.makedirs(d, exist_ok=True)
+    with open("%s/file-%05d.txt" % (d, i), "w") as f:
+        f.write("layer %s file %d\n" % (l, i))
+PY
+		tar -C "$T/t$l" --sort=name -cf "$T/l.tar" .
+		"$LP" layer convert --level 6 "$T/l.tar" "$b" | sed -n 's/^toc-digest=//p' >"$b.toc"
+		rm -rf "$T/t$l" "$T/l.tar"
+	fi
+	blobs+=("$b")
+done
+layers="" args=()
+for b in "${blobs[@]}"; do
+	read -r dg size < <("$CLIENT" push-blob "$R/bench/mem:v1" "$b")
+	layers="$layers${layers:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"$dg\",\"size\":$size,\"annotations\":{\"containerd.io/snapshot/stargz/toc.digest\":\"$(cat "$b.toc")\"}}"
+	args+=("$dg" "$(cat "$b.toc")")
+done
+echo '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' >"$T/config"
+read -r dg size < <("$CLIENT" push-blob "$R/bench/mem:v1" "$T/config")
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[%s]}' \
+	"$dg" "$size" "$layers" >"$T/manifest"
+"$CLIENT" push-manifest "$R/bench/mem:v1" application/vnd.oci.image.manifest.v1+json "$T/manifest" >/dev/null
+
+# touch MNT...: what a container start does to its lower layers, roughly
+touch_mounts() {
+	local m
+	for m in "$@"; do
+		find "$m" -printf '%s %m %U\n' >/dev/null
+		(find "$m" -type f || true) | head -100 | xargs cat >/dev/null
+	done
+}
+wait_ready() { # OUT PID
+	for i in $(seq 1200); do
+		grep -q '^ready' "$1" 2>/dev/null && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+kb() { awk -v k="$2" '$1 == k":" {print $2}' "$1"; }
+report() { # NAME PID
+	local st=/proc/$2/status sr=/proc/$2/smaps_rollup
+	printf '%-30s %9s %9s %9s %8s\n' "$1" "$(kb $st VmRSS)" "$(kb $sr Pss)" \
+		"$(kb $st RssAnon)" "$(kb $st Threads)"
+}
+# breakdown PID: resident kB by mapping kind
+breakdown() {
+	python3 - "/proc/$1/smaps" <<'PY'
+import re, sys
+cur = None; maps = []
+for line in open(sys.argv[1]):
+    f = line.split()
+    if re.match(r'^[0-9a-f]+-[0-9a-f]+ ', line):
+        lo, hi = (int(x, 16) for x in f[0].split('-'))
+        cur = {"size": hi - lo, "perm": f[1], "path": f[5] if len(f) > 5 else "", "Rss": 0, "Pss": 0, "Anonymous": 0}
+        maps.append(cur)
+    elif f[0].rstrip(':') in ("Rss", "Pss", "Anonymous"):
+        cur[f[0].rstrip(':')] = int(f[1])
+kinds = {}
+for m in maps:
+    p = m["path"]
+    if p == "[heap]": k = "main heap (brk)"
+    elif p == "[stack]": k = "main stack"
+    elif p.startswith("["): k = "other " + p
+    elif p: k = "executable" if "mem_driver" in p or "lazypull" in p else "libraries and files"
+    elif m["size"] == 8 << 20: k = "thread stacks (8 MiB maps)"
+    else: k = "anon mmaps (malloc arenas, big blocks)"
+    a = kinds.setdefault(k, [0, 0, 0, 0])
+    a[0] += m["Rss"]; a[1] += m["Pss"]; a[2] += m["Anonymous"]; a[3] += 1
+print("%-40s %9s %9s %9s %6s" % ("  mapping kind", "RSS kB", "PSS kB", "anon kB", "maps"))
+for k, a in sorted(kinds.items(), key=lambda x: -x[1][0]):
+    print("  %-38s %9d %9d %9d %6d" % (k, a[0], a[1], a[2], a[3]))
+PY
+}
+
+say "lazypull: $LAYERS layers x $ENTRIES entries in one process"
+mkdir -p "$T/lproot"
+${MEM_DRIVER_WRAP:-} "$DRIVER" "$T/lproot" "$R/bench/mem:v1" "$R" "${args[@]}" >"$T/drv.out" 2>"$T/drv.log" &
+dpid=$!
+PIDS+=($dpid)
+wait_ready "$T/drv.out" $dpid || { echo "mem_driver failed: $(tail -5 "$T/drv.log")" >&2; exit 1; }
+mapfile -t lmnts < <(grep -v '^ready' "$T/drv.out")
+touch_mounts "${lmnts[@]}"
+sleep 1
+printf '\n%-30s %9s %9s %9s %8s\n' "$LAYERS x $ENTRIES entries, 1 process" "RSS kB" "PSS kB" "anon kB" "threads"
+report "lazypull (mem_driver)" $dpid
+[ -z "${MEM_BENCH_HOOK:-}" ] || $MEM_BENCH_HOOK $dpid
+cp "/proc/$dpid/smaps" "$T/lp.smaps"
+breakdown $dpid >"$T/lp.breakdown"
+kill -USR1 $dpid
+sleep 0.5
+grep '^mallinfo2' "$T/drv.log" >"$T/lp.malloc" || true
+
+REFMOUNT=
+if command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/containerd/stargz-snapshotter/fs ]; then
+	say "building the reference mounter (tests/bench/refmount)"
+	mkdir -p "$T/gopath/src"
+	ln -s "$SRC/tests/bench/refmount" "$T/gopath/src/refmount"
+	if (cd "$T/gopath/src/refmount" && GO111MODULE=off GOPATH=/usr/share/gocode:$T/gopath GOFLAGS= \
+		GOCACHE=${LP_BENCH_GOCACHE:-$T/gocache} go build -o "$T/refmount" .) >"$T/go.log" 2>&1; then
+		REFMOUNT=$T/refmount
+	else
+		say "reference mounter did not build: $(tail -3 "$T/go.log")"
+	fi
+fi
+if [ -n "$REFMOUNT" ]; then
+	say "reference: $LAYERS layers in one process"
+	rargs=() rmnts=()
+	for l in $(seq 0 $((LAYERS - 1))); do
+		mkdir -p "$T/rr$l"
+		rmnts+=("$T/rr$l")
+		rargs+=("$T/rr$l" "${args[2 * l]}" "${args[2 * l + 1]}")
+	done
+	mkdir -p "$T/refroot"
+	"$REFMOUNT" "$T/refroot" "$R/bench/mem:v1" "${rargs[@]}" >"$T/ref.out" 2>"$T/ref.log" &
+	rpid=$!
+	PIDS+=($rpid)
+	if wait_ready "$T/ref.out" $rpid; then
+		touch_mounts "${rmnts[@]}"
+		sleep 2
+		report "reference (refmount)" $rpid
+		cp "/proc/$rpid/status" "$T/ref.status"
+	else
+		say "reference mount failed: $(tail -3 "$T/ref.log")"
+	fi
+fi
+printf '\nlazypull, resident memory by mapping kind:\n'
+cat "$T/lp.breakdown"
+printf '\nlazypull malloc: %s\n' "$(cat "$T/lp.malloc")"
+if [ -n "${MEM_BENCH_KEEP_SMAPS:-}" ]; then
+	cp "$T/lp.smaps" "$MEM_BENCH_KEEP_SMAPS"
+fi

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * mem_driver: mount layers the way `lazypull snapshotter` does (its layer
+ * pool, snapshot/layers.c: one lp_fs and FUSE session per layer, all in one
+ * process, the same malloc settings), without containerd, so that
+ * tests/bench/mem-bench.sh can measure the memory of one process serving
+ * many layers. A benchmark helper, not an installed tool.
+ *
+ * usage: mem_driver ROOT REF INSECURE-HOST [DIGEST TOC-DIGEST]...
+ * Prints each mount point, then "ready". SIGUSR1 prints malloc statistics
+ * (mallinfo2 and malloc_info XML) to stderr; SIGTERM/SIGINT unmount and end.
+ */
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../snapshot/snap_int.h"
+#include "lp_err.h"
+
+static void print_malloc_stats(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	fprintf(stderr,
+		"mallinfo2: arena %zu hblkhd %zu uordblks %zu fordblks %zu "
+		"keepcost %zu\n",
+		mi.arena, mi.hblkhd, mi.uordblks, mi.fordblks, mi.keepcost);
+	malloc_info(0, stderr);
+	fflush(stderr);
+}
+
+int main(int argc, char **argv)
+{
+	struct lp_snap_config c;
+	struct lp_snap_metrics *metrics = NULL;
+	struct lp_snap_layers *layers = NULL;
+	struct lp_err err = { 0 };
+	sigset_t set;
+	int i, sig, r, ret = 1;
+
+	if (argc < 6 || (argc - 4) % 2) {
+		fprintf(stderr, "usage: mem_driver ROOT REF INSECURE-HOST "
+				"[DIGEST TOC-DIGEST]...\n");
+		return 2;
+	}
+	lp_snap_tune_malloc(); /* as lp_snap_run() */
+	/* every thread inherits this mask: signals come to sigwait() */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (lp_snap_config_init(&c) < 0 ||
+	    lp_snap_config_set_str(&c.root, argv[1]) < 0 ||
+	    lp_snap_config_add_insecure(&c, argv[3]) < 0)
+		goto out;
+	c.prefetch = false;
+	c.background_fetch = false;
+	if (lp_snap_metrics_new(&metrics) < 0 ||
+	    lp_snap_layers_new(&c, metrics, &layers) < 0)
+		goto out;
+	for (i = 4; i + 1 < argc; i += 2) {
+		struct lp_snap_layer_req req = { .ref = argv[2],
+						 .digest = argv[i],
+						 .toc_digest = argv[i + 1] };
+		struct lp_snap_layer_facts facts;
+		enum lp_snap_fallback why;
+		char mnt[LP_SNAP_PATH_MAX];
+
+		r = lp_snap_layers_get(layers, &req, &facts, mnt, sizeof(mnt),
+				       &why, &err);
+		if (r < 0) {
+			fprintf(stderr, "mem_driver: %s: %s\n", argv[i],
+				lp_err_str(&err, r));
+			goto out;
+		}
+		free(facts.ref);
+		printf("%s\n", mnt);
+	}
+	printf("ready\n");
+	fflush(stdout);
+	for (;;) {
+		if (sigwait(&set, &sig))
+			continue;
+		if (sig != SIGUSR1)
+			break;
+		print_malloc_stats();
+	}
+	ret = 0;
+out:
+	lp_snap_layers_free(layers);
+	lp_snap_metrics_free(metrics);
+	lp_snap_config_release(&c);
+	return ret;
+}
