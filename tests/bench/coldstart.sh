@@ -1,0 +1,503 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Cold-start benchmark: from the pull command to a workload's ready line,
+# over a shaped network, for a full pull (containerd's overlayfs snapshotter)
+# and lazy pulls (lazypull, the reference stargz snapshotter), on
+# debootstrap-built images (docs/benchmarks.md, "Cold start").
+#
+# usage: coldstart.sh [-q] [-n REPS] [-b BUILD_DIR] [-o RESULTS_DIR]
+#                     [-i "IMAGES"] [-p "PROFILES"] [-m "MODES"]
+#   -q        quick: python3, 100 Mbit/20 ms, every mode, 1 repetition
+#   -n REPS   repetitions per case (default 3)
+#   -i        images among: python3 gcc postgresql nodejs (default all)
+#   -p        profiles among: 1g 100m 20m (default all)
+#   -m        modes among: overlay lazy lazy-opt reference reference-opt
+#             (default all; reference* are skipped when refsnap cannot be
+#             built, lazy-opt when `lazypull optimize` is missing)
+# Environment: LP_BENCH_CACHE (default /var/cache/lazypull-bench: rootfs
+# tars, image layouts, the Go build cache), LP_BENCH_MIRROR (Debian mirror
+# for debootstrap), LP_KEEP=1 keeps the scratch directory.
+#
+# The network: a network namespace with one veth pair, 10.213.77.1/30 on the
+# host end and 10.213.77.2/30 inside; docker-registry listens inside on
+# 10.213.77.2:5000 and nowhere else. Bandwidth: tc htb on both ends of the
+# veth (egress each way). Latency: tests/bench/delay_proxy.py on
+# 127.0.0.1 forwards to the registry, adding RTT/2 each way and counting
+# bytes and requests; every client (containerd, the snapshotters, ctr) uses
+# the proxy's loopback address. Images are pushed before any shaping.
+#
+# Each run is cold: new containerd root/state and snapshotter root, empty
+# caches, page cache dropped. Needs root, /dev/fuse, containerd, runc,
+# ctr-remote, docker-registry, skopeo; installs debootstrap and gnuplot with
+# apt-get if missing. Everything it starts or mounts is undone on exit.
+set -euo pipefail
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+LIB=$SRC/tests/bench/coldstart_lib.py
+export LC_ALL=C
+
+reps=3 build=$SRC/build-bench results= quick=0
+images="python3 gcc postgresql nodejs"
+profiles="1g 100m 20m"
+modes="overlay lazy lazy-opt reference reference-opt"
+cmdline="tests/bench/coldstart.sh $*"
+while getopts "qn:b:o:i:p:m:" o; do
+	case $o in
+	q) quick=1 ;;
+	n) reps=$OPTARG ;;
+	b) build=$OPTARG ;;
+	o) results=$OPTARG ;;
+	i) images=$OPTARG ;;
+	p) profiles=$OPTARG ;;
+	m) modes=$OPTARG ;;
+	*) sed -n 5,16p "$0" >&2; exit 2 ;;
+	esac
+done
+if [ $quick = 1 ]; then
+	images=python3 profiles=100m reps=1
+fi
+cache=${LP_BENCH_CACHE:-/var/cache/lazypull-bench}
+mirror=${LP_BENCH_MIRROR:-http://deb.debian.org/debian}
+LP=${LAZYPULL:-$build/cmd/lazypull}
+results=${results:-$build/bench/coldstart-$(date -u +%Y%m%d-%H%M%S)}
+
+say() { echo "[coldstart $(date -u +%H:%M:%S)] $*" >&2; }
+die() { echo "coldstart: $*" >&2; exit 1; }
+now() { date +%s.%N; }
+
+[ "$(id -u)" = 0 ] || die "needs root (netns, tc, mounts, containerd)"
+[ -x "$LP" ] || die "no lazypull binary at $LP (-b BUILD_DIR or LAZYPULL=)"
+[ -e /dev/fuse ] || die "no /dev/fuse"
+for c in containerd ctr ctr-remote runc docker-registry skopeo ip tc curl; do
+	command -v $c >/dev/null || die "$c is not installed (scripts/install-deps.sh)"
+done
+extras=()
+command -v debootstrap >/dev/null || extras+=(debootstrap)
+command -v gnuplot >/dev/null || extras+=(gnuplot-nox)
+if [ ${#extras[@]} -gt 0 ]; then
+	say "installing ${extras[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${extras[@]}" >&2 ||
+		say "could not install ${extras[*]} (charts/new images will fail)"
+fi
+
+# --- images and workloads ----------------------------------------------------
+# name -> debootstrap --include list, the command (JSON), its ready line
+declare -A INC CMD READY
+INC[python3]=python3
+CMD[python3]='["python3", "-c", "import json, email.parser, http.client, asyncio, decimal, argparse, logging, urllib.request, xml.etree.ElementTree, csv, datetime, hashlib, random; print(\"python3 ready\")"]'
+READY[python3]='^python3 ready'
+INC[gcc]=gcc,libc6-dev
+CMD[gcc]='["sh", "-c", "printf \"#include <stdio.h>\\nint main(void) { puts(\\\"gcc ready\\\"); return 0; }\\n\" >/tmp/hello.c && gcc -O2 -o /tmp/hello /tmp/hello.c && /tmp/hello"]'
+READY[gcc]='^gcc ready'
+INC[postgresql]=postgresql
+CMD[postgresql]='["sh", "-c", "mkdir -p /tmp/pg && chown postgres /tmp/pg && setpriv --reuid=postgres --regid=postgres --clear-groups /usr/lib/postgresql/15/bin/initdb -D /tmp/pg --no-sync -A trust >/dev/null && exec setpriv --reuid=postgres --regid=postgres --clear-groups /usr/lib/postgresql/15/bin/postgres -D /tmp/pg -c listen_addresses= -k /tmp"]'
+READY[postgresql]='ready to accept connections'
+INC[nodejs]=nodejs
+CMD[nodejs]='["node", "-e", "const http = require(\"http\"), crypto = require(\"crypto\"), zlib = require(\"zlib\"); console.log(\"node ready\", crypto.createHash(\"sha256\").update(\"x\").digest(\"hex\").slice(0, 8), Object.keys(http.STATUS_CODES).length, typeof zlib.gzipSync)"]'
+READY[nodejs]='^node ready'
+for i in $images; do [ -n "${INC[$i]:-}" ] || die "unknown image $i"; done
+
+# profile -> rate (Mbit), RTT (ms)
+declare -A MBIT RTT
+MBIT[1g]=1000 RTT[1g]=2
+MBIT[100m]=100 RTT[100m]=20
+MBIT[20m]=20 RTT[20m]=80
+for p in $profiles; do [ -n "${MBIT[$p]:-}" ] || die "unknown profile $p"; done
+
+# --- scratch, network, daemons: all undone in cleanup --------------------------
+T=$(mktemp -d /tmp/lp-coldstart.XXXXXX)
+NS=lpcold$$ VH=lpch$$ VN=lpcn$$
+HOST_IP=10.213.77.1 NS_IP=10.213.77.2
+REG_PID= PROXY_PID= CTRD_PID= SNAP_PID=
+mkdir -p "$results"
+
+mounts_under() { awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r; }
+stop_pid() { # stop_pid PID SECONDS: SIGTERM, then SIGKILL after SECONDS
+	[ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
+	kill "$1" 2>/dev/null
+	timeout "$2" tail --pid="$1" -f /dev/null 2>/dev/null || kill -9 "$1" 2>/dev/null
+	wait "$1" 2>/dev/null || true
+}
+
+# stop_run: containerd (its containers and shims) and the snapshotter of one
+# run, then every mount and file of the run.
+stop_run() {
+	local c p m
+	if [ -n "$CTRD_PID" ] && kill -0 "$CTRD_PID" 2>/dev/null; then
+		for c in $(timeout 5 ctr --address "$CSOCK" tasks ls -q 2>/dev/null); do
+			timeout 5 ctr --address "$CSOCK" tasks kill -s KILL "$c" >/dev/null 2>&1
+		done
+	fi
+	stop_pid "$CTRD_PID" 10
+	CTRD_PID=
+	for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $T/" 2>/dev/null); do
+		kill -9 "$p" 2>/dev/null
+	done
+	stop_pid "$SNAP_PID" 15
+	SNAP_PID=
+	for m in $(mounts_under "$T/run"); do
+		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+	done
+	rm -rf "$T/run"
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	trap - EXIT INT TERM
+	stop_run
+	stop_pid "$PROXY_PID" 5
+	if ip netns pids "$NS" >/dev/null 2>&1; then
+		for p in $(ip netns pids "$NS"); do kill "$p" 2>/dev/null; done
+		sleep 0.5
+		for p in $(ip netns pids "$NS"); do kill -9 "$p" 2>/dev/null; done
+	fi
+	[ -n "$REG_PID" ] && wait "$REG_PID" 2>/dev/null
+	ip link del "$VH" 2>/dev/null
+	ip netns del "$NS" 2>/dev/null
+	for m in $(mounts_under "$T"); do umount -l "$m" 2>/dev/null; done
+	if [ -n "${LP_KEEP:-}" ]; then echo "kept $T" >&2; else rm -rf "$T"; fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_for() { # wait_for SECONDS WHAT CMD...
+	local n=$(($1 * 20)) what=$2
+	shift 2
+	until "$@" >/dev/null 2>&1; do
+		n=$((n - 1))
+		[ $n -gt 0 ] || die "timed out waiting for $what"
+		sleep 0.05
+	done
+}
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+proxy() { # proxy COMMAND: one command to the delay proxy's control port
+	python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",int(sys.argv[1]))); s.sendall(sys.argv[2].encode()+b"\n"); print(s.makefile().readline().strip())' "$CPORT" "$1"
+}
+
+# --- network namespace, registry, delay proxy ------------------------------------
+ip -o addr show | grep -q " 10\.213\.77\." && die "10.213.77.0/30 is already in use here"
+say "network namespace $NS: $VH $HOST_IP/30 <-> $VN $NS_IP/30"
+ip netns add "$NS"
+ip link add "$VH" type veth peer name "$VN"
+ip link set "$VN" netns "$NS"
+ip addr add "$HOST_IP/30" dev "$VH"
+ip link set "$VH" up
+ip netns exec "$NS" ip addr add "$NS_IP/30" dev "$VN"
+ip netns exec "$NS" ip link set "$VN" up
+ip netns exec "$NS" ip link set lo up
+
+mkdir -p "$T/reg"
+cat >"$T/reg.yml" <<EOF
+version: 0.1
+log: {level: error}
+storage:
+  filesystem: {rootdirectory: $T/reg}
+http: {addr: "$NS_IP:5000"}
+EOF
+ip netns exec "$NS" docker-registry serve "$T/reg.yml" >"$T/reg.log" 2>&1 &
+REG_PID=$!
+wait_for 20 "the registry in $NS" curl -fsS "http://$NS_IP:5000/v2/"
+
+PPORT=$(free_port)
+CPORT=$(free_port)
+python3 "$SRC/tests/bench/delay_proxy.py" --listen "127.0.0.1:$PPORT" \
+	--target "$NS_IP:5000" --control "127.0.0.1:$CPORT" >"$T/proxy.log" 2>&1 &
+PROXY_PID=$!
+wait_for 10 "the delay proxy" curl -fsS "http://127.0.0.1:$PPORT/v2/"
+REG=127.0.0.1:$PPORT
+say "registry $NS_IP:5000 in $NS, reached through the delay proxy at $REG"
+
+# shape PROFILE: htb at MBIT on both veth ends, RTT/2 in the proxy; "off" clears
+shape() {
+	local dev
+	if [ "$1" = off ]; then
+		tc qdisc del dev "$VH" root 2>/dev/null || true
+		ip netns exec "$NS" tc qdisc del dev "$VN" root 2>/dev/null || true
+		proxy "delay 0" >/dev/null
+		return
+	fi
+	local rate=${MBIT[$1]}mbit
+	for dev in "$VH" "@$VN"; do
+		local x=()
+		[ "${dev:0:1}" = @ ] && x=(ip netns exec "$NS") && dev=${dev:1}
+		"${x[@]}" tc qdisc replace dev "$dev" root handle 1: htb default 10
+		"${x[@]}" tc class replace dev "$dev" parent 1: classid 1:10 htb rate "$rate" ceil "$rate" quantum 60000
+	done
+	proxy "delay $(awk -v r="${RTT[$1]}" 'BEGIN { print r / 2 }')" >/dev/null
+}
+
+# --- the reference snapshotter ---------------------------------------------------
+REFSNAP=
+if [[ " $modes " == *" reference"* ]]; then
+	say "building the reference snapshotter (tests/bench/refsnap, Debian's Go sources)"
+	mkdir -p "$T/gopath/src" "$cache"
+	ln -s "$SRC/tests/bench/refsnap" "$T/gopath/src/refsnap"
+	if (cd "$T/gopath/src/refsnap" && GO111MODULE=off GOPATH=/usr/share/gocode:$T/gopath GOFLAGS= \
+		GOCACHE=$cache/gocache timeout 900 go build -o "$T/refsnap" .) >"$T/go.log" 2>&1; then
+		REFSNAP=$T/refsnap
+	else
+		say "reference snapshotter did not build, its modes are skipped:"
+		sed 's/^/    /' "$T/go.log" | tail -20 >&2
+		cp "$T/go.log" "$results/refsnap-build.log"
+	fi
+fi
+HAVE_OPT=0
+"$LP" optimize --help >/dev/null 2>&1 && HAVE_OPT=1
+[ $HAVE_OPT = 1 ] || say "lazypull optimize is missing in $LP: optimised images skipped"
+
+# --- build and push the images (no shaping yet) -----------------------------------
+declare -A INFO
+build_rootfs_tar() { # NAME -> cached tar path
+	local name=$1 out=$cache/coldstart-$1.tar r
+	if [ ! -s "$out" ]; then
+		say "debootstrap --variant=minbase --include=${INC[$name]} bookworm (once; cached as $out)"
+		r=$(mktemp -d "$cache/rootfs-$name.XXXXXX")
+		debootstrap --variant=minbase --include="${INC[$name]}" bookworm "$r" "$mirror" \
+			>"$T/debootstrap-$name.log" 2>&1 || { tail -20 "$T/debootstrap-$name.log" >&2; rm -rf "$r"; die "debootstrap $name"; }
+		rm -rf "$r"/var/cache/apt/archives/*.deb "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin
+		tar -C "$r" --numeric-owner --xattrs --xattrs-include='*' --sort=name -cf "$out.tmp" . ||
+			die "tar of $name"
+		mv "$out.tmp" "$out"
+		rm -rf "$r"
+	fi
+	echo "$out"
+}
+
+manifest_of() { # REPO TAG -> manifest JSON
+	curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REG/v2/$1/manifests/$2"
+}
+layer_bytes() { manifest_of "$1" "$2" | python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))'; }
+
+declare -A WORKSET_BYTES WORKSET_FILES
+for img in $images; do
+	tar=$(build_rootfs_tar "$img")
+	key=$(printf '%s' "${CMD[$img]}" | sha256sum | cut -c1-12)
+	layout=$cache/coldstart-$img-$key.oci
+	if [ ! -s "$layout/index.json" ] || [ "$tar" -nt "$layout/index.json" ]; then
+		say "$img: OCI layout (gzip -6 of $(($(stat -c %s "$tar") / 1000000)) MB)"
+		rm -rf "$layout" "$layout.tmp"
+		python3 "$LIB" layout "$tar" "$layout.tmp" "$img" "${CMD[$img]}" >/dev/null
+		mv "$layout.tmp" "$layout"
+	fi
+	say "$img: push gzip, convert to eStargz"
+	skopeo copy -q --dest-tls-verify=false "oci:$layout:$img" "docker://$REG/$img:gzip" ||
+		die "skopeo copy $img"
+	"$LP" -q convert --plain-http "oci:$layout:$img" "$REG/$img:esgz" >"$T/$img.convert" ||
+		die "lazypull convert $img"
+	if [ $HAVE_OPT = 1 ]; then
+		say "$img: lazypull optimize (workload until '${READY[$img]}')"
+		"$LP" -q optimize --plain-http --period 120 --wait-line "${READY[$img]}" \
+			--record-out "$T/$img.record" --tmpdir "$T" \
+			"$REG/$img:esgz" "$REG/$img:opt" >"$T/$img.optimize" 2>"$T/$img.optimize.err" ||
+			{ tail -20 "$T/$img.optimize.err" >&2; die "lazypull optimize $img"; }
+		# the working set: compressed members of the recorded files in the
+		# optimised layer (one layer per image)
+		dg=$(manifest_of "$img" opt | python3 -c 'import json,sys; print(json.load(sys.stdin)["layers"][0]["digest"])')
+		curl -fsS -o "$T/$img.opt.blob" "http://$REG/v2/$img/blobs/$dg"
+		"$LP" layer inspect --toc "$T/$img.opt.blob" >"$T/$img.toc.json"
+		tocoff=$("$LP" layer inspect "$T/$img.opt.blob" | sed -n 's/^toc-offset=//p')
+		python3 "$LIB" workset "$T/$img.record" "$T/$img.toc.json" "$tocoff" >"$T/$img.workset"
+		"$LP" layer inspect "$T/$img.opt.blob" | sed -n 's/^prefetch-size=//p' >"$T/$img.prefetch"
+		rm -f "$T/$img.opt.blob"
+		say "$img: $(grep -c . "$T/$img.record") files recorded, working set $(cat "$T/$img.workset")"
+	fi
+	INFO[$img]=$(python3 - "$img" "${CMD[$img]}" "$(layer_bytes "$img" gzip)" \
+		"$(layer_bytes "$img" esgz)" "$( [ $HAVE_OPT = 1 ] && layer_bytes "$img" opt || echo 0)" \
+		"$T/$img.workset" "$T/$img.prefetch" "$(stat -c %s "$tar")" <<'PY'
+import json, os, sys
+img, cmd, gz, es, op, ws, pf, raw = sys.argv[1:]
+d = {"workload": " ".join(json.loads(cmd)), "gzip_bytes": int(gz), "esgz_bytes": int(es),
+     "opt_bytes": int(op), "uncompressed_bytes": int(raw)}
+if os.path.exists(ws):
+    w = json.load(open(ws))
+    d.update(workset_bytes=w["bytes"], workset_files=w["files"], workset_members=w["members"])
+    d["prefetch_bytes"] = int(open(pf).read().strip() or 0)
+print(json.dumps(d))
+PY
+)
+done
+
+# --- one cold run ---------------------------------------------------------------
+CSOCK=
+start_containerd() { # writes the config for this run's snapshotter and starts
+	mkdir -p "$T/run/ctrd"
+	CSOCK=$T/run/ctrd/containerd.sock
+	cat >"$T/run/containerd.toml" <<EOF
+version = 2
+root = "$T/run/ctrd/root"
+state = "$T/run/ctrd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri",
+  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "$CSOCK"
+[ttrpc]
+  address = "$T/run/ctrd/containerd.sock.ttrpc"
+[debug]
+  address = "$T/run/ctrd/debug.sock"
+[proxy_plugins.lazypull]
+  type = "snapshot"
+  address = "$T/run/lazypull.sock"
+[proxy_plugins.stargz]
+  type = "snapshot"
+  address = "$T/run/stargz.sock"
+EOF
+	containerd --config "$T/run/containerd.toml" >"$T/run/ctrd.log" 2>&1 &
+	CTRD_PID=$!
+	wait_for 30 "containerd" ctr --address "$CSOCK" version
+}
+
+# run_one IMAGE PROFILE MODE REP: appends one JSON line to runs.jsonl
+run_one() {
+	local img=$1 prof=$2 mode=$3 rep=$4 snap ref tag pullcmd mport= t0 t1= t2= rc=0 log
+	stop_run
+	mkdir -p "$T/run"
+	log=$results/logs/$img-$prof-$mode-$rep
+	mkdir -p "$results/logs"
+	case $mode in
+	lazy | reference) tag=esgz ;;
+	lazy-opt | reference-opt) tag=opt ;;
+	overlay) tag=gzip ;;
+	esac
+	ref=$REG/$img:$tag
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	case $mode in
+	lazy*)
+		snap=lazypull
+		mport=$(free_port)
+		"$LP" snapshotter --root "$T/run/lazypull" --address "$T/run/lazypull.sock" \
+			--metrics-address "127.0.0.1:$mport" >"$T/run/snap.log" 2>&1 &
+		SNAP_PID=$!
+		wait_for 20 "the lazypull snapshotter" test -S "$T/run/lazypull.sock"
+		pullcmd=(ctr-remote --address "@CSOCK@" images rpull --plain-http --snapshotter lazypull "$ref")
+		;;
+	reference*)
+		snap=stargz
+		"$REFSNAP" "$T/run/stargz" "$T/run/stargz.sock" >"$T/run/snap.log" 2>&1 &
+		SNAP_PID=$!
+		wait_for 20 "the reference snapshotter" test -S "$T/run/stargz.sock"
+		pullcmd=(ctr-remote --address "@CSOCK@" images rpull --plain-http --snapshotter stargz "$ref")
+		;;
+	overlay)
+		snap=overlayfs
+		pullcmd=(ctr --address "@CSOCK@" images pull --plain-http --snapshotter overlayfs "$ref")
+		;;
+	esac
+	start_containerd
+	pullcmd=("${pullcmd[@]/@CSOCK@/$CSOCK}")
+	proxy reset >/dev/null
+	local pids=(--pid "$CTRD_PID")
+	[ -n "$SNAP_PID" ] && pids=(--pid "$SNAP_PID" --pid "$CTRD_PID")
+	t0=$(now)
+	if "${pullcmd[@]}" >"$log.pull" 2>&1 &&
+		{ t1=$(now); ctr --address "$CSOCK" containers create --snapshotter "$snap" "$ref" c1 >"$log.create" 2>&1; } &&
+		{ t2=$(now); python3 "$LIB" watch --regex "${READY[$img]}" --timeout 600 \
+			--control "127.0.0.1:$CPORT" ${mport:+--metrics "http://127.0.0.1:$mport/metrics"} \
+			"${pids[@]}" --out "$log.ready" -- ctr --address "$CSOCK" tasks start c1; }; then
+		:
+	else
+		rc=1
+	fi
+	if [ $rc = 0 ] && [ "$mode" = overlay ]; then
+		# the warm local run of the ideal bound: the same image, now local
+		# and in the page cache; create + start to the ready line
+		timeout 10 ctr --address "$CSOCK" tasks kill -s KILL c1 >/dev/null 2>&1 || true
+		local w0 w1
+		w0=$(now)
+		if ctr --address "$CSOCK" containers create --snapshotter "$snap" "$ref" c2 >/dev/null 2>&1 &&
+			w1=$(now) &&
+			python3 "$LIB" watch --regex "${READY[$img]}" --timeout 120 --out "$log.warm" -- \
+				ctr --address "$CSOCK" tasks start c2; then
+			python3 -c 'import json,sys; print(float(sys.argv[2]) - float(sys.argv[1]) + json.load(open(sys.argv[3]))["seconds"])' \
+				"$w0" "$w1" "$log.warm" >"$log.warm.s"
+		fi
+	fi
+	cp "$T/run/snap.log" "$log.snap.log" 2>/dev/null || true
+	python3 - "$img" "$prof" "$mode" "$rep" "$rc" "$t0" "${t1:-0}" "${t2:-0}" "$log" \
+		>>"$results/runs.jsonl" <<'PY'
+import json, os, sys
+img, prof, mode, rep, rc, t0, t1, t2, log = sys.argv[1:]
+t0, t1, t2 = float(t0), float(t1), float(t2)
+r = {"image": img, "profile": prof, "mode": mode, "rep": int(rep)}
+if rc == "0" and os.path.exists(log + ".ready"):
+    w = json.load(open(log + ".ready"))
+    r.update(pull=t1 - t0, create=t2 - t1, run=w["seconds"], total=t2 - t0 + w["seconds"],
+             bytes=w["proxy"]["bytes_down"], bytes_up=w["proxy"]["bytes_up"],
+             requests=w["proxy"]["requests"], range_requests=w["proxy"]["range_requests"],
+             connections=w["proxy"]["connections"])
+    rss = w.get("peak_rss_kb") or []
+    if mode != "overlay" and rss:
+        r["rss_kb"] = rss[0]
+    r["containerd_rss_kb"] = rss[-1] if rss else None
+    m = w.get("metrics") or {}
+    for k in ("lazypull_layer_fetched_bytes_total", "lazypull_layer_blob_reads_total",
+              "lazypull_layer_prefetch_done_bytes", "lazypull_layer_background_done_bytes",
+              "lazypull_layer_on_demand_fetch_seconds_count",
+              "lazypull_layer_on_demand_fetch_seconds_sum",
+              "lazypull_layer_on_demand_fetch_seconds_max",
+              "lazypull_layer_cache_misses_total", "lazypull_remote_mount_seconds_total"):
+        if k in m:
+            r[k.replace("lazypull_", "")] = m[k]
+    if os.path.exists(log + ".warm.s"):
+        r["warm"] = float(open(log + ".warm.s").read())
+else:
+    r["error"] = "failed; see logs/" + os.path.basename(log) + ".*"
+print(json.dumps(r))
+PY
+	tail -1 "$results/runs.jsonl" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+if "total" in r:
+    print("  %-10s %-6s %-13s #%d  pull %6.2f  create %5.2f  run %6.2f  total %6.2f s  %7.1f MB  %4d req" % (
+        r["image"], r["profile"], r["mode"], r["rep"], r["pull"], r["create"], r["run"], r["total"],
+        r["bytes"] / 1e6, r["requests"]))
+else:
+    print("  %-10s %-6s %-13s #%d  FAILED (%s)" % (r["image"], r["profile"], r["mode"], r["rep"], r["error"]))' >&2
+	stop_run
+}
+
+# --- the runs ----------------------------------------------------------------------
+active_modes=()
+for m in $modes; do
+	case $m in
+	reference*) [ -n "$REFSNAP" ] || continue ;;
+	esac
+	case $m in
+	*-opt) [ $HAVE_OPT = 1 ] || continue ;;
+	esac
+	active_modes+=("$m")
+done
+: >"$results/runs.jsonl"
+python3 - "$results/meta.json" "$reps" "$cmdline" "$(git -C "$SRC" describe --always --dirty 2>/dev/null || echo unknown)" \
+	"$images" "$profiles" <<PY
+import json, os, platform, subprocess, sys, time
+out, reps, cmd, commit, images, profiles = sys.argv[1:]
+info = {$(for i in $images; do printf '"%s": %s, ' "$i" "${INFO[$i]}"; done)}
+prof = {$(for p in $profiles; do printf '"%s": {"mbit": %s, "rtt_ms": %s, "label": "%s Mbit/s + %s ms RTT", "short": "%sM-%sms"}, ' "$p" "${MBIT[$p]}" "${RTT[$p]}" "${MBIT[$p]}" "${RTT[$p]}" "${MBIT[$p]}" "${RTT[$p]}"; done)}
+cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
+json.dump({"reps": int(reps), "command": cmd, "commit": commit, "images": images.split(),
+           "profiles": profiles.split(), "image_info": info, "profile_info": prof,
+           "cpus": "%d CPUs (%s)" % (len(cpu), cpu[0] if cpu else "?"),
+           "kernel": "Linux " + platform.release(),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, open(out, "w"), indent=1)
+PY
+say "runs: images [$images], profiles [$profiles], modes [${active_modes[*]}], $reps repetition(s)"
+for prof in $profiles; do
+	shape "$prof"
+	say "profile $prof: ${MBIT[$prof]} Mbit/s, ${RTT[$prof]} ms RTT"
+	for img in $images; do
+		for rep in $(seq 1 "$reps"); do
+			for mode in "${active_modes[@]}"; do
+				run_one "$img" "$prof" "$mode" "$rep"
+			done
+		done
+	done
+done
+shape off
+say "results in $results"
+python3 "$LIB" report "$results"

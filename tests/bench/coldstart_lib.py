@@ -1,0 +1,383 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Helpers of the cold-start benchmark (tests/bench/coldstart.sh).
+
+  coldstart_lib.py layout TAR DIR TAG CMD_JSON
+      An OCI image layout in DIR with one gzip layer (gzip -6 -n of TAR)
+      and a config running CMD_JSON (a JSON array), tagged TAG.
+  coldstart_lib.py watch --regex RE --timeout S [--control H:P]
+                         [--metrics URL] [--pid PID] --out FILE -- CMD...
+      Runs CMD, copies its output lines to FILE.log, and when a line matches
+      RE writes FILE (JSON: seconds from start to the line, the proxy's
+      counters and the snapshotter's metrics and peak RSS at that moment).
+      Exits 0 when the line came (CMD is left running: the caller kills the
+      container), 1 when CMD ended or S passed first.
+  coldstart_lib.py workset RECORD TOC_JSON TOC_OFFSET
+      Compressed working set of an optimised layer: the sum of the
+      compressed sizes of the gzip members holding the recorded files'
+      chunks (a member shared by several small files counted once).
+      Prints JSON {"files", "members", "bytes"}.
+  coldstart_lib.py report RESULTS_DIR
+      runs.jsonl + meta.json -> results.md, results.json, chart.dat/.gp/.png.
+"""
+import hashlib
+import json
+import os
+import re
+import select
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+
+def sha(b):
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+def cmd_layout(tar, root, tag, cmd_json):
+    os.makedirs(os.path.join(root, "blobs", "sha256"), exist_ok=True)
+
+    def put(path_or_bytes):
+        if isinstance(path_or_bytes, bytes):
+            data = path_or_bytes
+            d = sha(data)
+            with open(os.path.join(root, "blobs", "sha256", d[7:]), "wb") as f:
+                f.write(data)
+            return d, len(data)
+        h = hashlib.sha256()
+        with open(path_or_bytes, "rb") as f:
+            for b in iter(lambda: f.read(1 << 20), b""):
+                h.update(b)
+        d = "sha256:" + h.hexdigest()
+        os.rename(path_or_bytes, os.path.join(root, "blobs", "sha256", d[7:]))
+        return d, os.path.getsize(os.path.join(root, "blobs", "sha256", d[7:]))
+
+    h = hashlib.sha256()
+    with open(tar, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    diff_id = "sha256:" + h.hexdigest()
+    gz = os.path.join(root, "layer.tmp")
+    with open(gz, "wb") as out:
+        subprocess.run(["gzip", "-6", "-n", "-c", tar], stdout=out, check=True)
+    ldig, lsize = put(gz)
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                   "Cmd": json.loads(cmd_json)},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    }, sort_keys=True).encode()
+    cdig, csize = put(config)
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": cdig, "size": csize},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": ldig, "size": lsize}],
+    }, sort_keys=True).encode()
+    mdig, msize = put(manifest)
+    with open(os.path.join(root, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+    with open(os.path.join(root, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": mdig, "size": msize,
+            "annotations": {"org.opencontainers.image.ref.name": tag}}]}, f)
+    print(json.dumps({"layer_bytes": lsize, "uncompressed_bytes": os.path.getsize(tar)}))
+
+
+def proxy_stats(control):
+    import socket
+    h, _, p = control.rpartition(":")
+    with socket.create_connection((h, int(p)), timeout=5) as s:
+        s.sendall(b"stats\n")
+        f = s.makefile("rb")
+        return json.loads(f.readline())
+
+
+def peak_rss_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def metrics(url):
+    """Sums of lazypull's metrics over their series (name -> value)."""
+    out = {}
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        if not line or line[0] == "#":
+            continue
+        parts = line.rsplit(" ", 1)
+        if len(parts) != 2:
+            continue
+        name = parts[0].split("{", 1)[0]
+        try:
+            out[name] = out.get(name, 0) + float(parts[1])
+        except ValueError:
+            pass
+    return out
+
+
+def cmd_watch(argv):
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--regex", required=True)
+    ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--control")
+    ap.add_argument("--metrics")
+    ap.add_argument("--pid", type=int, action="append", default=[])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("cmd", nargs=argparse.REMAINDER)
+    a = ap.parse_args(argv)
+    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
+    rx = re.compile(a.regex)
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL)
+    log = open(a.out + ".log", "wb")
+    buf = b""
+    fd = p.stdout.fileno()
+    while True:
+        left = a.timeout - (time.monotonic() - t0)
+        if left <= 0:
+            log.write(b"[watch] timeout\n")
+            return 1
+        r, _, _ = select.select([fd], [], [], min(left, 1.0))
+        if not r:
+            continue
+        data = os.read(fd, 65536)
+        now = time.monotonic()
+        if not data:
+            log.write(b"[watch] command ended before the ready line\n")
+            p.wait()
+            return 1
+        log.write(data)
+        log.flush()
+        buf += data
+        lines = buf.split(b"\n")
+        buf = lines.pop()
+        for line in lines:
+            if rx.search(line.decode(errors="replace")):
+                res = {"seconds": now - t0}
+                if a.control:
+                    res["proxy"] = proxy_stats(a.control)
+                if a.metrics:
+                    res["metrics"] = metrics(a.metrics)
+                res["peak_rss_kb"] = [peak_rss_kb(x) for x in a.pid]
+                with open(a.out, "w") as f:
+                    json.dump(res, f)
+                # keep draining output in the background: the caller kills it
+                if os.fork() == 0:
+                    try:
+                        while os.read(fd, 65536):
+                            pass
+                    finally:
+                        os._exit(0)
+                return 0
+
+
+def cmd_workset(record, toc_path, toc_offset):
+    toc = json.load(open(toc_path))
+    toc_offset = int(toc_offset)
+    norm = lambda n: n[2:] if n.startswith("./") else n.lstrip("/")
+    want = set()
+    for line in open(record):
+        line = line.strip()
+        if line:
+            want.add(norm(json.loads(line)["path"]))
+    starts, owner, name = set(), {}, None
+    links = {}
+    for e in toc["entries"]:
+        if e["type"] != "chunk":
+            name = norm(e["name"])
+        if e["type"] == "hardlink":
+            links[name] = norm(e.get("linkName", ""))
+        if e["type"] in ("reg", "chunk") and e.get("offset", 0) > 0:
+            starts.add(e["offset"])
+            owner.setdefault(name, set()).add(e["offset"])
+    want |= {links[n] for n in want if n in links}
+    order = sorted(starts) + [toc_offset]
+    nxt = {order[i]: order[i + 1] for i in range(len(order) - 1)}
+    members = set()
+    for n in want:
+        members |= owner.get(n, set())
+    print(json.dumps({"files": len(want), "members": len(members),
+                      "bytes": sum(nxt[m] - m for m in members)}))
+
+
+# --- report ------------------------------------------------------------------
+
+MODES = [("overlay", "full pull (overlayfs)"), ("lazy", "lazypull, eStargz"),
+         ("lazy-opt", "lazypull, optimised"), ("reference", "reference stargz, eStargz"),
+         ("reference-opt", "reference stargz, optimised")]
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, d=2):
+    return "-" if x is None else ("%.*f" % (d, x))
+
+
+def cmd_report(rdir):
+    runs = [json.loads(l) for l in open(os.path.join(rdir, "runs.jsonl")) if l.strip()]
+    meta = json.load(open(os.path.join(rdir, "meta.json")))
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["image"], r["profile"], r["mode"]), []).append(r)
+    images = [i for i in meta["images"] if any(k[0] == i for k in groups)]
+    profiles = [p for p in meta["profiles"] if any(k[1] == p for k in groups)]
+    summary = []
+    md = []
+    md.append("Machine: %s; %s; lazypull %s; %s." % (
+        meta["cpus"], meta["kernel"], meta["commit"], meta["date"]))
+    md.append("Command: `%s`; %d repetition(s): median, spread = min–max of total." % (
+        meta["command"], meta["reps"]))
+    md.append("")
+    for img in images:
+        im = meta["image_info"].get(img, {})
+        for prof in profiles:
+            pm = meta["profile_info"][prof]
+            md.append("**%s, %s** (workload: `%s`; gzip image %.1f MB, eStargz %.1f MB, "
+                      "optimised %.1f MB; working set %.2f MB compressed in %s files)" % (
+                          img, pm["label"], im.get("workload", "?"),
+                          im.get("gzip_bytes", 0) / 1e6, im.get("esgz_bytes", 0) / 1e6,
+                          im.get("opt_bytes", 0) / 1e6, im.get("workset_bytes", 0) / 1e6,
+                          im.get("workset_files", "?")))
+            md.append("")
+            md.append("| mode | pull s | create s | run s | **total s** | spread s | fetched MB | requests | snapshotter peak RSS MB | vs full pull |")
+            md.append("|---|---|---|---|---|---|---|---|---|---|")
+            base = None
+            rows = {}
+            for mode, label in MODES:
+                rs = groups.get((img, prof, mode))
+                if not rs:
+                    continue
+                row = {"image": img, "profile": prof, "mode": mode, "runs": len(rs)}
+                for k in ("pull", "create", "run", "total", "warm"):
+                    vals = [r[k] for r in rs if r.get(k) is not None]
+                    row[k] = med(vals)
+                tot = [r["total"] for r in rs if r.get("total") is not None]
+                row["spread"] = (max(tot) - min(tot)) if tot else None
+                row["failed"] = sum(1 for r in rs if r.get("total") is None)
+                row["bytes"] = med([r["bytes"] for r in rs if r.get("bytes") is not None])
+                row["requests"] = med([r["requests"] for r in rs if r.get("requests") is not None])
+                row["rss_mb"] = med([r["rss_kb"] / 1024 for r in rs if r.get("rss_kb")])
+                rows[mode] = row
+                if mode == "overlay":
+                    base = row["total"]
+            warm = rows.get("overlay", {}).get("warm")
+            if warm is not None and im.get("workset_bytes") is not None:
+                ideal = warm + 3 * pm["rtt_ms"] / 1000 + im["workset_bytes"] * 8 / (pm["mbit"] * 1e6)
+            else:
+                ideal = None
+            for mode, label in MODES:
+                row = rows.get(mode)
+                if not row:
+                    continue
+                ratio = (row["total"] / base) if (base and row["total"]) else None
+                row["vs_full"] = ratio
+                md.append("| %s | %s | %s | %s | **%s** | %s | %s | %s | %s | %s |" % (
+                    label + ("" if not row["failed"] else " (%d failed)" % row["failed"]),
+                    fmt(row["pull"]), fmt(row["create"]), fmt(row["run"]), fmt(row["total"]),
+                    fmt(row["spread"]),
+                    fmt(row["bytes"] / 1e6 if row["bytes"] is not None else None, 1),
+                    fmt(row["requests"], 0), fmt(row["rss_mb"], 0),
+                    ("%.2fx" % ratio) if ratio else "-"))
+                summary.append(row)
+            if ideal is not None:
+                md.append("| ideal lazy bound | | | | **%.2f** | | %.1f | | | %s |" % (
+                    ideal, im["workset_bytes"] / 1e6,
+                    ("%.2fx" % (ideal / base)) if base else "-"))
+            md.append("")
+            opt = rows.get("lazy-opt", {}).get("total")
+            ref = rows.get("reference", {}).get("total")
+            refopt = rows.get("reference-opt", {}).get("total")
+            lazy = rows.get("lazy", {}).get("total")
+            t = []
+            if opt and base:
+                t.append("optimised/full pull %.2fx (target ≤ 0.15)" % (opt / base))
+            if opt and refopt:
+                t.append("optimised/reference on the same optimised image %.2fx (target ≤ 0.6)"
+                         % (opt / refopt))
+            if opt and ref:
+                t.append("optimised/reference on the unoptimised image %.2fx" % (opt / ref))
+            if lazy and ref:
+                t.append("unoptimised lazypull/reference %.2fx" % (lazy / ref))
+            if opt and ideal:
+                t.append("optimised/ideal %.2fx (target ≤ 1.3)" % (opt / ideal))
+            slower = [m for m in ("lazy", "lazy-opt") if rows.get(m, {}).get("total") and base
+                      and rows[m]["total"] > base]
+            t.append("lazypull slower than the full pull: %s" % (", ".join(slower) or "never"))
+            md.append("Targets: " + "; ".join(t) + ". Warm local run (overlayfs, page cache warm, create + run): %s s." % fmt(warm))
+            md.append("")
+            for s in summary:
+                if s["image"] == img and s["profile"] == prof:
+                    s["ideal"] = ideal
+    open(os.path.join(rdir, "results.md"), "w").write("\n".join(md) + "\n")
+    json.dump({"meta": meta, "summary": summary, "runs": runs},
+              open(os.path.join(rdir, "results.json"), "w"), indent=1)
+    # chart: one cluster per image/profile, one bar per mode (median total)
+    present = [m for m, _ in MODES if any(s["mode"] == m for s in summary)]
+    with open(os.path.join(rdir, "chart.dat"), "w") as f:
+        f.write("case " + " ".join(present) + "\n")
+        for img in images:
+            for prof in profiles:
+                vals = []
+                for m in present:
+                    v = [s["total"] for s in summary
+                         if s["image"] == img and s["profile"] == prof and s["mode"] == m]
+                    vals.append(fmt(v[0] if v and v[0] is not None else None, 3)
+                                .replace("-", "NaN"))
+                f.write("%s/%s %s\n" % (img, meta["profile_info"][prof]["short"], " ".join(vals)))
+    gp = os.path.join(rdir, "chart.gp")
+    with open(gp, "w") as f:
+        f.write('set terminal pngcairo size 1200,600 noenhanced\n')
+        f.write('set output "%s"\n' % os.path.join(rdir, "chart.png"))
+        f.write('set title "Cold start: pull command to ready line (median seconds)"\n')
+        f.write('set style data histograms\nset style histogram clustered gap 1\n')
+        f.write('set style fill solid 0.8 border -1\nset ylabel "seconds"\n')
+        f.write('set key top right\nset xtics rotate by -30\nset grid ytics\nset yrange [0:*]\n')
+        f.write('plot ' + ", ".join(
+            '"%s" using %d:xtic(1) title columnheader(%d)' % (
+                os.path.join(rdir, "chart.dat"), i + 2, i + 2)
+            for i in range(len(present))) + "\n")
+    try:
+        subprocess.run(["gnuplot", gp], check=True, stderr=subprocess.PIPE)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print("report: no chart (gnuplot: %s)" % e, file=sys.stderr)
+    sys.stdout.write("\n".join(md) + "\n")
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    c, args = sys.argv[1], sys.argv[2:]
+    if c == "layout" and len(args) == 4:
+        cmd_layout(*args)
+    elif c == "watch":
+        sys.exit(cmd_watch(args))
+    elif c == "workset" and len(args) == 3:
+        cmd_workset(*args)
+    elif c == "report" and len(args) == 1:
+        cmd_report(args[0])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
