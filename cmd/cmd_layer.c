@@ -414,7 +414,7 @@ static void *verify_worker(void *arg)
 }
 
 struct list_line {
-	const char *path;
+	char *path; /* owned */
 	const struct lp_digest *digest;
 };
 
@@ -539,13 +539,15 @@ static int cmd_verify(int argc, char **argv)
 	for (i = 0; i < job.nr_files; i++) {
 		struct verify_file *f = &job.files[i];
 		const struct lp_toc_entry *e = lp_toc_entry(toc, f->ino);
+		const struct lp_digest *fd = lp_toc_entry_digest(toc, e);
+		char epath[LP_TOC_MAX_PATH + 1];
 
-		if (f->result == 0 && (e->flags & LP_TOC_HAS_DIGEST) &&
-		    !lp_digest_equal(&f->digest, &e->digest))
+		if (f->result == 0 && fd && !lp_digest_equal(&f->digest, fd))
 			f->result = lp_err_set(&f->err, -EBADMSG,
 					       "file digest mismatch");
 		if (f->result < 0) {
-			fprintf(stderr, "lazypull: %s: %s: %s\n", path, e->path,
+			lp_toc_entry_path(toc, f->ino, epath, sizeof(epath));
+			fprintf(stderr, "lazypull: %s: %s: %s\n", path, epath,
 				lp_err_str(&f->err, f->result));
 			bad++;
 		}
@@ -561,12 +563,18 @@ static int cmd_verify(int argc, char **argv)
 		for (i = 0; i < n; i++) {
 			const struct lp_toc_entry *e = lp_toc_entry(toc, i);
 			uint32_t fi = file_of_ino[e->ino];
+			char epath[LP_TOC_MAX_PATH + 1];
 
 			if (e->type != LP_TOC_REG && e->type != LP_TOC_HARDLINK)
 				continue;
 			if (fi == UINT32_MAX)
 				continue;
-			lines[nr_lines].path = e->path;
+			lp_toc_entry_path(toc, i, epath, sizeof(epath));
+			lines[nr_lines].path = strdup(epath);
+			if (!lines[nr_lines].path) {
+				fprintf(stderr, "lazypull: out of memory\n");
+				goto out;
+			}
 			lines[nr_lines].digest = &job.files[fi].digest;
 			nr_lines++;
 		}
@@ -583,6 +591,8 @@ static int cmd_verify(int argc, char **argv)
 	}
 	ret = fflush(stdout) == 0 ? LP_EXIT_OK : LP_EXIT_FAIL;
 out:
+	for (i = 0; lines && i < nr_lines; i++)
+		free(lines[i].path);
 	free(lines);
 	free(file_of_ino);
 	free(job.files);
@@ -611,25 +621,28 @@ static int disk_sink(void *opaque, const void *data, size_t len)
 }
 
 /*
- * fill_archive_entry() - describe TOC entry @e for archive_write_disk.
- * Attributes come from the inode entry (a hardlink's target).
+ * fill_archive_entry() - describe TOC entry @e (at @path) for
+ * archive_write_disk. Attributes come from the inode entry (a hardlink's
+ * target).
  */
 static void fill_archive_entry(struct archive_entry *ae,
 			       const struct lp_toc *toc,
-			       const struct lp_toc_entry *e)
+			       const struct lp_toc_entry *e, const char *path)
 {
 	const struct lp_toc_entry *ino = lp_toc_entry(toc, e->ino);
+	char ino_path[LP_TOC_MAX_PATH + 1];
 	uint32_t i;
 
 	archive_entry_clear(ae);
-	archive_entry_set_pathname(ae, e->path);
+	archive_entry_set_pathname(ae, path);
 	archive_entry_set_uid(ae, ino->uid);
 	archive_entry_set_gid(ae, ino->gid);
 	archive_entry_set_perm(ae, ino->mode & 07777);
 	archive_entry_set_mtime(ae, (time_t)ino->mtime_sec, ino->mtime_nsec);
 	if (e->type == LP_TOC_HARDLINK) {
 		archive_entry_set_filetype(ae, AE_IFREG);
-		archive_entry_set_hardlink(ae, ino->path);
+		lp_toc_entry_path(toc, e->ino, ino_path, sizeof(ino_path));
+		archive_entry_set_hardlink(ae, ino_path);
 		archive_entry_set_size(ae, 0);
 		return;
 	}
@@ -759,20 +772,22 @@ static int cmd_extract(int argc, char **argv)
 	n = lp_toc_nr_entries(toc);
 	for (i = 1; i < n; i++) {
 		const struct lp_toc_entry *e = lp_toc_entry(toc, i);
-		struct extract_sink sink = { disk, e->path, &err };
+		char path[LP_TOC_MAX_PATH + 1];
+		struct extract_sink sink = { disk, path, &err };
 
 		/* parents missing from the TOC are made by libarchive */
 		if (e->flags & LP_TOC_IMPLIED)
 			continue;
-		fill_archive_entry(ae, toc, e);
+		lp_toc_entry_path(toc, i, path, sizeof(path));
+		fill_archive_entry(ae, toc, e, path);
 		r = archive_write_header(disk, ae);
 		if (r < ARCHIVE_WARN) {
-			fprintf(stderr, "lazypull: %s: %s: %s\n", blob, e->path,
+			fprintf(stderr, "lazypull: %s: %s: %s\n", blob, path,
 				archive_error_string(disk));
 			goto out;
 		}
 		if (r == ARCHIVE_WARN)
-			lp_log_warn("%s: %s: %s", blob, e->path,
+			lp_log_warn("%s: %s: %s", blob, path,
 				    archive_error_string(disk));
 		if (e->type == LP_TOC_REG && e->size) {
 			r = read_file(layer, dec, i, &buf, &buf_len, disk_sink,
@@ -781,14 +796,14 @@ static int cmd_extract(int argc, char **argv)
 				char what[4200];
 
 				snprintf(what, sizeof(what), "%s: %s", blob,
-					 e->path);
+					 path);
 				lp_cmd_fail(what, &err, r);
 				goto out;
 			}
 		}
 		r = archive_write_finish_entry(disk);
 		if (r < ARCHIVE_WARN) {
-			fprintf(stderr, "lazypull: %s: %s: %s\n", blob, e->path,
+			fprintf(stderr, "lazypull: %s: %s: %s\n", blob, path,
 				archive_error_string(disk));
 			goto out;
 		}

@@ -339,7 +339,8 @@ int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 			uint32_t ci, void *dst, struct lp_err *err)
 {
 	const struct lp_toc_chunk *c = lp_toc_chunk(layer->toc, ci);
-	const struct lp_toc_entry *e;
+	const struct lp_digest *dg;
+	char path[LP_TOC_MAX_PATH + 1];
 	struct lp_err why = { 0 };
 	uint8_t *buf = NULL;
 	uint64_t len;
@@ -350,7 +351,6 @@ int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 			       lp_blob_name(layer->blob), ci);
 		goto out;
 	}
-	e = lp_toc_entry(layer->toc, c->entry);
 	if (lp_chunk_decoder_compression(dec) !=
 	    lp_format_compression(layer->footer.format)) {
 		r = lp_err_set(err, -EINVAL,
@@ -369,10 +369,11 @@ int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 	}
 	r = lp_blob_pread(layer->blob, buf, len, c->offset);
 	if (r < 0) {
+		lp_toc_entry_path(layer->toc, c->entry, path, sizeof(path));
 		r = lp_err_set(err, r,
 			       "%s: reading \"%s\" chunk at file "
 			       "offset %llu (blob %llu+%llu)",
-			       lp_blob_name(layer->blob), e->path,
+			       lp_blob_name(layer->blob), path,
 			       (unsigned long long)c->chunk_offset,
 			       (unsigned long long)c->offset,
 			       (unsigned long long)len);
@@ -380,19 +381,21 @@ int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 	}
 	r = lp_chunk_decode(dec, buf, len, c->inner_offset, dst, c->chunk_size,
 			    &why);
-	if (r == 0 && c->has_digest &&
-	    lp_chunk_verify(dst, c->chunk_size, &c->digest) < 0) {
+	dg = lp_toc_chunk_digest(layer->toc, c);
+	if (r == 0 && dg && lp_chunk_verify(dst, c->chunk_size, dg) < 0) {
 		r = -EBADMSG;
 		lp_err_set(&why, r, "chunkDigest mismatch");
 	}
-	if (r < 0)
+	if (r < 0) {
+		lp_toc_entry_path(layer->toc, c->entry, path, sizeof(path));
 		r = lp_err_set(err, r,
 			       "%s: \"%s\" chunk at file offset %llu "
 			       "(blob offset %llu): %s",
-			       lp_blob_name(layer->blob), e->path,
+			       lp_blob_name(layer->blob), path,
 			       (unsigned long long)c->chunk_offset,
 			       (unsigned long long)c->offset,
 			       lp_err_str(&why, r));
+	}
 out:
 	free(buf);
 	return r;

@@ -57,9 +57,14 @@ enum {
 
 #define LP_TOC_NO_INDEX UINT32_MAX
 
+/*
+ * An entry as kept in memory: the fields every lookup and getattr read, the
+ * rest behind accessors (path, digests). Paths are not stored: the string
+ * pool holds each entry's last component only (lp_toc_entry_path() builds
+ * the full path from the parent chain).
+ */
 struct lp_toc_entry {
-	const char *path; /* normalised, NUL-terminated */
-	const char *name; /* last component, points into path */
+	const char *name; /* last component, NUL-terminated; root: "" */
 	const char *link_name; /* symlink target or hardlink target path
 				   (hardlink: normalised); "" otherwise */
 	const char *user_name; /* carried forward as in the reference */
@@ -77,20 +82,21 @@ struct lp_toc_entry {
 	uint32_t first_chunk, nr_chunks; /* into lp_toc_chunk() */
 	uint32_t first_xattr, nr_xattrs; /* into lp_toc_xattr() */
 	uint32_t first_child, nr_children; /* dir: into lp_toc_child() */
+	uint32_t digest_idx; /* private: use lp_toc_entry_digest() */
 	uint16_t type; /* enum lp_toc_type */
 	uint16_t flags; /* LP_TOC_* flags */
-	struct lp_digest digest;
 };
 
+/* One chunk: 40 bytes (the digest lives in a shared, deduplicated table). */
 struct lp_toc_chunk {
 	uint64_t offset; /* blob offset of the compressed member */
 	uint64_t compressed_size; /* bytes from offset to the next member */
-	uint64_t inner_offset; /* bytes to skip after decompressing */
 	uint64_t chunk_offset; /* offset inside the file */
-	uint64_t chunk_size; /* resolved: never 0 */
+	uint32_t chunk_size; /* resolved: never 0; <= LP_CHUNK_MAX_SIZE */
+	uint32_t inner_offset; /* bytes to skip after decompressing;
+				  <= LP_CHUNK_MAX_INNER_OFFSET */
 	uint32_t entry; /* owning file entry */
-	bool has_digest;
-	struct lp_digest digest; /* sha256 of the uncompressed chunk */
+	uint32_t digest_idx; /* private: use lp_toc_chunk_digest() */
 };
 
 struct lp_toc_xattr {
@@ -127,6 +133,26 @@ const struct lp_toc_chunk *lp_toc_chunk(const struct lp_toc *toc, uint32_t i);
 const struct lp_toc_xattr *lp_toc_xattr(const struct lp_toc *toc, uint32_t i);
 /* lp_toc_child() - entry index of child @i of the children array. */
 uint32_t lp_toc_child(const struct lp_toc *toc, uint32_t i);
+
+/*
+ * lp_toc_entry_path() - the normalised path of entry @i ("" for the root)
+ * into @buf (@size bytes; LP_TOC_MAX_PATH + 1 always suffices), built from
+ * the parent chain. Returns its length, -ENAMETOOLONG (@buf too small: it
+ * holds "") or -ENOENT (no such entry).
+ */
+int lp_toc_entry_path(const struct lp_toc *toc, uint32_t i, char *buf,
+		      size_t size);
+
+/*
+ * lp_toc_entry_digest() - the `digest` of regular file entry @e (borrowed,
+ * lives as long as @toc), or NULL when the TOC gives none.
+ */
+const struct lp_digest *lp_toc_entry_digest(const struct lp_toc *toc,
+					    const struct lp_toc_entry *e);
+
+/* lp_toc_chunk_digest() - the `chunkDigest` of @c, or NULL when absent. */
+const struct lp_digest *lp_toc_chunk_digest(const struct lp_toc *toc,
+					    const struct lp_toc_chunk *c);
 
 /*
  * lp_toc_lookup() - the child of directory entry @dir named @name (@len

@@ -40,10 +40,35 @@ struct lp_toc {
 	struct lp_toc_entry *entries;
 	struct lp_toc_chunk *chunks;
 	struct lp_toc_xattr *xattrs;
+	struct lp_digest *digests; /* file and chunk digests, deduplicated */
 	uint32_t *children;
-	char *pool;
-	uint32_t nr_entries, nr_chunks, nr_xattrs, nr_children;
+	char *pool; /* names, link targets, owner names, xattrs */
+	uint32_t nr_entries, nr_chunks, nr_xattrs, nr_children, nr_digests;
 	uint64_t prefetch_end;
+};
+
+/*
+ * An entry and a chunk while parsing: every field at full width, strings as
+ * pool offsets (struct ent_strs). finish() packs them into the compact
+ * lp_toc_entry / lp_toc_chunk; the builder's arrays are then freed.
+ */
+struct bent {
+	uint64_t size, offset;
+	int64_t mtime_sec;
+	uint32_t mtime_nsec, mode, uid, gid, dev_major, dev_minor;
+	uint32_t ino, parent, nlink;
+	uint32_t first_chunk, nr_chunks, first_xattr, nr_xattrs;
+	uint32_t first_child, nr_children;
+	uint16_t type, flags;
+	struct lp_digest digest;
+};
+
+struct bchunk {
+	uint64_t offset, compressed_size, inner_offset, chunk_offset;
+	uint64_t chunk_size;
+	uint32_t entry;
+	bool has_digest;
+	struct lp_digest digest;
 };
 
 /* pool offsets of an entry's strings while the pool may still move */
@@ -58,11 +83,11 @@ struct xattr_tmp {
 struct builder {
 	struct lp_err *err;
 	uint64_t payload_end;
-	struct lp_toc_entry *ents;
+	struct bent *ents;
 	struct ent_strs *strs; /* parallel to ents */
 	uint32_t nr_ents;
 	size_t cap_ents, cap_strs;
-	struct lp_toc_chunk *chunks;
+	struct bchunk *chunks;
 	uint32_t nr_chunks;
 	size_t cap_chunks;
 	struct xattr_tmp *xattrs;
@@ -445,8 +470,7 @@ static bool b64_decode(const char *s, size_t len, uint8_t *out, size_t *ret_len)
 	return true;
 }
 
-static int parse_xattrs(struct builder *b, json_object *o,
-			struct lp_toc_entry *e)
+static int parse_xattrs(struct builder *b, json_object *o, struct bent *e)
 {
 	json_object *x;
 	uint8_t *tmp = NULL;
@@ -532,7 +556,7 @@ out:
 /* the chunk fields shared by "reg" (its first chunk) and "chunk" entries */
 static int parse_chunk(struct builder *b, json_object *o, uint32_t ent)
 {
-	struct lp_toc_chunk *c;
+	struct bchunk *c;
 	int r;
 
 	if (b->nr_chunks >= LP_TOC_MAX_ENTRIES) {
@@ -620,7 +644,7 @@ out:
 
 static int parse_attrs(struct builder *b, json_object *o, uint32_t i)
 {
-	struct lp_toc_entry *e = &b->ents[i];
+	struct bent *e = &b->ents[i];
 	const char *s;
 	size_t len;
 	uint64_t mode;
@@ -658,7 +682,7 @@ out:
 static int add_entry(struct builder *b, size_t len, enum lp_toc_type type,
 		     uint32_t *ret_idx)
 {
-	struct lp_toc_entry *e;
+	struct bent *e;
 	uint32_t i = b->nr_ents;
 	const char *slash;
 	int r;
@@ -698,7 +722,7 @@ static int parse_entry(struct builder *b, json_object *o)
 {
 	const char *name, *type_s, *link;
 	size_t name_len, type_len, link_len, plen;
-	struct lp_toc_entry *e;
+	struct bent *e;
 	uint32_t i;
 	bool has;
 	int type, r;
@@ -944,13 +968,13 @@ static int check_chunks(struct builder *b)
 	int r = 0;
 
 	for (i = 0; i < b->nr_ents; i++) {
-		struct lp_toc_entry *e = &b->ents[i];
+		struct bent *e = &b->ents[i];
 		uint64_t next = 0;
 
 		if (e->type != LP_TOC_REG)
 			continue;
 		for (k = 0; k < e->nr_chunks; k++) {
-			struct lp_toc_chunk *c = &b->chunks[e->first_chunk + k];
+			struct bchunk *c = &b->chunks[e->first_chunk + k];
 
 			if (c->chunk_offset < next) {
 				r = chunk_err(b, i, "overlaps the previous one",
@@ -1030,7 +1054,7 @@ static int compressed_sizes(struct builder *b)
 			offs[n++] = offs[i];
 	}
 	for (i = 0; i < b->nr_chunks; i++) {
-		struct lp_toc_chunk *c = &b->chunks[i];
+		struct bchunk *c = &b->chunks[i];
 		size_t lo = 0, hi = n;
 
 		while (lo < hi) { /* first offset > c->offset */
@@ -1059,17 +1083,74 @@ static int cmp_child(const void *pa, const void *pb, void *ctx)
 	return strcmp(b->pool + b->strs[x].name, b->pool + b->strs[y].name);
 }
 
-/* move the arrays into @toc, shrunk, with pointers into the final pool */
+/* the final pool: what the TOC keeps of the builder's (no full paths) */
+struct final_pool {
+	char *p;
+	size_t len;
+	struct lp_hashmap moved; /* builder offset -> final offset */
+};
+
+/* copy @len bytes + NUL at builder offset @off; shared strings once */
+static int pool_move(struct builder *b, struct final_pool *f, uint32_t off,
+		     size_t len, bool shared, uint32_t *ret_off)
+{
+	uint64_t v;
+	int r = 0;
+
+	if (off == 0) { /* "" */
+		*ret_off = 0;
+		goto out;
+	}
+	if (shared && lp_hashmap_get(&f->moved, off, &v) == 0) {
+		*ret_off = (uint32_t)v;
+		goto out;
+	}
+	memcpy(f->p + f->len, b->pool + off, len + 1);
+	*ret_off = (uint32_t)f->len;
+	f->len += len + 1;
+	if (shared)
+		r = lp_hashmap_put(&f->moved, off, *ret_off);
+out:
+	return r;
+}
+
+static int pool_move_str(struct builder *b, struct final_pool *f, uint32_t off,
+			 bool shared, uint32_t *ret_off)
+{
+	return pool_move(b, f, off, strlen(b->pool + off), shared, ret_off);
+}
+
+/* index of @d in toc->digests, appended unless it equals @same_as's */
+static uint32_t digest_add(struct lp_toc *toc, const struct lp_digest *d,
+			   uint32_t same_as)
+{
+	if (same_as != LP_TOC_NO_INDEX &&
+	    lp_digest_equal(&toc->digests[same_as], d))
+		return same_as;
+	toc->digests[toc->nr_digests] = *d;
+	return toc->nr_digests++;
+}
+
+/*
+ * Pack the builder's records into @toc: compact entries and chunks, names
+ * instead of paths in a new pool, digests deduplicated (a single-chunk
+ * file's chunk digest is its file digest).
+ */
 static int finish(struct builder *b, struct lp_toc *toc)
 {
-	uint32_t i;
+	struct final_pool f = { 0 };
+	uint32_t i, k, ndig = 0, o;
 	char *pool;
 	int r = 0;
 
 	toc->nr_children = b->nr_ents - 1;
 	toc->children = malloc((toc->nr_children + 1) * sizeof(uint32_t));
 	toc->xattrs = calloc(b->nr_xattrs + 1, sizeof(*toc->xattrs));
-	if (!toc->children || !toc->xattrs) {
+	toc->entries = calloc(b->nr_ents, sizeof(*toc->entries));
+	toc->chunks = calloc(b->nr_chunks + 1, sizeof(*toc->chunks));
+	f.p = malloc(b->pool_len);
+	if (!toc->children || !toc->xattrs || !toc->entries || !toc->chunks ||
+	    !f.p) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -1078,51 +1159,130 @@ static int finish(struct builder *b, struct lp_toc *toc)
 	qsort_r(toc->children, toc->nr_children, sizeof(uint32_t), cmp_child,
 		b);
 	for (i = 0; i < toc->nr_children; i++) {
-		struct lp_toc_entry *p =
-			&b->ents[b->ents[toc->children[i]].parent];
+		struct bent *p = &b->ents[b->ents[toc->children[i]].parent];
 
 		if (!p->nr_children)
 			p->first_child = i;
 		p->nr_children++;
 	}
 
-	pool = realloc(b->pool, b->pool_len);
-	if (pool)
-		b->pool = pool;
-	toc->pool = b->pool;
-	b->pool = NULL;
+	/* every string is copied at most once: the new pool is no larger */
+	f.p[0] = '\0';
+	f.len = 1;
+	for (i = 0; i < b->nr_ents; i++) {
+		const struct ent_strs *st = &b->strs[i];
+		struct lp_toc_entry *e = &toc->entries[i];
+
+		if ((r = pool_move_str(b, &f, st->name, false, &o)) < 0)
+			goto out;
+		e->name = (const char *)(uintptr_t)o;
+		if ((r = pool_move_str(b, &f, st->link, false, &o)) < 0)
+			goto out;
+		e->link_name = (const char *)(uintptr_t)o;
+		if ((r = pool_move_str(b, &f, st->user, true, &o)) < 0)
+			goto out;
+		e->user_name = (const char *)(uintptr_t)o;
+		if ((r = pool_move_str(b, &f, st->group, true, &o)) < 0)
+			goto out;
+		e->group_name = (const char *)(uintptr_t)o;
+	}
 	for (i = 0; i < b->nr_xattrs; i++) {
-		toc->xattrs[i].name = toc->pool + b->xattrs[i].name;
-		toc->xattrs[i].value =
-			(const uint8_t *)toc->pool + b->xattrs[i].value;
-		toc->xattrs[i].len = b->xattrs[i].len;
+		const struct xattr_tmp *x = &b->xattrs[i];
+
+		if ((r = pool_move_str(b, &f, x->name, false, &o)) < 0)
+			goto out;
+		toc->xattrs[i].name = (const char *)(uintptr_t)o;
+		if ((r = pool_move(b, &f, x->value, x->len, false, &o)) < 0)
+			goto out;
+		toc->xattrs[i].value = (const uint8_t *)(uintptr_t)o;
+		toc->xattrs[i].len = x->len;
+	}
+	pool = realloc(f.p, f.len);
+	toc->pool = pool ? pool : f.p;
+	f.p = NULL;
+	/* offsets become pointers now that the pool stays put */
+	for (i = 0; i < b->nr_xattrs; i++) {
+		struct lp_toc_xattr *x = &toc->xattrs[i];
+
+		x->name = toc->pool + (uintptr_t)x->name;
+		x->value = (const uint8_t *)toc->pool + (uintptr_t)x->value;
 	}
 	toc->nr_xattrs = b->nr_xattrs;
-	for (i = 0; i < b->nr_ents; i++) {
-		struct lp_toc_entry *e = &b->ents[i];
-		const struct ent_strs *s = &b->strs[i];
 
-		e->path = toc->pool + s->path;
-		e->name = toc->pool + s->name;
-		e->link_name = toc->pool + s->link;
-		e->user_name = toc->pool + s->user;
-		e->group_name = toc->pool + s->group;
+	for (i = 0; i < b->nr_ents; i++)
+		ndig += (b->ents[i].flags & LP_TOC_HAS_DIGEST) != 0;
+	for (i = 0; i < b->nr_chunks; i++)
+		ndig += b->chunks[i].has_digest;
+	toc->digests = malloc((ndig + 1) * sizeof(*toc->digests));
+	if (!toc->digests) {
+		r = -ENOMEM;
+		goto out;
 	}
-	toc->entries = realloc(b->ents, b->nr_ents * sizeof(*b->ents));
-	if (!toc->entries)
-		toc->entries = b->ents;
-	b->ents = NULL;
+	for (i = 0; i < b->nr_ents; i++) {
+		const struct bent *be = &b->ents[i];
+		struct lp_toc_entry *e = &toc->entries[i];
+		uint32_t last = LP_TOC_NO_INDEX;
+
+		e->name = toc->pool + (uintptr_t)e->name;
+		e->link_name = toc->pool + (uintptr_t)e->link_name;
+		e->user_name = toc->pool + (uintptr_t)e->user_name;
+		e->group_name = toc->pool + (uintptr_t)e->group_name;
+		e->size = be->size;
+		e->offset = be->offset;
+		e->mtime_sec = be->mtime_sec;
+		e->mtime_nsec = be->mtime_nsec;
+		e->mode = be->mode;
+		e->uid = be->uid;
+		e->gid = be->gid;
+		e->dev_major = be->dev_major;
+		e->dev_minor = be->dev_minor;
+		e->ino = be->ino;
+		e->parent = be->parent;
+		e->nlink = be->nlink;
+		e->first_chunk = be->first_chunk;
+		e->nr_chunks = be->nr_chunks;
+		e->first_xattr = be->first_xattr;
+		e->nr_xattrs = be->nr_xattrs;
+		e->first_child = be->first_child;
+		e->nr_children = be->nr_children;
+		e->type = be->type;
+		e->flags = be->flags;
+		e->digest_idx = LP_TOC_NO_INDEX;
+		if (be->flags & LP_TOC_HAS_DIGEST)
+			last = e->digest_idx =
+				digest_add(toc, &be->digest, LP_TOC_NO_INDEX);
+		for (k = 0; k < be->nr_chunks; k++) {
+			const struct bchunk *bc =
+				&b->chunks[be->first_chunk + k];
+			struct lp_toc_chunk *c =
+				&toc->chunks[be->first_chunk + k];
+
+			c->offset = bc->offset;
+			c->compressed_size = bc->compressed_size;
+			c->chunk_offset = bc->chunk_offset;
+			/* both bounded by check_chunks() and parse_chunk() */
+			c->chunk_size = (uint32_t)bc->chunk_size;
+			c->inner_offset = (uint32_t)bc->inner_offset;
+			c->entry = bc->entry;
+			c->digest_idx = LP_TOC_NO_INDEX;
+			if (bc->has_digest)
+				last = c->digest_idx =
+					digest_add(toc, &bc->digest, last);
+		}
+	}
+	if (toc->nr_digests < ndig) {
+		struct lp_digest *d = realloc(
+			toc->digests, (toc->nr_digests + 1) * sizeof(*d));
+
+		if (d)
+			toc->digests = d;
+	}
 	toc->nr_entries = b->nr_ents;
-	if (b->nr_chunks) {
-		toc->chunks =
-			realloc(b->chunks, b->nr_chunks * sizeof(*b->chunks));
-		if (!toc->chunks)
-			toc->chunks = b->chunks;
-		b->chunks = NULL;
-	}
 	toc->nr_chunks = b->nr_chunks;
 	toc->prefetch_end = b->prefetch_end;
 out:
+	free(f.p);
+	lp_hashmap_release(&f.moved);
 	return r;
 }
 
@@ -1467,6 +1627,7 @@ void lp_toc_free(struct lp_toc *toc)
 	free(toc->entries);
 	free(toc->chunks);
 	free(toc->xattrs);
+	free(toc->digests);
 	free(toc->children);
 	free(toc->pool);
 	free(toc);
@@ -1500,6 +1661,54 @@ const struct lp_toc_xattr *lp_toc_xattr(const struct lp_toc *toc, uint32_t i)
 uint32_t lp_toc_child(const struct lp_toc *toc, uint32_t i)
 {
 	return i < toc->nr_children ? toc->children[i] : LP_TOC_NO_INDEX;
+}
+
+int lp_toc_entry_path(const struct lp_toc *toc, uint32_t i, char *buf,
+		      size_t size)
+{
+	size_t len = 0, pos, n;
+	uint32_t cur;
+	int r;
+
+	if (i >= toc->nr_entries) {
+		r = -ENOENT;
+		goto fail;
+	}
+	/* the length first, then the components right to left */
+	for (cur = i; cur; cur = toc->entries[cur].parent)
+		len += strlen(toc->entries[cur].name) + (len ? 1 : 0);
+	if (len >= size) {
+		r = -ENAMETOOLONG;
+		goto fail;
+	}
+	buf[len] = '\0';
+	pos = len;
+	for (cur = i; cur; cur = toc->entries[cur].parent) {
+		n = strlen(toc->entries[cur].name);
+		if (pos != len)
+			buf[--pos] = '/';
+		pos -= n;
+		memcpy(buf + pos, toc->entries[cur].name, n);
+	}
+	return (int)len;
+fail:
+	if (size)
+		buf[0] = '\0';
+	return r;
+}
+
+const struct lp_digest *lp_toc_entry_digest(const struct lp_toc *toc,
+					    const struct lp_toc_entry *e)
+{
+	return e->digest_idx < toc->nr_digests ? &toc->digests[e->digest_idx] :
+						 NULL;
+}
+
+const struct lp_digest *lp_toc_chunk_digest(const struct lp_toc *toc,
+					    const struct lp_toc_chunk *c)
+{
+	return c->digest_idx < toc->nr_digests ? &toc->digests[c->digest_idx] :
+						 NULL;
 }
 
 static int cmp_name(const char *a, size_t alen, const char *b)

@@ -360,10 +360,14 @@ static int lp_toc_write_entry(struct lp_toc_writer *w, const struct lp_toc *toc,
 {
 	const struct lp_toc_entry *e = lp_toc_entry(toc, idx);
 	struct lp_toc_record rec = { 0 };
+	char path[LP_TOC_MAX_PATH + 1];
 	uint32_t i;
 	int r;
 
-	rec.name = e->path;
+	r = lp_toc_entry_path(toc, idx, path, sizeof(path));
+	if (r < 0)
+		return r;
+	rec.name = path;
 	rec.type = (enum lp_toc_type)e->type;
 	if (idx == 0)
 		rec.name = "./";
@@ -385,8 +389,7 @@ static int lp_toc_write_entry(struct lp_toc_writer *w, const struct lp_toc *toc,
 		return lp_toc_writer_add(w, &rec);
 
 	rec.size = e->size;
-	if (e->flags & LP_TOC_HAS_DIGEST)
-		rec.digest = &e->digest;
+	rec.digest = lp_toc_entry_digest(toc, e);
 	if (!e->nr_chunks)
 		return lp_toc_writer_add(w, &rec);
 	for (i = 0, r = 0; r == 0 && i < e->nr_chunks; i++) {
@@ -398,11 +401,11 @@ static int lp_toc_write_entry(struct lp_toc_writer *w, const struct lp_toc *toc,
 		rec.chunk_offset = c->chunk_offset;
 		/* the last chunk runs to the end of the file */
 		rec.chunk_size = i + 1 < e->nr_chunks ? c->chunk_size : 0;
-		rec.chunk_digest = c->has_digest ? &c->digest : NULL;
+		rec.chunk_digest = lp_toc_chunk_digest(toc, c);
 		r = lp_toc_writer_add(w, &rec);
 		/* chunk records carry only the chunk fields */
 		memset(&rec, 0, sizeof(rec));
-		rec.name = e->path;
+		rec.name = path;
 		rec.type = LP_TOC_CHUNK;
 	}
 	return r;

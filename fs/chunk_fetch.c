@@ -24,12 +24,12 @@ const struct lp_digest *fs_chunk_digest(const struct lp_toc *toc,
 					const struct lp_toc_chunk *c)
 {
 	const struct lp_toc_entry *e = lp_toc_entry(toc, c->entry);
+	const struct lp_digest *d = lp_toc_chunk_digest(toc, c);
 
-	if (c->has_digest)
-		return &c->digest;
-	if ((e->flags & LP_TOC_HAS_DIGEST) && c->chunk_offset == 0 &&
-	    c->chunk_size == e->size)
-		return &e->digest;
+	if (d)
+		return d;
+	if (c->chunk_offset == 0 && c->chunk_size == e->size)
+		return lp_toc_entry_digest(toc, e);
 	return NULL;
 }
 
@@ -37,12 +37,13 @@ int fs_chunk_error(struct lp_fs *fs, uint32_t ci, int code, const char *why,
 		   struct lp_err *err)
 {
 	const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, ci);
-	const struct lp_toc_entry *e = lp_toc_entry(fs->toc, c->entry);
+	char path[LP_TOC_MAX_PATH + 1];
 
+	lp_toc_entry_path(fs->toc, c->entry, path, sizeof(path));
 	return lp_err_set(err, code,
 			  "layer %s: file %s: chunk at offset %llu "
 			  "(blob offset %llu+%llu): %s",
-			  lp_blob_name(fs->blob), e->path,
+			  lp_blob_name(fs->blob), path,
 			  (unsigned long long)c->chunk_offset,
 			  (unsigned long long)c->offset,
 			  (unsigned long long)c->compressed_size, why);

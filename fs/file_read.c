@@ -121,8 +121,11 @@ int lp_fs_read(struct lp_fs *fs, struct lp_fs_file *file, void *buf,
 	ci = lp_toc_find_chunk(fs->toc, file->idx, off);
 	last = lp_toc_find_chunk(fs->toc, file->idx, off + size - 1);
 	if (ci == LP_TOC_NO_INDEX || last == LP_TOC_NO_INDEX) {
+		char path[LP_TOC_MAX_PATH + 1];
+
+		lp_toc_entry_path(fs->toc, file->idx, path, sizeof(path));
 		r = lp_err_set(err, -EIO, "layer %s: file %s: no chunk at %llu",
-			       lp_blob_name(fs->blob), e->path,
+			       lp_blob_name(fs->blob), path,
 			       (unsigned long long)off);
 		goto out;
 	}

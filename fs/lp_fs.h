@@ -182,7 +182,7 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out);
  *	lp_fs_record_start(fs);		before or while serving
  *	... the workload runs on the mount ...
  *	lp_fs_record_get(fs, &idx, &n);	entry indexes, first access first
- *	lp_toc_entry(lp_layer_toc(lp_fs_layer(fs)), idx[i])->path
+ *	lp_toc_entry_path(lp_layer_toc(lp_fs_layer(fs)), idx[i], ...)
  *	free(idx);
  *
  * What counts as an access: lp_fs_open() of a regular file (recorded as the

@@ -364,8 +364,13 @@ static int collect(struct opt *op, size_t *ret_accessed)
 			op->recs = recs;
 		for (k = 0; k < n && r == 0; k++) {
 			struct lp_opt_record *rec = &op->recs[op->n_recs];
+			char path[LP_TOC_MAX_PATH + 1];
 
-			rec->path = strdup(lp_toc_entry(toc, idx[k])->path);
+			r = lp_toc_entry_path(toc, idx[k], path, sizeof(path));
+			if (r < 0)
+				break;
+			r = 0;
+			rec->path = strdup(path);
 			if (!rec->path) {
 				r = -ENOMEM;
 				break;

@@ -18,10 +18,12 @@ static void check_entry(const struct lp_toc *toc, uint32_t i)
 {
 	const struct lp_toc_entry *e = lp_toc_entry(toc, i);
 	const struct lp_toc_entry *ino = lp_toc_entry(toc, e->ino);
+	char path[LP_TOC_MAX_PATH + 1];
 	uint64_t next = 0;
 	uint32_t k;
 
-	if (lp_toc_lookup_path(toc, e->path) != i)
+	if (lp_toc_entry_path(toc, i, path, sizeof(path)) < 0 ||
+	    lp_toc_lookup_path(toc, path) != i)
 		abort();
 	if (lp_toc_entry(toc, e->parent)->type != LP_TOC_DIR)
 		abort();

@@ -82,10 +82,13 @@ static void test_fields(void **state)
 	struct lp_toc *toc = parse_ok(good_toc, 1000);
 	const struct lp_toc_entry *e, *root;
 	const struct lp_toc_chunk *c;
+	char buf[LP_TOC_MAX_PATH + 1];
 	const struct lp_toc_xattr *x;
 
 	root = lp_toc_entry(toc, 0);
-	assert_string_equal(root->path, "");
+	assert_string_equal(root->name, "");
+	assert_int_equal(lp_toc_entry_path(toc, 0, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "");
 	assert_int_equal(root->type, LP_TOC_DIR);
 	assert_int_equal(root->flags & LP_TOC_IMPLIED, 0);
 	assert_int_equal(root->mode, 0755); /* S_IFDIR masked off */
@@ -95,6 +98,19 @@ static void test_fields(void **state)
 
 	e = at(toc, "etc/passwd");
 	assert_string_equal(e->name, "passwd");
+	assert_int_equal(
+		lp_toc_entry_path(toc, lp_toc_lookup_path(toc, "etc/passwd"),
+				  buf, sizeof(buf)),
+		10);
+	assert_string_equal(buf, "etc/passwd");
+	assert_int_equal(
+		lp_toc_entry_path(toc, lp_toc_lookup_path(toc, "etc/passwd"),
+				  buf, 10),
+		-ENAMETOOLONG);
+	assert_int_equal(lp_toc_entry_path(toc, lp_toc_nr_entries(toc), buf,
+					   sizeof(buf)),
+			 -ENOENT);
+	assert_non_null(lp_toc_entry_digest(toc, e));
 	assert_int_equal(e->mode, 0644);
 	assert_int_equal(e->size, 10);
 	assert_int_equal(e->offset, 100);
@@ -107,7 +123,7 @@ static void test_fields(void **state)
 	assert_int_equal(e->nr_chunks, 1);
 	c = lp_toc_chunk(toc, e->first_chunk);
 	assert_int_equal(c->chunk_size, 10);
-	assert_true(c->has_digest);
+	assert_non_null(lp_toc_chunk_digest(toc, c));
 	/* shares its member with etc/packed: ends at the next offset */
 	assert_int_equal(c->compressed_size, 100);
 
@@ -115,7 +131,7 @@ static void test_fields(void **state)
 	c = lp_toc_chunk(toc, e->first_chunk);
 	assert_int_equal(c->inner_offset, 1024);
 	assert_int_equal(c->compressed_size, 100);
-	assert_false(c->has_digest);
+	assert_null(lp_toc_chunk_digest(toc, c));
 	assert_string_equal(e->user_name, ""); /* uid 0 never named */
 
 	e = at(toc, "usr/lib/big");
