@@ -106,12 +106,18 @@ for p in $profiles; do [ -n "${MBIT[$p]:-}" ] || die "unknown profile $p"; done
 # --- scratch, network, daemons: all undone in cleanup --------------------------
 T=$(mktemp -d /tmp/lp-coldstart.XXXXXX)
 NS=lpcold$$ VH=lpch$$ VN=lpcn$$
+# containerd namespace: runc keeps container state under
+# /run/containerd/runc/NAMESPACE whatever containerd's state dir is; ours is
+# private to this run of the script and removed at the end
+CNS=lpcold$$ RUNID=0
 HOST_IP=10.213.77.1 NS_IP=10.213.77.2
 REG_PID= PROXY_PID= CTRD_PID= SNAP_PID=
 mkdir -p "$results"
 
 mounts_under() { awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r; }
 stop_pid() { # stop_pid PID SECONDS: SIGTERM, then SIGKILL after SECONDS
+	local -
+	set +e
 	[ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
 	kill "$1" 2>/dev/null
 	timeout "$2" tail --pid="$1" -f /dev/null 2>/dev/null || kill -9 "$1" 2>/dev/null
@@ -121,10 +127,15 @@ stop_pid() { # stop_pid PID SECONDS: SIGTERM, then SIGKILL after SECONDS
 # stop_run: containerd (its containers and shims) and the snapshotter of one
 # run, then every mount and file of the run.
 stop_run() {
-	local c p m
+	local - c p m
+	set +e
 	if [ -n "$CTRD_PID" ] && kill -0 "$CTRD_PID" 2>/dev/null; then
-		for c in $(timeout 5 ctr --address "$CSOCK" tasks ls -q 2>/dev/null); do
-			timeout 5 ctr --address "$CSOCK" tasks kill -s KILL "$c" >/dev/null 2>&1
+		for c in $(timeout 5 ctr --address "$CSOCK" -n "$CNS" tasks ls -q 2>/dev/null); do
+			timeout 5 ctr --address "$CSOCK" -n "$CNS" tasks kill -s KILL "$c" >/dev/null 2>&1
+		done
+		for c in $(timeout 5 ctr --address "$CSOCK" -n "$CNS" containers ls -q 2>/dev/null); do
+			timeout 10 ctr --address "$CSOCK" -n "$CNS" tasks delete -f "$c" >/dev/null 2>&1
+			timeout 5 ctr --address "$CSOCK" -n "$CNS" containers delete "$c" >/dev/null 2>&1
 		done
 	fi
 	stop_pid "$CTRD_PID" 10
@@ -152,6 +163,7 @@ cleanup() {
 		for p in $(ip netns pids "$NS"); do kill -9 "$p" 2>/dev/null; done
 	fi
 	[ -n "$REG_PID" ] && wait "$REG_PID" 2>/dev/null
+	rm -rf "/run/containerd/runc/$CNS"
 	ip link del "$VH" 2>/dev/null
 	ip netns del "$NS" 2>/dev/null
 	for m in $(mounts_under "$T"); do umount -l "$m" 2>/dev/null; done
@@ -271,7 +283,7 @@ manifest_of() { # REPO TAG -> manifest JSON
 }
 layer_bytes() { manifest_of "$1" "$2" | python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))'; }
 
-declare -A WORKSET_BYTES WORKSET_FILES
+declare -A OPT_OK
 for img in $images; do
 	tar=$(build_rootfs_tar "$img")
 	key=$(printf '%s' "${CMD[$img]}" | sha256sum | cut -c1-12)
@@ -287,6 +299,7 @@ for img in $images; do
 		die "skopeo copy $img"
 	"$LP" -q convert --plain-http "oci:$layout:$img" "$REG/$img:esgz" >"$T/$img.convert" ||
 		die "lazypull convert $img"
+	OPT_OK[$img]=0
 	if [ $HAVE_OPT = 1 ]; then
 		say "$img: lazypull optimize (workload until '${READY[$img]}')"
 		"$LP" -q optimize --plain-http --period 120 --wait-line "${READY[$img]}" \
@@ -303,18 +316,31 @@ for img in $images; do
 		"$LP" layer inspect "$T/$img.opt.blob" | sed -n 's/^prefetch-size=//p' >"$T/$img.prefetch"
 		rm -f "$T/$img.opt.blob"
 		say "$img: $(grep -c . "$T/$img.record") files recorded, working set $(cat "$T/$img.workset")"
+		# A record counts only if the workload got to its ready line (or
+		# exited 0): one that failed half-way would prioritise the wrong files.
+		stop=$(sed -n 's/^stop=//p' "$T/$img.optimize")
+		st=$(sed -n 's/^exit-status=//p' "$T/$img.optimize")
+		if [ "$stop" = wait-line ] || { [ "$stop" = exited ] && [ "$st" = 0 ]; }; then
+			OPT_OK[$img]=1
+		else
+			say "$img: the workload did not reach '${READY[$img]}' under lazypull optimize (stop=$stop, exit status $st): optimised modes skipped for $img. Its output:"
+			grep -v '^lazypull: ' "$T/$img.optimize.err" | tail -5 | sed 's/^/    /' >&2
+			grep -v '^lazypull: ' "$T/$img.optimize.err" | tail -5 >"$T/$img.opt_error"
+		fi
 	fi
 	INFO[$img]=$(python3 - "$img" "${CMD[$img]}" "$(layer_bytes "$img" gzip)" \
 		"$(layer_bytes "$img" esgz)" "$( [ $HAVE_OPT = 1 ] && layer_bytes "$img" opt || echo 0)" \
-		"$T/$img.workset" "$T/$img.prefetch" "$(stat -c %s "$tar")" <<'PY'
+		"$T/$img.workset" "$T/$img.prefetch" "$(stat -c %s "$tar")" "$T/$img.opt_error" <<'PY'
 import json, os, sys
-img, cmd, gz, es, op, ws, pf, raw = sys.argv[1:]
+img, cmd, gz, es, op, ws, pf, raw, err = sys.argv[1:]
 d = {"workload": " ".join(json.loads(cmd)), "gzip_bytes": int(gz), "esgz_bytes": int(es),
      "opt_bytes": int(op), "uncompressed_bytes": int(raw)}
 if os.path.exists(ws):
     w = json.load(open(ws))
     d.update(workset_bytes=w["bytes"], workset_files=w["files"], workset_members=w["members"])
     d["prefetch_bytes"] = int(open(pf).read().strip() or 0)
+if os.path.exists(err):
+    d["opt_error"] = "the workload failed under lazypull optimize: " + open(err).read().strip()
 print(json.dumps(d))
 PY
 )
@@ -348,7 +374,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri",
 EOF
 	containerd --config "$T/run/containerd.toml" >"$T/run/ctrd.log" 2>&1 &
 	CTRD_PID=$!
-	wait_for 30 "containerd" ctr --address "$CSOCK" version
+	wait_for 30 "containerd" ctr --address "$CSOCK" -n "$CNS" version
 }
 
 # run_one IMAGE PROFILE MODE REP: appends one JSON line to runs.jsonl
@@ -356,6 +382,8 @@ run_one() {
 	local img=$1 prof=$2 mode=$3 rep=$4 snap ref tag pullcmd mport= t0 t1= t2= rc=0 log
 	stop_run
 	mkdir -p "$T/run"
+	RUNID=$((RUNID + 1))
+	local c1=c$RUNID c2=w$RUNID
 	log=$results/logs/$img-$prof-$mode-$rep
 	mkdir -p "$results/logs"
 	case $mode in
@@ -374,18 +402,18 @@ run_one() {
 			--metrics-address "127.0.0.1:$mport" >"$T/run/snap.log" 2>&1 &
 		SNAP_PID=$!
 		wait_for 20 "the lazypull snapshotter" test -S "$T/run/lazypull.sock"
-		pullcmd=(ctr-remote --address "@CSOCK@" images rpull --plain-http --snapshotter lazypull "$ref")
+		pullcmd=(ctr-remote --address "@CSOCK@" -n "$CNS" images rpull --plain-http --snapshotter lazypull "$ref")
 		;;
 	reference*)
 		snap=stargz
 		"$REFSNAP" "$T/run/stargz" "$T/run/stargz.sock" >"$T/run/snap.log" 2>&1 &
 		SNAP_PID=$!
 		wait_for 20 "the reference snapshotter" test -S "$T/run/stargz.sock"
-		pullcmd=(ctr-remote --address "@CSOCK@" images rpull --plain-http --snapshotter stargz "$ref")
+		pullcmd=(ctr-remote --address "@CSOCK@" -n "$CNS" images rpull --plain-http --snapshotter stargz "$ref")
 		;;
 	overlay)
 		snap=overlayfs
-		pullcmd=(ctr --address "@CSOCK@" images pull --plain-http --snapshotter overlayfs "$ref")
+		pullcmd=(ctr --address "@CSOCK@" -n "$CNS" images pull --plain-http --snapshotter overlayfs "$ref")
 		;;
 	esac
 	start_containerd
@@ -395,10 +423,10 @@ run_one() {
 	[ -n "$SNAP_PID" ] && pids=(--pid "$SNAP_PID" --pid "$CTRD_PID")
 	t0=$(now)
 	if "${pullcmd[@]}" >"$log.pull" 2>&1 &&
-		{ t1=$(now); ctr --address "$CSOCK" containers create --snapshotter "$snap" "$ref" c1 >"$log.create" 2>&1; } &&
+		{ t1=$(now); ctr --address "$CSOCK" -n "$CNS" containers create --snapshotter "$snap" "$ref" "$c1" >"$log.create" 2>&1; } &&
 		{ t2=$(now); python3 "$LIB" watch --regex "${READY[$img]}" --timeout 600 \
 			--control "127.0.0.1:$CPORT" ${mport:+--metrics "http://127.0.0.1:$mport/metrics"} \
-			"${pids[@]}" --out "$log.ready" -- ctr --address "$CSOCK" tasks start c1; }; then
+			"${pids[@]}" --out "$log.ready" -- ctr --address "$CSOCK" -n "$CNS" tasks start "$c1"; }; then
 		:
 	else
 		rc=1
@@ -406,13 +434,13 @@ run_one() {
 	if [ $rc = 0 ] && [ "$mode" = overlay ]; then
 		# the warm local run of the ideal bound: the same image, now local
 		# and in the page cache; create + start to the ready line
-		timeout 10 ctr --address "$CSOCK" tasks kill -s KILL c1 >/dev/null 2>&1 || true
+		timeout 10 ctr --address "$CSOCK" -n "$CNS" tasks kill -s KILL "$c1" >/dev/null 2>&1 || true
 		local w0 w1
 		w0=$(now)
-		if ctr --address "$CSOCK" containers create --snapshotter "$snap" "$ref" c2 >/dev/null 2>&1 &&
+		if ctr --address "$CSOCK" -n "$CNS" containers create --snapshotter "$snap" "$ref" "$c2" >/dev/null 2>&1 &&
 			w1=$(now) &&
 			python3 "$LIB" watch --regex "${READY[$img]}" --timeout 120 --out "$log.warm" -- \
-				ctr --address "$CSOCK" tasks start c2; then
+				ctr --address "$CSOCK" -n "$CNS" tasks start "$c2"; then
 			python3 -c 'import json,sys; print(float(sys.argv[2]) - float(sys.argv[1]) + json.load(open(sys.argv[3]))["seconds"])' \
 				"$w0" "$w1" "$log.warm" >"$log.warm.s"
 		fi
@@ -486,13 +514,28 @@ json.dump({"reps": int(reps), "command": cmd, "commit": commit, "images": images
            "kernel": "Linux " + platform.release(),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, open(out, "w"), indent=1)
 PY
+declare -A CAL
 say "runs: images [$images], profiles [$profiles], modes [${active_modes[*]}], $reps repetition(s)"
 for prof in $profiles; do
 	shape "$prof"
-	say "profile $prof: ${MBIT[$prof]} Mbit/s, ${RTT[$prof]} ms RTT"
+	# calibration through the proxy: a fresh connection's /v2/ (2 round
+	# trips: connect, request) and 8 MiB of a layer blob
+	first=${images%% *}
+	dg=$(manifest_of "$first" esgz | python3 -c 'import json,sys; print(json.load(sys.stdin)["layers"][0]["digest"])')
+	cal=$(curl -fsS -o /dev/null -w '%{time_total} ' "http://$REG/v2/" &&
+		curl -fsS -o /dev/null -r 0-8388607 -w '%{time_starttransfer} %{time_total}' "http://$REG/v2/$first/blobs/$dg")
+	CAL[$prof]=$(echo "$cal" | awk '{ printf "{\"rtt_ms\": %.1f, \"mbit\": %.1f}", $1 * 1000 / 2, 8388608 * 8 / 1e6 / ($3 - $2) }')
+	say "profile $prof: ${MBIT[$prof]} Mbit/s, ${RTT[$prof]} ms RTT; measured ${CAL[$prof]}"
+	python3 - "$results/meta.json" "$prof" "${CAL[$prof]}" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["profile_info"][sys.argv[2]]["measured"] = json.loads(sys.argv[3])
+json.dump(m, open(sys.argv[1], "w"), indent=1)
+PY
 	for img in $images; do
 		for rep in $(seq 1 "$reps"); do
 			for mode in "${active_modes[@]}"; do
+				[[ $mode != *-opt ]] || [ "${OPT_OK[$img]}" = 1 ] || continue
 				run_one "$img" "$prof" "$mode" "$rep"
 			done
 		done

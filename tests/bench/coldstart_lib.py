@@ -258,6 +258,13 @@ def cmd_report(rdir):
                           im.get("gzip_bytes", 0) / 1e6, im.get("esgz_bytes", 0) / 1e6,
                           im.get("opt_bytes", 0) / 1e6, im.get("workset_bytes", 0) / 1e6,
                           im.get("workset_files", "?")))
+            if pm.get("measured"):
+                md.append("")
+                md.append("Link as measured through the proxy: %.1f ms RTT, %.1f Mbit/s." % (
+                    pm["measured"]["rtt_ms"], pm["measured"]["mbit"]))
+            if im.get("opt_error"):
+                md.append("")
+                md.append("No optimised image: %s" % im["opt_error"])
             md.append("")
             md.append("| mode | pull s | create s | run s | **total s** | spread s | fetched MB | requests | snapshotter peak RSS MB | vs full pull |")
             md.append("|---|---|---|---|---|---|---|---|---|---|")
