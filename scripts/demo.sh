@@ -45,6 +45,9 @@ T=$(mktemp -d /tmp/lazypull-demo.XXXXXX)
 REG_PID= SNAP_PID= CTRD_PID=
 CSOCK=$T/ctrd/containerd.sock
 ROOT=$T/snap
+# a containerd namespace of our own: runc keeps container state under
+# /run/containerd/runc/NAMESPACE, outside $T
+CNS=lazypull-demo-$$
 
 mounts_under() { # deepest first
 	awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r
@@ -57,8 +60,8 @@ stop_all() {
 	local rc=$1 m p
 	set +e
 	if [ -n "$CTRD_PID" ] && kill -0 "$CTRD_PID" 2>/dev/null; then
-		for c in $(timeout 5 ctr --address "$CSOCK" tasks ls -q 2>/dev/null); do
-			timeout 5 ctr --address "$CSOCK" tasks kill -s KILL "$c" >/dev/null 2>&1
+		for c in $(timeout 5 ctr --address "$CSOCK" -n "$CNS" tasks ls -q 2>/dev/null); do
+			timeout 5 ctr --address "$CSOCK" -n "$CNS" tasks kill -s KILL "$c" >/dev/null 2>&1
 		done
 		kill "$CTRD_PID"
 		timeout 10 tail --pid="$CTRD_PID" -f /dev/null
@@ -74,6 +77,7 @@ stop_all() {
 	fi
 	[ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null
 	wait 2>/dev/null
+	rm -rf "/run/containerd/runc/$CNS"
 	for m in $(mounts_under "$T"); do
 		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
 	done
@@ -111,7 +115,7 @@ wait_for() { # wait_for SECONDS WHAT CMD...
 		sleep 0.1
 	done
 }
-ctr_() { ctr --address "$CSOCK" "$@"; }
+ctr_() { ctr --address "$CSOCK" -n "$CNS" "$@"; }
 metric_sum() { # the sum over every series of metric NAME
 	curl -fsS "http://127.0.0.1:$MPORT/metrics" |
 		awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d\n", s }'
@@ -232,7 +236,7 @@ BLOB_BYTES=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
 
 step "ctr-remote images rpull --plain-http --snapshotter lazypull $IMG"
 t0=$(now)
-ctr-remote --address "$CSOCK" images rpull --plain-http --snapshotter lazypull "$IMG" \
+ctr-remote --address "$CSOCK" -n "$CNS" images rpull --plain-http --snapshotter lazypull "$IMG" \
 	>"$T/rpull.out" 2>&1 || { cat "$T/rpull.out" >&2; die "rpull failed"; }
 t1=$(now)
 echo "  pulled in $(secs "$t0" "$t1") s: $(mounts_under "$ROOT/layers" | wc -l) layer mounted lazily (FUSE); only the manifest, config and TOC were downloaded"
