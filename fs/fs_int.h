@@ -94,6 +94,10 @@ struct fs_stats {
 	atomic_uint_fast64_t prefetch_done_bytes; /* compressed span covered */
 	atomic_uint_fast64_t background_done_bytes;
 	atomic_uint_fast64_t background_retries; /* waits for the source */
+	/* on-demand latency: [i] counts fetches in (bound(i-1), bound(i)],
+	 * the last one those over every bound (not cumulative) */
+	atomic_uint_fast64_t ondemand_hist[LP_FS_LATENCY_BUCKETS + 1];
+	atomic_uint_fast64_t ops[LP_FS_OP_COUNT]; /* FUSE requests */
 };
 
 void fs_stats_ondemand(struct fs_stats *s, uint64_t ns);

@@ -11,6 +11,10 @@
  * entries, attributes, negative lookups, directory listings and file pages
  * (keep_cache). The control file is opened with direct I/O instead.
  *
+ * Every request is counted by operation (lp_fs_count_op: a relaxed atomic
+ * increment in the layer's stats) before it is served, so the counts show
+ * what the kernel asked for, whatever the answer was.
+ *
  * State comes from the request's userdata (the struct lp_fs), never a
  * global. No locks here: the core is thread-safe.
  */
@@ -85,6 +89,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct stat st;
 	int r;
 
+	lp_fs_count_op(req_fs(req), LP_FS_OP_LOOKUP);
 	r = lp_fs_lookup(req_fs(req), parent, name, &st);
 	if (r == -ENOENT) {
 		/* a cached negative entry: the name never appears later */
@@ -105,6 +110,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct stat st;
 	int r;
 
+	lp_fs_count_op(req_fs(req), LP_FS_OP_GETATTR);
 	r = lp_fs_getattr(req_fs(req), ino, &st);
 	if (r < 0)
 		reply_error(req, r, NULL);
@@ -117,6 +123,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	const char *target;
 	int r;
 
+	lp_fs_count_op(req_fs(req), LP_FS_OP_READLINK);
 	r = lp_fs_readlink(req_fs(req), ino, &target);
 	if (r < 0)
 		reply_error(req, r, NULL);
@@ -130,6 +137,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	struct stat st;
 	int r;
 
+	lp_fs_count_op(req_fs(req), LP_FS_OP_OPENDIR);
 	r = lp_fs_getattr(req_fs(req), ino, &st);
 	if (r == 0 && !S_ISDIR(st.st_mode))
 		r = -ENOTDIR;
@@ -177,6 +185,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct dir_buf d = { .req = req, .size = size, .plus = plus };
 	int r;
 
+	lp_fs_count_op(req_fs(req),
+		       plus ? LP_FS_OP_READDIRPLUS : LP_FS_OP_READDIR);
 	d.buf = malloc(size ? size : 1);
 	if (!d.buf) {
 		reply_error(req, -ENOMEM, NULL);
@@ -208,6 +218,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	bool direct = false;
 	int r;
 
+	lp_fs_count_op(req_fs(req), LP_FS_OP_OPEN);
 	r = lp_fs_open(req_fs(req), ino, fi->flags, &file, &direct);
 	if (r < 0) {
 		reply_error(req, r, NULL);
@@ -228,6 +239,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char *buf;
 	int r;
 
+	lp_fs_count_op(req_fs(req), LP_FS_OP_READ);
 	buf = malloc(size ? size : 1);
 	if (!buf) {
 		reply_error(req, -ENOMEM, NULL);
@@ -244,6 +256,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_release(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
+	lp_fs_count_op(req_fs(req), LP_FS_OP_RELEASE);
 	lp_fs_release(req_fs(req), (struct lp_fs_file *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
@@ -254,6 +267,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	char *buf = NULL;
 	int r;
 
+	lp_fs_count_op(req_fs(req), LP_FS_OP_GETXATTR);
 	if (size && !(buf = malloc(size))) {
 		reply_error(req, -ENOMEM, NULL);
 		return;
@@ -273,6 +287,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	char *buf = NULL;
 	int r;
 
+	lp_fs_count_op(req_fs(req), LP_FS_OP_LISTXATTR);
 	if (size && !(buf = malloc(size))) {
 		reply_error(req, -ENOMEM, NULL);
 		return;
@@ -291,6 +306,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct statvfs st;
 
+	lp_fs_count_op(req_fs(req), LP_FS_OP_STATFS);
 	lp_fs_statfs(req_fs(req), &st);
 	fuse_reply_statfs(req, &st);
 }

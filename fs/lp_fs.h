@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 
 #include "lp_buf.h"
 #include "lp_err.h"
@@ -46,6 +47,7 @@
 #define LP_FS_MAX_COALESCE_GAP (256 * LP_KIB) /* unneeded bytes read over */
 #define LP_FS_READAHEAD (4 * LP_MIB) /* extra bytes on sequential reads */
 #define LP_FS_STATS_MAX (64 * LP_KIB) /* the stats JSON */
+#define LP_FS_READ_MAX_SEGS 8 /* chunks one lp_fs_read_pin() may span */
 #define LP_FS_CONTROL_DIR ".lazypull"
 #define LP_FS_STATS_FILE "stats"
 
@@ -163,6 +165,31 @@ int lp_fs_open(struct lp_fs *fs, uint64_t ino, int flags,
 int lp_fs_read(struct lp_fs *fs, struct lp_fs_file *file, void *buf,
 	       size_t size, uint64_t off, struct lp_err *err);
 
+/*
+ * A read served in place by lp_fs_read_pin(): iov[0..nr) hold the bytes, in
+ * order. pins[] belong to the core (the chunks kept alive for iov).
+ */
+struct lp_fs_segs {
+	struct iovec iov[LP_FS_READ_MAX_SEGS];
+	unsigned int nr;
+	void *pins[LP_FS_READ_MAX_SEGS];
+};
+
+/*
+ * lp_fs_read_pin() - lp_fs_read() without the copy: on success @segs points
+ * into verified cache memory (or the control file's snapshot) that stays
+ * valid and unchanged until lp_fs_read_unpin(); a reply can be written
+ * straight from it. Returns the byte count (0 at or past the end) or the
+ * errors of lp_fs_read(), and -E2BIG when the range spans more than
+ * LP_FS_READ_MAX_SEGS chunks (use lp_fs_read()). Nothing stays pinned on
+ * failure.
+ */
+int lp_fs_read_pin(struct lp_fs *fs, struct lp_fs_file *file, size_t size,
+		   uint64_t off, struct lp_fs_segs *segs, struct lp_err *err);
+
+/* lp_fs_read_unpin() - release what lp_fs_read_pin() pinned in @segs. */
+void lp_fs_read_unpin(struct lp_fs *fs, struct lp_fs_segs *segs);
+
 /* lp_fs_release() - free a handle from lp_fs_open(). NULL allowed. */
 void lp_fs_release(struct lp_fs *fs, struct lp_fs_file *file);
 
@@ -172,9 +199,69 @@ void lp_fs_statfs(struct lp_fs *fs, struct statvfs *st);
 /*
  * lp_fs_stats_json() - append the layer's statistics as one JSON object to
  * @out: fetched and total bytes, prefetch and background state, on-demand
- * fetch count and latency, cache hits. Returns 0, -EFBIG, -ENOMEM.
+ * fetch count and latency (with the histogram of struct lp_fs_stats), cache
+ * hits, FUSE operation counts. Returns 0, -EFBIG, -ENOMEM.
  */
 int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out);
+
+/*
+ * Statistics as numbers (the same counters as the JSON), for exporters and
+ * tests. Every counter only grows; they are read one by one without a lock,
+ * so counters read together may be a few events apart while reads go on.
+ */
+
+/* On-demand fetch latency histogram: bucket i counts fetches that took at
+ * most lp_fs_latency_bound_ns(i) (100 us ... 10 s); one more, +Inf. */
+#define LP_FS_LATENCY_BUCKETS 16
+
+/* FUSE operations counted by the adapter (lp_fs_count_op). */
+enum lp_fs_op {
+	LP_FS_OP_LOOKUP,
+	LP_FS_OP_GETATTR,
+	LP_FS_OP_READLINK,
+	LP_FS_OP_OPENDIR,
+	LP_FS_OP_READDIR,
+	LP_FS_OP_READDIRPLUS,
+	LP_FS_OP_OPEN,
+	LP_FS_OP_READ,
+	LP_FS_OP_RELEASE,
+	LP_FS_OP_GETXATTR,
+	LP_FS_OP_LISTXATTR,
+	LP_FS_OP_STATFS,
+	LP_FS_OP_COUNT
+};
+
+struct lp_fs_stats {
+	uint64_t fetched_bytes; /* compressed, from the blob */
+	uint64_t fetched_chunks; /* = cache misses */
+	uint64_t mem_hits;
+	uint64_t disk_hits;
+	uint64_t ondemand_fetches; /* a reader waited */
+	uint64_t ondemand_ns_total;
+	uint64_t ondemand_ns_max;
+	/* cumulative, Prometheus style: [i] = fetches that took at most
+	 * lp_fs_latency_bound_ns(i); [LP_FS_LATENCY_BUCKETS] = all of them */
+	uint64_t ondemand_le[LP_FS_LATENCY_BUCKETS + 1];
+	uint64_t ops[LP_FS_OP_COUNT]; /* by enum lp_fs_op */
+};
+
+/* lp_fs_stats_get() - the counters of @fs into @ret. */
+void lp_fs_stats_get(struct lp_fs *fs, struct lp_fs_stats *ret);
+
+/* lp_fs_latency_bound_ns() - upper bound of bucket @i (< LP_FS_LATENCY_
+ * BUCKETS) in nanoseconds; UINT64_MAX (+Inf) for any other @i. */
+uint64_t lp_fs_latency_bound_ns(unsigned int i);
+
+/* lp_fs_op_name() - "lookup", "getattr", ...; "unknown" out of range. */
+const char *lp_fs_op_name(enum lp_fs_op op);
+
+/*
+ * lp_fs_count_op() - count one FUSE operation @op on @fs (a relaxed atomic
+ * increment; any thread). The adapter calls it once per request it serves;
+ * the core's own functions count nothing, so tools calling them directly do
+ * not show up as FUSE traffic.
+ */
+void lp_fs_count_op(struct lp_fs *fs, enum lp_fs_op op);
 
 /*
  * Access recording (for profile-guided prefetch, `lazypull optimize`).

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Per-layer statistics: lock-free counters bumped on the read path, and
- * their JSON form served by the hidden control file /.lazypull/stats.
+ * Per-layer statistics: lock-free counters bumped on the read path (and by
+ * the FUSE adapter, one per request), a fixed-bucket histogram of on-demand
+ * fetch latency (one bucket counter per fetch, made cumulative when read),
+ * their numeric form (lp_fs_stats_get) and their JSON form served by the
+ * hidden control file /.lazypull/stats.
  *
  * Lock order: only fetch.lock, briefly, to read the job states; then
  * cache.lock (in fs_cache_usage), never both at once.
@@ -11,10 +14,54 @@
 
 #include "fs_int.h"
 
+/* upper bounds of the on-demand latency buckets: a disk or LAN hit is well
+ * under a millisecond, a registry across the world takes a second or more */
+static const uint64_t latency_bounds_ns[LP_FS_LATENCY_BUCKETS] = {
+	100000,	    250000,	500000,	    1000000,	 2500000,   5000000,
+	10000000,   25000000,	50000000,   100000000,	 250000000, 500000000,
+	1000000000, 2500000000, 5000000000, 10000000000,
+};
+
+static const char *const op_names[LP_FS_OP_COUNT] = {
+	[LP_FS_OP_LOOKUP] = "lookup",
+	[LP_FS_OP_GETATTR] = "getattr",
+	[LP_FS_OP_READLINK] = "readlink",
+	[LP_FS_OP_OPENDIR] = "opendir",
+	[LP_FS_OP_READDIR] = "readdir",
+	[LP_FS_OP_READDIRPLUS] = "readdirplus",
+	[LP_FS_OP_OPEN] = "open",
+	[LP_FS_OP_READ] = "read",
+	[LP_FS_OP_RELEASE] = "release",
+	[LP_FS_OP_GETXATTR] = "getxattr",
+	[LP_FS_OP_LISTXATTR] = "listxattr",
+	[LP_FS_OP_STATFS] = "statfs",
+};
+
+uint64_t lp_fs_latency_bound_ns(unsigned int i)
+{
+	return i < LP_FS_LATENCY_BUCKETS ? latency_bounds_ns[i] : UINT64_MAX;
+}
+
+const char *lp_fs_op_name(enum lp_fs_op op)
+{
+	return (unsigned int)op < LP_FS_OP_COUNT ? op_names[op] : "unknown";
+}
+
+void lp_fs_count_op(struct lp_fs *fs, enum lp_fs_op op)
+{
+	if ((unsigned int)op < LP_FS_OP_COUNT)
+		atomic_fetch_add_explicit(&fs->stats.ops[op], 1,
+					  memory_order_relaxed);
+}
+
 void fs_stats_ondemand(struct fs_stats *s, uint64_t ns)
 {
 	uint_fast64_t max = atomic_load(&s->ondemand_ns_max);
+	unsigned int b = 0;
 
+	while (b < LP_FS_LATENCY_BUCKETS && ns > latency_bounds_ns[b])
+		b++;
+	atomic_fetch_add(&s->ondemand_hist[b], 1);
 	atomic_fetch_add(&s->ondemand_fetches, 1);
 	atomic_fetch_add(&s->ondemand_ns_total, ns);
 	while (ns > max &&
@@ -46,6 +93,62 @@ static uint64_t ld(atomic_uint_fast64_t *v)
 	return (uint64_t)atomic_load(v);
 }
 
+void lp_fs_stats_get(struct lp_fs *fs, struct lp_fs_stats *ret)
+{
+	struct fs_stats *s = &fs->stats;
+	uint64_t cum = 0;
+	unsigned int i;
+
+	memset(ret, 0, sizeof(*ret));
+	ret->fetched_bytes = ld(&s->fetched_bytes);
+	ret->fetched_chunks = ld(&s->fetched_chunks);
+	ret->mem_hits = ld(&s->mem_hits);
+	ret->disk_hits = ld(&s->disk_hits);
+	ret->ondemand_fetches = ld(&s->ondemand_fetches);
+	ret->ondemand_ns_total = ld(&s->ondemand_ns_total);
+	ret->ondemand_ns_max = ld(&s->ondemand_ns_max);
+	for (i = 0; i <= LP_FS_LATENCY_BUCKETS; i++) {
+		cum += ld(&s->ondemand_hist[i]);
+		ret->ondemand_le[i] = cum;
+	}
+	for (i = 0; i < LP_FS_OP_COUNT; i++)
+		ret->ops[i] = ld(&s->ops[i]);
+}
+
+/* the histogram and the FUSE op counts, appended to the JSON object */
+static int histogram_json(const struct lp_fs_stats *st, struct lp_buf *out)
+{
+	unsigned int i;
+	int r;
+
+	r = lp_buf_printf(out, "\"latency_le_ns\": [");
+	for (i = 0; i < LP_FS_LATENCY_BUCKETS && r == 0; i++)
+		r = lp_buf_printf(out, "%s%llu", i ? ", " : "",
+				  (unsigned long long)latency_bounds_ns[i]);
+	if (r == 0)
+		r = lp_buf_printf(out, "], \"latency_cumulative\": [");
+	for (i = 0; i <= LP_FS_LATENCY_BUCKETS && r == 0; i++)
+		r = lp_buf_printf(out, "%s%llu", i ? ", " : "",
+				  (unsigned long long)st->ondemand_le[i]);
+	if (r == 0)
+		r = lp_buf_printf(out, "]");
+	return r;
+}
+
+static int ops_json(const struct lp_fs_stats *st, struct lp_buf *out)
+{
+	unsigned int i;
+	int r;
+
+	r = lp_buf_printf(out, "  \"fuse_ops\": {");
+	for (i = 0; i < LP_FS_OP_COUNT && r == 0; i++)
+		r = lp_buf_printf(out, "%s\"%s\": %llu", i ? ", " : "",
+				  op_names[i], (unsigned long long)st->ops[i]);
+	if (r == 0)
+		r = lp_buf_printf(out, "}\n}\n");
+	return r;
+}
+
 int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 {
 	char toc_digest[LP_DIGEST_STR_LEN + 1];
@@ -53,6 +156,7 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 	int pre_err, bg_err;
 	struct fs_stats *s = &fs->stats;
 	uint64_t n = ld(&s->ondemand_fetches), ns = ld(&s->ondemand_ns_total);
+	struct lp_fs_stats st;
 	size_t mem_used, mem_peak;
 	int r;
 
@@ -63,6 +167,7 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 	bg_err = fs->fetch.background_error;
 	pthread_mutex_unlock(&fs->fetch.lock);
 	fs_cache_usage(fs, &mem_used, &mem_peak);
+	lp_fs_stats_get(fs, &st);
 	lp_digest_format(lp_layer_toc_digest(fs->layer), toc_digest);
 
 	/* the blob name is a path or a digest: no JSON escaping needed but
@@ -93,12 +198,7 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 		"\"done_bytes\": %llu, \"retries\": %llu},\n"
 		"  \"on_demand\": {\"fetches\": %llu, \"latency_ns_total\": "
 		"%llu, \"latency_ns_avg\": %llu, \"latency_ns_max\": %llu, "
-		"\"readahead_chunks\": %llu},\n"
-		"  \"cache\": {\"memory_hits\": %llu, \"disk_hits\": %llu, "
-		"\"memory_bytes\": %zu, \"memory_peak_bytes\": %zu, "
-		"\"memory_budget_bytes\": %zu, \"disk_bytes\": %llu},\n"
-		"  \"errors\": {\"verify_failures\": %llu, \"fetch_errors\": "
-		"%llu}\n}\n",
+		"\"readahead_chunks\": %llu, ",
 		toc_digest, lp_format_name(lp_layer_format(fs->layer)),
 		(unsigned long long)lp_blob_size(fs->blob),
 		(unsigned long long)fs->total_compressed,
@@ -117,13 +217,28 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 		(unsigned long long)n, (unsigned long long)ns,
 		(unsigned long long)(n ? ns / n : 0),
 		(unsigned long long)ld(&s->ondemand_ns_max),
-		(unsigned long long)ld(&s->readahead_chunks),
-		(unsigned long long)ld(&s->mem_hits),
-		(unsigned long long)ld(&s->disk_hits), mem_used, mem_peak,
-		fs->cache.budget,
-		(unsigned long long)(fs->disk ? fs_disk_used(fs->disk) : 0),
-		(unsigned long long)ld(&s->verify_failures),
-		(unsigned long long)ld(&s->fetch_errors));
+		(unsigned long long)ld(&s->readahead_chunks));
+	if (r == 0)
+		r = histogram_json(&st, out);
+	if (r == 0)
+		r = lp_buf_printf(
+			out,
+			"},\n"
+			"  \"cache\": {\"memory_hits\": %llu, \"disk_hits\": "
+			"%llu, \"memory_bytes\": %zu, \"memory_peak_bytes\": "
+			"%zu, \"memory_budget_bytes\": %zu, \"disk_bytes\": "
+			"%llu},\n"
+			"  \"errors\": {\"verify_failures\": %llu, "
+			"\"fetch_errors\": %llu},\n",
+			(unsigned long long)st.mem_hits,
+			(unsigned long long)st.disk_hits, mem_used, mem_peak,
+			fs->cache.budget,
+			(unsigned long long)(fs->disk ? fs_disk_used(fs->disk) :
+							0),
+			(unsigned long long)ld(&s->verify_failures),
+			(unsigned long long)ld(&s->fetch_errors));
+	if (r == 0)
+		r = ops_json(&st, out);
 out:
 	return r;
 }

@@ -4,11 +4,15 @@
  * libmicrohttpd (GET /metrics): gRPC requests by method and status code
  * with a latency histogram, remote mounts and their duration, fallbacks to
  * the plain path by reason, and per mounted layer what fs/ reports (bytes
- * fetched, prefetch and background progress, on-demand fetch count and
- * latency, cache hits and sizes, verification and fetch errors).
+ * fetched, prefetch and background progress, an on-demand fetch latency
+ * histogram, cache hits and sizes, verification and fetch errors, FUSE
+ * requests by operation). Each layer's stats JSON is parsed once per scrape
+ * and then rendered family by family (the text format wants a family's
+ * samples together).
  *
  * Lock order: m->lock is the innermost lock of the module; rendering takes
- * the layer pool's lock first (lp_snap_layers_stats), then m->lock.
+ * the layer pool's lock first (lp_snap_layers_stats, released before
+ * m->lock is taken).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -153,9 +157,15 @@ static uint64_t jget(struct json_object *o, const char *a, const char *b)
 	return (uint64_t)json_object_get_int64(v);
 }
 
-struct layer_out {
-	struct lp_buf *out;
-	int section; /* which metric family this pass prints */
+/* every mounted layer's stats, parsed once per scrape */
+struct layer_snap {
+	char digest[LP_DIGEST_STR_LEN + 1];
+	struct json_object *o; /* owned */
+};
+
+struct layer_set {
+	struct layer_snap *v;
+	size_t n, alloc;
 };
 
 static const struct {
@@ -178,12 +188,6 @@ static const struct {
 	{ "lazypull_layer_background_done_bytes",
 	  "Bytes fetched in the background.", "gauge", "background",
 	  "done_bytes", 1 },
-	{ "lazypull_layer_on_demand_fetch_seconds_count",
-	  "On-demand fetches (a reader waited).", "counter", "on_demand",
-	  "fetches", 1 },
-	{ "lazypull_layer_on_demand_fetch_seconds_sum",
-	  "Total time readers waited for on-demand fetches.", "counter",
-	  "on_demand", "latency_ns_total", 1e-9 },
 	{ "lazypull_layer_on_demand_fetch_seconds_max",
 	  "Longest on-demand fetch.", "gauge", "on_demand", "latency_ns_max",
 	  1e-9 },
@@ -203,45 +207,184 @@ static const struct {
 	  "errors", "fetch_errors", 1 },
 };
 
-static int layer_line(void *opaque, const char *digest, const char *json)
+static struct json_object *jobj(struct json_object *o, const char *a,
+				const char *b)
 {
-	struct layer_out *lo = opaque;
+	struct json_object *v = NULL;
+
+	if (!json_object_object_get_ex(o, a, &v))
+		return NULL;
+	if (b && !json_object_object_get_ex(v, b, &v))
+		return NULL;
+	return v;
+}
+
+static int collect_layer(void *opaque, const char *digest, const char *json)
+{
+	struct layer_set *set = opaque;
 	struct json_object *o = json_tokener_parse(json);
-	int r;
 
 	if (!o)
-		return 0;
-	if (layer_metrics[lo->section].scale == 1)
-		r = lp_buf_printf(lo->out, "%s{layer=\"%s\"} %llu\n",
-				  layer_metrics[lo->section].name, digest,
-				  (unsigned long long)jget(
-					  o, layer_metrics[lo->section].a,
-					  layer_metrics[lo->section].b));
-	else
-		r = lp_buf_printf(lo->out, "%s{layer=\"%s\"} %.9f\n",
-				  layer_metrics[lo->section].name, digest,
-				  (double)jget(o, layer_metrics[lo->section].a,
-					       layer_metrics[lo->section].b) *
-					  layer_metrics[lo->section].scale);
-	json_object_put(o);
+		return 0; /* cannot happen: fs/ wrote it; skip the layer */
+	if (set->n == set->alloc) {
+		size_t alloc = set->alloc ? 2 * set->alloc : 16;
+		struct layer_snap *v = realloc(set->v, alloc * sizeof(*v));
+
+		if (!v) {
+			json_object_put(o);
+			return -ENOMEM;
+		}
+		set->v = v;
+		set->alloc = alloc;
+	}
+	snprintf(set->v[set->n].digest, sizeof(set->v[set->n].digest), "%s",
+		 digest);
+	set->v[set->n++].o = o;
+	return 0;
+}
+
+static void layer_set_release(struct layer_set *set)
+{
+	size_t i;
+
+	for (i = 0; i < set->n; i++)
+		json_object_put(set->v[i].o);
+	free(set->v);
+}
+
+/* lazypull_layer_on_demand_fetch_seconds: one histogram per layer from the
+ * bucket bounds and cumulative counts fs/ reports; _count is the +Inf
+ * bucket, so the two always agree */
+static int render_latency_histogram(const struct layer_set *set,
+				    struct lp_buf *out)
+{
+	size_t i, b, nb;
+	int r;
+
+	r = lp_buf_printf(
+		out,
+		"# HELP lazypull_layer_on_demand_fetch_seconds Time readers "
+		"waited for on-demand fetches.\n"
+		"# TYPE lazypull_layer_on_demand_fetch_seconds histogram\n");
+	for (i = 0; i < set->n && !r; i++) {
+		struct json_object *le =
+			jobj(set->v[i].o, "on_demand", "latency_le_ns");
+		struct json_object *cum =
+			jobj(set->v[i].o, "on_demand", "latency_cumulative");
+		const char *d = set->v[i].digest;
+		uint64_t total;
+
+		if (!le || !cum || !json_object_is_type(le, json_type_array) ||
+		    !json_object_is_type(cum, json_type_array))
+			continue;
+		nb = json_object_array_length(le);
+		if (json_object_array_length(cum) != nb + 1)
+			continue;
+		for (b = 0; b < nb && !r; b++)
+			r = lp_buf_printf(
+				out,
+				"lazypull_layer_on_demand_fetch_seconds_bucket"
+				"{layer=\"%s\",le=\"%g\"} %llu\n",
+				d,
+				(double)json_object_get_int64(
+					json_object_array_get_idx(le, b)) *
+					1e-9,
+				(unsigned long long)json_object_get_int64(
+					json_object_array_get_idx(cum, b)));
+		total = (uint64_t)json_object_get_int64(
+			json_object_array_get_idx(cum, nb));
+		if (!r)
+			r = lp_buf_printf(
+				out,
+				"lazypull_layer_on_demand_fetch_seconds_bucket"
+				"{layer=\"%s\",le=\"+Inf\"} %llu\n"
+				"lazypull_layer_on_demand_fetch_seconds_sum"
+				"{layer=\"%s\"} %.9f\n"
+				"lazypull_layer_on_demand_fetch_seconds_count"
+				"{layer=\"%s\"} %llu\n",
+				d, (unsigned long long)total, d,
+				(double)json_object_get_int64(
+					jobj(set->v[i].o, "on_demand",
+					     "latency_ns_total")) *
+					1e-9,
+				d, (unsigned long long)total);
+	}
+	return r;
+}
+
+/* lazypull_layer_fuse_ops_total{layer,op} from the stats' fuse_ops */
+static int render_fuse_ops(const struct layer_set *set, struct lp_buf *out)
+{
+	size_t i;
+	int r;
+
+	r = lp_buf_printf(out,
+			  "# HELP lazypull_layer_fuse_ops_total FUSE "
+			  "requests served, by operation.\n"
+			  "# TYPE lazypull_layer_fuse_ops_total counter\n");
+	for (i = 0; i < set->n && !r; i++) {
+		struct json_object *ops = jobj(set->v[i].o, "fuse_ops", NULL);
+
+		if (!ops || !json_object_is_type(ops, json_type_object))
+			continue;
+		json_object_object_foreach(ops, op, v)
+		{
+			if (r)
+				break;
+			r = lp_buf_printf(
+				out,
+				"lazypull_layer_fuse_ops_total{layer="
+				"\"%s\",op=\"%s\"} %llu\n",
+				set->v[i].digest, op,
+				(unsigned long long)json_object_get_int64(v));
+		}
+	}
+	return r;
+}
+
+static int render_layers(struct lp_snap_layers *layers, struct lp_buf *out)
+{
+	struct layer_set set = { 0 };
+	size_t i, k;
+	int r = 0;
+
+	if (layers)
+		r = lp_snap_layers_stats(layers, collect_layer, &set);
+	for (k = 0; k < LP_ARRAY_SIZE(layer_metrics) && !r; k++) {
+		r = lp_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n",
+				  layer_metrics[k].name, layer_metrics[k].help,
+				  layer_metrics[k].name, layer_metrics[k].type);
+		for (i = 0; i < set.n && !r; i++) {
+			uint64_t v = jget(set.v[i].o, layer_metrics[k].a,
+					  layer_metrics[k].b);
+
+			if (layer_metrics[k].scale == 1)
+				r = lp_buf_printf(
+					out, "%s{layer=\"%s\"} %llu\n",
+					layer_metrics[k].name, set.v[i].digest,
+					(unsigned long long)v);
+			else
+				r = lp_buf_printf(
+					out, "%s{layer=\"%s\"} %.9f\n",
+					layer_metrics[k].name, set.v[i].digest,
+					(double)v * layer_metrics[k].scale);
+		}
+	}
+	if (!r)
+		r = render_latency_histogram(&set, out);
+	if (!r)
+		r = render_fuse_ops(&set, out);
+	layer_set_release(&set);
 	return r;
 }
 
 int lp_snap_metrics_render(struct lp_snap_metrics *m,
 			   struct lp_snap_layers *layers, struct lp_buf *out)
 {
-	struct layer_out lo = { out, 0 };
-	size_t i, b, k;
-	int r = 0;
+	size_t i, b;
+	int r;
 
-	for (k = 0; k < LP_ARRAY_SIZE(layer_metrics) && !r; k++) {
-		r = lp_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n",
-				  layer_metrics[k].name, layer_metrics[k].help,
-				  layer_metrics[k].name, layer_metrics[k].type);
-		lo.section = (int)k;
-		if (!r && layers)
-			r = lp_snap_layers_stats(layers, layer_line, &lo);
-	}
+	r = render_layers(layers, out);
 	if (r)
 		return r;
 

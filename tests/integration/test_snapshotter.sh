@@ -209,6 +209,50 @@ fetched=$(metric_sum lazypull_layer_fetched_bytes_total)
 [ "$fetched" -gt 0 ] && [ "$fetched" -lt "$BLOB_BYTES" ] ||
 	fail "fetched $fetched bytes of $BLOB_BYTES"
 ok "fetched $fetched of $BLOB_BYTES blob bytes (lazy)"
+curl -fsS "http://127.0.0.1:$MPORT/metrics" >"$T/metrics.txt"
+ondemand=$(python3 - "$T/metrics.txt" "$ROOT/layers" <<'PY'
+import glob, json, os, re, sys
+text = open(sys.argv[1]).read()
+H = "lazypull_layer_on_demand_fetch_seconds"
+assert "# TYPE %s histogram\n" % H in text, "no histogram TYPE line"
+assert "# TYPE lazypull_layer_fuse_ops_total counter\n" in text
+samples = {}
+for line in text.splitlines():
+    m = re.match(r'^(\w+)\{([^}]*)\} (\S+)$', line)
+    if m:
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        samples.setdefault(m.group(1), []).append((labels, float(m.group(3))))
+# the per-layer stats files, by layer digest (the mount's directory is its hex)
+stats = {}
+for f in glob.glob(os.path.join(sys.argv[2], "*", ".lazypull", "stats")):
+    stats["sha256:" + f.split("/")[-3]] = json.load(open(f))
+assert len(stats) == 2, stats.keys()
+total = 0
+for layer, s in stats.items():
+    buckets = [(l["le"], v) for l, v in samples[H + "_bucket"] if l["layer"] == layer]
+    assert buckets and buckets[-1][0] == "+Inf", buckets
+    les = [float(le) for le, _ in buckets[:-1]]
+    assert les == sorted(les) and les[0] <= 0.001 and les[-1] >= 10, les
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts), ("buckets not monotonic", layer, counts)
+    count = [v for l, v in samples[H + "_count"] if l["layer"] == layer]
+    assert count == [counts[-1]], (count, counts[-1])
+    # _count is the number of on-demand fetches fs/ counted
+    assert count[0] == s["on_demand"]["fetches"], (layer, count, s["on_demand"])
+    total += count[0]
+    ops = {l["op"]: v for l, v in samples["lazypull_layer_fuse_ops_total"] if l["layer"] == layer}
+    assert ops["lookup"] > 0, (layer, ops)  # overlayfs looks up in every lower layer
+    assert set(ops) >= {"lookup", "getattr", "open", "read", "readdir", "readdirplus"}, ops
+served = [l for l, s in stats.items() if s["fuse_ops"]["read"] > 0]
+assert served, "no layer served a read"
+for l in served:
+    ops = {x["op"]: v for x, v in samples["lazypull_layer_fuse_ops_total"] if x["layer"] == l}
+    assert ops["open"] > 0 and ops["read"] > 0, ops
+assert total > 0, "no on-demand fetch counted"
+print(int(total))
+PY
+) || fail "metrics: on-demand fetch histogram / FUSE op counters"
+ok "metrics: an on-demand fetch histogram per layer (buckets monotonic, _count = the layers' $ondemand on-demand fetches), FUSE op counters > 0"
 
 # --- 2. whiteouts and opaque directories ------------------------------------
 say "2. the merged tree"

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Unit tests for fs/ without FUSE: the inode view (lookup, readdir, getattr,
- * readlink, xattrs, overlayfs conventions, the control file) and every file
- * of every vector read back and compared with the .files digests; a
- * fault-injecting blob (corrupt, replace with a valid but wrong member,
- * fail, delay) that must give errors and never wrong bytes; single flight
- * under threads; the memory budget; the disk tier across remounts; prefetch
- * and background fetch.
+ * Unit tests for fs/, mostly without FUSE: the inode view (lookup, readdir,
+ * getattr, readlink, xattrs, overlayfs conventions, the control file) and
+ * every file of every vector read back and compared with the .files
+ * digests; a fault-injecting blob (corrupt, replace with a valid but wrong
+ * member, fail, delay) that must give errors and never wrong bytes; single
+ * flight under threads; the memory budget; the disk tier across remounts;
+ * prefetch and background fetch; the on-demand latency histogram and FUSE
+ * operation counts (through a real mount when run as root with /dev/fuse,
+ * else skipped).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,13 +21,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <dirent.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <cmocka.h>
 
 #include "lp_fs.h"
+#include "lp_fuse.h"
 
 #define VEC(name) LP_VECTORS_DIR "/" name
 #define MAX_FILES 512
@@ -858,6 +864,166 @@ static void test_prefetch_background(void **state)
 	lp_fs_free(fx.fs);
 }
 
+/* --- statistics: the latency histogram and FUSE operation counts --- */
+
+static void test_latency_histogram(void **state)
+{
+	struct fixture fx = { 0 };
+	struct lp_fs_stats st;
+	unsigned int i, slow_bucket = 0;
+	struct lp_buf b;
+
+	for (i = 1; i < LP_FS_LATENCY_BUCKETS; i++)
+		assert_true(lp_fs_latency_bound_ns(i) >
+			    lp_fs_latency_bound_ns(i - 1));
+	assert_int_equal(lp_fs_latency_bound_ns(0), 100000);
+	assert_int_equal(lp_fs_latency_bound_ns(LP_FS_LATENCY_BUCKETS - 1),
+			 10000000000ull);
+	assert_true(lp_fs_latency_bound_ns(LP_FS_LATENCY_BUCKETS) ==
+		    UINT64_MAX);
+	/* the last bucket under the 30 ms delay below */
+	while (lp_fs_latency_bound_ns(slow_bucket + 1) < 30000000)
+		slow_bucket++;
+
+	open_fs(&fx, "v1-default", NULL);
+	lp_fs_stats_get(fx.fs, &st);
+	for (i = 0; i <= LP_FS_LATENCY_BUCKETS; i++)
+		assert_int_equal(st.ondemand_le[i], 0);
+	/* one fast fetch, one that waits 30 ms for the blob */
+	assert_int_equal(read_path(fx.fs, "etc/conf.d/app.conf", NULL), 0);
+	atomic_store(&fx.fault->delay_ms, 30);
+	assert_int_equal(read_path(fx.fs, "usr/bin/tool", NULL), 0);
+	atomic_store(&fx.fault->delay_ms, 0);
+
+	lp_fs_stats_get(fx.fs, &st);
+	assert_int_equal(st.ondemand_fetches, 2);
+	assert_int_equal(st.ondemand_le[LP_FS_LATENCY_BUCKETS], 2);
+	for (i = 1; i <= LP_FS_LATENCY_BUCKETS; i++)
+		assert_true(st.ondemand_le[i] >= st.ondemand_le[i - 1]);
+	/* the slow one is in no bucket below 30 ms */
+	assert_true(st.ondemand_le[slow_bucket] <= 1);
+	assert_true(st.ondemand_ns_total >= 30000000);
+	assert_true(st.ondemand_ns_max >= 30000000);
+	assert_true(st.fetched_chunks >= 2);
+	assert_int_equal(stat_of(fx.fs, "\"fetches"), 2);
+
+	/* the JSON carries the bounds and the cumulative counts */
+	lp_buf_init(&b, LP_FS_STATS_MAX);
+	assert_int_equal(lp_fs_stats_json(fx.fs, &b), 0);
+	assert_non_null(
+		strstr((char *)b.data, "\"latency_le_ns\": [100000, 250000, "));
+	assert_non_null(strstr((char *)b.data, ", 10000000000], "
+					       "\"latency_cumulative\": ["));
+	assert_non_null(strstr((char *)b.data, ", 2]},\n"));
+	lp_buf_release(&b);
+	lp_fs_free(fx.fs);
+}
+
+static void test_op_counts(void **state)
+{
+	struct fixture fx = { 0 };
+	struct lp_fs_stats st;
+	struct lp_buf b;
+
+	open_fs(&fx, "v1-default", NULL);
+	lp_fs_stats_get(fx.fs, &st);
+	for (unsigned int i = 0; i < LP_FS_OP_COUNT; i++)
+		assert_int_equal(st.ops[i], 0);
+	/* the core's own calls are not FUSE traffic */
+	assert_int_equal(read_path(fx.fs, "usr/bin/tool", NULL), 0);
+	lp_fs_stats_get(fx.fs, &st);
+	for (unsigned int i = 0; i < LP_FS_OP_COUNT; i++)
+		assert_int_equal(st.ops[i], 0);
+
+	lp_fs_count_op(fx.fs, LP_FS_OP_LOOKUP);
+	lp_fs_count_op(fx.fs, LP_FS_OP_LOOKUP);
+	lp_fs_count_op(fx.fs, LP_FS_OP_READDIRPLUS);
+	lp_fs_count_op(fx.fs, LP_FS_OP_COUNT); /* ignored */
+	lp_fs_stats_get(fx.fs, &st);
+	assert_int_equal(st.ops[LP_FS_OP_LOOKUP], 2);
+	assert_int_equal(st.ops[LP_FS_OP_READDIRPLUS], 1);
+	assert_int_equal(st.ops[LP_FS_OP_READ], 0);
+	assert_string_equal(lp_fs_op_name(LP_FS_OP_READDIRPLUS), "readdirplus");
+	assert_string_equal(lp_fs_op_name(LP_FS_OP_COUNT), "unknown");
+	lp_buf_init(&b, LP_FS_STATS_MAX);
+	assert_int_equal(lp_fs_stats_json(fx.fs, &b), 0);
+	assert_non_null(strstr((char *)b.data, "\"fuse_ops\": {\"lookup\": 2, "
+					       "\"getattr\": 0, "));
+	assert_non_null(strstr((char *)b.data, "\"readdirplus\": 1, "));
+	lp_buf_release(&b);
+	lp_fs_free(fx.fs);
+}
+
+static void *serve_main(void *arg)
+{
+	lp_fuse_serve(arg);
+	return NULL;
+}
+
+/* through a real mount (root and /dev/fuse only): the adapter counts */
+static void test_op_counts_mounted(void **state)
+{
+	char mnt[] = "/tmp/lp-test-fs-mnt-XXXXXX", path[600], buf[4096];
+	struct lp_fuse_options fo = { 0 };
+	struct lp_fuse *fuse = NULL;
+	struct fixture fx = { 0 };
+	struct lp_err err = { 0 };
+	struct lp_fs_stats st;
+	struct statvfs sv;
+	struct stat sb;
+	pthread_t t;
+	DIR *d;
+	int fd;
+
+	if (geteuid() != 0 || access("/dev/fuse", R_OK | W_OK) != 0)
+		skip();
+	assert_non_null(mkdtemp(mnt));
+	open_fs(&fx, "v1-default", NULL);
+	if (lp_fuse_mount(fx.fs, mnt, &fo, &fuse, &err) < 0) {
+		lp_fs_free(fx.fs);
+		rmdir(mnt);
+		skip(); /* no FUSE in this sandbox */
+	}
+	assert_int_equal(pthread_create(&t, NULL, serve_main, fuse), 0);
+
+	snprintf(path, sizeof(path), "%s/usr/bin/tool", mnt);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_true(read(fd, buf, sizeof(buf)) > 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/usr/bin/big-link", mnt);
+	assert_true(readlink(path, buf, sizeof(buf)) > 0);
+	snprintf(path, sizeof(path), "%s/etc/conf.d/app.conf", mnt);
+	assert_true(getxattr(path, "user.lazypull.test", buf, sizeof(buf)) > 0);
+	assert_true(listxattr(path, buf, sizeof(buf)) > 0);
+	assert_int_equal(stat(path, &sb), 0);
+	d = opendir(mnt);
+	assert_non_null(d);
+	while (readdir(d))
+		;
+	closedir(d);
+	assert_int_equal(statvfs(mnt, &sv), 0);
+
+	lp_fs_stats_get(fx.fs, &st);
+	assert_true(st.ops[LP_FS_OP_LOOKUP] >= 5); /* usr bin tool ... */
+	assert_true(st.ops[LP_FS_OP_OPEN] >= 1);
+	assert_true(st.ops[LP_FS_OP_READ] >= 1);
+	assert_true(st.ops[LP_FS_OP_READLINK] >= 1);
+	assert_true(st.ops[LP_FS_OP_GETXATTR] >= 1);
+	assert_true(st.ops[LP_FS_OP_LISTXATTR] >= 1);
+	assert_true(st.ops[LP_FS_OP_OPENDIR] >= 1);
+	assert_true(st.ops[LP_FS_OP_READDIR] + st.ops[LP_FS_OP_READDIRPLUS] >=
+		    1);
+	assert_true(st.ops[LP_FS_OP_STATFS] >= 1);
+	assert_int_equal(st.ondemand_fetches, 1); /* tool: one chunk */
+
+	assert_int_equal(lp_fuse_unmount(fuse), 0);
+	pthread_join(t, NULL);
+	lp_fuse_free(fuse);
+	lp_fs_free(fx.fs);
+	rmdir(mnt);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -871,6 +1037,9 @@ int main(void)
 		cmocka_unit_test(test_disk_tier),
 		cmocka_unit_test(test_multi_range),
 		cmocka_unit_test(test_prefetch_background),
+		cmocka_unit_test(test_latency_histogram),
+		cmocka_unit_test(test_op_counts),
+		cmocka_unit_test(test_op_counts_mounted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
