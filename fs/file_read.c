@@ -3,7 +3,8 @@
  * File reads: open handles, and the hop from a file range to the chunks that
  * cover it. Each chunk is taken pinned from the cache (fetched, coalesced
  * with its missing neighbours, when absent), the wanted bytes are copied
- * out, and the pin is dropped. A handle that reads sequentially also asks
+ * out, and the pin is dropped; or, for lp_fs_read_pin(), the pins are kept
+ * and the caller replies straight from cache memory (no copy, no buffer). A handle that reads sequentially also asks
  * for up to LP_FS_READAHEAD bytes of following chunks in the same blob read.
  * The control file's handle holds a snapshot of the stats JSON instead.
  */
@@ -95,32 +96,28 @@ static uint32_t fetch_limit(const struct lp_fs *fs,
 	return ci;
 }
 
-int lp_fs_read(struct lp_fs *fs, struct lp_fs_file *file, void *buf,
-	       size_t size, uint64_t off, struct lp_err *err)
-{
-	const struct lp_toc_entry *e;
-	uint8_t *dst = buf;
+/* the chunks a read covers: [ci, last], fetching along up to limit */
+struct read_plan {
+	size_t size; /* clamped to the file; 0: nothing to read */
 	uint32_t ci, last, limit;
-	size_t done = 0;
+};
+
+static int plan_read(struct lp_fs *fs, struct lp_fs_file *file, size_t size,
+		     uint64_t off, struct read_plan *p, struct lp_err *err)
+{
+	const struct lp_toc_entry *e = lp_toc_entry(fs->toc, file->idx);
 	bool sequential;
 	int r = 0;
 
-	if (file->snapshot) {
-		if (off < file->snapshot_len) {
-			done = lp_min_u64(size, file->snapshot_len - off);
-			memcpy(buf, file->snapshot + off, done);
-		}
-		goto out;
-	}
-	e = lp_toc_entry(fs->toc, file->idx);
+	p->size = 0;
 	if (off >= e->size || !size)
 		goto out;
 	size = lp_min_u64(size, e->size - off);
 	if (size > INT32_MAX)
 		size = INT32_MAX;
-	ci = lp_toc_find_chunk(fs->toc, file->idx, off);
-	last = lp_toc_find_chunk(fs->toc, file->idx, off + size - 1);
-	if (ci == LP_TOC_NO_INDEX || last == LP_TOC_NO_INDEX) {
+	p->ci = lp_toc_find_chunk(fs->toc, file->idx, off);
+	p->last = lp_toc_find_chunk(fs->toc, file->idx, off + size - 1);
+	if (p->ci == LP_TOC_NO_INDEX || p->last == LP_TOC_NO_INDEX) {
 		char path[LP_TOC_MAX_PATH + 1];
 
 		lp_toc_entry_path(fs->toc, file->idx, path, sizeof(path));
@@ -130,23 +127,104 @@ int lp_fs_read(struct lp_fs *fs, struct lp_fs_file *file, void *buf,
 		goto out;
 	}
 	sequential = off == 0 || off == atomic_load(&file->next_off);
-	limit = fetch_limit(fs, e, last, sequential);
-	while (done < size) {
+	p->limit = fetch_limit(fs, e, p->last, sequential);
+	p->size = size;
+out:
+	return r;
+}
+
+int lp_fs_read(struct lp_fs *fs, struct lp_fs_file *file, void *buf,
+	       size_t size, uint64_t off, struct lp_err *err)
+{
+	struct read_plan p;
+	uint8_t *dst = buf;
+	size_t done = 0;
+	uint32_t ci;
+	int r = 0;
+
+	if (file->snapshot) {
+		if (off < file->snapshot_len) {
+			done = lp_min_u64(size, file->snapshot_len - off);
+			memcpy(buf, file->snapshot + off, done);
+		}
+		goto out;
+	}
+	r = plan_read(fs, file, size, off, &p, err);
+	if (r < 0 || !p.size)
+		goto out;
+	for (ci = p.ci; done < p.size; ci++) {
 		const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, ci);
 		struct fs_chunk *ch = NULL;
 		uint64_t in = off + done - c->chunk_offset;
-		size_t n = lp_min_u64(size - done, c->chunk_size - in);
+		size_t n = lp_min_u64(p.size - done, c->chunk_size - in);
 
-		r = fs_chunk_get(fs, ci, limit, FS_FETCH_ONDEMAND, &ch, NULL,
+		r = fs_chunk_get(fs, ci, p.limit, FS_FETCH_ONDEMAND, &ch, NULL,
 				 err);
 		if (r < 0)
 			goto out;
 		memcpy(dst + done, ch->data + in, n);
 		fs_chunk_put(fs, ch);
 		done += n;
-		ci++;
 	}
 	atomic_store(&file->next_off, off + done);
 out:
 	return r < 0 ? r : (int)done;
+}
+
+int lp_fs_read_pin(struct lp_fs *fs, struct lp_fs_file *file, size_t size,
+		   uint64_t off, struct lp_fs_segs *segs, struct lp_err *err)
+{
+	struct read_plan p;
+	size_t done = 0;
+	uint32_t ci;
+	int r = 0;
+
+	segs->nr = 0;
+	if (file->snapshot) {
+		if (off < file->snapshot_len) {
+			done = lp_min_u64(size, file->snapshot_len - off);
+			segs->iov[0].iov_base = file->snapshot + off;
+			segs->iov[0].iov_len = done;
+			segs->pins[0] = NULL;
+			segs->nr = 1;
+		}
+		goto out;
+	}
+	r = plan_read(fs, file, size, off, &p, err);
+	if (r < 0 || !p.size)
+		goto out;
+	if (p.last - p.ci >= LP_FS_READ_MAX_SEGS) {
+		r = -E2BIG;
+		goto out;
+	}
+	for (ci = p.ci; done < p.size; ci++) {
+		const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, ci);
+		struct fs_chunk *ch = NULL;
+		uint64_t in = off + done - c->chunk_offset;
+		size_t n = lp_min_u64(p.size - done, c->chunk_size - in);
+
+		r = fs_chunk_get(fs, ci, p.limit, FS_FETCH_ONDEMAND, &ch, NULL,
+				 err);
+		if (r < 0)
+			goto out;
+		/* the pin keeps the verified, immutable data alive */
+		segs->iov[segs->nr].iov_base = ch->data + in;
+		segs->iov[segs->nr].iov_len = n;
+		segs->pins[segs->nr++] = ch;
+		done += n;
+	}
+	atomic_store(&file->next_off, off + done);
+out:
+	if (r < 0)
+		lp_fs_read_unpin(fs, segs);
+	return r < 0 ? r : (int)done;
+}
+
+void lp_fs_read_unpin(struct lp_fs *fs, struct lp_fs_segs *segs)
+{
+	unsigned int i;
+
+	for (i = 0; i < segs->nr; i++)
+		fs_chunk_put(fs, segs->pins[i]);
+	segs->nr = 0;
 }
