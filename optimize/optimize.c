@@ -331,6 +331,24 @@ static int mount_overlay(struct opt *op)
 				  "%zu layers: the overlay options exceed %d "
 				  "bytes",
 				  op->n_layers, OPT_MOUNT_DATA_MAX);
+	/*
+	 * overlayfs gives the merged root the upper directory's mode and
+	 * owner: make them the top layer's root's, not mkdir's 0700 (which
+	 * locks non-root workloads out of /)
+	 */
+	if (op->n_layers) {
+		char upper[PATH_MAX];
+		struct stat st;
+
+		snprintf(upper, sizeof(upper), "%s/upper", op->tmp);
+		if (stat(op->layers[op->n_layers - 1].mnt, &st) < 0 ||
+		    chmod(upper, st.st_mode & 07777) < 0 ||
+		    chown(upper, st.st_uid, st.st_gid) < 0)
+			return lp_err_set(op->err, -errno,
+					  "%s: cannot take the top layer's "
+					  "root mode: %s",
+					  upper, strerror(errno));
+	}
 	if (mount("overlay", op->rootfs, "overlay", 0, data) < 0)
 		return lp_err_set(op->err, -errno, "overlay mount on %s: %s",
 				  op->rootfs, strerror(errno));

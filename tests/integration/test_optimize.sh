@@ -226,9 +226,12 @@ ok "convert --prioritize RECORD = optimize's layers; layer convert takes it and 
 say "--wait-line stops a long-running workload"
 start=$(date +%s)
 optimize --wait-line '^READY [0-9]+$' --period 40 "oci:$SRC:app" "oci:$T/out4:w" -- \
-	sh -c 'cat /etc/a.conf; echo "READY 42"; sleep 100' || { show_err "$T/err"; fail "--wait-line"; }
+	sh -c 'cat /etc/a.conf; /bin/busybox stat -c "ROOTMODE %a" /; echo "READY 42"; sleep 100' ||
+	{ show_err "$T/err"; fail "--wait-line"; }
 took=$(($(date +%s) - start))
 grep -q '^stop=wait-line$' "$T/out" || fail "stop: $(cat "$T/out")"
+# the container's / has the image's root mode, not the overlay upper dir's
+grep -q 'ROOTMODE 755' "$T/err" || fail "container root mode: $(grep ROOTMODE "$T/err")"
 [ "$took" -lt 20 ] || fail "--wait-line took $took s"
 clean_after "--wait-line"
 ok "--wait-line: stopped at the line after $took s (period 40, sleep 100)"
