@@ -238,8 +238,9 @@ shape() {
 	for dev in "$VH" "@$VN"; do
 		local x=()
 		[ "${dev:0:1}" = @ ] && x=(ip netns exec "$NS") && dev=${dev:1}
-		"${x[@]}" tc qdisc replace dev "$dev" root handle 1: htb default 10
-		"${x[@]}" tc class replace dev "$dev" parent 1: classid 1:10 htb rate "$rate" ceil "$rate" quantum 60000
+		"${x[@]}" tc qdisc del dev "$dev" root 2>/dev/null || true
+		"${x[@]}" tc qdisc add dev "$dev" root handle 1: htb default 10
+		"${x[@]}" tc class add dev "$dev" parent 1: classid 1:10 htb rate "$rate" ceil "$rate" quantum 60000
 	done
 	proxy "delay $(awk -v r="${RTT[$1]}" 'BEGIN { print r / 2 }')" >/dev/null
 }
