@@ -252,9 +252,9 @@ def cmd_report(rdir):
         im = meta["image_info"].get(img, {})
         for prof in profiles:
             pm = meta["profile_info"][prof]
-            md.append("**%s, %s** (workload: `%s`; gzip image %.1f MB, eStargz %.1f MB, "
+            md.append("**%s, %s** (gzip image %.1f MB, eStargz %.1f MB, "
                       "optimised %.1f MB; working set %.2f MB compressed in %s files)" % (
-                          img, pm["label"], im.get("workload", "?"),
+                          img, pm["label"],
                           im.get("gzip_bytes", 0) / 1e6, im.get("esgz_bytes", 0) / 1e6,
                           im.get("opt_bytes", 0) / 1e6, im.get("workset_bytes", 0) / 1e6,
                           im.get("workset_files", "?")))
@@ -338,31 +338,39 @@ def cmd_report(rdir):
     open(os.path.join(rdir, "results.md"), "w").write("\n".join(md) + "\n")
     json.dump({"meta": meta, "summary": summary, "runs": runs},
               open(os.path.join(rdir, "results.json"), "w"), indent=1)
-    # chart: one cluster per image/profile, one bar per mode (median total)
+    # chart: one panel per profile, one cluster per image, one bar per mode
+    # (median total); panels have their own scales (20 Mbit is 50x 1 Gbit)
     present = [m for m, _ in MODES if any(s["mode"] == m for s in summary)]
-    with open(os.path.join(rdir, "chart.dat"), "w") as f:
-        f.write("case " + " ".join(present) + "\n")
-        for img in images:
-            for prof in profiles:
+    plots = []
+    for prof in profiles:
+        dat = os.path.join(rdir, "chart-%s.dat" % prof)
+        with open(dat, "w") as f:
+            f.write("image " + " ".join(present) + "\n")
+            for img in images:
                 vals = []
                 for m in present:
                     v = [s["total"] for s in summary
                          if s["image"] == img and s["profile"] == prof and s["mode"] == m]
-                    vals.append(fmt(v[0] if v and v[0] is not None else None, 3)
-                                .replace("-", "NaN"))
-                f.write("%s/%s %s\n" % (img, meta["profile_info"][prof]["short"], " ".join(vals)))
+                    vals.append("%.3f" % v[0] if v and v[0] is not None else "NaN")
+                f.write("%s %s\n" % (img, " ".join(vals)))
+        plots.append((prof, dat))
     gp = os.path.join(rdir, "chart.gp")
     with open(gp, "w") as f:
-        f.write('set terminal pngcairo size 1200,600 noenhanced\n')
+        f.write('set terminal pngcairo size %d,560 noenhanced\n' % (200 + 450 * len(plots)))
         f.write('set output "%s"\n' % os.path.join(rdir, "chart.png"))
-        f.write('set title "Cold start: pull command to ready line (median seconds)"\n')
         f.write('set style data histograms\nset style histogram clustered gap 1\n')
-        f.write('set style fill solid 0.8 border -1\nset ylabel "seconds"\n')
-        f.write('set key top right\nset xtics rotate by -30\nset grid ytics\nset yrange [0:*]\n')
-        f.write('plot ' + ", ".join(
-            '"%s" using %d:xtic(1) title columnheader(%d)' % (
-                os.path.join(rdir, "chart.dat"), i + 2, i + 2)
-            for i in range(len(present))) + "\n")
+        f.write('set style fill solid 0.8 border -1\nset grid ytics\nset yrange [0:*]\n')
+        f.write('set key top left font ",9"\nset xtics rotate by -30\n')
+        f.write('set multiplot layout 1,%d title "Cold start: pull command to ready line, median seconds"\n' % len(plots))
+        for i, (prof, dat) in enumerate(plots):
+            f.write('set title "%s"\n' % meta["profile_info"][prof]["label"])
+            f.write('set ylabel "%s"\n' % ("seconds" if i == 0 else ""))
+            if i:
+                f.write('unset key\n')
+            f.write('plot ' + ", ".join(
+                '"%s" using %d:xtic(1) title columnheader(%d)' % (dat, j + 2, j + 2)
+                for j in range(len(present))) + "\n")
+        f.write('unset multiplot\n')
     try:
         subprocess.run(["gnuplot", gp], check=True, stderr=subprocess.PIPE)
     except (OSError, subprocess.CalledProcessError) as e:
