@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -23,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <dirent.h>
 #include <unistd.h>
@@ -960,51 +962,104 @@ static void *serve_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The client side of test_op_counts_mounted, in a child process: a process
+ * must not be a client of its own FUSE mount (if its server dies, a request
+ * in flight never ends and neither does the process). Exits with the number
+ * of the step that failed, 0 when all went well.
+ */
+static int mounted_client(const char *mnt)
+{
+	char path[600], buf[4096];
+	struct statvfs sv;
+	struct stat sb;
+	DIR *d;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/usr/bin/tool", mnt);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 1;
+	if (read(fd, buf, sizeof(buf)) <= 0)
+		return 2;
+	close(fd);
+	snprintf(path, sizeof(path), "%s/usr/bin/big-link", mnt);
+	if (readlink(path, buf, sizeof(buf)) <= 0)
+		return 3;
+	snprintf(path, sizeof(path), "%s/etc/conf.d/app.conf", mnt);
+	if (getxattr(path, "user.lazypull.test", buf, sizeof(buf)) <= 0)
+		return 4;
+	if (listxattr(path, buf, sizeof(buf)) <= 0)
+		return 5;
+	if (stat(path, &sb) != 0)
+		return 6;
+	d = opendir(mnt);
+	if (!d)
+		return 7;
+	while (readdir(d))
+		;
+	closedir(d);
+	if (statvfs(mnt, &sv) != 0)
+		return 8;
+	return 0;
+}
+
 /* through a real mount (root and /dev/fuse only): the adapter counts */
 static void test_op_counts_mounted(void **state)
 {
-	char mnt[] = "/tmp/lp-test-fs-mnt-XXXXXX", path[600], buf[4096];
+	char mnt[] = "/tmp/lp-test-fs-mnt-XXXXXX", go = 0;
 	struct lp_fuse_options fo = { 0 };
 	struct lp_fuse *fuse = NULL;
 	struct fixture fx = { 0 };
 	struct lp_err err = { 0 };
 	struct lp_fs_stats st;
-	struct statvfs sv;
-	struct stat sb;
+	int status = 0, i, p[2];
 	pthread_t t;
-	DIR *d;
-	int fd;
+	pid_t pid;
 
 	if (geteuid() != 0 || access("/dev/fuse", R_OK | W_OK) != 0)
 		skip();
 	assert_non_null(mkdtemp(mnt));
+	/* the client forks before the mount: it must not hold the /dev/fuse
+	 * descriptor, or a dead server would leave its requests hanging */
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(p[1]);
+		if (read(p[0], &go, 1) != 1 || go != 'y')
+			_exit(100);
+		_exit(mounted_client(mnt));
+	}
+	close(p[0]);
 	open_fs(&fx, "v1-default", NULL);
 	if (lp_fuse_mount(fx.fs, mnt, &fo, &fuse, &err) < 0) {
+		close(p[1]);
+		waitpid(pid, NULL, 0);
 		lp_fs_free(fx.fs);
 		rmdir(mnt);
 		skip(); /* no FUSE in this sandbox */
 	}
 	assert_int_equal(pthread_create(&t, NULL, serve_main, fuse), 0);
-
-	snprintf(path, sizeof(path), "%s/usr/bin/tool", mnt);
-	fd = open(path, O_RDONLY);
-	assert_true(fd >= 0);
-	assert_true(read(fd, buf, sizeof(buf)) > 0);
-	close(fd);
-	snprintf(path, sizeof(path), "%s/usr/bin/big-link", mnt);
-	assert_true(readlink(path, buf, sizeof(buf)) > 0);
-	snprintf(path, sizeof(path), "%s/etc/conf.d/app.conf", mnt);
-	assert_true(getxattr(path, "user.lazypull.test", buf, sizeof(buf)) > 0);
-	assert_true(listxattr(path, buf, sizeof(buf)) > 0);
-	assert_int_equal(stat(path, &sb), 0);
-	d = opendir(mnt);
-	assert_non_null(d);
-	while (readdir(d))
-		;
-	closedir(d);
-	assert_int_equal(statvfs(mnt, &sv), 0);
-
+	assert_int_equal(write(p[1], "y", 1), 1);
+	close(p[1]);
+	for (i = 0; i < 300 && waitpid(pid, &status, WNOHANG) == 0; i++)
+		usleep(100000);
+	if (i == 300) {
+		/* leave the mount and its session to this process's exit,
+		 * which ends the child's requests too */
+		kill(pid, SIGKILL);
+		fail_msg("the client on the mount did not finish in 30 s");
+	}
 	lp_fs_stats_get(fx.fs, &st);
+	assert_int_equal(lp_fuse_unmount(fuse), 0);
+	pthread_join(t, NULL);
+	lp_fuse_free(fuse);
+	rmdir(mnt);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("client on the mount: status %#x (step %d failed)",
+			 status, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+
 	assert_true(st.ops[LP_FS_OP_LOOKUP] >= 5); /* usr bin tool ... */
 	assert_true(st.ops[LP_FS_OP_OPEN] >= 1);
 	assert_true(st.ops[LP_FS_OP_READ] >= 1);
@@ -1016,12 +1071,7 @@ static void test_op_counts_mounted(void **state)
 		    1);
 	assert_true(st.ops[LP_FS_OP_STATFS] >= 1);
 	assert_int_equal(st.ondemand_fetches, 1); /* tool: one chunk */
-
-	assert_int_equal(lp_fuse_unmount(fuse), 0);
-	pthread_join(t, NULL);
-	lp_fuse_free(fuse);
 	lp_fs_free(fx.fs);
-	rmdir(mnt);
 }
 
 int main(void)
