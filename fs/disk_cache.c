@@ -9,11 +9,25 @@
  * past its byte budget the coldest files (oldest mtime; a hit refreshes it)
  * are deleted down to 90% of the budget.
  *
+ * One object per directory per process: fs_disk_open() of a directory that
+ * is already open (same device and inode, however it is spelled) returns a
+ * new reference to the same object, so every layer of a process caching in
+ * that directory (the snapshotter mounts all its layers over ROOT/cache)
+ * shares one byte count and one budget, and an eviction scan sees and may
+ * delete every layer's files. This needs a process-wide table of open
+ * directories: the one mutable global of fs/ (house rule 7), kept because
+ * the thing it models, a directory's byte budget, is process-wide too; a
+ * per-caller object would let two callers of one directory each fill it to
+ * the budget again. The table holds no reference: the last unref removes
+ * the object from it.
+ *
  * What it does not do: coordinate with other processes sharing the
  * directory (the byte count is this process's view, refreshed by every
  * eviction scan), or fsync (a torn file fails verification and is dropped).
  *
- * Lock order: disk->lock is a leaf, and never held during I/O.
+ * Lock order: disks_lock (the table), then disk->lock; disk->lock is
+ * otherwise a leaf, and neither is held during I/O but the directory scan
+ * of the first open of a directory (under disks_lock only).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -32,14 +46,24 @@
 #define DISK_PATH_MAX (10 + DISK_HEX_LEN + 1)
 #define DISK_MAX_SCAN (16u * 1024 * 1024) /* files looked at per eviction */
 
+#define DISK_MAX_EVICT_ROUNDS 4 /* scans per eviction, writers racing */
+
 struct fs_disk {
 	int dirfd;
-	uint64_t budget;
+	dev_t dev; /* immutable: the directory's identity */
+	ino_t ino;
+	struct fs_disk *next; /* protected by disks_lock */
+	unsigned int refs; /* protected by disks_lock */
 	atomic_uint tmp_seq;
 	pthread_mutex_t lock;
-	uint64_t used; /* protected by lock */
+	uint64_t budget; /* the smallest asked for; protected by lock */
+	uint64_t used; /* every user's files; protected by lock */
 	bool evicting; /* protected by lock */
 };
+
+/* the directories open in this process (see the top of the file) */
+static pthread_mutex_t disks_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fs_disk *disks; /* protected by disks_lock */
 
 struct disk_file {
 	int64_t mtime_ns;
@@ -150,30 +174,20 @@ static int add_size(void *opaque, const char *path, const struct stat *st)
 
 static void evict(struct fs_disk *d);
 
-int fs_disk_new(const char *dir, uint64_t budget, struct fs_disk **ret_disk,
-		struct lp_err *err)
+/* a new object for directory @dirfd (taken over); disks_lock held */
+static int disk_new(int dirfd, const struct stat *st, uint64_t budget,
+		    struct fs_disk **ret_disk)
 {
-	struct fs_disk *d = NULL;
-	int r;
+	struct fs_disk *d = calloc(1, sizeof(*d));
 
-	r = mkdir_p(dir);
-	if (r < 0) {
-		lp_err_set(err, r, "cache dir %s: %s", dir, strerror(-r));
-		goto out;
-	}
-	d = calloc(1, sizeof(*d));
 	if (!d) {
-		r = lp_err_set(err, -ENOMEM, "out of memory");
-		goto out;
+		close(dirfd);
+		return -ENOMEM;
 	}
-	d->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (d->dirfd < 0 ||
-	    (mkdirat(d->dirfd, "chunks", 0700) < 0 && errno != EEXIST) ||
-	    (mkdirat(d->dirfd, "tmp", 0700) < 0 && errno != EEXIST)) {
-		r = lp_err_set(err, -errno, "cache dir %s: %s", dir,
-			       strerror(errno));
-		goto out;
-	}
+	d->dirfd = dirfd;
+	d->dev = st->st_dev;
+	d->ino = st->st_ino;
+	d->refs = 1;
 	pthread_mutex_init(&d->lock, NULL);
 	d->budget = budget;
 	scan(d, add_size, &d->used);
@@ -182,17 +196,83 @@ int fs_disk_new(const char *dir, uint64_t budget, struct fs_disk **ret_disk,
 		evict(d);
 	}
 	*ret_disk = d;
-	d = NULL;
+	return 0;
+}
+
+int fs_disk_open(const char *dir, uint64_t budget, struct fs_disk **ret_disk,
+		 struct lp_err *err)
+{
+	struct fs_disk *d;
+	struct stat st;
+	bool do_evict = false;
+	int dirfd = -1, r;
+
+	r = mkdir_p(dir);
+	if (r < 0) {
+		lp_err_set(err, r, "cache dir %s: %s", dir, strerror(-r));
+		goto out;
+	}
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0 || fstat(dirfd, &st) < 0 ||
+	    (mkdirat(dirfd, "chunks", 0700) < 0 && errno != EEXIST) ||
+	    (mkdirat(dirfd, "tmp", 0700) < 0 && errno != EEXIST)) {
+		r = lp_err_set(err, -errno, "cache dir %s: %s", dir,
+			       strerror(errno));
+		goto out;
+	}
+	pthread_mutex_lock(&disks_lock);
+	for (d = disks; d; d = d->next)
+		if (d->dev == st.st_dev && d->ino == st.st_ino)
+			break;
+	if (d) {
+		/* shared: one count, the smallest budget anyone asked for */
+		d->refs++;
+		pthread_mutex_lock(&d->lock);
+		if (budget < d->budget) {
+			d->budget = budget;
+			if (d->used > budget && !d->evicting)
+				do_evict = d->evicting = true;
+		}
+		pthread_mutex_unlock(&d->lock);
+	} else {
+		r = disk_new(dirfd, &st, budget, &d);
+		dirfd = -1; /* taken, also on failure */
+		if (r == 0) {
+			d->next = disks;
+			disks = d;
+		}
+	}
+	pthread_mutex_unlock(&disks_lock);
+	if (r < 0) {
+		lp_err_set(err, r, "out of memory");
+		goto out;
+	}
+	if (do_evict)
+		evict(d);
+	*ret_disk = d;
 out:
-	if (d && d->dirfd >= 0)
-		close(d->dirfd);
-	free(d);
+	if (dirfd >= 0)
+		close(dirfd);
 	return r;
 }
 
-void fs_disk_free(struct fs_disk *disk)
+void fs_disk_unref(struct fs_disk *disk)
 {
+	struct fs_disk **pp;
+	bool last;
+
 	if (!disk)
+		return;
+	pthread_mutex_lock(&disks_lock);
+	last = --disk->refs == 0;
+	if (last) {
+		for (pp = &disks; *pp && *pp != disk; pp = &(*pp)->next)
+			;
+		if (*pp)
+			*pp = disk->next;
+	}
+	pthread_mutex_unlock(&disks_lock);
+	if (!last)
 		return;
 	close(disk->dirfd);
 	pthread_mutex_destroy(&disk->lock);
@@ -303,29 +383,52 @@ static int colder_first(const void *a, const void *b)
 	return (x->mtime_ns > y->mtime_ns) - (x->mtime_ns < y->mtime_ns);
 }
 
-/* delete the coldest files until the tier is at 90% of its budget */
+/*
+ * delete the coldest files until the tier is at 90% of its budget. The
+ * caller set d->evicting; it is cleared here. Other users keep writing
+ * during the scan: what they added meanwhile is added to the scanned total
+ * (counted twice when the scan saw it too: the count errs high, so the
+ * bound holds), and when that is still over budget the scan runs again.
+ */
 static void evict(struct fs_disk *d)
 {
 	struct {
 		struct disk_file *files;
 		size_t n, alloc;
 	} c = { 0 };
-	uint64_t total = 0, low = d->budget / 10 * 9;
+	unsigned int round;
+	uint64_t total, low, used0, budget;
+	bool again = true;
 	size_t i;
 
-	scan(d, collect, &c);
-	for (i = 0; i < c.n; i++)
-		total += c.files[i].size;
-	qsort(c.files, c.n, sizeof(*c.files), colder_first);
-	for (i = 0; i < c.n && total > low; i++) {
-		if (unlinkat(d->dirfd, c.files[i].path, 0) == 0)
-			total -= c.files[i].size;
+	for (round = 0; again && round < DISK_MAX_EVICT_ROUNDS; round++) {
+		pthread_mutex_lock(&d->lock);
+		used0 = d->used;
+		budget = d->budget;
+		pthread_mutex_unlock(&d->lock);
+		low = budget / 10 * 9;
+		total = 0;
+		c.n = 0;
+		scan(d, collect, &c);
+		for (i = 0; i < c.n; i++)
+			total += c.files[i].size;
+		qsort(c.files, c.n, sizeof(*c.files), colder_first);
+		for (i = 0; i < c.n && total > low; i++) {
+			if (unlinkat(d->dirfd, c.files[i].path, 0) == 0)
+				total -= c.files[i].size;
+		}
+		pthread_mutex_lock(&d->lock);
+		if (d->used >= used0)
+			total += d->used - used0;
+		else
+			total -= lp_min_u64(total, used0 - d->used);
+		d->used = total;
+		again = d->used > d->budget;
+		if (!again || round + 1 == DISK_MAX_EVICT_ROUNDS)
+			d->evicting = false;
+		pthread_mutex_unlock(&d->lock);
 	}
 	free(c.files);
-	pthread_mutex_lock(&d->lock);
-	d->used = total;
-	d->evicting = false;
-	pthread_mutex_unlock(&d->lock);
 }
 
 int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
@@ -335,10 +438,13 @@ int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
 		tmp[DISK_PATH_MAX + 32];
 	const uint8_t *p = buf;
 	size_t left = len;
-	bool do_evict = false;
+	bool do_evict = false, too_big;
 	int fd = -1, r = 0;
 
-	if (fs_disk_has(disk, dg) || len > disk->budget)
+	pthread_mutex_lock(&disk->lock);
+	too_big = len > disk->budget;
+	pthread_mutex_unlock(&disk->lock);
+	if (too_big || fs_disk_has(disk, dg))
 		goto out;
 	hex_of(dg, hex);
 	path_of(dg, path);

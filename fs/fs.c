@@ -103,8 +103,9 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 			goto out;
 		}
 		fs->opts.cache_dir = fs->cache_dir;
-		r = fs_disk_new(fs->cache_dir, fs->opts.disk_cache_bytes,
-				&fs->disk, err);
+		/* shared with the other layers caching there */
+		r = fs_disk_open(fs->cache_dir, fs->opts.disk_cache_bytes,
+				 &fs->disk, err);
 		if (r < 0)
 			goto out;
 	}
@@ -128,7 +129,7 @@ void lp_fs_free(struct lp_fs *fs)
 		return;
 	fs_fetcher_stop(fs);
 	fs_cache_destroy(&fs->cache);
-	fs_disk_free(fs->disk);
+	fs_disk_unref(fs->disk);
 	fs_decoders_destroy(&fs->decoders);
 	fs_record_destroy(&fs->record);
 	pthread_cond_destroy(&fs->fetch.cond);

@@ -6,7 +6,9 @@
  *
  * Lock order (every file that locks follows it): fetch.lock, then
  * cache.lock; decoders.lock, disk->lock and record.lock are leaves, never
- * held while taking another lock. No lock is held across blob, disk or decode work.
+ * held while taking another lock (disk_cache.c's table lock comes before
+ * disk->lock and is taken by no other file). No lock is held across blob,
+ * disk or decode work.
  */
 #ifndef LP_FS_INT_H
 #define LP_FS_INT_H
@@ -64,9 +66,14 @@ enum fs_fetch_kind {
 
 struct fs_disk;
 
-int fs_disk_new(const char *dir, uint64_t budget, struct fs_disk **ret_disk,
-		struct lp_err *err);
-void fs_disk_free(struct fs_disk *disk);
+/*
+ * fs_disk_open() - a reference to the disk tier in @dir (created if need
+ * be): the object every user of that directory in this process shares, its
+ * budget the smallest any of them asked for. Drop with fs_disk_unref().
+ */
+int fs_disk_open(const char *dir, uint64_t budget, struct fs_disk **ret_disk,
+		 struct lp_err *err);
+void fs_disk_unref(struct fs_disk *disk); /* NULL allowed */
 /* fs_disk_get() - 0 with @len verified bytes in @buf, or -ENOENT. */
 int fs_disk_get(struct fs_disk *disk, const struct lp_digest *dg, void *buf,
 		size_t len);

@@ -56,7 +56,10 @@ struct lp_fs_file;
 
 struct lp_fs_options {
 	size_t mem_cache_bytes; /* 0: LP_FS_DEFAULT_MEM_CACHE */
-	const char *cache_dir; /* NULL: no disk tier */
+	/* NULL: no disk tier. Every lp_fs of the process caching in the same
+	 * directory shares one tier: one byte count, bounded by the smallest
+	 * disk_cache_bytes any of them asked for. */
+	const char *cache_dir;
 	uint64_t disk_cache_bytes; /* 0: LP_FS_DEFAULT_DISK_CACHE */
 	bool prefetch; /* fetch [0, prefetch landmark) on start */
 	bool background_fetch; /* then fetch the rest at low priority */

@@ -249,6 +249,9 @@ for l in served:
     ops = {x["op"]: v for x, v in samples["lazypull_layer_fuse_ops_total"] if x["layer"] == l}
     assert ops["open"] > 0 and ops["read"] > 0, ops
 assert total > 0, "no on-demand fetch counted"
+# one disk cache for all layers: one count, seen by every layer
+disk = {s["cache"]["disk_bytes"] for s in stats.values()}
+assert len(disk) == 1 and disk.pop() > 0, ("disk cache not shared", disk)
 print(int(total))
 PY
 ) || fail "metrics: on-demand fetch histogram / FUSE op counters"
