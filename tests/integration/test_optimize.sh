@@ -285,7 +285,7 @@ expect_fail "missing image" 1 "nothere\|not found\|404" "$R/src/nothere:v1" "oci
 clean_after "bad input"
 ok "bad input: nothing tagged, nothing left"
 
-# Not covered here: the same check through `lazypull snapshotter` and
-# containerd (a container of DST whose workload files were all prefetched);
-# the lazy mount above exercises the same fs core.
+# The same check through `lazypull snapshotter` and containerd (a container
+# of DST whose workload files were all prefetched, against a plainly
+# converted control) is test_optimize_snapshotter.sh.
 done_ok
