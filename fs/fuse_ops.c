@@ -235,11 +235,25 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct lp_fs_file *file = (struct lp_fs_file *)(uintptr_t)fi->fh;
+	struct lp_fs *fs = req_fs(req);
 	struct lp_err err = { 0 };
+	struct lp_fs_segs segs;
 	char *buf;
 	int r;
 
 	lp_fs_count_op(req_fs(req), LP_FS_OP_READ);
+	/* reply straight from the pinned chunks: no buffer, no copy (the
+	 * reply frees @req: unpin through @fs) */
+	r = lp_fs_read_pin(fs, file, size, (uint64_t)off, &segs, &err);
+	if (r != -E2BIG) {
+		if (r < 0)
+			reply_error(req, r, &err);
+		else
+			fuse_reply_iov(req, segs.iov, (int)segs.nr);
+		lp_fs_read_unpin(fs, &segs);
+		return;
+	}
+	/* more chunks than segments (tiny chunks): copy them out */
 	buf = malloc(size ? size : 1);
 	if (!buf) {
 		reply_error(req, -ENOMEM, NULL);
