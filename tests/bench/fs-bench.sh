@@ -11,7 +11,15 @@
 #   - cold latency of a first small-file read on a fresh mount
 #   - daemon RSS for 10 mounted layers of 10k entries each
 # Root, /dev/fuse and docker-registry needed. Usage: fs-bench.sh [BUILD_DIR]
+# Environment: LP_BENCH_RUNS=N repeats the warm measurements N times (the
+# mounts interleaved within each round) and reports medians (default 3);
+# LP_BENCH_PARTS picks parts from "warm cold rss" (default all three);
+# LP_BENCH_HOLD=1 leaves the warm mounts up after the warm part until
+# $T/done exists (to profile a daemon: pids and mount points are printed).
 set -euo pipefail
+RUNS=${LP_BENCH_RUNS:-3}
+PARTS=${LP_BENCH_PARTS:-warm cold rss}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-$SRC/build-rel}
@@ -166,6 +174,9 @@ PY
 }
 warm_all() { find "$1" -type f -exec cat {} + >/dev/null; }
 
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+ratio() { python3 -c "print('%.2f' % ($1/$2))"; }
+if part warm; then
 say "warm throughput"
 lp_mount "$T/m-local" --toc-digest "$TOC" --no-background-fetch --mem-cache 512M "$T/layer.esgz"
 lp_mount "$T/m-reg" --layer 0 --no-background-fetch --mem-cache 512M "$R/bench/one:v1"
@@ -176,38 +187,64 @@ if [ -n "$REFMOUNT" ] && ref_mount "$T/m-ref" "$LDG" "$TOC"; then
 	dirs+=("$T/m-ref")
 fi
 declare -A SEQ_PC SEQ_DROP RND_PC RND_DROP
-for i in "${!names[@]}"; do
-	warm_all "${dirs[i]}"
-	SEQ_PC[${names[i]}]=$(seq_mbs "${dirs[i]}")
-	RND_PC[${names[i]}]=$(rand_mbs "${dirs[i]}")
-	drop
-	SEQ_DROP[${names[i]}]=$(seq_mbs "${dirs[i]}")
-	drop
-	RND_DROP[${names[i]}]=$(rand_mbs "${dirs[i]}")
+for i in "${!names[@]}"; do warm_all "${dirs[i]}"; done
+say "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for run in $(seq "$RUNS"); do
+	for i in "${!names[@]}"; do
+		n=${names[i]}
+		warm_all "${dirs[i]}"
+		SEQ_PC[$n]+="$(seq_mbs "${dirs[i]}") "
+		RND_PC[$n]+="$(rand_mbs "${dirs[i]}") "
+		drop
+		SEQ_DROP[$n]+="$(seq_mbs "${dirs[i]}") "
+		drop
+		RND_DROP[$n]+="$(rand_mbs "${dirs[i]}") "
+	done
+	say "round $run: load $(cut -d' ' -f1-3 /proc/loadavg)"
 done
-printf '\n%-20s %14s %14s %14s %14s\n' "warm, MB/s" "seq pagecache" "seq dropped" "rand pagecache" "rand dropped"
+printf '\nall runs (MB/s):\n'
+for n in "${names[@]}"; do
+	printf '%-20s seq-pc [%s] seq-drop [%s] rand-pc [%s] rand-drop [%s]\n' "$n" \
+		"${SEQ_PC[$n]% }" "${SEQ_DROP[$n]% }" "${RND_PC[$n]% }" "${RND_DROP[$n]% }"
+done
+for n in "${names[@]}"; do
+	for v in SEQ_PC SEQ_DROP RND_PC RND_DROP; do
+		declare -n arr=$v
+		arr[$n]=$(tr ' ' '\n' <<<"${arr[$n]}" | grep . | median)
+		unset -n arr
+	done
+done
+printf '\n%-20s %14s %14s %14s %14s   (median of %s, load %s)\n' "warm, MB/s" "seq pagecache" "seq dropped" \
+	"rand pagecache" "rand dropped" "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
 for n in "${names[@]}"; do
 	printf '%-20s %14s %14s %14s %14s\n' "$n" "${SEQ_PC[$n]}" "${SEQ_DROP[$n]}" "${RND_PC[$n]}" "${RND_DROP[$n]}"
 done
 printf '%-20s %14s %14s %14s %14s\n' "lazypull-reg/disk" \
-	"$(python3 -c "print('%.2f' % (${SEQ_PC[lazypull-registry]}/${SEQ_PC[local-disk]}))")" \
-	"$(python3 -c "print('%.2f' % (${SEQ_DROP[lazypull-registry]}/${SEQ_DROP[local-disk]}))")" \
-	"$(python3 -c "print('%.2f' % (${RND_PC[lazypull-registry]}/${RND_PC[local-disk]}))")" \
-	"$(python3 -c "print('%.2f' % (${RND_DROP[lazypull-registry]}/${RND_DROP[local-disk]}))")"
+	"$(ratio "${SEQ_PC[lazypull-registry]}" "${SEQ_PC[local-disk]}")" \
+	"$(ratio "${SEQ_DROP[lazypull-registry]}" "${SEQ_DROP[local-disk]}")" \
+	"$(ratio "${RND_PC[lazypull-registry]}" "${RND_PC[local-disk]}")" \
+	"$(ratio "${RND_DROP[lazypull-registry]}" "${RND_DROP[local-disk]}")"
 if [ -n "${SEQ_PC[reference-registry]:-}" ]; then
 	printf '%-20s %14s %14s %14s %14s\n' "lazypull-reg/ref" \
-		"$(python3 -c "print('%.2f' % (${SEQ_PC[lazypull-registry]}/${SEQ_PC[reference-registry]}))")" \
-		"$(python3 -c "print('%.2f' % (${SEQ_DROP[lazypull-registry]}/${SEQ_DROP[reference-registry]}))")" \
-		"$(python3 -c "print('%.2f' % (${RND_PC[lazypull-registry]}/${RND_PC[reference-registry]}))")" \
-		"$(python3 -c "print('%.2f' % (${RND_DROP[lazypull-registry]}/${RND_DROP[reference-registry]}))")"
+		"$(ratio "${SEQ_PC[lazypull-registry]}" "${SEQ_PC[reference-registry]}")" \
+		"$(ratio "${SEQ_DROP[lazypull-registry]}" "${SEQ_DROP[reference-registry]}")" \
+		"$(ratio "${RND_PC[lazypull-registry]}" "${RND_PC[reference-registry]}")" \
+		"$(ratio "${RND_DROP[lazypull-registry]}" "${RND_DROP[reference-registry]}")"
 fi
+if [ "${LP_BENCH_HOLD:-0}" = 1 ]; then
+	for i in "${!names[@]}"; do echo "${names[i]} ${dirs[i]}"; done
+	pgrep -a -f "$T/" || true
+	echo "mounts held; touch $T/done to go on"
+	while [ ! -e "$T/done" ]; do sleep 1; done
+fi
+fi # warm
 
 # ---- cold first small-file read: median of 5 fresh mounts ----
+if part cold; then
 say "cold first read"
 first_read_ms() { # FILE
 	python3 -c 'import sys,time; t=time.perf_counter(); open(sys.argv[1],"rb").read(); print("%.2f" % ((time.perf_counter()-t)*1000))' "$1"
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 F=small/d07/f0007.txt
 cold() { # KIND
 	local k=$1 j m
@@ -227,7 +264,10 @@ for k in local registry $([ -n "$REFMOUNT" ] && echo reference); do
 	printf '%-28s %8s\n' "$k" "$(cold $k)"
 done
 
+fi # cold
+
 # ---- RSS: 10 layers of 10k entries ----
+part rss || exit 0
 say "RSS for 10 layers x 10k entries"
 rm -rf "$T/tree"
 blobs=()
