@@ -89,9 +89,9 @@ INC[gcc]=gcc,libc6-dev
 CMD[gcc]='["sh", "-c", "printf \"#include <stdio.h>\\nint main(void) { puts(\\\"gcc ready\\\"); return 0; }\\n\" >/tmp/hello.c && gcc -O2 -o /tmp/hello /tmp/hello.c && /tmp/hello"]'
 READY[gcc]='^gcc ready'
 INC[postgresql]=postgresql
-# chmod 755 /: lazypull optimize (at 20811ed) gives the container's root
-# directory mode 0700 (its overlay upper directory's), so the postgres user
-# cannot reach any file there; a no-op everywhere else.
+# chmod 755 /: lazypull optimize before 0af8830 gave the container's root
+# directory mode 0700 (its overlay upper directory's), which locked the
+# postgres user out; kept for such builds, a no-op everywhere else.
 CMD[postgresql]='["sh", "-c", "chmod 755 / && mkdir -p /tmp/pg && chown postgres /tmp/pg && setpriv --reuid=postgres --regid=postgres --clear-groups /usr/lib/postgresql/15/bin/initdb -D /tmp/pg --no-sync -A trust >/dev/null && exec setpriv --reuid=postgres --regid=postgres --clear-groups /usr/lib/postgresql/15/bin/postgres -D /tmp/pg -c listen_addresses= -k /tmp"]'
 READY[postgresql]='ready to accept connections'
 INC[nodejs]=nodejs
