@@ -87,12 +87,28 @@ static uint32_t fetch_limit(const struct lp_fs *fs,
 			    bool sequential)
 {
 	uint32_t limit = e->first_chunk + e->nr_chunks, ci = last + 1;
+	uint32_t nr = lp_toc_nr_chunks(fs->toc);
 	uint64_t extra = 0;
 
-	if (!sequential)
+	if (sequential)
+		while (ci < limit && extra < LP_FS_READAHEAD)
+			extra += lp_toc_chunk(fs->toc, ci++)->chunk_size;
+	if (ci < limit)
 		return ci;
-	while (ci < limit && extra < LP_FS_READAHEAD)
-		extra += lp_toc_chunk(fs->toc, ci++)->chunk_size;
+	/*
+	 * The read reaches the end of the file: bring the chunks of the files
+	 * that follow it in the blob along, a bounded number of compressed
+	 * bytes, since a workload that opens one small file tends to open its
+	 * neighbours next (same directory, same package). The fetch claims
+	 * them only while they are absent and coalesce with this read.
+	 */
+	extra = 0;
+	while (ci < nr) {
+		extra += lp_toc_chunk(fs->toc, ci)->compressed_size;
+		if (extra > LP_FS_NEIGHBOURS)
+			break;
+		ci++;
+	}
 	return ci;
 }
 
