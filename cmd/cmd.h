@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "lp_convert.h"
 #include "lp_err.h"
 
 /* Exit codes (documented in docs/cli.md). */
@@ -31,6 +32,21 @@ int lp_cmd_parse_size(const char *s, uint64_t *ret);
 
 /* lp_cmd_parse_int() - a decimal int in [min, max]. 0 or -EINVAL. */
 int lp_cmd_parse_int(const char *s, long min, long max, long *ret);
+
+/*
+ * lp_cmd_convert_opt() - apply the converter option @name ("format",
+ * "chunk-size", "level" or "threads") with argument @arg to @co, for the
+ * commands that convert (layer convert, convert, optimize). Returns 0, or
+ * LP_EXIT_USAGE after printing a usage error for @cmd.
+ */
+int lp_cmd_convert_opt(const char *cmd, const char *name, const char *arg,
+		       struct lp_convert_opts *co);
+
+/*
+ * lp_cmd_convert_check() - the checks that need every converter option:
+ * a gzip level above 12. Returns 0 or LP_EXIT_USAGE (printed).
+ */
+int lp_cmd_convert_check(const char *cmd, const struct lp_convert_opts *co);
 
 /* lp_cmd_fail() - print "lazypull: WHAT: reason" once; returns LP_EXIT_FAIL. */
 int lp_cmd_fail(const char *what, const struct lp_err *err, int code);

@@ -245,41 +245,20 @@ int lp_cmd_convert(int argc, char **argv)
 	char ds[LP_DIGEST_STR_LEN + 1], what[LP_REG_REF_MAX * 2 + 32];
 	bool plain_http = false, quiet = !lp_log_enabled(LP_LOG_WARN);
 	size_t n_insecure = 0;
-	int c, r, ret = LP_EXIT_FAIL;
+	int c, idx = 0, r, ret = LP_EXIT_FAIL;
 	long v;
 
 	lp_image_opts_init(&o);
-	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qh", opts, &idx)) != -1) {
 		switch (c) {
 		case 'f':
-			if (!strcmp(optarg, "estargz"))
-				o.convert.format = LP_FMT_ESTARGZ;
-			else if (!strcmp(optarg, "zstd-chunked") ||
-				 !strcmp(optarg, "zstd:chunked"))
-				o.convert.format = LP_FMT_ZSTD_CHUNKED;
-			else
-				return lp_cmd_usage_error(
-					"convert",
-					"unknown format '%s' (estargz, "
-					"zstd-chunked)",
-					optarg);
-			break;
 		case 'c':
-			if (lp_cmd_parse_size(optarg, &o.convert.chunk_size) <
-				    0 ||
-			    o.convert.chunk_size < 4096 ||
-			    o.convert.chunk_size > LP_CHUNK_MAX_SIZE)
-				return lp_cmd_usage_error(
-					"convert",
-					"--chunk-size must be 4K..%lluM",
-					(unsigned long long)(LP_CHUNK_MAX_SIZE /
-							     LP_MIB));
-			break;
 		case 'l':
-			if (lp_cmd_parse_int(optarg, 0, 22, &v) < 0)
-				return lp_cmd_usage_error(
-					"convert", "bad --level '%s'", optarg);
-			o.convert.level = (int)v;
+		case 't':
+			r = lp_cmd_convert_opt("convert", opts[idx].name,
+					       optarg, &o.convert);
+			if (r)
+				return r;
 			break;
 		case 'p':
 			prio_path = optarg;
@@ -297,13 +276,6 @@ int lp_cmd_convert(int argc, char **argv)
 					"convert", "--jobs must be 1..%d",
 					LP_IMAGE_JOBS_MAX);
 			o.jobs = (unsigned int)v;
-			break;
-		case 't':
-			if (lp_cmd_parse_int(optarg, 1, 256, &v) < 0)
-				return lp_cmd_usage_error("convert",
-							  "bad --threads '%s'",
-							  optarg);
-			o.convert.threads = (unsigned int)v;
 			break;
 		case 'H':
 			plain_http = true;
@@ -336,9 +308,9 @@ int lp_cmd_convert(int argc, char **argv)
 		return lp_cmd_usage_error("convert", "needs SRC and DST");
 	o.src = argv[optind];
 	o.dst = argv[optind + 1];
-	if (o.convert.format == LP_FMT_ESTARGZ && o.convert.level > 12)
-		return lp_cmd_usage_error("convert",
-					  "gzip --level must be 0..12");
+	r = lp_cmd_convert_check("convert", &o.convert);
+	if (r)
+		return r;
 	if (o.platform && o.all_platforms)
 		return lp_cmd_usage_error(
 			"convert", "--platform and --all-platforms conflict");

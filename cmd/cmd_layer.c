@@ -132,50 +132,22 @@ static int cmd_convert(int argc, char **argv)
 	char toc[LP_DIGEST_STR_LEN + 1], diff[LP_DIGEST_STR_LEN + 1];
 	char dig[LP_DIGEST_STR_LEN + 1], mck[LP_DIGEST_STR_LEN + 1];
 	bool json = false;
-	int c, fd = -1, r, ret = LP_EXIT_FAIL;
-	long v;
+	int c, idx = 0, fd = -1, r, ret = LP_EXIT_FAIL;
 
 	lp_convert_opts_init(&co);
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
 		switch (c) {
 		case 'f':
-			if (!strcmp(optarg, "estargz"))
-				co.format = LP_FMT_ESTARGZ;
-			else if (!strcmp(optarg, "zstd-chunked") ||
-				 !strcmp(optarg, "zstd:chunked"))
-				co.format = LP_FMT_ZSTD_CHUNKED;
-			else
-				return lp_cmd_usage_error(
-					"layer convert",
-					"unknown format '%s' (estargz, zstd-chunked)",
-					optarg);
-			break;
 		case 'c':
-			if (lp_cmd_parse_size(optarg, &co.chunk_size) < 0 ||
-			    co.chunk_size < 4096 ||
-			    co.chunk_size > LP_CHUNK_MAX_SIZE)
-				return lp_cmd_usage_error(
-					"layer convert",
-					"--chunk-size must be 4K..%lluM",
-					(unsigned long long)(LP_CHUNK_MAX_SIZE /
-							     LP_MIB));
-			break;
 		case 'l':
-			if (lp_cmd_parse_int(optarg, 0, 22, &v) < 0)
-				return lp_cmd_usage_error("layer convert",
-							  "bad --level '%s'",
-							  optarg);
-			co.level = (int)v;
+		case 't':
+			r = lp_cmd_convert_opt("layer convert", opts[idx].name,
+					       optarg, &co);
+			if (r)
+				return r;
 			break;
 		case 'p':
 			prio_path = optarg;
-			break;
-		case 't':
-			if (lp_cmd_parse_int(optarg, 1, 256, &v) < 0)
-				return lp_cmd_usage_error("layer convert",
-							  "bad --threads '%s'",
-							  optarg);
-			co.threads = (unsigned int)v;
 			break;
 		case 'j':
 			json = true;
@@ -192,9 +164,9 @@ static int cmd_convert(int argc, char **argv)
 		return lp_cmd_usage_error("layer convert", "needs IN and OUT");
 	in = argv[optind];
 	out = argv[optind + 1];
-	if (co.format == LP_FMT_ESTARGZ && co.level > 12)
-		return lp_cmd_usage_error("layer convert",
-					  "gzip --level must be 0..12");
+	r = lp_cmd_convert_check("layer convert", &co);
+	if (r)
+		return r;
 
 	if (prio_path) {
 		r = lp_prio_list_load(prio_path, &prio, &err);

@@ -127,7 +127,7 @@ int lp_cmd_optimize(int argc, char **argv)
 	char ds[LP_DIGEST_STR_LEN + 1];
 	bool plain_http = false;
 	size_t n_insecure = 0;
-	int c, r, nargs = argc, i;
+	int c, idx = 0, r, nargs = argc, i;
 	const char *h;
 	long v;
 
@@ -140,7 +140,7 @@ int lp_cmd_optimize(int argc, char **argv)
 		}
 	}
 	optind = 1;
-	while ((c = getopt_long(nargs, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(nargs, argv, "h", opts, &idx)) != -1) {
 		switch (c) {
 		case O_PERIOD:
 			if (lp_cmd_parse_int(optarg, 1, LP_OPT_MAX_PERIOD, &v) <
@@ -182,32 +182,13 @@ int lp_cmd_optimize(int argc, char **argv)
 			o.image.reg.ca_file = optarg;
 			break;
 		case O_FORMAT:
-			if (!strcmp(optarg, "estargz"))
-				o.image.convert.format = LP_FMT_ESTARGZ;
-			else if (!strcmp(optarg, "zstd-chunked") ||
-				 !strcmp(optarg, "zstd:chunked"))
-				o.image.convert.format = LP_FMT_ZSTD_CHUNKED;
-			else
-				return lp_cmd_usage_error(
-					"optimize",
-					"unknown format '%s' (estargz, "
-					"zstd-chunked)",
-					optarg);
-			break;
 		case O_CHUNK_SIZE:
-			if (lp_cmd_parse_size(
-				    optarg, &o.image.convert.chunk_size) < 0 ||
-			    o.image.convert.chunk_size < 4096 ||
-			    o.image.convert.chunk_size > LP_CHUNK_MAX_SIZE)
-				return lp_cmd_usage_error(
-					"optimize", "bad --chunk-size '%s'",
-					optarg);
-			break;
 		case O_LEVEL:
-			if (lp_cmd_parse_int(optarg, 0, 22, &v) < 0)
-				return lp_cmd_usage_error(
-					"optimize", "bad --level '%s'", optarg);
-			o.image.convert.level = (int)v;
+		case O_THREADS:
+			r = lp_cmd_convert_opt("optimize", opts[idx].name,
+					       optarg, &o.image.convert);
+			if (r)
+				return r;
 			break;
 		case O_JOBS:
 			if (lp_cmd_parse_int(optarg, 1, LP_IMAGE_JOBS_MAX, &v) <
@@ -216,13 +197,6 @@ int lp_cmd_optimize(int argc, char **argv)
 					"optimize", "--jobs must be 1..%d",
 					LP_IMAGE_JOBS_MAX);
 			o.image.jobs = (unsigned int)v;
-			break;
-		case O_THREADS:
-			if (lp_cmd_parse_int(optarg, 1, 256, &v) < 0)
-				return lp_cmd_usage_error("optimize",
-							  "bad --threads '%s'",
-							  optarg);
-			o.image.convert.threads = (unsigned int)v;
 			break;
 		case O_TMPDIR:
 			o.image.tmpdir = optarg;
@@ -244,10 +218,9 @@ int lp_cmd_optimize(int argc, char **argv)
 						  "no command after '--'");
 		o.argv = (const char *const *)argv + nargs + 1;
 	}
-	if (o.image.convert.format == LP_FMT_ESTARGZ &&
-	    o.image.convert.level > 12)
-		return lp_cmd_usage_error("optimize",
-					  "gzip --level must be 0..12");
+	r = lp_cmd_convert_check("optimize", &o.image.convert);
+	if (r)
+		return r;
 	if (plain_http) {
 		if ((h = ref_host(o.image.src, &sref)))
 			insecure[n_insecure++] = h;

@@ -91,6 +91,51 @@ int lp_cmd_parse_size(const char *s, uint64_t *ret)
 	return 0;
 }
 
+int lp_cmd_convert_opt(const char *cmd, const char *name, const char *arg,
+		       struct lp_convert_opts *co)
+{
+	long v;
+
+	if (!strcmp(name, "format")) {
+		if (!strcmp(arg, "estargz"))
+			co->format = LP_FMT_ESTARGZ;
+		else if (!strcmp(arg, "zstd-chunked") ||
+			 !strcmp(arg, "zstd:chunked"))
+			co->format = LP_FMT_ZSTD_CHUNKED;
+		else
+			return lp_cmd_usage_error(
+				cmd,
+				"unknown format '%s' (estargz, zstd-chunked)",
+				arg);
+	} else if (!strcmp(name, "chunk-size")) {
+		if (lp_cmd_parse_size(arg, &co->chunk_size) < 0 ||
+		    co->chunk_size < 4096 || co->chunk_size > LP_CHUNK_MAX_SIZE)
+			return lp_cmd_usage_error(
+				cmd, "--chunk-size must be 4K..%lluM",
+				(unsigned long long)(LP_CHUNK_MAX_SIZE /
+						     LP_MIB));
+	} else if (!strcmp(name, "level")) {
+		if (lp_cmd_parse_int(arg, 0, 22, &v) < 0)
+			return lp_cmd_usage_error(cmd, "bad --level '%s'", arg);
+		co->level = (int)v;
+	} else if (!strcmp(name, "threads")) {
+		if (lp_cmd_parse_int(arg, 1, 256, &v) < 0)
+			return lp_cmd_usage_error(cmd, "bad --threads '%s'",
+						  arg);
+		co->threads = (unsigned int)v;
+	} else {
+		return lp_cmd_usage_error(cmd, "bad option --%s", name);
+	}
+	return 0;
+}
+
+int lp_cmd_convert_check(const char *cmd, const struct lp_convert_opts *co)
+{
+	if (co->format == LP_FMT_ESTARGZ && co->level > 12)
+		return lp_cmd_usage_error(cmd, "gzip --level must be 0..12");
+	return 0;
+}
+
 int lp_cmd_fail(const char *what, const struct lp_err *err, int code)
 {
 	fprintf(stderr, "lazypull: %s: %s\n", what, lp_err_str(err, code));
