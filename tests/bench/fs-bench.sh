@@ -22,6 +22,7 @@ PARTS=${LP_BENCH_PARTS:-warm cold rss}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
+. "$SRC/tests/bench/bench_lib.sh"
 BUILD=${1:-$SRC/build-rel}
 LP=$BUILD/cmd/lazypull
 CLIENT=$BUILD/tests/reg_client
@@ -48,14 +49,7 @@ say() { echo "== $*" >&2; }
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 # ---- registry ----
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$T/store"
-printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: 127.0.0.1:%s}\n' \
-	"$T/store" "$PORT" >"$T/reg.yml"
-docker-registry serve "$T/reg.yml" >"$T/reg.log" 2>&1 &
-PIDS+=($!)
-for i in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/v2/" && break; sleep 0.1; done
-R=127.0.0.1:$PORT
+bench_start_registry
 
 # push_image NAME BLOB...: an image whose layers are the blobs, each with
 # its toc.digest annotation (from "$BLOB.toc"); prints nothing.
@@ -106,18 +100,7 @@ LDG=$(cat "$T/layer.esgz.digest")
 TOC=$(cat "$T/layer.esgz.toc")
 
 # ---- the reference ----
-REFMOUNT=
-if command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/containerd/stargz-snapshotter/fs ]; then
-	say "building the reference mounter (tests/bench/refmount)"
-	mkdir -p "$T/gopath/src"
-	ln -s "$SRC/tests/bench/refmount" "$T/gopath/src/refmount"
-	if (cd "$T/gopath/src/refmount" && GO111MODULE=off GOPATH=/usr/share/gocode:$T/gopath GOFLAGS= \
-		GOCACHE=${LP_BENCH_GOCACHE:-$T/gocache} go build -o "$T/refmount" .) >"$T/go.log" 2>&1; then
-		REFMOUNT=$T/refmount
-	else
-		say "reference mounter did not build: $(tail -3 "$T/go.log")"
-	fi
-fi
+bench_build_refmount
 
 lp_mount() { # MNT ARGS...
 	local m=$1

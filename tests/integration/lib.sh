@@ -277,3 +277,162 @@ tar_listing() {
 	tree_listing "$d"
 	rm -rf "$d"
 }
+
+# --- daemons on loopback ----------------------------------------------------
+
+# free_port: a TCP port on 127.0.0.1 that is free at the time of asking.
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_for SECONDS WHAT CMD...: run CMD every 0.1 s until it succeeds; fail
+# the test after SECONDS.
+wait_for() {
+	local n=$(($1 * 10)) what=$2
+	shift 2
+	while ! "$@" >/dev/null 2>&1; do
+		n=$((n - 1))
+		[ $n -gt 0 ] || fail "timed out waiting for $what"
+		sleep 0.1
+	done
+}
+
+# mounts_under DIR: mount points below DIR, deepest first.
+mounts_under() {
+	awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r
+}
+
+# lp_start_registry: Debian's docker-registry on a free loopback port,
+# storage in $T/store (deletes on), no access log; its pid is added to the
+# caller's PIDS (which its trap kills). Polls /v2/ for up to 10 s. Sets PORT
+# and R (host:port), makes $T/tmp and exports TMPDIR=$T/tmp.
+lp_start_registry() {
+	PORT=$(free_port)
+	mkdir -p "$T/store" "$T/tmp"
+	cat >"$T/reg.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $T/store}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$PORT}
+YML
+	docker-registry serve "$T/reg.yml" >"$T/reg.log" 2>&1 &
+	PIDS+=($!)
+	for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/v2/" && break; sleep 0.1; done
+	R="127.0.0.1:$PORT"
+	export TMPDIR="$T/tmp"
+}
+
+# --- the containerd stack of the snapshotter tests ----------------------------
+# lp_stack_init sets REG_PID= SNAP_PID= CTRD_PID= (a pid while that daemon
+# runs), ROOT (the snapshotter's), SOCK (its socket) and CSOCK (containerd's).
+
+# lp_stack_init: skip the test (exit 0) without containerd, ctr, ctr-remote,
+# runc, docker-registry, skopeo, root or /dev/fuse; else set the variables
+# above (nothing running; ROOT, SOCK and CSOCK under $T).
+lp_stack_init() {
+	local cmd
+	for cmd in containerd ctr ctr-remote runc docker-registry skopeo; do
+		if ! command -v $cmd >/dev/null; then
+			echo "SKIP: $cmd not installed"
+			exit 0
+		fi
+	done
+	[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (mounts, runc)"; exit 0; }
+	[ -e /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 0; }
+	REG_PID= SNAP_PID= CTRD_PID=
+	ROOT="$T/snap" SOCK="$T/lazypull.sock" CSOCK="$T/ctrd/containerd.sock"
+}
+
+ctr_() { ctr --address "$CSOCK" "$@"; }
+
+# lp_stack_registry LOG STORAGE: docker-registry on a free loopback port
+# with the given log: and storage: settings (YAML; storage in $T/reg); up
+# within 20 s or the test fails. Sets REG_PID, PORT, MPORT (a second free
+# port, for the snapshotter's metrics) and R (host:port).
+lp_stack_registry() {
+	PORT=$(free_port)
+	MPORT=$(free_port)
+	R="127.0.0.1:$PORT"
+	mkdir -p "$T/reg"
+	cat >"$T/reg.yml" <<EOF
+version: 0.1
+log: $1
+storage: $2
+http: {addr: $R}
+EOF
+	docker-registry serve "$T/reg.yml" >"$T/reg.log" 2>&1 &
+	REG_PID=$!
+	wait_for 20 "the registry" curl -fsS "http://$R/v2/"
+}
+
+# lp_stack_containerd EXTRA_DISABLED EXTRA_TOML: containerd 1.6 with its
+# state in $T/ctrd, lazypull ($SOCK) as proxy snapshotter "lazypull";
+# EXTRA_DISABLED is appended to disabled_plugins (', "name"'), EXTRA_TOML
+# to the configuration. Serving within 30 s or the test fails. Sets CTRD_PID.
+lp_stack_containerd() {
+	mkdir -p "$T/ctrd"
+	cat >"$T/containerd.toml" <<EOF
+version = 2
+root = "$T/ctrd/root"
+state = "$T/ctrd/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing"$1]
+[grpc]
+  address = "$CSOCK"
+[ttrpc]
+  address = "$T/ctrd/containerd.sock.ttrpc"
+[debug]
+  address = "$T/ctrd/debug.sock"
+[proxy_plugins.lazypull]
+  type = "snapshot"
+  address = "$SOCK"
+$2
+EOF
+	containerd --config "$T/containerd.toml" >"$T/ctrd.log" 2>&1 &
+	CTRD_PID=$!
+	wait_for 30 "containerd" ctr_ version
+}
+
+# lp_stack_stop (in a trap, after set +e): SIGKILL containerd's tasks, stop
+# containerd, end this test's shims (they outlive containerd), stop the
+# snapshotter and the registry; each only if it was started.
+lp_stack_stop() {
+	local c p
+	if [ -n "$CTRD_PID" ] && kill -0 "$CTRD_PID" 2>/dev/null; then
+		for c in $(timeout 5 ctr --address "$CSOCK" tasks ls -q 2>/dev/null); do
+			timeout 5 ctr --address "$CSOCK" tasks kill -s KILL "$c" >/dev/null 2>&1
+		done
+		sleep 0.3
+		kill "$CTRD_PID"
+		wait "$CTRD_PID" 2>/dev/null
+	fi
+	for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CSOCK" 2>/dev/null); do
+		kill -9 "$p" 2>/dev/null
+	done
+	if [ -n "$SNAP_PID" ] && kill -0 "$SNAP_PID" 2>/dev/null; then
+		kill "$SNAP_PID"
+		wait "$SNAP_PID" 2>/dev/null
+	fi
+	[ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+	return 0
+}
+
+# lp_stack_finish RC SNAP_LINES CTRD_LINES (last in a trap): when RC is not
+# 0, the tails of the snapshotter's and containerd's logs; then $T removed
+# (kept, and said so, with LP_KEEP set); exit RC.
+lp_stack_finish() {
+	if [ "$1" -ne 0 ]; then
+		echo "--- snapshotter log (tail)" >&2
+		tail -"$2" "$T/snap.log" >&2 2>/dev/null
+		echo "--- containerd log (tail)" >&2
+		tail -"$3" "$T/ctrd.log" >&2 2>/dev/null
+	fi
+	if [ -n "${LP_KEEP:-}" ]; then
+		echo "kept $T" >&2
+	else
+		rm -rf "$T"
+	fi
+	exit "$1"
+}

@@ -27,22 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-PORT=$(free_port)
-mkdir -p "$T/store" "$T/tmp"
-cat >"$T/reg.yml" <<YML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $T/store}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$PORT}
-YML
-docker-registry serve "$T/reg.yml" >"$T/reg.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/v2/" && break; sleep 0.1; done
-R="127.0.0.1:$PORT"
-export TMPDIR="$T/tmp"
+lp_start_registry
 
 SK=(skopeo --override-os linux --override-arch amd64)
 # convert ARGS...: lazypull convert, output in $T/out, stderr in $T/err

@@ -16,41 +16,12 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-for cmd in containerd ctr ctr-remote runc docker-registry skopeo; do
-	if ! command -v $cmd >/dev/null; then
-		echo "SKIP: $cmd not installed"
-		exit 0
-	fi
-done
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (mounts, runc)"; exit 0; }
-[ -e /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 0; }
-
-REG_PID= SNAP_PID= CTRD_PID=
-ROOT="$T/snap" SOCK="$T/lazypull.sock" CSOCK="$T/ctrd/containerd.sock"
-
-mounts_under() { # deepest first
-	awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r
-}
+lp_stack_init
 
 cleanup() {
 	local rc=$? m st c
 	set +e
-	if [ -n "$CTRD_PID" ] && kill -0 "$CTRD_PID" 2>/dev/null; then
-		for c in $(timeout 5 ctr --address "$CSOCK" tasks ls -q 2>/dev/null); do
-			timeout 5 ctr --address "$CSOCK" tasks kill -s KILL "$c" >/dev/null 2>&1
-		done
-		sleep 0.3
-		kill "$CTRD_PID"
-		wait "$CTRD_PID" 2>/dev/null
-	fi
-	for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CSOCK" 2>/dev/null); do
-		kill -9 "$p" 2>/dev/null
-	done
-	if [ -n "$SNAP_PID" ] && kill -0 "$SNAP_PID" 2>/dev/null; then
-		kill "$SNAP_PID"
-		wait "$SNAP_PID" 2>/dev/null
-	fi
-	[ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+	lp_stack_stop
 	# containers of an optimize that died without cleaning up
 	for st in "$T"/tmp/lp-optimize.*/runc; do
 		[ -d "$st" ] || continue
@@ -61,51 +32,13 @@ cleanup() {
 	for m in $(mounts_under "$T"); do
 		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
 	done
-	if [ $rc -ne 0 ]; then
-		echo "--- snapshotter log (tail)" >&2
-		tail -30 "$T/snap.log" >&2 2>/dev/null
-		echo "--- containerd log (tail)" >&2
-		tail -10 "$T/ctrd.log" >&2 2>/dev/null
-	fi
-	if [ -n "${LP_KEEP:-}" ]; then
-		echo "kept $T" >&2
-	else
-		rm -rf "$T"
-	fi
-	exit $rc
+	lp_stack_finish $rc 30 10
 }
 trap cleanup EXIT
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_for() { # wait_for SECONDS WHAT CMD...
-	local n=$(($1 * 10)) what=$2
-	shift 2
-	while ! "$@" >/dev/null 2>&1; do
-		n=$((n - 1))
-		[ $n -gt 0 ] || fail "timed out waiting for $what"
-		sleep 0.1
-	done
-}
-
-ctr_() { ctr --address "$CSOCK" "$@"; }
-
 # --- registry and the two images ------------------------------------------
-PORT=$(free_port)
-MPORT=$(free_port)
-R="127.0.0.1:$PORT"
-mkdir -p "$T/reg" "$T/tmp"
-cat >"$T/reg.yml" <<EOF
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $T/reg}}
-http: {addr: $R}
-EOF
-docker-registry serve "$T/reg.yml" >"$T/reg.log" 2>&1 &
-REG_PID=$!
-wait_for 20 "the registry" curl -fsS "http://$R/v2/"
+mkdir -p "$T/tmp"
+lp_stack_registry "{level: error, accesslog: {disabled: true}}" "{filesystem: {rootdirectory: $T/reg}}"
 
 say "building the images: optimized and plainly converted"
 python3 "$LP_SOURCE_DIR/tests/integration/make_optimize_image.py" "$T/src" ||
@@ -137,28 +70,7 @@ ok "optimized and plain eStargz images pushed (4 layers each)"
 	--prefetch-timeout 20000 >"$T/snap.log" 2>&1 &
 SNAP_PID=$!
 wait_for 20 "the snapshotter to serve" grep -q 'snapshotter: serving' "$T/snap.log"
-mkdir -p "$T/ctrd"
-cat >"$T/containerd.toml" <<EOF
-version = 2
-root = "$T/ctrd/root"
-state = "$T/ctrd/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing", "io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$CSOCK"
-[ttrpc]
-  address = "$T/ctrd/containerd.sock.ttrpc"
-[debug]
-  address = "$T/ctrd/debug.sock"
-[proxy_plugins.lazypull]
-  type = "snapshot"
-  address = "$SOCK"
-EOF
-containerd --config "$T/containerd.toml" >"$T/ctrd.log" 2>&1 &
-CTRD_PID=$!
-wait_for 30 "containerd" ctr_ version
+lp_stack_containerd ', "io.containerd.grpc.v1.cri"' ""
 
 # run_image REF NAME: rpull REF lazily and run its command; output in $T/NAME.out
 run_image() {

@@ -93,9 +93,6 @@ else
 	SCRATCH_MOUNT=/var/lib
 fi
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 PORT=$(free_port)
 R="127.0.0.1:$PORT"
 mkdir -p "$T/regstore" "$T/tmp"

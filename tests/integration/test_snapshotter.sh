@@ -20,76 +20,18 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-for cmd in containerd ctr ctr-remote runc docker-registry skopeo; do
-	if ! command -v $cmd >/dev/null; then
-		echo "SKIP: $cmd not installed"
-		exit 0
-	fi
-done
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (mounts, runc)"; exit 0; }
-[ -e /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 0; }
-
-REG_PID= SNAP_PID= CTRD_PID=
-ROOT="$T/snap" SOCK="$T/lazypull.sock" CSOCK="$T/ctrd/containerd.sock"
-
-# mounts_under DIR: mount points below DIR, deepest first
-mounts_under() {
-	awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r
-}
+lp_stack_init
 
 cleanup() {
 	local rc=$? m
 	set +e
-	if [ -n "$CTRD_PID" ] && kill -0 "$CTRD_PID" 2>/dev/null; then
-		for c in $(timeout 5 ctr --address "$CSOCK" tasks ls -q 2>/dev/null); do
-			timeout 5 ctr --address "$CSOCK" tasks kill -s KILL "$c" >/dev/null 2>&1
-		done
-		sleep 0.3
-		kill "$CTRD_PID"
-		wait "$CTRD_PID" 2>/dev/null
-	fi
-	# shims outlive containerd: end the ones of this test only
-	for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CSOCK" 2>/dev/null); do
-		kill -9 "$p" 2>/dev/null
-	done
-	if [ -n "$SNAP_PID" ] && kill -0 "$SNAP_PID" 2>/dev/null; then
-		kill "$SNAP_PID"
-		wait "$SNAP_PID" 2>/dev/null
-	fi
-	[ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+	lp_stack_stop
 	for m in $(mounts_under "$T"); do
 		umount -l "$m" 2>/dev/null
 	done
-	if [ $rc -ne 0 ]; then
-		echo "--- snapshotter log (tail)" >&2
-		tail -40 "$T/snap.log" >&2 2>/dev/null
-		echo "--- containerd log (tail)" >&2
-		tail -20 "$T/ctrd.log" >&2 2>/dev/null
-	fi
-	if [ -n "${LP_KEEP:-}" ]; then
-		echo "kept $T" >&2
-	else
-		rm -rf "$T"
-	fi
-	exit $rc
+	lp_stack_finish $rc 40 20
 }
 trap cleanup EXIT
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_for() { # wait_for SECONDS WHAT CMD...
-	local n=$(($1 * 10)) what=$2
-	shift 2
-	while ! "$@" >/dev/null 2>&1; do
-		n=$((n - 1))
-		[ $n -gt 0 ] || fail "timed out waiting for $what"
-		sleep 0.1
-	done
-}
-
-ctr_() { ctr --address "$CSOCK" "$@"; }
 
 metric_sum() { # metric_sum NAME: the sum over every series of NAME
 	curl -fsS "http://127.0.0.1:$MPORT/metrics" |
@@ -108,21 +50,8 @@ start_snapshotter() {
 }
 
 # --- registry ------------------------------------------------------------
-PORT=$(free_port)
-MPORT=$(free_port)
-REG="127.0.0.1:$PORT"
-mkdir -p "$T/reg"
-cat >"$T/reg.yml" <<EOF
-version: 0.1
-log: {level: error}
-storage:
-  filesystem: {rootdirectory: $T/reg}
-  delete: {enabled: true}
-http: {addr: $REG}
-EOF
-docker-registry serve "$T/reg.yml" >"$T/reg.log" 2>&1 &
-REG_PID=$!
-wait_for 20 "the registry" curl -fsS "http://$REG/v2/"
+lp_stack_registry "{level: error}" "{filesystem: {rootdirectory: $T/reg}, delete: {enabled: true}}"
+REG=$R
 
 say "building and pushing the test images"
 python3 "$LP_SOURCE_DIR/tests/integration/make_snap_image.py" "$T/layout"
@@ -141,24 +70,7 @@ ok "converted image pushed ($BLOB_BYTES bytes of eStargz layers), gzip original 
 
 # --- snapshotter and containerd --------------------------------------------
 start_snapshotter
-mkdir -p "$T/ctrd"
-cat >"$T/containerd.toml" <<EOF
-version = 2
-root = "$T/ctrd/root"
-state = "$T/ctrd/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = "$CSOCK"
-[ttrpc]
-  address = "$T/ctrd/containerd.sock.ttrpc"
-[debug]
-  address = "$T/ctrd/debug.sock"
-[proxy_plugins.lazypull]
-  type = "snapshot"
-  address = "$SOCK"
+lp_stack_containerd "" "$(cat <<EOF
 [plugins."io.containerd.grpc.v1.cri"]
   enable_cdi = false
 [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -170,9 +82,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs",
 [plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REG"]
   endpoint = ["http://$REG"]
 EOF
-containerd --config "$T/containerd.toml" >"$T/ctrd.log" 2>&1 &
-CTRD_PID=$!
-wait_for 30 "containerd" ctr_ version
+)"
 
 # --- 1. remote path --------------------------------------------------------
 say "1. ctr-remote rpull takes the remote path"
