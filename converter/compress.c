@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "lp_io.h"
 #include "convert_int.h"
 
 #define LP_CV_BATCH_TARGET (1 * LP_MIB)
@@ -178,28 +179,9 @@ static void *lp_worker(void *arg)
 	return NULL;
 }
 
-int lp_cv_write_all(int fd, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int lp_cv_pool_write_raw(struct lp_cv_pool *p, const void *data, size_t len)
 {
-	int r = lp_cv_write_all(p->o.out_fd, data, len);
+	int r = lp_write_all(p->o.out_fd, data, len);
 
 	if (r < 0)
 		return r;

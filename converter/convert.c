@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "lp_io.h"
 #include "convert_int.h"
 #include "lp_footer.h"
 #include "lp_hashmap.h"
@@ -540,7 +541,7 @@ static int lp_prio_spool(struct lp_cv *cv, struct lp_prio *p)
 
 			r = lp_cv_reader_read(cv->rd, buf, n, e, cv->err);
 			if (r == 0)
-				r = lp_cv_write_all(cv->spool_fd, buf, n);
+				r = lp_write_all(cv->spool_fd, buf, n);
 			if (r < 0)
 				break;
 			done += n;

@@ -159,11 +159,6 @@ uint64_t lp_cv_pool_offset(const struct lp_cv_pool *p);
 struct lp_sha256 *lp_cv_pool_blob_sha(struct lp_cv_pool *p);
 /* lp_cv_pool_write_raw() - write bytes as they are (after a flush). */
 int lp_cv_pool_write_raw(struct lp_cv_pool *p, const void *data, size_t len);
-/*
- * lp_cv_write_all() - write all @len bytes to @fd, retrying on EINTR and
- * short writes. 0, -errno, or -EIO when write() makes no progress.
- */
-int lp_cv_write_all(int fd, const void *data, size_t len);
 /* lp_cv_compress() - compress one buffer in the calling thread. */
 int lp_cv_compress(enum lp_compression comp, int level, const void *in,
 		   size_t len, struct lp_buf *out);

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "fs_int.h"
+#include "lp_io.h"
 
 #define DISK_HEX_LEN (2 * LP_SHA256_LEN)
 /* "chunks/ab/" + 64 hex + NUL */
@@ -436,8 +437,6 @@ int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
 {
 	char hex[DISK_HEX_LEN + 1], path[DISK_PATH_MAX],
 		tmp[DISK_PATH_MAX + 32];
-	const uint8_t *p = buf;
-	size_t left = len;
 	bool do_evict = false, too_big;
 	int fd = -1, r = 0;
 
@@ -461,18 +460,7 @@ int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
 		r = -errno;
 		goto out;
 	}
-	while (left) {
-		ssize_t n = write(fd, p, left);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			break;
-		}
-		p += n;
-		left -= (size_t)n;
-	}
+	r = lp_write_all(fd, buf, len);
 	if (close(fd) < 0 && r == 0)
 		r = -errno;
 	fd = -1;

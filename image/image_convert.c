@@ -29,6 +29,7 @@
 #include <dirent.h>
 #include <json-c/json.h>
 
+#include "lp_io.h"
 #include "lp_common.h"
 #include "lp_image.h"
 #include "lp_layer.h"
@@ -164,23 +165,6 @@ struct pump {
 	struct lp_err err;
 };
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-	ssize_t n;
-
-	while (len) {
-		n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static void *pump_main(void *arg)
 {
 	struct pump *p = arg;
@@ -219,7 +203,7 @@ static void *pump_main(void *arg)
 		}
 		lp_sha256_update(sha, buf, n);
 		if (!reader_gone) {
-			r = write_all(p->fd, buf, n);
+			r = lp_write_all(p->fd, buf, n);
 			/*
 			 * The converter may stop before the end (tar
 			 * end-of-archive, padding): keep hashing, the whole

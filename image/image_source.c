@@ -12,6 +12,7 @@
 
 #include <json-c/json.h>
 
+#include "lp_io.h"
 #include "lp_image.h"
 #include "lp_image_source.h"
 #include "store_int.h"
@@ -190,23 +191,6 @@ int lp_image_src_open_layer(struct lp_image_src *src, size_t i,
 				      ret_blob, err);
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int lp_image_src_fetch_layer(struct lp_image_src *src, size_t i, int fd,
 			     struct lp_err *err)
 {
@@ -242,7 +226,7 @@ int lp_image_src_fetch_layer(struct lp_image_src *src, size_t i, int fd,
 			goto out;
 		}
 		lp_sha256_update(sha, buf, n);
-		r = write_all(fd, buf, n);
+		r = lp_write_all(fd, buf, n);
 		if (r < 0) {
 			lp_err_set(err, r, "writing layer %s: %s", ds,
 				   strerror(-r));

@@ -18,6 +18,7 @@
 
 #include <json-c/json.h>
 
+#include "lp_io.h"
 #include "lp_image.h"
 #include "store_int.h"
 
@@ -186,23 +187,6 @@ out:
 	return r;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-	ssize_t n;
-
-	while (len) {
-		n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* write @path atomically: a temporary file next to it, fsync, rename */
 static int write_atomic(const char *path, const void *data, size_t len,
 			struct lp_err *err)
@@ -218,7 +202,7 @@ static int write_atomic(const char *path, const void *data, size_t len,
 	if (fd < 0)
 		return lp_err_set(err, -errno, "%s: cannot create: %s", tmp,
 				  strerror(errno));
-	r = write_all(fd, data, len);
+	r = lp_write_all(fd, data, len);
 	if (r == 0 && fchmod(fd, 0644) < 0)
 		r = -errno;
 	if (r == 0 && fsync(fd) < 0)
@@ -266,7 +250,7 @@ static int copy_atomic(const char *src, const char *dst, struct lp_err *err)
 		}
 		if (n == 0)
 			break;
-		r = write_all(out, buf, (size_t)n);
+		r = lp_write_all(out, buf, (size_t)n);
 		if (r < 0) {
 			lp_err_set(err, r, "%s: %s", tmp, strerror(-r));
 			goto out;
@@ -727,7 +711,7 @@ int lp_img_store_put_mem(struct lp_img_store *st, const void *data, size_t len,
 	if (fd < 0)
 		return lp_err_set(err, -errno, "memfd_create: %s",
 				  strerror(errno));
-	r = write_all(fd, data, len);
+	r = lp_write_all(fd, data, len);
 	if (r < 0) {
 		lp_err_set(err, r, "memfd: %s", strerror(-r));
 		goto out;
