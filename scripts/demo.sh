@@ -147,24 +147,9 @@ SNAP_PID=$!
 wait_for 20 "the snapshotter" test -S "$T/lazypull.sock"
 echo "snapshotter  $T/lazypull.sock (metrics http://127.0.0.1:$MPORT/metrics)"
 
-cat >"$T/containerd.toml" <<EOF
-version = 2
-root = "$T/ctrd/root"
-state = "$T/ctrd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = "$CSOCK"
-[ttrpc]
-  address = "$T/ctrd/containerd.sock.ttrpc"
-[debug]
-  address = "$T/ctrd/debug.sock"
-[proxy_plugins.lazypull]
-  type = "snapshot"
-  address = "$T/lazypull.sock"
-EOF
+. "$top/scripts/containerd-conf.sh"
+lp_containerd_conf "$T/ctrd" "$CSOCK" io.containerd.grpc.v1.cri \
+	lazypull="$T/lazypull.sock" >"$T/containerd.toml"
 containerd --config "$T/containerd.toml" >"$T/ctrd.log" 2>&1 &
 CTRD_PID=$!
 wait_for 30 "containerd" ctr_ version

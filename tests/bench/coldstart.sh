@@ -33,6 +33,7 @@
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 LIB=$SRC/tests/bench/coldstart_lib.py
+. "$SRC/scripts/containerd-conf.sh"
 export LC_ALL=C
 
 reps=3 build=$SRC/build-bench results= quick=0
@@ -355,27 +356,8 @@ CSOCK=
 start_containerd() { # writes the config for this run's snapshotter and starts
 	mkdir -p "$T/run/ctrd"
 	CSOCK=$T/run/ctrd/containerd.sock
-	cat >"$T/run/containerd.toml" <<EOF
-version = 2
-root = "$T/run/ctrd/root"
-state = "$T/run/ctrd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = "$CSOCK"
-[ttrpc]
-  address = "$T/run/ctrd/containerd.sock.ttrpc"
-[debug]
-  address = "$T/run/ctrd/debug.sock"
-[proxy_plugins.lazypull]
-  type = "snapshot"
-  address = "$T/run/lazypull.sock"
-[proxy_plugins.stargz]
-  type = "snapshot"
-  address = "$T/run/stargz.sock"
-EOF
+	lp_containerd_conf "$T/run/ctrd" "$CSOCK" io.containerd.grpc.v1.cri \
+		"lazypull=$T/run/lazypull.sock stargz=$T/run/stargz.sock" >"$T/run/containerd.toml"
 	containerd --config "$T/run/containerd.toml" >"$T/run/ctrd.log" 2>&1 &
 	CTRD_PID=$!
 	wait_for 30 "containerd" ctr --address "$CSOCK" -n "$CNS" version

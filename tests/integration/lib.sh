@@ -12,6 +12,7 @@
 LP_SOURCE_DIR=${LP_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 LP_BUILD_DIR=${LP_BUILD_DIR:-$LP_SOURCE_DIR/build}
 LP_VECTORS_DIR=${LP_VECTORS_DIR:-$LP_SOURCE_DIR/../shared/vectors}
+. "$LP_SOURCE_DIR/scripts/containerd-conf.sh"
 LAZYPULL=${LAZYPULL:-$LP_BUILD_DIR/cmd/lazypull}
 export LC_ALL=C # bytewise sorting and stable messages
 
@@ -367,29 +368,11 @@ EOF
 
 # lp_stack_containerd EXTRA_DISABLED EXTRA_TOML: containerd 1.6 with its
 # state in $T/ctrd, lazypull ($SOCK) as proxy snapshotter "lazypull";
-# EXTRA_DISABLED is appended to disabled_plugins (', "name"'), EXTRA_TOML
-# to the configuration. Serving within 30 s or the test fails. Sets CTRD_PID.
+# EXTRA_DISABLED (plugin IDs) are disabled too, EXTRA_TOML is appended to
+# the configuration (scripts/containerd-conf.sh). Serving within 30 s or the test fails. Sets CTRD_PID.
 lp_stack_containerd() {
 	mkdir -p "$T/ctrd"
-	cat >"$T/containerd.toml" <<EOF
-version = 2
-root = "$T/ctrd/root"
-state = "$T/ctrd/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing"$1]
-[grpc]
-  address = "$CSOCK"
-[ttrpc]
-  address = "$T/ctrd/containerd.sock.ttrpc"
-[debug]
-  address = "$T/ctrd/debug.sock"
-[proxy_plugins.lazypull]
-  type = "snapshot"
-  address = "$SOCK"
-$2
-EOF
+	lp_containerd_conf "$T/ctrd" "$CSOCK" "$1" "lazypull=$SOCK" "$2" >"$T/containerd.toml"
 	containerd --config "$T/containerd.toml" >"$T/ctrd.log" 2>&1 &
 	CTRD_PID=$!
 	wait_for 30 "containerd" ctr_ version

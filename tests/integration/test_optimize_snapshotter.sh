@@ -70,7 +70,7 @@ ok "optimized and plain eStargz images pushed (4 layers each)"
 	--prefetch-timeout 20000 >"$T/snap.log" 2>&1 &
 SNAP_PID=$!
 wait_for 20 "the snapshotter to serve" grep -q 'snapshotter: serving' "$T/snap.log"
-lp_stack_containerd ', "io.containerd.grpc.v1.cri"' ""
+lp_stack_containerd io.containerd.grpc.v1.cri ""
 
 # run_image REF NAME: rpull REF lazily and run its command; output in $T/NAME.out
 run_image() {
