@@ -6,10 +6,9 @@
  *
  * Lock order (every file that locks follows it): fetch.lock, then
  * cache.lock; decoders.lock, disk->lock, record.lock and stats_file.lock are
- * leaves, never
- * held while taking another lock (disk_cache.c's table lock comes before
- * disk->lock and is taken by no other file). No lock is held across blob,
- * disk or decode work.
+ * leaves, never held while taking another lock (disk_cache.c's table lock
+ * comes before disk->lock and is taken by no other file). No lock is held
+ * across blob, disk or decode work.
  */
 #ifndef LP_FS_INT_H
 #define LP_FS_INT_H
@@ -132,7 +131,7 @@ void fs_stats_file_attr(struct lp_fs *fs, struct stat *st);
 size_t fs_stats_file_read(struct lp_fs *fs, void *buf, size_t size,
 			  uint64_t off);
 /* fs_stats_file_copy() - a malloc'd copy of the snapshot (made now when
- * there is none yet): what an open handle serves. 0 or -ENOMEM. */
+ * there is none yet): what an open handle serves. 0 or -ENOMEM/-EFBIG. */
 int fs_stats_file_copy(struct lp_fs *fs, uint8_t **ret_data, size_t *ret_len);
 void fs_stats_file_destroy(struct fs_stats_file *sf);
 
