@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * File reads: open handles, and the hop from a file range to the chunks that
- * cover it. Each chunk is taken pinned from the cache (fetched, coalesced
- * with its missing neighbours, when absent), the wanted bytes are copied
- * out, and the pin is dropped; or, for lp_fs_read_pin(), the pins are kept
- * and the caller replies straight from cache memory (no copy, no buffer). A handle that reads sequentially also asks
- * for up to LP_FS_READAHEAD bytes of following chunks in the same blob read.
- * The control file's handle holds a snapshot of the stats JSON instead.
+ * File reads: the hop from a file range to the chunks that cover it. Each
+ * chunk is taken pinned from the cache (fetched, coalesced with its missing
+ * neighbours, when absent), the wanted bytes are copied out, and the pin is
+ * dropped; or, for lp_fs_read_pin(), the pins are kept and the caller
+ * replies straight from cache memory (no copy, no buffer). A read that
+ * continues where the file's last one ended (or starts it) also asks for up
+ * to LP_FS_READAHEAD bytes of following chunks in the same blob read.
+ *
+ * Reads come with or without an open handle: a mount whose kernel stopped
+ * sending FUSE_OPEN (fs/fuse_ops.c) reads by inode alone, so nothing here
+ * depends on a handle but the control file's snapshot. Where a file's last
+ * read ended is kept per inode in a fixed table (fs_int.h, struct lp_fs
+ * seq), not per handle.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,39 +21,75 @@
 
 #include "fs_int.h"
 
+_Static_assert((uint64_t)FS_SEQ_SLOTS << (64 - FS_SEQ_OFF_BITS) >=
+		       (uint64_t)UINT32_MAX + 1,
+	       "a sequential-read slot holds any entry index");
+
 struct lp_fs_file {
 	uint32_t idx; /* inode entry; unused for the control file */
-	atomic_uint_fast64_t next_off; /* where a sequential read goes next */
 	uint8_t *snapshot; /* control file: its contents */
 	size_t snapshot_len;
 };
+
+static uint64_t seq_word(uint32_t idx, uint64_t off)
+{
+	return ((uint64_t)(idx / FS_SEQ_SLOTS) << FS_SEQ_OFF_BITS) | off;
+}
+
+/* whether a read of entry @idx at @off goes on where the last one ended */
+static bool seq_continues(struct lp_fs *fs, uint32_t idx, uint64_t off)
+{
+	atomic_uint_fast64_t *slot = &fs->seq[idx % FS_SEQ_SLOTS];
+
+	if (off == 0)
+		return true;
+	return off < (1ull << FS_SEQ_OFF_BITS) &&
+	       atomic_load_explicit(slot, memory_order_relaxed) ==
+		       seq_word(idx, off);
+}
+
+static void seq_note(struct lp_fs *fs, uint32_t idx, uint64_t end)
+{
+	atomic_uint_fast64_t *slot = &fs->seq[idx % FS_SEQ_SLOTS];
+
+	/* past the offset bits: forget it (0 matches no read but at 0) */
+	atomic_store_explicit(
+		slot, end < (1ull << FS_SEQ_OFF_BITS) ? seq_word(idx, end) : 0,
+		memory_order_relaxed);
+}
+
+/* the entry holding the data of regular file @ino (a hardlink's target) */
+static int file_index(struct lp_fs *fs, uint64_t ino, uint32_t *ret_idx)
+{
+	struct stat st;
+	int r;
+
+	if (ino == fs->ctl_dir_ino)
+		return -EISDIR;
+	r = lp_fs_getattr(fs, ino, &st);
+	if (r < 0)
+		return r;
+	if (!S_ISREG(st.st_mode))
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	*ret_idx = lp_toc_entry(fs->toc, (uint32_t)(ino - 1))->ino;
+	return 0;
+}
 
 int lp_fs_open(struct lp_fs *fs, uint64_t ino, int flags,
 	       struct lp_fs_file **ret_file, bool *ret_direct_io)
 {
 	struct lp_fs_file *f = NULL;
-	struct lp_buf b;
+	uint32_t idx = 0;
 	int r = 0;
 
-	lp_buf_init(&b, LP_FS_STATS_MAX);
 	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) {
 		r = -EROFS;
 		goto out;
 	}
-	if (ino == fs->ctl_dir_ino) {
-		r = -EISDIR;
-		goto out;
-	}
 	if (ino != fs->stats_ino) {
-		struct stat st;
-
-		r = lp_fs_getattr(fs, ino, &st);
+		r = file_index(fs, ino, &idx);
 		if (r < 0)
 			goto out;
-		if (!S_ISREG(st.st_mode)) {
-			r = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-			goto out;
-		}
 	}
 	f = calloc(1, sizeof(*f));
 	if (!f) {
@@ -56,19 +98,18 @@ int lp_fs_open(struct lp_fs *fs, uint64_t ino, int flags,
 	}
 	*ret_direct_io = false;
 	if (ino == fs->stats_ino) {
-		r = lp_fs_stats_json(fs, &b);
+		/* the lookup's snapshot: the size fstat reports */
+		r = fs_stats_file_copy(fs, &f->snapshot, &f->snapshot_len);
 		if (r < 0)
 			goto out;
-		f->snapshot = lp_buf_steal(&b, &f->snapshot_len);
 		*ret_direct_io = true;
 	} else {
-		f->idx = lp_toc_entry(fs->toc, (uint32_t)(ino - 1))->ino;
+		f->idx = idx;
 		fs_record_access(fs, f->idx);
 	}
 	*ret_file = f;
 	f = NULL;
 out:
-	lp_buf_release(&b);
 	free(f);
 	return r;
 }
@@ -118,11 +159,10 @@ struct read_plan {
 	uint32_t ci, last, limit;
 };
 
-static int plan_read(struct lp_fs *fs, struct lp_fs_file *file, size_t size,
-		     uint64_t off, struct read_plan *p, struct lp_err *err)
+static int plan_read(struct lp_fs *fs, uint32_t idx, size_t size, uint64_t off,
+		     struct read_plan *p, struct lp_err *err)
 {
-	const struct lp_toc_entry *e = lp_toc_entry(fs->toc, file->idx);
-	bool sequential;
+	const struct lp_toc_entry *e = lp_toc_entry(fs->toc, idx);
 	int r = 0;
 
 	p->size = 0;
@@ -131,41 +171,66 @@ static int plan_read(struct lp_fs *fs, struct lp_fs_file *file, size_t size,
 	size = lp_min_u64(size, e->size - off);
 	if (size > INT32_MAX)
 		size = INT32_MAX;
-	p->ci = lp_toc_find_chunk(fs->toc, file->idx, off);
-	p->last = lp_toc_find_chunk(fs->toc, file->idx, off + size - 1);
+	p->ci = lp_toc_find_chunk(fs->toc, idx, off);
+	p->last = lp_toc_find_chunk(fs->toc, idx, off + size - 1);
 	if (p->ci == LP_TOC_NO_INDEX || p->last == LP_TOC_NO_INDEX) {
 		char path[LP_TOC_MAX_PATH + 1];
 
-		lp_toc_entry_path(fs->toc, file->idx, path, sizeof(path));
+		lp_toc_entry_path(fs->toc, idx, path, sizeof(path));
 		r = lp_err_set(err, -EIO, "layer %s: file %s: no chunk at %llu",
 			       lp_blob_name(fs->blob), path,
 			       (unsigned long long)off);
 		goto out;
 	}
-	sequential = off == 0 || off == atomic_load(&file->next_off);
-	p->limit = fetch_limit(fs, e, p->last, sequential);
+	p->limit = fetch_limit(fs, e, p->last, seq_continues(fs, idx, off));
 	p->size = size;
 out:
 	return r;
 }
 
-int lp_fs_read(struct lp_fs *fs, struct lp_fs_file *file, void *buf,
-	       size_t size, uint64_t off, struct lp_err *err)
+/*
+ * What a read of @ino reads: the entry in *@ret_idx (0 returned), or the
+ * control file's bytes straight into @buf when @buf is given (1 returned,
+ * the count in *@ret_done; without @buf -E2BIG: they cannot be pinned).
+ */
+static int read_target(struct lp_fs *fs, uint64_t ino, struct lp_fs_file *file,
+		       void *buf, size_t size, uint64_t off, uint32_t *ret_idx,
+		       size_t *ret_done)
+{
+	if (file && file->snapshot) {
+		*ret_done = 0;
+		if (buf && off < file->snapshot_len) {
+			*ret_done = lp_min_u64(size, file->snapshot_len - off);
+			memcpy(buf, file->snapshot + off, *ret_done);
+		}
+		return buf ? 1 : -E2BIG;
+	}
+	if (file) {
+		*ret_idx = file->idx;
+		return 0;
+	}
+	if (ino == fs->stats_ino) {
+		if (!buf)
+			return -E2BIG;
+		*ret_done = fs_stats_file_read(fs, buf, size, off);
+		return 1;
+	}
+	return file_index(fs, ino, ret_idx);
+}
+
+int lp_fs_read(struct lp_fs *fs, uint64_t ino, struct lp_fs_file *file,
+	       void *buf, size_t size, uint64_t off, struct lp_err *err)
 {
 	struct read_plan p;
 	uint8_t *dst = buf;
 	size_t done = 0;
-	uint32_t ci;
-	int r = 0;
+	uint32_t ci, idx = 0;
+	int r;
 
-	if (file->snapshot) {
-		if (off < file->snapshot_len) {
-			done = lp_min_u64(size, file->snapshot_len - off);
-			memcpy(buf, file->snapshot + off, done);
-		}
+	r = read_target(fs, ino, file, buf, size, off, &idx, &done);
+	if (r != 0)
 		goto out;
-	}
-	r = plan_read(fs, file, size, off, &p, err);
+	r = plan_read(fs, idx, size, off, &p, err);
 	if (r < 0 || !p.size)
 		goto out;
 	for (ci = p.ci; done < p.size; ci++) {
@@ -182,31 +247,25 @@ int lp_fs_read(struct lp_fs *fs, struct lp_fs_file *file, void *buf,
 		fs_chunk_put(fs, ch);
 		done += n;
 	}
-	atomic_store(&file->next_off, off + done);
+	seq_note(fs, idx, off + done);
 out:
 	return r < 0 ? r : (int)done;
 }
 
-int lp_fs_read_pin(struct lp_fs *fs, struct lp_fs_file *file, size_t size,
-		   uint64_t off, struct lp_fs_segs *segs, struct lp_err *err)
+int lp_fs_read_pin(struct lp_fs *fs, uint64_t ino, struct lp_fs_file *file,
+		   size_t size, uint64_t off, struct lp_fs_segs *segs,
+		   struct lp_err *err)
 {
 	struct read_plan p;
 	size_t done = 0;
-	uint32_t ci;
-	int r = 0;
+	uint32_t ci, idx = 0;
+	int r;
 
 	segs->nr = 0;
-	if (file->snapshot) {
-		if (off < file->snapshot_len) {
-			done = lp_min_u64(size, file->snapshot_len - off);
-			segs->iov[0].iov_base = file->snapshot + off;
-			segs->iov[0].iov_len = done;
-			segs->pins[0] = NULL;
-			segs->nr = 1;
-		}
+	r = read_target(fs, ino, file, NULL, size, off, &idx, &done);
+	if (r < 0)
 		goto out;
-	}
-	r = plan_read(fs, file, size, off, &p, err);
+	r = plan_read(fs, idx, size, off, &p, err);
 	if (r < 0 || !p.size)
 		goto out;
 	if (p.last - p.ci >= LP_FS_READ_MAX_SEGS) {
@@ -229,7 +288,7 @@ int lp_fs_read_pin(struct lp_fs *fs, struct lp_fs_file *file, size_t size,
 		segs->pins[segs->nr++] = ch;
 		done += n;
 	}
-	atomic_store(&file->next_off, off + done);
+	seq_note(fs, idx, off + done);
 out:
 	if (r < 0)
 		lp_fs_read_unpin(fs, segs);

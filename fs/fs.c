@@ -79,6 +79,7 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 
 	pthread_mutex_init(&fs->decoders.lock, NULL);
 	pthread_mutex_init(&fs->record.lock, NULL);
+	pthread_mutex_init(&fs->stats_file.lock, NULL);
 	pthread_mutex_init(&fs->fetch.lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -132,6 +133,7 @@ void lp_fs_free(struct lp_fs *fs)
 	fs_disk_unref(fs->disk);
 	fs_decoders_destroy(&fs->decoders);
 	fs_record_destroy(&fs->record);
+	fs_stats_file_destroy(&fs->stats_file);
 	pthread_cond_destroy(&fs->fetch.cond);
 	pthread_mutex_destroy(&fs->fetch.lock);
 	free(fs->cache_dir);

@@ -5,10 +5,10 @@
  * prefetch.c, stats.c). Not included outside fs/.
  *
  * Lock order (every file that locks follows it): fetch.lock, then
- * cache.lock; decoders.lock, disk->lock and record.lock are leaves, never
- * held while taking another lock (disk_cache.c's table lock comes before
- * disk->lock and is taken by no other file). No lock is held across blob,
- * disk or decode work.
+ * cache.lock; decoders.lock, disk->lock, record.lock and stats_file.lock are
+ * leaves, never held while taking another lock (disk_cache.c's table lock
+ * comes before disk->lock and is taken by no other file). No lock is held
+ * across blob, disk or decode work.
  */
 #ifndef LP_FS_INT_H
 #define LP_FS_INT_H
@@ -109,6 +109,44 @@ struct fs_stats {
 
 void fs_stats_ondemand(struct fs_stats *s, uint64_t ns);
 
+/*
+ * The control file's contents for reads that come without an open handle
+ * (the kernel stopped sending FUSE_OPEN): one JSON snapshot per layer,
+ * made anew by each lookup of the name (an open by path looks it up first:
+ * the entry is never cached), its length and a new mtime reported as the
+ * file's attributes so that the kernel drops the pages of the previous one.
+ */
+struct fs_stats_file {
+	pthread_mutex_t lock;
+	uint8_t *data; /* protected by lock; NULL before the first lookup */
+	size_t len; /* protected by lock */
+	uint64_t mtime_ns; /* protected by lock; grows with each snapshot */
+};
+
+/* fs_stats_refresh() - a new snapshot; 0 or -ENOMEM/-EFBIG. */
+int fs_stats_refresh(struct lp_fs *fs);
+/* fs_stats_file_attr() - the snapshot's size and mtime into @st. */
+void fs_stats_file_attr(struct lp_fs *fs, struct stat *st);
+/* fs_stats_file_read() - copy from the snapshot; the byte count. */
+size_t fs_stats_file_read(struct lp_fs *fs, void *buf, size_t size,
+			  uint64_t off);
+/* fs_stats_file_copy() - a malloc'd copy of the snapshot (made now when
+ * there is none yet): what an open handle serves. 0 or -ENOMEM/-EFBIG. */
+int fs_stats_file_copy(struct lp_fs *fs, uint8_t **ret_data, size_t *ret_len);
+void fs_stats_file_destroy(struct fs_stats_file *sf);
+
+/* --- sequential read detection (file_read.c) --- */
+
+/*
+ * Where the last read of a file ended, per inode without an open handle: a
+ * small table indexed by entry index (FS_SEQ_SLOTS, a power of two), each
+ * slot one word: the rest of the entry index above the slot bits, then the
+ * end offset (FS_SEQ_OFF_BITS). Files sharing a slot only lose the
+ * read-ahead hint; nothing is allocated per inode.
+ */
+#define FS_SEQ_SLOTS 256
+#define FS_SEQ_OFF_BITS 40
+
 /* --- prefetch and background fetch (prefetch.c) --- */
 
 enum fs_job_state {
@@ -181,6 +219,8 @@ struct lp_fs {
 	struct fs_fetcher fetch;
 	struct fs_stats stats;
 	struct fs_record record;
+	struct fs_stats_file stats_file;
+	atomic_uint_fast64_t seq[FS_SEQ_SLOTS]; /* sequential detection */
 	atomic_uint ondemand_active; /* readers fetching right now */
 	atomic_uint_fast64_t last_ondemand_ns; /* CLOCK_MONOTONIC */
 };

@@ -9,13 +9,26 @@
  *
  * The layer is immutable, so the kernel may cache everything for long:
  * entries, attributes, negative lookups, directory listings and file pages
- * (keep_cache). The control file is opened with direct I/O instead.
+ * (keep_cache). Only the control file changes: its entry and attributes are
+ * never cached, and each lookup (every open by path does one) reports the
+ * size and a new mtime of a fresh snapshot, so that the kernel, asked to
+ * compare mtimes (FUSE_CAP_AUTO_INVAL_DATA), drops the previous pages.
+ *
+ * No open: when the kernel supports it, the first FUSE_OPEN (and the first
+ * FUSE_OPENDIR) is answered ENOSYS; the kernel then opens files and
+ * directories by itself, with keep_cache, and sends neither OPEN nor
+ * RELEASE again: a warm open-read-close costs no request at all. Reads then
+ * come without a handle (fh 0), and the core reads by inode. Opens are kept
+ * (answered with a handle, the control file with direct I/O) when the
+ * caller asks (keep_open, LAZYPULL_FUSE_OPEN=1 in the environment) or once
+ * access recording is on, since recording counts opens: the kernel's choice
+ * is for the whole connection and never undone.
  *
  * Every request is counted by operation (lp_fs_count_op: a relaxed atomic
  * increment in the layer's stats) before it is served, so the counts show
  * what the kernel asked for, whatever the answer was.
  *
- * State comes from the request's userdata (the struct lp_fs), never a
+ * State comes from the request's userdata (the struct lp_fuse), never a
  * global. No locks here: the core is thread-safe.
  */
 #define FUSE_USE_VERSION 312
@@ -23,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,13 +55,26 @@ struct lp_fuse {
 	struct fuse_session *se;
 	struct lp_fs *fs; /* borrowed */
 	unsigned int max_threads;
+	bool keep_open; /* never answer ENOSYS to an open */
+	atomic_bool no_open, no_opendir; /* set once, by op_init() */
 	bool mounted;
 	char *mountpoint; /* for lp_fuse_unmount() */
 };
 
-static struct lp_fs *req_fs(fuse_req_t req)
+static struct lp_fuse *req_fuse(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
+}
+
+static struct lp_fs *req_fs(fuse_req_t req)
+{
+	return req_fuse(req)->fs;
+}
+
+/* how long the kernel may keep an entry or attributes of @ino */
+static double cache_timeout(fuse_req_t req, uint64_t ino)
+{
+	return lp_fs_volatile(req_fs(req), ino) ? 0.0 : FUSE_CACHE_TIMEOUT;
 }
 
 /* the one place an error turns into a reply */
@@ -66,21 +93,38 @@ static void reply_error(fuse_req_t req, int r, const struct lp_err *err)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
+	struct lp_fuse *f = userdata;
+
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
-	/* the tree never changes: no need to ask before reusing pages */
-	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	/*
+	 * Pages are dropped when a file's mtime changes: only the control
+	 * file's does. For the others the check costs nothing: their
+	 * attributes never expire, so no request is made for it.
+	 */
+	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+	else
+		conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	if (!f->keep_open) {
+		atomic_store(&f->no_open,
+			     (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0);
+		atomic_store(&f->no_opendir,
+			     (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) !=
+				     0);
+	}
 }
 
-static void fill_entry(struct fuse_entry_param *e, const struct stat *st)
+static void fill_entry(fuse_req_t req, struct fuse_entry_param *e,
+		       const struct stat *st)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = st->st_ino;
 	e->attr = *st;
-	e->attr_timeout = FUSE_CACHE_TIMEOUT;
-	e->entry_timeout = FUSE_CACHE_TIMEOUT;
+	e->attr_timeout = cache_timeout(req, st->st_ino);
+	e->entry_timeout = e->attr_timeout;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -99,7 +143,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	} else if (r < 0) {
 		reply_error(req, r, NULL);
 	} else {
-		fill_entry(&e, &st);
+		fill_entry(req, &e, &st);
 		fuse_reply_entry(req, &e);
 	}
 }
@@ -115,7 +159,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	if (r < 0)
 		reply_error(req, r, NULL);
 	else
-		fuse_reply_attr(req, &st, FUSE_CACHE_TIMEOUT);
+		fuse_reply_attr(req, &st, cache_timeout(req, ino));
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -145,6 +189,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		reply_error(req, r, NULL);
 		return;
 	}
+	if (atomic_load(&req_fuse(req)->no_opendir)) {
+		/* the kernel opens directories itself from now on, with
+		 * keep_cache and cache_readdir; readdir needs no handle */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	fi->cache_readdir = 1;
 	fi->keep_cache = 1;
 	fuse_reply_open(req, fi);
@@ -166,7 +216,7 @@ static int add_dirent(void *opaque, const char *name, const struct stat *st,
 	if (d->plus) {
 		struct fuse_entry_param e;
 
-		fill_entry(&e, st);
+		fill_entry(d->req, &e, st);
 		n = fuse_add_direntry_plus(d->req, d->buf + d->len, left, name,
 					   &e, (off_t)next_off);
 	} else {
@@ -224,6 +274,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_error(req, r, NULL);
 		return;
 	}
+	if (atomic_load(&req_fuse(req)->no_open) &&
+	    !lp_fs_recording(req_fs(req))) {
+		/* checked like any open, then no handle: from now on the
+		 * kernel opens files itself (keep_cache) and reads by inode */
+		lp_fs_release(req_fs(req), file);
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	fi->fh = (uintptr_t)file;
 	fi->direct_io = direct;
 	fi->keep_cache = !direct;
@@ -244,7 +302,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	lp_fs_count_op(req_fs(req), LP_FS_OP_READ);
 	/* reply straight from the pinned chunks: no buffer, no copy (the
 	 * reply frees @req: unpin through @fs) */
-	r = lp_fs_read_pin(fs, file, size, (uint64_t)off, &segs, &err);
+	r = lp_fs_read_pin(fs, ino, file, size, (uint64_t)off, &segs, &err);
 	if (r != -E2BIG) {
 		if (r < 0)
 			reply_error(req, r, &err);
@@ -259,7 +317,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		reply_error(req, -ENOMEM, NULL);
 		return;
 	}
-	r = lp_fs_read(req_fs(req), file, buf, size, (uint64_t)off, &err);
+	r = lp_fs_read(fs, ino, file, buf, size, (uint64_t)off, &err);
 	if (r < 0)
 		reply_error(req, r, &err);
 	else
@@ -341,6 +399,14 @@ static const struct fuse_lowlevel_ops lp_fuse_ops = {
 	.statfs = op_statfs,
 };
 
+/* LAZYPULL_FUSE_OPEN=1: keep FUSE_OPEN requests (to compare, or debug) */
+static bool env_keep_open(void)
+{
+	const char *v = getenv("LAZYPULL_FUSE_OPEN");
+
+	return v && !strcmp(v, "1");
+}
+
 int lp_fuse_mount(struct lp_fs *fs, const char *mountpoint,
 		  const struct lp_fuse_options *opts, struct lp_fuse **ret_fuse,
 		  struct lp_err *err)
@@ -366,11 +432,12 @@ int lp_fuse_mount(struct lp_fs *fs, const char *mountpoint,
 		goto out;
 	}
 	f->fs = fs;
+	f->keep_open = opts->keep_open || env_keep_open();
 	f->max_threads =
 		opts->max_threads ? opts->max_threads : LP_FUSE_DEFAULT_THREADS;
 	if (f->max_threads > LP_FUSE_MAX_THREADS)
 		f->max_threads = LP_FUSE_MAX_THREADS;
-	f->se = fuse_session_new(&args, &lp_fuse_ops, sizeof(lp_fuse_ops), fs);
+	f->se = fuse_session_new(&args, &lp_fuse_ops, sizeof(lp_fuse_ops), f);
 	if (!f->se) {
 		r = lp_err_set(err, -EINVAL, "cannot create a FUSE session");
 		goto out;

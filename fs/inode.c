@@ -4,7 +4,8 @@
  * targets and xattrs, with the overlayfs conventions of a lower layer
  * (whiteouts shown as 0/0 character devices, opaque markers turned into an
  * xattr, landmarks hidden) and the hidden control directory `/.lazypull`.
- * Everything here reads the immutable TOC: no locks, no allocation.
+ * Everything here reads the immutable TOC: no locks, no allocation (but
+ * for a lookup of the stats file, which makes its snapshot: stats.c).
  *
  * Inode numbers: entry index + 1 (root = 1); nr_entries + 1 and + 2 are the
  * control directory and its stats file.
@@ -127,20 +128,21 @@ static void fill_entry(const struct lp_fs *fs, uint32_t idx, struct stat *st)
 	set_times(st, ie);
 }
 
-static void fill_control(const struct lp_fs *fs, uint64_t ino, struct stat *st)
+static void fill_control(struct lp_fs *fs, uint64_t ino, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
 	st->st_blksize = FS_BLKSIZE;
+	set_times(st, lp_toc_entry(fs->toc, 0));
 	if (ino == fs->ctl_dir_ino) {
 		st->st_mode = S_IFDIR | 0555;
 		st->st_nlink = 2;
 	} else {
-		/* size unknown in advance: opened with direct I/O */
+		/* the size and mtime of the last lookup's snapshot */
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
+		fs_stats_file_attr(fs, st);
 	}
-	set_times(st, lp_toc_entry(fs->toc, 0));
 }
 
 int lp_fs_getattr(struct lp_fs *fs, uint64_t ino, struct stat *st)
@@ -172,7 +174,7 @@ int lp_fs_lookup(struct lp_fs *fs, uint64_t parent, const char *name,
 	if (parent == fs->ctl_dir_ino) {
 		if (strcmp(name, LP_FS_STATS_FILE))
 			r = -ENOENT;
-		else
+		else if ((r = fs_stats_refresh(fs)) == 0) /* opens look up */
 			fill_control(fs, fs->stats_ino, st);
 		goto out;
 	}

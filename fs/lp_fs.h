@@ -100,6 +100,19 @@ void lp_fs_free(struct lp_fs *fs);
 struct lp_layer *lp_fs_layer(const struct lp_fs *fs);
 
 /*
+ * lp_fs_volatile() - whether the attributes and contents of @ino may change
+ * (the control file): a cache must not keep them. Everything else is fixed
+ * for the life of @fs.
+ */
+bool lp_fs_volatile(const struct lp_fs *fs, uint64_t ino);
+
+/*
+ * lp_fs_recording() - whether access recording was started (lp_fs_open()
+ * of a regular file must then be called for each first access).
+ */
+bool lp_fs_recording(struct lp_fs *fs);
+
+/*
  * lp_fs_getattr() - attributes of inode @ino into @st (st_ino, st_mode with
  * S_IF bits, nlink, uid, gid, rdev, size, blksize, blocks, times).
  * Returns 0 or -ENOENT.
@@ -108,8 +121,9 @@ int lp_fs_getattr(struct lp_fs *fs, uint64_t ino, struct stat *st);
 
 /*
  * lp_fs_lookup() - the child @name of directory @parent, its attributes in
- * @st (st->st_ino is its inode). Returns 0, -ENOENT, -ENOTDIR,
- * -ENAMETOOLONG.
+ * @st (st->st_ino is its inode). A lookup of the control file makes a new
+ * snapshot of its JSON (see lp_fs_read) with a new mtime. Returns 0,
+ * -ENOENT, -ENOTDIR, -ENAMETOOLONG, -ENOMEM.
  */
 int lp_fs_lookup(struct lp_fs *fs, uint64_t parent, const char *name,
 		 struct stat *st);
@@ -154,21 +168,27 @@ int lp_fs_listxattr(struct lp_fs *fs, uint64_t ino, char *buf, size_t size);
  * lp_fs_open() - open @ino for reading. Write access (@flags O_WRONLY,
  * O_RDWR, O_TRUNC) is refused with -EROFS; directories with -EISDIR; other
  * non-regular files with -EINVAL. On success *ret_file is a handle the
- * caller frees with lp_fs_release(). @ret_direct_io is set when the file's
- * size is not known in advance (the control files): bypass page caches.
+ * caller frees with lp_fs_release(); an open of a regular file is what
+ * access recording counts. @ret_direct_io is set for the control file: the
+ * handle holds a snapshot of its JSON made now, served bypassing page
+ * caches. Opening is optional: lp_fs_read() also reads by inode alone.
  */
 int lp_fs_open(struct lp_fs *fs, uint64_t ino, int flags,
 	       struct lp_fs_file **ret_file, bool *ret_direct_io);
 
 /*
- * lp_fs_read() - read up to @size bytes at @off of an open file into @buf.
- * Every byte returned comes from a chunk whose digest was verified. Returns
- * the number of bytes (0 at or past the end), -EBADMSG (a chunk failed
- * verification: @err names layer, file and offset), -EIO or another blob
- * error. Short only at the end of the file.
+ * lp_fs_read() - read up to @size bytes at @off of file @ino into @buf,
+ * through handle @file from lp_fs_open(), or without one (@file NULL; the
+ * control file then reads the snapshot its last lp_fs_lookup() made, which
+ * lp_fs_getattr() and lp_fs_lookup() report the size of). Every byte
+ * returned comes from a chunk whose digest was verified. Returns the number
+ * of bytes (0 at or past the end), -EBADMSG (a chunk failed verification:
+ * @err names layer, file and offset), -EIO or another blob error, and
+ * without a handle -EISDIR/-EINVAL/-ENOENT for an inode that is not a
+ * regular file. Short only at the end of the file.
  */
-int lp_fs_read(struct lp_fs *fs, struct lp_fs_file *file, void *buf,
-	       size_t size, uint64_t off, struct lp_err *err);
+int lp_fs_read(struct lp_fs *fs, uint64_t ino, struct lp_fs_file *file,
+	       void *buf, size_t size, uint64_t off, struct lp_err *err);
 
 /*
  * A read served in place by lp_fs_read_pin(): iov[0..nr) hold the bytes, in
@@ -182,15 +202,15 @@ struct lp_fs_segs {
 
 /*
  * lp_fs_read_pin() - lp_fs_read() without the copy: on success @segs points
- * into verified cache memory (or the control file's snapshot) that stays
- * valid and unchanged until lp_fs_read_unpin(); a reply can be written
- * straight from it. Returns the byte count (0 at or past the end) or the
- * errors of lp_fs_read(), and -E2BIG when the range spans more than
- * LP_FS_READ_MAX_SEGS chunks (use lp_fs_read()). Nothing stays pinned on
- * failure.
+ * into verified cache memory that stays valid and unchanged until
+ * lp_fs_read_unpin(); a reply can be written straight from it. Returns the
+ * byte count (0 at or past the end) or the errors of lp_fs_read(), and
+ * -E2BIG when the range spans more than LP_FS_READ_MAX_SEGS chunks or is
+ * the control file's (use lp_fs_read()). Nothing stays pinned on failure.
  */
-int lp_fs_read_pin(struct lp_fs *fs, struct lp_fs_file *file, size_t size,
-		   uint64_t off, struct lp_fs_segs *segs, struct lp_err *err);
+int lp_fs_read_pin(struct lp_fs *fs, uint64_t ino, struct lp_fs_file *file,
+		   size_t size, uint64_t off, struct lp_fs_segs *segs,
+		   struct lp_err *err);
 
 /* lp_fs_read_unpin() - release what lp_fs_read_pin() pinned in @segs. */
 void lp_fs_read_unpin(struct lp_fs *fs, struct lp_fs_segs *segs);

@@ -23,6 +23,10 @@ struct lp_fuse_options {
 	const char *fsname; /* shown in /proc/mounts; NULL: "lazypull" */
 	unsigned int max_threads; /* 0: LP_FUSE_DEFAULT_THREADS */
 	bool allow_other; /* let other users (containers) read the mount */
+	/* answer every FUSE_OPEN with a handle (off: the kernel is asked to
+	 * stop sending them, see fs/fuse_ops.c); needed when access recording
+	 * may start after the first open, as opens are what it counts */
+	bool keep_open;
 };
 
 /*

@@ -48,6 +48,11 @@ out:
 	return r;
 }
 
+bool lp_fs_recording(struct lp_fs *fs)
+{
+	return atomic_load_explicit(&fs->record.on, memory_order_acquire);
+}
+
 void fs_record_access(struct lp_fs *fs, uint32_t idx)
 {
 	struct fs_record *rec = &fs->record;

@@ -6,11 +6,19 @@
  * their numeric form (lp_fs_stats_get) and their JSON form served by the
  * hidden control file /.lazypull/stats.
  *
+ * The JSON served without an open handle is a snapshot made on each lookup
+ * of the file (fs_stats_refresh), its size and a growing mtime shown as the
+ * file's attributes: the kernel keeps it in its page cache (no handle, no
+ * direct I/O) and drops it when a lookup reports a new mtime.
+ *
  * Lock order: only fetch.lock, briefly, to read the job states; then
- * cache.lock (in fs_cache_usage), never both at once.
+ * cache.lock (in fs_cache_usage), never both at once; stats_file.lock only
+ * once the JSON is made, to swap it in.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs_int.h"
 
@@ -241,4 +249,103 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 		r = ops_json(&st, out);
 out:
 	return r;
+}
+
+bool lp_fs_volatile(const struct lp_fs *fs, uint64_t ino)
+{
+	return ino == fs->stats_ino;
+}
+
+int fs_stats_refresh(struct lp_fs *fs)
+{
+	struct fs_stats_file *sf = &fs->stats_file;
+	struct timespec ts;
+	struct lp_buf b;
+	uint8_t *data;
+	uint64_t now;
+	size_t len;
+	int r;
+
+	lp_buf_init(&b, LP_FS_STATS_MAX);
+	r = lp_fs_stats_json(fs, &b);
+	if (r < 0)
+		goto out;
+	data = lp_buf_steal(&b, &len);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	pthread_mutex_lock(&sf->lock);
+	/* a new mtime each time, even within a clock tick: the kernel
+	 * compares it to decide whether its cached pages are stale */
+	sf->mtime_ns = now > sf->mtime_ns ? now : sf->mtime_ns + 1;
+	free(sf->data);
+	sf->data = data;
+	sf->len = len;
+	pthread_mutex_unlock(&sf->lock);
+out:
+	lp_buf_release(&b);
+	return r;
+}
+
+void fs_stats_file_attr(struct lp_fs *fs, struct stat *st)
+{
+	struct fs_stats_file *sf = &fs->stats_file;
+
+	pthread_mutex_lock(&sf->lock);
+	st->st_size = (off_t)sf->len;
+	if (sf->mtime_ns) {
+		st->st_mtim.tv_sec = (time_t)(sf->mtime_ns / 1000000000u);
+		st->st_mtim.tv_nsec = (long)(sf->mtime_ns % 1000000000u);
+		st->st_ctim = st->st_mtim;
+	}
+	pthread_mutex_unlock(&sf->lock);
+	st->st_blocks = (blkcnt_t)((st->st_size + 511) / 512);
+}
+
+size_t fs_stats_file_read(struct lp_fs *fs, void *buf, size_t size,
+			  uint64_t off)
+{
+	struct fs_stats_file *sf = &fs->stats_file;
+	size_t n = 0;
+
+	pthread_mutex_lock(&sf->lock);
+	if (off < sf->len) {
+		n = lp_min_u64(size, sf->len - off);
+		memcpy(buf, sf->data + off, n);
+	}
+	pthread_mutex_unlock(&sf->lock);
+	return n;
+}
+
+int fs_stats_file_copy(struct lp_fs *fs, uint8_t **ret_data, size_t *ret_len)
+{
+	struct fs_stats_file *sf = &fs->stats_file;
+	uint8_t *copy = NULL;
+	int r = 0;
+
+	pthread_mutex_lock(&sf->lock);
+	if (!sf->data) {
+		/* opened without a lookup (a tool holding the inode) */
+		pthread_mutex_unlock(&sf->lock);
+		r = fs_stats_refresh(fs);
+		if (r < 0)
+			return r;
+		pthread_mutex_lock(&sf->lock);
+	}
+	copy = malloc(sf->len ? sf->len : 1);
+	if (!copy) {
+		r = -ENOMEM;
+		goto out;
+	}
+	memcpy(copy, sf->data, sf->len);
+	*ret_data = copy;
+	*ret_len = sf->len;
+out:
+	pthread_mutex_unlock(&sf->lock);
+	return r;
+}
+
+void fs_stats_file_destroy(struct fs_stats_file *sf)
+{
+	free(sf->data);
+	pthread_mutex_destroy(&sf->lock);
 }

@@ -296,6 +296,7 @@ static int mount_layer(struct opt *op, size_t i)
 	snprintf(fsname, sizeof(fsname), "lazypull-optimize:%zu", i);
 	fo.fsname = fsname;
 	fo.allow_other = true;
+	fo.keep_open = true; /* recording counts opens */
 	r = lp_fuse_mount(l->fs, l->mnt, &fo, &l->fuse, op->err);
 	if (r < 0)
 		return r;

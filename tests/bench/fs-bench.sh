@@ -5,9 +5,10 @@
 # loopback), by the reference snapshotter's fs package (tests/bench/
 # refmount, built from Debian's Go sources when golang-go is there), next
 # to the same files on local disk:
-#   - warm sequential and random read throughput (every byte already read
-#     once; "page cache" = second read, "drop_caches" = after
-#     echo 3 >/proc/sys/vm/drop_caches: the daemon's memory cache vs disk)
+#   - warm sequential, random and small-file (open+read+close) read
+#     throughput (every byte already read once; "page cache" = second
+#     read, "drop_caches" = after echo 3 >/proc/sys/vm/drop_caches: the
+#     daemon's memory cache vs disk)
 #   - cold latency of a first small-file read on a fresh mount
 #   - daemon RSS for 10 mounted layers of 10k entries each
 # Root, /dev/fuse and docker-registry needed. Usage: fs-bench.sh [BUILD_DIR]
@@ -15,7 +16,9 @@
 # mounts interleaved within each round) and reports medians (default 3);
 # LP_BENCH_PARTS picks parts from "warm cold rss" (default all three);
 # LP_BENCH_HOLD=1 leaves the warm mounts up after the warm part until
-# $T/done exists (to profile a daemon: pids and mount points are printed).
+# $T/done exists (to profile a daemon: pids and mount points are printed);
+# LP_BENCH_BASE=OTHER_BUILD_DIR adds that build's lazypull (registry) to the
+# warm rounds as "lazypull-base", to compare two builds in the same run.
 set -euo pipefail
 RUNS=${LP_BENCH_RUNS:-3}
 PARTS=${LP_BENCH_PARTS:-warm cold rss}
@@ -107,7 +110,7 @@ lp_mount() { # MNT ARGS...
 	shift
 	mkdir -p "$m"
 	MOUNTS+=("$m")
-	"$LP" mount "$@" "$m"
+	"${LP_BIN:-$LP}" mount "$@" "$m"
 }
 ref_mount() { # MNT DIGEST TOC (one process per call)
 	mkdir -p "$1" "$T/refroot-$(basename "$1")"
@@ -155,6 +158,20 @@ t = time.perf_counter(); [x.start() for x in ts]; [x.join() for x in ts]
 print("%.0f" % (sum(out) / (time.perf_counter() - t) / 1e6))
 PY
 }
+# small_mbs DIR: MB/s of one thread opening a random small file, reading
+# 4 KiB at 0 and closing it, 8000 times: the per-open cost alone
+small_mbs() {
+	python3 - "$1" <<'PY'
+import os, random, sys, time
+root = sys.argv[1]
+smalls = [os.path.join(d, f) for d, _, fs in os.walk(root + "/small") for f in fs]
+r = random.Random(2); n = 0; t = time.perf_counter()
+for i in range(8000):
+    fd = os.open(r.choice(smalls), os.O_RDONLY)
+    n += len(os.pread(fd, 4096, 0)); os.close(fd)
+print("%.0f" % (n / (time.perf_counter() - t) / 1e6))
+PY
+}
 warm_all() { find "$1" -type f -exec cat {} + >/dev/null; }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -165,11 +182,17 @@ lp_mount "$T/m-local" --toc-digest "$TOC" --no-background-fetch --mem-cache 512M
 lp_mount "$T/m-reg" --layer 0 --no-background-fetch --mem-cache 512M "$R/bench/one:v1"
 names=(local-disk lazypull-local lazypull-registry)
 dirs=("$T/tree" "$T/m-local" "$T/m-reg")
+if [ -n "${LP_BENCH_BASE:-}" ]; then
+	LP_BIN=$LP_BENCH_BASE/cmd/lazypull lp_mount "$T/m-base" --layer 0 \
+		--no-background-fetch --mem-cache 512M "$R/bench/one:v1"
+	names+=(lazypull-base)
+	dirs+=("$T/m-base")
+fi
 if [ -n "$REFMOUNT" ] && ref_mount "$T/m-ref" "$LDG" "$TOC"; then
 	names+=(reference-registry)
 	dirs+=("$T/m-ref")
 fi
-declare -A SEQ_PC SEQ_DROP RND_PC RND_DROP
+declare -A SEQ_PC SEQ_DROP RND_PC RND_DROP SMALL_PC
 for i in "${!names[@]}"; do warm_all "${dirs[i]}"; done
 say "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for run in $(seq "$RUNS"); do
@@ -178,6 +201,7 @@ for run in $(seq "$RUNS"); do
 		warm_all "${dirs[i]}"
 		SEQ_PC[$n]+="$(seq_mbs "${dirs[i]}") "
 		RND_PC[$n]+="$(rand_mbs "${dirs[i]}") "
+		SMALL_PC[$n]+="$(small_mbs "${dirs[i]}") "
 		drop
 		SEQ_DROP[$n]+="$(seq_mbs "${dirs[i]}") "
 		drop
@@ -187,32 +211,33 @@ for run in $(seq "$RUNS"); do
 done
 printf '\nall runs (MB/s):\n'
 for n in "${names[@]}"; do
-	printf '%-20s seq-pc [%s] seq-drop [%s] rand-pc [%s] rand-drop [%s]\n' "$n" \
-		"${SEQ_PC[$n]% }" "${SEQ_DROP[$n]% }" "${RND_PC[$n]% }" "${RND_DROP[$n]% }"
+	printf '%-20s seq-pc [%s] seq-drop [%s] rand-pc [%s] rand-drop [%s] small-pc [%s]\n' "$n" \
+		"${SEQ_PC[$n]% }" "${SEQ_DROP[$n]% }" "${RND_PC[$n]% }" "${RND_DROP[$n]% }" "${SMALL_PC[$n]% }"
 done
 for n in "${names[@]}"; do
-	for v in SEQ_PC SEQ_DROP RND_PC RND_DROP; do
+	for v in SEQ_PC SEQ_DROP RND_PC RND_DROP SMALL_PC; do
 		declare -n arr=$v
 		arr[$n]=$(tr ' ' '\n' <<<"${arr[$n]}" | grep . | median)
 		unset -n arr
 	done
 done
-printf '\n%-20s %14s %14s %14s %14s   (median of %s, load %s)\n' "warm, MB/s" "seq pagecache" "seq dropped" \
-	"rand pagecache" "rand dropped" "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '\n%-20s %14s %14s %14s %14s %14s   (median of %s, load %s)\n' "warm, MB/s" "seq pagecache" "seq dropped" \
+	"rand pagecache" "rand dropped" "small pagecache" "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
 for n in "${names[@]}"; do
-	printf '%-20s %14s %14s %14s %14s\n' "$n" "${SEQ_PC[$n]}" "${SEQ_DROP[$n]}" "${RND_PC[$n]}" "${RND_DROP[$n]}"
+	printf '%-20s %14s %14s %14s %14s %14s\n' "$n" "${SEQ_PC[$n]}" "${SEQ_DROP[$n]}" "${RND_PC[$n]}" "${RND_DROP[$n]}" "${SMALL_PC[$n]}"
 done
-printf '%-20s %14s %14s %14s %14s\n' "lazypull-reg/disk" \
-	"$(ratio "${SEQ_PC[lazypull-registry]}" "${SEQ_PC[local-disk]}")" \
-	"$(ratio "${SEQ_DROP[lazypull-registry]}" "${SEQ_DROP[local-disk]}")" \
-	"$(ratio "${RND_PC[lazypull-registry]}" "${RND_PC[local-disk]}")" \
-	"$(ratio "${RND_DROP[lazypull-registry]}" "${RND_DROP[local-disk]}")"
+ratios() { # LABEL NAME OVER
+	printf '%-20s %14s %14s %14s %14s %14s\n' "$1" \
+		"$(ratio "${SEQ_PC[$2]}" "${SEQ_PC[$3]}")" \
+		"$(ratio "${SEQ_DROP[$2]}" "${SEQ_DROP[$3]}")" \
+		"$(ratio "${RND_PC[$2]}" "${RND_PC[$3]}")" \
+		"$(ratio "${RND_DROP[$2]}" "${RND_DROP[$3]}")" \
+		"$(ratio "${SMALL_PC[$2]}" "${SMALL_PC[$3]}")"
+}
+ratios lazypull-reg/disk lazypull-registry local-disk
 if [ -n "${SEQ_PC[reference-registry]:-}" ]; then
-	printf '%-20s %14s %14s %14s %14s\n' "lazypull-reg/ref" \
-		"$(ratio "${SEQ_PC[lazypull-registry]}" "${SEQ_PC[reference-registry]}")" \
-		"$(ratio "${SEQ_DROP[lazypull-registry]}" "${SEQ_DROP[reference-registry]}")" \
-		"$(ratio "${RND_PC[lazypull-registry]}" "${RND_PC[reference-registry]}")" \
-		"$(ratio "${RND_DROP[lazypull-registry]}" "${RND_DROP[reference-registry]}")"
+	[ -z "${SEQ_PC[lazypull-base]:-}" ] || ratios base/ref lazypull-base reference-registry
+	ratios lazypull-reg/ref lazypull-registry reference-registry
 fi
 if [ "${LP_BENCH_HOLD:-0}" = 1 ]; then
 	for i in "${!names[@]}"; do echo "${names[i]} ${dirs[i]}"; done

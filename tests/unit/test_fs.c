@@ -226,7 +226,7 @@ static const char *base_name(const char *p)
 }
 
 /* read pieces in place (lp_fs_read_pin); the copy when they span too many */
-static int read_piece(struct lp_fs *fs, struct lp_fs_file *file,
+static int read_piece(struct lp_fs *fs, uint64_t ino, struct lp_fs_file *file,
 		      struct lp_sha256 *h, uint8_t *buf, uint64_t off, bool pin,
 		      struct lp_err *err)
 {
@@ -236,9 +236,9 @@ static int read_piece(struct lp_fs *fs, struct lp_fs_file *file,
 	int r = -E2BIG;
 
 	if (pin)
-		r = lp_fs_read_pin(fs, file, READ_PIECE, off, &segs, err);
+		r = lp_fs_read_pin(fs, ino, file, READ_PIECE, off, &segs, err);
 	if (r == -E2BIG) {
-		r = lp_fs_read(fs, file, buf, READ_PIECE, off, err);
+		r = lp_fs_read(fs, ino, file, buf, READ_PIECE, off, err);
 		if (r > 0)
 			lp_sha256_update(h, buf, (size_t)r);
 		return r;
@@ -256,8 +256,9 @@ static int read_piece(struct lp_fs *fs, struct lp_fs_file *file,
 	return r;
 }
 
-/* read a whole file in odd pieces, copied and in place by turns; digest
- * and result */
+/* read a whole file in odd pieces, copied and in place by turns, through
+ * a handle or (odd inodes) by inode alone as a mount without opens does;
+ * digest and result */
 static int read_digest(struct lp_fs *fs, uint64_t ino, struct lp_digest *out,
 		       struct lp_err *err)
 {
@@ -270,10 +271,12 @@ static int read_digest(struct lp_fs *fs, uint64_t ino, struct lp_digest *out,
 
 	assert_non_null(buf);
 	assert_int_equal(lp_sha256_new(&h), 0);
-	r = lp_fs_open(fs, ino, O_RDONLY, &file, &direct);
-	assert_int_equal(r, 0);
+	if (!(ino & 1)) {
+		r = lp_fs_open(fs, ino, O_RDONLY, &file, &direct);
+		assert_int_equal(r, 0);
+	}
 	for (;;) {
-		r = read_piece(fs, file, h, buf, off, pin, err);
+		r = read_piece(fs, ino, file, h, buf, off, pin, err);
 		if (r <= 0)
 			break;
 		off += (uint64_t)r;
@@ -496,12 +499,76 @@ static void test_control_file(void **state)
 	assert_int_equal(lp_fs_open(fx.fs, st.st_ino, O_RDONLY, &file, &direct),
 			 0);
 	assert_true(direct);
-	n = lp_fs_read(fx.fs, file, buf, sizeof(buf) - 1, 0, &err);
+	n = lp_fs_read(fx.fs, st.st_ino, file, buf, sizeof(buf) - 1, 0, &err);
 	assert_true(n > 100);
 	buf[n] = '\0';
 	assert_non_null(strstr(buf, "\"fetched_bytes\": "));
 	assert_non_null(strstr(buf, "\"background\": {\"state\": \"off\""));
 	lp_fs_release(fx.fs, file);
+	lp_fs_free(fx.fs);
+}
+
+/* the control file read without a handle: each lookup makes a snapshot,
+ * reported with its size and a newer mtime; reads serve the last one */
+static void test_control_file_no_open(void **state)
+{
+	struct fixture fx = { 0 };
+	struct lp_fs_segs segs;
+	struct lp_err err = { 0 };
+	struct stat st, st2, big, dir;
+	char buf[8192], one;
+	int n;
+
+	open_fs(&fx, "v1-default", NULL);
+	assert_int_equal(lookup_path(fx.fs, ".lazypull/stats", &st), 0);
+	assert_true(st.st_size > 100 && st.st_size < (off_t)sizeof(buf));
+	n = lp_fs_read(fx.fs, st.st_ino, NULL, buf, sizeof(buf) - 1, 0, &err);
+	assert_int_equal(n, st.st_size);
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "\"fetched_chunks\": 0,"));
+	assert_string_equal(buf + n - 2, "}\n");
+	/* no pinning: the snapshot may be replaced while a reply is written */
+	assert_int_equal(
+		lp_fs_read_pin(fx.fs, st.st_ino, NULL, 10, 0, &segs, &err),
+		-E2BIG);
+	assert_int_equal(segs.nr, 0);
+	/* getattr reports the snapshot without making a new one */
+	assert_int_equal(lp_fs_getattr(fx.fs, st.st_ino, &st2), 0);
+	assert_int_equal(st2.st_size, st.st_size);
+	assert_int_equal(st2.st_mtim.tv_sec, st.st_mtim.tv_sec);
+	assert_int_equal(st2.st_mtim.tv_nsec, st.st_mtim.tv_nsec);
+	assert_true(lp_fs_volatile(fx.fs, st.st_ino));
+
+	/* a read without a handle fetches; the next lookup shows it */
+	assert_int_equal(lookup_path(fx.fs, "usr/lib/big.bin", &big), 0);
+	assert_false(lp_fs_volatile(fx.fs, big.st_ino));
+	assert_int_equal(lp_fs_read(fx.fs, big.st_ino, NULL, &one, 1, 0, &err),
+			 1);
+	n = lp_fs_read(fx.fs, st.st_ino, NULL, buf, sizeof(buf) - 1, 0, &err);
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "\"fetched_chunks\": 0,")); /* same */
+	assert_int_equal(lookup_path(fx.fs, ".lazypull/stats", &st2), 0);
+	assert_true(st2.st_mtim.tv_sec > st.st_mtim.tv_sec ||
+		    (st2.st_mtim.tv_sec == st.st_mtim.tv_sec &&
+		     st2.st_mtim.tv_nsec > st.st_mtim.tv_nsec));
+	n = lp_fs_read(fx.fs, st.st_ino, NULL, buf, sizeof(buf) - 1, 0, &err);
+	assert_int_equal(n, st2.st_size);
+	buf[n] = '\0';
+	assert_null(strstr(buf, "\"fetched_chunks\": 0,"));
+	/* reads past the end, and of what is not a regular file */
+	assert_int_equal(lp_fs_read(fx.fs, st.st_ino, NULL, buf, 10,
+				    (uint64_t)st2.st_size, &err),
+			 0);
+	assert_int_equal(lookup_path(fx.fs, "usr/lib", &dir), 0);
+	assert_int_equal(lp_fs_read(fx.fs, dir.st_ino, NULL, buf, 10, 0, &err),
+			 -EISDIR);
+	assert_int_equal(
+		lp_fs_read(fx.fs, st.st_ino - 1, NULL, buf, 10, 0, &err),
+		-EISDIR); /* the control directory */
+	assert_int_equal(
+		lp_fs_read(fx.fs, st.st_ino + 1, NULL, buf, 10, 0, &err),
+		-ENOENT);
+	assert_int_equal(lp_fs_read(fx.fs, 0, NULL, buf, 10, 0, &err), -ENOENT);
 	lp_fs_free(fx.fs);
 }
 
@@ -912,9 +979,9 @@ static void test_multi_range(void **state)
 	assert_int_equal(lp_fs_open(fx.fs, st.st_ino, O_RDONLY, &file, &direct),
 			 0);
 	for (k = 2; k < 40; k += 2)
-		assert_int_equal(
-			lp_fs_read(fx.fs, file, &one, 1, k * 65536 + 1, &err),
-			1);
+		assert_int_equal(lp_fs_read(fx.fs, st.st_ino, file, &one, 1,
+					    k * 65536 + 1, &err),
+				 1);
 	lp_fs_release(fx.fs, file);
 	assert_int_equal(stat_of(fx.fs, "\"multi_range_reads"), 0);
 	lp_fs_free(fx.fs);
@@ -1106,6 +1173,38 @@ static void *serve_main(void *arg)
 	return NULL;
 }
 
+/* the whole control file, as cat reads it; its length or -1 when the
+ * length is not the one fstat reports or the JSON does not end */
+static ssize_t read_stats(const char *mnt, char *buf, size_t size)
+{
+	char path[600];
+	struct stat sb;
+	ssize_t n = 0, k;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/.lazypull/stats", mnt);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	while ((size_t)n < size - 1 &&
+	       (k = read(fd, buf + n, size - 1 - (size_t)n)) > 0)
+		n += k;
+	if (fstat(fd, &sb) != 0 || sb.st_size != n)
+		n = -1;
+	close(fd);
+	if (n < 2)
+		return -1;
+	buf[n] = '\0';
+	return strcmp(buf + n - 2, "}\n") ? -1 : n;
+}
+
+static unsigned long long json_num(const char *json, const char *key)
+{
+	const char *p = strstr(json, key);
+
+	return p ? strtoull(p + strlen(key), NULL, 10) : ~0ull;
+}
+
 /*
  * The client side of test_op_counts_mounted, in a child process: a process
  * must not be a client of its own FUSE mount (if its server dies, a request
@@ -1114,19 +1213,44 @@ static void *serve_main(void *arg)
  */
 static int mounted_client(const char *mnt)
 {
-	char path[600], buf[4096];
+	char path[600], buf[4096], json[LP_FS_STATS_MAX];
+	unsigned long long chunks, lookups = 0;
 	struct statvfs sv;
 	struct stat sb;
+	int fd, i;
 	DIR *d;
-	int fd;
 
 	snprintf(path, sizeof(path), "%s/usr/bin/tool", mnt);
+	for (i = 0; i < 3; i++) { /* warm: with no open, no request */
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			return 1;
+		if (read(fd, buf, sizeof(buf)) <= 0)
+			return 2;
+		close(fd);
+	}
+	/* the stats are fresh on each open, whole, and agree with fstat:
+	 * each open looks the file up, so the count grows each time (while
+	 * the size mostly stays: the kernel must see the new mtime) */
+	for (i = 0; i < 5; i++) {
+		if (read_stats(mnt, json, sizeof(json)) < 0)
+			return 9;
+		if (i && json_num(json, "\"lookup\": ") <= lookups)
+			return 13;
+		lookups = json_num(json, "\"lookup\": ");
+	}
+	chunks = json_num(json, "\"fetched_chunks\": ");
+	snprintf(path, sizeof(path), "%s/usr/lib/big.bin", mnt);
 	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return 1;
-	if (read(fd, buf, sizeof(buf)) <= 0)
-		return 2;
+	if (fd < 0 || fstat(fd, &sb) != 0 ||
+	    pread(fd, buf, 1, sb.st_size - 1) != 1)
+		return 10;
 	close(fd);
+	if (read_stats(mnt, json, sizeof(json)) < 0)
+		return 11;
+	if (json_num(json, "\"fetched_chunks\": ") <= chunks)
+		return 12;
+	snprintf(path, sizeof(path), "%s/usr/bin/tool", mnt);
 	snprintf(path, sizeof(path), "%s/usr/bin/big-link", mnt);
 	if (readlink(path, buf, sizeof(buf)) <= 0)
 		return 3;
@@ -1149,10 +1273,10 @@ static int mounted_client(const char *mnt)
 }
 
 /* through a real mount (root and /dev/fuse only): the adapter counts */
-static void test_op_counts_mounted(void **state)
+static void run_mounted(bool keep_open)
 {
 	char mnt[] = "/tmp/lp-test-fs-mnt-XXXXXX", go = 0;
-	struct lp_fuse_options fo = { 0 };
+	struct lp_fuse_options fo = { .keep_open = keep_open };
 	struct lp_fuse *fuse = NULL;
 	struct fixture fx = { 0 };
 	struct lp_err err = { 0 };
@@ -1205,7 +1329,14 @@ static void test_op_counts_mounted(void **state)
 			 status, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 
 	assert_true(st.ops[LP_FS_OP_LOOKUP] >= 5); /* usr bin tool ... */
-	assert_true(st.ops[LP_FS_OP_OPEN] >= 1);
+	if (keep_open) {
+		assert_true(st.ops[LP_FS_OP_OPEN] >= 6); /* 3 tool, 2 stats */
+	} else {
+		/* the first open is answered ENOSYS, and is the only one */
+		assert_int_equal(st.ops[LP_FS_OP_OPEN], 1);
+		assert_int_equal(st.ops[LP_FS_OP_RELEASE], 0);
+		assert_int_equal(st.ops[LP_FS_OP_OPENDIR], 1);
+	}
 	assert_true(st.ops[LP_FS_OP_READ] >= 1);
 	assert_true(st.ops[LP_FS_OP_READLINK] >= 1);
 	assert_true(st.ops[LP_FS_OP_GETXATTR] >= 1);
@@ -1214,8 +1345,19 @@ static void test_op_counts_mounted(void **state)
 	assert_true(st.ops[LP_FS_OP_READDIR] + st.ops[LP_FS_OP_READDIRPLUS] >=
 		    1);
 	assert_true(st.ops[LP_FS_OP_STATFS] >= 1);
-	assert_int_equal(st.ondemand_fetches, 1); /* tool: one chunk */
+	/* tool: one chunk, read once; big.bin's last */
+	assert_int_equal(st.ondemand_fetches, 2);
 	lp_fs_free(fx.fs);
+}
+
+static void test_op_counts_mounted(void **state)
+{
+	run_mounted(false);
+}
+
+static void test_op_counts_mounted_keep_open(void **state)
+{
+	run_mounted(true);
 }
 
 int main(void)
@@ -1224,6 +1366,7 @@ int main(void)
 		cmocka_unit_test(test_read_every_file),
 		cmocka_unit_test(test_inode_view),
 		cmocka_unit_test(test_control_file),
+		cmocka_unit_test(test_control_file_no_open),
 		cmocka_unit_test(test_faults),
 		cmocka_unit_test(test_single_flight),
 		cmocka_unit_test(test_memory_budget),
@@ -1236,6 +1379,7 @@ int main(void)
 		cmocka_unit_test(test_latency_histogram),
 		cmocka_unit_test(test_op_counts),
 		cmocka_unit_test(test_op_counts_mounted),
+		cmocka_unit_test(test_op_counts_mounted_keep_open),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
