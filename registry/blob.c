@@ -5,8 +5,11 @@
  * reach the caller: a 206 must carry exactly the requested Content-Range, a
  * 200 (a registry ignoring Range) is sliced while streaming and then cut
  * off, a multipart/byteranges reply is matched part by part by the offsets
- * in its own headers. Redirects to blob storage are remembered per blob and
- * dropped when the storage refuses (403, expiry) or after a while.
+ * in its own headers. A single-range reply cut short is resumed: the retry
+ * asks for the missing tail only, so what was written stays and a streamed
+ * read (lp_blob_pread_stream) reports an ever-growing prefix. Redirects to
+ * blob storage are remembered per blob and dropped when the storage refuses
+ * (403, expiry) or after a while.
  *
  * Lock order: lock is a leaf (held only to copy the cached redirect).
  */
