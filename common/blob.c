@@ -81,6 +81,25 @@ out:
 	return r;
 }
 
+int lp_blob_pread_stream(struct lp_blob *blob, void *buf, size_t len,
+			 uint64_t off, lp_blob_progress_fn fn, void *arg)
+{
+	int r;
+
+	if (off > blob->size || len > blob->size - off)
+		return -ERANGE;
+	if (!len)
+		return 0;
+	if (blob->ops->pread_stream)
+		return blob->ops->pread_stream(blob->ctx, buf, len, off, fn,
+					       arg);
+	/* a source that cannot stream (a wrapper): one read, then all of it */
+	r = blob->ops->pread(blob->ctx, buf, len, off);
+	if (r == 0)
+		r = fn(arg, len);
+	return r;
+}
+
 uint64_t lp_blob_size(const struct lp_blob *blob)
 {
 	return blob->size;
@@ -134,6 +153,27 @@ static int file_pread(void *ctx, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/* pieces small enough that the first chunks of a long read go ahead */
+#define FILE_STREAM_PIECE (256 * 1024)
+
+static int file_pread_stream(void *ctx, void *buf, size_t len, uint64_t off,
+			     lp_blob_progress_fn fn, void *arg)
+{
+	size_t done = 0, n;
+	int r = 0;
+
+	while (done < len && r == 0) {
+		n = len - done < FILE_STREAM_PIECE ? len - done :
+						     FILE_STREAM_PIECE;
+		r = file_pread(ctx, (uint8_t *)buf + done, n, off + done);
+		if (r == 0) {
+			done += n;
+			r = fn(arg, done);
+		}
+	}
+	return r;
+}
+
 static void file_close(void *ctx)
 {
 	struct file_blob *f = ctx;
@@ -145,6 +185,7 @@ static void file_close(void *ctx)
 static const struct lp_blob_ops file_ops = {
 	.pread = file_pread,
 	.close = file_close,
+	.pread_stream = file_pread_stream,
 };
 
 int lp_blob_open_file(const char *path, struct lp_blob **ret_blob)

@@ -17,6 +17,14 @@
 
 struct lp_blob;
 
+/*
+ * Progress of a streamed read (lp_blob_pread_stream): the first @done bytes
+ * of the caller's buffer are filled and final (never written again); @done
+ * only grows. Return 0 to go on, or -errno to stop the read, which then
+ * returns that error.
+ */
+typedef int (*lp_blob_progress_fn)(void *arg, size_t done);
+
 /* One range of a multi-range read: @len bytes at blob offset @off. */
 struct lp_blob_range {
 	uint64_t off;
@@ -42,6 +50,16 @@ struct lp_blob_ops {
 	 */
 	int (*pread_multi)(void *ctx, const struct lp_blob_range *ranges,
 			   size_t n);
+	/*
+	 * Optional (NULL: lp_blob_pread_stream() does one pread, then reports
+	 * all of it). pread in one request that reports progress as bytes
+	 * arrive: @fn (never NULL) each time a longer prefix of @buf is final.
+	 * Bytes are written in order and never rewritten, also when the source
+	 * retries (it resumes at the first missing byte). On failure the
+	 * reported prefix stays valid.
+	 */
+	int (*pread_stream)(void *ctx, void *buf, size_t len, uint64_t off,
+			    lp_blob_progress_fn fn, void *arg);
 };
 
 /*
@@ -77,6 +95,17 @@ int lp_blob_pread(struct lp_blob *blob, void *buf, size_t len, uint64_t off);
  */
 int lp_blob_pread_multi(struct lp_blob *blob,
 			const struct lp_blob_range *ranges, size_t n);
+
+/*
+ * lp_blob_pread_stream() - lp_blob_pread() that calls @fn(@arg, done) each
+ * time the filled prefix buf[0, done) grows (last call with done == @len on
+ * success), so a caller can use the first bytes of a long read while the
+ * rest is still on its way. One request where the source makes requests.
+ * Returns as lp_blob_pread(), or @fn's error; on failure buf[0, done) of
+ * the last report is still right.
+ */
+int lp_blob_pread_stream(struct lp_blob *blob, void *buf, size_t len,
+			 uint64_t off, lp_blob_progress_fn fn, void *arg);
 
 uint64_t lp_blob_size(const struct lp_blob *blob);
 const char *lp_blob_name(const struct lp_blob *blob);

@@ -8,6 +8,10 @@
  * pinned ones, which readers keep alive by their references until they are
  * done, so the tier itself never holds more than its budget.
  *
+ * A run of chunks claimed together is published chunk by chunk as
+ * fs_fetch_run() settles them (fs_chunk_publish), so a reader waiting on
+ * one wakes as soon as that one is in, not when the run ends.
+ *
  * Lock order: cache.lock is taken alone (no other lock is taken while it is
  * held; fs_fetch_run() runs unlocked).
  */
@@ -157,62 +161,34 @@ static uint32_t claim_locked(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 	return n;
 }
 
-/* publish the results of a run; returns nothing: failures sit in chunks */
-static void publish_locked(struct lp_fs *fs, uint32_t first, uint32_t n,
-			   uint8_t **data, const int *res,
-			   enum fs_fetch_kind kind)
+/*
+ * Settle one claimed chunk: READY with @data (the cache takes it) when
+ * @res is 0, else FAILED and out of the table. Waiters wake at once, each
+ * for its own chunk, not when the rest of the run is in.
+ */
+void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
+		      enum fs_fetch_kind kind)
 {
 	struct fs_cache *c = &fs->cache;
-	uint32_t i;
+	struct fs_chunk *ch;
 
-	for (i = 0; i < n; i++) {
-		struct fs_chunk *ch = c->slots[first + i];
-
-		if (res[i] == 0) {
-			ch->data = data[i];
-			ch->len = lp_toc_chunk(fs->toc, first + i)->chunk_size;
-			ch->state = FS_CHUNK_READY;
-			c->used += ch->len;
-			lru_add(c, ch, kind == FS_FETCH_BACKGROUND);
-		} else {
-			ch->state = FS_CHUNK_FAILED;
-			ch->error = res[i];
-			c->slots[first + i] = NULL;
-			chunk_unref_locked(ch);
-		}
+	pthread_mutex_lock(&c->lock);
+	ch = c->slots[ci];
+	if (res == 0) {
+		ch->data = data;
+		ch->len = lp_toc_chunk(fs->toc, ci)->chunk_size;
+		ch->state = FS_CHUNK_READY;
+		c->used += ch->len;
+		lru_add(c, ch, kind == FS_FETCH_BACKGROUND);
+	} else {
+		ch->state = FS_CHUNK_FAILED;
+		ch->error = res;
+		c->slots[ci] = NULL;
+		chunk_unref_locked(ch);
 	}
 	evict_locked(c);
 	pthread_cond_broadcast(&c->settled);
-}
-
-/*
- * fetch the run claimed at @first and publish it; called unlocked. Returns
- * the first chunk's result.
- */
-static int fetch_claimed(struct lp_fs *fs, uint32_t first, uint32_t n,
-			 enum fs_fetch_kind kind, struct lp_err *err)
-{
-	uint8_t **data = calloc(n, sizeof(*data));
-	int *res = calloc(n, sizeof(*res));
-	int enomem[1] = { -ENOMEM };
-	uint32_t i;
-	int r;
-
-	if (data && res)
-		fs_fetch_run(fs, first, n, data, res, kind, err);
-	pthread_mutex_lock(&fs->cache.lock);
-	if (data && res) {
-		publish_locked(fs, first, n, data, res, kind);
-		r = res[0];
-	} else {
-		for (i = 0; i < n; i++)
-			publish_locked(fs, first + i, 1, NULL, enomem, kind);
-		r = lp_err_set(err, -ENOMEM, "out of memory for a chunk run");
-	}
-	pthread_mutex_unlock(&fs->cache.lock);
-	free(data);
-	free(res);
-	return r;
+	pthread_mutex_unlock(&c->lock);
 }
 
 int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
@@ -276,7 +252,7 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 		atomic_fetch_add(&fs->ondemand_active, 1);
 		t0 = fs_now_ns();
 	}
-	r = fetch_claimed(fs, ci, n, kind, err);
+	r = fs_fetch_run(fs, ci, n, kind, err);
 	if (kind == FS_FETCH_ONDEMAND) {
 		uint64_t now = fs_now_ns();
 

@@ -128,55 +128,89 @@ out:
 	return r;
 }
 
+/* one claimed run being filled; each chunk is handed to the cache (settled)
+ * as soon as its result is known */
+struct fetch_run {
+	struct lp_fs *fs;
+	uint32_t first, n;
+	enum fs_fetch_kind kind;
+	uint8_t **data; /* [n]; owned until settled */
+	int *res; /* [n]; FS_PENDING until settled */
+	struct lp_err *err; /* the first chunk's message */
+};
+
+/* publish chunk @i's result @r: data[i] passes to the cache (or is freed) */
+static void settle(struct fetch_run *run, uint32_t i, int r)
+{
+	run->res[i] = r;
+	fs_chunk_publish(run->fs, run->first + i, r == 0 ? run->data[i] : NULL,
+			 r, run->kind);
+	if (r < 0)
+		free(run->data[i]);
+	run->data[i] = NULL;
+}
+
 /* pending chunks [first + i, first + j): one contiguous blob range */
 struct fetch_group {
+	struct fetch_run *run;
 	uint32_t i, j;
 	uint64_t start, end;
 	uint8_t *src; /* the compressed bytes [start, end) */
+	uint32_t next; /* streaming: the first chunk not settled yet */
+	struct lp_chunk_decoder *dec;
 };
 
-static void group_fail(struct lp_fs *fs, uint32_t first,
-		       const struct fetch_group *g, int r, int *res,
-		       struct lp_err *err)
+static void group_fail(struct fetch_group *g, uint32_t from, int r)
 {
+	struct fetch_run *run = g->run;
 	char why[64];
 	uint32_t k;
 
 	snprintf(why, sizeof(why), "blob read failed: %s", strerror(-r));
-	for (k = g->i; k < g->j; k++)
-		res[k] = fs_chunk_error(fs, first + k, r, why,
-					k == 0 ? err : NULL);
+	for (k = from; k < g->j; k++)
+		settle(run, k,
+		       fs_chunk_error(run->fs, run->first + k, r, why,
+				      k == 0 ? run->err : NULL));
 }
 
-/* decode and verify the chunks of a group whose bytes arrived */
-static void group_decode(struct lp_fs *fs, uint32_t first,
-			 const struct fetch_group *g, uint8_t **data, int *res,
-			 struct lp_err *err)
+/* decode, verify and settle chunk @k of a group whose bytes are in */
+static void group_decode_one(struct fetch_group *g, uint32_t k)
 {
-	struct lp_chunk_decoder *dec = NULL;
-	uint32_t k;
+	struct fetch_run *run = g->run;
+	struct lp_fs *fs = run->fs;
+	const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, run->first + k);
 	int r;
 
-	r = decoder_get(fs, &dec);
-	if (r < 0) {
-		group_fail(fs, first, g, r, res, err);
-		return;
+	r = decode_one(fs, g->dec, run->first + k, g->src, g->start,
+		       run->data[k], k == 0 ? run->err : NULL);
+	if (r == 0) {
+		atomic_fetch_add(&fs->stats.fetched_chunks, 1);
+		if (fs->disk)
+			fs_disk_put(fs->disk, fs_chunk_digest(fs->toc, c),
+				    run->data[k], c->chunk_size);
 	}
-	for (k = g->i; k < g->j; k++) {
-		res[k] = decode_one(fs, dec, first + k, g->src, g->start,
-				    data[k], k == 0 ? err : NULL);
-		if (res[k] == 0) {
-			const struct lp_toc_chunk *c =
-				lp_toc_chunk(fs->toc, first + k);
+	settle(run, k, r);
+}
 
-			atomic_fetch_add(&fs->stats.fetched_chunks, 1);
-			if (fs->disk)
-				fs_disk_put(fs->disk,
-					    fs_chunk_digest(fs->toc, c),
-					    data[k], c->chunk_size);
-		}
+/*
+ * Streaming progress: settle every chunk, in run order, whose compressed
+ * bytes lie inside the @done bytes that arrived, while the rest of the
+ * read is still on its way.
+ */
+static int group_progress(void *arg, size_t done)
+{
+	struct fetch_group *g = arg;
+	const struct lp_toc *toc = g->run->fs->toc;
+
+	while (g->next < g->j) {
+		const struct lp_toc_chunk *c =
+			lp_toc_chunk(toc, g->run->first + g->next);
+
+		if (c->offset + c->compressed_size > g->start + done)
+			break;
+		group_decode_one(g, g->next++);
 	}
-	decoder_put(fs, dec);
+	return 0;
 }
 
 static bool ranges_disjoint(const struct lp_blob_range *ranges, uint32_t n)
@@ -190,19 +224,42 @@ static bool ranges_disjoint(const struct lp_blob_range *ranges, uint32_t n)
 }
 
 /*
- * Read the @n groups' compressed bytes: one pread for one group, one
- * multi-range read for several (chunks the disk tier had split the claimed
- * run; the source may answer them in one round trip), then decode each.
- * The groups lie inside one claimed run, so together they are bounded by
- * LP_FS_MAX_COALESCE.
+ * One group: one streamed read, each chunk settled as soon as its bytes
+ * are in (a reader waiting for the first chunks of a long prefetch run
+ * goes on while the rest arrives). On a failure mid-way the chunks already
+ * settled stand and the rest fail.
  */
-static void fetch_groups(struct lp_fs *fs, uint32_t first,
-			 struct fetch_group *groups, uint32_t n, uint8_t **data,
-			 int *res, struct lp_err *err)
+static int fetch_stream(struct fetch_run *run, struct fetch_group *g)
 {
+	struct lp_fs *fs = run->fs;
+	int r;
+
+	g->next = g->i;
+	r = lp_blob_pread_stream(fs->blob, g->src, g->end - g->start, g->start,
+				 group_progress, g);
+	atomic_fetch_add(&fs->stats.blob_reads, 1);
+	if (r == 0) {
+		atomic_fetch_add(&fs->stats.fetched_bytes, g->end - g->start);
+		group_progress(g, g->end - g->start); /* settles all */
+	} else {
+		atomic_fetch_add(&fs->stats.fetch_errors, 1);
+		group_fail(g, g->next, r);
+	}
+	return r;
+}
+
+/*
+ * Several groups (chunks the disk tier had split the claimed run): one
+ * multi-range read, all or nothing (the source may answer them in one
+ * round trip), then decode each.
+ */
+static void fetch_multi(struct fetch_run *run, struct fetch_group *groups,
+			uint32_t n)
+{
+	struct lp_fs *fs = run->fs;
 	struct lp_blob_range *ranges = NULL;
 	uint64_t bytes = 0;
-	uint32_t g;
+	uint32_t g, k;
 	int r = 0;
 
 	ranges = calloc(n, sizeof(*ranges));
@@ -211,22 +268,17 @@ static void fetch_groups(struct lp_fs *fs, uint32_t first,
 		goto out;
 	}
 	for (g = 0; g < n; g++) {
-		groups[g].src = malloc(groups[g].end - groups[g].start);
-		if (!groups[g].src) {
-			r = -ENOMEM;
-			goto out;
-		}
 		ranges[g].off = groups[g].start;
 		ranges[g].len = groups[g].end - groups[g].start;
 		ranges[g].buf = groups[g].src;
 		bytes += ranges[g].len;
 	}
-	if (n > 1 && ranges_disjoint(ranges, n)) {
+	if (ranges_disjoint(ranges, n)) {
 		r = lp_blob_pread_multi(fs->blob, ranges, n);
 		atomic_fetch_add(&fs->stats.blob_reads, 1);
 		atomic_fetch_add(&fs->stats.multi_range_reads, 1);
 	} else {
-		/* one group, or chunks out of blob order: one read each */
+		/* chunks out of blob order: one read each */
 		for (g = 0; g < n && r == 0; g++) {
 			r = lp_blob_pread(fs->blob, ranges[g].buf,
 					  ranges[g].len, ranges[g].off);
@@ -239,62 +291,111 @@ out:
 	if (r < 0)
 		atomic_fetch_add(&fs->stats.fetch_errors, 1);
 	for (g = 0; g < n; g++) {
-		if (r < 0)
-			group_fail(fs, first, &groups[g], r, res, err);
-		else
-			group_decode(fs, first, &groups[g], data, res, err);
-		free(groups[g].src);
-		groups[g].src = NULL;
+		if (r < 0) {
+			group_fail(&groups[g], groups[g].i, r);
+			continue;
+		}
+		for (k = groups[g].i; k < groups[g].j; k++)
+			group_decode_one(&groups[g], k);
 	}
 	free(ranges);
 }
 
-void fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n, uint8_t **data,
-		  int *res, enum fs_fetch_kind kind, struct lp_err *err)
+/*
+ * Read the @n groups' compressed bytes and settle their chunks. The groups
+ * lie inside one claimed run, so together they are bounded by
+ * LP_FS_MAX_COALESCE.
+ */
+static void fetch_groups(struct fetch_run *run, struct fetch_group *groups,
+			 uint32_t n)
 {
+	struct lp_fs *fs = run->fs;
+	struct lp_chunk_decoder *dec = NULL;
+	uint32_t g;
+	int r;
+
+	r = decoder_get(fs, &dec);
+	for (g = 0; g < n && r == 0; g++) {
+		groups[g].run = run;
+		groups[g].dec = dec;
+		groups[g].src = malloc(groups[g].end - groups[g].start);
+		if (!groups[g].src)
+			r = -ENOMEM;
+	}
+	if (r < 0) {
+		atomic_fetch_add(&fs->stats.fetch_errors, 1);
+		for (g = 0; g < n; g++) {
+			groups[g].run = run;
+			group_fail(&groups[g], groups[g].i, r);
+		}
+	} else if (n == 1) {
+		fetch_stream(run, &groups[0]);
+	} else {
+		fetch_multi(run, groups, n);
+	}
+	for (g = 0; g < n; g++) {
+		free(groups[g].src);
+		groups[g].src = NULL;
+	}
+	if (dec)
+		decoder_put(fs, dec);
+}
+
+int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
+		 enum fs_fetch_kind kind, struct lp_err *err)
+{
+	struct fetch_run run = {
+		.fs = fs, .first = first, .n = n, .kind = kind, .err = err
+	};
 	struct fetch_group *groups = NULL;
 	uint32_t i, j, k, nr_groups = 0;
+	int r;
 
+	run.data = calloc(n, sizeof(*run.data));
+	run.res = calloc(n, sizeof(*run.res));
+	groups = calloc(n, sizeof(*groups));
+	if (!run.data || !run.res || !groups) {
+		for (i = 0; i < n; i++)
+			fs_chunk_publish(fs, first + i, NULL, -ENOMEM, kind);
+		r = lp_err_set(err, -ENOMEM, "out of memory for a chunk run");
+		goto out;
+	}
 	/* the disk tier, and a buffer for every chunk that missed it */
 	for (i = 0; i < n; i++) {
 		const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, first + i);
 		const struct lp_digest *dg = fs_chunk_digest(fs->toc, c);
 		struct lp_err *e = i == 0 ? err : NULL;
 
-		res[i] = FS_PENDING;
+		run.res[i] = FS_PENDING;
 		if (!dg) {
-			res[i] = fs_chunk_error(fs, first + i, -EBADMSG,
-						"no digest to verify against",
-						e);
+			settle(&run, i,
+			       fs_chunk_error(fs, first + i, -EBADMSG,
+					      "no digest to verify against",
+					      e));
 		} else if (c->chunk_size > LP_CHUNK_MAX_SIZE ||
 			   c->compressed_size > FS_MAX_COMPRESSED_CHUNK) {
-			res[i] = fs_chunk_error(fs, first + i, -EFBIG,
-						"chunk over the size bound", e);
-		} else if (!(data[i] = malloc(c->chunk_size ? c->chunk_size :
-							      1))) {
-			res[i] = fs_chunk_error(fs, first + i, -ENOMEM,
-						"out of memory", e);
-		} else if (fs->disk && fs_disk_get(fs->disk, dg, data[i],
+			settle(&run, i,
+			       fs_chunk_error(fs, first + i, -EFBIG,
+					      "chunk over the size bound", e));
+		} else if (!(run.data[i] = malloc(
+				     c->chunk_size ? c->chunk_size : 1))) {
+			settle(&run, i,
+			       fs_chunk_error(fs, first + i, -ENOMEM,
+					      "out of memory", e));
+		} else if (fs->disk && fs_disk_get(fs->disk, dg, run.data[i],
 						   c->chunk_size) == 0) {
 			atomic_fetch_add(&fs->stats.disk_hits, 1);
-			res[i] = 0;
+			settle(&run, i, 0);
 		}
 	}
 	/* the blob: the contiguous groups of pending chunks, in one go */
-	groups = calloc(n, sizeof(*groups));
 	for (i = 0; i < n; i = j) {
-		if (res[i] != FS_PENDING) {
+		if (run.res[i] != FS_PENDING) {
 			j = i + 1;
 			continue;
 		}
-		for (j = i + 1; j < n && res[j] == FS_PENDING; j++)
+		for (j = i + 1; j < n && run.res[j] == FS_PENDING; j++)
 			;
-		if (!groups) {
-			struct fetch_group g = { .i = i, .j = j };
-
-			group_fail(fs, first, &g, -ENOMEM, res, err);
-			continue;
-		}
 		groups[nr_groups] = (struct fetch_group){
 			.i = i,
 			.j = j,
@@ -312,12 +413,11 @@ void fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n, uint8_t **data,
 		nr_groups++;
 	}
 	if (nr_groups)
-		fetch_groups(fs, first, groups, nr_groups, data, res, err);
+		fetch_groups(&run, groups, nr_groups);
+	r = run.res[0];
+out:
 	free(groups);
-	for (i = 0; i < n; i++) {
-		if (res[i] < 0) {
-			free(data[i]);
-			data[i] = NULL;
-		}
-	}
+	free(run.data);
+	free(run.res);
+	return r;
 }

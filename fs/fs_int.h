@@ -248,6 +248,14 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 /* fs_chunk_put() - unpin; NULL allowed. */
 void fs_chunk_put(struct lp_fs *fs, struct fs_chunk *chunk);
 
+/*
+ * fs_chunk_publish() - settle claimed chunk @ci: READY with @data (the
+ * cache takes it; verified) when @res is 0, else FAILED with @res. Wakes
+ * the readers waiting on it.
+ */
+void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
+		      enum fs_fetch_kind kind);
+
 /* fs_chunk_is_cached() - whether chunk @ci is READY in memory. */
 bool fs_chunk_is_cached(struct lp_fs *fs, uint32_t ci);
 
@@ -266,13 +274,13 @@ const struct lp_digest *fs_chunk_digest(const struct lp_toc *toc,
 
 /*
  * fs_fetch_run() - fill the @n claimed chunks from @first: from the disk
- * tier when there, the rest with one blob read per contiguous group, each
- * decoded and verified. On return data[i] is a malloc'd verified buffer and
- * res[i] == 0, or data[i] is NULL and res[i] < 0. @err gets the message of
- * the first chunk's failure.
+ * tier when there, the rest with one blob read per contiguous group (a
+ * single group streamed), each decoded and verified, and publish each
+ * (fs_chunk_publish) as soon as its result is known. Returns the first
+ * chunk's result; @err gets the message of its failure.
  */
-void fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n, uint8_t **data,
-		  int *res, enum fs_fetch_kind kind, struct lp_err *err);
+int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
+		 enum fs_fetch_kind kind, struct lp_err *err);
 
 /*
  * fs_chunk_error() - fill @err with "layer L: file F: chunk at offset O

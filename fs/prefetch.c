@@ -3,6 +3,8 @@
  * Prefetch and background fetch, on one low-priority thread. Prefetch reads
  * the prioritised range [0, prefetch landmark) in bulk, coalesced into blob
  * reads of up to LP_FS_MAX_COALESCE bytes, and wakes lp_fs_wait_prefetch().
+ * Those reads stream (fs_fetch_run): each chunk is readable as soon as its
+ * bytes are in, so a workload started early runs alongside the transfer.
  * Background fetch then walks every chunk in blob order and fetches what
  * neither tier holds, in smaller runs, standing aside while on-demand reads
  * are in flight (and for FS_BACKGROUND_QUIET_MS after the last one); its

@@ -5,8 +5,11 @@
  * reach the caller: a 206 must carry exactly the requested Content-Range, a
  * 200 (a registry ignoring Range) is sliced while streaming and then cut
  * off, a multipart/byteranges reply is matched part by part by the offsets
- * in its own headers. Redirects to blob storage are remembered per blob and
- * dropped when the storage refuses (403, expiry) or after a while.
+ * in its own headers. A single-range reply cut short is resumed: the retry
+ * asks for the missing tail only, so what was written stays and a streamed
+ * read (lp_blob_pread_stream) reports an ever-growing prefix. Redirects to
+ * blob storage are remembered per blob and dropped when the storage refuses
+ * (403, expiry) or after a while.
  *
  * Lock order: lock is a leaf (held only to copy the cached redirect).
  */
@@ -169,6 +172,11 @@ out:
 
 /* ---- single range ---- */
 
+/*
+ * buf[0, got) is final: a retry asks for the rest only (the Range header,
+ * ours, is rewritten before it), so bytes are never written twice and a
+ * streaming reader's prefix stays right.
+ */
 struct range_sink {
 	struct lp_reg_blob *rb;
 	uint8_t *buf;
@@ -178,6 +186,10 @@ struct range_sink {
 	uint64_t seen; /* 200: body bytes seen so far */
 	bool whole; /* 200: slicing the whole blob */
 	bool begun;
+	char *range; /* the request's Range header */
+	size_t range_size;
+	lp_blob_progress_fn fn; /* NULL: no progress reports */
+	void *arg;
 };
 
 static int range_begin(void *ctx, const struct lp_reg_resp *resp)
@@ -191,7 +203,7 @@ static int range_begin(void *ctx, const struct lp_reg_resp *resp)
 		if (resp->content_length >= 0 &&
 		    (uint64_t)resp->content_length != s->rb->size)
 			return -EPROTO;
-		if (s->off > LP_REG_SKIP_MAX)
+		if (s->off + s->got > LP_REG_SKIP_MAX)
 			return -EFBIG;
 		s->whole = true;
 		return 0;
@@ -202,7 +214,7 @@ static int range_begin(void *ctx, const struct lp_reg_resp *resp)
 				       strlen(resp->content_range), &a, &b,
 				       &t) < 0)
 		return -EPROTO;
-	if (a != s->off || b != s->off + s->len - 1 ||
+	if (a != s->off + s->got || b != s->off + s->len - 1 ||
 	    (t != UINT64_MAX && t != s->rb->size))
 		return -EPROTO;
 	s->whole = false;
@@ -213,18 +225,21 @@ static int range_write(void *ctx, const void *data, size_t len)
 {
 	struct range_sink *s = ctx;
 	const uint8_t *p = data;
+	int r;
 
 	if (s->whole) {
 		uint64_t start = s->seen, end = s->seen + len;
 		uint64_t from, to;
 
 		s->seen = end;
-		from = lp_max_u64(start, s->off);
+		from = lp_max_u64(start, s->off + s->got);
 		to = lp_min_u64(end, s->off + s->len);
 		if (from < to) {
 			memcpy(s->buf + (from - s->off), p + (from - start),
 			       (size_t)(to - from));
 			s->got += (size_t)(to - from);
+			if (s->fn && (r = s->fn(s->arg, s->got)) < 0)
+				return r;
 		}
 		return s->got == s->len ? 1 : 0;
 	}
@@ -232,6 +247,8 @@ static int range_write(void *ctx, const void *data, size_t len)
 		return -EPROTO; /* more than the Content-Range said */
 	memcpy(s->buf + s->got, p, len);
 	s->got += len;
+	if (s->fn && len && (r = s->fn(s->arg, s->got)) < 0)
+		return r;
 	return 0;
 }
 
@@ -248,7 +265,11 @@ static void range_reset(void *ctx)
 {
 	struct range_sink *s = ctx;
 
-	s->got = 0;
+	/* keep buf[0, got): ask for the rest */
+	if (s->got)
+		snprintf(s->range, s->range_size, "Range: bytes=%llu-%llu",
+			 (unsigned long long)(s->off + s->got),
+			 (unsigned long long)(s->off + s->len - 1));
 	s->seen = 0;
 	s->whole = false;
 	s->begun = false;
@@ -265,17 +286,26 @@ static int check_range(const struct lp_reg_blob *rb, uint64_t off, size_t len,
 	return 0;
 }
 
-int lp_reg_blob_pread(struct lp_reg_blob *rb, void *buf, size_t len,
-		      uint64_t off, struct lp_err *err)
+/* one Range request, retried from where it broke off; @fn may be NULL */
+static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
+		       uint64_t off, lp_blob_progress_fn fn, void *arg,
+		       struct lp_err *err)
 {
-	struct range_sink s = { .rb = rb, .buf = buf, .off = off, .len = len };
+	char range[64];
+	struct range_sink s = { .rb = rb,
+				.buf = buf,
+				.off = off,
+				.len = len,
+				.range = range,
+				.range_size = sizeof(range),
+				.fn = fn,
+				.arg = arg };
 	struct lp_reg_sink sink = { .begin = range_begin,
 				    .write = range_write,
 				    .finish = range_finish,
 				    .reset = range_reset,
 				    .ctx = &s };
 	struct lp_reg_resp *resp = NULL;
-	char range[64];
 	int r;
 
 	r = check_range(rb, off, len, err);
@@ -308,6 +338,12 @@ int lp_reg_blob_pread(struct lp_reg_blob *rb, void *buf, size_t len,
 out:
 	free(resp);
 	return r;
+}
+
+int lp_reg_blob_pread(struct lp_reg_blob *rb, void *buf, size_t len,
+		      uint64_t off, struct lp_err *err)
+{
+	return pread_range(rb, buf, len, off, NULL, NULL, err);
 }
 
 /* ---- several ranges ---- */
@@ -537,6 +573,20 @@ static int blob_pread(void *ctx, void *buf, size_t len, uint64_t off)
 	return r;
 }
 
+static int blob_pread_stream(void *ctx, void *buf, size_t len, uint64_t off,
+			     lp_blob_progress_fn fn, void *arg)
+{
+	struct lp_reg_blob *rb = ctx;
+	struct lp_err err;
+	int r;
+
+	lp_err_clear(&err);
+	r = pread_range(rb, buf, len, off, fn, arg, &err);
+	if (r < 0 && err.msg[0])
+		lp_log_warn("%s", lp_err_str(&err, r));
+	return r;
+}
+
 /* several ranges: one multi-range request per LP_REG_MULTI_MAX of them */
 static int blob_pread_multi(void *ctx, const struct lp_blob_range *ranges,
 			    size_t n)
@@ -570,6 +620,7 @@ static const struct lp_blob_ops reg_blob_ops = {
 	.pread = blob_pread,
 	.close = blob_close,
 	.pread_multi = blob_pread_multi,
+	.pread_stream = blob_pread_stream,
 };
 
 int lp_reg_blob_as_blob(struct lp_reg_blob *rb, struct lp_blob **ret_blob)

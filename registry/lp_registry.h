@@ -254,7 +254,7 @@ void lp_reg_blob_unref(struct lp_reg_blob *rb); /* NULL allowed */
 
 /*
  * lp_reg_blob_pread() - exactly @len bytes at @off, by one Range GET
- * (retried). Never fills @buf with bytes from elsewhere in the blob: the
+ * (retried; after a reply cut short, for the missing tail only). Never fills @buf with bytes from elsewhere in the blob: the
  * reply's Content-Range must match, and a 200 reply is sliced. Returns 0,
  * -ERANGE outside the blob (or 416), -EPROTO, -EACCES, -ENOENT, -ETIMEDOUT,
  * -EIO.

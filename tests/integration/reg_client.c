@@ -98,6 +98,23 @@ static void *check_thread(void *arg)
 	return NULL;
 }
 
+/* a streamed read's reports: the filled prefix only grows */
+struct stream_ctx {
+	size_t last, len;
+	unsigned int calls, bad;
+};
+
+static int stream_progress(void *arg, size_t done)
+{
+	struct stream_ctx *sc = arg;
+
+	if (done <= sc->last || done > sc->len)
+		sc->bad++;
+	sc->last = done;
+	sc->calls++;
+	return 0;
+}
+
 static int read_file(const char *path, uint8_t **data, uint64_t *size)
 {
 	struct stat st;
@@ -186,6 +203,33 @@ int main(int argc, char **argv)
 		else
 			fwrite(buf, 1, len, stdout);
 		lp_reg_blob_unref(rb);
+		free(buf);
+	} else if (!strcmp(argv[1], "stream") && argc == 7) {
+		/* stream REF DIGEST SIZE OFF LEN: bytes out, reports checked */
+		struct lp_blob *blob = NULL;
+		struct stream_ctx sc = { 0 };
+		uint8_t *buf;
+
+		sc.len = strtoull(argv[6], NULL, 10);
+		buf = malloc(sc.len + 1);
+		if (parse_digest(argv[3], &d) < 0 || !buf)
+			return die(-EINVAL, NULL, "digest");
+		r = lp_reg_open_blob(reg, &ref, &d, strtoull(argv[4], NULL, 10),
+				     &blob);
+		if (r == 0)
+			r = lp_blob_pread_stream(blob, buf, sc.len,
+						 strtoull(argv[5], NULL, 10),
+						 stream_progress, &sc);
+		if (r == 0 && (sc.bad || sc.last != sc.len))
+			r = -EPROTO;
+		fprintf(stderr,
+			"stream: %u reports, %u out of order, last %zu\n",
+			sc.calls, sc.bad, sc.last);
+		if (r < 0)
+			r = die(r, NULL, "stream");
+		else
+			fwrite(buf, 1, sc.len, stdout);
+		lp_blob_unref(blob);
 		free(buf);
 	} else if (!strcmp(argv[1], "multi") && argc == 6) {
 		struct lp_reg_range g[LP_REG_MULTI_MAX];

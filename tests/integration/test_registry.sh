@@ -126,6 +126,27 @@ fault 429 1; s=$(date +%s%N); exact "429 retried"
 fault truncate 1; exact "truncated body retried"
 fault short206 1; exact "short 206 retried"
 fault ignore-range 1; exact "200 to a range sliced"
+# streamed reads (the prefetch path): a retry resumes where the reply broke
+# off, never re-delivering or skipping bytes
+stream_exact() { # name: a streamed range read that must give exact bytes
+	if client stream "$P/test/app" "$LD" "$LS" 12345 700000 >"$T/got" 2>"$T/err" &&
+		cmp -s "$T/got" <(range 12345 700000) && grep -q "0 out of order, last 700000" "$T/err"; then
+		ok "$1 ($(tail -1 "$T/err"))"
+	else fail "$1: $(cat "$T/err")"; fi
+}
+resumed() { # the retry asked for the rest only
+	local a
+	a=$(grep -o "bytes=[0-9]*-" "$T/proxy.log" | sed -n 2p | tr -dc 0-9)
+	[ -n "$a" ] && [ "$a" -gt 12345 ] && ok "$1: retry resumed at $a" || fail "$1: retry ranges $(grep -o "bytes=.*" "$T/proxy.log" | tr '\n' ' ')"
+}
+fault pass 0; stream_exact "streamed read"
+fault truncate 1; stream_exact "streamed read, truncated body"; resumed "truncated stream"
+fault short206 1; stream_exact "streamed read, short 206"; resumed "short 206 stream"
+fault reset 2; stream_exact "streamed read, connection resets"
+fault ignore-range 1; stream_exact "streamed read, 200 to a range sliced"
+fault wrongrange 100
+client stream "$P/test/app" "$LD" "$LS" 100 100 >/dev/null 2>"$T/err" && fail "streamed: shifted Content-Range accepted" ||
+	ok "streamed: shifted Content-Range -> error"
 fault ignore-range 1
 client multi "$P/test/app" "$LD" "$LS" 10:10,100000:20 >"$T/got" && cmp -s "$T/got" <(range 10 10; range 100000 20) &&
 	ok "200 to multi-range -> single ranges" || fail "200 to multi-range"

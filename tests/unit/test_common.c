@@ -180,6 +180,79 @@ static void test_blob_file(void **state)
 	assert_int_equal(lp_blob_open_file("/tmp", &b), -EISDIR);
 }
 
+/* streamed reads: the filled prefix grows, piece by piece for a file */
+struct progress {
+	size_t last;
+	unsigned int calls, bad, stop_after;
+};
+
+static int on_progress(void *arg, size_t done)
+{
+	struct progress *p = arg;
+
+	if (done <= p->last)
+		p->bad++;
+	p->last = done;
+	if (++p->calls == p->stop_after)
+		return -ECANCELED;
+	return 0;
+}
+
+static void test_blob_stream(void **state)
+{
+	char path[] = "/tmp/lp-test-blob.XXXXXX";
+	const size_t len = 1000000;
+	struct lp_blob *b = NULL;
+	struct progress p = { 0 };
+	uint8_t *data = malloc(len), *buf = malloc(len);
+	size_t i;
+	int fd;
+
+	assert_non_null(data);
+	assert_non_null(buf);
+	for (i = 0; i < len; i++)
+		data[i] = (uint8_t)(i * 7 + i / 251);
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	close(fd);
+	assert_int_equal(lp_blob_open_file(path, &b), 0);
+	assert_int_equal(
+		lp_blob_pread_stream(b, buf, len - 10, 10, on_progress, &p), 0);
+	assert_memory_equal(buf, data + 10, len - 10);
+	assert_true(p.calls >= 3); /* in pieces, as they are read */
+	assert_int_equal(p.bad, 0);
+	assert_int_equal(p.last, len - 10);
+	/* the callback's error stops the read and is returned */
+	p = (struct progress){ .stop_after = 2 };
+	assert_int_equal(lp_blob_pread_stream(b, buf, len, 0, on_progress, &p),
+			 -ECANCELED);
+	assert_int_equal(p.calls, 2);
+	assert_int_equal(lp_blob_pread_stream(b, buf, 1, len, on_progress, &p),
+			 -ERANGE);
+	/* the file shrinks: the prefix reported stays, then -EIO */
+	assert_int_equal(truncate(path, 600000), 0);
+	p = (struct progress){ 0 };
+	assert_int_equal(lp_blob_pread_stream(b, buf, len, 0, on_progress, &p),
+			 -EIO);
+	assert_true(p.last > 0 && p.last <= 600000);
+	assert_memory_equal(buf, data, p.last);
+	lp_blob_unref(b);
+	unlink(path);
+
+	/* a source without a streaming op: one read, one report */
+	assert_int_equal(lp_blob_new_mem(data, 1000, "m", &b), 0);
+	p = (struct progress){ 0 };
+	assert_int_equal(
+		lp_blob_pread_stream(b, buf, 900, 100, on_progress, &p), 0);
+	assert_int_equal(p.calls, 1);
+	assert_int_equal(p.last, 900);
+	assert_memory_equal(buf, data + 100, 900);
+	lp_blob_unref(b);
+	free(data);
+	free(buf);
+}
+
 /* arrays double from 16; a failed grow leaves the array as it was */
 static void test_grow_array(void **state)
 {
@@ -384,6 +457,7 @@ int main(void)
 		cmocka_unit_test(test_err),
 		cmocka_unit_test(test_blob_mem),
 		cmocka_unit_test(test_blob_file),
+		cmocka_unit_test(test_blob_stream),
 		cmocka_unit_test(test_grow_array),
 		cmocka_unit_test(test_hashmap_empty),
 		cmocka_unit_test(test_hashmap_basic),

@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <dirent.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -61,6 +62,13 @@ struct fault {
 	atomic_uint reads;
 	atomic_uint multi_reads; /* pread_multi calls */
 	atomic_uint delay_ms;
+	/* streaming (stream_ops): pieces of STREAM_PIECE; a read stops before
+	 * the first piece reaching past @gate until the gate opens */
+	atomic_uint streams; /* pread_stream calls */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t gate; /* protected by lock; 0: none */
+	bool at_gate; /* protected by lock; a read waits there */
 };
 
 static int fault_pread(void *ctx, void *buf, size_t len, uint64_t off)
@@ -105,11 +113,71 @@ static int fault_pread_multi(void *ctx, const struct lp_blob_range *ranges,
 	return r;
 }
 
+#define STREAM_PIECE (16 * 1024) /* as curl hands a body over */
+
+/* a source that streams, as a registry blob: one request per call */
+static int fault_pread_stream(void *ctx, void *buf, size_t len, uint64_t off,
+			      lp_blob_progress_fn fn, void *arg)
+{
+	struct fault *f = ctx;
+	size_t done = 0, n;
+	int r = 0;
+
+	atomic_fetch_add(&f->streams, 1);
+	while (done < len && r == 0) {
+		n = len - done < STREAM_PIECE ? len - done : STREAM_PIECE;
+		pthread_mutex_lock(&f->lock);
+		while (f->gate && off + done + n > f->gate) {
+			f->at_gate = true;
+			pthread_cond_broadcast(&f->cond);
+			pthread_cond_wait(&f->cond, &f->lock);
+		}
+		f->at_gate = false;
+		pthread_mutex_unlock(&f->lock);
+		r = fault_pread(ctx, (uint8_t *)buf + done, n, off + done);
+		atomic_fetch_sub(&f->reads, 1); /* one read: the stream */
+		if (r == 0) {
+			done += n;
+			r = fn(arg, done);
+		}
+	}
+	atomic_fetch_add(&f->reads, 1);
+	return r;
+}
+
+static void gate_set(struct fault *f, uint64_t gate)
+{
+	pthread_mutex_lock(&f->lock);
+	f->gate = gate;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* wait (up to 10 s) until a streamed read stands at the gate */
+static void gate_wait(struct fault *f)
+{
+	struct timespec ts;
+	bool at;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	pthread_mutex_lock(&f->lock);
+	while (!f->at_gate &&
+	       pthread_cond_timedwait(&f->cond, &f->lock, &ts) != ETIMEDOUT)
+		;
+	at = f->at_gate;
+	pthread_mutex_unlock(&f->lock);
+	if (!at)
+		fail_msg("no streamed read reached the gate");
+}
+
 static void fault_close(void *ctx)
 {
 	struct fault *f = ctx;
 
 	lp_blob_unref(f->inner);
+	pthread_cond_destroy(&f->cond);
+	pthread_mutex_destroy(&f->lock);
 	free(f);
 }
 
@@ -119,9 +187,17 @@ static const struct lp_blob_ops fault_ops = {
 	.pread_multi = fault_pread_multi,
 };
 
+static const struct lp_blob_ops stream_ops = {
+	.pread = fault_pread,
+	.close = fault_close,
+	.pread_multi = fault_pread_multi,
+	.pread_stream = fault_pread_stream,
+};
+
 struct fixture {
 	struct lp_fs *fs;
 	struct fault *fault; /* owned by the blob */
+	bool stream; /* set before open_fs: the blob streams */
 };
 
 static void read_text(const char *path, char *buf, size_t len)
@@ -160,8 +236,11 @@ static void open_fs(struct fixture *fx, const char *vec,
 	f = calloc(1, sizeof(*f));
 	assert_non_null(f);
 	f->inner = file;
-	assert_int_equal(
-		lp_blob_new(&fault_ops, f, lp_blob_size(file), path, &blob), 0);
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->cond, NULL);
+	assert_int_equal(lp_blob_new(fx->stream ? &stream_ops : &fault_ops, f,
+				     lp_blob_size(file), path, &blob),
+			 0);
 	assert_int_equal(lp_layer_open(blob, &dg, &layer, &err), 0);
 	lp_blob_unref(blob);
 	assert_int_equal(lp_fs_new(layer, &opts, &fx->fs, &err), 0);
@@ -800,6 +879,205 @@ static void test_neighbours(void **state)
 	lp_fs_free(fx.fs);
 }
 
+/* --- streamed reads: chunks are served as their bytes arrive --- */
+
+struct piece_reader {
+	struct lp_fs *fs;
+	uint64_t ino, off;
+	size_t len;
+	uint8_t *buf;
+	int r;
+	atomic_bool done;
+};
+
+static void *piece_main(void *arg)
+{
+	struct piece_reader *pr = arg;
+	struct lp_fs_file *file = NULL;
+	struct lp_err err = { 0 };
+	bool direct;
+
+	pr->r = lp_fs_open(pr->fs, pr->ino, O_RDONLY, &file, &direct);
+	if (pr->r == 0)
+		pr->r = lp_fs_read(pr->fs, file, pr->buf, pr->len, pr->off,
+				   &err);
+	lp_fs_release(pr->fs, file);
+	atomic_store(&pr->done, true);
+	return NULL;
+}
+
+static void piece_start(struct piece_reader *pr, struct lp_fs *fs, uint64_t ino,
+			uint64_t off, size_t len, pthread_t *t)
+{
+	*pr = (struct piece_reader){ .fs = fs, .ino = ino, .off = off };
+	pr->len = len;
+	pr->buf = calloc(1, len);
+	assert_non_null(pr->buf);
+	assert_int_equal(pthread_create(t, NULL, piece_main, pr), 0);
+}
+
+/* whether @pr finishes within @ms */
+static bool piece_done_within(struct piece_reader *pr, unsigned int ms)
+{
+	unsigned int i;
+
+	for (i = 0; i < ms && !atomic_load(&pr->done); i++)
+		usleep(1000);
+	return atomic_load(&pr->done);
+}
+
+/* check @got against @path's bytes at @off, read through a plain file blob */
+static void want_bytes(const char *path, uint64_t off, size_t len,
+		       const uint8_t *got)
+{
+	struct lp_fs *ref = NULL;
+	struct lp_layer *layer = NULL;
+	struct lp_blob *blob = NULL;
+	struct lp_fs_options opts;
+	struct lp_fs_file *file = NULL;
+	struct lp_err err = { 0 };
+	struct lp_digest dg;
+	struct stat st;
+	char p[512], dgs[128];
+	uint8_t *buf = malloc(len);
+	bool direct;
+
+	assert_non_null(buf);
+	snprintf(p, sizeof(p), "%s/v1-chunk64k.toc-digest", LP_VECTORS_DIR);
+	read_text(p, dgs, sizeof(dgs));
+	assert_int_equal(lp_digest_parse(dgs, &dg), 0);
+	snprintf(p, sizeof(p), "%s/v1-chunk64k.esgz", LP_VECTORS_DIR);
+	assert_int_equal(lp_blob_open_file(p, &blob), 0);
+	assert_int_equal(lp_layer_open(blob, &dg, &layer, &err), 0);
+	lp_blob_unref(blob);
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = false;
+	assert_int_equal(lp_fs_new(layer, &opts, &ref, &err), 0);
+	assert_int_equal(lookup_path(ref, path, &st), 0);
+	assert_int_equal(lp_fs_open(ref, st.st_ino, O_RDONLY, &file, &direct),
+			 0);
+	assert_int_equal(lp_fs_read(ref, file, buf, len, off, &err), (int)len);
+	assert_memory_equal(buf, got, len);
+	lp_fs_release(ref, file);
+	lp_fs_free(ref);
+	free(buf);
+}
+
+static void test_streamed_run(void **state)
+{
+	struct fixture fx = { .stream = true };
+	struct piece_reader a, b, late;
+	pthread_t ta, tb, tl;
+	const struct lp_toc_chunk *c;
+	struct stat st;
+
+	/* big.bin: 64 KiB chunks; a sequential read claims 4 MiB of them */
+	open_fs(&fx, "v1-chunk64k", NULL);
+	assert_int_equal(lookup_path(fx.fs, "usr/lib/big.bin", &st), 0);
+	c = first_chunk_of(fx.fs, "usr/lib/big.bin");
+	/* the stream stops after a few chunks' bytes */
+	gate_set(fx.fault, c->offset + 4 * c->compressed_size);
+	piece_start(&a, fx.fs, st.st_ino, 0, 100, &ta);
+	gate_wait(fx.fault);
+	/* chunk 1 is in the same run, still streaming: yet it is served */
+	piece_start(&b, fx.fs, st.st_ino, 65536 + 10, 1000, &tb);
+	if (!piece_done_within(&b, 5000)) {
+		gate_set(fx.fault, 0);
+		pthread_join(tb, NULL);
+		fail_msg("chunk 1 waited for the end of its run");
+	}
+	pthread_join(tb, NULL);
+	assert_int_equal(b.r, 1000);
+	want_bytes("usr/lib/big.bin", 65536 + 10, 1000, b.buf);
+	/* a chunk past the gate waits for its bytes */
+	piece_start(&late, fx.fs, st.st_ino, 40 * 65536, 1000, &tl);
+	assert_false(piece_done_within(&late, 100));
+	gate_set(fx.fault, 0);
+	pthread_join(ta, NULL);
+	pthread_join(tl, NULL);
+	assert_int_equal(a.r, 100);
+	assert_int_equal(late.r, 1000);
+	want_bytes("usr/lib/big.bin", 40 * 65536, 1000, late.buf);
+	/* one request for the whole run, however many readers */
+	assert_int_equal(atomic_load(&fx.fault->streams), 1);
+	assert_int_equal(stat_of(fx.fs, "\"blob_reads"), 1);
+	free(a.buf);
+	free(b.buf);
+	free(late.buf);
+	lp_fs_free(fx.fs);
+}
+
+static void test_streamed_faults(void **state)
+{
+	struct fixture fx = { .stream = true };
+	struct piece_reader a, late;
+	pthread_t ta, tl;
+	const struct lp_toc_chunk *c;
+	struct lp_err err = { 0 };
+	struct stat st;
+	uint64_t reads;
+
+	open_fs(&fx, "v1-chunk64k", NULL);
+	assert_int_equal(lookup_path(fx.fs, "usr/lib/big.bin", &st), 0);
+	c = first_chunk_of(fx.fs, "usr/lib/big.bin");
+
+	/* the source fails mid-stream: what arrived stands, a reader
+	 * waiting further on gets the error, never bytes */
+	gate_set(fx.fault, c->offset + 4 * c->compressed_size);
+	piece_start(&a, fx.fs, st.st_ino, 0, 100, &ta);
+	gate_wait(fx.fault);
+	piece_start(&late, fx.fs, st.st_ino, 40 * 65536, 1000, &tl);
+	assert_false(piece_done_within(&late, 100));
+	fx.fault->lo = c->offset + 10 * c->compressed_size;
+	fx.fault->hi = fx.fault->lo + 1;
+	atomic_store(&fx.fault->mode, FAULT_FAIL);
+	gate_set(fx.fault, 0);
+	pthread_join(ta, NULL);
+	pthread_join(tl, NULL);
+	assert_int_equal(a.r, 100);
+	assert_int_equal(late.r, -EIO);
+	reads = stat_of(fx.fs, "\"blob_reads");
+	/* chunks 0-8 arrived whole before the failure: served from memory */
+	atomic_store(&fx.fault->mode, FAULT_NONE);
+	free(a.buf);
+	piece_start(&a, fx.fs, st.st_ino, 8 * 65536, 65536, &ta);
+	pthread_join(ta, NULL);
+	assert_int_equal(a.r, 65536);
+	want_bytes("usr/lib/big.bin", 8 * 65536, 65536, a.buf);
+	assert_int_equal(stat_of(fx.fs, "\"blob_reads"), reads);
+	/* the rest is fetched again, right */
+	assert_int_equal(read_path(fx.fs, "usr/lib/big.bin", &err), 0);
+	check_all_files(fx.fs, "v1-chunk64k");
+	free(a.buf);
+	free(late.buf);
+	lp_fs_free(fx.fs);
+
+	/* wrong bytes mid-stream: that chunk fails, its neighbours in the
+	 * same run are served */
+	fx = (struct fixture){ .stream = true };
+	open_fs(&fx, "v1-chunk64k", NULL);
+	c = first_chunk_of(fx.fs, "usr/lib/big.bin");
+	fx.fault->lo =
+		c->offset + 5 * c->compressed_size + c->compressed_size / 2;
+	fx.fault->hi = fx.fault->lo + 4;
+	atomic_store(&fx.fault->mode, FAULT_CORRUPT);
+	lp_err_clear(&err);
+	assert_int_equal(read_path(fx.fs, "usr/lib/big.bin", &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "usr/lib/big.bin"));
+	atomic_store(&fx.fault->mode, FAULT_NONE);
+	reads = stat_of(fx.fs, "\"blob_reads");
+	assert_int_equal(lookup_path(fx.fs, "usr/lib/big.bin", &st), 0);
+	piece_start(&a, fx.fs, st.st_ino, 6 * 65536, 65536, &ta);
+	pthread_join(ta, NULL);
+	assert_int_equal(a.r, 65536);
+	want_bytes("usr/lib/big.bin", 6 * 65536, 65536, a.buf);
+	assert_int_equal(stat_of(fx.fs, "\"blob_reads"), reads);
+	free(a.buf);
+	check_all_files(fx.fs, "v1-chunk64k");
+	lp_fs_free(fx.fs);
+}
+
 /* --- disk tier --- */
 
 static uint64_t du(const char *dir)
@@ -1372,6 +1650,8 @@ int main(void)
 		cmocka_unit_test(test_memory_budget),
 		cmocka_unit_test(test_coalescing),
 		cmocka_unit_test(test_neighbours),
+		cmocka_unit_test(test_streamed_run),
+		cmocka_unit_test(test_streamed_faults),
 		cmocka_unit_test(test_disk_tier),
 		cmocka_unit_test(test_disk_tier_shared),
 		cmocka_unit_test(test_multi_range),
