@@ -899,8 +899,8 @@ static void *piece_main(void *arg)
 
 	pr->r = lp_fs_open(pr->fs, pr->ino, O_RDONLY, &file, &direct);
 	if (pr->r == 0)
-		pr->r = lp_fs_read(pr->fs, file, pr->buf, pr->len, pr->off,
-				   &err);
+		pr->r = lp_fs_read(pr->fs, pr->ino, file, pr->buf, pr->len,
+				   pr->off, &err);
 	lp_fs_release(pr->fs, file);
 	atomic_store(&pr->done, true);
 	return NULL;
@@ -957,7 +957,8 @@ static void want_bytes(const char *path, uint64_t off, size_t len,
 	assert_int_equal(lookup_path(ref, path, &st), 0);
 	assert_int_equal(lp_fs_open(ref, st.st_ino, O_RDONLY, &file, &direct),
 			 0);
-	assert_int_equal(lp_fs_read(ref, file, buf, len, off, &err), (int)len);
+	assert_int_equal(lp_fs_read(ref, st.st_ino, file, buf, len, off, &err),
+			 (int)len);
 	assert_memory_equal(buf, got, len);
 	lp_fs_release(ref, file);
 	lp_fs_free(ref);
