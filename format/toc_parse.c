@@ -36,14 +36,33 @@
 /* JSON containers around one entry: the top object and "entries" */
 #define ENTRY_JSON_DEPTH 2
 
+/* the daemon's memory per mounted entry (docs/benchmarks.md) */
+_Static_assert(sizeof(struct lp_toc_entry) == 72, "lp_toc_entry grew");
+_Static_assert(sizeof(struct lp_toc_chunk) == 36, "lp_toc_chunk grew");
+
+/* what few entries have: lp_toc_entry.rare_idx indexes these */
+struct toc_rare {
+	const char *link_name;
+	uint32_t dev_major, dev_minor;
+	uint32_t first_xattr, nr_xattrs;
+};
+
+/* owner names, deduplicated: lp_toc_entry.owner_idx indexes these */
+struct toc_owner {
+	const char *user, *group;
+};
+
 struct lp_toc {
 	struct lp_toc_entry *entries;
 	struct lp_toc_chunk *chunks;
 	struct lp_toc_xattr *xattrs;
 	struct lp_digest *digests; /* file and chunk digests, deduplicated */
+	struct toc_rare *rare;
+	struct toc_owner *owners;
 	uint32_t *children;
 	char *pool; /* names, link targets, owner names, xattrs */
 	uint32_t nr_entries, nr_chunks, nr_xattrs, nr_children, nr_digests;
+	uint32_t nr_rare, nr_owners;
 	uint64_t prefetch_end;
 };
 
@@ -1067,6 +1086,17 @@ static int compressed_sizes(struct builder *b)
 		}
 		c->compressed_size =
 			(lo < n ? offs[lo] : b->payload_end) - c->offset;
+		if (c->compressed_size > UINT32_MAX) {
+			r = lp_err_set(b->err, -EFBIG,
+				       "TOC entry \"%.*s\": chunk at file "
+				       "offset %llu spans %llu compressed "
+				       "bytes (over 4 GiB)",
+				       ERR_NAME_MAX,
+				       b->pool + b->strs[c->entry].path,
+				       (unsigned long long)c->chunk_offset,
+				       (unsigned long long)c->compressed_size);
+			goto out;
+		}
 	}
 out:
 	free(offs);
@@ -1139,7 +1169,8 @@ static uint32_t digest_add(struct lp_toc *toc, const struct lp_digest *d,
 static int finish(struct builder *b, struct lp_toc *toc)
 {
 	struct final_pool f = { 0 };
-	uint32_t i, k, ndig = 0, o;
+	struct lp_hashmap owners = { 0 }; /* user << 32 | group -> index */
+	uint32_t i, k, ndig = 0, nrare = 0, o;
 	char *pool;
 	int r = 0;
 
@@ -1169,22 +1200,22 @@ static int finish(struct builder *b, struct lp_toc *toc)
 	/* every string is copied at most once: the new pool is no larger */
 	f.p[0] = '\0';
 	f.len = 1;
+	/* st's builder offsets become final ones (the builder is done) */
 	for (i = 0; i < b->nr_ents; i++) {
-		const struct ent_strs *st = &b->strs[i];
+		struct ent_strs *st = &b->strs[i];
+		const struct bent *be = &b->ents[i];
 		struct lp_toc_entry *e = &toc->entries[i];
 
 		if ((r = pool_move_str(b, &f, st->name, false, &o)) < 0)
 			goto out;
 		e->name = (const char *)(uintptr_t)o;
-		if ((r = pool_move_str(b, &f, st->link, false, &o)) < 0)
+		if ((r = pool_move_str(b, &f, st->link, false, &st->link)) <
+			    0 ||
+		    (r = pool_move_str(b, &f, st->user, true, &st->user)) < 0 ||
+		    (r = pool_move_str(b, &f, st->group, true, &st->group)) < 0)
 			goto out;
-		e->link_name = (const char *)(uintptr_t)o;
-		if ((r = pool_move_str(b, &f, st->user, true, &o)) < 0)
-			goto out;
-		e->user_name = (const char *)(uintptr_t)o;
-		if ((r = pool_move_str(b, &f, st->group, true, &o)) < 0)
-			goto out;
-		e->group_name = (const char *)(uintptr_t)o;
+		if (st->link || be->dev_major || be->dev_minor || be->nr_xattrs)
+			nrare++;
 	}
 	for (i = 0; i < b->nr_xattrs; i++) {
 		const struct xattr_tmp *x = &b->xattrs[i];
@@ -1209,6 +1240,49 @@ static int finish(struct builder *b, struct lp_toc *toc)
 	}
 	toc->nr_xattrs = b->nr_xattrs;
 
+	toc->rare = calloc(nrare + 1, sizeof(*toc->rare));
+	toc->owners = calloc(b->nr_ents, sizeof(*toc->owners));
+	if (!toc->rare || !toc->owners) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < b->nr_ents; i++) {
+		const struct ent_strs *st = &b->strs[i];
+		const struct bent *be = &b->ents[i];
+		struct lp_toc_entry *e = &toc->entries[i];
+		uint64_t key = (uint64_t)st->user << 32 | st->group, v;
+
+		if (lp_hashmap_get(&owners, key, &v) == 0) {
+			e->owner_idx = (uint32_t)v;
+		} else {
+			e->owner_idx = toc->nr_owners++;
+			toc->owners[e->owner_idx].user = toc->pool + st->user;
+			toc->owners[e->owner_idx].group = toc->pool + st->group;
+			r = lp_hashmap_put(&owners, key, e->owner_idx);
+			if (r < 0)
+				goto out;
+		}
+		e->rare_idx = LP_TOC_NO_INDEX;
+		if (st->link || be->dev_major || be->dev_minor ||
+		    be->nr_xattrs) {
+			struct toc_rare *x = &toc->rare[toc->nr_rare];
+
+			x->link_name = toc->pool + st->link;
+			x->dev_major = be->dev_major;
+			x->dev_minor = be->dev_minor;
+			x->first_xattr = be->first_xattr;
+			x->nr_xattrs = be->nr_xattrs;
+			e->rare_idx = toc->nr_rare++;
+		}
+	}
+	if (toc->nr_owners < b->nr_ents) {
+		struct toc_owner *ow =
+			realloc(toc->owners, toc->nr_owners * sizeof(*ow));
+
+		if (ow)
+			toc->owners = ow;
+	}
+
 	for (i = 0; i < b->nr_ents; i++)
 		ndig += (b->ents[i].flags & LP_TOC_HAS_DIGEST) != 0;
 	for (i = 0; i < b->nr_chunks; i++)
@@ -1224,29 +1298,24 @@ static int finish(struct builder *b, struct lp_toc *toc)
 		uint32_t last = LP_TOC_NO_INDEX;
 
 		e->name = toc->pool + (uintptr_t)e->name;
-		e->link_name = toc->pool + (uintptr_t)e->link_name;
-		e->user_name = toc->pool + (uintptr_t)e->user_name;
-		e->group_name = toc->pool + (uintptr_t)e->group_name;
 		e->size = be->size;
-		e->offset = be->offset;
 		e->mtime_sec = be->mtime_sec;
 		e->mtime_nsec = be->mtime_nsec;
-		e->mode = be->mode;
+		e->mode = (uint16_t)be->mode; /* & 07777 by parse_attrs() */
 		e->uid = be->uid;
 		e->gid = be->gid;
-		e->dev_major = be->dev_major;
-		e->dev_minor = be->dev_minor;
 		e->ino = be->ino;
 		e->parent = be->parent;
 		e->nlink = be->nlink;
-		e->first_chunk = be->first_chunk;
-		e->nr_chunks = be->nr_chunks;
-		e->first_xattr = be->first_xattr;
-		e->nr_xattrs = be->nr_xattrs;
-		e->first_child = be->first_child;
-		e->nr_children = be->nr_children;
-		e->type = be->type;
-		e->flags = be->flags;
+		if (be->type == LP_TOC_DIR) {
+			e->first_child = be->first_child;
+			e->nr_children = be->nr_children;
+		} else if (be->type == LP_TOC_REG) {
+			e->first_chunk = be->first_chunk;
+			e->nr_chunks = be->nr_chunks;
+		}
+		e->type = (uint8_t)be->type;
+		e->flags = (uint8_t)be->flags;
 		e->digest_idx = LP_TOC_NO_INDEX;
 		if (be->flags & LP_TOC_HAS_DIGEST)
 			last = e->digest_idx =
@@ -1258,7 +1327,8 @@ static int finish(struct builder *b, struct lp_toc *toc)
 				&toc->chunks[be->first_chunk + k];
 
 			c->offset = bc->offset;
-			c->compressed_size = bc->compressed_size;
+			/* < 4 GiB by compressed_sizes() */
+			c->compressed_size = (uint32_t)bc->compressed_size;
 			c->chunk_offset = bc->chunk_offset;
 			/* both bounded by check_chunks() and parse_chunk() */
 			c->chunk_size = (uint32_t)bc->chunk_size;
@@ -1283,6 +1353,7 @@ static int finish(struct builder *b, struct lp_toc *toc)
 out:
 	free(f.p);
 	lp_hashmap_release(&f.moved);
+	lp_hashmap_release(&owners);
 	return r;
 }
 
@@ -1629,6 +1700,8 @@ void lp_toc_free(struct lp_toc *toc)
 	free(toc->xattrs);
 	free(toc->digests);
 	free(toc->children);
+	free(toc->rare);
+	free(toc->owners);
 	free(toc->pool);
 	free(toc);
 }
@@ -1711,6 +1784,52 @@ const struct lp_digest *lp_toc_chunk_digest(const struct lp_toc *toc,
 						 NULL;
 }
 
+const char *lp_toc_entry_link_name(const struct lp_toc *toc,
+				   const struct lp_toc_entry *e)
+{
+	return e->rare_idx < toc->nr_rare ? toc->rare[e->rare_idx].link_name :
+					    "";
+}
+
+const char *lp_toc_entry_user_name(const struct lp_toc *toc,
+				   const struct lp_toc_entry *e)
+{
+	return e->owner_idx < toc->nr_owners ? toc->owners[e->owner_idx].user :
+					       "";
+}
+
+const char *lp_toc_entry_group_name(const struct lp_toc *toc,
+				    const struct lp_toc_entry *e)
+{
+	return e->owner_idx < toc->nr_owners ? toc->owners[e->owner_idx].group :
+					       "";
+}
+
+void lp_toc_entry_dev(const struct lp_toc *toc, const struct lp_toc_entry *e,
+		      uint32_t *ret_major, uint32_t *ret_minor)
+{
+	bool r = e->rare_idx < toc->nr_rare;
+
+	*ret_major = r ? toc->rare[e->rare_idx].dev_major : 0;
+	*ret_minor = r ? toc->rare[e->rare_idx].dev_minor : 0;
+}
+
+const struct lp_toc_xattr *lp_toc_entry_xattrs(const struct lp_toc *toc,
+					       const struct lp_toc_entry *e,
+					       uint32_t *ret_nr)
+{
+	const struct toc_rare *x;
+
+	*ret_nr = 0;
+	if (e->rare_idx >= toc->nr_rare)
+		return NULL;
+	x = &toc->rare[e->rare_idx];
+	if (!x->nr_xattrs)
+		return NULL;
+	*ret_nr = x->nr_xattrs;
+	return &toc->xattrs[x->first_xattr];
+}
+
 static int cmp_name(const char *a, size_t alen, const char *b)
 {
 	size_t blen = strlen(b), n = alen < blen ? alen : blen;
@@ -1780,7 +1899,7 @@ uint32_t lp_toc_find_chunk(const struct lp_toc *toc, uint32_t ino, uint64_t off)
 	if (ino >= toc->nr_entries)
 		return LP_TOC_NO_INDEX;
 	e = &toc->entries[ino];
-	if (off >= e->size || !e->nr_chunks)
+	if (e->type != LP_TOC_REG || off >= e->size || !e->nr_chunks)
 		return LP_TOC_NO_INDEX;
 	lo = e->first_chunk;
 	hi = e->first_chunk + e->nr_chunks;

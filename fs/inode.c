@@ -91,6 +91,7 @@ static void fill_entry(const struct lp_fs *fs, uint32_t idx, struct stat *st)
 {
 	const struct lp_toc_entry *e = lp_toc_entry(fs->toc, idx);
 	const struct lp_toc_entry *ie = lp_toc_entry(fs->toc, e->ino);
+	uint32_t maj, min;
 
 	memset(st, 0, sizeof(*st));
 	st->st_blksize = FS_BLKSIZE;
@@ -108,14 +109,17 @@ static void fill_entry(const struct lp_fs *fs, uint32_t idx, struct stat *st)
 	st->st_nlink = ie->nlink ? ie->nlink : 1;
 	st->st_uid = ie->uid;
 	st->st_gid = ie->gid;
-	if (ie->type == LP_TOC_CHAR || ie->type == LP_TOC_BLOCK)
-		st->st_rdev = makedev(ie->dev_major, ie->dev_minor);
+	if (ie->type == LP_TOC_CHAR || ie->type == LP_TOC_BLOCK) {
+		lp_toc_entry_dev(fs->toc, ie, &maj, &min);
+		st->st_rdev = makedev(maj, min);
+	}
 	switch (ie->type) {
 	case LP_TOC_REG:
 		st->st_size = (off_t)ie->size;
 		break;
 	case LP_TOC_SYMLINK:
-		st->st_size = (off_t)strlen(ie->link_name);
+		st->st_size =
+			(off_t)strlen(lp_toc_entry_link_name(fs->toc, ie));
 		break;
 	case LP_TOC_DIR:
 		st->st_size = FS_BLKSIZE;
@@ -310,7 +314,7 @@ int lp_fs_readlink(struct lp_fs *fs, uint64_t ino, const char **ret_target)
 		r = -EINVAL;
 		goto out;
 	}
-	*ret_target = e->link_name;
+	*ret_target = lp_toc_entry_link_name(fs->toc, e);
 	fs_record_access(fs, idx);
 out:
 	return r;
@@ -351,8 +355,8 @@ static int xattr_owner(struct lp_fs *fs, uint64_t ino, uint32_t *ret_idx)
 int lp_fs_getxattr(struct lp_fs *fs, uint64_t ino, const char *name, void *buf,
 		   size_t size)
 {
-	const struct lp_toc_entry *e;
-	uint32_t idx, i;
+	const struct lp_toc_xattr *xs;
+	uint32_t idx, i, nr;
 	int r;
 
 	r = xattr_owner(fs, ino, &idx);
@@ -361,13 +365,10 @@ int lp_fs_getxattr(struct lp_fs *fs, uint64_t ino, const char *name, void *buf,
 	r = -ENODATA;
 	if (idx == LP_TOC_NO_INDEX)
 		goto out;
-	e = lp_toc_entry(fs->toc, idx);
-	for (i = 0; i < e->nr_xattrs; i++) {
-		const struct lp_toc_xattr *x =
-			lp_toc_xattr(fs->toc, e->first_xattr + i);
-
-		if (!strcmp(x->name, name)) {
-			r = copy_out(buf, size, x->value, x->len);
+	xs = lp_toc_entry_xattrs(fs->toc, lp_toc_entry(fs->toc, idx), &nr);
+	for (i = 0; i < nr; i++) {
+		if (!strcmp(xs[i].name, name)) {
+			r = copy_out(buf, size, xs[i].value, xs[i].len);
 			goto out;
 		}
 	}
@@ -379,22 +380,22 @@ out:
 
 int lp_fs_listxattr(struct lp_fs *fs, uint64_t ino, char *buf, size_t size)
 {
-	const struct lp_toc_entry *e;
+	const struct lp_toc_xattr *xs;
 	bool has_opaque = false;
 	size_t len = 0;
-	uint32_t idx, i;
+	uint32_t idx, i, nr;
 	int r;
 
 	r = xattr_owner(fs, ino, &idx);
 	if (r < 0 || idx == LP_TOC_NO_INDEX)
 		goto out;
-	e = lp_toc_entry(fs->toc, idx);
-	for (i = 0; i <= e->nr_xattrs; i++) {
+	xs = lp_toc_entry_xattrs(fs->toc, lp_toc_entry(fs->toc, idx), &nr);
+	for (i = 0; i <= nr; i++) {
 		const char *name;
 		size_t n;
 
-		if (i < e->nr_xattrs) {
-			name = lp_toc_xattr(fs->toc, e->first_xattr + i)->name;
+		if (i < nr) {
+			name = xs[i].name;
 			has_opaque |= !strcmp(name, OPAQUE_XATTR);
 		} else if (!has_opaque && is_opaque_dir(fs->toc, idx)) {
 			name = OPAQUE_XATTR;
