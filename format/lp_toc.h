@@ -58,22 +58,23 @@ enum {
 #define LP_TOC_NO_INDEX UINT32_MAX
 
 /*
- * An entry as kept in memory (72 bytes): the fields every lookup, getattr
+ * An entry as kept in memory (64 bytes): the fields every lookup, getattr
  * and read use. What few entries have (link targets, device numbers,
- * xattrs) lives in a side table and the owner names in a deduplicated
- * table, both behind accessors (lp_toc_entry_link_name() ...), as do the
- * digests. Paths are not stored: the string pool holds each entry's last
- * component only (lp_toc_entry_path() builds the full path from the parent
- * chain).
+ * xattrs, a file digest other than its first chunk's) lives in a side
+ * table and the owner names in a deduplicated table, both behind accessors
+ * (lp_toc_entry_link_name() ...), as do the digests. Paths are not stored:
+ * the string pool holds each entry's last component only
+ * (lp_toc_entry_name(); lp_toc_entry_path() builds the full path from the
+ * parent chain).
  *
  * first_chunk/nr_chunks (regular files) and first_child/nr_children
  * (directories) share their storage: test ->type before using either pair
  * (any other type has both counts 0).
  */
 struct lp_toc_entry {
-	const char *name; /* last component, NUL-terminated; root: "" */
 	uint64_t size; /* reg: file size */
 	int64_t mtime_sec;
+	uint32_t name_off; /* private: use lp_toc_entry_name() */
 	uint32_t mtime_nsec;
 	uint32_t uid, gid;
 	uint32_t ino; /* index of the inode entry (self or target) */
@@ -87,9 +88,8 @@ struct lp_toc_entry {
 		uint32_t nr_chunks;
 		uint32_t nr_children;
 	};
-	uint32_t digest_idx; /* private: use lp_toc_entry_digest() */
 	uint32_t owner_idx; /* private: use lp_toc_entry_user_name() */
-	uint32_t rare_idx; /* private: link name, device, xattrs */
+	uint32_t rare_idx; /* private: link name, device, xattrs, digest */
 	uint16_t mode; /* permission bits only (& 07777) */
 	uint8_t type; /* enum lp_toc_type */
 	uint8_t flags; /* LP_TOC_* flags */
@@ -161,6 +161,13 @@ int lp_toc_entry_path(const struct lp_toc *toc, uint32_t i, char *buf,
  */
 const struct lp_digest *lp_toc_entry_digest(const struct lp_toc *toc,
 					    const struct lp_toc_entry *e);
+
+/*
+ * lp_toc_entry_name() - the last component of @e's path, NUL-terminated
+ * ("" for the root). Borrowed from @toc.
+ */
+const char *lp_toc_entry_name(const struct lp_toc *toc,
+			      const struct lp_toc_entry *e);
 
 /*
  * lp_toc_entry_link_name() - symlink target or hardlink target path

@@ -37,7 +37,7 @@
 #define ENTRY_JSON_DEPTH 2
 
 /* the daemon's memory per mounted entry (docs/benchmarks.md) */
-_Static_assert(sizeof(struct lp_toc_entry) == 72, "lp_toc_entry grew");
+_Static_assert(sizeof(struct lp_toc_entry) == 64, "lp_toc_entry grew");
 _Static_assert(sizeof(struct lp_toc_chunk) == 36, "lp_toc_chunk grew");
 
 /* what few entries have: lp_toc_entry.rare_idx indexes these */
@@ -45,6 +45,8 @@ struct toc_rare {
 	const char *link_name;
 	uint32_t dev_major, dev_minor;
 	uint32_t first_xattr, nr_xattrs;
+	/* the file digest when it is not the first chunk's, or NO_INDEX */
+	uint32_t digest_idx;
 };
 
 /* owner names, deduplicated: lp_toc_entry.owner_idx indexes these */
@@ -1162,6 +1164,25 @@ static uint32_t digest_add(struct lp_toc *toc, const struct lp_digest *d,
 }
 
 /*
+ * whether entry @i needs a side record: a link name, device numbers,
+ * xattrs, or a file digest that its first chunk's does not stand for
+ */
+static bool needs_rare(const struct builder *b, uint32_t i)
+{
+	const struct bent *be = &b->ents[i];
+	const struct bchunk *c;
+
+	if (b->strs[i].link || be->dev_major || be->dev_minor || be->nr_xattrs)
+		return true;
+	if (!(be->flags & LP_TOC_HAS_DIGEST))
+		return false;
+	if (!be->nr_chunks)
+		return true;
+	c = &b->chunks[be->first_chunk];
+	return !c->has_digest || !lp_digest_equal(&c->digest, &be->digest);
+}
+
+/*
  * Pack the builder's records into @toc: compact entries and chunks, names
  * instead of paths in a new pool, digests deduplicated (a single-chunk
  * file's chunk digest is its file digest).
@@ -1203,18 +1224,17 @@ static int finish(struct builder *b, struct lp_toc *toc)
 	/* st's builder offsets become final ones (the builder is done) */
 	for (i = 0; i < b->nr_ents; i++) {
 		struct ent_strs *st = &b->strs[i];
-		const struct bent *be = &b->ents[i];
 		struct lp_toc_entry *e = &toc->entries[i];
 
 		if ((r = pool_move_str(b, &f, st->name, false, &o)) < 0)
 			goto out;
-		e->name = (const char *)(uintptr_t)o;
+		e->name_off = o;
 		if ((r = pool_move_str(b, &f, st->link, false, &st->link)) <
 			    0 ||
 		    (r = pool_move_str(b, &f, st->user, true, &st->user)) < 0 ||
 		    (r = pool_move_str(b, &f, st->group, true, &st->group)) < 0)
 			goto out;
-		if (st->link || be->dev_major || be->dev_minor || be->nr_xattrs)
+		if (needs_rare(b, i))
 			nrare++;
 	}
 	for (i = 0; i < b->nr_xattrs; i++) {
@@ -1263,8 +1283,7 @@ static int finish(struct builder *b, struct lp_toc *toc)
 				goto out;
 		}
 		e->rare_idx = LP_TOC_NO_INDEX;
-		if (st->link || be->dev_major || be->dev_minor ||
-		    be->nr_xattrs) {
+		if (needs_rare(b, i)) {
 			struct toc_rare *x = &toc->rare[toc->nr_rare];
 
 			x->link_name = toc->pool + st->link;
@@ -1272,6 +1291,7 @@ static int finish(struct builder *b, struct lp_toc *toc)
 			x->dev_minor = be->dev_minor;
 			x->first_xattr = be->first_xattr;
 			x->nr_xattrs = be->nr_xattrs;
+			x->digest_idx = LP_TOC_NO_INDEX;
 			e->rare_idx = toc->nr_rare++;
 		}
 	}
@@ -1297,7 +1317,6 @@ static int finish(struct builder *b, struct lp_toc *toc)
 		struct lp_toc_entry *e = &toc->entries[i];
 		uint32_t last = LP_TOC_NO_INDEX;
 
-		e->name = toc->pool + (uintptr_t)e->name;
 		e->size = be->size;
 		e->mtime_sec = be->mtime_sec;
 		e->mtime_nsec = be->mtime_nsec;
@@ -1316,10 +1335,12 @@ static int finish(struct builder *b, struct lp_toc *toc)
 		}
 		e->type = (uint8_t)be->type;
 		e->flags = (uint8_t)be->flags;
-		e->digest_idx = LP_TOC_NO_INDEX;
-		if (be->flags & LP_TOC_HAS_DIGEST)
-			last = e->digest_idx =
-				digest_add(toc, &be->digest, LP_TOC_NO_INDEX);
+		if (be->flags & LP_TOC_HAS_DIGEST) {
+			last = digest_add(toc, &be->digest, LP_TOC_NO_INDEX);
+			/* else the first chunk's, the same digest */
+			if (e->rare_idx != LP_TOC_NO_INDEX)
+				toc->rare[e->rare_idx].digest_idx = last;
+		}
 		for (k = 0; k < be->nr_chunks; k++) {
 			const struct bchunk *bc =
 				&b->chunks[be->first_chunk + k];
@@ -1749,7 +1770,8 @@ int lp_toc_entry_path(const struct lp_toc *toc, uint32_t i, char *buf,
 	}
 	/* the length first, then the components right to left */
 	for (cur = i; cur; cur = toc->entries[cur].parent)
-		len += strlen(toc->entries[cur].name) + (len ? 1 : 0);
+		len += strlen(toc->pool + toc->entries[cur].name_off) +
+		       (len ? 1 : 0);
 	if (len >= size) {
 		r = -ENAMETOOLONG;
 		goto fail;
@@ -1757,11 +1779,11 @@ int lp_toc_entry_path(const struct lp_toc *toc, uint32_t i, char *buf,
 	buf[len] = '\0';
 	pos = len;
 	for (cur = i; cur; cur = toc->entries[cur].parent) {
-		n = strlen(toc->entries[cur].name);
+		n = strlen(toc->pool + toc->entries[cur].name_off);
 		if (pos != len)
 			buf[--pos] = '/';
 		pos -= n;
-		memcpy(buf + pos, toc->entries[cur].name, n);
+		memcpy(buf + pos, toc->pool + toc->entries[cur].name_off, n);
 	}
 	return (int)len;
 fail:
@@ -1773,8 +1795,22 @@ fail:
 const struct lp_digest *lp_toc_entry_digest(const struct lp_toc *toc,
 					    const struct lp_toc_entry *e)
 {
-	return e->digest_idx < toc->nr_digests ? &toc->digests[e->digest_idx] :
-						 NULL;
+	uint32_t d = LP_TOC_NO_INDEX;
+
+	if (!(e->flags & LP_TOC_HAS_DIGEST))
+		return NULL;
+	if (e->rare_idx < toc->nr_rare)
+		d = toc->rare[e->rare_idx].digest_idx;
+	if (d == LP_TOC_NO_INDEX && e->type == LP_TOC_REG && e->nr_chunks &&
+	    e->first_chunk < toc->nr_chunks)
+		d = toc->chunks[e->first_chunk].digest_idx;
+	return d < toc->nr_digests ? &toc->digests[d] : NULL;
+}
+
+const char *lp_toc_entry_name(const struct lp_toc *toc,
+			      const struct lp_toc_entry *e)
+{
+	return toc->pool + e->name_off;
 }
 
 const struct lp_digest *lp_toc_chunk_digest(const struct lp_toc *toc,
@@ -1856,7 +1892,8 @@ uint32_t lp_toc_lookup(const struct lp_toc *toc, uint32_t dir, const char *name,
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 		uint32_t e = toc->children[mid];
-		int c = cmp_name(name, len, toc->entries[e].name);
+		int c = cmp_name(name, len,
+				 toc->pool + toc->entries[e].name_off);
 
 		if (c == 0)
 			return e;

@@ -33,15 +33,16 @@ static bool is_whiteout_name(const char *name)
 static enum visibility visibility(const struct lp_toc *toc, uint32_t idx)
 {
 	const struct lp_toc_entry *e = lp_toc_entry(toc, idx);
+	const char *name = lp_toc_entry_name(toc, e);
 
 	if (idx == 0)
 		return VIS_SHOWN;
-	if (e->parent == 0 && (!strcmp(e->name, LP_PREFETCH_LANDMARK) ||
-			       !strcmp(e->name, LP_NO_PREFETCH_LANDMARK)))
+	if (e->parent == 0 && (!strcmp(name, LP_PREFETCH_LANDMARK) ||
+			       !strcmp(name, LP_NO_PREFETCH_LANDMARK)))
 		return VIS_HIDDEN;
-	if (!is_whiteout_name(e->name))
+	if (!is_whiteout_name(name))
 		return VIS_SHOWN;
-	if (!strcmp(e->name, LP_WHITEOUT_OPAQUE))
+	if (!strcmp(name, LP_WHITEOUT_OPAQUE))
 		return VIS_HIDDEN;
 	return VIS_WHITEOUT;
 }
@@ -224,12 +225,12 @@ out:
 static const char *listed_name(const struct lp_toc *toc, uint32_t dir,
 			       uint32_t idx)
 {
-	const struct lp_toc_entry *e = lp_toc_entry(toc, idx);
-	const char *shown = e->name + WH_PREFIX_LEN;
+	const char *name = lp_toc_entry_name(toc, lp_toc_entry(toc, idx));
+	const char *shown = name + WH_PREFIX_LEN;
 
 	switch (visibility(toc, idx)) {
 	case VIS_SHOWN:
-		return e->name;
+		return name;
 	case VIS_WHITEOUT:
 		/* a real sibling of that name wins over the whiteout */
 		if (lp_toc_lookup(toc, dir, shown, strlen(shown)) !=

@@ -195,7 +195,7 @@ static void file_digest(struct lp_layer *layer, uint32_t ino,
 		assert_non_null(buf);
 		if (lp_layer_read_chunk(layer, dec, e->first_chunk + i, buf,
 					&err))
-			fail_msg("%s: %s", e->name, err.msg);
+			fail_msg("%s: %s", lp_toc_entry_name(toc, e), err.msg);
 		lp_sha256_update(sha, buf, c->chunk_size);
 		free(buf);
 	}

@@ -138,7 +138,7 @@ static void check_vector(const struct vec *v)
 	assert_true(len > 0);
 	toc = lp_layer_toc(l);
 	assert_int_equal(lp_toc_entry(toc, 0)->type, LP_TOC_DIR);
-	assert_string_equal(lp_toc_entry(toc, 0)->name, "");
+	assert_string_equal(lp_toc_entry_name(toc, lp_toc_entry(toc, 0)), "");
 	if (v->prefetch) {
 		uint32_t lm = lp_toc_lookup_path(toc, LP_PREFETCH_LANDMARK);
 

@@ -87,7 +87,7 @@ static void test_fields(void **state)
 	uint32_t nr, maj, min;
 
 	root = lp_toc_entry(toc, 0);
-	assert_string_equal(root->name, "");
+	assert_string_equal(lp_toc_entry_name(toc, root), "");
 	assert_int_equal(lp_toc_entry_path(toc, 0, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "");
 	assert_int_equal(root->type, LP_TOC_DIR);
@@ -98,7 +98,7 @@ static void test_fields(void **state)
 	assert_int_equal(root->nlink, 2 + 4);
 
 	e = at(toc, "etc/passwd");
-	assert_string_equal(e->name, "passwd");
+	assert_string_equal(lp_toc_entry_name(toc, e), "passwd");
 	assert_int_equal(
 		lp_toc_entry_path(toc, lp_toc_lookup_path(toc, "etc/passwd"),
 				  buf, sizeof(buf)),
@@ -167,7 +167,9 @@ static void test_fields(void **state)
 	assert_int_equal(e->mode, 0755);
 	assert_int_equal(e->nr_children, 4);
 	assert_string_equal(
-		lp_toc_entry(toc, lp_toc_child(toc, e->first_child))->name,
+		lp_toc_entry_name(
+			toc,
+			lp_toc_entry(toc, lp_toc_child(toc, e->first_child))),
 		"big");
 
 	e = at(toc, "dev/null");
@@ -230,8 +232,9 @@ static void test_lookup(void **state)
 
 		assert_int_equal(e->parent, 0);
 		if (prev)
-			assert_true(strcmp(prev, e->name) < 0);
-		prev = e->name;
+			assert_true(strcmp(prev, lp_toc_entry_name(toc, e)) <
+				    0);
+		prev = lp_toc_entry_name(toc, e);
 	}
 	lp_toc_free(toc);
 }
@@ -521,6 +524,55 @@ static void test_side_tables(void **state)
 	lp_toc_free(toc);
 }
 
+/*
+ * A file's digest is kept once: as its first chunk's when they are equal,
+ * on the side otherwise (several chunks, an empty file, another or no
+ * chunkDigest); each reads back as written.
+ */
+static void test_file_digests(void **state)
+{
+	struct lp_toc *toc = parse_ok(
+		E("{\"name\":\"one\",\"type\":\"reg\",\"size\":4,"
+		  "\"offset\":0,\"digest\":\"" D1 "\",\"chunkDigest\":\"" D1
+		  "\"},"
+		  "{\"name\":\"two\",\"type\":\"reg\",\"size\":8,"
+		  "\"offset\":10,\"chunkSize\":4,\"digest\":\"" D1
+		  "\",\"chunkDigest\":\"" D2 "\"},"
+		  "{\"name\":\"two\",\"type\":\"chunk\",\"offset\":20,"
+		  "\"chunkOffset\":4,\"chunkDigest\":\"" D1 "\"},"
+		  "{\"name\":\"empty\",\"type\":\"reg\",\"digest\":\"" D2 "\"},"
+		  "{\"name\":\"bare\",\"type\":\"reg\",\"size\":1,"
+		  "\"offset\":30,\"digest\":\"" D2 "\"},"
+		  "{\"name\":\"none\",\"type\":\"reg\",\"size\":1,"
+		  "\"offset\":40,\"chunkDigest\":\"" D2 "\"}"),
+		100);
+	struct lp_digest d1, d2;
+	const struct lp_toc_entry *e;
+
+	assert_int_equal(lp_digest_parse(D1, &d1), 0);
+	assert_int_equal(lp_digest_parse(D2, &d2), 0);
+	assert_true(
+		lp_digest_equal(lp_toc_entry_digest(toc, at(toc, "one")), &d1));
+	e = at(toc, "two");
+	assert_true(lp_digest_equal(lp_toc_entry_digest(toc, e), &d1));
+	assert_true(lp_digest_equal(
+		lp_toc_chunk_digest(toc, lp_toc_chunk(toc, e->first_chunk)),
+		&d2));
+	assert_true(lp_digest_equal(lp_toc_entry_digest(toc, at(toc, "empty")),
+				    &d2));
+	e = at(toc, "bare");
+	assert_true(lp_digest_equal(lp_toc_entry_digest(toc, e), &d2));
+	assert_null(
+		lp_toc_chunk_digest(toc, lp_toc_chunk(toc, e->first_chunk)));
+	e = at(toc, "none");
+	assert_null(lp_toc_entry_digest(toc, e));
+	assert_true(lp_digest_equal(
+		lp_toc_chunk_digest(toc, lp_toc_chunk(toc, e->first_chunk)),
+		&d2));
+	assert_null(lp_toc_entry_digest(toc, lp_toc_entry(toc, 0)));
+	lp_toc_free(toc);
+}
+
 /* many entries: the hash and arrays grow; children stay sorted */
 static void test_many(void **state)
 {
@@ -561,6 +613,7 @@ int main(void)
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_compressed_span),
 		cmocka_unit_test(test_side_tables),
+		cmocka_unit_test(test_file_digests),
 		cmocka_unit_test(test_many),
 	};
 
