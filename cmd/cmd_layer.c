@@ -608,8 +608,8 @@ static void fill_archive_entry(struct archive_entry *ae,
 
 	archive_entry_clear(ae);
 	archive_entry_set_pathname(ae, path);
-	archive_entry_set_uid(ae, ino->uid);
-	archive_entry_set_gid(ae, ino->gid);
+	archive_entry_set_uid(ae, lp_toc_entry_uid(toc, ino));
+	archive_entry_set_gid(ae, lp_toc_entry_gid(toc, ino));
 	archive_entry_set_perm(ae, ino->mode & 07777);
 	archive_entry_set_mtime(ae, (time_t)ino->mtime_sec, ino->mtime_nsec);
 	if (e->type == LP_TOC_HARDLINK) {

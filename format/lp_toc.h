@@ -58,11 +58,12 @@ enum {
 #define LP_TOC_NO_INDEX UINT32_MAX
 
 /*
- * An entry as kept in memory (64 bytes): the fields every lookup, getattr
+ * An entry as kept in memory (56 bytes): the fields every lookup, getattr
  * and read use. What few entries have (link targets, device numbers,
  * xattrs, a file digest other than its first chunk's) lives in a side
- * table and the owner names in a deduplicated table, both behind accessors
- * (lp_toc_entry_link_name() ...), as do the digests. Paths are not stored:
+ * table and the owners (uid, gid and their names) in a deduplicated table,
+ * both behind accessors (lp_toc_entry_uid(), lp_toc_entry_link_name() ...),
+ * as do the digests. Paths are not stored:
  * the string pool holds each entry's last component only
  * (lp_toc_entry_name(); lp_toc_entry_path() builds the full path from the
  * parent chain).
@@ -76,7 +77,6 @@ struct lp_toc_entry {
 	int64_t mtime_sec;
 	uint32_t name_off; /* private: use lp_toc_entry_name() */
 	uint32_t mtime_nsec;
-	uint32_t uid, gid;
 	uint32_t ino; /* index of the inode entry (self or target) */
 	uint32_t parent; /* index of the parent directory entry */
 	uint32_t nlink;
@@ -88,7 +88,7 @@ struct lp_toc_entry {
 		uint32_t nr_chunks;
 		uint32_t nr_children;
 	};
-	uint32_t owner_idx; /* private: use lp_toc_entry_user_name() */
+	uint32_t owner_idx; /* private: use lp_toc_entry_uid() ... */
 	uint32_t rare_idx; /* private: link name, device, xattrs, digest */
 	uint16_t mode; /* permission bits only (& 07777) */
 	uint8_t type; /* enum lp_toc_type */
@@ -175,6 +175,12 @@ const char *lp_toc_entry_name(const struct lp_toc *toc,
  */
 const char *lp_toc_entry_link_name(const struct lp_toc *toc,
 				   const struct lp_toc_entry *e);
+
+/* lp_toc_entry_uid(), lp_toc_entry_gid() - the numeric owner of @e. */
+uint32_t lp_toc_entry_uid(const struct lp_toc *toc,
+			  const struct lp_toc_entry *e);
+uint32_t lp_toc_entry_gid(const struct lp_toc *toc,
+			  const struct lp_toc_entry *e);
 
 /*
  * lp_toc_entry_user_name(), lp_toc_entry_group_name() - the owner names,

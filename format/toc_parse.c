@@ -37,7 +37,7 @@
 #define ENTRY_JSON_DEPTH 2
 
 /* the daemon's memory per mounted entry (docs/benchmarks.md) */
-_Static_assert(sizeof(struct lp_toc_entry) == 64, "lp_toc_entry grew");
+_Static_assert(sizeof(struct lp_toc_entry) == 56, "lp_toc_entry grew");
 _Static_assert(sizeof(struct lp_toc_chunk) == 36, "lp_toc_chunk grew");
 
 /* what few entries have: lp_toc_entry.rare_idx indexes these */
@@ -49,9 +49,10 @@ struct toc_rare {
 	uint32_t digest_idx;
 };
 
-/* owner names, deduplicated: lp_toc_entry.owner_idx indexes these */
+/* owners, deduplicated: lp_toc_entry.owner_idx indexes these */
 struct toc_owner {
 	const char *user, *group;
+	uint32_t uid, gid;
 };
 
 struct lp_toc {
@@ -1190,7 +1191,9 @@ static bool needs_rare(const struct builder *b, uint32_t i)
 static int finish(struct builder *b, struct lp_toc *toc)
 {
 	struct final_pool f = { 0 };
-	struct lp_hashmap owners = { 0 }; /* user << 32 | group -> index */
+	/* hash of uid, gid, user, group -> index (checked: a collision
+	   only costs a duplicate record) */
+	struct lp_hashmap owners = { 0 };
 	uint32_t i, k, ndig = 0, nrare = 0, o;
 	char *pool;
 	int r = 0;
@@ -1270,14 +1273,23 @@ static int finish(struct builder *b, struct lp_toc *toc)
 		const struct ent_strs *st = &b->strs[i];
 		const struct bent *be = &b->ents[i];
 		struct lp_toc_entry *e = &toc->entries[i];
-		uint64_t key = (uint64_t)st->user << 32 | st->group, v;
+		uint32_t k4[4] = { be->uid, be->gid, st->user, st->group };
+		uint64_t key = lp_hash_bytes(k4, sizeof(k4)), v;
+		struct toc_owner *ow;
 
-		if (lp_hashmap_get(&owners, key, &v) == 0) {
+		ow = lp_hashmap_get(&owners, key, &v) == 0 ? &toc->owners[v] :
+							     NULL;
+		if (ow && ow->uid == be->uid && ow->gid == be->gid &&
+		    ow->user == toc->pool + st->user &&
+		    ow->group == toc->pool + st->group) {
 			e->owner_idx = (uint32_t)v;
 		} else {
 			e->owner_idx = toc->nr_owners++;
-			toc->owners[e->owner_idx].user = toc->pool + st->user;
-			toc->owners[e->owner_idx].group = toc->pool + st->group;
+			ow = &toc->owners[e->owner_idx];
+			ow->user = toc->pool + st->user;
+			ow->group = toc->pool + st->group;
+			ow->uid = be->uid;
+			ow->gid = be->gid;
 			r = lp_hashmap_put(&owners, key, e->owner_idx);
 			if (r < 0)
 				goto out;
@@ -1321,8 +1333,6 @@ static int finish(struct builder *b, struct lp_toc *toc)
 		e->mtime_sec = be->mtime_sec;
 		e->mtime_nsec = be->mtime_nsec;
 		e->mode = (uint16_t)be->mode; /* & 07777 by parse_attrs() */
-		e->uid = be->uid;
-		e->gid = be->gid;
 		e->ino = be->ino;
 		e->parent = be->parent;
 		e->nlink = be->nlink;
@@ -1825,6 +1835,20 @@ const char *lp_toc_entry_link_name(const struct lp_toc *toc,
 {
 	return e->rare_idx < toc->nr_rare ? toc->rare[e->rare_idx].link_name :
 					    "";
+}
+
+uint32_t lp_toc_entry_uid(const struct lp_toc *toc,
+			  const struct lp_toc_entry *e)
+{
+	return e->owner_idx < toc->nr_owners ? toc->owners[e->owner_idx].uid :
+					       0;
+}
+
+uint32_t lp_toc_entry_gid(const struct lp_toc *toc,
+			  const struct lp_toc_entry *e)
+{
+	return e->owner_idx < toc->nr_owners ? toc->owners[e->owner_idx].gid :
+					       0;
 }
 
 const char *lp_toc_entry_user_name(const struct lp_toc *toc,

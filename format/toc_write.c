@@ -376,8 +376,8 @@ static int lp_toc_write_entry(struct lp_toc_writer *w, const struct lp_toc *toc,
 	rec.mtime_nsec = e->mtime_nsec;
 	rec.link_name = lp_toc_entry_link_name(toc, e);
 	rec.mode = e->mode;
-	rec.uid = e->uid;
-	rec.gid = e->gid;
+	rec.uid = lp_toc_entry_uid(toc, e);
+	rec.gid = lp_toc_entry_gid(toc, e);
 	rec.user_name = lp_toc_entry_user_name(toc, e);
 	rec.group_name = lp_toc_entry_group_name(toc, e);
 	lp_toc_entry_dev(toc, e, &rec.dev_major, &rec.dev_minor);

@@ -108,8 +108,8 @@ static void fill_entry(const struct lp_fs *fs, uint32_t idx, struct stat *st)
 	st->st_ino = (ino_t)e->ino + 1;
 	st->st_mode = type_bits(ie->type) | (ie->mode & 07777);
 	st->st_nlink = ie->nlink ? ie->nlink : 1;
-	st->st_uid = ie->uid;
-	st->st_gid = ie->gid;
+	st->st_uid = lp_toc_entry_uid(fs->toc, ie);
+	st->st_gid = lp_toc_entry_gid(fs->toc, ie);
 	if (ie->type == LP_TOC_CHAR || ie->type == LP_TOC_BLOCK) {
 		lp_toc_entry_dev(fs->toc, ie, &maj, &min);
 		st->st_rdev = makedev(maj, min);

@@ -728,7 +728,7 @@ static void test_tar_features(void **state)
 		e = lp_toc_entry(toc, lookup(toc, "dir/file"));
 		assert_int_equal(e->type, LP_TOC_REG);
 		assert_int_equal(e->mode & 07777, 04755);
-		assert_int_equal(e->uid, 1000);
+		assert_int_equal(lp_toc_entry_uid(toc, e), 1000);
 		assert_string_equal(lp_toc_entry_user_name(toc, e), "user");
 		file_digest(layer, lookup(toc, "dir/file"), &d);
 		lp_sha256("hello\n", 6, &want);

@@ -262,6 +262,10 @@ static void test_empty_and_carry(void **state)
 		       0);
 	assert_string_equal(lp_toc_entry_user_name(toc, at(toc, "d")), "b");
 	assert_string_equal(lp_toc_entry_user_name(toc, at(toc, "e")), "a2");
+	assert_int_equal(lp_toc_entry_uid(toc, at(toc, "d")), 2);
+	assert_int_equal(lp_toc_entry_uid(toc, at(toc, "e")), 1);
+	assert_int_equal(lp_toc_entry_uid(toc, at(toc, "a")), 1);
+	assert_string_equal(lp_toc_entry_user_name(toc, at(toc, "a")), "a");
 	lp_toc_free(toc);
 }
 
@@ -504,6 +508,10 @@ static void test_side_tables(void **state)
 	assert_ptr_equal(lp_toc_entry_user_name(toc, s),
 			 lp_toc_entry_user_name(toc, d));
 	assert_string_equal(lp_toc_entry_user_name(toc, c), "");
+	assert_int_equal(lp_toc_entry_uid(toc, s), 5);
+	assert_int_equal(lp_toc_entry_gid(toc, s), 6);
+	assert_int_equal(lp_toc_entry_uid(toc, c), 0);
+	assert_int_equal(lp_toc_entry_gid(toc, c), 0);
 	lp_toc_entry_dev(toc, c, &maj, &min);
 	assert_int_equal(maj, 4);
 	assert_int_equal(min, 0);
