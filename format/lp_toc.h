@@ -63,10 +63,9 @@ enum {
  * xattrs, a file digest other than its first chunk's) lives in a side
  * table and the owners (uid, gid and their names) in a deduplicated table,
  * both behind accessors (lp_toc_entry_uid(), lp_toc_entry_link_name() ...),
- * as do the digests. Paths are not stored:
- * the string pool holds each entry's last component only
- * (lp_toc_entry_name(); lp_toc_entry_path() builds the full path from the
- * parent chain).
+ * as do the digests. Paths are not stored: the string pool holds each
+ * entry's last component only (lp_toc_entry_name(); lp_toc_entry_path()
+ * builds the full path from the parent chain).
  *
  * first_chunk/nr_chunks (regular files) and first_child/nr_children
  * (directories) share their storage: test ->type before using either pair
