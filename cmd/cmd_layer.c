@@ -603,12 +603,13 @@ static void fill_archive_entry(struct archive_entry *ae,
 {
 	const struct lp_toc_entry *ino = lp_toc_entry(toc, e->ino);
 	char ino_path[LP_TOC_MAX_PATH + 1];
-	uint32_t i;
+	const struct lp_toc_xattr *xs;
+	uint32_t i, nr, maj, min;
 
 	archive_entry_clear(ae);
 	archive_entry_set_pathname(ae, path);
-	archive_entry_set_uid(ae, ino->uid);
-	archive_entry_set_gid(ae, ino->gid);
+	archive_entry_set_uid(ae, lp_toc_entry_uid(toc, ino));
+	archive_entry_set_gid(ae, lp_toc_entry_gid(toc, ino));
 	archive_entry_set_perm(ae, ino->mode & 07777);
 	archive_entry_set_mtime(ae, (time_t)ino->mtime_sec, ino->mtime_nsec);
 	if (e->type == LP_TOC_HARDLINK) {
@@ -628,25 +629,24 @@ static void fill_archive_entry(struct archive_entry *ae,
 		break;
 	case LP_TOC_SYMLINK:
 		archive_entry_set_filetype(ae, AE_IFLNK);
-		archive_entry_set_symlink(ae, e->link_name);
+		archive_entry_set_symlink(ae, lp_toc_entry_link_name(toc, e));
 		break;
 	case LP_TOC_CHAR:
 	case LP_TOC_BLOCK:
 		archive_entry_set_filetype(
 			ae, e->type == LP_TOC_CHAR ? AE_IFCHR : AE_IFBLK);
-		archive_entry_set_rdevmajor(ae, e->dev_major);
-		archive_entry_set_rdevminor(ae, e->dev_minor);
+		lp_toc_entry_dev(toc, e, &maj, &min);
+		archive_entry_set_rdevmajor(ae, maj);
+		archive_entry_set_rdevminor(ae, min);
 		break;
 	case LP_TOC_FIFO:
 		archive_entry_set_filetype(ae, AE_IFIFO);
 		break;
 	}
-	for (i = 0; i < e->nr_xattrs; i++) {
-		const struct lp_toc_xattr *x =
-			lp_toc_xattr(toc, e->first_xattr + i);
-
-		archive_entry_xattr_add_entry(ae, x->name, x->value, x->len);
-	}
+	xs = lp_toc_entry_xattrs(toc, e, &nr);
+	for (i = 0; i < nr; i++)
+		archive_entry_xattr_add_entry(ae, xs[i].name, xs[i].value,
+					      xs[i].len);
 }
 
 static const char extract_usage[] =

@@ -58,46 +58,57 @@ enum {
 #define LP_TOC_NO_INDEX UINT32_MAX
 
 /*
- * An entry as kept in memory: the fields every lookup and getattr read, the
- * rest behind accessors (path, digests). Paths are not stored: the string
- * pool holds each entry's last component only (lp_toc_entry_path() builds
- * the full path from the parent chain).
+ * An entry as kept in memory (56 bytes): the fields every lookup, getattr
+ * and read use. What few entries have (link targets, device numbers,
+ * xattrs, a file digest other than its first chunk's) lives in a side
+ * table and the owners (uid, gid and their names) in a deduplicated table,
+ * both behind accessors (lp_toc_entry_uid(), lp_toc_entry_link_name() ...),
+ * as do the digests. Paths are not stored: the string pool holds each
+ * entry's last component only (lp_toc_entry_name(); lp_toc_entry_path()
+ * builds the full path from the parent chain).
+ *
+ * first_chunk/nr_chunks (regular files) and first_child/nr_children
+ * (directories) share their storage: test ->type before using either pair
+ * (any other type has both counts 0).
  */
 struct lp_toc_entry {
-	const char *name; /* last component, NUL-terminated; root: "" */
-	const char *link_name; /* symlink target or hardlink target path
-				   (hardlink: normalised); "" otherwise */
-	const char *user_name; /* carried forward as in the reference */
-	const char *group_name;
 	uint64_t size; /* reg: file size */
-	uint64_t offset; /* reg: blob offset of its first member */
 	int64_t mtime_sec;
+	uint32_t name_off; /* private: use lp_toc_entry_name() */
 	uint32_t mtime_nsec;
-	uint32_t mode; /* permission bits only (& 07777) */
-	uint32_t uid, gid;
-	uint32_t dev_major, dev_minor;
 	uint32_t ino; /* index of the inode entry (self or target) */
 	uint32_t parent; /* index of the parent directory entry */
 	uint32_t nlink;
-	uint32_t first_chunk, nr_chunks; /* into lp_toc_chunk() */
-	uint32_t first_xattr, nr_xattrs; /* into lp_toc_xattr() */
-	uint32_t first_child, nr_children; /* dir: into lp_toc_child() */
-	uint32_t digest_idx; /* private: use lp_toc_entry_digest() */
-	uint16_t type; /* enum lp_toc_type */
-	uint16_t flags; /* LP_TOC_* flags */
+	union {
+		uint32_t first_chunk; /* reg: into lp_toc_chunk() */
+		uint32_t first_child; /* dir: into lp_toc_child() */
+	};
+	union {
+		uint32_t nr_chunks;
+		uint32_t nr_children;
+	};
+	uint32_t owner_idx; /* private: use lp_toc_entry_uid() ... */
+	uint32_t rare_idx; /* private: link name, device, xattrs, digest */
+	uint16_t mode; /* permission bits only (& 07777) */
+	uint8_t type; /* enum lp_toc_type */
+	uint8_t flags; /* LP_TOC_* flags */
 };
 
-/* One chunk: 40 bytes (the digest lives in a shared, deduplicated table). */
+/*
+ * One chunk: 36 bytes (the digest lives in a shared, deduplicated table;
+ * 4-byte aligned so that arrays of chunks carry no padding).
+ */
 struct lp_toc_chunk {
 	uint64_t offset; /* blob offset of the compressed member */
-	uint64_t compressed_size; /* bytes from offset to the next member */
 	uint64_t chunk_offset; /* offset inside the file */
+	uint32_t compressed_size; /* bytes from offset to the next member;
+				     checked < 4 GiB when parsed */
 	uint32_t chunk_size; /* resolved: never 0; <= LP_CHUNK_MAX_SIZE */
 	uint32_t inner_offset; /* bytes to skip after decompressing;
 				  <= LP_CHUNK_MAX_INNER_OFFSET */
 	uint32_t entry; /* owning file entry */
 	uint32_t digest_idx; /* private: use lp_toc_chunk_digest() */
-};
+} __attribute__((packed, aligned(4)));
 
 struct lp_toc_xattr {
 	const char *name;
@@ -149,6 +160,47 @@ int lp_toc_entry_path(const struct lp_toc *toc, uint32_t i, char *buf,
  */
 const struct lp_digest *lp_toc_entry_digest(const struct lp_toc *toc,
 					    const struct lp_toc_entry *e);
+
+/*
+ * lp_toc_entry_name() - the last component of @e's path, NUL-terminated
+ * ("" for the root). Borrowed from @toc.
+ */
+const char *lp_toc_entry_name(const struct lp_toc *toc,
+			      const struct lp_toc_entry *e);
+
+/*
+ * lp_toc_entry_link_name() - symlink target or hardlink target path
+ * (hardlink: normalised), "" for any other entry. Borrowed from @toc.
+ */
+const char *lp_toc_entry_link_name(const struct lp_toc *toc,
+				   const struct lp_toc_entry *e);
+
+/* lp_toc_entry_uid(), lp_toc_entry_gid() - the numeric owner of @e. */
+uint32_t lp_toc_entry_uid(const struct lp_toc *toc,
+			  const struct lp_toc_entry *e);
+uint32_t lp_toc_entry_gid(const struct lp_toc *toc,
+			  const struct lp_toc_entry *e);
+
+/*
+ * lp_toc_entry_user_name(), lp_toc_entry_group_name() - the owner names,
+ * carried forward as in the reference ("" when none). Borrowed from @toc.
+ */
+const char *lp_toc_entry_user_name(const struct lp_toc *toc,
+				   const struct lp_toc_entry *e);
+const char *lp_toc_entry_group_name(const struct lp_toc *toc,
+				    const struct lp_toc_entry *e);
+
+/* lp_toc_entry_dev() - devMajor/devMinor of @e (0 when not given). */
+void lp_toc_entry_dev(const struct lp_toc *toc, const struct lp_toc_entry *e,
+		      uint32_t *ret_major, uint32_t *ret_minor);
+
+/*
+ * lp_toc_entry_xattrs() - the xattrs of @e as an array of *@ret_nr records
+ * (in the TOC's order), or NULL with *@ret_nr = 0 when it has none.
+ */
+const struct lp_toc_xattr *lp_toc_entry_xattrs(const struct lp_toc *toc,
+					       const struct lp_toc_entry *e,
+					       uint32_t *ret_nr);
 
 /* lp_toc_chunk_digest() - the `chunkDigest` of @c, or NULL when absent. */
 const struct lp_digest *lp_toc_chunk_digest(const struct lp_toc *toc,

@@ -36,14 +36,36 @@
 /* JSON containers around one entry: the top object and "entries" */
 #define ENTRY_JSON_DEPTH 2
 
+/* the daemon's memory per mounted entry (docs/benchmarks.md) */
+_Static_assert(sizeof(struct lp_toc_entry) == 56, "lp_toc_entry grew");
+_Static_assert(sizeof(struct lp_toc_chunk) == 36, "lp_toc_chunk grew");
+
+/* what few entries have: lp_toc_entry.rare_idx indexes these */
+struct toc_rare {
+	const char *link_name;
+	uint32_t dev_major, dev_minor;
+	uint32_t first_xattr, nr_xattrs;
+	/* the file digest when it is not the first chunk's, or NO_INDEX */
+	uint32_t digest_idx;
+};
+
+/* owners, deduplicated: lp_toc_entry.owner_idx indexes these */
+struct toc_owner {
+	const char *user, *group;
+	uint32_t uid, gid;
+};
+
 struct lp_toc {
 	struct lp_toc_entry *entries;
 	struct lp_toc_chunk *chunks;
 	struct lp_toc_xattr *xattrs;
 	struct lp_digest *digests; /* file and chunk digests, deduplicated */
+	struct toc_rare *rare;
+	struct toc_owner *owners;
 	uint32_t *children;
 	char *pool; /* names, link targets, owner names, xattrs */
 	uint32_t nr_entries, nr_chunks, nr_xattrs, nr_children, nr_digests;
+	uint32_t nr_rare, nr_owners;
 	uint64_t prefetch_end;
 };
 
@@ -1067,6 +1089,17 @@ static int compressed_sizes(struct builder *b)
 		}
 		c->compressed_size =
 			(lo < n ? offs[lo] : b->payload_end) - c->offset;
+		if (c->compressed_size > UINT32_MAX) {
+			r = lp_err_set(b->err, -EFBIG,
+				       "TOC entry \"%.*s\": chunk at file "
+				       "offset %llu spans %llu compressed "
+				       "bytes (over 4 GiB)",
+				       ERR_NAME_MAX,
+				       b->pool + b->strs[c->entry].path,
+				       (unsigned long long)c->chunk_offset,
+				       (unsigned long long)c->compressed_size);
+			goto out;
+		}
 	}
 out:
 	free(offs);
@@ -1132,6 +1165,25 @@ static uint32_t digest_add(struct lp_toc *toc, const struct lp_digest *d,
 }
 
 /*
+ * whether entry @i needs a side record: a link name, device numbers,
+ * xattrs, or a file digest that its first chunk's does not stand for
+ */
+static bool needs_rare(const struct builder *b, uint32_t i)
+{
+	const struct bent *be = &b->ents[i];
+	const struct bchunk *c;
+
+	if (b->strs[i].link || be->dev_major || be->dev_minor || be->nr_xattrs)
+		return true;
+	if (!(be->flags & LP_TOC_HAS_DIGEST))
+		return false;
+	if (!be->nr_chunks)
+		return true;
+	c = &b->chunks[be->first_chunk];
+	return !c->has_digest || !lp_digest_equal(&c->digest, &be->digest);
+}
+
+/*
  * Pack the builder's records into @toc: compact entries and chunks, names
  * instead of paths in a new pool, digests deduplicated (a single-chunk
  * file's chunk digest is its file digest).
@@ -1139,7 +1191,10 @@ static uint32_t digest_add(struct lp_toc *toc, const struct lp_digest *d,
 static int finish(struct builder *b, struct lp_toc *toc)
 {
 	struct final_pool f = { 0 };
-	uint32_t i, k, ndig = 0, o;
+	/* hash of uid, gid, user, group -> index (checked: a collision
+	   only costs a duplicate record) */
+	struct lp_hashmap owners = { 0 };
+	uint32_t i, k, ndig = 0, nrare = 0, o;
 	char *pool;
 	int r = 0;
 
@@ -1169,22 +1224,21 @@ static int finish(struct builder *b, struct lp_toc *toc)
 	/* every string is copied at most once: the new pool is no larger */
 	f.p[0] = '\0';
 	f.len = 1;
+	/* st's builder offsets become final ones (the builder is done) */
 	for (i = 0; i < b->nr_ents; i++) {
-		const struct ent_strs *st = &b->strs[i];
+		struct ent_strs *st = &b->strs[i];
 		struct lp_toc_entry *e = &toc->entries[i];
 
 		if ((r = pool_move_str(b, &f, st->name, false, &o)) < 0)
 			goto out;
-		e->name = (const char *)(uintptr_t)o;
-		if ((r = pool_move_str(b, &f, st->link, false, &o)) < 0)
+		e->name_off = o;
+		if ((r = pool_move_str(b, &f, st->link, false, &st->link)) <
+			    0 ||
+		    (r = pool_move_str(b, &f, st->user, true, &st->user)) < 0 ||
+		    (r = pool_move_str(b, &f, st->group, true, &st->group)) < 0)
 			goto out;
-		e->link_name = (const char *)(uintptr_t)o;
-		if ((r = pool_move_str(b, &f, st->user, true, &o)) < 0)
-			goto out;
-		e->user_name = (const char *)(uintptr_t)o;
-		if ((r = pool_move_str(b, &f, st->group, true, &o)) < 0)
-			goto out;
-		e->group_name = (const char *)(uintptr_t)o;
+		if (needs_rare(b, i))
+			nrare++;
 	}
 	for (i = 0; i < b->nr_xattrs; i++) {
 		const struct xattr_tmp *x = &b->xattrs[i];
@@ -1209,6 +1263,58 @@ static int finish(struct builder *b, struct lp_toc *toc)
 	}
 	toc->nr_xattrs = b->nr_xattrs;
 
+	toc->rare = calloc(nrare + 1, sizeof(*toc->rare));
+	toc->owners = calloc(b->nr_ents, sizeof(*toc->owners));
+	if (!toc->rare || !toc->owners) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < b->nr_ents; i++) {
+		const struct ent_strs *st = &b->strs[i];
+		const struct bent *be = &b->ents[i];
+		struct lp_toc_entry *e = &toc->entries[i];
+		uint32_t k4[4] = { be->uid, be->gid, st->user, st->group };
+		uint64_t key = lp_hash_bytes(k4, sizeof(k4)), v;
+		struct toc_owner *ow;
+
+		ow = lp_hashmap_get(&owners, key, &v) == 0 ? &toc->owners[v] :
+							     NULL;
+		if (ow && ow->uid == be->uid && ow->gid == be->gid &&
+		    ow->user == toc->pool + st->user &&
+		    ow->group == toc->pool + st->group) {
+			e->owner_idx = (uint32_t)v;
+		} else {
+			e->owner_idx = toc->nr_owners++;
+			ow = &toc->owners[e->owner_idx];
+			ow->user = toc->pool + st->user;
+			ow->group = toc->pool + st->group;
+			ow->uid = be->uid;
+			ow->gid = be->gid;
+			r = lp_hashmap_put(&owners, key, e->owner_idx);
+			if (r < 0)
+				goto out;
+		}
+		e->rare_idx = LP_TOC_NO_INDEX;
+		if (needs_rare(b, i)) {
+			struct toc_rare *x = &toc->rare[toc->nr_rare];
+
+			x->link_name = toc->pool + st->link;
+			x->dev_major = be->dev_major;
+			x->dev_minor = be->dev_minor;
+			x->first_xattr = be->first_xattr;
+			x->nr_xattrs = be->nr_xattrs;
+			x->digest_idx = LP_TOC_NO_INDEX;
+			e->rare_idx = toc->nr_rare++;
+		}
+	}
+	if (toc->nr_owners < b->nr_ents) {
+		struct toc_owner *ow =
+			realloc(toc->owners, toc->nr_owners * sizeof(*ow));
+
+		if (ow)
+			toc->owners = ow;
+	}
+
 	for (i = 0; i < b->nr_ents; i++)
 		ndig += (b->ents[i].flags & LP_TOC_HAS_DIGEST) != 0;
 	for (i = 0; i < b->nr_chunks; i++)
@@ -1223,34 +1329,28 @@ static int finish(struct builder *b, struct lp_toc *toc)
 		struct lp_toc_entry *e = &toc->entries[i];
 		uint32_t last = LP_TOC_NO_INDEX;
 
-		e->name = toc->pool + (uintptr_t)e->name;
-		e->link_name = toc->pool + (uintptr_t)e->link_name;
-		e->user_name = toc->pool + (uintptr_t)e->user_name;
-		e->group_name = toc->pool + (uintptr_t)e->group_name;
 		e->size = be->size;
-		e->offset = be->offset;
 		e->mtime_sec = be->mtime_sec;
 		e->mtime_nsec = be->mtime_nsec;
-		e->mode = be->mode;
-		e->uid = be->uid;
-		e->gid = be->gid;
-		e->dev_major = be->dev_major;
-		e->dev_minor = be->dev_minor;
+		e->mode = (uint16_t)be->mode; /* & 07777 by parse_attrs() */
 		e->ino = be->ino;
 		e->parent = be->parent;
 		e->nlink = be->nlink;
-		e->first_chunk = be->first_chunk;
-		e->nr_chunks = be->nr_chunks;
-		e->first_xattr = be->first_xattr;
-		e->nr_xattrs = be->nr_xattrs;
-		e->first_child = be->first_child;
-		e->nr_children = be->nr_children;
-		e->type = be->type;
-		e->flags = be->flags;
-		e->digest_idx = LP_TOC_NO_INDEX;
-		if (be->flags & LP_TOC_HAS_DIGEST)
-			last = e->digest_idx =
-				digest_add(toc, &be->digest, LP_TOC_NO_INDEX);
+		if (be->type == LP_TOC_DIR) {
+			e->first_child = be->first_child;
+			e->nr_children = be->nr_children;
+		} else if (be->type == LP_TOC_REG) {
+			e->first_chunk = be->first_chunk;
+			e->nr_chunks = be->nr_chunks;
+		}
+		e->type = (uint8_t)be->type;
+		e->flags = (uint8_t)be->flags;
+		if (be->flags & LP_TOC_HAS_DIGEST) {
+			last = digest_add(toc, &be->digest, LP_TOC_NO_INDEX);
+			/* else the first chunk's, the same digest */
+			if (e->rare_idx != LP_TOC_NO_INDEX)
+				toc->rare[e->rare_idx].digest_idx = last;
+		}
 		for (k = 0; k < be->nr_chunks; k++) {
 			const struct bchunk *bc =
 				&b->chunks[be->first_chunk + k];
@@ -1258,7 +1358,8 @@ static int finish(struct builder *b, struct lp_toc *toc)
 				&toc->chunks[be->first_chunk + k];
 
 			c->offset = bc->offset;
-			c->compressed_size = bc->compressed_size;
+			/* < 4 GiB by compressed_sizes() */
+			c->compressed_size = (uint32_t)bc->compressed_size;
 			c->chunk_offset = bc->chunk_offset;
 			/* both bounded by check_chunks() and parse_chunk() */
 			c->chunk_size = (uint32_t)bc->chunk_size;
@@ -1283,6 +1384,7 @@ static int finish(struct builder *b, struct lp_toc *toc)
 out:
 	free(f.p);
 	lp_hashmap_release(&f.moved);
+	lp_hashmap_release(&owners);
 	return r;
 }
 
@@ -1629,6 +1731,8 @@ void lp_toc_free(struct lp_toc *toc)
 	free(toc->xattrs);
 	free(toc->digests);
 	free(toc->children);
+	free(toc->rare);
+	free(toc->owners);
 	free(toc->pool);
 	free(toc);
 }
@@ -1676,7 +1780,8 @@ int lp_toc_entry_path(const struct lp_toc *toc, uint32_t i, char *buf,
 	}
 	/* the length first, then the components right to left */
 	for (cur = i; cur; cur = toc->entries[cur].parent)
-		len += strlen(toc->entries[cur].name) + (len ? 1 : 0);
+		len += strlen(toc->pool + toc->entries[cur].name_off) +
+		       (len ? 1 : 0);
 	if (len >= size) {
 		r = -ENAMETOOLONG;
 		goto fail;
@@ -1684,11 +1789,11 @@ int lp_toc_entry_path(const struct lp_toc *toc, uint32_t i, char *buf,
 	buf[len] = '\0';
 	pos = len;
 	for (cur = i; cur; cur = toc->entries[cur].parent) {
-		n = strlen(toc->entries[cur].name);
+		n = strlen(toc->pool + toc->entries[cur].name_off);
 		if (pos != len)
 			buf[--pos] = '/';
 		pos -= n;
-		memcpy(buf + pos, toc->entries[cur].name, n);
+		memcpy(buf + pos, toc->pool + toc->entries[cur].name_off, n);
 	}
 	return (int)len;
 fail:
@@ -1700,8 +1805,22 @@ fail:
 const struct lp_digest *lp_toc_entry_digest(const struct lp_toc *toc,
 					    const struct lp_toc_entry *e)
 {
-	return e->digest_idx < toc->nr_digests ? &toc->digests[e->digest_idx] :
-						 NULL;
+	uint32_t d = LP_TOC_NO_INDEX;
+
+	if (!(e->flags & LP_TOC_HAS_DIGEST))
+		return NULL;
+	if (e->rare_idx < toc->nr_rare)
+		d = toc->rare[e->rare_idx].digest_idx;
+	if (d == LP_TOC_NO_INDEX && e->type == LP_TOC_REG && e->nr_chunks &&
+	    e->first_chunk < toc->nr_chunks)
+		d = toc->chunks[e->first_chunk].digest_idx;
+	return d < toc->nr_digests ? &toc->digests[d] : NULL;
+}
+
+const char *lp_toc_entry_name(const struct lp_toc *toc,
+			      const struct lp_toc_entry *e)
+{
+	return toc->pool + e->name_off;
 }
 
 const struct lp_digest *lp_toc_chunk_digest(const struct lp_toc *toc,
@@ -1709,6 +1828,66 @@ const struct lp_digest *lp_toc_chunk_digest(const struct lp_toc *toc,
 {
 	return c->digest_idx < toc->nr_digests ? &toc->digests[c->digest_idx] :
 						 NULL;
+}
+
+const char *lp_toc_entry_link_name(const struct lp_toc *toc,
+				   const struct lp_toc_entry *e)
+{
+	return e->rare_idx < toc->nr_rare ? toc->rare[e->rare_idx].link_name :
+					    "";
+}
+
+uint32_t lp_toc_entry_uid(const struct lp_toc *toc,
+			  const struct lp_toc_entry *e)
+{
+	return e->owner_idx < toc->nr_owners ? toc->owners[e->owner_idx].uid :
+					       0;
+}
+
+uint32_t lp_toc_entry_gid(const struct lp_toc *toc,
+			  const struct lp_toc_entry *e)
+{
+	return e->owner_idx < toc->nr_owners ? toc->owners[e->owner_idx].gid :
+					       0;
+}
+
+const char *lp_toc_entry_user_name(const struct lp_toc *toc,
+				   const struct lp_toc_entry *e)
+{
+	return e->owner_idx < toc->nr_owners ? toc->owners[e->owner_idx].user :
+					       "";
+}
+
+const char *lp_toc_entry_group_name(const struct lp_toc *toc,
+				    const struct lp_toc_entry *e)
+{
+	return e->owner_idx < toc->nr_owners ? toc->owners[e->owner_idx].group :
+					       "";
+}
+
+void lp_toc_entry_dev(const struct lp_toc *toc, const struct lp_toc_entry *e,
+		      uint32_t *ret_major, uint32_t *ret_minor)
+{
+	bool r = e->rare_idx < toc->nr_rare;
+
+	*ret_major = r ? toc->rare[e->rare_idx].dev_major : 0;
+	*ret_minor = r ? toc->rare[e->rare_idx].dev_minor : 0;
+}
+
+const struct lp_toc_xattr *lp_toc_entry_xattrs(const struct lp_toc *toc,
+					       const struct lp_toc_entry *e,
+					       uint32_t *ret_nr)
+{
+	const struct toc_rare *x;
+
+	*ret_nr = 0;
+	if (e->rare_idx >= toc->nr_rare)
+		return NULL;
+	x = &toc->rare[e->rare_idx];
+	if (!x->nr_xattrs)
+		return NULL;
+	*ret_nr = x->nr_xattrs;
+	return &toc->xattrs[x->first_xattr];
 }
 
 static int cmp_name(const char *a, size_t alen, const char *b)
@@ -1737,7 +1916,8 @@ uint32_t lp_toc_lookup(const struct lp_toc *toc, uint32_t dir, const char *name,
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 		uint32_t e = toc->children[mid];
-		int c = cmp_name(name, len, toc->entries[e].name);
+		int c = cmp_name(name, len,
+				 toc->pool + toc->entries[e].name_off);
 
 		if (c == 0)
 			return e;
@@ -1780,7 +1960,7 @@ uint32_t lp_toc_find_chunk(const struct lp_toc *toc, uint32_t ino, uint64_t off)
 	if (ino >= toc->nr_entries)
 		return LP_TOC_NO_INDEX;
 	e = &toc->entries[ino];
-	if (off >= e->size || !e->nr_chunks)
+	if (e->type != LP_TOC_REG || off >= e->size || !e->nr_chunks)
 		return LP_TOC_NO_INDEX;
 	lo = e->first_chunk;
 	hi = e->first_chunk + e->nr_chunks;

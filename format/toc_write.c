@@ -374,17 +374,15 @@ static int lp_toc_write_entry(struct lp_toc_writer *w, const struct lp_toc *toc,
 	rec.has_modtime = e->flags & LP_TOC_HAS_MODTIME;
 	rec.mtime_sec = e->mtime_sec;
 	rec.mtime_nsec = e->mtime_nsec;
-	rec.link_name = e->link_name;
+	rec.link_name = lp_toc_entry_link_name(toc, e);
 	rec.mode = e->mode;
-	rec.uid = e->uid;
-	rec.gid = e->gid;
-	rec.user_name = e->user_name;
-	rec.group_name = e->group_name;
-	rec.dev_major = e->dev_major;
-	rec.dev_minor = e->dev_minor;
-	if (e->nr_xattrs && e->type != LP_TOC_HARDLINK)
-		rec.xattrs = lp_toc_xattr(toc, e->first_xattr);
-	rec.nr_xattrs = rec.xattrs ? e->nr_xattrs : 0;
+	rec.uid = lp_toc_entry_uid(toc, e);
+	rec.gid = lp_toc_entry_gid(toc, e);
+	rec.user_name = lp_toc_entry_user_name(toc, e);
+	rec.group_name = lp_toc_entry_group_name(toc, e);
+	lp_toc_entry_dev(toc, e, &rec.dev_major, &rec.dev_minor);
+	if (e->type != LP_TOC_HARDLINK)
+		rec.xattrs = lp_toc_entry_xattrs(toc, e, &rec.nr_xattrs);
 	if (e->type != LP_TOC_REG)
 		return lp_toc_writer_add(w, &rec);
 

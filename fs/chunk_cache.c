@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The memory tier of the chunk cache and its single flight: one slot per TOC
- * chunk, a chunk is fetched by exactly one thread however many readers want
- * it (the others wait on `settled`), and only verified data is published.
+ * The memory tier of the chunk cache and its single flight: a table of the
+ * chunks being fetched or held (a hash on the TOC chunk index, sized to what
+ * is cached, not to the layer), a chunk is fetched by exactly one thread
+ * however many readers want it (the others wait on `settled`), and only
+ * verified data is published.
  * READY chunks sit on an LRU list and are evicted, least recent first, while
  * the tier holds more than its byte budget; unpinned chunks go first, then
  * pinned ones, which readers keep alive by their references until they are
@@ -21,13 +23,97 @@
 
 #include "fs_int.h"
 
+#define TAB_MIN 16 /* slots; a power of two */
+
+static size_t tab_home(const struct fs_cache *c, uint32_t ci)
+{
+	return (size_t)(ci * 0x9e3779b1u) & (c->tab_cap - 1);
+}
+
+static struct fs_chunk *tab_get(const struct fs_cache *c, uint32_t ci)
+{
+	size_t mask = c->tab_cap - 1, i;
+
+	for (i = tab_home(c, ci); c->tab[i]; i = (i + 1) & mask) {
+		if (c->tab[i]->ci == ci)
+			return c->tab[i];
+	}
+	return NULL;
+}
+
+static void tab_place(struct fs_cache *c, struct fs_chunk *ch)
+{
+	size_t mask = c->tab_cap - 1, i;
+
+	for (i = tab_home(c, ch->ci); c->tab[i]; i = (i + 1) & mask)
+		;
+	c->tab[i] = ch;
+}
+
+static int tab_resize(struct fs_cache *c, size_t cap)
+{
+	struct fs_chunk **old = c->tab;
+	size_t old_cap = c->tab_cap, i;
+
+	c->tab = calloc(cap, sizeof(*c->tab));
+	if (!c->tab) {
+		c->tab = old;
+		return -ENOMEM;
+	}
+	c->tab_cap = cap;
+	for (i = 0; i < old_cap; i++) {
+		if (old[i])
+			tab_place(c, old[i]);
+	}
+	free(old);
+	return 0;
+}
+
+/* room for one more chunk (load at most 1/2); -ENOMEM leaves it as it was */
+static int tab_reserve(struct fs_cache *c)
+{
+	if ((c->tab_used + 1) * 2 <= c->tab_cap)
+		return 0;
+	return tab_resize(c, c->tab_cap * 2);
+}
+
+/* after tab_reserve(); @ch->ci must not be in the table */
+static void tab_add(struct fs_cache *c, struct fs_chunk *ch)
+{
+	tab_place(c, ch);
+	c->tab_used++;
+}
+
+/* take chunk @ci out (linear probing: later members of its run move up) */
+static void tab_del(struct fs_cache *c, uint32_t ci)
+{
+	size_t mask = c->tab_cap - 1, i, j, k;
+
+	for (i = tab_home(c, ci); c->tab[i]->ci != ci; i = (i + 1) & mask)
+		;
+	for (j = (i + 1) & mask; c->tab[j]; j = (j + 1) & mask) {
+		k = tab_home(c, c->tab[j]->ci);
+		/* move unless its home lies cyclically in (i, j] */
+		if (i <= j ? (k <= i || k > j) : (k <= i && k > j)) {
+			c->tab[i] = c->tab[j];
+			i = j;
+		}
+	}
+	c->tab[i] = NULL;
+	c->tab_used--;
+	/* give memory back after a burst (failure keeps the bigger table) */
+	if (c->tab_cap > TAB_MIN && c->tab_used * 8 < c->tab_cap)
+		tab_resize(c, c->tab_cap / 2);
+}
+
 int fs_cache_init(struct fs_cache *c, uint32_t nr_chunks, size_t budget)
 {
 	int r = 0;
 
 	memset(c, 0, sizeof(*c));
-	c->slots = calloc(nr_chunks ? nr_chunks : 1, sizeof(*c->slots));
-	if (!c->slots) {
+	c->tab = calloc(TAB_MIN, sizeof(*c->tab));
+	c->tab_cap = TAB_MIN;
+	if (!c->tab) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -69,21 +155,21 @@ static void lru_add(struct fs_cache *c, struct fs_chunk *ch, bool cold)
 
 void fs_cache_destroy(struct fs_cache *c)
 {
-	uint32_t i;
+	size_t i;
 
-	if (!c->slots)
+	if (!c->tab)
 		return;
-	for (i = 0; i < c->nr_chunks; i++) {
-		struct fs_chunk *ch = c->slots[i];
+	for (i = 0; i < c->tab_cap; i++) {
+		struct fs_chunk *ch = c->tab[i];
 
-		/* threads are gone: only the slot reference is left */
+		/* threads are gone: only the table reference is left */
 		if (ch) {
 			free(ch->data);
 			free(ch);
 		}
 	}
-	free(c->slots);
-	c->slots = NULL;
+	free(c->tab);
+	c->tab = NULL;
 	pthread_cond_destroy(&c->settled);
 	pthread_mutex_destroy(&c->lock);
 }
@@ -107,7 +193,7 @@ static void evict_locked(struct fs_cache *c)
 
 			if (pass == 1 || ch->refs == 1) {
 				lru_unlink(ch);
-				c->slots[ch->ci] = NULL;
+				tab_del(c, ch->ci);
 				c->used -= ch->len;
 				chunk_unref_locked(ch);
 			}
@@ -126,7 +212,10 @@ static void touch_locked(struct fs_cache *c, struct fs_chunk *ch)
 	lru_add(c, ch, false);
 }
 
-/* claim @ci and its coalescible absent successors below @extend_to */
+/*
+ * claim @ci and its coalescible absent successors below @extend_to; the
+ * caller has made room for @ci (tab_reserve)
+ */
 static uint32_t claim_locked(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 			     struct fs_chunk *first, enum fs_fetch_kind kind)
 {
@@ -139,15 +228,17 @@ static uint32_t claim_locked(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 
 	first->ci = ci;
 	first->state = FS_CHUNK_LOADING;
-	first->refs = 1; /* the slot's */
-	c->slots[ci] = first;
+	first->refs = 1; /* the table's */
+	tab_add(c, first);
 	if (extend_to > c->nr_chunks)
 		extend_to = c->nr_chunks;
 	for (j = ci + 1; j < extend_to && n < FS_MAX_RUN; j++, n++) {
 		const struct lp_toc_chunk *next = lp_toc_chunk(fs->toc, j);
 		struct fs_chunk *ch;
 
-		if (c->slots[j] || !fs_chunks_coalesce(next, start, end, max))
+		if (tab_get(c, j) || !fs_chunks_coalesce(next, start, end, max))
+			break;
+		if (tab_reserve(c) < 0)
 			break;
 		ch = calloc(1, sizeof(*ch));
 		if (!ch)
@@ -155,7 +246,7 @@ static uint32_t claim_locked(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 		ch->ci = j;
 		ch->state = FS_CHUNK_LOADING;
 		ch->refs = 1;
-		c->slots[j] = ch;
+		tab_add(c, ch);
 		end = lp_max_u64(end, next->offset + next->compressed_size);
 	}
 	return n;
@@ -173,7 +264,7 @@ void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
 	struct fs_chunk *ch;
 
 	pthread_mutex_lock(&c->lock);
-	ch = c->slots[ci];
+	ch = tab_get(c, ci);
 	if (res == 0) {
 		ch->data = data;
 		ch->len = lp_toc_chunk(fs->toc, ci)->chunk_size;
@@ -183,7 +274,7 @@ void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
 	} else {
 		ch->state = FS_CHUNK_FAILED;
 		ch->error = res;
-		c->slots[ci] = NULL;
+		tab_del(c, ci);
 		chunk_unref_locked(ch);
 	}
 	evict_locked(c);
@@ -208,7 +299,7 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 		goto out;
 	}
 	pthread_mutex_lock(&c->lock);
-	ch = c->slots[ci];
+	ch = tab_get(c, ci);
 	if (ch && ch->state == FS_CHUNK_READY) {
 		if (ret_chunk) {
 			ch->refs++;
@@ -241,11 +332,16 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 				       err);
 		goto out;
 	}
+	if (tab_reserve(c) < 0) {
+		pthread_mutex_unlock(&c->lock);
+		r = lp_err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	ch = fresh;
 	n = claim_locked(fs, ci, extend_to, fresh, kind);
 	fresh = NULL;
 	if (ret_chunk)
-		c->slots[ci]->refs++; /* pinned before anyone can evict it */
-	ch = c->slots[ci];
+		ch->refs++; /* pinned before anyone can evict it */
 	pthread_mutex_unlock(&c->lock);
 
 	if (kind == FS_FETCH_ONDEMAND) {
@@ -291,11 +387,12 @@ void fs_chunk_put(struct lp_fs *fs, struct fs_chunk *chunk)
 
 bool fs_chunk_is_cached(struct lp_fs *fs, uint32_t ci)
 {
+	struct fs_chunk *ch;
 	bool ready;
 
 	pthread_mutex_lock(&fs->cache.lock);
-	ready = fs->cache.slots[ci] &&
-		fs->cache.slots[ci]->state == FS_CHUNK_READY;
+	ch = tab_get(&fs->cache, ci);
+	ready = ch && ch->state == FS_CHUNK_READY;
 	pthread_mutex_unlock(&fs->cache.lock);
 	return ready;
 }

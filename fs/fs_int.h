@@ -47,7 +47,10 @@ struct fs_chunk {
 struct fs_cache {
 	pthread_mutex_t lock;
 	pthread_cond_t settled; /* a LOADING chunk became READY or FAILED */
-	struct fs_chunk **slots; /* [nr_chunks]; protected by lock */
+	/* the chunks in the table (LOADING or READY), an open-addressing
+	   hash on ->ci of tab_cap (a power of two) slots; protected by lock */
+	struct fs_chunk **tab;
+	size_t tab_cap, tab_used;
 	struct fs_chunk lru; /* sentinel; lru.lru_next is the most recent;
 				protected by lock */
 	size_t used; /* bytes of READY chunks; protected by lock */

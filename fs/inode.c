@@ -34,15 +34,16 @@ static bool is_whiteout_name(const char *name)
 static enum visibility visibility(const struct lp_toc *toc, uint32_t idx)
 {
 	const struct lp_toc_entry *e = lp_toc_entry(toc, idx);
+	const char *name = lp_toc_entry_name(toc, e);
 
 	if (idx == 0)
 		return VIS_SHOWN;
-	if (e->parent == 0 && (!strcmp(e->name, LP_PREFETCH_LANDMARK) ||
-			       !strcmp(e->name, LP_NO_PREFETCH_LANDMARK)))
+	if (e->parent == 0 && (!strcmp(name, LP_PREFETCH_LANDMARK) ||
+			       !strcmp(name, LP_NO_PREFETCH_LANDMARK)))
 		return VIS_HIDDEN;
-	if (!is_whiteout_name(e->name))
+	if (!is_whiteout_name(name))
 		return VIS_SHOWN;
-	if (!strcmp(e->name, LP_WHITEOUT_OPAQUE))
+	if (!strcmp(name, LP_WHITEOUT_OPAQUE))
 		return VIS_HIDDEN;
 	return VIS_WHITEOUT;
 }
@@ -92,6 +93,7 @@ static void fill_entry(const struct lp_fs *fs, uint32_t idx, struct stat *st)
 {
 	const struct lp_toc_entry *e = lp_toc_entry(fs->toc, idx);
 	const struct lp_toc_entry *ie = lp_toc_entry(fs->toc, e->ino);
+	uint32_t maj, min;
 
 	memset(st, 0, sizeof(*st));
 	st->st_blksize = FS_BLKSIZE;
@@ -107,16 +109,19 @@ static void fill_entry(const struct lp_fs *fs, uint32_t idx, struct stat *st)
 	st->st_ino = (ino_t)e->ino + 1;
 	st->st_mode = type_bits(ie->type) | (ie->mode & 07777);
 	st->st_nlink = ie->nlink ? ie->nlink : 1;
-	st->st_uid = ie->uid;
-	st->st_gid = ie->gid;
-	if (ie->type == LP_TOC_CHAR || ie->type == LP_TOC_BLOCK)
-		st->st_rdev = makedev(ie->dev_major, ie->dev_minor);
+	st->st_uid = lp_toc_entry_uid(fs->toc, ie);
+	st->st_gid = lp_toc_entry_gid(fs->toc, ie);
+	if (ie->type == LP_TOC_CHAR || ie->type == LP_TOC_BLOCK) {
+		lp_toc_entry_dev(fs->toc, ie, &maj, &min);
+		st->st_rdev = makedev(maj, min);
+	}
 	switch (ie->type) {
 	case LP_TOC_REG:
 		st->st_size = (off_t)ie->size;
 		break;
 	case LP_TOC_SYMLINK:
-		st->st_size = (off_t)strlen(ie->link_name);
+		st->st_size =
+			(off_t)strlen(lp_toc_entry_link_name(fs->toc, ie));
 		break;
 	case LP_TOC_DIR:
 		st->st_size = FS_BLKSIZE;
@@ -222,12 +227,12 @@ out:
 static const char *listed_name(const struct lp_toc *toc, uint32_t dir,
 			       uint32_t idx)
 {
-	const struct lp_toc_entry *e = lp_toc_entry(toc, idx);
-	const char *shown = e->name + WH_PREFIX_LEN;
+	const char *name = lp_toc_entry_name(toc, lp_toc_entry(toc, idx));
+	const char *shown = name + WH_PREFIX_LEN;
 
 	switch (visibility(toc, idx)) {
 	case VIS_SHOWN:
-		return e->name;
+		return name;
 	case VIS_WHITEOUT:
 		/* a real sibling of that name wins over the whiteout */
 		if (lp_toc_lookup(toc, dir, shown, strlen(shown)) !=
@@ -312,7 +317,7 @@ int lp_fs_readlink(struct lp_fs *fs, uint64_t ino, const char **ret_target)
 		r = -EINVAL;
 		goto out;
 	}
-	*ret_target = e->link_name;
+	*ret_target = lp_toc_entry_link_name(fs->toc, e);
 	fs_record_access(fs, idx);
 out:
 	return r;
@@ -353,8 +358,8 @@ static int xattr_owner(struct lp_fs *fs, uint64_t ino, uint32_t *ret_idx)
 int lp_fs_getxattr(struct lp_fs *fs, uint64_t ino, const char *name, void *buf,
 		   size_t size)
 {
-	const struct lp_toc_entry *e;
-	uint32_t idx, i;
+	const struct lp_toc_xattr *xs;
+	uint32_t idx, i, nr;
 	int r;
 
 	r = xattr_owner(fs, ino, &idx);
@@ -363,13 +368,10 @@ int lp_fs_getxattr(struct lp_fs *fs, uint64_t ino, const char *name, void *buf,
 	r = -ENODATA;
 	if (idx == LP_TOC_NO_INDEX)
 		goto out;
-	e = lp_toc_entry(fs->toc, idx);
-	for (i = 0; i < e->nr_xattrs; i++) {
-		const struct lp_toc_xattr *x =
-			lp_toc_xattr(fs->toc, e->first_xattr + i);
-
-		if (!strcmp(x->name, name)) {
-			r = copy_out(buf, size, x->value, x->len);
+	xs = lp_toc_entry_xattrs(fs->toc, lp_toc_entry(fs->toc, idx), &nr);
+	for (i = 0; i < nr; i++) {
+		if (!strcmp(xs[i].name, name)) {
+			r = copy_out(buf, size, xs[i].value, xs[i].len);
 			goto out;
 		}
 	}
@@ -381,22 +383,22 @@ out:
 
 int lp_fs_listxattr(struct lp_fs *fs, uint64_t ino, char *buf, size_t size)
 {
-	const struct lp_toc_entry *e;
+	const struct lp_toc_xattr *xs;
 	bool has_opaque = false;
 	size_t len = 0;
-	uint32_t idx, i;
+	uint32_t idx, i, nr;
 	int r;
 
 	r = xattr_owner(fs, ino, &idx);
 	if (r < 0 || idx == LP_TOC_NO_INDEX)
 		goto out;
-	e = lp_toc_entry(fs->toc, idx);
-	for (i = 0; i <= e->nr_xattrs; i++) {
+	xs = lp_toc_entry_xattrs(fs->toc, lp_toc_entry(fs->toc, idx), &nr);
+	for (i = 0; i <= nr; i++) {
 		const char *name;
 		size_t n;
 
-		if (i < e->nr_xattrs) {
-			name = lp_toc_xattr(fs->toc, e->first_xattr + i)->name;
+		if (i < nr) {
+			name = xs[i].name;
 			has_opaque |= !strcmp(name, OPAQUE_XATTR);
 		} else if (!has_opaque && is_opaque_dir(fs->toc, idx)) {
 			name = OPAQUE_XATTR;

@@ -10,10 +10,17 @@
 #     all layers), when golang-go and Debian's Go sources are there
 # After mounting, every mount is walked as a container start would: a stat
 # of every entry (find -printf) and a read of 100 files.
-# Prints RSS/PSS/anonymous memory of each process and, for lazypull, where
-# its resident bytes are (mappings by kind, malloc statistics).
+# Each is measured with 1 layer and with LAYERS layers (a fresh process
+# each; SERIES="1 5 10" measures more points): the totals, and the cost of
+# one more mounted layer, (M[LAYERS] - M[1]) / (LAYERS - 1), which leaves
+# out what a process pays once (libraries, main heap).
+# Prints RSS/PSS/anonymous memory of each process, both ratios and, for
+# lazypull with LAYERS layers, where its resident bytes are (mappings by
+# kind, malloc statistics).
 # Root, /dev/fuse and docker-registry needed.
-# Usage: mem-bench.sh [BUILD_DIR]  (LAYERS=10 ENTRIES=10000 by default;
+# Usage: mem-bench.sh [BUILD_DIR]...  (LAYERS=10 ENTRIES=10000 by default;
+# several build dirs are measured interleaved against one reference run,
+# e.g. a baseline build and the current one;
 # MEM_BENCH_BLOBS=DIR keeps the generated layers there between runs;
 # MEM_DRIVER_WRAP="valgrind --tool=massif --vgdb=yes" runs the driver
 # under a profiler that replaces the process, MEM_BENCH_HOOK=CMD runs
@@ -22,14 +29,19 @@ set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 . "$SRC/tests/bench/bench_lib.sh"
-BUILD=${1:-$SRC/build-rel}
+BUILDS=("$@")
+[ ${#BUILDS[@]} -gt 0 ] || BUILDS=("$SRC/build-rel")
+BUILD=${BUILDS[-1]}
 LP=$BUILD/cmd/lazypull
 CLIENT=$BUILD/tests/reg_client
-DRIVER=$BUILD/tests/mem_driver
 LAYERS=${LAYERS:-10}
 ENTRIES=${ENTRIES:-10000}
-for x in "$LP" "$CLIENT" "$DRIVER"; do
-	[ -x "$x" ] || { echo "build $BUILD first (lazypull, reg_client, mem_driver)" >&2; exit 1; }
+SERIES=${SERIES:-1 $LAYERS}
+[ "$LAYERS" -ge 2 ] || { echo "LAYERS must be at least 2" >&2; exit 1; }
+for b in "${BUILDS[@]}"; do
+	for x in "$b/cmd/lazypull" "$b/tests/reg_client" "$b/tests/mem_driver"; do
+		[ -x "$x" ] || { echo "build $b first (lazypull, reg_client, mem_driver)" >&2; exit 1; }
+	done
 done
 T=$(mktemp -d /tmp/lp-mem-bench.XXXXXX)
 BLOBS=${MEM_BENCH_BLOBS:-$T/blobs}
@@ -71,17 +83,23 @@ PY
 	fi
 	blobs+=("$b")
 done
-layers="" args=()
+descs=() args=()
 for b in "${blobs[@]}"; do
 	read -r dg size < <("$CLIENT" push-blob "$R/bench/mem:v1" "$b")
-	layers="$layers${layers:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"$dg\",\"size\":$size,\"annotations\":{\"containerd.io/snapshot/stargz/toc.digest\":\"$(cat "$b.toc")\"}}"
+	descs+=("{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"$dg\",\"size\":$size,\"annotations\":{\"containerd.io/snapshot/stargz/toc.digest\":\"$(cat "$b.toc")\"}}")
 	args+=("$dg" "$(cat "$b.toc")")
 done
 echo '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' >"$T/config"
-read -r dg size < <("$CLIENT" push-blob "$R/bench/mem:v1" "$T/config")
-printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[%s]}' \
-	"$dg" "$size" "$layers" >"$T/manifest"
-"$CLIENT" push-manifest "$R/bench/mem:v1" application/vnd.oci.image.manifest.v1+json "$T/manifest" >/dev/null
+read -r cdg csize < <("$CLIENT" push-blob "$R/bench/mem:v1" "$T/config")
+# one image per point of the series, bench/mem:nN of the first N layers:
+# the layer pool mounts the layers a manifest lists after the one asked
+# for ahead of use, so a point must not see more layers than it measures
+for n in $SERIES; do
+	layers=$(IFS=,; echo "${descs[*]:0:n}")
+	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[%s]}' \
+		"$cdg" "$csize" "$layers" >"$T/manifest"
+	"$CLIENT" push-manifest "$R/bench/mem:n$n" application/vnd.oci.image.manifest.v1+json "$T/manifest" >/dev/null
+done
 
 # touch MNT...: what a container start does to its lower layers, roughly
 touch_mounts() {
@@ -100,10 +118,11 @@ wait_ready() { # OUT PID
 	return 1
 }
 kb() { awk -v k="$2" '$1 == k":" {print $2}' "$1"; }
-report() { # NAME PID
-	local st=/proc/$2/status sr=/proc/$2/smaps_rollup
-	printf '%-30s %9s %9s %9s %8s\n' "$1" "$(kb $st VmRSS)" "$(kb $sr Pss)" \
-		"$(kb $st RssAnon)" "$(kb $st Threads)"
+# measure NAME N PID: one row of the table, kept in $T/rows
+measure() {
+	local st=/proc/$3/status sr=/proc/$3/smaps_rollup
+	printf '%s %s %s %s %s %s\n' "$1" "$2" "$(kb $st VmRSS)" "$(kb $sr Pss)" \
+		"$(kb $st RssAnon)" "$(kb $st Threads)" | tee -a "$T/rows" >&2
 }
 # breakdown PID: resident kB by mapping kind
 breakdown() {
@@ -135,47 +154,103 @@ for k, a in sorted(kinds.items(), key=lambda x: -x[1][0]):
 PY
 }
 
-say "lazypull: $LAYERS layers x $ENTRIES entries in one process"
-mkdir -p "$T/lproot"
-${MEM_DRIVER_WRAP:-} "$DRIVER" "$T/lproot" "$R/bench/mem:v1" "$R" "${args[@]}" >"$T/drv.out" 2>"$T/drv.log" &
-dpid=$!
-PIDS+=($dpid)
-wait_ready "$T/drv.out" $dpid || { echo "mem_driver failed: $(tail -5 "$T/drv.log")" >&2; exit 1; }
-mapfile -t lmnts < <(grep -v '^ready' "$T/drv.out")
-touch_mounts "${lmnts[@]}"
-sleep 1
-printf '\n%-30s %9s %9s %9s %8s\n' "$LAYERS x $ENTRIES entries, 1 process" "RSS kB" "PSS kB" "anon kB" "threads"
-report "lazypull (mem_driver)" $dpid
-[ -z "${MEM_BENCH_HOOK:-}" ] || $MEM_BENCH_HOOK $dpid
-cp "/proc/$dpid/smaps" "$T/lp.smaps"
-breakdown $dpid >"$T/lp.breakdown"
-kill -USR1 $dpid
-sleep 0.5
-grep '^mallinfo2' "$T/drv.log" >"$T/lp.malloc" || true
-
-bench_build_refmount
-if [ -n "$REFMOUNT" ]; then
-	say "reference: $LAYERS layers in one process"
+# run_lp BUILD N: mem_driver serving the first N layers, walked, measured
+run_lp() {
+	local drv=$1/tests/mem_driver n=$2 name=$3 dpid
+	say "$name: $n layers x $ENTRIES entries in one process"
+	rm -rf "$T/lproot"
+	mkdir -p "$T/lproot"
+	${MEM_DRIVER_WRAP:-} "$drv" "$T/lproot" "$R/bench/mem:n$n" "$R" "${args[@]:0:2*n}" >"$T/drv.out" 2>"$T/drv.log" &
+	dpid=$!
+	PIDS+=($dpid)
+	wait_ready "$T/drv.out" $dpid || { echo "mem_driver failed: $(tail -5 "$T/drv.log")" >&2; exit 1; }
+	mapfile -t lmnts < <(grep -v '^ready' "$T/drv.out")
+	touch_mounts "${lmnts[@]}"
+	sleep 1
+	measure "$name" "$n" $dpid
+	if [ "$n" = "$LAYERS" ] && [ "$1" = "$BUILD" ]; then
+		[ -z "${MEM_BENCH_HOOK:-}" ] || $MEM_BENCH_HOOK $dpid
+		cp "/proc/$dpid/smaps" "$T/lp.smaps"
+		breakdown $dpid >"$T/lp.breakdown"
+		kill -USR1 $dpid
+		sleep 0.5
+		grep '^mallinfo2' "$T/drv.log" >"$T/lp.malloc" || true
+	fi
+	kill $dpid
+	wait $dpid 2>/dev/null || true
+}
+# run_ref N: the reference serving the first N layers
+run_ref() {
+	local n=$1 l rpid
+	say "reference: $n layers in one process"
 	rargs=() rmnts=()
-	for l in $(seq 0 $((LAYERS - 1))); do
+	rm -rf "$T/refroot" "$T"/rr*
+	for l in $(seq 0 $((n - 1))); do
 		mkdir -p "$T/rr$l"
 		rmnts+=("$T/rr$l")
 		rargs+=("$T/rr$l" "${args[2 * l]}" "${args[2 * l + 1]}")
 	done
 	mkdir -p "$T/refroot"
-	"$REFMOUNT" "$T/refroot" "$R/bench/mem:v1" "${rargs[@]}" >"$T/ref.out" 2>"$T/ref.log" &
+	"$REFMOUNT" "$T/refroot" "$R/bench/mem:n$n" "${rargs[@]}" >"$T/ref.out" 2>"$T/ref.log" &
 	rpid=$!
 	PIDS+=($rpid)
 	if wait_ready "$T/ref.out" $rpid; then
 		touch_mounts "${rmnts[@]}"
 		sleep 2
-		report "reference (refmount)" $rpid
-		cp "/proc/$rpid/status" "$T/ref.status"
+		measure reference "$n" $rpid
 	else
 		say "reference mount failed: $(tail -3 "$T/ref.log")"
 	fi
-fi
-printf '\nlazypull, resident memory by mapping kind:\n'
+	kill $rpid
+	wait $rpid 2>/dev/null || true
+	for l in "${rmnts[@]}"; do
+		fusermount3 -u "$l" 2>/dev/null || umount -l "$l" 2>/dev/null || true
+	done
+}
+
+: >"$T/rows"
+bench_build_refmount
+for n in $SERIES; do
+	k=0
+	for b in "${BUILDS[@]}"; do
+		name=lazypull
+		[ ${#BUILDS[@]} -eq 1 ] || name="lazypull#$k"
+		run_lp "$b" "$n" "$name"
+		k=$((k + 1))
+	done
+	[ -z "$REFMOUNT" ] || run_ref "$n"
+done
+[ ${#BUILDS[@]} -eq 1 ] || for k in "${!BUILDS[@]}"; do printf '\nlazypull#%d = %s' "$k" "${BUILDS[k]}"; done
+printf '\n'
+python3 - "$T/rows" "$LAYERS" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1])]
+top = int(sys.argv[2])
+m = {}
+for name, n, rss, pss, anon, thr in rows:
+    m[(name, int(n))] = [int(rss), int(pss), int(anon), int(thr)]
+names = list(dict.fromkeys(r[0] for r in rows))
+print("%-22s %6s %9s %9s %9s %8s" % ("one process", "layers", "RSS kB", "PSS kB", "anon kB", "threads"))
+for name in names:
+    for (nm, n), v in sorted(m.items(), key=lambda x: x[0][1]):
+        if nm == name:
+            print("%-22s %6d %9d %9d %9d %8d" % (name, n, *v))
+per = {}
+for name in names:
+    if (name, 1) in m and (name, top) in m:
+        per[name] = [(m[(name, top)][i] - m[(name, 1)][i]) / (top - 1) for i in range(4)]
+        print("%-22s %6s %9.0f %9.0f %9.0f %8.1f" % (name, "+1", *per[name]))
+ref = "reference"
+for name in names:
+    if name == ref or (name, top) not in m or (ref, top) not in m:
+        continue
+    t = [m[(name, top)][i] / m[(ref, top)][i] for i in range(3)]
+    print("ratio %-16s %d layers: RSS %.3f PSS %.3f anon %.3f" % (name, top, *t))
+    if name in per and ref in per:
+        p = [per[name][i] / per[ref][i] for i in range(3)]
+        print("ratio %-16s per layer: RSS %.3f PSS %.3f anon %.3f" % (name, *p))
+PY
+printf '\nlazypull (%s), %s layers, resident memory by mapping kind:\n' "$BUILD" "$LAYERS"
 cat "$T/lp.breakdown"
 printf '\nlazypull malloc: %s\n' "$(cat "$T/lp.malloc")"
 if [ -n "${MEM_BENCH_KEEP_SMAPS:-}" ]; then

@@ -36,10 +36,13 @@ static void check_entry(const struct lp_toc *toc, uint32_t i)
 		if (c->parent != i)
 			abort();
 		if (k &&
-		    strcmp(lp_toc_entry(toc, lp_toc_child(toc, e->first_child +
-								       k - 1))
-				   ->name,
-			   c->name) >= 0)
+		    strcmp(lp_toc_entry_name(
+				   toc,
+				   lp_toc_entry(
+					   toc,
+					   lp_toc_child(toc, e->first_child +
+								     k - 1))),
+			   lp_toc_entry_name(toc, c)) >= 0)
 			abort();
 	}
 	if (e->type != LP_TOC_REG)

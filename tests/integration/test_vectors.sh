@@ -62,7 +62,7 @@ for v in $vectors; do
 	# Flipped bytes. The compressed range of each chunk comes from the TOC,
 	# read independently of lazypull (lib.sh: chunk_ranges).
 	chunk_ranges "$blob" >"$T/ranges"
-	largest=$(awk '{print $2 - $1, $0}' "$T/ranges" | sort -k1,1nr | head -1 | cut -d' ' -f2-)
+	largest=$(awk '{print $2 - $1, $0}' "$T/ranges" | sort -k1,1nr | sed -n 1p | cut -d' ' -f2-)
 	small=$(grep ' etc/conf.d/app.conf 0$' "$T/ranges" || true)
 	[ -n "$small" ] || fail "$v: no chunk for etc/conf.d/app.conf in the TOC"
 	for r in "$largest" "$small"; do

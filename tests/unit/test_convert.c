@@ -195,7 +195,7 @@ static void file_digest(struct lp_layer *layer, uint32_t ino,
 		assert_non_null(buf);
 		if (lp_layer_read_chunk(layer, dec, e->first_chunk + i, buf,
 					&err))
-			fail_msg("%s: %s", e->name, err.msg);
+			fail_msg("%s: %s", lp_toc_entry_name(toc, e), err.msg);
 		lp_sha256_update(sha, buf, c->chunk_size);
 		free(buf);
 	}
@@ -711,6 +711,7 @@ static void test_tar_features(void **state)
 		const struct lp_toc_entry *e;
 		struct lp_layer *layer;
 		struct lp_digest d, want;
+		uint32_t maj, min;
 		uint8_t *tar;
 		size_t len;
 		char longname[300];
@@ -727,8 +728,8 @@ static void test_tar_features(void **state)
 		e = lp_toc_entry(toc, lookup(toc, "dir/file"));
 		assert_int_equal(e->type, LP_TOC_REG);
 		assert_int_equal(e->mode & 07777, 04755);
-		assert_int_equal(e->uid, 1000);
-		assert_string_equal(e->user_name, "user");
+		assert_int_equal(lp_toc_entry_uid(toc, e), 1000);
+		assert_string_equal(lp_toc_entry_user_name(toc, e), "user");
 		file_digest(layer, lookup(toc, "dir/file"), &d);
 		lp_sha256("hello\n", 6, &want);
 		assert_true(lp_digest_equal(&d, &want));
@@ -742,9 +743,9 @@ static void test_tar_features(void **state)
 		assert_int_equal(e->ino, lookup(toc, "dir/file"));
 		e = lp_toc_entry(toc, lookup(toc, "dir/sym"));
 		assert_int_equal(e->type, LP_TOC_SYMLINK);
-		assert_string_equal(e->link_name, "file");
+		assert_string_equal(lp_toc_entry_link_name(toc, e), "file");
 		e = lp_toc_entry(toc, lookup(toc, "dir/longlink"));
-		assert_int_equal(strlen(e->link_name), 200);
+		assert_int_equal(strlen(lp_toc_entry_link_name(toc, e)), 200);
 		memset(longname, 'n', sizeof(longname));
 		memcpy(longname, "dir/", 4);
 		longname[250] = 0;
@@ -753,8 +754,9 @@ static void test_tar_features(void **state)
 		assert_true(lp_digest_equal(&d, &want));
 		e = lp_toc_entry(toc, lookup(toc, "dir/chr"));
 		assert_int_equal(e->type, LP_TOC_CHAR);
-		assert_int_equal(e->dev_major, 8);
-		assert_int_equal(e->dev_minor, 1);
+		lp_toc_entry_dev(toc, e, &maj, &min);
+		assert_int_equal(maj, 8);
+		assert_int_equal(min, 1);
 		e = lp_toc_entry(toc, lookup(toc, "dir/blk"));
 		assert_int_equal(e->type, LP_TOC_BLOCK);
 		e = lp_toc_entry(toc, lookup(toc, "dir/fifo"));
@@ -765,8 +767,10 @@ static void test_tar_features(void **state)
 			const struct lp_toc_xattr *x;
 
 			e = lp_toc_entry(toc, lookup(toc, "dir/xattrs"));
-			assert_int_equal(e->nr_xattrs, 3);
-			x = lp_toc_xattr(toc, e->first_xattr);
+			uint32_t nr;
+
+			x = lp_toc_entry_xattrs(toc, e, &nr);
+			assert_int_equal(nr, 3);
 			/* written sorted by name */
 			assert_string_equal(x[0].name,
 					    "trusted.overlay.opaque");

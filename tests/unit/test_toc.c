@@ -84,9 +84,10 @@ static void test_fields(void **state)
 	const struct lp_toc_chunk *c;
 	char buf[LP_TOC_MAX_PATH + 1];
 	const struct lp_toc_xattr *x;
+	uint32_t nr, maj, min;
 
 	root = lp_toc_entry(toc, 0);
-	assert_string_equal(root->name, "");
+	assert_string_equal(lp_toc_entry_name(toc, root), "");
 	assert_int_equal(lp_toc_entry_path(toc, 0, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "");
 	assert_int_equal(root->type, LP_TOC_DIR);
@@ -97,7 +98,7 @@ static void test_fields(void **state)
 	assert_int_equal(root->nlink, 2 + 4);
 
 	e = at(toc, "etc/passwd");
-	assert_string_equal(e->name, "passwd");
+	assert_string_equal(lp_toc_entry_name(toc, e), "passwd");
 	assert_int_equal(
 		lp_toc_entry_path(toc, lp_toc_lookup_path(toc, "etc/passwd"),
 				  buf, sizeof(buf)),
@@ -113,13 +114,14 @@ static void test_fields(void **state)
 	assert_non_null(lp_toc_entry_digest(toc, e));
 	assert_int_equal(e->mode, 0644);
 	assert_int_equal(e->size, 10);
-	assert_int_equal(e->offset, 100);
+	assert_int_equal(lp_toc_chunk(toc, e->first_chunk)->offset, 100);
 	assert_true(e->flags & LP_TOC_HAS_DIGEST);
 	assert_true(e->flags & LP_TOC_HAS_MODTIME);
 	assert_int_equal(e->mtime_sec, 1614834367 - 3600);
 	assert_int_equal(e->mtime_nsec, 500000000);
-	assert_string_equal(e->user_name, "alice"); /* carried forward */
-	assert_string_equal(e->group_name, "staff");
+	assert_string_equal(lp_toc_entry_user_name(toc, e),
+			    "alice"); /* carried forward */
+	assert_string_equal(lp_toc_entry_group_name(toc, e), "staff");
 	assert_int_equal(e->nr_chunks, 1);
 	c = lp_toc_chunk(toc, e->first_chunk);
 	assert_int_equal(c->chunk_size, 10);
@@ -132,7 +134,8 @@ static void test_fields(void **state)
 	assert_int_equal(c->inner_offset, 1024);
 	assert_int_equal(c->compressed_size, 100);
 	assert_null(lp_toc_chunk_digest(toc, c));
-	assert_string_equal(e->user_name, ""); /* uid 0 never named */
+	assert_string_equal(lp_toc_entry_user_name(toc, e),
+			    ""); /* uid 0 never named */
 
 	e = at(toc, "usr/lib/big");
 	assert_int_equal(e->nr_chunks, 3);
@@ -153,34 +156,48 @@ static void test_fields(void **state)
 	assert_int_equal(e->type, LP_TOC_HARDLINK);
 	assert_int_equal(e->ino, lp_toc_lookup_path(toc, "usr/lib/big"));
 	assert_int_equal(e->nlink, 3);
-	assert_string_equal(at(toc, "usr/lib/link")->link_name, "usr/lib/big");
-	assert_string_equal(at(toc, "usr/lib/sym")->link_name, "big");
+	assert_string_equal(
+		lp_toc_entry_link_name(toc, at(toc, "usr/lib/link")),
+		"usr/lib/big");
+	assert_string_equal(lp_toc_entry_link_name(toc, at(toc, "usr/lib/sym")),
+			    "big");
 
 	e = at(toc, "usr/lib");
 	assert_true(e->flags & LP_TOC_IMPLIED);
 	assert_int_equal(e->mode, 0755);
 	assert_int_equal(e->nr_children, 4);
 	assert_string_equal(
-		lp_toc_entry(toc, lp_toc_child(toc, e->first_child))->name,
+		lp_toc_entry_name(
+			toc,
+			lp_toc_entry(toc, lp_toc_child(toc, e->first_child))),
 		"big");
 
 	e = at(toc, "dev/null");
 	assert_int_equal(e->type, LP_TOC_CHAR);
-	assert_int_equal(e->dev_major, 1);
-	assert_int_equal(e->dev_minor, 3);
-	assert_string_equal(e->user_name, "alice");
+	lp_toc_entry_dev(toc, e, &maj, &min);
+	assert_int_equal(maj, 1);
+	assert_int_equal(min, 3);
+	assert_string_equal(lp_toc_entry_user_name(toc, e), "alice");
 	assert_int_equal(at(toc, "dev/blk")->type, LP_TOC_BLOCK);
 	assert_int_equal(at(toc, "dev/fifo")->type, LP_TOC_FIFO);
-	assert_string_equal(at(toc, "empty")->group_name, "staff");
+	assert_string_equal(lp_toc_entry_group_name(toc, at(toc, "empty")),
+			    "staff");
 	assert_int_equal(at(toc, "empty")->nr_chunks, 0);
 
 	e = at(toc, "x");
-	assert_int_equal(e->nr_xattrs, 3);
-	x = lp_toc_xattr(toc, e->first_xattr);
+	x = lp_toc_entry_xattrs(toc, e, &nr);
+	assert_int_equal(nr, 3);
 	assert_string_equal(x->name, "user.a");
 	assert_int_equal(x->len, 2);
 	assert_memory_equal(x->value, "hi", 2);
-	assert_int_equal(lp_toc_xattr(toc, e->first_xattr + 2)->len, 0);
+	assert_int_equal(x[2].len, 0);
+	/* an entry without any: NULL, 0 */
+	assert_null(lp_toc_entry_xattrs(toc, at(toc, "empty"), &nr));
+	assert_int_equal(nr, 0);
+	lp_toc_entry_dev(toc, at(toc, "empty"), &maj, &min);
+	assert_int_equal(maj, 0);
+	assert_int_equal(min, 0);
+	assert_string_equal(lp_toc_entry_link_name(toc, at(toc, "empty")), "");
 
 	assert_int_equal(lp_toc_prefetch_end(toc), 500);
 	lp_toc_free(toc);
@@ -215,8 +232,9 @@ static void test_lookup(void **state)
 
 		assert_int_equal(e->parent, 0);
 		if (prev)
-			assert_true(strcmp(prev, e->name) < 0);
-		prev = e->name;
+			assert_true(strcmp(prev, lp_toc_entry_name(toc, e)) <
+				    0);
+		prev = lp_toc_entry_name(toc, e);
 	}
 	lp_toc_free(toc);
 }
@@ -242,8 +260,12 @@ static void test_empty_and_carry(void **state)
 		       "{\"name\":\"d\",\"type\":\"dir\",\"uid\":2},"
 		       "{\"name\":\"e\",\"type\":\"dir\",\"uid\":1}]}",
 		       0);
-	assert_string_equal(at(toc, "d")->user_name, "b");
-	assert_string_equal(at(toc, "e")->user_name, "a2");
+	assert_string_equal(lp_toc_entry_user_name(toc, at(toc, "d")), "b");
+	assert_string_equal(lp_toc_entry_user_name(toc, at(toc, "e")), "a2");
+	assert_int_equal(lp_toc_entry_uid(toc, at(toc, "d")), 2);
+	assert_int_equal(lp_toc_entry_uid(toc, at(toc, "e")), 1);
+	assert_int_equal(lp_toc_entry_uid(toc, at(toc, "a")), 1);
+	assert_string_equal(lp_toc_entry_user_name(toc, at(toc, "a")), "a");
 	lp_toc_free(toc);
 }
 
@@ -440,6 +462,125 @@ static void test_bounds(void **state)
 	free(json);
 }
 
+/*
+ * A chunk's compressed span (to the next member or the TOC) is kept in 32
+ * bits: a member over 4 GiB is refused, naming the entry; 4 GiB - 1 is fine.
+ */
+static void test_compressed_span(void **state)
+{
+	static const char json[] = E(REG("big/f", 1, 0));
+	struct lp_toc *toc = NULL;
+	struct lp_err err = { 0 };
+
+	assert_int_equal(
+		lp_toc_parse(json, strlen(json), (uint64_t)1 << 32, &toc, &err),
+		-EFBIG);
+	assert_non_null(strstr(err.msg, "\"big/f\": chunk at file offset 0"));
+	assert_non_null(strstr(err.msg, "4294967296 compressed bytes"));
+	assert_null(toc);
+	assert_int_equal(
+		lp_toc_parse(json, strlen(json), UINT32_MAX, &toc, &err), 0);
+	assert_int_equal(lp_toc_chunk(toc, 0)->compressed_size, UINT32_MAX);
+	lp_toc_free(toc);
+}
+
+/* side tables: owners shared, rare fields only where given */
+static void test_side_tables(void **state)
+{
+	struct lp_toc *toc =
+		parse_ok(E("{\"name\":\"a\",\"type\":\"dir\",\"uid\":5,"
+			   "\"userName\":\"u\",\"gid\":6,\"groupName\":\"g\"},"
+			   "{\"name\":\"a/s\",\"type\":\"symlink\",\"uid\":5,"
+			   "\"gid\":6,\"linkName\":\"t\"},"
+			   "{\"name\":\"a/c\",\"type\":\"char\",\"devMajor\":4,"
+			   "\"devMinor\":0},"
+			   "{\"name\":\"a/f\",\"type\":\"reg\",\"uid\":5,"
+			   "\"gid\":6,\"xattrs\":{\"user.k\":\"dg==\"}}"),
+			 0);
+	const struct lp_toc_entry *s = at(toc, "a/s"), *c = at(toc, "a/c");
+	const struct lp_toc_entry *f = at(toc, "a/f"), *d = at(toc, "a");
+	const struct lp_toc_xattr *x;
+	uint32_t nr, maj, min;
+
+	assert_string_equal(lp_toc_entry_link_name(toc, s), "t");
+	assert_string_equal(lp_toc_entry_user_name(toc, s), "u");
+	assert_string_equal(lp_toc_entry_group_name(toc, f), "g");
+	assert_ptr_equal(lp_toc_entry_user_name(toc, s),
+			 lp_toc_entry_user_name(toc, d));
+	assert_string_equal(lp_toc_entry_user_name(toc, c), "");
+	assert_int_equal(lp_toc_entry_uid(toc, s), 5);
+	assert_int_equal(lp_toc_entry_gid(toc, s), 6);
+	assert_int_equal(lp_toc_entry_uid(toc, c), 0);
+	assert_int_equal(lp_toc_entry_gid(toc, c), 0);
+	lp_toc_entry_dev(toc, c, &maj, &min);
+	assert_int_equal(maj, 4);
+	assert_int_equal(min, 0);
+	lp_toc_entry_dev(toc, s, &maj, &min);
+	assert_int_equal(maj, 0);
+	x = lp_toc_entry_xattrs(toc, f, &nr);
+	assert_int_equal(nr, 1);
+	assert_string_equal(x->name, "user.k");
+	assert_memory_equal(x->value, "v", 1);
+	assert_null(lp_toc_entry_xattrs(toc, s, &nr));
+	assert_int_equal(nr, 0);
+	assert_string_equal(lp_toc_entry_link_name(toc, f), "");
+	/* a directory's children are not chunks */
+	assert_int_equal(d->nr_children, 3);
+	assert_int_equal(
+		lp_toc_find_chunk(toc, lp_toc_lookup_path(toc, "a"), 0),
+		LP_TOC_NO_INDEX);
+	lp_toc_free(toc);
+}
+
+/*
+ * A file's digest is kept once: as its first chunk's when they are equal,
+ * on the side otherwise (several chunks, an empty file, another or no
+ * chunkDigest); each reads back as written.
+ */
+static void test_file_digests(void **state)
+{
+	struct lp_toc *toc = parse_ok(
+		E("{\"name\":\"one\",\"type\":\"reg\",\"size\":4,"
+		  "\"offset\":0,\"digest\":\"" D1 "\",\"chunkDigest\":\"" D1
+		  "\"},"
+		  "{\"name\":\"two\",\"type\":\"reg\",\"size\":8,"
+		  "\"offset\":10,\"chunkSize\":4,\"digest\":\"" D1
+		  "\",\"chunkDigest\":\"" D2 "\"},"
+		  "{\"name\":\"two\",\"type\":\"chunk\",\"offset\":20,"
+		  "\"chunkOffset\":4,\"chunkDigest\":\"" D1 "\"},"
+		  "{\"name\":\"empty\",\"type\":\"reg\",\"digest\":\"" D2 "\"},"
+		  "{\"name\":\"bare\",\"type\":\"reg\",\"size\":1,"
+		  "\"offset\":30,\"digest\":\"" D2 "\"},"
+		  "{\"name\":\"none\",\"type\":\"reg\",\"size\":1,"
+		  "\"offset\":40,\"chunkDigest\":\"" D2 "\"}"),
+		100);
+	struct lp_digest d1, d2;
+	const struct lp_toc_entry *e;
+
+	assert_int_equal(lp_digest_parse(D1, &d1), 0);
+	assert_int_equal(lp_digest_parse(D2, &d2), 0);
+	assert_true(
+		lp_digest_equal(lp_toc_entry_digest(toc, at(toc, "one")), &d1));
+	e = at(toc, "two");
+	assert_true(lp_digest_equal(lp_toc_entry_digest(toc, e), &d1));
+	assert_true(lp_digest_equal(
+		lp_toc_chunk_digest(toc, lp_toc_chunk(toc, e->first_chunk)),
+		&d2));
+	assert_true(lp_digest_equal(lp_toc_entry_digest(toc, at(toc, "empty")),
+				    &d2));
+	e = at(toc, "bare");
+	assert_true(lp_digest_equal(lp_toc_entry_digest(toc, e), &d2));
+	assert_null(
+		lp_toc_chunk_digest(toc, lp_toc_chunk(toc, e->first_chunk)));
+	e = at(toc, "none");
+	assert_null(lp_toc_entry_digest(toc, e));
+	assert_true(lp_digest_equal(
+		lp_toc_chunk_digest(toc, lp_toc_chunk(toc, e->first_chunk)),
+		&d2));
+	assert_null(lp_toc_entry_digest(toc, lp_toc_entry(toc, 0)));
+	lp_toc_free(toc);
+}
+
 /* many entries: the hash and arrays grow; children stay sorted */
 static void test_many(void **state)
 {
@@ -463,7 +604,8 @@ static void test_many(void **state)
 	assert_int_equal(lp_toc_nr_entries(toc), 1 + 50000 + 100);
 	assert_int_equal(lp_toc_nr_chunks(toc), 50000);
 	assert_int_equal(lp_toc_lookup_path(toc, "d42/f4242"), 1 + 4242);
-	assert_string_equal(at(toc, "d42/f4242")->user_name, "u0");
+	assert_string_equal(lp_toc_entry_user_name(toc, at(toc, "d42/f4242")),
+			    "u0");
 	assert_int_equal(lp_toc_chunk(toc, 49999)->compressed_size, 1);
 	lp_toc_free(toc);
 	free(json);
@@ -477,6 +619,9 @@ int main(void)
 		cmocka_unit_test(test_empty_and_carry),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_compressed_span),
+		cmocka_unit_test(test_side_tables),
+		cmocka_unit_test(test_file_digests),
 		cmocka_unit_test(test_many),
 	};
 

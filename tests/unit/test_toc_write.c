@@ -135,6 +135,7 @@ static void test_roundtrip(void **state)
 	struct lp_toc *t1 = NULL, *t2 = NULL;
 	struct lp_buf out;
 	struct lp_err err = { 0 };
+	uint32_t nr;
 
 	lp_buf_init(&out, 1 << 20);
 	if (lp_toc_parse(src, sizeof(src) - 1, 1000, &t1, &err))
@@ -147,9 +148,12 @@ static void test_roundtrip(void **state)
 	assert_int_equal(lp_toc_chunk(t2, 1)->offset, 20);
 	assert_int_equal(lp_toc_chunk(t2, 1)->chunk_offset, 4);
 	assert_string_equal(
-		lp_toc_entry(t2, lp_toc_lookup_path(t2, "l"))->link_name, "f");
-	assert_int_equal(
-		lp_toc_entry(t2, lp_toc_lookup_path(t2, "f"))->nr_xattrs, 1);
+		lp_toc_entry_link_name(
+			t2, lp_toc_entry(t2, lp_toc_lookup_path(t2, "l"))),
+		"f");
+	lp_toc_entry_xattrs(t2, lp_toc_entry(t2, lp_toc_lookup_path(t2, "f")),
+			    &nr);
+	assert_int_equal(nr, 1);
 	lp_toc_free(t1);
 	lp_toc_free(t2);
 	lp_buf_release(&out);
