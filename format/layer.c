@@ -272,10 +272,9 @@ int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
 	}
 	l->blob = lp_blob_ref(blob);
 	if (tail_len > size) {
-		r = lp_err_set(err, -EINVAL,
-			       "%s: %zu tail bytes of a %llu-byte blob",
-			       lp_blob_name(blob), tail_len,
-			       (unsigned long long)size);
+		r = lp_err_set(
+			err, -EINVAL, "%s: %zu tail bytes of a %llu-byte blob",
+			lp_blob_name(blob), tail_len, (unsigned long long)size);
 		goto out;
 	}
 	if (tail_len < sizeof(own) && tail_len < size) {

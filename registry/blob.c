@@ -430,8 +430,8 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 
 	tail_reset(&s);
 	if (!want || want > LP_REG_TAIL_MAX) {
-		r = lp_err_set(err, -EINVAL, "tail of %zu bytes (max %d)",
-			       want, LP_REG_TAIL_MAX);
+		r = lp_err_set(err, -EINVAL, "tail of %zu bytes (max %d)", want,
+			       LP_REG_TAIL_MAX);
 		goto out;
 	}
 	r = lp_reg_blob_open(reg, ref, digest, size, &rb);
@@ -458,7 +458,7 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		}
 		lp_log_debug("blob %s: suffix range answered by a whole blob",
 			     rb->name);
-		goto explicit;
+		goto by_range;
 	}
 	if (r == -EPROTO)
 		lp_err_set(err, r,
@@ -475,7 +475,7 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			total = size;
 		lp_log_debug("blob %s: suffix range refused (416, \"%s\")",
 			     rb->name, resp->content_range);
-		goto explicit;
+		goto by_range;
 	}
 	if (resp->status != 200 && resp->status != 206) {
 		r = lp_reg_status_err(
@@ -487,7 +487,7 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	rb->size = s.total;
 	*ret_len = s.len;
 	goto done;
-explicit:
+by_range:
 	if (!total) {
 		r = lp_err_set(err, -EOPNOTSUPP,
 			       "blob %s/%s@%s: no size known and the registry "
