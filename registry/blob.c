@@ -74,6 +74,11 @@ int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	return 0;
 }
 
+uint64_t lp_reg_blob_size(const struct lp_reg_blob *rb)
+{
+	return rb->size;
+}
+
 struct lp_reg_blob *lp_reg_blob_ref(struct lp_reg_blob *rb)
 {
 	atomic_fetch_add(&rb->refs, 1);

@@ -270,6 +270,8 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			  void *buf, size_t want, size_t *ret_len,
 			  struct lp_reg_blob **ret_rb, struct lp_err *err);
 struct lp_reg_blob *lp_reg_blob_ref(struct lp_reg_blob *rb);
+/* lp_reg_blob_size() - the blob's size (given, or learnt from its tail). */
+uint64_t lp_reg_blob_size(const struct lp_reg_blob *rb);
 void lp_reg_blob_unref(struct lp_reg_blob *rb); /* NULL allowed */
 
 /*
