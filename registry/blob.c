@@ -324,6 +324,7 @@ struct tail_sink {
 	uint64_t total; /* the blob's size, from the reply */
 	size_t len; /* bytes the reply carries */
 	size_t got;
+	bool began; /* tail_begin() accepted the reply */
 	bool refused; /* a 200 with more than @want bytes: stopped */
 	int64_t refused_len; /* its Content-Length, -1 when not sent */
 };
@@ -340,6 +341,7 @@ static int tail_begin(void *ctx, const struct lp_reg_resp *resp)
 		    (!s->hint || (uint64_t)resp->content_length == s->hint)) {
 			s->total = (uint64_t)resp->content_length;
 			s->len = (size_t)s->total;
+			s->began = true;
 			return 0;
 		}
 		s->refused = true;
@@ -358,6 +360,7 @@ static int tail_begin(void *ctx, const struct lp_reg_resp *resp)
 		return -EPROTO;
 	s->total = t;
 	s->len = (size_t)(b - a + 1);
+	s->began = true;
 	return 0;
 }
 
@@ -376,12 +379,14 @@ static int tail_finish(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct tail_sink *s = ctx;
 
-	/* no body: begin never ran; only an empty blob may say so */
-	if (resp->status == 200 && resp->content_length == 0 && !s->hint) {
+	if (resp->status != 200 && resp->status != 206)
+		return -EPROTO;
+	if (!s->began) {
+		/* no body, so begin never ran: only an empty blob may say so */
+		if (resp->status != 200 || resp->content_length != 0 || s->hint)
+			return -EPROTO;
 		s->total = 0;
 		s->len = 0;
-	} else if (resp->status != 200 && resp->status != 206) {
-		return -EPROTO;
 	}
 	return s->got == s->len ? 0 : -EAGAIN;
 }
@@ -393,6 +398,7 @@ static void tail_reset(void *ctx)
 	s->got = 0;
 	s->len = 0;
 	s->total = 0;
+	s->began = false;
 	s->refused = false;
 	s->refused_len = -1;
 }

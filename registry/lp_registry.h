@@ -20,6 +20,9 @@
  *	lp_reg_open_blob(reg, &ref, &d->digest, d->size, &blob);
  *	lp_blob_pread(blob, buf, len, off);
  *	lp_blob_unref(blob); lp_reg_manifest_free(m); lp_reg_free(reg);
+ * Without a manifest (the snapshotter, which knows the layer's digest from
+ * containerd): lp_reg_blob_open_tail() reads the blob's tail and learns its
+ * size in one request; lp_layer_open_tail() opens the layer from that tail.
  */
 #ifndef LP_REGISTRY_H
 #define LP_REGISTRY_H
