@@ -30,6 +30,8 @@
 #define MOUNT_MAX_RETRIES 100
 #define MOUNT_MAX_TIMEOUT 3600 /* seconds */
 #define MOUNT_MAX_CONNECT_MS 10000 /* connect timeout, at most */
+/* a registry layer's first read: footer and, usually, the whole TOC */
+#define MOUNT_TAIL_BYTES (512 * 1024)
 #define MOUNT_TOC_ANNOTATION "containerd.io/snapshot/stargz/toc.digest"
 /*
  * The memory budget is about what the cache holds; glibc would otherwise
@@ -239,12 +241,17 @@ static void registry_opts(const struct mount_args *a,
 
 /*
  * open_registry_layer() - the layer --layer names in image @a->source,
- * as a blob read by HTTP Range requests (it keeps the client alive). Fills
- * in the TOC digest from the layer's annotation.
+ * as a blob read by HTTP Range requests (it keeps the client alive), and
+ * its last MOUNT_TAIL_BYTES (footer and usually the TOC) read with one
+ * request into *ret_tail (malloc'ed, *ret_tail_len bytes). Fills in the TOC
+ * digest from the layer's annotation.
  */
 static int open_registry_layer(struct mount_args *a, struct lp_blob **ret_blob,
+			       uint8_t **ret_tail, size_t *ret_tail_len,
 			       struct lp_err *err)
 {
+	struct lp_reg_blob *rb = NULL;
+	uint8_t *tail = NULL;
 	const char *hosts[MOUNT_MAX_INSECURE + 2];
 	const struct lp_reg_desc *d = NULL;
 	struct lp_reg_manifest *m = NULL;
@@ -273,10 +280,24 @@ static int open_registry_layer(struct mount_args *a, struct lp_blob **ret_blob,
 	r = layer_toc_digest(a, d, err);
 	if (r < 0)
 		goto out;
-	r = lp_reg_open_blob(reg, &ref, &d->digest, d->size, ret_blob);
-	if (r < 0)
+	tail = malloc(MOUNT_TAIL_BYTES);
+	if (!tail) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = lp_reg_blob_open_tail(reg, &ref, &d->digest, d->size, tail,
+				  MOUNT_TAIL_BYTES, ret_tail_len, &rb, err);
+	if (r == 0)
+		r = lp_reg_blob_as_blob(rb, ret_blob);
+	if (r < 0) {
 		lp_err_set(err, r, "%s: cannot open the layer blob", a->source);
+		goto out;
+	}
+	*ret_tail = tail;
+	tail = NULL;
 out:
+	free(tail);
+	lp_reg_blob_unref(rb);
 	lp_reg_manifest_free(m);
 	lp_reg_free(reg); /* the blob holds its own reference */
 	return r;
@@ -287,12 +308,14 @@ out:
  * registry blob. Nothing after this function knows the difference.
  */
 static int open_source(struct mount_args *a, struct lp_blob **ret_blob,
+		       uint8_t **ret_tail, size_t *ret_tail_len,
 		       struct lp_err *err)
 {
 	int r;
 
 	if (a->layer)
-		return open_registry_layer(a, ret_blob, err);
+		return open_registry_layer(a, ret_blob, ret_tail, ret_tail_len,
+					   err);
 	r = lp_blob_open_file(a->source, ret_blob);
 	if (r < 0)
 		lp_err_set(err, r, "%s: %s", a->source, strerror(-r));
@@ -481,6 +504,8 @@ int lp_cmd_mount(int argc, char **argv)
 	struct lp_fuse *fuse = NULL;
 	struct lp_err err = { 0 };
 	int ready_fd = -1, log_fd = -1, r, ret = LP_EXIT_FAIL;
+	uint8_t *tail = NULL; /* a registry layer's last bytes */
+	size_t tail_len = 0;
 
 	r = parse_args(argc, argv, &a);
 	if (r)
@@ -492,13 +517,16 @@ int lp_cmd_mount(int argc, char **argv)
 			    "not verified; chunk digests come from it",
 			    a.source);
 
-	r = open_source(&a, &blob, &err);
+	r = open_source(&a, &blob, &tail, &tail_len, &err);
 	if (r < 0) {
 		ret = lp_cmd_fail("mount", &err, r);
 		goto out;
 	}
-	r = lp_layer_open(blob, a.have_digest ? &a.toc_digest : NULL, &layer,
-			  &err);
+	r = lp_layer_open_tail(blob, tail, tail_len,
+			       a.have_digest ? &a.toc_digest : NULL, &layer,
+			       &err);
+	free(tail);
+	tail = NULL;
 	if (r < 0) {
 		ret = lp_cmd_fail("mount", &err, r);
 		goto out;

@@ -2,8 +2,9 @@
 /*
  * A layer: footer + TOC read through a blob source, and verified chunk reads.
  *
- * Opening reads the last LP_FOOTER_MAX_SIZE bytes, parses the footer, reads
- * the (bounded) TOC range, decompresses it - for eStargz a gzip member holding
+ * Opening reads the last LP_FOOTER_MAX_SIZE bytes (or takes them from a tail
+ * the caller already read), parses the footer, reads the (bounded) TOC range
+ * that the tail does not hold, decompresses it - for eStargz a gzip member holding
  * one tar entry "stargz.index.json", for zstd:chunked a zstd frame inside a
  * skippable frame - hashes the JSON, compares the digest with the wanted one
  * and only then parses it. Reading a chunk preads its compressed range,
@@ -208,41 +209,60 @@ out:
 	return r;
 }
 
-static int read_toc(struct lp_layer *l, struct lp_err *err)
+/*
+ * The TOC's bytes: from @tail (the blob's last @tail_len bytes) as far as it
+ * reaches back, the rest by one pread.
+ */
+static int read_toc(struct lp_layer *l, const uint8_t *tail, size_t tail_len,
+		    struct lp_err *err)
 {
 	const struct lp_footer *f = &l->footer;
 	bool zstd = f->format == LP_FMT_ZSTD_CHUNKED;
 	uint64_t off = zstd ? f->toc_offset - ZSTD_SKIP_HDR : f->toc_offset;
 	size_t len = (size_t)f->toc_size + (zstd ? ZSTD_SKIP_HDR : 0);
+	uint64_t tail_off = lp_blob_size(l->blob) - tail_len;
+	const uint8_t *src;
 	uint8_t *buf = NULL;
+	size_t head = 0; /* bytes before the tail */
 	int r;
 
+	/* the footer parser put the TOC before the footer, inside the blob */
+	if (off >= tail_off) {
+		src = tail + (off - tail_off);
+		goto parse;
+	}
 	buf = malloc(len);
 	if (!buf) {
 		r = -ENOMEM;
 		goto out;
 	}
-	r = lp_blob_pread(l->blob, buf, len, off);
+	head = (size_t)lp_min_u64(len, tail_off - off);
+	r = lp_blob_pread(l->blob, buf, head, off);
 	if (r < 0) {
 		r = lp_err_set(err, r, "%s: reading %zu TOC bytes at %llu",
-			       lp_blob_name(l->blob), len,
+			       lp_blob_name(l->blob), head,
 			       (unsigned long long)off);
 		goto out;
 	}
-	r = zstd ? read_zstd_toc(l, buf, len, err) :
-		   read_gzip_toc(l, buf, len, err);
+	if (head < len)
+		memcpy(buf + head, tail, len - head);
+	src = buf;
+parse:
+	r = zstd ? read_zstd_toc(l, src, len, err) :
+		   read_gzip_toc(l, src, len, err);
 out:
 	free(buf);
 	return r;
 }
 
-int lp_layer_open(struct lp_blob *blob, const struct lp_digest *want_toc_digest,
-		  struct lp_layer **ret_layer, struct lp_err *err)
+int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
+		       const struct lp_digest *want_toc_digest,
+		       struct lp_layer **ret_layer, struct lp_err *err)
 {
 	struct lp_layer *l = NULL;
-	uint8_t tail[LP_FOOTER_MAX_SIZE];
+	uint8_t own[LP_FOOTER_MAX_SIZE];
 	uint64_t size = lp_blob_size(blob), payload_end;
-	size_t tail_len = (size_t)lp_min_u64(size, sizeof(tail));
+	size_t foot_len;
 	int r;
 
 	l = calloc(1, sizeof(*l));
@@ -251,16 +271,29 @@ int lp_layer_open(struct lp_blob *blob, const struct lp_digest *want_toc_digest,
 		goto out;
 	}
 	l->blob = lp_blob_ref(blob);
-	r = lp_blob_pread(blob, tail, tail_len, size - tail_len);
-	if (r < 0) {
-		r = lp_err_set(err, r, "%s: reading the footer",
-			       lp_blob_name(blob));
+	if (tail_len > size) {
+		r = lp_err_set(
+			err, -EINVAL, "%s: %zu tail bytes of a %llu-byte blob",
+			lp_blob_name(blob), tail_len, (unsigned long long)size);
 		goto out;
 	}
-	r = lp_footer_parse(tail, tail_len, size, &l->footer, err);
+	if (tail_len < sizeof(own) && tail_len < size) {
+		/* too short for a footer: read it as without a tail */
+		tail = own;
+		tail_len = (size_t)lp_min_u64(size, sizeof(own));
+		r = lp_blob_pread(blob, own, tail_len, size - tail_len);
+		if (r < 0) {
+			r = lp_err_set(err, r, "%s: reading the footer",
+				       lp_blob_name(blob));
+			goto out;
+		}
+	}
+	foot_len = (size_t)lp_min_u64(tail_len, LP_FOOTER_MAX_SIZE);
+	r = lp_footer_parse((const uint8_t *)tail + tail_len - foot_len,
+			    foot_len, size, &l->footer, err);
 	if (r < 0)
 		goto out;
-	r = read_toc(l, err);
+	r = read_toc(l, tail, tail_len, err);
 	if (r < 0)
 		goto out;
 	lp_sha256(l->json, l->json_len, &l->toc_digest);
@@ -285,6 +318,13 @@ int lp_layer_open(struct lp_blob *blob, const struct lp_digest *want_toc_digest,
 out:
 	lp_layer_free(l);
 	return r;
+}
+
+int lp_layer_open(struct lp_blob *blob, const struct lp_digest *want_toc_digest,
+		  struct lp_layer **ret_layer, struct lp_err *err)
+{
+	return lp_layer_open_tail(blob, NULL, 0, want_toc_digest, ret_layer,
+				  err);
 }
 
 void lp_layer_free(struct lp_layer *layer)

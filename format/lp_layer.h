@@ -29,6 +29,18 @@ struct lp_layer;
 int lp_layer_open(struct lp_blob *blob, const struct lp_digest *want_toc_digest,
 		  struct lp_layer **ret_layer, struct lp_err *err);
 
+/*
+ * lp_layer_open_tail() - lp_layer_open() for a caller that already holds the
+ * last @tail_len bytes of @blob in @tail (borrowed for the call; one suffix
+ * range from a registry): footer and as much of the TOC as the tail covers
+ * come from it, only the rest of the TOC is read through @blob (one pread).
+ * @tail_len 0 is lp_layer_open(). Returns as lp_layer_open(); -EINVAL when
+ * @tail_len exceeds the blob's size.
+ */
+int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
+		       const struct lp_digest *want_toc_digest,
+		       struct lp_layer **ret_layer, struct lp_err *err);
+
 /* lp_layer_free() - NULL allowed; drops the blob reference. */
 void lp_layer_free(struct lp_layer *layer);
 

@@ -77,6 +77,11 @@ int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	return 0;
 }
 
+uint64_t lp_reg_blob_size(const struct lp_reg_blob *rb)
+{
+	return rb->size;
+}
+
 struct lp_reg_blob *lp_reg_blob_ref(struct lp_reg_blob *rb)
 {
 	atomic_fetch_add(&rb->refs, 1);
@@ -344,6 +349,213 @@ int lp_reg_blob_pread(struct lp_reg_blob *rb, void *buf, size_t len,
 		      uint64_t off, struct lp_err *err)
 {
 	return pread_range(rb, buf, len, off, NULL, NULL, err);
+}
+
+/* ---- the tail, by a suffix range ---- */
+
+struct tail_sink {
+	uint8_t *buf;
+	size_t want; /* room in buf */
+	uint64_t hint; /* the size the caller knows, 0: unknown */
+	uint64_t total; /* the blob's size, from the reply */
+	size_t len; /* bytes the reply carries */
+	size_t got;
+	bool began; /* tail_begin() accepted the reply */
+	bool refused; /* a 200 with more than @want bytes: stopped */
+	int64_t refused_len; /* its Content-Length, -1 when not sent */
+};
+
+static int tail_begin(void *ctx, const struct lp_reg_resp *resp)
+{
+	struct tail_sink *s = ctx;
+	uint64_t a, b, t;
+
+	if (resp->status == 200) {
+		/* Range ignored: fine for a blob that fits, else stop now */
+		if (resp->content_length >= 0 &&
+		    (uint64_t)resp->content_length <= s->want &&
+		    (!s->hint || (uint64_t)resp->content_length == s->hint)) {
+			s->total = (uint64_t)resp->content_length;
+			s->len = (size_t)s->total;
+			s->began = true;
+			return 0;
+		}
+		s->refused = true;
+		s->refused_len = resp->content_length;
+		return -EOPNOTSUPP;
+	}
+	if (resp->status != 206 ||
+	    !strncasecmp(resp->content_type, "multipart/", 10) ||
+	    lp_reg_content_range_parse(resp->content_range,
+				       strlen(resp->content_range), &a, &b,
+				       &t) < 0)
+		return -EPROTO;
+	/* the last min(want, total) bytes, of a blob of a stated size */
+	if (t == UINT64_MAX || b != t - 1 ||
+	    b - a + 1 != lp_min_u64(s->want, t) || (s->hint && t != s->hint))
+		return -EPROTO;
+	s->total = t;
+	s->len = (size_t)(b - a + 1);
+	s->began = true;
+	return 0;
+}
+
+static int tail_write(void *ctx, const void *data, size_t len)
+{
+	struct tail_sink *s = ctx;
+
+	if (len > s->len - s->got)
+		return -EPROTO; /* more than the reply announced */
+	memcpy(s->buf + s->got, data, len);
+	s->got += len;
+	return 0;
+}
+
+static int tail_finish(void *ctx, const struct lp_reg_resp *resp)
+{
+	struct tail_sink *s = ctx;
+
+	if (resp->status != 200 && resp->status != 206)
+		return -EPROTO;
+	if (!s->began) {
+		/* no body, so begin never ran: only an empty blob may say so */
+		if (resp->status != 200 || resp->content_length != 0 || s->hint)
+			return -EPROTO;
+		s->total = 0;
+		s->len = 0;
+	}
+	return s->got == s->len ? 0 : -EAGAIN;
+}
+
+static void tail_reset(void *ctx)
+{
+	struct tail_sink *s = ctx;
+
+	s->got = 0;
+	s->len = 0;
+	s->total = 0;
+	s->began = false;
+	s->refused = false;
+	s->refused_len = -1;
+}
+
+/* the total of a 416's "bytes * /TOTAL", or 0 */
+static uint64_t unsatisfied_total(const char *cr)
+{
+	uint64_t t = 0;
+	const char *p;
+
+	if (strncasecmp(cr, "bytes */", 8))
+		return 0;
+	for (p = cr + 8; *p >= '0' && *p <= '9'; p++) {
+		if (t > (UINT64_MAX - 9) / 10)
+			return 0;
+		t = t * 10 + (uint64_t)(*p - '0');
+	}
+	return p == cr + 8 || (*p && *p != '\r' && *p != '\n' && *p != ' ') ?
+		       0 :
+		       t;
+}
+
+int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			  const struct lp_digest *digest, uint64_t size,
+			  void *buf, size_t want, size_t *ret_len,
+			  struct lp_reg_blob **ret_rb, struct lp_err *err)
+{
+	struct tail_sink s = { .buf = buf, .want = want, .hint = size };
+	struct lp_reg_sink sink = { .begin = tail_begin,
+				    .write = tail_write,
+				    .finish = tail_finish,
+				    .reset = tail_reset,
+				    .ctx = &s };
+	struct lp_reg_resp *resp = NULL;
+	struct lp_reg_blob *rb = NULL;
+	uint64_t total = 0;
+	char range[64];
+	size_t n;
+	int r;
+
+	tail_reset(&s);
+	if (!want || want > LP_REG_TAIL_MAX) {
+		r = lp_err_set(err, -EINVAL, "tail of %zu bytes (max %d)", want,
+			       LP_REG_TAIL_MAX);
+		goto out;
+	}
+	r = lp_reg_blob_open(reg, ref, digest, size, &rb);
+	if (r < 0)
+		goto out;
+	resp = malloc(sizeof(*resp));
+	if (!resp) {
+		r = -ENOMEM;
+		goto out;
+	}
+	snprintf(range, sizeof(range), "Range: bytes=-%zu", want);
+	r = range_get(rb, range, &sink, resp, err);
+	if (r == -EOPNOTSUPP && s.refused) {
+		/* a whole blob larger than the tail: ask for the range */
+		total = s.refused_len >= 0 ? (uint64_t)s.refused_len : size;
+		if (size && total != size) {
+			r = lp_err_set(err, -EPROTO,
+				       "blob %s/%s@%s: HTTP 200 of %llu bytes "
+				       "for a blob of %llu",
+				       rb->ref.host, rb->ref.repo, rb->name,
+				       (unsigned long long)total,
+				       (unsigned long long)size);
+			goto out;
+		}
+		lp_log_debug("blob %s: suffix range answered by a whole blob",
+			     rb->name);
+		goto by_range;
+	}
+	if (r == -EPROTO)
+		lp_err_set(err, r,
+			   "blob %s/%s@%s: bad reply to %s (HTTP %ld, "
+			   "Content-Range \"%s\")",
+			   rb->ref.host, rb->ref.repo, rb->name, range,
+			   resp->status, resp->content_range);
+	if (r < 0)
+		goto out;
+	if (resp->status == 416) {
+		/* only an empty blob cannot serve a suffix; or a quirk */
+		total = unsatisfied_total(resp->content_range);
+		if (!total)
+			total = size;
+		lp_log_debug("blob %s: suffix range refused (416, \"%s\")",
+			     rb->name, resp->content_range);
+		goto by_range;
+	}
+	if (resp->status != 200 && resp->status != 206) {
+		r = lp_reg_status_err(
+			&(struct lp_reg_req){ .url = rb->url,
+					      .what = "blob tail" },
+			resp, err);
+		goto out;
+	}
+	rb->size = s.total;
+	*ret_len = s.len;
+	goto done;
+by_range:
+	if (!total) {
+		r = lp_err_set(err, -EOPNOTSUPP,
+			       "blob %s/%s@%s: no size known and the registry "
+			       "does not answer a suffix range (HTTP %ld)",
+			       rb->ref.host, rb->ref.repo, rb->name,
+			       resp->status);
+		goto out;
+	}
+	rb->size = total;
+	n = (size_t)lp_min_u64(want, total);
+	r = lp_reg_blob_pread(rb, buf, n, total - n, err);
+	if (r < 0)
+		goto out;
+	*ret_len = n;
+done:
+	*ret_rb = rb;
+	rb = NULL;
+out:
+	lp_reg_blob_unref(rb);
+	free(resp);
+	return r;
 }
 
 /* ---- several ranges ---- */

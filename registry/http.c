@@ -397,7 +397,13 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *userp)
 	else if (hname(data, len, "Content-Range", &v, &vlen))
 		copy_hval(resp->content_range, sizeof(resp->content_range), v,
 			  vlen);
-	else if (hname(data, len, "Docker-Content-Digest", &v, &vlen))
+	else if (hname(data, len, "Content-Length", &v, &vlen)) {
+		/* known before the body: a sink's begin may decide on it */
+		copy_hval(tmp, sizeof(tmp), v, vlen);
+		if (tmp[0] && strspn(tmp, "0123456789") == strlen(tmp) &&
+		    strlen(tmp) <= 18)
+			resp->content_length = strtoll(tmp, NULL, 10);
+	} else if (hname(data, len, "Docker-Content-Digest", &v, &vlen))
 		copy_hval(resp->docker_digest, sizeof(resp->docker_digest), v,
 			  vlen);
 	else if (hname(data, len, "Location", &v, &vlen))

@@ -20,6 +20,9 @@
  *	lp_reg_open_blob(reg, &ref, &d->digest, d->size, &blob);
  *	lp_blob_pread(blob, buf, len, off);
  *	lp_blob_unref(blob); lp_reg_manifest_free(m); lp_reg_free(reg);
+ * Without a manifest (the snapshotter, which knows the layer's digest from
+ * containerd): lp_reg_blob_open_tail() reads the blob's tail and learns its
+ * size in one request; lp_layer_open_tail() opens the layer from that tail.
  */
 #ifndef LP_REGISTRY_H
 #define LP_REGISTRY_H
@@ -249,7 +252,29 @@ struct lp_reg_blob;
 int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		     const struct lp_digest *digest, uint64_t size,
 		     struct lp_reg_blob **ret_rb);
+#define LP_REG_TAIL_MAX (64 * 1024 * 1024) /* bytes of one tail read */
+
+/*
+ * lp_reg_blob_open_tail() - lp_reg_blob_open() that also reads the blob's
+ * last min(@want, size) bytes into @buf (@want bytes of room) with one
+ * suffix range request (Range: bytes=-@want), learning the blob's size from
+ * the reply's Content-Range: no manifest needed. @size is the size when the
+ * caller knows it (0: unknown); a reply that disagrees is -EPROTO. A
+ * registry that answers the suffix with the whole blob (200) is stopped
+ * after the headers when the blob exceeds @want, and a 416 is taken as a
+ * quirk: then the tail is read by an explicit range (one more request) when
+ * the size is known from Content-Length, Content-Range or @size, else it is
+ * -EOPNOTSUPP. Sets *ret_len and *ret_rb (drop with lp_reg_blob_unref()).
+ * Returns 0, -EINVAL (@want 0 or over LP_REG_TAIL_MAX), -EOPNOTSUPP, or as
+ * lp_reg_blob_pread().
+ */
+int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			  const struct lp_digest *digest, uint64_t size,
+			  void *buf, size_t want, size_t *ret_len,
+			  struct lp_reg_blob **ret_rb, struct lp_err *err);
 struct lp_reg_blob *lp_reg_blob_ref(struct lp_reg_blob *rb);
+/* lp_reg_blob_size() - the blob's size (given, or learnt from its tail). */
+uint64_t lp_reg_blob_size(const struct lp_reg_blob *rb);
 void lp_reg_blob_unref(struct lp_reg_blob *rb); /* NULL allowed */
 
 /*

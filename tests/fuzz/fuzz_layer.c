@@ -2,7 +2,9 @@
 /*
  * Fuzz target for lp_layer_open() and lp_layer_read_chunk(): the input is a
  * whole blob. When it opens, every chunk (up to a bound) is read, decoded and
- * verified; failures must come with a message.
+ * verified; failures must come with a message. lp_layer_open_tail() with a
+ * tail of the blob's own last bytes (its length taken from the input) must
+ * come to the same result and the same TOC digest.
  */
 #include <stdlib.h>
 
@@ -12,6 +14,26 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* the same outcome from a tail of @size's last bytes as from the blob */
+static void check_tail(struct lp_blob *blob, const uint8_t *data, size_t size,
+		       int want_r, const struct lp_layer *want)
+{
+	struct lp_layer *l = NULL;
+	struct lp_err err = { 0 };
+	size_t t;
+	int r;
+
+	if (!size)
+		return;
+	t = ((size_t)data[0] << 8 | data[size - 1]) % (size + 1);
+	r = lp_layer_open_tail(blob, data + size - t, t, NULL, &l, &err);
+	if (r != want_r || (r < 0 && !err.msg[0]) ||
+	    (r == 0 && !lp_digest_equal(lp_layer_toc_digest(l),
+					lp_layer_toc_digest(want))))
+		abort();
+	lp_layer_free(l);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct lp_blob *blob = NULL;
@@ -20,10 +42,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct lp_err err = { 0 };
 	const struct lp_toc *toc;
 	uint32_t i;
+	int r;
 
 	if (lp_blob_new_mem(data, size, "fuzz", &blob) < 0)
 		return 0;
-	if (lp_layer_open(blob, NULL, &l, &err) < 0) {
+	r = lp_layer_open(blob, NULL, &l, &err);
+	check_tail(blob, data, size, r, l);
+	if (r < 0) {
 		if (!err.msg[0])
 			abort();
 		goto out;

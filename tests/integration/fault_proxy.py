@@ -11,7 +11,10 @@ again re-arms the counter. Modes: pass, reset, 503, 429, truncate, short206,
 ignore-range (Range stripped: 200 with the whole blob), multi400 (400 to
 multi-range), stall (no answer), wrongrange (Content-Range shifted by one),
 redirect (307 from blob GETs straight to the upstream), corrupt (one byte
-of a 206 blob body inverted: well-formed replies carrying wrong bytes).
+of a 206 blob body inverted: well-formed replies carrying wrong bytes),
+suffix416 (416 without Content-Range to a suffix range "bytes=-N"),
+wrongtotal (a self-consistent Content-Range claiming a blob 1000 bytes
+larger, the same bytes).
 """
 import http.client
 import os
@@ -27,7 +30,7 @@ lock = threading.Lock()
 state = {"mtime": None, "mode": "pass", "left": 0}
 
 
-def take_fault(is_blob, is_multi):
+def take_fault(is_blob, is_multi, is_suffix):
     with lock:
         try:
             st = os.stat(MODE_FILE)
@@ -42,7 +45,9 @@ def take_fault(is_blob, is_multi):
         if mode == "pass" or state["left"] <= 0:
             return "pass"
         if mode in ("truncate", "short206", "ignore-range", "wrongrange",
-                    "redirect") and not is_blob:
+                    "redirect", "wrongtotal") and not is_blob:
+            return "pass"
+        if mode == "suffix416" and not is_suffix:
             return "pass"
         if mode == "multi400" and not is_multi:
             return "pass"
@@ -104,7 +109,8 @@ def handle(conn):
         with lock:
             with open(LOG_FILE, "a") as f:
                 f.write("%s %s %s\n" % (method, path, rng[0] if rng else "-"))
-        fault = take_fault(is_blob, is_multi)
+        is_suffix = is_blob and bool(rng) and rng[0].startswith("bytes=-")
+        fault = take_fault(is_blob, is_multi, is_suffix)
         if fault == "reset":
             reset(conn)
             return
@@ -120,6 +126,11 @@ def handle(conn):
         if fault == "429":
             send(conn, 429, "Too Many Requests",
                  [("Retry-After", "1"), ("Content-Length", "0")], b"")
+            conn.close()
+            return
+        if fault == "suffix416":
+            send(conn, 416, "Range Not Satisfiable",
+                 [("Content-Length", "0")], b"")
             conn.close()
             return
         if fault == "multi400":
@@ -167,6 +178,16 @@ def handle(conn):
                     a, rest = v.split(" ", 1)[1].split("-", 1)
                     b, total = rest.split("/")
                     v = "bytes %d-%d/%s" % (int(a) + 1, int(b) + 1, total)
+                nh.append((k, v))
+            rh = nh
+        if fault == "wrongtotal" and resp.status == 206:
+            nh = []
+            for k, v in rh:
+                if k.lower() == "content-range":
+                    a, rest = v.split(" ", 1)[1].split("-", 1)
+                    b, total = rest.split("/")
+                    v = "bytes %d-%d/%d" % (int(a) + 1000, int(b) + 1000,
+                                            int(total) + 1000)
                 nh.append((k, v))
             rh = nh
         rh.append(("Content-Length", str(len(rbody))))

@@ -231,6 +231,26 @@ int main(int argc, char **argv)
 			fwrite(buf, 1, sc.len, stdout);
 		lp_blob_unref(blob);
 		free(buf);
+	} else if (!strcmp(argv[1], "tail") && argc == 6) {
+		/* tail REF DIGEST SIZE|0 WANT: bytes out, "size S" on stderr */
+		struct lp_reg_blob *rb = NULL;
+		size_t want = strtoull(argv[5], NULL, 10), len = 0;
+		uint8_t *buf = malloc(want + 1);
+
+		if (parse_digest(argv[3], &d) < 0 || !buf)
+			return die(-EINVAL, NULL, "digest");
+		r = lp_reg_blob_open_tail(reg, &ref, &d,
+					  strtoull(argv[4], NULL, 10), buf,
+					  want, &len, &rb, &err);
+		if (r < 0) {
+			r = die(r, &err, "tail");
+		} else {
+			fwrite(buf, 1, len, stdout);
+			fprintf(stderr, "size %" PRIu64 "\n",
+				lp_reg_blob_size(rb));
+		}
+		lp_reg_blob_unref(rb);
+		free(buf);
 	} else if (!strcmp(argv[1], "multi") && argc == 6) {
 		struct lp_reg_range g[LP_REG_MULTI_MAX];
 		struct lp_reg_blob *rb = NULL;

@@ -173,6 +173,33 @@ fault redirect 100
 client check "$P/test/app" "$LD" "$T/layer" 2 20 >"$T/out" && ok "redirected blob reads: $(cat "$T/out")" || fail "redirect: $(cat "$T/out")"
 n=$(grep -c "/blobs/" "$T/proxy.log" || true)
 [ "$n" -le 4 ] && ok "redirect target cached ($n blob requests reached the registry for 40 reads)" || fail "redirect not cached: $n requests"
+# the tail by a suffix range (the snapshotter's first read of a layer)
+tail_ok() { # name, size hint, want, requests expected at most
+	local name=$1 n=$3 got
+	[ "$n" -gt "$LS" ] && n=$LS
+	if client tail "$P/test/app" "$LD" "$2" "$3" >"$T/got" 2>"$T/err" &&
+		cmp -s "$T/got" <(range $((LS - n)) "$n") && grep -qx "size $LS" "$T/err"; then
+		got=$(grep -c "/blobs/" "$T/proxy.log" || true)
+		[ "$got" -le "$4" ] && ok "$name ($got request(s))" || fail "$name: $got requests"
+	else
+		fail "$name: $(cat "$T/err")"
+	fi
+}
+fault pass 0; tail_ok "tail: suffix range gives bytes and size" 0 100000 1
+fault pass 0; tail_ok "tail longer than the blob: whole blob" 0 $((LS + 4096)) 1
+fault ignore-range 1; tail_ok "tail: 200 to a suffix stopped, explicit range" 0 100000 2
+fault ignore-range 1; tail_ok "tail: 200 of a blob that fits" 0 $((LS + 1)) 1
+fault suffix416 1; tail_ok "tail: 416 to a suffix, size known" "$LS" 4096 2
+fault suffix416 1
+client tail "$P/test/app" "$LD" 0 4096 >/dev/null 2>"$T/err" && fail "tail: 416, no size" ||
+	{ grep -q "does not answer a suffix range" "$T/err" && ok "tail: 416 and no size -> clear error" || fail "416: $(cat "$T/err")"; }
+fault wrongrange 100
+client tail "$P/test/app" "$LD" 0 4096 >"$T/got" 2>"$T/err" && fail "tail: shifted Content-Range accepted" ||
+	{ grep -q "Content-Range" "$T/err" && ok "tail: shifted Content-Range -> error" || fail "tail shifted: $(cat "$T/err")"; }
+fault wrongtotal 100
+client tail "$P/test/app" "$LD" "$LS" 4096 >"$T/got" 2>"$T/err" && fail "tail: wrong total accepted" ||
+	{ grep -q "Content-Range" "$T/err" && ok "tail: total unlike the known size -> error" || fail "tail total: $(cat "$T/err")"; }
+client tail "$P/test/app" "$LD" 0 0 >/dev/null 2>&1 && fail "tail of 0 bytes" || ok "tail of 0 bytes -> error"
 fault pass 0
 client check "$P/test/app" "$LD" "$T/layer" 4 30 >"$T/out" && ok "through proxy: $(cat "$T/out")" || fail "proxy pass"
 

@@ -3,7 +3,8 @@
  * Layer tests against the reference converter's vectors: open each one, check
  * the format and TOC digest, read and verify every chunk of every regular
  * file and reproduce the vector's .files listing byte for byte (hardlinks
- * under their own path with their target's content). Then faults: a flipped
+ * under their own path with their target's content). Opening from a tail
+ * of any length gives the same TOC with only the reads needed. Then faults: a flipped
  * byte in a chunk, a wrong wanted TOC digest, truncated blobs and a blob
  * whose reads fail.
  */
@@ -432,6 +433,98 @@ static void test_read_errors(void **state)
 	}
 }
 
+/* a blob over @path that allows @ok reads (failing_ops) */
+static struct lp_blob *failing_blob(const char *path, int ok)
+{
+	struct failing *f = calloc(1, sizeof(*f));
+	struct lp_blob *b = NULL;
+
+	assert_non_null(f);
+	assert_int_equal(lp_blob_open_file(path, &f->inner), 0);
+	f->ok = ok;
+	assert_int_equal(lp_blob_new(&failing_ops, f, lp_blob_size(f->inner),
+				     "failing", &b),
+			 0);
+	return b;
+}
+
+/*
+ * Opening from a tail: the same TOC as lp_layer_open() whatever the tail's
+ * length, with no read when the tail holds footer and TOC, one for the part
+ * of the TOC before a shorter tail, and a footer read for a tail shorter
+ * than a footer.
+ */
+static void test_open_tail(void **state)
+{
+	size_t vi, ti, len, toc_start;
+
+	(void)state;
+	for (vi = 0; vi < sizeof(vectors) / sizeof(vectors[0]); vi++) {
+		const char *path = vec_path(vectors[vi].name, ".esgz");
+		struct lp_blob *blob = NULL, *b;
+		struct lp_layer *ref = NULL, *l;
+		struct lp_err err = { 0 };
+		uint8_t *data = slurp(path, &len);
+		size_t tails[8], reads[8];
+		int r;
+
+		assert_int_equal(lp_blob_open_file(path, &blob), 0);
+		assert_int_equal(lp_layer_open(blob, NULL, &ref, &err), 0);
+		toc_start = (size_t)lp_layer_footer(ref)->toc_offset -
+			    (vectors[vi].format == LP_FMT_ZSTD_CHUNKED ? 8 : 0);
+		tails[0] = len; /* the whole blob */
+		reads[0] = 0;
+		tails[1] = len - toc_start; /* exactly TOC + footer */
+		reads[1] = 0;
+		tails[2] = len - toc_start - 1; /* one TOC byte short */
+		reads[2] = 1;
+		tails[3] = (len - toc_start) / 2;
+		reads[3] = 1;
+		tails[4] = LP_FOOTER_MAX_SIZE;
+		reads[4] = 1;
+		tails[5] = LP_FOOTER_MAX_SIZE - 1; /* footer read again */
+		reads[5] = 2;
+		tails[6] = 1;
+		reads[6] = 2;
+		tails[7] = 0; /* lp_layer_open() */
+		reads[7] = 2;
+		for (ti = 0; ti < 8; ti++) {
+			/* one read fewer than needed must fail */
+			if (reads[ti]) {
+				b = failing_blob(path, (int)reads[ti] - 1);
+				l = NULL;
+				r = lp_layer_open_tail(
+					b, data + len - tails[ti], tails[ti],
+					NULL, &l, &err);
+				assert_int_equal(r, -EIO);
+				lp_blob_unref(b);
+			}
+			b = failing_blob(path, (int)reads[ti]);
+			l = NULL;
+			r = lp_layer_open_tail(
+				b, data + len - tails[ti], tails[ti],
+				lp_layer_toc_digest(ref), &l, &err);
+			if (r < 0)
+				print_message("%s tail %zu: %s\n",
+					      vectors[vi].name, tails[ti],
+					      lp_err_str(&err, r));
+			assert_int_equal(r, 0);
+			assert_int_equal(lp_toc_nr_entries(lp_layer_toc(l)),
+					 lp_toc_nr_entries(lp_layer_toc(ref)));
+			lp_layer_free(l);
+			lp_blob_unref(b);
+		}
+		/* a tail longer than the blob is the caller's mistake */
+		l = NULL;
+		assert_int_equal(
+			lp_layer_open_tail(blob, data, len + 1, NULL, &l, &err),
+			-EINVAL);
+		lp_layer_free(ref);
+		lp_blob_unref(blob);
+		free(data);
+	}
+}
+
 static void test_wrong_decoder(void **state)
 {
 	struct lp_blob *blob = NULL;
@@ -470,6 +563,7 @@ int main(void)
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_read_errors),
 		cmocka_unit_test(test_wrong_decoder),
+		cmocka_unit_test(test_open_tail),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
