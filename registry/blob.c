@@ -291,6 +291,30 @@ static int check_range(const struct lp_reg_blob *rb, uint64_t off, size_t len,
 	return 0;
 }
 
+/*
+ * The verdict on a single-range reply: @r from range_get() with the
+ * message a bad reply deserves, or the HTTP status's error for a reply
+ * that is neither 200 nor 206; 0 when the bytes can be used.
+ */
+static int range_reply(struct lp_reg_blob *rb, const char *what,
+		       const char *range, const struct lp_reg_resp *resp, int r,
+		       struct lp_err *err)
+{
+	if (r == -EPROTO || r == -EFBIG)
+		return lp_err_set(err, r,
+				  "blob %s/%s@%s: bad reply to %s (HTTP %ld, "
+				  "Content-Range \"%s\")",
+				  rb->ref.host, rb->ref.repo, rb->name, range,
+				  resp->status, resp->content_range);
+	if (r < 0)
+		return r;
+	if (resp->status != 200 && resp->status != 206)
+		return lp_reg_status_err(
+			&(struct lp_reg_req){ .url = rb->url, .what = what },
+			resp, err);
+	return 0;
+}
+
 /* one Range request, retried from where it broke off; @fn may be NULL */
 static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 		       uint64_t off, lp_blob_progress_fn fn, void *arg,
@@ -324,21 +348,9 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu",
 		 (unsigned long long)off, (unsigned long long)(off + len - 1));
 	r = range_get(rb, range, &sink, resp, err);
-	if (r == -EPROTO || r == -EFBIG)
-		lp_err_set(err, r,
-			   "blob %s/%s@%s: bad reply to %s (HTTP %ld, "
-			   "Content-Range \"%s\")",
-			   rb->ref.host, rb->ref.repo, rb->name, range,
-			   resp->status, resp->content_range);
+	r = range_reply(rb, "blob range", range, resp, r, err);
 	if (r < 0)
 		goto out;
-	if (resp->status != 200 && resp->status != 206) {
-		r = lp_reg_status_err(
-			&(struct lp_reg_req){ .url = rb->url,
-					      .what = "blob range" },
-			resp, err);
-		goto out;
-	}
 	r = s.got == len ? 0 : -EIO;
 out:
 	free(resp);
@@ -507,15 +519,7 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			     rb->name);
 		goto by_range;
 	}
-	if (r == -EPROTO)
-		lp_err_set(err, r,
-			   "blob %s/%s@%s: bad reply to %s (HTTP %ld, "
-			   "Content-Range \"%s\")",
-			   rb->ref.host, rb->ref.repo, rb->name, range,
-			   resp->status, resp->content_range);
-	if (r < 0)
-		goto out;
-	if (resp->status == 416) {
+	if (r == 0 && resp->status == 416) {
 		/* only an empty blob cannot serve a suffix; or a quirk */
 		total = unsatisfied_total(resp->content_range);
 		if (!total)
@@ -524,13 +528,9 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			     rb->name, resp->content_range);
 		goto by_range;
 	}
-	if (resp->status != 200 && resp->status != 206) {
-		r = lp_reg_status_err(
-			&(struct lp_reg_req){ .url = rb->url,
-					      .what = "blob tail" },
-			resp, err);
+	r = range_reply(rb, "blob tail", range, resp, r, err);
+	if (r < 0)
 		goto out;
-	}
 	rb->size = s.total;
 	*ret_len = s.len;
 	goto done;
