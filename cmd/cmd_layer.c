@@ -64,20 +64,20 @@ static int read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 
 	for (i = 0; i < e->nr_chunks; i++) {
 		uint32_t ci = e->first_chunk + i;
-		const struct lp_toc_chunk *c = lp_toc_chunk(toc, ci);
+		const struct lp_toc_chunk c = lp_toc_chunk(toc, ci);
 
-		if (c->chunk_size > *buf_len) {
-			uint8_t *p = realloc(*buf, c->chunk_size);
+		if (c.chunk_size > *buf_len) {
+			uint8_t *p = realloc(*buf, c.chunk_size);
 
 			if (!p)
 				return -ENOMEM;
 			*buf = p;
-			*buf_len = c->chunk_size;
+			*buf_len = c.chunk_size;
 		}
 		r = lp_layer_read_chunk(layer, dec, ci, *buf, err);
 		if (r < 0)
 			return r;
-		r = sink(opaque, *buf, c->chunk_size);
+		r = sink(opaque, *buf, c.chunk_size);
 		if (r < 0)
 			return r;
 	}

@@ -95,8 +95,9 @@ struct lp_toc_entry {
 };
 
 /*
- * One chunk: 36 bytes (the digest lives in a shared, deduplicated table;
- * 4-byte aligned so that arrays of chunks carry no padding).
+ * One chunk, as lp_toc_chunk() returns it (a value: the TOC keeps a smaller
+ * record and derives the file range, see format/toc_parse.c; the digest
+ * lives in a shared, deduplicated table).
  */
 struct lp_toc_chunk {
 	uint64_t offset; /* blob offset of the compressed member */
@@ -140,7 +141,11 @@ uint32_t lp_toc_nr_entries(const struct lp_toc *toc);
 uint32_t lp_toc_nr_chunks(const struct lp_toc *toc);
 /* lp_toc_entry() - entry @i (< nr_entries); 0 is the root directory. */
 const struct lp_toc_entry *lp_toc_entry(const struct lp_toc *toc, uint32_t i);
-const struct lp_toc_chunk *lp_toc_chunk(const struct lp_toc *toc, uint32_t i);
+/*
+ * lp_toc_chunk() - chunk @i (< nr_chunks), by value; past the end a record of
+ * zeros with ->entry LP_TOC_NO_INDEX.
+ */
+struct lp_toc_chunk lp_toc_chunk(const struct lp_toc *toc, uint32_t i);
 const struct lp_toc_xattr *lp_toc_xattr(const struct lp_toc *toc, uint32_t i);
 /* lp_toc_child() - entry index of child @i of the children array. */
 uint32_t lp_toc_child(const struct lp_toc *toc, uint32_t i);

@@ -48,17 +48,17 @@ static void check_entry(const struct lp_toc *toc, uint32_t i)
 	if (e->type != LP_TOC_REG)
 		return;
 	for (k = 0; k < e->nr_chunks; k++) {
-		const struct lp_toc_chunk *c =
+		const struct lp_toc_chunk c =
 			lp_toc_chunk(toc, e->first_chunk + k);
 
-		if (c->chunk_offset != next || c->chunk_size == 0 ||
-		    c->entry != i || c->offset >= PAYLOAD_END ||
-		    c->compressed_size == 0 ||
-		    c->offset + c->compressed_size > PAYLOAD_END ||
-		    lp_toc_find_chunk(toc, i, c->chunk_offset) !=
+		if (c.chunk_offset != next || c.chunk_size == 0 ||
+		    c.entry != i || c.offset >= PAYLOAD_END ||
+		    c.compressed_size == 0 ||
+		    c.offset + c.compressed_size > PAYLOAD_END ||
+		    lp_toc_find_chunk(toc, i, c.chunk_offset) !=
 			    e->first_chunk + k)
 			abort();
-		next += c->chunk_size;
+		next += c.chunk_size;
 	}
 	if (next != e->size)
 		abort();

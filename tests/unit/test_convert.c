@@ -188,15 +188,15 @@ static void file_digest(struct lp_layer *layer, uint32_t ino,
 			lp_format_compression(lp_layer_format(layer)), &dec),
 		0);
 	for (i = 0; i < e->nr_chunks; i++) {
-		const struct lp_toc_chunk *c =
+		const struct lp_toc_chunk c =
 			lp_toc_chunk(toc, e->first_chunk + i);
-		uint8_t *buf = malloc(c->chunk_size);
+		uint8_t *buf = malloc(c.chunk_size);
 
 		assert_non_null(buf);
 		if (lp_layer_read_chunk(layer, dec, e->first_chunk + i, buf,
 					&err))
 			fail_msg("%s: %s", lp_toc_entry_name(toc, e), err.msg);
-		lp_sha256_update(sha, buf, c->chunk_size);
+		lp_sha256_update(sha, buf, c.chunk_size);
 		free(buf);
 	}
 	lp_sha256_final(sha, out);
