@@ -37,7 +37,7 @@
 #define ENTRY_JSON_DEPTH 2
 
 /* the daemon's memory per mounted entry (docs/benchmarks.md) */
-_Static_assert(sizeof(struct lp_toc_entry) == 56, "lp_toc_entry grew");
+_Static_assert(sizeof(struct lp_toc_entry) == 48, "lp_toc_entry grew");
 
 /*
  * A chunk as kept (24 bytes): where its member is and what it is verified
@@ -65,6 +65,8 @@ struct toc_rare {
 	uint32_t digest_idx;
 	/* a file of several chunks: their file offsets from chunk_offs[] */
 	uint32_t first_off;
+	uint32_t ino; /* a hardlink's target (any other entry: itself) */
+	uint32_t nlink; /* names of the inode (not kept: 1) */
 };
 
 /* owners, deduplicated: lp_toc_entry.owner_idx indexes these */
@@ -1194,7 +1196,7 @@ static bool needs_rare(const struct builder *b, uint32_t i)
 	const struct bchunk *c;
 
 	if (b->strs[i].link || be->dev_major || be->dev_minor ||
-	    be->nr_xattrs || be->nr_chunks > 1)
+	    be->nr_xattrs || be->nr_chunks > 1 || be->nlink != 1)
 		return true;
 	if (!(be->flags & LP_TOC_HAS_DIGEST))
 		return false;
@@ -1329,6 +1331,8 @@ static int finish(struct builder *b, struct lp_toc *toc)
 			x->nr_xattrs = be->nr_xattrs;
 			x->digest_idx = LP_TOC_NO_INDEX;
 			x->first_off = LP_TOC_NO_INDEX;
+			x->ino = be->ino;
+			x->nlink = be->nlink;
 			if (be->nr_chunks > 1) {
 				x->first_off = toc->nr_chunk_offs;
 				for (k = 0; k < be->nr_chunks; k++)
@@ -1365,9 +1369,7 @@ static int finish(struct builder *b, struct lp_toc *toc)
 		e->mtime_sec = be->mtime_sec;
 		e->mtime_nsec = be->mtime_nsec;
 		e->mode = (uint16_t)be->mode; /* & 07777 by parse_attrs() */
-		e->ino = be->ino;
 		e->parent = be->parent;
-		e->nlink = be->nlink;
 		if (be->type == LP_TOC_DIR) {
 			e->first_child = be->first_child;
 			e->nr_children = be->nr_children;
@@ -1892,6 +1894,20 @@ const struct lp_digest *lp_toc_entry_digest(const struct lp_toc *toc,
 	    e->first_chunk < toc->nr_chunks)
 		d = toc->chunks[e->first_chunk].digest_idx;
 	return d < toc->nr_digests ? &toc->digests[d] : NULL;
+}
+
+uint32_t lp_toc_entry_ino(const struct lp_toc *toc,
+			  const struct lp_toc_entry *e)
+{
+	if (e->type == LP_TOC_HARDLINK && e->rare_idx < toc->nr_rare)
+		return toc->rare[e->rare_idx].ino; /* always: needs_rare() */
+	return (uint32_t)(e - toc->entries);
+}
+
+uint32_t lp_toc_entry_nlink(const struct lp_toc *toc,
+			    const struct lp_toc_entry *e)
+{
+	return e->rare_idx < toc->nr_rare ? toc->rare[e->rare_idx].nlink : 1;
 }
 
 const char *lp_toc_entry_name(const struct lp_toc *toc,

@@ -71,7 +71,8 @@ static int file_index(struct lp_fs *fs, uint64_t ino, uint32_t *ret_idx)
 		return r;
 	if (!S_ISREG(st.st_mode))
 		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-	*ret_idx = lp_toc_entry(fs->toc, (uint32_t)(ino - 1))->ino;
+	*ret_idx = lp_toc_entry_ino(fs->toc,
+				    lp_toc_entry(fs->toc, (uint32_t)(ino - 1)));
 	return 0;
 }
 

@@ -161,7 +161,8 @@ static void check_vector(const struct vec *v)
 	assert_non_null(lines);
 	for (k = 0; k < n; k++) {
 		const struct lp_toc_entry *e = lp_toc_entry(toc, k);
-		const struct lp_toc_entry *ino = lp_toc_entry(toc, e->ino);
+		const struct lp_toc_entry *ino =
+			lp_toc_entry(toc, lp_toc_entry_ino(toc, e));
 		struct lp_digest d;
 		char hex[LP_DIGEST_STR_LEN + 1], path[LP_TOC_MAX_PATH + 1];
 
@@ -170,7 +171,8 @@ static void check_vector(const struct vec *v)
 		assert_int_equal(ino->type, LP_TOC_REG);
 		assert_true(lp_toc_entry_path(toc, k, path, sizeof(path)) > 0);
 		assert_int_equal(lp_toc_lookup_path(toc, path), k);
-		assert_int_equal(hash_file(l, dec, e->ino, &d), 0);
+		assert_int_equal(
+			hash_file(l, dec, lp_toc_entry_ino(toc, e), &d), 0);
 		if (ino->flags & LP_TOC_HAS_DIGEST)
 			assert_true(lp_digest_equal(
 				&d, lp_toc_entry_digest(toc, ino)));
@@ -234,8 +236,8 @@ static void test_inspect_facts(void **state)
 	h = lp_toc_entry(toc, lp_toc_lookup_path(toc, "usr/bin/tool-hardlink"));
 	e = lp_toc_entry(toc, lp_toc_lookup_path(toc, "usr/bin/tool"));
 	assert_int_equal(h->type, LP_TOC_HARDLINK);
-	assert_ptr_equal(lp_toc_entry(toc, h->ino), e);
-	assert_int_equal(e->nlink, 2);
+	assert_ptr_equal(lp_toc_entry(toc, lp_toc_entry_ino(toc, h)), e);
+	assert_int_equal(lp_toc_entry_nlink(toc, e), 2);
 	assert_int_equal(e->mode, 04755); /* JSON 2541 */
 	/* devices, fifo, xattrs */
 	e = lp_toc_entry(toc, lp_toc_lookup_path(toc, "var/null-dev"));

@@ -95,7 +95,7 @@ static void test_fields(void **state)
 	assert_int_equal(root->mode, 0755); /* S_IFDIR masked off */
 	assert_int_equal(root->mtime_sec, 1614834367);
 	/* root, etc, usr, usr/lib (implied), dev (implied), x: 2 + 4 subdirs */
-	assert_int_equal(root->nlink, 2 + 4);
+	assert_int_equal(lp_toc_entry_nlink(toc, root), 2 + 4);
 
 	e = at(toc, "etc/passwd");
 	assert_string_equal(lp_toc_entry_name(toc, e), "passwd");
@@ -139,23 +139,27 @@ static void test_fields(void **state)
 
 	e = at(toc, "usr/lib/big");
 	assert_int_equal(e->nr_chunks, 3);
-	assert_int_equal(e->nlink, 3);
+	assert_int_equal(lp_toc_entry_nlink(toc, e), 3);
 	c = lp_toc_chunk(toc, e->first_chunk + 2);
 	assert_int_equal(c.chunk_offset, 20);
 	assert_int_equal(c.chunk_size, 5); /* 0: to the end */
 	assert_int_equal(c.compressed_size, 100);
-	assert_int_equal(lp_toc_find_chunk(toc, e->ino, 0), e->first_chunk);
-	assert_int_equal(lp_toc_find_chunk(toc, e->ino, 9), e->first_chunk);
-	assert_int_equal(lp_toc_find_chunk(toc, e->ino, 10),
+	assert_int_equal(lp_toc_find_chunk(toc, lp_toc_entry_ino(toc, e), 0),
+			 e->first_chunk);
+	assert_int_equal(lp_toc_find_chunk(toc, lp_toc_entry_ino(toc, e), 9),
+			 e->first_chunk);
+	assert_int_equal(lp_toc_find_chunk(toc, lp_toc_entry_ino(toc, e), 10),
 			 e->first_chunk + 1);
-	assert_int_equal(lp_toc_find_chunk(toc, e->ino, 24),
+	assert_int_equal(lp_toc_find_chunk(toc, lp_toc_entry_ino(toc, e), 24),
 			 e->first_chunk + 2);
-	assert_int_equal(lp_toc_find_chunk(toc, e->ino, 25), LP_TOC_NO_INDEX);
+	assert_int_equal(lp_toc_find_chunk(toc, lp_toc_entry_ino(toc, e), 25),
+			 LP_TOC_NO_INDEX);
 
 	e = at(toc, "usr/lib/link2");
 	assert_int_equal(e->type, LP_TOC_HARDLINK);
-	assert_int_equal(e->ino, lp_toc_lookup_path(toc, "usr/lib/big"));
-	assert_int_equal(e->nlink, 3);
+	assert_int_equal(lp_toc_entry_ino(toc, e),
+			 lp_toc_lookup_path(toc, "usr/lib/big"));
+	assert_int_equal(lp_toc_entry_nlink(toc, e), 3);
 	assert_string_equal(
 		lp_toc_entry_link_name(toc, at(toc, "usr/lib/link")),
 		"usr/lib/big");
