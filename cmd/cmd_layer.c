@@ -64,20 +64,20 @@ static int read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 
 	for (i = 0; i < e->nr_chunks; i++) {
 		uint32_t ci = e->first_chunk + i;
-		const struct lp_toc_chunk *c = lp_toc_chunk(toc, ci);
+		const struct lp_toc_chunk c = lp_toc_chunk(toc, ci);
 
-		if (c->chunk_size > *buf_len) {
-			uint8_t *p = realloc(*buf, c->chunk_size);
+		if (c.chunk_size > *buf_len) {
+			uint8_t *p = realloc(*buf, c.chunk_size);
 
 			if (!p)
 				return -ENOMEM;
 			*buf = p;
-			*buf_len = c->chunk_size;
+			*buf_len = c.chunk_size;
 		}
 		r = lp_layer_read_chunk(layer, dec, ci, *buf, err);
 		if (r < 0)
 			return r;
-		r = sink(opaque, *buf, c->chunk_size);
+		r = sink(opaque, *buf, c.chunk_size);
 		if (r < 0)
 			return r;
 	}
@@ -534,7 +534,7 @@ static int cmd_verify(int argc, char **argv)
 	if (list) {
 		for (i = 0; i < n; i++) {
 			const struct lp_toc_entry *e = lp_toc_entry(toc, i);
-			uint32_t fi = file_of_ino[e->ino];
+			uint32_t fi = file_of_ino[lp_toc_entry_ino(toc, e)];
 			char epath[LP_TOC_MAX_PATH + 1];
 
 			if (e->type != LP_TOC_REG && e->type != LP_TOC_HARDLINK)
@@ -601,7 +601,8 @@ static void fill_archive_entry(struct archive_entry *ae,
 			       const struct lp_toc *toc,
 			       const struct lp_toc_entry *e, const char *path)
 {
-	const struct lp_toc_entry *ino = lp_toc_entry(toc, e->ino);
+	const struct lp_toc_entry *ino =
+		lp_toc_entry(toc, lp_toc_entry_ino(toc, e));
 	char ino_path[LP_TOC_MAX_PATH + 1];
 	const struct lp_toc_xattr *xs;
 	uint32_t i, nr, maj, min;
@@ -614,7 +615,8 @@ static void fill_archive_entry(struct archive_entry *ae,
 	archive_entry_set_mtime(ae, (time_t)ino->mtime_sec, ino->mtime_nsec);
 	if (e->type == LP_TOC_HARDLINK) {
 		archive_entry_set_filetype(ae, AE_IFREG);
-		lp_toc_entry_path(toc, e->ino, ino_path, sizeof(ino_path));
+		lp_toc_entry_path(toc, lp_toc_entry_ino(toc, e), ino_path,
+				  sizeof(ino_path));
 		archive_entry_set_hardlink(ae, ino_path);
 		archive_entry_set_size(ae, 0);
 		return;

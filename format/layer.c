@@ -378,7 +378,7 @@ struct lp_blob *lp_layer_blob(const struct lp_layer *layer)
 int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 			uint32_t ci, void *dst, struct lp_err *err)
 {
-	const struct lp_toc_chunk *c = lp_toc_chunk(layer->toc, ci);
+	const struct lp_toc_chunk c = lp_toc_chunk(layer->toc, ci);
 	const struct lp_digest *dg;
 	char path[LP_TOC_MAX_PATH + 1];
 	struct lp_err why = { 0 };
@@ -386,7 +386,7 @@ int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 	uint64_t len;
 	int r;
 
-	if (!c) {
+	if (ci >= lp_toc_nr_chunks(layer->toc)) {
 		r = lp_err_set(err, -EINVAL, "%s: no chunk %u",
 			       lp_blob_name(layer->blob), ci);
 		goto out;
@@ -400,40 +400,40 @@ int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 		goto out;
 	}
 	/* both bounded by the TOC parser (LP_CHUNK_MAX_*) */
-	len = c->inner_offset + c->chunk_size;
-	len = lp_min_u64(c->compressed_size, len + COMPRESS_SLACK(len));
+	len = c.inner_offset + c.chunk_size;
+	len = lp_min_u64(c.compressed_size, len + COMPRESS_SLACK(len));
 	buf = malloc(len);
 	if (!buf) {
 		r = -ENOMEM;
 		goto out;
 	}
-	r = lp_blob_pread(layer->blob, buf, len, c->offset);
+	r = lp_blob_pread(layer->blob, buf, len, c.offset);
 	if (r < 0) {
-		lp_toc_entry_path(layer->toc, c->entry, path, sizeof(path));
+		lp_toc_entry_path(layer->toc, c.entry, path, sizeof(path));
 		r = lp_err_set(err, r,
 			       "%s: reading \"%s\" chunk at file "
 			       "offset %llu (blob %llu+%llu)",
 			       lp_blob_name(layer->blob), path,
-			       (unsigned long long)c->chunk_offset,
-			       (unsigned long long)c->offset,
+			       (unsigned long long)c.chunk_offset,
+			       (unsigned long long)c.offset,
 			       (unsigned long long)len);
 		goto out;
 	}
-	r = lp_chunk_decode(dec, buf, len, c->inner_offset, dst, c->chunk_size,
+	r = lp_chunk_decode(dec, buf, len, c.inner_offset, dst, c.chunk_size,
 			    &why);
-	dg = lp_toc_chunk_digest(layer->toc, c);
-	if (r == 0 && dg && lp_chunk_verify(dst, c->chunk_size, dg) < 0) {
+	dg = lp_toc_chunk_digest(layer->toc, &c);
+	if (r == 0 && dg && lp_chunk_verify(dst, c.chunk_size, dg) < 0) {
 		r = -EBADMSG;
 		lp_err_set(&why, r, "chunkDigest mismatch");
 	}
 	if (r < 0) {
-		lp_toc_entry_path(layer->toc, c->entry, path, sizeof(path));
+		lp_toc_entry_path(layer->toc, c.entry, path, sizeof(path));
 		r = lp_err_set(err, r,
 			       "%s: \"%s\" chunk at file offset %llu "
 			       "(blob offset %llu): %s",
 			       lp_blob_name(layer->blob), path,
-			       (unsigned long long)c->chunk_offset,
-			       (unsigned long long)c->offset,
+			       (unsigned long long)c.chunk_offset,
+			       (unsigned long long)c.offset,
 			       lp_err_str(&why, r));
 	}
 out:

@@ -13,10 +13,10 @@
  * non-zero (the reg entry's own offset/chunk fields form the first one).
  *
  * Inodes. A hardlink entry keeps type LP_TOC_HARDLINK and link_name, and its
- * `ino` is the entry index of its (final, resolved) target; every other entry's
- * `ino` is its own index. Attributes, chunks and xattrs are read from the
- * inode entry (entries[ino]). nlink counts the names of an inode (for
- * directories, 2 + subdirectories).
+ * inode (lp_toc_entry_ino()) is the entry index of its (final, resolved)
+ * target; every other entry's is its own index. Attributes, chunks and xattrs
+ * are read from the inode entry. lp_toc_entry_nlink() counts the names of an
+ * inode (for directories, 2 + subdirectories).
  *
  * Directories. Each directory entry lists its children as a contiguous range
  * of a children array sorted bytewise by name, so lookups are binary searches.
@@ -58,9 +58,11 @@ enum {
 #define LP_TOC_NO_INDEX UINT32_MAX
 
 /*
- * An entry as kept in memory (56 bytes): the fields every lookup, getattr
+ * An entry as kept in memory (48 bytes): the fields every lookup, getattr
  * and read use. What few entries have (link targets, device numbers,
- * xattrs, a file digest other than its first chunk's) lives in a side
+ * xattrs, a file digest other than its first chunk's, the file offsets of
+ * the chunks of a file of several, a hardlink's target, a link count other
+ * than 1) lives in a side
  * table and the owners (uid, gid and their names) in a deduplicated table,
  * both behind accessors (lp_toc_entry_uid(), lp_toc_entry_link_name() ...),
  * as do the digests. Paths are not stored: the string pool holds each
@@ -76,9 +78,7 @@ struct lp_toc_entry {
 	int64_t mtime_sec;
 	uint32_t name_off; /* private: use lp_toc_entry_name() */
 	uint32_t mtime_nsec;
-	uint32_t ino; /* index of the inode entry (self or target) */
 	uint32_t parent; /* index of the parent directory entry */
-	uint32_t nlink;
 	union {
 		uint32_t first_chunk; /* reg: into lp_toc_chunk() */
 		uint32_t first_child; /* dir: into lp_toc_child() */
@@ -95,8 +95,9 @@ struct lp_toc_entry {
 };
 
 /*
- * One chunk: 36 bytes (the digest lives in a shared, deduplicated table;
- * 4-byte aligned so that arrays of chunks carry no padding).
+ * One chunk, as lp_toc_chunk() returns it (a value: the TOC keeps a smaller
+ * record and derives the file range, see format/toc_parse.c; the digest
+ * lives in a shared, deduplicated table).
  */
 struct lp_toc_chunk {
 	uint64_t offset; /* blob offset of the compressed member */
@@ -140,7 +141,11 @@ uint32_t lp_toc_nr_entries(const struct lp_toc *toc);
 uint32_t lp_toc_nr_chunks(const struct lp_toc *toc);
 /* lp_toc_entry() - entry @i (< nr_entries); 0 is the root directory. */
 const struct lp_toc_entry *lp_toc_entry(const struct lp_toc *toc, uint32_t i);
-const struct lp_toc_chunk *lp_toc_chunk(const struct lp_toc *toc, uint32_t i);
+/*
+ * lp_toc_chunk() - chunk @i (< nr_chunks), by value; past the end a record of
+ * zeros with ->entry LP_TOC_NO_INDEX.
+ */
+struct lp_toc_chunk lp_toc_chunk(const struct lp_toc *toc, uint32_t i);
 const struct lp_toc_xattr *lp_toc_xattr(const struct lp_toc *toc, uint32_t i);
 /* lp_toc_child() - entry index of child @i of the children array. */
 uint32_t lp_toc_child(const struct lp_toc *toc, uint32_t i);
@@ -175,6 +180,20 @@ const char *lp_toc_entry_name(const struct lp_toc *toc,
 const char *lp_toc_entry_link_name(const struct lp_toc *toc,
 				   const struct lp_toc_entry *e);
 
+/*
+ * lp_toc_entry_ino() - index of the inode entry of @e (an entry of @toc, from
+ * lp_toc_entry()): a hardlink's resolved target, any other entry itself.
+ */
+uint32_t lp_toc_entry_ino(const struct lp_toc *toc,
+			  const struct lp_toc_entry *e);
+
+/*
+ * lp_toc_entry_nlink() - the names of @e's inode (a hardlink: its target's;
+ * a directory: 2 + subdirectories; else 1 + hardlinks to it).
+ */
+uint32_t lp_toc_entry_nlink(const struct lp_toc *toc,
+			    const struct lp_toc_entry *e);
+
 /* lp_toc_entry_uid(), lp_toc_entry_gid() - the numeric owner of @e. */
 uint32_t lp_toc_entry_uid(const struct lp_toc *toc,
 			  const struct lp_toc_entry *e);
@@ -208,7 +227,7 @@ const struct lp_digest *lp_toc_chunk_digest(const struct lp_toc *toc,
 
 /*
  * lp_toc_lookup() - the child of directory entry @dir named @name (@len
- * bytes). Returns its entry index (not resolved to an inode: use ->ino), or
+ * bytes). Returns its entry index (not resolved to an inode: use lp_toc_entry_ino()), or
  * LP_TOC_NO_INDEX.
  */
 uint32_t lp_toc_lookup(const struct lp_toc *toc, uint32_t dir, const char *name,

@@ -37,8 +37,24 @@
 #define ENTRY_JSON_DEPTH 2
 
 /* the daemon's memory per mounted entry (docs/benchmarks.md) */
-_Static_assert(sizeof(struct lp_toc_entry) == 56, "lp_toc_entry grew");
-_Static_assert(sizeof(struct lp_toc_chunk) == 36, "lp_toc_chunk grew");
+_Static_assert(sizeof(struct lp_toc_entry) == 48, "lp_toc_entry grew");
+
+/*
+ * A chunk as kept (24 bytes): where its member is and what it is verified
+ * against. Its place in the file is not stored: a single-chunk file's one
+ * chunk (most chunks) covers [0, size) of its entry, and the chunks of a
+ * file of several have their file offsets in toc->chunk_offs, from the
+ * file's side record (toc_rare.first_off). lp_toc_chunk() puts them back
+ * together.
+ */
+struct toc_chunk {
+	uint64_t offset; /* blob offset of the compressed member */
+	uint32_t compressed_size; /* < 4 GiB: compressed_sizes() */
+	uint32_t inner_offset; /* <= LP_CHUNK_MAX_INNER_OFFSET */
+	uint32_t entry; /* owning file entry */
+	uint32_t digest_idx;
+} __attribute__((packed, aligned(4)));
+_Static_assert(sizeof(struct toc_chunk) == 24, "toc_chunk grew");
 
 /* what few entries have: lp_toc_entry.rare_idx indexes these */
 struct toc_rare {
@@ -47,6 +63,10 @@ struct toc_rare {
 	uint32_t first_xattr, nr_xattrs;
 	/* the file digest when it is not the first chunk's, or NO_INDEX */
 	uint32_t digest_idx;
+	/* a file of several chunks: their file offsets from chunk_offs[] */
+	uint32_t first_off;
+	uint32_t ino; /* a hardlink's target (any other entry: itself) */
+	uint32_t nlink; /* names of the inode (not kept: 1) */
 };
 
 /* owners, deduplicated: lp_toc_entry.owner_idx indexes these */
@@ -57,7 +77,8 @@ struct toc_owner {
 
 struct lp_toc {
 	struct lp_toc_entry *entries;
-	struct lp_toc_chunk *chunks;
+	struct toc_chunk *chunks;
+	uint64_t *chunk_offs; /* chunk_offset of chunks of multi-chunk files */
 	struct lp_toc_xattr *xattrs;
 	struct lp_digest *digests; /* file and chunk digests, deduplicated */
 	struct toc_rare *rare;
@@ -65,7 +86,7 @@ struct lp_toc {
 	uint32_t *children;
 	char *pool; /* names, link targets, owner names, xattrs */
 	uint32_t nr_entries, nr_chunks, nr_xattrs, nr_children, nr_digests;
-	uint32_t nr_rare, nr_owners;
+	uint32_t nr_rare, nr_owners, nr_chunk_offs;
 	uint64_t prefetch_end;
 };
 
@@ -1166,14 +1187,16 @@ static uint32_t digest_add(struct lp_toc *toc, const struct lp_digest *d,
 
 /*
  * whether entry @i needs a side record: a link name, device numbers,
- * xattrs, or a file digest that its first chunk's does not stand for
+ * xattrs, several chunks, or a file digest that its first chunk's does not
+ * stand for
  */
 static bool needs_rare(const struct builder *b, uint32_t i)
 {
 	const struct bent *be = &b->ents[i];
 	const struct bchunk *c;
 
-	if (b->strs[i].link || be->dev_major || be->dev_minor || be->nr_xattrs)
+	if (b->strs[i].link || be->dev_major || be->dev_minor ||
+	    be->nr_xattrs || be->nr_chunks > 1 || be->nlink != 1)
 		return true;
 	if (!(be->flags & LP_TOC_HAS_DIGEST))
 		return false;
@@ -1194,7 +1217,7 @@ static int finish(struct builder *b, struct lp_toc *toc)
 	/* hash of uid, gid, user, group -> index (checked: a collision
 	   only costs a duplicate record) */
 	struct lp_hashmap owners = { 0 };
-	uint32_t i, k, ndig = 0, nrare = 0, o;
+	uint32_t i, k, ndig = 0, nrare = 0, noffs = 0, o;
 	char *pool;
 	int r = 0;
 
@@ -1239,6 +1262,8 @@ static int finish(struct builder *b, struct lp_toc *toc)
 			goto out;
 		if (needs_rare(b, i))
 			nrare++;
+		if (b->ents[i].nr_chunks > 1)
+			noffs += b->ents[i].nr_chunks;
 	}
 	for (i = 0; i < b->nr_xattrs; i++) {
 		const struct xattr_tmp *x = &b->xattrs[i];
@@ -1265,7 +1290,8 @@ static int finish(struct builder *b, struct lp_toc *toc)
 
 	toc->rare = calloc(nrare + 1, sizeof(*toc->rare));
 	toc->owners = calloc(b->nr_ents, sizeof(*toc->owners));
-	if (!toc->rare || !toc->owners) {
+	toc->chunk_offs = malloc((noffs + 1) * sizeof(*toc->chunk_offs));
+	if (!toc->rare || !toc->owners || !toc->chunk_offs) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -1304,6 +1330,16 @@ static int finish(struct builder *b, struct lp_toc *toc)
 			x->first_xattr = be->first_xattr;
 			x->nr_xattrs = be->nr_xattrs;
 			x->digest_idx = LP_TOC_NO_INDEX;
+			x->first_off = LP_TOC_NO_INDEX;
+			x->ino = be->ino;
+			x->nlink = be->nlink;
+			if (be->nr_chunks > 1) {
+				x->first_off = toc->nr_chunk_offs;
+				for (k = 0; k < be->nr_chunks; k++)
+					toc->chunk_offs[toc->nr_chunk_offs++] =
+						b->chunks[be->first_chunk + k]
+							.chunk_offset;
+			}
 			e->rare_idx = toc->nr_rare++;
 		}
 	}
@@ -1333,9 +1369,7 @@ static int finish(struct builder *b, struct lp_toc *toc)
 		e->mtime_sec = be->mtime_sec;
 		e->mtime_nsec = be->mtime_nsec;
 		e->mode = (uint16_t)be->mode; /* & 07777 by parse_attrs() */
-		e->ino = be->ino;
 		e->parent = be->parent;
-		e->nlink = be->nlink;
 		if (be->type == LP_TOC_DIR) {
 			e->first_child = be->first_child;
 			e->nr_children = be->nr_children;
@@ -1354,15 +1388,12 @@ static int finish(struct builder *b, struct lp_toc *toc)
 		for (k = 0; k < be->nr_chunks; k++) {
 			const struct bchunk *bc =
 				&b->chunks[be->first_chunk + k];
-			struct lp_toc_chunk *c =
-				&toc->chunks[be->first_chunk + k];
+			struct toc_chunk *c = &toc->chunks[be->first_chunk + k];
 
 			c->offset = bc->offset;
 			/* < 4 GiB by compressed_sizes() */
 			c->compressed_size = (uint32_t)bc->compressed_size;
-			c->chunk_offset = bc->chunk_offset;
-			/* both bounded by check_chunks() and parse_chunk() */
-			c->chunk_size = (uint32_t)bc->chunk_size;
+			/* bounded by check_chunks() and parse_chunk() */
 			c->inner_offset = (uint32_t)bc->inner_offset;
 			c->entry = bc->entry;
 			c->digest_idx = LP_TOC_NO_INDEX;
@@ -1381,6 +1412,25 @@ static int finish(struct builder *b, struct lp_toc *toc)
 	toc->nr_entries = b->nr_ents;
 	toc->nr_chunks = b->nr_chunks;
 	toc->prefetch_end = b->prefetch_end;
+	/* what lp_toc_chunk() derives is what the TOC said */
+	for (i = 0; i < b->nr_chunks; i++) {
+		const struct bchunk *bc = &b->chunks[i];
+		const struct lp_toc_entry *e;
+		struct lp_toc_chunk c;
+
+		e = bc->entry < b->nr_ents ? &toc->entries[bc->entry] : NULL;
+		if (!e || e->type != LP_TOC_REG || i < e->first_chunk ||
+		    i - e->first_chunk >= e->nr_chunks) {
+			r = -EINVAL; /* not reached: the builder's invariant */
+			goto out;
+		}
+		c = lp_toc_chunk(toc, i);
+		if (c.chunk_offset != bc->chunk_offset ||
+		    c.chunk_size != bc->chunk_size || c.entry != bc->entry) {
+			r = -EINVAL; /* not reached: check_chunks() */
+			goto out;
+		}
+	}
 out:
 	free(f.p);
 	lp_hashmap_release(&f.moved);
@@ -1728,6 +1778,7 @@ void lp_toc_free(struct lp_toc *toc)
 		return;
 	free(toc->entries);
 	free(toc->chunks);
+	free(toc->chunk_offs);
 	free(toc->xattrs);
 	free(toc->digests);
 	free(toc->children);
@@ -1752,9 +1803,37 @@ const struct lp_toc_entry *lp_toc_entry(const struct lp_toc *toc, uint32_t i)
 	return i < toc->nr_entries ? &toc->entries[i] : NULL;
 }
 
-const struct lp_toc_chunk *lp_toc_chunk(const struct lp_toc *toc, uint32_t i)
+struct lp_toc_chunk lp_toc_chunk(const struct lp_toc *toc, uint32_t i)
 {
-	return i < toc->nr_chunks ? &toc->chunks[i] : NULL;
+	struct lp_toc_chunk c = { .entry = LP_TOC_NO_INDEX,
+				  .digest_idx = LP_TOC_NO_INDEX };
+	const struct toc_chunk *tc;
+	const struct lp_toc_entry *e;
+	uint64_t end;
+	uint32_t k;
+
+	if (i >= toc->nr_chunks)
+		return c;
+	tc = &toc->chunks[i];
+	e = &toc->entries[tc->entry]; /* a regular file owning i (finish()) */
+	c.offset = tc->offset;
+	c.compressed_size = tc->compressed_size;
+	c.inner_offset = tc->inner_offset;
+	c.entry = tc->entry;
+	c.digest_idx = tc->digest_idx;
+	end = e->size;
+	if (e->nr_chunks > 1) {
+		const uint64_t *offs =
+			&toc->chunk_offs[toc->rare[e->rare_idx].first_off];
+
+		k = i - e->first_chunk;
+		c.chunk_offset = offs[k];
+		if (k + 1 < e->nr_chunks)
+			end = offs[k + 1];
+	}
+	/* <= LP_CHUNK_MAX_SIZE: check_chunks() */
+	c.chunk_size = (uint32_t)(end - c.chunk_offset);
+	return c;
 }
 
 const struct lp_toc_xattr *lp_toc_xattr(const struct lp_toc *toc, uint32_t i)
@@ -1815,6 +1894,20 @@ const struct lp_digest *lp_toc_entry_digest(const struct lp_toc *toc,
 	    e->first_chunk < toc->nr_chunks)
 		d = toc->chunks[e->first_chunk].digest_idx;
 	return d < toc->nr_digests ? &toc->digests[d] : NULL;
+}
+
+uint32_t lp_toc_entry_ino(const struct lp_toc *toc,
+			  const struct lp_toc_entry *e)
+{
+	if (e->type == LP_TOC_HARDLINK && e->rare_idx < toc->nr_rare)
+		return toc->rare[e->rare_idx].ino; /* always: needs_rare() */
+	return (uint32_t)(e - toc->entries);
+}
+
+uint32_t lp_toc_entry_nlink(const struct lp_toc *toc,
+			    const struct lp_toc_entry *e)
+{
+	return e->rare_idx < toc->nr_rare ? toc->rare[e->rare_idx].nlink : 1;
 }
 
 const char *lp_toc_entry_name(const struct lp_toc *toc,
@@ -1955,6 +2048,7 @@ uint32_t lp_toc_lookup_path(const struct lp_toc *toc, const char *path)
 uint32_t lp_toc_find_chunk(const struct lp_toc *toc, uint32_t ino, uint64_t off)
 {
 	const struct lp_toc_entry *e;
+	const uint64_t *offs;
 	uint32_t lo, hi;
 
 	if (ino >= toc->nr_entries)
@@ -1962,17 +2056,20 @@ uint32_t lp_toc_find_chunk(const struct lp_toc *toc, uint32_t ino, uint64_t off)
 	e = &toc->entries[ino];
 	if (e->type != LP_TOC_REG || off >= e->size || !e->nr_chunks)
 		return LP_TOC_NO_INDEX;
-	lo = e->first_chunk;
-	hi = e->first_chunk + e->nr_chunks;
+	if (e->nr_chunks == 1)
+		return e->first_chunk;
+	offs = &toc->chunk_offs[toc->rare[e->rare_idx].first_off];
+	lo = 0;
+	hi = e->nr_chunks;
 	while (hi - lo > 1) { /* last chunk with chunk_offset <= off */
 		uint32_t mid = lo + (hi - lo) / 2;
 
-		if (toc->chunks[mid].chunk_offset <= off)
+		if (offs[mid] <= off)
 			lo = mid;
 		else
 			hi = mid;
 	}
-	return lo;
+	return e->first_chunk + lo;
 }
 
 uint64_t lp_toc_prefetch_end(const struct lp_toc *toc)

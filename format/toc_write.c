@@ -391,15 +391,15 @@ static int lp_toc_write_entry(struct lp_toc_writer *w, const struct lp_toc *toc,
 	if (!e->nr_chunks)
 		return lp_toc_writer_add(w, &rec);
 	for (i = 0, r = 0; r == 0 && i < e->nr_chunks; i++) {
-		const struct lp_toc_chunk *c =
+		const struct lp_toc_chunk c =
 			lp_toc_chunk(toc, e->first_chunk + i);
 
-		rec.offset = c->offset;
-		rec.inner_offset = c->inner_offset;
-		rec.chunk_offset = c->chunk_offset;
+		rec.offset = c.offset;
+		rec.inner_offset = c.inner_offset;
+		rec.chunk_offset = c.chunk_offset;
 		/* the last chunk runs to the end of the file */
-		rec.chunk_size = i + 1 < e->nr_chunks ? c->chunk_size : 0;
-		rec.chunk_digest = lp_toc_chunk_digest(toc, c);
+		rec.chunk_size = i + 1 < e->nr_chunks ? c.chunk_size : 0;
+		rec.chunk_digest = lp_toc_chunk_digest(toc, &c);
 		r = lp_toc_writer_add(w, &rec);
 		/* chunk records carry only the chunk fields */
 		memset(&rec, 0, sizeof(rec));

@@ -220,8 +220,8 @@ static uint32_t claim_locked(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 			     struct fs_chunk *first, enum fs_fetch_kind kind)
 {
 	struct fs_cache *c = &fs->cache;
-	const struct lp_toc_chunk *tc = lp_toc_chunk(fs->toc, ci);
-	uint64_t start = tc->offset, end = tc->offset + tc->compressed_size;
+	const struct lp_toc_chunk tc = lp_toc_chunk(fs->toc, ci);
+	uint64_t start = tc.offset, end = tc.offset + tc.compressed_size;
 	uint64_t max = kind == FS_FETCH_BACKGROUND ? FS_BACKGROUND_RUN :
 						     LP_FS_MAX_COALESCE;
 	uint32_t n = 1, j;
@@ -233,10 +233,11 @@ static uint32_t claim_locked(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 	if (extend_to > c->nr_chunks)
 		extend_to = c->nr_chunks;
 	for (j = ci + 1; j < extend_to && n < FS_MAX_RUN; j++, n++) {
-		const struct lp_toc_chunk *next = lp_toc_chunk(fs->toc, j);
+		const struct lp_toc_chunk next = lp_toc_chunk(fs->toc, j);
 		struct fs_chunk *ch;
 
-		if (tab_get(c, j) || !fs_chunks_coalesce(next, start, end, max))
+		if (tab_get(c, j) ||
+		    !fs_chunks_coalesce(&next, start, end, max))
 			break;
 		if (tab_reserve(c) < 0)
 			break;
@@ -247,7 +248,7 @@ static uint32_t claim_locked(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 		ch->state = FS_CHUNK_LOADING;
 		ch->refs = 1;
 		tab_add(c, ch);
-		end = lp_max_u64(end, next->offset + next->compressed_size);
+		end = lp_max_u64(end, next.offset + next.compressed_size);
 	}
 	return n;
 }
@@ -267,7 +268,7 @@ void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
 	ch = tab_get(c, ci);
 	if (res == 0) {
 		ch->data = data;
-		ch->len = lp_toc_chunk(fs->toc, ci)->chunk_size;
+		ch->len = lp_toc_chunk(fs->toc, ci).chunk_size;
 		ch->state = FS_CHUNK_READY;
 		c->used += ch->len;
 		lru_add(c, ch, kind == FS_FETCH_BACKGROUND);

@@ -36,17 +36,17 @@ const struct lp_digest *fs_chunk_digest(const struct lp_toc *toc,
 int fs_chunk_error(struct lp_fs *fs, uint32_t ci, int code, const char *why,
 		   struct lp_err *err)
 {
-	const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, ci);
+	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
 	char path[LP_TOC_MAX_PATH + 1];
 
-	lp_toc_entry_path(fs->toc, c->entry, path, sizeof(path));
+	lp_toc_entry_path(fs->toc, c.entry, path, sizeof(path));
 	return lp_err_set(err, code,
 			  "layer %s: file %s: chunk at offset %llu "
 			  "(blob offset %llu+%llu): %s",
 			  lp_blob_name(fs->blob), path,
-			  (unsigned long long)c->chunk_offset,
-			  (unsigned long long)c->offset,
-			  (unsigned long long)c->compressed_size, why);
+			  (unsigned long long)c.chunk_offset,
+			  (unsigned long long)c.offset,
+			  (unsigned long long)c.compressed_size, why);
 }
 
 bool fs_chunks_coalesce(const struct lp_toc_chunk *next, uint64_t start,
@@ -103,13 +103,13 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 		      uint32_t ci, const uint8_t *src, uint64_t start,
 		      uint8_t *dst, struct lp_err *err)
 {
-	const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, ci);
+	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
 	struct lp_err derr = { 0 };
 	char why[LP_ERR_MSG_MAX];
 	int r;
 
-	r = lp_chunk_decode(dec, src + (c->offset - start), c->compressed_size,
-			    c->inner_offset, dst, c->chunk_size, &derr);
+	r = lp_chunk_decode(dec, src + (c.offset - start), c.compressed_size,
+			    c.inner_offset, dst, c.chunk_size, &derr);
 	if (r < 0) {
 		atomic_fetch_add(&fs->stats.verify_failures, 1);
 		snprintf(why, sizeof(why), "bad compressed data: %s",
@@ -118,7 +118,7 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 				   err);
 		goto out;
 	}
-	r = lp_chunk_verify(dst, c->chunk_size, fs_chunk_digest(fs->toc, c));
+	r = lp_chunk_verify(dst, c.chunk_size, fs_chunk_digest(fs->toc, &c));
 	if (r < 0) {
 		atomic_fetch_add(&fs->stats.verify_failures, 1);
 		r = fs_chunk_error(fs, ci, -EBADMSG, "chunk digest mismatch",
@@ -178,7 +178,7 @@ static void group_decode_one(struct fetch_group *g, uint32_t k)
 {
 	struct fetch_run *run = g->run;
 	struct lp_fs *fs = run->fs;
-	const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, run->first + k);
+	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, run->first + k);
 	int r;
 
 	r = decode_one(fs, g->dec, run->first + k, g->src, g->start,
@@ -186,8 +186,8 @@ static void group_decode_one(struct fetch_group *g, uint32_t k)
 	if (r == 0) {
 		atomic_fetch_add(&fs->stats.fetched_chunks, 1);
 		if (fs->disk)
-			fs_disk_put(fs->disk, fs_chunk_digest(fs->toc, c),
-				    run->data[k], c->chunk_size);
+			fs_disk_put(fs->disk, fs_chunk_digest(fs->toc, &c),
+				    run->data[k], c.chunk_size);
 	}
 	settle(run, k, r);
 }
@@ -203,10 +203,10 @@ static int group_progress(void *arg, size_t done)
 	const struct lp_toc *toc = g->run->fs->toc;
 
 	while (g->next < g->j) {
-		const struct lp_toc_chunk *c =
+		const struct lp_toc_chunk c =
 			lp_toc_chunk(toc, g->run->first + g->next);
 
-		if (c->offset + c->compressed_size > g->start + done)
+		if (c.offset + c.compressed_size > g->start + done)
 			break;
 		group_decode_one(g, g->next++);
 	}
@@ -362,8 +362,8 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 	}
 	/* the disk tier, and a buffer for every chunk that missed it */
 	for (i = 0; i < n; i++) {
-		const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, first + i);
-		const struct lp_digest *dg = fs_chunk_digest(fs->toc, c);
+		const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, first + i);
+		const struct lp_digest *dg = fs_chunk_digest(fs->toc, &c);
 		struct lp_err *e = i == 0 ? err : NULL;
 
 		run.res[i] = FS_PENDING;
@@ -372,18 +372,18 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 			       fs_chunk_error(fs, first + i, -EBADMSG,
 					      "no digest to verify against",
 					      e));
-		} else if (c->chunk_size > LP_CHUNK_MAX_SIZE ||
-			   c->compressed_size > FS_MAX_COMPRESSED_CHUNK) {
+		} else if (c.chunk_size > LP_CHUNK_MAX_SIZE ||
+			   c.compressed_size > FS_MAX_COMPRESSED_CHUNK) {
 			settle(&run, i,
 			       fs_chunk_error(fs, first + i, -EFBIG,
 					      "chunk over the size bound", e));
-		} else if (!(run.data[i] = malloc(
-				     c->chunk_size ? c->chunk_size : 1))) {
+		} else if (!(run.data[i] =
+				     malloc(c.chunk_size ? c.chunk_size : 1))) {
 			settle(&run, i,
 			       fs_chunk_error(fs, first + i, -ENOMEM,
 					      "out of memory", e));
 		} else if (fs->disk && fs_disk_get(fs->disk, dg, run.data[i],
-						   c->chunk_size) == 0) {
+						   c.chunk_size) == 0) {
 			atomic_fetch_add(&fs->stats.disk_hits, 1);
 			settle(&run, i, 0);
 		}
@@ -402,13 +402,13 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 			.start = UINT64_MAX,
 		};
 		for (k = i; k < j; k++) {
-			const struct lp_toc_chunk *c =
+			const struct lp_toc_chunk c =
 				lp_toc_chunk(fs->toc, first + k);
 			struct fetch_group *gr = &groups[nr_groups];
 
-			gr->start = lp_min_u64(gr->start, c->offset);
+			gr->start = lp_min_u64(gr->start, c.offset);
 			gr->end = lp_max_u64(gr->end,
-					     c->offset + c->compressed_size);
+					     c.offset + c.compressed_size);
 		}
 		nr_groups++;
 	}

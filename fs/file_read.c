@@ -71,7 +71,8 @@ static int file_index(struct lp_fs *fs, uint64_t ino, uint32_t *ret_idx)
 		return r;
 	if (!S_ISREG(st.st_mode))
 		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-	*ret_idx = lp_toc_entry(fs->toc, (uint32_t)(ino - 1))->ino;
+	*ret_idx = lp_toc_entry_ino(fs->toc,
+				    lp_toc_entry(fs->toc, (uint32_t)(ino - 1)));
 	return 0;
 }
 
@@ -133,7 +134,7 @@ static uint32_t fetch_limit(const struct lp_fs *fs,
 
 	if (sequential)
 		while (ci < limit && extra < LP_FS_READAHEAD)
-			extra += lp_toc_chunk(fs->toc, ci++)->chunk_size;
+			extra += lp_toc_chunk(fs->toc, ci++).chunk_size;
 	if (ci < limit)
 		return ci;
 	/*
@@ -145,7 +146,7 @@ static uint32_t fetch_limit(const struct lp_fs *fs,
 	 */
 	extra = 0;
 	while (ci < nr) {
-		extra += lp_toc_chunk(fs->toc, ci)->compressed_size;
+		extra += lp_toc_chunk(fs->toc, ci).compressed_size;
 		if (extra > LP_FS_NEIGHBOURS)
 			break;
 		ci++;
@@ -234,10 +235,10 @@ int lp_fs_read(struct lp_fs *fs, uint64_t ino, struct lp_fs_file *file,
 	if (r < 0 || !p.size)
 		goto out;
 	for (ci = p.ci; done < p.size; ci++) {
-		const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, ci);
+		const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
 		struct fs_chunk *ch = NULL;
-		uint64_t in = off + done - c->chunk_offset;
-		size_t n = lp_min_u64(p.size - done, c->chunk_size - in);
+		uint64_t in = off + done - c.chunk_offset;
+		size_t n = lp_min_u64(p.size - done, c.chunk_size - in);
 
 		r = fs_chunk_get(fs, ci, p.limit, FS_FETCH_ONDEMAND, &ch, NULL,
 				 err);
@@ -273,10 +274,10 @@ int lp_fs_read_pin(struct lp_fs *fs, uint64_t ino, struct lp_fs_file *file,
 		goto out;
 	}
 	for (ci = p.ci; done < p.size; ci++) {
-		const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, ci);
+		const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
 		struct fs_chunk *ch = NULL;
-		uint64_t in = off + done - c->chunk_offset;
-		size_t n = lp_min_u64(p.size - done, c->chunk_size - in);
+		uint64_t in = off + done - c.chunk_offset;
+		size_t n = lp_min_u64(p.size - done, c.chunk_size - in);
 
 		r = fs_chunk_get(fs, ci, p.limit, FS_FETCH_ONDEMAND, &ch, NULL,
 				 err);

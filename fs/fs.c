@@ -39,14 +39,14 @@ static void measure(struct lp_fs *fs)
 	uint64_t covered_to = 0;
 
 	for (i = 0; i < nr; i++) {
-		const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, i);
-		uint64_t start = lp_max_u64(c->offset, covered_to);
-		uint64_t end = c->offset + c->compressed_size;
+		const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, i);
+		uint64_t start = lp_max_u64(c.offset, covered_to);
+		uint64_t end = c.offset + c.compressed_size;
 
 		if (end > start)
 			fs->total_compressed += end - start;
 		covered_to = lp_max_u64(covered_to, end);
-		fs->total_uncompressed += c->chunk_size;
+		fs->total_uncompressed += c.chunk_size;
 	}
 }
 

@@ -460,7 +460,10 @@ out:
 	return r;
 }
 
-/* the session loop on the caller's thread plus up to max_threads workers */
+/*
+ * the session loop: the caller's thread waits while up to max_threads workers
+ * serve, started as requests come and ended past LP_FUSE_IDLE_THREADS idle
+ */
 static int serve(struct lp_fuse *fuse)
 {
 	struct fuse_loop_config *cfg = NULL;
@@ -472,6 +475,7 @@ static int serve(struct lp_fuse *fuse)
 		goto out;
 	}
 	fuse_loop_cfg_set_max_threads(cfg, fuse->max_threads);
+	fuse_loop_cfg_set_idle_threads(cfg, LP_FUSE_IDLE_THREADS);
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
 	r = fuse_session_loop_mt(fuse->se, cfg);
 	/* a signal ends the loop with its number; that is a clean stop */

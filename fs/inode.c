@@ -92,7 +92,8 @@ static void set_times(struct stat *st, const struct lp_toc_entry *e)
 static void fill_entry(const struct lp_fs *fs, uint32_t idx, struct stat *st)
 {
 	const struct lp_toc_entry *e = lp_toc_entry(fs->toc, idx);
-	const struct lp_toc_entry *ie = lp_toc_entry(fs->toc, e->ino);
+	const struct lp_toc_entry *ie =
+		lp_toc_entry(fs->toc, lp_toc_entry_ino(fs->toc, e));
 	uint32_t maj, min;
 
 	memset(st, 0, sizeof(*st));
@@ -106,9 +107,9 @@ static void fill_entry(const struct lp_fs *fs, uint32_t idx, struct stat *st)
 		set_times(st, e);
 		return;
 	}
-	st->st_ino = (ino_t)e->ino + 1;
+	st->st_ino = (ino_t)lp_toc_entry_ino(fs->toc, e) + 1;
 	st->st_mode = type_bits(ie->type) | (ie->mode & 07777);
-	st->st_nlink = ie->nlink ? ie->nlink : 1;
+	st->st_nlink = lp_toc_entry_nlink(fs->toc, ie);
 	st->st_uid = lp_toc_entry_uid(fs->toc, ie);
 	st->st_gid = lp_toc_entry_gid(fs->toc, ie);
 	if (ie->type == LP_TOC_CHAR || ie->type == LP_TOC_BLOCK) {
@@ -351,7 +352,8 @@ static int xattr_owner(struct lp_fs *fs, uint64_t ino, uint32_t *ret_idx)
 	if (visibility(fs->toc, idx) == VIS_WHITEOUT)
 		*ret_idx = LP_TOC_NO_INDEX;
 	else
-		*ret_idx = lp_toc_entry(fs->toc, idx)->ino;
+		*ret_idx =
+			lp_toc_entry_ino(fs->toc, lp_toc_entry(fs->toc, idx));
 	return 0;
 }
 

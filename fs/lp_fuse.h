@@ -15,6 +15,13 @@
 
 #define LP_FUSE_MAX_THREADS 64
 #define LP_FUSE_DEFAULT_THREADS 16
+/*
+ * Idle workers a session keeps (libfuse's default keeps every worker it ever
+ * started, each with its stack and receive buffer). Two, not one: libfuse
+ * starts a worker whenever none is left waiting for a request, so with one
+ * kept a lone request would start a thread and end another every time.
+ */
+#define LP_FUSE_IDLE_THREADS 2
 #define LP_FUSE_FSNAME_MAX 256
 
 struct lp_fuse;

@@ -71,12 +71,11 @@ static void prefetch(struct lp_fs *fs)
 	uint32_t nr = lp_toc_nr_chunks(fs->toc), end = 0, ci, next;
 	int r = 0;
 
-	while (end < nr &&
-	       lp_toc_chunk(fs->toc, end)->offset < fs->prefetch_end)
+	while (end < nr && lp_toc_chunk(fs->toc, end).offset < fs->prefetch_end)
 		end++;
 	set_state(fs, true, FS_JOB_RUNNING, 0);
 	for (ci = 0; ci < end && r == 0; ci = next) {
-		const struct lp_toc_chunk *c;
+		struct lp_toc_chunk c;
 		struct fs_chunk *ch;
 
 		if (stopping(fs)) {
@@ -91,7 +90,7 @@ static void prefetch(struct lp_fs *fs)
 		fs_chunk_put(fs, ch);
 		c = lp_toc_chunk(fs->toc, next - 1);
 		atomic_store(&fs->stats.prefetch_done_bytes,
-			     c->offset + c->compressed_size);
+			     c.offset + c.compressed_size);
 	}
 	set_state(fs, true, r < 0 ? FS_JOB_FAILED : FS_JOB_DONE, r);
 }
@@ -141,8 +140,8 @@ static bool transient(int r)
 
 static bool have_chunk(struct lp_fs *fs, uint32_t ci)
 {
-	const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, ci);
-	const struct lp_digest *dg = fs_chunk_digest(fs->toc, c);
+	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
+	const struct lp_digest *dg = fs_chunk_digest(fs->toc, &c);
 
 	return fs_chunk_is_cached(fs, ci) ||
 	       (fs->disk && dg && fs_disk_has(fs->disk, dg));
@@ -156,7 +155,7 @@ static void background(struct lp_fs *fs)
 
 	set_state(fs, false, FS_JOB_RUNNING, 0);
 	for (ci = 0; ci < nr; ci = next) {
-		const struct lp_toc_chunk *c = lp_toc_chunk(fs->toc, ci);
+		struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
 		size_t used, peak;
 
 		next = ci + 1;
@@ -165,7 +164,7 @@ static void background(struct lp_fs *fs)
 			return;
 		}
 		fs_cache_usage(fs, &used, &peak);
-		if (!fs->disk && used + c->chunk_size > fs->cache.budget) {
+		if (!fs->disk && used + c.chunk_size > fs->cache.budget) {
 			set_state(fs, false, FS_JOB_STOPPED, last_err);
 			return;
 		}
@@ -194,7 +193,7 @@ static void background(struct lp_fs *fs)
 		}
 		c = lp_toc_chunk(fs->toc, next - 1);
 		atomic_store(&fs->stats.background_done_bytes,
-			     c->offset + c->compressed_size);
+			     c.offset + c.compressed_size);
 	}
 	set_state(fs, false, last_err ? FS_JOB_FAILED : FS_JOB_DONE, last_err);
 }

@@ -7,7 +7,10 @@
 #     snapshot/layers.c, without containerd; prefetch and background fetch
 #     off so that only metadata and the serving machinery are measured)
 #   - the reference: tests/bench/refmount (its fs package, one process for
-#     all layers), when golang-go and Debian's Go sources are there
+#     all layers), when golang-go and Debian's Go sources are there; with
+#     prefetch and background fetch off too (-no-prefetch
+#     -no-background-fetch), so that both run the same way
+#     (REF_FLAGS="" measures it with its defaults, both on)
 # After mounting, every mount is walked as a container start would: a stat
 # of every entry (find -printf) and a read of 100 files.
 # Each is measured with 1 layer and with LAYERS layers (a fresh process
@@ -37,6 +40,7 @@ CLIENT=$BUILD/tests/reg_client
 LAYERS=${LAYERS:-10}
 ENTRIES=${ENTRIES:-10000}
 SERIES=${SERIES:-1 $LAYERS}
+REF_FLAGS=${REF_FLAGS--no-prefetch -no-background-fetch}
 [ "$LAYERS" -ge 2 ] || { echo "LAYERS must be at least 2" >&2; exit 1; }
 for b in "${BUILDS[@]}"; do
 	for x in "$b/cmd/lazypull" "$b/tests/reg_client" "$b/tests/mem_driver"; do
@@ -191,7 +195,8 @@ run_ref() {
 		rargs+=("$T/rr$l" "${args[2 * l]}" "${args[2 * l + 1]}")
 	done
 	mkdir -p "$T/refroot"
-	"$REFMOUNT" "$T/refroot" "$R/bench/mem:n$n" "${rargs[@]}" >"$T/ref.out" 2>"$T/ref.log" &
+	# shellcheck disable=SC2086 # REF_FLAGS is a list of flags
+	"$REFMOUNT" $REF_FLAGS "$T/refroot" "$R/bench/mem:n$n" "${rargs[@]}" >"$T/ref.out" 2>"$T/ref.log" &
 	rpid=$!
 	PIDS+=($rpid)
 	if wait_ready "$T/ref.out" $rpid; then

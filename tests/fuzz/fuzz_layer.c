@@ -58,8 +58,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				 &dec) < 0)
 		goto out;
 	for (i = 0; i < lp_toc_nr_chunks(toc) && i < MAX_CHUNKS; i++) {
-		const struct lp_toc_chunk *c = lp_toc_chunk(toc, i);
-		uint8_t *dst = malloc(c->chunk_size);
+		const struct lp_toc_chunk c = lp_toc_chunk(toc, i);
+		uint8_t *dst = malloc(c.chunk_size);
 
 		if (!dst)
 			break;

@@ -17,7 +17,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void check_entry(const struct lp_toc *toc, uint32_t i)
 {
 	const struct lp_toc_entry *e = lp_toc_entry(toc, i);
-	const struct lp_toc_entry *ino = lp_toc_entry(toc, e->ino);
+	const struct lp_toc_entry *ino =
+		lp_toc_entry(toc, lp_toc_entry_ino(toc, e));
 	char path[LP_TOC_MAX_PATH + 1];
 	uint64_t next = 0;
 	uint32_t k;
@@ -28,6 +29,14 @@ static void check_entry(const struct lp_toc *toc, uint32_t i)
 	if (lp_toc_entry(toc, e->parent)->type != LP_TOC_DIR)
 		abort();
 	if (e->type == LP_TOC_HARDLINK && ino->type != LP_TOC_REG)
+		abort();
+	if (e->type != LP_TOC_HARDLINK && lp_toc_entry_ino(toc, e) != i)
+		abort();
+	/* a directory has "." and its parent's entry; a link has its own */
+	if (lp_toc_entry_nlink(toc, e) < (e->type == LP_TOC_DIR ? 2u : 1u) ||
+	    (e->type == LP_TOC_HARDLINK &&
+	     (lp_toc_entry_nlink(toc, e) < 2 ||
+	      lp_toc_entry_nlink(toc, e) != lp_toc_entry_nlink(toc, ino))))
 		abort();
 	for (k = 0; e->type == LP_TOC_DIR && k < e->nr_children; k++) {
 		const struct lp_toc_entry *c = lp_toc_entry(
@@ -48,17 +57,17 @@ static void check_entry(const struct lp_toc *toc, uint32_t i)
 	if (e->type != LP_TOC_REG)
 		return;
 	for (k = 0; k < e->nr_chunks; k++) {
-		const struct lp_toc_chunk *c =
+		const struct lp_toc_chunk c =
 			lp_toc_chunk(toc, e->first_chunk + k);
 
-		if (c->chunk_offset != next || c->chunk_size == 0 ||
-		    c->entry != i || c->offset >= PAYLOAD_END ||
-		    c->compressed_size == 0 ||
-		    c->offset + c->compressed_size > PAYLOAD_END ||
-		    lp_toc_find_chunk(toc, i, c->chunk_offset) !=
+		if (c.chunk_offset != next || c.chunk_size == 0 ||
+		    c.entry != i || c.offset >= PAYLOAD_END ||
+		    c.compressed_size == 0 ||
+		    c.offset + c.compressed_size > PAYLOAD_END ||
+		    lp_toc_find_chunk(toc, i, c.chunk_offset) !=
 			    e->first_chunk + k)
 			abort();
-		next += c->chunk_size;
+		next += c.chunk_size;
 	}
 	if (next != e->size)
 		abort();

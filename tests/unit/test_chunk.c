@@ -293,26 +293,26 @@ static double bench_vector(const char *name, enum lp_gzip_impl impl,
 	lp_chunk_decoder_set_gzip_impl(dec, impl);
 	src = calloc(n, sizeof(*src));
 	for (i = 0; i < n; i++) {
-		const struct lp_toc_chunk *c = lp_toc_chunk(toc, i);
+		const struct lp_toc_chunk c = lp_toc_chunk(toc, i);
 
-		src[i] = malloc(c->compressed_size);
-		assert_int_equal(lp_blob_pread(blob, src[i], c->compressed_size,
-					       c->offset),
+		src[i] = malloc(c.compressed_size);
+		assert_int_equal(lp_blob_pread(blob, src[i], c.compressed_size,
+					       c.offset),
 				 0);
 	}
 	t0 = now();
 	for (k = 0; k < rounds; k++)
 		for (i = 0; i < n; i++) {
-			const struct lp_toc_chunk *c = lp_toc_chunk(toc, i);
+			const struct lp_toc_chunk c = lp_toc_chunk(toc, i);
 
-			if (small_only && c->chunk_size > 64 * LP_KIB)
+			if (small_only && c.chunk_size > 64 * LP_KIB)
 				continue;
 			assert_int_equal(lp_chunk_decode(dec, src[i],
-							 c->compressed_size,
-							 c->inner_offset, dst,
-							 c->chunk_size, NULL),
+							 c.compressed_size,
+							 c.inner_offset, dst,
+							 c.chunk_size, NULL),
 					 0);
-			bytes += (double)c->chunk_size;
+			bytes += (double)c.chunk_size;
 		}
 	t0 = now() - t0;
 	for (i = 0; i < n; i++)

@@ -653,14 +653,17 @@ static void test_control_file_no_open(void **state)
 
 /* --- faults --- */
 
+/* the first chunk of @path: valid until the next call */
 static const struct lp_toc_chunk *first_chunk_of(struct lp_fs *fs,
 						 const char *path)
 {
+	static struct lp_toc_chunk c;
 	const struct lp_toc *toc = lp_layer_toc(lp_fs_layer(fs));
 	uint32_t idx = lp_toc_lookup_path(toc, path);
 
 	assert_int_not_equal(idx, LP_TOC_NO_INDEX);
-	return lp_toc_chunk(toc, lp_toc_entry(toc, idx)->first_chunk);
+	c = lp_toc_chunk(toc, lp_toc_entry(toc, idx)->first_chunk);
+	return &c;
 }
 
 static int read_path(struct lp_fs *fs, const char *path, struct lp_err *err)

@@ -89,14 +89,14 @@ static int hash_file(struct lp_layer *l, struct lp_chunk_decoder *dec,
 
 	assert_int_equal(lp_sha256_new(&ctx), 0);
 	for (k = 0; k < e->nr_chunks; k++) {
-		const struct lp_toc_chunk *c =
+		const struct lp_toc_chunk c =
 			lp_toc_chunk(toc, e->first_chunk + k);
 		struct lp_err err = { 0 };
-		uint8_t *buf = malloc(c->chunk_size);
+		uint8_t *buf = malloc(c.chunk_size);
 
 		assert_non_null(buf);
-		assert_int_equal(c->entry, ino);
-		assert_int_equal(lp_toc_find_chunk(toc, ino, c->chunk_offset),
+		assert_int_equal(c.entry, ino);
+		assert_int_equal(lp_toc_find_chunk(toc, ino, c.chunk_offset),
 				 e->first_chunk + k);
 		r = lp_layer_read_chunk(l, dec, e->first_chunk + k, buf, &err);
 		if (r < 0) {
@@ -104,7 +104,7 @@ static int hash_file(struct lp_layer *l, struct lp_chunk_decoder *dec,
 			free(buf);
 			break;
 		}
-		lp_sha256_update(ctx, buf, c->chunk_size);
+		lp_sha256_update(ctx, buf, c.chunk_size);
 		free(buf);
 	}
 	lp_sha256_final(ctx, out);
@@ -147,7 +147,7 @@ static void check_vector(const struct vec *v)
 		assert_int_equal(
 			lp_toc_prefetch_end(toc),
 			lp_toc_chunk(toc, lp_toc_entry(toc, lm)->first_chunk)
-				->offset);
+				.offset);
 		assert_true(lp_toc_prefetch_end(toc) > 0);
 	} else {
 		assert_int_equal(lp_toc_prefetch_end(toc), 0);
@@ -161,7 +161,8 @@ static void check_vector(const struct vec *v)
 	assert_non_null(lines);
 	for (k = 0; k < n; k++) {
 		const struct lp_toc_entry *e = lp_toc_entry(toc, k);
-		const struct lp_toc_entry *ino = lp_toc_entry(toc, e->ino);
+		const struct lp_toc_entry *ino =
+			lp_toc_entry(toc, lp_toc_entry_ino(toc, e));
 		struct lp_digest d;
 		char hex[LP_DIGEST_STR_LEN + 1], path[LP_TOC_MAX_PATH + 1];
 
@@ -170,7 +171,8 @@ static void check_vector(const struct vec *v)
 		assert_int_equal(ino->type, LP_TOC_REG);
 		assert_true(lp_toc_entry_path(toc, k, path, sizeof(path)) > 0);
 		assert_int_equal(lp_toc_lookup_path(toc, path), k);
-		assert_int_equal(hash_file(l, dec, e->ino, &d), 0);
+		assert_int_equal(
+			hash_file(l, dec, lp_toc_entry_ino(toc, e), &d), 0);
 		if (ino->flags & LP_TOC_HAS_DIGEST)
 			assert_true(lp_digest_equal(
 				&d, lp_toc_entry_digest(toc, ino)));
@@ -228,14 +230,14 @@ static void test_inspect_facts(void **state)
 	big = lp_toc_lookup_path(toc, "./usr/lib/big.bin");
 	e = lp_toc_entry(toc, big);
 	assert_int_equal(e->nr_chunks, 3);
-	assert_int_equal(lp_toc_chunk(toc, e->first_chunk + 2)->chunk_size,
+	assert_int_equal(lp_toc_chunk(toc, e->first_chunk + 2).chunk_size,
 			 e->size - 2 * LP_DEFAULT_CHUNK_SIZE);
 	/* hardlink shares the inode, nlink 2 on both names */
 	h = lp_toc_entry(toc, lp_toc_lookup_path(toc, "usr/bin/tool-hardlink"));
 	e = lp_toc_entry(toc, lp_toc_lookup_path(toc, "usr/bin/tool"));
 	assert_int_equal(h->type, LP_TOC_HARDLINK);
-	assert_ptr_equal(lp_toc_entry(toc, h->ino), e);
-	assert_int_equal(e->nlink, 2);
+	assert_ptr_equal(lp_toc_entry(toc, lp_toc_entry_ino(toc, h)), e);
+	assert_int_equal(lp_toc_entry_nlink(toc, e), 2);
 	assert_int_equal(e->mode, 04755); /* JSON 2541 */
 	/* devices, fifo, xattrs */
 	e = lp_toc_entry(toc, lp_toc_lookup_path(toc, "var/null-dev"));
@@ -251,10 +253,10 @@ static void test_inspect_facts(void **state)
 	assert_memory_equal(x->value, "y", 1);
 	/* every chunk's compressed range ends at or before the TOC */
 	for (i = 0; i < lp_toc_nr_chunks(toc); i++) {
-		const struct lp_toc_chunk *c = lp_toc_chunk(toc, i);
+		const struct lp_toc_chunk c = lp_toc_chunk(toc, i);
 
-		assert_true(c->compressed_size > 0);
-		assert_true(c->offset + c->compressed_size <=
+		assert_true(c.compressed_size > 0);
+		assert_true(c.offset + c.compressed_size <=
 			    lp_layer_footer(l)->toc_offset);
 	}
 	lp_layer_free(l);
@@ -281,7 +283,7 @@ static void test_corrupt_chunk(void **state)
 		struct lp_layer *l = NULL, *lb = NULL;
 		struct lp_chunk_decoder *dec = NULL;
 		struct lp_err err = { 0 };
-		const struct lp_toc_chunk *c;
+		struct lp_toc_chunk c;
 		const struct lp_toc *toc;
 		uint32_t ci;
 		uint8_t *buf;
@@ -292,7 +294,7 @@ static void test_corrupt_chunk(void **state)
 			     ->first_chunk;
 		c = lp_toc_chunk(toc, ci);
 		/* flip a byte in the middle of the compressed chunk */
-		data[c->offset + c->compressed_size / 2] ^= 0x40;
+		data[c.offset + c.compressed_size / 2] ^= 0x40;
 		bad = mem_blob(data, len);
 		assert_int_equal(lp_layer_open(bad, NULL, &lb, &err), 0);
 		assert_int_equal(
@@ -300,7 +302,7 @@ static void test_corrupt_chunk(void **state)
 				lp_format_compression(lp_layer_format(l)),
 				&dec),
 			0);
-		buf = malloc(c->chunk_size);
+		buf = malloc(c.chunk_size);
 		assert_int_equal(lp_layer_read_chunk(l, dec, ci, buf, &err), 0);
 		lp_err_clear(&err);
 		assert_int_equal(lp_layer_read_chunk(lb, dec, ci, buf, &err),

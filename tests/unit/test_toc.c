@@ -81,7 +81,7 @@ static void test_fields(void **state)
 {
 	struct lp_toc *toc = parse_ok(good_toc, 1000);
 	const struct lp_toc_entry *e, *root;
-	const struct lp_toc_chunk *c;
+	struct lp_toc_chunk c;
 	char buf[LP_TOC_MAX_PATH + 1];
 	const struct lp_toc_xattr *x;
 	uint32_t nr, maj, min;
@@ -95,7 +95,7 @@ static void test_fields(void **state)
 	assert_int_equal(root->mode, 0755); /* S_IFDIR masked off */
 	assert_int_equal(root->mtime_sec, 1614834367);
 	/* root, etc, usr, usr/lib (implied), dev (implied), x: 2 + 4 subdirs */
-	assert_int_equal(root->nlink, 2 + 4);
+	assert_int_equal(lp_toc_entry_nlink(toc, root), 2 + 4);
 
 	e = at(toc, "etc/passwd");
 	assert_string_equal(lp_toc_entry_name(toc, e), "passwd");
@@ -114,7 +114,7 @@ static void test_fields(void **state)
 	assert_non_null(lp_toc_entry_digest(toc, e));
 	assert_int_equal(e->mode, 0644);
 	assert_int_equal(e->size, 10);
-	assert_int_equal(lp_toc_chunk(toc, e->first_chunk)->offset, 100);
+	assert_int_equal(lp_toc_chunk(toc, e->first_chunk).offset, 100);
 	assert_true(e->flags & LP_TOC_HAS_DIGEST);
 	assert_true(e->flags & LP_TOC_HAS_MODTIME);
 	assert_int_equal(e->mtime_sec, 1614834367 - 3600);
@@ -124,38 +124,42 @@ static void test_fields(void **state)
 	assert_string_equal(lp_toc_entry_group_name(toc, e), "staff");
 	assert_int_equal(e->nr_chunks, 1);
 	c = lp_toc_chunk(toc, e->first_chunk);
-	assert_int_equal(c->chunk_size, 10);
-	assert_non_null(lp_toc_chunk_digest(toc, c));
+	assert_int_equal(c.chunk_size, 10);
+	assert_non_null(lp_toc_chunk_digest(toc, &c));
 	/* shares its member with etc/packed: ends at the next offset */
-	assert_int_equal(c->compressed_size, 100);
+	assert_int_equal(c.compressed_size, 100);
 
 	e = at(toc, "etc/packed");
 	c = lp_toc_chunk(toc, e->first_chunk);
-	assert_int_equal(c->inner_offset, 1024);
-	assert_int_equal(c->compressed_size, 100);
-	assert_null(lp_toc_chunk_digest(toc, c));
+	assert_int_equal(c.inner_offset, 1024);
+	assert_int_equal(c.compressed_size, 100);
+	assert_null(lp_toc_chunk_digest(toc, &c));
 	assert_string_equal(lp_toc_entry_user_name(toc, e),
 			    ""); /* uid 0 never named */
 
 	e = at(toc, "usr/lib/big");
 	assert_int_equal(e->nr_chunks, 3);
-	assert_int_equal(e->nlink, 3);
+	assert_int_equal(lp_toc_entry_nlink(toc, e), 3);
 	c = lp_toc_chunk(toc, e->first_chunk + 2);
-	assert_int_equal(c->chunk_offset, 20);
-	assert_int_equal(c->chunk_size, 5); /* 0: to the end */
-	assert_int_equal(c->compressed_size, 100);
-	assert_int_equal(lp_toc_find_chunk(toc, e->ino, 0), e->first_chunk);
-	assert_int_equal(lp_toc_find_chunk(toc, e->ino, 9), e->first_chunk);
-	assert_int_equal(lp_toc_find_chunk(toc, e->ino, 10),
+	assert_int_equal(c.chunk_offset, 20);
+	assert_int_equal(c.chunk_size, 5); /* 0: to the end */
+	assert_int_equal(c.compressed_size, 100);
+	assert_int_equal(lp_toc_find_chunk(toc, lp_toc_entry_ino(toc, e), 0),
+			 e->first_chunk);
+	assert_int_equal(lp_toc_find_chunk(toc, lp_toc_entry_ino(toc, e), 9),
+			 e->first_chunk);
+	assert_int_equal(lp_toc_find_chunk(toc, lp_toc_entry_ino(toc, e), 10),
 			 e->first_chunk + 1);
-	assert_int_equal(lp_toc_find_chunk(toc, e->ino, 24),
+	assert_int_equal(lp_toc_find_chunk(toc, lp_toc_entry_ino(toc, e), 24),
 			 e->first_chunk + 2);
-	assert_int_equal(lp_toc_find_chunk(toc, e->ino, 25), LP_TOC_NO_INDEX);
+	assert_int_equal(lp_toc_find_chunk(toc, lp_toc_entry_ino(toc, e), 25),
+			 LP_TOC_NO_INDEX);
 
 	e = at(toc, "usr/lib/link2");
 	assert_int_equal(e->type, LP_TOC_HARDLINK);
-	assert_int_equal(e->ino, lp_toc_lookup_path(toc, "usr/lib/big"));
-	assert_int_equal(e->nlink, 3);
+	assert_int_equal(lp_toc_entry_ino(toc, e),
+			 lp_toc_lookup_path(toc, "usr/lib/big"));
+	assert_int_equal(lp_toc_entry_nlink(toc, e), 3);
 	assert_string_equal(
 		lp_toc_entry_link_name(toc, at(toc, "usr/lib/link")),
 		"usr/lib/big");
@@ -480,7 +484,7 @@ static void test_compressed_span(void **state)
 	assert_null(toc);
 	assert_int_equal(
 		lp_toc_parse(json, strlen(json), UINT32_MAX, &toc, &err), 0);
-	assert_int_equal(lp_toc_chunk(toc, 0)->compressed_size, UINT32_MAX);
+	assert_int_equal(lp_toc_chunk(toc, 0).compressed_size, UINT32_MAX);
 	lp_toc_free(toc);
 }
 
@@ -537,6 +541,15 @@ static void test_side_tables(void **state)
  * on the side otherwise (several chunks, an empty file, another or no
  * chunkDigest); each reads back as written.
  */
+
+/* the chunkDigest of @e's first chunk, NULL when it has none */
+static const struct lp_digest *first_chunk_digest(const struct lp_toc *toc,
+						  const struct lp_toc_entry *e)
+{
+	struct lp_toc_chunk c = lp_toc_chunk(toc, e->first_chunk);
+
+	return lp_toc_chunk_digest(toc, &c);
+}
 static void test_file_digests(void **state)
 {
 	struct lp_toc *toc = parse_ok(
@@ -563,20 +576,15 @@ static void test_file_digests(void **state)
 		lp_digest_equal(lp_toc_entry_digest(toc, at(toc, "one")), &d1));
 	e = at(toc, "two");
 	assert_true(lp_digest_equal(lp_toc_entry_digest(toc, e), &d1));
-	assert_true(lp_digest_equal(
-		lp_toc_chunk_digest(toc, lp_toc_chunk(toc, e->first_chunk)),
-		&d2));
+	assert_true(lp_digest_equal(first_chunk_digest(toc, e), &d2));
 	assert_true(lp_digest_equal(lp_toc_entry_digest(toc, at(toc, "empty")),
 				    &d2));
 	e = at(toc, "bare");
 	assert_true(lp_digest_equal(lp_toc_entry_digest(toc, e), &d2));
-	assert_null(
-		lp_toc_chunk_digest(toc, lp_toc_chunk(toc, e->first_chunk)));
+	assert_null(first_chunk_digest(toc, e));
 	e = at(toc, "none");
 	assert_null(lp_toc_entry_digest(toc, e));
-	assert_true(lp_digest_equal(
-		lp_toc_chunk_digest(toc, lp_toc_chunk(toc, e->first_chunk)),
-		&d2));
+	assert_true(lp_digest_equal(first_chunk_digest(toc, e), &d2));
 	assert_null(lp_toc_entry_digest(toc, lp_toc_entry(toc, 0)));
 	lp_toc_free(toc);
 }
@@ -606,7 +614,7 @@ static void test_many(void **state)
 	assert_int_equal(lp_toc_lookup_path(toc, "d42/f4242"), 1 + 4242);
 	assert_string_equal(lp_toc_entry_user_name(toc, at(toc, "d42/f4242")),
 			    "u0");
-	assert_int_equal(lp_toc_chunk(toc, 49999)->compressed_size, 1);
+	assert_int_equal(lp_toc_chunk(toc, 49999).compressed_size, 1);
 	lp_toc_free(toc);
 	free(json);
 }

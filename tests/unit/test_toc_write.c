@@ -145,8 +145,8 @@ static void test_roundtrip(void **state)
 		fail_msg("%s\n%s", err.msg, out.data);
 	assert_int_equal(lp_toc_nr_entries(t1), lp_toc_nr_entries(t2));
 	assert_int_equal(lp_toc_nr_chunks(t1), lp_toc_nr_chunks(t2));
-	assert_int_equal(lp_toc_chunk(t2, 1)->offset, 20);
-	assert_int_equal(lp_toc_chunk(t2, 1)->chunk_offset, 4);
+	assert_int_equal(lp_toc_chunk(t2, 1).offset, 20);
+	assert_int_equal(lp_toc_chunk(t2, 1).chunk_offset, 4);
 	assert_string_equal(
 		lp_toc_entry_link_name(
 			t2, lp_toc_entry(t2, lp_toc_lookup_path(t2, "l"))),
