@@ -63,6 +63,7 @@ enum layer_state {
 
 struct layer {
 	struct layer *next; /* protected by pool lock */
+	struct layer *gone_next; /* release_unused()'s list, RELEASING */
 	enum layer_state state; /* protected by pool lock */
 	bool ahead; /* mounted ahead of use; protected by pool lock */
 	unsigned int pins; /* users right now; protected by pool lock */
@@ -929,24 +930,24 @@ void lp_snap_layers_release_unused(struct lp_snap_layers *l,
 						  const char *digest),
 				   void *opaque, unsigned int min_age_s)
 {
-	struct layer *y;
+	struct layer *y, *gone = NULL;
 	time_t now = time(NULL);
 
-	/* one at a time: a released entry stays listed until unmounted */
-	for (;;) {
-		pthread_mutex_lock(&l->lock);
-		for (y = l->layers; y; y = y->next)
-			if (!y->pins &&
-			    (y->state == LAYER_FAILED ||
-			     (y->state == LAYER_MOUNTED &&
-			      now - y->used_at >= (time_t)min_age_s)) &&
-			    !in_use(opaque, y->digest))
-				break;
-		if (y)
-			y->state = LAYER_RELEASING;
-		pthread_mutex_unlock(&l->lock);
-		if (!y)
-			break;
+	pthread_mutex_lock(&l->lock);
+	for (y = l->layers; y; y = y->next) {
+		if (!y->pins &&
+		    (y->state == LAYER_FAILED ||
+		     (y->state == LAYER_MOUNTED &&
+		      now - y->used_at >= (time_t)min_age_s)) &&
+		    !in_use(opaque, y->digest)) {
+			y->state = LAYER_RELEASING; /* listed until unmounted */
+			y->gone_next = gone;
+			gone = y;
+		}
+	}
+	pthread_mutex_unlock(&l->lock);
+	while ((y = gone)) {
+		gone = y->gone_next;
 		lp_log_info("layer %s: unused, unmounting", y->digest);
 		release_entry(l, y);
 	}
