@@ -14,6 +14,12 @@
  * Sessions run with lp_fuse_serve(): no signal handlers (the daemon takes
  * signals with sigwait()).
  *
+ * An entry keeps its digest's mount point to itself from the first mkdir to
+ * the last rmdir: it is unmounted while still listed (RELEASING, waited out
+ * like RESOLVING) and unlinked only then, so a new entry for the same digest
+ * (a request, a neighbour mounted ahead) cannot mount on the path while the
+ * old one's umount2() and rmdir() of that path are still to come.
+ *
  * Lock order: pool->lock only (it is taken after the service lock; nothing
  * else is taken while it is held, and no I/O is done under it).
  */
@@ -52,10 +58,12 @@ enum layer_state {
 	LAYER_RESOLVING, /* one thread is mounting it; others wait */
 	LAYER_MOUNTED,
 	LAYER_FAILED, /* the next request tries again */
+	LAYER_RELEASING, /* being unmounted, then unlinked; others wait */
 };
 
 struct layer {
 	struct layer *next; /* protected by pool lock */
+	struct layer *gone_next; /* release_unused()'s list, RELEASING */
 	enum layer_state state; /* protected by pool lock */
 	bool ahead; /* mounted ahead of use; protected by pool lock */
 	unsigned int pins; /* users right now; protected by pool lock */
@@ -71,6 +79,7 @@ struct layer {
 	pthread_t session;
 	bool session_started;
 	time_t mounted_at;
+	time_t used_at; /* mounted, or last unpinned by a user; pool lock */
 	uint64_t tail_ns, toc_ns; /* how long the tail read, TOC open took */
 };
 
@@ -425,6 +434,7 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 		goto out;
 	}
 	y->mounted_at = time(NULL);
+	y->used_at = y->mounted_at;
 out:
 	free(tail);
 	lp_layer_free(layer);
@@ -456,10 +466,12 @@ static void finish_layer(struct lp_snap_layers *l, struct layer *y, int r,
 	pthread_mutex_unlock(&l->lock);
 }
 
+/* a user is done with @y: release_unused() counts its grace from now */
 static void unpin(struct lp_snap_layers *l, struct layer *y)
 {
 	pthread_mutex_lock(&l->lock);
 	y->pins--;
+	y->used_at = time(NULL);
 	pthread_cond_broadcast(&l->cond);
 	pthread_mutex_unlock(&l->lock);
 }
@@ -712,7 +724,8 @@ static int claim(struct lp_snap_layers *l, const char *digest, const char *ref,
 	pthread_mutex_lock(&l->lock);
 	for (;;) {
 		y = find_layer(l, digest);
-		if (!y || y->state != LAYER_RESOLVING)
+		if (!y || (y->state != LAYER_RESOLVING &&
+			   y->state != LAYER_RELEASING))
 			break;
 		pthread_cond_wait(&l->cond, &l->lock);
 	}
@@ -818,7 +831,7 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 	/* mounted or being mounted (a neighbour, another namespace)? */
 	pthread_mutex_lock(&l->lock);
 	y = find_layer(l, req->digest);
-	known = y && y->state != LAYER_FAILED;
+	known = y && (y->state == LAYER_RESOLVING || y->state == LAYER_MOUNTED);
 	pthread_mutex_unlock(&l->lock);
 	y = NULL;
 	/* the size comes with the blob's tail; no manifest on the way */
@@ -872,26 +885,43 @@ int lp_snap_layers_ensure(struct lp_snap_layers *l,
 	return r;
 }
 
+/*
+ * unmount @y, which the caller made RELEASING (it stays listed meanwhile),
+ * then unlink and free it
+ */
+static void release_entry(struct lp_snap_layers *l, struct layer *y)
+{
+	struct layer **pp;
+
+	layer_teardown(y);
+	pthread_mutex_lock(&l->lock);
+	for (pp = &l->layers; *pp != y; pp = &(*pp)->next)
+		;
+	*pp = y->next;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+	layer_destroy(y);
+}
+
 int lp_snap_layers_release(struct lp_snap_layers *l, const char *digest)
 {
-	struct layer **pp, *y;
+	struct layer *y;
 
 	pthread_mutex_lock(&l->lock);
 	for (;;) {
 		y = find_layer(l, digest);
-		if (!y || (!y->pins && y->state != LAYER_RESOLVING))
+		if (!y || (!y->pins && y->state != LAYER_RESOLVING &&
+			   y->state != LAYER_RELEASING))
 			break;
 		pthread_cond_wait(&l->cond, &l->lock);
 	}
-	if (y) {
-		for (pp = &l->layers; *pp != y; pp = &(*pp)->next)
-			;
-		*pp = y->next;
-	}
-	pthread_mutex_unlock(&l->lock);
 	if (y)
-		lp_log_info("layer %s: unmounting %s", y->digest, y->mnt);
-	layer_destroy(y);
+		y->state = LAYER_RELEASING;
+	pthread_mutex_unlock(&l->lock);
+	if (!y)
+		return 0;
+	lp_log_info("layer %s: unmounting %s", y->digest, y->mnt);
+	release_entry(l, y);
 	return 0;
 }
 
@@ -900,27 +930,26 @@ void lp_snap_layers_release_unused(struct lp_snap_layers *l,
 						  const char *digest),
 				   void *opaque, unsigned int min_age_s)
 {
-	struct layer **pp, *y, *gone = NULL;
+	struct layer *y, *gone = NULL;
 	time_t now = time(NULL);
 
 	pthread_mutex_lock(&l->lock);
-	for (pp = &l->layers; (y = *pp);) {
-		if (!y->pins && y->state != LAYER_RESOLVING &&
+	for (y = l->layers; y; y = y->next) {
+		if (!y->pins &&
 		    (y->state == LAYER_FAILED ||
-		     now - y->mounted_at >= (time_t)min_age_s) &&
+		     (y->state == LAYER_MOUNTED &&
+		      now - y->used_at >= (time_t)min_age_s)) &&
 		    !in_use(opaque, y->digest)) {
-			*pp = y->next;
-			y->next = gone;
+			y->state = LAYER_RELEASING; /* listed until unmounted */
+			y->gone_next = gone;
 			gone = y;
-			continue;
 		}
-		pp = &y->next;
 	}
 	pthread_mutex_unlock(&l->lock);
 	while ((y = gone)) {
-		gone = y->next;
+		gone = y->gone_next;
 		lp_log_info("layer %s: unused, unmounting", y->digest);
-		layer_destroy(y);
+		release_entry(l, y);
 	}
 }
 

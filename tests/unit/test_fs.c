@@ -1148,6 +1148,8 @@ static void test_disk_tier(void **state)
 	check_all_files(fx.fs, "v1-chunk64k");
 	lp_fs_free(fx.fs);
 	assert_true(du(dir) <= 1024 * 1024 + 64 * 1024);
+	/* and evictions stop at 90% of it (less one 64 KiB chunk at most) */
+	assert_true(du(dir) >= 1024 * 1024 / 10 * 9 - 64 * 1024);
 
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
@@ -1219,7 +1221,13 @@ static void test_disk_tier_shared(void **state)
 			 stat_of(b.fs, "\"disk_bytes"));
 	assert_true(stat_of(a.fs, "\"disk_bytes") <= budget);
 	assert_true(du(dir) <= budget);
-	assert_true(du(dir) >= budget / 2); /* it was used, not emptied */
+	/* it was used, not emptied: an eviction deletes the coldest files
+	 * until the tier is at 90% of the budget, so the last file deleted
+	 * may take it below that by up to one file's size, here one of
+	 * v1-default's 4 MiB chunks; which file is coldest when depends on
+	 * how the two readers interleave (it ended at 2.1 MB in 1 of 12
+	 * loaded runs, so budget / 2 was no bound) */
+	assert_true(du(dir) >= budget / 10 * 9 - 4 * 1024 * 1024);
 	/* the count is the directory's, what both layers wrote; writers
 	 * racing an eviction scan make it err high, never low */
 	assert_true(stat_of(a.fs, "\"disk_bytes") >= du(dir));
