@@ -112,10 +112,10 @@ lp_mount() { # MNT ARGS...
 	MOUNTS+=("$m")
 	"${LP_BIN:-$LP}" mount "$@" "$m"
 }
-ref_mount() { # MNT DIGEST TOC (one process per call)
+ref_mount() { # MNT DIGEST TOC [REFMOUNT FLAGS...] (one process per call)
 	mkdir -p "$1" "$T/refroot-$(basename "$1")"
 	MOUNTS+=("$1")
-	"$REFMOUNT" "$T/refroot-$(basename "$1")" "$R/bench/one:v1" "$1" "$2" "$3" >"$T/ref-$(basename "$1").out" 2>"$T/ref-$(basename "$1").log" &
+	"$REFMOUNT" "${@:4}" "$T/refroot-$(basename "$1")" "$R/bench/one:v1" "$1" "$2" "$3" >"$T/ref-$(basename "$1").out" 2>"$T/ref-$(basename "$1").log" &
 	PIDS+=($!)
 	echo $! >>"$T/pids" # ref_mount may run in a subshell
 	for i in $(seq 100); do grep -q ready "$T/ref-$(basename "$1").out" 2>/dev/null && return 0; sleep 0.1; done
@@ -261,9 +261,9 @@ cold() { # KIND
 		case $k in
 		local) lp_mount "$m" --toc-digest "$TOC" --no-prefetch --no-background-fetch "$T/layer.esgz" ;;
 		registry) lp_mount "$m" --layer 0 --no-prefetch --no-background-fetch "$R/bench/one:v1" ;;
-		reference) ref_mount "$m" "$LDG" "$TOC" >/dev/null ;;
+		reference) ref_mount "$m" "$LDG" "$TOC" -no-prefetch -no-background-fetch >/dev/null ;;
 		esac
-		sleep 0.3 # the reference prefetches/fetches in the background at mount
+		sleep 0.3 # settle; neither side prefetches nor fetches in the background
 		first_read_ms "$m/$F"
 	done | median
 }
