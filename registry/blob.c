@@ -266,6 +266,13 @@ static int range_finish(void *ctx, const struct lp_reg_resp *resp)
 	return s->got == s->len ? 0 : -EAGAIN;
 }
 
+static bool range_complete(void *ctx)
+{
+	struct range_sink *s = ctx;
+
+	return s->begun && s->got == s->len;
+}
+
 static void range_reset(void *ctx)
 {
 	struct range_sink *s = ctx;
@@ -333,6 +340,7 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 				    .write = range_write,
 				    .finish = range_finish,
 				    .reset = range_reset,
+				    .complete = range_complete,
 				    .ctx = &s };
 	struct lp_reg_resp *resp = NULL;
 	int r;
@@ -439,6 +447,13 @@ static int tail_finish(void *ctx, const struct lp_reg_resp *resp)
 	return s->got == s->len ? 0 : -EAGAIN;
 }
 
+static bool tail_complete(void *ctx)
+{
+	struct tail_sink *s = ctx;
+
+	return s->began && s->got == s->len;
+}
+
 static void tail_reset(void *ctx)
 {
 	struct tail_sink *s = ctx;
@@ -479,6 +494,7 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 				    .write = tail_write,
 				    .finish = tail_finish,
 				    .reset = tail_reset,
+				    .complete = tail_complete,
 				    .ctx = &s };
 	struct lp_reg_resp *resp = NULL;
 	struct lp_reg_blob *rb = NULL;
@@ -522,6 +538,16 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	if (r == 0 && resp->status == 416) {
 		/* only an empty blob cannot serve a suffix; or a quirk */
 		total = unsatisfied_total(resp->content_range);
+		if (size && total && total != size) {
+			r = lp_err_set(
+				err, -EPROTO,
+				"blob %s/%s@%s: HTTP 416 says %llu bytes "
+				"for a blob of %llu",
+				rb->ref.host, rb->ref.repo, rb->name,
+				(unsigned long long)total,
+				(unsigned long long)size);
+			goto out;
+		}
 		if (!total)
 			total = size;
 		lp_log_debug("blob %s: suffix range refused (416, \"%s\")",

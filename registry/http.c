@@ -1048,6 +1048,9 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 		}
 		if (x.sink_done || x.err_full)
 			cc = CURLE_OK; /* we stopped it ourselves */
+		if (cc != CURLE_OK && curl_retryable(cc) && req->sink &&
+		    req->sink->complete && req->sink->complete(req->sink->ctx))
+			cc = CURLE_OK; /* broke after the last byte it needed */
 		if (cc != CURLE_OK) {
 			code = curl_errno(cc);
 			snprintf(why, sizeof(why), "%s",

@@ -143,6 +143,10 @@ struct lp_reg_sink {
 	int (*write)(void *ctx, const void *data, size_t len);
 	int (*finish)(void *ctx, const struct lp_reg_resp *resp);
 	void (*reset)(void *ctx);
+	/* optional: true when the sink already holds every byte it wants, so
+	 * that a transport error after them (a reply cut before its end, a
+	 * reset stream) is not retried: the exchange has done its work */
+	bool (*complete)(void *ctx);
 	void *ctx;
 };
 

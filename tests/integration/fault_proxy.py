@@ -14,7 +14,8 @@ redirect (307 from blob GETs straight to the upstream), corrupt (one byte
 of a 206 blob body inverted: well-formed replies carrying wrong bytes),
 suffix416 (416 without Content-Range to a suffix range "bytes=-N"),
 wrongtotal (a self-consistent Content-Range claiming a blob 1000 bytes
-larger, the same bytes).
+larger, the same bytes), unterminated (a blob reply sent chunked, every
+byte in, then the connection reset before the closing zero-size chunk).
 """
 import http.client
 import os
@@ -45,7 +46,7 @@ def take_fault(is_blob, is_multi, is_suffix):
         if mode == "pass" or state["left"] <= 0:
             return "pass"
         if mode in ("truncate", "short206", "ignore-range", "wrongrange",
-                    "redirect", "wrongtotal") and not is_blob:
+                    "redirect", "wrongtotal", "unterminated") and not is_blob:
             return "pass"
         if mode == "suffix416" and not is_suffix:
             return "pass"
@@ -164,6 +165,16 @@ def handle(conn):
             rh.append(("Content-Length", str(len(rbody))))
             send(conn, resp.status, resp.reason, rh, rbody,
                  cut=len(rbody) // 2)
+            reset(conn)
+            return
+        if fault == "unterminated":
+            rh.append(("Transfer-Encoding", "chunked"))
+            out = "HTTP/1.1 %d %s\r\n" % (resp.status, resp.reason)
+            for k, v in rh:
+                out += "%s: %s\r\n" % (k, v)
+            out += "\r\n%x\r\n" % len(rbody)
+            conn.sendall(out.encode("latin-1") + rbody + b"\r\n")
+            time.sleep(0.2)
             reset(conn)
             return
         if fault == "corrupt" and resp.status == 206 and rbody:

@@ -126,6 +126,10 @@ fault 429 1; s=$(date +%s%N); exact "429 retried"
 fault truncate 1; exact "truncated body retried"
 fault short206 1; exact "short 206 retried"
 fault ignore-range 1; exact "200 to a range sliced"
+fault unterminated 1; exact "every byte in, then a reset: no retry"
+n=$(grep -c "bytes=" "$T/proxy.log" || true)
+[ "$n" = 1 ] && ok "a reply broken after its last byte is not asked again" ||
+	fail "unterminated reply: $n range requests: $(tr '\n' ' ' <"$T/proxy.log")"
 # streamed reads (the prefetch path): a retry resumes where the reply broke
 # off, never re-delivering or skipping bytes
 stream_exact() { # name: a streamed range read that must give exact bytes
