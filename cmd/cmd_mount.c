@@ -67,6 +67,9 @@ static const char mount_usage[] =
 	"  --prefetch-wait SECS    wait up to SECS for the prefetch before\n"
 	"                          returning (default 0)\n"
 	"  --no-background-fetch   do not fetch the rest of the layer\n"
+	"  --background-quiet MS   start the background fetch only after MS\n"
+	"                          without prefetch or on-demand fetches\n"
+	"                          (default 1000)\n"
 	"  --threads N             FUSE worker threads (default 16)\n"
 	"  --foreground            stay in the foreground\n"
 	"\n"
@@ -94,6 +97,7 @@ enum {
 	OPT_NO_PREFETCH,
 	OPT_PREFETCH_WAIT,
 	OPT_NO_BACKGROUND,
+	OPT_BACKGROUND_QUIET,
 	OPT_THREADS,
 	OPT_FOREGROUND,
 	OPT_LOG_FILE,
@@ -114,6 +118,7 @@ static const struct option mount_options[] = {
 	{ "no-prefetch", no_argument, NULL, OPT_NO_PREFETCH },
 	{ "prefetch-wait", required_argument, NULL, OPT_PREFETCH_WAIT },
 	{ "no-background-fetch", no_argument, NULL, OPT_NO_BACKGROUND },
+	{ "background-quiet", required_argument, NULL, OPT_BACKGROUND_QUIET },
 	{ "threads", required_argument, NULL, OPT_THREADS },
 	{ "foreground", no_argument, NULL, OPT_FOREGROUND },
 	{ "log-file", required_argument, NULL, OPT_LOG_FILE },
@@ -325,6 +330,7 @@ static int open_source(struct mount_args *a, struct lp_blob **ret_blob,
 static int parse_args(int argc, char **argv, struct mount_args *a)
 {
 	uint64_t size;
+	long v;
 	int c;
 
 	lp_fs_options_init(&a->fs);
@@ -369,6 +375,15 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 			break;
 		case OPT_NO_BACKGROUND:
 			a->fs.background_fetch = false;
+			break;
+		case OPT_BACKGROUND_QUIET:
+			if (lp_cmd_parse_int(optarg, 0,
+					     LP_FS_MAX_BACKGROUND_QUIET_MS,
+					     &v) < 0)
+				return lp_cmd_usage_error(
+					"mount", "bad --background-quiet '%s'",
+					optarg);
+			a->fs.background_quiet_ms = (unsigned int)v;
 			break;
 		case OPT_THREADS:
 			if (lp_cmd_parse_int(optarg, 1, LP_FUSE_MAX_THREADS,

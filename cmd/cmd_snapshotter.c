@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "lp_fs.h"
 #include "lp_log.h"
 #include "lp_snapshotter.h"
 
@@ -36,6 +37,9 @@ static const char snapshotter_usage[] =
 	"  --prefetch-timeout MS      Prepare waits up to MS for a layer's\n"
 	"                             prefetch (default 0: no wait)\n"
 	"  --no-background-fetch      fetch only what is read\n"
+	"  --background-quiet MS      start background fetch only after MS\n"
+	"                             without prefetch or on-demand fetches\n"
+	"                             in any layer (default 1000)\n"
 	"  --mem-cache SIZE           memory cache per mounted layer (64M)\n"
 	"  --cache-max SIZE           disk chunk cache bound (8G)\n"
 	"  -h, --help                 this help\n";
@@ -50,6 +54,7 @@ enum {
 	OPT_NO_PREFETCH,
 	OPT_PREFETCH_TIMEOUT,
 	OPT_NO_BACKGROUND,
+	OPT_BACKGROUND_QUIET,
 	OPT_MEM_CACHE,
 	OPT_CACHE_MAX,
 };
@@ -64,6 +69,7 @@ static const struct option snapshotter_options[] = {
 	{ "no-prefetch", no_argument, NULL, OPT_NO_PREFETCH },
 	{ "prefetch-timeout", required_argument, NULL, OPT_PREFETCH_TIMEOUT },
 	{ "no-background-fetch", no_argument, NULL, OPT_NO_BACKGROUND },
+	{ "background-quiet", required_argument, NULL, OPT_BACKGROUND_QUIET },
 	{ "mem-cache", required_argument, NULL, OPT_MEM_CACHE },
 	{ "cache-max", required_argument, NULL, OPT_CACHE_MAX },
 	{ "help", no_argument, NULL, 'h' },
@@ -144,6 +150,17 @@ int lp_cmd_snapshotter(int argc, char **argv)
 			break;
 		case OPT_NO_BACKGROUND:
 			c.background_fetch = false;
+			break;
+		case OPT_BACKGROUND_QUIET:
+			if (lp_cmd_parse_int(optarg, 0,
+					     LP_FS_MAX_BACKGROUND_QUIET_MS,
+					     &v) < 0) {
+				ret = lp_cmd_usage_error(
+					"snapshotter",
+					"bad --background-quiet '%s'", optarg);
+				goto out;
+			}
+			c.background_quiet_ms = (unsigned int)v;
 			break;
 		case OPT_MEM_CACHE:
 		case OPT_CACHE_MAX:

@@ -346,7 +346,7 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 	pthread_mutex_unlock(&c->lock);
 
 	if (kind == FS_FETCH_ONDEMAND) {
-		atomic_fetch_add(&fs->ondemand_active, 1);
+		fs_activity_begin(fs, true);
 		t0 = fs_now_ns();
 	}
 	r = fs_fetch_run(fs, ci, n, kind, err);
@@ -354,8 +354,7 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 		uint64_t now = fs_now_ns();
 
 		fs_stats_ondemand(&fs->stats, now - t0);
-		atomic_store(&fs->last_ondemand_ns, now);
-		atomic_fetch_sub(&fs->ondemand_active, 1);
+		fs_activity_end(fs, true);
 	}
 	if (n > 1 && kind == FS_FETCH_ONDEMAND)
 		atomic_fetch_add(&fs->stats.readahead_chunks, n - 1);

@@ -30,6 +30,17 @@ void lp_fs_options_init(struct lp_fs_options *opts)
 	opts->disk_cache_bytes = LP_FS_DEFAULT_DISK_CACHE;
 	opts->prefetch = true;
 	opts->background_fetch = true;
+	opts->background_quiet_ms = LP_FS_DEFAULT_BACKGROUND_QUIET_MS;
+}
+
+struct lp_fs_activity *lp_fs_activity_new(void)
+{
+	return calloc(1, sizeof(struct lp_fs_activity));
+}
+
+void lp_fs_activity_free(struct lp_fs_activity *a)
+{
+	free(a);
 }
 
 /* sizes of the layer: compressed bytes covered by chunks, and uncompressed */
@@ -57,6 +68,13 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 	pthread_condattr_t ca;
 	int r;
 
+	if (opts->background_quiet_ms > LP_FS_MAX_BACKGROUND_QUIET_MS) {
+		r = lp_err_set(err, -EINVAL,
+			       "background quiet time %u ms over %u ms",
+			       opts->background_quiet_ms,
+			       LP_FS_MAX_BACKGROUND_QUIET_MS);
+		goto out;
+	}
 	fs = calloc(1, sizeof(*fs));
 	if (!fs) {
 		r = lp_err_set(err, -ENOMEM, "out of memory");
@@ -68,6 +86,7 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 	fs->blob = lp_layer_blob(fs->layer);
 	fs->comp = lp_format_compression(lp_layer_format(fs->layer));
 	fs->opts = *opts;
+	fs->act = opts->activity ? opts->activity : &fs->own_activity;
 	if (!fs->opts.mem_cache_bytes)
 		fs->opts.mem_cache_bytes = LP_FS_DEFAULT_MEM_CACHE;
 	if (!fs->opts.disk_cache_bytes)
@@ -121,6 +140,8 @@ out:
 
 int lp_fs_start(struct lp_fs *fs)
 {
+	/* a layer being mounted: a workload is starting */
+	atomic_store(&fs->act->last_ns, fs_now_ns());
 	return fs_fetcher_start(fs);
 }
 

@@ -22,7 +22,8 @@
 /* a compressed chunk may carry tar headers of following entries */
 #define FS_MAX_COMPRESSED_CHUNK (LP_CHUNK_MAX_SIZE + 2 * LP_MEMBER_MAX_TRAILER)
 #define FS_BACKGROUND_RUN (4 * LP_MIB) /* smaller runs yield sooner */
-#define FS_BACKGROUND_QUIET_MS 20 /* idle time after an on-demand fetch */
+#define FS_BACKGROUND_QUIET_MS 20 /* least idle time after an on-demand fetch */
+#define FS_BACKGROUND_MAX_DEFER 10 /* times background_quiet_ms */
 #define FS_MAX_RUN 1024 /* chunks claimed for one blob read */
 
 /* --- memory tier (chunk_cache.c) --- */
@@ -152,6 +153,18 @@ void fs_stats_file_destroy(struct fs_stats_file *sf);
 
 /* --- prefetch and background fetch (prefetch.c) --- */
 
+/* prioritised fetching, shared by the layers of a process */
+struct lp_fs_activity {
+	atomic_uint ondemand; /* on-demand fetches running */
+	atomic_uint prefetch; /* prefetches running */
+	atomic_uint_fast64_t last_ns; /* CLOCK_MONOTONIC, when one ended */
+	atomic_uint_fast64_t last_ondemand_ns; /* when an on-demand one ended */
+};
+
+/* fs_activity_begin/end() - a prioritised fetch of @fs starts/ends */
+void fs_activity_begin(struct lp_fs *fs, bool ondemand);
+void fs_activity_end(struct lp_fs *fs, bool ondemand);
+
 enum fs_job_state {
 	FS_JOB_OFF = 0, /* disabled, or nothing to do */
 	FS_JOB_PENDING,
@@ -224,8 +237,8 @@ struct lp_fs {
 	struct fs_record record;
 	struct fs_stats_file stats_file;
 	atomic_uint_fast64_t seq[FS_SEQ_SLOTS]; /* sequential detection */
-	atomic_uint ondemand_active; /* readers fetching right now */
-	atomic_uint_fast64_t last_ondemand_ns; /* CLOCK_MONOTONIC */
+	struct lp_fs_activity own_activity; /* when opts.activity is NULL */
+	struct lp_fs_activity *act; /* opts.activity or &own_activity */
 };
 
 uint64_t fs_now_ns(void);

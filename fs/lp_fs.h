@@ -51,10 +51,14 @@
 #define LP_FS_STATS_MAX (64 * LP_KIB) /* the stats JSON */
 #define LP_FS_READ_MAX_SEGS 8 /* chunks one lp_fs_read_pin() may span */
 #define LP_FS_CONTROL_DIR ".lazypull"
+/* background fetch waits this long after the last prefetch/on-demand fetch */
+#define LP_FS_DEFAULT_BACKGROUND_QUIET_MS 1000
+#define LP_FS_MAX_BACKGROUND_QUIET_MS (600u * 1000u)
 #define LP_FS_STATS_FILE "stats"
 
 struct lp_fs;
 struct lp_fs_file;
+struct lp_fs_activity;
 
 struct lp_fs_options {
 	size_t mem_cache_bytes; /* 0: LP_FS_DEFAULT_MEM_CACHE */
@@ -65,10 +69,29 @@ struct lp_fs_options {
 	uint64_t disk_cache_bytes; /* 0: LP_FS_DEFAULT_DISK_CACHE */
 	bool prefetch; /* fetch [0, prefetch landmark) on start */
 	bool background_fetch; /* then fetch the rest at low priority */
+	/*
+	 * Background fetch starts, and resumes, only after this many ms without
+	 * prioritised fetching (prefetch, on-demand reads) in @activity; after
+	 * waiting 10 times that in all it only stands aside while on-demand
+	 * fetches run, so a busy workload delays it but never starves it.
+	 * 0: start at once. Bounded by LP_FS_MAX_BACKGROUND_QUIET_MS.
+	 */
+	unsigned int background_quiet_ms;
+	/* borrowed, outlives the fs; shared by the layers of a process so one
+	 * layer's reads quiet the others' background fetch. NULL: its own. */
+	struct lp_fs_activity *activity;
 };
 
 /* lp_fs_options_init() - defaults: prefetch and background fetch on. */
 void lp_fs_options_init(struct lp_fs_options *opts);
+
+/*
+ * lp_fs_activity_new() - prioritised-fetch activity to share between the
+ * filesystems of a process (lp_fs_options.activity). NULL: out of memory.
+ * Free after every lp_fs using it.
+ */
+struct lp_fs_activity *lp_fs_activity_new(void);
+void lp_fs_activity_free(struct lp_fs_activity *a);
 
 /*
  * lp_fs_new() - a filesystem over @layer (whose TOC digest the caller has

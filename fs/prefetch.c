@@ -6,9 +6,14 @@
  * Those reads stream (fs_fetch_run): each chunk is readable as soon as its
  * bytes are in, so a workload started early runs alongside the transfer.
  * Background fetch then walks every chunk in blob order and fetches what
- * neither tier holds, in smaller runs, standing aside while on-demand reads
- * are in flight (and for FS_BACKGROUND_QUIET_MS after the last one); its
- * chunks enter the memory tier cold, so they never push out hot data.
+ * neither tier holds, in smaller runs. It starts, and resumes, only after
+ * opts.background_quiet_ms without prioritised fetching (prefetch and
+ * on-demand reads, in every layer sharing the fs's activity, and the fs's
+ * start), so it does not take CPU and disk from a starting workload; once it
+ * has waited FS_BACKGROUND_MAX_DEFER times that in all, it only stands aside
+ * while on-demand reads are in flight and FS_BACKGROUND_QUIET_MS after the
+ * last one, so a busy workload cannot starve it. Its chunks enter the memory
+ * tier cold, so they never push out hot data.
  * Without a disk tier it stops once the memory budget is full: there is
  * nowhere to keep the rest. When the source is unreachable (a registry
  * down) it waits, backing off up to FS_BACKGROUND_BACKOFF_MAX_MS, and
@@ -66,6 +71,21 @@ static void deadline_in(struct timespec *ts, unsigned int ms)
 	}
 }
 
+void fs_activity_begin(struct lp_fs *fs, bool ondemand)
+{
+	atomic_fetch_add(ondemand ? &fs->act->ondemand : &fs->act->prefetch, 1);
+}
+
+void fs_activity_end(struct lp_fs *fs, bool ondemand)
+{
+	uint64_t now = fs_now_ns();
+
+	atomic_store(&fs->act->last_ns, now);
+	if (ondemand)
+		atomic_store(&fs->act->last_ondemand_ns, now);
+	atomic_fetch_sub(ondemand ? &fs->act->ondemand : &fs->act->prefetch, 1);
+}
+
 static void prefetch(struct lp_fs *fs)
 {
 	uint32_t nr = lp_toc_nr_chunks(fs->toc), end = 0, ci, next;
@@ -74,11 +94,13 @@ static void prefetch(struct lp_fs *fs)
 	while (end < nr && lp_toc_chunk(fs->toc, end).offset < fs->prefetch_end)
 		end++;
 	set_state(fs, true, FS_JOB_RUNNING, 0);
+	fs_activity_begin(fs, false);
 	for (ci = 0; ci < end && r == 0; ci = next) {
 		struct lp_toc_chunk c;
 		struct fs_chunk *ch;
 
 		if (stopping(fs)) {
+			fs_activity_end(fs, false);
 			set_state(fs, true, FS_JOB_STOPPED, 0);
 			return;
 		}
@@ -92,25 +114,53 @@ static void prefetch(struct lp_fs *fs)
 		atomic_store(&fs->stats.prefetch_done_bytes,
 			     c.offset + c.compressed_size);
 	}
+	fs_activity_end(fs, false);
 	set_state(fs, true, r < 0 ? FS_JOB_FAILED : FS_JOB_DONE, r);
 }
 
-/* wait until no on-demand fetch ran for a while; false when stopping */
-static bool wait_quiet(struct lp_fs *fs)
+/* ns from @t to @now; 0 when @t was stamped after @now was read */
+static uint64_t since(uint64_t now, uint64_t t)
 {
-	const uint64_t quiet = (uint64_t)FS_BACKGROUND_QUIET_MS * 1000000;
+	return now > t ? now - t : 0;
+}
+
+/* is prioritised fetching going on, or did it end less than @quiet ns ago? */
+static bool busy(struct lp_fs_activity *a, uint64_t quiet, bool any)
+{
+	const uint64_t short_quiet = (uint64_t)FS_BACKGROUND_QUIET_MS * 1000000;
+	const uint64_t now = fs_now_ns();
+
+	if (atomic_load(&a->ondemand) ||
+	    since(now, atomic_load(&a->last_ondemand_ns)) < short_quiet)
+		return true;
+	return any && (atomic_load(&a->prefetch) ||
+		       since(now, atomic_load(&a->last_ns)) < quiet);
+}
+
+/*
+ * wait until prioritised fetching has been quiet for a while; after
+ * @deferred_ns in all (updated) only on-demand fetches are waited for.
+ * false when stopping.
+ */
+static bool wait_quiet(struct lp_fs *fs, uint64_t *deferred_ns)
+{
+	const uint64_t quiet = (uint64_t)fs->opts.background_quiet_ms * 1000000;
+	const uint64_t max_defer = quiet * FS_BACKGROUND_MAX_DEFER;
 	struct timespec ts;
+	uint64_t t0 = fs_now_ns();
 	bool stop;
 
 	pthread_mutex_lock(&fs->fetch.lock);
 	while (!fs->fetch.stop &&
-	       (atomic_load(&fs->ondemand_active) ||
-		fs_now_ns() - atomic_load(&fs->last_ondemand_ns) < quiet)) {
+	       busy(fs->act, quiet,
+		    *deferred_ns + (fs_now_ns() - t0) < max_defer)) {
 		deadline_in(&ts, FS_BACKGROUND_POLL_MS);
 		pthread_cond_timedwait(&fs->fetch.cond, &fs->fetch.lock, &ts);
 	}
 	stop = fs->fetch.stop;
 	pthread_mutex_unlock(&fs->fetch.lock);
+	if (*deferred_ns < max_defer)
+		*deferred_ns += fs_now_ns() - t0;
 	return !stop;
 }
 
@@ -151,6 +201,7 @@ static void background(struct lp_fs *fs)
 {
 	uint32_t nr = lp_toc_nr_chunks(fs->toc), ci, next;
 	unsigned int backoff = 0;
+	uint64_t deferred = 0;
 	int r, last_err = 0;
 
 	set_state(fs, false, FS_JOB_RUNNING, 0);
@@ -159,7 +210,7 @@ static void background(struct lp_fs *fs)
 		size_t used, peak;
 
 		next = ci + 1;
-		if (!wait_quiet(fs)) {
+		if (!wait_quiet(fs, &deferred)) {
 			set_state(fs, false, FS_JOB_STOPPED, last_err);
 			return;
 		}

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "lp_buf.h"
+#include "lp_fs.h"
 #include "lp_snapshotter.h"
 
 #define CONFIG_FUSE_THREADS_MAX 64
@@ -39,6 +40,7 @@ int lp_snap_config_init(struct lp_snap_config *c)
 	memset(c, 0, sizeof(*c));
 	c->prefetch = true;
 	c->background_fetch = true;
+	c->background_quiet_ms = LP_FS_DEFAULT_BACKGROUND_QUIET_MS;
 	if (lp_snap_config_set_str(&c->root, LP_SNAP_DEFAULT_ROOT) < 0 ||
 	    lp_snap_config_set_str(&c->address, LP_SNAP_DEFAULT_ADDRESS) < 0) {
 		lp_snap_config_release(c);
@@ -159,6 +161,12 @@ static int apply(struct lp_snap_config *c, struct json_object *o,
 		return r;
 	if (present)
 		c->prefetch_timeout_ms = (unsigned int)n;
+	r = get_u64(o, "background_quiet_ms", LP_FS_MAX_BACKGROUND_QUIET_MS, &n,
+		    &present, err);
+	if (r)
+		return r;
+	if (present)
+		c->background_quiet_ms = (unsigned int)n;
 	r = get_u64(o, "fuse_threads", CONFIG_FUSE_THREADS_MAX, &n, &present,
 		    err);
 	if (r)

@@ -87,6 +87,9 @@ struct lp_snap_layers {
 	const struct lp_snap_config *c; /* borrowed */
 	struct lp_snap_metrics *metrics; /* borrowed */
 	struct lp_reg *reg; /* thread-safe */
+	/* prioritised fetching of all layers: one layer's reads quiet the
+	 * others' background fetch */
+	struct lp_fs_activity *activity;
 	char layers_dir[LP_SNAP_PATH_MAX];
 	char cache_dir[LP_SNAP_PATH_MAX];
 	pthread_mutex_t lock;
@@ -153,6 +156,11 @@ int lp_snap_layers_new(const struct lp_snap_config *c,
 	pthread_cond_init(&l->cond, NULL);
 	l->c = c;
 	l->metrics = metrics;
+	l->activity = lp_fs_activity_new();
+	if (!l->activity) {
+		r = -ENOMEM;
+		goto out;
+	}
 	if (snprintf(l->layers_dir, sizeof(l->layers_dir), "%s/" LAYERS_DIR,
 		     c->root) >= (int)sizeof(l->layers_dir) ||
 	    snprintf(l->cache_dir, sizeof(l->cache_dir), "%s/" CACHE_DIR,
@@ -251,6 +259,7 @@ void lp_snap_layers_free(struct lp_snap_layers *l)
 	}
 	pthread_mutex_unlock(&l->lock);
 	lp_reg_free(l->reg);
+	lp_fs_activity_free(l->activity); /* after every layer's fs */
 	pthread_cond_destroy(&l->cond);
 	pthread_mutex_destroy(&l->lock);
 	free(l);
@@ -400,6 +409,8 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	fo.disk_cache_bytes = l->c->disk_cache_bytes;
 	fo.prefetch = l->c->prefetch;
 	fo.background_fetch = l->c->background_fetch;
+	fo.background_quiet_ms = l->c->background_quiet_ms;
+	fo.activity = l->activity;
 	y->why = LP_FALLBACK_MOUNT;
 	r = lp_fs_new(layer, &fo, &y->fs, &y->err); /* takes the layer */
 	layer = NULL;

@@ -41,6 +41,9 @@ struct lp_snap_config {
 	bool prefetch; /* fetch each layer's prioritised files at mount */
 	unsigned int prefetch_timeout_ms; /* Prepare waits this long for it */
 	bool background_fetch; /* then fetch the rest at low priority */
+	/* background fetch waits this long after the last prefetch or
+	 * on-demand fetch of any layer (lp_fs_options.background_quiet_ms) */
+	unsigned int background_quiet_ms;
 	bool strict; /* refuse layers that cannot be mounted lazily */
 	unsigned int fuse_threads; /* per layer mount; 0: default */
 	unsigned int grpc_threads; /* concurrent requests; 0: default */

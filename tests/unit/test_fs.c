@@ -1311,6 +1311,7 @@ static void test_prefetch_background(void **state)
 
 	/* background: the whole layer arrives; then the source may die */
 	lp_fs_options_init(&opts);
+	opts.background_quiet_ms = 0;
 	open_fs(&fx, "v1-default", &opts);
 	assert_int_equal(lp_fs_start(fx.fs), 0);
 	for (i = 0; i < 1000; i++) {
@@ -1338,6 +1339,7 @@ static void test_prefetch_background(void **state)
 	/* a source that is away: background waits and retries, then
 	 * covers everything once it is back */
 	lp_fs_options_init(&opts);
+	opts.background_quiet_ms = 0;
 	open_fs(&fx, "v1-default", &opts);
 	fx.fault->lo = 0;
 	fx.fault->hi = UINT64_MAX;
@@ -1365,6 +1367,113 @@ static void test_prefetch_background(void **state)
 	atomic_store(&fx.fault->mode, FAULT_FAIL);
 	check_all_files(fx.fs, "v1-default");
 	lp_fs_free(fx.fs);
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* when @fs first fetched more than @from bytes (polled; up to 10 s) */
+static uint64_t first_fetch_ms(struct lp_fs *fs, uint64_t from)
+{
+	int i;
+
+	for (i = 0; i < 2000 && stat_of(fs, "\"fetched_bytes") <= from; i++)
+		usleep(5000);
+	assert_true(i < 2000);
+	return mono_ms();
+}
+
+/* one on-demand fetch in a fresh layer sharing @opts->activity */
+static void read_elsewhere(const struct lp_fs_options *opts)
+{
+	struct fixture fx = { 0 };
+
+	open_fs(&fx, "v1-default", opts);
+	assert_int_equal(read_path(fx.fs, "etc/conf.d/app.conf", NULL), 0);
+	assert_int_equal(stat_of(fx.fs, "\"fetches"), 1);
+	lp_fs_free(fx.fs);
+}
+
+static void test_background_quiet(void **state)
+{
+	struct lp_fs_activity *act = lp_fs_activity_new();
+	struct lp_fs_options opts, other;
+	struct fixture fx = { 0 };
+	uint64_t t, done;
+	int i;
+
+	assert_non_null(act);
+	lp_fs_options_init(&opts);
+	opts.background_quiet_ms = 500;
+	opts.activity = act;
+	other = opts;
+	other.prefetch = false;
+	other.background_fetch = false;
+
+	/* after the prefetch, background waits for the quiet time */
+	open_fs(&fx, "v1-prio", &opts);
+	assert_int_equal(lp_fs_start(fx.fs), 0);
+	assert_int_equal(lp_fs_wait_prefetch(fx.fs, 10000), 0);
+	t = mono_ms();
+	done = stat_of(fx.fs, "\"fetched_bytes");
+	assert_true(first_fetch_ms(fx.fs, done) - t >= 450);
+	lp_fs_free(fx.fs);
+
+	/* on-demand fetches in another layer quiet it too; it starts
+	 * after the last one */
+	opts.prefetch = false;
+	open_fs(&fx, "v1-default", &opts);
+	assert_int_equal(lp_fs_start(fx.fs), 0);
+	for (i = 0; i < 8; i++) {
+		usleep(100000);
+		read_elsewhere(&other);
+	}
+	t = mono_ms();
+	assert_int_equal(stat_of(fx.fs, "\"fetched_bytes"), 0);
+	assert_true(first_fetch_ms(fx.fs, 0) - t >= 450);
+	lp_fs_free(fx.fs);
+
+	/* a workload that keeps fetching delays it at most 10 quiet times
+	 * (2 s here), then background fetch goes on between its fetches */
+	opts.background_quiet_ms = 200;
+	open_fs(&fx, "v1-default", &opts);
+	assert_int_equal(lp_fs_start(fx.fs), 0);
+	for (i = 0; i < 200 && stat_of(fx.fs, "\"fetched_bytes") == 0; i++) {
+		read_elsewhere(&other);
+		usleep(30000);
+	}
+	assert_true(i < 200);
+	lp_fs_free(fx.fs);
+
+	/* beyond the bound: a clear error */
+	opts.background_quiet_ms = LP_FS_MAX_BACKGROUND_QUIET_MS + 1;
+	{
+		struct lp_err err = { 0 };
+		struct lp_layer *layer = NULL;
+		struct lp_blob *blob = NULL;
+		struct lp_fs *fs = NULL;
+		struct lp_digest dg;
+		char path[512], dgs[128];
+
+		snprintf(path, sizeof(path), "%s/v1-default.toc-digest",
+			 LP_VECTORS_DIR);
+		read_text(path, dgs, sizeof(dgs));
+		assert_int_equal(lp_digest_parse(dgs, &dg), 0);
+		snprintf(path, sizeof(path), "%s/v1-default.esgz",
+			 LP_VECTORS_DIR);
+		assert_int_equal(lp_blob_open_file(path, &blob), 0);
+		assert_int_equal(lp_layer_open(blob, &dg, &layer, &err), 0);
+		lp_blob_unref(blob);
+		assert_int_equal(lp_fs_new(layer, &opts, &fs, &err), -EINVAL);
+		assert_non_null(strstr(err.msg, "quiet"));
+		assert_null(fs);
+	}
+	lp_fs_activity_free(act);
 }
 
 /* --- statistics: the latency histogram and FUSE operation counts --- */
@@ -1668,6 +1777,7 @@ int main(void)
 		cmocka_unit_test(test_disk_tier_shared),
 		cmocka_unit_test(test_multi_range),
 		cmocka_unit_test(test_prefetch_background),
+		cmocka_unit_test(test_background_quiet),
 		cmocka_unit_test(test_latency_histogram),
 		cmocka_unit_test(test_op_counts),
 		cmocka_unit_test(test_op_counts_mounted),
