@@ -6,13 +6,17 @@
  * Those reads stream (fs_fetch_run): each chunk is readable as soon as its
  * bytes are in, so a workload started early runs alongside the transfer.
  * Background fetch then walks every chunk in blob order and fetches what
- * neither tier holds, in smaller runs. It starts, and resumes, only after
+ * neither tier holds, in smaller runs. In a layer with a prefetch landmark
+ * (an optimised one) it starts, and resumes, only after
  * opts.background_quiet_ms without prioritised fetching (prefetch and
  * on-demand reads, in every layer sharing the fs's activity, and the fs's
  * start), so it does not take CPU and disk from a starting workload; once it
  * has waited FS_BACKGROUND_MAX_DEFER times that in all, it only stands aside
  * while on-demand reads are in flight and FS_BACKGROUND_QUIET_MS after the
- * last one, so a busy workload cannot starve it. Its chunks enter the memory
+ * last one, so a busy workload cannot starve it; in a layer without a
+ * landmark only that short rule applies from the start (what such a
+ * workload reads is unknown, and the rest fetched early spares it round
+ * trips). Its chunks enter the memory
  * tier cold, so they never push out hot data.
  * Without a disk tier it stops once the memory budget is full: there is
  * nowhere to keep the rest. When the source is unreachable (a registry
@@ -144,7 +148,17 @@ static bool busy(struct lp_fs_activity *a, uint64_t quiet, bool any)
  */
 static bool wait_quiet(struct lp_fs *fs, uint64_t *deferred_ns)
 {
-	const uint64_t quiet = (uint64_t)fs->opts.background_quiet_ms * 1000000;
+	/*
+	 * Only a layer with a prefetch landmark (optimised for a workload)
+	 * defers to prioritised fetching: its workload's files are in, the
+	 * rest is unlikely to be wanted soon. Without one, what the workload
+	 * reads is unknown, and the rest of the layer fetched at once is
+	 * what spares its next reads a round trip each.
+	 */
+	const uint64_t quiet =
+		fs->prefetch_end ?
+			(uint64_t)fs->opts.background_quiet_ms * 1000000 :
+			0;
 	const uint64_t max_defer = quiet * FS_BACKGROUND_MAX_DEFER;
 	struct timespec ts;
 	uint64_t t0 = fs_now_ns();

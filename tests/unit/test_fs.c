@@ -1427,7 +1427,7 @@ static void test_background_quiet(void **state)
 	/* on-demand fetches in another layer quiet it too; it starts
 	 * after the last one */
 	opts.prefetch = false;
-	open_fs(&fx, "v1-default", &opts);
+	open_fs(&fx, "v1-prio", &opts);
 	assert_int_equal(lp_fs_start(fx.fs), 0);
 	for (i = 0; i < 8; i++) {
 		usleep(100000);
@@ -1438,10 +1438,20 @@ static void test_background_quiet(void **state)
 	assert_true(first_fetch_ms(fx.fs, 0) - t >= 450);
 	lp_fs_free(fx.fs);
 
+	/* a layer without a prefetch landmark (not optimised) does not
+	 * defer: its background fetch starts at once */
+	open_fs(&fx, "v1-default", &opts);
+	assert_int_equal(lp_toc_prefetch_end(lp_layer_toc(lp_fs_layer(fx.fs))),
+			 0);
+	t = mono_ms();
+	assert_int_equal(lp_fs_start(fx.fs), 0);
+	assert_true(first_fetch_ms(fx.fs, 0) - t < 400);
+	lp_fs_free(fx.fs);
+
 	/* a workload that keeps fetching delays it at most 10 quiet times
 	 * (2 s here), then background fetch goes on between its fetches */
 	opts.background_quiet_ms = 200;
-	open_fs(&fx, "v1-default", &opts);
+	open_fs(&fx, "v1-prio", &opts);
 	assert_int_equal(lp_fs_start(fx.fs), 0);
 	for (i = 0; i < 200 && stat_of(fx.fs, "\"fetched_bytes") == 0; i++) {
 		read_elsewhere(&other);
