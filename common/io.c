@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * File-descriptor helpers: see lp_io.h.
+ * File and directory helpers: see lp_io.h.
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lp_io.h"
@@ -25,4 +28,28 @@ int lp_write_all(int fd, const void *data, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int lp_mkdir_p(const char *path, mode_t parents_mode, mode_t mode)
+{
+	char *tmp = strdup(path), *p;
+	int r = 0;
+
+	if (!tmp)
+		return -ENOMEM;
+	for (p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, parents_mode) < 0 && errno != EEXIST) {
+			r = -errno;
+			goto out;
+		}
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		r = -errno;
+out:
+	free(tmp);
+	return r;
 }

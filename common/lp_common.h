@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Small helpers every module uses: array sizes, min/max, overflow-checked
- * arithmetic and unaligned little-endian access. Header-only.
+ * arithmetic, unaligned little-endian access and a monotonic clock.
+ * Header-only.
  */
 #ifndef LP_COMMON_H
 #define LP_COMMON_H
@@ -10,11 +11,21 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #define LP_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define LP_KIB ((uint64_t)1024)
 #define LP_MIB (LP_KIB * 1024)
 #define LP_GIB (LP_MIB * 1024)
+
+/* CLOCK_MONOTONIC in ns: for durations and "how long ago" */
+static inline uint64_t lp_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 static inline uint64_t lp_min_u64(uint64_t a, uint64_t b)
 {

@@ -347,11 +347,11 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 
 	if (kind == FS_FETCH_ONDEMAND) {
 		fs_activity_begin(fs, true);
-		t0 = fs_now_ns();
+		t0 = lp_mono_ns();
 	}
 	r = fs_fetch_run(fs, ci, n, kind, err);
 	if (kind == FS_FETCH_ONDEMAND) {
-		uint64_t now = fs_now_ns();
+		uint64_t now = lp_mono_ns();
 
 		fs_stats_ondemand(&fs->stats, now - t0);
 		fs_activity_end(fs, true);

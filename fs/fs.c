@@ -15,14 +15,6 @@
 
 #include "fs_int.h"
 
-uint64_t fs_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
-}
-
 void lp_fs_options_init(struct lp_fs_options *opts)
 {
 	memset(opts, 0, sizeof(*opts));
@@ -141,7 +133,7 @@ out:
 int lp_fs_start(struct lp_fs *fs)
 {
 	/* a layer being mounted: a workload is starting */
-	atomic_store(&fs->act->last_ns, fs_now_ns());
+	atomic_store(&fs->act->last_ns, lp_mono_ns());
 	return fs_fetcher_start(fs);
 }
 

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "lp_common.h"
 #include "lp_fs.h"
 
 #define FS_MAX_IDLE_DECODERS 32
@@ -240,8 +241,6 @@ struct lp_fs {
 	struct lp_fs_activity own_activity; /* when opts.activity is NULL */
 	struct lp_fs_activity *act; /* opts.activity or &own_activity */
 };
-
-uint64_t fs_now_ns(void);
 
 /* --- the memory tier and single flight (chunk_cache.c) --- */
 

@@ -82,7 +82,7 @@ void fs_activity_begin(struct lp_fs *fs, bool ondemand)
 
 void fs_activity_end(struct lp_fs *fs, bool ondemand)
 {
-	uint64_t now = fs_now_ns();
+	uint64_t now = lp_mono_ns();
 
 	atomic_store(&fs->act->last_ns, now);
 	if (ondemand)
@@ -132,7 +132,7 @@ static uint64_t since(uint64_t now, uint64_t t)
 static bool busy(struct lp_fs_activity *a, uint64_t quiet, bool any)
 {
 	const uint64_t short_quiet = (uint64_t)FS_BACKGROUND_QUIET_MS * 1000000;
-	const uint64_t now = fs_now_ns();
+	const uint64_t now = lp_mono_ns();
 
 	if (atomic_load(&a->ondemand) ||
 	    since(now, atomic_load(&a->last_ondemand_ns)) < short_quiet)
@@ -161,20 +161,20 @@ static bool wait_quiet(struct lp_fs *fs, uint64_t *deferred_ns)
 			0;
 	const uint64_t max_defer = quiet * FS_BACKGROUND_MAX_DEFER;
 	struct timespec ts;
-	uint64_t t0 = fs_now_ns();
+	uint64_t t0 = lp_mono_ns();
 	bool stop;
 
 	pthread_mutex_lock(&fs->fetch.lock);
 	while (!fs->fetch.stop &&
 	       busy(fs->act, quiet,
-		    *deferred_ns + (fs_now_ns() - t0) < max_defer)) {
+		    *deferred_ns + (lp_mono_ns() - t0) < max_defer)) {
 		deadline_in(&ts, FS_BACKGROUND_POLL_MS);
 		pthread_cond_timedwait(&fs->fetch.cond, &fs->fetch.lock, &ts);
 	}
 	stop = fs->fetch.stop;
 	pthread_mutex_unlock(&fs->fetch.lock);
 	if (*deferred_ns < max_defer)
-		*deferred_ns += fs_now_ns() - t0;
+		*deferred_ns += lp_mono_ns() - t0;
 	return !stop;
 }
 

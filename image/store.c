@@ -276,25 +276,6 @@ out:
 	return r;
 }
 
-static int mkdir_p(char *path)
-{
-	char *p;
-
-	for (p = path + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(path, 0755) < 0 && errno != EEXIST) {
-			*p = '/';
-			return -errno;
-		}
-		*p = '/';
-	}
-	if (mkdir(path, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 /* blobs/sha256 and the oci-layout file, made on the first write */
 static int layout_prepare(struct lp_img_store *st, struct lp_err *err)
 {
@@ -304,7 +285,7 @@ static int layout_prepare(struct lp_img_store *st, struct lp_err *err)
 	if (st->prepared)
 		return 0;
 	snprintf(path, sizeof(path), "%s/blobs/sha256", st->dir);
-	r = mkdir_p(path);
+	r = lp_mkdir_p(path, 0755, 0755);
 	if (r < 0)
 		return lp_err_set(err, r, "%s: cannot create: %s", path,
 				  strerror(-r));

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lp_io.h"
 #include "lp_log.h"
 #include "snap_int.h"
 
@@ -29,26 +30,6 @@
 #define SNAP_MMAP_THRESHOLD (128 * 1024)
 /* FUSE, fetch and gRPC threads would otherwise get an arena each */
 #define SNAP_MALLOC_ARENAS 2
-
-static int make_dirs(const char *path, mode_t mode)
-{
-	char tmp[LP_SNAP_PATH_MAX];
-	char *p;
-
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	for (p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
 
 void lp_snap_tune_malloc(void)
 {
@@ -80,7 +61,7 @@ int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err)
 			       "root and address must be absolute paths");
 		goto out;
 	}
-	r = make_dirs(c->root, 0700);
+	r = lp_mkdir_p(c->root, 0755, 0700);
 	if (r < 0) {
 		lp_err_set(err, r, "%s: %s", c->root, strerror(-r));
 		goto out;
@@ -119,7 +100,7 @@ int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err)
 	slash = strrchr(path, '/');
 	if (slash && slash != path) {
 		*slash = '\0';
-		r = make_dirs(path, 0711);
+		r = lp_mkdir_p(path, 0755, 0711);
 		if (r < 0) {
 			lp_err_set(err, r, "%s: %s", path, strerror(-r));
 			goto out;

@@ -102,14 +102,6 @@ unsigned int lp_snap_grpc_code(int r)
 	}
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* wait for @tag on the worker's queue; false when the op failed */
 static bool wait_tag(struct worker *w, void *tag)
 {
@@ -670,7 +662,7 @@ static void serve_call(struct worker *w, grpc_call *gc,
 {
 	char method[METHOD_NAME_MAX];
 	struct call c = { 0 };
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = lp_mono_ns();
 	size_t len = GRPC_SLICE_LENGTH(det->method), i;
 	unsigned int code;
 	int r, rpc = -1;
@@ -704,7 +696,7 @@ static void serve_call(struct worker *w, grpc_call *gc,
 	send_status(&c, code, r ? lp_err_str(&c.err, r) : "");
 	if (rpc >= 0)
 		lp_snap_metrics_rpc(w->g->metrics, (enum lp_snap_rpc)rpc, code,
-				    mono_ns() - t0);
+				    lp_mono_ns() - t0);
 	if (c.have_slice)
 		grpc_slice_unref(c.req_slice);
 	if (c.req)

@@ -34,7 +34,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lp_common.h"
 #include "lp_fuse.h"
+#include "lp_io.h"
 #include "lp_log.h"
 #include "lp_registry.h"
 #include "snap_int.h"
@@ -111,34 +113,6 @@ struct manifest_arg {
 	char *neighbours; /* NULL: none given */
 };
 
-static uint64_t now_mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char tmp[LP_SNAP_PATH_MAX];
-	char *p;
-
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	for (p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 int lp_snap_layers_new(const struct lp_snap_config *c,
 		       struct lp_snap_metrics *metrics,
 		       struct lp_snap_layers **ret_l)
@@ -168,7 +142,7 @@ int lp_snap_layers_new(const struct lp_snap_config *c,
 		r = -ENAMETOOLONG;
 		goto out;
 	}
-	r = mkdir_p(l->layers_dir, 0700);
+	r = lp_mkdir_p(l->layers_dir, 0700, 0700);
 	if (r < 0)
 		goto out;
 	lp_reg_opts_init(&o);
@@ -388,14 +362,14 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 		goto out;
 	}
 	y->why = LP_FALLBACK_REGISTRY;
-	t = now_mono_ns();
+	t = lp_mono_ns();
 	r = open_tail(l, y, &ref, &d, &blob, &tail, &tail_len);
 	if (r < 0)
 		goto out;
-	y->tail_ns = now_mono_ns() - t;
-	t = now_mono_ns();
+	y->tail_ns = lp_mono_ns() - t;
+	t = lp_mono_ns();
 	r = lp_layer_open_tail(blob, tail, tail_len, &toc, &layer, &y->err);
-	y->toc_ns = now_mono_ns() - t;
+	y->toc_ns = lp_mono_ns() - t;
 	if (r < 0) {
 		if (r == -EINVAL || r == -EBADMSG || r == -EFBIG)
 			y->why = LP_FALLBACK_NOT_LAZY;
@@ -416,7 +390,7 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	layer = NULL;
 	if (r < 0)
 		goto out;
-	r = mkdir_p(y->mnt, 0755);
+	r = lp_mkdir_p(y->mnt, 0755, 0755);
 	if (r < 0) {
 		lp_err_set(&y->err, r, "mkdir %s: %s", y->mnt, strerror(-r));
 		goto out;
@@ -459,7 +433,7 @@ static void finish_layer(struct lp_snap_layers *l, struct layer *y, int r,
 {
 	if (r < 0)
 		layer_teardown(y);
-	lp_snap_metrics_remote(l->metrics, r == 0, now_mono_ns() - t0);
+	lp_snap_metrics_remote(l->metrics, r == 0, lp_mono_ns() - t0);
 	if (r < 0)
 		lp_log_warn("layer %s (%s): cannot mount lazily: %s", y->digest,
 			    y->facts.ref, lp_err_str(&y->err, r));
@@ -467,7 +441,7 @@ static void finish_layer(struct lp_snap_layers *l, struct layer *y, int r,
 		lp_log_info("layer %s mounted lazily at %s in %llu ms (tail "
 			    "%llu ms, TOC %llu ms)",
 			    y->digest, y->mnt,
-			    (unsigned long long)(now_mono_ns() - t0) / 1000000,
+			    (unsigned long long)(lp_mono_ns() - t0) / 1000000,
 			    (unsigned long long)y->tail_ns / 1000000,
 			    (unsigned long long)y->toc_ns / 1000000);
 	pthread_mutex_lock(&l->lock);
@@ -491,7 +465,7 @@ static void *helper_main(void *arg)
 {
 	struct helper_arg *h = arg;
 	struct lp_snap_layers *l = h->l;
-	uint64_t t0 = now_mono_ns();
+	uint64_t t0 = lp_mono_ns();
 
 	finish_layer(l, h->layer, mount_layer(l, h->layer), t0);
 	pthread_mutex_lock(&l->lock);
@@ -787,7 +761,7 @@ static int resolve_claimed(struct lp_snap_layers *l, struct layer *y,
 			   bool claimed, enum lp_snap_fallback *ret_why,
 			   struct lp_err *err)
 {
-	uint64_t t0 = now_mono_ns();
+	uint64_t t0 = lp_mono_ns();
 	int r;
 
 	if (claimed) {

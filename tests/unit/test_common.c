@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -19,6 +20,7 @@
 #include "lp_digest.h"
 #include "lp_err.h"
 #include "lp_hashmap.h"
+#include "lp_io.h"
 
 static void test_digest_known(void **state)
 {
@@ -448,6 +450,37 @@ static void test_hash_bytes(void **state)
 	assert_true(lp_hash_bytes("foobarX", 6) == lp_hash_bytes("foobar", 6));
 }
 
+static void test_mkdir_p(void **state)
+{
+	char dir[] = "/tmp/lp-mkdir-p.XXXXXX", path[256], file[256];
+	struct stat st;
+	mode_t old = umask(0);
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/a/b/c", dir);
+	assert_int_equal(lp_mkdir_p(path, 0755, 0700), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0700);
+	snprintf(path, sizeof(path), "%s/a/b", dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0755);
+	/* existing directories are fine and left as they are */
+	snprintf(path, sizeof(path), "%s/a/b/c", dir);
+	assert_int_equal(lp_mkdir_p(path, 0700, 0711), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	/* a file in the way is an error */
+	snprintf(file, sizeof(file), "%s/f", dir);
+	fclose(fopen(file, "w"));
+	snprintf(path, sizeof(path), "%s/f/x", dir);
+	assert_int_equal(lp_mkdir_p(path, 0755, 0755), -ENOTDIR);
+	umask(old);
+	unlink(file);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	assert_int_equal(system(path), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -456,6 +489,7 @@ int main(void)
 		cmocka_unit_test(test_buf_cap),
 		cmocka_unit_test(test_err),
 		cmocka_unit_test(test_blob_mem),
+		cmocka_unit_test(test_mkdir_p),
 		cmocka_unit_test(test_blob_file),
 		cmocka_unit_test(test_blob_stream),
 		cmocka_unit_test(test_grow_array),
