@@ -245,6 +245,32 @@ static int set_labels(struct lp_snap_rec *r, const struct lp_snap_kv *kv,
 	return 0;
 }
 
+/*
+ * replace_labels() - @r's labels become copies of the @n pairs @kv (which
+ * may point into @r's own labels). 0 or -ENOMEM (@r unchanged).
+ */
+static int replace_labels(struct lp_snap_rec *r, const struct lp_snap_kv *kv,
+			  size_t n)
+{
+	struct lp_snap_rec tmp = { 0 };
+	size_t i;
+	int ret;
+
+	ret = set_labels(&tmp, kv, n, NULL);
+	if (ret < 0) {
+		lp_snap_rec_clear(&tmp);
+		return ret;
+	}
+	for (i = 0; i < r->n_labels; i++) {
+		free(r->labels[i].key);
+		free(r->labels[i].value);
+	}
+	free(r->labels);
+	r->labels = tmp.labels;
+	r->n_labels = tmp.n_labels;
+	return 0;
+}
+
 static int mount_add_option(struct lp_snap_mount *m, const char *opt)
 {
 	if (m->n_options >= LP_SNAP_MOUNT_OPTS_MAX)
@@ -689,23 +715,13 @@ int lp_snap_svc_commit(struct lp_snap_svc *s, const char *name, const char *key,
 	free(rec.key);
 	rec.key = nk;
 	rec.kind = LP_SNAP_KIND_COMMITTED;
-	rec.updated_ns = lp_snap_now_ns();
-	if (n_labels) {
-		struct lp_snap_rec tmp = { 0 };
-
-		r = set_labels(&tmp, labels, n_labels, NULL);
-		if (r < 0) {
-			lp_snap_rec_clear(&tmp);
-			goto out;
-		}
-		for (size_t i = 0; i < rec.n_labels; i++) {
-			free(rec.labels[i].key);
-			free(rec.labels[i].value);
-		}
-		free(rec.labels);
-		rec.labels = tmp.labels;
-		rec.n_labels = tmp.n_labels;
-	}
+	/* as containerd's metastore: a committed snapshot is a new one, born
+	 * (and last updated) now, with the commit's labels and none of the
+	 * active snapshot's */
+	rec.created_ns = rec.updated_ns = lp_snap_now_ns();
+	r = replace_labels(&rec, labels, n_labels);
+	if (r < 0)
+		goto out;
 	r = snap_path(s, rec.id, "fs", path, sizeof(path));
 	if (r < 0)
 		goto out;
@@ -790,7 +806,6 @@ static int apply_mask(struct lp_snap_rec *rec, const struct lp_snap_kv *kv,
 		      size_t n, const char *const *paths, size_t n_paths,
 		      struct lp_err *err)
 {
-	struct lp_snap_rec tmp = { 0 };
 	struct lp_snap_kv *cur = NULL;
 	bool all = n_paths == 0;
 	size_t i, j, m = 0;
@@ -806,10 +821,8 @@ static int apply_mask(struct lp_snap_rec *rec, const struct lp_snap_kv *kv,
 					  "%s",
 					  paths[i], rec->key);
 	}
-	if (all) {
-		r = set_labels(&tmp, kv, n, NULL);
-		goto swap;
-	}
+	if (all)
+		return replace_labels(rec, kv, n);
 	cur = calloc(rec->n_labels + n_paths, sizeof(*cur));
 	if (!cur)
 		return -ENOMEM;
@@ -831,25 +844,12 @@ static int apply_mask(struct lp_snap_rec *rec, const struct lp_snap_kv *kv,
 			cur[m++].value = v;
 		}
 	}
-	if (m > LP_SNAP_LABELS_MAX) {
+	if (m > LP_SNAP_LABELS_MAX)
 		r = lp_err_set(err, -EINVAL, "too many labels");
-		goto swap;
-	}
-	r = set_labels(&tmp, cur, m, NULL);
-swap:
+	else
+		r = replace_labels(rec, cur, m);
 	free(cur);
-	if (r < 0) {
-		lp_snap_rec_clear(&tmp);
-		return r;
-	}
-	for (i = 0; i < rec->n_labels; i++) {
-		free(rec->labels[i].key);
-		free(rec->labels[i].value);
-	}
-	free(rec->labels);
-	rec->labels = tmp.labels;
-	rec->n_labels = tmp.n_labels;
-	return 0;
+	return r;
 }
 
 int lp_snap_svc_update(struct lp_snap_svc *s, const char *key,
