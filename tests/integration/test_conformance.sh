@@ -7,9 +7,11 @@
 # offline from Debian's Go sources into the build tree (cached; rebuilt
 # when its sources change). Each of the suite's tests gets its own root and
 # its own daemon, stopped with SIGTERM afterwards (exit 0, within 20 s,
-# nothing left mounted). Every test of the suite must pass; the only skip
-# allowed is a test the suite itself always skips (Rename: "rename test
-# still fails on some kernels with overlay"). Needs root (overlay mounts).
+# nothing left mounted). Every test of the suite must pass, and so must
+# tests/conformance/errdefs_test.go (error kinds, Usage, Cleanup: what the
+# suite leaves out but containerd relies on); the only skip allowed is a
+# test the suite itself always skips (Rename: "rename test still fails on
+# some kernels with overlay"). Needs root (overlay mounts).
 # A missing Go toolchain, Go package or root fails the test unless
 # LP_ALLOW_SKIP=1, which makes it exit 77 (skipped).
 set -euo pipefail
@@ -39,9 +41,7 @@ grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
 dir="$LP_BUILD_DIR/conformance"
 bin="$dir/conformance.test"
 stale() {
-	[ ! -x "$bin" ] ||
-		[ "$LP_SOURCE_DIR/tests/conformance/conformance_test.go" -nt "$bin" ] ||
-		[ "$LP_SOURCE_DIR/tests/conformance/build.sh" -nt "$bin" ]
+	[ ! -x "$bin" ] || [ -n "$(find "$LP_SOURCE_DIR/tests/conformance" -newer "$bin")" ]
 }
 if stale; then
 	say "building the conformance suite (tests/conformance/build.sh, Debian's Go sources)"
@@ -84,6 +84,9 @@ for n in "${names[@]}"; do
 		fail "$n: neither passed nor an expected skip"
 	fi
 done
+grep -q -- '--- PASS: TestLazypullErrdefs ' "$T/suite.log" ||
+	fail "TestLazypullErrdefs did not pass"
+ok "errdefs kinds, Usage, Walk filter errors and Cleanup as containerd's metastore (TestLazypullErrdefs)"
 say "suite time: ${ms} ms; $(grep -o 'daemons: .*' "$T/suite.log" || echo 'no daemon timings')"
 
 # Nothing of the daemons is left behind: no mount under the suite's dirs.
