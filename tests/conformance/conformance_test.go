@@ -80,12 +80,11 @@ type daemon struct {
 }
 
 // startDaemon runs `lazypull snapshotter --root ROOT --address SOCK` (SOCK
-// beside ROOT, in the suite's per-test directory) and waits until it
-// answers a List over its socket.
+// beside ROOT, in the suite's per-test directory) and waits until its
+// socket takes a gRPC connection.
 func startDaemon(ctx context.Context, bin, root string) (*daemon, error) {
 	sock := filepath.Join(filepath.Dir(root), "lazypull.sock")
-	cmd := exec.Command(bin, "snapshotter", "--root", root, "--address", sock,
-		"--no-background-fetch")
+	cmd := exec.Command(bin, "snapshotter", "--root", root, "--address", sock)
 	cmd.Stdout = nil
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
