@@ -198,6 +198,14 @@ static const char *kv_get(const struct lp_snap_kv *kv, size_t n,
 	return NULL;
 }
 
+/* whether @kv carries the remote-snapshot label (with a value) */
+static bool remote_label_given(const struct lp_snap_kv *kv, size_t n)
+{
+	const char *v = kv_get(kv, n, LP_LABEL_REMOTE);
+
+	return v && *v;
+}
+
 static int check_labels(const struct lp_snap_kv *kv, size_t n,
 			struct lp_err *err)
 {
@@ -224,11 +232,16 @@ static int check_key(const char *what, const char *key, struct lp_err *err)
 	return 0;
 }
 
-/* copy @n pairs (and @extra, when not NULL) into @r's owned labels */
+/*
+ * set_labels() - copy @n pairs (and @extra, when not NULL) into @r's owned
+ * labels, leaving out those with an empty value: containerd's metastore
+ * does not store them, so an empty value is no label (and, in an Update's
+ * "labels.KEY", deletes KEY).
+ */
 static int set_labels(struct lp_snap_rec *r, const struct lp_snap_kv *kv,
 		      size_t n, const struct lp_snap_kv *extra)
 {
-	size_t i, total = n + (extra ? 1 : 0);
+	size_t i, j, total = n + (extra ? 1 : 0);
 
 	r->labels = total ? calloc(total, sizeof(*r->labels)) : NULL;
 	if (total && !r->labels)
@@ -236,10 +249,12 @@ static int set_labels(struct lp_snap_rec *r, const struct lp_snap_kv *kv,
 	for (i = 0; i < total; i++) {
 		const struct lp_snap_kv *p = i < n ? &kv[i] : extra;
 
-		r->labels[i].key = strdup(p->key);
-		r->labels[i].value = strdup(p->value);
-		r->n_labels++;
-		if (!r->labels[i].key || !r->labels[i].value)
+		if (!*p->value)
+			continue;
+		j = r->n_labels++;
+		r->labels[j].key = strdup(p->key);
+		r->labels[j].value = strdup(p->value);
+		if (!r->labels[j].key || !r->labels[j].value)
 			return -ENOMEM;
 	}
 	return 0;
@@ -503,9 +518,8 @@ static int try_remote(struct lp_snap_svc *s, const char *key,
 	r = rec.key && rec.parent && rec.layer ? 0 : -ENOMEM;
 	if (!r)
 		r = set_labels(&rec, labels, n_labels,
-			       kv_get(labels, n_labels, LP_LABEL_REMOTE) ?
-				       NULL :
-				       &remote);
+			       remote_label_given(labels, n_labels) ? NULL :
+								      &remote);
 	if (!r)
 		r = lp_snap_meta_begin(s->meta);
 	if (!r) {

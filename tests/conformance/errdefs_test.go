@@ -2,8 +2,8 @@
 // What containerd's snapshotter suite leaves out but containerd relies on,
 // checked the same way (one lazypull daemon, containerd's proxy client):
 // the error kinds (errdefs, from the gRPC codes) of containerd's own
-// metastore (snapshots/storage) for each misuse, Usage of an active and a
-// committed snapshot, bad Walk filters and Cleanup.
+// metastore (snapshots/storage) for each misuse, labels with empty values,
+// Usage of an active and a committed snapshot, bad Walk filters and Cleanup.
 package conformance
 
 import (
@@ -95,6 +95,16 @@ func TestLazypullErrdefs(t *testing.T) {
 	if si, err := sn.Stat(ctx, "a"); err != nil || si.Kind != snapshots.KindActive {
 		t.Errorf("a after a failed Commit: %+v, %v", si, err)
 	}
+
+	// a label with an empty value is not stored (boltutil.WriteLabels)
+	_, err = sn.View(ctx, "lab", "base", snapshots.WithLabels(map[string]string{
+		"k": "v", "e": ""}))
+	must("View lab", err)
+	if si, err := sn.Stat(ctx, "lab"); err != nil || len(si.Labels) != 1 ||
+		si.Labels["k"] != "v" {
+		t.Errorf("labels of lab: %v, %v (want only k=v)", si.Labels, err)
+	}
+	must("Remove lab", sn.Remove(ctx, "lab"))
 
 	// Usage: an active snapshot's upper directory as it is now, a
 	// committed one's as it was at Commit.

@@ -86,7 +86,7 @@ for n in "${names[@]}"; do
 done
 grep -q -- '--- PASS: TestLazypullErrdefs ' "$T/suite.log" ||
 	fail "TestLazypullErrdefs did not pass"
-ok "errdefs kinds, Usage, Walk filter errors and Cleanup as containerd's metastore (TestLazypullErrdefs)"
+ok "errdefs kinds, empty-valued labels, Usage, Walk filter errors and Cleanup as containerd's metastore (TestLazypullErrdefs)"
 say "suite time: ${ms} ms; $(grep -o 'daemons: .*' "$T/suite.log" || echo 'no daemon timings')"
 
 # Nothing of the daemons is left behind: no mount under the suite's dirs.

@@ -260,12 +260,17 @@ static void test_semantics(void **state)
  * Commit as containerd's metastore does it (and its conformance suite,
  * tests/conformance, checks): the committed snapshot is created, and last
  * updated, at the commit; it carries the commit's labels and none of the
- * active snapshot's. Update moves only the updated time.
+ * active snapshot's. Update moves only the updated time. A label with an
+ * empty value is not stored (containerd's boltutil.WriteLabels).
  */
 static void test_commit_times_and_labels(void **state)
 {
 	struct env *e = *state;
-	struct lp_snap_kv active_labels[] = { { "l", "v" }, { "gc", "x" } };
+	struct lp_snap_kv active_labels[] = { { "l", "v" },
+					      { "gc", "x" },
+					      { "e", "" } };
+	struct lp_snap_kv unset_l[] = { { "l", "" } };
+	const char *path_l[] = { "labels.l" };
 	struct lp_snap_kv commit_labels[] = { { "n", "1" } };
 	const struct timespec ms = { 0, 1000000 };
 	struct lp_snap_mount m = { 0 };
@@ -273,12 +278,14 @@ static void test_commit_times_and_labels(void **state)
 	struct lp_err err = { 0 };
 	int64_t before;
 
-	assert_int_equal(lp_snap_svc_prepare(e->svc, "a", "", active_labels, 2,
+	assert_int_equal(lp_snap_svc_prepare(e->svc, "a", "", active_labels, 3,
 					     false, &m, &err),
 			 0);
 	lp_snap_mount_clear(&m);
 	assert_int_equal(lp_snap_svc_stat(e->svc, "a", &a, &err), 0);
 	assert_int_equal(a.created_ns, a.updated_ns);
+	assert_int_equal(a.n_labels, 2); /* an empty value is no label */
+	assert_null(lp_snap_rec_label(&a, "e"));
 	nanosleep(&ms, NULL);
 	before = lp_snap_now_ns();
 	assert_int_equal(
@@ -306,6 +313,14 @@ static void test_commit_times_and_labels(void **state)
 	assert_int_equal(u.created_ns, r.created_ns); /* as stored */
 	assert_true(u.updated_ns > r.updated_ns);
 	assert_string_equal(lp_snap_rec_label(&u, "l"), "v");
+	lp_snap_rec_clear(&u);
+	/* "labels.l" with an empty value deletes l */
+	assert_int_equal(lp_snap_svc_update(e->svc, "C", unset_l, 1, path_l, 1,
+					    &u, &err),
+			 0);
+	assert_null(lp_snap_rec_label(&u, "l"));
+	assert_string_equal(lp_snap_rec_label(&u, "gc"), "x");
+	assert_int_equal(u.n_labels, 1);
 	lp_snap_rec_clear(&u);
 	lp_snap_rec_clear(&r);
 	lp_snap_rec_clear(&a);
