@@ -25,6 +25,9 @@ pkgs=(
 	libgrpc-dev protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
 	libprotobuf-dev libsqlite3-dev libmicrohttpd-dev
 	golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev
+	# containerd's snapshotter conformance suite (tests/conformance) imports
+	# gotest.tools/v3
+	golang-github-gotestyourself-gotest.tools-dev
 	containerd runc stargz-snapshotter python3-grpcio
 	# podman interop: partial pulls of converted images (test_podman.sh;
 	# runc above is its runtime: crun rejects this host's hybrid cgroups)

@@ -359,17 +359,18 @@ int lp_snap_meta_update(struct lp_snap_meta *m, const struct lp_snap_rec *r)
 	int rc, ret;
 
 	ret = prepare(m,
-		      "UPDATE snapshots SET key = ?, kind = ?, updated = ?, "
-		      "size = ?, inodes = ? WHERE id = ?",
+		      "UPDATE snapshots SET key = ?, kind = ?, created = ?, "
+		      "updated = ?, size = ?, inodes = ? WHERE id = ?",
 		      &st);
 	if (ret < 0)
 		goto out;
 	sqlite3_bind_text(st, 1, r->key, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, (int)r->kind);
-	sqlite3_bind_int64(st, 3, r->updated_ns);
-	sqlite3_bind_int64(st, 4, r->size);
-	sqlite3_bind_int64(st, 5, r->inodes);
-	sqlite3_bind_int64(st, 6, r->id);
+	sqlite3_bind_int64(st, 3, r->created_ns);
+	sqlite3_bind_int64(st, 4, r->updated_ns);
+	sqlite3_bind_int64(st, 5, r->size);
+	sqlite3_bind_int64(st, 6, r->inodes);
+	sqlite3_bind_int64(st, 7, r->id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_CONSTRAINT) {
 		ret = -EEXIST;

@@ -198,6 +198,14 @@ static const char *kv_get(const struct lp_snap_kv *kv, size_t n,
 	return NULL;
 }
 
+/* whether @kv carries the remote-snapshot label (with a value) */
+static bool remote_label_given(const struct lp_snap_kv *kv, size_t n)
+{
+	const char *v = kv_get(kv, n, LP_LABEL_REMOTE);
+
+	return v && *v;
+}
+
 static int check_labels(const struct lp_snap_kv *kv, size_t n,
 			struct lp_err *err)
 {
@@ -224,11 +232,16 @@ static int check_key(const char *what, const char *key, struct lp_err *err)
 	return 0;
 }
 
-/* copy @n pairs (and @extra, when not NULL) into @r's owned labels */
+/*
+ * set_labels() - copy @n pairs (and @extra, when not NULL) into @r's owned
+ * labels, leaving out those with an empty value: containerd's metastore
+ * does not store them, so an empty value is no label (and, in an Update's
+ * "labels.KEY", deletes KEY).
+ */
 static int set_labels(struct lp_snap_rec *r, const struct lp_snap_kv *kv,
 		      size_t n, const struct lp_snap_kv *extra)
 {
-	size_t i, total = n + (extra ? 1 : 0);
+	size_t i, j, total = n + (extra ? 1 : 0);
 
 	r->labels = total ? calloc(total, sizeof(*r->labels)) : NULL;
 	if (total && !r->labels)
@@ -236,12 +249,40 @@ static int set_labels(struct lp_snap_rec *r, const struct lp_snap_kv *kv,
 	for (i = 0; i < total; i++) {
 		const struct lp_snap_kv *p = i < n ? &kv[i] : extra;
 
-		r->labels[i].key = strdup(p->key);
-		r->labels[i].value = strdup(p->value);
-		r->n_labels++;
-		if (!r->labels[i].key || !r->labels[i].value)
+		if (!*p->value)
+			continue;
+		j = r->n_labels++;
+		r->labels[j].key = strdup(p->key);
+		r->labels[j].value = strdup(p->value);
+		if (!r->labels[j].key || !r->labels[j].value)
 			return -ENOMEM;
 	}
+	return 0;
+}
+
+/*
+ * replace_labels() - @r's labels become copies of the @n pairs @kv (which
+ * may point into @r's own labels). 0 or -ENOMEM (@r unchanged).
+ */
+static int replace_labels(struct lp_snap_rec *r, const struct lp_snap_kv *kv,
+			  size_t n)
+{
+	struct lp_snap_rec tmp = { 0 };
+	size_t i;
+	int ret;
+
+	ret = set_labels(&tmp, kv, n, NULL);
+	if (ret < 0) {
+		lp_snap_rec_clear(&tmp);
+		return ret;
+	}
+	for (i = 0; i < r->n_labels; i++) {
+		free(r->labels[i].key);
+		free(r->labels[i].value);
+	}
+	free(r->labels);
+	r->labels = tmp.labels;
+	r->n_labels = tmp.n_labels;
 	return 0;
 }
 
@@ -477,9 +518,8 @@ static int try_remote(struct lp_snap_svc *s, const char *key,
 	r = rec.key && rec.parent && rec.layer ? 0 : -ENOMEM;
 	if (!r)
 		r = set_labels(&rec, labels, n_labels,
-			       kv_get(labels, n_labels, LP_LABEL_REMOTE) ?
-				       NULL :
-				       &remote);
+			       remote_label_given(labels, n_labels) ? NULL :
+								      &remote);
 	if (!r)
 		r = lp_snap_meta_begin(s->meta);
 	if (!r) {
@@ -689,23 +729,13 @@ int lp_snap_svc_commit(struct lp_snap_svc *s, const char *name, const char *key,
 	free(rec.key);
 	rec.key = nk;
 	rec.kind = LP_SNAP_KIND_COMMITTED;
-	rec.updated_ns = lp_snap_now_ns();
-	if (n_labels) {
-		struct lp_snap_rec tmp = { 0 };
-
-		r = set_labels(&tmp, labels, n_labels, NULL);
-		if (r < 0) {
-			lp_snap_rec_clear(&tmp);
-			goto out;
-		}
-		for (size_t i = 0; i < rec.n_labels; i++) {
-			free(rec.labels[i].key);
-			free(rec.labels[i].value);
-		}
-		free(rec.labels);
-		rec.labels = tmp.labels;
-		rec.n_labels = tmp.n_labels;
-	}
+	/* as containerd's metastore: a committed snapshot is a new one, born
+	 * (and last updated) now, with the commit's labels and none of the
+	 * active snapshot's */
+	rec.created_ns = rec.updated_ns = lp_snap_now_ns();
+	r = replace_labels(&rec, labels, n_labels);
+	if (r < 0)
+		goto out;
 	r = snap_path(s, rec.id, "fs", path, sizeof(path));
 	if (r < 0)
 		goto out;
@@ -790,7 +820,6 @@ static int apply_mask(struct lp_snap_rec *rec, const struct lp_snap_kv *kv,
 		      size_t n, const char *const *paths, size_t n_paths,
 		      struct lp_err *err)
 {
-	struct lp_snap_rec tmp = { 0 };
 	struct lp_snap_kv *cur = NULL;
 	bool all = n_paths == 0;
 	size_t i, j, m = 0;
@@ -806,10 +835,8 @@ static int apply_mask(struct lp_snap_rec *rec, const struct lp_snap_kv *kv,
 					  "%s",
 					  paths[i], rec->key);
 	}
-	if (all) {
-		r = set_labels(&tmp, kv, n, NULL);
-		goto swap;
-	}
+	if (all)
+		return replace_labels(rec, kv, n);
 	cur = calloc(rec->n_labels + n_paths, sizeof(*cur));
 	if (!cur)
 		return -ENOMEM;
@@ -831,25 +858,12 @@ static int apply_mask(struct lp_snap_rec *rec, const struct lp_snap_kv *kv,
 			cur[m++].value = v;
 		}
 	}
-	if (m > LP_SNAP_LABELS_MAX) {
+	if (m > LP_SNAP_LABELS_MAX)
 		r = lp_err_set(err, -EINVAL, "too many labels");
-		goto swap;
-	}
-	r = set_labels(&tmp, cur, m, NULL);
-swap:
+	else
+		r = replace_labels(rec, cur, m);
 	free(cur);
-	if (r < 0) {
-		lp_snap_rec_clear(&tmp);
-		return r;
-	}
-	for (i = 0; i < rec->n_labels; i++) {
-		free(rec->labels[i].key);
-		free(rec->labels[i].value);
-	}
-	free(rec->labels);
-	rec->labels = tmp.labels;
-	rec->n_labels = tmp.n_labels;
-	return 0;
+	return r;
 }
 
 int lp_snap_svc_update(struct lp_snap_svc *s, const char *key,

@@ -108,8 +108,9 @@ int lp_snap_meta_get(struct lp_snap_meta *m, const char *key,
 int lp_snap_meta_insert(struct lp_snap_meta *m, struct lp_snap_rec *r);
 
 /*
- * lp_snap_meta_update() - write @r's key, kind, size, inodes, updated time
- * and labels (replacing all) over row @r->id. 0, -EEXIST, -ENOENT, -EIO.
+ * lp_snap_meta_update() - write @r's key, kind, size, inodes, created and
+ * updated times and labels (replacing all) over row @r->id. 0, -EEXIST,
+ * -ENOENT, -EIO.
  */
 int lp_snap_meta_update(struct lp_snap_meta *m, const struct lp_snap_rec *r);
 

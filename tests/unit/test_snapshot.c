@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -202,7 +203,8 @@ static void test_semantics(void **state)
 			 -ENOENT);
 	assert_int_equal(lp_snap_svc_stat(e->svc, "L1", &r, &err), 0);
 	assert_int_equal(r.kind, LP_SNAP_KIND_COMMITTED);
-	assert_string_equal(lp_snap_rec_label(&r, "l"), "v"); /* kept */
+	assert_null(lp_snap_rec_label(&r, "l")); /* not inherited */
+	assert_int_equal(r.n_labels, 0);
 	lp_snap_rec_clear(&r);
 	assert_int_equal(lp_snap_svc_mounts(e->svc, "L1", &m, &err), -EBUSY);
 
@@ -252,6 +254,76 @@ static void test_semantics(void **state)
 	assert_int_equal(lp_snap_svc_list(e->svc, NULL, 0, count_cb, &n, &err),
 			 0);
 	assert_int_equal(n, 0);
+}
+
+/*
+ * Commit as containerd's metastore does it (and its conformance suite,
+ * tests/conformance, checks): the committed snapshot is created, and last
+ * updated, at the commit; it carries the commit's labels and none of the
+ * active snapshot's. Update moves only the updated time. A label with an
+ * empty value is not stored (containerd's boltutil.WriteLabels).
+ */
+static void test_commit_times_and_labels(void **state)
+{
+	struct env *e = *state;
+	struct lp_snap_kv active_labels[] = { { "l", "v" },
+					      { "gc", "x" },
+					      { "e", "" } };
+	struct lp_snap_kv unset_l[] = { { "l", "" } };
+	const char *path_l[] = { "labels.l" };
+	struct lp_snap_kv commit_labels[] = { { "n", "1" } };
+	const struct timespec ms = { 0, 1000000 };
+	struct lp_snap_mount m = { 0 };
+	struct lp_snap_rec a = { 0 }, r = { 0 }, u = { 0 };
+	struct lp_err err = { 0 };
+	int64_t before;
+
+	assert_int_equal(lp_snap_svc_prepare(e->svc, "a", "", active_labels, 3,
+					     false, &m, &err),
+			 0);
+	lp_snap_mount_clear(&m);
+	assert_int_equal(lp_snap_svc_stat(e->svc, "a", &a, &err), 0);
+	assert_int_equal(a.created_ns, a.updated_ns);
+	assert_int_equal(a.n_labels, 2); /* an empty value is no label */
+	assert_null(lp_snap_rec_label(&a, "e"));
+	nanosleep(&ms, NULL);
+	before = lp_snap_now_ns();
+	assert_int_equal(
+		lp_snap_svc_commit(e->svc, "C", "a", commit_labels, 1, &err),
+		0);
+	assert_int_equal(lp_snap_svc_stat(e->svc, "C", &r, &err), 0);
+	assert_int_equal(r.kind, LP_SNAP_KIND_COMMITTED);
+	assert_true(r.created_ns >= before);
+	assert_true(r.created_ns > a.created_ns);
+	assert_int_equal(r.created_ns, r.updated_ns);
+	assert_int_equal(r.n_labels, 1);
+	assert_string_equal(lp_snap_rec_label(&r, "n"), "1");
+	assert_null(lp_snap_rec_label(&r, "l"));
+	assert_null(lp_snap_rec_label(&r, "gc"));
+
+	nanosleep(&ms, NULL);
+	assert_int_equal(lp_snap_svc_update(e->svc, "C", active_labels, 2, NULL,
+					    0, &u, &err),
+			 0);
+	assert_int_equal(u.created_ns, r.created_ns);
+	assert_true(u.updated_ns > r.updated_ns);
+	assert_int_equal(u.n_labels, 2);
+	lp_snap_rec_clear(&u);
+	assert_int_equal(lp_snap_svc_stat(e->svc, "C", &u, &err), 0);
+	assert_int_equal(u.created_ns, r.created_ns); /* as stored */
+	assert_true(u.updated_ns > r.updated_ns);
+	assert_string_equal(lp_snap_rec_label(&u, "l"), "v");
+	lp_snap_rec_clear(&u);
+	/* "labels.l" with an empty value deletes l */
+	assert_int_equal(lp_snap_svc_update(e->svc, "C", unset_l, 1, path_l, 1,
+					    &u, &err),
+			 0);
+	assert_null(lp_snap_rec_label(&u, "l"));
+	assert_string_equal(lp_snap_rec_label(&u, "gc"), "x");
+	assert_int_equal(u.n_labels, 1);
+	lp_snap_rec_clear(&u);
+	lp_snap_rec_clear(&r);
+	lp_snap_rec_clear(&a);
 }
 
 static void test_fallback_and_strict(void **state)
@@ -320,6 +392,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_semantics, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_commit_times_and_labels,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fallback_and_strict, setup,
 						teardown),
 		cmocka_unit_test(test_grpc_codes),
