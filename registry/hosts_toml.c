@@ -251,9 +251,13 @@ static int end_line(struct parser *p)
 	skip_comment(p);
 	if (p->pos == p->len)
 		return 0;
-	if (!at_newline(p))
+	if (!at_newline(p) && peek(p) > ' ' && peek(p) < 0x7f)
 		return fail(p, p->line, -EINVAL,
 			    "unexpected '%c' where the line should end",
+			    peek(p));
+	if (!at_newline(p))
+		return fail(p, p->line, -EINVAL,
+			    "unexpected byte 0x%02x where the line should end",
 			    peek(p));
 	eat_newline(p);
 	return 0;

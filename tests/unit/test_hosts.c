@@ -8,6 +8,7 @@
  * (port directories, _default, docker.io, Docker-style certificate files,
  * capabilities).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,7 +26,7 @@
 #include "lp_common.h"
 #include "lp_hosts.h"
 
-#define DIR "/etc/containerd/certs.d/docker.io"
+#define CONF_DIR "/etc/containerd/certs.d/docker.io"
 
 /* one host as one line, to compare whole hosts at once */
 static void dump(const struct lp_host *h, struct lp_buf *b)
@@ -76,7 +77,8 @@ static struct lp_hosts *parse_len(const char *text, size_t len)
 	int r;
 
 	lp_err_clear(&err);
-	r = lp_hosts_parse(text, len, DIR, DIR "/hosts.toml", &hosts, &err);
+	r = lp_hosts_parse(text, len, CONF_DIR, CONF_DIR "/hosts.toml", &hosts,
+			   &err);
 	if (r)
 		print_error("parse: %s\n", err.msg);
 	assert_int_equal(r, 0);
@@ -106,7 +108,7 @@ static void expect_error_len(const char *text, size_t len, int code,
 	int r;
 
 	lp_err_clear(&err);
-	r = lp_hosts_parse(text, len, DIR, "hosts.toml", &hosts, &err);
+	r = lp_hosts_parse(text, len, CONF_DIR, "hosts.toml", &hosts, &err);
 	if (r != code || !strstr(err.msg, msg))
 		print_error("input:\n%.200s\nwant %d \"%s\", got %d \"%s\"\n",
 			    text, code, msg, r, err.msg);
@@ -222,7 +224,7 @@ static void test_containerd_docs(void **state)
 	static const char *const want_mirror[] = {
 		"https public-mirror.example.com /v2 caps=P",
 		"https docker-mirror.internal /v2 caps=PR "
-		"ca=" DIR "/docker-mirror.crt",
+		"ca=" CONF_DIR "/docker-mirror.crt",
 		"https registry-1.docker.io /v2 caps=PRU",
 	};
 	static const char deflt[] =
@@ -305,13 +307,13 @@ static void test_fields(void **state)
 		"[host.\"https://m2/\"]\n"
 		"override_path = true\n";
 	static const char *const want[] = {
-		"https mirror.test /v2 caps=PR ca=" DIR "/ca/one.pem ca=" DIR
-		"/two.pem",
+		"https mirror.test /v2 caps=PR ca=" CONF_DIR
+		"/ca/one.pem ca=" CONF_DIR "/two.pem",
 		"https [::1]:5443 /a/mirror/v2 caps=U",
 		"https m /v2 caps=PRU",
 		"https m2  caps=PRU",
-		"http origin:5000 /v2 caps=PRU client=" DIR
-		"/a.pem|- client=" DIR "/b.cert|" DIR
+		"http origin:5000 /v2 caps=PRU client=" CONF_DIR
+		"/a.pem|- client=" CONF_DIR "/b.cert|" CONF_DIR
 		"/b.key client=/abs/c.pem|- skip_verify",
 	};
 
@@ -402,9 +404,10 @@ static void test_relative_paths(void **state)
 		"\"../up.crt\", \"../../../../../../x\", "
 		"\"/abs/./kept.crt\", \"e//f.crt\"]\n";
 	static const char *const want[] = {
-		"- - - caps=PRU ca=" DIR "/a.crt ca=" DIR "/b.crt ca=" DIR
+		"- - - caps=PRU ca=" CONF_DIR "/a.crt ca=" CONF_DIR
+		"/b.crt ca=" CONF_DIR
 		"/d.crt ca=/etc/containerd/certs.d/up.crt ca=/x "
-		"ca=/abs/./kept.crt ca=" DIR "/e/f.crt",
+		"ca=/abs/./kept.crt ca=" CONF_DIR "/e/f.crt",
 	};
 	struct lp_hosts *hosts = NULL;
 	struct lp_err err;
@@ -723,6 +726,53 @@ static void test_bounds(void **state)
 		assert_non_null(strstr(err.msg, "f:1: ca: path over "
 						"LP_HOSTS_PATH_MAX"));
 	}
+}
+
+/* the fuzz corpus: bad_* files are rejected with a reason, others parse */
+static void test_corpus(void **state)
+{
+	const char *dir = LP_SOURCE_DIR "/tests/fuzz/corpus/hosts_toml";
+	struct dirent *de;
+	size_t good = 0, bad = 0;
+	DIR *d;
+
+	(void)state;
+	d = opendir(dir);
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		struct lp_hosts *hosts = NULL;
+		char path[512], text[LP_HOSTS_FILE_MAX];
+		struct lp_err err;
+		size_t len;
+		FILE *f;
+		int r;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		f = fopen(path, "rb");
+		assert_non_null(f);
+		len = fread(text, 1, sizeof(text), f);
+		fclose(f);
+		lp_err_clear(&err);
+		r = lp_hosts_parse(text, len, CONF_DIR, de->d_name, &hosts,
+				   &err);
+		if (!strncmp(de->d_name, "bad_", 4)) {
+			if (r == 0)
+				print_error("%s parsed\n", de->d_name);
+			assert_true(r < 0);
+			assert_non_null(strstr(err.msg, de->d_name));
+			bad++;
+		} else {
+			if (r < 0)
+				print_error("%s\n", err.msg);
+			assert_int_equal(r, 0);
+			good++;
+		}
+		lp_hosts_free(hosts);
+	}
+	closedir(d);
+	assert_true(good >= 5 && bad >= 20);
 }
 
 /* ---- resolving against a certs.d directory -------------------------- */
@@ -1070,6 +1120,7 @@ int main(void)
 		cmocka_unit_test(test_relative_paths),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_corpus),
 		cmocka_unit_test_setup_teardown(test_resolve_defaults,
 						tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_dirs, tmp_setup,
