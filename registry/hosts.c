@@ -446,6 +446,8 @@ int lp_hosts_resolve(const char *config_dir, const char *registry,
 	size_t i, kept = 0;
 	int r;
 
+	if (!config_dir || !config_dir[0])
+		return lp_err_set(err, -EINVAL, "no registry config directory");
 	if (!valid_registry(registry))
 		return lp_err_set(err, -EINVAL,
 				  "\"%.64s\": not a registry host", registry);

@@ -765,9 +765,10 @@ static int set_field(struct parser *p, struct cfg *c, const char *k,
 	if (!strcmp(k, "proxy"))
 		return fail(p, v->line, -EOPNOTSUPP,
 			    "proxy is not supported by lazypull");
-	if (!strcmp(k, "header") || !strcmp(k, "host"))
+	if (!strcmp(k, "header"))
 		return fail(p, v->line, -EINVAL,
-			    "%s must be a table ([%s...] header)", k, k);
+			    "header must be a table ([header] or "
+			    "[host.\"URL\".header])");
 	return 0; /* a key containerd does not know: ignored, as it does */
 }
 
@@ -788,6 +789,9 @@ static int set_key(struct parser *p, const char *k, const struct value *v)
 			c->h.line = v->line;
 			return c->url ? 0 : -ENOMEM;
 		}
+		if (!strcmp(k, "host"))
+			return fail(p, v->line, -EINVAL,
+				    "host must be a table ([host.\"URL\"])");
 		return set_field(p, c, k, v);
 	case TK_HOST:
 		return set_field(p, c, k, v);

@@ -133,8 +133,8 @@ int lp_hosts_parse(const char *text, size_t len, const char *dir,
  *    lp_reg_opts_init()), https otherwise.
  * Only hosts whose capabilities include all of @need are kept (0: all).
  * Returns 0 and the list in *ret_hosts (free with lp_hosts_free()),
- * -EINVAL for a malformed @registry (empty, "/", "..", over
- * LP_REG_HOST_MAX), -ENOENT when no host has @need, the errors of
+ * -EINVAL for an empty @config_dir or a malformed @registry (empty, "/",
+ * "..", over LP_REG_HOST_MAX), -ENOENT when no host has @need, the errors of
  * lp_hosts_parse(), or the -errno of reading the directory; @err (may be
  * NULL) names the file.
  */

@@ -354,6 +354,7 @@ static void test_ignored(void **state)
 		"flags = [true, false, 1, [2, \"x\"]]\n"
 		"[host.\"https://m\"]\n"
 		"server = \"ignored: not a host key\"\n"
+		"host = \"ignored too\"\n"
 		"whatever = 1\n"
 		"[host.\"https://m\".tls]\n"
 		"a = 1\n"
@@ -1059,6 +1060,10 @@ static void test_resolve_errors(void **state)
 		assert_int_equal(lp_hosts_resolve(t->root, bad_names[i], NULL,
 						  0, &hosts, NULL),
 				 -EINVAL);
+	assert_int_equal(lp_hosts_resolve(NULL, "r", NULL, 0, &hosts, NULL),
+			 -EINVAL);
+	assert_int_equal(lp_hosts_resolve("", "r", NULL, 0, &hosts, NULL),
+			 -EINVAL);
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	assert_int_equal(lp_hosts_resolve(t->root, big, NULL, 0, &hosts, NULL),
