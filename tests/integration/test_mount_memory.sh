@@ -19,8 +19,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ -e /dev/fuse ] || fail "/dev/fuse missing"
-command -v fusermount3 >/dev/null || fail "fusermount3 missing (install fuse3)"
+lp_require_fuse
 
 BUDGET_MIB=8
 # over the idle base: 4 readers + background: claimed runs being decoded,
