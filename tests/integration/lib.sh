@@ -5,13 +5,14 @@
 # Environment (set by tests/CMakeLists.txt; defaults let a developer run a
 # script by hand from the source tree after `cmake -B build`):
 #   LAZYPULL        the lazypull binary
-#   LP_VECTORS_DIR  eStargz vectors made by the reference converter
+#   LP_VECTORS_DIR  eStargz vectors made by the reference converter (the
+#                   build makes them in $LP_BUILD_DIR/vectors: tests/vectors/)
 #   LP_SOURCE_DIR   the source tree
 #   LP_BUILD_DIR    the build tree (the reference checker is built here)
 
 LP_SOURCE_DIR=${LP_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 LP_BUILD_DIR=${LP_BUILD_DIR:-$LP_SOURCE_DIR/build}
-LP_VECTORS_DIR=${LP_VECTORS_DIR:-$LP_SOURCE_DIR/../shared/vectors}
+LP_VECTORS_DIR=${LP_VECTORS_DIR:-$LP_BUILD_DIR/vectors}
 . "$LP_SOURCE_DIR/scripts/containerd-conf.sh"
 LAZYPULL=${LAZYPULL:-$LP_BUILD_DIR/cmd/lazypull}
 export LC_ALL=C # bytewise sorting and stable messages
@@ -27,6 +28,45 @@ fail() { echo "[$LP_TEST] FAIL: $*" >&2; exit 1; }
 ok() { LP_CHECKS=$((LP_CHECKS + 1)); echo "[$LP_TEST]   ok: $*"; }
 # done_ok: summary line; call last.
 done_ok() { echo "[$LP_TEST] PASS ($LP_CHECKS checks)"; }
+
+# --- missing components ------------------------------------------------------
+# A test that cannot run its checks has not passed. Whatever it needs and does
+# not find (a tool, root, /dev/fuse, a helper that does not build) FAILS the
+# test (exit 1), naming what is missing; only when the person running asks
+# for it with LP_ALLOW_SKIP=1 does the test stop with exit 77, which ctest
+# reports as skipped (SKIP_RETURN_CODE in tests/CMakeLists.txt). Never exit 0.
+# These helpers are the only place that decides; every test uses them.
+
+# lp_skip_or_fail MSG...: MSG names what is missing; exit 77 under
+# LP_ALLOW_SKIP=1, else fail.
+lp_skip_or_fail() {
+	if [ "${LP_ALLOW_SKIP:-0}" = 1 ]; then
+		echo "[$LP_TEST] SKIP (LP_ALLOW_SKIP=1): $*" >&2
+		exit 77
+	fi
+	fail "$* (a missing component fails the test; LP_ALLOW_SKIP=1 makes it a skip)"
+}
+
+# lp_require CMD...: every CMD on PATH (scripts/install-deps.sh installs them).
+lp_require() {
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 ||
+			lp_skip_or_fail "$c not installed (scripts/install-deps.sh)"
+	done
+}
+
+# lp_require_root WHY: running as root (WHY says what needs it).
+lp_require_root() {
+	[ "$(id -u)" = 0 ] || lp_skip_or_fail "not root: $1"
+}
+
+# lp_require_fuse: /dev/fuse usable and fusermount3 installed.
+lp_require_fuse() {
+	[ -c /dev/fuse ] || lp_skip_or_fail "/dev/fuse missing (modprobe fuse)"
+	[ -r /dev/fuse ] && [ -w /dev/fuse ] || lp_skip_or_fail "/dev/fuse not readable and writable"
+	lp_require fusermount3
+}
 
 [ -x "$LAZYPULL" ] || fail "LAZYPULL=$LAZYPULL is not an executable"
 [ -d "$LP_VECTORS_DIR" ] || fail "LP_VECTORS_DIR=$LP_VECTORS_DIR is not a directory"
@@ -63,9 +103,14 @@ lp_run() {
 show_err() { sed 's/^/    | /' "$1" >&2; }
 
 # ref_checker: path of the reference checker, built into the build tree on
-# first use (needs golang-go and Debian's stargz-snapshotter sources).
+# first use (needs golang-go and Debian's stargz-snapshotter sources: without
+# them, lp_skip_or_fail; a build that fails with them fails the test). Call it
+# as REF=$(ref_checker) under set -e, so that its exit status ends the test.
 ref_checker() {
 	local dir="$LP_BUILD_DIR/interop"
+	lp_require go
+	[ -d /usr/share/gocode/src/github.com/containerd/stargz-snapshotter/estargz ] ||
+		lp_skip_or_fail "Debian's stargz-snapshotter Go sources missing (golang-github-containerd-stargz-snapshotter-dev)"
 	if [ ! -x "$dir/estargz-ref" ] ||
 		[ "$LP_SOURCE_DIR/tests/interop/estargz-ref/main.go" -nt "$dir/estargz-ref" ]; then
 		# Several scripts may run in parallel (ctest -j): build under a lock.
@@ -199,10 +244,13 @@ PY
 # tar: /bin/busybox from busybox-static, its applets as symlinks (and a few
 # hardlinks), /etc files, owners other than root, setuid/sticky modes,
 # xattrs, a fifo, devices, an empty file, a file of several 4 MiB chunks and
-# overlay whiteouts.
+# overlay whiteouts. Needs root (lp_require_root); any part that cannot be
+# made fails the test rather than leaving the layer without it.
 make_busybox_rootfs() {
 	local tar=$1 r="$T/busybox-rootfs" a
-	[ -x /bin/busybox ] || fail "/bin/busybox missing (install busybox-static)"
+	[ -x /bin/busybox ] || lp_skip_or_fail "/bin/busybox missing (install busybox-static)"
+	lp_require_root "the busybox layer has devices, other owners and trusted.* xattrs"
+	lp_require setfattr
 	rm -rf "$r"
 	mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,etc/init.d,root,tmp,var/log,var/empty,home/user,dev,proc,sys,usr/share/data}
 	cp /bin/busybox "$r/bin/busybox"
@@ -253,11 +301,13 @@ r = random.Random(42)
 sys.stdout.buffer.write(bytes(r.getrandbits(8) for _ in range(1 << 20)) * 3)
 sys.stdout.buffer.write(b"lazypull " * 400000)' >"$r/usr/share/data/mixed.bin"
 	mkfifo "$r/var/log/fifo"
-	mknod "$r/dev/null" c 1 3 2>/dev/null || true
-	mknod "$r/dev/loop9" b 7 9 2>/dev/null || true
-	setfattr -n user.lazypull.comment -v "busybox rootfs" "$r/etc/hostname" 2>/dev/null || true
-	setfattr -n trusted.overlay.opaque -v y "$r/var/log" 2>/dev/null || true
-	setfattr -n security.capability -v 0sAQAAAgAgAAAAAAAAAAAAAAAAAAA= "$r/bin/busybox" 2>/dev/null || true
+	mknod "$r/dev/null" c 1 3 || fail "mknod of a char device in $r"
+	mknod "$r/dev/loop9" b 7 9 || fail "mknod of a block device in $r"
+	setfattr -n user.lazypull.comment -v "busybox rootfs" "$r/etc/hostname" ||
+		fail "setfattr user.* in $r"
+	setfattr -n trusted.overlay.opaque -v y "$r/var/log" || fail "setfattr trusted.* in $r"
+	setfattr -n security.capability -v 0sAQAAAgAgAAAAAAAAAAAAAAAAAAA= "$r/bin/busybox" ||
+		fail "setfattr security.capability in $r"
 	: >"$r/etc/.wh.motd"
 	: >"$r/var/empty/.wh..wh..opq"
 	# Fixed times and order: the same tar every run.
@@ -327,19 +377,13 @@ YML
 # lp_stack_init sets REG_PID= SNAP_PID= CTRD_PID= (a pid while that daemon
 # runs), ROOT (the snapshotter's), SOCK (its socket) and CSOCK (containerd's).
 
-# lp_stack_init: skip the test (exit 0) without containerd, ctr, ctr-remote,
-# runc, docker-registry, skopeo, root or /dev/fuse; else set the variables
-# above (nothing running; ROOT, SOCK and CSOCK under $T).
+# lp_stack_init: containerd, ctr, ctr-remote, runc, docker-registry,
+# skopeo, root and /dev/fuse are required (lp_skip_or_fail otherwise); sets
+# the variables above (nothing running; ROOT, SOCK and CSOCK under $T).
 lp_stack_init() {
-	local cmd
-	for cmd in containerd ctr ctr-remote runc docker-registry skopeo; do
-		if ! command -v $cmd >/dev/null; then
-			echo "SKIP: $cmd not installed"
-			exit 0
-		fi
-	done
-	[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (mounts, runc)"; exit 0; }
-	[ -e /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 0; }
+	lp_require containerd ctr ctr-remote runc docker-registry skopeo
+	lp_require_root "mounts, runc"
+	lp_require_fuse
 	REG_PID= SNAP_PID= CTRD_PID=
 	ROOT="$T/snap" SOCK="$T/lazypull.sock" CSOCK="$T/ctrd/containerd.sock"
 }

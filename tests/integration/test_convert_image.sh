@@ -13,11 +13,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-if ! command -v docker-registry >/dev/null; then
-	echo "SKIP: docker-registry not installed"
-	exit 0
-fi
-command -v skopeo >/dev/null || fail "skopeo missing (scripts/install-deps.sh)"
+lp_require docker-registry skopeo
 
 PIDS=()
 cleanup() {
@@ -53,8 +49,7 @@ expect_fail() {
 	ok "$what: $(grep '^lazypull: ' "$T/err" | cut -c1-160)"
 }
 
-REF=
-if ref=$(ref_checker 2>/dev/null); then REF=$ref; else say "reference checker unavailable: skipping its checks"; fi
+REF=$(ref_checker)
 
 say "building the test image (busybox-static, 2 layers) as an OCI layout"
 mkdir -p "$T/src"

@@ -10,7 +10,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" = 0 ] || fail "needs root: extraction sets owners, makes devices and trusted.* xattrs"
+lp_require_root "extraction sets owners, makes devices and trusted.* xattrs"
 COMPARE="$(dirname "$0")/compare_trees.py"
 # Not layer files: landmarks and the TOC may or may not be materialised.
 IGNORE=(--ignore-top .prefetch.landmark --ignore-top .no.prefetch.landmark --ignore-top stargz.index.json)

@@ -32,14 +32,10 @@ for src in v1 busybox; do
 done
 # The vectors' own listing is GNU tar's plus the landmark: a check of the
 # check.
-# (test_vectors.sh fails on a missing .files; here it only skips this.)
 { cat "$T/v1.listing"; echo ".no.prefetch.landmark $LANDMARK_SHA"; } | sort >"$T/v1.expect"
-if [ -f "$LP_VECTORS_DIR/v1-default.files" ]; then
-	same_file "$LP_VECTORS_DIR/v1-default.files" "$T/v1.expect" "GNU tar's listing of v1.tar.gz and v1-default.files"
-	ok "listing of GNU tar -x v1.tar.gz matches v1-default.files"
-else
-	say "NOTE: $LP_VECTORS_DIR/v1-default.files is missing; not cross-checking GNU tar's listing with it"
-fi
+[ -f "$LP_VECTORS_DIR/v1-default.files" ] || fail "$LP_VECTORS_DIR/v1-default.files is missing (an incomplete vector set)"
+same_file "$LP_VECTORS_DIR/v1-default.files" "$T/v1.expect" "GNU tar's listing of v1.tar.gz and v1-default.files"
+ok "listing of GNU tar -x v1.tar.gz matches v1-default.files"
 
 # expect_listing SRC LANDMARK: the listing a converted SRC must give.
 expect_listing() { { cat "$T/$1.listing"; echo "$2 $LANDMARK_SHA"; } | sort; }

@@ -11,10 +11,9 @@ set -euo pipefail
 
 POOL="$LP_BUILD_DIR/tests/layer_pool"
 CLIENT="$LP_BUILD_DIR/tests/reg_client"
-if ! command -v docker-registry >/dev/null || [ "$(id -u)" != 0 ] || [ ! -e /dev/fuse ]; then
-	echo "SKIP: needs docker-registry, root and /dev/fuse"
-	exit 0
-fi
+lp_require docker-registry
+lp_require_root "the layer pool mounts"
+lp_require_fuse
 [ -x "$POOL" ] || fail "$POOL not built (target layer_pool)"
 [ -x "$CLIENT" ] || fail "$CLIENT not built (target reg_client)"
 

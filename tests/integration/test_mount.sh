@@ -11,8 +11,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ -e /dev/fuse ] || fail "/dev/fuse missing"
-command -v fusermount3 >/dev/null || fail "fusermount3 missing (install fuse3)"
+lp_require_fuse
+lp_require_root "overlayfs over the mount"
 
 # Every mount made here is undone on exit, whatever happens.
 MOUNTS=()

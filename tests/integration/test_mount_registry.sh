@@ -13,12 +13,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ -e /dev/fuse ] || fail "/dev/fuse missing"
-command -v fusermount3 >/dev/null || fail "fusermount3 missing (install fuse3)"
-if ! command -v docker-registry >/dev/null; then
-	echo "SKIP: docker-registry not installed"
-	exit 0
-fi
+lp_require_fuse
+lp_require docker-registry
 CLIENT="$LP_BUILD_DIR/tests/reg_client"
 PROXY="$LP_SOURCE_DIR/tests/integration/fault_proxy.py"
 [ -x "$CLIENT" ] || fail "$CLIENT not built (target reg_client)"

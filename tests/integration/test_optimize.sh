@@ -17,15 +17,9 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-if ! command -v docker-registry >/dev/null; then
-	echo "SKIP: docker-registry not installed"
-	exit 0
-fi
-for c in runc skopeo fusermount3; do
-	command -v $c >/dev/null || fail "$c missing (scripts/install-deps.sh)"
-done
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (FUSE, overlayfs, runc)"; exit 0; }
-[ -c /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 0; }
+lp_require docker-registry runc skopeo
+lp_require_root "FUSE, overlayfs, runc"
+lp_require_fuse
 
 PIDS=()
 cleanup() {

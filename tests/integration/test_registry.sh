@@ -9,17 +9,15 @@
 # multi-range, shifted Content-Range, stalls, redirects): the client must
 # return exact bytes or a clear error, never wrong bytes, never hang.
 set -euo pipefail
+# lib.sh for the missing-component rule (lp_require) and $T; this script
+# keeps its own ok/fail, which count failures rather than stop at the first.
+. "$(dirname "$0")/lib.sh"
 
-: "${LP_BUILD_DIR:?}" "${LP_SOURCE_DIR:?}"
 CLIENT="$LP_BUILD_DIR/tests/reg_client"
 PROXY="$LP_SOURCE_DIR/tests/integration/fault_proxy.py"
-if ! command -v docker-registry >/dev/null; then
-	echo "SKIP: docker-registry not installed"
-	exit 0
-fi
+lp_require docker-registry
 [ -x "$CLIENT" ] || { echo "FAIL: $CLIENT not built (target reg_client)"; exit 1; }
 
-T=$(mktemp -d /tmp/lp-registry-test.XXXXXX)
 PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
