@@ -20,22 +20,13 @@ set -euo pipefail
 SUITE_SRC=/usr/share/gocode/src/github.com/containerd/containerd/snapshots/testsuite
 SUITE_SKIPS="Rename" # t.Skip() unconditionally in the suite's own source
 
-# missing WHAT: fail, or skip (exit 77) when the runner asked for skips.
-missing() {
-	if [ "${LP_ALLOW_SKIP:-}" = 1 ]; then
-		echo "[$LP_TEST] SKIP: $*"
-		exit 77
-	fi
-	fail "$* (LP_ALLOW_SKIP=1 skips instead)"
-}
-
-command -v go >/dev/null || missing "go not found (install golang-go)"
-[ -d "$SUITE_SRC" ] || missing "$SUITE_SRC missing (install golang-github-containerd-containerd-dev)"
+lp_require go
+[ -d "$SUITE_SRC" ] || lp_skip_or_fail "$SUITE_SRC missing (install golang-github-containerd-containerd-dev)"
 [ -d /usr/share/gocode/src/gotest.tools/assert ] ||
-	missing "gotest.tools missing (install golang-github-gotestyourself-gotest.tools-dev)"
-[ "$(id -u)" = 0 ] || missing "needs root (the suite mounts overlays)"
+	lp_skip_or_fail "gotest.tools missing (install golang-github-gotestyourself-gotest.tools-dev)"
+lp_require_root "the suite mounts overlays"
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
-	missing "no overlay filesystem in this kernel"
+	lp_skip_or_fail "no overlay filesystem in this kernel"
 
 # The suite's binary, built under a lock (ctest -j may run several scripts).
 dir="$LP_BUILD_DIR/conformance"
