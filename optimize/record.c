@@ -63,8 +63,8 @@ int lp_opt_record_write(const char *path, const struct lp_opt_record *recs,
 		r = lp_err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	strcpy(tmp, path);
-	strcat(tmp, RECORD_TMP_SUFFIX);
+	snprintf(tmp, strlen(path) + sizeof(RECORD_TMP_SUFFIX), "%s%s", path,
+		 RECORD_TMP_SUFFIX);
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		r = lp_err_set(err, -errno, "%s: %s", path, strerror(errno));

@@ -267,8 +267,8 @@ int lp_reg_set_credentials(struct lp_reg *reg, const char *host,
 	h = host_get(reg, host);
 	if (h) {
 		memset(&h->cred, 0, sizeof(h->cred));
-		strcpy(h->cred.user, user);
-		strcpy(h->cred.secret, secret);
+		memcpy(h->cred.user, user, strlen(user) + 1);
+		memcpy(h->cred.secret, secret, strlen(secret) + 1);
 		h->cred_loaded = h->have_cred = h->explicit_cred = true;
 		r = 0;
 	}
@@ -919,12 +919,16 @@ static int host_cred(struct lp_reg *reg, const char *host,
 
 	pthread_mutex_lock(&reg->lock);
 	h = host_get(reg, host);
-	loaded = h && h->cred_loaded;
+	if (!h) {
+		pthread_mutex_unlock(&reg->lock);
+		return -ENOMEM;
+	}
+	loaded = h->cred_loaded;
 	if (loaded && h->have_cred)
 		*ret_cred = h->cred;
-	r = loaded ? (h->have_cred ? 1 : 0) : -ENOMEM;
+	r = h->have_cred ? 1 : 0;
 	pthread_mutex_unlock(&reg->lock);
-	if (loaded || !h)
+	if (loaded)
 		return r;
 	/* may run a helper program: not under the lock */
 	memset(&c, 0, sizeof(c));

@@ -320,7 +320,7 @@ int lp_reg_index_select(const struct lp_reg_manifest *m, const char *platform,
 		platform = host_platform();
 	if (strlen(platform) >= sizeof(buf))
 		goto out;
-	strcpy(buf, platform);
+	memcpy(buf, platform, strlen(platform) + 1);
 	os = buf;
 	arch = strchr(os, '/');
 	if (!arch || !*++arch)

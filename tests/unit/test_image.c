@@ -217,9 +217,12 @@ static uint8_t *decompress(const void *blob, size_t len, size_t *ret_len)
 	assert_int_equal(archive_read_next_header(a, &e), ARCHIVE_OK);
 	for (;;) {
 		if (cap - used < 65536) {
+			uint8_t *grown;
+
 			cap *= 2;
-			out = realloc(out, cap);
-			assert_non_null(out);
+			grown = realloc(out, cap);
+			assert_non_null(grown);
+			out = grown;
 		}
 		n = archive_read_data(a, out + used, cap - used);
 		assert_true(n >= 0);
