@@ -235,7 +235,7 @@ int lp_cmd_convert(int argc, char **argv)
 		{}
 	};
 	const char *insecure[INSECURE_HOSTS_MAX + 3] = { 0 };
-	struct lp_image_prio_list prio = { 0 };
+	struct lp_prio_list prio = { 0 };
 	struct progress_ui ui = { 0 };
 	struct lp_image_opts o;
 	struct lp_image_result res;
@@ -323,7 +323,7 @@ int lp_cmd_convert(int argc, char **argv)
 	o.reg.insecure_hosts = insecure;
 
 	if (prio_path) {
-		r = lp_image_prio_load(prio_path, &prio, &err);
+		r = lp_prio_load(prio_path, &prio, &err);
 		if (r < 0)
 			return lp_cmd_fail(prio_path, &err, r);
 		o.prio = &prio;
@@ -366,6 +366,6 @@ int lp_cmd_convert(int argc, char **argv)
 	ret = fflush(stdout) == 0 ? LP_EXIT_OK : LP_EXIT_FAIL;
 out:
 	free(ui.prev);
-	lp_image_prio_list_release(&prio);
+	lp_prio_release(&prio);
 	return ret;
 }

@@ -25,6 +25,7 @@
 
 #include <json-c/json.h>
 
+#include "lp_base64.h"
 #include "lp_buf.h"
 #include "lp_hashmap.h"
 #include "lp_toc.h"
@@ -466,53 +467,6 @@ static bool parse_rfc3339(const char *s, size_t len, int64_t *ret_sec,
 	return true;
 }
 
-static int b64_val(uint8_t c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* standard padded base64 (Go's encoding of []byte) into @out */
-static bool b64_decode(const char *s, size_t len, uint8_t *out, size_t *ret_len)
-{
-	size_t i, o = 0;
-
-	if (len % 4)
-		return false;
-	for (i = 0; i < len; i += 4) {
-		int v[4], k, pad = 0;
-
-		for (k = 0; k < 4; k++) {
-			if (s[i + k] == '=' && i + 4 == len && k >= 2) {
-				v[k] = 0;
-				pad++;
-				continue;
-			}
-			if (pad)
-				return false;
-			v[k] = b64_val((uint8_t)s[i + k]);
-			if (v[k] < 0)
-				return false;
-		}
-		out[o++] = (uint8_t)(v[0] << 2 | v[1] >> 4);
-		if (pad < 2)
-			out[o++] = (uint8_t)(v[1] << 4 | v[2] >> 2);
-		if (pad < 1)
-			out[o++] = (uint8_t)(v[2] << 6 | v[3]);
-	}
-	*ret_len = o;
-	return true;
-}
-
 static int parse_xattrs(struct builder *b, json_object *o, struct bent *e)
 {
 	json_object *x;
@@ -564,7 +518,8 @@ static int parse_xattrs(struct builder *b, json_object *o, struct bent *e)
 			goto out;
 		}
 		tmp = nt;
-		if (!b64_decode(s, slen, tmp, &vlen)) {
+		if (lp_base64_decode(s, slen, LP_BASE64_STRICT, tmp,
+				     slen / 4 * 3 + 1, &vlen) < 0) {
 			r = ent_err(b, -EINVAL, "xattr \"%.64s\": bad base64",
 				    key);
 			goto out;

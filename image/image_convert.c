@@ -858,7 +858,7 @@ out:
 /* the prioritised paths that apply to job @j */
 static int assign_prio(struct conv *cv, struct job *j)
 {
-	const struct lp_image_prio_list *l = cv->o->prio;
+	const struct lp_prio_list *l = cv->o->prio;
 	size_t i, n = 0;
 
 	if (!l || !l->n)
@@ -867,7 +867,7 @@ static int assign_prio(struct conv *cv, struct job *j)
 	if (!j->prio)
 		return -ENOMEM;
 	for (i = 0; i < l->n; i++) {
-		const struct lp_image_prio *p = &l->items[i];
+		const struct lp_prio *p = &l->items[i];
 		bool named = p->has_digest || p->layer_index >= 0;
 
 		if (named &&

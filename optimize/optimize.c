@@ -554,7 +554,7 @@ int lp_optimize(const struct lp_optimize_opts *o,
 {
 	struct lp_optimize_result res = { .exit_status = -1 };
 	struct opt op = { .o = o, .err = err, .sig_fd = -1 };
-	struct lp_image_prio_list prio = { 0 };
+	struct lp_prio_list prio = { 0 };
 	struct lp_image_opts io;
 	char rec_tmp[PATH_MAX] = "";
 	const char *rec_path = o->record_out;
@@ -609,7 +609,7 @@ int lp_optimize(const struct lp_optimize_opts *o,
 	if (r < 0)
 		goto out;
 	/* read back as --prioritize would: the record is what converts */
-	r = lp_image_prio_load(rec_path, &prio, err);
+	r = lp_prio_load(rec_path, &prio, err);
 	if (r < 0)
 		goto out;
 	io = o->image;
@@ -622,7 +622,7 @@ int lp_optimize(const struct lp_optimize_opts *o,
 out:
 	if (rec_tmp[0])
 		unlink(rec_tmp);
-	lp_image_prio_list_release(&prio);
+	lp_prio_release(&prio);
 	opt_release(&op);
 	return r;
 }

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * The access record's writer: JSON lines {"path", "layer_digest",
- * "layer_index"}, the format image/prio.c (lp_image_prio_load) and the
- * layer converter's list reader take. Written to a temporary file beside
+ * "layer_index"}, the format format/prio.c (lp_prio_load) reads for
+ * image conversion and the layer converter's list. Written to a temporary file beside
  * the target and renamed, so a reader never sees half a record.
  */
 #include <errno.h>

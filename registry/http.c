@@ -23,7 +23,9 @@
 #include <unistd.h>
 
 #include "lp_buf.h"
+#include "lp_base64.h"
 #include "lp_common.h"
+#include "lp_json.h"
 #include "reg_int.h"
 
 #define LP_REG_TOKENS_MAX 64 /* cached tokens per host */
@@ -511,30 +513,6 @@ static const char *scope_of(const struct lp_reg_req *req, char *out,
 	return out;
 }
 
-static int b64_encode(const char *in, size_t len, char *out, size_t size)
-{
-	static const char tab[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t i, o = 0;
-
-	if ((len + 2) / 3 * 4 + 1 > size)
-		return -EFBIG;
-	for (i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)(uint8_t)in[i] << 16;
-
-		if (i + 1 < len)
-			v |= (uint32_t)(uint8_t)in[i + 1] << 8;
-		if (i + 2 < len)
-			v |= (uint8_t)in[i + 2];
-		out[o++] = tab[v >> 18 & 63];
-		out[o++] = tab[v >> 12 & 63];
-		out[o++] = i + 1 < len ? tab[v >> 6 & 63] : '=';
-		out[o++] = i + 2 < len ? tab[v & 63] : '=';
-	}
-	out[o] = '\0';
-	return 0;
-}
-
 static int basic_header(const struct lp_reg_cred *c, char *out, size_t size)
 {
 	char plain[2 * LP_REG_CRED_MAX + 2];
@@ -544,7 +522,7 @@ static int basic_header(const struct lp_reg_cred *c, char *out, size_t size)
 	if (n < 0 || (size_t)n >= sizeof(plain))
 		return -EFBIG;
 	r = snprintf(out, size, "Authorization: Basic ");
-	r = b64_encode(plain, (size_t)n, out + r, size - (size_t)r);
+	r = lp_base64_encode(plain, (size_t)n, out + r, size - (size_t)r);
 	explicit_bzero(plain, sizeof(plain));
 	return r;
 }
@@ -761,7 +739,6 @@ static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
 				    .ctx = &body };
 	struct lp_reg_req treq;
 	struct lp_reg_resp *resp = NULL;
-	struct json_tokener *tok = NULL;
 	json_object *root = NULL, *v;
 	const char *hdrs[2] = { NULL, NULL };
 	char authh[3 * LP_REG_CRED_MAX];
@@ -826,27 +803,16 @@ static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
 			       ch->realm, resp->status, scope);
 		goto out;
 	}
-	r = -EPROTO;
-	tok = json_tokener_new_ex(8);
-	if (!tok) {
-		r = -ENOMEM;
+	r = lp_json_parse(body.data ? (const char *)body.data : "", body.len,
+			  REG_TOKEN_JSON_DEPTH, json_type_object, &root);
+	if (r < 0) {
+		r = lp_err_set(err, r == -ENOMEM ? r : -EPROTO,
+			       "token server %s: bad reply", ch->realm);
 		goto out;
 	}
-	if (body.data && !memchr(body.data, '\0', body.len))
-		root = json_tokener_parse_ex(tok, (const char *)body.data,
-					     (int)body.len);
-	if (!root || !json_object_is_type(root, json_type_object)) {
-		r = lp_err_set(err, -EPROTO, "token server %s: bad reply",
-			       ch->realm);
-		goto out;
-	}
-	if (json_object_object_get_ex(root, "token", &v) &&
-	    json_object_is_type(v, json_type_string))
-		token = json_object_get_string(v);
-	if ((!token || !*token) &&
-	    json_object_object_get_ex(root, "access_token", &v) &&
-	    json_object_is_type(v, json_type_string))
-		token = json_object_get_string(v);
+	token = lp_json_str(root, "token");
+	if (!token || !*token)
+		token = lp_json_str(root, "access_token");
 	if (!token || !*token || strlen(token) >= LP_REG_TOKEN_MAX ||
 	    strpbrk(token, "\r\n")) {
 		r = lp_err_set(err, -EPROTO, "token server %s: no usable token",
@@ -900,8 +866,6 @@ out:
 	free(t);
 	explicit_bzero(authh, sizeof(authh));
 	json_object_put(root);
-	if (tok)
-		json_tokener_free(tok);
 	lp_buf_release(&url);
 	lp_buf_release(&body);
 	free(resp);
