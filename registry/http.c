@@ -70,14 +70,6 @@ struct lp_reg {
 	bool curl_init;
 };
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void lp_reg_opts_init(struct lp_reg_opts *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -534,7 +526,7 @@ static void auth_header(struct lp_reg *reg, const struct lp_reg_req *req,
 	char scope[LP_REG_AUTH_FIELD_MAX];
 	struct reg_host *h;
 	struct reg_token *t;
-	long now = now_ms() / 1000;
+	long now = (long)lp_mono_ms() / 1000;
 
 	out[0] = '\0';
 	if (req->external || !req->ref)
@@ -831,7 +823,7 @@ static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
 	}
 	snprintf(t->scope, sizeof(t->scope), "%s", scope);
 	/* renew a little early: a token that dies in flight costs a 401 */
-	t->expires_s = now_ms() / 1000 + (ttl > 10 ? ttl - 5 : ttl);
+	t->expires_s = (long)lp_mono_ms() / 1000 + (ttl > 10 ? ttl - 5 : ttl);
 	pthread_mutex_lock(&reg->lock);
 	h = host_get(reg, req->ref->host);
 	if (h) {
@@ -971,12 +963,9 @@ out:
 /* a pseudo-random number from the clock: jitter needs no quality */
 static uint64_t jitter(void)
 {
-	struct timespec ts;
 	uint64_t x;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	x = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^
-	    (uint64_t)(uintptr_t)&ts;
+	x = lp_mono_ns() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)&x;
 	x ^= x >> 29;
 	x *= 0xbf58476d1ce4e5b9ULL;
 	return x ^ (x >> 32);
@@ -996,7 +985,7 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 	char errbuf[CURL_ERROR_SIZE];
 	char why[CURL_ERROR_SIZE + 64];
 	const char *what = req->what ? req->what : "request";
-	long start = now_ms();
+	long start = (long)lp_mono_ms();
 	unsigned int attempt = 0, auth_tries = 0;
 	struct xfer x;
 	int r = 0, code;
@@ -1062,7 +1051,8 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 					resp->retry_after_s * 1000 :
 					delay;
 		if (attempt >= reg->o.max_attempts ||
-		    now_ms() - start + delay > reg->o.retry_budget_ms) {
+		    (long)lp_mono_ms() - start + delay >
+			    reg->o.retry_budget_ms) {
 			r = lp_err_set(err,
 				       code == -EIO && cc == CURLE_OK &&
 						       resp->status == 429 ?
@@ -1071,7 +1061,7 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 				       "%s %s: %s (gave up after %u attempts, "
 				       "%ld ms)",
 				       what, req->url, why, attempt,
-				       now_ms() - start);
+				       (long)lp_mono_ms() - start);
 			goto out;
 		}
 		sleep_ms(delay);
