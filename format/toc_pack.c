@@ -92,32 +92,16 @@ static bool needs_rare(const struct builder *b, uint32_t i)
 	return !c->has_digest || !lp_digest_equal(&c->digest, &be->digest);
 }
 
-/*
- * Pack the builder's records into @toc: compact entries and chunks, names
- * instead of paths in a new pool, digests deduplicated (a single-chunk
- * file's chunk digest is its file digest).
- */
-int toc_finish(struct builder *b, struct lp_toc *toc)
+/* toc->children: every entry but the root, grouped by parent and sorted by
+ * name within a directory; each directory's range in it */
+static int sort_children(struct builder *b, struct lp_toc *toc)
 {
-	struct final_pool f = { 0 };
-	/* hash of uid, gid, user, group -> index (checked: a collision
-	   only costs a duplicate record) */
-	struct lp_hashmap owners = { 0 };
-	uint32_t i, k, ndig = 0, nrare = 0, noffs = 0, o;
-	char *pool;
-	int r = 0;
+	uint32_t i;
 
 	toc->nr_children = b->nr_ents - 1;
 	toc->children = malloc((toc->nr_children + 1) * sizeof(uint32_t));
-	toc->xattrs = calloc(b->nr_xattrs + 1, sizeof(*toc->xattrs));
-	toc->entries = calloc(b->nr_ents, sizeof(*toc->entries));
-	toc->chunks = calloc(b->nr_chunks + 1, sizeof(*toc->chunks));
-	f.p = malloc(b->pool_len);
-	if (!toc->children || !toc->xattrs || !toc->entries || !toc->chunks ||
-	    !f.p) {
-		r = -ENOMEM;
-		goto out;
-	}
+	if (!toc->children)
+		return -ENOMEM;
 	for (i = 1; i < b->nr_ents; i++)
 		toc->children[i - 1] = i;
 	qsort_r(toc->children, toc->nr_children, sizeof(uint32_t), cmp_child,
@@ -129,7 +113,31 @@ int toc_finish(struct builder *b, struct lp_toc *toc)
 			p->first_child = i;
 		p->nr_children++;
 	}
+	return 0;
+}
 
+/*
+ * toc->pool: names (not paths), link targets, owner names (once each) and
+ * xattrs, copied from the builder's pool. Sets the entries' name_off and
+ * the xattrs; turns b->strs' link/user/group into final offsets. Counts
+ * the side records (*ret_nrare) and multi-chunk offsets (*ret_noffs) the
+ * next step needs.
+ */
+static int move_strings(struct builder *b, struct lp_toc *toc,
+			uint32_t *ret_nrare, uint32_t *ret_noffs)
+{
+	struct final_pool f = { 0 };
+	uint32_t i, o, nrare = 0, noffs = 0;
+	char *pool;
+	int r = 0;
+
+	toc->xattrs = calloc(b->nr_xattrs + 1, sizeof(*toc->xattrs));
+	toc->entries = calloc(b->nr_ents, sizeof(*toc->entries));
+	f.p = malloc(b->pool_len);
+	if (!toc->xattrs || !toc->entries || !f.p) {
+		r = -ENOMEM;
+		goto out;
+	}
 	/* every string is copied at most once: the new pool is no larger */
 	f.p[0] = '\0';
 	f.len = 1;
@@ -173,6 +181,52 @@ int toc_finish(struct builder *b, struct lp_toc *toc)
 		x->value = (const uint8_t *)toc->pool + (uintptr_t)x->value;
 	}
 	toc->nr_xattrs = b->nr_xattrs;
+	*ret_nrare = nrare;
+	*ret_noffs = noffs;
+out:
+	free(f.p);
+	lp_hashmap_release(&f.moved);
+	return r;
+}
+
+/* the side record of entry @i (needs_rare()) */
+static void add_rare(const struct builder *b, struct lp_toc *toc, uint32_t i)
+{
+	const struct bent *be = &b->ents[i];
+	struct toc_rare *x = &toc->rare[toc->nr_rare];
+	uint32_t k;
+
+	x->link_name = toc->pool + b->strs[i].link;
+	x->dev_major = be->dev_major;
+	x->dev_minor = be->dev_minor;
+	x->first_xattr = be->first_xattr;
+	x->nr_xattrs = be->nr_xattrs;
+	x->digest_idx = LP_TOC_NO_INDEX;
+	x->first_off = LP_TOC_NO_INDEX;
+	x->ino = be->ino;
+	x->nlink = be->nlink;
+	if (be->nr_chunks > 1) {
+		x->first_off = toc->nr_chunk_offs;
+		for (k = 0; k < be->nr_chunks; k++)
+			toc->chunk_offs[toc->nr_chunk_offs++] =
+				b->chunks[be->first_chunk + k].chunk_offset;
+	}
+	toc->entries[i].rare_idx = toc->nr_rare++;
+}
+
+/*
+ * Each entry's owner record (uid, gid, user and group names; one per
+ * distinct combination) and side record (@nrare of them, holding @noffs
+ * multi-chunk offsets in all).
+ */
+static int pack_owners_and_rare(struct builder *b, struct lp_toc *toc,
+				uint32_t nrare, uint32_t noffs)
+{
+	/* hash of uid, gid, user, group -> index (checked: a collision
+	   only costs a duplicate record) */
+	struct lp_hashmap owners = { 0 };
+	uint32_t i;
+	int r = 0;
 
 	toc->rare = calloc(nrare + 1, sizeof(*toc->rare));
 	toc->owners = calloc(b->nr_ents, sizeof(*toc->owners));
@@ -207,27 +261,8 @@ int toc_finish(struct builder *b, struct lp_toc *toc)
 				goto out;
 		}
 		e->rare_idx = LP_TOC_NO_INDEX;
-		if (needs_rare(b, i)) {
-			struct toc_rare *x = &toc->rare[toc->nr_rare];
-
-			x->link_name = toc->pool + st->link;
-			x->dev_major = be->dev_major;
-			x->dev_minor = be->dev_minor;
-			x->first_xattr = be->first_xattr;
-			x->nr_xattrs = be->nr_xattrs;
-			x->digest_idx = LP_TOC_NO_INDEX;
-			x->first_off = LP_TOC_NO_INDEX;
-			x->ino = be->ino;
-			x->nlink = be->nlink;
-			if (be->nr_chunks > 1) {
-				x->first_off = toc->nr_chunk_offs;
-				for (k = 0; k < be->nr_chunks; k++)
-					toc->chunk_offs[toc->nr_chunk_offs++] =
-						b->chunks[be->first_chunk + k]
-							.chunk_offset;
-			}
-			e->rare_idx = toc->nr_rare++;
-		}
+		if (needs_rare(b, i))
+			add_rare(b, toc, i);
 	}
 	if (toc->nr_owners < b->nr_ents) {
 		struct toc_owner *ow =
@@ -236,58 +271,70 @@ int toc_finish(struct builder *b, struct lp_toc *toc)
 		if (ow)
 			toc->owners = ow;
 	}
+out:
+	lp_hashmap_release(&owners);
+	return r;
+}
+
+/* entry @i's compact fields, and its chunks' */
+static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
+{
+	const struct bent *be = &b->ents[i];
+	struct lp_toc_entry *e = &toc->entries[i];
+	uint32_t k, last = LP_TOC_NO_INDEX;
+
+	e->size = be->size;
+	e->mtime_sec = be->mtime_sec;
+	e->mtime_nsec = be->mtime_nsec;
+	e->mode = (uint16_t)be->mode; /* & 07777 by parse_attrs() */
+	e->parent = be->parent;
+	if (be->type == LP_TOC_DIR) {
+		e->first_child = be->first_child;
+		e->nr_children = be->nr_children;
+	} else if (be->type == LP_TOC_REG) {
+		e->first_chunk = be->first_chunk;
+		e->nr_chunks = be->nr_chunks;
+	}
+	e->type = (uint8_t)be->type;
+	e->flags = (uint8_t)be->flags;
+	if (be->flags & LP_TOC_HAS_DIGEST) {
+		last = digest_add(toc, &be->digest, LP_TOC_NO_INDEX);
+		/* else the first chunk's, the same digest */
+		if (e->rare_idx != LP_TOC_NO_INDEX)
+			toc->rare[e->rare_idx].digest_idx = last;
+	}
+	for (k = 0; k < be->nr_chunks; k++) {
+		const struct bchunk *bc = &b->chunks[be->first_chunk + k];
+		struct toc_chunk *c = &toc->chunks[be->first_chunk + k];
+
+		c->offset = bc->offset;
+		/* < 4 GiB by toc_compressed_sizes() */
+		c->compressed_size = (uint32_t)bc->compressed_size;
+		/* bounded by toc_check_chunks() and parse_chunk() */
+		c->inner_offset = (uint32_t)bc->inner_offset;
+		c->entry = bc->entry;
+		c->digest_idx = LP_TOC_NO_INDEX;
+		if (bc->has_digest)
+			last = c->digest_idx =
+				digest_add(toc, &bc->digest, last);
+	}
+}
+
+/* the compact entries and chunks, digests deduplicated */
+static int pack_entries(const struct builder *b, struct lp_toc *toc)
+{
+	uint32_t i, ndig = 0;
 
 	for (i = 0; i < b->nr_ents; i++)
 		ndig += (b->ents[i].flags & LP_TOC_HAS_DIGEST) != 0;
 	for (i = 0; i < b->nr_chunks; i++)
 		ndig += b->chunks[i].has_digest;
+	toc->chunks = calloc(b->nr_chunks + 1, sizeof(*toc->chunks));
 	toc->digests = malloc((ndig + 1) * sizeof(*toc->digests));
-	if (!toc->digests) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < b->nr_ents; i++) {
-		const struct bent *be = &b->ents[i];
-		struct lp_toc_entry *e = &toc->entries[i];
-		uint32_t last = LP_TOC_NO_INDEX;
-
-		e->size = be->size;
-		e->mtime_sec = be->mtime_sec;
-		e->mtime_nsec = be->mtime_nsec;
-		e->mode = (uint16_t)be->mode; /* & 07777 by parse_attrs() */
-		e->parent = be->parent;
-		if (be->type == LP_TOC_DIR) {
-			e->first_child = be->first_child;
-			e->nr_children = be->nr_children;
-		} else if (be->type == LP_TOC_REG) {
-			e->first_chunk = be->first_chunk;
-			e->nr_chunks = be->nr_chunks;
-		}
-		e->type = (uint8_t)be->type;
-		e->flags = (uint8_t)be->flags;
-		if (be->flags & LP_TOC_HAS_DIGEST) {
-			last = digest_add(toc, &be->digest, LP_TOC_NO_INDEX);
-			/* else the first chunk's, the same digest */
-			if (e->rare_idx != LP_TOC_NO_INDEX)
-				toc->rare[e->rare_idx].digest_idx = last;
-		}
-		for (k = 0; k < be->nr_chunks; k++) {
-			const struct bchunk *bc =
-				&b->chunks[be->first_chunk + k];
-			struct toc_chunk *c = &toc->chunks[be->first_chunk + k];
-
-			c->offset = bc->offset;
-			/* < 4 GiB by toc_compressed_sizes() */
-			c->compressed_size = (uint32_t)bc->compressed_size;
-			/* bounded by toc_check_chunks() and parse_chunk() */
-			c->inner_offset = (uint32_t)bc->inner_offset;
-			c->entry = bc->entry;
-			c->digest_idx = LP_TOC_NO_INDEX;
-			if (bc->has_digest)
-				last = c->digest_idx =
-					digest_add(toc, &bc->digest, last);
-		}
-	}
+	if (!toc->chunks || !toc->digests)
+		return -ENOMEM;
+	for (i = 0; i < b->nr_ents; i++)
+		pack_entry(b, toc, i);
 	if (toc->nr_digests < ndig) {
 		struct lp_digest *d = realloc(
 			toc->digests, (toc->nr_digests + 1) * sizeof(*d));
@@ -298,7 +345,15 @@ int toc_finish(struct builder *b, struct lp_toc *toc)
 	toc->nr_entries = b->nr_ents;
 	toc->nr_chunks = b->nr_chunks;
 	toc->prefetch_end = b->prefetch_end;
-	/* what lp_toc_chunk() derives is what the TOC said */
+	return 0;
+}
+
+/* what lp_toc_chunk() derives is what the TOC said */
+static int check_packed_chunks(const struct builder *b,
+			       const struct lp_toc *toc)
+{
+	uint32_t i;
+
 	for (i = 0; i < b->nr_chunks; i++) {
 		const struct bchunk *bc = &b->chunks[i];
 		const struct lp_toc_entry *e;
@@ -306,20 +361,31 @@ int toc_finish(struct builder *b, struct lp_toc *toc)
 
 		e = bc->entry < b->nr_ents ? &toc->entries[bc->entry] : NULL;
 		if (!e || e->type != LP_TOC_REG || i < e->first_chunk ||
-		    i - e->first_chunk >= e->nr_chunks) {
-			r = -EINVAL; /* not reached: the builder's invariant */
-			goto out;
-		}
+		    i - e->first_chunk >= e->nr_chunks)
+			return -EINVAL; /* not reached: the builder's invariant */
 		c = lp_toc_chunk(toc, i);
 		if (c.chunk_offset != bc->chunk_offset ||
-		    c.chunk_size != bc->chunk_size || c.entry != bc->entry) {
-			r = -EINVAL; /* not reached: toc_check_chunks() */
-			goto out;
-		}
+		    c.chunk_size != bc->chunk_size || c.entry != bc->entry)
+			return -EINVAL; /* not reached: toc_check_chunks() */
 	}
-out:
-	free(f.p);
-	lp_hashmap_release(&f.moved);
-	lp_hashmap_release(&owners);
-	return r;
+	return 0;
+}
+
+/*
+ * Pack the builder's records into @toc: compact entries and chunks, names
+ * instead of paths in a new pool, digests deduplicated (a single-chunk
+ * file's chunk digest is its file digest). On failure @toc holds what was
+ * allocated so far, for lp_toc_free().
+ */
+int toc_finish(struct builder *b, struct lp_toc *toc)
+{
+	uint32_t nrare = 0, noffs = 0;
+	int r;
+
+	if ((r = sort_children(b, toc)) < 0 ||
+	    (r = move_strings(b, toc, &nrare, &noffs)) < 0 ||
+	    (r = pack_owners_and_rare(b, toc, nrare, noffs)) < 0 ||
+	    (r = pack_entries(b, toc)) < 0)
+		return r;
+	return check_packed_chunks(b, toc);
 }

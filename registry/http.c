@@ -720,49 +720,50 @@ static void token_reset(void *ctx)
 	lp_buf_reset(ctx);
 }
 
-/* ask the token server of @ch for a token for @scope; store it */
-static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
-		       const struct lp_reg_challenge *ch, const char *scope,
-		       const struct lp_reg_cred *cred, struct lp_err *err)
+/* the token server URL for @scope into @url; -EPROTO for a non-HTTP realm */
+static int token_url(const struct lp_reg_req *req,
+		     const struct lp_reg_challenge *ch, const char *scope,
+		     struct lp_buf *url, struct lp_err *err)
 {
-	struct lp_buf url, body;
-	struct lp_reg_sink sink = { .write = token_write,
-				    .reset = token_reset,
-				    .ctx = &body };
-	struct lp_reg_req treq;
-	struct lp_reg_resp *resp = NULL;
-	json_object *root = NULL, *v;
-	const char *hdrs[2] = { NULL, NULL };
-	char authh[3 * LP_REG_CRED_MAX];
-	const char *token = NULL;
-	struct reg_host *h;
-	struct reg_token *t = NULL;
-	long ttl = LP_REG_TOKEN_DEFAULT_TTL_S;
 	int r;
 
-	lp_buf_init(&url, LP_REG_URL_MAX);
-	lp_buf_init(&body, LP_REG_TOKEN_BODY_MAX);
+	if ((r = lp_buf_printf(url, "%s%cservice=", ch->realm,
+			       strchr(ch->realm, '?') ? '&' : '?')) < 0 ||
+	    (r = url_escape(url, ch->service)) < 0 ||
+	    (r = lp_buf_printf(url, "&scope=")) < 0 ||
+	    (r = url_escape(url, scope)) < 0)
+		return r;
+	if (ch->scope[0] && strcmp(ch->scope, scope) &&
+	    ((r = lp_buf_printf(url, "&scope=")) < 0 ||
+	     (r = url_escape(url, ch->scope)) < 0))
+		return r;
+	if (strncmp(ch->realm, "https://", 8) &&
+	    strncmp(ch->realm, "http://", 7))
+		return lp_err_set(err, -EPROTO,
+				  "%s: token realm \"%s\" is not "
+				  "an http(s) URL",
+				  req->ref->host, ch->realm);
+	return 0;
+}
+
+/* GET @url (with @cred as Basic auth when set); the 200 reply in @body */
+static int token_request(struct lp_reg *reg, const struct lp_reg_req *req,
+			 const struct lp_reg_challenge *ch, const char *scope,
+			 const struct lp_reg_cred *cred, const char *url,
+			 struct lp_buf *body, struct lp_err *err)
+{
+	struct lp_reg_sink sink = { .write = token_write,
+				    .reset = token_reset,
+				    .ctx = body };
+	struct lp_reg_req treq;
+	struct lp_reg_resp *resp = NULL;
+	const char *hdrs[2] = { NULL, NULL };
+	char authh[3 * LP_REG_CRED_MAX];
+	int r;
+
 	resp = malloc(sizeof(*resp));
 	if (!resp) {
 		r = -ENOMEM;
-		goto out;
-	}
-	if ((r = lp_buf_printf(&url, "%s%cservice=", ch->realm,
-			       strchr(ch->realm, '?') ? '&' : '?')) < 0 ||
-	    (r = url_escape(&url, ch->service)) < 0 ||
-	    (r = lp_buf_printf(&url, "&scope=")) < 0 ||
-	    (r = url_escape(&url, scope)) < 0)
-		goto out;
-	if (ch->scope[0] && strcmp(ch->scope, scope) &&
-	    ((r = lp_buf_printf(&url, "&scope=")) < 0 ||
-	     (r = url_escape(&url, ch->scope)) < 0))
-		goto out;
-	if (strncmp(ch->realm, "https://", 8) &&
-	    strncmp(ch->realm, "http://", 7)) {
-		r = lp_err_set(err, -EPROTO,
-			       "%s: token realm \"%s\" is not "
-			       "an http(s) URL",
-			       req->ref->host, ch->realm);
 		goto out;
 	}
 	if (cred) {
@@ -773,7 +774,7 @@ static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
 	}
 	memset(&treq, 0, sizeof(treq));
 	treq.ref = req->ref;
-	treq.url = (const char *)url.data;
+	treq.url = url;
 	treq.external = true;
 	treq.headers = hdrs;
 	treq.body_fd = -1;
@@ -786,16 +787,31 @@ static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
 			   r == -EFBIG ? "reply too big" : strerror(-r));
 		goto out;
 	}
-	if (resp->status != 200) {
+	if (resp->status != 200)
 		r = lp_err_set(err,
 			       resp->status == 401 || resp->status == 403 ?
 				       -EACCES :
 				       -EPROTO,
 			       "token server %s: HTTP %ld for scope %s",
 			       ch->realm, resp->status, scope);
-		goto out;
-	}
-	r = lp_json_parse(body.data ? (const char *)body.data : "", body.len,
+out:
+	explicit_bzero(authh, sizeof(authh));
+	free(resp);
+	return r;
+}
+
+/* the token in reply @body, as a new record for @scope (*ret_t) */
+static int token_from_reply(const struct lp_reg_challenge *ch,
+			    const struct lp_buf *body, const char *scope,
+			    struct reg_token **ret_t, struct lp_err *err)
+{
+	long ttl = LP_REG_TOKEN_DEFAULT_TTL_S;
+	json_object *root = NULL, *v;
+	struct reg_token *t = NULL;
+	const char *token;
+	int r;
+
+	r = lp_json_parse(body->data ? (const char *)body->data : "", body->len,
 			  REG_TOKEN_JSON_DEPTH, json_type_object, &root);
 	if (r < 0) {
 		r = lp_err_set(err, r == -ENOMEM ? r : -EPROTO,
@@ -824,15 +840,31 @@ static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
 	snprintf(t->scope, sizeof(t->scope), "%s", scope);
 	/* renew a little early: a token that dies in flight costs a 401 */
 	t->expires_s = (long)lp_mono_ms() / 1000 + (ttl > 10 ? ttl - 5 : ttl);
+	*ret_t = t;
+	t = NULL;
+out:
+	if (t)
+		free(t->token);
+	free(t);
+	json_object_put(root);
+	return r;
+}
+
+/* keep @t (taken over) as @host's token for its scope: it replaces the
+ * scope's old one, or the oldest when LP_REG_TOKENS_MAX are kept */
+static int store_token(struct lp_reg *reg, const char *host,
+		       struct reg_token *t)
+{
+	struct reg_host *h;
+
 	pthread_mutex_lock(&reg->lock);
-	h = host_get(reg, req->ref->host);
+	h = host_get(reg, host);
 	if (h) {
 		struct reg_token **pp;
 
 		h->scheme = LP_REG_AUTH_BEARER;
-		/* replace this scope's token; drop the oldest when full */
 		for (pp = &h->tokens; *pp; pp = &(*pp)->next)
-			if (!strcmp((*pp)->scope, scope))
+			if (!strcmp((*pp)->scope, t->scope))
 				break;
 		if (!*pp && h->n_tokens >= LP_REG_TOKENS_MAX)
 			for (pp = &h->tokens; (*pp)->next; pp = &(*pp)->next)
@@ -851,16 +883,33 @@ static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
 		t = NULL;
 	}
 	pthread_mutex_unlock(&reg->lock);
-	r = h ? 0 : -ENOMEM;
-out:
-	if (t)
+	if (t) {
 		free(t->token);
-	free(t);
-	explicit_bzero(authh, sizeof(authh));
-	json_object_put(root);
+		free(t);
+	}
+	return h ? 0 : -ENOMEM;
+}
+
+/* ask the token server of @ch for a token for @scope; store it */
+static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
+		       const struct lp_reg_challenge *ch, const char *scope,
+		       const struct lp_reg_cred *cred, struct lp_err *err)
+{
+	struct lp_buf url, body;
+	struct reg_token *t = NULL;
+	int r;
+
+	lp_buf_init(&url, LP_REG_URL_MAX);
+	lp_buf_init(&body, LP_REG_TOKEN_BODY_MAX);
+	if ((r = token_url(req, ch, scope, &url, err)) < 0 ||
+	    (r = token_request(reg, req, ch, scope, cred,
+			       (const char *)url.data, &body, err)) < 0 ||
+	    (r = token_from_reply(ch, &body, scope, &t, err)) < 0)
+		goto out;
+	r = store_token(reg, req->ref->host, t);
+out:
 	lp_buf_release(&url);
 	lp_buf_release(&body);
-	free(resp);
 	return r;
 }
 
