@@ -20,6 +20,7 @@
 
 #include "lp_base64.h"
 #include "lp_buf.h"
+#include "lp_common.h"
 #include "lp_json.h"
 #include "reg_int.h"
 
@@ -214,14 +215,6 @@ out:
 	return r;
 }
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* run docker-credential-NAME get; its stdout into @out (bounded) */
 static int run_helper(const char *name, const char *server, struct lp_buf *out)
 {
@@ -230,7 +223,7 @@ static int run_helper(const char *name, const char *server, struct lp_buf *out)
 	char *argv[3];
 	int in[2] = { -1, -1 }, outp[2] = { -1, -1 };
 	pid_t pid = -1;
-	long deadline = now_ms() + LP_REG_HELPER_TIMEOUT_MS;
+	long deadline = (long)lp_mono_ms() + LP_REG_HELPER_TIMEOUT_MS;
 	bool fa_init = false;
 	int r, status;
 
@@ -267,7 +260,7 @@ static int run_helper(const char *name, const char *server, struct lp_buf *out)
 	for (;;) {
 		struct pollfd pfd = { .fd = outp[0], .events = POLLIN };
 		char buf[4096];
-		long left = deadline - now_ms();
+		long left = deadline - (long)lp_mono_ms();
 		ssize_t n;
 
 		if (left <= 0) {
