@@ -70,6 +70,12 @@ struct lp_reg {
 	bool curl_init;
 };
 
+/* the shared monotonic clock (lp_common.h) as this file counts time */
+static inline long now_ms(void)
+{
+	return (long)lp_mono_ms();
+}
+
 void lp_reg_opts_init(struct lp_reg_opts *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -526,7 +532,7 @@ static void auth_header(struct lp_reg *reg, const struct lp_reg_req *req,
 	char scope[LP_REG_AUTH_FIELD_MAX];
 	struct reg_host *h;
 	struct reg_token *t;
-	long now = (long)lp_mono_ms() / 1000;
+	long now = now_ms() / 1000;
 
 	out[0] = '\0';
 	if (req->external || !req->ref)
@@ -839,7 +845,7 @@ static int token_from_reply(const struct lp_reg_challenge *ch,
 	}
 	snprintf(t->scope, sizeof(t->scope), "%s", scope);
 	/* renew a little early: a token that dies in flight costs a 401 */
-	t->expires_s = (long)lp_mono_ms() / 1000 + (ttl > 10 ? ttl - 5 : ttl);
+	t->expires_s = now_ms() / 1000 + (ttl > 10 ? ttl - 5 : ttl);
 	*ret_t = t;
 	t = NULL;
 out:
@@ -1034,7 +1040,7 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 	char errbuf[CURL_ERROR_SIZE];
 	char why[CURL_ERROR_SIZE + 64];
 	const char *what = req->what ? req->what : "request";
-	long start = (long)lp_mono_ms();
+	long start = now_ms();
 	unsigned int attempt = 0, auth_tries = 0;
 	struct xfer x;
 	int r = 0, code;
@@ -1100,8 +1106,7 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 					resp->retry_after_s * 1000 :
 					delay;
 		if (attempt >= reg->o.max_attempts ||
-		    (long)lp_mono_ms() - start + delay >
-			    reg->o.retry_budget_ms) {
+		    now_ms() - start + delay > reg->o.retry_budget_ms) {
 			r = lp_err_set(err,
 				       code == -EIO && cc == CURLE_OK &&
 						       resp->status == 429 ?
@@ -1110,7 +1115,7 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 				       "%s %s: %s (gave up after %u attempts, "
 				       "%ld ms)",
 				       what, req->url, why, attempt,
-				       (long)lp_mono_ms() - start);
+				       now_ms() - start);
 			goto out;
 		}
 		sleep_ms(delay);
