@@ -1,9 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Unit tests for common/: digests, the capped buffer, the error buffer, the
- * blob sources (file and memory), the hash maps, base64 (the edge cases of
- * each copy it replaced: the TOC's strict decoder, docker config's lenient
- * one, the two encoders) and the JSON helpers.
+ * blob sources (file and memory) and the hash maps.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -486,7 +484,12 @@ static void test_mkdir_p(void **state)
 	assert_int_equal(system(path), 0);
 }
 
-/* ---- base64 ---- */
+/*
+ * ---- base64 and the JSON helpers ----
+ *
+ * base64: the edge cases of each copy lp_base64.h replaced (the TOC's
+ * strict decoder, docker config's lenient one, the two encoders).
+ */
 
 static void test_base64_encode(void **state)
 {
