@@ -215,157 +215,196 @@ static const char *ref_host(const char *spec, struct lp_reg_ref *ref)
 	return ref->host;
 }
 
-int lp_cmd_convert(int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "format", required_argument, NULL, 'f' },
-		{ "chunk-size", required_argument, NULL, 'c' },
-		{ "level", required_argument, NULL, 'l' },
-		{ "prioritize", required_argument, NULL, 'p' },
-		{ "platform", required_argument, NULL, 'P' },
-		{ "all-platforms", no_argument, NULL, 'A' },
-		{ "jobs", required_argument, NULL, 'j' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "plain-http", no_argument, NULL, 'H' },
-		{ "insecure-registry", required_argument, NULL, 'i' },
-		{ "ca-file", required_argument, NULL, 'C' },
-		{ "tmpdir", required_argument, NULL, 'T' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{}
-	};
-	const char *insecure[INSECURE_HOSTS_MAX + 3] = { 0 };
-	struct lp_image_prio_list prio = { 0 };
-	struct progress_ui ui = { 0 };
-	struct lp_image_opts o;
-	struct lp_image_result res;
-	struct lp_reg_ref sref, dref;
-	struct lp_err err = { 0 };
-	const char *prio_path = NULL, *h;
-	char ds[LP_DIGEST_STR_LEN + 1], what[LP_REG_REF_MAX * 2 + 32];
-	bool plain_http = false, quiet = !lp_log_enabled(LP_LOG_WARN);
-	size_t n_insecure = 0;
-	int c, idx = 0, r, ret = LP_EXIT_FAIL;
-	long v;
+static const struct option convert_opts[] = {
+	{ "format", required_argument, NULL, 'f' },
+	{ "chunk-size", required_argument, NULL, 'c' },
+	{ "level", required_argument, NULL, 'l' },
+	{ "prioritize", required_argument, NULL, 'p' },
+	{ "platform", required_argument, NULL, 'P' },
+	{ "all-platforms", no_argument, NULL, 'A' },
+	{ "jobs", required_argument, NULL, 'j' },
+	{ "threads", required_argument, NULL, 't' },
+	{ "plain-http", no_argument, NULL, 'H' },
+	{ "insecure-registry", required_argument, NULL, 'i' },
+	{ "ca-file", required_argument, NULL, 'C' },
+	{ "tmpdir", required_argument, NULL, 'T' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "help", no_argument, NULL, 'h' },
+	{}
+};
 
-	lp_image_opts_init(&o);
-	while ((c = getopt_long(argc, argv, "qh", opts, &idx)) != -1) {
-		switch (c) {
-		case 'f':
-		case 'c':
-		case 'l':
-		case 't':
-			r = lp_cmd_convert_opt("convert", opts[idx].name,
-					       optarg, &o.convert);
-			if (r)
-				return r;
-			break;
-		case 'p':
-			prio_path = optarg;
-			break;
-		case 'P':
-			o.platform = optarg;
-			break;
-		case 'A':
-			o.all_platforms = true;
-			break;
-		case 'j':
-			if (lp_cmd_parse_int(optarg, 1, LP_IMAGE_JOBS_MAX, &v) <
-			    0)
-				return lp_cmd_usage_error(
-					"convert", "--jobs must be 1..%d",
-					LP_IMAGE_JOBS_MAX);
-			o.jobs = (unsigned int)v;
-			break;
-		case 'H':
-			plain_http = true;
-			break;
-		case 'i':
-			if (n_insecure >= INSECURE_HOSTS_MAX)
-				return lp_cmd_usage_error(
-					"convert",
-					"at most %d --insecure-registry",
-					INSECURE_HOSTS_MAX);
-			insecure[n_insecure++] = optarg;
-			break;
-		case 'C':
-			o.reg.ca_file = optarg;
-			break;
-		case 'T':
-			o.tmpdir = optarg;
-			break;
-		case 'q':
-			quiet = true;
-			break;
-		case 'h':
-			fputs(convert_usage, stdout);
-			return LP_EXIT_OK;
-		default:
-			return lp_cmd_usage_error("convert", "bad option");
-		}
+/* a command line being taken apart */
+struct convert_args {
+	struct lp_image_opts o;
+	/* --insecure-registry hosts, and SRC's and DST's with --plain-http;
+	   NULL-terminated */
+	const char *insecure[INSECURE_HOSTS_MAX + 3];
+	size_t n_insecure;
+	bool plain_http, quiet;
+	const char *prio_path;
+	struct lp_reg_ref sref, dref; /* own the hosts in insecure[] */
+};
+
+/* returned by the parsing steps when the command is to go on */
+#define ARGS_OK (-1)
+
+/* option @c (getopt_long's; @name its long name) with @arg */
+static int convert_option(int c, const char *name, const char *arg,
+			  struct convert_args *a)
+{
+	long v;
+	int r;
+
+	switch (c) {
+	case 'f':
+	case 'c':
+	case 'l':
+	case 't':
+		r = lp_cmd_convert_opt("convert", name, arg, &a->o.convert);
+		if (r)
+			return r;
+		break;
+	case 'p':
+		a->prio_path = arg;
+		break;
+	case 'P':
+		a->o.platform = arg;
+		break;
+	case 'A':
+		a->o.all_platforms = true;
+		break;
+	case 'j':
+		if (lp_cmd_parse_int(arg, 1, LP_IMAGE_JOBS_MAX, &v) < 0)
+			return lp_cmd_usage_error("convert",
+						  "--jobs must be 1..%d",
+						  LP_IMAGE_JOBS_MAX);
+		a->o.jobs = (unsigned int)v;
+		break;
+	case 'H':
+		a->plain_http = true;
+		break;
+	case 'i':
+		if (a->n_insecure >= INSECURE_HOSTS_MAX)
+			return lp_cmd_usage_error(
+				"convert", "at most %d --insecure-registry",
+				INSECURE_HOSTS_MAX);
+		a->insecure[a->n_insecure++] = arg;
+		break;
+	case 'C':
+		a->o.reg.ca_file = arg;
+		break;
+	case 'T':
+		a->o.tmpdir = arg;
+		break;
+	case 'q':
+		a->quiet = true;
+		break;
+	case 'h':
+		fputs(convert_usage, stdout);
+		return LP_EXIT_OK;
+	default:
+		return lp_cmd_usage_error("convert", "bad option");
+	}
+	return ARGS_OK;
+}
+
+/* options and SRC DST into @a, checked; the insecure hosts set */
+static int convert_parse(int argc, char **argv, struct convert_args *a)
+{
+	const char *h;
+	int c, idx = 0, r;
+
+	lp_image_opts_init(&a->o);
+	a->quiet = !lp_log_enabled(LP_LOG_WARN);
+	while ((c = getopt_long(argc, argv, "qh", convert_opts, &idx)) != -1) {
+		r = convert_option(c, convert_opts[idx].name, optarg, a);
+		if (r != ARGS_OK)
+			return r;
 	}
 	if (argc - optind != 2)
 		return lp_cmd_usage_error("convert", "needs SRC and DST");
-	o.src = argv[optind];
-	o.dst = argv[optind + 1];
-	r = lp_cmd_convert_check("convert", &o.convert);
+	a->o.src = argv[optind];
+	a->o.dst = argv[optind + 1];
+	r = lp_cmd_convert_check("convert", &a->o.convert);
 	if (r)
 		return r;
-	if (o.platform && o.all_platforms)
+	if (a->o.platform && a->o.all_platforms)
 		return lp_cmd_usage_error(
 			"convert", "--platform and --all-platforms conflict");
-	if (plain_http) {
-		if ((h = ref_host(o.src, &sref)))
-			insecure[n_insecure++] = h;
-		if ((h = ref_host(o.dst, &dref)))
-			insecure[n_insecure++] = h;
+	if (a->plain_http) {
+		if ((h = ref_host(a->o.src, &a->sref)))
+			a->insecure[a->n_insecure++] = h;
+		if ((h = ref_host(a->o.dst, &a->dref)))
+			a->insecure[a->n_insecure++] = h;
 	}
-	o.reg.insecure_hosts = insecure;
+	a->o.reg.insecure_hosts = a->insecure;
+	return ARGS_OK;
+}
 
-	if (prio_path) {
-		r = lp_image_prio_load(prio_path, &prio, &err);
-		if (r < 0)
-			return lp_cmd_fail(prio_path, &err, r);
-		o.prio = &prio;
-	}
-	/* a registry or a closed pipe must not kill us mid-push */
-	signal(SIGPIPE, SIG_IGN);
+/* the summary on stderr (unless @quiet), the key=value results on stdout */
+static int print_result(const struct lp_image_opts *o,
+			const struct lp_image_result *res, bool quiet)
+{
+	char ds[LP_DIGEST_STR_LEN + 1];
 
-	if (!quiet) {
-		ui.tty = isatty(STDERR_FILENO);
-		ui.src = o.src;
-		ui.dst = o.dst;
-		o.progress = on_progress;
-		o.progress_ctx = &ui;
-	}
-	r = lp_image_convert(&o, &res, &err);
-	if (r < 0) {
-		snprintf(what, sizeof(what), "converting %s to %s", o.src,
-			 o.dst);
-		ret = lp_cmd_fail(what, &err, r);
-		goto out;
-	}
-	lp_digest_format(&res.digest, ds);
+	lp_digest_format(&res->digest, ds);
 	if (!quiet)
 		fprintf(stderr,
 			"lazypull convert: %s -> %s: %zu platform%s, %zu "
 			"layers (%zu converted, %zu reused), %.1f MiB -> "
 			"%.1f MiB (%.1f MiB uncompressed) in %.2f s\n",
-			o.src, o.dst, res.n_platforms,
-			res.n_platforms == 1 ? "" : "s", res.n_layers,
-			res.n_converted, res.n_reused, mib(res.bytes_before),
-			mib(res.bytes_after), mib(res.bytes_uncompressed),
-			res.seconds);
+			o->src, o->dst, res->n_platforms,
+			res->n_platforms == 1 ? "" : "s", res->n_layers,
+			res->n_converted, res->n_reused, mib(res->bytes_before),
+			mib(res->bytes_after), mib(res->bytes_uncompressed),
+			res->seconds);
 	printf("digest=%s\nmedia-type=%s\nplatforms=%zu\nlayers=%zu\n"
 	       "converted=%zu\nreused=%zu\nsize-before=%llu\nsize-after=%llu\n"
 	       "seconds=%.3f\n",
-	       ds, res.media_type, res.n_platforms, res.n_layers,
-	       res.n_converted, res.n_reused,
-	       (unsigned long long)res.bytes_before,
-	       (unsigned long long)res.bytes_after, res.seconds);
-	ret = fflush(stdout) == 0 ? LP_EXIT_OK : LP_EXIT_FAIL;
-out:
+	       ds, res->media_type, res->n_platforms, res->n_layers,
+	       res->n_converted, res->n_reused,
+	       (unsigned long long)res->bytes_before,
+	       (unsigned long long)res->bytes_after, res->seconds);
+	return fflush(stdout) == 0 ? LP_EXIT_OK : LP_EXIT_FAIL;
+}
+
+int lp_cmd_convert(int argc, char **argv)
+{
+	struct convert_args a = { 0 };
+	struct lp_prio_list prio = { 0 };
+	struct progress_ui ui = { 0 };
+	struct lp_image_result res;
+	struct lp_err err = { 0 };
+	char what[LP_REG_REF_MAX * 2 + 32];
+	int r, ret;
+
+	ret = convert_parse(argc, argv, &a);
+	if (ret != ARGS_OK)
+		return ret;
+	if (a.prio_path) {
+		r = lp_prio_load(a.prio_path, &prio, &err);
+		if (r < 0)
+			return lp_cmd_fail(a.prio_path, &err, r);
+		a.o.prio = &prio;
+	}
+	/* a registry or a closed pipe must not kill us mid-push */
+	signal(SIGPIPE, SIG_IGN);
+	if (!a.quiet) {
+		ui.tty = isatty(STDERR_FILENO);
+		ui.src = a.o.src;
+		ui.dst = a.o.dst;
+		a.o.progress = on_progress;
+		a.o.progress_ctx = &ui;
+	}
+	r = lp_image_convert(&a.o, &res, &err);
+	if (r < 0) {
+		snprintf(what, sizeof(what), "converting %s to %s", a.o.src,
+			 a.o.dst);
+		ret = lp_cmd_fail(what, &err, r);
+	} else {
+		ret = print_result(&a.o, &res, a.quiet);
+	}
 	free(ui.prev);
-	lp_image_prio_list_release(&prio);
+	lp_prio_release(&prio);
 	return ret;
 }

@@ -410,7 +410,18 @@ static const char verify_usage[] =
 	"  --threads N     verify with N threads (default: all CPUs)\n"
 	"  -h, --help      this help\n";
 
-static int cmd_verify(int argc, char **argv)
+/* a `layer verify` command line */
+struct verify_args {
+	const char *path;
+	struct lp_digest want;
+	bool list;
+	long nthreads; /* 0: all CPUs */
+};
+
+/* returned by verify_parse() when the command is to go on */
+#define VERIFY_ARGS_OK (-1)
+
+static int verify_parse(int argc, char **argv, struct verify_args *a)
 {
 	static const struct option opts[] = {
 		{ "toc-digest", required_argument, NULL, 'd' },
@@ -419,18 +430,8 @@ static int cmd_verify(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
-	pthread_t tids[VERIFY_MAX_THREADS];
-	struct verify_job job = { 0 };
-	struct list_line *lines = NULL;
-	struct lp_layer *layer = NULL;
-	const struct lp_toc *toc;
-	struct lp_digest want;
-	uint32_t *file_of_ino = NULL; /* inode entry -> index in files */
-	const char *toc_digest = NULL, *path;
-	bool list = false;
-	long nthreads = 0;
-	uint32_t i, n, nr_lines = 0, bad = 0;
-	int c, r, started = 0, ret = LP_EXIT_FAIL;
+	const char *toc_digest = NULL;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -438,11 +439,11 @@ static int cmd_verify(int argc, char **argv)
 			toc_digest = optarg;
 			break;
 		case 'l':
-			list = true;
+			a->list = true;
 			break;
 		case 't':
 			if (lp_cmd_parse_int(optarg, 1, VERIFY_MAX_THREADS,
-					     &nthreads) < 0)
+					     &a->nthreads) < 0)
 				return lp_cmd_usage_error("layer verify",
 							  "bad --threads '%s'",
 							  optarg);
@@ -460,32 +461,44 @@ static int cmd_verify(int argc, char **argv)
 		return lp_cmd_usage_error(
 			"layer verify",
 			"needs --toc-digest (the layer's containerd.io/snapshot/stargz/toc.digest annotation)");
-	if (lp_digest_parse(toc_digest, &want) < 0)
+	if (lp_digest_parse(toc_digest, &a->want) < 0)
 		return lp_cmd_usage_error("layer verify",
 					  "bad --toc-digest '%s'", toc_digest);
-	path = argv[optind];
-	if (open_layer(path, &want, &layer) < 0)
-		return LP_EXIT_FAIL;
-	toc = lp_layer_toc(layer);
-	n = lp_toc_nr_entries(toc);
+	a->path = argv[optind];
+	return VERIFY_ARGS_OK;
+}
 
-	job.layer = layer;
-	job.files = calloc(n, sizeof(*job.files));
+/* job->files: one per regular file (inode); *ret_file_of_ino maps every
+ * entry to its file's index, UINT32_MAX for entries that are no file */
+static int verify_index_files(const struct lp_toc *toc, struct verify_job *job,
+			      uint32_t **ret_file_of_ino)
+{
+	uint32_t i, n = lp_toc_nr_entries(toc), *file_of_ino;
+
+	job->files = calloc(n, sizeof(*job->files));
 	file_of_ino = malloc((size_t)n * sizeof(*file_of_ino));
-	lines = calloc(n, sizeof(*lines));
-	if (!job.files || !file_of_ino || !lines) {
-		fprintf(stderr, "lazypull: %s: out of memory\n", path);
-		goto out;
+	if (!job->files || !file_of_ino) {
+		free(file_of_ino);
+		return -ENOMEM;
 	}
 	for (i = 0; i < n; i++) {
 		const struct lp_toc_entry *e = lp_toc_entry(toc, i);
 
 		file_of_ino[i] = UINT32_MAX;
 		if (e->type == LP_TOC_REG) {
-			file_of_ino[i] = job.nr_files;
-			job.files[job.nr_files++].ino = i;
+			file_of_ino[i] = job->nr_files;
+			job->files[job->nr_files++].ino = i;
 		}
 	}
+	*ret_file_of_ino = file_of_ino;
+	return 0;
+}
+
+/* verify every file of @job on @nthreads threads (0: one per CPU) */
+static int verify_run(struct verify_job *job, long nthreads)
+{
+	pthread_t tids[VERIFY_MAX_THREADS];
+	int r, started;
 
 	if (!nthreads) {
 		nthreads = sysconf(_SC_NPROCESSORS_ONLN);
@@ -494,22 +507,29 @@ static int cmd_verify(int argc, char **argv)
 		if (nthreads > VERIFY_MAX_THREADS)
 			nthreads = VERIFY_MAX_THREADS;
 	}
-	atomic_init(&job.next, 0);
+	atomic_init(&job->next, 0);
 	for (started = 0; started < nthreads; started++) {
-		r = pthread_create(&tids[started], NULL, verify_worker, &job);
+		r = pthread_create(&tids[started], NULL, verify_worker, job);
 		if (r) {
-			if (!started) {
-				fprintf(stderr, "lazypull: %s\n", strerror(r));
-				goto out;
-			}
+			if (!started)
+				return -r;
 			break;
 		}
 	}
-	for (i = 0; i < (uint32_t)started; i++)
-		pthread_join(tids[i], NULL);
+	while (started > 0)
+		pthread_join(tids[--started], NULL);
+	return 0;
+}
 
-	for (i = 0; i < job.nr_files; i++) {
-		struct verify_file *f = &job.files[i];
+/* each file's result, its digest checked against the TOC's; the failures
+ * printed. Returns how many failed. */
+static uint32_t verify_report(const struct lp_toc *toc, struct verify_job *job,
+			      const char *path)
+{
+	uint32_t i, bad = 0;
+
+	for (i = 0; i < job->nr_files; i++) {
+		struct verify_file *f = &job->files[i];
 		const struct lp_toc_entry *e = lp_toc_entry(toc, f->ino);
 		const struct lp_digest *fd = lp_toc_entry_digest(toc, e);
 		char epath[LP_TOC_MAX_PATH + 1];
@@ -524,48 +544,97 @@ static int cmd_verify(int argc, char **argv)
 			bad++;
 		}
 	}
+	return bad;
+}
+
+/* --list: every regular file and hardlink as "path sha256:hex", sorted */
+static int verify_list(const struct lp_toc *toc, const struct verify_job *job,
+		       const uint32_t *file_of_ino)
+{
+	uint32_t i, n = lp_toc_nr_entries(toc), nr_lines = 0;
+	struct list_line *lines;
+	int r = 0;
+
+	lines = calloc(n, sizeof(*lines));
+	if (!lines)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		const struct lp_toc_entry *e = lp_toc_entry(toc, i);
+		uint32_t fi = file_of_ino[lp_toc_entry_ino(toc, e)];
+		char epath[LP_TOC_MAX_PATH + 1];
+
+		if (e->type != LP_TOC_REG && e->type != LP_TOC_HARDLINK)
+			continue;
+		if (fi == UINT32_MAX)
+			continue;
+		lp_toc_entry_path(toc, i, epath, sizeof(epath));
+		lines[nr_lines].path = strdup(epath);
+		if (!lines[nr_lines].path) {
+			r = -ENOMEM;
+			goto out;
+		}
+		lines[nr_lines].digest = &job->files[fi].digest;
+		nr_lines++;
+	}
+	qsort(lines, nr_lines, sizeof(*lines), cmp_list_line);
+	for (i = 0; i < nr_lines; i++) {
+		char d[LP_DIGEST_STR_LEN + 1];
+
+		lp_digest_format(lines[i].digest, d);
+		printf("%s %s\n", lines[i].path, d);
+	}
+out:
+	for (i = 0; i < nr_lines; i++)
+		free(lines[i].path);
+	free(lines);
+	return r;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	struct verify_args a = { 0 };
+	struct verify_job job = { 0 };
+	struct lp_layer *layer = NULL;
+	const struct lp_toc *toc;
+	uint32_t *file_of_ino = NULL; /* inode entry -> index in files */
+	uint32_t bad;
+	int r, ret;
+
+	ret = verify_parse(argc, argv, &a);
+	if (ret != VERIFY_ARGS_OK)
+		return ret;
+	ret = LP_EXIT_FAIL;
+	if (open_layer(a.path, &a.want, &layer) < 0)
+		return LP_EXIT_FAIL;
+	toc = lp_layer_toc(layer);
+	job.layer = layer;
+	if (verify_index_files(toc, &job, &file_of_ino) < 0) {
+		fprintf(stderr, "lazypull: %s: out of memory\n", a.path);
+		goto out;
+	}
+	r = verify_run(&job, a.nthreads);
+	if (r < 0) {
+		fprintf(stderr, "lazypull: %s\n", strerror(-r));
+		goto out;
+	}
+	bad = verify_report(toc, &job, a.path);
 	if (bad) {
 		fprintf(stderr,
 			"lazypull: %s: %u of %u files failed verification\n",
-			path, bad, job.nr_files);
+			a.path, bad, job.nr_files);
 		goto out;
 	}
-
-	if (list) {
-		for (i = 0; i < n; i++) {
-			const struct lp_toc_entry *e = lp_toc_entry(toc, i);
-			uint32_t fi = file_of_ino[lp_toc_entry_ino(toc, e)];
-			char epath[LP_TOC_MAX_PATH + 1];
-
-			if (e->type != LP_TOC_REG && e->type != LP_TOC_HARDLINK)
-				continue;
-			if (fi == UINT32_MAX)
-				continue;
-			lp_toc_entry_path(toc, i, epath, sizeof(epath));
-			lines[nr_lines].path = strdup(epath);
-			if (!lines[nr_lines].path) {
-				fprintf(stderr, "lazypull: out of memory\n");
-				goto out;
-			}
-			lines[nr_lines].digest = &job.files[fi].digest;
-			nr_lines++;
-		}
-		qsort(lines, nr_lines, sizeof(*lines), cmp_list_line);
-		for (i = 0; i < nr_lines; i++) {
-			char d[LP_DIGEST_STR_LEN + 1];
-
-			lp_digest_format(lines[i].digest, d);
-			printf("%s %s\n", lines[i].path, d);
+	if (a.list) {
+		if (verify_list(toc, &job, file_of_ino) < 0) {
+			fprintf(stderr, "lazypull: out of memory\n");
+			goto out;
 		}
 	} else {
-		lp_log_info("%s: TOC digest and %u files verified", path,
+		lp_log_info("%s: TOC digest and %u files verified", a.path,
 			    job.nr_files);
 	}
 	ret = fflush(stdout) == 0 ? LP_EXIT_OK : LP_EXIT_FAIL;
 out:
-	for (i = 0; lines && i < nr_lines; i++)
-		free(lines[i].path);
-	free(lines);
 	free(file_of_ino);
 	free(job.files);
 	lp_layer_free(layer);

@@ -81,57 +81,137 @@ static const char *ref_host(const char *spec, struct lp_reg_ref *ref)
 	return ref->host;
 }
 
-int lp_cmd_optimize(int argc, char **argv)
-{
-	enum {
-		O_PERIOD = 256,
-		O_WAIT_LINE,
-		O_RECORD_OUT,
-		O_NET_HOST,
-		O_RUNC,
-		O_PLATFORM,
-		O_PLAIN_HTTP,
-		O_INSECURE,
-		O_CA_FILE,
-		O_FORMAT,
-		O_CHUNK_SIZE,
-		O_LEVEL,
-		O_JOBS,
-		O_THREADS,
-		O_TMPDIR,
-	};
-	static const struct option opts[] = {
-		{ "period", required_argument, NULL, O_PERIOD },
-		{ "wait-line", required_argument, NULL, O_WAIT_LINE },
-		{ "record-out", required_argument, NULL, O_RECORD_OUT },
-		{ "net-host", no_argument, NULL, O_NET_HOST },
-		{ "runc", required_argument, NULL, O_RUNC },
-		{ "platform", required_argument, NULL, O_PLATFORM },
-		{ "plain-http", no_argument, NULL, O_PLAIN_HTTP },
-		{ "insecure-registry", required_argument, NULL, O_INSECURE },
-		{ "ca-file", required_argument, NULL, O_CA_FILE },
-		{ "format", required_argument, NULL, O_FORMAT },
-		{ "chunk-size", required_argument, NULL, O_CHUNK_SIZE },
-		{ "level", required_argument, NULL, O_LEVEL },
-		{ "jobs", required_argument, NULL, O_JOBS },
-		{ "threads", required_argument, NULL, O_THREADS },
-		{ "tmpdir", required_argument, NULL, O_TMPDIR },
-		{ "help", no_argument, NULL, 'h' },
-		{}
-	};
-	const char *insecure[OPT_INSECURE_MAX + 3] = { 0 };
-	struct lp_optimize_opts o;
-	struct lp_optimize_result res;
-	struct lp_reg_ref sref, dref;
-	struct lp_err err = { 0 };
-	char ds[LP_DIGEST_STR_LEN + 1];
-	bool plain_http = false;
-	size_t n_insecure = 0;
-	int c, idx = 0, r, nargs = argc, i;
-	const char *h;
-	long v;
+enum {
+	O_PERIOD = 256,
+	O_WAIT_LINE,
+	O_RECORD_OUT,
+	O_NET_HOST,
+	O_RUNC,
+	O_PLATFORM,
+	O_PLAIN_HTTP,
+	O_INSECURE,
+	O_CA_FILE,
+	O_FORMAT,
+	O_CHUNK_SIZE,
+	O_LEVEL,
+	O_JOBS,
+	O_THREADS,
+	O_TMPDIR,
+};
 
-	lp_optimize_opts_init(&o);
+static const struct option optimize_opts[] = {
+	{ "period", required_argument, NULL, O_PERIOD },
+	{ "wait-line", required_argument, NULL, O_WAIT_LINE },
+	{ "record-out", required_argument, NULL, O_RECORD_OUT },
+	{ "net-host", no_argument, NULL, O_NET_HOST },
+	{ "runc", required_argument, NULL, O_RUNC },
+	{ "platform", required_argument, NULL, O_PLATFORM },
+	{ "plain-http", no_argument, NULL, O_PLAIN_HTTP },
+	{ "insecure-registry", required_argument, NULL, O_INSECURE },
+	{ "ca-file", required_argument, NULL, O_CA_FILE },
+	{ "format", required_argument, NULL, O_FORMAT },
+	{ "chunk-size", required_argument, NULL, O_CHUNK_SIZE },
+	{ "level", required_argument, NULL, O_LEVEL },
+	{ "jobs", required_argument, NULL, O_JOBS },
+	{ "threads", required_argument, NULL, O_THREADS },
+	{ "tmpdir", required_argument, NULL, O_TMPDIR },
+	{ "help", no_argument, NULL, 'h' },
+	{}
+};
+
+/* a command line being taken apart */
+struct optimize_args {
+	struct lp_optimize_opts o;
+	/* --insecure-registry hosts, and SRC's and DST's with --plain-http;
+	   NULL-terminated */
+	const char *insecure[OPT_INSECURE_MAX + 3];
+	size_t n_insecure;
+	bool plain_http;
+	struct lp_reg_ref sref, dref; /* own the hosts in insecure[] */
+};
+
+/* returned by the parsing steps when the command is to go on */
+#define ARGS_OK (-1)
+
+/* option @c (getopt_long's; @name its long name) with @arg */
+static int optimize_option(int c, const char *name, const char *arg,
+			   struct optimize_args *a)
+{
+	struct lp_optimize_opts *o = &a->o;
+	long v;
+	int r;
+
+	switch (c) {
+	case O_PERIOD:
+		if (lp_cmd_parse_int(arg, 1, LP_OPT_MAX_PERIOD, &v) < 0)
+			return lp_cmd_usage_error("optimize",
+						  "--period must be 1..%d "
+						  "seconds, not '%s'",
+						  LP_OPT_MAX_PERIOD, arg);
+		o->period_s = v;
+		break;
+	case O_WAIT_LINE:
+		o->wait_line = arg;
+		break;
+	case O_RECORD_OUT:
+		o->record_out = arg;
+		break;
+	case O_NET_HOST:
+		o->net_host = true;
+		break;
+	case O_RUNC:
+		o->runc = arg;
+		break;
+	case O_PLATFORM:
+		o->image.platform = arg;
+		break;
+	case O_PLAIN_HTTP:
+		a->plain_http = true;
+		break;
+	case O_INSECURE:
+		if (a->n_insecure >= OPT_INSECURE_MAX)
+			return lp_cmd_usage_error(
+				"optimize", "at most %d --insecure-registry",
+				OPT_INSECURE_MAX);
+		a->insecure[a->n_insecure++] = arg;
+		break;
+	case O_CA_FILE:
+		o->image.reg.ca_file = arg;
+		break;
+	case O_FORMAT:
+	case O_CHUNK_SIZE:
+	case O_LEVEL:
+	case O_THREADS:
+		r = lp_cmd_convert_opt("optimize", name, arg,
+				       &o->image.convert);
+		if (r)
+			return r;
+		break;
+	case O_JOBS:
+		if (lp_cmd_parse_int(arg, 1, LP_IMAGE_JOBS_MAX, &v) < 0)
+			return lp_cmd_usage_error("optimize",
+						  "--jobs must be 1..%d",
+						  LP_IMAGE_JOBS_MAX);
+		o->image.jobs = (unsigned int)v;
+		break;
+	case O_TMPDIR:
+		o->image.tmpdir = arg;
+		break;
+	case 'h':
+		fputs(optimize_usage, stdout);
+		return LP_EXIT_OK;
+	default:
+		return lp_cmd_usage_error("optimize", "bad option");
+	}
+	return ARGS_OK;
+}
+
+/* options, SRC DST, and the workload after "--" into @a */
+static int optimize_parse(int argc, char **argv, struct optimize_args *a)
+{
+	int c, idx = 0, r, nargs = argc, i;
+
+	lp_optimize_opts_init(&a->o);
 	/* CMD after "--" is the workload's: options are parsed before it */
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--")) {
@@ -140,116 +220,82 @@ int lp_cmd_optimize(int argc, char **argv)
 		}
 	}
 	optind = 1;
-	while ((c = getopt_long(nargs, argv, "h", opts, &idx)) != -1) {
-		switch (c) {
-		case O_PERIOD:
-			if (lp_cmd_parse_int(optarg, 1, LP_OPT_MAX_PERIOD, &v) <
-			    0)
-				return lp_cmd_usage_error(
-					"optimize",
-					"--period must be 1..%d seconds, not "
-					"'%s'",
-					LP_OPT_MAX_PERIOD, optarg);
-			o.period_s = v;
-			break;
-		case O_WAIT_LINE:
-			o.wait_line = optarg;
-			break;
-		case O_RECORD_OUT:
-			o.record_out = optarg;
-			break;
-		case O_NET_HOST:
-			o.net_host = true;
-			break;
-		case O_RUNC:
-			o.runc = optarg;
-			break;
-		case O_PLATFORM:
-			o.image.platform = optarg;
-			break;
-		case O_PLAIN_HTTP:
-			plain_http = true;
-			break;
-		case O_INSECURE:
-			if (n_insecure >= OPT_INSECURE_MAX)
-				return lp_cmd_usage_error(
-					"optimize",
-					"at most %d --insecure-registry",
-					OPT_INSECURE_MAX);
-			insecure[n_insecure++] = optarg;
-			break;
-		case O_CA_FILE:
-			o.image.reg.ca_file = optarg;
-			break;
-		case O_FORMAT:
-		case O_CHUNK_SIZE:
-		case O_LEVEL:
-		case O_THREADS:
-			r = lp_cmd_convert_opt("optimize", opts[idx].name,
-					       optarg, &o.image.convert);
-			if (r)
-				return r;
-			break;
-		case O_JOBS:
-			if (lp_cmd_parse_int(optarg, 1, LP_IMAGE_JOBS_MAX, &v) <
-			    0)
-				return lp_cmd_usage_error(
-					"optimize", "--jobs must be 1..%d",
-					LP_IMAGE_JOBS_MAX);
-			o.image.jobs = (unsigned int)v;
-			break;
-		case O_TMPDIR:
-			o.image.tmpdir = optarg;
-			break;
-		case 'h':
-			fputs(optimize_usage, stdout);
-			return LP_EXIT_OK;
-		default:
-			return lp_cmd_usage_error("optimize", "bad option");
-		}
+	while ((c = getopt_long(nargs, argv, "h", optimize_opts, &idx)) != -1) {
+		r = optimize_option(c, optimize_opts[idx].name, optarg, a);
+		if (r != ARGS_OK)
+			return r;
 	}
 	if (nargs - optind != 2)
 		return lp_cmd_usage_error("optimize", "needs SRC and DST");
-	o.image.src = argv[optind];
-	o.image.dst = argv[optind + 1];
+	a->o.image.src = argv[optind];
+	a->o.image.dst = argv[optind + 1];
 	if (nargs < argc) {
 		if (nargs + 1 >= argc)
 			return lp_cmd_usage_error("optimize",
 						  "no command after '--'");
-		o.argv = (const char *const *)argv + nargs + 1;
+		a->o.argv = (const char *const *)argv + nargs + 1;
 	}
-	r = lp_cmd_convert_check("optimize", &o.image.convert);
+	r = lp_cmd_convert_check("optimize", &a->o.image.convert);
 	if (r)
 		return r;
-	if (plain_http) {
-		if ((h = ref_host(o.image.src, &sref)))
-			insecure[n_insecure++] = h;
-		if ((h = ref_host(o.image.dst, &dref)))
-			insecure[n_insecure++] = h;
-	}
-	o.image.reg.insecure_hosts = insecure;
-	o.errout = stderr;
-	o.out = stderr; /* stdout carries the results */
-	signal(SIGPIPE, SIG_IGN);
+	return ARGS_OK;
+}
 
-	r = lp_optimize(&o, &res, &err);
-	if (r < 0)
-		return lp_cmd_fail("optimize", &err, r);
-	lp_digest_format(&res.image.digest, ds);
+/* --plain-http: SRC's and DST's registry hosts join the insecure ones */
+static void add_plain_hosts(struct optimize_args *a)
+{
+	const char *h;
+
+	if (a->plain_http) {
+		if ((h = ref_host(a->o.image.src, &a->sref)))
+			a->insecure[a->n_insecure++] = h;
+		if ((h = ref_host(a->o.image.dst, &a->dref)))
+			a->insecure[a->n_insecure++] = h;
+	}
+	a->o.image.reg.insecure_hosts = a->insecure;
+}
+
+/* the summary on stderr, the key=value results on stdout */
+static int print_result(const struct lp_optimize_opts *o,
+			const struct lp_optimize_result *res)
+{
+	char ds[LP_DIGEST_STR_LEN + 1];
+
+	lp_digest_format(&res->image.digest, ds);
 	if (lp_log_enabled(LP_LOG_WARN))
 		fprintf(stderr,
 			"lazypull optimize: workload %s after %.1f s; %zu "
 			"files recorded in %zu of %zu layers; %s -> %s in "
 			"%.1f s\n",
-			stop_name(res.stop), res.run_seconds, res.n_recorded,
-			res.n_layers_accessed, res.n_layers, o.image.src,
-			o.image.dst, res.image.seconds);
+			stop_name(res->stop), res->run_seconds, res->n_recorded,
+			res->n_layers_accessed, res->n_layers, o->image.src,
+			o->image.dst, res->image.seconds);
 	printf("stop=%s\nexit-status=%d\nrecorded=%zu\nlayers=%zu\n"
 	       "layers-accessed=%zu\nrun-seconds=%.3f\ndigest=%s\n"
 	       "size-before=%llu\nsize-after=%llu\nseconds=%.3f\n",
-	       stop_name(res.stop), res.exit_status, res.n_recorded,
-	       res.n_layers, res.n_layers_accessed, res.run_seconds, ds,
-	       (unsigned long long)res.image.bytes_before,
-	       (unsigned long long)res.image.bytes_after, res.image.seconds);
+	       stop_name(res->stop), res->exit_status, res->n_recorded,
+	       res->n_layers, res->n_layers_accessed, res->run_seconds, ds,
+	       (unsigned long long)res->image.bytes_before,
+	       (unsigned long long)res->image.bytes_after, res->image.seconds);
 	return fflush(stdout) == 0 ? LP_EXIT_OK : LP_EXIT_FAIL;
+}
+
+int lp_cmd_optimize(int argc, char **argv)
+{
+	struct optimize_args a = { 0 };
+	struct lp_optimize_result res;
+	struct lp_err err = { 0 };
+	int r;
+
+	r = optimize_parse(argc, argv, &a);
+	if (r != ARGS_OK)
+		return r;
+	add_plain_hosts(&a);
+	a.o.errout = stderr;
+	a.o.out = stderr; /* stdout carries the results */
+	signal(SIGPIPE, SIG_IGN);
+	r = lp_optimize(&a.o, &res, &err);
+	if (r < 0)
+		return lp_cmd_fail("optimize", &err, r);
+	return print_result(&a.o, &res);
 }

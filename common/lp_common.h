@@ -27,6 +27,12 @@ static inline uint64_t lp_mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* CLOCK_MONOTONIC in ms */
+static inline uint64_t lp_mono_ms(void)
+{
+	return lp_mono_ns() / 1000000u;
+}
+
 static inline uint64_t lp_min_u64(uint64_t a, uint64_t b)
 {
 	return a < b ? a : b;

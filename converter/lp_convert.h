@@ -65,11 +65,11 @@ int lp_convert_layer(int in_fd, const char *out_path,
 		     struct lp_convert_result *res, struct lp_err *err);
 
 /*
- * lp_prio_list_load() - read a prioritised-files list: one path per line, or
- * JSON lines with a "path" member (the record `lazypull optimize` writes;
- * other members are ignored). Blank lines and lines starting with '#' are
- * skipped. *ret_paths is a NULL-terminated array owned by the caller
- * (lp_prio_list_free). Returns the count, or -errno.
+ * lp_prio_list_load() - the paths of a prioritised-files list (format/
+ * lp_prio.h: plain or JSON lines; the layer members of JSON lines are
+ * checked, then ignored). *ret_paths is a NULL-terminated array owned by
+ * the caller (lp_prio_list_free). Returns the count, or -errno as
+ * lp_prio_load().
  */
 int lp_prio_list_load(const char *path, char ***ret_paths, struct lp_err *err);
 void lp_prio_list_free(char **paths);

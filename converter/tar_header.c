@@ -334,7 +334,7 @@ static void lp_go_path_clean(char *p)
 	size_t n = strlen(p), r = 0, w = 0, dotdot = 0;
 
 	if (n == 0) {
-		strcpy(p, ".");
+		memcpy(p, ".", 2); /* the caller's buffer holds >= 2 bytes */
 		return;
 	}
 	if (rooted) {

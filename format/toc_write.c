@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lp_base64.h"
 #include "lp_toc.h"
 
 struct lp_toc_writer {
@@ -21,8 +22,6 @@ struct lp_toc_writer {
 	bool finished;
 };
 
-static const char lp_b64[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char lp_hex[] = "0123456789abcdef";
 
 int lp_toc_writer_new(size_t limit, struct lp_toc_writer **ret_w)
@@ -206,23 +205,10 @@ static int lp_json_modtime(struct lp_buf *b, int64_t sec, uint32_t nsec)
 
 static int lp_json_base64(struct lp_buf *b, const uint8_t *v, size_t len)
 {
-	char q[4];
-	size_t i;
 	int r = lp_buf_append(b, "\"", 1);
 
-	for (i = 0; r == 0 && i < len; i += 3) {
-		uint32_t x = (uint32_t)v[i] << 16;
-
-		if (i + 1 < len)
-			x |= (uint32_t)v[i + 1] << 8;
-		if (i + 2 < len)
-			x |= v[i + 2];
-		q[0] = lp_b64[x >> 18 & 63];
-		q[1] = lp_b64[x >> 12 & 63];
-		q[2] = i + 1 < len ? lp_b64[x >> 6 & 63] : '=';
-		q[3] = i + 2 < len ? lp_b64[x & 63] : '=';
-		r = lp_buf_append(b, q, 4);
-	}
+	if (r == 0)
+		r = lp_base64_encode_buf(b, v, len);
 	if (r == 0)
 		r = lp_buf_append(b, "\"", 1);
 	return r;

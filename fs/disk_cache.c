@@ -88,31 +88,6 @@ static void path_of(const struct lp_digest *dg, char path[DISK_PATH_MAX])
 	snprintf(path, DISK_PATH_MAX, "chunks/%.2s/%s", hex, hex);
 }
 
-static int mkdir_p(const char *dir)
-{
-	char *p = strdup(dir), *s;
-	int r = 0;
-
-	if (!p)
-		return -ENOMEM;
-	for (s = p + 1;; s++) {
-		if (*s && *s != '/')
-			continue;
-		char c = *s;
-
-		*s = '\0';
-		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-			r = -errno;
-			break;
-		}
-		*s = c;
-		if (!c)
-			break;
-	}
-	free(p);
-	return r;
-}
-
 /* call @fn on every chunk file; stops early when @fn returns nonzero */
 static int scan(struct fs_disk *d,
 		int (*fn)(void *, const char *, const struct stat *),
@@ -208,7 +183,7 @@ int fs_disk_open(const char *dir, uint64_t budget, struct fs_disk **ret_disk,
 	bool do_evict = false;
 	int dirfd = -1, r;
 
-	r = mkdir_p(dir);
+	r = lp_mkdir_p(dir, 0700, 0700);
 	if (r < 0) {
 		lp_err_set(err, r, "cache dir %s: %s", dir, strerror(-r));
 		goto out;

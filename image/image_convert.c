@@ -126,14 +126,6 @@ struct conv {
 	atomic_bool cancel; /* a layer failed: start no more, stop pumps */
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static enum lp_layer_format want_format(const struct conv *cv)
 {
 	return cv->o->convert.format;
@@ -386,7 +378,7 @@ static int run_job(struct conv *cv, struct job *j)
 	struct lp_blob *src = NULL;
 	int r;
 
-	atomic_store(&j->t_start_ms, now_ms());
+	atomic_store(&j->t_start_ms, (int64_t)lp_mono_ms());
 	atomic_store_explicit(&j->state, LP_IMAGE_LAYER_RUNNING,
 			      memory_order_release);
 	if (mkdir(j->dir, 0700) < 0) {
@@ -404,7 +396,7 @@ static int run_job(struct conv *cv, struct job *j)
 out:
 	lp_blob_unref(src);
 	j->r = r;
-	atomic_store(&j->t_end_ms, now_ms());
+	atomic_store(&j->t_end_ms, (int64_t)lp_mono_ms());
 	atomic_store_explicit(&j->state,
 			      r < 0    ? LP_IMAGE_LAYER_FAILED :
 			      j->reuse ? LP_IMAGE_LAYER_REUSED :
@@ -465,7 +457,7 @@ static uint64_t dir_bytes(const char *dir)
 static void report(struct conv *cv, enum lp_image_phase phase)
 {
 	struct lp_image_progress p = { .phase = phase };
-	int64_t now = now_ms();
+	int64_t now = (int64_t)lp_mono_ms();
 	size_t i;
 
 	if (!cv->o->progress)
@@ -544,6 +536,9 @@ static int run_jobs(struct conv *cv)
 	}
 	pthread_mutex_unlock(&cv->lock);
 	for (i = 0; i < n; i++)
+		/* th[0..n) were all set by pthread_create() above; cppcheck
+		   does not follow n across the loops */
+		/* cppcheck-suppress uninitvar */
 		pthread_join(th[i], NULL);
 	report(cv, LP_IMAGE_PHASE_CONVERT);
 	if (r < 0)
@@ -855,7 +850,7 @@ out:
 /* the prioritised paths that apply to job @j */
 static int assign_prio(struct conv *cv, struct job *j)
 {
-	const struct lp_image_prio_list *l = cv->o->prio;
+	const struct lp_prio_list *l = cv->o->prio;
 	size_t i, n = 0;
 
 	if (!l || !l->n)
@@ -864,7 +859,7 @@ static int assign_prio(struct conv *cv, struct job *j)
 	if (!j->prio)
 		return -ENOMEM;
 	for (i = 0; i < l->n; i++) {
-		const struct lp_image_prio *p = &l->items[i];
+		const struct lp_prio *p = &l->items[i];
 		bool named = p->has_digest || p->layer_index >= 0;
 
 		if (named &&
@@ -1231,7 +1226,7 @@ int lp_image_convert(const struct lp_image_opts *o,
 
 	pthread_mutex_init(&cv.lock, NULL);
 	pthread_cond_init(&cv.cond, NULL);
-	cv.t0_ms = now_ms();
+	cv.t0_ms = (int64_t)lp_mono_ms();
 	if (o->jobs > LP_IMAGE_JOBS_MAX) {
 		r = lp_err_set(err, -EINVAL, "at most %d jobs",
 			       LP_IMAGE_JOBS_MAX);
@@ -1296,7 +1291,7 @@ int lp_image_convert(const struct lp_image_opts *o,
 		res.bytes_after += j->res.size;
 		res.bytes_uncompressed += j->res.uncompressed_size;
 	}
-	res.seconds = (now_ms() - cv.t0_ms) / 1000.0;
+	res.seconds = ((int64_t)lp_mono_ms() - cv.t0_ms) / 1000.0;
 	report(&cv, LP_IMAGE_PHASE_DONE);
 	*ret_res = res;
 out:

@@ -26,13 +26,12 @@
 #include "lp_convert.h"
 #include "lp_digest.h"
 #include "lp_err.h"
+#include "lp_prio.h"
 #include "lp_registry.h"
 
 #define LP_IMAGE_CONFIG_MAX (8 * 1024 * 1024) /* bytes of an image config */
 #define LP_IMAGE_INDEX_JSON_MAX LP_REG_MANIFEST_MAX /* an OCI index.json */
 #define LP_IMAGE_JOBS_MAX 64 /* layers converted at once */
-#define LP_IMAGE_PRIO_LINE_MAX 8192 /* one line of a prioritised list */
-#define LP_IMAGE_PRIO_FILE_MAX (64 * 1024 * 1024) /* a prioritised list */
 
 /* Annotations on the layer descriptors this module writes (DESIGN.md §2). */
 #define LP_IMAGE_ANN_TOC_DIGEST "containerd.io/snapshot/stargz/toc.digest"
@@ -46,34 +45,12 @@
 /* ---- prioritised files ---------------------------------------------- */
 
 /*
- * One prioritised path, optionally restricted to one layer. Layers are
- * named by the source layer's digest or diff-id, or by index (0 = base).
+ * Lists are read by format/'s lp_prio_load() (lp_prio.h). Image conversion
+ * hands each layer the paths that name it (by the source layer's digest or
+ * diff-id, or by index, 0 = base) plus those that name no layer.
  */
-struct lp_image_prio {
-	char *path;
-	bool has_digest;
-	struct lp_digest layer_digest;
-	long layer_index; /* -1: not given */
-};
-
-struct lp_image_prio_list {
-	struct lp_image_prio *items;
-	size_t n;
-};
-
-/*
- * lp_image_prio_load() - read a prioritised-files list: plain lines (a
- * path each) or JSON lines {"path": P, "layer_digest": "sha256:...",
- * "layer_index": N} (both layer members optional; "layerDigest" and
- * "layerIndex" are accepted too). Lines that name no layer apply to every
- * layer. Blank lines and '#' comments are skipped. Fills @ret (free with
- * lp_image_prio_list_release). Returns the number of paths, -EINVAL with the
- * line number in @err for a malformed line, -EFBIG over the LP_IMAGE_PRIO_*
- * bounds, or an I/O -errno.
- */
-int lp_image_prio_load(const char *path, struct lp_image_prio_list *ret,
-		       struct lp_err *err);
-void lp_image_prio_list_release(struct lp_image_prio_list *l);
+_Static_assert(LP_PRIO_MAX_LAYERS == LP_REG_LAYERS_MAX,
+	       "a prioritised list's layer_index bound is the manifest's");
 
 /* ---- progress ------------------------------------------------------- */
 
@@ -122,7 +99,7 @@ struct lp_image_opts {
 	const char *dst; /* same forms; a registry DST needs a tag */
 	struct lp_convert_opts convert; /* format, chunk size, level; threads
 					   0: the CPUs shared between jobs */
-	const struct lp_image_prio_list *prio; /* NULL: none */
+	const struct lp_prio_list *prio; /* NULL: none */
 	const char *platform; /* "os/arch[/variant]"; NULL: the host's */
 	bool all_platforms; /* every platform of an index; wins over above */
 	unsigned int jobs; /* layers at once; 0: 2 */

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lp_common.h"
 #include "lp_convert.h"
 #include "lp_fs.h"
 #include "lp_fuse.h"
@@ -82,14 +83,6 @@ void lp_optimize_opts_init(struct lp_optimize_opts *o)
 	memset(o, 0, sizeof(*o));
 	lp_image_opts_init(&o->image);
 	o->period_s = LP_OPT_DEFAULT_PERIOD;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* a stop signal is pending (drained) */
@@ -535,9 +528,9 @@ static int run(struct opt *op, struct lp_optimize_result *res)
 	ro.out = o->out;
 	ro.errout = o->errout;
 	ro.sig_fd = op->sig_fd;
-	t0 = now_s();
+	t0 = (double)lp_mono_ns() / 1e9;
 	r = opt_run_workload(&ro, &res->stop, &res->exit_status, op->err);
-	res->run_seconds = now_s() - t0;
+	res->run_seconds = (double)lp_mono_ns() / 1e9 - t0;
 	if (r < 0)
 		return r;
 	if (res->stop == LP_OPT_STOP_SIGNAL)
@@ -554,7 +547,7 @@ int lp_optimize(const struct lp_optimize_opts *o,
 {
 	struct lp_optimize_result res = { .exit_status = -1 };
 	struct opt op = { .o = o, .err = err, .sig_fd = -1 };
-	struct lp_image_prio_list prio = { 0 };
+	struct lp_prio_list prio = { 0 };
 	struct lp_image_opts io;
 	char rec_tmp[PATH_MAX] = "";
 	const char *rec_path = o->record_out;
@@ -609,7 +602,7 @@ int lp_optimize(const struct lp_optimize_opts *o,
 	if (r < 0)
 		goto out;
 	/* read back as --prioritize would: the record is what converts */
-	r = lp_image_prio_load(rec_path, &prio, err);
+	r = lp_prio_load(rec_path, &prio, err);
 	if (r < 0)
 		goto out;
 	io = o->image;
@@ -622,7 +615,7 @@ int lp_optimize(const struct lp_optimize_opts *o,
 out:
 	if (rec_tmp[0])
 		unlink(rec_tmp);
-	lp_image_prio_list_release(&prio);
+	lp_prio_release(&prio);
 	opt_release(&op);
 	return r;
 }

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * The access record's writer: JSON lines {"path", "layer_digest",
- * "layer_index"}, the format image/prio.c (lp_image_prio_load) and the
- * layer converter's list reader take. Written to a temporary file beside
+ * "layer_index"}, the format format/prio.c (lp_prio_load) reads for
+ * image conversion and the layer converter's list. Written to a temporary file beside
  * the target and renamed, so a reader never sees half a record.
  */
 #include <errno.h>
@@ -63,8 +63,8 @@ int lp_opt_record_write(const char *path, const struct lp_opt_record *recs,
 		r = lp_err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	strcpy(tmp, path);
-	strcat(tmp, RECORD_TMP_SUFFIX);
+	snprintf(tmp, strlen(path) + sizeof(RECORD_TMP_SUFFIX), "%s%s", path,
+		 RECORD_TMP_SUFFIX);
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		r = lp_err_set(err, -errno, "%s: %s", path, strerror(errno));

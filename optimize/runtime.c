@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lp_common.h"
 #include "lp_log.h"
 #include "optimize_int.h"
 
@@ -50,14 +51,6 @@ struct watch {
 	bool matched;
 	bool workload_started; /* match --wait-line only from then on */
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /*
  * keep runc's reason from an error line: the msg="..." of its logrus
@@ -238,14 +231,14 @@ static int runc_cmd(const struct opt_run *run, const char *sub, const char *a1,
 static bool wait_child(struct watch *w, pid_t pid, int64_t ms, int *ret_st,
 		       bool *ret_signal)
 {
-	int64_t end = now_ms() + ms;
+	int64_t end = (int64_t)lp_mono_ms() + ms;
 
 	for (;;) {
 		pid_t got = waitpid(pid, ret_st, WNOHANG);
 
 		if (got == pid || (got < 0 && errno == ECHILD))
 			return got == pid;
-		if (now_ms() >= end)
+		if ((int64_t)lp_mono_ms() >= end)
 			return false;
 		if (poll_once(w, RUN_POLL_MS) && ret_signal)
 			*ret_signal = true;
@@ -345,9 +338,9 @@ int opt_run_workload(const struct opt_run *run, enum lp_opt_stop *ret_stop,
 	}
 	lp_log_info("workload started (pid %d)", (int)init);
 
-	deadline = now_ms() + run->period_ms;
+	deadline = (int64_t)lp_mono_ms() + run->period_ms;
 	for (;;) {
-		int64_t now = now_ms();
+		int64_t now = (int64_t)lp_mono_ms();
 		pid_t got;
 
 		if (!exited) {

@@ -40,14 +40,6 @@ struct lp_reg_blob {
 	long redirect_at; /* protected by lock; monotonic s */
 };
 
-static long now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
-
 int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		     const struct lp_digest *digest, uint64_t size,
 		     struct lp_reg_blob **ret_rb)
@@ -104,7 +96,8 @@ static char *redirect_get(struct lp_reg_blob *rb)
 	char *u = NULL;
 
 	pthread_mutex_lock(&rb->lock);
-	if (rb->redirect && now_s() - rb->redirect_at < LP_REG_REDIRECT_TTL_S)
+	if (rb->redirect && (long)(lp_mono_ms() / 1000) - rb->redirect_at <
+				    LP_REG_REDIRECT_TTL_S)
 		u = strdup(rb->redirect);
 	pthread_mutex_unlock(&rb->lock);
 	return u;
@@ -117,7 +110,7 @@ static void redirect_set(struct lp_reg_blob *rb, const char *url)
 	pthread_mutex_lock(&rb->lock);
 	free(rb->redirect);
 	rb->redirect = u;
-	rb->redirect_at = now_s();
+	rb->redirect_at = (long)(lp_mono_ms() / 1000);
 	pthread_mutex_unlock(&rb->lock);
 }
 

@@ -52,7 +52,7 @@ static int get_manifest(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		r = -ENAMETOOLONG;
 		goto out;
 	}
-	strcat(url, name);
+	memcpy(url + strlen(url), name, strlen(name) + 1);
 	resp = malloc(sizeof(*resp));
 	if (!resp) {
 		r = -ENOMEM;

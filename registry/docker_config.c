@@ -18,7 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lp_base64.h"
 #include "lp_buf.h"
+#include "lp_common.h"
+#include "lp_json.h"
 #include "reg_int.h"
 
 extern char **environ;
@@ -51,44 +54,16 @@ static bool host_match(const char *key, const char *host)
 	return !strcmp(h, host) || (is_hub(h) && is_hub(host));
 }
 
-static int b64val(char c)
+/* decode base64 "auth" (padding optional) into the string @out */
+static int auth_decode(const char *s, char *out, size_t size)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+' || c == '-')
-		return 62;
-	if (c == '/' || c == '_')
-		return 63;
-	return -1;
-}
+	size_t n;
+	int r;
 
-/* decode base64 (padding optional) into @out; returns length or -EPROTO */
-static int b64_decode(const char *s, char *out, size_t size)
-{
-	size_t n = 0, i, len = strlen(s);
-	uint32_t acc = 0;
-	int bits = 0;
-
-	while (len && s[len - 1] == '=')
-		len--;
-	for (i = 0; i < len; i++) {
-		int v = b64val(s[i]);
-
-		if (v < 0)
-			return -EPROTO;
-		acc = acc << 6 | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (n + 1 >= size)
-				return -EFBIG;
-			out[n++] = (char)(acc >> bits);
-		}
-	}
+	r = lp_base64_decode(s, strlen(s), LP_BASE64_LENIENT, out, size - 1,
+			     &n);
+	if (r < 0)
+		return r == -EFBIG ? r : -EPROTO;
 	out[n] = '\0';
 	return (int)n;
 }
@@ -101,34 +76,6 @@ static int copy_str(char *dst, size_t size, const char *src)
 		return -EFBIG;
 	memcpy(dst, src, n + 1);
 	return 0;
-}
-
-static const char *str_field(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-static json_object *parse_json(const char *json, size_t len)
-{
-	struct json_tokener *tok = json_tokener_new_ex(16);
-	json_object *o = NULL;
-
-	if (!tok)
-		return NULL;
-	if (len <= INT32_MAX && !memchr(json, '\0', len))
-		o = json_tokener_parse_ex(tok, json, (int)len);
-	if (o && (json_tokener_get_error(tok) != json_tokener_success ||
-		  !json_object_is_type(o, json_type_object))) {
-		json_object_put(o);
-		o = NULL;
-	}
-	json_tokener_free(tok);
-	return o;
 }
 
 int lp_reg_docker_config_lookup(const char *json, size_t len, const char *host,
@@ -145,9 +92,13 @@ int lp_reg_docker_config_lookup(const char *json, size_t len, const char *host,
 		r = -EFBIG;
 		goto out;
 	}
-	root = parse_json(json, len);
-	if (!root)
+	r = lp_json_parse(json, len, REG_CONFIG_JSON_DEPTH, json_type_object,
+			  &root);
+	if (r < 0) {
+		r = r == -ENOMEM ? r : -EPROTO;
 		goto out;
+	}
+	r = -EPROTO;
 	/* credHelpers[host] wins over auths, as in docker */
 	if (json_object_object_get_ex(root, "credHelpers", &helpers) &&
 	    json_object_is_type(helpers, json_type_object)) {
@@ -174,9 +125,9 @@ int lp_reg_docker_config_lookup(const char *json, size_t len, const char *host,
 			if (!host_match(key, host) ||
 			    !json_object_is_type(val, json_type_object))
 				continue;
-			s = str_field(val, "auth");
+			s = lp_json_str(val, "auth");
 			if (s && *s) {
-				r = b64_decode(s, dec, sizeof(dec));
+				r = auth_decode(s, dec, sizeof(dec));
 				if (r < 0)
 					goto out;
 				colon = strchr(dec, ':');
@@ -194,8 +145,8 @@ int lp_reg_docker_config_lookup(const char *json, size_t len, const char *host,
 				r = 1;
 				goto found;
 			}
-			u = str_field(val, "username");
-			p = str_field(val, "password");
+			u = lp_json_str(val, "username");
+			p = lp_json_str(val, "password");
 			if (u && p) {
 				if ((r = copy_str(cred.user, sizeof(cred.user),
 						  u)) < 0 ||
@@ -207,7 +158,7 @@ int lp_reg_docker_config_lookup(const char *json, size_t len, const char *host,
 			}
 		}
 	}
-	s = str_field(root, "credsStore");
+	s = lp_json_str(root, "credsStore");
 	if (s && *s) {
 		r = copy_str(cred.helper, sizeof(cred.helper), s);
 		if (r < 0)
@@ -240,11 +191,15 @@ int lp_reg_helper_parse(const char *json, size_t len, struct lp_reg_cred *cred)
 		r = -EFBIG;
 		goto out;
 	}
-	root = parse_json(json, len);
-	if (!root)
+	r = lp_json_parse(json, len, REG_CONFIG_JSON_DEPTH, json_type_object,
+			  &root);
+	if (r < 0) {
+		r = r == -ENOMEM ? r : -EPROTO;
 		goto out;
-	u = str_field(root, "Username");
-	s = str_field(root, "Secret");
+	}
+	r = -EPROTO;
+	u = lp_json_str(root, "Username");
+	s = lp_json_str(root, "Secret");
 	if (!u || !s)
 		goto out;
 	if (!strcmp(u, "<token>")) { /* identity token: OAuth refresh */
@@ -260,14 +215,6 @@ out:
 	return r;
 }
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* run docker-credential-NAME get; its stdout into @out (bounded) */
 static int run_helper(const char *name, const char *server, struct lp_buf *out)
 {
@@ -276,7 +223,7 @@ static int run_helper(const char *name, const char *server, struct lp_buf *out)
 	char *argv[3];
 	int in[2] = { -1, -1 }, outp[2] = { -1, -1 };
 	pid_t pid = -1;
-	long deadline = now_ms() + LP_REG_HELPER_TIMEOUT_MS;
+	long deadline = (long)lp_mono_ms() + LP_REG_HELPER_TIMEOUT_MS;
 	bool fa_init = false;
 	int r, status;
 
@@ -313,7 +260,7 @@ static int run_helper(const char *name, const char *server, struct lp_buf *out)
 	for (;;) {
 		struct pollfd pfd = { .fd = outp[0], .events = POLLIN };
 		char buf[4096];
-		long left = deadline - now_ms();
+		long left = deadline - (long)lp_mono_ms();
 		ssize_t n;
 
 		if (left <= 0) {

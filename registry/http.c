@@ -23,7 +23,9 @@
 #include <unistd.h>
 
 #include "lp_buf.h"
+#include "lp_base64.h"
 #include "lp_common.h"
+#include "lp_json.h"
 #include "reg_int.h"
 
 #define LP_REG_TOKENS_MAX 64 /* cached tokens per host */
@@ -68,12 +70,10 @@ struct lp_reg {
 	bool curl_init;
 };
 
-static long now_ms(void)
+/* the shared monotonic clock (lp_common.h) as this file counts time */
+static inline long now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (long)lp_mono_ms();
 }
 
 void lp_reg_opts_init(struct lp_reg_opts *o)
@@ -267,8 +267,8 @@ int lp_reg_set_credentials(struct lp_reg *reg, const char *host,
 	h = host_get(reg, host);
 	if (h) {
 		memset(&h->cred, 0, sizeof(h->cred));
-		strcpy(h->cred.user, user);
-		strcpy(h->cred.secret, secret);
+		memcpy(h->cred.user, user, strlen(user) + 1);
+		memcpy(h->cred.secret, secret, strlen(secret) + 1);
 		h->cred_loaded = h->have_cred = h->explicit_cred = true;
 		r = 0;
 	}
@@ -511,30 +511,6 @@ static const char *scope_of(const struct lp_reg_req *req, char *out,
 	return out;
 }
 
-static int b64_encode(const char *in, size_t len, char *out, size_t size)
-{
-	static const char tab[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t i, o = 0;
-
-	if ((len + 2) / 3 * 4 + 1 > size)
-		return -EFBIG;
-	for (i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)(uint8_t)in[i] << 16;
-
-		if (i + 1 < len)
-			v |= (uint32_t)(uint8_t)in[i + 1] << 8;
-		if (i + 2 < len)
-			v |= (uint8_t)in[i + 2];
-		out[o++] = tab[v >> 18 & 63];
-		out[o++] = tab[v >> 12 & 63];
-		out[o++] = i + 1 < len ? tab[v >> 6 & 63] : '=';
-		out[o++] = i + 2 < len ? tab[v & 63] : '=';
-	}
-	out[o] = '\0';
-	return 0;
-}
-
 static int basic_header(const struct lp_reg_cred *c, char *out, size_t size)
 {
 	char plain[2 * LP_REG_CRED_MAX + 2];
@@ -544,7 +520,7 @@ static int basic_header(const struct lp_reg_cred *c, char *out, size_t size)
 	if (n < 0 || (size_t)n >= sizeof(plain))
 		return -EFBIG;
 	r = snprintf(out, size, "Authorization: Basic ");
-	r = b64_encode(plain, (size_t)n, out + r, size - (size_t)r);
+	r = lp_base64_encode(plain, (size_t)n, out + r, size - (size_t)r);
 	explicit_bzero(plain, sizeof(plain));
 	return r;
 }
@@ -750,50 +726,50 @@ static void token_reset(void *ctx)
 	lp_buf_reset(ctx);
 }
 
-/* ask the token server of @ch for a token for @scope; store it */
-static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
-		       const struct lp_reg_challenge *ch, const char *scope,
-		       const struct lp_reg_cred *cred, struct lp_err *err)
+/* the token server URL for @scope into @url; -EPROTO for a non-HTTP realm */
+static int token_url(const struct lp_reg_req *req,
+		     const struct lp_reg_challenge *ch, const char *scope,
+		     struct lp_buf *url, struct lp_err *err)
 {
-	struct lp_buf url, body;
-	struct lp_reg_sink sink = { .write = token_write,
-				    .reset = token_reset,
-				    .ctx = &body };
-	struct lp_reg_req treq;
-	struct lp_reg_resp *resp = NULL;
-	struct json_tokener *tok = NULL;
-	json_object *root = NULL, *v;
-	const char *hdrs[2] = { NULL, NULL };
-	char authh[3 * LP_REG_CRED_MAX];
-	const char *token = NULL;
-	struct reg_host *h;
-	struct reg_token *t = NULL;
-	long ttl = LP_REG_TOKEN_DEFAULT_TTL_S;
 	int r;
 
-	lp_buf_init(&url, LP_REG_URL_MAX);
-	lp_buf_init(&body, LP_REG_TOKEN_BODY_MAX);
+	if ((r = lp_buf_printf(url, "%s%cservice=", ch->realm,
+			       strchr(ch->realm, '?') ? '&' : '?')) < 0 ||
+	    (r = url_escape(url, ch->service)) < 0 ||
+	    (r = lp_buf_printf(url, "&scope=")) < 0 ||
+	    (r = url_escape(url, scope)) < 0)
+		return r;
+	if (ch->scope[0] && strcmp(ch->scope, scope) &&
+	    ((r = lp_buf_printf(url, "&scope=")) < 0 ||
+	     (r = url_escape(url, ch->scope)) < 0))
+		return r;
+	if (strncmp(ch->realm, "https://", 8) &&
+	    strncmp(ch->realm, "http://", 7))
+		return lp_err_set(err, -EPROTO,
+				  "%s: token realm \"%s\" is not "
+				  "an http(s) URL",
+				  req->ref->host, ch->realm);
+	return 0;
+}
+
+/* GET @url (with @cred as Basic auth when set); the 200 reply in @body */
+static int token_request(struct lp_reg *reg, const struct lp_reg_req *req,
+			 const struct lp_reg_challenge *ch, const char *scope,
+			 const struct lp_reg_cred *cred, const char *url,
+			 struct lp_buf *body, struct lp_err *err)
+{
+	struct lp_reg_sink sink = { .write = token_write,
+				    .reset = token_reset,
+				    .ctx = body };
+	struct lp_reg_req treq;
+	struct lp_reg_resp *resp = NULL;
+	const char *hdrs[2] = { NULL, NULL };
+	char authh[3 * LP_REG_CRED_MAX];
+	int r;
+
 	resp = malloc(sizeof(*resp));
 	if (!resp) {
 		r = -ENOMEM;
-		goto out;
-	}
-	if ((r = lp_buf_printf(&url, "%s%cservice=", ch->realm,
-			       strchr(ch->realm, '?') ? '&' : '?')) < 0 ||
-	    (r = url_escape(&url, ch->service)) < 0 ||
-	    (r = lp_buf_printf(&url, "&scope=")) < 0 ||
-	    (r = url_escape(&url, scope)) < 0)
-		goto out;
-	if (ch->scope[0] && strcmp(ch->scope, scope) &&
-	    ((r = lp_buf_printf(&url, "&scope=")) < 0 ||
-	     (r = url_escape(&url, ch->scope)) < 0))
-		goto out;
-	if (strncmp(ch->realm, "https://", 8) &&
-	    strncmp(ch->realm, "http://", 7)) {
-		r = lp_err_set(err, -EPROTO,
-			       "%s: token realm \"%s\" is not "
-			       "an http(s) URL",
-			       req->ref->host, ch->realm);
 		goto out;
 	}
 	if (cred) {
@@ -804,7 +780,7 @@ static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
 	}
 	memset(&treq, 0, sizeof(treq));
 	treq.ref = req->ref;
-	treq.url = (const char *)url.data;
+	treq.url = url;
 	treq.external = true;
 	treq.headers = hdrs;
 	treq.body_fd = -1;
@@ -817,36 +793,40 @@ static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
 			   r == -EFBIG ? "reply too big" : strerror(-r));
 		goto out;
 	}
-	if (resp->status != 200) {
+	if (resp->status != 200)
 		r = lp_err_set(err,
 			       resp->status == 401 || resp->status == 403 ?
 				       -EACCES :
 				       -EPROTO,
 			       "token server %s: HTTP %ld for scope %s",
 			       ch->realm, resp->status, scope);
+out:
+	explicit_bzero(authh, sizeof(authh));
+	free(resp);
+	return r;
+}
+
+/* the token in reply @body, as a new record for @scope (*ret_t) */
+static int token_from_reply(const struct lp_reg_challenge *ch,
+			    const struct lp_buf *body, const char *scope,
+			    struct reg_token **ret_t, struct lp_err *err)
+{
+	long ttl = LP_REG_TOKEN_DEFAULT_TTL_S;
+	json_object *root = NULL, *v;
+	struct reg_token *t = NULL;
+	const char *token;
+	int r;
+
+	r = lp_json_parse(body->data ? (const char *)body->data : "", body->len,
+			  REG_TOKEN_JSON_DEPTH, json_type_object, &root);
+	if (r < 0) {
+		r = lp_err_set(err, r == -ENOMEM ? r : -EPROTO,
+			       "token server %s: bad reply", ch->realm);
 		goto out;
 	}
-	r = -EPROTO;
-	tok = json_tokener_new_ex(8);
-	if (!tok) {
-		r = -ENOMEM;
-		goto out;
-	}
-	if (body.data && !memchr(body.data, '\0', body.len))
-		root = json_tokener_parse_ex(tok, (const char *)body.data,
-					     (int)body.len);
-	if (!root || !json_object_is_type(root, json_type_object)) {
-		r = lp_err_set(err, -EPROTO, "token server %s: bad reply",
-			       ch->realm);
-		goto out;
-	}
-	if (json_object_object_get_ex(root, "token", &v) &&
-	    json_object_is_type(v, json_type_string))
-		token = json_object_get_string(v);
-	if ((!token || !*token) &&
-	    json_object_object_get_ex(root, "access_token", &v) &&
-	    json_object_is_type(v, json_type_string))
-		token = json_object_get_string(v);
+	token = lp_json_str(root, "token");
+	if (!token || !*token)
+		token = lp_json_str(root, "access_token");
 	if (!token || !*token || strlen(token) >= LP_REG_TOKEN_MAX ||
 	    strpbrk(token, "\r\n")) {
 		r = lp_err_set(err, -EPROTO, "token server %s: no usable token",
@@ -866,15 +846,31 @@ static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
 	snprintf(t->scope, sizeof(t->scope), "%s", scope);
 	/* renew a little early: a token that dies in flight costs a 401 */
 	t->expires_s = now_ms() / 1000 + (ttl > 10 ? ttl - 5 : ttl);
+	*ret_t = t;
+	t = NULL;
+out:
+	if (t)
+		free(t->token);
+	free(t);
+	json_object_put(root);
+	return r;
+}
+
+/* keep @t (taken over) as @host's token for its scope: it replaces the
+ * scope's old one, or the oldest when LP_REG_TOKENS_MAX are kept */
+static int store_token(struct lp_reg *reg, const char *host,
+		       struct reg_token *t)
+{
+	struct reg_host *h;
+
 	pthread_mutex_lock(&reg->lock);
-	h = host_get(reg, req->ref->host);
+	h = host_get(reg, host);
 	if (h) {
 		struct reg_token **pp;
 
 		h->scheme = LP_REG_AUTH_BEARER;
-		/* replace this scope's token; drop the oldest when full */
 		for (pp = &h->tokens; *pp; pp = &(*pp)->next)
-			if (!strcmp((*pp)->scope, scope))
+			if (!strcmp((*pp)->scope, t->scope))
 				break;
 		if (!*pp && h->n_tokens >= LP_REG_TOKENS_MAX)
 			for (pp = &h->tokens; (*pp)->next; pp = &(*pp)->next)
@@ -893,18 +889,33 @@ static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
 		t = NULL;
 	}
 	pthread_mutex_unlock(&reg->lock);
-	r = h ? 0 : -ENOMEM;
-out:
-	if (t)
+	if (t) {
 		free(t->token);
-	free(t);
-	explicit_bzero(authh, sizeof(authh));
-	json_object_put(root);
-	if (tok)
-		json_tokener_free(tok);
+		free(t);
+	}
+	return h ? 0 : -ENOMEM;
+}
+
+/* ask the token server of @ch for a token for @scope; store it */
+static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
+		       const struct lp_reg_challenge *ch, const char *scope,
+		       const struct lp_reg_cred *cred, struct lp_err *err)
+{
+	struct lp_buf url, body;
+	struct reg_token *t = NULL;
+	int r;
+
+	lp_buf_init(&url, LP_REG_URL_MAX);
+	lp_buf_init(&body, LP_REG_TOKEN_BODY_MAX);
+	if ((r = token_url(req, ch, scope, &url, err)) < 0 ||
+	    (r = token_request(reg, req, ch, scope, cred,
+			       (const char *)url.data, &body, err)) < 0 ||
+	    (r = token_from_reply(ch, &body, scope, &t, err)) < 0)
+		goto out;
+	r = store_token(reg, req->ref->host, t);
+out:
 	lp_buf_release(&url);
 	lp_buf_release(&body);
-	free(resp);
 	return r;
 }
 
@@ -919,12 +930,16 @@ static int host_cred(struct lp_reg *reg, const char *host,
 
 	pthread_mutex_lock(&reg->lock);
 	h = host_get(reg, host);
-	loaded = h && h->cred_loaded;
+	if (!h) {
+		pthread_mutex_unlock(&reg->lock);
+		return -ENOMEM;
+	}
+	loaded = h->cred_loaded;
 	if (loaded && h->have_cred)
 		*ret_cred = h->cred;
-	r = loaded ? (h->have_cred ? 1 : 0) : -ENOMEM;
+	r = h->have_cred ? 1 : 0;
 	pthread_mutex_unlock(&reg->lock);
-	if (loaded || !h)
+	if (loaded)
 		return r;
 	/* may run a helper program: not under the lock */
 	memset(&c, 0, sizeof(c));
@@ -1003,12 +1018,9 @@ out:
 /* a pseudo-random number from the clock: jitter needs no quality */
 static uint64_t jitter(void)
 {
-	struct timespec ts;
 	uint64_t x;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	x = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^
-	    (uint64_t)(uintptr_t)&ts;
+	x = lp_mono_ns() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)&x;
 	x ^= x >> 29;
 	x *= 0xbf58476d1ce4e5b9ULL;
 	return x ^ (x >> 32);

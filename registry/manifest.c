@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lp_json.h"
 #include "lp_registry.h"
 #include "reg_int.h"
 
@@ -26,16 +27,6 @@ struct lp_reg_manifest {
 	json_object *root; /* owns every string above */
 };
 
-static const char *str_field(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
 static int parse_desc(json_object *o, bool want_platform, struct lp_reg_desc *d)
 {
 	json_object *v, *ann, *plat;
@@ -48,11 +39,11 @@ static int parse_desc(json_object *o, bool want_platform, struct lp_reg_desc *d)
 	d->platform.os = d->platform.arch = d->platform.variant = "";
 	if (!json_object_is_type(o, json_type_object))
 		goto out;
-	s = str_field(o, "mediaType");
+	s = lp_json_str(o, "mediaType");
 	if (!s)
 		goto out;
 	d->media_type = s;
-	s = str_field(o, "digest");
+	s = lp_json_str(o, "digest");
 	if (!s || lp_digest_parse(s, &d->digest) < 0)
 		goto out;
 	if (!json_object_object_get_ex(o, "size", &v) ||
@@ -91,11 +82,11 @@ static int parse_desc(json_object *o, bool want_platform, struct lp_reg_desc *d)
 	if (want_platform && json_object_object_get_ex(o, "platform", &plat)) {
 		if (!json_object_is_type(plat, json_type_object))
 			goto out;
-		s = str_field(plat, "os");
+		s = lp_json_str(plat, "os");
 		d->platform.os = s ? s : "";
-		s = str_field(plat, "architecture");
+		s = lp_json_str(plat, "architecture");
 		d->platform.arch = s ? s : "";
-		s = str_field(plat, "variant");
+		s = lp_json_str(plat, "variant");
 		d->platform.variant = s ? s : "";
 	}
 	d->annotations = a;
@@ -136,19 +127,13 @@ void lp_reg_manifest_free(struct lp_reg_manifest *m)
 	free(m);
 }
 
-static bool is_ws(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
 int lp_reg_manifest_parse(const void *data, size_t len, const char *media_type,
 			  struct lp_reg_manifest **ret_m)
 {
 	struct lp_reg_manifest *m = NULL;
-	struct json_tokener *tok = NULL;
 	json_object *v, *arr;
 	const char *mt;
-	size_t i, end, n;
+	size_t i, n;
 	int r = -EPROTO;
 
 	if (len > LP_REG_MANIFEST_MAX) {
@@ -164,22 +149,13 @@ int lp_reg_manifest_parse(const void *data, size_t len, const char *media_type,
 	m->raw[len] = '\0';
 	m->raw_len = len;
 	lp_sha256(data, len, &m->digest);
-	if (memchr(data, '\0', len))
-		goto out;
-	tok = json_tokener_new_ex(32);
-	if (!tok) {
-		r = -ENOMEM;
+	r = lp_json_parse(m->raw, len, REG_MANIFEST_JSON_DEPTH,
+			  json_type_object, &m->root);
+	if (r < 0) {
+		r = r == -ENOMEM ? r : -EPROTO;
 		goto out;
 	}
-	m->root = json_tokener_parse_ex(tok, m->raw, (int)len);
-	if (!m->root || json_tokener_get_error(tok) != json_tokener_success)
-		goto out;
-	end = json_tokener_get_parse_end(tok);
-	for (i = end; i < len; i++)
-		if (!is_ws(m->raw[i]))
-			goto out;
-	if (!json_object_is_type(m->root, json_type_object))
-		goto out;
+	r = -EPROTO;
 	if (!json_object_object_get_ex(m->root, "schemaVersion", &v) ||
 	    !json_object_is_type(v, json_type_int))
 		goto out;
@@ -187,7 +163,7 @@ int lp_reg_manifest_parse(const void *data, size_t len, const char *media_type,
 		r = -EOPNOTSUPP; /* schema1 */
 		goto out;
 	}
-	mt = str_field(m->root, "mediaType");
+	mt = lp_json_str(m->root, "mediaType");
 	if (!mt && media_type && media_type[0])
 		mt = media_type;
 	if (!mt) /* OCI allows leaving it out */
@@ -242,8 +218,6 @@ int lp_reg_manifest_parse(const void *data, size_t len, const char *media_type,
 	m = NULL;
 	r = 0;
 out:
-	if (tok)
-		json_tokener_free(tok);
 	lp_reg_manifest_free(m);
 	return r;
 }
@@ -320,7 +294,7 @@ int lp_reg_index_select(const struct lp_reg_manifest *m, const char *platform,
 		platform = host_platform();
 	if (strlen(platform) >= sizeof(buf))
 		goto out;
-	strcpy(buf, platform);
+	memcpy(buf, platform, strlen(platform) + 1);
 	os = buf;
 	arch = strchr(os, '/');
 	if (!arch || !*++arch)

@@ -34,6 +34,10 @@
 #define LP_REG_MAX_REDIRECTS 5
 #define LP_REG_REDIRECT_TTL_S 300 /* reuse a redirect this long */
 #define LP_REG_SKIP_MAX ((uint64_t)64 << 30) /* bytes skipped on a 200 */
+/* JSON nesting accepted (lp_json_parse) */
+#define REG_MANIFEST_JSON_DEPTH 32 /* manifests and indexes */
+#define REG_TOKEN_JSON_DEPTH 8 /* token server replies */
+#define REG_CONFIG_JSON_DEPTH 16 /* docker config.json, helper output */
 
 /* ---- WWW-Authenticate ---- */
 

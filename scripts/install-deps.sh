@@ -8,6 +8,8 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs=(
 	# build
 	build-essential cmake pkg-config clang clang-format
+	# static checks (scripts/check-src.sh, scripts/check-static.sh)
+	cppcheck perl binutils
 	# libraries
 	zlib1g-dev libzstd-dev libdeflate-dev libjson-c-dev libssl-dev
 	libarchive-dev libcmocka-dev libcurl4-openssl-dev

@@ -18,6 +18,10 @@ bash scripts/install-deps.sh
 echo "== format check (clang-format)"
 bash scripts/check-format.sh
 
+echo "== static checks (banned calls, layering includes, cppcheck)"
+bash scripts/check-src.sh
+bash scripts/check-static.sh
+
 if [ "${LP_SKIP_ASAN:-0}" != 1 ]; then
 	echo "== unit tests and fuzz corpora under ASan+UBSan"
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLP_SANITIZE=ON >/dev/null

@@ -987,7 +987,7 @@ static int by_length_desc(const void *a, const void *b)
 
 int lp_snap_clear_stale_mounts(const char *root)
 {
-	char **paths = NULL, **np, *line = NULL, *mp;
+	char **paths = NULL, **np, *line = NULL, *mp, *save;
 	size_t n = 0, cap = 0, rootlen = strlen(root), i;
 	int count = 0;
 	FILE *f;
@@ -997,9 +997,10 @@ int lp_snap_clear_stale_mounts(const char *root)
 		return 0;
 	while (getline(&line, &cap, f) > 0) {
 		/* id parent major:minor root MOUNTPOINT ... */
-		strtok(line, " ");
+		save = NULL;
+		strtok_r(line, " ", &save);
 		for (i = 0, mp = NULL; i < 4; i++)
-			mp = strtok(NULL, " ");
+			mp = strtok_r(NULL, " ", &save);
 		if (!mp)
 			continue;
 		unescape_octal(mp);

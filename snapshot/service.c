@@ -363,8 +363,8 @@ static int build_mounts(struct lp_snap_svc *s, const struct lp_snap_rec *r,
 			ret = lp_err_set(err, -E2BIG, "lowerdir too long");
 			goto out;
 		}
-		len += (size_t)sprintf(lower + len, "%s%s", len ? ":" : "",
-				       path);
+		len += (size_t)snprintf(lower + len, OVERLAY_OPTION_MAX - len,
+					"%s%s", len ? ":" : "", path);
 		free(parent);
 		parent = p.parent;
 		p.parent = NULL;

@@ -15,12 +15,15 @@
 
 #include <cmocka.h>
 
+#include "lp_base64.h"
 #include "lp_blob.h"
 #include "lp_buf.h"
+#include "lp_common.h"
 #include "lp_digest.h"
 #include "lp_err.h"
 #include "lp_hashmap.h"
 #include "lp_io.h"
+#include "lp_json.h"
 
 static void test_digest_known(void **state)
 {
@@ -481,6 +484,264 @@ static void test_mkdir_p(void **state)
 	assert_int_equal(system(path), 0);
 }
 
+/*
+ * ---- base64 and the JSON helpers ----
+ *
+ * base64: the edge cases of each copy lp_base64.h replaced (the TOC's
+ * strict decoder, docker config's lenient one, the two encoders).
+ */
+
+static void test_base64_encode(void **state)
+{
+	/* RFC 4648 section 10 */
+	static const char *const want[] = {
+		"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"
+	};
+	struct lp_buf b;
+	char out[16];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < LP_ARRAY_SIZE(want); i++) {
+		assert_int_equal(lp_base64_len(i), strlen(want[i]));
+		assert_int_equal(
+			lp_base64_encode("foobar", i, out, sizeof(out)), 0);
+		assert_string_equal(out, want[i]);
+		lp_buf_init(&b, 64);
+		assert_int_equal(lp_base64_encode_buf(&b, "foobar", i), 0);
+		assert_int_equal(b.len, strlen(want[i]));
+		assert_memory_equal(b.data ? (char *)b.data : "", want[i],
+				    b.len);
+		lp_buf_release(&b);
+	}
+	/* all 64 characters: decode the alphabet, encode it back */
+	{
+		static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef"
+					  "ghijklmnopqrstuvwxyz0123456789+/";
+		uint8_t raw[48];
+		char enc[65];
+		size_t n;
+
+		assert_int_equal(lp_base64_decode(abc, 64, LP_BASE64_STRICT,
+						  raw, sizeof(raw), &n),
+				 0);
+		assert_int_equal(n, 48);
+		assert_int_equal(raw[0], 0x00);
+		assert_int_equal(raw[47], 0xbf);
+		assert_int_equal(lp_base64_encode(raw, n, enc, sizeof(enc)), 0);
+		assert_string_equal(enc, abc);
+	}
+	/* the output must hold the NUL too; untouched when it does not fit */
+	memset(out, 'x', sizeof(out));
+	assert_int_equal(lp_base64_encode("foo", 3, out, 4), -EFBIG);
+	assert_int_equal(out[0], 'x');
+	assert_int_equal(lp_base64_encode("foo", 3, out, 5), 0);
+	assert_string_equal(out, "Zm9v");
+	/* the buffer's cap holds */
+	lp_buf_init(&b, 7);
+	assert_int_equal(lp_base64_encode_buf(&b, "foobar", 6), -EFBIG);
+	lp_buf_release(&b);
+}
+
+static void test_base64_alphabet_roundtrip(void **state)
+{
+	uint8_t in[256], dec[256];
+	char enc[400];
+	size_t i, n;
+
+	(void)state;
+	for (i = 0; i < sizeof(in); i++)
+		in[i] = (uint8_t)(255 - i);
+	for (i = 0; i <= sizeof(in); i += 1 + i / 8) {
+		assert_int_equal(lp_base64_encode(in, i, enc, sizeof(enc)), 0);
+		assert_int_equal(lp_base64_decode(enc, strlen(enc),
+						  LP_BASE64_STRICT, dec,
+						  sizeof(dec), &n),
+				 0);
+		assert_int_equal(n, i);
+		assert_memory_equal(dec, in, i);
+		assert_int_equal(lp_base64_decode(enc, strlen(enc),
+						  LP_BASE64_LENIENT, dec,
+						  sizeof(dec), &n),
+				 0);
+		assert_int_equal(n, i);
+		assert_memory_equal(dec, in, i);
+	}
+}
+
+struct b64_case {
+	const char *in;
+	int strict; /* 0 or -errno */
+	int lenient;
+	const char *out; /* when it decodes */
+	size_t out_len;
+};
+
+static void test_base64_decode_edges(void **state)
+{
+	static const struct b64_case cases[] = {
+		{ "", 0, 0, "", 0 },
+		{ "Zg==", 0, 0, "f", 1 },
+		{ "Zm8=", 0, 0, "fo", 2 },
+		{ "Zm9v", 0, 0, "foo", 3 },
+		/* padding: strict wants it, lenient takes any amount */
+		{ "Zg", -EINVAL, 0, "f", 1 },
+		{ "Zm8", -EINVAL, 0, "fo", 2 },
+		{ "Zg=", -EINVAL, 0, "f", 1 },
+		{ "Zg===", -EINVAL, 0, "f", 1 },
+		{ "Zm9v====", -EINVAL, 0, "foo", 3 },
+		/* '=' anywhere but the end */
+		{ "Z=g=", -EINVAL, -EINVAL, NULL, 0 },
+		{ "Zg==Zg==", -EINVAL, -EINVAL, NULL, 0 },
+		{ "=Zm9", -EINVAL, -EINVAL, NULL, 0 },
+		{ "====", -EINVAL, 0, "", 0 },
+		{ "Z===", -EINVAL, 0, "", 0 },
+		/* a lone character: no whole byte (lenient), invalid (strict) */
+		{ "Z", -EINVAL, 0, "", 0 },
+		/* spare bits past the last byte are ignored, as Go does */
+		{ "Zh==", 0, 0, "f", 1 },
+		/* URL-safe alphabet: lenient only */
+		{ "-_-_", -EINVAL, 0, "\xfb\xff\xbf", 3 },
+		{ "+/+/", 0, 0, "\xfb\xff\xbf", 3 },
+		/* characters of neither alphabet, white space included */
+		{ "Zm9v\n", -EINVAL, -EINVAL, NULL, 0 },
+		{ "Zm 9", -EINVAL, -EINVAL, NULL, 0 },
+		{ "Zm.9", -EINVAL, -EINVAL, NULL, 0 },
+		{ "Zm\x80v", -EINVAL, -EINVAL, NULL, 0 },
+	};
+	uint8_t out[16];
+	size_t i, n;
+	int r;
+
+	(void)state;
+	for (i = 0; i < LP_ARRAY_SIZE(cases); i++) {
+		const struct b64_case *c = &cases[i];
+
+		r = lp_base64_decode(c->in, strlen(c->in), LP_BASE64_STRICT,
+				     out, sizeof(out), &n);
+		if (r != c->strict)
+			fail_msg("strict \"%s\": %d, want %d", c->in, r,
+				 c->strict);
+		if (r == 0) {
+			assert_int_equal(n, c->out_len);
+			assert_memory_equal(out, c->out, n);
+		}
+		r = lp_base64_decode(c->in, strlen(c->in), LP_BASE64_LENIENT,
+				     out, sizeof(out), &n);
+		if (r != c->lenient)
+			fail_msg("lenient \"%s\": %d, want %d", c->in, r,
+				 c->lenient);
+		if (r == 0) {
+			assert_int_equal(n, c->out_len);
+			assert_memory_equal(out, c->out, n);
+		}
+	}
+	/* an embedded NUL is a bad character, not an end */
+	assert_int_equal(lp_base64_decode("Zm\0v", 4, LP_BASE64_STRICT, out,
+					  sizeof(out), &n),
+			 -EINVAL);
+	/* the output bound: exactly enough, one short */
+	assert_int_equal(
+		lp_base64_decode("Zm9vYmFy", 8, LP_BASE64_STRICT, out, 6, &n),
+		0);
+	assert_int_equal(n, 6);
+	assert_int_equal(
+		lp_base64_decode("Zm9vYmFy", 8, LP_BASE64_STRICT, out, 5, &n),
+		-EFBIG);
+	assert_int_equal(
+		lp_base64_decode("Zm9vYmFy", 8, LP_BASE64_LENIENT, out, 5, &n),
+		-EFBIG);
+	assert_int_equal(
+		lp_base64_decode("Zg==", 4, LP_BASE64_STRICT, out, 0, &n),
+		-EFBIG);
+	assert_int_equal(lp_base64_decode("", 0, LP_BASE64_STRICT, out, 0, &n),
+			 0);
+	assert_int_equal(n, 0);
+}
+
+/* ---- JSON helpers ---- */
+
+static void test_json_parse(void **state)
+{
+	static const char deep[] = "{\"a\":{\"b\":{\"c\":{}}}}";
+	json_object *o = NULL;
+
+	(void)state;
+	assert_int_equal(lp_json_parse("{\"a\":1}", 7, 4, json_type_object, &o),
+			 0);
+	assert_true(json_object_is_type(o, json_type_object));
+	json_object_put(o);
+	/* white space around is fine, text after is not */
+	assert_int_equal(
+		lp_json_parse(" {}\r\n\t ", 7, 4, json_type_object, &o), 0);
+	json_object_put(o);
+	o = NULL;
+	assert_int_equal(lp_json_parse("{} x", 4, 4, json_type_object, &o),
+			 -EINVAL);
+	assert_int_equal(lp_json_parse("{}{}", 4, 4, json_type_object, &o),
+			 -EINVAL);
+	assert_null(o);
+	/* truncated, empty, malformed */
+	assert_int_equal(lp_json_parse("{\"a\":1", 6, 4, json_type_null, &o),
+			 -EINVAL);
+	assert_int_equal(lp_json_parse("", 0, 4, json_type_null, &o), -EINVAL);
+	assert_int_equal(lp_json_parse("{a:1}", 5, 4, json_type_null, &o),
+			 -EINVAL);
+	/* a bare number ends at the end of the input */
+	assert_int_equal(lp_json_parse("12", 2, 4, json_type_int, &o), 0);
+	assert_int_equal(json_object_get_int(o), 12);
+	json_object_put(o);
+	/* the type asked for */
+	assert_int_equal(lp_json_parse("[1]", 3, 4, json_type_object, &o),
+			 -EINVAL);
+	assert_int_equal(lp_json_parse("[1]", 3, 4, json_type_null, &o), 0);
+	json_object_put(o);
+	/* NUL bytes, also after the value, are refused */
+	assert_int_equal(lp_json_parse("{}\0", 3, 4, json_type_object, &o),
+			 -EINVAL);
+	assert_int_equal(lp_json_parse("{\"a\0\":1}", 8, 4, json_type_null, &o),
+			 -EINVAL);
+	/* the nesting bound */
+	assert_int_equal(
+		lp_json_parse(deep, strlen(deep), 4, json_type_object, &o), 0);
+	json_object_put(o);
+	assert_int_equal(
+		lp_json_parse(deep, strlen(deep), 3, json_type_object, &o),
+		-EINVAL);
+	/* the length bound, checked before anything is read */
+	assert_int_equal(
+		lp_json_parse("{}", LP_JSON_MAX_LEN + 1, 4, json_type_null, &o),
+		-EFBIG);
+}
+
+static void test_json_str(void **state)
+{
+	json_object *o = NULL;
+	size_t len = 0;
+
+	(void)state;
+	assert_int_equal(
+		lp_json_parse("{\"s\":\"x\",\"n\":1,\"z\":\"a\\u0000b\","
+			      "\"e\":\"\",\"o\":{\"s\":\"in\"},\"nul\":null}",
+			      63, 4, json_type_object, &o),
+		0);
+	assert_string_equal(lp_json_str(o, "s"), "x");
+	assert_string_equal(lp_json_str(o, "e"), "");
+	assert_null(lp_json_str(o, "n"));
+	assert_null(lp_json_str(o, "o"));
+	assert_null(lp_json_str(o, "nul"));
+	assert_null(lp_json_str(o, "missing"));
+	/* nested members are not searched */
+	assert_null(lp_json_str(o, "in"));
+	/* the length counts an escaped NUL */
+	assert_non_null(lp_json_str_len(o, "z", &len));
+	assert_int_equal(len, 3);
+	/* not an object: NULL, no crash */
+	assert_null(lp_json_str(json_object_object_get(o, "s"), "s"));
+	assert_null(lp_json_str(NULL, "s"));
+	json_object_put(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -499,6 +760,11 @@ int main(void)
 		cmocka_unit_test(test_strmap),
 		cmocka_unit_test(test_strmap_same_hash),
 		cmocka_unit_test(test_hash_bytes),
+		cmocka_unit_test(test_base64_encode),
+		cmocka_unit_test(test_base64_alphabet_roundtrip),
+		cmocka_unit_test(test_base64_decode_edges),
+		cmocka_unit_test(test_json_parse),
+		cmocka_unit_test(test_json_str),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

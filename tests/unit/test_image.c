@@ -217,9 +217,12 @@ static uint8_t *decompress(const void *blob, size_t len, size_t *ret_len)
 	assert_int_equal(archive_read_next_header(a, &e), ARCHIVE_OK);
 	for (;;) {
 		if (cap - used < 65536) {
+			uint8_t *grown;
+
 			cap *= 2;
-			out = realloc(out, cap);
-			assert_non_null(out);
+			grown = realloc(out, cap);
+			assert_non_null(grown);
+			out = grown;
 		}
 		n = archive_read_data(a, out + used, cap - used);
 		assert_true(n >= 0);
@@ -465,8 +468,8 @@ static char *blob_of(const char *dir, const char *digest, size_t *ret_len)
 
 static int convert(const char *src, const char *dst, enum lp_layer_format f,
 		   const char *platform, bool all,
-		   const struct lp_image_prio_list *prio,
-		   struct lp_image_result *res, struct lp_err *err)
+		   const struct lp_prio_list *prio, struct lp_image_result *res,
+		   struct lp_err *err)
 {
 	struct lp_image_opts o;
 
@@ -496,19 +499,19 @@ static char *spec(const char *dir, const char *tag)
 
 /* ---- prioritised files ---- */
 
-static int load_prio(const char *text, struct lp_image_prio_list *l,
+static int load_prio(const char *text, struct lp_prio_list *l,
 		     struct lp_err *err)
 {
 	const char *p = path_in(tmpdir, "prio.txt");
 
 	spit(p, text, strlen(text));
 	lp_err_clear(err);
-	return lp_image_prio_load(p, l, err);
+	return lp_prio_load(p, l, err);
 }
 
 static void test_prio_load(void **state)
 {
-	struct lp_image_prio_list l = { 0 };
+	struct lp_prio_list l = { 0 };
 	struct lp_err err;
 	struct lp_digest d;
 	const char *dg = "sha256:"
@@ -553,17 +556,17 @@ static void test_prio_load(void **state)
 	assert_true(l.items[5].has_digest);
 	assert_int_equal(l.items[5].layer_index, 0);
 	assert_string_equal(l.items[6].path, "last-without-newline");
-	lp_image_prio_list_release(&l);
+	lp_prio_release(&l);
 	assert_int_equal(l.n, 0);
 	assert_null(l.items);
-	lp_image_prio_list_release(&l); /* twice is fine */
-	lp_image_prio_list_release(NULL);
+	lp_prio_release(&l); /* twice is fine */
+	lp_prio_release(NULL);
 
 	/* empty and comment-only lists */
 	assert_int_equal(load_prio("", &l, &err), 0);
-	lp_image_prio_list_release(&l);
+	lp_prio_release(&l);
 	assert_int_equal(load_prio("# nothing\n\n", &l, &err), 0);
-	lp_image_prio_list_release(&l);
+	lp_prio_release(&l);
 }
 
 static void test_prio_errors(void **state)
@@ -583,7 +586,7 @@ static void test_prio_errors(void **state)
 		"{\"path\":\"a\",\"layerIndex\":1024}",
 		"{not json}",
 	};
-	struct lp_image_prio_list l = { 0 };
+	struct lp_prio_list l = { 0 };
 	struct lp_err err;
 	char text[512], *big;
 	size_t i;
@@ -599,21 +602,20 @@ static void test_prio_errors(void **state)
 		assert_int_equal(l.n, 0);
 	}
 	/* a line over the bound */
-	big = malloc(LP_IMAGE_PRIO_LINE_MAX + 16);
+	big = malloc(LP_PRIO_MAX_LINE + 16);
 	assert_non_null(big);
-	memset(big, 'a', LP_IMAGE_PRIO_LINE_MAX + 8);
-	big[LP_IMAGE_PRIO_LINE_MAX + 8] = '\0';
+	memset(big, 'a', LP_PRIO_MAX_LINE + 8);
+	big[LP_PRIO_MAX_LINE + 8] = '\0';
 	assert_int_equal(load_prio(big, &l, &err), -EFBIG);
 	assert_non_null(strstr(err.msg, ":1:"));
 	free(big);
 	/* no such file; a directory */
 	lp_err_clear(&err);
-	assert_int_equal(
-		lp_image_prio_load(path_in(tmpdir, "missing"), &l, &err),
-		-ENOENT);
+	assert_int_equal(lp_prio_load(path_in(tmpdir, "missing"), &l, &err),
+			 -ENOENT);
 	assert_non_null(strstr(err.msg, "missing"));
 	lp_err_clear(&err);
-	assert_true(lp_image_prio_load(tmpdir, &l, &err) < 0);
+	assert_true(lp_prio_load(tmpdir, &l, &err) < 0);
 	assert_int_equal(l.n, 0);
 }
 
@@ -1132,7 +1134,7 @@ static void test_convert_platforms(void **state)
 static void test_convert_prio(void **state)
 {
 	const char *src = fresh_dir("psrc"), *out = fresh_dir("pout");
-	struct lp_image_prio_list l = { 0 };
+	struct lp_prio_list l = { 0 };
 	struct lp_image_result res;
 	struct src_image si;
 	struct lp_err err;
@@ -1163,7 +1165,7 @@ static void test_convert_prio(void **state)
 	assert_true(layer_has(blob, len, ".prefetch.landmark"));
 	free(blob);
 	json_object_put(m);
-	lp_image_prio_list_release(&l);
+	lp_prio_release(&l);
 
 	/* by diff-id, layer 1 only: layer 0 has nothing prioritised */
 	snprintf(text, sizeof(text),
@@ -1182,7 +1184,7 @@ static void test_convert_prio(void **state)
 	assert_true(layer_has(blob, len, ".prefetch.landmark"));
 	free(blob);
 	json_object_put(m);
-	lp_image_prio_list_release(&l);
+	lp_prio_release(&l);
 }
 
 /* a conversion of a bad source fails with @code, @msg in the error, and

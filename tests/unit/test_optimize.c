@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Unit tests of optimize/ without containers: the record writer (read back
- * by both readers, image/'s lp_image_prio_load and the layer converter's
- * lp_prio_list_load; awkward paths survive), the workload taken from an
+ * by both users of the one reader, format/'s lp_prio_load and the layer
+ * converter's lp_prio_list_load; awkward paths survive), the workload taken from an
  * image config (Entrypoint + Cmd, argv overriding, no command refused, PATH
  * default, WorkingDir), user resolution in a rootfs's /etc/passwd and
  * /etc/group, and the runc config.json (namespaces, mounts, process).
@@ -54,7 +54,7 @@ static void test_record_roundtrip(void **state)
 		"x/y/z",
 	};
 	struct lp_opt_record recs[5];
-	struct lp_image_prio_list l = { 0 };
+	struct lp_prio_list l = { 0 };
 	struct lp_err err = { 0 };
 	char path[PATH_MAX], **plain = NULL;
 	size_t i;
@@ -69,7 +69,7 @@ static void test_record_roundtrip(void **state)
 	snprintf(path, sizeof(path), "%s/rec.jsonl", tmpdir);
 	assert_int_equal(lp_opt_record_write(path, recs, 5, &err), 0);
 
-	r = lp_image_prio_load(path, &l, &err);
+	r = lp_prio_load(path, &l, &err);
 	assert_int_equal(r, 5);
 	for (i = 0; i < 5; i++) {
 		assert_string_equal(l.items[i].path, paths[i]);
@@ -78,7 +78,7 @@ static void test_record_roundtrip(void **state)
 					    &recs[i].layer_digest));
 		assert_int_equal(l.items[i].layer_index, (long)i * 3);
 	}
-	lp_image_prio_list_release(&l);
+	lp_prio_release(&l);
 
 	r = lp_prio_list_load(path, &plain, &err);
 	assert_int_equal(r, 5);
@@ -88,8 +88,8 @@ static void test_record_roundtrip(void **state)
 
 	/* an empty record is a valid, empty list */
 	assert_int_equal(lp_opt_record_write(path, recs, 0, &err), 0);
-	assert_int_equal(lp_image_prio_load(path, &l, &err), 0);
-	lp_image_prio_list_release(&l);
+	assert_int_equal(lp_prio_load(path, &l, &err), 0);
+	lp_prio_release(&l);
 	/* no file where the directory is missing; nothing left behind */
 	snprintf(path, sizeof(path), "%s/nodir/rec.jsonl", tmpdir);
 	assert_int_equal(lp_opt_record_write(path, recs, 5, &err), -ENOENT);

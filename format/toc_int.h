@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * format/-private: what the files of the TOC parser share. struct lp_toc
+ * (the compact immutable arrays lp_toc.h hands out) is defined here for the
+ * packer (toc_pack.c) that fills it and the query API (toc_query.c) that
+ * reads it; struct builder is the parse state that the scanner
+ * (toc_scan.c), the entry decoder (toc_decode.c), the whole-TOC checks
+ * (toc_validate.c) and the packer pass along, owned by lp_toc_parse()
+ * (toc_parse.c). Not included outside format/.
+ */
+#ifndef LP_TOC_INT_H
+#define LP_TOC_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "lp_hashmap.h"
+#include "lp_toc.h"
+
+/* all strings and xattr values of one TOC; bounds the implied-dir copies */
+#define POOL_MAX ((size_t)2 * LP_TOC_MAX_JSON)
+#define USER_NAME_MAX 256
+#define ERR_NAME_MAX 160 /* bytes of an entry name quoted in errors */
+/* JSON containers around one entry: the top object and "entries" */
+#define ENTRY_JSON_DEPTH 2
+
+/* the daemon's memory per mounted entry (docs/benchmarks.md) */
+_Static_assert(sizeof(struct lp_toc_entry) == 48, "lp_toc_entry grew");
+
+/*
+ * A chunk as kept (24 bytes): where its member is and what it is verified
+ * against. Its place in the file is not stored: a single-chunk file's one
+ * chunk (most chunks) covers [0, size) of its entry, and the chunks of a
+ * file of several have their file offsets in toc->chunk_offs, from the
+ * file's side record (toc_rare.first_off). lp_toc_chunk() puts them back
+ * together.
+ */
+struct toc_chunk {
+	uint64_t offset; /* blob offset of the compressed member */
+	uint32_t compressed_size; /* < 4 GiB: compressed_sizes() */
+	uint32_t inner_offset; /* <= LP_CHUNK_MAX_INNER_OFFSET */
+	uint32_t entry; /* owning file entry */
+	uint32_t digest_idx;
+} __attribute__((packed, aligned(4)));
+_Static_assert(sizeof(struct toc_chunk) == 24, "toc_chunk grew");
+
+/* what few entries have: lp_toc_entry.rare_idx indexes these */
+struct toc_rare {
+	const char *link_name;
+	uint32_t dev_major, dev_minor;
+	uint32_t first_xattr, nr_xattrs;
+	/* the file digest when it is not the first chunk's, or NO_INDEX */
+	uint32_t digest_idx;
+	/* a file of several chunks: their file offsets from chunk_offs[] */
+	uint32_t first_off;
+	uint32_t ino; /* a hardlink's target (any other entry: itself) */
+	uint32_t nlink; /* names of the inode (not kept: 1) */
+};
+
+/* owners, deduplicated: lp_toc_entry.owner_idx indexes these */
+struct toc_owner {
+	const char *user, *group;
+	uint32_t uid, gid;
+};
+
+struct lp_toc {
+	struct lp_toc_entry *entries;
+	struct toc_chunk *chunks;
+	uint64_t *chunk_offs; /* chunk_offset of chunks of multi-chunk files */
+	struct lp_toc_xattr *xattrs;
+	struct lp_digest *digests; /* file and chunk digests, deduplicated */
+	struct toc_rare *rare;
+	struct toc_owner *owners;
+	uint32_t *children;
+	char *pool; /* names, link targets, owner names, xattrs */
+	uint32_t nr_entries, nr_chunks, nr_xattrs, nr_children, nr_digests;
+	uint32_t nr_rare, nr_owners, nr_chunk_offs;
+	uint64_t prefetch_end;
+};
+
+/*
+ * An entry and a chunk while parsing: every field at full width, strings as
+ * pool offsets (struct ent_strs). finish() packs them into the compact
+ * lp_toc_entry / lp_toc_chunk; the builder's arrays are then freed.
+ */
+struct bent {
+	uint64_t size, offset;
+	int64_t mtime_sec;
+	uint32_t mtime_nsec, mode, uid, gid, dev_major, dev_minor;
+	uint32_t ino, parent, nlink;
+	uint32_t first_chunk, nr_chunks, first_xattr, nr_xattrs;
+	uint32_t first_child, nr_children;
+	uint16_t type, flags;
+	struct lp_digest digest;
+};
+
+struct bchunk {
+	uint64_t offset, compressed_size, inner_offset, chunk_offset;
+	uint64_t chunk_size;
+	uint32_t entry;
+	bool has_digest;
+	struct lp_digest digest;
+};
+
+/* pool offsets of an entry's strings while the pool may still move */
+struct ent_strs {
+	uint32_t path, name, link, user, group;
+};
+
+struct xattr_tmp {
+	uint32_t name, value, len;
+};
+
+struct builder {
+	struct lp_err *err;
+	uint64_t payload_end;
+	struct bent *ents;
+	struct ent_strs *strs; /* parallel to ents */
+	uint32_t nr_ents;
+	size_t cap_ents, cap_strs;
+	struct bchunk *chunks;
+	uint32_t nr_chunks;
+	size_t cap_chunks;
+	struct xattr_tmp *xattrs;
+	uint32_t nr_xattrs;
+	size_t cap_xattrs;
+	char *pool;
+	size_t pool_len, pool_cap;
+	uint32_t *htab; /* entry index + 1, 0 = empty */
+	size_t hcap, hused;
+	struct lp_hashmap umap, gmap; /* uid/gid -> pool offset of its name */
+	uint32_t last_ent; /* last non-chunk entry, for "chunk" */
+	bool root_named;
+	uint64_t prefetch_end;
+	/* the JSON entry being parsed, for messages */
+	uint32_t json_idx;
+	const char *cur_name;
+	size_t cur_len;
+	char path[LP_TOC_MAX_PATH + 1];
+};
+
+/* --- the builder (toc_parse.c) --- */
+
+/* whether entry @ent's path is @s[0..@len) */
+static inline bool toc_path_is(const struct builder *b, uint32_t ent,
+			       const char *s, size_t len)
+{
+	const char *p = b->pool + b->strs[ent].path;
+
+	return strncmp(p, s, len) == 0 && p[len] == '\0';
+}
+
+/* fail the entry being parsed: @err gets its JSON index and name */
+int toc_ent_err(struct builder *b, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* append @len bytes and a NUL to the pool; *ret_off is where they start */
+int toc_pool_add(struct builder *b, const void *s, size_t len,
+		 uint32_t *ret_off);
+
+/* the entry whose path is @s[0..@len), or LP_TOC_NO_INDEX */
+uint32_t toc_hash_lookup(const struct builder *b, const char *s, size_t len);
+
+/* insert entry @ent (its path must not be in the table yet) */
+int toc_hash_insert(struct builder *b, uint32_t ent);
+
+/* a new entry for b->path (@len bytes), not yet in the hash */
+int toc_add_entry(struct builder *b, size_t len, enum lp_toc_type type,
+		  uint32_t *ret_idx);
+
+/* --- the JSON skeleton (toc_scan.c) --- */
+
+/* scan the TOC document, handing each entry to toc_parse_entry() */
+int toc_parse_top(struct builder *b, const char *json, size_t len);
+
+/* --- one entry (toc_decode.c) --- */
+
+/* decode JSON entry @o (b->json_idx) into the builder */
+int toc_parse_entry(struct builder *b, json_object *o);
+
+/* --- whole-TOC checks (toc_validate.c), in this order --- */
+
+/* implied parent directories; every entry's parent set */
+int toc_resolve_parents(struct builder *b);
+/* hardlinks to their targets: one inode, nlink counted */
+int toc_resolve_hardlinks(struct builder *b);
+/* each file's chunks tile [0, size) exactly, within their bounds */
+int toc_check_chunks(struct builder *b);
+/* each chunk's compressed size: distance to the next member offset */
+int toc_compressed_sizes(struct builder *b);
+
+/* --- packing (toc_pack.c) --- */
+
+/* pack the checked builder into @toc's compact arrays */
+int toc_finish(struct builder *b, struct lp_toc *toc);
+
+#endif /* LP_TOC_INT_H */

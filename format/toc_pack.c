@@ -1,0 +1,391 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Packing a checked TOC: the builder's full-width entries and chunks into
+ * the compact immutable arrays of struct lp_toc (48-byte entries, 24-byte
+ * chunks, side records for what few entries have, deduplicated digests and
+ * owners, one final string pool, children sorted bytewise). Part of the TOC
+ * parser (toc_parse.c says how the files divide the work).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lp_buf.h"
+#include "toc_int.h"
+
+static int cmp_child(const void *pa, const void *pb, void *ctx)
+{
+	const struct builder *b = ctx;
+	uint32_t x = *(const uint32_t *)pa, y = *(const uint32_t *)pb;
+
+	if (b->ents[x].parent != b->ents[y].parent)
+		return b->ents[x].parent < b->ents[y].parent ? -1 : 1;
+	return strcmp(b->pool + b->strs[x].name, b->pool + b->strs[y].name);
+}
+
+/* the final pool: what the TOC keeps of the builder's (no full paths) */
+struct final_pool {
+	char *p;
+	size_t len;
+	struct lp_hashmap moved; /* builder offset -> final offset */
+};
+
+/* copy @len bytes + NUL at builder offset @off; shared strings once */
+static int pool_move(struct builder *b, struct final_pool *f, uint32_t off,
+		     size_t len, bool shared, uint32_t *ret_off)
+{
+	uint64_t v;
+	int r = 0;
+
+	if (off == 0) { /* "" */
+		*ret_off = 0;
+		goto out;
+	}
+	if (shared && lp_hashmap_get(&f->moved, off, &v) == 0) {
+		*ret_off = (uint32_t)v;
+		goto out;
+	}
+	memcpy(f->p + f->len, b->pool + off, len + 1);
+	*ret_off = (uint32_t)f->len;
+	f->len += len + 1;
+	if (shared)
+		r = lp_hashmap_put(&f->moved, off, *ret_off);
+out:
+	return r;
+}
+
+static int pool_move_str(struct builder *b, struct final_pool *f, uint32_t off,
+			 bool shared, uint32_t *ret_off)
+{
+	return pool_move(b, f, off, strlen(b->pool + off), shared, ret_off);
+}
+
+/* index of @d in toc->digests, appended unless it equals @same_as's */
+static uint32_t digest_add(struct lp_toc *toc, const struct lp_digest *d,
+			   uint32_t same_as)
+{
+	if (same_as != LP_TOC_NO_INDEX &&
+	    lp_digest_equal(&toc->digests[same_as], d))
+		return same_as;
+	toc->digests[toc->nr_digests] = *d;
+	return toc->nr_digests++;
+}
+
+/*
+ * whether entry @i needs a side record: a link name, device numbers,
+ * xattrs, several chunks, or a file digest that its first chunk's does not
+ * stand for
+ */
+static bool needs_rare(const struct builder *b, uint32_t i)
+{
+	const struct bent *be = &b->ents[i];
+	const struct bchunk *c;
+
+	if (b->strs[i].link || be->dev_major || be->dev_minor ||
+	    be->nr_xattrs || be->nr_chunks > 1 || be->nlink != 1)
+		return true;
+	if (!(be->flags & LP_TOC_HAS_DIGEST))
+		return false;
+	if (!be->nr_chunks)
+		return true;
+	c = &b->chunks[be->first_chunk];
+	return !c->has_digest || !lp_digest_equal(&c->digest, &be->digest);
+}
+
+/* toc->children: every entry but the root, grouped by parent and sorted by
+ * name within a directory; each directory's range in it */
+static int sort_children(struct builder *b, struct lp_toc *toc)
+{
+	uint32_t i;
+
+	toc->nr_children = b->nr_ents - 1;
+	toc->children = malloc((toc->nr_children + 1) * sizeof(uint32_t));
+	if (!toc->children)
+		return -ENOMEM;
+	for (i = 1; i < b->nr_ents; i++)
+		toc->children[i - 1] = i;
+	qsort_r(toc->children, toc->nr_children, sizeof(uint32_t), cmp_child,
+		b);
+	for (i = 0; i < toc->nr_children; i++) {
+		struct bent *p = &b->ents[b->ents[toc->children[i]].parent];
+
+		if (!p->nr_children)
+			p->first_child = i;
+		p->nr_children++;
+	}
+	return 0;
+}
+
+/*
+ * toc->pool: names (not paths), link targets, owner names (once each) and
+ * xattrs, copied from the builder's pool. Sets the entries' name_off and
+ * the xattrs; turns b->strs' link/user/group into final offsets. Counts
+ * the side records (*ret_nrare) and multi-chunk offsets (*ret_noffs) the
+ * next step needs.
+ */
+static int move_strings(struct builder *b, struct lp_toc *toc,
+			uint32_t *ret_nrare, uint32_t *ret_noffs)
+{
+	struct final_pool f = { 0 };
+	uint32_t i, o, nrare = 0, noffs = 0;
+	char *pool;
+	int r = 0;
+
+	toc->xattrs = calloc(b->nr_xattrs + 1, sizeof(*toc->xattrs));
+	toc->entries = calloc(b->nr_ents, sizeof(*toc->entries));
+	f.p = malloc(b->pool_len);
+	if (!toc->xattrs || !toc->entries || !f.p) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* every string is copied at most once: the new pool is no larger */
+	f.p[0] = '\0';
+	f.len = 1;
+	/* st's builder offsets become final ones (the builder is done) */
+	for (i = 0; i < b->nr_ents; i++) {
+		struct ent_strs *st = &b->strs[i];
+		struct lp_toc_entry *e = &toc->entries[i];
+
+		if ((r = pool_move_str(b, &f, st->name, false, &o)) < 0)
+			goto out;
+		e->name_off = o;
+		if ((r = pool_move_str(b, &f, st->link, false, &st->link)) <
+			    0 ||
+		    (r = pool_move_str(b, &f, st->user, true, &st->user)) < 0 ||
+		    (r = pool_move_str(b, &f, st->group, true, &st->group)) < 0)
+			goto out;
+		if (needs_rare(b, i))
+			nrare++;
+		if (b->ents[i].nr_chunks > 1)
+			noffs += b->ents[i].nr_chunks;
+	}
+	for (i = 0; i < b->nr_xattrs; i++) {
+		const struct xattr_tmp *x = &b->xattrs[i];
+
+		if ((r = pool_move_str(b, &f, x->name, false, &o)) < 0)
+			goto out;
+		toc->xattrs[i].name = (const char *)(uintptr_t)o;
+		if ((r = pool_move(b, &f, x->value, x->len, false, &o)) < 0)
+			goto out;
+		toc->xattrs[i].value = (const uint8_t *)(uintptr_t)o;
+		toc->xattrs[i].len = x->len;
+	}
+	pool = realloc(f.p, f.len);
+	toc->pool = pool ? pool : f.p;
+	f.p = NULL;
+	/* offsets become pointers now that the pool stays put */
+	for (i = 0; i < b->nr_xattrs; i++) {
+		struct lp_toc_xattr *x = &toc->xattrs[i];
+
+		x->name = toc->pool + (uintptr_t)x->name;
+		x->value = (const uint8_t *)toc->pool + (uintptr_t)x->value;
+	}
+	toc->nr_xattrs = b->nr_xattrs;
+	*ret_nrare = nrare;
+	*ret_noffs = noffs;
+out:
+	free(f.p);
+	lp_hashmap_release(&f.moved);
+	return r;
+}
+
+/* the side record of entry @i (needs_rare()) */
+static void add_rare(const struct builder *b, struct lp_toc *toc, uint32_t i)
+{
+	const struct bent *be = &b->ents[i];
+	struct toc_rare *x = &toc->rare[toc->nr_rare];
+	uint32_t k;
+
+	x->link_name = toc->pool + b->strs[i].link;
+	x->dev_major = be->dev_major;
+	x->dev_minor = be->dev_minor;
+	x->first_xattr = be->first_xattr;
+	x->nr_xattrs = be->nr_xattrs;
+	x->digest_idx = LP_TOC_NO_INDEX;
+	x->first_off = LP_TOC_NO_INDEX;
+	x->ino = be->ino;
+	x->nlink = be->nlink;
+	if (be->nr_chunks > 1) {
+		x->first_off = toc->nr_chunk_offs;
+		for (k = 0; k < be->nr_chunks; k++)
+			toc->chunk_offs[toc->nr_chunk_offs++] =
+				b->chunks[be->first_chunk + k].chunk_offset;
+	}
+	toc->entries[i].rare_idx = toc->nr_rare++;
+}
+
+/*
+ * Each entry's owner record (uid, gid, user and group names; one per
+ * distinct combination) and side record (@nrare of them, holding @noffs
+ * multi-chunk offsets in all).
+ */
+static int pack_owners_and_rare(struct builder *b, struct lp_toc *toc,
+				uint32_t nrare, uint32_t noffs)
+{
+	/* hash of uid, gid, user, group -> index (checked: a collision
+	   only costs a duplicate record) */
+	struct lp_hashmap owners = { 0 };
+	uint32_t i;
+	int r = 0;
+
+	toc->rare = calloc(nrare + 1, sizeof(*toc->rare));
+	toc->owners = calloc(b->nr_ents, sizeof(*toc->owners));
+	toc->chunk_offs = malloc((noffs + 1) * sizeof(*toc->chunk_offs));
+	if (!toc->rare || !toc->owners || !toc->chunk_offs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < b->nr_ents; i++) {
+		const struct ent_strs *st = &b->strs[i];
+		const struct bent *be = &b->ents[i];
+		struct lp_toc_entry *e = &toc->entries[i];
+		uint32_t k4[4] = { be->uid, be->gid, st->user, st->group };
+		uint64_t key = lp_hash_bytes(k4, sizeof(k4)), v;
+		struct toc_owner *ow;
+
+		ow = lp_hashmap_get(&owners, key, &v) == 0 ? &toc->owners[v] :
+							     NULL;
+		if (ow && ow->uid == be->uid && ow->gid == be->gid &&
+		    ow->user == toc->pool + st->user &&
+		    ow->group == toc->pool + st->group) {
+			e->owner_idx = (uint32_t)v;
+		} else {
+			e->owner_idx = toc->nr_owners++;
+			ow = &toc->owners[e->owner_idx];
+			ow->user = toc->pool + st->user;
+			ow->group = toc->pool + st->group;
+			ow->uid = be->uid;
+			ow->gid = be->gid;
+			r = lp_hashmap_put(&owners, key, e->owner_idx);
+			if (r < 0)
+				goto out;
+		}
+		e->rare_idx = LP_TOC_NO_INDEX;
+		if (needs_rare(b, i))
+			add_rare(b, toc, i);
+	}
+	if (toc->nr_owners < b->nr_ents) {
+		struct toc_owner *ow =
+			realloc(toc->owners, toc->nr_owners * sizeof(*ow));
+
+		if (ow)
+			toc->owners = ow;
+	}
+out:
+	lp_hashmap_release(&owners);
+	return r;
+}
+
+/* entry @i's compact fields, and its chunks' */
+static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
+{
+	const struct bent *be = &b->ents[i];
+	struct lp_toc_entry *e = &toc->entries[i];
+	uint32_t k, last = LP_TOC_NO_INDEX;
+
+	e->size = be->size;
+	e->mtime_sec = be->mtime_sec;
+	e->mtime_nsec = be->mtime_nsec;
+	e->mode = (uint16_t)be->mode; /* & 07777 by parse_attrs() */
+	e->parent = be->parent;
+	if (be->type == LP_TOC_DIR) {
+		e->first_child = be->first_child;
+		e->nr_children = be->nr_children;
+	} else if (be->type == LP_TOC_REG) {
+		e->first_chunk = be->first_chunk;
+		e->nr_chunks = be->nr_chunks;
+	}
+	e->type = (uint8_t)be->type;
+	e->flags = (uint8_t)be->flags;
+	if (be->flags & LP_TOC_HAS_DIGEST) {
+		last = digest_add(toc, &be->digest, LP_TOC_NO_INDEX);
+		/* else the first chunk's, the same digest */
+		if (e->rare_idx != LP_TOC_NO_INDEX)
+			toc->rare[e->rare_idx].digest_idx = last;
+	}
+	for (k = 0; k < be->nr_chunks; k++) {
+		const struct bchunk *bc = &b->chunks[be->first_chunk + k];
+		struct toc_chunk *c = &toc->chunks[be->first_chunk + k];
+
+		c->offset = bc->offset;
+		/* < 4 GiB by toc_compressed_sizes() */
+		c->compressed_size = (uint32_t)bc->compressed_size;
+		/* bounded by toc_check_chunks() and parse_chunk() */
+		c->inner_offset = (uint32_t)bc->inner_offset;
+		c->entry = bc->entry;
+		c->digest_idx = LP_TOC_NO_INDEX;
+		if (bc->has_digest)
+			last = c->digest_idx =
+				digest_add(toc, &bc->digest, last);
+	}
+}
+
+/* the compact entries and chunks, digests deduplicated */
+static int pack_entries(const struct builder *b, struct lp_toc *toc)
+{
+	uint32_t i, ndig = 0;
+
+	for (i = 0; i < b->nr_ents; i++)
+		ndig += (b->ents[i].flags & LP_TOC_HAS_DIGEST) != 0;
+	for (i = 0; i < b->nr_chunks; i++)
+		ndig += b->chunks[i].has_digest;
+	toc->chunks = calloc(b->nr_chunks + 1, sizeof(*toc->chunks));
+	toc->digests = malloc((ndig + 1) * sizeof(*toc->digests));
+	if (!toc->chunks || !toc->digests)
+		return -ENOMEM;
+	for (i = 0; i < b->nr_ents; i++)
+		pack_entry(b, toc, i);
+	if (toc->nr_digests < ndig) {
+		struct lp_digest *d = realloc(
+			toc->digests, (toc->nr_digests + 1) * sizeof(*d));
+
+		if (d)
+			toc->digests = d;
+	}
+	toc->nr_entries = b->nr_ents;
+	toc->nr_chunks = b->nr_chunks;
+	toc->prefetch_end = b->prefetch_end;
+	return 0;
+}
+
+/* what lp_toc_chunk() derives is what the TOC said */
+static int check_packed_chunks(const struct builder *b,
+			       const struct lp_toc *toc)
+{
+	uint32_t i;
+
+	for (i = 0; i < b->nr_chunks; i++) {
+		const struct bchunk *bc = &b->chunks[i];
+		const struct lp_toc_entry *e;
+		struct lp_toc_chunk c;
+
+		e = bc->entry < b->nr_ents ? &toc->entries[bc->entry] : NULL;
+		if (!e || e->type != LP_TOC_REG || i < e->first_chunk ||
+		    i - e->first_chunk >= e->nr_chunks)
+			return -EINVAL; /* not reached: the builder's invariant */
+		c = lp_toc_chunk(toc, i);
+		if (c.chunk_offset != bc->chunk_offset ||
+		    c.chunk_size != bc->chunk_size || c.entry != bc->entry)
+			return -EINVAL; /* not reached: toc_check_chunks() */
+	}
+	return 0;
+}
+
+/*
+ * Pack the builder's records into @toc: compact entries and chunks, names
+ * instead of paths in a new pool, digests deduplicated (a single-chunk
+ * file's chunk digest is its file digest). On failure @toc holds what was
+ * allocated so far, for lp_toc_free().
+ */
+int toc_finish(struct builder *b, struct lp_toc *toc)
+{
+	uint32_t nrare = 0, noffs = 0;
+	int r;
+
+	if ((r = sort_children(b, toc)) < 0 ||
+	    (r = move_strings(b, toc, &nrare, &noffs)) < 0 ||
+	    (r = pack_owners_and_rare(b, toc, nrare, noffs)) < 0 ||
+	    (r = pack_entries(b, toc)) < 0)
+		return r;
+	return check_packed_chunks(b, toc);
+}

@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The TOC query API of lp_toc.h over the packed arrays: entries, chunks
+ * (put back together from their compact form), names and paths, owners,
+ * xattrs, lookups by name and path, the chunk at a file offset.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "toc_int.h"
+
+void lp_toc_free(struct lp_toc *toc)
+{
+	if (!toc)
+		return;
+	free(toc->entries);
+	free(toc->chunks);
+	free(toc->chunk_offs);
+	free(toc->xattrs);
+	free(toc->digests);
+	free(toc->children);
+	free(toc->rare);
+	free(toc->owners);
+	free(toc->pool);
+	free(toc);
+}
+
+uint32_t lp_toc_nr_entries(const struct lp_toc *toc)
+{
+	return toc->nr_entries;
+}
+
+uint32_t lp_toc_nr_chunks(const struct lp_toc *toc)
+{
+	return toc->nr_chunks;
+}
+
+const struct lp_toc_entry *lp_toc_entry(const struct lp_toc *toc, uint32_t i)
+{
+	return i < toc->nr_entries ? &toc->entries[i] : NULL;
+}
+
+struct lp_toc_chunk lp_toc_chunk(const struct lp_toc *toc, uint32_t i)
+{
+	struct lp_toc_chunk c = { .entry = LP_TOC_NO_INDEX,
+				  .digest_idx = LP_TOC_NO_INDEX };
+	const struct toc_chunk *tc;
+	const struct lp_toc_entry *e;
+	uint64_t end;
+	uint32_t k;
+
+	if (i >= toc->nr_chunks)
+		return c;
+	tc = &toc->chunks[i];
+	e = &toc->entries
+		     [tc->entry]; /* a regular file owning i (toc_finish()) */
+	c.offset = tc->offset;
+	c.compressed_size = tc->compressed_size;
+	c.inner_offset = tc->inner_offset;
+	c.entry = tc->entry;
+	c.digest_idx = tc->digest_idx;
+	end = e->size;
+	if (e->nr_chunks > 1) {
+		const uint64_t *offs =
+			&toc->chunk_offs[toc->rare[e->rare_idx].first_off];
+
+		k = i - e->first_chunk;
+		c.chunk_offset = offs[k];
+		if (k + 1 < e->nr_chunks)
+			end = offs[k + 1];
+	}
+	/* <= LP_CHUNK_MAX_SIZE: toc_check_chunks() */
+	c.chunk_size = (uint32_t)(end - c.chunk_offset);
+	return c;
+}
+
+const struct lp_toc_xattr *lp_toc_xattr(const struct lp_toc *toc, uint32_t i)
+{
+	return i < toc->nr_xattrs ? &toc->xattrs[i] : NULL;
+}
+
+uint32_t lp_toc_child(const struct lp_toc *toc, uint32_t i)
+{
+	return i < toc->nr_children ? toc->children[i] : LP_TOC_NO_INDEX;
+}
+
+int lp_toc_entry_path(const struct lp_toc *toc, uint32_t i, char *buf,
+		      size_t size)
+{
+	size_t len = 0, pos, n;
+	uint32_t cur;
+	int r;
+
+	if (i >= toc->nr_entries) {
+		r = -ENOENT;
+		goto fail;
+	}
+	/* the length first, then the components right to left */
+	for (cur = i; cur; cur = toc->entries[cur].parent)
+		len += strlen(toc->pool + toc->entries[cur].name_off) +
+		       (len ? 1 : 0);
+	if (len >= size) {
+		r = -ENAMETOOLONG;
+		goto fail;
+	}
+	buf[len] = '\0';
+	pos = len;
+	for (cur = i; cur; cur = toc->entries[cur].parent) {
+		n = strlen(toc->pool + toc->entries[cur].name_off);
+		if (pos != len)
+			buf[--pos] = '/';
+		pos -= n;
+		memcpy(buf + pos, toc->pool + toc->entries[cur].name_off, n);
+	}
+	return (int)len;
+fail:
+	if (size)
+		buf[0] = '\0';
+	return r;
+}
+
+const struct lp_digest *lp_toc_entry_digest(const struct lp_toc *toc,
+					    const struct lp_toc_entry *e)
+{
+	uint32_t d = LP_TOC_NO_INDEX;
+
+	if (!(e->flags & LP_TOC_HAS_DIGEST))
+		return NULL;
+	if (e->rare_idx < toc->nr_rare)
+		d = toc->rare[e->rare_idx].digest_idx;
+	if (d == LP_TOC_NO_INDEX && e->type == LP_TOC_REG && e->nr_chunks &&
+	    e->first_chunk < toc->nr_chunks)
+		d = toc->chunks[e->first_chunk].digest_idx;
+	return d < toc->nr_digests ? &toc->digests[d] : NULL;
+}
+
+uint32_t lp_toc_entry_ino(const struct lp_toc *toc,
+			  const struct lp_toc_entry *e)
+{
+	if (e->type == LP_TOC_HARDLINK && e->rare_idx < toc->nr_rare)
+		return toc->rare[e->rare_idx].ino; /* always: needs_rare() */
+	return (uint32_t)(e - toc->entries);
+}
+
+uint32_t lp_toc_entry_nlink(const struct lp_toc *toc,
+			    const struct lp_toc_entry *e)
+{
+	return e->rare_idx < toc->nr_rare ? toc->rare[e->rare_idx].nlink : 1;
+}
+
+const char *lp_toc_entry_name(const struct lp_toc *toc,
+			      const struct lp_toc_entry *e)
+{
+	return toc->pool + e->name_off;
+}
+
+const struct lp_digest *lp_toc_chunk_digest(const struct lp_toc *toc,
+					    const struct lp_toc_chunk *c)
+{
+	return c->digest_idx < toc->nr_digests ? &toc->digests[c->digest_idx] :
+						 NULL;
+}
+
+const char *lp_toc_entry_link_name(const struct lp_toc *toc,
+				   const struct lp_toc_entry *e)
+{
+	return e->rare_idx < toc->nr_rare ? toc->rare[e->rare_idx].link_name :
+					    "";
+}
+
+uint32_t lp_toc_entry_uid(const struct lp_toc *toc,
+			  const struct lp_toc_entry *e)
+{
+	return e->owner_idx < toc->nr_owners ? toc->owners[e->owner_idx].uid :
+					       0;
+}
+
+uint32_t lp_toc_entry_gid(const struct lp_toc *toc,
+			  const struct lp_toc_entry *e)
+{
+	return e->owner_idx < toc->nr_owners ? toc->owners[e->owner_idx].gid :
+					       0;
+}
+
+const char *lp_toc_entry_user_name(const struct lp_toc *toc,
+				   const struct lp_toc_entry *e)
+{
+	return e->owner_idx < toc->nr_owners ? toc->owners[e->owner_idx].user :
+					       "";
+}
+
+const char *lp_toc_entry_group_name(const struct lp_toc *toc,
+				    const struct lp_toc_entry *e)
+{
+	return e->owner_idx < toc->nr_owners ? toc->owners[e->owner_idx].group :
+					       "";
+}
+
+void lp_toc_entry_dev(const struct lp_toc *toc, const struct lp_toc_entry *e,
+		      uint32_t *ret_major, uint32_t *ret_minor)
+{
+	bool r = e->rare_idx < toc->nr_rare;
+
+	*ret_major = r ? toc->rare[e->rare_idx].dev_major : 0;
+	*ret_minor = r ? toc->rare[e->rare_idx].dev_minor : 0;
+}
+
+const struct lp_toc_xattr *lp_toc_entry_xattrs(const struct lp_toc *toc,
+					       const struct lp_toc_entry *e,
+					       uint32_t *ret_nr)
+{
+	const struct toc_rare *x;
+
+	*ret_nr = 0;
+	if (e->rare_idx >= toc->nr_rare)
+		return NULL;
+	x = &toc->rare[e->rare_idx];
+	if (!x->nr_xattrs)
+		return NULL;
+	*ret_nr = x->nr_xattrs;
+	return &toc->xattrs[x->first_xattr];
+}
+
+static int cmp_name(const char *a, size_t alen, const char *b)
+{
+	size_t blen = strlen(b), n = alen < blen ? alen : blen;
+	int c = memcmp(a, b, n);
+
+	if (c)
+		return c;
+	return alen < blen ? -1 : alen > blen;
+}
+
+uint32_t lp_toc_lookup(const struct lp_toc *toc, uint32_t dir, const char *name,
+		       size_t len)
+{
+	const struct lp_toc_entry *d;
+	uint32_t lo, hi;
+
+	if (dir >= toc->nr_entries)
+		return LP_TOC_NO_INDEX;
+	d = &toc->entries[dir];
+	if (d->type != LP_TOC_DIR)
+		return LP_TOC_NO_INDEX;
+	lo = d->first_child;
+	hi = d->first_child + d->nr_children;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		uint32_t e = toc->children[mid];
+		int c = cmp_name(name, len,
+				 toc->pool + toc->entries[e].name_off);
+
+		if (c == 0)
+			return e;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return LP_TOC_NO_INDEX;
+}
+
+uint32_t lp_toc_lookup_path(const struct lp_toc *toc, const char *path)
+{
+	uint32_t cur = 0;
+	const char *p = path;
+
+	while (*p && cur != LP_TOC_NO_INDEX) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+
+		if (len == 0 || (len == 1 && p[0] == '.')) {
+			/* "", "." */
+		} else if (len == 2 && p[0] == '.' && p[1] == '.') {
+			cur = LP_TOC_NO_INDEX;
+		} else {
+			cur = lp_toc_lookup(toc, cur, p, len);
+		}
+		p += len;
+		if (*p == '/')
+			p++;
+	}
+	return cur;
+}
+
+uint32_t lp_toc_find_chunk(const struct lp_toc *toc, uint32_t ino, uint64_t off)
+{
+	const struct lp_toc_entry *e;
+	const uint64_t *offs;
+	uint32_t lo, hi;
+
+	if (ino >= toc->nr_entries)
+		return LP_TOC_NO_INDEX;
+	e = &toc->entries[ino];
+	if (e->type != LP_TOC_REG || off >= e->size || !e->nr_chunks)
+		return LP_TOC_NO_INDEX;
+	if (e->nr_chunks == 1)
+		return e->first_chunk;
+	offs = &toc->chunk_offs[toc->rare[e->rare_idx].first_off];
+	lo = 0;
+	hi = e->nr_chunks;
+	while (hi - lo > 1) { /* last chunk with chunk_offset <= off */
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (offs[mid] <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return e->first_chunk + lo;
+}
+
+uint64_t lp_toc_prefetch_end(const struct lp_toc *toc)
+{
+	return toc->prefetch_end;
+}

@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The TOC checks that need every entry: implied parent directories,
+ * hardlink targets (one inode, nlink), chunk lists that tile each file
+ * exactly, and each chunk's compressed size. Run in that order by
+ * lp_toc_parse() after the last entry. Part of the TOC parser (toc_parse.c
+ * says how the files divide the work).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lp_buf.h"
+#include "toc_int.h"
+
+static int add_implied(struct builder *b, size_t len, uint32_t *ret_idx)
+{
+	uint32_t i;
+	int r = toc_add_entry(b, len, LP_TOC_DIR, &i);
+
+	if (r < 0)
+		goto out;
+	b->ents[i].mode = 0755;
+	b->ents[i].flags = LP_TOC_IMPLIED;
+	r = toc_hash_insert(b, i);
+	if (r < 0)
+		goto out;
+	*ret_idx = i;
+out:
+	return r;
+}
+
+/* parent of every entry, creating implied directories as needed */
+int toc_resolve_parents(struct builder *b)
+{
+	uint32_t i, parent;
+	int r = 0;
+
+	for (i = 1; i < b->nr_ents; i++) {
+		const char *p = b->pool + b->strs[i].path;
+		const char *slash = strrchr(p, '/');
+
+		b->json_idx = i;
+		b->cur_name = NULL;
+		b->cur_len = 0;
+		if (!slash) {
+			parent = 0;
+		} else {
+			size_t len = (size_t)(slash - p);
+
+			parent = toc_hash_lookup(b, p, len);
+			if (parent == LP_TOC_NO_INDEX) {
+				memcpy(b->path, p, len);
+				b->path[len] = '\0';
+				r = add_implied(b, len, &parent);
+				if (r < 0)
+					goto out;
+			}
+		}
+		if (b->ents[parent].type != LP_TOC_DIR) {
+			r = lp_err_set(b->err, -EINVAL,
+				       "TOC entry \"%.*s\": parent is not a "
+				       "directory",
+				       ERR_NAME_MAX, b->pool + b->strs[i].path);
+			goto out;
+		}
+		b->ents[i].parent = parent;
+		if (b->ents[i].type == LP_TOC_DIR)
+			b->ents[parent].nlink++;
+	}
+out:
+	return r;
+}
+
+int toc_resolve_hardlinks(struct builder *b)
+{
+	uint32_t i, t, steps;
+	int r = 0;
+
+	for (i = 1; i < b->nr_ents; i++) {
+		if (b->ents[i].type != LP_TOC_HARDLINK)
+			continue;
+		t = i;
+		for (steps = 0; b->ents[t].type == LP_TOC_HARDLINK; steps++) {
+			const char *lp = b->pool + b->strs[t].link;
+
+			if (steps > b->nr_ents) {
+				r = lp_err_set(b->err, -EINVAL,
+					       "TOC entry \"%.*s\": hardlink "
+					       "cycle",
+					       ERR_NAME_MAX,
+					       b->pool + b->strs[i].path);
+				goto out;
+			}
+			t = toc_hash_lookup(b, lp, strlen(lp));
+			if (t == LP_TOC_NO_INDEX)
+				break;
+		}
+		if (t == LP_TOC_NO_INDEX || b->ents[t].type != LP_TOC_REG) {
+			r = lp_err_set(b->err, -EINVAL,
+				       "TOC entry \"%.*s\": hardlink to a "
+				       "missing or non-regular target \"%.*s\"",
+				       ERR_NAME_MAX, b->pool + b->strs[i].path,
+				       ERR_NAME_MAX, b->pool + b->strs[i].link);
+			goto out;
+		}
+		b->ents[i].ino = t;
+		b->ents[t].nlink++;
+	}
+	for (i = 1; i < b->nr_ents; i++) {
+		if (b->ents[i].type == LP_TOC_HARDLINK)
+			b->ents[i].nlink = b->ents[b->ents[i].ino].nlink;
+	}
+out:
+	return r;
+}
+
+static int chunk_err(struct builder *b, uint32_t ent, const char *why,
+		     uint64_t at)
+{
+	return lp_err_set(b->err, -EINVAL,
+			  "TOC entry \"%.*s\": chunk at file offset %llu %s",
+			  ERR_NAME_MAX, b->pool + b->strs[ent].path,
+			  (unsigned long long)at, why);
+}
+
+/* each file's chunks must tile [0, size) exactly, in order */
+int toc_check_chunks(struct builder *b)
+{
+	uint32_t i, k;
+	int r = 0;
+
+	for (i = 0; i < b->nr_ents; i++) {
+		struct bent *e = &b->ents[i];
+		uint64_t next = 0;
+
+		if (e->type != LP_TOC_REG)
+			continue;
+		for (k = 0; k < e->nr_chunks; k++) {
+			struct bchunk *c = &b->chunks[e->first_chunk + k];
+
+			if (c->chunk_offset < next) {
+				r = chunk_err(b, i, "overlaps the previous one",
+					      c->chunk_offset);
+				goto out;
+			}
+			if (c->chunk_offset > next) {
+				r = chunk_err(b, i, "leaves a gap",
+					      c->chunk_offset);
+				goto out;
+			}
+			if (c->chunk_offset >= e->size) {
+				r = chunk_err(b, i, "is past the file size",
+					      c->chunk_offset);
+				goto out;
+			}
+			/* 0 means "to the end" */
+			if (c->chunk_size == 0)
+				c->chunk_size = e->size - c->chunk_offset;
+			if (c->chunk_size > e->size - c->chunk_offset) {
+				r = chunk_err(b, i, "runs past the file size",
+					      c->chunk_offset);
+				goto out;
+			}
+			if (c->chunk_size > LP_CHUNK_MAX_SIZE) {
+				r = lp_err_set(
+					b->err, -EFBIG,
+					"TOC entry \"%.*s\": chunk of "
+					"%llu bytes exceeds "
+					"LP_CHUNK_MAX_SIZE",
+					ERR_NAME_MAX, b->pool + b->strs[i].path,
+					(unsigned long long)c->chunk_size);
+				goto out;
+			}
+			next = c->chunk_offset + c->chunk_size;
+		}
+		if (next != e->size) {
+			r = lp_err_set(b->err, -EINVAL,
+				       "TOC entry \"%.*s\": chunks cover %llu "
+				       "of %llu bytes",
+				       ERR_NAME_MAX, b->pool + b->strs[i].path,
+				       (unsigned long long)next,
+				       (unsigned long long)e->size);
+			goto out;
+		}
+	}
+out:
+	return r;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* compressed size: up to the next distinct member offset, or payload end */
+int toc_compressed_sizes(struct builder *b)
+{
+	uint64_t *offs = NULL;
+	size_t n = 0, i;
+	int r = 0;
+
+	if (!b->nr_chunks)
+		goto out;
+	offs = malloc(b->nr_chunks * sizeof(*offs));
+	if (!offs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < b->nr_chunks; i++)
+		offs[i] = b->chunks[i].offset;
+	qsort(offs, b->nr_chunks, sizeof(*offs), cmp_u64);
+	for (i = 0; i < b->nr_chunks; i++) {
+		if (!n || offs[n - 1] != offs[i])
+			offs[n++] = offs[i];
+	}
+	for (i = 0; i < b->nr_chunks; i++) {
+		struct bchunk *c = &b->chunks[i];
+		size_t lo = 0, hi = n;
+
+		while (lo < hi) { /* first offset > c->offset */
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (offs[mid] <= c->offset)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		c->compressed_size =
+			(lo < n ? offs[lo] : b->payload_end) - c->offset;
+		if (c->compressed_size > UINT32_MAX) {
+			r = lp_err_set(b->err, -EFBIG,
+				       "TOC entry \"%.*s\": chunk at file "
+				       "offset %llu spans %llu compressed "
+				       "bytes (over 4 GiB)",
+				       ERR_NAME_MAX,
+				       b->pool + b->strs[c->entry].path,
+				       (unsigned long long)c->chunk_offset,
+				       (unsigned long long)c->compressed_size);
+			goto out;
+		}
+	}
+out:
+	free(offs);
+	return r;
+}
