@@ -141,7 +141,7 @@ int reg_hosts_path(const char *dir, const char *p, char **ret_path)
 		return -ENOMEM;
 	memcpy(s, dir, dlen);
 	s[dlen] = '/';
-	strcpy(s + dlen + 1, p);
+	memcpy(s + dlen + 1, p, n - dlen); /* with its NUL */
 	reg_hosts_path_clean(s);
 	*ret_path = s;
 	return 0;
@@ -263,7 +263,7 @@ static int load_cert_files(const char *dir, struct lp_hosts **ret_hosts,
 			r = -ENOMEM;
 			goto out;
 		}
-		strcpy(cl->key + len - 5, ".key"); /* over ".cert" */
+		memcpy(cl->key + len - 5, ".key", 5); /* over ".cert" */
 		if (stat(cl->key, &st) < 0) {
 			if (errno != ENOENT) {
 				r = lp_err_set(err, -errno, "%s: %s", cl->key,

@@ -1106,7 +1106,7 @@ static int split_url(struct parser *p, struct cfg *c)
 			if (!valid_path_char(*q))
 				return fail(p, h->line, -EINVAL,
 					    "\"%s\": '%c' in the path", s, *q);
-		strcpy(h->path, slash);
+		memcpy(h->path, slash, strlen(slash) + 1);
 		reg_hosts_path_clean(h->path);
 		if (!strcmp(h->path, "/"))
 			h->path[0] = '\0';
@@ -1115,7 +1115,7 @@ static int split_url(struct parser *p, struct cfg *c)
 		size_t n = strlen(h->path);
 
 		if (n < 3 || strcmp(h->path + n - 3, "/v2"))
-			strcat(h->path, "/v2");
+			memcpy(h->path + n, "/v2", 4); /* room: above */
 	}
 	return 0;
 }

@@ -808,9 +808,13 @@ static int tmp_setup(void **state)
 {
 	struct tmp *t = calloc(1, sizeof(*t));
 
-	snprintf(t->root, sizeof(t->root), "/tmp/lp-test-hosts-XXXXXX");
-	if (!mkdtemp(t->root))
+	if (!t)
 		return -1;
+	snprintf(t->root, sizeof(t->root), "/tmp/lp-test-hosts-XXXXXX");
+	if (!mkdtemp(t->root)) {
+		free(t);
+		return -1;
+	}
 	*state = t;
 	return 0;
 }
