@@ -8,7 +8,9 @@
  * one tar entry "stargz.index.json", for zstd:chunked a zstd frame inside a
  * skippable frame - hashes the JSON, compares the digest with the wanted one
  * and only then parses it. Reading a chunk preads its compressed range,
- * decodes it and checks its chunkDigest before handing the bytes out.
+ * decodes it and verifies it by the one digest policy (lp_chunk_check():
+ * chunkDigest, else the file digest of a single-chunk file, else refused)
+ * before handing the bytes out.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -399,6 +401,10 @@ int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 			       lp_blob_name(layer->blob));
 		goto out;
 	}
+	/* a chunk nothing can vouch for is not even read */
+	r = lp_chunk_digest(layer->toc, &c, &dg, &why);
+	if (r < 0)
+		goto fail;
 	/* both bounded by the TOC parser (LP_CHUNK_MAX_*) */
 	len = c.inner_offset + c.chunk_size;
 	len = lp_min_u64(c.compressed_size, len + COMPRESS_SLACK(len));
@@ -421,11 +427,9 @@ int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 	}
 	r = lp_chunk_decode(dec, buf, len, c.inner_offset, dst, c.chunk_size,
 			    &why);
-	dg = lp_toc_chunk_digest(layer->toc, &c);
-	if (r == 0 && dg && lp_chunk_verify(dst, c.chunk_size, dg) < 0) {
-		r = -EBADMSG;
-		lp_err_set(&why, r, "chunkDigest mismatch");
-	}
+	if (r == 0)
+		r = lp_chunk_check(layer->toc, &c, dst, &why);
+fail:
 	if (r < 0) {
 		lp_toc_entry_path(layer->toc, c.entry, path, sizeof(path));
 		r = lp_err_set(err, r,

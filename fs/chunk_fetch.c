@@ -5,8 +5,9 @@
  * compressed range (coalescing); when disk-tier hits split a claimed run
  * into several such ranges they go out as one multi-range read (one round
  * trip to a registry that supports it). Then each is decompressed and verified
- * against its digest before anything is handed back for publishing (verify
- * then publish, as casync). Decoders are per thread by construction: a
+ * by the format's digest policy (lp_chunk_check(), the same as `layer
+ * extract` and `layer verify`) before anything is handed back for
+ * publishing (verify then publish, as casync). Decoders are per thread by construction: a
  * fetch borrows one from a small pool for the length of a run.
  *
  * Lock order: decoders.lock is a leaf, held only to push or pop the pool.
@@ -19,19 +20,6 @@
 #include "fs_int.h"
 
 #define FS_PENDING 1 /* res[] value: not filled yet */
-
-const struct lp_digest *fs_chunk_digest(const struct lp_toc *toc,
-					const struct lp_toc_chunk *c)
-{
-	const struct lp_toc_entry *e = lp_toc_entry(toc, c->entry);
-	const struct lp_digest *d = lp_toc_chunk_digest(toc, c);
-
-	if (d)
-		return d;
-	if (c->chunk_offset == 0 && c->chunk_size == e->size)
-		return lp_toc_entry_digest(toc, e);
-	return NULL;
-}
 
 int fs_chunk_error(struct lp_fs *fs, uint32_t ci, int code, const char *why,
 		   struct lp_err *err)
@@ -118,11 +106,10 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 				   err);
 		goto out;
 	}
-	r = lp_chunk_verify(dst, c.chunk_size, fs_chunk_digest(fs->toc, &c));
+	r = lp_chunk_check(fs->toc, &c, dst, &derr);
 	if (r < 0) {
 		atomic_fetch_add(&fs->stats.verify_failures, 1);
-		r = fs_chunk_error(fs, ci, -EBADMSG, "chunk digest mismatch",
-				   err);
+		r = fs_chunk_error(fs, ci, r, lp_err_str(&derr, r), err);
 	}
 out:
 	return r;
@@ -181,13 +168,15 @@ static void group_decode_one(struct fetch_group *g, uint32_t k)
 	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, run->first + k);
 	int r;
 
+	const struct lp_digest *dg;
+
 	r = decode_one(fs, g->dec, run->first + k, g->src, g->start,
 		       run->data[k], k == 0 ? run->err : NULL);
 	if (r == 0) {
 		atomic_fetch_add(&fs->stats.fetched_chunks, 1);
-		if (fs->disk)
-			fs_disk_put(fs->disk, fs_chunk_digest(fs->toc, &c),
-				    run->data[k], c.chunk_size);
+		/* verified: the digest exists */
+		if (fs->disk && lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0)
+			fs_disk_put(fs->disk, dg, run->data[k], c.chunk_size);
 	}
 	settle(run, k, r);
 }
@@ -363,15 +352,17 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 	/* the disk tier, and a buffer for every chunk that missed it */
 	for (i = 0; i < n; i++) {
 		const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, first + i);
-		const struct lp_digest *dg = fs_chunk_digest(fs->toc, &c);
+		const struct lp_digest *dg;
 		struct lp_err *e = i == 0 ? err : NULL;
+		struct lp_err why = { 0 };
+		int pr = lp_chunk_digest(fs->toc, &c, &dg, &why);
 
 		run.res[i] = FS_PENDING;
-		if (!dg) {
+		if (pr < 0) {
+			/* the policy refuses it: not worth a blob read */
 			settle(&run, i,
-			       fs_chunk_error(fs, first + i, -EBADMSG,
-					      "no digest to verify against",
-					      e));
+			       fs_chunk_error(fs, first + i, pr,
+					      lp_err_str(&why, pr), e));
 		} else if (c.chunk_size > LP_CHUNK_MAX_SIZE ||
 			   c.compressed_size > FS_MAX_COMPRESSED_CHUNK) {
 			settle(&run, i,

@@ -280,14 +280,6 @@ void fs_cache_usage(struct lp_fs *fs, size_t *ret_used, size_t *ret_peak);
 /* --- fetching (chunk_fetch.c) --- */
 
 /*
- * fs_chunk_digest() - the digest chunk @c is verified against: its chunk
- * digest, or the file digest when the chunk is the whole file; NULL when
- * there is none (such a chunk cannot be served).
- */
-const struct lp_digest *fs_chunk_digest(const struct lp_toc *toc,
-					const struct lp_toc_chunk *c);
-
-/*
  * fs_fetch_run() - fill the @n claimed chunks from @first: from the disk
  * tier when there, the rest with one blob read per contiguous group (a
  * single group streamed), each decoded and verified, and publish each

@@ -205,10 +205,11 @@ static bool transient(int r)
 static bool have_chunk(struct lp_fs *fs, uint32_t ci)
 {
 	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
-	const struct lp_digest *dg = fs_chunk_digest(fs->toc, &c);
+	const struct lp_digest *dg;
 
 	return fs_chunk_is_cached(fs, ci) ||
-	       (fs->disk && dg && fs_disk_has(fs->disk, dg));
+	       (fs->disk && lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0 &&
+		fs_disk_has(fs->disk, dg));
 }
 
 static void background(struct lp_fs *fs)

@@ -6,6 +6,9 @@
  * digests; a fault-injecting blob (corrupt, replace with a valid but wrong
  * member, fail, delay) that must give errors and never wrong bytes; single
  * flight under threads; the memory budget; the disk tier across remounts;
+ * the one digest policy (a TOC rewritten by craft_toc.h: a file without
+ * chunkDigest is served by its file digest when it is one chunk, refused
+ * when that lies, is missing, or the file has several chunks);
  * prefetch and background fetch; the on-demand latency histogram and FUSE
  * operation counts (through a real mount when run as root with /dev/fuse,
  * else skipped).
@@ -33,6 +36,7 @@
 
 #include <cmocka.h>
 
+#include "craft_toc.h"
 #include "lp_fs.h"
 #include "lp_fuse.h"
 
@@ -744,6 +748,87 @@ static void test_faults(void **state)
 	lp_fs_free(fx.fs);
 	free(fake);
 	free(orig);
+}
+
+/* --- the digest policy (the same as layer extract / verify) --- */
+
+static void test_digest_policy(void **state)
+{
+	static const struct {
+		const char *path;
+		enum craft_mode mode;
+		int want;
+		const char *why;
+	} cases[] = {
+		{ "etc/conf.d/app.conf", CRAFT_HONEST, 0, NULL },
+		{ "etc/conf.d/app.conf", CRAFT_LIE, -EBADMSG,
+		  "file digest mismatch" },
+		{ "etc/conf.d/app.conf", CRAFT_NONE, -EBADMSG,
+		  "no chunkDigest and no file digest" },
+		{ "usr/lib/big.bin", CRAFT_MULTI, -EBADMSG,
+		  "no chunkDigest to verify against" },
+	};
+	struct lp_fs_options opts;
+	FILE *f = fopen(VEC("v1-default.esgz"), "rb");
+	uint8_t *data;
+	long len;
+	size_t i;
+
+	(void)state;
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	len = ftell(f);
+	rewind(f);
+	data = malloc((size_t)len);
+	assert_non_null(data);
+	assert_int_equal(fread(data, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = false;
+	for (i = 0; i < LP_ARRAY_SIZE(cases); i++) {
+		char dotted[256];
+		struct lp_digest tocd, got;
+		struct lp_blob *blob = NULL;
+		struct lp_layer *layer = NULL;
+		struct lp_fs *fs = NULL;
+		struct lp_err err = { 0 };
+		const struct lp_toc *toc;
+		struct stat st;
+		size_t clen = 0;
+		uint8_t *craft;
+		int r;
+
+		snprintf(dotted, sizeof(dotted), "./%s", cases[i].path);
+		craft = craft_rewrite(data, (size_t)len, dotted, cases[i].mode,
+				      &clen, &tocd);
+		assert_non_null(craft);
+		assert_int_equal(lp_blob_new_mem(craft, clen, "craft", &blob),
+				 0);
+		assert_int_equal(lp_layer_open(blob, &tocd, &layer, &err), 0);
+		lp_blob_unref(blob);
+		assert_int_equal(lp_fs_new(layer, &opts, &fs, &err), 0);
+		assert_int_equal(lookup_path(fs, cases[i].path, &st), 0);
+		r = read_digest(fs, st.st_ino, &got, &err);
+		assert_int_equal(r, cases[i].want);
+		if (cases[i].why) {
+			assert_non_null(strstr(err.msg, cases[i].path));
+			assert_non_null(strstr(err.msg, cases[i].why));
+		} else {
+			toc = lp_layer_toc(lp_fs_layer(fs));
+			assert_true(lp_digest_equal(
+				&got,
+				lp_toc_entry_digest(
+					toc,
+					lp_toc_entry(
+						toc,
+						lp_toc_lookup_path(
+							toc, cases[i].path)))));
+		}
+		lp_fs_free(fs);
+		free(craft);
+	}
+	free(data);
 }
 
 /* --- concurrency --- */
@@ -1777,6 +1862,7 @@ int main(void)
 		cmocka_unit_test(test_control_file),
 		cmocka_unit_test(test_control_file_no_open),
 		cmocka_unit_test(test_faults),
+		cmocka_unit_test(test_digest_policy),
 		cmocka_unit_test(test_single_flight),
 		cmocka_unit_test(test_memory_budget),
 		cmocka_unit_test(test_coalescing),
