@@ -226,6 +226,7 @@ static int read_toc(struct lp_layer *l, const uint8_t *tail, size_t tail_len,
 	const uint8_t *src;
 	uint8_t *buf = NULL;
 	size_t head = 0; /* bytes before the tail */
+	struct lp_err why = { 0 };
 	int r;
 
 	/* the footer parser put the TOC before the footer, inside the blob */
@@ -239,11 +240,12 @@ static int read_toc(struct lp_layer *l, const uint8_t *tail, size_t tail_len,
 		goto out;
 	}
 	head = (size_t)lp_min_u64(len, tail_off - off);
-	r = lp_blob_pread(l->blob, buf, head, off);
+	r = lp_blob_pread(l->blob, buf, head, off, &why);
 	if (r < 0) {
-		r = lp_err_set(err, r, "%s: reading %zu TOC bytes at %llu",
-			       lp_blob_name(l->blob), head,
-			       (unsigned long long)off);
+		r = lp_err_set_from(
+			err, &why, r, "%s: reading %zu TOC bytes at %llu: %s",
+			lp_blob_name(l->blob), head, (unsigned long long)off,
+			lp_err_str(&why, r));
 		goto out;
 	}
 	if (head < len)
@@ -264,6 +266,7 @@ int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
 	struct lp_layer *l = NULL;
 	uint8_t own[LP_FOOTER_MAX_SIZE];
 	uint64_t size = lp_blob_size(blob), payload_end;
+	struct lp_err why = { 0 };
 	size_t foot_len;
 	int r;
 
@@ -283,10 +286,11 @@ int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
 		/* too short for a footer: read it as without a tail */
 		tail = own;
 		tail_len = (size_t)lp_min_u64(size, sizeof(own));
-		r = lp_blob_pread(blob, own, tail_len, size - tail_len);
+		r = lp_blob_pread(blob, own, tail_len, size - tail_len, &why);
 		if (r < 0) {
-			r = lp_err_set(err, r, "%s: reading the footer",
-				       lp_blob_name(blob));
+			r = lp_err_set_from(
+				err, &why, r, "%s: reading the footer: %s",
+				lp_blob_name(blob), lp_err_str(&why, r));
 			goto out;
 		}
 	}
@@ -413,16 +417,17 @@ int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 		r = -ENOMEM;
 		goto out;
 	}
-	r = lp_blob_pread(layer->blob, buf, len, c.offset);
+	r = lp_blob_pread(layer->blob, buf, len, c.offset, &why);
 	if (r < 0) {
 		lp_toc_entry_path(layer->toc, c.entry, path, sizeof(path));
-		r = lp_err_set(err, r,
-			       "%s: reading \"%s\" chunk at file "
-			       "offset %llu (blob %llu+%llu)",
-			       lp_blob_name(layer->blob), path,
-			       (unsigned long long)c.chunk_offset,
-			       (unsigned long long)c.offset,
-			       (unsigned long long)len);
+		r = lp_err_set_from(err, &why, r,
+				    "%s: reading \"%s\" chunk at file "
+				    "offset %llu (blob %llu+%llu): %s",
+				    lp_blob_name(layer->blob), path,
+				    (unsigned long long)c.chunk_offset,
+				    (unsigned long long)c.offset,
+				    (unsigned long long)len,
+				    lp_err_str(&why, r));
 		goto out;
 	}
 	r = lp_chunk_decode(dec, buf, len, c.inner_offset, dst, c.chunk_size,

@@ -296,6 +296,15 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 int fs_chunk_error(struct lp_fs *fs, uint32_t ci, int code, const char *why,
 		   struct lp_err *err);
 
+/*
+ * fs_chunk_error_from() - fs_chunk_error() for an error caused by @cause
+ * (a blob read's error; NULL: none): @err keeps its retryable mark and
+ * HTTP status (lp_err_set_from).
+ */
+int fs_chunk_error_from(struct lp_fs *fs, uint32_t ci, int code,
+			const struct lp_err *cause, const char *why,
+			struct lp_err *err);
+
 /* fs_chunks_coalesce() - whether chunk @next may join a blob read that
  * spans [start, end) of compressed bytes. */
 bool fs_chunks_coalesce(const struct lp_toc_chunk *next, uint64_t start,

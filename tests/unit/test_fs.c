@@ -53,7 +53,10 @@ enum fault_mode {
 	FAULT_NONE,
 	FAULT_CORRUPT, /* flip bytes in [lo, hi) */
 	FAULT_REPLACE, /* serve repl at lo */
-	FAULT_FAIL, /* -EIO for reads touching [lo, hi) */
+	FAULT_FAIL, /* -EIO for reads touching [lo, hi), retryable: the
+		       source is away (as a registry that does not answer) */
+	FAULT_GONE, /* -EIO for reads touching [lo, hi), permanent, HTTP
+		       404: the source says the blob is not there */
 	FAULT_ZERO, /* a truncated download: zeros from lo on */
 };
 
@@ -75,7 +78,8 @@ struct fault {
 	bool at_gate; /* protected by lock; a read waits there */
 };
 
-static int fault_pread(void *ctx, void *buf, size_t len, uint64_t off)
+static int fault_pread(void *ctx, void *buf, size_t len, uint64_t off,
+		       struct lp_err *err)
 {
 	struct fault *f = ctx;
 	uint8_t *p = buf;
@@ -86,8 +90,12 @@ static int fault_pread(void *ctx, void *buf, size_t len, uint64_t off)
 	if (atomic_load(&f->delay_ms))
 		usleep(1000 * atomic_load(&f->delay_ms));
 	if (mode == FAULT_FAIL && off < f->hi && off + len > f->lo)
-		return -EIO;
-	r = lp_blob_pread(f->inner, buf, len, off);
+		return lp_err_set_ex(err, -EIO, LP_ERR_RETRYABLE, 0,
+				     "fault: source unreachable");
+	if (mode == FAULT_GONE && off < f->hi && off + len > f->lo)
+		return lp_err_set_ex(err, -EIO, 0, 404,
+				     "fault: blob range: HTTP 404");
+	r = lp_blob_pread(f->inner, buf, len, off, err);
 	if (r < 0)
 		return r;
 	for (i = off; i < off + len; i++) {
@@ -104,7 +112,7 @@ static int fault_pread(void *ctx, void *buf, size_t len, uint64_t off)
 
 /* several ranges in one call, as a registry's multi-range request */
 static int fault_pread_multi(void *ctx, const struct lp_blob_range *ranges,
-			     size_t n)
+			     size_t n, struct lp_err *err)
 {
 	struct fault *f = ctx;
 	size_t i;
@@ -113,7 +121,7 @@ static int fault_pread_multi(void *ctx, const struct lp_blob_range *ranges,
 	atomic_fetch_add(&f->multi_reads, 1);
 	for (i = 0; i < n && r == 0; i++)
 		r = fault_pread(ctx, ranges[i].buf, ranges[i].len,
-				ranges[i].off);
+				ranges[i].off, err);
 	return r;
 }
 
@@ -121,7 +129,8 @@ static int fault_pread_multi(void *ctx, const struct lp_blob_range *ranges,
 
 /* a source that streams, as a registry blob: one request per call */
 static int fault_pread_stream(void *ctx, void *buf, size_t len, uint64_t off,
-			      lp_blob_progress_fn fn, void *arg)
+			      lp_blob_progress_fn fn, void *arg,
+			      struct lp_err *err)
 {
 	struct fault *f = ctx;
 	size_t done = 0, n;
@@ -138,7 +147,7 @@ static int fault_pread_stream(void *ctx, void *buf, size_t len, uint64_t off,
 		}
 		f->at_gate = false;
 		pthread_mutex_unlock(&f->lock);
-		r = fault_pread(ctx, (uint8_t *)buf + done, n, off + done);
+		r = fault_pread(ctx, (uint8_t *)buf + done, n, off + done, err);
 		atomic_fetch_sub(&f->reads, 1); /* one read: the stream */
 		if (r == 0) {
 			done += n;
@@ -1454,6 +1463,93 @@ static void test_prefetch_background(void **state)
 	lp_fs_free(fx.fs);
 }
 
+/* the background job's state in the stats: true once it reads @want */
+static bool background_is(struct lp_fs *fs, const char *want)
+{
+	struct lp_buf b;
+	bool is;
+
+	lp_buf_init(&b, LP_FS_STATS_MAX);
+	assert_int_equal(lp_fs_stats_json(fs, &b), 0);
+	is = strstr((char *)b.data, want) != NULL;
+	lp_buf_release(&b);
+	return is;
+}
+
+/*
+ * A source that answers 404 (permanent, decided where it arose): the
+ * background fetch stops after one failed read instead of backing off and
+ * retrying forever; a read gets EIO and the source's reason. The retryable
+ * case (FAULT_FAIL) is test_prefetch_background's outage.
+ */
+static void test_background_gone(void **state)
+{
+	struct lp_fs_options opts;
+	struct fixture fx = { 0 };
+	struct lp_err err = { 0 };
+	unsigned int reads;
+	int i;
+
+	(void)state;
+	lp_fs_options_init(&opts);
+	opts.background_quiet_ms = 0;
+	open_fs(&fx, "v1-default", &opts);
+	fx.fault->lo = 0;
+	fx.fault->hi = UINT64_MAX;
+	atomic_store(&fx.fault->mode, FAULT_GONE);
+	atomic_store(&fx.fault->reads, 0);
+	assert_int_equal(lp_fs_start(fx.fs), 0);
+	for (i = 0; i < 1000; i++) {
+		if (background_is(fx.fs, "\"background\": {\"state\": "
+					 "\"failed\", \"error\": -5"))
+			break;
+		usleep(10000);
+	}
+	assert_true(i < 1000);
+	reads = atomic_load(&fx.fault->reads);
+	/* one run, one read: it did not walk on chunk by chunk */
+	assert_true(reads >= 1 && reads <= 2);
+	assert_int_equal(stat_of(fx.fs, "\"retries"), 0);
+	usleep(700000); /* more than the first back-off */
+	assert_int_equal(atomic_load(&fx.fault->reads), reads);
+	/* an on-demand read: EIO (lp_fs_reply_errno), the reason kept */
+	assert_int_equal(read_path(fx.fs, "usr/bin/tool", &err), -EIO);
+	assert_int_equal(lp_fs_reply_errno(-EIO), EIO);
+	assert_false(lp_err_retryable(&err, -EIO));
+	assert_int_equal(err.http_status, 404);
+	assert_non_null(strstr(err.msg, "usr/bin/tool"));
+	assert_non_null(strstr(err.msg, "HTTP 404"));
+	/* and an away source's error stays retryable through the fs */
+	atomic_store(&fx.fault->mode, FAULT_FAIL);
+	lp_err_clear(&err);
+	assert_int_equal(read_path(fx.fs, "etc/conf.d/app.conf", &err), -EIO);
+	assert_true(lp_err_retryable(&err, -EIO));
+	assert_non_null(strstr(err.msg, "etc/conf.d/app.conf"));
+	lp_fs_free(fx.fs);
+}
+
+/* the one mapping of core errors to replies, by the errno alone */
+static void test_reply_errno(void **state)
+{
+	static const struct {
+		int r, want;
+	} map[] = {
+		{ -EBADMSG, EIO },	{ -EFBIG, EIO },
+		{ -EPROTO, EIO },	{ -ETIMEDOUT, EIO },
+		{ -ECONNREFUSED, EIO }, { -EAGAIN, EIO },
+		{ -EIO, EIO },		{ -ENOMEM, ENOMEM },
+		{ -ENOENT, ENOENT },	{ -ENOTDIR, ENOTDIR },
+		{ -ERANGE, ERANGE },	{ -ENODATA, ENODATA },
+		{ -EROFS, EROFS },	{ -EISDIR, EISDIR },
+		{ -EINVAL, EINVAL },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < LP_ARRAY_SIZE(map); i++)
+		assert_int_equal(lp_fs_reply_errno(map[i].r), map[i].want);
+}
+
 static uint64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -1873,6 +1969,8 @@ int main(void)
 		cmocka_unit_test(test_disk_tier_shared),
 		cmocka_unit_test(test_multi_range),
 		cmocka_unit_test(test_prefetch_background),
+		cmocka_unit_test(test_background_gone),
+		cmocka_unit_test(test_reply_errno),
 		cmocka_unit_test(test_background_quiet),
 		cmocka_unit_test(test_latency_histogram),
 		cmocka_unit_test(test_op_counts),

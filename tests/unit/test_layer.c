@@ -371,13 +371,14 @@ struct failing {
 	int ok;
 };
 
-static int failing_pread(void *ctx, void *buf, size_t len, uint64_t off)
+static int failing_pread(void *ctx, void *buf, size_t len, uint64_t off,
+			 struct lp_err *err)
 {
 	struct failing *f = ctx;
 
 	if (f->ok-- <= 0)
 		return -EIO;
-	return lp_blob_pread(f->inner, buf, len, off);
+	return lp_blob_pread(f->inner, buf, len, off, err);
 }
 
 static void failing_close(void *ctx)
@@ -566,13 +567,14 @@ struct counted {
 	int hits;
 };
 
-static int counted_pread(void *ctx, void *buf, size_t len, uint64_t off)
+static int counted_pread(void *ctx, void *buf, size_t len, uint64_t off,
+			 struct lp_err *err)
 {
 	struct counted *c = ctx;
 
 	if (off < c->hi && off + len > c->lo)
 		c->hits++;
-	return lp_blob_pread(c->inner, buf, len, off);
+	return lp_blob_pread(c->inner, buf, len, off, err);
 }
 
 static void counted_close(void *ctx)
