@@ -7,12 +7,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +27,8 @@
 #include "lp_log.h"
 
 #define VERIFY_MAX_THREADS 16
+/* file descriptors nftw() may hold open while removing a staging tree */
+#define STAGING_NFTW_FDS 32
 
 /* --- shared --- */
 
@@ -720,14 +724,183 @@ static void fill_archive_entry(struct archive_entry *ae,
 					      xs[i].len);
 }
 
+/*
+ * Extraction goes to a staging directory beside DIR, renamed onto DIR only
+ * once every entry is written (and every chunk verified): a failure leaves
+ * DIR as it was, with no partial or unverified file in it.
+ */
+struct staging {
+	char *dir; /* DIR without trailing slashes, owned */
+	char *tmp; /* the staging directory, owned */
+	bool dir_existed; /* DIR was there (and empty) */
+	struct stat dir_st; /* its attributes, given back on rename */
+};
+
+/* a directory may be removed whatever mode the layer gave it */
+static int open_up_dir(const char *path, const struct stat *st, int type,
+		       struct FTW *ftw)
+{
+	(void)ftw;
+	if (type == FTW_D)
+		chmod(path, (st->st_mode & 07777) | S_IRWXU);
+	return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type,
+			struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	if (remove(path) < 0)
+		lp_log_warn("cannot remove %s: %s", path, strerror(errno));
+	return 0;
+}
+
+/* staging_drop() - remove the staging tree (we made all of it) */
+static void staging_drop(struct staging *sg)
+{
+	if (sg->tmp) {
+		nftw(sg->tmp, open_up_dir, STAGING_NFTW_FDS, FTW_PHYS);
+		nftw(sg->tmp, remove_entry, STAGING_NFTW_FDS,
+		     FTW_PHYS | FTW_DEPTH);
+	}
+	free(sg->tmp);
+	sg->tmp = NULL;
+	free(sg->dir);
+	sg->dir = NULL;
+}
+
+/*
+ * staging_new() - check that @dir is missing or an empty directory, and
+ * make "PARENT/.NAME.lazypull-XXXXXX" for the extraction. Prints its
+ * error; 0 or -errno.
+ */
+static int staging_new(const char *dir_arg, struct staging *sg)
+{
+	const char *slash, *name, *parent, *dir;
+	int parent_len;
+	DIR *d = NULL;
+	struct dirent *de;
+	size_t len;
+	int r = 0;
+
+	sg->dir = strdup(dir_arg);
+	if (!sg->dir) {
+		r = -ENOMEM;
+		fprintf(stderr, "lazypull: out of memory\n");
+		goto out;
+	}
+	len = strlen(sg->dir);
+	while (len > 1 && sg->dir[len - 1] == '/')
+		sg->dir[--len] = '\0';
+	dir = sg->dir;
+	slash = strrchr(dir, '/');
+	name = slash ? slash + 1 : dir;
+	parent = slash ? dir : ".";
+	parent_len = !slash ? 1 : slash == dir ? 1 : (int)(slash - dir);
+	if (!*name || !strcmp(name, ".") || !strcmp(name, "..")) {
+		fprintf(stderr,
+			"lazypull: %s: name the directory itself "
+			"(not '/', '.' or '..')\n",
+			dir);
+		r = -EINVAL;
+		goto out;
+	}
+	if (stat(dir, &sg->dir_st) == 0) {
+		sg->dir_existed = true;
+		d = opendir(dir);
+		if (!d) {
+			r = -errno;
+			fprintf(stderr, "lazypull: %s: %s\n", dir,
+				strerror(-r));
+			goto out;
+		}
+		while ((de = readdir(d)))
+			if (strcmp(de->d_name, ".") &&
+			    strcmp(de->d_name, "..")) {
+				fprintf(stderr,
+					"lazypull: %s: not empty (extract "
+					"needs a missing or empty directory)\n",
+					dir);
+				r = -ENOTEMPTY;
+				goto out;
+			}
+	} else if (errno != ENOENT) {
+		r = -errno;
+		fprintf(stderr, "lazypull: %s: %s\n", dir, strerror(-r));
+		goto out;
+	}
+	len = (size_t)parent_len + strlen(name) + sizeof("/..lazypull-XXXXXX");
+	sg->tmp = malloc(len);
+	if (!sg->tmp) {
+		r = -ENOMEM;
+		fprintf(stderr, "lazypull: out of memory\n");
+		goto out;
+	}
+	snprintf(sg->tmp, len, "%.*s/.%s.lazypull-XXXXXX", parent_len, parent,
+		 name);
+	if (!mkdtemp(sg->tmp)) {
+		r = -errno;
+		fprintf(stderr,
+			"lazypull: %s: cannot make a staging directory "
+			"beside it: %s\n",
+			dir, strerror(-r));
+		free(sg->tmp);
+		sg->tmp = NULL;
+	}
+out:
+	if (d)
+		closedir(d);
+	return r;
+}
+
+/*
+ * staging_publish() - give the staging directory DIR's attributes (as
+ * mkdir(DIR, 0755) would have made it, or as it was) and rename it onto
+ * DIR (rename(2) replaces an empty directory). Prints its error.
+ */
+static int staging_publish(struct staging *sg)
+{
+	const char *dir = sg->dir;
+	mode_t mask;
+	int r = 0;
+
+	if (sg->dir_existed) {
+		if (chmod(sg->tmp, sg->dir_st.st_mode & 07777) < 0 ||
+		    ((getuid() == 0 || sg->dir_st.st_uid == getuid()) &&
+		     chown(sg->tmp, sg->dir_st.st_uid, sg->dir_st.st_gid) < 0))
+			r = -errno;
+	} else {
+		mask = umask(0);
+		umask(mask);
+		if (chmod(sg->tmp, 0755 & ~mask) < 0)
+			r = -errno;
+	}
+	if (r == 0 && rename(sg->tmp, dir) < 0)
+		r = -errno;
+	if (r < 0) {
+		fprintf(stderr, "lazypull: %s: %s\n", dir, strerror(-r));
+		goto out;
+	}
+	free(sg->tmp);
+	sg->tmp = NULL;
+out:
+	return r;
+}
+
 static const char extract_usage[] =
 	"Usage: lazypull layer extract BLOB DIR\n"
 	"\n"
-	"Verify and unpack a layer into DIR (created if missing): file\n"
+	"Verify and unpack a layer into DIR, which must be missing or empty:\n"
+	"file\n"
 	"contents, modes, numeric owners (as container runtimes apply layers),\n"
 	"xattrs, mtimes, symlinks, hardlinks, devices and fifos. Whiteout files\n"
 	"(.wh.*) are written as the plain files they are in the layer. Every\n"
-	"chunk is checked against its digest before it is written.\n"
+	"chunk is checked against its digest before it is written: its\n"
+	"chunkDigest, else the file digest of a single-chunk file; a chunk\n"
+	"with neither is refused. The layer is unpacked beside DIR and renamed\n"
+	"onto it when complete: on any failure DIR is left as it was.\n"
 	"\n"
 	"  --toc-digest D  also require the TOC digest to be D\n"
 	"  -h, --help      this help\n";
@@ -746,6 +919,7 @@ static int cmd_extract(int argc, char **argv)
 	const struct lp_toc *toc;
 	struct lp_digest want, *wantp = NULL;
 	struct lp_err err = { 0 };
+	struct staging sg = { 0 };
 	const char *blob, *dir;
 	uint8_t *buf = NULL;
 	size_t buf_len = 0;
@@ -784,18 +958,17 @@ static int cmd_extract(int argc, char **argv)
 		lp_cmd_fail(blob, NULL, r);
 		goto out;
 	}
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-		fprintf(stderr, "lazypull: %s: %s\n", dir, strerror(errno));
+	if (staging_new(dir, &sg) < 0)
 		goto out;
-	}
 	/*
 	 * archive_write_disk resolves relative paths against the working
 	 * directory; with SECURE_* flags it refuses "..", absolute paths and
-	 * writes through symlinks, so entries cannot escape DIR.
+	 * writes through symlinks, so entries cannot escape the staging
+	 * directory.
 	 */
 	cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (cwd < 0 || chdir(dir) < 0) {
-		fprintf(stderr, "lazypull: %s: %s\n", dir, strerror(errno));
+	if (cwd < 0 || chdir(sg.tmp) < 0) {
+		fprintf(stderr, "lazypull: %s: %s\n", sg.tmp, strerror(errno));
 		goto out;
 	}
 	disk = archive_write_disk_new();
@@ -859,13 +1032,24 @@ static int cmd_extract(int argc, char **argv)
 	}
 	ret = LP_EXIT_OK;
 out:
-	if (cwd >= 0) {
-		if (fchdir(cwd) < 0)
-			lp_log_warn("cannot return to the working directory");
-		close(cwd);
-	}
 	archive_entry_free(ae);
 	archive_write_free(disk);
+	if (cwd >= 0) {
+		if (fchdir(cwd) < 0) {
+			/* sg.tmp is relative to it: leave the staging tree */
+			lp_log_warn("cannot return to the working directory; "
+				    "%s is left behind",
+				    sg.tmp);
+			free(sg.tmp);
+			sg.tmp = NULL;
+			ret = LP_EXIT_FAIL;
+		}
+		close(cwd);
+	}
+	/* the staging path is relative to the directory we started in */
+	if (ret == LP_EXIT_OK && cwd >= 0 && staging_publish(&sg) < 0)
+		ret = LP_EXIT_FAIL;
+	staging_drop(&sg);
 	free(buf);
 	lp_chunk_decoder_free(dec);
 	lp_layer_free(layer);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -42,17 +43,41 @@ int lp_blob_new(const struct lp_blob_ops *ops, void *ctx, uint64_t size,
 	return 0;
 }
 
-int lp_blob_pread(struct lp_blob *blob, void *buf, size_t len, uint64_t off)
+static int out_of_blob(struct lp_blob *blob, uint64_t off, size_t len,
+		       struct lp_err *err)
+{
+	return lp_err_set(err, -ERANGE,
+			  "blob %s: range %llu+%zu outside its %llu bytes",
+			  blob->name, (unsigned long long)off, len,
+			  (unsigned long long)blob->size);
+}
+
+/* a source that failed without saying why: name the blob and the range */
+static int read_failed(struct lp_blob *blob, uint64_t off, size_t len, int r,
+		       struct lp_err *err)
+{
+	if (r < 0)
+		lp_err_set(err, r, "blob %s: reading %zu bytes at %llu: %s",
+			   blob->name, len, (unsigned long long)off,
+			   strerror(-r));
+	return r;
+}
+
+int lp_blob_pread(struct lp_blob *blob, void *buf, size_t len, uint64_t off,
+		  struct lp_err *err)
 {
 	if (off > blob->size || len > blob->size - off)
-		return -ERANGE;
+		return out_of_blob(blob, off, len, err);
 	if (!len)
 		return 0;
-	return blob->ops->pread(blob->ctx, buf, len, off);
+	return read_failed(blob, off, len,
+			   blob->ops->pread(blob->ctx, buf, len, off, err),
+			   err);
 }
 
 int lp_blob_pread_multi(struct lp_blob *blob,
-			const struct lp_blob_range *ranges, size_t n)
+			const struct lp_blob_range *ranges, size_t n,
+			struct lp_err *err)
 {
 	const struct lp_blob_range *g;
 	size_t i;
@@ -61,40 +86,53 @@ int lp_blob_pread_multi(struct lp_blob *blob,
 	for (i = 0; i < n; i++) {
 		g = &ranges[i];
 		if (g->off > blob->size || g->len > blob->size - g->off) {
-			r = -ERANGE;
+			r = out_of_blob(blob, g->off, g->len, err);
 			goto out;
 		}
 		if (!g->len ||
 		    (i && g->off < ranges[i - 1].off + ranges[i - 1].len)) {
-			r = -EINVAL;
+			r = lp_err_set(err, -EINVAL,
+				       "blob %s: ranges empty, unsorted or "
+				       "overlapping",
+				       blob->name);
 			goto out;
 		}
 	}
 	if (n >= 2 && blob->ops->pread_multi) {
-		r = blob->ops->pread_multi(blob->ctx, ranges, n);
+		r = blob->ops->pread_multi(blob->ctx, ranges, n, err);
+		if (r < 0)
+			lp_err_set(err, r, "blob %s: reading %zu ranges: %s",
+				   blob->name, n, strerror(-r));
 		goto out;
 	}
 	for (i = 0; i < n && r == 0; i++)
-		r = blob->ops->pread(blob->ctx, ranges[i].buf, ranges[i].len,
-				     ranges[i].off);
+		r = read_failed(blob, ranges[i].off, ranges[i].len,
+				blob->ops->pread(blob->ctx, ranges[i].buf,
+						 ranges[i].len, ranges[i].off,
+						 err),
+				err);
 out:
 	return r;
 }
 
 int lp_blob_pread_stream(struct lp_blob *blob, void *buf, size_t len,
-			 uint64_t off, lp_blob_progress_fn fn, void *arg)
+			 uint64_t off, lp_blob_progress_fn fn, void *arg,
+			 struct lp_err *err)
 {
 	int r;
 
 	if (off > blob->size || len > blob->size - off)
-		return -ERANGE;
+		return out_of_blob(blob, off, len, err);
 	if (!len)
 		return 0;
-	if (blob->ops->pread_stream)
-		return blob->ops->pread_stream(blob->ctx, buf, len, off, fn,
-					       arg);
+	if (blob->ops->pread_stream) {
+		r = blob->ops->pread_stream(blob->ctx, buf, len, off, fn, arg,
+					    err);
+		return read_failed(blob, off, len, r, err);
+	}
 	/* a source that cannot stream (a wrapper): one read, then all of it */
-	r = blob->ops->pread(blob->ctx, buf, len, off);
+	r = read_failed(blob, off, len,
+			blob->ops->pread(blob->ctx, buf, len, off, err), err);
 	if (r == 0)
 		r = fn(arg, len);
 	return r;
@@ -132,7 +170,8 @@ struct file_blob {
 	int fd;
 };
 
-static int file_pread(void *ctx, void *buf, size_t len, uint64_t off)
+static int file_pread(void *ctx, void *buf, size_t len, uint64_t off,
+		      struct lp_err *err)
 {
 	struct file_blob *f = ctx;
 	uint8_t *p = buf;
@@ -143,9 +182,12 @@ static int file_pread(void *ctx, void *buf, size_t len, uint64_t off)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO; /* the file shrank under us */
+			return lp_err_set(err, -errno, "pread at %llu: %s",
+					  (unsigned long long)off,
+					  strerror(errno));
+		if (n == 0) /* the file shrank under us */
+			return lp_err_set(err, -EIO, "end of file at %llu",
+					  (unsigned long long)off);
 		p += n;
 		len -= (size_t)n;
 		off += (uint64_t)n;
@@ -157,7 +199,8 @@ static int file_pread(void *ctx, void *buf, size_t len, uint64_t off)
 #define FILE_STREAM_PIECE (256 * 1024)
 
 static int file_pread_stream(void *ctx, void *buf, size_t len, uint64_t off,
-			     lp_blob_progress_fn fn, void *arg)
+			     lp_blob_progress_fn fn, void *arg,
+			     struct lp_err *err)
 {
 	size_t done = 0, n;
 	int r = 0;
@@ -165,7 +208,7 @@ static int file_pread_stream(void *ctx, void *buf, size_t len, uint64_t off,
 	while (done < len && r == 0) {
 		n = len - done < FILE_STREAM_PIECE ? len - done :
 						     FILE_STREAM_PIECE;
-		r = file_pread(ctx, (uint8_t *)buf + done, n, off + done);
+		r = file_pread(ctx, (uint8_t *)buf + done, n, off + done, err);
 		if (r == 0) {
 			done += n;
 			r = fn(arg, done);
@@ -228,10 +271,12 @@ struct mem_blob {
 	uint8_t data[];
 };
 
-static int mem_pread(void *ctx, void *buf, size_t len, uint64_t off)
+static int mem_pread(void *ctx, void *buf, size_t len, uint64_t off,
+		     struct lp_err *err)
 {
 	struct mem_blob *m = ctx;
 
+	(void)err;
 	memcpy(buf, m->data + off, len);
 	return 0;
 }

@@ -8,12 +8,25 @@
  * A blob is immutable and reference counted; lp_blob_pread() may be called
  * from any number of threads at once, so every implementation's pread must be
  * thread-safe. The size is known when the blob is made.
+ *
+ * Errors. Every read takes a struct lp_err (NULL allowed) that the source
+ * fills where the error arises: what failed (blob, range, HTTP status and
+ * the registry's reason) and whether another try later may succeed
+ * (LP_ERR_RETRYABLE: a registry answering 5xx or 429, a timeout, a reset
+ * connection; not a 404, a 403, a 401 after authenticating, a 410, a reply
+ * that breaks the protocol). Sources do not log: the caller that decides
+ * what to do with the error reports it, once. The codes a source returns:
+ * -EIO when it could not deliver the bytes (the why in @err), -EBADMSG for
+ * bytes known to be wrong, -ENOMEM; lp_blob itself adds -ERANGE and
+ * -EINVAL for ranges the caller got wrong.
  */
 #ifndef LP_BLOB_H
 #define LP_BLOB_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "lp_err.h"
 
 struct lp_blob;
 
@@ -36,9 +49,12 @@ struct lp_blob_ops {
 	/*
 	 * Read exactly @len bytes at @off into @buf; the range is already
 	 * checked to lie inside the blob. Return 0, or -errno (-EIO for a
-	 * failed or short read, -EBADMSG for bytes known to be wrong).
+	 * failed or short read, -EBADMSG for bytes known to be wrong) with
+	 * @err (NULL allowed) saying why, marked LP_ERR_RETRYABLE when
+	 * another try may succeed.
 	 */
-	int (*pread)(void *ctx, void *buf, size_t len, uint64_t off);
+	int (*pread)(void *ctx, void *buf, size_t len, uint64_t off,
+		     struct lp_err *err);
 	/* Release @ctx; called once, when the last reference is dropped. */
 	void (*close)(void *ctx);
 	/*
@@ -49,7 +65,7 @@ struct lp_blob_ops {
 	 * -errno as pread, and then no range is known to be filled.
 	 */
 	int (*pread_multi)(void *ctx, const struct lp_blob_range *ranges,
-			   size_t n);
+			   size_t n, struct lp_err *err);
 	/*
 	 * Optional (NULL: lp_blob_pread_stream() does one pread, then reports
 	 * all of it). pread in one request that reports progress as bytes
@@ -59,7 +75,8 @@ struct lp_blob_ops {
 	 * reported prefix stays valid.
 	 */
 	int (*pread_stream)(void *ctx, void *buf, size_t len, uint64_t off,
-			    lp_blob_progress_fn fn, void *arg);
+			    lp_blob_progress_fn fn, void *arg,
+			    struct lp_err *err);
 };
 
 /*
@@ -83,8 +100,11 @@ int lp_blob_new_mem(const void *data, size_t len, const char *name,
 /*
  * lp_blob_pread() - read exactly @len bytes at @off. Returns 0; -ERANGE when
  * [off, off+len) is not inside the blob; or the implementation's -errno.
+ * On failure @err (NULL allowed) says what failed, naming the blob and the
+ * range, and whether a retry may help (see the top of this file).
  */
-int lp_blob_pread(struct lp_blob *blob, void *buf, size_t len, uint64_t off);
+int lp_blob_pread(struct lp_blob *blob, void *buf, size_t len, uint64_t off,
+		  struct lp_err *err);
 
 /*
  * lp_blob_pread_multi() - fill @n non-empty ranges (sorted by offset, not
@@ -94,7 +114,8 @@ int lp_blob_pread(struct lp_blob *blob, void *buf, size_t len, uint64_t off);
  * -errno (then the contents of every buffer are undefined).
  */
 int lp_blob_pread_multi(struct lp_blob *blob,
-			const struct lp_blob_range *ranges, size_t n);
+			const struct lp_blob_range *ranges, size_t n,
+			struct lp_err *err);
 
 /*
  * lp_blob_pread_stream() - lp_blob_pread() that calls @fn(@arg, done) each
@@ -105,7 +126,8 @@ int lp_blob_pread_multi(struct lp_blob *blob,
  * the last report is still right.
  */
 int lp_blob_pread_stream(struct lp_blob *blob, void *buf, size_t len,
-			 uint64_t off, lp_blob_progress_fn fn, void *arg);
+			 uint64_t off, lp_blob_progress_fn fn, void *arg,
+			 struct lp_err *err);
 
 uint64_t lp_blob_size(const struct lp_blob *blob);
 const char *lp_blob_name(const struct lp_blob *blob);

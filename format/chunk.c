@@ -345,3 +345,49 @@ int lp_chunk_verify(const void *data, size_t len, const struct lp_digest *want)
 	lp_sha256(data, len, &got);
 	return lp_digest_equal(&got, want) ? 0 : -EBADMSG;
 }
+
+int lp_chunk_digest(const struct lp_toc *toc, const struct lp_toc_chunk *c,
+		    const struct lp_digest **ret_digest, struct lp_err *err)
+{
+	const struct lp_toc_entry *e = lp_toc_entry(toc, c->entry);
+	const struct lp_digest *d = lp_toc_chunk_digest(toc, c);
+	int r = 0;
+
+	if (!d && c->chunk_offset == 0 && c->chunk_size == e->size)
+		d = lp_toc_entry_digest(toc, e);
+	if (d)
+		goto out;
+	if (c->chunk_offset == 0 && c->chunk_size == e->size)
+		r = lp_err_set(err, -EBADMSG,
+			       "no chunkDigest and no file digest to verify "
+			       "against");
+	else
+		r = lp_err_set(err, -EBADMSG,
+			       "no chunkDigest to verify against (a file of "
+			       "%u chunks: its file digest cannot vouch for "
+			       "one chunk)",
+			       e->nr_chunks);
+out:
+	*ret_digest = d;
+	return r;
+}
+
+int lp_chunk_check(const struct lp_toc *toc, const struct lp_toc_chunk *c,
+		   const void *data, struct lp_err *err)
+{
+	const struct lp_digest *want;
+	int r;
+
+	r = lp_chunk_digest(toc, c, &want, err);
+	if (r < 0)
+		goto out;
+	r = lp_chunk_verify(data, c->chunk_size, want);
+	if (r < 0)
+		lp_err_set(err, r,
+			   lp_toc_chunk_digest(toc, c) ?
+				   "chunk digest mismatch (chunkDigest)" :
+				   "file digest mismatch (a single-chunk file "
+				   "without chunkDigest)");
+out:
+	return r;
+}

@@ -8,7 +8,9 @@
  * one tar entry "stargz.index.json", for zstd:chunked a zstd frame inside a
  * skippable frame - hashes the JSON, compares the digest with the wanted one
  * and only then parses it. Reading a chunk preads its compressed range,
- * decodes it and checks its chunkDigest before handing the bytes out.
+ * decodes it and verifies it by the one digest policy (lp_chunk_check():
+ * chunkDigest, else the file digest of a single-chunk file, else refused)
+ * before handing the bytes out.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -224,6 +226,7 @@ static int read_toc(struct lp_layer *l, const uint8_t *tail, size_t tail_len,
 	const uint8_t *src;
 	uint8_t *buf = NULL;
 	size_t head = 0; /* bytes before the tail */
+	struct lp_err why = { 0 };
 	int r;
 
 	/* the footer parser put the TOC before the footer, inside the blob */
@@ -237,11 +240,12 @@ static int read_toc(struct lp_layer *l, const uint8_t *tail, size_t tail_len,
 		goto out;
 	}
 	head = (size_t)lp_min_u64(len, tail_off - off);
-	r = lp_blob_pread(l->blob, buf, head, off);
+	r = lp_blob_pread(l->blob, buf, head, off, &why);
 	if (r < 0) {
-		r = lp_err_set(err, r, "%s: reading %zu TOC bytes at %llu",
-			       lp_blob_name(l->blob), head,
-			       (unsigned long long)off);
+		r = lp_err_set_from(
+			err, &why, r, "%s: reading %zu TOC bytes at %llu: %s",
+			lp_blob_name(l->blob), head, (unsigned long long)off,
+			lp_err_str(&why, r));
 		goto out;
 	}
 	if (head < len)
@@ -262,6 +266,7 @@ int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
 	struct lp_layer *l = NULL;
 	uint8_t own[LP_FOOTER_MAX_SIZE];
 	uint64_t size = lp_blob_size(blob), payload_end;
+	struct lp_err why = { 0 };
 	size_t foot_len;
 	int r;
 
@@ -281,10 +286,11 @@ int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
 		/* too short for a footer: read it as without a tail */
 		tail = own;
 		tail_len = (size_t)lp_min_u64(size, sizeof(own));
-		r = lp_blob_pread(blob, own, tail_len, size - tail_len);
+		r = lp_blob_pread(blob, own, tail_len, size - tail_len, &why);
 		if (r < 0) {
-			r = lp_err_set(err, r, "%s: reading the footer",
-				       lp_blob_name(blob));
+			r = lp_err_set_from(
+				err, &why, r, "%s: reading the footer: %s",
+				lp_blob_name(blob), lp_err_str(&why, r));
 			goto out;
 		}
 	}
@@ -399,6 +405,10 @@ int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 			       lp_blob_name(layer->blob));
 		goto out;
 	}
+	/* a chunk nothing can vouch for is not even read */
+	r = lp_chunk_digest(layer->toc, &c, &dg, &why);
+	if (r < 0)
+		goto fail;
 	/* both bounded by the TOC parser (LP_CHUNK_MAX_*) */
 	len = c.inner_offset + c.chunk_size;
 	len = lp_min_u64(c.compressed_size, len + COMPRESS_SLACK(len));
@@ -407,25 +417,24 @@ int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 		r = -ENOMEM;
 		goto out;
 	}
-	r = lp_blob_pread(layer->blob, buf, len, c.offset);
+	r = lp_blob_pread(layer->blob, buf, len, c.offset, &why);
 	if (r < 0) {
 		lp_toc_entry_path(layer->toc, c.entry, path, sizeof(path));
-		r = lp_err_set(err, r,
-			       "%s: reading \"%s\" chunk at file "
-			       "offset %llu (blob %llu+%llu)",
-			       lp_blob_name(layer->blob), path,
-			       (unsigned long long)c.chunk_offset,
-			       (unsigned long long)c.offset,
-			       (unsigned long long)len);
+		r = lp_err_set_from(err, &why, r,
+				    "%s: reading \"%s\" chunk at file "
+				    "offset %llu (blob %llu+%llu): %s",
+				    lp_blob_name(layer->blob), path,
+				    (unsigned long long)c.chunk_offset,
+				    (unsigned long long)c.offset,
+				    (unsigned long long)len,
+				    lp_err_str(&why, r));
 		goto out;
 	}
 	r = lp_chunk_decode(dec, buf, len, c.inner_offset, dst, c.chunk_size,
 			    &why);
-	dg = lp_toc_chunk_digest(layer->toc, &c);
-	if (r == 0 && dg && lp_chunk_verify(dst, c.chunk_size, dg) < 0) {
-		r = -EBADMSG;
-		lp_err_set(&why, r, "chunkDigest mismatch");
-	}
+	if (r == 0)
+		r = lp_chunk_check(layer->toc, &c, dst, &why);
+fail:
 	if (r < 0) {
 		lp_toc_entry_path(layer->toc, c.entry, path, sizeof(path));
 		r = lp_err_set(err, r,

@@ -15,6 +15,7 @@
 #include "lp_digest.h"
 #include "lp_err.h"
 #include "lp_format.h"
+#include "lp_toc.h"
 
 struct lp_chunk_decoder;
 
@@ -40,5 +41,33 @@ int lp_chunk_decode(struct lp_chunk_decoder *dec, const void *src,
  * lp_chunk_verify() - 0 when sha256(@data) equals @want, else -EBADMSG.
  */
 int lp_chunk_verify(const void *data, size_t len, const struct lp_digest *want);
+
+/*
+ * The digest policy, the same for every reader (the mount's read path,
+ * `layer extract`, `layer verify`): a chunk's bytes are handed out only
+ * after they matched
+ *   1. its `chunkDigest`, when the TOC gives one;
+ *   2. else its file's `digest`, when the chunk is the whole file;
+ *   3. else nothing can vouch for them, and the chunk is refused.
+ * A file of several chunks without chunkDigests is refused even when it
+ * has a file digest: its chunks are read (and served) one at a time, and
+ * no reader may hand out bytes before they are verified.
+ */
+
+/*
+ * lp_chunk_digest() - the digest chunk @c of @toc is verified against
+ * (borrowed from @toc) into *@ret_digest. Returns 0, or -EBADMSG with
+ * *@ret_digest NULL and @err saying why none applies.
+ */
+int lp_chunk_digest(const struct lp_toc *toc, const struct lp_toc_chunk *c,
+		    const struct lp_digest **ret_digest, struct lp_err *err);
+
+/*
+ * lp_chunk_check() - verify @data (the decoded chunk, c->chunk_size bytes)
+ * by the policy above. Returns 0, or -EBADMSG with @err naming the digest
+ * that did not match (or that there is none).
+ */
+int lp_chunk_check(const struct lp_toc *toc, const struct lp_toc_chunk *c,
+		   const void *data, struct lp_err *err);
 
 #endif /* LP_CHUNK_H */

@@ -65,8 +65,10 @@ struct lp_blob *lp_layer_blob(const struct lp_layer *layer); /* borrowed */
 /*
  * lp_layer_read_chunk() - read chunk @ci's compressed range from the blob,
  * decode it with @dec (which must match the layer's compression) into @dst
- * (chunk_size bytes) and verify its digest when the TOC has one.
- * Returns 0, -EBADMSG (corrupt or digest mismatch), or the blob's error.
+ * (chunk_size bytes) and verify it by the digest policy of lp_chunk.h
+ * (chunkDigest, else the file digest of a single-chunk file; a chunk with
+ * neither is refused before it is read). Returns 0, -EBADMSG (corrupt,
+ * digest mismatch, or nothing to verify against), or the blob's error.
  */
 int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 			uint32_t ci, void *dst, struct lp_err *err);

@@ -5,8 +5,9 @@
  * compressed range (coalescing); when disk-tier hits split a claimed run
  * into several such ranges they go out as one multi-range read (one round
  * trip to a registry that supports it). Then each is decompressed and verified
- * against its digest before anything is handed back for publishing (verify
- * then publish, as casync). Decoders are per thread by construction: a
+ * by the format's digest policy (lp_chunk_check(), the same as `layer
+ * extract` and `layer verify`) before anything is handed back for
+ * publishing (verify then publish, as casync). Decoders are per thread by construction: a
  * fetch borrows one from a small pool for the length of a run.
  *
  * Lock order: decoders.lock is a leaf, held only to push or pop the pool.
@@ -20,33 +21,29 @@
 
 #define FS_PENDING 1 /* res[] value: not filled yet */
 
-const struct lp_digest *fs_chunk_digest(const struct lp_toc *toc,
-					const struct lp_toc_chunk *c)
+int fs_chunk_error_from(struct lp_fs *fs, uint32_t ci, int code,
+			const struct lp_err *cause, const char *why,
+			struct lp_err *err)
 {
-	const struct lp_toc_entry *e = lp_toc_entry(toc, c->entry);
-	const struct lp_digest *d = lp_toc_chunk_digest(toc, c);
+	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
+	char path[LP_TOC_MAX_PATH + 1];
 
-	if (d)
-		return d;
-	if (c->chunk_offset == 0 && c->chunk_size == e->size)
-		return lp_toc_entry_digest(toc, e);
-	return NULL;
+	if (!err || err->msg[0])
+		return code; /* the first message stands */
+	lp_toc_entry_path(fs->toc, c.entry, path, sizeof(path));
+	return lp_err_set_from(err, cause, code,
+			       "layer %s: file %s: chunk at offset %llu "
+			       "(blob offset %llu+%llu): %s",
+			       lp_blob_name(fs->blob), path,
+			       (unsigned long long)c.chunk_offset,
+			       (unsigned long long)c.offset,
+			       (unsigned long long)c.compressed_size, why);
 }
 
 int fs_chunk_error(struct lp_fs *fs, uint32_t ci, int code, const char *why,
 		   struct lp_err *err)
 {
-	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
-	char path[LP_TOC_MAX_PATH + 1];
-
-	lp_toc_entry_path(fs->toc, c.entry, path, sizeof(path));
-	return lp_err_set(err, code,
-			  "layer %s: file %s: chunk at offset %llu "
-			  "(blob offset %llu+%llu): %s",
-			  lp_blob_name(fs->blob), path,
-			  (unsigned long long)c.chunk_offset,
-			  (unsigned long long)c.offset,
-			  (unsigned long long)c.compressed_size, why);
+	return fs_chunk_error_from(fs, ci, code, NULL, why, err);
 }
 
 bool fs_chunks_coalesce(const struct lp_toc_chunk *next, uint64_t start,
@@ -118,11 +115,10 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 				   err);
 		goto out;
 	}
-	r = lp_chunk_verify(dst, c.chunk_size, fs_chunk_digest(fs->toc, &c));
+	r = lp_chunk_check(fs->toc, &c, dst, &derr);
 	if (r < 0) {
 		atomic_fetch_add(&fs->stats.verify_failures, 1);
-		r = fs_chunk_error(fs, ci, -EBADMSG, "chunk digest mismatch",
-				   err);
+		r = fs_chunk_error(fs, ci, r, lp_err_str(&derr, r), err);
 	}
 out:
 	return r;
@@ -160,17 +156,18 @@ struct fetch_group {
 	struct lp_chunk_decoder *dec;
 };
 
-static void group_fail(struct fetch_group *g, uint32_t from, int r)
+/* the blob read for chunks [from, j) failed with @r, @cause saying why */
+static void group_fail(struct fetch_group *g, uint32_t from, int r,
+		       const struct lp_err *cause)
 {
 	struct fetch_run *run = g->run;
-	char why[64];
 	uint32_t k;
 
-	snprintf(why, sizeof(why), "blob read failed: %s", strerror(-r));
 	for (k = from; k < g->j; k++)
 		settle(run, k,
-		       fs_chunk_error(run->fs, run->first + k, r, why,
-				      k == 0 ? run->err : NULL));
+		       fs_chunk_error_from(run->fs, run->first + k, r, cause,
+					   lp_err_str(cause, r),
+					   k == 0 ? run->err : NULL));
 }
 
 /* decode, verify and settle chunk @k of a group whose bytes are in */
@@ -181,13 +178,15 @@ static void group_decode_one(struct fetch_group *g, uint32_t k)
 	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, run->first + k);
 	int r;
 
+	const struct lp_digest *dg;
+
 	r = decode_one(fs, g->dec, run->first + k, g->src, g->start,
 		       run->data[k], k == 0 ? run->err : NULL);
 	if (r == 0) {
 		atomic_fetch_add(&fs->stats.fetched_chunks, 1);
-		if (fs->disk)
-			fs_disk_put(fs->disk, fs_chunk_digest(fs->toc, &c),
-				    run->data[k], c.chunk_size);
+		/* verified: the digest exists */
+		if (fs->disk && lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0)
+			fs_disk_put(fs->disk, dg, run->data[k], c.chunk_size);
 	}
 	settle(run, k, r);
 }
@@ -232,18 +231,19 @@ static bool ranges_disjoint(const struct lp_blob_range *ranges, uint32_t n)
 static int fetch_stream(struct fetch_run *run, struct fetch_group *g)
 {
 	struct lp_fs *fs = run->fs;
+	struct lp_err why = { 0 };
 	int r;
 
 	g->next = g->i;
 	r = lp_blob_pread_stream(fs->blob, g->src, g->end - g->start, g->start,
-				 group_progress, g);
+				 group_progress, g, &why);
 	atomic_fetch_add(&fs->stats.blob_reads, 1);
 	if (r == 0) {
 		atomic_fetch_add(&fs->stats.fetched_bytes, g->end - g->start);
 		group_progress(g, g->end - g->start); /* settles all */
 	} else {
 		atomic_fetch_add(&fs->stats.fetch_errors, 1);
-		group_fail(g, g->next, r);
+		group_fail(g, g->next, r, &why);
 	}
 	return r;
 }
@@ -258,13 +258,14 @@ static void fetch_multi(struct fetch_run *run, struct fetch_group *groups,
 {
 	struct lp_fs *fs = run->fs;
 	struct lp_blob_range *ranges = NULL;
+	struct lp_err why = { 0 };
 	uint64_t bytes = 0;
 	uint32_t g, k;
 	int r = 0;
 
 	ranges = calloc(n, sizeof(*ranges));
 	if (!ranges) {
-		r = -ENOMEM;
+		r = lp_err_set(&why, -ENOMEM, "out of memory");
 		goto out;
 	}
 	for (g = 0; g < n; g++) {
@@ -274,14 +275,14 @@ static void fetch_multi(struct fetch_run *run, struct fetch_group *groups,
 		bytes += ranges[g].len;
 	}
 	if (ranges_disjoint(ranges, n)) {
-		r = lp_blob_pread_multi(fs->blob, ranges, n);
+		r = lp_blob_pread_multi(fs->blob, ranges, n, &why);
 		atomic_fetch_add(&fs->stats.blob_reads, 1);
 		atomic_fetch_add(&fs->stats.multi_range_reads, 1);
 	} else {
 		/* chunks out of blob order: one read each */
 		for (g = 0; g < n && r == 0; g++) {
 			r = lp_blob_pread(fs->blob, ranges[g].buf,
-					  ranges[g].len, ranges[g].off);
+					  ranges[g].len, ranges[g].off, &why);
 			atomic_fetch_add(&fs->stats.blob_reads, 1);
 		}
 	}
@@ -292,7 +293,7 @@ out:
 		atomic_fetch_add(&fs->stats.fetch_errors, 1);
 	for (g = 0; g < n; g++) {
 		if (r < 0) {
-			group_fail(&groups[g], groups[g].i, r);
+			group_fail(&groups[g], groups[g].i, r, &why);
 			continue;
 		}
 		for (k = groups[g].i; k < groups[g].j; k++)
@@ -323,10 +324,14 @@ static void fetch_groups(struct fetch_run *run, struct fetch_group *groups,
 			r = -ENOMEM;
 	}
 	if (r < 0) {
+		struct lp_err why = { 0 };
+
+		lp_err_set(&why, r, "setting up the blob read: %s",
+			   strerror(-r));
 		atomic_fetch_add(&fs->stats.fetch_errors, 1);
 		for (g = 0; g < n; g++) {
 			groups[g].run = run;
-			group_fail(&groups[g], groups[g].i, r);
+			group_fail(&groups[g], groups[g].i, r, &why);
 		}
 	} else if (n == 1) {
 		fetch_stream(run, &groups[0]);
@@ -363,15 +368,17 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 	/* the disk tier, and a buffer for every chunk that missed it */
 	for (i = 0; i < n; i++) {
 		const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, first + i);
-		const struct lp_digest *dg = fs_chunk_digest(fs->toc, &c);
+		const struct lp_digest *dg;
 		struct lp_err *e = i == 0 ? err : NULL;
+		struct lp_err why = { 0 };
+		int pr = lp_chunk_digest(fs->toc, &c, &dg, &why);
 
 		run.res[i] = FS_PENDING;
-		if (!dg) {
+		if (pr < 0) {
+			/* the policy refuses it: not worth a blob read */
 			settle(&run, i,
-			       fs_chunk_error(fs, first + i, -EBADMSG,
-					      "no digest to verify against",
-					      e));
+			       fs_chunk_error(fs, first + i, pr,
+					      lp_err_str(&why, pr), e));
 		} else if (c.chunk_size > LP_CHUNK_MAX_SIZE ||
 			   c.compressed_size > FS_MAX_COMPRESSED_CHUNK) {
 			settle(&run, i,

@@ -13,6 +13,9 @@
  * depends on a handle but the control file's snapshot. Where a file's last
  * read ended is kept per inode in a fixed table (fs_int.h, struct lp_fs
  * seq), not per handle.
+ *
+ * What a failed read answers (lp_fs_reply_errno) is decided here too: reads
+ * are where the data path's errors reach a caller.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -303,4 +306,21 @@ void lp_fs_read_unpin(struct lp_fs *fs, struct lp_fs_segs *segs)
 	for (i = 0; i < segs->nr; i++)
 		fs_chunk_put(fs, segs->pins[i]);
 	segs->nr = 0;
+}
+
+int lp_fs_reply_errno(int r)
+{
+	switch (-r) {
+	case EBADMSG:
+	case EFBIG:
+	case EPROTO:
+	case ETIMEDOUT:
+	case ECONNREFUSED:
+	case ECONNRESET:
+	case EHOSTUNREACH:
+	case EAGAIN:
+		return EIO;
+	default:
+		return r < 0 ? -r : EIO;
+	}
 }

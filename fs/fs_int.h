@@ -280,14 +280,6 @@ void fs_cache_usage(struct lp_fs *fs, size_t *ret_used, size_t *ret_peak);
 /* --- fetching (chunk_fetch.c) --- */
 
 /*
- * fs_chunk_digest() - the digest chunk @c is verified against: its chunk
- * digest, or the file digest when the chunk is the whole file; NULL when
- * there is none (such a chunk cannot be served).
- */
-const struct lp_digest *fs_chunk_digest(const struct lp_toc *toc,
-					const struct lp_toc_chunk *c);
-
-/*
  * fs_fetch_run() - fill the @n claimed chunks from @first: from the disk
  * tier when there, the rest with one blob read per contiguous group (a
  * single group streamed), each decoded and verified, and publish each
@@ -303,6 +295,15 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
  */
 int fs_chunk_error(struct lp_fs *fs, uint32_t ci, int code, const char *why,
 		   struct lp_err *err);
+
+/*
+ * fs_chunk_error_from() - fs_chunk_error() for an error caused by @cause
+ * (a blob read's error; NULL: none): @err keeps its retryable mark and
+ * HTTP status (lp_err_set_from).
+ */
+int fs_chunk_error_from(struct lp_fs *fs, uint32_t ci, int code,
+			const struct lp_err *cause, const char *why,
+			struct lp_err *err);
 
 /* fs_chunks_coalesce() - whether chunk @next may join a blob read that
  * spans [start, end) of compressed bytes. */

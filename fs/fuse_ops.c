@@ -2,10 +2,11 @@
 /*
  * The FUSE adapter (libfuse3 low-level API): each operation unpacks the
  * request, calls the fs core, and replies. Errors become FUSE replies in one
- * place, reply_error(): failures of the data path (those that come with a
- * struct lp_err message: a chunk that failed verification, a blob read that
- * failed) are logged once, naming layer, file and offset, and answered with
- * EIO; everything else (ENOENT, ENOTDIR, ERANGE, EROFS...) passes through.
+ * place, reply_error(): the reply's errno comes from the error code alone
+ * (lp_fs_reply_errno: a chunk that failed verification, a blob read that
+ * failed are EIO; ENOMEM stays ENOMEM; ENOENT, ENOTDIR, ERANGE, EROFS...
+ * pass through), and failures of the data path, which come with a struct
+ * lp_err message, are logged once, naming layer, file and offset.
  *
  * The layer is immutable, so the kernel may cache everything for long:
  * entries, attributes, negative lookups, directory listings and file pages
@@ -77,18 +78,16 @@ static double cache_timeout(fuse_req_t req, uint64_t ino)
 	return lp_fs_volatile(req_fs(req), ino) ? 0.0 : FUSE_CACHE_TIMEOUT;
 }
 
-/* the one place an error turns into a reply */
+/*
+ * The one place an error turns into a reply: the errno by the error itself
+ * (lp_fs_reply_errno: bad-medium codes become EIO, ENOMEM stays ENOMEM),
+ * and the message of a data-path failure logged once, here.
+ */
 static void reply_error(fuse_req_t req, int r, const struct lp_err *err)
 {
-	int e = -r;
-
-	if (err && err->msg[0]) {
+	if (err && err->msg[0])
 		lp_log_err("%s", err->msg);
-		e = EIO;
-	} else if (r == -EBADMSG || r == -EFBIG || r == -EPROTO) {
-		e = EIO; /* what applications expect from a bad medium */
-	}
-	fuse_reply_err(req, e);
+	fuse_reply_err(req, lp_fs_reply_errno(r));
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)

@@ -205,13 +205,27 @@ int lp_fs_open(struct lp_fs *fs, uint64_t ino, int flags,
  * control file then reads the snapshot its last lp_fs_lookup() made, which
  * lp_fs_getattr() and lp_fs_lookup() report the size of). Every byte
  * returned comes from a chunk whose digest was verified. Returns the number
- * of bytes (0 at or past the end), -EBADMSG (a chunk failed verification:
- * @err names layer, file and offset), -EIO or another blob error, and
- * without a handle -EISDIR/-EINVAL/-ENOENT for an inode that is not a
- * regular file. Short only at the end of the file.
+ * of bytes (0 at or past the end), -EBADMSG (a chunk failed verification
+ * or has no digest to verify against: @err names layer, file and offset),
+ * -EIO (the blob source could not deliver: @err says why, with the HTTP
+ * status and whether a retry may help), -ENOMEM, and without a handle
+ * -EISDIR/-EINVAL/-ENOENT for an inode that is not a regular file. Short
+ * only at the end of the file.
  */
 int lp_fs_read(struct lp_fs *fs, uint64_t ino, struct lp_fs_file *file,
 	       void *buf, size_t size, uint64_t off, struct lp_err *err);
+
+/*
+ * lp_fs_reply_errno() - the errno to answer a file-system request with for
+ * the core's error @r (< 0), by the errno alone: what the data path returns
+ * for a bad medium (-EBADMSG corrupt or unverifiable bytes, -EFBIG a chunk
+ * over a bound, -EPROTO a broken reply, and transport codes that a source
+ * should have turned into -EIO) becomes EIO, as applications expect of a
+ * disk; everything else passes as it is (ENOMEM stays ENOMEM, ENOENT,
+ * ENOTDIR, ERANGE, ENODATA, EROFS, EIO...). The one mapping of core errors
+ * to replies; fs/fuse_ops.c's reply_error() uses it.
+ */
+int lp_fs_reply_errno(int r);
 
 /*
  * A read served in place by lp_fs_read_pin(): iov[0..nr) hold the bytes, in

@@ -19,10 +19,16 @@
  * trips). Its chunks enter the memory
  * tier cold, so they never push out hot data.
  * Without a disk tier it stops once the memory budget is full: there is
- * nowhere to keep the rest. When the source is unreachable (a registry
- * down) it waits, backing off up to FS_BACKGROUND_BACKOFF_MAX_MS, and
- * retries the same chunks rather than skipping them, so an outage costs
- * time, not coverage; chunks whose bytes are wrong are skipped.
+ * nowhere to keep the rest. What a failed fetch means is read from its
+ * error, as decided where it arose (lp_err_retryable: the registry marks a
+ * 5xx, a 429, a timeout or a refused connection): such an outage makes it
+ * wait, backing off up to FS_BACKGROUND_BACKOFF_MAX_MS, and retry the same
+ * chunks rather than skip them, so an outage costs time, not coverage.
+ * A chunk whose bytes are wrong (-EBADMSG) or over a bound (-EFBIG) is
+ * skipped. Any other permanent error (the source refuses the blob: 404,
+ * 403, 410, a broken protocol) stops the background fetch: every further
+ * chunk would get the same answer. Each decision is logged once: the start
+ * of an outage (not every retry), its end, a skipped chunk, the stop.
  *
  * Lock order: fetch.lock, then (inside fs_chunk_get) cache.lock; in practice
  * fetch.lock is never held across a fetch.
@@ -33,6 +39,7 @@
 #include <unistd.h>
 
 #include "fs_int.h"
+#include "lp_log.h"
 
 #define FS_FETCH_NICE 10
 #define FS_BACKGROUND_POLL_MS 10
@@ -93,6 +100,7 @@ void fs_activity_end(struct lp_fs *fs, bool ondemand)
 static void prefetch(struct lp_fs *fs)
 {
 	uint32_t nr = lp_toc_nr_chunks(fs->toc), end = 0, ci, next;
+	struct lp_err err = { 0 };
 	int r = 0;
 
 	while (end < nr && lp_toc_chunk(fs->toc, end).offset < fs->prefetch_end)
@@ -112,13 +120,15 @@ static void prefetch(struct lp_fs *fs)
 		 * "done" means the range is really in the cache */
 		ch = NULL;
 		r = fs_chunk_get(fs, ci, end, FS_FETCH_PREFETCH, &ch, &next,
-				 NULL);
+				 &err);
 		fs_chunk_put(fs, ch);
 		c = lp_toc_chunk(fs->toc, next - 1);
 		atomic_store(&fs->stats.prefetch_done_bytes,
 			     c.offset + c.compressed_size);
 	}
 	fs_activity_end(fs, false);
+	if (r < 0) /* the one place this failure is reported */
+		lp_log_warn("prefetch stopped: %s", lp_err_str(&err, r));
 	set_state(fs, true, r < 0 ? FS_JOB_FAILED : FS_JOB_DONE, r);
 }
 
@@ -195,20 +205,30 @@ static bool wait_ms(struct lp_fs *fs, unsigned int ms)
 	return !stop;
 }
 
-/* errors that another try may not see: the source could not be read */
-static bool transient(int r)
+/* what the background fetch does after a failed fetch */
+enum bg_verdict {
+	BG_RETRY, /* the source is away for now: back off, same chunk */
+	BG_SKIP, /* this chunk is bad: go on with the next */
+	BG_STOP, /* the source refuses: every chunk would fail */
+};
+
+static enum bg_verdict bg_verdict(int r, const struct lp_err *err)
 {
-	return r != -EBADMSG && r != -EFBIG && r != -ENOMEM && r != -ERANGE &&
-	       r != -EINVAL;
+	if (lp_err_retryable(err, r))
+		return BG_RETRY;
+	if (r == -EBADMSG || r == -EFBIG)
+		return BG_SKIP;
+	return BG_STOP;
 }
 
 static bool have_chunk(struct lp_fs *fs, uint32_t ci)
 {
 	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
-	const struct lp_digest *dg = fs_chunk_digest(fs->toc, &c);
+	const struct lp_digest *dg;
 
 	return fs_chunk_is_cached(fs, ci) ||
-	       (fs->disk && dg && fs_disk_has(fs->disk, dg));
+	       (fs->disk && lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0 &&
+		fs_disk_has(fs->disk, dg));
 }
 
 static void background(struct lp_fs *fs)
@@ -221,6 +241,7 @@ static void background(struct lp_fs *fs)
 	set_state(fs, false, FS_JOB_RUNNING, 0);
 	for (ci = 0; ci < nr; ci = next) {
 		struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
+		struct lp_err err = { 0 };
 		size_t used, peak;
 
 		next = ci + 1;
@@ -235,9 +256,20 @@ static void background(struct lp_fs *fs)
 		}
 		if (!have_chunk(fs, ci)) {
 			r = fs_chunk_get(fs, ci, nr, FS_FETCH_BACKGROUND, NULL,
-					 &next, NULL);
-			if (r < 0 && transient(r)) {
+					 &next, &err);
+			if (r == 0 && backoff) {
+				/* as loud as the warning that began it */
+				lp_log_warn("layer %s: background fetch "
+					    "resumed",
+					    lp_blob_name(fs->blob));
+				backoff = 0;
+			}
+			if (r < 0 && bg_verdict(r, &err) == BG_RETRY) {
 				/* the source is away: wait, then retry */
+				if (!backoff)
+					lp_log_warn("background fetch waits "
+						    "for the source: %s",
+						    lp_err_str(&err, r));
 				backoff = backoff ? backoff * 2 :
 						    FS_BACKGROUND_BACKOFF_MS;
 				if (backoff > FS_BACKGROUND_BACKOFF_MAX_MS)
@@ -251,10 +283,18 @@ static void background(struct lp_fs *fs)
 				next = ci;
 				continue;
 			}
-			if (r < 0)
+			if (r < 0 && bg_verdict(r, &err) == BG_STOP) {
+				lp_log_err("background fetch stopped: %s",
+					   lp_err_str(&err, r));
+				set_state(fs, false, FS_JOB_FAILED, r);
+				return;
+			}
+			if (r < 0) {
+				lp_log_warn("background fetch skips a chunk: "
+					    "%s",
+					    lp_err_str(&err, r));
 				last_err = r; /* keep going: others may do */
-			else
-				backoff = 0;
+			}
 		}
 		c = lp_toc_chunk(fs->toc, next - 1);
 		atomic_store(&fs->stats.background_done_bytes,

@@ -178,19 +178,22 @@ static void *pump_main(void *arg)
 	}
 	while (off < size) {
 		size_t n = (size_t)lp_min_u64(PUMP_BLOCK, size - off);
+		struct lp_err why = { 0 };
 
 		if (atomic_load(p->cancel) || atomic_load(&p->stop)) {
 			r = -ECANCELED;
 			goto out;
 		}
-		r = lp_blob_pread(p->blob, buf, n, off);
+		r = lp_blob_pread(p->blob, buf, n, off, &why);
 		if (r < 0) {
-			lp_err_set(&p->err, r,
-				   "%s: layer %s: reading at offset %llu: %s",
-				   p->src_name, ds, (unsigned long long)off,
-				   r == -ERANGE ? "shorter than its descriptor "
-						  "says" :
-						  strerror(-r));
+			lp_err_set_from(&p->err, &why, r,
+					"%s: layer %s: reading at offset %llu: "
+					"%s",
+					p->src_name, ds,
+					(unsigned long long)off,
+					r == -ERANGE ? "shorter than its "
+						       "descriptor says" :
+						       lp_err_str(&why, r));
 			goto out;
 		}
 		lp_sha256_update(sha, buf, n);

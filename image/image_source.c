@@ -217,12 +217,14 @@ int lp_image_src_fetch_layer(struct lp_image_src *src, size_t i, int fd,
 		size_t n = d->size - off < SRC_COPY_BLOCK ?
 				   (size_t)(d->size - off) :
 				   SRC_COPY_BLOCK;
+		struct lp_err why = { 0 };
 
-		r = lp_blob_pread(b, buf, n, off);
+		r = lp_blob_pread(b, buf, n, off, &why);
 		if (r < 0) {
-			lp_err_set(err, r, "%s: layer %s at %llu: %s",
-				   lp_image_src_name(src), ds,
-				   (unsigned long long)off, strerror(-r));
+			lp_err_set_from(
+				err, &why, r, "%s: layer %s at %llu: %s",
+				lp_image_src_name(src), ds,
+				(unsigned long long)off, lp_err_str(&why, r));
 			goto out;
 		}
 		lp_sha256_update(sha, buf, n);

@@ -11,6 +11,10 @@
  * blob storage are remembered per blob and dropped when the storage refuses
  * (403, expiry) or after a while.
  *
+ * Errors are not logged here: they go back in the struct lp_err, with the
+ * HTTP status and whether a retry may help (decided in http.c, where the
+ * reply is classified), to the caller that decides what to do.
+ *
  * Lock order: lock is a leaf (held only to copy the cached redirect).
  */
 #include <errno.h>
@@ -352,7 +356,11 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 	r = range_reply(rb, "blob range", range, resp, r, err);
 	if (r < 0)
 		goto out;
-	r = s.got == len ? 0 : -EIO;
+	if (s.got != len)
+		r = lp_err_set_ex(err, -EIO, LP_ERR_RETRYABLE, resp->status,
+				  "blob %s/%s@%s: %zu of %zu bytes at %llu",
+				  rb->ref.host, rb->ref.repo, rb->name, s.got,
+				  len, (unsigned long long)off);
 out:
 	free(resp);
 	return r;
@@ -766,7 +774,7 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 	}
 	if (r < 0) {
 		if (tmp.msg[0])
-			lp_err_set(err, r, "%s", tmp.msg);
+			lp_err_set_from(err, &tmp, r, "%s", tmp.msg);
 		else
 			lp_err_set(err, r,
 				   "blob %s/%s@%s: bad reply to %zu ranges "
@@ -790,41 +798,61 @@ out:
 
 /* ---- as a plain blob source ---- */
 
-static int blob_pread(void *ctx, void *buf, size_t len, uint64_t off)
+/*
+ * The blob interface's codes (lp_blob.h): a registry that did not deliver
+ * the bytes is -EIO to a blob reader, whatever the HTTP status was; @err
+ * keeps the registry's reason, status and retryability. @keep is a code
+ * the caller's own progress function returned: passed on as it is.
+ */
+static int source_code(int r, int keep, struct lp_err *err)
 {
-	struct lp_reg_blob *rb = ctx;
-	struct lp_err err;
-	int r;
+	int c = r;
 
-	lp_err_clear(&err);
-	r = lp_reg_blob_pread(rb, buf, len, off, &err);
-	/* lp_blob's pread has no error message out-parameter: say it here */
-	if (r < 0)
-		lp_log_warn("%s", lp_err_str(&err, r));
-	return r;
+	if (r < 0 && r != keep && r != -ENOMEM && r != -EBADMSG)
+		c = -EIO;
+	if (err && err->msg[0] && err->code == r)
+		err->code = c;
+	return c;
+}
+
+static int blob_pread(void *ctx, void *buf, size_t len, uint64_t off,
+		      struct lp_err *err)
+{
+	return source_code(lp_reg_blob_pread(ctx, buf, len, off, err), 0, err);
+}
+
+/* a progress function's own error, told apart from the registry's */
+struct progress_shim {
+	lp_blob_progress_fn fn;
+	void *arg;
+	int r;
+};
+
+static int shim_progress(void *arg, size_t done)
+{
+	struct progress_shim *p = arg;
+
+	p->r = p->fn(p->arg, done);
+	return p->r;
 }
 
 static int blob_pread_stream(void *ctx, void *buf, size_t len, uint64_t off,
-			     lp_blob_progress_fn fn, void *arg)
+			     lp_blob_progress_fn fn, void *arg,
+			     struct lp_err *err)
 {
-	struct lp_reg_blob *rb = ctx;
-	struct lp_err err;
+	struct progress_shim shim = { fn, arg, 0 };
 	int r;
 
-	lp_err_clear(&err);
-	r = pread_range(rb, buf, len, off, fn, arg, &err);
-	if (r < 0 && err.msg[0])
-		lp_log_warn("%s", lp_err_str(&err, r));
-	return r;
+	r = pread_range(ctx, buf, len, off, shim_progress, &shim, err);
+	return source_code(r, shim.r, err);
 }
 
 /* several ranges: one multi-range request per LP_REG_MULTI_MAX of them */
 static int blob_pread_multi(void *ctx, const struct lp_blob_range *ranges,
-			    size_t n)
+			    size_t n, struct lp_err *err)
 {
 	struct lp_reg_range g[LP_REG_MULTI_MAX];
 	struct lp_reg_blob *rb = ctx;
-	struct lp_err err;
 	size_t i, k;
 	int r = 0;
 
@@ -834,12 +862,9 @@ static int blob_pread_multi(void *ctx, const struct lp_blob_range *ranges,
 			g[k].len = ranges[i + k].len;
 			g[k].buf = ranges[i + k].buf;
 		}
-		lp_err_clear(&err);
-		r = lp_reg_blob_pread_multi(rb, g, k, &err);
-		if (r < 0)
-			lp_log_warn("%s", lp_err_str(&err, r));
+		r = lp_reg_blob_pread_multi(rb, g, k, err);
 	}
-	return r;
+	return source_code(r, 0, err);
 }
 
 static void blob_close(void *ctx)

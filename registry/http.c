@@ -1015,6 +1015,18 @@ out:
 	return r;
 }
 
+/*
+ * Where the registry's answers are classified: a status that a later try
+ * may not see (overloaded, failing for now) is retried here and, when the
+ * retries run out, marked LP_ERR_RETRYABLE in the error; every other one
+ * (404, 410, 403, 401 after authenticating, 4xx, 501, 505) is permanent.
+ */
+static bool status_retryable(long status)
+{
+	return status == 429 ||
+	       (status >= 500 && status != 501 && status != 505);
+}
+
 /* a pseudo-random number from the clock: jitter needs no quality */
 static uint64_t jitter(void)
 {
@@ -1087,9 +1099,7 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 				goto out; /* the caller words it */
 			code = -EIO;
 			snprintf(why, sizeof(why), "reply cut short");
-		} else if (resp->status == 429 ||
-			   (resp->status >= 500 && resp->status != 501 &&
-			    resp->status != 505)) {
+		} else if (status_retryable(resp->status)) {
 			code = -EIO;
 			snprintf(why, sizeof(why), "HTTP %ld", resp->status);
 		} else {
@@ -1107,15 +1117,18 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 					delay;
 		if (attempt >= reg->o.max_attempts ||
 		    now_ms() - start + delay > reg->o.retry_budget_ms) {
-			r = lp_err_set(err,
-				       code == -EIO && cc == CURLE_OK &&
-						       resp->status == 429 ?
-					       -EAGAIN :
-					       code,
-				       "%s %s: %s (gave up after %u attempts, "
-				       "%ld ms)",
-				       what, req->url, why, attempt,
-				       now_ms() - start);
+			/* the cause may pass: a later try may succeed */
+			r = lp_err_set_ex(err,
+					  code == -EIO && cc == CURLE_OK &&
+							  resp->status == 429 ?
+						  -EAGAIN :
+						  code,
+					  LP_ERR_RETRYABLE,
+					  cc == CURLE_OK ? resp->status : 0,
+					  "%s %s: %s (gave up after %u "
+					  "attempts, %ld ms)",
+					  what, req->url, why, attempt,
+					  now_ms() - start);
 			goto out;
 		}
 		sleep_ms(delay);
@@ -1197,6 +1210,7 @@ int lp_reg_status_err(const struct lp_reg_req *req,
 
 	switch (resp->status) {
 	case 404:
+	case 410:
 		code = -ENOENT;
 		break;
 	case 401:
@@ -1216,6 +1230,9 @@ int lp_reg_status_err(const struct lp_reg_req *req,
 				resp->err_body[i] :
 				' ';
 	body[i] = '\0';
-	return lp_err_set(err, code, "%s %s: HTTP %ld%s%s", what, req->url,
-			  resp->status, i ? ": " : "", body);
+	return lp_err_set_ex(err, code,
+			     status_retryable(resp->status) ? LP_ERR_RETRYABLE :
+							      0,
+			     resp->status, "%s %s: HTTP %ld%s%s", what,
+			     req->url, resp->status, i ? ": " : "", body);
 }

@@ -308,7 +308,10 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 
 /*
  * lp_reg_blob_as_blob() - an lp_blob reading through @rb (it takes its own
- * reference on @rb). Returns 0 or -ENOMEM.
+ * reference on @rb). Its reads answer the blob interface's codes (lp_blob.h):
+ * -EIO when the registry did not deliver, the reason, HTTP status and
+ * retryability in the reader's struct lp_err; nothing is logged. Returns 0
+ * or -ENOMEM.
  */
 int lp_reg_blob_as_blob(struct lp_reg_blob *rb, struct lp_blob **ret_blob);
 

@@ -176,15 +176,18 @@ struct lp_reg_req {
  * auth flow once and repeats. Redirects are not followed: a 3xx is returned
  * with resp->location. Returns 0 with the final response in @resp (any
  * status: the caller decides), or -errno when no usable response came
- * (-ETIMEDOUT, -ECONNREFUSED, -EIO, or the sink's error).
+ * (-ETIMEDOUT, -ECONNREFUSED, -EIO, or the sink's error); an error whose
+ * cause may pass (retries spent on 5xx, 429, a timeout, a reset) is marked
+ * LP_ERR_RETRYABLE in @err, with the last HTTP status.
  */
 int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 	      struct lp_reg_resp *resp, struct lp_err *err);
 
 /*
  * lp_reg_status_err() - map an unexpected status to -errno and a message
- * naming the request (404 -ENOENT, 401/403 -EACCES, 416 -ERANGE, else
- * -EPROTO).
+ * naming the request (404/410 -ENOENT, 401/403 -EACCES, 416 -ERANGE, else
+ * -EPROTO), with the status in @err and, for 429 and 5xx but 501/505,
+ * LP_ERR_RETRYABLE.
  */
 int lp_reg_status_err(const struct lp_reg_req *req,
 		      const struct lp_reg_resp *resp, struct lp_err *err);

@@ -15,7 +15,9 @@ of a 206 blob body inverted: well-formed replies carrying wrong bytes),
 suffix416 (416 without Content-Range to a suffix range "bytes=-N"),
 wrongtotal (a self-consistent Content-Range claiming a blob 1000 bytes
 larger, the same bytes), unterminated (a blob reply sent chunked, every
-byte in, then the connection reset before the closing zero-size chunk).
+byte in, then the connection reset before the closing zero-size chunk),
+blob404 and blob503 (that status to blob GETs of a byte range, not to
+suffix ranges "bytes=-N": a mount's footer and TOC read still works).
 """
 import http.client
 import os
@@ -49,6 +51,8 @@ def take_fault(is_blob, is_multi, is_suffix):
                     "redirect", "wrongtotal", "unterminated") and not is_blob:
             return "pass"
         if mode == "suffix416" and not is_suffix:
+            return "pass"
+        if mode in ("blob404", "blob503") and (not is_blob or is_suffix):
             return "pass"
         if mode == "multi400" and not is_multi:
             return "pass"
@@ -127,6 +131,13 @@ def handle(conn):
         if fault == "429":
             send(conn, 429, "Too Many Requests",
                  [("Retry-After", "1"), ("Content-Length", "0")], b"")
+            conn.close()
+            return
+        if fault in ("blob404", "blob503"):
+            code = int(fault[4:])
+            body = b'{"errors":[{"code":"BLOB_UNKNOWN"}]}' if code == 404 else b""
+            send(conn, code, "Not Found" if code == 404 else "Service Unavailable",
+                 [("Content-Length", str(len(body)))], body)
             conn.close()
             return
         if fault == "suffix416":

@@ -89,7 +89,7 @@ static void *check_thread(void *arg)
 		if (len > c->size - off)
 			len = (size_t)(c->size - off);
 		memset(buf, 0xa5, len);
-		if (lp_blob_pread(c->blob, buf, len, off) < 0)
+		if (lp_blob_pread(c->blob, buf, len, off, NULL) < 0)
 			__atomic_add_fetch(&c->errors, 1, __ATOMIC_RELAXED);
 		else if (memcmp(buf, c->want + off, len))
 			__atomic_add_fetch(&c->wrong, 1, __ATOMIC_RELAXED);
@@ -219,14 +219,14 @@ int main(int argc, char **argv)
 		if (r == 0)
 			r = lp_blob_pread_stream(blob, buf, sc.len,
 						 strtoull(argv[5], NULL, 10),
-						 stream_progress, &sc);
+						 stream_progress, &sc, &err);
 		if (r == 0 && (sc.bad || sc.last != sc.len))
 			r = -EPROTO;
 		fprintf(stderr,
 			"stream: %u reports, %u out of order, last %zu\n",
 			sc.calls, sc.bad, sc.last);
 		if (r < 0)
-			r = die(r, NULL, "stream");
+			r = die(r, &err, "stream");
 		else
 			fwrite(buf, 1, sc.len, stdout);
 		lp_blob_unref(blob);

@@ -5,8 +5,14 @@
 # numbers, symlink targets, hardlinks, xattrs (user.*, trusted.*,
 # security.*) and contents (compare_trees.py). Checked on every vector and on
 # lazypull's own eStargz and zstd:chunked conversions of a busybox rootfs.
-# Whiteout files (.wh.*) are ordinary files in an extraction. Needs root
-# (owners, devices, trusted.* xattrs), as a container runtime does.
+# Whiteout files (.wh.*) are ordinary files in an extraction. One digest
+# policy (lp_chunk_check) for every reader: in layers whose TOC was
+# rewritten, a single-chunk file without chunkDigest whose file digest lies,
+# and a file of several chunks without chunkDigests, make `layer extract`
+# and `layer verify` exit 1 naming the file and the reason, and extract
+# leaves DIR as it was (no partial output, no staging directory); the same
+# rewrite with an honest file digest extracts like GNU tar (control).
+# Needs root (owners, devices, trusted.* xattrs), as a container runtime does.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -74,7 +80,101 @@ if lp_run "$T/out" "$T/err" "$LAZYPULL" layer extract "$T/bad.esgz" "$T/got-bad"
 	fail "extract succeeded although a chunk of $name is corrupt"
 fi
 [ -s "$T/err" ] || fail "corrupt chunk rejected without a message on stderr"
-ok "extract fails on a corrupt chunk of $name: $(head -1 "$T/err")"
+[ -z "$(ls -A "$T/got-bad")" ] || fail "extract of a corrupt layer left output: $(ls -A "$T/got-bad" | head -5 | tr '\n' ' ')"
+ok "extract fails on a corrupt chunk of $name: $(head -1 "$T/err"), DIR left empty"
+
+# --- one digest policy ------------------------------------------------------
+# rewrite_toc IN OUT MODE: OUT is IN with its TOC rewritten (payload and
+# footer unchanged: the TOC offset stays), printing the new TOC digest and
+# the name of the file it changed. MODE:
+#   honest  the largest single-chunk file loses its chunkDigest
+#   lie     ... and its file digest becomes that of other bytes
+#   multi   every chunk of the file of most chunks loses its chunkDigest
+#           (its file digest stays, and is right)
+rewrite_toc() {
+	python3 - "$1" "$2" "$3" <<'PY'
+import gzip, hashlib, io, json, sys, tarfile
+src, dst, mode = sys.argv[1:4]
+blob = open(src, "rb").read()
+foot = blob[-51:]
+assert foot[12:14] == b"SG", "not an eStargz footer"
+tocoff = int(foot[16:32], 16)
+tf = tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob[tocoff:-51])))
+toc = json.load(tf.extractfile("stargz.index.json"))
+ents = toc["entries"]
+files = {}
+for i, e in enumerate(ents):
+    if e["type"] == "reg" and e.get("size", 0) > 0:
+        files[e["name"]] = [i]
+        cur = e["name"]
+    elif e["type"] == "chunk":
+        files[cur].append(i)
+if mode == "multi":
+    name = max(files, key=lambda n: len(files[n]))
+    assert len(files[name]) > 1, "no file of several chunks"
+    for i in files[name]:
+        del ents[i]["chunkDigest"]
+else:
+    single = [n for n in files if len(files[n]) == 1 and not ents[files[n][0]]["name"].endswith("landmark")]
+    name = max(single, key=lambda n: ents[files[n][0]]["size"])
+    e = ents[files[name][0]]
+    assert e["digest"] == e["chunkDigest"]
+    del e["chunkDigest"]
+    if mode == "lie":
+        e["digest"] = "sha256:" + hashlib.sha256(b"not the bytes of " + name.encode()).hexdigest()
+js = json.dumps(toc, indent="\t").encode()
+out = io.BytesIO()
+with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as t:
+    ti = tarfile.TarInfo("stargz.index.json")
+    ti.size = len(js)
+    t.addfile(ti, io.BytesIO(js))
+open(dst, "wb").write(blob[:tocoff] + gzip.compress(out.getvalue()) + foot)
+print("sha256:" + hashlib.sha256(js).hexdigest(), name[2:] if name.startswith("./") else name)
+PY
+}
+
+# no_output DIR: DIR is still there and empty, and nothing was left beside it.
+no_output() {
+	[ -d "$1" ] || fail "extract removed $1"
+	[ -z "$(ls -A "$1")" ] || fail "failed extract left output in $1: $(ls -A "$1" | head -5 | tr '\n' ' ')"
+	! ls -a "$(dirname "$1")" | grep -q "^\.$(basename "$1")\.lazypull-" ||
+		fail "failed extract left its staging directory beside $1"
+}
+
+say "a rewritten TOC with an honest file digest and no chunkDigest (control)"
+read -r toc name < <(rewrite_toc "$LP_VECTORS_DIR/v1-default.esgz" "$T/honest.esgz" honest)
+check_extract "honest-no-chunkdigest" "$T/honest.esgz" "$T/want-v1"
+lp_run "$T/out" "$T/err" "$LAZYPULL" layer verify --toc-digest "$toc" "$T/honest.esgz" ||
+	{ show_err "$T/err"; fail "verify refused $name, verified by its file digest"; }
+ok "verify accepts $name by its file digest"
+
+for mode in lie multi; do
+	say "a rewritten TOC: $mode"
+	read -r toc name < <(rewrite_toc "$LP_VECTORS_DIR/v1-default.esgz" "$T/$mode.esgz" $mode)
+	case $mode in
+	lie) why="file digest mismatch" ;;
+	multi) why="no chunkDigest to verify against" ;;
+	esac
+	mkdir -p "$T/got-$mode"
+	rc=0
+	"$LAZYPULL" layer extract "$T/$mode.esgz" "$T/got-$mode" >"$T/out" 2>"$T/err" || rc=$?
+	[ $rc = 1 ] || { show_err "$T/err"; fail "$mode: extract exit status $rc (expected 1)"; }
+	grep -q "^lazypull: .*$name.*$why" "$T/err" ||
+		{ show_err "$T/err"; fail "$mode: extract's message does not name $name and '$why'"; }
+	no_output "$T/got-$mode"
+	ok "$mode: extract exits 1 ($(head -1 "$T/err")), DIR untouched"
+	# into a missing DIR: it is not created
+	rc=0
+	"$LAZYPULL" layer extract "$T/$mode.esgz" "$T/new-$mode" >"$T/out" 2>"$T/err" || rc=$?
+	[ $rc = 1 ] && [ ! -e "$T/new-$mode" ] || fail "$mode: extract into a missing DIR: exit $rc, DIR $(ls -d "$T/new-$mode" 2>&1)"
+	ok "$mode: extract into a missing DIR exits 1 and makes nothing"
+	rc=0
+	"$LAZYPULL" layer verify --toc-digest "$toc" "$T/$mode.esgz" >"$T/out" 2>"$T/err" || rc=$?
+	[ $rc = 1 ] || { show_err "$T/err"; fail "$mode: verify exit status $rc (expected 1)"; }
+	grep -q "^lazypull: .*$name.*$why" "$T/err" ||
+		{ show_err "$T/err"; fail "$mode: verify's message does not name $name and '$why'"; }
+	ok "$mode: verify refuses it the same way ($(head -1 "$T/err"))"
+done
 
 say "busybox rootfs"
 make_busybox_rootfs "$T/busybox.tar"

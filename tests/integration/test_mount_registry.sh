@@ -9,7 +9,11 @@
 # behaviour: with the registry killed, uncached reads fail with EIO after
 # bounded retries while cached files still read; once it is back, reads
 # work again without a remount. Through a fault-injecting proxy, corrupted
-# and truncated replies give EIO, never wrong bytes.
+# and truncated replies give EIO, never wrong bytes. Background fetch reads
+# retryability from the error, as the registry client decided it: a blob
+# that answers 404 stops it after a bounded number of requests, logged
+# once; a 503 is retried with back-off (logged once, not per retry) until
+# the registry answers again, and then the whole layer arrives.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -233,6 +237,62 @@ fault pass 0
 cmp "$M/usr/bin/tool" "$REF/usr/bin/tool" || fail "tool differs once the proxy behaves"
 cmp "$M/etc/conf.d/app.conf" "$REF/etc/conf.d/app.conf" || fail "app.conf differs once the proxy behaves"
 ok "the proxy behaves again: right bytes, same mount"
+lp_umount "$M"
+
+say "background fetch: a 404 blob stops it, a 503 is retried"
+# blob GETs of byte ranges fail; the mount's suffix read (footer, TOC) passes
+blob_gets() { grep -c "GET .*/blobs/$D_v1_default bytes=[0-9]" "$T/proxy.log" || true; }
+bg_state() { stat_of "$M" 's["background"]["state"]'; }
+: >"$T/proxy.log"
+fault blob404 1000000
+lp_mount "$M" --layer 0 --no-prefetch --retries 1 --timeout 3 \
+	--log-file "$T/bg404.log" "127.0.0.1:$PP/lp/img:v1"
+for i in $(seq 100); do
+	[ "$(bg_state)" = failed ] && break
+	sleep 0.1
+done
+[ "$(bg_state)" = failed ] || fail "background fetch of a 404 blob: state $(bg_state), not failed"
+n1=$(blob_gets)
+sleep 2
+n2=$(blob_gets)
+[ "$n1" -ge 1 ] && [ "$n1" -le 3 ] || fail "404: $n1 range requests before the background fetch stopped"
+[ "$n2" = "$n1" ] || fail "404: requests went on after it stopped ($n1, then $n2)"
+[ "$(stat_of "$M" 's["background"]["retries"]')" = 0 ] || fail "404 retried"
+[ "$(grep -c 'background fetch stopped' "$T/bg404.log")" = 1 ] ||
+	{ cat "$T/bg404.log" >&2; fail "404: not logged exactly once"; }
+grep 'background fetch stopped' "$T/bg404.log" | grep -q 'HTTP 404' ||
+	{ cat "$T/bg404.log" >&2; fail "404: the log line does not say HTTP 404"; }
+ok "404: background fetch stopped after $n1 request(s), none in 2 s more: $(grep -m1 -o 'background fetch stopped.*' "$T/bg404.log" | cut -c1-140)"
+lp_umount "$M"
+
+: >"$T/proxy.log"
+fault blob503 1000000
+lp_mount "$M" --layer 0 --no-prefetch --retries 1 --timeout 3 \
+	--log-file "$T/bg503.log" "127.0.0.1:$PP/lp/img:v1"
+for i in $(seq 300); do
+	[ "$(stat_of "$M" 's["background"]["retries"]')" -ge 3 ] && break
+	sleep 0.1
+done
+retries=$(stat_of "$M" 's["background"]["retries"]')
+[ "$retries" -ge 3 ] || fail "503: background fetch retried $retries times in 30 s"
+[ "$(bg_state)" = running ] || fail "503: background state $(bg_state), not running"
+n1=$(blob_gets)
+[ "$n1" -ge 3 ] || fail "503: only $n1 requests"
+[ "$(grep -c 'background fetch waits for the source' "$T/bg503.log")" = 1 ] ||
+	{ cat "$T/bg503.log" >&2; fail "503: the outage is not logged exactly once"; }
+! grep -q 'background fetch stopped' "$T/bg503.log" || fail "503: background fetch gave up"
+ok "503: background fetch retried $retries times ($n1 requests), logged once"
+fault pass 0
+for i in $(seq 600); do
+	[ "$(bg_state)" = done ] && break
+	sleep 0.1
+done
+[ "$(bg_state)" = done ] || fail "503 over: background state $(bg_state), not done"
+[ "$(stat_of "$M" 's["background"]["error"]')" = 0 ] || fail "503 over: background error"
+grep -q 'background fetch resumed' "$T/bg503.log" || fail "503 over: no log line for the end of the outage"
+python3 "$LP_SOURCE_DIR/tests/integration/mount_compare.py" "$REF" "$M" 4 30 >"$T/cmp.out" ||
+	fail "after the 503 outage the mount differs from GNU tar's extraction"
+ok "503 over: the whole layer arrived; every file vs GNU tar: $(cat "$T/cmp.out")"
 lp_umount "$M"
 
 done_ok

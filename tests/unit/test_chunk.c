@@ -297,7 +297,7 @@ static double bench_vector(const char *name, enum lp_gzip_impl impl,
 
 		src[i] = malloc(c.compressed_size);
 		assert_int_equal(lp_blob_pread(blob, src[i], c.compressed_size,
-					       c.offset),
+					       c.offset, NULL),
 				 0);
 	}
 	t0 = now();

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Unit tests for common/: digests, the capped buffer, the error buffer, the
- * blob sources (file and memory) and the hash maps.
+ * Unit tests for common/: digests, the capped buffer, the error buffer (its
+ * retryable mark and HTTP status), the blob sources (file and memory) and
+ * the hash maps.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -138,6 +139,52 @@ static void test_err(void **state)
 	lp_err_clear(NULL);
 }
 
+/* retryability is marked where an error arises and travels with it */
+static void test_err_retryable(void **state)
+{
+	struct lp_err cause = { 0 }, err = { 0 }, other = { 0 };
+
+	(void)state;
+	/* nobody decided: permanent */
+	assert_false(lp_err_retryable(NULL, -EIO));
+	assert_false(lp_err_retryable(&err, -EIO));
+	lp_err_set(&err, -EIO, "plain");
+	assert_false(lp_err_retryable(&err, -EIO));
+	assert_int_equal(err.http_status, 0);
+	lp_err_clear(&err);
+
+	assert_int_equal(lp_err_set_ex(&cause, -EIO, LP_ERR_RETRYABLE, 503,
+				       "HTTP %d", 503),
+			 -EIO);
+	assert_true(lp_err_retryable(&cause, -EIO));
+	/* another code than the one marked: not this error's mark */
+	assert_false(lp_err_retryable(&cause, -EBADMSG));
+	assert_int_equal(cause.http_status, 503);
+	/* context added on the way up keeps the mark and the status */
+	assert_int_equal(lp_err_set_from(&err, &cause, -EIO, "chunk: %s",
+					 lp_err_str(&cause, -EIO)),
+			 -EIO);
+	assert_string_equal(err.msg, "chunk: HTTP 503");
+	assert_true(lp_err_retryable(&err, -EIO));
+	assert_int_equal(err.http_status, 503);
+	/* first message wins, marks included */
+	lp_err_set_ex(&err, -EIO, 0, 404, "later");
+	assert_true(lp_err_retryable(&err, -EIO));
+	assert_int_equal(err.http_status, 503);
+	/* a permanent cause stays permanent; no cause: permanent */
+	lp_err_clear(&cause);
+	lp_err_set_ex(&cause, -EIO, 0, 404, "HTTP 404");
+	lp_err_set_from(&other, &cause, -EIO, "wrapped");
+	assert_false(lp_err_retryable(&other, -EIO));
+	assert_int_equal(other.http_status, 404);
+	lp_err_clear(&other);
+	lp_err_set_from(&other, NULL, -EIO, "no cause");
+	assert_false(lp_err_retryable(&other, -EIO));
+	lp_err_clear(&other);
+	assert_int_equal(other.http_status, 0);
+	assert_false(other.retryable);
+}
+
 static void test_blob_mem(void **state)
 {
 	struct lp_blob *b = NULL, *r;
@@ -146,14 +193,14 @@ static void test_blob_mem(void **state)
 	assert_int_equal(lp_blob_new_mem("abcdefgh", 8, "m", &b), 0);
 	assert_int_equal(lp_blob_size(b), 8);
 	assert_string_equal(lp_blob_name(b), "m");
-	assert_int_equal(lp_blob_pread(b, buf, 3, 5), 0);
+	assert_int_equal(lp_blob_pread(b, buf, 3, 5, NULL), 0);
 	assert_memory_equal(buf, "fgh", 3);
-	assert_int_equal(lp_blob_pread(b, buf, 4, 5), -ERANGE);
-	assert_int_equal(lp_blob_pread(b, buf, 1, UINT64_MAX), -ERANGE);
-	assert_int_equal(lp_blob_pread(b, buf, 0, 8), 0);
+	assert_int_equal(lp_blob_pread(b, buf, 4, 5, NULL), -ERANGE);
+	assert_int_equal(lp_blob_pread(b, buf, 1, UINT64_MAX, NULL), -ERANGE);
+	assert_int_equal(lp_blob_pread(b, buf, 0, 8, NULL), 0);
 	r = lp_blob_ref(b);
 	lp_blob_unref(b);
-	assert_int_equal(lp_blob_pread(r, buf, 8, 0), 0);
+	assert_int_equal(lp_blob_pread(r, buf, 8, 0, NULL), 0);
 	assert_memory_equal(buf, "abcdefgh", 8);
 	lp_blob_unref(r);
 	lp_blob_unref(NULL);
@@ -172,12 +219,12 @@ static void test_blob_file(void **state)
 	close(fd);
 	assert_int_equal(lp_blob_open_file(path, &b), 0);
 	assert_int_equal(lp_blob_size(b), 10);
-	assert_int_equal(lp_blob_pread(b, buf, 4, 6), 0);
+	assert_int_equal(lp_blob_pread(b, buf, 4, 6, NULL), 0);
 	assert_memory_equal(buf, "6789", 4);
-	assert_int_equal(lp_blob_pread(b, buf, 11, 0), -ERANGE);
+	assert_int_equal(lp_blob_pread(b, buf, 11, 0, NULL), -ERANGE);
 	/* the file shrinking under the blob is an I/O error, not short data */
 	assert_int_equal(truncate(path, 5), 0);
-	assert_int_equal(lp_blob_pread(b, buf, 4, 6), -EIO);
+	assert_int_equal(lp_blob_pread(b, buf, 4, 6, NULL), -EIO);
 	lp_blob_unref(b);
 	unlink(path);
 
@@ -222,24 +269,28 @@ static void test_blob_stream(void **state)
 	assert_int_equal(write(fd, data, len), (ssize_t)len);
 	close(fd);
 	assert_int_equal(lp_blob_open_file(path, &b), 0);
-	assert_int_equal(
-		lp_blob_pread_stream(b, buf, len - 10, 10, on_progress, &p), 0);
+	assert_int_equal(lp_blob_pread_stream(b, buf, len - 10, 10, on_progress,
+					      &p, NULL),
+			 0);
 	assert_memory_equal(buf, data + 10, len - 10);
 	assert_true(p.calls >= 3); /* in pieces, as they are read */
 	assert_int_equal(p.bad, 0);
 	assert_int_equal(p.last, len - 10);
 	/* the callback's error stops the read and is returned */
 	p = (struct progress){ .stop_after = 2 };
-	assert_int_equal(lp_blob_pread_stream(b, buf, len, 0, on_progress, &p),
-			 -ECANCELED);
+	assert_int_equal(
+		lp_blob_pread_stream(b, buf, len, 0, on_progress, &p, NULL),
+		-ECANCELED);
 	assert_int_equal(p.calls, 2);
-	assert_int_equal(lp_blob_pread_stream(b, buf, 1, len, on_progress, &p),
-			 -ERANGE);
+	assert_int_equal(
+		lp_blob_pread_stream(b, buf, 1, len, on_progress, &p, NULL),
+		-ERANGE);
 	/* the file shrinks: the prefix reported stays, then -EIO */
 	assert_int_equal(truncate(path, 600000), 0);
 	p = (struct progress){ 0 };
-	assert_int_equal(lp_blob_pread_stream(b, buf, len, 0, on_progress, &p),
-			 -EIO);
+	assert_int_equal(
+		lp_blob_pread_stream(b, buf, len, 0, on_progress, &p, NULL),
+		-EIO);
 	assert_true(p.last > 0 && p.last <= 600000);
 	assert_memory_equal(buf, data, p.last);
 	lp_blob_unref(b);
@@ -249,7 +300,8 @@ static void test_blob_stream(void **state)
 	assert_int_equal(lp_blob_new_mem(data, 1000, "m", &b), 0);
 	p = (struct progress){ 0 };
 	assert_int_equal(
-		lp_blob_pread_stream(b, buf, 900, 100, on_progress, &p), 0);
+		lp_blob_pread_stream(b, buf, 900, 100, on_progress, &p, NULL),
+		0);
 	assert_int_equal(p.calls, 1);
 	assert_int_equal(p.last, 900);
 	assert_memory_equal(buf, data + 100, 900);
@@ -749,6 +801,7 @@ int main(void)
 		cmocka_unit_test(test_digest_parse),
 		cmocka_unit_test(test_buf_cap),
 		cmocka_unit_test(test_err),
+		cmocka_unit_test(test_err_retryable),
 		cmocka_unit_test(test_blob_mem),
 		cmocka_unit_test(test_mkdir_p),
 		cmocka_unit_test(test_blob_file),

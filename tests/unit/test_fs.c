@@ -6,6 +6,9 @@
  * digests; a fault-injecting blob (corrupt, replace with a valid but wrong
  * member, fail, delay) that must give errors and never wrong bytes; single
  * flight under threads; the memory budget; the disk tier across remounts;
+ * the one digest policy (a TOC rewritten by craft_toc.h: a file without
+ * chunkDigest is served by its file digest when it is one chunk, refused
+ * when that lies, is missing, or the file has several chunks);
  * prefetch and background fetch; the on-demand latency histogram and FUSE
  * operation counts (through a real mount: run as root with /dev/fuse; without
  * them the test fails, or with LP_ALLOW_SKIP=1 is skipped and the binary
@@ -34,6 +37,7 @@
 
 #include <cmocka.h>
 
+#include "craft_toc.h"
 #include "lp_fs.h"
 #include "lp_fuse.h"
 
@@ -50,7 +54,10 @@ enum fault_mode {
 	FAULT_NONE,
 	FAULT_CORRUPT, /* flip bytes in [lo, hi) */
 	FAULT_REPLACE, /* serve repl at lo */
-	FAULT_FAIL, /* -EIO for reads touching [lo, hi) */
+	FAULT_FAIL, /* -EIO for reads touching [lo, hi), retryable: the
+		       source is away (as a registry that does not answer) */
+	FAULT_GONE, /* -EIO for reads touching [lo, hi), permanent, HTTP
+		       404: the source says the blob is not there */
 	FAULT_ZERO, /* a truncated download: zeros from lo on */
 };
 
@@ -72,7 +79,8 @@ struct fault {
 	bool at_gate; /* protected by lock; a read waits there */
 };
 
-static int fault_pread(void *ctx, void *buf, size_t len, uint64_t off)
+static int fault_pread(void *ctx, void *buf, size_t len, uint64_t off,
+		       struct lp_err *err)
 {
 	struct fault *f = ctx;
 	uint8_t *p = buf;
@@ -83,8 +91,12 @@ static int fault_pread(void *ctx, void *buf, size_t len, uint64_t off)
 	if (atomic_load(&f->delay_ms))
 		usleep(1000 * atomic_load(&f->delay_ms));
 	if (mode == FAULT_FAIL && off < f->hi && off + len > f->lo)
-		return -EIO;
-	r = lp_blob_pread(f->inner, buf, len, off);
+		return lp_err_set_ex(err, -EIO, LP_ERR_RETRYABLE, 0,
+				     "fault: source unreachable");
+	if (mode == FAULT_GONE && off < f->hi && off + len > f->lo)
+		return lp_err_set_ex(err, -EIO, 0, 404,
+				     "fault: blob range: HTTP 404");
+	r = lp_blob_pread(f->inner, buf, len, off, err);
 	if (r < 0)
 		return r;
 	for (i = off; i < off + len; i++) {
@@ -101,7 +113,7 @@ static int fault_pread(void *ctx, void *buf, size_t len, uint64_t off)
 
 /* several ranges in one call, as a registry's multi-range request */
 static int fault_pread_multi(void *ctx, const struct lp_blob_range *ranges,
-			     size_t n)
+			     size_t n, struct lp_err *err)
 {
 	struct fault *f = ctx;
 	size_t i;
@@ -110,7 +122,7 @@ static int fault_pread_multi(void *ctx, const struct lp_blob_range *ranges,
 	atomic_fetch_add(&f->multi_reads, 1);
 	for (i = 0; i < n && r == 0; i++)
 		r = fault_pread(ctx, ranges[i].buf, ranges[i].len,
-				ranges[i].off);
+				ranges[i].off, err);
 	return r;
 }
 
@@ -118,7 +130,8 @@ static int fault_pread_multi(void *ctx, const struct lp_blob_range *ranges,
 
 /* a source that streams, as a registry blob: one request per call */
 static int fault_pread_stream(void *ctx, void *buf, size_t len, uint64_t off,
-			      lp_blob_progress_fn fn, void *arg)
+			      lp_blob_progress_fn fn, void *arg,
+			      struct lp_err *err)
 {
 	struct fault *f = ctx;
 	size_t done = 0, n;
@@ -135,7 +148,7 @@ static int fault_pread_stream(void *ctx, void *buf, size_t len, uint64_t off,
 		}
 		f->at_gate = false;
 		pthread_mutex_unlock(&f->lock);
-		r = fault_pread(ctx, (uint8_t *)buf + done, n, off + done);
+		r = fault_pread(ctx, (uint8_t *)buf + done, n, off + done, err);
 		atomic_fetch_sub(&f->reads, 1); /* one read: the stream */
 		if (r == 0) {
 			done += n;
@@ -745,6 +758,87 @@ static void test_faults(void **state)
 	lp_fs_free(fx.fs);
 	free(fake);
 	free(orig);
+}
+
+/* --- the digest policy (the same as layer extract / verify) --- */
+
+static void test_digest_policy(void **state)
+{
+	static const struct {
+		const char *path;
+		enum craft_mode mode;
+		int want;
+		const char *why;
+	} cases[] = {
+		{ "etc/conf.d/app.conf", CRAFT_HONEST, 0, NULL },
+		{ "etc/conf.d/app.conf", CRAFT_LIE, -EBADMSG,
+		  "file digest mismatch" },
+		{ "etc/conf.d/app.conf", CRAFT_NONE, -EBADMSG,
+		  "no chunkDigest and no file digest" },
+		{ "usr/lib/big.bin", CRAFT_MULTI, -EBADMSG,
+		  "no chunkDigest to verify against" },
+	};
+	struct lp_fs_options opts;
+	FILE *f = fopen(VEC("v1-default.esgz"), "rb");
+	uint8_t *data;
+	long len;
+	size_t i;
+
+	(void)state;
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	len = ftell(f);
+	rewind(f);
+	data = malloc((size_t)len);
+	assert_non_null(data);
+	assert_int_equal(fread(data, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = false;
+	for (i = 0; i < LP_ARRAY_SIZE(cases); i++) {
+		char dotted[256];
+		struct lp_digest tocd, got;
+		struct lp_blob *blob = NULL;
+		struct lp_layer *layer = NULL;
+		struct lp_fs *fs = NULL;
+		struct lp_err err = { 0 };
+		const struct lp_toc *toc;
+		struct stat st;
+		size_t clen = 0;
+		uint8_t *craft;
+		int r;
+
+		snprintf(dotted, sizeof(dotted), "./%s", cases[i].path);
+		craft = craft_rewrite(data, (size_t)len, dotted, cases[i].mode,
+				      &clen, &tocd);
+		assert_non_null(craft);
+		assert_int_equal(lp_blob_new_mem(craft, clen, "craft", &blob),
+				 0);
+		assert_int_equal(lp_layer_open(blob, &tocd, &layer, &err), 0);
+		lp_blob_unref(blob);
+		assert_int_equal(lp_fs_new(layer, &opts, &fs, &err), 0);
+		assert_int_equal(lookup_path(fs, cases[i].path, &st), 0);
+		r = read_digest(fs, st.st_ino, &got, &err);
+		assert_int_equal(r, cases[i].want);
+		if (cases[i].why) {
+			assert_non_null(strstr(err.msg, cases[i].path));
+			assert_non_null(strstr(err.msg, cases[i].why));
+		} else {
+			toc = lp_layer_toc(lp_fs_layer(fs));
+			assert_true(lp_digest_equal(
+				&got,
+				lp_toc_entry_digest(
+					toc,
+					lp_toc_entry(
+						toc,
+						lp_toc_lookup_path(
+							toc, cases[i].path)))));
+		}
+		lp_fs_free(fs);
+		free(craft);
+	}
+	free(data);
 }
 
 /* --- concurrency --- */
@@ -1370,6 +1464,93 @@ static void test_prefetch_background(void **state)
 	lp_fs_free(fx.fs);
 }
 
+/* the background job's state in the stats: true once it reads @want */
+static bool background_is(struct lp_fs *fs, const char *want)
+{
+	struct lp_buf b;
+	bool is;
+
+	lp_buf_init(&b, LP_FS_STATS_MAX);
+	assert_int_equal(lp_fs_stats_json(fs, &b), 0);
+	is = strstr((char *)b.data, want) != NULL;
+	lp_buf_release(&b);
+	return is;
+}
+
+/*
+ * A source that answers 404 (permanent, decided where it arose): the
+ * background fetch stops after one failed read instead of backing off and
+ * retrying forever; a read gets EIO and the source's reason. The retryable
+ * case (FAULT_FAIL) is test_prefetch_background's outage.
+ */
+static void test_background_gone(void **state)
+{
+	struct lp_fs_options opts;
+	struct fixture fx = { 0 };
+	struct lp_err err = { 0 };
+	unsigned int reads;
+	int i;
+
+	(void)state;
+	lp_fs_options_init(&opts);
+	opts.background_quiet_ms = 0;
+	open_fs(&fx, "v1-default", &opts);
+	fx.fault->lo = 0;
+	fx.fault->hi = UINT64_MAX;
+	atomic_store(&fx.fault->mode, FAULT_GONE);
+	atomic_store(&fx.fault->reads, 0);
+	assert_int_equal(lp_fs_start(fx.fs), 0);
+	for (i = 0; i < 1000; i++) {
+		if (background_is(fx.fs, "\"background\": {\"state\": "
+					 "\"failed\", \"error\": -5"))
+			break;
+		usleep(10000);
+	}
+	assert_true(i < 1000);
+	reads = atomic_load(&fx.fault->reads);
+	/* one run, one read: it did not walk on chunk by chunk */
+	assert_true(reads >= 1 && reads <= 2);
+	assert_int_equal(stat_of(fx.fs, "\"retries"), 0);
+	usleep(700000); /* more than the first back-off */
+	assert_int_equal(atomic_load(&fx.fault->reads), reads);
+	/* an on-demand read: EIO (lp_fs_reply_errno), the reason kept */
+	assert_int_equal(read_path(fx.fs, "usr/bin/tool", &err), -EIO);
+	assert_int_equal(lp_fs_reply_errno(-EIO), EIO);
+	assert_false(lp_err_retryable(&err, -EIO));
+	assert_int_equal(err.http_status, 404);
+	assert_non_null(strstr(err.msg, "usr/bin/tool"));
+	assert_non_null(strstr(err.msg, "HTTP 404"));
+	/* and an away source's error stays retryable through the fs */
+	atomic_store(&fx.fault->mode, FAULT_FAIL);
+	lp_err_clear(&err);
+	assert_int_equal(read_path(fx.fs, "etc/conf.d/app.conf", &err), -EIO);
+	assert_true(lp_err_retryable(&err, -EIO));
+	assert_non_null(strstr(err.msg, "etc/conf.d/app.conf"));
+	lp_fs_free(fx.fs);
+}
+
+/* the one mapping of core errors to replies, by the errno alone */
+static void test_reply_errno(void **state)
+{
+	static const struct {
+		int r, want;
+	} map[] = {
+		{ -EBADMSG, EIO },	{ -EFBIG, EIO },
+		{ -EPROTO, EIO },	{ -ETIMEDOUT, EIO },
+		{ -ECONNREFUSED, EIO }, { -EAGAIN, EIO },
+		{ -EIO, EIO },		{ -ENOMEM, ENOMEM },
+		{ -ENOENT, ENOENT },	{ -ENOTDIR, ENOTDIR },
+		{ -ERANGE, ERANGE },	{ -ENODATA, ENODATA },
+		{ -EROFS, EROFS },	{ -EISDIR, EISDIR },
+		{ -EINVAL, EINVAL },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < LP_ARRAY_SIZE(map); i++)
+		assert_int_equal(lp_fs_reply_errno(map[i].r), map[i].want);
+}
+
 static uint64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -1800,6 +1981,7 @@ int main(void)
 		cmocka_unit_test(test_control_file),
 		cmocka_unit_test(test_control_file_no_open),
 		cmocka_unit_test(test_faults),
+		cmocka_unit_test(test_digest_policy),
 		cmocka_unit_test(test_single_flight),
 		cmocka_unit_test(test_memory_budget),
 		cmocka_unit_test(test_coalescing),
@@ -1810,6 +1992,8 @@ int main(void)
 		cmocka_unit_test(test_disk_tier_shared),
 		cmocka_unit_test(test_multi_range),
 		cmocka_unit_test(test_prefetch_background),
+		cmocka_unit_test(test_background_gone),
+		cmocka_unit_test(test_reply_errno),
 		cmocka_unit_test(test_background_quiet),
 		cmocka_unit_test(test_latency_histogram),
 		cmocka_unit_test(test_op_counts),

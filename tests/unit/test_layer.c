@@ -6,7 +6,10 @@
  * under their own path with their target's content). Opening from a tail
  * of any length gives the same TOC with only the reads needed. Then faults: a flipped
  * byte in a chunk, a wrong wanted TOC digest, truncated blobs and a blob
- * whose reads fail.
+ * whose reads fail. The digest policy: with a TOC rewritten (craft_toc.h),
+ * a single-chunk file without chunkDigest is read by its file digest, and
+ * refused when that lies or is missing; a file of several chunks without
+ * chunkDigests is refused before any byte of it is read.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -18,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "craft_toc.h"
 #include "lp_layer.h"
 
 struct vec {
@@ -367,13 +371,14 @@ struct failing {
 	int ok;
 };
 
-static int failing_pread(void *ctx, void *buf, size_t len, uint64_t off)
+static int failing_pread(void *ctx, void *buf, size_t len, uint64_t off,
+			 struct lp_err *err)
 {
 	struct failing *f = ctx;
 
 	if (f->ok-- <= 0)
 		return -EIO;
-	return lp_blob_pread(f->inner, buf, len, off);
+	return lp_blob_pread(f->inner, buf, len, off, err);
 }
 
 static void failing_close(void *ctx)
@@ -555,6 +560,128 @@ static void test_wrong_decoder(void **state)
 	lp_blob_unref(blob);
 }
 
+/* counts reads into one blob range, then passes them on */
+struct counted {
+	struct lp_blob *inner;
+	uint64_t lo, hi;
+	int hits;
+};
+
+static int counted_pread(void *ctx, void *buf, size_t len, uint64_t off,
+			 struct lp_err *err)
+{
+	struct counted *c = ctx;
+
+	if (off < c->hi && off + len > c->lo)
+		c->hits++;
+	return lp_blob_pread(c->inner, buf, len, off, err);
+}
+
+static void counted_close(void *ctx)
+{
+	(void)ctx;
+}
+
+static const struct lp_blob_ops counted_ops = {
+	.pread = counted_pread,
+	.close = counted_close,
+};
+
+/* read every chunk of @path in @blob; the first error, its message in @err */
+static int read_all_chunks(struct lp_blob *blob, const char *path,
+			   struct lp_err *err)
+{
+	struct lp_layer *l = NULL;
+	struct lp_chunk_decoder *dec = NULL;
+	const struct lp_toc_entry *e;
+	const struct lp_toc *toc;
+	uint8_t *buf = malloc(LP_CHUNK_MAX_SIZE);
+	uint32_t i;
+	int r = 0;
+
+	assert_non_null(buf);
+	assert_int_equal(lp_layer_open(blob, NULL, &l, err), 0);
+	assert_int_equal(lp_chunk_decoder_new(LP_COMP_GZIP, &dec), 0);
+	toc = lp_layer_toc(l);
+	e = lp_toc_entry(toc, lp_toc_lookup_path(toc, path));
+	assert_true(e->nr_chunks >= 1);
+	for (i = 0; i < e->nr_chunks && r == 0; i++)
+		r = lp_layer_read_chunk(l, dec, e->first_chunk + i, buf, err);
+	lp_chunk_decoder_free(dec);
+	lp_layer_free(l);
+	free(buf);
+	return r;
+}
+
+static void test_digest_policy(void **state)
+{
+	static const struct {
+		const char *path;
+		enum craft_mode mode;
+		int want;
+		const char *why;
+	} cases[] = {
+		{ "etc/conf.d/app.conf", CRAFT_HONEST, 0, NULL },
+		{ "etc/conf.d/app.conf", CRAFT_LIE, -EBADMSG,
+		  "file digest mismatch" },
+		{ "etc/conf.d/app.conf", CRAFT_NONE, -EBADMSG,
+		  "no chunkDigest and no file digest" },
+		{ "usr/lib/big.bin", CRAFT_MULTI, -EBADMSG,
+		  "no chunkDigest to verify against" },
+	};
+	size_t len, i;
+	uint8_t *data = slurp(vec_path("v1-default", ".esgz"), &len);
+
+	(void)state;
+	for (i = 0; i < LP_ARRAY_SIZE(cases); i++) {
+		char dotted[256];
+		struct lp_digest tocd;
+		struct lp_blob *mem = NULL, *blob = NULL;
+		struct lp_layer *l = NULL;
+		struct lp_err err = { 0 };
+		struct counted cnt = { 0 };
+		size_t clen = 0;
+		uint8_t *craft;
+		const struct lp_toc *toc;
+		struct lp_toc_chunk c;
+		uint32_t e;
+
+		snprintf(dotted, sizeof(dotted), "./%s", cases[i].path);
+		craft = craft_rewrite(data, len, dotted, cases[i].mode, &clen,
+				      &tocd);
+		assert_non_null(craft);
+		mem = mem_blob(craft, clen);
+		/* the rewritten TOC opens, against its own digest */
+		assert_int_equal(lp_layer_open(mem, &tocd, &l, &err), 0);
+		toc = lp_layer_toc(l);
+		e = lp_toc_lookup_path(toc, cases[i].path);
+		c = lp_toc_chunk(toc, lp_toc_entry(toc, e)->first_chunk);
+		assert_null(lp_toc_chunk_digest(toc, &c));
+		cnt.inner = mem;
+		cnt.lo = c.offset;
+		cnt.hi = c.offset + c.compressed_size;
+		lp_layer_free(l);
+		assert_int_equal(
+			lp_blob_new(&counted_ops, &cnt, clen, "counted", &blob),
+			0);
+		assert_int_equal(read_all_chunks(blob, cases[i].path, &err),
+				 cases[i].want);
+		if (cases[i].why) {
+			assert_non_null(strstr(err.msg, cases[i].path));
+			assert_non_null(strstr(err.msg, cases[i].why));
+		}
+		/* nothing to verify against: not even read */
+		if (cases[i].mode == CRAFT_NONE || cases[i].mode == CRAFT_MULTI)
+			assert_int_equal(cnt.hits, 0);
+		else
+			assert_true(cnt.hits > 0);
+		lp_blob_unref(blob);
+		lp_blob_unref(mem);
+		free(craft);
+	}
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -566,6 +693,7 @@ int main(void)
 		cmocka_unit_test(test_read_errors),
 		cmocka_unit_test(test_wrong_decoder),
 		cmocka_unit_test(test_open_tail),
+		cmocka_unit_test(test_digest_policy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

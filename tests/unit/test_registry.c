@@ -2,7 +2,8 @@
 /*
  * Unit tests for registry/'s parsers: image references, WWW-Authenticate
  * challenges, Content-Range and multipart/byteranges bodies, manifests and
- * indexes with platform selection, and docker config.json credentials.
+ * indexes with platform selection, docker config.json credentials, and how
+ * an HTTP status is classified (errno, retryable or not).
  * No network: the HTTP paths are covered by integration/test_registry.sh.
  */
 #include <errno.h>
@@ -482,6 +483,47 @@ static void test_opts_and_client(void **state)
 	lp_reg_blob_unref(NULL);
 }
 
+/*
+ * HTTP statuses classified where they arise: the blob is gone or refused
+ * (404, 410, 403, 401 after authenticating) is permanent, an overloaded or
+ * failing registry (429, 5xx but 501/505) is retryable; the status is kept.
+ */
+static void test_status_classes(void **state)
+{
+	static const struct {
+		long status;
+		int code;
+		bool retryable;
+	} cases[] = {
+		{ 404, -ENOENT, false }, { 410, -ENOENT, false },
+		{ 403, -EACCES, false }, { 401, -EACCES, false },
+		{ 416, -ERANGE, false }, { 400, -EPROTO, false },
+		{ 501, -EPROTO, false }, { 505, -EPROTO, false },
+		{ 429, -EPROTO, true },	 { 500, -EPROTO, true },
+		{ 502, -EPROTO, true },	 { 503, -EPROTO, true },
+	};
+	struct lp_reg_req req = { .url = "http://r/v2/a/blobs/x",
+				  .what = "blob range" };
+	static struct lp_reg_resp resp;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct lp_err err = { 0 };
+		char want[64];
+
+		memset(&resp, 0, sizeof(resp));
+		resp.status = cases[i].status;
+		assert_int_equal(lp_reg_status_err(&req, &resp, &err),
+				 cases[i].code);
+		assert_int_equal(lp_err_retryable(&err, cases[i].code),
+				 cases[i].retryable);
+		assert_int_equal(err.http_status, cases[i].status);
+		snprintf(want, sizeof(want), "HTTP %ld", cases[i].status);
+		assert_non_null(strstr(err.msg, want));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -491,6 +533,7 @@ int main(void)
 		cmocka_unit_test(test_manifest),
 		cmocka_unit_test(test_docker_config),
 		cmocka_unit_test(test_opts_and_client),
+		cmocka_unit_test(test_status_classes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
