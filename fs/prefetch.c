@@ -212,13 +212,20 @@ enum bg_verdict {
 	BG_STOP, /* the source refuses: every chunk would fail */
 };
 
+/*
+ * The source's own verdict decides: marked retryable where it arose (or out
+ * of memory here, which passes too) -> wait; the source answered and refused
+ * (the blob source's -EIO carries the permanent HTTP error, e.g. 404, 403)
+ * -> every chunk would fail; anything else is this chunk's own fault (a
+ * digest that does not match, a bound, a bad member) -> the next one.
+ */
 static enum bg_verdict bg_verdict(int r, const struct lp_err *err)
 {
-	if (lp_err_retryable(err, r))
+	if (lp_err_retryable(err, r) || r == -ENOMEM)
 		return BG_RETRY;
-	if (r == -EBADMSG || r == -EFBIG)
-		return BG_SKIP;
-	return BG_STOP;
+	if (r == -EIO)
+		return BG_STOP;
+	return BG_SKIP;
 }
 
 static bool have_chunk(struct lp_fs *fs, uint32_t ci)

@@ -661,6 +661,10 @@ static bool curl_retryable(int cc)
 {
 	switch (cc) {
 	case CURLE_COULDNT_CONNECT:
+	/* a name that does not resolve is what an offline host or a DNS
+	 * outage looks like: it may resolve again */
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
 	case CURLE_OPERATION_TIMEDOUT:
 	case CURLE_SEND_ERROR:
 	case CURLE_RECV_ERROR:
