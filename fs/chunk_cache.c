@@ -259,7 +259,7 @@ static uint32_t claim_locked(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
  * for its own chunk, not when the rest of the run is in.
  */
 void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
-		      enum fs_fetch_kind kind)
+		      bool retryable, enum fs_fetch_kind kind)
 {
 	struct fs_cache *c = &fs->cache;
 	struct fs_chunk *ch;
@@ -275,6 +275,7 @@ void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
 	} else {
 		ch->state = FS_CHUNK_FAILED;
 		ch->error = res;
+		ch->retryable = retryable;
 		tab_del(c, ci);
 		chunk_unref_locked(ch);
 	}
@@ -291,6 +292,7 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 	struct fs_chunk *ch, *fresh;
 	uint64_t t0 = 0;
 	uint32_t n = 1;
+	bool retryable = false;
 	int r = 0;
 
 	/* allocated outside the lock; freed below when not needed */
@@ -325,12 +327,20 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 			*ret_chunk = ch;
 		} else {
 			r = ch->error;
+			retryable = ch->retryable;
 			chunk_unref_locked(ch);
 		}
 		pthread_mutex_unlock(&c->lock);
-		if (r < 0)
-			fs_chunk_error(fs, ci, r, "fetched by another reader",
-				       err);
+		if (r < 0) {
+			/* the fetcher's verdict reaches its waiters too */
+			struct lp_err cause = { 0 };
+
+			lp_err_set_ex(
+				&cause, r, retryable ? LP_ERR_RETRYABLE : 0, 0,
+				"fetched by another reader, which failed");
+			fs_chunk_error_from(fs, ci, r, &cause,
+					    lp_err_str(&cause, r), err);
+		}
 		goto out;
 	}
 	if (tab_reserve(c) < 0) {

@@ -136,14 +136,20 @@ struct fetch_run {
 };
 
 /* publish chunk @i's result @r: data[i] passes to the cache (or is freed) */
-static void settle(struct fetch_run *run, uint32_t i, int r)
+static void settle_ex(struct fetch_run *run, uint32_t i, int r, bool retryable)
 {
 	run->res[i] = r;
 	fs_chunk_publish(run->fs, run->first + i, r == 0 ? run->data[i] : NULL,
-			 r, run->kind);
+			 r, retryable, run->kind);
 	if (r < 0)
 		free(run->data[i]);
 	run->data[i] = NULL;
+}
+
+/* settle_ex() for a result that nobody marked retryable */
+static void settle(struct fetch_run *run, uint32_t i, int r)
+{
+	settle_ex(run, i, r, false);
 }
 
 /* pending chunks [first + i, first + j): one contiguous blob range */
@@ -164,10 +170,11 @@ static void group_fail(struct fetch_group *g, uint32_t from, int r,
 	uint32_t k;
 
 	for (k = from; k < g->j; k++)
-		settle(run, k,
-		       fs_chunk_error_from(run->fs, run->first + k, r, cause,
-					   lp_err_str(cause, r),
-					   k == 0 ? run->err : NULL));
+		settle_ex(run, k,
+			  fs_chunk_error_from(run->fs, run->first + k, r, cause,
+					      lp_err_str(cause, r),
+					      k == 0 ? run->err : NULL),
+			  lp_err_retryable(cause, r));
 }
 
 /* decode, verify and settle chunk @k of a group whose bytes are in */
@@ -361,7 +368,8 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 	groups = calloc(n, sizeof(*groups));
 	if (!run.data || !run.res || !groups) {
 		for (i = 0; i < n; i++)
-			fs_chunk_publish(fs, first + i, NULL, -ENOMEM, kind);
+			fs_chunk_publish(fs, first + i, NULL, -ENOMEM, false,
+					 kind);
 		r = lp_err_set(err, -ENOMEM, "out of memory for a chunk run");
 		goto out;
 	}

@@ -40,6 +40,7 @@ struct fs_chunk {
 	uint8_t state; /* protected by cache.lock */
 	bool in_lru; /* protected by cache.lock */
 	int error; /* protected by cache.lock; FAILED only */
+	bool retryable; /* protected by cache.lock; FAILED: error was marked so */
 	uint32_t refs; /* protected by cache.lock; slot + pins + waiters */
 	uint8_t *data; /* written by the fetcher, then immutable (READY) */
 	size_t len;
@@ -265,11 +266,12 @@ void fs_chunk_put(struct lp_fs *fs, struct fs_chunk *chunk);
 
 /*
  * fs_chunk_publish() - settle claimed chunk @ci: READY with @data (the
- * cache takes it; verified) when @res is 0, else FAILED with @res. Wakes
- * the readers waiting on it.
+ * cache takes it; verified) when @res is 0, else FAILED with @res, which
+ * its waiters get as retryable when @retryable (the blob read's verdict).
+ * Wakes the readers waiting on it.
  */
 void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
-		      enum fs_fetch_kind kind);
+		      bool retryable, enum fs_fetch_kind kind);
 
 /* fs_chunk_is_cached() - whether chunk @ci is READY in memory. */
 bool fs_chunk_is_cached(struct lp_fs *fs, uint32_t ci);
