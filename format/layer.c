@@ -384,7 +384,7 @@ struct lp_blob *lp_layer_blob(const struct lp_layer *layer)
 int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 			uint32_t ci, void *dst, struct lp_err *err)
 {
-	const struct lp_toc_chunk c = lp_toc_chunk(layer->toc, ci);
+	struct lp_toc_chunk c;
 	const struct lp_digest *dg;
 	char path[LP_TOC_MAX_PATH + 1];
 	struct lp_err why = { 0 };
@@ -397,6 +397,7 @@ int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 			       lp_blob_name(layer->blob), ci);
 		goto out;
 	}
+	c = lp_toc_chunk(layer->toc, ci);
 	if (lp_chunk_decoder_compression(dec) !=
 	    lp_format_compression(layer->footer.format)) {
 		r = lp_err_set(err, -EINVAL,
