@@ -479,7 +479,7 @@ static int lp_cv_stream(struct lp_cv *cv)
 
 /* ---- prioritised mode ---- */
 
-struct lp_prio {
+struct cv_prio {
 	struct lp_cv_entry *ents;
 	size_t nr, cap;
 	bool *in; /* still in the input list */
@@ -489,7 +489,7 @@ struct lp_prio {
 	struct lp_strmap map; /* clean name -> entry */
 };
 
-static int lp_prio_spool(struct lp_cv *cv, struct lp_prio *p)
+static int prio_spool(struct lp_cv *cv, struct cv_prio *p)
 {
 	uint8_t *buf = NULL;
 	char *clean = NULL;
@@ -566,7 +566,7 @@ static int lp_prio_spool(struct lp_cv *cv, struct lp_prio *p)
 }
 
 /* The reference's moveRec. Returns 0, -ENOENT (not found), -ELOOP. */
-static int lp_prio_move(struct lp_prio *p, const char *path, unsigned depth)
+static int prio_move(struct cv_prio *p, const char *path, unsigned depth)
 {
 	char *name = NULL, *parent = NULL, *slash;
 	uint32_t i;
@@ -597,9 +597,9 @@ static int lp_prio_move(struct lp_prio *p, const char *path, unsigned depth)
 		slash[1] = 0;
 	else
 		parent[0] = 0;
-	r = lp_prio_move(p, parent, depth + 1);
+	r = prio_move(p, parent, depth + 1);
 	if (r == 0 && p->in[i] && p->ents[i].typeflag == '1')
-		r = lp_prio_move(p, p->ents[i].link_name, depth + 1);
+		r = prio_move(p, p->ents[i].link_name, depth + 1);
 	if (r < 0 || !p->in[i])
 		goto out;
 move:
@@ -641,7 +641,7 @@ out:
 static int lp_cv_prioritized(struct lp_cv *cv, const char *dir,
 			     const char *const *paths, size_t nr_paths)
 {
-	struct lp_prio p = { 0 };
+	struct cv_prio p = { 0 };
 	struct lp_src src = { .kind = LP_SRC_SPOOL };
 	size_t i, first;
 	int r;
@@ -652,7 +652,7 @@ static int lp_cv_prioritized(struct lp_cv *cv, const char *dir,
 			   dir, strerror(-r));
 		goto out;
 	}
-	r = lp_prio_spool(cv, &p);
+	r = prio_spool(cv, &p);
 	if (r < 0)
 		goto out;
 	p.in = calloc(p.nr + 1, sizeof(*p.in));
@@ -665,7 +665,7 @@ static int lp_cv_prioritized(struct lp_cv *cv, const char *dir,
 	for (i = 0; i < p.nr; i++)
 		p.in[i] = p.ents[i].typeflag != 0;
 	for (i = 0; i < nr_paths; i++) {
-		r = lp_prio_move(&p, paths[i], 0);
+		r = prio_move(&p, paths[i], 0);
 		if (r == -ENOENT || r == -ELOOP)
 			r = 0; /* not in the layer: skipped */
 		if (r < 0)
@@ -862,10 +862,10 @@ static int lp_cv_resolve_opts(struct lp_cv *cv, const struct lp_convert_opts *o)
 	}
 	if (cv->threads > LP_CV_MAX_THREADS)
 		cv->threads = LP_CV_MAX_THREADS;
-	if (o->nr_prioritized > LP_CONVERT_MAX_PRIORITIZED)
-		return lp_err_set(
-			cv->err, -EFBIG, "%zu prioritised files (max %u)",
-			o->nr_prioritized, LP_CONVERT_MAX_PRIORITIZED);
+	if (o->nr_prioritized > LP_PRIO_MAX_PATHS)
+		return lp_err_set(cv->err, -EFBIG,
+				  "%zu prioritised files (max %u)",
+				  o->nr_prioritized, LP_PRIO_MAX_PATHS);
 	if (o->nr_prioritized && !o->prioritized)
 		return -EINVAL;
 	return 0;

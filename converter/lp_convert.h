@@ -23,8 +23,8 @@
 #include "lp_digest.h"
 #include "lp_err.h"
 #include "lp_format.h"
+#include "lp_prio.h" /* LP_PRIO_MAX_PATHS bounds nr_prioritized */
 
-#define LP_CONVERT_MAX_PRIORITIZED (1u << 20)
 /* default bound on the uncompressed output (sparse files expand) */
 #define LP_CONVERT_MAX_UNCOMPRESSED ((uint64_t)1 << 42)
 

@@ -203,7 +203,7 @@ static int lp_json_modtime(struct lp_buf *b, int64_t sec, uint32_t nsec)
 		tm.tm_min, tm.tm_sec);
 }
 
-static int lp_json_base64(struct lp_buf *b, const uint8_t *v, size_t len)
+static int json_base64(struct lp_buf *b, const uint8_t *v, size_t len)
 {
 	int r = lp_buf_append(b, "\"", 1);
 
@@ -251,7 +251,7 @@ static int lp_json_xattrs(struct lp_buf *b, const struct lp_toc_xattr *xa,
 		if (r == 0)
 			r = lp_buf_append(b, ": ", 2);
 		if (r == 0)
-			r = lp_json_base64(b, sorted[i]->value, sorted[i]->len);
+			r = json_base64(b, sorted[i]->value, sorted[i]->len);
 	}
 	if (r == 0)
 		r = lp_buf_printf(b, "\n\t\t\t}");
