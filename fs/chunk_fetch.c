@@ -382,6 +382,9 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 		int pr = lp_chunk_digest(fs->toc, &c, &dg, &why);
 
 		run.res[i] = FS_PENDING;
+		/* a random-access reader: LP_CHUNK_WHOLE_FILE is refused too */
+		if (pr == LP_CHUNK_WHOLE_FILE)
+			pr = -EBADMSG;
 		if (pr < 0) {
 			/* the policy refuses it: not worth a blob read */
 			settle(&run, i,
