@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <archive.h>
@@ -867,13 +868,38 @@ static const char extract_usage[] =
 	"  --toc-digest D  also require the TOC digest to be D\n"
 	"  -h, --help      this help\n";
 
-/* write every entry of the layer but the root into the working directory */
+/* write entry @e (no regular file) at @path; prints its error */
+static int extract_other(struct extract *x, const struct lp_toc_entry *e,
+			 const char *path)
+{
+	int r;
+
+	fill_archive_entry(x->ae, lp_layer_toc(x->layer), e, path);
+	r = archive_write_header(x->disk, x->ae);
+	if (r == ARCHIVE_WARN)
+		lp_log_warn("%s: %s: %s", x->blob, path,
+			    archive_error_string(x->disk));
+	if (r >= ARCHIVE_WARN)
+		r = archive_write_finish_entry(x->disk);
+	if (r < ARCHIVE_WARN) {
+		fprintf(stderr, "lazypull: %s: %s: %s\n", x->blob, path,
+			archive_error_string(x->disk));
+		return -EIO;
+	}
+	return 0;
+}
+
+/*
+ * extract_entries() - write every entry of the layer but its root into the
+ * working directory (DIR). Prints its error; 0 or -errno.
+ */
 static int extract_entries(struct extract *x)
 {
 	const struct lp_toc *toc = lp_layer_toc(x->layer);
 	uint32_t i, n = lp_toc_nr_entries(toc);
 	int r;
 
+	/* the root (entry 0) is DIR itself: extract_root() */
 	for (i = 1; i < n; i++) {
 		const struct lp_toc_entry *e = lp_toc_entry(toc, i);
 		char path[LP_TOC_MAX_PATH + 1];
@@ -888,20 +914,67 @@ static int extract_entries(struct extract *x)
 				return r;
 			continue;
 		}
-		fill_archive_entry(x->ae, toc, e, path);
-		r = archive_write_header(x->disk, x->ae);
-		if (r == ARCHIVE_WARN)
-			lp_log_warn("%s: %s: %s", x->blob, path,
-				    archive_error_string(x->disk));
-		if (r >= ARCHIVE_WARN)
-			r = archive_write_finish_entry(x->disk);
-		if (r < ARCHIVE_WARN) {
-			fprintf(stderr, "lazypull: %s: %s: %s\n", x->blob, path,
-				archive_error_string(x->disk));
-			return -EIO;
-		}
+		r = extract_other(x, e, path);
+		if (r < 0)
+			return r;
+	}
+	/*
+	 * libarchive gives a directory that existed before its entry (in a
+	 * non-empty DIR) its times at once, and the entries written into it
+	 * afterwards change its mtime; GNU tar defers them. Writing every
+	 * directory entry again after the last entry makes them as the layer
+	 * says (new directories get theirs on close, the same again).
+	 */
+	for (i = 1; i < n; i++) {
+		const struct lp_toc_entry *e = lp_toc_entry(toc, i);
+		char path[LP_TOC_MAX_PATH + 1];
+
+		if (e->type != LP_TOC_DIR || (e->flags & LP_TOC_IMPLIED))
+			continue;
+		lp_toc_entry_path(toc, i, path, sizeof(path));
+		r = extract_other(x, e, path);
+		if (r < 0)
+			return r;
 	}
 	return 0;
+}
+
+/*
+ * extract_root() - the layer's own root entry ("./", when it has one) gives
+ * the working directory (DIR) its owner, mode, xattrs and mtime, as with
+ * tar -x; called after the last entry was written (its mtime stays). Only
+ * root may give a directory away: others keep their own. Prints its error;
+ * 0 or -errno.
+ */
+static int extract_root(const struct lp_toc *toc, const char *dir)
+{
+	const struct lp_toc_entry *e = lp_toc_entry(toc, 0);
+	const struct lp_toc_xattr *xs;
+	struct timespec ts[2];
+	uint32_t i, nr;
+	int r = 0;
+
+	if (e->flags & LP_TOC_IMPLIED)
+		return 0;
+	if (getuid() == 0 && chown(".", lp_toc_entry_uid(toc, e),
+				   lp_toc_entry_gid(toc, e)) < 0)
+		r = -errno;
+	if (r == 0 && chmod(".", e->mode & 07777) < 0)
+		r = -errno;
+	xs = lp_toc_entry_xattrs(toc, e, &nr);
+	for (i = 0; r == 0 && i < nr; i++)
+		if (lsetxattr(".", xs[i].name, xs[i].value, xs[i].len, 0) < 0)
+			r = -errno;
+	ts[0].tv_sec = ts[1].tv_sec = (time_t)e->mtime_sec;
+	ts[0].tv_nsec = ts[1].tv_nsec = e->mtime_nsec;
+	if (r == 0 && utimensat(AT_FDCWD, ".", ts, 0) < 0)
+		r = -errno;
+	if (r < 0)
+		fprintf(stderr,
+			"lazypull: %s: giving it the layer's root attributes: "
+			"%s\n",
+			dir, strerror(-r));
+	return r;
 }
 
 static int cmd_extract(int argc, char **argv)
@@ -984,6 +1057,8 @@ static int cmd_extract(int argc, char **argv)
 			archive_error_string(x.disk));
 		goto out;
 	}
+	if (extract_root(lp_layer_toc(x.layer), dir) < 0)
+		goto out;
 	ret = LP_EXIT_OK;
 out:
 	archive_entry_free(x.ae);
