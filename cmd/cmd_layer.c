@@ -956,8 +956,8 @@ static int extract_root(const struct lp_toc *toc, const char *dir)
 
 	if (e->flags & LP_TOC_IMPLIED)
 		return 0;
-	if (getuid() == 0 && chown(".", lp_toc_entry_uid(toc, e),
-				   lp_toc_entry_gid(toc, e)) < 0)
+	if (getuid() == 0 &&
+	    chown(".", lp_toc_entry_uid(toc, e), lp_toc_entry_gid(toc, e)) < 0)
 		r = -errno;
 	if (r == 0 && chmod(".", e->mode & 07777) < 0)
 		r = -errno;
