@@ -943,38 +943,36 @@ static int extract_entries(struct extract *x)
  * extract_root() - the layer's own root entry ("./", when it has one) gives
  * the working directory (DIR) its owner, mode, xattrs and mtime, as with
  * tar -x; called after the last entry was written (its mtime stays). Only
- * root may give a directory away: others keep their own. Prints its error;
- * 0 or -errno.
+ * root may give a directory away. What cannot be set (DIR is another
+ * user's, a trusted.* xattr without privilege) is a warning, as libarchive
+ * makes it for every other entry.
  */
-static int extract_root(const struct lp_toc *toc, const char *dir)
+static void extract_root(const struct lp_toc *toc, const char *dir)
 {
 	const struct lp_toc_entry *e = lp_toc_entry(toc, 0);
 	const struct lp_toc_xattr *xs;
 	struct timespec ts[2];
 	uint32_t i, nr;
-	int r = 0;
 
 	if (e->flags & LP_TOC_IMPLIED)
-		return 0;
+		return;
 	if (getuid() == 0 &&
 	    chown(".", lp_toc_entry_uid(toc, e), lp_toc_entry_gid(toc, e)) < 0)
-		r = -errno;
-	if (r == 0 && chmod(".", e->mode & 07777) < 0)
-		r = -errno;
+		lp_log_warn("%s: cannot give it the layer's owner: %s", dir,
+			    strerror(errno));
+	if (chmod(".", e->mode & 07777) < 0)
+		lp_log_warn("%s: cannot give it the layer's mode: %s", dir,
+			    strerror(errno));
 	xs = lp_toc_entry_xattrs(toc, e, &nr);
-	for (i = 0; r == 0 && i < nr; i++)
+	for (i = 0; i < nr; i++)
 		if (lsetxattr(".", xs[i].name, xs[i].value, xs[i].len, 0) < 0)
-			r = -errno;
+			lp_log_warn("%s: cannot set xattr %s: %s", dir,
+				    xs[i].name, strerror(errno));
 	ts[0].tv_sec = ts[1].tv_sec = (time_t)e->mtime_sec;
 	ts[0].tv_nsec = ts[1].tv_nsec = e->mtime_nsec;
-	if (r == 0 && utimensat(AT_FDCWD, ".", ts, 0) < 0)
-		r = -errno;
-	if (r < 0)
-		fprintf(stderr,
-			"lazypull: %s: giving it the layer's root attributes: "
-			"%s\n",
-			dir, strerror(-r));
-	return r;
+	if (utimensat(AT_FDCWD, ".", ts, 0) < 0)
+		lp_log_warn("%s: cannot give it the layer's mtime: %s", dir,
+			    strerror(errno));
 }
 
 static int cmd_extract(int argc, char **argv)
@@ -1057,8 +1055,7 @@ static int cmd_extract(int argc, char **argv)
 			archive_error_string(x.disk));
 		goto out;
 	}
-	if (extract_root(lp_layer_toc(x.layer), dir) < 0)
-		goto out;
+	extract_root(lp_layer_toc(x.layer), dir);
 	ret = LP_EXIT_OK;
 out:
 	archive_entry_free(x.ae);
