@@ -16,7 +16,8 @@
 # no file of that name and no temporary file; what it wrote before is
 # verified. A file of several chunks without chunkDigests but with a true
 # file digest (legacy writers), and a single-chunk file with a true file
-# digest, extract like GNU tar and verify (controls).
+# digest, extract like GNU tar and verify (controls). A signal while a
+# file is written removes its temporary file.
 # Needs root (owners, devices, trusted.* xattrs, a tmpfs mount), as a
 # container runtime does.
 set -euo pipefail
@@ -258,6 +259,40 @@ python3 "$COMPARE" "${IGNORE[@]}" "$T/want-v1" "$T/mnt" >"$T/cmp" ||
 ok "extract into a tmpfs mount point equals GNU tar -x ($(tail -1 "$T/cmp" | cut -d: -f1); the layer's ./ gave it mode $(stat -c %a "$T/mnt"))"
 umount "$T/mnt" || fail "cannot unmount $T/mnt"
 trap 'rm -rf "$T"' EXIT
+
+say "a signal while a file is written removes its temporary file"
+# one large file (zeros: quick to make, 48 chunks); extract runs in short
+# slices between SIGSTOPs until a temporary file shows, then gets SIGTERM
+mkdir -p "$T/sig-src"
+truncate -s 192M "$T/sig-src/big.zero"
+tar -C "$T/sig-src" -cf "$T/sig.tar" big.zero
+lp_run "$T/meta" "$T/err" "$LAZYPULL" layer convert "$T/sig.tar" "$T/sig.esgz" ||
+	{ show_err "$T/err"; fail "layer convert of sig.tar failed"; }
+rm -rf "$T/sig-src" "$T/sig.tar"
+mkdir -p "$T/got-sig"
+"$LAZYPULL" layer extract "$T/sig.esgz" "$T/got-sig" >"$T/out" 2>"$T/err" &
+pid=$!
+kill -STOP $pid
+seen=
+for _ in $(seq 2000); do
+	if [ -n "$(find "$T/got-sig" -name '*.lazypull-*')" ]; then
+		seen=1
+		break
+	fi
+	kill -CONT $pid 2>/dev/null || break
+	sleep 0.005
+	kill -STOP $pid 2>/dev/null || break
+done
+[ -n "$seen" ] || { kill -CONT $pid 2>/dev/null; wait $pid || true; fail "extract ended before its temporary file was seen"; }
+kill -TERM $pid
+kill -CONT $pid
+rc=0
+wait $pid || rc=$?
+[ $rc = 143 ] || fail "extract after SIGTERM: exit status $rc (expected 143, killed by SIGTERM)"
+[ -z "$(find "$T/got-sig" -name '*.lazypull-*')" ] || fail "SIGTERM left the temporary file: $(find "$T/got-sig" -name '*.lazypull-*')"
+[ ! -e "$T/got-sig/big.zero" ] || fail "SIGTERM left big.zero under its name"
+ok "SIGTERM while big.zero is written: extract dies, no temporary file, no big.zero"
+rm -rf "$T/got-sig" "$T/sig.esgz"
 
 say "busybox rootfs"
 make_busybox_rootfs "$T/busybox.tar"
