@@ -84,11 +84,13 @@ typedef int (*lp_layer_sink_fn)(void *opaque, const void *data, size_t len);
  * chunkDigests (rule 3 of lp_chunk.h: only the file digest vouches for
  * them) are handed over before they can be checked, so @sink must not
  * publish any byte of the file before this returned 0: then every chunk
- * matched its chunkDigest, and the sha256 of all the bytes matched the
- * file digest whenever the TOC gives one. *@ret_digest (NULL allowed)
- * gets that sha256. Returns 0, -EINVAL (@ino is no regular file), -EBADMSG
- * (as lp_layer_read_chunk(), or "file digest mismatch"), -ENOMEM, the
- * blob's error, or @sink's.
+ * was verified as lp_layer_read_chunk() does, and the sha256 of all the
+ * bytes matched the file digest when rule 3 applied to any chunk. With
+ * @ret_digest (NULL allowed) that sha256 is computed, written there and
+ * checked against the file digest (when the TOC gives one) in any case.
+ * Returns 0, -EINVAL (@ino is no regular file), -EBADMSG (as
+ * lp_layer_read_chunk(), "file digest mismatch", or chunks that do not
+ * cover the file), -ENOMEM, the blob's error, or @sink's.
  */
 int lp_layer_read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 		       uint32_t ino, lp_layer_sink_fn sink, void *opaque,

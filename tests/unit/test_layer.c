@@ -787,6 +787,13 @@ static void test_digest_policy(void **state)
 			assert_non_null(strstr(err.msg, cases[i].path));
 			assert_non_null(strstr(err.msg, cases[i].why_file));
 		}
+		/* without a digest asked for: rule 3 still checks it */
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(
+			read_whole_file(blob, cases[i].path, &got, NULL, &err),
+			cases[i].want_file);
+		if (cases[i].want_file < 0)
+			assert_non_null(strstr(err.msg, cases[i].why_file));
 		if (cases[i].mode == CRAFT_NONE)
 			assert_int_equal(cnt.hits, 0);
 		else
