@@ -794,9 +794,16 @@ static int extract_file(struct extract *x, uint32_t ino, const char *path)
 		}
 		fill_archive_entry(x->ae, toc, e, tmp_path);
 		archive_entry_set_perm(x->ae, 0600);
+		/*
+		 * armed before the file exists, so that a signal never
+		 * finds it unarmed (a name taken already - EEXIST, a random
+		 * collision - could only be another extract's temporary)
+		 */
+		tmp_armed = 1;
 		r = archive_write_header(x->disk, x->ae);
 		if (r >= ARCHIVE_WARN)
 			break;
+		tmp_armed = 0;
 		if (archive_errno(x->disk) != EEXIST ||
 		    tries + 1 == EXTRACT_TMP_TRIES) {
 			r = lp_err_set(&err, -EIO, "%s",
@@ -804,7 +811,6 @@ static int extract_file(struct extract *x, uint32_t ino, const char *path)
 			goto fail;
 		}
 	}
-	tmp_armed = 1;
 	if (r == ARCHIVE_WARN)
 		lp_log_warn("%s: %s", what, archive_error_string(x->disk));
 	/* nothing of the file is published before this returned 0 */

@@ -270,15 +270,25 @@ lp_run "$T/meta" "$T/err" "$LAZYPULL" layer convert "$T/sig.tar" "$T/sig.esgz" |
 	{ show_err "$T/err"; fail "layer convert of sig.tar failed"; }
 rm -rf "$T/sig-src" "$T/sig.tar"
 mkdir -p "$T/got-sig"
+# stopped PID: true once PID is in state T (kill -STOP does not wait)
+stopped() {
+	local st
+	for _ in $(seq 1000); do
+		st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+		[ "$st" = T ] && return 0
+		[ -n "$st" ] || return 1
+		sleep 0.001
+	done
+	return 1
+}
 "$LAZYPULL" layer extract "$T/sig.esgz" "$T/got-sig" >"$T/out" 2>"$T/err" &
 pid=$!
 kill -STOP $pid
 seen=
 for _ in $(seq 2000); do
-	if [ -n "$(find "$T/got-sig" -name '*.lazypull-*')" ]; then
-		seen=1
-		break
-	fi
+	stopped $pid || break
+	seen=$(find "$T/got-sig" -name '*.lazypull-*' | head -1)
+	[ -z "$seen" ] || break
 	kill -CONT $pid 2>/dev/null || break
 	sleep 0.005
 	kill -STOP $pid 2>/dev/null || break
@@ -291,7 +301,7 @@ wait $pid || rc=$?
 [ $rc = 143 ] || fail "extract after SIGTERM: exit status $rc (expected 143, killed by SIGTERM)"
 [ -z "$(find "$T/got-sig" -name '*.lazypull-*')" ] || fail "SIGTERM left the temporary file: $(find "$T/got-sig" -name '*.lazypull-*')"
 [ ! -e "$T/got-sig/big.zero" ] || fail "SIGTERM left big.zero under its name"
-ok "SIGTERM while big.zero is written: extract dies, no temporary file, no big.zero"
+ok "SIGTERM while ${seen#"$T/got-sig/"} exists: extract dies, no temporary file, no big.zero"
 rm -rf "$T/got-sig" "$T/sig.esgz"
 
 say "busybox rootfs"
