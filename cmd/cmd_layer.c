@@ -3,19 +3,22 @@
  * `lazypull layer ...`: convert, inspect, verify and extract single layer
  * blobs. Thin adapters over converter/ and format/: option parsing, output
  * formatting, and the file-level loops (hashing every file, writing files
- * to disk through libarchive) that sit on top of lp_layer_read_chunk().
+ * to disk through libarchive) that sit on top of lp_layer_read_file(), the
+ * whole-file reader of the digest policy (lp_chunk.h).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <archive.h>
@@ -27,8 +30,8 @@
 #include "lp_log.h"
 
 #define VERIFY_MAX_THREADS 16
-/* file descriptors nftw() may hold open while removing a staging tree */
-#define STAGING_NFTW_FDS 32
+/* names tried for a file's temporary file before extract gives up */
+#define EXTRACT_TMP_TRIES 16
 
 /* --- shared --- */
 
@@ -48,43 +51,6 @@ static int open_layer(const char *path, const struct lp_digest *want,
 	if (r < 0)
 		lp_cmd_fail(path, &err, r);
 	lp_blob_unref(blob);
-	return r;
-}
-
-typedef int (*file_sink_fn)(void *opaque, const void *data, size_t len);
-
-/*
- * read_file() - decode every chunk of inode entry @ino in order and hand the
- * bytes to @sink. @buf/@buf_len is a scratch buffer grown as needed.
- */
-static int read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
-		     uint32_t ino, uint8_t **buf, size_t *buf_len,
-		     file_sink_fn sink, void *opaque, struct lp_err *err)
-{
-	const struct lp_toc *toc = lp_layer_toc(layer);
-	const struct lp_toc_entry *e = lp_toc_entry(toc, ino);
-	uint32_t i;
-	int r = 0;
-
-	for (i = 0; i < e->nr_chunks; i++) {
-		uint32_t ci = e->first_chunk + i;
-		const struct lp_toc_chunk c = lp_toc_chunk(toc, ci);
-
-		if (c.chunk_size > *buf_len) {
-			uint8_t *p = realloc(*buf, c.chunk_size);
-
-			if (!p)
-				return -ENOMEM;
-			*buf = p;
-			*buf_len = c.chunk_size;
-		}
-		r = lp_layer_read_chunk(layer, dec, ci, *buf, err);
-		if (r < 0)
-			return r;
-		r = sink(opaque, *buf, c.chunk_size);
-		if (r < 0)
-			return r;
-	}
 	return r;
 }
 
@@ -351,9 +317,12 @@ struct verify_job {
 	atomic_uint next; /* next index into files to take */
 };
 
-static int hash_sink(void *opaque, const void *data, size_t len)
+/* verify reads to check, and keeps nothing */
+static int drop_sink(void *opaque, const void *data, size_t len)
 {
-	lp_sha256_update(opaque, data, len);
+	(void)opaque;
+	(void)data;
+	(void)len;
 	return 0;
 }
 
@@ -361,16 +330,11 @@ static void *verify_worker(void *arg)
 {
 	struct verify_job *job = arg;
 	struct lp_chunk_decoder *dec = NULL;
-	struct lp_sha256 *sha = NULL;
-	uint8_t *buf = NULL;
-	size_t buf_len = 0;
 	int setup;
 	uint32_t i;
 
 	setup = lp_chunk_decoder_new(
 		lp_format_compression(lp_layer_format(job->layer)), &dec);
-	if (setup == 0)
-		setup = lp_sha256_new(&sha);
 	while ((i = atomic_fetch_add(&job->next, 1)) < job->nr_files) {
 		struct verify_file *f = &job->files[i];
 
@@ -378,13 +342,11 @@ static void *verify_worker(void *arg)
 			f->result = setup;
 			continue;
 		}
-		f->result = read_file(job->layer, dec, f->ino, &buf, &buf_len,
-				      hash_sink, sha, &f->err);
-		/* also resets the context after a failed file */
-		lp_sha256_final(sha, &f->digest);
+		/* every chunk, and the file digest over the whole file */
+		f->result =
+			lp_layer_read_file(job->layer, dec, f->ino, drop_sink,
+					   NULL, &f->digest, &f->err);
 	}
-	free(buf);
-	lp_sha256_free(sha);
 	lp_chunk_decoder_free(dec);
 	return NULL;
 }
@@ -405,8 +367,10 @@ static const char verify_usage[] =
 	"\n"
 	"Check that the TOC's sha256 is D (the layer's\n"
 	"containerd.io/snapshot/stargz/toc.digest annotation), then decompress\n"
-	"every chunk of every file and check it against its chunkDigest, and\n"
-	"every file against its digest. Exit 0 only when everything matches.\n"
+	"every chunk of every file and check it against its chunkDigest (a\n"
+	"single-chunk file without one: its file digest), and every file against\n"
+	"its digest. A file nothing vouches for fails. Exit 0 only when\n"
+	"everything matches.\n"
 	"\n"
 	"  --toc-digest D  the expected TOC digest (sha256:...)\n"
 	"  --list          print every regular file (hardlinks resolved) as\n"
@@ -525,8 +489,8 @@ static int verify_run(struct verify_job *job, long nthreads)
 	return 0;
 }
 
-/* each file's result, its digest checked against the TOC's; the failures
- * printed. Returns how many failed. */
+/* each file's failure printed (lp_layer_read_file() checked its chunks and
+ * its file digest). Returns how many failed. */
 static uint32_t verify_report(const struct lp_toc *toc, struct verify_job *job,
 			      const char *path)
 {
@@ -534,13 +498,8 @@ static uint32_t verify_report(const struct lp_toc *toc, struct verify_job *job,
 
 	for (i = 0; i < job->nr_files; i++) {
 		struct verify_file *f = &job->files[i];
-		const struct lp_toc_entry *e = lp_toc_entry(toc, f->ino);
-		const struct lp_digest *fd = lp_toc_entry_digest(toc, e);
 		char epath[LP_TOC_MAX_PATH + 1];
 
-		if (f->result == 0 && fd && !lp_digest_equal(&f->digest, fd))
-			f->result = lp_err_set(&f->err, -EBADMSG,
-					       "file digest mismatch");
 		if (f->result < 0) {
 			lp_toc_entry_path(toc, f->ino, epath, sizeof(epath));
 			fprintf(stderr, "lazypull: %s: %s: %s\n", path, epath,
@@ -647,24 +606,6 @@ out:
 
 /* --- extract --- */
 
-struct extract_sink {
-	struct archive *disk;
-	const char *path;
-	struct lp_err *err;
-};
-
-static int disk_sink(void *opaque, const void *data, size_t len)
-{
-	struct extract_sink *s = opaque;
-	la_ssize_t n;
-
-	n = archive_write_data(s->disk, data, len);
-	if (n < 0 || (size_t)n != len)
-		return lp_err_set(s->err, -EIO, "%s: writing: %s", s->path,
-				  archive_error_string(s->disk));
-	return 0;
-}
-
 /*
  * fill_archive_entry() - describe TOC entry @e (at @path) for
  * archive_write_disk. Attributes come from the inode entry (a hardlink's
@@ -725,185 +666,320 @@ static void fill_archive_entry(struct archive_entry *ae,
 }
 
 /*
- * Extraction goes to a staging directory beside DIR, renamed onto DIR only
- * once every entry is written (and every chunk verified): a failure leaves
- * DIR as it was, with no partial or unverified file in it.
+ * Extraction writes in place into DIR, as tar -x does (DIR may exist and
+ * hold files; entries of the layer replace what is at their names). A
+ * regular file goes to a temporary file beside its name first (created
+ * with O_EXCL, mode 0600) and is renamed onto its name only after all its
+ * bytes were verified (lp_layer_read_file() returned 0): no name ever shows
+ * unverified bytes. On a failure the temporary file is removed; files
+ * extracted before it stay (they were verified).
  */
-struct staging {
-	char *dir; /* DIR without trailing slashes, owned */
-	char *tmp; /* the staging directory, owned */
-	bool dir_existed; /* DIR was there (and empty) */
-	struct stat dir_st; /* its attributes, given back on rename */
+struct extract {
+	struct lp_layer *layer;
+	struct lp_chunk_decoder *dec;
+	struct archive *disk;
+	struct archive_entry *ae;
+	const char *blob;
+	int flags; /* archive_write_disk options for every other entry */
 };
 
-/* a directory may be removed whatever mode the layer gave it */
-static int open_up_dir(const char *path, const struct stat *st, int type,
-		       struct FTW *ftw)
+/*
+ * The temporary file being written, for the signal handler: tmp_armed is
+ * set only while tmp_path holds a complete name (relative to DIR, our
+ * working directory while extracting).
+ */
+static char tmp_path[LP_TOC_MAX_PATH + NAME_MAX + 2];
+static volatile sig_atomic_t tmp_armed;
+
+static void extract_on_signal(int sig)
 {
-	(void)ftw;
-	if (type == FTW_D)
-		chmod(path, (st->st_mode & 07777) | S_IRWXU);
+	if (tmp_armed)
+		unlink(tmp_path); /* async-signal-safe */
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static const int extract_signals[] = { SIGHUP, SIGINT, SIGTERM };
+
+static void extract_signals_set(bool on)
+{
+	struct sigaction sa = { 0 };
+	size_t i;
+
+	sa.sa_handler = on ? extract_on_signal : SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < LP_ARRAY_SIZE(extract_signals); i++)
+		sigaction(extract_signals[i], &sa, NULL);
+}
+
+/* tmp_path := "DIRNAME/.NAME.lazypull-XXXXXX" for @path (random X) */
+static int make_tmp_name(const char *path)
+{
+	static const char alnum[] = "abcdefghijklmnopqrstuvwxyz"
+				    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+	const char *slash = strrchr(path, '/');
+	const char *name = slash ? slash + 1 : path;
+	int dlen = slash ? (int)(slash - path + 1) : 0;
+	unsigned char rnd[6];
+	char sfx[sizeof(rnd) + 1];
+	size_t i;
+
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return -errno;
+	for (i = 0; i < sizeof(rnd); i++)
+		sfx[i] = alnum[rnd[i] % (sizeof(alnum) - 1)];
+	sfx[sizeof(rnd)] = '\0';
+	tmp_armed = 0;
+	/* a name too long to carry along is left out */
+	if (strlen(name) + sizeof(".lazypull-XXXXXX") + 1 > NAME_MAX)
+		snprintf(tmp_path, sizeof(tmp_path), "%.*s.lazypull-%s", dlen,
+			 path, sfx);
+	else
+		snprintf(tmp_path, sizeof(tmp_path), "%.*s.%s.lazypull-%s",
+			 dlen, path, name, sfx);
 	return 0;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int type,
-			struct FTW *ftw)
+static void tmp_remove(void)
 {
-	(void)st;
-	(void)type;
-	(void)ftw;
-	if (remove(path) < 0)
-		lp_log_warn("cannot remove %s: %s", path, strerror(errno));
-	return 0;
+	if (tmp_armed && unlink(tmp_path) < 0 && errno != ENOENT)
+		lp_log_warn("cannot remove %s: %s", tmp_path, strerror(errno));
+	tmp_armed = 0;
 }
 
-/* staging_drop() - remove the staging tree (we made all of it) */
-static void staging_drop(struct staging *sg)
+struct extract_sink {
+	struct archive *disk;
+	struct lp_err *err;
+};
+
+static int disk_sink(void *opaque, const void *data, size_t len)
 {
-	if (sg->tmp) {
-		nftw(sg->tmp, open_up_dir, STAGING_NFTW_FDS, FTW_PHYS);
-		nftw(sg->tmp, remove_entry, STAGING_NFTW_FDS,
-		     FTW_PHYS | FTW_DEPTH);
-	}
-	free(sg->tmp);
-	sg->tmp = NULL;
-	free(sg->dir);
-	sg->dir = NULL;
+	struct extract_sink *s = opaque;
+	la_ssize_t n;
+
+	n = archive_write_data(s->disk, data, len);
+	if (n < 0 || (size_t)n != len)
+		return lp_err_set(s->err, -EIO, "writing %s: %s", tmp_path,
+				  archive_error_string(s->disk));
+	return 0;
 }
 
 /*
- * staging_new() - check that @dir is missing or an empty directory, and
- * make "PARENT/.NAME.lazypull-XXXXXX" for the extraction. Prints its
- * error; 0 or -errno.
+ * extract_file() - regular file entry @ino at @path: write it to a new
+ * temporary file (owner, xattrs and mtime as the layer says, mode 0600),
+ * verify it, rename it onto @path and give it its mode. Prints its error;
+ * the temporary file is gone on return. 0 or -errno.
  */
-static int staging_new(const char *dir_arg, struct staging *sg)
+static int extract_file(struct extract *x, uint32_t ino, const char *path)
 {
-	const char *slash, *name, *parent, *dir;
-	int parent_len;
-	DIR *d = NULL;
-	struct dirent *de;
-	size_t len;
-	int r = 0;
+	const struct lp_toc *toc = lp_layer_toc(x->layer);
+	const struct lp_toc_entry *e = lp_toc_entry(toc, ino);
+	struct lp_err err = { 0 };
+	struct extract_sink sink = { x->disk, &err };
+	char what[LP_TOC_MAX_PATH + PATH_MAX + 4];
+	mode_t mode = e->mode & 07777;
+	struct stat st;
+	int r, tries;
 
-	sg->dir = strdup(dir_arg);
-	if (!sg->dir) {
-		r = -ENOMEM;
-		fprintf(stderr, "lazypull: out of memory\n");
-		goto out;
-	}
-	len = strlen(sg->dir);
-	while (len > 1 && sg->dir[len - 1] == '/')
-		sg->dir[--len] = '\0';
-	dir = sg->dir;
-	slash = strrchr(dir, '/');
-	name = slash ? slash + 1 : dir;
-	parent = slash ? dir : ".";
-	parent_len = !slash ? 1 : slash == dir ? 1 : (int)(slash - dir);
-	if (!*name || !strcmp(name, ".") || !strcmp(name, "..")) {
-		fprintf(stderr,
-			"lazypull: %s: name the directory itself "
-			"(not '/', '.' or '..')\n",
-			dir);
-		r = -EINVAL;
-		goto out;
-	}
-	if (stat(dir, &sg->dir_st) == 0) {
-		sg->dir_existed = true;
-		d = opendir(dir);
-		if (!d) {
-			r = -errno;
-			fprintf(stderr, "lazypull: %s: %s\n", dir,
-				strerror(-r));
-			goto out;
+	snprintf(what, sizeof(what), "%s: %s", x->blob, path);
+	/* a fresh name, never one that exists (O_EXCL) */
+	archive_write_disk_set_options(x->disk,
+				       (x->flags & ~ARCHIVE_EXTRACT_UNLINK) |
+					       ARCHIVE_EXTRACT_NO_OVERWRITE);
+	for (tries = 0;; tries++) {
+		r = make_tmp_name(path);
+		if (r < 0) {
+			lp_err_set(&err, r, "no random name: %s", strerror(-r));
+			goto fail;
 		}
-		while ((de = readdir(d)))
-			if (strcmp(de->d_name, ".") &&
-			    strcmp(de->d_name, "..")) {
-				fprintf(stderr,
-					"lazypull: %s: not empty (extract "
-					"needs a missing or empty directory)\n",
-					dir);
-				r = -ENOTEMPTY;
-				goto out;
-			}
-	} else if (errno != ENOENT) {
+		fill_archive_entry(x->ae, toc, e, tmp_path);
+		archive_entry_set_perm(x->ae, 0600);
+		/*
+		 * armed before the file exists, so that a signal never
+		 * finds it unarmed (a name taken already - EEXIST, a random
+		 * collision - could only be another extract's temporary)
+		 */
+		tmp_armed = 1;
+		r = archive_write_header(x->disk, x->ae);
+		if (r >= ARCHIVE_WARN)
+			break;
+		tmp_armed = 0;
+		if (archive_errno(x->disk) != EEXIST ||
+		    tries + 1 == EXTRACT_TMP_TRIES) {
+			r = lp_err_set(&err, -EIO, "%s",
+				       archive_error_string(x->disk));
+			goto fail;
+		}
+	}
+	if (r == ARCHIVE_WARN)
+		lp_log_warn("%s: %s", what, archive_error_string(x->disk));
+	/* nothing of the file is published before this returned 0 */
+	r = lp_layer_read_file(x->layer, x->dec, ino, disk_sink, &sink, NULL,
+			       &err);
+	if (r < 0)
+		goto fail;
+	r = archive_write_finish_entry(x->disk);
+	if (r < ARCHIVE_WARN) {
+		r = lp_err_set(&err, -EIO, "%s", archive_error_string(x->disk));
+		goto fail;
+	}
+	if (r == ARCHIVE_WARN)
+		lp_log_warn("%s: %s", what, archive_error_string(x->disk));
+	/* verified: publish it; an (empty) directory gives way, as in tar */
+	if (rename(tmp_path, path) < 0 && (errno != EISDIR || rmdir(path) < 0 ||
+					   rename(tmp_path, path) < 0)) {
+		r = lp_err_set(&err, -errno, "renaming %s onto it: %s",
+			       tmp_path, strerror(errno));
+		goto fail;
+	}
+	tmp_armed = 0;
+	/* the owner is set: a set-id bit stays only with the owner it is for */
+	if (lstat(path, &st) == 0) {
+		if (st.st_uid != lp_toc_entry_uid(toc, e))
+			mode &= ~(mode_t)S_ISUID;
+		if (st.st_gid != lp_toc_entry_gid(toc, e))
+			mode &= ~(mode_t)S_ISGID;
+	}
+	if (chmod(path, mode) < 0) {
 		r = -errno;
-		fprintf(stderr, "lazypull: %s: %s\n", dir, strerror(-r));
+		fprintf(stderr, "lazypull: %s: setting mode %04o: %s\n", what,
+			(unsigned int)mode, strerror(-r));
 		goto out;
 	}
-	len = (size_t)parent_len + strlen(name) + sizeof("/..lazypull-XXXXXX");
-	sg->tmp = malloc(len);
-	if (!sg->tmp) {
-		r = -ENOMEM;
-		fprintf(stderr, "lazypull: out of memory\n");
-		goto out;
-	}
-	snprintf(sg->tmp, len, "%.*s/.%s.lazypull-XXXXXX", parent_len, parent,
-		 name);
-	if (!mkdtemp(sg->tmp)) {
-		r = -errno;
-		fprintf(stderr,
-			"lazypull: %s: cannot make a staging directory "
-			"beside it: %s\n",
-			dir, strerror(-r));
-		free(sg->tmp);
-		sg->tmp = NULL;
-	}
+	r = 0;
+	goto out;
+fail:
+	tmp_remove();
+	lp_cmd_fail(what, &err, r);
 out:
-	if (d)
-		closedir(d);
-	return r;
-}
-
-/*
- * staging_publish() - give the staging directory DIR's attributes (as
- * mkdir(DIR, 0755) would have made it, or as it was) and rename it onto
- * DIR (rename(2) replaces an empty directory). Prints its error.
- */
-static int staging_publish(struct staging *sg)
-{
-	const char *dir = sg->dir;
-	mode_t mask;
-	int r = 0;
-
-	if (sg->dir_existed) {
-		if (chmod(sg->tmp, sg->dir_st.st_mode & 07777) < 0 ||
-		    ((getuid() == 0 || sg->dir_st.st_uid == getuid()) &&
-		     chown(sg->tmp, sg->dir_st.st_uid, sg->dir_st.st_gid) < 0))
-			r = -errno;
-	} else {
-		mask = umask(0);
-		umask(mask);
-		if (chmod(sg->tmp, 0755 & ~mask) < 0)
-			r = -errno;
-	}
-	if (r == 0 && rename(sg->tmp, dir) < 0)
-		r = -errno;
-	if (r < 0) {
-		fprintf(stderr, "lazypull: %s: %s\n", dir, strerror(-r));
-		goto out;
-	}
-	free(sg->tmp);
-	sg->tmp = NULL;
-out:
+	archive_write_disk_set_options(x->disk, x->flags);
 	return r;
 }
 
 static const char extract_usage[] =
 	"Usage: lazypull layer extract BLOB DIR\n"
 	"\n"
-	"Verify and unpack a layer into DIR, which must be missing or empty:\n"
-	"file\n"
-	"contents, modes, numeric owners (as container runtimes apply layers),\n"
-	"xattrs, mtimes, symlinks, hardlinks, devices and fifos. Whiteout files\n"
-	"(.wh.*) are written as the plain files they are in the layer. Every\n"
-	"chunk is checked against its digest before it is written: its\n"
-	"chunkDigest, else the file digest of a single-chunk file; a chunk\n"
-	"with neither is refused. The layer is unpacked beside DIR and renamed\n"
-	"onto it when complete: on any failure DIR is left as it was.\n"
+	"Verify and unpack a layer into DIR (created if missing; files already\n"
+	"in it stay unless the layer has an entry of the same name, as with\n"
+	"tar -x): file contents, modes, numeric owners (as container runtimes\n"
+	"apply layers), xattrs, mtimes, symlinks, hardlinks, devices and fifos.\n"
+	"Whiteout files (.wh.*) are written as the plain files they are in the\n"
+	"layer. A file's bytes are verified before it appears under its name:\n"
+	"every chunk against its chunkDigest, else (a single-chunk file) against\n"
+	"the file digest; a file of several chunks without chunkDigests against\n"
+	"its file digest over the whole file. A file nothing vouches for is\n"
+	"refused. On a failure extract exits 1 naming the file; files extracted\n"
+	"before it stay (they were verified), the failed one is not written.\n"
 	"\n"
 	"  --toc-digest D  also require the TOC digest to be D\n"
 	"  -h, --help      this help\n";
+
+/* write entry @e (no regular file) at @path; prints its error */
+static int extract_other(struct extract *x, const struct lp_toc_entry *e,
+			 const char *path)
+{
+	int r;
+
+	fill_archive_entry(x->ae, lp_layer_toc(x->layer), e, path);
+	r = archive_write_header(x->disk, x->ae);
+	if (r == ARCHIVE_WARN)
+		lp_log_warn("%s: %s: %s", x->blob, path,
+			    archive_error_string(x->disk));
+	if (r >= ARCHIVE_WARN)
+		r = archive_write_finish_entry(x->disk);
+	if (r < ARCHIVE_WARN) {
+		fprintf(stderr, "lazypull: %s: %s: %s\n", x->blob, path,
+			archive_error_string(x->disk));
+		return -EIO;
+	}
+	return 0;
+}
+
+/*
+ * extract_entries() - write every entry of the layer but its root into the
+ * working directory (DIR). Prints its error; 0 or -errno.
+ */
+static int extract_entries(struct extract *x)
+{
+	const struct lp_toc *toc = lp_layer_toc(x->layer);
+	uint32_t i, n = lp_toc_nr_entries(toc);
+	int r;
+
+	/* the root (entry 0) is DIR itself: extract_root() */
+	for (i = 1; i < n; i++) {
+		const struct lp_toc_entry *e = lp_toc_entry(toc, i);
+		char path[LP_TOC_MAX_PATH + 1];
+
+		/* parents missing from the TOC are made by libarchive */
+		if (e->flags & LP_TOC_IMPLIED)
+			continue;
+		lp_toc_entry_path(toc, i, path, sizeof(path));
+		if (e->type == LP_TOC_REG) {
+			r = extract_file(x, i, path);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		r = extract_other(x, e, path);
+		if (r < 0)
+			return r;
+	}
+	/*
+	 * libarchive gives a directory that existed before its entry (in a
+	 * non-empty DIR) its times at once, and the entries written into it
+	 * afterwards change its mtime; GNU tar defers them. Writing every
+	 * directory entry again after the last entry makes them as the layer
+	 * says (new directories get theirs on close, the same again).
+	 */
+	for (i = 1; i < n; i++) {
+		const struct lp_toc_entry *e = lp_toc_entry(toc, i);
+		char path[LP_TOC_MAX_PATH + 1];
+
+		if (e->type != LP_TOC_DIR || (e->flags & LP_TOC_IMPLIED))
+			continue;
+		lp_toc_entry_path(toc, i, path, sizeof(path));
+		r = extract_other(x, e, path);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/*
+ * extract_root() - the layer's own root entry ("./", when it has one) gives
+ * the working directory (DIR) its owner, mode, xattrs and mtime, as with
+ * tar -x; called after the last entry was written (its mtime stays). Only
+ * root may give a directory away. What cannot be set (DIR is another
+ * user's, a trusted.* xattr without privilege) is a warning, as libarchive
+ * makes it for every other entry.
+ */
+static void extract_root(const struct lp_toc *toc, const char *dir)
+{
+	const struct lp_toc_entry *e = lp_toc_entry(toc, 0);
+	const struct lp_toc_xattr *xs;
+	struct timespec ts[2];
+	uint32_t i, nr;
+
+	if (e->flags & LP_TOC_IMPLIED)
+		return;
+	if (getuid() == 0 &&
+	    chown(".", lp_toc_entry_uid(toc, e), lp_toc_entry_gid(toc, e)) < 0)
+		lp_log_warn("%s: cannot give it the layer's owner: %s", dir,
+			    strerror(errno));
+	if (chmod(".", e->mode & 07777) < 0)
+		lp_log_warn("%s: cannot give it the layer's mode: %s", dir,
+			    strerror(errno));
+	xs = lp_toc_entry_xattrs(toc, e, &nr);
+	for (i = 0; i < nr; i++)
+		if (lsetxattr(".", xs[i].name, xs[i].value, xs[i].len, 0) < 0)
+			lp_log_warn("%s: cannot set xattr %s: %s", dir,
+				    xs[i].name, strerror(errno));
+	ts[0].tv_sec = ts[1].tv_sec = (time_t)e->mtime_sec;
+	ts[0].tv_nsec = ts[1].tv_nsec = e->mtime_nsec;
+	if (utimensat(AT_FDCWD, ".", ts, 0) < 0)
+		lp_log_warn("%s: cannot give it the layer's mtime: %s", dir,
+			    strerror(errno));
+}
 
 static int cmd_extract(int argc, char **argv)
 {
@@ -912,19 +988,10 @@ static int cmd_extract(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
-	struct lp_chunk_decoder *dec = NULL;
-	struct archive_entry *ae = NULL;
-	struct archive *disk = NULL;
-	struct lp_layer *layer = NULL;
-	const struct lp_toc *toc;
+	struct extract x = { 0 };
 	struct lp_digest want, *wantp = NULL;
-	struct lp_err err = { 0 };
-	struct staging sg = { 0 };
-	const char *blob, *dir;
-	uint8_t *buf = NULL;
-	size_t buf_len = 0;
+	const char *dir;
 	int c, r, cwd = -1, ret = LP_EXIT_FAIL;
-	uint32_t i, n;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -946,113 +1013,67 @@ static int cmd_extract(int argc, char **argv)
 	if (argc - optind != 2)
 		return lp_cmd_usage_error("layer extract",
 					  "needs BLOB and DIR");
-	blob = argv[optind];
+	x.blob = argv[optind];
 	dir = argv[optind + 1];
-	if (open_layer(blob, wantp, &layer) < 0)
+	if (open_layer(x.blob, wantp, &x.layer) < 0)
 		return LP_EXIT_FAIL;
-	toc = lp_layer_toc(layer);
 
-	r = lp_chunk_decoder_new(lp_format_compression(lp_layer_format(layer)),
-				 &dec);
+	r = lp_chunk_decoder_new(
+		lp_format_compression(lp_layer_format(x.layer)), &x.dec);
 	if (r < 0) {
-		lp_cmd_fail(blob, NULL, r);
+		lp_cmd_fail(x.blob, NULL, r);
 		goto out;
 	}
-	if (staging_new(dir, &sg) < 0)
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "lazypull: %s: %s\n", dir, strerror(errno));
 		goto out;
+	}
 	/*
 	 * archive_write_disk resolves relative paths against the working
 	 * directory; with SECURE_* flags it refuses "..", absolute paths and
-	 * writes through symlinks, so entries cannot escape the staging
-	 * directory.
+	 * writes through symlinks, so entries cannot escape DIR.
 	 */
 	cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (cwd < 0 || chdir(sg.tmp) < 0) {
-		fprintf(stderr, "lazypull: %s: %s\n", sg.tmp, strerror(errno));
+	if (cwd < 0 || chdir(dir) < 0) {
+		fprintf(stderr, "lazypull: %s: %s\n", dir, strerror(errno));
 		goto out;
 	}
-	disk = archive_write_disk_new();
-	ae = archive_entry_new();
-	if (!disk || !ae) {
+	x.disk = archive_write_disk_new();
+	x.ae = archive_entry_new();
+	if (!x.disk || !x.ae) {
 		fprintf(stderr, "lazypull: out of memory\n");
 		goto out;
 	}
-	archive_write_disk_set_options(
-		disk, ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM |
-			      ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR |
-			      ARCHIVE_EXTRACT_UNLINK |
-			      ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-			      ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-			      ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
-
-	n = lp_toc_nr_entries(toc);
-	for (i = 1; i < n; i++) {
-		const struct lp_toc_entry *e = lp_toc_entry(toc, i);
-		char path[LP_TOC_MAX_PATH + 1];
-		struct extract_sink sink = { disk, path, &err };
-
-		/* parents missing from the TOC are made by libarchive */
-		if (e->flags & LP_TOC_IMPLIED)
-			continue;
-		lp_toc_entry_path(toc, i, path, sizeof(path));
-		fill_archive_entry(ae, toc, e, path);
-		r = archive_write_header(disk, ae);
-		if (r < ARCHIVE_WARN) {
-			fprintf(stderr, "lazypull: %s: %s: %s\n", blob, path,
-				archive_error_string(disk));
-			goto out;
-		}
-		if (r == ARCHIVE_WARN)
-			lp_log_warn("%s: %s: %s", blob, path,
-				    archive_error_string(disk));
-		if (e->type == LP_TOC_REG && e->size) {
-			r = read_file(layer, dec, i, &buf, &buf_len, disk_sink,
-				      &sink, &err);
-			if (r < 0) {
-				char what[4200];
-
-				snprintf(what, sizeof(what), "%s: %s", blob,
-					 path);
-				lp_cmd_fail(what, &err, r);
-				goto out;
-			}
-		}
-		r = archive_write_finish_entry(disk);
-		if (r < ARCHIVE_WARN) {
-			fprintf(stderr, "lazypull: %s: %s: %s\n", blob, path,
-				archive_error_string(disk));
-			goto out;
-		}
-	}
+	x.flags = ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM |
+		  ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR |
+		  ARCHIVE_EXTRACT_UNLINK | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+		  ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+		  ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS;
+	archive_write_disk_set_options(x.disk, x.flags);
+	extract_signals_set(true);
+	r = extract_entries(&x);
+	extract_signals_set(false);
+	if (r < 0)
+		goto out;
 	/* directory modes and times are fixed up on close */
-	if (archive_write_close(disk) != ARCHIVE_OK) {
+	if (archive_write_close(x.disk) != ARCHIVE_OK) {
 		fprintf(stderr, "lazypull: %s: %s\n", dir,
-			archive_error_string(disk));
+			archive_error_string(x.disk));
 		goto out;
 	}
+	extract_root(lp_layer_toc(x.layer), dir);
 	ret = LP_EXIT_OK;
 out:
-	archive_entry_free(ae);
-	archive_write_free(disk);
+	archive_entry_free(x.ae);
+	/* after a failure this still fixes up the directories made so far */
+	archive_write_free(x.disk);
 	if (cwd >= 0) {
-		if (fchdir(cwd) < 0) {
-			/* sg.tmp is relative to it: leave the staging tree */
-			lp_log_warn("cannot return to the working directory; "
-				    "%s is left behind",
-				    sg.tmp);
-			free(sg.tmp);
-			sg.tmp = NULL;
-			ret = LP_EXIT_FAIL;
-		}
+		if (fchdir(cwd) < 0)
+			lp_log_warn("cannot return to the working directory");
 		close(cwd);
 	}
-	/* the staging path is relative to the directory we started in */
-	if (ret == LP_EXIT_OK && cwd >= 0 && staging_publish(&sg) < 0)
-		ret = LP_EXIT_FAIL;
-	staging_drop(&sg);
-	free(buf);
-	lp_chunk_decoder_free(dec);
-	lp_layer_free(layer);
+	lp_chunk_decoder_free(x.dec);
+	lp_layer_free(x.layer);
 	return ret;
 }
 

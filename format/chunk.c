@@ -351,22 +351,35 @@ int lp_chunk_digest(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 {
 	const struct lp_toc_entry *e = lp_toc_entry(toc, c->entry);
 	const struct lp_digest *d = lp_toc_chunk_digest(toc, c);
+	const struct lp_digest *fd = lp_toc_entry_digest(toc, e);
+	bool whole = c->chunk_offset == 0 && c->chunk_size == e->size;
 	int r = 0;
 
-	if (!d && c->chunk_offset == 0 && c->chunk_size == e->size)
-		d = lp_toc_entry_digest(toc, e);
 	if (d)
 		goto out;
-	if (c->chunk_offset == 0 && c->chunk_size == e->size)
+	if (whole && fd) {
+		d = fd;
+		goto out;
+	}
+	if (fd) {
+		d = fd;
+		/* the message goes with the error a chunk reader returns */
+		lp_err_set(err, -EBADMSG,
+			   "no chunkDigest to verify against (a file of "
+			   "%u chunks: its file digest vouches only for "
+			   "the whole file, read in one go)",
+			   e->nr_chunks);
+		r = LP_CHUNK_WHOLE_FILE;
+	} else if (whole) {
 		r = lp_err_set(err, -EBADMSG,
 			       "no chunkDigest and no file digest to verify "
 			       "against");
-	else
+	} else {
 		r = lp_err_set(err, -EBADMSG,
-			       "no chunkDigest to verify against (a file of "
-			       "%u chunks: its file digest cannot vouch for "
-			       "one chunk)",
+			       "no chunkDigest and no file digest to verify "
+			       "against (a file of %u chunks)",
 			       e->nr_chunks);
+	}
 out:
 	*ret_digest = d;
 	return r;
@@ -379,6 +392,8 @@ int lp_chunk_check(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 	int r;
 
 	r = lp_chunk_digest(toc, c, &want, err);
+	if (r == LP_CHUNK_WHOLE_FILE)
+		r = -EBADMSG; /* @err says why */
 	if (r < 0)
 		goto out;
 	r = lp_chunk_verify(data, c->chunk_size, want);

@@ -8,9 +8,11 @@
  * one tar entry "stargz.index.json", for zstd:chunked a zstd frame inside a
  * skippable frame - hashes the JSON, compares the digest with the wanted one
  * and only then parses it. Reading a chunk preads its compressed range,
- * decodes it and verifies it by the one digest policy (lp_chunk_check():
- * chunkDigest, else the file digest of a single-chunk file, else refused)
- * before handing the bytes out.
+ * decodes it and verifies it by the one digest policy of lp_chunk.h
+ * (chunkDigest, else the file digest of a single-chunk file, else refused)
+ * before handing the bytes out. Reading a whole file (lp_layer_read_file())
+ * also accepts the chunks of a file that only its file digest vouches for,
+ * and checks that digest over all of the file's bytes before it returns 0.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -381,8 +383,14 @@ struct lp_blob *lp_layer_blob(const struct lp_layer *layer)
 	return layer->blob;
 }
 
-int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
-			uint32_t ci, void *dst, struct lp_err *err)
+/*
+ * read_chunk() - lp_layer_read_chunk(); with @whole_file, a chunk only the
+ * file digest vouches for (LP_CHUNK_WHOLE_FILE) is decoded and returned
+ * unchecked: the caller checks the file digest over the whole file.
+ */
+static int read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
+		      uint32_t ci, void *dst, bool whole_file,
+		      struct lp_err *err)
 {
 	struct lp_toc_chunk c;
 	const struct lp_digest *dg;
@@ -408,8 +416,11 @@ int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 	}
 	/* a chunk nothing can vouch for is not even read */
 	r = lp_chunk_digest(layer->toc, &c, &dg, &why);
+	if (r == LP_CHUNK_WHOLE_FILE && !whole_file)
+		r = -EBADMSG; /* @why says so */
 	if (r < 0)
 		goto fail;
+	whole_file = r == LP_CHUNK_WHOLE_FILE;
 	/* both bounded by the TOC parser (LP_CHUNK_MAX_*) */
 	len = c.inner_offset + c.chunk_size;
 	len = lp_min_u64(c.compressed_size, len + COMPRESS_SLACK(len));
@@ -433,7 +444,7 @@ int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 	}
 	r = lp_chunk_decode(dec, buf, len, c.inner_offset, dst, c.chunk_size,
 			    &why);
-	if (r == 0)
+	if (r == 0 && !whole_file)
 		r = lp_chunk_check(layer->toc, &c, dst, &why);
 fail:
 	if (r < 0) {
@@ -447,6 +458,93 @@ fail:
 			       lp_err_str(&why, r));
 	}
 out:
+	free(buf);
+	return r;
+}
+
+int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
+			uint32_t ci, void *dst, struct lp_err *err)
+{
+	return read_chunk(layer, dec, ci, dst, false, err);
+}
+
+int lp_layer_read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
+		       uint32_t ino, lp_layer_sink_fn sink, void *opaque,
+		       struct lp_digest *ret_digest, struct lp_err *err)
+{
+	const struct lp_toc_entry *e;
+	const struct lp_digest *fd;
+	char path[LP_TOC_MAX_PATH + 1];
+	struct lp_sha256 *sha = NULL;
+	struct lp_digest got;
+	uint8_t *buf = NULL;
+	uint64_t done = 0;
+	uint32_t i, max = 0;
+	bool hash;
+	int r;
+
+	if (ino >= lp_toc_nr_entries(layer->toc) ||
+	    lp_toc_entry(layer->toc, ino)->type != LP_TOC_REG) {
+		r = lp_err_set(err, -EINVAL, "%s: entry %u is no regular file",
+			       lp_blob_name(layer->blob), ino);
+		goto out;
+	}
+	e = lp_toc_entry(layer->toc, ino);
+	hash = ret_digest != NULL;
+	for (i = 0; i < e->nr_chunks; i++) {
+		const struct lp_toc_chunk c =
+			lp_toc_chunk(layer->toc, e->first_chunk + i);
+		const struct lp_digest *dg;
+
+		if (c.chunk_size > max)
+			max = c.chunk_size;
+		/* rule 3: only the file digest vouches for this chunk */
+		if (lp_chunk_digest(layer->toc, &c, &dg, NULL) ==
+		    LP_CHUNK_WHOLE_FILE)
+			hash = true;
+	}
+	if (hash) {
+		r = lp_sha256_new(&sha);
+		if (r < 0)
+			goto out;
+	}
+	/* chunk sizes are bounded by the TOC parser (LP_CHUNK_MAX_SIZE) */
+	buf = malloc(max ? max : 1);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < e->nr_chunks; i++) {
+		uint32_t ci = e->first_chunk + i;
+		const struct lp_toc_chunk c = lp_toc_chunk(layer->toc, ci);
+
+		r = read_chunk(layer, dec, ci, buf, true, err);
+		if (r < 0)
+			goto out;
+		if (sha)
+			lp_sha256_update(sha, buf, c.chunk_size);
+		done += c.chunk_size;
+		r = sink(opaque, buf, c.chunk_size);
+		if (r < 0)
+			goto out;
+	}
+	if (sha)
+		lp_sha256_final(sha, &got);
+	fd = lp_toc_entry_digest(layer->toc, e);
+	if (done != e->size || (sha && fd && !lp_digest_equal(&got, fd))) {
+		lp_toc_entry_path(layer->toc, ino, path, sizeof(path));
+		r = lp_err_set(err, -EBADMSG, "%s: \"%s\": %s",
+			       lp_blob_name(layer->blob), path,
+			       done != e->size ?
+				       "chunks do not cover the file" :
+				       "file digest mismatch");
+		goto out;
+	}
+	if (ret_digest)
+		*ret_digest = got;
+	r = 0;
+out:
+	lp_sha256_free(sha);
 	free(buf);
 	return r;
 }

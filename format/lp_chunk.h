@@ -48,24 +48,34 @@ int lp_chunk_verify(const void *data, size_t len, const struct lp_digest *want);
  * after they matched
  *   1. its `chunkDigest`, when the TOC gives one;
  *   2. else its file's `digest`, when the chunk is the whole file;
- *   3. else nothing can vouch for them, and the chunk is refused.
- * A file of several chunks without chunkDigests is refused even when it
- * has a file digest: its chunks are read (and served) one at a time, and
- * no reader may hand out bytes before they are verified.
+ *   3. else, for a file of several chunks with a file `digest`: that digest
+ *      over the whole file. Only a whole-file reader (lp_layer_read_file(),
+ *      used by `layer extract` and `layer verify`) can check this, and it
+ *      publishes nothing of the file before it did; a random-access reader
+ *      (the mount, one chunk at a time) refuses such a chunk;
+ *   4. else nothing can vouch for them, and the chunk is refused.
  */
+
+/* lp_chunk_digest() verdict: only the file digest over the whole file */
+#define LP_CHUNK_WHOLE_FILE 1
 
 /*
  * lp_chunk_digest() - the digest chunk @c of @toc is verified against
- * (borrowed from @toc) into *@ret_digest. Returns 0, or -EBADMSG with
- * *@ret_digest NULL and @err saying why none applies.
+ * (borrowed from @toc) into *@ret_digest. Returns
+ *   0                    *@ret_digest vouches for the chunk (rule 1 or 2);
+ *   LP_CHUNK_WHOLE_FILE  *@ret_digest is the file digest, which vouches
+ *                        only for the whole file (rule 3); @err says why a
+ *                        random-access reader refuses the chunk;
+ *   -EBADMSG             *@ret_digest NULL, @err says why none applies.
  */
 int lp_chunk_digest(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 		    const struct lp_digest **ret_digest, struct lp_err *err);
 
 /*
  * lp_chunk_check() - verify @data (the decoded chunk, c->chunk_size bytes)
- * by the policy above. Returns 0, or -EBADMSG with @err naming the digest
- * that did not match (or that there is none).
+ * by the policy above, for a random-access reader. Returns 0, or -EBADMSG
+ * with @err naming the digest that did not match, or saying that nothing
+ * vouches for the chunk alone (rules 3 and 4).
  */
 int lp_chunk_check(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 		   const void *data, struct lp_err *err);

@@ -66,11 +66,34 @@ struct lp_blob *lp_layer_blob(const struct lp_layer *layer); /* borrowed */
  * lp_layer_read_chunk() - read chunk @ci's compressed range from the blob,
  * decode it with @dec (which must match the layer's compression) into @dst
  * (chunk_size bytes) and verify it by the digest policy of lp_chunk.h
- * (chunkDigest, else the file digest of a single-chunk file; a chunk with
- * neither is refused before it is read). Returns 0, -EBADMSG (corrupt,
- * digest mismatch, or nothing to verify against), or the blob's error.
+ * for a random-access reader (chunkDigest, else the file digest of a
+ * single-chunk file; any other chunk is refused before it is read).
+ * Returns 0, -EBADMSG (corrupt, digest mismatch, or nothing that vouches
+ * for this chunk alone), or the blob's error.
  */
 int lp_layer_read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 			uint32_t ci, void *dst, struct lp_err *err);
+
+/* receives a file's bytes in order; 0 or -errno (which stops the read) */
+typedef int (*lp_layer_sink_fn)(void *opaque, const void *data, size_t len);
+
+/*
+ * lp_layer_read_file() - the whole-file reader: read every chunk of regular
+ * file entry @ino in order, each as lp_layer_read_chunk() does, and hand
+ * its bytes to @sink. The chunks of a file of several chunks without
+ * chunkDigests (rule 3 of lp_chunk.h: only the file digest vouches for
+ * them) are handed over before they can be checked, so @sink must not
+ * publish any byte of the file before this returned 0: then every chunk
+ * was verified as lp_layer_read_chunk() does, and the sha256 of all the
+ * bytes matched the file digest when rule 3 applied to any chunk. With
+ * @ret_digest (NULL allowed) that sha256 is computed, written there and
+ * checked against the file digest (when the TOC gives one) in any case.
+ * Returns 0, -EINVAL (@ino is no regular file), -EBADMSG (as
+ * lp_layer_read_chunk(), "file digest mismatch", or chunks that do not
+ * cover the file), -ENOMEM, the blob's error, or @sink's.
+ */
+int lp_layer_read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
+		       uint32_t ino, lp_layer_sink_fn sink, void *opaque,
+		       struct lp_digest *ret_digest, struct lp_err *err);
 
 #endif /* LP_LAYER_H */

@@ -5,10 +5,12 @@
  * compressed range (coalescing); when disk-tier hits split a claimed run
  * into several such ranges they go out as one multi-range read (one round
  * trip to a registry that supports it). Then each is decompressed and verified
- * by the format's digest policy (lp_chunk_check(), the same as `layer
- * extract` and `layer verify`) before anything is handed back for
- * publishing (verify then publish, as casync). Decoders are per thread by construction: a
- * fetch borrows one from a small pool for the length of a run.
+ * by the format's digest policy for random-access readers (lp_chunk_check();
+ * `layer extract` and `layer verify` share the policy and, reading whole
+ * files, also accept files only the file digest vouches for) before
+ * anything is handed back for publishing (verify then publish, as casync).
+ * Decoders are per thread by construction: a fetch borrows one from a small
+ * pool for the length of a run.
  *
  * Lock order: decoders.lock is a leaf, held only to push or pop the pool.
  */
@@ -382,6 +384,9 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 		int pr = lp_chunk_digest(fs->toc, &c, &dg, &why);
 
 		run.res[i] = FS_PENDING;
+		/* a random-access reader: LP_CHUNK_WHOLE_FILE is refused too */
+		if (pr == LP_CHUNK_WHOLE_FILE)
+			pr = -EBADMSG;
 		if (pr < 0) {
 			/* the policy refuses it: not worth a blob read */
 			settle(&run, i,

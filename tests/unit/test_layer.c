@@ -613,29 +613,112 @@ static int read_all_chunks(struct lp_blob *blob, const char *path,
 	return r;
 }
 
+/* counts and hashes what lp_layer_read_file() hands out */
+struct file_sink {
+	struct lp_sha256 *sha;
+	uint64_t bytes;
+};
+
+static int file_sink(void *opaque, const void *data, size_t len)
+{
+	struct file_sink *fs = opaque;
+
+	lp_sha256_update(fs->sha, data, len);
+	fs->bytes += len;
+	return 0;
+}
+
+/*
+ * read @path of @blob with the whole-file reader; *@ret_got gets the sha256
+ * of the bytes the sink received, *@ret_digest the reader's own
+ */
+static int read_whole_file(struct lp_blob *blob, const char *path,
+			   struct lp_digest *ret_got,
+			   struct lp_digest *ret_digest, struct lp_err *err)
+{
+	struct lp_layer *l = NULL;
+	struct lp_chunk_decoder *dec = NULL;
+	struct file_sink fs = { 0 };
+	const struct lp_toc *toc;
+	int r;
+
+	assert_int_equal(lp_layer_open(blob, NULL, &l, err), 0);
+	assert_int_equal(lp_chunk_decoder_new(LP_COMP_GZIP, &dec), 0);
+	assert_int_equal(lp_sha256_new(&fs.sha), 0);
+	toc = lp_layer_toc(l);
+	r = lp_layer_read_file(l, dec, lp_toc_lookup_path(toc, path), file_sink,
+			       &fs, ret_digest, err);
+	lp_sha256_final(fs.sha, ret_got);
+	if (r == 0)
+		assert_int_equal(
+			fs.bytes,
+			lp_toc_entry(toc, lp_toc_lookup_path(toc, path))->size);
+	lp_sha256_free(fs.sha);
+	lp_chunk_decoder_free(dec);
+	lp_layer_free(l);
+	return r;
+}
+
+/*
+ * The random-access reader (lp_layer_read_chunk, as the mount) and the
+ * whole-file reader (lp_layer_read_file, as extract and verify) on files
+ * whose TOC entries lost their chunkDigests: a single-chunk file is
+ * verified by its file digest by both; a file of several chunks only by
+ * the whole-file reader, over the whole file (legacy writers); a file
+ * digest that lies, or none, fails both, naming the file.
+ */
 static void test_digest_policy(void **state)
 {
 	static const struct {
 		const char *path;
 		enum craft_mode mode;
-		int want;
+		int want; /* lp_layer_read_chunk, chunk by chunk */
 		const char *why;
+		bool read; /* the chunk reader read the blob */
+		int want_file; /* lp_layer_read_file */
+		const char *why_file;
+		int verdict; /* lp_chunk_digest of the first chunk */
 	} cases[] = {
-		{ "etc/conf.d/app.conf", CRAFT_HONEST, 0, NULL },
+		{ "etc/conf.d/app.conf", CRAFT_HONEST, 0, NULL, true, 0, NULL,
+		  0 },
 		{ "etc/conf.d/app.conf", CRAFT_LIE, -EBADMSG,
-		  "file digest mismatch" },
+		  "file digest mismatch", true, -EBADMSG,
+		  "file digest mismatch", 0 },
 		{ "etc/conf.d/app.conf", CRAFT_NONE, -EBADMSG,
-		  "no chunkDigest and no file digest" },
+		  "no chunkDigest and no file digest", false, -EBADMSG,
+		  "no chunkDigest and no file digest", -EBADMSG },
 		{ "usr/lib/big.bin", CRAFT_MULTI, -EBADMSG,
-		  "no chunkDigest to verify against" },
+		  "no chunkDigest to verify against", false, 0, NULL,
+		  LP_CHUNK_WHOLE_FILE },
+		{ "usr/lib/big.bin", CRAFT_LIE, -EBADMSG,
+		  "no chunkDigest to verify against", false, -EBADMSG,
+		  "file digest mismatch", LP_CHUNK_WHOLE_FILE },
+		{ "usr/lib/big.bin", CRAFT_NONE, -EBADMSG,
+		  "no chunkDigest and no file digest", false, -EBADMSG,
+		  "no chunkDigest and no file digest", -EBADMSG },
 	};
 	size_t len, i;
 	uint8_t *data = slurp(vec_path("v1-default", ".esgz"), &len);
+	struct lp_blob *orig = mem_blob(data, len);
+	struct lp_layer *ol = NULL;
+	struct lp_err oerr = { 0 };
 
 	(void)state;
+	assert_int_equal(lp_layer_open(orig, NULL, &ol, &oerr), 0);
+	/* the second file is one of several chunks */
+	assert_int_equal(lp_toc_entry(lp_layer_toc(ol),
+				      lp_toc_lookup_path(lp_layer_toc(ol),
+							 cases[0].path))
+				 ->nr_chunks,
+			 1);
+	assert_true(lp_toc_entry(lp_layer_toc(ol),
+				 lp_toc_lookup_path(lp_layer_toc(ol),
+						    "usr/lib/big.bin"))
+			    ->nr_chunks > 1);
 	for (i = 0; i < LP_ARRAY_SIZE(cases); i++) {
 		char dotted[256];
-		struct lp_digest tocd;
+		struct lp_digest tocd, got, rd;
+		const struct lp_digest *dg = NULL, *true_digest;
 		struct lp_blob *mem = NULL, *blob = NULL;
 		struct lp_layer *l = NULL;
 		struct lp_err err = { 0 };
@@ -657,6 +740,16 @@ static void test_digest_policy(void **state)
 		e = lp_toc_lookup_path(toc, cases[i].path);
 		c = lp_toc_chunk(toc, lp_toc_entry(toc, e)->first_chunk);
 		assert_null(lp_toc_chunk_digest(toc, &c));
+		assert_int_equal(lp_chunk_digest(toc, &c, &dg, NULL),
+				 cases[i].verdict);
+		if (cases[i].verdict == LP_CHUNK_WHOLE_FILE) {
+			/* the file digest, and a chunk reader refuses */
+			assert_ptr_equal(
+				dg,
+				lp_toc_entry_digest(toc, lp_toc_entry(toc, e)));
+			assert_int_equal(lp_chunk_check(toc, &c, data, NULL),
+					 -EBADMSG);
+		}
 		cnt.inner = mem;
 		cnt.lo = c.offset;
 		cnt.hi = c.offset + c.compressed_size;
@@ -671,7 +764,37 @@ static void test_digest_policy(void **state)
 			assert_non_null(strstr(err.msg, cases[i].why));
 		}
 		/* nothing to verify against: not even read */
-		if (cases[i].mode == CRAFT_NONE || cases[i].mode == CRAFT_MULTI)
+		if (!cases[i].read)
+			assert_int_equal(cnt.hits, 0);
+		else
+			assert_true(cnt.hits > 0);
+		/* the whole-file reader */
+		memset(&err, 0, sizeof(err));
+		cnt.hits = 0;
+		assert_int_equal(
+			read_whole_file(blob, cases[i].path, &got, &rd, &err),
+			cases[i].want_file);
+		true_digest = lp_toc_entry_digest(
+			lp_layer_toc(ol),
+			lp_toc_entry(lp_layer_toc(ol),
+				     lp_toc_lookup_path(lp_layer_toc(ol),
+							cases[i].path)));
+		if (cases[i].want_file == 0) {
+			/* the file's true bytes, all of them, and their digest */
+			assert_true(lp_digest_equal(&got, true_digest));
+			assert_true(lp_digest_equal(&rd, true_digest));
+		} else {
+			assert_non_null(strstr(err.msg, cases[i].path));
+			assert_non_null(strstr(err.msg, cases[i].why_file));
+		}
+		/* without a digest asked for: rule 3 still checks it */
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(
+			read_whole_file(blob, cases[i].path, &got, NULL, &err),
+			cases[i].want_file);
+		if (cases[i].want_file < 0)
+			assert_non_null(strstr(err.msg, cases[i].why_file));
+		if (cases[i].mode == CRAFT_NONE)
 			assert_int_equal(cnt.hits, 0);
 		else
 			assert_true(cnt.hits > 0);
@@ -679,6 +802,8 @@ static void test_digest_policy(void **state)
 		lp_blob_unref(mem);
 		free(craft);
 	}
+	lp_layer_free(ol);
+	lp_blob_unref(orig);
 	free(data);
 }
 
