@@ -13,8 +13,15 @@
 #include "lp_err.h"
 #include "lp_fs.h"
 
+/*
+ * Worker threads per session. One mount alone (`lazypull mount`) gets 16;
+ * a process serving many layers at once (the snapshotter) 8 per layer,
+ * since a container's reads spread over its layers and idle workers end
+ * (LP_FUSE_IDLE_THREADS).
+ */
 #define LP_FUSE_MAX_THREADS 64
 #define LP_FUSE_DEFAULT_THREADS 16
+#define LP_FUSE_POOL_THREADS 8
 /*
  * Idle workers a session keeps (libfuse's default keeps every worker it ever
  * started, each with its stack and receive buffer). Two, not one: libfuse

@@ -8,7 +8,6 @@
  * runs in a FUSE, gRPC or fetch thread.
  */
 #include <errno.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,24 +17,10 @@
 
 #include "lp_io.h"
 #include "lp_log.h"
+#include "lp_mount.h"
 #include "snap_int.h"
 
 #define METADATA_FILE "metadata.db"
-/*
- * Blocks this large (TOC JSON, the parser's growing arrays, FUSE request
- * buffers) are mmap'd and go back to the system when freed. glibc's default
- * threshold grows to 32 MiB after the first such free, and then every
- * layer's parse leaves megabytes of freed but resident pages in the heaps.
- */
-#define SNAP_MMAP_THRESHOLD (128 * 1024)
-/* FUSE, fetch and gRPC threads would otherwise get an arena each */
-#define SNAP_MALLOC_ARENAS 2
-
-void lp_snap_tune_malloc(void)
-{
-	mallopt(M_MMAP_THRESHOLD, SNAP_MMAP_THRESHOLD);
-	mallopt(M_ARENA_MAX, SNAP_MALLOC_ARENAS);
-}
 
 int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err)
 {
@@ -48,7 +33,7 @@ int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err)
 	sigset_t sigs;
 	int r, sig = 0, n;
 
-	lp_snap_tune_malloc();
+	lp_mount_tune_malloc();
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);

@@ -38,6 +38,7 @@
 #include "lp_fuse.h"
 #include "lp_io.h"
 #include "lp_log.h"
+#include "lp_mount.h"
 #include "lp_registry.h"
 #include "snap_int.h"
 
@@ -45,16 +46,6 @@
 #define CACHE_DIR "cache"
 #define LAYER_STATS_MAX (64 * 1024)
 #define DEFAULT_LAYER_MEM_CACHE (64 * 1024 * 1024)
-#define DEFAULT_FUSE_THREADS 8
-/*
- * Bytes of a layer's tail read by its first request, which should hold the
- * footer and the whole TOC: a layer of ~8000 files (python3 on Debian) has a
- * 390 KB compressed TOC. A larger TOC costs one more request for the rest;
- * at 100 Mbit/s the 512 KiB take about two 20 ms round trips' worth. The
- * labels do not help: containerd's stargz.* and cri.* labels carry the
- * reference, digests and TOC digest, no blob or TOC size.
- */
-#define LAYER_TAIL_BYTES (512 * 1024)
 
 enum layer_state {
 	LAYER_RESOLVING, /* one thread is mounting it; others wait */
@@ -278,55 +269,36 @@ out:
 }
 
 /*
- * open_tail() - the layer's blob and its last LAYER_TAIL_BYTES (footer and,
- * usually, the whole TOC) in one request; its size comes with the reply.
- * Only a registry that cannot answer a suffix range, for a layer whose size
- * nobody told us, costs the manifest. Sets @y->facts.size.
+ * open_tail() - the layer's blob and its last LP_MOUNT_TAIL_BYTES (footer
+ * and, usually, the whole TOC) in one request; its size comes with the
+ * reply. Only a registry that cannot answer a suffix range, for a layer
+ * whose size nobody told us, costs the manifest. Sets @y->facts.size.
  */
 static int open_tail(struct lp_snap_layers *l, struct layer *y,
 		     const struct lp_reg_ref *ref, const struct lp_digest *d,
 		     struct lp_blob **ret_blob, uint8_t **ret_tail,
 		     size_t *ret_len)
 {
-	struct lp_reg_blob *rb = NULL;
 	uint64_t size = y->facts.size;
-	uint8_t *tail;
 	int r;
 
-	tail = malloc(LAYER_TAIL_BYTES);
-	if (!tail) {
-		r = lp_err_set(&y->err, -ENOMEM, "no memory for the tail");
-		goto out;
-	}
-	r = lp_reg_blob_open_tail(l->reg, ref, d, size, tail, LAYER_TAIL_BYTES,
-				  ret_len, &rb, &y->err);
+	r = lp_mount_open_registry(l->reg, ref, d, size, ret_blob, ret_tail,
+				   ret_len, &y->err);
 	if (r == -EOPNOTSUPP && !size) {
 		lp_log_info("layer %s: %s; asking the manifest", y->digest,
 			    lp_err_str(&y->err, r));
 		lp_err_clear(&y->err);
 		r = size_from_manifest(l, ref, d, &size, &y->err);
 		if (r == 0)
-			r = lp_reg_blob_open_tail(l->reg, ref, d, size, tail,
-						  LAYER_TAIL_BYTES, ret_len,
-						  &rb, &y->err);
+			r = lp_mount_open_registry(l->reg, ref, d, size,
+						   ret_blob, ret_tail, ret_len,
+						   &y->err);
 	}
-	if (r < 0) {
-		lp_err_set(&y->err, r, "reading the blob's tail: %s",
-			   lp_err_str(&y->err, r));
-		goto out;
-	}
-	r = lp_reg_blob_as_blob(rb, ret_blob);
-	if (r < 0) {
-		lp_err_set(&y->err, r, "blob: %s", strerror(-r));
-		goto out;
-	}
+	if (r < 0)
+		return lp_err_set(&y->err, r, "reading the blob's tail: %s",
+				  lp_err_str(&y->err, r));
 	y->facts.size = lp_blob_size(*ret_blob);
-	*ret_tail = tail;
-	tail = NULL;
-out:
-	free(tail);
-	lp_reg_blob_unref(rb);
-	return r;
+	return 0;
 }
 
 /*
@@ -336,12 +308,11 @@ out:
  */
 static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 {
-	struct lp_fuse_options fopts = { 0 };
-	struct lp_fs_options fo;
+	struct lp_mount_report rep;
+	struct lp_mount_opts mo;
 	struct lp_reg_ref ref;
 	struct lp_digest d, toc;
 	struct lp_blob *blob = NULL;
-	struct lp_layer *layer = NULL;
 	char fsname[LP_FUSE_FSNAME_MAX];
 	uint8_t *tail = NULL;
 	size_t tail_len = 0;
@@ -367,42 +338,40 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	if (r < 0)
 		goto out;
 	y->tail_ns = lp_mono_ns() - t;
-	t = lp_mono_ns();
-	r = lp_layer_open_tail(blob, tail, tail_len, &toc, &layer, &y->err);
-	y->toc_ns = lp_mono_ns() - t;
-	if (r < 0) {
-		if (r == -EINVAL || r == -EBADMSG || r == -EFBIG)
-			y->why = LP_FALLBACK_NOT_LAZY;
-		goto out;
-	}
-	lp_layer_drop_toc_json(layer);
-	lp_fs_options_init(&fo);
-	fo.mem_cache_bytes = l->c->mem_cache_bytes ? l->c->mem_cache_bytes :
-						     DEFAULT_LAYER_MEM_CACHE;
-	fo.cache_dir = l->cache_dir;
-	fo.disk_cache_bytes = l->c->disk_cache_bytes;
-	fo.prefetch = l->c->prefetch;
-	fo.background_fetch = l->c->background_fetch;
-	fo.background_quiet_ms = l->c->background_quiet_ms;
-	fo.activity = l->activity;
-	y->why = LP_FALLBACK_MOUNT;
-	r = lp_fs_new(layer, &fo, &y->fs, &y->err); /* takes the layer */
-	layer = NULL;
-	if (r < 0)
-		goto out;
 	r = lp_mkdir_p(y->mnt, 0755, 0755);
 	if (r < 0) {
+		y->why = LP_FALLBACK_MOUNT;
 		lp_err_set(&y->err, r, "mkdir %s: %s", y->mnt, strerror(-r));
 		goto out;
 	}
+	lp_mount_opts_init(&mo);
+	mo.toc_digest = &toc;
+	mo.tail = tail;
+	mo.tail_len = tail_len;
+	mo.fs.mem_cache_bytes = l->c->mem_cache_bytes ? l->c->mem_cache_bytes :
+							DEFAULT_LAYER_MEM_CACHE;
+	mo.fs.cache_dir = l->cache_dir;
+	mo.fs.disk_cache_bytes = l->c->disk_cache_bytes;
+	mo.fs.prefetch = l->c->prefetch;
+	mo.fs.background_fetch = l->c->background_fetch;
+	mo.fs.background_quiet_ms = l->c->background_quiet_ms;
+	mo.fs.activity = l->activity;
 	snprintf(fsname, sizeof(fsname), "lazypull:%s", y->digest);
-	fopts.fsname = fsname;
-	fopts.max_threads =
-		l->c->fuse_threads ? l->c->fuse_threads : DEFAULT_FUSE_THREADS;
-	fopts.allow_other = true;
-	r = lp_fuse_mount(y->fs, y->mnt, &fopts, &y->fuse, &y->err);
-	if (r < 0)
+	mo.fuse.fsname = fsname;
+	mo.fuse.max_threads =
+		l->c->fuse_threads ? l->c->fuse_threads : LP_FUSE_POOL_THREADS;
+	mo.fuse.allow_other = true;
+	r = lp_mount_layer(blob, y->mnt, &mo, &y->fs, &y->fuse, &rep, &y->err);
+	y->toc_ns = rep.toc_ns;
+	if (r < 0) {
+		/* not a lazy layer, a TOC that does not match its label, the
+		 * rest of the TOC unreadable, or the mount itself failed */
+		if (rep.layer_opened)
+			y->why = LP_FALLBACK_MOUNT;
+		else if (r == -EINVAL || r == -EBADMSG || r == -EFBIG)
+			y->why = LP_FALLBACK_NOT_LAZY;
 		goto out;
+	}
 	/* the session and its workers must never take the daemon's signals */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -422,7 +391,6 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	y->used_at = y->mounted_at;
 out:
 	free(tail);
-	lp_layer_free(layer);
 	lp_blob_unref(blob);
 	return r;
 }

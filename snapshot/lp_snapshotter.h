@@ -82,11 +82,4 @@ void lp_snap_config_release(struct lp_snap_config *c);
  */
 int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err);
 
-/*
- * lp_snap_tune_malloc() - the daemon's malloc settings (big blocks mmap'd,
- * two arenas), so that freed TOC parse buffers leave the process. Called by
- * lp_snap_run(); call before any thread exists.
- */
-void lp_snap_tune_malloc(void);
-
 #endif /* LP_SNAPSHOTTER_H */

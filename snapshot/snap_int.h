@@ -19,6 +19,7 @@
 #include "lp_buf.h"
 #include "lp_digest.h"
 #include "lp_err.h"
+#include "lp_mount.h"
 #include "lp_snapshotter.h"
 
 /* Bounds on what containerd sends (it enforces 4096 per label pair). */
@@ -33,7 +34,7 @@
 /* Labels containerd and its clients set. */
 #define LP_LABEL_TARGET_REF "containerd.io/snapshot.ref"
 #define LP_LABEL_REMOTE "containerd.io/snapshot/remote"
-#define LP_LABEL_TOC_DIGEST "containerd.io/snapshot/stargz/toc.digest"
+#define LP_LABEL_TOC_DIGEST LP_MOUNT_ANN_TOC_DIGEST
 #define LP_LABEL_STARGZ_REF "containerd.io/snapshot/remote/stargz.reference"
 #define LP_LABEL_STARGZ_DIGEST "containerd.io/snapshot/remote/stargz.digest"
 #define LP_LABEL_STARGZ_LAYERS "containerd.io/snapshot/remote/stargz.layers"
