@@ -52,6 +52,11 @@ struct lp_mount_opts {
 	size_t tail_len;
 	struct lp_fs_options fs;
 	struct lp_fuse_options fuse;
+	/* resume: serve this existing connection (a /dev/fuse fd another
+	 * process mounted, taken by lp_mount_layer() in every case) with the
+	 * INIT it saved, instead of mounting; -1 (the default): mount */
+	int resume_fd;
+	const struct lp_fuse_state *resume_state;
 };
 
 /* What lp_mount_layer() did, for the caller's logs and error classes. */
@@ -60,7 +65,10 @@ struct lp_mount_report {
 	uint64_t toc_ns; /* time taken to open the layer (TOC parse) */
 };
 
-/* lp_mount_opts_init() - defaults: lp_fs_options_init(), no verification. */
+/*
+ * lp_mount_opts_init() - defaults: lp_fs_options_init(), no verification,
+ * a new mount.
+ */
 void lp_mount_opts_init(struct lp_mount_opts *o);
 
 /*
@@ -79,7 +87,9 @@ int lp_mount_open_registry(struct lp_reg *reg, const struct lp_reg_ref *ref,
 /*
  * lp_mount_layer() - open the layer in @blob (footer, TOC verified against
  * @o->toc_digest), make its filesystem and mount it read-only at
- * @mountpoint (which must exist). The fs takes its own reference on @blob.
+ * @mountpoint (which must exist), or with @o->resume_fd serve that
+ * connection of the mount at @mountpoint (lp_fuse_resume()). The fs takes
+ * its own reference on @blob.
  * Starts no thread: the caller may fork, then lp_fs_start(*@ret_fs) and
  * serve *@ret_fuse. On success the caller owns both (lp_fuse_free() before
  * lp_fs_free()). Returns 0, or as lp_layer_open(), lp_fs_new(),

@@ -10,6 +10,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lp_common.h"
 #include "lp_layer.h"
@@ -36,6 +37,7 @@ void lp_mount_opts_init(struct lp_mount_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	lp_fs_options_init(&o->fs);
+	o->resume_fd = -1;
 }
 
 int lp_mount_open_registry(struct lp_reg *reg, const struct lp_reg_ref *ref,
@@ -79,7 +81,7 @@ int lp_mount_layer(struct lp_blob *blob, const char *mountpoint,
 	struct lp_fuse *fuse = NULL;
 	struct lp_fs *fs = NULL;
 	uint64_t t = lp_mono_ns();
-	int r;
+	int resume_fd = o->resume_fd, r;
 
 	r = lp_layer_open_tail(blob, o->tail, o->tail ? o->tail_len : 0,
 			       o->toc_digest, &layer, err);
@@ -92,13 +94,20 @@ int lp_mount_layer(struct lp_blob *blob, const char *mountpoint,
 	layer = NULL;
 	if (r < 0)
 		goto out;
-	r = lp_fuse_mount(fs, mountpoint, &o->fuse, &fuse, err);
+	if (resume_fd >= 0)
+		r = lp_fuse_resume(fs, resume_fd, mountpoint, o->resume_state,
+				   &o->fuse, &fuse, err);
+	else
+		r = lp_fuse_mount(fs, mountpoint, &o->fuse, &fuse, err);
+	resume_fd = -1; /* taken by lp_fuse_resume() */
 	if (r < 0)
 		goto out;
 	*ret_fs = fs;
 	*ret_fuse = fuse;
 	fs = NULL;
 out:
+	if (resume_fd >= 0)
+		close(resume_fd);
 	if (ret_report)
 		*ret_report = rep;
 	lp_fs_free(fs);
