@@ -30,7 +30,9 @@ lp_stack_init
 NFILES=4000
 READERS=4
 OUT="$T/out"
-HOLDER_PAT="fdholder --root $T/snap"
+# container IDs: runc keeps its state per namespace machine-wide
+CID=rst$$-
+HOLDER_PAT="[f]dholder --root $T/snap" # [f]: a pattern that does not match itself
 
 cleanup() {
 	local rc=$? m p
@@ -115,12 +117,12 @@ new_containers() {
 	local out want
 	reconnected
 	want=$(sed -n 's/  f1234$//p' "$T/SUMS")
-	out=$(ctr_ run --rm --snapshotter lazypull "$DATA" "n$2" sha256sum /data/f/f1234) ||
+	out=$(ctr_ run --rm --snapshotter lazypull "$DATA" "${CID}n$2" sha256sum /data/f/f1234) ||
 		fail "$1: a new container of the data image"
 	[ "${out%% *}" = "$want" ] || fail "$1: new container read '$out'"
 	lp_run "$T/rpull.out" "$T/rpull.err" ctr-remote --address "$CSOCK" images rpull \
 		--plain-http --snapshotter lazypull "$REG/small:$2" || { show_err "$T/rpull.err"; fail "$1: rpull small$2"; }
-	out=$(ctr_ run --rm --snapshotter lazypull "$REG/small:$2" "s$2" cat /id.txt) ||
+	out=$(ctr_ run --rm --snapshotter lazypull "$REG/small:$2" "${CID}s$2" cat /id.txt) ||
 		fail "$1: a container of a new image"
 	[ "$out" = "small $2" ] || fail "$1: new image printed '$out'"
 	ok "$1: new containers of the same and of a new image run"
@@ -154,6 +156,7 @@ mkdir -p "$OUT"
 # FROM), in order, each checked
 cat >"$OUT/reader.sh" <<'SH'
 k=$1 n=$2 from=${3:-0} out=/out/r$1 c=0
+cp /data/SUMS /tmp/SUMS || echo "ERR SUMS" >>"$out.log"
 while read -r sum name; do
 	i=${name#f}
 	[ $((i % n)) -eq "$k" ] && [ "$i" -ge "$from" ] || continue
@@ -163,16 +166,16 @@ while read -r sum name; do
 	c=$((c + 1))
 	echo "$c" >"$out.n.tmp" && mv "$out.n.tmp" "$out.n"
 	usleep 40000
-done </data/SUMS
+done </tmp/SUMS
 echo done >>"$out.log"
 SH
-ctr_ run --rm --snapshotter lazypull "$DATA" sums cat /data/SUMS >"$T/SUMS"
+ctr_ run --rm --snapshotter lazypull "$DATA" "${CID}sums" cat /data/SUMS >"$T/SUMS"
 [ "$(wc -l <"$T/SUMS")" = "$NFILES" ] || fail "SUMS has $(wc -l <"$T/SUMS") lines"
 for k in $(seq 0 $((READERS - 1))); do
 	touch "$OUT/r$k.log"
 	ctr_ run -d --snapshotter lazypull \
 		--mount "type=bind,src=$OUT,dst=/out,options=rbind:rw" \
-		"$DATA" "reader$k" sh /out/reader.sh "$k" "$READERS" >/dev/null
+		"$DATA" "${CID}reader$k" sh /out/reader.sh "$k" "$READERS" >/dev/null
 done
 readers_advance "before any restart"
 
@@ -235,12 +238,12 @@ for k in $(seq 0 $((READERS - 1))); do total=$((total + $(progress "$k"))); done
 [ -z "$(read_errors)" ] || fail "read errors: $(read_errors | head -5)"
 ok "readers: $total files read and checked across 23 restarts, 0 errors, 0 wrong bytes"
 for k in $(seq 0 $((READERS - 1))); do
-	ctr_ tasks kill -s KILL "reader$k" >/dev/null 2>&1 || true
+	ctr_ tasks kill -s KILL "${CID}reader$k" >/dev/null 2>&1 || true
 done
 sleep 0.5
 for k in $(seq 0 $((READERS - 1))); do
-	ctr_ containers rm "reader$k" >/dev/null 2>&1 || ctr_ tasks rm -f "reader$k" >/dev/null 2>&1 || true
-	ctr_ containers rm "reader$k" >/dev/null 2>&1 || true
+	ctr_ containers rm "${CID}reader$k" >/dev/null 2>&1 || ctr_ tasks rm -f "${CID}reader$k" >/dev/null 2>&1 || true
+	ctr_ containers rm "${CID}reader$k" >/dev/null 2>&1 || true
 done
 
 # --- E. the holder killed ------------------------------------------------------
@@ -264,7 +267,7 @@ grep -q "no fd holder was running for $ROOT" "$T/snap.log" ||
 	fail "E: the start did not say that the holder was gone"
 grep -q "cleared [0-9]* stale mount" "$T/snap.log" || fail "E: dead mounts not cleared"
 reconnected
-out=$(ctr_ run --rm --snapshotter lazypull "$DATA" e1 sha256sum /data/f/f1500)
+out=$(ctr_ run --rm --snapshotter lazypull "$DATA" "${CID}e1" sha256sum /data/f/f1500)
 [ "${out%% *}" = "$(sed -n 's/  f1500$//p' "$T/SUMS")" ] || fail "E: after holder loss: '$out'"
 ok "E: holder and daemon killed: said so, dead mounts cleared, new containers run"
 
@@ -280,7 +283,7 @@ grep -q "speaks protocol 99, this build speaks 1" "$T/snap.log" ||
 	fail "F: no refusal of protocol 99"
 [ "$(pgrep -fc "$HOLDER_PAT")" = 1 ] || fail "F: $(pgrep -fc "$HOLDER_PAT") holders run"
 pgrep -f "$HOLDER_PAT --protocol" >/dev/null && fail "F: the foreign holder still runs"
-out=$(ctr_ run --rm --snapshotter lazypull "$REG/small:1" f1 cat /id.txt)
+out=$(ctr_ run --rm --snapshotter lazypull "$REG/small:1" "${CID}f1" cat /id.txt)
 [ "$out" = "small 1" ] || fail "F: '$out'"
 ok "F: protocol 99 refused and stopped, layers cleared and remounted, containers run"
 
@@ -288,10 +291,10 @@ ok "F: protocol 99 refused and stopped, layers cleared and remounted, containers
 say "G. readers get EIO past the unserved timeout, then read again"
 stop_snapshotter TERM
 start_snapshotter "$LAZYPULL" --unserved-timeout 3
-rm -f "$OUT/stop" "$OUT"/r*
+rm -f "$OUT/stop" "$OUT"/r[0-9]*
 touch "$OUT/r0.log"
 ctr_ run -d --snapshotter lazypull --mount "type=bind,src=$OUT,dst=/out,options=rbind:rw" \
-	"$DATA" "g0" sh /out/reader.sh 0 1 $((1000 + NFILES - 800)) >/dev/null
+	"$DATA" "${CID}g0" sh /out/reader.sh 0 1 $((1000 + NFILES - 800)) >/dev/null
 wait_for 20 "reader g0 to start" sh -c "[ \$(cat '$OUT/r0.n' 2>/dev/null || echo 0) -gt 5 ]"
 stop_snapshotter KILL
 wait_for 20 "EIO past the timeout" grep -q "^ERR\|^BAD" "$OUT/r0.log"
@@ -301,15 +304,18 @@ start_snapshotter "$LAZYPULL" --unserved-timeout 3
 wait_for 20 "reads again" sh -c "[ \$(cat '$OUT/r0.n') -gt $((n + 5)) ]"
 ok "G: the same container reads again once a daemon serves"
 touch "$OUT/stop"
-ctr_ tasks kill -s KILL g0 >/dev/null 2>&1 || true
+ctr_ tasks kill -s KILL "${CID}g0" >/dev/null 2>&1 || true
 
 # --- teardown -------------------------------------------------------------------
 say "teardown"
-for c in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s KILL "$c" >/dev/null 2>&1; done
+for c in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s KILL "$c" >/dev/null 2>&1 || true; done
 sleep 0.5
 kill "$CTRD_PID"
 wait "$CTRD_PID" 2>/dev/null || true
 CTRD_PID=
+for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CSOCK" 2>/dev/null); do
+	kill -9 "$p" 2>/dev/null || true # shims outlive containerd
+done
 stop_snapshotter TERM
 [ -n "$(mounts_under "$ROOT/layers")" ] || fail "SIGTERM unmounted the layers"
 "$LAZYPULL" snapshotter --root "$ROOT" --address "$SOCK" --teardown >>"$T/snap.log" 2>&1 ||
@@ -317,7 +323,7 @@ stop_snapshotter TERM
 [ -z "$(mounts_under "$ROOT")" ] || fail "teardown left mounts: $(mounts_under "$ROOT")"
 pgrep -f "$HOLDER_PAT" >/dev/null && fail "teardown left the fd holder running"
 pgrep -f -- "--root $ROOT" >/dev/null && fail "teardown left lazypull processes: $(pgrep -af -- "--root $ROOT")"
-left=$(find /proc/[0-9]*/fd -lname "$T/*" 2>/dev/null | head -3 || true)
-[ -z "$left" ] || fail "teardown left fds open on $T: $left"
+left=$(find /proc/[0-9]*/fd -lname "$T/*" 2>/dev/null | grep -v "^/proc/$REG_PID/" | head -3 || true)
+[ -z "$left" ] || fail "teardown left fds open on $T: $left $(cat /proc/"$(echo "$left" | cut -d/ -f3 | head -1)"/cmdline 2>/dev/null | tr '\0' ' ')"
 ok "teardown: no mounts, no lazypull processes, no fds left"
 done_ok
