@@ -606,6 +606,16 @@ int lp_fuse_resume(struct lp_fs *fs, int fd, const char *mountpoint,
 	buf.mem = f->state.bytes;
 	buf.size = f->state.len;
 	fuse_session_process_buf(f->se, &buf);
+	/* a file handle is a pointer of the process that answered the open:
+	 * only a connection that never got one can change hands */
+	if (f->keep_open || !atomic_load(&f->no_open)) {
+		r = lp_err_set(err, -EOPNOTSUPP,
+			       "%s: opens are kept on this connection (old "
+			       "kernel or LAZYPULL_FUSE_OPEN=1): its file "
+			       "handles died with the old process",
+			       mountpoint);
+		goto out;
+	}
 	r = lp_fuse_resend(fuse_session_fd(f->se));
 	if (r < 0) {
 		lp_err_set(err, r,

@@ -81,7 +81,9 @@ void lp_fuse_get_state(const struct lp_fuse *fuse,
  * (FUSE_NOTIFY_RESEND, kernel 6.9+). @fs must be the same layer (inode
  * numbers are TOC indexes). Takes @fd (closed by lp_fuse_free(), also on
  * failure). lp_fuse_unmount() works as for a mount. Returns 0, -EPROTO
- * (@state is not an INIT), -EBADF, -EINVAL (resend refused: old kernel).
+ * (@state is not an INIT), -EBADF, -EOPNOTSUPP (the connection keeps
+ * opens: its file handles were the old process's pointers), -EINVAL
+ * (resend refused: a kernel before 6.9).
  */
 int lp_fuse_resume(struct lp_fs *fs, int fd, const char *mountpoint,
 		   const struct lp_fuse_state *state,

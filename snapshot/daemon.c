@@ -121,6 +121,12 @@ static int holder_start(const struct lp_snap_config *c, struct lp_fdh *h,
 		*ret_had = true;
 	} else if (r == -ENOENT || r == -ECONNREFUSED) {
 		lp_err_clear(err);
+		if (getenv("INVOCATION_ID"))
+			lp_log_warn("no fd holder answers for %s: starting one "
+				    "in this service's cgroup, where a "
+				    "systemctl stop or restart kills it (run "
+				    "lazypull-fdholder.service)",
+				    c->root);
 		r = lp_fdh_spawn(c->root, timeout_s, err);
 		if (r < 0)
 			return r;

@@ -42,6 +42,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -390,6 +391,37 @@ static void start_failing(struct holder *h)
 		lp_fuse_resend(h->held[i].fd); /* what the dead one had read */
 }
 
+/*
+ * tell systemd the holder listens (Type=notify): the daemon's unit, ordered
+ * after the holder's, then finds it. The protocol is one datagram
+ * "READY=1" to $NOTIFY_SOCKET (a path, or @ for the abstract namespace).
+ */
+static void notify_ready(void)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t len;
+	size_t n;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@'))
+		return;
+	n = strlen(path);
+	if (n >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, path, n);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0';
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, "READY=1", 7, MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		   len) < 0)
+		lp_log_warn("fdholder: telling systemd: %s", strerror(errno));
+	close(fd);
+}
+
 static int listen_on(const char *root, int *ret_fd)
 {
 	struct sockaddr_un sa;
@@ -398,6 +430,18 @@ static int listen_on(const char *root, int *ret_fd)
 	r = sock_path(root, &sa);
 	if (r < 0)
 		return r;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* one holder per root: a second one would take the path from the
+	 * first, and with it the connections of the next daemon */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		lp_log_err("fdholder: another holder (pid %d) answers on %s",
+			   (int)peer_pid(fd), sa.sun_path);
+		close(fd);
+		return -EADDRINUSE;
+	}
+	close(fd);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -445,6 +489,7 @@ int lp_snap_fdholder_serve(const char *root, unsigned int timeout_s,
 			   strerror(-r));
 		goto out;
 	}
+	notify_ready();
 	lp_log_warn("fdholder: holding FUSE connections for %s (pid %d, "
 		    "protocol %u)",
 		    root, (int)getpid(), version);

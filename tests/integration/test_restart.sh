@@ -189,6 +189,12 @@ grep -q "resumed 1 layer(s) from the fd holder" "$T/snap.log" ||
 reconnected
 readers_advance "A (kill -9)"
 new_containers "A" 1
+if "$LAZYPULL" snapshotter --root "$ROOT" --address "$T/second.sock" >"$T/second.log" 2>&1; then
+	fail "a second daemon on the same root started"
+fi
+grep -q "another snapshotter (pid $SNAP_PID) is serving this root" "$T/second.log" ||
+	fail "second daemon: $(cat "$T/second.log")"
+ok "A: a second daemon on the same root is refused, naming the first"
 
 # --- B. SIGTERM, then another build directory -----------------------------
 say "B. SIGTERM while the readers run, then a copy of the binary elsewhere"
@@ -220,6 +226,9 @@ new_containers "C" 3
 say "D. 20 restarts in a row"
 t0=$SECONDS
 for i in $(seq 1 20); do
+	# each stop lands while the readers read: one more file read first
+	n=$(progress $((i % READERS)))
+	wait_for 20 "reader $((i % READERS)) to read on" sh -c "[ \$(cat '$OUT/r$((i % READERS)).n') -gt $n ]"
 	if [ $((i % 2)) = 0 ]; then stop_snapshotter KILL; else stop_snapshotter TERM; fi
 	start_snapshotter "$LAZYPULL"
 done
