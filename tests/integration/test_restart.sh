@@ -22,6 +22,9 @@
 #      stopped), and new containers work
 #   G. the unserved timeout: with the daemon down past it, a reader gets
 #      EIO instead of hanging, and reads again once a daemon is back
+#   H. a read the daemon had taken from the kernel (its registry fetch
+#      slowed to 3 s by a delay line) when it was killed is sent again to
+#      the next daemon (FUSE_NOTIFY_RESEND) and answered
 # Finally --teardown: no mounts, no lazypull processes, no fds left.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -38,6 +41,7 @@ cleanup() {
 	local rc=$? m p
 	set +e
 	[ -d "$OUT" ] && touch "$OUT/stop"
+	[ -n "${PROXY_PID:-}" ] && kill "$PROXY_PID" 2>/dev/null
 	lp_stack_stop
 	for p in $(pgrep -f "$HOLDER_PAT" 2>/dev/null); do
 		kill -9 "$p" 2>/dev/null
@@ -314,6 +318,39 @@ wait_for 20 "reads again" sh -c "[ \$(cat '$OUT/r0.n') -gt $((n + 5)) ]"
 ok "G: the same container reads again once a daemon serves"
 touch "$OUT/stop"
 ctr_ tasks kill -s KILL "${CID}g0" >/dev/null 2>&1 || true
+
+# --- H. a read in flight at the kill -----------------------------------------
+say "H. a read the daemon has taken and not answered when it is killed"
+DPORT=$(free_port)
+CPORT=$(free_port)
+python3 "$LP_SOURCE_DIR/tests/bench/delay_proxy.py" --listen "127.0.0.1:$DPORT" \
+	--target "$REG" --delay-ms 0 --control "127.0.0.1:$CPORT" >"$T/proxy.log" 2>&1 &
+PROXY_PID=$!
+wait_for 10 "the delay proxy" curl -fsS "http://127.0.0.1:$DPORT/v2/"
+ls "$ROOT/layers" >"$T/layers.before"
+reconnected
+lp_run "$T/rpull.out" "$T/rpull.err" ctr-remote --address "$CSOCK" images rpull \
+	--plain-http --snapshotter lazypull "127.0.0.1:$DPORT/small:6" || { show_err "$T/rpull.err"; fail "H: rpull"; }
+hex=$(ls "$ROOT/layers" | grep -vxF -f "$T/layers.before" | head -1)
+[ -n "$hex" ] || fail "H: no new layer mount"
+# from now on every registry round trip takes 3 s
+exec 3<>/dev/tcp/127.0.0.1/"$CPORT"
+echo "delay 1500" >&3
+read -r _ <&3
+exec 3>&-
+t0=$SECONDS
+cat "$ROOT/layers/$hex/id.txt" >"$T/h.out" 2>"$T/h.err" &
+catpid=$!
+sleep 1
+kill -0 "$catpid" 2>/dev/null || fail "H: the read was served before the kill ($(cat "$T/h.out" "$T/h.err"))"
+stop_snapshotter KILL
+start_snapshotter "$LAZYPULL"
+wait "$catpid" || fail "H: the read failed: $(cat "$T/h.err")"
+[ "$(cat "$T/h.out")" = "small 6" ] || fail "H: read '$(cat "$T/h.out")'"
+ok "H: a read in flight at the kill -9 was sent again to the new daemon and answered ($((SECONDS - t0)) s)"
+kill "$PROXY_PID" 2>/dev/null
+wait "$PROXY_PID" 2>/dev/null || true
+PROXY_PID=
 
 # --- teardown -------------------------------------------------------------------
 say "teardown"
