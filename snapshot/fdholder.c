@@ -820,15 +820,35 @@ bool lp_fdh_alive(struct lp_fdh *h)
 	return n == 0;
 }
 
+/* has process @pid ended (gone, or a zombie: its fds are closed)? */
+static bool ended(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* "PID (COMM) STATE ..." */
+	return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
 /* wait up to FDH_STOP_WAIT_MS for process @pid to end */
 static bool wait_gone(pid_t pid)
 {
 	int i;
 
-	for (i = 0; i < FDH_STOP_WAIT_MS / 50; i++) {
-		if (kill(pid, 0) < 0 && errno == ESRCH)
+	for (i = 0; i < FDH_STOP_WAIT_MS / 20; i++) {
+		if (ended(pid))
 			return true;
-		usleep(50 * 1000);
+		usleep(20 * 1000);
 	}
 	return false;
 }
