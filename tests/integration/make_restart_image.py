@@ -2,13 +2,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """Build the restart test's images as an OCI image layout (tar+gzip layers).
 
-Usage: make_restart_image.py DIR NFILES
+Usage: make_restart_image.py DIR NFILES [NLAYERS]
 
 Tag `data`: one layer: busybox-static (/bin/busybox, applets as symlinks),
   /data/f/fN for N in 1000 .. 1000+NFILES-1 (2 KiB of random bytes each,
   seed 12) and /data/SUMS ("SHA256 fN" per line, in that order).
 Tags `small1` .. `small6`: one small layer each: busybox-static and
   /id.txt ("small K").
+With NLAYERS (the restart benchmark, tests/bench/restart-bench.sh): tag
+  `many`, NLAYERS layers, layer K holding /lK/fN for N in 0 .. NFILES-1
+  (2 KiB of random bytes each, seed K) and /lK/SUMS.
 Deterministic bytes.
 """
 import gzip
@@ -63,27 +66,31 @@ def main():
             f.write(data)
         return d
 
-    def image(build, tag):
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w",
-                          format=tarfile.PAX_FORMAT) as t:
-            build(t)
-        raw = buf.getvalue()
-        gz = gzip.compress(raw, compresslevel=1, mtime=0)
+    def image(build, tag, builds=None):
+        layers, diff_ids = [], []
+        for b in builds or [build]:
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w",
+                              format=tarfile.PAX_FORMAT) as t:
+                b(t)
+            raw = buf.getvalue()
+            gz = gzip.compress(raw, compresslevel=1, mtime=0)
+            layers.append({"mediaType":
+                           "application/vnd.oci.image.layer.v1.tar+gzip",
+                           "digest": blob(gz), "size": len(gz)})
+            diff_ids.append(sha(raw))
         config = json.dumps({
             "architecture": "amd64", "os": "linux",
             "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
                        "Cmd": ["sh"]},
-            "rootfs": {"type": "layers", "diff_ids": [sha(raw)]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
         }, sort_keys=True).encode()
         manifest = json.dumps({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                        "digest": blob(config), "size": len(config)},
-            "layers": [{"mediaType":
-                        "application/vnd.oci.image.layer.v1.tar+gzip",
-                        "digest": blob(gz), "size": len(gz)}],
+            "layers": layers,
         }, sort_keys=True).encode()
         return {"mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "digest": blob(manifest), "size": len(manifest),
@@ -101,6 +108,25 @@ def main():
             sums.append("%s  f%d\n" % (hashlib.sha256(b).hexdigest(), n))
         add(t, "data/SUMS", data="".join(sums).encode())
 
+    if len(sys.argv) > 3:
+        def layer(t, k):
+            add(t, "l%d" % k, tarfile.DIRTYPE, mode=0o755)
+            r = random.Random(k)
+            sums = []
+            for n in range(nfiles):
+                b = r.randbytes(2048)
+                add(t, "l%d/f%d" % (k, n), data=b)
+                sums.append("%s  f%d\n" % (hashlib.sha256(b).hexdigest(), n))
+            add(t, "l%d/SUMS" % k, data="".join(sums).encode())
+        builds = [lambda t, k=k: layer(t, k) for k in range(int(sys.argv[3]))]
+        manifests = [image(None, "many", builds)]
+        with open(os.path.join(root, "oci-layout"), "w") as f:
+            f.write('{"imageLayoutVersion":"1.0.0"}')
+        with open(os.path.join(root, "index.json"), "w") as f:
+            json.dump({"schemaVersion": 2,
+                       "mediaType": "application/vnd.oci.image.index.v1+json",
+                       "manifests": manifests}, f)
+        return
     manifests = [image(data, "data")]
     for k in range(1, 7):
         def small(t, k=k):
