@@ -93,6 +93,12 @@ static bool keep_resumed(void *opaque, const char *mnt)
 	return false;
 }
 
+/* does a snapshot use layer @digest? (the tails sweep's test) */
+static bool layer_used(void *opaque, const char *digest)
+{
+	return lp_snap_meta_layer_users(opaque, digest) != 0;
+}
+
 /*
  * holder_start() - dial the fd holder of the root, starting one when none
  * answers (or one of another protocol answers: that one is stopped, its
@@ -354,6 +360,10 @@ int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err)
 		lp_log_info("remounted %d layer(s) of committed remote "
 			    "snapshots",
 			    n);
+	/* nothing mounts before gRPC serves: tails of unused layers go */
+	n = lp_snap_layers_sweep_tails(layers, layer_used, meta);
+	if (n)
+		lp_log_info("deleted %d kept tail(s) of unused layers", n);
 
 	snprintf(path, sizeof(path), "%s", c->address);
 	slash = strrchr(path, '/');

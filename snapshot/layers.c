@@ -23,6 +23,7 @@
  * Lock order: pool->lock only (it is taken after the service lock; nothing
  * else is taken while it is held, and no I/O is done under it).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -222,6 +223,33 @@ fail:
 		    "reads it from the registry)",
 		    y->digest, path, strerror(errno));
 	unlink(tmp);
+}
+
+int lp_snap_layers_sweep_tails(struct lp_snap_layers *l,
+			       bool (*keep)(void *opaque, const char *digest),
+			       void *opaque)
+{
+	char digest[LP_DIGEST_STR_LEN + 1], path[LP_SNAP_PATH_MAX];
+	struct dirent *e;
+	int n = 0;
+	DIR *d;
+
+	d = opendir(l->tails_dir);
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.' ||
+		    snprintf(digest, sizeof(digest), "sha256:%s", e->d_name) >=
+			    (int)sizeof(digest) ||
+		    keep(opaque, digest))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", l->tails_dir,
+			     e->d_name) < (int)sizeof(path) &&
+		    unlink(path) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
 }
 
 /* the saved tail of @y into *@ret_tail (malloc'ed); -ENOENT: none */

@@ -263,6 +263,14 @@ struct lp_fdh;
  */
 void lp_snap_layers_set_holder(struct lp_snap_layers *l, struct lp_fdh *h);
 /*
+ * lp_snap_layers_sweep_tails() - delete the kept tails (ROOT/tails) of the
+ * layers @keep does not keep (the caller knows no snapshot uses them).
+ * Call while nothing mounts. Returns how many were deleted.
+ */
+int lp_snap_layers_sweep_tails(struct lp_snap_layers *l,
+			       bool (*keep)(void *opaque, const char *digest),
+			       void *opaque);
+/*
  * lp_snap_layers_hand_all() - hand every mounted layer to the holder again
  * (a new holder after the old one died). Returns how many.
  */

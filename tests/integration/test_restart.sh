@@ -61,6 +61,7 @@ start_snapshotter() {
 	shift
 	started=$(serving_count)
 	"$bin" -v snapshotter --root "$ROOT" --address "$SOCK" \
+		--metrics-address "127.0.0.1:$MPORT" \
 		--no-background-fetch "$@" >>"$T/snap.log" 2>&1 &
 	SNAP_PID=$!
 	wait_for 30 "the snapshotter to serve" sh -c \
@@ -193,6 +194,10 @@ grep -q "resumed 1 layer(s) from the fd holder" "$T/snap.log" ||
 reconnected
 readers_advance "A (kill -9)"
 new_containers "A" 1
+reads=$(curl -fsS "http://127.0.0.1:$MPORT/metrics" |
+	awk '/^lazypull_layer_fuse_ops_total\{.*op="read"/ { s += $2 } END { print s + 0 }')
+[ "$reads" -gt 0 ] || fail "A: no FUSE reads in the new daemon's metrics"
+ok "A: metrics go on: the new daemon counts $reads FUSE reads on the resumed layers"
 if "$LAZYPULL" snapshotter --root "$ROOT" --address "$T/second.sock" >"$T/second.log" 2>&1; then
 	fail "a second daemon on the same root started"
 fi
