@@ -47,7 +47,8 @@ static const char snapshotter_usage[] =
 	"  --cache-max SIZE           disk chunk cache bound (8G)\n"
 	"  --unserved-timeout SECS    while no daemon serves (restart, upgrade,\n"
 	"                             crash), readers of its layers wait up to\n"
-	"                             SECS, then get EIO (default 60)\n"
+	"                             SECS, then get EIO (default 60; 0: at\n"
+	"                             once)\n"
 	"  --teardown                 do not serve: unmount every layer under\n"
 	"                             the root and stop its fd holder (for\n"
 	"                             uninstalling; the daemon must be stopped)\n"
@@ -211,7 +212,7 @@ int lp_cmd_snapshotter(int argc, char **argv)
 				c.disk_cache_bytes = size;
 			break;
 		case OPT_UNSERVED_TIMEOUT:
-			if (lp_cmd_parse_int(optarg, 1,
+			if (lp_cmd_parse_int(optarg, 0,
 					     LP_SNAP_UNSERVED_TIMEOUT_MAX,
 					     &v) < 0) {
 				ret = lp_cmd_usage_error(
@@ -281,7 +282,7 @@ int lp_cmd_fdholder(int argc, char **argv)
 			root = optarg;
 			break;
 		case OPT_UNSERVED_TIMEOUT:
-			if (lp_cmd_parse_int(optarg, 1,
+			if (lp_cmd_parse_int(optarg, 0,
 					     LP_SNAP_UNSERVED_TIMEOUT_MAX,
 					     &timeout) < 0)
 				return lp_cmd_usage_error(

@@ -264,6 +264,16 @@ static pid_t peer_pid(int sock)
 	return cr.pid;
 }
 
+static uid_t peer_uid(int sock)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return (uid_t)-1;
+	return cr.uid;
+}
+
 static int do_list(struct holder *h, int sock)
 {
 	struct fdh_msg m;
@@ -557,6 +567,13 @@ int lp_snap_fdholder_serve(const char *root, unsigned int timeout_s,
 		}
 		if (p[1].revents && !h.stop) {
 			fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			/* the socket is 0600 in a 0700 root; still, only
+			 * this user's processes may hand fds over or take
+			 * them */
+			if (fd >= 0 && peer_uid(fd) != geteuid()) {
+				close(fd);
+				fd = -1;
+			}
 			for (i = 0; fd >= 0 && i < FDH_CLIENTS_MAX; i++)
 				if (h.clients[i] < 0)
 					break;
