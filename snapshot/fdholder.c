@@ -135,6 +135,7 @@ static int msg_recv(int sock, struct fdh_msg *m, int *ret_fd)
 			     .msg_controllen = sizeof(cbuf) };
 	struct cmsghdr *cm;
 	ssize_t n;
+	int r;
 
 	*ret_fd = -1;
 	memset(m, 0, sizeof(*m));
@@ -148,18 +149,36 @@ static int msg_recv(int sock, struct fdh_msg *m, int *ret_fd)
 		    cm->cmsg_type == SCM_RIGHTS &&
 		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
 			memcpy(ret_fd, CMSG_DATA(cm), sizeof(int));
-	/* only the fixed head is read from a message of another version */
-	if (n < 8 || memcmp(m->magic, FDH_MAGIC, 4) ||
-	    (m->version == LP_SNAP_FDH_PROTO && n != (ssize_t)sizeof(*m)) ||
-	    (mh.msg_flags & MSG_CTRUNC)) {
-		if (*ret_fd >= 0)
-			close(*ret_fd);
+	r = mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC) ?
+		    -EPROTO :
+		    lp_fdh_msg_check(m, (size_t)n, NULL);
+	if (r < 0 && *ret_fd >= 0) {
+		close(*ret_fd);
 		*ret_fd = -1;
-		return -EPROTO;
 	}
-	m->key[sizeof(m->key) - 1] = '\0';
-	if (m->state_len > sizeof(m->state))
-		m->state_len = 0;
+	return r;
+}
+
+size_t lp_fdh_msg_size(void)
+{
+	return sizeof(struct fdh_msg);
+}
+
+int lp_fdh_msg_check(void *msg, size_t n, uint32_t *ret_version)
+{
+	struct fdh_msg *m = msg;
+
+	/* the fixed head (magic, version) is all that is read of a message
+	 * of another version: its answer names the version */
+	if (n < 8 || n > sizeof(*m) || memcmp(m->magic, FDH_MAGIC, 4))
+		return -EPROTO;
+	if (ret_version)
+		*ret_version = m->version;
+	if (m->version != LP_SNAP_FDH_PROTO)
+		return 0;
+	if (n != sizeof(*m) || m->state_len > sizeof(m->state) ||
+	    !memchr(m->key, '\0', sizeof(m->key)))
+		return -EPROTO;
 	return 0;
 }
 

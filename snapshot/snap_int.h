@@ -322,6 +322,16 @@ int lp_snap_clear_stale_mounts(const char *root,
 
 struct lp_fdh;
 
+/*
+ * lp_fdh_msg_check() - is @msg (@n bytes received into a buffer of
+ * lp_fdh_msg_size() bytes) a message of the holder's wire? Returns 0 (a
+ * well-formed message of this protocol, or the fixed head of another
+ * version: *@ret_version, may be NULL, tells which) or -EPROTO. The one
+ * parser of the wire: both sides use it on every message.
+ */
+int lp_fdh_msg_check(void *msg, size_t n, uint32_t *ret_version);
+size_t lp_fdh_msg_size(void);
+
 /* lp_fdh_new() - a client, not connected yet. 0 or -ENOMEM. */
 int lp_fdh_new(struct lp_fdh **ret_h);
 /*
