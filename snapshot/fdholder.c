@@ -49,6 +49,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -492,6 +493,7 @@ int lp_snap_fdholder_serve(const char *root, unsigned int timeout_s,
 	struct holder h = { .version = version,
 			    .claimant = -1,
 			    .timeout_s = timeout_s };
+	struct timeval io_timeout = { .tv_sec = FDH_IO_TIMEOUT_MS / 1000 };
 	struct sockaddr_un sa;
 	uint64_t now, deadline;
 	int lfd = -1, sfd = -1, timeout, fd, r;
@@ -590,6 +592,14 @@ int lp_snap_fdholder_serve(const char *root, unsigned int timeout_s,
 			 * this user's processes may hand fds over or take
 			 * them */
 			if (fd >= 0 && peer_uid(fd) != geteuid()) {
+				close(fd);
+				fd = -1;
+			}
+			/* a client that stops reading must not stall the
+			 * holder (it answers every other one) */
+			if (fd >= 0 &&
+			    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &io_timeout,
+				       sizeof(io_timeout)) < 0) {
 				close(fd);
 				fd = -1;
 			}
