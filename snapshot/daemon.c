@@ -398,7 +398,12 @@ int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err)
 			holder_check(c, holder, layers);
 	}
 	r = 0;
-	if (holder) {
+	if (holder)
+		holder_check(c, holder, layers); /* it must hold them now */
+	if (holder && !lp_fdh_alive(holder)) {
+		lp_log_warn("no fd holder to hand the layers to: unmounting "
+			    "them (running containers lose them)");
+	} else if (holder) {
 		/*
 		 * Hand over: the holder has every connection already (since
 		 * each mount), the metadata is crash-safe (SQLite, synchronous
