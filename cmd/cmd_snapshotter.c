@@ -64,6 +64,9 @@ static const char fdholder_usage[] =
 	"Hold the FUSE connections of the snapshotter of DIR across its\n"
 	"restarts (the snapshotter starts it when none runs; under systemd it\n"
 	"is a unit of its own). SIGTERM closes every connection it holds.\n"
+	"  --exit-when-idle           end when no snapshotter claims it any more\n"
+	"                             and it holds nothing (how the snapshotter\n"
+	"                             starts it)\n"
 	"  --protocol N               speak protocol N (tests only)\n";
 
 enum {
@@ -82,6 +85,7 @@ enum {
 	OPT_UNSERVED_TIMEOUT,
 	OPT_TEARDOWN,
 	OPT_PROTOCOL,
+	OPT_EXIT_WHEN_IDLE,
 };
 
 static const struct option snapshotter_options[] = {
@@ -107,6 +111,7 @@ static const struct option fdholder_options[] = {
 	{ "root", required_argument, NULL, OPT_ROOT },
 	{ "unserved-timeout", required_argument, NULL, OPT_UNSERVED_TIMEOUT },
 	{ "protocol", required_argument, NULL, OPT_PROTOCOL },
+	{ "exit-when-idle", no_argument, NULL, OPT_EXIT_WHEN_IDLE },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -272,6 +277,7 @@ int lp_cmd_fdholder(int argc, char **argv)
 	const char *root = LP_SNAP_DEFAULT_ROOT;
 	long timeout = LP_SNAP_DEFAULT_UNSERVED_TIMEOUT_S;
 	long proto = LP_SNAP_FDH_PROTO;
+	bool idle_exit = false;
 	int ch, r;
 
 	optind = 1;
@@ -295,6 +301,9 @@ int lp_cmd_fdholder(int argc, char **argv)
 							  "bad --protocol '%s'",
 							  optarg);
 			break;
+		case OPT_EXIT_WHEN_IDLE:
+			idle_exit = true;
+			break;
 		case 'h':
 			fputs(fdholder_usage, stdout);
 			return LP_EXIT_OK;
@@ -305,7 +314,7 @@ int lp_cmd_fdholder(int argc, char **argv)
 	if (optind != argc || root[0] != '/')
 		return lp_cmd_usage_error("fdholder",
 					  "want an absolute --root only");
-	r = lp_snap_fdholder_serve(root, (unsigned int)timeout,
-				   (uint32_t)proto);
+	r = lp_snap_fdholder_serve(root, (unsigned int)timeout, (uint32_t)proto,
+				   idle_exit);
 	return r < 0 ? lp_cmd_fail("fdholder", NULL, r) : LP_EXIT_OK;
 }

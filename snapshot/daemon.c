@@ -35,6 +35,7 @@
 #define METADATA_FILE "metadata.db"
 #define HOLDER_CHECK_S 1 /* how often the daemon looks at its holder */
 #define HOLDER_START_MS 5000 /* a spawned holder listens within this */
+#define HOLDER_ATTEMPTS 3 /* connect-and-claim, when the holder went away */
 
 /* the connections the holder handed back, until resumed or dropped */
 struct held_item {
@@ -100,13 +101,13 @@ static bool layer_used(void *opaque, const char *digest)
 }
 
 /*
- * holder_start() - dial the fd holder of the root, starting one when none
+ * holder_attach() - dial the fd holder of the root, starting one when none
  * answers (or one of another protocol answers: that one is stopped, its
  * connections are never served), and claim it. *@ret_had: a holder of our
  * protocol was there already (its connections can be resumed).
  */
-static int holder_start(const struct lp_snap_config *c, struct lp_fdh *h,
-			bool *ret_had, struct lp_err *err)
+static int holder_attach(const struct lp_snap_config *c, struct lp_fdh *h,
+			 bool *ret_had, struct lp_err *err)
 {
 	unsigned int timeout_s = c->unserved_timeout_s;
 	uint32_t version;
@@ -145,12 +146,32 @@ static int holder_start(const struct lp_snap_config *c, struct lp_fdh *h,
 	}
 	if (r < 0)
 		return r;
-	r = lp_fdh_claim(h, timeout_s, &other, err);
-	if (r < 0)
-		return r;
-	lp_log_info("fd holder (pid %d) claimed%s", (int)lp_fdh_pid(h),
-		    *ret_had ? "" : " (new)");
-	return 0;
+	return lp_fdh_claim(h, timeout_s, &other, err);
+}
+
+/*
+ * holder_start() - holder_attach(), again when the holder went away
+ * between the connect and the claim (a holder a daemon started ends when
+ * it holds nothing and no daemon claims it).
+ */
+static int holder_start(const struct lp_snap_config *c, struct lp_fdh *h,
+			bool *ret_had, struct lp_err *err)
+{
+	int r, attempt;
+
+	for (attempt = 0;; attempt++) {
+		r = holder_attach(c, h, ret_had, err);
+		if (r == 0 || r == -EBUSY || attempt == HOLDER_ATTEMPTS - 1)
+			break;
+		if (r != -ECONNRESET && r != -EPIPE && r != -ENOTCONN &&
+		    r != -ENOENT && r != -ECONNREFUSED)
+			break;
+		lp_err_clear(err);
+	}
+	if (r == 0)
+		lp_log_info("fd holder (pid %d) claimed%s", (int)lp_fdh_pid(h),
+			    *ret_had ? "" : " (new)");
+	return r;
 }
 
 /* forget held connection @it: the holder drops it, the mount goes */

@@ -211,6 +211,7 @@ struct holder {
 	unsigned int timeout_s;
 	uint64_t unclaimed_ns; /* when the claimant left (mono) */
 	bool failing; /* answering requests with EIO */
+	bool ever_claimed;
 	bool stop;
 };
 
@@ -367,6 +368,7 @@ static bool handle(struct holder *h, int i)
 		if (h->claimant >= 0 && h->claimant != i)
 			close_client(h, h->claimant);
 		h->claimant = i;
+		h->ever_claimed = true;
 		h->claimant_pid = peer_pid(sock);
 		h->timeout_s = m.arg;
 		if (h->failing)
@@ -487,7 +489,7 @@ static int listen_on(const char *root, int *ret_fd)
 }
 
 int lp_snap_fdholder_serve(const char *root, unsigned int timeout_s,
-			   uint32_t version)
+			   uint32_t version, bool exit_when_idle)
 {
 	struct pollfd p[2 + FDH_CLIENTS_MAX + LP_FDH_ENTRIES_MAX];
 	struct holder h = { .version = version,
@@ -585,6 +587,12 @@ int lp_snap_fdholder_serve(const char *root, unsigned int timeout_s,
 							break;
 						}
 			}
+		}
+		/* started by a daemon: nothing held, nobody to hold it for */
+		if (exit_when_idle && h.ever_claimed && h.claimant < 0 &&
+		    !h.n_held && !h.stop) {
+			lp_log_info("fdholder: nothing to hold; exiting");
+			break;
 		}
 		if (p[1].revents && !h.stop) {
 			fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -937,11 +945,15 @@ int lp_fdh_kill(pid_t pid)
 
 int lp_fdh_spawn(const char *root, unsigned int timeout_s, struct lp_err *err)
 {
-	char tbuf[16];
+	char tbuf[16], log[LP_SNAP_PATH_MAX];
 	pid_t pid;
 	int st, fd;
 
 	snprintf(tbuf, sizeof(tbuf), "%u", timeout_s);
+	if (snprintf(log, sizeof(log), "%s/" LP_FDH_LOG, root) >=
+	    (int)sizeof(log))
+		return lp_err_set(err, -ENAMETOOLONG, "%s: path too long",
+				  root);
 	pid = fork();
 	if (pid < 0)
 		return lp_err_set(err, -errno, "fork: %s", strerror(errno));
@@ -956,12 +968,20 @@ int lp_fdh_spawn(const char *root, unsigned int timeout_s, struct lp_err *err)
 			dup2(fd, STDIN_FILENO);
 			close(fd);
 		}
-		/* stderr stays: the holder logs where the daemon does */
+		/* its own log: the daemon's stderr may be a pipe whose reader
+		 * waits for its end, and the holder outlives the daemon */
+		fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+			close(fd);
+		}
 		close_range(3, ~0u, 0);
 		if (chdir("/") < 0)
 			_exit(127);
 		execl("/proc/self/exe", "lazypull", "fdholder", "--root", root,
-		      "--unserved-timeout", tbuf, (char *)NULL);
+		      "--unserved-timeout", tbuf, "--exit-when-idle",
+		      (char *)NULL);
 		_exit(127);
 	}
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)

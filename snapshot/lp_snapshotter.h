@@ -117,10 +117,12 @@ int lp_snap_teardown(const struct lp_snap_config *c, struct lp_err *err);
  * fdholder`): listen on ROOT/fdholder.sock and hold what daemons hand over
  * until STOP or SIGTERM/SIGINT/SIGHUP (then every held connection is
  * closed). @timeout_s: the unserved timeout until a daemon claims it;
- * @version: LP_SNAP_FDH_PROTO (another value only to test refusals).
- * Returns 0 or -errno (cannot listen).
+ * @version: LP_SNAP_FDH_PROTO (another value only to test refusals);
+ * @exit_when_idle: end once a daemon has claimed it and none does any
+ * more while it holds nothing (a holder a daemon started; a systemd unit's
+ * holder stays). Returns 0 or -errno (cannot listen).
  */
 int lp_snap_fdholder_serve(const char *root, unsigned int timeout_s,
-			   uint32_t version);
+			   uint32_t version, bool exit_when_idle);
 
 #endif /* LP_SNAPSHOTTER_H */

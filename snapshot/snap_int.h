@@ -317,6 +317,7 @@ int lp_snap_clear_stale_mounts(const char *root,
 /* ---- the fd holder's client side (fdholder.c) ----------------------- */
 
 #define LP_FDH_SOCKET "fdholder.sock" /* under the root */
+#define LP_FDH_LOG "fdholder.log" /* a spawned holder's log, under the root */
 #define LP_FDH_KEY_MAX 96 /* a held connection's key (a layer digest) */
 #define LP_FDH_ENTRIES_MAX 4096 /* connections one holder keeps */
 
@@ -347,9 +348,10 @@ void lp_fdh_free(struct lp_fdh *h); /* NULL allowed; a claim ends */
 pid_t lp_fdh_pid(const struct lp_fdh *h); /* the holder's pid */
 
 /*
- * lp_fdh_spawn() - start a holder for @root (`lazypull fdholder`, the
- * running binary) in a session of its own, detached from this process.
- * Returns 0 once started (connect to it; it may take a moment to listen).
+ * lp_fdh_spawn() - start a holder for @root (`lazypull fdholder
+ * --exit-when-idle`, the running binary) in a session of its own, detached
+ * from this process, logging to ROOT/fdholder.log. Returns 0 once started
+ * (connect to it; it may take a moment to listen).
  */
 int lp_fdh_spawn(const char *root, unsigned int timeout_s, struct lp_err *err);
 

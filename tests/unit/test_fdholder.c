@@ -42,7 +42,8 @@ static void start_holder(struct fx *f, uint32_t version)
 	f->holder = fork();
 	assert_true(f->holder >= 0);
 	if (f->holder == 0)
-		_exit(lp_snap_fdholder_serve(f->root, 60, version) ? 1 : 0);
+		_exit(lp_snap_fdholder_serve(f->root, 60, version, false) ? 1 :
+									    0);
 	assert_int_equal(lp_fdh_new(&h), 0);
 	for (i = 0; i < 200 && r != 0 && r != -EPROTO; i++) {
 		r = lp_fdh_dial(h, f->root, &v, &pid, NULL);
