@@ -142,7 +142,7 @@ int lp_cmd_snapshotter(int argc, char **argv)
 {
 	struct lp_snap_config c;
 	struct lp_err err = { 0 };
-	bool teardown = false;
+	bool teardown = false, exit_now = false;
 	uint64_t size;
 	long v;
 	int ch, r, ret = LP_EXIT_FAIL;
@@ -259,14 +259,14 @@ int lp_cmd_snapshotter(int argc, char **argv)
 			      LP_EXIT_OK;
 		goto out;
 	}
-	r = lp_snap_run(&c, &err);
-	if (r == LP_SNAP_HANDED_OVER) {
+	r = lp_snap_run(&c, &exit_now, &err);
+	ret = r < 0 ? lp_cmd_fail("snapshotter", &err, r) : LP_EXIT_OK;
+	if (exit_now) {
 		/* FUSE and fetch threads still serve: no exit handlers */
 		fflush(stdout);
 		fflush(stderr);
-		_exit(LP_EXIT_OK);
+		_exit(ret);
 	}
-	ret = r < 0 ? lp_cmd_fail("snapshotter", &err, r) : LP_EXIT_OK;
 out:
 	lp_snap_config_release(&c);
 	return ret;

@@ -6,7 +6,7 @@
  * layers committed snapshots use, gRPC socket, metrics), wait for
  * SIGTERM/SIGINT/SIGHUP, stop. Stopping hands over: every layer stays
  * mounted, its connection held by the fd holder, and the process ends at
- * once (lp_snap_run() returns LP_SNAP_HANDED_OVER; the caller _exit()s), so
+ * once (lp_snap_run() sets *ret_exit_now; the caller _exit()s), so
  * whatever runs on the layers does not delay it; the next daemon resumes
  * the connections. Only without a holder are the layers unmounted.
  * lp_snap_teardown() is the real end (uninstall): unmount all, stop the
@@ -281,7 +281,8 @@ static int count_layer_mounts(const char *root)
 	return n;
 }
 
-int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err)
+int lp_snap_run(const struct lp_snap_config *c, bool *ret_exit_now,
+		struct lp_err *err)
 {
 	struct lp_snap_metrics *metrics = NULL;
 	struct lp_snap_layers *layers = NULL;
@@ -296,6 +297,7 @@ int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err)
 	sigset_t sigs;
 	int r, sig = 0, n, stale;
 
+	*ret_exit_now = false;
 	lp_mount_tune_malloc();
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
@@ -435,10 +437,23 @@ int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err)
 			    strsignal(sig), (int)lp_fdh_pid(holder));
 		unlink(c->address);
 		held_release(&held);
-		return LP_SNAP_HANDED_OVER;
+		*ret_exit_now = true;
+		return 0;
 	}
 	lp_log_warn("lazypull snapshotter: %s, stopping", strsignal(sig));
 out:
+	if (r < 0 && layers && holder && lp_fdh_alive(holder)) {
+		/* failed after taking the layers: unmounting them would break
+		 * the containers a retry would keep */
+		lp_log_warn("the fd holder (pid %d) keeps the layers for the "
+			    "next start",
+			    (int)lp_fdh_pid(holder));
+		if (grpc)
+			unlink(c->address);
+		held_release(&held);
+		*ret_exit_now = true;
+		return r;
+	}
 	lp_snap_grpc_stop(grpc);
 	if (grpc || r == 0)
 		unlink(c->address);

@@ -11,7 +11,7 @@
  *	lp_snap_config_init(&c);
  *	lp_snap_config_load(&c, "/etc/lazypull/config.json", &err);
  *	... override fields from the command line ...
- *	lp_snap_run(&c, &err);            (until SIGTERM / SIGINT)
+ *	lp_snap_run(&c, &exit_now, &err); (until SIGTERM / SIGINT)
  *	lp_snap_config_release(&c);
  */
 #ifndef LP_SNAPSHOTTER_H
@@ -93,15 +93,17 @@ void lp_snap_config_release(struct lp_snap_config *c);
  * connections it holds, clear other stale mounts under the root, remount
  * the other layers committed remote snapshots use, serve gRPC (and
  * metrics). On a signal the layers stay mounted, their connections with
- * the holder, for the next daemon: it returns LP_SNAP_HANDED_OVER while
- * FUSE and fetch threads still run, and the caller must end the process
- * with _exit() at once. Without a holder it unmounts everything and
- * returns 0. Call from the main thread before any other thread exists (it
- * blocks those signals for the whole process). Returns -errno when it
- * could not start (@err says why).
+ * the holder, for the next daemon; so they do when it fails to start after
+ * taking them (a busy socket or metrics port: the next start resumes
+ * them). In both cases *@ret_exit_now is set: FUSE and fetch threads still
+ * run, and the caller must end the process with _exit() at once. Without
+ * a holder it unmounts everything when it stops. Call from the main thread
+ * before any other thread exists (it blocks those signals for the whole
+ * process). Returns 0 on a stop, -errno when it could not start (@err
+ * says why).
  */
-#define LP_SNAP_HANDED_OVER 1
-int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err);
+int lp_snap_run(const struct lp_snap_config *c, bool *ret_exit_now,
+		struct lp_err *err);
 
 /*
  * lp_snap_teardown() - what uninstalling needs: with no snapshotter

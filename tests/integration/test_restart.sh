@@ -9,7 +9,8 @@
 #   A. kill -9'd and started again
 #   B. SIGTERM'd (it must exit within 10 s while the containers read) and
 #      started again from a copy of the binary in another directory
-#   C. kept down for 10 s (readers block, then go on)
+#   C. kept down for 10 s (readers block, then go on), with a start that
+#      fails in between (metrics port taken): it leaves the layers alone
 #   D. restarted 20 times in a row (SIGTERM and kill -9 alternating)
 # Zero read errors, zero wrong bytes, every reader makes progress after
 # each step; after each step a new container from the same image and one
@@ -222,13 +223,28 @@ new_containers "B" 2
 # --- C. down for 10 s ------------------------------------------------------
 say "C. no daemon for 10 s"
 stop_snapshotter TERM
-before=$(progress 0)
+# meanwhile a daemon that cannot start (its metrics port is taken) after
+# taking the layers: it must leave them to the holder, not unmount them
+BUSY=$(free_port)
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); time.sleep(30)' "$BUSY" &
+busy_pid=$!
+sleep 0.5
+if "$LAZYPULL" -v snapshotter --root "$ROOT" --address "$SOCK" --no-background-fetch \
+	--metrics-address "127.0.0.1:$BUSY" >>"$T/snap.log" 2>&1; then
+	fail "C: a daemon whose metrics port is taken started"
+fi
+kill "$busy_pid" 2>/dev/null || true
+grep -q "keeps the layers for the next start" "$T/snap.log" ||
+	fail "C: the failed start did not leave the layers to the holder"
+[ -n "$(mounts_under "$ROOT/layers")" ] || fail "C: the failed start unmounted the layers"
+before=$(progress 0) # (the failed daemon served for a moment)
 sleep 10
 during=$(progress 0)
 [ "$during" -le $((before + 1)) ] ||
 	fail "C: reader 0 read $((during - before)) new files with no daemon"
 start_snapshotter "$LAZYPULL"
-readers_advance "C (10 s without a daemon: readers waited, then went on)"
+readers_advance "C (10 s without a daemon and a failed start: readers waited, then went on)"
 new_containers "C" 3
 
 # --- D. 20 restarts in a row -------------------------------------------------
