@@ -22,6 +22,7 @@ int lp_cmd_layer(int argc, char **argv);
 int lp_cmd_convert(int argc, char **argv);
 int lp_cmd_mount(int argc, char **argv);
 int lp_cmd_snapshotter(int argc, char **argv);
+int lp_cmd_fdholder(int argc, char **argv);
 int lp_cmd_optimize(int argc, char **argv);
 
 /*

@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include "cmd.h"
 #include "lp_fuse.h"
 #include "lp_log.h"
+#include "lp_mount.h"
 #include "lp_registry.h"
 
 #define MOUNT_MAX_PREFETCH_WAIT 3600 /* seconds */
@@ -30,17 +30,6 @@
 #define MOUNT_MAX_RETRIES 100
 #define MOUNT_MAX_TIMEOUT 3600 /* seconds */
 #define MOUNT_MAX_CONNECT_MS 10000 /* connect timeout, at most */
-/* a registry layer's first read: footer and, usually, the whole TOC */
-#define MOUNT_TAIL_BYTES (512 * 1024)
-#define MOUNT_TOC_ANNOTATION "containerd.io/snapshot/stargz/toc.digest"
-/*
- * The memory budget is about what the cache holds; glibc would otherwise
- * keep freed chunk buffers (up to 4 MiB each, on many threads' arenas) and
- * the daemon's RSS would grow with everything ever read. Big buffers are
- * mapped and unmapped instead, and few arenas are kept.
- */
-#define MOUNT_MMAP_THRESHOLD (128 * 1024)
-#define MOUNT_MALLOC_ARENAS 2
 
 static const char mount_usage[] =
 	"Usage: lazypull mount [OPTIONS] SOURCE MOUNTPOINT\n"
@@ -136,7 +125,7 @@ struct mount_args {
 	const char *source, *mountpoint;
 	bool have_digest, skip_verify, foreground;
 	struct lp_digest toc_digest;
-	struct lp_fs_options fs;
+	struct lp_mount_opts mo; /* .fs from the options */
 	long prefetch_wait, threads;
 	const char *log_file;
 	/* registry sources (--layer) */
@@ -188,7 +177,7 @@ static int pick_layer(const struct lp_reg_manifest *m, const char *layer,
 static int layer_toc_digest(struct mount_args *a, const struct lp_reg_desc *d,
 			    struct lp_err *err)
 {
-	const char *ann = lp_reg_desc_annotation(d, MOUNT_TOC_ANNOTATION);
+	const char *ann = lp_reg_desc_annotation(d, LP_MOUNT_ANN_TOC_DIGEST);
 	char dgs[LP_DIGEST_STR_LEN + 1];
 	struct lp_digest dg;
 
@@ -196,12 +185,12 @@ static int layer_toc_digest(struct mount_args *a, const struct lp_reg_desc *d,
 	if (ann && lp_digest_parse(ann, &dg) < 0)
 		return lp_err_set(err, -EPROTO,
 				  "layer %s: bad %s annotation '%.80s'", dgs,
-				  MOUNT_TOC_ANNOTATION, ann);
+				  LP_MOUNT_ANN_TOC_DIGEST, ann);
 	if (ann && a->have_digest && !lp_digest_equal(&dg, &a->toc_digest))
 		return lp_err_set(err, -EBADMSG,
 				  "layer %s: --toc-digest does not match its "
 				  "%s annotation %s",
-				  dgs, MOUNT_TOC_ANNOTATION, ann);
+				  dgs, LP_MOUNT_ANN_TOC_DIGEST, ann);
 	if (ann && !a->skip_verify) {
 		a->toc_digest = dg;
 		a->have_digest = true;
@@ -211,7 +200,7 @@ static int layer_toc_digest(struct mount_args *a, const struct lp_reg_desc *d,
 				  "layer %s has no %s annotation (not an "
 				  "eStargz layer?): give --toc-digest, or "
 				  "--insecure-skip-toc-verify",
-				  dgs, MOUNT_TOC_ANNOTATION);
+				  dgs, LP_MOUNT_ANN_TOC_DIGEST);
 	return 0;
 }
 
@@ -247,7 +236,7 @@ static void registry_opts(const struct mount_args *a,
 /*
  * open_registry_layer() - the layer --layer names in image @a->source,
  * as a blob read by HTTP Range requests (it keeps the client alive), and
- * its last MOUNT_TAIL_BYTES (footer and usually the TOC) read with one
+ * its last LP_MOUNT_TAIL_BYTES (footer and usually the TOC) read with one
  * request into *ret_tail (malloc'ed, *ret_tail_len bytes). Fills in the TOC
  * digest from the layer's annotation.
  */
@@ -255,8 +244,6 @@ static int open_registry_layer(struct mount_args *a, struct lp_blob **ret_blob,
 			       uint8_t **ret_tail, size_t *ret_tail_len,
 			       struct lp_err *err)
 {
-	struct lp_reg_blob *rb = NULL;
-	uint8_t *tail = NULL;
 	const char *hosts[MOUNT_MAX_INSECURE + 2];
 	const struct lp_reg_desc *d = NULL;
 	struct lp_reg_manifest *m = NULL;
@@ -285,24 +272,12 @@ static int open_registry_layer(struct mount_args *a, struct lp_blob **ret_blob,
 	r = layer_toc_digest(a, d, err);
 	if (r < 0)
 		goto out;
-	tail = malloc(MOUNT_TAIL_BYTES);
-	if (!tail) {
-		r = -ENOMEM;
-		goto out;
-	}
-	r = lp_reg_blob_open_tail(reg, &ref, &d->digest, d->size, tail,
-				  MOUNT_TAIL_BYTES, ret_tail_len, &rb, err);
-	if (r == 0)
-		r = lp_reg_blob_as_blob(rb, ret_blob);
-	if (r < 0) {
-		lp_err_set(err, r, "%s: cannot open the layer blob", a->source);
-		goto out;
-	}
-	*ret_tail = tail;
-	tail = NULL;
+	r = lp_mount_open_registry(reg, &ref, &d->digest, d->size, ret_blob,
+				   ret_tail, ret_tail_len, err);
+	if (r < 0)
+		lp_err_set(err, r, "%s: cannot open the layer blob: %s",
+			   a->source, lp_err_str(err, r));
 out:
-	free(tail);
-	lp_reg_blob_unref(rb);
 	lp_reg_manifest_free(m);
 	lp_reg_free(reg); /* the blob holds its own reference */
 	return r;
@@ -333,7 +308,7 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 	long v;
 	int c;
 
-	lp_fs_options_init(&a->fs);
+	lp_mount_opts_init(&a->mo);
 	a->retries = -1;
 	a->timeout_s = -1;
 	optind = 1;
@@ -350,7 +325,7 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 			a->skip_verify = true;
 			break;
 		case OPT_CACHE_DIR:
-			a->fs.cache_dir = optarg;
+			a->mo.fs.cache_dir = optarg;
 			break;
 		case OPT_CACHE_MAX:
 		case OPT_MEM_CACHE:
@@ -359,12 +334,12 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 				return lp_cmd_usage_error(
 					"mount", "bad size '%s'", optarg);
 			if (c == OPT_CACHE_MAX)
-				a->fs.disk_cache_bytes = size;
+				a->mo.fs.disk_cache_bytes = size;
 			else
-				a->fs.mem_cache_bytes = (size_t)size;
+				a->mo.fs.mem_cache_bytes = (size_t)size;
 			break;
 		case OPT_NO_PREFETCH:
-			a->fs.prefetch = false;
+			a->mo.fs.prefetch = false;
 			break;
 		case OPT_PREFETCH_WAIT:
 			if (lp_cmd_parse_int(optarg, 0, MOUNT_MAX_PREFETCH_WAIT,
@@ -374,7 +349,7 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 					optarg);
 			break;
 		case OPT_NO_BACKGROUND:
-			a->fs.background_fetch = false;
+			a->mo.fs.background_fetch = false;
 			break;
 		case OPT_BACKGROUND_QUIET:
 			if (lp_cmd_parse_int(optarg, 0,
@@ -383,7 +358,7 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 				return lp_cmd_usage_error(
 					"mount", "bad --background-quiet '%s'",
 					optarg);
-			a->fs.background_quiet_ms = (unsigned int)v;
+			a->mo.fs.background_quiet_ms = (unsigned int)v;
 			break;
 		case OPT_THREADS:
 			if (lp_cmd_parse_int(optarg, 1, LP_FUSE_MAX_THREADS,
@@ -510,11 +485,9 @@ static void detach_stdio(int log_fd)
 
 int lp_cmd_mount(int argc, char **argv)
 {
-	struct lp_fuse_options fopts = { 0 };
 	char fsname[LP_FUSE_FSNAME_MAX + 1];
 	struct mount_args a = { 0 };
 	struct lp_blob *blob = NULL;
-	struct lp_layer *layer = NULL;
 	struct lp_fs *fs = NULL;
 	struct lp_fuse *fuse = NULL;
 	struct lp_err err = { 0 };
@@ -525,8 +498,7 @@ int lp_cmd_mount(int argc, char **argv)
 	r = parse_args(argc, argv, &a);
 	if (r)
 		return r < 0 ? LP_EXIT_OK : r;
-	mallopt(M_MMAP_THRESHOLD, MOUNT_MMAP_THRESHOLD);
-	mallopt(M_ARENA_MAX, MOUNT_MALLOC_ARENAS);
+	lp_mount_tune_malloc();
 	if (a.skip_verify)
 		lp_log_warn("--insecure-skip-toc-verify: the TOC of %s is "
 			    "not verified; chunk digests come from it",
@@ -537,34 +509,22 @@ int lp_cmd_mount(int argc, char **argv)
 		ret = lp_cmd_fail("mount", &err, r);
 		goto out;
 	}
-	r = lp_layer_open_tail(blob, tail, tail_len,
-			       a.have_digest ? &a.toc_digest : NULL, &layer,
-			       &err);
-	free(tail);
-	tail = NULL;
-	if (r < 0) {
-		ret = lp_cmd_fail("mount", &err, r);
-		goto out;
-	}
-	lp_layer_drop_toc_json(layer); /* a mount never serves it */
-	r = lp_fs_new(layer, &a.fs, &fs, &err); /* takes the layer */
-	layer = NULL;
-	if (r < 0) {
-		ret = lp_cmd_fail("mount", &err, r);
-		goto out;
-	}
-
 	/* fsname: the source without commas (they separate mount options) */
 	snprintf(fsname, sizeof(fsname), "lazypull:%s", a.source);
 	for (char *p = fsname; *p; p++)
 		if (*p == ',' || *p == ' ')
 			*p = '_';
-	fopts.fsname = fsname;
-	fopts.max_threads = (unsigned int)a.threads;
-	fopts.allow_other = getuid() == 0;
-	r = lp_fuse_mount(fs, a.mountpoint, &fopts, &fuse, &err);
+	a.mo.toc_digest = a.have_digest ? &a.toc_digest : NULL;
+	a.mo.tail = tail;
+	a.mo.tail_len = tail_len;
+	a.mo.fuse.fsname = fsname;
+	a.mo.fuse.max_threads = (unsigned int)a.threads;
+	a.mo.fuse.allow_other = getuid() == 0;
+	r = lp_mount_layer(blob, a.mountpoint, &a.mo, &fs, &fuse, NULL, &err);
+	free(tail);
+	tail = NULL;
 	if (r < 0) {
-		ret = lp_cmd_fail(a.mountpoint, &err, r);
+		ret = lp_cmd_fail("mount", &err, r);
 		goto out;
 	}
 
@@ -616,7 +576,6 @@ out:
 		close(log_fd);
 	lp_fuse_free(fuse); /* unmounts before the threads stop */
 	lp_fs_free(fs);
-	lp_layer_free(layer);
 	lp_blob_unref(blob);
 	return ret;
 }

@@ -3,12 +3,15 @@
  * `lazypull snapshotter`: the containerd remote snapshotter daemon. Reads
  * the JSON config (--config), lets flags override it, and runs
  * lp_snap_run() in the foreground until SIGTERM (systemd or the test
- * harness supervise it; see docs/snapshotter.md).
+ * harness supervise it; see docs/snapshotter.md); `--teardown` unmounts
+ * everything and stops the fd holder instead. `lazypull fdholder` is the
+ * fd holder process the daemon starts (or systemd runs) for its root.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "lp_fs.h"
@@ -42,7 +45,29 @@ static const char snapshotter_usage[] =
 	"                             in any layer (default 1000)\n"
 	"  --mem-cache SIZE           memory cache per mounted layer (64M)\n"
 	"  --cache-max SIZE           disk chunk cache bound (8G)\n"
-	"  -h, --help                 this help\n";
+	"  --unserved-timeout SECS    while no daemon serves (restart, upgrade,\n"
+	"                             crash), readers of its layers wait up to\n"
+	"                             SECS, then get EIO (default 60; 0: at\n"
+	"                             once)\n"
+	"  --teardown                 do not serve: unmount every layer under\n"
+	"                             the root and stop its fd holder (for\n"
+	"                             uninstalling; the daemon must be stopped)\n"
+	"  -h, --help                 this help\n"
+	"\n"
+	"SIGTERM ends the daemon at once and leaves the layers mounted, their\n"
+	"FUSE connections with the fd holder (`lazypull fdholder`), so that\n"
+	"running containers keep working and the next daemon serves them.\n";
+
+static const char fdholder_usage[] =
+	"Usage: lazypull fdholder [--root DIR] [--unserved-timeout SECS]\n"
+	"\n"
+	"Hold the FUSE connections of the snapshotter of DIR across its\n"
+	"restarts (the snapshotter starts it when none runs; under systemd it\n"
+	"is a unit of its own). SIGTERM closes every connection it holds.\n"
+	"  --exit-when-idle           end when no snapshotter claims it any more\n"
+	"                             and it holds nothing (how the snapshotter\n"
+	"                             starts it)\n"
+	"  --protocol N               speak protocol N (tests only)\n";
 
 enum {
 	OPT_CONFIG = 256,
@@ -57,6 +82,10 @@ enum {
 	OPT_BACKGROUND_QUIET,
 	OPT_MEM_CACHE,
 	OPT_CACHE_MAX,
+	OPT_UNSERVED_TIMEOUT,
+	OPT_TEARDOWN,
+	OPT_PROTOCOL,
+	OPT_EXIT_WHEN_IDLE,
 };
 
 static const struct option snapshotter_options[] = {
@@ -72,6 +101,17 @@ static const struct option snapshotter_options[] = {
 	{ "background-quiet", required_argument, NULL, OPT_BACKGROUND_QUIET },
 	{ "mem-cache", required_argument, NULL, OPT_MEM_CACHE },
 	{ "cache-max", required_argument, NULL, OPT_CACHE_MAX },
+	{ "unserved-timeout", required_argument, NULL, OPT_UNSERVED_TIMEOUT },
+	{ "teardown", no_argument, NULL, OPT_TEARDOWN },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct option fdholder_options[] = {
+	{ "root", required_argument, NULL, OPT_ROOT },
+	{ "unserved-timeout", required_argument, NULL, OPT_UNSERVED_TIMEOUT },
+	{ "protocol", required_argument, NULL, OPT_PROTOCOL },
+	{ "exit-when-idle", no_argument, NULL, OPT_EXIT_WHEN_IDLE },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -102,6 +142,7 @@ int lp_cmd_snapshotter(int argc, char **argv)
 {
 	struct lp_snap_config c;
 	struct lp_err err = { 0 };
+	bool teardown = false, exit_now = false;
 	uint64_t size;
 	long v;
 	int ch, r, ret = LP_EXIT_FAIL;
@@ -175,6 +216,20 @@ int lp_cmd_snapshotter(int argc, char **argv)
 			else
 				c.disk_cache_bytes = size;
 			break;
+		case OPT_UNSERVED_TIMEOUT:
+			if (lp_cmd_parse_int(optarg, 0,
+					     LP_SNAP_UNSERVED_TIMEOUT_MAX,
+					     &v) < 0) {
+				ret = lp_cmd_usage_error(
+					"snapshotter",
+					"bad --unserved-timeout '%s'", optarg);
+				goto out;
+			}
+			c.unserved_timeout_s = (unsigned int)v;
+			break;
+		case OPT_TEARDOWN:
+			teardown = true;
+			break;
 		case 'h':
 			fputs(snapshotter_usage, stdout);
 			ret = LP_EXIT_OK;
@@ -194,9 +249,72 @@ int lp_cmd_snapshotter(int argc, char **argv)
 					 argv[optind]);
 		goto out;
 	}
-	r = lp_snap_run(&c, &err);
+	if (teardown) {
+		r = lp_snap_teardown(&c, &err);
+		if (r >= 0)
+			lp_log_warn("teardown of %s: %d mount(s) removed, fd "
+				    "holder stopped",
+				    c.root, r);
+		ret = r < 0 ? lp_cmd_fail("snapshotter --teardown", &err, r) :
+			      LP_EXIT_OK;
+		goto out;
+	}
+	r = lp_snap_run(&c, &exit_now, &err);
 	ret = r < 0 ? lp_cmd_fail("snapshotter", &err, r) : LP_EXIT_OK;
+	if (exit_now) {
+		/* FUSE and fetch threads still serve: no exit handlers */
+		fflush(stdout);
+		fflush(stderr);
+		_exit(ret);
+	}
 out:
 	lp_snap_config_release(&c);
 	return ret;
+}
+
+int lp_cmd_fdholder(int argc, char **argv)
+{
+	const char *root = LP_SNAP_DEFAULT_ROOT;
+	long timeout = LP_SNAP_DEFAULT_UNSERVED_TIMEOUT_S;
+	long proto = LP_SNAP_FDH_PROTO;
+	bool idle_exit = false;
+	int ch, r;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "h", fdholder_options, NULL)) !=
+	       -1) {
+		switch (ch) {
+		case OPT_ROOT:
+			root = optarg;
+			break;
+		case OPT_UNSERVED_TIMEOUT:
+			if (lp_cmd_parse_int(optarg, 0,
+					     LP_SNAP_UNSERVED_TIMEOUT_MAX,
+					     &timeout) < 0)
+				return lp_cmd_usage_error(
+					"fdholder",
+					"bad --unserved-timeout '%s'", optarg);
+			break;
+		case OPT_PROTOCOL:
+			if (lp_cmd_parse_int(optarg, 1, 1000000, &proto) < 0)
+				return lp_cmd_usage_error("fdholder",
+							  "bad --protocol '%s'",
+							  optarg);
+			break;
+		case OPT_EXIT_WHEN_IDLE:
+			idle_exit = true;
+			break;
+		case 'h':
+			fputs(fdholder_usage, stdout);
+			return LP_EXIT_OK;
+		default:
+			return lp_cmd_usage_error("fdholder", "bad option");
+		}
+	}
+	if (optind != argc || root[0] != '/')
+		return lp_cmd_usage_error("fdholder",
+					  "want an absolute --root only");
+	r = lp_snap_fdholder_serve(root, (unsigned int)timeout, (uint32_t)proto,
+				   idle_exit);
+	return r < 0 ? lp_cmd_fail("fdholder", NULL, r) : LP_EXIT_OK;
 }

@@ -29,6 +29,8 @@ static const char usage[] =
 	"  convert         convert a whole image (registry or oci:DIR) to eStargz\n"
 	"  mount           mount a layer lazily with FUSE\n"
 	"  snapshotter     containerd remote snapshotter (gRPC proxy plugin)\n"
+	"  fdholder        holds the snapshotter's FUSE connections across its\n"
+	"                  restarts (started by the snapshotter, or systemd)\n"
 	"  optimize        run an image's workload, put the files it reads first\n"
 	"\n"
 	"Options:\n"
@@ -196,6 +198,8 @@ int main(int argc, char **argv)
 		return lp_cmd_mount(argc - i, argv + i);
 	if (!strcmp(argv[i], "snapshotter"))
 		return lp_cmd_snapshotter(argc - i, argv + i);
+	if (!strcmp(argv[i], "fdholder"))
+		return lp_cmd_fdholder(argc - i, argv + i);
 	if (!strcmp(argv[i], "optimize"))
 		return lp_cmd_optimize(argc - i, argv + i);
 	if (!strcmp(argv[i], "help")) {

@@ -29,6 +29,19 @@
  * increment in the layer's stats) before it is served, so the counts show
  * what the kernel asked for, whatever the answer was.
  *
+ * Resuming a connection (lp_fuse_resume()): the connection of a mount
+ * outlives the process that served it as long as some process holds its
+ * /dev/fuse fd (the snapshotter's fd holder). libfuse 3.14 answers nothing
+ * before it processed an INIT, and the kernel sends INIT once per
+ * connection; so lp_fuse_mount() reads the kernel's INIT itself, keeps its
+ * bytes (lp_fuse_get_state()) and hands it to libfuse, and a new process
+ * feeds the same bytes to a new session over the held fd: libfuse then
+ * negotiates what it negotiated the first time, and its reply, whose
+ * request is long gone, fails with ENOENT, which libfuse ignores. Then a
+ * FUSE_NOTIFY_RESEND (kernel 6.9) puts back on the queue what the dead
+ * process had read and not answered. Nothing else is per connection: node
+ * ids are TOC indexes + 1, and without open there are no file handles.
+ *
  * State comes from the request's userdata (the struct lp_fuse), never a
  * global. No locks here: the core is thread-safe.
  */
@@ -37,6 +50,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +65,15 @@
 
 #define FUSE_CACHE_TIMEOUT 86400.0 /* seconds: nothing ever changes */
 #define FUSE_CONNECTIONS "/sys/fs/fuse/connections"
+/* enum fuse_notify_code in kernel 6.9 (protocol 7.40); Debian 12's
+ * <linux/fuse.h> (7.38) predates it */
+#define FUSE_NOTIFY_RESEND_CODE 7
+/*
+ * A read from /dev/fuse must have room for the largest request the
+ * connection may send: a header, a write header and max_write bytes
+ * (libfuse negotiates at most 256 pages).
+ */
+#define FUSE_READ_BUF (1024 * 1024 + 64 * 1024)
 
 struct lp_fuse {
 	struct fuse_session *se;
@@ -60,6 +83,7 @@ struct lp_fuse {
 	atomic_bool no_open, no_opendir; /* set once, by op_init() */
 	bool mounted;
 	char *mountpoint; /* for lp_fuse_unmount() */
+	struct lp_fuse_state state; /* the kernel's INIT, as read */
 };
 
 static struct lp_fuse *req_fuse(fuse_req_t req)
@@ -406,9 +430,52 @@ static bool env_keep_open(void)
 	return v && !strcmp(v, "1");
 }
 
-int lp_fuse_mount(struct lp_fs *fs, const char *mountpoint,
-		  const struct lp_fuse_options *opts, struct lp_fuse **ret_fuse,
-		  struct lp_err *err)
+/* is @b a FUSE_INIT request as the kernel sends it? */
+static bool valid_init(const uint8_t *b, size_t len)
+{
+	struct fuse_in_header h;
+
+	if (len < sizeof(h) + 2 * sizeof(uint32_t) || len > LP_FUSE_STATE_MAX)
+		return false;
+	memcpy(&h, b, sizeof(h));
+	return h.opcode == FUSE_INIT && h.len == len;
+}
+
+/*
+ * take_init() - read the kernel's INIT (the first request of a new
+ * connection, queued by the mount itself), keep its bytes for a resume,
+ * and let libfuse process it (op_init() runs now, in this thread).
+ */
+static int take_init(struct lp_fuse *f, struct lp_err *err)
+{
+	struct fuse_buf buf = { 0 };
+	int r;
+
+	r = fuse_session_receive_buf(f->se, &buf);
+	if (r <= 0) {
+		r = lp_err_set(err, r < 0 ? r : -EIO,
+			       "%s: reading the FUSE INIT: %s", f->mountpoint,
+			       strerror(r < 0 ? -r : EIO));
+		goto out;
+	}
+	if (buf.flags & FUSE_BUF_IS_FD || !valid_init(buf.mem, buf.size)) {
+		r = lp_err_set(err, -EPROTO,
+			       "%s: the first FUSE request is not an INIT",
+			       f->mountpoint);
+		goto out;
+	}
+	memcpy(f->state.bytes, buf.mem, buf.size);
+	f->state.len = buf.size;
+	fuse_session_process_buf(f->se, &buf);
+	r = 0;
+out:
+	free(buf.mem);
+	return r;
+}
+
+/* the session, its options and @f's fields common to a mount and a resume */
+static int new_session(struct lp_fs *fs, const struct lp_fuse_options *opts,
+		       struct lp_fuse **ret_f, struct lp_err *err)
 {
 	char mopts[LP_FUSE_FSNAME_MAX + 128];
 	const char *fsname = opts->fsname ? opts->fsname : "lazypull";
@@ -441,6 +508,24 @@ int lp_fuse_mount(struct lp_fs *fs, const char *mountpoint,
 		r = lp_err_set(err, -EINVAL, "cannot create a FUSE session");
 		goto out;
 	}
+	*ret_f = f;
+	f = NULL;
+out:
+	fuse_opt_free_args(&args);
+	lp_fuse_free(f);
+	return r;
+}
+
+int lp_fuse_mount(struct lp_fs *fs, const char *mountpoint,
+		  const struct lp_fuse_options *opts, struct lp_fuse **ret_fuse,
+		  struct lp_err *err)
+{
+	struct lp_fuse *f = NULL;
+	int r;
+
+	r = new_session(fs, opts, &f, err);
+	if (r < 0)
+		goto out;
 	if (fuse_session_mount(f->se, mountpoint) != 0) {
 		r = lp_err_set(err, -EIO, "cannot mount on %s", mountpoint);
 		goto out;
@@ -451,11 +536,135 @@ int lp_fuse_mount(struct lp_fs *fs, const char *mountpoint,
 		r = lp_err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
+	r = take_init(f, err);
+	if (r < 0)
+		goto out;
 	*ret_fuse = f;
 	f = NULL;
 out:
-	fuse_opt_free_args(&args);
 	lp_fuse_free(f);
+	return r;
+}
+
+int lp_fuse_fd(const struct lp_fuse *fuse)
+{
+	return fuse_session_fd(fuse->se);
+}
+
+void lp_fuse_get_state(const struct lp_fuse *fuse,
+		       struct lp_fuse_state *ret_state)
+{
+	*ret_state = fuse->state;
+}
+
+int lp_fuse_resend(int fd)
+{
+	struct fuse_out_header h = { .len = sizeof(h),
+				     .error = FUSE_NOTIFY_RESEND_CODE,
+				     .unique = 0 };
+
+	if (write(fd, &h, sizeof(h)) != (ssize_t)sizeof(h))
+		return -errno;
+	return 0;
+}
+
+int lp_fuse_resume(struct lp_fs *fs, int fd, const char *mountpoint,
+		   const struct lp_fuse_state *state,
+		   const struct lp_fuse_options *opts,
+		   struct lp_fuse **ret_fuse, struct lp_err *err)
+{
+	char devfd[32];
+	struct fuse_buf buf = { 0 };
+	struct lp_fuse *f = NULL;
+	int r;
+
+	if (!state || !valid_init(state->bytes, state->len)) {
+		r = lp_err_set(err, -EPROTO,
+			       "%s: the saved FUSE state is not an INIT",
+			       mountpoint);
+		goto out;
+	}
+	r = new_session(fs, opts, &f, err);
+	if (r < 0)
+		goto out;
+	snprintf(devfd, sizeof(devfd), "/dev/fd/%d", fd);
+	if (fuse_session_mount(f->se, devfd) != 0) {
+		r = lp_err_set(err, -EBADF, "%s: cannot use fd %d", mountpoint,
+			       fd);
+		goto out;
+	}
+	fd = -1; /* the session's now */
+	f->mountpoint = strdup(mountpoint);
+	if (!f->mountpoint) {
+		r = lp_err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	f->state = *state;
+	/* the INIT of the first session again: libfuse negotiates as then;
+	 * its reply finds no request (ENOENT) and is dropped */
+	buf.mem = f->state.bytes;
+	buf.size = f->state.len;
+	fuse_session_process_buf(f->se, &buf);
+	/* a file handle is a pointer of the process that answered the open:
+	 * only a connection that never got one can change hands */
+	if (f->keep_open || !atomic_load(&f->no_open)) {
+		r = lp_err_set(err, -EOPNOTSUPP,
+			       "%s: opens are kept on this connection (old "
+			       "kernel or LAZYPULL_FUSE_OPEN=1): its file "
+			       "handles died with the old process",
+			       mountpoint);
+		goto out;
+	}
+	r = lp_fuse_resend(fuse_session_fd(f->se));
+	if (r < 0) {
+		lp_err_set(err, r,
+			   "%s: FUSE_NOTIFY_RESEND: %s (a kernel before 6.9?)",
+			   mountpoint, strerror(-r));
+		goto out;
+	}
+	*ret_fuse = f;
+	f = NULL;
+out:
+	if (fd >= 0)
+		close(fd);
+	lp_fuse_free(f);
+	return r;
+}
+
+int lp_fuse_fail_pending(int fd, int error)
+{
+	struct fuse_out_header out;
+	struct fuse_in_header in;
+	uint8_t *buf;
+	ssize_t n;
+	int r = 0;
+
+	buf = malloc(FUSE_READ_BUF);
+	if (!buf)
+		return -ENOMEM;
+	n = read(fd, buf, FUSE_READ_BUF);
+	if (n < 0) {
+		r = -errno;
+		goto out;
+	}
+	if ((size_t)n < sizeof(in)) {
+		r = -EPROTO;
+		goto out;
+	}
+	memcpy(&in, buf, sizeof(in));
+	/* these are never answered */
+	if (in.opcode == FUSE_FORGET || in.opcode == FUSE_BATCH_FORGET ||
+	    in.opcode == FUSE_INTERRUPT)
+		goto out;
+	out.len = sizeof(out);
+	out.error = -error;
+	out.unique = in.unique;
+	if (write(fd, &out, sizeof(out)) < 0 && errno != ENOENT)
+		r = -errno;
+	else
+		r = 1;
+out:
+	free(buf);
 	return r;
 }
 

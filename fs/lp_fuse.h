@@ -10,11 +10,20 @@
 #ifndef LP_FUSE_H
 #define LP_FUSE_H
 
+#include <stdint.h>
+
 #include "lp_err.h"
 #include "lp_fs.h"
 
+/*
+ * Worker threads per session. One mount alone (`lazypull mount`) gets 16;
+ * a process serving many layers at once (the snapshotter) 8 per layer,
+ * since a container's reads spread over its layers and idle workers end
+ * (LP_FUSE_IDLE_THREADS).
+ */
 #define LP_FUSE_MAX_THREADS 64
 #define LP_FUSE_DEFAULT_THREADS 16
+#define LP_FUSE_POOL_THREADS 8
 /*
  * Idle workers a session keeps (libfuse's default keeps every worker it ever
  * started, each with its stack and receive buffer). Two, not one: libfuse
@@ -23,6 +32,7 @@
  */
 #define LP_FUSE_IDLE_THREADS 2
 #define LP_FUSE_FSNAME_MAX 256
+#define LP_FUSE_STATE_MAX 256 /* bytes of a connection's saved INIT */
 
 struct lp_fuse;
 
@@ -45,6 +55,54 @@ struct lp_fuse_options {
 int lp_fuse_mount(struct lp_fs *fs, const char *mountpoint,
 		  const struct lp_fuse_options *opts, struct lp_fuse **ret_fuse,
 		  struct lp_err *err);
+
+/*
+ * What a process needs, besides the connection's fd, to serve a connection
+ * another process mounted: the kernel's FUSE_INIT request as it was read
+ * (kernel ABI: the same for any lazypull build).
+ */
+struct lp_fuse_state {
+	size_t len;
+	uint8_t bytes[LP_FUSE_STATE_MAX];
+};
+
+/* lp_fuse_fd() - the connection's /dev/fuse fd (borrowed: dup it). */
+int lp_fuse_fd(const struct lp_fuse *fuse);
+
+/* lp_fuse_get_state() - what lp_fuse_resume() needs besides the fd. */
+void lp_fuse_get_state(const struct lp_fuse *fuse,
+		       struct lp_fuse_state *ret_state);
+
+/*
+ * lp_fuse_resume() - serve the existing connection @fd (a dup of another
+ * session's lp_fuse_fd(), mounted at @mountpoint) with @fs: a new session
+ * that processes the saved INIT @state again, then asks the kernel to send
+ * again the requests read but not answered by the previous server
+ * (FUSE_NOTIFY_RESEND, kernel 6.9+). @fs must be the same layer (inode
+ * numbers are TOC indexes). Takes @fd (closed by lp_fuse_free(), also on
+ * failure). lp_fuse_unmount() works as for a mount. Returns 0, -EPROTO
+ * (@state is not an INIT), -EBADF, -EOPNOTSUPP (the connection keeps
+ * opens: its file handles were the old process's pointers), -EINVAL
+ * (resend refused: a kernel before 6.9).
+ */
+int lp_fuse_resume(struct lp_fs *fs, int fd, const char *mountpoint,
+		   const struct lp_fuse_state *state,
+		   const struct lp_fuse_options *opts,
+		   struct lp_fuse **ret_fuse, struct lp_err *err);
+
+/*
+ * lp_fuse_resend() - ask the kernel to queue again the requests of
+ * connection @fd that were read and not answered. 0 or -errno.
+ */
+int lp_fuse_resend(int fd);
+
+/*
+ * lp_fuse_fail_pending() - for a process that holds connection @fd while no
+ * server runs: read one request (blocks if none is queued: poll first) and
+ * answer it with @error (forgets and interrupts get no answer). Returns 1
+ * answered, 0 nothing to answer, -errno (-ENODEV: the connection is gone).
+ */
+int lp_fuse_fail_pending(int fd, int error);
 
 /*
  * lp_fuse_run() - serve requests until the filesystem is unmounted

@@ -36,6 +36,7 @@
 #include "lp_image_source.h"
 #include "lp_layer.h"
 #include "lp_log.h"
+#include "lp_mount.h"
 #include "lp_toc.h"
 #include "optimize_int.h"
 
@@ -196,27 +197,24 @@ static void *serve_main(void *arg)
 }
 
 /*
- * layer @i as a mountable lp_layer: lazily from the source when it is
- * eStargz / zstd:chunked (its TOC digest annotation), else converted into
- * c/ first
+ * layer @i as a mountable blob and the TOC digest to check: lazily from the
+ * source when it is eStargz / zstd:chunked (its TOC digest annotation),
+ * else converted into c/ first
  */
-static int open_layer(struct opt *op, size_t i, struct lp_layer **ret_layer)
+static int open_layer(struct opt *op, size_t i, struct lp_blob **ret_blob,
+		      struct lp_digest *ret_toc)
 {
 	const struct lp_reg_desc *d = lp_image_src_layer(op->src, i);
-	const char *ann = lp_reg_desc_annotation(d, LP_IMAGE_ANN_TOC_DIGEST);
+	const char *ann = lp_reg_desc_annotation(d, LP_MOUNT_ANN_TOC_DIGEST);
 	char raw[PATH_MAX], esgz[PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
 	struct lp_convert_result res;
 	struct lp_convert_opts co;
 	struct lp_blob *blob = NULL;
-	struct lp_digest toc;
 	int fd = -1, r;
 
 	lp_digest_format(&d->digest, ds);
-	if (ann && lp_digest_parse(ann, &toc) == 0) {
+	if (ann && lp_digest_parse(ann, ret_toc) == 0) {
 		r = lp_image_src_open_layer(op->src, i, &blob, op->err);
-		if (r < 0)
-			goto out;
-		r = lp_layer_open(blob, &toc, ret_layer, op->err);
 		goto out;
 	}
 	lp_log_info("layer %zu (%s) is not eStargz: converting it to mount it",
@@ -249,11 +247,15 @@ static int open_layer(struct opt *op, size_t i, struct lp_layer **ret_layer)
 		lp_err_set(op->err, r, "%s: %s", esgz, strerror(-r));
 		goto out;
 	}
-	r = lp_layer_open(blob, &res.toc_digest, ret_layer, op->err);
+	*ret_toc = res.toc_digest;
 out:
 	if (fd >= 0)
 		close(fd);
-	lp_blob_unref(blob); /* the layer holds its own reference */
+	if (r == 0) {
+		*ret_blob = blob;
+		blob = NULL;
+	}
+	lp_blob_unref(blob);
 	if (r < 0)
 		lp_err_set(op->err, r, "layer %zu (%s): %s", i, ds,
 			   strerror(-r));
@@ -263,10 +265,10 @@ out:
 static int mount_layer(struct opt *op, size_t i)
 {
 	struct opt_layer *l = &op->layers[i];
-	struct lp_fuse_options fo = { 0 };
-	struct lp_fs_options fso;
-	struct lp_layer *layer = NULL;
-	char fsname[LP_FUSE_FSNAME_MAX];
+	char fsname[LP_FUSE_FSNAME_MAX], ds[LP_DIGEST_STR_LEN + 1];
+	struct lp_blob *blob = NULL;
+	struct lp_mount_opts mo;
+	struct lp_digest toc;
 	int r;
 
 	l->index = i;
@@ -275,24 +277,25 @@ static int mount_layer(struct opt *op, size_t i)
 	if (mkdir(l->mnt, 0700) < 0)
 		return lp_err_set(op->err, -errno, "%s: %s", l->mnt,
 				  strerror(errno));
-	r = open_layer(op, i, &layer);
+	r = open_layer(op, i, &blob, &toc);
 	if (r < 0)
 		return r;
-	lp_layer_drop_toc_json(layer);
+	lp_mount_opts_init(&mo);
+	mo.toc_digest = &toc;
 	/* what the workload reads is what counts: no fetching ahead */
-	lp_fs_options_init(&fso);
-	fso.prefetch = false;
-	fso.background_fetch = false;
-	r = lp_fs_new(layer, &fso, &l->fs, op->err); /* takes the layer */
-	if (r < 0)
-		return r;
+	mo.fs.prefetch = false;
+	mo.fs.background_fetch = false;
 	snprintf(fsname, sizeof(fsname), "lazypull-optimize:%zu", i);
-	fo.fsname = fsname;
-	fo.allow_other = true;
-	fo.keep_open = true; /* recording counts opens */
-	r = lp_fuse_mount(l->fs, l->mnt, &fo, &l->fuse, op->err);
-	if (r < 0)
-		return r;
+	mo.fuse.fsname = fsname;
+	mo.fuse.allow_other = true;
+	mo.fuse.keep_open = true; /* recording counts opens */
+	r = lp_mount_layer(blob, l->mnt, &mo, &l->fs, &l->fuse, NULL, op->err);
+	lp_blob_unref(blob); /* the fs holds its own reference */
+	if (r < 0) {
+		lp_digest_format(&l->digest, ds);
+		return lp_err_set(op->err, r, "layer %zu (%s): %s", i, ds,
+				  lp_err_str(op->err, r));
+	}
 	l->mounted = true;
 	r = pthread_create(&l->thread, NULL, serve_main, l);
 	if (r != 0)

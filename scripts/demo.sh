@@ -53,8 +53,8 @@ mounts_under() { # deepest first
 	awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r
 }
 
-# stop_all RC: stops containerd (and its shims), the snapshotter (which
-# unmounts its layers) and the registry, unmounts anything left under $T,
+# stop_all RC: stops containerd (and its shims), the snapshotter (then
+# --teardown unmounts its layers and stops its fd holder) and the registry, unmounts anything left under $T,
 # and removes $T.
 stop_all() {
 	local rc=$1 m p
@@ -75,6 +75,9 @@ stop_all() {
 		kill "$SNAP_PID"
 		timeout 15 tail --pid="$SNAP_PID" -f /dev/null || kill -9 "$SNAP_PID"
 	fi
+	# SIGTERM leaves the layers to the fd holder: unmount them, stop it
+	[ -n "$ROOT" ] && [ -d "$ROOT" ] &&
+		"$LP" snapshotter --root "$ROOT" --teardown >/dev/null 2>&1
 	[ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null
 	wait 2>/dev/null
 	rm -rf "/run/containerd/runc/$CNS"

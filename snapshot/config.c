@@ -39,6 +39,7 @@ int lp_snap_config_init(struct lp_snap_config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->prefetch = true;
+	c->unserved_timeout_s = LP_SNAP_DEFAULT_UNSERVED_TIMEOUT_S;
 	c->background_fetch = true;
 	c->background_quiet_ms = LP_FS_DEFAULT_BACKGROUND_QUIET_MS;
 	if (lp_snap_config_set_str(&c->root, LP_SNAP_DEFAULT_ROOT) < 0 ||
@@ -179,6 +180,12 @@ static int apply(struct lp_snap_config *c, struct json_object *o,
 		return r;
 	if (present)
 		c->grpc_threads = (unsigned int)n;
+	r = get_u64(o, "unserved_timeout_s", LP_SNAP_UNSERVED_TIMEOUT_MAX, &n,
+		    &present, err);
+	if (r)
+		return r;
+	if (present)
+		c->unserved_timeout_s = (unsigned int)n;
 	if (json_object_object_get_ex(o, "insecure_registries", &v)) {
 		if (!json_object_is_type(v, json_type_array))
 			return lp_err_set(err, -EINVAL,

@@ -1,54 +1,304 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The snapshotter daemon's life: start (root directory, stale mounts left
- * by a crash, metadata, remount of the remote layers committed snapshots
- * use, gRPC socket, metrics), wait for SIGTERM/SIGINT/SIGHUP, stop (no new
- * calls, metrics off, every layer unmounted, metadata closed). Signals are
- * blocked in every thread and taken with sigwait() here, so no handler ever
- * runs in a FUSE, gRPC or fetch thread.
+ * The snapshotter daemon's life: start (root directory, the fd holder found
+ * or started and claimed, the layer connections it holds resumed, stale
+ * mounts left by a crash cleared, metadata, remount of the other remote
+ * layers committed snapshots use, gRPC socket, metrics), wait for
+ * SIGTERM/SIGINT/SIGHUP, stop. Stopping hands over: every layer stays
+ * mounted, its connection held by the fd holder, and the process ends at
+ * once (lp_snap_run() sets *ret_exit_now; the caller _exit()s), so
+ * whatever runs on the layers does not delay it; the next daemon resumes
+ * the connections. Only without a holder are the layers unmounted.
+ * lp_snap_teardown() is the real end (uninstall): unmount all, stop the
+ * holder.
+ *
+ * Signals are blocked in every thread and taken with sigtimedwait() here,
+ * so no handler ever runs in a FUSE, gRPC or fetch thread; the wait wakes
+ * every HOLDER_CHECK_S to see that the holder still runs (a new one is
+ * started and given every connection again when it died).
  */
 #include <errno.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lp_io.h"
 #include "lp_log.h"
+#include "lp_mount.h"
 #include "snap_int.h"
 
 #define METADATA_FILE "metadata.db"
-/*
- * Blocks this large (TOC JSON, the parser's growing arrays, FUSE request
- * buffers) are mmap'd and go back to the system when freed. glibc's default
- * threshold grows to 32 MiB after the first such free, and then every
- * layer's parse leaves megabytes of freed but resident pages in the heaps.
- */
-#define SNAP_MMAP_THRESHOLD (128 * 1024)
-/* FUSE, fetch and gRPC threads would otherwise get an arena each */
-#define SNAP_MALLOC_ARENAS 2
+#define HOLDER_CHECK_S 1 /* how often the daemon looks at its holder */
+#define HOLDER_START_MS 5000 /* a spawned holder listens within this */
+#define HOLDER_ATTEMPTS 3 /* connect-and-claim, when the holder went away */
 
-void lp_snap_tune_malloc(void)
+/* the connections the holder handed back, until resumed or dropped */
+struct held_item {
+	char key[LP_FDH_KEY_MAX];
+	struct lp_fuse_state st;
+	int fd; /* -1 once taken */
+	bool resumed;
+	char mnt[LP_SNAP_PATH_MAX];
+};
+
+struct held_list {
+	struct held_item *v;
+	size_t n;
+	bool oom;
+};
+
+static void collect_held(void *opaque, const char *key,
+			 const struct lp_fuse_state *st, int fd)
 {
-	mallopt(M_MMAP_THRESHOLD, SNAP_MMAP_THRESHOLD);
-	mallopt(M_ARENA_MAX, SNAP_MALLOC_ARENAS);
+	struct held_list *hl = opaque;
+	struct held_item *n;
+
+	n = realloc(hl->v, (hl->n + 1) * sizeof(*n));
+	if (!n) {
+		hl->oom = true;
+		close(fd);
+		return;
+	}
+	hl->v = n;
+	n = &hl->v[hl->n++];
+	memset(n, 0, sizeof(*n));
+	snprintf(n->key, sizeof(n->key), "%s", key);
+	n->st = *st;
+	n->fd = fd;
 }
 
-int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err)
+static void held_release(struct held_list *hl)
+{
+	size_t i;
+
+	for (i = 0; i < hl->n; i++)
+		if (hl->v[i].fd >= 0)
+			close(hl->v[i].fd);
+	free(hl->v);
+}
+
+/* keep the mounts whose connections were resumed */
+static bool keep_resumed(void *opaque, const char *mnt)
+{
+	struct held_list *hl = opaque;
+	size_t i;
+
+	for (i = 0; i < hl->n; i++)
+		if (hl->v[i].resumed && !strcmp(hl->v[i].mnt, mnt))
+			return true;
+	return false;
+}
+
+/* does a snapshot use layer @digest? (the tails sweep's test) */
+static bool layer_used(void *opaque, const char *digest)
+{
+	return lp_snap_meta_layer_users(opaque, digest) != 0;
+}
+
+/*
+ * holder_attach() - dial the fd holder of the root, starting one when none
+ * answers (or one of another protocol answers: that one is stopped, its
+ * connections are never served), and claim it. *@ret_had: a holder of our
+ * protocol was there already (its connections can be resumed).
+ */
+static int holder_attach(const struct lp_snap_config *c, struct lp_fdh *h,
+			 bool *ret_had, struct lp_err *err)
+{
+	unsigned int timeout_s = c->unserved_timeout_s;
+	uint32_t version;
+	pid_t pid, other = 0;
+	int r, i;
+
+	*ret_had = false;
+	r = lp_fdh_dial(h, c->root, &version, &pid, err);
+	if (r == -EPROTO && version) {
+		lp_log_warn("%s: its connections are not resumed (never "
+			    "across protocol versions); stopping it, its "
+			    "layers are cleared",
+			    lp_err_str(err, r));
+		lp_fdh_kill(pid);
+		r = -ENOENT;
+	}
+	if (r == 0) {
+		*ret_had = true;
+	} else if (r == -ENOENT || r == -ECONNREFUSED) {
+		lp_err_clear(err);
+		if (getenv("INVOCATION_ID"))
+			lp_log_warn("no fd holder answers for %s: starting one "
+				    "in this service's cgroup, where a "
+				    "systemctl stop or restart kills it (run "
+				    "lazypull-fdholder.service)",
+				    c->root);
+		r = lp_fdh_spawn(c->root, timeout_s, err);
+		if (r < 0)
+			return r;
+		for (i = 0; i < HOLDER_START_MS / 20; i++) {
+			r = lp_fdh_dial(h, c->root, &version, &pid, err);
+			if (r != -ENOENT && r != -ECONNREFUSED)
+				break;
+			usleep(20 * 1000);
+		}
+	}
+	if (r < 0)
+		return r;
+	return lp_fdh_claim(h, timeout_s, &other, err);
+}
+
+/*
+ * holder_start() - holder_attach(), again when the holder went away
+ * between the connect and the claim (a holder a daemon started ends when
+ * it holds nothing and no daemon claims it).
+ */
+static int holder_start(const struct lp_snap_config *c, struct lp_fdh *h,
+			bool *ret_had, struct lp_err *err)
+{
+	int r, attempt;
+
+	for (attempt = 0;; attempt++) {
+		r = holder_attach(c, h, ret_had, err);
+		if (r == 0 || r == -EBUSY || attempt == HOLDER_ATTEMPTS - 1)
+			break;
+		if (r != -ECONNRESET && r != -EPIPE && r != -ENOTCONN &&
+		    r != -ENOENT && r != -ECONNREFUSED)
+			break;
+		lp_err_clear(err);
+	}
+	if (r == 0)
+		lp_log_info("fd holder (pid %d) claimed%s", (int)lp_fdh_pid(h),
+			    *ret_had ? "" : " (new)");
+	return r;
+}
+
+/* forget held connection @it: the holder drops it, the mount goes */
+static void drop_held(struct lp_fdh *h, struct held_item *it)
+{
+	lp_fdh_del(h, it->key);
+	if (it->mnt[0] && umount2(it->mnt, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
+		rmdir(it->mnt);
+	if (it->fd >= 0)
+		close(it->fd);
+	it->fd = -1;
+}
+
+/*
+ * resume_held() - serve again every connection the holder handed back
+ * whose layer a committed snapshot uses (facts from the metadata); drop
+ * the others (neighbours mounted ahead, layers released meanwhile) and
+ * those that cannot be resumed. Returns how many were resumed.
+ */
+static int resume_held(struct lp_fdh *h, struct held_list *hl,
+		       struct lp_snap_meta *meta, struct lp_snap_layers *layers)
+{
+	struct lp_snap_layer_facts f;
+	struct held_item *it;
+	struct lp_err err;
+	int n = 0, r;
+	size_t i;
+
+	for (i = 0; i < hl->n; i++) {
+		it = &hl->v[i];
+		lp_err_clear(&err);
+		if (lp_snap_layers_path(layers, it->key, it->mnt,
+					sizeof(it->mnt)) < 0) {
+			it->mnt[0] = '\0';
+			drop_held(h, it);
+			continue;
+		}
+		memset(&f, 0, sizeof(f));
+		r = lp_snap_meta_layer_get(meta, it->key, &f);
+		if (r < 0 || lp_snap_meta_layer_users(meta, it->key) <= 0) {
+			lp_log_info("layer %s: no snapshot uses it; its held "
+				    "connection is dropped",
+				    it->key);
+			free(f.ref);
+			drop_held(h, it);
+			continue;
+		}
+		r = lp_snap_layers_resume(layers, &f, it->fd, &it->st, &err);
+		it->fd = -1;
+		free(f.ref);
+		if (r < 0) {
+			lp_log_warn("layer %s: cannot resume its connection: "
+				    "%s; dropping it (containers using it "
+				    "must be restarted)",
+				    it->key, lp_err_str(&err, r));
+			drop_held(h, it);
+			continue;
+		}
+		it->resumed = true;
+		n++;
+	}
+	return n;
+}
+
+/* the holder died under us: a new one, and every connection again */
+static void holder_check(const struct lp_snap_config *c, struct lp_fdh *h,
+			 struct lp_snap_layers *layers)
+{
+	struct lp_err err = { 0 };
+	pid_t old = lp_fdh_pid(h);
+	bool had;
+	int r;
+
+	if (lp_fdh_alive(h))
+		return;
+	lp_log_warn("the fd holder (pid %d) is gone: running containers "
+		    "would not survive a restart; starting a new one",
+		    (int)old);
+	r = holder_start(c, h, &had, &err);
+	if (r < 0) {
+		lp_log_warn("no fd holder: %s (trying again)",
+			    lp_err_str(&err, r));
+		return;
+	}
+	r = lp_snap_layers_hand_all(layers);
+	lp_log_warn("fd holder (pid %d) holds the %d mounted layer(s) again",
+		    (int)lp_fdh_pid(h), r);
+}
+
+/* how many layer mounts are under @root/layers (for the log) */
+static int count_layer_mounts(const char *root)
+{
+	char prefix[LP_SNAP_PATH_MAX + 16], *line = NULL;
+	size_t cap = 0, plen;
+	int n = 0;
+	FILE *f;
+
+	snprintf(prefix, sizeof(prefix), " %s/layers/", root);
+	plen = strlen(prefix);
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return 0;
+	while (getline(&line, &cap, f) > 0)
+		n += strstr(line, prefix) != NULL && plen;
+	fclose(f);
+	free(line);
+	return n;
+}
+
+int lp_snap_run(const struct lp_snap_config *c, bool *ret_exit_now,
+		struct lp_err *err)
 {
 	struct lp_snap_metrics *metrics = NULL;
 	struct lp_snap_layers *layers = NULL;
 	struct lp_snap_meta *meta = NULL;
 	struct lp_snap_svc *svc = NULL;
 	struct lp_snap_grpc *grpc = NULL;
+	struct lp_fdh *holder = NULL;
+	struct held_list held = { 0 };
+	struct timespec tick = { .tv_sec = HOLDER_CHECK_S };
 	char path[LP_SNAP_PATH_MAX], *slash;
+	bool had_holder = false;
 	sigset_t sigs;
-	int r, sig = 0, n;
+	int r, sig = 0, n, stale;
 
-	lp_snap_tune_malloc();
+	*ret_exit_now = false;
+	lp_mount_tune_malloc();
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
@@ -66,9 +316,37 @@ int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err)
 		lp_err_set(err, r, "%s: %s", c->root, strerror(-r));
 		goto out;
 	}
-	n = lp_snap_clear_stale_mounts(c->root);
-	if (n)
-		lp_log_warn("cleared %d stale mount(s) under %s", n, c->root);
+	/* the holder first: it refuses a second daemon on this root */
+	r = lp_fdh_new(&holder);
+	if (r < 0)
+		goto out;
+	r = holder_start(c, holder, &had_holder, err);
+	if (r == -EBUSY)
+		goto out;
+	if (r < 0) {
+		lp_log_warn("no fd holder: %s; running containers will not "
+			    "survive a restart of this daemon",
+			    lp_err_str(err, r));
+		lp_err_clear(err);
+		lp_fdh_free(holder);
+		holder = NULL;
+	}
+	if (holder) {
+		r = lp_fdh_list(holder, collect_held, &held, err);
+		if (r < 0)
+			goto out;
+		if (held.oom) {
+			r = lp_err_set(err, -ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	stale = count_layer_mounts(c->root);
+	if (!had_holder && stale)
+		lp_log_warn("no fd holder was running for %s (it was killed, "
+			    "or the machine restarted): %d layer mount(s) "
+			    "lost their connections; clearing them "
+			    "(containers using them must be restarted)",
+			    c->root, stale);
 	r = lp_snap_metrics_new(&metrics);
 	if (r < 0)
 		goto out;
@@ -85,6 +363,16 @@ int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err)
 		lp_err_set(err, r, "layer pool: %s", strerror(-r));
 		goto out;
 	}
+	if (holder)
+		lp_snap_layers_set_holder(layers, holder);
+	n = holder ? resume_held(holder, &held, meta, layers) : 0;
+	if (n)
+		lp_log_warn("resumed %d layer(s) from the fd holder (pid %d): "
+			    "running containers keep their files",
+			    n, (int)lp_fdh_pid(holder));
+	n = lp_snap_clear_stale_mounts(c->root, keep_resumed, &held);
+	if (n)
+		lp_log_warn("cleared %d stale mount(s) under %s", n, c->root);
 	r = lp_snap_svc_new(c, meta, layers, metrics, &svc);
 	if (r < 0) {
 		lp_err_set(err, r, "%s/snapshots: %s", c->root, strerror(-r));
@@ -95,6 +383,10 @@ int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err)
 		lp_log_info("remounted %d layer(s) of committed remote "
 			    "snapshots",
 			    n);
+	/* nothing mounts before gRPC serves: tails of unused layers go */
+	n = lp_snap_layers_sweep_tails(layers, layer_used, meta);
+	if (n)
+		lp_log_info("deleted %d kept tail(s) of unused layers", n);
 
 	snprintf(path, sizeof(path), "%s", c->address);
 	slash = strrchr(path, '/');
@@ -121,11 +413,47 @@ int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err)
 		    c->metrics_address ? ", metrics on " : "",
 		    c->metrics_address ? c->metrics_address : "");
 
-	while (sigwait(&sigs, &sig) != 0)
-		;
-	lp_log_warn("lazypull snapshotter: %s, stopping", strsignal(sig));
+	for (;;) {
+		sig = sigtimedwait(&sigs, NULL, &tick);
+		if (sig > 0)
+			break;
+		if (holder)
+			holder_check(c, holder, layers);
+	}
 	r = 0;
+	if (holder)
+		holder_check(c, holder, layers); /* it must hold them now */
+	if (holder && !lp_fdh_alive(holder)) {
+		lp_log_warn("no fd holder to hand the layers to: unmounting "
+			    "them (running containers lose them)");
+	} else if (holder) {
+		/*
+		 * Hand over: the holder has every connection already (since
+		 * each mount), the metadata is crash-safe (SQLite, synchronous
+		 * FULL): nothing to wait for, whatever runs on the layers.
+		 */
+		lp_log_warn("lazypull snapshotter: %s: the fd holder (pid %d) "
+			    "keeps the layers for the next daemon; exiting",
+			    strsignal(sig), (int)lp_fdh_pid(holder));
+		unlink(c->address);
+		held_release(&held);
+		*ret_exit_now = true;
+		return 0;
+	}
+	lp_log_warn("lazypull snapshotter: %s, stopping", strsignal(sig));
 out:
+	if (r < 0 && layers && holder && lp_fdh_alive(holder)) {
+		/* failed after taking the layers: unmounting them would break
+		 * the containers a retry would keep */
+		lp_log_warn("the fd holder (pid %d) keeps the layers for the "
+			    "next start",
+			    (int)lp_fdh_pid(holder));
+		if (grpc)
+			unlink(c->address);
+		held_release(&held);
+		*ret_exit_now = true;
+		return r;
+	}
 	lp_snap_grpc_stop(grpc);
 	if (grpc || r == 0)
 		unlink(c->address);
@@ -134,5 +462,47 @@ out:
 	lp_snap_svc_free(svc);
 	lp_snap_meta_free(meta);
 	lp_snap_metrics_free(metrics);
+	held_release(&held);
+	lp_fdh_free(holder);
+	return r;
+}
+
+int lp_snap_teardown(const struct lp_snap_config *c, struct lp_err *err)
+{
+	struct lp_fdh *h = NULL;
+	uint32_t version;
+	pid_t pid, other = 0;
+	bool have = false;
+	int r, n;
+
+	r = lp_fdh_new(&h);
+	if (r < 0)
+		return lp_err_set(err, r, "out of memory");
+	r = lp_fdh_dial(h, c->root, &version, &pid, err);
+	if (r == -EPROTO && version) {
+		lp_log_warn("%s: stopping it", lp_err_str(err, r));
+		lp_err_clear(err);
+		lp_fdh_kill(pid);
+	} else if (r == 0) {
+		/* a claim keeps a daemon from starting while we unmount */
+		r = lp_fdh_claim(h, c->unserved_timeout_s, &other, err);
+		if (r < 0)
+			goto out;
+		have = true;
+	} else if (r != -ENOENT && r != -ECONNREFUSED) {
+		goto out;
+	}
+	lp_err_clear(err);
+	n = lp_snap_clear_stale_mounts(c->root, NULL, NULL);
+	r = 0;
+	if (have) {
+		r = lp_fdh_stop(h, err); /* the connections end */
+		if (r < 0)
+			goto out;
+		lp_log_info("fd holder (pid %d) stopped", (int)pid);
+	}
+	r = n;
+out:
+	lp_fdh_free(h);
 	return r;
 }

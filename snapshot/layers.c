@@ -23,7 +23,9 @@
  * Lock order: pool->lock only (it is taken after the service lock; nothing
  * else is taken while it is held, and no I/O is done under it).
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,26 +37,20 @@
 #include <unistd.h>
 
 #include "lp_common.h"
+#include "lp_footer.h"
 #include "lp_fuse.h"
 #include "lp_io.h"
 #include "lp_log.h"
+#include "lp_mount.h"
 #include "lp_registry.h"
 #include "snap_int.h"
 
 #define LAYERS_DIR "layers"
 #define CACHE_DIR "cache"
+/* each mounted layer's tail (footer + TOC), for a restart without network */
+#define TAILS_DIR "tails"
 #define LAYER_STATS_MAX (64 * 1024)
 #define DEFAULT_LAYER_MEM_CACHE (64 * 1024 * 1024)
-#define DEFAULT_FUSE_THREADS 8
-/*
- * Bytes of a layer's tail read by its first request, which should hold the
- * footer and the whole TOC: a layer of ~8000 files (python3 on Debian) has a
- * 390 KB compressed TOC. A larger TOC costs one more request for the rest;
- * at 100 Mbit/s the 512 KiB take about two 20 ms round trips' worth. The
- * labels do not help: containerd's stargz.* and cri.* labels carry the
- * reference, digests and TOC digest, no blob or TOC size.
- */
-#define LAYER_TAIL_BYTES (512 * 1024)
 
 enum layer_state {
 	LAYER_RESOLVING, /* one thread is mounting it; others wait */
@@ -80,6 +76,7 @@ struct layer {
 	struct lp_fuse *fuse;
 	pthread_t session;
 	bool session_started;
+	bool resumed; /* served from a connection a previous daemon made */
 	time_t mounted_at;
 	time_t used_at; /* mounted, or last unpinned by a user; pool lock */
 	uint64_t tail_ns, toc_ns; /* how long the tail read, TOC open took */
@@ -92,8 +89,10 @@ struct lp_snap_layers {
 	/* prioritised fetching of all layers: one layer's reads quiet the
 	 * others' background fetch */
 	struct lp_fs_activity *activity;
+	struct lp_fdh *holder; /* borrowed, thread-safe; NULL: none */
 	char layers_dir[LP_SNAP_PATH_MAX];
 	char cache_dir[LP_SNAP_PATH_MAX];
+	char tails_dir[LP_SNAP_PATH_MAX];
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* a layer's state changed, a helper ended */
 	struct layer *layers; /* protected by lock */
@@ -138,11 +137,15 @@ int lp_snap_layers_new(const struct lp_snap_config *c,
 	if (snprintf(l->layers_dir, sizeof(l->layers_dir), "%s/" LAYERS_DIR,
 		     c->root) >= (int)sizeof(l->layers_dir) ||
 	    snprintf(l->cache_dir, sizeof(l->cache_dir), "%s/" CACHE_DIR,
-		     c->root) >= (int)sizeof(l->cache_dir)) {
+		     c->root) >= (int)sizeof(l->cache_dir) ||
+	    snprintf(l->tails_dir, sizeof(l->tails_dir), "%s/" TAILS_DIR,
+		     c->root) >= (int)sizeof(l->tails_dir)) {
 		r = -ENAMETOOLONG;
 		goto out;
 	}
 	r = lp_mkdir_p(l->layers_dir, 0700, 0700);
+	if (r == 0)
+		r = lp_mkdir_p(l->tails_dir, 0700, 0700);
 	if (r < 0)
 		goto out;
 	lp_reg_opts_init(&o);
@@ -172,6 +175,169 @@ int lp_snap_layers_path(struct lp_snap_layers *l, const char *digest, char *mnt,
 	return 0;
 }
 
+void lp_snap_layers_set_holder(struct lp_snap_layers *l, struct lp_fdh *h)
+{
+	l->holder = h;
+}
+
+/* ROOT/tails/HEX: where layer @digest's tail is kept */
+static int tail_path(struct lp_snap_layers *l, const char *digest, char *path,
+		     size_t size)
+{
+	const char *hex = strchr(digest, ':');
+
+	if (!hex ||
+	    snprintf(path, size, "%s/%s", l->tails_dir, hex + 1) >= (int)size)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/*
+ * keep @y's tail (footer and the whole TOC, when it holds them) so that a
+ * resume needs no registry: written to a temporary file and renamed; it is
+ * checked against the TOC digest when read back, so a torn or stale file
+ * only costs the network read it was meant to save
+ */
+static void save_tail(struct lp_snap_layers *l, struct layer *y,
+		      const uint8_t *tail, size_t len)
+{
+	const struct lp_footer *ft = lp_layer_footer(lp_fs_layer(y->fs));
+	char path[LP_SNAP_PATH_MAX], tmp[LP_SNAP_PATH_MAX + 8];
+	int fd, r;
+
+	if (!tail || !len || len > y->facts.size ||
+	    ft->toc_offset < y->facts.size - len)
+		return; /* the TOC is not all in it */
+	if (tail_path(l, y->digest, path, sizeof(path)) < 0)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		goto fail;
+	r = lp_write_all(fd, tail, len);
+	if (close(fd) < 0 || r < 0 || rename(tmp, path) < 0)
+		goto fail;
+	return;
+fail:
+	lp_log_warn("layer %s: cannot keep its tail in %s: %s (a restart "
+		    "reads it from the registry)",
+		    y->digest, path, strerror(errno));
+	unlink(tmp);
+}
+
+int lp_snap_layers_sweep_tails(struct lp_snap_layers *l,
+			       bool (*keep)(void *opaque, const char *digest),
+			       void *opaque)
+{
+	char digest[LP_DIGEST_STR_LEN + 1], path[LP_SNAP_PATH_MAX];
+	struct dirent *e;
+	int n = 0;
+	DIR *d;
+
+	d = opendir(l->tails_dir);
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.' ||
+		    snprintf(digest, sizeof(digest), "sha256:%s", e->d_name) >=
+			    (int)sizeof(digest) ||
+		    keep(opaque, digest))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", l->tails_dir,
+			     e->d_name) < (int)sizeof(path) &&
+		    unlink(path) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* the saved tail of @y into *@ret_tail (malloc'ed); -ENOENT: none */
+static int load_tail(struct lp_snap_layers *l, struct layer *y,
+		     uint8_t **ret_tail, size_t *ret_len)
+{
+	char path[LP_SNAP_PATH_MAX];
+	uint8_t *buf = NULL;
+	struct stat st;
+	ssize_t n;
+	int fd = -1, r;
+
+	r = tail_path(l, y->digest, path, sizeof(path));
+	if (r < 0)
+		return r;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || st.st_size <= 0 ||
+	    st.st_size > LP_MOUNT_TAIL_BYTES ||
+	    (uint64_t)st.st_size > y->facts.size) {
+		r = -EINVAL;
+		goto out;
+	}
+	buf = malloc((size_t)st.st_size);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	n = pread(fd, buf, (size_t)st.st_size, 0);
+	if (n != st.st_size) {
+		r = -EIO;
+		goto out;
+	}
+	*ret_tail = buf;
+	*ret_len = (size_t)n;
+	buf = NULL;
+	r = 0;
+out:
+	free(buf);
+	close(fd);
+	return r;
+}
+
+static void unpin(struct lp_snap_layers *l, struct layer *y);
+
+/* give the fd holder @y's connection, so it outlives this process */
+static void hand_over(struct lp_snap_layers *l, struct layer *y)
+{
+	struct lp_fuse_state st;
+	int r;
+
+	if (!l->holder)
+		return;
+	lp_fuse_get_state(y->fuse, &st);
+	r = lp_fdh_put(l->holder, y->digest, &st, lp_fuse_fd(y->fuse));
+	if (r < 0)
+		lp_log_warn("layer %s: not handed to the fd holder: %s (it "
+			    "is handed again when the holder is back)",
+			    y->digest, strerror(-r));
+}
+
+int lp_snap_layers_hand_all(struct lp_snap_layers *l)
+{
+	struct layer *y, **pinned = NULL;
+	size_t n = 0, i;
+
+	/* pinned, an entry stays MOUNTED with its fuse: hand over unlocked */
+	pthread_mutex_lock(&l->lock);
+	for (y = l->layers; y; y = y->next)
+		n += y->state == LAYER_MOUNTED;
+	pinned = n ? calloc(n, sizeof(*pinned)) : NULL;
+	n = 0;
+	for (y = l->layers; y && pinned; y = y->next) {
+		if (y->state != LAYER_MOUNTED)
+			continue;
+		y->pins++;
+		pinned[n++] = y;
+	}
+	pthread_mutex_unlock(&l->lock);
+	for (i = 0; i < n; i++) {
+		hand_over(l, pinned[i]);
+		unpin(l, pinned[i]);
+	}
+	free(pinned);
+	return (int)n;
+}
+
 static void *session_main(void *arg)
 {
 	struct layer *y = arg;
@@ -188,8 +354,9 @@ static void *session_main(void *arg)
  * stays). The entry must be off limits to other threads: resolving, or off
  * the list.
  */
-static void layer_teardown(struct layer *y)
+static void layer_teardown(struct lp_snap_layers *l, struct layer *y)
 {
+	char path[LP_SNAP_PATH_MAX];
 	int r;
 
 	if (y->session_started) {
@@ -201,17 +368,25 @@ static void layer_teardown(struct layer *y)
 		y->session_started = false;
 		rmdir(y->mnt);
 	}
+	if (y->fuse && l->holder) {
+		r = lp_fdh_del(l->holder, y->digest);
+		if (r < 0)
+			lp_log_warn("layer %s: the fd holder keeps it: %s",
+				    y->digest, strerror(-r));
+	}
+	if (y->fuse && tail_path(l, y->digest, path, sizeof(path)) == 0)
+		unlink(path);
 	lp_fuse_free(y->fuse); /* the mount is gone: this only frees */
 	y->fuse = NULL;
 	lp_fs_free(y->fs);
 	y->fs = NULL;
 }
 
-static void layer_destroy(struct layer *y)
+static void layer_destroy(struct lp_snap_layers *l, struct layer *y)
 {
 	if (!y)
 		return;
-	layer_teardown(y);
+	layer_teardown(l, y);
 	free(y->facts.ref);
 	free(y);
 }
@@ -228,7 +403,7 @@ void lp_snap_layers_free(struct lp_snap_layers *l)
 	while ((y = l->layers)) {
 		l->layers = y->next;
 		pthread_mutex_unlock(&l->lock);
-		layer_destroy(y);
+		layer_destroy(l, y);
 		pthread_mutex_lock(&l->lock);
 	}
 	pthread_mutex_unlock(&l->lock);
@@ -278,55 +453,36 @@ out:
 }
 
 /*
- * open_tail() - the layer's blob and its last LAYER_TAIL_BYTES (footer and,
- * usually, the whole TOC) in one request; its size comes with the reply.
- * Only a registry that cannot answer a suffix range, for a layer whose size
- * nobody told us, costs the manifest. Sets @y->facts.size.
+ * open_tail() - the layer's blob and its last LP_MOUNT_TAIL_BYTES (footer
+ * and, usually, the whole TOC) in one request; its size comes with the
+ * reply. Only a registry that cannot answer a suffix range, for a layer
+ * whose size nobody told us, costs the manifest. Sets @y->facts.size.
  */
 static int open_tail(struct lp_snap_layers *l, struct layer *y,
 		     const struct lp_reg_ref *ref, const struct lp_digest *d,
 		     struct lp_blob **ret_blob, uint8_t **ret_tail,
 		     size_t *ret_len)
 {
-	struct lp_reg_blob *rb = NULL;
 	uint64_t size = y->facts.size;
-	uint8_t *tail;
 	int r;
 
-	tail = malloc(LAYER_TAIL_BYTES);
-	if (!tail) {
-		r = lp_err_set(&y->err, -ENOMEM, "no memory for the tail");
-		goto out;
-	}
-	r = lp_reg_blob_open_tail(l->reg, ref, d, size, tail, LAYER_TAIL_BYTES,
-				  ret_len, &rb, &y->err);
+	r = lp_mount_open_registry(l->reg, ref, d, size, ret_blob, ret_tail,
+				   ret_len, &y->err);
 	if (r == -EOPNOTSUPP && !size) {
 		lp_log_info("layer %s: %s; asking the manifest", y->digest,
 			    lp_err_str(&y->err, r));
 		lp_err_clear(&y->err);
 		r = size_from_manifest(l, ref, d, &size, &y->err);
 		if (r == 0)
-			r = lp_reg_blob_open_tail(l->reg, ref, d, size, tail,
-						  LAYER_TAIL_BYTES, ret_len,
-						  &rb, &y->err);
+			r = lp_mount_open_registry(l->reg, ref, d, size,
+						   ret_blob, ret_tail, ret_len,
+						   &y->err);
 	}
-	if (r < 0) {
-		lp_err_set(&y->err, r, "reading the blob's tail: %s",
-			   lp_err_str(&y->err, r));
-		goto out;
-	}
-	r = lp_reg_blob_as_blob(rb, ret_blob);
-	if (r < 0) {
-		lp_err_set(&y->err, r, "blob: %s", strerror(-r));
-		goto out;
-	}
+	if (r < 0)
+		return lp_err_set(&y->err, r, "reading the blob's tail: %s",
+				  lp_err_str(&y->err, r));
 	y->facts.size = lp_blob_size(*ret_blob);
-	*ret_tail = tail;
-	tail = NULL;
-out:
-	free(tail);
-	lp_reg_blob_unref(rb);
-	return r;
+	return 0;
 }
 
 /*
@@ -334,95 +490,203 @@ out:
  * verify the TOC, mount, start serving and fetching. Fills @y's fs, fuse,
  * session on success; on failure sets @y->why and @y->err.
  */
+/* @y's reference and digests, parsed */
+static int parse_facts(struct layer *y, struct lp_reg_ref *ref,
+		       struct lp_digest *d, struct lp_digest *toc)
+{
+	y->why = LP_FALLBACK_BAD_LABELS;
+	if (lp_reg_ref_parse(y->facts.ref, ref) < 0)
+		return lp_err_set(&y->err, -EINVAL, "bad image reference '%s'",
+				  y->facts.ref);
+	if (lp_digest_parse(y->digest, d) < 0 ||
+	    lp_digest_parse(y->facts.toc_digest, toc) < 0)
+		return lp_err_set(&y->err, -EINVAL, "bad digest '%s' / '%s'",
+				  y->digest, y->facts.toc_digest);
+	return 0;
+}
+
+/* the mount options of every layer of the pool (@fsname: room for it) */
+static void pool_opts(struct lp_snap_layers *l, struct layer *y,
+		      struct lp_mount_opts *mo, const struct lp_digest *toc,
+		      char *fsname, size_t fsname_size)
+{
+	lp_mount_opts_init(mo);
+	mo->toc_digest = toc;
+	mo->fs.mem_cache_bytes = l->c->mem_cache_bytes ?
+					 l->c->mem_cache_bytes :
+					 DEFAULT_LAYER_MEM_CACHE;
+	mo->fs.cache_dir = l->cache_dir;
+	mo->fs.disk_cache_bytes = l->c->disk_cache_bytes;
+	mo->fs.prefetch = l->c->prefetch;
+	mo->fs.background_fetch = l->c->background_fetch;
+	mo->fs.background_quiet_ms = l->c->background_quiet_ms;
+	mo->fs.activity = l->activity;
+	snprintf(fsname, fsname_size, "lazypull:%s", y->digest);
+	mo->fuse.fsname = fsname;
+	mo->fuse.max_threads =
+		l->c->fuse_threads ? l->c->fuse_threads : LP_FUSE_POOL_THREADS;
+	mo->fuse.allow_other = true;
+}
+
+/* after lp_mount_layer(): the session thread, the fetch threads */
+static int start_serving(struct lp_snap_layers *l, struct layer *y)
+{
+	sigset_t all, old;
+	int r;
+
+	/* the session and its workers must never take the daemon's signals */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = -pthread_create(&y->session, NULL, session_main, y);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0)
+		return lp_err_set(&y->err, r, "session thread: %s",
+				  strerror(-r));
+	y->session_started = true;
+	r = lp_fs_start(y->fs);
+	if (r < 0)
+		return lp_err_set(&y->err, r, "fetch threads: %s",
+				  strerror(-r));
+	y->mounted_at = time(NULL);
+	y->used_at = y->mounted_at;
+	return 0;
+}
+
+/* the error class of a failed lp_mount_layer() */
+static void mount_failed(struct layer *y, int r,
+			 const struct lp_mount_report *rep)
+{
+	/* not a lazy layer, a TOC that does not match its label, the rest of
+	 * the TOC unreadable, or the mount itself failed */
+	if (rep->layer_opened)
+		y->why = LP_FALLBACK_MOUNT;
+	else if (r == -EINVAL || r == -EBADMSG || r == -EFBIG)
+		y->why = LP_FALLBACK_NOT_LAZY;
+}
+
+/*
+ * mount_layer() - the slow part, without the lock: open the blob, read and
+ * verify the TOC, mount, hand the connection to the fd holder, start
+ * serving and fetching. Fills @y's fs, fuse, session on success; on failure
+ * sets @y->why and @y->err.
+ */
 static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 {
-	struct lp_fuse_options fopts = { 0 };
-	struct lp_fs_options fo;
+	struct lp_mount_report rep;
+	struct lp_mount_opts mo;
 	struct lp_reg_ref ref;
 	struct lp_digest d, toc;
 	struct lp_blob *blob = NULL;
-	struct lp_layer *layer = NULL;
 	char fsname[LP_FUSE_FSNAME_MAX];
 	uint8_t *tail = NULL;
 	size_t tail_len = 0;
-	sigset_t all, old;
 	uint64_t t;
 	int r;
 
-	y->why = LP_FALLBACK_BAD_LABELS;
-	if (lp_reg_ref_parse(y->facts.ref, &ref) < 0) {
-		r = lp_err_set(&y->err, -EINVAL, "bad image reference '%s'",
-			       y->facts.ref);
+	r = parse_facts(y, &ref, &d, &toc);
+	if (r < 0)
 		goto out;
-	}
-	if (lp_digest_parse(y->digest, &d) < 0 ||
-	    lp_digest_parse(y->facts.toc_digest, &toc) < 0) {
-		r = lp_err_set(&y->err, -EINVAL, "bad digest '%s' / '%s'",
-			       y->digest, y->facts.toc_digest);
-		goto out;
-	}
 	y->why = LP_FALLBACK_REGISTRY;
 	t = lp_mono_ns();
 	r = open_tail(l, y, &ref, &d, &blob, &tail, &tail_len);
 	if (r < 0)
 		goto out;
 	y->tail_ns = lp_mono_ns() - t;
-	t = lp_mono_ns();
-	r = lp_layer_open_tail(blob, tail, tail_len, &toc, &layer, &y->err);
-	y->toc_ns = lp_mono_ns() - t;
-	if (r < 0) {
-		if (r == -EINVAL || r == -EBADMSG || r == -EFBIG)
-			y->why = LP_FALLBACK_NOT_LAZY;
-		goto out;
-	}
-	lp_layer_drop_toc_json(layer);
-	lp_fs_options_init(&fo);
-	fo.mem_cache_bytes = l->c->mem_cache_bytes ? l->c->mem_cache_bytes :
-						     DEFAULT_LAYER_MEM_CACHE;
-	fo.cache_dir = l->cache_dir;
-	fo.disk_cache_bytes = l->c->disk_cache_bytes;
-	fo.prefetch = l->c->prefetch;
-	fo.background_fetch = l->c->background_fetch;
-	fo.background_quiet_ms = l->c->background_quiet_ms;
-	fo.activity = l->activity;
-	y->why = LP_FALLBACK_MOUNT;
-	r = lp_fs_new(layer, &fo, &y->fs, &y->err); /* takes the layer */
-	layer = NULL;
-	if (r < 0)
-		goto out;
 	r = lp_mkdir_p(y->mnt, 0755, 0755);
 	if (r < 0) {
+		y->why = LP_FALLBACK_MOUNT;
 		lp_err_set(&y->err, r, "mkdir %s: %s", y->mnt, strerror(-r));
 		goto out;
 	}
-	snprintf(fsname, sizeof(fsname), "lazypull:%s", y->digest);
-	fopts.fsname = fsname;
-	fopts.max_threads =
-		l->c->fuse_threads ? l->c->fuse_threads : DEFAULT_FUSE_THREADS;
-	fopts.allow_other = true;
-	r = lp_fuse_mount(y->fs, y->mnt, &fopts, &y->fuse, &y->err);
-	if (r < 0)
-		goto out;
-	/* the session and its workers must never take the daemon's signals */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	r = -pthread_create(&y->session, NULL, session_main, y);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pool_opts(l, y, &mo, &toc, fsname, sizeof(fsname));
+	mo.tail = tail;
+	mo.tail_len = tail_len;
+	r = lp_mount_layer(blob, y->mnt, &mo, &y->fs, &y->fuse, &rep, &y->err);
+	y->toc_ns = rep.toc_ns;
 	if (r < 0) {
-		lp_err_set(&y->err, r, "session thread: %s", strerror(-r));
+		mount_failed(y, r, &rep);
 		goto out;
 	}
-	y->session_started = true;
-	r = lp_fs_start(y->fs);
-	if (r < 0) {
-		lp_err_set(&y->err, r, "fetch threads: %s", strerror(-r));
-		goto out;
-	}
-	y->mounted_at = time(NULL);
-	y->used_at = y->mounted_at;
+	save_tail(l, y, tail, tail_len);
+	hand_over(l, y);
+	r = start_serving(l, y);
 out:
 	free(tail);
-	lp_layer_free(layer);
+	lp_blob_unref(blob);
+	return r;
+}
+
+/*
+ * resume_layer() - serve connection @fd of @y's existing mount (a previous
+ * daemon's, handed back by the fd holder): the layer opened from the tail
+ * kept at mount time (no request; else from the registry), checked against
+ * the TOC digest of the metadata, then lp_mount_layer() in resume mode.
+ * Takes @fd.
+ */
+static int resume_layer(struct lp_snap_layers *l, struct layer *y, int fd,
+			const struct lp_fuse_state *st)
+{
+	struct lp_mount_report rep = { 0 };
+	struct lp_mount_opts mo;
+	struct lp_reg_ref ref;
+	struct lp_digest d, toc;
+	struct lp_blob *blob = NULL;
+	char fsname[LP_FUSE_FSNAME_MAX];
+	uint8_t *tail = NULL;
+	size_t tail_len = 0;
+	int r;
+
+	y->resumed = true;
+	r = parse_facts(y, &ref, &d, &toc);
+	if (r < 0)
+		goto out;
+	pool_opts(l, y, &mo, &toc, fsname, sizeof(fsname));
+	mo.resume_state = st;
+	r = y->facts.size ? load_tail(l, y, &tail, &tail_len) : -ENOENT;
+	if (r == 0)
+		r = lp_reg_open_blob(l->reg, &ref, &d, y->facts.size, &blob);
+	if (r == 0) {
+		mo.tail = tail;
+		mo.tail_len = tail_len;
+		mo.resume_fd = dup(fd);
+		r = lp_mount_layer(blob, y->mnt, &mo, &y->fs, &y->fuse, &rep,
+				   &y->err);
+		if (r < 0 && !rep.layer_opened) {
+			lp_log_warn("layer %s: the kept tail does not open "
+				    "(%s): reading it from the registry",
+				    y->digest, lp_err_str(&y->err, r));
+			lp_err_clear(&y->err);
+			r = -EAGAIN;
+		}
+	}
+	if (r < 0 && !rep.layer_opened) { /* no kept tail, or a bad one */
+		free(tail);
+		tail = NULL;
+		lp_blob_unref(blob);
+		blob = NULL;
+		y->why = LP_FALLBACK_REGISTRY;
+		r = open_tail(l, y, &ref, &d, &blob, &tail, &tail_len);
+		if (r < 0)
+			goto out;
+		mo.tail = tail;
+		mo.tail_len = tail_len;
+		mo.resume_fd = fd;
+		fd = -1;
+		r = lp_mount_layer(blob, y->mnt, &mo, &y->fs, &y->fuse, &rep,
+				   &y->err);
+		if (r == 0)
+			save_tail(l, y, tail, tail_len);
+	}
+	y->toc_ns = rep.toc_ns;
+	if (r < 0) {
+		mount_failed(y, r, &rep);
+		goto out;
+	}
+	r = start_serving(l, y);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(tail);
 	lp_blob_unref(blob);
 	return r;
 }
@@ -432,15 +696,16 @@ static void finish_layer(struct lp_snap_layers *l, struct layer *y, int r,
 			 uint64_t t0)
 {
 	if (r < 0)
-		layer_teardown(y);
+		layer_teardown(l, y);
 	lp_snap_metrics_remote(l->metrics, r == 0, lp_mono_ns() - t0);
 	if (r < 0)
 		lp_log_warn("layer %s (%s): cannot mount lazily: %s", y->digest,
 			    y->facts.ref, lp_err_str(&y->err, r));
 	else
-		lp_log_info("layer %s mounted lazily at %s in %llu ms (tail "
+		lp_log_info("layer %s %s at %s in %llu ms (tail "
 			    "%llu ms, TOC %llu ms)",
-			    y->digest, y->mnt,
+			    y->digest,
+			    y->resumed ? "resumed" : "mounted lazily", y->mnt,
 			    (unsigned long long)(lp_mono_ns() - t0) / 1000000,
 			    (unsigned long long)y->tail_ns / 1000000,
 			    (unsigned long long)y->toc_ns / 1000000);
@@ -870,6 +1135,32 @@ int lp_snap_layers_ensure(struct lp_snap_layers *l,
 	return r;
 }
 
+int lp_snap_layers_resume(struct lp_snap_layers *l,
+			  const struct lp_snap_layer_facts *f, int fd,
+			  const struct lp_fuse_state *st, struct lp_err *err)
+{
+	struct layer *y = NULL;
+	uint64_t t0 = lp_mono_ns();
+	bool claimed;
+	int r;
+
+	r = claim(l, f->digest, f->ref, f->size, f->toc_digest, &y, &claimed);
+	if (r < 0 || !claimed) {
+		close(fd);
+		if (y)
+			unpin(l, y);
+		return lp_err_set(err, r < 0 ? r : -EEXIST, "layer %s: %s",
+				  f->digest,
+				  r < 0 ? strerror(-r) : "mounted already");
+	}
+	r = resume_layer(l, y, fd, st);
+	finish_layer(l, y, r, t0);
+	if (r < 0)
+		lp_err_set(err, r, "%s", lp_err_str(&y->err, r));
+	unpin(l, y);
+	return r;
+}
+
 /*
  * unmount @y, which the caller made RELEASING (it stays listed meanwhile),
  * then unlink and free it
@@ -878,14 +1169,14 @@ static void release_entry(struct lp_snap_layers *l, struct layer *y)
 {
 	struct layer **pp;
 
-	layer_teardown(y);
+	layer_teardown(l, y);
 	pthread_mutex_lock(&l->lock);
 	for (pp = &l->layers; *pp != y; pp = &(*pp)->next)
 		;
 	*pp = y->next;
 	pthread_cond_broadcast(&l->cond);
 	pthread_mutex_unlock(&l->lock);
-	layer_destroy(y);
+	layer_destroy(l, y);
 }
 
 int lp_snap_layers_release(struct lp_snap_layers *l, const char *digest)
@@ -985,7 +1276,9 @@ static int by_length_desc(const void *a, const void *b)
 	return la < lb ? 1 : la > lb ? -1 : 0;
 }
 
-int lp_snap_clear_stale_mounts(const char *root)
+int lp_snap_clear_stale_mounts(const char *root,
+			       bool (*keep)(void *opaque, const char *mnt),
+			       void *opaque)
 {
 	char **paths = NULL, **np, *line = NULL, *mp, *save;
 	size_t n = 0, cap = 0, rootlen = strlen(root), i;
@@ -1005,6 +1298,8 @@ int lp_snap_clear_stale_mounts(const char *root)
 			continue;
 		unescape_octal(mp);
 		if (strncmp(mp, root, rootlen) || mp[rootlen] != '/')
+			continue;
+		if (keep && keep(opaque, mp))
 			continue;
 		np = realloc(paths, (n + 1) * sizeof(*paths));
 		if (!np)

@@ -11,7 +11,7 @@
  *	lp_snap_config_init(&c);
  *	lp_snap_config_load(&c, "/etc/lazypull/config.json", &err);
  *	... override fields from the command line ...
- *	lp_snap_run(&c, &err);            (until SIGTERM / SIGINT)
+ *	lp_snap_run(&c, &exit_now, &err); (until SIGTERM / SIGINT)
  *	lp_snap_config_release(&c);
  */
 #ifndef LP_SNAPSHOTTER_H
@@ -28,6 +28,18 @@
 #define LP_SNAP_CONFIG_MAX (1024 * 1024) /* bytes of the JSON config */
 #define LP_SNAP_INSECURE_MAX 64 /* --insecure-registry entries */
 #define LP_SNAP_PATH_MAX 1024 /* root, socket and cache paths */
+/*
+ * How long readers of a layer wait while no snapshotter serves it (a
+ * restart, an upgrade, a crash) before their requests fail with EIO: long
+ * enough for a restart that resumes many layers on a loaded node (seconds)
+ * and for a package upgrade between stop and start, short enough that a
+ * daemon that does not come back shows as I/O errors within a minute
+ * instead of processes hanging in D state forever.
+ */
+#define LP_SNAP_DEFAULT_UNSERVED_TIMEOUT_S 60
+#define LP_SNAP_UNSERVED_TIMEOUT_MAX (24 * 3600)
+/* the fd holder's wire protocol (snapshot/fdholder.c); bump on any change */
+#define LP_SNAP_FDH_PROTO 1
 
 struct lp_snap_config {
 	char *root; /* metadata, snapshot dirs, layer mounts, chunk cache */
@@ -47,6 +59,9 @@ struct lp_snap_config {
 	bool strict; /* refuse layers that cannot be mounted lazily */
 	unsigned int fuse_threads; /* per layer mount; 0: default */
 	unsigned int grpc_threads; /* concurrent requests; 0: default */
+	/* readers wait this long for a daemon while none serves, then get
+	 * EIO (the fd holder answers for it) */
+	unsigned int unserved_timeout_s;
 };
 
 /* lp_snap_config_init() - defaults (owned strings: root and address). */
@@ -74,19 +89,42 @@ void lp_snap_config_release(struct lp_snap_config *c);
 
 /*
  * lp_snap_run() - run the snapshotter until SIGTERM, SIGINT or SIGHUP:
- * open the metadata, clear stale mounts under the root, remount committed
- * remote snapshots, serve gRPC (and metrics), then unmount everything. Call
- * from the main thread before any other thread exists (it blocks those
- * signals for the whole process). Returns 0 on a clean stop or -errno (@err
- * says what failed to start).
+ * find (or start) the fd holder of the root and claim it, resume the layer
+ * connections it holds, clear other stale mounts under the root, remount
+ * the other layers committed remote snapshots use, serve gRPC (and
+ * metrics). On a signal the layers stay mounted, their connections with
+ * the holder, for the next daemon; so they do when it fails to start after
+ * taking them (a busy socket or metrics port: the next start resumes
+ * them). In both cases *@ret_exit_now is set: FUSE and fetch threads still
+ * run, and the caller must end the process with _exit() at once. Without
+ * a holder it unmounts everything when it stops. Call from the main thread
+ * before any other thread exists (it blocks those signals for the whole
+ * process). Returns 0 on a stop, -errno when it could not start (@err
+ * says why).
  */
-int lp_snap_run(const struct lp_snap_config *c, struct lp_err *err);
+int lp_snap_run(const struct lp_snap_config *c, bool *ret_exit_now,
+		struct lp_err *err);
 
 /*
- * lp_snap_tune_malloc() - the daemon's malloc settings (big blocks mmap'd,
- * two arenas), so that freed TOC parse buffers leave the process. Called by
- * lp_snap_run(); call before any thread exists.
+ * lp_snap_teardown() - what uninstalling needs: with no snapshotter
+ * running on @c->root, unmount every layer mount under it and stop its fd
+ * holder (its connections end: readers get ENOTCONN). Returns how many
+ * mounts were removed, -EBUSY (a snapshotter serves the root: @err names
+ * its pid), or -errno.
  */
-void lp_snap_tune_malloc(void);
+int lp_snap_teardown(const struct lp_snap_config *c, struct lp_err *err);
+
+/*
+ * lp_snap_fdholder_serve() - be the fd holder of @root (`lazypull
+ * fdholder`): listen on ROOT/fdholder.sock and hold what daemons hand over
+ * until STOP or SIGTERM/SIGINT/SIGHUP (then every held connection is
+ * closed). @timeout_s: the unserved timeout until a daemon claims it;
+ * @version: LP_SNAP_FDH_PROTO (another value only to test refusals);
+ * @exit_when_idle: end once a daemon has claimed it and none does any
+ * more while it holds nothing (a holder a daemon started; a systemd unit's
+ * holder stays). Returns 0 or -errno (cannot listen).
+ */
+int lp_snap_fdholder_serve(const char *root, unsigned int timeout_s,
+			   uint32_t version, bool exit_when_idle);
 
 #endif /* LP_SNAPSHOTTER_H */

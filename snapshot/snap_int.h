@@ -15,10 +15,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "lp_buf.h"
 #include "lp_digest.h"
 #include "lp_err.h"
+#include "lp_fuse.h"
+#include "lp_mount.h"
 #include "lp_snapshotter.h"
 
 /* Bounds on what containerd sends (it enforces 4096 per label pair). */
@@ -33,7 +36,7 @@
 /* Labels containerd and its clients set. */
 #define LP_LABEL_TARGET_REF "containerd.io/snapshot.ref"
 #define LP_LABEL_REMOTE "containerd.io/snapshot/remote"
-#define LP_LABEL_TOC_DIGEST "containerd.io/snapshot/stargz/toc.digest"
+#define LP_LABEL_TOC_DIGEST LP_MOUNT_ANN_TOC_DIGEST
 #define LP_LABEL_STARGZ_REF "containerd.io/snapshot/remote/stargz.reference"
 #define LP_LABEL_STARGZ_DIGEST "containerd.io/snapshot/remote/stargz.digest"
 #define LP_LABEL_STARGZ_LAYERS "containerd.io/snapshot/remote/stargz.layers"
@@ -243,6 +246,38 @@ int lp_snap_layers_ensure(struct lp_snap_layers *l,
 			  size_t mnt_size, struct lp_err *err);
 
 /*
+ * lp_snap_layers_resume() - serve the existing connection @fd (the fd
+ * holder's, with its saved state @st) of layer @f's mount, which a previous
+ * daemon made: no remount, running containers keep their files. Takes @fd.
+ * Returns 0 or -errno (@err); on failure the entry is FAILED like a failed
+ * mount, and the caller drops the connection.
+ */
+int lp_snap_layers_resume(struct lp_snap_layers *l,
+			  const struct lp_snap_layer_facts *f, int fd,
+			  const struct lp_fuse_state *st, struct lp_err *err);
+
+struct lp_fdh;
+/*
+ * lp_snap_layers_set_holder() - from now on hand every mounted layer's
+ * connection to @h (borrowed, outlives the pool) and take it back when the
+ * layer is released. Call before the pool is shared.
+ */
+void lp_snap_layers_set_holder(struct lp_snap_layers *l, struct lp_fdh *h);
+/*
+ * lp_snap_layers_sweep_tails() - delete the kept tails (ROOT/tails) of the
+ * layers @keep does not keep (the caller knows no snapshot uses them).
+ * Call while nothing mounts. Returns how many were deleted.
+ */
+int lp_snap_layers_sweep_tails(struct lp_snap_layers *l,
+			       bool (*keep)(void *opaque, const char *digest),
+			       void *opaque);
+/*
+ * lp_snap_layers_hand_all() - hand every mounted layer to the holder again
+ * (a new holder after the old one died). Returns how many.
+ */
+int lp_snap_layers_hand_all(struct lp_snap_layers *l);
+
+/*
  * lp_snap_layers_path() - the mount point of layer @digest (mounted or
  * not) into @mnt. Returns 0 or -ENAMETOOLONG / -EINVAL.
  */
@@ -272,9 +307,84 @@ int lp_snap_layers_stats(struct lp_snap_layers *l, lp_snap_layer_stats_fn fn,
 
 /*
  * lp_snap_clear_stale_mounts() - unmount (lazily) everything mounted under
- * @root, deepest first: leftovers of a crashed daemon. Returns how many.
+ * @root, deepest first, except the mount points @keep (NULL: none) says to
+ * keep: leftovers of a crashed daemon whose connections are gone. Returns
+ * how many.
  */
-int lp_snap_clear_stale_mounts(const char *root);
+int lp_snap_clear_stale_mounts(const char *root,
+			       bool (*keep)(void *opaque, const char *mnt),
+			       void *opaque);
+
+/* ---- the fd holder's client side (fdholder.c) ----------------------- */
+
+#define LP_FDH_SOCKET "fdholder.sock" /* under the root */
+#define LP_FDH_LOG "fdholder.log" /* a spawned holder's log, under the root */
+#define LP_FDH_KEY_MAX 96 /* a held connection's key (a layer digest) */
+#define LP_FDH_ENTRIES_MAX 4096 /* connections one holder keeps */
+
+struct lp_fdh;
+
+/*
+ * lp_fdh_msg_check() - is @msg (@n bytes received into a buffer of
+ * lp_fdh_msg_size() bytes) a message of the holder's wire? Returns 0 (a
+ * well-formed message of this protocol, or the fixed head of another
+ * version: *@ret_version, may be NULL, tells which) or -EPROTO. The one
+ * parser of the wire: both sides use it on every message.
+ */
+int lp_fdh_msg_check(void *msg, size_t n, uint32_t *ret_version);
+size_t lp_fdh_msg_size(void);
+
+/* lp_fdh_new() - a client, not connected yet. 0 or -ENOMEM. */
+int lp_fdh_new(struct lp_fdh **ret_h);
+/*
+ * lp_fdh_dial() - connect @h to the fd holder of @root (replacing the
+ * connection it had: a claim ends) and check its protocol: its version and
+ * pid into *@ret_version, *@ret_pid when it answered. Returns 0, -ENOENT /
+ * -ECONNREFUSED (none runs), -EPROTO (another version: @err says which;
+ * lp_fdh_kill() its pid), -errno.
+ */
+int lp_fdh_dial(struct lp_fdh *h, const char *root, uint32_t *ret_version,
+		pid_t *ret_pid, struct lp_err *err);
+void lp_fdh_free(struct lp_fdh *h); /* NULL allowed; a claim ends */
+pid_t lp_fdh_pid(const struct lp_fdh *h); /* the holder's pid */
+
+/*
+ * lp_fdh_spawn() - start a holder for @root (`lazypull fdholder
+ * --exit-when-idle`, the running binary) in a session of its own, detached
+ * from this process, logging to ROOT/fdholder.log. Returns 0 once started
+ * (connect to it; it may take a moment to listen).
+ */
+int lp_fdh_spawn(const char *root, unsigned int timeout_s, struct lp_err *err);
+
+/*
+ * lp_fdh_claim() - make this connection the serving daemon's (it stays so
+ * until lp_fdh_free() or this process ends). -EBUSY: another live daemon
+ * claimed it (its pid in *@ret_other).
+ */
+int lp_fdh_claim(struct lp_fdh *h, unsigned int timeout_s, pid_t *ret_other,
+		 struct lp_err *err);
+
+/* lp_fdh_item_fn - one held connection; the callee owns @fd. */
+typedef void (*lp_fdh_item_fn)(void *opaque, const char *key,
+			       const struct lp_fuse_state *st, int fd);
+/* lp_fdh_list() - call @fn for each held connection (dups of the fds). */
+int lp_fdh_list(struct lp_fdh *h, lp_fdh_item_fn fn, void *opaque,
+		struct lp_err *err);
+
+/* lp_fdh_put() - hold a dup of @fd under @key (replacing). 0 or -errno. */
+int lp_fdh_put(struct lp_fdh *h, const char *key,
+	       const struct lp_fuse_state *st, int fd);
+/* lp_fdh_del() - drop @key's connection. 0 or -errno. */
+int lp_fdh_del(struct lp_fdh *h, const char *key);
+/* lp_fdh_alive() - is the holder still at the other end? */
+bool lp_fdh_alive(struct lp_fdh *h);
+/*
+ * lp_fdh_stop() - ask the holder to close everything and exit, and wait
+ * for it. -EBUSY while a daemon claims it.
+ */
+int lp_fdh_stop(struct lp_fdh *h, struct lp_err *err);
+/* lp_fdh_kill() - SIGTERM (then SIGKILL) holder @pid and wait for it. */
+int lp_fdh_kill(pid_t pid);
 
 /* ---- snapshotter semantics (service.c) -------------------------------- */
 

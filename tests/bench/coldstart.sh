@@ -149,6 +149,9 @@ stop_run() {
 	done
 	stop_pid "$SNAP_PID" 15
 	SNAP_PID=
+	# lazypull leaves its layers to its fd holder on SIGTERM: end both
+	[ -d "$T/run/lazypull" ] &&
+		"$LP" snapshotter --root "$T/run/lazypull" --teardown >/dev/null 2>&1
 	for m in $(mounts_under "$T/run"); do
 		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
 	done

@@ -46,7 +46,7 @@ int main(int argc, char **argv)
 				"[DIGEST TOC-DIGEST]...\n");
 		return 2;
 	}
-	lp_snap_tune_malloc(); /* as lp_snap_run() */
+	lp_mount_tune_malloc(); /* as lp_snap_run() */
 	/* every thread inherits this mask: signals come to sigwait() */
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);

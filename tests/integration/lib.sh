@@ -424,7 +424,8 @@ lp_stack_containerd() {
 
 # lp_stack_stop (in a trap, after set +e): SIGKILL containerd's tasks, stop
 # containerd, end this test's shims (they outlive containerd), stop the
-# snapshotter and the registry; each only if it was started.
+# snapshotter (and tear down what it leaves mounted for its successor: its
+# layers, its fd holder) and the registry; each only if it was started.
 lp_stack_stop() {
 	local c p
 	if [ -n "$CTRD_PID" ] && kill -0 "$CTRD_PID" 2>/dev/null; then
@@ -442,6 +443,10 @@ lp_stack_stop() {
 		kill "$SNAP_PID"
 		wait "$SNAP_PID" 2>/dev/null
 	fi
+	# SIGTERM leaves the layers mounted for the next daemon: end them and
+	# the snapshotter's fd holder
+	[ -n "$ROOT" ] && [ -d "$ROOT" ] &&
+		"$LAZYPULL" snapshotter --root "$ROOT" --teardown >/dev/null 2>&1
 	[ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
 	return 0
 }

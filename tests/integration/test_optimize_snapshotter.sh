@@ -140,6 +140,7 @@ CTRD_PID=
 kill "$SNAP_PID"
 wait "$SNAP_PID" || fail "the snapshotter exited with $?"
 SNAP_PID=
+"$LAZYPULL" snapshotter --root "$ROOT" --teardown >>"$T/snap.log" 2>&1 || fail "--teardown"
 [ -z "$(mounts_under "$ROOT")" ] || fail "mounts left: $(mounts_under "$ROOT")"
-ok "SIGTERM: no mounts left"
+ok "SIGTERM, then --teardown: no mounts left"
 done_ok

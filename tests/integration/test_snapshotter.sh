@@ -12,11 +12,13 @@
 #      runs
 #   4. CRI PullImage (python3-grpcio, message encoded by hand) takes the
 #      remote path with the cri.* labels
-#   5. kill -9 of the daemon: it starts again, clears the dead mounts,
-#      remounts the layers, and a new container runs
+#   5. kill -9 of the daemon: it starts again, resumes the layers' FUSE
+#      connections from its fd holder (no remount), and a new container
+#      runs (test_restart.sh covers restarts under running containers)
 #   6. `ctr image rm` + GC leave no mounts, snapshot directories or rows
 #   7. several containers at once
-# Finally SIGTERM: the daemon unmounts everything it mounted.
+# Finally SIGTERM: the daemon exits and leaves its layers to its fd holder;
+# --teardown then unmounts everything and stops the holder.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -216,13 +218,14 @@ kill -9 "$SNAP_PID"
 wait "$SNAP_PID" 2>/dev/null || true
 SNAP_PID=
 n=$(mounts_under "$ROOT/layers" | wc -l)
-[ "$n" = 2 ] || fail "expected 2 dead mounts after kill -9, found $n"
+[ "$n" = 2 ] || fail "expected 2 held mounts after kill -9, found $n"
 start_snapshotter
-grep -q "cleared 2 stale mount" "$T/snap.log" || fail "the stale mounts were not cleared"
-grep -q "remounted 2 layer" "$T/snap.log" || fail "the layers were not remounted"
+grep -q "resumed 2 layer(s) from the fd holder" "$T/snap.log" ||
+	fail "the layers were not resumed: $(grep -i 'holder\|resum\|stale' "$T/snap.log" | tail -3)"
+grep -q "cleared [0-9]* stale mount" "$T/snap.log" && fail "a resumed layer was cleared as stale"
 n=$(mounts_under "$ROOT/layers" | wc -l)
 [ "$n" = 2 ] || fail "expected 2 layer mounts after the restart, found $n"
-ok "stale mounts cleared, 2 layers remounted from metadata"
+ok "2 layers resumed from the fd holder, nothing remounted"
 # containerd's connection to the old daemon broke: it redials on use
 wait_for 10 "containerd to reconnect" ctr_ snapshots --snapshotter lazypull ls
 out=$(ctr_ run --rm --snapshotter lazypull "$ESGZ" c5 cat /data/dir/c /hello.txt)
@@ -290,9 +293,14 @@ CTRD_PID=
 kill "$SNAP_PID"
 wait "$SNAP_PID" || fail "the snapshotter exited with $?"
 SNAP_PID=
-n=$(mounts_under "$ROOT" | wc -l)
-[ "$n" = 0 ] || fail "SIGTERM left mounts: $(mounts_under "$ROOT")"
 [ ! -e "$SOCK" ] || fail "the socket is left behind"
-ok "SIGTERM: every mount gone, socket removed"
+n=$(mounts_under "$ROOT/layers" | wc -l)
+[ "$n" = 2 ] || fail "SIGTERM: expected the 2 layers left to the fd holder, found $n"
+ok "SIGTERM: socket removed, layers left mounted for the next daemon"
+"$LAZYPULL" snapshotter --root "$ROOT" --teardown >>"$T/snap.log" 2>&1 || fail "--teardown"
+n=$(mounts_under "$ROOT" | wc -l)
+[ "$n" = 0 ] || fail "--teardown left mounts: $(mounts_under "$ROOT")"
+pgrep -f "[f]dholder --root $ROOT" >/dev/null && fail "--teardown left the fd holder"
+ok "--teardown: every mount gone, fd holder stopped"
 
 done_ok
