@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 command -v cppcheck >/dev/null || { echo "cppcheck is not installed (scripts/install-deps.sh)" >&2; exit 1; }
 
 incs=()
-for d in common format converter fs registry image optimize snapshot cmd; do
+for d in common format converter fs registry image mount optimize snapshot cmd; do
 	incs+=(-I "$d")
 done
 mapfile -t files < <(git ls-files '*.c')

@@ -595,6 +595,9 @@ int lp_snap_fdholder_serve(const char *root, unsigned int timeout_s,
 			break;
 		}
 		if (p[1].revents && !h.stop) {
+			/* accept4(2) takes NULL for an address we do not
+			 * want; cppcheck's gnu.cfg says it may not */
+			/* cppcheck-suppress nullPointer */
 			fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 			/* the socket is 0600 in a 0700 root; still, only
 			 * this user's processes may hand fds over or take

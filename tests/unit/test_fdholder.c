@@ -73,8 +73,10 @@ static int setup(void **state)
 	if (!f)
 		return -1;
 	snprintf(f->root, sizeof(f->root), "/tmp/lp-fdh.XXXXXX");
-	if (!mkdtemp(f->root))
+	if (!mkdtemp(f->root)) {
+		free(f);
 		return -1;
+	}
 	*state = f;
 	return 0;
 }
