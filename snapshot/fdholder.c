@@ -8,7 +8,11 @@
  * (lp_fdh_*) are both here, so the wire format has one owner.
  *
  * Wire: SOCK_SEQPACKET on ROOT/fdholder.sock (0600, root only); every
- * message is one struct fdh_msg, an fd travels with it as SCM_RIGHTS.
+ * message is one struct fdh_msg, an fd travels with it as SCM_RIGHTS (at
+ * most one per message: a message with more is answered -EBADMSG, one
+ * whose fd did not arrive because the holder is at its fd limit -EMFILE;
+ * the connection goes on). One holder per root: it holds an flock on
+ * ROOT/fdholder.lock for its lifetime.
  * The first 8 bytes (magic "LPFH", protocol version) never change: a side
  * that gets another version answers ERR carrying its own version and
  * closes, so a daemon and a holder of different builds always tell each
@@ -21,7 +25,9 @@
  *          live daemon claimed it. OK carries the holder's pid.
  *   LIST   one ITEM (key, state, fd) per held connection, then END
  *   PUT    hold the fd sent for key (replacing one held for it)
- *   DEL    drop key's fd
+ *   DEL    drop key's fd (a DEL of no key is a no-op anybody may send:
+ *          lp_fdh_dial() learns the holder's version with it)
+ *   LIST, PUT and DEL are the claimant's: -EPERM to any other connection.
  *   STOP   close every fd and exit; -EBUSY while a daemon claims
  *
  * While no daemon claims the holder, the kernel queues the requests of its
@@ -32,7 +38,10 @@
  * forever, and the connections stay usable.
  *
  * The holder is single-threaded (poll). The client side is used by many
- * threads of the daemon: one mutex serialises its request/answer pairs.
+ * threads of the daemon: one mutex serialises its request/answer pairs;
+ * after a timeout or an error the client closes its connection (a late
+ * answer must never be read as the next request's) and lp_fdh_alive()
+ * says false, so that the daemon dials and claims again.
  * Lock order: the client's lock only, taken after the layer pool's is
  * released.
  */
