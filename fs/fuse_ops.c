@@ -51,10 +51,12 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <linux/fuse.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -631,20 +633,57 @@ out:
 	return r;
 }
 
+/*
+ * a non-blocking fd on connection @fd's queue: a clone (FUSE_DEV_IOC_CLONE)
+ * opened O_NONBLOCK. O_NONBLOCK is never set on @fd itself: its open file
+ * is shared with the dups of the daemons that serve it.
+ */
+static int nonblocking_clone(int fd)
+{
+	uint32_t src = (uint32_t)fd;
+	int c, r;
+
+	c = open("/dev/fuse", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (c < 0)
+		return -errno;
+	if (ioctl(c, FUSE_DEV_IOC_CLONE, &src) < 0) {
+		r = -errno;
+		close(c);
+		return r;
+	}
+	return c;
+}
+
 int lp_fuse_fail_pending(int fd, int error)
 {
+	struct pollfd p = { .fd = fd, .events = POLLIN };
 	struct fuse_out_header out;
 	struct fuse_in_header in;
 	uint8_t *buf;
 	ssize_t n;
-	int r = 0;
+	int r = 0, c, rfd;
 
+	/* a request seen by poll can vanish (interrupted) before the read:
+	 * read through a non-blocking clone, and answer through it (a
+	 * request is answered on the device it was read from) */
+	c = nonblocking_clone(fd);
+	rfd = c >= 0 ? c : fd;
+	if (c < 0) {
+		/* no clone (at the fd limit, say): @fd itself, if a poll
+		 * still sees a request (a small window remains) */
+		if (poll(&p, 1, 0) != 1)
+			return 0;
+		if (p.revents & (POLLERR | POLLHUP))
+			return -ENODEV;
+	}
 	buf = malloc(FUSE_READ_BUF);
-	if (!buf)
-		return -ENOMEM;
-	n = read(fd, buf, FUSE_READ_BUF);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	n = read(rfd, buf, FUSE_READ_BUF);
 	if (n < 0) {
-		r = -errno;
+		r = errno == EAGAIN ? 0 : -errno;
 		goto out;
 	}
 	if ((size_t)n < sizeof(in)) {
@@ -659,12 +698,14 @@ int lp_fuse_fail_pending(int fd, int error)
 	out.len = sizeof(out);
 	out.error = -error;
 	out.unique = in.unique;
-	if (write(fd, &out, sizeof(out)) < 0 && errno != ENOENT)
+	if (write(rfd, &out, sizeof(out)) < 0 && errno != ENOENT)
 		r = -errno;
 	else
 		r = 1;
 out:
 	free(buf);
+	if (c >= 0)
+		close(c);
 	return r;
 }
 

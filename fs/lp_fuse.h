@@ -98,9 +98,11 @@ int lp_fuse_resend(int fd);
 
 /*
  * lp_fuse_fail_pending() - for a process that holds connection @fd while no
- * server runs: read one request (blocks if none is queued: poll first) and
- * answer it with @error (forgets and interrupts get no answer). Returns 1
- * answered, 0 nothing to answer, -errno (-ENODEV: the connection is gone).
+ * server runs: read one request and answer it with @error (forgets and
+ * interrupts get no answer). Never blocks: it reads through a non-blocking
+ * clone of @fd (FUSE_DEV_IOC_CLONE; @fd's own flags are left alone).
+ * Returns 1 answered, 0 nothing to answer, -errno (-ENODEV: the connection
+ * is gone).
  */
 int lp_fuse_fail_pending(int fd, int error);
 

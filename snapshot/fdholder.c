@@ -8,7 +8,11 @@
  * (lp_fdh_*) are both here, so the wire format has one owner.
  *
  * Wire: SOCK_SEQPACKET on ROOT/fdholder.sock (0600, root only); every
- * message is one struct fdh_msg, an fd travels with it as SCM_RIGHTS.
+ * message is one struct fdh_msg, an fd travels with it as SCM_RIGHTS (at
+ * most one per message: a message with more is answered -EBADMSG, one
+ * whose fd did not arrive because the holder is at its fd limit -EMFILE;
+ * the connection goes on). One holder per root: it holds an flock on
+ * ROOT/fdholder.lock for its lifetime.
  * The first 8 bytes (magic "LPFH", protocol version) never change: a side
  * that gets another version answers ERR carrying its own version and
  * closes, so a daemon and a holder of different builds always tell each
@@ -21,7 +25,9 @@
  *          live daemon claimed it. OK carries the holder's pid.
  *   LIST   one ITEM (key, state, fd) per held connection, then END
  *   PUT    hold the fd sent for key (replacing one held for it)
- *   DEL    drop key's fd
+ *   DEL    drop key's fd (a DEL of no key is a no-op anybody may send:
+ *          lp_fdh_dial() learns the holder's version with it)
+ *   LIST, PUT and DEL are the claimant's: -EPERM to any other connection.
  *   STOP   close every fd and exit; -EBUSY while a daemon claims
  *
  * While no daemon claims the holder, the kernel queues the requests of its
@@ -32,7 +38,10 @@
  * forever, and the connections stay usable.
  *
  * The holder is single-threaded (poll). The client side is used by many
- * threads of the daemon: one mutex serialises its request/answer pairs.
+ * threads of the daemon: one mutex serialises its request/answer pairs;
+ * after a timeout or an error the client closes its connection (a late
+ * answer must never be read as the next request's) and lp_fdh_alive()
+ * says false, so that the daemon dials and claims again.
  * Lock order: the client's lock only, taken after the layer pool's is
  * released.
  */
@@ -46,6 +55,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -56,12 +67,18 @@
 #include <unistd.h>
 
 #include "lp_common.h"
+#include "lp_io.h"
 #include "lp_log.h"
 #include "snap_int.h"
 
 #define FDH_MAGIC "LPFH"
 #define FDH_CLIENTS_MAX 16 /* connections the holder serves at once */
-#define FDH_IO_TIMEOUT_MS 5000 /* a request's answer, a spawned holder */
+#define FDH_IO_TIMEOUT_MS 5000 /* the holder's send to a client */
+/* the daemon's wait for an answer: longer than the holder's send timeout,
+ * so that an answer the holder still sends is never left queued */
+#define FDH_ANSWER_WAIT_MS (3 * FDH_IO_TIMEOUT_MS)
+#define FDH_RECV_FDS_MAX 8 /* fds a receive takes in (then refuses) */
+#define FDH_LOCK "fdholder.lock" /* under the root: one holder per root */
 #define FDH_STOP_WAIT_MS 5000 /* a stopped holder's exit */
 
 enum fdh_type {
@@ -124,11 +141,16 @@ static int msg_send(int sock, const struct fdh_msg *m, int fd)
  * receive one message into @m and the fd it carries into *@ret_fd (-1:
  * none). Returns 0, -ECONNRESET (the peer closed), -EPROTO (not our magic
  * or a short message), -errno. A message of another version is returned
- * as is: the caller checks m->version.
+ * as is: the caller checks m->version. A message carries 0 or 1 fd: with
+ * more it is -EBADMSG, and when the fds did not all arrive (MSG_CTRUNC:
+ * this process at its RLIMIT_NOFILE) -EMFILE; both leave @m valid (the
+ * connection can go on) and every fd that did arrive closed.
  */
 static int msg_recv(int sock, struct fdh_msg *m, int *ret_fd)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))];
+	char cbuf[CMSG_SPACE(sizeof(int) * FDH_RECV_FDS_MAX)];
+	int fds[FDH_RECV_FDS_MAX];
+	size_t nfds = 0, k, len;
 	struct iovec iov = { .iov_base = m, .iov_len = sizeof(*m) };
 	struct msghdr mh = { .msg_iov = &iov,
 			     .msg_iovlen = 1,
@@ -145,18 +167,28 @@ static int msg_recv(int sock, struct fdh_msg *m, int *ret_fd)
 		return -errno;
 	if (n == 0)
 		return -ECONNRESET;
-	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-		if (cm->cmsg_level == SOL_SOCKET &&
-		    cm->cmsg_type == SCM_RIGHTS &&
-		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(ret_fd, CMSG_DATA(cm), sizeof(int));
-	r = mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC) ?
-		    -EPROTO :
-		    lp_fdh_msg_check(m, (size_t)n, NULL);
-	if (r < 0 && *ret_fd >= 0) {
-		close(*ret_fd);
-		*ret_fd = -1;
+	/* every fd that arrived, whatever else is wrong, so none leaks */
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET ||
+		    cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len < CMSG_LEN(0))
+			continue;
+		len = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (k = 0; k < len && nfds < FDH_RECV_FDS_MAX; k++)
+			memcpy(&fds[nfds++], CMSG_DATA(cm) + k * sizeof(int),
+			       sizeof(int));
 	}
+	r = mh.msg_flags & MSG_TRUNC ? -EPROTO :
+				       lp_fdh_msg_check(m, (size_t)n, NULL);
+	if (r == 0 && (mh.msg_flags & MSG_CTRUNC))
+		r = nfds >= FDH_RECV_FDS_MAX ? -EBADMSG : -EMFILE;
+	if (r == 0 && nfds > 1)
+		r = -EBADMSG;
+	if (r == 0 && nfds == 1) {
+		*ret_fd = fds[0];
+		nfds = 0;
+	}
+	for (k = 0; k < nfds; k++)
+		close(fds[k]);
 	return r;
 }
 
@@ -241,18 +273,23 @@ static int answer(struct holder *h, int sock, int status, uint32_t arg)
 	return msg_send(sock, &m, -1);
 }
 
-/* a claimant whose connection is gone (its HUP maybe not seen yet) */
+/*
+ * a claimant whose connection is gone (its HUP maybe not seen yet). Its
+ * connection may be readable while it lives (a request queued in this poll
+ * round): only an end of file (a peek of 0 bytes) or an error is death.
+ */
 static bool claimant_alive(struct holder *h)
 {
-	struct pollfd p;
+	char c;
+	ssize_t n;
 
 	if (h->claimant < 0)
 		return false;
-	p.fd = h->clients[h->claimant];
-	p.events = POLLIN;
-	p.revents = 0;
-	/* a live claimant never sends unasked: readable means EOF */
-	return poll(&p, 1, 0) == 0;
+	n = recv(h->clients[h->claimant], &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0)
+		return true;
+	return n < 0 &&
+	       (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
 }
 
 static void unclaim(struct holder *h)
@@ -347,6 +384,17 @@ static bool handle(struct holder *h, int i)
 	struct fdh_msg m;
 
 	r = msg_recv(sock, &m, &fd);
+	if ((r == -EMFILE || r == -EBADMSG) && m.version == h->version) {
+		/* its fds refused (closed), the connection goes on */
+		lp_log_warn("fdholder: a request of pid %d: %s",
+			    (int)peer_pid(sock),
+			    r == -EMFILE ? "its fd did not arrive (this "
+					   "holder is at its fd limit)" :
+					   "more than one fd");
+		return answer(h, sock, r, 0) == 0;
+	}
+	if (r == -EMFILE || r == -EBADMSG)
+		r = -EPROTO;
 	if (r == -EPROTO || (r == 0 && m.version != h->version)) {
 		lp_log_warn("fdholder: a client (pid %d) speaks protocol %u, "
 			    "this holder %u: refused",
@@ -359,6 +407,15 @@ static bool handle(struct holder *h, int i)
 	}
 	if (r < 0)
 		return false;
+	/* the held connections are the claimant's alone; a DEL of no key
+	 * (what lp_fdh_dial() sends to learn the version) is anybody's */
+	if (h->claimant != i && (m.type == FDH_PUT || m.type == FDH_LIST ||
+				 (m.type == FDH_DEL && m.key[0]))) {
+		r = answer(h, sock, -EPERM, (uint32_t)h->claimant_pid);
+		if (fd >= 0)
+			close(fd);
+		return r == 0;
+	}
 	switch (m.type) {
 	case FDH_CLAIM:
 		if (h->claimant >= 0 && h->claimant != i && claimant_alive(h)) {
@@ -454,6 +511,50 @@ static void notify_ready(void)
 	close(fd);
 }
 
+/* it holds up to LP_FDH_ENTRIES_MAX fds: the soft limit up to the hard one */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			lp_log_warn("fdholder: raising RLIMIT_NOFILE: %s",
+				    strerror(errno));
+	}
+}
+
+/*
+ * one holder per root, for its lifetime: an flock on ROOT/fdholder.lock
+ * (two holders starting together would both find the socket unanswered,
+ * and the second one's bind would take the path from the first).
+ */
+static int lock_root(const char *root, int *ret_fd)
+{
+	char path[LP_SNAP_PATH_MAX];
+	int fd, r;
+
+	if (snprintf(path, sizeof(path), "%s/" FDH_LOCK, root) >=
+	    (int)sizeof(path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		lp_log_err("fdholder: %s: %s", path, strerror(-r));
+		return r;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EADDRINUSE : -errno;
+		lp_log_err("fdholder: another holder runs for %s (it holds "
+			   "%s): %s",
+			   root, path, strerror(errno));
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
 static int listen_on(const char *root, int *ret_fd)
 {
 	struct sockaddr_un sa;
@@ -498,7 +599,7 @@ int lp_snap_fdholder_serve(const char *root, unsigned int timeout_s,
 	struct timeval io_timeout = { .tv_sec = FDH_IO_TIMEOUT_MS / 1000 };
 	struct sockaddr_un sa;
 	uint64_t now, deadline;
-	int lfd = -1, sfd = -1, timeout, fd, r;
+	int lfd = -1, sfd = -1, lockfd = -1, timeout, fd, r;
 	size_t i, n, base;
 	sigset_t sigs;
 
@@ -506,16 +607,27 @@ int lp_snap_fdholder_serve(const char *root, unsigned int timeout_s,
 		h.clients[i] = -1;
 	h.unclaimed_ns = lp_mono_ns();
 	signal(SIGPIPE, SIG_IGN);
+	/* a holder started from a terminal outlives the session: the end of
+	 * it must not drop every container's layers */
+	signal(SIGHUP, SIG_IGN);
+	raise_fd_limit();
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
 	sigprocmask(SIG_BLOCK, &sigs, NULL);
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
 	if (sfd < 0) {
 		r = -errno;
 		goto out;
 	}
+	r = lp_mkdir_p(root, 0755, 0700);
+	if (r < 0) {
+		lp_log_err("fdholder: %s: %s", root, strerror(-r));
+		goto out;
+	}
+	r = lock_root(root, &lockfd);
+	if (r < 0)
+		goto out;
 	r = listen_on(root, &lfd);
 	if (r < 0) {
 		lp_log_err("fdholder: cannot listen under %s: %s", root,
@@ -638,6 +750,8 @@ out:
 	}
 	if (sfd >= 0)
 		close(sfd);
+	if (lockfd >= 0)
+		close(lockfd); /* last: the socket is gone before the next */
 	return r;
 }
 
@@ -664,15 +778,35 @@ void lp_fdh_free(struct lp_fdh *h)
 	free(h);
 }
 
-/* wait up to FDH_IO_TIMEOUT_MS for an answer on @sock */
+/* wait up to FDH_ANSWER_WAIT_MS for an answer on @sock */
 static int wait_answer(int sock)
 {
 	struct pollfd p = { .fd = sock, .events = POLLIN };
-	int n = poll(&p, 1, FDH_IO_TIMEOUT_MS);
+	int n;
+
+	if (sock < 0)
+		return -ENOTCONN;
+	n = poll(&p, 1, FDH_ANSWER_WAIT_MS);
 
 	if (n < 0)
 		return -errno;
 	return n == 0 ? -ETIMEDOUT : 0;
+}
+
+/*
+ * after a timeout or an error on the connection, an answer may still come
+ * and would be read as the next request's: the connection is closed, and
+ * lp_fdh_alive() says false so that the daemon dials and claims again.
+ * Lock held.
+ */
+static void broken(struct lp_fdh *h, int r)
+{
+	if (h->sock < 0)
+		return;
+	lp_log_warn("fd holder (pid %d): %s; closing the connection",
+		    (int)h->pid, strerror(-r));
+	close(h->sock);
+	h->sock = -1;
 }
 
 /* send @req (with @fd) and read the answer into @ans; -EPROTO on a
@@ -682,17 +816,21 @@ static int call(struct lp_fdh *h, struct fdh_msg *req, int fd,
 {
 	int r, afd;
 
+	memset(ans, 0, sizeof(*ans));
+	if (h->sock < 0)
+		return -ENOTCONN;
 	r = msg_send(h->sock, req, fd);
-	if (r < 0)
+	if (r == 0)
+		r = wait_answer(h->sock);
+	if (r == 0) {
+		r = msg_recv(h->sock, ans, &afd);
+		if (afd >= 0)
+			close(afd);
+	}
+	if (r < 0) {
+		broken(h, r);
 		return r;
-	r = wait_answer(h->sock);
-	if (r < 0)
-		return r;
-	r = msg_recv(h->sock, ans, &afd);
-	if (afd >= 0)
-		close(afd);
-	if (r < 0)
-		return r;
+	}
 	if (ans->version != LP_SNAP_FDH_PROTO)
 		return -EPROTO;
 	return ans->type == FDH_OK ? 0 : ans->status ? ans->status : -EPROTO;
@@ -802,8 +940,9 @@ int lp_fdh_list(struct lp_fdh *h, lp_fdh_item_fn fn, void *opaque,
 	int r, fd = -1;
 
 	msg_init(&m, LP_SNAP_FDH_PROTO, FDH_LIST);
+	memset(&a, 0, sizeof(a));
 	pthread_mutex_lock(&h->lock);
-	r = msg_send(h->sock, &m, -1);
+	r = h->sock < 0 ? -ENOTCONN : msg_send(h->sock, &m, -1);
 	while (r == 0) {
 		r = wait_answer(h->sock);
 		if (r == 0)
@@ -812,6 +951,10 @@ int lp_fdh_list(struct lp_fdh *h, lp_fdh_item_fn fn, void *opaque,
 			r = -EPROTO;
 		if (r < 0 || a.type == FDH_END)
 			break;
+		if (a.type == FDH_ERR) {
+			r = a.status ? a.status : -EPROTO;
+			break;
+		}
 		if (a.type != FDH_ITEM || fd < 0) {
 			r = -EPROTO;
 			break;
@@ -821,6 +964,9 @@ int lp_fdh_list(struct lp_fdh *h, lp_fdh_item_fn fn, void *opaque,
 		fn(opaque, a.key, &st, fd); /* takes @fd */
 		fd = -1;
 	}
+	/* a list cut short leaves its rest queued: a new connection */
+	if (r < 0 && !(r == a.status && a.type == FDH_ERR))
+		broken(h, r);
 	pthread_mutex_unlock(&h->lock);
 	if (fd >= 0)
 		close(fd);
@@ -871,9 +1017,10 @@ bool lp_fdh_alive(struct lp_fdh *h)
 	p.fd = h->sock;
 	p.events = POLLIN;
 	p.revents = 0;
-	n = poll(&p, 1, 0);
+	n = h->sock < 0 ? -1 : poll(&p, 1, 0);
 	pthread_mutex_unlock(&h->lock);
-	/* the holder never sends unasked: readable means closed */
+	/* the holder never sends unasked: readable means closed (and a
+	 * connection closed as broken() is no holder either) */
 	return n == 0;
 }
 
