@@ -41,6 +41,9 @@
  * FUSE_NOTIFY_RESEND (kernel 6.9) puts back on the queue what the dead
  * process had read and not answered. Nothing else is per connection: node
  * ids are TOC indexes + 1, and without open there are no file handles.
+ * The saved state says both (a head before the INIT bytes: the serving
+ * scheme of the build that mounted, whether it gave out file handles), so
+ * that a build that would serve the connection differently refuses it.
  *
  * State comes from the request's userdata (the struct lp_fuse), never a
  * global. No locks here: the core is thread-safe.
@@ -77,6 +80,16 @@
  */
 #define FUSE_READ_BUF (1024 * 1024 + 64 * 1024)
 
+/* the head of a saved state (lp_fuse_get_state()), then the INIT bytes */
+struct state_head {
+	uint32_t magic; /* STATE_MAGIC */
+	uint32_t scheme; /* LP_FUSE_SERVE_SCHEME of the build that mounted */
+	uint32_t flags; /* STATE_* */
+};
+#define STATE_MAGIC 0x7366706cu /* "lpfs" */
+#define STATE_HANDLES 1u /* opens were answered with file handles */
+#define INIT_MAX (LP_FUSE_STATE_MAX - sizeof(struct state_head))
+
 struct lp_fuse {
 	struct fuse_session *se;
 	struct lp_fs *fs; /* borrowed */
@@ -85,7 +98,7 @@ struct lp_fuse {
 	atomic_bool no_open, no_opendir; /* set once, by op_init() */
 	bool mounted;
 	char *mountpoint; /* for lp_fuse_unmount() */
-	struct lp_fuse_state state; /* the kernel's INIT, as read */
+	struct lp_fuse_state init; /* the kernel's INIT, as read */
 };
 
 static struct lp_fuse *req_fuse(fuse_req_t req)
@@ -437,7 +450,7 @@ static bool valid_init(const uint8_t *b, size_t len)
 {
 	struct fuse_in_header h;
 
-	if (len < sizeof(h) + 2 * sizeof(uint32_t) || len > LP_FUSE_STATE_MAX)
+	if (len < sizeof(h) + 2 * sizeof(uint32_t) || len > INIT_MAX)
 		return false;
 	memcpy(&h, b, sizeof(h));
 	return h.opcode == FUSE_INIT && h.len == len;
@@ -466,8 +479,8 @@ static int take_init(struct lp_fuse *f, struct lp_err *err)
 			       f->mountpoint);
 		goto out;
 	}
-	memcpy(f->state.bytes, buf.mem, buf.size);
-	f->state.len = buf.size;
+	memcpy(f->init.bytes, buf.mem, buf.size);
+	f->init.len = buf.size;
 	fuse_session_process_buf(f->se, &buf);
 	r = 0;
 out:
@@ -556,7 +569,57 @@ int lp_fuse_fd(const struct lp_fuse *fuse)
 void lp_fuse_get_state(const struct lp_fuse *fuse,
 		       struct lp_fuse_state *ret_state)
 {
-	*ret_state = fuse->state;
+	struct state_head h = { .magic = STATE_MAGIC,
+				.scheme = LP_FUSE_SERVE_SCHEME };
+
+	if (fuse->keep_open || !atomic_load(&fuse->no_open))
+		h.flags |= STATE_HANDLES;
+	memcpy(ret_state->bytes, &h, sizeof(h));
+	memcpy(ret_state->bytes + sizeof(h), fuse->init.bytes, fuse->init.len);
+	ret_state->len = sizeof(h) + fuse->init.len;
+}
+
+/* the INIT of a saved @state of this build's scheme into @f->init */
+static int take_state(struct lp_fuse *f, const struct lp_fuse_state *state,
+		      const char *mountpoint, struct lp_err *err)
+{
+	struct state_head h;
+
+	if (!state || state->len < sizeof(h) || state->len > LP_FUSE_STATE_MAX)
+		return lp_err_set(err, -EPROTO,
+				  "%s: the saved FUSE state is not lazypull's",
+				  mountpoint);
+	memcpy(&h, state->bytes, sizeof(h));
+	if (h.magic != STATE_MAGIC)
+		return lp_err_set(err, -EPROTO,
+				  "%s: the saved FUSE state is not lazypull's "
+				  "(an unknown head 0x%08x)",
+				  mountpoint, h.magic);
+	if (h.scheme != LP_FUSE_SERVE_SCHEME)
+		return lp_err_set(err, -EPROTO,
+				  "%s: mounted by a build that serves by "
+				  "scheme %u, this build serves by scheme %u "
+				  "(node ids would name other files): refused",
+				  mountpoint, h.scheme, LP_FUSE_SERVE_SCHEME);
+	if (h.flags & STATE_HANDLES)
+		return lp_err_set(
+			err, -EOPNOTSUPP,
+			"%s: opens were kept on this connection (old "
+			"kernel or LAZYPULL_FUSE_OPEN=1): its file "
+			"handles died with the process that made them",
+			mountpoint);
+	if (h.flags & ~STATE_HANDLES)
+		return lp_err_set(err, -EPROTO,
+				  "%s: the saved FUSE state has unknown flags "
+				  "0x%x: refused",
+				  mountpoint, h.flags);
+	f->init.len = state->len - sizeof(h);
+	memcpy(f->init.bytes, state->bytes + sizeof(h), f->init.len);
+	if (!valid_init(f->init.bytes, f->init.len))
+		return lp_err_set(err, -EPROTO,
+				  "%s: the saved FUSE state holds no INIT",
+				  mountpoint);
+	return 0;
 }
 
 int lp_fuse_resend(int fd)
@@ -580,13 +643,10 @@ int lp_fuse_resume(struct lp_fs *fs, int fd, const char *mountpoint,
 	struct lp_fuse *f = NULL;
 	int r;
 
-	if (!state || !valid_init(state->bytes, state->len)) {
-		r = lp_err_set(err, -EPROTO,
-			       "%s: the saved FUSE state is not an INIT",
-			       mountpoint);
-		goto out;
-	}
 	r = new_session(fs, opts, &f, err);
+	if (r < 0)
+		goto out;
+	r = take_state(f, state, mountpoint, err);
 	if (r < 0)
 		goto out;
 	snprintf(devfd, sizeof(devfd), "/dev/fd/%d", fd);
@@ -601,19 +661,19 @@ int lp_fuse_resume(struct lp_fs *fs, int fd, const char *mountpoint,
 		r = lp_err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	f->state = *state;
 	/* the INIT of the first session again: libfuse negotiates as then;
 	 * its reply finds no request (ENOENT) and is dropped */
-	buf.mem = f->state.bytes;
-	buf.size = f->state.len;
+	buf.mem = f->init.bytes;
+	buf.size = f->init.len;
 	fuse_session_process_buf(f->se, &buf);
 	/* a file handle is a pointer of the process that answered the open:
-	 * only a connection that never got one can change hands */
+	 * only a connection that never got one can change hands (the old
+	 * process's side: take_state(); this one's: here) */
 	if (f->keep_open || !atomic_load(&f->no_open)) {
 		r = lp_err_set(err, -EOPNOTSUPP,
-			       "%s: opens are kept on this connection (old "
-			       "kernel or LAZYPULL_FUSE_OPEN=1): its file "
-			       "handles died with the old process",
+			       "%s: this process keeps opens "
+			       "(LAZYPULL_FUSE_OPEN=1): it cannot take a "
+			       "connection served without file handles",
 			       mountpoint);
 		goto out;
 	}

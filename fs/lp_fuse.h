@@ -32,7 +32,18 @@
  */
 #define LP_FUSE_IDLE_THREADS 2
 #define LP_FUSE_FSNAME_MAX 256
-#define LP_FUSE_STATE_MAX 256 /* bytes of a connection's saved INIT */
+#define LP_FUSE_STATE_MAX 256 /* bytes of a connection's saved state */
+/*
+ * How this build serves a connection, as far as the kernel remembers it
+ * across a change of server: node ids (a layer's TOC entry index + 1, in
+ * the order lp_toc_parse() gives entries, implied directories appended;
+ * the control directory and file after them) and what a reply means. The
+ * kernel caches lookups for a day, so a server that numbers nodes
+ * differently would serve another file under a cached node id: a resume
+ * across builds of different schemes is refused. Bump it with any change
+ * to that numbering (format/toc_*.c entry order, fs/inode.c).
+ */
+#define LP_FUSE_SERVE_SCHEME 1
 
 struct lp_fuse;
 
@@ -58,8 +69,10 @@ int lp_fuse_mount(struct lp_fs *fs, const char *mountpoint,
 
 /*
  * What a process needs, besides the connection's fd, to serve a connection
- * another process mounted: the kernel's FUSE_INIT request as it was read
- * (kernel ABI: the same for any lazypull build).
+ * another process mounted, opaque to whoever keeps it: a versioned head
+ * (LP_FUSE_SERVE_SCHEME of the build that mounted it, whether its file
+ * handles may be in the kernel's open files) and the kernel's FUSE_INIT
+ * request as it was read.
  */
 struct lp_fuse_state {
 	size_t len;
@@ -81,9 +94,10 @@ void lp_fuse_get_state(const struct lp_fuse *fuse,
  * (FUSE_NOTIFY_RESEND, kernel 6.9+). @fs must be the same layer (inode
  * numbers are TOC indexes). Takes @fd (closed by lp_fuse_free(), also on
  * failure). lp_fuse_unmount() works as for a mount. Returns 0, -EPROTO
- * (@state is not an INIT), -EBADF, -EOPNOTSUPP (the connection keeps
- * opens: its file handles were the old process's pointers), -EINVAL
- * (resend refused: a kernel before 6.9).
+ * (@state is not one of this build's: another serving scheme, an unknown
+ * head, no INIT; @err names the versions), -EBADF, -EOPNOTSUPP (the
+ * connection keeps opens: its file handles were the old process's
+ * pointers), -EINVAL (resend refused: a kernel before 6.9).
  */
 int lp_fuse_resume(struct lp_fs *fs, int fd, const char *mountpoint,
 		   const struct lp_fuse_state *state,

@@ -52,9 +52,10 @@ struct lp_mount_opts {
 	size_t tail_len;
 	struct lp_fs_options fs;
 	struct lp_fuse_options fuse;
-	/* resume: serve this existing connection (a /dev/fuse fd another
-	 * process mounted, taken by lp_mount_layer() in every case) with the
-	 * INIT it saved, instead of mounting; -1 (the default): mount */
+	/* resume (@resume_state set): serve this existing connection (a
+	 * /dev/fuse fd another process mounted, taken by lp_mount_layer() in
+	 * every case) with the state it saved, instead of mounting; a state
+	 * without an fd (-1, the default) is refused, never mounted over */
 	int resume_fd;
 	const struct lp_fuse_state *resume_state;
 };

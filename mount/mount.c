@@ -94,7 +94,11 @@ int lp_mount_layer(struct lp_blob *blob, const char *mountpoint,
 	layer = NULL;
 	if (r < 0)
 		goto out;
-	if (resume_fd >= 0)
+	if (o->resume_state && resume_fd < 0)
+		/* never a new mount on top of the connection to resume */
+		r = lp_err_set(err, -EBADF, "%s: no connection to resume",
+			       mountpoint);
+	else if (o->resume_state)
 		r = lp_fuse_resume(fs, resume_fd, mountpoint, o->resume_state,
 				   &o->fuse, &fuse, err);
 	else

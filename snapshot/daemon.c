@@ -257,8 +257,10 @@ static void holder_check(const struct lp_snap_config *c, struct lp_fdh *h,
 		return;
 	}
 	r = lp_snap_layers_hand_all(layers);
-	lp_log_warn("fd holder (pid %d) holds the %d mounted layer(s) again",
-		    (int)lp_fdh_pid(h), r);
+	if (r >= 0)
+		lp_log_warn("fd holder (pid %d) holds the %d mounted layer(s) "
+			    "again",
+			    (int)lp_fdh_pid(h), r);
 }
 
 /* how many layer mounts are under @root/layers (for the log) */
@@ -323,6 +325,15 @@ int lp_snap_run(const struct lp_snap_config *c, bool *ret_exit_now,
 	r = holder_start(c, holder, &had_holder, err);
 	if (r == -EBUSY)
 		goto out;
+	if (r < 0 && had_holder) {
+		/* a holder of ours answered and could not be claimed: its
+		 * connections may be live, and a start without it would
+		 * clear their mounts; let the service manager try again */
+		lp_log_err("the fd holder of %s answered but could not be "
+			   "claimed: not starting without it",
+			   c->root);
+		goto out;
+	}
 	if (r < 0) {
 		lp_log_warn("no fd holder: %s; running containers will not "
 			    "survive a restart of this daemon",
@@ -423,6 +434,14 @@ int lp_snap_run(const struct lp_snap_config *c, bool *ret_exit_now,
 	r = 0;
 	if (holder)
 		holder_check(c, holder, layers); /* it must hold them now */
+	/* a hand-over that failed while the holder lived (a timeout, its fd
+	 * limit) is not retried by holder_check(): hand over again, the
+	 * holder replaces what it has */
+	if (holder && lp_fdh_alive(holder) &&
+	    lp_snap_layers_hand_all(layers) < 0)
+		lp_log_err("some layers are not with the fd holder (above): "
+			   "their containers lose them when this daemon "
+			   "exits");
 	if (holder && !lp_fdh_alive(holder)) {
 		lp_log_warn("no fd holder to hand the layers to: unmounting "
 			    "them (running containers lose them)");

@@ -297,25 +297,28 @@ out:
 static void unpin(struct lp_snap_layers *l, struct layer *y);
 
 /* give the fd holder @y's connection, so it outlives this process */
-static void hand_over(struct lp_snap_layers *l, struct layer *y)
+static int hand_over(struct lp_snap_layers *l, struct layer *y)
 {
 	struct lp_fuse_state st;
 	int r;
 
 	if (!l->holder)
-		return;
+		return 0;
 	lp_fuse_get_state(y->fuse, &st);
 	r = lp_fdh_put(l->holder, y->digest, &st, lp_fuse_fd(y->fuse));
 	if (r < 0)
 		lp_log_warn("layer %s: not handed to the fd holder: %s (it "
-			    "is handed again when the holder is back)",
+			    "is handed again when the holder is back, and at "
+			    "the daemon's stop)",
 			    y->digest, strerror(-r));
+	return r;
 }
 
 int lp_snap_layers_hand_all(struct lp_snap_layers *l)
 {
 	struct layer *y, **pinned = NULL;
 	size_t n = 0, i;
+	int r, first = 0;
 
 	/* pinned, an entry stays MOUNTED with its fuse: hand over unlocked */
 	pthread_mutex_lock(&l->lock);
@@ -331,11 +334,13 @@ int lp_snap_layers_hand_all(struct lp_snap_layers *l)
 	}
 	pthread_mutex_unlock(&l->lock);
 	for (i = 0; i < n; i++) {
-		hand_over(l, pinned[i]);
+		r = hand_over(l, pinned[i]);
+		if (r < 0 && !first)
+			first = r;
 		unpin(l, pinned[i]);
 	}
 	free(pinned);
-	return (int)n;
+	return first < 0 ? first : (int)n;
 }
 
 static void *session_main(void *arg)
@@ -649,6 +654,12 @@ static int resume_layer(struct lp_snap_layers *l, struct layer *y, int fd,
 		mo.tail = tail;
 		mo.tail_len = tail_len;
 		mo.resume_fd = dup(fd);
+		if (mo.resume_fd < 0) {
+			r = lp_err_set(&y->err, -errno,
+				       "layer %s: dup of its connection: %s",
+				       y->digest, strerror(errno));
+			goto out;
+		}
 		r = lp_mount_layer(blob, y->mnt, &mo, &y->fs, &y->fuse, &rep,
 				   &y->err);
 		if (r < 0 && !rep.layer_opened) {

@@ -273,7 +273,9 @@ int lp_snap_layers_sweep_tails(struct lp_snap_layers *l,
 			       void *opaque);
 /*
  * lp_snap_layers_hand_all() - hand every mounted layer to the holder again
- * (a new holder after the old one died). Returns how many.
+ * (a new holder after the old one died; at SIGTERM, whatever a failed
+ * hand-over missed: the holder replaces what it has). Returns how many
+ * were handed, or -errno of the first that was not (after trying all).
  */
 int lp_snap_layers_hand_all(struct lp_snap_layers *l);
 

@@ -1963,6 +1963,90 @@ static void run_mounted(bool keep_open)
 	lp_fs_free(fx.fs);
 }
 
+/*
+ * lp_fuse_resume() takes only a state of this build's serving scheme from a
+ * connection that gave out no file handles: another scheme, an unknown
+ * head, a truncated state or a connection that kept opens is refused with
+ * a message before anything is served. The head's layout (magic, scheme,
+ * flags: three 32-bit words) is fs/fuse_ops.c's struct state_head.
+ */
+static void resume_refused(struct lp_fs *fs, const char *mnt,
+			   const struct lp_fuse *fuse,
+			   const struct lp_fuse_state *st, int want,
+			   const char *why)
+{
+	struct lp_fuse_options fo = { 0 };
+	struct lp_fuse *f2 = NULL;
+	struct lp_err err = { 0 };
+	int fd = dup(lp_fuse_fd(fuse));
+
+	assert_true(fd >= 0);
+	assert_int_equal(lp_fuse_resume(fs, fd, mnt, st, &fo, &f2, &err), want);
+	assert_null(f2);
+	if (!strstr(err.msg, why))
+		fail_msg("resume refused with \"%s\", not \"%s\"", err.msg,
+			 why);
+}
+
+static void test_resume_state(void **state)
+{
+	char mnt[] = "/tmp/lp-test-fs-resume-XXXXXX";
+	struct lp_fuse_options fo = { 0 };
+	struct lp_fuse *fuse = NULL;
+	struct lp_fuse_state st, bad;
+	struct fixture fx = { 0 };
+	struct lp_err err = { 0 };
+	pthread_t t;
+	uint32_t w;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip_or_fail("not root: the FUSE mount needs it");
+	if (access("/dev/fuse", R_OK | W_OK) != 0)
+		skip_or_fail("/dev/fuse missing or not readable and writable");
+	assert_non_null(mkdtemp(mnt));
+	open_fs(&fx, "v1-default", NULL);
+	for (int keep_open = 0; keep_open < 2; keep_open++) {
+		fo.keep_open = keep_open;
+		if (lp_fuse_mount(fx.fs, mnt, &fo, &fuse, &err) < 0)
+			fail_msg("lp_fuse_mount on %s: %s", mnt, err.msg);
+		/* served, so that nothing here waits on its own mount */
+		assert_int_equal(pthread_create(&t, NULL, serve_main, fuse), 0);
+		lp_fuse_get_state(fuse, &st);
+		assert_true(st.len > 3 * sizeof(uint32_t));
+		if (keep_open) {
+			resume_refused(fx.fs, mnt, fuse, &st, -EOPNOTSUPP,
+				       "opens were kept");
+		} else {
+			bad = st;
+			memcpy(&w, bad.bytes + 4, sizeof(w));
+			assert_int_equal(w, LP_FUSE_SERVE_SCHEME);
+			w++;
+			memcpy(bad.bytes + 4, &w, sizeof(w));
+			resume_refused(fx.fs, mnt, fuse, &bad, -EPROTO,
+				       "scheme");
+			bad = st;
+			bad.bytes[0] ^= 0xff;
+			resume_refused(fx.fs, mnt, fuse, &bad, -EPROTO,
+				       "unknown head");
+			bad = st;
+			bad.bytes[8] = 0x80; /* a flag no build knows yet */
+			resume_refused(fx.fs, mnt, fuse, &bad, -EPROTO,
+				       "unknown flags");
+			bad = st;
+			bad.len = 3 * sizeof(uint32_t) + 8;
+			resume_refused(fx.fs, mnt, fuse, &bad, -EPROTO,
+				       "no INIT");
+		}
+		assert_int_equal(lp_fuse_unmount(fuse), 0);
+		pthread_join(t, NULL);
+		lp_fuse_free(fuse);
+		fuse = NULL;
+	}
+	lp_fs_free(fx.fs);
+	rmdir(mnt);
+}
+
 static void test_op_counts_mounted(void **state)
 {
 	run_mounted(false);
@@ -1998,6 +2082,7 @@ int main(void)
 		cmocka_unit_test(test_latency_histogram),
 		cmocka_unit_test(test_op_counts),
 		cmocka_unit_test(test_op_counts_mounted),
+		cmocka_unit_test(test_resume_state),
 		cmocka_unit_test(test_op_counts_mounted_keep_open),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
