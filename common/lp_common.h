@@ -33,6 +33,18 @@ static inline uint64_t lp_mono_ms(void)
 	return lp_mono_ns() / 1000000u;
 }
 
+/* the value of hex digit @c (either case), or -1 */
+static inline int lp_hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 static inline uint64_t lp_min_u64(uint64_t a, uint64_t b)
 {
 	return a < b ? a : b;

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "lp_common.h"
 #include "lp_footer.h"
 
 #define GZ_HDR_LEN 10 /* ID1 ID2 CM FLG MTIME(4) XFL OS */
@@ -22,17 +23,6 @@
 static const uint8_t gz_empty_tail[13] = { 0x01, 0x00, 0x00, 0xff, 0xff, 0, 0,
 					   0,	 0,    0,    0,	   0,	 0 };
 
-static int hex_digit(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* 16 hex digits + "STARGZ" -> TOC offset; false when malformed */
 static bool parse_sg_payload(const uint8_t *p, uint64_t *ret_off)
 {
@@ -42,7 +32,7 @@ static bool parse_sg_payload(const uint8_t *p, uint64_t *ret_off)
 	if (memcmp(p + 16, SG_MAGIC, 6) != 0)
 		return false;
 	for (i = 0; i < 16; i++) {
-		int d = hex_digit(p[i]);
+		int d = lp_hex_digit(p[i]);
 
 		if (d < 0)
 			return false;

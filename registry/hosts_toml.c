@@ -280,17 +280,6 @@ static bool is_value_end(const struct parser *p)
 
 /* ---- strings -------------------------------------------------------- */
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int put_utf8(struct lp_buf *b, unsigned long cp)
 {
 	unsigned char u[4];
@@ -335,7 +324,7 @@ static int escape(struct parser *p, struct lp_buf *b)
 	digits = c == 'u' ? 4 : 8;
 	p->pos++;
 	for (i = 0; i < digits; i++) {
-		int h = hexval(peek(p));
+		int h = lp_hex_digit(peek(p));
 
 		if (h < 0)
 			return fail(p, p->line, -EINVAL,
@@ -1037,7 +1026,8 @@ static bool valid_authority(const char *s, size_t n)
 		return false;
 	if (s[0] == '[') {
 		for (i = 1; i < n && s[i] != ']'; i++)
-			if (hexval(s[i]) < 0 && s[i] != ':' && s[i] != '.')
+			if (lp_hex_digit(s[i]) < 0 && s[i] != ':' &&
+			    s[i] != '.')
 				return false;
 		if (i == n || i < 3)
 			return false;
