@@ -16,7 +16,6 @@ Deterministic bytes.
 """
 import gzip
 import hashlib
-import io
 import json
 import os
 import random
@@ -24,22 +23,7 @@ import subprocess
 import sys
 import tarfile
 
-MTIME = 1672531200
-
-
-def sha(b):
-    return "sha256:" + hashlib.sha256(b).hexdigest()
-
-
-def add(t, name, typ=tarfile.REGTYPE, data=b"", mode=0o644, link=""):
-    ti = tarfile.TarInfo(name)
-    ti.type = typ
-    ti.mode = mode
-    ti.mtime = MTIME
-    ti.uname = ti.gname = "root"
-    ti.linkname = link
-    ti.size = len(data) if typ == tarfile.REGTYPE else 0
-    t.addfile(ti, io.BytesIO(data) if typ == tarfile.REGTYPE else None)
+from tar_util import add, sha, tar_of
 
 
 def busybox(t):
@@ -69,11 +53,7 @@ def main():
     def image(build, tag, builds=None):
         layers, diff_ids = [], []
         for b in builds or [build]:
-            buf = io.BytesIO()
-            with tarfile.open(fileobj=buf, mode="w",
-                              format=tarfile.PAX_FORMAT) as t:
-                b(t)
-            raw = buf.getvalue()
+            raw = tar_of(b)
             gz = gzip.compress(raw, compresslevel=1, mtime=0)
             layers.append({"mediaType":
                            "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -108,6 +88,14 @@ def main():
             sums.append("%s  f%d\n" % (hashlib.sha256(b).hexdigest(), n))
         add(t, "data/SUMS", data="".join(sums).encode())
 
+    def write_index(manifests):
+        with open(os.path.join(root, "oci-layout"), "w") as f:
+            f.write('{"imageLayoutVersion":"1.0.0"}')
+        with open(os.path.join(root, "index.json"), "w") as f:
+            json.dump({"schemaVersion": 2,
+                       "mediaType": "application/vnd.oci.image.index.v1+json",
+                       "manifests": manifests}, f)
+
     if len(sys.argv) > 3:
         def layer(t, k):
             add(t, "l%d" % k, tarfile.DIRTYPE, mode=0o755)
@@ -119,13 +107,7 @@ def main():
                 sums.append("%s  f%d\n" % (hashlib.sha256(b).hexdigest(), n))
             add(t, "l%d/SUMS" % k, data="".join(sums).encode())
         builds = [lambda t, k=k: layer(t, k) for k in range(int(sys.argv[3]))]
-        manifests = [image(None, "many", builds)]
-        with open(os.path.join(root, "oci-layout"), "w") as f:
-            f.write('{"imageLayoutVersion":"1.0.0"}')
-        with open(os.path.join(root, "index.json"), "w") as f:
-            json.dump({"schemaVersion": 2,
-                       "mediaType": "application/vnd.oci.image.index.v1+json",
-                       "manifests": manifests}, f)
+        write_index([image(None, "many", builds)])
         return
     manifests = [image(data, "data")]
     for k in range(1, 7):
@@ -133,12 +115,7 @@ def main():
             busybox(t)
             add(t, "id.txt", data=b"small %d\n" % k)
         manifests.append(image(small, "small%d" % k))
-    with open(os.path.join(root, "oci-layout"), "w") as f:
-        f.write('{"imageLayoutVersion":"1.0.0"}')
-    with open(os.path.join(root, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2,
-                   "mediaType": "application/vnd.oci.image.index.v1+json",
-                   "manifests": manifests}, f)
+    write_index(manifests)
 
 
 main()

@@ -13,8 +13,6 @@ Tag `two`: an OCI image of two layers.
 The config runs `cat /hello.txt`. Deterministic bytes.
 """
 import gzip
-import hashlib
-import io
 import json
 import os
 import random
@@ -22,29 +20,7 @@ import subprocess
 import sys
 import tarfile
 
-MTIME = 1672531200
-
-
-def sha(b):
-    return "sha256:" + hashlib.sha256(b).hexdigest()
-
-
-def add(t, name, typ=tarfile.REGTYPE, data=b"", mode=0o644, link=""):
-    ti = tarfile.TarInfo(name)
-    ti.type = typ
-    ti.mode = mode
-    ti.mtime = MTIME
-    ti.uname = ti.gname = "root"
-    ti.linkname = link
-    ti.size = len(data) if typ == tarfile.REGTYPE else 0
-    t.addfile(ti, io.BytesIO(data) if typ == tarfile.REGTYPE else None)
-
-
-def tar_of(build):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        build(t)
-    return buf.getvalue()
+from tar_util import add, sha, tar_of
 
 
 def layer1(t):
