@@ -386,3 +386,22 @@ int reg_err_pass(struct lp_err *err, const struct lp_err *from, int r)
 		return lp_err_set_from(err, from, r, "%s", from->msg);
 	return r;
 }
+
+void reg_ep_tls_desc(const struct reg_endpoint *ep, char *out, size_t size)
+{
+	const struct lp_host *h = ep->cfg;
+
+	if (!size)
+		return;
+	if (!h) {
+		out[0] = '\0';
+		return;
+	}
+	snprintf(out, size,
+		 "; TLS to %s: %s%s, %zu CA file(s) besides the "
+		 "system's%s",
+		 ep->host,
+		 h->n_clients ? "client certificate " : "no client certificate",
+		 h->n_clients ? h->clients[0].cert : "", h->n_ca,
+		 h->skip_verify ? ", skip_verify" : "");
+}

@@ -1161,7 +1161,7 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 	      struct lp_reg_resp *resp, struct lp_err *err)
 {
 	char errbuf[CURL_ERROR_SIZE];
-	char why[CURL_ERROR_SIZE + 64];
+	char why[CURL_ERROR_SIZE + 256];
 	const char *what = req->what ? req->what : "request";
 	long start = now_ms();
 	unsigned int attempt = 0, auth_tries = 0;
@@ -1190,6 +1190,11 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 			code = curl_errno(cc);
 			snprintf(why, sizeof(why), "%s",
 				 errbuf[0] ? errbuf : curl_easy_strerror(cc));
+			/* a server that refuses our TLS often just hangs up:
+			 * say what we offered it */
+			if (req->ep && !strncmp(req->url, "https://", 8))
+				reg_ep_tls_desc(req->ep, why + strlen(why),
+						sizeof(why) - strlen(why));
 			if (!curl_retryable(cc)) {
 				r = lp_err_set(err, code, "%s %s: %s", what,
 					       req->url, why);

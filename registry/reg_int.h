@@ -291,6 +291,13 @@ bool reg_ep_down(const struct reg_endpoint *ep);
 /* reg_ep_mark_down() - pass @ep over for LP_REG_HOST_DOWN_MS (logged once) */
 void reg_ep_mark_down(struct reg_endpoint *ep, const struct lp_err *why);
 
+/*
+ * reg_ep_tls_desc() - "; TLS: ..." (the CA files, client certificate and
+ * skip_verify of @ep's configuration) for messages about a failed
+ * exchange, into @out (@size bytes, truncated).
+ */
+void reg_ep_tls_desc(const struct reg_endpoint *ep, char *out, size_t size);
+
 /* reg_ep_url() - SCHEME://HOST PATH/REPO/SUFFIX[?ns=REGISTRY] */
 int reg_ep_url(const struct reg_endpoint *ep, const struct lp_reg_ref *ref,
 	       const char *suffix, char *out, size_t size);
