@@ -185,6 +185,12 @@ void lp_reg_blob_reject(struct lp_reg_blob *rb, uint64_t off, uint64_t len)
 			    (unsigned long long)len, eps->v[ep].host);
 }
 
+/* the length of "SCHEME://HOST" of @ep's URLs */
+static size_t origin_len(const struct reg_endpoint *ep)
+{
+	return strlen(ep->scheme) + 3 + strlen(ep->host);
+}
+
 /*
  * One ranged GET from host @ep (@i in the list; @more: another host
  * follows): straight to the cached storage URL when there is one, else to
@@ -222,6 +228,10 @@ static int range_get_at(struct lp_reg_blob *rb, const struct reg_endpoint *ep,
 		lp_err_clear(&tmp);
 		req.url = cached;
 		req.external = true;
+		/* storage elsewhere gets neither the host's TLS nor headers */
+		if (strncmp(cached, url, origin_len(ep)) ||
+		    !strchr("/?", cached[origin_len(ep)]))
+			req.ep = NULL;
 		r = lp_reg_do(rb->reg, &req, resp, &tmp);
 		if (r == 0 && resp->status != 401 && resp->status != 403 &&
 		    resp->status != 404 && resp->status != 410 &&
