@@ -393,7 +393,8 @@ void reg_ep_tls_desc(const struct reg_endpoint *ep, char *out, size_t size)
 
 	if (!size)
 		return;
-	if (!h) {
+	/* nothing configured, nothing to tell: the system's defaults */
+	if (!h || (!h->n_ca && !h->n_clients && !h->skip_verify)) {
 		out[0] = '\0';
 		return;
 	}

@@ -292,9 +292,10 @@ bool reg_ep_down(const struct reg_endpoint *ep);
 void reg_ep_mark_down(struct reg_endpoint *ep, const struct lp_err *why);
 
 /*
- * reg_ep_tls_desc() - "; TLS: ..." (the CA files, client certificate and
- * skip_verify of @ep's configuration) for messages about a failed
- * exchange, into @out (@size bytes, truncated).
+ * reg_ep_tls_desc() - "; TLS to HOST: ..." (the CA files, client
+ * certificate and skip_verify of @ep's configuration; "" when it sets none
+ * of them) for messages about a failed exchange, into @out (@size bytes,
+ * truncated).
  */
 void reg_ep_tls_desc(const struct reg_endpoint *ep, char *out, size_t size);
 

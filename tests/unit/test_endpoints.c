@@ -150,6 +150,13 @@ static void test_list(void **state)
 	assert_int_equal(eps->v[1].ca_len, strlen("BASE\n\nHOST CA\n\n"));
 	assert_memory_equal(eps->v[1].ca_blob, "BASE\n\nHOST CA\n\n",
 			    eps->v[1].ca_len);
+	/* what a failed TLS exchange says was offered */
+	reg_ep_tls_desc(&eps->v[1], url, sizeof(url));
+	assert_non_null(strstr(url, "; TLS to cdn.test: client certificate "));
+	assert_non_null(
+		strstr(url, "/c.crt, 1 CA file(s) besides the system's"));
+	reg_ep_tls_desc(&eps->v[0], url, sizeof(url));
+	assert_string_equal(url, "");
 	reg_endpoints_free(eps);
 }
 
