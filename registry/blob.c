@@ -11,11 +11,19 @@
  * blob storage are remembered per blob and dropped when the storage refuses
  * (403, expiry) or after a while.
  *
+ * Which host a read goes to is chosen per blob and per read: the
+ * registry's hosts in order (endpoints.c), passing over those that are
+ * down and those that failed this blob a moment ago (a 404: a mirror that
+ * does not have it; bytes that did not verify, lp_reg_blob_reject()). A
+ * host that fails in the middle of a read hands the rest of that read to
+ * the next host, so reads of an open blob go on when a mirror dies.
+ *
  * Errors are not logged here: they go back in the struct lp_err, with the
  * HTTP status and whether a retry may help (decided in http.c, where the
  * reply is classified), to the caller that decides what to do.
  *
- * Lock order: lock is a leaf (held only to copy the cached redirect).
+ * Lock order: lock is a leaf (held only to copy the cached redirect and
+ * the per-host state).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -27,8 +35,17 @@
 
 #include "lp_buf.h"
 #include "lp_common.h"
+#include "lp_hosts.h"
 #include "lp_log.h"
 #include "reg_int.h"
+
+#define REG_SERVED_MAX 32 /* recent reads remembered, for a reject */
+
+/* which host sent the bytes of a recent read */
+struct served {
+	uint64_t off, len;
+	size_t ep;
+};
 
 struct lp_reg_blob {
 	atomic_uint refs;
@@ -37,11 +54,16 @@ struct lp_reg_blob {
 	struct lp_digest digest;
 	char name[LP_DIGEST_STR_LEN + 1];
 	uint64_t size;
-	char url[LP_REG_URL_MAX]; /* on the registry */
 	atomic_bool no_multi; /* the registry refused multi-range */
+	atomic_size_t cur_ep; /* the host of the last read that worked */
 	pthread_mutex_t lock;
 	char *redirect; /* protected by lock */
 	long redirect_at; /* protected by lock; monotonic s */
+	size_t redirect_ep; /* protected by lock; the host it came from */
+	/* hosts passed over for this blob until then (lp_mono_ms()) */
+	long skip_until[LP_HOSTS_MAX]; /* protected by lock */
+	struct served served[REG_SERVED_MAX]; /* protected by lock; a ring */
+	size_t n_served; /* protected by lock; reads recorded, ever */
 };
 
 int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
@@ -49,8 +71,6 @@ int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		     struct lp_reg_blob **ret_rb)
 {
 	struct lp_reg_blob *rb;
-	char suffix[LP_DIGEST_STR_LEN + 8];
-	int r;
 
 	rb = calloc(1, sizeof(*rb));
 	if (!rb)
@@ -59,14 +79,9 @@ int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	rb->digest = *digest;
 	rb->size = size;
 	lp_digest_format(digest, rb->name);
-	snprintf(suffix, sizeof(suffix), "blobs/%s", rb->name);
-	r = lp_reg_url(reg, ref, suffix, rb->url, sizeof(rb->url));
-	if (r < 0) {
-		free(rb);
-		return r;
-	}
 	atomic_init(&rb->refs, 1);
 	atomic_init(&rb->no_multi, false);
+	atomic_init(&rb->cur_ep, 0);
 	pthread_mutex_init(&rb->lock, NULL);
 	rb->reg = lp_reg_ref_client(reg);
 	*ret_rb = rb;
@@ -94,47 +109,117 @@ void lp_reg_blob_unref(struct lp_reg_blob *rb)
 	free(rb);
 }
 
-/* a copy of the cached redirect target, or NULL */
-static char *redirect_get(struct lp_reg_blob *rb)
+/* a copy of the cached redirect target of host @ep, or NULL */
+static char *redirect_get(struct lp_reg_blob *rb, size_t ep)
 {
 	char *u = NULL;
 
 	pthread_mutex_lock(&rb->lock);
-	if (rb->redirect && (long)(lp_mono_ms() / 1000) - rb->redirect_at <
-				    LP_REG_REDIRECT_TTL_S)
+	if (rb->redirect && rb->redirect_ep == ep &&
+	    (long)(lp_mono_ms() / 1000) - rb->redirect_at <
+		    LP_REG_REDIRECT_TTL_S)
 		u = strdup(rb->redirect);
 	pthread_mutex_unlock(&rb->lock);
 	return u;
 }
 
-static void redirect_set(struct lp_reg_blob *rb, const char *url)
+static void redirect_set(struct lp_reg_blob *rb, size_t ep, const char *url)
 {
 	char *u = url ? strdup(url) : NULL;
 
 	pthread_mutex_lock(&rb->lock);
 	free(rb->redirect);
 	rb->redirect = u;
+	rb->redirect_ep = ep;
 	rb->redirect_at = (long)(lp_mono_ms() / 1000);
 	pthread_mutex_unlock(&rb->lock);
 }
 
+/* host @ep sent [off, off + len): remembered for lp_reg_blob_reject() */
+static void served_note(struct lp_reg_blob *rb, size_t ep, uint64_t off,
+			uint64_t len)
+{
+	struct served *sv;
+
+	atomic_store(&rb->cur_ep, ep);
+	pthread_mutex_lock(&rb->lock);
+	sv = &rb->served[rb->n_served++ % REG_SERVED_MAX];
+	sv->off = off;
+	sv->len = len;
+	sv->ep = ep;
+	pthread_mutex_unlock(&rb->lock);
+}
+
+/* pass host @ep over for this blob for a while */
+static void blob_skip(struct lp_reg_blob *rb, size_t ep)
+{
+	pthread_mutex_lock(&rb->lock);
+	if (ep < LP_HOSTS_MAX)
+		rb->skip_until[ep] = (long)lp_mono_ms() + LP_REG_HOST_DOWN_MS;
+	pthread_mutex_unlock(&rb->lock);
+}
+
+void lp_reg_blob_reject(struct lp_reg_blob *rb, uint64_t off, uint64_t len)
+{
+	const struct reg_endpoints *eps;
+	size_t i, ep = atomic_load(&rb->cur_ep);
+
+	pthread_mutex_lock(&rb->lock);
+	/* the latest read that overlaps: its host sent these bytes */
+	for (i = rb->n_served; i > 0 && i + REG_SERVED_MAX > rb->n_served;
+	     i--) {
+		const struct served *sv = &rb->served[(i - 1) % REG_SERVED_MAX];
+
+		if (sv->off < off + len && off < sv->off + sv->len) {
+			ep = sv->ep;
+			break;
+		}
+	}
+	if (ep < LP_HOSTS_MAX)
+		rb->skip_until[ep] = (long)lp_mono_ms() + LP_REG_HOST_DOWN_MS;
+	pthread_mutex_unlock(&rb->lock);
+	if (reg_endpoints(rb->reg, &rb->ref, &eps, NULL) == 0 && ep < eps->n)
+		lp_log_warn("blob %s: bytes %llu+%llu from %s did not verify; "
+			    "its next reads go to the next host",
+			    rb->name, (unsigned long long)off,
+			    (unsigned long long)len, eps->v[ep].host);
+}
+
+/* the length of "SCHEME://HOST" of @ep's URLs */
+static size_t origin_len(const struct reg_endpoint *ep)
+{
+	return strlen(ep->scheme) + 3 + strlen(ep->host);
+}
+
 /*
- * One ranged GET: straight to the cached storage URL when there is one,
- * else to the registry following redirects (and caching where they lead).
+ * One ranged GET from host @ep (@i in the list; @more: another host
+ * follows): straight to the cached storage URL when there is one, else to
+ * the host following redirects (and caching where they lead). The URL
+ * asked goes to @url (LP_REG_URL_MAX bytes) for messages.
  */
-static int range_get(struct lp_reg_blob *rb, const char *range,
-		     struct lp_reg_sink *sink, struct lp_reg_resp *resp,
-		     struct lp_err *err)
+static int range_get_at(struct lp_reg_blob *rb, const struct reg_endpoint *ep,
+			size_t i, bool more, const char *range,
+			struct lp_reg_sink *sink, struct lp_reg_resp *resp,
+			char *url, struct lp_err *err)
 {
 	const char *hdrs[] = { range, NULL };
+	struct lp_reg_ref epref;
 	struct lp_reg_req req;
-	char *cached = redirect_get(rb);
+	char *cached = redirect_get(rb, i);
 	char *final = NULL;
+	char suffix[LP_DIGEST_STR_LEN + 8];
 	struct lp_err tmp;
 	int r;
 
+	reg_ep_ref(ep, &rb->ref, &epref);
+	snprintf(suffix, sizeof(suffix), "blobs/%s", rb->name);
+	r = reg_ep_url(ep, &rb->ref, suffix, url, LP_REG_URL_MAX);
+	if (r < 0)
+		goto out;
 	memset(&req, 0, sizeof(req));
-	req.ref = &rb->ref;
+	req.ref = &epref;
+	req.ep = ep;
+	req.attempts = more ? LP_REG_MIRROR_ATTEMPTS : 0;
 	req.headers = hdrs;
 	req.body_fd = -1;
 	req.sink = sink;
@@ -143,6 +228,10 @@ static int range_get(struct lp_reg_blob *rb, const char *range,
 		lp_err_clear(&tmp);
 		req.url = cached;
 		req.external = true;
+		/* storage elsewhere gets neither the host's TLS nor headers */
+		if (strncmp(cached, url, origin_len(ep)) ||
+		    !strchr("/?", cached[origin_len(ep)]))
+			req.ep = NULL;
 		r = lp_reg_do(rb->reg, &req, resp, &tmp);
 		if (r == 0 && resp->status != 401 && resp->status != 403 &&
 		    resp->status != 404 && resp->status != 410 &&
@@ -151,7 +240,7 @@ static int range_get(struct lp_reg_blob *rb, const char *range,
 		/* expired or refused: ask the registry again */
 		lp_log_debug("blob %s: cached redirect failed (%d, HTTP %ld)",
 			     rb->name, r, resp->status);
-		redirect_set(rb, NULL);
+		redirect_set(rb, i, NULL);
 		if (sink->reset)
 			sink->reset(sink->ctx);
 	}
@@ -160,17 +249,80 @@ static int range_get(struct lp_reg_blob *rb, const char *range,
 		r = -ENOMEM;
 		goto out;
 	}
-	req.url = rb->url;
+	req.url = url;
 	req.external = false;
+	req.ep = ep;
 	r = lp_reg_do_follow(rb->reg, &req, resp, final, LP_REG_URL_MAX, err);
 	if (r == 0 && resp->status >= 200 && resp->status < 300 &&
-	    strcmp(final, rb->url))
-		redirect_set(rb, final);
+	    strcmp(final, url))
+		redirect_set(rb, i, final);
 out:
 	free(cached);
 	free(final);
 	return r;
 }
+
+/*
+ * One ranged GET from the blob's hosts in order: a host that fails hands
+ * the request to the next (the sink is reset: a single range asks only for
+ * what it still misses). *ret_ep is the host that gave the outcome; @url
+ * receives its URL. Returns as range_get_at() for that host.
+ */
+static int range_get(struct lp_reg_blob *rb, const char *range,
+		     struct lp_reg_sink *sink, struct lp_reg_resp *resp,
+		     size_t *ret_ep, char *url, struct lp_err *err)
+{
+	const struct reg_endpoints *eps;
+	long skip[LP_HOSTS_MAX];
+	enum reg_ep_verdict v;
+	struct lp_err tmp;
+	size_t i;
+	int r;
+
+	r = reg_endpoints(rb->reg, &rb->ref, &eps, err);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&rb->lock);
+	memcpy(skip, rb->skip_until, sizeof(skip));
+	pthread_mutex_unlock(&rb->lock);
+	for (i = reg_ep_next(eps, LP_HOST_CAP_PULL, 0, skip); i < eps->n;
+	     i = reg_ep_next(eps, LP_HOST_CAP_PULL, i + 1, skip)) {
+		bool more = reg_ep_has_next(eps, LP_HOST_CAP_PULL, i);
+
+		lp_err_clear(&tmp);
+		*ret_ep = i;
+		r = range_get_at(rb, &eps->v[i], i, more, range, sink, resp,
+				 url, &tmp);
+		v = reg_ep_verdict(r, resp);
+		if (sink->stopped && sink->stopped(sink->ctx))
+			v = REG_EP_USE;
+		if (!more || v == REG_EP_USE)
+			return r < 0 ? reg_err_pass(err, &tmp, r) : 0;
+		if (r == 0)
+			lp_err_set(&tmp, -EIO, "%s %s: HTTP %ld", "blob range",
+				   url, resp->status);
+		if (v == REG_EP_DOWN) {
+			reg_ep_mark_down(&eps->v[i], &tmp);
+		} else {
+			blob_skip(rb, i);
+			lp_log_info("blob %s: %s; the next host is asked "
+				    "for it",
+				    rb->name, tmp.msg);
+		}
+		if (sink->reset)
+			sink->reset(sink->ctx);
+	}
+	return lp_err_set(err, -ENOENT,
+			  "%s: no host in the registry configuration may pull",
+			  rb->ref.host);
+}
+
+/* a reply, and where it came from */
+struct range_out {
+	struct lp_reg_resp resp;
+	char url[LP_REG_URL_MAX]; /* the URL asked */
+	size_t ep; /* the host, in the registry's list */
+};
 
 /* ---- single range ---- */
 
@@ -192,6 +344,7 @@ struct range_sink {
 	size_t range_size;
 	lp_blob_progress_fn fn; /* NULL: no progress reports */
 	void *arg;
+	int fn_rc; /* what fn returned when it said stop */
 };
 
 static int range_begin(void *ctx, const struct lp_reg_resp *resp)
@@ -241,7 +394,7 @@ static int range_write(void *ctx, const void *data, size_t len)
 			       (size_t)(to - from));
 			s->got += (size_t)(to - from);
 			if (s->fn && (r = s->fn(s->arg, s->got)) < 0)
-				return r;
+				return s->fn_rc = r;
 		}
 		return s->got == s->len ? 1 : 0;
 	}
@@ -250,7 +403,7 @@ static int range_write(void *ctx, const void *data, size_t len)
 	memcpy(s->buf + s->got, p, len);
 	s->got += len;
 	if (s->fn && len && (r = s->fn(s->arg, s->got)) < 0)
-		return r;
+		return s->fn_rc = r;
 	return 0;
 }
 
@@ -261,6 +414,13 @@ static int range_finish(void *ctx, const struct lp_reg_resp *resp)
 	if (resp->status != 200 && resp->status != 206)
 		return -EPROTO;
 	return s->got == s->len ? 0 : -EAGAIN;
+}
+
+static bool range_stopped(void *ctx)
+{
+	struct range_sink *s = ctx;
+
+	return s->fn_rc != 0;
 }
 
 static bool range_complete(void *ctx)
@@ -301,8 +461,8 @@ static int check_range(const struct lp_reg_blob *rb, uint64_t off, size_t len,
  * that is neither 200 nor 206; 0 when the bytes can be used.
  */
 static int range_reply(struct lp_reg_blob *rb, const char *what,
-		       const char *range, const struct lp_reg_resp *resp, int r,
-		       struct lp_err *err)
+		       const char *range, const struct lp_reg_resp *resp,
+		       const char *url, int r, struct lp_err *err)
 {
 	if (r == -EPROTO || r == -EFBIG)
 		return lp_err_set(err, r,
@@ -314,8 +474,8 @@ static int range_reply(struct lp_reg_blob *rb, const char *what,
 		return r;
 	if (resp->status != 200 && resp->status != 206)
 		return lp_reg_status_err(
-			&(struct lp_reg_req){ .url = rb->url, .what = what },
-			resp, err);
+			&(struct lp_reg_req){ .url = url, .what = what }, resp,
+			err);
 	return 0;
 }
 
@@ -338,22 +498,25 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 				    .finish = range_finish,
 				    .reset = range_reset,
 				    .complete = range_complete,
+				    .stopped = range_stopped,
 				    .ctx = &s };
-	struct lp_reg_resp *resp = NULL;
+	struct range_out *o = NULL;
+	struct lp_reg_resp *resp;
 	int r;
 
 	r = check_range(rb, off, len, err);
 	if (r < 0 || !len)
 		goto out;
-	resp = malloc(sizeof(*resp));
-	if (!resp) {
+	o = malloc(sizeof(*o));
+	if (!o) {
 		r = -ENOMEM;
 		goto out;
 	}
+	resp = &o->resp;
 	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu",
 		 (unsigned long long)off, (unsigned long long)(off + len - 1));
-	r = range_get(rb, range, &sink, resp, err);
-	r = range_reply(rb, "blob range", range, resp, r, err);
+	r = range_get(rb, range, &sink, resp, &o->ep, o->url, err);
+	r = range_reply(rb, "blob range", range, resp, o->url, r, err);
 	if (r < 0)
 		goto out;
 	if (s.got != len)
@@ -361,8 +524,10 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 				  "blob %s/%s@%s: %zu of %zu bytes at %llu",
 				  rb->ref.host, rb->ref.repo, rb->name, s.got,
 				  len, (unsigned long long)off);
+	else
+		served_note(rb, o->ep, off, len);
 out:
-	free(resp);
+	free(o);
 	return r;
 }
 
@@ -497,7 +662,8 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 				    .reset = tail_reset,
 				    .complete = tail_complete,
 				    .ctx = &s };
-	struct lp_reg_resp *resp = NULL;
+	struct range_out *o = NULL;
+	struct lp_reg_resp *resp;
 	struct lp_reg_blob *rb = NULL;
 	uint64_t total = 0;
 	char range[64];
@@ -513,13 +679,14 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	r = lp_reg_blob_open(reg, ref, digest, size, &rb);
 	if (r < 0)
 		goto out;
-	resp = malloc(sizeof(*resp));
-	if (!resp) {
+	o = malloc(sizeof(*o));
+	if (!o) {
 		r = -ENOMEM;
 		goto out;
 	}
+	resp = &o->resp;
 	snprintf(range, sizeof(range), "Range: bytes=-%zu", want);
-	r = range_get(rb, range, &sink, resp, err);
+	r = range_get(rb, range, &sink, resp, &o->ep, o->url, err);
 	if (r == -EOPNOTSUPP && s.refused) {
 		/* a whole blob larger than the tail: ask for the range */
 		total = s.refused_len >= 0 ? (uint64_t)s.refused_len : size;
@@ -555,11 +722,12 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			     rb->name, resp->content_range);
 		goto by_range;
 	}
-	r = range_reply(rb, "blob tail", range, resp, r, err);
+	r = range_reply(rb, "blob tail", range, resp, o->url, r, err);
 	if (r < 0)
 		goto out;
 	rb->size = s.total;
 	*ret_len = s.len;
+	served_note(rb, o->ep, s.total - s.len, s.len);
 	goto done;
 by_range:
 	if (!total) {
@@ -581,7 +749,7 @@ done:
 	rb = NULL;
 out:
 	lp_reg_blob_unref(rb);
-	free(resp);
+	free(o);
 	return r;
 }
 
@@ -707,6 +875,7 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 				    .finish = multi_finish,
 				    .reset = multi_reset,
 				    .ctx = &m };
+	struct range_out *o = NULL;
 	struct lp_reg_resp *resp = NULL;
 	struct lp_buf range;
 	struct lp_err tmp;
@@ -741,9 +910,10 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 	}
 	r = -ENOMEM;
 	m.filled = calloc(n, sizeof(*m.filled));
-	resp = malloc(sizeof(*resp));
-	if (!m.filled || !resp)
+	o = malloc(sizeof(*o));
+	if (!m.filled || !o)
 		goto out;
+	resp = &o->resp;
 	/* the reply: our bytes plus per-part framing; a merged span may
 	 * carry the gaps too, bounded by the blob's own extent */
 	lp_buf_init(&m.body,
@@ -762,7 +932,8 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 	if (r < 0)
 		goto out;
 	lp_err_clear(&tmp);
-	r = range_get(rb, (const char *)range.data, &sink, resp, &tmp);
+	r = range_get(rb, (const char *)range.data, &sink, resp, &o->ep, o->url,
+		      &tmp);
 	if ((r == -EOPNOTSUPP && resp->status == 200) ||
 	    (r == 0 && resp->status == 400)) {
 		/* no multi-range here: remember, and read one by one */
@@ -783,16 +954,20 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 				   resp->status, resp->content_type);
 		goto out;
 	}
-	if (resp->status != 206)
+	if (resp->status != 206) {
 		r = lp_reg_status_err(
-			&(struct lp_reg_req){ .url = rb->url,
+			&(struct lp_reg_req){ .url = o->url,
 					      .what = "blob ranges" },
 			resp, err);
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		served_note(rb, o->ep, ranges[i].off, ranges[i].len);
 out:
 	lp_buf_release(&m.body);
 	lp_buf_release(&range);
 	free(m.filled);
-	free(resp);
+	free(o);
 	return r;
 }
 
@@ -872,11 +1047,17 @@ static void blob_close(void *ctx)
 	lp_reg_blob_unref(ctx);
 }
 
+static void blob_reject(void *ctx, uint64_t off, uint64_t len)
+{
+	lp_reg_blob_reject(ctx, off, len);
+}
+
 static const struct lp_blob_ops reg_blob_ops = {
 	.pread = blob_pread,
 	.close = blob_close,
 	.pread_multi = blob_pread_multi,
 	.pread_stream = blob_pread_stream,
+	.reject = blob_reject,
 };
 
 int lp_reg_blob_as_blob(struct lp_reg_blob *rb, struct lp_blob **ret_blob)
