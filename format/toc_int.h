@@ -16,8 +16,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <json-c/json.h>
-
 #include "lp_hashmap.h"
 #include "lp_toc.h"
 
@@ -115,6 +113,58 @@ struct xattr_tmp {
 	uint32_t name, value, len;
 };
 
+/* a JSON value as the scanner (toc_scan.c) found it */
+enum jkind {
+	J_NONE, /* absent */
+	J_NULL,
+	J_FALSE,
+	J_TRUE,
+	J_INT, /* a number without fraction or exponent */
+	J_NUM, /* any other number */
+	J_STR,
+	J_OBJ,
+	J_ARR,
+};
+
+struct jval {
+	const char *p; /* J_STR: the bytes between the quotes, else the value */
+	size_t len;
+	uint8_t kind; /* enum jkind */
+	bool esc; /* J_STR: holds a backslash escape (decode before use) */
+};
+
+/* the fields of a TOC entry the decoder reads (any other key is skipped) */
+enum toc_field {
+	F_NAME,
+	F_TYPE,
+	F_SIZE,
+	F_MODTIME,
+	F_LINKNAME,
+	F_MODE,
+	F_UID,
+	F_GID,
+	F_USERNAME,
+	F_GROUPNAME,
+	F_OFFSET,
+	F_INNEROFFSET,
+	F_DEVMAJOR,
+	F_DEVMINOR,
+	F_XATTRS,
+	F_DIGEST,
+	F_CHUNKOFFSET,
+	F_CHUNKSIZE,
+	F_CHUNKDIGEST,
+	F_NR,
+};
+
+/* one entry object: the last value of each known key (as json-c kept) */
+struct toc_fields {
+	struct jval v[F_NR];
+};
+
+/* the JSON key of field @f */
+extern const char *const toc_field_key[F_NR];
+
 struct builder {
 	struct lp_err *err;
 	uint64_t payload_end;
@@ -130,8 +180,16 @@ struct builder {
 	size_t cap_xattrs;
 	char *pool;
 	size_t pool_len, pool_cap;
-	uint32_t *htab; /* entry index + 1, 0 = empty */
+	/* path hash: (32-bit hash << 32) | (entry index + 1); 0 = empty */
+	uint64_t *htab;
 	size_t hcap, hused;
+	uint32_t *hashes; /* each entry's path hash, parallel to ents */
+	size_t cap_hashes;
+	/* the parent of the entry decoded last (a path prefix cache) */
+	uint32_t last_dir;
+	/* decoded strings with escapes, one buffer per field */
+	char *sbuf[F_NR];
+	size_t scap[F_NR];
 	struct lp_hashmap umap, gmap; /* uid/gid -> pool offset of its name */
 	uint32_t last_ent; /* last non-chunk entry, for "chunk" */
 	bool root_named;
@@ -162,25 +220,48 @@ int toc_ent_err(struct builder *b, int code, const char *fmt, ...)
 int toc_pool_add(struct builder *b, const void *s, size_t len,
 		 uint32_t *ret_off);
 
-/* the entry whose path is @s[0..@len), or LP_TOC_NO_INDEX */
-uint32_t toc_hash_lookup(const struct builder *b, const char *s, size_t len);
+/* the hash of a path (or a prefix) as the path hash keeps it */
+uint32_t toc_path_hash(const char *s, size_t len);
+
+/* the entry whose path is @s[0..@len) (hash @h), or LP_TOC_NO_INDEX */
+uint32_t toc_hash_lookup(const struct builder *b, const char *s, size_t len,
+			 uint32_t h);
 
 /* insert entry @ent (its path must not be in the table yet) */
 int toc_hash_insert(struct builder *b, uint32_t ent);
 
-/* a new entry for b->path (@len bytes), not yet in the hash */
+/*
+ * a new entry for b->path (@len bytes, toc_path_hash() @h), not yet in the
+ * hash; its parent is LP_TOC_NO_INDEX until set
+ */
 int toc_add_entry(struct builder *b, size_t len, enum lp_toc_type type,
-		  uint32_t *ret_idx);
+		  uint32_t h, uint32_t *ret_idx);
 
 /* --- the JSON skeleton (toc_scan.c) --- */
 
 /* scan the TOC document, handing each entry to toc_parse_entry() */
 int toc_parse_top(struct builder *b, const char *json, size_t len);
 
+/*
+ * the members of JSON object @obj (a J_OBJ the scanner validated) in order:
+ * @fn gets each key (decoded into @kbuf, @kcap bytes; longer keys fail
+ * with -EFBIG) and value; a nonzero return stops the walk and is returned
+ */
+int toc_json_members(const struct jval *obj, char *kbuf, size_t kcap,
+		     int (*fn)(void *ctx, const char *key, size_t klen,
+			       const struct jval *v),
+		     void *ctx);
+
+/*
+ * decode string @v (J_STR, validated) into @out (at least @v->len bytes);
+ * *ret_len the decoded length. -EINVAL for a lone surrogate escape.
+ */
+int toc_json_unescape(const struct jval *v, char *out, size_t *ret_len);
+
 /* --- one entry (toc_decode.c) --- */
 
-/* decode JSON entry @o (b->json_idx) into the builder */
-int toc_parse_entry(struct builder *b, json_object *o);
+/* decode the fields of JSON entry b->json_idx into the builder */
+int toc_parse_entry(struct builder *b, const struct toc_fields *f);
 
 /* --- whole-TOC checks (toc_validate.c), in this order --- */
 

@@ -68,35 +68,74 @@ out:
 	return r;
 }
 
-/* slot of @s in the path hash: holds its entry, or is empty */
-static size_t hash_slot(const struct builder *b, const char *s, size_t len)
+uint32_t toc_path_hash(const char *s, size_t len)
 {
-	size_t mask = b->hcap - 1, i = lp_hash_bytes(s, len) & mask;
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ len, w;
+	size_t i = 0;
 
-	while (b->htab[i] && !toc_path_is(b, b->htab[i] - 1, s, len))
+	/* eight bytes a step: paths share long prefixes */
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&w, s + i, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+	}
+	if (i < len) {
+		w = 0;
+		memcpy(&w, s + i, len - i);
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+	}
+	h ^= h >> 29;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 32;
+	return (uint32_t)h;
+}
+
+/* slot of @s (hash @h) in the path hash: holds its entry, or is empty */
+static size_t hash_slot(const struct builder *b, const char *s, size_t len,
+			uint32_t h)
+{
+	size_t mask = b->hcap - 1, i = h & mask;
+	uint64_t v;
+
+	while ((v = b->htab[i]) != 0) {
+		if ((uint32_t)(v >> 32) == h &&
+		    toc_path_is(b, (uint32_t)v - 1, s, len))
+			break;
 		i = (i + 1) & mask;
+	}
 	return i;
 }
 
-uint32_t toc_hash_lookup(const struct builder *b, const char *s, size_t len)
+uint32_t toc_hash_lookup(const struct builder *b, const char *s, size_t len,
+			 uint32_t h)
 {
 	size_t i;
 
 	if (!b->hcap)
 		return LP_TOC_NO_INDEX;
-	i = hash_slot(b, s, len);
-	return b->htab[i] ? b->htab[i] - 1 : LP_TOC_NO_INDEX;
+	i = hash_slot(b, s, len, h);
+	return b->htab[i] ? (uint32_t)b->htab[i] - 1 : LP_TOC_NO_INDEX;
+}
+
+/* the empty slot for hash @h (the table holds no equal path) */
+static size_t free_slot(const struct builder *b, uint32_t h)
+{
+	size_t mask = b->hcap - 1, i = h & mask;
+
+	while (b->htab[i])
+		i = (i + 1) & mask;
+	return i;
 }
 
 /* insert entry @ent (its path must not be in the table yet) */
 int toc_hash_insert(struct builder *b, uint32_t ent)
 {
-	const char *p;
+	uint32_t h = b->hashes[ent];
 	int r = 0;
 
 	if ((b->hused + 1) * 2 > b->hcap) {
 		size_t ncap = b->hcap ? b->hcap * 2 : 1024, i;
-		uint32_t *old = b->htab, *nt;
+		uint64_t *old = b->htab, *nt;
 		size_t ocap = b->hcap;
 
 		nt = calloc(ncap, sizeof(*nt));
@@ -107,23 +146,21 @@ int toc_hash_insert(struct builder *b, uint32_t ent)
 		b->htab = nt;
 		b->hcap = ncap;
 		for (i = 0; i < ocap; i++) {
-			if (old[i]) {
-				p = b->pool + b->strs[old[i] - 1].path;
-				nt[hash_slot(b, p, strlen(p))] = old[i];
-			}
+			if (old[i])
+				nt[free_slot(b, (uint32_t)(old[i] >> 32))] =
+					old[i];
 		}
 		free(old);
 	}
-	p = b->pool + b->strs[ent].path;
-	b->htab[hash_slot(b, p, strlen(p))] = ent + 1;
+	b->htab[free_slot(b, h)] = (uint64_t)h << 32 | (ent + 1);
 	b->hused++;
 out:
 	return r;
 }
 
-/* a new entry for b->path (@len bytes), not yet in the hash */
+/* a new entry for b->path (@len bytes, hash @h), not yet in the hash */
 int toc_add_entry(struct builder *b, size_t len, enum lp_toc_type type,
-		  uint32_t *ret_idx)
+		  uint32_t h, uint32_t *ret_idx)
 {
 	struct bent *e;
 	uint32_t i = b->nr_ents;
@@ -140,19 +177,24 @@ int toc_add_entry(struct builder *b, size_t len, enum lp_toc_type type,
 	if (r == 0)
 		r = lp_grow_array((void **)&b->strs, &b->cap_strs,
 				  (size_t)i + 1, sizeof(*b->strs));
+	if (r == 0)
+		r = lp_grow_array((void **)&b->hashes, &b->cap_hashes,
+				  (size_t)i + 1, sizeof(*b->hashes));
 	if (r < 0)
 		goto out;
 	memset(&b->strs[i], 0, sizeof(b->strs[i]));
 	r = toc_pool_add(b, b->path, len, &b->strs[i].path);
 	if (r < 0)
 		goto out;
-	slash = strrchr(b->path, '/');
+	slash = memrchr(b->path, '/', len);
 	b->strs[i].name =
 		b->strs[i].path + (slash ? (uint32_t)(slash - b->path) + 1 : 0);
+	b->hashes[i] = h;
 	e = &b->ents[i];
 	memset(e, 0, sizeof(*e));
 	e->type = (uint16_t)type;
 	e->ino = i;
+	e->parent = LP_TOC_NO_INDEX; /* toc_resolve_parents() */
 	e->nlink = type == LP_TOC_DIR ? 2 : 1;
 	e->first_chunk = b->nr_chunks;
 	e->first_xattr = b->nr_xattrs;
@@ -170,6 +212,9 @@ static void builder_release(struct builder *b)
 	free(b->xattrs);
 	free(b->pool);
 	free(b->htab);
+	free(b->hashes);
+	for (int k = 0; k < F_NR; k++)
+		free(b->sbuf[k]);
 	lp_hashmap_release(&b->umap);
 	lp_hashmap_release(&b->gmap);
 }
@@ -201,9 +246,10 @@ int lp_toc_parse(const void *json, size_t len, uint64_t payload_end,
 	if (r < 0)
 		goto out;
 	b->path[0] = '\0';
-	r = toc_add_entry(b, 0, LP_TOC_DIR, &root);
+	r = toc_add_entry(b, 0, LP_TOC_DIR, toc_path_hash("", 0), &root);
 	if (r < 0)
 		goto out;
+	b->ents[root].parent = 0;
 	b->ents[root].mode = 0755;
 	b->ents[root].flags = LP_TOC_IMPLIED;
 

@@ -13,10 +13,11 @@
 #include "lp_buf.h"
 #include "toc_int.h"
 
-static int add_implied(struct builder *b, size_t len, uint32_t *ret_idx)
+static int add_implied(struct builder *b, size_t len, uint32_t h,
+		       uint32_t *ret_idx)
 {
 	uint32_t i;
-	int r = toc_add_entry(b, len, LP_TOC_DIR, &i);
+	int r = toc_add_entry(b, len, LP_TOC_DIR, h, &i);
 
 	if (r < 0)
 		goto out;
@@ -30,29 +31,33 @@ out:
 	return r;
 }
 
-/* parent of every entry, creating implied directories as needed */
+/*
+ * parent of every entry, creating implied directories as needed (the
+ * decoder already found those of entries that came after their parent)
+ */
 int toc_resolve_parents(struct builder *b)
 {
 	uint32_t i, parent;
 	int r = 0;
 
 	for (i = 1; i < b->nr_ents; i++) {
-		const char *p = b->pool + b->strs[i].path;
-		const char *slash = strrchr(p, '/');
-
+		parent = b->ents[i].parent;
 		b->json_idx = i;
 		b->cur_name = NULL;
 		b->cur_len = 0;
-		if (!slash) {
-			parent = 0;
-		} else {
-			size_t len = (size_t)(slash - p);
+		if (parent == LP_TOC_NO_INDEX) {
+			const char *p = b->pool + b->strs[i].path;
+			/* the name follows the parent's path and a '/' */
+			size_t len = b->strs[i].name - b->strs[i].path;
+			uint32_t h;
 
-			parent = toc_hash_lookup(b, p, len);
+			len = len ? len - 1 : 0;
+			h = toc_path_hash(p, len);
+			parent = len ? toc_hash_lookup(b, p, len, h) : 0;
 			if (parent == LP_TOC_NO_INDEX) {
 				memcpy(b->path, p, len);
 				b->path[len] = '\0';
-				r = add_implied(b, len, &parent);
+				r = add_implied(b, len, h, &parent);
 				if (r < 0)
 					goto out;
 			}
@@ -92,7 +97,8 @@ int toc_resolve_hardlinks(struct builder *b)
 					       b->pool + b->strs[i].path);
 				goto out;
 			}
-			t = toc_hash_lookup(b, lp, strlen(lp));
+			t = toc_hash_lookup(b, lp, strlen(lp),
+					    toc_path_hash(lp, strlen(lp)));
 			if (t == LP_TOC_NO_INDEX)
 				break;
 		}
