@@ -658,15 +658,12 @@ int toc_parse_entry(struct builder *b, const struct toc_fields *f)
 	} else {
 		uint32_t h = toc_path_hash(b->path, plen);
 
-		if (toc_hash_lookup(b, b->path, plen, h) != LP_TOC_NO_INDEX) {
-			r = toc_ent_err(b, -EINVAL, "duplicate name");
-			goto out;
-		}
+		/* the path hash's slot is a cache miss in a big TOC: ask
+		   for it now, probe it when the entry is decoded */
+		if (b->hcap)
+			__builtin_prefetch(&b->htab[h & (b->hcap - 1)]);
 		parent = known_parent(b, plen);
 		r = toc_add_entry(b, plen, (enum lp_toc_type)type, h, &i);
-		if (r < 0)
-			goto out;
-		r = toc_hash_insert(b, i);
 		if (r < 0)
 			goto out;
 		b->ents[i].parent = parent;
@@ -728,6 +725,14 @@ int toc_parse_entry(struct builder *b, const struct toc_fields *f)
 		    memcmp(b->path, LP_PREFETCH_LANDMARK, plen) == 0)
 			b->prefetch_end = e->offset;
 	}
+	if (i == 0)
+		goto out;
+	if (toc_hash_lookup(b, b->path, plen, b->hashes[i]) !=
+	    LP_TOC_NO_INDEX) {
+		r = toc_ent_err(b, -EINVAL, "duplicate name");
+		goto out;
+	}
+	r = toc_hash_insert(b, i);
 out:
 	return r;
 }

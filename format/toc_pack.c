@@ -18,8 +18,6 @@ static int cmp_child(const void *pa, const void *pb, void *ctx)
 	const struct builder *b = ctx;
 	uint32_t x = *(const uint32_t *)pa, y = *(const uint32_t *)pb;
 
-	if (b->ents[x].parent != b->ents[y].parent)
-		return b->ents[x].parent < b->ents[y].parent ? -1 : 1;
 	return strcmp(b->pool + b->strs[x].name, b->pool + b->strs[y].name);
 }
 
@@ -92,26 +90,46 @@ static bool needs_rare(const struct builder *b, uint32_t i)
 	return !c->has_digest || !lp_digest_equal(&c->digest, &be->digest);
 }
 
-/* toc->children: every entry but the root, grouped by parent and sorted by
- * name within a directory; each directory's range in it */
+/*
+ * toc->children: every entry but the root, grouped by parent (a counting
+ * sort: TOC order within a directory) and sorted by name within a
+ * directory, which costs one comparison per child when the TOC lists each
+ * directory in name order (as converters do); each directory's range in it
+ */
 static int sort_children(struct builder *b, struct lp_toc *toc)
 {
-	uint32_t i;
+	uint32_t i, pos = 0, *ch;
 
 	toc->nr_children = b->nr_ents - 1;
-	toc->children = malloc((toc->nr_children + 1) * sizeof(uint32_t));
-	if (!toc->children)
+	ch = toc->children = malloc((toc->nr_children + 1) * sizeof(uint32_t));
+	if (!ch)
 		return -ENOMEM;
 	for (i = 1; i < b->nr_ents; i++)
-		toc->children[i - 1] = i;
-	qsort_r(toc->children, toc->nr_children, sizeof(uint32_t), cmp_child,
-		b);
-	for (i = 0; i < toc->nr_children; i++) {
-		struct bent *p = &b->ents[b->ents[toc->children[i]].parent];
+		b->ents[b->ents[i].parent].nr_children++;
+	for (i = 0; i < b->nr_ents; i++) {
+		struct bent *d = &b->ents[i];
 
-		if (!p->nr_children)
-			p->first_child = i;
-		p->nr_children++;
+		d->first_child = pos;
+		pos += d->nr_children;
+		d->nr_children = 0; /* the fill cursor below */
+	}
+	for (i = 1; i < b->nr_ents; i++) {
+		struct bent *d = &b->ents[b->ents[i].parent];
+
+		ch[d->first_child + d->nr_children++] = i;
+	}
+	for (i = 0; i < b->nr_ents; i++) {
+		const struct bent *d = &b->ents[i];
+		uint32_t k;
+
+		for (k = 1; k < d->nr_children; k++) {
+			if (cmp_child(&ch[d->first_child + k - 1],
+				      &ch[d->first_child + k], b) > 0)
+				break;
+		}
+		if (k < d->nr_children)
+			qsort_r(&ch[d->first_child], d->nr_children,
+				sizeof(uint32_t), cmp_child, b);
 	}
 	return 0;
 }

@@ -71,6 +71,13 @@ static bool is_hex(char c)
 	       (c >= 'A' && c <= 'F');
 }
 
+/* the bytes a string's fast path stops at: '"', '\\', control bytes */
+static const uint8_t str_special[256] = {
+	[0 ... 0x1f] = 1,
+	['"'] = 1,
+	['\\'] = 1,
+};
+
 /* the string at s->pos (a '"'): its span into @v, s->pos past it */
 static int scan_string(struct scan *s, struct jval *v)
 {
@@ -79,10 +86,14 @@ static int scan_string(struct scan *s, struct jval *v)
 	bool esc = false;
 	int r = 0;
 
+	/* the common case: a closing quote, no escape or control byte */
+	while (i < n && !str_special[(unsigned char)p[i]])
+		i++;
+	if (i < n && p[i] == '"')
+		goto done;
 	for (;;) {
 		unsigned char c;
 
-		/* the common bytes first */
 		while (i < n && (unsigned char)p[i] >= 0x20 && p[i] != '"' &&
 		       p[i] != '\\')
 			i++;
@@ -133,6 +144,7 @@ static int scan_string(struct scan *s, struct jval *v)
 			goto out;
 		}
 	}
+done:
 	v->kind = J_STR;
 	v->p = p + s->pos + 1;
 	v->len = i - s->pos - 1;

@@ -205,7 +205,8 @@ static int cmp_u64(const void *a, const void *b)
 int toc_compressed_sizes(struct builder *b)
 {
 	uint64_t *offs = NULL;
-	size_t n = 0, i;
+	size_t n = 0, i, next = 0;
+	bool in_order = true;
 	int r = 0;
 
 	if (!b->nr_chunks)
@@ -215,9 +216,15 @@ int toc_compressed_sizes(struct builder *b)
 		r = -ENOMEM;
 		goto out;
 	}
-	for (i = 0; i < b->nr_chunks; i++)
+	for (i = 0; i < b->nr_chunks; i++) {
 		offs[i] = b->chunks[i].offset;
-	qsort(offs, b->nr_chunks, sizeof(*offs), cmp_u64);
+		if (i && offs[i] < offs[i - 1])
+			in_order = false;
+	}
+	/* a converter writes members in order: then there is nothing to sort
+	   and the next member is found by walking */
+	if (!in_order)
+		qsort(offs, b->nr_chunks, sizeof(*offs), cmp_u64);
 	for (i = 0; i < b->nr_chunks; i++) {
 		if (!n || offs[n - 1] != offs[i])
 			offs[n++] = offs[i];
@@ -226,6 +233,11 @@ int toc_compressed_sizes(struct builder *b)
 		struct bchunk *c = &b->chunks[i];
 		size_t lo = 0, hi = n;
 
+		if (in_order) {
+			while (next < n && offs[next] <= c->offset)
+				next++;
+			lo = hi = next;
+		}
 		while (lo < hi) { /* first offset > c->offset */
 			size_t mid = lo + (hi - lo) / 2;
 

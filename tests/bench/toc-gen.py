@@ -22,6 +22,7 @@ The payload offsets are synthetic (increasing, as in a real blob); the
 TOC's payload_end is printed on stderr as "payload_end N" (pass it to the
 driver). Nothing here reads a blob: the parser consumes only the JSON.
 """
+import argparse
 import hashlib
 import random
 import sys
@@ -34,17 +35,14 @@ def digest(seed):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    opts = sys.argv[1:]
-    if len(args) != 2:
-        sys.exit(__doc__)
-    n = int(args[0])
-    out = args[1]
-    mix = "realistic"
-    if "--mix" in opts:
-        mix = opts[opts.index("--mix") + 1]
-        args = [a for a in args if a != mix]
-    shuffle = "--shuffle" in opts
+    ap = argparse.ArgumentParser(usage=__doc__)
+    ap.add_argument("entries", type=int)
+    ap.add_argument("out")
+    ap.add_argument("--mix", choices=("realistic", "empty"),
+                    default="realistic")
+    ap.add_argument("--shuffle", action="store_true")
+    a = ap.parse_args()
+    n, out, mix, shuffle = a.entries, a.out, a.mix, a.shuffle
     rnd = random.Random(1234)
 
     entries = []  # list of lists of JSON entry dicts (a file + its chunks)
