@@ -83,7 +83,7 @@ static int get_u64(struct builder *b, const struct toc_fields *f,
 		   enum toc_field k, uint64_t *ret)
 {
 	const struct jval *v = &f->v[k];
-	const char *p = v->p, *end = v->p + v->len;
+	const char *p, *end;
 	bool neg = false;
 	uint64_t x = 0;
 	int r = 0;
@@ -91,6 +91,8 @@ static int get_u64(struct builder *b, const struct toc_fields *f,
 	*ret = 0;
 	if (absent(v))
 		goto out;
+	p = v->p;
+	end = v->p + v->len;
 	if (v->kind != J_INT) {
 		r = toc_ent_err(b, -EINVAL, "\"%s\" is not an integer",
 				toc_field_key[k]);

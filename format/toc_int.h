@@ -27,7 +27,20 @@
 #define ENTRY_JSON_DEPTH 2
 
 /* the daemon's memory per mounted entry (docs/benchmarks.md) */
-_Static_assert(sizeof(struct lp_toc_entry) == 48, "lp_toc_entry grew");
+_Static_assert(sizeof(struct lp_toc_entry) == 36, "lp_toc_entry grew");
+
+/* private lp_toc_entry flags */
+enum {
+	TOC_F_RARE = 1 << 6, /* has a side record (struct toc_rare) */
+	TOC_F_MTIME_SIDE = 1 << 7, /* its mtime is in toc->mtimes */
+};
+
+/* an mtime that does not fit lp_toc_entry.mtime (seconds 0..2^32-1) */
+struct toc_mtime {
+	int64_t sec;
+	uint32_t entry;
+	uint32_t nsec;
+};
 
 /*
  * A chunk as kept (24 bytes): where its member is and what it is verified
@@ -46,7 +59,7 @@ struct toc_chunk {
 } __attribute__((packed, aligned(4)));
 _Static_assert(sizeof(struct toc_chunk) == 24, "toc_chunk grew");
 
-/* what few entries have: lp_toc_entry.rare_idx indexes these */
+/* what few entries have: toc_rare_of() finds an entry's */
 struct toc_rare {
 	const char *link_name;
 	uint32_t dev_major, dev_minor;
@@ -72,13 +85,47 @@ struct lp_toc {
 	struct lp_toc_xattr *xattrs;
 	struct lp_digest *digests; /* file and chunk digests, deduplicated */
 	struct toc_rare *rare;
+	uint32_t *rare_ent; /* the entry of each side record, ascending */
+	struct toc_mtime *mtimes; /* ascending by entry */
 	struct toc_owner *owners;
 	uint32_t *children;
 	char *pool; /* names, link targets, owner names, xattrs */
 	uint32_t nr_entries, nr_chunks, nr_xattrs, nr_children, nr_digests;
-	uint32_t nr_rare, nr_owners, nr_chunk_offs;
+	uint32_t nr_rare, nr_owners, nr_chunk_offs, nr_mtimes;
 	uint64_t prefetch_end;
 };
+
+/*
+ * the index of @e's side record in toc->rare, or LP_TOC_NO_INDEX (a binary
+ * search: only entries with the flag have one, mostly directories)
+ */
+static inline uint32_t toc_rare_idx(const struct lp_toc *toc,
+				    const struct lp_toc_entry *e)
+{
+	uint32_t i = (uint32_t)(e - toc->entries), lo = 0, hi = toc->nr_rare;
+
+	if (!(e->flags & TOC_F_RARE))
+		return LP_TOC_NO_INDEX;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (toc->rare_ent[mid] < i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < toc->nr_rare && toc->rare_ent[lo] == i ? lo :
+							     LP_TOC_NO_INDEX;
+}
+
+/* @e's side record, or NULL */
+static inline const struct toc_rare *toc_rare_of(const struct lp_toc *toc,
+						 const struct lp_toc_entry *e)
+{
+	uint32_t r = toc_rare_idx(toc, e);
+
+	return r == LP_TOC_NO_INDEX ? NULL : &toc->rare[r];
+}
 
 /*
  * An entry and a chunk while parsing: every field at full width, strings as

@@ -7,6 +7,7 @@
  * tree is written out of order (files before their directory, in
  * descending name order) and one top directory is only implied, so both
  * the converter's order and a hostile one go through the same checks.
+ * Also the modification times kept beside the 36-byte entries.
  * Correctness only: the parse's speed is benchmarked
  * (tests/bench/toc-bench.sh), not timed here.
  */
@@ -334,10 +335,61 @@ static void test_million(void **state)
 	lp_toc_free(toc);
 }
 
+/*
+ * modification times the 32-bit field cannot hold (before 1970, after
+ * 2106, with nanoseconds) come back from the side table, next to entries
+ * whose time fits
+ */
+static void test_mtime_side(void **state)
+{
+	static const char json[] = "{\"entries\":["
+				   "{\"name\":\"a\",\"type\":\"dir\","
+				   "\"modtime\":\"1960-01-01T00:00:00Z\"},"
+				   "{\"name\":\"b\",\"type\":\"dir\","
+				   "\"modtime\":\"2021-03-04T05:06:07Z\"},"
+				   "{\"name\":\"c\",\"type\":\"dir\","
+				   "\"modtime\":\"2200-01-01T00:00:00Z\"},"
+				   "{\"name\":\"d\",\"type\":\"dir\","
+				   "\"modtime\":\"2021-03-04T05:06:07.25Z\"},"
+				   "{\"name\":\"e\",\"type\":\"dir\","
+				   "\"modtime\":\"2106-02-07T06:28:15Z\"},"
+				   "{\"name\":\"f\",\"type\":\"dir\","
+				   "\"modtime\":\"2106-02-07T06:28:16Z\"},"
+				   "{\"name\":\"g\",\"type\":\"dir\"}"
+				   "]}";
+	static const struct {
+		const char *name;
+		int64_t sec;
+		uint32_t nsec;
+	} want[] = {
+		{ "a", -315619200, 0 }, { "b", 1614834367, 0 },
+		{ "c", 7258118400, 0 }, { "d", 1614834367, 250000000 },
+		{ "e", 4294967295, 0 }, { "f", 4294967296, 0 },
+		{ "g", 0, 0 },
+	};
+	struct lp_err err = { 0 };
+	struct lp_toc *toc = NULL;
+	size_t k;
+
+	(void)state;
+	assert_int_equal(lp_toc_parse(json, strlen(json), 10, &toc, &err), 0);
+	for (k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+		uint32_t i = lp_toc_lookup_path(toc, want[k].name), nsec;
+		int64_t sec;
+
+		assert_int_not_equal(i, LP_TOC_NO_INDEX);
+		lp_toc_entry_mtime(toc, lp_toc_entry(toc, i), &sec, &nsec);
+		assert_int_equal(sec, want[k].sec);
+		assert_int_equal(nsec, want[k].nsec);
+	}
+	lp_toc_free(toc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_million),
+		cmocka_unit_test(test_mtime_side),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
