@@ -29,6 +29,9 @@
 /* the daemon's memory per mounted entry (docs/benchmarks.md) */
 _Static_assert(sizeof(struct lp_toc_entry) == 36, "lp_toc_entry grew");
 
+/* sha256 of no bytes: an empty file's `digest`, kept as a flag alone */
+extern const struct lp_digest toc_empty_digest;
+
 /* private lp_toc_entry flags */
 enum {
 	TOC_F_RARE = 1 << 6, /* has a side record (struct toc_rare) */

@@ -84,8 +84,8 @@ static bool needs_rare(const struct builder *b, uint32_t i)
 		return true;
 	if (!(be->flags & LP_TOC_HAS_DIGEST))
 		return false;
-	if (!be->nr_chunks)
-		return true;
+	if (!be->nr_chunks) /* converters give every empty file one */
+		return !lp_digest_equal(&be->digest, &toc_empty_digest);
 	c = &b->chunks[be->first_chunk];
 	return !c->has_digest || !lp_digest_equal(&c->digest, &be->digest);
 }
@@ -335,7 +335,9 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 	e->type = (uint8_t)be->type;
 	/* the private flags are set already */
 	e->flags |= (uint8_t)be->flags;
-	if (be->flags & LP_TOC_HAS_DIGEST) {
+	if ((be->flags & LP_TOC_HAS_DIGEST) &&
+	    (be->nr_chunks ||
+	     !lp_digest_equal(&be->digest, &toc_empty_digest))) {
 		uint32_t x = toc_rare_idx(toc, e);
 
 		last = digest_add(toc, &be->digest, LP_TOC_NO_INDEX);

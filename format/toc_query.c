@@ -10,6 +10,12 @@
 
 #include "toc_int.h"
 
+const struct lp_digest toc_empty_digest = { {
+	0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4,
+	0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b,
+	0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+} };
+
 void lp_toc_free(struct lp_toc *toc)
 {
 	if (!toc)
@@ -133,6 +139,8 @@ const struct lp_digest *lp_toc_entry_digest(const struct lp_toc *toc,
 		return NULL;
 	if ((x = toc_rare_of(toc, e)))
 		d = x->digest_idx;
+	else if (e->type == LP_TOC_REG && !e->nr_chunks)
+		return &toc_empty_digest; /* needs_rare() */
 	if (d == LP_TOC_NO_INDEX && e->type == LP_TOC_REG && e->nr_chunks &&
 	    e->first_chunk < toc->nr_chunks)
 		d = toc->chunks[e->first_chunk].digest_idx;

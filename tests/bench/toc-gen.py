@@ -13,7 +13,8 @@ directories, 70 small files with content (offset, size, digest and
 chunkDigest, as single-chunk files have), 18 empty files, 4 symlinks, 1
 hardlink, and every 5000th file a 3-chunk file of 12 MiB; some entries
 owned by uid 1000 with names, some with xattrs. --mix empty: directories
-and empty files only (no chunk records, no digests). --shuffle writes the
+and empty files only (no chunk records; the empty files carry the digest of
+no bytes, as converters write it). --shuffle writes the
 entries in a seeded random order (children before parents, chunks apart
 from their files is not allowed by the format, so a chunked file keeps its
 chunk records right after it): the parser must give the same tree.
@@ -28,6 +29,7 @@ import random
 import sys
 
 CHUNK = 4 * 1024 * 1024
+EMPTY = "sha256:" + hashlib.sha256(b"").hexdigest()
 
 
 def digest(seed):
@@ -92,7 +94,8 @@ def main():
             entries.append(group)
             return
         if kind < 92 or not files:
-            e.update(type="reg")
+            # an empty file: converters give it the digest of no bytes
+            e.update(type="reg", digest=EMPTY)
             files.append(path)
         elif kind < 96:
             e.update(type="symlink", linkName="../target/of/link%d" % i,

@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "lp_digest.h"
 #include "lp_toc.h"
 
 #define NR_TOP 100
@@ -385,11 +386,48 @@ static void test_mtime_side(void **state)
 	lp_toc_free(toc);
 }
 
+/*
+ * an empty file's digest (what converters write) is kept as a flag and
+ * given back; any other digest on an empty file is kept as it is
+ */
+static void test_empty_file_digest(void **state)
+{
+	static const char json[] =
+		"{\"entries\":["
+		"{\"name\":\"e\",\"type\":\"reg\",\"digest\":\"sha256:"
+		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"},"
+		"{\"name\":\"l\",\"type\":\"reg\",\"digest\":\"sha256:"
+		"00000000000000000000000000000000000000000000000000000000000000ff\"},"
+		"{\"name\":\"n\",\"type\":\"reg\"}"
+		"]}";
+	struct lp_err err = { 0 };
+	struct lp_toc *toc = NULL;
+	struct lp_digest empty, lie = { { 0 } };
+	const struct lp_digest *d;
+
+	(void)state;
+	lp_sha256("", 0, &empty);
+	lie.b[31] = 0xff;
+	assert_int_equal(lp_toc_parse(json, strlen(json), 10, &toc, &err), 0);
+	d = lp_toc_entry_digest(
+		toc, lp_toc_entry(toc, lp_toc_lookup_path(toc, "e")));
+	assert_non_null(d);
+	assert_memory_equal(d->b, empty.b, sizeof(empty.b));
+	d = lp_toc_entry_digest(
+		toc, lp_toc_entry(toc, lp_toc_lookup_path(toc, "l")));
+	assert_non_null(d);
+	assert_memory_equal(d->b, lie.b, sizeof(lie.b));
+	assert_null(lp_toc_entry_digest(
+		toc, lp_toc_entry(toc, lp_toc_lookup_path(toc, "n"))));
+	lp_toc_free(toc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_million),
 		cmocka_unit_test(test_mtime_side),
+		cmocka_unit_test(test_empty_file_digest),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
