@@ -12,7 +12,9 @@
 # environment: TOC_BENCH_SIZES ("100000 700000 1000000"), TOC_BENCH_RUNS (3,
 #   the best of which is reported), TOC_BENCH_DIR (where the generated TOCs
 #   are cached; /var/tmp/lazypull-toc-bench), TOC_BENCH_MIXES
-#   ("realistic empty"; tests/bench/toc-gen.py says what they hold).
+#   ("realistic empty"; tests/bench/toc-gen.py says what they hold),
+#   TOC_BENCH_MOUNT=1 (also mount the realistic layers with
+#   BUILD_DIR/cmd/lazypull: needs root and /dev/fuse).
 # Prints a Markdown table: wall and CPU seconds of the parse (best of the
 # runs: the machine is shared, CPU time is the steadier figure), resident
 # and heap bytes per entry after the JSON is freed, the peak RSS above the
@@ -67,7 +69,10 @@ for c in "${cases[@]}"; do
 	for b in ${base:+"$base"} "$build"; do
 		label=$([ "$b" = "$base" ] && echo before || echo after)
 		[ -z "$base" ] && label=$(basename "$b")
-		line=$("$b/tests/toc_driver" "$f" "$end" "$runs") || line="check=FAILED"
+		if ! line=$("$b/tests/toc_driver" "$f" "$end" "$runs" 2>"$dir/driver.err"); then
+			# e.g. a TOC over the build's LP_TOC_MAX_JSON
+			line="check=rejected:_$(head -c 80 "$dir/driver.err" | tr ' |' '_/')"
+		fi
 		printf '| %s | %s%s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' \
 			"$label" "$mix" "${shuf:+ shuffled}" \
 			"$(field entries "$line")" "$(field chunks "$line")" \
@@ -77,5 +82,38 @@ for c in "${cases[@]}"; do
 			"$(field peak_extra_MB "$line")" "$(field check "$line")"
 	done
 done
+
+# the whole mount of a local blob: open, inflate and digest the TOC, parse,
+# FUSE mount (the command returns once the mount is ready); then a lookup
+if [ "${TOC_BENCH_MOUNT:-0}" = 1 ]; then
+	lazypull=$build/cmd/lazypull
+	[ -x "$lazypull" ] || { echo "toc-bench: $lazypull missing" >&2; exit 1; }
+	[ "$(id -u)" = 0 ] && [ -c /dev/fuse ] || { echo "toc-bench: mounting needs root and /dev/fuse" >&2; exit 1; }
+	echo
+	echo "| mount (lazypull mount of a local blob) | entries | TOC JSON MB | mount wall s | lookup |"
+	echo "|---|---|---|---|---|"
+	for n in $sizes; do
+		f="$dir/layer-realistic-$n.json"
+		if [ ! -s "$f.esgz" ] || [ "$here/toc-gen.py" -nt "$f.esgz" ]; then
+			python3 "$here/toc-gen.py" "$n" "$f" --layer "$f.esgz" 2>"$f.log"
+		fi
+		digest=$(awk '/^toc_digest/ {print $2}' "$f.log")
+		mnt=$(mktemp -d "$dir/mnt.XXXXXX")
+		best=""
+		for _ in $(seq "$runs"); do
+			t0=$(date +%s.%N)
+			"$lazypull" mount --no-prefetch --no-background-fetch \
+				--toc-digest "$digest" "$f.esgz" "$mnt"
+			t1=$(date +%s.%N)
+			look=$(stat -c %F "$mnt/usr/lib/pkg0000/mod00/part0/file_000001.py" 2>&1 || true)
+			umount "$mnt"
+			t=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+			best=$(awk -v a="$best" -v b="$t" 'BEGIN {print (a == "" || b < a) ? b : a}')
+		done
+		rmdir "$mnt"
+		printf '| realistic | %s | %.0f | %s | %s |\n' "$n" \
+			"$(awk -v b="$(stat -c %s "$f")" 'BEGIN {print b / 1e6}')" "$best" "$look"
+	done
+fi
 echo
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -4,6 +4,7 @@
 the TOC benchmark (tests/bench/toc-bench.sh), deterministically.
 
 usage: toc-gen.py ENTRIES OUT.json [--mix realistic|empty] [--shuffle]
+                  [--layer OUT.esgz]
 
 The layout is what a converter writes for a big tree: directories of 16-64
 entries three levels deep, each directory before its contents, written as
@@ -22,11 +23,17 @@ chunk records right after it): the parser must give the same tree.
 The payload offsets are synthetic (increasing, as in a real blob); the
 TOC's payload_end is printed on stderr as "payload_end N" (pass it to the
 driver). Nothing here reads a blob: the parser consumes only the JSON.
+--layer also writes an eStargz blob around the TOC that `lazypull mount`
+opens: a sparse payload of zeros up to payload_end (lookups and getattr
+work; a read fails its digest check), the TOC member (tar header, JSON, tar
+end) and the 51-byte footer; "toc_digest sha256:..." goes to stderr.
 """
 import argparse
+import gzip
 import hashlib
 import random
 import sys
+import tarfile
 
 CHUNK = 4 * 1024 * 1024
 EMPTY = "sha256:" + hashlib.sha256(b"").hexdigest()
@@ -43,6 +50,7 @@ def main():
     ap.add_argument("--mix", choices=("realistic", "empty"),
                     default="realistic")
     ap.add_argument("--shuffle", action="store_true")
+    ap.add_argument("--layer")
     a = ap.parse_args()
     n, out, mix, shuffle = a.entries, a.out, a.mix, a.shuffle
     rnd = random.Random(1234)
@@ -163,8 +171,33 @@ def main():
                     items.append('\n\t\t\t"%s": %s' % (k, s))
                 fp.write(",".join(items) + "\n\t\t}")
         fp.write("\n\t]\n}")
-    print("payload_end %d" % (offset + 1024), file=sys.stderr)
+    payload_end = offset + 1024
+    print("payload_end %d" % payload_end, file=sys.stderr)
     print("entries %d" % sum(len(g) for g in entries), file=sys.stderr)
+    if a.layer:
+        write_layer(out, a.layer, payload_end)
+
+
+def write_layer(toc_path, out, payload_end):
+    with open(toc_path, "rb") as fp:
+        js = fp.read()
+    ti = tarfile.TarInfo("stargz.index.json")
+    ti.size = len(js)
+    ti.mode = 0o644
+    tar = ti.tobuf(format=tarfile.USTAR_FORMAT) + js
+    tar += b"\0" * (-len(tar) % 512) + b"\0" * 1024
+    member = gzip.compress(tar, compresslevel=1, mtime=0)
+    footer = (bytes.fromhex("1f8b0804 00000000 00ff 1a00 5347 1600".replace(" ", ""))
+              + b"%016xSTARGZ" % payload_end
+              + bytes.fromhex("010000ffff") + b"\0" * 8)
+    assert len(footer) == 51
+    with open(out, "wb") as fp:
+        fp.truncate(payload_end)  # sparse: no payload bytes on disk
+        fp.seek(payload_end)
+        fp.write(member)
+        fp.write(footer)
+    print("toc_digest sha256:%s" % hashlib.sha256(js).hexdigest(),
+          file=sys.stderr)
 
 
 if __name__ == "__main__":
