@@ -45,6 +45,17 @@ const char *const toc_field_key[F_NR] = {
 	[F_CHUNKDIGEST] = "chunkDigest",
 };
 
+/* strlen(toc_field_key[f]) */
+static const uint8_t field_key_len[F_NR] = {
+	[F_NAME] = 4,	      [F_TYPE] = 4,	    [F_SIZE] = 4,
+	[F_MODTIME] = 7,      [F_LINKNAME] = 8,	    [F_MODE] = 4,
+	[F_UID] = 3,	      [F_GID] = 3,	    [F_USERNAME] = 8,
+	[F_GROUPNAME] = 9,    [F_OFFSET] = 6,	    [F_INNEROFFSET] = 11,
+	[F_DEVMAJOR] = 8,     [F_DEVMINOR] = 8,	    [F_XATTRS] = 6,
+	[F_DIGEST] = 6,	      [F_CHUNKOFFSET] = 11, [F_CHUNKSIZE] = 9,
+	[F_CHUNKDIGEST] = 11,
+};
+
 struct scan {
 	const char *p;
 	size_t len, pos;
@@ -78,6 +89,9 @@ static const uint8_t str_special[256] = {
 	['\\'] = 1,
 };
 
+/* 0x0101010101010101: a byte value times ONES fills a word with it */
+#define ONES (~(uint64_t)0 / 255)
+
 /* the string at s->pos (a '"'): its span into @v, s->pos past it */
 static int scan_string(struct scan *s, struct jval *v)
 {
@@ -86,7 +100,22 @@ static int scan_string(struct scan *s, struct jval *v)
 	bool esc = false;
 	int r = 0;
 
-	/* the common case: a closing quote, no escape or control byte */
+	/* the common case: a closing quote, no escape or control byte;
+	   eight bytes a step while none of them is special */
+	while (i + 8 <= n) {
+		uint64_t w, q, bs, ctl;
+
+		memcpy(&w, p + i, 8);
+		q = w ^ (ONES * '"');
+		bs = w ^ (ONES * '\\');
+		/* a byte of 0 in q or bs, or a byte below 0x20 in w */
+		q = (q - ONES) & ~q;
+		bs = (bs - ONES) & ~bs;
+		ctl = (w - ONES * 0x20) & ~w;
+		if ((q | bs | ctl) & (ONES * 0x80))
+			break;
+		i += 8;
+	}
 	while (i < n && !str_special[(unsigned char)p[i]])
 		i++;
 	if (i < n && p[i] == '"')
@@ -472,12 +501,12 @@ static enum toc_field field_of(const struct jval *k)
 			return F_NR;
 		p = buf;
 	}
-	if (len > KEY_MAX)
+	if (len > KEY_MAX || len == 0)
 		return F_NR;
 	for (f = 0; f < F_NR; f++) {
 		const char *key = toc_field_key[f];
 
-		if (key[0] == p[0] && strlen(key) == len &&
+		if (key[0] == p[0] && field_key_len[f] == len &&
 		    memcmp(key, p, len) == 0)
 			return (enum toc_field)f;
 	}

@@ -14,7 +14,8 @@
 #   are cached; /var/tmp/lazypull-toc-bench), TOC_BENCH_MIXES
 #   ("realistic empty"; tests/bench/toc-gen.py says what they hold),
 #   TOC_BENCH_MOUNT=1 (also mount the realistic layers with
-#   BUILD_DIR/cmd/lazypull: needs root and /dev/fuse).
+#   BUILD_DIR/cmd/lazypull: needs root and /dev/fuse), TOC_BENCH_PARSE=0
+#   (skip the parse table).
 # Prints a Markdown table: wall and CPU seconds of the parse (best of the
 # runs: the machine is shared, CPU time is the steadier figure), resident
 # and heap bytes per entry after the JSON is freed, the peak RSS above the
@@ -63,7 +64,8 @@ for mix in $mixes; do
 	done
 done
 cases+=("realistic 100000 --shuffle")
-for c in "${cases[@]}"; do
+[ "${TOC_BENCH_PARSE:-1}" = 1 ] || cases=()
+for c in ${cases[@]+"${cases[@]}"}; do
 	read -r mix n shuf <<<"$c"
 	read -r f end < <(gen "$n" "$mix" "$shuf")
 	for b in ${base:+"$base"} "$build"; do

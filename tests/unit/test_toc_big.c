@@ -37,6 +37,9 @@ struct gen {
 };
 
 static void put(struct gen *g, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void put(struct gen *g, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
