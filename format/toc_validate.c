@@ -77,18 +77,35 @@ out:
 	return r;
 }
 
+/* the entry hardlink @i names, or LP_TOC_NO_INDEX */
+static uint32_t link_target(const struct builder *b, uint32_t i)
+{
+	const char *lp = b->pool + b->strs[i].link;
+	size_t len = strlen(lp);
+
+	return toc_hash_lookup(b, lp, len, toc_path_hash(lp, len));
+}
+
+/*
+ * Hardlinks to their (regular file) targets, following links to links.
+ * Each hardlink is resolved once: a walk stops at a link resolved before
+ * (ino no longer itself) and resolves every link it passed, so a chain of
+ * n links costs O(n), not O(n^2) (a hostile TOC could chain millions).
+ */
 int toc_resolve_hardlinks(struct builder *b)
 {
-	uint32_t i, t, steps;
+	uint32_t i, t, u, steps;
 	int r = 0;
 
 	for (i = 1; i < b->nr_ents; i++) {
-		if (b->ents[i].type != LP_TOC_HARDLINK)
+		if (b->ents[i].type != LP_TOC_HARDLINK || b->ents[i].ino != i)
 			continue;
 		t = i;
 		for (steps = 0; b->ents[t].type == LP_TOC_HARDLINK; steps++) {
-			const char *lp = b->pool + b->strs[t].link;
-
+			if (b->ents[t].ino != t) { /* resolved: a file */
+				t = b->ents[t].ino;
+				break;
+			}
 			if (steps > b->nr_ents) {
 				r = lp_err_set(b->err, -EINVAL,
 					       "TOC entry \"%.*s\": hardlink "
@@ -97,8 +114,7 @@ int toc_resolve_hardlinks(struct builder *b)
 					       b->pool + b->strs[i].path);
 				goto out;
 			}
-			t = toc_hash_lookup(b, lp, strlen(lp),
-					    toc_path_hash(lp, strlen(lp)));
+			t = link_target(b, t);
 			if (t == LP_TOC_NO_INDEX)
 				break;
 		}
@@ -110,8 +126,16 @@ int toc_resolve_hardlinks(struct builder *b)
 				       ERR_NAME_MAX, b->pool + b->strs[i].link);
 			goto out;
 		}
-		b->ents[i].ino = t;
-		b->ents[t].nlink++;
+		/* the same walk again, resolving each link on it */
+		for (u = i; u != LP_TOC_NO_INDEX &&
+			    b->ents[u].type == LP_TOC_HARDLINK &&
+			    b->ents[u].ino == u;) {
+			uint32_t next = link_target(b, u);
+
+			b->ents[u].ino = t;
+			b->ents[t].nlink++;
+			u = next;
+		}
 	}
 	for (i = 1; i < b->nr_ents; i++) {
 		if (b->ents[i].type == LP_TOC_HARDLINK)

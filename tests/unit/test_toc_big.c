@@ -7,7 +7,8 @@
  * tree is written out of order (files before their directory, in
  * descending name order) and one top directory is only implied, so both
  * the converter's order and a hostile one go through the same checks.
- * Also the modification times kept beside the 36-byte entries.
+ * Also the modification times kept beside the 36-byte entries, the empty
+ * file digest, and a long chain of hardlinks.
  * Correctness only: the parse's speed is benchmarked
  * (tests/bench/toc-bench.sh), not timed here.
  */
@@ -425,12 +426,57 @@ static void test_empty_file_digest(void **state)
 	lp_toc_free(toc);
 }
 
+/*
+ * a chain of 100k hardlinks, each to the next one written after it (the
+ * longest walk first): every link is the file's inode, nlink counts them
+ * all, and the chain is resolved once, not once per link (which took
+ * minutes: a hostile TOC's cost)
+ */
+#define CHAIN 100000
+
+static void test_hardlink_chain(void **state)
+{
+	struct gen g = { 0 };
+	struct lp_err err = { 0 };
+	struct lp_toc *toc = NULL;
+	uint32_t f, k, i;
+	char name[16];
+
+	(void)state;
+	put(&g, "{\"entries\":[");
+	for (k = CHAIN; k-- > 1;)
+		put(&g,
+		    "{\"name\":\"h%u\",\"type\":\"hardlink\","
+		    "\"linkName\":\"h%u\"},",
+		    k, k - 1);
+	put(&g, "{\"name\":\"h0\",\"type\":\"hardlink\","
+		"\"linkName\":\"f\"},"
+		"{\"name\":\"f\",\"type\":\"reg\"}]}");
+	assert_int_equal(lp_toc_parse(g.p, g.len, 10, &toc, &err), 0);
+	free(g.p);
+	f = lp_toc_lookup_path(toc, "f");
+	assert_int_not_equal(f, LP_TOC_NO_INDEX);
+	assert_int_equal(lp_toc_entry_nlink(toc, lp_toc_entry(toc, f)),
+			 CHAIN + 1);
+	for (k = 0; k < CHAIN; k++) {
+		snprintf(name, sizeof(name), "h%u", k);
+		i = lp_toc_lookup_path(toc, name);
+		assert_int_not_equal(i, LP_TOC_NO_INDEX);
+		assert_int_equal(lp_toc_entry_ino(toc, lp_toc_entry(toc, i)),
+				 f);
+		assert_int_equal(lp_toc_entry_nlink(toc, lp_toc_entry(toc, i)),
+				 CHAIN + 1);
+	}
+	lp_toc_free(toc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_million),
 		cmocka_unit_test(test_mtime_side),
 		cmocka_unit_test(test_empty_file_digest),
+		cmocka_unit_test(test_hardlink_chain),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
