@@ -597,7 +597,7 @@ static uint32_t known_parent(struct builder *b, size_t plen)
 		    toc_path_is(b, p, b->path, len))
 			return p;
 	}
-	p = toc_hash_lookup(b, b->path, len, toc_path_hash(b->path, len));
+	p = toc_hash_lookup(b, b->path, len, toc_path_hash(b, b->path, len));
 	return p;
 }
 
@@ -658,7 +658,7 @@ int toc_parse_entry(struct builder *b, const struct toc_fields *f)
 		i = 0;
 		b->ents[0].flags &= (uint16_t)~LP_TOC_IMPLIED;
 	} else {
-		uint32_t h = toc_path_hash(b->path, plen);
+		uint32_t h = toc_path_hash(b, b->path, plen);
 
 		/* the path hash's slot is a cache miss in a big TOC: ask
 		   for it now, probe it when the entry is decoded */

@@ -233,6 +233,7 @@ struct builder {
 	/* path hash: (32-bit hash << 32) | (entry index + 1); 0 = empty */
 	uint64_t *htab;
 	size_t hcap, hused;
+	uint64_t hash_seed;
 	uint32_t *hashes; /* each entry's path hash, parallel to ents */
 	size_t cap_hashes;
 	/* the parent of the entry decoded last (a path prefix cache) */
@@ -270,8 +271,12 @@ int toc_ent_err(struct builder *b, int code, const char *fmt, ...)
 int toc_pool_add(struct builder *b, const void *s, size_t len,
 		 uint32_t *ret_off);
 
-/* the hash of a path (or a prefix) as the path hash keeps it */
-uint32_t toc_path_hash(const char *s, size_t len);
+/*
+ * the hash of a path (or a prefix) as the path hash keeps it, keyed by
+ * b->hash_seed (random per parse: a TOC cannot choose paths that all land
+ * in one run of slots)
+ */
+uint32_t toc_path_hash(const struct builder *b, const char *s, size_t len);
 
 /* the entry whose path is @s[0..@len) (hash @h), or LP_TOC_NO_INDEX */
 uint32_t toc_hash_lookup(const struct builder *b, const char *s, size_t len,

@@ -28,8 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "lp_buf.h"
+#include "lp_common.h"
 #include "toc_int.h"
 
 int toc_ent_err(struct builder *b, int code, const char *fmt, ...)
@@ -68,9 +70,9 @@ out:
 	return r;
 }
 
-uint32_t toc_path_hash(const char *s, size_t len)
+uint32_t toc_path_hash(const struct builder *b, const char *s, size_t len)
 {
-	uint64_t h = 0x9e3779b97f4a7c15ull ^ len, w;
+	uint64_t h = b->hash_seed ^ len, w;
 	size_t i = 0;
 
 	/* eight bytes a step: paths share long prefixes */
@@ -240,13 +242,19 @@ int lp_toc_parse(const void *json, size_t len, uint64_t payload_end,
 		goto out;
 	b->err = err;
 	b->payload_end = payload_end;
+	/* a random key for the path hash; the clock if there is none (the
+	   hash only decides speed, never the result) */
+	if (getrandom(&b->hash_seed, sizeof(b->hash_seed), GRND_NONBLOCK) !=
+	    sizeof(b->hash_seed))
+		b->hash_seed = (uint64_t)lp_mono_ns();
+	b->hash_seed ^= 0x9e3779b97f4a7c15ull;
 	b->last_ent = LP_TOC_NO_INDEX;
 	/* offset 0 of the pool is "", the root's path and every empty name */
 	r = toc_pool_add(b, "", 0, &root);
 	if (r < 0)
 		goto out;
 	b->path[0] = '\0';
-	r = toc_add_entry(b, 0, LP_TOC_DIR, toc_path_hash("", 0), &root);
+	r = toc_add_entry(b, 0, LP_TOC_DIR, toc_path_hash(b, "", 0), &root);
 	if (r < 0)
 		goto out;
 	b->ents[root].parent = 0;

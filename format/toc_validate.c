@@ -52,7 +52,7 @@ int toc_resolve_parents(struct builder *b)
 			uint32_t h;
 
 			len = len ? len - 1 : 0;
-			h = toc_path_hash(p, len);
+			h = toc_path_hash(b, p, len);
 			parent = len ? toc_hash_lookup(b, p, len, h) : 0;
 			if (parent == LP_TOC_NO_INDEX) {
 				memcpy(b->path, p, len);
@@ -83,7 +83,7 @@ static uint32_t link_target(const struct builder *b, uint32_t i)
 	const char *lp = b->pool + b->strs[i].link;
 	size_t len = strlen(lp);
 
-	return toc_hash_lookup(b, lp, len, toc_path_hash(lp, len));
+	return toc_hash_lookup(b, lp, len, toc_path_hash(b, lp, len));
 }
 
 /*
