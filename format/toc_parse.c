@@ -2,14 +2,16 @@
 /*
  * TOC parsing: TOC JSON in, the compact immutable arrays of lp_toc.h out.
  *
- * json-c never holds the whole document. A small scanner walks the top-level
- * object and the "entries" array, finding the byte span of each value (and
- * rejecting nesting deeper than LP_TOC_MAX_JSON_NESTING before any parser
- * sees it); json-c then parses one entry at a time, we copy what we need into
- * flat arrays and a string pool, and the entry's json-c objects are freed at
- * once. No allocation per entry: entries, chunks and xattrs live in arrays
- * that grow by doubling and are shrunk to size at the end; strings and xattr
+ * One pass over the document, with no JSON library: the scanner
+ * (toc_scan.c) reads each entry object once, keeping its known fields as
+ * byte spans into the input, and the decoder copies what the TOC keeps
+ * into flat arrays and a string pool. No allocation per entry: entries,
+ * chunks and xattrs live in arrays that grow by doubling; strings and xattr
  * values live in one pool addressed by offset until the pool stops moving.
+ * The converter's order (each directory before its contents, names in
+ * order) is the fast path: an entry's parent is found by comparing with
+ * the previous entry's, children need no sort; any other order costs a
+ * hash lookup per entry and a sort per directory, never a wrong tree.
  *
  * After the last entry the builder resolves what needs the whole TOC: implied
  * parent directories, hardlink targets (one inode, nlink), directory children
@@ -19,7 +21,7 @@
  *
  * The parser's files, by role: this one is the driver (lp_toc_parse) and the
  * builder's string pool, path hash and entry table; toc_scan.c the JSON
- * skeleton scanner, toc_decode.c one entry's decoders, toc_validate.c the
+ * scanner, toc_decode.c one entry's decoders, toc_validate.c the
  * whole-TOC checks, toc_pack.c the packing into struct lp_toc, toc_query.c
  * the query API (toc_int.h holds what they share).
  */
