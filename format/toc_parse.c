@@ -267,8 +267,16 @@ int lp_toc_parse(const void *json, size_t len, uint64_t payload_end,
 	if (r < 0)
 		goto out;
 	if ((r = toc_resolve_parents(b)) < 0 ||
-	    (r = toc_resolve_hardlinks(b)) < 0 ||
-	    (r = toc_check_chunks(b)) < 0 ||
+	    (r = toc_resolve_hardlinks(b)) < 0)
+		goto out;
+	/* no path is looked up from here on: the packed TOC may take the
+	   hash's place (the peak of a big parse) */
+	free(b->htab);
+	free(b->hashes);
+	b->htab = NULL;
+	b->hashes = NULL;
+	b->hcap = b->hused = 0;
+	if ((r = toc_check_chunks(b)) < 0 ||
 	    (r = toc_compressed_sizes(b)) < 0 || (r = toc_finish(b, toc)) < 0)
 		goto out;
 	*ret_toc = toc;
