@@ -492,6 +492,8 @@ static int type_from_name(const char *s, size_t len)
 {
 	int t;
 
+	if (len == 3 && !memcmp(s, "reg", 3)) /* most entries */
+		return LP_TOC_REG;
 	for (t = LP_TOC_DIR; t <= LP_TOC_CHUNK; t++) {
 		const char *n = lp_toc_type_name(t);
 

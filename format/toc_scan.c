@@ -503,6 +503,37 @@ static enum toc_field field_of(const struct jval *k)
 	}
 	if (len > KEY_MAX || len == 0)
 		return F_NR;
+	/* the keys of most entries first, compared at constant sizes */
+	switch (len) {
+	case 4:
+		if (!memcmp(p, "name", 4))
+			return F_NAME;
+		if (!memcmp(p, "type", 4))
+			return F_TYPE;
+		if (!memcmp(p, "size", 4))
+			return F_SIZE;
+		if (!memcmp(p, "mode", 4))
+			return F_MODE;
+		break;
+	case 6:
+		if (!memcmp(p, "offset", 6))
+			return F_OFFSET;
+		if (!memcmp(p, "digest", 6))
+			return F_DIGEST;
+		break;
+	case 7:
+		if (!memcmp(p, "modtime", 7))
+			return F_MODTIME;
+		break;
+	case 9:
+		if (!memcmp(p, "chunkSize", 9))
+			return F_CHUNKSIZE;
+		break;
+	case 11:
+		if (!memcmp(p, "chunkDigest", 11))
+			return F_CHUNKDIGEST;
+		break;
+	}
 	for (f = 0; f < F_NR; f++) {
 		const char *key = toc_field_key[f];
 
