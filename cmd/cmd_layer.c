@@ -619,14 +619,16 @@ static void fill_archive_entry(struct archive_entry *ae,
 		lp_toc_entry(toc, lp_toc_entry_ino(toc, e));
 	char ino_path[LP_TOC_MAX_PATH + 1];
 	const struct lp_toc_xattr *xs;
-	uint32_t i, nr, maj, min;
+	uint32_t i, nr, maj, min, mtime_nsec;
+	int64_t mtime_sec;
 
 	archive_entry_clear(ae);
 	archive_entry_set_pathname(ae, path);
 	archive_entry_set_uid(ae, lp_toc_entry_uid(toc, ino));
 	archive_entry_set_gid(ae, lp_toc_entry_gid(toc, ino));
 	archive_entry_set_perm(ae, ino->mode & 07777);
-	archive_entry_set_mtime(ae, (time_t)ino->mtime_sec, ino->mtime_nsec);
+	lp_toc_entry_mtime(toc, ino, &mtime_sec, &mtime_nsec);
+	archive_entry_set_mtime(ae, (time_t)mtime_sec, mtime_nsec);
 	if (e->type == LP_TOC_HARDLINK) {
 		archive_entry_set_filetype(ae, AE_IFREG);
 		lp_toc_entry_path(toc, lp_toc_entry_ino(toc, e), ino_path,
@@ -958,7 +960,8 @@ static void extract_root(const struct lp_toc *toc, const char *dir)
 	const struct lp_toc_entry *e = lp_toc_entry(toc, 0);
 	const struct lp_toc_xattr *xs;
 	struct timespec ts[2];
-	uint32_t i, nr;
+	uint32_t i, nr, mtime_nsec;
+	int64_t mtime_sec;
 
 	if (e->flags & LP_TOC_IMPLIED)
 		return;
@@ -974,8 +977,9 @@ static void extract_root(const struct lp_toc *toc, const char *dir)
 		if (lsetxattr(".", xs[i].name, xs[i].value, xs[i].len, 0) < 0)
 			lp_log_warn("%s: cannot set xattr %s: %s", dir,
 				    xs[i].name, strerror(errno));
-	ts[0].tv_sec = ts[1].tv_sec = (time_t)e->mtime_sec;
-	ts[0].tv_nsec = ts[1].tv_nsec = e->mtime_nsec;
+	lp_toc_entry_mtime(toc, e, &mtime_sec, &mtime_nsec);
+	ts[0].tv_sec = ts[1].tv_sec = (time_t)mtime_sec;
+	ts[0].tv_nsec = ts[1].tv_nsec = mtime_nsec;
 	if (utimensat(AT_FDCWD, ".", ts, 0) < 0)
 		lp_log_warn("%s: cannot give it the layer's mtime: %s", dir,
 			    strerror(errno));

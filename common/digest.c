@@ -14,30 +14,36 @@ struct lp_sha256 {
 	EVP_MD_CTX *md;
 };
 
+/* lowercase hex digit values + 1, 0 for any other byte (a table: digests
+   are most of a TOC's bytes, and a branch per digit mispredicts on them) */
+static const uint8_t hexval_tab[256] = {
+	['0'] = 1,  ['1'] = 2,	['2'] = 3,  ['3'] = 4,	['4'] = 5,  ['5'] = 6,
+	['6'] = 7,  ['7'] = 8,	['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12,
+	['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
+/* the value of hex digit @c, or -1 */
 static int hexval(char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
+	return (int)hexval_tab[(unsigned char)c] - 1;
 }
 
 int lp_digest_parse_n(const char *s, size_t len, struct lp_digest *out)
 {
 	size_t i;
+	int bad = 0;
 
 	if (len != LP_DIGEST_STR_LEN || memcmp(s, "sha256:", 7) != 0)
 		return -EINVAL;
 	s += 7;
+
 	for (i = 0; i < LP_SHA256_LEN; i++) {
 		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
 
-		if (hi < 0 || lo < 0)
-			return -EINVAL;
-		out->b[i] = (uint8_t)(hi << 4 | lo);
+		bad |= hi | lo; /* negative when either is not a digit */
+		out->b[i] = (uint8_t)((unsigned int)hi << 4 | (unsigned int)lo);
 	}
-	return 0;
+	return bad < 0 ? -EINVAL : 0;
 }
 
 int lp_digest_parse(const char *s, struct lp_digest *out)

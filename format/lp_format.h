@@ -41,7 +41,8 @@ const char *lp_format_name(enum lp_layer_format f);
 #define LP_DEFAULT_ZSTD_LEVEL 3
 
 /* Bounds on what a blob may claim. */
-#define LP_TOC_MAX_JSON (256 * LP_MIB) /* uncompressed TOC JSON */
+/* uncompressed TOC JSON: a layer of 1M files with digests writes ~300 MB */
+#define LP_TOC_MAX_JSON (512 * LP_MIB)
 #define LP_TOC_MAX_COMPRESSED (128 * LP_MIB)
 #define LP_TOC_MAX_ENTRIES (4u * 1024 * 1024)
 #define LP_TOC_MAX_PATH 4096 /* whole normalised path */

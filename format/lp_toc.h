@@ -58,16 +58,17 @@ enum {
 #define LP_TOC_NO_INDEX UINT32_MAX
 
 /*
- * An entry as kept in memory (48 bytes): the fields every lookup, getattr
+ * An entry as kept in memory (36 bytes): the fields every lookup, getattr
  * and read use. What few entries have (link targets, device numbers,
  * xattrs, a file digest other than its first chunk's, the file offsets of
  * the chunks of a file of several, a hardlink's target, a link count other
- * than 1) lives in a side
- * table and the owners (uid, gid and their names) in a deduplicated table,
- * both behind accessors (lp_toc_entry_uid(), lp_toc_entry_link_name() ...),
- * as do the digests. Paths are not stored: the string pool holds each
- * entry's last component only (lp_toc_entry_name(); lp_toc_entry_path()
- * builds the full path from the parent chain).
+ * than 1) lives in side records found by entry index, the owners (uid, gid
+ * and their names) in a deduplicated table, and a modification time
+ * outside [1970, 2106) or with nanoseconds in a side table, all behind
+ * accessors (lp_toc_entry_uid(), lp_toc_entry_link_name(),
+ * lp_toc_entry_mtime() ...), as do the digests. Paths are not stored: the
+ * string pool holds each entry's last component only (lp_toc_entry_name();
+ * lp_toc_entry_path() builds the full path from the parent chain).
  *
  * first_chunk/nr_chunks (regular files) and first_child/nr_children
  * (directories) share their storage: test ->type before using either pair
@@ -75,9 +76,8 @@ enum {
  */
 struct lp_toc_entry {
 	uint64_t size; /* reg: file size */
-	int64_t mtime_sec;
+	uint32_t mtime; /* private: use lp_toc_entry_mtime() */
 	uint32_t name_off; /* private: use lp_toc_entry_name() */
-	uint32_t mtime_nsec;
 	uint32_t parent; /* index of the parent directory entry */
 	union {
 		uint32_t first_chunk; /* reg: into lp_toc_chunk() */
@@ -88,11 +88,10 @@ struct lp_toc_entry {
 		uint32_t nr_children;
 	};
 	uint32_t owner_idx; /* private: use lp_toc_entry_uid() ... */
-	uint32_t rare_idx; /* private: link name, device, xattrs, digest */
 	uint16_t mode; /* permission bits only (& 07777) */
 	uint8_t type; /* enum lp_toc_type */
-	uint8_t flags; /* LP_TOC_* flags */
-};
+	uint8_t flags; /* LP_TOC_* flags (and private ones) */
+} __attribute__((packed, aligned(4)));
 
 /*
  * One chunk, as lp_toc_chunk() returns it (a value: the TOC keeps a smaller
@@ -193,6 +192,13 @@ uint32_t lp_toc_entry_ino(const struct lp_toc *toc,
  */
 uint32_t lp_toc_entry_nlink(const struct lp_toc *toc,
 			    const struct lp_toc_entry *e);
+
+/*
+ * lp_toc_entry_mtime() - the modification time of @e (0 when the TOC gives
+ * none: see LP_TOC_HAS_MODTIME).
+ */
+void lp_toc_entry_mtime(const struct lp_toc *toc, const struct lp_toc_entry *e,
+			int64_t *ret_sec, uint32_t *ret_nsec);
 
 /* lp_toc_entry_uid(), lp_toc_entry_gid() - the numeric owner of @e. */
 uint32_t lp_toc_entry_uid(const struct lp_toc *toc,

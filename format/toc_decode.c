@@ -72,76 +72,125 @@ out:
 	return r;
 }
 
-/* JSON field helpers: absent fields read as zero / "" */
+/* JSON field helpers: absent (or null) fields read as zero / "" */
 
-static int get_u64(struct builder *b, json_object *o, const char *key,
-		   uint64_t *ret)
+static bool absent(const struct jval *v)
 {
-	json_object *v;
-	int64_t x;
+	return v->kind == J_NONE || v->kind == J_NULL;
+}
+
+static int get_u64(struct builder *b, const struct toc_fields *f,
+		   enum toc_field k, uint64_t *ret)
+{
+	const struct jval *v = &f->v[k];
+	const char *p, *end;
+	bool neg = false;
+	uint64_t x = 0;
 	int r = 0;
 
 	*ret = 0;
-	if (!json_object_object_get_ex(o, key, &v) || !v)
+	if (absent(v))
 		goto out;
-	if (!json_object_is_type(v, json_type_int)) {
-		r = toc_ent_err(b, -EINVAL, "\"%s\" is not an integer", key);
-		goto out;
-	}
-	x = json_object_get_int64(v);
-	if (x < 0) {
-		r = toc_ent_err(b, -EINVAL, "\"%s\" is negative", key);
+	p = v->p;
+	end = v->p + v->len;
+	if (v->kind != J_INT) {
+		r = toc_ent_err(b, -EINVAL, "\"%s\" is not an integer",
+				toc_field_key[k]);
 		goto out;
 	}
-	*ret = (uint64_t)x;
+	if (*p == '-') {
+		neg = true;
+		p++;
+	}
+	for (; p < end; p++) {
+		/* as json-c read it: what does not fit an int64 is its
+		   largest value, which every bound refuses */
+		if (x > ((uint64_t)INT64_MAX - (uint64_t)(*p - '0')) / 10) {
+			x = INT64_MAX;
+			break;
+		}
+		x = x * 10 + (uint64_t)(*p - '0');
+	}
+	if (neg && x) {
+		r = toc_ent_err(b, -EINVAL, "\"%s\" is negative",
+				toc_field_key[k]);
+		goto out;
+	}
+	*ret = x;
 out:
 	return r;
 }
 
-static int get_u32(struct builder *b, json_object *o, const char *key,
-		   uint32_t *ret)
+static int get_u32(struct builder *b, const struct toc_fields *f,
+		   enum toc_field k, uint32_t *ret)
 {
 	uint64_t v;
-	int r = get_u64(b, o, key, &v);
+	int r = get_u64(b, f, k, &v);
 
 	if (r == 0 && v > UINT32_MAX)
-		r = toc_ent_err(b, -EINVAL, "\"%s\" out of range", key);
+		r = toc_ent_err(b, -EINVAL, "\"%s\" out of range",
+				toc_field_key[k]);
 	*ret = (uint32_t)v;
 	return r;
 }
 
-static int get_str(struct builder *b, json_object *o, const char *key,
-		   const char **ret, size_t *ret_len)
+/*
+ * string field @k: borrowed from the JSON (not NUL-terminated!) or, when it
+ * holds escapes, decoded into the builder's buffer for @k
+ */
+static int get_str(struct builder *b, const struct toc_fields *f,
+		   enum toc_field k, const char **ret, size_t *ret_len)
 {
-	json_object *v;
+	const struct jval *v = &f->v[k];
 	int r = 0;
 
 	*ret = "";
 	*ret_len = 0;
-	if (!json_object_object_get_ex(o, key, &v) || !v)
+	if (absent(v))
 		goto out;
-	if (!json_object_is_type(v, json_type_string)) {
-		r = toc_ent_err(b, -EINVAL, "\"%s\" is not a string", key);
+	if (v->kind != J_STR) {
+		r = toc_ent_err(b, -EINVAL, "\"%s\" is not a string",
+				toc_field_key[k]);
 		goto out;
 	}
-	*ret = json_object_get_string(v);
-	*ret_len = (size_t)json_object_get_string_len(v);
+	if (!v->esc) {
+		*ret = v->p;
+		*ret_len = v->len;
+		goto out;
+	}
+	r = lp_grow_array((void **)&b->sbuf[k], &b->scap[k], v->len + 1, 1);
+	if (r < 0)
+		goto out;
+	if (toc_json_unescape(v, b->sbuf[k], ret_len) < 0) {
+		r = toc_ent_err(b, -EINVAL, "\"%s\" has a lone surrogate",
+				toc_field_key[k]);
+		goto out;
+	}
+	b->sbuf[k][*ret_len] = '\0';
+	*ret = b->sbuf[k];
 out:
 	return r;
 }
 
-static int get_digest(struct builder *b, json_object *o, const char *key,
-		      struct lp_digest *d, bool *ret_has)
+/* at most @max bytes of @len, for "%.*s" */
+static int quote_len(size_t len, int max)
+{
+	return len > (size_t)max ? max : (int)len;
+}
+
+static int get_digest(struct builder *b, const struct toc_fields *f,
+		      enum toc_field k, struct lp_digest *d, bool *ret_has)
 {
 	const char *s;
 	size_t len;
-	int r = get_str(b, o, key, &s, &len);
+	int r = get_str(b, f, k, &s, &len);
 
 	*ret_has = false;
 	if (r < 0 || len == 0)
 		goto out;
 	if (lp_digest_parse_n(s, len, d) < 0) {
-		r = toc_ent_err(b, -EINVAL, "bad %s \"%.80s\"", key, s);
+		r = toc_ent_err(b, -EINVAL, "bad %s \"%.*s\"", toc_field_key[k],
+				quote_len(len, 80), s);
 		goto out;
 	}
 	*ret_has = true;
@@ -231,93 +280,170 @@ static bool parse_rfc3339(const char *s, size_t len, int64_t *ret_sec,
 	return true;
 }
 
-static int parse_xattrs(struct builder *b, json_object *o, struct bent *e)
+/* an xattr name in the JSON is at most this long (escapes: 6 bytes each) */
+#define XATTR_KEY_RAW_MAX (6 * LP_TOC_MAX_NAME)
+
+struct xattr_walk {
+	struct builder *b;
+	struct bent *e;
+	uint8_t *tmp; /* decoded value */
+	size_t tmp_cap;
+	bool said; /* the callback set the error */
+};
+
+static int add_xattr(void *ctx, const char *key, size_t klen,
+		     const struct jval *val)
 {
-	json_object *x;
-	uint8_t *tmp = NULL;
+	struct xattr_walk *w = ctx;
+	struct builder *b = w->b;
+	const char *s = val->p;
+	size_t slen = val->len, vlen;
+	struct xattr_tmp *xt;
 	int r = 0;
 
-	if (!json_object_object_get_ex(o, "xattrs", &x) || !x)
-		goto out;
-	if (!json_object_is_type(x, json_type_object)) {
-		r = toc_ent_err(b, -EINVAL, "\"xattrs\" is not an object");
-		goto out;
-	}
-	if (json_object_object_length(x) > LP_TOC_MAX_XATTRS) {
+	w->said = true;
+	if (w->e->nr_xattrs >= LP_TOC_MAX_XATTRS) {
 		r = toc_ent_err(b, -EFBIG,
 				"more than LP_TOC_MAX_XATTRS xattrs");
 		goto out;
 	}
-	e->first_xattr = b->nr_xattrs;
-	json_object_object_foreach(x, key, val)
-	{
-		size_t klen = strlen(key), slen, vlen;
-		struct xattr_tmp *xt;
-		uint8_t *nt;
-		const char *s;
+	if (val->kind != J_STR) {
+		r = toc_ent_err(b, -EINVAL, "xattr \"%.*s\" is not a string",
+				quote_len(klen, 64), key);
+		goto out;
+	}
+	if (klen == 0 || klen > LP_TOC_MAX_NAME || memchr(key, '\0', klen)) {
+		r = toc_ent_err(b, -EINVAL, "bad xattr name length %zu", klen);
+		goto out;
+	}
+	if (slen / 4 * 3 > LP_TOC_MAX_XATTR_VALUE + 2) {
+		r = toc_ent_err(b, -EFBIG,
+				"xattr \"%.*s\" exceeds "
+				"LP_TOC_MAX_XATTR_VALUE",
+				quote_len(klen, 64), key);
+		goto out;
+	}
+	if (val->esc) {
+		r = lp_grow_array((void **)&b->sbuf[F_XATTRS],
+				  &b->scap[F_XATTRS], slen + 1, 1);
+		if (r < 0)
+			goto out;
+		if (toc_json_unescape(val, b->sbuf[F_XATTRS], &slen) < 0) {
+			r = toc_ent_err(b, -EINVAL,
+					"xattr \"%.*s\": bad base64",
+					quote_len(klen, 64), key);
+			goto out;
+		}
+		s = b->sbuf[F_XATTRS];
+	}
+	r = lp_grow_array((void **)&w->tmp, &w->tmp_cap, slen / 4 * 3 + 1, 1);
+	if (r < 0)
+		goto out;
+	if (lp_base64_decode(s, slen, LP_BASE64_STRICT, w->tmp,
+			     slen / 4 * 3 + 1, &vlen) < 0) {
+		r = toc_ent_err(b, -EINVAL, "xattr \"%.*s\": bad base64",
+				quote_len(klen, 64), key);
+		goto out;
+	}
+	if (vlen > LP_TOC_MAX_XATTR_VALUE) {
+		r = toc_ent_err(b, -EFBIG,
+				"xattr \"%.*s\" exceeds "
+				"LP_TOC_MAX_XATTR_VALUE",
+				quote_len(klen, 64), key);
+		goto out;
+	}
+	r = lp_grow_array((void **)&b->xattrs, &b->cap_xattrs,
+			  (size_t)b->nr_xattrs + 1, sizeof(*b->xattrs));
+	if (r < 0)
+		goto out;
+	xt = &b->xattrs[b->nr_xattrs];
+	r = toc_pool_add(b, key, klen, &xt->name);
+	if (r < 0)
+		goto out;
+	r = toc_pool_add(b, w->tmp, vlen, &xt->value);
+	if (r < 0)
+		goto out;
+	xt->len = (uint32_t)vlen;
+	b->nr_xattrs++;
+	w->e->nr_xattrs++;
+out:
+	w->said = r < 0;
+	return r;
+}
 
-		if (!json_object_is_type(val, json_type_string)) {
+static int cmp_xattr_name(const void *pa, const void *pb, void *ctx)
+{
+	const struct builder *b = ctx;
+	const struct xattr_tmp *x = pa, *y = pb;
+
+	return strcmp(b->pool + x->name, b->pool + y->name);
+}
+
+/* an xattr named twice (json-c kept the last; we refuse the entry) */
+static int check_xattr_names(struct builder *b, const struct bent *e)
+{
+	struct xattr_tmp *sorted = NULL;
+	uint32_t k;
+	int r = 0;
+
+	if (e->nr_xattrs < 2)
+		goto out;
+	sorted = malloc(e->nr_xattrs * sizeof(*sorted));
+	if (!sorted) {
+		r = -ENOMEM;
+		goto out;
+	}
+	memcpy(sorted, &b->xattrs[e->first_xattr],
+	       e->nr_xattrs * sizeof(*sorted));
+	qsort_r(sorted, e->nr_xattrs, sizeof(*sorted), cmp_xattr_name, b);
+	for (k = 1; k < e->nr_xattrs; k++) {
+		if (!strcmp(b->pool + sorted[k - 1].name,
+			    b->pool + sorted[k].name)) {
 			r = toc_ent_err(b, -EINVAL,
-					"xattr \"%.64s\" is not a "
-					"string",
-					key);
+					"xattr \"%.64s\" given twice",
+					b->pool + sorted[k].name);
 			goto out;
 		}
-		s = json_object_get_string(val);
-		slen = (size_t)json_object_get_string_len(val);
-		if (klen == 0 || klen > LP_TOC_MAX_NAME) {
-			r = toc_ent_err(b, -EINVAL, "bad xattr name length %zu",
-					klen);
-			goto out;
-		}
-		if (slen / 4 * 3 > LP_TOC_MAX_XATTR_VALUE + 2) {
-			r = toc_ent_err(b, -EFBIG,
-					"xattr \"%.64s\" exceeds "
-					"LP_TOC_MAX_XATTR_VALUE",
-					key);
-			goto out;
-		}
-		nt = realloc(tmp, slen / 4 * 3 + 1);
-		if (!nt) {
-			r = -ENOMEM;
-			goto out;
-		}
-		tmp = nt;
-		if (lp_base64_decode(s, slen, LP_BASE64_STRICT, tmp,
-				     slen / 4 * 3 + 1, &vlen) < 0) {
-			r = toc_ent_err(b, -EINVAL,
-					"xattr \"%.64s\": bad base64", key);
-			goto out;
-		}
-		if (vlen > LP_TOC_MAX_XATTR_VALUE) {
-			r = toc_ent_err(b, -EFBIG,
-					"xattr \"%.64s\" exceeds "
-					"LP_TOC_MAX_XATTR_VALUE",
-					key);
-			goto out;
-		}
-		r = lp_grow_array((void **)&b->xattrs, &b->cap_xattrs,
-				  (size_t)b->nr_xattrs + 1, sizeof(*b->xattrs));
-		if (r < 0)
-			goto out;
-		xt = &b->xattrs[b->nr_xattrs];
-		r = toc_pool_add(b, key, klen, &xt->name);
-		if (r < 0)
-			goto out;
-		r = toc_pool_add(b, tmp, vlen, &xt->value);
-		if (r < 0)
-			goto out;
-		xt->len = (uint32_t)vlen;
-		b->nr_xattrs++;
-		e->nr_xattrs++;
 	}
 out:
-	free(tmp);
+	free(sorted);
+	return r;
+}
+
+static int parse_xattrs(struct builder *b, const struct toc_fields *f,
+			struct bent *e)
+{
+	const struct jval *x = &f->v[F_XATTRS];
+	struct xattr_walk w = { b, e, NULL, 0, false };
+	char *key = NULL;
+	int r = 0;
+
+	if (absent(x))
+		goto out;
+	if (x->kind != J_OBJ) {
+		r = toc_ent_err(b, -EINVAL, "\"xattrs\" is not an object");
+		goto out;
+	}
+	key = malloc(XATTR_KEY_RAW_MAX);
+	if (!key) {
+		r = -ENOMEM;
+		goto out;
+	}
+	e->first_xattr = b->nr_xattrs;
+	r = toc_json_members(x, key, XATTR_KEY_RAW_MAX, add_xattr, &w);
+	if (r < 0 && !w.said) /* a name too long or with a lone surrogate */
+		r = toc_ent_err(b, r == -EFBIG ? -EINVAL : r, "bad xattr name");
+	if (r == 0)
+		r = check_xattr_names(b, e);
+out:
+	free(key);
+	free(w.tmp);
 	return r;
 }
 
 /* the chunk fields shared by "reg" (its first chunk) and "chunk" entries */
-static int parse_chunk(struct builder *b, json_object *o, uint32_t ent)
+static int parse_chunk(struct builder *b, const struct toc_fields *f,
+		       uint32_t ent)
 {
 	struct bchunk *c;
 	int r;
@@ -334,11 +460,11 @@ static int parse_chunk(struct builder *b, json_object *o, uint32_t ent)
 	c = &b->chunks[b->nr_chunks];
 	memset(c, 0, sizeof(*c));
 	c->entry = ent;
-	if ((r = get_u64(b, o, "offset", &c->offset)) < 0 ||
-	    (r = get_u64(b, o, "innerOffset", &c->inner_offset)) < 0 ||
-	    (r = get_u64(b, o, "chunkOffset", &c->chunk_offset)) < 0 ||
-	    (r = get_u64(b, o, "chunkSize", &c->chunk_size)) < 0 ||
-	    (r = get_digest(b, o, "chunkDigest", &c->digest, &c->has_digest)) <
+	if ((r = get_u64(b, f, F_OFFSET, &c->offset)) < 0 ||
+	    (r = get_u64(b, f, F_INNEROFFSET, &c->inner_offset)) < 0 ||
+	    (r = get_u64(b, f, F_CHUNKOFFSET, &c->chunk_offset)) < 0 ||
+	    (r = get_u64(b, f, F_CHUNKSIZE, &c->chunk_size)) < 0 ||
+	    (r = get_digest(b, f, F_CHUNKDIGEST, &c->digest, &c->has_digest)) <
 		    0)
 		goto out;
 	if (c->offset >= b->payload_end) {
@@ -362,39 +488,46 @@ out:
 	return r;
 }
 
-static int type_from_name(const char *s)
+static int type_from_name(const char *s, size_t len)
 {
 	int t;
 
+	if (len == 3 && !memcmp(s, "reg", 3)) /* most entries */
+		return LP_TOC_REG;
 	for (t = LP_TOC_DIR; t <= LP_TOC_CHUNK; t++) {
-		if (strcmp(s, lp_toc_type_name(t)) == 0)
+		const char *n = lp_toc_type_name(t);
+
+		if (strlen(n) == len && memcmp(s, n, len) == 0)
 			return t;
 	}
 	return -1;
 }
 
 /* userName/groupName, carried forward per uid/gid as the reference does */
-static int owner_name(struct builder *b, json_object *o, const char *key,
-		      struct lp_hashmap *m, uint32_t id, uint32_t *ret_off)
+static int owner_name(struct builder *b, const struct toc_fields *f,
+		      enum toc_field k, struct lp_hashmap *m, uint32_t id,
+		      uint32_t *ret_off)
 {
 	const char *s;
 	size_t len;
 	uint64_t prev;
-	int r = get_str(b, o, key, &s, &len);
+	int r = get_str(b, f, k, &s, &len);
 
 	if (r < 0)
 		goto out;
-	if (lp_hashmap_get(m, id, &prev) < 0)
-		prev = 0; /* no name yet: the pool's "" */
 	if (len == 0) {
+		/* no name: the last one given for this id, else "" */
+		if (lp_hashmap_get(m, id, &prev) < 0)
+			prev = 0;
 		*ret_off = (uint32_t)prev;
 		goto out;
 	}
 	if (len > USER_NAME_MAX || memchr(s, '\0', len)) {
-		r = toc_ent_err(b, -EINVAL, "bad \"%s\"", key);
+		r = toc_ent_err(b, -EINVAL, "bad \"%s\"", toc_field_key[k]);
 		goto out;
 	}
-	if (prev && strcmp(b->pool + prev, s) == 0) {
+	if (lp_hashmap_get(m, id, &prev) == 0 && prev &&
+	    strncmp(b->pool + prev, s, len) == 0 && b->pool[prev + len] == 0) {
 		*ret_off = (uint32_t)prev; /* the common case: no new string */
 		goto out;
 	}
@@ -406,7 +539,8 @@ out:
 	return r;
 }
 
-static int parse_attrs(struct builder *b, json_object *o, uint32_t i)
+static int parse_attrs(struct builder *b, const struct toc_fields *f,
+		       uint32_t i)
 {
 	struct bent *e = &b->ents[i];
 	const char *s;
@@ -414,58 +548,82 @@ static int parse_attrs(struct builder *b, json_object *o, uint32_t i)
 	uint64_t mode;
 	int r;
 
-	if ((r = get_u64(b, o, "mode", &mode)) < 0 ||
-	    (r = get_u32(b, o, "uid", &e->uid)) < 0 ||
-	    (r = get_u32(b, o, "gid", &e->gid)) < 0 ||
-	    (r = get_u32(b, o, "devMajor", &e->dev_major)) < 0 ||
-	    (r = get_u32(b, o, "devMinor", &e->dev_minor)) < 0)
+	if ((r = get_u64(b, f, F_MODE, &mode)) < 0 ||
+	    (r = get_u32(b, f, F_UID, &e->uid)) < 0 ||
+	    (r = get_u32(b, f, F_GID, &e->gid)) < 0 ||
+	    (r = get_u32(b, f, F_DEVMAJOR, &e->dev_major)) < 0 ||
+	    (r = get_u32(b, f, F_DEVMINOR, &e->dev_minor)) < 0)
 		goto out;
 	e->mode = (uint32_t)(mode & 07777);
-	r = get_str(b, o, "modtime", &s, &len);
+	r = get_str(b, f, F_MODTIME, &s, &len);
 	if (r < 0)
 		goto out;
 	if (len) {
 		if (!parse_rfc3339(s, len, &e->mtime_sec, &e->mtime_nsec)) {
-			r = toc_ent_err(b, -EINVAL, "bad modtime \"%.40s\"", s);
+			r = toc_ent_err(b, -EINVAL, "bad modtime \"%.*s\"",
+					quote_len(len, 40), s);
 			goto out;
 		}
 		e->flags |= LP_TOC_HAS_MODTIME;
 	}
-	r = owner_name(b, o, "userName", &b->umap, e->uid, &b->strs[i].user);
+	r = owner_name(b, f, F_USERNAME, &b->umap, e->uid, &b->strs[i].user);
 	if (r < 0)
 		goto out;
-	r = owner_name(b, o, "groupName", &b->gmap, e->gid, &b->strs[i].group);
+	r = owner_name(b, f, F_GROUPNAME, &b->gmap, e->gid, &b->strs[i].group);
 	if (r < 0)
 		goto out;
-	r = parse_xattrs(b, o, e);
+	r = parse_xattrs(b, f, e);
 out:
 	return r;
 }
 
-int toc_parse_entry(struct builder *b, json_object *o)
+/*
+ * the parent of the entry at b->path (@plen bytes) when it is already
+ * known, else LP_TOC_NO_INDEX (toc_resolve_parents() finds or implies it
+ * after the last entry). A converter writes a directory's entries after
+ * it, so the last entry's parent, or the last entry, is the usual answer.
+ */
+static uint32_t known_parent(struct builder *b, size_t plen)
+{
+	const char *slash = memrchr(b->path, '/', plen);
+	size_t len;
+	uint32_t cand[2] = { b->last_dir, b->nr_ents - 1 }, p;
+	int k;
+
+	if (!slash)
+		return 0;
+	len = (size_t)(slash - b->path);
+	for (k = 0; k < 2; k++) {
+		p = cand[k];
+		if (p < b->nr_ents && b->ents[p].type == LP_TOC_DIR &&
+		    toc_path_is(b, p, b->path, len))
+			return p;
+	}
+	p = toc_hash_lookup(b, b->path, len, toc_path_hash(b, b->path, len));
+	return p;
+}
+
+int toc_parse_entry(struct builder *b, const struct toc_fields *f)
 {
 	const char *name, *type_s, *link;
 	size_t name_len, type_len, link_len, plen;
 	struct bent *e;
-	uint32_t i;
+	uint32_t i, parent = LP_TOC_NO_INDEX;
 	bool has;
 	int type, r;
 
 	b->cur_name = NULL;
 	b->cur_len = 0;
-	if (!json_object_is_type(o, json_type_object)) {
-		r = toc_ent_err(b, -EINVAL, "not a JSON object");
-		goto out;
-	}
-	if ((r = get_str(b, o, "name", &name, &name_len)) < 0)
+	if ((r = get_str(b, f, F_NAME, &name, &name_len)) < 0)
 		goto out;
 	b->cur_name = name;
 	b->cur_len = name_len;
-	if ((r = get_str(b, o, "type", &type_s, &type_len)) < 0)
+	if ((r = get_str(b, f, F_TYPE, &type_s, &type_len)) < 0)
 		goto out;
-	type = type_from_name(type_s);
-	if (type < 0 || strlen(type_s) != type_len) {
-		r = toc_ent_err(b, -EINVAL, "unknown type \"%.32s\"", type_s);
+	type = type_from_name(type_s, type_len);
+	if (type < 0) {
+		r = toc_ent_err(b, -EINVAL, "unknown type \"%.*s\"",
+				quote_len(type_len, 32), type_s);
 		goto out;
 	}
 	r = normalise(b, name, name_len, &plen);
@@ -486,7 +644,7 @@ int toc_parse_entry(struct builder *b, json_object *o)
 					"the regular file before it");
 			goto out;
 		}
-		r = parse_chunk(b, o, b->last_ent);
+		r = parse_chunk(b, f, b->last_ent);
 		goto out;
 	}
 
@@ -502,24 +660,27 @@ int toc_parse_entry(struct builder *b, json_object *o)
 		i = 0;
 		b->ents[0].flags &= (uint16_t)~LP_TOC_IMPLIED;
 	} else {
-		if (toc_hash_lookup(b, b->path, plen) != LP_TOC_NO_INDEX) {
-			r = toc_ent_err(b, -EINVAL, "duplicate name");
-			goto out;
-		}
-		r = toc_add_entry(b, plen, (enum lp_toc_type)type, &i);
+		uint32_t h = toc_path_hash(b, b->path, plen);
+
+		/* the path hash's slot is a cache miss in a big TOC: ask
+		   for it now, probe it when the entry is decoded */
+		if (b->hcap)
+			__builtin_prefetch(&b->htab[h & (b->hcap - 1)]);
+		parent = known_parent(b, plen);
+		r = toc_add_entry(b, plen, (enum lp_toc_type)type, h, &i);
 		if (r < 0)
 			goto out;
-		r = toc_hash_insert(b, i);
-		if (r < 0)
-			goto out;
+		b->ents[i].parent = parent;
+		if (parent != LP_TOC_NO_INDEX)
+			b->last_dir = parent;
 	}
 	b->last_ent = i;
-	r = parse_attrs(b, o, i);
+	r = parse_attrs(b, f, i);
 	if (r < 0)
 		goto out;
 	e = &b->ents[i];
 
-	if ((r = get_str(b, o, "linkName", &link, &link_len)) < 0)
+	if ((r = get_str(b, f, F_LINKNAME, &link, &link_len)) < 0)
 		goto out;
 	if (type == LP_TOC_SYMLINK) {
 		if (link_len == 0 || link_len > LP_TOC_MAX_PATH ||
@@ -542,7 +703,7 @@ int toc_parse_entry(struct builder *b, json_object *o)
 		goto out;
 
 	if (type == LP_TOC_REG) {
-		r = get_u64(b, o, "size", &e->size);
+		r = get_u64(b, f, F_SIZE, &e->size);
 		if (r < 0)
 			goto out;
 		if (e->size > LP_FILE_MAX_SIZE) {
@@ -552,13 +713,13 @@ int toc_parse_entry(struct builder *b, json_object *o)
 					(unsigned long long)e->size);
 			goto out;
 		}
-		r = get_digest(b, o, "digest", &e->digest, &has);
+		r = get_digest(b, f, F_DIGEST, &e->digest, &has);
 		if (r < 0)
 			goto out;
 		if (has)
 			e->flags |= LP_TOC_HAS_DIGEST;
 		if (e->size) {
-			r = parse_chunk(b, o, i);
+			r = parse_chunk(b, f, i);
 			if (r < 0)
 				goto out;
 			e = &b->ents[i];
@@ -568,6 +729,14 @@ int toc_parse_entry(struct builder *b, json_object *o)
 		    memcmp(b->path, LP_PREFETCH_LANDMARK, plen) == 0)
 			b->prefetch_end = e->offset;
 	}
+	if (i == 0)
+		goto out;
+	if (toc_hash_lookup(b, b->path, plen, b->hashes[i]) !=
+	    LP_TOC_NO_INDEX) {
+		r = toc_ent_err(b, -EINVAL, "duplicate name");
+		goto out;
+	}
+	r = toc_hash_insert(b, i);
 out:
 	return r;
 }

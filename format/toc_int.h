@@ -16,8 +16,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <json-c/json.h>
-
 #include "lp_hashmap.h"
 #include "lp_toc.h"
 
@@ -29,7 +27,23 @@
 #define ENTRY_JSON_DEPTH 2
 
 /* the daemon's memory per mounted entry (docs/benchmarks.md) */
-_Static_assert(sizeof(struct lp_toc_entry) == 48, "lp_toc_entry grew");
+_Static_assert(sizeof(struct lp_toc_entry) == 36, "lp_toc_entry grew");
+
+/* sha256 of no bytes: an empty file's `digest`, kept as a flag alone */
+extern const struct lp_digest toc_empty_digest;
+
+/* private lp_toc_entry flags */
+enum {
+	TOC_F_RARE = 1 << 6, /* has a side record (struct toc_rare) */
+	TOC_F_MTIME_SIDE = 1 << 7, /* its mtime is in toc->mtimes */
+};
+
+/* an mtime that does not fit lp_toc_entry.mtime (seconds 0..2^32-1) */
+struct toc_mtime {
+	int64_t sec;
+	uint32_t entry;
+	uint32_t nsec;
+};
 
 /*
  * A chunk as kept (24 bytes): where its member is and what it is verified
@@ -48,7 +62,7 @@ struct toc_chunk {
 } __attribute__((packed, aligned(4)));
 _Static_assert(sizeof(struct toc_chunk) == 24, "toc_chunk grew");
 
-/* what few entries have: lp_toc_entry.rare_idx indexes these */
+/* what few entries have: toc_rare_of() finds an entry's */
 struct toc_rare {
 	const char *link_name;
 	uint32_t dev_major, dev_minor;
@@ -74,13 +88,47 @@ struct lp_toc {
 	struct lp_toc_xattr *xattrs;
 	struct lp_digest *digests; /* file and chunk digests, deduplicated */
 	struct toc_rare *rare;
+	uint32_t *rare_ent; /* the entry of each side record, ascending */
+	struct toc_mtime *mtimes; /* ascending by entry */
 	struct toc_owner *owners;
 	uint32_t *children;
 	char *pool; /* names, link targets, owner names, xattrs */
 	uint32_t nr_entries, nr_chunks, nr_xattrs, nr_children, nr_digests;
-	uint32_t nr_rare, nr_owners, nr_chunk_offs;
+	uint32_t nr_rare, nr_owners, nr_chunk_offs, nr_mtimes;
 	uint64_t prefetch_end;
 };
+
+/*
+ * the index of @e's side record in toc->rare, or LP_TOC_NO_INDEX (a binary
+ * search: only entries with the flag have one, mostly directories)
+ */
+static inline uint32_t toc_rare_idx(const struct lp_toc *toc,
+				    const struct lp_toc_entry *e)
+{
+	uint32_t i = (uint32_t)(e - toc->entries), lo = 0, hi = toc->nr_rare;
+
+	if (!(e->flags & TOC_F_RARE))
+		return LP_TOC_NO_INDEX;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (toc->rare_ent[mid] < i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < toc->nr_rare && toc->rare_ent[lo] == i ? lo :
+							     LP_TOC_NO_INDEX;
+}
+
+/* @e's side record, or NULL */
+static inline const struct toc_rare *toc_rare_of(const struct lp_toc *toc,
+						 const struct lp_toc_entry *e)
+{
+	uint32_t r = toc_rare_idx(toc, e);
+
+	return r == LP_TOC_NO_INDEX ? NULL : &toc->rare[r];
+}
 
 /*
  * An entry and a chunk while parsing: every field at full width, strings as
@@ -115,6 +163,58 @@ struct xattr_tmp {
 	uint32_t name, value, len;
 };
 
+/* a JSON value as the scanner (toc_scan.c) found it */
+enum jkind {
+	J_NONE, /* absent */
+	J_NULL,
+	J_FALSE,
+	J_TRUE,
+	J_INT, /* a number without fraction or exponent */
+	J_NUM, /* any other number */
+	J_STR,
+	J_OBJ,
+	J_ARR,
+};
+
+struct jval {
+	const char *p; /* J_STR: the bytes between the quotes, else the value */
+	size_t len;
+	uint8_t kind; /* enum jkind */
+	bool esc; /* J_STR: holds a backslash escape (decode before use) */
+};
+
+/* the fields of a TOC entry the decoder reads (any other key is skipped) */
+enum toc_field {
+	F_NAME,
+	F_TYPE,
+	F_SIZE,
+	F_MODTIME,
+	F_LINKNAME,
+	F_MODE,
+	F_UID,
+	F_GID,
+	F_USERNAME,
+	F_GROUPNAME,
+	F_OFFSET,
+	F_INNEROFFSET,
+	F_DEVMAJOR,
+	F_DEVMINOR,
+	F_XATTRS,
+	F_DIGEST,
+	F_CHUNKOFFSET,
+	F_CHUNKSIZE,
+	F_CHUNKDIGEST,
+	F_NR,
+};
+
+/* one entry object: the last value of each known key (as json-c kept) */
+struct toc_fields {
+	struct jval v[F_NR];
+};
+
+/* the JSON key of field @f */
+extern const char *const toc_field_key[F_NR];
+
 struct builder {
 	struct lp_err *err;
 	uint64_t payload_end;
@@ -130,8 +230,17 @@ struct builder {
 	size_t cap_xattrs;
 	char *pool;
 	size_t pool_len, pool_cap;
-	uint32_t *htab; /* entry index + 1, 0 = empty */
+	/* path hash: (32-bit hash << 32) | (entry index + 1); 0 = empty */
+	uint64_t *htab;
 	size_t hcap, hused;
+	uint64_t hash_seed;
+	uint32_t *hashes; /* each entry's path hash, parallel to ents */
+	size_t cap_hashes;
+	/* the parent of the entry decoded last (a path prefix cache) */
+	uint32_t last_dir;
+	/* decoded strings with escapes, one buffer per field */
+	char *sbuf[F_NR];
+	size_t scap[F_NR];
 	struct lp_hashmap umap, gmap; /* uid/gid -> pool offset of its name */
 	uint32_t last_ent; /* last non-chunk entry, for "chunk" */
 	bool root_named;
@@ -162,25 +271,52 @@ int toc_ent_err(struct builder *b, int code, const char *fmt, ...)
 int toc_pool_add(struct builder *b, const void *s, size_t len,
 		 uint32_t *ret_off);
 
-/* the entry whose path is @s[0..@len), or LP_TOC_NO_INDEX */
-uint32_t toc_hash_lookup(const struct builder *b, const char *s, size_t len);
+/*
+ * the hash of a path (or a prefix) as the path hash keeps it, keyed by
+ * b->hash_seed (random per parse: a TOC cannot choose paths that all land
+ * in one run of slots)
+ */
+uint32_t toc_path_hash(const struct builder *b, const char *s, size_t len);
+
+/* the entry whose path is @s[0..@len) (hash @h), or LP_TOC_NO_INDEX */
+uint32_t toc_hash_lookup(const struct builder *b, const char *s, size_t len,
+			 uint32_t h);
 
 /* insert entry @ent (its path must not be in the table yet) */
 int toc_hash_insert(struct builder *b, uint32_t ent);
 
-/* a new entry for b->path (@len bytes), not yet in the hash */
+/*
+ * a new entry for b->path (@len bytes, toc_path_hash() @h), not yet in the
+ * hash; its parent is LP_TOC_NO_INDEX until set
+ */
 int toc_add_entry(struct builder *b, size_t len, enum lp_toc_type type,
-		  uint32_t *ret_idx);
+		  uint32_t h, uint32_t *ret_idx);
 
 /* --- the JSON skeleton (toc_scan.c) --- */
 
 /* scan the TOC document, handing each entry to toc_parse_entry() */
 int toc_parse_top(struct builder *b, const char *json, size_t len);
 
+/*
+ * the members of JSON object @obj (a J_OBJ the scanner validated) in order:
+ * @fn gets each key (decoded into @kbuf, @kcap bytes; longer keys fail
+ * with -EFBIG) and value; a nonzero return stops the walk and is returned
+ */
+int toc_json_members(const struct jval *obj, char *kbuf, size_t kcap,
+		     int (*fn)(void *ctx, const char *key, size_t klen,
+			       const struct jval *v),
+		     void *ctx);
+
+/*
+ * decode string @v (J_STR, validated) into @out (at least @v->len bytes);
+ * *ret_len the decoded length. -EINVAL for a lone surrogate escape.
+ */
+int toc_json_unescape(const struct jval *v, char *out, size_t *ret_len);
+
 /* --- one entry (toc_decode.c) --- */
 
-/* decode JSON entry @o (b->json_idx) into the builder */
-int toc_parse_entry(struct builder *b, json_object *o);
+/* decode the fields of JSON entry b->json_idx into the builder */
+int toc_parse_entry(struct builder *b, const struct toc_fields *f);
 
 /* --- whole-TOC checks (toc_validate.c), in this order --- */
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Packing a checked TOC: the builder's full-width entries and chunks into
- * the compact immutable arrays of struct lp_toc (48-byte entries, 24-byte
+ * the compact immutable arrays of struct lp_toc (36-byte entries, 24-byte
  * chunks, side records for what few entries have, deduplicated digests and
  * owners, one final string pool, children sorted bytewise). Part of the TOC
  * parser (toc_parse.c says how the files divide the work).
@@ -18,8 +18,6 @@ static int cmp_child(const void *pa, const void *pb, void *ctx)
 	const struct builder *b = ctx;
 	uint32_t x = *(const uint32_t *)pa, y = *(const uint32_t *)pb;
 
-	if (b->ents[x].parent != b->ents[y].parent)
-		return b->ents[x].parent < b->ents[y].parent ? -1 : 1;
 	return strcmp(b->pool + b->strs[x].name, b->pool + b->strs[y].name);
 }
 
@@ -86,32 +84,52 @@ static bool needs_rare(const struct builder *b, uint32_t i)
 		return true;
 	if (!(be->flags & LP_TOC_HAS_DIGEST))
 		return false;
-	if (!be->nr_chunks)
-		return true;
+	if (!be->nr_chunks) /* converters give every empty file one */
+		return !lp_digest_equal(&be->digest, &toc_empty_digest);
 	c = &b->chunks[be->first_chunk];
 	return !c->has_digest || !lp_digest_equal(&c->digest, &be->digest);
 }
 
-/* toc->children: every entry but the root, grouped by parent and sorted by
- * name within a directory; each directory's range in it */
+/*
+ * toc->children: every entry but the root, grouped by parent (a counting
+ * sort: TOC order within a directory) and sorted by name within a
+ * directory, which costs one comparison per child when the TOC lists each
+ * directory in name order (as converters do); each directory's range in it
+ */
 static int sort_children(struct builder *b, struct lp_toc *toc)
 {
-	uint32_t i;
+	uint32_t i, pos = 0, *ch;
 
 	toc->nr_children = b->nr_ents - 1;
-	toc->children = malloc((toc->nr_children + 1) * sizeof(uint32_t));
-	if (!toc->children)
+	ch = toc->children = malloc((toc->nr_children + 1) * sizeof(uint32_t));
+	if (!ch)
 		return -ENOMEM;
 	for (i = 1; i < b->nr_ents; i++)
-		toc->children[i - 1] = i;
-	qsort_r(toc->children, toc->nr_children, sizeof(uint32_t), cmp_child,
-		b);
-	for (i = 0; i < toc->nr_children; i++) {
-		struct bent *p = &b->ents[b->ents[toc->children[i]].parent];
+		b->ents[b->ents[i].parent].nr_children++;
+	for (i = 0; i < b->nr_ents; i++) {
+		struct bent *d = &b->ents[i];
 
-		if (!p->nr_children)
-			p->first_child = i;
-		p->nr_children++;
+		d->first_child = pos;
+		pos += d->nr_children;
+		d->nr_children = 0; /* the fill cursor below */
+	}
+	for (i = 1; i < b->nr_ents; i++) {
+		struct bent *d = &b->ents[b->ents[i].parent];
+
+		ch[d->first_child + d->nr_children++] = i;
+	}
+	for (i = 0; i < b->nr_ents; i++) {
+		const struct bent *d = &b->ents[i];
+		uint32_t k;
+
+		for (k = 1; k < d->nr_children; k++) {
+			if (cmp_child(&ch[d->first_child + k - 1],
+				      &ch[d->first_child + k], b) > 0)
+				break;
+		}
+		if (k < d->nr_children)
+			qsort_r(&ch[d->first_child], d->nr_children,
+				sizeof(uint32_t), cmp_child, b);
 	}
 	return 0;
 }
@@ -211,7 +229,8 @@ static void add_rare(const struct builder *b, struct lp_toc *toc, uint32_t i)
 			toc->chunk_offs[toc->nr_chunk_offs++] =
 				b->chunks[be->first_chunk + k].chunk_offset;
 	}
-	toc->entries[i].rare_idx = toc->nr_rare++;
+	toc->rare_ent[toc->nr_rare++] = i;
+	toc->entries[i].flags |= TOC_F_RARE;
 }
 
 /*
@@ -229,9 +248,10 @@ static int pack_owners_and_rare(struct builder *b, struct lp_toc *toc,
 	int r = 0;
 
 	toc->rare = calloc(nrare + 1, sizeof(*toc->rare));
+	toc->rare_ent = malloc((nrare + 1) * sizeof(*toc->rare_ent));
 	toc->owners = calloc(b->nr_ents, sizeof(*toc->owners));
 	toc->chunk_offs = malloc((noffs + 1) * sizeof(*toc->chunk_offs));
-	if (!toc->rare || !toc->owners || !toc->chunk_offs) {
+	if (!toc->rare || !toc->rare_ent || !toc->owners || !toc->chunk_offs) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -240,9 +260,17 @@ static int pack_owners_and_rare(struct builder *b, struct lp_toc *toc,
 		const struct bent *be = &b->ents[i];
 		struct lp_toc_entry *e = &toc->entries[i];
 		uint32_t k4[4] = { be->uid, be->gid, st->user, st->group };
-		uint64_t key = lp_hash_bytes(k4, sizeof(k4)), v;
+		uint64_t key, v;
 		struct toc_owner *ow;
 
+		/* most entries have their predecessor's owner */
+		if (i && (ow = &toc->owners[e[-1].owner_idx])->uid == be->uid &&
+		    ow->gid == be->gid && ow->user == toc->pool + st->user &&
+		    ow->group == toc->pool + st->group) {
+			e->owner_idx = e[-1].owner_idx;
+			goto rare;
+		}
+		key = lp_hash_bytes(k4, sizeof(k4));
 		ow = lp_hashmap_get(&owners, key, &v) == 0 ? &toc->owners[v] :
 							     NULL;
 		if (ow && ow->uid == be->uid && ow->gid == be->gid &&
@@ -260,7 +288,7 @@ static int pack_owners_and_rare(struct builder *b, struct lp_toc *toc,
 			if (r < 0)
 				goto out;
 		}
-		e->rare_idx = LP_TOC_NO_INDEX;
+rare:
 		if (needs_rare(b, i))
 			add_rare(b, toc, i);
 	}
@@ -284,8 +312,17 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 	uint32_t k, last = LP_TOC_NO_INDEX;
 
 	e->size = be->size;
-	e->mtime_sec = be->mtime_sec;
-	e->mtime_nsec = be->mtime_nsec;
+	if (be->mtime_sec >= 0 && be->mtime_sec <= UINT32_MAX &&
+	    !be->mtime_nsec) {
+		e->mtime = (uint32_t)be->mtime_sec;
+	} else {
+		struct toc_mtime *m = &toc->mtimes[toc->nr_mtimes++];
+
+		m->sec = be->mtime_sec;
+		m->nsec = be->mtime_nsec;
+		m->entry = i; /* pack_entries() goes in entry order */
+		e->flags |= TOC_F_MTIME_SIDE;
+	}
 	e->mode = (uint16_t)be->mode; /* & 07777 by parse_attrs() */
 	e->parent = be->parent;
 	if (be->type == LP_TOC_DIR) {
@@ -296,12 +333,17 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 		e->nr_chunks = be->nr_chunks;
 	}
 	e->type = (uint8_t)be->type;
-	e->flags = (uint8_t)be->flags;
-	if (be->flags & LP_TOC_HAS_DIGEST) {
+	/* the private flags are set already */
+	e->flags |= (uint8_t)be->flags;
+	if ((be->flags & LP_TOC_HAS_DIGEST) &&
+	    (be->nr_chunks ||
+	     !lp_digest_equal(&be->digest, &toc_empty_digest))) {
+		uint32_t x = toc_rare_idx(toc, e);
+
 		last = digest_add(toc, &be->digest, LP_TOC_NO_INDEX);
 		/* else the first chunk's, the same digest */
-		if (e->rare_idx != LP_TOC_NO_INDEX)
-			toc->rare[e->rare_idx].digest_idx = last;
+		if (x != LP_TOC_NO_INDEX)
+			toc->rare[x].digest_idx = last;
 	}
 	for (k = 0; k < be->nr_chunks; k++) {
 		const struct bchunk *bc = &b->chunks[be->first_chunk + k];
@@ -323,15 +365,21 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 /* the compact entries and chunks, digests deduplicated */
 static int pack_entries(const struct builder *b, struct lp_toc *toc)
 {
-	uint32_t i, ndig = 0;
+	uint32_t i, ndig = 0, nmt = 0;
 
-	for (i = 0; i < b->nr_ents; i++)
-		ndig += (b->ents[i].flags & LP_TOC_HAS_DIGEST) != 0;
+	for (i = 0; i < b->nr_ents; i++) {
+		const struct bent *be = &b->ents[i];
+
+		ndig += (be->flags & LP_TOC_HAS_DIGEST) != 0;
+		nmt += be->mtime_sec < 0 || be->mtime_sec > UINT32_MAX ||
+		       be->mtime_nsec;
+	}
 	for (i = 0; i < b->nr_chunks; i++)
 		ndig += b->chunks[i].has_digest;
 	toc->chunks = calloc(b->nr_chunks + 1, sizeof(*toc->chunks));
 	toc->digests = malloc((ndig + 1) * sizeof(*toc->digests));
-	if (!toc->chunks || !toc->digests)
+	toc->mtimes = malloc((nmt + 1) * sizeof(*toc->mtimes));
+	if (!toc->chunks || !toc->digests || !toc->mtimes)
 		return -ENOMEM;
 	for (i = 0; i < b->nr_ents; i++)
 		pack_entry(b, toc, i);

@@ -2,14 +2,16 @@
 /*
  * TOC parsing: TOC JSON in, the compact immutable arrays of lp_toc.h out.
  *
- * json-c never holds the whole document. A small scanner walks the top-level
- * object and the "entries" array, finding the byte span of each value (and
- * rejecting nesting deeper than LP_TOC_MAX_JSON_NESTING before any parser
- * sees it); json-c then parses one entry at a time, we copy what we need into
- * flat arrays and a string pool, and the entry's json-c objects are freed at
- * once. No allocation per entry: entries, chunks and xattrs live in arrays
- * that grow by doubling and are shrunk to size at the end; strings and xattr
+ * One pass over the document, with no JSON library: the scanner
+ * (toc_scan.c) reads each entry object once, keeping its known fields as
+ * byte spans into the input, and the decoder copies what the TOC keeps
+ * into flat arrays and a string pool. No allocation per entry: entries,
+ * chunks and xattrs live in arrays that grow by doubling; strings and xattr
  * values live in one pool addressed by offset until the pool stops moving.
+ * The converter's order (each directory before its contents, names in
+ * order) is the fast path: an entry's parent is found by comparing with
+ * the previous entry's, children need no sort; any other order costs a
+ * hash lookup per entry and a sort per directory, never a wrong tree.
  *
  * After the last entry the builder resolves what needs the whole TOC: implied
  * parent directories, hardlink targets (one inode, nlink), directory children
@@ -19,7 +21,7 @@
  *
  * The parser's files, by role: this one is the driver (lp_toc_parse) and the
  * builder's string pool, path hash and entry table; toc_scan.c the JSON
- * skeleton scanner, toc_decode.c one entry's decoders, toc_validate.c the
+ * scanner, toc_decode.c one entry's decoders, toc_validate.c the
  * whole-TOC checks, toc_pack.c the packing into struct lp_toc, toc_query.c
  * the query API (toc_int.h holds what they share).
  */
@@ -28,8 +30,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "lp_buf.h"
+#include "lp_common.h"
 #include "toc_int.h"
 
 int toc_ent_err(struct builder *b, int code, const char *fmt, ...)
@@ -68,35 +72,74 @@ out:
 	return r;
 }
 
-/* slot of @s in the path hash: holds its entry, or is empty */
-static size_t hash_slot(const struct builder *b, const char *s, size_t len)
+uint32_t toc_path_hash(const struct builder *b, const char *s, size_t len)
 {
-	size_t mask = b->hcap - 1, i = lp_hash_bytes(s, len) & mask;
+	uint64_t h = b->hash_seed ^ len, w;
+	size_t i = 0;
 
-	while (b->htab[i] && !toc_path_is(b, b->htab[i] - 1, s, len))
+	/* eight bytes a step: paths share long prefixes */
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&w, s + i, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+	}
+	if (i < len) {
+		w = 0;
+		memcpy(&w, s + i, len - i);
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+	}
+	h ^= h >> 29;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 32;
+	return (uint32_t)h;
+}
+
+/* slot of @s (hash @h) in the path hash: holds its entry, or is empty */
+static size_t hash_slot(const struct builder *b, const char *s, size_t len,
+			uint32_t h)
+{
+	size_t mask = b->hcap - 1, i = h & mask;
+	uint64_t v;
+
+	while ((v = b->htab[i]) != 0) {
+		if ((uint32_t)(v >> 32) == h &&
+		    toc_path_is(b, (uint32_t)v - 1, s, len))
+			break;
 		i = (i + 1) & mask;
+	}
 	return i;
 }
 
-uint32_t toc_hash_lookup(const struct builder *b, const char *s, size_t len)
+uint32_t toc_hash_lookup(const struct builder *b, const char *s, size_t len,
+			 uint32_t h)
 {
 	size_t i;
 
 	if (!b->hcap)
 		return LP_TOC_NO_INDEX;
-	i = hash_slot(b, s, len);
-	return b->htab[i] ? b->htab[i] - 1 : LP_TOC_NO_INDEX;
+	i = hash_slot(b, s, len, h);
+	return b->htab[i] ? (uint32_t)b->htab[i] - 1 : LP_TOC_NO_INDEX;
+}
+
+/* the empty slot for hash @h (the table holds no equal path) */
+static size_t free_slot(const struct builder *b, uint32_t h)
+{
+	size_t mask = b->hcap - 1, i = h & mask;
+
+	while (b->htab[i])
+		i = (i + 1) & mask;
+	return i;
 }
 
 /* insert entry @ent (its path must not be in the table yet) */
 int toc_hash_insert(struct builder *b, uint32_t ent)
 {
-	const char *p;
+	uint32_t h = b->hashes[ent];
 	int r = 0;
 
 	if ((b->hused + 1) * 2 > b->hcap) {
 		size_t ncap = b->hcap ? b->hcap * 2 : 1024, i;
-		uint32_t *old = b->htab, *nt;
+		uint64_t *old = b->htab, *nt;
 		size_t ocap = b->hcap;
 
 		nt = calloc(ncap, sizeof(*nt));
@@ -107,23 +150,21 @@ int toc_hash_insert(struct builder *b, uint32_t ent)
 		b->htab = nt;
 		b->hcap = ncap;
 		for (i = 0; i < ocap; i++) {
-			if (old[i]) {
-				p = b->pool + b->strs[old[i] - 1].path;
-				nt[hash_slot(b, p, strlen(p))] = old[i];
-			}
+			if (old[i])
+				nt[free_slot(b, (uint32_t)(old[i] >> 32))] =
+					old[i];
 		}
 		free(old);
 	}
-	p = b->pool + b->strs[ent].path;
-	b->htab[hash_slot(b, p, strlen(p))] = ent + 1;
+	b->htab[free_slot(b, h)] = (uint64_t)h << 32 | (ent + 1);
 	b->hused++;
 out:
 	return r;
 }
 
-/* a new entry for b->path (@len bytes), not yet in the hash */
+/* a new entry for b->path (@len bytes, hash @h), not yet in the hash */
 int toc_add_entry(struct builder *b, size_t len, enum lp_toc_type type,
-		  uint32_t *ret_idx)
+		  uint32_t h, uint32_t *ret_idx)
 {
 	struct bent *e;
 	uint32_t i = b->nr_ents;
@@ -140,19 +181,24 @@ int toc_add_entry(struct builder *b, size_t len, enum lp_toc_type type,
 	if (r == 0)
 		r = lp_grow_array((void **)&b->strs, &b->cap_strs,
 				  (size_t)i + 1, sizeof(*b->strs));
+	if (r == 0)
+		r = lp_grow_array((void **)&b->hashes, &b->cap_hashes,
+				  (size_t)i + 1, sizeof(*b->hashes));
 	if (r < 0)
 		goto out;
 	memset(&b->strs[i], 0, sizeof(b->strs[i]));
 	r = toc_pool_add(b, b->path, len, &b->strs[i].path);
 	if (r < 0)
 		goto out;
-	slash = strrchr(b->path, '/');
+	slash = memrchr(b->path, '/', len);
 	b->strs[i].name =
 		b->strs[i].path + (slash ? (uint32_t)(slash - b->path) + 1 : 0);
+	b->hashes[i] = h;
 	e = &b->ents[i];
 	memset(e, 0, sizeof(*e));
 	e->type = (uint16_t)type;
 	e->ino = i;
+	e->parent = LP_TOC_NO_INDEX; /* toc_resolve_parents() */
 	e->nlink = type == LP_TOC_DIR ? 2 : 1;
 	e->first_chunk = b->nr_chunks;
 	e->first_xattr = b->nr_xattrs;
@@ -170,6 +216,9 @@ static void builder_release(struct builder *b)
 	free(b->xattrs);
 	free(b->pool);
 	free(b->htab);
+	free(b->hashes);
+	for (int k = 0; k < F_NR; k++)
+		free(b->sbuf[k]);
 	lp_hashmap_release(&b->umap);
 	lp_hashmap_release(&b->gmap);
 }
@@ -195,15 +244,22 @@ int lp_toc_parse(const void *json, size_t len, uint64_t payload_end,
 		goto out;
 	b->err = err;
 	b->payload_end = payload_end;
+	/* a random key for the path hash; the clock if there is none (the
+	   hash only decides speed, never the result) */
+	if (getrandom(&b->hash_seed, sizeof(b->hash_seed), GRND_NONBLOCK) !=
+	    sizeof(b->hash_seed))
+		b->hash_seed = (uint64_t)lp_mono_ns();
+	b->hash_seed ^= 0x9e3779b97f4a7c15ull;
 	b->last_ent = LP_TOC_NO_INDEX;
 	/* offset 0 of the pool is "", the root's path and every empty name */
 	r = toc_pool_add(b, "", 0, &root);
 	if (r < 0)
 		goto out;
 	b->path[0] = '\0';
-	r = toc_add_entry(b, 0, LP_TOC_DIR, &root);
+	r = toc_add_entry(b, 0, LP_TOC_DIR, toc_path_hash(b, "", 0), &root);
 	if (r < 0)
 		goto out;
+	b->ents[root].parent = 0;
 	b->ents[root].mode = 0755;
 	b->ents[root].flags = LP_TOC_IMPLIED;
 
@@ -211,8 +267,16 @@ int lp_toc_parse(const void *json, size_t len, uint64_t payload_end,
 	if (r < 0)
 		goto out;
 	if ((r = toc_resolve_parents(b)) < 0 ||
-	    (r = toc_resolve_hardlinks(b)) < 0 ||
-	    (r = toc_check_chunks(b)) < 0 ||
+	    (r = toc_resolve_hardlinks(b)) < 0)
+		goto out;
+	/* no path is looked up from here on: the packed TOC may take the
+	   hash's place (the peak of a big parse) */
+	free(b->htab);
+	free(b->hashes);
+	b->htab = NULL;
+	b->hashes = NULL;
+	b->hcap = b->hused = 0;
+	if ((r = toc_check_chunks(b)) < 0 ||
 	    (r = toc_compressed_sizes(b)) < 0 || (r = toc_finish(b, toc)) < 0)
 		goto out;
 	*ret_toc = toc;

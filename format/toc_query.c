@@ -10,6 +10,12 @@
 
 #include "toc_int.h"
 
+const struct lp_digest toc_empty_digest = { {
+	0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4,
+	0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b,
+	0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+} };
+
 void lp_toc_free(struct lp_toc *toc)
 {
 	if (!toc)
@@ -21,6 +27,8 @@ void lp_toc_free(struct lp_toc *toc)
 	free(toc->digests);
 	free(toc->children);
 	free(toc->rare);
+	free(toc->rare_ent);
+	free(toc->mtimes);
 	free(toc->owners);
 	free(toc->pool);
 	free(toc);
@@ -62,8 +70,9 @@ struct lp_toc_chunk lp_toc_chunk(const struct lp_toc *toc, uint32_t i)
 	c.digest_idx = tc->digest_idx;
 	end = e->size;
 	if (e->nr_chunks > 1) {
+		/* a file of several chunks has a side record */
 		const uint64_t *offs =
-			&toc->chunk_offs[toc->rare[e->rare_idx].first_off];
+			&toc->chunk_offs[toc_rare_of(toc, e)->first_off];
 
 		k = i - e->first_chunk;
 		c.chunk_offset = offs[k];
@@ -123,12 +132,15 @@ fail:
 const struct lp_digest *lp_toc_entry_digest(const struct lp_toc *toc,
 					    const struct lp_toc_entry *e)
 {
+	const struct toc_rare *x;
 	uint32_t d = LP_TOC_NO_INDEX;
 
 	if (!(e->flags & LP_TOC_HAS_DIGEST))
 		return NULL;
-	if (e->rare_idx < toc->nr_rare)
-		d = toc->rare[e->rare_idx].digest_idx;
+	if ((x = toc_rare_of(toc, e)))
+		d = x->digest_idx;
+	else if (e->type == LP_TOC_REG && !e->nr_chunks)
+		return &toc_empty_digest; /* needs_rare() */
 	if (d == LP_TOC_NO_INDEX && e->type == LP_TOC_REG && e->nr_chunks &&
 	    e->first_chunk < toc->nr_chunks)
 		d = toc->chunks[e->first_chunk].digest_idx;
@@ -138,15 +150,19 @@ const struct lp_digest *lp_toc_entry_digest(const struct lp_toc *toc,
 uint32_t lp_toc_entry_ino(const struct lp_toc *toc,
 			  const struct lp_toc_entry *e)
 {
-	if (e->type == LP_TOC_HARDLINK && e->rare_idx < toc->nr_rare)
-		return toc->rare[e->rare_idx].ino; /* always: needs_rare() */
+	const struct toc_rare *x;
+
+	if (e->type == LP_TOC_HARDLINK && (x = toc_rare_of(toc, e)))
+		return x->ino; /* always: needs_rare() */
 	return (uint32_t)(e - toc->entries);
 }
 
 uint32_t lp_toc_entry_nlink(const struct lp_toc *toc,
 			    const struct lp_toc_entry *e)
 {
-	return e->rare_idx < toc->nr_rare ? toc->rare[e->rare_idx].nlink : 1;
+	const struct toc_rare *x = toc_rare_of(toc, e);
+
+	return x ? x->nlink : 1;
 }
 
 const char *lp_toc_entry_name(const struct lp_toc *toc,
@@ -165,8 +181,32 @@ const struct lp_digest *lp_toc_chunk_digest(const struct lp_toc *toc,
 const char *lp_toc_entry_link_name(const struct lp_toc *toc,
 				   const struct lp_toc_entry *e)
 {
-	return e->rare_idx < toc->nr_rare ? toc->rare[e->rare_idx].link_name :
-					    "";
+	const struct toc_rare *x = toc_rare_of(toc, e);
+
+	return x ? x->link_name : "";
+}
+
+void lp_toc_entry_mtime(const struct lp_toc *toc, const struct lp_toc_entry *e,
+			int64_t *ret_sec, uint32_t *ret_nsec)
+{
+	uint32_t i = (uint32_t)(e - toc->entries), lo = 0, hi = toc->nr_mtimes;
+
+	*ret_sec = e->mtime;
+	*ret_nsec = 0;
+	if (!(e->flags & TOC_F_MTIME_SIDE))
+		return;
+	while (lo < hi) { /* toc->mtimes is ascending by entry */
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (toc->mtimes[mid].entry < i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < toc->nr_mtimes && toc->mtimes[lo].entry == i) {
+		*ret_sec = toc->mtimes[lo].sec;
+		*ret_nsec = toc->mtimes[lo].nsec;
+	}
 }
 
 uint32_t lp_toc_entry_uid(const struct lp_toc *toc,
@@ -200,10 +240,10 @@ const char *lp_toc_entry_group_name(const struct lp_toc *toc,
 void lp_toc_entry_dev(const struct lp_toc *toc, const struct lp_toc_entry *e,
 		      uint32_t *ret_major, uint32_t *ret_minor)
 {
-	bool r = e->rare_idx < toc->nr_rare;
+	const struct toc_rare *x = toc_rare_of(toc, e);
 
-	*ret_major = r ? toc->rare[e->rare_idx].dev_major : 0;
-	*ret_minor = r ? toc->rare[e->rare_idx].dev_minor : 0;
+	*ret_major = x ? x->dev_major : 0;
+	*ret_minor = x ? x->dev_minor : 0;
 }
 
 const struct lp_toc_xattr *lp_toc_entry_xattrs(const struct lp_toc *toc,
@@ -213,9 +253,9 @@ const struct lp_toc_xattr *lp_toc_entry_xattrs(const struct lp_toc *toc,
 	const struct toc_rare *x;
 
 	*ret_nr = 0;
-	if (e->rare_idx >= toc->nr_rare)
+	x = toc_rare_of(toc, e);
+	if (!x)
 		return NULL;
-	x = &toc->rare[e->rare_idx];
 	if (!x->nr_xattrs)
 		return NULL;
 	*ret_nr = x->nr_xattrs;
@@ -297,7 +337,7 @@ uint32_t lp_toc_find_chunk(const struct lp_toc *toc, uint32_t ino, uint64_t off)
 		return LP_TOC_NO_INDEX;
 	if (e->nr_chunks == 1)
 		return e->first_chunk;
-	offs = &toc->chunk_offs[toc->rare[e->rare_idx].first_off];
+	offs = &toc->chunk_offs[toc_rare_of(toc, e)->first_off];
 	lo = 0;
 	hi = e->nr_chunks;
 	while (hi - lo > 1) { /* last chunk with chunk_offset <= off */

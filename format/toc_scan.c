@@ -1,9 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The TOC's JSON skeleton: a scanner over the top-level object and the
- * "entries" array that finds each value's byte span, rejecting nesting
- * deeper than LP_TOC_MAX_JSON_NESTING before json-c sees it, and hands
- * json-c one entry at a time (toc_parse_entry). Part of the TOC parser
+ * The TOC's JSON reader: a strict, allocation-free RFC 8259 scanner over
+ * the top-level object and the "entries" array. Each entry object is read
+ * once: the last value of every key the decoder knows (toc_field_key) is
+ * kept as a byte span (struct jval), every other value is validated and
+ * skipped, and the spans go to toc_parse_entry(). Strings are not copied:
+ * the decoder borrows them from the input, or unescapes them
+ * (toc_json_unescape) when they hold a backslash. Nesting deeper than
+ * LP_TOC_MAX_JSON_NESTING is rejected where it starts; so are raw control
+ * characters in strings, bad escapes, numbers off the grammar (leading
+ * zeros, "1."), and anything after the document. This replaced json-c,
+ * which built (and freed) a hash table and a string per field of every
+ * entry: two thirds of the parse time of a big TOC. Part of the TOC parser
  * (toc_parse.c says how the files divide the work).
  */
 #include <errno.h>
@@ -12,11 +20,46 @@
 
 #include "toc_int.h"
 
-/* --- the JSON skeleton ----------------------------------------------- */
+/* longest key compared against toc_field_key ("chunkDigest") */
+#define KEY_MAX 16
+
+const char *const toc_field_key[F_NR] = {
+	[F_NAME] = "name",
+	[F_TYPE] = "type",
+	[F_SIZE] = "size",
+	[F_MODTIME] = "modtime",
+	[F_LINKNAME] = "linkName",
+	[F_MODE] = "mode",
+	[F_UID] = "uid",
+	[F_GID] = "gid",
+	[F_USERNAME] = "userName",
+	[F_GROUPNAME] = "groupName",
+	[F_OFFSET] = "offset",
+	[F_INNEROFFSET] = "innerOffset",
+	[F_DEVMAJOR] = "devMajor",
+	[F_DEVMINOR] = "devMinor",
+	[F_XATTRS] = "xattrs",
+	[F_DIGEST] = "digest",
+	[F_CHUNKOFFSET] = "chunkOffset",
+	[F_CHUNKSIZE] = "chunkSize",
+	[F_CHUNKDIGEST] = "chunkDigest",
+};
+
+/* strlen(toc_field_key[f]) */
+static const uint8_t field_key_len[F_NR] = {
+	[F_NAME] = 4,	      [F_TYPE] = 4,	    [F_SIZE] = 4,
+	[F_MODTIME] = 7,      [F_LINKNAME] = 8,	    [F_MODE] = 4,
+	[F_UID] = 3,	      [F_GID] = 3,	    [F_USERNAME] = 8,
+	[F_GROUPNAME] = 9,    [F_OFFSET] = 6,	    [F_INNEROFFSET] = 11,
+	[F_DEVMAJOR] = 8,     [F_DEVMINOR] = 8,	    [F_XATTRS] = 6,
+	[F_DIGEST] = 6,	      [F_CHUNKOFFSET] = 11, [F_CHUNKSIZE] = 9,
+	[F_CHUNKDIGEST] = 11,
+};
 
 struct scan {
 	const char *p;
 	size_t len, pos;
+	struct lp_err *err;
 };
 
 static void skip_ws(struct scan *s)
@@ -27,126 +70,539 @@ static void skip_ws(struct scan *s)
 		s->pos++;
 }
 
-/* index just past the string starting at @i (a '"'), or 0 if unterminated */
-static size_t skip_string(const struct scan *s, size_t i)
+static int syntax(struct scan *s, const char *what)
 {
-	for (i++; i < s->len; i++) {
-		if (s->p[i] == '\\')
-			i++;
-		else if (s->p[i] == '"')
-			return i + 1;
+	return lp_err_set(s->err, -EINVAL, "TOC JSON at byte %zu: %s", s->pos,
+			  what);
+}
+
+static bool is_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+	       (c >= 'A' && c <= 'F');
+}
+
+/* the bytes a string's fast path stops at: '"', '\\', control bytes */
+static const uint8_t str_special[256] = {
+	[0 ... 0x1f] = 1,
+	['"'] = 1,
+	['\\'] = 1,
+};
+
+/* 0x0101010101010101: a byte value times ONES fills a word with it */
+#define ONES (~(uint64_t)0 / 255)
+
+/* the string at s->pos (a '"'): its span into @v, s->pos past it */
+static int scan_string(struct scan *s, struct jval *v)
+{
+	const char *p = s->p;
+	size_t i = s->pos + 1, n = s->len;
+	bool esc = false;
+	int r = 0;
+
+	/* the common case: a closing quote, no escape or control byte;
+	   eight bytes a step while none of them is special */
+	while (i + 8 <= n) {
+		uint64_t w, q, bs, ctl;
+
+		memcpy(&w, p + i, 8);
+		q = w ^ (ONES * '"');
+		bs = w ^ (ONES * '\\');
+		/* a byte of 0 in q or bs, or a byte below 0x20 in w */
+		q = (q - ONES) & ~q;
+		bs = (bs - ONES) & ~bs;
+		ctl = (w - ONES * 0x20) & ~w;
+		if ((q | bs | ctl) & (ONES * 0x80))
+			break;
+		i += 8;
 	}
+	while (i < n && !str_special[(unsigned char)p[i]])
+		i++;
+	if (i < n && p[i] == '"')
+		goto done;
+	for (;;) {
+		unsigned char c;
+
+		while (i < n && (unsigned char)p[i] >= 0x20 && p[i] != '"' &&
+		       p[i] != '\\')
+			i++;
+		if (i >= n) {
+			s->pos = n;
+			r = syntax(s, "unterminated string");
+			goto out;
+		}
+		c = (unsigned char)p[i];
+		if (c == '"')
+			break;
+		if (c < 0x20) {
+			s->pos = i;
+			r = syntax(s, "control character in a string");
+			goto out;
+		}
+		/* a backslash */
+		esc = true;
+		if (i + 1 >= n) {
+			s->pos = n;
+			r = syntax(s, "unterminated string");
+			goto out;
+		}
+		switch (p[i + 1]) {
+		case '"':
+		case '\\':
+		case '/':
+		case 'b':
+		case 'f':
+		case 'n':
+		case 'r':
+		case 't':
+			i += 2;
+			break;
+		case 'u':
+			if (i + 5 >= n || !is_hex(p[i + 2]) ||
+			    !is_hex(p[i + 3]) || !is_hex(p[i + 4]) ||
+			    !is_hex(p[i + 5])) {
+				s->pos = i;
+				r = syntax(s, "bad \\u escape");
+				goto out;
+			}
+			i += 6;
+			break;
+		default:
+			s->pos = i;
+			r = syntax(s, "bad escape");
+			goto out;
+		}
+	}
+done:
+	v->kind = J_STR;
+	v->p = p + s->pos + 1;
+	v->len = i - s->pos - 1;
+	v->esc = esc;
+	s->pos = i + 1;
+out:
+	return r;
+}
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* -? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)? */
+static int scan_number(struct scan *s, struct jval *v)
+{
+	const char *p = s->p;
+	size_t i = s->pos, n = s->len;
+	bool frac = false;
+
+	if (i < n && p[i] == '-')
+		i++;
+	if (i < n && p[i] == '0') {
+		i++;
+	} else if (i < n && is_digit(p[i])) {
+		while (i < n && is_digit(p[i]))
+			i++;
+	} else {
+		goto bad;
+	}
+	if (i < n && p[i] == '.') {
+		frac = true;
+		if (++i >= n || !is_digit(p[i]))
+			goto bad;
+		while (i < n && is_digit(p[i]))
+			i++;
+	}
+	if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+		frac = true;
+		i++;
+		if (i < n && (p[i] == '+' || p[i] == '-'))
+			i++;
+		if (i >= n || !is_digit(p[i]))
+			goto bad;
+		while (i < n && is_digit(p[i]))
+			i++;
+	}
+	v->kind = frac ? J_NUM : J_INT;
+	v->p = p + s->pos;
+	v->len = i - s->pos;
+	v->esc = false;
+	s->pos = i;
+	return 0;
+bad:
+	s->pos = i;
+	return syntax(s, "bad number");
+}
+
+static int scan_literal(struct scan *s, const char *word, enum jkind kind,
+			struct jval *v)
+{
+	size_t n = strlen(word);
+
+	if (s->len - s->pos < n || memcmp(s->p + s->pos, word, n) != 0)
+		return syntax(s, "unexpected character");
+	v->kind = (uint8_t)kind;
+	v->p = s->p + s->pos;
+	v->len = n;
+	v->esc = false;
+	s->pos += n;
 	return 0;
 }
 
-/*
- * The end of the JSON value at s->pos, which sits inside @depth containers.
- * Only delimits (json-c validates the span); rejects nesting deeper than
- * LP_TOC_MAX_JSON_NESTING before anything parses it.
- */
-static int scan_value(struct scan *s, unsigned int depth, size_t *ret_end,
-		      struct lp_err *err)
-{
-	size_t i = s->pos, level = 0;
-	int r = 0;
-
-	if (i >= s->len)
-		goto truncated;
-	if (s->p[i] == '"') {
-		i = skip_string(s, i);
-		if (!i)
-			goto truncated;
-		*ret_end = i;
-		goto out;
-	}
-	if (s->p[i] != '{' && s->p[i] != '[') {
-		while (i < s->len && !strchr(",]} \t\r\n", s->p[i]))
-			i++;
-		*ret_end = i;
-		goto out;
-	}
-	while (i < s->len) {
-		char c = s->p[i];
-
-		if (c == '"') {
-			i = skip_string(s, i);
-			if (!i)
-				goto truncated;
-			continue;
-		}
-		if (c == '{' || c == '[') {
-			if (depth + ++level > LP_TOC_MAX_JSON_NESTING) {
-				r = lp_err_set(err, -EINVAL,
-					       "TOC JSON nested deeper than "
-					       "%d at byte %zu",
-					       LP_TOC_MAX_JSON_NESTING, i);
-				goto out;
-			}
-		} else if (c == '}' || c == ']') {
-			if (--level == 0) {
-				*ret_end = i + 1;
-				goto out;
-			}
-		}
-		i++;
-	}
-truncated:
-	r = lp_err_set(err, -EINVAL, "TOC JSON truncated at byte %zu", s->len);
-out:
-	return r;
-}
-
-/* parse the span [s->pos, end) with json-c; *ret_obj may be NULL (null) */
-static int parse_span(struct json_tokener *tok, const struct scan *s,
-		      size_t end, json_object **ret_obj, struct lp_err *err)
-{
-	json_object *o;
-	enum json_tokener_error je;
-	int r = 0;
-
-	json_tokener_reset(tok);
-	o = json_tokener_parse_ex(tok, s->p + s->pos, (int)(end - s->pos));
-	je = json_tokener_get_error(tok);
-	if (!o && je == json_tokener_continue) {
-		/* a bare number needs a delimiter to end */
-		o = json_tokener_parse_ex(tok, " ", 1);
-		je = json_tokener_get_error(tok);
-	} else if (je == json_tokener_success &&
-		   json_tokener_get_parse_end(tok) != end - s->pos) {
-		json_object_put(o);
-		o = NULL;
-		je = json_tokener_error_parse_unexpected;
-	}
-	if (je != json_tokener_success) {
-		json_object_put(o);
-		r = lp_err_set(err, -EINVAL, "TOC JSON at byte %zu: %s", s->pos,
-			       json_tokener_error_desc(je));
-		goto out;
-	}
-	*ret_obj = o;
-out:
-	return r;
-}
-
-static int expect(struct scan *s, char c, struct lp_err *err)
+static int expect(struct scan *s, char c)
 {
 	skip_ws(s);
+	if (s->pos >= s->len && s->len)
+		return lp_err_set(s->err, -EINVAL,
+				  "TOC JSON truncated at byte %zu", s->len);
 	if (s->pos >= s->len || s->p[s->pos] != c)
-		return lp_err_set(err, -EINVAL,
+		return lp_err_set(s->err, -EINVAL,
 				  "TOC JSON: expected '%c' at byte %zu", c,
 				  s->pos);
 	s->pos++;
 	return 0;
 }
 
-static int parse_entries(struct builder *b, struct scan *s,
-			 struct json_tokener *tok)
+static int scan_value(struct scan *s, unsigned int depth, struct jval *v);
+
+/*
+ * the object or array at s->pos, inside @depth containers: validated,
+ * span into @v. Recursion is bounded by LP_TOC_MAX_JSON_NESTING.
+ */
+static int scan_container(struct scan *s, unsigned int depth, struct jval *v)
 {
-	json_object *o = NULL;
-	size_t end;
+	size_t start = s->pos;
+	bool obj = s->p[s->pos] == '{';
+	char close = obj ? '}' : ']';
+	struct jval m;
+	int r = 0;
+
+	if (depth + 1 > LP_TOC_MAX_JSON_NESTING) {
+		r = lp_err_set(s->err, -EINVAL,
+			       "TOC JSON nested deeper than %d at byte %zu",
+			       LP_TOC_MAX_JSON_NESTING, s->pos);
+		goto out;
+	}
+	s->pos++;
+	skip_ws(s);
+	if (s->pos < s->len && s->p[s->pos] == close) {
+		s->pos++;
+		goto done;
+	}
+	for (;;) {
+		skip_ws(s);
+		if (obj) {
+			if (s->pos >= s->len || s->p[s->pos] != '"') {
+				r = syntax(s, "expected a key");
+				goto out;
+			}
+			if ((r = scan_string(s, &m)) < 0 ||
+			    (r = expect(s, ':')) < 0)
+				goto out;
+			skip_ws(s);
+		}
+		r = scan_value(s, depth + 1, &m);
+		if (r < 0)
+			goto out;
+		skip_ws(s);
+		if (s->pos < s->len && s->p[s->pos] == ',') {
+			s->pos++;
+			continue;
+		}
+		r = expect(s, close);
+		if (r < 0)
+			goto out;
+		break;
+	}
+done:
+	v->kind = obj ? J_OBJ : J_ARR;
+	v->p = s->p + start;
+	v->len = s->pos - start;
+	v->esc = false;
+out:
+	return r;
+}
+
+/* the value at s->pos (whitespace skipped), inside @depth containers */
+static int scan_value(struct scan *s, unsigned int depth, struct jval *v)
+{
+	if (s->pos >= s->len)
+		return lp_err_set(s->err, -EINVAL,
+				  "TOC JSON truncated at byte %zu", s->len);
+	switch (s->p[s->pos]) {
+	case '"':
+		return scan_string(s, v);
+	case '{':
+	case '[':
+		return scan_container(s, depth, v);
+	case 't':
+		return scan_literal(s, "true", J_TRUE, v);
+	case 'f':
+		return scan_literal(s, "false", J_FALSE, v);
+	case 'n':
+		return scan_literal(s, "null", J_NULL, v);
+	default:
+		return scan_number(s, v);
+	}
+}
+
+/* four hex digits (validated by scan_string()) */
+static unsigned int hex4(const char *p)
+{
+	unsigned int v = 0;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		char c = p[i];
+
+		v = v << 4 | (unsigned int)(c <= '9' ? c - '0' :
+					    c <= 'F' ? c - 'A' + 10 :
+						       c - 'a' + 10);
+	}
+	return v;
+}
+
+int toc_json_unescape(const struct jval *v, char *out, size_t *ret_len)
+{
+	const char *p = v->p, *end = v->p + v->len;
+	size_t o = 0;
+
+	while (p < end) {
+		unsigned int cp;
+
+		if (*p != '\\') {
+			out[o++] = *p++;
+			continue;
+		}
+		p++; /* validated: an escape follows */
+		switch (*p) {
+		case 'b':
+			out[o++] = '\b';
+			break;
+		case 'f':
+			out[o++] = '\f';
+			break;
+		case 'n':
+			out[o++] = '\n';
+			break;
+		case 'r':
+			out[o++] = '\r';
+			break;
+		case 't':
+			out[o++] = '\t';
+			break;
+		case 'u':
+			cp = hex4(p + 1);
+			p += 4;
+			if (cp >= 0xdc00 && cp <= 0xdfff)
+				return -EINVAL; /* a lone low surrogate */
+			if (cp >= 0xd800 && cp <= 0xdbff) {
+				unsigned int lo;
+
+				/* its low half must follow: 6 bytes fit in
+				   the 6 of the pair's escape */
+				if (end - p < 7 || p[1] != '\\' || p[2] != 'u')
+					return -EINVAL;
+				lo = hex4(p + 3);
+				if (lo < 0xdc00 || lo > 0xdfff)
+					return -EINVAL;
+				cp = 0x10000 + ((cp - 0xd800) << 10) +
+				     (lo - 0xdc00);
+				p += 6;
+			}
+			/* UTF-8: at most 4 bytes for the 6 or 12 read */
+			if (cp < 0x80) {
+				out[o++] = (char)cp;
+			} else if (cp < 0x800) {
+				out[o++] = (char)(0xc0 | cp >> 6);
+				out[o++] = (char)(0x80 | (cp & 0x3f));
+			} else if (cp < 0x10000) {
+				out[o++] = (char)(0xe0 | cp >> 12);
+				out[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+				out[o++] = (char)(0x80 | (cp & 0x3f));
+			} else {
+				out[o++] = (char)(0xf0 | cp >> 18);
+				out[o++] = (char)(0x80 | ((cp >> 12) & 0x3f));
+				out[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+				out[o++] = (char)(0x80 | (cp & 0x3f));
+			}
+			break;
+		default: /* '"', '\\', '/' */
+			out[o++] = *p;
+			break;
+		}
+		p++;
+	}
+	*ret_len = o;
+	return 0;
+}
+
+/* the key @k (a J_STR) decoded into @buf (@cap bytes), or -EFBIG */
+static int decode_key(const struct jval *k, char *buf, size_t cap,
+		      size_t *ret_len)
+{
+	if (!k->esc) {
+		if (k->len > cap)
+			return -EFBIG;
+		memcpy(buf, k->p, k->len);
+		*ret_len = k->len;
+		return 0;
+	}
+	if (k->len > cap) /* decoding never grows a string */
+		return -EFBIG;
+	return toc_json_unescape(k, buf, ret_len);
+}
+
+int toc_json_members(const struct jval *obj, char *kbuf, size_t kcap,
+		     int (*fn)(void *ctx, const char *key, size_t klen,
+			       const struct jval *v),
+		     void *ctx)
+{
+	/* validated by scan_container(): nothing here can fail but @fn */
+	struct scan s = { obj->p, obj->len, 1, NULL };
+	struct jval k, v;
+	size_t klen;
+	int r = 0;
+
+	skip_ws(&s);
+	if (s.p[s.pos] == '}')
+		goto out;
+	for (;;) {
+		skip_ws(&s);
+		scan_string(&s, &k);
+		skip_ws(&s);
+		s.pos++; /* ':' */
+		skip_ws(&s);
+		/* the depth was checked in place */
+		scan_value(&s, 0, &v);
+		r = decode_key(&k, kbuf, kcap, &klen);
+		if (r == 0)
+			r = fn(ctx, kbuf, klen, &v);
+		if (r)
+			goto out;
+		skip_ws(&s);
+		if (s.p[s.pos] != ',')
+			break;
+		s.pos++;
+	}
+out:
+	return r;
+}
+
+/* which toc_field key @k is, or F_NR */
+static enum toc_field field_of(const struct jval *k)
+{
+	char buf[KEY_MAX];
+	const char *p = k->p;
+	size_t len = k->len;
+	int f;
+
+	if (k->esc) {
+		if (decode_key(k, buf, sizeof(buf), &len) < 0)
+			return F_NR;
+		p = buf;
+	}
+	if (len > KEY_MAX || len == 0)
+		return F_NR;
+	/* the keys of most entries first, compared at constant sizes */
+	switch (len) {
+	case 4:
+		if (!memcmp(p, "name", 4))
+			return F_NAME;
+		if (!memcmp(p, "type", 4))
+			return F_TYPE;
+		if (!memcmp(p, "size", 4))
+			return F_SIZE;
+		if (!memcmp(p, "mode", 4))
+			return F_MODE;
+		break;
+	case 6:
+		if (!memcmp(p, "offset", 6))
+			return F_OFFSET;
+		if (!memcmp(p, "digest", 6))
+			return F_DIGEST;
+		break;
+	case 7:
+		if (!memcmp(p, "modtime", 7))
+			return F_MODTIME;
+		break;
+	case 9:
+		if (!memcmp(p, "chunkSize", 9))
+			return F_CHUNKSIZE;
+		break;
+	case 11:
+		if (!memcmp(p, "chunkDigest", 11))
+			return F_CHUNKDIGEST;
+		break;
+	}
+	for (f = 0; f < F_NR; f++) {
+		const char *key = toc_field_key[f];
+
+		if (key[0] == p[0] && field_key_len[f] == len &&
+		    memcmp(key, p, len) == 0)
+			return (enum toc_field)f;
+	}
+	return F_NR;
+}
+
+/* one entry object at s->pos into @f (inside ENTRY_JSON_DEPTH containers) */
+static int scan_entry(struct scan *s, struct toc_fields *f)
+{
+	struct jval k, v;
+	enum toc_field which;
+	int r = 0;
+
+	memset(f, 0, sizeof(*f));
+	if (s->pos >= s->len || s->p[s->pos] != '{') {
+		/* not an object: validate it for the message's sake */
+		r = scan_value(s, ENTRY_JSON_DEPTH, &v);
+		if (r == 0)
+			r = 1; /* the caller says "not a JSON object" */
+		goto out;
+	}
+	s->pos++;
+	skip_ws(s);
+	if (s->pos < s->len && s->p[s->pos] == '}') {
+		s->pos++;
+		goto out;
+	}
+	for (;;) {
+		skip_ws(s);
+		if (s->pos >= s->len || s->p[s->pos] != '"') {
+			r = syntax(s, "expected a key");
+			goto out;
+		}
+		if ((r = scan_string(s, &k)) < 0 || (r = expect(s, ':')) < 0)
+			goto out;
+		skip_ws(s);
+		r = scan_value(s, ENTRY_JSON_DEPTH + 1, &v);
+		if (r < 0)
+			goto out;
+		which = field_of(&k);
+		if (which != F_NR)
+			f->v[which] = v; /* the last one wins, as in json-c */
+		skip_ws(s);
+		if (s->pos < s->len && s->p[s->pos] == ',') {
+			s->pos++;
+			continue;
+		}
+		r = expect(s, '}');
+		goto out;
+	}
+out:
+	return r;
+}
+
+static int parse_entries(struct builder *b, struct scan *s)
+{
+	struct toc_fields *f = NULL;
 	int r;
 
-	r = expect(s, '[', b->err);
+	f = malloc(sizeof(*f));
+	if (!f) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = expect(s, '[');
 	if (r < 0)
 		goto out;
 	skip_ws(s);
@@ -156,54 +612,46 @@ static int parse_entries(struct builder *b, struct scan *s,
 	}
 	for (;;) {
 		skip_ws(s);
-		r = scan_value(s, ENTRY_JSON_DEPTH, &end, b->err);
+		r = scan_entry(s, f);
 		if (r < 0)
 			goto out;
-		r = parse_span(tok, s, end, &o, b->err);
-		if (r < 0)
+		if (r > 0) {
+			b->cur_name = NULL;
+			b->cur_len = 0;
+			r = toc_ent_err(b, -EINVAL, "not a JSON object");
 			goto out;
-		r = toc_parse_entry(b, o);
-		json_object_put(o);
-		o = NULL;
+		}
+		r = toc_parse_entry(b, f);
 		if (r < 0)
 			goto out;
 		b->json_idx++;
-		s->pos = end;
 		skip_ws(s);
 		if (s->pos < s->len && s->p[s->pos] == ',') {
 			s->pos++;
 			continue;
 		}
-		r = expect(s, ']', b->err);
+		r = expect(s, ']');
 		goto out;
 	}
 out:
+	free(f);
 	return r;
 }
 
-static bool key_is(const struct scan *s, size_t end, const char *key)
+static bool key_is(const struct jval *k, const char *key)
 {
-	size_t n = strlen(key);
-
-	return end - s->pos == n + 2 && memcmp(s->p + s->pos + 1, key, n) == 0;
+	return !k->esc && k->len == strlen(key) &&
+	       memcmp(k->p, key, k->len) == 0;
 }
 
 int toc_parse_top(struct builder *b, const char *json, size_t len)
 {
-	struct scan s = { json, len, 0 };
-	struct json_tokener *tok = NULL;
-	json_object *o = NULL;
+	struct scan s = { json, len, 0, b->err };
 	bool seen_entries = false;
-	size_t end;
+	struct jval k, v;
 	int r;
 
-	tok = json_tokener_new_ex(LP_TOC_MAX_JSON_NESTING - ENTRY_JSON_DEPTH);
-	if (!tok) {
-		r = -ENOMEM;
-		goto out;
-	}
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	r = expect(&s, '{', b->err);
+	r = expect(&s, '{');
 	if (r < 0)
 		goto out;
 	skip_ws(&s);
@@ -212,8 +660,6 @@ int toc_parse_top(struct builder *b, const char *json, size_t len)
 		goto tail;
 	}
 	for (;;) {
-		bool is_entries, is_version;
-
 		skip_ws(&s);
 		if (s.pos >= s.len || s.p[s.pos] != '"') {
 			r = lp_err_set(b->err, -EINVAL,
@@ -221,53 +667,40 @@ int toc_parse_top(struct builder *b, const char *json, size_t len)
 				       s.pos);
 			goto out;
 		}
-		r = scan_value(&s, 1, &end, b->err);
-		if (r < 0)
-			goto out;
-		is_entries = key_is(&s, end, "entries");
-		is_version = key_is(&s, end, "version");
-		s.pos = end;
-		r = expect(&s, ':', b->err);
-		if (r < 0)
+		if ((r = scan_string(&s, &k)) < 0 || (r = expect(&s, ':')) < 0)
 			goto out;
 		skip_ws(&s);
-		if (is_entries) {
+		if (key_is(&k, "entries")) {
 			if (seen_entries) {
 				r = lp_err_set(b->err, -EINVAL,
 					       "TOC JSON: two \"entries\"");
 				goto out;
 			}
 			seen_entries = true;
-			r = parse_entries(b, &s, tok);
+			r = parse_entries(b, &s);
 			if (r < 0)
 				goto out;
 		} else {
 			/* validated, then ignored unless it is "version" */
-			r = scan_value(&s, 1, &end, b->err);
+			r = scan_value(&s, 1, &v);
 			if (r < 0)
 				goto out;
-			r = parse_span(tok, &s, end, &o, b->err);
-			if (r < 0)
-				goto out;
-			if (is_version &&
-			    (!json_object_is_type(o, json_type_int) ||
-			     json_object_get_int64(o) != 1)) {
+			if (key_is(&k, "version") &&
+			    (v.kind != J_INT || v.len != 1 || v.p[0] != '1')) {
 				r = lp_err_set(b->err, -EINVAL,
 					       "TOC JSON: unsupported version "
-					       "%.20s",
-					       json_object_to_json_string(o));
+					       "%.*s",
+					       (int)(v.len > 20 ? 20 : v.len),
+					       v.p);
 				goto out;
 			}
-			json_object_put(o);
-			o = NULL;
-			s.pos = end;
 		}
 		skip_ws(&s);
 		if (s.pos < s.len && s.p[s.pos] == ',') {
 			s.pos++;
 			continue;
 		}
-		r = expect(&s, '}', b->err);
+		r = expect(&s, '}');
 		if (r < 0)
 			goto out;
 		break;
@@ -278,8 +711,5 @@ tail:
 		r = lp_err_set(b->err, -EINVAL,
 			       "TOC JSON: trailing bytes at %zu", s.pos);
 out:
-	json_object_put(o);
-	if (tok)
-		json_tokener_free(tok);
 	return r;
 }

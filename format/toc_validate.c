@@ -13,10 +13,11 @@
 #include "lp_buf.h"
 #include "toc_int.h"
 
-static int add_implied(struct builder *b, size_t len, uint32_t *ret_idx)
+static int add_implied(struct builder *b, size_t len, uint32_t h,
+		       uint32_t *ret_idx)
 {
 	uint32_t i;
-	int r = toc_add_entry(b, len, LP_TOC_DIR, &i);
+	int r = toc_add_entry(b, len, LP_TOC_DIR, h, &i);
 
 	if (r < 0)
 		goto out;
@@ -30,29 +31,33 @@ out:
 	return r;
 }
 
-/* parent of every entry, creating implied directories as needed */
+/*
+ * parent of every entry, creating implied directories as needed (the
+ * decoder already found those of entries that came after their parent)
+ */
 int toc_resolve_parents(struct builder *b)
 {
 	uint32_t i, parent;
 	int r = 0;
 
 	for (i = 1; i < b->nr_ents; i++) {
-		const char *p = b->pool + b->strs[i].path;
-		const char *slash = strrchr(p, '/');
-
+		parent = b->ents[i].parent;
 		b->json_idx = i;
 		b->cur_name = NULL;
 		b->cur_len = 0;
-		if (!slash) {
-			parent = 0;
-		} else {
-			size_t len = (size_t)(slash - p);
+		if (parent == LP_TOC_NO_INDEX) {
+			const char *p = b->pool + b->strs[i].path;
+			/* the name follows the parent's path and a '/' */
+			size_t len = b->strs[i].name - b->strs[i].path;
+			uint32_t h;
 
-			parent = toc_hash_lookup(b, p, len);
+			len = len ? len - 1 : 0;
+			h = toc_path_hash(b, p, len);
+			parent = len ? toc_hash_lookup(b, p, len, h) : 0;
 			if (parent == LP_TOC_NO_INDEX) {
 				memcpy(b->path, p, len);
 				b->path[len] = '\0';
-				r = add_implied(b, len, &parent);
+				r = add_implied(b, len, h, &parent);
 				if (r < 0)
 					goto out;
 			}
@@ -72,18 +77,35 @@ out:
 	return r;
 }
 
+/* the entry hardlink @i names, or LP_TOC_NO_INDEX */
+static uint32_t link_target(const struct builder *b, uint32_t i)
+{
+	const char *lp = b->pool + b->strs[i].link;
+	size_t len = strlen(lp);
+
+	return toc_hash_lookup(b, lp, len, toc_path_hash(b, lp, len));
+}
+
+/*
+ * Hardlinks to their (regular file) targets, following links to links.
+ * Each hardlink is resolved once: a walk stops at a link resolved before
+ * (ino no longer itself) and resolves every link it passed, so a chain of
+ * n links costs O(n), not O(n^2) (a hostile TOC could chain millions).
+ */
 int toc_resolve_hardlinks(struct builder *b)
 {
-	uint32_t i, t, steps;
+	uint32_t i, t, u, steps;
 	int r = 0;
 
 	for (i = 1; i < b->nr_ents; i++) {
-		if (b->ents[i].type != LP_TOC_HARDLINK)
+		if (b->ents[i].type != LP_TOC_HARDLINK || b->ents[i].ino != i)
 			continue;
 		t = i;
 		for (steps = 0; b->ents[t].type == LP_TOC_HARDLINK; steps++) {
-			const char *lp = b->pool + b->strs[t].link;
-
+			if (b->ents[t].ino != t) { /* resolved: a file */
+				t = b->ents[t].ino;
+				break;
+			}
 			if (steps > b->nr_ents) {
 				r = lp_err_set(b->err, -EINVAL,
 					       "TOC entry \"%.*s\": hardlink "
@@ -92,7 +114,7 @@ int toc_resolve_hardlinks(struct builder *b)
 					       b->pool + b->strs[i].path);
 				goto out;
 			}
-			t = toc_hash_lookup(b, lp, strlen(lp));
+			t = link_target(b, t);
 			if (t == LP_TOC_NO_INDEX)
 				break;
 		}
@@ -104,8 +126,16 @@ int toc_resolve_hardlinks(struct builder *b)
 				       ERR_NAME_MAX, b->pool + b->strs[i].link);
 			goto out;
 		}
-		b->ents[i].ino = t;
-		b->ents[t].nlink++;
+		/* the same walk again, resolving each link on it */
+		for (u = i; u != LP_TOC_NO_INDEX &&
+			    b->ents[u].type == LP_TOC_HARDLINK &&
+			    b->ents[u].ino == u;) {
+			uint32_t next = link_target(b, u);
+
+			b->ents[u].ino = t;
+			b->ents[t].nlink++;
+			u = next;
+		}
 	}
 	for (i = 1; i < b->nr_ents; i++) {
 		if (b->ents[i].type == LP_TOC_HARDLINK)
@@ -199,7 +229,8 @@ static int cmp_u64(const void *a, const void *b)
 int toc_compressed_sizes(struct builder *b)
 {
 	uint64_t *offs = NULL;
-	size_t n = 0, i;
+	size_t n = 0, i, next = 0;
+	bool in_order = true;
 	int r = 0;
 
 	if (!b->nr_chunks)
@@ -209,9 +240,15 @@ int toc_compressed_sizes(struct builder *b)
 		r = -ENOMEM;
 		goto out;
 	}
-	for (i = 0; i < b->nr_chunks; i++)
+	for (i = 0; i < b->nr_chunks; i++) {
 		offs[i] = b->chunks[i].offset;
-	qsort(offs, b->nr_chunks, sizeof(*offs), cmp_u64);
+		if (i && offs[i] < offs[i - 1])
+			in_order = false;
+	}
+	/* a converter writes members in order: then there is nothing to sort
+	   and the next member is found by walking */
+	if (!in_order)
+		qsort(offs, b->nr_chunks, sizeof(*offs), cmp_u64);
 	for (i = 0; i < b->nr_chunks; i++) {
 		if (!n || offs[n - 1] != offs[i])
 			offs[n++] = offs[i];
@@ -220,6 +257,11 @@ int toc_compressed_sizes(struct builder *b)
 		struct bchunk *c = &b->chunks[i];
 		size_t lo = 0, hi = n;
 
+		if (in_order) {
+			while (next < n && offs[next] <= c->offset)
+				next++;
+			lo = hi = next;
+		}
 		while (lo < hi) { /* first offset > c->offset */
 			size_t mid = lo + (hi - lo) / 2;
 

@@ -358,8 +358,7 @@ static int lp_toc_write_entry(struct lp_toc_writer *w, const struct lp_toc *toc,
 	if (idx == 0)
 		rec.name = "./";
 	rec.has_modtime = e->flags & LP_TOC_HAS_MODTIME;
-	rec.mtime_sec = e->mtime_sec;
-	rec.mtime_nsec = e->mtime_nsec;
+	lp_toc_entry_mtime(toc, e, &rec.mtime_sec, &rec.mtime_nsec);
 	rec.link_name = lp_toc_entry_link_name(toc, e);
 	rec.mode = e->mode;
 	rec.uid = lp_toc_entry_uid(toc, e);

@@ -81,10 +81,15 @@ static mode_t type_bits(uint16_t type)
 	}
 }
 
-static void set_times(struct stat *st, const struct lp_toc_entry *e)
+static void set_times(const struct lp_toc *toc, struct stat *st,
+		      const struct lp_toc_entry *e)
 {
-	st->st_mtim.tv_sec = e->mtime_sec;
-	st->st_mtim.tv_nsec = e->mtime_nsec;
+	int64_t sec;
+	uint32_t nsec;
+
+	lp_toc_entry_mtime(toc, e, &sec, &nsec);
+	st->st_mtim.tv_sec = (time_t)sec;
+	st->st_mtim.tv_nsec = nsec;
 	st->st_atim = st->st_mtim;
 	st->st_ctim = st->st_mtim;
 }
@@ -104,7 +109,7 @@ static void fill_entry(const struct lp_fs *fs, uint32_t idx, struct stat *st)
 		st->st_mode = S_IFCHR;
 		st->st_nlink = 1;
 		st->st_rdev = makedev(0, 0);
-		set_times(st, e);
+		set_times(fs->toc, st, e);
 		return;
 	}
 	st->st_ino = (ino_t)lp_toc_entry_ino(fs->toc, e) + 1;
@@ -131,7 +136,7 @@ static void fill_entry(const struct lp_fs *fs, uint32_t idx, struct stat *st)
 		break;
 	}
 	st->st_blocks = (blkcnt_t)((st->st_size + 511) / 512);
-	set_times(st, ie);
+	set_times(fs->toc, st, ie);
 }
 
 static void fill_control(struct lp_fs *fs, uint64_t ino, struct stat *st)
@@ -139,7 +144,7 @@ static void fill_control(struct lp_fs *fs, uint64_t ino, struct stat *st)
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
 	st->st_blksize = FS_BLKSIZE;
-	set_times(st, lp_toc_entry(fs->toc, 0));
+	set_times(fs->toc, st, lp_toc_entry(fs->toc, 0));
 	if (ino == fs->ctl_dir_ino) {
 		st->st_mode = S_IFDIR | 0555;
 		st->st_nlink = 2;

@@ -3,16 +3,38 @@
  * Fuzz target for lp_toc_parse(): the input is TOC JSON. A parsed TOC must
  * hold its invariants: every path looks up to its own entry, parents are
  * directories, hardlinks point at regular files, chunks tile each file and
- * lie inside the payload, children are sorted.
+ * lie inside the payload, children are sorted. And the TOC's own JSON
+ * scanner accepts nothing that json-c, in strict mode, refuses: a document
+ * it parses is JSON.
  */
 #include <stdlib.h>
 #include <string.h>
+
+#include <json-c/json.h>
 
 #include "lp_toc.h"
 
 #define PAYLOAD_END (1u << 20)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* json-c (strict) parses @data[0..@size) as one JSON document */
+static bool json_c_accepts(const uint8_t *data, size_t size)
+{
+	struct json_tokener *tok = json_tokener_new_ex(LP_TOC_MAX_JSON_NESTING);
+	json_object *o;
+	bool ok;
+
+	if (!tok)
+		abort();
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, (const char *)data, (int)size);
+	ok = o && json_tokener_get_error(tok) == json_tokener_success &&
+	     json_tokener_get_parse_end(tok) == size;
+	json_object_put(o);
+	json_tokener_free(tok);
+	return ok;
+}
 
 static void check_entry(const struct lp_toc *toc, uint32_t i)
 {
@@ -85,6 +107,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	if (lp_toc_entry(toc, 0)->type != LP_TOC_DIR)
+		abort();
+	if (size < (size_t)1 << 30 && !json_c_accepts(data, size))
 		abort();
 	for (i = 0; i < lp_toc_nr_entries(toc); i++)
 		check_entry(toc, i);
