@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -842,6 +844,40 @@ out:
 	return r;
 }
 
+/* owners, mode, xattrs and mtime of entry @f under @dir (as root: owners
+ * and trusted.* xattrs need it; elsewhere what the kernel allows) */
+static int apply_meta(int dirfd, const char *dir, const struct lp_index_file *f,
+		      struct lp_err *err)
+{
+	struct timespec ts[2] = { { 0, UTIME_OMIT }, { f->mtime, 0 } };
+	char path[PATH_MAX];
+	uint32_t k;
+
+	if (f->type == '1')
+		return 0; /* the target's inode, set on its own */
+	if (geteuid() == 0 &&
+	    fchownat(dirfd, f->path, f->uid, f->gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return lp_err_set(err, -errno, "%s: chown: %s", f->path,
+				  strerror(errno));
+	if (f->type != '2' && fchmodat(dirfd, f->path, f->mode, 0) < 0)
+		return lp_err_set(err, -errno, "%s: chmod: %s", f->path,
+				  strerror(errno));
+	if (snprintf(path, sizeof(path), "%s/%s", dir, f->path) >=
+	    (int)sizeof(path))
+		return lp_err_set(err, -ENAMETOOLONG, "%s: path too long",
+				  f->path);
+	for (k = 0; k < f->nr_xattrs; k++)
+		if (lsetxattr(path, f->xattrs[k].name, f->xattrs[k].value,
+			      f->xattrs[k].len, 0) < 0)
+			return lp_err_set(err, -errno, "%s: xattr %s: %s",
+					  f->path, f->xattrs[k].name,
+					  strerror(errno));
+	if (utimensat(dirfd, f->path, ts, AT_SYMLINK_NOFOLLOW) < 0)
+		return lp_err_set(err, -errno, "%s: utimensat: %s", f->path,
+				  strerror(errno));
+	return 0;
+}
+
 static int cmd_index_extract(int argc, char **argv)
 {
 	struct index_opts o;
@@ -907,6 +943,18 @@ static int cmd_index_extract(int argc, char **argv)
 					       strerror(errno));
 			continue;
 		}
+		if (f->type == '3' || f->type == '4' || f->type == '6') {
+			mode_t m = f->type == '3' ? S_IFCHR :
+				   f->type == '4' ? S_IFBLK :
+						    S_IFIFO;
+
+			unlinkat(dirfd, f->path, 0);
+			if (mknodat(dirfd, f->path, m | 0600,
+				    makedev(f->dev_major, f->dev_minor)) < 0)
+				r = lp_err_set(&err, -errno, "%s: mknod: %s",
+					       f->path, strerror(errno));
+			continue;
+		}
 		if (f->type != '0')
 			continue;
 		unlinkat(dirfd, f->path, 0);
@@ -936,6 +984,9 @@ static int cmd_index_extract(int argc, char **argv)
 			r = lp_err_set(&err, -errno, "%s -> %s: %s", f->path,
 				       f->link, strerror(errno));
 	}
+	for (i = 0; i < n && r == 0; i++)
+		r = apply_meta(dirfd, argv[optind + 2], lp_index_file(rd.ix, i),
+			       &err);
 	if (r < 0)
 		goto fail;
 	printf("files=%zu fetched=%llu spans=%llu index-fetched=%llu "

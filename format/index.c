@@ -273,7 +273,7 @@ struct file_refs {
 
 static int parse_xattrs(struct lp_index *ix, struct parse *p, uint32_t ref,
 			size_t file, size_t *nr_x, size_t *cap_x,
-			size_t **names, size_t *ret_n)
+			size_t **names, size_t *cap_names, size_t *ret_n)
 {
 	const uint8_t *s = p->strings;
 	uint64_t at = ref;
@@ -288,25 +288,10 @@ static int parse_xattrs(struct lp_index *ix, struct parse *p, uint32_t ref,
 				  "gzip index: file #%zu: %u xattrs (1..%u)",
 				  file, n, (unsigned)LP_TOC_MAX_XATTRS);
 	if (lp_grow_array((void **)&ix->xattrs, cap_x, *nr_x + n,
-			  sizeof(*ix->xattrs)) < 0)
+			  sizeof(*ix->xattrs)) < 0 ||
+	    lp_grow_array((void **)names, cap_names, *nr_x + n,
+			  sizeof(**names)) < 0)
 		return -ENOMEM;
-	{
-		size_t cap = *cap_x;
-
-		if (lp_grow_array((void **)names, &cap, *nr_x + n,
-				  sizeof(**names)) < 0)
-			return -ENOMEM;
-		if (cap != *cap_x) {
-			/* keep both arrays the same capacity */
-			void *q =
-				realloc(ix->xattrs, cap * sizeof(*ix->xattrs));
-
-			if (!q)
-				return -ENOMEM;
-			ix->xattrs = q;
-			*cap_x = cap;
-		}
-	}
 	for (k = 0; k < n; k++) {
 		struct lp_index_xattr *x = &ix->xattrs[*nr_x + k];
 		uint32_t nl, vl;
@@ -349,7 +334,7 @@ bad:
 static int parse_files(struct lp_index *ix, const uint8_t *rec, struct parse *p)
 {
 	struct file_refs *refs = NULL;
-	size_t *xnames = NULL, nr_x = 0, cap_x = 0, i;
+	size_t *xnames = NULL, nr_x = 0, cap_x = 0, cap_names = 0, i;
 	uint64_t prev_end = 0;
 	int r = 0;
 
@@ -423,7 +408,7 @@ static int parse_files(struct lp_index *ix, const uint8_t *rec, struct parse *p)
 		refs[i].xattr0 = nr_x;
 		if (xattr_ref != LP_INDEX_NONE) {
 			r = parse_xattrs(ix, p, xattr_ref, i, &nr_x, &cap_x,
-					 &xnames, &nx);
+					 &xnames, &cap_names, &nx);
 			if (r < 0)
 				goto out;
 		}
