@@ -66,6 +66,9 @@ static const char index_usage[] =
 	"       lazypull index extract [--plain-http] [--platform P]\n"
 	"                      [--index FILE | --index-dir DIR] [--seed N]\n"
 	"                      IMAGE-REF LAYER-DIGEST DIR\n"
+	"       lazypull index verify [--plain-http] [--platform P]\n"
+	"                      [--index FILE | --index-dir DIR]\n"
+	"                      IMAGE-REF LAYER-DIGEST\n"
 	"       lazypull index cat [--plain-http] [--platform P]\n"
 	"                      [--index FILE | --index-dir DIR]\n"
 	"                      IMAGE-REF LAYER-DIGEST PATH\n";
@@ -878,6 +881,23 @@ static int apply_meta(int dirfd, const char *dir, const struct lp_index_file *f,
 	return 0;
 }
 
+/* entry @f when it is a link of @type ('1' hard, '2' symbolic) */
+static int make_link(int dirfd, const struct lp_index_file *f, char type,
+		     struct lp_err *err)
+{
+	int r;
+
+	if (f->type != type)
+		return 0;
+	unlinkat(dirfd, f->path, 0);
+	r = type == '2' ? symlinkat(f->link, dirfd, f->path) :
+			  linkat(dirfd, f->link, dirfd, f->path, 0);
+	if (r < 0)
+		return lp_err_set(err, -errno, "%s -> %s: %s", f->path, f->link,
+				  strerror(errno));
+	return 0;
+}
+
 static int cmd_index_extract(int argc, char **argv)
 {
 	struct index_opts o;
@@ -898,9 +918,12 @@ static int cmd_index_extract(int argc, char **argv)
 	r = reader_open(&o, argv[optind], argv[optind + 1], &rd);
 	if (r < 0)
 		goto out;
-	if (mkdir(argv[optind + 2], 0755) < 0 && errno != EEXIST) {
-		r = lp_err_set(&err, -errno, "%s: %s", argv[optind + 2],
-			       strerror(errno));
+	/* a new directory: nothing in it that the layer did not put there */
+	if (mkdir(argv[optind + 2], 0755) < 0) {
+		r = lp_err_set(&err, -errno,
+			       "%s: %s (extract makes a new "
+			       "directory)",
+			       argv[optind + 2], strerror(errno));
 		goto fail;
 	}
 	dirfd = open(argv[optind + 2], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -972,18 +995,13 @@ static int cmd_index_extract(int argc, char **argv)
 			r = -errno;
 		close(fd);
 	}
-	for (i = 0; i < n && r == 0; i++) {
-		const struct lp_index_file *f = lp_index_file(rd.ix, i);
-
-		if (f->type != '1' && f->type != '2')
-			continue;
-		unlinkat(dirfd, f->path, 0);
-		if ((f->type == '2' ?
-			     symlinkat(f->link, dirfd, f->path) :
-			     linkat(dirfd, f->link, dirfd, f->path, 0)) < 0)
-			r = lp_err_set(&err, -errno, "%s -> %s: %s", f->path,
-				       f->link, strerror(errno));
-	}
+	/* hardlinks before symlinks: no link target can then lead through a
+	 * symlink of the layer, and a symlink cannot replace a directory an
+	 * entry was written under (creating it fails) */
+	for (i = 0; i < n && r == 0; i++)
+		r = make_link(dirfd, lp_index_file(rd.ix, i), '1', &err);
+	for (i = 0; i < n && r == 0; i++)
+		r = make_link(dirfd, lp_index_file(rd.ix, i), '2', &err);
 	for (i = 0; i < n && r == 0; i++)
 		r = apply_meta(dirfd, argv[optind + 2], lp_index_file(rd.ix, i),
 			       &err);
@@ -1067,8 +1085,72 @@ out:
 	return r < 0 ? LP_EXIT_FAIL : 0;
 }
 
+/* rebuild the index from the whole layer (digest checked) and compare */
+static int cmd_index_verify(int argc, char **argv)
+{
+	struct index_opts o;
+	struct reader rd;
+	struct lp_err err = { 0 };
+	struct lp_index_build_result res;
+	struct lp_buf mine, theirs;
+	struct lp_digest layer;
+	int fd = -1, r;
+
+	lp_buf_init(&mine, LP_INDEX_MAX_SIZE);
+	lp_buf_init(&theirs, LP_INDEX_MAX_SIZE);
+	r = parse_opts("index verify", argc, argv, &o);
+	if (r)
+		return r;
+	if (optind + 2 != argc)
+		return lp_cmd_usage_error("index verify",
+					  "expected IMAGE-REF LAYER-DIGEST");
+	r = reader_open(&o, argv[optind], argv[optind + 1], &rd);
+	if (r < 0)
+		goto out;
+	layer = *lp_index_blob_digest(rd.ix);
+	fd = tmp_fd();
+	if (fd < 0) {
+		r = lp_err_set(&err, -errno, "temporary file: %s",
+			       strerror(errno));
+		goto fail;
+	}
+	r = lp_reg_fetch_blob(rd.reg, &rd.ref, &layer,
+			      lp_index_blob_size(rd.ix), fd, &err);
+	if (r == 0 && lseek(fd, 0, SEEK_SET) < 0)
+		r = -errno;
+	if (r == 0)
+		r = lp_index_build(fd, lp_index_span_size(rd.ix), &mine, &res,
+				   &err);
+	if (r == 0)
+		r = lp_index_serialise(rd.ix, &theirs);
+	if (r < 0)
+		goto fail;
+	if (mine.len != theirs.len ||
+	    memcmp(mine.data, theirs.data, mine.len)) {
+		r = lp_err_set(&err, -EBADMSG,
+			       "the index differs from the one the layer gives "
+			       "(%zu bytes rebuilt, %zu given)",
+			       mine.len, theirs.len);
+		goto fail;
+	}
+	printf("verified=%s checkpoints=%zu files=%zu\n", argv[optind + 1],
+	       lp_index_nr_checkpoints(rd.ix), lp_index_nr_files(rd.ix));
+	goto out;
+fail:
+	lp_cmd_fail(argv[optind + 1], &err, r);
+out:
+	if (fd >= 0)
+		close(fd);
+	lp_buf_release(&mine);
+	lp_buf_release(&theirs);
+	reader_close(&rd);
+	return r < 0 ? LP_EXIT_FAIL : 0;
+}
+
 int lp_cmd_index(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "verify"))
+		return cmd_index_verify(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "build"))
 		return cmd_index_build(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "inspect"))

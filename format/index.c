@@ -496,16 +496,23 @@ int lp_index_parse(const void *data, size_t len, struct lp_index **ret_ix,
 			       "size 0 or uncompressed size over 2^50)");
 		goto out;
 	}
-	if (nr_cp == 0 || nr_cp > LP_INDEX_MAX_CHECKPOINTS ||
-	    nr_files > LP_INDEX_MAX_FILES ||
-	    strings_size > LP_INDEX_MAX_STRINGS ||
-	    ix->windows_size > LP_INDEX_MAX_SIZE) {
+	if (nr_cp == 0 || nr_cp > LP_INDEX_MAX_CHECKPOINTS) {
 		r = lp_err_set(err, nr_cp ? -EFBIG : -EBADMSG,
-			       "gzip index: %u checkpoints (1..%u), %u files "
-			       "(max %u), %u bytes of strings (max %llu) or "
+			       "gzip index: %u checkpoints (1..%u)", nr_cp,
+			       LP_INDEX_MAX_CHECKPOINTS);
+		goto out;
+	}
+	if (nr_files > LP_INDEX_MAX_FILES) {
+		r = lp_err_set(err, -EFBIG, "gzip index: %u files (max %u)",
+			       nr_files, (unsigned)LP_INDEX_MAX_FILES);
+		goto out;
+	}
+	if (strings_size > LP_INDEX_MAX_STRINGS ||
+	    ix->windows_size > LP_INDEX_MAX_SIZE) {
+		r = lp_err_set(err, -EFBIG,
+			       "gzip index: %u bytes of strings (max %llu) or "
 			       "%llu bytes of windows (max %llu)",
-			       nr_cp, LP_INDEX_MAX_CHECKPOINTS, nr_files,
-			       (unsigned)LP_INDEX_MAX_FILES, strings_size,
+			       strings_size,
 			       (unsigned long long)LP_INDEX_MAX_STRINGS,
 			       (unsigned long long)ix->windows_size,
 			       (unsigned long long)LP_INDEX_MAX_SIZE);
@@ -568,6 +575,11 @@ void lp_index_free(struct lp_index *ix)
 	free(ix->arena);
 	free(ix->by_path);
 	free(ix);
+}
+
+int lp_index_serialise(const struct lp_index *ix, struct lp_buf *out)
+{
+	return lp_buf_append(out, ix->data, ix->len);
 }
 
 uint64_t lp_index_blob_size(const struct lp_index *ix)

@@ -89,13 +89,32 @@ static int load_span(struct lp_index_stream *s, size_t i, struct lp_err *err)
 	return 0;
 }
 
+/*
+ * Checkpoint @i's window as the index has it, uncompressed into @window
+ * (LP_INDEX_WINDOW bytes). Returns its length or -EBADMSG.
+ */
+static int window_of(const struct lp_index *ix, size_t i, uint8_t *window,
+		     struct lp_err *err)
+{
+	const struct lp_index_checkpoint *c = lp_index_checkpoint(ix, i);
+	uLongf wlen = LP_INDEX_WINDOW;
+
+	if (uncompress(window, &wlen, lp_index_window_data(ix, c),
+		       c->window_len) != Z_OK ||
+	    wlen != c->window_raw)
+		return lp_err_set(err, -EBADMSG,
+				  "gzip index checkpoint #%zu: its window "
+				  "does not decompress to %u bytes",
+				  i, c->window_raw);
+	return (int)wlen;
+}
+
 /* start inflating at checkpoint @i */
 static int start_at(struct lp_index_stream *s, size_t i, struct lp_err *err)
 {
 	const struct lp_index_checkpoint *c = lp_index_checkpoint(s->ix, i);
 	uint8_t window[LP_INDEX_WINDOW];
-	uLongf wlen = sizeof(window);
-	int r;
+	int r, wlen;
 
 	s->raw = c->kind == LP_INDEX_CP_DEFLATE;
 	if (inflateInit2(&s->z, s->raw ? -15 : 31) != Z_OK)
@@ -105,14 +124,9 @@ static int start_at(struct lp_index_stream *s, size_t i, struct lp_err *err)
 	if (r < 0)
 		return r;
 	if (s->raw) {
-		if (uncompress(window, &wlen, lp_index_window_data(s->ix, c),
-			       c->window_len) != Z_OK ||
-		    wlen != c->window_raw)
-			return lp_err_set(err, -EBADMSG,
-					  "gzip index checkpoint #%zu: its "
-					  "window does not decompress to %u "
-					  "bytes",
-					  i, c->window_raw);
+		wlen = window_of(s->ix, i, window, err);
+		if (wlen < 0)
+			return wlen;
 		if (c->bits &&
 		    inflatePrime(&s->z, c->bits,
 				 s->z.next_in[-1] >> (8 - c->bits)) != Z_OK)
@@ -170,10 +184,49 @@ int lp_index_stream_open(const struct lp_index *ix, struct lp_blob *blob,
 	return 0;
 }
 
+/*
+ * A stream that inflated its way to checkpoint @i knows the true window
+ * there: compare the index's (a lying window would make reads that start
+ * at @i serve other bytes than the layer holds).
+ */
+static int check_window(struct lp_index_stream *s, size_t i, struct lp_err *err)
+{
+	const struct lp_index_checkpoint *c = lp_index_checkpoint(s->ix, i);
+	uint8_t *mine = NULL, *theirs = NULL;
+	uInt n = 0;
+	int r;
+
+	if (c->kind != LP_INDEX_CP_DEFLATE)
+		return 0;
+	mine = malloc(LP_INDEX_WINDOW);
+	theirs = malloc(LP_INDEX_WINDOW);
+	if (!mine || !theirs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = window_of(s->ix, i, theirs, err);
+	if (r < 0)
+		goto out;
+	if (inflateGetDictionary(&s->z, mine, &n) != Z_OK || n != (uInt)r ||
+	    memcmp(mine, theirs, n)) {
+		r = lp_err_set(err, -EBADMSG,
+			       "gzip index checkpoint #%zu: its window is not "
+			       "the layer's (the index lies)",
+			       i);
+		goto out;
+	}
+	r = 0;
+out:
+	free(mine);
+	free(theirs);
+	return r;
+}
+
 /* the span's bytes are used up and inflate has given all it can */
 static int next_span(struct lp_index_stream *s, struct lp_err *err)
 {
 	uint64_t want = span_out_end(s, s->span);
+	int r;
 
 	if (s->pos != want)
 		return lp_err_set(err, -EBADMSG,
@@ -185,6 +238,9 @@ static int next_span(struct lp_index_stream *s, struct lp_err *err)
 		return lp_err_set(
 			err, -EBADMSG, "gzip layer %s ends before offset %llu",
 			lp_blob_name(s->blob), (unsigned long long)s->pos);
+	r = check_window(s, s->span + 1, err);
+	if (r < 0)
+		return r;
 	return load_span(s, s->span + 1, err);
 }
 

@@ -112,6 +112,9 @@ int lp_index_parse(const void *data, size_t len, struct lp_index **ret_ix,
 		   struct lp_err *err);
 void lp_index_free(struct lp_index *ix); /* NULL allowed */
 
+/* lp_index_serialise() - append the index's bytes, as parsed, to @out. */
+int lp_index_serialise(const struct lp_index *ix, struct lp_buf *out);
+
 uint64_t lp_index_blob_size(const struct lp_index *ix);
 uint64_t lp_index_uncompressed_size(const struct lp_index *ix);
 const struct lp_digest *lp_index_blob_digest(const struct lp_index *ix);

@@ -11,6 +11,7 @@ usage:
      span-digest PATH   the digest of the span PATH's header is in flipped
      swap-path PATH OTHER  the entry of OTHER renamed PATH (so PATH points
                         at OTHER's bytes, in stream order, all else right)
+     window             checkpoint 1's window replaced by other bytes
      huge-files         the file count 0xffffffff
      huge-strings       the strings section size 0xffffffff
      deep-path          a path of 300 components
@@ -22,6 +23,7 @@ import json
 import os
 import struct
 import sys
+import zlib
 
 HDR = 96
 CP = 64
@@ -114,6 +116,16 @@ def forge(src, out, how, args):
         path, other = args
         i = ix.find(other)
         struct.pack_into("<I", ix.files[i], 52, ix.add_string(path))
+    elif how == "window":
+        # checkpoint 1's window replaced by one of the same length
+        c = ix.cps[1]
+        raw_len = struct.unpack_from("<H", c, 26)[0]
+        fake = zlib.compress(b"A" * raw_len, 9)
+        woff = len(ix.windows)
+        ix.windows += fake
+        struct.pack_into("<II", c, 16, woff, len(fake))
+        raw = bytearray(ix.serialise())
+        struct.pack_into("<Q", raw, 80, len(ix.windows))
     elif how == "huge-files":
         raw = bytearray(ix.serialise())
         struct.pack_into("<I", raw, 72, 0xFFFFFFFF)

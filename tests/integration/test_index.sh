@@ -94,6 +94,9 @@ l = a["layers"][0]
 assert l["annotations"]["dev.lazypull.gzip-index.layer"] == sys.argv[3], l
 PY
 ok "referrers tag $TAG -> artifact $ART (subject $MDIG)"
+lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index verify --plain-http "$IMG" "$LAYER" ||
+	{ show_err "$T/err"; fail "index verify of the pushed index"; }
+ok "the pushed index is what the layer gives ($(cat "$T/out"))"
 
 say "every entry read back through the index by random access from the registry"
 mkdir -p "$T/gnu"
@@ -168,6 +171,12 @@ expect_fail "a path pointed at another file's bytes" "names another path" "${CAT
 rm -rf "$T/x"
 expect_fail "extract through that index" "names another path" \
 	"$LAZYPULL" index extract --plain-http --index "$T/forged.gzidx" "$IMG" "$LAYER" "$T/x"
+forged window
+rm -rf "$T/x"
+expect_fail "a lying window (extract passes every checkpoint)" "window is not the layer's" \
+	"$LAZYPULL" index extract --plain-http --index "$T/forged.gzidx" "$IMG" "$LAYER" "$T/x"
+expect_fail "a lying window (verify rebuilds)" "differs from the one the layer gives" \
+	"$LAZYPULL" index verify --plain-http --index "$T/forged.gzidx" "$IMG" "$LAYER"
 forged huge-files
 expect_fail "a huge file count" "files (max" "${CATF[@]}" etc/hostname
 forged huge-strings
