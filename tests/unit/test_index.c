@@ -131,7 +131,7 @@ static void build(struct fixture *f, uint8_t *gz, size_t len)
 	assert_int_equal(write(fd, gz, len), (ssize_t)len);
 	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
 	lp_buf_init(&out, LP_INDEX_MAX_SIZE);
-	r = lp_index_build(fd, SPAN, &out, &res, &err);
+	r = lp_index_build(fd, SPAN, NULL, &out, &res, &err);
 	if (r < 0)
 		fail_msg("build: %s", lp_err_str(&err, r));
 	close(fd);
