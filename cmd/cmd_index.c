@@ -37,7 +37,15 @@
 #define READ_PIECES 8 /* a file is read in about this many pieces */
 #define CAT_BUF (1024 * 1024)
 
+/* a layer indexed earlier in this run (another platform shares it) */
+struct done_layer {
+	struct lp_digest layer, index;
+	uint64_t size;
+};
+
 struct index_opts {
+	struct done_layer *done; /* --all-platforms: built once per layer */
+	size_t nr_done, cap_done;
 	bool plain_http, all_platforms;
 	const char *platform, *output, *index_file, *index_dir;
 	uint64_t span_size;
@@ -246,6 +254,37 @@ static void print_result(const struct lp_digest *layer,
 }
 
 /* index every gzip layer of image manifest @m; push or write them */
+/* the artifact's descriptor of index @id (@size bytes) of layer @layer */
+static json_object *index_desc(const struct lp_digest *id, uint64_t size,
+			       const struct lp_digest *layer)
+{
+	json_object *d = json_object_new_object(), *ann;
+	char ds[LP_DIGEST_STR_LEN + 1];
+
+	lp_digest_format(id, ds);
+	json_object_object_add(d, "mediaType",
+			       json_object_new_string(LP_INDEX_MEDIA_TYPE));
+	json_object_object_add(d, "digest", json_object_new_string(ds));
+	json_object_object_add(d, "size", json_object_new_int64((int64_t)size));
+	ann = json_object_new_object();
+	lp_digest_format(layer, ds);
+	json_object_object_add(ann, LP_INDEX_ANN_LAYER,
+			       json_object_new_string(ds));
+	json_object_object_add(d, "annotations", ann);
+	return d;
+}
+
+static const struct done_layer *find_done(const struct index_opts *o,
+					  const struct lp_digest *layer)
+{
+	size_t i;
+
+	for (i = 0; i < o->nr_done; i++)
+		if (lp_digest_equal(&o->done[i].layer, layer))
+			return &o->done[i];
+	return NULL;
+}
+
 static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 			  const struct lp_reg_ref *ref,
 			  const struct lp_reg_manifest *m)
@@ -270,6 +309,18 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 		if (!is_gzip_layer(l)) {
 			printf("layer=%s skipped=not-gzip (%s)\n", ds,
 			       l->media_type);
+			continue;
+		}
+		if (find_done(o, &l->digest)) {
+			const struct done_layer *dl = find_done(o, &l->digest);
+			char is[LP_DIGEST_STR_LEN + 1];
+
+			lp_digest_format(&dl->index, is);
+			printf("layer=%s index=%s reused=1\n", ds, is);
+			json_object_array_add(
+				layers,
+				index_desc(&dl->index, dl->size, &l->digest));
+			n++;
 			continue;
 		}
 		fd = tmp_fd();
@@ -313,25 +364,14 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 		if (r < 0)
 			break;
 		print_result(&l->digest, &id, &res);
-		d = json_object_new_object();
-		lp_digest_format(&id, ds);
-		json_object_object_add(
-			d, "mediaType",
-			json_object_new_string(LP_INDEX_MEDIA_TYPE));
-		json_object_object_add(d, "digest", json_object_new_string(ds));
-		json_object_object_add(d, "size",
-				       json_object_new_int64((int64_t)buf.len));
-		{
-			json_object *ann = json_object_new_object();
-			char ls[LP_DIGEST_STR_LEN + 1];
-
-			lp_digest_format(&l->digest, ls);
-			json_object_object_add(ann, LP_INDEX_ANN_LAYER,
-					       json_object_new_string(ls));
-			json_object_object_add(d, "annotations", ann);
-		}
-		json_object_array_add(layers, d);
+		json_object_array_add(layers,
+				      index_desc(&id, buf.len, &l->digest));
 		n++;
+		if (lp_grow_array((void **)&o->done, &o->cap_done,
+				  o->nr_done + 1, sizeof(*o->done)) == 0)
+			o->done[o->nr_done++] = (struct done_layer){
+				.layer = l->digest, .index = id, .size = buf.len
+			};
 	}
 	if (r < 0 || o->output || n == 0)
 		goto out;
@@ -447,6 +487,7 @@ static int cmd_index_image(int argc, char **argv)
 		m = NULL;
 	}
 out:
+	free(o.done);
 	lp_reg_manifest_free(m);
 	lp_reg_manifest_free(top);
 	lp_reg_free(reg);

@@ -159,6 +159,25 @@ lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index extract --plain-http --se
 python3 "$COMPARE" "$T/gnu" "$T/x" >"$T/cmp" 2>&1 || { cat "$T/cmp" >&2; fail "multi-member extract differs from GNU tar"; }
 ok "multi-member layer: every entry equals GNU tar's"
 
+say "--all-platforms: an OCI index of two platforms sharing their layers"
+python3 "$LP_SOURCE_DIR/tests/integration/make_oci_image.py" "$T/multi-layout" >/dev/null
+skopeo copy -q --all --dest-tls-verify=false "oci:$T/multi-layout:multi" "docker://$R/ma:v1" ||
+	fail "skopeo copy --all of the multi-platform image"
+raw "$R/ma:v1" >"$T/ma.before"
+lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index --plain-http --all-platforms "$R/ma:v1" ||
+	{ show_err "$T/err"; fail "lazypull index --all-platforms"; }
+[ "$(grep -c '^manifest=.* via=referrers-tag' "$T/out")" = 2 ] ||
+	{ cat "$T/out" >&2; fail "--all-platforms: not one referrer per platform image"; }
+[ "$(grep -c ' reused=1$' "$T/out")" = 2 ] ||
+	{ cat "$T/out" >&2; fail "--all-platforms: the shared layers were indexed twice"; }
+grep -q 'skipped=not-gzip' "$T/out" || fail "--all-platforms: the attestation-like layer was not skipped"
+raw "$R/ma:v1" >"$T/ma.after"
+same_file "$T/ma.before" "$T/ma.after" "the multi-platform index before and after indexing"
+for d in $(python3 -c 'import json,sys; [print(m["digest"]) for m in json.load(open(sys.argv[1]))["manifests"] if m.get("platform",{}).get("os")=="linux"]' "$T/ma.before"); do
+	raw "$R/ma:sha256-${d#sha256:}" >/dev/null || fail "no referrers tag for platform manifest $d"
+done
+ok "--all-platforms: a referrer per platform manifest, shared layers indexed once, the index unchanged"
+
 say "hostile indexes"
 forged() { python3 "$GI" forge "$IX" "$T/forged.gzidx" "$@" || fail "forging $*"; }
 CATF=("$LAZYPULL" index cat --plain-http --index "$T/forged.gzidx" "$IMG" "$LAYER")
