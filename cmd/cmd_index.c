@@ -35,6 +35,7 @@
 #define EMPTY_CONFIG_MT "application/vnd.oci.empty.v1+json"
 #define READ_PIECE_MIN (64 * 1024)
 #define READ_PIECES 8 /* a file is read in about this many pieces */
+#define READ_PIECE_MAX (8 * 1024 * 1024)
 #define CAT_BUF (1024 * 1024)
 
 /* a layer indexed earlier in this run (another platform shares it) */
@@ -850,7 +851,9 @@ static int extract_reg(struct reader *rd, size_t i, int fd, unsigned long *seed,
 		       struct lp_index_stream_stats *stats, struct lp_err *err)
 {
 	const struct lp_index_file *f = lp_index_file(rd->ix, i);
-	uint64_t piece = lp_max_u64(READ_PIECE_MIN, f->size / READ_PIECES + 1);
+	uint64_t piece = lp_min_u64(
+		lp_max_u64(READ_PIECE_MIN, f->size / READ_PIECES + 1),
+		READ_PIECE_MAX);
 	uint64_t n = f->size ? (f->size + piece - 1) / piece : 1, k;
 	uint64_t *order = NULL;
 	uint8_t *buf = NULL;

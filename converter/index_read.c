@@ -32,6 +32,22 @@ static ssize_t mem_read(void *ctx, const void **buf)
 	return (ssize_t)m->len;
 }
 
+static bool same_xattrs(const struct lp_cv_entry *e,
+			const struct lp_index_file *f)
+{
+	uint32_t k;
+
+	if (e->nr_xattrs != f->nr_xattrs)
+		return false;
+	for (k = 0; k < e->nr_xattrs; k++)
+		if (strcmp(e->xattrs[k].name, f->xattrs[k].name) ||
+		    e->xattrs[k].len != f->xattrs[k].len ||
+		    memcmp(e->xattrs[k].value, f->xattrs[k].value,
+			   e->xattrs[k].len))
+			return false;
+	return true;
+}
+
 int lp_index_check_header(const struct lp_index *ix, size_t i,
 			  const uint8_t *hdr, size_t len, struct lp_err *err)
 {
@@ -81,6 +97,11 @@ int lp_index_check_header(const struct lp_index *ix, size_t i,
 	else if ((uint32_t)e.mode != f->mode || (uint64_t)e.uid != f->uid ||
 		 (uint64_t)e.gid != f->gid)
 		why = "mode or owner differs";
+	else if (e.mtime != f->mtime || (uint64_t)e.dev_major != f->dev_major ||
+		 (uint64_t)e.dev_minor != f->dev_minor)
+		why = "mtime or device numbers differ";
+	else if (!same_xattrs(&e, f))
+		why = "xattrs differ";
 	if (why)
 		goto bad;
 	r = 0;

@@ -51,8 +51,8 @@ int lp_index_build(int fd, uint64_t span_size, const struct lp_digest *verified,
  * lp_index_check_header() - file table entry @i against the tar header
  * blocks @hdr (@len = data_off - hdr_off bytes, read from the layer): the
  * header must parse as one tar entry whose blocks end exactly at the
- * entry's data, with the entry's path, type, size, link target, mode and
- * owners. Returns 0 or -EBADMSG with @err saying what differs.
+ * entry's data, with the entry's path, type, size, link target, mode,
+ * owners, mtime, device numbers and xattrs. Returns 0 or -EBADMSG with @err saying what differs.
  */
 int lp_index_check_header(const struct lp_index *ix, size_t i,
 			  const uint8_t *hdr, size_t len, struct lp_err *err);

@@ -19,6 +19,7 @@
 
 #define SKIP_BUF (64 * 1024)
 #define GZIP_TRAILER 8
+#define READ_SLICE (256 * 1024 * 1024)
 
 struct lp_index_stream {
 	const struct lp_index *ix; /* borrowed: outlives the stream */
@@ -247,8 +248,28 @@ static int next_span(struct lp_index_stream *s, struct lp_err *err)
 	return load_span(s, s->span + 1, err);
 }
 
+static int read_some(struct lp_index_stream *s, void *buf, size_t len,
+		     struct lp_err *err);
+
 int lp_index_stream_read(struct lp_index_stream *s, void *buf, size_t len,
 			 struct lp_err *err)
+{
+	uint8_t *p = buf;
+	int r = 0;
+
+	/* inflate's counts are 32-bit */
+	while (len && r == 0) {
+		size_t n = len < READ_SLICE ? len : READ_SLICE;
+
+		r = read_some(s, p, n, err);
+		p += n;
+		len -= n;
+	}
+	return r;
+}
+
+static int read_some(struct lp_index_stream *s, void *buf, size_t len,
+		     struct lp_err *err)
 {
 	uint64_t end;
 	int r = 0;

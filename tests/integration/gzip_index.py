@@ -12,6 +12,7 @@ usage:
      swap-path PATH OTHER  the entry of OTHER renamed PATH (so PATH points
                         at OTHER's bytes, in stream order, all else right)
      window             checkpoint 1's window replaced by other bytes
+     mode PATH          PATH's mode given the setuid bit
      huge-files         the file count 0xffffffff
      huge-strings       the strings section size 0xffffffff
      deep-path          a path of 300 components
@@ -126,6 +127,10 @@ def forge(src, out, how, args):
         struct.pack_into("<II", c, 16, woff, len(fake))
         raw = bytearray(ix.serialise())
         struct.pack_into("<Q", raw, 80, len(ix.windows))
+    elif how == "mode":
+        # an entry's mode made setuid, all else right
+        rec = ix.files[ix.find(args[0])]
+        struct.pack_into("<I", rec, 32, struct.unpack_from("<I", rec, 32)[0] | 0o4000)
     elif how == "huge-files":
         raw = bytearray(ix.serialise())
         struct.pack_into("<I", raw, 72, 0xFFFFFFFF)

@@ -190,6 +190,8 @@ expect_fail "a path pointed at another file's bytes" "names another path" "${CAT
 rm -rf "$T/x"
 expect_fail "extract through that index" "names another path" \
 	"$LAZYPULL" index extract --plain-http --index "$T/forged.gzidx" "$IMG" "$LAYER" "$T/x"
+forged mode etc/hostname
+expect_fail "a setuid bit the layer does not give" "mode or owner differs" "${CATF[@]}" etc/hostname
 forged window
 rm -rf "$T/x"
 expect_fail "a lying window (extract passes every checkpoint)" "window is not the layer's" \
