@@ -1086,6 +1086,9 @@ static int cmd_index_cat(int argc, char **argv)
 	if (r < 0)
 		goto out;
 	i = lp_index_lookup(rd.ix, argv[optind + 2]);
+	if (i >= 0 && lp_index_file(rd.ix, (size_t)i)->type == '1')
+		i = lp_index_lookup(rd.ix,
+				    lp_index_file(rd.ix, (size_t)i)->link);
 	if (i < 0 || lp_index_file(rd.ix, (size_t)i)->type != '0') {
 		r = lp_err_set(&err, -ENOENT, "%s: no regular file %s",
 			       argv[optind + 1], argv[optind + 2]);
