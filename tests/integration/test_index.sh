@@ -118,6 +118,10 @@ FETCHED=$(sed -n 's/^fetched=\([0-9]*\) .*/\1/p' "$T/err")
 [ -n "$FETCHED" ] && [ "$FETCHED" -gt 0 ] && [ $((FETCHED * 3)) -lt "$LSIZE" ] ||
 	fail "etc/hostname fetched $FETCHED bytes of a $LSIZE-byte layer (not under a third)"
 ok "etc/hostname: $FETCHED of $LSIZE layer bytes fetched (default 2 MiB spans)"
+lp_run "$T/busybox" "$T/err" "$LAZYPULL" index cat --plain-http "$IMG" "$LAYER" bin/busybox ||
+	{ show_err "$T/err"; fail "index cat bin/busybox"; }
+same_file "$T/gnu/bin/busybox" "$T/busybox" "bin/busybox (a hardlink in the tar) through the index"
+ok "bin/busybox: $(cat "$T/err")"
 
 say "--output DIR and small spans"
 mkdir -p "$T/ixdir"
