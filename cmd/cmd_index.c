@@ -782,8 +782,9 @@ static int reader_open(struct index_opts *o, const char *spec,
 	return r;
 }
 
-/* check the header of every entry that is not a regular file (their
- * metadata is all the index serves of them), in one pass */
+/* one pass over the whole layer: the header of every entry that is not a
+ * regular file (their metadata is all the index serves of them) checked,
+ * and every checkpoint passed, so every window compared */
 static int check_other_headers(struct reader *rd,
 			       struct lp_index_stream_stats *stats,
 			       struct lp_err *err)
@@ -792,28 +793,30 @@ static int check_other_headers(struct reader *rd,
 	struct lp_index_stream_stats st;
 	uint8_t *hdr = NULL;
 	size_t i;
-	int r = 0;
+	int r;
 
 	hdr = malloc(LP_INDEX_MAX_HEADER);
 	if (!hdr)
 		return -ENOMEM;
+	r = lp_index_stream_open(rd->ix, rd->blob, 0, &s, err);
 	for (i = 0; i < lp_index_nr_files(rd->ix) && r == 0; i++) {
 		const struct lp_index_file *f = lp_index_file(rd->ix, i);
 		size_t hlen = (size_t)(f->data_off - f->hdr_off);
 
 		if (f->type == '0')
 			continue;
-		if (!s)
-			r = lp_index_stream_open(rd->ix, rd->blob, f->hdr_off,
-						 &s, err);
-		else
-			r = lp_index_stream_skip(
-				s, f->hdr_off - lp_index_stream_pos(s), err);
+		r = lp_index_stream_skip(s, f->hdr_off - lp_index_stream_pos(s),
+					 err);
 		if (r == 0)
 			r = lp_index_stream_read(s, hdr, hlen, err);
 		if (r == 0)
 			r = lp_index_check_header(rd->ix, i, hdr, hlen, err);
 	}
+	if (r == 0)
+		r = lp_index_stream_skip(s,
+					 lp_index_uncompressed_size(rd->ix) -
+						 lp_index_stream_pos(s),
+					 err);
 	if (s) {
 		lp_index_stream_stats(s, &st);
 		stats->bytes_fetched += st.bytes_fetched;

@@ -11,7 +11,8 @@ usage:
      span-digest PATH   the digest of the span PATH's header is in flipped
      swap-path PATH OTHER  the entry of OTHER renamed PATH (so PATH points
                         at OTHER's bytes, in stream order, all else right)
-     window             checkpoint 1's window replaced by other bytes
+     window [N]         checkpoint N's (default 1, -1 the last) window
+                        replaced by other bytes
      mode PATH          PATH's mode given the setuid bit
      huge-files         the file count 0xffffffff
      huge-strings       the strings section size 0xffffffff
@@ -118,8 +119,8 @@ def forge(src, out, how, args):
         i = ix.find(other)
         struct.pack_into("<I", ix.files[i], 52, ix.add_string(path))
     elif how == "window":
-        # checkpoint 1's window replaced by one of the same length
-        c = ix.cps[1]
+        # a checkpoint's window (1, or ARG: an index, -1 the last) replaced
+        c = ix.cps[int(args[0]) if args else 1]
         raw_len = struct.unpack_from("<H", c, 26)[0]
         fake = zlib.compress(b"A" * raw_len, 9)
         woff = len(ix.windows)

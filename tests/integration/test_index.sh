@@ -202,6 +202,10 @@ expect_fail "a lying window (extract passes every checkpoint)" "window is not th
 	"$LAZYPULL" index extract --plain-http --index "$T/forged.gzidx" "$IMG" "$LAYER" "$T/x"
 expect_fail "a lying window (verify rebuilds)" "differs from the one the layer gives" \
 	"$LAZYPULL" index verify --plain-http --index "$T/forged.gzidx" "$IMG" "$LAYER"
+forged window -1
+rm -rf "$T/x"
+expect_fail "a lying window at the last checkpoint" "window is not the layer's" \
+	"$LAZYPULL" index extract --plain-http --index "$T/forged.gzidx" "$IMG" "$LAYER" "$T/x"
 forged huge-files
 expect_fail "a huge file count" "files (max" "${CATF[@]}" etc/hostname
 forged huge-strings
