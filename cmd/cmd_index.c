@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -638,7 +639,148 @@ static int cmd_index_inspect(int argc, char **argv)
 
 /* ---- reading a layer through its index -------------------------------- */
 
+/*
+ * The blob extract and cat read through: the registry blob with the last
+ * few ranges kept in memory. Every read of a span asks for the same range,
+ * so a file read in pieces, or the files of one span, fetch it once; the
+ * counter says what really came from the registry.
+ */
+#define SPAN_CACHE_SLOTS 32
+#define SPAN_CACHE_BYTES (64 * 1024 * 1024) /* at most this much kept */
+
+struct span_slot {
+	uint64_t off;
+	size_t len;
+	uint8_t *data; /* NULL: empty */
+	uint64_t used; /* for LRU */
+};
+
+struct span_cache {
+	struct lp_blob *inner;
+	pthread_mutex_t lock;
+	struct span_slot slot[SPAN_CACHE_SLOTS]; /* protected by lock */
+	uint64_t clock; /* protected by lock */
+	size_t bytes; /* in the slots; protected by lock */
+	uint64_t fetched; /* bytes read from @inner; protected by lock */
+};
+
+/* empty slot @sl (NULL allowed); the lock is held */
+static void evict(struct span_cache *c, struct span_slot *sl)
+{
+	if (!sl || !sl->data)
+		return;
+	free(sl->data);
+	sl->data = NULL;
+	c->bytes -= sl->len;
+	sl->used = 0;
+}
+
+static int cache_pread(void *ctx, void *buf, size_t len, uint64_t off,
+		       struct lp_err *err)
+{
+	struct span_cache *c = ctx;
+	struct span_slot *victim = &c->slot[0];
+	uint8_t *copy = NULL;
+	size_t i;
+	int r;
+
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < SPAN_CACHE_SLOTS; i++) {
+		struct span_slot *sl = &c->slot[i];
+
+		if (sl->data && off >= sl->off && len <= sl->len &&
+		    off - sl->off <= sl->len - len) {
+			memcpy(buf, sl->data + (off - sl->off), len);
+			sl->used = ++c->clock;
+			pthread_mutex_unlock(&c->lock);
+			return 0;
+		}
+		if (sl->used < victim->used)
+			victim = sl;
+	}
+	pthread_mutex_unlock(&c->lock);
+	r = lp_blob_pread(c->inner, buf, len, off, err);
+	if (r < 0)
+		return r;
+	copy = len <= SPAN_CACHE_BYTES ? malloc(len ? len : 1) : NULL;
+	pthread_mutex_lock(&c->lock);
+	c->fetched += len;
+	if (copy) {
+		memcpy(copy, buf, len);
+		evict(c, victim);
+		/* room for it: drop the least recently used */
+		while (c->bytes + len > SPAN_CACHE_BYTES) {
+			victim = NULL;
+			for (i = 0; i < SPAN_CACHE_SLOTS; i++)
+				if (c->slot[i].data &&
+				    (!victim || c->slot[i].used < victim->used))
+					victim = &c->slot[i];
+			evict(c, victim);
+		}
+		for (i = 0; i < SPAN_CACHE_SLOTS; i++)
+			if (!c->slot[i].data)
+				victim = &c->slot[i];
+		victim->data = copy;
+		victim->off = off;
+		victim->len = len;
+		victim->used = ++c->clock;
+		c->bytes += len;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+static void cache_close(void *ctx)
+{
+	struct span_cache *c = ctx;
+	size_t i;
+
+	for (i = 0; i < SPAN_CACHE_SLOTS; i++)
+		free(c->slot[i].data);
+	lp_blob_unref(c->inner);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+static const struct lp_blob_ops cache_ops = {
+	.pread = cache_pread,
+	.close = cache_close,
+};
+
+/* @inner (a reference is taken) behind a span cache; *ret_c is borrowed
+ * from the blob, valid while it lives */
+static int span_cache_new(struct lp_blob *inner, struct lp_blob **ret_blob,
+			  struct span_cache **ret_c)
+{
+	struct span_cache *c = calloc(1, sizeof(*c));
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	c->inner = lp_blob_ref(inner);
+	r = lp_blob_new(&cache_ops, c, lp_blob_size(inner), lp_blob_name(inner),
+			ret_blob);
+	if (r < 0) {
+		cache_close(c);
+		return r;
+	}
+	*ret_c = c;
+	return 0;
+}
+
+static uint64_t span_cache_fetched(struct span_cache *c)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&c->lock);
+	n = c->fetched;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
 struct reader {
+	struct span_cache *cache; /* borrowed from blob */
 	struct lp_reg *reg;
 	struct lp_reg_ref ref;
 	struct lp_reg_manifest *m;
@@ -776,7 +918,15 @@ static int reader_open(struct index_opts *o, const char *spec,
 			layer_s);
 		return -EBADMSG;
 	}
-	r = lp_reg_open_blob(rd->reg, &rd->ref, &layer, l->size, &rd->blob);
+	{
+		struct lp_blob *reg_blob = NULL;
+
+		r = lp_reg_open_blob(rd->reg, &rd->ref, &layer, l->size,
+				     &reg_blob);
+		if (r == 0)
+			r = span_cache_new(reg_blob, &rd->blob, &rd->cache);
+		lp_blob_unref(reg_blob);
+	}
 	if (r < 0)
 		fprintf(stderr, "lazypull: %s: %s\n", layer_s, strerror(-r));
 	return r;
@@ -1054,7 +1204,7 @@ static int cmd_index_extract(int argc, char **argv)
 		goto fail;
 	printf("files=%zu fetched=%llu spans=%llu index-fetched=%llu "
 	       "layer-size=%llu\n",
-	       n, (unsigned long long)stats.bytes_fetched,
+	       n, (unsigned long long)span_cache_fetched(rd.cache),
 	       (unsigned long long)stats.spans,
 	       (unsigned long long)rd.index_bytes,
 	       (unsigned long long)lp_index_blob_size(rd.ix));
@@ -1120,7 +1270,7 @@ static int cmd_index_cat(int argc, char **argv)
 	fprintf(stderr,
 		"fetched=%llu spans=%llu index-fetched=%llu "
 		"layer-size=%llu\n",
-		(unsigned long long)stats.bytes_fetched,
+		(unsigned long long)span_cache_fetched(rd.cache),
 		(unsigned long long)stats.spans,
 		(unsigned long long)rd.index_bytes,
 		(unsigned long long)lp_index_blob_size(rd.ix));

@@ -107,6 +107,10 @@ for seed in 1 2; do
 	lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index extract --plain-http --seed $seed \
 		"$IMG" "$LAYER" "$T/x" || { show_err "$T/err"; fail "index extract (seed $seed)"; }
 	python3 "$COMPARE" "$T/gnu" "$T/x" >"$T/cmp" 2>&1 || { cat "$T/cmp" >&2; fail "index extract differs from GNU tar (seed $seed)"; }
+	got=$(sed -n 's/.* fetched=\([0-9]*\) .*/\1/p' "$T/out")
+	# each span once (a byte split between two spans twice)
+	[ -n "$got" ] && [ "$got" -le $((LSIZE + 64)) ] ||
+		fail "extract fetched $got bytes of a $LSIZE-byte layer"
 	ok "seed $seed: every entry equals GNU tar's ($(cat "$T/out"))"
 done
 
