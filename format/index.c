@@ -287,6 +287,10 @@ static int parse_xattrs(struct lp_index *ix, struct parse *p, uint32_t ref,
 		return lp_err_set(p->err, -EFBIG,
 				  "gzip index: file #%zu: %u xattrs (1..%u)",
 				  file, n, (unsigned)LP_TOC_MAX_XATTRS);
+	if (*nr_x + n > LP_INDEX_MAX_XATTRS_TOTAL)
+		return lp_err_set(p->err, -EFBIG,
+				  "gzip index: over %u xattrs in all",
+				  LP_INDEX_MAX_XATTRS_TOTAL);
 	if (lp_grow_array((void **)&ix->xattrs, cap_x, *nr_x + n,
 			  sizeof(*ix->xattrs)) < 0 ||
 	    lp_grow_array((void **)names, cap_names, *nr_x + n,

@@ -46,6 +46,7 @@
 #define LP_INDEX_MAX_CHECKPOINTS (1u << 18)
 #define LP_INDEX_MAX_FILES LP_TOC_MAX_ENTRIES
 #define LP_INDEX_MAX_STRINGS (256 * LP_MIB)
+#define LP_INDEX_MAX_XATTRS_TOTAL (4u * 1024 * 1024) /* in the whole index */
 #define LP_INDEX_MAX_SPAN_IN (64 * LP_MIB) /* compressed bytes of a span */
 #define LP_INDEX_MAX_SPAN_OUT (256 * LP_MIB) /* uncompressed bytes */
 #define LP_INDEX_MAX_HEADER (2 * LP_MIB) /* tar header blocks of 1 entry */
