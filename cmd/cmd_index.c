@@ -645,8 +645,8 @@ static int cmd_index_inspect(int argc, char **argv)
  * so a file read in pieces, or the files of one span, fetch it once; the
  * counter says what really came from the registry.
  */
-#define SPAN_CACHE_SLOTS 32
-#define SPAN_CACHE_BYTES (64 * 1024 * 1024) /* at most this much kept */
+#define SPAN_CACHE_SLOTS 256
+#define SPAN_CACHE_BYTES (256 * 1024 * 1024) /* at most this much kept */
 
 struct span_slot {
 	uint64_t off;
@@ -814,7 +814,8 @@ static int fetch_index(struct reader *rd, const struct lp_digest *layer,
 		return lp_err_set(err, r, "no referrers of the image: %s",
 				  lp_err_str(err, r));
 	r = -ENOENT;
-	for (i = 0; i < lp_reg_manifest_count(refs) && r == -ENOENT; i++) {
+	/* the newest first: an index pushed again is appended last */
+	for (i = lp_reg_manifest_count(refs); i-- > 0 && r == -ENOENT;) {
 		const struct lp_reg_desc *e = lp_reg_manifest_layer(refs, i);
 		struct lp_reg_ref aref = rd->ref;
 

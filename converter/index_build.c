@@ -226,8 +226,19 @@ static int add_entry(struct builder *b, struct lp_cv_reader *rd,
 		r = -ENOMEM;
 		goto out;
 	}
-	if (!path[0]) /* the root directory: nothing to index */
-		goto out;
+	if (!path[0]) {
+		/* the layer's root directory ("./"): its owner, mode and
+		 * mtime go to the mount point; anything else at the root is
+		 * not an entry */
+		if (e->typeflag != '5')
+			goto out;
+		free(path);
+		path = strdup(".");
+		if (!path) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
 	for (k = 0; k < e->nr_xattrs; k++) {
 		xs[k].name = e->xattrs[k].name;
 		xs[k].value = e->xattrs[k].value;

@@ -84,7 +84,7 @@ int lp_index_check_header(const struct lp_index *ix, size_t i,
 		r = -ENOMEM;
 		goto out;
 	}
-	if (strcmp(name, f->path)) {
+	if (strcmp(name[0] ? name : ".", f->path)) {
 		why = "the header names another path";
 		goto bad;
 	}

@@ -133,8 +133,8 @@ struct parse {
 
 /* the string at @ref (LE16 length, bytes) copied into the arena; its arena
  * offset in *ret */
-static int take_string(struct parse *p, uint32_t ref, bool is_path, size_t file,
-		       const char *what, size_t *ret)
+static int take_string(struct parse *p, uint32_t ref, bool is_path,
+		       bool root_ok, size_t file, const char *what, size_t *ret)
 {
 	uint32_t n;
 	const char *s;
@@ -152,7 +152,7 @@ static int take_string(struct parse *p, uint32_t ref, bool is_path, size_t file,
 				  file, what, n);
 	s = (const char *)p->strings + ref + 2;
 	if (n > LP_TOC_MAX_PATH || memchr(s, 0, n) ||
-	    (is_path && !path_ok(s, n)))
+	    (is_path && !path_ok(s, n) && !(root_ok && n == 1 && s[0] == '.')))
 		return lp_err_set(
 			p->err, n > LP_TOC_MAX_PATH ? -EFBIG : -EBADMSG,
 			"gzip index: file #%zu: %s \"%.*s\" is not a "
@@ -393,12 +393,14 @@ static int parse_files(struct lp_index *ix, const uint8_t *rec, struct parse *p)
 			goto out;
 		}
 		prev_end = f->data_off + round_block(f->size);
-		r = take_string(p, name_ref, true, i, "path", &refs[i].name);
+		/* "." is the root directory's path */
+		r = take_string(p, name_ref, true, f->type == '5', i, "path",
+				&refs[i].name);
 		if (r < 0)
 			goto out;
 		refs[i].link = SIZE_MAX;
 		if (link_ref != LP_INDEX_NONE) {
-			r = take_string(p, link_ref, f->type == '1', i,
+			r = take_string(p, link_ref, f->type == '1', false, i,
 					"link target", &refs[i].link);
 			if (r < 0)
 				goto out;
@@ -654,6 +656,10 @@ int lp_index_lookup(const struct lp_index *ix, const char *path)
 	n = strlen(path);
 	while (n > 0 && path[n - 1] == '/')
 		n--;
+	if (n == 0) { /* "/", "./": the root */
+		path = ".";
+		n = 1;
+	}
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		const char *p = ix->files[ix->by_path[mid]].path;
