@@ -198,6 +198,15 @@ static void test_ranges(void **state)
 
 	build_vector(&f);
 	check_ranges(&f, 1);
+	/* the root directory "./" is an entry, found as "." and "/" */
+	assert_true(lp_index_lookup(f.ix, ".") >= 0);
+	assert_int_equal(lp_index_lookup(f.ix, "/"),
+			 lp_index_lookup(f.ix, "."));
+	assert_int_equal(
+		lp_index_file(f.ix, (size_t)lp_index_lookup(f.ix, "."))->type,
+		'5');
+	assert_int_equal(lp_index_lookup(f.ix, "./etc/"),
+			 lp_index_lookup(f.ix, "etc"));
 	lp_buf_init(&again, LP_INDEX_MAX_SIZE);
 	assert_int_equal(lp_index_serialise(f.ix, &again), 0);
 	assert_int_equal(again.len, f.idx_len);
