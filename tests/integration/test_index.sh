@@ -11,8 +11,9 @@
 # equals GNU tar's extraction of the same tar (compare_trees.py: contents,
 # types, modes, owners, mtimes, xattrs, hardlinks); one small file
 # (`index cat`) fetches far less than the layer; a layer of concatenated
-# gzip members is indexed and read back; the index stays under 5% of the
-# layer. Hostile indexes (a checkpoint past the blob, a lying span digest, a
+# gzip members and a GNU-format one (long-name records) are indexed and
+# read back; --all-platforms gives every platform image a referrer and
+# builds a shared layer once; the index stays under 5% of the layer. Hostile indexes (a checkpoint past the blob, a lying span digest, a
 # path pointed at another file's bytes, huge counts, a 300-deep path,
 # overlapping entries) and an index of another layer are refused with one
 # clear error line and a non-zero exit.
@@ -166,6 +167,29 @@ lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index extract --plain-http --se
 	{ show_err "$T/err"; fail "index extract (multi-member)"; }
 python3 "$COMPARE" "$T/gnu" "$T/x" >"$T/cmp" 2>&1 || { cat "$T/cmp" >&2; fail "multi-member extract differs from GNU tar"; }
 ok "multi-member layer: every entry equals GNU tar's"
+
+say "a GNU-format tar (long names and link targets in 'L'/'K' records)"
+g="$T/gnu-tree"
+long_d=$(printf 'd%.0s' $(seq 120)) long_f=$(printf 'f%.0s' $(seq 150))
+mkdir -p "$g/$long_d"
+echo long >"$g/$long_d/$long_f"
+ln -s "$(printf 't%.0s' $(seq 130))" "$g/longlink"
+head -c 300000 "$T/rootfs.tar" >"$g/data"
+ln "$g/data" "$g/$(printf 'h%.0s' $(seq 140))"
+tar --format=gnu --numeric-owner -C "$g" -cf "$T/gnu.tar" . || fail "GNU tar of the long-name tree"
+gzip -n <"$T/gnu.tar" >"$T/gnu.tar.gz"
+python3 "$GI" layout "$T/gnu.tar.gz" "$T/glayout"
+skopeo copy -q --dest-tls-verify=false "oci:$T/glayout:v1" "docker://$R/gnu:v1" || fail "skopeo copy (gnu)"
+GLAYER=$(python3 -c 'import hashlib,sys; print("sha256:"+hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$T/gnu.tar.gz")
+lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index --plain-http --span-size 64K "$R/gnu:v1" ||
+	{ show_err "$T/err"; fail "lazypull index of a GNU-format layer"; }
+rm -rf "$T/x" "$T/gnu-gt"
+lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index extract --plain-http "$R/gnu:v1" "$GLAYER" "$T/x" ||
+	{ show_err "$T/err"; fail "index extract (GNU format)"; }
+mkdir -p "$T/gnu-gt"
+tar --numeric-owner -xpf "$T/gnu.tar" -C "$T/gnu-gt" || fail "GNU tar -x of the GNU-format layer"
+python3 "$COMPARE" "$T/gnu-gt" "$T/x" >"$T/cmp" 2>&1 || { cat "$T/cmp" >&2; fail "GNU-format extract differs from GNU tar"; }
+ok "GNU-format layer: every entry equals GNU tar's"
 
 say "--all-platforms: an OCI index of two platforms sharing their layers"
 python3 "$LP_SOURCE_DIR/tests/integration/make_oci_image.py" "$T/multi-layout" >/dev/null
