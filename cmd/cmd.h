@@ -24,6 +24,7 @@ int lp_cmd_mount(int argc, char **argv);
 int lp_cmd_snapshotter(int argc, char **argv);
 int lp_cmd_fdholder(int argc, char **argv);
 int lp_cmd_optimize(int argc, char **argv);
+int lp_cmd_index(int argc, char **argv);
 
 /*
  * lp_cmd_parse_size() - parse a byte count with an optional K/M/G suffix

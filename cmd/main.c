@@ -29,6 +29,8 @@ static const char usage[] =
 	"  layer verify    check a layer's TOC digest and every chunk\n"
 	"  layer extract   unpack a layer into a directory\n"
 	"  convert         convert a whole image (registry or oci:DIR) to eStargz\n"
+	"  index           seekable indexes of unconverted gzip layers: build,\n"
+	"                  push as referrers, read layers through them\n"
 	"  mount           mount a layer lazily with FUSE\n"
 	"  snapshotter     containerd remote snapshotter (gRPC proxy plugin)\n"
 	"  fdholder        holds the snapshotter's FUSE connections across its\n"
@@ -218,6 +220,8 @@ int main(int argc, char **argv)
 		return lp_cmd_layer(argc - i, argv + i);
 	if (!strcmp(argv[i], "convert"))
 		return lp_cmd_convert(argc - i, argv + i);
+	if (!strcmp(argv[i], "index"))
+		return lp_cmd_index(argc - i, argv + i);
 	if (!strcmp(argv[i], "mount"))
 		return lp_cmd_mount(argc - i, argv + i);
 	if (!strcmp(argv[i], "snapshotter"))

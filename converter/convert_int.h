@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "lp_buf.h"
 #include "lp_convert.h"
@@ -91,8 +92,28 @@ int lp_cv_tar_simple_header(const char *name, uint64_t size,
 /* ---- tar reading (tar_read.c) ---- */
 struct lp_cv_reader;
 
+/*
+ * A plain tar stream pulled from a callback: set *buf to the next bytes and
+ * return how many (0 at the end), or -errno.
+ */
+typedef ssize_t (*lp_cv_read_fn)(void *ctx, const void **buf);
+
 /* lp_cv_reader_new() - read a tar, tar.gz or tar.zst stream from @fd. */
 int lp_cv_reader_new(int fd, struct lp_cv_reader **ret_rd, struct lp_err *err);
+/*
+ * lp_cv_reader_new_cb() - read a plain (uncompressed) tar stream from @fn
+ * (the gzip indexer inflates it itself, to know where it is in the blob).
+ */
+int lp_cv_reader_new_cb(lp_cv_read_fn fn, void *ctx,
+			struct lp_cv_reader **ret_rd, struct lp_err *err);
+/*
+ * lp_cv_reader_offsets() - where the entry lp_cv_reader_next() returned
+ * lies in the uncompressed stream: its first header block (PAX and GNU
+ * long-name records included) and its payload. Returns 0, -EOPNOTSUPP for a
+ * sparse file (its payload is not stored as read), -EINVAL with no entry.
+ */
+int lp_cv_reader_offsets(struct lp_cv_reader *rd, uint64_t *ret_hdr,
+			 uint64_t *ret_data);
 /*
  * lp_cv_reader_next() - fill @e (cleared first) with the next entry.
  * Returns 1 for an entry, 0 at the end, or -errno (err names the entry).

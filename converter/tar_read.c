@@ -20,7 +20,10 @@
 
 struct lp_cv_reader {
 	struct archive *a;
+	struct archive_entry *cur; /* the last entry read (libarchive's) */
 	uint64_t nr_entries;
+	lp_cv_read_fn read_fn; /* lp_cv_reader_new_cb() */
+	void *read_ctx;
 };
 
 /* libarchive's errno: I/O errors pass through, the rest is bad input. */
@@ -82,6 +85,71 @@ int lp_cv_reader_new(int fd, struct lp_cv_reader **ret_rd, struct lp_err *err)
 out:
 	lp_cv_reader_free(rd);
 	return r;
+}
+
+static la_ssize_t cb_read(struct archive *a, void *ctx, const void **buf)
+{
+	struct lp_cv_reader *rd = ctx;
+	ssize_t n = rd->read_fn(rd->read_ctx, buf);
+
+	if (n < 0) {
+		archive_set_error(a, (int)-n, "input read failed");
+		return -1;
+	}
+	return n;
+}
+
+int lp_cv_reader_new_cb(lp_cv_read_fn fn, void *ctx,
+			struct lp_cv_reader **ret_rd, struct lp_err *err)
+{
+	struct lp_cv_reader *rd = NULL;
+	int r = 0;
+
+	rd = calloc(1, sizeof(*rd));
+	if (!rd) {
+		r = -ENOMEM;
+		goto out;
+	}
+	rd->read_fn = fn;
+	rd->read_ctx = ctx;
+	rd->a = archive_read_new();
+	if (!rd->a) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (archive_read_support_filter_none(rd->a) != ARCHIVE_OK ||
+	    archive_read_support_format_tar(rd->a) != ARCHIVE_OK ||
+	    archive_read_support_format_gnutar(rd->a) != ARCHIVE_OK) {
+		r = lp_err_set(err, -EOPNOTSUPP, "libarchive: %s",
+			       lp_ar_msg(rd->a));
+		goto out;
+	}
+	if (archive_read_open(rd->a, rd, NULL, cb_read, NULL) != ARCHIVE_OK) {
+		r = lp_err_set(err, lp_ar_errno(rd->a),
+			       "input is not a tar stream: %s",
+			       lp_ar_msg(rd->a));
+		goto out;
+	}
+	*ret_rd = rd;
+	rd = NULL;
+out:
+	lp_cv_reader_free(rd);
+	return r;
+}
+
+int lp_cv_reader_offsets(struct lp_cv_reader *rd, uint64_t *ret_hdr,
+			 uint64_t *ret_data)
+{
+	la_int64_t hdr = archive_read_header_position(rd->a);
+	la_int64_t data = archive_filter_bytes(rd->a, 0);
+
+	if (!rd->cur || hdr < 0 || data < hdr)
+		return -EINVAL;
+	if (archive_entry_sparse_count(rd->cur) > 0)
+		return -EOPNOTSUPP;
+	*ret_hdr = (uint64_t)hdr;
+	*ret_data = (uint64_t)data;
+	return 0;
 }
 
 void lp_cv_reader_free(struct lp_cv_reader *rd)
@@ -171,6 +239,7 @@ int lp_cv_reader_next(struct lp_cv_reader *rd, struct lp_cv_entry *e,
 	int r;
 
 	lp_cv_entry_clear(e);
+	rd->cur = NULL;
 	r = archive_read_next_header(rd->a, &ae);
 	if (r == ARCHIVE_EOF)
 		return 0;
@@ -181,6 +250,7 @@ int lp_cv_reader_next(struct lp_cv_reader *rd, struct lp_cv_entry *e,
 				  "tar header after entry #%llu: %s",
 				  (unsigned long long)rd->nr_entries,
 				  lp_ar_msg(rd->a));
+	rd->cur = ae;
 	if (++rd->nr_entries > LP_CV_MAX_ENTRIES)
 		return lp_err_set(err, -EFBIG, "more than %u tar entries",
 				  (unsigned)LP_CV_MAX_ENTRIES);

@@ -380,4 +380,30 @@ int lp_reg_push_manifest(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			 const char *media_type, const void *data, size_t len,
 			 struct lp_digest *ret_digest, struct lp_err *err);
 
+/*
+ * lp_reg_push_referrer() - push @len bytes of an OCI image manifest whose
+ * "subject" is the manifest @subject (an artifact: @artifact_type) into
+ * @ref's repository by digest, and make it findable from @subject: when
+ * the registry's referrers API (GET /v2/REPO/referrers/DIGEST) lists it,
+ * nothing more; else the referrers tag schema: the OCI index tagged
+ * "sha256-<hex>" gets an entry for it (created, or updated keeping the
+ * other entries). Neither @subject nor any tag of it changes. Sets
+ * *ret_digest (may be NULL). Returns 1 (API), 0 (tag schema) or -errno.
+ */
+int lp_reg_push_referrer(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			 const struct lp_digest *subject,
+			 const char *artifact_type, const void *data,
+			 size_t len, struct lp_digest *ret_digest,
+			 struct lp_err *err);
+
+/*
+ * lp_reg_referrers() - the index of the manifests that name @subject as
+ * their subject: the referrers API's answer, else the index under the
+ * referrers tag. Returns 0 (free *ret_index with lp_reg_manifest_free),
+ * -ENOENT none, or -errno.
+ */
+int lp_reg_referrers(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		     const struct lp_digest *subject,
+		     struct lp_reg_manifest **ret_index, struct lp_err *err);
+
 #endif /* LP_REGISTRY_H */

@@ -4,13 +4,19 @@
  * (POST then one PUT) for small blobs and chunked upload (PATCH per chunk,
  * then a closing PUT) for big ones, and manifest PUT. The registry checks
  * the digest of what it received; we check it answered as the protocol
- * says.
+ * says. Referrers: an artifact manifest whose subject is an image is made
+ * findable through the OCI 1.1 referrers API where the registry has it,
+ * else through the referrers tag schema (an OCI index tagged
+ * "sha256-<hex of the subject digest>").
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
+#include "lp_buf.h"
 #include "lp_common.h"
 #include "reg_int.h"
 
@@ -255,5 +261,232 @@ int lp_reg_push_manifest(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		*ret_digest = d;
 out:
 	free(resp);
+	return r;
+}
+
+/* ---- referrers (OCI 1.1 API, else the referrers tag schema) ---------- */
+
+static int buf_sink_write(void *ctx, const void *data, size_t len)
+{
+	return lp_buf_append(ctx, data, len);
+}
+
+static void buf_sink_reset(void *ctx)
+{
+	lp_buf_reset(ctx);
+}
+
+/* GET referrers/@subject; *ret_status 200 with the body in @body, or 404 */
+static int get_referrers_api(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			     const char *subject, struct lp_buf *body,
+			     long *ret_status, struct lp_err *err)
+{
+	struct lp_reg_sink sink = { .write = buf_sink_write,
+				    .reset = buf_sink_reset,
+				    .ctx = body };
+	const char *hdrs[] = { "Accept: " LP_REG_MT_OCI_INDEX, NULL };
+	struct lp_reg_resp *resp = NULL;
+	struct lp_reg_req req;
+	char url[LP_REG_URL_MAX], suffix[LP_DIGEST_STR_LEN + 16];
+	int r;
+
+	snprintf(suffix, sizeof(suffix), "referrers/%s", subject);
+	r = lp_reg_url(reg, ref, suffix, url, sizeof(url));
+	if (r < 0)
+		return r;
+	resp = malloc(sizeof(*resp));
+	if (!resp)
+		return -ENOMEM;
+	init_req(&req, ref, "GET", url, "referrers");
+	req.actions = "pull";
+	req.headers = hdrs;
+	req.sink = &sink;
+	r = lp_reg_do_follow(reg, &req, resp, NULL, 0, err);
+	if (r == 0) {
+		*ret_status = resp->status;
+		/* anything but a JSON index means "no referrers API" (a 404,
+		 * or a registry answering every unknown path with a page) */
+		if (resp->status == 200 &&
+		    strncmp(resp->content_type, LP_REG_MT_OCI_INDEX,
+			    strlen(LP_REG_MT_OCI_INDEX)))
+			*ret_status = 404;
+	}
+	free(resp);
+	return r;
+}
+
+/* the referrers tag of @subject: "sha256-<hex>" in @ref's repository */
+static void tag_ref(const struct lp_reg_ref *ref, const char *subject,
+		    struct lp_reg_ref *ret)
+{
+	*ret = *ref;
+	ret->has_digest = false;
+	snprintf(ret->tag, sizeof(ret->tag), "sha256-%s", subject + 7);
+}
+
+int lp_reg_referrers(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		     const struct lp_digest *subject,
+		     struct lp_reg_manifest **ret_index, struct lp_err *err)
+{
+	struct lp_reg_ref tref;
+	struct lp_buf body;
+	char ds[LP_DIGEST_STR_LEN + 1];
+	long status = 0;
+	int r;
+
+	lp_digest_format(subject, ds);
+	lp_buf_init(&body, LP_REG_MANIFEST_MAX);
+	r = get_referrers_api(reg, ref, ds, &body, &status, err);
+	if (r == 0 && status == 200) {
+		r = lp_reg_manifest_parse(body.data ? (void *)body.data : "",
+					  body.len, LP_REG_MT_OCI_INDEX,
+					  ret_index);
+		if (r < 0)
+			r = lp_err_set(err, r,
+				       "referrers of %s: malformed "
+				       "index",
+				       ds);
+		goto out;
+	}
+	if (r < 0)
+		goto out;
+	lp_err_clear(err);
+	tag_ref(ref, ds, &tref);
+	r = lp_reg_manifest_get(reg, &tref, ret_index, err);
+	if (r == 0 && !lp_reg_manifest_is_index(*ret_index)) {
+		lp_reg_manifest_free(*ret_index);
+		*ret_index = NULL;
+		r = lp_err_set(err, -EPROTO,
+			       "%s/%s:%s is not an index of referrers",
+			       ref->host, ref->repo, tref.tag);
+	}
+out:
+	lp_buf_release(&body);
+	return r;
+}
+
+/* the tag schema index with @desc (JSON) added, replacing an entry of the
+ * same digest */
+static int merge_index(const struct lp_reg_manifest *old, json_object *desc,
+		       const char *digest, char **ret_json)
+{
+	json_object *root = NULL, *arr, *neu = NULL, *e, *d;
+	const void *raw;
+	size_t len, i, n;
+	int r = 0;
+
+	if (old) {
+		raw = lp_reg_manifest_raw(old, &len);
+		root = json_tokener_parse(raw);
+		if (!root ||
+		    !json_object_object_get_ex(root, "manifests", &arr) ||
+		    !json_object_is_type(arr, json_type_array)) {
+			r = -EPROTO;
+			goto out;
+		}
+		neu = json_object_new_array();
+		n = json_object_array_length(arr);
+		for (i = 0; i < n; i++) {
+			e = json_object_array_get_idx(arr, i);
+			if (json_object_object_get_ex(e, "digest", &d) &&
+			    !strcmp(json_object_get_string(d), digest))
+				continue;
+			json_object_array_add(neu, json_object_get(e));
+		}
+		json_object_object_add(root, "manifests", neu);
+	} else {
+		root = json_object_new_object();
+		json_object_object_add(root, "schemaVersion",
+				       json_object_new_int(2));
+		json_object_object_add(
+			root, "mediaType",
+			json_object_new_string(LP_REG_MT_OCI_INDEX));
+		neu = json_object_new_array();
+		json_object_object_add(root, "manifests", neu);
+	}
+	json_object_array_add(neu, json_object_get(desc));
+	*ret_json = strdup(json_object_to_json_string_ext(
+		root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	if (!*ret_json)
+		r = -ENOMEM;
+out:
+	json_object_put(root);
+	return r;
+}
+
+int lp_reg_push_referrer(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			 const struct lp_digest *subject,
+			 const char *artifact_type, const void *data,
+			 size_t len, struct lp_digest *ret_digest,
+			 struct lp_err *err)
+{
+	struct lp_reg_manifest *old = NULL;
+	struct lp_reg_ref mref, tref;
+	struct lp_digest d;
+	json_object *desc = NULL;
+	char ds[LP_DIGEST_STR_LEN + 1], ss[LP_DIGEST_STR_LEN + 1];
+	char *json = NULL;
+	long status = 0;
+	struct lp_buf body;
+	int r;
+
+	lp_buf_init(&body, LP_REG_MANIFEST_MAX);
+	lp_sha256(data, len, &d);
+	lp_digest_format(&d, ds);
+	lp_digest_format(subject, ss);
+	mref = *ref;
+	mref.tag[0] = '\0';
+	mref.has_digest = true;
+	mref.digest = d;
+	r = lp_reg_push_manifest(reg, &mref, LP_REG_MT_OCI_MANIFEST, data, len,
+				 NULL, err);
+	if (r < 0)
+		goto out;
+	if (ret_digest)
+		*ret_digest = d;
+	/* a registry with the referrers API lists it by now */
+	r = get_referrers_api(reg, ref, ss, &body, &status, err);
+	if (r < 0)
+		goto out;
+	if (status == 200 && body.data && strstr((char *)body.data, ds)) {
+		r = 1;
+		goto out;
+	}
+	lp_err_clear(err);
+	tag_ref(ref, ss, &tref);
+	r = lp_reg_manifest_get(reg, &tref, &old, err);
+	if (r == -ENOENT) {
+		lp_err_clear(err);
+		old = NULL;
+	} else if (r < 0) {
+		goto out;
+	} else if (!lp_reg_manifest_is_index(old)) {
+		r = lp_err_set(err, -EPROTO,
+			       "%s/%s:%s exists and is not an index of "
+			       "referrers",
+			       ref->host, ref->repo, tref.tag);
+		goto out;
+	}
+	desc = json_object_new_object();
+	json_object_object_add(desc, "mediaType",
+			       json_object_new_string(LP_REG_MT_OCI_MANIFEST));
+	json_object_object_add(desc, "digest", json_object_new_string(ds));
+	json_object_object_add(desc, "size",
+			       json_object_new_int64((int64_t)len));
+	json_object_object_add(desc, "artifactType",
+			       json_object_new_string(artifact_type));
+	r = merge_index(old, desc, ds, &json);
+	if (r < 0) {
+		r = lp_err_set(err, r, "%s/%s:%s: cannot update the index",
+			       ref->host, ref->repo, tref.tag);
+		goto out;
+	}
+	r = lp_reg_push_manifest(reg, &tref, LP_REG_MT_OCI_INDEX, json,
+				 strlen(json), NULL, err);
+out:
+	json_object_put(desc);
+	free(json);
+	lp_reg_manifest_free(old);
+	lp_buf_release(&body);
 	return r;
 }

@@ -1,0 +1,384 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Building a gzip layer's seekable index in one streaming pass (zran's
+ * technique, zlib's examples/zran.c): inflate with Z_BLOCK so that inflate
+ * stops at every deflate block boundary; at the first boundary after each
+ * span_size uncompressed bytes record a checkpoint (compressed offset, the
+ * bits of the last byte not yet read, uncompressed offset, the 32 KiB window
+ * from inflateGetDictionary); hash every compressed byte into the digest of
+ * the span it belongs to (a byte split between two spans into both). The
+ * inflated bytes feed the converter's tar reader through a callback, so the
+ * file table's offsets are the tar reader's own positions. Concatenated gzip
+ * members are followed (a checkpoint at a member start needs no window);
+ * zero padding after the last member is accepted, other trailing bytes are
+ * not.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "convert_int.h"
+#include "lp_indexer.h"
+
+#define IN_BUF (1024 * 1024)
+#define OUT_BUF (256 * 1024)
+
+struct builder {
+	int fd;
+	uint64_t span_size;
+	z_stream z;
+	bool z_live;
+	uint8_t *in, *out;
+	bool eof; /* the fd is read to its end */
+	bool done; /* every input byte consumed */
+	bool in_member; /* inside a gzip member (else between members) */
+	bool zero_tail; /* zero padding after the last member seen */
+	uint64_t totin, totout;
+	uint64_t last_cp_out;
+	uint8_t last_byte;
+	struct lp_sha256 *blob_sha, *span_sha;
+	struct lp_index_writer *w;
+	int error; /* first error from the read callback */
+	struct lp_err *err;
+};
+
+static void consumed(struct builder *b, const uint8_t *p, size_t n)
+{
+	if (!n)
+		return;
+	if (b->blob_sha)
+		lp_sha256_update(b->blob_sha, p, n);
+	lp_sha256_update(b->span_sha, p, n);
+	b->totin += n;
+	b->last_byte = p[n - 1];
+}
+
+static int add_checkpoint(struct builder *b, uint8_t kind, uint8_t bits)
+{
+	struct lp_index_checkpoint cp = { 0 };
+	uint8_t window[LP_INDEX_WINDOW];
+	uInt wlen = 0;
+	struct lp_digest d;
+	int r;
+
+	if (kind == LP_INDEX_CP_DEFLATE) {
+		if (inflateGetDictionary(&b->z, window, &wlen) != Z_OK ||
+		    wlen == 0)
+			return 0; /* nothing to resume from: no checkpoint */
+	}
+	lp_sha256_final(b->span_sha, &d);
+	lp_index_writer_set_span(b->w, &d);
+	cp.in = b->totin;
+	cp.out = b->totout;
+	cp.bits = bits;
+	cp.kind = kind;
+	cp.window_raw = (uint16_t)wlen;
+	r = lp_index_writer_add_checkpoint(b->w, &cp, window);
+	if (r < 0)
+		return lp_err_set(b->err, r,
+				  "gzip index: too many checkpoints (over %u)",
+				  LP_INDEX_MAX_CHECKPOINTS);
+	if (bits)
+		lp_sha256_update(b->span_sha, &b->last_byte, 1);
+	b->last_cp_out = b->totout;
+	return 0;
+}
+
+static bool span_due(const struct builder *b)
+{
+	return b->totout - b->last_cp_out >= b->span_size;
+}
+
+/* one step: read input when needed, inflate up to one block boundary */
+static int step(struct builder *b)
+{
+	uInt in0, out0;
+	int zr, r;
+
+	if (b->z.avail_in == 0 && !b->eof) {
+		ssize_t n = read(b->fd, b->in, IN_BUF);
+
+		if (n < 0)
+			return lp_err_set(b->err, -errno, "reading the layer");
+		if (n == 0)
+			b->eof = true;
+		b->z.next_in = b->in;
+		b->z.avail_in = (uInt)n;
+	}
+	if (b->z.avail_in == 0) {
+		if (b->in_member || b->totin == 0)
+			return lp_err_set(b->err, -EINVAL,
+					  "the layer's gzip stream is cut off "
+					  "at byte %llu",
+					  (unsigned long long)b->totin);
+		b->done = true;
+		return 0;
+	}
+	if (!b->in_member) {
+		/* between members: zero padding, or the next member */
+		if (b->z.next_in[0] == 0 || b->zero_tail) {
+			uInt n = 0;
+
+			while (n < b->z.avail_in && b->z.next_in[n] == 0)
+				n++;
+			if (n == 0)
+				return lp_err_set(b->err, -EINVAL,
+						  "the layer has bytes after "
+						  "its gzip data (at %llu)",
+						  (unsigned long long)b->totin);
+			consumed(b, b->z.next_in, n);
+			b->z.next_in += n;
+			b->z.avail_in -= n;
+			b->zero_tail = true;
+			return 0;
+		}
+		if (b->totin > 0) {
+			if (inflateReset(&b->z) != Z_OK)
+				return -EINVAL;
+			if (span_due(b) && b->totout > b->last_cp_out) {
+				r = add_checkpoint(b, LP_INDEX_CP_MEMBER, 0);
+				if (r < 0)
+					return r;
+			}
+		}
+		b->in_member = true;
+	}
+	in0 = b->z.avail_in;
+	out0 = b->z.avail_out;
+	zr = inflate(&b->z, Z_BLOCK);
+	consumed(b, b->z.next_in - (in0 - b->z.avail_in), in0 - b->z.avail_in);
+	b->totout += out0 - b->z.avail_out;
+	if (zr == Z_STREAM_END) {
+		b->in_member = false;
+		return 0;
+	}
+	if (zr != Z_OK && zr != Z_BUF_ERROR)
+		return lp_err_set(b->err, -EINVAL,
+				  "the layer is not valid gzip (at byte %llu): "
+				  "%s",
+				  (unsigned long long)b->totin,
+				  b->z.msg ? b->z.msg : "inflate failed");
+	if ((b->z.data_type & 128) && !(b->z.data_type & 64) && span_due(b)) {
+		r = add_checkpoint(b, LP_INDEX_CP_DEFLATE,
+				   (uint8_t)(b->z.data_type & 7));
+		if (r < 0)
+			return r;
+	}
+	if (b->totout - b->last_cp_out > LP_INDEX_MAX_SPAN_OUT)
+		return lp_err_set(b->err, -EFBIG,
+				  "the layer has no deflate block boundary "
+				  "within %llu bytes: cannot index it",
+				  (unsigned long long)LP_INDEX_MAX_SPAN_OUT);
+	return 0;
+}
+
+/* inflate into @buf until it is full or the input ends */
+static int fill(struct builder *b, uint8_t *buf, size_t len, size_t *ret)
+{
+	int r = 0;
+
+	b->z.next_out = buf;
+	b->z.avail_out = (uInt)len;
+	while (b->z.avail_out > 0 && !b->done && r == 0)
+		r = step(b);
+	*ret = len - b->z.avail_out;
+	return r;
+}
+
+static ssize_t tar_read(void *ctx, const void **buf)
+{
+	struct builder *b = ctx;
+	size_t n = 0;
+	int r;
+
+	r = fill(b, b->out, OUT_BUF, &n);
+	if (r < 0) {
+		b->error = r;
+		return r;
+	}
+	*buf = b->out;
+	return (ssize_t)n;
+}
+
+static int add_entry(struct builder *b, struct lp_cv_reader *rd,
+		     const struct lp_cv_entry *e)
+{
+	struct lp_index_file f = { 0 };
+	struct lp_index_xattr *xs = NULL;
+	char *path = NULL, *link = NULL;
+	uint32_t k;
+	int r;
+
+	r = lp_cv_reader_offsets(rd, &f.hdr_off, &f.data_off);
+	if (r < 0)
+		return lp_err_set(
+			b->err, r, "%s: %s: a gzip index cannot describe it",
+			e->name,
+			r == -EOPNOTSUPP ? "sparse file" : "no stream offset");
+	path = lp_cv_clean_name(e->name);
+	link = e->typeflag == '1' ? lp_cv_clean_name(e->link_name) :
+				    strdup(e->link_name);
+	xs = calloc(e->nr_xattrs ? e->nr_xattrs : 1, sizeof(*xs));
+	if (!path || !link || !xs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (!path[0]) {
+		/* the layer's root directory ("./"): its owner, mode and
+		 * mtime go to the mount point; anything else at the root is
+		 * not an entry */
+		if (e->typeflag != '5')
+			goto out;
+		free(path);
+		path = strdup(".");
+		if (!path) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	for (k = 0; k < e->nr_xattrs; k++) {
+		xs[k].name = e->xattrs[k].name;
+		xs[k].value = e->xattrs[k].value;
+		xs[k].len = (uint32_t)e->xattrs[k].len;
+	}
+	f.path = path;
+	f.link = link;
+	f.type = e->typeflag;
+	f.mode = (uint32_t)e->mode;
+	f.uid = (uint32_t)e->uid;
+	f.gid = (uint32_t)e->gid;
+	f.dev_major = (uint32_t)e->dev_major;
+	f.dev_minor = (uint32_t)e->dev_minor;
+	f.mtime = e->mtime;
+	f.size = (uint64_t)e->size;
+	f.xattrs = xs;
+	f.nr_xattrs = e->nr_xattrs;
+	r = lp_index_writer_add_file(b->w, &f);
+	if (r < 0)
+		r = lp_err_set(b->err, r, "%s: gzip index file table full",
+			       e->name);
+out:
+	free(path);
+	free(link);
+	free(xs);
+	return r;
+}
+
+int lp_index_build(int fd, uint64_t span_size, const struct lp_digest *verified,
+		   struct lp_buf *out, struct lp_index_build_result *res,
+		   struct lp_err *err)
+{
+	struct builder b = { 0 };
+	struct lp_cv_reader *rd = NULL;
+	struct lp_cv_entry e = { 0 };
+	struct lp_index_checkpoint cp0 = { 0 };
+	struct lp_digest blob_d, span_d;
+	struct timespec t0, t1, c0, c1;
+	size_t start = out->len, n;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+	if (span_size < LP_INDEX_MIN_SPAN_SIZE ||
+	    span_size > LP_INDEX_MAX_SPAN_SIZE)
+		return lp_err_set(err, -EINVAL,
+				  "span size %llu outside %llu..%llu",
+				  (unsigned long long)span_size,
+				  (unsigned long long)LP_INDEX_MIN_SPAN_SIZE,
+				  (unsigned long long)LP_INDEX_MAX_SPAN_SIZE);
+	b.fd = fd;
+	b.span_size = span_size;
+	b.err = err;
+	b.in = malloc(IN_BUF);
+	b.out = malloc(OUT_BUF);
+	if (!b.in || !b.out) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = verified ? 0 : lp_sha256_new(&b.blob_sha);
+	if (r == 0)
+		r = lp_sha256_new(&b.span_sha);
+	if (r == 0)
+		r = lp_index_writer_new((uint32_t)span_size, &b.w);
+	if (r < 0)
+		goto out;
+	if (inflateInit2(&b.z, 31) != Z_OK) {
+		r = -ENOMEM;
+		goto out;
+	}
+	b.z_live = true;
+	/* the CRCs check what the blob digest already did (inflateReset
+	 * keeps this for every member) */
+	if (verified && inflateValidate(&b.z, 0) != Z_OK) {
+		r = -EINVAL;
+		goto out;
+	}
+	cp0.kind = LP_INDEX_CP_MEMBER;
+	r = lp_index_writer_add_checkpoint(b.w, &cp0, NULL);
+	if (r < 0)
+		goto out;
+	r = lp_cv_reader_new_cb(tar_read, &b, &rd, err);
+	while (r == 0) {
+		r = lp_cv_reader_next(rd, &e, err);
+		if (r <= 0)
+			break;
+		r = add_entry(&b, rd, &e);
+	}
+	if (b.error)
+		r = b.error;
+	if (r < 0)
+		goto out;
+	/* the tar's end: inflate the rest (padding, trailer, members) */
+	while (!b.done) {
+		r = fill(&b, b.out, OUT_BUF, &n);
+		if (r < 0)
+			goto out;
+	}
+	lp_sha256_final(b.span_sha, &span_d);
+	lp_index_writer_set_span(b.w, &span_d);
+	if (verified)
+		blob_d = *verified;
+	else
+		lp_sha256_final(b.blob_sha, &blob_d);
+	r = lp_index_writer_finish(b.w, b.totin, &blob_d, b.totout, out, err);
+	if (r < 0)
+		goto out;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+	if (res) {
+		memset(res, 0, sizeof(*res));
+		res->blob_size = b.totin;
+		res->usize = b.totout;
+		res->blob_digest = blob_d;
+		res->index_size = out->len - start;
+		res->seconds = (double)(t1.tv_sec - t0.tv_sec) +
+			       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		res->cpu_seconds = (double)(c1.tv_sec - c0.tv_sec) +
+				   (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
+		{
+			struct lp_index *ix = NULL;
+
+			if (lp_index_parse(out->data + start, out->len - start,
+					   &ix, NULL) == 0) {
+				res->nr_checkpoints =
+					lp_index_nr_checkpoints(ix);
+				res->nr_files = lp_index_nr_files(ix);
+			}
+			lp_index_free(ix);
+		}
+	}
+out:
+	lp_cv_entry_clear(&e);
+	lp_cv_reader_free(rd);
+	if (b.z_live)
+		inflateEnd(&b.z);
+	lp_sha256_free(b.blob_sha);
+	lp_sha256_free(b.span_sha);
+	lp_index_writer_free(b.w);
+	free(b.in);
+	free(b.out);
+	return r;
+}

@@ -1,0 +1,385 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Reading a gzip layer's uncompressed stream at any offset through its
+ * index, zran style: start at the last checkpoint at or before the offset
+ * (a gzip member header, or a deflate block boundary whose 32 KiB window and
+ * bit offset the index holds), then feed inflate one span at a time. Each
+ * span (the compressed bytes between two checkpoints) is fetched whole and
+ * its sha256 compared with the index before a byte of it is inflated, and
+ * the stream must reach the next checkpoint's uncompressed offset exactly
+ * when the span's bytes run out: a blob or an index that disagree with each
+ * other stop the read with -EBADMSG.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "index_int.h"
+
+#define SKIP_BUF (64 * 1024)
+#define GZIP_TRAILER 8
+#define READ_SLICE (256 * 1024 * 1024)
+
+struct lp_index_stream {
+	const struct lp_index *ix; /* borrowed: outlives the stream */
+	struct lp_blob *blob; /* our reference */
+	z_stream z;
+	bool z_live;
+	bool raw; /* inflating raw deflate (from a window), not gzip */
+	unsigned int trailer; /* gzip trailer bytes still to drop (raw) */
+	size_t span; /* the span being fed; SIZE_MAX before the first */
+	size_t first; /* the checkpoint the stream started at */
+	uint8_t *in; /* the span's compressed bytes */
+	size_t in_cap;
+	uint64_t pos; /* uncompressed offset of the next byte out */
+	struct lp_index_stream_stats stats;
+};
+
+static uint64_t span_out_end(const struct lp_index_stream *s, size_t i)
+{
+	return i + 1 < lp_index_nr_checkpoints(s->ix) ?
+		       lp_index_checkpoint(s->ix, i + 1)->out :
+		       lp_index_uncompressed_size(s->ix);
+}
+
+/* fetch span @i, check its digest, and point inflate at its new bytes */
+static int load_span(struct lp_index_stream *s, size_t i, struct lp_err *err)
+{
+	const struct lp_index_checkpoint *c = lp_index_checkpoint(s->ix, i);
+	struct lp_digest d;
+	uint64_t start, end;
+	size_t len, skip;
+	int r;
+
+	lp_index_span_range(s->ix, i, &start, &end);
+	len = (size_t)(end - start);
+	if (len > s->in_cap) {
+		uint8_t *p = realloc(s->in, len);
+
+		if (!p)
+			return -ENOMEM;
+		s->in = p;
+		s->in_cap = len;
+	}
+	r = lp_blob_pread(s->blob, s->in, len, start, err);
+	if (r < 0)
+		return lp_err_set(err, r,
+				  "gzip index span #%zu [%llu, %llu): read "
+				  "failed",
+				  i, (unsigned long long)start,
+				  (unsigned long long)end);
+	s->stats.bytes_fetched += len;
+	s->stats.spans++;
+	lp_sha256(s->in, len, &d);
+	if (!lp_digest_equal(&d, &c->span))
+		return lp_err_set(err, -EBADMSG,
+				  "gzip index span #%zu [%llu, %llu) of %s: "
+				  "digest mismatch (the blob is not the one "
+				  "indexed, or the index lies)",
+				  i, (unsigned long long)start,
+				  (unsigned long long)end,
+				  lp_blob_name(s->blob));
+	/* the first span starts inflating at c->in (its partial byte was
+	 * primed); a later one continues after the byte it shares with the
+	 * span before it */
+	skip = (size_t)(c->in - start);
+	s->z.next_in = s->in + skip;
+	s->z.avail_in = (uInt)(len - skip);
+	s->span = i;
+	return 0;
+}
+
+/*
+ * Checkpoint @i's window as the index has it, uncompressed into @window
+ * (LP_INDEX_WINDOW bytes). Returns its length or -EBADMSG.
+ */
+static int window_of(const struct lp_index *ix, size_t i, uint8_t *window,
+		     struct lp_err *err)
+{
+	const struct lp_index_checkpoint *c = lp_index_checkpoint(ix, i);
+	uLongf wlen = LP_INDEX_WINDOW;
+
+	if (uncompress(window, &wlen, lp_index_window_data(ix, c),
+		       c->window_len) != Z_OK ||
+	    wlen != c->window_raw)
+		return lp_err_set(err, -EBADMSG,
+				  "gzip index checkpoint #%zu: its window "
+				  "does not decompress to %u bytes",
+				  i, c->window_raw);
+	return (int)wlen;
+}
+
+/* start inflating at checkpoint @i */
+static int start_at(struct lp_index_stream *s, size_t i, struct lp_err *err)
+{
+	const struct lp_index_checkpoint *c = lp_index_checkpoint(s->ix, i);
+	uint8_t window[LP_INDEX_WINDOW];
+	int r, wlen;
+
+	s->raw = c->kind == LP_INDEX_CP_DEFLATE;
+	if (inflateInit2(&s->z, s->raw ? -15 : 31) != Z_OK)
+		return -ENOMEM;
+	s->z_live = true;
+	/* spans are verified by sha256: the gzip CRC adds nothing */
+	if (inflateValidate(&s->z, 0) != Z_OK)
+		return -EINVAL;
+	r = load_span(s, i, err);
+	if (r < 0)
+		return r;
+	if (s->raw) {
+		wlen = window_of(s->ix, i, window, err);
+		if (wlen < 0)
+			return wlen;
+		if (c->bits &&
+		    inflatePrime(&s->z, c->bits,
+				 s->z.next_in[-1] >> (8 - c->bits)) != Z_OK)
+			return -EINVAL;
+		if (inflateSetDictionary(&s->z, window, (uInt)wlen) != Z_OK)
+			return -EINVAL;
+	}
+	s->first = i;
+	s->pos = c->out;
+	return 0;
+}
+
+int lp_index_stream_open(const struct lp_index *ix, struct lp_blob *blob,
+			 uint64_t off, struct lp_index_stream **ret_s,
+			 struct lp_err *err)
+{
+	struct lp_index_stream *s = NULL;
+	size_t lo = 0, hi = lp_index_nr_checkpoints(ix);
+	int r;
+
+	if (lp_blob_size(blob) != lp_index_blob_size(ix))
+		return lp_err_set(err, -EBADMSG,
+				  "%s has %llu bytes, its gzip index says %llu",
+				  lp_blob_name(blob),
+				  (unsigned long long)lp_blob_size(blob),
+				  (unsigned long long)lp_index_blob_size(ix));
+	if (off > lp_index_uncompressed_size(ix))
+		return lp_err_set(
+			err, -ERANGE, "offset %llu past the layer's %llu bytes",
+			(unsigned long long)off,
+			(unsigned long long)lp_index_uncompressed_size(ix));
+	/* the last checkpoint with out <= off (the first is at 0) */
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (lp_index_checkpoint(ix, mid)->out <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->ix = ix;
+	s->blob = lp_blob_ref(blob);
+	s->span = SIZE_MAX;
+	r = start_at(s, lo, err);
+	if (r == 0)
+		r = lp_index_stream_skip(s, off - s->pos, err);
+	if (r < 0) {
+		lp_index_stream_free(s);
+		return r;
+	}
+	*ret_s = s;
+	return 0;
+}
+
+/*
+ * A stream that inflated its way to checkpoint @i knows the true window
+ * there: compare the index's (a lying window would make reads that start
+ * at @i serve other bytes than the layer holds).
+ */
+static int check_window(struct lp_index_stream *s, size_t i, struct lp_err *err)
+{
+	const struct lp_index_checkpoint *c = lp_index_checkpoint(s->ix, i);
+	uint8_t *mine = NULL, *theirs = NULL;
+	uInt n = 0;
+	int r;
+
+	if (c->kind != LP_INDEX_CP_DEFLATE)
+		return 0;
+	mine = malloc(LP_INDEX_WINDOW);
+	theirs = malloc(LP_INDEX_WINDOW);
+	if (!mine || !theirs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = window_of(s->ix, i, theirs, err);
+	if (r < 0)
+		goto out;
+	if (inflateGetDictionary(&s->z, mine, &n) != Z_OK || n != (uInt)r ||
+	    memcmp(mine, theirs, n)) {
+		r = lp_err_set(err, -EBADMSG,
+			       "gzip index checkpoint #%zu: its window is not "
+			       "the layer's (the index lies)",
+			       i);
+		goto out;
+	}
+	r = 0;
+out:
+	free(mine);
+	free(theirs);
+	return r;
+}
+
+/* the span's bytes are used up and inflate has given all it can */
+static int next_span(struct lp_index_stream *s, struct lp_err *err)
+{
+	uint64_t want = span_out_end(s, s->span);
+	int r;
+
+	if (s->pos != want)
+		return lp_err_set(err, -EBADMSG,
+				  "gzip index span #%zu inflates to offset "
+				  "%llu, its checkpoints say %llu",
+				  s->span, (unsigned long long)s->pos,
+				  (unsigned long long)want);
+	if (s->span + 1 >= lp_index_nr_checkpoints(s->ix))
+		return lp_err_set(
+			err, -EBADMSG, "gzip layer %s ends before offset %llu",
+			lp_blob_name(s->blob), (unsigned long long)s->pos);
+	r = check_window(s, s->span + 1, err);
+	if (r < 0)
+		return r;
+	return load_span(s, s->span + 1, err);
+}
+
+static int read_some(struct lp_index_stream *s, void *buf, size_t len,
+		     struct lp_err *err);
+
+int lp_index_stream_read(struct lp_index_stream *s, void *buf, size_t len,
+			 struct lp_err *err)
+{
+	uint8_t *p = buf;
+	int r = 0;
+
+	/* inflate's counts are 32-bit */
+	while (len && r == 0) {
+		size_t n = len < READ_SLICE ? len : READ_SLICE;
+
+		r = read_some(s, p, n, err);
+		p += n;
+		len -= n;
+	}
+	return r;
+}
+
+static int read_some(struct lp_index_stream *s, void *buf, size_t len,
+		     struct lp_err *err)
+{
+	uint64_t end;
+	int r = 0;
+
+	if (len > lp_index_uncompressed_size(s->ix) - s->pos)
+		return lp_err_set(
+			err, -ERANGE,
+			"read of %zu bytes at %llu past the layer's "
+			"%llu bytes",
+			len, (unsigned long long)s->pos,
+			(unsigned long long)lp_index_uncompressed_size(s->ix));
+	s->z.next_out = buf;
+	s->z.avail_out = (uInt)len;
+	while (s->z.avail_out > 0) {
+		uInt in0 = s->z.avail_in, out0 = s->z.avail_out;
+		int zr;
+
+		if (s->trailer) {
+			uInt n = s->trailer < in0 ? s->trailer : in0;
+
+			if (n == 0) {
+				r = next_span(s, err);
+				if (r < 0)
+					return r;
+				continue;
+			}
+			s->z.next_in += n;
+			s->z.avail_in -= n;
+			s->trailer -= n;
+			if (!s->trailer) {
+				if (inflateReset2(&s->z, 31) != Z_OK ||
+				    inflateValidate(&s->z, 0) != Z_OK)
+					return -EINVAL;
+				s->raw = false;
+			}
+			continue;
+		}
+		zr = inflate(&s->z, Z_NO_FLUSH);
+		s->pos += out0 - s->z.avail_out;
+		s->stats.bytes_inflated += out0 - s->z.avail_out;
+		end = span_out_end(s, s->span);
+		if (s->pos > end)
+			return lp_err_set(err, -EBADMSG,
+					  "gzip index span #%zu inflates past "
+					  "offset %llu, where its checkpoints "
+					  "end it",
+					  s->span, (unsigned long long)end);
+		if (zr == Z_STREAM_END) {
+			if (s->raw) {
+				s->trailer = GZIP_TRAILER;
+			} else if (inflateReset(&s->z) != Z_OK) {
+				return -EINVAL;
+			}
+			continue;
+		}
+		if (zr != Z_OK && zr != Z_BUF_ERROR)
+			return lp_err_set(err, -EBADMSG,
+					  "gzip layer %s: corrupt deflate data "
+					  "in span #%zu (near offset %llu): %s",
+					  lp_blob_name(s->blob), s->span,
+					  (unsigned long long)s->pos,
+					  s->z.msg ? s->z.msg : "inflate");
+		if (s->z.avail_in == 0 && s->z.avail_out == out0 && in0 == 0) {
+			r = next_span(s, err);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+int lp_index_stream_skip(struct lp_index_stream *s, uint64_t len,
+			 struct lp_err *err)
+{
+	uint8_t *tmp = NULL;
+	int r = 0;
+
+	if (!len)
+		return 0;
+	tmp = malloc(SKIP_BUF);
+	if (!tmp)
+		return -ENOMEM;
+	while (len && r == 0) {
+		size_t n = (size_t)lp_min_u64(len, SKIP_BUF);
+
+		r = lp_index_stream_read(s, tmp, n, err);
+		len -= n;
+	}
+	free(tmp);
+	return r;
+}
+
+uint64_t lp_index_stream_pos(const struct lp_index_stream *s)
+{
+	return s->pos;
+}
+
+void lp_index_stream_stats(const struct lp_index_stream *s,
+			   struct lp_index_stream_stats *ret)
+{
+	*ret = s->stats;
+}
+
+void lp_index_stream_free(struct lp_index_stream *s)
+{
+	if (!s)
+		return;
+	if (s->z_live)
+		inflateEnd(&s->z);
+	lp_blob_unref(s->blob);
+	free(s->in);
+	free(s);
+}

@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The seekable index of an unconverted gzip layer (docs/format.md, "gzip
+ * index"): zran-style checkpoints (where the deflate stream can be resumed:
+ * compressed and uncompressed offset, bit offset, the 32 KiB window stored
+ * compressed) with the sha256 of every compressed span between two
+ * checkpoints, and the layer tar's file table (path, type, mode, owners,
+ * xattrs, link target, where each entry's header and data lie in the
+ * uncompressed stream). With it, any byte range of the layer's tar can be
+ * read by fetching and inflating one or a few spans instead of the blob.
+ *
+ * This file: the format (parse with every count and size bounded, since an
+ * index comes from the network; serialise), lookups, and the span stream
+ * that decodes uncompressed bytes from a blob source, verifying each span's
+ * digest before inflating it. Checking a file's tar header in the stream
+ * against the file table needs a tar parser and lives with it in converter/
+ * (lp_indexer.h). No I/O of its own beyond the blob source given.
+ *
+ * Threads: a struct lp_index is immutable after lp_index_parse() and may be
+ * read from any thread; a struct lp_index_stream is used by one thread.
+ */
+#ifndef LP_INDEX_H
+#define LP_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lp_blob.h"
+#include "lp_buf.h"
+#include "lp_common.h"
+#include "lp_digest.h"
+#include "lp_err.h"
+#include "lp_format.h"
+
+#define LP_INDEX_MAGIC "LPGZIDX\n" /* 8 bytes */
+#define LP_INDEX_VERSION 1
+#define LP_INDEX_HEADER_SIZE 96
+#define LP_INDEX_CP_SIZE 64 /* one checkpoint record */
+#define LP_INDEX_FILE_SIZE 72 /* one file record */
+#define LP_INDEX_WINDOW 32768 /* the deflate window */
+#define LP_INDEX_NONE UINT32_MAX /* no string / no xattrs */
+
+/* Bounds on what an index may claim (house rule 8). */
+#define LP_INDEX_MAX_SIZE (512 * LP_MIB) /* a whole index */
+#define LP_INDEX_MAX_CHECKPOINTS (1u << 18)
+#define LP_INDEX_MAX_FILES LP_TOC_MAX_ENTRIES
+#define LP_INDEX_MAX_STRINGS (256 * LP_MIB)
+#define LP_INDEX_MAX_XATTRS_TOTAL (4u * 1024 * 1024) /* in the whole index */
+#define LP_INDEX_MAX_SPAN_IN (64 * LP_MIB) /* compressed bytes of a span */
+#define LP_INDEX_MAX_SPAN_OUT (256 * LP_MIB) /* uncompressed bytes */
+#define LP_INDEX_MAX_HEADER (2 * LP_MIB) /* tar header blocks of 1 entry */
+#define LP_INDEX_MIN_SPAN_SIZE (64 * LP_KIB) /* builder's span target */
+#define LP_INDEX_MAX_SPAN_SIZE (64 * LP_MIB)
+#define LP_INDEX_DEFAULT_SPAN_SIZE (2 * LP_MIB)
+
+/* OCI media types of the index blob and of the artifact that carries it */
+#define LP_INDEX_MEDIA_TYPE "application/vnd.lazypull.gzip-index.v1"
+#define LP_INDEX_ARTIFACT_TYPE LP_INDEX_MEDIA_TYPE
+/* annotation on the index blob's descriptor: the layer it indexes */
+#define LP_INDEX_ANN_LAYER "dev.lazypull.gzip-index.layer"
+
+enum lp_index_cp_kind {
+	LP_INDEX_CP_DEFLATE = 0, /* inside a deflate stream: window + bits */
+	LP_INDEX_CP_MEMBER = 1, /* a gzip member header starts here */
+};
+
+struct lp_index_checkpoint {
+	uint64_t in; /* blob offset of the first whole unread byte */
+	uint64_t out; /* uncompressed offset */
+	uint8_t bits; /* bits of byte in-1 still to read (0..7) */
+	uint8_t kind; /* enum lp_index_cp_kind */
+	uint16_t window_raw; /* uncompressed window length (<= 32768) */
+	uint32_t window_off,
+		window_len; /* compressed, in the windows section */
+	struct lp_digest span; /* sha256 of blob [span_start, next.in) */
+};
+
+struct lp_index_xattr {
+	const char *name; /* NUL-terminated, borrowed from the index */
+	const uint8_t *value;
+	uint32_t len;
+};
+
+/* One tar entry; strings are borrowed from the index. */
+struct lp_index_file {
+	const char *path; /* normalised: no "./", no leading or trailing '/' */
+	const char *link; /* link target ("" when none) */
+	char type; /* tar typeflag: '0' '1' '2' '3' '4' '5' '6' */
+	uint32_t mode; /* & 07777 */
+	uint32_t uid, gid, dev_major, dev_minor;
+	int64_t mtime;
+	uint64_t hdr_off; /* uncompressed offset of its first header block */
+	uint64_t data_off; /* of its payload (= end of its header blocks) */
+	uint64_t size; /* payload bytes (regular files) */
+	const struct lp_index_xattr *xattrs;
+	uint32_t nr_xattrs;
+};
+
+struct lp_index;
+
+/*
+ * lp_index_parse() - parse and validate @len bytes of an index (copied).
+ * Every count, offset and size is checked against the LP_INDEX_MAX_* bounds
+ * and against each other (checkpoints strictly increasing and inside the
+ * blob, spans within their bounds, files in stream order, inside the
+ * uncompressed size and not overlapping, paths normalised and not too deep,
+ * string references inside the strings section). Returns 0; -EBADMSG for a
+ * malformed index, -EFBIG over a bound, -EOPNOTSUPP for another version;
+ * @err says what and where. Free with lp_index_free().
+ */
+int lp_index_parse(const void *data, size_t len, struct lp_index **ret_ix,
+		   struct lp_err *err);
+void lp_index_free(struct lp_index *ix); /* NULL allowed */
+
+/* lp_index_serialise() - append the index's bytes, as parsed, to @out. */
+int lp_index_serialise(const struct lp_index *ix, struct lp_buf *out);
+
+uint64_t lp_index_blob_size(const struct lp_index *ix);
+uint64_t lp_index_uncompressed_size(const struct lp_index *ix);
+const struct lp_digest *lp_index_blob_digest(const struct lp_index *ix);
+uint32_t lp_index_span_size(const struct lp_index *ix);
+size_t lp_index_nr_checkpoints(const struct lp_index *ix);
+const struct lp_index_checkpoint *lp_index_checkpoint(const struct lp_index *ix,
+						      size_t i);
+size_t lp_index_nr_files(const struct lp_index *ix);
+const struct lp_index_file *lp_index_file(const struct lp_index *ix, size_t i);
+
+/*
+ * lp_index_lookup() - the file table entry for @path (normalised or with
+ * "./" or "/" in front); the last one when the tar holds the path several
+ * times, as extraction would leave it. Returns its index or -ENOENT.
+ */
+int lp_index_lookup(const struct lp_index *ix, const char *path);
+
+/*
+ * lp_index_span_range() - the blob range [*ret_start, *ret_end) checkpoint
+ * @i's span digest covers (what must be read to inflate from checkpoint i
+ * to checkpoint i+1, or to the end of the blob).
+ */
+void lp_index_span_range(const struct lp_index *ix, size_t i,
+			 uint64_t *ret_start, uint64_t *ret_end);
+
+/* ---- writing (the builder, converter/index_build.c) ---------------- */
+
+struct lp_index_writer;
+
+/*
+ * lp_index_writer_new() - collect an index for a blob being read with
+ * span target @span_size. Records are appended in stream order; nothing is
+ * validated until lp_index_writer_finish(), which parses its own output.
+ */
+int lp_index_writer_new(uint32_t span_size, struct lp_index_writer **ret_w);
+void lp_index_writer_free(struct lp_index_writer *w); /* NULL allowed */
+/* lp_index_writer_add_checkpoint() - @window (@window_raw bytes) is
+ * compressed here; @cp's window fields are filled in. 0, -EFBIG, -ENOMEM. */
+int lp_index_writer_add_checkpoint(struct lp_index_writer *w,
+				   const struct lp_index_checkpoint *cp,
+				   const uint8_t *window);
+/* lp_index_writer_set_span() - the span digest of the last checkpoint. */
+void lp_index_writer_set_span(struct lp_index_writer *w,
+			      const struct lp_digest *d);
+/* lp_index_writer_add_file() - @f's strings and xattrs are copied. */
+int lp_index_writer_add_file(struct lp_index_writer *w,
+			     const struct lp_index_file *f);
+/*
+ * lp_index_writer_finish() - the serialised index for a blob of @blob_size
+ * bytes with digest @blob_digest and @usize uncompressed bytes, into @out
+ * (appended). Returns 0 or -errno with @err set.
+ */
+int lp_index_writer_finish(struct lp_index_writer *w, uint64_t blob_size,
+			   const struct lp_digest *blob_digest, uint64_t usize,
+			   struct lp_buf *out, struct lp_err *err);
+
+/* ---- reading through the index ------------------------------------- */
+
+struct lp_index_stream;
+
+/* what a stream fetched and inflated (for stats and tests) */
+struct lp_index_stream_stats {
+	uint64_t bytes_fetched; /* compressed bytes read from the blob */
+	uint64_t spans; /* spans fetched and verified */
+	uint64_t bytes_inflated; /* uncompressed bytes produced */
+};
+
+/*
+ * lp_index_stream_open() - a stream of the layer's uncompressed bytes from
+ * @off, reading @blob (which must be the blob @ix indexes: its size is
+ * checked; its identity is the caller's to check against
+ * lp_index_blob_digest()). It starts at the last checkpoint at or before
+ * @off. Takes a reference on @blob. Returns 0, -ERANGE (@off past the end),
+ * -EBADMSG, or -errno.
+ */
+int lp_index_stream_open(const struct lp_index *ix, struct lp_blob *blob,
+			 uint64_t off, struct lp_index_stream **ret_s,
+			 struct lp_err *err);
+/*
+ * lp_index_stream_read() - the next @len uncompressed bytes into @buf. Each
+ * span is fetched whole and its sha256 compared with the index before a
+ * byte of it is inflated; a span that inflates to another length than the
+ * checkpoints say is refused. Returns 0, -ERANGE (past the end), -EBADMSG
+ * (digest mismatch, corrupt deflate data), or the blob's -errno.
+ */
+int lp_index_stream_read(struct lp_index_stream *s, void *buf, size_t len,
+			 struct lp_err *err);
+/* lp_index_stream_skip() - drop the next @len bytes (inflated, verified). */
+int lp_index_stream_skip(struct lp_index_stream *s, uint64_t len,
+			 struct lp_err *err);
+uint64_t lp_index_stream_pos(const struct lp_index_stream *s);
+void lp_index_stream_stats(const struct lp_index_stream *s,
+			   struct lp_index_stream_stats *ret);
+void lp_index_stream_free(struct lp_index_stream *s); /* NULL allowed */
+
+#endif /* LP_INDEX_H */

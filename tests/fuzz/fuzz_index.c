@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Fuzz target for the gzip index (format/lp_index.h, converter/
+ * lp_indexer.h): the input is an index, or (when it does not start with the
+ * magic) LE32 n, n bytes of index, then the layer blob it describes, so
+ * that a corpus of real (index, layer) pairs drives the inflate, verify and
+ * header-check paths with spans whose digests match. lp_index_parse() must refuse it or
+ * return one whose every promise holds (checkpoints increasing and inside
+ * the blob, files in order, inside the layer, findable by path). A parsed
+ * index is then read through against a blob of its size made of a fixed
+ * byte pattern (when small): the stream must refuse the spans (their
+ * digests cannot match) or serve bytes without crashing; and the input's
+ * own bytes are offered to the tar header check as the first entry's
+ * header.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lp_index.h"
+#include "lp_indexer.h"
+
+#define FUZZ_BLOB_MAX (1024 * 1024)
+#define FUZZ_FILES_MAX 64
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_index(const struct lp_index *ix)
+{
+	uint64_t prev_in = 0, prev_out = 0, prev_end = 0;
+	size_t i;
+
+	for (i = 0; i < lp_index_nr_checkpoints(ix); i++) {
+		const struct lp_index_checkpoint *c =
+			lp_index_checkpoint(ix, i);
+		uint64_t s, e;
+
+		if (c->in >= lp_index_blob_size(ix) ||
+		    c->out > lp_index_uncompressed_size(ix) ||
+		    (i && (c->in <= prev_in || c->out <= prev_out)))
+			abort();
+		lp_index_span_range(ix, i, &s, &e);
+		if (s > e || e > lp_index_blob_size(ix) ||
+		    e - s > LP_INDEX_MAX_SPAN_IN)
+			abort();
+		prev_in = c->in;
+		prev_out = c->out;
+	}
+	for (i = 0; i < lp_index_nr_files(ix); i++) {
+		const struct lp_index_file *f = lp_index_file(ix, i);
+		int j;
+
+		if (f->hdr_off < prev_end || f->data_off <= f->hdr_off ||
+		    f->data_off > lp_index_uncompressed_size(ix) ||
+		    f->size > lp_index_uncompressed_size(ix) - f->data_off ||
+		    !f->path[0] || strlen(f->path) > LP_TOC_MAX_PATH)
+			abort();
+		prev_end = f->data_off + f->size;
+		j = lp_index_lookup(ix, f->path);
+		if (j < 0 ||
+		    strcmp(lp_index_file(ix, (size_t)j)->path, f->path))
+			abort();
+	}
+}
+
+static void read_through(const struct lp_index *ix, const uint8_t *data,
+			 size_t size, const uint8_t *layer, size_t layer_len)
+{
+	struct lp_blob *blob = NULL;
+	uint8_t *b = NULL, buf[4096];
+	size_t i, n = lp_index_nr_files(ix);
+
+	if (lp_index_blob_size(ix) > FUZZ_BLOB_MAX)
+		return;
+	b = malloc((size_t)lp_index_blob_size(ix));
+	if (!b)
+		return;
+	for (i = 0; i < lp_index_blob_size(ix); i++)
+		b[i] = i < layer_len ? layer[i] : (uint8_t)(i * 31 + 7);
+	if (lp_blob_new_mem(b, (size_t)lp_index_blob_size(ix), "fuzz", &blob) ==
+	    0) {
+		for (i = 0; i < n && i < FUZZ_FILES_MAX; i++) {
+			const struct lp_index_file *f = lp_index_file(ix, i);
+			size_t len = f->size < sizeof(buf) ? (size_t)f->size :
+							     sizeof(buf);
+
+			if (f->type == '0')
+				(void)lp_index_read_file(ix, blob, i, buf, len,
+							 0, NULL, NULL);
+		}
+	}
+	if (n)
+		(void)lp_index_check_header(
+			ix, 0, data,
+			(size_t)lp_min_u64(
+				size, lp_index_file(ix, 0)->data_off -
+					      lp_index_file(ix, 0)->hdr_off),
+			NULL);
+	lp_blob_unref(blob);
+	free(b);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct lp_index *ix = NULL;
+	const uint8_t *layer = NULL;
+	size_t layer_len = 0;
+
+	if (size >= 4 && memcmp(data, LP_INDEX_MAGIC, 4)) {
+		size_t n = lp_get_le32(data);
+
+		if (n > size - 4)
+			return 0;
+		layer = data + 4 + n;
+		layer_len = size - 4 - n;
+		data += 4;
+		size = n;
+	}
+	if (lp_index_parse(data, size, &ix, NULL) < 0)
+		return 0;
+	check_index(ix);
+	read_through(ix, data, size, layer, layer_len);
+	lp_index_free(ix);
+	return 0;
+}
