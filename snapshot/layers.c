@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cri_int.h"
 #include "lp_common.h"
 #include "lp_footer.h"
 #include "lp_fuse.h"
@@ -90,6 +91,9 @@ struct lp_snap_layers {
 	 * others' background fetch */
 	struct lp_fs_activity *activity;
 	struct lp_fdh *holder; /* borrowed, thread-safe; NULL: none */
+	/* kubelet's pull credentials (CRI proxy); borrowed, thread-safe;
+	 * NULL: no proxy */
+	struct lp_cri_creds *cri_creds;
 	char layers_dir[LP_SNAP_PATH_MAX];
 	char cache_dir[LP_SNAP_PATH_MAX];
 	char tails_dir[LP_SNAP_PATH_MAX];
@@ -178,6 +182,40 @@ int lp_snap_layers_path(struct lp_snap_layers *l, const char *digest, char *mnt,
 void lp_snap_layers_set_holder(struct lp_snap_layers *l, struct lp_fdh *h)
 {
 	l->holder = h;
+}
+
+void lp_snap_layers_set_cri_creds(struct lp_snap_layers *l,
+				  struct lp_cri_creds *s)
+{
+	l->cri_creds = s;
+}
+
+/*
+ * The credential hook: hand the registry client what kubelet gave with the
+ * CRI PullImage of @ref's image, if anything. Returns 1 applied, 0 none
+ * (no proxy, or no pull with credentials), -errno.
+ */
+static int cri_credentials(struct lp_snap_layers *l,
+			   const struct lp_reg_ref *ref)
+{
+	return l->cri_creds ? lp_cri_creds_apply(l->cri_creds, l->reg, ref) : 0;
+}
+
+/* a refused layer (-EACCES): say whose credentials were refused or missing */
+static int auth_refused(struct lp_snap_layers *l, struct layer *y, int have)
+{
+	return lp_err_set(&y->err, -EACCES, "%s: %s (%s)", y->facts.ref,
+			  lp_err_str(&y->err, -EACCES),
+			  have > 0 ? "the credentials of its CRI PullImage "
+				     "were refused" :
+			  l->cri_creds ?
+				     "no credentials for this image from a CRI "
+				     "PullImage through the lazypull CRI proxy "
+				     "(is kubelet's --image-service-endpoint "
+				     "the proxy socket?)" :
+				     "no credentials: the CRI proxy is off "
+				     "(--cri-listen) and the docker config "
+				     "has none");
 }
 
 /* ROOT/tails/HEX: where layer @digest's tail is kept */
@@ -586,14 +624,20 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	uint8_t *tail = NULL;
 	size_t tail_len = 0;
 	uint64_t t;
-	int r;
+	int r, have;
 
 	r = parse_facts(y, &ref, &d, &toc);
 	if (r < 0)
 		goto out;
 	y->why = LP_FALLBACK_REGISTRY;
+	have = cri_credentials(l, &ref);
+	if (have < 0)
+		lp_log_warn("layer %s: CRI credentials not applied: %s",
+			    y->digest, strerror(-have));
 	t = lp_mono_ns();
 	r = open_tail(l, y, &ref, &d, &blob, &tail, &tail_len);
+	if (r == -EACCES)
+		r = auth_refused(l, y, have);
 	if (r < 0)
 		goto out;
 	y->tail_ns = lp_mono_ns() - t;

@@ -48,6 +48,11 @@ struct lp_snap_config {
 	char *insecure[LP_SNAP_INSECURE_MAX + 1]; /* NULL-ended */
 	size_t n_insecure;
 	char *docker_config_dir; /* NULL: $DOCKER_CONFIG or ~/.docker */
+	/* the CRI image-service proxy (kubelet's --image-service-endpoint):
+	 * its socket (NULL: off) and containerd's CRI socket it forwards to
+	 * (NULL: /run/containerd/containerd.sock) */
+	char *cri_listen;
+	char *cri_upstream;
 	size_t mem_cache_bytes; /* per mounted layer; 0: default */
 	uint64_t disk_cache_bytes; /* 0: default */
 	bool prefetch; /* fetch each layer's prioritised files at mount */
