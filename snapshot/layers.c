@@ -201,21 +201,24 @@ static int cri_credentials(struct lp_snap_layers *l,
 	return l->cri_creds ? lp_cri_creds_apply(l->cri_creds, l->reg, ref) : 0;
 }
 
-/* a refused layer (-EACCES): say whose credentials were refused or missing */
+/* a refused layer (-EACCES): say whose credentials were refused or missing
+ * (the registry's message first: lp_err keeps the first message set) */
 static int auth_refused(struct lp_snap_layers *l, struct layer *y, int have)
 {
-	return lp_err_set(&y->err, -EACCES, "%s: %s (%s)", y->facts.ref,
-			  lp_err_str(&y->err, -EACCES),
-			  have > 0 ? "the credentials of its CRI PullImage "
-				     "were refused" :
-			  l->cri_creds ?
-				     "no credentials for this image from a CRI "
-				     "PullImage through the lazypull CRI proxy "
-				     "(is kubelet's --image-service-endpoint "
-				     "the proxy socket?)" :
-				     "no credentials: the CRI proxy is off "
-				     "(--cri-listen) and the docker config "
-				     "has none");
+	char cause[LP_ERR_MSG_MAX];
+
+	snprintf(cause, sizeof(cause), "%s", lp_err_str(&y->err, -EACCES));
+	lp_err_clear(&y->err);
+	return lp_err_set(
+		&y->err, -EACCES, "%s (%s)", cause,
+		have > 0 ?
+			"the credentials of its CRI PullImage were refused" :
+		l->cri_creds ?
+			"no credentials for this image from a CRI PullImage "
+			"through the lazypull CRI proxy (is kubelet's "
+			"--image-service-endpoint the proxy socket?)" :
+			"no credentials: the CRI proxy is off (--cri-listen) "
+			"and the docker config has none");
 }
 
 /* ROOT/tails/HEX: where layer @digest's tail is kept */
