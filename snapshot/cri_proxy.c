@@ -134,7 +134,8 @@ static void keep_credentials(struct lp_cri_proxy *p, grpc_byte_buffer *bb)
 					   strerror(-r));
 out:
 	if (have_slice) {
-		/* the slice may be the buffer's own memory: wipe it too */
+		/* readall() made a copy of the request: wipe the secrets in
+		 * it (the request itself goes on to containerd) */
 		if (GRPC_SLICE_LENGTH(s))
 			explicit_bzero(GRPC_SLICE_START_PTR(s),
 				       GRPC_SLICE_LENGTH(s));
