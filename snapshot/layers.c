@@ -1135,6 +1135,9 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 	if (lp_digest_parse(req->digest, &want) < 0)
 		return lp_err_set(err, -EINVAL, "bad layer digest '%s'",
 				  req->digest);
+	/* before the manifest helper asks the registry for the image */
+	if (cri_credentials(l, &ref) < 0)
+		lp_log_warn("%s: CRI credentials not applied", req->ref);
 
 	/* mounted or being mounted (a neighbour, another namespace)? */
 	pthread_mutex_lock(&l->lock);
