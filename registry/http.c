@@ -808,11 +808,50 @@ static int token_url(const struct lp_reg_req *req,
 	return 0;
 }
 
-/* GET @url (with @cred as Basic auth when set); the 200 reply in @body */
+/*
+ * The OAuth2 form that trades identity token @refresh for a token for
+ * @scope (distribution's token spec, "refresh_token" grant) into @form, and
+ * the realm to POST it to into @url.
+ */
+static int token_form(const struct lp_reg_req *req,
+		      const struct lp_reg_challenge *ch, const char *scope,
+		      const char *refresh, struct lp_buf *form,
+		      struct lp_buf *url, struct lp_err *err)
+{
+	int r;
+
+	if (strncmp(ch->realm, "https://", 8) &&
+	    strncmp(ch->realm, "http://", 7))
+		return lp_err_set(err, -EPROTO,
+				  "%s: token realm \"%s\" is not "
+				  "an http(s) URL",
+				  req->ref->host, ch->realm);
+	if ((r = lp_buf_printf(url, "%s", ch->realm)) < 0 ||
+	    (r = lp_buf_printf(form, "grant_type=refresh_token&service=")) <
+		    0 ||
+	    (r = url_escape(form, ch->service)) < 0 ||
+	    (r = lp_buf_printf(form, "&client_id=lazypull&scope=")) < 0 ||
+	    (r = url_escape(form, scope)) < 0)
+		return r;
+	if (ch->scope[0] && strcmp(ch->scope, scope) &&
+	    ((r = lp_buf_printf(form, "%%20")) < 0 ||
+	     (r = url_escape(form, ch->scope)) < 0))
+		return r;
+	if ((r = lp_buf_printf(form, "&refresh_token=")) < 0 ||
+	    (r = url_escape(form, refresh)) < 0)
+		return r;
+	return 0;
+}
+
+/*
+ * GET @url (with @cred as Basic auth when set), or with @form POST it to
+ * @url (the OAuth2 flow of an identity token); the 200 reply in @body.
+ */
 static int token_request(struct lp_reg *reg, const struct lp_reg_req *req,
 			 const struct lp_reg_challenge *ch, const char *scope,
 			 const struct lp_reg_cred *cred, const char *url,
-			 struct lp_buf *body, struct lp_err *err)
+			 const struct lp_buf *form, struct lp_buf *body,
+			 struct lp_err *err)
 {
 	struct lp_reg_sink sink = { .write = token_write,
 				    .reset = token_reset,
@@ -828,13 +867,19 @@ static int token_request(struct lp_reg *reg, const struct lp_reg_req *req,
 		r = -ENOMEM;
 		goto out;
 	}
-	if (cred) {
+	authh[0] = '\0';
+	memset(&treq, 0, sizeof(treq));
+	if (form) {
+		hdrs[0] = "Content-Type: application/x-www-form-urlencoded";
+		treq.method = "POST";
+		treq.body = form->data;
+		treq.body_len = form->len;
+	} else if (cred) {
 		r = basic_header(cred, authh, sizeof(authh));
 		if (r < 0)
 			goto out;
 		hdrs[0] = authh;
 	}
-	memset(&treq, 0, sizeof(treq));
 	treq.ref = req->ref;
 	treq.url = url;
 	treq.external = true;
@@ -958,7 +1003,7 @@ static int token_refresh(struct lp_reg *reg, const struct lp_reg_req *req,
 {
 	struct lp_reg_token_reply *reply = NULL;
 	struct lp_reg_cred cred;
-	struct lp_buf url, body;
+	struct lp_buf url, body, form;
 	struct reg_host *h;
 	struct reg_token *t;
 	char *tok = NULL;
@@ -967,6 +1012,7 @@ static int token_refresh(struct lp_reg *reg, const struct lp_reg_req *req,
 
 	lp_buf_init(&url, LP_REG_URL_MAX);
 	lp_buf_init(&body, LP_REG_TOKEN_BODY_MAX);
+	lp_buf_init(&form, LP_REG_URL_MAX + LP_REG_CRED_MAX * 3);
 	memset(&cred, 0, sizeof(cred));
 	have = host_cred(reg, req->ref->host, &cred);
 	if (have < 0) {
@@ -978,9 +1024,21 @@ static int token_refresh(struct lp_reg *reg, const struct lp_reg_req *req,
 		r = -ENOMEM;
 		goto out;
 	}
-	if ((r = token_url(req, ch, scope, &url, err)) < 0 ||
-	    (r = token_request(reg, req, ch, scope, have ? &cred : NULL,
-			       (const char *)url.data, &body, err)) < 0)
+	if (have && !cred.user[0] && cred.secret[0]) {
+		/* an identity token: OAuth2 refresh_token grant, POSTed */
+		r = token_form(req, ch, scope, cred.secret, &form, &url, err);
+		if (r == 0)
+			r = token_request(reg, req, ch, scope, NULL,
+					  (const char *)url.data, &form, &body,
+					  err);
+	} else {
+		r = token_url(req, ch, scope, &url, err);
+		if (r == 0)
+			r = token_request(
+				reg, req, ch, scope, have ? &cred : NULL,
+				(const char *)url.data, NULL, &body, err);
+	}
+	if (r < 0)
 		goto out;
 	r = lp_reg_token_reply_parse(body.data ? (const char *)body.data : "",
 				     body.len, reply);
@@ -1032,6 +1090,9 @@ out:
 		explicit_bzero(reply, sizeof(*reply));
 	free(reply);
 	explicit_bzero(&cred, sizeof(cred));
+	if (form.data)
+		explicit_bzero(form.data, form.len);
+	lp_buf_release(&form);
 	lp_buf_release(&url);
 	lp_buf_release(&body);
 	return r;
@@ -1187,11 +1248,14 @@ static int handle_401(struct lp_reg *reg, const struct lp_reg_req *req,
 			r = have;
 			goto out;
 		}
-		if (!have || again) {
+		if (!have || again || !cred.user[0]) {
 			r = lp_err_set(err, -EACCES, "%s: %s (Basic auth)",
 				       req->ref->host,
-				       have ? "credentials refused" :
-					      "needs credentials");
+				       !have ? "needs credentials" :
+				       !cred.user[0] ?
+					       "an identity token needs "
+					       "a token server" :
+					       "credentials refused");
 			goto out;
 		}
 		pthread_mutex_lock(&reg->lock);

@@ -100,9 +100,18 @@ static int cred_of(const struct lp_cri_pull *p, struct cred_entry *e)
 		explicit_bzero(plain, sizeof(plain));
 		return r;
 	}
-	/* an identity token is an OAuth2 refresh token and a registry token
-	 * a bearer token for one registry: neither is a user and password */
-	if (p->identity_token[0] || p->registry_token[0])
+	/* an identity token is an OAuth2 refresh token: kept with an empty
+	 * user, the registry client trades it at the token server */
+	if (p->identity_token[0]) {
+		if (strlen(p->identity_token) >= sizeof(e->secret))
+			return -EFBIG;
+		memcpy(e->secret, p->identity_token,
+		       strlen(p->identity_token) + 1);
+		return 1;
+	}
+	/* a registry token is a bearer token for one registry: containerd
+	 * 1.6 does not use it either */
+	if (p->registry_token[0])
 		return -EOPNOTSUPP;
 	return 0;
 }

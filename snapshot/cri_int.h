@@ -85,17 +85,19 @@ void lp_cri_creds_free(struct lp_cri_creds *s);
  * lp_cri_creds_put() - remember the credentials of PullImage @p for its
  * image's repository (host/repo) and its registry, replacing what an
  * earlier pull left there; a pull without credentials forgets the
- * repository's. Returns 1 kept, 0 forgotten (none given), -EINVAL (not an
- * image reference, or an "auth" that is not base64 "user:password"),
- * -EOPNOTSUPP (only an identity token: a refresh token this client cannot
- * use), -ENOMEM. Thread-safe.
+ * repository's. Kept: username/password, else "auth" (base64
+ * "user:password"), else identity_token (with an empty user, see
+ * lp_reg_set_credentials()). Returns 1 kept, 0 forgotten (none given),
+ * -EINVAL (not an image reference, or an "auth" that is not base64
+ * "user:password"), -EFBIG (an identity token over LP_CRI_CRED_MAX - 1
+ * bytes), -EOPNOTSUPP (only a registry_token), -ENOMEM. Thread-safe.
  */
 int lp_cri_creds_put(struct lp_cri_creds *s, const struct lp_cri_pull *p);
 
 /*
  * lp_cri_creds_apply() - give @reg the credentials kept for @ref's
  * repository, else the last ones given for its registry
- * (lp_reg_set_credentials(), or the registry token as a bearer token).
+ * (lp_reg_set_credentials()).
  * Returns 1 applied, 0 none kept, -errno. Thread-safe.
  */
 int lp_cri_creds_apply(struct lp_cri_creds *s, struct lp_reg *reg,

@@ -118,14 +118,16 @@ static void keep_credentials(struct lp_cri_proxy *p, grpc_byte_buffer *bb)
 		lp_log_info("CRI PullImage %s: credentials kept for its "
 			    "layers (user '%s')",
 			    pull->image,
-			    pull->username[0] ? pull->username : "(from auth)");
+			    pull->username[0]	    ? pull->username :
+			    pull->identity_token[0] ? "(identity token)" :
+						      "(from auth)");
 	else if (r == 0)
 		lp_log_info("CRI PullImage %s: no credentials%s", pull->image,
 			    pull->has_auth ? " (empty AuthConfig)" : "");
 	else if (r == -EOPNOTSUPP)
-		lp_log_warn("CRI PullImage %s: only an identity or registry "
-			    "token, which lazypull cannot use yet: its layers "
-			    "are resolved without credentials",
+		lp_log_warn("CRI PullImage %s: only a registry token, which "
+			    "lazypull cannot use: its layers are resolved "
+			    "without credentials",
 			    pull->image);
 	else
 		lp_log_warn("CRI PullImage %s: credentials not kept: %s",

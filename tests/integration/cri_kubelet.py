@@ -6,7 +6,8 @@ messages are encoded and decoded here by hand with the upstream field
 numbers (kubernetes/cri-api pkg/apis/runtime/v1/api.proto): no generated
 code, no .proto needed.
 
-Usage: cri_kubelet.py SOCKET pull IMAGE [USER PASSWORD | --auth B64]
+Usage: cri_kubelet.py SOCKET pull IMAGE [USER PASSWORD | --auth B64 |
+                                         --identity-token TOKEN]
        cri_kubelet.py SOCKET list | fsinfo
        cri_kubelet.py SOCKET status IMAGE | remove IMAGE
        cri_kubelet.py SOCKET call METHOD      (an empty request to METHOD)
@@ -102,6 +103,10 @@ def main():
         req = ld(1, image_spec(sys.argv[3]))
         if len(sys.argv) > 5 and sys.argv[4] == "--auth":
             req += ld(2, ld(3, sys.argv[5]))  # AuthConfig.auth
+        elif len(sys.argv) > 5 and sys.argv[4] == "--identity-token":
+            host = sys.argv[3].split("/")[0]
+            # AuthConfig{server_address = 4, identity_token = 5}
+            req += ld(2, ld(4, "http://" + host) + ld(5, sys.argv[5]))
         elif len(sys.argv) > 5:
             # AuthConfig{username = 1, password = 2, server_address = 4};
             # with a scheme: containerd 1.6 cannot parse a bare host:port

@@ -23,6 +23,11 @@
 #      the proxy log names the kept credentials, a container runs from it
 #      (reads through the lazy layers need the credentials too), and the
 #      password never shows in the snapshotter's log
+#   4. image C on a second registry with auth.token (token_server.py:
+#      anonymous gets nothing) pulled through the proxy with only an
+#      identity token: containerd and lazypull each trade it at the token
+#      server (OAuth2 POST, grant_type=refresh_token), both layers mount
+#      lazily, a container runs
 # Limits here: no CNI and no pod sandboxes (RunPodSandbox is not tried);
 # containers are run with ctr in containerd's k8s.io namespace.
 set -euo pipefail
@@ -38,6 +43,9 @@ cleanup() {
 	local rc=$? m
 	set +e
 	lp_stack_stop
+	for p in ${REG2_PID:-} ${TOK_PID:-}; do
+		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+	done
 	for m in $(mounts_under "$T"); do
 		umount -l "$m" 2>/dev/null
 	done
@@ -64,6 +72,40 @@ BLOB_BYTES=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
 	"http://$REG/v2/cri/b/manifests/esgz" | python3 -c '
 import json, sys
 print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))')
+# image C on a second registry, which will want tokens from
+# token_server.py: anonymous gets nothing, the identity token everything
+PORT2=$(free_port)
+KPORT=$(free_port)
+REG2="127.0.0.1:$PORT2"
+REFRESH="lp-identity-$RANDOM$RANDOM"
+mkdir -p "$T/reg2"
+cat >"$T/reg2.yml" <<EOF
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $T/reg2}}
+http: {addr: $REG2}
+EOF
+docker-registry serve "$T/reg2.yml" >"$T/reg2.log" 2>&1 &
+REG2_PID=$!
+wait_for 20 "the second registry" curl -fsS "http://$REG2/v2/"
+lp_run "$T/conv.out" "$T/conv.err" "$LAZYPULL" convert --plain-http -q --chunk-size 2M \
+	"oci:$T/layout:two" "$REG2/cri/c:esgz" || { show_err "$T/conv.err"; fail "lazypull convert C"; }
+kill "$REG2_PID"
+wait "$REG2_PID" 2>/dev/null || true
+(cd "$T" && openssl req -x509 -newkey rsa:2048 -nodes -keyout tok.key -out tok.pem \
+	-days 1 -subj /CN=lp-token 2>/dev/null) || fail "openssl could not make the token key"
+LP_TOKEN_ANON_PULL=0 python3 "$LP_SOURCE_DIR/tests/integration/token_server.py" "$KPORT" \
+	"$T/tok.key" "$T/tok.pem" "$T/token.log" alice:s3cret 0 - "$REFRESH" 2>"$T/token.err" &
+TOK_PID=$!
+cat >>"$T/reg2.yml" <<EOF
+auth: {token: {realm: "http://127.0.0.1:$KPORT/token", service: lp-cri, issuer: lp-issuer, rootcertbundle: $T/tok.pem}}
+EOF
+docker-registry serve "$T/reg2.yml" >>"$T/reg2.log" 2>&1 &
+REG2_PID=$!
+wait_for 20 "the token server" curl -fsS "http://127.0.0.1:$KPORT/health"
+wait_for 20 "the second registry with token auth" sh -c \
+	"[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://$REG2/v2/)\" = 401 ]"
+
 kill "$REG_PID"
 wait "$REG_PID" 2>/dev/null || true
 htpasswd -Bbn alice s3cret >"$T/htpasswd" 2>/dev/null || fail "htpasswd"
@@ -100,6 +142,8 @@ lp_stack_containerd "" "$(cat <<EOF
   conf_dir = "$T/cni/conf"
 [plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REG"]
   endpoint = ["http://$REG"]
+[plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REG2"]
+  endpoint = ["http://$REG2"]
 EOF
 )"
 ok "containerd's CRI plugin serves (no CNI: image service only); proxy on $CRISOCK -> $CSOCK"
@@ -169,4 +213,26 @@ ok "ListImages shows A and B; the password is not in the log"
 $KUBELET "$CRISOCK" remove "$REG/cri/a:esgz" >/dev/null 2>"$T/err" || { show_err "$T/err"; fail "RemoveImage through the proxy"; }
 [ "$($KUBELET "$CRISOCK" status "$REG/cri/a:esgz")" = absent ] || fail "A still there after RemoveImage"
 ok "RemoveImage through the proxy"
+
+# --- 4. an identity token (OAuth2 refresh token) ---------------------------------
+say "4. PullImage of C with an identity token from a token-auth registry: lazy"
+r0=$(remote_count)
+fb0=$(metric lazypull_fallbacks_total)
+: >"$T/token.log"
+$KUBELET "$CRISOCK" pull "$REG2/cri/c:esgz" --identity-token "$REFRESH" >"$T/out" 2>"$T/err" ||
+	{ show_err "$T/err"; fail "PullImage of C through the proxy with an identity token"; }
+grep -q "^sha256:" "$T/out" || fail "PullImage C answered '$(cat "$T/out")'"
+grep -qF "CRI PullImage $REG2/cri/c:esgz: credentials kept for its layers (user '(identity token)')" "$T/snap.log" ||
+	fail "the proxy did not keep C's identity token"
+n=$(($(remote_count) - r0))
+[ "$n" = 2 ] || fail "expected 2 remote (lazy) snapshots for C, got $n"
+[ "$(metric lazypull_fallbacks_total)" = "$fb0" ] || fail "a layer of C fell back"
+nl=$(grep -c 'via=post:refresh_token client=lazypull' "$T/token.log" || true)
+nc=$(grep -c 'via=post:refresh_token client=containerd' "$T/token.log" || true)
+[ "$nl" -ge 1 ] || fail "lazypull never traded the identity token: $(cat "$T/token.log")"
+! grep -q 'authed=False' "$T/token.log" || fail "anonymous token requests: $(grep authed=False "$T/token.log")"
+out=$(ctr --address "$CSOCK" -n k8s.io run --rm --snapshotter lazypull "$REG2/cri/c:esgz" cri2 cat /hello.txt)
+[ "$out" = "hello from lazypull" ] || fail "container on C printed '$out'"
+! grep -q "$REFRESH" "$T/snap.log" || fail "the identity token shows in the snapshotter's log"
+ok "C: both layers lazy; lazypull traded the identity token at the token server ($nl POSTs, containerd $nc), a container runs"
 done_ok
