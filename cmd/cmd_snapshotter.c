@@ -39,6 +39,13 @@ static const char snapshotter_usage[] =
 	"                             " LP_REG_CONFIG_DIR_DEFAULT
 	"; \"\": none)\n"
 	"  --metrics-address H:P      serve Prometheus metrics at /metrics\n"
+	"  --cri-listen SOCKET        serve a CRI image-service proxy here for\n"
+	"                             kubelet's --image-service-endpoint: it\n"
+	"                             keeps PullImage credentials (memory\n"
+	"                             only) for those images' layers\n"
+	"  --cri-upstream SOCKET      containerd's CRI socket the proxy\n"
+	"                             forwards to (default\n"
+	"                             /run/containerd/containerd.sock)\n"
 	"  --strict                   refuse layers that cannot be mounted\n"
 	"                             lazily instead of taking the plain path\n"
 	"  --no-prefetch              do not prefetch prioritised files\n"
@@ -94,6 +101,8 @@ enum {
 	OPT_TEARDOWN,
 	OPT_PROTOCOL,
 	OPT_EXIT_WHEN_IDLE,
+	OPT_CRI_LISTEN,
+	OPT_CRI_UPSTREAM,
 };
 
 static const struct option snapshotter_options[] = {
@@ -104,6 +113,8 @@ static const struct option snapshotter_options[] = {
 	{ "registry-config-dir", required_argument, NULL,
 	  OPT_REGISTRY_CONFIG_DIR },
 	{ "metrics-address", required_argument, NULL, OPT_METRICS },
+	{ "cri-listen", required_argument, NULL, OPT_CRI_LISTEN },
+	{ "cri-upstream", required_argument, NULL, OPT_CRI_UPSTREAM },
 	{ "strict", no_argument, NULL, OPT_STRICT },
 	{ "no-prefetch", no_argument, NULL, OPT_NO_PREFETCH },
 	{ "prefetch-timeout", required_argument, NULL, OPT_PREFETCH_TIMEOUT },
@@ -186,6 +197,12 @@ int lp_cmd_snapshotter(int argc, char **argv)
 			break;
 		case OPT_METRICS:
 			r = lp_snap_config_set_str(&c.metrics_address, optarg);
+			break;
+		case OPT_CRI_LISTEN:
+			r = lp_snap_config_set_str(&c.cri_listen, optarg);
+			break;
+		case OPT_CRI_UPSTREAM:
+			r = lp_snap_config_set_str(&c.cri_upstream, optarg);
 			break;
 		case OPT_STRICT:
 			c.strict = true;

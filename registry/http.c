@@ -6,10 +6,16 @@
  * connections. lp_reg_do() is the only place that retries, backs off and
  * authenticates: anonymous first, then on 401 the challenge decides Basic
  * (credentials from lp_reg_set_credentials or the docker config) or a Bearer
- * token, cached per host and scope and fetched again when it stops working.
+ * token, cached per host and scope. A token lives as long as its reply says
+ * (expires_in from issued_at): it is fetched again a little before it
+ * expires, using the host's last challenge, and at once when the registry
+ * answers 401 to it. Either way one thread fetches per host and scope (a
+ * single flight): the others wait for its token, so that a burst of readers
+ * meeting an expired token costs one token request, not one each.
  *
  * Lock order: lock, then nothing; pool_lock and share_locks[] are leaves.
- * Credential helpers and token requests run without lock held.
+ * Credential helpers and token requests run without lock held; token_cond
+ * is waited on with lock held.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -27,19 +33,27 @@
 #include "lp_common.h"
 #include "lp_hosts.h"
 #include "lp_json.h"
+#include "lp_log.h"
 #include "reg_int.h"
 
 #define LP_REG_TOKENS_MAX 64 /* cached tokens per host */
 #define LP_REG_HOSTS_MAX 256 /* hosts with auth state */
 #define LP_REG_BACKOFF_BASE_MS 100
 #define LP_REG_BACKOFF_CAP_MS 5000
-#define LP_REG_TOKEN_DEFAULT_TTL_S 60 /* expires_in absent */
+#define LP_REG_TOKEN_MARGIN_MAX_MS 30000 /* refresh this early at most */
+#define LP_REG_TOKEN_MARGIN_DIV 5 /* ...or a fifth of a token's life */
 #define LP_REG_HEADERS_MAX 16 /* request headers */
 
+/* one scope's token of a host; all fields protected by lp_reg.lock */
 struct reg_token {
 	char scope[LP_REG_AUTH_FIELD_MAX];
-	char *token;
-	long expires_s; /* CLOCK_MONOTONIC seconds */
+	char *token; /* NULL until the first fetch succeeds */
+	long expires_ms; /* CLOCK_MONOTONIC ms: not sent after this */
+	long refresh_ms; /* fetch a new one from here on */
+	uint64_t gen; /* lp_reg.token_gen when stored; 0: none */
+	bool fetching; /* a thread is fetching it: wait on token_cond */
+	unsigned long attempts; /* fetches finished, failed or not */
+	int last_err; /* the last fetch's result */
 	struct reg_token *next;
 };
 
@@ -52,6 +66,9 @@ struct reg_host {
 	struct lp_reg_cred cred;
 	struct reg_token *tokens;
 	unsigned int n_tokens;
+	/* the last Bearer challenge: where to renew a token before it
+	 * expires; NULL until the host has sent one */
+	struct lp_reg_challenge *challenge;
 	struct reg_host *next;
 };
 
@@ -72,6 +89,9 @@ struct lp_reg {
 	/* the hosts of each registry spoken to (endpoints.c) */
 	struct reg_endpoints *eps; /* protected by lock */
 	unsigned int n_eps; /* protected by lock */
+	uint64_t token_gen; /* protected by lock: last token's gen */
+	uint64_t token_fetches; /* protected by lock: token requests */
+	pthread_cond_t token_cond; /* a token fetch ended (with lock) */
 	bool curl_init;
 };
 
@@ -117,6 +137,24 @@ static int dup_opt(const char *s, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
+/* drop @t's token string (wiped) */
+static void token_free_str(struct reg_token *t)
+{
+	if (t->token) {
+		explicit_bzero(t->token, strlen(t->token));
+		free(t->token);
+		t->token = NULL;
+	}
+}
+
+static void token_free(struct reg_token *t)
+{
+	if (!t)
+		return;
+	token_free_str(t);
+	free(t);
+}
+
 static void reg_destroy(struct lp_reg *reg)
 {
 	struct reg_host *h, *hn;
@@ -136,10 +174,10 @@ static void reg_destroy(struct lp_reg *reg)
 		hn = h->next;
 		for (t = h->tokens; t; t = tn) {
 			tn = t->next;
-			free(t->token);
-			free(t);
+			token_free(t);
 		}
 		explicit_bzero(&h->cred, sizeof(h->cred));
+		free(h->challenge);
 		free(h);
 	}
 	for (i = 0; reg->insecure && reg->insecure[i]; i++)
@@ -155,6 +193,7 @@ static void reg_destroy(struct lp_reg *reg)
 		pthread_mutex_destroy(&reg->share_locks[i]);
 	pthread_mutex_destroy(&reg->pool_lock);
 	pthread_mutex_destroy(&reg->lock);
+	pthread_cond_destroy(&reg->token_cond);
 	if (reg->curl_init)
 		curl_global_cleanup();
 	free(reg);
@@ -191,6 +230,7 @@ int lp_reg_new(const struct lp_reg_opts *opts, struct lp_reg **ret_reg)
 		pthread_mutex_init(&reg->share_locks[i], NULL);
 	pthread_mutex_init(&reg->pool_lock, NULL);
 	pthread_mutex_init(&reg->lock, NULL);
+	pthread_cond_init(&reg->token_cond, NULL);
 	if (opts)
 		reg->o = *opts;
 	else
@@ -368,6 +408,15 @@ int lp_reg_url(const struct lp_reg *reg, const struct lp_reg_ref *ref,
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
+/* the wall clock in ms since the epoch (token issue times are on it) */
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* ---- curl handles ---- */
 
 static CURL *pool_get(struct lp_reg *reg)
@@ -408,6 +457,7 @@ struct xfer {
 	bool sink_done; /* the sink took all it wanted */
 	bool err_full; /* error body kept; rest dropped */
 	int sink_rc;
+	uint64_t auth_gen; /* the token sent (auth_header()) */
 };
 
 static void resp_reset(struct lp_reg_resp *resp)
@@ -595,18 +645,25 @@ static int basic_header(const struct lp_reg_cred *c, char *out, size_t size)
 	return r;
 }
 
-/* the Authorization header for @req, or "" (anonymous) */
-static void auth_header(struct lp_reg *reg, const struct lp_reg_req *req,
-			char *out, size_t size)
+static uint64_t bearer_header(struct lp_reg *reg, const struct lp_reg_req *req,
+			      struct reg_host *h, const char *scope, char *out,
+			      size_t size);
+
+/*
+ * The Authorization header for @req, or "" (anonymous). Returns the gen of
+ * the token sent (0: none), so that a 401 to it can tell whether another
+ * thread has renewed it meanwhile.
+ */
+static uint64_t auth_header(struct lp_reg *reg, const struct lp_reg_req *req,
+			    char *out, size_t size)
 {
 	char scope[LP_REG_AUTH_FIELD_MAX];
 	struct reg_host *h;
-	struct reg_token *t;
-	long now = now_ms() / 1000;
+	uint64_t gen = 0;
 
 	out[0] = '\0';
 	if (req->external || !req->ref)
-		return;
+		return 0;
 	scope_of(req, scope, sizeof(scope));
 	pthread_mutex_lock(&reg->lock);
 	for (h = reg->hosts; h; h = h->next)
@@ -614,18 +671,13 @@ static void auth_header(struct lp_reg *reg, const struct lp_reg_req *req,
 			break;
 	if (!h)
 		goto out;
-	if (h->scheme == LP_REG_AUTH_BASIC && h->have_cred) {
+	if (h->scheme == LP_REG_AUTH_BASIC && h->have_cred)
 		basic_header(&h->cred, out, size);
-	} else if (h->scheme == LP_REG_AUTH_BEARER) {
-		for (t = h->tokens; t; t = t->next)
-			if (!strcmp(t->scope, scope) && t->expires_s > now) {
-				snprintf(out, size, "Authorization: Bearer %s",
-					 t->token);
-				break;
-			}
-	}
+	else if (h->scheme == LP_REG_AUTH_BEARER)
+		gen = bearer_header(reg, req, h, scope, out, size);
 out:
 	pthread_mutex_unlock(&reg->lock);
+	return gen;
 }
 
 /* the TLS settings of a hosts.toml host: CAs, client certificate, checks */
@@ -674,7 +726,7 @@ static int perform(struct lp_reg *reg, const struct lp_reg_req *req,
 	h = pool_get(reg);
 	if (!h)
 		goto out;
-	auth_header(reg, req, auth, sizeof(auth));
+	x->auth_gen = auth_header(reg, req, auth, sizeof(auth));
 	for (i = 0; req->headers && req->headers[i]; i++) {
 		tmp = curl_slist_append(hl, req->headers[i]);
 		if (!tmp)
@@ -863,11 +915,50 @@ static int token_url(const struct lp_reg_req *req,
 	return 0;
 }
 
-/* GET @url (with @cred as Basic auth when set); the 200 reply in @body */
+/*
+ * The OAuth2 form that trades identity token @refresh for a token for
+ * @scope (distribution's token spec, "refresh_token" grant) into @form, and
+ * the realm to POST it to into @url.
+ */
+static int token_form(const struct lp_reg_req *req,
+		      const struct lp_reg_challenge *ch, const char *scope,
+		      const char *refresh, struct lp_buf *form,
+		      struct lp_buf *url, struct lp_err *err)
+{
+	int r;
+
+	if (strncmp(ch->realm, "https://", 8) &&
+	    strncmp(ch->realm, "http://", 7))
+		return lp_err_set(err, -EPROTO,
+				  "%s: token realm \"%s\" is not "
+				  "an http(s) URL",
+				  req->ref->host, ch->realm);
+	if ((r = lp_buf_printf(url, "%s", ch->realm)) < 0 ||
+	    (r = lp_buf_printf(form, "grant_type=refresh_token&service=")) <
+		    0 ||
+	    (r = url_escape(form, ch->service)) < 0 ||
+	    (r = lp_buf_printf(form, "&client_id=lazypull&scope=")) < 0 ||
+	    (r = url_escape(form, scope)) < 0)
+		return r;
+	if (ch->scope[0] && strcmp(ch->scope, scope) &&
+	    ((r = lp_buf_printf(form, "%%20")) < 0 ||
+	     (r = url_escape(form, ch->scope)) < 0))
+		return r;
+	if ((r = lp_buf_printf(form, "&refresh_token=")) < 0 ||
+	    (r = url_escape(form, refresh)) < 0)
+		return r;
+	return 0;
+}
+
+/*
+ * GET @url (with @cred as Basic auth when set), or with @form POST it to
+ * @url (the OAuth2 flow of an identity token); the 200 reply in @body.
+ */
 static int token_request(struct lp_reg *reg, const struct lp_reg_req *req,
 			 const struct lp_reg_challenge *ch, const char *scope,
 			 const struct lp_reg_cred *cred, const char *url,
-			 struct lp_buf *body, struct lp_err *err)
+			 const struct lp_buf *form, struct lp_buf *body,
+			 struct lp_err *err)
 {
 	struct lp_reg_sink sink = { .write = token_write,
 				    .reset = token_reset,
@@ -883,13 +974,19 @@ static int token_request(struct lp_reg *reg, const struct lp_reg_req *req,
 		r = -ENOMEM;
 		goto out;
 	}
-	if (cred) {
+	authh[0] = '\0';
+	memset(&treq, 0, sizeof(treq));
+	if (form) {
+		hdrs[0] = "Content-Type: application/x-www-form-urlencoded";
+		treq.method = "POST";
+		treq.body = form->data;
+		treq.body_len = form->len;
+	} else if (cred) {
 		r = basic_header(cred, authh, sizeof(authh));
 		if (r < 0)
 			goto out;
 		hdrs[0] = authh;
 	}
-	memset(&treq, 0, sizeof(treq));
 	treq.ref = req->ref;
 	treq.url = url;
 	treq.external = true;
@@ -914,119 +1011,6 @@ static int token_request(struct lp_reg *reg, const struct lp_reg_req *req,
 out:
 	explicit_bzero(authh, sizeof(authh));
 	free(resp);
-	return r;
-}
-
-/* the token in reply @body, as a new record for @scope (*ret_t) */
-static int token_from_reply(const struct lp_reg_challenge *ch,
-			    const struct lp_buf *body, const char *scope,
-			    struct reg_token **ret_t, struct lp_err *err)
-{
-	long ttl = LP_REG_TOKEN_DEFAULT_TTL_S;
-	json_object *root = NULL, *v;
-	struct reg_token *t = NULL;
-	const char *token;
-	int r;
-
-	r = lp_json_parse(body->data ? (const char *)body->data : "", body->len,
-			  REG_TOKEN_JSON_DEPTH, json_type_object, &root);
-	if (r < 0) {
-		r = lp_err_set(err, r == -ENOMEM ? r : -EPROTO,
-			       "token server %s: bad reply", ch->realm);
-		goto out;
-	}
-	token = lp_json_str(root, "token");
-	if (!token || !*token)
-		token = lp_json_str(root, "access_token");
-	if (!token || !*token || strlen(token) >= LP_REG_TOKEN_MAX ||
-	    strpbrk(token, "\r\n")) {
-		r = lp_err_set(err, -EPROTO, "token server %s: no usable token",
-			       ch->realm);
-		goto out;
-	}
-	if (json_object_object_get_ex(root, "expires_in", &v) &&
-	    json_object_is_type(v, json_type_int) &&
-	    json_object_get_int64(v) > 0)
-		ttl = (long)lp_min_u64((uint64_t)json_object_get_int64(v),
-				       86400);
-	t = calloc(1, sizeof(*t));
-	if (!t || !(t->token = strdup(token))) {
-		r = -ENOMEM;
-		goto out;
-	}
-	snprintf(t->scope, sizeof(t->scope), "%s", scope);
-	/* renew a little early: a token that dies in flight costs a 401 */
-	t->expires_s = now_ms() / 1000 + (ttl > 10 ? ttl - 5 : ttl);
-	*ret_t = t;
-	t = NULL;
-out:
-	if (t)
-		free(t->token);
-	free(t);
-	json_object_put(root);
-	return r;
-}
-
-/* keep @t (taken over) as @host's token for its scope: it replaces the
- * scope's old one, or the oldest when LP_REG_TOKENS_MAX are kept */
-static int store_token(struct lp_reg *reg, const char *host,
-		       struct reg_token *t)
-{
-	struct reg_host *h;
-
-	pthread_mutex_lock(&reg->lock);
-	h = host_get(reg, host);
-	if (h) {
-		struct reg_token **pp;
-
-		h->scheme = LP_REG_AUTH_BEARER;
-		for (pp = &h->tokens; *pp; pp = &(*pp)->next)
-			if (!strcmp((*pp)->scope, t->scope))
-				break;
-		if (!*pp && h->n_tokens >= LP_REG_TOKENS_MAX)
-			for (pp = &h->tokens; (*pp)->next; pp = &(*pp)->next)
-				;
-		if (*pp) {
-			struct reg_token *old = *pp;
-
-			*pp = old->next;
-			free(old->token);
-			free(old);
-			h->n_tokens--;
-		}
-		t->next = h->tokens;
-		h->tokens = t;
-		h->n_tokens++;
-		t = NULL;
-	}
-	pthread_mutex_unlock(&reg->lock);
-	if (t) {
-		free(t->token);
-		free(t);
-	}
-	return h ? 0 : -ENOMEM;
-}
-
-/* ask the token server of @ch for a token for @scope; store it */
-static int fetch_token(struct lp_reg *reg, const struct lp_reg_req *req,
-		       const struct lp_reg_challenge *ch, const char *scope,
-		       const struct lp_reg_cred *cred, struct lp_err *err)
-{
-	struct lp_buf url, body;
-	struct reg_token *t = NULL;
-	int r;
-
-	lp_buf_init(&url, LP_REG_URL_MAX);
-	lp_buf_init(&body, LP_REG_TOKEN_BODY_MAX);
-	if ((r = token_url(req, ch, scope, &url, err)) < 0 ||
-	    (r = token_request(reg, req, ch, scope, cred,
-			       (const char *)url.data, &body, err)) < 0 ||
-	    (r = token_from_reply(ch, &body, scope, &t, err)) < 0)
-		goto out;
-	r = store_token(reg, req->ref->host, t);
-out:
-	lp_buf_release(&url);
-	lp_buf_release(&body);
 	return r;
 }
 
@@ -1070,9 +1054,281 @@ static int host_cred(struct lp_reg *reg, const char *host,
 	return r;
 }
 
-/* a 401: work out how to authenticate, so that the request can repeat */
+/* @h's token entry for @scope, or NULL; called with lock held */
+static struct reg_token *token_find(struct reg_host *h, const char *scope)
+{
+	struct reg_token *t;
+
+	for (t = h->tokens; t; t = t->next)
+		if (!strcmp(t->scope, scope))
+			return t;
+	return NULL;
+}
+
+/*
+ * @h's token entry for @scope, made when absent; at LP_REG_TOKENS_MAX the
+ * oldest entry nobody is fetching makes room. NULL when out of memory or
+ * every entry is being fetched. Called with lock held.
+ */
+static struct reg_token *token_get(struct reg_host *h, const char *scope)
+{
+	struct reg_token *t = token_find(h, scope), **pp, **victim = NULL;
+
+	if (t)
+		return t;
+	if (h->n_tokens >= LP_REG_TOKENS_MAX) {
+		/* new entries go first: the last idle one is the oldest */
+		for (pp = &h->tokens; *pp; pp = &(*pp)->next)
+			if (!(*pp)->fetching)
+				victim = pp;
+		if (!victim)
+			return NULL;
+		t = *victim;
+		*victim = t->next;
+		token_free(t);
+		h->n_tokens--;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	snprintf(t->scope, sizeof(t->scope), "%s", scope);
+	t->next = h->tokens;
+	h->tokens = t;
+	h->n_tokens++;
+	return t;
+}
+
+/*
+ * Fetch a token for @scope from the server of challenge @ch and publish it
+ * in the host's entry, which the caller has marked fetching (token_claim()
+ * or bearer_header()); the mark is cleared and the waiters woken whatever
+ * the outcome. Called without lock. Returns 0 or -errno (in @err).
+ */
+static int token_refresh(struct lp_reg *reg, const struct lp_reg_req *req,
+			 const struct lp_reg_challenge *ch, const char *scope,
+			 struct lp_err *err)
+{
+	struct lp_reg_token_reply *reply = NULL;
+	struct lp_reg_cred cred;
+	struct lp_buf url, body, form;
+	struct reg_host *h;
+	struct reg_token *t;
+	char *tok = NULL;
+	int64_t life_ms = 0;
+	int have, r;
+
+	lp_buf_init(&url, LP_REG_URL_MAX);
+	lp_buf_init(&body, LP_REG_TOKEN_BODY_MAX);
+	lp_buf_init(&form, LP_REG_URL_MAX + LP_REG_CRED_MAX * 3);
+	memset(&cred, 0, sizeof(cred));
+	have = host_cred(reg, req->ref->host, &cred);
+	if (have < 0) {
+		r = have;
+		goto out;
+	}
+	reply = malloc(sizeof(*reply));
+	if (!reply) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (have && !cred.user[0] && cred.secret[0]) {
+		/* an identity token: OAuth2 refresh_token grant, POSTed */
+		r = token_form(req, ch, scope, cred.secret, &form, &url, err);
+		if (r == 0)
+			r = token_request(reg, req, ch, scope, NULL,
+					  (const char *)url.data, &form, &body,
+					  err);
+	} else {
+		r = token_url(req, ch, scope, &url, err);
+		if (r == 0)
+			r = token_request(
+				reg, req, ch, scope, have ? &cred : NULL,
+				(const char *)url.data, NULL, &body, err);
+	}
+	if (r < 0)
+		goto out;
+	r = lp_reg_token_reply_parse(body.data ? (const char *)body.data : "",
+				     body.len, reply);
+	if (r < 0) {
+		r = lp_err_set(err, r == -ENOMEM ? r : -EPROTO,
+			       "token server %s: %s", ch->realm,
+			       r == -EFBIG ? "reply too big" :
+					     "bad reply (no usable token)");
+		goto out;
+	}
+	tok = strdup(reply->token);
+	if (!tok) {
+		r = -ENOMEM;
+		goto out;
+	}
+	life_ms = lp_reg_token_lifetime_ms(reply, wall_ms());
+out:
+	pthread_mutex_lock(&reg->lock);
+	h = host_get(reg, req->ref->host);
+	t = h ? token_find(h, scope) : NULL;
+	if (t) {
+		t->fetching = false;
+		t->attempts++;
+		t->last_err = r;
+		if (r == 0) {
+			long now = now_ms(), life = (long)life_ms;
+			long margin = life / LP_REG_TOKEN_MARGIN_DIV;
+
+			if (margin > LP_REG_TOKEN_MARGIN_MAX_MS)
+				margin = LP_REG_TOKEN_MARGIN_MAX_MS;
+			token_free_str(t);
+			t->token = tok;
+			tok = NULL;
+			t->expires_ms = now + life;
+			t->refresh_ms = now + life - margin;
+			t->gen = ++reg->token_gen;
+			h->scheme = LP_REG_AUTH_BEARER;
+		}
+	} else if (r == 0) {
+		r = -ENOMEM; /* the host table is full */
+	}
+	pthread_cond_broadcast(&reg->token_cond);
+	pthread_mutex_unlock(&reg->lock);
+	if (tok) {
+		explicit_bzero(tok, strlen(tok));
+		free(tok);
+	}
+	if (reply)
+		explicit_bzero(reply, sizeof(*reply));
+	free(reply);
+	explicit_bzero(&cred, sizeof(cred));
+	if (form.data)
+		explicit_bzero(form.data, form.len);
+	lp_buf_release(&form);
+	lp_buf_release(&url);
+	lp_buf_release(&body);
+	return r;
+}
+
+/*
+ * A request is about to go out with @h's token for @scope: write its
+ * header and return its gen (0: none, the request goes anonymous). A token
+ * in its last LP_REG_TOKEN_MARGIN_DIV-th of life (at most
+ * LP_REG_TOKEN_MARGIN_MAX_MS) is renewed first from the host's last
+ * challenge, by one thread: the others send the old token while it is
+ * still valid, or wait for the new one. Called with lock held (dropped and
+ * taken again around the fetch).
+ */
+static uint64_t bearer_header(struct lp_reg *reg, const struct lp_reg_req *req,
+			      struct reg_host *h, const char *scope, char *out,
+			      size_t size)
+{
+	struct lp_reg_challenge *ch = NULL;
+	struct reg_token *t;
+	bool tried = false;
+	uint64_t gen = 0;
+
+	for (;;) {
+		long now = now_ms();
+		bool valid;
+
+		t = token_find(h, scope);
+		if (!t)
+			break;
+		valid = t->token && now < t->expires_ms;
+		if (valid && now < t->refresh_ms)
+			break;
+		if (t->fetching) {
+			if (valid)
+				break;
+			pthread_cond_wait(&reg->token_cond, &reg->lock);
+			continue;
+		}
+		if (tried || !h->challenge)
+			break;
+		ch = malloc(sizeof(*ch));
+		if (!ch)
+			break;
+		*ch = *h->challenge;
+		t->fetching = true;
+		tried = true;
+		pthread_mutex_unlock(&reg->lock);
+		{
+			struct lp_err e = { 0 };
+
+			if (token_refresh(reg, req, ch, scope, &e) < 0)
+				lp_log_warn("%s: renewing the token for %s: "
+					    "%s (a 401 will ask again)",
+					    req->ref->host, scope, e.msg);
+		}
+		free(ch);
+		ch = NULL;
+		pthread_mutex_lock(&reg->lock);
+		/* the host entry outlives the client: @h is still good */
+	}
+	if (t && t->token && now_ms() < t->expires_ms) {
+		snprintf(out, size, "Authorization: Bearer %s", t->token);
+		gen = t->gen;
+	}
+	return gen;
+}
+
+/*
+ * A request that sent the token of gen @used (0: none) for @scope had a
+ * 401: decide who fetches the next one. Returns 1 when this thread must
+ * (the entry is marked fetching: call token_refresh()), 0 when a newer
+ * valid token is there (another thread fetched it meanwhile: repeat the
+ * request), or -errno, also when the fetch another thread made while this
+ * one waited failed (one failing fetch is enough for a burst).
+ */
+static int token_claim(struct lp_reg *reg, const struct lp_reg_req *req,
+		       const char *scope, uint64_t used, struct lp_err *err)
+{
+	struct reg_host *h;
+	struct reg_token *t;
+	unsigned long waited_from = 0;
+	bool waited = false;
+	int r;
+
+	pthread_mutex_lock(&reg->lock);
+	for (;;) {
+		h = host_get(reg, req->ref->host);
+		t = h ? token_get(h, scope) : NULL;
+		if (!t) {
+			r = lp_err_set(err, -ENOMEM,
+				       "%s: no room for a token for %s",
+				       req->ref->host, scope);
+			break;
+		}
+		if (t->token && t->gen != used && now_ms() < t->expires_ms) {
+			r = 0;
+			break;
+		}
+		if (waited && t->attempts != waited_from && !t->fetching &&
+		    t->last_err < 0) {
+			r = lp_err_set(err, t->last_err,
+				       "%s: token for %s: %s (fetched by "
+				       "another request)",
+				       req->ref->host, scope,
+				       strerror(-t->last_err));
+			break;
+		}
+		if (!t->fetching) {
+			t->fetching = true;
+			r = 1;
+			break;
+		}
+		if (!waited) {
+			waited = true;
+			waited_from = t->attempts;
+		}
+		pthread_cond_wait(&reg->token_cond, &reg->lock);
+	}
+	pthread_mutex_unlock(&reg->lock);
+	return r;
+}
+
+/*
+ * A 401 to @req, which sent the token of gen @used (0: none): work out how
+ * to authenticate, so that the request can repeat.
+ */
 static int handle_401(struct lp_reg *reg, const struct lp_reg_req *req,
-		      const struct lp_reg_resp *resp, bool again,
+		      const struct lp_reg_resp *resp, bool again, uint64_t used,
 		      struct lp_err *err)
 {
 	struct lp_reg_challenge *ch;
@@ -1081,6 +1337,7 @@ static int handle_401(struct lp_reg *reg, const struct lp_reg_req *req,
 	struct reg_host *h;
 	int have, r;
 
+	memset(&cred, 0, sizeof(cred));
 	ch = malloc(sizeof(*ch));
 	if (!ch)
 		return -ENOMEM;
@@ -1092,17 +1349,20 @@ static int handle_401(struct lp_reg *reg, const struct lp_reg_req *req,
 			       req->ref->host, req->ref->repo);
 		goto out;
 	}
-	have = host_cred(reg, req->ref->host, &cred);
-	if (have < 0) {
-		r = have;
-		goto out;
-	}
 	if (ch->scheme == LP_REG_AUTH_BASIC) {
-		if (!have || again) {
+		have = host_cred(reg, req->ref->host, &cred);
+		if (have < 0) {
+			r = have;
+			goto out;
+		}
+		if (!have || again || !cred.user[0]) {
 			r = lp_err_set(err, -EACCES, "%s: %s (Basic auth)",
 				       req->ref->host,
-				       have ? "credentials refused" :
-					      "needs credentials");
+				       !have ? "needs credentials" :
+				       !cred.user[0] ?
+					       "an identity token needs "
+					       "a token server" :
+					       "credentials refused");
 			goto out;
 		}
 		pthread_mutex_lock(&reg->lock);
@@ -1118,8 +1378,18 @@ static int handle_401(struct lp_reg *reg, const struct lp_reg_req *req,
 			       req->ref->host, req->ref->repo, ch->scope);
 		goto out;
 	}
-	r = fetch_token(reg, req, ch, scope_of(req, scope, sizeof(scope)),
-			have ? &cred : NULL, err);
+	/* remembered for renewing tokens before they expire */
+	pthread_mutex_lock(&reg->lock);
+	h = host_get(reg, req->ref->host);
+	if (h && !h->challenge)
+		h->challenge = malloc(sizeof(*h->challenge));
+	if (h && h->challenge)
+		*h->challenge = *ch;
+	pthread_mutex_unlock(&reg->lock);
+	scope_of(req, scope, sizeof(scope));
+	r = token_claim(reg, req, scope, used, err);
+	if (r == 1)
+		r = token_refresh(reg, req, ch, scope, err);
 out:
 	explicit_bzero(&cred, sizeof(cred));
 	free(ch);
@@ -1202,7 +1472,8 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 			}
 		} else if (resp->status == 401 && !req->external && req->ref &&
 			   auth_tries < 2) {
-			r = handle_401(reg, req, resp, auth_tries > 0, err);
+			r = handle_401(reg, req, resp, auth_tries > 0,
+				       x.auth_gen, err);
 			if (r < 0)
 				goto out;
 			auth_tries++;

@@ -139,8 +139,10 @@ void lp_reg_free(struct lp_reg *reg);
 
 /*
  * lp_reg_set_credentials() - use Basic credentials @user/@secret for @host
- * (as in a reference) instead of those from the docker config. Copied.
- * Returns 0 or -ENOMEM.
+ * (as in a reference) instead of those from the docker config. Copied. An
+ * empty @user makes @secret an identity token (an OAuth2 refresh token,
+ * traded at the host's Bearer token server). Returns 0, -EFBIG (over
+ * LP_REG_CRED_MAX - 1 bytes), -ENOMEM.
  */
 int lp_reg_set_credentials(struct lp_reg *reg, const char *host,
 			   const char *user, const char *secret);

@@ -70,6 +70,46 @@ struct lp_reg_challenge {
 int lp_reg_www_auth_parse(const char *hdr, size_t len,
 			  struct lp_reg_challenge *ret_ch);
 
+/* ---- token server replies ---- */
+
+#define LP_REG_TIME_MAX 64 /* an RFC 3339 time stamp */
+#define LP_REG_TOKEN_TTL_MAX 86400 /* expires_in larger is cut to this */
+#define LP_REG_TOKEN_DEFAULT_TTL_S 60 /* expires_in absent (distribution) */
+
+struct lp_reg_token_reply {
+	char token[LP_REG_TOKEN_MAX];
+	int64_t expires_in_s; /* 0: not sent */
+	int64_t issued_at; /* epoch seconds, when have_issued_at */
+	bool have_issued_at;
+};
+
+/*
+ * lp_reg_rfc3339_parse() - "YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM)" (at most
+ * LP_REG_TIME_MAX bytes) as epoch seconds. Returns 0 or -EPROTO.
+ */
+int lp_reg_rfc3339_parse(const char *s, size_t len, int64_t *ret_epoch);
+
+/*
+ * lp_reg_token_reply_parse() - a token server's JSON reply of @len bytes
+ * (at most LP_REG_TOKEN_BODY_MAX): "token" or "access_token" (a header-safe
+ * string under LP_REG_TOKEN_MAX), "expires_in" (cut to
+ * LP_REG_TOKEN_TTL_MAX) and "issued_at" (RFC 3339; ignored when malformed).
+ * Returns 0, -EPROTO (not JSON, no usable token), -EFBIG, -ENOMEM.
+ */
+int lp_reg_token_reply_parse(const char *json, size_t len,
+			     struct lp_reg_token_reply *ret);
+
+/*
+ * lp_reg_token_lifetime_ms() - how many ms from @now_epoch_ms (wall clock)
+ * the token of @t lives: expires_in (LP_REG_TOKEN_DEFAULT_TTL_S when
+ * absent) counted from issued_at, or from now when there is none or the
+ * clocks plainly disagree (issued in the future, or longer ago than it
+ * lives). Milliseconds: a token server that stamps whole seconds may have
+ * issued the token up to a second before the stamp says.
+ */
+int64_t lp_reg_token_lifetime_ms(const struct lp_reg_token_reply *t,
+				 int64_t now_epoch_ms);
+
 /* ---- ranges ---- */
 
 /*

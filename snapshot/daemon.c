@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cri_int.h"
 #include "lp_io.h"
 #include "lp_log.h"
 #include "lp_mount.h"
@@ -283,6 +284,31 @@ static int count_layer_mounts(const char *root)
 	return n;
 }
 
+/* the CRI image-service proxy on c->cri_listen (its folder made) */
+static int start_cri_proxy(const struct lp_snap_config *c,
+			   struct lp_cri_creds *creds,
+			   struct lp_cri_proxy **ret, struct lp_err *err)
+{
+	char dir[LP_SNAP_PATH_MAX];
+	char *slash;
+	int r;
+
+	if (c->cri_listen[0] != '/' ||
+	    (c->cri_upstream && c->cri_upstream[0] != '/'))
+		return lp_err_set(err, -EINVAL,
+				  "the CRI sockets must be absolute paths");
+	snprintf(dir, sizeof(dir), "%s", c->cri_listen);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		r = lp_mkdir_p(dir, 0755, 0711);
+		if (r < 0)
+			return lp_err_set(err, r, "%s: %s", dir, strerror(-r));
+	}
+	return lp_cri_proxy_start(c->cri_listen, c->cri_upstream,
+				  c->grpc_threads, creds, ret, err);
+}
+
 int lp_snap_run(const struct lp_snap_config *c, bool *ret_exit_now,
 		struct lp_err *err)
 {
@@ -291,6 +317,8 @@ int lp_snap_run(const struct lp_snap_config *c, bool *ret_exit_now,
 	struct lp_snap_meta *meta = NULL;
 	struct lp_snap_svc *svc = NULL;
 	struct lp_snap_grpc *grpc = NULL;
+	struct lp_cri_proxy *cri = NULL;
+	struct lp_cri_creds *cri_creds = NULL;
 	struct lp_fdh *holder = NULL;
 	struct held_list held = { 0 };
 	struct timespec tick = { .tv_sec = HOLDER_CHECK_S };
@@ -374,6 +402,12 @@ int lp_snap_run(const struct lp_snap_config *c, bool *ret_exit_now,
 		lp_err_set(err, r, "layer pool: %s", strerror(-r));
 		goto out;
 	}
+	if (c->cri_listen) {
+		r = lp_cri_creds_new(&cri_creds);
+		if (r < 0)
+			goto out;
+		lp_snap_layers_set_cri_creds(layers, cri_creds);
+	}
 	if (holder)
 		lp_snap_layers_set_holder(layers, holder);
 	n = holder ? resume_held(holder, &held, meta, layers) : 0;
@@ -419,6 +453,11 @@ int lp_snap_run(const struct lp_snap_config *c, bool *ret_exit_now,
 		if (r < 0)
 			goto out;
 	}
+	if (c->cri_listen) {
+		r = start_cri_proxy(c, cri_creds, &cri, err);
+		if (r < 0)
+			goto out;
+	}
 	lp_log_warn("lazypull snapshotter: serving %s (root %s%s%s)",
 		    c->address, c->root,
 		    c->metrics_address ? ", metrics on " : "",
@@ -455,6 +494,8 @@ int lp_snap_run(const struct lp_snap_config *c, bool *ret_exit_now,
 			    "keeps the layers for the next daemon; exiting",
 			    strsignal(sig), (int)lp_fdh_pid(holder));
 		unlink(c->address);
+		if (cri)
+			unlink(c->cri_listen);
 		held_release(&held);
 		*ret_exit_now = true;
 		return 0;
@@ -469,15 +510,21 @@ out:
 			    (int)lp_fdh_pid(holder));
 		if (grpc)
 			unlink(c->address);
+		if (cri)
+			unlink(c->cri_listen);
 		held_release(&held);
 		*ret_exit_now = true;
 		return r;
 	}
+	lp_cri_proxy_stop(cri);
+	if (cri)
+		unlink(c->cri_listen);
 	lp_snap_grpc_stop(grpc);
 	if (grpc || r == 0)
 		unlink(c->address);
 	lp_snap_metrics_stop(metrics);
 	lp_snap_layers_free(layers); /* unmounts every layer */
+	lp_cri_creds_free(cri_creds); /* after the layers: they borrow it */
 	lp_snap_svc_free(svc);
 	lp_snap_meta_free(meta);
 	lp_snap_metrics_free(metrics);

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cri_int.h"
 #include "lp_common.h"
 #include "lp_footer.h"
 #include "lp_fuse.h"
@@ -90,6 +91,9 @@ struct lp_snap_layers {
 	 * others' background fetch */
 	struct lp_fs_activity *activity;
 	struct lp_fdh *holder; /* borrowed, thread-safe; NULL: none */
+	/* kubelet's pull credentials (CRI proxy); borrowed, thread-safe;
+	 * NULL: no proxy */
+	struct lp_cri_creds *cri_creds;
 	char layers_dir[LP_SNAP_PATH_MAX];
 	char cache_dir[LP_SNAP_PATH_MAX];
 	char tails_dir[LP_SNAP_PATH_MAX];
@@ -182,6 +186,43 @@ int lp_snap_layers_path(struct lp_snap_layers *l, const char *digest, char *mnt,
 void lp_snap_layers_set_holder(struct lp_snap_layers *l, struct lp_fdh *h)
 {
 	l->holder = h;
+}
+
+void lp_snap_layers_set_cri_creds(struct lp_snap_layers *l,
+				  struct lp_cri_creds *s)
+{
+	l->cri_creds = s;
+}
+
+/*
+ * The credential hook: hand the registry client what kubelet gave with the
+ * CRI PullImage of @ref's image, if anything. Returns 1 applied, 0 none
+ * (no proxy, or no pull with credentials), -errno.
+ */
+static int cri_credentials(struct lp_snap_layers *l,
+			   const struct lp_reg_ref *ref)
+{
+	return l->cri_creds ? lp_cri_creds_apply(l->cri_creds, l->reg, ref) : 0;
+}
+
+/* a refused layer (-EACCES): say whose credentials were refused or missing
+ * (the registry's message first: lp_err keeps the first message set) */
+static int auth_refused(struct lp_snap_layers *l, struct layer *y, int have)
+{
+	char cause[LP_ERR_MSG_MAX];
+
+	snprintf(cause, sizeof(cause), "%s", lp_err_str(&y->err, -EACCES));
+	lp_err_clear(&y->err);
+	return lp_err_set(
+		&y->err, -EACCES, "%s (%s)", cause,
+		have > 0 ?
+			"the credentials of its CRI PullImage were refused" :
+		l->cri_creds ?
+			"no credentials for this image from a CRI PullImage "
+			"through the lazypull CRI proxy (is kubelet's "
+			"--image-service-endpoint the proxy socket?)" :
+			"no credentials: the CRI proxy is off (--cri-listen) "
+			"and the docker config has none");
 }
 
 /* ROOT/tails/HEX: where layer @digest's tail is kept */
@@ -590,14 +631,20 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	uint8_t *tail = NULL;
 	size_t tail_len = 0;
 	uint64_t t;
-	int r;
+	int r, have;
 
 	r = parse_facts(y, &ref, &d, &toc);
 	if (r < 0)
 		goto out;
 	y->why = LP_FALLBACK_REGISTRY;
+	have = cri_credentials(l, &ref);
+	if (have < 0)
+		lp_log_warn("layer %s: CRI credentials not applied: %s",
+			    y->digest, strerror(-have));
 	t = lp_mono_ns();
 	r = open_tail(l, y, &ref, &d, &blob, &tail, &tail_len);
+	if (r == -EACCES)
+		r = auth_refused(l, y, have);
 	if (r < 0)
 		goto out;
 	y->tail_ns = lp_mono_ns() - t;
@@ -1092,6 +1139,9 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 	if (lp_digest_parse(req->digest, &want) < 0)
 		return lp_err_set(err, -EINVAL, "bad layer digest '%s'",
 				  req->digest);
+	/* before the manifest helper asks the registry for the image */
+	if (cri_credentials(l, &ref) < 0)
+		lp_log_warn("%s: CRI credentials not applied", req->ref);
 
 	/* mounted or being mounted (a neighbour, another namespace)? */
 	pthread_mutex_lock(&l->lock);

@@ -51,6 +51,11 @@ struct lp_snap_config {
 	/* containerd's hosts.toml directory; NULL: /etc/containerd/certs.d
 	 * (LP_REG_CONFIG_DIR_DEFAULT), "": none */
 	char *registry_config_dir;
+	/* the CRI image-service proxy (kubelet's --image-service-endpoint):
+	 * its socket (NULL: off) and containerd's CRI socket it forwards to
+	 * (NULL: /run/containerd/containerd.sock) */
+	char *cri_listen;
+	char *cri_upstream;
 	size_t mem_cache_bytes; /* per mounted layer; 0: default */
 	uint64_t disk_cache_bytes; /* 0: default */
 	bool prefetch; /* fetch each layer's prioritised files at mount */

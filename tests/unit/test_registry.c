@@ -180,6 +180,53 @@ static int collect(void *ctx, uint64_t off, uint64_t plen, uint64_t total,
 	return 0;
 }
 
+static void test_token_reply(void **state)
+{
+	struct lp_reg_token_reply t;
+	int64_t e;
+	const char *j;
+
+	(void)state;
+	j = "{\"token\":\"abc\",\"expires_in\":5,"
+	    "\"issued_at\":\"2026-12-06T17:00:00Z\"}";
+	assert_int_equal(lp_reg_token_reply_parse(j, strlen(j), &t), 0);
+	assert_string_equal(t.token, "abc");
+	assert_int_equal(t.expires_in_s, 5);
+	assert_true(t.have_issued_at);
+	assert_int_equal(t.issued_at, 1796576400);
+	/* 2 s after issue: 3 s left; clocks that disagree: from now */
+	assert_int_equal(lp_reg_token_lifetime_ms(&t, 1796576402500), 2500);
+	assert_int_equal(lp_reg_token_lifetime_ms(&t, 1796576300000), 5000);
+	assert_int_equal(lp_reg_token_lifetime_ms(&t, 1796576500000), 5000);
+	j = "{\"access_token\":\"x\"}";
+	assert_int_equal(lp_reg_token_reply_parse(j, strlen(j), &t), 0);
+	assert_string_equal(t.token, "x");
+	assert_false(t.have_issued_at);
+	assert_int_equal(lp_reg_token_lifetime_ms(&t, 0),
+			 LP_REG_TOKEN_DEFAULT_TTL_S * 1000);
+	j = "{\"token\":\"x\",\"expires_in\":99999999}";
+	assert_int_equal(lp_reg_token_reply_parse(j, strlen(j), &t), 0);
+	assert_int_equal(t.expires_in_s, LP_REG_TOKEN_TTL_MAX);
+	j = "{\"token\":\"a\\r\\nX: y\"}";
+	assert_int_equal(lp_reg_token_reply_parse(j, strlen(j), &t), -EPROTO);
+	j = "{\"token\":\"\"}";
+	assert_int_equal(lp_reg_token_reply_parse(j, strlen(j), &t), -EPROTO);
+	j = "[1]";
+	assert_int_equal(lp_reg_token_reply_parse(j, strlen(j), &t), -EPROTO);
+	assert_int_equal(
+		lp_reg_rfc3339_parse("2026-12-06T18:00:00+01:00", 25, &e), 0);
+	assert_int_equal(e, 1796576400);
+	assert_int_equal(
+		lp_reg_rfc3339_parse("2026-12-06T17:00:00.123456Z", 27, &e), 0);
+	assert_int_equal(e, 1796576400);
+	assert_int_equal(lp_reg_rfc3339_parse("2026-13-06T17:00:00Z", 20, &e),
+			 -EPROTO);
+	assert_int_equal(lp_reg_rfc3339_parse("2026-12-06T17:00:00", 19, &e),
+			 -EPROTO);
+	assert_int_equal(lp_reg_rfc3339_parse("2026-12-06T17:00:00.Z", 21, &e),
+			 -EPROTO);
+}
+
 static void test_multipart(void **state)
 {
 	/* payloads that contain the boundary must not confuse the parser */
@@ -529,6 +576,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ref_table),
 		cmocka_unit_test(test_www_auth),
+		cmocka_unit_test(test_token_reply),
 		cmocka_unit_test(test_multipart),
 		cmocka_unit_test(test_manifest),
 		cmocka_unit_test(test_docker_config),

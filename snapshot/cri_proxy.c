@@ -1,0 +1,429 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The CRI image-service proxy: kubelet's --image-service-endpoint points
+ * here. Every runtime.v1.ImageService call (ListImages, ImageStatus,
+ * PullImage, RemoveImage, ImageFsInfo, and any method added later) is
+ * forwarded to containerd's CRI socket as raw bytes, with its deadline and
+ * cancellation propagated, and containerd's reply, status and message
+ * returned as they came: the proxy has no opinion on images. It reads one
+ * message, PullImageRequest (cri_msg.c), to keep the credentials kubelet
+ * sends with it (cri_creds.c) for the snapshotter's layer resolution,
+ * which otherwise never sees Kubernetes pull secrets.
+ *
+ * grpc core's C API, as the snapshots service (grpc_server.c): no methods
+ * are registered, so every call arrives through grpc_server_request_call()
+ * with its method name. Threads: each worker owns a server completion
+ * queue and a client one, and serves one call at a time, start to finish;
+ * nothing is shared between workers but the channel (thread-safe) and the
+ * credential store (locks).
+ */
+#include <errno.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cri_int.h"
+#include "lp_common.h"
+#include "lp_log.h"
+#include "snap_int.h"
+
+#define CRI_SERVICE_PREFIX "/runtime.v1.ImageService/"
+#define CRI_PULL_METHOD CRI_SERVICE_PREFIX "PullImage"
+#define CRI_METHOD_MAX 256
+#define CRI_DEFAULT_WORKERS 8
+#define CRI_MAX_WORKERS 64
+
+struct cri_worker {
+	struct lp_cri_proxy *p;
+	grpc_completion_queue *cq; /* the server side of calls */
+	grpc_completion_queue *ccq; /* the upstream side */
+	pthread_t thread;
+	bool started;
+};
+
+struct lp_cri_proxy {
+	grpc_server *server;
+	grpc_completion_queue *shutdown_cq;
+	grpc_channel *upstream; /* containerd's CRI socket; thread-safe */
+	char upstream_path[LP_SNAP_PATH_MAX];
+	struct lp_cri_creds *creds; /* borrowed, thread-safe */
+	struct cri_worker workers[CRI_MAX_WORKERS];
+	unsigned int n_workers;
+	bool grpc_inited;
+};
+
+/* wait for @tag on @cq; false when the op failed or the queue shut down */
+static bool cq_wait(grpc_completion_queue *cq, void *tag)
+{
+	grpc_event ev;
+
+	for (;;) {
+		ev = grpc_completion_queue_next(
+			cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		if (ev.type == GRPC_QUEUE_SHUTDOWN)
+			return false;
+		if (ev.type == GRPC_OP_COMPLETE && ev.tag == tag)
+			return ev.success != 0;
+	}
+}
+
+/*
+ * Keep the credentials of PullImage request @bb. Never fails the call: a
+ * request the decoder refuses goes to containerd all the same (it decides
+ * what is valid), and its layers are resolved without credentials.
+ */
+static void keep_credentials(struct lp_cri_proxy *p, grpc_byte_buffer *bb)
+{
+	struct lp_cri_pull *pull = NULL;
+	grpc_byte_buffer_reader rd;
+	grpc_slice s;
+	bool have_slice = false;
+	int r;
+
+	if (!bb) {
+		lp_log_warn("CRI PullImage without a request message");
+		return;
+	}
+	if (grpc_byte_buffer_length(bb) > LP_CRI_MSG_MAX) {
+		lp_log_warn("CRI PullImage: request over %d bytes: credentials "
+			    "not kept",
+			    LP_CRI_MSG_MAX);
+		return;
+	}
+	pull = malloc(sizeof(*pull));
+	if (!pull || !grpc_byte_buffer_reader_init(&rd, bb))
+		goto out;
+	s = grpc_byte_buffer_reader_readall(&rd);
+	grpc_byte_buffer_reader_destroy(&rd);
+	have_slice = true;
+	r = lp_cri_pull_decode(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s),
+			       pull);
+	if (r < 0) {
+		lp_log_warn("CRI PullImage: undecodable request (%s): "
+			    "credentials not kept",
+			    strerror(-r));
+		goto out;
+	}
+	r = lp_cri_creds_put(p->creds, pull);
+	if (r > 0)
+		lp_log_info("CRI PullImage %s: credentials kept for its "
+			    "layers (user '%s')",
+			    pull->image,
+			    pull->username[0]	    ? pull->username :
+			    pull->identity_token[0] ? "(identity token)" :
+						      "(from auth)");
+	else if (r == 0)
+		lp_log_info("CRI PullImage %s: no credentials%s", pull->image,
+			    pull->has_auth ? " (empty AuthConfig)" : "");
+	else if (r == -EOPNOTSUPP)
+		lp_log_warn("CRI PullImage %s: only a registry token, which "
+			    "lazypull cannot use: its layers are resolved "
+			    "without credentials",
+			    pull->image);
+	else
+		lp_log_warn("CRI PullImage %s: credentials not kept: %s",
+			    pull->image,
+			    r == -EINVAL ? "bad image reference or auth" :
+					   strerror(-r));
+out:
+	if (have_slice) {
+		/* readall() made a copy of the request: wipe the secrets in
+		 * it (the request itself goes on to containerd) */
+		if (GRPC_SLICE_LENGTH(s))
+			explicit_bzero(GRPC_SLICE_START_PTR(s),
+				       GRPC_SLICE_LENGTH(s));
+		grpc_slice_unref(s);
+	}
+	if (pull)
+		lp_cri_pull_wipe(pull);
+	free(pull);
+}
+
+/* reply to the server call @gc with @msg (may be NULL) and a status */
+static void reply(struct cri_worker *w, grpc_call *gc, grpc_byte_buffer *msg,
+		  grpc_status_code code, grpc_slice details)
+{
+	grpc_op ops[3];
+	size_t n = 0;
+	int tag;
+
+	memset(ops, 0, sizeof(ops));
+	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+	if (msg) {
+		ops[n].op = GRPC_OP_SEND_MESSAGE;
+		ops[n++].data.send_message.send_message = msg;
+	}
+	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	ops[n].data.send_status_from_server.status = code;
+	ops[n].data.send_status_from_server.status_details = &details;
+	n++;
+	if (grpc_call_start_batch(gc, ops, n, &tag, NULL) == GRPC_CALL_OK)
+		cq_wait(w->cq, &tag);
+}
+
+/* one call: receive its message, forward it upstream, relay the answer */
+static void serve_call(struct cri_worker *w, grpc_call *gc,
+		       const grpc_call_details *det)
+{
+	struct lp_cri_proxy *p = w->p;
+	char method[CRI_METHOD_MAX];
+	grpc_byte_buffer *req = NULL, *resp = NULL;
+	grpc_metadata_array up_md, up_trailing;
+	grpc_status_code status = GRPC_STATUS_UNKNOWN;
+	grpc_slice details = grpc_empty_slice();
+	grpc_call *uc = NULL;
+	grpc_op ops[6];
+	size_t len = GRPC_SLICE_LENGTH(det->method), n = 0;
+	uint64_t t0 = lp_mono_ns();
+	int tag;
+
+	grpc_metadata_array_init(&up_md);
+	grpc_metadata_array_init(&up_trailing);
+	if (len >= sizeof(method))
+		len = sizeof(method) - 1;
+	memcpy(method, GRPC_SLICE_START_PTR(det->method), len);
+	method[len] = '\0';
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_RECV_MESSAGE;
+	ops[0].data.recv_message.recv_message = &req;
+	if (grpc_call_start_batch(gc, ops, 1, &tag, NULL) != GRPC_CALL_OK ||
+	    !cq_wait(w->cq, &tag)) {
+		lp_log_info("CRI %s: cannot read the request", method);
+		goto out;
+	}
+	if (strncmp(method, CRI_SERVICE_PREFIX, strlen(CRI_SERVICE_PREFIX)) ||
+	    len == sizeof(method) - 1) {
+		grpc_slice_unref(details);
+		details = grpc_slice_from_copied_string(
+			"lazypull CRI proxy: only runtime.v1.ImageService is "
+			"served here");
+		reply(w, gc, NULL, GRPC_STATUS_UNIMPLEMENTED, details);
+		goto out;
+	}
+	if (!strcmp(method, CRI_PULL_METHOD))
+		keep_credentials(p, req);
+	/* deadline and cancellation follow the kubelet's call */
+	uc = grpc_channel_create_call(p->upstream, gc, GRPC_PROPAGATE_DEFAULTS,
+				      w->ccq, det->method, NULL,
+				      gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	if (!uc) {
+		details = grpc_slice_from_copied_string(
+			"lazypull CRI proxy: cannot call containerd");
+		reply(w, gc, NULL, GRPC_STATUS_INTERNAL, details);
+		goto out;
+	}
+	memset(ops, 0, sizeof(ops));
+	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+	if (req) {
+		ops[n].op = GRPC_OP_SEND_MESSAGE;
+		ops[n++].data.send_message.send_message = req;
+	}
+	ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[n++].data.recv_initial_metadata.recv_initial_metadata = &up_md;
+	ops[n].op = GRPC_OP_RECV_MESSAGE;
+	ops[n++].data.recv_message.recv_message = &resp;
+	ops[n].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[n].data.recv_status_on_client.trailing_metadata = &up_trailing;
+	ops[n].data.recv_status_on_client.status = &status;
+	ops[n].data.recv_status_on_client.status_details = &details;
+	n++;
+	if (grpc_call_start_batch(uc, ops, n, &tag, NULL) != GRPC_CALL_OK ||
+	    !cq_wait(w->ccq, &tag)) {
+		grpc_slice_unref(details);
+		details = grpc_slice_from_copied_string(
+			"lazypull CRI proxy: the call to containerd failed");
+		status = GRPC_STATUS_UNAVAILABLE;
+	}
+	if (status == GRPC_STATUS_UNAVAILABLE)
+		lp_log_warn("CRI %s: containerd at %s: unavailable (%.*s)",
+			    method, p->upstream_path,
+			    (int)GRPC_SLICE_LENGTH(details),
+			    (const char *)GRPC_SLICE_START_PTR(details));
+	reply(w, gc, status == GRPC_STATUS_OK ? resp : NULL, status, details);
+	lp_log_debug("CRI %s: status %d, %llu ms", method, (int)status,
+		     (unsigned long long)((lp_mono_ns() - t0) / 1000000));
+out:
+	if (uc)
+		grpc_call_unref(uc);
+	if (req)
+		grpc_byte_buffer_destroy(req);
+	if (resp)
+		grpc_byte_buffer_destroy(resp);
+	grpc_slice_unref(details);
+	grpc_metadata_array_destroy(&up_md);
+	grpc_metadata_array_destroy(&up_trailing);
+}
+
+static void *worker_main(void *arg)
+{
+	struct cri_worker *w = arg;
+	grpc_metadata_array md;
+	grpc_call_details det;
+	grpc_call *gc;
+	int tag_new;
+
+	for (;;) {
+		gc = NULL;
+		grpc_metadata_array_init(&md);
+		grpc_call_details_init(&det);
+		if (grpc_server_request_call(w->p->server, &gc, &det, &md,
+					     w->cq, w->cq,
+					     &tag_new) != GRPC_CALL_OK ||
+		    !cq_wait(w->cq, &tag_new)) {
+			grpc_metadata_array_destroy(&md);
+			grpc_call_details_destroy(&det);
+			break; /* the server is shutting down */
+		}
+		serve_call(w, gc, &det);
+		grpc_call_unref(gc);
+		grpc_metadata_array_destroy(&md);
+		grpc_call_details_destroy(&det);
+	}
+	return NULL;
+}
+
+static void drain(grpc_completion_queue *cq)
+{
+	grpc_event ev;
+
+	if (!cq)
+		return;
+	grpc_completion_queue_shutdown(cq);
+	do {
+		ev = grpc_completion_queue_next(
+			cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	} while (ev.type != GRPC_QUEUE_SHUTDOWN);
+	grpc_completion_queue_destroy(cq);
+}
+
+int lp_cri_proxy_start(const char *listen, const char *upstream,
+		       unsigned int threads, struct lp_cri_creds *creds,
+		       struct lp_cri_proxy **ret, struct lp_err *err)
+{
+	grpc_server_credentials *screds = NULL;
+	grpc_channel_credentials *ccreds = NULL;
+	grpc_arg args[2];
+	grpc_channel_args cargs = { 2, args };
+	struct lp_cri_proxy *p = NULL;
+	char addr[LP_SNAP_PATH_MAX + 8], uaddr[LP_SNAP_PATH_MAX + 8];
+	sigset_t all, old;
+	unsigned int i;
+	int r = 0;
+
+	if (!upstream)
+		upstream = LP_CRI_DEFAULT_UPSTREAM;
+	if (snprintf(addr, sizeof(addr), "unix:%s", listen) >=
+		    (int)sizeof(addr) ||
+	    snprintf(uaddr, sizeof(uaddr), "unix:%s", upstream) >=
+		    (int)sizeof(uaddr))
+		return lp_err_set(err, -ENAMETOOLONG,
+				  "CRI socket path too long");
+	if (!strcmp(listen, upstream))
+		return lp_err_set(err, -EINVAL,
+				  "--cri-listen and --cri-upstream are the "
+				  "same socket (%s)",
+				  listen);
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	snprintf(p->upstream_path, sizeof(p->upstream_path), "%s", upstream);
+	p->creds = creds;
+	p->n_workers = threads ? threads : CRI_DEFAULT_WORKERS;
+	if (p->n_workers > CRI_MAX_WORKERS)
+		p->n_workers = CRI_MAX_WORKERS;
+	grpc_init();
+	p->grpc_inited = true;
+	args[0].type = GRPC_ARG_INTEGER;
+	args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+	args[0].value.integer = LP_CRI_MSG_MAX;
+	args[1].type = GRPC_ARG_INTEGER;
+	args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+	args[1].value.integer = LP_CRI_MSG_MAX;
+	/* the channel connects lazily: containerd may start after us */
+	ccreds = grpc_insecure_credentials_create();
+	p->upstream = grpc_channel_create(uaddr, ccreds, &cargs);
+	grpc_channel_credentials_release(ccreds);
+	p->server = grpc_server_create(&cargs, NULL);
+	p->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
+	grpc_server_register_completion_queue(p->server, p->shutdown_cq, NULL);
+	for (i = 0; i < p->n_workers; i++) {
+		p->workers[i].p = p;
+		p->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
+		p->workers[i].ccq = grpc_completion_queue_create_for_next(NULL);
+		grpc_server_register_completion_queue(p->server,
+						      p->workers[i].cq, NULL);
+	}
+	if (unlink(listen) < 0 && errno != ENOENT) {
+		r = lp_err_set(err, -errno, "%s: %s", listen, strerror(errno));
+		goto fail;
+	}
+	screds = grpc_insecure_server_credentials_create();
+	if (!grpc_server_add_http2_port(p->server, addr, screds)) {
+		r = lp_err_set(err, -EADDRINUSE, "cannot listen on %s", addr);
+		goto fail;
+	}
+	grpc_server_start(p->server);
+	/* kubelet runs as root; the socket hands out pull credentials'
+	 * effects and takes them in: nobody else may talk to it */
+	chmod(listen, 0600);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (i = 0; i < p->n_workers; i++) {
+		r = -pthread_create(&p->workers[i].thread, NULL, worker_main,
+				    &p->workers[i]);
+		if (r < 0)
+			break;
+		p->workers[i].started = true;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0) {
+		lp_err_set(err, r, "CRI proxy threads: %s", strerror(-r));
+		goto fail;
+	}
+	grpc_server_credentials_release(screds);
+	lp_log_info("CRI image-service proxy on %s, forwarding to %s", listen,
+		    upstream);
+	*ret = p;
+	return 0;
+fail:
+	grpc_server_credentials_release(screds);
+	lp_cri_proxy_stop(p);
+	return r;
+}
+
+void lp_cri_proxy_stop(struct lp_cri_proxy *p)
+{
+	unsigned int i;
+	int tag;
+
+	if (!p)
+		return;
+	grpc_server_shutdown_and_notify(p->server, p->shutdown_cq, &tag);
+	grpc_server_cancel_all_calls(p->server);
+	grpc_completion_queue_pluck(p->shutdown_cq, &tag,
+				    gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	for (i = 0; i < p->n_workers; i++)
+		if (p->workers[i].started)
+			pthread_join(p->workers[i].thread, NULL);
+	grpc_server_destroy(p->server);
+	for (i = 0; i < p->n_workers; i++) {
+		drain(p->workers[i].cq);
+		drain(p->workers[i].ccq);
+	}
+	drain(p->shutdown_cq);
+	if (p->upstream)
+		grpc_channel_destroy(p->upstream);
+	if (p->grpc_inited)
+		grpc_shutdown();
+	free(p);
+}

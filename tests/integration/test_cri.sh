@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Kubernetes credentials through the CRI image-service proxy. Debian's
+# docker-registry with auth.htpasswd (Basic, alice:s3cret) holds two
+# converted (eStargz) images; containerd 1.6 runs with its CRI plugin on a
+# private socket (image service only: no CNI, no pods), lazypull as its
+# snapshotter with `--cri-listen` (the proxy) and `--cri-upstream`
+# containerd's socket; tests/integration/cri_kubelet.py (Debian's
+# /usr/bin/python3 + python3-grpcio, messages encoded by hand) plays
+# kubelet:
+#   1. every ImageService call goes through the proxy (ImageFsInfo,
+#      ListImages, ImageStatus, RemoveImage); a RuntimeService method is
+#      refused with UNIMPLEMENTED; a PullImage without credentials fails
+#      with containerd's own 401 error, relayed
+#   2. kubelet pulls image A from containerd directly (not through the
+#      proxy): containerd has the credentials, the snapshotter has none, so
+#      the lazy mount is refused with a clear reason (logged: no
+#      credentials from a CRI PullImage) and containerd FALLS BACK: it
+#      downloads and unpacks the layers itself (plain path, the fallback
+#      metric counts them), and the pull succeeds
+#   3. image B pulled through the proxy with credentials: both layers
+#      mount lazily (remote snapshots, FUSE mounts, fetched < blob bytes),
+#      the proxy log names the kept credentials, a container runs from it
+#      (reads through the lazy layers need the credentials too), and the
+#      password never shows in the snapshotter's log
+#   4. image C on a second registry with auth.token (token_server.py:
+#      anonymous gets nothing) pulled through the proxy with only an
+#      identity token: containerd and lazypull each trade it at the token
+#      server (OAuth2 POST, grant_type=refresh_token), both layers mount
+#      lazily, a container runs
+# Limits here: no CNI and no pod sandboxes (RunPodSandbox is not tried);
+# containers are run with ctr in containerd's k8s.io namespace.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+lp_stack_init
+lp_require htpasswd
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import grpc' 2>/dev/null ||
+	lp_skip_or_fail "python3-grpcio for /usr/bin/python3 not installed"
+KUBELET="/usr/bin/python3 $LP_SOURCE_DIR/tests/integration/cri_kubelet.py"
+
+cleanup() {
+	local rc=$? m
+	set +e
+	lp_stack_stop
+	for p in ${REG2_PID:-} ${TOK_PID:-}; do
+		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+	done
+	for m in $(mounts_under "$T"); do
+		umount -l "$m" 2>/dev/null
+	done
+	lp_stack_finish $rc 40 20
+}
+trap cleanup EXIT
+
+metric() { # NAME{LABELS} exactly, or the sum over NAME's series
+	curl -fsS "http://127.0.0.1:$MPORT/metrics" |
+		awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d\n", s }'
+}
+remote_count() { grep -c "remote snapshot sha256:" "$T/snap.log" || true; }
+
+# --- registry: filled without auth, then served with htpasswd ---------------
+lp_stack_registry "{level: error}" "{filesystem: {rootdirectory: $T/reg}}"
+REG=$R
+say "building and pushing images A and B"
+python3 "$LP_SOURCE_DIR/tests/integration/make_snap_image.py" "$T/layout"
+lp_run "$T/conv.out" "$T/conv.err" "$LAZYPULL" convert --plain-http -q --chunk-size 1M \
+	"oci:$T/layout:two" "$REG/cri/a:esgz" || { show_err "$T/conv.err"; fail "lazypull convert A"; }
+lp_run "$T/conv.out" "$T/conv.err" "$LAZYPULL" convert --plain-http -q \
+	"oci:$T/layout:two" "$REG/cri/b:esgz" || { show_err "$T/conv.err"; fail "lazypull convert B"; }
+BLOB_BYTES=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+	"http://$REG/v2/cri/b/manifests/esgz" | python3 -c '
+import json, sys
+print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))')
+# image C on a second registry, which will want tokens from
+# token_server.py: anonymous gets nothing, the identity token everything
+PORT2=$(free_port)
+KPORT=$(free_port)
+REG2="127.0.0.1:$PORT2"
+REFRESH="lp-identity-$RANDOM$RANDOM"
+mkdir -p "$T/reg2"
+cat >"$T/reg2.yml" <<EOF
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $T/reg2}}
+http: {addr: $REG2}
+EOF
+docker-registry serve "$T/reg2.yml" >"$T/reg2.log" 2>&1 &
+REG2_PID=$!
+wait_for 20 "the second registry" curl -fsS "http://$REG2/v2/"
+lp_run "$T/conv.out" "$T/conv.err" "$LAZYPULL" convert --plain-http -q --chunk-size 2M \
+	"oci:$T/layout:two" "$REG2/cri/c:esgz" || { show_err "$T/conv.err"; fail "lazypull convert C"; }
+kill "$REG2_PID"
+wait "$REG2_PID" 2>/dev/null || true
+(cd "$T" && openssl req -x509 -newkey rsa:2048 -nodes -keyout tok.key -out tok.pem \
+	-days 1 -subj /CN=lp-token 2>/dev/null) || fail "openssl could not make the token key"
+LP_TOKEN_ANON_PULL=0 python3 "$LP_SOURCE_DIR/tests/integration/token_server.py" "$KPORT" \
+	"$T/tok.key" "$T/tok.pem" "$T/token.log" alice:s3cret 0 - "$REFRESH" 2>"$T/token.err" &
+TOK_PID=$!
+cat >>"$T/reg2.yml" <<EOF
+auth: {token: {realm: "http://127.0.0.1:$KPORT/token", service: lp-cri, issuer: lp-issuer, rootcertbundle: $T/tok.pem}}
+EOF
+docker-registry serve "$T/reg2.yml" >>"$T/reg2.log" 2>&1 &
+REG2_PID=$!
+wait_for 20 "the token server" curl -fsS "http://127.0.0.1:$KPORT/health"
+wait_for 20 "the second registry with token auth" sh -c \
+	"[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://$REG2/v2/)\" = 401 ]"
+
+kill "$REG_PID"
+wait "$REG_PID" 2>/dev/null || true
+htpasswd -Bbn alice s3cret >"$T/htpasswd" 2>/dev/null || fail "htpasswd"
+cat >>"$T/reg.yml" <<EOF
+auth: {htpasswd: {realm: lp-cri, path: $T/htpasswd}}
+EOF
+docker-registry serve "$T/reg.yml" >>"$T/reg.log" 2>&1 &
+REG_PID=$!
+wait_for 20 "the registry with htpasswd" curl -fsS -u alice:s3cret "http://$REG/v2/"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/cri/b/manifests/esgz")
+[ "$code" = 401 ] || fail "anonymous manifest GET: HTTP $code, not 401"
+ok "images pushed; the registry now wants Basic credentials (anonymous: 401)"
+
+# --- snapshotter with the proxy, containerd with CRI -------------------------
+CRISOCK="$T/cri/cri.sock"
+"$LAZYPULL" -v snapshotter --root "$ROOT" --address "$SOCK" \
+	--metrics-address "127.0.0.1:$MPORT" --no-background-fetch \
+	--cri-listen "$CRISOCK" --cri-upstream "$CSOCK" >>"$T/snap.log" 2>&1 &
+SNAP_PID=$!
+wait_for 20 "the snapshotter to serve" grep -q "snapshotter: serving" "$T/snap.log"
+grep -q "CRI image-service proxy on $CRISOCK" "$T/snap.log" || fail "the CRI proxy did not start"
+[ "$(stat -c %a "$CRISOCK")" = 600 ] || fail "the proxy socket is mode $(stat -c %a "$CRISOCK"), not 600"
+mkdir -p "$T/cni/bin" "$T/cni/conf"
+lp_stack_containerd "" "$(cat <<EOF
+[plugins."io.containerd.grpc.v1.cri"]
+  enable_cdi = false
+  disable_tcp_service = true
+  stream_server_port = "0"
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  snapshotter = "lazypull"
+  disable_snapshot_annotations = false
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "$T/cni/bin"
+  conf_dir = "$T/cni/conf"
+[plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REG"]
+  endpoint = ["http://$REG"]
+[plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REG2"]
+  endpoint = ["http://$REG2"]
+EOF
+)"
+ok "containerd's CRI plugin serves (no CNI: image service only); proxy on $CRISOCK -> $CSOCK"
+
+# --- 1. forwarding ------------------------------------------------------------
+say "1. every ImageService call goes through the proxy"
+$KUBELET "$CRISOCK" fsinfo >"$T/out" 2>"$T/err" || { show_err "$T/err"; fail "ImageFsInfo through the proxy"; }
+grep -q "^filesystems [1-9]" "$T/out" || fail "ImageFsInfo: $(cat "$T/out")"
+$KUBELET "$CRISOCK" list >"$T/out" 2>"$T/err" || { show_err "$T/err"; fail "ListImages through the proxy"; }
+[ "$($KUBELET "$CRISOCK" status "$REG/cri/b:esgz")" = absent ] || fail "ImageStatus of an image not pulled"
+if $KUBELET "$CRISOCK" call /runtime.v1.RuntimeService/Version >"$T/out" 2>"$T/err"; then
+	fail "a RuntimeService call was served by the image proxy"
+fi
+grep -q "^UNIMPLEMENTED" "$T/err" || fail "RuntimeService call: $(cat "$T/err")"
+if $KUBELET "$CRISOCK" pull "$REG/cri/b:esgz" >"$T/out" 2>"$T/err"; then
+	fail "PullImage without credentials succeeded against an htpasswd registry"
+fi
+grep -qi "401\|unauthorized" "$T/err" || fail "PullImage without credentials: $(cat "$T/err")"
+grep -q "CRI PullImage $REG/cri/b:esgz: no credentials" "$T/snap.log" || fail "the proxy did not see the PullImage"
+ok "ImageFsInfo, ListImages, ImageStatus forwarded; RuntimeService -> UNIMPLEMENTED; uncredentialed PullImage -> containerd's error: $(head -c 120 "$T/err")"
+
+# --- 2. no credentials for the snapshotter: refused, containerd falls back ----
+say "2. pulled past the proxy: the lazy mount is refused, containerd falls back"
+fb0=$(metric lazypull_fallbacks_total)
+r0=$(remote_count)
+$KUBELET "$CSOCK" pull "$REG/cri/a:esgz" alice s3cret >"$T/out" 2>"$T/err" ||
+	{ show_err "$T/err"; fail "PullImage of A at containerd with credentials"; }
+grep -q "^sha256:" "$T/out" || fail "PullImage A answered '$(cat "$T/out")'"
+fb1=$(metric lazypull_fallbacks_total)
+[ "$(remote_count)" = "$r0" ] || fail "a layer of A was mounted lazily without credentials"
+[ $((fb1 - fb0)) -eq 2 ] || fail "expected 2 fallbacks for A, the metric went $fb0 -> $fb1"
+grep -q "no credentials for this image from a CRI PullImage through the lazypull CRI proxy" "$T/snap.log" ||
+	fail "no clear reason logged for the refused lazy mount"
+reason=$(grep -m1 "no credentials for this image" "$T/snap.log" | sed 's/.*cannot mount lazily: //' | cut -c1-200)
+ok "A: lazy mount refused ($reason); containerd downloaded A itself ($((fb1 - fb0)) fallbacks), pull succeeded"
+[ "$($KUBELET "$CRISOCK" status "$REG/cri/a:esgz")" != absent ] || fail "ImageStatus of A through the proxy"
+ok "ImageStatus of A through the proxy"
+
+# --- 3. through the proxy with credentials: lazy --------------------------------
+say "3. PullImage of B through the proxy with credentials: lazy"
+r0=$(remote_count)
+fb0=$(metric lazypull_fallbacks_total)
+$KUBELET "$CRISOCK" pull "$REG/cri/b:esgz" alice s3cret >"$T/out" 2>"$T/err" ||
+	{ show_err "$T/err"; fail "PullImage of B through the proxy"; }
+grep -q "^sha256:" "$T/out" || fail "PullImage B answered '$(cat "$T/out")'"
+grep -q "CRI PullImage $REG/cri/b:esgz: credentials kept for its layers (user 'alice')" "$T/snap.log" ||
+	fail "the proxy did not keep B's credentials"
+n=$(($(remote_count) - r0))
+[ "$n" = 2 ] || fail "expected 2 remote (lazy) snapshots for B, got $n"
+[ "$(metric lazypull_fallbacks_total)" = "$fb0" ] || fail "a layer of B fell back"
+n=$(mounts_under "$ROOT/layers" | wc -l)
+[ "$n" = 2 ] || fail "expected 2 lazy layer mounts, found $n"
+ctr --address "$CSOCK" -n k8s.io snapshots --snapshotter lazypull ls >"$T/k8s.txt"
+ok "B: both layers mounted lazily (remote snapshots, $n FUSE mounts)"
+out=$(ctr --address "$CSOCK" -n k8s.io run --rm --snapshotter lazypull "$REG/cri/b:esgz" cri1 \
+	sh -c 'cat /hello.txt; ls /data/dir; wc -c </data/keep')
+[ "$out" = "hello from lazypull
+c
+5" ] || fail "container on B printed '$out'"
+# the 8 MiB of /data/big.bin nobody reads stay in the registry
+fetched=$(metric lazypull_layer_fetched_bytes_total)
+[ "$fetched" -gt 0 ] && [ "$fetched" -lt $((BLOB_BYTES / 2)) ] || fail "fetched $fetched of $BLOB_BYTES blob bytes"
+ok "a container runs from B; fetched $fetched of $BLOB_BYTES blob bytes with the kept credentials (lazy)"
+[ "$($KUBELET "$CRISOCK" list | grep -c "^$REG/cri/")" -ge 2 ] || fail "ListImages does not show A and B"
+! grep -q s3cret "$T/snap.log" || fail "the password shows in the snapshotter's log"
+ok "ListImages shows A and B; the password is not in the log"
+$KUBELET "$CRISOCK" remove "$REG/cri/a:esgz" >/dev/null 2>"$T/err" || { show_err "$T/err"; fail "RemoveImage through the proxy"; }
+[ "$($KUBELET "$CRISOCK" status "$REG/cri/a:esgz")" = absent ] || fail "A still there after RemoveImage"
+ok "RemoveImage through the proxy"
+
+# --- 4. an identity token (OAuth2 refresh token) ---------------------------------
+say "4. PullImage of C with an identity token from a token-auth registry: lazy"
+r0=$(remote_count)
+fb0=$(metric lazypull_fallbacks_total)
+: >"$T/token.log"
+$KUBELET "$CRISOCK" pull "$REG2/cri/c:esgz" --identity-token "$REFRESH" >"$T/out" 2>"$T/err" ||
+	{ show_err "$T/err"; fail "PullImage of C through the proxy with an identity token"; }
+grep -q "^sha256:" "$T/out" || fail "PullImage C answered '$(cat "$T/out")'"
+grep -qF "CRI PullImage $REG2/cri/c:esgz: credentials kept for its layers (user '(identity token)')" "$T/snap.log" ||
+	fail "the proxy did not keep C's identity token"
+n=$(($(remote_count) - r0))
+[ "$n" = 2 ] || fail "expected 2 remote (lazy) snapshots for C, got $n"
+[ "$(metric lazypull_fallbacks_total)" = "$fb0" ] || fail "a layer of C fell back"
+nl=$(grep -c 'via=post:refresh_token client=lazypull' "$T/token.log" || true)
+nc=$(grep -c 'via=post:refresh_token client=containerd' "$T/token.log" || true)
+[ "$nl" -ge 1 ] || fail "lazypull never traded the identity token: $(cat "$T/token.log")"
+! grep -q 'authed=False' "$T/token.log" || fail "anonymous token requests: $(grep authed=False "$T/token.log")"
+out=$(ctr --address "$CSOCK" -n k8s.io run --rm --snapshotter lazypull "$REG2/cri/c:esgz" cri2 cat /hello.txt)
+[ "$out" = "hello from lazypull" ] || fail "container on C printed '$out'"
+! grep -q "$REFRESH" "$T/snap.log" || fail "the identity token shows in the snapshotter's log"
+ok "C: both layers lazy; lazypull traded the identity token at the token server ($nl POSTs, containerd $nc), a container runs"
+done_ok
