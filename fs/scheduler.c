@@ -1,39 +1,46 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Prefetch and background fetch, on one low-priority thread. Prefetch reads
- * the prioritised range [0, prefetch landmark) in bulk, coalesced into blob
- * reads of up to LP_FS_MAX_COALESCE bytes, and wakes lp_fs_wait_prefetch().
- * Those reads stream (fs_fetch_run): each chunk is readable as soon as its
- * bytes are in, so a workload started early runs alongside the transfer.
- * Background fetch then walks every chunk in blob order and fetches what
- * neither tier holds, in smaller runs. In a layer with a prefetch landmark
- * (an optimised one) it starts, and resumes, only after
- * opts.background_quiet_ms without prioritised fetching (prefetch and
- * on-demand reads, in every layer sharing the fs's activity, and the fs's
- * start), so it does not take CPU and disk from a starting workload; once it
- * has waited FS_BACKGROUND_MAX_DEFER times that in all, it only stands aside
- * while on-demand reads are in flight and FS_BACKGROUND_QUIET_MS after the
- * last one, so a busy workload cannot starve it; in a layer without a
- * landmark only that short rule applies from the start (what such a
- * workload reads is unknown, and the rest fetched early spares it round
- * trips). Its chunks enter the memory
- * tier cold, so they never push out hot data.
- * Without a disk tier it stops once the memory budget is full: there is
- * nowhere to keep the rest. What a failed fetch means is read from its
- * error, as decided where it arose (lp_err_retryable: the registry marks a
- * 5xx, a 429, a timeout or a refused connection): such an outage makes it
- * wait, backing off up to FS_BACKGROUND_BACKOFF_MAX_MS, and retry the same
- * chunks rather than skip them, so an outage costs time, not coverage.
- * A chunk whose bytes are wrong (-EBADMSG) or over a bound (-EFBIG) is
- * skipped. Any other permanent error (the source refuses the blob: 404,
- * 403, 410, a broken protocol) stops the background fetch: every further
- * chunk would get the same answer. Each decision is logged once: the start
- * of an outage (not every retry), its end, a skipped chunk, the stop.
+ * The fetch scheduler: prefetch and background fetch of one layer, on
+ * FS_PLAN_STREAMS low-priority workers that keep the link full. Each worker
+ * takes the next run (at most FS_PLAN_STREAM_RUN compressed bytes, one
+ * streamed blob read: fs_chunk_get publishes each chunk as its bytes
+ * arrive) and fetches it while the process-wide stream count allows:
+ *   1. the prefetch range [0, prefetch landmark), in blob order, at full
+ *      width; when it is all handed out and in, one worker checks that every
+ *      chunk of it is in the cache and wakes lp_fs_wait_prefetch();
+ *   2. the rest, in the order the planner gives (fs_plan_next): on from
+ *      where the last on-demand miss ended (the workload's neighbourhood,
+ *      and for a workload that reads everything in order, the stream it
+ *      follows), then what was jumped over, each chunk once.
+ * How many background reads may be in flight is the planner's
+ * (fs_plan_background_width): on-demand reads never wait for a slot and
+ * never stop the background; while they are in flight it keeps one stream
+ * going. A layer with a prefetch landmark (an optimised one) defers its
+ * background fetch until opts.background_quiet_ms without prioritised
+ * fetching (prefetch and on-demand reads, in every layer sharing the fs's
+ * activity, and the fs's start), so it does not take CPU and disk from a
+ * starting workload, at most FS_PLAN_MAX_DEFER times that, and no longer
+ * once the workload missed the prefetch range FS_PLAN_RELEASE_MISSES times.
+ * Background chunks enter the memory tier cold, so they never push out hot
+ * data. Without a disk tier the background stops once the memory budget is
+ * full: there is nowhere to keep the rest.
  *
- * Lock order: fetch.lock, then (inside fs_chunk_get) cache.lock; in practice
+ * What a failed fetch means is read from its error, as decided where it
+ * arose (lp_err_retryable: the registry marks a 5xx, a 429, a timeout or a
+ * refused connection): such an outage makes the run's worker wait, backing
+ * off up to FS_BACKGROUND_BACKOFF_MAX_MS, and the run's chunks are handed
+ * out again, so an outage costs time, not coverage. A chunk whose bytes are
+ * wrong (-EBADMSG) or over a bound (-EFBIG) is skipped. Any other permanent
+ * error (the source refuses the blob: 404, 403, 410, a broken protocol)
+ * stops the background fetch: every further chunk would get the same
+ * answer. Each decision is logged once: the start of an outage (not every
+ * retry), its end, a skipped chunk, the stop.
+ *
+ * Lock order: fetch.lock, then (inside fs_chunk_is_present) cache.lock;
  * fetch.lock is never held across a fetch.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,7 +49,8 @@
 #include "lp_log.h"
 
 #define FS_FETCH_NICE 10
-#define FS_BACKGROUND_POLL_MS 10
+#define FS_SCHED_POLL_MS 10 /* worker 0 re-reads the clock this often */
+#define FS_SCHED_POLL_OTHERS_MS 40 /* the other workers */
 #define FS_BACKGROUND_BACKOFF_MS 500 /* first wait after a failed fetch */
 #define FS_BACKGROUND_BACKOFF_MAX_MS 30000
 
@@ -56,10 +64,10 @@ static bool stopping(struct lp_fs *fs)
 	return stop;
 }
 
-static void set_state(struct lp_fs *fs, bool prefetch, enum fs_job_state st,
-		      int error)
+/* with fetch.lock held */
+static void set_state_locked(struct lp_fs *fs, bool prefetch,
+			     enum fs_job_state st, int error)
 {
-	pthread_mutex_lock(&fs->fetch.lock);
 	if (prefetch) {
 		fs->fetch.prefetch = st;
 		fs->fetch.prefetch_error = error;
@@ -68,7 +76,6 @@ static void set_state(struct lp_fs *fs, bool prefetch, enum fs_job_state st,
 		fs->fetch.background_error = error;
 	}
 	pthread_cond_broadcast(&fs->fetch.cond);
-	pthread_mutex_unlock(&fs->fetch.lock);
 }
 
 static void deadline_in(struct timespec *ts, unsigned int ms)
@@ -80,6 +87,15 @@ static void deadline_in(struct timespec *ts, unsigned int ms)
 		ts->tv_sec++;
 		ts->tv_nsec -= 1000000000;
 	}
+}
+
+/* wait on fetch.cond (held) for at most @ms */
+static void wait_locked(struct lp_fs *fs, unsigned int ms)
+{
+	struct timespec ts;
+
+	deadline_in(&ts, ms);
+	pthread_cond_timedwait(&fs->fetch.cond, &fs->fetch.lock, &ts);
 }
 
 void fs_activity_begin(struct lp_fs *fs, bool ondemand)
@@ -97,117 +113,273 @@ void fs_activity_end(struct lp_fs *fs, bool ondemand)
 	atomic_fetch_sub(ondemand ? &fs->act->ondemand : &fs->act->prefetch, 1);
 }
 
-static void prefetch(struct lp_fs *fs)
+void fs_sched_ondemand_miss(struct lp_fs *fs, uint32_t ci, uint32_t end)
 {
-	uint32_t nr = lp_toc_nr_chunks(fs->toc), end = 0, ci, next;
+	uint64_t h = atomic_load(&fs->fetch.hint);
+
+	/* racing misses: either one's end will do */
+	atomic_store(&fs->fetch.hint, (((h >> 32) + 1) << 32) | end);
+	if (fs->prefetch_end &&
+	    lp_toc_chunk(fs->toc, ci).offset >= fs->prefetch_end)
+		atomic_fetch_add(&fs->fetch.misses, 1);
+}
+
+/* take one of the activity's stream slots if fewer than @limit are taken */
+static bool slot_take(struct lp_fs_activity *a, unsigned int limit)
+{
+	unsigned int v = atomic_load(&a->streams);
+
+	while (v < limit)
+		if (atomic_compare_exchange_weak(&a->streams, &v, v + 1))
+			return true;
+	return false;
+}
+
+static void slot_give(struct lp_fs_activity *a)
+{
+	atomic_fetch_sub(&a->streams, 1);
+}
+
+static bool tried(const struct fs_fetcher *f, uint32_t ci)
+{
+	return f->bg_tried[ci / 8] & (1u << (ci % 8));
+}
+
+static void mark_tried(struct fs_fetcher *f, uint32_t ci, uint32_t end, bool on)
+{
+	for (; ci < end; ci++) {
+		if (on)
+			f->bg_tried[ci / 8] |= (uint8_t)(1u << (ci % 8));
+		else
+			f->bg_tried[ci / 8] &= (uint8_t) ~(1u << (ci % 8));
+	}
+}
+
+static bool have_chunk(struct lp_fs *fs, uint32_t ci)
+{
+	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
+	const struct lp_digest *dg;
+
+	return fs_chunk_is_present(fs, ci) ||
+	       (fs->disk && lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0 &&
+		fs_disk_has(fs->disk, dg));
+}
+
+/* fs_plan_next()'s predicate: handed out already, or held */
+static bool skip_chunk(void *arg, uint32_t ci)
+{
+	struct lp_fs *fs = arg;
+
+	return tried(&fs->fetch, ci) || have_chunk(fs, ci);
+}
+
+/* compressed bytes from chunk @ci's start to chunk @end - 1's end */
+static uint64_t span(struct lp_fs *fs, uint32_t ci, uint32_t end)
+{
+	const struct lp_toc_chunk a = lp_toc_chunk(fs->toc, ci);
+	const struct lp_toc_chunk b = lp_toc_chunk(fs->toc, end - 1);
+	uint64_t e = b.offset + b.compressed_size;
+
+	return e > a.offset ? e - a.offset : 0;
+}
+
+enum job {
+	JOB_EXIT,
+	JOB_PREFETCH, /* fetch [ci, end) of the prefetch range */
+	JOB_PREFETCH_CHECK, /* every prefetch chunk in? then done */
+	JOB_BACKGROUND, /* fetch [ci, end) */
+};
+
+/* what next_background() found when it hands out no run */
+enum bg_wait {
+	BG_NOTHING, /* off, done, stopped or failed: nothing to wait for */
+	BG_WAIT, /* wait and ask again */
+	BG_WAITED, /* it waited itself: ask again */
+};
+
+/* the background's share of next_job(), fetch.lock held: JOB_BACKGROUND,
+ * or JOB_EXIT with *@ret_wait saying why */
+static enum job next_background(struct lp_fs *fs, unsigned int self,
+				uint32_t *ret_ci, uint32_t *ret_end,
+				enum bg_wait *ret_wait)
+{
+	struct fs_fetcher *f = &fs->fetch;
+	const uint32_t nr = lp_toc_nr_chunks(fs->toc);
+	struct fs_plan_layer l = {
+		.optimised = fs->prefetch_end != 0,
+		.quiet_ns = (uint64_t)fs->opts.background_quiet_ms * 1000000,
+		.deferred_ns = f->bg_deferred_ns,
+		.misses = atomic_load(&f->misses),
+	};
+	struct fs_plan_clock c = {
+		.now_ns = lp_mono_ns(),
+		.ondemand = atomic_load(&fs->act->ondemand),
+		.prefetch = atomic_load(&fs->act->prefetch),
+		.last_ns = atomic_load(&fs->act->last_ns),
+		.last_ondemand_ns = atomic_load(&fs->act->last_ondemand_ns),
+	};
+	unsigned int width;
+	size_t used, peak;
+	uint64_t h;
+	uint32_t ci;
+
+	*ret_wait = BG_WAIT;
+	if (f->background != FS_JOB_PENDING &&
+	    f->background != FS_JOB_RUNNING) {
+		*ret_wait = BG_NOTHING;
+		return JOB_EXIT;
+	}
+	if (c.now_ns < f->retry_at_ns)
+		return JOB_EXIT; /* backing off: the source is away */
+	width = fs_plan_background_width(&c, &l);
+	if (!width) {
+		if (self == 0) { /* one worker keeps the account */
+			wait_locked(fs, FS_SCHED_POLL_MS);
+			f->bg_deferred_ns += lp_mono_ns() - c.now_ns;
+			*ret_wait = BG_WAITED;
+		}
+		return JOB_EXIT;
+	}
+	f->background = FS_JOB_RUNNING;
+	h = atomic_load(&f->hint);
+	if (h >> 32 != f->hint_seen) {
+		/* the workload missed: stream on from where that read ended */
+		f->hint_seen = h >> 32;
+		f->bg_cursor = (uint32_t)h;
+	}
+	ci = fs_plan_next(nr, f->bg_cursor, skip_chunk, fs);
+	if (ci == LP_TOC_NO_INDEX) {
+		if (f->bg_running)
+			return JOB_EXIT; /* a failed run may give work back */
+		set_state_locked(fs, false,
+				 f->bg_last_err ? FS_JOB_FAILED : FS_JOB_DONE,
+				 f->bg_last_err);
+		*ret_wait = BG_NOTHING;
+		return JOB_EXIT;
+	}
+	fs_cache_usage(fs, &used, &peak);
+	if (!fs->disk &&
+	    used + lp_toc_chunk(fs->toc, ci).chunk_size > fs->cache.budget) {
+		set_state_locked(fs, false, FS_JOB_STOPPED, f->bg_last_err);
+		*ret_wait = BG_NOTHING;
+		return JOB_EXIT;
+	}
+	if (!slot_take(fs->act, width))
+		return JOB_EXIT;
+	*ret_ci = ci;
+	*ret_end = fs_plan_run_end(fs->toc, ci, nr,
+				   fs_plan_run_bytes(FS_FETCH_BACKGROUND));
+	mark_tried(f, ci, *ret_end, true);
+	f->bg_cursor = *ret_end;
+	f->bg_running++;
+	return JOB_BACKGROUND;
+}
+
+/* the next job of worker @self; fetch.lock held, may wait */
+static enum job next_job(struct lp_fs *fs, unsigned int self, uint32_t *ret_ci,
+			 uint32_t *ret_end)
+{
+	struct fs_fetcher *f = &fs->fetch;
+	enum bg_wait wait;
+	enum job job;
+
+	for (;;) {
+		if (f->stop)
+			return JOB_EXIT;
+		if (f->prefetch == FS_JOB_RUNNING) {
+			if (f->pf_next < f->pf_chunks &&
+			    slot_take(fs->act, FS_PLAN_STREAMS)) {
+				*ret_ci = f->pf_next;
+				*ret_end = fs_plan_run_end(
+					fs->toc, f->pf_next, f->pf_chunks,
+					fs_plan_run_bytes(FS_FETCH_PREFETCH));
+				f->pf_next = *ret_end;
+				f->pf_running++;
+				return JOB_PREFETCH;
+			}
+			if (f->pf_next >= f->pf_chunks && !f->pf_running &&
+			    !f->pf_finishing) {
+				f->pf_finishing = true;
+				return JOB_PREFETCH_CHECK;
+			}
+		}
+		job = next_background(fs, self, ret_ci, ret_end, &wait);
+		if (job != JOB_EXIT)
+			return job;
+		if (wait == BG_NOTHING && f->prefetch != FS_JOB_RUNNING)
+			return JOB_EXIT; /* all done */
+		if (wait != BG_WAITED)
+			wait_locked(fs, self == 0 ? FS_SCHED_POLL_MS :
+						    FS_SCHED_POLL_OTHERS_MS);
+	}
+}
+
+static void run_prefetch(struct lp_fs *fs, uint32_t ci, uint32_t end)
+{
+	struct fs_fetcher *f = &fs->fetch;
 	struct lp_err err = { 0 };
+	uint32_t c, next;
 	int r = 0;
 
-	while (end < nr && lp_toc_chunk(fs->toc, end).offset < fs->prefetch_end)
-		end++;
-	set_state(fs, true, FS_JOB_RUNNING, 0);
 	fs_activity_begin(fs, false);
-	for (ci = 0; ci < end && r == 0; ci = next) {
-		struct lp_toc_chunk c;
-		struct fs_chunk *ch;
-
-		if (stopping(fs)) {
-			fs_activity_end(fs, false);
-			set_state(fs, true, FS_JOB_STOPPED, 0);
-			return;
-		}
-		/* pinned, so a chunk someone else is loading is waited for:
-		 * "done" means the range is really in the cache */
-		ch = NULL;
-		r = fs_chunk_get(fs, ci, end, FS_FETCH_PREFETCH, &ch, &next,
+	for (c = ci; c < end && r == 0 && !stopping(fs); c = next)
+		r = fs_chunk_get(fs, c, end, FS_FETCH_PREFETCH, NULL, &next,
 				 &err);
+	fs_activity_end(fs, false);
+	slot_give(fs->act);
+	if (r == 0)
+		atomic_fetch_add(&fs->stats.prefetch_done_bytes,
+				 span(fs, ci, end));
+	pthread_mutex_lock(&f->lock);
+	f->pf_running--;
+	if (r < 0 && !f->prefetch_error) {
+		/* the one place this failure is reported */
+		lp_log_warn("prefetch stopped: %s", lp_err_str(&err, r));
+		f->prefetch_error = r;
+		f->pf_next = f->pf_chunks; /* hand out no more */
+	}
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* the prefetch range is handed out and its runs are over: "done" means
+ * every chunk of it is in the cache (pinned gets wait for chunks others
+ * are loading, and fetch what a failed or evicted run left out) */
+static void check_prefetch(struct lp_fs *fs)
+{
+	struct fs_fetcher *f = &fs->fetch;
+	struct lp_err err = { 0 };
+	uint32_t ci, next;
+	int r;
+
+	pthread_mutex_lock(&f->lock);
+	r = f->prefetch_error;
+	pthread_mutex_unlock(&f->lock);
+	fs_activity_begin(fs, false);
+	for (ci = 0; ci < f->pf_chunks && r == 0; ci = next) {
+		struct fs_chunk *ch = NULL;
+
+		if (stopping(fs))
+			break;
+		r = fs_chunk_get(fs, ci, f->pf_chunks, FS_FETCH_PREFETCH, &ch,
+				 &next, &err);
 		fs_chunk_put(fs, ch);
-		c = lp_toc_chunk(fs->toc, next - 1);
-		atomic_store(&fs->stats.prefetch_done_bytes,
-			     c.offset + c.compressed_size);
 	}
 	fs_activity_end(fs, false);
-	if (r < 0) /* the one place this failure is reported */
+	pthread_mutex_lock(&f->lock);
+	if (r < 0 && !f->prefetch_error)
 		lp_log_warn("prefetch stopped: %s", lp_err_str(&err, r));
-	set_state(fs, true, r < 0 ? FS_JOB_FAILED : FS_JOB_DONE, r);
-}
-
-/* ns from @t to @now; 0 when @t was stamped after @now was read */
-static uint64_t since(uint64_t now, uint64_t t)
-{
-	return now > t ? now - t : 0;
-}
-
-/* is prioritised fetching going on, or did it end less than @quiet ns ago? */
-static bool busy(struct lp_fs_activity *a, uint64_t quiet, bool any)
-{
-	const uint64_t short_quiet = (uint64_t)FS_BACKGROUND_QUIET_MS * 1000000;
-	const uint64_t now = lp_mono_ns();
-
-	if (atomic_load(&a->ondemand) ||
-	    since(now, atomic_load(&a->last_ondemand_ns)) < short_quiet)
-		return true;
-	return any && (atomic_load(&a->prefetch) ||
-		       since(now, atomic_load(&a->last_ns)) < quiet);
-}
-
-/*
- * wait until prioritised fetching has been quiet for a while; after
- * @deferred_ns in all (updated) only on-demand fetches are waited for.
- * false when stopping.
- */
-static bool wait_quiet(struct lp_fs *fs, uint64_t *deferred_ns)
-{
-	/*
-	 * Only a layer with a prefetch landmark (optimised for a workload)
-	 * defers to prioritised fetching: its workload's files are in, the
-	 * rest is unlikely to be wanted soon. Without one, what the workload
-	 * reads is unknown, and the rest of the layer fetched at once is
-	 * what spares its next reads a round trip each.
-	 */
-	const uint64_t quiet =
-		fs->prefetch_end ?
-			(uint64_t)fs->opts.background_quiet_ms * 1000000 :
-			0;
-	const uint64_t max_defer = quiet * FS_BACKGROUND_MAX_DEFER;
-	struct timespec ts;
-	uint64_t t0 = lp_mono_ns();
-	bool stop;
-
-	pthread_mutex_lock(&fs->fetch.lock);
-	while (!fs->fetch.stop &&
-	       busy(fs->act, quiet,
-		    *deferred_ns + (lp_mono_ns() - t0) < max_defer)) {
-		deadline_in(&ts, FS_BACKGROUND_POLL_MS);
-		pthread_cond_timedwait(&fs->fetch.cond, &fs->fetch.lock, &ts);
-	}
-	stop = fs->fetch.stop;
-	pthread_mutex_unlock(&fs->fetch.lock);
-	if (*deferred_ns < max_defer)
-		*deferred_ns += lp_mono_ns() - t0;
-	return !stop;
-}
-
-/* sleep @ms unless stopped first; false when stopping */
-static bool wait_ms(struct lp_fs *fs, unsigned int ms)
-{
-	struct timespec ts;
-	bool stop;
-
-	deadline_in(&ts, ms);
-	pthread_mutex_lock(&fs->fetch.lock);
-	while (!fs->fetch.stop &&
-	       pthread_cond_timedwait(&fs->fetch.cond, &fs->fetch.lock, &ts) !=
-		       ETIMEDOUT)
-		;
-	stop = fs->fetch.stop;
-	pthread_mutex_unlock(&fs->fetch.lock);
-	return !stop;
+	if (f->stop && r == 0)
+		set_state_locked(fs, true, FS_JOB_STOPPED, 0);
+	else
+		set_state_locked(fs, true, r < 0 ? FS_JOB_FAILED : FS_JOB_DONE,
+				 r);
+	pthread_mutex_unlock(&f->lock);
 }
 
 /* what the background fetch does after a failed fetch */
 enum bg_verdict {
-	BG_RETRY, /* the source is away for now: back off, same chunk */
+	BG_RETRY, /* the source is away for now: back off, same chunks */
 	BG_SKIP, /* this chunk is bad: go on with the next */
 	BG_STOP, /* the source refuses: every chunk would fail */
 };
@@ -228,129 +400,162 @@ static enum bg_verdict bg_verdict(int r, const struct lp_err *err)
 	return BG_SKIP;
 }
 
-static bool have_chunk(struct lp_fs *fs, uint32_t ci)
+static void run_background(struct lp_fs *fs, uint32_t ci, uint32_t end)
 {
-	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
-	const struct lp_digest *dg;
+	struct fs_fetcher *f = &fs->fetch;
+	struct lp_err err = { 0 };
+	enum bg_verdict v = BG_SKIP;
+	uint32_t c, next;
+	int r = 0;
 
-	return fs_chunk_is_cached(fs, ci) ||
-	       (fs->disk && lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0 &&
-		fs_disk_has(fs->disk, dg));
-}
-
-static void background(struct lp_fs *fs)
-{
-	uint32_t nr = lp_toc_nr_chunks(fs->toc), ci, next;
-	unsigned int backoff = 0;
-	uint64_t deferred = 0;
-	int r, last_err = 0;
-
-	set_state(fs, false, FS_JOB_RUNNING, 0);
-	for (ci = 0; ci < nr; ci = next) {
-		struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
-		struct lp_err err = { 0 };
-		size_t used, peak;
-
-		next = ci + 1;
-		if (!wait_quiet(fs, &deferred)) {
-			set_state(fs, false, FS_JOB_STOPPED, last_err);
-			return;
-		}
-		fs_cache_usage(fs, &used, &peak);
-		if (!fs->disk && used + c.chunk_size > fs->cache.budget) {
-			set_state(fs, false, FS_JOB_STOPPED, last_err);
-			return;
-		}
-		if (!have_chunk(fs, ci)) {
-			r = fs_chunk_get(fs, ci, nr, FS_FETCH_BACKGROUND, NULL,
-					 &next, &err);
-			if (r == 0 && backoff) {
-				/* as loud as the warning that began it */
-				lp_log_warn("layer %s: background fetch "
-					    "resumed",
-					    lp_blob_name(fs->blob));
-				backoff = 0;
-			}
-			if (r < 0 && bg_verdict(r, &err) == BG_RETRY) {
-				/* the source is away: wait, then retry */
-				if (!backoff)
-					lp_log_warn("background fetch waits "
-						    "for the source: %s",
-						    lp_err_str(&err, r));
-				backoff = backoff ? backoff * 2 :
-						    FS_BACKGROUND_BACKOFF_MS;
-				if (backoff > FS_BACKGROUND_BACKOFF_MAX_MS)
-					backoff = FS_BACKGROUND_BACKOFF_MAX_MS;
-				atomic_fetch_add(&fs->stats.background_retries,
-						 1);
-				if (!wait_ms(fs, backoff)) {
-					set_state(fs, false, FS_JOB_STOPPED, r);
-					return;
-				}
-				next = ci;
-				continue;
-			}
-			if (r < 0 && bg_verdict(r, &err) == BG_STOP) {
-				lp_log_err("background fetch stopped: %s",
-					   lp_err_str(&err, r));
-				set_state(fs, false, FS_JOB_FAILED, r);
-				return;
-			}
-			if (r < 0) {
-				lp_log_warn("background fetch skips a chunk: "
-					    "%s",
-					    lp_err_str(&err, r));
-				last_err = r; /* keep going: others may do */
-			}
-		}
-		c = lp_toc_chunk(fs->toc, next - 1);
-		atomic_store(&fs->stats.background_done_bytes,
-			     c.offset + c.compressed_size);
+	for (c = ci; c < end && !stopping(fs); c = next) {
+		next = c + 1;
+		if (have_chunk(fs, c))
+			continue;
+		lp_err_clear(&err);
+		r = fs_chunk_get(fs, c, end, FS_FETCH_BACKGROUND, NULL, &next,
+				 &err);
+		if (r == 0)
+			continue;
+		v = bg_verdict(r, &err);
+		if (v != BG_SKIP)
+			break;
+		lp_log_warn("background fetch skips a chunk: %s",
+			    lp_err_str(&err, r));
+		pthread_mutex_lock(&f->lock);
+		f->bg_last_err = r; /* keep going: others may do */
+		pthread_mutex_unlock(&f->lock);
 	}
-	set_state(fs, false, last_err ? FS_JOB_FAILED : FS_JOB_DONE, last_err);
+	slot_give(fs->act);
+	if (c > ci)
+		atomic_fetch_add(&fs->stats.background_done_bytes,
+				 span(fs, ci, lp_min_u64(c, end)));
+	pthread_mutex_lock(&f->lock);
+	f->bg_running--;
+	if (r == 0 || v == BG_SKIP) {
+		if (f->backoff_ms) /* as loud as the warning that began it */
+			lp_log_warn("layer %s: background fetch resumed",
+				    lp_blob_name(fs->blob));
+		f->backoff_ms = 0;
+	} else if (v == BG_RETRY) {
+		/* the source is away: hand the rest out again after a wait;
+		 * no worker starts a run before then */
+		if (!f->backoff_ms)
+			lp_log_warn("background fetch waits for the source: %s",
+				    lp_err_str(&err, r));
+		f->backoff_ms = f->backoff_ms ? f->backoff_ms * 2 :
+						FS_BACKGROUND_BACKOFF_MS;
+		if (f->backoff_ms > FS_BACKGROUND_BACKOFF_MAX_MS)
+			f->backoff_ms = FS_BACKGROUND_BACKOFF_MAX_MS;
+		f->retry_at_ns =
+			lp_mono_ns() + (uint64_t)f->backoff_ms * 1000000;
+		mark_tried(f, c, end, false);
+		f->bg_cursor = c;
+		atomic_fetch_add(&fs->stats.background_retries, 1);
+	} else if (f->background == FS_JOB_RUNNING) {
+		lp_log_err("background fetch stopped: %s", lp_err_str(&err, r));
+		set_state_locked(fs, false, FS_JOB_FAILED, r);
+	}
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
 }
 
-static void *fetch_main(void *arg)
+struct worker {
+	struct lp_fs *fs;
+	unsigned int self;
+};
+
+static void *worker_main(void *arg)
 {
-	struct lp_fs *fs = arg;
+	struct worker *w = arg;
+	struct lp_fs *fs = w->fs;
+	struct fs_fetcher *f = &fs->fetch;
+	uint32_t ci = 0, end = 0;
+	enum job job;
 
 	/* best effort: on-demand readers come first for the CPU too */
 	setpriority(PRIO_PROCESS, (id_t)gettid(), FS_FETCH_NICE);
-	if (fs->opts.prefetch && fs->prefetch_end)
-		prefetch(fs);
-	if (fs->opts.background_fetch)
-		background(fs);
+	pthread_mutex_lock(&f->lock);
+	while ((job = next_job(fs, w->self, &ci, &end)) != JOB_EXIT) {
+		pthread_mutex_unlock(&f->lock);
+		if (job == JOB_PREFETCH)
+			run_prefetch(fs, ci, end);
+		else if (job == JOB_PREFETCH_CHECK)
+			check_prefetch(fs);
+		else
+			run_background(fs, ci, end);
+		pthread_mutex_lock(&f->lock);
+	}
+	if (f->stop) {
+		if (f->prefetch == FS_JOB_RUNNING && !f->pf_finishing)
+			set_state_locked(fs, true, FS_JOB_STOPPED, 0);
+		if (f->background == FS_JOB_PENDING ||
+		    f->background == FS_JOB_RUNNING)
+			set_state_locked(fs, false, FS_JOB_STOPPED,
+					 f->bg_last_err);
+	}
+	pthread_mutex_unlock(&f->lock);
+	free(w);
 	return NULL;
 }
 
 int fs_fetcher_start(struct lp_fs *fs)
 {
+	struct fs_fetcher *f = &fs->fetch;
+	const bool pf = fs->opts.prefetch && fs->prefetch_end;
+	unsigned int i;
 	int r = 0;
 
-	if (!(fs->opts.prefetch && fs->prefetch_end) &&
-	    !fs->opts.background_fetch)
+	if (!pf && !fs->opts.background_fetch)
 		goto out;
-	r = -pthread_create(&fs->fetch.thread, NULL, fetch_main, fs);
-	if (r == 0) {
-		pthread_mutex_lock(&fs->fetch.lock);
-		fs->fetch.started = true;
-		pthread_mutex_unlock(&fs->fetch.lock);
+	if (fs->opts.background_fetch) {
+		f->bg_tried = calloc(lp_toc_nr_chunks(fs->toc) / 8 + 1, 1);
+		if (!f->bg_tried) {
+			r = -ENOMEM;
+			goto out;
+		}
 	}
+	pthread_mutex_lock(&f->lock);
+	f->pf_chunks =
+		pf ? fs_plan_prefetch_chunks(fs->toc, fs->prefetch_end) : 0;
+	if (pf)
+		f->prefetch = FS_JOB_RUNNING;
+	for (i = 0; i < FS_PLAN_STREAMS; i++) {
+		struct worker *w = malloc(sizeof(*w));
+
+		if (!w) {
+			r = -ENOMEM;
+			break;
+		}
+		*w = (struct worker){ .fs = fs, .self = i };
+		r = -pthread_create(&f->threads[i], NULL, worker_main, w);
+		if (r < 0) {
+			free(w);
+			break;
+		}
+		f->nr_threads++;
+	}
+	if (f->nr_threads)
+		r = 0; /* fewer workers still do it all */
+	pthread_mutex_unlock(&f->lock);
 out:
 	return r;
 }
 
 void fs_fetcher_stop(struct lp_fs *fs)
 {
-	bool started;
+	struct fs_fetcher *f = &fs->fetch;
+	unsigned int i, n;
 
-	pthread_mutex_lock(&fs->fetch.lock);
-	fs->fetch.stop = true;
-	started = fs->fetch.started;
-	pthread_cond_broadcast(&fs->fetch.cond);
-	pthread_mutex_unlock(&fs->fetch.lock);
-	if (started)
-		pthread_join(fs->fetch.thread, NULL);
+	pthread_mutex_lock(&f->lock);
+	f->stop = true;
+	n = f->nr_threads;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+	for (i = 0; i < n; i++)
+		pthread_join(f->threads[i], NULL);
+	free(f->bg_tried);
+	f->bg_tried = NULL;
 }
 
 int lp_fs_wait_prefetch(struct lp_fs *fs, unsigned int timeout_ms)
