@@ -85,12 +85,16 @@ enum fs_fetch_kind {
 #define FS_PLAN_NEIGHBOURS (128 * LP_KIB)
 /* one prefetch or background blob read (a stream), compressed */
 #define FS_PLAN_STREAM_RUN (8 * LP_MIB)
+/* the first background read (of a layer, and after an on-demand miss away
+ * from the stream); each further one doubles, up to FS_PLAN_STREAM_RUN */
+#define FS_PLAN_STREAM_FIRST (256 * LP_KIB)
 /* prefetch and background reads in flight, over every layer sharing an
  * activity (the snapshotter's whole process) */
 #define FS_PLAN_STREAMS 4
 /* background reads in flight while on-demand reads are */
 #define FS_PLAN_STREAMS_BUSY 1
-#define FS_PLAN_SHORT_QUIET_MS 20 /* "while": and this long after the last */
+/* "while": and this long after the last one */
+#define FS_PLAN_SHORT_QUIET_MS 100
 /* an optimised layer's background fetch defers at most this many quiet
  * times in all, and no longer once the workload has missed the prefetch
  * range this many times */
@@ -105,6 +109,21 @@ bool fs_plan_coalesce(const struct lp_toc_chunk *next, uint64_t start,
 /* fs_plan_run_bytes() - the most compressed bytes one blob read of @kind
  * covers. */
 uint64_t fs_plan_run_bytes(enum fs_fetch_kind kind);
+
+/* fs_plan_stream_bytes() - the most compressed bytes of the background's
+ * @streak-th read since it started or an on-demand miss away from the
+ * stream moved its cursor (0: the first) */
+uint64_t fs_plan_stream_bytes(unsigned int streak);
+
+/*
+ * fs_plan_miss_ahead() - whether an on-demand miss at chunk @miss is the
+ * workload running ahead of the background's stream, whose next chunk to
+ * hand out is @cursor: at or after it, within FS_PLAN_STREAM_RUN compressed
+ * bytes. Such a miss moves the stream on without making its reads small
+ * again; any other miss is a jump.
+ */
+bool fs_plan_miss_ahead(const struct lp_toc *toc, uint32_t cursor,
+			uint32_t miss);
 
 /*
  * fs_plan_run_end() - one past the last chunk a blob read starting at chunk
@@ -314,12 +333,14 @@ struct fs_fetcher {
 	uint8_t *bg_tried; /* protected by lock; bitmap over chunks */
 	uint64_t bg_deferred_ns; /* protected by lock */
 	uint64_t hint_seen; /* protected by lock; last hint acted on */
+	unsigned int streak; /* protected by lock; runs since the last jump */
 	unsigned int backoff_ms; /* protected by lock; 0: no outage */
 	uint64_t retry_at_ns; /* protected by lock; no run before then */
 	int bg_last_err; /* protected by lock; a chunk skipped */
-	/* on-demand misses: (generation << 32) | end chunk, and how many
-	 * fell past the prefetch range */
+	/* on-demand misses: (generation << 32) | end chunk, the first chunk
+	 * of the latest, and how many fell past the prefetch range */
 	atomic_uint_fast64_t hint;
+	atomic_uint hint_ci;
 	atomic_uint_fast64_t misses;
 };
 
@@ -345,11 +366,14 @@ void fs_record_destroy(struct fs_record *rec);
 /* disk-tier writes after publish (pipeline.c): pinned chunks, written by
  * one thread so that no reader waits for a disk write */
 #define FS_WRITE_QUEUE 64
+/* bytes queued at most: pinned chunks are memory outside the tier's budget */
+#define FS_WRITE_QUEUE_BYTES (32 * LP_MIB)
 struct fs_writer {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* queued, stop */
 	struct fs_chunk *queue[FS_WRITE_QUEUE]; /* protected by lock; pinned */
 	unsigned int head, n; /* protected by lock */
+	size_t bytes; /* protected by lock; of the queued chunks */
 	bool started, stop; /* protected by lock */
 	pthread_t thread;
 };

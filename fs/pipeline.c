@@ -40,15 +40,18 @@ static void disk_write(struct lp_fs *fs, struct fs_chunk *ch)
 }
 
 /* queue a pinned chunk for the writer; false: no writer or the queue is full
- * (the caller writes it itself) */
+ * (the caller writes it itself: a bound on the pinned memory, and back
+ * pressure on fetching when the disk is the slower) */
 static bool writer_queue(struct lp_fs *fs, struct fs_chunk *ch)
 {
 	struct fs_writer *w = &fs->writer;
 	bool queued = false;
 
 	pthread_mutex_lock(&w->lock);
-	if (w->started && !w->stop && w->n < FS_WRITE_QUEUE) {
+	if (w->started && !w->stop && w->n < FS_WRITE_QUEUE &&
+	    w->bytes + ch->len <= FS_WRITE_QUEUE_BYTES) {
 		w->queue[(w->head + w->n++) % FS_WRITE_QUEUE] = ch;
+		w->bytes += ch->len;
 		pthread_cond_signal(&w->cond);
 		queued = true;
 	}
@@ -71,6 +74,7 @@ static void *writer_main(void *arg)
 		ch = w->queue[w->head];
 		w->head = (w->head + 1) % FS_WRITE_QUEUE;
 		w->n--;
+		w->bytes -= ch->len;
 		pthread_mutex_unlock(&w->lock);
 		disk_write(fs, ch);
 		pthread_mutex_lock(&w->lock);
@@ -124,6 +128,16 @@ static void settle(void *arg, uint32_t ci, uint8_t *data, int res,
 		disk_write(fs, pin);
 }
 
+/* whether the disk tier holds chunk @ci */
+static bool on_disk(struct lp_fs *fs, uint32_t ci)
+{
+	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
+	const struct lp_digest *dg;
+
+	return fs->disk && lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0 &&
+	       fs_disk_has(fs->disk, dg);
+}
+
 int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 		 enum fs_fetch_kind kind, struct fs_chunk **ret_chunk,
 		 uint32_t *ret_next, struct lp_err *err)
@@ -132,7 +146,7 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 	struct fs_chunk *ch = NULL;
 	uint32_t end, n = 1;
 	uint64_t t0 = 0;
-	bool retryable = false;
+	bool retryable = false, net = false;
 	int r;
 
 	end = fs_plan_run_end(fs->toc, ci, extend_to, fs_plan_run_bytes(kind));
@@ -162,14 +176,20 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 	}
 	/* claimed: [ci, ci + n) are ours to fill */
 	if (kind == FS_FETCH_ONDEMAND) {
-		fs_sched_ondemand_miss(fs, ci, ci + n);
-		fs_activity_begin(fs, true);
+		/* a read the disk tier serves takes nothing from the link:
+		 * it is no reason for the background to narrow */
+		net = !on_disk(fs, ci);
+		if (net) {
+			fs_sched_ondemand_miss(fs, ci, ci + n);
+			fs_activity_begin(fs, true);
+		}
 		t0 = lp_mono_ns();
 	}
 	r = fs_fetch_run(fs, ci, n, settle, &run, err);
 	if (kind == FS_FETCH_ONDEMAND) {
 		fs_stats_ondemand(&fs->stats, lp_mono_ns() - t0);
-		fs_activity_end(fs, true);
+		if (net)
+			fs_activity_end(fs, true);
 		if (n > 1)
 			atomic_fetch_add(&fs->stats.readahead_chunks, n - 1);
 	}

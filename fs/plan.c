@@ -40,6 +40,37 @@ uint64_t fs_plan_run_bytes(enum fs_fetch_kind kind)
 					   FS_PLAN_STREAM_RUN;
 }
 
+uint64_t fs_plan_stream_bytes(unsigned int streak)
+{
+	/*
+	 * The background starts with a small read, and after an on-demand
+	 * miss away from its stream goes on from the miss with a small read
+	 * again (the miss's neighbourhood: a workload that jumps around, as
+	 * an import does, gets its next files soon, and its next misses do
+	 * not queue behind long reads it does not need on a full link), then
+	 * doubles with each read while no such miss comes: a workload that
+	 * follows the stream (one that reads everything) gets full-size
+	 * reads after a few.
+	 */
+	uint64_t b = FS_PLAN_STREAM_FIRST;
+
+	while (streak-- && b < FS_PLAN_STREAM_RUN)
+		b *= 2;
+	return lp_min_u64(b, FS_PLAN_STREAM_RUN);
+}
+
+bool fs_plan_miss_ahead(const struct lp_toc *toc, uint32_t cursor,
+			uint32_t miss)
+{
+	const uint32_t nr = lp_toc_nr_chunks(toc);
+
+	if (miss < cursor || miss >= nr || cursor >= nr)
+		return false;
+	return lp_toc_chunk(toc, miss).offset -
+		       lp_toc_chunk(toc, cursor).offset <=
+	       FS_PLAN_STREAM_RUN;
+}
+
 uint32_t fs_plan_run_end(const struct lp_toc *toc, uint32_t ci, uint32_t limit,
 			 uint64_t max)
 {

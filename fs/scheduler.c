@@ -117,7 +117,8 @@ void fs_sched_ondemand_miss(struct lp_fs *fs, uint32_t ci, uint32_t end)
 {
 	uint64_t h = atomic_load(&fs->fetch.hint);
 
-	/* racing misses: either one's end will do */
+	/* racing misses: either one will do */
+	atomic_store(&fs->fetch.hint_ci, ci);
 	atomic_store(&fs->fetch.hint, (((h >> 32) + 1) << 32) | end);
 	if (fs->prefetch_end &&
 	    lp_toc_chunk(fs->toc, ci).offset >= fs->prefetch_end)
@@ -245,6 +246,9 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 	if (h >> 32 != f->hint_seen) {
 		/* the workload missed: stream on from where that read ended */
 		f->hint_seen = h >> 32;
+		if (!fs_plan_miss_ahead(fs->toc, f->bg_cursor,
+					atomic_load(&f->hint_ci)))
+			f->streak = 0; /* a jump: small reads again */
 		f->bg_cursor = (uint32_t)h;
 	}
 	ci = fs_plan_next(nr, f->bg_cursor, skip_chunk, fs);
@@ -268,7 +272,7 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 		return JOB_EXIT;
 	*ret_ci = ci;
 	*ret_end = fs_plan_run_end(fs->toc, ci, nr,
-				   fs_plan_run_bytes(FS_FETCH_BACKGROUND));
+				   fs_plan_stream_bytes(f->streak++));
 	mark_tried(f, ci, *ret_end, true);
 	f->bg_cursor = *ret_end;
 	f->bg_running++;

@@ -125,6 +125,29 @@ static void test_run_end(void **state)
 	assert_int_equal(fs_plan_run_bytes(FS_FETCH_BACKGROUND),
 			 FS_PLAN_STREAM_RUN);
 	assert_true(FS_PLAN_STREAM_RUN <= FS_PLAN_MAX_COALESCE);
+	/* after a miss moved the cursor: small, then doubling to the full
+	 * stream run, never over it */
+	assert_int_equal(fs_plan_stream_bytes(0), FS_PLAN_STREAM_FIRST);
+	assert_int_equal(fs_plan_stream_bytes(1), 2 * FS_PLAN_STREAM_FIRST);
+	assert_true(fs_plan_stream_bytes(2) <= FS_PLAN_STREAM_RUN);
+	assert_int_equal(fs_plan_stream_bytes(30), FS_PLAN_STREAM_RUN);
+	assert_int_equal(fs_plan_stream_bytes(UINT32_MAX), FS_PLAN_STREAM_RUN);
+	lp_toc_free(toc);
+}
+
+static void test_miss_ahead(void **state)
+{
+	struct lp_toc *toc = make_toc();
+
+	(void)state;
+	/* at the stream's next chunk, or a little after it: ahead */
+	assert_true(fs_plan_miss_ahead(toc, 3, 3));
+	assert_true(fs_plan_miss_ahead(toc, 3, 16));
+	/* behind the stream: a jump */
+	assert_false(fs_plan_miss_ahead(toc, 3, 2));
+	/* past the end, or a finished stream: a jump */
+	assert_false(fs_plan_miss_ahead(toc, 3, 17));
+	assert_false(fs_plan_miss_ahead(toc, 17, 16));
 	lp_toc_free(toc);
 }
 
@@ -269,6 +292,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_coalesce),
 		cmocka_unit_test(test_run_end),
+		cmocka_unit_test(test_miss_ahead),
 		cmocka_unit_test(test_read_limit),
 		cmocka_unit_test(test_prefetch_chunks),
 		cmocka_unit_test(test_next),
