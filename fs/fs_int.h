@@ -94,7 +94,9 @@ enum fs_fetch_kind {
 /* background reads in flight while on-demand reads are */
 #define FS_PLAN_STREAMS_BUSY 1
 /* "while": and this long after the last one */
-#define FS_PLAN_SHORT_QUIET_MS 100
+#define FS_PLAN_SHORT_QUIET_MS 300
+/* a background read's most compressed bytes while narrowed */
+#define FS_PLAN_BUSY_RUN (512 * LP_KIB)
 /* an optimised layer's background fetch defers at most this many quiet
  * times in all, and no longer once the workload has missed the prefetch
  * range this many times */
@@ -114,6 +116,10 @@ uint64_t fs_plan_run_bytes(enum fs_fetch_kind kind);
  * @streak-th read since it started or an on-demand miss away from the
  * stream moved its cursor (0: the first) */
 uint64_t fs_plan_stream_bytes(unsigned int streak);
+
+/* fs_plan_background_bytes() - fs_plan_stream_bytes(), at most
+ * FS_PLAN_BUSY_RUN while the background is narrowed (@busy) */
+uint64_t fs_plan_background_bytes(unsigned int streak, bool busy);
 
 /*
  * fs_plan_miss_ahead() - whether an on-demand miss at chunk @miss is the

@@ -59,6 +59,19 @@ uint64_t fs_plan_stream_bytes(unsigned int streak)
 	return lp_min_u64(b, FS_PLAN_STREAM_RUN);
 }
 
+uint64_t fs_plan_background_bytes(unsigned int streak, bool busy)
+{
+	/*
+	 * While on-demand reads are going on, each of their replies queues
+	 * behind whatever bulk read shares the link (a full bottleneck
+	 * queue holds 100 ms and more): the one background read then stays
+	 * small, the neighbourhood of the last miss.
+	 */
+	uint64_t b = fs_plan_stream_bytes(streak);
+
+	return busy ? lp_min_u64(b, FS_PLAN_BUSY_RUN) : b;
+}
+
 bool fs_plan_miss_ahead(const struct lp_toc *toc, uint32_t cursor,
 			uint32_t miss)
 {

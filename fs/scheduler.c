@@ -223,6 +223,7 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 	size_t used, peak;
 	uint64_t h;
 	uint32_t ci;
+	bool busy;
 
 	*ret_wait = BG_WAIT;
 	if (f->background != FS_JOB_PENDING &&
@@ -271,8 +272,12 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 	if (!slot_take(fs->act, width))
 		return JOB_EXIT;
 	*ret_ci = ci;
+	/* the reads grow only while nothing else wants the link */
+	busy = width < FS_PLAN_STREAMS;
 	*ret_end = fs_plan_run_end(fs->toc, ci, nr,
-				   fs_plan_stream_bytes(f->streak++));
+				   fs_plan_background_bytes(f->streak, busy));
+	if (!busy)
+		f->streak++;
 	mark_tried(f, ci, *ret_end, true);
 	f->bg_cursor = *ret_end;
 	f->bg_running++;

@@ -12,13 +12,17 @@
 #   -i        images among: python3 gcc postgresql nodejs (default all)
 #   -p        profiles among: 1g 100m 20m (default all)
 #   -m        modes among: overlay lazy lazy-opt reference reference-opt
-#             (default all; reference* are skipped when refsnap cannot be
-#             built, lazy-opt when `lazypull optimize` is missing)
+#             base-lazy base-lazy-opt (default all but base-*; reference*
+#             are skipped when refsnap cannot be built, *lazy-opt when
+#             `lazypull optimize` is missing, base-* without LAZYPULL_BASE)
 #   -w        workloads among: start (the image's own command, what
 #             `lazypull optimize` records) readall (read every file:
 #             `tar -cf - --one-file-system / | wc -c` in the container)
 #             (default: start)
-# Environment: LP_BENCH_CACHE (default /var/cache/lazypull-bench: rootfs
+# Environment: LAZYPULL_BASE (a second lazypull binary, e.g. a build of
+# main: the base-* modes run their snapshotter from it, on the same images
+# as lazy*, interleaved, for a before/after under the same machine load),
+# LP_BENCH_CACHE (default /var/cache/lazypull-bench: rootfs
 # tars, image layouts, the Go build cache), LP_BENCH_MIRROR (Debian mirror
 # for debootstrap), LP_KEEP=1 keeps the scratch directory.
 #
@@ -65,6 +69,7 @@ fi
 cache=${LP_BENCH_CACHE:-/var/cache/lazypull-bench}
 mirror=${LP_BENCH_MIRROR:-http://deb.debian.org/debian}
 LP=${LAZYPULL:-$build/cmd/lazypull}
+LPBASE=${LAZYPULL_BASE:-}
 results=${results:-$build/bench/coldstart-$(date -u +%Y%m%d-%H%M%S)}
 
 say() { echo "[coldstart $(date -u +%H:%M:%S)] $*" >&2; }
@@ -397,18 +402,20 @@ run_one() {
 	log=$results/logs/$img-$wl-$prof-$mode-$rep
 	mkdir -p "$results/logs"
 	case $mode in
-	lazy | reference) tag=esgz ;;
-	lazy-opt | reference-opt) tag=opt ;;
+	lazy | reference | base-lazy) tag=esgz ;;
+	lazy-opt | reference-opt | base-lazy-opt) tag=opt ;;
 	overlay) tag=gzip ;;
 	esac
 	ref=$REG/$img:$tag
 	sync
 	echo 3 >/proc/sys/vm/drop_caches
 	case $mode in
-	lazy*)
+	lazy* | base-lazy*)
 		snap=lazypull
 		mport=$(free_port)
-		"$LP" snapshotter --root "$T/run/lazypull" --address "$T/run/lazypull.sock" \
+		local snapbin=$LP
+		[[ $mode != base-* ]] || snapbin=$LPBASE
+		"$snapbin" snapshotter --root "$T/run/lazypull" --address "$T/run/lazypull.sock" \
 			--metrics-address "127.0.0.1:$mport" >"$T/run/snap.log" 2>&1 &
 		SNAP_PID=$!
 		wait_for 20 "the lazypull snapshotter" test -S "$T/run/lazypull.sock"
@@ -510,6 +517,7 @@ active_modes=()
 for m in $modes; do
 	case $m in
 	reference*) [ -n "$REFSNAP" ] || continue ;;
+	base-*) [ -n "$LPBASE" ] && [ -x "$LPBASE" ] || continue ;;
 	esac
 	case $m in
 	*-opt) [ $HAVE_OPT = 1 ] || continue ;;

@@ -18,6 +18,8 @@
       chunks (a member shared by several small files counted once).
       Prints JSON {"files", "members", "bytes"}.
   coldstart_lib.py report RESULTS_DIR
+      (modes base-lazy and base-lazy-opt: the same as lazy and lazy-opt
+      with the LAZYPULL_BASE binary's snapshotter, and their ratio)
       runs.jsonl + meta.json -> results.md, results.json, chart.dat/.gp/.png.
       One table per image x workload x profile, with the eager bound (the
       gzip image's bytes over the link bandwidth measured before the runs)
@@ -223,7 +225,8 @@ def cmd_workset(record, toc_path, toc_offset):
 
 # --- report ------------------------------------------------------------------
 
-MODES = [("overlay", "full pull (overlayfs)"), ("lazy", "lazypull, eStargz"),
+MODES = [("overlay", "full pull (overlayfs)"), ("base-lazy", "lazypull base, eStargz"),
+         ("base-lazy-opt", "lazypull base, optimised"), ("lazy", "lazypull, eStargz"),
          ("lazy-opt", "lazypull, optimised"), ("reference", "reference stargz, eStargz"),
          ("reference-opt", "reference stargz, optimised")]
 
@@ -366,6 +369,10 @@ def cmd_report(rdir):
                     v = rows.get(m, {}).get("total")
                     if v and eager:
                         t.append("%s/eager bound %.2fx (target ≤ 1.15)" % (m, v / eager))
+            for m in ("lazy", "lazy-opt"):
+                v, b = rows.get(m, {}).get("total"), rows.get("base-" + m, {}).get("total")
+                if v and b:
+                    t.append("%s/base %.2fx" % (m, v / b))
             slower = [m for m in ("lazy", "lazy-opt") if rows.get(m, {}).get("total") and base
                       and rows[m]["total"] > base]
             t.append("lazypull slower than the full pull: %s" % (", ".join(slower) or "never"))

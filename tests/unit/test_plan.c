@@ -132,6 +132,12 @@ static void test_run_end(void **state)
 	assert_true(fs_plan_stream_bytes(2) <= FS_PLAN_STREAM_RUN);
 	assert_int_equal(fs_plan_stream_bytes(30), FS_PLAN_STREAM_RUN);
 	assert_int_equal(fs_plan_stream_bytes(UINT32_MAX), FS_PLAN_STREAM_RUN);
+	/* narrowed for on-demand reads: small whatever the streak */
+	assert_int_equal(fs_plan_background_bytes(30, true), FS_PLAN_BUSY_RUN);
+	assert_int_equal(fs_plan_background_bytes(0, true),
+			 lp_min_u64(FS_PLAN_STREAM_FIRST, FS_PLAN_BUSY_RUN));
+	assert_int_equal(fs_plan_background_bytes(30, false),
+			 FS_PLAN_STREAM_RUN);
 	lp_toc_free(toc);
 }
 
