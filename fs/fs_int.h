@@ -85,8 +85,9 @@ enum fs_fetch_kind {
 #define FS_PLAN_NEIGHBOURS (128 * LP_KIB)
 /* one prefetch or background blob read (a stream), compressed */
 #define FS_PLAN_STREAM_RUN (8 * LP_MIB)
-/* the first background read (of a layer, and after an on-demand miss away
- * from the stream); each further one doubles, up to FS_PLAN_STREAM_RUN */
+/* a background read at first (of a layer, and after an on-demand miss away
+ * from the stream); each read the workload follows doubles it, up to
+ * FS_PLAN_STREAM_RUN */
 #define FS_PLAN_STREAM_FIRST (256 * LP_KIB)
 /* prefetch and background reads in flight, over every layer sharing an
  * activity (the snapshotter's whole process) */
@@ -112,9 +113,10 @@ bool fs_plan_coalesce(const struct lp_toc_chunk *next, uint64_t start,
  * covers. */
 uint64_t fs_plan_run_bytes(enum fs_fetch_kind kind);
 
-/* fs_plan_stream_bytes() - the most compressed bytes of the background's
- * @streak-th read since it started or an on-demand miss away from the
- * stream moved its cursor (0: the first) */
+/* fs_plan_stream_bytes() - the most compressed bytes of a background read
+ * after @streak reads the workload followed (waited for) since the
+ * background started or an on-demand miss away from the stream moved its
+ * cursor */
 uint64_t fs_plan_stream_bytes(unsigned int streak);
 
 /* fs_plan_background_bytes() - fs_plan_stream_bytes(), at most
@@ -302,6 +304,10 @@ void fs_activity_end(struct lp_fs *fs, bool ondemand);
  * [@ci, @end): the background moves on from @end (scheduler.c) */
 void fs_sched_ondemand_miss(struct lp_fs *fs, uint32_t ci, uint32_t end);
 
+/* fs_sched_ondemand_follow() - an on-demand read of @fs waited for a chunk
+ * another thread was loading: the workload follows a stream */
+void fs_sched_ondemand_follow(struct lp_fs *fs);
+
 enum fs_job_state {
 	FS_JOB_OFF = 0, /* disabled, or nothing to do */
 	FS_JOB_PENDING,
@@ -347,6 +353,8 @@ struct fs_fetcher {
 	 * of the latest, and how many fell past the prefetch range */
 	atomic_uint_fast64_t hint;
 	atomic_uint hint_ci;
+	atomic_uint_fast64_t follows; /* fs_sched_ondemand_follow() calls */
+	uint64_t follows_seen; /* protected by lock */
 	atomic_uint_fast64_t misses;
 };
 

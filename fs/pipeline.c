@@ -170,6 +170,8 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 		r = 0;
 		goto out;
 	}
+	if (r == FS_CLAIM_WAITED && kind == FS_FETCH_ONDEMAND)
+		fs_sched_ondemand_follow(fs);
 	if (r == FS_CLAIM_WAITED || r == FS_CLAIM_BUSY) {
 		r = 0;
 		goto out;

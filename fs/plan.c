@@ -43,14 +43,16 @@ uint64_t fs_plan_run_bytes(enum fs_fetch_kind kind)
 uint64_t fs_plan_stream_bytes(unsigned int streak)
 {
 	/*
-	 * The background starts with a small read, and after an on-demand
-	 * miss away from its stream goes on from the miss with a small read
+	 * The background starts with small reads, and after an on-demand
+	 * miss away from its stream goes on from the miss with small reads
 	 * again (the miss's neighbourhood: a workload that jumps around, as
 	 * an import does, gets its next files soon, and its next misses do
-	 * not queue behind long reads it does not need on a full link), then
-	 * doubles with each read while no such miss comes: a workload that
-	 * follows the stream (one that reads everything) gets full-size
-	 * reads after a few.
+	 * not queue behind long reads it does not need on a full link). Four
+	 * small reads in flight already fill the link (256 KiB each is more
+	 * than the bandwidth-delay product at 100 Mbit/s and 20 ms, or
+	 * 1 Gbit/s and 2 ms); what a bigger read saves is requests, so the
+	 * size doubles only with each read the workload was seen to follow
+	 * (one that reads everything gets full-size reads after a few).
 	 */
 	uint64_t b = FS_PLAN_STREAM_FIRST;
 

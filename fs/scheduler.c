@@ -41,14 +41,12 @@
  */
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fs_int.h"
 #include "lp_log.h"
 
-#define FS_FETCH_NICE 10
 #define FS_SCHED_POLL_MS 10 /* worker 0 re-reads the clock this often */
 #define FS_SCHED_POLL_OTHERS_MS 40 /* the other workers */
 #define FS_BACKGROUND_BACKOFF_MS 500 /* first wait after a failed fetch */
@@ -123,6 +121,11 @@ void fs_sched_ondemand_miss(struct lp_fs *fs, uint32_t ci, uint32_t end)
 	if (fs->prefetch_end &&
 	    lp_toc_chunk(fs->toc, ci).offset >= fs->prefetch_end)
 		atomic_fetch_add(&fs->fetch.misses, 1);
+}
+
+void fs_sched_ondemand_follow(struct lp_fs *fs)
+{
+	atomic_fetch_add(&fs->fetch.follows, 1);
 }
 
 /* take one of the activity's stream slots if fewer than @limit are taken */
@@ -272,12 +275,15 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 	if (!slot_take(fs->act, width))
 		return JOB_EXIT;
 	*ret_ci = ci;
-	/* the reads grow only while nothing else wants the link */
+	/* the reads grow only while the workload follows them and nothing
+	 * else wants the link */
 	busy = width < FS_PLAN_STREAMS;
+	h = atomic_load(&f->follows);
+	if (h != f->follows_seen && !busy)
+		f->streak++;
+	f->follows_seen = h;
 	*ret_end = fs_plan_run_end(fs->toc, ci, nr,
 				   fs_plan_background_bytes(f->streak, busy));
-	if (!busy)
-		f->streak++;
 	mark_tried(f, ci, *ret_end, true);
 	f->bg_cursor = *ret_end;
 	f->bg_running++;
@@ -482,8 +488,14 @@ static void *worker_main(void *arg)
 	uint32_t ci = 0, end = 0;
 	enum job job;
 
-	/* best effort: on-demand readers come first for the CPU too */
-	setpriority(PRIO_PROCESS, (id_t)gettid(), FS_FETCH_NICE);
+	/*
+	 * Not niced (the fetch thread was, at 10): a workload that follows a
+	 * stream waits for these threads' decoding, and on a busy machine a
+	 * niced stream makes it wait for everyone else's work (a priority
+	 * inversion). The CPU is spared instead
+	 * by the planner's rules: optimised layers defer, and the streams
+	 * narrow while on-demand reads run.
+	 */
 	pthread_mutex_lock(&f->lock);
 	while ((job = next_job(fs, w->self, &ci, &end)) != JOB_EXIT) {
 		pthread_mutex_unlock(&f->lock);
