@@ -88,6 +88,8 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 	fs->ctl_dir_ino = (uint64_t)lp_toc_nr_entries(fs->toc) + 1;
 	fs->stats_ino = fs->ctl_dir_ino + 1;
 	fs->prefetch_end = lp_toc_prefetch_end(fs->toc);
+	fs->prefetch_chunks =
+		fs_plan_prefetch_chunks(fs->toc, fs->prefetch_end);
 	measure(fs);
 
 	pthread_mutex_init(&fs->decoders.lock, NULL);

@@ -86,8 +86,8 @@ enum fs_fetch_kind {
 /* one prefetch or background blob read (a stream), compressed */
 #define FS_PLAN_STREAM_RUN (8 * LP_MIB)
 /* a background read at first (of a layer, and after an on-demand miss away
- * from the stream); each read the workload follows doubles it, up to
- * FS_PLAN_STREAM_RUN */
+ * from the stream); each read while the workload reads in blob order
+ * doubles it, up to FS_PLAN_STREAM_RUN */
 #define FS_PLAN_STREAM_FIRST (256 * LP_KIB)
 /* prefetch and background reads in flight, over every layer sharing an
  * activity (the snapshotter's whole process) */
@@ -103,6 +103,11 @@ enum fs_fetch_kind {
  * range this many times */
 #define FS_PLAN_MAX_DEFER 10
 #define FS_PLAN_RELEASE_MISSES 16
+/* on-demand reads of chunks in blob order (each at most this many chunks
+ * past the last) this many times in a row: the workload reads the layer in
+ * order, and follows the background's stream */
+#define FS_PLAN_IN_ORDER_SLACK 8
+#define FS_PLAN_IN_ORDER_RUN 32
 
 /* fs_plan_coalesce() - whether chunk @next may join a blob read that spans
  * [start, end) of compressed bytes and may grow to @max bytes. */
@@ -114,9 +119,9 @@ bool fs_plan_coalesce(const struct lp_toc_chunk *next, uint64_t start,
 uint64_t fs_plan_run_bytes(enum fs_fetch_kind kind);
 
 /* fs_plan_stream_bytes() - the most compressed bytes of a background read
- * after @streak reads the workload followed (waited for) since the
- * background started or an on-demand miss away from the stream moved its
- * cursor */
+ * after @streak reads handed out while the workload read in blob order
+ * since the background started or an on-demand miss away from the stream
+ * moved its cursor */
 uint64_t fs_plan_stream_bytes(unsigned int streak);
 
 /* fs_plan_background_bytes() - fs_plan_stream_bytes(), at most
@@ -170,6 +175,10 @@ typedef bool (*fs_plan_skip_fn)(void *arg, uint32_t ci);
 uint32_t fs_plan_next(uint32_t nr, uint32_t from, fs_plan_skip_fn skip,
 		      void *arg);
 
+/* fs_plan_in_order() - whether an on-demand read of chunk @ci after one of
+ * @last goes on in blob order (the same chunk, or a few past it) */
+bool fs_plan_in_order(uint32_t last, uint32_t ci);
+
 /* prioritised fetching as the scheduler sees it at one instant */
 struct fs_plan_clock {
 	uint64_t now_ns; /* CLOCK_MONOTONIC */
@@ -184,6 +193,7 @@ struct fs_plan_layer {
 	uint64_t quiet_ns; /* opts.background_quiet_ms */
 	uint64_t deferred_ns; /* waited for quiet so far */
 	uint64_t misses; /* on-demand fetches past the prefetch range */
+	uint32_t in_order; /* on-demand reads in blob order in a row */
 };
 
 /* fs_plan_defers() - whether layer @l's background still waits for quiet
@@ -195,7 +205,8 @@ bool fs_plan_defers(const struct fs_plan_layer *l);
  * now (over the layers sharing the activity): 0 while an optimised layer
  * defers and prioritised fetching is going on or ended less than its quiet
  * time ago; FS_PLAN_STREAMS_BUSY while on-demand reads are in flight (and
- * FS_PLAN_SHORT_QUIET_MS after); else FS_PLAN_STREAMS.
+ * FS_PLAN_SHORT_QUIET_MS after) unless the workload reads the layer in
+ * order (it follows the stream); else FS_PLAN_STREAMS.
  */
 unsigned int fs_plan_background_width(const struct fs_plan_clock *c,
 				      const struct fs_plan_layer *l);
@@ -304,9 +315,9 @@ void fs_activity_end(struct lp_fs *fs, bool ondemand);
  * [@ci, @end): the background moves on from @end (scheduler.c) */
 void fs_sched_ondemand_miss(struct lp_fs *fs, uint32_t ci, uint32_t end);
 
-/* fs_sched_ondemand_follow() - an on-demand read of @fs waited for a chunk
- * another thread was loading: the workload follows a stream */
-void fs_sched_ondemand_follow(struct lp_fs *fs);
+/* fs_sched_ondemand_read() - an on-demand read of @fs wants chunk @ci (hit
+ * or not): the scheduler watches whether the workload reads in blob order */
+void fs_sched_ondemand_read(struct lp_fs *fs, uint32_t ci);
 
 enum fs_job_state {
 	FS_JOB_OFF = 0, /* disabled, or nothing to do */
@@ -353,8 +364,9 @@ struct fs_fetcher {
 	 * of the latest, and how many fell past the prefetch range */
 	atomic_uint_fast64_t hint;
 	atomic_uint hint_ci;
-	atomic_uint_fast64_t follows; /* fs_sched_ondemand_follow() calls */
-	uint64_t follows_seen; /* protected by lock */
+	/* on-demand reads past the prefetch range: (last chunk << 32) | how
+	 * many in a row went on in blob order (fs_plan_in_order) */
+	atomic_uint_fast64_t order;
 	atomic_uint_fast64_t misses;
 };
 
@@ -416,6 +428,7 @@ struct lp_fs {
 	uint64_t ctl_dir_ino; /* /.lazypull */
 	uint64_t stats_ino; /* /.lazypull/stats */
 	uint64_t prefetch_end; /* blob offset */
+	uint32_t prefetch_chunks; /* chunks before prefetch_end */
 	uint64_t total_compressed; /* bytes covered by chunks */
 	uint64_t total_uncompressed;
 	struct fs_cache cache;

@@ -149,6 +149,8 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 	bool retryable = false, net = false;
 	int r;
 
+	if (kind == FS_FETCH_ONDEMAND)
+		fs_sched_ondemand_read(fs, ci);
 	end = fs_plan_run_end(fs->toc, ci, extend_to, fs_plan_run_bytes(kind));
 	r = fs_chunk_claim(fs, ci, end, ret_chunk ? &ch : NULL, &n, &retryable);
 	if (r == -ENOMEM) {
@@ -170,8 +172,6 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 		r = 0;
 		goto out;
 	}
-	if (r == FS_CLAIM_WAITED && kind == FS_FETCH_ONDEMAND)
-		fs_sched_ondemand_follow(fs);
 	if (r == FS_CLAIM_WAITED || r == FS_CLAIM_BUSY) {
 		r = 0;
 		goto out;

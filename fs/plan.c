@@ -51,8 +51,9 @@ uint64_t fs_plan_stream_bytes(unsigned int streak)
 	 * small reads in flight already fill the link (256 KiB each is more
 	 * than the bandwidth-delay product at 100 Mbit/s and 20 ms, or
 	 * 1 Gbit/s and 2 ms); what a bigger read saves is requests, so the
-	 * size doubles only with each read the workload was seen to follow
-	 * (one that reads everything gets full-size reads after a few).
+	 * size doubles only with each read handed out while the workload
+	 * reads the layer in blob order (one that reads everything gets
+	 * full-size reads after a few).
 	 */
 	uint64_t b = FS_PLAN_STREAM_FIRST;
 
@@ -72,6 +73,11 @@ uint64_t fs_plan_background_bytes(unsigned int streak, bool busy)
 	uint64_t b = fs_plan_stream_bytes(streak);
 
 	return busy ? lp_min_u64(b, FS_PLAN_BUSY_RUN) : b;
+}
+
+bool fs_plan_in_order(uint32_t last, uint32_t ci)
+{
+	return ci >= last && ci - last <= FS_PLAN_IN_ORDER_SLACK;
 }
 
 bool fs_plan_miss_ahead(const struct lp_toc *toc, uint32_t cursor,
@@ -206,7 +212,11 @@ unsigned int fs_plan_background_width(const struct fs_plan_clock *c,
 	 * stream going instead of pausing (a paused background made a
 	 * workload that reads everything fetch it file by file, a round
 	 * trip each: 1.41x a full pull), so their replies share the link
-	 * with one bulk read, not several.
+	 * with one bulk read, not several. A workload that reads the layer
+	 * in blob order is the exception: what it waits for is the stream
+	 * itself, and the wider the sooner.
 	 */
+	if (l->in_order >= FS_PLAN_IN_ORDER_RUN)
+		return FS_PLAN_STREAMS;
 	return ondemand ? FS_PLAN_STREAMS_BUSY : FS_PLAN_STREAMS;
 }

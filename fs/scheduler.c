@@ -123,9 +123,20 @@ void fs_sched_ondemand_miss(struct lp_fs *fs, uint32_t ci, uint32_t end)
 		atomic_fetch_add(&fs->fetch.misses, 1);
 }
 
-void fs_sched_ondemand_follow(struct lp_fs *fs)
+void fs_sched_ondemand_read(struct lp_fs *fs, uint32_t ci)
 {
-	atomic_fetch_add(&fs->fetch.follows, 1);
+	uint64_t o = atomic_load(&fs->fetch.order);
+	uint32_t last = (uint32_t)(o >> 32), run = (uint32_t)o;
+
+	/* the prefetch range is read in its own order (an optimised
+	 * workload's): it says nothing about the rest */
+	if (ci < fs->prefetch_chunks)
+		return;
+	if (ci == last)
+		return;
+	run = fs_plan_in_order(last, ci) ? run + (run < UINT32_MAX) : 0;
+	/* racing readers: either one's view will do */
+	atomic_store(&fs->fetch.order, ((uint64_t)ci << 32) | run);
 }
 
 /* take one of the activity's stream slots if fewer than @limit are taken */
@@ -214,6 +225,7 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 		.quiet_ns = (uint64_t)fs->opts.background_quiet_ms * 1000000,
 		.deferred_ns = f->bg_deferred_ns,
 		.misses = atomic_load(&f->misses),
+		.in_order = (uint32_t)atomic_load(&f->order),
 	};
 	struct fs_plan_clock c = {
 		.now_ns = lp_mono_ns(),
@@ -275,13 +287,10 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 	if (!slot_take(fs->act, width))
 		return JOB_EXIT;
 	*ret_ci = ci;
-	/* the reads grow only while the workload follows them and nothing
-	 * else wants the link */
+	/* the reads grow only while the workload reads in blob order */
 	busy = width < FS_PLAN_STREAMS;
-	h = atomic_load(&f->follows);
-	if (h != f->follows_seen && !busy)
+	if (l.in_order >= FS_PLAN_IN_ORDER_RUN)
 		f->streak++;
-	f->follows_seen = h;
 	*ret_end = fs_plan_run_end(fs->toc, ci, nr,
 				   fs_plan_background_bytes(f->streak, busy));
 	mark_tried(f, ci, *ret_end, true);

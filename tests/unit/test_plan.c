@@ -157,6 +157,17 @@ static void test_miss_ahead(void **state)
 	lp_toc_free(toc);
 }
 
+static void test_in_order(void **state)
+{
+	(void)state;
+	assert_true(fs_plan_in_order(5, 5));
+	assert_true(fs_plan_in_order(5, 6));
+	assert_true(fs_plan_in_order(5, 5 + FS_PLAN_IN_ORDER_SLACK));
+	assert_false(fs_plan_in_order(5, 6 + FS_PLAN_IN_ORDER_SLACK));
+	assert_false(fs_plan_in_order(5, 4));
+	assert_false(fs_plan_in_order(UINT32_MAX, 0));
+}
+
 static void test_read_limit(void **state)
 {
 	struct lp_toc *toc = make_toc();
@@ -286,6 +297,20 @@ static void test_background_width(void **state)
 	assert_false(fs_plan_defers(&l));
 	assert_int_equal(fs_plan_background_width(&c, &l),
 			 FS_PLAN_STREAMS_BUSY);
+	/* a workload reading the layer in blob order follows the stream:
+	 * full width even while its reads miss */
+	c = idle;
+	c.ondemand = 1;
+	l = plain;
+	l.in_order = FS_PLAN_IN_ORDER_RUN - 1;
+	assert_int_equal(fs_plan_background_width(&c, &l),
+			 FS_PLAN_STREAMS_BUSY);
+	l.in_order++;
+	assert_int_equal(fs_plan_background_width(&c, &l), FS_PLAN_STREAMS);
+	/* but an optimised layer's deferral stands */
+	l = opt;
+	l.in_order = FS_PLAN_IN_ORDER_RUN;
+	assert_int_equal(fs_plan_background_width(&c, &l), 0);
 	/* a quiet time of 0: no deferring at all */
 	l = opt;
 	l.quiet_ns = 0;
@@ -299,6 +324,7 @@ int main(void)
 		cmocka_unit_test(test_coalesce),
 		cmocka_unit_test(test_run_end),
 		cmocka_unit_test(test_miss_ahead),
+		cmocka_unit_test(test_in_order),
 		cmocka_unit_test(test_read_limit),
 		cmocka_unit_test(test_prefetch_chunks),
 		cmocka_unit_test(test_next),
