@@ -357,6 +357,9 @@ struct fs_fetcher {
 	uint64_t bg_deferred_ns; /* protected by lock */
 	uint64_t hint_seen; /* protected by lock; last hint acted on */
 	unsigned int streak; /* protected by lock; runs since the last jump */
+	/* protected by lock; a background read succeeded since the start or
+	 * the last outage: until then one read at a time probes the source */
+	bool proven;
 	unsigned int backoff_ms; /* protected by lock; 0: no outage */
 	uint64_t retry_at_ns; /* protected by lock; no run before then */
 	int bg_last_err; /* protected by lock; a chunk skipped */

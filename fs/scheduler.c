@@ -29,7 +29,9 @@
  * arose (lp_err_retryable: the registry marks a 5xx, a 429, a timeout or a
  * refused connection): such an outage makes the run's worker wait, backing
  * off up to FS_BACKGROUND_BACKOFF_MAX_MS, and the run's chunks are handed
- * out again, so an outage costs time, not coverage. A chunk whose bytes are
+ * out again, so an outage costs time, not coverage; until a read succeeds
+ * again (and at the start) one read at a time probes the source. A chunk
+ * whose bytes are
  * wrong (-EBADMSG) or over a bound (-EFBIG) is skipped. Any other permanent
  * error (the source refuses the blob: 404, 403, 410, a broken protocol)
  * stops the background fetch: every further chunk would get the same
@@ -284,6 +286,10 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 		*ret_wait = BG_NOTHING;
 		return JOB_EXIT;
 	}
+	/* one read probes the source before the fan-out: a blob the
+	 * registry refuses costs one request, not one per worker */
+	if (!f->proven && f->bg_running)
+		return JOB_EXIT;
 	if (!slot_take(fs->act, width))
 		return JOB_EXIT;
 	*ret_ci = ci;
@@ -457,6 +463,7 @@ static void run_background(struct lp_fs *fs, uint32_t ci, uint32_t end)
 	pthread_mutex_lock(&f->lock);
 	f->bg_running--;
 	if (r == 0 || v == BG_SKIP) {
+		f->proven = true;
 		if (f->backoff_ms) /* as loud as the warning that began it */
 			lp_log_warn("layer %s: background fetch resumed",
 				    lp_blob_name(fs->blob));
@@ -475,6 +482,7 @@ static void run_background(struct lp_fs *fs, uint32_t ci, uint32_t end)
 			lp_mono_ns() + (uint64_t)f->backoff_ms * 1000000;
 		mark_tried(f, c, end, false);
 		f->bg_cursor = c;
+		f->proven = false;
 		atomic_fetch_add(&fs->stats.background_retries, 1);
 	} else if (f->background == FS_JOB_RUNNING) {
 		lp_log_err("background fetch stopped: %s", lp_err_str(&err, r));
