@@ -43,6 +43,9 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -534,6 +537,16 @@ static void *worker_main(void *arg)
 	}
 	pthread_mutex_unlock(&f->lock);
 	free(w);
+#ifdef __GLIBC__
+	/*
+	 * The workers' transient buffers (streamed runs, decoded chunks
+	 * handed on) came from the process's arenas from several threads at
+	 * once; a layer whose fetching is over gives the free pages back
+	 * (malloc_trim also releases free pages inside the heaps), so the
+	 * daemon at rest holds its budgets, not its fetch history.
+	 */
+	malloc_trim(0);
+#endif
 	return NULL;
 }
 
