@@ -398,7 +398,7 @@ void fs_record_destroy(struct fs_record *rec);
  * one thread so that no reader waits for a disk write */
 #define FS_WRITE_QUEUE 64
 /* bytes queued at most: pinned chunks are memory outside the tier's budget */
-#define FS_WRITE_QUEUE_BYTES (32 * LP_MIB)
+#define FS_WRITE_QUEUE_BYTES (8 * LP_MIB)
 struct fs_writer {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* queued, stop */
