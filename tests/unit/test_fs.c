@@ -9,7 +9,8 @@
  * the one digest policy (a TOC rewritten by craft_toc.h: a file without
  * chunkDigest is served by its file digest when it is one chunk, refused
  * when that lies, is missing, or the file has several chunks);
- * prefetch and background fetch; the on-demand latency histogram and FUSE
+ * prefetch and background fetch (a background read starts while an
+ * on-demand read is in flight); the on-demand latency histogram and FUSE
  * operation counts (through a real mount: run as root with /dev/fuse; without
  * them the test fails, or with LP_ALLOW_SKIP=1 is skipped and the binary
  * exits 77, which ctest reports as skipped).
