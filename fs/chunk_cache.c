@@ -10,12 +10,14 @@
  * pinned ones, which readers keep alive by their references until they are
  * done, so the tier itself never holds more than its budget.
  *
- * A run of chunks claimed together is published chunk by chunk as
- * fs_fetch_run() settles them (fs_chunk_publish), so a reader waiting on
- * one wakes as soon as that one is in, not when the run ends.
+ * What to claim together is the planner's (fs/plan.c) and who fills a
+ * claim the pipeline's (fs/pipeline.c): this file only claims the absent
+ * chunks of the range it is given and publishes what it is handed. A run of
+ * chunks claimed together is published chunk by chunk, so a reader waiting
+ * on one wakes as soon as that one is in, not when the run ends.
  *
  * Lock order: cache.lock is taken alone (no other lock is taken while it is
- * held; fs_fetch_run() runs unlocked).
+ * held; fetching runs unlocked).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -213,33 +215,24 @@ static void touch_locked(struct fs_cache *c, struct fs_chunk *ch)
 }
 
 /*
- * claim @ci and its coalescible absent successors below @extend_to; the
- * caller has made room for @ci (tab_reserve)
+ * claim @ci and its absent successors below @end; the caller has made room
+ * for @ci (tab_reserve)
  */
-static uint32_t claim_locked(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
-			     struct fs_chunk *first, enum fs_fetch_kind kind)
+static uint32_t claim_locked(struct fs_cache *c, uint32_t ci, uint32_t end,
+			     struct fs_chunk *first)
 {
-	struct fs_cache *c = &fs->cache;
-	const struct lp_toc_chunk tc = lp_toc_chunk(fs->toc, ci);
-	uint64_t start = tc.offset, end = tc.offset + tc.compressed_size;
-	uint64_t max = kind == FS_FETCH_BACKGROUND ? FS_BACKGROUND_RUN :
-						     LP_FS_MAX_COALESCE;
 	uint32_t n = 1, j;
 
 	first->ci = ci;
 	first->state = FS_CHUNK_LOADING;
 	first->refs = 1; /* the table's */
 	tab_add(c, first);
-	if (extend_to > c->nr_chunks)
-		extend_to = c->nr_chunks;
-	for (j = ci + 1; j < extend_to && n < FS_MAX_RUN; j++, n++) {
-		const struct lp_toc_chunk next = lp_toc_chunk(fs->toc, j);
+	if (end > c->nr_chunks)
+		end = c->nr_chunks;
+	for (j = ci + 1; j < end && n < FS_MAX_RUN; j++, n++) {
 		struct fs_chunk *ch;
 
-		if (tab_get(c, j) ||
-		    !fs_chunks_coalesce(&next, start, end, max))
-			break;
-		if (tab_reserve(c) < 0)
+		if (tab_get(c, j) || tab_reserve(c) < 0)
 			break;
 		ch = calloc(1, sizeof(*ch));
 		if (!ch)
@@ -248,7 +241,6 @@ static uint32_t claim_locked(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 		ch->state = FS_CHUNK_LOADING;
 		ch->refs = 1;
 		tab_add(c, ch);
-		end = lp_max_u64(end, next.offset + next.compressed_size);
 	}
 	return n;
 }
@@ -259,7 +251,8 @@ static uint32_t claim_locked(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
  * for its own chunk, not when the rest of the run is in.
  */
 void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
-		      bool retryable, enum fs_fetch_kind kind)
+		      bool retryable, enum fs_fetch_kind kind,
+		      struct fs_chunk **ret_pin)
 {
 	struct fs_cache *c = &fs->cache;
 	struct fs_chunk *ch;
@@ -272,6 +265,10 @@ void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
 		ch->state = FS_CHUNK_READY;
 		c->used += ch->len;
 		lru_add(c, ch, kind == FS_FETCH_BACKGROUND);
+		if (ret_pin) {
+			ch->refs++;
+			*ret_pin = ch;
+		}
 	} else {
 		ch->state = FS_CHUNK_FAILED;
 		ch->error = res;
@@ -284,23 +281,20 @@ void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
 	pthread_mutex_unlock(&c->lock);
 }
 
-int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
-		 enum fs_fetch_kind kind, struct fs_chunk **ret_chunk,
-		 uint32_t *ret_next, struct lp_err *err)
+int fs_chunk_claim(struct lp_fs *fs, uint32_t ci, uint32_t end,
+		   struct fs_chunk **ret_chunk, uint32_t *ret_n,
+		   bool *ret_retryable)
 {
 	struct fs_cache *c = &fs->cache;
 	struct fs_chunk *ch, *fresh;
-	uint64_t t0 = 0;
-	uint32_t n = 1;
-	bool retryable = false;
-	int r = 0;
+	int r;
 
+	*ret_n = 1;
+	*ret_retryable = false;
 	/* allocated outside the lock; freed below when not needed */
 	fresh = calloc(1, sizeof(*fresh));
-	if (!fresh) {
-		r = lp_err_set(err, -ENOMEM, "out of memory");
-		goto out;
-	}
+	if (!fresh)
+		return -ENOMEM;
 	pthread_mutex_lock(&c->lock);
 	ch = tab_get(c, ci);
 	if (ch && ch->state == FS_CHUNK_READY) {
@@ -309,79 +303,36 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 			touch_locked(c, ch);
 			*ret_chunk = ch;
 		}
-		pthread_mutex_unlock(&c->lock);
-		atomic_fetch_add(&fs->stats.mem_hits, 1);
-		goto out;
-	}
-	if (ch) {
+		r = FS_CLAIM_READY;
+	} else if (ch && !ret_chunk) {
+		r = FS_CLAIM_BUSY;
+	} else if (ch) {
 		/* LOADING: single flight, wait for the fetcher */
-		if (!ret_chunk) {
-			pthread_mutex_unlock(&c->lock);
-			goto out;
-		}
 		ch->refs++;
 		while (ch->state == FS_CHUNK_LOADING)
 			pthread_cond_wait(&c->settled, &c->lock);
 		if (ch->state == FS_CHUNK_READY) {
 			touch_locked(c, ch);
 			*ret_chunk = ch;
+			r = FS_CLAIM_WAITED;
 		} else {
 			r = ch->error;
-			retryable = ch->retryable;
+			*ret_retryable = ch->retryable;
 			chunk_unref_locked(ch);
 		}
-		pthread_mutex_unlock(&c->lock);
-		if (r < 0) {
-			/* the fetcher's verdict reaches its waiters too */
-			struct lp_err cause = { 0 };
-
-			lp_err_set_ex(
-				&cause, r, retryable ? LP_ERR_RETRYABLE : 0, 0,
-				"fetched by another reader, which failed");
-			fs_chunk_error_from(fs, ci, r, &cause,
-					    lp_err_str(&cause, r), err);
+	} else if (tab_reserve(c) < 0) {
+		r = -ENOMEM;
+	} else {
+		*ret_n = claim_locked(c, ci, end, fresh);
+		if (ret_chunk) {
+			fresh->refs++; /* pinned before anyone can evict it */
+			*ret_chunk = fresh;
 		}
-		goto out;
+		fresh = NULL;
+		r = FS_CLAIM_CLAIMED;
 	}
-	if (tab_reserve(c) < 0) {
-		pthread_mutex_unlock(&c->lock);
-		r = lp_err_set(err, -ENOMEM, "out of memory");
-		goto out;
-	}
-	ch = fresh;
-	n = claim_locked(fs, ci, extend_to, fresh, kind);
-	fresh = NULL;
-	if (ret_chunk)
-		ch->refs++; /* pinned before anyone can evict it */
 	pthread_mutex_unlock(&c->lock);
-
-	if (kind == FS_FETCH_ONDEMAND) {
-		fs_activity_begin(fs, true);
-		t0 = lp_mono_ns();
-	}
-	r = fs_fetch_run(fs, ci, n, kind, err);
-	if (kind == FS_FETCH_ONDEMAND) {
-		uint64_t now = lp_mono_ns();
-
-		fs_stats_ondemand(&fs->stats, now - t0);
-		fs_activity_end(fs, true);
-	}
-	if (n > 1 && kind == FS_FETCH_ONDEMAND)
-		atomic_fetch_add(&fs->stats.readahead_chunks, n - 1);
-
-	if (ret_chunk) {
-		/* our pin keeps @ch alive whether it was published or not */
-		pthread_mutex_lock(&c->lock);
-		if (r == 0)
-			*ret_chunk = ch;
-		else
-			chunk_unref_locked(ch);
-		pthread_mutex_unlock(&c->lock);
-	}
-out:
 	free(fresh);
-	if (ret_next)
-		*ret_next = ci + n;
 	return r;
 }
 
@@ -405,6 +356,16 @@ bool fs_chunk_is_cached(struct lp_fs *fs, uint32_t ci)
 	ready = ch && ch->state == FS_CHUNK_READY;
 	pthread_mutex_unlock(&fs->cache.lock);
 	return ready;
+}
+
+bool fs_chunk_is_present(struct lp_fs *fs, uint32_t ci)
+{
+	bool present;
+
+	pthread_mutex_lock(&fs->cache.lock);
+	present = tab_get(&fs->cache, ci) != NULL;
+	pthread_mutex_unlock(&fs->cache.lock);
+	return present;
 }
 
 void fs_cache_usage(struct lp_fs *fs, size_t *ret_used, size_t *ret_peak)

@@ -9,8 +9,11 @@
  * `layer extract` and `layer verify` share the policy and, reading whole
  * files, also accept files only the file digest vouches for) before
  * anything is handed back for publishing (verify then publish, as casync).
- * Decoders are per thread by construction: a fetch borrows one from a small
- * pool for the length of a run.
+ * Results go back through the caller's settle callback: this file neither
+ * publishes to the memory tier nor writes the disk tier (fs/pipeline.c
+ * does both, the disk write after the publish). Decoders are per thread by
+ * construction: a fetch borrows one from a small pool for the length of a
+ * run.
  *
  * Lock order: decoders.lock is a leaf, held only to push or pop the pool.
  */
@@ -46,18 +49,6 @@ int fs_chunk_error(struct lp_fs *fs, uint32_t ci, int code, const char *why,
 		   struct lp_err *err)
 {
 	return fs_chunk_error_from(fs, ci, code, NULL, why, err);
-}
-
-bool fs_chunks_coalesce(const struct lp_toc_chunk *next, uint64_t start,
-			uint64_t end, uint64_t max)
-{
-	uint64_t next_end = next->offset + next->compressed_size;
-
-	if (next->offset < start)
-		return false; /* not in blob order */
-	if (next->offset > end && next->offset - end > LP_FS_MAX_COALESCE_GAP)
-		return false;
-	return lp_max_u64(end, next_end) - start <= max;
 }
 
 static int decoder_get(struct lp_fs *fs, struct lp_chunk_decoder **ret_dec)
@@ -133,27 +124,32 @@ out:
 struct fetch_run {
 	struct lp_fs *fs;
 	uint32_t first, n;
-	enum fs_fetch_kind kind;
+	fs_settle_fn settle;
+	void *settle_arg;
 	uint8_t **data; /* [n]; owned until settled */
 	int *res; /* [n]; FS_PENDING until settled */
 	struct lp_err *err; /* the first chunk's message */
 };
 
-/* publish chunk @i's result @r: data[i] passes to the cache (or is freed) */
-static void settle_ex(struct fetch_run *run, uint32_t i, int r, bool retryable)
+/* hand chunk @i's result @r on: data[i] passes to the callback (or is
+ * freed) */
+static void settle_ex(struct fetch_run *run, uint32_t i, int r, bool retryable,
+		      bool from_disk)
 {
 	run->res[i] = r;
-	fs_chunk_publish(run->fs, run->first + i, r == 0 ? run->data[i] : NULL,
-			 r, retryable, run->kind);
-	if (r < 0)
+	if (r < 0) {
 		free(run->data[i]);
+		run->data[i] = NULL;
+	}
+	run->settle(run->settle_arg, run->first + i, run->data[i], r, retryable,
+		    from_disk);
 	run->data[i] = NULL;
 }
 
-/* settle_ex() for a result that nobody marked retryable */
+/* settle_ex() for a fetched result that nobody marked retryable */
 static void settle(struct fetch_run *run, uint32_t i, int r)
 {
-	settle_ex(run, i, r, false);
+	settle_ex(run, i, r, false, false);
 }
 
 /* pending chunks [first + i, first + j): one contiguous blob range */
@@ -178,7 +174,7 @@ static void group_fail(struct fetch_group *g, uint32_t from, int r,
 			  fs_chunk_error_from(run->fs, run->first + k, r, cause,
 					      lp_err_str(cause, r),
 					      k == 0 ? run->err : NULL),
-			  lp_err_retryable(cause, r));
+			  lp_err_retryable(cause, r), false);
 }
 
 /* decode, verify and settle chunk @k of a group whose bytes are in */
@@ -186,19 +182,12 @@ static void group_decode_one(struct fetch_group *g, uint32_t k)
 {
 	struct fetch_run *run = g->run;
 	struct lp_fs *fs = run->fs;
-	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, run->first + k);
 	int r;
-
-	const struct lp_digest *dg;
 
 	r = decode_one(fs, g->dec, run->first + k, g->src, g->start,
 		       run->data[k], k == 0 ? run->err : NULL);
-	if (r == 0) {
+	if (r == 0)
 		atomic_fetch_add(&fs->stats.fetched_chunks, 1);
-		/* verified: the digest exists */
-		if (fs->disk && lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0)
-			fs_disk_put(fs->disk, dg, run->data[k], c.chunk_size);
-	}
 	settle(run, k, r);
 }
 
@@ -315,8 +304,8 @@ out:
 
 /*
  * Read the @n groups' compressed bytes and settle their chunks. The groups
- * lie inside one claimed run, so together they are bounded by
- * LP_FS_MAX_COALESCE.
+ * lie inside one claimed run, so together they are bounded by what the
+ * planner let that run cover (fs_plan_run_bytes).
  */
 static void fetch_groups(struct fetch_run *run, struct fetch_group *groups,
 			 uint32_t n)
@@ -358,11 +347,14 @@ static void fetch_groups(struct fetch_run *run, struct fetch_group *groups,
 }
 
 int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
-		 enum fs_fetch_kind kind, struct lp_err *err)
+		 fs_settle_fn settle_fn, void *arg, struct lp_err *err)
 {
-	struct fetch_run run = {
-		.fs = fs, .first = first, .n = n, .kind = kind, .err = err
-	};
+	struct fetch_run run = { .fs = fs,
+				 .first = first,
+				 .n = n,
+				 .settle = settle_fn,
+				 .settle_arg = arg,
+				 .err = err };
 	struct fetch_group *groups = NULL;
 	uint32_t i, j, k, nr_groups = 0;
 	int r;
@@ -372,8 +364,7 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 	groups = calloc(n, sizeof(*groups));
 	if (!run.data || !run.res || !groups) {
 		for (i = 0; i < n; i++)
-			fs_chunk_publish(fs, first + i, NULL, -ENOMEM, false,
-					 kind);
+			settle_fn(arg, first + i, NULL, -ENOMEM, false, false);
 		r = lp_err_set(err, -ENOMEM, "out of memory for a chunk run");
 		goto out;
 	}
@@ -407,7 +398,7 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 		} else if (fs->disk && fs_disk_get(fs->disk, dg, run.data[i],
 						   c.chunk_size) == 0) {
 			atomic_fetch_add(&fs->stats.disk_hits, 1);
-			settle(&run, i, 0);
+			settle_ex(&run, i, 0, false, true);
 		}
 	}
 	/* the blob: the contiguous groups of pending chunks, in one go */

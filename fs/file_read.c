@@ -4,9 +4,10 @@
  * chunk is taken pinned from the cache (fetched, coalesced with its missing
  * neighbours, when absent), the wanted bytes are copied out, and the pin is
  * dropped; or, for lp_fs_read_pin(), the pins are kept and the caller
- * replies straight from cache memory (no copy, no buffer). A read that
- * continues where the file's last one ended (or starts it) also asks for up
- * to LP_FS_READAHEAD bytes of following chunks in the same blob read.
+ * replies straight from cache memory (no copy, no buffer). Whether a read
+ * continues where the file's last one ended (or starts it) is noted here;
+ * how far it then fetches along (read-ahead, the following files) is the
+ * planner's (fs_plan_read_limit).
  *
  * Reads come with or without an open handle: a mount whose kernel stopped
  * sending FUSE_OPEN (fs/fuse_ops.c) reads by inode alone, so nothing here
@@ -126,37 +127,6 @@ void lp_fs_release(struct lp_fs *fs, struct lp_fs_file *file)
 	free(file);
 }
 
-/* one past the last chunk a read of [off, end) may fetch along */
-static uint32_t fetch_limit(const struct lp_fs *fs,
-			    const struct lp_toc_entry *e, uint32_t last,
-			    bool sequential)
-{
-	uint32_t limit = e->first_chunk + e->nr_chunks, ci = last + 1;
-	uint32_t nr = lp_toc_nr_chunks(fs->toc);
-	uint64_t extra = 0;
-
-	if (sequential)
-		while (ci < limit && extra < LP_FS_READAHEAD)
-			extra += lp_toc_chunk(fs->toc, ci++).chunk_size;
-	if (ci < limit)
-		return ci;
-	/*
-	 * The read reaches the end of the file: bring the chunks of the files
-	 * that follow it in the blob along, a bounded number of compressed
-	 * bytes, since a workload that opens one small file tends to open its
-	 * neighbours next (same directory, same package). The fetch claims
-	 * them only while they are absent and coalesce with this read.
-	 */
-	extra = 0;
-	while (ci < nr) {
-		extra += lp_toc_chunk(fs->toc, ci).compressed_size;
-		if (extra > LP_FS_NEIGHBOURS)
-			break;
-		ci++;
-	}
-	return ci;
-}
-
 /* the chunks a read covers: [ci, last], fetching along up to limit */
 struct read_plan {
 	size_t size; /* clamped to the file; 0: nothing to read */
@@ -186,7 +156,8 @@ static int plan_read(struct lp_fs *fs, uint32_t idx, size_t size, uint64_t off,
 			       (unsigned long long)off);
 		goto out;
 	}
-	p->limit = fetch_limit(fs, e, p->last, seq_continues(fs, idx, off));
+	p->limit = fs_plan_read_limit(fs->toc, idx, p->last,
+				      seq_continues(fs, idx, off));
 	p->size = size;
 out:
 	return r;

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * The filesystem object: ties a layer to its chunk cache tiers, decoder
- * pool, statistics and fetch thread, and answers statfs. The read path
- * itself lives one hop per file: file_read.c (file range -> chunks),
- * chunk_cache.c (single flight, memory tier), chunk_fetch.c (blob read,
- * decode, verify), disk_cache.c (persistent tier).
+ * pool, statistics, fetch scheduler and disk writer, and answers statfs.
+ * The read path itself lives one hop per file: file_read.c (file range ->
+ * chunks), plan.c (what to fetch together), pipeline.c (claim, fetch,
+ * publish, write to disk), chunk_cache.c (single flight, memory tier),
+ * chunk_fetch.c (blob read, decode, verify), disk_cache.c (persistent
+ * tier), scheduler.c (prefetch and background fetch).
  *
  * Lock order: see fs_int.h (fetch.lock, then cache.lock; the rest leaves).
  */
@@ -86,12 +88,16 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 	fs->ctl_dir_ino = (uint64_t)lp_toc_nr_entries(fs->toc) + 1;
 	fs->stats_ino = fs->ctl_dir_ino + 1;
 	fs->prefetch_end = lp_toc_prefetch_end(fs->toc);
+	fs->prefetch_chunks =
+		fs_plan_prefetch_chunks(fs->toc, fs->prefetch_end);
 	measure(fs);
 
 	pthread_mutex_init(&fs->decoders.lock, NULL);
 	pthread_mutex_init(&fs->record.lock, NULL);
 	pthread_mutex_init(&fs->stats_file.lock, NULL);
 	pthread_mutex_init(&fs->fetch.lock, NULL);
+	pthread_mutex_init(&fs->writer.lock, NULL);
+	pthread_cond_init(&fs->writer.cond, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&fs->fetch.cond, &ca);
@@ -132,9 +138,14 @@ out:
 
 int lp_fs_start(struct lp_fs *fs)
 {
+	int r;
+
 	/* a layer being mounted: a workload is starting */
 	atomic_store(&fs->act->last_ns, lp_mono_ns());
-	return fs_fetcher_start(fs);
+	r = fs_writer_start(fs);
+	if (r == 0)
+		r = fs_fetcher_start(fs);
+	return r;
 }
 
 void lp_fs_free(struct lp_fs *fs)
@@ -142,6 +153,8 @@ void lp_fs_free(struct lp_fs *fs)
 	if (!fs)
 		return;
 	fs_fetcher_stop(fs);
+	fs_writer_stop(fs); /* after the fetchers, who queue; before the
+			       cache, whose chunks it holds */
 	fs_cache_destroy(&fs->cache);
 	fs_disk_unref(fs->disk);
 	fs_decoders_destroy(&fs->decoders);
@@ -149,6 +162,8 @@ void lp_fs_free(struct lp_fs *fs)
 	fs_stats_file_destroy(&fs->stats_file);
 	pthread_cond_destroy(&fs->fetch.cond);
 	pthread_mutex_destroy(&fs->fetch.lock);
+	pthread_cond_destroy(&fs->writer.cond);
+	pthread_mutex_destroy(&fs->writer.lock);
 	free(fs->cache_dir);
 	lp_layer_free(fs->layer);
 	free(fs);

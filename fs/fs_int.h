@@ -1,14 +1,24 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fs/-private: the definition of struct lp_fs and the hops of the read path
- * that live in separate files (chunk_cache.c, chunk_fetch.c, disk_cache.c,
- * prefetch.c, stats.c). Not included outside fs/.
+ * that live in separate files (plan.c, pipeline.c, chunk_cache.c,
+ * chunk_fetch.c, disk_cache.c, scheduler.c, stats.c). Not included outside
+ * fs/.
+ *
+ * The pipeline, each hop calling forward only:
+ *   file_read.c (what a read needs) -> pipeline.c (fs_chunk_get: ask the
+ *   planner for the run, claim it in the cache, fetch it, publish) ->
+ *   chunk_cache.c (table, LRU, single flight) / chunk_fetch.c (disk tier
+ *   lookup, blob read, decode + verify; results handed back through a
+ *   callback) -> publish -> disk-tier write (pipeline.c's writer thread).
+ *   scheduler.c runs prefetch and background fetch through fs_chunk_get.
+ *   plan.c holds every policy decision and constant, as pure functions.
  *
  * Lock order (every file that locks follows it): fetch.lock, then
- * cache.lock; decoders.lock, disk->lock, record.lock and stats_file.lock are
- * leaves, never held while taking another lock (disk_cache.c's table lock
- * comes before disk->lock and is taken by no other file). No lock is held
- * across blob, disk or decode work.
+ * cache.lock; decoders.lock, writer.lock, disk->lock, record.lock and
+ * stats_file.lock are leaves, never held while taking another lock
+ * (disk_cache.c's table lock comes before disk->lock and is taken by no
+ * other file). No lock is held across blob, disk or decode work.
  */
 #ifndef LP_FS_INT_H
 #define LP_FS_INT_H
@@ -22,9 +32,6 @@
 #define FS_MAX_IDLE_DECODERS 32
 /* a compressed chunk may carry tar headers of following entries */
 #define FS_MAX_COMPRESSED_CHUNK (LP_CHUNK_MAX_SIZE + 2 * LP_MEMBER_MAX_TRAILER)
-#define FS_BACKGROUND_RUN (4 * LP_MIB) /* smaller runs yield sooner */
-#define FS_BACKGROUND_QUIET_MS 20 /* least idle time after an on-demand fetch */
-#define FS_BACKGROUND_MAX_DEFER 10 /* times background_quiet_ms */
 #define FS_MAX_RUN 1024 /* chunks claimed for one blob read */
 
 /* --- memory tier (chunk_cache.c) --- */
@@ -67,6 +74,144 @@ enum fs_fetch_kind {
 	FS_FETCH_PREFETCH,
 	FS_FETCH_BACKGROUND, /* published cold (evicted first) */
 };
+
+/* --- the fetch planner (plan.c): policy and its constants --- */
+
+/* one on-demand blob read, compressed (read-ahead and neighbours included) */
+#define FS_PLAN_MAX_COALESCE (16 * LP_MIB)
+#define FS_PLAN_MAX_GAP (256 * LP_KIB) /* unneeded bytes read over */
+#define FS_PLAN_READAHEAD (4 * LP_MIB) /* extra bytes on sequential reads */
+/* compressed bytes of following files fetched along with a file's end */
+#define FS_PLAN_NEIGHBOURS (128 * LP_KIB)
+/* one prefetch or background blob read (a stream), compressed */
+#define FS_PLAN_STREAM_RUN (8 * LP_MIB)
+/* a background read at first (of a layer, and after an on-demand miss away
+ * from the stream); each read while the workload reads in blob order
+ * doubles it, up to FS_PLAN_STREAM_RUN */
+#define FS_PLAN_STREAM_FIRST (256 * LP_KIB)
+/* prefetch and background reads in flight, over every layer sharing an
+ * activity (the snapshotter's whole process), and workers per layer: 2
+ * cover the bandwidth-delay product with 256 KiB reads and decode on both
+ * cores; 4 left ~8 MB more resident at rest (test_mount_memory) */
+#define FS_PLAN_STREAMS 2
+/* background reads in flight while on-demand reads are */
+#define FS_PLAN_STREAMS_BUSY 1
+/* "while": and this long after the last one */
+#define FS_PLAN_SHORT_QUIET_MS 300
+/* a background read's most compressed bytes while narrowed */
+#define FS_PLAN_BUSY_RUN (512 * LP_KIB)
+/* an optimised layer's background fetch defers at most this many quiet
+ * times in all, and no longer once the workload has missed the prefetch
+ * range this many times */
+#define FS_PLAN_MAX_DEFER 10
+#define FS_PLAN_RELEASE_MISSES 16
+/* on-demand reads of chunks in blob order (each at most this many chunks
+ * past the last) this many times in a row: the workload reads the layer in
+ * order, and follows the background's stream */
+#define FS_PLAN_IN_ORDER_SLACK 8
+#define FS_PLAN_IN_ORDER_RUN 32
+
+/* fs_plan_coalesce() - whether chunk @next may join a blob read that spans
+ * [start, end) of compressed bytes and may grow to @max bytes. */
+bool fs_plan_coalesce(const struct lp_toc_chunk *next, uint64_t start,
+		      uint64_t end, uint64_t max);
+
+/* fs_plan_run_bytes() - the most compressed bytes one blob read of @kind
+ * covers. */
+uint64_t fs_plan_run_bytes(enum fs_fetch_kind kind);
+
+/* fs_plan_stream_bytes() - the most compressed bytes of a background read
+ * after @streak reads handed out while the workload read in blob order
+ * since the background started or an on-demand miss away from the stream
+ * moved its cursor */
+uint64_t fs_plan_stream_bytes(unsigned int streak);
+
+/* fs_plan_background_bytes() - fs_plan_stream_bytes(), at most
+ * FS_PLAN_BUSY_RUN while the background is narrowed (@busy) */
+uint64_t fs_plan_background_bytes(unsigned int streak, bool busy);
+
+/*
+ * fs_plan_miss_ahead() - whether an on-demand miss at chunk @miss is the
+ * workload running ahead of the background's stream, whose next chunk to
+ * hand out is @cursor: at or after it, within FS_PLAN_STREAM_RUN compressed
+ * bytes. Such a miss moves the stream on without making its reads small
+ * again; any other miss is a jump.
+ */
+bool fs_plan_miss_ahead(const struct lp_toc *toc, uint32_t cursor,
+			uint32_t miss);
+
+/*
+ * fs_plan_run_end() - one past the last chunk a blob read starting at chunk
+ * @ci may cover: the chunks after it that coalesce (fs_plan_coalesce) within
+ * @max bytes, below @limit, at most FS_MAX_RUN in all. @ci itself always
+ * belongs (the result is > @ci when @ci exists).
+ */
+uint32_t fs_plan_run_end(const struct lp_toc *toc, uint32_t ci, uint32_t limit,
+			 uint64_t max);
+
+/*
+ * fs_plan_read_limit() - one past the last chunk a read of file entry @idx
+ * whose last chunk is @last may fetch along: FS_PLAN_READAHEAD bytes of the
+ * file's next chunks when @sequential, and when the read reaches the file's
+ * end, the following chunks in blob order up to FS_PLAN_NEIGHBOURS
+ * compressed bytes.
+ */
+uint32_t fs_plan_read_limit(const struct lp_toc *toc, uint32_t idx,
+			    uint32_t last, bool sequential);
+
+/* fs_plan_prefetch_chunks() - how many chunks, from the first, lie in the
+ * prefetch range [0, @prefetch_end) of the blob. */
+uint32_t fs_plan_prefetch_chunks(const struct lp_toc *toc,
+				 uint64_t prefetch_end);
+
+/* whether the scheduler should pass chunk @ci by (held, or already tried) */
+typedef bool (*fs_plan_skip_fn)(void *arg, uint32_t ci);
+
+/*
+ * fs_plan_next() - the next chunk for the background to fetch, of @nr: the
+ * first from @from on that @skip does not pass by, else the first before
+ * @from (what a jump of the cursor went over); LP_TOC_NO_INDEX when none is
+ * left. The scheduler moves @from to where the last on-demand miss ended,
+ * so the background streams on from where the workload reads.
+ */
+uint32_t fs_plan_next(uint32_t nr, uint32_t from, fs_plan_skip_fn skip,
+		      void *arg);
+
+/* fs_plan_in_order() - whether an on-demand read of chunk @ci after one of
+ * @last goes on in blob order (the same chunk, or a few past it) */
+bool fs_plan_in_order(uint32_t last, uint32_t ci);
+
+/* prioritised fetching as the scheduler sees it at one instant */
+struct fs_plan_clock {
+	uint64_t now_ns; /* CLOCK_MONOTONIC */
+	unsigned int ondemand, prefetch; /* fetches in flight */
+	uint64_t last_ns; /* when a prioritised fetch last ended */
+	uint64_t last_ondemand_ns; /* when an on-demand one last ended */
+};
+
+/* one layer's background fetch as the scheduler sees it */
+struct fs_plan_layer {
+	bool optimised; /* it has a prefetch landmark */
+	uint64_t quiet_ns; /* opts.background_quiet_ms */
+	uint64_t deferred_ns; /* waited for quiet so far */
+	uint64_t misses; /* on-demand fetches past the prefetch range */
+	uint32_t in_order; /* on-demand reads in blob order in a row */
+};
+
+/* fs_plan_defers() - whether layer @l's background still waits for quiet
+ * (the rule for optimised layers). */
+bool fs_plan_defers(const struct fs_plan_layer *l);
+
+/*
+ * fs_plan_background_width() - how many background reads may be in flight
+ * now (over the layers sharing the activity): 0 while an optimised layer
+ * defers and prioritised fetching is going on or ended less than its quiet
+ * time ago; FS_PLAN_STREAMS_BUSY while on-demand reads are in flight (and
+ * FS_PLAN_SHORT_QUIET_MS after) unless the workload reads the layer in
+ * order (it follows the stream); else FS_PLAN_STREAMS.
+ */
+unsigned int fs_plan_background_width(const struct fs_plan_clock *c,
+				      const struct fs_plan_layer *l);
 
 /* --- disk tier (disk_cache.c) --- */
 
@@ -153,19 +298,28 @@ void fs_stats_file_destroy(struct fs_stats_file *sf);
 #define FS_SEQ_SLOTS 256
 #define FS_SEQ_OFF_BITS 40
 
-/* --- prefetch and background fetch (prefetch.c) --- */
+/* --- prefetch and background fetch (scheduler.c) --- */
 
 /* prioritised fetching, shared by the layers of a process */
 struct lp_fs_activity {
 	atomic_uint ondemand; /* on-demand fetches running */
-	atomic_uint prefetch; /* prefetches running */
+	atomic_uint prefetch; /* prefetch runs running */
 	atomic_uint_fast64_t last_ns; /* CLOCK_MONOTONIC, when one ended */
 	atomic_uint_fast64_t last_ondemand_ns; /* when an on-demand one ended */
+	atomic_uint streams; /* prefetch and background reads in flight */
 };
 
 /* fs_activity_begin/end() - a prioritised fetch of @fs starts/ends */
 void fs_activity_begin(struct lp_fs *fs, bool ondemand);
 void fs_activity_end(struct lp_fs *fs, bool ondemand);
+
+/* fs_sched_ondemand_miss() - an on-demand read of @fs claimed chunks
+ * [@ci, @end): the background moves on from @end (scheduler.c) */
+void fs_sched_ondemand_miss(struct lp_fs *fs, uint32_t ci, uint32_t end);
+
+/* fs_sched_ondemand_read() - an on-demand read of @fs wants chunk @ci (hit
+ * or not): the scheduler watches whether the workload reads in blob order */
+void fs_sched_ondemand_read(struct lp_fs *fs, uint32_t ci);
 
 enum fs_job_state {
 	FS_JOB_OFF = 0, /* disabled, or nothing to do */
@@ -178,16 +332,47 @@ enum fs_job_state {
 
 const char *fs_job_state_name(enum fs_job_state s);
 
+/*
+ * The scheduler: FS_PLAN_STREAMS workers per layer, each taking the next
+ * run (prefetch range first, then the background's order, fs_plan_next)
+ * and fetching it with fs_chunk_get, while the activity's stream count
+ * allows (fs_plan_background_width).
+ */
 struct fs_fetcher {
 	pthread_mutex_t lock;
-	pthread_cond_t cond; /* stop, prefetch settled, on-demand activity */
+	pthread_cond_t cond; /* stop, a job settled, a run ended */
 	bool stop; /* protected by lock */
-	bool started; /* protected by lock */
+	unsigned int nr_threads; /* protected by lock; started workers */
+	pthread_t threads[FS_PLAN_STREAMS];
 	enum fs_job_state prefetch; /* protected by lock */
 	int prefetch_error; /* protected by lock */
 	enum fs_job_state background; /* protected by lock */
 	int background_error; /* protected by lock */
-	pthread_t thread;
+	/* the prefetch range is chunks [0, pf_chunks) */
+	uint32_t pf_chunks;
+	uint32_t pf_next; /* protected by lock; next chunk to hand out */
+	unsigned int pf_running; /* protected by lock; runs in flight */
+	bool pf_finishing; /* protected by lock; one worker checks the range */
+	uint32_t bg_cursor; /* protected by lock; where fs_plan_next starts */
+	unsigned int bg_running; /* protected by lock; runs in flight */
+	uint8_t *bg_tried; /* protected by lock; bitmap over chunks */
+	uint64_t bg_deferred_ns; /* protected by lock */
+	uint64_t hint_seen; /* protected by lock; last hint acted on */
+	unsigned int streak; /* protected by lock; runs since the last jump */
+	/* protected by lock; a background read succeeded since the start or
+	 * the last outage: until then one read at a time probes the source */
+	bool proven;
+	unsigned int backoff_ms; /* protected by lock; 0: no outage */
+	uint64_t retry_at_ns; /* protected by lock; no run before then */
+	int bg_last_err; /* protected by lock; a chunk skipped */
+	/* on-demand misses: (generation << 32) | end chunk, the first chunk
+	 * of the latest, and how many fell past the prefetch range */
+	atomic_uint_fast64_t hint;
+	atomic_uint hint_ci;
+	/* on-demand reads past the prefetch range: (last chunk << 32) | how
+	 * many in a row went on in blob order (fs_plan_in_order) */
+	atomic_uint_fast64_t order;
+	atomic_uint_fast64_t misses;
 };
 
 int fs_fetcher_start(struct lp_fs *fs);
@@ -209,6 +394,25 @@ void fs_record_destroy(struct fs_record *rec);
 
 /* --- the filesystem --- */
 
+/* disk-tier writes after publish (pipeline.c): pinned chunks, written by
+ * one thread so that no reader waits for a disk write */
+#define FS_WRITE_QUEUE 64
+/* bytes queued at most: pinned chunks are memory outside the tier's budget */
+#define FS_WRITE_QUEUE_BYTES (8 * LP_MIB)
+struct fs_writer {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* queued, stop */
+	struct fs_chunk *queue[FS_WRITE_QUEUE]; /* protected by lock; pinned */
+	unsigned int head, n; /* protected by lock */
+	size_t bytes; /* protected by lock; of the queued chunks */
+	bool started, stop; /* protected by lock */
+	pthread_t thread;
+};
+
+int fs_writer_start(struct lp_fs *fs);
+/* fs_writer_stop() - write what is queued, then join the thread */
+void fs_writer_stop(struct lp_fs *fs);
+
 /* a pool of idle decoders (chunk_fetch.c) */
 struct fs_decoders {
 	pthread_mutex_t lock;
@@ -229,12 +433,14 @@ struct lp_fs {
 	uint64_t ctl_dir_ino; /* /.lazypull */
 	uint64_t stats_ino; /* /.lazypull/stats */
 	uint64_t prefetch_end; /* blob offset */
+	uint32_t prefetch_chunks; /* chunks before prefetch_end */
 	uint64_t total_compressed; /* bytes covered by chunks */
 	uint64_t total_uncompressed;
 	struct fs_cache cache;
 	struct fs_disk *disk; /* NULL: memory only */
 	struct fs_decoders decoders;
 	struct fs_fetcher fetch;
+	struct fs_writer writer;
 	struct fs_stats stats;
 	struct fs_record record;
 	struct fs_stats_file stats_file;
@@ -248,18 +454,26 @@ struct lp_fs {
 int fs_cache_init(struct fs_cache *c, uint32_t nr_chunks, size_t budget);
 void fs_cache_destroy(struct fs_cache *c);
 
+/* what fs_chunk_claim() found */
+enum fs_claim {
+	FS_CLAIM_READY, /* present and verified (pinned when asked) */
+	FS_CLAIM_WAITED, /* as READY, after waiting for its fetcher */
+	FS_CLAIM_BUSY, /* another thread is loading it; not waited for */
+	FS_CLAIM_CLAIMED, /* absent: claimed, the caller must fill it */
+};
+
 /*
- * fs_chunk_get() - make chunk @ci present and verified. When it must be
- * fetched, neighbouring absent chunks up to (not including) @extend_to are
- * claimed and fetched in the same blob read. With @ret_chunk the chunk is
- * returned pinned (drop with fs_chunk_put); without it nothing is pinned and
- * a chunk another thread is loading is not waited for. *@ret_next (may be
- * NULL) is the first chunk index after what was handled. Returns 0 or -errno
- * with @err naming the file and offset.
+ * fs_chunk_claim() - look chunk @ci up. READY: pinned into *@ret_chunk when
+ * @ret_chunk is given. LOADING: with @ret_chunk, wait until it settles and
+ * answer WAITED (pinned) or with its fetcher's error (*@ret_retryable its verdict);
+ * without, FS_CLAIM_BUSY. Absent: claim it and the absent chunks after it
+ * below @end (stopping at the first present one) for the caller to fill
+ * and publish, *@ret_n of them, the first pinned when @ret_chunk is given.
+ * Returns an enum fs_claim, or -errno (-ENOMEM, the fetcher's error).
  */
-int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
-		 enum fs_fetch_kind kind, struct fs_chunk **ret_chunk,
-		 uint32_t *ret_next, struct lp_err *err);
+int fs_chunk_claim(struct lp_fs *fs, uint32_t ci, uint32_t end,
+		   struct fs_chunk **ret_chunk, uint32_t *ret_n,
+		   bool *ret_retryable);
 
 /* fs_chunk_put() - unpin; NULL allowed. */
 void fs_chunk_put(struct lp_fs *fs, struct fs_chunk *chunk);
@@ -268,28 +482,58 @@ void fs_chunk_put(struct lp_fs *fs, struct fs_chunk *chunk);
  * fs_chunk_publish() - settle claimed chunk @ci: READY with @data (the
  * cache takes it; verified) when @res is 0, else FAILED with @res, which
  * its waiters get as retryable when @retryable (the blob read's verdict).
- * Wakes the readers waiting on it.
+ * Wakes the readers waiting on it. With @ret_pin and @res 0, the chunk is
+ * also pinned for the caller (who drops it with fs_chunk_put).
  */
 void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
-		      bool retryable, enum fs_fetch_kind kind);
+		      bool retryable, enum fs_fetch_kind kind,
+		      struct fs_chunk **ret_pin);
 
 /* fs_chunk_is_cached() - whether chunk @ci is READY in memory. */
 bool fs_chunk_is_cached(struct lp_fs *fs, uint32_t ci);
 
+/* fs_chunk_is_present() - whether chunk @ci is READY or being loaded. */
+bool fs_chunk_is_present(struct lp_fs *fs, uint32_t ci);
+
 /* fs_cache_usage() - bytes in the memory tier now and at most. */
 void fs_cache_usage(struct lp_fs *fs, size_t *ret_used, size_t *ret_peak);
+
+/* --- the pipeline (pipeline.c) --- */
+
+/*
+ * fs_chunk_get() - make chunk @ci present and verified. When it must be
+ * fetched, the absent chunks after it that the planner lets one blob read
+ * cover (fs_plan_run_end with fs_plan_run_bytes(@kind)), up to (not
+ * including) @extend_to, are claimed and fetched in the same read. With
+ * @ret_chunk the chunk is returned pinned (drop with fs_chunk_put); without
+ * it nothing is pinned and a chunk another thread is loading is not waited
+ * for. *@ret_next (may be NULL) is the first chunk index after what was
+ * handled. Returns 0 or -errno with @err naming the file and offset.
+ */
+int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
+		 enum fs_fetch_kind kind, struct fs_chunk **ret_chunk,
+		 uint32_t *ret_next, struct lp_err *err);
 
 /* --- fetching (chunk_fetch.c) --- */
 
 /*
+ * The result of one chunk of a run: @data (malloc'd, passed on) holds its
+ * verified bytes when @res is 0, else NULL; @from_disk when the disk tier
+ * had it.
+ */
+typedef void (*fs_settle_fn)(void *arg, uint32_t ci, uint8_t *data, int res,
+			     bool retryable, bool from_disk);
+
+/*
  * fs_fetch_run() - fill the @n claimed chunks from @first: from the disk
  * tier when there, the rest with one blob read per contiguous group (a
- * single group streamed), each decoded and verified, and publish each
- * (fs_chunk_publish) as soon as its result is known. Returns the first
- * chunk's result; @err gets the message of its failure.
+ * single group streamed), each decoded and verified, and hand each to
+ * @settle as soon as its result is known (in no particular order between
+ * groups). Returns the first chunk's result; @err gets the message of its
+ * failure.
  */
 int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
-		 enum fs_fetch_kind kind, struct lp_err *err);
+		 fs_settle_fn settle, void *arg, struct lp_err *err);
 
 /*
  * fs_chunk_error() - fill @err with "layer L: file F: chunk at offset O
@@ -306,10 +550,5 @@ int fs_chunk_error(struct lp_fs *fs, uint32_t ci, int code, const char *why,
 int fs_chunk_error_from(struct lp_fs *fs, uint32_t ci, int code,
 			const struct lp_err *cause, const char *why,
 			struct lp_err *err);
-
-/* fs_chunks_coalesce() - whether chunk @next may join a blob read that
- * spans [start, end) of compressed bytes. */
-bool fs_chunks_coalesce(const struct lp_toc_chunk *next, uint64_t start,
-			uint64_t end, uint64_t max);
 
 #endif /* LP_FS_INT_H */

@@ -43,11 +43,7 @@
 #define LP_FS_ROOT_INO 1
 #define LP_FS_DEFAULT_MEM_CACHE (256 * LP_MIB)
 #define LP_FS_DEFAULT_DISK_CACHE (8 * LP_GIB)
-#define LP_FS_MAX_COALESCE (16 * LP_MIB) /* one blob read, compressed */
-#define LP_FS_MAX_COALESCE_GAP (256 * LP_KIB) /* unneeded bytes read over */
-#define LP_FS_READAHEAD (4 * LP_MIB) /* extra bytes on sequential reads */
-/* compressed bytes of following files fetched along with a file's end */
-#define LP_FS_NEIGHBOURS (128 * LP_KIB)
+/* what is fetched together and when: fs/plan.c (FS_PLAN_* in fs_int.h) */
 #define LP_FS_STATS_MAX (64 * LP_KIB) /* the stats JSON */
 #define LP_FS_READ_MAX_SEGS 8 /* chunks one lp_fs_read_pin() may span */
 #define LP_FS_CONTROL_DIR ".lazypull"

@@ -6,15 +6,23 @@
 # debootstrap-built images (docs/benchmarks.md, "Cold start").
 #
 # usage: coldstart.sh [-q] [-n REPS] [-b BUILD_DIR] [-o RESULTS_DIR]
-#                     [-i "IMAGES"] [-p "PROFILES"] [-m "MODES"]
+#                     [-i "IMAGES"] [-p "PROFILES"] [-m "MODES"] [-w "WORKLOADS"]
 #   -q        quick: python3, 100 Mbit/20 ms, every mode, 1 repetition
 #   -n REPS   repetitions per case (default 3)
 #   -i        images among: python3 gcc postgresql nodejs (default all)
 #   -p        profiles among: 1g 100m 20m (default all)
 #   -m        modes among: overlay lazy lazy-opt reference reference-opt
-#             (default all; reference* are skipped when refsnap cannot be
-#             built, lazy-opt when `lazypull optimize` is missing)
-# Environment: LP_BENCH_CACHE (default /var/cache/lazypull-bench: rootfs
+#             base-lazy base-lazy-opt (default all but base-*; reference*
+#             are skipped when refsnap cannot be built, *lazy-opt when
+#             `lazypull optimize` is missing, base-* without LAZYPULL_BASE)
+#   -w        workloads among: start (the image's own command, what
+#             `lazypull optimize` records) readall (read every file:
+#             `tar -cf - --one-file-system / | wc -c` in the container)
+#             (default: start)
+# Environment: LAZYPULL_BASE (a second lazypull binary, e.g. a build of
+# main: the base-* modes run their snapshotter from it, on the same images
+# as lazy*, interleaved, for a before/after under the same machine load),
+# LP_BENCH_CACHE (default /var/cache/lazypull-bench: rootfs
 # tars, image layouts, the Go build cache), LP_BENCH_MIRROR (Debian mirror
 # for debootstrap), LP_KEEP=1 keeps the scratch directory.
 #
@@ -40,8 +48,9 @@ reps=3 build=$SRC/build-bench results= quick=0
 images="python3 gcc postgresql nodejs"
 profiles="1g 100m 20m"
 modes="overlay lazy lazy-opt reference reference-opt"
+workloads=start
 cmdline="tests/bench/coldstart.sh $*"
-while getopts "qn:b:o:i:p:m:" o; do
+while getopts "qn:b:o:i:p:m:w:" o; do
 	case $o in
 	q) quick=1 ;;
 	n) reps=$OPTARG ;;
@@ -50,7 +59,8 @@ while getopts "qn:b:o:i:p:m:" o; do
 	i) images=$OPTARG ;;
 	p) profiles=$OPTARG ;;
 	m) modes=$OPTARG ;;
-	*) sed -n 5,16p "$0" >&2; exit 2 ;;
+	w) workloads=$OPTARG ;;
+	*) sed -n 5,20p "$0" >&2; exit 2 ;;
 	esac
 done
 if [ $quick = 1 ]; then
@@ -59,6 +69,7 @@ fi
 cache=${LP_BENCH_CACHE:-/var/cache/lazypull-bench}
 mirror=${LP_BENCH_MIRROR:-http://deb.debian.org/debian}
 LP=${LAZYPULL:-$build/cmd/lazypull}
+LPBASE=${LAZYPULL_BASE:-}
 results=${results:-$build/bench/coldstart-$(date -u +%Y%m%d-%H%M%S)}
 
 say() { echo "[coldstart $(date -u +%H:%M:%S)] $*" >&2; }
@@ -99,6 +110,16 @@ INC[nodejs]=nodejs
 CMD[nodejs]='["node", "-e", "const http = require(\"http\"), crypto = require(\"crypto\"), zlib = require(\"zlib\"); console.log(\"node ready\", crypto.createHash(\"sha256\").update(\"x\").digest(\"hex\").slice(0, 8), Object.keys(http.STATUS_CODES).length, typeof zlib.gzipSync)"]'
 READY[nodejs]='^node ready'
 for i in $images; do [ -n "${INC[$i]:-}" ] || die "unknown image $i"; done
+# workloads other than the image's own command: the command given to
+# `ctr containers create` after the container id, and its ready line. readall
+# reads every file of the image once (the working set is the whole image):
+# what a lazy pull must not lose on against a full pull.
+declare -A WCMD WREADY
+WCMD[readall]='tar -cf - --one-file-system / | wc -c | sed s/^/readall-bytes=/'
+WREADY[readall]='^readall-bytes=[0-9]+'
+for w in $workloads; do
+	[ "$w" = start ] || [ -n "${WCMD[$w]:-}" ] || die "unknown workload $w"
+done
 
 # profile -> rate (Mbit), RTT (ms)
 declare -A MBIT RTT
@@ -366,28 +387,35 @@ start_containerd() { # writes the config for this run's snapshotter and starts
 	wait_for 30 "containerd" ctr --address "$CSOCK" -n "$CNS" version
 }
 
-# run_one IMAGE PROFILE MODE REP: appends one JSON line to runs.jsonl
+# run_one IMAGE PROFILE MODE REP WORKLOAD: appends one JSON line to runs.jsonl
 run_one() {
-	local img=$1 prof=$2 mode=$3 rep=$4 snap ref tag pullcmd mport= t0 t1= t2= rc=0 log
+	local img=$1 prof=$2 mode=$3 rep=$4 wl=$5 snap ref tag pullcmd mport= t0 t1= t2= rc=0 log
+	local ready=${READY[$img]} args=()
+	if [ "$wl" != start ]; then
+		ready=${WREADY[$wl]}
+		args=(sh -c "${WCMD[$wl]}")
+	fi
 	stop_run
 	mkdir -p "$T/run"
 	RUNID=$((RUNID + 1))
 	local c1=c$RUNID c2=w$RUNID
-	log=$results/logs/$img-$prof-$mode-$rep
+	log=$results/logs/$img-$wl-$prof-$mode-$rep
 	mkdir -p "$results/logs"
 	case $mode in
-	lazy | reference) tag=esgz ;;
-	lazy-opt | reference-opt) tag=opt ;;
+	lazy | reference | base-lazy) tag=esgz ;;
+	lazy-opt | reference-opt | base-lazy-opt) tag=opt ;;
 	overlay) tag=gzip ;;
 	esac
 	ref=$REG/$img:$tag
 	sync
 	echo 3 >/proc/sys/vm/drop_caches
 	case $mode in
-	lazy*)
+	lazy* | base-lazy*)
 		snap=lazypull
 		mport=$(free_port)
-		"$LP" snapshotter --root "$T/run/lazypull" --address "$T/run/lazypull.sock" \
+		local snapbin=$LP
+		[[ $mode != base-* ]] || snapbin=$LPBASE
+		"$snapbin" snapshotter --root "$T/run/lazypull" --address "$T/run/lazypull.sock" \
 			--metrics-address "127.0.0.1:$mport" >"$T/run/snap.log" 2>&1 &
 		SNAP_PID=$!
 		wait_for 20 "the lazypull snapshotter" test -S "$T/run/lazypull.sock"
@@ -412,8 +440,8 @@ run_one() {
 	[ -n "$SNAP_PID" ] && pids=(--pid "$SNAP_PID" --pid "$CTRD_PID")
 	t0=$(now)
 	if "${pullcmd[@]}" >"$log.pull" 2>&1 &&
-		{ t1=$(now); ctr --address "$CSOCK" -n "$CNS" containers create --snapshotter "$snap" "$ref" "$c1" >"$log.create" 2>&1; } &&
-		{ t2=$(now); python3 "$LIB" watch --regex "${READY[$img]}" --timeout 600 \
+		{ t1=$(now); ctr --address "$CSOCK" -n "$CNS" containers create --snapshotter "$snap" -- "$ref" "$c1" "${args[@]}" >"$log.create" 2>&1; } &&
+		{ t2=$(now); python3 "$LIB" watch --regex "$ready" --timeout 600 \
 			--control "127.0.0.1:$CPORT" ${mport:+--metrics "http://127.0.0.1:$mport/metrics"} \
 			"${pids[@]}" --out "$log.ready" -- ctr --address "$CSOCK" -n "$CNS" tasks start "$c1"; }; then
 		:
@@ -426,23 +454,29 @@ run_one() {
 		timeout 10 ctr --address "$CSOCK" -n "$CNS" tasks kill -s KILL "$c1" >/dev/null 2>&1 || true
 		local w0 w1
 		w0=$(now)
-		if ctr --address "$CSOCK" -n "$CNS" containers create --snapshotter "$snap" "$ref" "$c2" >/dev/null 2>&1 &&
+		if ctr --address "$CSOCK" -n "$CNS" containers create --snapshotter "$snap" -- "$ref" "$c2" "${args[@]}" >/dev/null 2>&1 &&
 			w1=$(now) &&
-			python3 "$LIB" watch --regex "${READY[$img]}" --timeout 120 --out "$log.warm" -- \
+			python3 "$LIB" watch --regex "$ready" --timeout 120 --out "$log.warm" -- \
 				ctr --address "$CSOCK" -n "$CNS" tasks start "$c2"; then
 			python3 -c 'import json,sys; print(float(sys.argv[2]) - float(sys.argv[1]) + json.load(open(sys.argv[3]))["seconds"])' \
 				"$w0" "$w1" "$log.warm" >"$log.warm.s"
 		fi
 	fi
 	cp "$T/run/snap.log" "$log.snap.log" 2>/dev/null || true
-	python3 - "$img" "$prof" "$mode" "$rep" "$rc" "$t0" "${t1:-0}" "${t2:-0}" "$log" \
+	python3 - "$img" "$prof" "$mode" "$rep" "$rc" "$t0" "${t1:-0}" "${t2:-0}" "$log" "$wl" "$ready" \
 		>>"$results/runs.jsonl" <<'PY'
-import json, os, sys
-img, prof, mode, rep, rc, t0, t1, t2, log = sys.argv[1:]
+import json, os, re, sys
+img, prof, mode, rep, rc, t0, t1, t2, log, wl, ready = sys.argv[1:]
 t0, t1, t2 = float(t0), float(t1), float(t2)
-r = {"image": img, "profile": prof, "mode": mode, "rep": int(rep)}
+r = {"image": img, "workload": wl, "profile": prof, "mode": mode, "rep": int(rep)}
 if rc == "0" and os.path.exists(log + ".ready"):
     w = json.load(open(log + ".ready"))
+    # the ready line itself (readall: the byte count of the tar, the same
+    # in every mode when every file was read whole)
+    for line in open(log + ".ready.log", errors="replace"):
+        if re.search(ready, line):
+            r["ready_line"] = line.strip()
+            break
     r.update(pull=t1 - t0, create=t2 - t1, run=w["seconds"], total=t2 - t0 + w["seconds"],
              bytes=w["proxy"]["bytes_down"], bytes_up=w["proxy"]["bytes_up"],
              requests=w["proxy"]["requests"], range_requests=w["proxy"]["range_requests"],
@@ -470,11 +504,11 @@ PY
 import json, sys
 r = json.load(sys.stdin)
 if "total" in r:
-    print("  %-10s %-6s %-13s #%d  pull %6.2f  create %5.2f  run %6.2f  total %6.2f s  %7.1f MB  %4d req" % (
-        r["image"], r["profile"], r["mode"], r["rep"], r["pull"], r["create"], r["run"], r["total"],
-        r["bytes"] / 1e6, r["requests"]))
+    print("  %-10s %-8s %-6s %-13s #%d  pull %6.2f  create %5.2f  run %6.2f  total %6.2f s  %7.1f MB  %4d req  %s" % (
+        r["image"], r["workload"], r["profile"], r["mode"], r["rep"], r["pull"], r["create"], r["run"], r["total"],
+        r["bytes"] / 1e6, r["requests"], r.get("ready_line", "")))
 else:
-    print("  %-10s %-6s %-13s #%d  FAILED (%s)" % (r["image"], r["profile"], r["mode"], r["rep"], r["error"]))' >&2
+    print("  %-10s %-8s %-6s %-13s #%d  FAILED (%s)" % (r["image"], r["workload"], r["profile"], r["mode"], r["rep"], r["error"]))' >&2
 	stop_run
 }
 
@@ -483,6 +517,7 @@ active_modes=()
 for m in $modes; do
 	case $m in
 	reference*) [ -n "$REFSNAP" ] || continue ;;
+	base-*) [ -n "$LPBASE" ] && [ -x "$LPBASE" ] || continue ;;
 	esac
 	case $m in
 	*-opt) [ $HAVE_OPT = 1 ] || continue ;;
@@ -491,20 +526,21 @@ for m in $modes; do
 done
 : >"$results/runs.jsonl"
 python3 - "$results/meta.json" "$reps" "$cmdline" "$(git -C "$SRC" describe --always --dirty 2>/dev/null || echo unknown)" \
-	"$images" "$profiles" <<PY
+	"$images" "$profiles" "$workloads" "$("$LP" --version 2>/dev/null | head -1)" <<PY
 import json, os, platform, subprocess, sys, time
-out, reps, cmd, commit, images, profiles = sys.argv[1:]
+out, reps, cmd, commit, images, profiles, workloads, lpver = sys.argv[1:]
 info = {$(for i in $images; do printf '"%s": %s, ' "$i" "${INFO[$i]}"; done)}
 prof = {$(for p in $profiles; do printf '"%s": {"mbit": %s, "rtt_ms": %s, "label": "%s Mbit/s + %s ms RTT", "short": "%sM-%sms"}, ' "$p" "${MBIT[$p]}" "${RTT[$p]}" "${MBIT[$p]}" "${RTT[$p]}" "${MBIT[$p]}" "${RTT[$p]}"; done)}
 cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
 json.dump({"reps": int(reps), "command": cmd, "commit": commit, "images": images.split(),
-           "profiles": profiles.split(), "image_info": info, "profile_info": prof,
+           "lazypull": "$LP" + (" (" + lpver + ")" if lpver else ""),
+           "workloads": workloads.split(), "profiles": profiles.split(), "image_info": info, "profile_info": prof,
            "cpus": "%d CPUs (%s)" % (len(cpu), cpu[0] if cpu else "?"),
            "kernel": "Linux " + platform.release(),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, open(out, "w"), indent=1)
 PY
 declare -A CAL
-say "runs: images [$images], profiles [$profiles], modes [${active_modes[*]}], $reps repetition(s)"
+say "runs: images [$images], workloads [$workloads], profiles [$profiles], modes [${active_modes[*]}], $reps repetition(s)"
 for prof in $profiles; do
 	shape "$prof"
 	# calibration through the proxy: a fresh connection's /v2/ (2 round
@@ -522,10 +558,12 @@ m["profile_info"][sys.argv[2]]["measured"] = json.loads(sys.argv[3])
 json.dump(m, open(sys.argv[1], "w"), indent=1)
 PY
 	for img in $images; do
-		for rep in $(seq 1 "$reps"); do
-			for mode in "${active_modes[@]}"; do
-				[[ $mode != *-opt ]] || [ "${OPT_OK[$img]}" = 1 ] || continue
-				run_one "$img" "$prof" "$mode" "$rep"
+		for wl in $workloads; do
+			for rep in $(seq 1 "$reps"); do
+				for mode in "${active_modes[@]}"; do
+					[[ $mode != *-opt ]] || [ "${OPT_OK[$img]}" = 1 ] || continue
+					run_one "$img" "$prof" "$mode" "$rep" "$wl"
+				done
 			done
 		done
 	done

@@ -9,7 +9,8 @@
  * the one digest policy (a TOC rewritten by craft_toc.h: a file without
  * chunkDigest is served by its file digest when it is one chunk, refused
  * when that lies, is missing, or the file has several chunks);
- * prefetch and background fetch; the on-demand latency histogram and FUSE
+ * prefetch and background fetch (a background read starts while an
+ * on-demand read is in flight); the on-demand latency histogram and FUSE
  * operation counts (through a real mount: run as root with /dev/fuse; without
  * them the test fails, or with LP_ALLOW_SKIP=1 is skipped and the binary
  * exits 77, which ctest reports as skipped).
@@ -1668,6 +1669,77 @@ static void test_background_quiet(void **state)
 	lp_fs_activity_free(act);
 }
 
+/* a reader that says when it is done */
+struct timed_reader {
+	struct reader rd;
+	atomic_bool done;
+};
+
+static void *timed_reader_main(void *arg)
+{
+	struct timed_reader *tr = arg;
+
+	reader_main(&tr->rd);
+	atomic_store(&tr->done, true);
+	return NULL;
+}
+
+/*
+ * On-demand reads jump the queue without pausing the background: while a
+ * slow on-demand read is in flight in a layer without a landmark, the
+ * scheduler still starts a background read (one stream: the planner's
+ * FS_PLAN_STREAMS_BUSY). Before the scheduler the background waited until
+ * every on-demand read had ended (and 20 ms more), which made a workload
+ * that reads everything fetch it file by file.
+ */
+static void test_background_streams(void **state)
+{
+	struct lp_fs_options opts;
+	struct fixture fx = { 0 };
+	struct timed_reader tr = { 0 };
+	pthread_t t;
+	struct stat st;
+	bool overlapped = false;
+	int i;
+
+	(void)state;
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	open_fs(&fx, "v1-default", &opts);
+	assert_int_equal(lookup_path(fx.fs, "usr/bin/tool", &st), 0);
+	atomic_store(&fx.fault->delay_ms, 1500); /* every read */
+	atomic_store(&fx.fault->reads, 0);
+	tr.rd = (struct reader){ .fs = fx.fs, .ino = st.st_ino };
+	assert_int_equal(pthread_create(&t, NULL, timed_reader_main, &tr), 0);
+	for (i = 0; i < 1000 && atomic_load(&fx.fault->reads) < 1; i++)
+		usleep(1000);
+	assert_int_equal(atomic_load(&fx.fault->reads), 1);
+	assert_int_equal(lp_fs_start(fx.fs), 0);
+	/* a second read starts while the on-demand one is still waiting */
+	while (!atomic_load(&tr.done)) {
+		if (atomic_load(&fx.fault->reads) >= 2) {
+			overlapped = !atomic_load(&tr.done);
+			break;
+		}
+		usleep(2000);
+	}
+	assert_true(overlapped);
+	pthread_join(t, NULL);
+	assert_int_equal(tr.rd.r, 0);
+	/* and it covers the layer: everything served with the source gone */
+	atomic_store(&fx.fault->delay_ms, 0);
+	for (i = 0; i < 1000 && !background_is(fx.fs, "\"background\": "
+						      "{\"state\": \"done\"");
+	     i++)
+		usleep(10000);
+	assert_true(i < 1000);
+	fx.fault->lo = 0;
+	fx.fault->hi = UINT64_MAX;
+	atomic_store(&fx.fault->mode, FAULT_FAIL);
+	check_all_files(fx.fs, "v1-default");
+	lp_fs_free(fx.fs);
+}
+
 /* --- statistics: the latency histogram and FUSE operation counts --- */
 
 static void test_latency_histogram(void **state)
@@ -2079,6 +2151,7 @@ int main(void)
 		cmocka_unit_test(test_background_gone),
 		cmocka_unit_test(test_reply_errno),
 		cmocka_unit_test(test_background_quiet),
+		cmocka_unit_test(test_background_streams),
 		cmocka_unit_test(test_latency_histogram),
 		cmocka_unit_test(test_op_counts),
 		cmocka_unit_test(test_op_counts_mounted),

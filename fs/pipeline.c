@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The pipeline of one chunk request, front to back: the planner says how
+ * far one blob read may reach (fs/plan.c), the memory tier claims the
+ * absent chunks of that range or hands out what it has (fs/chunk_cache.c,
+ * single flight), the fetch fills a claim from the disk tier or the blob,
+ * decoding and verifying each chunk (fs/chunk_fetch.c), and each result is
+ * published here as soon as it is known. The disk-tier copy of a fetched
+ * chunk is written after its publish, by a writer thread once the layer is
+ * started (before that, inline after the publish), so no reader waits for
+ * a disk write. Every caller of the read path (file reads, the scheduler)
+ * comes through fs_chunk_get(); the cache and the fetch never call each
+ * other.
+ *
+ * Lock order: writer.lock is a leaf (never held across a disk write or
+ * another lock).
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "fs_int.h"
+#include "lp_log.h"
+
+/* one claimed run on its way: what the settle callback needs */
+struct pipe_run {
+	struct lp_fs *fs;
+	enum fs_fetch_kind kind;
+};
+
+/* write a pinned, published chunk to the disk tier, then unpin it */
+static void disk_write(struct lp_fs *fs, struct fs_chunk *ch)
+{
+	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ch->ci);
+	const struct lp_digest *dg;
+
+	/* verified before publish: the digest exists */
+	if (lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0)
+		fs_disk_put(fs->disk, dg, ch->data, ch->len);
+	fs_chunk_put(fs, ch);
+}
+
+/* queue a pinned chunk for the writer; false: no writer or the queue is full
+ * (the caller writes it itself: a bound on the pinned memory, and back
+ * pressure on fetching when the disk is the slower) */
+static bool writer_queue(struct lp_fs *fs, struct fs_chunk *ch)
+{
+	struct fs_writer *w = &fs->writer;
+	bool queued = false;
+
+	pthread_mutex_lock(&w->lock);
+	if (w->started && !w->stop && w->n < FS_WRITE_QUEUE &&
+	    w->bytes + ch->len <= FS_WRITE_QUEUE_BYTES) {
+		w->queue[(w->head + w->n++) % FS_WRITE_QUEUE] = ch;
+		w->bytes += ch->len;
+		pthread_cond_signal(&w->cond);
+		queued = true;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return queued;
+}
+
+static void *writer_main(void *arg)
+{
+	struct lp_fs *fs = arg;
+	struct fs_writer *w = &fs->writer;
+	struct fs_chunk *ch;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (!w->n && !w->stop)
+			pthread_cond_wait(&w->cond, &w->lock);
+		if (!w->n)
+			break; /* stopping, nothing left */
+		ch = w->queue[w->head];
+		w->head = (w->head + 1) % FS_WRITE_QUEUE;
+		w->n--;
+		w->bytes -= ch->len;
+		pthread_mutex_unlock(&w->lock);
+		disk_write(fs, ch);
+		pthread_mutex_lock(&w->lock);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+int fs_writer_start(struct lp_fs *fs)
+{
+	struct fs_writer *w = &fs->writer;
+	int r = 0;
+
+	if (!fs->disk)
+		goto out;
+	pthread_mutex_lock(&w->lock);
+	r = -pthread_create(&w->thread, NULL, writer_main, fs);
+	w->started = r == 0;
+	pthread_mutex_unlock(&w->lock);
+out:
+	return r;
+}
+
+void fs_writer_stop(struct lp_fs *fs)
+{
+	struct fs_writer *w = &fs->writer;
+	bool started;
+
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	started = w->started;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	if (started)
+		pthread_join(w->thread, NULL); /* it drains the queue first */
+	w->started = false;
+}
+
+/* fs_fetch_run()'s callback: publish, then keep a fetched chunk on disk */
+static void settle(void *arg, uint32_t ci, uint8_t *data, int res,
+		   bool retryable, bool from_disk)
+{
+	struct pipe_run *run = arg;
+	struct lp_fs *fs = run->fs;
+	struct fs_chunk *pin = NULL;
+	const bool keep = res == 0 && fs->disk && !from_disk;
+
+	fs_chunk_publish(fs, ci, data, res, retryable, run->kind,
+			 keep ? &pin : NULL);
+	if (pin && !writer_queue(fs, pin))
+		disk_write(fs, pin);
+}
+
+/* whether the disk tier holds chunk @ci */
+static bool on_disk(struct lp_fs *fs, uint32_t ci)
+{
+	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
+	const struct lp_digest *dg;
+
+	return fs->disk && lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0 &&
+	       fs_disk_has(fs->disk, dg);
+}
+
+int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
+		 enum fs_fetch_kind kind, struct fs_chunk **ret_chunk,
+		 uint32_t *ret_next, struct lp_err *err)
+{
+	struct pipe_run run = { .fs = fs, .kind = kind };
+	struct fs_chunk *ch = NULL;
+	uint32_t end, n = 1;
+	uint64_t t0 = 0;
+	bool retryable = false, net = false;
+	int r;
+
+	if (kind == FS_FETCH_ONDEMAND)
+		fs_sched_ondemand_read(fs, ci);
+	end = fs_plan_run_end(fs->toc, ci, extend_to, fs_plan_run_bytes(kind));
+	r = fs_chunk_claim(fs, ci, end, ret_chunk ? &ch : NULL, &n, &retryable);
+	if (r == -ENOMEM) {
+		r = lp_err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (r < 0) {
+		/* the fetcher's verdict reaches its waiters too */
+		struct lp_err cause = { 0 };
+
+		lp_err_set_ex(&cause, r, retryable ? LP_ERR_RETRYABLE : 0, 0,
+			      "fetched by another reader, which failed");
+		fs_chunk_error_from(fs, ci, r, &cause, lp_err_str(&cause, r),
+				    err);
+		goto out;
+	}
+	if (r == FS_CLAIM_READY) {
+		atomic_fetch_add(&fs->stats.mem_hits, 1);
+		r = 0;
+		goto out;
+	}
+	if (r == FS_CLAIM_WAITED || r == FS_CLAIM_BUSY) {
+		r = 0;
+		goto out;
+	}
+	/* claimed: [ci, ci + n) are ours to fill */
+	if (kind == FS_FETCH_ONDEMAND) {
+		/* a read the disk tier serves takes nothing from the link:
+		 * it is no reason for the background to narrow */
+		net = !on_disk(fs, ci);
+		if (net) {
+			fs_sched_ondemand_miss(fs, ci, ci + n);
+			fs_activity_begin(fs, true);
+		}
+		t0 = lp_mono_ns();
+	}
+	r = fs_fetch_run(fs, ci, n, settle, &run, err);
+	if (kind == FS_FETCH_ONDEMAND) {
+		fs_stats_ondemand(&fs->stats, lp_mono_ns() - t0);
+		if (net)
+			fs_activity_end(fs, true);
+		if (n > 1)
+			atomic_fetch_add(&fs->stats.readahead_chunks, n - 1);
+	}
+	if (r < 0) {
+		/* our pin kept @ch alive; it was not published */
+		fs_chunk_put(fs, ch);
+		ch = NULL;
+	}
+out:
+	if (r == 0 && ret_chunk)
+		*ret_chunk = ch;
+	if (ret_next)
+		*ret_next = ci + n;
+	return r;
+}

@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The fetch planner: every decision about what to fetch together and in
+ * which order, and every constant behind it, as pure functions over the TOC
+ * (and, where the cache's state matters, a predicate the caller passes in).
+ * Nothing here locks, allocates or does I/O, so each rule is unit-tested on
+ * its own (tests/unit/test_plan.c). The hops of the read path ask:
+ *   file_read.c   how far a read may fetch along (read-ahead, neighbours)
+ *   pipeline.c    how many chunks one blob read may cover (coalescing)
+ *   scheduler.c   which run to fetch next and how many blob reads may be in
+ *                 flight in the background (the scheduling order and width)
+ * The constants are in fs_int.h ("the fetch planner"), next to these
+ * functions' declarations.
+ */
+#include "fs_int.h"
+
+bool fs_plan_coalesce(const struct lp_toc_chunk *next, uint64_t start,
+		      uint64_t end, uint64_t max)
+{
+	uint64_t next_end = next->offset + next->compressed_size;
+
+	if (next->offset < start)
+		return false; /* not in blob order */
+	if (next->offset > end && next->offset - end > FS_PLAN_MAX_GAP)
+		return false;
+	return lp_max_u64(end, next_end) - start <= max;
+}
+
+uint64_t fs_plan_run_bytes(enum fs_fetch_kind kind)
+{
+	/*
+	 * On demand, a reader waits for the whole claimed run, read-ahead
+	 * included: it asked for what it reads. Prefetch and background
+	 * runs are the scheduler's streams: several in flight, each a
+	 * bounded piece, so that an on-demand read never queues behind a
+	 * long one and the workload, following the first stream, is never
+	 * far behind the link.
+	 */
+	return kind == FS_FETCH_ONDEMAND ? FS_PLAN_MAX_COALESCE :
+					   FS_PLAN_STREAM_RUN;
+}
+
+uint64_t fs_plan_stream_bytes(unsigned int streak)
+{
+	/*
+	 * The background starts with small reads, and after an on-demand
+	 * miss away from its stream goes on from the miss with small reads
+	 * again (the miss's neighbourhood: a workload that jumps around, as
+	 * an import does, gets its next files soon, and its next misses do
+	 * not queue behind long reads it does not need on a full link). Four
+	 * small reads in flight already fill the link (256 KiB each is more
+	 * than the bandwidth-delay product at 100 Mbit/s and 20 ms, or
+	 * 1 Gbit/s and 2 ms); what a bigger read saves is requests, so the
+	 * size doubles only with each read handed out while the workload
+	 * reads the layer in blob order (one that reads everything gets
+	 * full-size reads after a few).
+	 */
+	uint64_t b = FS_PLAN_STREAM_FIRST;
+
+	while (streak-- && b < FS_PLAN_STREAM_RUN)
+		b *= 2;
+	return lp_min_u64(b, FS_PLAN_STREAM_RUN);
+}
+
+uint64_t fs_plan_background_bytes(unsigned int streak, bool busy)
+{
+	/*
+	 * While on-demand reads are going on, each of their replies queues
+	 * behind whatever bulk read shares the link (a full bottleneck
+	 * queue holds 100 ms and more): the one background read then stays
+	 * small, the neighbourhood of the last miss.
+	 */
+	uint64_t b = fs_plan_stream_bytes(streak);
+
+	return busy ? lp_min_u64(b, FS_PLAN_BUSY_RUN) : b;
+}
+
+bool fs_plan_in_order(uint32_t last, uint32_t ci)
+{
+	return ci >= last && ci - last <= FS_PLAN_IN_ORDER_SLACK;
+}
+
+bool fs_plan_miss_ahead(const struct lp_toc *toc, uint32_t cursor,
+			uint32_t miss)
+{
+	const uint32_t nr = lp_toc_nr_chunks(toc);
+
+	if (miss < cursor || miss >= nr || cursor >= nr)
+		return false;
+	return lp_toc_chunk(toc, miss).offset -
+		       lp_toc_chunk(toc, cursor).offset <=
+	       FS_PLAN_STREAM_RUN;
+}
+
+uint32_t fs_plan_run_end(const struct lp_toc *toc, uint32_t ci, uint32_t limit,
+			 uint64_t max)
+{
+	const uint32_t nr = lp_toc_nr_chunks(toc);
+	struct lp_toc_chunk c;
+	uint64_t start, end;
+	uint32_t j;
+
+	if (ci >= nr)
+		return ci;
+	if (limit > nr)
+		limit = nr;
+	c = lp_toc_chunk(toc, ci);
+	start = c.offset;
+	end = c.offset + c.compressed_size;
+	for (j = ci + 1; j < limit && j - ci < FS_MAX_RUN; j++) {
+		c = lp_toc_chunk(toc, j);
+		if (!fs_plan_coalesce(&c, start, end, max))
+			break;
+		end = lp_max_u64(end, c.offset + c.compressed_size);
+	}
+	return j;
+}
+
+uint32_t fs_plan_read_limit(const struct lp_toc *toc, uint32_t idx,
+			    uint32_t last, bool sequential)
+{
+	const struct lp_toc_entry *e = lp_toc_entry(toc, idx);
+	uint32_t limit = e->first_chunk + e->nr_chunks, ci = last + 1;
+	uint32_t nr = lp_toc_nr_chunks(toc);
+	uint64_t extra = 0;
+
+	if (sequential)
+		while (ci < limit && extra < FS_PLAN_READAHEAD)
+			extra += lp_toc_chunk(toc, ci++).chunk_size;
+	if (ci < limit)
+		return ci;
+	/*
+	 * The read reaches the end of the file: bring the chunks of the files
+	 * that follow it in the blob along, a bounded number of compressed
+	 * bytes, since a workload that opens one small file tends to open its
+	 * neighbours next (same directory, same package). The fetch claims
+	 * them only while they are absent and coalesce with this read.
+	 */
+	extra = 0;
+	while (ci < nr) {
+		extra += lp_toc_chunk(toc, ci).compressed_size;
+		if (extra > FS_PLAN_NEIGHBOURS)
+			break;
+		ci++;
+	}
+	return ci;
+}
+
+uint32_t fs_plan_prefetch_chunks(const struct lp_toc *toc,
+				 uint64_t prefetch_end)
+{
+	uint32_t nr = lp_toc_nr_chunks(toc), end = 0;
+
+	while (end < nr && lp_toc_chunk(toc, end).offset < prefetch_end)
+		end++;
+	return end;
+}
+
+uint32_t fs_plan_next(uint32_t nr, uint32_t from, fs_plan_skip_fn skip,
+		      void *arg)
+{
+	uint32_t i, ci;
+
+	if (from >= nr)
+		from = 0;
+	/* from the cursor to the end, then what was jumped over */
+	for (i = 0; i < nr; i++) {
+		ci = from + i < nr ? from + i : from + i - nr;
+		if (!skip(arg, ci))
+			return ci;
+	}
+	return LP_TOC_NO_INDEX;
+}
+
+/* ns from @t to @now; 0 when @t was stamped after @now was read */
+static uint64_t since(uint64_t now, uint64_t t)
+{
+	return now > t ? now - t : 0;
+}
+
+bool fs_plan_defers(const struct fs_plan_layer *l)
+{
+	/*
+	 * Only a layer with a prefetch landmark (optimised for a workload)
+	 * defers to prioritised fetching: its workload's files are in, the
+	 * rest is unlikely to be wanted soon. It stops deferring once it has
+	 * waited FS_PLAN_MAX_DEFER quiet times in all (a busy workload cannot
+	 * starve it), or once the workload has missed the prefetch range
+	 * FS_PLAN_RELEASE_MISSES times: it wants more than its prefetch list
+	 * named, and the rest fetched at once is what spares it those round
+	 * trips (the rule for a layer without a landmark).
+	 */
+	return l->optimised && l->quiet_ns &&
+	       l->deferred_ns < l->quiet_ns * FS_PLAN_MAX_DEFER &&
+	       l->misses < FS_PLAN_RELEASE_MISSES;
+}
+
+unsigned int fs_plan_background_width(const struct fs_plan_clock *c,
+				      const struct fs_plan_layer *l)
+{
+	const uint64_t short_quiet = (uint64_t)FS_PLAN_SHORT_QUIET_MS * 1000000;
+	const bool ondemand =
+		c->ondemand ||
+		since(c->now_ns, c->last_ondemand_ns) < short_quiet;
+
+	if (fs_plan_defers(l) && (ondemand || c->prefetch ||
+				  since(c->now_ns, c->last_ns) < l->quiet_ns))
+		return 0;
+	/*
+	 * On-demand reads jump the queue: they never wait for a stream
+	 * slot, and while they are in flight the background keeps one
+	 * stream going instead of pausing (a paused background made a
+	 * workload that reads everything fetch it file by file, a round
+	 * trip each: 1.41x a full pull), so their replies share the link
+	 * with one bulk read, not several. A workload that reads the layer
+	 * in blob order is the exception: what it waits for is the stream
+	 * itself, and the wider the sooner.
+	 */
+	if (l->in_order >= FS_PLAN_IN_ORDER_RUN)
+		return FS_PLAN_STREAMS;
+	return ondemand ? FS_PLAN_STREAMS_BUSY : FS_PLAN_STREAMS;
+}

@@ -1,0 +1,631 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The fetch scheduler: prefetch and background fetch of one layer, on
+ * FS_PLAN_STREAMS low-priority workers that keep the link full. Each worker
+ * takes the next run (at most FS_PLAN_STREAM_RUN compressed bytes, one
+ * streamed blob read: fs_chunk_get publishes each chunk as its bytes
+ * arrive) and fetches it while the process-wide stream count allows:
+ *   1. the prefetch range [0, prefetch landmark), in blob order, at full
+ *      width; when it is all handed out and in, one worker checks that every
+ *      chunk of it is in the cache and wakes lp_fs_wait_prefetch();
+ *   2. the rest, in the order the planner gives (fs_plan_next): on from
+ *      where the last on-demand miss ended (the workload's neighbourhood,
+ *      and for a workload that reads everything in order, the stream it
+ *      follows), then what was jumped over, each chunk once.
+ * How many background reads may be in flight is the planner's
+ * (fs_plan_background_width): on-demand reads never wait for a slot and
+ * never stop the background; while they are in flight it keeps one stream
+ * going. A layer with a prefetch landmark (an optimised one) defers its
+ * background fetch until opts.background_quiet_ms without prioritised
+ * fetching (prefetch and on-demand reads, in every layer sharing the fs's
+ * activity, and the fs's start), so it does not take CPU and disk from a
+ * starting workload, at most FS_PLAN_MAX_DEFER times that, and no longer
+ * once the workload missed the prefetch range FS_PLAN_RELEASE_MISSES times.
+ * Background chunks enter the memory tier cold, so they never push out hot
+ * data. Without a disk tier the background stops once the memory budget is
+ * full: there is nowhere to keep the rest.
+ *
+ * What a failed fetch means is read from its error, as decided where it
+ * arose (lp_err_retryable: the registry marks a 5xx, a 429, a timeout or a
+ * refused connection): such an outage makes the run's worker wait, backing
+ * off up to FS_BACKGROUND_BACKOFF_MAX_MS, and the run's chunks are handed
+ * out again, so an outage costs time, not coverage; until a read succeeds
+ * again (and at the start) one read at a time probes the source. A chunk
+ * whose bytes are
+ * wrong (-EBADMSG) or over a bound (-EFBIG) is skipped. Any other permanent
+ * error (the source refuses the blob: 404, 403, 410, a broken protocol)
+ * stops the background fetch: every further chunk would get the same
+ * answer. Each decision is logged once: the start of an outage (not every
+ * retry), its end, a skipped chunk, the stop.
+ *
+ * Lock order: fetch.lock, then (inside fs_chunk_is_present) cache.lock;
+ * fetch.lock is never held across a fetch.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+#include <time.h>
+#include <unistd.h>
+
+#include "fs_int.h"
+#include "lp_log.h"
+
+#define FS_SCHED_POLL_MS 10 /* worker 0 re-reads the clock this often */
+#define FS_SCHED_POLL_OTHERS_MS 40 /* the other workers */
+#define FS_BACKGROUND_BACKOFF_MS 500 /* first wait after a failed fetch */
+#define FS_BACKGROUND_BACKOFF_MAX_MS 30000
+
+static bool stopping(struct lp_fs *fs)
+{
+	bool stop;
+
+	pthread_mutex_lock(&fs->fetch.lock);
+	stop = fs->fetch.stop;
+	pthread_mutex_unlock(&fs->fetch.lock);
+	return stop;
+}
+
+/* with fetch.lock held */
+static void set_state_locked(struct lp_fs *fs, bool prefetch,
+			     enum fs_job_state st, int error)
+{
+	if (prefetch) {
+		fs->fetch.prefetch = st;
+		fs->fetch.prefetch_error = error;
+	} else {
+		fs->fetch.background = st;
+		fs->fetch.background_error = error;
+	}
+	pthread_cond_broadcast(&fs->fetch.cond);
+}
+
+static void deadline_in(struct timespec *ts, unsigned int ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+/* wait on fetch.cond (held) for at most @ms */
+static void wait_locked(struct lp_fs *fs, unsigned int ms)
+{
+	struct timespec ts;
+
+	deadline_in(&ts, ms);
+	pthread_cond_timedwait(&fs->fetch.cond, &fs->fetch.lock, &ts);
+}
+
+void fs_activity_begin(struct lp_fs *fs, bool ondemand)
+{
+	atomic_fetch_add(ondemand ? &fs->act->ondemand : &fs->act->prefetch, 1);
+}
+
+void fs_activity_end(struct lp_fs *fs, bool ondemand)
+{
+	uint64_t now = lp_mono_ns();
+
+	atomic_store(&fs->act->last_ns, now);
+	if (ondemand)
+		atomic_store(&fs->act->last_ondemand_ns, now);
+	atomic_fetch_sub(ondemand ? &fs->act->ondemand : &fs->act->prefetch, 1);
+}
+
+void fs_sched_ondemand_miss(struct lp_fs *fs, uint32_t ci, uint32_t end)
+{
+	uint64_t h = atomic_load(&fs->fetch.hint);
+
+	/* racing misses: either one will do */
+	atomic_store(&fs->fetch.hint_ci, ci);
+	atomic_store(&fs->fetch.hint, (((h >> 32) + 1) << 32) | end);
+	if (fs->prefetch_end &&
+	    lp_toc_chunk(fs->toc, ci).offset >= fs->prefetch_end)
+		atomic_fetch_add(&fs->fetch.misses, 1);
+}
+
+void fs_sched_ondemand_read(struct lp_fs *fs, uint32_t ci)
+{
+	uint64_t o = atomic_load(&fs->fetch.order);
+	uint32_t last = (uint32_t)(o >> 32), run = (uint32_t)o;
+
+	/* the prefetch range is read in its own order (an optimised
+	 * workload's): it says nothing about the rest */
+	if (ci < fs->prefetch_chunks)
+		return;
+	if (ci == last)
+		return;
+	run = fs_plan_in_order(last, ci) ? run + (run < UINT32_MAX) : 0;
+	/* racing readers: either one's view will do */
+	atomic_store(&fs->fetch.order, ((uint64_t)ci << 32) | run);
+}
+
+/* take one of the activity's stream slots if fewer than @limit are taken */
+static bool slot_take(struct lp_fs_activity *a, unsigned int limit)
+{
+	unsigned int v = atomic_load(&a->streams);
+
+	while (v < limit)
+		if (atomic_compare_exchange_weak(&a->streams, &v, v + 1))
+			return true;
+	return false;
+}
+
+static void slot_give(struct lp_fs_activity *a)
+{
+	atomic_fetch_sub(&a->streams, 1);
+}
+
+static bool tried(const struct fs_fetcher *f, uint32_t ci)
+{
+	return f->bg_tried[ci / 8] & (1u << (ci % 8));
+}
+
+static void mark_tried(struct fs_fetcher *f, uint32_t ci, uint32_t end, bool on)
+{
+	for (; ci < end; ci++) {
+		if (on)
+			f->bg_tried[ci / 8] |= (uint8_t)(1u << (ci % 8));
+		else
+			f->bg_tried[ci / 8] &= (uint8_t) ~(1u << (ci % 8));
+	}
+}
+
+static bool have_chunk(struct lp_fs *fs, uint32_t ci)
+{
+	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
+	const struct lp_digest *dg;
+
+	return fs_chunk_is_present(fs, ci) ||
+	       (fs->disk && lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0 &&
+		fs_disk_has(fs->disk, dg));
+}
+
+/* fs_plan_next()'s predicate: handed out already, or held */
+static bool skip_chunk(void *arg, uint32_t ci)
+{
+	struct lp_fs *fs = arg;
+
+	return tried(&fs->fetch, ci) || have_chunk(fs, ci);
+}
+
+/* compressed bytes from chunk @ci's start to chunk @end - 1's end */
+static uint64_t span(struct lp_fs *fs, uint32_t ci, uint32_t end)
+{
+	const struct lp_toc_chunk a = lp_toc_chunk(fs->toc, ci);
+	const struct lp_toc_chunk b = lp_toc_chunk(fs->toc, end - 1);
+	uint64_t e = b.offset + b.compressed_size;
+
+	return e > a.offset ? e - a.offset : 0;
+}
+
+enum job {
+	JOB_EXIT,
+	JOB_PREFETCH, /* fetch [ci, end) of the prefetch range */
+	JOB_PREFETCH_CHECK, /* every prefetch chunk in? then done */
+	JOB_BACKGROUND, /* fetch [ci, end) */
+};
+
+/* what next_background() found when it hands out no run */
+enum bg_wait {
+	BG_NOTHING, /* off, done, stopped or failed: nothing to wait for */
+	BG_WAIT, /* wait and ask again */
+	BG_WAITED, /* it waited itself: ask again */
+};
+
+/* the background's share of next_job(), fetch.lock held: JOB_BACKGROUND,
+ * or JOB_EXIT with *@ret_wait saying why */
+static enum job next_background(struct lp_fs *fs, unsigned int self,
+				uint32_t *ret_ci, uint32_t *ret_end,
+				enum bg_wait *ret_wait)
+{
+	struct fs_fetcher *f = &fs->fetch;
+	const uint32_t nr = lp_toc_nr_chunks(fs->toc);
+	struct fs_plan_layer l = {
+		.optimised = fs->prefetch_end != 0,
+		.quiet_ns = (uint64_t)fs->opts.background_quiet_ms * 1000000,
+		.deferred_ns = f->bg_deferred_ns,
+		.misses = atomic_load(&f->misses),
+		.in_order = (uint32_t)atomic_load(&f->order),
+	};
+	struct fs_plan_clock c = {
+		.now_ns = lp_mono_ns(),
+		.ondemand = atomic_load(&fs->act->ondemand),
+		.prefetch = atomic_load(&fs->act->prefetch),
+		.last_ns = atomic_load(&fs->act->last_ns),
+		.last_ondemand_ns = atomic_load(&fs->act->last_ondemand_ns),
+	};
+	unsigned int width;
+	size_t used, peak;
+	uint64_t h;
+	uint32_t ci;
+	bool busy;
+
+	*ret_wait = BG_WAIT;
+	if (f->background != FS_JOB_PENDING &&
+	    f->background != FS_JOB_RUNNING) {
+		*ret_wait = BG_NOTHING;
+		return JOB_EXIT;
+	}
+	if (c.now_ns < f->retry_at_ns)
+		return JOB_EXIT; /* backing off: the source is away */
+	width = fs_plan_background_width(&c, &l);
+	if (!width) {
+		if (self == 0) { /* one worker keeps the account */
+			wait_locked(fs, FS_SCHED_POLL_MS);
+			f->bg_deferred_ns += lp_mono_ns() - c.now_ns;
+			*ret_wait = BG_WAITED;
+		}
+		return JOB_EXIT;
+	}
+	f->background = FS_JOB_RUNNING;
+	h = atomic_load(&f->hint);
+	if (h >> 32 != f->hint_seen) {
+		/* the workload missed: stream on from where that read ended */
+		f->hint_seen = h >> 32;
+		if (!fs_plan_miss_ahead(fs->toc, f->bg_cursor,
+					atomic_load(&f->hint_ci)))
+			f->streak = 0; /* a jump: small reads again */
+		f->bg_cursor = (uint32_t)h;
+	}
+	ci = fs_plan_next(nr, f->bg_cursor, skip_chunk, fs);
+	if (ci == LP_TOC_NO_INDEX) {
+		if (f->bg_running)
+			return JOB_EXIT; /* a failed run may give work back */
+		set_state_locked(fs, false,
+				 f->bg_last_err ? FS_JOB_FAILED : FS_JOB_DONE,
+				 f->bg_last_err);
+		*ret_wait = BG_NOTHING;
+		return JOB_EXIT;
+	}
+	fs_cache_usage(fs, &used, &peak);
+	if (!fs->disk &&
+	    used + lp_toc_chunk(fs->toc, ci).chunk_size > fs->cache.budget) {
+		set_state_locked(fs, false, FS_JOB_STOPPED, f->bg_last_err);
+		*ret_wait = BG_NOTHING;
+		return JOB_EXIT;
+	}
+	/* one read probes the source before the fan-out: a blob the
+	 * registry refuses costs one request, not one per worker */
+	if (!f->proven && f->bg_running)
+		return JOB_EXIT;
+	if (!slot_take(fs->act, width))
+		return JOB_EXIT;
+	*ret_ci = ci;
+	/* the reads grow only while the workload reads in blob order */
+	busy = width < FS_PLAN_STREAMS;
+	if (l.in_order >= FS_PLAN_IN_ORDER_RUN)
+		f->streak++;
+	*ret_end = fs_plan_run_end(fs->toc, ci, nr,
+				   fs_plan_background_bytes(f->streak, busy));
+	mark_tried(f, ci, *ret_end, true);
+	f->bg_cursor = *ret_end;
+	f->bg_running++;
+	return JOB_BACKGROUND;
+}
+
+/* the next job of worker @self; fetch.lock held, may wait */
+static enum job next_job(struct lp_fs *fs, unsigned int self, uint32_t *ret_ci,
+			 uint32_t *ret_end)
+{
+	struct fs_fetcher *f = &fs->fetch;
+	enum bg_wait wait;
+	enum job job;
+
+	for (;;) {
+		if (f->stop)
+			return JOB_EXIT;
+		if (f->prefetch == FS_JOB_RUNNING) {
+			if (f->pf_next < f->pf_chunks &&
+			    slot_take(fs->act, FS_PLAN_STREAMS)) {
+				*ret_ci = f->pf_next;
+				*ret_end = fs_plan_run_end(
+					fs->toc, f->pf_next, f->pf_chunks,
+					fs_plan_run_bytes(FS_FETCH_PREFETCH));
+				f->pf_next = *ret_end;
+				f->pf_running++;
+				return JOB_PREFETCH;
+			}
+			if (f->pf_next >= f->pf_chunks && !f->pf_running &&
+			    !f->pf_finishing) {
+				f->pf_finishing = true;
+				return JOB_PREFETCH_CHECK;
+			}
+		}
+		job = next_background(fs, self, ret_ci, ret_end, &wait);
+		if (job != JOB_EXIT)
+			return job;
+		if (wait == BG_NOTHING && f->prefetch != FS_JOB_RUNNING)
+			return JOB_EXIT; /* all done */
+		if (wait != BG_WAITED)
+			wait_locked(fs, self == 0 ? FS_SCHED_POLL_MS :
+						    FS_SCHED_POLL_OTHERS_MS);
+	}
+}
+
+static void run_prefetch(struct lp_fs *fs, uint32_t ci, uint32_t end)
+{
+	struct fs_fetcher *f = &fs->fetch;
+	struct lp_err err = { 0 };
+	uint32_t c, next;
+	int r = 0;
+
+	fs_activity_begin(fs, false);
+	for (c = ci; c < end && r == 0 && !stopping(fs); c = next)
+		r = fs_chunk_get(fs, c, end, FS_FETCH_PREFETCH, NULL, &next,
+				 &err);
+	fs_activity_end(fs, false);
+	slot_give(fs->act);
+	if (r == 0)
+		atomic_fetch_add(&fs->stats.prefetch_done_bytes,
+				 span(fs, ci, end));
+	pthread_mutex_lock(&f->lock);
+	f->pf_running--;
+	if (r < 0 && !f->prefetch_error) {
+		/* the one place this failure is reported */
+		lp_log_warn("prefetch stopped: %s", lp_err_str(&err, r));
+		f->prefetch_error = r;
+		f->pf_next = f->pf_chunks; /* hand out no more */
+	}
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* the prefetch range is handed out and its runs are over: "done" means
+ * every chunk of it is in the cache (pinned gets wait for chunks others
+ * are loading, and fetch what a failed or evicted run left out) */
+static void check_prefetch(struct lp_fs *fs)
+{
+	struct fs_fetcher *f = &fs->fetch;
+	struct lp_err err = { 0 };
+	uint32_t ci, next;
+	int r;
+
+	pthread_mutex_lock(&f->lock);
+	r = f->prefetch_error;
+	pthread_mutex_unlock(&f->lock);
+	fs_activity_begin(fs, false);
+	for (ci = 0; ci < f->pf_chunks && r == 0; ci = next) {
+		struct fs_chunk *ch = NULL;
+
+		if (stopping(fs))
+			break;
+		r = fs_chunk_get(fs, ci, f->pf_chunks, FS_FETCH_PREFETCH, &ch,
+				 &next, &err);
+		fs_chunk_put(fs, ch);
+	}
+	fs_activity_end(fs, false);
+	pthread_mutex_lock(&f->lock);
+	if (r < 0 && !f->prefetch_error)
+		lp_log_warn("prefetch stopped: %s", lp_err_str(&err, r));
+	if (f->stop && r == 0)
+		set_state_locked(fs, true, FS_JOB_STOPPED, 0);
+	else
+		set_state_locked(fs, true, r < 0 ? FS_JOB_FAILED : FS_JOB_DONE,
+				 r);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* what the background fetch does after a failed fetch */
+enum bg_verdict {
+	BG_RETRY, /* the source is away for now: back off, same chunks */
+	BG_SKIP, /* this chunk is bad: go on with the next */
+	BG_STOP, /* the source refuses: every chunk would fail */
+};
+
+/*
+ * The source's own verdict decides: marked retryable where it arose (or out
+ * of memory here, which passes too) -> wait; the source answered and refused
+ * (the blob source's -EIO carries the permanent HTTP error, e.g. 404, 403)
+ * -> every chunk would fail; anything else is this chunk's own fault (a
+ * digest that does not match, a bound, a bad member) -> the next one.
+ */
+static enum bg_verdict bg_verdict(int r, const struct lp_err *err)
+{
+	if (lp_err_retryable(err, r) || r == -ENOMEM)
+		return BG_RETRY;
+	if (r == -EIO)
+		return BG_STOP;
+	return BG_SKIP;
+}
+
+static void run_background(struct lp_fs *fs, uint32_t ci, uint32_t end)
+{
+	struct fs_fetcher *f = &fs->fetch;
+	struct lp_err err = { 0 };
+	enum bg_verdict v = BG_SKIP;
+	uint32_t c, next;
+	int r = 0;
+
+	for (c = ci; c < end && !stopping(fs); c = next) {
+		next = c + 1;
+		if (have_chunk(fs, c))
+			continue;
+		lp_err_clear(&err);
+		r = fs_chunk_get(fs, c, end, FS_FETCH_BACKGROUND, NULL, &next,
+				 &err);
+		if (r == 0)
+			continue;
+		v = bg_verdict(r, &err);
+		if (v != BG_SKIP)
+			break;
+		lp_log_warn("background fetch skips a chunk: %s",
+			    lp_err_str(&err, r));
+		pthread_mutex_lock(&f->lock);
+		f->bg_last_err = r; /* keep going: others may do */
+		pthread_mutex_unlock(&f->lock);
+	}
+	slot_give(fs->act);
+	if (c > ci)
+		atomic_fetch_add(&fs->stats.background_done_bytes,
+				 span(fs, ci, lp_min_u64(c, end)));
+	pthread_mutex_lock(&f->lock);
+	f->bg_running--;
+	if (r == 0 || v == BG_SKIP) {
+		f->proven = true;
+		if (f->backoff_ms) /* as loud as the warning that began it */
+			lp_log_warn("layer %s: background fetch resumed",
+				    lp_blob_name(fs->blob));
+		f->backoff_ms = 0;
+	} else if (v == BG_RETRY) {
+		/* the source is away: hand the rest out again after a wait;
+		 * no worker starts a run before then */
+		if (!f->backoff_ms)
+			lp_log_warn("background fetch waits for the source: %s",
+				    lp_err_str(&err, r));
+		f->backoff_ms = f->backoff_ms ? f->backoff_ms * 2 :
+						FS_BACKGROUND_BACKOFF_MS;
+		if (f->backoff_ms > FS_BACKGROUND_BACKOFF_MAX_MS)
+			f->backoff_ms = FS_BACKGROUND_BACKOFF_MAX_MS;
+		f->retry_at_ns =
+			lp_mono_ns() + (uint64_t)f->backoff_ms * 1000000;
+		mark_tried(f, c, end, false);
+		f->bg_cursor = c;
+		f->proven = false;
+		atomic_fetch_add(&fs->stats.background_retries, 1);
+	} else if (f->background == FS_JOB_RUNNING) {
+		lp_log_err("background fetch stopped: %s", lp_err_str(&err, r));
+		set_state_locked(fs, false, FS_JOB_FAILED, r);
+	}
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+struct worker {
+	struct lp_fs *fs;
+	unsigned int self;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct lp_fs *fs = w->fs;
+	struct fs_fetcher *f = &fs->fetch;
+	uint32_t ci = 0, end = 0;
+	enum job job;
+
+	/*
+	 * Not niced (the fetch thread was, at 10): a workload that follows a
+	 * stream waits for these threads' decoding, and on a busy machine a
+	 * niced stream makes it wait for everyone else's work (a priority
+	 * inversion). The CPU is spared instead
+	 * by the planner's rules: optimised layers defer, and the streams
+	 * narrow while on-demand reads run.
+	 */
+	pthread_mutex_lock(&f->lock);
+	while ((job = next_job(fs, w->self, &ci, &end)) != JOB_EXIT) {
+		pthread_mutex_unlock(&f->lock);
+		if (job == JOB_PREFETCH)
+			run_prefetch(fs, ci, end);
+		else if (job == JOB_PREFETCH_CHECK)
+			check_prefetch(fs);
+		else
+			run_background(fs, ci, end);
+		pthread_mutex_lock(&f->lock);
+	}
+	if (f->stop) {
+		if (f->prefetch == FS_JOB_RUNNING && !f->pf_finishing)
+			set_state_locked(fs, true, FS_JOB_STOPPED, 0);
+		if (f->background == FS_JOB_PENDING ||
+		    f->background == FS_JOB_RUNNING)
+			set_state_locked(fs, false, FS_JOB_STOPPED,
+					 f->bg_last_err);
+	}
+	pthread_mutex_unlock(&f->lock);
+	free(w);
+#ifdef __GLIBC__
+	/*
+	 * The workers' transient buffers (streamed runs, decoded chunks
+	 * handed on) came from the process's arenas from several threads at
+	 * once; a layer whose fetching is over gives the free pages back
+	 * (malloc_trim also releases free pages inside the heaps), so the
+	 * daemon at rest holds its budgets, not its fetch history.
+	 */
+	malloc_trim(0);
+#endif
+	return NULL;
+}
+
+int fs_fetcher_start(struct lp_fs *fs)
+{
+	struct fs_fetcher *f = &fs->fetch;
+	const bool pf = fs->opts.prefetch && fs->prefetch_end;
+	unsigned int i;
+	int r = 0;
+
+	if (!pf && !fs->opts.background_fetch)
+		goto out;
+	if (fs->opts.background_fetch) {
+		f->bg_tried = calloc(lp_toc_nr_chunks(fs->toc) / 8 + 1, 1);
+		if (!f->bg_tried) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	pthread_mutex_lock(&f->lock);
+	f->pf_chunks =
+		pf ? fs_plan_prefetch_chunks(fs->toc, fs->prefetch_end) : 0;
+	if (pf)
+		f->prefetch = FS_JOB_RUNNING;
+	for (i = 0; i < FS_PLAN_STREAMS; i++) {
+		struct worker *w = malloc(sizeof(*w));
+
+		if (!w) {
+			r = -ENOMEM;
+			break;
+		}
+		*w = (struct worker){ .fs = fs, .self = i };
+		r = -pthread_create(&f->threads[i], NULL, worker_main, w);
+		if (r < 0) {
+			free(w);
+			break;
+		}
+		f->nr_threads++;
+	}
+	if (f->nr_threads)
+		r = 0; /* fewer workers still do it all */
+	pthread_mutex_unlock(&f->lock);
+out:
+	return r;
+}
+
+void fs_fetcher_stop(struct lp_fs *fs)
+{
+	struct fs_fetcher *f = &fs->fetch;
+	unsigned int i, n;
+
+	pthread_mutex_lock(&f->lock);
+	f->stop = true;
+	n = f->nr_threads;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+	for (i = 0; i < n; i++)
+		pthread_join(f->threads[i], NULL);
+	free(f->bg_tried);
+	f->bg_tried = NULL;
+}
+
+int lp_fs_wait_prefetch(struct lp_fs *fs, unsigned int timeout_ms)
+{
+	struct timespec ts;
+	int r = 0;
+
+	deadline_in(&ts, timeout_ms);
+	pthread_mutex_lock(&fs->fetch.lock);
+	while (fs->fetch.prefetch == FS_JOB_PENDING ||
+	       fs->fetch.prefetch == FS_JOB_RUNNING) {
+		if (pthread_cond_timedwait(&fs->fetch.cond, &fs->fetch.lock,
+					   &ts) == ETIMEDOUT) {
+			r = -ETIMEDOUT;
+			break;
+		}
+	}
+	if (fs->fetch.prefetch == FS_JOB_FAILED)
+		r = fs->fetch.prefetch_error;
+	pthread_mutex_unlock(&fs->fetch.lock);
+	return r;
+}
