@@ -11,11 +11,19 @@
  * blob storage are remembered per blob and dropped when the storage refuses
  * (403, expiry) or after a while.
  *
+ * What a reply shows about its host (206, a whole blob for a range,
+ * multi-range answered or refused, a redirect) is told to caps.c, which
+ * decides how the host is read from then on. From a host that answers
+ * ranges with the whole blob, each blob is taken once into a spool
+ * (spool.c) and read from there: the reply that taught it is diverted into
+ * the spool (the request's sink switches to the spool's, "feed" below).
+ *
  * Errors are not logged here: they go back in the struct lp_err, with the
  * HTTP status and whether a retry may help (decided in http.c, where the
  * reply is classified), to the caller that decides what to do.
  *
- * Lock order: lock is a leaf (held only to copy the cached redirect).
+ * Lock order: lock is a leaf (held to copy the cached redirect, to make
+ * the spool; spool.c's lock is never taken under it).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -38,8 +46,10 @@ struct lp_reg_blob {
 	char name[LP_DIGEST_STR_LEN + 1];
 	uint64_t size;
 	char url[LP_REG_URL_MAX]; /* on the registry */
-	atomic_bool no_multi; /* the registry refused multi-range */
 	pthread_mutex_t lock;
+	struct reg_spool *spool; /* protected by lock; made once, when needed */
+	atomic_bool ranged; /* a range of it came back 206: ask by ranges */
+	bool no_spool; /* protected by lock: the spool could not be made */
 	char *redirect; /* protected by lock */
 	long redirect_at; /* protected by lock; monotonic s */
 };
@@ -58,6 +68,7 @@ int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	rb->ref = *ref;
 	rb->digest = *digest;
 	rb->size = size;
+	atomic_init(&rb->ranged, false);
 	lp_digest_format(digest, rb->name);
 	snprintf(suffix, sizeof(suffix), "blobs/%s", rb->name);
 	r = lp_reg_url(reg, ref, suffix, rb->url, sizeof(rb->url));
@@ -66,7 +77,6 @@ int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		return r;
 	}
 	atomic_init(&rb->refs, 1);
-	atomic_init(&rb->no_multi, false);
 	pthread_mutex_init(&rb->lock, NULL);
 	rb->reg = lp_reg_ref_client(reg);
 	*ret_rb = rb;
@@ -88,6 +98,7 @@ void lp_reg_blob_unref(struct lp_reg_blob *rb)
 {
 	if (!rb || atomic_fetch_sub(&rb->refs, 1) != 1)
 		return;
+	reg_spool_free(rb->spool); /* stops its feeder, which uses rb */
 	lp_reg_unref_client(rb->reg);
 	pthread_mutex_destroy(&rb->lock);
 	free(rb->redirect);
@@ -164,12 +175,44 @@ static int range_get(struct lp_reg_blob *rb, const char *range,
 	req.external = false;
 	r = lp_reg_do_follow(rb->reg, &req, resp, final, LP_REG_URL_MAX, err);
 	if (r == 0 && resp->status >= 200 && resp->status < 300 &&
-	    strcmp(final, rb->url))
+	    strcmp(final, rb->url)) {
 		redirect_set(rb, final);
+		reg_caps_note(lp_reg_caps(rb->reg), rb->ref.host,
+			      REG_SEEN_REDIRECT, resp->status);
+	}
 out:
 	free(cached);
 	free(final);
 	return r;
+}
+
+static struct reg_spool *blob_spool(struct lp_reg_blob *rb);
+
+/*
+ * A whole blob came for a range (@off, @len) of @rb: tell caps.c, and when
+ * the host is now to be spooled, make this reply the spool's feed. Returns
+ * the claimed spool (the caller feeds it through *@sink, rewriting @range
+ * on retries, and releases it), or NULL: slice the reply as before.
+ */
+static struct reg_spool *whole_reply(struct lp_reg_blob *rb,
+				     const struct lp_reg_resp *resp,
+				     uint64_t off, uint64_t len, char *range,
+				     size_t range_size,
+				     struct lp_reg_sink *sink)
+{
+	struct reg_caps *caps = lp_reg_caps(rb->reg);
+	struct reg_spool *sp;
+
+	if (off == 0 && len >= rb->size)
+		return NULL; /* asked for all of it: nothing learnt */
+	reg_caps_note(caps, rb->ref.host, REG_SEEN_WHOLE, resp->status);
+	if (!reg_caps_spool(caps, rb->ref.host))
+		return NULL;
+	sp = blob_spool(rb);
+	if (!sp || !reg_spool_claim(sp))
+		return NULL;
+	reg_spool_sink(sp, range, range_size, sink);
+	return sp;
 }
 
 /* ---- single range ---- */
@@ -192,6 +235,8 @@ struct range_sink {
 	size_t range_size;
 	lp_blob_progress_fn fn; /* NULL: no progress reports */
 	void *arg;
+	struct reg_spool *feed; /* the reply goes to this spool instead */
+	struct lp_reg_sink fsink; /* its sink, when feed is set */
 };
 
 static int range_begin(void *ctx, const struct lp_reg_resp *resp)
@@ -199,12 +244,18 @@ static int range_begin(void *ctx, const struct lp_reg_resp *resp)
 	struct range_sink *s = ctx;
 	uint64_t a, b, t;
 
+	if (s->feed)
+		return s->fsink.begin(s->fsink.ctx, resp);
 	s->begun = true;
 	if (resp->status == 200) {
 		/* Range ignored: the whole blob follows; take our slice */
 		if (resp->content_length >= 0 &&
 		    (uint64_t)resp->content_length != s->rb->size)
 			return -EPROTO;
+		s->feed = whole_reply(s->rb, resp, s->off, s->len, s->range,
+				      s->range_size, &s->fsink);
+		if (s->feed)
+			return s->fsink.begin(s->fsink.ctx, resp);
 		if (s->off + s->got > LP_REG_SKIP_MAX)
 			return -EFBIG;
 		s->whole = true;
@@ -220,6 +271,9 @@ static int range_begin(void *ctx, const struct lp_reg_resp *resp)
 	    (t != UINT64_MAX && t != s->rb->size))
 		return -EPROTO;
 	s->whole = false;
+	atomic_store(&s->rb->ranged, true);
+	reg_caps_note(lp_reg_caps(s->rb->reg), s->rb->ref.host, REG_SEEN_RANGE,
+		      resp->status);
 	return 0;
 }
 
@@ -229,6 +283,8 @@ static int range_write(void *ctx, const void *data, size_t len)
 	const uint8_t *p = data;
 	int r;
 
+	if (s->feed)
+		return s->fsink.write(s->fsink.ctx, data, len);
 	if (s->whole) {
 		uint64_t start = s->seen, end = s->seen + len;
 		uint64_t from, to;
@@ -258,6 +314,8 @@ static int range_finish(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct range_sink *s = ctx;
 
+	if (s->feed)
+		return s->fsink.finish(s->fsink.ctx, resp);
 	if (resp->status != 200 && resp->status != 206)
 		return -EPROTO;
 	return s->got == s->len ? 0 : -EAGAIN;
@@ -267,6 +325,8 @@ static bool range_complete(void *ctx)
 {
 	struct range_sink *s = ctx;
 
+	if (s->feed)
+		return s->fsink.complete(s->fsink.ctx);
 	return s->begun && s->got == s->len;
 }
 
@@ -274,6 +334,10 @@ static void range_reset(void *ctx)
 {
 	struct range_sink *s = ctx;
 
+	if (s->feed) {
+		s->fsink.reset(s->fsink.ctx); /* the spool's missing tail */
+		return;
+	}
 	/* keep buf[0, got): ask for the rest */
 	if (s->got)
 		snprintf(s->range, s->range_size, "Range: bytes=%llu-%llu",
@@ -319,6 +383,64 @@ static int range_reply(struct lp_reg_blob *rb, const char *what,
 	return 0;
 }
 
+/* the spool's feeder: one request for what it lacks (reg_spool_feed_fn) */
+static int spool_feed(void *ctx, struct reg_spool *sp, struct lp_err *err)
+{
+	struct lp_reg_blob *rb = ctx;
+	struct lp_reg_resp *resp;
+	struct lp_reg_sink sink;
+	char range[64];
+	int r;
+
+	resp = malloc(sizeof(*resp));
+	if (!resp)
+		return -ENOMEM;
+	reg_spool_sink(sp, range, sizeof(range), &sink);
+	r = range_get(rb, range, &sink, resp, err);
+	r = range_reply(rb, "blob", range, resp, r, err);
+	free(resp);
+	return r;
+}
+
+/* @rb's spool, made on first use; NULL when it cannot be (logged once) */
+static struct reg_spool *blob_spool(struct lp_reg_blob *rb)
+{
+	struct reg_spool *sp;
+	struct lp_err err;
+	int r = 0;
+
+	lp_err_clear(&err);
+	pthread_mutex_lock(&rb->lock);
+	if (!rb->spool && !rb->no_spool && rb->size) {
+		r = reg_spool_new(lp_reg_opts_get(rb->reg)->spool_dir,
+				  &rb->digest, rb->size, spool_feed, rb,
+				  &rb->spool, &err);
+		rb->no_spool = r < 0;
+	}
+	sp = rb->spool;
+	pthread_mutex_unlock(&rb->lock);
+	if (r < 0)
+		lp_log_warn("%s: read by ranges, a whole blob each (%s)",
+			    lp_err_str(&err, r), rb->ref.host);
+	return sp;
+}
+
+/*
+ * Read @rb from its spool rather than by a range: when it has one (a reply
+ * was the whole blob), or when its host's last answer to a range was the
+ * whole blob and @rb has had no 206 of its own.
+ */
+static bool spool_first(struct lp_reg_blob *rb)
+{
+	bool has;
+
+	pthread_mutex_lock(&rb->lock);
+	has = rb->spool != NULL;
+	pthread_mutex_unlock(&rb->lock);
+	return has || (!atomic_load(&rb->ranged) &&
+		       reg_caps_spool(lp_reg_caps(rb->reg), rb->ref.host));
+}
+
 /* one Range request, retried from where it broke off; @fn may be NULL */
 static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 		       uint64_t off, lp_blob_progress_fn fn, void *arg,
@@ -345,6 +467,11 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 	r = check_range(rb, off, len, err);
 	if (r < 0 || !len)
 		goto out;
+	if (spool_first(rb) && (s.feed = blob_spool(rb))) {
+		/* a range-less host: from the spool, as its bytes come in */
+		r = reg_spool_read(s.feed, buf, len, off, fn, arg, err);
+		goto out;
+	}
 	resp = malloc(sizeof(*resp));
 	if (!resp) {
 		r = -ENOMEM;
@@ -354,6 +481,13 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 		 (unsigned long long)off, (unsigned long long)(off + len - 1));
 	r = range_get(rb, range, &sink, resp, err);
 	r = range_reply(rb, "blob range", range, resp, r, err);
+	if (s.feed) {
+		/* the reply was the whole blob, taken into the spool */
+		r = reg_spool_release(s.feed, r, err, err);
+		if (r == 0)
+			r = reg_spool_read(s.feed, buf, len, off, fn, arg, err);
+		goto out;
+	}
 	if (r < 0)
 		goto out;
 	if (s.got != len)
@@ -384,13 +518,41 @@ struct tail_sink {
 	bool began; /* tail_begin() accepted the reply */
 	bool refused; /* a 200 with more than @want bytes: stopped */
 	int64_t refused_len; /* its Content-Length, -1 when not sent */
+	struct lp_reg_blob *rb;
+	char *range; /* the request's Range header */
+	size_t range_size;
+	struct reg_spool *feed; /* the reply goes to this spool instead */
+	struct lp_reg_sink fsink; /* its sink, when feed is set */
 };
+
+/* a whole blob larger than the tail: into the spool when the host is
+ * spooled and the blob's size is known, else -EOPNOTSUPP (stop) */
+static int tail_whole(struct tail_sink *s, const struct lp_reg_resp *resp)
+{
+	uint64_t total = resp->content_length >= 0 ?
+				 (uint64_t)resp->content_length :
+				 s->hint;
+
+	if (!total || (s->hint && total != s->hint))
+		return -EOPNOTSUPP;
+	s->rb->size = total; /* the blob is not shared yet */
+	s->feed = whole_reply(s->rb, resp, total - s->want, s->want, s->range,
+			      s->range_size, &s->fsink);
+	if (!s->feed)
+		return -EOPNOTSUPP;
+	s->total = total;
+	s->len = s->want;
+	return s->fsink.begin(s->fsink.ctx, resp);
+}
 
 static int tail_begin(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct tail_sink *s = ctx;
 	uint64_t a, b, t;
+	int r;
 
+	if (s->feed)
+		return s->fsink.begin(s->fsink.ctx, resp);
 	if (resp->status == 200) {
 		/* Range ignored: fine for a blob that fits, else stop now */
 		if (resp->content_length >= 0 &&
@@ -401,6 +563,9 @@ static int tail_begin(void *ctx, const struct lp_reg_resp *resp)
 			s->began = true;
 			return 0;
 		}
+		r = tail_whole(s, resp);
+		if (r != -EOPNOTSUPP)
+			return r;
 		s->refused = true;
 		s->refused_len = resp->content_length;
 		return -EOPNOTSUPP;
@@ -418,6 +583,11 @@ static int tail_begin(void *ctx, const struct lp_reg_resp *resp)
 	s->total = t;
 	s->len = (size_t)(b - a + 1);
 	s->began = true;
+	if (s->len < t) {
+		atomic_store(&s->rb->ranged, true);
+		reg_caps_note(lp_reg_caps(s->rb->reg), s->rb->ref.host,
+			      REG_SEEN_RANGE, resp->status);
+	}
 	return 0;
 }
 
@@ -425,6 +595,8 @@ static int tail_write(void *ctx, const void *data, size_t len)
 {
 	struct tail_sink *s = ctx;
 
+	if (s->feed)
+		return s->fsink.write(s->fsink.ctx, data, len);
 	if (len > s->len - s->got)
 		return -EPROTO; /* more than the reply announced */
 	memcpy(s->buf + s->got, data, len);
@@ -436,6 +608,8 @@ static int tail_finish(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct tail_sink *s = ctx;
 
+	if (s->feed)
+		return s->fsink.finish(s->fsink.ctx, resp);
 	if (resp->status != 200 && resp->status != 206)
 		return -EPROTO;
 	if (!s->began) {
@@ -452,6 +626,8 @@ static bool tail_complete(void *ctx)
 {
 	struct tail_sink *s = ctx;
 
+	if (s->feed)
+		return s->fsink.complete(s->fsink.ctx);
 	return s->began && s->got == s->len;
 }
 
@@ -459,6 +635,10 @@ static void tail_reset(void *ctx)
 {
 	struct tail_sink *s = ctx;
 
+	if (s->feed) {
+		s->fsink.reset(s->fsink.ctx); /* the spool's missing tail */
+		return;
+	}
 	s->got = 0;
 	s->len = 0;
 	s->total = 0;
@@ -519,7 +699,22 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		goto out;
 	}
 	snprintf(range, sizeof(range), "Range: bytes=-%zu", want);
+	s.rb = rb;
+	s.range = range;
+	s.range_size = sizeof(range);
 	r = range_get(rb, range, &sink, resp, err);
+	if (s.feed) {
+		/* the whole blob, taken into the spool: the tail from there */
+		r = range_reply(rb, "blob", range, resp, r, err);
+		r = reg_spool_release(s.feed, r, err, err);
+		if (r == 0)
+			r = reg_spool_read(s.feed, buf, s.len, s.total - s.len,
+					   NULL, NULL, err);
+		if (r < 0)
+			goto out;
+		*ret_len = s.len;
+		goto done;
+	}
 	if (r == -EOPNOTSUPP && s.refused) {
 		/* a whole blob larger than the tail: ask for the range */
 		total = s.refused_len >= 0 ? (uint64_t)s.refused_len : size;
@@ -735,7 +930,7 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 		}
 		sum += ranges[i].len;
 	}
-	if (n <= 1 || atomic_load(&rb->no_multi)) {
+	if (n <= 1 || !reg_caps_multi(lp_reg_caps(rb->reg), rb->ref.host)) {
 		r = singles(rb, ranges, n, err);
 		goto out;
 	}
@@ -764,11 +959,10 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 	lp_err_clear(&tmp);
 	r = range_get(rb, (const char *)range.data, &sink, resp, &tmp);
 	if ((r == -EOPNOTSUPP && resp->status == 200) ||
-	    (r == 0 && resp->status == 400)) {
-		/* no multi-range here: remember, and read one by one */
-		lp_log_debug("blob %s: multi-range refused (HTTP %ld)",
-			     rb->name, resp->status);
-		atomic_store(&rb->no_multi, true);
+	    (r == 0 && (resp->status == 400 || resp->status == 501))) {
+		/* no multi-range here (GHCR: 501): remember, one by one */
+		reg_caps_note(lp_reg_caps(rb->reg), rb->ref.host,
+			      REG_SEEN_MULTI_REFUSED, resp->status);
 		r = singles(rb, ranges, n, err);
 		goto out;
 	}
@@ -788,6 +982,9 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 			&(struct lp_reg_req){ .url = rb->url,
 					      .what = "blob ranges" },
 			resp, err);
+	else if (m.multipart)
+		reg_caps_note(lp_reg_caps(rb->reg), rb->ref.host,
+			      REG_SEEN_MULTI, resp->status);
 out:
 	lp_buf_release(&m.body);
 	lp_buf_release(&range);

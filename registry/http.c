@@ -57,7 +57,7 @@ struct reg_host {
 struct lp_reg {
 	atomic_uint refs;
 	struct lp_reg_opts o; /* strings below are owned copies */
-	char *ca_file, *config_dir, *platform, *user_agent;
+	char *ca_file, *config_dir, *platform, *user_agent, *spool_dir;
 	char **insecure; /* NULL-ended */
 	CURLSH *share;
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
@@ -68,6 +68,7 @@ struct lp_reg {
 	struct reg_host *hosts; /* protected by lock */
 	unsigned int n_hosts; /* protected by lock */
 	bool curl_init;
+	struct reg_caps *caps; /* what each host can do (caps.c) */
 };
 
 /* the shared monotonic clock (lp_common.h) as this file counts time */
@@ -139,6 +140,8 @@ static void reg_destroy(struct lp_reg *reg)
 	free(reg->config_dir);
 	free(reg->platform);
 	free(reg->user_agent);
+	free(reg->spool_dir);
+	reg_caps_free(reg->caps);
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&reg->share_locks[i]);
 	pthread_mutex_destroy(&reg->pool_lock);
@@ -169,6 +172,8 @@ int lp_reg_new(const struct lp_reg_opts *opts, struct lp_reg **ret_reg)
 	if (dup_opt(reg->o.ca_file, &reg->ca_file) < 0 ||
 	    dup_opt(reg->o.docker_config_dir, &reg->config_dir) < 0 ||
 	    dup_opt(reg->o.platform, &reg->platform) < 0 ||
+	    dup_opt(reg->o.spool_dir, &reg->spool_dir) < 0 ||
+	    reg_caps_new(&reg->caps) < 0 ||
 	    dup_opt(reg->o.user_agent ? reg->o.user_agent : "lazypull/0.1",
 		    &reg->user_agent) < 0)
 		goto out;
@@ -176,6 +181,7 @@ int lp_reg_new(const struct lp_reg_opts *opts, struct lp_reg **ret_reg)
 	reg->o.docker_config_dir = reg->config_dir;
 	reg->o.platform = reg->platform;
 	reg->o.user_agent = reg->user_agent;
+	reg->o.spool_dir = reg->spool_dir;
 	while (reg->o.insecure_hosts && reg->o.insecure_hosts[n])
 		n++;
 	reg->insecure = calloc(n + 1, sizeof(char *));
@@ -1144,6 +1150,11 @@ out:
 const struct lp_reg_opts *lp_reg_opts_get(const struct lp_reg *reg)
 {
 	return &reg->o;
+}
+
+struct reg_caps *lp_reg_caps(struct lp_reg *reg)
+{
+	return reg->caps;
 }
 
 /* "scheme://host[:port]" of @url into @out */

@@ -151,6 +151,7 @@ int lp_snap_layers_new(const struct lp_snap_config *c,
 	lp_reg_opts_init(&o);
 	o.insecure_hosts = (const char *const *)c->insecure;
 	o.docker_config_dir = c->docker_config_dir;
+	o.spool_dir = c->root; /* blobs of range-less hosts, unlinked */
 	r = lp_reg_new(&o, &l->reg);
 	if (r < 0)
 		goto out;
