@@ -14,9 +14,11 @@
  *
  * The whole blob is hashed as it is appended and checked against its digest
  * when the last byte is in; a mismatch drops the spool for good: every read
- * fails (-EBADMSG), never a wrong byte from then on. Bytes served before the
- * end are the host's word, as a 206 reply's are: fs/ verifies every chunk
- * against the TOC before it uses it.
+ * fails (-EBADMSG), never a wrong byte from then on. The blob's last byte is
+ * served only after that verdict, so a read of the end (where the TOC is)
+ * never sees unverified bytes; bytes served before the end are the host's
+ * word, as a 206 reply's are: fs/ verifies every chunk against the TOC
+ * before it uses it.
  *
  * The file is unlinked from the start (O_TMPFILE, else mkstemp + unlink), so
  * it goes when the spool is freed (the blob closed) or the process dies:
@@ -51,7 +53,10 @@ struct reg_spool {
 	void *feed_ctx;
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* bytes appended, a feeder ended, cancel */
-	uint64_t have; /* protected by lock; [0, have) is in the file */
+	uint64_t fed; /* protected by lock: [0, fed) is in the file */
+	/* protected by lock: [0, have) may be read: fed, but for the last
+	 * byte, which waits for the verdict on the whole blob */
+	uint64_t have;
 	bool feeding; /* protected by lock: a feeder holds the claim */
 	bool verified; /* protected by lock: complete and checked */
 	int failed; /* protected by lock: -EBADMSG for good, else 0 */
@@ -62,7 +67,7 @@ struct reg_spool {
 	int end_r; /* protected by lock: the last such feeder's error */
 	struct lp_err end_err; /* protected by lock: and its reason */
 	/* the feeder's own (whoever holds the claim; no lock needed) */
-	struct lp_sha256 *sha; /* over [0, have) */
+	struct lp_sha256 *sha; /* over [0, fed) */
 	uint64_t skip; /* body bytes of a 200 still to pass over */
 	uint64_t body_left; /* bytes the current reply still owes */
 	bool began;
@@ -199,7 +204,7 @@ static uint64_t feeder_have(struct reg_spool *sp)
 	uint64_t h;
 
 	pthread_mutex_lock(&sp->lock);
-	h = sp->have;
+	h = sp->fed;
 	pthread_mutex_unlock(&sp->lock);
 	return h;
 }
@@ -257,7 +262,7 @@ static int feed_write(void *ctx, const void *data, size_t len)
 	if (!len)
 		return 0;
 	pthread_mutex_lock(&sp->lock);
-	h = sp->have;
+	h = sp->fed;
 	if (sp->cancel) {
 		pthread_mutex_unlock(&sp->lock);
 		return -ECANCELED;
@@ -274,7 +279,8 @@ static int feed_write(void *ctx, const void *data, size_t len)
 		len -= (size_t)w;
 		h += (uint64_t)w;
 		pthread_mutex_lock(&sp->lock);
-		sp->have = h;
+		sp->fed = h;
+		sp->have = h < sp->size ? h : h - 1;
 		pthread_cond_broadcast(&sp->cond);
 		pthread_mutex_unlock(&sp->lock);
 	}
@@ -331,12 +337,14 @@ int reg_spool_release(struct reg_spool *sp, int r, const struct lp_err *cause,
 
 	pthread_mutex_lock(&sp->lock);
 	sp->feeding = false;
-	if (sp->have == sp->size && !sp->verified && !sp->failed) {
+	if (sp->fed == sp->size && !sp->verified && !sp->failed) {
 		lp_sha256_final(sp->sha, &got);
 		if (lp_digest_equal(&got, &sp->digest)) {
 			sp->verified = true;
+			sp->have = sp->size;
 		} else {
 			sp->failed = -EBADMSG;
+			sp->fed = 0;
 			sp->have = 0;
 			if (ftruncate(sp->fd, 0) < 0)
 				lp_log_debug("blob %s: truncate of its spool: "
@@ -367,7 +375,7 @@ int reg_spool_release(struct reg_spool *sp, int r, const struct lp_err *cause,
 		else
 			lp_err_set(&sp->end_err, r,
 				   "blob %s: spool fed %llu of %llu bytes",
-				   sp->name, (unsigned long long)sp->have,
+				   sp->name, (unsigned long long)sp->fed,
 				   (unsigned long long)sp->size);
 		/* a no-op when @err already holds the cause */
 		lp_err_set_from(err, &sp->end_err, r, "%s", sp->end_err.msg);
