@@ -188,6 +188,16 @@ out:
 
 static struct reg_spool *blob_spool(struct lp_reg_blob *rb);
 
+static bool blob_has_spool(struct lp_reg_blob *rb)
+{
+	bool has;
+
+	pthread_mutex_lock(&rb->lock);
+	has = rb->spool != NULL;
+	pthread_mutex_unlock(&rb->lock);
+	return has;
+}
+
 /*
  * A whole blob came for a range (@off, @len) of @rb: tell caps.c, and when
  * the host is now to be spooled, make this reply the spool's feed. Returns
@@ -205,13 +215,14 @@ static struct reg_spool *whole_reply(struct lp_reg_blob *rb,
 
 	if (off == 0 && len >= rb->size)
 		return NULL; /* asked for all of it: nothing learnt */
+	/* claimed before the host is known range-less, which sends the
+	 * readers waiting at the gate to this spool */
+	sp = reg_caps_spool_allowed(caps) ? blob_spool(rb) : NULL;
+	if (sp && !reg_spool_claim(sp))
+		sp = NULL;
 	reg_caps_note(caps, rb->ref.host, REG_SEEN_WHOLE, resp->status);
-	if (!reg_caps_spool(caps, rb->ref.host))
-		return NULL;
-	sp = blob_spool(rb);
-	if (!sp || !reg_spool_claim(sp))
-		return NULL;
-	reg_spool_sink(sp, range, range_size, sink);
+	if (sp)
+		reg_spool_sink(sp, range, range_size, sink);
 	return sp;
 }
 
@@ -237,6 +248,7 @@ struct range_sink {
 	void *arg;
 	struct reg_spool *feed; /* the reply goes to this spool instead */
 	struct lp_reg_sink fsink; /* its sink, when feed is set */
+	bool join; /* another reply feeds the blob's spool: read from it */
 };
 
 static int range_begin(void *ctx, const struct lp_reg_resp *resp)
@@ -256,6 +268,10 @@ static int range_begin(void *ctx, const struct lp_reg_resp *resp)
 				      s->range_size, &s->fsink);
 		if (s->feed)
 			return s->fsink.begin(s->fsink.ctx, resp);
+		if (blob_has_spool(s->rb)) {
+			s->join = true; /* stop this one, wait for that one */
+			return -EALREADY;
+		}
 		if (s->off + s->got > LP_REG_SKIP_MAX)
 			return -EFBIG;
 		s->whole = true;
@@ -432,13 +448,9 @@ static struct reg_spool *blob_spool(struct lp_reg_blob *rb)
  */
 static bool spool_first(struct lp_reg_blob *rb)
 {
-	bool has;
-
-	pthread_mutex_lock(&rb->lock);
-	has = rb->spool != NULL;
-	pthread_mutex_unlock(&rb->lock);
-	return has || (!atomic_load(&rb->ranged) &&
-		       reg_caps_spool(lp_reg_caps(rb->reg), rb->ref.host));
+	return blob_has_spool(rb) ||
+	       (!atomic_load(&rb->ranged) &&
+		reg_caps_spool(lp_reg_caps(rb->reg), rb->ref.host));
 }
 
 /* one Range request, retried from where it broke off; @fn may be NULL */
@@ -462,11 +474,15 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 				    .complete = range_complete,
 				    .ctx = &s };
 	struct lp_reg_resp *resp = NULL;
+	bool probe = false;
 	int r;
 
 	r = check_range(rb, off, len, err);
 	if (r < 0 || !len)
 		goto out;
+	/* nothing known of the host's ranges: one read at a time finds out */
+	probe = !atomic_load(&rb->ranged) && !blob_has_spool(rb) &&
+		reg_caps_gate(lp_reg_caps(rb->reg), rb->ref.host);
 	if (spool_first(rb) && (s.feed = blob_spool(rb))) {
 		/* a range-less host: from the spool, as its bytes come in */
 		r = reg_spool_read(s.feed, buf, len, off, fn, arg, err);
@@ -480,6 +496,11 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu",
 		 (unsigned long long)off, (unsigned long long)(off + len - 1));
 	r = range_get(rb, range, &sink, resp, err);
+	if (s.join && (s.feed = blob_spool(rb))) {
+		/* a whole blob, as another reply already feeding the spool */
+		r = reg_spool_read(s.feed, buf, len, off, fn, arg, err);
+		goto out;
+	}
 	r = range_reply(rb, "blob range", range, resp, r, err);
 	if (s.feed) {
 		/* the reply was the whole blob, taken into the spool */
@@ -496,6 +517,8 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 				  rb->ref.host, rb->ref.repo, rb->name, s.got,
 				  len, (unsigned long long)off);
 out:
+	if (probe)
+		reg_caps_gate_end(lp_reg_caps(rb->reg), rb->ref.host);
 	free(resp);
 	return r;
 }
@@ -930,7 +953,8 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 		}
 		sum += ranges[i].len;
 	}
-	if (n <= 1 || !reg_caps_multi(lp_reg_caps(rb->reg), rb->ref.host)) {
+	if (n <= 1 || spool_first(rb) ||
+	    !reg_caps_multi(lp_reg_caps(rb->reg), rb->ref.host)) {
 		r = singles(rb, ranges, n, err);
 		goto out;
 	}

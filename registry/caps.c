@@ -20,6 +20,11 @@
  * host's (blob.c: a blob whose tail came back 206 is read by ranges; one
  * whose reply was the whole blob is read from its spool).
  *
+ * Learnt once: while nothing is known of a host's ranges, one ranged read
+ * at a time goes to it (reg_caps_gate); the others wait for its answer,
+ * so that a dozen first reads of a range-less host do not each start a
+ * whole blob.
+ *
  * LAZYPULL_NO_SPOOL=1 in the environment (read when the client is made)
  * turns the spool off: ranges from a range-less host are then sliced out of
  * one whole-blob reply each, as before this file existed. It is there so
@@ -44,12 +49,15 @@ struct host_caps {
 	enum tri ranges; /* 206 to a single range */
 	enum tri multi; /* multipart/byteranges to several */
 	bool redirects; /* sent a blob elsewhere */
+	bool probing; /* a ranged request is finding out about ranges */
 	struct host_caps *next;
 };
 
 struct reg_caps {
 	bool no_spool; /* LAZYPULL_NO_SPOOL: immutable after new */
 	pthread_mutex_t lock;
+	pthread_cond_t
+		cond; /* a host's answer to ranges is known, a probe ended */
 	struct host_caps *hosts; /* protected by lock */
 	unsigned int n_hosts; /* protected by lock */
 };
@@ -63,6 +71,7 @@ int reg_caps_new(struct reg_caps **ret_caps)
 		return -ENOMEM;
 	c->no_spool = e && !strcmp(e, "1");
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
 	*ret_caps = c;
 	return 0;
 }
@@ -77,6 +86,7 @@ void reg_caps_free(struct reg_caps *c)
 		hn = h->next;
 		free(h);
 	}
+	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -153,6 +163,8 @@ void reg_caps_note(struct reg_caps *c, const char *host,
 		break;
 	}
 	/* a range-less host costs bandwidth: say so where it is seen */
+	if (seen == REG_SEEN_RANGE || seen == REG_SEEN_WHOLE)
+		pthread_cond_broadcast(&c->cond); /* the gate's waiters */
 	if (say)
 		lp_log(seen == REG_SEEN_WHOLE ? LP_LOG_WARN : LP_LOG_INFO,
 		       "registry %s %s (learnt from HTTP %ld)", host, say,
@@ -185,4 +197,41 @@ bool reg_caps_multi(struct reg_caps *c, const char *host)
 	r = !h || (h->multi != TRI_NO && h->ranges != TRI_NO);
 	pthread_mutex_unlock(&c->lock);
 	return r;
+}
+
+bool reg_caps_spool_allowed(const struct reg_caps *c)
+{
+	return !c->no_spool;
+}
+
+bool reg_caps_gate(struct reg_caps *c, const char *host)
+{
+	struct host_caps *h;
+	bool probe = false;
+
+	pthread_mutex_lock(&c->lock);
+	h = find(c, host, true);
+	if (!h)
+		goto out; /* over the bound: not remembered, not gated */
+	while (h->ranges == TRI_UNKNOWN && h->probing)
+		pthread_cond_wait(&c->cond, &c->lock);
+	if (h->ranges == TRI_UNKNOWN) {
+		h->probing = true;
+		probe = true;
+	}
+out:
+	pthread_mutex_unlock(&c->lock);
+	return probe;
+}
+
+void reg_caps_gate_end(struct reg_caps *c, const char *host)
+{
+	struct host_caps *h;
+
+	pthread_mutex_lock(&c->lock);
+	h = find(c, host, false);
+	if (h)
+		h->probing = false;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
 }

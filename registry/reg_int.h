@@ -233,6 +233,18 @@ void reg_caps_note(struct reg_caps *c, const char *host,
 /* reg_caps_spool() - take @host's blobs whole, once, into a spool. */
 bool reg_caps_spool(struct reg_caps *c, const char *host);
 
+/* reg_caps_spool_allowed() - false when LAZYPULL_NO_SPOOL turned it off. */
+bool reg_caps_spool_allowed(const struct reg_caps *c);
+
+/*
+ * reg_caps_gate() - before a ranged read of @host: waits while another
+ * read is finding out whether @host honours ranges. Returns true when the
+ * caller is now the one finding out (it calls reg_caps_gate_end() once its
+ * request is over, whatever came of it), false when the answer is known.
+ */
+bool reg_caps_gate(struct reg_caps *c, const char *host);
+void reg_caps_gate_end(struct reg_caps *c, const char *host);
+
 /* reg_caps_multi() - worth sending @host several ranges in one request. */
 bool reg_caps_multi(struct reg_caps *c, const char *host);
 

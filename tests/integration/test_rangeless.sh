@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # A range-less host: Debian's docker-registry as a pull-through cache
-# (`proxy: remoteurl`) answers every Range request with 200 and the whole
-# blob. An origin docker-registry holds an image of one eStargz layer (the
-# reference converter's vector); a pull-through-cache docker-registry in
-# front of it is what `lazypull mount --layer` is pointed at. Reading two
-# small files, then every file: the mirror sends at most about 1x the layer
-# (counted by a proxy in front of it), the origin sends the layer blob once
-# (counted by a proxy behind the mirror), every file matches GNU tar's
-# extraction. The control: the same mount with the spool turned off
+# (`proxy: remoteurl`) answers a Range request for a blob it has not cached
+# with 200 and the whole blob. An origin docker-registry holds an image of
+# one eStargz layer (the reference converter's vector); a pull-through-cache
+# docker-registry in front of it is what `lazypull mount --layer` is pointed
+# at. Reading two small files, then every file: the mirror sends at most
+# about 1x the layer (counted by a proxy in front of it), the origin is asked
+# for the layer no more often than one miss of the mirror costs (the mirror
+# itself fetches a missing blob twice: to serve it and to store it; counted
+# by a proxy behind the mirror), every file matches GNU tar's extraction. The control: the same mount with the spool turned off
 # (LAZYPULL_NO_SPOOL=1, the way before it) costs more than the bound for
-# the same two files, so the bound can fail. Then a host that strips Range
-# itself (fault_proxy.py in front of the origin): a reply cut in the middle
+# the same two files, so the bound can fail; it is shown on a host that
+# always strips Range (fault_proxy.py in front of the origin, like an
+# S3/CDN-backed registry), because the pull-through cache answers 206 once
+# it has the blob. On that host: 8 threads of random reads at once make one
+# request (the first finds out, the others wait); a reply cut in the middle
 # is resumed from the spool's end, not fetched again; a 200 whose body is
 # not the blob (one byte inverted) fails the mount with a clear error and
 # reads by the registry client fail, never give the wrong bytes.
@@ -204,6 +208,18 @@ b=$(sent "$DR_CTL")
 	fail "spool off: only $b bytes for $LS: the bound could not fail"
 ok "spool off (LAZYPULL_NO_SPOOL=1, the old way): the same files cost $b bytes ($((b * 1000 / LS))/1000): over the bound"
 lp_umount "$T/mnt"
+
+say "a host that always strips Range, 8 threads of random reads at once"
+: >"$T/fr.log"
+sent "$DR_CTL" reset >/dev/null
+"$CLIENT" check "$F/lp/img" "$LD" "$T/layer.esgz" 8 50 >"$T/out" 2>"$T/err" ||
+	{ show_err "$T/err"; fail "random reads: $(cat "$T/out")"; }
+n=$(gets "$T/fr.log" "$LD")
+b=$(sent "$DR_CTL")
+# nothing known of the host yet: one read finds out, the others wait for it
+[ "$n" = 1 ] || fail "8 threads asked the host for the blob $n times"
+[ $((b * 100)) -le $((LS * BOUND_PCT)) ] || fail "8 threads: $b bytes for a blob of $LS"
+ok "$(cat "$T/out"): $n request(s) for the blob, $b bytes ($((b * 1000 / LS))/1000)"
 
 say "a host that strips Range, its reply cut in the middle: resumed"
 echo "rangeless-cut 1" >"$T/mode"
