@@ -75,6 +75,14 @@ struct reg_spool {
 	size_t range_size;
 };
 
+/* $TMPDIR, else SPOOL_DEFAULT_DIR */
+static const char *default_dir(void)
+{
+	const char *t = getenv("TMPDIR");
+
+	return t && t[0] ? t : SPOOL_DEFAULT_DIR;
+}
+
 /* an unlinked file in @dir */
 static int open_unlinked(const char *dir)
 {
@@ -101,29 +109,17 @@ int reg_spool_new(const char *dir, const struct lp_digest *digest,
 	struct reg_spool *sp = NULL;
 	struct statvfs vfs;
 	char name[LP_DIGEST_STR_LEN + 1];
-	int r;
+	struct lp_err why; /* the first directory's complaint */
+	int r, i;
 
+	lp_err_clear(&why);
 	lp_digest_format(digest, name);
-	if (!dir)
-		dir = getenv("TMPDIR") && getenv("TMPDIR")[0] ?
-			      getenv("TMPDIR") :
-			      SPOOL_DEFAULT_DIR;
 	if (size > LP_REG_SPOOL_MAX) {
 		r = lp_err_set(err, -EFBIG,
 			       "blob %s: %llu bytes, over the spool's bound "
 			       "(%llu)",
 			       name, (unsigned long long)size,
 			       (unsigned long long)LP_REG_SPOOL_MAX);
-		goto out;
-	}
-	if (statvfs(dir, &vfs) == 0 &&
-	    (uint64_t)vfs.f_bavail * vfs.f_frsize < size + LP_REG_SPOOL_SLACK) {
-		r = lp_err_set(err, -ENOSPC,
-			       "blob %s: %llu bytes do not fit in %s (%llu "
-			       "free, %llu kept free)",
-			       name, (unsigned long long)size, dir,
-			       (unsigned long long)vfs.f_bavail * vfs.f_frsize,
-			       (unsigned long long)LP_REG_SPOOL_SLACK);
 		goto out;
 	}
 	sp = calloc(1, sizeof(*sp));
@@ -135,14 +131,39 @@ int reg_spool_new(const char *dir, const struct lp_digest *digest,
 	r = lp_sha256_new(&sp->sha);
 	if (r < 0)
 		goto out;
-	r = open_unlinked(dir);
-	if (r < 0) {
-		lp_err_set(err, r,
-			   "blob %s: cannot make a spool file in %s: %s", name,
-			   dir, strerror(-r));
+	/* the directory asked for (it may not exist yet: a cache directory
+	 * is made when the filesystem opens, after the first read), else
+	 * the temporary one */
+	for (i = 0; i < 2 && sp->fd < 0; i++) {
+		const char *d = i == 0 ? dir : default_dir();
+
+		if (!d || (i == 1 && dir && !strcmp(d, dir)))
+			continue;
+		if (statvfs(d, &vfs) == 0 &&
+		    (uint64_t)vfs.f_bavail * vfs.f_frsize <
+			    size + LP_REG_SPOOL_SLACK) {
+			r = lp_err_set(
+				&why, -ENOSPC,
+				"blob %s: %llu bytes do not fit in %s (%llu "
+				"free, %llu kept free)",
+				name, (unsigned long long)size, d,
+				(unsigned long long)vfs.f_bavail * vfs.f_frsize,
+				(unsigned long long)LP_REG_SPOOL_SLACK);
+			continue;
+		}
+		r = open_unlinked(d);
+		if (r >= 0)
+			sp->fd = r;
+		else
+			lp_err_set(&why, r,
+				   "blob %s: cannot make a spool file in %s: "
+				   "%s",
+				   name, d, strerror(-r));
+	}
+	if (sp->fd < 0) {
+		lp_err_set_from(err, &why, r, "%s", why.msg);
 		goto out;
 	}
-	sp->fd = r;
 	sp->size = size;
 	sp->digest = *digest;
 	memcpy(sp->name, name, sizeof(name));

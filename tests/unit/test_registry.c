@@ -927,6 +927,41 @@ static void test_spool_claim(void **state)
 	feeder_fini(&f);
 }
 
+/* where the file goes: the directory asked for, else $TMPDIR; bounds */
+static void test_spool_new(void **state)
+{
+	char dir[] = "/tmp/lp-spool-test.XXXXXX";
+	struct reg_spool *sp = NULL;
+	struct lp_digest d;
+	struct lp_err err;
+	const char *old = getenv("TMPDIR");
+	char *saved = old ? strdup(old) : NULL;
+
+	(void)state;
+	lp_sha256("", 0, &d);
+	assert_non_null(mkdtemp(dir));
+	setenv("TMPDIR", dir, 1);
+	/* a cache directory not made yet: the temporary one */
+	assert_int_equal(reg_spool_new("/nonexistent/lp-spool", &d, 10,
+				       test_feed, NULL, &sp, NULL),
+			 0);
+	reg_spool_free(sp);
+	sp = NULL;
+	lp_err_clear(&err);
+	assert_int_equal(reg_spool_new(dir, &d, LP_REG_SPOOL_MAX + 1, test_feed,
+				       NULL, &sp, &err),
+			 -EFBIG);
+	assert_null(sp);
+	assert_non_null(strstr(err.msg, "over the spool's bound"));
+	assert_int_equal(rmdir(dir), 0); /* nothing left behind */
+	if (saved)
+		setenv("TMPDIR", saved, 1);
+	else
+		unsetenv("TMPDIR");
+	free(saved);
+	reg_spool_free(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -938,6 +973,7 @@ int main(void)
 		cmocka_unit_test(test_opts_and_client),
 		cmocka_unit_test(test_status_classes),
 		cmocka_unit_test(test_caps),
+		cmocka_unit_test(test_spool_new),
 		cmocka_unit_test(test_spool_serves_as_bytes_come),
 		cmocka_unit_test(test_spool_resume),
 		cmocka_unit_test(test_spool_mismatch),
