@@ -90,8 +90,10 @@ static int open_unlinked(const char *dir)
 	int fd;
 
 	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR))
-		return fd >= 0 ? fd : -errno;
+	if (fd >= 0)
+		return fd;
+	if (errno != EOPNOTSUPP && errno != EISDIR)
+		return -errno; /* EISDIR: a kernel without O_TMPFILE */
 	if (snprintf(path, sizeof(path), "%s/.lazypull-spool.XXXXXX", dir) >=
 	    (int)sizeof(path))
 		return -ENAMETOOLONG;
