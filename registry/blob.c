@@ -453,6 +453,31 @@ static bool spool_first(struct lp_reg_blob *rb)
 		reg_caps_spool(lp_reg_caps(rb->reg), rb->ref.host));
 }
 
+/* progress of a read of buf[got, len) told as progress of buf[0, len) */
+struct progress_from {
+	lp_blob_progress_fn fn;
+	void *arg;
+	size_t got;
+};
+
+static int progress_from(void *arg, size_t done)
+{
+	struct progress_from *p = arg;
+
+	return p->fn(p->arg, p->got + done);
+}
+
+/* reg_spool_read() of @len bytes at @off whose first @got are in @buf */
+static int spool_read_from(struct reg_spool *sp, uint8_t *buf, size_t len,
+			   uint64_t off, size_t got, lp_blob_progress_fn fn,
+			   void *arg, struct lp_err *err)
+{
+	struct progress_from p = { fn, arg, got };
+
+	return reg_spool_read(sp, buf + got, len - got, off + got,
+			      fn ? progress_from : NULL, &p, err);
+}
+
 /* one Range request, retried from where it broke off; @fn may be NULL */
 static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 		       uint64_t off, lp_blob_progress_fn fn, void *arg,
@@ -503,10 +528,12 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 	}
 	r = range_reply(rb, "blob range", range, resp, r, err);
 	if (s.feed) {
-		/* the reply was the whole blob, taken into the spool */
+		/* the reply was the whole blob, taken into the spool; a 206
+		 * before it (cut short) gave buf[0, got): the rest from there */
 		r = reg_spool_release(s.feed, r, err, err);
 		if (r == 0)
-			r = reg_spool_read(s.feed, buf, len, off, fn, arg, err);
+			r = spool_read_from(s.feed, buf, len, off, s.got, fn,
+					    arg, err);
 		goto out;
 	}
 	if (r < 0)
