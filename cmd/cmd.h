@@ -49,6 +49,16 @@ int lp_cmd_convert_opt(const char *cmd, const char *name, const char *arg,
  */
 int lp_cmd_convert_check(const char *cmd, const struct lp_convert_opts *co);
 
+/*
+ * lp_cmd_registry_config_dir() - the registry config directory for the
+ * client (lp_reg_opts.registry_config_dir) from --registry-config-dir @arg:
+ * NULL (not given) is LP_REG_CONFIG_DIR_DEFAULT, where a directory that
+ * does not exist means no configuration; "" turns hosts.toml off; any
+ * other value must be a directory. Returns 0, or LP_EXIT_USAGE (printed).
+ */
+int lp_cmd_registry_config_dir(const char *cmd, const char *arg,
+			       const char **ret);
+
 /* lp_cmd_fail() - print "lazypull: WHAT: reason" once; returns LP_EXIT_FAIL. */
 int lp_cmd_fail(const char *what, const struct lp_err *err, int code);
 

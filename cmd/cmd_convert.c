@@ -49,6 +49,10 @@ static const char convert_usage[] =
 	"  --plain-http          talk HTTP, not HTTPS, to SRC's and DST's hosts\n"
 	"  --insecure-registry H plain HTTP for host H (repeatable)\n"
 	"  --ca-file FILE        trust the CAs in FILE (PEM)\n"
+	"  --registry-config-dir DIR\n"
+	"                        containerd's hosts.toml directory: mirrors,\n"
+	"                        TLS and headers for pulls (default\n"
+	"                        " LP_REG_CONFIG_DIR_DEFAULT "; \"\": none)\n"
 	"  --tmpdir DIR          where converted layers are staged\n"
 	"                        (default $TMPDIR or /var/tmp)\n"
 	"  -q, --quiet           no progress or summary on stderr\n"
@@ -227,6 +231,7 @@ static const struct option convert_opts[] = {
 	{ "plain-http", no_argument, NULL, 'H' },
 	{ "insecure-registry", required_argument, NULL, 'i' },
 	{ "ca-file", required_argument, NULL, 'C' },
+	{ "registry-config-dir", required_argument, NULL, 'R' },
 	{ "tmpdir", required_argument, NULL, 'T' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -242,6 +247,7 @@ struct convert_args {
 	size_t n_insecure;
 	bool plain_http, quiet;
 	const char *prio_path;
+	const char *hosts_arg; /* --registry-config-dir; NULL: not given */
 	struct lp_reg_ref sref, dref; /* own the hosts in insecure[] */
 };
 
@@ -293,6 +299,9 @@ static int convert_option(int c, const char *name, const char *arg,
 	case 'C':
 		a->o.reg.ca_file = arg;
 		break;
+	case 'R':
+		a->hosts_arg = arg;
+		break;
 	case 'T':
 		a->o.tmpdir = arg;
 		break;
@@ -338,6 +347,9 @@ static int convert_parse(int argc, char **argv, struct convert_args *a)
 			a->insecure[a->n_insecure++] = h;
 	}
 	a->o.reg.insecure_hosts = a->insecure;
+	if (lp_cmd_registry_config_dir("convert", a->hosts_arg,
+				       &a->o.reg.registry_config_dir))
+		return LP_EXIT_USAGE;
 	return ARGS_OK;
 }
 

@@ -68,6 +68,10 @@ static const char mount_usage[] =
 	"                          (always so for loopback addresses)\n"
 	"  --insecure-registry H   plain HTTP for host H (repeatable)\n"
 	"  --ca-file FILE          trust the CAs in FILE instead of the system's\n"
+	"  --registry-config-dir DIR\n"
+	"                          containerd's hosts.toml directory: mirrors,\n"
+	"                          TLS and headers per registry (default\n"
+	"                          " LP_REG_CONFIG_DIR_DEFAULT "; \"\": none)\n"
 	"  --retries N             retries of a failed request (default 4)\n"
 	"  --timeout SECS          give up on a blob read after about SECS,\n"
 	"                          retries included (default 30); the read\n"
@@ -94,6 +98,7 @@ enum {
 	OPT_PLAIN_HTTP,
 	OPT_INSECURE_REGISTRY,
 	OPT_CA_FILE,
+	OPT_REGISTRY_CONFIG_DIR,
 	OPT_RETRIES,
 	OPT_TIMEOUT,
 };
@@ -115,6 +120,8 @@ static const struct option mount_options[] = {
 	{ "plain-http", no_argument, NULL, OPT_PLAIN_HTTP },
 	{ "insecure-registry", required_argument, NULL, OPT_INSECURE_REGISTRY },
 	{ "ca-file", required_argument, NULL, OPT_CA_FILE },
+	{ "registry-config-dir", required_argument, NULL,
+	  OPT_REGISTRY_CONFIG_DIR },
 	{ "retries", required_argument, NULL, OPT_RETRIES },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "help", no_argument, NULL, 'h' },
@@ -134,6 +141,8 @@ struct mount_args {
 	const char *insecure[MOUNT_MAX_INSECURE];
 	size_t nr_insecure;
 	const char *ca_file;
+	const char *hosts_arg; /* --registry-config-dir; NULL: not given */
+	const char *hosts_dir; /* what the client gets */
 	long retries, timeout_s; /* -1: the registry client's defaults */
 };
 
@@ -220,6 +229,7 @@ static void registry_opts(const struct mount_args *a,
 	o->insecure_hosts = hosts;
 	o->ca_file = a->ca_file;
 	o->spool_dir = a->mo.fs.cache_dir; /* NULL: $TMPDIR or /var/tmp */
+	o->registry_config_dir = a->hosts_dir;
 	if (a->retries >= 0)
 		o->max_attempts = (unsigned int)a->retries + 1;
 	if (a->timeout_s > 0) {
@@ -390,6 +400,9 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case OPT_CA_FILE:
 			a->ca_file = optarg;
 			break;
+		case OPT_REGISTRY_CONFIG_DIR:
+			a->hosts_arg = optarg;
+			break;
 		case OPT_RETRIES:
 			if (lp_cmd_parse_int(optarg, 0, MOUNT_MAX_RETRIES,
 					     &a->retries) < 0)
@@ -415,10 +428,13 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 	a->source = argv[optind];
 	a->mountpoint = argv[optind + 1];
 	if (!a->layer && (a->plain_http || a->nr_insecure || a->ca_file ||
-			  a->retries >= 0 || a->timeout_s >= 0))
+			  a->hosts_arg || a->retries >= 0 || a->timeout_s >= 0))
 		return lp_cmd_usage_error(
 			"mount", "registry options need --layer and an image "
 				 "reference");
+	if (a->layer &&
+	    lp_cmd_registry_config_dir("mount", a->hosts_arg, &a->hosts_dir))
+		return LP_EXIT_USAGE;
 	/* a registry layer's TOC digest may come from its annotation */
 	if (!a->layer && !a->have_digest && !a->skip_verify)
 		return lp_cmd_usage_error(

@@ -16,6 +16,7 @@
 #include "cmd.h"
 #include "lp_fs.h"
 #include "lp_log.h"
+#include "lp_registry.h"
 #include "lp_snapshotter.h"
 
 static const char snapshotter_usage[] =
@@ -33,6 +34,10 @@ static const char snapshotter_usage[] =
 	")\n"
 	"  --insecure-registry HOST   plain HTTP for HOST[:PORT] (repeatable;\n"
 	"                             loopback registries are plain by default)\n"
+	"  --registry-config-dir DIR  containerd's hosts.toml directory: mirrors,\n"
+	"                             TLS and headers per registry (default\n"
+	"                             " LP_REG_CONFIG_DIR_DEFAULT
+	"; \"\": none)\n"
 	"  --metrics-address H:P      serve Prometheus metrics at /metrics\n"
 	"  --strict                   refuse layers that cannot be mounted\n"
 	"                             lazily instead of taking the plain path\n"
@@ -76,6 +81,7 @@ enum {
 	OPT_ROOT,
 	OPT_ADDRESS,
 	OPT_INSECURE,
+	OPT_REGISTRY_CONFIG_DIR,
 	OPT_METRICS,
 	OPT_STRICT,
 	OPT_NO_PREFETCH,
@@ -95,6 +101,8 @@ static const struct option snapshotter_options[] = {
 	{ "root", required_argument, NULL, OPT_ROOT },
 	{ "address", required_argument, NULL, OPT_ADDRESS },
 	{ "insecure-registry", required_argument, NULL, OPT_INSECURE },
+	{ "registry-config-dir", required_argument, NULL,
+	  OPT_REGISTRY_CONFIG_DIR },
 	{ "metrics-address", required_argument, NULL, OPT_METRICS },
 	{ "strict", no_argument, NULL, OPT_STRICT },
 	{ "no-prefetch", no_argument, NULL, OPT_NO_PREFETCH },
@@ -145,6 +153,7 @@ int lp_cmd_snapshotter(int argc, char **argv)
 	struct lp_snap_config c;
 	struct lp_err err = { 0 };
 	bool teardown = false, exit_now = false;
+	const char *hosts_dir;
 	uint64_t size;
 	long v;
 	int ch, r, ret = LP_EXIT_FAIL;
@@ -170,6 +179,10 @@ int lp_cmd_snapshotter(int argc, char **argv)
 			break;
 		case OPT_INSECURE:
 			r = lp_snap_config_add_insecure(&c, optarg);
+			break;
+		case OPT_REGISTRY_CONFIG_DIR:
+			r = lp_snap_config_set_str(&c.registry_config_dir,
+						   optarg);
 			break;
 		case OPT_METRICS:
 			r = lp_snap_config_set_str(&c.metrics_address, optarg);
@@ -249,6 +262,12 @@ int lp_cmd_snapshotter(int argc, char **argv)
 		ret = lp_cmd_usage_error("snapshotter",
 					 "unexpected argument '%s'",
 					 argv[optind]);
+		goto out;
+	}
+	if (c.registry_config_dir &&
+	    lp_cmd_registry_config_dir("snapshotter", c.registry_config_dir,
+				       &hosts_dir)) {
+		ret = LP_EXIT_USAGE;
 		goto out;
 	}
 	if (teardown) {

@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cmd.h"
+#include "lp_registry.h"
 #include "lp_log.h"
 
 #ifndef LP_VERSION
@@ -135,6 +137,28 @@ int lp_cmd_convert_check(const char *cmd, const struct lp_convert_opts *co)
 {
 	if (co->format == LP_FMT_ESTARGZ && co->level > 12)
 		return lp_cmd_usage_error(cmd, "gzip --level must be 0..12");
+	return 0;
+}
+
+int lp_cmd_registry_config_dir(const char *cmd, const char *arg,
+			       const char **ret)
+{
+	struct stat st;
+
+	*ret = NULL;
+	if (!arg) {
+		*ret = LP_REG_CONFIG_DIR_DEFAULT;
+		return 0;
+	}
+	if (!*arg)
+		return 0;
+	if (stat(arg, &st) < 0)
+		return lp_cmd_usage_error(cmd, "--registry-config-dir %s: %s",
+					  arg, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return lp_cmd_usage_error(
+			cmd, "--registry-config-dir %s: not a directory", arg);
+	*ret = arg;
 	return 0;
 }
 

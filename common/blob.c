@@ -138,6 +138,12 @@ int lp_blob_pread_stream(struct lp_blob *blob, void *buf, size_t len,
 	return r;
 }
 
+void lp_blob_reject(struct lp_blob *blob, uint64_t off, uint64_t len)
+{
+	if (blob->ops->reject)
+		blob->ops->reject(blob->ctx, off, len);
+}
+
 uint64_t lp_blob_size(const struct lp_blob *blob)
 {
 	return blob->size;

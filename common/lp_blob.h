@@ -77,6 +77,13 @@ struct lp_blob_ops {
 	int (*pread_stream)(void *ctx, void *buf, size_t len, uint64_t off,
 			    lp_blob_progress_fn fn, void *arg,
 			    struct lp_err *err);
+	/*
+	 * Optional (NULL: nothing to do). The bytes the source gave for
+	 * [@off, @off + @len) did not verify: a source with several places
+	 * to read from (a registry's mirrors) reads them from elsewhere
+	 * next time.
+	 */
+	void (*reject)(void *ctx, uint64_t off, uint64_t len);
 };
 
 /*
@@ -128,6 +135,13 @@ int lp_blob_pread_multi(struct lp_blob *blob,
 int lp_blob_pread_stream(struct lp_blob *blob, void *buf, size_t len,
 			 uint64_t off, lp_blob_progress_fn fn, void *arg,
 			 struct lp_err *err);
+
+/*
+ * lp_blob_reject() - tell @blob's source that the bytes it gave for
+ * [@off, @off + @len) did not verify (a chunk digest mismatch), so that it
+ * reads them from another place next time if it has one (ops->reject).
+ */
+void lp_blob_reject(struct lp_blob *blob, uint64_t off, uint64_t len);
 
 uint64_t lp_blob_size(const struct lp_blob *blob);
 const char *lp_blob_name(const struct lp_blob *blob);

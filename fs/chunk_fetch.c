@@ -123,6 +123,8 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 		r = fs_chunk_error(fs, ci, r, lp_err_str(&derr, r), err);
 	}
 out:
+	if (r == -EBADMSG) /* the next read of it goes to another host */
+		lp_blob_reject(fs->blob, c.offset, c.compressed_size);
 	return r;
 }
 

@@ -11,7 +11,14 @@
  * blob storage are remembered per blob and dropped when the storage refuses
  * (403, expiry) or after a while.
  *
- * What a reply shows about its host (206, a whole blob for a range,
+ * Which host a read goes to is chosen per blob and per read: the
+ * registry's hosts in order (endpoints.c), passing over those that are
+ * down and those that failed this blob a moment ago (a 404: a mirror that
+ * does not have it; bytes that did not verify, lp_reg_blob_reject()). A
+ * host that fails in the middle of a read hands the rest of that read to
+ * the next host, so reads of an open blob go on when a mirror dies.
+ *
+ * What a reply shows about the host that sent it (206, a whole blob for a range,
  * multi-range answered or refused, a redirect) is told to caps.c, which
  * decides how the host is read from then on. From a host that answers
  * ranges with the whole blob, each blob is taken once into a spool
@@ -22,8 +29,9 @@
  * HTTP status and whether a retry may help (decided in http.c, where the
  * reply is classified), to the caller that decides what to do.
  *
- * Lock order: lock is a leaf (held to copy the cached redirect, to make
- * the spool; spool.c's lock is never taken under it).
+ * Lock order: lock is a leaf (held to copy the cached redirect and the
+ * per-host state, to make the spool; spool.c's lock is never taken under
+ * it).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -35,8 +43,17 @@
 
 #include "lp_buf.h"
 #include "lp_common.h"
+#include "lp_hosts.h"
 #include "lp_log.h"
 #include "reg_int.h"
+
+#define REG_SERVED_MAX 32 /* recent reads remembered, for a reject */
+
+/* which host sent the bytes of a recent read */
+struct served {
+	uint64_t off, len;
+	size_t ep;
+};
 
 struct lp_reg_blob {
 	atomic_uint refs;
@@ -45,13 +62,20 @@ struct lp_reg_blob {
 	struct lp_digest digest;
 	char name[LP_DIGEST_STR_LEN + 1];
 	uint64_t size;
-	char url[LP_REG_URL_MAX]; /* on the registry */
+	atomic_size_t cur_ep; /* the host of the last read that worked */
 	pthread_mutex_t lock;
 	struct reg_spool *spool; /* protected by lock; made once, when needed */
 	atomic_bool ranged; /* a range of it came back 206: ask by ranges */
 	bool no_spool; /* protected by lock: the spool could not be made */
 	char *redirect; /* protected by lock */
 	long redirect_at; /* protected by lock; monotonic s */
+	size_t redirect_ep; /* protected by lock; the host it came from */
+	uint64_t spool_eps; /* protected by lock: hosts that fed the spool */
+	uint64_t bad_eps; /* protected by lock: whose spool did not verify */
+	/* hosts passed over for this blob until then (lp_mono_ms()) */
+	long skip_until[LP_HOSTS_MAX]; /* protected by lock */
+	struct served served[REG_SERVED_MAX]; /* protected by lock; a ring */
+	size_t n_served; /* protected by lock; reads recorded, ever */
 };
 
 int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
@@ -59,8 +83,6 @@ int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		     struct lp_reg_blob **ret_rb)
 {
 	struct lp_reg_blob *rb;
-	char suffix[LP_DIGEST_STR_LEN + 8];
-	int r;
 
 	rb = calloc(1, sizeof(*rb));
 	if (!rb)
@@ -70,13 +92,8 @@ int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	rb->size = size;
 	atomic_init(&rb->ranged, false);
 	lp_digest_format(digest, rb->name);
-	snprintf(suffix, sizeof(suffix), "blobs/%s", rb->name);
-	r = lp_reg_url(reg, ref, suffix, rb->url, sizeof(rb->url));
-	if (r < 0) {
-		free(rb);
-		return r;
-	}
 	atomic_init(&rb->refs, 1);
+	atomic_init(&rb->cur_ep, 0);
 	pthread_mutex_init(&rb->lock, NULL);
 	rb->reg = lp_reg_ref_client(reg);
 	*ret_rb = rb;
@@ -105,47 +122,117 @@ void lp_reg_blob_unref(struct lp_reg_blob *rb)
 	free(rb);
 }
 
-/* a copy of the cached redirect target, or NULL */
-static char *redirect_get(struct lp_reg_blob *rb)
+/* a copy of the cached redirect target of host @ep, or NULL */
+static char *redirect_get(struct lp_reg_blob *rb, size_t ep)
 {
 	char *u = NULL;
 
 	pthread_mutex_lock(&rb->lock);
-	if (rb->redirect && (long)(lp_mono_ms() / 1000) - rb->redirect_at <
-				    LP_REG_REDIRECT_TTL_S)
+	if (rb->redirect && rb->redirect_ep == ep &&
+	    (long)(lp_mono_ms() / 1000) - rb->redirect_at <
+		    LP_REG_REDIRECT_TTL_S)
 		u = strdup(rb->redirect);
 	pthread_mutex_unlock(&rb->lock);
 	return u;
 }
 
-static void redirect_set(struct lp_reg_blob *rb, const char *url)
+static void redirect_set(struct lp_reg_blob *rb, size_t ep, const char *url)
 {
 	char *u = url ? strdup(url) : NULL;
 
 	pthread_mutex_lock(&rb->lock);
 	free(rb->redirect);
 	rb->redirect = u;
+	rb->redirect_ep = ep;
 	rb->redirect_at = (long)(lp_mono_ms() / 1000);
 	pthread_mutex_unlock(&rb->lock);
 }
 
+/* host @ep sent [off, off + len): remembered for lp_reg_blob_reject() */
+static void served_note(struct lp_reg_blob *rb, size_t ep, uint64_t off,
+			uint64_t len)
+{
+	struct served *sv;
+
+	atomic_store(&rb->cur_ep, ep);
+	pthread_mutex_lock(&rb->lock);
+	sv = &rb->served[rb->n_served++ % REG_SERVED_MAX];
+	sv->off = off;
+	sv->len = len;
+	sv->ep = ep;
+	pthread_mutex_unlock(&rb->lock);
+}
+
+/* pass host @ep over for this blob for a while */
+static void blob_skip(struct lp_reg_blob *rb, size_t ep)
+{
+	pthread_mutex_lock(&rb->lock);
+	if (ep < LP_HOSTS_MAX)
+		rb->skip_until[ep] = (long)lp_mono_ms() + LP_REG_HOST_DOWN_MS;
+	pthread_mutex_unlock(&rb->lock);
+}
+
+void lp_reg_blob_reject(struct lp_reg_blob *rb, uint64_t off, uint64_t len)
+{
+	const struct reg_endpoints *eps;
+	size_t i, ep = atomic_load(&rb->cur_ep);
+
+	pthread_mutex_lock(&rb->lock);
+	/* the latest read that overlaps: its host sent these bytes */
+	for (i = rb->n_served; i > 0 && i + REG_SERVED_MAX > rb->n_served;
+	     i--) {
+		const struct served *sv = &rb->served[(i - 1) % REG_SERVED_MAX];
+
+		if (sv->off < off + len && off < sv->off + sv->len) {
+			ep = sv->ep;
+			break;
+		}
+	}
+	if (ep < LP_HOSTS_MAX)
+		rb->skip_until[ep] = (long)lp_mono_ms() + LP_REG_HOST_DOWN_MS;
+	pthread_mutex_unlock(&rb->lock);
+	if (reg_endpoints(rb->reg, &rb->ref, &eps, NULL) == 0 && ep < eps->n)
+		lp_log_warn("blob %s: bytes %llu+%llu from %s did not verify; "
+			    "its next reads go to the next host",
+			    rb->name, (unsigned long long)off,
+			    (unsigned long long)len, eps->v[ep].host);
+}
+
+/* the length of "SCHEME://HOST" of @ep's URLs */
+static size_t origin_len(const struct reg_endpoint *ep)
+{
+	return strlen(ep->scheme) + 3 + strlen(ep->host);
+}
+
 /*
- * One ranged GET: straight to the cached storage URL when there is one,
- * else to the registry following redirects (and caching where they lead).
+ * One ranged GET from host @ep (@i in the list; @more: another host
+ * follows): straight to the cached storage URL when there is one, else to
+ * the host following redirects (and caching where they lead). The URL
+ * asked goes to @url (LP_REG_URL_MAX bytes) for messages.
  */
-static int range_get(struct lp_reg_blob *rb, const char *range,
-		     struct lp_reg_sink *sink, struct lp_reg_resp *resp,
-		     struct lp_err *err)
+static int range_get_at(struct lp_reg_blob *rb, const struct reg_endpoint *ep,
+			size_t i, bool more, const char *range,
+			struct lp_reg_sink *sink, struct lp_reg_resp *resp,
+			char *url, struct lp_err *err)
 {
 	const char *hdrs[] = { range, NULL };
+	struct lp_reg_ref epref;
 	struct lp_reg_req req;
-	char *cached = redirect_get(rb);
+	char *cached = redirect_get(rb, i);
 	char *final = NULL;
+	char suffix[LP_DIGEST_STR_LEN + 8];
 	struct lp_err tmp;
 	int r;
 
+	reg_ep_ref(ep, &rb->ref, &epref);
+	snprintf(suffix, sizeof(suffix), "blobs/%s", rb->name);
+	r = reg_ep_url(ep, &rb->ref, suffix, url, LP_REG_URL_MAX);
+	if (r < 0)
+		goto out;
 	memset(&req, 0, sizeof(req));
-	req.ref = &rb->ref;
+	req.ref = &epref;
+	req.ep = ep;
+	req.attempts = more ? LP_REG_MIRROR_ATTEMPTS : 0;
 	req.headers = hdrs;
 	req.body_fd = -1;
 	req.sink = sink;
@@ -154,6 +241,10 @@ static int range_get(struct lp_reg_blob *rb, const char *range,
 		lp_err_clear(&tmp);
 		req.url = cached;
 		req.external = true;
+		/* storage elsewhere gets neither the host's TLS nor headers */
+		if (strncmp(cached, url, origin_len(ep)) ||
+		    !strchr("/?", cached[origin_len(ep)]))
+			req.ep = NULL;
 		r = lp_reg_do(rb->reg, &req, resp, &tmp);
 		if (r == 0 && resp->status != 401 && resp->status != 403 &&
 		    resp->status != 404 && resp->status != 410 &&
@@ -162,7 +253,7 @@ static int range_get(struct lp_reg_blob *rb, const char *range,
 		/* expired or refused: ask the registry again */
 		lp_log_debug("blob %s: cached redirect failed (%d, HTTP %ld)",
 			     rb->name, r, resp->status);
-		redirect_set(rb, NULL);
+		redirect_set(rb, i, NULL);
 		if (sink->reset)
 			sink->reset(sink->ctx);
 	}
@@ -171,19 +262,108 @@ static int range_get(struct lp_reg_blob *rb, const char *range,
 		r = -ENOMEM;
 		goto out;
 	}
-	req.url = rb->url;
+	req.url = url;
 	req.external = false;
+	req.ep = ep;
 	r = lp_reg_do_follow(rb->reg, &req, resp, final, LP_REG_URL_MAX, err);
 	if (r == 0 && resp->status >= 200 && resp->status < 300 &&
-	    strcmp(final, rb->url)) {
-		redirect_set(rb, final);
-		reg_caps_note(lp_reg_caps(rb->reg), rb->ref.host,
-			      REG_SEEN_REDIRECT, resp->status);
+	    strcmp(final, url)) {
+		redirect_set(rb, i, final);
+		reg_caps_note(lp_reg_caps(rb->reg), ep->host, REG_SEEN_REDIRECT,
+			      resp->status);
 	}
 out:
 	free(cached);
 	free(final);
 	return r;
+}
+
+/* a reply, and where it came from */
+struct range_out {
+	struct lp_reg_resp resp;
+	char url[LP_REG_URL_MAX]; /* the URL asked */
+	size_t ep; /* the host, in the registry's list */
+	const char *host; /* its name: what caps.c keys it by */
+};
+
+/*
+ * One ranged GET from the blob's hosts in order: a host that fails hands
+ * the request to the next (the sink is reset: a single range asks only for
+ * what it still misses). While a host is asked, @o->ep and @o->host name
+ * it (sinks read them as replies come); they are left naming the host that
+ * gave the outcome, @o->url its URL. Returns as range_get_at() for that
+ * host.
+ */
+static int range_get(struct lp_reg_blob *rb, const char *range,
+		     struct lp_reg_sink *sink, struct range_out *o,
+		     struct lp_err *err)
+{
+	struct lp_reg_resp *resp = &o->resp;
+	const struct reg_endpoints *eps;
+	long skip[LP_HOSTS_MAX];
+	enum reg_ep_verdict v;
+	struct lp_err tmp;
+	size_t i;
+	int r;
+
+	o->ep = 0;
+	o->host = rb->ref.host;
+	r = reg_endpoints(rb->reg, &rb->ref, &eps, err);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&rb->lock);
+	memcpy(skip, rb->skip_until, sizeof(skip));
+	pthread_mutex_unlock(&rb->lock);
+	for (i = reg_ep_next(eps, LP_HOST_CAP_PULL, 0, skip); i < eps->n;
+	     i = reg_ep_next(eps, LP_HOST_CAP_PULL, i + 1, skip)) {
+		bool more = reg_ep_has_next(eps, LP_HOST_CAP_PULL, i);
+
+		lp_err_clear(&tmp);
+		o->ep = i;
+		o->host = eps->v[i].host;
+		r = range_get_at(rb, &eps->v[i], i, more, range, sink, resp,
+				 o->url, &tmp);
+		v = reg_ep_verdict(r, resp);
+		if (sink->stopped && sink->stopped(sink->ctx))
+			v = REG_EP_USE;
+		if (!more || v == REG_EP_USE)
+			return r < 0 ? reg_err_pass(err, &tmp, r) : 0;
+		if (r == 0)
+			lp_err_set(&tmp, -EIO, "%s %s: HTTP %ld", "blob range",
+				   o->url, resp->status);
+		if (v == REG_EP_DOWN) {
+			reg_ep_mark_down(&eps->v[i], &tmp);
+		} else {
+			blob_skip(rb, i);
+			lp_log_info("blob %s: %s; the next host is asked "
+				    "for it",
+				    rb->name, tmp.msg);
+		}
+		if (sink->reset)
+			sink->reset(sink->ctx);
+	}
+	return lp_err_set(err, -ENOENT,
+			  "%s: no host in the registry configuration may pull",
+			  rb->ref.host);
+}
+
+/*
+ * The host the next read of @rb goes to first (range_get()'s first
+ * choice): whose capabilities decide how that read is made.
+ */
+static const char *first_host(struct lp_reg_blob *rb)
+{
+	const struct reg_endpoints *eps;
+	long skip[LP_HOSTS_MAX];
+	size_t i;
+
+	if (reg_endpoints(rb->reg, &rb->ref, &eps, NULL) < 0)
+		return rb->ref.host;
+	pthread_mutex_lock(&rb->lock);
+	memcpy(skip, rb->skip_until, sizeof(skip));
+	pthread_mutex_unlock(&rb->lock);
+	i = reg_ep_next(eps, LP_HOST_CAP_PULL, 0, skip);
+	return i < eps->n ? eps->v[i].host : rb->ref.host;
 }
 
 static struct reg_spool *blob_spool(struct lp_reg_blob *rb);
@@ -198,15 +378,25 @@ static bool blob_has_spool(struct lp_reg_blob *rb)
 	return has;
 }
 
+/* host @ep fed @rb's spool (a spool that does not verify rejects them) */
+static void spool_fed_by(struct lp_reg_blob *rb, size_t ep)
+{
+	pthread_mutex_lock(&rb->lock);
+	if (ep < LP_HOSTS_MAX)
+		rb->spool_eps |= (uint64_t)1 << ep;
+	pthread_mutex_unlock(&rb->lock);
+}
+
 /*
- * A whole blob came for a range (@off, @len) of @rb: tell caps.c, and when
- * the host is now to be spooled, make this reply the spool's feed. Returns
- * the claimed spool (the caller feeds it through *@sink, rewriting @range
- * on retries, and releases it), or NULL: slice the reply as before.
+ * A whole blob came from host @o for a range (@off, @len) of @rb: tell
+ * caps.c, and when that host is now to be spooled, make this reply the
+ * spool's feed. Returns the claimed spool (the caller feeds it through
+ * *@sink, rewriting @range on retries, and releases it), or NULL: slice
+ * the reply as before.
  */
 static struct reg_spool *whole_reply(struct lp_reg_blob *rb,
-				     const struct lp_reg_resp *resp,
-				     uint64_t off, uint64_t len, char *range,
+				     const struct range_out *o, uint64_t off,
+				     uint64_t len, char *range,
 				     size_t range_size,
 				     struct lp_reg_sink *sink)
 {
@@ -220,9 +410,11 @@ static struct reg_spool *whole_reply(struct lp_reg_blob *rb,
 	sp = reg_caps_spool_allowed(caps) ? blob_spool(rb) : NULL;
 	if (sp && !reg_spool_claim(sp))
 		sp = NULL;
-	reg_caps_note(caps, rb->ref.host, REG_SEEN_WHOLE, resp->status);
-	if (sp)
+	reg_caps_note(caps, o->host, REG_SEEN_WHOLE, o->resp.status);
+	if (sp) {
+		spool_fed_by(rb, o->ep);
 		reg_spool_sink(sp, range, range_size, sink);
+	}
 	return sp;
 }
 
@@ -246,9 +438,11 @@ struct range_sink {
 	size_t range_size;
 	lp_blob_progress_fn fn; /* NULL: no progress reports */
 	void *arg;
+	struct range_out *o; /* the reply and the host it comes from */
 	struct reg_spool *feed; /* the reply goes to this spool instead */
 	struct lp_reg_sink fsink; /* its sink, when feed is set */
 	bool join; /* another reply feeds the blob's spool: read from it */
+	int fn_rc; /* what fn returned when it said stop */
 };
 
 static int range_begin(void *ctx, const struct lp_reg_resp *resp)
@@ -256,15 +450,17 @@ static int range_begin(void *ctx, const struct lp_reg_resp *resp)
 	struct range_sink *s = ctx;
 	uint64_t a, b, t;
 
-	if (s->feed)
+	if (s->feed) {
+		spool_fed_by(s->rb, s->o->ep); /* maybe the next host */
 		return s->fsink.begin(s->fsink.ctx, resp);
+	}
 	s->begun = true;
 	if (resp->status == 200) {
 		/* Range ignored: the whole blob follows; take our slice */
 		if (resp->content_length >= 0 &&
 		    (uint64_t)resp->content_length != s->rb->size)
 			return -EPROTO;
-		s->feed = whole_reply(s->rb, resp, s->off, s->len, s->range,
+		s->feed = whole_reply(s->rb, s->o, s->off, s->len, s->range,
 				      s->range_size, &s->fsink);
 		if (s->feed)
 			return s->fsink.begin(s->fsink.ctx, resp);
@@ -288,7 +484,7 @@ static int range_begin(void *ctx, const struct lp_reg_resp *resp)
 		return -EPROTO;
 	s->whole = false;
 	atomic_store(&s->rb->ranged, true);
-	reg_caps_note(lp_reg_caps(s->rb->reg), s->rb->ref.host, REG_SEEN_RANGE,
+	reg_caps_note(lp_reg_caps(s->rb->reg), s->o->host, REG_SEEN_RANGE,
 		      resp->status);
 	return 0;
 }
@@ -313,7 +509,7 @@ static int range_write(void *ctx, const void *data, size_t len)
 			       (size_t)(to - from));
 			s->got += (size_t)(to - from);
 			if (s->fn && (r = s->fn(s->arg, s->got)) < 0)
-				return r;
+				return s->fn_rc = r;
 		}
 		return s->got == s->len ? 1 : 0;
 	}
@@ -322,7 +518,7 @@ static int range_write(void *ctx, const void *data, size_t len)
 	memcpy(s->buf + s->got, p, len);
 	s->got += len;
 	if (s->fn && len && (r = s->fn(s->arg, s->got)) < 0)
-		return r;
+		return s->fn_rc = r;
 	return 0;
 }
 
@@ -335,6 +531,15 @@ static int range_finish(void *ctx, const struct lp_reg_resp *resp)
 	if (resp->status != 200 && resp->status != 206)
 		return -EPROTO;
 	return s->got == s->len ? 0 : -EAGAIN;
+}
+
+static bool range_stopped(void *ctx)
+{
+	struct range_sink *s = ctx;
+
+	/* stopped by us, not the host's fault: another reply feeds the
+	 * spool (join), or the caller's progress function said stop */
+	return s->fn_rc != 0 || s->join;
 }
 
 static bool range_complete(void *ctx)
@@ -381,8 +586,8 @@ static int check_range(const struct lp_reg_blob *rb, uint64_t off, size_t len,
  * that is neither 200 nor 206; 0 when the bytes can be used.
  */
 static int range_reply(struct lp_reg_blob *rb, const char *what,
-		       const char *range, const struct lp_reg_resp *resp, int r,
-		       struct lp_err *err)
+		       const char *range, const struct lp_reg_resp *resp,
+		       const char *url, int r, struct lp_err *err)
 {
 	if (r == -EPROTO || r == -EFBIG)
 		return lp_err_set(err, r,
@@ -394,27 +599,81 @@ static int range_reply(struct lp_reg_blob *rb, const char *what,
 		return r;
 	if (resp->status != 200 && resp->status != 206)
 		return lp_reg_status_err(
-			&(struct lp_reg_req){ .url = rb->url, .what = what },
-			resp, err);
+			&(struct lp_reg_req){ .url = url, .what = what }, resp,
+			err);
 	return 0;
 }
 
-/* the spool's feeder: one request for what it lacks (reg_spool_feed_fn) */
+/* the spool's sink, noting which host feeds it */
+struct feed_sink {
+	struct lp_reg_blob *rb;
+	const struct range_out *o;
+	struct lp_reg_sink in; /* reg_spool_sink()'s */
+};
+
+static int fs_begin(void *ctx, const struct lp_reg_resp *resp)
+{
+	struct feed_sink *f = ctx;
+
+	spool_fed_by(f->rb, f->o->ep);
+	return f->in.begin(f->in.ctx, resp);
+}
+
+static int fs_write(void *ctx, const void *data, size_t len)
+{
+	struct feed_sink *f = ctx;
+
+	return f->in.write(f->in.ctx, data, len);
+}
+
+static int fs_finish(void *ctx, const struct lp_reg_resp *resp)
+{
+	struct feed_sink *f = ctx;
+
+	return f->in.finish(f->in.ctx, resp);
+}
+
+static void fs_reset(void *ctx)
+{
+	struct feed_sink *f = ctx;
+
+	f->in.reset(f->in.ctx);
+}
+
+static bool fs_complete(void *ctx)
+{
+	struct feed_sink *f = ctx;
+
+	return f->in.complete(f->in.ctx);
+}
+
+/*
+ * The spool's feeder: one request for what it lacks (reg_spool_feed_fn),
+ * from the blob's hosts in order: a host that dies in the middle hands the
+ * rest (a Range from the spool's end) to the next one (range_get()).
+ */
 static int spool_feed(void *ctx, struct reg_spool *sp, struct lp_err *err)
 {
 	struct lp_reg_blob *rb = ctx;
-	struct lp_reg_resp *resp;
-	struct lp_reg_sink sink;
+	struct feed_sink f = { .rb = rb };
+	struct lp_reg_sink sink = { .begin = fs_begin,
+				    .write = fs_write,
+				    .finish = fs_finish,
+				    .reset = fs_reset,
+				    .complete = fs_complete,
+				    .ctx = &f };
+	struct range_out *o;
 	char range[64];
 	int r;
 
-	resp = malloc(sizeof(*resp));
-	if (!resp)
+	o = malloc(sizeof(*o));
+	if (!o)
 		return -ENOMEM;
-	reg_spool_sink(sp, range, sizeof(range), &sink);
-	r = range_get(rb, range, &sink, resp, err);
-	r = range_reply(rb, "blob", range, resp, r, err);
-	free(resp);
+	f.o = o;
+	reg_spool_sink(sp, range, sizeof(range), &f.in);
+	r = range_get(rb, range, &sink, o, err);
+	r = range_reply(rb, "blob", range, &o->resp, o->url, r, err);
+	free(o);
 	return r;
 }
 
@@ -450,7 +709,7 @@ static bool spool_first(struct lp_reg_blob *rb)
 {
 	return blob_has_spool(rb) ||
 	       (!atomic_load(&rb->ranged) &&
-		reg_caps_spool(lp_reg_caps(rb->reg), rb->ref.host));
+		reg_caps_spool(lp_reg_caps(rb->reg), first_host(rb)));
 }
 
 /* progress of a read of buf[got, len) told as progress of buf[0, len) */
@@ -497,36 +756,43 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 				    .finish = range_finish,
 				    .reset = range_reset,
 				    .complete = range_complete,
+				    .stopped = range_stopped,
 				    .ctx = &s };
-	struct lp_reg_resp *resp = NULL;
-	bool probe = false;
+	struct range_out *o = NULL;
+	struct lp_reg_resp *resp;
+	const char *gated = NULL;
 	int r;
 
 	r = check_range(rb, off, len, err);
 	if (r < 0 || !len)
 		goto out;
 	/* nothing known of the host's ranges: one read at a time finds out */
-	probe = !atomic_load(&rb->ranged) && !blob_has_spool(rb) &&
-		reg_caps_gate(lp_reg_caps(rb->reg), rb->ref.host);
+	if (!atomic_load(&rb->ranged) && !blob_has_spool(rb)) {
+		gated = first_host(rb);
+		if (!reg_caps_gate(lp_reg_caps(rb->reg), gated))
+			gated = NULL;
+	}
 	if (spool_first(rb) && (s.feed = blob_spool(rb))) {
 		/* a range-less host: from the spool, as its bytes come in */
 		r = reg_spool_read(s.feed, buf, len, off, fn, arg, err);
 		goto out;
 	}
-	resp = malloc(sizeof(*resp));
-	if (!resp) {
+	o = malloc(sizeof(*o));
+	if (!o) {
 		r = -ENOMEM;
 		goto out;
 	}
+	resp = &o->resp;
 	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu",
 		 (unsigned long long)off, (unsigned long long)(off + len - 1));
-	r = range_get(rb, range, &sink, resp, err);
+	s.o = o;
+	r = range_get(rb, range, &sink, o, err);
 	if (s.join && (s.feed = blob_spool(rb))) {
 		/* a whole blob, as another reply already feeding the spool */
 		r = reg_spool_read(s.feed, buf, len, off, fn, arg, err);
 		goto out;
 	}
-	r = range_reply(rb, "blob range", range, resp, r, err);
+	r = range_reply(rb, "blob range", range, resp, o->url, r, err);
 	if (s.feed) {
 		/* the reply was the whole blob, taken into the spool; a 206
 		 * before it (cut short) gave buf[0, got): the rest from there */
@@ -543,10 +809,12 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 				  "blob %s/%s@%s: %zu of %zu bytes at %llu",
 				  rb->ref.host, rb->ref.repo, rb->name, s.got,
 				  len, (unsigned long long)off);
+	else
+		served_note(rb, o->ep, off, len);
 out:
-	if (probe)
-		reg_caps_gate_end(lp_reg_caps(rb->reg), rb->ref.host);
-	free(resp);
+	if (gated)
+		reg_caps_gate_end(lp_reg_caps(rb->reg), gated);
+	free(o);
 	return r;
 }
 
@@ -569,6 +837,7 @@ struct tail_sink {
 	bool refused; /* a 200 with more than @want bytes: stopped */
 	int64_t refused_len; /* its Content-Length, -1 when not sent */
 	struct lp_reg_blob *rb;
+	const struct range_out *o; /* the reply and the host it comes from */
 	char *range; /* the request's Range header */
 	size_t range_size;
 	struct reg_spool *feed; /* the reply goes to this spool instead */
@@ -586,7 +855,7 @@ static int tail_whole(struct tail_sink *s, const struct lp_reg_resp *resp)
 	if (!total || (s->hint && total != s->hint))
 		return -EOPNOTSUPP;
 	s->rb->size = total; /* the blob is not shared yet */
-	s->feed = whole_reply(s->rb, resp, total - s->want, s->want, s->range,
+	s->feed = whole_reply(s->rb, s->o, total - s->want, s->want, s->range,
 			      s->range_size, &s->fsink);
 	if (!s->feed)
 		return -EOPNOTSUPP;
@@ -601,8 +870,10 @@ static int tail_begin(void *ctx, const struct lp_reg_resp *resp)
 	uint64_t a, b, t;
 	int r;
 
-	if (s->feed)
+	if (s->feed) {
+		spool_fed_by(s->rb, s->o->ep); /* maybe the next host */
 		return s->fsink.begin(s->fsink.ctx, resp);
+	}
 	if (resp->status == 200) {
 		/* Range ignored: fine for a blob that fits, else stop now */
 		if (resp->content_length >= 0 &&
@@ -635,7 +906,7 @@ static int tail_begin(void *ctx, const struct lp_reg_resp *resp)
 	s->began = true;
 	if (s->len < t) {
 		atomic_store(&s->rb->ranged, true);
-		reg_caps_note(lp_reg_caps(s->rb->reg), s->rb->ref.host,
+		reg_caps_note(lp_reg_caps(s->rb->reg), s->o->host,
 			      REG_SEEN_RANGE, resp->status);
 	}
 	return 0;
@@ -727,7 +998,8 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 				    .reset = tail_reset,
 				    .complete = tail_complete,
 				    .ctx = &s };
-	struct lp_reg_resp *resp = NULL;
+	struct range_out *o = NULL;
+	struct lp_reg_resp *resp;
 	struct lp_reg_blob *rb = NULL;
 	uint64_t total = 0;
 	char range[64];
@@ -743,19 +1015,21 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	r = lp_reg_blob_open(reg, ref, digest, size, &rb);
 	if (r < 0)
 		goto out;
-	resp = malloc(sizeof(*resp));
-	if (!resp) {
+	o = malloc(sizeof(*o));
+	if (!o) {
 		r = -ENOMEM;
 		goto out;
 	}
+	resp = &o->resp;
 	snprintf(range, sizeof(range), "Range: bytes=-%zu", want);
 	s.rb = rb;
+	s.o = o;
 	s.range = range;
 	s.range_size = sizeof(range);
-	r = range_get(rb, range, &sink, resp, err);
+	r = range_get(rb, range, &sink, o, err);
 	if (s.feed) {
 		/* the whole blob, taken into the spool: the tail from there */
-		r = range_reply(rb, "blob", range, resp, r, err);
+		r = range_reply(rb, "blob", range, resp, o->url, r, err);
 		r = reg_spool_release(s.feed, r, err, err);
 		if (r == 0)
 			r = reg_spool_read(s.feed, buf, s.len, s.total - s.len,
@@ -800,11 +1074,12 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			     rb->name, resp->content_range);
 		goto by_range;
 	}
-	r = range_reply(rb, "blob tail", range, resp, r, err);
+	r = range_reply(rb, "blob tail", range, resp, o->url, r, err);
 	if (r < 0)
 		goto out;
 	rb->size = s.total;
 	*ret_len = s.len;
+	served_note(rb, o->ep, s.total - s.len, s.len);
 	goto done;
 by_range:
 	if (!total) {
@@ -826,7 +1101,7 @@ done:
 	rb = NULL;
 out:
 	lp_reg_blob_unref(rb);
-	free(resp);
+	free(o);
 	return r;
 }
 
@@ -952,6 +1227,7 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 				    .finish = multi_finish,
 				    .reset = multi_reset,
 				    .ctx = &m };
+	struct range_out *o = NULL;
 	struct lp_reg_resp *resp = NULL;
 	struct lp_buf range;
 	struct lp_err tmp;
@@ -981,15 +1257,16 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 		sum += ranges[i].len;
 	}
 	if (n <= 1 || spool_first(rb) ||
-	    !reg_caps_multi(lp_reg_caps(rb->reg), rb->ref.host)) {
+	    !reg_caps_multi(lp_reg_caps(rb->reg), first_host(rb))) {
 		r = singles(rb, ranges, n, err);
 		goto out;
 	}
 	r = -ENOMEM;
 	m.filled = calloc(n, sizeof(*m.filled));
-	resp = malloc(sizeof(*resp));
-	if (!m.filled || !resp)
+	o = malloc(sizeof(*o));
+	if (!m.filled || !o)
 		goto out;
+	resp = &o->resp;
 	/* the reply: our bytes plus per-part framing; a merged span may
 	 * carry the gaps too, bounded by the blob's own extent */
 	lp_buf_init(&m.body,
@@ -1008,11 +1285,11 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 	if (r < 0)
 		goto out;
 	lp_err_clear(&tmp);
-	r = range_get(rb, (const char *)range.data, &sink, resp, &tmp);
+	r = range_get(rb, (const char *)range.data, &sink, o, &tmp);
 	if ((r == -EOPNOTSUPP && resp->status == 200) ||
 	    (r == 0 && (resp->status == 400 || resp->status == 501))) {
 		/* no multi-range here (GHCR: 501): remember, one by one */
-		reg_caps_note(lp_reg_caps(rb->reg), rb->ref.host,
+		reg_caps_note(lp_reg_caps(rb->reg), o->host,
 			      REG_SEEN_MULTI_REFUSED, resp->status);
 		r = singles(rb, ranges, n, err);
 		goto out;
@@ -1028,19 +1305,23 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 				   resp->status, resp->content_type);
 		goto out;
 	}
-	if (resp->status != 206)
+	if (resp->status != 206) {
 		r = lp_reg_status_err(
-			&(struct lp_reg_req){ .url = rb->url,
+			&(struct lp_reg_req){ .url = o->url,
 					      .what = "blob ranges" },
 			resp, err);
-	else if (m.multipart)
-		reg_caps_note(lp_reg_caps(rb->reg), rb->ref.host,
-			      REG_SEEN_MULTI, resp->status);
+		goto out;
+	}
+	if (m.multipart)
+		reg_caps_note(lp_reg_caps(rb->reg), o->host, REG_SEEN_MULTI,
+			      resp->status);
+	for (i = 0; i < n; i++)
+		served_note(rb, o->ep, ranges[i].off, ranges[i].len);
 out:
 	lp_buf_release(&m.body);
 	lp_buf_release(&range);
 	free(m.filled);
-	free(resp);
+	free(o);
 	return r;
 }
 
@@ -1120,11 +1401,17 @@ static void blob_close(void *ctx)
 	lp_reg_blob_unref(ctx);
 }
 
+static void blob_reject(void *ctx, uint64_t off, uint64_t len)
+{
+	lp_reg_blob_reject(ctx, off, len);
+}
+
 static const struct lp_blob_ops reg_blob_ops = {
 	.pread = blob_pread,
 	.close = blob_close,
 	.pread_multi = blob_pread_multi,
 	.pread_stream = blob_pread_stream,
+	.reject = blob_reject,
 };
 
 int lp_reg_blob_as_blob(struct lp_reg_blob *rb, struct lp_blob **ret_blob)

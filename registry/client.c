@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "lp_buf.h"
+#include "lp_hosts.h"
+#include "lp_log.h"
 #include "reg_int.h"
 
 #define LP_REG_ACCEPT_MANIFESTS                                    \
@@ -30,11 +32,19 @@ static void buf_reset(void *ctx)
 	lp_buf_reset(ctx);
 }
 
-/* GET manifests/@name of @ref; verified against @want (may be NULL) */
-static int get_manifest(struct lp_reg *reg, const struct lp_reg_ref *ref,
-			const char *name, const struct lp_digest *want,
-			struct lp_reg_manifest **ret_m, struct lp_err *err)
+/*
+ * GET manifests/@name of @ref from host @ep (@more: another host follows
+ * it); verified against @want (may be NULL). *ret_v says what the outcome
+ * tells of the host.
+ */
+static int manifest_at(struct lp_reg *reg, const struct reg_endpoint *ep,
+		       bool more, const struct lp_reg_ref *oref,
+		       const char *name, const struct lp_digest *want,
+		       struct lp_reg_manifest **ret_m,
+		       enum reg_ep_verdict *ret_v, struct lp_err *err)
 {
+	struct lp_reg_ref epref;
+	const struct lp_reg_ref *ref = &epref;
 	struct lp_buf body;
 	struct lp_reg_sink sink = { .write = buf_write,
 				    .reset = buf_reset,
@@ -44,15 +54,20 @@ static int get_manifest(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	struct lp_reg_req req;
 	struct lp_digest got, sent;
 	char url[LP_REG_URL_MAX], ct[256], ds[LP_DIGEST_STR_LEN + 1];
+	char suffix[LP_REG_TAG_MAX + LP_DIGEST_STR_LEN + 16];
 	int r;
 
 	lp_buf_init(&body, LP_REG_MANIFEST_MAX);
-	r = lp_reg_url(reg, ref, "manifests/", url, sizeof(url));
-	if (r < 0 || strlen(url) + strlen(name) >= sizeof(url)) {
+	*ret_v = REG_EP_USE;
+	reg_ep_ref(ep, oref, &epref);
+	if (snprintf(suffix, sizeof(suffix), "manifests/%s", name) >=
+	    (int)sizeof(suffix)) {
 		r = -ENAMETOOLONG;
 		goto out;
 	}
-	memcpy(url + strlen(url), name, strlen(name) + 1);
+	r = reg_ep_url(ep, oref, suffix, url, sizeof(url));
+	if (r < 0)
+		goto out;
 	resp = malloc(sizeof(*resp));
 	if (!resp) {
 		r = -ENOMEM;
@@ -61,12 +76,15 @@ static int get_manifest(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	memset(&req, 0, sizeof(req));
 	req.ref = ref;
 	req.url = url;
+	req.ep = ep;
+	req.attempts = more ? LP_REG_MIRROR_ATTEMPTS : 0;
 	req.headers = hdrs;
 	req.body_fd = -1;
 	req.sink = &sink;
 	req.small = true;
 	req.what = "manifest";
 	r = lp_reg_do_follow(reg, &req, resp, NULL, 0, err);
+	*ret_v = reg_ep_verdict(r, resp);
 	if (r == -EFBIG)
 		lp_err_set(err, r, "manifest %s/%s:%s larger than %d bytes",
 			   ref->host, ref->repo, name, LP_REG_MANIFEST_MAX);
@@ -84,6 +102,7 @@ static int get_manifest(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	    lp_digest_parse(resp->docker_digest, &sent) == 0)
 		want = &sent;
 	if (want && !lp_digest_equal(want, &got)) {
+		*ret_v = REG_EP_NEXT;
 		lp_digest_format(&got, ds);
 		r = lp_err_set(err, -EBADMSG,
 			       "manifest %s/%s:%s: digest mismatch (got %s)",
@@ -94,15 +113,57 @@ static int get_manifest(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	ct[strcspn(ct, "; \t")] = '\0';
 	r = lp_reg_manifest_parse(body.data ? (void *)body.data : "", body.len,
 				  ct, ret_m);
-	if (r < 0)
+	if (r < 0) {
+		*ret_v = REG_EP_NEXT;
 		lp_err_set(err, r, "manifest %s/%s:%s: %s", ref->host,
 			   ref->repo, name,
 			   r == -EOPNOTSUPP ? "unsupported media type" :
 					      "malformed");
+	}
 out:
 	lp_buf_release(&body);
 	free(resp);
 	return r;
+}
+
+/*
+ * GET manifests/@name of @ref from its registry's hosts in order: by tag
+ * from those that may resolve, by digest from those that may pull.
+ */
+static int get_manifest(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			const char *name, const struct lp_digest *want,
+			struct lp_reg_manifest **ret_m, struct lp_err *err)
+{
+	unsigned int need = want ? LP_HOST_CAP_PULL : LP_HOST_CAP_RESOLVE;
+	const struct reg_endpoints *eps;
+	enum reg_ep_verdict v;
+	struct lp_err tmp;
+	size_t i;
+	int r;
+
+	r = reg_endpoints(reg, ref, &eps, err);
+	if (r < 0)
+		return r;
+	for (i = reg_ep_next(eps, need, 0, NULL); i < eps->n;
+	     i = reg_ep_next(eps, need, i + 1, NULL)) {
+		bool more = reg_ep_has_next(eps, need, i);
+
+		lp_err_clear(&tmp);
+		r = manifest_at(reg, &eps->v[i], more, ref, name, want, ret_m,
+				&v, &tmp);
+		if (r == 0)
+			return 0;
+		if (!more || v == REG_EP_USE)
+			return reg_err_pass(err, &tmp, r);
+		if (v == REG_EP_DOWN)
+			reg_ep_mark_down(&eps->v[i], &tmp);
+		else
+			lp_log_info("%s; trying the next host",
+				    lp_err_str(&tmp, r));
+	}
+	return lp_err_set(err, -ENOENT,
+			  "%s: no host in the registry configuration may %s",
+			  ref->host, want ? "pull" : "resolve tags");
 }
 
 int lp_reg_manifest_get(struct lp_reg *reg, const struct lp_reg_ref *ref,
@@ -235,10 +296,13 @@ static void whole_reset(void *ctx)
 		lp_buf_reset(w->mem);
 }
 
-static int fetch_whole(struct lp_reg *reg, const struct lp_reg_ref *ref,
-		       const struct lp_digest *digest, struct whole_sink *w,
-		       struct lp_err *err)
+static int whole_at(struct lp_reg *reg, const struct reg_endpoint *ep,
+		    bool more, const struct lp_reg_ref *oref,
+		    const struct lp_digest *digest, struct whole_sink *w,
+		    enum reg_ep_verdict *ret_v, struct lp_err *err)
 {
+	struct lp_reg_ref epref;
+	const struct lp_reg_ref *ref = &epref;
 	struct lp_reg_sink sink = { .begin = whole_begin,
 				    .write = whole_write,
 				    .finish = whole_finish,
@@ -251,11 +315,16 @@ static int fetch_whole(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	char suffix[LP_DIGEST_STR_LEN + 8];
 	int r;
 
+	*ret_v = REG_EP_USE;
+	reg_ep_ref(ep, oref, &epref);
 	lp_digest_format(digest, ds);
 	snprintf(suffix, sizeof(suffix), "blobs/%s", ds);
-	r = lp_reg_url(reg, ref, suffix, url, sizeof(url));
+	r = reg_ep_url(ep, oref, suffix, url, sizeof(url));
 	if (r < 0)
 		goto out;
+	w->pos = 0;
+	if (w->mem)
+		lp_buf_reset(w->mem);
 	r = lp_sha256_new(&w->sha);
 	if (r < 0)
 		goto out;
@@ -267,10 +336,13 @@ static int fetch_whole(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	memset(&req, 0, sizeof(req));
 	req.ref = ref;
 	req.url = url;
+	req.ep = ep;
+	req.attempts = more ? LP_REG_MIRROR_ATTEMPTS : 0;
 	req.body_fd = -1;
 	req.sink = &sink;
 	req.what = "blob";
 	r = lp_reg_do_follow(reg, &req, resp, NULL, 0, err);
+	*ret_v = reg_ep_verdict(r, resp);
 	if (r == -EFBIG)
 		lp_err_set(err, r, "blob %s/%s@%s: longer than expected",
 			   ref->host, ref->repo, ds);
@@ -287,6 +359,7 @@ static int fetch_whole(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	}
 	lp_sha256_final(w->sha, &got);
 	if (!lp_digest_equal(&got, digest)) {
+		*ret_v = REG_EP_NEXT;
 		r = lp_err_set(err, -EBADMSG,
 			       "blob %s/%s@%s: digest mismatch (%llu bytes)",
 			       ref->host, ref->repo, ds,
@@ -299,6 +372,41 @@ out:
 	w->sha = NULL;
 	free(resp);
 	return r;
+}
+
+/* the whole blob from the registry's hosts that may pull, in order */
+static int fetch_whole(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		       const struct lp_digest *digest, struct whole_sink *w,
+		       struct lp_err *err)
+{
+	const struct reg_endpoints *eps;
+	enum reg_ep_verdict v;
+	struct lp_err tmp;
+	size_t i;
+	int r;
+
+	r = reg_endpoints(reg, ref, &eps, err);
+	if (r < 0)
+		return r;
+	for (i = reg_ep_next(eps, LP_HOST_CAP_PULL, 0, NULL); i < eps->n;
+	     i = reg_ep_next(eps, LP_HOST_CAP_PULL, i + 1, NULL)) {
+		bool more = reg_ep_has_next(eps, LP_HOST_CAP_PULL, i);
+
+		lp_err_clear(&tmp);
+		r = whole_at(reg, &eps->v[i], more, ref, digest, w, &v, &tmp);
+		if (r == 0)
+			return 0;
+		if (!more || v == REG_EP_USE)
+			return reg_err_pass(err, &tmp, r);
+		if (v == REG_EP_DOWN)
+			reg_ep_mark_down(&eps->v[i], &tmp);
+		else
+			lp_log_info("%s; trying the next host",
+				    lp_err_str(&tmp, r));
+	}
+	return lp_err_set(err, -ENOENT,
+			  "%s: no host in the registry configuration may pull",
+			  ref->host);
 }
 
 int lp_reg_fetch_blob(struct lp_reg *reg, const struct lp_reg_ref *ref,

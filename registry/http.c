@@ -25,6 +25,7 @@
 #include "lp_buf.h"
 #include "lp_base64.h"
 #include "lp_common.h"
+#include "lp_hosts.h"
 #include "lp_json.h"
 #include "reg_int.h"
 
@@ -57,7 +58,9 @@ struct reg_host {
 struct lp_reg {
 	atomic_uint refs;
 	struct lp_reg_opts o; /* strings below are owned copies */
-	char *ca_file, *config_dir, *platform, *user_agent, *spool_dir;
+	char *ca_file, *config_dir, *platform, *user_agent, *hosts_dir;
+	char *spool_dir;
+	char *sys_cainfo; /* curl's built-in CA bundle path, or NULL */
 	char **insecure; /* NULL-ended */
 	CURLSH *share;
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
@@ -67,6 +70,9 @@ struct lp_reg {
 	pthread_mutex_t lock;
 	struct reg_host *hosts; /* protected by lock */
 	unsigned int n_hosts; /* protected by lock */
+	/* the hosts of each registry spoken to (endpoints.c) */
+	struct reg_endpoints *eps; /* protected by lock */
+	unsigned int n_eps; /* protected by lock */
 	bool curl_init;
 	struct reg_caps *caps; /* what each host can do (caps.c) */
 };
@@ -117,8 +123,13 @@ static void reg_destroy(struct lp_reg *reg)
 {
 	struct reg_host *h, *hn;
 	struct reg_token *t, *tn;
+	struct reg_endpoints *e, *en;
 	size_t i;
 
+	for (e = reg->eps; e; e = en) {
+		en = e->next;
+		reg_endpoints_free(e);
+	}
 	for (i = 0; i < reg->n_pool; i++)
 		curl_easy_cleanup(reg->pool[i]);
 	if (reg->share)
@@ -142,6 +153,8 @@ static void reg_destroy(struct lp_reg *reg)
 	free(reg->user_agent);
 	free(reg->spool_dir);
 	reg_caps_free(reg->caps);
+	free(reg->hosts_dir);
+	free(reg->sys_cainfo);
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&reg->share_locks[i]);
 	pthread_mutex_destroy(&reg->pool_lock);
@@ -149,6 +162,23 @@ static void reg_destroy(struct lp_reg *reg)
 	if (reg->curl_init)
 		curl_global_cleanup();
 	free(reg);
+}
+
+/* curl's built-in CA bundle (a host's `ca` files are added to it) */
+static int default_cainfo(char **ret)
+{
+	CURL *h = curl_easy_init();
+	char *p = NULL;
+	int r = 0;
+
+	*ret = NULL;
+	if (!h)
+		return -ENOMEM;
+	if (curl_easy_getinfo(h, CURLINFO_CAINFO, &p) == CURLE_OK && p &&
+	    !(*ret = strdup(p)))
+		r = -ENOMEM;
+	curl_easy_cleanup(h);
+	return r;
 }
 
 int lp_reg_new(const struct lp_reg_opts *opts, struct lp_reg **ret_reg)
@@ -174,12 +204,14 @@ int lp_reg_new(const struct lp_reg_opts *opts, struct lp_reg **ret_reg)
 	    dup_opt(reg->o.platform, &reg->platform) < 0 ||
 	    dup_opt(reg->o.spool_dir, &reg->spool_dir) < 0 ||
 	    reg_caps_new(&reg->caps) < 0 ||
+	    dup_opt(reg->o.registry_config_dir, &reg->hosts_dir) < 0 ||
 	    dup_opt(reg->o.user_agent ? reg->o.user_agent : "lazypull/0.1",
 		    &reg->user_agent) < 0)
 		goto out;
 	reg->o.ca_file = reg->ca_file;
 	reg->o.docker_config_dir = reg->config_dir;
 	reg->o.platform = reg->platform;
+	reg->o.registry_config_dir = reg->hosts_dir;
 	reg->o.user_agent = reg->user_agent;
 	reg->o.spool_dir = reg->spool_dir;
 	while (reg->o.insecure_hosts && reg->o.insecure_hosts[n])
@@ -199,6 +231,10 @@ int lp_reg_new(const struct lp_reg_opts *opts, struct lp_reg **ret_reg)
 		goto out;
 	}
 	reg->curl_init = true;
+	r = default_cainfo(&reg->sys_cainfo);
+	if (r < 0)
+		goto out;
+	r = -ENOMEM;
 	reg->share = curl_share_init();
 	if (!reg->share)
 		goto out;
@@ -284,14 +320,49 @@ int lp_reg_set_credentials(struct lp_reg *reg, const char *host,
 
 static bool host_plain_http(const struct lp_reg *reg, const char *host)
 {
-	size_t i;
+	return reg_plain_http(&reg->o, host);
+}
 
-	if (reg->o.loopback_plain_http && lp_reg_host_is_loopback(host))
-		return true;
-	for (i = 0; reg->insecure[i]; i++)
-		if (!strcmp(reg->insecure[i], host))
-			return true;
-	return false;
+int reg_endpoints(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		  const struct reg_endpoints **ret_eps, struct lp_err *err)
+{
+	struct reg_endpoints *e, *made = NULL;
+	int r = 0;
+
+	pthread_mutex_lock(&reg->lock);
+	for (e = reg->eps; e; e = e->next)
+		if (!strcmp(e->registry, ref->host))
+			break;
+	pthread_mutex_unlock(&reg->lock);
+	if (e)
+		goto out;
+	/* reads files: not under the lock; a racing thread's list wins */
+	r = reg_endpoints_new(reg->o.registry_config_dir, ref->host, &reg->o,
+			      reg->ca_file ? reg->ca_file : reg->sys_cainfo,
+			      &made, err);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&reg->lock);
+	for (e = reg->eps; e; e = e->next)
+		if (!strcmp(e->registry, ref->host))
+			break;
+	if (!e && reg->n_eps < LP_REG_HOSTS_MAX) {
+		made->next = reg->eps;
+		reg->eps = made;
+		reg->n_eps++;
+		e = made;
+		made = NULL;
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (!e)
+		r = lp_err_set(err, -EFBIG,
+			       "more than %d registries (LP_REG_HOSTS_MAX)",
+			       LP_REG_HOSTS_MAX);
+	reg_endpoints_free(made);
+out:
+	if (e)
+		*ret_eps = e;
+	return r;
 }
 
 int lp_reg_url(const struct lp_reg *reg, const struct lp_reg_ref *ref,
@@ -564,12 +635,40 @@ out:
 	pthread_mutex_unlock(&reg->lock);
 }
 
+/* the TLS settings of a hosts.toml host: CAs, client certificate, checks */
+static void host_tls(CURL *h, const struct reg_endpoint *ep)
+{
+	const struct lp_host *cfg = ep->cfg;
+
+	if (ep->ca_blob) {
+		struct curl_blob b = { .data = ep->ca_blob,
+				       .len = ep->ca_len,
+				       .flags = CURL_BLOB_NOCOPY };
+
+		curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &b);
+	}
+	if (!cfg)
+		return;
+	if (cfg->n_clients) {
+		curl_easy_setopt(h, CURLOPT_SSLCERT, cfg->clients[0].cert);
+		curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+		if (cfg->clients[0].key)
+			curl_easy_setopt(h, CURLOPT_SSLKEY,
+					 cfg->clients[0].key);
+	}
+	if (cfg->skip_verify) {
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+}
+
 static int perform(struct lp_reg *reg, const struct lp_reg_req *req,
 		   struct lp_reg_resp *resp, struct xfer *x, char *errbuf)
 {
 	struct curl_slist *hl = NULL, *tmp;
 	char auth[LP_REG_TOKEN_MAX + 64];
 	const char *method = req->method ? req->method : "GET";
+	const struct reg_endpoint *ep = req->ep;
 	CURL *h;
 	size_t i;
 	int cc = CURLE_OUT_OF_MEMORY;
@@ -585,6 +684,13 @@ static int perform(struct lp_reg *reg, const struct lp_reg_req *req,
 	auth_header(reg, req, auth, sizeof(auth));
 	for (i = 0; req->headers && req->headers[i]; i++) {
 		tmp = curl_slist_append(hl, req->headers[i]);
+		if (!tmp)
+			goto out;
+		hl = tmp;
+	}
+	/* hosts.toml headers go with every request to that host */
+	for (i = 0; ep && ep->headers && ep->headers[i]; i++) {
+		tmp = curl_slist_append(hl, ep->headers[i]);
 		if (!tmp)
 			goto out;
 		hl = tmp;
@@ -618,6 +724,8 @@ static int perform(struct lp_reg *reg, const struct lp_reg_req *req,
 				 reg->o.request_timeout_ms);
 	if (reg->o.ca_file)
 		curl_easy_setopt(h, CURLOPT_CAINFO, reg->o.ca_file);
+	if (ep)
+		host_tls(h, ep);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
@@ -1060,7 +1168,7 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 	      struct lp_reg_resp *resp, struct lp_err *err)
 {
 	char errbuf[CURL_ERROR_SIZE];
-	char why[CURL_ERROR_SIZE + 64];
+	char why[CURL_ERROR_SIZE + 256];
 	const char *what = req->what ? req->what : "request";
 	long start = now_ms();
 	unsigned int attempt = 0, auth_tries = 0;
@@ -1089,6 +1197,11 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 			code = curl_errno(cc);
 			snprintf(why, sizeof(why), "%s",
 				 errbuf[0] ? errbuf : curl_easy_strerror(cc));
+			/* a server that refuses our TLS often just hangs up:
+			 * say what we offered it */
+			if (req->ep && !strncmp(req->url, "https://", 8))
+				reg_ep_tls_desc(req->ep, why + strlen(why),
+						sizeof(why) - strlen(why));
 			if (!curl_retryable(cc)) {
 				r = lp_err_set(err, code, "%s %s: %s", what,
 					       req->url, why);
@@ -1125,7 +1238,8 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 			delay = resp->retry_after_s * 1000 > delay ?
 					resp->retry_after_s * 1000 :
 					delay;
-		if (attempt >= reg->o.max_attempts ||
+		if (attempt >= (req->attempts ? req->attempts :
+						reg->o.max_attempts) ||
 		    now_ms() - start + delay > reg->o.retry_budget_ms) {
 			/* the cause may pass: a later try may succeed */
 			r = lp_err_set_ex(err,
@@ -1206,6 +1320,9 @@ int lp_reg_do_follow(struct lp_reg *reg, const struct lp_reg_req *req,
 		url_origin(url, o2, sizeof(o2));
 		/* signed storage URLs must not see registry credentials */
 		cur.external = req->external || strcmp(o1, o2);
+		if (strcmp(o1, o2))
+			cur.ep =
+				NULL; /* the host's TLS and headers stay there */
 		cur.url = url;
 	}
 	if (final_url)

@@ -20,6 +20,14 @@
  *	lp_reg_open_blob(reg, &ref, &d->digest, d->size, &blob);
  *	lp_blob_pread(blob, buf, len, off);
  *	lp_blob_unref(blob); lp_reg_manifest_free(m); lp_reg_free(reg);
+ * Where requests go: with lp_reg_opts.registry_config_dir, manifests and
+ * blobs are fetched from the registry's hosts.toml hosts in order (a tag
+ * is resolved only by hosts with the "resolve" capability, content by
+ * digest from those with "pull"); a host that fails (refused, 5xx, a
+ * timeout, 404, a bad reply) is passed over for the next one, and for a
+ * while (LP_REG_HOST_DOWN_MS) for later requests too. Pushes go to the
+ * registry of the reference.
+ *
  * Without a manifest (the snapshotter, which knows the layer's digest from
  * containerd): lp_reg_blob_open_tail() reads the blob's tail and learns its
  * size in one request; lp_layer_open_tail() opens the layer from that tail.
@@ -43,6 +51,8 @@
 #define LP_REG_REF_MAX 1024 /* a whole reference string */
 
 #define LP_REG_DOCKER_HUB "registry-1.docker.io"
+/* containerd's hosts.toml directory by convention (its config_path) */
+#define LP_REG_CONFIG_DIR_DEFAULT "/etc/containerd/certs.d"
 
 /* A parsed image reference; a plain value, copy it freely. */
 struct lp_reg_ref {
@@ -91,6 +101,15 @@ struct lp_reg_opts {
 	const char *ca_file;
 	/* Directory holding config.json; NULL: $DOCKER_CONFIG or ~/.docker. */
 	const char *docker_config_dir;
+	/*
+	 * containerd's certs.d-style directory of hosts.toml files
+	 * (docs/registry-config.md): each registry's content is fetched from
+	 * its hosts in order (mirrors, then the server), with their TLS
+	 * settings and headers. A directory that does not exist is the same
+	 * as one without files. NULL: every request goes to the registry of
+	 * the reference, as lp_reg_url() says.
+	 */
+	const char *registry_config_dir;
 	/* "os/arch[/variant]" picked from an index; NULL: the host's. */
 	const char *platform;
 	const char *user_agent; /* NULL: "lazypull/VERSION" */
@@ -279,6 +298,15 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			  void *buf, size_t want, size_t *ret_len,
 			  struct lp_reg_blob **ret_rb, struct lp_err *err);
 struct lp_reg_blob *lp_reg_blob_ref(struct lp_reg_blob *rb);
+
+/*
+ * lp_reg_blob_reject() - the bytes read at [@off, @off + @len) did not
+ * verify: the host that sent them (as far as @rb remembers its recent
+ * reads; else the host it reads from now) is passed over for this blob for
+ * a while, so that the next read goes to the next host. Logged once.
+ * Also reachable as lp_blob_reject() on the lp_blob of lp_reg_blob_as_blob.
+ */
+void lp_reg_blob_reject(struct lp_reg_blob *rb, uint64_t off, uint64_t len);
 /* lp_reg_blob_size() - the blob's size (given, or learnt from its tail). */
 uint64_t lp_reg_blob_size(const struct lp_reg_blob *rb);
 void lp_reg_blob_unref(struct lp_reg_blob *rb); /* NULL allowed */

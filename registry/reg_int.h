@@ -35,6 +35,12 @@
 #define LP_REG_MAX_REDIRECTS 5
 #define LP_REG_REDIRECT_TTL_S 300 /* reuse a redirect this long */
 #define LP_REG_SKIP_MAX ((uint64_t)64 << 30) /* bytes skipped on a 200 */
+/* a host that failed (refused, 5xx, timeout) is passed over this long; a
+ * host that failed one blob (404, bytes that did not verify), for that blob */
+#define LP_REG_HOST_DOWN_MS 30000
+/* tries of a request to a host that has another one after it: one retry
+ * absorbs a reset connection, more would only delay the next host */
+#define LP_REG_MIRROR_ATTEMPTS 2
 /* JSON nesting accepted (lp_json_parse) */
 #define REG_MANIFEST_JSON_DEPTH 32 /* manifests and indexes */
 #define REG_TOKEN_JSON_DEPTH 8 /* token server replies */
@@ -152,11 +158,19 @@ struct lp_reg_sink {
 	 * that a transport error after them (a reply cut before its end, a
 	 * reset stream) is not retried: the exchange has done its work */
 	bool (*complete)(void *ctx);
+	/* optional: true when the sink's error is its caller's own (a
+	 * progress function said stop): then no other host is tried */
+	bool (*stopped)(void *ctx);
 	void *ctx;
 };
 
+struct reg_endpoint;
+
 struct lp_reg_req {
 	const char *method; /* NULL: GET */
+	/* the host's TLS settings and headers (endpoints.c); NULL: none */
+	const struct reg_endpoint *ep;
+	unsigned int attempts; /* 0: the client's max_attempts */
 	const struct lp_reg_ref *ref; /* host + repo, for auth and errors */
 	const char *actions; /* scope actions: "pull", "pull,push" */
 	const char *url;
@@ -330,6 +344,103 @@ int reg_spool_release(struct reg_spool *sp, int r, const struct lp_err *cause,
 const struct lp_reg_opts *lp_reg_opts_get(const struct lp_reg *reg);
 
 struct lp_reg *lp_reg_ref_client(struct lp_reg *reg);
+
+/* ---- hosts: where requests go (endpoints.c) ---- */
+
+/*
+ * One host of a registry's list, ready for requests. Its strings are
+ * borrowed from the struct lp_hosts the list keeps (or own_*).
+ */
+struct reg_endpoint {
+	const char *scheme; /* "http", "https" */
+	const char *host; /* "mirror:5000" */
+	const char *path; /* API root: "/v2"; "" with override_path */
+	unsigned int caps; /* enum lp_host_cap bits (lp_hosts.h) */
+	const struct lp_host *cfg; /* ca, client, skip_verify; NULL: none */
+	bool mirror; /* not the registry of the reference: ?ns= is added */
+	char **headers; /* "Name: value" lines, NULL-ended; may be NULL */
+	char *ca_blob; /* PEM bundle (base + cfg->ca); NULL: the default */
+	size_t ca_len;
+	atomic_long down_until_ms; /* lp_mono_ms(); no lock */
+	char *own_scheme, *own_host; /* without a config directory */
+};
+
+/* The hosts of one registry, in the order they are tried. */
+struct reg_endpoints {
+	char registry[LP_REG_HOST_MAX];
+	struct lp_hosts *hosts; /* NULL without a config directory */
+	struct reg_endpoint *v;
+	size_t n; /* >= 1 */
+	struct reg_endpoints *next; /* the client's cache list */
+};
+
+/* reg_plain_http() - whether @o speaks plain HTTP to @host. */
+bool reg_plain_http(const struct lp_reg_opts *o, const char *host);
+
+/*
+ * reg_endpoints_new() - the hosts for @registry: from certs.d-style
+ * @config_dir (lp_hosts_resolve()), or with @config_dir NULL the registry
+ * itself only. @base_ca (may be NULL) is the PEM bundle a host's `ca` files
+ * are added to. Returns 0, or the resolver's -errno, or the error reading
+ * a CA or client certificate file (@err names it).
+ */
+int reg_endpoints_new(const char *config_dir, const char *registry,
+		      const struct lp_reg_opts *o, const char *base_ca,
+		      struct reg_endpoints **ret_eps, struct lp_err *err);
+void reg_endpoints_free(struct reg_endpoints *eps); /* NULL allowed */
+
+/*
+ * reg_endpoints() - the client's (cached) list for @ref's registry; lives
+ * as long as @reg. Returns 0 or as reg_endpoints_new() (not cached then:
+ * the next call tries again).
+ */
+int reg_endpoints(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		  const struct reg_endpoints **ret_eps, struct lp_err *err);
+
+/*
+ * reg_ep_next() - the first host at or after @from that has the
+ * capabilities @need and is neither down nor skipped (@skip_until[i] in
+ * lp_mono_ms() time, may be NULL) - except that the last host with @need
+ * is never passed over. eps->n when none is left.
+ */
+size_t reg_ep_next(const struct reg_endpoints *eps, unsigned int need,
+		   size_t from, const long *skip_until);
+/* reg_ep_has_next() - whether a host after @i has @need. */
+bool reg_ep_has_next(const struct reg_endpoints *eps, unsigned int need,
+		     size_t i);
+bool reg_ep_down(const struct reg_endpoint *ep);
+/* reg_ep_mark_down() - pass @ep over for LP_REG_HOST_DOWN_MS (logged once) */
+void reg_ep_mark_down(struct reg_endpoint *ep, const struct lp_err *why);
+
+/*
+ * reg_ep_tls_desc() - "; TLS to HOST: ..." (the CA files, client
+ * certificate and skip_verify of @ep's configuration; "" when it sets none
+ * of them) for messages about a failed exchange, into @out (@size bytes,
+ * truncated).
+ */
+void reg_ep_tls_desc(const struct reg_endpoint *ep, char *out, size_t size);
+
+/* reg_ep_url() - SCHEME://HOST PATH/REPO/SUFFIX[?ns=REGISTRY] */
+int reg_ep_url(const struct reg_endpoint *ep, const struct lp_reg_ref *ref,
+	       const char *suffix, char *out, size_t size);
+/* reg_ep_ref() - @ref as spoken to @ep: its host (auth goes by it) */
+void reg_ep_ref(const struct reg_endpoint *ep, const struct lp_reg_ref *ref,
+		struct lp_reg_ref *out);
+
+enum reg_ep_verdict {
+	REG_EP_USE, /* the outcome stands (success, or an error of ours) */
+	REG_EP_NEXT, /* try the next host (404, refused, a bad reply) */
+	REG_EP_DOWN, /* that too, and pass this host over for a while */
+};
+
+/*
+ * reg_ep_verdict() - what an exchange's outcome says about its host: @r
+ * from lp_reg_do() (or a sink), @resp its reply when @r is 0.
+ */
+enum reg_ep_verdict reg_ep_verdict(int r, const struct lp_reg_resp *resp);
+
+/* reg_err_pass() - @from's message (of one host's try) into @err; @r */
+int reg_err_pass(struct lp_err *err, const struct lp_err *from, int r);
 void lp_reg_unref_client(struct lp_reg *reg);
 
 #endif /* LP_REG_INT_H */

@@ -70,6 +70,7 @@ void lp_snap_config_release(struct lp_snap_config *c)
 	free(c->address);
 	free(c->metrics_address);
 	free(c->docker_config_dir);
+	free(c->registry_config_dir);
 	for (i = 0; i < c->n_insecure; i++)
 		free(c->insecure[i]);
 	memset(c, 0, sizeof(*c));
@@ -142,6 +143,8 @@ static int apply(struct lp_snap_config *c, struct json_object *o,
 	    (r = get_str(o, "address", &c->address, err)) ||
 	    (r = get_str(o, "metrics_address", &c->metrics_address, err)) ||
 	    (r = get_str(o, "docker_config_dir", &c->docker_config_dir, err)) ||
+	    (r = get_str(o, "registry_config_dir", &c->registry_config_dir,
+			 err)) ||
 	    (r = get_bool(o, "prefetch", &c->prefetch, err)) ||
 	    (r = get_bool(o, "background_fetch", &c->background_fetch, err)) ||
 	    (r = get_bool(o, "strict", &c->strict, err)))

@@ -48,6 +48,9 @@ struct lp_snap_config {
 	char *insecure[LP_SNAP_INSECURE_MAX + 1]; /* NULL-ended */
 	size_t n_insecure;
 	char *docker_config_dir; /* NULL: $DOCKER_CONFIG or ~/.docker */
+	/* containerd's hosts.toml directory; NULL: /etc/containerd/certs.d
+	 * (LP_REG_CONFIG_DIR_DEFAULT), "": none */
+	char *registry_config_dir;
 	size_t mem_cache_bytes; /* per mounted layer; 0: default */
 	uint64_t disk_cache_bytes; /* 0: default */
 	bool prefetch; /* fetch each layer's prioritised files at mount */

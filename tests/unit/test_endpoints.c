@@ -1,0 +1,285 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Unit tests of registry/endpoints.c: the host list a registry's requests
+ * go to, made from a real certs.d directory in a temporary directory: the
+ * order and URLs (path, override_path, ?ns= for hosts other than the
+ * registry), header lines, the CA bundle (base + host CA files), errors for
+ * unreadable CA and client files, the choice of the next host (capability,
+ * down, skipped per blob, the last one never passed over) and the verdict
+ * on an exchange's outcome.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "lp_common.h"
+#include "lp_hosts.h"
+#include "reg_int.h"
+
+struct fx {
+	char dir[64];
+};
+
+static void put(const char *dir, const char *name, const char *text)
+{
+	char p[512];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static int setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	char p[512];
+
+	assert_non_null(fx);
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/lp-endpoints.XXXXXX");
+	if (!mkdtemp(fx->dir)) {
+		free(fx);
+		return -1;
+	}
+	snprintf(p, sizeof(p), "%s/reg.test:5000", fx->dir);
+	assert_int_equal(mkdir(p, 0755), 0);
+	put(p, "hosts.toml",
+	    "server = \"https://reg.test:5000\"\n"
+	    "[host.\"http://mirror.test:5001\"]\n"
+	    "  capabilities = [\"pull\"]\n"
+	    "  [host.\"http://mirror.test:5001\".header]\n"
+	    "    x-a = [\"1\", \"2\"]\n"
+	    "[host.\"https://cdn.test/v2/up\"]\n"
+	    "  override_path = true\n"
+	    "  ca = \"ca.crt\"\n"
+	    "  client = [[\"c.crt\", \"c.key\"]]\n");
+	put(p, "ca.crt", "HOST CA\n");
+	put(p, "c.crt", "CERT\n");
+	put(p, "c.key", "KEY\n");
+	put(fx->dir, "base.pem", "BASE\n");
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *fx = *state;
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(fx);
+	return 0;
+}
+
+static struct reg_endpoints *make(struct fx *fx, const char *registry,
+				  bool config, int want)
+{
+	struct reg_endpoints *eps = NULL;
+	struct lp_reg_opts o;
+	struct lp_err err = { 0 };
+	char base[128];
+
+	lp_reg_opts_init(&o);
+	snprintf(base, sizeof(base), "%s/base.pem", fx->dir);
+	assert_int_equal(reg_endpoints_new(config ? fx->dir : NULL, registry,
+					   &o, base, &eps, &err),
+			 want);
+	if (want < 0)
+		assert_true(err.msg[0] != '\0');
+	return eps;
+}
+
+static void test_list(void **state)
+{
+	struct fx *fx = *state;
+	struct reg_endpoints *eps = make(fx, "reg.test:5000", true, 0);
+	struct lp_reg_ref ref, epref;
+	char url[LP_REG_URL_MAX];
+
+	assert_int_equal(lp_reg_ref_parse("reg.test:5000/app/x:v1", &ref), 0);
+	assert_int_equal(eps->n, 3);
+	/* file order, the server last */
+	assert_string_equal(eps->v[0].host, "mirror.test:5001");
+	assert_string_equal(eps->v[1].host, "cdn.test");
+	assert_string_equal(eps->v[2].host, "reg.test:5000");
+	assert_true(eps->v[0].mirror && eps->v[1].mirror);
+	assert_false(eps->v[2].mirror);
+	assert_int_equal(eps->v[0].caps, LP_HOST_CAP_PULL);
+	/* URLs: /v2, override_path, ?ns= for a host other than the registry */
+	assert_int_equal(
+		reg_ep_url(&eps->v[0], &ref, "blobs/x", url, sizeof(url)), 0);
+	assert_string_equal(
+		url,
+		"http://mirror.test:5001/v2/app/x/blobs/x?ns=reg.test:5000");
+	assert_int_equal(
+		reg_ep_url(&eps->v[1], &ref, "manifests/v1", url, sizeof(url)),
+		0);
+	assert_string_equal(
+		url,
+		"https://cdn.test/v2/up/app/x/manifests/v1?ns=reg.test:5000");
+	assert_int_equal(
+		reg_ep_url(&eps->v[2], &ref, "blobs/x", url, sizeof(url)), 0);
+	assert_string_equal(url, "https://reg.test:5000/v2/app/x/blobs/x");
+	assert_int_equal(reg_ep_url(&eps->v[2], &ref, "blobs/x", url, 20),
+			 -ENAMETOOLONG);
+	/* auth goes by the host spoken to */
+	reg_ep_ref(&eps->v[0], &ref, &epref);
+	assert_string_equal(epref.host, "mirror.test:5001");
+	assert_string_equal(epref.repo, "app/x");
+	/* headers, one line per value, in order */
+	assert_non_null(eps->v[0].headers);
+	assert_string_equal(eps->v[0].headers[0], "x-a: 1");
+	assert_string_equal(eps->v[0].headers[1], "x-a: 2");
+	assert_null(eps->v[0].headers[2]);
+	/* CA bundle: the base, then the host's files */
+	assert_null(eps->v[0].ca_blob);
+	assert_non_null(eps->v[1].ca_blob);
+	assert_int_equal(eps->v[1].ca_len, strlen("BASE\n\nHOST CA\n\n"));
+	assert_memory_equal(eps->v[1].ca_blob, "BASE\n\nHOST CA\n\n",
+			    eps->v[1].ca_len);
+	/* what a failed TLS exchange says was offered */
+	reg_ep_tls_desc(&eps->v[1], url, sizeof(url));
+	assert_non_null(strstr(url, "; TLS to cdn.test: client certificate "));
+	assert_non_null(
+		strstr(url, "/c.crt, 1 CA file(s) besides the system's"));
+	reg_ep_tls_desc(&eps->v[0], url, sizeof(url));
+	assert_string_equal(url, "");
+	reg_endpoints_free(eps);
+}
+
+static void test_no_config(void **state)
+{
+	struct fx *fx = *state;
+	struct reg_endpoints *eps;
+	struct lp_reg_ref ref;
+	char url[LP_REG_URL_MAX];
+
+	/* no directory: the registry itself, plain HTTP for loopback */
+	eps = make(fx, "127.0.0.1:5000", false, 0);
+	assert_int_equal(eps->n, 1);
+	assert_false(eps->v[0].mirror);
+	assert_int_equal(lp_reg_ref_parse("127.0.0.1:5000/a:v", &ref), 0);
+	assert_int_equal(
+		reg_ep_url(&eps->v[0], &ref, "manifests/v", url, sizeof(url)),
+		0);
+	assert_string_equal(url, "http://127.0.0.1:5000/v2/a/manifests/v");
+	reg_endpoints_free(eps);
+	/* a directory without an entry for the registry: the same */
+	eps = make(fx, "other.test", true, 0);
+	assert_int_equal(eps->n, 1);
+	assert_string_equal(eps->v[0].scheme, "https");
+	assert_string_equal(eps->v[0].host, "other.test");
+	assert_false(eps->v[0].mirror);
+	reg_endpoints_free(eps);
+}
+
+static void test_bad_files(void **state)
+{
+	struct fx *fx = *state;
+	char p[512];
+
+	snprintf(p, sizeof(p), "%s/reg.test:5000/ca.crt", fx->dir);
+	assert_int_equal(unlink(p), 0);
+	make(fx, "reg.test:5000", true, -ENOENT);
+	put(fx->dir, "reg.test:5000/ca.crt", "HOST CA\n");
+	snprintf(p, sizeof(p), "%s/reg.test:5000/c.key", fx->dir);
+	assert_int_equal(unlink(p), 0);
+	make(fx, "reg.test:5000", true, -ENOENT);
+	put(fx->dir, "reg.test:5000/c.key", "KEY\n");
+	put(fx->dir, "reg.test:5000/hosts.toml", "server = 12\n");
+	make(fx, "reg.test:5000", true, -EINVAL);
+}
+
+static void test_next(void **state)
+{
+	struct fx *fx = *state;
+	struct reg_endpoints *eps = make(fx, "reg.test:5000", true, 0);
+	long skip[LP_HOSTS_MAX] = { 0 };
+	long now = (long)lp_mono_ms();
+
+	/* resolve: the pull-only mirror is not a candidate */
+	assert_int_equal(reg_ep_next(eps, LP_HOST_CAP_RESOLVE, 0, NULL), 1);
+	assert_int_equal(reg_ep_next(eps, LP_HOST_CAP_PULL, 0, NULL), 0);
+	assert_true(reg_ep_has_next(eps, LP_HOST_CAP_PULL, 0));
+	assert_false(reg_ep_has_next(eps, LP_HOST_CAP_PULL, 2));
+	assert_int_equal(reg_ep_next(eps, LP_HOST_CAP_PULL, 3, NULL), eps->n);
+	/* skipped for a blob */
+	skip[0] = now + 10000;
+	assert_int_equal(reg_ep_next(eps, LP_HOST_CAP_PULL, 0, skip), 1);
+	/* down for everyone */
+	reg_ep_mark_down(&eps->v[1], NULL);
+	assert_true(reg_ep_down(&eps->v[1]));
+	assert_int_equal(reg_ep_next(eps, LP_HOST_CAP_PULL, 0, skip), 2);
+	/* the last is tried however it failed */
+	reg_ep_mark_down(&eps->v[2], NULL);
+	skip[2] = now + 10000;
+	assert_int_equal(reg_ep_next(eps, LP_HOST_CAP_PULL, 0, skip), 2);
+	/* the down mark passes */
+	atomic_store(&eps->v[1].down_until_ms, now - 1);
+	assert_false(reg_ep_down(&eps->v[1]));
+	assert_int_equal(reg_ep_next(eps, LP_HOST_CAP_PULL, 0, skip), 1);
+	reg_endpoints_free(eps);
+}
+
+static enum reg_ep_verdict verdict_of(int r, long status)
+{
+	struct lp_reg_resp resp;
+
+	memset(&resp, 0, sizeof(resp));
+	resp.status = status;
+	return reg_ep_verdict(r, &resp);
+}
+
+static void test_verdict(void **state)
+{
+	assert_int_equal(verdict_of(0, 200), REG_EP_USE);
+	assert_int_equal(verdict_of(0, 206), REG_EP_USE);
+	assert_int_equal(verdict_of(0, 307), REG_EP_USE);
+	assert_int_equal(verdict_of(0, 400), REG_EP_USE); /* multi-range */
+	assert_int_equal(verdict_of(0, 416), REG_EP_USE);
+	assert_int_equal(verdict_of(0, 404), REG_EP_NEXT);
+	assert_int_equal(verdict_of(0, 410), REG_EP_NEXT);
+	assert_int_equal(verdict_of(0, 401), REG_EP_NEXT);
+	assert_int_equal(verdict_of(0, 403), REG_EP_NEXT);
+	assert_int_equal(verdict_of(0, 503), REG_EP_DOWN);
+	assert_int_equal(verdict_of(0, 429), REG_EP_DOWN);
+	assert_int_equal(verdict_of(-ECONNREFUSED, 0), REG_EP_DOWN);
+	assert_int_equal(verdict_of(-ETIMEDOUT, 0), REG_EP_DOWN);
+	assert_int_equal(verdict_of(-EIO, 0), REG_EP_DOWN);
+	assert_int_equal(verdict_of(-EAGAIN, 429), REG_EP_DOWN);
+	assert_int_equal(verdict_of(-EPROTO, 206), REG_EP_NEXT);
+	assert_int_equal(verdict_of(-EBADMSG, 200), REG_EP_NEXT);
+	assert_int_equal(verdict_of(-EACCES, 401), REG_EP_NEXT);
+	/* ours: a limit, memory, a sink that refused on purpose */
+	assert_int_equal(verdict_of(-EFBIG, 200), REG_EP_USE);
+	assert_int_equal(verdict_of(-ENOMEM, 0), REG_EP_USE);
+	assert_int_equal(verdict_of(-EOPNOTSUPP, 200), REG_EP_USE);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_config, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_bad_files, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_next, setup, teardown),
+		cmocka_unit_test(test_verdict),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
