@@ -55,6 +55,9 @@ struct served {
 	size_t ep;
 };
 
+/* hosts that fed a spool are kept as bits of a uint64_t */
+_Static_assert(LP_HOSTS_MAX <= 64, "a host mask is 64 bits");
+
 struct lp_reg_blob {
 	atomic_uint refs;
 	struct lp_reg *reg; /* a reference */
@@ -72,6 +75,7 @@ struct lp_reg_blob {
 	size_t redirect_ep; /* protected by lock; the host it came from */
 	uint64_t spool_eps; /* protected by lock: hosts that fed the spool */
 	uint64_t bad_eps; /* protected by lock: whose spool did not verify */
+	size_t spool_restarts; /* protected by lock: spools taken again */
 	/* hosts passed over for this blob until then (lp_mono_ms()) */
 	long skip_until[LP_HOSTS_MAX]; /* protected by lock */
 	struct served served[REG_SERVED_MAX]; /* protected by lock; a ring */
@@ -677,6 +681,49 @@ static int spool_feed(void *ctx, struct reg_spool *sp, struct lp_err *err)
 	return r;
 }
 
+/*
+ * The spool's bytes did not verify (reg_spool_bad_fn): the hosts that fed
+ * it are rejected for this blob (as lp_reg_blob_reject() does) and, when a
+ * host that may pull has not fed a bad spool yet, the spool is taken again
+ * (from it: range_get() passes the rejected ones over). At most one new
+ * start per host of the list.
+ */
+static bool spool_bad(void *ctx)
+{
+	struct lp_reg_blob *rb = ctx;
+	const struct reg_endpoints *eps;
+	uint64_t fed, bad;
+	long until = (long)lp_mono_ms() + LP_REG_HOST_DOWN_MS;
+	bool again = false;
+	size_t i, n = 0;
+
+	if (reg_endpoints(rb->reg, &rb->ref, &eps, NULL) == 0)
+		n = eps->n;
+	pthread_mutex_lock(&rb->lock);
+	fed = rb->spool_eps;
+	rb->spool_eps = 0;
+	rb->bad_eps |= fed;
+	bad = rb->bad_eps;
+	for (i = 0; i < LP_HOSTS_MAX; i++)
+		if (fed & (uint64_t)1 << i)
+			rb->skip_until[i] = until;
+	for (i = 0; i < n && i < LP_HOSTS_MAX; i++)
+		if ((eps->v[i].caps & LP_HOST_CAP_PULL) &&
+		    !(bad & (uint64_t)1 << i))
+			again = true;
+	if (again && rb->spool_restarts++ >= n)
+		again = false;
+	pthread_mutex_unlock(&rb->lock);
+	for (i = 0; i < n && i < LP_HOSTS_MAX; i++)
+		if (fed & (uint64_t)1 << i)
+			lp_log_warn("blob %s: the whole blob from %s did not "
+				    "verify; %s",
+				    rb->name, eps->v[i].host,
+				    again ? "taken again from the next host" :
+					    "no other host to take it from");
+	return again;
+}
+
 /* @rb's spool, made on first use; NULL when it cannot be (logged once) */
 static struct reg_spool *blob_spool(struct lp_reg_blob *rb)
 {
@@ -691,6 +738,8 @@ static struct reg_spool *blob_spool(struct lp_reg_blob *rb)
 				  &rb->digest, rb->size, spool_feed, rb,
 				  &rb->spool, &err);
 		rb->no_spool = r < 0;
+		if (r == 0)
+			reg_spool_on_bad(rb->spool, spool_bad);
 	}
 	sp = rb->spool;
 	pthread_mutex_unlock(&rb->lock);

@@ -294,6 +294,17 @@ int reg_spool_new(const char *dir, const struct lp_digest *digest,
 		  struct reg_spool **ret_sp, struct lp_err *err);
 
 /*
+ * Told that the whole blob in the spool does not match its digest (the
+ * spool is emptied): true to take it again (the owner rejected the hosts
+ * that fed it and another may serve it), false to fail for good. Called
+ * with no lock held, by the feeder that brought the last byte.
+ */
+typedef bool (*reg_spool_bad_fn)(void *ctx);
+
+/* reg_spool_on_bad() - set @sp's verdict hook (before its first read). */
+void reg_spool_on_bad(struct reg_spool *sp, reg_spool_bad_fn bad);
+
+/*
  * reg_spool_free() - stop the feeder (its next write fails -ECANCELED),
  * wait for it, drop the file. NULL allowed.
  */
@@ -333,9 +344,11 @@ void reg_spool_sink(struct reg_spool *sp, char *range, size_t range_size,
 /*
  * reg_spool_release() - the feeder is done, with its result @r (@cause may
  * be NULL). A complete spool is verified here against the digest: a
- * mismatch drops it for good. Wakes every reader. Returns 0 when the blob
- * is complete and verified, -EBADMSG for a mismatch (@err says so), -EAGAIN
- * for an incomplete spool after @r == 0, else @r.
+ * mismatch empties it and, unless the verdict hook says to start over,
+ * drops it for good. Wakes every reader. Returns 0 when the blob is
+ * complete and verified or emptied to be taken again (a read fetches it),
+ * -EBADMSG for a mismatch for good (@err says so), -EAGAIN for an
+ * incomplete spool after @r == 0, else @r.
  */
 int reg_spool_release(struct reg_spool *sp, int r, const struct lp_err *cause,
 		      struct lp_err *err);

@@ -13,8 +13,11 @@
  * where the spool ends.
  *
  * The whole blob is hashed as it is appended and checked against its digest
- * when the last byte is in; a mismatch drops the spool for good: every read
- * fails (-EBADMSG), never a wrong byte from then on. The blob's last byte is
+ * when the last byte is in; on a mismatch the spool is emptied and the
+ * owner's verdict hook (reg_spool_on_bad()) says whether to start over (the
+ * hosts that fed it were rejected and another host may serve the blob: the
+ * next read starts a feeder from byte 0) or to drop the spool for good:
+ * every read fails (-EBADMSG), never a wrong byte from then on. The blob's last byte is
  * served only after that verdict, so a read of the end (where the TOC is)
  * never sees unverified bytes; bytes served before the end are the host's
  * word, as a 206 reply's are: fs/ verifies every chunk against the TOC
@@ -51,6 +54,7 @@ struct reg_spool {
 	char name[LP_DIGEST_STR_LEN + 1];
 	reg_spool_feed_fn feed;
 	void *feed_ctx;
+	reg_spool_bad_fn bad; /* NULL: a mismatch fails for good */
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* bytes appended, a feeder ended, cancel */
 	uint64_t fed; /* protected by lock: [0, fed) is in the file */
@@ -353,34 +357,61 @@ void reg_spool_sink(struct reg_spool *sp, char *range, size_t range_size,
 					  .ctx = sp };
 }
 
+void reg_spool_on_bad(struct reg_spool *sp, reg_spool_bad_fn bad)
+{
+	sp->bad = bad;
+}
+
+/* the whole blob is in: verified, else emptied (and maybe failed) */
+static void verdict(struct reg_spool *sp, bool *again)
+{
+	struct lp_digest got;
+	bool retry;
+
+	lp_sha256_final(sp->sha, &got); /* and reset for a new start */
+	if (lp_digest_equal(&got, &sp->digest)) {
+		sp->verified = true;
+		sp->have = sp->size;
+		return;
+	}
+	/* nothing of it is served from here on; the claim is still ours,
+	 * so no feeder starts while the owner is asked */
+	sp->have = 0;
+	pthread_mutex_unlock(&sp->lock);
+	retry = sp->bad && sp->bad(sp->feed_ctx);
+	pthread_mutex_lock(&sp->lock);
+	sp->fed = 0;
+	if (ftruncate(sp->fd, 0) < 0)
+		lp_log_debug("blob %s: truncate of its spool: %s", sp->name,
+			     strerror(errno));
+	if (retry) {
+		*again = true;
+		lp_log_warn("blob %s: the whole blob does not match its "
+			    "digest: spool emptied, taken again from the "
+			    "next host",
+			    sp->name);
+		return;
+	}
+	sp->failed = -EBADMSG;
+	/* the one place this is said; reads refer to it */
+	lp_log_err("blob %s: the whole blob from a range-less host does not "
+		   "match its digest: spool dropped, its reads fail",
+		   sp->name);
+}
+
 int reg_spool_release(struct reg_spool *sp, int r, const struct lp_err *cause,
 		      struct lp_err *err)
 {
-	struct lp_digest got;
+	bool again = false;
 
 	pthread_mutex_lock(&sp->lock);
+	if (sp->fed == sp->size && !sp->verified && !sp->failed)
+		verdict(sp, &again);
 	sp->feeding = false;
-	if (sp->fed == sp->size && !sp->verified && !sp->failed) {
-		lp_sha256_final(sp->sha, &got);
-		if (lp_digest_equal(&got, &sp->digest)) {
-			sp->verified = true;
-			sp->have = sp->size;
-		} else {
-			sp->failed = -EBADMSG;
-			sp->fed = 0;
-			sp->have = 0;
-			if (ftruncate(sp->fd, 0) < 0)
-				lp_log_debug("blob %s: truncate of its spool: "
-					     "%s",
-					     sp->name, strerror(errno));
-			/* the one place this is said; reads refer to it */
-			lp_log_err("blob %s: the whole blob from a range-less "
-				   "host does not match its digest: spool "
-				   "dropped, its reads fail",
-				   sp->name);
-		}
-	}
-	if (sp->failed) {
+	if (again) {
+		/* not a feeder's end: the readers waiting start another */
+		r = 0;
+	} else if (sp->failed) {
 		r = lp_err_set(err, sp->failed,
 			       "blob %s: the whole blob does not match its "
 			       "digest (range-less host)",

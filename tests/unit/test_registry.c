@@ -590,6 +590,7 @@ struct feeder {
 	/* per call: 200 (whole body) or 206 (from the spool's end) */
 	long status[4];
 	uint64_t cut_at[4]; /* stop the body there, -EIO; 0: never */
+	unsigned int bads; /* verdict hook calls; protected by lock */
 };
 
 static void feeder_init(struct feeder *f, bool bad)
@@ -887,6 +888,95 @@ static void test_spool_mismatch(void **state)
 }
 
 /*
+ * The owner's verdict hook says another host may serve the blob: the
+ * spool is emptied and taken again from byte 0 (the "next host" sends the
+ * right bytes); the reader waiting gets them, never the bad ones at the
+ * end; a second mismatch is not asked about (it verified).
+ */
+static bool bad_again(void *ctx)
+{
+	struct feeder *f = ctx;
+	bool again;
+
+	pthread_mutex_lock(&f->lock);
+	again = ++f->bads == 1;
+	memcpy(f->body, f->blob, SP_SIZE); /* the next host's bytes */
+	pthread_mutex_unlock(&f->lock);
+	return again;
+}
+
+static void test_spool_mismatch_again(void **state)
+{
+	char dir[] = "/tmp/lp-spool-test.XXXXXX";
+	struct reader end;
+	pthread_t te;
+	struct feeder f;
+	struct reg_spool *sp;
+	uint8_t *all = malloc(SP_SIZE);
+
+	(void)state;
+	assert_non_null(all);
+	feeder_init(&f, true); /* one byte in the middle wrong */
+	sp = spool_new(&f, dir);
+	reg_spool_on_bad(sp, bad_again);
+	reader_start(&end, &te, &f, sp, SP_SIZE - 100, 100);
+	feeder_allow(&f, 1000);
+	pthread_join(te, NULL);
+	assert_int_equal(end.r, 0);
+	assert_memory_equal(end.buf, f.blob + SP_SIZE - 100, 100);
+	assert_int_equal(f.calls, 2);
+	assert_int_equal(f.bads, 1);
+	assert_string_equal(f.range[1], "Range: bytes=0-1048592");
+	assert_int_equal(reg_spool_read(sp, all, SP_SIZE, 0, NULL, NULL, NULL),
+			 0);
+	assert_memory_equal(all, f.blob, SP_SIZE);
+	assert_int_equal(f.calls, 2);
+	reg_spool_free(sp);
+	rmdir(dir);
+	free(end.buf);
+	free(all);
+	feeder_fini(&f);
+}
+
+/* the hook says no other host: the mismatch fails for good */
+static bool bad_never(void *ctx)
+{
+	struct feeder *f = ctx;
+
+	pthread_mutex_lock(&f->lock);
+	f->bads++;
+	pthread_mutex_unlock(&f->lock);
+	return false;
+}
+
+static void test_spool_mismatch_no_other(void **state)
+{
+	char dir[] = "/tmp/lp-spool-test.XXXXXX";
+	struct reader end;
+	pthread_t te;
+	struct feeder f;
+	struct reg_spool *sp;
+	uint8_t buf[100];
+
+	(void)state;
+	feeder_init(&f, true);
+	sp = spool_new(&f, dir);
+	reg_spool_on_bad(sp, bad_never);
+	reader_start(&end, &te, &f, sp, SP_SIZE - 100, 100);
+	feeder_allow(&f, 1000);
+	pthread_join(te, NULL);
+	assert_int_equal(end.r, -EBADMSG);
+	assert_int_equal(f.bads, 1);
+	assert_int_equal(reg_spool_read(sp, buf, 100, 0, NULL, NULL, NULL),
+			 -EBADMSG);
+	assert_int_equal(f.calls, 1);
+	reg_spool_free(sp);
+	rmdir(dir);
+	free(end.buf);
+	feeder_fini(&f);
+}
+
+/*
  * A request already under way whose reply is the whole blob claims the
  * spool and feeds it itself: readers wait for it, the feeder thread is
  * never started; a 206 that does not start at the spool's end is refused.
@@ -977,6 +1067,8 @@ int main(void)
 		cmocka_unit_test(test_spool_serves_as_bytes_come),
 		cmocka_unit_test(test_spool_resume),
 		cmocka_unit_test(test_spool_mismatch),
+		cmocka_unit_test(test_spool_mismatch_again),
+		cmocka_unit_test(test_spool_mismatch_no_other),
 		cmocka_unit_test(test_spool_claim),
 	};
 
