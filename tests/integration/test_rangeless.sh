@@ -19,6 +19,12 @@
 # is resumed from the spool's end, not fetched again; a 200 whose body is
 # not the blob (one byte inverted) fails the mount with a clear error and
 # reads by the registry client fail, never give the wrong bytes.
+# Through hosts.toml (a mirror first, the origin as server): a fresh
+# pull-through mirror sends at most 1.05x the layer for two small files and
+# is the host learnt range-less (not the origin's name); a mirror whose
+# stream is cut every time hands the spool to the origin, asked from the
+# spool's end; a mirror whose whole blob does not verify is rejected and
+# the blob is taken again from the origin (files right in each case).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -250,5 +256,71 @@ rc=0
 [ ! -s "$T/got" ] || fail "bytes were given out"
 grep -q "does not match its digest" "$T/err" || { show_err "$T/err"; fail "unclear error"; }
 ok "registry client read -> error, no bytes: $(head -c 150 "$T/err")"
+# --- the mirror named in hosts.toml (registry/endpoints.c) ----------------
+# The image is asked for by the origin's name (FO, which logs lazypull's
+# requests to the origin itself); hosts.toml puts a mirror first. What the
+# mirror's replies teach is kept for the mirror's host, not the origin's.
+OR="127.0.0.1:$FOPORT"
+hosts_mirror() { # MIRROR_HOSTPORT: hosts.toml in $T/certs.d naming it first
+	mkdir -p "$T/certs.d/$OR"
+	printf 'server = "http://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
+		"$OR" "$1" >"$T/certs.d/$OR/hosts.toml"
+}
+HOPTS=(--registry-config-dir "$T/certs.d")
+
+say "a fresh pull-through mirror named in hosts.toml, two small files"
+M2PORT=$(free_port)
+registry mirror2 "$M2PORT" "http://$O"
+counter DM2 "$M2PORT"
+M2="127.0.0.1:$DM2_PORT"
+hosts_mirror "$M2"
+: >"$T/origin.log"
+sent "$DM2_CTL" reset >/dev/null
+lp_mount "$T/mnt" "${MOPTS[@]}" "${HOPTS[@]}" --log-file "$T/mnt-h.log" "$OR/lp/img:v1"
+read_two "$T/mnt"
+b=$(sent "$DM2_CTL")
+[ "$b" -gt 0 ] || fail "nothing came through the mirror named in hosts.toml"
+[ $((b * 100)) -le $((LS * BOUND_PCT)) ] ||
+	fail "hosts.toml mirror: it sent $b bytes for a layer of $LS (bound $BOUND_PCT%)"
+n=$(gets "$T/origin.log" "$LD")
+[ "$n" = 0 ] || fail "the origin was asked for the layer $n times while the mirror was up"
+cat "$T/mount.err" "$T/mnt-h.log" >"$T/logs"
+[ "$(grep -c "registry $M2 answers a Range request with the whole blob" "$T/logs")" = 1 ] ||
+	{ cat "$T/logs" >&2; fail "the mirror's host is not the one logged range-less (once)"; }
+grep -q "registry $OR answers a Range" "$T/logs" &&
+	fail "the origin's name was marked range-less for what its mirror did"
+ok "two small files through the hosts.toml mirror: it sent $b bytes for a layer of $LS ($((b * 1000 / LS))/1000); the origin was not asked; range-less learnt for $M2, not $OR"
+lp_umount "$T/mnt"
+
+say "the mirror dies in the middle of the spool's stream: the origin goes on from the spool's end"
+hosts_mirror "$F"
+echo "rangeless-cut 1000" >"$T/mode"
+: >"$T/fr.log"
+: >"$T/origin.log"
+lp_mount "$T/mnt" "${MOPTS[@]}" "${HOPTS[@]}" --log-file "$T/mnt-hcut.log" "$OR/lp/img:v1"
+read_two "$T/mnt"
+n=$(grep -c "^GET /v2/.*/blobs/$LD?ns=$OR " "$T/fr.log" || true)
+[ "$n" -ge 1 ] || fail "the mirror was not asked for the layer: $(tr '\n' ' ' <"$T/fr.log")"
+a=$(grep "/blobs/$LD " "$T/origin.log" | sed -n 's/.*bytes=\([0-9]*\)-.*/\1/p' | head -1)
+[ -n "$a" ] && [ "$a" -gt 0 ] ||
+	fail "the origin did not go on from the spool's end: $(tr '\n' ' ' <"$T/origin.log")"
+python3 "$LP_SOURCE_DIR/tests/integration/mount_compare.py" "$REF" "$T/mnt" 2 10 >"$T/cmp.out" ||
+	fail "after the mirror died mid-spool the mount differs from GNU tar's extraction"
+ok "mirror cut mid-stream ($n GETs of it): the origin was asked from byte $a of $LS (the spool's end); every file right"
+lp_umount "$T/mnt"
+
+say "the mirror's whole blob does not verify: taken again from the origin"
+echo "rangeless-bad 1000" >"$T/mode"
+: >"$T/origin.log"
+lp_mount "$T/mnt" "${MOPTS[@]}" "${HOPTS[@]}" --log-file "$T/mnt-hbad.log" "$OR/lp/img:v1"
+read_two "$T/mnt"
+python3 "$LP_SOURCE_DIR/tests/integration/mount_compare.py" "$REF" "$T/mnt" 2 10 >"$T/cmp.out" ||
+	fail "after a bad spool from the mirror the mount differs from GNU tar's extraction"
+cat "$T/mount.err" "$T/mnt-hbad.log" >"$T/logs"
+grep -q "the whole blob from $F did not verify; taken again from the next host" "$T/logs" ||
+	{ cat "$T/logs" >&2; fail "the bad mirror was not rejected with a restart"; }
+[ "$(gets "$T/origin.log" "$LD")" -ge 1 ] || fail "the origin was not asked for the layer"
+ok "mirror's bytes bad: rejected, the blob taken again from the origin; every file right"
+lp_umount "$T/mnt"
 echo pass >"$T/mode"
 done_ok
