@@ -228,6 +228,7 @@ static void registry_opts(const struct mount_args *a,
 	lp_reg_opts_init(o);
 	o->insecure_hosts = hosts;
 	o->ca_file = a->ca_file;
+	o->spool_dir = a->mo.fs.cache_dir; /* NULL: $TMPDIR or /var/tmp */
 	o->registry_config_dir = a->hosts_dir;
 	if (a->retries >= 0)
 		o->max_attempts = (unsigned int)a->retries + 1;

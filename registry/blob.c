@@ -18,12 +18,20 @@
  * host that fails in the middle of a read hands the rest of that read to
  * the next host, so reads of an open blob go on when a mirror dies.
  *
+ * What a reply shows about the host that sent it (206, a whole blob for a range,
+ * multi-range answered or refused, a redirect) is told to caps.c, which
+ * decides how the host is read from then on. From a host that answers
+ * ranges with the whole blob, each blob is taken once into a spool
+ * (spool.c) and read from there: the reply that taught it is diverted into
+ * the spool (the request's sink switches to the spool's, "feed" below).
+ *
  * Errors are not logged here: they go back in the struct lp_err, with the
  * HTTP status and whether a retry may help (decided in http.c, where the
  * reply is classified), to the caller that decides what to do.
  *
- * Lock order: lock is a leaf (held only to copy the cached redirect and
- * the per-host state).
+ * Lock order: lock is a leaf (held to copy the cached redirect and the
+ * per-host state, to make the spool; spool.c's lock is never taken under
+ * it).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -47,6 +55,9 @@ struct served {
 	size_t ep;
 };
 
+/* hosts that fed a spool are kept as bits of a uint64_t */
+_Static_assert(LP_HOSTS_MAX <= 64, "a host mask is 64 bits");
+
 struct lp_reg_blob {
 	atomic_uint refs;
 	struct lp_reg *reg; /* a reference */
@@ -54,12 +65,17 @@ struct lp_reg_blob {
 	struct lp_digest digest;
 	char name[LP_DIGEST_STR_LEN + 1];
 	uint64_t size;
-	atomic_bool no_multi; /* the registry refused multi-range */
 	atomic_size_t cur_ep; /* the host of the last read that worked */
 	pthread_mutex_t lock;
+	struct reg_spool *spool; /* protected by lock; made once, when needed */
+	atomic_bool ranged; /* a range of it came back 206: ask by ranges */
+	bool no_spool; /* protected by lock: the spool could not be made */
 	char *redirect; /* protected by lock */
 	long redirect_at; /* protected by lock; monotonic s */
 	size_t redirect_ep; /* protected by lock; the host it came from */
+	uint64_t spool_eps; /* protected by lock: hosts that fed the spool */
+	uint64_t bad_eps; /* protected by lock: whose spool did not verify */
+	size_t spool_restarts; /* protected by lock: spools taken again */
 	/* hosts passed over for this blob until then (lp_mono_ms()) */
 	long skip_until[LP_HOSTS_MAX]; /* protected by lock */
 	struct served served[REG_SERVED_MAX]; /* protected by lock; a ring */
@@ -78,9 +94,9 @@ int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	rb->ref = *ref;
 	rb->digest = *digest;
 	rb->size = size;
+	atomic_init(&rb->ranged, false);
 	lp_digest_format(digest, rb->name);
 	atomic_init(&rb->refs, 1);
-	atomic_init(&rb->no_multi, false);
 	atomic_init(&rb->cur_ep, 0);
 	pthread_mutex_init(&rb->lock, NULL);
 	rb->reg = lp_reg_ref_client(reg);
@@ -103,6 +119,7 @@ void lp_reg_blob_unref(struct lp_reg_blob *rb)
 {
 	if (!rb || atomic_fetch_sub(&rb->refs, 1) != 1)
 		return;
+	reg_spool_free(rb->spool); /* stops its feeder, which uses rb */
 	lp_reg_unref_client(rb->reg);
 	pthread_mutex_destroy(&rb->lock);
 	free(rb->redirect);
@@ -254,24 +271,38 @@ static int range_get_at(struct lp_reg_blob *rb, const struct reg_endpoint *ep,
 	req.ep = ep;
 	r = lp_reg_do_follow(rb->reg, &req, resp, final, LP_REG_URL_MAX, err);
 	if (r == 0 && resp->status >= 200 && resp->status < 300 &&
-	    strcmp(final, url))
+	    strcmp(final, url)) {
 		redirect_set(rb, i, final);
+		reg_caps_note(lp_reg_caps(rb->reg), ep->host, REG_SEEN_REDIRECT,
+			      resp->status);
+	}
 out:
 	free(cached);
 	free(final);
 	return r;
 }
 
+/* a reply, and where it came from */
+struct range_out {
+	struct lp_reg_resp resp;
+	char url[LP_REG_URL_MAX]; /* the URL asked */
+	size_t ep; /* the host, in the registry's list */
+	const char *host; /* its name: what caps.c keys it by */
+};
+
 /*
  * One ranged GET from the blob's hosts in order: a host that fails hands
  * the request to the next (the sink is reset: a single range asks only for
- * what it still misses). *ret_ep is the host that gave the outcome; @url
- * receives its URL. Returns as range_get_at() for that host.
+ * what it still misses). While a host is asked, @o->ep and @o->host name
+ * it (sinks read them as replies come); they are left naming the host that
+ * gave the outcome, @o->url its URL. Returns as range_get_at() for that
+ * host.
  */
 static int range_get(struct lp_reg_blob *rb, const char *range,
-		     struct lp_reg_sink *sink, struct lp_reg_resp *resp,
-		     size_t *ret_ep, char *url, struct lp_err *err)
+		     struct lp_reg_sink *sink, struct range_out *o,
+		     struct lp_err *err)
 {
+	struct lp_reg_resp *resp = &o->resp;
 	const struct reg_endpoints *eps;
 	long skip[LP_HOSTS_MAX];
 	enum reg_ep_verdict v;
@@ -279,6 +310,8 @@ static int range_get(struct lp_reg_blob *rb, const char *range,
 	size_t i;
 	int r;
 
+	o->ep = 0;
+	o->host = rb->ref.host;
 	r = reg_endpoints(rb->reg, &rb->ref, &eps, err);
 	if (r < 0)
 		return r;
@@ -290,9 +323,10 @@ static int range_get(struct lp_reg_blob *rb, const char *range,
 		bool more = reg_ep_has_next(eps, LP_HOST_CAP_PULL, i);
 
 		lp_err_clear(&tmp);
-		*ret_ep = i;
+		o->ep = i;
+		o->host = eps->v[i].host;
 		r = range_get_at(rb, &eps->v[i], i, more, range, sink, resp,
-				 url, &tmp);
+				 o->url, &tmp);
 		v = reg_ep_verdict(r, resp);
 		if (sink->stopped && sink->stopped(sink->ctx))
 			v = REG_EP_USE;
@@ -300,7 +334,7 @@ static int range_get(struct lp_reg_blob *rb, const char *range,
 			return r < 0 ? reg_err_pass(err, &tmp, r) : 0;
 		if (r == 0)
 			lp_err_set(&tmp, -EIO, "%s %s: HTTP %ld", "blob range",
-				   url, resp->status);
+				   o->url, resp->status);
 		if (v == REG_EP_DOWN) {
 			reg_ep_mark_down(&eps->v[i], &tmp);
 		} else {
@@ -317,12 +351,76 @@ static int range_get(struct lp_reg_blob *rb, const char *range,
 			  rb->ref.host);
 }
 
-/* a reply, and where it came from */
-struct range_out {
-	struct lp_reg_resp resp;
-	char url[LP_REG_URL_MAX]; /* the URL asked */
-	size_t ep; /* the host, in the registry's list */
-};
+/*
+ * The host the next read of @rb goes to first (range_get()'s first
+ * choice): whose capabilities decide how that read is made.
+ */
+static const char *first_host(struct lp_reg_blob *rb)
+{
+	const struct reg_endpoints *eps;
+	long skip[LP_HOSTS_MAX];
+	size_t i;
+
+	if (reg_endpoints(rb->reg, &rb->ref, &eps, NULL) < 0)
+		return rb->ref.host;
+	pthread_mutex_lock(&rb->lock);
+	memcpy(skip, rb->skip_until, sizeof(skip));
+	pthread_mutex_unlock(&rb->lock);
+	i = reg_ep_next(eps, LP_HOST_CAP_PULL, 0, skip);
+	return i < eps->n ? eps->v[i].host : rb->ref.host;
+}
+
+static struct reg_spool *blob_spool(struct lp_reg_blob *rb);
+
+static bool blob_has_spool(struct lp_reg_blob *rb)
+{
+	bool has;
+
+	pthread_mutex_lock(&rb->lock);
+	has = rb->spool != NULL;
+	pthread_mutex_unlock(&rb->lock);
+	return has;
+}
+
+/* host @ep fed @rb's spool (a spool that does not verify rejects them) */
+static void spool_fed_by(struct lp_reg_blob *rb, size_t ep)
+{
+	pthread_mutex_lock(&rb->lock);
+	if (ep < LP_HOSTS_MAX)
+		rb->spool_eps |= (uint64_t)1 << ep;
+	pthread_mutex_unlock(&rb->lock);
+}
+
+/*
+ * A whole blob came from host @o for a range (@off, @len) of @rb: tell
+ * caps.c, and when that host is now to be spooled, make this reply the
+ * spool's feed. Returns the claimed spool (the caller feeds it through
+ * *@sink, rewriting @range on retries, and releases it), or NULL: slice
+ * the reply as before.
+ */
+static struct reg_spool *whole_reply(struct lp_reg_blob *rb,
+				     const struct range_out *o, uint64_t off,
+				     uint64_t len, char *range,
+				     size_t range_size,
+				     struct lp_reg_sink *sink)
+{
+	struct reg_caps *caps = lp_reg_caps(rb->reg);
+	struct reg_spool *sp;
+
+	if (off == 0 && len >= rb->size)
+		return NULL; /* asked for all of it: nothing learnt */
+	/* claimed before the host is known range-less, which sends the
+	 * readers waiting at the gate to this spool */
+	sp = reg_caps_spool_allowed(caps) ? blob_spool(rb) : NULL;
+	if (sp && !reg_spool_claim(sp))
+		sp = NULL;
+	reg_caps_note(caps, o->host, REG_SEEN_WHOLE, o->resp.status);
+	if (sp) {
+		spool_fed_by(rb, o->ep);
+		reg_spool_sink(sp, range, range_size, sink);
+	}
+	return sp;
+}
 
 /* ---- single range ---- */
 
@@ -344,6 +442,10 @@ struct range_sink {
 	size_t range_size;
 	lp_blob_progress_fn fn; /* NULL: no progress reports */
 	void *arg;
+	struct range_out *o; /* the reply and the host it comes from */
+	struct reg_spool *feed; /* the reply goes to this spool instead */
+	struct lp_reg_sink fsink; /* its sink, when feed is set */
+	bool join; /* another reply feeds the blob's spool: read from it */
 	int fn_rc; /* what fn returned when it said stop */
 };
 
@@ -352,12 +454,24 @@ static int range_begin(void *ctx, const struct lp_reg_resp *resp)
 	struct range_sink *s = ctx;
 	uint64_t a, b, t;
 
+	if (s->feed) {
+		spool_fed_by(s->rb, s->o->ep); /* maybe the next host */
+		return s->fsink.begin(s->fsink.ctx, resp);
+	}
 	s->begun = true;
 	if (resp->status == 200) {
 		/* Range ignored: the whole blob follows; take our slice */
 		if (resp->content_length >= 0 &&
 		    (uint64_t)resp->content_length != s->rb->size)
 			return -EPROTO;
+		s->feed = whole_reply(s->rb, s->o, s->off, s->len, s->range,
+				      s->range_size, &s->fsink);
+		if (s->feed)
+			return s->fsink.begin(s->fsink.ctx, resp);
+		if (blob_has_spool(s->rb)) {
+			s->join = true; /* stop this one, wait for that one */
+			return -EALREADY;
+		}
 		if (s->off + s->got > LP_REG_SKIP_MAX)
 			return -EFBIG;
 		s->whole = true;
@@ -373,6 +487,9 @@ static int range_begin(void *ctx, const struct lp_reg_resp *resp)
 	    (t != UINT64_MAX && t != s->rb->size))
 		return -EPROTO;
 	s->whole = false;
+	atomic_store(&s->rb->ranged, true);
+	reg_caps_note(lp_reg_caps(s->rb->reg), s->o->host, REG_SEEN_RANGE,
+		      resp->status);
 	return 0;
 }
 
@@ -382,6 +499,8 @@ static int range_write(void *ctx, const void *data, size_t len)
 	const uint8_t *p = data;
 	int r;
 
+	if (s->feed)
+		return s->fsink.write(s->fsink.ctx, data, len);
 	if (s->whole) {
 		uint64_t start = s->seen, end = s->seen + len;
 		uint64_t from, to;
@@ -411,6 +530,8 @@ static int range_finish(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct range_sink *s = ctx;
 
+	if (s->feed)
+		return s->fsink.finish(s->fsink.ctx, resp);
 	if (resp->status != 200 && resp->status != 206)
 		return -EPROTO;
 	return s->got == s->len ? 0 : -EAGAIN;
@@ -420,13 +541,17 @@ static bool range_stopped(void *ctx)
 {
 	struct range_sink *s = ctx;
 
-	return s->fn_rc != 0;
+	/* stopped by us, not the host's fault: another reply feeds the
+	 * spool (join), or the caller's progress function said stop */
+	return s->fn_rc != 0 || s->join;
 }
 
 static bool range_complete(void *ctx)
 {
 	struct range_sink *s = ctx;
 
+	if (s->feed)
+		return s->fsink.complete(s->fsink.ctx);
 	return s->begun && s->got == s->len;
 }
 
@@ -434,6 +559,10 @@ static void range_reset(void *ctx)
 {
 	struct range_sink *s = ctx;
 
+	if (s->feed) {
+		s->fsink.reset(s->fsink.ctx); /* the spool's missing tail */
+		return;
+	}
 	/* keep buf[0, got): ask for the rest */
 	if (s->got)
 		snprintf(s->range, s->range_size, "Range: bytes=%llu-%llu",
@@ -479,6 +608,184 @@ static int range_reply(struct lp_reg_blob *rb, const char *what,
 	return 0;
 }
 
+/* the spool's sink, noting which host feeds it */
+struct feed_sink {
+	struct lp_reg_blob *rb;
+	const struct range_out *o;
+	struct lp_reg_sink in; /* reg_spool_sink()'s */
+};
+
+static int fs_begin(void *ctx, const struct lp_reg_resp *resp)
+{
+	struct feed_sink *f = ctx;
+
+	spool_fed_by(f->rb, f->o->ep);
+	return f->in.begin(f->in.ctx, resp);
+}
+
+static int fs_write(void *ctx, const void *data, size_t len)
+{
+	struct feed_sink *f = ctx;
+
+	return f->in.write(f->in.ctx, data, len);
+}
+
+static int fs_finish(void *ctx, const struct lp_reg_resp *resp)
+{
+	struct feed_sink *f = ctx;
+
+	return f->in.finish(f->in.ctx, resp);
+}
+
+static void fs_reset(void *ctx)
+{
+	struct feed_sink *f = ctx;
+
+	f->in.reset(f->in.ctx);
+}
+
+static bool fs_complete(void *ctx)
+{
+	struct feed_sink *f = ctx;
+
+	return f->in.complete(f->in.ctx);
+}
+
+/*
+ * The spool's feeder: one request for what it lacks (reg_spool_feed_fn),
+ * from the blob's hosts in order: a host that dies in the middle hands the
+ * rest (a Range from the spool's end) to the next one (range_get()).
+ */
+static int spool_feed(void *ctx, struct reg_spool *sp, struct lp_err *err)
+{
+	struct lp_reg_blob *rb = ctx;
+	struct feed_sink f = { .rb = rb };
+	struct lp_reg_sink sink = { .begin = fs_begin,
+				    .write = fs_write,
+				    .finish = fs_finish,
+				    .reset = fs_reset,
+				    .complete = fs_complete,
+				    .ctx = &f };
+	struct range_out *o;
+	char range[64];
+	int r;
+
+	o = malloc(sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	f.o = o;
+	reg_spool_sink(sp, range, sizeof(range), &f.in);
+	r = range_get(rb, range, &sink, o, err);
+	r = range_reply(rb, "blob", range, &o->resp, o->url, r, err);
+	free(o);
+	return r;
+}
+
+/*
+ * The spool's bytes did not verify (reg_spool_bad_fn): the hosts that fed
+ * it are rejected for this blob (as lp_reg_blob_reject() does) and, when a
+ * host that may pull has not fed a bad spool yet, the spool is taken again
+ * (from it: range_get() passes the rejected ones over). At most one new
+ * start per host of the list.
+ */
+static bool spool_bad(void *ctx)
+{
+	struct lp_reg_blob *rb = ctx;
+	const struct reg_endpoints *eps;
+	uint64_t fed, bad;
+	long until = (long)lp_mono_ms() + LP_REG_HOST_DOWN_MS;
+	bool again = false;
+	size_t i, n = 0;
+
+	if (reg_endpoints(rb->reg, &rb->ref, &eps, NULL) == 0)
+		n = eps->n;
+	pthread_mutex_lock(&rb->lock);
+	fed = rb->spool_eps;
+	rb->spool_eps = 0;
+	rb->bad_eps |= fed;
+	bad = rb->bad_eps;
+	for (i = 0; i < LP_HOSTS_MAX; i++)
+		if (fed & (uint64_t)1 << i)
+			rb->skip_until[i] = until;
+	for (i = 0; i < n && i < LP_HOSTS_MAX; i++)
+		if ((eps->v[i].caps & LP_HOST_CAP_PULL) &&
+		    !(bad & (uint64_t)1 << i))
+			again = true;
+	if (again && rb->spool_restarts++ >= n)
+		again = false;
+	pthread_mutex_unlock(&rb->lock);
+	for (i = 0; i < n && i < LP_HOSTS_MAX; i++)
+		if (fed & (uint64_t)1 << i)
+			lp_log_warn("blob %s: the whole blob from %s did not "
+				    "verify; %s",
+				    rb->name, eps->v[i].host,
+				    again ? "taken again from the next host" :
+					    "no other host to take it from");
+	return again;
+}
+
+/* @rb's spool, made on first use; NULL when it cannot be (logged once) */
+static struct reg_spool *blob_spool(struct lp_reg_blob *rb)
+{
+	struct reg_spool *sp;
+	struct lp_err err;
+	int r = 0;
+
+	lp_err_clear(&err);
+	pthread_mutex_lock(&rb->lock);
+	if (!rb->spool && !rb->no_spool && rb->size) {
+		r = reg_spool_new(lp_reg_opts_get(rb->reg)->spool_dir,
+				  &rb->digest, rb->size, spool_feed, rb,
+				  &rb->spool, &err);
+		rb->no_spool = r < 0;
+		if (r == 0)
+			reg_spool_on_bad(rb->spool, spool_bad);
+	}
+	sp = rb->spool;
+	pthread_mutex_unlock(&rb->lock);
+	if (r < 0)
+		lp_log_warn("%s: read by ranges, a whole blob each (%s)",
+			    lp_err_str(&err, r), rb->ref.host);
+	return sp;
+}
+
+/*
+ * Read @rb from its spool rather than by a range: when it has one (a reply
+ * was the whole blob), or when its host's last answer to a range was the
+ * whole blob and @rb has had no 206 of its own.
+ */
+static bool spool_first(struct lp_reg_blob *rb)
+{
+	return blob_has_spool(rb) ||
+	       (!atomic_load(&rb->ranged) &&
+		reg_caps_spool(lp_reg_caps(rb->reg), first_host(rb)));
+}
+
+/* progress of a read of buf[got, len) told as progress of buf[0, len) */
+struct progress_from {
+	lp_blob_progress_fn fn;
+	void *arg;
+	size_t got;
+};
+
+static int progress_from(void *arg, size_t done)
+{
+	struct progress_from *p = arg;
+
+	return p->fn(p->arg, p->got + done);
+}
+
+/* reg_spool_read() of @len bytes at @off whose first @got are in @buf */
+static int spool_read_from(struct reg_spool *sp, uint8_t *buf, size_t len,
+			   uint64_t off, size_t got, lp_blob_progress_fn fn,
+			   void *arg, struct lp_err *err)
+{
+	struct progress_from p = { fn, arg, got };
+
+	return reg_spool_read(sp, buf + got, len - got, off + got,
+			      fn ? progress_from : NULL, &p, err);
+}
+
 /* one Range request, retried from where it broke off; @fn may be NULL */
 static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 		       uint64_t off, lp_blob_progress_fn fn, void *arg,
@@ -502,11 +809,23 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 				    .ctx = &s };
 	struct range_out *o = NULL;
 	struct lp_reg_resp *resp;
+	const char *gated = NULL;
 	int r;
 
 	r = check_range(rb, off, len, err);
 	if (r < 0 || !len)
 		goto out;
+	/* nothing known of the host's ranges: one read at a time finds out */
+	if (!atomic_load(&rb->ranged) && !blob_has_spool(rb)) {
+		gated = first_host(rb);
+		if (!reg_caps_gate(lp_reg_caps(rb->reg), gated))
+			gated = NULL;
+	}
+	if (spool_first(rb) && (s.feed = blob_spool(rb))) {
+		/* a range-less host: from the spool, as its bytes come in */
+		r = reg_spool_read(s.feed, buf, len, off, fn, arg, err);
+		goto out;
+	}
 	o = malloc(sizeof(*o));
 	if (!o) {
 		r = -ENOMEM;
@@ -515,8 +834,23 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 	resp = &o->resp;
 	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu",
 		 (unsigned long long)off, (unsigned long long)(off + len - 1));
-	r = range_get(rb, range, &sink, resp, &o->ep, o->url, err);
+	s.o = o;
+	r = range_get(rb, range, &sink, o, err);
+	if (s.join && (s.feed = blob_spool(rb))) {
+		/* a whole blob, as another reply already feeding the spool */
+		r = reg_spool_read(s.feed, buf, len, off, fn, arg, err);
+		goto out;
+	}
 	r = range_reply(rb, "blob range", range, resp, o->url, r, err);
+	if (s.feed) {
+		/* the reply was the whole blob, taken into the spool; a 206
+		 * before it (cut short) gave buf[0, got): the rest from there */
+		r = reg_spool_release(s.feed, r, err, err);
+		if (r == 0)
+			r = spool_read_from(s.feed, buf, len, off, s.got, fn,
+					    arg, err);
+		goto out;
+	}
 	if (r < 0)
 		goto out;
 	if (s.got != len)
@@ -527,6 +861,8 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 	else
 		served_note(rb, o->ep, off, len);
 out:
+	if (gated)
+		reg_caps_gate_end(lp_reg_caps(rb->reg), gated);
 	free(o);
 	return r;
 }
@@ -549,13 +885,44 @@ struct tail_sink {
 	bool began; /* tail_begin() accepted the reply */
 	bool refused; /* a 200 with more than @want bytes: stopped */
 	int64_t refused_len; /* its Content-Length, -1 when not sent */
+	struct lp_reg_blob *rb;
+	const struct range_out *o; /* the reply and the host it comes from */
+	char *range; /* the request's Range header */
+	size_t range_size;
+	struct reg_spool *feed; /* the reply goes to this spool instead */
+	struct lp_reg_sink fsink; /* its sink, when feed is set */
 };
+
+/* a whole blob larger than the tail: into the spool when the host is
+ * spooled and the blob's size is known, else -EOPNOTSUPP (stop) */
+static int tail_whole(struct tail_sink *s, const struct lp_reg_resp *resp)
+{
+	uint64_t total = resp->content_length >= 0 ?
+				 (uint64_t)resp->content_length :
+				 s->hint;
+
+	if (!total || (s->hint && total != s->hint))
+		return -EOPNOTSUPP;
+	s->rb->size = total; /* the blob is not shared yet */
+	s->feed = whole_reply(s->rb, s->o, total - s->want, s->want, s->range,
+			      s->range_size, &s->fsink);
+	if (!s->feed)
+		return -EOPNOTSUPP;
+	s->total = total;
+	s->len = s->want;
+	return s->fsink.begin(s->fsink.ctx, resp);
+}
 
 static int tail_begin(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct tail_sink *s = ctx;
 	uint64_t a, b, t;
+	int r;
 
+	if (s->feed) {
+		spool_fed_by(s->rb, s->o->ep); /* maybe the next host */
+		return s->fsink.begin(s->fsink.ctx, resp);
+	}
 	if (resp->status == 200) {
 		/* Range ignored: fine for a blob that fits, else stop now */
 		if (resp->content_length >= 0 &&
@@ -566,6 +933,9 @@ static int tail_begin(void *ctx, const struct lp_reg_resp *resp)
 			s->began = true;
 			return 0;
 		}
+		r = tail_whole(s, resp);
+		if (r != -EOPNOTSUPP)
+			return r;
 		s->refused = true;
 		s->refused_len = resp->content_length;
 		return -EOPNOTSUPP;
@@ -583,6 +953,11 @@ static int tail_begin(void *ctx, const struct lp_reg_resp *resp)
 	s->total = t;
 	s->len = (size_t)(b - a + 1);
 	s->began = true;
+	if (s->len < t) {
+		atomic_store(&s->rb->ranged, true);
+		reg_caps_note(lp_reg_caps(s->rb->reg), s->o->host,
+			      REG_SEEN_RANGE, resp->status);
+	}
 	return 0;
 }
 
@@ -590,6 +965,8 @@ static int tail_write(void *ctx, const void *data, size_t len)
 {
 	struct tail_sink *s = ctx;
 
+	if (s->feed)
+		return s->fsink.write(s->fsink.ctx, data, len);
 	if (len > s->len - s->got)
 		return -EPROTO; /* more than the reply announced */
 	memcpy(s->buf + s->got, data, len);
@@ -601,6 +978,8 @@ static int tail_finish(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct tail_sink *s = ctx;
 
+	if (s->feed)
+		return s->fsink.finish(s->fsink.ctx, resp);
 	if (resp->status != 200 && resp->status != 206)
 		return -EPROTO;
 	if (!s->began) {
@@ -617,6 +996,8 @@ static bool tail_complete(void *ctx)
 {
 	struct tail_sink *s = ctx;
 
+	if (s->feed)
+		return s->fsink.complete(s->fsink.ctx);
 	return s->began && s->got == s->len;
 }
 
@@ -624,6 +1005,10 @@ static void tail_reset(void *ctx)
 {
 	struct tail_sink *s = ctx;
 
+	if (s->feed) {
+		s->fsink.reset(s->fsink.ctx); /* the spool's missing tail */
+		return;
+	}
 	s->got = 0;
 	s->len = 0;
 	s->total = 0;
@@ -686,7 +1071,23 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	}
 	resp = &o->resp;
 	snprintf(range, sizeof(range), "Range: bytes=-%zu", want);
-	r = range_get(rb, range, &sink, resp, &o->ep, o->url, err);
+	s.rb = rb;
+	s.o = o;
+	s.range = range;
+	s.range_size = sizeof(range);
+	r = range_get(rb, range, &sink, o, err);
+	if (s.feed) {
+		/* the whole blob, taken into the spool: the tail from there */
+		r = range_reply(rb, "blob", range, resp, o->url, r, err);
+		r = reg_spool_release(s.feed, r, err, err);
+		if (r == 0)
+			r = reg_spool_read(s.feed, buf, s.len, s.total - s.len,
+					   NULL, NULL, err);
+		if (r < 0)
+			goto out;
+		*ret_len = s.len;
+		goto done;
+	}
 	if (r == -EOPNOTSUPP && s.refused) {
 		/* a whole blob larger than the tail: ask for the range */
 		total = s.refused_len >= 0 ? (uint64_t)s.refused_len : size;
@@ -904,7 +1305,8 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 		}
 		sum += ranges[i].len;
 	}
-	if (n <= 1 || atomic_load(&rb->no_multi)) {
+	if (n <= 1 || spool_first(rb) ||
+	    !reg_caps_multi(lp_reg_caps(rb->reg), first_host(rb))) {
 		r = singles(rb, ranges, n, err);
 		goto out;
 	}
@@ -932,14 +1334,12 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 	if (r < 0)
 		goto out;
 	lp_err_clear(&tmp);
-	r = range_get(rb, (const char *)range.data, &sink, resp, &o->ep, o->url,
-		      &tmp);
+	r = range_get(rb, (const char *)range.data, &sink, o, &tmp);
 	if ((r == -EOPNOTSUPP && resp->status == 200) ||
-	    (r == 0 && resp->status == 400)) {
-		/* no multi-range here: remember, and read one by one */
-		lp_log_debug("blob %s: multi-range refused (HTTP %ld)",
-			     rb->name, resp->status);
-		atomic_store(&rb->no_multi, true);
+	    (r == 0 && (resp->status == 400 || resp->status == 501))) {
+		/* no multi-range here (GHCR: 501): remember, one by one */
+		reg_caps_note(lp_reg_caps(rb->reg), o->host,
+			      REG_SEEN_MULTI_REFUSED, resp->status);
 		r = singles(rb, ranges, n, err);
 		goto out;
 	}
@@ -961,6 +1361,9 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 			resp, err);
 		goto out;
 	}
+	if (m.multipart)
+		reg_caps_note(lp_reg_caps(rb->reg), o->host, REG_SEEN_MULTI,
+			      resp->status);
 	for (i = 0; i < n; i++)
 		served_note(rb, o->ep, ranges[i].off, ranges[i].len);
 out:

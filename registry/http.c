@@ -76,6 +76,7 @@ struct lp_reg {
 	atomic_uint refs;
 	struct lp_reg_opts o; /* strings below are owned copies */
 	char *ca_file, *config_dir, *platform, *user_agent, *hosts_dir;
+	char *spool_dir;
 	char *sys_cainfo; /* curl's built-in CA bundle path, or NULL */
 	char **insecure; /* NULL-ended */
 	CURLSH *share;
@@ -93,6 +94,7 @@ struct lp_reg {
 	uint64_t token_fetches; /* protected by lock: token requests */
 	pthread_cond_t token_cond; /* a token fetch ended (with lock) */
 	bool curl_init;
+	struct reg_caps *caps; /* what each host can do (caps.c) */
 };
 
 /* the shared monotonic clock (lp_common.h) as this file counts time */
@@ -187,6 +189,8 @@ static void reg_destroy(struct lp_reg *reg)
 	free(reg->config_dir);
 	free(reg->platform);
 	free(reg->user_agent);
+	free(reg->spool_dir);
+	reg_caps_free(reg->caps);
 	free(reg->hosts_dir);
 	free(reg->sys_cainfo);
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
@@ -238,6 +242,8 @@ int lp_reg_new(const struct lp_reg_opts *opts, struct lp_reg **ret_reg)
 	if (dup_opt(reg->o.ca_file, &reg->ca_file) < 0 ||
 	    dup_opt(reg->o.docker_config_dir, &reg->config_dir) < 0 ||
 	    dup_opt(reg->o.platform, &reg->platform) < 0 ||
+	    dup_opt(reg->o.spool_dir, &reg->spool_dir) < 0 ||
+	    reg_caps_new(&reg->caps) < 0 ||
 	    dup_opt(reg->o.registry_config_dir, &reg->hosts_dir) < 0 ||
 	    dup_opt(reg->o.user_agent ? reg->o.user_agent : "lazypull/0.1",
 		    &reg->user_agent) < 0)
@@ -247,6 +253,7 @@ int lp_reg_new(const struct lp_reg_opts *opts, struct lp_reg **ret_reg)
 	reg->o.platform = reg->platform;
 	reg->o.registry_config_dir = reg->hosts_dir;
 	reg->o.user_agent = reg->user_agent;
+	reg->o.spool_dir = reg->spool_dir;
 	while (reg->o.insecure_hosts && reg->o.insecure_hosts[n])
 		n++;
 	reg->insecure = calloc(n + 1, sizeof(char *));
@@ -1528,6 +1535,11 @@ out:
 const struct lp_reg_opts *lp_reg_opts_get(const struct lp_reg *reg)
 {
 	return &reg->o;
+}
+
+struct reg_caps *lp_reg_caps(struct lp_reg *reg)
+{
+	return reg->caps;
 }
 
 /* "scheme://host[:port]" of @url into @out */

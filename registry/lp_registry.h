@@ -119,6 +119,12 @@ struct lp_reg_opts {
 	long request_timeout_ms; /* whole small request; 0: none */
 	unsigned int max_attempts; /* tries per request (default 5) */
 	long retry_budget_ms; /* total back-off per request */
+	/*
+	 * Where a blob from a host that answers ranges with the whole blob is
+	 * spooled (an unlinked file, gone with the blob); NULL: $TMPDIR, else
+	 * /var/tmp. Copied.
+	 */
+	const char *spool_dir;
 };
 
 /* lp_reg_opts_init() - fill @o with the defaults. */

@@ -5,8 +5,9 @@
  * client's internal state and the one request function every HTTP exchange
  * goes through (auth, redirects handled by the caller, retries).
  *
- * Lock order: lp_reg.lock, then lp_reg_blob.lock; lp_reg.pool_lock and the
- * curl share locks are leaves (nothing is taken while they are held).
+ * Lock order: lp_reg.lock, then lp_reg_blob.lock; lp_reg.pool_lock, the
+ * curl share locks, reg_caps.lock and reg_spool.lock are leaves (nothing is
+ * taken while they are held).
  */
 #ifndef LP_REG_INT_H
 #define LP_REG_INT_H
@@ -258,6 +259,139 @@ int lp_reg_url(const struct lp_reg *reg, const struct lp_reg_ref *ref,
 int lp_reg_do_follow(struct lp_reg *reg, const struct lp_reg_req *req,
 		     struct lp_reg_resp *resp, char *final_url, size_t size,
 		     struct lp_err *err);
+
+/* ---- host capabilities (caps.c) ---- */
+
+struct reg_caps;
+
+/* what a reply showed about its host */
+enum reg_caps_seen {
+	REG_SEEN_RANGE = 1, /* 206 to a single range */
+	REG_SEEN_WHOLE, /* 200 and the whole blob to a range of part of it */
+	REG_SEEN_MULTI, /* multipart/byteranges to several ranges */
+	REG_SEEN_MULTI_REFUSED, /* 400, 501 or 200 to several ranges */
+	REG_SEEN_REDIRECT, /* a blob sent to another URL */
+};
+
+/* reg_caps_new() - an empty table (reads LAZYPULL_NO_SPOOL). 0, -ENOMEM. */
+int reg_caps_new(struct reg_caps **ret_caps);
+void reg_caps_free(struct reg_caps *c); /* NULL allowed */
+
+/*
+ * reg_caps_note() - remember what a reply of HTTP @status from @host
+ * ("host:port" as in a reference) showed; logged once per host and thing.
+ */
+void reg_caps_note(struct reg_caps *c, const char *host,
+		   enum reg_caps_seen seen, long status);
+
+/* reg_caps_spool() - take @host's blobs whole, once, into a spool. */
+bool reg_caps_spool(struct reg_caps *c, const char *host);
+
+/* reg_caps_spool_allowed() - false when LAZYPULL_NO_SPOOL turned it off. */
+bool reg_caps_spool_allowed(const struct reg_caps *c);
+
+/*
+ * reg_caps_gate() - before a ranged read of @host: waits while another
+ * read is finding out whether @host honours ranges. Returns true when the
+ * caller is now the one finding out (it calls reg_caps_gate_end() once its
+ * request is over, whatever came of it), false when the answer is known.
+ */
+bool reg_caps_gate(struct reg_caps *c, const char *host);
+void reg_caps_gate_end(struct reg_caps *c, const char *host);
+
+/* reg_caps_multi() - worth sending @host several ranges in one request. */
+bool reg_caps_multi(struct reg_caps *c, const char *host);
+
+/* lp_reg_caps() - the client's table (lives as long as @reg). */
+struct reg_caps *lp_reg_caps(struct lp_reg *reg);
+
+/* ---- the spool of a blob from a range-less host (spool.c) ---- */
+
+#define LP_REG_SPOOL_MAX LP_REG_SKIP_MAX /* bytes of one spooled blob */
+#define LP_REG_SPOOL_SLACK ((uint64_t)64 << 20) /* left free on its disk */
+
+struct reg_spool;
+
+/*
+ * Fetches what the spool lacks: one request (retried and resumed within it)
+ * fed through reg_spool_sink(). Runs on the spool's feeder thread. Returns
+ * 0 or -errno with @err saying why.
+ */
+typedef int (*reg_spool_feed_fn)(void *ctx, struct reg_spool *sp,
+				 struct lp_err *err);
+
+/*
+ * reg_spool_new() - an empty spool for the blob @digest of @size bytes: an
+ * unlinked file in @dir (NULL: $TMPDIR, else /var/tmp), so that it is gone
+ * when the spool is freed or the process dies. @feed(@ctx) fills it when a
+ * reader needs bytes and nobody is fetching them; @ctx must outlive the
+ * spool. Returns 0, -EFBIG over LP_REG_SPOOL_MAX, -ENOSPC when the disk
+ * would keep less than LP_REG_SPOOL_SLACK free, or the -errno of making
+ * the file; @err says why.
+ */
+int reg_spool_new(const char *dir, const struct lp_digest *digest,
+		  uint64_t size, reg_spool_feed_fn feed, void *ctx,
+		  struct reg_spool **ret_sp, struct lp_err *err);
+
+/*
+ * Told that the whole blob in the spool does not match its digest (the
+ * spool is emptied): true to take it again (the owner rejected the hosts
+ * that fed it and another may serve it), false to fail for good. Called
+ * with no lock held, by the feeder that brought the last byte.
+ */
+typedef bool (*reg_spool_bad_fn)(void *ctx);
+
+/* reg_spool_on_bad() - set @sp's verdict hook (before its first read). */
+void reg_spool_on_bad(struct reg_spool *sp, reg_spool_bad_fn bad);
+
+/*
+ * reg_spool_free() - stop the feeder (its next write fails -ECANCELED),
+ * wait for it, drop the file. NULL allowed.
+ */
+void reg_spool_free(struct reg_spool *sp);
+
+/*
+ * reg_spool_read() - @len bytes at @off, each served as soon as it is in
+ * the spool: when nobody is fetching, the feeder thread is started; readers
+ * of bytes not yet in wait for it rather than make requests of their own.
+ * @fn (may be NULL) is told each longer prefix of @buf that is final.
+ * Returns 0, -EBADMSG once the whole blob failed verification (for good:
+ * the spool is dropped), the error of a feeder that ended while this read
+ * waited (from its @err, retryability kept), -ECANCELED when freed, or
+ * @fn's error.
+ */
+int reg_spool_read(struct reg_spool *sp, void *buf, size_t len, uint64_t off,
+		   lp_blob_progress_fn fn, void *arg, struct lp_err *err);
+
+/*
+ * reg_spool_claim() - become the spool's one feeder, for a request already
+ * under way whose reply turned out to be the whole blob. Returns true when
+ * the caller now feeds (and must call reg_spool_release()), false when
+ * another feeder runs or the spool is complete or failed.
+ */
+bool reg_spool_claim(struct reg_spool *sp);
+
+/*
+ * reg_spool_sink() - the sink that writes a reply into the spool, for the
+ * feeder. It asks for the missing tail: *@range (@range_size bytes) is set
+ * to "Range: bytes=HAVE-END" now and before each retry. A 206 must start at
+ * HAVE; a 200 (the host ignoring Range) is skipped up to HAVE. Bytes are
+ * hashed as they are appended.
+ */
+void reg_spool_sink(struct reg_spool *sp, char *range, size_t range_size,
+		    struct lp_reg_sink *ret_sink);
+
+/*
+ * reg_spool_release() - the feeder is done, with its result @r (@cause may
+ * be NULL). A complete spool is verified here against the digest: a
+ * mismatch empties it and, unless the verdict hook says to start over,
+ * drops it for good. Wakes every reader. Returns 0 when the blob is
+ * complete and verified or emptied to be taken again (a read fetches it),
+ * -EBADMSG for a mismatch for good (@err says so), -EAGAIN for an
+ * incomplete spool after @r == 0, else @r.
+ */
+int reg_spool_release(struct reg_spool *sp, int r, const struct lp_err *cause,
+		      struct lp_err *err);
 
 /* lp_reg_opts_get() - the client's options (strings owned by it). */
 const struct lp_reg_opts *lp_reg_opts_get(const struct lp_reg *reg);

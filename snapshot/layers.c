@@ -155,6 +155,7 @@ int lp_snap_layers_new(const struct lp_snap_config *c,
 	lp_reg_opts_init(&o);
 	o.insecure_hosts = (const char *const *)c->insecure;
 	o.docker_config_dir = c->docker_config_dir;
+	o.spool_dir = c->root; /* blobs of range-less hosts, unlinked */
 	o.registry_config_dir =
 		!c->registry_config_dir ? LP_REG_CONFIG_DIR_DEFAULT :
 		*c->registry_config_dir ? c->registry_config_dir :

@@ -18,6 +18,11 @@ larger, the same bytes), unterminated (a blob reply sent chunked, every
 byte in, then the connection reset before the closing zero-size chunk),
 blob404 and blob503 (that status to blob GETs of a byte range, not to
 suffix ranges "bytes=-N": a mount's footer and TOC read still works).
+A range-less host: rangeless (every blob GET has its Range stripped, so
+the upstream answers 200 and the whole blob; N does not count down),
+rangeless-cut (the same, and the first N such replies are cut in half and
+the connection reset), rangeless-bad (the same, and every such 200 carries
+one byte inverted in its middle: a body that is not the blob).
 """
 import http.client
 import os
@@ -45,10 +50,13 @@ def take_fault(is_blob, is_multi, is_suffix):
         except FileNotFoundError:
             pass
         mode = state["mode"]
+        if mode.startswith("rangeless") and state["left"] <= 0:
+            return "rangeless" if is_blob else "pass"
         if mode == "pass" or state["left"] <= 0:
             return "pass"
         if mode in ("truncate", "short206", "ignore-range", "wrongrange",
-                    "redirect", "wrongtotal", "unterminated") and not is_blob:
+                    "redirect", "wrongtotal", "unterminated", "rangeless",
+                    "rangeless-cut", "rangeless-bad") and not is_blob:
             return "pass"
         if mode == "suffix416" and not is_suffix:
             return "pass"
@@ -157,7 +165,8 @@ def handle(conn):
             return
         fwd = [(k, v) for k, v in headers
                if k.lower() not in ("connection", "host")]
-        if fault == "ignore-range":
+        if fault in ("ignore-range", "rangeless", "rangeless-cut",
+                     "rangeless-bad"):
             fwd = [(k, v) for k, v in fwd if k.lower() != "range"]
         up = http.client.HTTPConnection("127.0.0.1", UPSTREAM, timeout=30)
         up.putrequest(method, path, skip_host=True,
@@ -172,6 +181,15 @@ def handle(conn):
               if k.lower() not in ("connection", "transfer-encoding",
                                    "content-length")]
         up.close()
+        if fault == "rangeless-cut":
+            rh.append(("Content-Length", str(len(rbody))))
+            send(conn, resp.status, resp.reason, rh, rbody,
+                 cut=len(rbody) // 2)
+            reset(conn)
+            return
+        if fault == "rangeless-bad" and resp.status == 200 and rbody:
+            i = len(rbody) // 2
+            rbody = rbody[:i] + bytes([rbody[i] ^ 0xFF]) + rbody[i + 1:]
         if fault == "truncate":
             rh.append(("Content-Length", str(len(rbody))))
             send(conn, resp.status, resp.reason, rh, rbody,
@@ -212,7 +230,13 @@ def handle(conn):
                                             int(total) + 1000)
                 nh.append((k, v))
             rh = nh
-        rh.append(("Content-Length", str(len(rbody))))
+        if method == "HEAD":
+            # no body, but the length of the one a GET would carry
+            rbody = b""
+            rh.append(("Content-Length",
+                       resp.getheader("Content-Length", "0")))
+        else:
+            rh.append(("Content-Length", str(len(rbody))))
         send(conn, resp.status, resp.reason, rh, rbody)
         conn.close()
     except (OSError, ValueError):

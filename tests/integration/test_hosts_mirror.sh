@@ -17,8 +17,8 @@
 #   3. A `[host]` the registry config marks as pull-only is not asked to
 #      resolve the tag: a mirror that lacks "resolve" sees no manifest
 #      request by tag (lazypull mount resolves the tag at the origin).
-# No byte counts are asserted through the mirror: a pull-through cache
-# answers a range with 200 and the whole blob (branch `spool` handles that).
+# Byte counts through a hosts.toml mirror (a pull-through cache answers a
+# range with 200 and the whole blob: the spool) are test_rangeless.sh's.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 

@@ -2,17 +2,25 @@
 /*
  * Unit tests for registry/'s parsers: image references, WWW-Authenticate
  * challenges, Content-Range and multipart/byteranges bodies, manifests and
- * indexes with platform selection, docker config.json credentials, and how
- * an HTTP status is classified (errno, retryable or not).
- * No network: the HTTP paths are covered by integration/test_registry.sh.
+ * indexes with platform selection, docker config.json credentials, how
+ * an HTTP status is classified (errno, retryable or not), what is learnt
+ * about a host (caps.c), and the spool of a blob from a range-less host
+ * (spool.c): readers served as bytes come in, waiting for one feeder rather
+ * than fetching, resume from the spool's end, verification at the end.
+ * No network: the HTTP paths are covered by integration/test_registry.sh
+ * and test_rangeless.sh; here the spool's feeder is a test function that
+ * plays replies into the spool's sink.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -571,6 +579,526 @@ static void test_status_classes(void **state)
 	}
 }
 
+/* ---- host capabilities ---- */
+
+static void test_caps(void **state)
+{
+	struct reg_caps *c = NULL;
+
+	(void)state;
+	unsetenv("LAZYPULL_NO_SPOOL");
+	assert_int_equal(reg_caps_new(&c), 0);
+	/* nothing known: ask by ranges, several at once */
+	assert_false(reg_caps_spool(c, "h:1"));
+	assert_true(reg_caps_multi(c, "h:1"));
+	reg_caps_note(c, "h:1", REG_SEEN_RANGE, 206);
+	assert_false(reg_caps_spool(c, "h:1"));
+	reg_caps_note(c, "h:1", REG_SEEN_WHOLE, 200);
+	assert_true(reg_caps_spool(c, "h:1"));
+	assert_false(reg_caps_multi(c, "h:1")); /* ranges ignored anyway */
+	assert_false(reg_caps_spool(c, "h:2")); /* per host */
+	/* the latest word wins: a cache that has the blob now answers 206 */
+	reg_caps_note(c, "h:1", REG_SEEN_RANGE, 206);
+	assert_false(reg_caps_spool(c, "h:1"));
+	assert_true(reg_caps_multi(c, "h:1"));
+	reg_caps_note(c, "h:1", REG_SEEN_MULTI_REFUSED, 501);
+	assert_false(reg_caps_multi(c, "h:1"));
+	reg_caps_note(c, "h:1", REG_SEEN_REDIRECT, 200);
+	reg_caps_free(c);
+	/* the test knob: never spool */
+	setenv("LAZYPULL_NO_SPOOL", "1", 1);
+	assert_int_equal(reg_caps_new(&c), 0);
+	reg_caps_note(c, "h:1", REG_SEEN_WHOLE, 200);
+	assert_false(reg_caps_spool(c, "h:1"));
+	reg_caps_free(c);
+	unsetenv("LAZYPULL_NO_SPOOL");
+	reg_caps_free(NULL);
+}
+
+/* ---- the spool ---- */
+
+#define SP_SIZE (1024 * 1024 + 17) /* bytes of the test blob */
+#define SP_PIECE 65536 /* bytes per write of the test feeder */
+
+/*
+ * The test's feeder: each call plays one reply into the spool's sink. What
+ * it plays is set per call; it writes piece after piece, each only once the
+ * test has allowed it (gate), so that the test sees readers wait.
+ */
+struct feeder {
+	uint8_t *blob; /* the right bytes */
+	uint8_t *body; /* what the host sends: blob, or a bad copy */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned int allowed; /* pieces it may write; protected by lock */
+	unsigned int written; /* pieces written; protected by lock */
+	unsigned int calls; /* protected by lock */
+	char range[4][64]; /* the Range each call asked for */
+	/* per call: 200 (whole body) or 206 (from the spool's end) */
+	long status[4];
+	uint64_t cut_at[4]; /* stop the body there, -EIO; 0: never */
+	unsigned int bads; /* verdict hook calls; protected by lock */
+};
+
+static void feeder_init(struct feeder *f, bool bad)
+{
+	uint64_t i;
+
+	memset(f, 0, sizeof(*f));
+	f->blob = malloc(SP_SIZE);
+	f->body = malloc(SP_SIZE);
+	assert_non_null(f->blob);
+	assert_non_null(f->body);
+	for (i = 0; i < SP_SIZE; i++)
+		f->blob[i] = (uint8_t)(i * 2654435761u >> 13);
+	memcpy(f->body, f->blob, SP_SIZE);
+	if (bad)
+		f->body[SP_SIZE / 2] ^= 0xff;
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->cond, NULL);
+}
+
+static void feeder_fini(struct feeder *f)
+{
+	pthread_cond_destroy(&f->cond);
+	pthread_mutex_destroy(&f->lock);
+	free(f->blob);
+	free(f->body);
+}
+
+static void feeder_allow(struct feeder *f, unsigned int n)
+{
+	pthread_mutex_lock(&f->lock);
+	f->allowed = n;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* wait until the feeder has written @n pieces in all */
+static void feeder_wait_written(struct feeder *f, unsigned int n)
+{
+	pthread_mutex_lock(&f->lock);
+	while (f->written < n)
+		pthread_cond_wait(&f->cond, &f->lock);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* play one reply (@status, from @from) through @sink */
+static int feeder_play(struct feeder *f, struct lp_reg_sink *sink, long status,
+		       uint64_t from, uint64_t cut)
+{
+	struct lp_reg_resp resp;
+	uint64_t pos = status == 200 ? 0 : from;
+	int r;
+
+	memset(&resp, 0, sizeof(resp));
+	resp.status = status;
+	resp.content_length = (int64_t)(SP_SIZE - pos);
+	snprintf(resp.content_range, sizeof(resp.content_range),
+		 "bytes %llu-%llu/%llu", (unsigned long long)from,
+		 (unsigned long long)SP_SIZE - 1, (unsigned long long)SP_SIZE);
+	r = sink->begin(sink->ctx, &resp);
+	while (r == 0 && pos < SP_SIZE) {
+		size_t n = SP_SIZE - pos < SP_PIECE ? SP_SIZE - pos : SP_PIECE;
+
+		if (cut && pos + n > cut)
+			return -EIO; /* the connection broke */
+		pthread_mutex_lock(&f->lock);
+		while (f->written >= f->allowed)
+			pthread_cond_wait(&f->cond, &f->lock);
+		pthread_mutex_unlock(&f->lock);
+		r = sink->write(sink->ctx, f->body + pos, n);
+		pos += n;
+		pthread_mutex_lock(&f->lock);
+		f->written++;
+		pthread_cond_broadcast(&f->cond);
+		pthread_mutex_unlock(&f->lock);
+	}
+	return r ? r : sink->finish(sink->ctx, &resp);
+}
+
+static int test_feed(void *ctx, struct reg_spool *sp, struct lp_err *err)
+{
+	struct feeder *f = ctx;
+	struct lp_reg_sink sink;
+	unsigned long long from = 0, to = 0;
+	unsigned int call;
+	char range[64];
+	int r;
+
+	pthread_mutex_lock(&f->lock);
+	call = f->calls++;
+	pthread_mutex_unlock(&f->lock);
+	assert_true(call < 4);
+	reg_spool_sink(sp, range, sizeof(range), &sink);
+	memcpy(f->range[call], range, sizeof(range));
+	assert_int_equal(sscanf(range, "Range: bytes=%llu-%llu", &from, &to),
+			 2);
+	assert_int_equal(to, SP_SIZE - 1);
+	r = feeder_play(f, &sink, f->status[call] ? f->status[call] : 200, from,
+			f->cut_at[call]);
+	if (r < 0)
+		lp_err_set_ex(err, r, LP_ERR_RETRYABLE, 0, "test feeder cut");
+	return r;
+}
+
+struct reader {
+	struct reg_spool *sp;
+	uint64_t off;
+	size_t len;
+	uint8_t *buf;
+	int r;
+	struct lp_err err;
+	bool done; /* protected by the feeder's lock */
+	struct feeder *f;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *rd = arg;
+
+	lp_err_clear(&rd->err);
+	rd->r = reg_spool_read(rd->sp, rd->buf, rd->len, rd->off, NULL, NULL,
+			       &rd->err);
+	pthread_mutex_lock(&rd->f->lock);
+	rd->done = true;
+	pthread_mutex_unlock(&rd->f->lock);
+	return NULL;
+}
+
+static bool reader_done(struct reader *rd)
+{
+	bool d;
+
+	pthread_mutex_lock(&rd->f->lock);
+	d = rd->done;
+	pthread_mutex_unlock(&rd->f->lock);
+	return d;
+}
+
+static void reader_start(struct reader *rd, pthread_t *t, struct feeder *f,
+			 struct reg_spool *sp, uint64_t off, size_t len)
+{
+	memset(rd, 0, sizeof(*rd));
+	rd->sp = sp;
+	rd->off = off;
+	rd->len = len;
+	rd->f = f;
+	rd->buf = malloc(len);
+	assert_non_null(rd->buf);
+	assert_int_equal(pthread_create(t, NULL, reader_main, rd), 0);
+}
+
+static struct reg_spool *spool_new(struct feeder *f, char *dir)
+{
+	struct reg_spool *sp = NULL;
+	struct lp_digest d;
+
+	assert_non_null(mkdtemp(dir));
+	lp_sha256(f->blob, SP_SIZE, &d);
+	assert_int_equal(
+		reg_spool_new(dir, &d, SP_SIZE, test_feed, f, &sp, NULL), 0);
+	assert_int_equal(rmdir(dir), 0); /* nothing visible: it is unlinked */
+	return sp;
+}
+
+/*
+ * Readers are served as the bytes come in: one at the front returns after
+ * the first piece while one at the end waits; many readers, one request.
+ */
+static void test_spool_serves_as_bytes_come(void **state)
+{
+	char dir[] = "/tmp/lp-spool-test.XXXXXX";
+	struct reader front, end, mid;
+	pthread_t tf, te, tm;
+	struct feeder f;
+	struct reg_spool *sp;
+	uint8_t *all = malloc(SP_SIZE);
+
+	(void)state;
+	feeder_init(&f, false);
+	sp = spool_new(&f, dir);
+	reader_start(&end, &te, &f, sp, SP_SIZE - 100, 100);
+	reader_start(&front, &tf, &f, sp, 100, 1000);
+	reader_start(&mid, &tm, &f, sp, SP_SIZE / 2, 5000);
+	feeder_allow(&f, 1);
+	pthread_join(tf, NULL);
+	assert_int_equal(front.r, 0);
+	assert_memory_equal(front.buf, f.blob + 100, 1000);
+	feeder_wait_written(&f, 1); /* and it waits for the gate */
+	usleep(20000);
+	assert_false(reader_done(&end)); /* its bytes are not in */
+	assert_false(reader_done(&mid));
+	feeder_allow(&f, 1000);
+	pthread_join(tm, NULL);
+	pthread_join(te, NULL);
+	assert_int_equal(mid.r, 0);
+	assert_memory_equal(mid.buf, f.blob + SP_SIZE / 2, 5000);
+	assert_int_equal(end.r, 0);
+	assert_memory_equal(end.buf, f.blob + SP_SIZE - 100, 100);
+	assert_int_equal(f.calls, 1); /* three readers, one request */
+	assert_string_equal(f.range[0], "Range: bytes=0-1048592");
+	/* complete and verified: everything from the file, no request */
+	assert_int_equal(reg_spool_read(sp, all, SP_SIZE, 0, NULL, NULL, NULL),
+			 0);
+	assert_memory_equal(all, f.blob, SP_SIZE);
+	assert_int_equal(f.calls, 1);
+	assert_false(reg_spool_claim(sp)); /* nothing left to feed */
+	reg_spool_free(sp);
+	rmdir(dir);
+	free(front.buf);
+	free(end.buf);
+	free(mid.buf);
+	free(all);
+	feeder_fini(&f);
+}
+
+/*
+ * A feeder cut off: the readers waiting get its error (retryable, as it
+ * said); the next read starts a feeder that asks from the spool's end; a
+ * host that answers that with the whole blob again is skipped up to there.
+ */
+static void test_spool_resume(void **state)
+{
+	char dir[] = "/tmp/lp-spool-test.XXXXXX";
+	struct reader end;
+	pthread_t te;
+	struct feeder f;
+	struct reg_spool *sp;
+	uint8_t buf[100];
+	unsigned long long from = 0;
+	int k;
+
+	(void)state;
+	for (k = 0; k < 2; k++) {
+		feeder_init(&f, false);
+		f.cut_at[0] = 5 * SP_PIECE + 10; /* 5 pieces in, then cut */
+		f.status[1] = k == 0 ? 206 : 200;
+		sp = spool_new(&f, dir);
+		feeder_allow(&f, 1000);
+		reader_start(&end, &te, &f, sp, SP_SIZE - 100, 100);
+		pthread_join(te, NULL);
+		assert_int_equal(end.r, -EIO);
+		assert_true(lp_err_retryable(&end.err, -EIO));
+		assert_int_equal(f.calls, 1);
+		/* the bytes that are in are served without a request */
+		assert_int_equal(reg_spool_read(sp, buf, 100, 3 * SP_PIECE,
+						NULL, NULL, NULL),
+				 0);
+		assert_memory_equal(buf, f.blob + 3 * SP_PIECE, 100);
+		assert_int_equal(f.calls, 1);
+		/* the next read that needs more: a new feeder, resumed */
+		assert_int_equal(reg_spool_read(sp, buf, 100, SP_SIZE - 100,
+						NULL, NULL, NULL),
+				 0);
+		assert_memory_equal(buf, f.blob + SP_SIZE - 100, 100);
+		assert_int_equal(f.calls, 2);
+		assert_int_equal(
+			sscanf(f.range[1], "Range: bytes=%llu-", &from), 1);
+		assert_int_equal(from, 5 * SP_PIECE);
+		reg_spool_free(sp);
+		rmdir(dir);
+		free(end.buf);
+		feeder_fini(&f);
+		memcpy(dir + strlen(dir) - 6, "XXXXXX", 6);
+	}
+}
+
+/* the whole blob does not match its digest: every read fails, for good */
+static void test_spool_mismatch(void **state)
+{
+	char dir[] = "/tmp/lp-spool-test.XXXXXX";
+	struct reader end;
+	pthread_t te;
+	struct feeder f;
+	struct reg_spool *sp;
+	uint8_t buf[100];
+	struct lp_err err;
+
+	(void)state;
+	feeder_init(&f, true); /* one byte in the middle wrong */
+	sp = spool_new(&f, dir);
+	reader_start(&end, &te, &f, sp, SP_SIZE - 100, 100);
+	feeder_allow(&f, 1000);
+	pthread_join(te, NULL);
+	assert_int_equal(end.r, -EBADMSG);
+	assert_non_null(strstr(end.err.msg, "does not match its digest"));
+	lp_err_clear(&err);
+	assert_int_equal(reg_spool_read(sp, buf, 100, 0, NULL, NULL, &err),
+			 -EBADMSG);
+	assert_int_equal(f.calls, 1); /* not fetched again */
+	assert_false(reg_spool_claim(sp));
+	reg_spool_free(sp);
+	rmdir(dir);
+	free(end.buf);
+	feeder_fini(&f);
+}
+
+/*
+ * The owner's verdict hook says another host may serve the blob: the
+ * spool is emptied and taken again from byte 0 (the "next host" sends the
+ * right bytes); the reader waiting gets them, never the bad ones at the
+ * end; a second mismatch is not asked about (it verified).
+ */
+static bool bad_again(void *ctx)
+{
+	struct feeder *f = ctx;
+	bool again;
+
+	pthread_mutex_lock(&f->lock);
+	again = ++f->bads == 1;
+	memcpy(f->body, f->blob, SP_SIZE); /* the next host's bytes */
+	pthread_mutex_unlock(&f->lock);
+	return again;
+}
+
+static void test_spool_mismatch_again(void **state)
+{
+	char dir[] = "/tmp/lp-spool-test.XXXXXX";
+	struct reader end;
+	pthread_t te;
+	struct feeder f;
+	struct reg_spool *sp;
+	uint8_t *all = malloc(SP_SIZE);
+
+	(void)state;
+	assert_non_null(all);
+	feeder_init(&f, true); /* one byte in the middle wrong */
+	sp = spool_new(&f, dir);
+	reg_spool_on_bad(sp, bad_again);
+	reader_start(&end, &te, &f, sp, SP_SIZE - 100, 100);
+	feeder_allow(&f, 1000);
+	pthread_join(te, NULL);
+	assert_int_equal(end.r, 0);
+	assert_memory_equal(end.buf, f.blob + SP_SIZE - 100, 100);
+	assert_int_equal(f.calls, 2);
+	assert_int_equal(f.bads, 1);
+	assert_string_equal(f.range[1], "Range: bytes=0-1048592");
+	assert_int_equal(reg_spool_read(sp, all, SP_SIZE, 0, NULL, NULL, NULL),
+			 0);
+	assert_memory_equal(all, f.blob, SP_SIZE);
+	assert_int_equal(f.calls, 2);
+	reg_spool_free(sp);
+	rmdir(dir);
+	free(end.buf);
+	free(all);
+	feeder_fini(&f);
+}
+
+/* the hook says no other host: the mismatch fails for good */
+static bool bad_never(void *ctx)
+{
+	struct feeder *f = ctx;
+
+	pthread_mutex_lock(&f->lock);
+	f->bads++;
+	pthread_mutex_unlock(&f->lock);
+	return false;
+}
+
+static void test_spool_mismatch_no_other(void **state)
+{
+	char dir[] = "/tmp/lp-spool-test.XXXXXX";
+	struct reader end;
+	pthread_t te;
+	struct feeder f;
+	struct reg_spool *sp;
+	uint8_t buf[100];
+
+	(void)state;
+	feeder_init(&f, true);
+	sp = spool_new(&f, dir);
+	reg_spool_on_bad(sp, bad_never);
+	reader_start(&end, &te, &f, sp, SP_SIZE - 100, 100);
+	feeder_allow(&f, 1000);
+	pthread_join(te, NULL);
+	assert_int_equal(end.r, -EBADMSG);
+	assert_int_equal(f.bads, 1);
+	assert_int_equal(reg_spool_read(sp, buf, 100, 0, NULL, NULL, NULL),
+			 -EBADMSG);
+	assert_int_equal(f.calls, 1);
+	reg_spool_free(sp);
+	rmdir(dir);
+	free(end.buf);
+	feeder_fini(&f);
+}
+
+/*
+ * A request already under way whose reply is the whole blob claims the
+ * spool and feeds it itself: readers wait for it, the feeder thread is
+ * never started; a 206 that does not start at the spool's end is refused.
+ */
+static void test_spool_claim(void **state)
+{
+	char dir[] = "/tmp/lp-spool-test.XXXXXX";
+	struct lp_reg_resp resp;
+	struct lp_reg_sink sink;
+	struct reader end;
+	struct feeder f;
+	struct reg_spool *sp;
+	pthread_t te;
+	char range[64];
+
+	(void)state;
+	feeder_init(&f, false);
+	sp = spool_new(&f, dir);
+	assert_true(reg_spool_claim(sp));
+	assert_false(reg_spool_claim(sp)); /* one feeder */
+	reg_spool_sink(sp, range, sizeof(range), &sink);
+	memset(&resp, 0, sizeof(resp));
+	resp.status = 206;
+	snprintf(resp.content_range, sizeof(resp.content_range),
+		 "bytes 10-%d/%d", SP_SIZE - 1, SP_SIZE);
+	assert_int_equal(sink.begin(sink.ctx, &resp), -EPROTO);
+	reader_start(&end, &te, &f, sp, SP_SIZE - 100, 100);
+	feeder_allow(&f, 1000);
+	assert_int_equal(feeder_play(&f, &sink, 200, 0, 0), 0);
+	assert_int_equal(reg_spool_release(sp, 0, NULL, NULL), 0);
+	pthread_join(te, NULL);
+	assert_int_equal(end.r, 0);
+	assert_memory_equal(end.buf, f.blob + SP_SIZE - 100, 100);
+	assert_int_equal(f.calls, 0); /* no feeder thread */
+	reg_spool_free(sp);
+	rmdir(dir);
+	free(end.buf);
+	feeder_fini(&f);
+}
+
+/* where the file goes: the directory asked for, else $TMPDIR; bounds */
+static void test_spool_new(void **state)
+{
+	char dir[] = "/tmp/lp-spool-test.XXXXXX";
+	struct reg_spool *sp = NULL;
+	struct lp_digest d;
+	struct lp_err err;
+	const char *old = getenv("TMPDIR");
+	char *saved = old ? strdup(old) : NULL;
+
+	(void)state;
+	lp_sha256("", 0, &d);
+	assert_non_null(mkdtemp(dir));
+	setenv("TMPDIR", dir, 1);
+	/* a cache directory not made yet: the temporary one */
+	assert_int_equal(reg_spool_new("/nonexistent/lp-spool", &d, 10,
+				       test_feed, NULL, &sp, NULL),
+			 0);
+	reg_spool_free(sp);
+	sp = NULL;
+	lp_err_clear(&err);
+	assert_int_equal(reg_spool_new(dir, &d, LP_REG_SPOOL_MAX + 1, test_feed,
+				       NULL, &sp, &err),
+			 -EFBIG);
+	assert_null(sp);
+	assert_non_null(strstr(err.msg, "over the spool's bound"));
+	assert_int_equal(rmdir(dir), 0); /* nothing left behind */
+	if (saved)
+		setenv("TMPDIR", saved, 1);
+	else
+		unsetenv("TMPDIR");
+	free(saved);
+	reg_spool_free(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -582,6 +1110,14 @@ int main(void)
 		cmocka_unit_test(test_docker_config),
 		cmocka_unit_test(test_opts_and_client),
 		cmocka_unit_test(test_status_classes),
+		cmocka_unit_test(test_caps),
+		cmocka_unit_test(test_spool_new),
+		cmocka_unit_test(test_spool_serves_as_bytes_come),
+		cmocka_unit_test(test_spool_resume),
+		cmocka_unit_test(test_spool_mismatch),
+		cmocka_unit_test(test_spool_mismatch_again),
+		cmocka_unit_test(test_spool_mismatch_no_other),
+		cmocka_unit_test(test_spool_claim),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
