@@ -6,7 +6,9 @@
  * tests/bench/mem-bench.sh can measure the memory of one process serving
  * many layers. A benchmark helper, not an installed tool.
  *
- * usage: mem_driver ROOT REF INSECURE-HOST [DIGEST TOC-DIGEST]...
+ * usage: mem_driver [--defaults] ROOT REF INSECURE-HOST [DIGEST TOC-DIGEST]...
+ * Prefetch and background fetch are off unless --defaults (the
+ * snapshotter's defaults: both on, the chunk disk tier in ROOT/cache).
  * Prints each mount point, then "ready". SIGUSR1 prints malloc statistics
  * (mallinfo2 and malloc_info XML) to stderr; SIGTERM/SIGINT unmount and end.
  */
@@ -39,10 +41,17 @@ int main(int argc, char **argv)
 	struct lp_snap_layers *layers = NULL;
 	struct lp_err err = { 0 };
 	sigset_t set;
+	bool defaults = false;
 	int i, sig, r, ret = 1;
 
+	if (argc > 1 && strcmp(argv[1], "--defaults") == 0) {
+		defaults = true;
+		argc--;
+		argv++;
+	}
 	if (argc < 6 || (argc - 4) % 2) {
-		fprintf(stderr, "usage: mem_driver ROOT REF INSECURE-HOST "
+		fprintf(stderr, "usage: mem_driver [--defaults] ROOT REF "
+				"INSECURE-HOST "
 				"[DIGEST TOC-DIGEST]...\n");
 		return 2;
 	}
@@ -57,8 +66,10 @@ int main(int argc, char **argv)
 	    lp_snap_config_set_str(&c.root, argv[1]) < 0 ||
 	    lp_snap_config_add_insecure(&c, argv[3]) < 0)
 		goto out;
-	c.prefetch = false;
-	c.background_fetch = false;
+	if (!defaults) {
+		c.prefetch = false;
+		c.background_fetch = false;
+	}
 	if (lp_snap_metrics_new(&metrics) < 0 ||
 	    lp_snap_layers_new(&c, metrics, &layers) < 0)
 		goto out;
