@@ -354,8 +354,6 @@ void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
 	}
 	if (keep) {
 		c->used += charge;
-		if (c->used > c->peak)
-			c->peak = c->used;
 		lru_add(c, ch, kind == FS_FETCH_BACKGROUND);
 	} else if (res == 0) {
 		tab_del(c, ci); /* waiters keep theirs */
@@ -369,6 +367,15 @@ void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
 	}
 	pthread_cond_broadcast(&c->settled);
 	pthread_mutex_unlock(&c->lock);
+	if (keep) {
+		/* room again for what others reserved meanwhile; the peak is
+		 * what the tier holds once that is done */
+		fs_budget_enforce(c->mem);
+		pthread_mutex_lock(&c->lock);
+		if (c->used > c->peak)
+			c->peak = c->used;
+		pthread_mutex_unlock(&c->lock);
+	}
 }
 
 int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
@@ -479,8 +486,6 @@ void fs_chunk_put(struct lp_fs *fs, struct fs_chunk *chunk)
 	pthread_mutex_lock(&fs->cache.lock);
 	chunk_unref_locked(chunk);
 	pthread_mutex_unlock(&fs->cache.lock);
-	/* over only when a reservation found nothing to evict */
-	fs_budget_enforce(fs->cache.mem);
 }
 
 bool fs_chunk_is_cached(struct lp_fs *fs, uint32_t ci)

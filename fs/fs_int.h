@@ -60,8 +60,12 @@ void fs_budget_leave(struct lp_fs_budget *b, struct fs_mem_member *m);
 void fs_budget_reserve(struct lp_fs_budget *b, size_t bytes);
 /* fs_budget_release() - uncharge @bytes a member dropped by itself. */
 void fs_budget_release(struct lp_fs_budget *b, size_t bytes);
-/* fs_budget_enforce() - evict while over the budget (chunks unpinned since
- * they were reserved). Call with no cache.lock held. */
+/*
+ * fs_budget_enforce() - evict while over the budget (fetchers reserving at
+ * once each counted on room the other's chunk could not give back yet),
+ * then note the peak. Call after a charged chunk went in, with no
+ * cache.lock held.
+ */
 void fs_budget_enforce(struct lp_fs_budget *b);
 
 /* --- memory tier (chunk_cache.c) --- */

@@ -22,7 +22,10 @@
  * nobody uses go first, then chunks readers have pinned (they leave the
  * tier, the readers keep their references and the memory goes with the
  * last one), so what exceeds the budget is only what readers hold in
- * flight. A tier charges its chunks' bytes plus their records.
+ * flight. Fetchers reserving at the same time can each count on room the
+ * other's chunk, not in a tier yet, cannot give back: once its chunk is in,
+ * each evicts again (fs_budget_enforce), and the peak is taken then. A
+ * tier charges its chunks' bytes plus their records.
  *
  * What it does not do: count anything but chunks in memory tiers (TOCs,
  * threads, buffers of fetches in flight are outside the budget), or look
@@ -183,15 +186,16 @@ void fs_budget_reserve(struct lp_fs_budget *b, size_t bytes)
 {
 	pthread_mutex_lock(&b->lock);
 	make_room_locked(b, bytes);
-	note_peak(b, atomic_fetch_add(&b->used, bytes) + bytes);
+	atomic_fetch_add(&b->used, bytes);
 	pthread_mutex_unlock(&b->lock);
 }
 
 void fs_budget_enforce(struct lp_fs_budget *b)
 {
-	if (atomic_load(&b->used) <= b->limit)
-		return;
-	pthread_mutex_lock(&b->lock);
-	make_room_locked(b, 0);
-	pthread_mutex_unlock(&b->lock);
+	if (atomic_load(&b->used) > b->limit) {
+		pthread_mutex_lock(&b->lock);
+		make_room_locked(b, 0);
+		pthread_mutex_unlock(&b->lock);
+	}
+	note_peak(b, atomic_load(&b->used));
 }
