@@ -6,9 +6,13 @@
  * tests/bench/mem-bench.sh can measure the memory of one process serving
  * many layers. A benchmark helper, not an installed tool.
  *
- * usage: mem_driver [--defaults] ROOT REF INSECURE-HOST [DIGEST TOC-DIGEST]...
+ * usage: mem_driver [--defaults] [--mem-cache BYTES] ROOT REF INSECURE-HOST
+ *                   [DIGEST TOC-DIGEST]...
  * Prefetch and background fetch are off unless --defaults (the
  * snapshotter's defaults: both on, the chunk disk tier in ROOT/cache).
+ * --mem-cache: the process's memory budget (memory_cache_bytes; default
+ * the snapshotter's). Also used by tests/integration/
+ * test_mount_memory_layers.sh.
  * Prints each mount point, then "ready". SIGUSR1 prints malloc statistics
  * (mallinfo2 and malloc_info XML) to stderr; SIGTERM/SIGINT unmount and end.
  */
@@ -42,16 +46,25 @@ int main(int argc, char **argv)
 	struct lp_err err = { 0 };
 	sigset_t set;
 	bool defaults = false;
+	size_t mem_cache = 0;
 	int i, sig, r, ret = 1;
 
-	if (argc > 1 && strcmp(argv[1], "--defaults") == 0) {
-		defaults = true;
-		argc--;
-		argv++;
+	for (;;) {
+		if (argc > 1 && strcmp(argv[1], "--defaults") == 0) {
+			defaults = true;
+			argc--;
+			argv++;
+		} else if (argc > 2 && strcmp(argv[1], "--mem-cache") == 0) {
+			mem_cache = strtoull(argv[2], NULL, 10);
+			argc -= 2;
+			argv += 2;
+		} else {
+			break;
+		}
 	}
 	if (argc < 6 || (argc - 4) % 2) {
-		fprintf(stderr, "usage: mem_driver [--defaults] ROOT REF "
-				"INSECURE-HOST "
+		fprintf(stderr, "usage: mem_driver [--defaults] [--mem-cache "
+				"BYTES] ROOT REF INSECURE-HOST "
 				"[DIGEST TOC-DIGEST]...\n");
 		return 2;
 	}
@@ -66,6 +79,7 @@ int main(int argc, char **argv)
 	    lp_snap_config_set_str(&c.root, argv[1]) < 0 ||
 	    lp_snap_config_add_insecure(&c, argv[3]) < 0)
 		goto out;
+	c.mem_cache_bytes = mem_cache;
 	if (!defaults) {
 		c.prefetch = false;
 		c.background_fetch = false;
