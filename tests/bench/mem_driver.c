@@ -14,7 +14,8 @@
  * the snapshotter's). Also used by tests/integration/
  * test_mount_memory_layers.sh.
  * Prints each mount point, then "ready". SIGUSR1 prints malloc statistics
- * (mallinfo2 and malloc_info XML) to stderr; SIGTERM/SIGINT unmount and end.
+ * (mallinfo2 and malloc_info XML) to stderr; SIGUSR2 calls malloc_trim(0);
+ * SIGTERM/SIGINT unmount and end.
  */
 #include <malloc.h>
 #include <pthread.h>
@@ -74,6 +75,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (lp_snap_config_init(&c) < 0 ||
 	    lp_snap_config_set_str(&c.root, argv[1]) < 0 ||
@@ -108,8 +110,18 @@ int main(int argc, char **argv)
 	printf("ready\n");
 	fflush(stdout);
 	for (;;) {
-		if (sigwait(&set, &sig))
+		/* the daemon's loop (lp_snap_run): a tick a second */
+		struct timespec tick = { .tv_sec = 1 };
+
+		sig = sigtimedwait(&set, NULL, &tick);
+		if (sig < 0) {
+			lp_mount_trim_malloc();
 			continue;
+		}
+		if (sig == SIGUSR2) {
+			malloc_trim(0);
+			continue;
+		}
 		if (sig != SIGUSR1)
 			break;
 		print_malloc_stats();
