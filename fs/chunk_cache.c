@@ -235,7 +235,8 @@ static size_t evict_locked(struct fs_cache *c, struct fs_chunk *ch)
 
 /*
  * The budget's eviction (struct fs_mem_member.shrink): least recent first,
- * those with stamps up to @upto (at least one: progress), unpinned ones
+ * those with stamps up to @upto (at least FS_BUDGET_BATCH bytes of them
+ * regardless: progress in few picks), unpinned ones
  * only unless @pinned. A pinned chunk leaves the tier but not memory: its
  * readers keep their references and the data goes with the last one, so
  * the tiers never hold more than the budget and what readers hold in
@@ -254,7 +255,7 @@ static size_t cache_shrink(struct fs_mem_member *m, uint64_t upto, size_t want,
 	pthread_mutex_lock(&c->lock);
 	for (ch = c->lru.lru_prev; ch != &c->lru && freed < want; ch = prev) {
 		prev = ch->lru_prev;
-		if (freed && ch->stamp > upto)
+		if (freed >= FS_BUDGET_BATCH && ch->stamp > upto)
 			break; /* another layer's chunks are older now */
 		if (pinned || ch->refs == 1)
 			freed += evict_locked(c, ch);

@@ -34,10 +34,18 @@
  * chunk (UINT64_MAX: none), kept up to date by the member under its own
  * lock and read by evictors without it (advisory: a guide to which member
  * to shrink). @shrink evicts the member's coldest chunks: unpinned ones
- * only unless @pinned, those with a stamp up to @upto (and at least one
- * when it can), until @want bytes are released; returns the bytes released
- * (the budget uncharges them). Called with budget.lock held.
+ * only unless @pinned, those with a stamp up to @upto (and regardless of
+ * stamps at least FS_BUDGET_BATCH bytes when it can), until @want bytes
+ * are released; returns the bytes released (the budget uncharges them).
+ * Called with budget.lock held.
  */
+/*
+ * Bytes a member may evict past the next member's coldest stamp: global LRU
+ * to within this much per pick, so that making room for a 4 MiB chunk out
+ * of the 100-byte chunks of many layers takes a few picks, not one pick
+ * (a scan of every member) per chunk.
+ */
+#define FS_BUDGET_BATCH (256 * LP_KIB)
 struct fs_mem_member {
 	struct fs_mem_member *prev, *next; /* protected by budget.lock */
 	unsigned int gen; /* protected by budget.lock: found empty in round */

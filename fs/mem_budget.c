@@ -12,7 +12,8 @@
  * budget evicts from the member whose coldest chunk is the oldest, down to
  * the next member's coldest, and so on: the merge of the members' LRU
  * lists, which is a global LRU without a global list or lock on the read
- * path. Why not the alternatives: one list under one lock would serialise
+ * path (to within FS_BUDGET_BATCH bytes a pick, so that tiny chunks
+ * interleaved across many layers do not cost a scan of the members each). Why not the alternatives: one list under one lock would serialise
  * every cache hit of every layer on one mutex; each layer evicting only its
  * own chunks until the total fits would make the layer that is being read
  * give up its hot chunks while idle layers keep their cold ones forever.
