@@ -95,6 +95,15 @@ void lp_chunk_decoder_free(struct lp_chunk_decoder *dec)
 	free(dec);
 }
 
+void lp_chunk_decoder_trim(struct lp_chunk_decoder *dec)
+{
+	if (dec->scratch_len > LP_CHUNK_IDLE_SCRATCH_MAX) {
+		free(dec->scratch);
+		dec->scratch = NULL;
+		dec->scratch_len = 0;
+	}
+}
+
 void lp_chunk_decoder_set_gzip_impl(struct lp_chunk_decoder *dec,
 				    enum lp_gzip_impl impl)
 {

@@ -25,6 +25,15 @@ int lp_chunk_decoder_new(enum lp_compression comp,
 void lp_chunk_decoder_free(struct lp_chunk_decoder *dec);
 
 /*
+ * lp_chunk_decoder_trim() - give back what @dec keeps between decodes beyond
+ * its fixed state: an output scratch over LP_CHUNK_IDLE_SCRATCH_MAX (it
+ * grows to the largest member decoded, 4 MiB chunks need ~5 MiB). For a
+ * decoder going idle: a pool of them per mounted layer kept that much each.
+ */
+#define LP_CHUNK_IDLE_SCRATCH_MAX (256 * 1024)
+void lp_chunk_decoder_trim(struct lp_chunk_decoder *dec);
+
+/*
  * lp_chunk_decode() - decompress the member in [src, src+src_len) (which must
  * start at a member boundary; trailing bytes after the needed output are
  * allowed and ignored), discard the first @inner_offset output bytes, and

@@ -5,10 +5,21 @@
  * is cached, not to the layer), a chunk is fetched by exactly one thread
  * however many readers want it (the others wait on `settled`), and only
  * verified data is published.
- * READY chunks sit on an LRU list and are evicted, least recent first, while
- * the tier holds more than its byte budget; unpinned chunks go first, then
- * pinned ones, which readers keep alive by their references until they are
- * done, so the tier itself never holds more than its budget.
+ * READY chunks sit on an LRU list stamped by the budget's clock; the tier is
+ * a member of the process's memory budget (mem_budget.c), which charges
+ * each chunk kept (its bytes and its record) before it goes in and, to make
+ * room, has the tiers of all layers evict their coldest chunks, globally
+ * least recent first (cache_shrink): unpinned chunks go first, then pinned
+ * ones, which readers keep alive by their references until they are done,
+ * so the tiers together never hold more than the budget.
+ *
+ * What is kept: chunks read on demand (with their read-ahead) and
+ * prefetched ones, most recent first. Chunks the background fetch brings
+ * are handed to whoever waits for them but not kept when there is a disk
+ * tier: the disk tier has them, and once read, the kernel's page cache; a
+ * daemon with many layers would otherwise fill its budget with the rest of
+ * every layer (measured in docs/benchmarks.md). Without a disk tier they
+ * are kept, cold: evicted before anything a reader used.
  *
  * What to claim together is the planner's (fs/plan.c) and who fills a
  * claim the pipeline's (fs/pipeline.c): this file only claims the absent
@@ -16,10 +27,14 @@
  * chunks claimed together is published chunk by chunk, so a reader waiting
  * on one wakes as soon as that one is in, not when the run ends.
  *
- * Lock order: cache.lock is taken alone (no other lock is taken while it is
- * held; fetching runs unlocked).
+ * Lock order: budget.lock, then cache.lock (the budget's eviction calls
+ * cache_shrink with its lock held); no other lock is taken while
+ * cache.lock is held, and budget.lock is never taken while holding it
+ * (fs_budget_reserve and fs_budget_enforce run unlocked; fetching runs
+ * unlocked).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,7 +123,11 @@ static void tab_del(struct fs_cache *c, uint32_t ci)
 		tab_resize(c, c->tab_cap / 2);
 }
 
-int fs_cache_init(struct fs_cache *c, uint32_t nr_chunks, size_t budget)
+static size_t cache_shrink(struct fs_mem_member *m, uint64_t upto, size_t want,
+			   bool pinned);
+
+int fs_cache_init(struct fs_cache *c, uint32_t nr_chunks,
+		  struct lp_fs_budget *mem, bool keep_background)
 {
 	int r = 0;
 
@@ -123,8 +142,12 @@ int fs_cache_init(struct fs_cache *c, uint32_t nr_chunks, size_t budget)
 	pthread_cond_init(&c->settled, NULL);
 	c->lru.lru_next = &c->lru;
 	c->lru.lru_prev = &c->lru;
-	c->budget = budget;
+	c->mem = mem;
+	c->budget = lp_fs_budget_bytes(mem);
+	c->keep_background = keep_background;
 	c->nr_chunks = nr_chunks;
+	c->member.shrink = cache_shrink;
+	fs_budget_join(mem, &c->member);
 out:
 	return r;
 }
@@ -137,22 +160,44 @@ static void chunk_unref_locked(struct fs_chunk *ch)
 	free(ch);
 }
 
-static void lru_unlink(struct fs_chunk *ch)
+/* what a kept chunk is charged: its bytes and its record */
+static size_t chunk_charge(const struct fs_chunk *ch)
+{
+	return ch->len + sizeof(*ch);
+}
+
+/* tell the budget how old our coldest chunk is (after any LRU change) */
+static void note_cold(struct fs_cache *c)
+{
+	atomic_store(&c->member.cold, c->lru.lru_prev == &c->lru ?
+					      UINT64_MAX :
+					      c->lru.lru_prev->stamp);
+}
+
+static void lru_unlink(struct fs_cache *c, struct fs_chunk *ch)
 {
 	ch->lru_prev->lru_next = ch->lru_next;
 	ch->lru_next->lru_prev = ch->lru_prev;
 	ch->in_lru = false;
+	note_cold(c);
 }
 
+/*
+ * Put @ch at the recent end, stamped now, or (@cold) at the cold end with
+ * stamp 0: older than anything a reader used, in every layer. Either way
+ * the list stays ordered by stamp.
+ */
 static void lru_add(struct fs_cache *c, struct fs_chunk *ch, bool cold)
 {
 	struct fs_chunk *prev = cold ? c->lru.lru_prev : &c->lru;
 
+	ch->stamp = cold ? 0 : fs_budget_stamp(c->mem);
 	ch->lru_prev = prev;
 	ch->lru_next = prev->lru_next;
 	prev->lru_next->lru_prev = ch;
 	prev->lru_next = ch;
 	ch->in_lru = true;
+	note_cold(c);
 }
 
 void fs_cache_destroy(struct fs_cache *c)
@@ -161,6 +206,8 @@ void fs_cache_destroy(struct fs_cache *c)
 
 	if (!c->tab)
 		return;
+	fs_budget_leave(c->mem, &c->member); /* no evictor comes here now */
+	fs_budget_release(c->mem, c->used);
 	for (i = 0; i < c->tab_cap; i++) {
 		struct fs_chunk *ch = c->tab[i];
 
@@ -176,41 +223,54 @@ void fs_cache_destroy(struct fs_cache *c)
 	pthread_mutex_destroy(&c->lock);
 }
 
-/*
- * Evict least recently used chunks down to the budget: unpinned ones first,
- * then pinned ones. A pinned chunk leaves the cache but not memory: its
- * readers keep their references and the data goes with the last one, so the
- * cache never holds more than its budget and what readers hold in flight is
- * theirs (a too-small budget means refetching, never an overrun).
- */
-static void evict_locked(struct fs_cache *c)
+/* take READY chunk @ch out of the tier; returns the bytes it was charged */
+static size_t evict_locked(struct fs_cache *c, struct fs_chunk *ch)
 {
-	int pass;
+	size_t charge = chunk_charge(ch);
 
-	for (pass = 0; pass < 2 && c->used > c->budget; pass++) {
-		struct fs_chunk *ch = c->lru.lru_prev;
+	lru_unlink(c, ch);
+	tab_del(c, ch->ci);
+	c->used -= charge;
+	chunk_unref_locked(ch);
+	return charge;
+}
 
-		while (c->used > c->budget && ch != &c->lru) {
-			struct fs_chunk *prev = ch->lru_prev;
+/*
+ * The budget's eviction (struct fs_mem_member.shrink): least recent first,
+ * those with stamps up to @upto (at least FS_BUDGET_BATCH bytes of them
+ * regardless: progress in few picks), unpinned ones
+ * only unless @pinned. A pinned chunk leaves the tier but not memory: its
+ * readers keep their references and the data goes with the last one, so
+ * the tiers never hold more than the budget and what readers hold in
+ * flight is theirs (a too-small budget means refetching, never an
+ * overrun).
+ */
+static size_t cache_shrink(struct fs_mem_member *m, uint64_t upto, size_t want,
+			   bool pinned)
+{
+	struct fs_cache *c =
+		(struct fs_cache *)((char *)m -
+				    offsetof(struct fs_cache, member));
+	struct fs_chunk *ch, *prev;
+	size_t freed = 0;
 
-			if (pass == 1 || ch->refs == 1) {
-				lru_unlink(ch);
-				tab_del(c, ch->ci);
-				c->used -= ch->len;
-				chunk_unref_locked(ch);
-			}
-			ch = prev;
-		}
+	pthread_mutex_lock(&c->lock);
+	for (ch = c->lru.lru_prev; ch != &c->lru && freed < want; ch = prev) {
+		prev = ch->lru_prev;
+		if (freed >= FS_BUDGET_BATCH && ch->stamp > upto)
+			break; /* another layer's chunks are older now */
+		if (pinned || ch->refs == 1)
+			freed += evict_locked(c, ch);
 	}
-	if (c->used > c->peak)
-		c->peak = c->used;
+	pthread_mutex_unlock(&c->lock);
+	return freed;
 }
 
 static void touch_locked(struct fs_cache *c, struct fs_chunk *ch)
 {
 	if (!ch->in_lru)
 		return;
-	lru_unlink(ch);
+	lru_unlink(c, ch);
 	lru_add(c, ch, false);
 }
 
@@ -245,30 +305,61 @@ static uint32_t claim_locked(struct fs_cache *c, uint32_t ci, uint32_t end,
 	return n;
 }
 
+/* whether a reader waits for claimed chunk @ci (it holds a reference) */
+static bool has_waiters(struct fs_cache *c, uint32_t ci)
+{
+	bool waiters;
+
+	pthread_mutex_lock(&c->lock);
+	waiters = tab_get(c, ci)->refs > 1;
+	pthread_mutex_unlock(&c->lock);
+	return waiters;
+}
+
 /*
  * Settle one claimed chunk: READY with @data (the cache takes it) when
  * @res is 0, else FAILED and out of the table. Waiters wake at once, each
- * for its own chunk, not when the rest of the run is in.
+ * for its own chunk, not when the rest of the run is in. A READY chunk is
+ * kept (charged, room made first) unless it came from the background
+ * fetch, a disk tier has it, and nobody waited for it (a reader who did
+ * is probably reading on in it); one not kept leaves the table at once and
+ * goes with its last waiter.
  */
 void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
 		      bool retryable, enum fs_fetch_kind kind,
 		      struct fs_chunk **ret_pin)
 {
 	struct fs_cache *c = &fs->cache;
+	size_t len = lp_toc_chunk(fs->toc, ci).chunk_size;
+	size_t charge = len + sizeof(struct fs_chunk);
 	struct fs_chunk *ch;
+	bool keep = res == 0;
 
+	if (keep && kind == FS_FETCH_BACKGROUND && !c->keep_background)
+		keep = has_waiters(c, ci);
+	if (keep)
+		fs_budget_reserve(c->mem, charge); /* before, unlocked */
 	pthread_mutex_lock(&c->lock);
 	ch = tab_get(c, ci);
 	if (res == 0) {
 		ch->data = data;
-		ch->len = lp_toc_chunk(fs->toc, ci).chunk_size;
+		ch->len = len;
 		ch->state = FS_CHUNK_READY;
-		c->used += ch->len;
+	}
+	if (keep) {
+		c->used += charge;
 		lru_add(c, ch, kind == FS_FETCH_BACKGROUND);
 		if (ret_pin) {
 			ch->refs++;
 			*ret_pin = ch;
 		}
+	} else if (res == 0) {
+		if (ret_pin) { /* the caller's pin outlives the table */
+			ch->refs++;
+			*ret_pin = ch;
+		}
+		tab_del(c, ci); /* waiters keep theirs */
+		chunk_unref_locked(ch);
 	} else {
 		ch->state = FS_CHUNK_FAILED;
 		ch->error = res;
@@ -276,9 +367,17 @@ void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
 		tab_del(c, ci);
 		chunk_unref_locked(ch);
 	}
-	evict_locked(c);
 	pthread_cond_broadcast(&c->settled);
 	pthread_mutex_unlock(&c->lock);
+	if (keep) {
+		/* room again for what others reserved meanwhile; the peak is
+		 * what the tier holds once that is done */
+		fs_budget_enforce(c->mem);
+		pthread_mutex_lock(&c->lock);
+		if (c->used > c->peak)
+			c->peak = c->used;
+		pthread_mutex_unlock(&c->lock);
+	}
 }
 
 int fs_chunk_claim(struct lp_fs *fs, uint32_t ci, uint32_t end,
@@ -342,7 +441,6 @@ void fs_chunk_put(struct lp_fs *fs, struct fs_chunk *chunk)
 		return;
 	pthread_mutex_lock(&fs->cache.lock);
 	chunk_unref_locked(chunk);
-	evict_locked(&fs->cache);
 	pthread_mutex_unlock(&fs->cache.lock);
 }
 

@@ -72,6 +72,7 @@ static void decoder_put(struct lp_fs *fs, struct lp_chunk_decoder *dec)
 {
 	struct fs_decoders *d = &fs->decoders;
 
+	lp_chunk_decoder_trim(dec); /* idle: no multi-MiB scratch (budget) */
 	pthread_mutex_lock(&d->lock);
 	if (d->nr_idle < FS_MAX_IDLE_DECODERS) {
 		d->idle[d->nr_idle++] = dec;

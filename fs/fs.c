@@ -108,8 +108,16 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 	fs->fetch.background =
 		fs->opts.background_fetch ? FS_JOB_PENDING : FS_JOB_OFF;
 
+	if (!opts->mem_budget) {
+		r = lp_fs_budget_new(fs->opts.mem_cache_bytes, &fs->own_budget);
+		if (r < 0) {
+			lp_err_set(err, r, "out of memory");
+			goto out;
+		}
+	}
 	r = fs_cache_init(&fs->cache, lp_toc_nr_chunks(fs->toc),
-			  fs->opts.mem_cache_bytes);
+			  opts->mem_budget ? opts->mem_budget : fs->own_budget,
+			  !opts->cache_dir);
 	if (r < 0) {
 		lp_err_set(err, r, "out of memory for the chunk table");
 		goto out;
@@ -156,6 +164,7 @@ void lp_fs_free(struct lp_fs *fs)
 	fs_writer_stop(fs); /* after the fetchers, who queue; before the
 			       cache, whose chunks it holds */
 	fs_cache_destroy(&fs->cache);
+	lp_fs_budget_free(fs->own_budget); /* after the tier left it */
 	fs_disk_unref(fs->disk);
 	fs_decoders_destroy(&fs->decoders);
 	fs_record_destroy(&fs->record);

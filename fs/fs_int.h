@@ -15,10 +15,11 @@
  *   plan.c holds every policy decision and constant, as pure functions.
  *
  * Lock order (every file that locks follows it): fetch.lock, then
- * cache.lock; decoders.lock, writer.lock, disk->lock, record.lock and
- * stats_file.lock are leaves, never held while taking another lock
- * (disk_cache.c's table lock comes before disk->lock and is taken by no
- * other file). No lock is held across blob, disk or decode work.
+ * budget.lock (mem_budget.c), then cache.lock; decoders.lock, writer.lock,
+ * disk->lock, record.lock and stats_file.lock are leaves, never held while
+ * taking another lock (disk_cache.c's table lock comes before disk->lock
+ * and is taken by no other file). No lock is held across blob, disk or
+ * decode work.
  */
 #ifndef LP_FS_INT_H
 #define LP_FS_INT_H
@@ -33,6 +34,55 @@
 /* a compressed chunk may carry tar headers of following entries */
 #define FS_MAX_COMPRESSED_CHUNK (LP_CHUNK_MAX_SIZE + 2 * LP_MEMBER_MAX_TRAILER)
 #define FS_MAX_RUN 1024 /* chunks claimed for one blob read */
+
+/* --- the process-wide memory budget (mem_budget.c) --- */
+
+/*
+ * A memory tier as a member of a budget. @cold is the stamp of its coldest
+ * chunk (UINT64_MAX: none), kept up to date by the member under its own
+ * lock and read by evictors without it (advisory: a guide to which member
+ * to shrink). @shrink evicts the member's coldest chunks: unpinned ones
+ * only unless @pinned, those with a stamp up to @upto (and regardless of
+ * stamps at least FS_BUDGET_BATCH bytes when it can), until @want bytes
+ * are released; returns the bytes released (the budget uncharges them).
+ * Called with budget.lock held.
+ */
+/*
+ * Bytes a member may evict past the next member's coldest stamp: global LRU
+ * to within this much per pick, so that making room for a 4 MiB chunk out
+ * of the 100-byte chunks of many layers takes a few picks, not one pick
+ * (a scan of every member) per chunk.
+ */
+#define FS_BUDGET_BATCH (256 * LP_KIB)
+struct fs_mem_member {
+	struct fs_mem_member *prev, *next; /* protected by budget.lock */
+	unsigned int gen; /* protected by budget.lock: found empty in round */
+	atomic_uint_fast64_t cold;
+	size_t (*shrink)(struct fs_mem_member *m, uint64_t upto, size_t want,
+			 bool pinned);
+};
+
+/* fs_budget_stamp() - the next stamp of @b's clock (a use, now). */
+uint64_t fs_budget_stamp(struct lp_fs_budget *b);
+/* fs_budget_join/leave() - add/remove member @m; after leave returns no
+ * evictor touches @m. */
+void fs_budget_join(struct lp_fs_budget *b, struct fs_mem_member *m);
+void fs_budget_leave(struct lp_fs_budget *b, struct fs_mem_member *m);
+/*
+ * fs_budget_reserve() - charge @bytes, first evicting the coldest chunks of
+ * any member so that the total stays within the budget when it can. Call
+ * with no cache.lock held.
+ */
+void fs_budget_reserve(struct lp_fs_budget *b, size_t bytes);
+/* fs_budget_release() - uncharge @bytes a member dropped by itself. */
+void fs_budget_release(struct lp_fs_budget *b, size_t bytes);
+/*
+ * fs_budget_enforce() - evict while over the budget (fetchers reserving at
+ * once each counted on room the other's chunk could not give back yet),
+ * then note the peak. Call after a charged chunk went in, with no
+ * cache.lock held.
+ */
+void fs_budget_enforce(struct lp_fs_budget *b);
 
 /* --- memory tier (chunk_cache.c) --- */
 
@@ -51,6 +101,7 @@ struct fs_chunk {
 	uint32_t refs; /* protected by cache.lock; slot + pins + waiters */
 	uint8_t *data; /* written by the fetcher, then immutable (READY) */
 	size_t len;
+	uint64_t stamp; /* protected by cache.lock; last use, budget clock */
 	struct fs_chunk *lru_prev, *lru_next; /* protected by cache.lock */
 };
 
@@ -63,16 +114,21 @@ struct fs_cache {
 	size_t tab_cap, tab_used;
 	struct fs_chunk lru; /* sentinel; lru.lru_next is the most recent;
 				protected by lock */
-	size_t used; /* bytes of READY chunks; protected by lock */
+	size_t used; /* bytes charged for READY chunks; protected by lock */
 	size_t peak; /* highest used seen; protected by lock */
-	size_t budget;
+	struct lp_fs_budget *mem; /* borrowed: the process's budget */
+	struct fs_mem_member member; /* in mem */
+	bool keep_background; /* no disk tier: background chunks stay, cold */
+	size_t budget; /* bytes of mem (immutable) */
 	uint32_t nr_chunks;
 };
 
 enum fs_fetch_kind {
 	FS_FETCH_ONDEMAND, /* a reader waits; counts toward latency stats */
 	FS_FETCH_PREFETCH,
-	FS_FETCH_BACKGROUND, /* published cold (evicted first) */
+	/* with a disk tier only handed to waiters, not kept; without one
+	 * kept cold (evicted first) */
+	FS_FETCH_BACKGROUND,
 };
 
 /* --- the fetch planner (plan.c): policy and its constants --- */
@@ -447,11 +503,18 @@ struct lp_fs {
 	atomic_uint_fast64_t seq[FS_SEQ_SLOTS]; /* sequential detection */
 	struct lp_fs_activity own_activity; /* when opts.activity is NULL */
 	struct lp_fs_activity *act; /* opts.activity or &own_activity */
+	struct lp_fs_budget *own_budget; /* when opts.mem_budget is NULL */
 };
 
 /* --- the memory tier and single flight (chunk_cache.c) --- */
 
-int fs_cache_init(struct fs_cache *c, uint32_t nr_chunks, size_t budget);
+/*
+ * fs_cache_init() - an empty tier of a layer of @nr_chunks chunks, a member
+ * of @mem (borrowed, outlives the tier). @keep_background: keep chunks
+ * fetched in the background (no disk tier has them).
+ */
+int fs_cache_init(struct fs_cache *c, uint32_t nr_chunks,
+		  struct lp_fs_budget *mem, bool keep_background);
 void fs_cache_destroy(struct fs_cache *c);
 
 /* what fs_chunk_claim() found */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The lazy filesystem core: an inode view of one layer's TOC plus file reads
- * through a verified chunk cache (memory tier with a byte budget, optional
+ * through a verified chunk cache (memory tier under a byte budget that the
+ * layers of a process may share, optional
  * persistent disk tier keyed by chunk digest), prefetch of the prioritised
  * range and a low-priority background fetch of the rest. No FUSE types here:
  * the core is driven by fs/fuse_ops.c in a mount and directly by unit tests
@@ -55,9 +56,14 @@
 struct lp_fs;
 struct lp_fs_file;
 struct lp_fs_activity;
+struct lp_fs_budget;
 
 struct lp_fs_options {
-	size_t mem_cache_bytes; /* 0: LP_FS_DEFAULT_MEM_CACHE */
+	/* borrowed, outlives the fs: the memory budget shared by the layers
+	 * of a process (lp_fs_budget_new). NULL: the fs makes its own of
+	 * mem_cache_bytes */
+	struct lp_fs_budget *mem_budget;
+	size_t mem_cache_bytes; /* without mem_budget; 0: the default */
 	/* NULL: no disk tier. Every lp_fs of the process caching in the same
 	 * directory shares one tier: one byte count, bounded by the smallest
 	 * disk_cache_bytes any of them asked for. */
@@ -88,6 +94,25 @@ void lp_fs_options_init(struct lp_fs_options *opts);
  */
 struct lp_fs_activity *lp_fs_activity_new(void);
 void lp_fs_activity_free(struct lp_fs_activity *a);
+
+/*
+ * lp_fs_budget_new() - a memory budget of @bytes (0: LP_FS_DEFAULT_MEM_CACHE)
+ * for the memory tiers of every filesystem given it in
+ * lp_fs_options.mem_budget: their chunks together stay within it (beyond it
+ * only what readers hold pinned while they copy), the least recently used
+ * chunk of any of them leaving first. Returns 0 or -ENOMEM. Free after
+ * every lp_fs using it (lp_fs_budget_free, NULL allowed).
+ */
+int lp_fs_budget_new(size_t bytes, struct lp_fs_budget **ret_budget);
+void lp_fs_budget_free(struct lp_fs_budget *b);
+
+/* lp_fs_budget_bytes() - the budget's size. */
+size_t lp_fs_budget_bytes(const struct lp_fs_budget *b);
+
+/* lp_fs_budget_usage() - bytes charged to @b now and at most (chunk bytes
+ * and their records). Any thread. */
+void lp_fs_budget_usage(struct lp_fs_budget *b, size_t *ret_used,
+			size_t *ret_peak);
 
 /*
  * lp_fs_new() - a filesystem over @layer (whose TOC digest the caller has

@@ -165,7 +165,7 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 	struct fs_stats *s = &fs->stats;
 	uint64_t n = ld(&s->ondemand_fetches), ns = ld(&s->ondemand_ns_total);
 	struct lp_fs_stats st;
-	size_t mem_used, mem_peak;
+	size_t mem_used, mem_peak, proc_used, proc_peak;
 	int r;
 
 	pthread_mutex_lock(&fs->fetch.lock);
@@ -175,6 +175,7 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 	bg_err = fs->fetch.background_error;
 	pthread_mutex_unlock(&fs->fetch.lock);
 	fs_cache_usage(fs, &mem_used, &mem_peak);
+	lp_fs_budget_usage(fs->cache.mem, &proc_used, &proc_peak);
 	lp_fs_stats_get(fs, &st);
 	lp_digest_format(lp_layer_toc_digest(fs->layer), toc_digest);
 
@@ -234,13 +235,15 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			"},\n"
 			"  \"cache\": {\"memory_hits\": %llu, \"disk_hits\": "
 			"%llu, \"memory_bytes\": %zu, \"memory_peak_bytes\": "
-			"%zu, \"memory_budget_bytes\": %zu, \"disk_bytes\": "
+			"%zu, \"memory_budget_bytes\": %zu, "
+			"\"process_memory_bytes\": %zu, "
+			"\"process_memory_peak_bytes\": %zu, \"disk_bytes\": "
 			"%llu},\n"
 			"  \"errors\": {\"verify_failures\": %llu, "
 			"\"fetch_errors\": %llu},\n",
 			(unsigned long long)st.mem_hits,
 			(unsigned long long)st.disk_hits, mem_used, mem_peak,
-			fs->cache.budget,
+			fs->cache.budget, proc_used, proc_peak,
 			(unsigned long long)(fs->disk ? fs_disk_used(fs->disk) :
 							0),
 			(unsigned long long)ld(&s->verify_failures),

@@ -109,4 +109,13 @@ int lp_mount_layer(struct lp_blob *blob, const char *mountpoint,
  */
 void lp_mount_tune_malloc(void);
 
+/*
+ * lp_mount_trim_malloc() - give the free pages inside the malloc heaps back
+ * to the system (malloc_trim). Chunks freed by the memory budget, finished
+ * fetches and parses leave holes that stay resident otherwise (1.6 MB of
+ * 28 MB with 10 layers at defaults, docs/benchmarks.md). For a daemon's
+ * idle loop: a walk over two arenas' free lists, cheap at once a second.
+ */
+void lp_mount_trim_malloc(void);
+
 #endif /* LP_MOUNT_H */

@@ -3,8 +3,8 @@
  * lp_mount_layer() and what goes with it (lp_mount.h): the one sequence
  * that turns a layer blob into a served FUSE mount (layer open with TOC
  * verification, filesystem, FUSE mount), the one tail read of a registry
- * layer, and the one set of malloc settings for processes that serve
- * mounts.
+ * layer, and the one set of malloc settings (and trimming) for processes
+ * that serve mounts.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -31,6 +31,11 @@ void lp_mount_tune_malloc(void)
 {
 	mallopt(M_MMAP_THRESHOLD, MOUNT_MMAP_THRESHOLD);
 	mallopt(M_ARENA_MAX, MOUNT_MALLOC_ARENAS);
+}
+
+void lp_mount_trim_malloc(void)
+{
+	malloc_trim(0);
 }
 
 void lp_mount_opts_init(struct lp_mount_opts *o)

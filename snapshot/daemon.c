@@ -469,6 +469,7 @@ int lp_snap_run(const struct lp_snap_config *c, bool *ret_exit_now,
 			break;
 		if (holder)
 			holder_check(c, holder, layers);
+		lp_mount_trim_malloc(); /* what the memory budget freed */
 	}
 	r = 0;
 	if (holder)

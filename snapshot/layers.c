@@ -51,7 +51,6 @@
 /* each mounted layer's tail (footer + TOC), for a restart without network */
 #define TAILS_DIR "tails"
 #define LAYER_STATS_MAX (64 * 1024)
-#define DEFAULT_LAYER_MEM_CACHE (64 * 1024 * 1024)
 
 enum layer_state {
 	LAYER_RESOLVING, /* one thread is mounting it; others wait */
@@ -90,6 +89,8 @@ struct lp_snap_layers {
 	/* prioritised fetching of all layers: one layer's reads quiet the
 	 * others' background fetch */
 	struct lp_fs_activity *activity;
+	/* the memory tiers of all layers together stay within this */
+	struct lp_fs_budget *mem_budget;
 	struct lp_fdh *holder; /* borrowed, thread-safe; NULL: none */
 	/* kubelet's pull credentials (CRI proxy); borrowed, thread-safe;
 	 * NULL: no proxy */
@@ -138,6 +139,11 @@ int lp_snap_layers_new(const struct lp_snap_config *c,
 		r = -ENOMEM;
 		goto out;
 	}
+	r = lp_fs_budget_new(c->mem_cache_bytes ? c->mem_cache_bytes :
+						  LP_SNAP_DEFAULT_MEM_CACHE,
+			     &l->mem_budget);
+	if (r < 0)
+		goto out;
 	if (snprintf(l->layers_dir, sizeof(l->layers_dir), "%s/" LAYERS_DIR,
 		     c->root) >= (int)sizeof(l->layers_dir) ||
 	    snprintf(l->cache_dir, sizeof(l->cache_dir), "%s/" CACHE_DIR,
@@ -460,6 +466,7 @@ void lp_snap_layers_free(struct lp_snap_layers *l)
 	pthread_mutex_unlock(&l->lock);
 	lp_reg_free(l->reg);
 	lp_fs_activity_free(l->activity); /* after every layer's fs */
+	lp_fs_budget_free(l->mem_budget); /* likewise */
 	pthread_cond_destroy(&l->cond);
 	pthread_mutex_destroy(&l->lock);
 	free(l);
@@ -563,9 +570,7 @@ static void pool_opts(struct lp_snap_layers *l, struct layer *y,
 {
 	lp_mount_opts_init(mo);
 	mo->toc_digest = toc;
-	mo->fs.mem_cache_bytes = l->c->mem_cache_bytes ?
-					 l->c->mem_cache_bytes :
-					 DEFAULT_LAYER_MEM_CACHE;
+	mo->fs.mem_budget = l->mem_budget;
 	mo->fs.cache_dir = l->cache_dir;
 	mo->fs.disk_cache_bytes = l->c->disk_cache_bytes;
 	mo->fs.prefetch = l->c->prefetch;

@@ -38,6 +38,12 @@
  */
 #define LP_SNAP_DEFAULT_UNSERVED_TIMEOUT_S 60
 #define LP_SNAP_UNSERVED_TIMEOUT_MAX (24 * 3600)
+/*
+ * The daemon's memory budget for chunks (every layer together): room for
+ * the chunks a few dozen readers stream at once (4 MiB each at most); the
+ * disk tier and the kernel's page cache hold the rest.
+ */
+#define LP_SNAP_DEFAULT_MEM_CACHE (64u * 1024 * 1024)
 /* the fd holder's wire protocol (snapshot/fdholder.c); bump on any change */
 #define LP_SNAP_FDH_PROTO 1
 
@@ -56,7 +62,9 @@ struct lp_snap_config {
 	 * (NULL: /run/containerd/containerd.sock) */
 	char *cri_listen;
 	char *cri_upstream;
-	size_t mem_cache_bytes; /* per mounted layer; 0: default */
+	/* the memory tier of every mounted layer together, one budget for the
+	 * daemon; 0: LP_SNAP_DEFAULT_MEM_CACHE */
+	size_t mem_cache_bytes;
 	uint64_t disk_cache_bytes; /* 0: default */
 	bool prefetch; /* fetch each layer's prioritised files at mount */
 	unsigned int prefetch_timeout_ms; /* Prepare waits this long for it */

@@ -1,29 +1,38 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Memory benchmark (docs/benchmarks.md, "FUSE filesystem", resident memory):
-# 10 layers of 10k entries each, lazily mounted over a loopback registry in
+# layers of 10k entries each, lazily mounted over a loopback registry in
 # ONE process, the production shape:
 #   - lazypull: tests/bench/mem_driver (the snapshotter's layer pool,
-#     snapshot/layers.c, without containerd; prefetch and background fetch
-#     off so that only metadata and the serving machinery are measured)
+#     snapshot/layers.c, without containerd, with the snapshotter's one
+#     process-wide memory budget and its chunk disk tier under its root)
 #   - the reference: tests/bench/refmount (its fs package, one process for
-#     all layers), when golang-go and Debian's Go sources are there; with
-#     prefetch and background fetch off too (-no-prefetch
-#     -no-background-fetch), so that both run the same way
-#     (REF_FLAGS="" measures it with its defaults, both on)
+#     all layers), when golang-go and Debian's Go sources are there
+# Both run in each of MODES (default "off defaults"):
+#   off       prefetch and background fetch off (mem_driver's default,
+#             refmount -no-prefetch -no-background-fetch): only metadata
+#             and the serving machinery are measured
+#   defaults  prefetch and background fetch on, as users run it (mem_driver
+#             --defaults, refmount without flags); measured once every
+#             layer's background fetch is done and SETTLE_S (20) seconds
+#             after the mounts were ready, whichever is later (the
+#             reference: SETTLE_S after ready)
 # After mounting, every mount is walked as a container start would: a stat
 # of every entry (find -printf) and a read of 100 files.
-# Each is measured with 1 layer and with LAYERS layers (a fresh process
-# each; SERIES="1 5 10" measures more points): the totals, and the cost of
-# one more mounted layer, (M[LAYERS] - M[1]) / (LAYERS - 1), which leaves
-# out what a process pays once (libraries, main heap).
-# Prints RSS/PSS/anonymous memory of each process, both ratios and, for
+# Each is measured with each number of layers in SERIES (default "1 LAYERS
+# BIG", LAYERS=10, BIG=100; a fresh process each, over an image of exactly
+# that many layers; the reference only up to REF_MAX_LAYERS=LAYERS): the
+# totals, and the cost of one more mounted layer, (M[LAYERS] - M[1]) /
+# (LAYERS - 1), which leaves out what a process pays once (libraries, main
+# heap).
+# Prints RSS/PSS/anonymous memory of each process, the ratios and, for
 # lazypull with LAYERS layers, where its resident bytes are (mappings by
-# kind, malloc statistics).
+# kind, malloc statistics), per mode.
 # Root, /dev/fuse and docker-registry needed.
-# Usage: mem-bench.sh [BUILD_DIR]...  (LAYERS=10 ENTRIES=10000 by default;
-# several build dirs are measured interleaved against one reference run,
-# e.g. a baseline build and the current one;
+# Usage: mem-bench.sh [BUILD_DIR]...  (LAYERS=10 BIG=100 ENTRIES=10000 by
+# default; several build dirs are measured interleaved against one
+# reference run, e.g. a baseline build and the current one (a baseline
+# mem_driver without --defaults is run with "off" only);
 # MEM_BENCH_BLOBS=DIR keeps the generated layers there between runs;
 # MEM_DRIVER_WRAP="valgrind --tool=massif --vgdb=yes" runs the driver
 # under a profiler that replaces the process, MEM_BENCH_HOOK=CMD runs
@@ -39,9 +48,14 @@ LP=$BUILD/cmd/lazypull
 CLIENT=$BUILD/tests/reg_client
 LAYERS=${LAYERS:-10}
 ENTRIES=${ENTRIES:-10000}
-SERIES=${SERIES:-1 $LAYERS}
-REF_FLAGS=${REF_FLAGS--no-prefetch -no-background-fetch}
+BIG=${BIG:-100}
+SERIES=${SERIES:-1 $LAYERS $BIG}
+MODES=${MODES:-off defaults}
+REF_MAX_LAYERS=${REF_MAX_LAYERS:-$LAYERS}
+SETTLE_S=${SETTLE_S:-20}
 [ "$LAYERS" -ge 2 ] || { echo "LAYERS must be at least 2" >&2; exit 1; }
+MAXL=0
+for n in $SERIES; do [ "$n" -le "$MAXL" ] || MAXL=$n; done
 for b in "${BUILDS[@]}"; do
 	for x in "$b/cmd/lazypull" "$b/tests/reg_client" "$b/tests/mem_driver"; do
 		[ -x "$x" ] || { echo "build $b first (lazypull, reg_client, mem_driver)" >&2; exit 1; }
@@ -68,7 +82,7 @@ bench_start_registry
 
 # ---- the layers: ENTRIES entries each (dirs of 100 small files) ----
 blobs=()
-for l in $(seq 0 $((LAYERS - 1))); do
+for l in $(seq 0 $((MAXL - 1))); do
 	b=$BLOBS/l$l-$ENTRIES.esgz
 	if [ ! -s "$b.toc" ]; then
 		say "generating layer $l"
@@ -122,11 +136,34 @@ wait_ready() { # OUT PID
 	return 1
 }
 kb() { awk -v k="$2" '$1 == k":" {print $2}' "$1"; }
-# measure NAME N PID: one row of the table, kept in $T/rows
+# measure NAME MODE N PID: one row of the table, kept in $T/rows
 measure() {
-	local st=/proc/$3/status sr=/proc/$3/smaps_rollup
-	printf '%s %s %s %s %s %s\n' "$1" "$2" "$(kb $st VmRSS)" "$(kb $sr Pss)" \
+	local st=/proc/$4/status sr=/proc/$4/smaps_rollup
+	printf '%s %s %s %s %s %s %s\n' "$1" "$2" "$3" "$(kb $st VmRSS)" "$(kb $sr Pss)" \
 		"$(kb $st RssAnon)" "$(kb $st Threads)" | tee -a "$T/rows" >&2
+}
+# settle MODE START MNT...: in mode defaults, wait until every mount's
+# background fetch has ended (at most 300 s) and SETTLE_S have passed since
+# START (seconds since the epoch); in mode off, 1 s
+settle() {
+	local mode=$1 start=$2 m st i busy
+	shift 2
+	if [ "$mode" != defaults ]; then
+		sleep 1
+		return 0
+	fi
+	for i in $(seq 300); do
+		busy=0
+		for m in "$@"; do
+			st=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["background"]["state"])' \
+				"$m/.lazypull/stats" 2>/dev/null || echo gone)
+			case $st in pending | running) busy=1; break ;; esac
+		done
+		[ $busy = 1 ] || break
+		sleep 1
+	done
+	[ $busy = 0 ] || say "background fetch still running after 300 s"
+	while [ $(($(date +%s) - start)) -lt "$SETTLE_S" ]; do sleep 1; done
 }
 # breakdown PID: resident kB by mapping kind
 breakdown() {
@@ -158,35 +195,41 @@ for k, a in sorted(kinds.items(), key=lambda x: -x[1][0]):
 PY
 }
 
-# run_lp BUILD N: mem_driver serving the first N layers, walked, measured
+# run_lp BUILD N NAME MODE: mem_driver serving the first N layers, walked,
+# measured
 run_lp() {
-	local drv=$1/tests/mem_driver n=$2 name=$3 dpid
-	say "$name: $n layers x $ENTRIES entries in one process"
+	local drv=$1/tests/mem_driver n=$2 name=$3 mode=$4 dpid start flags=()
+	say "$name ($mode): $n layers x $ENTRIES entries in one process"
 	rm -rf "$T/lproot"
 	mkdir -p "$T/lproot"
-	${MEM_DRIVER_WRAP:-} "$drv" "$T/lproot" "$R/bench/mem:n$n" "$R" "${args[@]:0:2*n}" >"$T/drv.out" 2>"$T/drv.log" &
+	[ "$mode" = off ] || flags=(--defaults)
+	start=$(date +%s)
+	${MEM_DRIVER_WRAP:-} "$drv" "${flags[@]}" "$T/lproot" "$R/bench/mem:n$n" "$R" "${args[@]:0:2*n}" >"$T/drv.out" 2>"$T/drv.log" &
 	dpid=$!
 	PIDS+=($dpid)
 	wait_ready "$T/drv.out" $dpid || { echo "mem_driver failed: $(tail -5 "$T/drv.log")" >&2; exit 1; }
 	mapfile -t lmnts < <(grep -v '^ready' "$T/drv.out")
 	touch_mounts "${lmnts[@]}"
-	sleep 1
-	measure "$name" "$n" $dpid
+	settle "$mode" "$start" "${lmnts[@]}"
+	measure "$name" "$mode" "$n" $dpid
 	if [ "$n" = "$LAYERS" ] && [ "$1" = "$BUILD" ]; then
 		[ -z "${MEM_BENCH_HOOK:-}" ] || $MEM_BENCH_HOOK $dpid
-		cp "/proc/$dpid/smaps" "$T/lp.smaps"
-		breakdown $dpid >"$T/lp.breakdown"
+		cp "/proc/$dpid/smaps" "$T/lp-$mode.smaps"
+		breakdown $dpid >"$T/lp-$mode.breakdown"
+		python3 -c 'import json, sys; c = json.load(open(sys.argv[1]))["cache"]; print("memory tier (process-wide): %d of %d bytes, peak %d" % (c.get("process_memory_bytes", -1), c["memory_budget_bytes"], c.get("process_memory_peak_bytes", -1)))' \
+			"${lmnts[0]}/.lazypull/stats" >"$T/lp-$mode.tier" 2>/dev/null || true
 		kill -USR1 $dpid
 		sleep 0.5
-		grep '^mallinfo2' "$T/drv.log" >"$T/lp.malloc" || true
+		grep '^mallinfo2' "$T/drv.log" | tail -1 >"$T/lp-$mode.malloc" || true
 	fi
 	kill $dpid
 	wait $dpid 2>/dev/null || true
 }
-# run_ref N: the reference serving the first N layers
+# run_ref N MODE: the reference serving the first N layers
 run_ref() {
-	local n=$1 l rpid
-	say "reference: $n layers in one process"
+	local n=$1 mode=$2 l rpid flags=()
+	[ "$mode" != off ] || flags=(-no-prefetch -no-background-fetch)
+	say "reference ($mode): $n layers in one process"
 	rargs=() rmnts=()
 	rm -rf "$T/refroot" "$T"/rr*
 	for l in $(seq 0 $((n - 1))); do
@@ -195,14 +238,13 @@ run_ref() {
 		rargs+=("$T/rr$l" "${args[2 * l]}" "${args[2 * l + 1]}")
 	done
 	mkdir -p "$T/refroot"
-	# shellcheck disable=SC2086 # REF_FLAGS is a list of flags
-	"$REFMOUNT" $REF_FLAGS "$T/refroot" "$R/bench/mem:n$n" "${rargs[@]}" >"$T/ref.out" 2>"$T/ref.log" &
+	"$REFMOUNT" "${flags[@]}" "$T/refroot" "$R/bench/mem:n$n" "${rargs[@]}" >"$T/ref.out" 2>"$T/ref.log" &
 	rpid=$!
 	PIDS+=($rpid)
 	if wait_ready "$T/ref.out" $rpid; then
 		touch_mounts "${rmnts[@]}"
-		sleep 2
-		measure reference "$n" $rpid
+		if [ "$mode" = defaults ]; then sleep "$SETTLE_S"; else sleep 2; fi
+		measure reference "$mode" "$n" $rpid
 	else
 		say "reference mount failed: $(tail -3 "$T/ref.log")"
 	fi
@@ -215,15 +257,19 @@ run_ref() {
 
 : >"$T/rows"
 bench_build_refmount
-for n in $SERIES; do
-	k=0
-	for b in "${BUILDS[@]}"; do
-		name=lazypull
-		[ ${#BUILDS[@]} -eq 1 ] || name="lazypull#$k"
-		run_lp "$b" "$n" "$name"
-		k=$((k + 1))
+for mode in $MODES; do
+	for n in $SERIES; do
+		k=0
+		for b in "${BUILDS[@]}"; do
+			name=lazypull
+			[ ${#BUILDS[@]} -eq 1 ] || name="lazypull#$k"
+			k=$((k + 1))
+			# a baseline's driver may not know --defaults
+			[ "$mode" = off ] || grep -q -- --defaults "$b/tests/mem_driver" || continue
+			run_lp "$b" "$n" "$name" "$mode"
+		done
+		[ -z "$REFMOUNT" ] || [ "$n" -gt "$REF_MAX_LAYERS" ] || run_ref "$n" "$mode"
 	done
-	[ -z "$REFMOUNT" ] || run_ref "$n"
 done
 [ ${#BUILDS[@]} -eq 1 ] || for k in "${!BUILDS[@]}"; do printf '\nlazypull#%d = %s' "$k" "${BUILDS[k]}"; done
 printf '\n'
@@ -232,32 +278,37 @@ import sys
 rows = [l.split() for l in open(sys.argv[1])]
 top = int(sys.argv[2])
 m = {}
-for name, n, rss, pss, anon, thr in rows:
-    m[(name, int(n))] = [int(rss), int(pss), int(anon), int(thr)]
-names = list(dict.fromkeys(r[0] for r in rows))
-print("%-22s %6s %9s %9s %9s %8s" % ("one process", "layers", "RSS kB", "PSS kB", "anon kB", "threads"))
-for name in names:
-    for (nm, n), v in sorted(m.items(), key=lambda x: x[0][1]):
-        if nm == name:
-            print("%-22s %6d %9d %9d %9d %8d" % (name, n, *v))
+for name, mode, n, rss, pss, anon, thr in rows:
+    m[(name, mode, int(n))] = [int(rss), int(pss), int(anon), int(thr)]
+keys = list(dict.fromkeys((r[0], r[1]) for r in rows))
+print("%-22s %-9s %6s %9s %9s %9s %8s" % ("one process", "mode", "layers", "RSS kB", "PSS kB", "anon kB", "threads"))
+for name, mode in keys:
+    for (nm, md, n), v in sorted(m.items(), key=lambda x: x[0][2]):
+        if (nm, md) == (name, mode):
+            print("%-22s %-9s %6d %9d %9d %9d %8d" % (name, mode, n, *v))
 per = {}
-for name in names:
-    if (name, 1) in m and (name, top) in m:
-        per[name] = [(m[(name, top)][i] - m[(name, 1)][i]) / (top - 1) for i in range(4)]
-        print("%-22s %6s %9.0f %9.0f %9.0f %8.1f" % (name, "+1", *per[name]))
+for name, mode in keys:
+    if (name, mode, 1) in m and (name, mode, top) in m:
+        a, b = m[(name, mode, 1)], m[(name, mode, top)]
+        per[(name, mode)] = [(b[i] - a[i]) / (top - 1) for i in range(4)]
+        print("%-22s %-9s %6s %9.0f %9.0f %9.0f %8.1f" % (name, mode, "+1", *per[(name, mode)]))
 ref = "reference"
-for name in names:
-    if name == ref or (name, top) not in m or (ref, top) not in m:
+for name, mode in keys:
+    if name == ref or (name, mode, top) not in m or (ref, mode, top) not in m:
         continue
-    t = [m[(name, top)][i] / m[(ref, top)][i] for i in range(3)]
-    print("ratio %-16s %d layers: RSS %.3f PSS %.3f anon %.3f" % (name, top, *t))
-    if name in per and ref in per:
-        p = [per[name][i] / per[ref][i] for i in range(3)]
-        print("ratio %-16s per layer: RSS %.3f PSS %.3f anon %.3f" % (name, *p))
+    t = [m[(name, mode, top)][i] / m[(ref, mode, top)][i] for i in range(3)]
+    print("ratio %-16s %-9s %d layers: RSS %.3f PSS %.3f anon %.3f" % (name, mode, top, *t))
+    if (name, mode) in per and (ref, mode) in per:
+        p = [per[(name, mode)][i] / per[(ref, mode)][i] for i in range(3)]
+        print("ratio %-16s %-9s per layer: RSS %.3f PSS %.3f anon %.3f" % (name, mode, *p))
 PY
-printf '\nlazypull (%s), %s layers, resident memory by mapping kind:\n' "$BUILD" "$LAYERS"
-cat "$T/lp.breakdown"
-printf '\nlazypull malloc: %s\n' "$(cat "$T/lp.malloc")"
-if [ -n "${MEM_BENCH_KEEP_SMAPS:-}" ]; then
-	cp "$T/lp.smaps" "$MEM_BENCH_KEEP_SMAPS"
-fi
+for mode in $MODES; do
+	[ -s "$T/lp-$mode.breakdown" ] || continue
+	printf '\nlazypull (%s, %s), %s layers, resident memory by mapping kind:\n' "$BUILD" "$mode" "$LAYERS"
+	cat "$T/lp-$mode.breakdown"
+	printf 'lazypull malloc: %s\n' "$(cat "$T/lp-$mode.malloc")"
+	[ ! -s "$T/lp-$mode.tier" ] || cat "$T/lp-$mode.tier"
+	if [ -n "${MEM_BENCH_KEEP_SMAPS:-}" ]; then
+		cp "$T/lp-$mode.smaps" "$MEM_BENCH_KEEP_SMAPS.$mode"
+	fi
+done

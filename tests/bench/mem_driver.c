@@ -6,9 +6,16 @@
  * tests/bench/mem-bench.sh can measure the memory of one process serving
  * many layers. A benchmark helper, not an installed tool.
  *
- * usage: mem_driver ROOT REF INSECURE-HOST [DIGEST TOC-DIGEST]...
+ * usage: mem_driver [--defaults] [--mem-cache BYTES] ROOT REF INSECURE-HOST
+ *                   [DIGEST TOC-DIGEST]...
+ * Prefetch and background fetch are off unless --defaults (the
+ * snapshotter's defaults: both on, the chunk disk tier in ROOT/cache).
+ * --mem-cache: the process's memory budget (memory_cache_bytes; default
+ * the snapshotter's). Also used by tests/integration/
+ * test_mount_memory_layers.sh.
  * Prints each mount point, then "ready". SIGUSR1 prints malloc statistics
- * (mallinfo2 and malloc_info XML) to stderr; SIGTERM/SIGINT unmount and end.
+ * (mallinfo2 and malloc_info XML) to stderr; SIGUSR2 calls malloc_trim(0);
+ * SIGTERM/SIGINT unmount and end.
  */
 #include <malloc.h>
 #include <pthread.h>
@@ -39,10 +46,26 @@ int main(int argc, char **argv)
 	struct lp_snap_layers *layers = NULL;
 	struct lp_err err = { 0 };
 	sigset_t set;
+	bool defaults = false;
+	size_t mem_cache = 0;
 	int i, sig, r, ret = 1;
 
+	for (;;) {
+		if (argc > 1 && strcmp(argv[1], "--defaults") == 0) {
+			defaults = true;
+			argc--;
+			argv++;
+		} else if (argc > 2 && strcmp(argv[1], "--mem-cache") == 0) {
+			mem_cache = strtoull(argv[2], NULL, 10);
+			argc -= 2;
+			argv += 2;
+		} else {
+			break;
+		}
+	}
 	if (argc < 6 || (argc - 4) % 2) {
-		fprintf(stderr, "usage: mem_driver ROOT REF INSECURE-HOST "
+		fprintf(stderr, "usage: mem_driver [--defaults] [--mem-cache "
+				"BYTES] ROOT REF INSECURE-HOST "
 				"[DIGEST TOC-DIGEST]...\n");
 		return 2;
 	}
@@ -52,13 +75,17 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (lp_snap_config_init(&c) < 0 ||
 	    lp_snap_config_set_str(&c.root, argv[1]) < 0 ||
 	    lp_snap_config_add_insecure(&c, argv[3]) < 0)
 		goto out;
-	c.prefetch = false;
-	c.background_fetch = false;
+	c.mem_cache_bytes = mem_cache;
+	if (!defaults) {
+		c.prefetch = false;
+		c.background_fetch = false;
+	}
 	if (lp_snap_metrics_new(&metrics) < 0 ||
 	    lp_snap_layers_new(&c, metrics, &layers) < 0)
 		goto out;
@@ -83,8 +110,18 @@ int main(int argc, char **argv)
 	printf("ready\n");
 	fflush(stdout);
 	for (;;) {
-		if (sigwait(&set, &sig))
+		/* the daemon's loop (lp_snap_run): a tick a second */
+		struct timespec tick = { .tv_sec = 1 };
+
+		sig = sigtimedwait(&set, NULL, &tick);
+		if (sig < 0) {
+			lp_mount_trim_malloc();
 			continue;
+		}
+		if (sig == SIGUSR2) {
+			malloc_trim(0);
+			continue;
+		}
 		if (sig != SIGUSR1)
 			break;
 		print_malloc_stats();

@@ -5,7 +5,9 @@
  * every file of every vector read back and compared with the .files
  * digests; a fault-injecting blob (corrupt, replace with a valid but wrong
  * member, fail, delay) that must give errors and never wrong bytes; single
- * flight under threads; the memory budget; the disk tier across remounts;
+ * flight under threads; the memory budget, one for the layers of a process
+ * (least recent first across layers; background chunks left to the disk
+ * tier); the disk tier across remounts;
  * the one digest policy (a TOC rewritten by craft_toc.h: a file without
  * chunkDigest is served by its file digest when it is one chunk, refused
  * when that lies, is missing, or the file has several chunks);
@@ -932,6 +934,201 @@ static void test_memory_budget(void **state)
 		    512 * 1024 + 4 * 64 * 1024);
 	assert_true(stat_of(fx.fs, "\"memory_bytes") <= 512 * 1024);
 	lp_fs_free(fx.fs);
+}
+
+/*
+ * The layers of a process share one memory budget (lp_fs_options.
+ * mem_budget): SHARED_LAYERS layers, each read whole (9 MiB of 64 KiB
+ * chunks and ~300 small files), hold SHARED_BUDGET together, and the least
+ * recently used chunks go whichever layer they belong to. Controls that
+ * must break the bound, so the test can fail: the same layers with a tier
+ * each (the old per-layer budget), and with one budget as large as all.
+ */
+#define SHARED_LAYERS 4
+#define SHARED_BUDGET (1024 * 1024)
+
+struct shared_run {
+	size_t layer_bytes[SHARED_LAYERS]; /* each tier at the end */
+	size_t total; /* their sum */
+	size_t used, peak; /* the shared budget's view (with one) */
+};
+
+/* read every layer in turn, tiers under @b (NULL: each its own budget of
+ * SHARED_BUDGET) */
+static void read_layers(struct lp_fs_budget *b, struct shared_run *run)
+{
+	struct fixture fx[SHARED_LAYERS];
+	struct lp_fs_options opts;
+	size_t i;
+
+	memset(fx, 0, sizeof(fx));
+	memset(run, 0, sizeof(*run));
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = false;
+	opts.mem_budget = b;
+	opts.mem_cache_bytes = SHARED_BUDGET;
+	for (i = 0; i < SHARED_LAYERS; i++)
+		open_fs(&fx[i], "v1-chunk64k", &opts);
+	for (i = 0; i < SHARED_LAYERS; i++)
+		check_all_files(fx[i].fs, "v1-chunk64k");
+	for (i = 0; i < SHARED_LAYERS; i++) {
+		run->layer_bytes[i] = stat_of(fx[i].fs, "\"memory_bytes");
+		run->total += run->layer_bytes[i];
+		/* every layer reports the one budget */
+		if (b)
+			assert_int_equal(
+				stat_of(fx[i].fs, "\"memory_budget_bytes"),
+				lp_fs_budget_bytes(b));
+	}
+	if (b)
+		lp_fs_budget_usage(b, &run->used, &run->peak);
+	for (i = 0; i < SHARED_LAYERS; i++)
+		lp_fs_free(fx[i].fs);
+	if (b) {
+		size_t used, peak;
+
+		/* the tiers gave back what they were charged */
+		lp_fs_budget_usage(b, &used, &peak);
+		assert_int_equal(used, 0);
+	}
+}
+
+static void test_shared_budget(void **state)
+{
+	struct lp_fs_budget *b = NULL, *big = NULL;
+	struct shared_run run;
+
+	assert_int_equal(lp_fs_budget_new(SHARED_BUDGET, &b), 0);
+	assert_int_equal(lp_fs_budget_bytes(b), SHARED_BUDGET);
+	read_layers(b, &run);
+	/* one budget for all: never over it, not even for a moment */
+	assert_true(run.total <= SHARED_BUDGET);
+	assert_true(run.used <= SHARED_BUDGET);
+	assert_true(run.peak <= SHARED_BUDGET);
+	assert_int_equal(run.used, run.total);
+	/* and it was used, by the layer read last: the others' chunks were
+	 * older, so they went, however little each layer held itself */
+	assert_true(run.layer_bytes[SHARED_LAYERS - 1] >= SHARED_BUDGET / 2);
+	assert_int_equal(run.layer_bytes[0], 0);
+	lp_fs_budget_free(b);
+
+	/* control: a budget per layer holds up to SHARED_LAYERS times it */
+	read_layers(NULL, &run);
+	assert_true(run.total > 2 * SHARED_BUDGET);
+
+	/* control: one large budget keeps what it is given, over the bound */
+	assert_int_equal(lp_fs_budget_new(64 * 1024 * 1024, &big), 0);
+	read_layers(big, &run);
+	assert_true(run.used > 4 * SHARED_BUDGET);
+	assert_true(run.peak > 4 * SHARED_BUDGET);
+	lp_fs_budget_free(big);
+}
+
+/*
+ * Least recent first across layers: a chunk of one layer read again stays
+ * while another layer streams through the budget; an idle one goes.
+ */
+static void test_shared_budget_lru(void **state)
+{
+	struct fixture a = { 0 }, c = { 0 };
+	struct lp_fs_options opts;
+	struct lp_fs_budget *b = NULL;
+	struct lp_err err = { 0 };
+	struct stat st;
+	uint64_t reads;
+	int i;
+
+	assert_int_equal(lp_fs_budget_new(SHARED_BUDGET, &b), 0);
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = false;
+	opts.mem_budget = b;
+	open_fs(&a, "v1-chunk64k", &opts);
+	open_fs(&c, "v1-chunk64k", &opts);
+	assert_int_equal(read_path(a.fs, "usr/bin/tool", &err), 0);
+	assert_true(stat_of(a.fs, "\"memory_bytes") > 0);
+	/* c streams 9 MiB through a 1 MiB budget while a's file is read
+	 * again every 64 KiB chunk: it stays the most recent of a's */
+	assert_int_equal(lookup_path(c.fs, "usr/lib/big.bin", &st), 0);
+	for (i = 0; i < 144; i++) {
+		char buf[4096];
+
+		assert_true(lp_fs_read(c.fs, st.st_ino, NULL, buf, sizeof(buf),
+				       (uint64_t)i * 65536, &err) > 0);
+		assert_int_equal(read_path(a.fs, "usr/bin/tool", &err), 0);
+	}
+	reads = atomic_load(&a.fault->reads);
+	assert_int_equal(read_path(a.fs, "usr/bin/tool", &err), 0);
+	assert_int_equal(atomic_load(&a.fault->reads), reads); /* a hit */
+	assert_true(stat_of(a.fs, "\"memory_bytes") > 0);
+	/* now a is idle: c's next megabytes push it out */
+	for (i = 0; i < 24; i++) {
+		char buf[4096];
+
+		assert_true(lp_fs_read(c.fs, st.st_ino, NULL, buf, sizeof(buf),
+				       (uint64_t)(i + 100) * 65536, &err) > 0);
+	}
+	assert_int_equal(stat_of(a.fs, "\"memory_bytes"), 0);
+	assert_true(stat_of(c.fs, "\"memory_bytes") <= SHARED_BUDGET);
+	lp_fs_free(a.fs);
+	lp_fs_free(c.fs);
+	lp_fs_budget_free(b);
+}
+
+/*
+ * With a disk tier the background fetch's chunks go there, not into the
+ * memory tier (the control, without a disk tier, keeps them: nowhere else
+ * to keep them); reads find them on disk.
+ */
+static bool background_done(struct lp_fs *fs)
+{
+	struct lp_buf b;
+	bool done;
+
+	lp_buf_init(&b, LP_FS_STATS_MAX);
+	assert_int_equal(lp_fs_stats_json(fs, &b), 0);
+	done = strstr((char *)b.data, "\"background\": {\"state\": \"done\"");
+	lp_buf_release(&b);
+	return done;
+}
+
+static void test_background_not_kept(void **state)
+{
+	char dir[] = "/tmp/lp-test-fs-XXXXXX", cmd[600];
+	struct lp_fs_options opts;
+	struct fixture fx = { 0 };
+	int i;
+
+	assert_non_null(mkdtemp(dir));
+	lp_fs_options_init(&opts);
+	opts.background_quiet_ms = 0;
+	opts.cache_dir = dir;
+	open_fs(&fx, "v1-default", &opts);
+	assert_int_equal(lp_fs_start(fx.fs), 0);
+	for (i = 0; i < 1000 && !background_done(fx.fs); i++)
+		usleep(10000);
+	assert_true(i < 1000);
+	assert_int_equal(stat_of(fx.fs, "\"memory_bytes"), 0);
+	assert_true(stat_of(fx.fs, "\"disk_bytes") > 1000000);
+	fx.fault->lo = 0;
+	fx.fault->hi = UINT64_MAX;
+	atomic_store(&fx.fault->mode, FAULT_FAIL);
+	check_all_files(fx.fs, "v1-default");
+	assert_true(stat_of(fx.fs, "\"disk_hits") > 100);
+	lp_fs_free(fx.fs);
+
+	/* control: no disk tier, the memory tier keeps them */
+	opts.cache_dir = NULL;
+	open_fs(&fx, "v1-default", &opts);
+	assert_int_equal(lp_fs_start(fx.fs), 0);
+	for (i = 0; i < 1000 && !background_done(fx.fs); i++)
+		usleep(10000);
+	assert_true(i < 1000);
+	assert_true(stat_of(fx.fs, "\"memory_bytes") > 1000000);
+	lp_fs_free(fx.fs);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
 }
 
 static void test_coalescing(void **state)
@@ -2140,6 +2337,9 @@ int main(void)
 		cmocka_unit_test(test_digest_policy),
 		cmocka_unit_test(test_single_flight),
 		cmocka_unit_test(test_memory_budget),
+		cmocka_unit_test(test_shared_budget),
+		cmocka_unit_test(test_shared_budget_lru),
+		cmocka_unit_test(test_background_not_kept),
 		cmocka_unit_test(test_coalescing),
 		cmocka_unit_test(test_neighbours),
 		cmocka_unit_test(test_streamed_run),
