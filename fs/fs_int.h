@@ -96,6 +96,10 @@ struct fs_chunk {
 	uint32_t ci; /* index into lp_toc_chunk() */
 	uint8_t state; /* protected by cache.lock */
 	bool in_lru; /* protected by cache.lock */
+	/* protected by cache.lock: READY but not kept (a background chunk the
+	   disk tier will hold): in the table, off the LRU and uncharged, only
+	   until its disk-tier write is done (fs_chunk_written) */
+	bool transient;
 	int error; /* protected by cache.lock; FAILED only */
 	bool retryable; /* protected by cache.lock; FAILED: error was marked so */
 	uint32_t refs; /* protected by cache.lock; slot + pins + waiters */
@@ -537,6 +541,13 @@ enum fs_claim {
 int fs_chunk_claim(struct lp_fs *fs, uint32_t ci, uint32_t end,
 		   struct fs_chunk **ret_chunk, uint32_t *ret_n,
 		   bool *ret_retryable);
+
+/*
+ * fs_chunk_written() - chunk @ch's disk-tier copy is written (or given
+ * up): a transient chunk leaves the table, readers find it on disk. Call
+ * before dropping the writer's pin.
+ */
+void fs_chunk_written(struct lp_fs *fs, struct fs_chunk *ch);
 
 /* fs_chunk_put() - unpin; NULL allowed. */
 void fs_chunk_put(struct lp_fs *fs, struct fs_chunk *chunk);

@@ -36,6 +36,7 @@ static void disk_write(struct lp_fs *fs, struct fs_chunk *ch)
 	/* verified before publish: the digest exists */
 	if (lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0)
 		fs_disk_put(fs->disk, dg, ch->data, ch->len);
+	fs_chunk_written(fs, ch);
 	fs_chunk_put(fs, ch);
 }
 
