@@ -42,8 +42,11 @@
 # convert` into the origin as 10.213.90.2:5000/python3:esgz; hosts.toml
 # names the mirror first, the origin as server. Each node: `ctr-remote images
 # rpull --hosts-dir DIR`, then `ctr run` of the image's command (python3
-# importing 14 modules) to its line "python3 ready". Every run is cold: a new
-# mirror (empty storage), new containerd and snapshotter roots, the page
+# importing 14 modules) to its line "python3 ready". Four runs, in this
+# order: 1 node with a cold mirror (a new one, empty storage), 1 node with
+# that mirror now warm (it has the blob and answers ranges with 206), then
+# NODES nodes with a new cold mirror, NODES nodes with it warm. The nodes
+# are cold in every run: new containerd and snapshotter roots, the page
 # cache dropped. Needs root, /dev/fuse, containerd, runc, ctr-remote,
 # docker-registry, ip, tc, nsenter. Everything it starts or mounts is undone
 # on exit.
@@ -336,13 +339,18 @@ print(json.dumps(r))
 PY
 }
 
-# run_case N: a cold mirror, N cold nodes pulling at once; one JSON line
+# run_case N cold|warm: N cold nodes pulling at once, from a new mirror
+# (cold: empty storage) or from the mirror of the run before (warm: it has
+# the blobs, it answers ranges with 206); one JSON line
 run_case() {
-	local n=$1 i m0 s t0 settled last cur same=0 all_ready_m all_ready_o
-	local lg=$results/logs/n$n
+	local n=$1 mir=$2 i t0 settled last cur same=0 all_ready_m all_ready_o
+	local lg=$results/logs/n$n-$mir
 	mkdir -p "$results/logs"
-	say "run: $n node(s) at once, cold mirror"
-	start_mirror
+	say "run: $n node(s) at once, $mir mirror"
+	if [ "$mir" = cold ]; then
+		stop_mirror
+		start_mirror
+	fi
 	for ((i = 0; i < n; i++)); do start_node $i; done
 	for ((i = 0; i < n; i++)); do
 		wait_for 30 "node $i's snapshotter" test -S "$T/n$i/lazypull.sock"
@@ -375,13 +383,24 @@ run_case() {
 		sleep 1
 	done
 	settled=$((SECONDS - t0))
+	# a snapshotter that ended under the run (a failed node says why)
+	local st
 	for ((i = 0; i < n; i++)); do
 		cp "$T/n$i/snap.log" "$lg-node$i.snap.log" 2>/dev/null || true
+		if kill -0 "${SNAP[i]}" 2>/dev/null; then
+			echo running >"$lg-node$i.snapstate"
+		else
+			st=0
+			wait "${SNAP[i]}" 2>/dev/null || st=$?
+			echo "exited with status $st" >"$lg-node$i.snapstate"
+			say "node $i: its snapshotter exited with status $st during the run"
+			SNAP[i]=
+		fi
 	done
-	python3 - "$n" "$image_bytes" "$all_ready_o" "$all_ready_m" "$(ostats stats)" "$(mstats stats)" \
+	python3 - "$n" "$mir" "$image_bytes" "$all_ready_o" "$all_ready_m" "$(ostats stats)" "$(mstats stats)" \
 		"$settled" "$lg" >>"$results/runs.jsonl" <<'PY'
 import json, re, sys
-n, img, o_ready, m_ready, ost, mst, settled, lg = sys.argv[1:]
+n, mir, img, o_ready, m_ready, ost, mst, settled, lg = sys.argv[1:]
 n, img = int(n), int(img)
 ost, mst = json.loads(ost), json.loads(mst)
 nodes = []
@@ -390,15 +409,15 @@ for i in range(n):
     log = open("%s-node%d.snap.log" % (lg, i), errors="replace").read()
     r["spool"] = "into a spool" in log
     r["ranges_206"] = "honours Range requests (206)" in log
+    r["snapshotter"] = open("%s-node%d.snapstate" % (lg, i)).read().strip()
     nodes.append(r)
-print(json.dumps({"nodes": n, "image_bytes": img,
+print(json.dumps({"nodes": n, "mirror": mir, "image_bytes": img,
                   "origin_bytes_ready": int(o_ready), "mirror_bytes_ready": int(m_ready),
                   "origin_bytes": ost["bytes_down"], "origin_requests": ost["requests"],
                   "mirror_bytes": mst["bytes_down"], "mirror_requests": mst["requests"],
                   "settle_seconds": int(settled), "per_node": nodes}))
 PY
 	for ((i = 0; i < n; i++)); do stop_node $i; done
-	stop_mirror
 }
 
 python3 - "$results/meta.json" "$cmdline" "$(git -C "$SRC" describe --always --dirty 2>/dev/null || echo unknown)" \
@@ -414,8 +433,13 @@ json.dump({"command": cmd, "commit": commit, "nodes": int(nodes), "uplink_mbit":
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, open(out, "w"), indent=1)
 PY
 : >"$results/runs.jsonl"
-run_case 1
-[ "$nodes" = 1 ] || run_case "$nodes"
+run_case 1 cold
+run_case 1 warm
+if [ "$nodes" != 1 ]; then
+	run_case "$nodes" cold
+	run_case "$nodes" warm
+fi
+stop_mirror
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 python3 - "$results" "$load_after" <<'PY' | tee "$results/results.md"
@@ -432,19 +456,21 @@ print("`%s` (commit %s); image %.1f MB (%d layer(s)); origin link %d Mbit/s, %g 
           ("%d Mbit/s" % meta["node_mbit"]) if meta["node_mbit"] else "not shaped",
           meta["load_before"], load_after))
 print()
-print("| nodes | node | rpull s | run s | ready s | spool used | origin bytes / image (at ready; final) | mirror bytes / (nodes x image) (at ready; final) |")
-print("|---|---|---|---|---|---|---|---|")
-single = None
+print("| nodes | mirror | node | rpull s | run s | ready s | spool used | origin bytes / image (at ready; final) | mirror bytes / (nodes x image) (at ready; final) |")
+print("|---|---|---|---|---|---|---|---|---|")
+single = {}
 for r in runs:
     n = r["nodes"]
     for k, x in enumerate(r["per_node"]):
         if "total" in x:
             t = "%.2f" % x["total"]
             if n == 1:
-                single = x["total"]
+                single[r["mirror"]] = x["total"]
             pull, run = "%.2f" % x["pull"], "%.2f" % x["run"]
         else:
             t = pull = run = "FAILED"
+            if x["snapshotter"] != "running":
+                t += " (its snapshotter %s)" % x["snapshotter"]
         sp = "yes" if x["spool"] else "no"
         if x.get("ranges_206"):
             sp += " (206 learnt)"
@@ -453,20 +479,20 @@ for r in runs:
             mb = "%.3f; %.3f" % (r["mirror_bytes_ready"] / (n * img), r["mirror_bytes"] / (n * img))
         else:
             ob = mb = ""
-        print("| %d | %d | %s | %s | %s | %s | %s | %s |" % (n, x["node"], pull, run, t, sp, ob, mb))
-multi = [r for r in runs if r["nodes"] > 1]
-if single and multi:
-    ts = [x["total"] for x in multi[0]["per_node"] if "total" in x]
-    if ts:
+        print("| %d | %s | %d | %s | %s | %s | %s | %s | %s |" % (n, r["mirror"] if k == 0 else "",
+                                                             x["node"], pull, run, t, sp, ob, mb))
+for r in runs:
+    ts = [x["total"] for x in r["per_node"] if "total" in x]
+    if r["nodes"] > 1 and ts and r["mirror"] in single:
         print()
-        print("%d nodes at once: ready in %.2f s median, %.2f s slowest; one node alone: %.2f s "
-              "(slowest/alone %.2fx)" % (multi[0]["nodes"], statistics.median(ts), max(ts), single,
-                                          max(ts) / single))
+        print("%d nodes at once, %s mirror: ready in %.2f s median, %.2f s slowest; one node alone: %.2f s "
+              "(slowest/alone %.2fx)" % (r["nodes"], r["mirror"], statistics.median(ts), max(ts),
+                                          single[r["mirror"]], max(ts) / single[r["mirror"]]))
 for r in runs:
     print()
-    print("%d node(s): origin sent %d bytes in %d requests (%d at the last ready line); mirror sent %d bytes "
+    print("%d node(s), %s mirror: origin sent %d bytes in %d requests (%d at the last ready line); mirror sent %d bytes "
           "in %d requests (%d at the last ready line); background fetch settled after %d s" % (
-              r["nodes"], r["origin_bytes"], r["origin_requests"], r["origin_bytes_ready"],
+              r["nodes"], r["mirror"], r["origin_bytes"], r["origin_requests"], r["origin_bytes_ready"],
               r["mirror_bytes"], r["mirror_requests"], r["mirror_bytes_ready"], r["settle_seconds"]))
 PY
 say "results in $results"
