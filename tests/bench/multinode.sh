@@ -115,6 +115,9 @@ stop_pid() { # stop_pid PID SECONDS: SIGTERM, then SIGKILL after SECONDS
 	timeout "$2" tail --pid="$1" -f /dev/null 2>/dev/null || kill -9 "$1" 2>/dev/null
 	wait "$1" 2>/dev/null || true
 }
+# in_ns NETNS CMD...: CMD in NETNS (a foreground command; a daemon is
+# started with nsenter itself, so that $! is its pid: nsenter execs it,
+# where a backgrounded function would leave a shell between them)
 in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" -- "$@"; }
 
 # stop_node I: node I's containers, containerd, shims, snapshotter, mounts
@@ -239,9 +242,9 @@ log: {level: error, accesslog: {disabled: true}}
 storage: {filesystem: {rootdirectory: $T/origin}}
 http: {addr: "127.0.0.1:5000"}
 EOF
-in_ns "$NSO" docker-registry serve "$T/origin.yml" >"$T/origin.log" 2>&1 &
+nsenter --net="/run/netns/$NSO" -- docker-registry serve "$T/origin.yml" >"$T/origin.log" 2>&1 &
 REG_PID=$!
-in_ns "$NSO" python3 "$DPROXY" --listen "$ORIGIN" --target 127.0.0.1:5000 \
+nsenter --net="/run/netns/$NSO" -- python3 "$DPROXY" --listen "$ORIGIN" --target 127.0.0.1:5000 \
 	--control 127.0.0.1:5001 >"$T/oproxy.log" 2>&1 &
 OPROXY_PID=$!
 wait_for 20 "the origin" curl -fsS "http://$ORIGIN/v2/"
@@ -304,12 +307,12 @@ EOF
 start_node() {
 	local i=$1 d=$T/n$1
 	mkdir -p "$d/ctrd"
-	in_ns "${NS[i]}" "$LP" snapshotter --root "$d/lazypull" --address "$d/lazypull.sock" \
+	nsenter --net="/run/netns/${NS[i]}" -- "$LP" snapshotter --root "$d/lazypull" --address "$d/lazypull.sock" \
 		--registry-config-dir "$T/certs.d" >"$d/snap.log" 2>&1 &
 	SNAP[i]=$!
 	lp_containerd_conf "$d/ctrd" "$d/ctrd/containerd.sock" io.containerd.grpc.v1.cri \
 		"lazypull=$d/lazypull.sock" >"$d/containerd.toml"
-	in_ns "${NS[i]}" containerd --config "$d/containerd.toml" >"$d/ctrd.log" 2>&1 &
+	nsenter --net="/run/netns/${NS[i]}" -- containerd --config "$d/containerd.toml" >"$d/ctrd.log" 2>&1 &
 	CTRD[i]=$!
 }
 
