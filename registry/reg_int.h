@@ -355,10 +355,14 @@ void reg_spool_free(struct reg_spool *sp);
  * the spool: when nobody is fetching, the feeder thread is started; readers
  * of bytes not yet in wait for it rather than make requests of their own.
  * @fn (may be NULL) is told each longer prefix of @buf that is final.
+ * All of @buf comes from one feed: when the spool is emptied after a
+ * mismatch while this read holds bytes of it, those not yet told to @fn
+ * are read again from the next feed; bytes already told cannot be taken
+ * back, so the read fails -EAGAIN, marked retryable (read again).
  * Returns 0, -EBADMSG once the whole blob failed verification (for good:
- * the spool is dropped), the error of a feeder that ended while this read
- * waited (from its @err, retryability kept), -ECANCELED when freed, or
- * @fn's error.
+ * the spool is dropped), -EAGAIN as said, the error of a feeder that
+ * ended while this read waited (from its @err, retryability kept),
+ * -ECANCELED when freed, or @fn's error.
  */
 int reg_spool_read(struct reg_spool *sp, void *buf, size_t len, uint64_t off,
 		   lp_blob_progress_fn fn, void *arg, struct lp_err *err);

@@ -17,7 +17,10 @@
  * owner's verdict hook (reg_spool_on_bad()) says whether to start over (the
  * hosts that fed it were rejected and another host may serve the blob: the
  * next read starts a feeder from byte 0) or to drop the spool for good:
- * every read fails (-EBADMSG), never a wrong byte from then on. The blob's last byte is
+ * every read fails (-EBADMSG), never a wrong byte from then on. Each
+ * emptying starts a new generation: a read never returns bytes of two
+ * feeds (one that had told its caller some bytes of the bad feed fails,
+ * retryable, and is made again). The blob's last byte is
  * served only after that verdict, so a read of the end (where the TOC is)
  * never sees unverified bytes; bytes served before the end are the host's
  * word, as a 206 reply's are: fs/ verifies every chunk against the TOC
@@ -61,6 +64,9 @@ struct reg_spool {
 	/* protected by lock: [0, have) may be read: fed, but for the last
 	 * byte, which waits for the verdict on the whole blob */
 	uint64_t have;
+	/* protected by lock: bumped each time the spool is emptied (a
+	 * mismatch), so that a reader knows its bytes are of another feed */
+	unsigned long gen;
 	bool feeding; /* protected by lock: a feeder holds the claim */
 	bool verified; /* protected by lock: complete and checked */
 	int failed; /* protected by lock: -EBADMSG for good, else 0 */
@@ -375,8 +381,10 @@ static void verdict(struct reg_spool *sp, bool *again)
 		return;
 	}
 	/* nothing of it is served from here on; the claim is still ours,
-	 * so no feeder starts while the owner is asked */
+	 * so no feeder starts while the owner is asked. A reader that holds
+	 * bytes of this feed sees the new generation (reg_spool_read) */
 	sp->have = 0;
+	sp->gen++;
 	pthread_mutex_unlock(&sp->lock);
 	retry = sp->bad && sp->bad(sp->feed_ctx);
 	pthread_mutex_lock(&sp->lock);
@@ -473,16 +481,39 @@ static int start_feeder(struct reg_spool *sp)
 
 /* ---- readers ---- */
 
+/*
+ * buf[done, avail) from the file, without the lock; the bytes are of the
+ * feed of generation @gen only if it is still the spool's when this
+ * returns (the caller checks). Returns the bytes read: fewer when the file
+ * came short (emptied under us).
+ */
+static size_t spool_pread(struct reg_spool *sp, uint8_t *buf, size_t done,
+			  size_t avail, uint64_t off)
+{
+	ssize_t n;
+
+	while (done < avail) {
+		n = pread(sp->fd, buf + done, avail - done,
+			  (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	return done;
+}
+
 int reg_spool_read(struct reg_spool *sp, void *buf, size_t len, uint64_t off,
 		   lp_blob_progress_fn fn, void *arg, struct lp_err *err)
 {
-	unsigned long ends;
-	size_t done = 0, avail;
-	ssize_t n;
+	unsigned long ends, gen;
+	size_t done = 0, got, avail, told = 0;
 	int r = 0;
 
 	pthread_mutex_lock(&sp->lock);
 	ends = sp->ends;
+	gen = sp->gen;
 	for (;;) {
 		if (sp->failed) {
 			r = lp_err_set(err, sp->failed,
@@ -491,33 +522,50 @@ int reg_spool_read(struct reg_spool *sp, void *buf, size_t len, uint64_t off,
 				       sp->name);
 			break;
 		}
+		if (sp->gen != gen) {
+			/* emptied after a mismatch: buf[0, done) is of the
+			 * bad feed. Unreported, it is read again from the
+			 * next feed; reported final, it cannot be taken
+			 * back: the caller reads again */
+			if (told) {
+				r = lp_err_set_ex(
+					err, -EAGAIN, LP_ERR_RETRYABLE, 0,
+					"blob %s: the whole blob did not "
+					"verify while a read at %llu waited "
+					"for its end; taken again from the "
+					"next host: read again",
+					sp->name, (unsigned long long)off);
+				break;
+			}
+			gen = sp->gen;
+			done = 0;
+		}
 		avail = sp->have > off ?
 				(size_t)lp_min_u64(sp->have - off, len) :
 				0;
 		if (avail > done) {
 			pthread_mutex_unlock(&sp->lock);
-			while (done < avail) {
-				n = pread(sp->fd, (uint8_t *)buf + done,
-					  avail - done, (off_t)(off + done));
-				if (n < 0 && errno == EINTR)
-					continue;
-				if (n <= 0)
-					break; /* dropped under us: see failed */
-				done += (size_t)n;
-			}
-			if (done == avail && fn)
-				r = fn(arg, done);
+			got = spool_pread(sp, buf, done, avail, off);
 			pthread_mutex_lock(&sp->lock);
-			if (r < 0)
+			if (sp->gen != gen || sp->failed)
+				continue; /* emptied under us: see above */
+			if (got < avail) {
+				r = lp_err_set(err, -EIO,
+					       "blob %s: spool read at %llu "
+					       "came short",
+					       sp->name,
+					       (unsigned long long)(off + got));
 				break;
-			if (done < avail && !sp->failed) {
-				r = lp_err_set(
-					err, -EIO,
-					"blob %s: spool read at %llu "
-					"came short",
-					sp->name,
-					(unsigned long long)(off + done));
-				break;
+			}
+			done = got;
+			if (fn) {
+				/* of this feed: told, whatever comes next */
+				told = done;
+				pthread_mutex_unlock(&sp->lock);
+				r = fn(arg, done);
+				pthread_mutex_lock(&sp->lock);
+				if (r < 0)
+					break;
 			}
 			continue;
 		}

@@ -985,6 +985,120 @@ static void test_spool_mismatch_again(void **state)
 	feeder_fini(&f);
 }
 
+/*
+ * A reader that holds bytes of a feed that then fails verification: the
+ * bad copy differs from the right one in the tail too (where the reader
+ * is), so a buffer made of both feeds would show. A streamed reader told
+ * some bytes final gets a retryable -EAGAIN (what it was told stays as it
+ * was told, the bad host's word) and its next read the right bytes; a
+ * reader that told nobody gets the right bytes, never a mix.
+ */
+struct told_reader {
+	struct reader rd;
+	size_t told; /* protected by the feeder's lock */
+	int calls; /* progress calls; protected by the feeder's lock */
+	bool monotonic; /* each report longer than the one before */
+};
+
+static int told_progress(void *arg, size_t done)
+{
+	struct told_reader *t = arg;
+
+	pthread_mutex_lock(&t->rd.f->lock);
+	if (done <= t->told)
+		t->monotonic = false;
+	t->told = done;
+	t->calls++;
+	pthread_cond_broadcast(&t->rd.f->cond);
+	pthread_mutex_unlock(&t->rd.f->lock);
+	return 0;
+}
+
+static void *told_main(void *arg)
+{
+	struct told_reader *t = arg;
+
+	lp_err_clear(&t->rd.err);
+	t->rd.r = reg_spool_read(t->rd.sp, t->rd.buf, t->rd.len, t->rd.off,
+				 told_progress, t, &t->rd.err);
+	pthread_mutex_lock(&t->rd.f->lock);
+	t->rd.done = true;
+	pthread_mutex_unlock(&t->rd.f->lock);
+	return NULL;
+}
+
+static void test_spool_mismatch_mid_read(void **state)
+{
+	char dir[] = "/tmp/lp-spool-test.XXXXXX";
+	struct told_reader t;
+	struct reader plain;
+	struct feeder f;
+	struct reg_spool *sp;
+	struct lp_reg_sink sink;
+	pthread_t tt, tp;
+	char range[64];
+	uint8_t *bad = malloc(SP_SIZE);
+	uint8_t buf[100];
+
+	(void)state;
+	assert_non_null(bad);
+	feeder_init(&f, true);
+	f.body[SP_SIZE - 50] ^= 0x5a; /* in the readers' bytes as well */
+	memcpy(bad, f.body, SP_SIZE);
+	sp = spool_new(&f, dir);
+	reg_spool_on_bad(sp, bad_again);
+	feeder_allow(&f, 1000);
+	/* the bad copy, fed by "a request under way" the test plays */
+	assert_true(reg_spool_claim(sp));
+	reg_spool_sink(sp, range, sizeof(range), &sink);
+	memset(&t, 0, sizeof(t));
+	t.monotonic = true;
+	t.rd.sp = sp;
+	t.rd.off = SP_SIZE - 100;
+	t.rd.len = 100;
+	t.rd.f = &f;
+	t.rd.buf = malloc(100);
+	assert_non_null(t.rd.buf);
+	assert_int_equal(pthread_create(&tt, NULL, told_main, &t), 0);
+	reader_start(&plain, &tp, &f, sp, SP_SIZE - 100, 100);
+	assert_int_equal(feeder_play(&f, &sink, 200, 0, 0), 0);
+	/* all but the last byte are in and told; the last waits for the
+	 * verdict */
+	pthread_mutex_lock(&f.lock);
+	while (t.told < 99)
+		pthread_cond_wait(&f.cond, &f.lock);
+	pthread_mutex_unlock(&f.lock);
+	usleep(50000); /* and the plain reader has its 99 bytes, likely */
+	assert_false(reader_done(&t.rd));
+	assert_false(reader_done(&plain));
+	/* the verdict: a mismatch, taken again from "the next host" */
+	assert_int_equal(reg_spool_release(sp, 0, NULL, NULL), 0);
+	pthread_join(tt, NULL);
+	pthread_join(tp, NULL);
+	assert_int_equal(t.rd.r, -EAGAIN);
+	assert_true(lp_err_retryable(&t.rd.err, -EAGAIN));
+	assert_non_null(strstr(t.rd.err.msg, "read again"));
+	assert_true(t.monotonic);
+	assert_int_equal(t.told, 99);
+	/* what it was told is what it was told: not rewritten */
+	assert_memory_equal(t.rd.buf, bad + SP_SIZE - 100, 99);
+	assert_int_equal(plain.r, 0);
+	assert_memory_equal(plain.buf, f.blob + SP_SIZE - 100, 100);
+	assert_int_equal(f.bads, 1);
+	/* read again: the right bytes */
+	assert_int_equal(
+		reg_spool_read(sp, buf, 100, SP_SIZE - 100, NULL, NULL, NULL),
+		0);
+	assert_memory_equal(buf, f.blob + SP_SIZE - 100, 100);
+	assert_int_equal(f.calls, 1); /* one feeder thread, the good feed */
+	reg_spool_free(sp);
+	rmdir(dir);
+	free(t.rd.buf);
+	free(plain.buf);
+	free(bad);
+	feeder_fini(&f);
+}
+
 /* the hook says no other host: the mismatch fails for good */
 static bool bad_never(void *ctx)
 {
@@ -1117,6 +1231,7 @@ int main(void)
 		cmocka_unit_test(test_spool_mismatch),
 		cmocka_unit_test(test_spool_mismatch_again),
 		cmocka_unit_test(test_spool_mismatch_no_other),
+		cmocka_unit_test(test_spool_mismatch_mid_read),
 		cmocka_unit_test(test_spool_claim),
 	};
 
