@@ -325,9 +325,11 @@ typedef int (*reg_spool_feed_fn)(void *ctx, struct reg_spool *sp,
  * unlinked file in @dir (NULL: $TMPDIR, else /var/tmp), so that it is gone
  * when the spool is freed or the process dies. @feed(@ctx) fills it when a
  * reader needs bytes and nobody is fetching them; @ctx must outlive the
- * spool. Returns 0, -EFBIG over LP_REG_SPOOL_MAX, -ENOSPC when the disk
- * would keep less than LP_REG_SPOOL_SLACK free, or the -errno of making
- * the file; @err says why.
+ * spool. The file's @size bytes are reserved now (fallocate), so that
+ * spools made at once cannot together fill the disk. Returns 0, -EFBIG
+ * over LP_REG_SPOOL_MAX, -ENOSPC when the disk would keep less than
+ * LP_REG_SPOOL_SLACK free, or the -errno of making or reserving the file
+ * (-EOPNOTSUPP: a filesystem that cannot reserve); @err says why.
  */
 int reg_spool_new(const char *dir, const struct lp_digest *digest,
 		  uint64_t size, reg_spool_feed_fn feed, void *ctx,

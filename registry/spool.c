@@ -30,7 +30,9 @@
  * it goes when the spool is freed (the blob closed) or the process dies:
  * nothing to clean up, nothing kept across mounts (fs/'s disk cache keeps
  * verified chunks across mounts and bounds them). Its size is the blob's,
- * bounded by LP_REG_SPOOL_MAX and by the free space of its disk.
+ * bounded by LP_REG_SPOOL_MAX and by the free space of its disk: its
+ * blocks are reserved when it is made (fallocate), so that spools made at
+ * once cannot together leave less than LP_REG_SPOOL_SLACK free.
  *
  * Lock order: lock is a leaf; the feeder makes its requests without it.
  */
@@ -93,6 +95,53 @@ static const char *default_dir(void)
 	return t && t[0] ? t : SPOOL_DEFAULT_DIR;
 }
 
+/* whether @d keeps LP_REG_SPOOL_SLACK free after @more bytes more */
+static int check_free(const char *d, uint64_t more, const char *name,
+		      struct lp_err *why)
+{
+	struct statvfs vfs;
+	uint64_t avail;
+
+	if (statvfs(d, &vfs) < 0)
+		return 0; /* nothing known: the reservation decides */
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	if (avail >= more + LP_REG_SPOOL_SLACK)
+		return 0;
+	return lp_err_set(why, -ENOSPC,
+			  "blob %s: %llu bytes do not fit in %s (%llu free, "
+			  "%llu kept free)",
+			  name, (unsigned long long)more, d,
+			  (unsigned long long)avail,
+			  (unsigned long long)LP_REG_SPOOL_SLACK);
+}
+
+/*
+ * Reserve the blob's @size bytes for the spool file @fd in @d (its blocks
+ * allocated now, so that spools made at the same time, in this process or
+ * another, cannot together take the disk's last LP_REG_SPOOL_SLACK bytes:
+ * each one's check below sees the others' reservations). A filesystem that
+ * cannot allocate ahead (EOPNOTSUPP) gets no spool: there would be no such
+ * guarantee.
+ */
+static int reserve(int fd, const char *d, uint64_t size, const char *name,
+		   struct lp_err *why)
+{
+	int r;
+
+	if (!size)
+		return 0;
+	if (fallocate(fd, 0, 0, (off_t)size) < 0) {
+		r = -errno;
+		return lp_err_set(why, r,
+				  "blob %s: cannot reserve %llu bytes in %s: "
+				  "%s",
+				  name, (unsigned long long)size, d,
+				  strerror(-r));
+	}
+	/* after the reservation: what the others reserved is counted */
+	return check_free(d, 0, name, why);
+}
+
 /* an unlinked file in @dir */
 static int open_unlinked(const char *dir)
 {
@@ -119,7 +168,6 @@ int reg_spool_new(const char *dir, const struct lp_digest *digest,
 		  struct reg_spool **ret_sp, struct lp_err *err)
 {
 	struct reg_spool *sp = NULL;
-	struct statvfs vfs;
 	char name[LP_DIGEST_STR_LEN + 1];
 	struct lp_err why; /* the first directory's complaint */
 	int r, i;
@@ -151,26 +199,25 @@ int reg_spool_new(const char *dir, const struct lp_digest *digest,
 
 		if (!d || (i == 1 && dir && !strcmp(d, dir)))
 			continue;
-		if (statvfs(d, &vfs) == 0 &&
-		    (uint64_t)vfs.f_bavail * vfs.f_frsize <
-			    size + LP_REG_SPOOL_SLACK) {
-			r = lp_err_set(
-				&why, -ENOSPC,
-				"blob %s: %llu bytes do not fit in %s (%llu "
-				"free, %llu kept free)",
-				name, (unsigned long long)size, d,
-				(unsigned long long)vfs.f_bavail * vfs.f_frsize,
-				(unsigned long long)LP_REG_SPOOL_SLACK);
+		/* before: not even a moment's reservation of a disk that
+		 * cannot take it */
+		r = check_free(d, size, name, &why);
+		if (r < 0)
 			continue;
-		}
 		r = open_unlinked(d);
-		if (r >= 0)
-			sp->fd = r;
-		else
+		if (r < 0) {
 			lp_err_set(&why, r,
 				   "blob %s: cannot make a spool file in %s: "
 				   "%s",
 				   name, d, strerror(-r));
+			continue;
+		}
+		sp->fd = r;
+		r = reserve(sp->fd, d, size, name, &why);
+		if (r < 0) {
+			close(sp->fd); /* and its blocks with it */
+			sp->fd = -1;
+		}
 	}
 	if (sp->fd < 0) {
 		lp_err_set_from(err, &why, r, "%s", why.msg);
@@ -389,10 +436,9 @@ static void verdict(struct reg_spool *sp, bool *again)
 	retry = sp->bad && sp->bad(sp->feed_ctx);
 	pthread_mutex_lock(&sp->lock);
 	sp->fed = 0;
-	if (ftruncate(sp->fd, 0) < 0)
-		lp_log_debug("blob %s: truncate of its spool: %s", sp->name,
-			     strerror(errno));
 	if (retry) {
+		/* the file keeps its blocks (reserved): the next feed
+		 * overwrites them, readers go by the generation */
 		*again = true;
 		lp_log_warn("blob %s: the whole blob does not match its "
 			    "digest: spool emptied, taken again from the "
@@ -401,6 +447,9 @@ static void verdict(struct reg_spool *sp, bool *again)
 		return;
 	}
 	sp->failed = -EBADMSG;
+	if (ftruncate(sp->fd, 0) < 0) /* its disk space back */
+		lp_log_debug("blob %s: truncate of its spool: %s", sp->name,
+			     strerror(errno));
 	/* the one place this is said; reads refer to it */
 	lp_log_err("blob %s: the whole blob from a range-less host does not "
 		   "match its digest: spool dropped, its reads fail",

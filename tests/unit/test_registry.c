@@ -6,13 +6,16 @@
  * an HTTP status is classified (errno, retryable or not), what is learnt
  * about a host (caps.c), and the spool of a blob from a range-less host
  * (spool.c): readers served as bytes come in, waiting for one feeder rather
- * than fetching, resume from the spool's end, verification at the end.
+ * than fetching, resume from the spool's end, verification at the end,
+ * a read never made of two feeds, the disk reserved when a spool is made
+ * (on a tmpfs of the test's own, in a private mount namespace: root).
  * No network: the HTTP paths are covered by integration/test_registry.sh
  * and test_rangeless.sh; here the spool's feeder is a test function that
  * plays replies into the spool's sink.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1213,6 +1218,100 @@ static void test_spool_new(void **state)
 	reg_spool_free(NULL);
 }
 
+/* set when a test skipped because LP_ALLOW_SKIP=1 let it (main exits 77) */
+static bool skipped_on_request;
+
+/* a component this test needs is missing (@msg names it): skip() when
+ * LP_ALLOW_SKIP=1 asks for it, else fail; never a silent pass */
+static void skip_or_fail(const char *msg)
+{
+	const char *allow = getenv("LP_ALLOW_SKIP");
+
+	if (allow && !strcmp(allow, "1")) {
+		print_message("SKIP (LP_ALLOW_SKIP=1): %s\n", msg);
+		skipped_on_request = true;
+		skip();
+	}
+	fail_msg("%s (a missing component fails the test; LP_ALLOW_SKIP=1 "
+		 "makes it a skip)",
+		 msg);
+}
+
+#define RESERVE_BLOB (2 * 1024 * 1024) /* bytes of each spooled blob */
+/* the test disk: the slack, one blob and a little: room for one spool */
+#define RESERVE_DISK_MIB (LP_REG_SPOOL_SLACK / (1024 * 1024) + 3)
+
+/*
+ * In a child, in a mount namespace of its own: two spools made one after
+ * the other on a disk with room for one (plus the slack). The first
+ * reserves its blob's bytes, so the second is refused; once the first is
+ * freed, the second fits. Exit codes: 0 as expected, 77 no tmpfs could be
+ * mounted, else the step that went wrong.
+ */
+static int reserve_child(void)
+{
+	char dir[] = "/tmp/lp-spool-reserve.XXXXXX";
+	char opts[64];
+	struct reg_spool *a = NULL, *b = NULL;
+	struct lp_digest d;
+	struct lp_err err;
+	int r, code = 0;
+
+	lp_sha256("x", 1, &d);
+	if (!mkdtemp(dir))
+		return 2;
+	snprintf(opts, sizeof(opts), "size=%llum",
+		 (unsigned long long)RESERVE_DISK_MIB);
+	if (unshare(CLONE_NEWNS) < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("lp-spool-test", dir, "tmpfs", 0, opts) < 0) {
+		rmdir(dir);
+		return 77;
+	}
+	setenv("TMPDIR", dir, 1); /* no other disk to fall back on */
+	r = reg_spool_new(dir, &d, RESERVE_BLOB, test_feed, NULL, &a, NULL);
+	if (r < 0) {
+		code = 3;
+		goto out;
+	}
+	lp_err_clear(&err);
+	r = reg_spool_new(dir, &d, RESERVE_BLOB, test_feed, NULL, &b, &err);
+	if (r != -ENOSPC || b || !strstr(err.msg, "do not fit")) {
+		fprintf(stderr, "second spool: %d (%s)\n", r, err.msg);
+		code = 4;
+		goto out;
+	}
+	reg_spool_free(a);
+	a = NULL;
+	r = reg_spool_new(dir, &d, RESERVE_BLOB, test_feed, NULL, &b, NULL);
+	if (r < 0)
+		code = 5;
+out:
+	reg_spool_free(a);
+	reg_spool_free(b);
+	umount(dir);
+	rmdir(dir);
+	return code;
+}
+
+/* spools made at once cannot together eat the disk's slack */
+static void test_spool_reserve(void **state)
+{
+	pid_t pid;
+	int st = 0;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(reserve_child());
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 77)
+		skip_or_fail("a tmpfs in a private mount namespace (root)");
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1233,7 +1332,9 @@ int main(void)
 		cmocka_unit_test(test_spool_mismatch_no_other),
 		cmocka_unit_test(test_spool_mismatch_mid_read),
 		cmocka_unit_test(test_spool_claim),
+		cmocka_unit_test(test_spool_reserve),
 	};
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return failed ? 1 : skipped_on_request ? 77 : 0;
 }
