@@ -424,6 +424,42 @@ static struct reg_spool *whole_reply(struct lp_reg_blob *rb,
 
 /* ---- single range ---- */
 
+int reg_reply_check(const struct lp_reg_resp *resp, uint64_t off, uint64_t len,
+		    uint64_t size, uint64_t *ret_total)
+{
+	uint64_t a, b, t, from, n;
+
+	if (resp->status == 200) {
+		/* Range ignored: the whole blob, of the size known */
+		if (size && resp->content_length >= 0 &&
+		    (uint64_t)resp->content_length != size)
+			return -EPROTO;
+		if (ret_total)
+			*ret_total = size ? size :
+				     resp->content_length >= 0 ?
+					    (uint64_t)resp->content_length :
+					    0;
+		return 200;
+	}
+	if (resp->status != 206 ||
+	    !strncasecmp(resp->content_type, "multipart/", 10) ||
+	    lp_reg_content_range_parse(resp->content_range,
+				       strlen(resp->content_range), &a, &b,
+				       &t) < 0)
+		return -EPROTO;
+	if (t == UINT64_MAX)
+		t = size; /* "*": the size known, if it is */
+	if (!t || (size && t != size))
+		return -EPROTO;
+	n = off == REG_RANGE_SUFFIX ? lp_min_u64(len, t) : len;
+	from = off == REG_RANGE_SUFFIX ? t - n : off;
+	if (!n || a != from || b != from + n - 1)
+		return -EPROTO;
+	if (ret_total)
+		*ret_total = t;
+	return 206;
+}
+
 /*
  * buf[0, got) is final: a retry asks for the rest only (the Range header,
  * ours, is rewritten before it), so bytes are never written twice and a
@@ -452,18 +488,19 @@ struct range_sink {
 static int range_begin(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct range_sink *s = ctx;
-	uint64_t a, b, t;
+	int r;
 
 	if (s->feed) {
 		spool_fed_by(s->rb, s->o->ep); /* maybe the next host */
 		return s->fsink.begin(s->fsink.ctx, resp);
 	}
 	s->begun = true;
-	if (resp->status == 200) {
+	r = reg_reply_check(resp, s->off + s->got, s->len - s->got, s->rb->size,
+			    NULL);
+	if (r < 0)
+		return r;
+	if (r == 200) {
 		/* Range ignored: the whole blob follows; take our slice */
-		if (resp->content_length >= 0 &&
-		    (uint64_t)resp->content_length != s->rb->size)
-			return -EPROTO;
 		s->feed = whole_reply(s->rb, s->o, s->off, s->len, s->range,
 				      s->range_size, &s->fsink);
 		if (s->feed)
@@ -477,15 +514,6 @@ static int range_begin(void *ctx, const struct lp_reg_resp *resp)
 		s->whole = true;
 		return 0;
 	}
-	if (resp->status != 206 ||
-	    !strncasecmp(resp->content_type, "multipart/", 10) ||
-	    lp_reg_content_range_parse(resp->content_range,
-				       strlen(resp->content_range), &a, &b,
-				       &t) < 0)
-		return -EPROTO;
-	if (a != s->off + s->got || b != s->off + s->len - 1 ||
-	    (t != UINT64_MAX && t != s->rb->size))
-		return -EPROTO;
 	s->whole = false;
 	atomic_store(&s->rb->ranged, true);
 	reg_caps_note(lp_reg_caps(s->rb->reg), s->o->host, REG_SEEN_RANGE,
@@ -615,7 +643,7 @@ struct feed_sink {
 	struct lp_reg_sink in; /* reg_spool_sink()'s */
 };
 
-static int fs_begin(void *ctx, const struct lp_reg_resp *resp)
+static int feed_begin(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct feed_sink *f = ctx;
 
@@ -623,28 +651,28 @@ static int fs_begin(void *ctx, const struct lp_reg_resp *resp)
 	return f->in.begin(f->in.ctx, resp);
 }
 
-static int fs_write(void *ctx, const void *data, size_t len)
+static int feed_write(void *ctx, const void *data, size_t len)
 {
 	struct feed_sink *f = ctx;
 
 	return f->in.write(f->in.ctx, data, len);
 }
 
-static int fs_finish(void *ctx, const struct lp_reg_resp *resp)
+static int feed_finish(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct feed_sink *f = ctx;
 
 	return f->in.finish(f->in.ctx, resp);
 }
 
-static void fs_reset(void *ctx)
+static void feed_reset(void *ctx)
 {
 	struct feed_sink *f = ctx;
 
 	f->in.reset(f->in.ctx);
 }
 
-static bool fs_complete(void *ctx)
+static bool feed_complete(void *ctx)
 {
 	struct feed_sink *f = ctx;
 
@@ -660,11 +688,11 @@ static int spool_feed(void *ctx, struct reg_spool *sp, struct lp_err *err)
 {
 	struct lp_reg_blob *rb = ctx;
 	struct feed_sink f = { .rb = rb };
-	struct lp_reg_sink sink = { .begin = fs_begin,
-				    .write = fs_write,
-				    .finish = fs_finish,
-				    .reset = fs_reset,
-				    .complete = fs_complete,
+	struct lp_reg_sink sink = { .begin = feed_begin,
+				    .write = feed_write,
+				    .finish = feed_finish,
+				    .reset = feed_reset,
+				    .complete = feed_complete,
 				    .ctx = &f };
 	struct range_out *o;
 	char range[64];
@@ -916,18 +944,20 @@ static int tail_whole(struct tail_sink *s, const struct lp_reg_resp *resp)
 static int tail_begin(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct tail_sink *s = ctx;
-	uint64_t a, b, t;
+	uint64_t t;
 	int r;
 
 	if (s->feed) {
 		spool_fed_by(s->rb, s->o->ep); /* maybe the next host */
 		return s->fsink.begin(s->fsink.ctx, resp);
 	}
-	if (resp->status == 200) {
+	r = reg_reply_check(resp, REG_RANGE_SUFFIX, s->want, s->hint, &t);
+	if (r < 0)
+		return r;
+	if (r == 200) {
 		/* Range ignored: fine for a blob that fits, else stop now */
 		if (resp->content_length >= 0 &&
-		    (uint64_t)resp->content_length <= s->want &&
-		    (!s->hint || (uint64_t)resp->content_length == s->hint)) {
+		    (uint64_t)resp->content_length <= s->want) {
 			s->total = (uint64_t)resp->content_length;
 			s->len = (size_t)s->total;
 			s->began = true;
@@ -940,18 +970,9 @@ static int tail_begin(void *ctx, const struct lp_reg_resp *resp)
 		s->refused_len = resp->content_length;
 		return -EOPNOTSUPP;
 	}
-	if (resp->status != 206 ||
-	    !strncasecmp(resp->content_type, "multipart/", 10) ||
-	    lp_reg_content_range_parse(resp->content_range,
-				       strlen(resp->content_range), &a, &b,
-				       &t) < 0)
-		return -EPROTO;
-	/* the last min(want, total) bytes, of a blob of a stated size */
-	if (t == UINT64_MAX || b != t - 1 ||
-	    b - a + 1 != lp_min_u64(s->want, t) || (s->hint && t != s->hint))
-		return -EPROTO;
+	/* the last min(want, total) bytes */
 	s->total = t;
-	s->len = (size_t)(b - a + 1);
+	s->len = (size_t)lp_min_u64(s->want, t);
 	s->began = true;
 	if (s->len < t) {
 		atomic_store(&s->rb->ranged, true);

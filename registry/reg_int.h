@@ -238,6 +238,23 @@ struct lp_reg_req {
 int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 	      struct lp_reg_resp *resp, struct lp_err *err);
 
+/* reg_reply_check()'s @off for a suffix range: the last @len bytes */
+#define REG_RANGE_SUFFIX UINT64_MAX
+
+/*
+ * reg_reply_check() - the one check of a reply to a single-range request
+ * for @len bytes at @off (REG_RANGE_SUFFIX: the last @len bytes, or all of
+ * a smaller blob) of a blob of @size bytes (0: unknown, a suffix only),
+ * made before its body is used: a 200 must carry the whole blob (its
+ * Content-Length, when sent, is @size), a 206 exactly the bytes asked (not
+ * multipart; Content-Range "bytes A-B/T" with A-B those bytes and T the
+ * blob's size, or "*" when @size is known). Returns 200 or 206 with
+ * *@ret_total (NULL allowed) the blob's size as far as known (0: not
+ * known), or -EPROTO for any other reply.
+ */
+int reg_reply_check(const struct lp_reg_resp *resp, uint64_t off, uint64_t len,
+		    uint64_t size, uint64_t *ret_total);
+
 /*
  * lp_reg_status_err() - map an unexpected status to -errno and a message
  * naming the request (404/410 -ENOENT, 401/403 -EACCES, 416 -ERANGE, else

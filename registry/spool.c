@@ -300,25 +300,19 @@ static void set_range(struct reg_spool *sp)
 static int feed_begin(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct reg_spool *sp = ctx;
-	uint64_t a, b, t, h = feeder_have(sp);
+	uint64_t h = feeder_have(sp);
+	int r;
 
 	sp->began = true;
-	if (resp->status == 200) {
+	r = reg_reply_check(resp, h, sp->size - h, sp->size, NULL);
+	if (r < 0)
+		return r;
+	if (r == 200) {
 		/* the whole blob again: pass over what is there */
-		if (resp->content_length >= 0 &&
-		    (uint64_t)resp->content_length != sp->size)
-			return -EPROTO;
 		sp->skip = h;
 		sp->body_left = sp->size;
 		return 0;
 	}
-	if (resp->status != 206 ||
-	    !strncasecmp(resp->content_type, "multipart/", 10) ||
-	    lp_reg_content_range_parse(resp->content_range,
-				       strlen(resp->content_range), &a, &b,
-				       &t) < 0 ||
-	    a != h || b != sp->size - 1 || (t != UINT64_MAX && t != sp->size))
-		return -EPROTO;
 	sp->skip = 0;
 	sp->body_left = sp->size - h;
 	return 0;

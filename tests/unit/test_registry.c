@@ -584,6 +584,74 @@ static void test_status_classes(void **state)
 	}
 }
 
+/* ---- the reply check every single-range reader makes ---- */
+
+static struct lp_reg_resp reply(long status, int64_t clen, const char *cr,
+				const char *type)
+{
+	struct lp_reg_resp r;
+
+	memset(&r, 0, sizeof(r));
+	r.status = status;
+	r.content_length = clen;
+	snprintf(r.content_range, sizeof(r.content_range), "%s", cr);
+	snprintf(r.content_type, sizeof(r.content_type), "%s", type);
+	return r;
+}
+
+static void test_reply_check(void **state)
+{
+	struct lp_reg_resp r;
+	uint64_t t = 7;
+
+	(void)state;
+	/* a 200: the whole blob, of the size known */
+	r = reply(200, 1000, "", "");
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1000, &t), 200);
+	assert_int_equal(t, 1000);
+	r = reply(200, 999, "", "");
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1000, NULL), -EPROTO);
+	r = reply(200, -1, "", ""); /* no Content-Length: the size known */
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1000, &t), 200);
+	assert_int_equal(t, 1000);
+	r = reply(200, 30, "", ""); /* a suffix, size unknown: the reply's */
+	assert_int_equal(reg_reply_check(&r, REG_RANGE_SUFFIX, 64, 0, &t), 200);
+	assert_int_equal(t, 30);
+	/* a 206: exactly the bytes asked */
+	r = reply(206, 20, "bytes 10-29/1000", "application/octet-stream");
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1000, &t), 206);
+	assert_int_equal(t, 1000);
+	assert_int_equal(reg_reply_check(&r, 11, 19, 1000, NULL), -EPROTO);
+	assert_int_equal(reg_reply_check(&r, 10, 21, 1000, NULL), -EPROTO);
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1001, NULL), -EPROTO);
+	r = reply(206, 20, "bytes 10-29/*", "");
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1000, &t), 206);
+	assert_int_equal(t, 1000);
+	r = reply(206, 20, "bytes 10-29/1000", "multipart/byteranges; b=x");
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1000, NULL), -EPROTO);
+	r = reply(206, 20, "", "");
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1000, NULL), -EPROTO);
+	/* a suffix: the last min(len, T) bytes, T stated when unknown */
+	r = reply(206, 64, "bytes 936-999/1000", "");
+	assert_int_equal(reg_reply_check(&r, REG_RANGE_SUFFIX, 64, 0, &t), 206);
+	assert_int_equal(t, 1000);
+	assert_int_equal(reg_reply_check(&r, REG_RANGE_SUFFIX, 64, 1000, &t),
+			 206);
+	assert_int_equal(reg_reply_check(&r, REG_RANGE_SUFFIX, 65, 0, NULL),
+			 -EPROTO);
+	r = reply(206, 30, "bytes 0-29/30", ""); /* a blob under the tail */
+	assert_int_equal(reg_reply_check(&r, REG_RANGE_SUFFIX, 64, 0, &t), 206);
+	assert_int_equal(t, 30);
+	r = reply(206, 64, "bytes 936-999/*", "");
+	assert_int_equal(reg_reply_check(&r, REG_RANGE_SUFFIX, 64, 0, NULL),
+			 -EPROTO);
+	assert_int_equal(reg_reply_check(&r, REG_RANGE_SUFFIX, 64, 1000, &t),
+			 206);
+	/* anything else */
+	r = reply(204, 0, "", "");
+	assert_int_equal(reg_reply_check(&r, 0, 1, 1000, NULL), -EPROTO);
+}
+
 /* ---- host capabilities ---- */
 
 static void test_caps(void **state)
@@ -1323,6 +1391,7 @@ int main(void)
 		cmocka_unit_test(test_docker_config),
 		cmocka_unit_test(test_opts_and_client),
 		cmocka_unit_test(test_status_classes),
+		cmocka_unit_test(test_reply_check),
 		cmocka_unit_test(test_caps),
 		cmocka_unit_test(test_spool_new),
 		cmocka_unit_test(test_spool_serves_as_bytes_come),
