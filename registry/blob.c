@@ -16,7 +16,10 @@
  * down and those that failed this blob a moment ago (a 404: a mirror that
  * does not have it; bytes that did not verify, lp_reg_blob_reject()). A
  * host that fails in the middle of a read hands the rest of that read to
- * the next host, so reads of an open blob go on when a mirror dies.
+ * the next host, so reads of an open blob go on when a mirror dies. Which
+ * host sent which bytes of a recent read is remembered (per host for a
+ * read that moved on the way; the hosts that fed the spool for a read
+ * from it), so that a reject blames the host that sent those bytes.
  *
  * What a reply shows about the host that sent it (206, a whole blob for a range,
  * multi-range answered or refused, a redirect) is told to caps.c, which
@@ -47,7 +50,7 @@
 #include "lp_log.h"
 #include "reg_int.h"
 
-#define REG_SERVED_MAX 32 /* recent reads remembered, for a reject */
+#define REG_SERVED_MAX 32 /* recent reads (or parts) remembered, for a reject */
 
 /* hosts are kept as bits of a uint64_t: those that fed a spool, sent a
  * read's bytes */
