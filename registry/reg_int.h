@@ -238,6 +238,23 @@ struct lp_reg_req {
 int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 	      struct lp_reg_resp *resp, struct lp_err *err);
 
+/* reg_reply_check()'s @off for a suffix range: the last @len bytes */
+#define REG_RANGE_SUFFIX UINT64_MAX
+
+/*
+ * reg_reply_check() - the one check of a reply to a single-range request
+ * for @len bytes at @off (REG_RANGE_SUFFIX: the last @len bytes, or all of
+ * a smaller blob) of a blob of @size bytes (0: unknown, a suffix only),
+ * made before its body is used: a 200 must carry the whole blob (its
+ * Content-Length, when sent, is @size), a 206 exactly the bytes asked (not
+ * multipart; Content-Range "bytes A-B/T" with A-B those bytes and T the
+ * blob's size, or "*" when @size is known). Returns 200 or 206 with
+ * *@ret_total (NULL allowed) the blob's size as far as known (0: not
+ * known), or -EPROTO for any other reply.
+ */
+int reg_reply_check(const struct lp_reg_resp *resp, uint64_t off, uint64_t len,
+		    uint64_t size, uint64_t *ret_total);
+
 /*
  * lp_reg_status_err() - map an unexpected status to -errno and a message
  * naming the request (404/410 -ENOENT, 401/403 -EACCES, 416 -ERANGE, else
@@ -325,9 +342,11 @@ typedef int (*reg_spool_feed_fn)(void *ctx, struct reg_spool *sp,
  * unlinked file in @dir (NULL: $TMPDIR, else /var/tmp), so that it is gone
  * when the spool is freed or the process dies. @feed(@ctx) fills it when a
  * reader needs bytes and nobody is fetching them; @ctx must outlive the
- * spool. Returns 0, -EFBIG over LP_REG_SPOOL_MAX, -ENOSPC when the disk
- * would keep less than LP_REG_SPOOL_SLACK free, or the -errno of making
- * the file; @err says why.
+ * spool. The file's @size bytes are reserved now (fallocate), so that
+ * spools made at once cannot together fill the disk. Returns 0, -EFBIG
+ * over LP_REG_SPOOL_MAX, -ENOSPC when the disk would keep less than
+ * LP_REG_SPOOL_SLACK free, or the -errno of making or reserving the file
+ * (-EOPNOTSUPP: a filesystem that cannot reserve); @err says why.
  */
 int reg_spool_new(const char *dir, const struct lp_digest *digest,
 		  uint64_t size, reg_spool_feed_fn feed, void *ctx,
@@ -355,10 +374,14 @@ void reg_spool_free(struct reg_spool *sp);
  * the spool: when nobody is fetching, the feeder thread is started; readers
  * of bytes not yet in wait for it rather than make requests of their own.
  * @fn (may be NULL) is told each longer prefix of @buf that is final.
+ * All of @buf comes from one feed: when the spool is emptied after a
+ * mismatch while this read holds bytes of it, those not yet told to @fn
+ * are read again from the next feed; bytes already told cannot be taken
+ * back, so the read fails -EAGAIN, marked retryable (read again).
  * Returns 0, -EBADMSG once the whole blob failed verification (for good:
- * the spool is dropped), the error of a feeder that ended while this read
- * waited (from its @err, retryability kept), -ECANCELED when freed, or
- * @fn's error.
+ * the spool is dropped), -EAGAIN as said, the error of a feeder that
+ * ended while this read waited (from its @err, retryability kept),
+ * -ECANCELED when freed, or @fn's error.
  */
 int reg_spool_read(struct reg_spool *sp, void *buf, size_t len, uint64_t off,
 		   lp_blob_progress_fn fn, void *arg, struct lp_err *err);
