@@ -51,6 +51,7 @@ struct reg_token {
 	long expires_ms; /* CLOCK_MONOTONIC ms: not sent after this */
 	long refresh_ms; /* fetch a new one from here on */
 	uint64_t gen; /* lp_reg.token_gen when stored; 0: none */
+	uint64_t auth_id; /* whose: lp_reg_auth.id, 0: the host's own */
 	bool fetching; /* a thread is fetching it: wait on token_cond */
 	unsigned long attempts; /* fetches finished, failed or not */
 	int last_err; /* the last fetch's result */
@@ -96,6 +97,72 @@ struct lp_reg {
 	bool curl_init;
 	struct reg_caps *caps; /* what each host can do (caps.c) */
 };
+
+/*
+ * One reference's credentials (lp_reg_ref.auth): immutable once made, so
+ * read without a lock; @id keys the tokens fetched with them.
+ */
+struct lp_reg_auth {
+	atomic_uint refs;
+	uint64_t id; /* unique per handle, never 0 */
+	char host[LP_REG_HOST_MAX]; /* the only host they are sent to */
+	struct lp_reg_cred cred;
+};
+
+static atomic_uint_fast64_t auth_ids = 1;
+
+int lp_reg_auth_new(const char *host, const char *user, const char *secret,
+		    struct lp_reg_auth **ret)
+{
+	struct lp_reg_auth *a;
+
+	if (strlen(user) >= LP_REG_CRED_MAX ||
+	    strlen(secret) >= LP_REG_CRED_MAX ||
+	    strlen(host) >= LP_REG_HOST_MAX)
+		return -EFBIG;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	atomic_init(&a->refs, 1);
+	a->id = atomic_fetch_add(&auth_ids, 1);
+	memcpy(a->host, host, strlen(host) + 1);
+	memcpy(a->cred.user, user, strlen(user) + 1);
+	memcpy(a->cred.secret, secret, strlen(secret) + 1);
+	*ret = a;
+	return 0;
+}
+
+struct lp_reg_auth *lp_reg_auth_ref(struct lp_reg_auth *a)
+{
+	if (a)
+		atomic_fetch_add(&a->refs, 1);
+	return a;
+}
+
+void lp_reg_auth_unref(struct lp_reg_auth *a)
+{
+	if (!a || atomic_fetch_sub(&a->refs, 1) != 1)
+		return;
+	explicit_bzero(a, sizeof(*a));
+	free(a);
+}
+
+/* the credential handle @ref's requests use: NULL when none, or when the
+ * request goes to another host than the one it was given for (a mirror) */
+static const struct lp_reg_auth *ref_auth(const struct lp_reg_ref *ref)
+{
+	if (ref && ref->auth && !strcmp(ref->auth->host, ref->host))
+		return ref->auth;
+	return NULL;
+}
+
+/* the identity keying @ref's tokens: its handle's, else 0 (the host's) */
+static uint64_t ref_auth_id(const struct lp_reg_ref *ref)
+{
+	const struct lp_reg_auth *a = ref_auth(ref);
+
+	return a ? a->id : 0;
+}
 
 /* the shared monotonic clock (lp_common.h) as this file counts time */
 static inline long now_ms(void)
@@ -678,7 +745,9 @@ static uint64_t auth_header(struct lp_reg *reg, const struct lp_reg_req *req,
 			break;
 	if (!h)
 		goto out;
-	if (h->scheme == LP_REG_AUTH_BASIC && h->have_cred)
+	if (h->scheme == LP_REG_AUTH_BASIC && ref_auth(req->ref))
+		basic_header(&ref_auth(req->ref)->cred, out, size);
+	else if (h->scheme == LP_REG_AUTH_BASIC && h->have_cred)
 		basic_header(&h->cred, out, size);
 	else if (h->scheme == LP_REG_AUTH_BEARER)
 		gen = bearer_header(reg, req, h, scope, out, size);
@@ -1061,13 +1130,26 @@ static int host_cred(struct lp_reg *reg, const char *host,
 	return r;
 }
 
-/* @h's token entry for @scope, or NULL; called with lock held */
-static struct reg_token *token_find(struct reg_host *h, const char *scope)
+int reg_req_cred(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		 struct lp_reg_cred *ret_cred)
+{
+	const struct lp_reg_auth *a = ref_auth(ref);
+
+	if (a) {
+		*ret_cred = a->cred;
+		return 1;
+	}
+	return host_cred(reg, ref->host, ret_cred);
+}
+
+/* @h's token entry for @scope and identity @id, or NULL; lock held */
+static struct reg_token *token_find(struct reg_host *h, const char *scope,
+				    uint64_t id)
 {
 	struct reg_token *t;
 
 	for (t = h->tokens; t; t = t->next)
-		if (!strcmp(t->scope, scope))
+		if (t->auth_id == id && !strcmp(t->scope, scope))
 			return t;
 	return NULL;
 }
@@ -1077,9 +1159,10 @@ static struct reg_token *token_find(struct reg_host *h, const char *scope)
  * oldest entry nobody is fetching makes room. NULL when out of memory or
  * every entry is being fetched. Called with lock held.
  */
-static struct reg_token *token_get(struct reg_host *h, const char *scope)
+static struct reg_token *token_get(struct reg_host *h, const char *scope,
+				   uint64_t id)
 {
-	struct reg_token *t = token_find(h, scope), **pp, **victim = NULL;
+	struct reg_token *t = token_find(h, scope, id), **pp, **victim = NULL;
 
 	if (t)
 		return t;
@@ -1099,6 +1182,7 @@ static struct reg_token *token_get(struct reg_host *h, const char *scope)
 	if (!t)
 		return NULL;
 	snprintf(t->scope, sizeof(t->scope), "%s", scope);
+	t->auth_id = id;
 	t->next = h->tokens;
 	h->tokens = t;
 	h->n_tokens++;
@@ -1128,7 +1212,7 @@ static int token_refresh(struct lp_reg *reg, const struct lp_reg_req *req,
 	lp_buf_init(&body, LP_REG_TOKEN_BODY_MAX);
 	lp_buf_init(&form, LP_REG_URL_MAX + LP_REG_CRED_MAX * 3);
 	memset(&cred, 0, sizeof(cred));
-	have = host_cred(reg, req->ref->host, &cred);
+	have = reg_req_cred(reg, req->ref, &cred);
 	if (have < 0) {
 		r = have;
 		goto out;
@@ -1172,7 +1256,7 @@ static int token_refresh(struct lp_reg *reg, const struct lp_reg_req *req,
 out:
 	pthread_mutex_lock(&reg->lock);
 	h = host_get(reg, req->ref->host);
-	t = h ? token_find(h, scope) : NULL;
+	t = h ? token_find(h, scope, ref_auth_id(req->ref)) : NULL;
 	if (t) {
 		t->fetching = false;
 		t->attempts++;
@@ -1234,7 +1318,7 @@ static uint64_t bearer_header(struct lp_reg *reg, const struct lp_reg_req *req,
 		long now = now_ms();
 		bool valid;
 
-		t = token_find(h, scope);
+		t = token_find(h, scope, ref_auth_id(req->ref));
 		if (!t)
 			break;
 		valid = t->token && now < t->expires_ms;
@@ -1295,7 +1379,7 @@ static int token_claim(struct lp_reg *reg, const struct lp_reg_req *req,
 	pthread_mutex_lock(&reg->lock);
 	for (;;) {
 		h = host_get(reg, req->ref->host);
-		t = h ? token_get(h, scope) : NULL;
+		t = h ? token_get(h, scope, ref_auth_id(req->ref)) : NULL;
 		if (!t) {
 			r = lp_err_set(err, -ENOMEM,
 				       "%s: no room for a token for %s",
@@ -1357,7 +1441,7 @@ static int handle_401(struct lp_reg *reg, const struct lp_reg_req *req,
 		goto out;
 	}
 	if (ch->scheme == LP_REG_AUTH_BASIC) {
-		have = host_cred(reg, req->ref->host, &cred);
+		have = reg_req_cred(reg, req->ref, &cred);
 		if (have < 0) {
 			r = have;
 			goto out;
