@@ -25,7 +25,11 @@ struct lp_reg_auth;
 struct lp_reg_ref;
 
 /* bounds on what kubelet sends in a PullImageRequest */
-#define LP_CRI_MSG_MAX (4 * 1024 * 1024) /* one message (gRPC default) */
+#define LP_CRI_MSG_MAX (4 * 1024 * 1024) /* one PullImageRequest decoded */
+/* one message forwarded either way: kubelet's own bound on CRI messages
+ * (16 MiB, pkg/kubelet/cri/remote), so that a ListImages reply of a big
+ * node passes the proxy whenever it would pass without it */
+#define LP_CRI_FORWARD_MAX (16 * 1024 * 1024)
 #define LP_CRI_IMAGE_MAX 4096 /* ImageSpec.image */
 #define LP_CRI_CRED_MAX 1024 /* username, password, server_address */
 #define LP_CRI_TOKEN_MAX 8192 /* auth, identity_token, registry_token */

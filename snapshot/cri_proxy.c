@@ -48,6 +48,11 @@ struct cri_worker {
 	grpc_completion_queue *ccq; /* the upstream side */
 	pthread_t thread;
 	bool started;
+	/* the RECV_CLOSE_ON_SERVER of the call being served: its tag, and
+	 * whether it has come back (cq_wait() notes it whatever it waits for) */
+	int close_tag;
+	bool close_done;
+	int cancelled; /* set by grpc when it came back: kubelet cancelled */
 };
 
 struct lp_cri_proxy {
@@ -61,8 +66,12 @@ struct lp_cri_proxy {
 	bool grpc_inited;
 };
 
-/* wait for @tag on @cq; false when the op failed or the queue shut down */
-static bool cq_wait(grpc_completion_queue *cq, void *tag)
+/*
+ * wait for @tag on @cq of worker @w; false when the op failed or the queue
+ * shut down. The server call's close op may come back meanwhile, on the
+ * same queue: it is noted in @w, not lost.
+ */
+static bool cq_wait(struct cri_worker *w, grpc_completion_queue *cq, void *tag)
 {
 	grpc_event ev;
 
@@ -71,7 +80,11 @@ static bool cq_wait(grpc_completion_queue *cq, void *tag)
 			cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
 			return false;
-		if (ev.type == GRPC_OP_COMPLETE && ev.tag == tag)
+		if (ev.type != GRPC_OP_COMPLETE)
+			continue;
+		if (ev.tag == &w->close_tag)
+			w->close_done = true;
+		if (ev.tag == tag)
 			return ev.success != 0;
 	}
 }
@@ -167,7 +180,7 @@ static void reply(struct cri_worker *w, grpc_call *gc, grpc_byte_buffer *msg,
 	ops[n].data.send_status_from_server.status_details = &details;
 	n++;
 	if (grpc_call_start_batch(gc, ops, n, &tag, NULL) == GRPC_CALL_OK)
-		cq_wait(w->cq, &tag);
+		cq_wait(w, w->cq, &tag);
 }
 
 /* one call: receive its message, forward it upstream, relay the answer */
@@ -184,6 +197,7 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 	grpc_op ops[6];
 	size_t len = GRPC_SLICE_LENGTH(det->method), n = 0;
 	uint64_t t0 = lp_mono_ns();
+	bool close_started = false, replied = false;
 	int tag;
 
 	grpc_metadata_array_init(&up_md);
@@ -192,11 +206,21 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 		len = sizeof(method) - 1;
 	memcpy(method, GRPC_SLICE_START_PTR(det->method), len);
 	method[len] = '\0';
+	/* grpc core learns of kubelet's cancel (and passes it on to the
+	 * upstream call, GRPC_PROPAGATE_CANCELLATION) only through a pending
+	 * RECV_CLOSE_ON_SERVER: started first, under its own tag */
+	w->close_done = false;
+	w->cancelled = 0;
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	ops[0].data.recv_close_on_server.cancelled = &w->cancelled;
+	close_started = grpc_call_start_batch(gc, ops, 1, &w->close_tag,
+					      NULL) == GRPC_CALL_OK;
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_RECV_MESSAGE;
 	ops[0].data.recv_message.recv_message = &req;
 	if (grpc_call_start_batch(gc, ops, 1, &tag, NULL) != GRPC_CALL_OK ||
-	    !cq_wait(w->cq, &tag)) {
+	    !cq_wait(w, w->cq, &tag)) {
 		lp_log_info("CRI %s: cannot read the request", method);
 		goto out;
 	}
@@ -207,6 +231,7 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 			"lazypull CRI proxy: only runtime.v1.ImageService is "
 			"served here");
 		reply(w, gc, NULL, GRPC_STATUS_UNIMPLEMENTED, details);
+		replied = true;
 		goto out;
 	}
 	if (!strcmp(method, CRI_PULL_METHOD))
@@ -219,6 +244,7 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 		details = grpc_slice_from_copied_string(
 			"lazypull CRI proxy: cannot call containerd");
 		reply(w, gc, NULL, GRPC_STATUS_INTERNAL, details);
+		replied = true;
 		goto out;
 	}
 	memset(ops, 0, sizeof(ops));
@@ -238,7 +264,7 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 	ops[n].data.recv_status_on_client.status_details = &details;
 	n++;
 	if (grpc_call_start_batch(uc, ops, n, &tag, NULL) != GRPC_CALL_OK ||
-	    !cq_wait(w->ccq, &tag)) {
+	    !cq_wait(w, w->ccq, &tag)) {
 		grpc_slice_unref(details);
 		details = grpc_slice_from_copied_string(
 			"lazypull CRI proxy: the call to containerd failed");
@@ -250,9 +276,22 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 			    (int)GRPC_SLICE_LENGTH(details),
 			    (const char *)GRPC_SLICE_START_PTR(details));
 	reply(w, gc, status == GRPC_STATUS_OK ? resp : NULL, status, details);
+	replied = true;
 	lp_log_debug("CRI %s: status %d, %llu ms", method, (int)status,
 		     (unsigned long long)((lp_mono_ns() - t0) / 1000000));
 out:
+	/* the close op must come back before the call goes (its tag is the
+	 * worker's, reused by the next call): a call never answered is
+	 * cancelled so that it does */
+	if (close_started && !w->close_done) {
+		if (!replied)
+			grpc_call_cancel(gc, NULL);
+		cq_wait(w, w->cq, &w->close_tag);
+	}
+	if (close_started && w->cancelled && replied)
+		lp_log_info(
+			"CRI %s: cancelled by the caller after %llu ms", method,
+			(unsigned long long)((lp_mono_ns() - t0) / 1000000));
 	if (uc)
 		grpc_call_unref(uc);
 	if (req)
@@ -279,7 +318,7 @@ static void *worker_main(void *arg)
 		if (grpc_server_request_call(w->p->server, &gc, &det, &md,
 					     w->cq, w->cq,
 					     &tag_new) != GRPC_CALL_OK ||
-		    !cq_wait(w->cq, &tag_new)) {
+		    !cq_wait(w, w->cq, &tag_new)) {
 			grpc_metadata_array_destroy(&md);
 			grpc_call_details_destroy(&det);
 			break; /* the server is shutting down */
@@ -345,10 +384,10 @@ int lp_cri_proxy_start(const char *listen, const char *upstream,
 	p->grpc_inited = true;
 	args[0].type = GRPC_ARG_INTEGER;
 	args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-	args[0].value.integer = LP_CRI_MSG_MAX;
+	args[0].value.integer = LP_CRI_FORWARD_MAX;
 	args[1].type = GRPC_ARG_INTEGER;
 	args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-	args[1].value.integer = LP_CRI_MSG_MAX;
+	args[1].value.integer = LP_CRI_FORWARD_MAX;
 	/* the channel connects lazily: containerd may start after us */
 	ccreds = grpc_insecure_credentials_create();
 	p->upstream = grpc_channel_create(uaddr, ccreds, &cargs);
