@@ -267,11 +267,11 @@ say "5. a PullImage kubelet cancels is cancelled at containerd"
 $KUBELET "$CRISOCK" cancel "$STALL/cri/slow:v1" 3 >"$T/out" 2>"$T/err" ||
 	{ show_err "$T/err"; fail "the cancelled PullImage"; }
 grep -q "^open" "$T/stall.log" || fail "containerd never reached the stalled registry"
-wait_for 20 "the proxy to see the cancel" grep -q "CRI /runtime.v1.ImageService/PullImage: cancelled by the caller" "$T/snap.log"
 # containerd gives up its request only when its call is cancelled: the
 # stalled registry sees every connection of that pull close
 wait_for 20 "containerd to drop its request to the stalled registry" sh -c \
 	"[ \$(grep -c '^open' '$T/stall.log') = \$(grep -c '^closed' '$T/stall.log') ]"
+wait_for 20 "the proxy to see the cancel" grep -q "CRI /runtime.v1.ImageService/PullImage: cancelled by the caller" "$T/snap.log"
 $KUBELET "$CRISOCK" fsinfo >"$T/out" 2>"$T/err" || { show_err "$T/err"; fail "ImageFsInfo after the cancel"; }
 ok "cancelled after 3 s: the proxy saw it, containerd closed its $(grep -c '^open' "$T/stall.log") connection(s) to the stalled registry, the proxy serves on"
 done_ok
