@@ -4,8 +4,10 @@
  * here. Every runtime.v1.ImageService call (ListImages, ImageStatus,
  * PullImage, RemoveImage, ImageFsInfo, and any method added later) is
  * forwarded to containerd's CRI socket as raw bytes, with its deadline and
- * cancellation propagated, and containerd's reply, status and message
- * returned as they came: the proxy has no opinion on images. It reads one
+ * cancellation propagated and kubelet's metadata passed on, and
+ * containerd's reply, status, message and metadata (initial and trailing)
+ * returned as they came, but the transport's own headers (md_passes()):
+ * the proxy has no opinion on images. It reads one
  * message, PullImageRequest (cri_msg.c), to keep the credentials kubelet
  * sends with it (cri_creds.c) for the snapshotter's layer resolution,
  * which otherwise never sees Kubernetes pull secrets.
@@ -161,15 +163,68 @@ out:
 	free(pull);
 }
 
-/* reply to the server call @gc with @msg (may be NULL) and a status */
-static void reply(struct cri_worker *w, grpc_call *gc, grpc_byte_buffer *msg,
-		  grpc_status_code code, grpc_slice details)
+/*
+ * Whether metadata @key goes across: not the transport's own headers
+ * (pseudo-headers, grpc-*, and those HTTP/2 framing sets), which grpc core
+ * makes for each call itself.
+ */
+static bool md_passes(grpc_slice key)
 {
+	static const char *const own[] = {
+		"user-agent",	    "te",
+		"content-type",	    "host",
+		"content-encoding", "accept-encoding"
+	};
+	const char *k = (const char *)GRPC_SLICE_START_PTR(key);
+	size_t len = GRPC_SLICE_LENGTH(key), i;
+
+	if (!len || k[0] == ':' || (len >= 5 && !memcmp(k, "grpc-", 5)))
+		return false;
+	for (i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		if (len == strlen(own[i]) && !memcmp(k, own[i], len))
+			return false;
+	return true;
+}
+
+/*
+ * The entries of @in that pass (md_passes()) into @out, @n of them: a
+ * malloc'd array of borrowed slices (@in must outlive it); NULL with 0
+ * when none (or out of memory: the call goes on without them).
+ */
+static grpc_metadata *md_pass(const grpc_metadata_array *in, size_t *n)
+{
+	grpc_metadata *out;
+	size_t i;
+
+	*n = 0;
+	if (!in || !in->count)
+		return NULL;
+	out = calloc(in->count, sizeof(*out));
+	if (!out)
+		return NULL;
+	for (i = 0; i < in->count; i++)
+		if (md_passes(in->metadata[i].key))
+			out[(*n)++] = in->metadata[i];
+	return out;
+}
+
+/* reply to the server call @gc with @msg (may be NULL) and a status, with
+ * containerd's initial and trailing metadata @md, @trailing (NULL: none) */
+static void reply(struct cri_worker *w, grpc_call *gc, grpc_byte_buffer *msg,
+		  grpc_status_code code, grpc_slice details,
+		  const grpc_metadata_array *md,
+		  const grpc_metadata_array *trailing)
+{
+	grpc_metadata *imd, *tmd;
 	grpc_op ops[3];
-	size_t n = 0;
+	size_t n = 0, ni, nt;
 	int tag;
 
+	imd = md_pass(md, &ni);
+	tmd = md_pass(trailing, &nt);
 	memset(ops, 0, sizeof(ops));
+	ops[n].data.send_initial_metadata.count = ni;
+	ops[n].data.send_initial_metadata.metadata = imd;
 	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
 	if (msg) {
 		ops[n].op = GRPC_OP_SEND_MESSAGE;
@@ -178,14 +233,19 @@ static void reply(struct cri_worker *w, grpc_call *gc, grpc_byte_buffer *msg,
 	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
 	ops[n].data.send_status_from_server.status = code;
 	ops[n].data.send_status_from_server.status_details = &details;
+	ops[n].data.send_status_from_server.trailing_metadata_count = nt;
+	ops[n].data.send_status_from_server.trailing_metadata = tmd;
 	n++;
 	if (grpc_call_start_batch(gc, ops, n, &tag, NULL) == GRPC_CALL_OK)
 		cq_wait(w, w->cq, &tag);
+	free(imd);
+	free(tmd);
 }
 
 /* one call: receive its message, forward it upstream, relay the answer */
 static void serve_call(struct cri_worker *w, grpc_call *gc,
-		       const grpc_call_details *det)
+		       const grpc_call_details *det,
+		       const grpc_metadata_array *in_md)
 {
 	struct lp_cri_proxy *p = w->p;
 	char method[CRI_METHOD_MAX];
@@ -194,8 +254,9 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 	grpc_status_code status = GRPC_STATUS_UNKNOWN;
 	grpc_slice details = grpc_empty_slice();
 	grpc_call *uc = NULL;
+	grpc_metadata *fwd_md = NULL;
 	grpc_op ops[6];
-	size_t len = GRPC_SLICE_LENGTH(det->method), n = 0;
+	size_t len = GRPC_SLICE_LENGTH(det->method), n = 0, n_fwd = 0;
 	uint64_t t0 = lp_mono_ns();
 	bool close_started = false, replied = false;
 	int tag;
@@ -230,7 +291,8 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 		details = grpc_slice_from_copied_string(
 			"lazypull CRI proxy: only runtime.v1.ImageService is "
 			"served here");
-		reply(w, gc, NULL, GRPC_STATUS_UNIMPLEMENTED, details);
+		reply(w, gc, NULL, GRPC_STATUS_UNIMPLEMENTED, details, NULL,
+		      NULL);
 		replied = true;
 		goto out;
 	}
@@ -243,11 +305,14 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 	if (!uc) {
 		details = grpc_slice_from_copied_string(
 			"lazypull CRI proxy: cannot call containerd");
-		reply(w, gc, NULL, GRPC_STATUS_INTERNAL, details);
+		reply(w, gc, NULL, GRPC_STATUS_INTERNAL, details, NULL, NULL);
 		replied = true;
 		goto out;
 	}
+	fwd_md = md_pass(in_md, &n_fwd);
 	memset(ops, 0, sizeof(ops));
+	ops[n].data.send_initial_metadata.count = n_fwd;
+	ops[n].data.send_initial_metadata.metadata = fwd_md;
 	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
 	if (req) {
 		ops[n].op = GRPC_OP_SEND_MESSAGE;
@@ -275,7 +340,8 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 			    method, p->upstream_path,
 			    (int)GRPC_SLICE_LENGTH(details),
 			    (const char *)GRPC_SLICE_START_PTR(details));
-	reply(w, gc, status == GRPC_STATUS_OK ? resp : NULL, status, details);
+	reply(w, gc, status == GRPC_STATUS_OK ? resp : NULL, status, details,
+	      &up_md, &up_trailing);
 	replied = true;
 	lp_log_debug("CRI %s: status %d, %llu ms", method, (int)status,
 		     (unsigned long long)((lp_mono_ns() - t0) / 1000000));
@@ -294,6 +360,7 @@ out:
 			(unsigned long long)((lp_mono_ns() - t0) / 1000000));
 	if (uc)
 		grpc_call_unref(uc);
+	free(fwd_md);
 	if (req)
 		grpc_byte_buffer_destroy(req);
 	if (resp)
@@ -323,7 +390,7 @@ static void *worker_main(void *arg)
 			grpc_call_details_destroy(&det);
 			break; /* the server is shutting down */
 		}
-		serve_call(w, gc, &det);
+		serve_call(w, gc, &det, &md);
 		grpc_call_unref(gc);
 		grpc_metadata_array_destroy(&md);
 		grpc_call_details_destroy(&det);
@@ -356,7 +423,9 @@ int lp_cri_proxy_start(const char *listen, const char *upstream,
 	struct lp_cri_proxy *p = NULL;
 	char addr[LP_SNAP_PATH_MAX + 8], uaddr[LP_SNAP_PATH_MAX + 8];
 	sigset_t all, old;
+	mode_t old_mask;
 	unsigned int i;
+	bool bound;
 	int r = 0;
 
 	if (!upstream)
@@ -406,15 +475,25 @@ int lp_cri_proxy_start(const char *listen, const char *upstream,
 		r = lp_err_set(err, -errno, "%s: %s", listen, strerror(errno));
 		goto fail;
 	}
+	/* kubelet runs as root; the socket takes pull credentials in and
+	 * hands their effects out: nobody else may talk to it, not even in
+	 * the moment between bind() and chmod() (umask is per process: the
+	 * proxy starts before the snapshotter's other threads make files) */
 	screds = grpc_insecure_server_credentials_create();
-	if (!grpc_server_add_http2_port(p->server, addr, screds)) {
+	old_mask = umask(0177);
+	bound = grpc_server_add_http2_port(p->server, addr, screds) != 0;
+	if (bound)
+		grpc_server_start(p->server);
+	umask(old_mask);
+	if (!bound) {
 		r = lp_err_set(err, -EADDRINUSE, "cannot listen on %s", addr);
 		goto fail;
 	}
-	grpc_server_start(p->server);
-	/* kubelet runs as root; the socket hands out pull credentials'
-	 * effects and takes them in: nobody else may talk to it */
-	chmod(listen, 0600);
+	if (chmod(listen, 0600) < 0) {
+		r = lp_err_set(err, -errno, "chmod 0600 %s: %s", listen,
+			       strerror(errno));
+		goto fail;
+	}
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (i = 0; i < p->n_workers; i++) {
