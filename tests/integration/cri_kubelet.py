@@ -150,12 +150,16 @@ def main():
     elif cmd == "cancel":
         # kubelet cancels a pull (pod deleted): no deadline to propagate,
         # only the cancellation
-        import time
         f = ch.unary_unary(SVC + "PullImage",
                            request_serializer=lambda x: x,
                            response_deserializer=lambda x: x)
         fut = f.future(ld(1, image_spec(sys.argv[3])))
-        time.sleep(float(sys.argv[4]))
+        try:
+            fut.result(timeout=float(sys.argv[4]))
+        except grpc.FutureTimeoutError:
+            pass
+        except grpc.RpcError:
+            pass
         if fut.done():
             sys.exit("PullImage ended before the cancel: %s" % fut.code())
         fut.cancel()

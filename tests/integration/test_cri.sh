@@ -274,4 +274,26 @@ wait_for 20 "containerd to drop its request to the stalled registry" sh -c \
 wait_for 20 "the proxy to see the cancel" grep -q "CRI /runtime.v1.ImageService/PullImage: cancelled by the caller" "$T/snap.log"
 $KUBELET "$CRISOCK" fsinfo >"$T/out" 2>"$T/err" || { show_err "$T/err"; fail "ImageFsInfo after the cancel"; }
 ok "cancelled after 3 s: the proxy saw it, containerd closed its $(grep -c '^open' "$T/stall.log") connection(s) to the stalled registry, the proxy serves on"
+# --- 6. the snapshotter stops with a pull under way -------------------------------
+say "6. SIGTERM with a PullImage of a stalled registry under way: the proxy stops at once"
+$KUBELET "$CRISOCK" cancel "$STALL/cri/slow:v2" 60 >"$T/out6" 2>"$T/err6" &
+KPID=$!
+wait_for 20 "containerd to reach the stalled registry" sh -c \
+	"[ \$(grep -c '^open' '$T/stall.log') -gt \$(grep -c '^closed' '$T/stall.log') ]"
+s0=$(date +%s%N)
+kill "$SNAP_PID"
+for i in $(seq 100); do
+	kill -0 "$SNAP_PID" 2>/dev/null || break
+	sleep 0.1
+done
+! kill -0 "$SNAP_PID" 2>/dev/null || fail "the snapshotter still runs 10 s after SIGTERM with a pull under way"
+wait "$SNAP_PID" 2>/dev/null || true
+ms=$((($(date +%s%N) - s0) / 1000000))
+SNAP_PID=
+# the pull ended (the client did not get to cancel it) and containerd let go
+if wait "$KPID"; then fail "the pull under way did not end with the proxy"; fi
+grep -q "ended before the cancel" "$T/err6" || fail "the pull under way: $(cat "$T/err6")"
+wait_for 20 "containerd to drop its request to the stalled registry" sh -c \
+	"[ \$(grep -c '^open' '$T/stall.log') = \$(grep -c '^closed' '$T/stall.log') ]"
+ok "stopped in $ms ms with a pull under way; the pull ended ($(head -c 100 "$T/err6")), containerd let go of the registry"
 done_ok
