@@ -102,6 +102,7 @@ int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	if (!rb)
 		return -ENOMEM;
 	rb->ref = *ref;
+	lp_reg_auth_ref(rb->ref.auth); /* the blob's requests use it */
 	rb->digest = *digest;
 	rb->size = size;
 	atomic_init(&rb->ranged, false);
@@ -132,6 +133,7 @@ void lp_reg_blob_unref(struct lp_reg_blob *rb)
 		return;
 	reg_spool_free(rb->spool); /* stops its feeder, which uses rb */
 	lp_reg_unref_client(rb->reg);
+	lp_reg_auth_unref(rb->ref.auth);
 	pthread_mutex_destroy(&rb->lock);
 	free(rb->redirect);
 	free(rb);

@@ -159,6 +159,15 @@ int lp_reg_docker_config_lookup(const char *json, size_t len, const char *host,
  */
 int lp_reg_helper_parse(const char *json, size_t len, struct lp_reg_cred *cred);
 
+/*
+ * reg_req_cred() - the credentials a request for @ref sends (http.c): its
+ * own handle's (lp_reg_ref.auth) when it goes to the host they were given
+ * for, else the client's for the host (lp_reg_set_credentials() or the
+ * docker config). Returns 1 (@ret_cred filled), 0 none, -ENOMEM.
+ */
+int reg_req_cred(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		 struct lp_reg_cred *ret_cred);
+
 /* lp_reg_cred_load() - config file + helper for @host. 1 found, 0, -errno. */
 int lp_reg_cred_load(const char *config_dir, const char *host,
 		     struct lp_reg_cred *ret_cred);
