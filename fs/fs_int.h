@@ -308,6 +308,9 @@ struct fs_stats {
 	atomic_uint_fast64_t prefetch_done_bytes; /* compressed span covered */
 	atomic_uint_fast64_t background_done_bytes;
 	atomic_uint_fast64_t background_retries; /* waits for the source */
+	/* disk-tier copies an on-demand fetch dropped: the writer's queue was
+	 * full (pipeline.c) */
+	atomic_uint_fast64_t disk_write_dropped;
 	/* on-demand latency: [i] counts fetches in (bound(i-1), bound(i)],
 	 * the last one those over every bound (not cumulative) */
 	atomic_uint_fast64_t ondemand_hist[LP_FS_LATENCY_BUCKETS + 1];
@@ -451,7 +454,8 @@ void fs_record_destroy(struct fs_record *rec);
 /* --- the filesystem --- */
 
 /* disk-tier writes after publish (pipeline.c): pinned chunks, written by
- * one thread so that no reader waits for a disk write */
+ * one thread so that no reader waits for a disk write (an on-demand fetch
+ * that finds the queue full drops its copy) */
 #define FS_WRITE_QUEUE 64
 /* bytes queued at most: pinned chunks are memory outside the tier's budget */
 #define FS_WRITE_QUEUE_BYTES (8 * LP_MIB)
@@ -461,6 +465,7 @@ struct fs_writer {
 	struct fs_chunk *queue[FS_WRITE_QUEUE]; /* protected by lock; pinned */
 	unsigned int head, n; /* protected by lock */
 	size_t bytes; /* protected by lock; of the queued chunks */
+	bool writing; /* protected by lock; one taken off, being written */
 	bool started, stop; /* protected by lock */
 	pthread_t thread;
 };
@@ -468,6 +473,9 @@ struct fs_writer {
 int fs_writer_start(struct lp_fs *fs);
 /* fs_writer_stop() - write what is queued, then join the thread */
 void fs_writer_stop(struct lp_fs *fs);
+/* fs_writer_idle() - whether every chunk queued so far is written (takes
+ * writer.lock, a leaf: callable with fetch.lock held) */
+bool fs_writer_idle(struct lp_fs *fs);
 
 /* a pool of idle decoders (chunk_fetch.c) */
 struct fs_decoders {

@@ -7,8 +7,13 @@
  * decoding and verifying each chunk (fs/chunk_fetch.c), and each result is
  * published here as soon as it is known. The disk-tier copy of a fetched
  * chunk is written after its publish, by a writer thread once the layer is
- * started (before that, inline after the publish), so no reader waits for
- * a disk write. Every caller of the read path (file reads, the scheduler)
+ * started, so no reader waits for a disk write: when the writer's queue is
+ * full, an on-demand fetch drops the copy (counted in disk_write_dropped;
+ * the chunk is fetched again if it is needed after leaving memory), while
+ * prefetch and background workers write it themselves (back pressure: they
+ * must not outrun the disk). Before lp_fs_start (no thread may exist yet:
+ * a caller that forks) every fetch writes its copy itself, after the
+ * publish. Every caller of the read path (file reads, the scheduler)
  * comes through fs_chunk_get(); the cache and the fetch never call each
  * other.
  *
@@ -39,24 +44,33 @@ static void disk_write(struct lp_fs *fs, struct fs_chunk *ch)
 	fs_chunk_put(fs, ch);
 }
 
-/* queue a pinned chunk for the writer; false: no writer or the queue is full
- * (the caller writes it itself: a bound on the pinned memory, and back
- * pressure on fetching when the disk is the slower) */
-static bool writer_queue(struct lp_fs *fs, struct fs_chunk *ch)
+/* what writer_queue() did with a chunk */
+enum queued {
+	QUEUED, /* the writer has it */
+	QUEUE_FULL, /* the writer runs, its queue is full */
+	NO_WRITER, /* not started (or stopping) */
+};
+
+/* queue a pinned chunk for the writer; otherwise the caller keeps it: the
+ * queue's bounds bound the pinned memory */
+static enum queued writer_queue(struct lp_fs *fs, struct fs_chunk *ch)
 {
 	struct fs_writer *w = &fs->writer;
-	bool queued = false;
+	enum queued q = NO_WRITER;
 
 	pthread_mutex_lock(&w->lock);
-	if (w->started && !w->stop && w->n < FS_WRITE_QUEUE &&
-	    w->bytes + ch->len <= FS_WRITE_QUEUE_BYTES) {
-		w->queue[(w->head + w->n++) % FS_WRITE_QUEUE] = ch;
-		w->bytes += ch->len;
-		pthread_cond_signal(&w->cond);
-		queued = true;
+	if (w->started && !w->stop) {
+		q = QUEUE_FULL;
+		if (w->n < FS_WRITE_QUEUE &&
+		    w->bytes + ch->len <= FS_WRITE_QUEUE_BYTES) {
+			w->queue[(w->head + w->n++) % FS_WRITE_QUEUE] = ch;
+			w->bytes += ch->len;
+			pthread_cond_signal(&w->cond);
+			q = QUEUED;
+		}
 	}
 	pthread_mutex_unlock(&w->lock);
-	return queued;
+	return q;
 }
 
 static void *writer_main(void *arg)
@@ -75,9 +89,11 @@ static void *writer_main(void *arg)
 		w->head = (w->head + 1) % FS_WRITE_QUEUE;
 		w->n--;
 		w->bytes -= ch->len;
+		w->writing = true;
 		pthread_mutex_unlock(&w->lock);
 		disk_write(fs, ch);
 		pthread_mutex_lock(&w->lock);
+		w->writing = false;
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
@@ -113,6 +129,17 @@ void fs_writer_stop(struct lp_fs *fs)
 	w->started = false;
 }
 
+bool fs_writer_idle(struct lp_fs *fs)
+{
+	struct fs_writer *w = &fs->writer;
+	bool idle;
+
+	pthread_mutex_lock(&w->lock);
+	idle = !w->n && !w->writing;
+	pthread_mutex_unlock(&w->lock);
+	return idle;
+}
+
 /* fs_fetch_run()'s callback: publish, then keep a fetched chunk on disk */
 static void settle(void *arg, uint32_t ci, uint8_t *data, int res,
 		   bool retryable, bool from_disk)
@@ -122,10 +149,24 @@ static void settle(void *arg, uint32_t ci, uint8_t *data, int res,
 	struct fs_chunk *pin = NULL;
 	const bool keep = res == 0 && fs->disk && !from_disk;
 
+	enum queued q;
+
 	fs_chunk_publish(fs, ci, data, res, retryable, run->kind,
 			 keep ? &pin : NULL);
-	if (pin && !writer_queue(fs, pin))
-		disk_write(fs, pin);
+	if (!pin)
+		return;
+	q = writer_queue(fs, pin);
+	if (q == QUEUED)
+		return;
+	if (q == QUEUE_FULL && run->kind == FS_FETCH_ONDEMAND) {
+		/* a reader waits for this run: no disk write in its way */
+		atomic_fetch_add(&fs->stats.disk_write_dropped, 1);
+		fs_chunk_put(fs, pin);
+		return;
+	}
+	/* prefetch and background: back pressure when the disk is the
+	 * slower; before the start: nobody else would write it */
+	disk_write(fs, pin);
 }
 
 /* whether the disk tier holds chunk @ci */

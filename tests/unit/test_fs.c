@@ -41,6 +41,7 @@
 #include <cmocka.h>
 
 #include "craft_toc.h"
+#include "fs_int.h" /* test_writer_full: the disk writer's queue */
 #include "lp_fs.h"
 #include "lp_fuse.h"
 
@@ -1448,6 +1449,63 @@ static void test_disk_tier(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * No reader waits for a disk write: while the disk writer's queue is full
+ * (here a writer that takes nothing: marked started, its thread not yet
+ * made), an on-demand read drops the disk copies it cannot queue
+ * (disk_write_dropped) and writes none itself, however long its runs
+ * (big.bin: 144 chunks, over twice the queue); a prefetch fetch still
+ * writes its own copy (back pressure). Then the real writer drains what
+ * was queued.
+ */
+static void test_writer_full(void **state)
+{
+	char dir[] = "/tmp/lp-test-fs-XXXXXX", cmd[600];
+	struct lp_fs_options opts;
+	struct fixture fx = { 0 };
+	struct lp_err err = { 0 };
+	struct fs_writer *w;
+	unsigned int queued;
+	uint32_t ci;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = false;
+	opts.cache_dir = dir;
+	open_fs(&fx, "v1-chunk64k", &opts);
+	w = &fx.fs->writer;
+	pthread_mutex_lock(&w->lock);
+	w->started = true;
+	pthread_mutex_unlock(&w->lock);
+	assert_int_equal(read_path(fx.fs, "usr/lib/big.bin", &err), 0);
+	pthread_mutex_lock(&w->lock);
+	queued = w->n;
+	pthread_mutex_unlock(&w->lock);
+	assert_int_equal(queued, FS_WRITE_QUEUE);
+	/* the rest was dropped, not written by the reader */
+	assert_int_equal(du(dir), 0);
+	assert_true(stat_of(fx.fs, "\"disk_write_dropped") >= 144 - queued);
+	/* a prefetch fetch with the queue full writes its copy itself */
+	for (ci = 0; fs_chunk_is_present(fx.fs, ci); ci++)
+		;
+	assert_true(ci < lp_toc_nr_chunks(lp_layer_toc(lp_fs_layer(fx.fs))));
+	assert_int_equal(fs_chunk_get(fx.fs, ci, ci + 1, FS_FETCH_PREFETCH,
+				      NULL, NULL, &err),
+			 0);
+	assert_true(du(dir) > 0);
+	/* the writer starts: it writes what is queued */
+	pthread_mutex_lock(&w->lock);
+	w->started = false;
+	pthread_mutex_unlock(&w->lock);
+	assert_int_equal(fs_writer_start(fx.fs), 0);
+	lp_fs_free(fx.fs); /* joins the writer once the queue is written */
+	assert_true(du(dir) >= (uint64_t)queued * 64 * 1024);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* two layers of one process caching in one directory share one budget */
 struct cache_reader {
 	struct lp_fs *fs;
@@ -2351,6 +2409,7 @@ int main(void)
 		cmocka_unit_test(test_background_gone),
 		cmocka_unit_test(test_reply_errno),
 		cmocka_unit_test(test_background_quiet),
+		cmocka_unit_test(test_writer_full),
 		cmocka_unit_test(test_background_streams),
 		cmocka_unit_test(test_latency_histogram),
 		cmocka_unit_test(test_op_counts),
