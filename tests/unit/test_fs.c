@@ -1733,6 +1733,64 @@ static bool background_is(struct lp_fs *fs, const char *want)
 	return is;
 }
 
+/* wait until the background job of @fs is over; true when it stopped */
+static bool background_stops(struct lp_fs *fs)
+{
+	int i;
+
+	for (i = 0; i < 1000; i++) {
+		if (background_is(fs, "\"background\": {\"state\": "
+				      "\"stopped\""))
+			return true;
+		if (background_is(fs, "\"background\": {\"state\": "
+				      "\"done\"") ||
+		    background_is(fs, "\"background\": {\"state\": "
+				      "\"failed\""))
+			return false;
+		usleep(10000);
+	}
+	fail_msg("background fetch still running after 10 s");
+	return false;
+}
+
+/*
+ * Without a disk tier the background fetch stops when the process's memory
+ * budget is full, not when its own layer's chunks fill it: the second of
+ * two layers under one budget stops at once instead of running through its
+ * layer with cold chunks that evict each other and the first layer's.
+ */
+#define BG_SHARED_BUDGET (512 * 1024)
+static void test_background_budget_shared(void **state)
+{
+	struct lp_fs_options opts;
+	struct lp_fs_budget *b = NULL;
+	struct fixture a = { 0 }, c = { 0 };
+	size_t used, peak, a_bytes;
+
+	(void)state;
+	assert_int_equal(lp_fs_budget_new(BG_SHARED_BUDGET, &b), 0);
+	lp_fs_options_init(&opts);
+	opts.background_quiet_ms = 0;
+	opts.mem_budget = b;
+	open_fs(&a, "v1-default", &opts);
+	assert_int_equal(lp_fs_start(a.fs), 0);
+	/* the layer is larger than the budget: it fills it, then stops */
+	assert_true(background_stops(a.fs));
+	a_bytes = stat_of(a.fs, "\"memory_bytes");
+	assert_true(a_bytes >= BG_SHARED_BUDGET / 2);
+	open_fs(&c, "v1-default", &opts);
+	assert_int_equal(lp_fs_start(c.fs), 0);
+	assert_true(background_stops(c.fs));
+	/* what c fetched fitted the room a left: a kept its chunks */
+	assert_true(stat_of(c.fs, "\"fetched_bytes") < BG_SHARED_BUDGET / 4);
+	assert_true(stat_of(a.fs, "\"memory_bytes") >= a_bytes / 2);
+	lp_fs_budget_usage(b, &used, &peak);
+	assert_true(used <= BG_SHARED_BUDGET);
+	lp_fs_free(a.fs);
+	lp_fs_free(c.fs);
+	lp_fs_budget_free(b);
+}
+
 /*
  * A source that answers 404 (permanent, decided where it arose): the
  * background fetch stops after one failed read instead of backing off and
@@ -2410,6 +2468,7 @@ int main(void)
 		cmocka_unit_test(test_reply_errno),
 		cmocka_unit_test(test_background_quiet),
 		cmocka_unit_test(test_writer_full),
+		cmocka_unit_test(test_background_budget_shared),
 		cmocka_unit_test(test_background_streams),
 		cmocka_unit_test(test_latency_histogram),
 		cmocka_unit_test(test_op_counts),
