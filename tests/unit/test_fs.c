@@ -7,7 +7,10 @@
  * member, fail, delay) that must give errors and never wrong bytes; single
  * flight under threads; the memory budget, one for the layers of a process
  * (least recent first across layers; background chunks left to the disk
- * tier); the disk tier across remounts;
+ * tier; without a disk tier the background stops at the process's
+ * budget); the disk tier across remounts; its writer (an on-demand read
+ * drops the copies a full queue cannot take, never writes them itself);
+ * no disk lookup under the scheduler's lock (faccessat watched);
  * the one digest policy (a TOC rewritten by craft_toc.h: a file without
  * chunkDigest is served by its file digest when it is one chunk, refused
  * when that lies, is missing, or the file has several chunks);
@@ -30,6 +33,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -1512,6 +1516,76 @@ static void test_writer_full(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * The disk tier's lookups (fs/disk_cache.c's faccessat), watched for one
+ * fs: one made by a thread holding that fs's fetch.lock breaks fs_int.h's
+ * rule that no lock is held across disk work (glibc's mutex records its
+ * owner's thread id). Defined here, it is the faccessat the fs calls.
+ */
+static struct lp_fs *_Atomic watched;
+static atomic_uint disk_lookups, disk_lookups_locked;
+
+int faccessat(int dirfd, const char *path, int mode, int flags)
+{
+	struct lp_fs *fs = atomic_load(&watched);
+
+	if (fs) {
+		atomic_fetch_add(&disk_lookups, 1);
+#ifdef __GLIBC__
+		if (fs->fetch.lock.__data.__owner == (int)syscall(SYS_gettid))
+			atomic_fetch_add(&disk_lookups_locked, 1);
+#endif
+	}
+	if (flags)
+		return (int)syscall(SYS_faccessat2, dirfd, path, mode, flags);
+	return (int)syscall(SYS_faccessat, dirfd, path, mode);
+}
+
+/*
+ * The background fetch over a layer the disk tier holds (every file read
+ * before): it looks the chunks up there (the watch sees the lookups),
+ * never with fetch.lock held, and is done without fetching them.
+ */
+static void test_background_disk_unlocked(void **state)
+{
+	char dir[] = "/tmp/lp-test-fs-XXXXXX", cmd[600];
+	struct lp_fs_options opts;
+	struct fixture fx = { 0 };
+	int i;
+
+	(void)state;
+#ifndef __GLIBC__
+	fail_msg("the lock-owner check needs glibc");
+#endif
+	assert_non_null(mkdtemp(dir));
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = false;
+	opts.cache_dir = dir;
+	open_fs(&fx, "v1-chunk64k", &opts);
+	check_all_files(fx.fs, "v1-chunk64k"); /* no writer yet: all on disk */
+	lp_fs_free(fx.fs);
+
+	opts.background_fetch = true;
+	opts.background_quiet_ms = 0;
+	open_fs(&fx, "v1-chunk64k", &opts);
+	atomic_store(&disk_lookups, 0);
+	atomic_store(&disk_lookups_locked, 0);
+	atomic_store(&watched, fx.fs);
+	assert_int_equal(lp_fs_start(fx.fs), 0);
+	for (i = 0; i < 1000 && !background_done(fx.fs); i++)
+		usleep(10000);
+	assert_true(i < 1000);
+	atomic_store(&watched, NULL);
+	assert_true(atomic_load(&disk_lookups) > 100);
+	assert_int_equal(atomic_load(&disk_lookups_locked), 0);
+	/* only what no file holds (the landmark's member) was fetched */
+	assert_true(stat_of(fx.fs, "\"fetched_bytes") < 4096);
+	lp_fs_free(fx.fs);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* two layers of one process caching in one directory share one budget */
 struct cache_reader {
 	struct lp_fs *fs;
@@ -2499,6 +2573,7 @@ int main(void)
 		cmocka_unit_test(test_reply_errno),
 		cmocka_unit_test(test_background_quiet),
 		cmocka_unit_test(test_writer_full),
+		cmocka_unit_test(test_background_disk_unlocked),
 		cmocka_unit_test(test_background_budget_shared),
 		cmocka_unit_test(test_background_streams),
 		cmocka_unit_test(test_latency_histogram),
