@@ -456,6 +456,20 @@ void fs_chunk_written(struct lp_fs *fs, struct fs_chunk *ch)
 	pthread_mutex_unlock(&c->lock);
 }
 
+struct fs_chunk *fs_chunk_pin_ready(struct lp_fs *fs, uint32_t ci)
+{
+	struct fs_chunk *ch;
+
+	pthread_mutex_lock(&fs->cache.lock);
+	ch = tab_get(&fs->cache, ci);
+	if (ch && ch->state == FS_CHUNK_READY)
+		ch->refs++;
+	else
+		ch = NULL;
+	pthread_mutex_unlock(&fs->cache.lock);
+	return ch;
+}
+
 void fs_chunk_put(struct lp_fs *fs, struct fs_chunk *chunk)
 {
 	if (!chunk)
