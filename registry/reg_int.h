@@ -526,6 +526,26 @@ enum reg_ep_verdict reg_ep_verdict(int r, const struct lp_reg_resp *resp);
 
 /* reg_err_pass() - @from's message (of one host's try) into @err; @r */
 int reg_err_pass(struct lp_err *err, const struct lp_err *from, int r);
+
+/*
+ * One try of a request at host @ep (@more: a later host may be asked):
+ * 0 or -errno with @err, and in *@ret_v what the outcome says about @ep.
+ */
+typedef int (*reg_ep_try_fn)(void *ctx, const struct reg_endpoint *ep,
+			     bool more, enum reg_ep_verdict *ret_v,
+			     struct lp_err *err);
+
+/*
+ * reg_ep_try_each() - @try at the hosts of @ref's registry that have @need,
+ * in order, until one succeeds or its outcome stands (REG_EP_USE, or no
+ * host is left): a host that is down is passed over for a while (logged
+ * once), any other failure hands the request to the next host. Returns
+ * the last try's result with its message in @err; -ENOENT when no host
+ * may serve @need.
+ */
+int reg_ep_try_each(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		    unsigned int need, reg_ep_try_fn try, void *ctx,
+		    struct lp_err *err);
 void lp_reg_unref_client(struct lp_reg *reg);
 
 #endif /* LP_REG_INT_H */
