@@ -82,10 +82,11 @@ static void check_same_document(const uint8_t *data, size_t size,
 		for (k = 0; k < nr; k++) {
 			json_object *e = json_object_array_get_idx(ents, k);
 
+			if (!json_object_object_get_ex(e, "type", &type))
+				abort(); /* the TOC parser needs a type */
+			/* no name is the name "": the root (toc_decode.c) */
 			if (!json_object_object_get_ex(e, "name", &name) ||
-			    !json_object_object_get_ex(e, "type", &type))
-				abort(); /* the TOC parser needs both */
-			if (strcmp(json_object_get_string(type), "chunk") ==
+			    strcmp(json_object_get_string(type), "chunk") ==
 				    0 ||
 			    is_root_name(
 				    json_object_get_string(name),
