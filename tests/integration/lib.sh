@@ -331,9 +331,41 @@ tar_listing() {
 
 # --- daemons on loopback ----------------------------------------------------
 
-# free_port: a TCP port on 127.0.0.1 that is free at the time of asking.
+# free_port: a loopback TCP port nobody listens on, for a server this test
+# starts. Not an ephemeral port (the kernel hands those to every outgoing
+# connection: a busy parallel run took one between this choice and the
+# server's bind, and the server never came up), and reserved for 10 minutes
+# across tests run in parallel (mkdir of /tmp/lazypull-ports/PORT).
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+	/usr/bin/python3 - <<'PY'
+import os, random, socket, time
+d = "/tmp/lazypull-ports"
+os.makedirs(d, exist_ok=True)
+lo, hi = 20000, 32000  # below ip_local_port_range (32768-60999)
+for _ in range(1000):
+    p = random.randrange(lo, hi)
+    r = os.path.join(d, str(p))
+    try:
+        if time.time() - os.stat(r).st_mtime > 600:
+            os.rmdir(r)
+    except OSError:
+        pass
+    try:
+        os.mkdir(r)
+    except OSError:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break
+else:
+    raise SystemExit("free_port: no free port in %d-%d" % (lo, hi))
+PY
 }
 
 # wait_for SECONDS WHAT CMD...: run CMD every 0.1 s until it succeeds; fail
@@ -344,6 +376,21 @@ wait_for() {
 	while ! "$@" >/dev/null 2>&1; do
 		n=$((n - 1))
 		[ $n -gt 0 ] || fail "timed out waiting for $what"
+		sleep 0.1
+	done
+}
+
+# wait_up PID LOG SECONDS WHAT CMD...: wait_for a daemon just started (PID,
+# writing LOG) to answer CMD; fail at once, with the tail of LOG, if it
+# exits first (a port taken, a bad configuration) instead of after SECONDS.
+wait_up() {
+	local pid=$1 log=$2 n=$(($3 * 10)) what=$4
+	shift 4
+	while ! "$@" >/dev/null 2>&1; do
+		kill -0 "$pid" 2>/dev/null ||
+			fail "$what exited before it answered: $(tail -5 "$log" 2>/dev/null)"
+		n=$((n - 1))
+		[ $n -gt 0 ] || fail "timed out waiting for $what: $(tail -5 "$log" 2>/dev/null)"
 		sleep 0.1
 	done
 }
@@ -368,7 +415,7 @@ http: {addr: 127.0.0.1:$PORT}
 YML
 	docker-registry serve "$T/reg.yml" >"$T/reg.log" 2>&1 &
 	PIDS+=($!)
-	for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/v2/" && break; sleep 0.1; done
+	wait_up $! "$T/reg.log" 10 "the registry" curl -fsS "http://127.0.0.1:$PORT/v2/"
 	R="127.0.0.1:$PORT"
 	export TMPDIR="$T/tmp"
 }
@@ -407,7 +454,7 @@ http: {addr: $R}
 EOF
 	docker-registry serve "$T/reg.yml" >"$T/reg.log" 2>&1 &
 	REG_PID=$!
-	wait_for 20 "the registry" curl -fsS "http://$R/v2/"
+	wait_up "$REG_PID" "$T/reg.log" 20 "the registry" curl -fsS "http://$R/v2/"
 }
 
 # lp_stack_containerd EXTRA_DISABLED EXTRA_TOML: containerd 1.6 with its
@@ -419,7 +466,7 @@ lp_stack_containerd() {
 	lp_containerd_conf "$T/ctrd" "$CSOCK" "$1" "lazypull=$SOCK" "$2" >"$T/containerd.toml"
 	containerd --config "$T/containerd.toml" >"$T/ctrd.log" 2>&1 &
 	CTRD_PID=$!
-	wait_for 30 "containerd" ctr_ version
+	wait_up "$CTRD_PID" "$T/ctrd.log" 30 "containerd" ctr_ version
 }
 
 # lp_stack_stop (in a trap, after set +e): SIGKILL containerd's tasks, stop
@@ -442,6 +489,9 @@ lp_stack_stop() {
 	if [ -n "$SNAP_PID" ] && kill -0 "$SNAP_PID" 2>/dev/null; then
 		kill "$SNAP_PID"
 		wait "$SNAP_PID" 2>/dev/null
+		p=$?
+		[ $p -eq 0 ] ||
+			LP_STOP_ERR="the snapshotter exited with status $p on SIGTERM (it exits 0)"
 	fi
 	# SIGTERM leaves the layers mounted for the next daemon: end them and
 	# the snapshotter's fd holder
@@ -451,10 +501,15 @@ lp_stack_stop() {
 	return 0
 }
 
-# lp_stack_finish RC SNAP_LINES CTRD_LINES (last in a trap): when RC is not
-# 0, the tails of the snapshotter's and containerd's logs; then $T removed
-# (kept, and said so, with LP_KEEP set); exit RC.
+# lp_stack_finish RC SNAP_LINES CTRD_LINES (last in a trap): RC becomes 1
+# when lp_stack_stop saw the snapshotter end badly; when RC is not 0, the
+# tails of the snapshotter's and containerd's logs; then $T removed (kept,
+# and said so, with LP_KEEP set); exit RC.
 lp_stack_finish() {
+	if [ "$1" -eq 0 ] && [ -n "${LP_STOP_ERR:-}" ]; then
+		echo "[$LP_TEST] FAIL: $LP_STOP_ERR" >&2
+		set -- 1 "$2" "$3"
+	fi
 	if [ "$1" -ne 0 ]; then
 		echo "--- snapshotter log (tail)" >&2
 		tail -"$2" "$T/snap.log" >&2 2>/dev/null

@@ -287,7 +287,9 @@ for i in $(seq 100); do
 	sleep 0.1
 done
 ! kill -0 "$SNAP_PID" 2>/dev/null || fail "the snapshotter still runs 10 s after SIGTERM with a pull under way"
-wait "$SNAP_PID" 2>/dev/null || true
+st=0
+wait "$SNAP_PID" 2>/dev/null || st=$?
+[ $st -eq 0 ] || fail "SIGTERM with a pull under way: the snapshotter exited with status $st (it exits 0)"
 ms=$((($(date +%s%N) - s0) / 1000000))
 SNAP_PID=
 # the pull ended (the client did not get to cancel it) and containerd let go

@@ -68,7 +68,7 @@ registry() {
 	} >"$T/$1.yml"
 	docker-registry serve "$T/$1.yml" >"$T/$1.log" 2>&1 &
 	PIDS+=($!)
-	wait_for 20 "registry $1" curl -fsS "http://127.0.0.1:$2/v2/"
+	wait_up $! "$T/$1.log" 20 "registry $1" curl -fsS "http://127.0.0.1:$2/v2/"
 }
 
 # the mirror: origin <- FO (fault_proxy, passing: logs the mirror's

@@ -82,8 +82,11 @@ stop_snapshotter() {
 		sleep 0.02
 	done
 	t1=$(date +%s%N)
-	wait "$SNAP_PID" 2>/dev/null || true
+	local st=0
+	wait "$SNAP_PID" 2>/dev/null || st=$?
 	SNAP_PID=
+	[ "$1" != TERM ] || [ $st -eq 0 ] ||
+		fail "SIGTERM: the snapshotter exited with status $st (it exits 0)"
 	LAST_STOP_MS=$(((t1 - t0) / 1000000))
 	[ "$1" != TERM ] || [ $LAST_STOP_MS -lt 10000 ] ||
 		fail "SIGTERM: the snapshotter took $LAST_STOP_MS ms to exit"
