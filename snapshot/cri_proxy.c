@@ -26,15 +26,14 @@
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cri_int.h"
 #include "lp_common.h"
+#include "grpc_unix.h"
 #include "lp_log.h"
 #include "snap_int.h"
 
@@ -398,42 +397,22 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static void drain(grpc_completion_queue *cq)
-{
-	grpc_event ev;
-
-	if (!cq)
-		return;
-	grpc_completion_queue_shutdown(cq);
-	do {
-		ev = grpc_completion_queue_next(
-			cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-	} while (ev.type != GRPC_QUEUE_SHUTDOWN);
-	grpc_completion_queue_destroy(cq);
-}
-
 int lp_cri_proxy_start(const char *listen, const char *upstream,
 		       unsigned int threads, struct lp_cri_creds *creds,
 		       struct lp_cri_proxy **ret, struct lp_err *err)
 {
-	grpc_server_credentials *screds = NULL;
 	grpc_channel_credentials *ccreds = NULL;
 	grpc_arg args[2];
 	grpc_channel_args cargs = { 2, args };
 	struct lp_cri_proxy *p = NULL;
-	char addr[LP_SNAP_PATH_MAX + 8], uaddr[LP_SNAP_PATH_MAX + 8];
-	sigset_t all, old;
-	mode_t old_mask;
+	char uaddr[LP_SNAP_PATH_MAX + 8];
 	unsigned int i;
-	bool bound;
 	int r = 0;
 
 	if (!upstream)
 		upstream = LP_CRI_DEFAULT_UPSTREAM;
-	if (snprintf(addr, sizeof(addr), "unix:%s", listen) >=
-		    (int)sizeof(addr) ||
-	    snprintf(uaddr, sizeof(uaddr), "unix:%s", upstream) >=
-		    (int)sizeof(uaddr))
+	if (snprintf(uaddr, sizeof(uaddr), "unix:%s", upstream) >=
+	    (int)sizeof(uaddr))
 		return lp_err_set(err, -ENAMETOOLONG,
 				  "CRI socket path too long");
 	if (!strcmp(listen, upstream))
@@ -451,12 +430,7 @@ int lp_cri_proxy_start(const char *listen, const char *upstream,
 		p->n_workers = CRI_MAX_WORKERS;
 	grpc_init();
 	p->grpc_inited = true;
-	args[0].type = GRPC_ARG_INTEGER;
-	args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-	args[0].value.integer = LP_CRI_FORWARD_MAX;
-	args[1].type = GRPC_ARG_INTEGER;
-	args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-	args[1].value.integer = LP_CRI_FORWARD_MAX;
+	lp_grpc_msg_args(args, LP_CRI_FORWARD_MAX);
 	/* the channel connects lazily: containerd may start after us */
 	ccreds = grpc_insecure_credentials_create();
 	p->upstream = grpc_channel_create(uaddr, ccreds, &cargs);
@@ -471,50 +445,28 @@ int lp_cri_proxy_start(const char *listen, const char *upstream,
 		grpc_server_register_completion_queue(p->server,
 						      p->workers[i].cq, NULL);
 	}
-	if (unlink(listen) < 0 && errno != ENOENT) {
-		r = lp_err_set(err, -errno, "%s: %s", listen, strerror(errno));
-		goto fail;
-	}
 	/* kubelet runs as root; the socket takes pull credentials in and
-	 * hands their effects out: nobody else may talk to it, not even in
-	 * the moment between bind() and chmod() (umask is per process: the
-	 * proxy starts before the snapshotter's other threads make files) */
-	screds = grpc_insecure_server_credentials_create();
-	old_mask = umask(0177);
-	bound = grpc_server_add_http2_port(p->server, addr, screds) != 0;
-	if (bound)
-		grpc_server_start(p->server);
-	umask(old_mask);
-	if (!bound) {
-		r = lp_err_set(err, -EADDRINUSE, "cannot listen on %s", addr);
+	 * hands their effects out: 0600 from its bind on (the proxy starts
+	 * before the snapshotter's other threads make files: see umask in
+	 * lp_grpc_listen_unix()) */
+	r = lp_grpc_listen_unix(p->server, listen, err);
+	if (r < 0)
 		goto fail;
-	}
-	if (chmod(listen, 0600) < 0) {
-		r = lp_err_set(err, -errno, "chmod 0600 %s: %s", listen,
-			       strerror(errno));
-		goto fail;
-	}
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (i = 0; i < p->n_workers; i++) {
-		r = -pthread_create(&p->workers[i].thread, NULL, worker_main,
-				    &p->workers[i]);
-		if (r < 0)
-			break;
+		r = lp_grpc_thread(&p->workers[i].thread, worker_main,
+				   &p->workers[i]);
+		if (r < 0) {
+			lp_err_set(err, r, "CRI proxy threads: %s",
+				   strerror(-r));
+			goto fail;
+		}
 		p->workers[i].started = true;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r < 0) {
-		lp_err_set(err, r, "CRI proxy threads: %s", strerror(-r));
-		goto fail;
-	}
-	grpc_server_credentials_release(screds);
 	lp_log_info("CRI image-service proxy on %s, forwarding to %s", listen,
 		    upstream);
 	*ret = p;
 	return 0;
 fail:
-	grpc_server_credentials_release(screds);
 	lp_cri_proxy_stop(p);
 	return r;
 }
@@ -535,10 +487,10 @@ void lp_cri_proxy_stop(struct lp_cri_proxy *p)
 			pthread_join(p->workers[i].thread, NULL);
 	grpc_server_destroy(p->server);
 	for (i = 0; i < p->n_workers; i++) {
-		drain(p->workers[i].cq);
-		drain(p->workers[i].ccq);
+		lp_grpc_drain(p->workers[i].cq);
+		lp_grpc_drain(p->workers[i].ccq);
 	}
-	drain(p->shutdown_cq);
+	lp_grpc_drain(p->shutdown_cq);
 	if (p->upstream)
 		grpc_channel_destroy(p->upstream);
 	if (p->grpc_inited)

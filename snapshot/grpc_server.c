@@ -14,19 +14,17 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
-#include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "github.com/containerd/containerd/api/services/snapshots/v1/snapshots.pb-c.h"
 #include "lp_common.h"
+#include "grpc_unix.h"
 #include "lp_log.h"
 #include "snap_int.h"
 
@@ -735,17 +733,12 @@ int lp_snap_grpc_start(const char *path, unsigned int threads,
 		       struct lp_snap_svc *svc, struct lp_snap_metrics *metrics,
 		       struct lp_snap_grpc **ret_g, struct lp_err *err)
 {
-	grpc_server_credentials *creds = NULL;
 	grpc_arg args[2];
 	grpc_channel_args cargs = { 2, args };
 	struct lp_snap_grpc *g = NULL;
-	char addr[LP_SNAP_PATH_MAX + 8];
-	sigset_t all, old;
 	unsigned int i;
 	int r = 0;
 
-	if (snprintf(addr, sizeof(addr), "unix:%s", path) >= (int)sizeof(addr))
-		return lp_err_set(err, -ENAMETOOLONG, "socket path too long");
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
@@ -755,12 +748,7 @@ int lp_snap_grpc_start(const char *path, unsigned int threads,
 	if (g->n_workers > GRPC_MAX_WORKERS)
 		g->n_workers = GRPC_MAX_WORKERS;
 	grpc_init();
-	args[0].type = GRPC_ARG_INTEGER;
-	args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-	args[0].value.integer = GRPC_MAX_MESSAGE;
-	args[1].type = GRPC_ARG_INTEGER;
-	args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-	args[1].value.integer = GRPC_MAX_MESSAGE;
+	lp_grpc_msg_args(args, GRPC_MAX_MESSAGE);
 	g->server = grpc_server_create(&cargs, NULL);
 	g->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
 	grpc_server_register_completion_queue(g->server, g->shutdown_cq, NULL);
@@ -770,43 +758,27 @@ int lp_snap_grpc_start(const char *path, unsigned int threads,
 		grpc_server_register_completion_queue(g->server,
 						      g->workers[i].cq, NULL);
 	}
-	if (unlink(path) < 0 && errno != ENOENT) {
-		r = lp_err_set(err, -errno, "%s: %s", path, strerror(errno));
+	r = lp_grpc_listen_unix(g->server, path, err);
+	if (r < 0)
 		goto fail;
-	}
-	creds = grpc_insecure_server_credentials_create();
-	if (!grpc_server_add_http2_port(g->server, addr, creds)) {
-		r = lp_err_set(err, -EADDRINUSE, "cannot listen on %s", addr);
-		goto fail;
-	}
-	grpc_server_start(g->server);
-	chmod(path, 0600);
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (i = 0; i < g->n_workers; i++) {
-		r = -pthread_create(&g->workers[i].thread, NULL, worker_main,
-				    &g->workers[i]);
-		if (r < 0)
-			break;
+		r = lp_grpc_thread(&g->workers[i].thread, worker_main,
+				   &g->workers[i]);
+		if (r < 0) {
+			lp_err_set(err, r, "worker threads: %s", strerror(-r));
+			goto fail;
+		}
 		g->workers[i].started = true;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r < 0) {
-		lp_err_set(err, r, "worker threads: %s", strerror(-r));
-		goto fail;
-	}
-	grpc_server_credentials_release(creds);
 	*ret_g = g;
 	return 0;
 fail:
-	grpc_server_credentials_release(creds);
 	lp_snap_grpc_stop(g);
 	return r;
 }
 
 void lp_snap_grpc_stop(struct lp_snap_grpc *g)
 {
-	grpc_event ev;
 	unsigned int i;
 	int tag;
 
@@ -821,19 +793,9 @@ void lp_snap_grpc_stop(struct lp_snap_grpc *g)
 			pthread_join(g->workers[i].thread, NULL);
 	}
 	grpc_server_destroy(g->server);
-	for (i = 0; i < g->n_workers; i++) {
-		if (!g->workers[i].cq)
-			continue;
-		grpc_completion_queue_shutdown(g->workers[i].cq);
-		do {
-			ev = grpc_completion_queue_next(
-				g->workers[i].cq,
-				gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-		} while (ev.type != GRPC_QUEUE_SHUTDOWN);
-		grpc_completion_queue_destroy(g->workers[i].cq);
-	}
-	grpc_completion_queue_shutdown(g->shutdown_cq);
-	grpc_completion_queue_destroy(g->shutdown_cq);
+	for (i = 0; i < g->n_workers; i++)
+		lp_grpc_drain(g->workers[i].cq);
+	lp_grpc_drain(g->shutdown_cq);
 	free(g);
 	grpc_shutdown();
 }

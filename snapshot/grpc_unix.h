@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Module-private: what the two gRPC servers of snapshot/ (the Snapshots
+ * service, grpc_server.c, and the CRI image-service proxy, cri_proxy.c)
+ * share to listen on a unix socket, run their worker threads and tear their
+ * completion queues down. Only the .c files of snapshot/ include this.
+ */
+#ifndef LP_GRPC_UNIX_H
+#define LP_GRPC_UNIX_H
+
+#include <grpc/grpc.h>
+#include <pthread.h>
+
+#include "lp_err.h"
+
+/* lp_grpc_msg_args() - fill @args with both message-size limits at @max */
+void lp_grpc_msg_args(grpc_arg args[2], int max);
+
+/*
+ * lp_grpc_listen_unix() - make @server serve the unix socket @path (an old
+ * socket file there is removed) and start it. The socket is mode 0600 from
+ * its bind on (umask around the bind: umask is per process, so call this
+ * before other threads of the daemon create files). Returns 0 or -errno.
+ */
+int lp_grpc_listen_unix(grpc_server *server, const char *path,
+			struct lp_err *err);
+
+/*
+ * lp_grpc_thread() - start @fn(@arg) on *@t with every signal blocked (the
+ * daemon's main thread takes SIGTERM and friends). Returns 0 or -errno.
+ */
+int lp_grpc_thread(pthread_t *t, void *(*fn)(void *), void *arg);
+
+/* lp_grpc_drain() - shut @cq down, take its last events, destroy it (NULL
+ * allowed) */
+void lp_grpc_drain(grpc_completion_queue *cq);
+
+#endif
