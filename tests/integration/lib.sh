@@ -395,6 +395,44 @@ wait_up() {
 	done
 }
 
+# wait_http URL: wait_for the server at URL to answer (any HTTP status),
+# at most 10 s.
+wait_http() {
+	wait_for 10 "the server at $1" curl -s -o /dev/null "$1"
+}
+
+# lp_cleanup: the EXIT trap of a test that lists what it mounted in MOUNTS
+# and the daemons it started in PIDS: unmounts MOUNTS (last first; lazily if
+# busy), stops and reaps PIDS, removes $T.
+MOUNTS=()
+PIDS=()
+lp_cleanup() {
+	local i p
+	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+		if mountpoint -q "${MOUNTS[i]}"; then
+			fusermount3 -u "${MOUNTS[i]}" 2>/dev/null ||
+				umount -l "${MOUNTS[i]}" 2>/dev/null || true
+		fi
+	done
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$T"
+}
+
+# layout_layer LAYOUT NAME N: the path of layer N's blob of the image named
+# NAME (org.opencontainers.image.ref.name) in the OCI layout LAYOUT.
+layout_layer() {
+	/usr/bin/python3 - "$@" <<'PY'
+import json, os, sys
+d, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+idx = json.load(open(os.path.join(d, "index.json")))
+m = [x for x in idx["manifests"]
+     if x.get("annotations", {}).get("org.opencontainers.image.ref.name") == name][0]
+man = json.load(open(os.path.join(d, "blobs", *m["digest"].split(":"))))
+print(os.path.join(d, "blobs", *man["layers"][n]["digest"].split(":")))
+PY
+}
+
 # mounts_under DIR: mount points below DIR, deepest first.
 mounts_under() {
 	awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r

@@ -139,15 +139,7 @@ ok "the snapshotter logs the host list it read"
 
 # --- 2. the mirror dies under a mounted layer ---------------------------------
 say "2. lazypull mount through the mirror; kill -9 of the mirror with a read in flight"
-python3 - "$T/layout" >"$T/layer0" <<'PY'
-import json, os, sys
-d = sys.argv[1]
-idx = json.load(open(os.path.join(d, "index.json")))
-m = [x for x in idx["manifests"]
-     if x.get("annotations", {}).get("org.opencontainers.image.ref.name") == "two"][0]
-man = json.load(open(os.path.join(d, "blobs", *m["digest"].split(":"))))
-print(os.path.join(d, "blobs", *man["layers"][0]["digest"].split(":")))
-PY
+layout_layer "$T/layout" two 0 >"$T/layer0"
 mkdir -p "$T/ref" "$T/mnt"
 tar -xzf "$(cat "$T/layer0")" -C "$T/ref" --delay-directory-restore --same-owner \
 	--same-permissions --numeric-owner || fail "GNU tar could not extract layer 0"

@@ -92,16 +92,7 @@ lp_run "$T/conv.out" "$T/conv.err" "$LAZYPULL" convert --plain-http -q \
 	--registry-config-dir "" "oci:$T/layout:two" "$ORIGIN/bb:esgz" ||
 	{ show_err "$T/conv.err"; fail "lazypull convert"; }
 IMG="$ORIGIN/bb:esgz"
-layer0=$(python3 - "$T/layout" <<'PY'
-import json, os, sys
-d = sys.argv[1]
-idx = json.load(open(os.path.join(d, "index.json")))
-m = [x for x in idx["manifests"]
-     if x.get("annotations", {}).get("org.opencontainers.image.ref.name") == "two"][0]
-man = json.load(open(os.path.join(d, "blobs", *m["digest"].split(":"))))
-print(os.path.join(d, "blobs", *man["layers"][0]["digest"].split(":")))
-PY
-)
+layer0=$(layout_layer "$T/layout" two 0)
 mkdir -p "$T/ref"
 tar -xzf "$layer0" -C "$T/ref" || fail "GNU tar could not extract layer 0"
 tree_listing "$T/ref" >"$T/ref.files"

@@ -41,19 +41,7 @@ BOUND_PCT=105 # mirror bytes <= 1.05 x the layer
 
 MOUNTS=()
 PIDS=()
-cleanup() {
-	local i p
-	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
-		if mountpoint -q "${MOUNTS[i]}"; then
-			fusermount3 -u "${MOUNTS[i]}" 2>/dev/null ||
-				umount -l "${MOUNTS[i]}" 2>/dev/null || true
-		fi
-	done
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$T"
-}
-trap cleanup EXIT
+trap lp_cleanup EXIT
 
 # registry NAME PORT [PROXY_URL]: docker-registry with its storage in
 # $T/NAME, a pull-through cache of PROXY_URL when given

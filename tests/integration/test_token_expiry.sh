@@ -30,28 +30,8 @@ CLIENT="$LP_BUILD_DIR/tests/reg_client"
 
 MOUNTS=()
 PIDS=()
-cleanup() {
-	local i p
-	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
-		if mountpoint -q "${MOUNTS[i]}"; then
-			fusermount3 -u "${MOUNTS[i]}" 2>/dev/null ||
-				umount -l "${MOUNTS[i]}" 2>/dev/null || true
-		fi
-	done
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$T"
-}
-trap cleanup EXIT
+trap lp_cleanup EXIT
 
-wait_http() { # URL: up to 10 s
-	local i
-	for i in $(seq 100); do
-		curl -s -o /dev/null "$1" && return 0
-		sleep 0.1
-	done
-	fail "server at $1 did not start"
-}
 # a control command to the delay proxy; prints its JSON answer
 proxy_ctl() {
 	python3 - "$CPORT" "$1" <<'PY'
