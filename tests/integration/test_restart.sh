@@ -245,7 +245,8 @@ fi
 kill "$busy_pid" 2>/dev/null || true
 grep -q "keeps the layers for the next start" "$T/snap.log" ||
 	fail "C: the failed start did not leave the layers to the holder"
-[ -n "$(mounts_under "$ROOT/layers")" ] || fail "C: the failed start unmounted the layers"
+[ -n "$(mounts_under "$ROOT/layers")" ] ||
+	fail "C: the failed start unmounted the layers (mounts under $ROOT: $(mounts_under "$ROOT" | tr '\n' ' '); holder: $(pgrep -fa "$HOLDER_PAT"); its log: $(tail -5 "$ROOT/fdholder.log" 2>/dev/null))"
 before=$(progress 0) # (the failed daemon served for a moment)
 sleep 10
 during=$(progress 0)
@@ -327,6 +328,7 @@ grep -q "speaks protocol 99, this build speaks 1" "$T/snap.log" ||
 	fail "F: no refusal of protocol 99"
 [ "$(pgrep -fc "$HOLDER_PAT")" = 1 ] || fail "F: $(pgrep -fc "$HOLDER_PAT") holders run"
 pgrep -f "$HOLDER_PAT --protocol" >/dev/null && fail "F: the foreign holder still runs"
+reconnected # containerd redials after its back-off, as in the other parts
 out=$(ctr_ run --rm --snapshotter lazypull "$REG/small:1" "${CID}f1" cat /id.txt)
 [ "$out" = "small 1" ] || fail "F: '$out'"
 ok "F: protocol 99 refused and stopped, layers cleared and remounted, containers run"
