@@ -23,7 +23,9 @@
 
 struct lp_index_stream {
 	const struct lp_index *ix; /* borrowed: outlives the stream */
-	struct lp_blob *blob; /* our reference */
+	struct lp_blob *blob; /* our reference; NULL: one given span */
+	const uint8_t *given; /* lp_index_span_decode(): span's bytes */
+	size_t given_len;
 	z_stream z;
 	bool z_live;
 	bool raw; /* inflating raw deflate (from a window), not gzip */
@@ -35,6 +37,12 @@ struct lp_index_stream {
 	uint64_t pos; /* uncompressed offset of the next byte out */
 	struct lp_index_stream_stats stats;
 };
+
+/* what error messages call the source */
+static const char *src_name(const struct lp_index_stream *s)
+{
+	return s->blob ? lp_blob_name(s->blob) : "(span)";
+}
 
 static uint64_t span_out_end(const struct lp_index_stream *s, size_t i)
 {
@@ -54,6 +62,18 @@ static int load_span(struct lp_index_stream *s, size_t i, struct lp_err *err)
 
 	lp_index_span_range(s->ix, i, &start, &end);
 	len = (size_t)(end - start);
+	if (!s->blob) {
+		/* lp_index_span_decode(): only span s->first is given */
+		if (i != s->first || s->given_len != len)
+			return lp_err_set(err, -EBADMSG,
+					  "gzip index span #%zu [%llu, %llu): "
+					  "%zu bytes given (a span's exact "
+					  "bytes are needed)",
+					  i, (unsigned long long)start,
+					  (unsigned long long)end,
+					  i == s->first ? s->given_len : 0);
+		goto verify;
+	}
 	if (len > s->in_cap) {
 		uint8_t *p = realloc(s->in, len);
 
@@ -71,20 +91,20 @@ static int load_span(struct lp_index_stream *s, size_t i, struct lp_err *err)
 				  (unsigned long long)end);
 	s->stats.bytes_fetched += len;
 	s->stats.spans++;
-	lp_sha256(s->in, len, &d);
+verify:
+	lp_sha256(s->blob ? s->in : s->given, len, &d);
 	if (!lp_digest_equal(&d, &c->span))
 		return lp_err_set(err, -EBADMSG,
 				  "gzip index span #%zu [%llu, %llu) of %s: "
 				  "digest mismatch (the blob is not the one "
 				  "indexed, or the index lies)",
 				  i, (unsigned long long)start,
-				  (unsigned long long)end,
-				  lp_blob_name(s->blob));
+				  (unsigned long long)end, src_name(s));
 	/* the first span starts inflating at c->in (its partial byte was
 	 * primed); a later one continues after the byte it shares with the
 	 * span before it */
 	skip = (size_t)(c->in - start);
-	s->z.next_in = s->in + skip;
+	s->z.next_in = (Bytef *)(s->blob ? s->in : s->given) + skip;
 	s->z.avail_in = (uInt)(len - skip);
 	s->span = i;
 	return 0;
@@ -124,6 +144,7 @@ static int start_at(struct lp_index_stream *s, size_t i, struct lp_err *err)
 	/* spans are verified by sha256: the gzip CRC adds nothing */
 	if (inflateValidate(&s->z, 0) != Z_OK)
 		return -EINVAL;
+	s->first = i;
 	r = load_span(s, i, err);
 	if (r < 0)
 		return r;
@@ -138,7 +159,6 @@ static int start_at(struct lp_index_stream *s, size_t i, struct lp_err *err)
 		if (inflateSetDictionary(&s->z, window, (uInt)wlen) != Z_OK)
 			return -EINVAL;
 	}
-	s->first = i;
 	s->pos = c->out;
 	return 0;
 }
@@ -239,9 +259,9 @@ static int next_span(struct lp_index_stream *s, struct lp_err *err)
 				  s->span, (unsigned long long)s->pos,
 				  (unsigned long long)want);
 	if (s->span + 1 >= lp_index_nr_checkpoints(s->ix))
-		return lp_err_set(
-			err, -EBADMSG, "gzip layer %s ends before offset %llu",
-			lp_blob_name(s->blob), (unsigned long long)s->pos);
+		return lp_err_set(err, -EBADMSG,
+				  "gzip layer %s ends before offset %llu",
+				  src_name(s), (unsigned long long)s->pos);
 	r = check_window(s, s->span + 1, err);
 	if (r < 0)
 		return r;
@@ -329,7 +349,7 @@ static int read_some(struct lp_index_stream *s, void *buf, size_t len,
 			return lp_err_set(err, -EBADMSG,
 					  "gzip layer %s: corrupt deflate data "
 					  "in span #%zu (near offset %llu): %s",
-					  lp_blob_name(s->blob), s->span,
+					  src_name(s), s->span,
 					  (unsigned long long)s->pos,
 					  s->z.msg ? s->z.msg : "inflate");
 		if (s->z.avail_in == 0 && s->z.avail_out == out0 && in0 == 0) {
@@ -359,6 +379,41 @@ int lp_index_stream_skip(struct lp_index_stream *s, uint64_t len,
 		len -= n;
 	}
 	free(tmp);
+	return r;
+}
+
+int lp_index_span_decode(const struct lp_index *ix, size_t i, const void *src,
+			 size_t src_len, uint64_t skip, void *dst,
+			 size_t dst_len, struct lp_err *err)
+{
+	struct lp_index_stream s = { .ix = ix, .span = SIZE_MAX };
+	uint64_t out, end;
+	int r;
+
+	if (i >= lp_index_nr_checkpoints(ix)) {
+		r = lp_err_set(err, -ERANGE, "gzip index has no span #%zu", i);
+		goto out;
+	}
+	out = lp_index_checkpoint(ix, i)->out;
+	end = span_out_end(&s, i);
+	if (skip > end - out || dst_len > end - out - skip) {
+		r = lp_err_set(err, -ERANGE,
+			       "%llu + %zu bytes past the end of gzip index "
+			       "span #%zu (%llu bytes)",
+			       (unsigned long long)skip, dst_len, i,
+			       (unsigned long long)(end - out));
+		goto out;
+	}
+	s.given = src;
+	s.given_len = src_len;
+	r = start_at(&s, i, err); /* verifies the digest first */
+	if (r == 0)
+		r = lp_index_stream_skip(&s, skip, err);
+	if (r == 0)
+		r = lp_index_stream_read(&s, dst, dst_len, err);
+out:
+	if (s.z_live)
+		inflateEnd(&s.z);
 	return r;
 }
 

@@ -141,6 +141,31 @@ int lp_index_lookup(const struct lp_index *ix, const char *path);
 void lp_index_span_range(const struct lp_index *ix, size_t i,
 			 uint64_t *ret_start, uint64_t *ret_end);
 
+/* ---- the index as a TOC (the mount, format/index_toc.c) ----------- */
+
+struct lp_toc;
+
+/*
+ * lp_index_toc() - a TOC (lp_toc.h) of @ix's file table, for mounting the
+ * layer through the index: one entry per path (the last the tar holds),
+ * and per regular file one chunk per span its data overlaps, whose blob
+ * offset is the span's first byte (lp_index_span_range()) and whose inner
+ * offset is where the file's piece starts in the span's output. The TOC
+ * has no digests: the span digests vouch for the chunks (lp_chunk.h's
+ * policy, lp_index_span_decode()). Refuses an index in which two spans
+ * start at one byte. Returns 0, -EBADMSG, -EFBIG (a bound of the TOC or a
+ * span over a chunk's bounds), -ENOMEM; free with lp_toc_free().
+ */
+int lp_index_toc(const struct lp_index *ix, struct lp_toc **ret_toc,
+		 struct lp_err *err);
+
+/*
+ * lp_index_span_at() - the span whose first compressed byte is at blob
+ * offset @blob_off (a chunk of lp_index_toc()'s TOC names its span so), or
+ * -ENOENT.
+ */
+int lp_index_span_at(const struct lp_index *ix, uint64_t blob_off);
+
 /* ---- writing (the builder, converter/index_build.c) ---------------- */
 
 struct lp_index_writer;
@@ -210,5 +235,26 @@ uint64_t lp_index_stream_pos(const struct lp_index_stream *s);
 void lp_index_stream_stats(const struct lp_index_stream *s,
 			   struct lp_index_stream_stats *ret);
 void lp_index_stream_free(struct lp_index_stream *s); /* NULL allowed */
+
+/*
+ * lp_index_span_decode() - the span decoder of random-access readers (the
+ * mount: one chunk is one file's piece of one span). @src must be exactly
+ * span @i's compressed bytes (lp_index_span_range(): two neighbouring spans
+ * share a byte when a checkpoint falls inside one). Their sha256 is
+ * compared with the span digest before a byte is inflated (the digest
+ * policy's span rule, lp_chunk.h); then inflating starts at checkpoint @i
+ * (its bit offset and window, or a gzip member header), discards @skip
+ * bytes and writes the next @dst_len to @dst. The same decode path as the
+ * stream above. Returns 0; -ERANGE when @skip + @dst_len passes the span's
+ * end or there is no span @i; -EBADMSG (wrong length, digest mismatch,
+ * corrupt deflate data, a window that does not decompress); -ENOMEM.
+ *
+ * What the span digest cannot vouch for: the checkpoint's window comes
+ * from the index alone (a stream that reached the checkpoint by inflating
+ * compares it, lp_index_stream_read(); a reader starting there cannot).
+ */
+int lp_index_span_decode(const struct lp_index *ix, size_t i, const void *src,
+			 size_t src_len, uint64_t skip, void *dst,
+			 size_t dst_len, struct lp_err *err);
 
 #endif /* LP_INDEX_H */

@@ -8,7 +8,13 @@
  * serialises back to the bytes it was parsed from. Then lies: a span
  * digest, a window, a checkpoint's uncompressed offset, a file table path,
  * counts over the bounds, a truncated index, a blob of another size: each
- * refused with -EBADMSG or -EFBIG, never served.
+ * refused with -EBADMSG or -EFBIG, never served. The random-access span
+ * decoder (lp_index_span_decode()): every span whole and random pieces of
+ * it equal the tar; a flipped compressed byte, a span short by its shared
+ * byte, a lying span digest are refused before inflating; a piece past the
+ * span's end is -ERANGE. The index as a TOC (lp_index_toc()): one entry
+ * per path, and every regular file's chunks, each decoded from its span
+ * alone, rebuild the file's bytes in the tar.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -25,6 +31,7 @@
 
 #include "lp_index.h"
 #include "lp_indexer.h"
+#include "lp_toc.h"
 
 #define SPAN (64 * 1024)
 
@@ -450,6 +457,185 @@ static void test_lies(void **state)
 	release(&f);
 }
 
+/* span @i's compressed bytes, copied from the fixture's blob */
+static uint8_t *span_bytes(struct fixture *f, const struct lp_index *ix,
+			   size_t i, size_t *ret_len)
+{
+	uint64_t start, end;
+	uint8_t *p;
+
+	lp_index_span_range(ix, i, &start, &end);
+	*ret_len = (size_t)(end - start);
+	p = malloc(*ret_len + 1);
+	assert_non_null(p);
+	memcpy(p, f->gz + start, *ret_len);
+	return p;
+}
+
+static uint64_t span_out_len(const struct lp_index *ix, size_t i)
+{
+	uint64_t end = i + 1 < lp_index_nr_checkpoints(ix) ?
+			       lp_index_checkpoint(ix, i + 1)->out :
+			       lp_index_uncompressed_size(ix);
+
+	return end - lp_index_checkpoint(ix, i)->out;
+}
+
+static void check_spans(struct fixture *f, unsigned int seed)
+{
+	size_t i, n = lp_index_nr_checkpoints(f->ix);
+
+	srand(seed);
+	for (i = 0; i < n; i++) {
+		uint64_t out = lp_index_checkpoint(f->ix, i)->out;
+		size_t olen = (size_t)span_out_len(f->ix, i), len, skip, piece;
+		uint8_t *src = span_bytes(f, f->ix, i, &len);
+		uint8_t *dst = malloc(olen + 1);
+		struct lp_err err = { 0 };
+		int r;
+
+		assert_non_null(dst);
+		r = lp_index_span_decode(f->ix, i, src, len, 0, dst, olen,
+					 &err);
+		if (r < 0)
+			fail_msg("span %zu: %s", i, lp_err_str(&err, r));
+		assert_memory_equal(dst, f->tar + out, olen);
+		skip = olen ? (size_t)rand() % olen : 0;
+		piece = olen - skip ? (size_t)rand() % (olen - skip) + 1 : 0;
+		assert_int_equal(lp_index_span_decode(f->ix, i, src, len, skip,
+						      dst, piece, &err),
+				 0);
+		assert_memory_equal(dst, f->tar + out + skip, piece);
+		/* a piece past the span's end */
+		assert_int_equal(lp_index_span_decode(f->ix, i, src, len, skip,
+						      dst, olen - skip + 1,
+						      NULL),
+				 -ERANGE);
+		/* one byte short (the byte a span shares with the next) */
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(lp_index_span_decode(f->ix, i, src, len - 1, 0,
+						      dst, 1, &err),
+				 -EBADMSG);
+		/* a flipped compressed byte: refused before inflating */
+		src[len / 2] ^= 0x40;
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(lp_index_span_decode(f->ix, i, src, len, 0,
+						      dst, olen, &err),
+				 -EBADMSG);
+		assert_non_null(strstr(err.msg, "digest mismatch"));
+		free(src);
+		free(dst);
+	}
+	assert_int_equal(
+		lp_index_span_decode(f->ix, n, f->gz, 1, 0, f->tar, 1, NULL),
+		-ERANGE);
+}
+
+static void test_span_decode(void **state)
+{
+	struct fixture f = { 0 }, m = { 0 };
+	struct lp_index *ix = NULL;
+	struct lp_err err = { 0 };
+	uint8_t *src, dst[16];
+	size_t len;
+
+	build_vector(&f);
+	check_spans(&f, 3);
+	/* a lying span digest: refused however right the bytes are */
+	assert_int_equal(parse_forged(&f, lie_span, &ix), 0);
+	src = span_bytes(&f, ix, 10, &len);
+	assert_int_equal(lp_index_span_decode(ix, 10, src, len, 0, dst,
+					      sizeof(dst), &err),
+			 -EBADMSG);
+	assert_non_null(strstr(err.msg, "digest mismatch"));
+	free(src);
+	lp_index_free(ix);
+	/* gzip members ending inside spans */
+	src = gzip_members(f.tar, f.tar_len, 300 * 1024 + 17, &len);
+	build(&m, src, len);
+	check_spans(&m, 4);
+	release(&m);
+	release(&f);
+}
+
+/* every regular file from its TOC chunks, each decoded from its span */
+static void check_toc(struct fixture *f)
+{
+	struct lp_toc *toc = NULL;
+	struct lp_err err = { 0 };
+	uint32_t e, k, files = 0, names = 0;
+	size_t i;
+	int r;
+
+	r = lp_index_toc(f->ix, &toc, &err);
+	if (r < 0)
+		fail_msg("lp_index_toc: %s", lp_err_str(&err, r));
+	for (i = 0; i < lp_index_nr_files(f->ix); i++)
+		names +=
+			lp_index_lookup(f->ix, lp_index_file(f->ix, i)->path) ==
+			(int)i;
+	/* the root is entry 0 whether or not the tar names it */
+	assert_true(lp_toc_nr_entries(toc) >= names);
+	for (e = 0; e < lp_toc_nr_entries(toc); e++) {
+		const struct lp_toc_entry *te = lp_toc_entry(toc, e);
+		char path[LP_TOC_MAX_PATH + 1];
+		const struct lp_index_file *fi;
+		uint64_t done = 0;
+		int j;
+
+		if (te->type != LP_TOC_REG)
+			continue;
+		assert_true(lp_toc_entry_path(toc, e, path, sizeof(path)) >= 0);
+		j = lp_index_lookup(f->ix, path);
+		assert_true(j >= 0);
+		fi = lp_index_file(f->ix, (size_t)j);
+		assert_int_equal(te->size, fi->size);
+		for (k = 0; k < te->nr_chunks; k++) {
+			const struct lp_toc_chunk c =
+				lp_toc_chunk(toc, te->first_chunk + k);
+			int sp = lp_index_span_at(f->ix, c.offset);
+			uint8_t *src, *dst = malloc(c.chunk_size);
+			size_t len;
+
+			assert_true(sp >= 0);
+			assert_int_equal(c.chunk_offset, done);
+			src = span_bytes(f, f->ix, (size_t)sp, &len);
+			assert_non_null(dst);
+			r = lp_index_span_decode(f->ix, (size_t)sp, src, len,
+						 c.inner_offset, dst,
+						 c.chunk_size, &err);
+			if (r < 0)
+				fail_msg("%s: %s", path, lp_err_str(&err, r));
+			assert_memory_equal(
+				dst, f->tar + fi->data_off + c.chunk_offset,
+				c.chunk_size);
+			done += c.chunk_size;
+			free(src);
+			free(dst);
+		}
+		assert_int_equal(done, te->size);
+		files++;
+	}
+	assert_true(files > 10);
+	assert_int_equal(lp_index_span_at(f->ix, 1), -ENOENT);
+	lp_toc_free(toc);
+}
+
+static void test_toc(void **state)
+{
+	struct fixture f = { 0 }, m = { 0 };
+	uint8_t *gz;
+	size_t len;
+
+	build_vector(&f);
+	check_toc(&f);
+	gz = gzip_members(f.tar, f.tar_len, 300 * 1024 + 17, &len);
+	build(&m, gz, len);
+	check_toc(&m);
+	release(&m);
+	release(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -457,6 +643,8 @@ int main(void)
 		cmocka_unit_test(test_multi_member),
 		cmocka_unit_test(test_files),
 		cmocka_unit_test(test_lies),
+		cmocka_unit_test(test_span_decode),
+		cmocka_unit_test(test_toc),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
