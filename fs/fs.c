@@ -79,6 +79,15 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 	fs->toc = lp_layer_toc(fs->layer);
 	fs->blob = lp_layer_blob(fs->layer);
 	fs->comp = lp_format_compression(lp_layer_format(fs->layer));
+	fs->ix = lp_layer_index(fs->layer);
+	if (fs->ix) {
+		fs->hdr_checked = calloc(lp_toc_nr_entries(fs->toc),
+					 sizeof(*fs->hdr_checked));
+		if (!fs->hdr_checked) {
+			r = lp_err_set(err, -ENOMEM, "out of memory");
+			goto out;
+		}
+	}
 	fs->opts = *opts;
 	fs->act = opts->activity ? opts->activity : &fs->own_activity;
 	if (!fs->opts.mem_cache_bytes)
@@ -174,6 +183,7 @@ void lp_fs_free(struct lp_fs *fs)
 	pthread_cond_destroy(&fs->writer.cond);
 	pthread_mutex_destroy(&fs->writer.lock);
 	free(fs->cache_dir);
+	free(fs->hdr_checked);
 	lp_layer_free(fs->layer);
 	free(fs);
 }

@@ -483,6 +483,11 @@ struct lp_fs {
 	struct lp_layer *layer; /* owned */
 	const struct lp_toc *toc; /* borrowed from layer */
 	struct lp_blob *blob; /* borrowed from layer */
+	/* a plain gzip layer read through its gzip index (borrowed from
+	 * layer), else NULL: chunks are pieces of spans (fs/chunk_fetch.c),
+	 * and a file's tar header is checked before its bytes are served */
+	const struct lp_index *ix;
+	atomic_uchar *hdr_checked; /* [nr_entries]; with ix */
 	enum lp_compression comp;
 	struct lp_fs_options opts;
 	char *cache_dir; /* owned copy of opts.cache_dir */
@@ -505,6 +510,22 @@ struct lp_fs {
 	struct lp_fs_activity *act; /* opts.activity or &own_activity */
 	struct lp_fs_budget *own_budget; /* when opts.mem_budget is NULL */
 };
+
+/*
+ * fs_chunk_range() - the blob range chunk @c's bytes are read from: its
+ * compressed member, or for a gzip index layer its span exactly (two spans
+ * share a byte, which the TOC's derived compressed size leaves out).
+ */
+void fs_chunk_range(const struct lp_fs *fs, const struct lp_toc_chunk *c,
+		    uint64_t *ret_start, uint64_t *ret_end);
+
+/*
+ * fs_check_file() - for a gzip index layer, check regular file entry @idx's
+ * tar header against the index's file table once (lp_layer_check_file());
+ * every later call answers at once. 0 for other layers. Returns 0,
+ * -EBADMSG (@err says why), or the blob's error.
+ */
+int fs_check_file(struct lp_fs *fs, uint32_t idx, struct lp_err *err);
 
 /* --- the memory tier and single flight (chunk_cache.c) --- */
 
