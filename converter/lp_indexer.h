@@ -2,13 +2,14 @@
 /*
  * Building a gzip layer's seekable index (format/lp_index.h) in one
  * streaming pass, and reading a file of the layer through an index with the
- * checks that make a forged index harmless: span digests (the stream), and
- * the file's own tar header in the stream compared with the file table
- * before a byte of the file is served. Both need the tar reader, which is
- * why they live in converter/ rather than format/.
+ * checks that make a forged index harmless: span digests and resuming only
+ * at proven checkpoints (the stream, lp_index.h), and the file's own tar
+ * header in the stream compared with the file table before a byte of the
+ * file is served. Both need the tar reader, which is why they live in
+ * converter/ rather than format/.
  *
  * Threads: every function may be called from any thread; a struct lp_index
- * is only read.
+ * is only read (but for its atomic set of proven checkpoints).
  */
 #ifndef LP_INDEXER_H
 #define LP_INDEXER_H
@@ -60,7 +61,7 @@ int lp_index_check_header(const struct lp_index *ix, size_t i,
 /*
  * lp_index_read_file() - read @len bytes at @off of file table entry @i
  * (a regular file) from @blob through @ix into @buf: the stream starts at
- * the checkpoint before the entry's header, which is checked
+ * the last proven checkpoint before the entry's header, which is checked
  * (lp_index_check_header) before its data is read; every span is verified.
  * @stats (may be NULL) is added to. Returns 0; -ERANGE past the end of the
  * file; -EINVAL not a regular file; -EBADMSG; or the blob's -errno.

@@ -8,6 +8,7 @@
  * output by parsing it: one definition of a valid index.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -80,6 +81,12 @@ struct lp_index {
 	uint32_t *by_path; /* file indexes sorted by (path, index) */
 	const uint8_t *windows;
 	uint64_t windows_size;
+	/*
+	 * Bit i: checkpoint i is a proven resume point (index_stream.c). Set
+	 * once, never cleared; the only mutable part of a parsed index, so
+	 * atomic: streams on any thread test and set it without a lock.
+	 */
+	_Atomic uint64_t *verified;
 };
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -539,7 +546,9 @@ int lp_index_parse(const void *data, size_t len, struct lp_index **ret_ix,
 	ix->cps = calloc(nr_cp, sizeof(*ix->cps));
 	ix->files = calloc(nr_files ? nr_files : 1, sizeof(*ix->files));
 	ix->by_path = calloc(nr_files ? nr_files : 1, sizeof(*ix->by_path));
-	if (!ix->data || !ix->cps || !ix->files || !ix->by_path) {
+	ix->verified = calloc((nr_cp + 63) / 64, sizeof(*ix->verified));
+	if (!ix->data || !ix->cps || !ix->files || !ix->by_path ||
+	    !ix->verified) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -562,6 +571,9 @@ int lp_index_parse(const void *data, size_t len, struct lp_index **ret_ix,
 	for (i = 0; i < nr_files; i++)
 		ix->by_path[i] = (uint32_t)i;
 	qsort_r(ix->by_path, nr_files, sizeof(*ix->by_path), by_path_cmp, ix);
+	/* checkpoint 0 is the blob's first byte: inflating from there is what
+	 * the layer's bytes are */
+	lp_index_checkpoint_mark_verified(ix, 0);
 	*ret_ix = ix;
 	ix = NULL;
 out:
@@ -580,6 +592,7 @@ void lp_index_free(struct lp_index *ix)
 	free(ix->xattrs);
 	free(ix->arena);
 	free(ix->by_path);
+	free((void *)ix->verified);
 	free(ix);
 }
 
@@ -627,6 +640,37 @@ size_t lp_index_nr_files(const struct lp_index *ix)
 const struct lp_index_file *lp_index_file(const struct lp_index *ix, size_t i)
 {
 	return i < ix->nr_files ? &ix->files[i] : NULL;
+}
+
+bool lp_index_checkpoint_verified(const struct lp_index *ix, size_t i)
+{
+	return i < ix->nr_cps && (atomic_load_explicit(&ix->verified[i / 64],
+						       memory_order_acquire) >>
+				  (i % 64)) &
+					 1;
+}
+
+void lp_index_checkpoint_mark_verified(const struct lp_index *ix, size_t i)
+{
+	if (i < ix->nr_cps)
+		atomic_fetch_or_explicit(&ix->verified[i / 64],
+					 (uint64_t)1 << (i % 64),
+					 memory_order_release);
+}
+
+size_t lp_index_last_verified(const struct lp_index *ix, size_t i)
+{
+	size_t w = i / 64;
+	uint64_t bits;
+
+	/* bits of word w at or below i */
+	bits = atomic_load_explicit(&ix->verified[w], memory_order_acquire) &
+	       (i % 64 == 63 ? UINT64_MAX : ((uint64_t)2 << (i % 64)) - 1);
+	while (!bits && w > 0)
+		bits = atomic_load_explicit(&ix->verified[--w],
+					    memory_order_acquire);
+	/* bit 0 of word 0 is set by lp_index_parse */
+	return bits ? w * 64 + 63 - (size_t)__builtin_clzll(bits) : 0;
 }
 
 const uint8_t *lp_index_window_data(const struct lp_index *ix,

@@ -1,14 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Reading a gzip layer's uncompressed stream at any offset through its
- * index, zran style: start at the last checkpoint at or before the offset
- * (a gzip member header, or a deflate block boundary whose 32 KiB window and
- * bit offset the index holds), then feed inflate one span at a time. Each
- * span (the compressed bytes between two checkpoints) is fetched whole and
- * its sha256 compared with the index before a byte of it is inflated, and
- * the stream must reach the next checkpoint's uncompressed offset exactly
- * when the span's bytes run out: a blob or an index that disagree with each
- * other stop the read with -EBADMSG.
+ * index, zran style: start at a checkpoint at or before the offset (a gzip
+ * member header, or a deflate block boundary whose 32 KiB window and bit
+ * offset the index holds), then feed inflate one span at a time. Each span
+ * (the compressed bytes between two checkpoints) is fetched whole and its
+ * sha256 compared with the index before a byte of it is inflated, and when
+ * the span's bytes run out inflate must stand exactly where the next
+ * checkpoint says: at its uncompressed offset, and at a deflate block
+ * boundary with its bit offset and its window, or at a member start. A blob
+ * or an index that disagree with each other stop the read with -EBADMSG.
+ *
+ * The index is the network's, so a checkpoint's resume state is only
+ * believed once proven: a stream starts at the last checkpoint at or before
+ * the offset that is proven (checkpoint 0, the blob's first byte, always
+ * is), and every checkpoint it passes and finds as described becomes proven
+ * for later streams on the same index (lp_index_checkpoint_verified). By
+ * induction a stream's inflate state is always the one inflating the blob
+ * from its first byte would have, so it serves only the layer's bytes.
+ * Inflate runs with Z_BLOCK, which stops it at every block boundary, so the
+ * boundary and bit offset where a span's bytes run out can be read from
+ * data_type before anything past them is decoded.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -30,6 +42,11 @@ struct lp_index_stream {
 	bool z_live;
 	bool raw; /* inflating raw deflate (from a window), not gzip */
 	unsigned int trailer; /* gzip trailer bytes still to drop (raw) */
+	/* the span's bytes ran out at a deflate block boundary, boundary_bits
+	 * bits of the last byte unread: only the next span can go on */
+	bool boundary;
+	uint8_t boundary_bits;
+	bool member_start; /* inflate is reset and has read nothing since */
 	size_t span; /* the span being fed; SIZE_MAX before the first */
 	size_t first; /* the checkpoint the stream started at */
 	uint8_t *in; /* the span's compressed bytes */
@@ -159,16 +176,19 @@ static int start_at(struct lp_index_stream *s, size_t i, struct lp_err *err)
 		if (inflateSetDictionary(&s->z, window, (uInt)wlen) != Z_OK)
 			return -EINVAL;
 	}
+	s->member_start = !s->raw;
 	s->pos = c->out;
 	return 0;
 }
+
+static int next_span(struct lp_index_stream *s, struct lp_err *err);
 
 int lp_index_stream_open(const struct lp_index *ix, struct lp_blob *blob,
 			 uint64_t off, struct lp_index_stream **ret_s,
 			 struct lp_err *err)
 {
 	struct lp_index_stream *s = NULL;
-	size_t lo = 0, hi = lp_index_nr_checkpoints(ix);
+	size_t lo = 0, hi = lp_index_nr_checkpoints(ix), start;
 	int r;
 
 	if (lp_blob_size(blob) != lp_index_blob_size(ix))
@@ -191,15 +211,22 @@ int lp_index_stream_open(const struct lp_index *ix, struct lp_blob *blob,
 		else
 			hi = mid;
 	}
+	/* ... and the last proven one at or before it (a lying window or
+	 * offset must never be where inflating starts) */
+	start = lp_index_last_verified(ix, lo);
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->ix = ix;
 	s->blob = lp_blob_ref(blob);
 	s->span = SIZE_MAX;
-	r = start_at(s, lo, err);
+	r = start_at(s, start, err);
 	if (r == 0)
 		r = lp_index_stream_skip(s, off - s->pos, err);
+	/* at a checkpoint: go on to its span now, as a stream started there
+	 * would have (its digest is checked at open) */
+	if (r == 0 && s->boundary)
+		r = next_span(s, err);
 	if (r < 0) {
 		lp_index_stream_free(s);
 		return r;
@@ -215,13 +242,10 @@ int lp_index_stream_open(const struct lp_index *ix, struct lp_blob *blob,
  */
 static int check_window(struct lp_index_stream *s, size_t i, struct lp_err *err)
 {
-	const struct lp_index_checkpoint *c = lp_index_checkpoint(s->ix, i);
 	uint8_t *mine = NULL, *theirs = NULL;
 	uInt n = 0;
 	int r;
 
-	if (c->kind != LP_INDEX_CP_DEFLATE)
-		return 0;
 	mine = malloc(LP_INDEX_WINDOW);
 	theirs = malloc(LP_INDEX_WINDOW);
 	if (!mine || !theirs) {
@@ -246,6 +270,40 @@ out:
 	return r;
 }
 
+/*
+ * Inflate at checkpoint @i (reached from a proven one) stands where @i's
+ * record says: a deflate block boundary with its bit offset and window, or
+ * a member start. Then @i is proven.
+ */
+static int check_checkpoint(struct lp_index_stream *s, size_t i,
+			    struct lp_err *err)
+{
+	const struct lp_index_checkpoint *c = lp_index_checkpoint(s->ix, i);
+	int r;
+
+	if (c->kind == LP_INDEX_CP_DEFLATE) {
+		r = check_window(s, i, err);
+		if (r < 0)
+			return r;
+		if (!s->boundary || s->boundary_bits != c->bits)
+			return lp_err_set(
+				err, -EBADMSG,
+				"gzip index checkpoint #%zu: the "
+				"layer has no deflate block boundary "
+				"at byte %llu bit %u (the index lies)",
+				i, (unsigned long long)c->in,
+				(unsigned)c->bits);
+	} else if (!s->member_start) {
+		return lp_err_set(err, -EBADMSG,
+				  "gzip index checkpoint #%zu: no gzip member "
+				  "of the layer starts at byte %llu (the index "
+				  "lies)",
+				  i, (unsigned long long)c->in);
+	}
+	lp_index_checkpoint_mark_verified(s->ix, i);
+	return 0;
+}
+
 /* the span's bytes are used up and inflate has given all it can */
 static int next_span(struct lp_index_stream *s, struct lp_err *err)
 {
@@ -262,9 +320,10 @@ static int next_span(struct lp_index_stream *s, struct lp_err *err)
 		return lp_err_set(err, -EBADMSG,
 				  "gzip layer %s ends before offset %llu",
 				  src_name(s), (unsigned long long)s->pos);
-	r = check_window(s, s->span + 1, err);
+	r = check_checkpoint(s, s->span + 1, err);
 	if (r < 0)
 		return r;
+	s->boundary = false;
 	return load_span(s, s->span + 1, err);
 }
 
@@ -307,6 +366,14 @@ static int read_some(struct lp_index_stream *s, void *buf, size_t len,
 		uInt in0 = s->z.avail_in, out0 = s->z.avail_out;
 		int zr;
 
+		if (s->boundary) {
+			/* inflating on would decode the next block's header
+			 * from the bits it holds: check the checkpoint first */
+			r = next_span(s, err);
+			if (r < 0)
+				return r;
+			continue;
+		}
 		if (s->trailer) {
 			uInt n = s->trailer < in0 ? s->trailer : in0;
 
@@ -324,10 +391,19 @@ static int read_some(struct lp_index_stream *s, void *buf, size_t len,
 				    inflateValidate(&s->z, 0) != Z_OK)
 					return -EINVAL;
 				s->raw = false;
+				s->member_start = true;
 			}
 			continue;
 		}
-		zr = inflate(&s->z, Z_NO_FLUSH);
+		/* Z_BLOCK: stop at every block boundary (see the top) */
+		zr = inflate(&s->z, Z_BLOCK);
+		if (s->z.avail_in != in0)
+			s->member_start = false;
+		if (s->z.avail_in == 0 && (s->z.data_type & 128) &&
+		    !(s->z.data_type & 64)) {
+			s->boundary = true;
+			s->boundary_bits = (uint8_t)(s->z.data_type & 7);
+		}
 		s->pos += out0 - s->z.avail_out;
 		s->stats.bytes_inflated += out0 - s->z.avail_out;
 		end = span_out_end(s, s->span);
@@ -340,8 +416,10 @@ static int read_some(struct lp_index_stream *s, void *buf, size_t len,
 		if (zr == Z_STREAM_END) {
 			if (s->raw) {
 				s->trailer = GZIP_TRAILER;
-			} else if (inflateReset(&s->z) != Z_OK) {
-				return -EINVAL;
+			} else {
+				if (inflateReset(&s->z) != Z_OK)
+					return -EINVAL;
+				s->member_start = true;
 			}
 			continue;
 		}

@@ -16,8 +16,18 @@
  * against the file table needs a tar parser and lives with it in converter/
  * (lp_indexer.h). No I/O of its own beyond the blob source given.
  *
- * Threads: a struct lp_index is immutable after lp_index_parse() and may be
- * read from any thread; a struct lp_index_stream is used by one thread.
+ * Which checkpoints a read may start at: only proven ones. Checkpoint 0
+ * (the blob's first byte) is; any other becomes so when a stream that
+ * started at a proven one reaches it and finds inflate standing exactly
+ * where the record says (same uncompressed offset, a block boundary with
+ * the same bit offset, or a member start; the same 32 KiB window). A read
+ * starts at the last proven checkpoint at or before its offset, so the first
+ * read deep into a layer inflates from further back; later ones are cheap.
+ *
+ * Threads: a struct lp_index is immutable after lp_index_parse() except for
+ * its set of proven checkpoints, which only grows and is updated atomically:
+ * one index may be read through from any number of threads. A struct
+ * lp_index_stream is used by one thread.
  */
 #ifndef LP_INDEX_H
 #define LP_INDEX_H
@@ -134,6 +144,13 @@ const struct lp_index_file *lp_index_file(const struct lp_index *ix, size_t i);
 int lp_index_lookup(const struct lp_index *ix, const char *path);
 
 /*
+ * lp_index_checkpoint_verified() - whether a stream has proven checkpoint
+ * @i a sound place to resume inflating (see the top of this file); reads
+ * start only at such checkpoints. False for @i out of range.
+ */
+bool lp_index_checkpoint_verified(const struct lp_index *ix, size_t i);
+
+/*
  * lp_index_span_range() - the blob range [*ret_start, *ret_end) checkpoint
  * @i's span digest covers (what must be read to inflate from checkpoint i
  * to checkpoint i+1, or to the end of the blob).
@@ -212,8 +229,10 @@ struct lp_index_stream_stats {
  * lp_index_stream_open() - a stream of the layer's uncompressed bytes from
  * @off, reading @blob (which must be the blob @ix indexes: its size is
  * checked; its identity is the caller's to check against
- * lp_index_blob_digest()). It starts at the last checkpoint at or before
- * @off. Takes a reference on @blob. Returns 0, -ERANGE (@off past the end),
+ * lp_index_blob_digest()). It starts at the last proven checkpoint at or
+ * before @off (lp_index_checkpoint_verified()) and inflates from there,
+ * proving every checkpoint it passes; never more than the layer. Takes a
+ * reference on @blob. Returns 0, -ERANGE (@off past the end),
  * -EBADMSG, or -errno.
  */
 int lp_index_stream_open(const struct lp_index *ix, struct lp_blob *blob,
@@ -222,8 +241,9 @@ int lp_index_stream_open(const struct lp_index *ix, struct lp_blob *blob,
 /*
  * lp_index_stream_read() - the next @len uncompressed bytes into @buf. Each
  * span is fetched whole and its sha256 compared with the index before a
- * byte of it is inflated; a span that inflates to another length than the
- * checkpoints say is refused. Returns 0, -ERANGE (past the end), -EBADMSG
+ * byte of it is inflated; at the end of a span inflate must stand exactly
+ * where the next checkpoint says (offset, bit offset or member start,
+ * window), and that checkpoint is then proven; anything else is refused. Returns 0, -ERANGE (past the end), -EBADMSG
  * (digest mismatch, corrupt deflate data), or the blob's -errno.
  */
 int lp_index_stream_read(struct lp_index_stream *s, void *buf, size_t len,

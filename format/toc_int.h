@@ -23,6 +23,12 @@
 #define POOL_MAX ((size_t)2 * LP_TOC_MAX_JSON)
 #define USER_NAME_MAX 256
 #define ERR_NAME_MAX 160 /* bytes of an entry name quoted in errors */
+/*
+ * the most full slots one path hash insert may walk past (the table is at
+ * most half full: with the keyed hash a run this long has odds below
+ * 1e-20); a longer one refuses the TOC, a backstop, never a normal outcome
+ */
+#define TOC_PROBE_MAX 256
 /* JSON containers around one entry: the top object and "entries" */
 #define ENTRY_JSON_DEPTH 2
 
@@ -233,7 +239,8 @@ struct builder {
 	/* path hash: (32-bit hash << 32) | (entry index + 1); 0 = empty */
 	uint64_t *htab;
 	size_t hcap, hused;
-	uint64_t hash_seed;
+	uint64_t hash_key[2]; /* the path hash's SipHash key, random */
+	size_t max_probe; /* the longest insert probe so far */
 	uint32_t *hashes; /* each entry's path hash, parallel to ents */
 	size_t cap_hashes;
 	/* the parent of the entry decoded last (a path prefix cache) */
@@ -272,9 +279,17 @@ int toc_pool_add(struct builder *b, const void *s, size_t len,
 		 uint32_t *ret_off);
 
 /*
- * the hash of a path (or a prefix) as the path hash keeps it, keyed by
- * b->hash_seed (random per parse: a TOC cannot choose paths that all land
- * in one run of slots)
+ * SipHash-1-3 of @data[0..@len) under the 128-bit @key (key[0] is the
+ * key's first eight bytes read little-endian)
+ */
+uint64_t toc_siphash13(const uint64_t key[2], const void *data, size_t len);
+
+/*
+ * the hash of a path (or a prefix) as the path hash keeps it: SipHash-1-3
+ * keyed by b->hash_key, 128 random bits per parse, so paths that collide
+ * for one key are no likelier to collide for another and a TOC cannot
+ * choose paths that pile into one run of slots without knowing the key;
+ * TOC_PROBE_MAX refuses the TOC if one ever does
  */
 uint32_t toc_path_hash(const struct builder *b, const char *s, size_t len);
 

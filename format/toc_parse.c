@@ -25,6 +25,7 @@
  * whole-TOC checks, toc_pack.c the packing into struct lp_toc, toc_query.c
  * the query API (toc_int.h holds what they share).
  */
+#include <endian.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -72,26 +73,70 @@ out:
 	return r;
 }
 
+#define SIP_ROTL(x, n) (((x) << (n)) | ((x) >> (64 - (n))))
+
+/* one SipRound (Aumasson and Bernstein, "SipHash: a fast short-input PRF") */
+static inline void sip_round(uint64_t v[4])
+{
+	v[0] += v[1];
+	v[1] = SIP_ROTL(v[1], 13);
+	v[1] ^= v[0];
+	v[0] = SIP_ROTL(v[0], 32);
+	v[2] += v[3];
+	v[3] = SIP_ROTL(v[3], 16);
+	v[3] ^= v[2];
+	v[0] += v[3];
+	v[3] = SIP_ROTL(v[3], 21);
+	v[3] ^= v[0];
+	v[2] += v[1];
+	v[1] = SIP_ROTL(v[1], 17);
+	v[1] ^= v[2];
+	v[2] = SIP_ROTL(v[2], 32);
+}
+
+static inline uint64_t load_le64(const char *s)
+{
+	uint64_t w;
+
+	memcpy(&w, s, 8);
+	return le64toh(w);
+}
+
+uint64_t toc_siphash13(const uint64_t key[2], const void *data, size_t len)
+{
+	const char *s = data;
+	uint64_t v[4] = {
+		key[0] ^ 0x736f6d6570736575ull,
+		key[1] ^ 0x646f72616e646f6dull,
+		key[0] ^ 0x6c7967656e657261ull,
+		key[1] ^ 0x7465646279746573ull,
+	};
+	uint64_t m;
+	size_t i = 0, k;
+
+	for (; i + 8 <= len; i += 8) {
+		m = load_le64(s + i);
+		v[3] ^= m;
+		sip_round(v); /* c = 1 */
+		v[0] ^= m;
+	}
+	/* the last 0-7 bytes, little-endian, under the length's low byte */
+	m = (uint64_t)len << 56;
+	for (k = 0; i + k < len; k++)
+		m |= (uint64_t)(unsigned char)s[i + k] << (8 * k);
+	v[3] ^= m;
+	sip_round(v);
+	v[0] ^= m;
+	v[2] ^= 0xff;
+	sip_round(v); /* d = 3 */
+	sip_round(v);
+	sip_round(v);
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
 uint32_t toc_path_hash(const struct builder *b, const char *s, size_t len)
 {
-	uint64_t h = b->hash_seed ^ len, w;
-	size_t i = 0;
-
-	/* eight bytes a step: paths share long prefixes */
-	for (; i + 8 <= len; i += 8) {
-		memcpy(&w, s + i, 8);
-		h = (h ^ w) * 0xff51afd7ed558ccdull;
-		h ^= h >> 32;
-	}
-	if (i < len) {
-		w = 0;
-		memcpy(&w, s + i, len - i);
-		h = (h ^ w) * 0xff51afd7ed558ccdull;
-	}
-	h ^= h >> 29;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 32;
-	return (uint32_t)h;
+	return (uint32_t)toc_siphash13(b->hash_key, s, len);
 }
 
 /* slot of @s (hash @h) in the path hash: holds its entry, or is empty */
@@ -121,13 +166,20 @@ uint32_t toc_hash_lookup(const struct builder *b, const char *s, size_t len,
 	return b->htab[i] ? (uint32_t)b->htab[i] - 1 : LP_TOC_NO_INDEX;
 }
 
-/* the empty slot for hash @h (the table holds no equal path) */
-static size_t free_slot(const struct builder *b, uint32_t h)
+/*
+ * the empty slot for hash @h (the table holds no equal path); *probe grows
+ * to the number of full slots walked past if that is more
+ */
+static size_t free_slot(const struct builder *b, uint32_t h, size_t *probe)
 {
-	size_t mask = b->hcap - 1, i = h & mask;
+	size_t mask = b->hcap - 1, i = h & mask, n = 0;
 
-	while (b->htab[i])
+	while (b->htab[i]) {
 		i = (i + 1) & mask;
+		n++;
+	}
+	if (n > *probe)
+		*probe = n;
 	return i;
 }
 
@@ -135,6 +187,7 @@ static size_t free_slot(const struct builder *b, uint32_t h)
 int toc_hash_insert(struct builder *b, uint32_t ent)
 {
 	uint32_t h = b->hashes[ent];
+	size_t probe = 0;
 	int r = 0;
 
 	if ((b->hused + 1) * 2 > b->hcap) {
@@ -151,13 +204,21 @@ int toc_hash_insert(struct builder *b, uint32_t ent)
 		b->hcap = ncap;
 		for (i = 0; i < ocap; i++) {
 			if (old[i])
-				nt[free_slot(b, (uint32_t)(old[i] >> 32))] =
-					old[i];
+				nt[free_slot(b, (uint32_t)(old[i] >> 32),
+					     &probe)] = old[i];
 		}
 		free(old);
 	}
-	b->htab[free_slot(b, h)] = (uint64_t)h << 32 | (ent + 1);
+	b->htab[free_slot(b, h, &probe)] = (uint64_t)h << 32 | (ent + 1);
 	b->hused++;
+	if (probe > b->max_probe)
+		b->max_probe = probe;
+	/* a backstop: with a keyed hash no TOC can choose this */
+	if (probe > TOC_PROBE_MAX)
+		r = toc_ent_err(b, -EINVAL,
+				"path hash probe of %zu slots exceeds "
+				"TOC_PROBE_MAX (%d): refusing the TOC",
+				probe, TOC_PROBE_MAX);
 out:
 	return r;
 }
@@ -244,12 +305,14 @@ int lp_toc_parse(const void *json, size_t len, uint64_t payload_end,
 		goto out;
 	b->err = err;
 	b->payload_end = payload_end;
-	/* a random key for the path hash; the clock if there is none (the
-	   hash only decides speed, never the result) */
-	if (getrandom(&b->hash_seed, sizeof(b->hash_seed), GRND_NONBLOCK) !=
-	    sizeof(b->hash_seed))
-		b->hash_seed = (uint64_t)lp_mono_ns();
-	b->hash_seed ^= 0x9e3779b97f4a7c15ull;
+	/* a random 128-bit key for the path hash; the clock if there is
+	   none (the hash only decides speed, never the result, and
+	   TOC_PROBE_MAX bounds the speed) */
+	if (getrandom(b->hash_key, sizeof(b->hash_key), GRND_NONBLOCK) !=
+	    (ssize_t)sizeof(b->hash_key)) {
+		b->hash_key[0] = (uint64_t)lp_mono_ns();
+		b->hash_key[1] = (uint64_t)(uintptr_t)b ^ 0x9e3779b97f4a7c15ull;
+	}
 	b->last_ent = LP_TOC_NO_INDEX;
 	/* offset 0 of the pool is "", the root's path and every empty name */
 	r = toc_pool_add(b, "", 0, &root);

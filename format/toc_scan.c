@@ -6,7 +6,9 @@
  * kept as a byte span (struct jval), every other value is validated and
  * skipped, and the spans go to toc_parse_entry(). Strings are not copied:
  * the decoder borrows them from the input, or unescapes them
- * (toc_json_unescape) when they hold a backslash. Nesting deeper than
+ * (toc_json_unescape) when they hold a backslash. Keys, top-level and an
+ * entry's, are compared decoded ("entr\u0069es" is "entries"), as json-c
+ * and the Go reference read them. Nesting deeper than
  * LP_TOC_MAX_JSON_NESTING is rejected where it starts; so are raw control
  * characters in strings, bad escapes, numbers off the grammar (leading
  * zeros, "1."), and anything after the document. This replaced json-c,
@@ -638,10 +640,19 @@ out:
 	return r;
 }
 
+/* whether key @k decodes to @key (escapes decoded, as json-c and Go do) */
 static bool key_is(const struct jval *k, const char *key)
 {
-	return !k->esc && k->len == strlen(key) &&
-	       memcmp(k->p, key, k->len) == 0;
+	char buf[KEY_MAX];
+	const char *p = k->p;
+	size_t len = k->len;
+
+	if (k->esc) {
+		if (decode_key(k, buf, sizeof(buf), &len) < 0)
+			return false;
+		p = buf;
+	}
+	return len == strlen(key) && memcmp(p, key, len) == 0;
 }
 
 int toc_parse_top(struct builder *b, const char *json, size_t len)

@@ -322,8 +322,11 @@ static bool has_waiters(struct fs_cache *c, uint32_t ci)
  * for its own chunk, not when the rest of the run is in. A READY chunk is
  * kept (charged, room made first) unless it came from the background
  * fetch, a disk tier has it, and nobody waited for it (a reader who did
- * is probably reading on in it); one not kept leaves the table at once and
- * goes with its last waiter.
+ * is probably reading on in it). One not kept leaves the table at once
+ * and goes with its last waiter, unless the caller pins it (@ret_pin) for
+ * its disk-tier write: then it stays findable, uncharged and off the LRU
+ * (transient), until fs_chunk_written(), so that no reader finds it in
+ * neither tier in between (bounded by the writer's queue).
  */
 void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
 		      bool retryable, enum fs_fetch_kind kind,
@@ -353,11 +356,13 @@ void fs_chunk_publish(struct lp_fs *fs, uint32_t ci, uint8_t *data, int res,
 			ch->refs++;
 			*ret_pin = ch;
 		}
+	} else if (res == 0 && ret_pin) {
+		/* not kept, but findable until the disk tier has it: a reader
+		 * in between would otherwise go to the blob for it */
+		ch->transient = true;
+		ch->refs++;
+		*ret_pin = ch;
 	} else if (res == 0) {
-		if (ret_pin) { /* the caller's pin outlives the table */
-			ch->refs++;
-			*ret_pin = ch;
-		}
 		tab_del(c, ci); /* waiters keep theirs */
 		chunk_unref_locked(ch);
 	} else {
@@ -433,6 +438,36 @@ int fs_chunk_claim(struct lp_fs *fs, uint32_t ci, uint32_t end,
 	pthread_mutex_unlock(&c->lock);
 	free(fresh);
 	return r;
+}
+
+void fs_chunk_written(struct lp_fs *fs, struct fs_chunk *ch)
+{
+	struct fs_cache *c = &fs->cache;
+
+	pthread_mutex_lock(&c->lock);
+	if (ch->transient) {
+		ch->transient = false;
+		if (tab_get(c, ch->ci) == ch) {
+			/* drop the table's reference; the caller's pin stays */
+			tab_del(c, ch->ci);
+			chunk_unref_locked(ch);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+struct fs_chunk *fs_chunk_pin_ready(struct lp_fs *fs, uint32_t ci)
+{
+	struct fs_chunk *ch;
+
+	pthread_mutex_lock(&fs->cache.lock);
+	ch = tab_get(&fs->cache, ci);
+	if (ch && ch->state == FS_CHUNK_READY)
+		ch->refs++;
+	else
+		ch = NULL;
+	pthread_mutex_unlock(&fs->cache.lock);
+	return ch;
 }
 
 void fs_chunk_put(struct lp_fs *fs, struct fs_chunk *chunk)

@@ -96,6 +96,10 @@ struct fs_chunk {
 	uint32_t ci; /* index into lp_toc_chunk() */
 	uint8_t state; /* protected by cache.lock */
 	bool in_lru; /* protected by cache.lock */
+	/* protected by cache.lock: READY but not kept (a background chunk the
+	   disk tier will hold): in the table, off the LRU and uncharged, only
+	   until its disk-tier write is done (fs_chunk_written) */
+	bool transient;
 	int error; /* protected by cache.lock; FAILED only */
 	bool retryable; /* protected by cache.lock; FAILED: error was marked so */
 	uint32_t refs; /* protected by cache.lock; slot + pins + waiters */
@@ -308,6 +312,11 @@ struct fs_stats {
 	atomic_uint_fast64_t prefetch_done_bytes; /* compressed span covered */
 	atomic_uint_fast64_t background_done_bytes;
 	atomic_uint_fast64_t background_retries; /* waits for the source */
+	/* disk-tier copies an on-demand fetch left to the writer for later
+	 * (its queue was full), and of those, the ones gone from memory by
+	 * then, never written (pipeline.c) */
+	atomic_uint_fast64_t disk_write_deferred;
+	atomic_uint_fast64_t disk_write_dropped;
 	/* on-demand latency: [i] counts fetches in (bound(i-1), bound(i)],
 	 * the last one those over every bound (not cumulative) */
 	atomic_uint_fast64_t ondemand_hist[LP_FS_LATENCY_BUCKETS + 1];
@@ -451,7 +460,8 @@ void fs_record_destroy(struct fs_record *rec);
 /* --- the filesystem --- */
 
 /* disk-tier writes after publish (pipeline.c): pinned chunks, written by
- * one thread so that no reader waits for a disk write */
+ * one thread so that no reader waits for a disk write (an on-demand fetch
+ * that finds the queue full leaves the copy for later, unpinned) */
 #define FS_WRITE_QUEUE 64
 /* bytes queued at most: pinned chunks are memory outside the tier's budget */
 #define FS_WRITE_QUEUE_BYTES (8 * LP_MIB)
@@ -461,6 +471,12 @@ struct fs_writer {
 	struct fs_chunk *queue[FS_WRITE_QUEUE]; /* protected by lock; pinned */
 	unsigned int head, n; /* protected by lock */
 	size_t bytes; /* protected by lock; of the queued chunks */
+	/* protected by lock: chunks whose copy an on-demand fetch left for
+	 * later (the queue was full), a bitmap over the layer's chunks (made
+	 * when first needed), how many, and where the writer looks next */
+	uint8_t *later;
+	uint32_t nr_later, later_pos;
+	bool writing; /* protected by lock; one taken off, being written */
 	bool started, stop; /* protected by lock */
 	pthread_t thread;
 };
@@ -468,6 +484,9 @@ struct fs_writer {
 int fs_writer_start(struct lp_fs *fs);
 /* fs_writer_stop() - write what is queued, then join the thread */
 void fs_writer_stop(struct lp_fs *fs);
+/* fs_writer_idle() - whether every chunk queued so far is written (takes
+ * writer.lock, a leaf: callable with fetch.lock held) */
+bool fs_writer_idle(struct lp_fs *fs);
 
 /* a pool of idle decoders (chunk_fetch.c) */
 struct fs_decoders {
@@ -558,6 +577,17 @@ enum fs_claim {
 int fs_chunk_claim(struct lp_fs *fs, uint32_t ci, uint32_t end,
 		   struct fs_chunk **ret_chunk, uint32_t *ret_n,
 		   bool *ret_retryable);
+
+/*
+ * fs_chunk_written() - chunk @ch's disk-tier copy is written (or given
+ * up): a transient chunk leaves the table, readers find it on disk. Call
+ * before dropping the writer's pin.
+ */
+void fs_chunk_written(struct lp_fs *fs, struct fs_chunk *ch);
+
+/* fs_chunk_pin_ready() - chunk @ci pinned when it is READY in memory, else
+ * NULL (not a use: its place in the LRU stays). */
+struct fs_chunk *fs_chunk_pin_ready(struct lp_fs *fs, uint32_t ci);
 
 /* fs_chunk_put() - unpin; NULL allowed. */
 void fs_chunk_put(struct lp_fs *fs, struct fs_chunk *chunk);

@@ -7,8 +7,15 @@
  * decoding and verifying each chunk (fs/chunk_fetch.c), and each result is
  * published here as soon as it is known. The disk-tier copy of a fetched
  * chunk is written after its publish, by a writer thread once the layer is
- * started (before that, inline after the publish), so no reader waits for
- * a disk write. Every caller of the read path (file reads, the scheduler)
+ * started, so no reader waits for a disk write: when the writer's queue is
+ * full, an on-demand fetch leaves the copy for later (a bit in the writer's
+ * `later` bitmap, nothing pinned: disk_write_deferred), which the writer
+ * writes from the memory tier once its queue is empty, unless the chunk
+ * left memory by then (disk_write_dropped: it is fetched again if needed),
+ * while prefetch and background workers write it themselves (back
+ * pressure: they must not outrun the disk). Before lp_fs_start (no thread may exist yet:
+ * a caller that forks) every fetch writes its copy itself, after the
+ * publish. Every caller of the read path (file reads, the scheduler)
  * comes through fs_chunk_get(); the cache and the fetch never call each
  * other.
  *
@@ -36,48 +43,117 @@ static void disk_write(struct lp_fs *fs, struct fs_chunk *ch)
 	/* verified before publish: the digest exists */
 	if (lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0)
 		fs_disk_put(fs->disk, dg, ch->data, ch->len);
+	fs_chunk_written(fs, ch);
 	fs_chunk_put(fs, ch);
 }
 
-/* queue a pinned chunk for the writer; false: no writer or the queue is full
- * (the caller writes it itself: a bound on the pinned memory, and back
- * pressure on fetching when the disk is the slower) */
-static bool writer_queue(struct lp_fs *fs, struct fs_chunk *ch)
+/* what writer_queue() did with a chunk */
+enum queued {
+	QUEUED, /* the writer has it */
+	QUEUE_FULL, /* the writer runs, its queue is full */
+	NO_WRITER, /* not started (or stopping) */
+};
+
+/* queue a pinned chunk for the writer; otherwise the caller keeps it: the
+ * queue's bounds bound the pinned memory */
+static enum queued writer_queue(struct lp_fs *fs, struct fs_chunk *ch)
 {
 	struct fs_writer *w = &fs->writer;
-	bool queued = false;
+	enum queued q = NO_WRITER;
 
 	pthread_mutex_lock(&w->lock);
-	if (w->started && !w->stop && w->n < FS_WRITE_QUEUE &&
-	    w->bytes + ch->len <= FS_WRITE_QUEUE_BYTES) {
-		w->queue[(w->head + w->n++) % FS_WRITE_QUEUE] = ch;
-		w->bytes += ch->len;
-		pthread_cond_signal(&w->cond);
-		queued = true;
+	if (w->started && !w->stop) {
+		q = QUEUE_FULL;
+		if (w->n < FS_WRITE_QUEUE &&
+		    w->bytes + ch->len <= FS_WRITE_QUEUE_BYTES) {
+			w->queue[(w->head + w->n++) % FS_WRITE_QUEUE] = ch;
+			w->bytes += ch->len;
+			pthread_cond_signal(&w->cond);
+			q = QUEUED;
+		}
 	}
 	pthread_mutex_unlock(&w->lock);
-	return queued;
+	return q;
+}
+
+/* leave chunk @ci's copy to the writer for later (it is in the memory
+ * tier: on-demand chunks are kept); false: no room for the bitmap */
+static bool writer_later(struct lp_fs *fs, uint32_t ci)
+{
+	struct fs_writer *w = &fs->writer;
+	bool ok = true;
+
+	pthread_mutex_lock(&w->lock);
+	if (!w->later)
+		w->later = calloc(lp_toc_nr_chunks(fs->toc) / 8 + 1, 1);
+	if (!w->later) {
+		ok = false;
+	} else if (!(w->later[ci / 8] & (1u << (ci % 8)))) {
+		w->later[ci / 8] |= (uint8_t)(1u << (ci % 8));
+		w->nr_later++;
+		pthread_cond_signal(&w->cond);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return ok;
+}
+
+/* take the next chunk left for later off the bitmap; writer.lock held,
+ * nr_later > 0 */
+static uint32_t later_take_locked(struct lp_fs *fs)
+{
+	struct fs_writer *w = &fs->writer;
+	const uint32_t nr = lp_toc_nr_chunks(fs->toc);
+	uint32_t ci = w->later_pos < nr ? w->later_pos : 0;
+
+	while (!(w->later[ci / 8] & (1u << (ci % 8))))
+		ci = ci + 1 < nr ? ci + 1 : 0;
+	w->later[ci / 8] &= (uint8_t) ~(1u << (ci % 8));
+	w->nr_later--;
+	w->later_pos = ci + 1;
+	return ci;
+}
+
+/* write the copy of chunk @ci left for later, if memory still has it */
+static void later_write(struct lp_fs *fs, uint32_t ci)
+{
+	struct fs_chunk *ch = fs_chunk_pin_ready(fs, ci);
+
+	if (ch)
+		disk_write(fs, ch);
+	else
+		atomic_fetch_add(&fs->stats.disk_write_dropped, 1);
 }
 
 static void *writer_main(void *arg)
 {
 	struct lp_fs *fs = arg;
 	struct fs_writer *w = &fs->writer;
-	struct fs_chunk *ch;
+	struct fs_chunk *ch = NULL;
+	uint32_t ci = 0;
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
-		while (!w->n && !w->stop)
+		while (!w->n && !w->nr_later && !w->stop)
 			pthread_cond_wait(&w->cond, &w->lock);
-		if (!w->n)
+		if (w->n) { /* the queue first: those are pinned */
+			ch = w->queue[w->head];
+			w->head = (w->head + 1) % FS_WRITE_QUEUE;
+			w->n--;
+			w->bytes -= ch->len;
+		} else if (w->nr_later) {
+			ch = NULL;
+			ci = later_take_locked(fs);
+		} else {
 			break; /* stopping, nothing left */
-		ch = w->queue[w->head];
-		w->head = (w->head + 1) % FS_WRITE_QUEUE;
-		w->n--;
-		w->bytes -= ch->len;
+		}
+		w->writing = true;
 		pthread_mutex_unlock(&w->lock);
-		disk_write(fs, ch);
+		if (ch)
+			disk_write(fs, ch);
+		else
+			later_write(fs, ci);
 		pthread_mutex_lock(&w->lock);
+		w->writing = false;
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
@@ -111,6 +187,19 @@ void fs_writer_stop(struct lp_fs *fs)
 	if (started)
 		pthread_join(w->thread, NULL); /* it drains the queue first */
 	w->started = false;
+	free(w->later);
+	w->later = NULL;
+}
+
+bool fs_writer_idle(struct lp_fs *fs)
+{
+	struct fs_writer *w = &fs->writer;
+	bool idle;
+
+	pthread_mutex_lock(&w->lock);
+	idle = !w->n && !w->nr_later && !w->writing;
+	pthread_mutex_unlock(&w->lock);
+	return idle;
 }
 
 /* fs_fetch_run()'s callback: publish, then keep a fetched chunk on disk */
@@ -122,10 +211,25 @@ static void settle(void *arg, uint32_t ci, uint8_t *data, int res,
 	struct fs_chunk *pin = NULL;
 	const bool keep = res == 0 && fs->disk && !from_disk;
 
+	enum queued q;
+
 	fs_chunk_publish(fs, ci, data, res, retryable, run->kind,
 			 keep ? &pin : NULL);
-	if (pin && !writer_queue(fs, pin))
-		disk_write(fs, pin);
+	if (!pin)
+		return;
+	q = writer_queue(fs, pin);
+	if (q == QUEUED)
+		return;
+	if (q == QUEUE_FULL && run->kind == FS_FETCH_ONDEMAND &&
+	    writer_later(fs, ci)) {
+		/* a reader waits for this run: no disk write in its way */
+		atomic_fetch_add(&fs->stats.disk_write_deferred, 1);
+		fs_chunk_put(fs, pin);
+		return;
+	}
+	/* prefetch and background: back pressure when the disk is the
+	 * slower; before the start: nobody else would write it */
+	disk_write(fs, pin);
 }
 
 /* whether the disk tier holds chunk @ci */

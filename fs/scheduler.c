@@ -11,7 +11,9 @@
  *   2. the rest, in the order the planner gives (fs_plan_next): on from
  *      where the last on-demand miss ended (the workload's neighbourhood,
  *      and for a workload that reads everything in order, the stream it
- *      follows), then what was jumped over, each chunk once.
+ *      follows), then what was jumped over, each chunk once; done when
+ *      every chunk was handed out and the disk writer has written what
+ *      was queued (a layer whose background is done needs no source).
  * How many background reads may be in flight is the planner's
  * (fs_plan_background_width): on-demand reads never wait for a slot and
  * never stop the background; while they are in flight it keeps one stream
@@ -23,7 +25,8 @@
  * once the workload missed the prefetch range FS_PLAN_RELEASE_MISSES times.
  * Background chunks enter the memory tier cold, so they never push out hot
  * data. Without a disk tier the background stops once the memory budget is
- * full: there is nowhere to keep the rest.
+ * full (the process's: every layer's tiers together, fit_budget): there is
+ * nowhere to keep the rest.
  *
  * What a failed fetch means is read from its error, as decided where it
  * arose (lp_err_retryable: the registry marks a 5xx, a 429, a timeout or a
@@ -38,8 +41,10 @@
  * answer. Each decision is logged once: the start of an outage (not every
  * retry), its end, a skipped chunk, the stop.
  *
- * Lock order: fetch.lock, then (inside fs_chunk_is_present) cache.lock;
- * fetch.lock is never held across a fetch.
+ * Lock order: fetch.lock, then (inside fs_chunk_is_present) cache.lock or
+ * (inside fs_writer_idle) writer.lock; fetch.lock is never held across a
+ * fetch or a disk-tier lookup (the budget's usage is read from its
+ * atomics).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -175,6 +180,8 @@ static void mark_tried(struct fs_fetcher *f, uint32_t ci, uint32_t end, bool on)
 	}
 }
 
+/* whether chunk @ci is in memory or on disk: a disk lookup, so called with
+ * no lock held (run_background) */
 static bool have_chunk(struct lp_fs *fs, uint32_t ci)
 {
 	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
@@ -185,12 +192,43 @@ static bool have_chunk(struct lp_fs *fs, uint32_t ci)
 		fs_disk_has(fs->disk, dg));
 }
 
-/* fs_plan_next()'s predicate: handed out already, or held */
+/*
+ * fs_plan_next()'s predicate, called with fetch.lock held for chunk after
+ * chunk: handed out already (the bitmap), or in memory. Never the disk
+ * tier (a lookup per chunk under the lock): a chunk on disk is handed out
+ * in a run, which finds it there unlocked and passes it by, and stays
+ * marked in the bitmap, so a jump of the cursor does not look again.
+ */
 static bool skip_chunk(void *arg, uint32_t ci)
 {
 	struct lp_fs *fs = arg;
 
-	return tried(&fs->fetch, ci) || have_chunk(fs, ci);
+	return tried(&fs->fetch, ci) || fs_chunk_is_present(fs, ci);
+}
+
+/*
+ * Without a disk tier background chunks have nowhere to go but the memory
+ * budget, which every layer of the process shares: the end of run [ci, end)
+ * cut to the room the budget has left (the process's total, not this
+ * layer's tier: chunks of another layer count as much), @ci when not even
+ * chunk @ci fits. A run past it would only evict background chunks, its
+ * own or another layer's, kept cold, to make room for more of them.
+ */
+static uint32_t fit_budget(struct lp_fs *fs, uint32_t ci, uint32_t end)
+{
+	const size_t limit = lp_fs_budget_bytes(fs->cache.mem);
+	size_t used, peak, room, need = 0;
+
+	lp_fs_budget_usage(fs->cache.mem, &used, &peak);
+	room = used < limit ? limit - used : 0;
+	for (; ci < end; ci++) {
+		/* what publish charges: the bytes and the record */
+		need += lp_toc_chunk(fs->toc, ci).chunk_size +
+			sizeof(struct fs_chunk);
+		if (need > room)
+			break;
+	}
+	return ci;
 }
 
 /* compressed bytes from chunk @ci's start to chunk @end - 1's end */
@@ -240,7 +278,6 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 		.last_ondemand_ns = atomic_load(&fs->act->last_ondemand_ns),
 	};
 	unsigned int width;
-	size_t used, peak;
 	uint64_t h;
 	uint32_t ci;
 	bool busy;
@@ -276,15 +313,17 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 	if (ci == LP_TOC_NO_INDEX) {
 		if (f->bg_running)
 			return JOB_EXIT; /* a failed run may give work back */
+		/* "done": the disk tier has it all, not the writer's queue */
+		if (!fs_writer_idle(fs))
+			return JOB_EXIT;
 		set_state_locked(fs, false,
 				 f->bg_last_err ? FS_JOB_FAILED : FS_JOB_DONE,
 				 f->bg_last_err);
 		*ret_wait = BG_NOTHING;
 		return JOB_EXIT;
 	}
-	fs_cache_usage(fs, &used, &peak);
-	if (!fs->disk &&
-	    used + lp_toc_chunk(fs->toc, ci).chunk_size > fs->cache.budget) {
+	if (!fs->disk && fit_budget(fs, ci, ci + 1) == ci) {
+		/* the process's budget is full: nowhere to keep the rest */
 		set_state_locked(fs, false, FS_JOB_STOPPED, f->bg_last_err);
 		*ret_wait = BG_NOTHING;
 		return JOB_EXIT;
@@ -302,6 +341,9 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 		f->streak++;
 	*ret_end = fs_plan_run_end(fs->toc, ci, nr,
 				   fs_plan_background_bytes(f->streak, busy));
+	if (!fs->disk) /* chunk @ci fitted a moment ago: it goes */
+		*ret_end = (uint32_t)lp_max_u64(fit_budget(fs, ci, *ret_end),
+						ci + 1);
 	mark_tried(f, ci, *ret_end, true);
 	f->bg_cursor = *ret_end;
 	f->bg_running++;

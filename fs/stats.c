@@ -238,7 +238,8 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			"%zu, \"memory_budget_bytes\": %zu, "
 			"\"process_memory_bytes\": %zu, "
 			"\"process_memory_peak_bytes\": %zu, \"disk_bytes\": "
-			"%llu},\n"
+			"%llu, \"disk_write_deferred\": %llu, "
+			"\"disk_write_dropped\": %llu},\n"
 			"  \"errors\": {\"verify_failures\": %llu, "
 			"\"fetch_errors\": %llu},\n",
 			(unsigned long long)st.mem_hits,
@@ -246,6 +247,8 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			fs->cache.budget, proc_used, proc_peak,
 			(unsigned long long)(fs->disk ? fs_disk_used(fs->disk) :
 							0),
+			(unsigned long long)ld(&s->disk_write_deferred),
+			(unsigned long long)ld(&s->disk_write_dropped),
 			(unsigned long long)ld(&s->verify_failures),
 			(unsigned long long)ld(&s->fetch_errors));
 	if (r == 0)

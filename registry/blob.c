@@ -16,7 +16,10 @@
  * down and those that failed this blob a moment ago (a 404: a mirror that
  * does not have it; bytes that did not verify, lp_reg_blob_reject()). A
  * host that fails in the middle of a read hands the rest of that read to
- * the next host, so reads of an open blob go on when a mirror dies.
+ * the next host, so reads of an open blob go on when a mirror dies. Which
+ * host sent which bytes of a recent read is remembered (per host for a
+ * read that moved on the way; the hosts that fed the spool for a read
+ * from it), so that a reject blames the host that sent those bytes.
  *
  * What a reply shows about the host that sent it (206, a whole blob for a range,
  * multi-range answered or refused, a redirect) is told to caps.c, which
@@ -47,16 +50,22 @@
 #include "lp_log.h"
 #include "reg_int.h"
 
-#define REG_SERVED_MAX 32 /* recent reads remembered, for a reject */
+#define REG_SERVED_MAX 32 /* recent reads (or parts) remembered, for a reject */
 
-/* which host sent the bytes of a recent read */
+/* hosts are kept as bits of a uint64_t: those that fed a spool, sent a
+ * read's bytes */
+_Static_assert(LP_HOSTS_MAX <= 64, "a host mask is 64 bits");
+
+/*
+ * Which hosts sent bytes of a recent read: one entry per host of a read
+ * that moved to the next host on the way, one for a read from the spool
+ * (the hosts that fed it).
+ */
 struct served {
 	uint64_t off, len;
-	size_t ep;
+	uint64_t eps; /* the hosts, as bits */
+	unsigned long read; /* which read: its entries share the number */
 };
-
-/* hosts that fed a spool are kept as bits of a uint64_t */
-_Static_assert(LP_HOSTS_MAX <= 64, "a host mask is 64 bits");
 
 struct lp_reg_blob {
 	atomic_uint refs;
@@ -79,7 +88,8 @@ struct lp_reg_blob {
 	/* hosts passed over for this blob until then (lp_mono_ms()) */
 	long skip_until[LP_HOSTS_MAX]; /* protected by lock */
 	struct served served[REG_SERVED_MAX]; /* protected by lock; a ring */
-	size_t n_served; /* protected by lock; reads recorded, ever */
+	size_t n_served; /* protected by lock; entries recorded, ever */
+	atomic_ulong reads; /* reads made, ever: numbers them */
 };
 
 int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
@@ -92,12 +102,14 @@ int lp_reg_blob_open(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	if (!rb)
 		return -ENOMEM;
 	rb->ref = *ref;
+	lp_reg_auth_ref(rb->ref.auth); /* the blob's requests use it */
 	rb->digest = *digest;
 	rb->size = size;
 	atomic_init(&rb->ranged, false);
 	lp_digest_format(digest, rb->name);
 	atomic_init(&rb->refs, 1);
 	atomic_init(&rb->cur_ep, 0);
+	atomic_init(&rb->reads, 0);
 	pthread_mutex_init(&rb->lock, NULL);
 	rb->reg = lp_reg_ref_client(reg);
 	*ret_rb = rb;
@@ -121,6 +133,7 @@ void lp_reg_blob_unref(struct lp_reg_blob *rb)
 		return;
 	reg_spool_free(rb->spool); /* stops its feeder, which uses rb */
 	lp_reg_unref_client(rb->reg);
+	lp_reg_auth_unref(rb->ref.auth);
 	pthread_mutex_destroy(&rb->lock);
 	free(rb->redirect);
 	free(rb);
@@ -152,19 +165,40 @@ static void redirect_set(struct lp_reg_blob *rb, size_t ep, const char *url)
 	pthread_mutex_unlock(&rb->lock);
 }
 
-/* host @ep sent [off, off + len): remembered for lp_reg_blob_reject() */
-static void served_note(struct lp_reg_blob *rb, size_t ep, uint64_t off,
-			uint64_t len)
+/* a number for a new read, shared by the entries it notes */
+static unsigned long read_number(struct lp_reg_blob *rb)
+{
+	return atomic_fetch_add(&rb->reads, 1);
+}
+
+/*
+ * The hosts @eps (bits) sent [off, off + len) for read number @read:
+ * remembered for lp_reg_blob_reject().
+ */
+static void served_note(struct lp_reg_blob *rb, unsigned long read,
+			uint64_t eps, uint64_t off, uint64_t len)
 {
 	struct served *sv;
 
-	atomic_store(&rb->cur_ep, ep);
+	if (!eps || !len)
+		return;
 	pthread_mutex_lock(&rb->lock);
 	sv = &rb->served[rb->n_served++ % REG_SERVED_MAX];
 	sv->off = off;
 	sv->len = len;
-	sv->ep = ep;
+	sv->eps = eps;
+	sv->read = read;
 	pthread_mutex_unlock(&rb->lock);
+}
+
+/* host @ep (in the list) sent [off, off + len) for read @read */
+static void served_by(struct lp_reg_blob *rb, unsigned long read, size_t ep,
+		      uint64_t off, uint64_t len)
+{
+	if (ep >= LP_HOSTS_MAX)
+		return;
+	atomic_store(&rb->cur_ep, ep);
+	served_note(rb, read, (uint64_t)1 << ep, off, len);
 }
 
 /* pass host @ep over for this blob for a while */
@@ -176,30 +210,55 @@ static void blob_skip(struct lp_reg_blob *rb, size_t ep)
 	pthread_mutex_unlock(&rb->lock);
 }
 
+/* whether entry @sv covers part of [off, off + len) */
+static bool served_overlaps(const struct served *sv, uint64_t off, uint64_t len)
+{
+	return sv->off < off + len && off < sv->off + sv->len;
+}
+
 void lp_reg_blob_reject(struct lp_reg_blob *rb, uint64_t off, uint64_t len)
 {
 	const struct reg_endpoints *eps;
-	size_t i, ep = atomic_load(&rb->cur_ep);
+	const struct served *sv;
+	size_t i, first, ep = atomic_load(&rb->cur_ep);
+	uint64_t bad = 0;
+	unsigned long read = 0;
+	bool found = false;
 
 	pthread_mutex_lock(&rb->lock);
-	/* the latest read that overlaps: its host sent these bytes */
-	for (i = rb->n_served; i > 0 && i + REG_SERVED_MAX > rb->n_served;
-	     i--) {
-		const struct served *sv = &rb->served[(i - 1) % REG_SERVED_MAX];
-
-		if (sv->off < off + len && off < sv->off + sv->len) {
-			ep = sv->ep;
-			break;
+	first = rb->n_served > REG_SERVED_MAX ? rb->n_served - REG_SERVED_MAX :
+						0;
+	/* the latest read that overlaps: the hosts of its entries that
+	 * overlap sent these bytes (a read that moved to the next host on
+	 * the way has an entry per host) */
+	for (i = rb->n_served; i > first && !found; i--) {
+		sv = &rb->served[(i - 1) % REG_SERVED_MAX];
+		if (served_overlaps(sv, off, len)) {
+			read = sv->read;
+			found = true;
 		}
 	}
-	if (ep < LP_HOSTS_MAX)
-		rb->skip_until[ep] = (long)lp_mono_ms() + LP_REG_HOST_DOWN_MS;
+	for (i = first; found && i < rb->n_served; i++) {
+		sv = &rb->served[i % REG_SERVED_MAX];
+		if (sv->read == read && served_overlaps(sv, off, len))
+			bad |= sv->eps;
+	}
+	if (!found && ep < LP_HOSTS_MAX)
+		bad = (uint64_t)1 << ep; /* nothing remembered: the latest */
+	for (i = 0; i < LP_HOSTS_MAX; i++)
+		if (bad & (uint64_t)1 << i)
+			rb->skip_until[i] =
+				(long)lp_mono_ms() + LP_REG_HOST_DOWN_MS;
 	pthread_mutex_unlock(&rb->lock);
-	if (reg_endpoints(rb->reg, &rb->ref, &eps, NULL) == 0 && ep < eps->n)
-		lp_log_warn("blob %s: bytes %llu+%llu from %s did not verify; "
-			    "its next reads go to the next host",
-			    rb->name, (unsigned long long)off,
-			    (unsigned long long)len, eps->v[ep].host);
+	if (reg_endpoints(rb->reg, &rb->ref, &eps, NULL) < 0)
+		return;
+	for (i = 0; i < eps->n && i < LP_HOSTS_MAX; i++)
+		if (bad & (uint64_t)1 << i)
+			lp_log_warn("blob %s: bytes %llu+%llu from %s did not "
+				    "verify; its next reads go to the next "
+				    "host",
+				    rb->name, (unsigned long long)off,
+				    (unsigned long long)len, eps->v[i].host);
 }
 
 /* the length of "SCHEME://HOST" of @ep's URLs */
@@ -424,6 +483,42 @@ static struct reg_spool *whole_reply(struct lp_reg_blob *rb,
 
 /* ---- single range ---- */
 
+int reg_reply_check(const struct lp_reg_resp *resp, uint64_t off, uint64_t len,
+		    uint64_t size, uint64_t *ret_total)
+{
+	uint64_t a, b, t, from, n;
+
+	if (resp->status == 200) {
+		/* Range ignored: the whole blob, of the size known */
+		if (size && resp->content_length >= 0 &&
+		    (uint64_t)resp->content_length != size)
+			return -EPROTO;
+		if (ret_total)
+			*ret_total = size ? size :
+				     resp->content_length >= 0 ?
+					    (uint64_t)resp->content_length :
+					    0;
+		return 200;
+	}
+	if (resp->status != 206 ||
+	    !strncasecmp(resp->content_type, "multipart/", 10) ||
+	    lp_reg_content_range_parse(resp->content_range,
+				       strlen(resp->content_range), &a, &b,
+				       &t) < 0)
+		return -EPROTO;
+	if (t == UINT64_MAX)
+		t = size; /* "*": the size known, if it is */
+	if (!t || (size && t != size))
+		return -EPROTO;
+	n = off == REG_RANGE_SUFFIX ? lp_min_u64(len, t) : len;
+	from = off == REG_RANGE_SUFFIX ? t - n : off;
+	if (!n || a != from || b != from + n - 1)
+		return -EPROTO;
+	if (ret_total)
+		*ret_total = t;
+	return 206;
+}
+
 /*
  * buf[0, got) is final: a retry asks for the rest only (the Range header,
  * ours, is rewritten before it), so bytes are never written twice and a
@@ -447,23 +542,40 @@ struct range_sink {
 	struct lp_reg_sink fsink; /* its sink, when feed is set */
 	bool join; /* another reply feeds the blob's spool: read from it */
 	int fn_rc; /* what fn returned when it said stop */
+	unsigned long read; /* this read's number (served_note) */
+	size_t noted; /* buf[0, noted) is noted with the hosts that sent it */
 };
+
+/*
+ * buf[noted, got) came from the host asked now (o->ep): noted before the
+ * request moves on (to a retry, to the next host), so that a reject of
+ * those bytes blames that host, not the one that sent the rest.
+ */
+static void range_note(struct range_sink *s)
+{
+	if (s->got <= s->noted)
+		return;
+	served_by(s->rb, s->read, s->o->ep, s->off + s->noted,
+		  s->got - s->noted);
+	s->noted = s->got;
+}
 
 static int range_begin(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct range_sink *s = ctx;
-	uint64_t a, b, t;
+	int r;
 
 	if (s->feed) {
 		spool_fed_by(s->rb, s->o->ep); /* maybe the next host */
 		return s->fsink.begin(s->fsink.ctx, resp);
 	}
 	s->begun = true;
-	if (resp->status == 200) {
+	r = reg_reply_check(resp, s->off + s->got, s->len - s->got, s->rb->size,
+			    NULL);
+	if (r < 0)
+		return r;
+	if (r == 200) {
 		/* Range ignored: the whole blob follows; take our slice */
-		if (resp->content_length >= 0 &&
-		    (uint64_t)resp->content_length != s->rb->size)
-			return -EPROTO;
 		s->feed = whole_reply(s->rb, s->o, s->off, s->len, s->range,
 				      s->range_size, &s->fsink);
 		if (s->feed)
@@ -477,15 +589,6 @@ static int range_begin(void *ctx, const struct lp_reg_resp *resp)
 		s->whole = true;
 		return 0;
 	}
-	if (resp->status != 206 ||
-	    !strncasecmp(resp->content_type, "multipart/", 10) ||
-	    lp_reg_content_range_parse(resp->content_range,
-				       strlen(resp->content_range), &a, &b,
-				       &t) < 0)
-		return -EPROTO;
-	if (a != s->off + s->got || b != s->off + s->len - 1 ||
-	    (t != UINT64_MAX && t != s->rb->size))
-		return -EPROTO;
 	s->whole = false;
 	atomic_store(&s->rb->ranged, true);
 	reg_caps_note(lp_reg_caps(s->rb->reg), s->o->host, REG_SEEN_RANGE,
@@ -559,6 +662,7 @@ static void range_reset(void *ctx)
 {
 	struct range_sink *s = ctx;
 
+	range_note(s); /* the host asked so far sent buf[noted, got) */
 	if (s->feed) {
 		s->fsink.reset(s->fsink.ctx); /* the spool's missing tail */
 		return;
@@ -615,7 +719,7 @@ struct feed_sink {
 	struct lp_reg_sink in; /* reg_spool_sink()'s */
 };
 
-static int fs_begin(void *ctx, const struct lp_reg_resp *resp)
+static int feed_begin(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct feed_sink *f = ctx;
 
@@ -623,28 +727,28 @@ static int fs_begin(void *ctx, const struct lp_reg_resp *resp)
 	return f->in.begin(f->in.ctx, resp);
 }
 
-static int fs_write(void *ctx, const void *data, size_t len)
+static int feed_write(void *ctx, const void *data, size_t len)
 {
 	struct feed_sink *f = ctx;
 
 	return f->in.write(f->in.ctx, data, len);
 }
 
-static int fs_finish(void *ctx, const struct lp_reg_resp *resp)
+static int feed_finish(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct feed_sink *f = ctx;
 
 	return f->in.finish(f->in.ctx, resp);
 }
 
-static void fs_reset(void *ctx)
+static void feed_reset(void *ctx)
 {
 	struct feed_sink *f = ctx;
 
 	f->in.reset(f->in.ctx);
 }
 
-static bool fs_complete(void *ctx)
+static bool feed_complete(void *ctx)
 {
 	struct feed_sink *f = ctx;
 
@@ -660,11 +764,11 @@ static int spool_feed(void *ctx, struct reg_spool *sp, struct lp_err *err)
 {
 	struct lp_reg_blob *rb = ctx;
 	struct feed_sink f = { .rb = rb };
-	struct lp_reg_sink sink = { .begin = fs_begin,
-				    .write = fs_write,
-				    .finish = fs_finish,
-				    .reset = fs_reset,
-				    .complete = fs_complete,
+	struct lp_reg_sink sink = { .begin = feed_begin,
+				    .write = feed_write,
+				    .finish = feed_finish,
+				    .reset = feed_reset,
+				    .complete = feed_complete,
 				    .ctx = &f };
 	struct range_out *o;
 	char range[64];
@@ -761,29 +865,52 @@ static bool spool_first(struct lp_reg_blob *rb)
 		reg_caps_spool(lp_reg_caps(rb->reg), first_host(rb)));
 }
 
-/* progress of a read of buf[got, len) told as progress of buf[0, len) */
+/*
+ * progress of a read of buf[got, len) told as progress of buf[0, len),
+ * and how much of it was told
+ */
 struct progress_from {
 	lp_blob_progress_fn fn;
 	void *arg;
 	size_t got;
+	size_t told; /* of buf[got, len) */
 };
 
 static int progress_from(void *arg, size_t done)
 {
 	struct progress_from *p = arg;
 
+	p->told = done;
 	return p->fn(p->arg, p->got + done);
 }
 
-/* reg_spool_read() of @len bytes at @off whose first @got are in @buf */
-static int spool_read_from(struct reg_spool *sp, uint8_t *buf, size_t len,
-			   uint64_t off, size_t got, lp_blob_progress_fn fn,
-			   void *arg, struct lp_err *err)
+/*
+ * reg_spool_read() of @len bytes at @off whose first @got are in @buf (a
+ * 206 gave them before the whole blob came), for read number @read: the
+ * bytes it gives (all, or those told to @fn before a failure) are noted
+ * with the hosts that fed the spool. Not after -EAGAIN: that spool was
+ * emptied, and the hosts that fed it were rejected then (spool_bad()).
+ */
+static int spool_read_from(struct lp_reg_blob *rb, struct reg_spool *sp,
+			   uint8_t *buf, size_t len, uint64_t off, size_t got,
+			   lp_blob_progress_fn fn, void *arg,
+			   unsigned long read, struct lp_err *err)
 {
-	struct progress_from p = { fn, arg, got };
+	struct progress_from p = { fn, arg, got, 0 };
+	uint64_t eps;
+	int r;
 
-	return reg_spool_read(sp, buf + got, len - got, off + got,
-			      fn ? progress_from : NULL, &p, err);
+	r = reg_spool_read(sp, buf + got, len - got, off + got,
+			   fn ? progress_from : NULL, &p, err);
+	if (r == 0)
+		p.told = len - got;
+	if (r == -EAGAIN || !p.told)
+		return r;
+	pthread_mutex_lock(&rb->lock);
+	eps = rb->spool_eps;
+	pthread_mutex_unlock(&rb->lock);
+	served_note(rb, read, eps, off + got, p.told);
+	return r;
 }
 
 /* one Range request, retried from where it broke off; @fn may be NULL */
@@ -799,7 +926,8 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 				.range = range,
 				.range_size = sizeof(range),
 				.fn = fn,
-				.arg = arg };
+				.arg = arg,
+				.read = read_number(rb) };
 	struct lp_reg_sink sink = { .begin = range_begin,
 				    .write = range_write,
 				    .finish = range_finish,
@@ -823,7 +951,8 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 	}
 	if (spool_first(rb) && (s.feed = blob_spool(rb))) {
 		/* a range-less host: from the spool, as its bytes come in */
-		r = reg_spool_read(s.feed, buf, len, off, fn, arg, err);
+		r = spool_read_from(rb, s.feed, buf, len, off, 0, fn, arg,
+				    s.read, err);
 		goto out;
 	}
 	o = malloc(sizeof(*o));
@@ -836,9 +965,12 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 		 (unsigned long long)off, (unsigned long long)(off + len - 1));
 	s.o = o;
 	r = range_get(rb, range, &sink, o, err);
+	range_note(&s); /* what the last host asked sent */
 	if (s.join && (s.feed = blob_spool(rb))) {
-		/* a whole blob, as another reply already feeding the spool */
-		r = reg_spool_read(s.feed, buf, len, off, fn, arg, err);
+		/* a whole blob, as another reply already feeding the spool;
+		 * a 206 before it (cut short) gave buf[0, got) */
+		r = spool_read_from(rb, s.feed, buf, len, off, s.got, fn, arg,
+				    s.read, err);
 		goto out;
 	}
 	r = range_reply(rb, "blob range", range, resp, o->url, r, err);
@@ -847,8 +979,8 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 		 * before it (cut short) gave buf[0, got): the rest from there */
 		r = reg_spool_release(s.feed, r, err, err);
 		if (r == 0)
-			r = spool_read_from(s.feed, buf, len, off, s.got, fn,
-					    arg, err);
+			r = spool_read_from(rb, s.feed, buf, len, off, s.got,
+					    fn, arg, s.read, err);
 		goto out;
 	}
 	if (r < 0)
@@ -858,8 +990,6 @@ static int pread_range(struct lp_reg_blob *rb, void *buf, size_t len,
 				  "blob %s/%s@%s: %zu of %zu bytes at %llu",
 				  rb->ref.host, rb->ref.repo, rb->name, s.got,
 				  len, (unsigned long long)off);
-	else
-		served_note(rb, o->ep, off, len);
 out:
 	if (gated)
 		reg_caps_gate_end(lp_reg_caps(rb->reg), gated);
@@ -916,18 +1046,20 @@ static int tail_whole(struct tail_sink *s, const struct lp_reg_resp *resp)
 static int tail_begin(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct tail_sink *s = ctx;
-	uint64_t a, b, t;
+	uint64_t t;
 	int r;
 
 	if (s->feed) {
 		spool_fed_by(s->rb, s->o->ep); /* maybe the next host */
 		return s->fsink.begin(s->fsink.ctx, resp);
 	}
-	if (resp->status == 200) {
+	r = reg_reply_check(resp, REG_RANGE_SUFFIX, s->want, s->hint, &t);
+	if (r < 0)
+		return r;
+	if (r == 200) {
 		/* Range ignored: fine for a blob that fits, else stop now */
 		if (resp->content_length >= 0 &&
-		    (uint64_t)resp->content_length <= s->want &&
-		    (!s->hint || (uint64_t)resp->content_length == s->hint)) {
+		    (uint64_t)resp->content_length <= s->want) {
 			s->total = (uint64_t)resp->content_length;
 			s->len = (size_t)s->total;
 			s->began = true;
@@ -940,18 +1072,9 @@ static int tail_begin(void *ctx, const struct lp_reg_resp *resp)
 		s->refused_len = resp->content_length;
 		return -EOPNOTSUPP;
 	}
-	if (resp->status != 206 ||
-	    !strncasecmp(resp->content_type, "multipart/", 10) ||
-	    lp_reg_content_range_parse(resp->content_range,
-				       strlen(resp->content_range), &a, &b,
-				       &t) < 0)
-		return -EPROTO;
-	/* the last min(want, total) bytes, of a blob of a stated size */
-	if (t == UINT64_MAX || b != t - 1 ||
-	    b - a + 1 != lp_min_u64(s->want, t) || (s->hint && t != s->hint))
-		return -EPROTO;
+	/* the last min(want, total) bytes */
 	s->total = t;
-	s->len = (size_t)(b - a + 1);
+	s->len = (size_t)lp_min_u64(s->want, t);
 	s->began = true;
 	if (s->len < t) {
 		atomic_store(&s->rb->ranged, true);
@@ -1081,8 +1204,9 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		r = range_reply(rb, "blob", range, resp, o->url, r, err);
 		r = reg_spool_release(s.feed, r, err, err);
 		if (r == 0)
-			r = reg_spool_read(s.feed, buf, s.len, s.total - s.len,
-					   NULL, NULL, err);
+			r = spool_read_from(rb, s.feed, buf, s.len,
+					    s.total - s.len, 0, NULL, NULL,
+					    read_number(rb), err);
 		if (r < 0)
 			goto out;
 		*ret_len = s.len;
@@ -1128,7 +1252,7 @@ int lp_reg_blob_open_tail(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		goto out;
 	rb->size = s.total;
 	*ret_len = s.len;
-	served_note(rb, o->ep, s.total - s.len, s.len);
+	served_by(rb, read_number(rb), o->ep, s.total - s.len, s.len);
 	goto done;
 by_range:
 	if (!total) {
@@ -1281,6 +1405,7 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 	struct lp_buf range;
 	struct lp_err tmp;
 	uint64_t sum = 0;
+	unsigned long read;
 	size_t i;
 	int r = -EINVAL;
 
@@ -1364,8 +1489,9 @@ int lp_reg_blob_pread_multi(struct lp_reg_blob *rb,
 	if (m.multipart)
 		reg_caps_note(lp_reg_caps(rb->reg), o->host, REG_SEEN_MULTI,
 			      resp->status);
+	read = read_number(rb);
 	for (i = 0; i < n; i++)
-		served_note(rb, o->ep, ranges[i].off, ranges[i].len);
+		served_by(rb, read, o->ep, ranges[i].off, ranges[i].len);
 out:
 	lp_buf_release(&m.body);
 	lp_buf_release(&range);

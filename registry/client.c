@@ -126,6 +126,24 @@ out:
 	return r;
 }
 
+/* manifest_at()'s arguments, for reg_ep_try_each() */
+struct manifest_try {
+	struct lp_reg *reg;
+	const struct lp_reg_ref *ref;
+	const char *name;
+	const struct lp_digest *want;
+	struct lp_reg_manifest **ret_m;
+};
+
+static int manifest_try(void *ctx, const struct reg_endpoint *ep, bool more,
+			enum reg_ep_verdict *ret_v, struct lp_err *err)
+{
+	struct manifest_try *t = ctx;
+
+	return manifest_at(t->reg, ep, more, t->ref, t->name, t->want, t->ret_m,
+			   ret_v, err);
+}
+
 /*
  * GET manifests/@name of @ref from its registry's hosts in order: by tag
  * from those that may resolve, by digest from those that may pull.
@@ -134,36 +152,11 @@ static int get_manifest(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			const char *name, const struct lp_digest *want,
 			struct lp_reg_manifest **ret_m, struct lp_err *err)
 {
-	unsigned int need = want ? LP_HOST_CAP_PULL : LP_HOST_CAP_RESOLVE;
-	const struct reg_endpoints *eps;
-	enum reg_ep_verdict v;
-	struct lp_err tmp;
-	size_t i;
-	int r;
+	struct manifest_try t = { reg, ref, name, want, ret_m };
 
-	r = reg_endpoints(reg, ref, &eps, err);
-	if (r < 0)
-		return r;
-	for (i = reg_ep_next(eps, need, 0, NULL); i < eps->n;
-	     i = reg_ep_next(eps, need, i + 1, NULL)) {
-		bool more = reg_ep_has_next(eps, need, i);
-
-		lp_err_clear(&tmp);
-		r = manifest_at(reg, &eps->v[i], more, ref, name, want, ret_m,
-				&v, &tmp);
-		if (r == 0)
-			return 0;
-		if (!more || v == REG_EP_USE)
-			return reg_err_pass(err, &tmp, r);
-		if (v == REG_EP_DOWN)
-			reg_ep_mark_down(&eps->v[i], &tmp);
-		else
-			lp_log_info("%s; trying the next host",
-				    lp_err_str(&tmp, r));
-	}
-	return lp_err_set(err, -ENOENT,
-			  "%s: no host in the registry configuration may %s",
-			  ref->host, want ? "pull" : "resolve tags");
+	return reg_ep_try_each(reg, ref,
+			       want ? LP_HOST_CAP_PULL : LP_HOST_CAP_RESOLVE,
+			       manifest_try, &t, err);
 }
 
 int lp_reg_manifest_get(struct lp_reg *reg, const struct lp_reg_ref *ref,
@@ -374,39 +367,30 @@ out:
 	return r;
 }
 
+/* whole_at()'s arguments, for reg_ep_try_each() */
+struct whole_try {
+	struct lp_reg *reg;
+	const struct lp_reg_ref *ref;
+	const struct lp_digest *digest;
+	struct whole_sink *w;
+};
+
+static int whole_try(void *ctx, const struct reg_endpoint *ep, bool more,
+		     enum reg_ep_verdict *ret_v, struct lp_err *err)
+{
+	struct whole_try *t = ctx;
+
+	return whole_at(t->reg, ep, more, t->ref, t->digest, t->w, ret_v, err);
+}
+
 /* the whole blob from the registry's hosts that may pull, in order */
 static int fetch_whole(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		       const struct lp_digest *digest, struct whole_sink *w,
 		       struct lp_err *err)
 {
-	const struct reg_endpoints *eps;
-	enum reg_ep_verdict v;
-	struct lp_err tmp;
-	size_t i;
-	int r;
+	struct whole_try t = { reg, ref, digest, w };
 
-	r = reg_endpoints(reg, ref, &eps, err);
-	if (r < 0)
-		return r;
-	for (i = reg_ep_next(eps, LP_HOST_CAP_PULL, 0, NULL); i < eps->n;
-	     i = reg_ep_next(eps, LP_HOST_CAP_PULL, i + 1, NULL)) {
-		bool more = reg_ep_has_next(eps, LP_HOST_CAP_PULL, i);
-
-		lp_err_clear(&tmp);
-		r = whole_at(reg, &eps->v[i], more, ref, digest, w, &v, &tmp);
-		if (r == 0)
-			return 0;
-		if (!more || v == REG_EP_USE)
-			return reg_err_pass(err, &tmp, r);
-		if (v == REG_EP_DOWN)
-			reg_ep_mark_down(&eps->v[i], &tmp);
-		else
-			lp_log_info("%s; trying the next host",
-				    lp_err_str(&tmp, r));
-	}
-	return lp_err_set(err, -ENOENT,
-			  "%s: no host in the registry configuration may pull",
-			  ref->host);
+	return reg_ep_try_each(reg, ref, LP_HOST_CAP_PULL, whole_try, &t, err);
 }
 
 int lp_reg_fetch_blob(struct lp_reg *reg, const struct lp_reg_ref *ref,

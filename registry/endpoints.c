@@ -387,6 +387,42 @@ int reg_err_pass(struct lp_err *err, const struct lp_err *from, int r)
 	return r;
 }
 
+int reg_ep_try_each(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		    unsigned int need, reg_ep_try_fn try, void *ctx,
+		    struct lp_err *err)
+{
+	const struct reg_endpoints *eps;
+	enum reg_ep_verdict v;
+	struct lp_err tmp;
+	size_t i;
+	int r;
+
+	r = reg_endpoints(reg, ref, &eps, err);
+	if (r < 0)
+		return r;
+	for (i = reg_ep_next(eps, need, 0, NULL); i < eps->n;
+	     i = reg_ep_next(eps, need, i + 1, NULL)) {
+		bool more = reg_ep_has_next(eps, need, i);
+
+		lp_err_clear(&tmp);
+		v = REG_EP_USE;
+		r = try(ctx, &eps->v[i], more, &v, &tmp);
+		if (r == 0)
+			return 0;
+		if (!more || v == REG_EP_USE)
+			return reg_err_pass(err, &tmp, r);
+		if (v == REG_EP_DOWN)
+			reg_ep_mark_down(&eps->v[i], &tmp);
+		else
+			lp_log_info("%s; trying the next host",
+				    lp_err_str(&tmp, r));
+	}
+	return lp_err_set(
+		err, -ENOENT,
+		"%s: no host in the registry configuration may %s", ref->host,
+		need == LP_HOST_CAP_RESOLVE ? "resolve tags" : "pull");
+}
+
 void reg_ep_tls_desc(const struct reg_endpoint *ep, char *out, size_t size)
 {
 	const struct lp_host *h = ep->cfg;

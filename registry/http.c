@@ -42,6 +42,10 @@
 #define LP_REG_BACKOFF_CAP_MS 5000
 #define LP_REG_TOKEN_MARGIN_MAX_MS 30000 /* refresh this early at most */
 #define LP_REG_TOKEN_MARGIN_DIV 5 /* ...or a fifth of a token's life */
+/* a failed token fetch is the answer for this long: requests that come
+ * just after it (a burst's stragglers, callers' own retries) fail with its
+ * error instead of each asking the token server again */
+#define LP_REG_TOKEN_FAIL_HOLD_MS 1000
 #define LP_REG_HEADERS_MAX 16 /* request headers */
 
 /* one scope's token of a host; all fields protected by lp_reg.lock */
@@ -51,9 +55,11 @@ struct reg_token {
 	long expires_ms; /* CLOCK_MONOTONIC ms: not sent after this */
 	long refresh_ms; /* fetch a new one from here on */
 	uint64_t gen; /* lp_reg.token_gen when stored; 0: none */
+	uint64_t auth_id; /* whose: lp_reg_auth.id, 0: the host's own */
 	bool fetching; /* a thread is fetching it: wait on token_cond */
 	unsigned long attempts; /* fetches finished, failed or not */
 	int last_err; /* the last fetch's result */
+	long failed_ms; /* CLOCK_MONOTONIC ms when it failed (last_err < 0) */
 	struct reg_token *next;
 };
 
@@ -96,6 +102,72 @@ struct lp_reg {
 	bool curl_init;
 	struct reg_caps *caps; /* what each host can do (caps.c) */
 };
+
+/*
+ * One reference's credentials (lp_reg_ref.auth): immutable once made, so
+ * read without a lock; @id keys the tokens fetched with them.
+ */
+struct lp_reg_auth {
+	atomic_uint refs;
+	uint64_t id; /* unique per handle, never 0 */
+	char host[LP_REG_HOST_MAX]; /* the only host they are sent to */
+	struct lp_reg_cred cred;
+};
+
+static atomic_uint_fast64_t auth_ids = 1;
+
+int lp_reg_auth_new(const char *host, const char *user, const char *secret,
+		    struct lp_reg_auth **ret)
+{
+	struct lp_reg_auth *a;
+
+	if (strlen(user) >= LP_REG_CRED_MAX ||
+	    strlen(secret) >= LP_REG_CRED_MAX ||
+	    strlen(host) >= LP_REG_HOST_MAX)
+		return -EFBIG;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	atomic_init(&a->refs, 1);
+	a->id = atomic_fetch_add(&auth_ids, 1);
+	memcpy(a->host, host, strlen(host) + 1);
+	memcpy(a->cred.user, user, strlen(user) + 1);
+	memcpy(a->cred.secret, secret, strlen(secret) + 1);
+	*ret = a;
+	return 0;
+}
+
+struct lp_reg_auth *lp_reg_auth_ref(struct lp_reg_auth *a)
+{
+	if (a)
+		atomic_fetch_add(&a->refs, 1);
+	return a;
+}
+
+void lp_reg_auth_unref(struct lp_reg_auth *a)
+{
+	if (!a || atomic_fetch_sub(&a->refs, 1) != 1)
+		return;
+	explicit_bzero(a, sizeof(*a));
+	free(a);
+}
+
+/* the credential handle @ref's requests use: NULL when none, or when the
+ * request goes to another host than the one it was given for (a mirror) */
+static const struct lp_reg_auth *ref_auth(const struct lp_reg_ref *ref)
+{
+	if (ref && ref->auth && !strcmp(ref->auth->host, ref->host))
+		return ref->auth;
+	return NULL;
+}
+
+/* the identity keying @ref's tokens: its handle's, else 0 (the host's) */
+static uint64_t ref_auth_id(const struct lp_reg_ref *ref)
+{
+	const struct lp_reg_auth *a = ref_auth(ref);
+
+	return a ? a->id : 0;
+}
 
 /* the shared monotonic clock (lp_common.h) as this file counts time */
 static inline long now_ms(void)
@@ -465,6 +537,7 @@ struct xfer {
 	bool err_full; /* error body kept; rest dropped */
 	int sink_rc;
 	uint64_t auth_gen; /* the token sent (auth_header()) */
+	int auth_rc; /* < 0: no token to send, its fetch failed: not sent */
 };
 
 static void resp_reset(struct lp_reg_resp *resp)
@@ -654,15 +727,17 @@ static int basic_header(const struct lp_reg_cred *c, char *out, size_t size)
 
 static uint64_t bearer_header(struct lp_reg *reg, const struct lp_reg_req *req,
 			      struct reg_host *h, const char *scope, char *out,
-			      size_t size);
+			      size_t size, int *ret_err);
 
 /*
  * The Authorization header for @req, or "" (anonymous). Returns the gen of
  * the token sent (0: none), so that a 401 to it can tell whether another
- * thread has renewed it meanwhile.
+ * thread has renewed it meanwhile. *@ret_err (left alone otherwise) is
+ * -errno when the token had to be fetched and the fetch failed: the
+ * request is not to be sent (bearer_header()).
  */
 static uint64_t auth_header(struct lp_reg *reg, const struct lp_reg_req *req,
-			    char *out, size_t size)
+			    char *out, size_t size, int *ret_err)
 {
 	char scope[LP_REG_AUTH_FIELD_MAX];
 	struct reg_host *h;
@@ -678,10 +753,12 @@ static uint64_t auth_header(struct lp_reg *reg, const struct lp_reg_req *req,
 			break;
 	if (!h)
 		goto out;
-	if (h->scheme == LP_REG_AUTH_BASIC && h->have_cred)
+	if (h->scheme == LP_REG_AUTH_BASIC && ref_auth(req->ref))
+		basic_header(&ref_auth(req->ref)->cred, out, size);
+	else if (h->scheme == LP_REG_AUTH_BASIC && h->have_cred)
 		basic_header(&h->cred, out, size);
 	else if (h->scheme == LP_REG_AUTH_BEARER)
-		gen = bearer_header(reg, req, h, scope, out, size);
+		gen = bearer_header(reg, req, h, scope, out, size, ret_err);
 out:
 	pthread_mutex_unlock(&reg->lock);
 	return gen;
@@ -733,7 +810,9 @@ static int perform(struct lp_reg *reg, const struct lp_reg_req *req,
 	h = pool_get(reg);
 	if (!h)
 		goto out;
-	x->auth_gen = auth_header(reg, req, auth, sizeof(auth));
+	x->auth_gen = auth_header(reg, req, auth, sizeof(auth), &x->auth_rc);
+	if (x->auth_rc < 0)
+		goto out;
 	for (i = 0; req->headers && req->headers[i]; i++) {
 		tmp = curl_slist_append(hl, req->headers[i]);
 		if (!tmp)
@@ -1061,13 +1140,26 @@ static int host_cred(struct lp_reg *reg, const char *host,
 	return r;
 }
 
-/* @h's token entry for @scope, or NULL; called with lock held */
-static struct reg_token *token_find(struct reg_host *h, const char *scope)
+int reg_req_cred(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		 struct lp_reg_cred *ret_cred)
+{
+	const struct lp_reg_auth *a = ref_auth(ref);
+
+	if (a) {
+		*ret_cred = a->cred;
+		return 1;
+	}
+	return host_cred(reg, ref->host, ret_cred);
+}
+
+/* @h's token entry for @scope and identity @id, or NULL; lock held */
+static struct reg_token *token_find(struct reg_host *h, const char *scope,
+				    uint64_t id)
 {
 	struct reg_token *t;
 
 	for (t = h->tokens; t; t = t->next)
-		if (!strcmp(t->scope, scope))
+		if (t->auth_id == id && !strcmp(t->scope, scope))
 			return t;
 	return NULL;
 }
@@ -1077,9 +1169,10 @@ static struct reg_token *token_find(struct reg_host *h, const char *scope)
  * oldest entry nobody is fetching makes room. NULL when out of memory or
  * every entry is being fetched. Called with lock held.
  */
-static struct reg_token *token_get(struct reg_host *h, const char *scope)
+static struct reg_token *token_get(struct reg_host *h, const char *scope,
+				   uint64_t id)
 {
-	struct reg_token *t = token_find(h, scope), **pp, **victim = NULL;
+	struct reg_token *t = token_find(h, scope, id), **pp, **victim = NULL;
 
 	if (t)
 		return t;
@@ -1099,6 +1192,7 @@ static struct reg_token *token_get(struct reg_host *h, const char *scope)
 	if (!t)
 		return NULL;
 	snprintf(t->scope, sizeof(t->scope), "%s", scope);
+	t->auth_id = id;
 	t->next = h->tokens;
 	h->tokens = t;
 	h->n_tokens++;
@@ -1128,7 +1222,7 @@ static int token_refresh(struct lp_reg *reg, const struct lp_reg_req *req,
 	lp_buf_init(&body, LP_REG_TOKEN_BODY_MAX);
 	lp_buf_init(&form, LP_REG_URL_MAX + LP_REG_CRED_MAX * 3);
 	memset(&cred, 0, sizeof(cred));
-	have = host_cred(reg, req->ref->host, &cred);
+	have = reg_req_cred(reg, req->ref, &cred);
 	if (have < 0) {
 		r = have;
 		goto out;
@@ -1172,11 +1266,12 @@ static int token_refresh(struct lp_reg *reg, const struct lp_reg_req *req,
 out:
 	pthread_mutex_lock(&reg->lock);
 	h = host_get(reg, req->ref->host);
-	t = h ? token_find(h, scope) : NULL;
+	t = h ? token_find(h, scope, ref_auth_id(req->ref)) : NULL;
 	if (t) {
 		t->fetching = false;
 		t->attempts++;
 		t->last_err = r;
+		t->failed_ms = now_ms();
 		if (r == 0) {
 			long now = now_ms(), life = (long)life_ms;
 			long margin = life / LP_REG_TOKEN_MARGIN_DIV;
@@ -1213,112 +1308,52 @@ out:
 }
 
 /*
- * A request is about to go out with @h's token for @scope: write its
- * header and return its gen (0: none, the request goes anonymous). A token
- * in its last LP_REG_TOKEN_MARGIN_DIV-th of life (at most
- * LP_REG_TOKEN_MARGIN_MAX_MS) is renewed first from the host's last
- * challenge, by one thread: the others send the old token while it is
- * still valid, or wait for the new one. Called with lock held (dropped and
- * taken again around the fetch).
+ * token_decide() - the one place that decides who fetches @h's token for
+ * @scope and identity @id, for a request about to go out (@renewing: a
+ * token in its renewal window is still sent while another thread renews
+ * it) and for one refused with the token of gen @used (0: none). Returns
+ * TOKEN_USE (a token to send is there, or none is to be fetched: *@ret_t
+ * may be NULL), TOKEN_FETCH (this thread fetches: the entry is marked
+ * fetching, call token_refresh()), or -errno: the fetch this thread
+ * waited for failed, or one failed less than LP_REG_TOKEN_FAIL_HOLD_MS
+ * ago, and its waiters fail with its error rather than each trying again
+ * (one failing fetch is enough for a burst). Called with
+ * lock held; waits on token_cond.
  */
-static uint64_t bearer_header(struct lp_reg *reg, const struct lp_reg_req *req,
-			      struct reg_host *h, const char *scope, char *out,
-			      size_t size)
+enum { TOKEN_USE = 0, TOKEN_FETCH = 1 };
+
+static int token_decide(struct lp_reg *reg, struct reg_host *h,
+			const char *scope, uint64_t id, uint64_t used,
+			bool renewing, struct reg_token **ret_t)
 {
-	struct lp_reg_challenge *ch = NULL;
+	unsigned long waited_from = 0;
+	bool waited = false;
 	struct reg_token *t;
-	bool tried = false;
-	uint64_t gen = 0;
 
 	for (;;) {
 		long now = now_ms();
 		bool valid;
 
-		t = token_find(h, scope);
+		/* looked up again after each wait: an idle entry may go */
+		t = renewing ? token_find(h, scope, id) :
+			       token_get(h, scope, id);
+		*ret_t = t;
 		if (!t)
-			break;
-		valid = t->token && now < t->expires_ms;
-		if (valid && now < t->refresh_ms)
-			break;
-		if (t->fetching) {
-			if (valid)
-				break;
-			pthread_cond_wait(&reg->token_cond, &reg->lock);
-			continue;
-		}
-		if (tried || !h->challenge)
-			break;
-		ch = malloc(sizeof(*ch));
-		if (!ch)
-			break;
-		*ch = *h->challenge;
-		t->fetching = true;
-		tried = true;
-		pthread_mutex_unlock(&reg->lock);
-		{
-			struct lp_err e = { 0 };
-
-			if (token_refresh(reg, req, ch, scope, &e) < 0)
-				lp_log_warn("%s: renewing the token for %s: "
-					    "%s (a 401 will ask again)",
-					    req->ref->host, scope, e.msg);
-		}
-		free(ch);
-		ch = NULL;
-		pthread_mutex_lock(&reg->lock);
-		/* the host entry outlives the client: @h is still good */
-	}
-	if (t && t->token && now_ms() < t->expires_ms) {
-		snprintf(out, size, "Authorization: Bearer %s", t->token);
-		gen = t->gen;
-	}
-	return gen;
-}
-
-/*
- * A request that sent the token of gen @used (0: none) for @scope had a
- * 401: decide who fetches the next one. Returns 1 when this thread must
- * (the entry is marked fetching: call token_refresh()), 0 when a newer
- * valid token is there (another thread fetched it meanwhile: repeat the
- * request), or -errno, also when the fetch another thread made while this
- * one waited failed (one failing fetch is enough for a burst).
- */
-static int token_claim(struct lp_reg *reg, const struct lp_reg_req *req,
-		       const char *scope, uint64_t used, struct lp_err *err)
-{
-	struct reg_host *h;
-	struct reg_token *t;
-	unsigned long waited_from = 0;
-	bool waited = false;
-	int r;
-
-	pthread_mutex_lock(&reg->lock);
-	for (;;) {
-		h = host_get(reg, req->ref->host);
-		t = h ? token_get(h, scope) : NULL;
-		if (!t) {
-			r = lp_err_set(err, -ENOMEM,
-				       "%s: no room for a token for %s",
-				       req->ref->host, scope);
-			break;
-		}
-		if (t->token && t->gen != used && now_ms() < t->expires_ms) {
-			r = 0;
-			break;
-		}
+			return renewing ? TOKEN_USE : -ENOMEM;
+		valid = t->token && now < t->expires_ms && t->gen != used;
+		if (valid && (!renewing || now < t->refresh_ms || t->fetching))
+			return TOKEN_USE;
 		if (waited && t->attempts != waited_from && !t->fetching &&
-		    t->last_err < 0) {
-			r = lp_err_set(err, t->last_err,
-				       "%s: token for %s: %s (fetched by "
-				       "another request)",
-				       req->ref->host, scope,
-				       strerror(-t->last_err));
-			break;
-		}
+		    t->last_err < 0)
+			return t->last_err;
+		if (!t->fetching && !valid && t->last_err < 0 &&
+		    now - t->failed_ms < LP_REG_TOKEN_FAIL_HOLD_MS)
+			return t->last_err;
 		if (!t->fetching) {
+			if (renewing && !h->challenge)
+				return TOKEN_USE; /* nowhere to renew it */
 			t->fetching = true;
-			r = 1;
-			break;
+			return TOKEN_FETCH;
 		}
 		if (!waited) {
 			waited = true;
@@ -1326,8 +1361,98 @@ static int token_claim(struct lp_reg *reg, const struct lp_reg_req *req,
 		}
 		pthread_cond_wait(&reg->token_cond, &reg->lock);
 	}
+}
+
+/*
+ * A request is about to go out with @h's token for @scope: write its
+ * header and return its gen (0: none, the request goes anonymous). A token
+ * in its last LP_REG_TOKEN_MARGIN_DIV-th of life (at most
+ * LP_REG_TOKEN_MARGIN_MAX_MS) is renewed first from the host's last
+ * challenge, by one thread (token_decide()): the others send the old token
+ * while it is still valid, or wait for the new one. When the renewal fails
+ * and no valid token is left, *@ret_err is its error (-errno) and the
+ * request is not sent. Called with lock held (dropped and taken again
+ * around the fetch).
+ */
+static uint64_t bearer_header(struct lp_reg *reg, const struct lp_reg_req *req,
+			      struct reg_host *h, const char *scope, char *out,
+			      size_t size, int *ret_err)
+{
+	uint64_t id = ref_auth_id(req->ref);
+	struct lp_reg_challenge *ch = NULL;
+	struct reg_token *t;
+	int r;
+
+	r = token_decide(reg, h, scope, id, 0, true, &t);
+	if (r == TOKEN_FETCH) {
+		ch = malloc(sizeof(*ch));
+		if (ch)
+			*ch = *h->challenge;
+		pthread_mutex_unlock(&reg->lock);
+		if (ch) {
+			struct lp_err e = { 0 };
+
+			r = token_refresh(reg, req, ch, scope, &e);
+			if (r < 0)
+				lp_log_warn("%s: renewing the token for %s: %s",
+					    req->ref->host, scope, e.msg);
+			free(ch);
+		} else {
+			r = -ENOMEM;
+			/* nobody fetches: let the waiters go */
+			pthread_mutex_lock(&reg->lock);
+			t = token_find(h, scope, id);
+			if (t) {
+				t->fetching = false;
+				t->attempts++;
+				t->last_err = r;
+			}
+			pthread_cond_broadcast(&reg->token_cond);
+			pthread_mutex_unlock(&reg->lock);
+		}
+		pthread_mutex_lock(&reg->lock);
+		/* the host entry outlives the client: @h is still good */
+		t = token_find(h, scope, id);
+	}
+	if (t && t->token && now_ms() < t->expires_ms) {
+		snprintf(out, size, "Authorization: Bearer %s", t->token);
+		return t->gen;
+	}
+	if (r < 0)
+		*ret_err = r;
+	return 0;
+}
+
+/*
+ * A request that sent the token of gen @used (0: none) for @scope had a
+ * 401: decide who fetches the next one (token_decide()). Returns 1 when
+ * this thread must (the entry is marked fetching: call token_refresh()), 0
+ * when a newer valid token is there (another thread fetched it meanwhile:
+ * repeat the request), or -errno, also when the fetch another thread made
+ * while this one waited failed.
+ */
+static int token_claim(struct lp_reg *reg, const struct lp_reg_req *req,
+		       const char *scope, uint64_t used, struct lp_err *err)
+{
+	struct reg_host *h;
+	struct reg_token *t;
+	int r;
+
+	pthread_mutex_lock(&reg->lock);
+	h = host_get(reg, req->ref->host);
+	r = h ? token_decide(reg, h, scope, ref_auth_id(req->ref), used, false,
+			     &t) :
+		-ENOMEM;
 	pthread_mutex_unlock(&reg->lock);
-	return r;
+	if (r == -ENOMEM)
+		return lp_err_set(err, r, "%s: no room for a token for %s",
+				  req->ref->host, scope);
+	if (r < 0)
+		return lp_err_set(err, r,
+				  "%s: token for %s: %s (fetched by another "
+				  "request)",
+				  req->ref->host, scope, strerror(-r));
+	return r == TOKEN_FETCH ? 1 : 0;
 }
 
 /*
@@ -1357,7 +1482,7 @@ static int handle_401(struct lp_reg *reg, const struct lp_reg_req *req,
 		goto out;
 	}
 	if (ch->scheme == LP_REG_AUTH_BASIC) {
-		have = host_cred(reg, req->ref->host, &cred);
+		have = reg_req_cred(reg, req->ref, &cred);
 		if (have < 0) {
 			r = have;
 			goto out;
@@ -1453,6 +1578,14 @@ int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 			req->sink->reset(req->sink->ctx);
 		attempt++;
 		cc = perform(reg, req, resp, &x, errbuf);
+		if (x.auth_rc < 0) {
+			r = lp_err_set(err, x.auth_rc,
+				       "%s %s: no token for %s: fetching it "
+				       "failed (%s)",
+				       what, req->url, req->ref->host,
+				       strerror(-x.auth_rc));
+			goto out;
+		}
 		if (x.sink_rc < 0) {
 			/* the caller knows best what its sink refused */
 			r = x.sink_rc;

@@ -54,13 +54,22 @@
 /* containerd's hosts.toml directory by convention (its config_path) */
 #define LP_REG_CONFIG_DIR_DEFAULT "/etc/containerd/certs.d"
 
-/* A parsed image reference; a plain value, copy it freely. */
+struct lp_reg_auth;
+
+/*
+ * A parsed image reference; a plain value, copy it freely. @auth, when set
+ * (lp_reg_ref_parse() leaves it NULL), is the credential this reference's
+ * requests use instead of the client's per-host ones: borrowed, the
+ * caller keeps its own reference for as long as a call with the ref runs;
+ * a blob opened from it takes one of its own (lp_reg_blob_open()).
+ */
 struct lp_reg_ref {
 	char host[LP_REG_HOST_MAX]; /* as used in URLs: "h:p", "[::1]:5000" */
 	char repo[LP_REG_REPO_MAX]; /* "library/busybox" */
 	char tag[LP_REG_TAG_MAX]; /* "" when the reference has only a digest */
 	bool has_digest;
 	struct lp_digest digest; /* valid when has_digest */
+	struct lp_reg_auth *auth; /* NULL: the client's credentials */
 };
 
 /*
@@ -152,6 +161,23 @@ void lp_reg_free(struct lp_reg *reg);
  */
 int lp_reg_set_credentials(struct lp_reg *reg, const char *host,
 			   const char *user, const char *secret);
+
+/*
+ * lp_reg_auth_new() - a refcounted credential for the requests of one
+ * reference (lp_reg_ref.auth), not the client's: @user/@secret as in
+ * lp_reg_set_credentials(), sent only to @host (a mirror of it gets its
+ * own credentials). Each handle is one identity: bearer tokens fetched
+ * with it are cached for it alone, never handed to a request with other
+ * credentials or none. Copied. Returns 0, -EFBIG, -ENOMEM.
+ */
+int lp_reg_auth_new(const char *host, const char *user, const char *secret,
+		    struct lp_reg_auth **ret);
+
+/* lp_reg_auth_ref() - one more reference to @a (NULL allowed); returns @a. */
+struct lp_reg_auth *lp_reg_auth_ref(struct lp_reg_auth *a);
+
+/* lp_reg_auth_unref() - drop one; the last wipes the secret. NULL allowed. */
+void lp_reg_auth_unref(struct lp_reg_auth *a);
 
 /* ---- manifests ----------------------------------------------------- */
 

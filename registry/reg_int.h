@@ -159,6 +159,15 @@ int lp_reg_docker_config_lookup(const char *json, size_t len, const char *host,
  */
 int lp_reg_helper_parse(const char *json, size_t len, struct lp_reg_cred *cred);
 
+/*
+ * reg_req_cred() - the credentials a request for @ref sends (http.c): its
+ * own handle's (lp_reg_ref.auth) when it goes to the host they were given
+ * for, else the client's for the host (lp_reg_set_credentials() or the
+ * docker config). Returns 1 (@ret_cred filled), 0 none, -ENOMEM.
+ */
+int reg_req_cred(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		 struct lp_reg_cred *ret_cred);
+
 /* lp_reg_cred_load() - config file + helper for @host. 1 found, 0, -errno. */
 int lp_reg_cred_load(const char *config_dir, const char *host,
 		     struct lp_reg_cred *ret_cred);
@@ -237,6 +246,23 @@ struct lp_reg_req {
  */
 int lp_reg_do(struct lp_reg *reg, const struct lp_reg_req *req,
 	      struct lp_reg_resp *resp, struct lp_err *err);
+
+/* reg_reply_check()'s @off for a suffix range: the last @len bytes */
+#define REG_RANGE_SUFFIX UINT64_MAX
+
+/*
+ * reg_reply_check() - the one check of a reply to a single-range request
+ * for @len bytes at @off (REG_RANGE_SUFFIX: the last @len bytes, or all of
+ * a smaller blob) of a blob of @size bytes (0: unknown, a suffix only),
+ * made before its body is used: a 200 must carry the whole blob (its
+ * Content-Length, when sent, is @size), a 206 exactly the bytes asked (not
+ * multipart; Content-Range "bytes A-B/T" with A-B those bytes and T the
+ * blob's size, or "*" when @size is known). Returns 200 or 206 with
+ * *@ret_total (NULL allowed) the blob's size as far as known (0: not
+ * known), or -EPROTO for any other reply.
+ */
+int reg_reply_check(const struct lp_reg_resp *resp, uint64_t off, uint64_t len,
+		    uint64_t size, uint64_t *ret_total);
 
 /*
  * lp_reg_status_err() - map an unexpected status to -errno and a message
@@ -325,9 +351,11 @@ typedef int (*reg_spool_feed_fn)(void *ctx, struct reg_spool *sp,
  * unlinked file in @dir (NULL: $TMPDIR, else /var/tmp), so that it is gone
  * when the spool is freed or the process dies. @feed(@ctx) fills it when a
  * reader needs bytes and nobody is fetching them; @ctx must outlive the
- * spool. Returns 0, -EFBIG over LP_REG_SPOOL_MAX, -ENOSPC when the disk
- * would keep less than LP_REG_SPOOL_SLACK free, or the -errno of making
- * the file; @err says why.
+ * spool. The file's @size bytes are reserved now (fallocate), so that
+ * spools made at once cannot together fill the disk. Returns 0, -EFBIG
+ * over LP_REG_SPOOL_MAX, -ENOSPC when the disk would keep less than
+ * LP_REG_SPOOL_SLACK free, or the -errno of making or reserving the file
+ * (-EOPNOTSUPP: a filesystem that cannot reserve); @err says why.
  */
 int reg_spool_new(const char *dir, const struct lp_digest *digest,
 		  uint64_t size, reg_spool_feed_fn feed, void *ctx,
@@ -355,10 +383,14 @@ void reg_spool_free(struct reg_spool *sp);
  * the spool: when nobody is fetching, the feeder thread is started; readers
  * of bytes not yet in wait for it rather than make requests of their own.
  * @fn (may be NULL) is told each longer prefix of @buf that is final.
+ * All of @buf comes from one feed: when the spool is emptied after a
+ * mismatch while this read holds bytes of it, those not yet told to @fn
+ * are read again from the next feed; bytes already told cannot be taken
+ * back, so the read fails -EAGAIN, marked retryable (read again).
  * Returns 0, -EBADMSG once the whole blob failed verification (for good:
- * the spool is dropped), the error of a feeder that ended while this read
- * waited (from its @err, retryability kept), -ECANCELED when freed, or
- * @fn's error.
+ * the spool is dropped), -EAGAIN as said, the error of a feeder that
+ * ended while this read waited (from its @err, retryability kept),
+ * -ECANCELED when freed, or @fn's error.
  */
 int reg_spool_read(struct reg_spool *sp, void *buf, size_t len, uint64_t off,
 		   lp_blob_progress_fn fn, void *arg, struct lp_err *err);
@@ -494,6 +526,26 @@ enum reg_ep_verdict reg_ep_verdict(int r, const struct lp_reg_resp *resp);
 
 /* reg_err_pass() - @from's message (of one host's try) into @err; @r */
 int reg_err_pass(struct lp_err *err, const struct lp_err *from, int r);
+
+/*
+ * One try of a request at host @ep (@more: a later host may be asked):
+ * 0 or -errno with @err, and in *@ret_v what the outcome says about @ep.
+ */
+typedef int (*reg_ep_try_fn)(void *ctx, const struct reg_endpoint *ep,
+			     bool more, enum reg_ep_verdict *ret_v,
+			     struct lp_err *err);
+
+/*
+ * reg_ep_try_each() - @try at the hosts of @ref's registry that have @need,
+ * in order, until one succeeds or its outcome stands (REG_EP_USE, or no
+ * host is left): a host that is down is passed over for a while (logged
+ * once), any other failure hands the request to the next host. Returns
+ * the last try's result with its message in @err; -ENOENT when no host
+ * may serve @need.
+ */
+int reg_ep_try_each(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		    unsigned int need, reg_ep_try_fn try, void *ctx,
+		    struct lp_err *err);
 void lp_reg_unref_client(struct lp_reg *reg);
 
 #endif /* LP_REG_INT_H */

@@ -17,7 +17,10 @@
  * owner's verdict hook (reg_spool_on_bad()) says whether to start over (the
  * hosts that fed it were rejected and another host may serve the blob: the
  * next read starts a feeder from byte 0) or to drop the spool for good:
- * every read fails (-EBADMSG), never a wrong byte from then on. The blob's last byte is
+ * every read fails (-EBADMSG), never a wrong byte from then on. Each
+ * emptying starts a new generation: a read never returns bytes of two
+ * feeds (one that had told its caller some bytes of the bad feed fails,
+ * retryable, and is made again). The blob's last byte is
  * served only after that verdict, so a read of the end (where the TOC is)
  * never sees unverified bytes; bytes served before the end are the host's
  * word, as a 206 reply's are: fs/ verifies every chunk against the TOC
@@ -27,7 +30,9 @@
  * it goes when the spool is freed (the blob closed) or the process dies:
  * nothing to clean up, nothing kept across mounts (fs/'s disk cache keeps
  * verified chunks across mounts and bounds them). Its size is the blob's,
- * bounded by LP_REG_SPOOL_MAX and by the free space of its disk.
+ * bounded by LP_REG_SPOOL_MAX and by the free space of its disk: its
+ * blocks are reserved when it is made (fallocate), so that spools made at
+ * once cannot together leave less than LP_REG_SPOOL_SLACK free.
  *
  * Lock order: lock is a leaf; the feeder makes its requests without it.
  */
@@ -61,6 +66,9 @@ struct reg_spool {
 	/* protected by lock: [0, have) may be read: fed, but for the last
 	 * byte, which waits for the verdict on the whole blob */
 	uint64_t have;
+	/* protected by lock: bumped each time the spool is emptied (a
+	 * mismatch), so that a reader knows its bytes are of another feed */
+	unsigned long gen;
 	bool feeding; /* protected by lock: a feeder holds the claim */
 	bool verified; /* protected by lock: complete and checked */
 	int failed; /* protected by lock: -EBADMSG for good, else 0 */
@@ -85,6 +93,53 @@ static const char *default_dir(void)
 	const char *t = getenv("TMPDIR");
 
 	return t && t[0] ? t : SPOOL_DEFAULT_DIR;
+}
+
+/* whether @d keeps LP_REG_SPOOL_SLACK free after @more bytes more */
+static int check_free(const char *d, uint64_t more, const char *name,
+		      struct lp_err *why)
+{
+	struct statvfs vfs;
+	uint64_t avail;
+
+	if (statvfs(d, &vfs) < 0)
+		return 0; /* nothing known: the reservation decides */
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	if (avail >= more + LP_REG_SPOOL_SLACK)
+		return 0;
+	return lp_err_set(why, -ENOSPC,
+			  "blob %s: %llu bytes do not fit in %s (%llu free, "
+			  "%llu kept free)",
+			  name, (unsigned long long)more, d,
+			  (unsigned long long)avail,
+			  (unsigned long long)LP_REG_SPOOL_SLACK);
+}
+
+/*
+ * Reserve the blob's @size bytes for the spool file @fd in @d (its blocks
+ * allocated now, so that spools made at the same time, in this process or
+ * another, cannot together take the disk's last LP_REG_SPOOL_SLACK bytes:
+ * each one's check below sees the others' reservations). A filesystem that
+ * cannot allocate ahead (EOPNOTSUPP) gets no spool: there would be no such
+ * guarantee.
+ */
+static int reserve(int fd, const char *d, uint64_t size, const char *name,
+		   struct lp_err *why)
+{
+	int r;
+
+	if (!size)
+		return 0;
+	if (fallocate(fd, 0, 0, (off_t)size) < 0) {
+		r = -errno;
+		return lp_err_set(why, r,
+				  "blob %s: cannot reserve %llu bytes in %s: "
+				  "%s",
+				  name, (unsigned long long)size, d,
+				  strerror(-r));
+	}
+	/* after the reservation: what the others reserved is counted */
+	return check_free(d, 0, name, why);
 }
 
 /* an unlinked file in @dir */
@@ -113,7 +168,6 @@ int reg_spool_new(const char *dir, const struct lp_digest *digest,
 		  struct reg_spool **ret_sp, struct lp_err *err)
 {
 	struct reg_spool *sp = NULL;
-	struct statvfs vfs;
 	char name[LP_DIGEST_STR_LEN + 1];
 	struct lp_err why; /* the first directory's complaint */
 	int r, i;
@@ -145,26 +199,25 @@ int reg_spool_new(const char *dir, const struct lp_digest *digest,
 
 		if (!d || (i == 1 && dir && !strcmp(d, dir)))
 			continue;
-		if (statvfs(d, &vfs) == 0 &&
-		    (uint64_t)vfs.f_bavail * vfs.f_frsize <
-			    size + LP_REG_SPOOL_SLACK) {
-			r = lp_err_set(
-				&why, -ENOSPC,
-				"blob %s: %llu bytes do not fit in %s (%llu "
-				"free, %llu kept free)",
-				name, (unsigned long long)size, d,
-				(unsigned long long)vfs.f_bavail * vfs.f_frsize,
-				(unsigned long long)LP_REG_SPOOL_SLACK);
+		/* before: not even a moment's reservation of a disk that
+		 * cannot take it */
+		r = check_free(d, size, name, &why);
+		if (r < 0)
 			continue;
-		}
 		r = open_unlinked(d);
-		if (r >= 0)
-			sp->fd = r;
-		else
+		if (r < 0) {
 			lp_err_set(&why, r,
 				   "blob %s: cannot make a spool file in %s: "
 				   "%s",
 				   name, d, strerror(-r));
+			continue;
+		}
+		sp->fd = r;
+		r = reserve(sp->fd, d, size, name, &why);
+		if (r < 0) {
+			close(sp->fd); /* and its blocks with it */
+			sp->fd = -1;
+		}
 	}
 	if (sp->fd < 0) {
 		lp_err_set_from(err, &why, r, "%s", why.msg);
@@ -247,25 +300,19 @@ static void set_range(struct reg_spool *sp)
 static int feed_begin(void *ctx, const struct lp_reg_resp *resp)
 {
 	struct reg_spool *sp = ctx;
-	uint64_t a, b, t, h = feeder_have(sp);
+	uint64_t h = feeder_have(sp);
+	int r;
 
 	sp->began = true;
-	if (resp->status == 200) {
+	r = reg_reply_check(resp, h, sp->size - h, sp->size, NULL);
+	if (r < 0)
+		return r;
+	if (r == 200) {
 		/* the whole blob again: pass over what is there */
-		if (resp->content_length >= 0 &&
-		    (uint64_t)resp->content_length != sp->size)
-			return -EPROTO;
 		sp->skip = h;
 		sp->body_left = sp->size;
 		return 0;
 	}
-	if (resp->status != 206 ||
-	    !strncasecmp(resp->content_type, "multipart/", 10) ||
-	    lp_reg_content_range_parse(resp->content_range,
-				       strlen(resp->content_range), &a, &b,
-				       &t) < 0 ||
-	    a != h || b != sp->size - 1 || (t != UINT64_MAX && t != sp->size))
-		return -EPROTO;
 	sp->skip = 0;
 	sp->body_left = sp->size - h;
 	return 0;
@@ -375,16 +422,17 @@ static void verdict(struct reg_spool *sp, bool *again)
 		return;
 	}
 	/* nothing of it is served from here on; the claim is still ours,
-	 * so no feeder starts while the owner is asked */
+	 * so no feeder starts while the owner is asked. A reader that holds
+	 * bytes of this feed sees the new generation (reg_spool_read) */
 	sp->have = 0;
+	sp->gen++;
 	pthread_mutex_unlock(&sp->lock);
 	retry = sp->bad && sp->bad(sp->feed_ctx);
 	pthread_mutex_lock(&sp->lock);
 	sp->fed = 0;
-	if (ftruncate(sp->fd, 0) < 0)
-		lp_log_debug("blob %s: truncate of its spool: %s", sp->name,
-			     strerror(errno));
 	if (retry) {
+		/* the file keeps its blocks (reserved): the next feed
+		 * overwrites them, readers go by the generation */
 		*again = true;
 		lp_log_warn("blob %s: the whole blob does not match its "
 			    "digest: spool emptied, taken again from the "
@@ -393,6 +441,9 @@ static void verdict(struct reg_spool *sp, bool *again)
 		return;
 	}
 	sp->failed = -EBADMSG;
+	if (ftruncate(sp->fd, 0) < 0) /* its disk space back */
+		lp_log_debug("blob %s: truncate of its spool: %s", sp->name,
+			     strerror(errno));
 	/* the one place this is said; reads refer to it */
 	lp_log_err("blob %s: the whole blob from a range-less host does not "
 		   "match its digest: spool dropped, its reads fail",
@@ -473,16 +524,39 @@ static int start_feeder(struct reg_spool *sp)
 
 /* ---- readers ---- */
 
+/*
+ * buf[done, avail) from the file, without the lock; the bytes are of the
+ * feed of generation @gen only if it is still the spool's when this
+ * returns (the caller checks). Returns the bytes read: fewer when the file
+ * came short (emptied under us).
+ */
+static size_t spool_pread(struct reg_spool *sp, uint8_t *buf, size_t done,
+			  size_t avail, uint64_t off)
+{
+	ssize_t n;
+
+	while (done < avail) {
+		n = pread(sp->fd, buf + done, avail - done,
+			  (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	return done;
+}
+
 int reg_spool_read(struct reg_spool *sp, void *buf, size_t len, uint64_t off,
 		   lp_blob_progress_fn fn, void *arg, struct lp_err *err)
 {
-	unsigned long ends;
-	size_t done = 0, avail;
-	ssize_t n;
+	unsigned long ends, gen;
+	size_t done = 0, got, avail, told = 0;
 	int r = 0;
 
 	pthread_mutex_lock(&sp->lock);
 	ends = sp->ends;
+	gen = sp->gen;
 	for (;;) {
 		if (sp->failed) {
 			r = lp_err_set(err, sp->failed,
@@ -491,33 +565,50 @@ int reg_spool_read(struct reg_spool *sp, void *buf, size_t len, uint64_t off,
 				       sp->name);
 			break;
 		}
+		if (sp->gen != gen) {
+			/* emptied after a mismatch: buf[0, done) is of the
+			 * bad feed. Unreported, it is read again from the
+			 * next feed; reported final, it cannot be taken
+			 * back: the caller reads again */
+			if (told) {
+				r = lp_err_set_ex(
+					err, -EAGAIN, LP_ERR_RETRYABLE, 0,
+					"blob %s: the whole blob did not "
+					"verify while a read at %llu waited "
+					"for its end; taken again from the "
+					"next host: read again",
+					sp->name, (unsigned long long)off);
+				break;
+			}
+			gen = sp->gen;
+			done = 0;
+		}
 		avail = sp->have > off ?
 				(size_t)lp_min_u64(sp->have - off, len) :
 				0;
 		if (avail > done) {
 			pthread_mutex_unlock(&sp->lock);
-			while (done < avail) {
-				n = pread(sp->fd, (uint8_t *)buf + done,
-					  avail - done, (off_t)(off + done));
-				if (n < 0 && errno == EINTR)
-					continue;
-				if (n <= 0)
-					break; /* dropped under us: see failed */
-				done += (size_t)n;
-			}
-			if (done == avail && fn)
-				r = fn(arg, done);
+			got = spool_pread(sp, buf, done, avail, off);
 			pthread_mutex_lock(&sp->lock);
-			if (r < 0)
+			if (sp->gen != gen || sp->failed)
+				continue; /* emptied under us: see above */
+			if (got < avail) {
+				r = lp_err_set(err, -EIO,
+					       "blob %s: spool read at %llu "
+					       "came short",
+					       sp->name,
+					       (unsigned long long)(off + got));
 				break;
-			if (done < avail && !sp->failed) {
-				r = lp_err_set(
-					err, -EIO,
-					"blob %s: spool read at %llu "
-					"came short",
-					sp->name,
-					(unsigned long long)(off + done));
-				break;
+			}
+			done = got;
+			if (fn) {
+				/* of this feed: told, whatever comes next */
+				told = done;
+				pthread_mutex_unlock(&sp->lock);
+				r = fn(arg, done);
+				pthread_mutex_lock(&sp->lock);
+				if (r < 0)
+					break;
 			}
 			continue;
 		}

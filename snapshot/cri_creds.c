@@ -2,14 +2,17 @@
 /*
  * The credentials kubelet gave with each CRI PullImage (imagePullSecrets),
  * kept in memory only, for the layers of that image: keyed by the image's
- * repository (host/repo), and found by registry host when a layer's image
- * was pulled under another name of the same registry. A later pull of the
+ * repository (host/repo) and used for that repository only, never lent to
+ * another repository of the same registry (kubelet chose them for this
+ * image; another image may have other pull secrets or none). Each entry is
+ * one refcounted credential handle (lp_reg_auth) that the layer's requests
+ * carry themselves: nothing is set on the registry client all layers
+ * share, and bearer tokens fetched with it are cached for it alone. A later pull of the
  * repository replaces them (a pull without credentials forgets them), the
  * oldest entry makes room past LP_CRI_CREDS_MAX, and every secret is wiped
  * before its memory is freed. Nothing here touches the disk.
  *
- * Lock order: lock is a leaf; lp_reg_set_credentials() runs after it is
- * dropped.
+ * Lock order: lock is a leaf.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,6 +30,7 @@ struct cred_entry {
 	char repo[LP_REG_REPO_MAX];
 	char user[LP_CRI_CRED_MAX];
 	char secret[LP_CRI_CRED_MAX];
+	struct lp_reg_auth *auth; /* made from user/secret when kept */
 	uint64_t stamp; /* put order: the highest is the newest */
 	struct cred_entry *next;
 };
@@ -51,6 +55,7 @@ int lp_cri_creds_new(struct lp_cri_creds **ret)
 
 static void entry_free(struct cred_entry *e)
 {
+	lp_reg_auth_unref(e->auth); /* requests under way keep theirs */
 	explicit_bzero(e, sizeof(*e));
 	free(e);
 }
@@ -132,6 +137,14 @@ int lp_cri_creds_put(struct lp_cri_creds *s, const struct lp_cri_pull *p)
 		goto out;
 	memcpy(e->host, ref.host, sizeof(e->host));
 	memcpy(e->repo, ref.repo, sizeof(e->repo));
+	if (r > 0) {
+		int rc = lp_reg_auth_new(e->host, e->user, e->secret, &e->auth);
+
+		if (rc < 0) {
+			r = rc;
+			goto out;
+		}
+	}
 	pthread_mutex_lock(&s->lock);
 	for (pp = &s->entries; *pp; pp = &(*pp)->next)
 		if (!strcmp((*pp)->host, e->host) &&
@@ -171,42 +184,21 @@ out:
 	return r;
 }
 
-int lp_cri_creds_apply(struct lp_cri_creds *s, struct lp_reg *reg,
-		       const struct lp_reg_ref *ref)
+int lp_cri_creds_get(struct lp_cri_creds *s, const struct lp_reg_ref *ref,
+		     struct lp_reg_auth **ret)
 {
-	struct cred_entry *e, *best = NULL;
-	char *user = NULL, *secret = NULL;
-	int r = 0;
+	struct cred_entry *e;
 
+	*ret = NULL;
 	pthread_mutex_lock(&s->lock);
-	for (e = s->entries; e; e = e->next) {
-		if (strcmp(e->host, ref->host))
-			continue;
-		if (!strcmp(e->repo, ref->repo)) {
-			best = e;
+	for (e = s->entries; e; e = e->next)
+		if (!strcmp(e->host, ref->host) &&
+		    !strcmp(e->repo, ref->repo)) {
+			*ret = lp_reg_auth_ref(e->auth);
 			break;
 		}
-		if (!best || e->stamp > best->stamp)
-			best = e;
-	}
-	if (best) {
-		user = strdup(best->user);
-		secret = strdup(best->secret);
-		r = user && secret ? 1 : -ENOMEM;
-	}
 	pthread_mutex_unlock(&s->lock);
-	if (r > 0) {
-		int rc = lp_reg_set_credentials(reg, ref->host, user, secret);
-
-		if (rc < 0)
-			r = rc;
-	}
-	if (secret) {
-		explicit_bzero(secret, strlen(secret));
-		free(secret);
-	}
-	free(user);
-	return r;
+	return *ret ? 1 : 0;
 }
 
 unsigned int lp_cri_creds_count(struct lp_cri_creds *s)

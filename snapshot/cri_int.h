@@ -21,11 +21,15 @@
 
 #include "lp_err.h"
 
-struct lp_reg;
+struct lp_reg_auth;
 struct lp_reg_ref;
 
 /* bounds on what kubelet sends in a PullImageRequest */
-#define LP_CRI_MSG_MAX (4 * 1024 * 1024) /* one message (gRPC default) */
+#define LP_CRI_MSG_MAX (4 * 1024 * 1024) /* one PullImageRequest decoded */
+/* one message forwarded either way: kubelet's own bound on CRI messages
+ * (16 MiB, pkg/kubelet/cri/remote), so that a ListImages reply of a big
+ * node passes the proxy whenever it would pass without it */
+#define LP_CRI_FORWARD_MAX (16 * 1024 * 1024)
 #define LP_CRI_IMAGE_MAX 4096 /* ImageSpec.image */
 #define LP_CRI_CRED_MAX 1024 /* username, password, server_address */
 #define LP_CRI_TOKEN_MAX 8192 /* auth, identity_token, registry_token */
@@ -83,7 +87,7 @@ void lp_cri_creds_free(struct lp_cri_creds *s);
 
 /*
  * lp_cri_creds_put() - remember the credentials of PullImage @p for its
- * image's repository (host/repo) and its registry, replacing what an
+ * image's repository (host/repo), replacing what an
  * earlier pull left there; a pull without credentials forgets the
  * repository's. Kept: username/password, else "auth" (base64
  * "user:password"), else identity_token (with an empty user, see
@@ -95,13 +99,13 @@ void lp_cri_creds_free(struct lp_cri_creds *s);
 int lp_cri_creds_put(struct lp_cri_creds *s, const struct lp_cri_pull *p);
 
 /*
- * lp_cri_creds_apply() - give @reg the credentials kept for @ref's
- * repository, else the last ones given for its registry
- * (lp_reg_set_credentials()).
- * Returns 1 applied, 0 none kept, -errno. Thread-safe.
+ * lp_cri_creds_get() - the credentials kept for @ref's repository
+ * (host/repo exactly: another repository of the registry gets none), as a
+ * new reference to their handle for lp_reg_ref.auth (the caller unrefs
+ * it). Returns 1 (*@ret set), 0 none kept (*@ret NULL). Thread-safe.
  */
-int lp_cri_creds_apply(struct lp_cri_creds *s, struct lp_reg *reg,
-		       const struct lp_reg_ref *ref);
+int lp_cri_creds_get(struct lp_cri_creds *s, const struct lp_reg_ref *ref,
+		     struct lp_reg_auth **ret);
 
 /*
  * lp_snap_layers_set_cri_creds() - from now on resolve each layer with the

@@ -4,8 +4,10 @@
  * here. Every runtime.v1.ImageService call (ListImages, ImageStatus,
  * PullImage, RemoveImage, ImageFsInfo, and any method added later) is
  * forwarded to containerd's CRI socket as raw bytes, with its deadline and
- * cancellation propagated, and containerd's reply, status and message
- * returned as they came: the proxy has no opinion on images. It reads one
+ * cancellation propagated and kubelet's metadata passed on, and
+ * containerd's reply, status, message and metadata (initial and trailing)
+ * returned as they came, but the transport's own headers (md_passes()):
+ * the proxy has no opinion on images. It reads one
  * message, PullImageRequest (cri_msg.c), to keep the credentials kubelet
  * sends with it (cri_creds.c) for the snapshotter's layer resolution,
  * which otherwise never sees Kubernetes pull secrets.
@@ -48,6 +50,11 @@ struct cri_worker {
 	grpc_completion_queue *ccq; /* the upstream side */
 	pthread_t thread;
 	bool started;
+	/* the RECV_CLOSE_ON_SERVER of the call being served: its tag, and
+	 * whether it has come back (cq_wait() notes it whatever it waits for) */
+	int close_tag;
+	bool close_done;
+	int cancelled; /* set by grpc when it came back: kubelet cancelled */
 };
 
 struct lp_cri_proxy {
@@ -61,8 +68,12 @@ struct lp_cri_proxy {
 	bool grpc_inited;
 };
 
-/* wait for @tag on @cq; false when the op failed or the queue shut down */
-static bool cq_wait(grpc_completion_queue *cq, void *tag)
+/*
+ * wait for @tag on @cq of worker @w; false when the op failed or the queue
+ * shut down. The server call's close op may come back meanwhile, on the
+ * same queue: it is noted in @w, not lost.
+ */
+static bool cq_wait(struct cri_worker *w, grpc_completion_queue *cq, void *tag)
 {
 	grpc_event ev;
 
@@ -71,7 +82,11 @@ static bool cq_wait(grpc_completion_queue *cq, void *tag)
 			cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
 			return false;
-		if (ev.type == GRPC_OP_COMPLETE && ev.tag == tag)
+		if (ev.type != GRPC_OP_COMPLETE)
+			continue;
+		if (ev.tag == &w->close_tag)
+			w->close_done = true;
+		if (ev.tag == tag)
 			return ev.success != 0;
 	}
 }
@@ -148,15 +163,68 @@ out:
 	free(pull);
 }
 
-/* reply to the server call @gc with @msg (may be NULL) and a status */
-static void reply(struct cri_worker *w, grpc_call *gc, grpc_byte_buffer *msg,
-		  grpc_status_code code, grpc_slice details)
+/*
+ * Whether metadata @key goes across: not the transport's own headers
+ * (pseudo-headers, grpc-*, and those HTTP/2 framing sets), which grpc core
+ * makes for each call itself.
+ */
+static bool md_passes(grpc_slice key)
 {
+	static const char *const own[] = {
+		"user-agent",	    "te",
+		"content-type",	    "host",
+		"content-encoding", "accept-encoding"
+	};
+	const char *k = (const char *)GRPC_SLICE_START_PTR(key);
+	size_t len = GRPC_SLICE_LENGTH(key), i;
+
+	if (!len || k[0] == ':' || (len >= 5 && !memcmp(k, "grpc-", 5)))
+		return false;
+	for (i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		if (len == strlen(own[i]) && !memcmp(k, own[i], len))
+			return false;
+	return true;
+}
+
+/*
+ * The entries of @in that pass (md_passes()) into @out, @n of them: a
+ * malloc'd array of borrowed slices (@in must outlive it); NULL with 0
+ * when none (or out of memory: the call goes on without them).
+ */
+static grpc_metadata *md_pass(const grpc_metadata_array *in, size_t *n)
+{
+	grpc_metadata *out;
+	size_t i;
+
+	*n = 0;
+	if (!in || !in->count)
+		return NULL;
+	out = calloc(in->count, sizeof(*out));
+	if (!out)
+		return NULL;
+	for (i = 0; i < in->count; i++)
+		if (md_passes(in->metadata[i].key))
+			out[(*n)++] = in->metadata[i];
+	return out;
+}
+
+/* reply to the server call @gc with @msg (may be NULL) and a status, with
+ * containerd's initial and trailing metadata @md, @trailing (NULL: none) */
+static void reply(struct cri_worker *w, grpc_call *gc, grpc_byte_buffer *msg,
+		  grpc_status_code code, grpc_slice details,
+		  const grpc_metadata_array *md,
+		  const grpc_metadata_array *trailing)
+{
+	grpc_metadata *imd, *tmd;
 	grpc_op ops[3];
-	size_t n = 0;
+	size_t n = 0, ni, nt;
 	int tag;
 
+	imd = md_pass(md, &ni);
+	tmd = md_pass(trailing, &nt);
 	memset(ops, 0, sizeof(ops));
+	ops[n].data.send_initial_metadata.count = ni;
+	ops[n].data.send_initial_metadata.metadata = imd;
 	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
 	if (msg) {
 		ops[n].op = GRPC_OP_SEND_MESSAGE;
@@ -165,14 +233,19 @@ static void reply(struct cri_worker *w, grpc_call *gc, grpc_byte_buffer *msg,
 	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
 	ops[n].data.send_status_from_server.status = code;
 	ops[n].data.send_status_from_server.status_details = &details;
+	ops[n].data.send_status_from_server.trailing_metadata_count = nt;
+	ops[n].data.send_status_from_server.trailing_metadata = tmd;
 	n++;
 	if (grpc_call_start_batch(gc, ops, n, &tag, NULL) == GRPC_CALL_OK)
-		cq_wait(w->cq, &tag);
+		cq_wait(w, w->cq, &tag);
+	free(imd);
+	free(tmd);
 }
 
 /* one call: receive its message, forward it upstream, relay the answer */
 static void serve_call(struct cri_worker *w, grpc_call *gc,
-		       const grpc_call_details *det)
+		       const grpc_call_details *det,
+		       const grpc_metadata_array *in_md)
 {
 	struct lp_cri_proxy *p = w->p;
 	char method[CRI_METHOD_MAX];
@@ -181,9 +254,11 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 	grpc_status_code status = GRPC_STATUS_UNKNOWN;
 	grpc_slice details = grpc_empty_slice();
 	grpc_call *uc = NULL;
+	grpc_metadata *fwd_md = NULL;
 	grpc_op ops[6];
-	size_t len = GRPC_SLICE_LENGTH(det->method), n = 0;
+	size_t len = GRPC_SLICE_LENGTH(det->method), n = 0, n_fwd = 0;
 	uint64_t t0 = lp_mono_ns();
+	bool close_started = false, replied = false;
 	int tag;
 
 	grpc_metadata_array_init(&up_md);
@@ -192,11 +267,21 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 		len = sizeof(method) - 1;
 	memcpy(method, GRPC_SLICE_START_PTR(det->method), len);
 	method[len] = '\0';
+	/* grpc core learns of kubelet's cancel (and passes it on to the
+	 * upstream call, GRPC_PROPAGATE_CANCELLATION) only through a pending
+	 * RECV_CLOSE_ON_SERVER: started first, under its own tag */
+	w->close_done = false;
+	w->cancelled = 0;
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	ops[0].data.recv_close_on_server.cancelled = &w->cancelled;
+	close_started = grpc_call_start_batch(gc, ops, 1, &w->close_tag,
+					      NULL) == GRPC_CALL_OK;
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_RECV_MESSAGE;
 	ops[0].data.recv_message.recv_message = &req;
 	if (grpc_call_start_batch(gc, ops, 1, &tag, NULL) != GRPC_CALL_OK ||
-	    !cq_wait(w->cq, &tag)) {
+	    !cq_wait(w, w->cq, &tag)) {
 		lp_log_info("CRI %s: cannot read the request", method);
 		goto out;
 	}
@@ -206,7 +291,9 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 		details = grpc_slice_from_copied_string(
 			"lazypull CRI proxy: only runtime.v1.ImageService is "
 			"served here");
-		reply(w, gc, NULL, GRPC_STATUS_UNIMPLEMENTED, details);
+		reply(w, gc, NULL, GRPC_STATUS_UNIMPLEMENTED, details, NULL,
+		      NULL);
+		replied = true;
 		goto out;
 	}
 	if (!strcmp(method, CRI_PULL_METHOD))
@@ -218,10 +305,14 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 	if (!uc) {
 		details = grpc_slice_from_copied_string(
 			"lazypull CRI proxy: cannot call containerd");
-		reply(w, gc, NULL, GRPC_STATUS_INTERNAL, details);
+		reply(w, gc, NULL, GRPC_STATUS_INTERNAL, details, NULL, NULL);
+		replied = true;
 		goto out;
 	}
+	fwd_md = md_pass(in_md, &n_fwd);
 	memset(ops, 0, sizeof(ops));
+	ops[n].data.send_initial_metadata.count = n_fwd;
+	ops[n].data.send_initial_metadata.metadata = fwd_md;
 	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
 	if (req) {
 		ops[n].op = GRPC_OP_SEND_MESSAGE;
@@ -238,7 +329,7 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 	ops[n].data.recv_status_on_client.status_details = &details;
 	n++;
 	if (grpc_call_start_batch(uc, ops, n, &tag, NULL) != GRPC_CALL_OK ||
-	    !cq_wait(w->ccq, &tag)) {
+	    !cq_wait(w, w->ccq, &tag)) {
 		grpc_slice_unref(details);
 		details = grpc_slice_from_copied_string(
 			"lazypull CRI proxy: the call to containerd failed");
@@ -249,12 +340,27 @@ static void serve_call(struct cri_worker *w, grpc_call *gc,
 			    method, p->upstream_path,
 			    (int)GRPC_SLICE_LENGTH(details),
 			    (const char *)GRPC_SLICE_START_PTR(details));
-	reply(w, gc, status == GRPC_STATUS_OK ? resp : NULL, status, details);
+	reply(w, gc, status == GRPC_STATUS_OK ? resp : NULL, status, details,
+	      &up_md, &up_trailing);
+	replied = true;
 	lp_log_debug("CRI %s: status %d, %llu ms", method, (int)status,
 		     (unsigned long long)((lp_mono_ns() - t0) / 1000000));
 out:
+	/* the close op must come back before the call goes (its tag is the
+	 * worker's, reused by the next call): a call never answered is
+	 * cancelled so that it does */
+	if (close_started && !w->close_done) {
+		if (!replied)
+			grpc_call_cancel(gc, NULL);
+		cq_wait(w, w->cq, &w->close_tag);
+	}
+	if (close_started && w->cancelled && replied)
+		lp_log_info(
+			"CRI %s: cancelled by the caller after %llu ms", method,
+			(unsigned long long)((lp_mono_ns() - t0) / 1000000));
 	if (uc)
 		grpc_call_unref(uc);
+	free(fwd_md);
 	if (req)
 		grpc_byte_buffer_destroy(req);
 	if (resp)
@@ -279,12 +385,12 @@ static void *worker_main(void *arg)
 		if (grpc_server_request_call(w->p->server, &gc, &det, &md,
 					     w->cq, w->cq,
 					     &tag_new) != GRPC_CALL_OK ||
-		    !cq_wait(w->cq, &tag_new)) {
+		    !cq_wait(w, w->cq, &tag_new)) {
 			grpc_metadata_array_destroy(&md);
 			grpc_call_details_destroy(&det);
 			break; /* the server is shutting down */
 		}
-		serve_call(w, gc, &det);
+		serve_call(w, gc, &det, &md);
 		grpc_call_unref(gc);
 		grpc_metadata_array_destroy(&md);
 		grpc_call_details_destroy(&det);
@@ -317,7 +423,9 @@ int lp_cri_proxy_start(const char *listen, const char *upstream,
 	struct lp_cri_proxy *p = NULL;
 	char addr[LP_SNAP_PATH_MAX + 8], uaddr[LP_SNAP_PATH_MAX + 8];
 	sigset_t all, old;
+	mode_t old_mask;
 	unsigned int i;
+	bool bound;
 	int r = 0;
 
 	if (!upstream)
@@ -345,10 +453,10 @@ int lp_cri_proxy_start(const char *listen, const char *upstream,
 	p->grpc_inited = true;
 	args[0].type = GRPC_ARG_INTEGER;
 	args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-	args[0].value.integer = LP_CRI_MSG_MAX;
+	args[0].value.integer = LP_CRI_FORWARD_MAX;
 	args[1].type = GRPC_ARG_INTEGER;
 	args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-	args[1].value.integer = LP_CRI_MSG_MAX;
+	args[1].value.integer = LP_CRI_FORWARD_MAX;
 	/* the channel connects lazily: containerd may start after us */
 	ccreds = grpc_insecure_credentials_create();
 	p->upstream = grpc_channel_create(uaddr, ccreds, &cargs);
@@ -367,15 +475,25 @@ int lp_cri_proxy_start(const char *listen, const char *upstream,
 		r = lp_err_set(err, -errno, "%s: %s", listen, strerror(errno));
 		goto fail;
 	}
+	/* kubelet runs as root; the socket takes pull credentials in and
+	 * hands their effects out: nobody else may talk to it, not even in
+	 * the moment between bind() and chmod() (umask is per process: the
+	 * proxy starts before the snapshotter's other threads make files) */
 	screds = grpc_insecure_server_credentials_create();
-	if (!grpc_server_add_http2_port(p->server, addr, screds)) {
+	old_mask = umask(0177);
+	bound = grpc_server_add_http2_port(p->server, addr, screds) != 0;
+	if (bound)
+		grpc_server_start(p->server);
+	umask(old_mask);
+	if (!bound) {
 		r = lp_err_set(err, -EADDRINUSE, "cannot listen on %s", addr);
 		goto fail;
 	}
-	grpc_server_start(p->server);
-	/* kubelet runs as root; the socket hands out pull credentials'
-	 * effects and takes them in: nobody else may talk to it */
-	chmod(listen, 0600);
+	if (chmod(listen, 0600) < 0) {
+		r = lp_err_set(err, -errno, "chmod 0600 %s: %s", listen,
+			       strerror(errno));
+		goto fail;
+	}
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (i = 0; i < p->n_workers; i++) {

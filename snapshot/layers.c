@@ -202,14 +202,18 @@ void lp_snap_layers_set_cri_creds(struct lp_snap_layers *l,
 }
 
 /*
- * The credential hook: hand the registry client what kubelet gave with the
- * CRI PullImage of @ref's image, if anything. Returns 1 applied, 0 none
- * (no proxy, or no pull with credentials), -errno.
+ * The credential hook: what kubelet gave with the CRI PullImage of @ref's
+ * image, if anything, goes on @ref itself (@ref->auth, a reference the
+ * caller drops with lp_reg_auth_unref()), so that this layer's requests,
+ * and its blob's for as long as it is mounted, carry them: never the
+ * shared client, where another image's pull would overwrite them.
+ * Returns 1 set, 0 none (no proxy, or no pull with credentials).
  */
-static int cri_credentials(struct lp_snap_layers *l,
-			   const struct lp_reg_ref *ref)
+static int cri_credentials(struct lp_snap_layers *l, struct lp_reg_ref *ref)
 {
-	return l->cri_creds ? lp_cri_creds_apply(l->cri_creds, l->reg, ref) : 0;
+	ref->auth = NULL;
+	return l->cri_creds ? lp_cri_creds_get(l->cri_creds, ref, &ref->auth) :
+			      0;
 }
 
 /* a refused layer (-EACCES): say whose credentials were refused or missing
@@ -639,14 +643,12 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	uint64_t t;
 	int r, have;
 
+	memset(&ref, 0, sizeof(ref));
 	r = parse_facts(y, &ref, &d, &toc);
 	if (r < 0)
 		goto out;
 	y->why = LP_FALLBACK_REGISTRY;
 	have = cri_credentials(l, &ref);
-	if (have < 0)
-		lp_log_warn("layer %s: CRI credentials not applied: %s",
-			    y->digest, strerror(-have));
 	t = lp_mono_ns();
 	r = open_tail(l, y, &ref, &d, &blob, &tail, &tail_len);
 	if (r == -EACCES)
@@ -673,6 +675,7 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	hand_over(l, y);
 	r = start_serving(l, y);
 out:
+	lp_reg_auth_unref(ref.auth); /* the blob holds its own */
 	free(tail);
 	lp_blob_unref(blob);
 	return r;
@@ -949,9 +952,11 @@ static void *manifest_main(void *arg)
 	int r;
 
 	lp_err_clear(&err);
+	memset(&ref, 0, sizeof(ref));
 	if (lp_reg_ref_parse(a->ref, &ref) < 0 ||
 	    lp_digest_parse(a->digest, &want) < 0)
 		goto out;
+	cri_credentials(l, &ref);
 	r = lp_reg_manifest_fetch(l->reg, &ref, NULL, &m, &err);
 	if (r < 0) {
 		lp_log_warn("%s: manifest: %s (no layers resolved ahead)",
@@ -969,6 +974,7 @@ static void *manifest_main(void *arg)
 	}
 	start_neighbours(l, m, &req);
 out:
+	lp_reg_auth_unref(ref.auth);
 	lp_reg_manifest_free(m);
 	manifest_arg_free(a);
 	pthread_mutex_lock(&l->lock);
@@ -1145,10 +1151,6 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 	if (lp_digest_parse(req->digest, &want) < 0)
 		return lp_err_set(err, -EINVAL, "bad layer digest '%s'",
 				  req->digest);
-	/* before the manifest helper asks the registry for the image */
-	if (cri_credentials(l, &ref) < 0)
-		lp_log_warn("%s: CRI credentials not applied", req->ref);
-
 	/* mounted or being mounted (a neighbour, another namespace)? */
 	pthread_mutex_lock(&l->lock);
 	y = find_layer(l, req->digest);

@@ -5,7 +5,12 @@
  * directories, hardlinks point at regular files, chunks tile each file and
  * lie inside the payload, children are sorted. And the TOC's own JSON
  * scanner accepts nothing that json-c, in strict mode, refuses: a document
- * it parses is JSON.
+ * it parses is JSON; and when both accept, they read the same document:
+ * json-c's "version" (keys decoded) is 1, and each of json-c's entries
+ * that is not a chunk or the root is an entry of the TOC (the TOC may add
+ * implied directories, never when there are no entries).
+ * json-c accepting what the TOC parser refuses is no failure: the TOC
+ * parser is the stricter (bounds, types, paths).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +39,67 @@ static bool json_c_accepts(const uint8_t *data, size_t size)
 	json_object_put(o);
 	json_tokener_free(tok);
 	return ok;
+}
+
+/* whether @name[0..@len) names the root: only "" and "." components */
+static bool is_root_name(const char *name, size_t len)
+{
+	size_t i = 0, start;
+
+	while (i < len) {
+		start = i;
+		while (i < len && name[i] != '/')
+			i++;
+		if (i - start > 1 || (i - start == 1 && name[start] != '.'))
+			return false;
+		i++;
+	}
+	return true;
+}
+
+/* json-c's reading of @data agrees with the parsed @toc */
+static void check_same_document(const uint8_t *data, size_t size,
+				const struct lp_toc *toc)
+{
+	struct json_tokener *tok = json_tokener_new_ex(LP_TOC_MAX_JSON_NESTING);
+	json_object *o, *ver, *ents, *name, *type;
+	size_t n = 0, k, nr;
+
+	if (!tok)
+		abort();
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, (const char *)data, (int)size);
+	if (!o || !json_object_is_type(o, json_type_object))
+		abort();
+	if (json_object_object_get_ex(o, "version", &ver) &&
+	    (!json_object_is_type(ver, json_type_int) ||
+	     json_object_get_int64(ver) != 1))
+		abort(); /* the TOC parser skipped the version check */
+	if (json_object_object_get_ex(o, "entries", &ents)) {
+		if (!json_object_is_type(ents, json_type_array))
+			abort();
+		nr = json_object_array_length(ents);
+		for (k = 0; k < nr; k++) {
+			json_object *e = json_object_array_get_idx(ents, k);
+
+			if (!json_object_object_get_ex(e, "type", &type))
+				abort(); /* the TOC parser needs a type */
+			/* no name is the name "": the root (toc_decode.c) */
+			if (!json_object_object_get_ex(e, "name", &name) ||
+			    strcmp(json_object_get_string(type), "chunk") ==
+				    0 ||
+			    is_root_name(
+				    json_object_get_string(name),
+				    (size_t)json_object_get_string_len(name)))
+				continue;
+			n++;
+		}
+	}
+	if (lp_toc_nr_entries(toc) < 1 + n ||
+	    (n == 0 && lp_toc_nr_entries(toc) != 1))
+		abort(); /* the TOC parser read other entries than json-c */
+	json_object_put(o);
+	json_tokener_free(tok);
 }
 
 static void check_entry(const struct lp_toc *toc, uint32_t i)
@@ -108,8 +174,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (lp_toc_entry(toc, 0)->type != LP_TOC_DIR)
 		abort();
-	if (size < (size_t)1 << 30 && !json_c_accepts(data, size))
-		abort();
+	if (size < (size_t)1 << 30) {
+		if (!json_c_accepts(data, size))
+			abort();
+		check_same_document(data, size, toc);
+	}
 	for (i = 0; i < lp_toc_nr_entries(toc); i++)
 		check_entry(toc, i);
 	lp_toc_free(toc);

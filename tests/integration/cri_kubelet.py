@@ -11,6 +11,10 @@ Usage: cri_kubelet.py SOCKET pull IMAGE [USER PASSWORD | --auth B64 |
        cri_kubelet.py SOCKET list | fsinfo
        cri_kubelet.py SOCKET status IMAGE | remove IMAGE
        cri_kubelet.py SOCKET call METHOD      (an empty request to METHOD)
+       cri_kubelet.py SOCKET bigfsinfo BYTES  (ImageFsInfo, request padded
+                                               with an unknown field)
+       cri_kubelet.py SOCKET cancel IMAGE SECONDS  (PullImage, no deadline,
+                                                  cancelled after SECONDS)
 Prints the reply (pull: the image_ref; list: one repo tag a line; status:
 the image id or "absent"); on an error status prints "CODE: details" to
 stderr and exits 2.
@@ -138,6 +142,28 @@ def main():
         # ImageFsInfoResponse.image_filesystems = 1: FilesystemUsage
         n = sum(1 for num, _, _ in fields(resp) if num == 1)
         print("filesystems %d" % n)
+    elif cmd == "bigfsinfo":
+        # field 1000, unknown to ImageFsInfoRequest: skipped by containerd
+        resp = call(SVC + "ImageFsInfo", ld(1000, b"x" * int(sys.argv[3])))
+        n = sum(1 for num, _, _ in fields(resp) if num == 1)
+        print("filesystems %d" % n)
+    elif cmd == "cancel":
+        # kubelet cancels a pull (pod deleted): no deadline to propagate,
+        # only the cancellation
+        f = ch.unary_unary(SVC + "PullImage",
+                           request_serializer=lambda x: x,
+                           response_deserializer=lambda x: x)
+        fut = f.future(ld(1, image_spec(sys.argv[3])))
+        try:
+            fut.result(timeout=float(sys.argv[4]))
+        except grpc.FutureTimeoutError:
+            pass
+        except grpc.RpcError:
+            pass
+        if fut.done():
+            sys.exit("PullImage ended before the cancel: %s" % fut.code())
+        fut.cancel()
+        print("cancelled")
     elif cmd == "call":
         call(sys.argv[3], b"")
         print("ok")

@@ -6,6 +6,10 @@ alone, so that the test does not lean on lazypull's own parser.
 usage:
   gzip_index.py layout LAYER.tar.gz DIR   one-layer OCI image layout (tag v1)
   gzip_index.py show INDEX                header fields and paths, as JSON
+  gzip_index.py prefix INDEX PATH         the blob bytes a cold read of PATH
+                                          may fetch: up to the end of the
+                                          span holding its last byte, one
+                                          shared byte per span more
   gzip_index.py forge INDEX OUT HOW [ARG] a hostile copy of INDEX:
      blob-offset        a checkpoint's compressed offset past the blob
      span-digest PATH   the digest of the span PATH's header is in flipped
@@ -13,6 +17,9 @@ usage:
                         at OTHER's bytes, in stream order, all else right)
      window [N]         checkpoint N's (default 1, -1 the last) window
                         replaced by other bytes
+     window-at PATH     the window of the checkpoint a read of PATH starts
+                        at (the last with out <= its header offset) with
+                        its last 4 KiB changed; span digests all right
      mode PATH          PATH's mode given the setuid bit
      huge-files         the file count 0xffffffff
      huge-strings       the strings section size 0xffffffff
@@ -128,6 +135,22 @@ def forge(src, out, how, args):
         struct.pack_into("<II", c, 16, woff, len(fake))
         raw = bytearray(ix.serialise())
         struct.pack_into("<Q", raw, 80, len(ix.windows))
+    elif how == "window-at":
+        hdr = struct.unpack_from("<Q", ix.files[ix.find(args[0])], 0)[0]
+        k = [i for i, c in enumerate(ix.cps) if struct.unpack_from("<Q", c, 8)[0] <= hdr][-1]
+        c = ix.cps[k]
+        if k == 0 or c[25] != 0:
+            raise SystemExit("%s: its checkpoint #%d has no window" % (args[0], k))
+        woff, wlen = struct.unpack_from("<II", c, 16)
+        win = bytearray(zlib.decompress(ix.windows[woff:woff + wlen]))
+        for i in range(max(0, len(win) - 4096), len(win)):
+            win[i] ^= 0x55
+        fake = zlib.compress(bytes(win), 9)
+        woff = len(ix.windows)
+        ix.windows += fake
+        struct.pack_into("<II", c, 16, woff, len(fake))
+        raw = bytearray(ix.serialise())
+        struct.pack_into("<Q", raw, 80, len(ix.windows))
     elif how == "mode":
         # an entry's mode made setuid, all else right
         rec = ix.files[ix.find(args[0])]
@@ -159,6 +182,14 @@ def main():
         print(json.dumps({"blob_size": ix.blob_size, "usize": ix.usize,
                           "checkpoints": ix.ncp, "files": ix.nfiles,
                           "paths": [ix.path_of(r) for r in ix.files]}))
+    elif cmd == "prefix":
+        ix = Index(open(sys.argv[2], "rb").read())
+        rec = ix.files[ix.find(sys.argv[3])]
+        data, size = struct.unpack_from("<QQ", rec, 8)
+        last = data + size - 1 if size else data
+        ends = [struct.unpack_from("<Q", c, 0)[0] for c in ix.cps
+                if struct.unpack_from("<Q", c, 8)[0] > last]
+        print((ends[0] if ends else ix.blob_size) + ix.ncp)
     elif cmd == "forge":
         forge(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
     else:

@@ -3,9 +3,12 @@
  * A small driver of the registry client for tests/integration/
  * test_registry.sh: fetch manifests and blobs, read ranges (single, multi,
  * and many random ones from several threads compared with a local copy),
- * push blobs and manifests. Options come from the environment:
- * LP_REG_HTTPS=1 (TLS even on loopback), LP_REG_CA, LP_REG_USER/LP_REG_PASS,
- * LP_REG_LOW_SPEED_S, LP_REG_ATTEMPTS, LP_REG_BUDGET_MS, DOCKER_CONFIG.
+ * push blobs and manifests, read a range and reject some of its bytes (as
+ * the chunk verifier does: the warning names the host blamed). Options
+ * come from the environment: LP_REG_HTTPS=1 (TLS even on loopback),
+ * LP_REG_CA, LP_REG_USER/LP_REG_PASS, LP_REG_LOW_SPEED_S, LP_REG_ATTEMPTS,
+ * LP_REG_BUDGET_MS, LP_REG_CONFIG_DIR (hosts.toml directory),
+ * DOCKER_CONFIG.
  * Exit status: 0 ok, 1 error (message on stderr), 2 wrong bytes.
  */
 #include <errno.h>
@@ -50,6 +53,7 @@ static int setup(const char *refstr)
 	if ((e = getenv("LP_REG_TIMEOUT_MS")))
 		o.request_timeout_ms = strtol(e, NULL, 10);
 	o.connect_timeout_ms = 3000;
+	o.registry_config_dir = getenv("LP_REG_CONFIG_DIR");
 	r = lp_reg_ref_parse(refstr, &ref);
 	if (r < 0)
 		return die(r, NULL, "bad reference");
@@ -202,6 +206,30 @@ int main(int argc, char **argv)
 			r = die(r, &err, "pread");
 		else
 			fwrite(buf, 1, len, stdout);
+		lp_reg_blob_unref(rb);
+		free(buf);
+	} else if (!strcmp(argv[1], "reject") && argc == 9) {
+		/* reject REF DIGEST SIZE OFF LEN ROFF RLEN: read [OFF, +LEN),
+		 * then say [ROFF, +RLEN) of it did not verify */
+		struct lp_reg_blob *rb = NULL;
+		size_t len = strtoull(argv[6], NULL, 10);
+		uint8_t *buf = malloc(len + 1);
+
+		if (parse_digest(argv[3], &d) < 0 || !buf)
+			return die(-EINVAL, NULL, "digest");
+		r = lp_reg_blob_open(reg, &ref, &d, strtoull(argv[4], NULL, 10),
+				     &rb);
+		if (r == 0)
+			r = lp_reg_blob_pread(rb, buf, len,
+					      strtoull(argv[5], NULL, 10),
+					      &err);
+		if (r < 0) {
+			r = die(r, &err, "pread");
+		} else {
+			lp_reg_blob_reject(rb, strtoull(argv[7], NULL, 10),
+					   strtoull(argv[8], NULL, 10));
+			fwrite(buf, 1, len, stdout);
+		}
 		lp_reg_blob_unref(rb);
 		free(buf);
 	} else if (!strcmp(argv[1], "stream") && argc == 7) {

@@ -43,7 +43,7 @@ cleanup() {
 	local rc=$? m
 	set +e
 	lp_stack_stop
-	for p in ${REG2_PID:-} ${TOK_PID:-}; do
+	for p in ${REG2_PID:-} ${TOK_PID:-} ${STALL_PID:-}; do
 		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
 	done
 	for m in $(mounts_under "$T"); do
@@ -120,6 +120,25 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/cri/b/manifests/es
 ok "images pushed; the registry now wants Basic credentials (anonymous: 401)"
 
 # --- snapshotter with the proxy, containerd with CRI -------------------------
+# a registry that accepts and never answers: a pull of it hangs until
+# someone cancels; each connection's end is logged
+SPORT=$(free_port)
+STALL="127.0.0.1:$SPORT"
+python3 -c '
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+log = open(sys.argv[2], "a", buffering=1)
+def hold(c):
+    log.write("open\n")
+    while c.recv(4096):
+        pass
+    log.write("closed\n")
+while True:
+    threading.Thread(target=hold, args=(s.accept()[0],), daemon=True).start()
+' "$SPORT" "$T/stall.log" 2>"$T/stall.err" &
+STALL_PID=$!
+
 CRISOCK="$T/cri/cri.sock"
 "$LAZYPULL" -v snapshotter --root "$ROOT" --address "$SOCK" \
 	--metrics-address "127.0.0.1:$MPORT" --no-background-fetch \
@@ -144,6 +163,8 @@ lp_stack_containerd "" "$(cat <<EOF
   endpoint = ["http://$REG"]
 [plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REG2"]
   endpoint = ["http://$REG2"]
+[plugins."io.containerd.grpc.v1.cri".registry.mirrors."$STALL"]
+  endpoint = ["http://$STALL"]
 EOF
 )"
 ok "containerd's CRI plugin serves (no CNI: image service only); proxy on $CRISOCK -> $CSOCK"
@@ -152,6 +173,10 @@ ok "containerd's CRI plugin serves (no CNI: image service only); proxy on $CRISO
 say "1. every ImageService call goes through the proxy"
 $KUBELET "$CRISOCK" fsinfo >"$T/out" 2>"$T/err" || { show_err "$T/err"; fail "ImageFsInfo through the proxy"; }
 grep -q "^filesystems [1-9]" "$T/out" || fail "ImageFsInfo: $(cat "$T/out")"
+# over gRPC's 4 MiB default, under kubelet's and containerd's 16 MiB
+$KUBELET "$CRISOCK" bigfsinfo $((6 * 1024 * 1024)) >"$T/out" 2>"$T/err" ||
+	{ show_err "$T/err"; fail "a 6 MiB ImageFsInfo request through the proxy"; }
+grep -q "^filesystems [1-9]" "$T/out" || fail "6 MiB ImageFsInfo: $(cat "$T/out")"
 $KUBELET "$CRISOCK" list >"$T/out" 2>"$T/err" || { show_err "$T/err"; fail "ListImages through the proxy"; }
 [ "$($KUBELET "$CRISOCK" status "$REG/cri/b:esgz")" = absent ] || fail "ImageStatus of an image not pulled"
 if $KUBELET "$CRISOCK" call /runtime.v1.RuntimeService/Version >"$T/out" 2>"$T/err"; then
@@ -235,4 +260,40 @@ out=$(ctr --address "$CSOCK" -n k8s.io run --rm --snapshotter lazypull "$REG2/cr
 [ "$out" = "hello from lazypull" ] || fail "container on C printed '$out'"
 ! grep -q "$REFRESH" "$T/snap.log" || fail "the identity token shows in the snapshotter's log"
 ok "C: both layers lazy; lazypull traded the identity token at the token server ($nl POSTs, containerd $nc), a container runs"
+
+# --- 5. kubelet cancels a pull: containerd's call ends too -----------------------
+say "5. a PullImage kubelet cancels is cancelled at containerd"
+: >"$T/stall.log"
+$KUBELET "$CRISOCK" cancel "$STALL/cri/slow:v1" 3 >"$T/out" 2>"$T/err" ||
+	{ show_err "$T/err"; fail "the cancelled PullImage"; }
+grep -q "^open" "$T/stall.log" || fail "containerd never reached the stalled registry"
+# containerd gives up its request only when its call is cancelled: the
+# stalled registry sees every connection of that pull close
+wait_for 20 "containerd to drop its request to the stalled registry" sh -c \
+	"[ \$(grep -c '^open' '$T/stall.log') = \$(grep -c '^closed' '$T/stall.log') ]"
+wait_for 20 "the proxy to see the cancel" grep -q "CRI /runtime.v1.ImageService/PullImage: cancelled by the caller" "$T/snap.log"
+$KUBELET "$CRISOCK" fsinfo >"$T/out" 2>"$T/err" || { show_err "$T/err"; fail "ImageFsInfo after the cancel"; }
+ok "cancelled after 3 s: the proxy saw it, containerd closed its $(grep -c '^open' "$T/stall.log") connection(s) to the stalled registry, the proxy serves on"
+# --- 6. the snapshotter stops with a pull under way -------------------------------
+say "6. SIGTERM with a PullImage of a stalled registry under way: the proxy stops at once"
+$KUBELET "$CRISOCK" cancel "$STALL/cri/slow:v2" 60 >"$T/out6" 2>"$T/err6" &
+KPID=$!
+wait_for 20 "containerd to reach the stalled registry" sh -c \
+	"[ \$(grep -c '^open' '$T/stall.log') -gt \$(grep -c '^closed' '$T/stall.log') ]"
+s0=$(date +%s%N)
+kill "$SNAP_PID"
+for i in $(seq 100); do
+	kill -0 "$SNAP_PID" 2>/dev/null || break
+	sleep 0.1
+done
+! kill -0 "$SNAP_PID" 2>/dev/null || fail "the snapshotter still runs 10 s after SIGTERM with a pull under way"
+wait "$SNAP_PID" 2>/dev/null || true
+ms=$((($(date +%s%N) - s0) / 1000000))
+SNAP_PID=
+# the pull ended (the client did not get to cancel it) and containerd let go
+if wait "$KPID"; then fail "the pull under way did not end with the proxy"; fi
+grep -q "ended before the cancel" "$T/err6" || fail "the pull under way: $(cat "$T/err6")"
+wait_for 20 "containerd to drop its request to the stalled registry" sh -c \
+	"[ \$(grep -c '^open' '$T/stall.log') = \$(grep -c '^closed' '$T/stall.log') ]"
+ok "stopped in $ms ms with a pull under way; the pull ended ($(head -c 100 "$T/err6")), containerd let go of the registry"
 done_ok

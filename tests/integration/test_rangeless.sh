@@ -25,6 +25,9 @@
 # stream is cut every time hands the spool to the origin, asked from the
 # spool's end; a mirror whose whole blob does not verify is rejected and
 # the blob is taken again from the origin (files right in each case).
+# A reject (bytes that did not verify) blames the host that sent them: the
+# mirror for its part of a read that moved to the origin half way, the
+# host that fed the spool for bytes read from it.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -322,5 +325,38 @@ grep -q "the whole blob from $F did not verify; taken again from the next host" 
 [ "$(gets "$T/origin.log" "$LD")" -ge 1 ] || fail "the origin was not asked for the layer"
 ok "mirror's bytes bad: rejected, the blob taken again from the origin; every file right"
 lp_umount "$T/mnt"
+
+# --- whom a reject blames (registry/blob.c, lp_reg_blob_reject) ---------------
+# The registry client's reader (reg_client reject) reads a range, then says
+# part of it did not verify, as fs/'s chunk verifier does; the warning names
+# the host blamed, the host that sent those bytes.
+say "a read that moves from the mirror to the origin half way: a reject blames the mirror"
+hosts_mirror "$F"
+echo "truncate 2" >"$T/mode" # the mirror's two tries cut in half
+: >"$T/origin.log"
+LP_REG_CONFIG_DIR="$T/certs.d" "$CLIENT" reject "$OR/lp/img" "$LD" "$LS" 0 200000 100 50 \
+	>"$T/got" 2>"$T/err" || { show_err "$T/err"; fail "read through a mirror that dies half way"; }
+cmp -s "$T/got" <(head -c 200000 "$T/layer.esgz") || fail "wrong bytes from a read that moved to the origin"
+a=$(grep "/blobs/$LD " "$T/origin.log" | sed -n 's/.*bytes=\([0-9]*\)-.*/\1/p' | head -1)
+[ -n "$a" ] && [ "$a" -gt 150 ] || fail "the read did not move to the origin part way: $(tr '\n' ' ' <"$T/origin.log")"
+grep -q "bytes 100+50 from $F did not verify" "$T/err" ||
+	{ show_err "$T/err"; fail "the reject of the mirror's bytes did not blame the mirror"; }
+grep -q "from $OR did not verify" "$T/err" &&
+	{ show_err "$T/err"; fail "the origin was blamed for the mirror's bytes"; }
+ok "the mirror sent bytes 0-$((a - 1)), the origin the rest: a reject of bytes 100+50 blames the mirror, not the origin"
+
+say "a read from a spool: a reject blames the host that fed it"
+DEAD="127.0.0.1:$(free_port)" # a first mirror nobody listens on
+printf 'server = "http://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
+	"$OR" "$DEAD" "$F" >"$T/certs.d/$OR/hosts.toml"
+echo "rangeless 1" >"$T/mode"
+LP_REG_CONFIG_DIR="$T/certs.d" "$CLIENT" reject "$OR/lp/img" "$LD" "$LS" 100 1000 200 50 \
+	>"$T/got" 2>"$T/err" || { show_err "$T/err"; fail "read through a range-less mirror"; }
+cmp -s "$T/got" <(tail -c +101 "$T/layer.esgz" | head -c 1000) || fail "wrong bytes from the spool"
+grep -q "bytes 200+50 from $F did not verify" "$T/err" ||
+	{ show_err "$T/err"; fail "the reject of spooled bytes did not blame the host that fed the spool"; }
+grep -q "from $DEAD did not verify" "$T/err" &&
+	{ show_err "$T/err"; fail "a host that sent nothing was blamed"; }
+ok "spooled from $F (after $DEAD refused): a reject blames $F"
 echo pass >"$T/mode"
 done_ok

@@ -12,6 +12,12 @@
 #   B. the reply lies (expires_in 300) so the client only learns of the
 #      expiry from the registry's 401s: 8 concurrent readers on an expired
 #      token still cause ONE token request (single flight on 401)
+#   C. the token server answers 500 when the token has expired: 8
+#      concurrent readers cause ONE token request (the mount makes no
+#      retries), all fail with its error, and reads work again once the
+#      server is back
+# The token server answers 500 ms late, so that the readers of a burst
+# must overlap with the one fetch.
 # Every piece read is compared with GNU tar's extraction, and at the end
 # every file (mount_compare.py).
 set -euo pipefail
@@ -66,7 +72,8 @@ PORT=$(free_port)
 PPORT=$(free_port)
 CPORT=$(free_port)
 echo "5 5" >"$T/ttl"
-python3 "$LP_SOURCE_DIR/tests/integration/token_server.py" "$KPORT" "$T/tok.key" "$T/tok.pem" \
+LP_TOKEN_DELAY_MS=500 LP_TOKEN_FAIL_FILE="$T/token-fail" \
+	python3 "$LP_SOURCE_DIR/tests/integration/token_server.py" "$KPORT" "$T/tok.key" "$T/tok.pem" \
 	"$T/token.log" alice:s3cret 0 "$T/ttl" 2>"$T/token.err" &
 PIDS+=($!)
 mkdir -p "$T/store"
@@ -130,10 +137,12 @@ mapfile -t PIECES < <(cd "$REF" && find . -type f -size +1M -printf '%s %P\n' | 
 
 M="$T/mnt"
 mkdir -p "$M"
-mount_it() { # LOG
+mount_it() { # LOG [OPTION...]
+	local log=$1
+	shift
 	MOUNTS+=("$M")
 	lp_run "$T/mount.out" "$T/mount.err" "$LAZYPULL" mount --layer 0 --no-prefetch \
-		--no-background-fetch --log-file "$1" "127.0.0.1:$PPORT/lp/tok:v1" "$M" ||
+		--no-background-fetch --log-file "$log" "$@" "127.0.0.1:$PPORT/lp/tok:v1" "$M" ||
 		{ show_err "$T/mount.err"; fail "mount failed"; }
 	mountpoint -q "$M" || fail "$M is not a mount point"
 }
@@ -216,6 +225,33 @@ for i in $(seq 4); do
 	read_one
 done
 ok "reads after the 401 renewal go on (4 more over 8 s)"
+umount_it
+
+say "C: the token server fails (HTTP 500) when the token has expired"
+echo "5 5" >"$T/ttl"
+mount_it "$T/mnt-c.log" --retries 0
+read_one
+sleep 6 # the token has expired
+touch "$T/token-fail"
+t0=$(tokens)
+bad=0
+pids=()
+for ((i = 0; i < 8; i++)); do
+	piece $((NEXT + i)) &
+	pids+=($!)
+done
+for i in "${pids[@]}"; do wait "$i" || bad=$((bad + 1)); done
+NEXT=$((NEXT + 8))
+n=$(($(tokens) - t0))
+nf=$(grep -c "status=500" "$T/token.log" || true)
+[ "$bad" = 8 ] || fail "$bad of 8 readers failed while the token server answers 500"
+[ "$n" = 1 ] || { cat "$T/token.log" >&2; fail "8 concurrent readers and a failing token server: $n token requests (single flight: 1)"; }
+grep -q "no token for\|fetched by another request" "$T/mnt-c.log" ||
+	fail "the readers' failure does not say the token fetch failed"
+rm -f "$T/token-fail"
+sleep 1.5 # a failed fetch is the answer for 1 s (LP_REG_TOKEN_FAIL_HOLD_MS)
+read_one
+ok "8 concurrent readers, token server failing: $n token request ($nf answered 500), all 8 failed with its error; reads work again after"
 
 say "every file against GNU tar"
 python3 "$LP_SOURCE_DIR/tests/integration/mount_compare.py" "$REF" "$M" 4 60 >"$T/cmp.out" ||

@@ -22,6 +22,10 @@ identity token needs): a form with grant_type=refresh_token and
 refresh_token=REFRESH_TOKEN, or grant_type=password with USER:PASS, gets
 {"access_token": ...} with every action asked for; anything else 401.
 With LP_TOKEN_ANON_PULL=0 anonymous GETs get no action at all.
+LP_TOKEN_DELAY_MS=N answers every token request N ms late (so that
+concurrent clients must overlap with a fetch). While the file named by
+LP_TOKEN_FAIL_FILE exists, every token request is answered HTTP 500 (and
+logged with status=500).
 """
 import base64
 import http.server
@@ -41,6 +45,8 @@ TTL_FILE = sys.argv[7] if len(sys.argv) > 7 and sys.argv[7] != "-" else None
 # carry; anonymous requests get pull unless LP_TOKEN_ANON_PULL=0
 REFRESH = sys.argv[8] if len(sys.argv) > 8 else None
 ANON_PULL = os.environ.get("LP_TOKEN_ANON_PULL", "1") != "0"
+DELAY = int(os.environ.get("LP_TOKEN_DELAY_MS", "0")) / 1000.0
+FAIL_FILE = os.environ.get("LP_TOKEN_FAIL_FILE")
 LEEWAY = 60  # distribution's registry/auth/token Leeway
 lock = threading.Lock()
 
@@ -76,6 +82,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def issue(self, scopes, service, authed, how, key, client=""):
+        if DELAY:
+            time.sleep(DELAY)
+        if FAIL_FILE and os.path.exists(FAIL_FILE):
+            with lock, open(LOG, "a") as f:
+                f.write("token %s authed=%s at=%.3f via=%s status=500\n" %
+                        (scopes, authed, time.time(), how))
+            self.answer(500, b'{"errors":[{"code":"UNAVAILABLE"}]}')
+            return
         access = []
         for scope in scopes:
             typ, name, actions = scope.split(":", 2)

@@ -11,12 +11,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "cri_int.h"
 #include "lp_registry.h"
+#include "reg_int.h"
 
 struct pb {
 	uint8_t b[4096];
@@ -115,6 +117,8 @@ static void test_decode(void **state)
 static void test_store(void **state)
 {
 	struct lp_cri_creds *s;
+	struct lp_reg_auth *auth = NULL;
+	struct lp_reg_cred cred;
 	struct lp_reg *reg;
 	struct lp_reg_ref ref;
 	struct pb m;
@@ -135,12 +139,42 @@ static void test_store(void **state)
 	assert_int_equal(lp_cri_creds_put(s, &pull), 1);
 	assert_int_equal(lp_cri_creds_count(s), 1);
 	assert_int_equal(lp_reg_ref_parse("127.0.0.1:5000/lp/app:v2", &ref), 0);
-	assert_int_equal(lp_cri_creds_apply(s, reg, &ref), 1);
-	/* another repository of the same registry: by host */
+	assert_int_equal(lp_cri_creds_get(s, &ref, &auth), 1);
+	assert_non_null(auth);
+	/* what a request for that reference sends: the handle's (bob), not
+	 * what was set last on the shared client (mallory) */
+	assert_int_equal(lp_reg_set_credentials(reg, "127.0.0.1:5000",
+						"mallory", "other"),
+			 0);
+	ref.auth = auth;
+	assert_int_equal(reg_req_cred(reg, &ref, &cred), 1);
+	assert_string_equal(cred.user, "bob");
+	assert_string_equal(cred.secret, "pa:ss");
+	/* the store forgets it: the reference's handle lives on */
+	pull_msg(&m, "127.0.0.1:5000/lp/app:v1", "carol", "c", NULL);
+	assert_int_equal(lp_cri_pull_decode(m.b, m.n, &pull), 0);
+	assert_int_equal(lp_cri_creds_put(s, &pull), 1);
+	assert_int_equal(reg_req_cred(reg, &ref, &cred), 1);
+	assert_string_equal(cred.user, "bob");
+	/* a mirror of the registry is not sent the handle's credentials */
+	snprintf(ref.host, sizeof(ref.host), "mirror.example:5000");
+	assert_int_equal(
+		lp_reg_set_credentials(reg, "mirror.example:5000", "m", "mp"),
+		0);
+	assert_int_equal(reg_req_cred(reg, &ref, &cred), 1);
+	assert_string_equal(cred.user, "m");
+	lp_reg_auth_unref(auth);
+	/* without a handle: the client's */
+	assert_int_equal(lp_reg_ref_parse("127.0.0.1:5000/lp/app:v2", &ref), 0);
+	assert_null(ref.auth);
+	assert_int_equal(reg_req_cred(reg, &ref, &cred), 1);
+	assert_string_equal(cred.user, "mallory");
+	/* another repository of the same registry gets none */
 	assert_int_equal(lp_reg_ref_parse("127.0.0.1:5000/other:v1", &ref), 0);
-	assert_int_equal(lp_cri_creds_apply(s, reg, &ref), 1);
+	assert_int_equal(lp_cri_creds_get(s, &ref, &auth), 0);
+	assert_null(auth);
 	assert_int_equal(lp_reg_ref_parse("127.0.0.2:5000/lp/app:v1", &ref), 0);
-	assert_int_equal(lp_cri_creds_apply(s, reg, &ref), 0);
+	assert_int_equal(lp_cri_creds_get(s, &ref, &auth), 0);
 	/* auth that is not user:password */
 	pull_msg(&m, "x.io/a:b", NULL, NULL, "bm9jb2xvbg==");
 	assert_int_equal(lp_cri_pull_decode(m.b, m.n, &pull), 0);
@@ -151,7 +185,7 @@ static void test_store(void **state)
 	assert_int_equal(lp_cri_creds_put(s, &pull), 0);
 	assert_int_equal(lp_cri_creds_count(s), 0);
 	assert_int_equal(lp_reg_ref_parse("127.0.0.1:5000/lp/app:v1", &ref), 0);
-	assert_int_equal(lp_cri_creds_apply(s, reg, &ref), 0);
+	assert_int_equal(lp_cri_creds_get(s, &ref, &auth), 0);
 	lp_reg_free(reg);
 	lp_cri_creds_free(s);
 }

@@ -7,7 +7,11 @@
  * member, fail, delay) that must give errors and never wrong bytes; single
  * flight under threads; the memory budget, one for the layers of a process
  * (least recent first across layers; background chunks left to the disk
- * tier); the disk tier across remounts;
+ * tier; without a disk tier the background stops at the process's
+ * budget); the disk tier across remounts; its writer (an on-demand read
+ * leaves the copies a full queue cannot take for later, never writes them
+ * itself);
+ * no disk lookup under the scheduler's lock (faccessat watched);
  * the one digest policy (a TOC rewritten by craft_toc.h: a file without
  * chunkDigest is served by its file digest when it is one chunk, refused
  * when that lies, is missing, or the file has several chunks);
@@ -30,6 +34,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -41,6 +46,7 @@
 #include <cmocka.h>
 
 #include "craft_toc.h"
+#include "fs_int.h" /* test_writer_full: the disk writer's queue */
 #include "lp_fs.h"
 #include "lp_fuse.h"
 
@@ -73,6 +79,9 @@ struct fault {
 	atomic_uint reads;
 	atomic_uint multi_reads; /* pread_multi calls */
 	atomic_uint delay_ms;
+	/* CLOCK_MONOTONIC ms when the first read since it was 0 began: when
+	 * a fetch started, whenever a polling thread gets to see it */
+	atomic_uint_fast64_t first_read_ms;
 	/* streaming (stream_ops): pieces of STREAM_PIECE; a read stops before
 	 * the first piece reaching past @gate until the gate opens */
 	atomic_uint streams; /* pread_stream calls */
@@ -90,6 +99,9 @@ static int fault_pread(void *ctx, void *buf, size_t len, uint64_t off,
 	int mode = atomic_load(&f->mode), r;
 	uint64_t i;
 
+	uint_fast64_t zero = 0;
+
+	atomic_compare_exchange_strong(&f->first_read_ms, &zero, lp_mono_ms());
 	atomic_fetch_add(&f->reads, 1);
 	if (atomic_load(&f->delay_ms))
 		usleep(1000 * atomic_load(&f->delay_ms));
@@ -1448,6 +1460,139 @@ static void test_disk_tier(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * No reader waits for a disk write: while the disk writer's queue is full
+ * (here a writer that takes nothing: marked started, its thread not yet
+ * made), an on-demand read leaves the disk copies it cannot queue for
+ * later (disk_write_deferred) and writes none itself, however long its
+ * runs (big.bin: 144 chunks, over twice the queue); a prefetch fetch still
+ * writes its own copy (back pressure). Then the real writer writes what
+ * was queued and what was left for later, from memory: all of it.
+ */
+static void test_writer_full(void **state)
+{
+	char dir[] = "/tmp/lp-test-fs-XXXXXX", cmd[600];
+	struct lp_fs_options opts;
+	struct fixture fx = { 0 };
+	struct lp_err err = { 0 };
+	struct fs_writer *w;
+	unsigned int queued;
+	uint32_t ci;
+	int i;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = false;
+	opts.cache_dir = dir;
+	open_fs(&fx, "v1-chunk64k", &opts);
+	w = &fx.fs->writer;
+	pthread_mutex_lock(&w->lock);
+	w->started = true;
+	pthread_mutex_unlock(&w->lock);
+	assert_int_equal(read_path(fx.fs, "usr/lib/big.bin", &err), 0);
+	pthread_mutex_lock(&w->lock);
+	queued = w->n;
+	pthread_mutex_unlock(&w->lock);
+	assert_int_equal(queued, FS_WRITE_QUEUE);
+	/* the rest was left for later, not written by the reader */
+	assert_int_equal(du(dir), 0);
+	assert_true(stat_of(fx.fs, "\"disk_write_deferred") >= 144 - queued);
+	/* a prefetch fetch with the queue full writes its copy itself */
+	for (ci = 0; fs_chunk_is_present(fx.fs, ci); ci++)
+		;
+	assert_true(ci < lp_toc_nr_chunks(lp_layer_toc(lp_fs_layer(fx.fs))));
+	assert_int_equal(fs_chunk_get(fx.fs, ci, ci + 1, FS_FETCH_PREFETCH,
+				      NULL, NULL, &err),
+			 0);
+	assert_true(du(dir) > 0);
+	/* the writer starts: it writes what is queued */
+	pthread_mutex_lock(&w->lock);
+	w->started = false;
+	pthread_mutex_unlock(&w->lock);
+	assert_int_equal(fs_writer_start(fx.fs), 0);
+	for (i = 0; i < 1000 && !fs_writer_idle(fx.fs); i++)
+		usleep(10000);
+	assert_true(fs_writer_idle(fx.fs));
+	/* memory kept them: every copy left for later was written too */
+	assert_int_equal(stat_of(fx.fs, "\"disk_write_dropped"), 0);
+	assert_true(du(dir) >= 144 * 64 * 1024);
+	lp_fs_free(fx.fs);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/*
+ * The disk tier's lookups (fs/disk_cache.c's faccessat), watched for one
+ * fs: one made by a thread holding that fs's fetch.lock breaks fs_int.h's
+ * rule that no lock is held across disk work (glibc's mutex records its
+ * owner's thread id). Defined here, it is the faccessat the fs calls.
+ */
+static struct lp_fs *_Atomic watched;
+static atomic_uint disk_lookups, disk_lookups_locked;
+
+int faccessat(int dirfd, const char *path, int mode, int flags)
+{
+	struct lp_fs *fs = atomic_load(&watched);
+
+	if (fs) {
+		atomic_fetch_add(&disk_lookups, 1);
+#ifdef __GLIBC__
+		if (fs->fetch.lock.__data.__owner == (int)syscall(SYS_gettid))
+			atomic_fetch_add(&disk_lookups_locked, 1);
+#endif
+	}
+	if (flags)
+		return (int)syscall(SYS_faccessat2, dirfd, path, mode, flags);
+	return (int)syscall(SYS_faccessat, dirfd, path, mode);
+}
+
+/*
+ * The background fetch over a layer the disk tier holds (every file read
+ * before): it looks the chunks up there (the watch sees the lookups),
+ * never with fetch.lock held, and is done without fetching them.
+ */
+static void test_background_disk_unlocked(void **state)
+{
+	char dir[] = "/tmp/lp-test-fs-XXXXXX", cmd[600];
+	struct lp_fs_options opts;
+	struct fixture fx = { 0 };
+	int i;
+
+	(void)state;
+#ifndef __GLIBC__
+	fail_msg("the lock-owner check needs glibc");
+#endif
+	assert_non_null(mkdtemp(dir));
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = false;
+	opts.cache_dir = dir;
+	open_fs(&fx, "v1-chunk64k", &opts);
+	check_all_files(fx.fs, "v1-chunk64k"); /* no writer yet: all on disk */
+	lp_fs_free(fx.fs);
+
+	opts.background_fetch = true;
+	opts.background_quiet_ms = 0;
+	open_fs(&fx, "v1-chunk64k", &opts);
+	atomic_store(&disk_lookups, 0);
+	atomic_store(&disk_lookups_locked, 0);
+	atomic_store(&watched, fx.fs);
+	assert_int_equal(lp_fs_start(fx.fs), 0);
+	for (i = 0; i < 1000 && !background_done(fx.fs); i++)
+		usleep(10000);
+	assert_true(i < 1000);
+	atomic_store(&watched, NULL);
+	assert_true(atomic_load(&disk_lookups) > 100);
+	assert_int_equal(atomic_load(&disk_lookups_locked), 0);
+	/* only what no file holds (the landmark's member) was fetched */
+	assert_true(stat_of(fx.fs, "\"fetched_bytes") < 4096);
+	lp_fs_free(fx.fs);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* two layers of one process caching in one directory share one budget */
 struct cache_reader {
 	struct lp_fs *fs;
@@ -1675,6 +1820,64 @@ static bool background_is(struct lp_fs *fs, const char *want)
 	return is;
 }
 
+/* wait until the background job of @fs is over; true when it stopped */
+static bool background_stops(struct lp_fs *fs)
+{
+	int i;
+
+	for (i = 0; i < 1000; i++) {
+		if (background_is(fs, "\"background\": {\"state\": "
+				      "\"stopped\""))
+			return true;
+		if (background_is(fs, "\"background\": {\"state\": "
+				      "\"done\"") ||
+		    background_is(fs, "\"background\": {\"state\": "
+				      "\"failed\""))
+			return false;
+		usleep(10000);
+	}
+	fail_msg("background fetch still running after 10 s");
+	return false;
+}
+
+/*
+ * Without a disk tier the background fetch stops when the process's memory
+ * budget is full, not when its own layer's chunks fill it: the second of
+ * two layers under one budget stops at once instead of running through its
+ * layer with cold chunks that evict each other and the first layer's.
+ */
+#define BG_SHARED_BUDGET (512 * 1024)
+static void test_background_budget_shared(void **state)
+{
+	struct lp_fs_options opts;
+	struct lp_fs_budget *b = NULL;
+	struct fixture a = { 0 }, c = { 0 };
+	size_t used, peak, a_bytes;
+
+	(void)state;
+	assert_int_equal(lp_fs_budget_new(BG_SHARED_BUDGET, &b), 0);
+	lp_fs_options_init(&opts);
+	opts.background_quiet_ms = 0;
+	opts.mem_budget = b;
+	open_fs(&a, "v1-default", &opts);
+	assert_int_equal(lp_fs_start(a.fs), 0);
+	/* the layer is larger than the budget: it fills it, then stops */
+	assert_true(background_stops(a.fs));
+	a_bytes = stat_of(a.fs, "\"memory_bytes");
+	assert_true(a_bytes >= BG_SHARED_BUDGET / 2);
+	open_fs(&c, "v1-default", &opts);
+	assert_int_equal(lp_fs_start(c.fs), 0);
+	assert_true(background_stops(c.fs));
+	/* what c fetched fitted the room a left: a kept its chunks */
+	assert_true(stat_of(c.fs, "\"fetched_bytes") < BG_SHARED_BUDGET / 4);
+	assert_true(stat_of(a.fs, "\"memory_bytes") >= a_bytes / 2);
+	lp_fs_budget_usage(b, &used, &peak);
+	assert_true(used <= BG_SHARED_BUDGET);
+	lp_fs_free(a.fs);
+	lp_fs_free(c.fs);
+	lp_fs_budget_free(b);
+}
+
 /*
  * A source that answers 404 (permanent, decided where it arose): the
  * background fetch stops after one failed read instead of backing off and
@@ -1757,15 +1960,29 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* when @fs first fetched more than @from bytes (polled; up to 10 s) */
-static uint64_t first_fetch_ms(struct lp_fs *fs, uint64_t from)
+/* when @f's first read since first_read_ms was 0 began (waits; up to
+ * 10 s) */
+static uint64_t first_read_ms(struct fault *f)
 {
 	int i;
 
-	for (i = 0; i < 2000 && stat_of(fs, "\"fetched_bytes") <= from; i++)
+	for (i = 0; i < 2000 && !atomic_load(&f->first_read_ms); i++)
 		usleep(5000);
 	assert_true(i < 2000);
-	return mono_ms();
+	return atomic_load(&f->first_read_ms);
+}
+
+/* whether @later - @earlier (ms) is at least @ms (false when earlier) */
+static bool at_least(uint64_t later, uint64_t earlier, uint64_t ms)
+{
+	return later >= earlier && later - earlier >= ms;
+}
+
+/* when prioritised fetching last ended in activity @act (CLOCK_MONOTONIC,
+ * as mono_ms) */
+static uint64_t activity_end_ms(struct lp_fs_activity *act)
+{
+	return (uint64_t)atomic_load(&act->last_ns) / 1000000;
 }
 
 /* one on-demand fetch in a fresh layer sharing @opts->activity */
@@ -1784,7 +2001,7 @@ static void test_background_quiet(void **state)
 	struct lp_fs_activity *act = lp_fs_activity_new();
 	struct lp_fs_options opts, other;
 	struct fixture fx = { 0 };
-	uint64_t t, done;
+	uint64_t t;
 	int i;
 
 	assert_non_null(act);
@@ -1795,37 +2012,48 @@ static void test_background_quiet(void **state)
 	other.prefetch = false;
 	other.background_fetch = false;
 
-	/* after the prefetch, background waits for the quiet time */
+	/* after the prefetch, background waits for the quiet time, counted
+	 * from when the prefetch ended (not from when this thread got to
+	 * look: on a loaded machine that may be much later) */
 	open_fs(&fx, "v1-prio", &opts);
 	assert_int_equal(lp_fs_start(fx.fs), 0);
 	assert_int_equal(lp_fs_wait_prefetch(fx.fs, 10000), 0);
-	t = mono_ms();
-	done = stat_of(fx.fs, "\"fetched_bytes");
-	assert_true(first_fetch_ms(fx.fs, done) - t >= 450);
+	t = activity_end_ms(act);
+	atomic_store(&fx.fault->first_read_ms, 0); /* reads from now on */
+	assert_true(at_least(first_read_ms(fx.fault), t, 450));
+	/* nothing prioritised since: the quiet time was counted from it */
+	assert_int_equal(activity_end_ms(act), t);
 	lp_fs_free(fx.fs);
 
 	/* on-demand fetches in another layer quiet it too; it starts
 	 * after the last one */
 	opts.prefetch = false;
 	open_fs(&fx, "v1-prio", &opts);
+	atomic_store(&fx.fault->first_read_ms, 0); /* the TOC's were before */
 	assert_int_equal(lp_fs_start(fx.fs), 0);
 	for (i = 0; i < 8; i++) {
 		usleep(100000);
 		read_elsewhere(&other);
 	}
-	t = mono_ms();
-	assert_int_equal(stat_of(fx.fs, "\"fetched_bytes"), 0);
-	assert_true(first_fetch_ms(fx.fs, 0) - t >= 450);
+	t = activity_end_ms(act); /* the last on-demand fetch's end */
+	/* this layer's first read ever: none while the others read */
+	assert_true(at_least(first_read_ms(fx.fault), t, 450));
 	lp_fs_free(fx.fs);
 
 	/* a layer without a prefetch landmark (not optimised) does not
-	 * defer: its background fetch starts at once */
+	 * defer: its background fetch starts at once, here right after an
+	 * on-demand fetch, with a quiet time (20 s) that a deferring layer
+	 * would wait out (the v1-prio layers above) and that no scheduling
+	 * delay of a loaded machine comes near; well within half of it */
+	opts.background_quiet_ms = 20000;
 	open_fs(&fx, "v1-default", &opts);
 	assert_int_equal(lp_toc_prefetch_end(lp_layer_toc(lp_fs_layer(fx.fs))),
 			 0);
+	read_elsewhere(&other);
+	atomic_store(&fx.fault->first_read_ms, 0);
 	t = mono_ms();
 	assert_int_equal(lp_fs_start(fx.fs), 0);
-	assert_true(first_fetch_ms(fx.fs, 0) - t < 400);
+	assert_true(!at_least(first_read_ms(fx.fault), t, 10000));
 	lp_fs_free(fx.fs);
 
 	/* a workload that keeps fetching delays it at most 10 quiet times
@@ -2351,6 +2579,9 @@ int main(void)
 		cmocka_unit_test(test_background_gone),
 		cmocka_unit_test(test_reply_errno),
 		cmocka_unit_test(test_background_quiet),
+		cmocka_unit_test(test_writer_full),
+		cmocka_unit_test(test_background_disk_unlocked),
+		cmocka_unit_test(test_background_budget_shared),
 		cmocka_unit_test(test_background_streams),
 		cmocka_unit_test(test_latency_histogram),
 		cmocka_unit_test(test_op_counts),

@@ -14,9 +14,14 @@
  * byte, a lying span digest are refused before inflating; a piece past the
  * span's end is -ERANGE. The index as a TOC (lp_index_toc()): one entry
  * per path, and every regular file's chunks, each decoded from its span
- * alone, rebuild the file's bytes in the tar.
+ * alone, rebuild the file's bytes in the tar. Lies at the checkpoint a
+ * read starts at (a window, a bit offset, a member start that is none): the
+ * read starts at the last proven checkpoint instead and refuses the lie on
+ * its way. A cold read deep in a layer proves every checkpoint it passes,
+ * a warm one then fetches one span; threads share one index.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -636,6 +641,301 @@ static void test_toc(void **state)
 	release(&f);
 }
 
+/*
+ * A copy of the fixture's index whose checkpoint @k has another window:
+ * the real one with its last 4 KiB changed (xor 0x55), appended to the
+ * windows section and pointed at; span digests and the file table are
+ * untouched, so the index parses.
+ */
+static struct lp_index *forge_window(struct fixture *f, size_t k)
+{
+	const struct lp_index_checkpoint *c = lp_index_checkpoint(f->ix, k);
+	uint8_t win[LP_INDEX_WINDOW], z[LP_INDEX_WINDOW + 1024];
+	uLongf wlen = sizeof(win), zlen = sizeof(z);
+	struct lp_index *ix = NULL;
+	uint64_t wsize = lp_get_le64(f->idx + 80);
+	size_t i, len;
+	uint8_t *b;
+
+	assert_int_equal(c->kind, LP_INDEX_CP_DEFLATE);
+	/* the windows section ends the index */
+	assert_int_equal(uncompress(win, &wlen,
+				    f->idx + f->idx_len - wsize + c->window_off,
+				    c->window_len),
+			 Z_OK);
+	assert_int_equal(wlen, c->window_raw);
+	for (i = wlen > 4096 ? wlen - 4096 : 0; i < wlen; i++)
+		win[i] ^= 0x55;
+	assert_int_equal(compress2(z, &zlen, win, wlen, 9), Z_OK);
+	len = f->idx_len + zlen;
+	b = malloc(len);
+	assert_non_null(b);
+	memcpy(b, f->idx, f->idx_len);
+	memcpy(b + f->idx_len, z, zlen);
+	lp_put_le64(b + 80, wsize + zlen);
+	lp_put_le32(CP(b, k) + 16, (uint32_t)wsize);
+	lp_put_le32(CP(b, k) + 20, (uint32_t)zlen);
+	assert_int_equal(lp_index_parse(b, len, &ix, NULL), 0);
+	free(b);
+	return ix;
+}
+
+/* the first regular file with data from @from whose header lies in span
+ * @k, or -1 */
+static int file_in_span(struct lp_index *ix, size_t k, size_t from)
+{
+	uint64_t lo = lp_index_checkpoint(ix, k)->out,
+		 hi = k + 1 < lp_index_nr_checkpoints(ix) ?
+			      lp_index_checkpoint(ix, k + 1)->out :
+			      lp_index_uncompressed_size(ix);
+	size_t i;
+
+	for (i = from; i < lp_index_nr_files(ix); i++) {
+		const struct lp_index_file *e = lp_index_file(ix, i);
+
+		if (e->type == '0' && e->size && e->hdr_off >= lo &&
+		    e->hdr_off < hi)
+			return (int)i;
+	}
+	return -1;
+}
+
+/* a lying window at the checkpoint a read starts at (issue #14's rule: a
+ * forged index must never make a read serve bytes the layer does not hold) */
+static void test_start_window(void **state)
+{
+	struct fixture f = { 0 };
+	struct lp_err err = { 0 };
+	struct lp_index *ix;
+	struct lp_index_stream *s = NULL;
+	size_t k, tried = 0, files = 0, n;
+	uint8_t *buf;
+	int r, fi;
+
+	build_vector(&f);
+	n = lp_index_nr_checkpoints(f.ix);
+	buf = malloc(2 * SPAN);
+	assert_non_null(buf);
+	/* every checkpoint with a file header in its span (the vector has 3
+	 * past the first), and a few spread over the layer; from the end (the
+	 * last span's bytes copy from its window, many files start there) */
+	for (k = n - 1; k > 0; k--) {
+		const struct lp_index_checkpoint *c;
+		size_t len, nf = 0;
+
+		if (lp_index_checkpoint(f.ix, k)->kind != LP_INDEX_CP_DEFLATE ||
+		    (file_in_span(f.ix, k, 0) < 0 && k % (n / 4)))
+			continue;
+		ix = forge_window(&f, k);
+		c = lp_index_checkpoint(ix, k);
+		assert_false(lp_index_checkpoint_verified(ix, k));
+		/* files whose header is in k's span (`lazypull index cat`) */
+		for (fi = file_in_span(ix, k, 0); fi >= 0 && nf < 40;
+		     fi = file_in_span(ix, k, (size_t)fi + 1), nf++) {
+			const struct lp_index_file *e =
+				lp_index_file(ix, (size_t)fi);
+			size_t fl = (size_t)lp_min_u64(e->size, 2 * SPAN);
+
+			memset(&err, 0, sizeof(err));
+			r = lp_index_read_file(ix, f.blob, (size_t)fi, buf, fl,
+					       0, NULL, &err);
+			if (r == 0 && memcmp(buf, f.tar + e->data_off, fl))
+				fail_msg("%s: a lying window at checkpoint "
+					 "#%zu served other bytes",
+					 e->path, k);
+			assert_int_equal(r, -EBADMSG);
+			assert_non_null(
+				strstr(err.msg, "window is not the layer's"));
+			files++;
+		}
+		/* the stream, started at k's offset */
+		len = (size_t)lp_min_u64(f.tar_len - c->out, 2 * SPAN);
+		memset(&err, 0, sizeof(err));
+		r = lp_index_stream_open(ix, f.blob, c->out, &s, &err);
+		if (r == 0)
+			r = lp_index_stream_read(s, buf, len, &err);
+		if (r == 0 && memcmp(buf, f.tar + c->out, len))
+			fail_msg("checkpoint #%zu: a lying window served other "
+				 "bytes than the layer's",
+				 k);
+		assert_int_equal(r, -EBADMSG);
+		assert_non_null(strstr(err.msg, "window is not the layer's"));
+		assert_false(lp_index_checkpoint_verified(ix, k));
+		lp_index_stream_free(s);
+		s = NULL;
+		lp_index_free(ix);
+		tried++;
+	}
+	assert_true(tried >= 6);
+	assert_true(files >= 3);
+	free(buf);
+	release(&f);
+}
+
+static size_t lie_k; /* the checkpoint the next lie_* changes */
+
+static void lie_bits(uint8_t *b, size_t len)
+{
+	CP(b, lie_k)[24] = (uint8_t)((CP(b, lie_k)[24] + 1) % 8);
+}
+
+/* a deflate checkpoint said to be a gzip member start */
+static void lie_member(uint8_t *b, size_t len)
+{
+	memset(CP(b, lie_k) + 16, 0, 12);
+	CP(b, lie_k)[25] = LP_INDEX_CP_MEMBER;
+}
+
+/* the right window at a wrong bit offset, or a member start that is none:
+ * the read starting there refuses it on its way from checkpoint 0 */
+static void test_start_position(void **state)
+{
+	struct fixture f = { 0 };
+	struct lp_err err = { 0 };
+	struct lp_index *ix = NULL;
+	struct lp_index_stream *s = NULL;
+	uint8_t *buf;
+	int r;
+
+	build_vector(&f);
+	buf = malloc(2 * SPAN);
+	assert_non_null(buf);
+	lie_k = lp_index_nr_checkpoints(f.ix) / 2;
+	assert_int_equal(lp_index_checkpoint(f.ix, lie_k)->kind,
+			 LP_INDEX_CP_DEFLATE);
+	assert_int_equal(parse_forged(&f, lie_bits, &ix), 0);
+	r = lp_index_stream_open(ix, f.blob,
+				 lp_index_checkpoint(ix, lie_k)->out, &s, &err);
+	if (r == 0)
+		r = lp_index_stream_read(s, buf, 100, &err);
+	assert_int_equal(r, -EBADMSG);
+	assert_non_null(strstr(err.msg, "no deflate block boundary"));
+	lp_index_stream_free(s);
+	s = NULL;
+	lp_index_free(ix);
+
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(parse_forged(&f, lie_member, &ix), 0);
+	r = lp_index_stream_open(ix, f.blob,
+				 lp_index_checkpoint(ix, lie_k)->out, &s, &err);
+	if (r == 0)
+		r = lp_index_stream_read(s, buf, 100, &err);
+	assert_int_equal(r, -EBADMSG);
+	assert_non_null(strstr(err.msg, "no gzip member"));
+	lp_index_stream_free(s);
+	lp_index_free(ix);
+	free(buf);
+	release(&f);
+}
+
+/* a cold read at the end proves every checkpoint; a warm one is one span */
+static void test_proven(void **state)
+{
+	struct fixture f = { 0 }, m = { 0 };
+	struct lp_index_stream_stats st;
+	struct lp_index_stream *s = NULL;
+	struct lp_err err = { 0 };
+	size_t n, k, members = 0;
+	uint8_t buf[100];
+	uint64_t off;
+	size_t len;
+	uint8_t *gz;
+
+	build_vector(&f);
+	n = lp_index_nr_checkpoints(f.ix);
+	assert_true(lp_index_checkpoint_verified(f.ix, 0));
+	for (k = 1; k < n; k++)
+		assert_false(lp_index_checkpoint_verified(f.ix, k));
+	off = lp_index_checkpoint(f.ix, n - 1)->out;
+	assert_int_equal(lp_index_stream_open(f.ix, f.blob, off, &s, &err), 0);
+	assert_int_equal(lp_index_stream_read(s, buf, 1, &err), 0);
+	assert_int_equal(buf[0], f.tar[off]);
+	lp_index_stream_stats(s, &st);
+	lp_index_stream_free(s);
+	/* every span fetched once, the layer inflated once at most */
+	assert_int_equal(st.spans, n);
+	assert_true(st.bytes_inflated <= f.tar_len);
+	for (k = 0; k < n; k++)
+		assert_true(lp_index_checkpoint_verified(f.ix, k));
+	/* warm: one span */
+	off = lp_index_checkpoint(f.ix, n / 2)->out + 10;
+	assert_int_equal(lp_index_stream_open(f.ix, f.blob, off, &s, &err), 0);
+	assert_int_equal(lp_index_stream_read(s, buf, sizeof(buf), &err), 0);
+	assert_memory_equal(buf, f.tar + off, sizeof(buf));
+	lp_index_stream_stats(s, &st);
+	lp_index_stream_free(s);
+	assert_int_equal(st.spans, 1);
+
+	/* a multi-member layer: its member-start checkpoints are proven by
+	 * passing them too */
+	gz = gzip_members(f.tar, f.tar_len, 300 * 1024 + 17, &len);
+	build(&m, gz, len);
+	n = lp_index_nr_checkpoints(m.ix);
+	off = lp_index_checkpoint(m.ix, n - 1)->out;
+	assert_int_equal(lp_index_stream_open(m.ix, m.blob, off, &s, &err), 0);
+	assert_int_equal(lp_index_stream_read(s, buf, 1, &err), 0);
+	lp_index_stream_free(s);
+	for (k = 0; k < n; k++) {
+		assert_true(lp_index_checkpoint_verified(m.ix, k));
+		members += lp_index_checkpoint(m.ix, k)->kind ==
+			   LP_INDEX_CP_MEMBER;
+	}
+	assert_true(members > 3);
+	release(&m);
+	release(&f);
+}
+
+struct reader_arg {
+	struct fixture *f;
+	unsigned int seed;
+	int bad;
+};
+
+static void *reader(void *arg)
+{
+	struct reader_arg *a = arg;
+	uint8_t *buf = malloc(64 * 1024);
+	int i;
+
+	for (i = 0; buf && i < 40; i++) {
+		uint64_t off = (uint64_t)rand_r(&a->seed) % a->f->tar_len;
+		size_t len = (size_t)lp_min_u64((uint64_t)rand_r(&a->seed) %
+							(64 * 1024),
+						a->f->tar_len - off);
+		struct lp_index_stream *s = NULL;
+		int r = lp_index_stream_open(a->f->ix, a->f->blob, off, &s,
+					     NULL);
+
+		if (r == 0)
+			r = lp_index_stream_read(s, buf, len, NULL);
+		if (r < 0 || memcmp(buf, a->f->tar + off, len))
+			a->bad++;
+		lp_index_stream_free(s);
+	}
+	free(buf);
+	return NULL;
+}
+
+/* one index read through from several threads at once */
+static void test_threads(void **state)
+{
+	struct fixture f = { 0 };
+	struct reader_arg a[4];
+	pthread_t t[4];
+	int i;
+
+	build_vector(&f);
+	for (i = 0; i < 4; i++) {
+		a[i] = (struct reader_arg){ &f, (unsigned int)i + 7, 0 };
+		assert_int_equal(pthread_create(&t[i], NULL, reader, &a[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(a[i].bad, 0);
+	}
+	release(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -645,6 +945,10 @@ int main(void)
 		cmocka_unit_test(test_lies),
 		cmocka_unit_test(test_span_decode),
 		cmocka_unit_test(test_toc),
+		cmocka_unit_test(test_start_window),
+		cmocka_unit_test(test_start_position),
+		cmocka_unit_test(test_proven),
+		cmocka_unit_test(test_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,13 +6,16 @@
  * an HTTP status is classified (errno, retryable or not), what is learnt
  * about a host (caps.c), and the spool of a blob from a range-less host
  * (spool.c): readers served as bytes come in, waiting for one feeder rather
- * than fetching, resume from the spool's end, verification at the end.
+ * than fetching, resume from the spool's end, verification at the end,
+ * a read never made of two feeds, the disk reserved when a spool is made
+ * (on a tmpfs of the test's own, in a private mount namespace: root).
  * No network: the HTTP paths are covered by integration/test_registry.sh
  * and test_rangeless.sh; here the spool's feeder is a test function that
  * plays replies into the spool's sink.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -579,6 +584,74 @@ static void test_status_classes(void **state)
 	}
 }
 
+/* ---- the reply check every single-range reader makes ---- */
+
+static struct lp_reg_resp reply(long status, int64_t clen, const char *cr,
+				const char *type)
+{
+	struct lp_reg_resp r;
+
+	memset(&r, 0, sizeof(r));
+	r.status = status;
+	r.content_length = clen;
+	snprintf(r.content_range, sizeof(r.content_range), "%s", cr);
+	snprintf(r.content_type, sizeof(r.content_type), "%s", type);
+	return r;
+}
+
+static void test_reply_check(void **state)
+{
+	struct lp_reg_resp r;
+	uint64_t t = 7;
+
+	(void)state;
+	/* a 200: the whole blob, of the size known */
+	r = reply(200, 1000, "", "");
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1000, &t), 200);
+	assert_int_equal(t, 1000);
+	r = reply(200, 999, "", "");
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1000, NULL), -EPROTO);
+	r = reply(200, -1, "", ""); /* no Content-Length: the size known */
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1000, &t), 200);
+	assert_int_equal(t, 1000);
+	r = reply(200, 30, "", ""); /* a suffix, size unknown: the reply's */
+	assert_int_equal(reg_reply_check(&r, REG_RANGE_SUFFIX, 64, 0, &t), 200);
+	assert_int_equal(t, 30);
+	/* a 206: exactly the bytes asked */
+	r = reply(206, 20, "bytes 10-29/1000", "application/octet-stream");
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1000, &t), 206);
+	assert_int_equal(t, 1000);
+	assert_int_equal(reg_reply_check(&r, 11, 19, 1000, NULL), -EPROTO);
+	assert_int_equal(reg_reply_check(&r, 10, 21, 1000, NULL), -EPROTO);
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1001, NULL), -EPROTO);
+	r = reply(206, 20, "bytes 10-29/*", "");
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1000, &t), 206);
+	assert_int_equal(t, 1000);
+	r = reply(206, 20, "bytes 10-29/1000", "multipart/byteranges; b=x");
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1000, NULL), -EPROTO);
+	r = reply(206, 20, "", "");
+	assert_int_equal(reg_reply_check(&r, 10, 20, 1000, NULL), -EPROTO);
+	/* a suffix: the last min(len, T) bytes, T stated when unknown */
+	r = reply(206, 64, "bytes 936-999/1000", "");
+	assert_int_equal(reg_reply_check(&r, REG_RANGE_SUFFIX, 64, 0, &t), 206);
+	assert_int_equal(t, 1000);
+	assert_int_equal(reg_reply_check(&r, REG_RANGE_SUFFIX, 64, 1000, &t),
+			 206);
+	assert_int_equal(reg_reply_check(&r, REG_RANGE_SUFFIX, 65, 0, NULL),
+			 -EPROTO);
+	r = reply(206, 30, "bytes 0-29/30", ""); /* a blob under the tail */
+	assert_int_equal(reg_reply_check(&r, REG_RANGE_SUFFIX, 64, 0, &t), 206);
+	assert_int_equal(t, 30);
+	r = reply(206, 64, "bytes 936-999/*", "");
+	assert_int_equal(reg_reply_check(&r, REG_RANGE_SUFFIX, 64, 0, NULL),
+			 -EPROTO);
+	assert_int_equal(reg_reply_check(&r, REG_RANGE_SUFFIX, 64, 1000, &t),
+			 206);
+	/* anything else */
+	r = reply(204, 0, "", "");
+	assert_int_equal(reg_reply_check(&r, 0, 1, 1000, NULL), -EPROTO);
+}
+
 /* ---- host capabilities ---- */
 
 static void test_caps(void **state)
@@ -985,6 +1058,120 @@ static void test_spool_mismatch_again(void **state)
 	feeder_fini(&f);
 }
 
+/*
+ * A reader that holds bytes of a feed that then fails verification: the
+ * bad copy differs from the right one in the tail too (where the reader
+ * is), so a buffer made of both feeds would show. A streamed reader told
+ * some bytes final gets a retryable -EAGAIN (what it was told stays as it
+ * was told, the bad host's word) and its next read the right bytes; a
+ * reader that told nobody gets the right bytes, never a mix.
+ */
+struct told_reader {
+	struct reader rd;
+	size_t told; /* protected by the feeder's lock */
+	int calls; /* progress calls; protected by the feeder's lock */
+	bool monotonic; /* each report longer than the one before */
+};
+
+static int told_progress(void *arg, size_t done)
+{
+	struct told_reader *t = arg;
+
+	pthread_mutex_lock(&t->rd.f->lock);
+	if (done <= t->told)
+		t->monotonic = false;
+	t->told = done;
+	t->calls++;
+	pthread_cond_broadcast(&t->rd.f->cond);
+	pthread_mutex_unlock(&t->rd.f->lock);
+	return 0;
+}
+
+static void *told_main(void *arg)
+{
+	struct told_reader *t = arg;
+
+	lp_err_clear(&t->rd.err);
+	t->rd.r = reg_spool_read(t->rd.sp, t->rd.buf, t->rd.len, t->rd.off,
+				 told_progress, t, &t->rd.err);
+	pthread_mutex_lock(&t->rd.f->lock);
+	t->rd.done = true;
+	pthread_mutex_unlock(&t->rd.f->lock);
+	return NULL;
+}
+
+static void test_spool_mismatch_mid_read(void **state)
+{
+	char dir[] = "/tmp/lp-spool-test.XXXXXX";
+	struct told_reader t;
+	struct reader plain;
+	struct feeder f;
+	struct reg_spool *sp;
+	struct lp_reg_sink sink;
+	pthread_t tt, tp;
+	char range[64];
+	uint8_t *bad = malloc(SP_SIZE);
+	uint8_t buf[100];
+
+	(void)state;
+	assert_non_null(bad);
+	feeder_init(&f, true);
+	f.body[SP_SIZE - 50] ^= 0x5a; /* in the readers' bytes as well */
+	memcpy(bad, f.body, SP_SIZE);
+	sp = spool_new(&f, dir);
+	reg_spool_on_bad(sp, bad_again);
+	feeder_allow(&f, 1000);
+	/* the bad copy, fed by "a request under way" the test plays */
+	assert_true(reg_spool_claim(sp));
+	reg_spool_sink(sp, range, sizeof(range), &sink);
+	memset(&t, 0, sizeof(t));
+	t.monotonic = true;
+	t.rd.sp = sp;
+	t.rd.off = SP_SIZE - 100;
+	t.rd.len = 100;
+	t.rd.f = &f;
+	t.rd.buf = malloc(100);
+	assert_non_null(t.rd.buf);
+	assert_int_equal(pthread_create(&tt, NULL, told_main, &t), 0);
+	reader_start(&plain, &tp, &f, sp, SP_SIZE - 100, 100);
+	assert_int_equal(feeder_play(&f, &sink, 200, 0, 0), 0);
+	/* all but the last byte are in and told; the last waits for the
+	 * verdict */
+	pthread_mutex_lock(&f.lock);
+	while (t.told < 99)
+		pthread_cond_wait(&f.cond, &f.lock);
+	pthread_mutex_unlock(&f.lock);
+	usleep(50000); /* and the plain reader has its 99 bytes, likely */
+	assert_false(reader_done(&t.rd));
+	assert_false(reader_done(&plain));
+	/* the verdict: a mismatch, taken again from "the next host" */
+	assert_int_equal(reg_spool_release(sp, 0, NULL, NULL), 0);
+	pthread_join(tt, NULL);
+	pthread_join(tp, NULL);
+	assert_int_equal(t.rd.r, -EAGAIN);
+	assert_true(lp_err_retryable(&t.rd.err, -EAGAIN));
+	assert_non_null(strstr(t.rd.err.msg, "read again"));
+	assert_true(t.monotonic);
+	assert_int_equal(t.told, 99);
+	/* what it was told is what it was told: not rewritten */
+	assert_memory_equal(t.rd.buf, bad + SP_SIZE - 100, 99);
+	assert_int_equal(plain.r, 0);
+	assert_memory_equal(plain.buf, f.blob + SP_SIZE - 100, 100);
+	assert_int_equal(f.bads, 1);
+	/* read again: the right bytes */
+	assert_int_equal(
+		reg_spool_read(sp, buf, 100, SP_SIZE - 100, NULL, NULL, NULL),
+		0);
+	assert_memory_equal(buf, f.blob + SP_SIZE - 100, 100);
+	assert_int_equal(f.calls, 1); /* one feeder thread, the good feed */
+	reg_spool_free(sp);
+	rmdir(dir);
+	free(t.rd.buf);
+	free(plain.buf);
+	free(bad);
+	feeder_fini(&f);
+}
+
 /* the hook says no other host: the mismatch fails for good */
 static bool bad_never(void *ctx)
 {
@@ -1099,6 +1286,100 @@ static void test_spool_new(void **state)
 	reg_spool_free(NULL);
 }
 
+/* set when a test skipped because LP_ALLOW_SKIP=1 let it (main exits 77) */
+static bool skipped_on_request;
+
+/* a component this test needs is missing (@msg names it): skip() when
+ * LP_ALLOW_SKIP=1 asks for it, else fail; never a silent pass */
+static void skip_or_fail(const char *msg)
+{
+	const char *allow = getenv("LP_ALLOW_SKIP");
+
+	if (allow && !strcmp(allow, "1")) {
+		print_message("SKIP (LP_ALLOW_SKIP=1): %s\n", msg);
+		skipped_on_request = true;
+		skip();
+	}
+	fail_msg("%s (a missing component fails the test; LP_ALLOW_SKIP=1 "
+		 "makes it a skip)",
+		 msg);
+}
+
+#define RESERVE_BLOB (2 * 1024 * 1024) /* bytes of each spooled blob */
+/* the test disk: the slack, one blob and a little: room for one spool */
+#define RESERVE_DISK_MIB (LP_REG_SPOOL_SLACK / (1024 * 1024) + 3)
+
+/*
+ * In a child, in a mount namespace of its own: two spools made one after
+ * the other on a disk with room for one (plus the slack). The first
+ * reserves its blob's bytes, so the second is refused; once the first is
+ * freed, the second fits. Exit codes: 0 as expected, 77 no tmpfs could be
+ * mounted, else the step that went wrong.
+ */
+static int reserve_child(void)
+{
+	char dir[] = "/tmp/lp-spool-reserve.XXXXXX";
+	char opts[64];
+	struct reg_spool *a = NULL, *b = NULL;
+	struct lp_digest d;
+	struct lp_err err;
+	int r, code = 0;
+
+	lp_sha256("x", 1, &d);
+	if (!mkdtemp(dir))
+		return 2;
+	snprintf(opts, sizeof(opts), "size=%llum",
+		 (unsigned long long)RESERVE_DISK_MIB);
+	if (unshare(CLONE_NEWNS) < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("lp-spool-test", dir, "tmpfs", 0, opts) < 0) {
+		rmdir(dir);
+		return 77;
+	}
+	setenv("TMPDIR", dir, 1); /* no other disk to fall back on */
+	r = reg_spool_new(dir, &d, RESERVE_BLOB, test_feed, NULL, &a, NULL);
+	if (r < 0) {
+		code = 3;
+		goto out;
+	}
+	lp_err_clear(&err);
+	r = reg_spool_new(dir, &d, RESERVE_BLOB, test_feed, NULL, &b, &err);
+	if (r != -ENOSPC || b || !strstr(err.msg, "do not fit")) {
+		fprintf(stderr, "second spool: %d (%s)\n", r, err.msg);
+		code = 4;
+		goto out;
+	}
+	reg_spool_free(a);
+	a = NULL;
+	r = reg_spool_new(dir, &d, RESERVE_BLOB, test_feed, NULL, &b, NULL);
+	if (r < 0)
+		code = 5;
+out:
+	reg_spool_free(a);
+	reg_spool_free(b);
+	umount(dir);
+	rmdir(dir);
+	return code;
+}
+
+/* spools made at once cannot together eat the disk's slack */
+static void test_spool_reserve(void **state)
+{
+	pid_t pid;
+	int st = 0;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(reserve_child());
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 77)
+		skip_or_fail("a tmpfs in a private mount namespace (root)");
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1110,6 +1391,7 @@ int main(void)
 		cmocka_unit_test(test_docker_config),
 		cmocka_unit_test(test_opts_and_client),
 		cmocka_unit_test(test_status_classes),
+		cmocka_unit_test(test_reply_check),
 		cmocka_unit_test(test_caps),
 		cmocka_unit_test(test_spool_new),
 		cmocka_unit_test(test_spool_serves_as_bytes_come),
@@ -1117,8 +1399,11 @@ int main(void)
 		cmocka_unit_test(test_spool_mismatch),
 		cmocka_unit_test(test_spool_mismatch_again),
 		cmocka_unit_test(test_spool_mismatch_no_other),
+		cmocka_unit_test(test_spool_mismatch_mid_read),
 		cmocka_unit_test(test_spool_claim),
+		cmocka_unit_test(test_spool_reserve),
 	};
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return failed ? 1 : skipped_on_request ? 77 : 0;
 }

@@ -247,6 +247,23 @@ static void test_lookup(void **state)
 	lp_toc_free(toc);
 }
 
+/* escaped keys name the same members as plain ones (json-c decodes them) */
+static void test_escaped_keys(void **state)
+{
+	struct lp_toc *toc =
+		parse_ok("{\"v\\u0065rsion\":1,\"entr\\u0069es\":["
+			 "{\"name\":\"a\",\"type\":\"dir\"},"
+			 "{\"n\\u0061me\":\"a/b\",\"t\\u0079pe\":\"reg\"}]}",
+			 10);
+
+	(void)state;
+	assert_int_equal(lp_toc_nr_entries(toc), 3);
+	assert_int_equal(
+		lp_toc_entry(toc, lp_toc_lookup_path(toc, "a/b"))->type,
+		LP_TOC_REG);
+	lp_toc_free(toc);
+}
+
 static void test_empty_and_carry(void **state)
 {
 	struct lp_toc *toc = parse_ok("{\"entries\":[]}", 0);
@@ -395,6 +412,10 @@ static const struct bad bad_tocs[] = {
 	{ "{\"version\":1,\"entries\":[{\"name\":\"a\"", -EINVAL, "truncated" },
 	{ "{\"version\":2,\"entries\":[]}", -EINVAL, "unsupported version" },
 	{ "{\"entries\":[],\"entries\":[]}", -EINVAL, "two \"entries\"" },
+	/* top-level keys are decoded, as json-c and the Go reference do */
+	{ "{\"vers\\u0069on\":2,\"entries\":[]}", -EINVAL,
+	  "unsupported version" },
+	{ "{\"\\u0065ntries\":[],\"entries\":[]}", -EINVAL, "two \"entries\"" },
 	{ "{\"entries\":[{\"name\":\"a\",\"type\":\"dir\",}]}", -EINVAL,
 	  "TOC JSON at byte" },
 	{ "{\"entries\":[] \"x\":1}", -EINVAL, "expected '}'" },
@@ -628,6 +649,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fields),
 		cmocka_unit_test(test_lookup),
+		cmocka_unit_test(test_escaped_keys),
 		cmocka_unit_test(test_empty_and_carry),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_bounds),

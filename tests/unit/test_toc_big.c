@@ -8,7 +8,8 @@
  * descending name order) and one top directory is only implied, so both
  * the converter's order and a hostile one go through the same checks.
  * Also the modification times kept beside the 36-byte entries, the empty
- * file digest, and a long chain of hardlinks.
+ * file digest, a long chain of hardlinks, and paths built to collide in
+ * an unkeyed (or merely seeded) multiply-xor path hash.
  * Correctness only: the parse's speed is benchmarked
  * (tests/bench/toc-bench.sh), not timed here.
  */
@@ -24,6 +25,7 @@
 
 #include "lp_digest.h"
 #include "lp_toc.h"
+#include "toc_int.h"
 
 #define NR_TOP 100
 #define NR_SUB 10
@@ -470,6 +472,127 @@ static void test_hardlink_chain(void **state)
 	lp_toc_free(toc);
 }
 
+/* SipHash-1-3, key 00..0f, message 00..len-1 (the reference vectors) */
+static void test_siphash13_vectors(void **state)
+{
+	static const struct {
+		size_t len;
+		uint64_t h;
+	} v[] = {
+		{ 0, 0xabac0158050fc4dcull },  { 1, 0xc9f49bf37d57ca93ull },
+		{ 7, 0xd3927d989bb11140ull },  { 8, 0x369095118d299a8eull },
+		{ 15, 0xd320d86d2a519956ull }, { 16, 0xcc4fdd1a7d908b66ull },
+		{ 63, 0x9d199062b7bbb3a8ull },
+	};
+	const uint64_t key[2] = { 0x0706050403020100ull,
+				  0x0f0e0d0c0b0a0908ull };
+	unsigned char msg[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(msg); i++)
+		msg[i] = (unsigned char)i;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		assert_true(toc_siphash13(key, msg, v[i].len) == v[i].h);
+}
+
+#define COLL_BITS 16 /* 2^16 paths */
+#define COLL_LEN (16 * COLL_BITS)
+
+/*
+ * path @k of the colliding set: for each bit j of @k set, bytes 7 of
+ * 8-byte block 2j and 3 and 7 of block 2j+1 flipped by 0x80, which gives
+ * every path the same state in h = (h ^ w) * K; h ^= h >> 32 whatever the
+ * start state; '/' every 16 bytes makes them nested directories
+ */
+static void coll_path(char *p, uint32_t k)
+{
+	memset(p, 'a', COLL_LEN);
+	for (int j = 0; j < COLL_BITS; j++) {
+		if (k >> j & 1) {
+			p[16 * j + 7] ^= (char)0x80;
+			p[16 * j + 8 + 3] ^= (char)0x80;
+			p[16 * j + 8 + 7] ^= (char)0x80;
+		}
+		if (j)
+			p[16 * j + 12] = '/';
+	}
+}
+
+/*
+ * Hostile paths: the set that collides in the old seeded hash for every
+ * seed spreads under the keyed path hash, for several keys: linear probing
+ * of all of them into a table at the parser's load (half full) never
+ * walks TOC_PROBE_MAX slots (the old hash walked 2^16); then the TOC of
+ * those paths parses (the old hash with the probe bound refuses it).
+ */
+static void test_hash_collisions(void **state)
+{
+	const uint64_t keys[][2] = {
+		{ 0, 0 },
+		{ 0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull },
+		{ 0x9e3779b97f4a7c15ull, 0xc4ceb9fe1a85ec53ull },
+		{ ~0ull, 1 },
+	};
+	const size_t n = (size_t)1 << COLL_BITS, cap = 2 * n;
+	struct builder *b = calloc(1, sizeof(*b));
+	uint32_t *tab = calloc(cap, sizeof(*tab)); /* hash + 1; 0 = empty */
+	char *paths = malloc(n * COLL_LEN);
+	struct gen g = { 0 };
+	struct lp_err err = { 0 };
+	struct lp_toc *toc = NULL;
+	char path[COLL_LEN + 1];
+
+	(void)state;
+	assert_non_null(b);
+	assert_non_null(tab);
+	assert_non_null(paths);
+	for (size_t k = 0; k < n; k++)
+		coll_path(paths + k * COLL_LEN, (uint32_t)k);
+	for (size_t t = 0; t < sizeof(keys) / sizeof(keys[0]); t++) {
+		size_t max_probe = 0;
+
+		memcpy(b->hash_key, keys[t], sizeof(b->hash_key));
+		memset(tab, 0, cap * sizeof(*tab));
+		for (size_t k = 0; k < n; k++) {
+			uint32_t h = toc_path_hash(b, paths + k * COLL_LEN,
+						   COLL_LEN);
+			size_t i = h & (cap - 1), probe = 0;
+
+			while (tab[i]) {
+				i = (i + 1) & (cap - 1);
+				probe++;
+			}
+			tab[i] = 1;
+			if (probe > max_probe)
+				max_probe = probe;
+		}
+		print_message("key %zu: longest probe %zu of 2^%d paths\n", t,
+			      max_probe, COLL_BITS);
+		assert_true(max_probe < TOC_PROBE_MAX);
+	}
+
+	put(&g, "{\"version\":1,\"entries\":[");
+	for (size_t k = 0; k < n; k++) {
+		memcpy(path, paths + k * COLL_LEN, COLL_LEN);
+		path[COLL_LEN] = '\0';
+		put(&g, "%s{\"name\":\"%s\",\"type\":\"dir\"}", k ? "," : "",
+		    path);
+	}
+	put(&g, "]}");
+	assert_int_equal(lp_toc_parse(g.p, g.len, 0, &toc, &err), 0);
+	for (uint32_t k = 0; k < n; k += 4099) {
+		memcpy(path, paths + (size_t)k * COLL_LEN, COLL_LEN);
+		path[COLL_LEN] = '\0';
+		assert_int_not_equal(lp_toc_lookup_path(toc, path),
+				     LP_TOC_NO_INDEX);
+	}
+	lp_toc_free(toc);
+	free(g.p);
+	free(paths);
+	free(tab);
+	free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -477,6 +600,8 @@ int main(void)
 		cmocka_unit_test(test_mtime_side),
 		cmocka_unit_test(test_empty_file_digest),
 		cmocka_unit_test(test_hardlink_chain),
+		cmocka_unit_test(test_siphash13_vectors),
+		cmocka_unit_test(test_hash_collisions),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
