@@ -383,8 +383,6 @@ int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
 {
 	const struct lp_toc_entry *e;
 	const struct lp_index_file *f;
-	struct lp_index_stream *s = NULL;
-	struct lp_index_stream_stats st;
 	char path[LP_TOC_MAX_PATH + 1];
 	uint8_t *hdr = NULL;
 	size_t len;
@@ -413,21 +411,29 @@ int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
 		r = -ENOMEM;
 		goto out;
 	}
-	r = lp_index_stream_open(layer->ix, layer->blob, f->hdr_off, &s, err);
-	if (r == 0)
-		r = lp_index_stream_read(s, hdr, len, err);
-	if (s && stats) {
-		lp_index_stream_stats(s, &st);
-		stats->bytes_fetched += st.bytes_fetched;
-		stats->spans += st.spans;
-		stats->bytes_inflated += st.bytes_inflated;
-	}
+	/* the window rule's cheap way (a stream from the last proven
+	 * checkpoint would fetch the layer up to the file) */
+	r = lp_index_read(layer->ix, layer->blob, f->hdr_off, hdr, len, NULL, 0,
+			  stats, err);
 	if (r == 0)
 		r = layer->check_header(layer->ix, (size_t)i, hdr, len, err);
 out:
-	lp_index_stream_free(s);
 	free(hdr);
 	return r;
+}
+
+int lp_layer_prove(struct lp_layer *layer, lp_index_stop_fn stop, void *arg,
+		   struct lp_index_stream_stats *stats, struct lp_err *err)
+{
+	if (!layer->ix)
+		return 0;
+	if (!layer->check_header)
+		return lp_err_set(err, -EBADMSG,
+				  "%s: no tar header check to vouch for the "
+				  "gzip index's file table",
+				  lp_blob_name(layer->blob));
+	return lp_index_prove(layer->ix, layer->blob, layer->check_header, stop,
+			      arg, stats, err);
 }
 
 void lp_layer_free(struct lp_layer *layer)

@@ -20,9 +20,14 @@
  * (the blob's first byte) is; any other becomes so when a stream that
  * started at a proven one reaches it and finds inflate standing exactly
  * where the record says (same uncompressed offset, a block boundary with
- * the same bit offset, or a member start; the same 32 KiB window). A read
- * starts at the last proven checkpoint at or before its offset, so the first
- * read deep into a layer inflates from further back; later ones are cheap.
+ * the same bit offset, or a member start; the same 32 KiB window). A
+ * stream starts at the last proven checkpoint at or before its offset, so
+ * the first read deep into a layer inflates from further back; later ones
+ * are cheap. Random-access reads (lp_index_span_decode(), lp_index_read())
+ * may start at an unproven checkpoint under the window rule: only bytes
+ * that do not depend on its window are served from there. The proving pass
+ * (lp_index_prove()) reads the layer once from its first byte and checks
+ * every claim of the index, the blob's digest last.
  *
  * Threads: a struct lp_index is immutable after lp_index_parse() except for
  * its set of proven checkpoints, which only grows and is updated atomically:
@@ -63,6 +68,10 @@
 #define LP_INDEX_MIN_SPAN_SIZE (64 * LP_KIB) /* builder's span target */
 #define LP_INDEX_MAX_SPAN_SIZE (64 * LP_MIB)
 #define LP_INDEX_DEFAULT_SPAN_SIZE (2 * LP_MIB)
+/* lp_index_read(): spans it steps back before it streams from the last
+ * proven checkpoint, and the compressed bytes it holds at once */
+#define LP_INDEX_READ_BACK 4
+#define LP_INDEX_READ_MAX_IN (64 * LP_MIB)
 
 /* OCI media types of the index blob and of the artifact that carries it */
 #define LP_INDEX_MEDIA_TYPE "application/vnd.lazypull.gzip-index.v1"
@@ -223,6 +232,9 @@ struct lp_index_stream_stats {
 	uint64_t bytes_fetched; /* compressed bytes read from the blob */
 	uint64_t spans; /* spans fetched and verified */
 	uint64_t bytes_inflated; /* uncompressed bytes produced */
+	/* lp_index_read(): reads that had to look further back than their
+	 * own span (the window rule) */
+	uint64_t window_rereads;
 };
 
 /*
@@ -265,16 +277,71 @@ void lp_index_stream_free(struct lp_index_stream *s); /* NULL allowed */
  * policy's span rule, lp_chunk.h); then inflating starts at checkpoint @i
  * (its bit offset and window, or a gzip member header), discards @skip
  * bytes and writes the next @dst_len to @dst. The same decode path as the
- * stream above. Returns 0; -ERANGE when @skip + @dst_len passes the span's
- * end or there is no span @i; -EBADMSG (wrong length, digest mismatch,
- * corrupt deflate data, a window that does not decompress); -ENOMEM.
+ * stream above.
  *
- * What the span digest cannot vouch for: the checkpoint's window comes
- * from the index alone (a stream that reached the checkpoint by inflating
- * compares it, lp_index_stream_read(); a reader starting there cannot).
+ * The window rule: checkpoint @i's window comes from the index alone until
+ * a stream from a proven checkpoint has reached @i and compared it
+ * (lp_index_checkpoint_verified()). Until then the piece is decoded twice,
+ * with the index's window and with every byte of it flipped, and served
+ * only when both agree: then no byte of it depends on the window (inflate
+ * copies window bytes unchanged, so a byte that derives from one comes out
+ * flipped). Otherwise -EAGAIN: read it with lp_index_read().
+ *
+ * Returns 0; -EAGAIN (the piece depends on a window not proven; @dst
+ * zeroed); -ERANGE when @skip + @dst_len passes the span's end or there is
+ * no span @i; -EBADMSG (wrong length, digest mismatch, corrupt deflate
+ * data, a window that does not decompress); -ENOMEM.
  */
 int lp_index_span_decode(const struct lp_index *ix, size_t i, const void *src,
 			 size_t src_len, uint64_t skip, void *dst,
 			 size_t dst_len, struct lp_err *err);
+
+/*
+ * lp_index_read() - the layer's uncompressed bytes [@off, @off + @len) into
+ * @buf from @blob (the blob @ix indexes), as cheaply as the window rule
+ * allows: from the span holding @off (lp_index_span_decode()'s check), and
+ * where those bytes depend on an unproven window, from the span before,
+ * and so on: at most LP_INDEX_READ_BACK spans back (each costs one more
+ * span's fetch and two inflates), or to a proven checkpoint, where one
+ * decode is enough and proves every checkpoint it passes. Past that bound,
+ * a stream from the last proven checkpoint (lp_index_stream_open()). Why
+ * not stream at once: a small cold read deep in a layer would fetch the
+ * layer up to it, and most bytes a few spans on no longer depend on any
+ * window. @span_src (@span_len bytes, NULL for none) may be the caller's
+ * copy of the span holding @off, read already. @stats (NULL allowed) is
+ * added to. Returns 0, -ERANGE past the end, -EBADMSG (a span digest, a
+ * checkpoint or the data disagree), -ENOMEM, or the blob's -errno.
+ */
+int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
+		  void *buf, size_t len, const void *span_src, size_t span_len,
+		  struct lp_index_stream_stats *stats, struct lp_err *err);
+
+/* ---- the proving pass (format/index_prove.c) ----------------------- */
+
+/* checks file table entry @i against its tar header blocks (@len bytes at
+ * @hdr): lp_index_check_header() in converter/, which has the tar reader */
+typedef int (*lp_index_header_check_fn)(const struct lp_index *ix, size_t i,
+					const uint8_t *hdr, size_t len,
+					struct lp_err *err);
+/* true: stop the pass (asked between steps of at most a few MiB) */
+typedef bool (*lp_index_stop_fn)(void *arg);
+
+/*
+ * lp_index_prove() - read the whole layer from @blob once, in order from
+ * its first byte, and check all the index says against it: every
+ * checkpoint (which becomes proven as the stream passes it), every span
+ * digest, the file table (each entry's header blocks with @check; the
+ * entries back to back, with nothing between them but root entries that
+ * are not directories, which the builder leaves out, and nothing after
+ * the last but zeros), and the sha256 of the whole blob against
+ * lp_index_blob_digest(). @stop (NULL: never) is asked between steps.
+ * @stats (NULL allowed) is added to. Returns 0 (the index is true of this
+ * blob); -EBADMSG (a lie, @err says which); -ECANCELED (stopped); -ENOMEM;
+ * or the blob's -errno (nothing known about the index).
+ */
+int lp_index_prove(const struct lp_index *ix, struct lp_blob *blob,
+		   lp_index_header_check_fn check, lp_index_stop_fn stop,
+		   void *arg, struct lp_index_stream_stats *stats,
+		   struct lp_err *err);
 
 #endif /* LP_INDEX_H */

@@ -47,9 +47,7 @@ int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
  * against the table: lp_index_check_header() (converter/, with the one tar
  * reader), passed in so that format/ and fs/ need no tar parser.
  */
-typedef int (*lp_layer_header_check_fn)(const struct lp_index *ix, size_t i,
-					const uint8_t *hdr, size_t len,
-					struct lp_err *err);
+typedef lp_index_header_check_fn lp_layer_header_check_fn;
 
 /*
  * lp_layer_open_index() - the plain gzip layer in @blob seen through its
@@ -77,6 +75,16 @@ const struct lp_index *lp_layer_index(const struct lp_layer *layer);
 int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
 			struct lp_index_stream_stats *stats,
 			struct lp_err *err);
+
+/*
+ * lp_layer_prove() - for a LP_FMT_GZIP_INDEX layer, the proving pass
+ * (lp_index_prove() with the header check given at open): the whole layer
+ * read in order and every claim of the index checked against it. 0 for any
+ * other layer. Returns 0, -EBADMSG (the index lies), -ECANCELED (@stop),
+ * or the blob's -errno.
+ */
+int lp_layer_prove(struct lp_layer *layer, lp_index_stop_fn stop, void *arg,
+		   struct lp_index_stream_stats *stats, struct lp_err *err);
 
 /* lp_layer_free() - NULL allowed; drops the blob reference. */
 void lp_layer_free(struct lp_layer *layer);

@@ -115,17 +115,38 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 	if (fs->ix) {
 		/* a piece of a span: the span digest vouches for it, checked
 		 * over the compressed bytes before inflating (lp_chunk.h) */
+		struct lp_index_stream_stats st = { 0 };
+		size_t sp = (size_t)lp_index_span_at(fs->ix, c.offset);
 		uint64_t s0, s1;
 
 		fs_chunk_range(fs, &c, &s0, &s1);
-		r = lp_index_span_decode(
-			fs->ix, (size_t)lp_index_span_at(fs->ix, c.offset),
-			src + (s0 - start), (size_t)(s1 - s0), c.inner_offset,
-			dst, c.chunk_size, &derr);
-		if (r < 0) {
+		r = lp_index_span_decode(fs->ix, sp, src + (s0 - start),
+					 (size_t)(s1 - s0), c.inner_offset, dst,
+					 c.chunk_size, &derr);
+		if (r == -EAGAIN) {
+			/* the piece depends on a window nobody has proven:
+			 * from spans further back (never inside a streamed
+			 * read's progress callback: group_progress) */
+			memset(&derr, 0, sizeof(derr));
+			r = lp_index_read(fs->ix, fs->blob,
+					  lp_index_checkpoint(fs->ix, sp)->out +
+						  c.inner_offset,
+					  dst, c.chunk_size, src + (s0 - start),
+					  (size_t)(s1 - s0), &st, &derr);
+			atomic_fetch_add(&fs->stats.fetched_bytes,
+					 st.bytes_fetched);
+			atomic_fetch_add(&fs->stats.blob_reads, st.spans);
+			atomic_fetch_add(&fs->stats.index_window_rereads,
+					 st.window_rereads);
+		}
+		if (r == -EBADMSG || r == -ERANGE) {
 			atomic_fetch_add(&fs->stats.verify_failures, 1);
-			r = fs_chunk_error(fs, ci, r == -ENOMEM ? r : -EBADMSG,
+			r = fs_chunk_error(fs, ci, -EBADMSG,
 					   lp_err_str(&derr, r), err);
+		} else if (r < 0) { /* -ENOMEM, or the blob's (a re-read) */
+			atomic_fetch_add(&fs->stats.fetch_errors, 1);
+			r = fs_chunk_error(fs, ci, r, lp_err_str(&derr, r),
+					   err);
 		}
 		goto out;
 	}
@@ -186,6 +207,7 @@ static void settle(struct fetch_run *run, uint32_t i, int r)
 /* pending chunks [first + i, first + j): one contiguous blob range */
 struct fetch_group {
 	struct fetch_run *run;
+	bool in; /* the read is over: the progress callback is not inside it */
 	uint32_t i, j;
 	uint64_t start, end;
 	uint8_t *src; /* the compressed bytes [start, end) */
@@ -232,6 +254,10 @@ static int group_progress(void *arg, size_t done)
 	struct fetch_group *g = arg;
 	const struct lp_toc *toc = g->run->fs->toc;
 
+	/* a gzip index piece may need more spans read (lp_index_read): not
+	 * from inside the streamed read */
+	if (g->run->fs->ix && !g->in)
+		return 0;
 	while (g->next < g->j) {
 		const struct lp_toc_chunk c =
 			lp_toc_chunk(toc, g->run->first + g->next);
@@ -274,6 +300,7 @@ static int fetch_stream(struct fetch_run *run, struct fetch_group *g)
 	atomic_fetch_add(&fs->stats.blob_reads, 1);
 	if (r == 0) {
 		atomic_fetch_add(&fs->stats.fetched_bytes, g->end - g->start);
+		g->in = true;
 		group_progress(g, g->end - g->start); /* settles all */
 	} else {
 		atomic_fetch_add(&fs->stats.fetch_errors, 1);

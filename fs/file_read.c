@@ -140,7 +140,8 @@ static int plan_read(struct lp_fs *fs, uint32_t idx, size_t size, uint64_t off,
 	int r = 0;
 
 	p->size = 0;
-	if (off >= e->size || !size)
+	r = fs_poisoned(fs, err);
+	if (r < 0 || off >= e->size || !size)
 		goto out;
 	r = fs_check_file(fs, idx, err);
 	if (r < 0)
@@ -293,6 +294,7 @@ int fs_check_file(struct lp_fs *fs, uint32_t idx, struct lp_err *err)
 	r = lp_layer_check_file(fs->layer, idx, &st, err);
 	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
 	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
+	atomic_fetch_add(&fs->stats.index_window_rereads, st.window_rereads);
 	if (r < 0) {
 		atomic_fetch_add(&fs->stats.verify_failures, 1);
 		return r; /* @err says why */

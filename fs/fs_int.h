@@ -317,6 +317,9 @@ struct fs_stats {
 	 * then, never written (pipeline.c) */
 	atomic_uint_fast64_t disk_write_deferred;
 	atomic_uint_fast64_t disk_write_dropped;
+	/* gzip index layers: reads whose bytes depended on a window nobody
+	 * had proven, read again from spans further back (lp_index_read) */
+	atomic_uint_fast64_t index_window_rereads;
 	/* on-demand latency: [i] counts fetches in (bound(i-1), bound(i)],
 	 * the last one those over every bound (not cumulative) */
 	atomic_uint_fast64_t ondemand_hist[LP_FS_LATENCY_BUCKETS + 1];
@@ -507,6 +510,15 @@ struct lp_fs {
 	 * and a file's tar header is checked before its bytes are served */
 	const struct lp_index *ix;
 	atomic_uchar *hdr_checked; /* [nr_entries]; with ix */
+	/* with ix: the proving pass (fs/index_proof.c) */
+	struct fs_proof {
+		pthread_t thread;
+		bool wanted; /* opts.background_fetch was asked for */
+		bool started; /* set and read by the mounting thread only */
+		atomic_bool stop;
+		atomic_int state; /* enum fs_job_state */
+		atomic_int poisoned; /* 0, or the -errno of the lie found */
+	} proof;
 	enum lp_compression comp;
 	struct lp_fs_options opts;
 	char *cache_dir; /* owned copy of opts.cache_dir */
@@ -545,6 +557,17 @@ void fs_chunk_range(const struct lp_fs *fs, const struct lp_toc_chunk *c,
  * -EBADMSG (@err says why), or the blob's error.
  */
 int fs_check_file(struct lp_fs *fs, uint32_t idx, struct lp_err *err);
+
+/*
+ * The proving pass of a gzip index layer (index_proof.c): started with the
+ * background fetch, stopped (joined) before the fs goes. fs_poison() marks
+ * the mount as lied to (@code, @why logged once); fs_poisoned() is then
+ * -EIO (@err says why), else 0.
+ */
+int fs_proof_start(struct lp_fs *fs);
+void fs_proof_stop(struct lp_fs *fs);
+void fs_poison(struct lp_fs *fs, int code, const struct lp_err *why);
+int fs_poisoned(struct lp_fs *fs, struct lp_err *err);
 
 /* --- the memory tier and single flight (chunk_cache.c) --- */
 

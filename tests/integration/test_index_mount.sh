@@ -10,8 +10,11 @@
 # types, modes, owners, mtimes, xattrs, hardlinks; whiteouts in the overlay
 # form every mount shows); forged indexes (a span
 # digest that lies; a file table that points a path at another file's
-# bytes) mount, but reading the file gives EIO, never wrong bytes; an index
-# of another layer is refused at mount time.
+# bytes) mount, but reading the file gives EIO, never wrong bytes; the
+# proving pass (background fetch on) proves a true index whole; a forged
+# window serves no wrong byte and the proving pass then poisons the mount
+# (EIO, logged once); hostile counts and offsets are refused at mount time,
+# as is an index of another layer.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -81,14 +84,16 @@ IX="$T/ixdir/${LAYER#sha256:}.gzidx"
 ok "indexed with 256 KiB spans: $(stat -c %s "$IX") bytes"
 
 daemon_pid() { pgrep -f -x -- "$LAZYPULL .* $1" || true; }
-# lp_mount MOUNTPOINT INDEX: mount the layer through INDEX, nothing fetched
-# ahead (so the stats count what reads fetched)
+# lp_mount MOUNTPOINT INDEX [BACKGROUND]: mount the layer through INDEX,
+# nothing fetched ahead (so the stats count what reads fetched); with a
+# third argument the background fetch (and with it the proving pass) on
 lp_mount() {
-	local m=$1 ix=$2
+	local m=$1 ix=$2 bg=--no-background-fetch
+	[ $# -lt 3 ] || bg=--log-file=$T/$(basename "$m").log
 	mkdir -p "$m"
 	MOUNTS+=("$m")
 	lp_run "$T/mount.out" "$T/mount.err" "$LAZYPULL" mount --plain-http --layer "$LAYER" \
-		--index "$ix" --no-prefetch --no-background-fetch "$IMG" "$m" ||
+		--index "$ix" --no-prefetch "$bg" "$IMG" "$m" ||
 		{ show_err "$T/mount.err"; fail "mount on $m failed"; }
 	mountpoint -q "$m" || fail "$m is not a mount point after mount returned"
 }
@@ -104,6 +109,16 @@ lp_umount() {
 stat_of() { # MOUNTPOINT KEY (a python expression on the stats dict s)
 	python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' \
 		"$1/.lazypull/stats" "$2"
+}
+# wait_proof MOUNTPOINT: until the proving pass is over; prints its state
+wait_proof() {
+	local i st=running
+	for i in $(seq 600); do
+		st=$(stat_of "$1" "s['gzip_index']['proof']")
+		[ "$st" = running ] || break
+		sleep 0.1
+	done
+	echo "$st"
 }
 
 say "one small file through the index fetches a span or two, not the layer"
@@ -142,6 +157,77 @@ forged swap-path etc/hostname etc/passwd
 lp_mount "$T/f2" "$T/forged.gzidx"
 expect_eio "$T/f2" etc/hostname "a path pointed at another file's bytes"
 lp_umount "$T/f2"
+
+say "the proving pass: a true index proven whole, every checkpoint"
+lp_mount "$T/p1" "$IX" background
+[ "$(wait_proof "$T/p1")" = done ] || { cat "$T/p1.log" >&2; fail "the proving pass of a true index did not end done"; }
+[ "$(stat_of "$T/p1" "s['gzip_index']['proven'] == s['gzip_index']['checkpoints']")" = True ] ||
+	fail "not every checkpoint proven after the pass"
+[ "$(stat_of "$T/p1" "s['gzip_index']['poisoned']")" = False ] || fail "a true index poisoned the mount"
+cat "$T/p1/etc/hostname" >"$T/hostname" || fail "reading etc/hostname after the proof"
+same_file "$T/gnu/etc/hostname" "$T/hostname" "etc/hostname after the proof"
+ok "proven: $(stat_of "$T/p1" "s['gzip_index']['checkpoints']") checkpoints, $(stat_of "$T/p1" "s['fetched_bytes']") bytes fetched"
+lp_umount "$T/p1"
+
+say "a forged window: never a wrong byte, and the proving pass poisons the mount"
+# the window of the checkpoint a read of etc/passwd starts at, its last 4 KiB
+# changed: cold reads serve the layer's bytes or EIO, never others
+WPATH=etc/passwd
+forged window-at "$WPATH"
+lp_mount "$T/f4" "$T/forged.gzidx"
+if cat "$T/f4/$WPATH" >"$T/got" 2>"$T/cat.err"; then
+	same_file "$T/gnu/$WPATH" "$T/got" "$WPATH through a forged window"
+	ok "a forged window: $WPATH read right (the window rule read around it)"
+else
+	grep -q "Input/output error" "$T/cat.err" || { show_err "$T/cat.err"; fail "a forged window: not EIO"; }
+	ok "a forged window: reading $WPATH gives EIO"
+fi
+# every file: the layer's bytes or EIO
+python3 - "$T/gnu" "$T/f4" <<'PY' || fail "a forged window served a wrong byte"
+import errno, os, sys
+gnu, mnt = sys.argv[1:]
+bad = n_eio = n_ok = 0
+for d, dirs, files in os.walk(gnu):
+    for f in files:
+        p = os.path.join(d, f)
+        if os.path.islink(p) or not os.path.isfile(p):
+            continue
+        rel = os.path.relpath(p, gnu)
+        try:
+            got = open(os.path.join(mnt, rel), "rb").read()
+        except OSError as e:
+            if e.errno != errno.EIO:
+                raise
+            n_eio += 1
+            continue
+        if got != open(p, "rb").read():
+            print("WRONG BYTES:", rel); bad += 1
+        n_ok += 1
+print("forged window: %d files right, %d EIO" % (n_ok, n_eio), file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+lp_umount "$T/f4"
+lp_mount "$T/f5" "$T/forged.gzidx" background
+[ "$(wait_proof "$T/f5")" = failed ] || fail "the proving pass did not fail on a forged window"
+[ "$(stat_of "$T/f5" "s['gzip_index']['poisoned']")" = True ] || fail "a forged window did not poison the mount"
+expect_eio "$T/f5" etc/hostname "a poisoned mount"
+expect_eio "$T/f5" etc/passwd "a poisoned mount"
+[ "$(grep -c "gzip index lies" "$T/f5.log")" = 1 ] || { cat "$T/f5.log" >&2; fail "the lie not logged exactly once"; }
+ok "the lie logged once: $(grep "gzip index lies" "$T/f5.log" | cut -c1-200)"
+lp_umount "$T/f5"
+
+say "hostile indexes refused at mount: offsets past the blob, huge counts"
+for how in blob-offset huge-files huge-strings deep-path overlap; do
+	forged "$how"
+	mkdir -p "$T/h-$how"
+	if lp_run "$T/out" "$T/err" "$LAZYPULL" mount --plain-http --layer "$LAYER" --index "$T/forged.gzidx" \
+		--no-background-fetch "$IMG" "$T/h-$how"; then
+		MOUNTS+=("$T/h-$how")
+		fail "a mount through a forged index ($how) succeeded"
+	fi
+	grep -q "^lazypull: mount: gzip index" "$T/err" || { show_err "$T/err"; fail "$how: no clear error"; }
+	ok "$how refused: $(grep '^lazypull: ' "$T/err" | cut -c1-140)"
+done
 
 gzip -n -1 <"$T/rootfs.tar" >"$T/other.tar.gz"
 "$LAZYPULL" index build "$T/other.tar.gz" "$T/other.gzidx" >/dev/null ||
