@@ -49,6 +49,11 @@ static const char mount_usage[] =
 	"  --index FILE            SOURCE is a plain tar+gzip layer: mount it\n"
 	"                          through its gzip index FILE (`lazypull\n"
 	"                          index --output`); no TOC digest then\n"
+	"  --index-proven-only     with --index: read only from checkpoints a\n"
+	"                          stream from the layer's first byte proved\n"
+	"                          (nothing of the index believed unproven; a\n"
+	"                          cold read deep in the layer fetches the\n"
+	"                          layer up to it)\n"
 	"  --insecure-skip-toc-verify\n"
 	"                          mount without a TOC digest: the TOC, and so\n"
 	"                          every chunk digest, is trusted unchecked\n"
@@ -106,6 +111,7 @@ enum {
 	OPT_RETRIES,
 	OPT_TIMEOUT,
 	OPT_INDEX,
+	OPT_INDEX_PROVEN_ONLY,
 };
 
 static const struct option mount_options[] = {
@@ -130,6 +136,7 @@ static const struct option mount_options[] = {
 	{ "retries", required_argument, NULL, OPT_RETRIES },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "index", required_argument, NULL, OPT_INDEX },
+	{ "index-proven-only", no_argument, NULL, OPT_INDEX_PROVEN_ONLY },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -444,6 +451,9 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case OPT_INDEX:
 			a->index_path = optarg;
 			break;
+		case OPT_INDEX_PROVEN_ONLY:
+			a->mo.fs.index_proven_only = true;
+			break;
 		default:
 			return lp_cmd_usage_error("mount", "bad option");
 		}
@@ -461,6 +471,9 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 	if (a->layer &&
 	    lp_cmd_registry_config_dir("mount", a->hosts_arg, &a->hosts_dir))
 		return LP_EXIT_USAGE;
+	if (a->mo.fs.index_proven_only && !a->index_path)
+		return lp_cmd_usage_error("mount",
+					  "--index-proven-only needs --index");
 	if (a->index_path && (a->have_digest || a->skip_verify))
 		return lp_cmd_usage_error(
 			"mount", "--index mounts a plain gzip layer, which has "

@@ -677,7 +677,8 @@ static int prepend(struct lp_blob *blob, uint64_t start, uint64_t end,
 
 int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 		  void *buf, size_t len, const void *span_src, size_t span_len,
-		  struct lp_index_stream_stats *stats, struct lp_err *err)
+		  bool proven_only, struct lp_index_stream_stats *stats,
+		  struct lp_err *err)
 {
 	struct lp_index_stream_stats st = { 0 };
 	struct lp_index_stream *s = NULL;
@@ -705,8 +706,8 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 	p = lp_index_last_verified(ix, i);
 	lp_index_span_range(ix, i, &base, &s1);
 	lp_index_span_range(ix, k, &s0, &end);
-	if (end - base > LP_INDEX_READ_MAX_IN)
-		goto stream; /* a long read: one stream */
+	if (end - base > LP_INDEX_READ_MAX_IN || (proven_only && p != i))
+		goto stream; /* a long read, or no unproven start: a stream */
 	src_len = (size_t)(end - base);
 	src = malloc(src_len);
 	if (!src) {

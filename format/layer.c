@@ -379,7 +379,8 @@ const struct lp_index *lp_layer_index(const struct lp_layer *layer)
 }
 
 int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
-			struct lp_index_stream_stats *stats, struct lp_err *err)
+			bool proven_only, struct lp_index_stream_stats *stats,
+			struct lp_err *err)
 {
 	const struct lp_toc_entry *e;
 	const struct lp_index_file *f;
@@ -414,7 +415,7 @@ int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
 	/* the window rule's cheap way (a stream from the last proven
 	 * checkpoint would fetch the layer up to the file) */
 	r = lp_index_read(layer->ix, layer->blob, f->hdr_off, hdr, len, NULL, 0,
-			  stats, err);
+			  proven_only, stats, err);
 	if (r == 0)
 		r = layer->check_header(layer->ix, (size_t)i, hdr, len, err);
 out:

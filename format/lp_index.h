@@ -308,13 +308,15 @@ int lp_index_span_decode(const struct lp_index *ix, size_t i, const void *src,
  * not stream at once: a small cold read deep in a layer would fetch the
  * layer up to it, and most bytes a few spans on no longer depend on any
  * window. @span_src (@span_len bytes, NULL for none) may be the caller's
- * copy of the span holding @off, read already. @stats (NULL allowed) is
- * added to. Returns 0, -ERANGE past the end, -EBADMSG (a span digest, a
+ * copy of the span holding @off, read already. @proven_only: no read from
+ * an unproven checkpoint at all (the stream at once, unless the span
+ * holding @off is proven). @stats (NULL allowed) is added to. Returns 0, -ERANGE past the end, -EBADMSG (a span digest, a
  * checkpoint or the data disagree), -ENOMEM, or the blob's -errno.
  */
 int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 		  void *buf, size_t len, const void *span_src, size_t span_len,
-		  struct lp_index_stream_stats *stats, struct lp_err *err);
+		  bool proven_only, struct lp_index_stream_stats *stats,
+		  struct lp_err *err);
 
 /* ---- the proving pass (format/index_prove.c) ----------------------- */
 

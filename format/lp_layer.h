@@ -69,11 +69,12 @@ const struct lp_index *lp_layer_index(const struct lp_layer *layer);
  * file entry @entry's tar header blocks from the verified spans and check
  * them against the file table (the check given at open), so that a table
  * pointing a path at another file's bytes is caught before they are
- * served. @stats (NULL allowed) is added to. 0 for any other layer.
+ * served; read with lp_index_read() (@proven_only: from proven checkpoints
+ * only). @stats (NULL allowed) is added to. 0 for any other layer.
  * Returns 0, -EBADMSG, or the blob's error.
  */
 int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
-			struct lp_index_stream_stats *stats,
+			bool proven_only, struct lp_index_stream_stats *stats,
 			struct lp_err *err);
 
 /*

@@ -120,9 +120,14 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 		uint64_t s0, s1;
 
 		fs_chunk_range(fs, &c, &s0, &s1);
-		r = lp_index_span_decode(fs->ix, sp, src + (s0 - start),
-					 (size_t)(s1 - s0), c.inner_offset, dst,
-					 c.chunk_size, &derr);
+		if (fs->opts.index_proven_only &&
+		    !lp_index_checkpoint_verified(fs->ix, sp))
+			r = -EAGAIN; /* no unproven start at all */
+		else
+			r = lp_index_span_decode(fs->ix, sp, src + (s0 - start),
+						 (size_t)(s1 - s0),
+						 c.inner_offset, dst,
+						 c.chunk_size, &derr);
 		if (r == -EAGAIN) {
 			/* the piece depends on a window nobody has proven:
 			 * from spans further back (never inside a streamed
@@ -132,7 +137,9 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 					  lp_index_checkpoint(fs->ix, sp)->out +
 						  c.inner_offset,
 					  dst, c.chunk_size, src + (s0 - start),
-					  (size_t)(s1 - s0), &st, &derr);
+					  (size_t)(s1 - s0),
+					  fs->opts.index_proven_only, &st,
+					  &derr);
 			atomic_fetch_add(&fs->stats.fetched_bytes,
 					 st.bytes_fetched);
 			atomic_fetch_add(&fs->stats.blob_reads, st.spans);

@@ -14,6 +14,9 @@
  * header. Then the index seen as a TOC (lp_index_toc()): every chunk of it
  * must name a span by its offset and lie inside that span's output, and a
  * few are decoded from the same blob bytes (lp_index_span_decode()).
+ * lp_index_read() at a few entries (the window rule's two decodes, its
+ * steps back) and the proving pass (lp_index_prove(): the whole blob, the
+ * tar between the table's entries parsed) must refuse or finish.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +129,21 @@ static void read_through(const struct lp_index *ix, const uint8_t *data,
 							 0, NULL, NULL);
 		}
 	}
+	/* random access under the window rule (lp_index_read: two decodes,
+	 * spans further back) at a few entries, then the proving pass, whose
+	 * walk parses the tar between the file table's entries */
+	for (i = 0; blob && i < n && i < 8; i++) {
+		const struct lp_index_file *f = lp_index_file(ix, i);
+		uint64_t len =
+			lp_min_u64(sizeof(buf),
+				   lp_index_uncompressed_size(ix) - f->hdr_off);
+
+		(void)lp_index_read(ix, blob, f->hdr_off, buf, (size_t)len,
+				    NULL, 0, i % 2, NULL, NULL);
+	}
+	if (blob)
+		(void)lp_index_prove(ix, blob, lp_index_check_header, NULL,
+				     NULL, NULL, NULL);
 	if (n)
 		(void)lp_index_check_header(
 			ix, 0, data,

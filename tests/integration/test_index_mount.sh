@@ -13,7 +13,9 @@
 # bytes) mount, but reading the file gives EIO, never wrong bytes; the
 # proving pass (background fetch on) proves a true index whole; a forged
 # window serves no wrong byte and the proving pass then poisons the mount
-# (EIO, logged once); hostile counts and offsets are refused at mount time,
+# (EIO, logged once); --index-proven-only reads a file with a stream from
+# the layer's first byte and refuses the forged window; hostile counts and
+# offsets are refused at mount time,
 # as is an index of another layer.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -84,16 +86,21 @@ IX="$T/ixdir/${LAYER#sha256:}.gzidx"
 ok "indexed with 256 KiB spans: $(stat -c %s "$IX") bytes"
 
 daemon_pid() { pgrep -f -x -- "$LAZYPULL .* $1" || true; }
-# lp_mount MOUNTPOINT INDEX [BACKGROUND]: mount the layer through INDEX,
-# nothing fetched ahead (so the stats count what reads fetched); with a
-# third argument the background fetch (and with it the proving pass) on
+# lp_mount MOUNTPOINT INDEX [background|proven-only]: mount the layer
+# through INDEX, nothing fetched ahead (so the stats count what reads
+# fetched); with background the background fetch (and with it the proving
+# pass) on, logging to MOUNTPOINT's name .log; with proven-only
+# --index-proven-only
 lp_mount() {
-	local m=$1 ix=$2 bg=--no-background-fetch
-	[ $# -lt 3 ] || bg=--log-file=$T/$(basename "$m").log
+	local m=$1 ix=$2 bg=--no-background-fetch strict=()
+	case "${3:-}" in
+	background) bg=--log-file=$T/$(basename "$m").log ;;
+	proven-only) strict=(--index-proven-only) ;;
+	esac
 	mkdir -p "$m"
 	MOUNTS+=("$m")
 	lp_run "$T/mount.out" "$T/mount.err" "$LAZYPULL" mount --plain-http --layer "$LAYER" \
-		--index "$ix" --no-prefetch "$bg" "$IMG" "$m" ||
+		--index "$ix" --no-prefetch "$bg" "${strict[@]}" "$IMG" "$m" ||
 		{ show_err "$T/mount.err"; fail "mount on $m failed"; }
 	mountpoint -q "$m" || fail "$m is not a mount point after mount returned"
 }
@@ -130,7 +137,7 @@ same_file "$T/gnu/etc/hostname" "$T/hostname" "etc/hostname through the mount"
 FETCHED=$(stat_of "$M" "s['fetched_bytes']")
 [ "$FETCHED" -gt 0 ] && [ $((FETCHED * 4)) -lt "$LSIZE" ] ||
 	fail "etc/hostname fetched $FETCHED bytes of a $LSIZE-byte layer (not under a quarter)"
-ok "etc/hostname: $FETCHED of $LSIZE layer bytes fetched"
+ok "etc/hostname: $FETCHED of $LSIZE layer bytes fetched ($(stat_of "$M" "s['gzip_index']['window_rereads']") window rereads)"
 
 say "the whole tree through the mount equals GNU tar's extraction"
 python3 "$COMPARE" "$T/gnu" "$M" >"$T/cmp" 2>&1 || { cat "$T/cmp" >&2; fail "the mounted tree differs from GNU tar's"; }
@@ -215,6 +222,23 @@ expect_eio "$T/f5" etc/passwd "a poisoned mount"
 [ "$(grep -c "gzip index lies" "$T/f5.log")" = 1 ] || { cat "$T/f5.log" >&2; fail "the lie not logged exactly once"; }
 ok "the lie logged once: $(grep "gzip index lies" "$T/f5.log" | cut -c1-200)"
 lp_umount "$T/f5"
+
+say "--index-proven-only: reads only from proven checkpoints"
+lp_mount "$T/s1" "$IX" proven-only
+cat "$T/s1/etc/hostname" >"$T/hostname" || fail "reading etc/hostname through a proven-only mount"
+same_file "$T/gnu/etc/hostname" "$T/hostname" "etc/hostname through a proven-only mount"
+# a stream from the layer's first byte up to the span of the file's last byte
+# (the header check), then that span once more (the chunk, now proven)
+PREFIX=$(python3 "$GI" prefix "$IX" etc/hostname)
+FETCHED=$(stat_of "$T/s1" "s['fetched_bytes']")
+[ $((FETCHED * 4)) -le $((PREFIX * 5)) ] && [ $((FETCHED * 10)) -ge $((PREFIX * 9)) ] ||
+	fail "proven-only: etc/hostname fetched $FETCHED bytes, a stream to its span is $PREFIX"
+ok "proven-only: etc/hostname fetched $FETCHED of $LSIZE layer bytes (the stream up to its span: $PREFIX)"
+lp_umount "$T/s1"
+forged window-at "$WPATH"
+lp_mount "$T/s2" "$T/forged.gzidx" proven-only
+expect_eio "$T/s2" "$WPATH" "proven-only, a forged window"
+lp_umount "$T/s2"
 
 say "hostile indexes refused at mount: offsets past the blob, huge counts"
 for how in blob-offset huge-files huge-strings deep-path overlap; do

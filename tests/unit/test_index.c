@@ -524,7 +524,7 @@ static void check_spans_unproven(struct fixture *f)
 		assert_int_equal(lp_index_checkpoint_verified(f->ix, i),
 				 i == 0);
 		/* pieces of 4 KiB from the start of the span to its end */
-		for (k = 0; k < olen; k += 4096) {
+		for (k = 0; k < olen; k += k < 16384 ? 4096 : 16384) {
 			size_t piece = (size_t)lp_min_u64(4096, olen - k);
 
 			memset(&err, 0, sizeof(err));
@@ -697,7 +697,8 @@ static void check_toc_pass(struct fixture *f, bool proven)
 					lp_index_checkpoint(f->ix, (size_t)sp)
 							->out +
 						c.inner_offset,
-					dst, c.chunk_size, src, len, &st, &err);
+					dst, c.chunk_size, src, len, false, &st,
+					&err);
 				assert_true(st.window_rereads == 1);
 				reread++;
 			}
@@ -1012,8 +1013,8 @@ static void test_read(void **state)
 		struct lp_index_stream_stats one = { 0 };
 
 		memset(&err, 0, sizeof(err));
-		r = lp_index_read(f.ix, f.blob, off, buf, len, NULL, 0, &one,
-				  &err);
+		r = lp_index_read(f.ix, f.blob, off, buf, len, NULL, 0, false,
+				  &one, &err);
 		if (r < 0)
 			fail_msg("%llu+%zu: %s", (unsigned long long)off, len,
 				 lp_err_str(&err, r));
@@ -1025,11 +1026,22 @@ static void test_read(void **state)
 	}
 	assert_true(st.window_rereads > 0);
 	assert_true(far < 10);
+	lp_index_free(f.ix);
+	assert_int_equal(lp_index_parse(f.idx, f.idx_len, &f.ix, NULL), 0);
+	/* proven only: a cold read in the last span streams the layer from
+	 * its first byte (every span), proving every checkpoint */
+	memset(&st, 0, sizeof(st));
+	r = lp_index_read(f.ix, f.blob, f.tar_len - 100, buf, 100, NULL, 0,
+			  true, &st, &err);
+	assert_int_equal(r, 0);
+	assert_memory_equal(buf, f.tar + f.tar_len - 100, 100);
+	assert_int_equal(st.spans, n);
+	for (i = 0; i < n; i++)
+		assert_true(lp_index_checkpoint_verified(f.ix, i));
 	/* past the end */
 	assert_int_equal(lp_index_read(f.ix, f.blob, f.tar_len - 1, buf, 2,
-				       NULL, 0, NULL, NULL),
+				       NULL, 0, false, NULL, NULL),
 			 -ERANGE);
-	(void)n;
 	release(&f);
 }
 
@@ -1078,7 +1090,7 @@ static void test_window_rule(void **state)
 			eagain += r == -EAGAIN;
 			memset(&err, 0, sizeof(err));
 			r = lp_index_read(ix, f.blob, out + off, buf, piece,
-					  src, len, NULL, &err);
+					  src, len, false, NULL, &err);
 			if (r == 0 && memcmp(buf, f.tar + out + off, piece))
 				fail_msg("checkpoint #%zu: lp_index_read "
 					 "served other bytes at %zu",
@@ -1089,6 +1101,16 @@ static void test_window_rule(void **state)
 					err.msg, "window is not the layer's"));
 				lies++;
 			}
+			/* proven only: the stream passes k and refuses it */
+			if (off >= 2048)
+				continue;
+			memset(&err, 0, sizeof(err));
+			assert_int_equal(lp_index_read(ix, f.blob, out + off,
+						       buf, piece, src, len,
+						       true, NULL, &err),
+					 -EBADMSG);
+			assert_non_null(
+				strstr(err.msg, "window is not the layer's"));
 		}
 		/* spans whose first bytes depend on the window */
 		first_dep += lp_index_span_decode(ix, k, src, len, 0, buf, 256,
