@@ -26,8 +26,9 @@
  * a checkpoint nobody has proven, under the window rule: the bytes are
  * decoded twice, with the index's window and with its every byte flipped,
  * and served only when both agree (they then do not depend on the window);
- * else the read starts a span further back, and past LP_INDEX_READ_BACK
- * spans streams from the last proven checkpoint. A stream started at an
+ * else the read starts further back (twice as far each time, up to
+ * LP_INDEX_READ_BACK_MAX bytes), and past that streams from the last proven
+ * checkpoint. A stream started at an
  * unproven checkpoint checks the checkpoints it passes but proves none.
  * The proving pass (index_prove.c) streams from the blob's first byte,
  * hashing the blob as it goes (lp_index_prove_open(), _finish()).
@@ -683,7 +684,7 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 	struct lp_index_stream_stats st = { 0 };
 	struct lp_index_stream *s = NULL;
 	struct lp_err why = { 0 };
-	uint64_t base, end, s0, s1;
+	uint64_t base, end, s0, s1, dist;
 	size_t i, j, k, p, tries = 0, src_len = 0;
 	uint8_t *src = NULL;
 	int r;
@@ -723,21 +724,37 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 		st.bytes_fetched += src_len;
 		st.spans += k - i + 1;
 	}
-	/* from span i back: the first start the bytes do not depend on the
-	 * window of, or a proven one; each step back costs one more span */
-	for (j = i;; j--) {
+	/*
+	 * From span i back: the first start the bytes do not depend on the
+	 * window of, or a proven one. Each try starts twice as far before
+	 * @off as the one before (at least a span further): one deflate copy
+	 * reaches 32 KiB back, but chains of copies carry a window's bytes
+	 * megabytes on in text (python sources: one 2 MiB span back mostly
+	 * does, four 256 KiB spans often did not), and doubling keeps the
+	 * inflating to about twice the distance finally needed.
+	 */
+	for (j = i, dist = LP_INDEX_READ_BACK_FIRST;; dist *= 2) {
+		size_t nj;
+
 		memset(&why, 0, sizeof(why));
 		r = decode_checked(ix, j, src, src_len, base, off, buf, len,
 				   &why);
-		if (r != -EAGAIN || j == p || ++tries >= LP_INDEX_READ_BACK)
+		if (r != -EAGAIN || j == p || dist > LP_INDEX_READ_BACK_MAX)
 			break;
-		lp_index_span_range(ix, j - 1, &s0, &s1);
+		nj = span_of(ix, off > dist ? off - dist : 0);
+		if (nj >= j)
+			nj = j - 1;
+		if (nj < p)
+			nj = p;
+		lp_index_span_range(ix, nj, &s0, &s1);
 		if (end - s0 > LP_INDEX_READ_MAX_IN)
 			break;
 		r = prepend(blob, s0, base, &src, &src_len, &st, err);
 		if (r < 0)
 			goto out;
 		base = s0;
+		j = nj;
+		tries++;
 	}
 	if (tries)
 		st.window_rereads++;

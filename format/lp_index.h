@@ -68,9 +68,11 @@
 #define LP_INDEX_MIN_SPAN_SIZE (64 * LP_KIB) /* builder's span target */
 #define LP_INDEX_MAX_SPAN_SIZE (64 * LP_MIB)
 #define LP_INDEX_DEFAULT_SPAN_SIZE (2 * LP_MIB)
-/* lp_index_read(): spans it steps back before it streams from the last
- * proven checkpoint, and the compressed bytes it holds at once */
-#define LP_INDEX_READ_BACK 4
+/* lp_index_read(): how far before the offset (uncompressed) its first step
+ * back starts, doubling each step; past the last, a stream from the last
+ * proven checkpoint; and the compressed bytes it holds at once */
+#define LP_INDEX_READ_BACK_FIRST (1 * LP_MIB)
+#define LP_INDEX_READ_BACK_MAX (16 * LP_MIB)
 #define LP_INDEX_READ_MAX_IN (64 * LP_MIB)
 
 /* OCI media types of the index blob and of the artifact that carries it */
@@ -300,14 +302,15 @@ int lp_index_span_decode(const struct lp_index *ix, size_t i, const void *src,
  * lp_index_read() - the layer's uncompressed bytes [@off, @off + @len) into
  * @buf from @blob (the blob @ix indexes), as cheaply as the window rule
  * allows: from the span holding @off (lp_index_span_decode()'s check), and
- * where those bytes depend on an unproven window, from the span before,
- * and so on: at most LP_INDEX_READ_BACK spans back (each costs one more
- * span's fetch and two inflates), or to a proven checkpoint, where one
- * decode is enough and proves every checkpoint it passes. Past that bound,
- * a stream from the last proven checkpoint (lp_index_stream_open()). Why
- * not stream at once: a small cold read deep in a layer would fetch the
- * layer up to it, and most bytes a few spans on no longer depend on any
- * window. @span_src (@span_len bytes, NULL for none) may be the caller's
+ * where those bytes depend on an unproven window, from a checkpoint
+ * LP_INDEX_READ_BACK_FIRST bytes before @off (at least a span back), then
+ * twice as far, and so on up to LP_INDEX_READ_BACK_MAX (each step fetches
+ * the spans in between and inflates twice), or to a proven checkpoint,
+ * where one decode is enough and proves every checkpoint it passes. Past
+ * that bound, a stream from the last proven checkpoint
+ * (lp_index_stream_open()). Why not stream at once: a small cold read deep
+ * in a layer would fetch the layer up to it, and bytes a few MiB on seldom
+ * depend on any window. @span_src (@span_len bytes, NULL for none) may be the caller's
  * copy of the span holding @off, read already. @proven_only: no read from
  * an unproven checkpoint at all (the stream at once, unless the span
  * holding @off is proven). @stats (NULL allowed) is added to. Returns 0, -ERANGE past the end, -EBADMSG (a span digest, a
