@@ -60,6 +60,13 @@ int lp_cmd_convert_check(const char *cmd, const struct lp_convert_opts *co);
 int lp_cmd_registry_config_dir(const char *cmd, const char *arg,
 			       const char **ret);
 
+/*
+ * lp_cmd_load_file() - the whole of file @path (at most @limit bytes) into
+ * *@ret (malloc'ed, *@ret_len bytes). Returns 0, -EFBIG, or -errno.
+ */
+int lp_cmd_load_file(const char *path, size_t limit, uint8_t **ret,
+		     size_t *ret_len);
+
 /* lp_cmd_fail() - print "lazypull: WHAT: reason" once; returns LP_EXIT_FAIL. */
 int lp_cmd_fail(const char *what, const struct lp_err *err, int code);
 

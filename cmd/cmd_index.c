@@ -543,7 +543,7 @@ out:
 	return r;
 }
 
-static int load_file(const char *path, size_t limit, uint8_t **ret,
+int lp_cmd_load_file(const char *path, size_t limit, uint8_t **ret,
 		     size_t *ret_len)
 {
 	struct stat st;
@@ -588,7 +588,7 @@ static int parse_index_file(const char *path, struct lp_index **ret)
 	size_t len = 0;
 	int r;
 
-	r = load_file(path, LP_INDEX_MAX_SIZE, &data, &len);
+	r = lp_cmd_load_file(path, LP_INDEX_MAX_SIZE, &data, &len);
 	if (r < 0) {
 		fprintf(stderr, "lazypull: %s: %s\n", path, strerror(-r));
 		return r;

@@ -46,6 +46,14 @@ static const char mount_usage[] =
 	"                          the mount is refused when it does not match.\n"
 	"                          For a registry layer it defaults to the\n"
 	"                          annotation and must agree with it\n"
+	"  --index FILE            SOURCE is a plain tar+gzip layer: mount it\n"
+	"                          through its gzip index FILE (`lazypull\n"
+	"                          index --output`); no TOC digest then\n"
+	"  --index-proven-only     with --index: read only from checkpoints a\n"
+	"                          stream from the layer's first byte proved\n"
+	"                          (nothing of the index believed unproven; a\n"
+	"                          cold read deep in the layer fetches the\n"
+	"                          layer up to it)\n"
 	"  --insecure-skip-toc-verify\n"
 	"                          mount without a TOC digest: the TOC, and so\n"
 	"                          every chunk digest, is trusted unchecked\n"
@@ -102,6 +110,8 @@ enum {
 	OPT_REGISTRY_CONFIG_DIR,
 	OPT_RETRIES,
 	OPT_TIMEOUT,
+	OPT_INDEX,
+	OPT_INDEX_PROVEN_ONLY,
 };
 
 static const struct option mount_options[] = {
@@ -125,6 +135,8 @@ static const struct option mount_options[] = {
 	  OPT_REGISTRY_CONFIG_DIR },
 	{ "retries", required_argument, NULL, OPT_RETRIES },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "index", required_argument, NULL, OPT_INDEX },
+	{ "index-proven-only", no_argument, NULL, OPT_INDEX_PROVEN_ONLY },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -136,6 +148,8 @@ struct mount_args {
 	struct lp_mount_opts mo; /* .fs from the options */
 	long prefetch_wait, threads;
 	const char *log_file;
+	const char *index_path; /* --index; NULL: an eStargz layer */
+	struct lp_digest index_layer; /* the --layer descriptor's digest */
 	/* registry sources (--layer) */
 	const char *layer; /* NULL: SOURCE is a local file */
 	bool plain_http;
@@ -281,6 +295,21 @@ static int open_registry_layer(struct mount_args *a, struct lp_blob **ret_blob,
 	r = pick_layer(m, a->layer, &d, err);
 	if (r < 0)
 		goto out;
+	if (a->index_path) {
+		/* a plain gzip layer: no footer or TOC in a tail to read */
+		struct lp_reg_blob *rb = NULL;
+
+		a->index_layer = d->digest;
+		a->mo.index_layer = &a->index_layer;
+		r = lp_reg_blob_open(reg, &ref, &d->digest, d->size, &rb);
+		if (r == 0)
+			r = lp_reg_blob_as_blob(rb, ret_blob);
+		lp_reg_blob_unref(rb);
+		if (r < 0)
+			lp_err_set(err, r, "%s: cannot open the layer blob: %s",
+				   a->source, strerror(-r));
+		goto out;
+	}
 	r = layer_toc_digest(a, d, err);
 	if (r < 0)
 		goto out;
@@ -419,6 +448,12 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case 'h':
 			fputs(mount_usage, stdout);
 			return -1;
+		case OPT_INDEX:
+			a->index_path = optarg;
+			break;
+		case OPT_INDEX_PROVEN_ONLY:
+			a->mo.fs.index_proven_only = true;
+			break;
 		default:
 			return lp_cmd_usage_error("mount", "bad option");
 		}
@@ -436,8 +471,15 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 	if (a->layer &&
 	    lp_cmd_registry_config_dir("mount", a->hosts_arg, &a->hosts_dir))
 		return LP_EXIT_USAGE;
+	if (a->mo.fs.index_proven_only && !a->index_path)
+		return lp_cmd_usage_error("mount",
+					  "--index-proven-only needs --index");
+	if (a->index_path && (a->have_digest || a->skip_verify))
+		return lp_cmd_usage_error(
+			"mount", "--index mounts a plain gzip layer, which has "
+				 "no TOC digest to give or skip");
 	/* a registry layer's TOC digest may come from its annotation */
-	if (!a->layer && !a->have_digest && !a->skip_verify)
+	if (!a->layer && !a->have_digest && !a->skip_verify && !a->index_path)
 		return lp_cmd_usage_error(
 			"mount",
 			"no --toc-digest: give the layer's TOC digest, or "
@@ -512,6 +554,8 @@ int lp_cmd_mount(int argc, char **argv)
 	int ready_fd = -1, log_fd = -1, r, ret = LP_EXIT_FAIL;
 	uint8_t *tail = NULL; /* a registry layer's last bytes */
 	size_t tail_len = 0;
+	uint8_t *index = NULL; /* --index FILE's bytes */
+	size_t index_len = 0;
 
 	r = parse_args(argc, argv, &a);
 	if (r)
@@ -522,6 +566,16 @@ int lp_cmd_mount(int argc, char **argv)
 			    "not verified; chunk digests come from it",
 			    a.source);
 
+	if (a.index_path) {
+		r = lp_cmd_load_file(a.index_path, LP_INDEX_MAX_SIZE, &index,
+				     &index_len);
+		if (r < 0) {
+			ret = lp_cmd_fail(a.index_path, NULL, r);
+			goto out;
+		}
+		a.mo.index = index;
+		a.mo.index_len = index_len;
+	}
 	r = open_source(&a, &blob, &tail, &tail_len, &err);
 	if (r < 0) {
 		ret = lp_cmd_fail("mount", &err, r);
@@ -541,6 +595,9 @@ int lp_cmd_mount(int argc, char **argv)
 	r = lp_mount_layer(blob, a.mountpoint, &a.mo, &fs, &fuse, NULL, &err);
 	free(tail);
 	tail = NULL;
+	free(index); /* parsed: the layer keeps its own copy */
+	index = NULL;
+	a.mo.index = NULL;
 	if (r < 0) {
 		ret = lp_cmd_fail("mount", &err, r);
 		goto out;
@@ -595,5 +652,6 @@ out:
 	lp_fuse_free(fuse); /* unmounts before the threads stop */
 	lp_fs_free(fs);
 	lp_blob_unref(blob);
+	free(index);
 	return ret;
 }

@@ -14,6 +14,8 @@ const char *lp_format_name(enum lp_layer_format f)
 		return "stargz";
 	case LP_FMT_ZSTD_CHUNKED:
 		return "zstd-chunked";
+	case LP_FMT_GZIP_INDEX:
+		return "gzip-index";
 	}
 	return "unknown";
 }

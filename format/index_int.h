@@ -22,4 +22,18 @@ size_t lp_index_last_verified(const struct lp_index *ix, size_t i);
 const uint8_t *lp_index_window_data(const struct lp_index *ix,
 				    const struct lp_index_checkpoint *c);
 
+/*
+ * lp_index_prove_open() - a stream from the blob's first byte that also
+ * hashes every blob byte it fetches (for lp_index_prove_finish()).
+ */
+int lp_index_prove_open(const struct lp_index *ix, struct lp_blob *blob,
+			struct lp_index_stream **ret_s, struct lp_err *err);
+/*
+ * lp_index_prove_finish() - for a stream from lp_index_prove_open() that
+ * has read the whole layer: the rest of the blob inflates to nothing (it
+ * ends with its last gzip member, every checkpoint passed and proven), and
+ * the blob's sha256 is the index's blob digest. 0 or -EBADMSG.
+ */
+int lp_index_prove_finish(struct lp_index_stream *s, struct lp_err *err);
+
 #endif /* LP_INDEX_INT_H */

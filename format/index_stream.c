@@ -21,6 +21,17 @@
  * Inflate runs with Z_BLOCK, which stops it at every block boundary, so the
  * boundary and bit offset where a span's bytes run out can be read from
  * data_type before anything past them is decoded.
+ *
+ * Random access (lp_index_span_decode(), lp_index_read()) may also start at
+ * a checkpoint nobody has proven, under the window rule: the bytes are
+ * decoded twice, with the index's window and with its every byte flipped,
+ * and served only when both agree (they then do not depend on the window);
+ * else the read starts further back (twice as far each time, up to
+ * LP_INDEX_READ_BACK_MAX bytes), and past that streams from the last proven
+ * checkpoint. A stream started at an
+ * unproven checkpoint checks the checkpoints it passes but proves none.
+ * The proving pass (index_prove.c) streams from the blob's first byte,
+ * hashing the blob as it goes (lp_index_prove_open(), _finish()).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -35,7 +46,23 @@
 
 struct lp_index_stream {
 	const struct lp_index *ix; /* borrowed: outlives the stream */
-	struct lp_blob *blob; /* our reference */
+	struct lp_blob *blob; /* our reference; NULL: bytes given */
+	/* without a blob: the blob's bytes [given_base, given_base +
+	 * given_len), the spans from s->first on (lp_index_span_decode(),
+	 * lp_index_read()) */
+	const uint8_t *given;
+	size_t given_len;
+	uint64_t given_base;
+	/* started at a checkpoint that is not proven: the checkpoints it
+	 * passes are checked but proven by nothing (it proves none) */
+	bool unproven;
+	/* the twin of a window-independence check: its start window is the
+	 * index's with every byte flipped (so it compares no window) */
+	bool perturb;
+	bool no_digest; /* the twin: its bytes' digests were checked */
+	/* the proving pass: the sha256 of every blob byte fed, in order */
+	struct lp_sha256 *hash;
+	uint64_t hashed_to;
 	z_stream z;
 	bool z_live;
 	bool raw; /* inflating raw deflate (from a window), not gzip */
@@ -53,6 +80,12 @@ struct lp_index_stream {
 	struct lp_index_stream_stats stats;
 };
 
+/* what error messages call the source */
+static const char *src_name(const struct lp_index_stream *s)
+{
+	return s->blob ? lp_blob_name(s->blob) : "(span)";
+}
+
 static uint64_t span_out_end(const struct lp_index_stream *s, size_t i)
 {
 	return i + 1 < lp_index_nr_checkpoints(s->ix) ?
@@ -64,6 +97,7 @@ static uint64_t span_out_end(const struct lp_index_stream *s, size_t i)
 static int load_span(struct lp_index_stream *s, size_t i, struct lp_err *err)
 {
 	const struct lp_index_checkpoint *c = lp_index_checkpoint(s->ix, i);
+	const uint8_t *src;
 	struct lp_digest d;
 	uint64_t start, end;
 	size_t len, skip;
@@ -71,6 +105,21 @@ static int load_span(struct lp_index_stream *s, size_t i, struct lp_err *err)
 
 	lp_index_span_range(s->ix, i, &start, &end);
 	len = (size_t)(end - start);
+	if (!s->blob) {
+		/* only the spans given, from s->first on */
+		if (i < s->first || start < s->given_base ||
+		    end - s->given_base > s->given_len)
+			return lp_err_set(err, -EBADMSG,
+					  "gzip index span #%zu [%llu, %llu): "
+					  "not in the %zu bytes given from "
+					  "%llu (a span's exact bytes are "
+					  "needed)",
+					  i, (unsigned long long)start,
+					  (unsigned long long)end, s->given_len,
+					  (unsigned long long)s->given_base);
+		src = s->given + (start - s->given_base);
+		goto verify;
+	}
 	if (len > s->in_cap) {
 		uint8_t *p = realloc(s->in, len);
 
@@ -88,20 +137,28 @@ static int load_span(struct lp_index_stream *s, size_t i, struct lp_err *err)
 				  (unsigned long long)end);
 	s->stats.bytes_fetched += len;
 	s->stats.spans++;
-	lp_sha256(s->in, len, &d);
-	if (!lp_digest_equal(&d, &c->span))
+	src = s->in;
+	if (s->hash && end > s->hashed_to) {
+		/* spans are fetched in blob order from byte 0 */
+		lp_sha256_update(s->hash, src + (s->hashed_to - start),
+				 (size_t)(end - s->hashed_to));
+		s->hashed_to = end;
+	}
+verify:
+	if (!s->no_digest)
+		lp_sha256(src, len, &d);
+	if (!s->no_digest && !lp_digest_equal(&d, &c->span))
 		return lp_err_set(err, -EBADMSG,
 				  "gzip index span #%zu [%llu, %llu) of %s: "
 				  "digest mismatch (the blob is not the one "
 				  "indexed, or the index lies)",
 				  i, (unsigned long long)start,
-				  (unsigned long long)end,
-				  lp_blob_name(s->blob));
+				  (unsigned long long)end, src_name(s));
 	/* the first span starts inflating at c->in (its partial byte was
 	 * primed); a later one continues after the byte it shares with the
 	 * span before it */
 	skip = (size_t)(c->in - start);
-	s->z.next_in = s->in + skip;
+	s->z.next_in = (Bytef *)src + skip;
 	s->z.avail_in = (uInt)(len - skip);
 	s->span = i;
 	return 0;
@@ -141,6 +198,7 @@ static int start_at(struct lp_index_stream *s, size_t i, struct lp_err *err)
 	/* spans are verified by sha256: the gzip CRC adds nothing */
 	if (inflateValidate(&s->z, 0) != Z_OK)
 		return -EINVAL;
+	s->first = i;
 	r = load_span(s, i, err);
 	if (r < 0)
 		return r;
@@ -148,6 +206,9 @@ static int start_at(struct lp_index_stream *s, size_t i, struct lp_err *err)
 		wlen = window_of(s->ix, i, window, err);
 		if (wlen < 0)
 			return wlen;
+		if (s->perturb)
+			for (r = 0; r < wlen; r++)
+				window[r] ^= 0xff;
 		if (c->bits &&
 		    inflatePrime(&s->z, c->bits,
 				 s->z.next_in[-1] >> (8 - c->bits)) != Z_OK)
@@ -156,16 +217,15 @@ static int start_at(struct lp_index_stream *s, size_t i, struct lp_err *err)
 			return -EINVAL;
 	}
 	s->member_start = !s->raw;
-	s->first = i;
 	s->pos = c->out;
 	return 0;
 }
 
 static int next_span(struct lp_index_stream *s, struct lp_err *err);
 
-int lp_index_stream_open(const struct lp_index *ix, struct lp_blob *blob,
-			 uint64_t off, struct lp_index_stream **ret_s,
-			 struct lp_err *err)
+static int stream_open(const struct lp_index *ix, struct lp_blob *blob,
+		       uint64_t off, bool hash, struct lp_index_stream **ret_s,
+		       struct lp_err *err)
 {
 	struct lp_index_stream *s = NULL;
 	size_t lo = 0, hi = lp_index_nr_checkpoints(ix), start;
@@ -200,7 +260,9 @@ int lp_index_stream_open(const struct lp_index *ix, struct lp_blob *blob,
 	s->ix = ix;
 	s->blob = lp_blob_ref(blob);
 	s->span = SIZE_MAX;
-	r = start_at(s, start, err);
+	r = hash ? lp_sha256_new(&s->hash) : 0;
+	if (r == 0)
+		r = start_at(s, start, err);
 	if (r == 0)
 		r = lp_index_stream_skip(s, off - s->pos, err);
 	/* at a checkpoint: go on to its span now, as a stream started there
@@ -213,6 +275,19 @@ int lp_index_stream_open(const struct lp_index *ix, struct lp_blob *blob,
 	}
 	*ret_s = s;
 	return 0;
+}
+
+int lp_index_stream_open(const struct lp_index *ix, struct lp_blob *blob,
+			 uint64_t off, struct lp_index_stream **ret_s,
+			 struct lp_err *err)
+{
+	return stream_open(ix, blob, off, false, ret_s, err);
+}
+
+int lp_index_prove_open(const struct lp_index *ix, struct lp_blob *blob,
+			struct lp_index_stream **ret_s, struct lp_err *err)
+{
+	return stream_open(ix, blob, 0, true, ret_s, err);
 }
 
 /*
@@ -262,7 +337,8 @@ static int check_checkpoint(struct lp_index_stream *s, size_t i,
 	int r;
 
 	if (c->kind == LP_INDEX_CP_DEFLATE) {
-		r = check_window(s, i, err);
+		/* the twin's window is its own (the primary compares) */
+		r = s->perturb ? 0 : check_window(s, i, err);
 		if (r < 0)
 			return r;
 		if (!s->boundary || s->boundary_bits != c->bits)
@@ -280,7 +356,8 @@ static int check_checkpoint(struct lp_index_stream *s, size_t i,
 				  "lies)",
 				  i, (unsigned long long)c->in);
 	}
-	lp_index_checkpoint_mark_verified(s->ix, i);
+	if (!s->unproven)
+		lp_index_checkpoint_mark_verified(s->ix, i);
 	return 0;
 }
 
@@ -297,9 +374,9 @@ static int next_span(struct lp_index_stream *s, struct lp_err *err)
 				  s->span, (unsigned long long)s->pos,
 				  (unsigned long long)want);
 	if (s->span + 1 >= lp_index_nr_checkpoints(s->ix))
-		return lp_err_set(
-			err, -EBADMSG, "gzip layer %s ends before offset %llu",
-			lp_blob_name(s->blob), (unsigned long long)s->pos);
+		return lp_err_set(err, -EBADMSG,
+				  "gzip layer %s ends before offset %llu",
+				  src_name(s), (unsigned long long)s->pos);
 	r = check_checkpoint(s, s->span + 1, err);
 	if (r < 0)
 		return r;
@@ -407,7 +484,7 @@ static int read_some(struct lp_index_stream *s, void *buf, size_t len,
 			return lp_err_set(err, -EBADMSG,
 					  "gzip layer %s: corrupt deflate data "
 					  "in span #%zu (near offset %llu): %s",
-					  lp_blob_name(s->blob), s->span,
+					  src_name(s), s->span,
 					  (unsigned long long)s->pos,
 					  s->z.msg ? s->z.msg : "inflate");
 		if (s->z.avail_in == 0 && s->z.avail_out == out0 && in0 == 0) {
@@ -440,6 +517,355 @@ int lp_index_stream_skip(struct lp_index_stream *s, uint64_t len,
 	return r;
 }
 
+/*
+ * Inflate the layer's [@off, @off + @len) into @dst from checkpoint @first,
+ * reading the @src_len blob bytes at @src (blob offset @base: spans @first
+ * on). @twin: the window-independence check's second decode (its window
+ * flipped, digests and windows already compared by the first).
+ */
+static int decode_given(const struct lp_index *ix, size_t first,
+			const uint8_t *src, size_t src_len, uint64_t base,
+			uint64_t off, void *dst, size_t len, bool twin,
+			struct lp_err *err)
+{
+	struct lp_index_stream s = { .ix = ix,
+				     .span = SIZE_MAX,
+				     .given = src,
+				     .given_len = src_len,
+				     .given_base = base,
+				     .perturb = twin,
+				     .no_digest = twin };
+	int r;
+
+	/* the twin compares no window: it proves nothing, whatever became
+	 * proven meanwhile */
+	s.unproven = twin || !lp_index_checkpoint_verified(ix, first);
+	r = start_at(&s, first, err);
+	if (r == 0)
+		r = lp_index_stream_skip(&s, off - s.pos, err);
+	if (r == 0)
+		r = lp_index_stream_read(&s, dst, len, err);
+	if (s.z_live)
+		inflateEnd(&s.z);
+	return r;
+}
+
+/*
+ * decode_given() with the window rule: from a proven checkpoint or a
+ * member start, one decode. From a deflate checkpoint nobody has proven,
+ * the bytes are decoded twice, with the index's window and with every
+ * byte of it flipped. Inflate's output is literals (from the verified
+ * compressed bytes) and copies of earlier output or of the window, so a
+ * byte that derives from the window comes out flipped in the twin and one
+ * that does not comes out the same: equal outputs are the layer's bytes
+ * whatever the window (given the checkpoint's position), and anything else
+ * is refused with -EAGAIN (@dst zeroed) for the caller to read another way.
+ */
+static int decode_checked(const struct lp_index *ix, size_t first,
+			  const uint8_t *src, size_t src_len, uint64_t base,
+			  uint64_t off, void *dst, size_t len,
+			  struct lp_err *err)
+{
+	const struct lp_index_checkpoint *c = lp_index_checkpoint(ix, first);
+	uint8_t *twin = NULL;
+	int r;
+
+	r = decode_given(ix, first, src, src_len, base, off, dst, len, false,
+			 err);
+	if (r < 0 || c->kind != LP_INDEX_CP_DEFLATE ||
+	    lp_index_checkpoint_verified(ix, first))
+		return r;
+	twin = malloc(len ? len : 1);
+	if (!twin)
+		return -ENOMEM;
+	r = decode_given(ix, first, src, src_len, base, off, twin, len, true,
+			 NULL);
+	if (r < 0 || memcmp(dst, twin, len)) {
+		memset(dst, 0, len);
+		r = lp_err_set(err, -EAGAIN,
+			       "gzip index: bytes %llu+%zu depend on the "
+			       "window of checkpoint #%zu, which no stream "
+			       "has proven yet",
+			       (unsigned long long)off, len, first);
+	}
+	free(twin);
+	return r;
+}
+
+int lp_index_span_decode(const struct lp_index *ix, size_t i, const void *src,
+			 size_t src_len, uint64_t skip, void *dst,
+			 size_t dst_len, struct lp_err *err)
+{
+	uint64_t out, end, start, stop;
+
+	if (i >= lp_index_nr_checkpoints(ix))
+		return lp_err_set(err, -ERANGE, "gzip index has no span #%zu",
+				  i);
+	out = lp_index_checkpoint(ix, i)->out;
+	end = i + 1 < lp_index_nr_checkpoints(ix) ?
+		      lp_index_checkpoint(ix, i + 1)->out :
+		      lp_index_uncompressed_size(ix);
+	if (skip > end - out || dst_len > end - out - skip)
+		return lp_err_set(err, -ERANGE,
+				  "%llu + %zu bytes past the end of gzip index "
+				  "span #%zu (%llu bytes)",
+				  (unsigned long long)skip, dst_len, i,
+				  (unsigned long long)(end - out));
+	lp_index_span_range(ix, i, &start, &stop);
+	if (src_len != stop - start)
+		return lp_err_set(err, -EBADMSG,
+				  "gzip index span #%zu [%llu, %llu): %zu "
+				  "bytes given (a span's exact bytes are "
+				  "needed)",
+				  i, (unsigned long long)start,
+				  (unsigned long long)stop, src_len);
+	return decode_checked(ix, i, src, src_len, start, out + skip, dst,
+			      dst_len, err);
+}
+
+/* the last checkpoint at or before uncompressed offset @off */
+static size_t span_of(const struct lp_index *ix, uint64_t off)
+{
+	size_t lo = 0, hi = lp_index_nr_checkpoints(ix);
+
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (lp_index_checkpoint(ix, mid)->out <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void add_stats(struct lp_index_stream_stats *to,
+		      const struct lp_index_stream_stats *st)
+{
+	if (!to)
+		return;
+	to->bytes_fetched += st->bytes_fetched;
+	to->spans += st->spans;
+	to->bytes_inflated += st->bytes_inflated;
+	to->window_rereads += st->window_rereads;
+}
+
+/* the blob's [@start, @end) onto the front of *@src (which holds [@end,
+ * ...), *@src_len bytes); counted in @st */
+static int prepend(struct lp_blob *blob, uint64_t start, uint64_t end,
+		   uint8_t **src, size_t *src_len,
+		   struct lp_index_stream_stats *st, struct lp_err *err)
+{
+	size_t n = (size_t)(end - start);
+	uint8_t *p = malloc(n + *src_len);
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	r = lp_blob_pread(blob, p, n, start, err);
+	if (r < 0) {
+		free(p);
+		return r;
+	}
+	memcpy(p + n, *src, *src_len);
+	free(*src);
+	*src = p;
+	*src_len += n;
+	st->bytes_fetched += n;
+	st->spans++;
+	return 0;
+}
+
+int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
+		  void *buf, size_t len, const void *span_src, size_t span_len,
+		  bool proven_only, struct lp_index_stream_stats *stats,
+		  struct lp_err *err)
+{
+	struct lp_index_stream_stats st = { 0 };
+	struct lp_index_stream *s = NULL;
+	struct lp_err why = { 0 };
+	uint64_t base, end, s0, s1, dist;
+	size_t i, j, k, p, tries = 0, src_len = 0;
+	uint8_t *src = NULL;
+	int r;
+
+	if (lp_blob_size(blob) != lp_index_blob_size(ix))
+		return lp_err_set(err, -EBADMSG,
+				  "%s has %llu bytes, its gzip index says %llu",
+				  lp_blob_name(blob),
+				  (unsigned long long)lp_blob_size(blob),
+				  (unsigned long long)lp_index_blob_size(ix));
+	if (off > lp_index_uncompressed_size(ix) ||
+	    len > lp_index_uncompressed_size(ix) - off)
+		return lp_err_set(
+			err, -ERANGE,
+			"%zu bytes at %llu past the layer's %llu bytes", len,
+			(unsigned long long)off,
+			(unsigned long long)lp_index_uncompressed_size(ix));
+	i = span_of(ix, off);
+	k = len ? span_of(ix, off + len - 1) : i;
+	p = lp_index_last_verified(ix, i);
+	lp_index_span_range(ix, i, &base, &s1);
+	lp_index_span_range(ix, k, &s0, &end);
+	if (end - base > LP_INDEX_READ_MAX_IN || (proven_only && p != i))
+		goto stream; /* a long read, or no unproven start: a stream */
+	src_len = (size_t)(end - base);
+	src = malloc(src_len);
+	if (!src) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (span_src && k == i && span_len == src_len) {
+		memcpy(src, span_src, src_len); /* the caller has span i */
+	} else {
+		r = lp_blob_pread(blob, src, src_len, base, err);
+		if (r < 0)
+			goto out;
+		st.bytes_fetched += src_len;
+		st.spans += k - i + 1;
+	}
+	/*
+	 * From span i back: the first start the bytes do not depend on the
+	 * window of, or a proven one. Each try starts twice as far before
+	 * @off as the one before (at least a span further): one deflate copy
+	 * reaches 32 KiB back, but chains of copies carry a window's bytes
+	 * megabytes on in text (python sources: one 2 MiB span back mostly
+	 * does, four 256 KiB spans often did not), and doubling keeps the
+	 * inflating to about twice the distance finally needed.
+	 */
+	for (j = i, dist = LP_INDEX_READ_BACK_FIRST;; dist *= 2) {
+		size_t nj;
+
+		memset(&why, 0, sizeof(why));
+		r = decode_checked(ix, j, src, src_len, base, off, buf, len,
+				   &why);
+		if (r != -EAGAIN || j == p || dist > LP_INDEX_READ_BACK_MAX)
+			break;
+		nj = span_of(ix, off > dist ? off - dist : 0);
+		if (nj >= j)
+			nj = j - 1;
+		if (nj < p)
+			nj = p;
+		lp_index_span_range(ix, nj, &s0, &s1);
+		if (end - s0 > LP_INDEX_READ_MAX_IN)
+			break;
+		r = prepend(blob, s0, base, &src, &src_len, &st, err);
+		if (r < 0)
+			goto out;
+		base = s0;
+		j = nj;
+		tries++;
+	}
+	if (tries)
+		st.window_rereads++;
+	if (r != -EAGAIN) {
+		if (r < 0)
+			lp_err_set(err, r, "%s", why.msg);
+		goto out;
+	}
+	if (!tries)
+		st.window_rereads++;
+stream:
+	/* window-dependent as far back as we look: inflate from the last
+	 * proven checkpoint, proving every one on the way */
+	r = lp_index_stream_open(ix, blob, off, &s, err);
+	if (r == 0)
+		r = lp_index_stream_read(s, buf, len, err);
+	if (s) {
+		struct lp_index_stream_stats sst;
+
+		lp_index_stream_stats(s, &sst);
+		add_stats(&st, &sst);
+	}
+out:
+	add_stats(stats, &st);
+	lp_index_stream_free(s);
+	free(src);
+	return r;
+}
+
+int lp_index_prove_finish(struct lp_index_stream *s, struct lp_err *err)
+{
+	const size_t n = lp_index_nr_checkpoints(s->ix);
+	struct lp_digest d;
+	uint8_t one;
+	int r, zr;
+
+	if (s->pos != lp_index_uncompressed_size(s->ix) || !s->hash || s->raw)
+		return lp_err_set(err, -EINVAL,
+				  "gzip index: no proving "
+				  "stream at the layer's end");
+	/* what is left of the blob must inflate to nothing: the end of the
+	 * last deflate stream, its trailer, empty members */
+	for (;;) {
+		uInt in0 = s->z.avail_in;
+
+		if (s->boundary) {
+			if (s->span + 1 >= n)
+				break; /* truncated: no member start */
+			r = next_span(s, err);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		s->z.next_out = &one;
+		s->z.avail_out = 1;
+		zr = inflate(&s->z, Z_BLOCK);
+		if (s->z.avail_out == 0)
+			return lp_err_set(err, -EBADMSG,
+					  "gzip layer %s holds more than the "
+					  "%llu bytes its index says",
+					  src_name(s),
+					  (unsigned long long)s->pos);
+		if (s->z.avail_in != in0)
+			s->member_start = false;
+		if (s->z.avail_in == 0 && (s->z.data_type & 128) &&
+		    !(s->z.data_type & 64)) {
+			s->boundary = true;
+			s->boundary_bits = (uint8_t)(s->z.data_type & 7);
+		}
+		if (zr == Z_STREAM_END) {
+			if (inflateReset(&s->z) != Z_OK)
+				return -EINVAL;
+			s->member_start = true;
+			s->boundary = false;
+			continue;
+		}
+		if (zr != Z_OK && zr != Z_BUF_ERROR)
+			return lp_err_set(err, -EBADMSG,
+					  "gzip layer %s: corrupt data after "
+					  "its last byte (span #%zu): %s",
+					  src_name(s), s->span,
+					  s->z.msg ? s->z.msg : "inflate");
+		if (s->z.avail_in == 0 && in0 == 0 && !s->boundary) {
+			if (s->span + 1 >= n)
+				break;
+			r = next_span(s, err);
+			if (r < 0)
+				return r;
+		}
+	}
+	if (!s->member_start)
+		return lp_err_set(err, -EBADMSG,
+				  "gzip layer %s ends inside a gzip member",
+				  src_name(s));
+	if (s->hashed_to != lp_index_blob_size(s->ix))
+		return lp_err_set(
+			err, -EBADMSG,
+			"gzip index: its spans cover %llu of the "
+			"blob's %llu bytes",
+			(unsigned long long)s->hashed_to,
+			(unsigned long long)lp_index_blob_size(s->ix));
+	lp_sha256_final(s->hash, &d);
+	if (!lp_digest_equal(&d, lp_index_blob_digest(s->ix)))
+		return lp_err_set(err, -EBADMSG,
+				  "gzip layer %s: its sha256 is not the "
+				  "digest its index names (the blob is not "
+				  "the layer indexed)",
+				  src_name(s));
+	return 0;
+}
+
 uint64_t lp_index_stream_pos(const struct lp_index_stream *s)
 {
 	return s->pos;
@@ -458,6 +884,7 @@ void lp_index_stream_free(struct lp_index_stream *s)
 	if (s->z_live)
 		inflateEnd(&s->z);
 	lp_blob_unref(s->blob);
+	lp_sha256_free(s->hash);
 	free(s->in);
 	free(s);
 }

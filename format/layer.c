@@ -43,6 +43,8 @@ struct lp_layer {
 	struct lp_digest toc_digest;
 	uint8_t *json;
 	size_t json_len;
+	struct lp_index *ix; /* LP_FMT_GZIP_INDEX */
+	lp_layer_header_check_fn check_header;
 };
 
 /* the tar header of the TOC entry: its name, type and JSON size */
@@ -335,10 +337,111 @@ int lp_layer_open(struct lp_blob *blob, const struct lp_digest *want_toc_digest,
 				  err);
 }
 
+int lp_layer_open_index(struct lp_blob *blob, struct lp_index *ix,
+			lp_layer_header_check_fn check_header,
+			struct lp_layer **ret_layer, struct lp_err *err)
+{
+	struct lp_layer *l = NULL;
+	int r;
+
+	if (lp_blob_size(blob) != lp_index_blob_size(ix)) {
+		r = lp_err_set(err, -EBADMSG,
+			       "%s has %llu bytes, its gzip index says %llu",
+			       lp_blob_name(blob),
+			       (unsigned long long)lp_blob_size(blob),
+			       (unsigned long long)lp_index_blob_size(ix));
+		goto out;
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		r = -ENOMEM;
+		goto out;
+	}
+	l->ix = ix;
+	ix = NULL;
+	l->check_header = check_header;
+	l->blob = lp_blob_ref(blob);
+	l->footer.format = LP_FMT_GZIP_INDEX;
+	r = lp_index_toc(l->ix, &l->toc, err);
+	if (r < 0)
+		goto out;
+	*ret_layer = l;
+	l = NULL;
+out:
+	lp_index_free(ix);
+	lp_layer_free(l);
+	return r;
+}
+
+const struct lp_index *lp_layer_index(const struct lp_layer *layer)
+{
+	return layer->ix;
+}
+
+int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
+			bool proven_only, struct lp_index_stream_stats *stats,
+			struct lp_err *err)
+{
+	const struct lp_toc_entry *e;
+	const struct lp_index_file *f;
+	char path[LP_TOC_MAX_PATH + 1];
+	uint8_t *hdr = NULL;
+	size_t len;
+	int i, r;
+
+	if (!layer->ix)
+		return 0;
+	e = lp_toc_entry(layer->toc, entry);
+	r = lp_toc_entry_path(layer->toc, entry, path, sizeof(path));
+	if (r < 0 || e->type != LP_TOC_REG)
+		return lp_err_set(err, -EINVAL, "%s: entry %u is no file",
+				  lp_blob_name(layer->blob), entry);
+	i = lp_index_lookup(layer->ix, path);
+	if (i < 0)
+		return lp_err_set(err, -EBADMSG, "%s: %s not in the gzip index",
+				  lp_blob_name(layer->blob), path);
+	f = lp_index_file(layer->ix, (size_t)i);
+	if (!layer->check_header)
+		return lp_err_set(err, -EBADMSG,
+				  "%s: %s: no tar header check to vouch for "
+				  "the gzip index's file table",
+				  lp_blob_name(layer->blob), path);
+	len = (size_t)(f->data_off - f->hdr_off); /* <= LP_INDEX_MAX_HEADER */
+	hdr = malloc(len);
+	if (!hdr) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* the window rule's cheap way (a stream from the last proven
+	 * checkpoint would fetch the layer up to the file) */
+	r = lp_index_read(layer->ix, layer->blob, f->hdr_off, hdr, len, NULL, 0,
+			  proven_only, stats, err);
+	if (r == 0)
+		r = layer->check_header(layer->ix, (size_t)i, hdr, len, err);
+out:
+	free(hdr);
+	return r;
+}
+
+int lp_layer_prove(struct lp_layer *layer, lp_index_stop_fn stop, void *arg,
+		   struct lp_index_stream_stats *stats, struct lp_err *err)
+{
+	if (!layer->ix)
+		return 0;
+	if (!layer->check_header)
+		return lp_err_set(err, -EBADMSG,
+				  "%s: no tar header check to vouch for the "
+				  "gzip index's file table",
+				  lp_blob_name(layer->blob));
+	return lp_index_prove(layer->ix, layer->blob, layer->check_header, stop,
+			      arg, stats, err);
+}
+
 void lp_layer_free(struct lp_layer *layer)
 {
 	if (!layer)
 		return;
+	lp_index_free(layer->ix);
 	lp_toc_free(layer->toc);
 	free(layer->json);
 	lp_blob_unref(layer->blob);

@@ -63,6 +63,12 @@ int lp_chunk_verify(const void *data, size_t len, const struct lp_digest *want);
  *      publishes nothing of the file before it did; a random-access reader
  *      (the mount, one chunk at a time) refuses such a chunk;
  *   4. else nothing can vouch for them, and the chunk is refused.
+ * An unconverted gzip layer read through its gzip index (lp_index.h) has no
+ * chunk or file digests: there a chunk is a file's piece of one span, and
+ * the span's sha256 over its compressed bytes vouches for it, checked
+ * before a byte is inflated (lp_index_span_decode(), the one span decoder,
+ * which the index's stream shares). Its tar header is checked against the
+ * file table before the file is served (lp_index_check_header()).
  */
 
 /* lp_chunk_digest() verdict: only the file digest over the whole file */

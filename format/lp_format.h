@@ -14,6 +14,7 @@ enum lp_layer_format {
 	LP_FMT_ESTARGZ = 1, /* 51-byte footer */
 	LP_FMT_STARGZ_LEGACY, /* 47-byte footer (read only) */
 	LP_FMT_ZSTD_CHUNKED, /* zstd frames, skippable-frame TOC + footer */
+	LP_FMT_GZIP_INDEX, /* plain tar+gzip read through a gzip index */
 };
 
 enum lp_compression {
@@ -26,7 +27,7 @@ static inline enum lp_compression lp_format_compression(enum lp_layer_format f)
 	return f == LP_FMT_ZSTD_CHUNKED ? LP_COMP_ZSTD : LP_COMP_GZIP;
 }
 
-/* "estargz", "stargz", "zstd-chunked" */
+/* "estargz", "stargz", "zstd-chunked", "gzip-index" */
 const char *lp_format_name(enum lp_layer_format f);
 
 #define LP_TOC_NAME "stargz.index.json"

@@ -20,9 +20,14 @@
  * (the blob's first byte) is; any other becomes so when a stream that
  * started at a proven one reaches it and finds inflate standing exactly
  * where the record says (same uncompressed offset, a block boundary with
- * the same bit offset, or a member start; the same 32 KiB window). A read
- * starts at the last proven checkpoint at or before its offset, so the first
- * read deep into a layer inflates from further back; later ones are cheap.
+ * the same bit offset, or a member start; the same 32 KiB window). A
+ * stream starts at the last proven checkpoint at or before its offset, so
+ * the first read deep into a layer inflates from further back; later ones
+ * are cheap. Random-access reads (lp_index_span_decode(), lp_index_read())
+ * may start at an unproven checkpoint under the window rule: only bytes
+ * that do not depend on its window are served from there. The proving pass
+ * (lp_index_prove()) reads the layer once from its first byte and checks
+ * every claim of the index, the blob's digest last.
  *
  * Threads: a struct lp_index is immutable after lp_index_parse() except for
  * its set of proven checkpoints, which only grows and is updated atomically:
@@ -63,6 +68,12 @@
 #define LP_INDEX_MIN_SPAN_SIZE (64 * LP_KIB) /* builder's span target */
 #define LP_INDEX_MAX_SPAN_SIZE (64 * LP_MIB)
 #define LP_INDEX_DEFAULT_SPAN_SIZE (2 * LP_MIB)
+/* lp_index_read(): how far before the offset (uncompressed) its first step
+ * back starts, doubling each step; past the last, a stream from the last
+ * proven checkpoint; and the compressed bytes it holds at once */
+#define LP_INDEX_READ_BACK_FIRST (1 * LP_MIB)
+#define LP_INDEX_READ_BACK_MAX (16 * LP_MIB)
+#define LP_INDEX_READ_MAX_IN (64 * LP_MIB)
 
 /* OCI media types of the index blob and of the artifact that carries it */
 #define LP_INDEX_MEDIA_TYPE "application/vnd.lazypull.gzip-index.v1"
@@ -158,6 +169,31 @@ bool lp_index_checkpoint_verified(const struct lp_index *ix, size_t i);
 void lp_index_span_range(const struct lp_index *ix, size_t i,
 			 uint64_t *ret_start, uint64_t *ret_end);
 
+/* ---- the index as a TOC (the mount, format/index_toc.c) ----------- */
+
+struct lp_toc;
+
+/*
+ * lp_index_toc() - a TOC (lp_toc.h) of @ix's file table, for mounting the
+ * layer through the index: one entry per path (the last the tar holds),
+ * and per regular file one chunk per span its data overlaps, whose blob
+ * offset is the span's first byte (lp_index_span_range()) and whose inner
+ * offset is where the file's piece starts in the span's output. The TOC
+ * has no digests: the span digests vouch for the chunks (lp_chunk.h's
+ * policy, lp_index_span_decode()). Refuses an index in which two spans
+ * start at one byte. Returns 0, -EBADMSG, -EFBIG (a bound of the TOC or a
+ * span over a chunk's bounds), -ENOMEM; free with lp_toc_free().
+ */
+int lp_index_toc(const struct lp_index *ix, struct lp_toc **ret_toc,
+		 struct lp_err *err);
+
+/*
+ * lp_index_span_at() - the span whose first compressed byte is at blob
+ * offset @blob_off (a chunk of lp_index_toc()'s TOC names its span so), or
+ * -ENOENT.
+ */
+int lp_index_span_at(const struct lp_index *ix, uint64_t blob_off);
+
 /* ---- writing (the builder, converter/index_build.c) ---------------- */
 
 struct lp_index_writer;
@@ -198,6 +234,9 @@ struct lp_index_stream_stats {
 	uint64_t bytes_fetched; /* compressed bytes read from the blob */
 	uint64_t spans; /* spans fetched and verified */
 	uint64_t bytes_inflated; /* uncompressed bytes produced */
+	/* lp_index_read(): reads that had to look further back than their
+	 * own span (the window rule) */
+	uint64_t window_rereads;
 };
 
 /*
@@ -230,5 +269,84 @@ uint64_t lp_index_stream_pos(const struct lp_index_stream *s);
 void lp_index_stream_stats(const struct lp_index_stream *s,
 			   struct lp_index_stream_stats *ret);
 void lp_index_stream_free(struct lp_index_stream *s); /* NULL allowed */
+
+/*
+ * lp_index_span_decode() - the span decoder of random-access readers (the
+ * mount: one chunk is one file's piece of one span). @src must be exactly
+ * span @i's compressed bytes (lp_index_span_range(): two neighbouring spans
+ * share a byte when a checkpoint falls inside one). Their sha256 is
+ * compared with the span digest before a byte is inflated (the digest
+ * policy's span rule, lp_chunk.h); then inflating starts at checkpoint @i
+ * (its bit offset and window, or a gzip member header), discards @skip
+ * bytes and writes the next @dst_len to @dst. The same decode path as the
+ * stream above.
+ *
+ * The window rule: checkpoint @i's window comes from the index alone until
+ * a stream from a proven checkpoint has reached @i and compared it
+ * (lp_index_checkpoint_verified()). Until then the piece is decoded twice,
+ * with the index's window and with every byte of it flipped, and served
+ * only when both agree: then no byte of it depends on the window (inflate
+ * copies window bytes unchanged, so a byte that derives from one comes out
+ * flipped). Otherwise -EAGAIN: read it with lp_index_read().
+ *
+ * Returns 0; -EAGAIN (the piece depends on a window not proven; @dst
+ * zeroed); -ERANGE when @skip + @dst_len passes the span's end or there is
+ * no span @i; -EBADMSG (wrong length, digest mismatch, corrupt deflate
+ * data, a window that does not decompress); -ENOMEM.
+ */
+int lp_index_span_decode(const struct lp_index *ix, size_t i, const void *src,
+			 size_t src_len, uint64_t skip, void *dst,
+			 size_t dst_len, struct lp_err *err);
+
+/*
+ * lp_index_read() - the layer's uncompressed bytes [@off, @off + @len) into
+ * @buf from @blob (the blob @ix indexes), as cheaply as the window rule
+ * allows: from the span holding @off (lp_index_span_decode()'s check), and
+ * where those bytes depend on an unproven window, from a checkpoint
+ * LP_INDEX_READ_BACK_FIRST bytes before @off (at least a span back), then
+ * twice as far, and so on up to LP_INDEX_READ_BACK_MAX (each step fetches
+ * the spans in between and inflates twice), or to a proven checkpoint,
+ * where one decode is enough and proves every checkpoint it passes. Past
+ * that bound, a stream from the last proven checkpoint
+ * (lp_index_stream_open()). Why not stream at once: a small cold read deep
+ * in a layer would fetch the layer up to it, and bytes a few MiB on seldom
+ * depend on any window. @span_src (@span_len bytes, NULL for none) may be the caller's
+ * copy of the span holding @off, read already. @proven_only: no read from
+ * an unproven checkpoint at all (the stream at once, unless the span
+ * holding @off is proven). @stats (NULL allowed) is added to. Returns 0, -ERANGE past the end, -EBADMSG (a span digest, a
+ * checkpoint or the data disagree), -ENOMEM, or the blob's -errno.
+ */
+int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
+		  void *buf, size_t len, const void *span_src, size_t span_len,
+		  bool proven_only, struct lp_index_stream_stats *stats,
+		  struct lp_err *err);
+
+/* ---- the proving pass (format/index_prove.c) ----------------------- */
+
+/* checks file table entry @i against its tar header blocks (@len bytes at
+ * @hdr): lp_index_check_header() in converter/, which has the tar reader */
+typedef int (*lp_index_header_check_fn)(const struct lp_index *ix, size_t i,
+					const uint8_t *hdr, size_t len,
+					struct lp_err *err);
+/* true: stop the pass (asked between steps of at most a few MiB) */
+typedef bool (*lp_index_stop_fn)(void *arg);
+
+/*
+ * lp_index_prove() - read the whole layer from @blob once, in order from
+ * its first byte, and check all the index says against it: every
+ * checkpoint (which becomes proven as the stream passes it), every span
+ * digest, the file table (each entry's header blocks with @check; the
+ * entries back to back, with nothing between them but root entries that
+ * are not directories, which the builder leaves out, and nothing after
+ * the last but zeros), and the sha256 of the whole blob against
+ * lp_index_blob_digest(). @stop (NULL: never) is asked between steps.
+ * @stats (NULL allowed) is added to. Returns 0 (the index is true of this
+ * blob); -EBADMSG (a lie, @err says which); -ECANCELED (stopped); -ENOMEM;
+ * or the blob's -errno (nothing known about the index).
+ */
+int lp_index_prove(const struct lp_index *ix, struct lp_blob *blob,
+		   lp_index_header_check_fn check, lp_index_stop_fn stop,
+		   void *arg, struct lp_index_stream_stats *stats,
+		   struct lp_err *err);
 
 #endif /* LP_INDEX_H */

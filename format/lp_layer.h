@@ -15,6 +15,7 @@
 #include "lp_blob.h"
 #include "lp_chunk.h"
 #include "lp_footer.h"
+#include "lp_index.h"
 #include "lp_toc.h"
 
 struct lp_layer;
@@ -40,6 +41,51 @@ int lp_layer_open(struct lp_blob *blob, const struct lp_digest *want_toc_digest,
 int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
 		       const struct lp_digest *want_toc_digest,
 		       struct lp_layer **ret_layer, struct lp_err *err);
+
+/*
+ * Checks the tar header blocks of file table entry @i (@len bytes at @hdr)
+ * against the table: lp_index_check_header() (converter/, with the one tar
+ * reader), passed in so that format/ and fs/ need no tar parser.
+ */
+typedef lp_index_header_check_fn lp_layer_header_check_fn;
+
+/*
+ * lp_layer_open_index() - the plain gzip layer in @blob seen through its
+ * gzip index @ix (taken over: freed with the layer, also on failure): its
+ * TOC is lp_index_toc()'s, its format LP_FMT_GZIP_INDEX (no footer, no TOC
+ * digest). The blob's size must be the index's; that the blob is the one
+ * indexed is the span digests' to show, read by read. Takes its own
+ * reference on @blob. Returns 0, -EBADMSG, -EFBIG, -ENOMEM.
+ */
+int lp_layer_open_index(struct lp_blob *blob, struct lp_index *ix,
+			lp_layer_header_check_fn check_header,
+			struct lp_layer **ret_layer, struct lp_err *err);
+
+/* lp_layer_index() - the gzip index of a LP_FMT_GZIP_INDEX layer, else NULL */
+const struct lp_index *lp_layer_index(const struct lp_layer *layer);
+
+/*
+ * lp_layer_check_file() - for a LP_FMT_GZIP_INDEX layer: inflate regular
+ * file entry @entry's tar header blocks from the verified spans and check
+ * them against the file table (the check given at open), so that a table
+ * pointing a path at another file's bytes is caught before they are
+ * served; read with lp_index_read() (@proven_only: from proven checkpoints
+ * only). @stats (NULL allowed) is added to. 0 for any other layer.
+ * Returns 0, -EBADMSG, or the blob's error.
+ */
+int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
+			bool proven_only, struct lp_index_stream_stats *stats,
+			struct lp_err *err);
+
+/*
+ * lp_layer_prove() - for a LP_FMT_GZIP_INDEX layer, the proving pass
+ * (lp_index_prove() with the header check given at open): the whole layer
+ * read in order and every claim of the index checked against it. 0 for any
+ * other layer. Returns 0, -EBADMSG (the index lies), -ECANCELED (@stop),
+ * or the blob's -errno.
+ */
+int lp_layer_prove(struct lp_layer *layer, lp_index_stop_fn stop, void *arg,
+		   struct lp_index_stream_stats *stats, struct lp_err *err);
 
 /* lp_layer_free() - NULL allowed; drops the blob reference. */
 void lp_layer_free(struct lp_layer *layer);

@@ -45,6 +45,19 @@ int fs_chunk_error_from(struct lp_fs *fs, uint32_t ci, int code,
 			       (unsigned long long)c.compressed_size, why);
 }
 
+void fs_chunk_range(const struct lp_fs *fs, const struct lp_toc_chunk *c,
+		    uint64_t *ret_start, uint64_t *ret_end)
+{
+	int sp = fs->ix ? lp_index_span_at(fs->ix, c->offset) : -ENOENT;
+
+	if (sp >= 0) {
+		lp_index_span_range(fs->ix, (size_t)sp, ret_start, ret_end);
+		return;
+	}
+	*ret_start = c->offset;
+	*ret_end = c->offset + c->compressed_size;
+}
+
 int fs_chunk_error(struct lp_fs *fs, uint32_t ci, int code, const char *why,
 		   struct lp_err *err)
 {
@@ -99,6 +112,51 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 	char why[LP_ERR_MSG_MAX];
 	int r;
 
+	if (fs->ix) {
+		/* a piece of a span: the span digest vouches for it, checked
+		 * over the compressed bytes before inflating (lp_chunk.h) */
+		struct lp_index_stream_stats st = { 0 };
+		size_t sp = (size_t)lp_index_span_at(fs->ix, c.offset);
+		uint64_t s0, s1;
+
+		fs_chunk_range(fs, &c, &s0, &s1);
+		if (fs->opts.index_proven_only &&
+		    !lp_index_checkpoint_verified(fs->ix, sp))
+			r = -EAGAIN; /* no unproven start at all */
+		else
+			r = lp_index_span_decode(fs->ix, sp, src + (s0 - start),
+						 (size_t)(s1 - s0),
+						 c.inner_offset, dst,
+						 c.chunk_size, &derr);
+		if (r == -EAGAIN) {
+			/* the piece depends on a window nobody has proven:
+			 * from spans further back (never inside a streamed
+			 * read's progress callback: group_progress) */
+			memset(&derr, 0, sizeof(derr));
+			r = lp_index_read(fs->ix, fs->blob,
+					  lp_index_checkpoint(fs->ix, sp)->out +
+						  c.inner_offset,
+					  dst, c.chunk_size, src + (s0 - start),
+					  (size_t)(s1 - s0),
+					  fs->opts.index_proven_only, &st,
+					  &derr);
+			atomic_fetch_add(&fs->stats.fetched_bytes,
+					 st.bytes_fetched);
+			atomic_fetch_add(&fs->stats.blob_reads, st.spans);
+			atomic_fetch_add(&fs->stats.index_window_rereads,
+					 st.window_rereads);
+		}
+		if (r == -EBADMSG || r == -ERANGE) {
+			atomic_fetch_add(&fs->stats.verify_failures, 1);
+			r = fs_chunk_error(fs, ci, -EBADMSG,
+					   lp_err_str(&derr, r), err);
+		} else if (r < 0) { /* -ENOMEM, or the blob's (a re-read) */
+			atomic_fetch_add(&fs->stats.fetch_errors, 1);
+			r = fs_chunk_error(fs, ci, r, lp_err_str(&derr, r),
+					   err);
+		}
+		goto out;
+	}
 	r = lp_chunk_decode(dec, src + (c.offset - start), c.compressed_size,
 			    c.inner_offset, dst, c.chunk_size, &derr);
 	if (r < 0) {
@@ -156,6 +214,7 @@ static void settle(struct fetch_run *run, uint32_t i, int r)
 /* pending chunks [first + i, first + j): one contiguous blob range */
 struct fetch_group {
 	struct fetch_run *run;
+	bool in; /* the read is over: the progress callback is not inside it */
 	uint32_t i, j;
 	uint64_t start, end;
 	uint8_t *src; /* the compressed bytes [start, end) */
@@ -202,11 +261,18 @@ static int group_progress(void *arg, size_t done)
 	struct fetch_group *g = arg;
 	const struct lp_toc *toc = g->run->fs->toc;
 
+	/* a gzip index piece may need more spans read (lp_index_read): not
+	 * from inside the streamed read */
+	if (g->run->fs->ix && !g->in)
+		return 0;
 	while (g->next < g->j) {
 		const struct lp_toc_chunk c =
 			lp_toc_chunk(toc, g->run->first + g->next);
 
-		if (c.offset + c.compressed_size > g->start + done)
+		uint64_t s0, s1;
+
+		fs_chunk_range(g->run->fs, &c, &s0, &s1);
+		if (s1 > g->start + done)
 			break;
 		group_decode_one(g, g->next++);
 	}
@@ -241,6 +307,7 @@ static int fetch_stream(struct fetch_run *run, struct fetch_group *g)
 	atomic_fetch_add(&fs->stats.blob_reads, 1);
 	if (r == 0) {
 		atomic_fetch_add(&fs->stats.fetched_bytes, g->end - g->start);
+		g->in = true;
 		group_progress(g, g->end - g->start); /* settles all */
 	} else {
 		atomic_fetch_add(&fs->stats.fetch_errors, 1);
@@ -375,8 +442,12 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 		const struct lp_digest *dg;
 		struct lp_err *e = i == 0 ? err : NULL;
 		struct lp_err why = { 0 };
-		int pr = lp_chunk_digest(fs->toc, &c, &dg, &why);
+		/* a gzip index layer: the span digests vouch, and there is no
+		 * chunk digest to key the disk tier by */
+		int pr = fs->ix ? 0 : lp_chunk_digest(fs->toc, &c, &dg, &why);
 
+		if (fs->ix)
+			dg = NULL;
 		run.res[i] = FS_PENDING;
 		/* a random-access reader: LP_CHUNK_WHOLE_FILE is refused too */
 		if (pr == LP_CHUNK_WHOLE_FILE)
@@ -396,8 +467,9 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 			settle(&run, i,
 			       fs_chunk_error(fs, first + i, -ENOMEM,
 					      "out of memory", e));
-		} else if (fs->disk && fs_disk_get(fs->disk, dg, run.data[i],
-						   c.chunk_size) == 0) {
+		} else if (fs->disk && dg &&
+			   fs_disk_get(fs->disk, dg, run.data[i],
+				       c.chunk_size) == 0) {
 			atomic_fetch_add(&fs->stats.disk_hits, 1);
 			settle_ex(&run, i, 0, false, true);
 		}
@@ -419,10 +491,11 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 			const struct lp_toc_chunk c =
 				lp_toc_chunk(fs->toc, first + k);
 			struct fetch_group *gr = &groups[nr_groups];
+			uint64_t s0, s1;
 
-			gr->start = lp_min_u64(gr->start, c.offset);
-			gr->end = lp_max_u64(gr->end,
-					     c.offset + c.compressed_size);
+			fs_chunk_range(fs, &c, &s0, &s1);
+			gr->start = lp_min_u64(gr->start, s0);
+			gr->end = lp_max_u64(gr->end, s1);
 		}
 		nr_groups++;
 	}

@@ -140,7 +140,11 @@ static int plan_read(struct lp_fs *fs, uint32_t idx, size_t size, uint64_t off,
 	int r = 0;
 
 	p->size = 0;
-	if (off >= e->size || !size)
+	r = fs_poisoned(fs, err);
+	if (r < 0 || off >= e->size || !size)
+		goto out;
+	r = fs_check_file(fs, idx, err);
+	if (r < 0)
 		goto out;
 	size = lp_min_u64(size, e->size - off);
 	if (size > INT32_MAX)
@@ -277,6 +281,27 @@ void lp_fs_read_unpin(struct lp_fs *fs, struct lp_fs_segs *segs)
 	for (i = 0; i < segs->nr; i++)
 		fs_chunk_put(fs, segs->pins[i]);
 	segs->nr = 0;
+}
+
+int fs_check_file(struct lp_fs *fs, uint32_t idx, struct lp_err *err)
+{
+	struct lp_index_stream_stats st = { 0 };
+	int r;
+
+	if (!fs->ix || atomic_load(&fs->hdr_checked[idx]))
+		return 0;
+	/* two first readers may both check: harmless, and no lock held */
+	r = lp_layer_check_file(fs->layer, idx, fs->opts.index_proven_only, &st,
+				err);
+	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
+	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
+	atomic_fetch_add(&fs->stats.index_window_rereads, st.window_rereads);
+	if (r < 0) {
+		atomic_fetch_add(&fs->stats.verify_failures, 1);
+		return r; /* @err says why */
+	}
+	atomic_store(&fs->hdr_checked[idx], 1);
+	return 0;
 }
 
 int lp_fs_reply_errno(int r)

@@ -79,7 +79,25 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 	fs->toc = lp_layer_toc(fs->layer);
 	fs->blob = lp_layer_blob(fs->layer);
 	fs->comp = lp_format_compression(lp_layer_format(fs->layer));
+	fs->ix = lp_layer_index(fs->layer);
+	if (fs->ix) {
+		fs->hdr_checked = calloc(lp_toc_nr_entries(fs->toc),
+					 sizeof(*fs->hdr_checked));
+		if (!fs->hdr_checked) {
+			r = lp_err_set(err, -ENOMEM, "out of memory");
+			goto out;
+		}
+	}
 	fs->opts = *opts;
+	if (fs->ix && fs->opts.background_fetch) {
+		/* a gzip index layer's background fetch is its proving pass
+		 * (index_proof.c), which reads the whole blob once: chunk by
+		 * chunk as well would read it twice, for a memory tier that
+		 * holds a budget's worth (index chunks stay off the disk
+		 * tier) */
+		fs->proof.wanted = true;
+		fs->opts.background_fetch = false;
+	}
 	fs->act = opts->activity ? opts->activity : &fs->own_activity;
 	if (!fs->opts.mem_cache_bytes)
 		fs->opts.mem_cache_bytes = LP_FS_DEFAULT_MEM_CACHE;
@@ -153,6 +171,8 @@ int lp_fs_start(struct lp_fs *fs)
 	r = fs_writer_start(fs);
 	if (r == 0)
 		r = fs_fetcher_start(fs);
+	if (r == 0)
+		r = fs_proof_start(fs);
 	return r;
 }
 
@@ -160,6 +180,7 @@ void lp_fs_free(struct lp_fs *fs)
 {
 	if (!fs)
 		return;
+	fs_proof_stop(fs);
 	fs_fetcher_stop(fs);
 	fs_writer_stop(fs); /* after the fetchers, who queue; before the
 			       cache, whose chunks it holds */
@@ -174,6 +195,7 @@ void lp_fs_free(struct lp_fs *fs)
 	pthread_cond_destroy(&fs->writer.cond);
 	pthread_mutex_destroy(&fs->writer.lock);
 	free(fs->cache_dir);
+	free(fs->hdr_checked);
 	lp_layer_free(fs->layer);
 	free(fs);
 }

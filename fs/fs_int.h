@@ -317,6 +317,9 @@ struct fs_stats {
 	 * then, never written (pipeline.c) */
 	atomic_uint_fast64_t disk_write_deferred;
 	atomic_uint_fast64_t disk_write_dropped;
+	/* gzip index layers: reads whose bytes depended on a window nobody
+	 * had proven, read again from spans further back (lp_index_read) */
+	atomic_uint_fast64_t index_window_rereads;
 	/* on-demand latency: [i] counts fetches in (bound(i-1), bound(i)],
 	 * the last one those over every bound (not cumulative) */
 	atomic_uint_fast64_t ondemand_hist[LP_FS_LATENCY_BUCKETS + 1];
@@ -502,6 +505,20 @@ struct lp_fs {
 	struct lp_layer *layer; /* owned */
 	const struct lp_toc *toc; /* borrowed from layer */
 	struct lp_blob *blob; /* borrowed from layer */
+	/* a plain gzip layer read through its gzip index (borrowed from
+	 * layer), else NULL: chunks are pieces of spans (fs/chunk_fetch.c),
+	 * and a file's tar header is checked before its bytes are served */
+	const struct lp_index *ix;
+	atomic_uchar *hdr_checked; /* [nr_entries]; with ix */
+	/* with ix: the proving pass (fs/index_proof.c) */
+	struct fs_proof {
+		pthread_t thread;
+		bool wanted; /* opts.background_fetch was asked for */
+		bool started; /* set and read by the mounting thread only */
+		atomic_bool stop;
+		atomic_int state; /* enum fs_job_state */
+		atomic_int poisoned; /* 0, or the -errno of the lie found */
+	} proof;
 	enum lp_compression comp;
 	struct lp_fs_options opts;
 	char *cache_dir; /* owned copy of opts.cache_dir */
@@ -524,6 +541,33 @@ struct lp_fs {
 	struct lp_fs_activity *act; /* opts.activity or &own_activity */
 	struct lp_fs_budget *own_budget; /* when opts.mem_budget is NULL */
 };
+
+/*
+ * fs_chunk_range() - the blob range chunk @c's bytes are read from: its
+ * compressed member, or for a gzip index layer its span exactly (two spans
+ * share a byte, which the TOC's derived compressed size leaves out).
+ */
+void fs_chunk_range(const struct lp_fs *fs, const struct lp_toc_chunk *c,
+		    uint64_t *ret_start, uint64_t *ret_end);
+
+/*
+ * fs_check_file() - for a gzip index layer, check regular file entry @idx's
+ * tar header against the index's file table once (lp_layer_check_file());
+ * every later call answers at once. 0 for other layers. Returns 0,
+ * -EBADMSG (@err says why), or the blob's error.
+ */
+int fs_check_file(struct lp_fs *fs, uint32_t idx, struct lp_err *err);
+
+/*
+ * The proving pass of a gzip index layer (index_proof.c): started with the
+ * background fetch, stopped (joined) before the fs goes. fs_poison() marks
+ * the mount as lied to (@code, @why logged once); fs_poisoned() is then
+ * -EIO (@err says why), else 0.
+ */
+int fs_proof_start(struct lp_fs *fs);
+void fs_proof_stop(struct lp_fs *fs);
+void fs_poison(struct lp_fs *fs, int code, const struct lp_err *why);
+int fs_poisoned(struct lp_fs *fs, struct lp_err *err);
 
 /* --- the memory tier and single flight (chunk_cache.c) --- */
 

@@ -82,6 +82,16 @@ struct lp_fs_options {
 	/* borrowed, outlives the fs; shared by the layers of a process so one
 	 * layer's reads quiet the others' background fetch. NULL: its own. */
 	struct lp_fs_activity *activity;
+	/*
+	 * A layer mounted through a gzip index (docs/format.md, "mounting
+	 * through a gzip index"): false (the default), a read may start at a
+	 * checkpoint nobody has proven yet, serving only bytes that do not
+	 * depend on its window, and believing its position until the proving
+	 * pass passes it; true, reads start only at proven checkpoints (a
+	 * stream from the last one: a cold read deep in a layer fetches the
+	 * layer up to it), so nothing of the index is believed unproven.
+	 */
+	bool index_proven_only;
 };
 
 /* lp_fs_options_init() - defaults: prefetch and background fetch on. */

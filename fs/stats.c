@@ -251,6 +251,22 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			(unsigned long long)ld(&s->disk_write_dropped),
 			(unsigned long long)ld(&s->verify_failures),
 			(unsigned long long)ld(&s->fetch_errors));
+	if (r == 0 && fs->ix) {
+		size_t k, proven = 0, ncp = lp_index_nr_checkpoints(fs->ix);
+
+		for (k = 0; k < ncp; k++)
+			proven += lp_index_checkpoint_verified(fs->ix, k);
+		r = lp_buf_printf(
+			out,
+			"  \"gzip_index\": {\"checkpoints\": %zu, "
+			"\"proven\": %zu, \"proof\": \"%s\", \"poisoned\": "
+			"%s, \"window_rereads\": %llu},\n",
+			ncp, proven,
+			fs_job_state_name((enum fs_job_state)atomic_load(
+				&fs->proof.state)),
+			atomic_load(&fs->proof.poisoned) ? "true" : "false",
+			(unsigned long long)ld(&s->index_window_rereads));
+	}
 	if (r == 0)
 		r = ops_json(&st, out);
 out:

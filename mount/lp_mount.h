@@ -50,6 +50,14 @@ struct lp_mount_opts {
 	/* the blob's last @tail_len bytes, read already (borrowed); 0: none */
 	const void *tail;
 	size_t tail_len;
+	/* a plain gzip layer: mount it through this gzip index (the bytes
+	 * of one, borrowed; lp_index.h) instead of reading a footer and TOC;
+	 * toc_digest and tail are then unused. 0: an eStargz layer */
+	const void *index;
+	size_t index_len;
+	/* with @index: the layer digest it must name (the descriptor's);
+	 * NULL: not compared (a local file) */
+	const struct lp_digest *index_layer;
 	struct lp_fs_options fs;
 	struct lp_fuse_options fuse;
 	/* resume (@resume_state set): serve this existing connection (a
@@ -87,7 +95,9 @@ int lp_mount_open_registry(struct lp_reg *reg, const struct lp_reg_ref *ref,
 
 /*
  * lp_mount_layer() - open the layer in @blob (footer, TOC verified against
- * @o->toc_digest), make its filesystem and mount it read-only at
+ * @o->toc_digest; or with @o->index a plain gzip layer through its gzip
+ * index, whose span digests vouch for every chunk and whose file table is
+ * checked against each file's tar header before the file is served), make its filesystem and mount it read-only at
  * @mountpoint (which must exist), or with @o->resume_fd serve that
  * connection of the mount at @mountpoint (lp_fuse_resume()). The fs takes
  * its own reference on @blob.

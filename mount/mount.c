@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lp_common.h"
+#include "lp_indexer.h"
 #include "lp_layer.h"
 #include "lp_mount.h"
 
@@ -76,6 +77,34 @@ out:
 	return r;
 }
 
+/* the plain gzip layer in @blob through the gzip index @o->index */
+static int open_index_layer(struct lp_blob *blob, const struct lp_mount_opts *o,
+			    struct lp_layer **ret_layer, struct lp_err *err)
+{
+	struct lp_index *ix = NULL;
+	char want[LP_DIGEST_STR_LEN + 1], got[LP_DIGEST_STR_LEN + 1];
+	int r;
+
+	r = lp_index_parse(o->index, o->index_len, &ix, err);
+	if (r < 0)
+		goto out;
+	if (o->index_layer &&
+	    !lp_digest_equal(o->index_layer, lp_index_blob_digest(ix))) {
+		lp_digest_format(o->index_layer, want);
+		lp_digest_format(lp_index_blob_digest(ix), got);
+		r = lp_err_set(err, -EBADMSG,
+			       "the gzip index is of layer %s, not %s", got,
+			       want);
+		goto out;
+	}
+	r = lp_layer_open_index(blob, ix, lp_index_check_header, ret_layer,
+				err);
+	ix = NULL; /* taken */
+out:
+	lp_index_free(ix);
+	return r;
+}
+
 int lp_mount_layer(struct lp_blob *blob, const char *mountpoint,
 		   const struct lp_mount_opts *o, struct lp_fs **ret_fs,
 		   struct lp_fuse **ret_fuse,
@@ -88,8 +117,11 @@ int lp_mount_layer(struct lp_blob *blob, const char *mountpoint,
 	uint64_t t = lp_mono_ns();
 	int resume_fd = o->resume_fd, r;
 
-	r = lp_layer_open_tail(blob, o->tail, o->tail ? o->tail_len : 0,
-			       o->toc_digest, &layer, err);
+	if (o->index)
+		r = open_index_layer(blob, o, &layer, err);
+	else
+		r = lp_layer_open_tail(blob, o->tail, o->tail ? o->tail_len : 0,
+				       o->toc_digest, &layer, err);
 	rep.toc_ns = lp_mono_ns() - t;
 	if (r < 0)
 		goto out;

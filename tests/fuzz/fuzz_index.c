@@ -11,13 +11,19 @@
  * byte pattern (when small): the stream must refuse the spans (their
  * digests cannot match) or serve bytes without crashing; and the input's
  * own bytes are offered to the tar header check as the first entry's
- * header.
+ * header. Then the index seen as a TOC (lp_index_toc()): every chunk of it
+ * must name a span by its offset and lie inside that span's output, and a
+ * few are decoded from the same blob bytes (lp_index_span_decode()).
+ * lp_index_read() at a few entries (the window rule's two decodes, its
+ * steps back) and the proving pass (lp_index_prove(): the whole blob, the
+ * tar between the table's entries parsed) must refuse or finish.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "lp_index.h"
 #include "lp_indexer.h"
+#include "lp_toc.h"
 
 #define FUZZ_BLOB_MAX (1024 * 1024)
 #define FUZZ_FILES_MAX 64
@@ -62,6 +68,39 @@ static void check_index(const struct lp_index *ix)
 	}
 }
 
+static void through_toc(const struct lp_index *ix, const uint8_t *b)
+{
+	struct lp_toc *toc = NULL;
+	uint8_t buf[4096];
+	uint32_t i;
+
+	if (lp_index_toc(ix, &toc, NULL) < 0)
+		return;
+	for (i = 0; i < lp_toc_nr_chunks(toc); i++) {
+		const struct lp_toc_chunk c = lp_toc_chunk(toc, i);
+		int sp = lp_index_span_at(ix, c.offset);
+		uint64_t s, e, out0, out1;
+
+		if (sp < 0)
+			abort();
+		out0 = lp_index_checkpoint(ix, (size_t)sp)->out;
+		out1 = (size_t)sp + 1 < lp_index_nr_checkpoints(ix) ?
+			       lp_index_checkpoint(ix, (size_t)sp + 1)->out :
+			       lp_index_uncompressed_size(ix);
+		if ((uint64_t)c.inner_offset + c.chunk_size > out1 - out0)
+			abort();
+		lp_index_span_range(ix, (size_t)sp, &s, &e);
+		if (b && i < FUZZ_FILES_MAX)
+			(void)lp_index_span_decode(
+				ix, (size_t)sp, b + s, (size_t)(e - s),
+				c.inner_offset, buf,
+				c.chunk_size < sizeof(buf) ? c.chunk_size :
+							     sizeof(buf),
+				NULL);
+	}
+	lp_toc_free(toc);
+}
+
 static void read_through(const struct lp_index *ix, const uint8_t *data,
 			 size_t size, const uint8_t *layer, size_t layer_len)
 {
@@ -69,8 +108,10 @@ static void read_through(const struct lp_index *ix, const uint8_t *data,
 	uint8_t *b = NULL, buf[4096];
 	size_t i, n = lp_index_nr_files(ix);
 
-	if (lp_index_blob_size(ix) > FUZZ_BLOB_MAX)
+	if (lp_index_blob_size(ix) > FUZZ_BLOB_MAX) {
+		through_toc(ix, NULL);
 		return;
+	}
 	b = malloc((size_t)lp_index_blob_size(ix));
 	if (!b)
 		return;
@@ -88,6 +129,21 @@ static void read_through(const struct lp_index *ix, const uint8_t *data,
 							 0, NULL, NULL);
 		}
 	}
+	/* random access under the window rule (lp_index_read: two decodes,
+	 * spans further back) at a few entries, then the proving pass, whose
+	 * walk parses the tar between the file table's entries */
+	for (i = 0; blob && i < n && i < 8; i++) {
+		const struct lp_index_file *f = lp_index_file(ix, i);
+		uint64_t len =
+			lp_min_u64(sizeof(buf),
+				   lp_index_uncompressed_size(ix) - f->hdr_off);
+
+		(void)lp_index_read(ix, blob, f->hdr_off, buf, (size_t)len,
+				    NULL, 0, i % 2, NULL, NULL);
+	}
+	if (blob)
+		(void)lp_index_prove(ix, blob, lp_index_check_header, NULL,
+				     NULL, NULL, NULL);
 	if (n)
 		(void)lp_index_check_header(
 			ix, 0, data,
@@ -95,6 +151,7 @@ static void read_through(const struct lp_index *ix, const uint8_t *data,
 				size, lp_index_file(ix, 0)->data_off -
 					      lp_index_file(ix, 0)->hdr_off),
 			NULL);
+	through_toc(ix, b);
 	lp_blob_unref(blob);
 	free(b);
 }

@@ -8,7 +8,13 @@
  * serialises back to the bytes it was parsed from. Then lies: a span
  * digest, a window, a checkpoint's uncompressed offset, a file table path,
  * counts over the bounds, a truncated index, a blob of another size: each
- * refused with -EBADMSG or -EFBIG, never served. Lies at the checkpoint a
+ * refused with -EBADMSG or -EFBIG, never served. The random-access span
+ * decoder (lp_index_span_decode()): every span whole and random pieces of
+ * it equal the tar; a flipped compressed byte, a span short by its shared
+ * byte, a lying span digest are refused before inflating; a piece past the
+ * span's end is -ERANGE. The index as a TOC (lp_index_toc()): one entry
+ * per path, and every regular file's chunks, each decoded from its span
+ * alone, rebuild the file's bytes in the tar. Lies at the checkpoint a
  * read starts at (a window, a bit offset, a member start that is none): the
  * read starts at the last proven checkpoint instead and refuses the lie on
  * its way. A cold read deep in a layer proves every checkpoint it passes,
@@ -30,6 +36,7 @@
 
 #include "lp_index.h"
 #include "lp_indexer.h"
+#include "lp_toc.h"
 
 #define SPAN (64 * 1024)
 
@@ -157,6 +164,22 @@ static void release(struct fixture *f)
 	free(f->tar);
 	free(f->idx);
 	memset(f, 0, sizeof(*f));
+}
+
+/* prove every checkpoint of @ix (a stream to the layer's last byte) */
+static void prove_all(struct fixture *f, struct lp_index *ix)
+{
+	struct lp_index_stream *s = NULL;
+	struct lp_err err = { 0 };
+	uint8_t b;
+	int r;
+
+	r = lp_index_stream_open(ix, f->blob, f->tar_len - 1, &s, &err);
+	if (r == 0)
+		r = lp_index_stream_read(s, &b, 1, &err);
+	if (r < 0)
+		fail_msg("proving: %s", lp_err_str(&err, r));
+	lp_index_stream_free(s);
 }
 
 static void build_vector(struct fixture *f)
@@ -455,6 +478,273 @@ static void test_lies(void **state)
 	release(&f);
 }
 
+/* span @i's compressed bytes, copied from the fixture's blob */
+static uint8_t *span_bytes(struct fixture *f, const struct lp_index *ix,
+			   size_t i, size_t *ret_len)
+{
+	uint64_t start, end;
+	uint8_t *p;
+
+	lp_index_span_range(ix, i, &start, &end);
+	*ret_len = (size_t)(end - start);
+	p = malloc(*ret_len + 1);
+	assert_non_null(p);
+	memcpy(p, f->gz + start, *ret_len);
+	return p;
+}
+
+static uint64_t span_out_len(const struct lp_index *ix, size_t i)
+{
+	uint64_t end = i + 1 < lp_index_nr_checkpoints(ix) ?
+			       lp_index_checkpoint(ix, i + 1)->out :
+			       lp_index_uncompressed_size(ix);
+
+	return end - lp_index_checkpoint(ix, i)->out;
+}
+
+/*
+ * The window rule on an index nobody has proven: a piece of a span is
+ * either the tar's bytes or -EAGAIN (it depends on the window), never other
+ * bytes; most whole spans depend on their window.
+ */
+static void check_spans_unproven(struct fixture *f)
+{
+	size_t i, n = lp_index_nr_checkpoints(f->ix), served = 0, refused = 0,
+		  whole = 0;
+
+	for (i = 0; i < n; i++) {
+		uint64_t out = lp_index_checkpoint(f->ix, i)->out;
+		size_t olen = (size_t)span_out_len(f->ix, i), len, k;
+		uint8_t *src = span_bytes(f, f->ix, i, &len);
+		uint8_t *dst = malloc(olen + 1);
+		struct lp_err err = { 0 };
+		int r;
+
+		assert_non_null(dst);
+		assert_int_equal(lp_index_checkpoint_verified(f->ix, i),
+				 i == 0);
+		/* pieces of 4 KiB from the start of the span to its end */
+		for (k = 0; k < olen; k += k < 16384 ? 4096 : 16384) {
+			size_t piece = (size_t)lp_min_u64(4096, olen - k);
+
+			memset(&err, 0, sizeof(err));
+			r = lp_index_span_decode(f->ix, i, src, len, k, dst,
+						 piece, &err);
+			if (r == 0) {
+				assert_memory_equal(dst, f->tar + out + k,
+						    piece);
+				served++;
+				continue;
+			}
+			assert_int_equal(r, -EAGAIN);
+			assert_true(i > 0);
+			assert_non_null(
+				strstr(err.msg, "depend on the window"));
+			refused++;
+		}
+		/* the whole span: the tar's bytes, or refused */
+		r = lp_index_span_decode(f->ix, i, src, len, 0, dst, olen,
+					 NULL);
+		if (r == 0)
+			assert_memory_equal(dst, f->tar + out, olen);
+		else
+			assert_int_equal(r, -EAGAIN);
+		whole += r == -EAGAIN;
+		free(src);
+		free(dst);
+	}
+	/* nothing proven by it */
+	for (i = 1; i < n; i++)
+		assert_false(lp_index_checkpoint_verified(f->ix, i));
+	assert_true(served > 10);
+	assert_true(refused > 10);
+	/* most spans' bytes copy from their window somewhere */
+	assert_true(whole > n / 2);
+}
+
+static void check_spans(struct fixture *f, unsigned int seed)
+{
+	size_t i, n = lp_index_nr_checkpoints(f->ix);
+
+	check_spans_unproven(f);
+	prove_all(f, f->ix);
+	srand(seed);
+	for (i = 0; i < n; i++) {
+		uint64_t out = lp_index_checkpoint(f->ix, i)->out;
+		size_t olen = (size_t)span_out_len(f->ix, i), len, skip, piece;
+		uint8_t *src = span_bytes(f, f->ix, i, &len);
+		uint8_t *dst = malloc(olen + 1);
+		struct lp_err err = { 0 };
+		int r;
+
+		assert_non_null(dst);
+		r = lp_index_span_decode(f->ix, i, src, len, 0, dst, olen,
+					 &err);
+		if (r < 0)
+			fail_msg("span %zu: %s", i, lp_err_str(&err, r));
+		assert_memory_equal(dst, f->tar + out, olen);
+		skip = olen ? (size_t)rand() % olen : 0;
+		piece = olen - skip ? (size_t)rand() % (olen - skip) + 1 : 0;
+		assert_int_equal(lp_index_span_decode(f->ix, i, src, len, skip,
+						      dst, piece, &err),
+				 0);
+		assert_memory_equal(dst, f->tar + out + skip, piece);
+		/* a piece past the span's end */
+		assert_int_equal(lp_index_span_decode(f->ix, i, src, len, skip,
+						      dst, olen - skip + 1,
+						      NULL),
+				 -ERANGE);
+		/* one byte short (the byte a span shares with the next) */
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(lp_index_span_decode(f->ix, i, src, len - 1, 0,
+						      dst, 1, &err),
+				 -EBADMSG);
+		/* a flipped compressed byte: refused before inflating */
+		src[len / 2] ^= 0x40;
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(lp_index_span_decode(f->ix, i, src, len, 0,
+						      dst, olen, &err),
+				 -EBADMSG);
+		assert_non_null(strstr(err.msg, "digest mismatch"));
+		free(src);
+		free(dst);
+	}
+	assert_int_equal(
+		lp_index_span_decode(f->ix, n, f->gz, 1, 0, f->tar, 1, NULL),
+		-ERANGE);
+}
+
+static void test_span_decode(void **state)
+{
+	struct fixture f = { 0 }, m = { 0 };
+	struct lp_index *ix = NULL;
+	struct lp_err err = { 0 };
+	uint8_t *src, dst[16];
+	size_t len;
+
+	build_vector(&f);
+	check_spans(&f, 3);
+	/* a lying span digest: refused however right the bytes are */
+	assert_int_equal(parse_forged(&f, lie_span, &ix), 0);
+	src = span_bytes(&f, ix, 10, &len);
+	assert_int_equal(lp_index_span_decode(ix, 10, src, len, 0, dst,
+					      sizeof(dst), &err),
+			 -EBADMSG);
+	assert_non_null(strstr(err.msg, "digest mismatch"));
+	free(src);
+	lp_index_free(ix);
+	/* gzip members ending inside spans */
+	src = gzip_members(f.tar, f.tar_len, 300 * 1024 + 17, &len);
+	build(&m, src, len);
+	check_spans(&m, 4);
+	release(&m);
+	release(&f);
+}
+
+/* every regular file from its TOC chunks, each decoded from its span */
+static void check_toc_pass(struct fixture *f, bool proven)
+{
+	struct lp_toc *toc = NULL;
+	struct lp_err err = { 0 };
+	uint32_t e, k, files = 0, names = 0, reread = 0;
+	size_t i;
+	int r;
+
+	r = lp_index_toc(f->ix, &toc, &err);
+	if (r < 0)
+		fail_msg("lp_index_toc: %s", lp_err_str(&err, r));
+	for (i = 0; i < lp_index_nr_files(f->ix); i++)
+		names +=
+			lp_index_lookup(f->ix, lp_index_file(f->ix, i)->path) ==
+			(int)i;
+	/* the root is entry 0 whether or not the tar names it */
+	assert_true(lp_toc_nr_entries(toc) >= names);
+	for (e = 0; e < lp_toc_nr_entries(toc); e++) {
+		const struct lp_toc_entry *te = lp_toc_entry(toc, e);
+		char path[LP_TOC_MAX_PATH + 1];
+		const struct lp_index_file *fi;
+		uint64_t done = 0;
+		int j;
+
+		if (te->type != LP_TOC_REG)
+			continue;
+		assert_true(lp_toc_entry_path(toc, e, path, sizeof(path)) >= 0);
+		j = lp_index_lookup(f->ix, path);
+		assert_true(j >= 0);
+		fi = lp_index_file(f->ix, (size_t)j);
+		assert_int_equal(te->size, fi->size);
+		for (k = 0; k < te->nr_chunks; k++) {
+			const struct lp_toc_chunk c =
+				lp_toc_chunk(toc, te->first_chunk + k);
+			int sp = lp_index_span_at(f->ix, c.offset);
+			uint8_t *src, *dst = malloc(c.chunk_size);
+			size_t len;
+
+			assert_true(sp >= 0);
+			assert_int_equal(c.chunk_offset, done);
+			src = span_bytes(f, f->ix, (size_t)sp, &len);
+			assert_non_null(dst);
+			r = lp_index_span_decode(f->ix, (size_t)sp, src, len,
+						 c.inner_offset, dst,
+						 c.chunk_size, &err);
+			if (r == -EAGAIN && !proven) {
+				/* from spans further back (the window rule) */
+				struct lp_index_stream_stats st = { 0 };
+
+				memset(&err, 0, sizeof(err));
+				r = lp_index_read(
+					f->ix, f->blob,
+					lp_index_checkpoint(f->ix, (size_t)sp)
+							->out +
+						c.inner_offset,
+					dst, c.chunk_size, src, len, false, &st,
+					&err);
+				assert_true(st.window_rereads == 1);
+				reread++;
+			}
+			if (r < 0)
+				fail_msg("%s: %s", path, lp_err_str(&err, r));
+			assert_memory_equal(
+				dst, f->tar + fi->data_off + c.chunk_offset,
+				c.chunk_size);
+			done += c.chunk_size;
+			free(src);
+			free(dst);
+		}
+		assert_int_equal(done, te->size);
+		files++;
+	}
+	assert_true(files > 10);
+	if (!proven)
+		assert_true(reread > 0);
+	assert_int_equal(lp_index_span_at(f->ix, 1), -ENOENT);
+	lp_toc_free(toc);
+}
+
+/* unproven (the window rule, lp_index_read() where it refuses), then
+ * every piece from its span alone once every checkpoint is proven */
+static void check_toc(struct fixture *f)
+{
+	check_toc_pass(f, false);
+	prove_all(f, f->ix);
+	check_toc_pass(f, true);
+}
+
+static void test_toc(void **state)
+{
+	struct fixture f = { 0 }, m = { 0 };
+	uint8_t *gz;
+	size_t len;
+
+	build_vector(&f);
+	check_toc(&f);
+	gz = gzip_members(f.tar, f.tar_len, 300 * 1024 + 17, &len);
+	build(&m, gz, len);
+	check_toc(&m);
+	release(&m);
+	release(&f);
+}
+
 /*
  * A copy of the fixture's index whose checkpoint @k has another window:
  * the real one with its last 4 KiB changed (xor 0x55), appended to the
@@ -699,6 +989,269 @@ static void test_proven(void **state)
 	release(&f);
 }
 
+/*
+ * lp_index_read() on a true index nobody has proven: random small ranges
+ * are the tar's bytes, and a cold one deep in the layer fetches a few spans,
+ * not the layer up to it (the cost the window rule is for).
+ */
+static void test_read(void **state)
+{
+	struct fixture f = { 0 };
+	struct lp_index_stream_stats st = { 0 };
+	struct lp_err err = { 0 };
+	uint8_t buf[4096];
+	size_t n, i;
+	uint64_t fetched = 0;
+	int r;
+
+	build_vector(&f);
+	n = lp_index_nr_checkpoints(f.ix);
+	srand(11);
+	for (i = 0; i < 40; i++) {
+		uint64_t off = (uint64_t)rand() % f.tar_len;
+		size_t len = (size_t)lp_min_u64((size_t)rand() % sizeof(buf),
+						f.tar_len - off);
+		struct lp_index_stream_stats one = { 0 };
+
+		memset(&err, 0, sizeof(err));
+		r = lp_index_read(f.ix, f.blob, off, buf, len, NULL, 0, false,
+				  &one, &err);
+		if (r < 0)
+			fail_msg("%llu+%zu: %s", (unsigned long long)off, len,
+				 lp_err_str(&err, r));
+		assert_memory_equal(buf, f.tar + off, len);
+		fetched += one.bytes_fetched;
+		st.window_rereads += one.window_rereads;
+	}
+	assert_true(st.window_rereads > 0);
+	/* on average far less than a stream from the start would fetch */
+	assert_true(fetched / 40 < f.gz_len / 4);
+	lp_index_free(f.ix);
+	assert_int_equal(lp_index_parse(f.idx, f.idx_len, &f.ix, NULL), 0);
+	/* proven only: a cold read in the last span streams the layer from
+	 * its first byte (every span), proving every checkpoint */
+	memset(&st, 0, sizeof(st));
+	r = lp_index_read(f.ix, f.blob, f.tar_len - 100, buf, 100, NULL, 0,
+			  true, &st, &err);
+	assert_int_equal(r, 0);
+	assert_memory_equal(buf, f.tar + f.tar_len - 100, 100);
+	assert_int_equal(st.spans, n);
+	for (i = 0; i < n; i++)
+		assert_true(lp_index_checkpoint_verified(f.ix, i));
+	/* past the end */
+	assert_int_equal(lp_index_read(f.ix, f.blob, f.tar_len - 1, buf, 2,
+				       NULL, 0, false, NULL, NULL),
+			 -ERANGE);
+	release(&f);
+}
+
+/*
+ * A forged window at a checkpoint whose span's first bytes depend on it:
+ * no read serves a wrong byte (the span decoder refuses with -EAGAIN, and
+ * lp_index_read() serves the tar's bytes or -EBADMSG when its way back
+ * passes the lying checkpoint), and the proving pass finds the lie.
+ */
+static void test_window_rule(void **state)
+{
+	struct fixture f = { 0 };
+	struct lp_err err = { 0 };
+	size_t n, k, tried = 0, eagain = 0, lies = 0, first_dep = 0;
+	uint8_t *buf;
+	int r;
+
+	build_vector(&f);
+	n = lp_index_nr_checkpoints(f.ix);
+	buf = malloc(SPAN);
+	assert_non_null(buf);
+	for (k = 1; k < n && tried < 10; k += n / 12 + 1) {
+		struct lp_index *ix;
+		uint64_t out;
+		size_t len, olen, off;
+		uint8_t *src;
+
+		if (lp_index_checkpoint(f.ix, k)->kind != LP_INDEX_CP_DEFLATE)
+			continue;
+		ix = forge_window(&f, k);
+		out = lp_index_checkpoint(ix, k)->out;
+		olen = (size_t)span_out_len(ix, k);
+		src = span_bytes(&f, ix, k, &len);
+		for (off = 0; off < olen; off += off < 8192 ? 1024 : 8192) {
+			size_t piece = (size_t)lp_min_u64(512, olen - off);
+
+			memset(&err, 0, sizeof(err));
+			r = lp_index_span_decode(ix, k, src, len, off, buf,
+						 piece, &err);
+			if (r == 0 && memcmp(buf, f.tar + out + off, piece))
+				fail_msg("checkpoint #%zu: a lying window "
+					 "served other bytes at %zu",
+					 k, off);
+			if (r < 0)
+				assert_int_equal(r, -EAGAIN);
+			eagain += r == -EAGAIN;
+			memset(&err, 0, sizeof(err));
+			r = lp_index_read(ix, f.blob, out + off, buf, piece,
+					  src, len, false, NULL, &err);
+			if (r == 0 && memcmp(buf, f.tar + out + off, piece))
+				fail_msg("checkpoint #%zu: lp_index_read "
+					 "served other bytes at %zu",
+					 k, off);
+			if (r < 0) {
+				assert_int_equal(r, -EBADMSG);
+				assert_non_null(strstr(
+					err.msg, "window is not the layer's"));
+				lies++;
+			}
+			/* proven only: the stream passes k and refuses it */
+			if (off >= 2048)
+				continue;
+			memset(&err, 0, sizeof(err));
+			assert_int_equal(lp_index_read(ix, f.blob, out + off,
+						       buf, piece, src, len,
+						       true, NULL, &err),
+					 -EBADMSG);
+			assert_non_null(
+				strstr(err.msg, "window is not the layer's"));
+		}
+		/* spans whose first bytes depend on the window */
+		first_dep += lp_index_span_decode(ix, k, src, len, 0, buf, 256,
+						  NULL) == -EAGAIN;
+		memset(&err, 0, sizeof(err));
+		r = lp_index_prove(ix, f.blob, lp_index_check_header, NULL,
+				   NULL, NULL, &err);
+		assert_int_equal(r, -EBADMSG);
+		assert_non_null(strstr(err.msg, "window is not the layer's"));
+		assert_false(lp_index_checkpoint_verified(ix, k));
+		free(src);
+		lp_index_free(ix);
+		tried++;
+	}
+	assert_true(tried >= 6);
+	assert_true(eagain > 0);
+	assert_true(first_dep > 0);
+	assert_true(lies > 0);
+	free(buf);
+	release(&f);
+}
+
+/* a copy of the fixture's index without file record @j (all else kept):
+ * a file table that leaves an archive member out */
+static struct lp_index *drop_file(struct fixture *f, size_t j)
+{
+	uint32_t ncp = lp_get_le32(f->idx + 68), nf = lp_get_le32(f->idx + 72);
+	size_t at = LP_INDEX_HEADER_SIZE + (size_t)ncp * LP_INDEX_CP_SIZE +
+		    j * LP_INDEX_FILE_SIZE;
+	struct lp_index *ix = NULL;
+	uint8_t *b = malloc(f->idx_len);
+
+	assert_non_null(b);
+	memcpy(b, f->idx, at);
+	memcpy(b + at, f->idx + at + LP_INDEX_FILE_SIZE,
+	       f->idx_len - at - LP_INDEX_FILE_SIZE);
+	lp_put_le32(b + 72, nf - 1);
+	assert_int_equal(
+		lp_index_parse(b, f->idx_len - LP_INDEX_FILE_SIZE, &ix, NULL),
+		0);
+	free(b);
+	return ix;
+}
+
+static void blob_digest_lie(uint8_t *b, size_t len)
+{
+	b[32] ^= 1;
+}
+
+/* lp_index_prove() with @ix over the fixture's blob: -EBADMSG saying @why */
+static void expect_lie(struct fixture *f, struct lp_index *ix, const char *why)
+{
+	struct lp_err err = { 0 };
+	int r;
+
+	r = lp_index_prove(ix, f->blob, lp_index_check_header, NULL, NULL, NULL,
+			   &err);
+	if (r != -EBADMSG || !strstr(err.msg, why))
+		fail_msg("proving a lie (%s): %d %s", why, r, err.msg);
+	lp_index_free(ix);
+}
+
+static bool stop_now(void *arg)
+{
+	return *(int *)arg > 0;
+}
+
+/*
+ * The proving pass: a true index is proven whole (every checkpoint, one
+ * pass over the blob); each lie is found: a span digest, a bit offset, a
+ * member start that is none, a window, a path pointed at another file's
+ * bytes, an entry left out of the file table, the blob digest.
+ */
+static void test_prove(void **state)
+{
+	struct fixture f = { 0 }, m = { 0 };
+	struct lp_index_stream_stats st = { 0 };
+	struct lp_err err = { 0 };
+	struct lp_index *ix = NULL;
+	size_t n, k, j;
+	int r, stop = 1;
+	uint8_t *gz;
+	size_t len;
+
+	build_vector(&f);
+	n = lp_index_nr_checkpoints(f.ix);
+	/* asked to stop: nothing proven, -ECANCELED */
+	assert_int_equal(lp_index_prove(f.ix, f.blob, lp_index_check_header,
+					stop_now, &stop, NULL, NULL),
+			 -ECANCELED);
+	r = lp_index_prove(f.ix, f.blob, lp_index_check_header, NULL, NULL, &st,
+			   &err);
+	if (r < 0)
+		fail_msg("proving a true index: %s", lp_err_str(&err, r));
+	for (k = 0; k < n; k++)
+		assert_true(lp_index_checkpoint_verified(f.ix, k));
+	/* the blob once (and the byte two spans share, where they do) */
+	assert_true(st.bytes_fetched >= f.gz_len &&
+		    st.bytes_fetched < f.gz_len + n);
+	assert_int_equal(st.spans, n);
+	assert_int_equal(st.bytes_inflated, f.tar_len);
+
+	assert_int_equal(parse_forged(&f, lie_span, &ix), 0);
+	expect_lie(&f, ix, "digest mismatch");
+	lie_k = n / 2;
+	assert_int_equal(parse_forged(&f, lie_bits, &ix), 0);
+	expect_lie(&f, ix, "no deflate block boundary");
+	assert_int_equal(parse_forged(&f, lie_member, &ix), 0);
+	expect_lie(&f, ix, "no gzip member");
+	assert_int_equal(parse_forged(&f, lie_window, &ix), 0);
+	expect_lie(&f, ix, "window is not the layer's");
+	assert_int_equal(parse_forged(&f, lie_path, &ix), 0);
+	expect_lie(&f, ix, "does not match the tar header");
+	assert_int_equal(parse_forged(&f, blob_digest_lie, &ix), 0);
+	expect_lie(&f, ix, "its sha256 is not the digest");
+	/* a regular file in the middle of the table left out */
+	for (j = lp_index_nr_files(f.ix) / 2; j < lp_index_nr_files(f.ix); j++)
+		if (lp_index_file(f.ix, j)->type == '0' &&
+		    lp_index_file(f.ix, j)->size)
+			break;
+	assert_true(j < lp_index_nr_files(f.ix));
+	expect_lie(&f, drop_file(&f, j), "leaves out");
+	/* the last entry left out: its bytes are no end-of-archive */
+	expect_lie(&f, drop_file(&f, lp_index_nr_files(f.ix) - 1),
+		   "after the last entry");
+
+	/* a multi-member layer */
+	gz = gzip_members(f.tar, f.tar_len, 300 * 1024 + 17, &len);
+	build(&m, gz, len);
+	memset(&err, 0, sizeof(err));
+	r = lp_index_prove(m.ix, m.blob, lp_index_check_header, NULL, NULL,
+			   NULL, &err);
+	if (r < 0)
+		fail_msg("proving a multi-member layer: %s",
+			 lp_err_str(&err, r));
+	for (k = 0; k < lp_index_nr_checkpoints(m.ix); k++)
+		assert_true(lp_index_checkpoint_verified(m.ix, k));
+	release(&m);
+	release(&f);
+}
+
 struct reader_arg {
 	struct fixture *f;
 	unsigned int seed;
@@ -757,10 +1310,15 @@ int main(void)
 		cmocka_unit_test(test_multi_member),
 		cmocka_unit_test(test_files),
 		cmocka_unit_test(test_lies),
+		cmocka_unit_test(test_span_decode),
+		cmocka_unit_test(test_toc),
 		cmocka_unit_test(test_start_window),
 		cmocka_unit_test(test_start_position),
 		cmocka_unit_test(test_proven),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_read),
+		cmocka_unit_test(test_window_rule),
+		cmocka_unit_test(test_prove),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The proving pass of a layer mounted through its gzip index, and what a
+ * lie found costs the mount. Until the pass is through, reads serve only
+ * bytes the index cannot have bent (format/lp_index.h, the window rule;
+ * the span digests; each file's tar header checked before the file); the
+ * pass (lp_layer_prove(), on a thread of its own while the background
+ * fetch is on) reads the layer in order from its first byte, proves every
+ * checkpoint as it passes (later reads decode once, from the span they
+ * need) and checks all else the index claims, the blob's sha256 last. A
+ * lie poisons the mount: it is logged once with its reason and counted,
+ * and from then on every read gets EIO (what an earlier read served
+ * passed the window rule and the header check). A source that fails
+ * (network) says nothing about the index: the pass stops and reads go on
+ * under the window rule.
+ *
+ * Lock order: no locks; the state is in atomics (fs_int.h, struct
+ * fs_proof).
+ */
+#include <errno.h>
+
+#include "fs_int.h"
+#include "lp_log.h"
+
+static bool proof_stop(void *arg)
+{
+	struct lp_fs *fs = arg;
+
+	return atomic_load(&fs->proof.stop);
+}
+
+void fs_poison(struct lp_fs *fs, int code, const struct lp_err *why)
+{
+	int none = 0;
+
+	if (!atomic_compare_exchange_strong(&fs->proof.poisoned, &none, code))
+		return; /* logged once */
+	atomic_fetch_add(&fs->stats.verify_failures, 1);
+	lp_log_err("layer %s: its gzip index lies: %s; every read of this "
+		   "mount fails with EIO from now on",
+		   lp_blob_name(fs->blob), lp_err_str(why, code));
+}
+
+int fs_poisoned(struct lp_fs *fs, struct lp_err *err)
+{
+	if (!fs->ix || !atomic_load(&fs->proof.poisoned))
+		return 0;
+	return lp_err_set(err, -EIO,
+			  "layer %s: its gzip index was found lying (logged "
+			  "once): reads refused",
+			  lp_blob_name(fs->blob));
+}
+
+static void *proof_main(void *arg)
+{
+	struct lp_fs *fs = arg;
+	struct lp_index_stream_stats st = { 0 };
+	struct lp_err err = { 0 };
+	int r;
+
+	r = lp_layer_prove(fs->layer, proof_stop, fs, &st, &err);
+	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
+	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
+	if (r == 0) {
+		atomic_store(&fs->proof.state, FS_JOB_DONE);
+		lp_log_info("layer %s: gzip index proven (%zu checkpoints, "
+			    "%llu bytes read)",
+			    lp_blob_name(fs->blob),
+			    lp_index_nr_checkpoints(fs->ix),
+			    (unsigned long long)st.bytes_fetched);
+	} else if (r == -ECANCELED) {
+		atomic_store(&fs->proof.state, FS_JOB_STOPPED);
+	} else if (r == -EBADMSG) {
+		atomic_store(&fs->proof.state, FS_JOB_FAILED);
+		fs_poison(fs, r, &err);
+	} else {
+		atomic_store(&fs->proof.state, FS_JOB_FAILED);
+		lp_log_warn("layer %s: proving its gzip index stopped: %s; "
+			    "reads go on under the window rule",
+			    lp_blob_name(fs->blob), lp_err_str(&err, r));
+	}
+	return NULL;
+}
+
+int fs_proof_start(struct lp_fs *fs)
+{
+	int r;
+
+	if (!fs->ix || !fs->proof.wanted)
+		return 0;
+	atomic_store(&fs->proof.state, FS_JOB_RUNNING);
+	r = -pthread_create(&fs->proof.thread, NULL, proof_main, fs);
+	if (r < 0) {
+		atomic_store(&fs->proof.state, FS_JOB_FAILED);
+		return r;
+	}
+	fs->proof.started = true;
+	return 0;
+}
+
+void fs_proof_stop(struct lp_fs *fs)
+{
+	if (!fs->proof.started)
+		return;
+	atomic_store(&fs->proof.stop, true);
+	pthread_join(fs->proof.thread, NULL);
+	fs->proof.started = false;
+}
