@@ -378,6 +378,12 @@ void lp_layer_drop_toc_json(struct lp_layer *layer)
 	layer->json_len = 0;
 }
 
+int lp_layer_spill_toc_digests(struct lp_layer *layer, const char *dir,
+			       struct lp_err *err)
+{
+	return lp_toc_spill_digests(layer->toc, dir, LP_TOC_SPILL_MIN, err);
+}
+
 struct lp_blob *lp_layer_blob(const struct lp_layer *layer)
 {
 	return layer->blob;
@@ -393,7 +399,7 @@ static int read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 		      struct lp_err *err)
 {
 	struct lp_toc_chunk c;
-	const struct lp_digest *dg;
+	struct lp_digest dg;
 	char path[LP_TOC_MAX_PATH + 1];
 	struct lp_err why = { 0 };
 	uint8_t *buf = NULL;
@@ -473,7 +479,8 @@ int lp_layer_read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 		       struct lp_digest *ret_digest, struct lp_err *err)
 {
 	const struct lp_toc_entry *e;
-	const struct lp_digest *fd;
+	struct lp_digest fd;
+	int has_fd;
 	char path[LP_TOC_MAX_PATH + 1];
 	struct lp_sha256 *sha = NULL;
 	struct lp_digest got;
@@ -494,7 +501,7 @@ int lp_layer_read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 	for (i = 0; i < e->nr_chunks; i++) {
 		const struct lp_toc_chunk c =
 			lp_toc_chunk(layer->toc, e->first_chunk + i);
-		const struct lp_digest *dg;
+		struct lp_digest dg;
 
 		if (c.chunk_size > max)
 			max = c.chunk_size;
@@ -530,8 +537,15 @@ int lp_layer_read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 	}
 	if (sha)
 		lp_sha256_final(sha, &got);
-	fd = lp_toc_entry_digest(layer->toc, e);
-	if (done != e->size || (sha && fd && !lp_digest_equal(&got, fd))) {
+	has_fd = lp_toc_entry_digest(layer->toc, e, &fd);
+	if (has_fd < 0) {
+		r = lp_err_set(err, has_fd,
+			       "%s: the TOC's digest table could "
+			       "not be read",
+			       lp_blob_name(layer->blob));
+		goto out;
+	}
+	if (done != e->size || (sha && has_fd && !lp_digest_equal(&got, &fd))) {
 		lp_toc_entry_path(layer->toc, ino, path, sizeof(path));
 		r = lp_err_set(err, -EBADMSG, "%s: \"%s\": %s",
 			       lp_blob_name(layer->blob), path,

@@ -92,7 +92,9 @@ struct lp_toc {
 	struct toc_chunk *chunks;
 	uint64_t *chunk_offs; /* chunk_offset of chunks of multi-chunk files */
 	struct lp_toc_xattr *xattrs;
-	struct lp_digest *digests; /* file and chunk digests, deduplicated */
+	/* file and chunk digests, deduplicated: in memory, or NULL once
+	 * lp_toc_spill_digests() moved them to the file @dig_fd */
+	struct lp_digest *digests;
 	struct toc_rare *rare;
 	uint32_t *rare_ent; /* the entry of each side record, ascending */
 	struct toc_mtime *mtimes; /* ascending by entry */
@@ -102,7 +104,14 @@ struct lp_toc {
 	uint32_t nr_entries, nr_chunks, nr_xattrs, nr_children, nr_digests;
 	uint32_t nr_rare, nr_owners, nr_chunk_offs, nr_mtimes;
 	uint64_t prefetch_end;
+	int dig_fd; /* the spilled digest table (unlinked), or -1 */
 };
+
+/*
+ * digest @d of toc->digests into *@ret, from memory or the spilled table
+ * (toc_spill.c): 1, 0 when @d is not a digest (LP_TOC_NO_INDEX), -EIO
+ */
+int toc_digest_get(const struct lp_toc *toc, uint32_t d, struct lp_digest *ret);
 
 /*
  * the index of @e's side record in toc->rare, or LP_TOC_NO_INDEX (a binary

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "toc_int.h"
 
@@ -25,6 +26,8 @@ void lp_toc_free(struct lp_toc *toc)
 	free(toc->chunk_offs);
 	free(toc->xattrs);
 	free(toc->digests);
+	if (toc->dig_fd >= 0)
+		close(toc->dig_fd);
 	free(toc->children);
 	free(toc->rare);
 	free(toc->rare_ent);
@@ -129,22 +132,24 @@ fail:
 	return r;
 }
 
-const struct lp_digest *lp_toc_entry_digest(const struct lp_toc *toc,
-					    const struct lp_toc_entry *e)
+int lp_toc_entry_digest(const struct lp_toc *toc, const struct lp_toc_entry *e,
+			struct lp_digest *ret)
 {
 	const struct toc_rare *x;
 	uint32_t d = LP_TOC_NO_INDEX;
 
 	if (!(e->flags & LP_TOC_HAS_DIGEST))
-		return NULL;
-	if ((x = toc_rare_of(toc, e)))
+		return 0;
+	if ((x = toc_rare_of(toc, e))) {
 		d = x->digest_idx;
-	else if (e->type == LP_TOC_REG && !e->nr_chunks)
-		return &toc_empty_digest; /* needs_rare() */
+	} else if (e->type == LP_TOC_REG && !e->nr_chunks) {
+		*ret = toc_empty_digest; /* needs_rare() */
+		return 1;
+	}
 	if (d == LP_TOC_NO_INDEX && e->type == LP_TOC_REG && e->nr_chunks &&
 	    e->first_chunk < toc->nr_chunks)
 		d = toc->chunks[e->first_chunk].digest_idx;
-	return d < toc->nr_digests ? &toc->digests[d] : NULL;
+	return toc_digest_get(toc, d, ret);
 }
 
 uint32_t lp_toc_entry_ino(const struct lp_toc *toc,
@@ -171,11 +176,10 @@ const char *lp_toc_entry_name(const struct lp_toc *toc,
 	return toc->pool + e->name_off;
 }
 
-const struct lp_digest *lp_toc_chunk_digest(const struct lp_toc *toc,
-					    const struct lp_toc_chunk *c)
+int lp_toc_chunk_digest(const struct lp_toc *toc, const struct lp_toc_chunk *c,
+			struct lp_digest *ret)
 {
-	return c->digest_idx < toc->nr_digests ? &toc->digests[c->digest_idx] :
-						 NULL;
+	return toc_digest_get(toc, c->digest_idx, ret);
 }
 
 const char *lp_toc_entry_link_name(const struct lp_toc *toc,

@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "toc_test_digest.h"
 #include "lp_digest.h"
 #include "lp_toc.h"
 #include "toc_int.h"
@@ -277,7 +278,7 @@ static void check_file(const struct lp_toc *toc, unsigned int t, unsigned int s,
 		assert_int_equal(e->size, size_of(t, s, f));
 		assert_int_equal(e->nr_chunks, 1);
 		if (f % 10 == 3) {
-			d = lp_toc_entry_digest(toc, e);
+			d = edig(toc, e);
 			assert_non_null(d);
 			assert_int_equal(((uint32_t)d->b[28] << 24) |
 						 ((uint32_t)d->b[29] << 16) |
@@ -285,7 +286,7 @@ static void check_file(const struct lp_toc *toc, unsigned int t, unsigned int s,
 						 d->b[31],
 					 id);
 		} else {
-			assert_null(lp_toc_entry_digest(toc, e));
+			assert_null(edig(toc, e));
 		}
 		break;
 	}
@@ -415,16 +416,13 @@ static void test_empty_file_digest(void **state)
 	lp_sha256("", 0, &empty);
 	lie.b[31] = 0xff;
 	assert_int_equal(lp_toc_parse(json, strlen(json), 10, &toc, &err), 0);
-	d = lp_toc_entry_digest(
-		toc, lp_toc_entry(toc, lp_toc_lookup_path(toc, "e")));
+	d = edig(toc, lp_toc_entry(toc, lp_toc_lookup_path(toc, "e")));
 	assert_non_null(d);
 	assert_memory_equal(d->b, empty.b, sizeof(empty.b));
-	d = lp_toc_entry_digest(
-		toc, lp_toc_entry(toc, lp_toc_lookup_path(toc, "l")));
+	d = edig(toc, lp_toc_entry(toc, lp_toc_lookup_path(toc, "l")));
 	assert_non_null(d);
 	assert_memory_equal(d->b, lie.b, sizeof(lie.b));
-	assert_null(lp_toc_entry_digest(
-		toc, lp_toc_entry(toc, lp_toc_lookup_path(toc, "n"))));
+	assert_null(edig(toc, lp_toc_entry(toc, lp_toc_lookup_path(toc, "n"))));
 	lp_toc_free(toc);
 }
 
