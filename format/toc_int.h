@@ -52,21 +52,49 @@ struct toc_mtime {
 };
 
 /*
- * A chunk as kept (24 bytes): where its member is and what it is verified
- * against. Its place in the file is not stored: a single-chunk file's one
- * chunk (most chunks) covers [0, size) of its entry, and the chunks of a
- * file of several have their file offsets in toc->chunk_offs, from the
- * file's side record (toc_rare.first_off). lp_toc_chunk() puts them back
- * together.
+ * A chunk as kept (12 bytes): where its member is and whose it is. Its
+ * place in the file is not stored: a single-chunk file's one chunk (most
+ * chunks) covers [0, size) of its entry, and the chunks of a file of
+ * several have their file offsets in toc->chunk_offs, from the file's side
+ * record (toc_rare.first_off). What most chunks do not need is in columns
+ * (struct toc_col): the compressed size when it is not the distance to the
+ * next chunk's member (the last chunk's: to the payload's end), the inner
+ * offset when not 0, and whether it has a chunkDigest, whose slot in
+ * toc->digests is its rank among the chunks that have one. lp_toc_chunk()
+ * puts them back together.
  */
 struct toc_chunk {
 	uint64_t offset; /* blob offset of the compressed member */
-	uint32_t compressed_size; /* < 4 GiB: compressed_sizes() */
-	uint32_t inner_offset; /* <= LP_CHUNK_MAX_INNER_OFFSET */
 	uint32_t entry; /* owning file entry */
-	uint32_t digest_idx;
 } __attribute__((packed, aligned(4)));
-_Static_assert(sizeof(struct toc_chunk) == 24, "toc_chunk grew");
+_Static_assert(sizeof(struct toc_chunk) == 12, "toc_chunk grew");
+
+/*
+ * A sparse column over the chunks: a bit per chunk, the number of bits set
+ * before each 64-bit word (the rank of a chunk with the bit is that plus a
+ * popcount), and a 32-bit value per chunk with the bit, in chunk order
+ * (none for the digest column: its ranks are slots in toc->digests).
+ * 12 bytes per 64 chunks plus the values.
+ */
+struct toc_col {
+	uint64_t *bits;
+	uint32_t *rank;
+	uint32_t *vals;
+};
+
+/* whether chunk @i has the column's bit */
+static inline bool toc_col_has(const struct toc_col *c, uint32_t i)
+{
+	return (c->bits[i >> 6] >> (i & 63)) & 1;
+}
+
+/* the bits set before chunk @i */
+static inline uint32_t toc_col_rank(const struct toc_col *c, uint32_t i)
+{
+	uint64_t below = c->bits[i >> 6] & ((UINT64_C(1) << (i & 63)) - 1);
+
+	return c->rank[i >> 6] + (uint32_t)__builtin_popcountll(below);
+}
 
 /* what few entries have: toc_rare_of() finds an entry's */
 struct toc_rare {
@@ -92,9 +120,14 @@ struct lp_toc {
 	struct toc_chunk *chunks;
 	uint64_t *chunk_offs; /* chunk_offset of chunks of multi-chunk files */
 	struct lp_toc_xattr *xattrs;
-	/* file and chunk digests, deduplicated: in memory, or NULL once
+	/* the chunkDigests in chunk order (slot: toc_col_rank(&dig_col)),
+	 * then the file digests that are not their first chunk's
+	 * (toc_rare.digest_idx): in memory, or NULL once
 	 * lp_toc_spill_digests() moved them to the file @dig_fd */
 	struct lp_digest *digests;
+	struct toc_col dig_col; /* chunks with a chunkDigest */
+	struct toc_col csize_col; /* chunks with a compressed size stated */
+	struct toc_col inner_col; /* chunks with an inner offset */
 	struct toc_rare *rare;
 	uint32_t *rare_ent; /* the entry of each side record, ascending */
 	struct toc_mtime *mtimes; /* ascending by entry */
@@ -104,6 +137,7 @@ struct lp_toc {
 	uint32_t nr_entries, nr_chunks, nr_xattrs, nr_children, nr_digests;
 	uint32_t nr_rare, nr_owners, nr_chunk_offs, nr_mtimes;
 	uint64_t prefetch_end;
+	uint64_t payload_end; /* where the last chunk's member ends */
 	int dig_fd; /* the spilled digest table (unlinked), or -1 */
 };
 
@@ -357,5 +391,8 @@ int toc_compressed_sizes(struct builder *b);
 
 /* pack the checked builder into @toc's compact arrays */
 int toc_finish(struct builder *b, struct lp_toc *toc);
+
+/* free a column's arrays (a zeroed column too) */
+void toc_col_release(struct toc_col *c);
 
 #endif /* LP_TOC_INT_H */

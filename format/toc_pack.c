@@ -58,15 +58,96 @@ static int pool_move_str(struct builder *b, struct final_pool *f, uint32_t off,
 	return pool_move(b, f, off, strlen(b->pool + off), shared, ret_off);
 }
 
-/* index of @d in toc->digests, appended unless it equals @same_as's */
-static uint32_t digest_add(struct lp_toc *toc, const struct lp_digest *d,
-			   uint32_t same_as)
+void toc_col_release(struct toc_col *c)
 {
-	if (same_as != LP_TOC_NO_INDEX &&
-	    lp_digest_equal(&toc->digests[same_as], d))
-		return same_as;
-	toc->digests[toc->nr_digests] = *d;
-	return toc->nr_digests++;
+	free(c->bits);
+	free(c->rank);
+	free(c->vals);
+	memset(c, 0, sizeof(*c));
+}
+
+/* a column for @n chunks, no bit set (one word more: never empty) */
+static int col_alloc(struct toc_col *c, uint32_t n)
+{
+	size_t words = (size_t)n / 64 + 1;
+
+	c->bits = calloc(words, sizeof(*c->bits));
+	c->rank = calloc(words, sizeof(*c->rank));
+	return c->bits && c->rank ? 0 : -ENOMEM;
+}
+
+static void col_set(struct toc_col *c, uint32_t i)
+{
+	c->bits[i >> 6] |= UINT64_C(1) << (i & 63);
+}
+
+/* the ranks once the bits are set; room for a value per bit (@vals) */
+static int col_finish(struct toc_col *c, uint32_t n, bool vals,
+		      uint32_t *ret_nr)
+{
+	size_t words = (size_t)n / 64 + 1, w;
+	uint32_t nr = 0;
+
+	for (w = 0; w < words; w++) {
+		c->rank[w] = nr;
+		nr += (uint32_t)__builtin_popcountll(c->bits[w]);
+	}
+	if (vals) {
+		c->vals = malloc(((size_t)nr + 1) * sizeof(*c->vals));
+		if (!c->vals)
+			return -ENOMEM;
+	}
+	*ret_nr = nr;
+	return 0;
+}
+
+/*
+ * The chunks' columns (struct toc_col): which have a chunkDigest, which a
+ * compressed size other than the distance to the next chunk's member (or,
+ * for the last, to the payload's end: toc_compressed_sizes() measured to
+ * the next distinct member offset, which a converter's order makes the
+ * next chunk's), which an inner offset; *@ret_ndig chunkDigests.
+ */
+static int pack_columns(const struct builder *b, struct lp_toc *toc,
+			uint32_t *ret_ndig)
+{
+	uint32_t i, n = b->nr_chunks, nr;
+	int r;
+
+	if ((r = col_alloc(&toc->dig_col, n)) < 0 ||
+	    (r = col_alloc(&toc->csize_col, n)) < 0 ||
+	    (r = col_alloc(&toc->inner_col, n)) < 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		const struct bchunk *bc = &b->chunks[i];
+		uint64_t next =
+			i + 1 < n ? b->chunks[i + 1].offset : b->payload_end;
+
+		if (bc->has_digest)
+			col_set(&toc->dig_col, i);
+		if (next <= bc->offset ||
+		    next - bc->offset != bc->compressed_size)
+			col_set(&toc->csize_col, i);
+		if (bc->inner_offset)
+			col_set(&toc->inner_col, i);
+	}
+	if ((r = col_finish(&toc->dig_col, n, false, ret_ndig)) < 0 ||
+	    (r = col_finish(&toc->csize_col, n, true, &nr)) < 0 ||
+	    (r = col_finish(&toc->inner_col, n, true, &nr)) < 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		const struct bchunk *bc = &b->chunks[i];
+
+		/* < 4 GiB by toc_compressed_sizes() */
+		if (toc_col_has(&toc->csize_col, i))
+			toc->csize_col.vals[toc_col_rank(&toc->csize_col, i)] =
+				(uint32_t)bc->compressed_size;
+		/* bounded by toc_check_chunks() and parse_chunk() */
+		if (toc_col_has(&toc->inner_col, i))
+			toc->inner_col.vals[toc_col_rank(&toc->inner_col, i)] =
+				(uint32_t)bc->inner_offset;
+	}
+	return 0;
 }
 
 /*
@@ -309,7 +390,7 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 {
 	const struct bent *be = &b->ents[i];
 	struct lp_toc_entry *e = &toc->entries[i];
-	uint32_t k, last = LP_TOC_NO_INDEX;
+	uint32_t k, x;
 
 	e->size = be->size;
 	if (be->mtime_sec >= 0 && be->mtime_sec <= UINT32_MAX &&
@@ -337,35 +418,41 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 	e->flags |= (uint8_t)be->flags;
 	if ((be->flags & LP_TOC_HAS_DIGEST) &&
 	    (be->nr_chunks ||
-	     !lp_digest_equal(&be->digest, &toc_empty_digest))) {
-		uint32_t x = toc_rare_idx(toc, e);
+	     !lp_digest_equal(&be->digest, &toc_empty_digest)) &&
+	    (x = toc_rare_idx(toc, e)) != LP_TOC_NO_INDEX) {
+		const struct bchunk *fc =
+			be->nr_chunks ? &b->chunks[be->first_chunk] : NULL;
 
-		last = digest_add(toc, &be->digest, LP_TOC_NO_INDEX);
-		/* else the first chunk's, the same digest */
-		if (x != LP_TOC_NO_INDEX)
-			toc->rare[x].digest_idx = last;
+		/* the first chunk's slot when the same digest, else its own
+		   after the chunks' (without a side record: the first
+		   chunk's, needs_rare()) */
+		if (fc && fc->has_digest &&
+		    lp_digest_equal(&fc->digest, &be->digest)) {
+			toc->rare[x].digest_idx =
+				toc_col_rank(&toc->dig_col, be->first_chunk);
+		} else {
+			toc->digests[toc->nr_digests] = be->digest;
+			toc->rare[x].digest_idx = toc->nr_digests++;
+		}
 	}
 	for (k = 0; k < be->nr_chunks; k++) {
-		const struct bchunk *bc = &b->chunks[be->first_chunk + k];
-		struct toc_chunk *c = &toc->chunks[be->first_chunk + k];
+		uint32_t ci = be->first_chunk + k;
+		const struct bchunk *bc = &b->chunks[ci];
+		struct toc_chunk *c = &toc->chunks[ci];
 
 		c->offset = bc->offset;
-		/* < 4 GiB by toc_compressed_sizes() */
-		c->compressed_size = (uint32_t)bc->compressed_size;
-		/* bounded by toc_check_chunks() and parse_chunk() */
-		c->inner_offset = (uint32_t)bc->inner_offset;
 		c->entry = bc->entry;
-		c->digest_idx = LP_TOC_NO_INDEX;
 		if (bc->has_digest)
-			last = c->digest_idx =
-				digest_add(toc, &bc->digest, last);
+			toc->digests[toc_col_rank(&toc->dig_col, ci)] =
+				bc->digest;
 	}
 }
 
-/* the compact entries and chunks, digests deduplicated */
+/* the compact entries and chunks, digests and columns */
 static int pack_entries(const struct builder *b, struct lp_toc *toc)
 {
-	uint32_t i, ndig = 0, nmt = 0;
+	uint32_t i, ndig = 0, nchd = 0, nmt = 0;
+	int r;
 
 	for (i = 0; i < b->nr_ents; i++) {
 		const struct bent *be = &b->ents[i];
@@ -374,13 +461,17 @@ static int pack_entries(const struct builder *b, struct lp_toc *toc)
 		nmt += be->mtime_sec < 0 || be->mtime_sec > UINT32_MAX ||
 		       be->mtime_nsec;
 	}
-	for (i = 0; i < b->nr_chunks; i++)
-		ndig += b->chunks[i].has_digest;
+	toc->payload_end = b->payload_end;
+	r = pack_columns(b, toc, &nchd);
+	if (r < 0)
+		return r;
+	ndig += nchd;
 	toc->chunks = calloc(b->nr_chunks + 1, sizeof(*toc->chunks));
 	toc->digests = malloc((ndig + 1) * sizeof(*toc->digests));
 	toc->mtimes = malloc((nmt + 1) * sizeof(*toc->mtimes));
 	if (!toc->chunks || !toc->digests || !toc->mtimes)
 		return -ENOMEM;
+	toc->nr_digests = nchd; /* the file digests follow */
 	for (i = 0; i < b->nr_ents; i++)
 		pack_entry(b, toc, i);
 	if (toc->nr_digests < ndig) {
@@ -415,6 +506,11 @@ static int check_packed_chunks(const struct builder *b,
 		if (c.chunk_offset != bc->chunk_offset ||
 		    c.chunk_size != bc->chunk_size || c.entry != bc->entry)
 			return -EINVAL; /* not reached: toc_check_chunks() */
+		if (c.offset != bc->offset ||
+		    c.compressed_size != bc->compressed_size ||
+		    c.inner_offset != bc->inner_offset ||
+		    (c.digest_idx != LP_TOC_NO_INDEX) != bc->has_digest)
+			return -EINVAL; /* not reached: pack_columns() */
 	}
 	return 0;
 }

@@ -23,6 +23,9 @@ void lp_toc_free(struct lp_toc *toc)
 		return;
 	free(toc->entries);
 	free(toc->chunks);
+	toc_col_release(&toc->dig_col);
+	toc_col_release(&toc->csize_col);
+	toc_col_release(&toc->inner_col);
 	free(toc->chunk_offs);
 	free(toc->xattrs);
 	free(toc->digests);
@@ -67,10 +70,22 @@ struct lp_toc_chunk lp_toc_chunk(const struct lp_toc *toc, uint32_t i)
 	e = &toc->entries
 		     [tc->entry]; /* a regular file owning i (toc_finish()) */
 	c.offset = tc->offset;
-	c.compressed_size = tc->compressed_size;
-	c.inner_offset = tc->inner_offset;
+	/* checked against the builder's by check_packed_chunks() */
+	if (toc_col_has(&toc->csize_col, i))
+		c.compressed_size =
+			toc->csize_col.vals[toc_col_rank(&toc->csize_col, i)];
+	else
+		c.compressed_size =
+			(uint32_t)((i + 1 < toc->nr_chunks ?
+					    toc->chunks[i + 1].offset :
+					    toc->payload_end) -
+				   tc->offset);
+	if (toc_col_has(&toc->inner_col, i))
+		c.inner_offset =
+			toc->inner_col.vals[toc_col_rank(&toc->inner_col, i)];
 	c.entry = tc->entry;
-	c.digest_idx = tc->digest_idx;
+	if (toc_col_has(&toc->dig_col, i))
+		c.digest_idx = toc_col_rank(&toc->dig_col, i);
 	end = e->size;
 	if (e->nr_chunks > 1) {
 		/* a file of several chunks has a side record */
@@ -147,8 +162,9 @@ int lp_toc_entry_digest(const struct lp_toc *toc, const struct lp_toc_entry *e,
 		return 1;
 	}
 	if (d == LP_TOC_NO_INDEX && e->type == LP_TOC_REG && e->nr_chunks &&
-	    e->first_chunk < toc->nr_chunks)
-		d = toc->chunks[e->first_chunk].digest_idx;
+	    e->first_chunk < toc->nr_chunks &&
+	    toc_col_has(&toc->dig_col, e->first_chunk))
+		d = toc_col_rank(&toc->dig_col, e->first_chunk);
 	return toc_digest_get(toc, d, ret);
 }
 

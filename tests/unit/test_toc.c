@@ -778,6 +778,77 @@ static void test_spill_digests(void **state)
 	free(json);
 }
 
+/*
+ * The compact chunk record (offset and entry) and its columns: a compressed
+ * size is the distance to the next chunk's member unless stated (a member
+ * shared with the next chunk, offsets out of order, the last chunk short of
+ * the payload's end), an inner offset only where one is given, a
+ * chunkDigest's slot its rank among the chunks that have one (equal digests
+ * in a row each keep theirs). Every field reads back as the TOC said.
+ */
+static void test_chunk_columns(void **state)
+{
+	struct lp_toc *toc = parse_ok(
+		E("{\"name\":\"a\",\"type\":\"reg\",\"size\":4,\"offset\":0,"
+		  "\"chunkDigest\":\"" D1 "\"},"
+		  "{\"name\":\"b\",\"type\":\"reg\",\"size\":4,\"offset\":100,"
+		  "\"chunkDigest\":\"" D1 "\"},"
+		  "{\"name\":\"c\",\"type\":\"reg\",\"size\":4,\"offset\":100,"
+		  "\"innerOffset\":512,\"digest\":\"" D2 "\"},"
+		  "{\"name\":\"d\",\"type\":\"reg\",\"size\":8,\"offset\":300,"
+		  "\"chunkSize\":4},"
+		  "{\"name\":\"d\",\"type\":\"chunk\",\"offset\":350,"
+		  "\"chunkOffset\":4,\"chunkDigest\":\"" D2 "\"},"
+		  "{\"name\":\"e\",\"type\":\"reg\",\"size\":4,\"offset\":50,"
+		  "\"innerOffset\":7,\"chunkDigest\":\"" D2 "\"}"),
+		400);
+	static const struct {
+		const char *path;
+		uint32_t k; /* chunk of the file */
+		uint64_t offset;
+		uint32_t csize, inner;
+		const char *digest; /* chunkDigest or NULL */
+	} want[] = {
+		{ "a", 0, 0, 50, 0, D1 }, /* next distinct: e's 50 */
+		{ "b", 0, 100, 200, 0, D1 }, /* shares its member with c */
+		{ "c", 0, 100, 200, 512, NULL }, { "d", 0, 300, 50, 0, NULL },
+		{ "d", 1, 350, 50, 0, D2 }, /* next in the array: e's 50 */
+		{ "e", 0, 50, 50, 7, D2 }, /* the last, not to the end */
+	};
+	struct lp_digest d;
+	struct lp_toc_chunk c;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(lp_toc_nr_chunks(toc), 6);
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const struct lp_toc_entry *e = at(toc, want[i].path);
+		const struct lp_digest *got;
+
+		c = lp_toc_chunk(toc, e->first_chunk + want[i].k);
+		assert_int_equal(c.entry,
+				 lp_toc_lookup_path(toc, want[i].path));
+		assert_int_equal(c.offset, want[i].offset);
+		assert_int_equal(c.compressed_size, want[i].csize);
+		assert_int_equal(c.inner_offset, want[i].inner);
+		got = cdig(toc, &c);
+		if (!want[i].digest) {
+			assert_null(got);
+			continue;
+		}
+		assert_int_equal(lp_digest_parse(want[i].digest, &d), 0);
+		assert_non_null(got);
+		assert_true(lp_digest_equal(got, &d));
+	}
+	/* c's file digest on the side, a's its chunk's */
+	assert_int_equal(lp_digest_parse(D2, &d), 0);
+	assert_true(lp_digest_equal(edig(toc, at(toc, "c")), &d));
+	assert_null(edig(toc, at(toc, "a")));
+	c = lp_toc_chunk(toc, 6);
+	assert_int_equal(c.entry, LP_TOC_NO_INDEX);
+	lp_toc_free(toc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -791,6 +862,7 @@ int main(void)
 		cmocka_unit_test(test_side_tables),
 		cmocka_unit_test(test_file_digests),
 		cmocka_unit_test(test_spill_digests),
+		cmocka_unit_test(test_chunk_columns),
 		cmocka_unit_test(test_many),
 	};
 
