@@ -40,6 +40,9 @@ extern const struct lp_digest toc_empty_digest;
 
 /* private lp_toc_entry flags */
 enum {
+	/* has one side value (lp_toc.one_val): a symlink's target, another
+	   entry's link count, when that is all it needs beside the entry */
+	TOC_F_ONE = 1 << 5,
 	TOC_F_RARE = 1 << 6, /* has a side record (struct toc_rare) */
 	TOC_F_MTIME_SIDE = 1 << 7, /* its mtime is in toc->mtimes */
 };
@@ -130,12 +133,14 @@ struct lp_toc {
 	struct toc_col inner_col; /* chunks with an inner offset */
 	struct toc_rare *rare;
 	uint32_t *rare_ent; /* the entry of each side record, ascending */
+	uint32_t *one_ent; /* the entry of each side value, ascending */
+	uint32_t *one_val; /* symlink: target's pool offset; else nlink */
 	struct toc_mtime *mtimes; /* ascending by entry */
 	struct toc_owner *owners;
 	uint32_t *children;
 	char *pool; /* names, link targets, owner names, xattrs */
 	uint32_t nr_entries, nr_chunks, nr_xattrs, nr_children, nr_digests;
-	uint32_t nr_rare, nr_owners, nr_chunk_offs, nr_mtimes;
+	uint32_t nr_rare, nr_owners, nr_chunk_offs, nr_mtimes, nr_one;
 	uint64_t prefetch_end;
 	uint64_t payload_end; /* where the last chunk's member ends */
 	int dig_fd; /* the spilled digest table (unlinked), or -1 */
@@ -151,23 +156,42 @@ int toc_digest_get(const struct lp_toc *toc, uint32_t d, struct lp_digest *ret);
  * the index of @e's side record in toc->rare, or LP_TOC_NO_INDEX (a binary
  * search: only entries with the flag have one, mostly directories)
  */
-static inline uint32_t toc_rare_idx(const struct lp_toc *toc,
-				    const struct lp_toc_entry *e)
+static inline uint32_t toc_side_idx(const uint32_t *ents, uint32_t n,
+				    uint32_t i)
 {
-	uint32_t i = (uint32_t)(e - toc->entries), lo = 0, hi = toc->nr_rare;
+	uint32_t lo = 0, hi = n;
 
-	if (!(e->flags & TOC_F_RARE))
-		return LP_TOC_NO_INDEX;
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 
-		if (toc->rare_ent[mid] < i)
+		if (ents[mid] < i)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo < toc->nr_rare && toc->rare_ent[lo] == i ? lo :
-							     LP_TOC_NO_INDEX;
+	return lo < n && ents[lo] == i ? lo : LP_TOC_NO_INDEX;
+}
+
+static inline uint32_t toc_rare_idx(const struct lp_toc *toc,
+				    const struct lp_toc_entry *e)
+{
+	if (!(e->flags & TOC_F_RARE))
+		return LP_TOC_NO_INDEX;
+	return toc_side_idx(toc->rare_ent, toc->nr_rare,
+			    (uint32_t)(e - toc->entries));
+}
+
+/* @e's side value (TOC_F_ONE), or LP_TOC_NO_INDEX (a binary search) */
+static inline uint32_t toc_one_of(const struct lp_toc *toc,
+				  const struct lp_toc_entry *e)
+{
+	uint32_t k;
+
+	if (!(e->flags & TOC_F_ONE))
+		return LP_TOC_NO_INDEX;
+	k = toc_side_idx(toc->one_ent, toc->nr_one,
+			 (uint32_t)(e - toc->entries));
+	return k == LP_TOC_NO_INDEX ? k : toc->one_val[k];
 }
 
 /* @e's side record, or NULL */

@@ -150,25 +150,45 @@ static int pack_columns(const struct builder *b, struct lp_toc *toc,
 	return 0;
 }
 
+/* what an entry keeps beside its struct lp_toc_entry */
+enum side {
+	SIDE_NONE,
+	SIDE_ONE, /* one value: TOC_F_ONE */
+	SIDE_RARE, /* a side record: TOC_F_RARE */
+};
+
 /*
- * whether entry @i needs a side record: a link name, device numbers,
- * xattrs, several chunks, or a file digest that its first chunk's does not
- * stand for
+ * what entry @i keeps on the side: a side record for device numbers,
+ * xattrs, several chunks, a file digest that its first chunk's does not
+ * stand for, a hardlink's target, or a link name with a link count; else
+ * one value for a symlink's target or another entry's link count other
+ * than 1 (directories, files with hardlinks); else nothing
  */
-static bool needs_rare(const struct builder *b, uint32_t i)
+static enum side entry_side(const struct builder *b, uint32_t i)
 {
 	const struct bent *be = &b->ents[i];
+	bool link = b->strs[i].link != 0, nl = be->nlink != 1;
+	bool sym = be->type == LP_TOC_SYMLINK;
 	const struct bchunk *c;
 
-	if (b->strs[i].link || be->dev_major || be->dev_minor ||
-	    be->nr_xattrs || be->nr_chunks > 1 || be->nlink != 1)
-		return true;
-	if (!(be->flags & LP_TOC_HAS_DIGEST))
-		return false;
-	if (!be->nr_chunks) /* converters give every empty file one */
-		return !lp_digest_equal(&be->digest, &toc_empty_digest);
-	c = &b->chunks[be->first_chunk];
-	return !c->has_digest || !lp_digest_equal(&c->digest, &be->digest);
+	if (be->dev_major || be->dev_minor || be->nr_xattrs ||
+	    be->nr_chunks > 1 || be->type == LP_TOC_HARDLINK || (link && nl))
+		return SIDE_RARE;
+	if (be->flags & LP_TOC_HAS_DIGEST) {
+		/* converters give every empty file the empty digest */
+		if (!be->nr_chunks &&
+		    !lp_digest_equal(&be->digest, &toc_empty_digest))
+			return SIDE_RARE;
+		c = be->nr_chunks ? &b->chunks[be->first_chunk] : NULL;
+		if (c && (!c->has_digest ||
+			  !lp_digest_equal(&c->digest, &be->digest)))
+			return SIDE_RARE;
+	}
+	if (link)
+		return sym ? SIDE_ONE : SIDE_RARE;
+	if (nl)
+		return sym ? SIDE_RARE : SIDE_ONE;
+	return SIDE_NONE;
 }
 
 /*
@@ -219,14 +239,16 @@ static int sort_children(struct builder *b, struct lp_toc *toc)
  * toc->pool: names (not paths), link targets, owner names (once each) and
  * xattrs, copied from the builder's pool. Sets the entries' name_off and
  * the xattrs; turns b->strs' link/user/group into final offsets. Counts
- * the side records (*ret_nrare) and multi-chunk offsets (*ret_noffs) the
- * next step needs.
+ * the side records (*ret_nrare), side values (*ret_none) and multi-chunk
+ * offsets (*ret_noffs) the next step needs.
  */
 static int move_strings(struct builder *b, struct lp_toc *toc,
-			uint32_t *ret_nrare, uint32_t *ret_noffs)
+			uint32_t *ret_nrare, uint32_t *ret_none,
+			uint32_t *ret_noffs)
 {
 	struct final_pool f = { 0 };
-	uint32_t i, o, nrare = 0, noffs = 0;
+	uint32_t i, o, nrare = 0, none = 0, noffs = 0;
+	enum side sd;
 	char *pool;
 	int r = 0;
 
@@ -253,8 +275,9 @@ static int move_strings(struct builder *b, struct lp_toc *toc,
 		    (r = pool_move_str(b, &f, st->user, true, &st->user)) < 0 ||
 		    (r = pool_move_str(b, &f, st->group, true, &st->group)) < 0)
 			goto out;
-		if (needs_rare(b, i))
-			nrare++;
+		sd = entry_side(b, i);
+		nrare += sd == SIDE_RARE;
+		none += sd == SIDE_ONE;
 		if (b->ents[i].nr_chunks > 1)
 			noffs += b->ents[i].nr_chunks;
 	}
@@ -281,6 +304,7 @@ static int move_strings(struct builder *b, struct lp_toc *toc,
 	}
 	toc->nr_xattrs = b->nr_xattrs;
 	*ret_nrare = nrare;
+	*ret_none = none;
 	*ret_noffs = noffs;
 out:
 	free(f.p);
@@ -288,7 +312,18 @@ out:
 	return r;
 }
 
-/* the side record of entry @i (needs_rare()) */
+/* the side value of entry @i (entry_side()) */
+static void add_one(const struct builder *b, struct lp_toc *toc, uint32_t i)
+{
+	const struct bent *be = &b->ents[i];
+
+	toc->one_ent[toc->nr_one] = i;
+	toc->one_val[toc->nr_one++] =
+		be->type == LP_TOC_SYMLINK ? b->strs[i].link : be->nlink;
+	toc->entries[i].flags |= TOC_F_ONE;
+}
+
+/* the side record of entry @i (entry_side()) */
 static void add_rare(const struct builder *b, struct lp_toc *toc, uint32_t i)
 {
 	const struct bent *be = &b->ents[i];
@@ -316,11 +351,11 @@ static void add_rare(const struct builder *b, struct lp_toc *toc, uint32_t i)
 
 /*
  * Each entry's owner record (uid, gid, user and group names; one per
- * distinct combination) and side record (@nrare of them, holding @noffs
- * multi-chunk offsets in all).
+ * distinct combination), side record (@nrare of them, holding @noffs
+ * multi-chunk offsets in all) and side value (@none).
  */
 static int pack_owners_and_rare(struct builder *b, struct lp_toc *toc,
-				uint32_t nrare, uint32_t noffs)
+				uint32_t nrare, uint32_t none, uint32_t noffs)
 {
 	/* hash of uid, gid, user, group -> index (checked: a collision
 	   only costs a duplicate record) */
@@ -332,7 +367,10 @@ static int pack_owners_and_rare(struct builder *b, struct lp_toc *toc,
 	toc->rare_ent = malloc((nrare + 1) * sizeof(*toc->rare_ent));
 	toc->owners = calloc(b->nr_ents, sizeof(*toc->owners));
 	toc->chunk_offs = malloc((noffs + 1) * sizeof(*toc->chunk_offs));
-	if (!toc->rare || !toc->rare_ent || !toc->owners || !toc->chunk_offs) {
+	toc->one_ent = malloc((none + 1) * sizeof(*toc->one_ent));
+	toc->one_val = malloc((none + 1) * sizeof(*toc->one_val));
+	if (!toc->rare || !toc->rare_ent || !toc->owners || !toc->chunk_offs ||
+	    !toc->one_ent || !toc->one_val) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -370,8 +408,16 @@ static int pack_owners_and_rare(struct builder *b, struct lp_toc *toc,
 				goto out;
 		}
 rare:
-		if (needs_rare(b, i))
+		switch (entry_side(b, i)) {
+		case SIDE_RARE:
 			add_rare(b, toc, i);
+			break;
+		case SIDE_ONE:
+			add_one(b, toc, i);
+			break;
+		case SIDE_NONE:
+			break;
+		}
 	}
 	if (toc->nr_owners < b->nr_ents) {
 		struct toc_owner *ow =
@@ -425,7 +471,7 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 
 		/* the first chunk's slot when the same digest, else its own
 		   after the chunks' (without a side record: the first
-		   chunk's, needs_rare()) */
+		   chunk's, entry_side()) */
 		if (fc && fc->has_digest &&
 		    lp_digest_equal(&fc->digest, &be->digest)) {
 			toc->rare[x].digest_idx =
@@ -523,12 +569,12 @@ static int check_packed_chunks(const struct builder *b,
  */
 int toc_finish(struct builder *b, struct lp_toc *toc)
 {
-	uint32_t nrare = 0, noffs = 0;
+	uint32_t nrare = 0, none = 0, noffs = 0;
 	int r;
 
 	if ((r = sort_children(b, toc)) < 0 ||
-	    (r = move_strings(b, toc, &nrare, &noffs)) < 0 ||
-	    (r = pack_owners_and_rare(b, toc, nrare, noffs)) < 0 ||
+	    (r = move_strings(b, toc, &nrare, &none, &noffs)) < 0 ||
+	    (r = pack_owners_and_rare(b, toc, nrare, none, noffs)) < 0 ||
 	    (r = pack_entries(b, toc)) < 0)
 		return r;
 	return check_packed_chunks(b, toc);

@@ -34,6 +34,8 @@ void lp_toc_free(struct lp_toc *toc)
 	free(toc->children);
 	free(toc->rare);
 	free(toc->rare_ent);
+	free(toc->one_ent);
+	free(toc->one_val);
 	free(toc->mtimes);
 	free(toc->owners);
 	free(toc->pool);
@@ -158,7 +160,7 @@ int lp_toc_entry_digest(const struct lp_toc *toc, const struct lp_toc_entry *e,
 	if ((x = toc_rare_of(toc, e))) {
 		d = x->digest_idx;
 	} else if (e->type == LP_TOC_REG && !e->nr_chunks) {
-		*ret = toc_empty_digest; /* needs_rare() */
+		*ret = toc_empty_digest; /* entry_side() */
 		return 1;
 	}
 	if (d == LP_TOC_NO_INDEX && e->type == LP_TOC_REG && e->nr_chunks &&
@@ -174,7 +176,7 @@ uint32_t lp_toc_entry_ino(const struct lp_toc *toc,
 	const struct toc_rare *x;
 
 	if (e->type == LP_TOC_HARDLINK && (x = toc_rare_of(toc, e)))
-		return x->ino; /* always: needs_rare() */
+		return x->ino; /* always: entry_side() */
 	return (uint32_t)(e - toc->entries);
 }
 
@@ -182,8 +184,12 @@ uint32_t lp_toc_entry_nlink(const struct lp_toc *toc,
 			    const struct lp_toc_entry *e)
 {
 	const struct toc_rare *x = toc_rare_of(toc, e);
+	uint32_t v;
 
-	return x ? x->nlink : 1;
+	if (x)
+		return x->nlink;
+	v = e->type == LP_TOC_SYMLINK ? LP_TOC_NO_INDEX : toc_one_of(toc, e);
+	return v == LP_TOC_NO_INDEX ? 1 : v;
 }
 
 const char *lp_toc_entry_name(const struct lp_toc *toc,
@@ -202,8 +208,12 @@ const char *lp_toc_entry_link_name(const struct lp_toc *toc,
 				   const struct lp_toc_entry *e)
 {
 	const struct toc_rare *x = toc_rare_of(toc, e);
+	uint32_t v;
 
-	return x ? x->link_name : "";
+	if (x)
+		return x->link_name;
+	v = e->type == LP_TOC_SYMLINK ? toc_one_of(toc, e) : LP_TOC_NO_INDEX;
+	return v == LP_TOC_NO_INDEX ? "" : toc->pool + v;
 }
 
 void lp_toc_entry_mtime(const struct lp_toc *toc, const struct lp_toc_entry *e,
