@@ -55,11 +55,14 @@ struct toc_mtime {
 };
 
 /*
- * A chunk as kept (12 bytes): where its member is and whose it is. Its
+ * A chunk as kept (8 bytes): where its member is and whose it is. Its
  * place in the file is not stored: a single-chunk file's one chunk (most
  * chunks) covers [0, size) of its entry, and the chunks of a file of
  * several have their file offsets in toc->chunk_offs, from the file's side
- * record (toc_rare.first_off). What most chunks do not need is in columns
+ * record (toc_rare.first_off). Its member's blob offset is kept as the
+ * distance from the smallest of its block of 64 chunks (toc->chunk_base),
+ * or, when that is 4 GiB or more, in full in a column (off_col, off_vals):
+ * toc_chunk_offset(). What most chunks do not need is in columns
  * (struct toc_col): the compressed size when it is not the distance to the
  * next chunk's member (the last chunk's: to the payload's end), the inner
  * offset when not 0, and whether it has a chunkDigest, whose slot in
@@ -67,10 +70,13 @@ struct toc_mtime {
  * puts them back together.
  */
 struct toc_chunk {
-	uint64_t offset; /* blob offset of the compressed member */
+	uint32_t off_delta; /* offset - chunk_base[i / 64], unless off_col */
 	uint32_t entry; /* owning file entry */
-} __attribute__((packed, aligned(4)));
-_Static_assert(sizeof(struct toc_chunk) == 12, "toc_chunk grew");
+};
+_Static_assert(sizeof(struct toc_chunk) == 8, "toc_chunk grew");
+
+/* chunks per toc->chunk_base (a toc_col word) */
+#define TOC_CHUNK_BLOCK 64
 
 /*
  * A sparse column over the chunks: a bit per chunk, the number of bits set
@@ -131,6 +137,9 @@ struct lp_toc {
 	struct toc_col dig_col; /* chunks with a chunkDigest */
 	struct toc_col csize_col; /* chunks with a compressed size stated */
 	struct toc_col inner_col; /* chunks with an inner offset */
+	uint64_t *chunk_base; /* the smallest offset of each 64 chunks */
+	struct toc_col off_col; /* chunks 4 GiB or more above their base */
+	uint64_t *off_vals; /* their offsets, by rank in off_col */
 	struct toc_rare *rare;
 	uint32_t *rare_ent; /* the entry of each side record, ascending */
 	uint32_t *one_ent; /* the entry of each side value, ascending */
@@ -179,6 +188,14 @@ static inline uint32_t toc_rare_idx(const struct lp_toc *toc,
 		return LP_TOC_NO_INDEX;
 	return toc_side_idx(toc->rare_ent, toc->nr_rare,
 			    (uint32_t)(e - toc->entries));
+}
+
+/* the blob offset of chunk @i's member (< nr_chunks) */
+static inline uint64_t toc_chunk_offset(const struct lp_toc *toc, uint32_t i)
+{
+	if (toc_col_has(&toc->off_col, i))
+		return toc->off_vals[toc_col_rank(&toc->off_col, i)];
+	return toc->chunk_base[i / TOC_CHUNK_BLOCK] + toc->chunks[i].off_delta;
 }
 
 /* @e's side value (TOC_F_ONE), or LP_TOC_NO_INDEX (a binary search) */

@@ -116,8 +116,19 @@ static int pack_columns(const struct builder *b, struct lp_toc *toc,
 
 	if ((r = col_alloc(&toc->dig_col, n)) < 0 ||
 	    (r = col_alloc(&toc->csize_col, n)) < 0 ||
-	    (r = col_alloc(&toc->inner_col, n)) < 0)
+	    (r = col_alloc(&toc->inner_col, n)) < 0 ||
+	    (r = col_alloc(&toc->off_col, n)) < 0)
 		return r;
+	toc->chunk_base = malloc(((size_t)n / TOC_CHUNK_BLOCK + 1) *
+				 sizeof(*toc->chunk_base));
+	if (!toc->chunk_base)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		uint64_t *base = &toc->chunk_base[i / TOC_CHUNK_BLOCK];
+
+		if (i % TOC_CHUNK_BLOCK == 0 || b->chunks[i].offset < *base)
+			*base = b->chunks[i].offset;
+	}
 	for (i = 0; i < n; i++) {
 		const struct bchunk *bc = &b->chunks[i];
 		uint64_t next =
@@ -130,11 +141,18 @@ static int pack_columns(const struct builder *b, struct lp_toc *toc,
 			col_set(&toc->csize_col, i);
 		if (bc->inner_offset)
 			col_set(&toc->inner_col, i);
+		if (bc->offset - toc->chunk_base[i / TOC_CHUNK_BLOCK] >
+		    UINT32_MAX)
+			col_set(&toc->off_col, i);
 	}
 	if ((r = col_finish(&toc->dig_col, n, false, ret_ndig)) < 0 ||
 	    (r = col_finish(&toc->csize_col, n, true, &nr)) < 0 ||
-	    (r = col_finish(&toc->inner_col, n, true, &nr)) < 0)
+	    (r = col_finish(&toc->inner_col, n, true, &nr)) < 0 ||
+	    (r = col_finish(&toc->off_col, n, false, &nr)) < 0)
 		return r;
+	toc->off_vals = malloc(((size_t)nr + 1) * sizeof(*toc->off_vals));
+	if (!toc->off_vals)
+		return -ENOMEM;
 	for (i = 0; i < n; i++) {
 		const struct bchunk *bc = &b->chunks[i];
 
@@ -146,6 +164,9 @@ static int pack_columns(const struct builder *b, struct lp_toc *toc,
 		if (toc_col_has(&toc->inner_col, i))
 			toc->inner_col.vals[toc_col_rank(&toc->inner_col, i)] =
 				(uint32_t)bc->inner_offset;
+		if (toc_col_has(&toc->off_col, i))
+			toc->off_vals[toc_col_rank(&toc->off_col, i)] =
+				bc->offset;
 	}
 	return 0;
 }
@@ -486,7 +507,12 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 		const struct bchunk *bc = &b->chunks[ci];
 		struct toc_chunk *c = &toc->chunks[ci];
 
-		c->offset = bc->offset;
+		/* < 4 GiB above the base, else off_col (pack_columns()) */
+		if (!toc_col_has(&toc->off_col, ci))
+			c->off_delta =
+				(uint32_t)(bc->offset -
+					   toc->chunk_base[ci /
+							   TOC_CHUNK_BLOCK]);
 		c->entry = bc->entry;
 		if (bc->has_digest)
 			toc->digests[toc_col_rank(&toc->dig_col, ci)] =

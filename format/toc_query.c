@@ -26,6 +26,9 @@ void lp_toc_free(struct lp_toc *toc)
 	toc_col_release(&toc->dig_col);
 	toc_col_release(&toc->csize_col);
 	toc_col_release(&toc->inner_col);
+	toc_col_release(&toc->off_col);
+	free(toc->off_vals);
+	free(toc->chunk_base);
 	free(toc->chunk_offs);
 	free(toc->xattrs);
 	free(toc->digests);
@@ -71,7 +74,7 @@ struct lp_toc_chunk lp_toc_chunk(const struct lp_toc *toc, uint32_t i)
 	tc = &toc->chunks[i];
 	e = &toc->entries
 		     [tc->entry]; /* a regular file owning i (toc_finish()) */
-	c.offset = tc->offset;
+	c.offset = toc_chunk_offset(toc, i);
 	/* checked against the builder's by check_packed_chunks() */
 	if (toc_col_has(&toc->csize_col, i))
 		c.compressed_size =
@@ -79,9 +82,9 @@ struct lp_toc_chunk lp_toc_chunk(const struct lp_toc *toc, uint32_t i)
 	else
 		c.compressed_size =
 			(uint32_t)((i + 1 < toc->nr_chunks ?
-					    toc->chunks[i + 1].offset :
+					    toc_chunk_offset(toc, i + 1) :
 					    toc->payload_end) -
-				   tc->offset);
+				   c.offset);
 	if (toc_col_has(&toc->inner_col, i))
 		c.inner_offset =
 			toc->inner_col.vals[toc_col_rank(&toc->inner_col, i)];

@@ -847,6 +847,28 @@ static void test_chunk_columns(void **state)
 	c = lp_toc_chunk(toc, 6);
 	assert_int_equal(c.entry, LP_TOC_NO_INDEX);
 	lp_toc_free(toc);
+
+	/* offsets 4 GiB or more above their block's smallest, kept in full */
+	toc = parse_ok(E("{\"name\":\"a\",\"type\":\"reg\",\"size\":1,"
+			 "\"offset\":0},"
+			 "{\"name\":\"b\",\"type\":\"reg\",\"size\":1,"
+			 "\"offset\":3221225472},"
+			 "{\"name\":\"c\",\"type\":\"reg\",\"size\":1,"
+			 "\"offset\":6442450944},"
+			 "{\"name\":\"d\",\"type\":\"reg\",\"size\":1,"
+			 "\"offset\":1073741824},"
+			 "{\"name\":\"e\",\"type\":\"reg\",\"size\":1,"
+			 "\"offset\":7516192768}"),
+		       (uint64_t)8 << 30);
+	for (i = 0; i < 5; i++) {
+		static const uint64_t off[] = { 0, 3, 6, 1, 7 },
+				      cs[] = { 1, 3, 1, 2, 1 };
+
+		c = lp_toc_chunk(toc, (uint32_t)i);
+		assert_int_equal(c.offset, off[i] << 30);
+		assert_int_equal(c.compressed_size, cs[i] << 30);
+	}
+	lp_toc_free(toc);
 }
 
 int main(void)
