@@ -177,6 +177,10 @@ enum side {
 	SIDE_ONE, /* one value: TOC_F_ONE */
 	SIDE_RARE, /* a side record: TOC_F_RARE */
 };
+/* where move_strings() leaves entry_side() in bent.flags for the next step
+   (above the 8 bits lp_toc_entry.flags takes from them) */
+#define BENT_SIDE_SHIFT 8
+#define BENT_SIDE_MASK (3u << BENT_SIDE_SHIFT)
 
 /*
  * what entry @i keeps on the side: a side record for device numbers,
@@ -297,6 +301,7 @@ static int move_strings(struct builder *b, struct lp_toc *toc,
 		    (r = pool_move_str(b, &f, st->group, true, &st->group)) < 0)
 			goto out;
 		sd = entry_side(b, i);
+		b->ents[i].flags |= (uint16_t)(sd << BENT_SIDE_SHIFT);
 		nrare += sd == SIDE_RARE;
 		none += sd == SIDE_ONE;
 		if (b->ents[i].nr_chunks > 1)
@@ -429,7 +434,8 @@ static int pack_owners_and_rare(struct builder *b, struct lp_toc *toc,
 				goto out;
 		}
 rare:
-		switch (entry_side(b, i)) {
+		switch ((enum side)((be->flags & BENT_SIDE_MASK) >>
+				    BENT_SIDE_SHIFT)) {
 		case SIDE_RARE:
 			add_rare(b, toc, i);
 			break;
