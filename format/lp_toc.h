@@ -127,7 +127,8 @@ struct lp_toc;
  * as a parent, hardlinks to missing or non-regular targets (or cycles),
  * offsets outside [0, payload_end), chunks that overlap, leave gaps or do not
  * add up to the file size, sizes over the LP_* bounds, bad base64, bad
- * digests, and any JSON over LP_TOC_MAX_JSON_NESTING deep.
+ * digests, and any JSON LP_TOC_MAX_JSON_NESTING deep or more (as json-c
+ * counts it: a tokener of that depth takes one level less).
  * On success *ret_toc is a new TOC owned by the caller (lp_toc_free).
  * Returns 0, -EINVAL (malformed), -EFBIG (over a bound), -ENOMEM.
  */

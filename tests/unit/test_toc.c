@@ -871,6 +871,43 @@ static void test_chunk_columns(void **state)
 	lp_toc_free(toc);
 }
 
+/*
+ * Nesting as json-c counts it (json_tokener_new_ex(LP_TOC_MAX_JSON_NESTING)
+ * takes one level less): the top object and 14 arrays parse, 15 do not
+ * (fuzz_toc found the scanner taking one level more than json-c).
+ */
+static void test_nesting(void **state)
+{
+	char json[256];
+	struct lp_toc *toc = NULL;
+	struct lp_err err = { 0 };
+	int n, levels, p;
+
+	(void)state;
+	for (levels = LP_TOC_MAX_JSON_NESTING - 2;
+	     levels <= LP_TOC_MAX_JSON_NESTING + 1; levels++) {
+		p = snprintf(json, sizeof(json), "{\"entries\":[],\"x\":");
+		for (n = 1; n < levels; n++)
+			json[p++] = '[';
+		json[p++] = '1';
+		for (n = 1; n < levels; n++)
+			json[p++] = ']';
+		json[p++] = '}';
+		json[p] = '\0';
+		memset(&err, 0, sizeof(err));
+		if (levels < LP_TOC_MAX_JSON_NESTING) {
+			toc = parse_ok(json, 100);
+			lp_toc_free(toc);
+			toc = NULL;
+		} else {
+			assert_int_equal(lp_toc_parse(json, strlen(json), 100,
+						      &toc, &err),
+					 -EINVAL);
+			assert_non_null(strstr(err.msg, "nested"));
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -879,6 +916,7 @@ int main(void)
 		cmocka_unit_test(test_escaped_keys),
 		cmocka_unit_test(test_empty_and_carry),
 		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_nesting),
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_compressed_span),
 		cmocka_unit_test(test_side_tables),
