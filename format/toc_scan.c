@@ -282,8 +282,8 @@ static int scan_container(struct scan *s, unsigned int depth, struct jval *v)
 	/* json-c's json_tokener_new_ex(N) takes N - 1 levels */
 	if (depth + 1 >= LP_TOC_MAX_JSON_NESTING) {
 		r = lp_err_set(s->err, -EINVAL,
-			       "TOC JSON nested %d deep at byte %zu",
-			       LP_TOC_MAX_JSON_NESTING, s->pos);
+			       "TOC JSON nested deeper than %d at byte %zu",
+			       LP_TOC_MAX_JSON_NESTING - 1, s->pos);
 		goto out;
 	}
 	s->pos++;
