@@ -356,22 +356,28 @@ int lp_chunk_verify(const void *data, size_t len, const struct lp_digest *want)
 }
 
 int lp_chunk_digest(const struct lp_toc *toc, const struct lp_toc_chunk *c,
-		    const struct lp_digest **ret_digest, struct lp_err *err)
+		    struct lp_digest *ret_digest, struct lp_err *err)
 {
 	const struct lp_toc_entry *e = lp_toc_entry(toc, c->entry);
-	const struct lp_digest *d = lp_toc_chunk_digest(toc, c);
-	const struct lp_digest *fd = lp_toc_entry_digest(toc, e);
 	bool whole = c->chunk_offset == 0 && c->chunk_size == e->size;
-	int r = 0;
+	int r, has_fd;
 
-	if (d)
-		goto out;
-	if (whole && fd) {
-		d = fd;
+	r = lp_toc_chunk_digest(toc, c, ret_digest);
+	if (r > 0) {
+		r = 0;
 		goto out;
 	}
-	if (fd) {
-		d = fd;
+	has_fd = r < 0 ? r : lp_toc_entry_digest(toc, e, ret_digest);
+	if (has_fd < 0) {
+		r = lp_err_set(err, has_fd,
+			       "the TOC's digest table could not be read");
+		goto out;
+	}
+	if (whole && has_fd) {
+		r = 0;
+		goto out;
+	}
+	if (has_fd) {
 		/* the message goes with the error a chunk reader returns */
 		lp_err_set(err, -EBADMSG,
 			   "no chunkDigest to verify against (a file of "
@@ -390,14 +396,15 @@ int lp_chunk_digest(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 			       e->nr_chunks);
 	}
 out:
-	*ret_digest = d;
+	if (r < 0)
+		memset(ret_digest, 0, sizeof(*ret_digest));
 	return r;
 }
 
 int lp_chunk_check(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 		   const void *data, struct lp_err *err)
 {
-	const struct lp_digest *want;
+	struct lp_digest want, tmp;
 	int r;
 
 	r = lp_chunk_digest(toc, c, &want, err);
@@ -405,10 +412,10 @@ int lp_chunk_check(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 		r = -EBADMSG; /* @err says why */
 	if (r < 0)
 		goto out;
-	r = lp_chunk_verify(data, c->chunk_size, want);
+	r = lp_chunk_verify(data, c->chunk_size, &want);
 	if (r < 0)
 		lp_err_set(err, r,
-			   lp_toc_chunk_digest(toc, c) ?
+			   lp_toc_chunk_digest(toc, c, &tmp) > 0 ?
 				   "chunk digest mismatch (chunkDigest)" :
 				   "file digest mismatch (a single-chunk file "
 				   "without chunkDigest)");

@@ -6,8 +6,11 @@
  * the caller already read), parses the footer, reads the (bounded) TOC range
  * that the tail does not hold, decompresses it - for eStargz a gzip member holding
  * one tar entry "stargz.index.json", for zstd:chunked a zstd frame inside a
- * skippable frame - hashes the JSON, compares the digest with the wanted one
- * and only then parses it. Reading a chunk preads its compressed range,
+ * skippable frame - then hashes the JSON on a second thread while this one
+ * parses it (the parser takes any bytes: lp_toc_parse() bounds and checks
+ * everything, and is fuzzed), and keeps the parsed TOC only when the digest
+ * matched the wanted one: a mismatch is the error reported, whatever the
+ * parse said. Reading a chunk preads its compressed range,
  * decodes it and verifies it by the one digest policy of lp_chunk.h
  * (chunkDigest, else the file digest of a single-chunk file, else refused)
  * before handing the bytes out. Reading a whole file (lp_layer_read_file())
@@ -15,9 +18,11 @@
  * and checks that digest over all of the file's bytes before it returns 0.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <libdeflate.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -35,6 +40,16 @@
  * chunk needs. Decoders stop once the chunk is out.
  */
 #define COMPRESS_SLACK(n) ((n) / 128 + 64 * LP_KIB)
+/*
+ * What an eStargz TOC member may hold after the JSON (its tar padding and
+ * the archive's two end blocks, as writers put them there) for it to be
+ * inflated in one go (libdeflate) into a buffer of the member's stated
+ * size; a member with more, or whose stated size is off, is inflated by
+ * zlib up to the JSON's end, as before.
+ */
+#define GZIP_TOC_TRAILER_MAX (64 * LP_KIB)
+/* a TOC this large is hashed on a second thread while it is parsed */
+#define TOC_HASH_THREAD_MIN LP_MIB
 
 struct lp_layer {
 	struct lp_blob *blob;
@@ -43,6 +58,7 @@ struct lp_layer {
 	struct lp_digest toc_digest;
 	uint8_t *json;
 	size_t json_len;
+	uint8_t *json_mem; /* the allocation @json lies in (freed) */
 	struct lp_index *ix; /* LP_FMT_GZIP_INDEX */
 	lp_layer_header_check_fn check_header;
 };
@@ -117,6 +133,51 @@ out:
 	return r;
 }
 
+/*
+ * the whole member at once when its gzip trailer states a size that holds
+ * the header, the @json_len bytes of JSON and no more than
+ * GZIP_TOC_TRAILER_MAX after them: 1 (l->json set), 0 (not so: inflate it
+ * with zlib), or -errno
+ */
+static int inflate_whole(struct lp_layer *l, const uint8_t *src, size_t len,
+			 size_t json_len)
+{
+	struct libdeflate_decompressor *d = NULL;
+	enum libdeflate_result res;
+	size_t isize, in_used = 0, out_len = 0;
+	uint8_t *buf = NULL;
+	int r = 0;
+
+	if (len < 18) /* a gzip header and trailer */
+		goto out;
+	isize = lp_get_le32(src + len - 4);
+	if (isize < TAR_BLOCK + json_len ||
+	    isize - (TAR_BLOCK + json_len) > GZIP_TOC_TRAILER_MAX)
+		goto out;
+	d = libdeflate_alloc_decompressor();
+	buf = malloc(isize + 1);
+	if (!d || !buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	res = libdeflate_gzip_decompress_ex(d, src, len, buf, isize, &in_used,
+					    &out_len);
+	/* corrupt, or the trailer's size is off: zlib decides, as before */
+	if (res != LIBDEFLATE_SUCCESS || out_len != isize)
+		goto out;
+	buf[TAR_BLOCK + json_len] = '\0';
+	l->json_mem = buf;
+	l->json = buf + TAR_BLOCK;
+	l->json_len = json_len;
+	buf = NULL;
+	r = 1;
+out:
+	free(buf);
+	if (d)
+		libdeflate_free_decompressor(d);
+	return r;
+}
+
 /* eStargz: gzip member -> tar header -> JSON */
 static int read_gzip_toc(struct lp_layer *l, const uint8_t *src, size_t len,
 			 struct lp_err *err)
@@ -149,7 +210,12 @@ static int read_gzip_toc(struct lp_layer *l, const uint8_t *src, size_t len,
 			json_len, len);
 		goto out;
 	}
-	l->json = malloc(json_len + 1);
+	r = inflate_whole(l, src, len, json_len);
+	if (r != 0) {
+		r = r < 0 ? r : 0;
+		goto out;
+	}
+	l->json_mem = l->json = malloc(json_len + 1);
 	if (!l->json) {
 		r = -ENOMEM;
 		goto out;
@@ -193,7 +259,7 @@ static int read_zstd_toc(struct lp_layer *l, const uint8_t *src, size_t len,
 			       want);
 		goto out;
 	}
-	l->json = malloc(want + 1);
+	l->json_mem = l->json = malloc(want + 1);
 	if (!l->json) {
 		r = -ENOMEM;
 		goto out;
@@ -219,6 +285,21 @@ out:
  * The TOC's bytes: from @tail (the blob's last @tail_len bytes) as far as it
  * reaches back, the rest by one pread.
  */
+/* the TOC digest, computed beside the parse */
+struct toc_hash {
+	const void *data;
+	size_t len;
+	struct lp_digest digest;
+};
+
+static void *toc_hash_main(void *arg)
+{
+	struct toc_hash *h = arg;
+
+	lp_sha256(h->data, h->len, &h->digest);
+	return NULL;
+}
+
 static int read_toc(struct lp_layer *l, const uint8_t *tail, size_t tail_len,
 		    struct lp_err *err)
 {
@@ -270,9 +351,12 @@ int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
 	struct lp_layer *l = NULL;
 	uint8_t own[LP_FOOTER_MAX_SIZE];
 	uint64_t size = lp_blob_size(blob), payload_end;
-	struct lp_err why = { 0 };
+	struct lp_err why = { 0 }, perr = { 0 };
+	struct toc_hash hash;
+	pthread_t hasher;
+	bool threaded;
 	size_t foot_len;
-	int r;
+	int r, pr;
 
 	l = calloc(1, sizeof(*l));
 	if (!l) {
@@ -306,7 +390,22 @@ int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
 	r = read_toc(l, tail, tail_len, err);
 	if (r < 0)
 		goto out;
-	lp_sha256(l->json, l->json_len, &l->toc_digest);
+	payload_end = l->footer.format == LP_FMT_ZSTD_CHUNKED ?
+			      l->footer.toc_offset - ZSTD_SKIP_HDR :
+			      l->footer.toc_offset;
+	/* hash and parse at once (2 cores: the hash costs no wall time) */
+	hash.data = l->json;
+	hash.len = l->json_len;
+	threaded = l->json_len >= TOC_HASH_THREAD_MIN &&
+		   pthread_create(&hasher, NULL, toc_hash_main, &hash) == 0;
+	if (!threaded)
+		toc_hash_main(&hash);
+	pr = lp_toc_parse(l->json, l->json_len, payload_end, &l->toc, &perr);
+	if (threaded)
+		pthread_join(hasher, NULL);
+	l->toc_digest = hash.digest;
+	/* a TOC that is not the wanted one: that error, whatever the parse
+	   said (its result is dropped with the layer) */
 	if (want_toc_digest &&
 	    !lp_digest_equal(&l->toc_digest, want_toc_digest)) {
 		char got[LP_DIGEST_STR_LEN + 1], want[LP_DIGEST_STR_LEN + 1];
@@ -317,12 +416,11 @@ int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
 			       lp_blob_name(blob), got, want);
 		goto out;
 	}
-	payload_end = l->footer.format == LP_FMT_ZSTD_CHUNKED ?
-			      l->footer.toc_offset - ZSTD_SKIP_HDR :
-			      l->footer.toc_offset;
-	r = lp_toc_parse(l->json, l->json_len, payload_end, &l->toc, err);
-	if (r < 0)
+	if (pr < 0) {
+		r = lp_err_set_from(err, &perr, pr, "%s",
+				    lp_err_str(&perr, pr));
 		goto out;
+	}
 	*ret_layer = l;
 	l = NULL;
 out:
@@ -443,7 +541,7 @@ void lp_layer_free(struct lp_layer *layer)
 		return;
 	lp_index_free(layer->ix);
 	lp_toc_free(layer->toc);
-	free(layer->json);
+	free(layer->json_mem);
 	lp_blob_unref(layer->blob);
 	free(layer);
 }
@@ -476,9 +574,16 @@ const void *lp_layer_toc_json(const struct lp_layer *layer, size_t *ret_len)
 
 void lp_layer_drop_toc_json(struct lp_layer *layer)
 {
-	free(layer->json);
+	free(layer->json_mem);
+	layer->json_mem = NULL;
 	layer->json = NULL;
 	layer->json_len = 0;
+}
+
+int lp_layer_spill_toc_digests(struct lp_layer *layer, const char *dir,
+			       struct lp_err *err)
+{
+	return lp_toc_spill_digests(layer->toc, dir, LP_TOC_SPILL_MIN, err);
 }
 
 struct lp_blob *lp_layer_blob(const struct lp_layer *layer)
@@ -496,7 +601,7 @@ static int read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 		      struct lp_err *err)
 {
 	struct lp_toc_chunk c;
-	const struct lp_digest *dg;
+	struct lp_digest dg;
 	char path[LP_TOC_MAX_PATH + 1];
 	struct lp_err why = { 0 };
 	uint8_t *buf = NULL;
@@ -576,7 +681,8 @@ int lp_layer_read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 		       struct lp_digest *ret_digest, struct lp_err *err)
 {
 	const struct lp_toc_entry *e;
-	const struct lp_digest *fd;
+	struct lp_digest fd;
+	int has_fd;
 	char path[LP_TOC_MAX_PATH + 1];
 	struct lp_sha256 *sha = NULL;
 	struct lp_digest got;
@@ -597,7 +703,7 @@ int lp_layer_read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 	for (i = 0; i < e->nr_chunks; i++) {
 		const struct lp_toc_chunk c =
 			lp_toc_chunk(layer->toc, e->first_chunk + i);
-		const struct lp_digest *dg;
+		struct lp_digest dg;
 
 		if (c.chunk_size > max)
 			max = c.chunk_size;
@@ -633,8 +739,15 @@ int lp_layer_read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 	}
 	if (sha)
 		lp_sha256_final(sha, &got);
-	fd = lp_toc_entry_digest(layer->toc, e);
-	if (done != e->size || (sha && fd && !lp_digest_equal(&got, fd))) {
+	has_fd = lp_toc_entry_digest(layer->toc, e, &fd);
+	if (has_fd < 0) {
+		r = lp_err_set(err, has_fd,
+			       "%s: the TOC's digest table could "
+			       "not be read",
+			       lp_blob_name(layer->blob));
+		goto out;
+	}
+	if (done != e->size || (sha && has_fd && !lp_digest_equal(&got, &fd))) {
 		lp_toc_entry_path(layer->toc, ino, path, sizeof(path));
 		r = lp_err_set(err, -EBADMSG, "%s: \"%s\": %s",
 			       lp_blob_name(layer->blob), path,

@@ -75,16 +75,19 @@ int lp_chunk_verify(const void *data, size_t len, const struct lp_digest *want);
 #define LP_CHUNK_WHOLE_FILE 1
 
 /*
- * lp_chunk_digest() - the digest chunk @c of @toc is verified against
- * (borrowed from @toc) into *@ret_digest. Returns
+ * lp_chunk_digest() - the digest chunk @c of @toc is verified against, into
+ * *@ret_digest (a copy: a big TOC keeps its digests in a file, see
+ * lp_toc_spill_digests()). Returns
  *   0                    *@ret_digest vouches for the chunk (rule 1 or 2);
  *   LP_CHUNK_WHOLE_FILE  *@ret_digest is the file digest, which vouches
  *                        only for the whole file (rule 3); @err says why a
  *                        random-access reader refuses the chunk;
- *   -EBADMSG             *@ret_digest NULL, @err says why none applies.
+ *   -EBADMSG             *@ret_digest zeroed, @err says why none applies;
+ *   -EIO                 *@ret_digest zeroed, the TOC's spilled digest
+ *                        table could not be read (nothing is served).
  */
 int lp_chunk_digest(const struct lp_toc *toc, const struct lp_toc_chunk *c,
-		    const struct lp_digest **ret_digest, struct lp_err *err);
+		    struct lp_digest *ret_digest, struct lp_err *err);
 
 /*
  * lp_chunk_check() - verify @data (the decoded chunk, c->chunk_size bytes)

@@ -106,6 +106,16 @@ const void *lp_layer_toc_json(const struct lp_layer *layer, size_t *ret_len);
  * mounted layers. Call it before sharing the layer between threads.
  */
 void lp_layer_drop_toc_json(struct lp_layer *layer);
+
+/*
+ * lp_layer_spill_toc_digests() - lp_toc_spill_digests() for the layer's TOC
+ * when it is big (LP_TOC_SPILL_MIN): its digests move to an unlinked file in
+ * @dir (NULL: the default there), for long-lived mounted layers. Call it
+ * before sharing the layer between threads. Returns as
+ * lp_toc_spill_digests(); on an error the digests stay in memory.
+ */
+int lp_layer_spill_toc_digests(struct lp_layer *layer, const char *dir,
+			       struct lp_err *err);
 struct lp_blob *lp_layer_blob(const struct lp_layer *layer); /* borrowed */
 
 /*

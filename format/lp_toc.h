@@ -21,8 +21,9 @@
  * Directories. Each directory entry lists its children as a contiguous range
  * of a children array sorted bytewise by name, so lookups are binary searches.
  *
- * Thread rules: a struct lp_toc is immutable after lp_toc_parse(); any number
- * of threads may read it at once.
+ * Thread rules: a struct lp_toc is immutable after lp_toc_parse() (and
+ * lp_toc_spill_digests(), which its owner calls before sharing it); any
+ * number of threads may read it at once.
  */
 #ifndef LP_TOC_H
 #define LP_TOC_H
@@ -126,7 +127,8 @@ struct lp_toc;
  * as a parent, hardlinks to missing or non-regular targets (or cycles),
  * offsets outside [0, payload_end), chunks that overlap, leave gaps or do not
  * add up to the file size, sizes over the LP_* bounds, bad base64, bad
- * digests, and any JSON over LP_TOC_MAX_JSON_NESTING deep.
+ * digests, and any JSON LP_TOC_MAX_JSON_NESTING deep or more (as json-c
+ * counts it: a tokener of that depth takes one level less).
  * On success *ret_toc is a new TOC owned by the caller (lp_toc_free).
  * Returns 0, -EINVAL (malformed), -EFBIG (over a bound), -ENOMEM.
  */
@@ -159,11 +161,12 @@ int lp_toc_entry_path(const struct lp_toc *toc, uint32_t i, char *buf,
 		      size_t size);
 
 /*
- * lp_toc_entry_digest() - the `digest` of regular file entry @e (borrowed,
- * lives as long as @toc), or NULL when the TOC gives none.
+ * lp_toc_entry_digest() - the `digest` of regular file entry @e into *@ret.
+ * Returns 1, 0 when the TOC gives none (*@ret untouched), or -EIO when the
+ * spilled digest table could not be read (lp_toc_spill_digests()).
  */
-const struct lp_digest *lp_toc_entry_digest(const struct lp_toc *toc,
-					    const struct lp_toc_entry *e);
+int lp_toc_entry_digest(const struct lp_toc *toc, const struct lp_toc_entry *e,
+			struct lp_digest *ret);
 
 /*
  * lp_toc_entry_name() - the last component of @e's path, NUL-terminated
@@ -227,9 +230,32 @@ const struct lp_toc_xattr *lp_toc_entry_xattrs(const struct lp_toc *toc,
 					       const struct lp_toc_entry *e,
 					       uint32_t *ret_nr);
 
-/* lp_toc_chunk_digest() - the `chunkDigest` of @c, or NULL when absent. */
-const struct lp_digest *lp_toc_chunk_digest(const struct lp_toc *toc,
-					    const struct lp_toc_chunk *c);
+/*
+ * lp_toc_chunk_digest() - the `chunkDigest` of @c into *@ret. Returns 1, 0
+ * when absent (*@ret untouched), or -EIO as lp_toc_entry_digest().
+ */
+int lp_toc_chunk_digest(const struct lp_toc *toc, const struct lp_toc_chunk *c,
+			struct lp_digest *ret);
+
+/*
+ * Digests out of the heap: a TOC whose digest table is at least this large
+ * (32 bytes per distinct digest: about 32k chunks) moves it to a file when
+ * its owner calls lp_toc_spill_digests(); smaller ones keep it in memory.
+ */
+#define LP_TOC_SPILL_MIN ((size_t)1 << 20)
+
+/*
+ * lp_toc_spill_digests() - move @toc's digest table (when it holds at least
+ * @min_bytes: LP_TOC_SPILL_MIN, or 0 to always) into an unlinked file in
+ * @dir (NULL: $TMPDIR, else /var/tmp) and free it from memory; the
+ * digest accessors then read it back with pread() (a local file read, the
+ * kernel's page cache in front). A memory-backed @dir (tmpfs) is no saving
+ * and keeps the table in memory. Call before sharing @toc between threads.
+ * Returns 1 (moved), 0 (kept in memory), or -errno with @err set (kept in
+ * memory: @toc is as usable as before).
+ */
+int lp_toc_spill_digests(struct lp_toc *toc, const char *dir, size_t min_bytes,
+			 struct lp_err *err);
 
 /*
  * lp_toc_lookup() - the child of directory entry @dir named @name (@len

@@ -40,6 +40,9 @@ extern const struct lp_digest toc_empty_digest;
 
 /* private lp_toc_entry flags */
 enum {
+	/* has one side value (lp_toc.one_val): a symlink's target, another
+	   entry's link count, when that is all it needs beside the entry */
+	TOC_F_ONE = 1 << 5,
 	TOC_F_RARE = 1 << 6, /* has a side record (struct toc_rare) */
 	TOC_F_MTIME_SIDE = 1 << 7, /* its mtime is in toc->mtimes */
 };
@@ -52,21 +55,55 @@ struct toc_mtime {
 };
 
 /*
- * A chunk as kept (24 bytes): where its member is and what it is verified
- * against. Its place in the file is not stored: a single-chunk file's one
- * chunk (most chunks) covers [0, size) of its entry, and the chunks of a
- * file of several have their file offsets in toc->chunk_offs, from the
- * file's side record (toc_rare.first_off). lp_toc_chunk() puts them back
- * together.
+ * A chunk as kept (8 bytes): where its member is and whose it is. Its
+ * place in the file is not stored: a single-chunk file's one chunk (most
+ * chunks) covers [0, size) of its entry, and the chunks of a file of
+ * several have their file offsets in toc->chunk_offs, from the file's side
+ * record (toc_rare.first_off). Its member's blob offset is kept as the
+ * distance from the smallest of its block of 64 chunks (toc->chunk_base),
+ * or, when that is 4 GiB or more, in full in a column (off_col, off_vals):
+ * toc_chunk_offset(). What most chunks do not need is in columns
+ * (struct toc_col): the compressed size when it is not the distance to the
+ * next chunk's member (the last chunk's: to the payload's end), the inner
+ * offset when not 0, and whether it has a chunkDigest, whose slot in
+ * toc->digests is its rank among the chunks that have one. lp_toc_chunk()
+ * puts them back together.
  */
 struct toc_chunk {
-	uint64_t offset; /* blob offset of the compressed member */
-	uint32_t compressed_size; /* < 4 GiB: compressed_sizes() */
-	uint32_t inner_offset; /* <= LP_CHUNK_MAX_INNER_OFFSET */
+	uint32_t off_delta; /* offset - chunk_base[i / 64], unless off_col */
 	uint32_t entry; /* owning file entry */
-	uint32_t digest_idx;
-} __attribute__((packed, aligned(4)));
-_Static_assert(sizeof(struct toc_chunk) == 24, "toc_chunk grew");
+};
+_Static_assert(sizeof(struct toc_chunk) == 8, "toc_chunk grew");
+
+/* chunks per toc->chunk_base (a toc_col word) */
+#define TOC_CHUNK_BLOCK 64
+
+/*
+ * A sparse column over the chunks: a bit per chunk, the number of bits set
+ * before each 64-bit word (the rank of a chunk with the bit is that plus a
+ * popcount), and a 32-bit value per chunk with the bit, in chunk order
+ * (none for the digest column: its ranks are slots in toc->digests).
+ * 12 bytes per 64 chunks plus the values.
+ */
+struct toc_col {
+	uint64_t *bits;
+	uint32_t *rank;
+	uint32_t *vals;
+};
+
+/* whether chunk @i has the column's bit */
+static inline bool toc_col_has(const struct toc_col *c, uint32_t i)
+{
+	return (c->bits[i >> 6] >> (i & 63)) & 1;
+}
+
+/* the bits set before chunk @i */
+static inline uint32_t toc_col_rank(const struct toc_col *c, uint32_t i)
+{
+	uint64_t below = c->bits[i >> 6] & ((UINT64_C(1) << (i & 63)) - 1);
+
+	return c->rank[i >> 6] + (uint32_t)__builtin_popcountll(below);
+}
 
 /* what few entries have: toc_rare_of() finds an entry's */
 struct toc_rare {
@@ -92,39 +129,86 @@ struct lp_toc {
 	struct toc_chunk *chunks;
 	uint64_t *chunk_offs; /* chunk_offset of chunks of multi-chunk files */
 	struct lp_toc_xattr *xattrs;
-	struct lp_digest *digests; /* file and chunk digests, deduplicated */
+	/* the chunkDigests in chunk order (slot: toc_col_rank(&dig_col)),
+	 * then the file digests that are not their first chunk's
+	 * (toc_rare.digest_idx): in memory, or NULL once
+	 * lp_toc_spill_digests() moved them to the file @dig_fd */
+	struct lp_digest *digests;
+	struct toc_col dig_col; /* chunks with a chunkDigest */
+	struct toc_col csize_col; /* chunks with a compressed size stated */
+	struct toc_col inner_col; /* chunks with an inner offset */
+	uint64_t *chunk_base; /* the smallest offset of each 64 chunks */
+	struct toc_col off_col; /* chunks 4 GiB or more above their base */
+	uint64_t *off_vals; /* their offsets, by rank in off_col */
 	struct toc_rare *rare;
 	uint32_t *rare_ent; /* the entry of each side record, ascending */
+	uint32_t *one_ent; /* the entry of each side value, ascending */
+	uint32_t *one_val; /* symlink: target's pool offset; else nlink */
 	struct toc_mtime *mtimes; /* ascending by entry */
 	struct toc_owner *owners;
 	uint32_t *children;
 	char *pool; /* names, link targets, owner names, xattrs */
 	uint32_t nr_entries, nr_chunks, nr_xattrs, nr_children, nr_digests;
-	uint32_t nr_rare, nr_owners, nr_chunk_offs, nr_mtimes;
+	uint32_t nr_rare, nr_owners, nr_chunk_offs, nr_mtimes, nr_one;
 	uint64_t prefetch_end;
+	uint64_t payload_end; /* where the last chunk's member ends */
+	int dig_fd; /* the spilled digest table (unlinked), or -1 */
 };
+
+/*
+ * digest @d of toc->digests into *@ret, from memory or the spilled table
+ * (toc_spill.c): 1, 0 when @d is not a digest (LP_TOC_NO_INDEX), -EIO
+ */
+int toc_digest_get(const struct lp_toc *toc, uint32_t d, struct lp_digest *ret);
 
 /*
  * the index of @e's side record in toc->rare, or LP_TOC_NO_INDEX (a binary
  * search: only entries with the flag have one, mostly directories)
  */
-static inline uint32_t toc_rare_idx(const struct lp_toc *toc,
-				    const struct lp_toc_entry *e)
+static inline uint32_t toc_side_idx(const uint32_t *ents, uint32_t n,
+				    uint32_t i)
 {
-	uint32_t i = (uint32_t)(e - toc->entries), lo = 0, hi = toc->nr_rare;
+	uint32_t lo = 0, hi = n;
 
-	if (!(e->flags & TOC_F_RARE))
-		return LP_TOC_NO_INDEX;
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 
-		if (toc->rare_ent[mid] < i)
+		if (ents[mid] < i)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo < toc->nr_rare && toc->rare_ent[lo] == i ? lo :
-							     LP_TOC_NO_INDEX;
+	return lo < n && ents[lo] == i ? lo : LP_TOC_NO_INDEX;
+}
+
+static inline uint32_t toc_rare_idx(const struct lp_toc *toc,
+				    const struct lp_toc_entry *e)
+{
+	if (!(e->flags & TOC_F_RARE))
+		return LP_TOC_NO_INDEX;
+	return toc_side_idx(toc->rare_ent, toc->nr_rare,
+			    (uint32_t)(e - toc->entries));
+}
+
+/* the blob offset of chunk @i's member (< nr_chunks) */
+static inline uint64_t toc_chunk_offset(const struct lp_toc *toc, uint32_t i)
+{
+	if (toc_col_has(&toc->off_col, i))
+		return toc->off_vals[toc_col_rank(&toc->off_col, i)];
+	return toc->chunk_base[i / TOC_CHUNK_BLOCK] + toc->chunks[i].off_delta;
+}
+
+/* @e's side value (TOC_F_ONE), or LP_TOC_NO_INDEX (a binary search) */
+static inline uint32_t toc_one_of(const struct lp_toc *toc,
+				  const struct lp_toc_entry *e)
+{
+	uint32_t k;
+
+	if (!(e->flags & TOC_F_ONE))
+		return LP_TOC_NO_INDEX;
+	k = toc_side_idx(toc->one_ent, toc->nr_one,
+			 (uint32_t)(e - toc->entries));
+	return k == LP_TOC_NO_INDEX ? k : toc->one_val[k];
 }
 
 /* @e's side record, or NULL */
@@ -348,5 +432,8 @@ int toc_compressed_sizes(struct builder *b);
 
 /* pack the checked builder into @toc's compact arrays */
 int toc_finish(struct builder *b, struct lp_toc *toc);
+
+/* free a column's arrays (a zeroed column too) */
+void toc_col_release(struct toc_col *c);
 
 #endif /* LP_TOC_INT_H */

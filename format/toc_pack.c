@@ -58,36 +58,162 @@ static int pool_move_str(struct builder *b, struct final_pool *f, uint32_t off,
 	return pool_move(b, f, off, strlen(b->pool + off), shared, ret_off);
 }
 
-/* index of @d in toc->digests, appended unless it equals @same_as's */
-static uint32_t digest_add(struct lp_toc *toc, const struct lp_digest *d,
-			   uint32_t same_as)
+void toc_col_release(struct toc_col *c)
 {
-	if (same_as != LP_TOC_NO_INDEX &&
-	    lp_digest_equal(&toc->digests[same_as], d))
-		return same_as;
-	toc->digests[toc->nr_digests] = *d;
-	return toc->nr_digests++;
+	free(c->bits);
+	free(c->rank);
+	free(c->vals);
+	memset(c, 0, sizeof(*c));
+}
+
+/* a column for @n chunks, no bit set (one word more: never empty) */
+static int col_alloc(struct toc_col *c, uint32_t n)
+{
+	size_t words = (size_t)n / 64 + 1;
+
+	c->bits = calloc(words, sizeof(*c->bits));
+	c->rank = calloc(words, sizeof(*c->rank));
+	return c->bits && c->rank ? 0 : -ENOMEM;
+}
+
+static void col_set(struct toc_col *c, uint32_t i)
+{
+	c->bits[i >> 6] |= UINT64_C(1) << (i & 63);
+}
+
+/* the ranks once the bits are set; room for a value per bit (@vals) */
+static int col_finish(struct toc_col *c, uint32_t n, bool vals,
+		      uint32_t *ret_nr)
+{
+	size_t words = (size_t)n / 64 + 1, w;
+	uint32_t nr = 0;
+
+	for (w = 0; w < words; w++) {
+		c->rank[w] = nr;
+		nr += (uint32_t)__builtin_popcountll(c->bits[w]);
+	}
+	if (vals) {
+		c->vals = malloc(((size_t)nr + 1) * sizeof(*c->vals));
+		if (!c->vals)
+			return -ENOMEM;
+	}
+	*ret_nr = nr;
+	return 0;
 }
 
 /*
- * whether entry @i needs a side record: a link name, device numbers,
- * xattrs, several chunks, or a file digest that its first chunk's does not
- * stand for
+ * The chunks' columns (struct toc_col): which have a chunkDigest, which a
+ * compressed size other than the distance to the next chunk's member (or,
+ * for the last, to the payload's end: toc_compressed_sizes() measured to
+ * the next distinct member offset, which a converter's order makes the
+ * next chunk's), which an inner offset; *@ret_ndig chunkDigests.
  */
-static bool needs_rare(const struct builder *b, uint32_t i)
+static int pack_columns(const struct builder *b, struct lp_toc *toc,
+			uint32_t *ret_ndig)
+{
+	uint32_t i, n = b->nr_chunks, nr;
+	int r;
+
+	if ((r = col_alloc(&toc->dig_col, n)) < 0 ||
+	    (r = col_alloc(&toc->csize_col, n)) < 0 ||
+	    (r = col_alloc(&toc->inner_col, n)) < 0 ||
+	    (r = col_alloc(&toc->off_col, n)) < 0)
+		return r;
+	toc->chunk_base = malloc(((size_t)n / TOC_CHUNK_BLOCK + 1) *
+				 sizeof(*toc->chunk_base));
+	if (!toc->chunk_base)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		uint64_t *base = &toc->chunk_base[i / TOC_CHUNK_BLOCK];
+
+		if (i % TOC_CHUNK_BLOCK == 0 || b->chunks[i].offset < *base)
+			*base = b->chunks[i].offset;
+	}
+	for (i = 0; i < n; i++) {
+		const struct bchunk *bc = &b->chunks[i];
+		uint64_t next =
+			i + 1 < n ? b->chunks[i + 1].offset : b->payload_end;
+
+		if (bc->has_digest)
+			col_set(&toc->dig_col, i);
+		if (next <= bc->offset ||
+		    next - bc->offset != bc->compressed_size)
+			col_set(&toc->csize_col, i);
+		if (bc->inner_offset)
+			col_set(&toc->inner_col, i);
+		if (bc->offset - toc->chunk_base[i / TOC_CHUNK_BLOCK] >
+		    UINT32_MAX)
+			col_set(&toc->off_col, i);
+	}
+	if ((r = col_finish(&toc->dig_col, n, false, ret_ndig)) < 0 ||
+	    (r = col_finish(&toc->csize_col, n, true, &nr)) < 0 ||
+	    (r = col_finish(&toc->inner_col, n, true, &nr)) < 0 ||
+	    (r = col_finish(&toc->off_col, n, false, &nr)) < 0)
+		return r;
+	toc->off_vals = malloc(((size_t)nr + 1) * sizeof(*toc->off_vals));
+	if (!toc->off_vals)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		const struct bchunk *bc = &b->chunks[i];
+
+		/* < 4 GiB by toc_compressed_sizes() */
+		if (toc_col_has(&toc->csize_col, i))
+			toc->csize_col.vals[toc_col_rank(&toc->csize_col, i)] =
+				(uint32_t)bc->compressed_size;
+		/* bounded by toc_check_chunks() and parse_chunk() */
+		if (toc_col_has(&toc->inner_col, i))
+			toc->inner_col.vals[toc_col_rank(&toc->inner_col, i)] =
+				(uint32_t)bc->inner_offset;
+		if (toc_col_has(&toc->off_col, i))
+			toc->off_vals[toc_col_rank(&toc->off_col, i)] =
+				bc->offset;
+	}
+	return 0;
+}
+
+/* what an entry keeps beside its struct lp_toc_entry */
+enum side {
+	SIDE_NONE,
+	SIDE_ONE, /* one value: TOC_F_ONE */
+	SIDE_RARE, /* a side record: TOC_F_RARE */
+};
+/* where move_strings() leaves entry_side() in bent.flags for the next step
+   (above the 8 bits lp_toc_entry.flags takes from them) */
+#define BENT_SIDE_SHIFT 8
+#define BENT_SIDE_MASK (3u << BENT_SIDE_SHIFT)
+
+/*
+ * what entry @i keeps on the side: a side record for device numbers,
+ * xattrs, several chunks, a file digest that its first chunk's does not
+ * stand for, a hardlink's target, or a link name with a link count; else
+ * one value for a symlink's target or another entry's link count other
+ * than 1 (directories, files with hardlinks); else nothing
+ */
+static enum side entry_side(const struct builder *b, uint32_t i)
 {
 	const struct bent *be = &b->ents[i];
+	bool link = b->strs[i].link != 0, nl = be->nlink != 1;
+	bool sym = be->type == LP_TOC_SYMLINK;
 	const struct bchunk *c;
 
-	if (b->strs[i].link || be->dev_major || be->dev_minor ||
-	    be->nr_xattrs || be->nr_chunks > 1 || be->nlink != 1)
-		return true;
-	if (!(be->flags & LP_TOC_HAS_DIGEST))
-		return false;
-	if (!be->nr_chunks) /* converters give every empty file one */
-		return !lp_digest_equal(&be->digest, &toc_empty_digest);
-	c = &b->chunks[be->first_chunk];
-	return !c->has_digest || !lp_digest_equal(&c->digest, &be->digest);
+	if (be->dev_major || be->dev_minor || be->nr_xattrs ||
+	    be->nr_chunks > 1 || be->type == LP_TOC_HARDLINK || (link && nl))
+		return SIDE_RARE;
+	if (be->flags & LP_TOC_HAS_DIGEST) {
+		/* converters give every empty file the empty digest */
+		if (!be->nr_chunks &&
+		    !lp_digest_equal(&be->digest, &toc_empty_digest))
+			return SIDE_RARE;
+		c = be->nr_chunks ? &b->chunks[be->first_chunk] : NULL;
+		if (c && (!c->has_digest ||
+			  !lp_digest_equal(&c->digest, &be->digest)))
+			return SIDE_RARE;
+	}
+	if (link)
+		return sym ? SIDE_ONE : SIDE_RARE;
+	if (nl)
+		return sym ? SIDE_RARE : SIDE_ONE;
+	return SIDE_NONE;
 }
 
 /*
@@ -138,14 +264,16 @@ static int sort_children(struct builder *b, struct lp_toc *toc)
  * toc->pool: names (not paths), link targets, owner names (once each) and
  * xattrs, copied from the builder's pool. Sets the entries' name_off and
  * the xattrs; turns b->strs' link/user/group into final offsets. Counts
- * the side records (*ret_nrare) and multi-chunk offsets (*ret_noffs) the
- * next step needs.
+ * the side records (*ret_nrare), side values (*ret_none) and multi-chunk
+ * offsets (*ret_noffs) the next step needs.
  */
 static int move_strings(struct builder *b, struct lp_toc *toc,
-			uint32_t *ret_nrare, uint32_t *ret_noffs)
+			uint32_t *ret_nrare, uint32_t *ret_none,
+			uint32_t *ret_noffs)
 {
 	struct final_pool f = { 0 };
-	uint32_t i, o, nrare = 0, noffs = 0;
+	uint32_t i, o, nrare = 0, none = 0, noffs = 0;
+	enum side sd;
 	char *pool;
 	int r = 0;
 
@@ -172,8 +300,10 @@ static int move_strings(struct builder *b, struct lp_toc *toc,
 		    (r = pool_move_str(b, &f, st->user, true, &st->user)) < 0 ||
 		    (r = pool_move_str(b, &f, st->group, true, &st->group)) < 0)
 			goto out;
-		if (needs_rare(b, i))
-			nrare++;
+		sd = entry_side(b, i);
+		b->ents[i].flags |= (uint16_t)(sd << BENT_SIDE_SHIFT);
+		nrare += sd == SIDE_RARE;
+		none += sd == SIDE_ONE;
 		if (b->ents[i].nr_chunks > 1)
 			noffs += b->ents[i].nr_chunks;
 	}
@@ -200,6 +330,7 @@ static int move_strings(struct builder *b, struct lp_toc *toc,
 	}
 	toc->nr_xattrs = b->nr_xattrs;
 	*ret_nrare = nrare;
+	*ret_none = none;
 	*ret_noffs = noffs;
 out:
 	free(f.p);
@@ -207,7 +338,18 @@ out:
 	return r;
 }
 
-/* the side record of entry @i (needs_rare()) */
+/* the side value of entry @i (entry_side()) */
+static void add_one(const struct builder *b, struct lp_toc *toc, uint32_t i)
+{
+	const struct bent *be = &b->ents[i];
+
+	toc->one_ent[toc->nr_one] = i;
+	toc->one_val[toc->nr_one++] =
+		be->type == LP_TOC_SYMLINK ? b->strs[i].link : be->nlink;
+	toc->entries[i].flags |= TOC_F_ONE;
+}
+
+/* the side record of entry @i (entry_side()) */
 static void add_rare(const struct builder *b, struct lp_toc *toc, uint32_t i)
 {
 	const struct bent *be = &b->ents[i];
@@ -235,11 +377,11 @@ static void add_rare(const struct builder *b, struct lp_toc *toc, uint32_t i)
 
 /*
  * Each entry's owner record (uid, gid, user and group names; one per
- * distinct combination) and side record (@nrare of them, holding @noffs
- * multi-chunk offsets in all).
+ * distinct combination), side record (@nrare of them, holding @noffs
+ * multi-chunk offsets in all) and side value (@none).
  */
 static int pack_owners_and_rare(struct builder *b, struct lp_toc *toc,
-				uint32_t nrare, uint32_t noffs)
+				uint32_t nrare, uint32_t none, uint32_t noffs)
 {
 	/* hash of uid, gid, user, group -> index (checked: a collision
 	   only costs a duplicate record) */
@@ -251,7 +393,10 @@ static int pack_owners_and_rare(struct builder *b, struct lp_toc *toc,
 	toc->rare_ent = malloc((nrare + 1) * sizeof(*toc->rare_ent));
 	toc->owners = calloc(b->nr_ents, sizeof(*toc->owners));
 	toc->chunk_offs = malloc((noffs + 1) * sizeof(*toc->chunk_offs));
-	if (!toc->rare || !toc->rare_ent || !toc->owners || !toc->chunk_offs) {
+	toc->one_ent = malloc((none + 1) * sizeof(*toc->one_ent));
+	toc->one_val = malloc((none + 1) * sizeof(*toc->one_val));
+	if (!toc->rare || !toc->rare_ent || !toc->owners || !toc->chunk_offs ||
+	    !toc->one_ent || !toc->one_val) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -289,8 +434,17 @@ static int pack_owners_and_rare(struct builder *b, struct lp_toc *toc,
 				goto out;
 		}
 rare:
-		if (needs_rare(b, i))
+		switch ((enum side)((be->flags & BENT_SIDE_MASK) >>
+				    BENT_SIDE_SHIFT)) {
+		case SIDE_RARE:
 			add_rare(b, toc, i);
+			break;
+		case SIDE_ONE:
+			add_one(b, toc, i);
+			break;
+		case SIDE_NONE:
+			break;
+		}
 	}
 	if (toc->nr_owners < b->nr_ents) {
 		struct toc_owner *ow =
@@ -309,7 +463,7 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 {
 	const struct bent *be = &b->ents[i];
 	struct lp_toc_entry *e = &toc->entries[i];
-	uint32_t k, last = LP_TOC_NO_INDEX;
+	uint32_t k, x;
 
 	e->size = be->size;
 	if (be->mtime_sec >= 0 && be->mtime_sec <= UINT32_MAX &&
@@ -337,35 +491,46 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 	e->flags |= (uint8_t)be->flags;
 	if ((be->flags & LP_TOC_HAS_DIGEST) &&
 	    (be->nr_chunks ||
-	     !lp_digest_equal(&be->digest, &toc_empty_digest))) {
-		uint32_t x = toc_rare_idx(toc, e);
+	     !lp_digest_equal(&be->digest, &toc_empty_digest)) &&
+	    (x = toc_rare_idx(toc, e)) != LP_TOC_NO_INDEX) {
+		const struct bchunk *fc =
+			be->nr_chunks ? &b->chunks[be->first_chunk] : NULL;
 
-		last = digest_add(toc, &be->digest, LP_TOC_NO_INDEX);
-		/* else the first chunk's, the same digest */
-		if (x != LP_TOC_NO_INDEX)
-			toc->rare[x].digest_idx = last;
+		/* the first chunk's slot when the same digest, else its own
+		   after the chunks' (without a side record: the first
+		   chunk's, entry_side()) */
+		if (fc && fc->has_digest &&
+		    lp_digest_equal(&fc->digest, &be->digest)) {
+			toc->rare[x].digest_idx =
+				toc_col_rank(&toc->dig_col, be->first_chunk);
+		} else {
+			toc->digests[toc->nr_digests] = be->digest;
+			toc->rare[x].digest_idx = toc->nr_digests++;
+		}
 	}
 	for (k = 0; k < be->nr_chunks; k++) {
-		const struct bchunk *bc = &b->chunks[be->first_chunk + k];
-		struct toc_chunk *c = &toc->chunks[be->first_chunk + k];
+		uint32_t ci = be->first_chunk + k;
+		const struct bchunk *bc = &b->chunks[ci];
+		struct toc_chunk *c = &toc->chunks[ci];
 
-		c->offset = bc->offset;
-		/* < 4 GiB by toc_compressed_sizes() */
-		c->compressed_size = (uint32_t)bc->compressed_size;
-		/* bounded by toc_check_chunks() and parse_chunk() */
-		c->inner_offset = (uint32_t)bc->inner_offset;
+		/* < 4 GiB above the base, else off_col (pack_columns()) */
+		if (!toc_col_has(&toc->off_col, ci))
+			c->off_delta =
+				(uint32_t)(bc->offset -
+					   toc->chunk_base[ci /
+							   TOC_CHUNK_BLOCK]);
 		c->entry = bc->entry;
-		c->digest_idx = LP_TOC_NO_INDEX;
 		if (bc->has_digest)
-			last = c->digest_idx =
-				digest_add(toc, &bc->digest, last);
+			toc->digests[toc_col_rank(&toc->dig_col, ci)] =
+				bc->digest;
 	}
 }
 
-/* the compact entries and chunks, digests deduplicated */
+/* the compact entries and chunks, digests and columns */
 static int pack_entries(const struct builder *b, struct lp_toc *toc)
 {
-	uint32_t i, ndig = 0, nmt = 0;
+	uint32_t i, ndig = 0, nchd = 0, nmt = 0;
+	int r;
 
 	for (i = 0; i < b->nr_ents; i++) {
 		const struct bent *be = &b->ents[i];
@@ -374,13 +539,17 @@ static int pack_entries(const struct builder *b, struct lp_toc *toc)
 		nmt += be->mtime_sec < 0 || be->mtime_sec > UINT32_MAX ||
 		       be->mtime_nsec;
 	}
-	for (i = 0; i < b->nr_chunks; i++)
-		ndig += b->chunks[i].has_digest;
+	toc->payload_end = b->payload_end;
+	r = pack_columns(b, toc, &nchd);
+	if (r < 0)
+		return r;
+	ndig += nchd;
 	toc->chunks = calloc(b->nr_chunks + 1, sizeof(*toc->chunks));
 	toc->digests = malloc((ndig + 1) * sizeof(*toc->digests));
 	toc->mtimes = malloc((nmt + 1) * sizeof(*toc->mtimes));
 	if (!toc->chunks || !toc->digests || !toc->mtimes)
 		return -ENOMEM;
+	toc->nr_digests = nchd; /* the file digests follow */
 	for (i = 0; i < b->nr_ents; i++)
 		pack_entry(b, toc, i);
 	if (toc->nr_digests < ndig) {
@@ -415,6 +584,11 @@ static int check_packed_chunks(const struct builder *b,
 		if (c.chunk_offset != bc->chunk_offset ||
 		    c.chunk_size != bc->chunk_size || c.entry != bc->entry)
 			return -EINVAL; /* not reached: toc_check_chunks() */
+		if (c.offset != bc->offset ||
+		    c.compressed_size != bc->compressed_size ||
+		    c.inner_offset != bc->inner_offset ||
+		    (c.digest_idx != LP_TOC_NO_INDEX) != bc->has_digest)
+			return -EINVAL; /* not reached: pack_columns() */
 	}
 	return 0;
 }
@@ -427,12 +601,12 @@ static int check_packed_chunks(const struct builder *b,
  */
 int toc_finish(struct builder *b, struct lp_toc *toc)
 {
-	uint32_t nrare = 0, noffs = 0;
+	uint32_t nrare = 0, none = 0, noffs = 0;
 	int r;
 
 	if ((r = sort_children(b, toc)) < 0 ||
-	    (r = move_strings(b, toc, &nrare, &noffs)) < 0 ||
-	    (r = pack_owners_and_rare(b, toc, nrare, noffs)) < 0 ||
+	    (r = move_strings(b, toc, &nrare, &none, &noffs)) < 0 ||
+	    (r = pack_owners_and_rare(b, toc, nrare, none, noffs)) < 0 ||
 	    (r = pack_entries(b, toc)) < 0)
 		return r;
 	return check_packed_chunks(b, toc);

@@ -301,6 +301,8 @@ int lp_toc_parse(const void *json, size_t len, uint64_t payload_end,
 	}
 	b = calloc(1, sizeof(*b));
 	toc = calloc(1, sizeof(*toc));
+	if (toc)
+		toc->dig_fd = -1; /* before any lp_toc_free() */
 	if (!b || !toc)
 		goto out;
 	b->err = err;

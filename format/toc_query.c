@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "toc_int.h"
 
@@ -22,12 +23,22 @@ void lp_toc_free(struct lp_toc *toc)
 		return;
 	free(toc->entries);
 	free(toc->chunks);
+	toc_col_release(&toc->dig_col);
+	toc_col_release(&toc->csize_col);
+	toc_col_release(&toc->inner_col);
+	toc_col_release(&toc->off_col);
+	free(toc->off_vals);
+	free(toc->chunk_base);
 	free(toc->chunk_offs);
 	free(toc->xattrs);
 	free(toc->digests);
+	if (toc->dig_fd >= 0)
+		close(toc->dig_fd);
 	free(toc->children);
 	free(toc->rare);
 	free(toc->rare_ent);
+	free(toc->one_ent);
+	free(toc->one_val);
 	free(toc->mtimes);
 	free(toc->owners);
 	free(toc->pool);
@@ -63,11 +74,23 @@ struct lp_toc_chunk lp_toc_chunk(const struct lp_toc *toc, uint32_t i)
 	tc = &toc->chunks[i];
 	e = &toc->entries
 		     [tc->entry]; /* a regular file owning i (toc_finish()) */
-	c.offset = tc->offset;
-	c.compressed_size = tc->compressed_size;
-	c.inner_offset = tc->inner_offset;
+	c.offset = toc_chunk_offset(toc, i);
+	/* checked against the builder's by check_packed_chunks() */
+	if (toc_col_has(&toc->csize_col, i))
+		c.compressed_size =
+			toc->csize_col.vals[toc_col_rank(&toc->csize_col, i)];
+	else
+		c.compressed_size =
+			(uint32_t)((i + 1 < toc->nr_chunks ?
+					    toc_chunk_offset(toc, i + 1) :
+					    toc->payload_end) -
+				   c.offset);
+	if (toc_col_has(&toc->inner_col, i))
+		c.inner_offset =
+			toc->inner_col.vals[toc_col_rank(&toc->inner_col, i)];
 	c.entry = tc->entry;
-	c.digest_idx = tc->digest_idx;
+	if (toc_col_has(&toc->dig_col, i))
+		c.digest_idx = toc_col_rank(&toc->dig_col, i);
 	end = e->size;
 	if (e->nr_chunks > 1) {
 		/* a file of several chunks has a side record */
@@ -129,22 +152,25 @@ fail:
 	return r;
 }
 
-const struct lp_digest *lp_toc_entry_digest(const struct lp_toc *toc,
-					    const struct lp_toc_entry *e)
+int lp_toc_entry_digest(const struct lp_toc *toc, const struct lp_toc_entry *e,
+			struct lp_digest *ret)
 {
 	const struct toc_rare *x;
 	uint32_t d = LP_TOC_NO_INDEX;
 
 	if (!(e->flags & LP_TOC_HAS_DIGEST))
-		return NULL;
-	if ((x = toc_rare_of(toc, e)))
+		return 0;
+	if ((x = toc_rare_of(toc, e))) {
 		d = x->digest_idx;
-	else if (e->type == LP_TOC_REG && !e->nr_chunks)
-		return &toc_empty_digest; /* needs_rare() */
+	} else if (e->type == LP_TOC_REG && !e->nr_chunks) {
+		*ret = toc_empty_digest; /* entry_side() */
+		return 1;
+	}
 	if (d == LP_TOC_NO_INDEX && e->type == LP_TOC_REG && e->nr_chunks &&
-	    e->first_chunk < toc->nr_chunks)
-		d = toc->chunks[e->first_chunk].digest_idx;
-	return d < toc->nr_digests ? &toc->digests[d] : NULL;
+	    e->first_chunk < toc->nr_chunks &&
+	    toc_col_has(&toc->dig_col, e->first_chunk))
+		d = toc_col_rank(&toc->dig_col, e->first_chunk);
+	return toc_digest_get(toc, d, ret);
 }
 
 uint32_t lp_toc_entry_ino(const struct lp_toc *toc,
@@ -153,7 +179,7 @@ uint32_t lp_toc_entry_ino(const struct lp_toc *toc,
 	const struct toc_rare *x;
 
 	if (e->type == LP_TOC_HARDLINK && (x = toc_rare_of(toc, e)))
-		return x->ino; /* always: needs_rare() */
+		return x->ino; /* always: entry_side() */
 	return (uint32_t)(e - toc->entries);
 }
 
@@ -161,8 +187,12 @@ uint32_t lp_toc_entry_nlink(const struct lp_toc *toc,
 			    const struct lp_toc_entry *e)
 {
 	const struct toc_rare *x = toc_rare_of(toc, e);
+	uint32_t v;
 
-	return x ? x->nlink : 1;
+	if (x)
+		return x->nlink;
+	v = e->type == LP_TOC_SYMLINK ? LP_TOC_NO_INDEX : toc_one_of(toc, e);
+	return v == LP_TOC_NO_INDEX ? 1 : v;
 }
 
 const char *lp_toc_entry_name(const struct lp_toc *toc,
@@ -171,19 +201,22 @@ const char *lp_toc_entry_name(const struct lp_toc *toc,
 	return toc->pool + e->name_off;
 }
 
-const struct lp_digest *lp_toc_chunk_digest(const struct lp_toc *toc,
-					    const struct lp_toc_chunk *c)
+int lp_toc_chunk_digest(const struct lp_toc *toc, const struct lp_toc_chunk *c,
+			struct lp_digest *ret)
 {
-	return c->digest_idx < toc->nr_digests ? &toc->digests[c->digest_idx] :
-						 NULL;
+	return toc_digest_get(toc, c->digest_idx, ret);
 }
 
 const char *lp_toc_entry_link_name(const struct lp_toc *toc,
 				   const struct lp_toc_entry *e)
 {
 	const struct toc_rare *x = toc_rare_of(toc, e);
+	uint32_t v;
 
-	return x ? x->link_name : "";
+	if (x)
+		return x->link_name;
+	v = e->type == LP_TOC_SYMLINK ? toc_one_of(toc, e) : LP_TOC_NO_INDEX;
+	return v == LP_TOC_NO_INDEX ? "" : toc->pool + v;
 }
 
 void lp_toc_entry_mtime(const struct lp_toc *toc, const struct lp_toc_entry *e,

@@ -8,8 +8,9 @@
  * the decoder borrows them from the input, or unescapes them
  * (toc_json_unescape) when they hold a backslash. Keys, top-level and an
  * entry's, are compared decoded ("entr\u0069es" is "entries"), as json-c
- * and the Go reference read them. Nesting deeper than
- * LP_TOC_MAX_JSON_NESTING is rejected where it starts; so are raw control
+ * and the Go reference read them. Nesting LP_TOC_MAX_JSON_NESTING deep or
+ * deeper (json-c's count, which its tokener of that depth and the other
+ * JSON readers here refuse) is rejected where it starts; so are raw control
  * characters in strings, bad escapes, numbers off the grammar (leading
  * zeros, "1."), and anything after the document. This replaced json-c,
  * which built (and freed) a hash table and a string per field of every
@@ -278,10 +279,11 @@ static int scan_container(struct scan *s, unsigned int depth, struct jval *v)
 	struct jval m;
 	int r = 0;
 
-	if (depth + 1 > LP_TOC_MAX_JSON_NESTING) {
+	/* json-c's json_tokener_new_ex(N) takes N - 1 levels */
+	if (depth + 1 >= LP_TOC_MAX_JSON_NESTING) {
 		r = lp_err_set(s->err, -EINVAL,
 			       "TOC JSON nested deeper than %d at byte %zu",
-			       LP_TOC_MAX_JSON_NESTING, s->pos);
+			       LP_TOC_MAX_JSON_NESTING - 1, s->pos);
 		goto out;
 	}
 	s->pos++;

@@ -347,6 +347,7 @@ static int lp_toc_write_entry(struct lp_toc_writer *w, const struct lp_toc *toc,
 	const struct lp_toc_entry *e = lp_toc_entry(toc, idx);
 	struct lp_toc_record rec = { 0 };
 	char path[LP_TOC_MAX_PATH + 1];
+	struct lp_digest fd, cd;
 	uint32_t i;
 	int r;
 
@@ -372,7 +373,10 @@ static int lp_toc_write_entry(struct lp_toc_writer *w, const struct lp_toc *toc,
 		return lp_toc_writer_add(w, &rec);
 
 	rec.size = e->size;
-	rec.digest = lp_toc_entry_digest(toc, e);
+	r = lp_toc_entry_digest(toc, e, &fd);
+	if (r < 0)
+		return r;
+	rec.digest = r ? &fd : NULL;
 	if (!e->nr_chunks)
 		return lp_toc_writer_add(w, &rec);
 	for (i = 0, r = 0; r == 0 && i < e->nr_chunks; i++) {
@@ -384,7 +388,10 @@ static int lp_toc_write_entry(struct lp_toc_writer *w, const struct lp_toc *toc,
 		rec.chunk_offset = c.chunk_offset;
 		/* the last chunk runs to the end of the file */
 		rec.chunk_size = i + 1 < e->nr_chunks ? c.chunk_size : 0;
-		rec.chunk_digest = lp_toc_chunk_digest(toc, &c);
+		r = lp_toc_chunk_digest(toc, &c, &cd);
+		if (r < 0)
+			break;
+		rec.chunk_digest = r ? &cd : NULL;
 		r = lp_toc_writer_add(w, &rec);
 		/* chunk records carry only the chunk fields */
 		memset(&rec, 0, sizeof(rec));

@@ -439,15 +439,14 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 	/* the disk tier, and a buffer for every chunk that missed it */
 	for (i = 0; i < n; i++) {
 		const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, first + i);
-		const struct lp_digest *dg;
+		struct lp_digest dg;
 		struct lp_err *e = i == 0 ? err : NULL;
 		struct lp_err why = { 0 };
 		/* a gzip index layer: the span digests vouch, and there is no
 		 * chunk digest to key the disk tier by */
 		int pr = fs->ix ? 0 : lp_chunk_digest(fs->toc, &c, &dg, &why);
+		const struct lp_digest *key = fs->ix ? NULL : &dg;
 
-		if (fs->ix)
-			dg = NULL;
 		run.res[i] = FS_PENDING;
 		/* a random-access reader: LP_CHUNK_WHOLE_FILE is refused too */
 		if (pr == LP_CHUNK_WHOLE_FILE)
@@ -467,8 +466,8 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 			settle(&run, i,
 			       fs_chunk_error(fs, first + i, -ENOMEM,
 					      "out of memory", e));
-		} else if (fs->disk && dg &&
-			   fs_disk_get(fs->disk, dg, run.data[i],
+		} else if (fs->disk && key &&
+			   fs_disk_get(fs->disk, key, run.data[i],
 				       c.chunk_size) == 0) {
 			atomic_fetch_add(&fs->stats.disk_hits, 1);
 			settle_ex(&run, i, 0, false, true);

@@ -38,11 +38,11 @@ struct pipe_run {
 static void disk_write(struct lp_fs *fs, struct fs_chunk *ch)
 {
 	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ch->ci);
-	const struct lp_digest *dg;
+	struct lp_digest dg;
 
 	/* verified before publish: the digest exists */
 	if (lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0)
-		fs_disk_put(fs->disk, dg, ch->data, ch->len);
+		fs_disk_put(fs->disk, &dg, ch->data, ch->len);
 	fs_chunk_written(fs, ch);
 	fs_chunk_put(fs, ch);
 }
@@ -236,10 +236,10 @@ static void settle(void *arg, uint32_t ci, uint8_t *data, int res,
 static bool on_disk(struct lp_fs *fs, uint32_t ci)
 {
 	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
-	const struct lp_digest *dg;
+	struct lp_digest dg;
 
 	return fs->disk && lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0 &&
-	       fs_disk_has(fs->disk, dg);
+	       fs_disk_has(fs->disk, &dg);
 }
 
 int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,

@@ -185,11 +185,11 @@ static void mark_tried(struct fs_fetcher *f, uint32_t ci, uint32_t end, bool on)
 static bool have_chunk(struct lp_fs *fs, uint32_t ci)
 {
 	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
-	const struct lp_digest *dg;
+	struct lp_digest dg;
 
 	return fs_chunk_is_present(fs, ci) ||
 	       (fs->disk && lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0 &&
-		fs_disk_has(fs->disk, dg));
+		fs_disk_has(fs->disk, &dg));
 }
 
 /*

@@ -15,6 +15,7 @@
 #include "lp_common.h"
 #include "lp_indexer.h"
 #include "lp_layer.h"
+#include "lp_log.h"
 #include "lp_mount.h"
 
 /*
@@ -111,6 +112,7 @@ int lp_mount_layer(struct lp_blob *blob, const char *mountpoint,
 		   struct lp_mount_report *ret_report, struct lp_err *err)
 {
 	struct lp_mount_report rep = { 0 };
+	struct lp_err why = { 0 };
 	struct lp_layer *layer = NULL;
 	struct lp_fuse *fuse = NULL;
 	struct lp_fs *fs = NULL;
@@ -127,6 +129,11 @@ int lp_mount_layer(struct lp_blob *blob, const char *mountpoint,
 		goto out;
 	rep.layer_opened = true;
 	lp_layer_drop_toc_json(layer); /* a mount never serves it */
+	/* a big TOC's digests to a file beside the disk tier (or the
+	   default): on an error they stay in memory, the mount goes on */
+	if (lp_layer_spill_toc_digests(layer, o->fs.cache_dir, &why) < 0)
+		lp_log_warn("%s: TOC digests kept in memory: %s", mountpoint,
+			    why.msg);
 	r = lp_fs_new(layer, &o->fs, &fs, err); /* takes the layer */
 	layer = NULL;
 	if (r < 0)

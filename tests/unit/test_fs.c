@@ -45,6 +45,7 @@
 
 #include <cmocka.h>
 
+#include "toc_test_digest.h"
 #include "craft_toc.h"
 #include "fs_int.h" /* test_writer_full: the disk writer's queue */
 #include "lp_fs.h"
@@ -843,12 +844,11 @@ static void test_digest_policy(void **state)
 			toc = lp_layer_toc(lp_fs_layer(fs));
 			assert_true(lp_digest_equal(
 				&got,
-				lp_toc_entry_digest(
-					toc,
-					lp_toc_entry(
-						toc,
-						lp_toc_lookup_path(
-							toc, cases[i].path)))));
+				edig(toc,
+				     lp_toc_entry(
+					     toc,
+					     lp_toc_lookup_path(
+						     toc, cases[i].path)))));
 		}
 		lp_fs_free(fs);
 		free(craft);

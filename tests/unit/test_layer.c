@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "toc_test_digest.h"
 #include "craft_toc.h"
 #include "lp_layer.h"
 
@@ -178,8 +179,7 @@ static void check_vector(const struct vec *v)
 		assert_int_equal(
 			hash_file(l, dec, lp_toc_entry_ino(toc, e), &d), 0);
 		if (ino->flags & LP_TOC_HAS_DIGEST)
-			assert_true(lp_digest_equal(
-				&d, lp_toc_entry_digest(toc, ino)));
+			assert_true(lp_digest_equal(&d, edig(toc, ino)));
 		lp_digest_format(&d, hex);
 		lines[nlines] = malloc(strlen(path) + sizeof(hex) + 2);
 		assert_non_null(lines[nlines]);
@@ -718,7 +718,8 @@ static void test_digest_policy(void **state)
 	for (i = 0; i < LP_ARRAY_SIZE(cases); i++) {
 		char dotted[256];
 		struct lp_digest tocd, got, rd;
-		const struct lp_digest *dg = NULL, *true_digest;
+		struct lp_digest dg;
+		const struct lp_digest *true_digest;
 		struct lp_blob *mem = NULL, *blob = NULL;
 		struct lp_layer *l = NULL;
 		struct lp_err err = { 0 };
@@ -739,14 +740,13 @@ static void test_digest_policy(void **state)
 		toc = lp_layer_toc(l);
 		e = lp_toc_lookup_path(toc, cases[i].path);
 		c = lp_toc_chunk(toc, lp_toc_entry(toc, e)->first_chunk);
-		assert_null(lp_toc_chunk_digest(toc, &c));
+		assert_null(cdig(toc, &c));
 		assert_int_equal(lp_chunk_digest(toc, &c, &dg, NULL),
 				 cases[i].verdict);
 		if (cases[i].verdict == LP_CHUNK_WHOLE_FILE) {
 			/* the file digest, and a chunk reader refuses */
-			assert_ptr_equal(
-				dg,
-				lp_toc_entry_digest(toc, lp_toc_entry(toc, e)));
+			assert_true(lp_digest_equal(
+				&dg, edig(toc, lp_toc_entry(toc, e))));
 			assert_int_equal(lp_chunk_check(toc, &c, data, NULL),
 					 -EBADMSG);
 		}
@@ -774,11 +774,11 @@ static void test_digest_policy(void **state)
 		assert_int_equal(
 			read_whole_file(blob, cases[i].path, &got, &rd, &err),
 			cases[i].want_file);
-		true_digest = lp_toc_entry_digest(
-			lp_layer_toc(ol),
-			lp_toc_entry(lp_layer_toc(ol),
-				     lp_toc_lookup_path(lp_layer_toc(ol),
-							cases[i].path)));
+		true_digest =
+			edig(lp_layer_toc(ol),
+			     lp_toc_entry(lp_layer_toc(ol),
+					  lp_toc_lookup_path(lp_layer_toc(ol),
+							     cases[i].path)));
 		if (cases[i].want_file == 0) {
 			/* the file's true bytes, all of them, and their digest */
 			assert_true(lp_digest_equal(&got, true_digest));
@@ -807,6 +807,120 @@ static void test_digest_policy(void **state)
 	free(data);
 }
 
+/*
+ * The TOC member's shapes, and the digest and the parse done at once:
+ * v1-default's TOC rewritten (same JSON, or another) into a member that
+ * ends as writers end it (tar padding and end blocks: inflated in one go),
+ * one with 128 KiB more after the JSON (inflated by zlib up to the JSON),
+ * one over TOC_HASH_THREAD_MIN (hashed on a second thread); each opens with
+ * the JSON's digest and the same TOC. A TOC that does not parse fails as a
+ * parse error when its digest is the wanted one, as a digest error when it
+ * is not.
+ */
+static uint8_t *toc_member_blob(const uint8_t *blob, size_t len, const char *js,
+				size_t js_len, size_t extra, size_t *ret_len)
+{
+	size_t pad = (js_len + CRAFT_TAR_BLOCK - 1) / CRAFT_TAR_BLOCK *
+		     CRAFT_TAR_BLOCK,
+	       tar_len = CRAFT_TAR_BLOCK + pad + 2 * CRAFT_TAR_BLOCK + extra,
+	       gz_len = 0, toc_off;
+	struct lp_blob *b = mem_blob(blob, len);
+	struct lp_layer *l = NULL;
+	struct lp_err err = { 0 };
+	uint8_t *tar = calloc(1, tar_len), *gz, *out;
+
+	assert_int_equal(lp_layer_open(b, NULL, &l, &err), 0);
+	toc_off = (size_t)lp_layer_footer(l)->toc_offset;
+	lp_layer_free(l);
+	lp_blob_unref(b);
+	assert_non_null(tar);
+	craft_tar_header(tar, js_len);
+	memcpy(tar + CRAFT_TAR_BLOCK, js, js_len);
+	gz = craft_gzip(tar, tar_len, &gz_len);
+	assert_non_null(gz);
+	out = malloc(toc_off + gz_len + LP_FOOTER_ESTARGZ_SIZE);
+	assert_non_null(out);
+	memcpy(out, blob, toc_off);
+	memcpy(out + toc_off, gz, gz_len);
+	memcpy(out + toc_off + gz_len, blob + len - LP_FOOTER_ESTARGZ_SIZE,
+	       LP_FOOTER_ESTARGZ_SIZE);
+	*ret_len = toc_off + gz_len + LP_FOOTER_ESTARGZ_SIZE;
+	free(gz);
+	free(tar);
+	return out;
+}
+
+static void test_toc_member_shapes(void **state)
+{
+	struct {
+		size_t spaces; /* after the JSON's last byte */
+		size_t extra; /* member bytes after the tar end blocks */
+	} cases[] = {
+		{ 0, 0 },
+		{ 0, 128 * 1024 },
+		{ 3 * 1024 * 1024, 0 },
+		{ 3 * 1024 * 1024, 128 * 1024 },
+	};
+	size_t len = 0, js_len, nlen = 0, i;
+	uint8_t *orig = slurp(vec_path("v1-default", ".esgz"), &len), *nb;
+	struct lp_blob *b = mem_blob(orig, len);
+	struct lp_layer *l = NULL, *ol = NULL;
+	struct lp_err err = { 0 };
+	struct lp_digest want, other;
+	const char *ojs;
+	char *js;
+
+	(void)state;
+	assert_int_equal(lp_layer_open(b, NULL, &ol, &err), 0);
+	ojs = lp_layer_toc_json(ol, &js_len);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		js = malloc(js_len + cases[i].spaces);
+		assert_non_null(js);
+		memcpy(js, ojs, js_len);
+		memset(js + js_len, ' ', cases[i].spaces);
+		nb = toc_member_blob(orig, len, js, js_len + cases[i].spaces,
+				     cases[i].extra, &nlen);
+		lp_sha256(js, js_len + cases[i].spaces, &want);
+		lp_blob_unref(b);
+		b = mem_blob(nb, nlen);
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(lp_layer_open(b, &want, &l, &err), 0);
+		assert_true(lp_digest_equal(lp_layer_toc_digest(l), &want));
+		assert_int_equal(lp_toc_nr_entries(lp_layer_toc(l)),
+				 lp_toc_nr_entries(lp_layer_toc(ol)));
+		assert_int_equal(lp_toc_nr_chunks(lp_layer_toc(l)),
+				 lp_toc_nr_chunks(lp_layer_toc(ol)));
+		lp_layer_free(l);
+		l = NULL;
+		/* the same bytes, another digest wanted */
+		other = want;
+		other.b[0] ^= 1;
+		assert_int_equal(lp_layer_open(b, &other, &l, &err), -EBADMSG);
+		assert_null(l);
+		assert_non_null(strstr(err.msg, "TOC digest"));
+		/* JSON that does not parse: the parse's error, or the digest's */
+		js[js_len - 1] = ','; /* the closing brace */
+		lp_blob_unref(b);
+		free(nb);
+		nb = toc_member_blob(orig, len, js, js_len + cases[i].spaces,
+				     cases[i].extra, &nlen);
+		lp_sha256(js, js_len + cases[i].spaces, &want);
+		b = mem_blob(nb, nlen);
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(lp_layer_open(b, &want, &l, &err), -EINVAL);
+		assert_null(l);
+		assert_null(strstr(err.msg, "TOC digest"));
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(lp_layer_open(b, &other, &l, &err), -EBADMSG);
+		assert_non_null(strstr(err.msg, "TOC digest"));
+		free(js);
+		free(nb);
+	}
+	lp_layer_free(ol);
+	lp_blob_unref(b);
+	free(orig);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -819,6 +933,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_decoder),
 		cmocka_unit_test(test_open_tail),
 		cmocka_unit_test(test_digest_policy),
+		cmocka_unit_test(test_toc_member_shapes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

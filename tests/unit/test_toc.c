@@ -6,16 +6,22 @@
  * the lookups, and a table of hostile TOCs that must be rejected with the
  * right code and a message naming the entry.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <linux/magic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "toc_test_digest.h"
+#include "lp_chunk.h"
 #include "lp_toc.h"
 
 #define D1 \
@@ -114,7 +120,7 @@ static void test_fields(void **state)
 	assert_int_equal(lp_toc_entry_path(toc, lp_toc_nr_entries(toc), buf,
 					   sizeof(buf)),
 			 -ENOENT);
-	assert_non_null(lp_toc_entry_digest(toc, e));
+	assert_non_null(edig(toc, e));
 	assert_int_equal(e->mode, 0644);
 	assert_int_equal(e->size, 10);
 	assert_int_equal(lp_toc_chunk(toc, e->first_chunk).offset, 100);
@@ -129,7 +135,7 @@ static void test_fields(void **state)
 	assert_int_equal(e->nr_chunks, 1);
 	c = lp_toc_chunk(toc, e->first_chunk);
 	assert_int_equal(c.chunk_size, 10);
-	assert_non_null(lp_toc_chunk_digest(toc, &c));
+	assert_non_null(cdig(toc, &c));
 	/* shares its member with etc/packed: ends at the next offset */
 	assert_int_equal(c.compressed_size, 100);
 
@@ -137,7 +143,7 @@ static void test_fields(void **state)
 	c = lp_toc_chunk(toc, e->first_chunk);
 	assert_int_equal(c.inner_offset, 1024);
 	assert_int_equal(c.compressed_size, 100);
-	assert_null(lp_toc_chunk_digest(toc, &c));
+	assert_null(cdig(toc, &c));
 	assert_string_equal(lp_toc_entry_user_name(toc, e),
 			    ""); /* uid 0 never named */
 
@@ -573,7 +579,7 @@ static const struct lp_digest *first_chunk_digest(const struct lp_toc *toc,
 {
 	struct lp_toc_chunk c = lp_toc_chunk(toc, e->first_chunk);
 
-	return lp_toc_chunk_digest(toc, &c);
+	return cdig(toc, &c);
 }
 static void test_file_digests(void **state)
 {
@@ -597,20 +603,18 @@ static void test_file_digests(void **state)
 
 	assert_int_equal(lp_digest_parse(D1, &d1), 0);
 	assert_int_equal(lp_digest_parse(D2, &d2), 0);
-	assert_true(
-		lp_digest_equal(lp_toc_entry_digest(toc, at(toc, "one")), &d1));
+	assert_true(lp_digest_equal(edig(toc, at(toc, "one")), &d1));
 	e = at(toc, "two");
-	assert_true(lp_digest_equal(lp_toc_entry_digest(toc, e), &d1));
+	assert_true(lp_digest_equal(edig(toc, e), &d1));
 	assert_true(lp_digest_equal(first_chunk_digest(toc, e), &d2));
-	assert_true(lp_digest_equal(lp_toc_entry_digest(toc, at(toc, "empty")),
-				    &d2));
+	assert_true(lp_digest_equal(edig(toc, at(toc, "empty")), &d2));
 	e = at(toc, "bare");
-	assert_true(lp_digest_equal(lp_toc_entry_digest(toc, e), &d2));
+	assert_true(lp_digest_equal(edig(toc, e), &d2));
 	assert_null(first_chunk_digest(toc, e));
 	e = at(toc, "none");
-	assert_null(lp_toc_entry_digest(toc, e));
+	assert_null(edig(toc, e));
 	assert_true(lp_digest_equal(first_chunk_digest(toc, e), &d2));
-	assert_null(lp_toc_entry_digest(toc, lp_toc_entry(toc, 0)));
+	assert_null(edig(toc, lp_toc_entry(toc, 0)));
 	lp_toc_free(toc);
 }
 
@@ -644,6 +648,266 @@ static void test_many(void **state)
 	free(json);
 }
 
+/*
+ * lp_toc_spill_digests(): every digest reads back the same from the file,
+ * the file is an unlinked one in the directory given (an fd to it, nothing
+ * named left behind), the digest policy verifies chunks against it, a table
+ * under the minimum or in a memory-backed directory stays in memory, and a
+ * directory that cannot take it leaves the TOC as it was.
+ */
+
+/* how many of this process's fds are a deleted file under @dir */
+static int deleted_files_in(const char *dir)
+{
+	char fdp[64], target[4096];
+	int fd, n = 0;
+	ssize_t len;
+
+	for (fd = 0; fd < 1024; fd++) {
+		snprintf(fdp, sizeof(fdp), "/proc/self/fd/%d", fd);
+		len = readlink(fdp, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		if (!strncmp(target, dir, strlen(dir)) &&
+		    strstr(target, "(deleted)"))
+			n++;
+	}
+	return n;
+}
+
+static void test_spill_digests(void **state)
+{
+	char dir[] = "/var/tmp/lp-test-spill.XXXXXX", hex[2][80], *json;
+	struct lp_digest want[2], e_before[8], c_before[8], got;
+	static const char data[2][5] = { "abcd", "efgh" };
+	struct lp_err err = { 0 };
+	struct lp_toc *toc;
+	struct lp_toc_chunk c;
+	uint32_t i, n;
+	uint8_t bad[4] = { 'a', 'b', 'c', 'e' };
+	DIR *d;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	for (i = 0; i < 2; i++) {
+		lp_sha256(data[i], 4, &want[i]);
+		lp_digest_format(&want[i], hex[i]);
+	}
+	assert_true(asprintf(&json,
+			     "{\"version\":1,\"entries\":["
+			     "{\"name\":\"a\",\"type\":\"reg\",\"size\":4,"
+			     "\"offset\":0,\"digest\":\"%s\","
+			     "\"chunkDigest\":\"%s\"},"
+			     "{\"name\":\"b\",\"type\":\"reg\",\"size\":8,"
+			     "\"offset\":10,\"chunkSize\":4,\"digest\":\"" D1
+			     "\",\"chunkDigest\":\"%s\"},"
+			     "{\"name\":\"b\",\"type\":\"chunk\",\"offset\":20,"
+			     "\"chunkOffset\":4,\"chunkDigest\":\"%s\"},"
+			     "{\"name\":\"e\",\"type\":\"reg\",\"digest\":"
+			     "\"" D2 "\"},"
+			     "{\"name\":\"z\",\"type\":\"reg\",\"size\":0}]}",
+			     hex[0], hex[0], hex[1], hex[0]) > 0);
+	toc = parse_ok(json, 100);
+	n = lp_toc_nr_entries(toc);
+	assert_true(n <= 8 && lp_toc_nr_chunks(toc) <= 8);
+	for (i = 0; i < n; i++)
+		memset(&e_before[i], i, sizeof(e_before[i]));
+	/* under the minimum: a table of 5 digests (160 bytes) stays */
+	assert_int_equal(lp_toc_spill_digests(toc, dir, 161, &err), 0);
+	assert_int_equal(deleted_files_in(dir), 0);
+	/* a directory that is not there: an error, the TOC as it was */
+	assert_true(lp_toc_spill_digests(toc, "/nonexistent/lp-spill", 0,
+					 &err) < 0);
+	for (i = 0; i < n; i++) {
+		const struct lp_digest *x = edig(toc, lp_toc_entry(toc, i));
+
+		if (x)
+			e_before[i] = *x;
+	}
+	for (i = 0; i < lp_toc_nr_chunks(toc); i++) {
+		c = lp_toc_chunk(toc, i);
+		assert_non_null(cdig(toc, &c));
+		c_before[i] = *cdig(toc, &c);
+	}
+	/* tmpfs would hold the same bytes in memory: kept */
+	if ((d = opendir("/dev/shm"))) {
+		struct statfs fs;
+
+		closedir(d);
+		if (statfs("/dev/shm", &fs) == 0 && fs.f_type == TMPFS_MAGIC)
+			assert_int_equal(
+				lp_toc_spill_digests(toc, "/dev/shm", 0, &err),
+				0);
+	}
+	assert_int_equal(lp_toc_spill_digests(toc, dir, 160, &err), 1);
+	assert_int_equal(deleted_files_in(dir), 1);
+	/* nothing named in the directory */
+	assert_int_equal(rmdir(dir), 0);
+	/* once spilled, there is nothing left in memory to spill */
+	assert_int_equal(lp_toc_spill_digests(toc, "/var/tmp", 0, &err), 0);
+	for (i = 0; i < n; i++) {
+		const struct lp_toc_entry *e = lp_toc_entry(toc, i);
+		const struct lp_digest *x = edig(toc, e);
+
+		if (x)
+			assert_true(lp_digest_equal(x, &e_before[i]));
+		else
+			assert_false(e->flags & LP_TOC_HAS_DIGEST);
+	}
+	assert_true(lp_digest_equal(edig(toc, at(toc, "a")), &want[0]));
+	assert_non_null(edig(toc, at(toc, "e")));
+	assert_null(edig(toc, at(toc, "z")));
+	for (i = 0; i < lp_toc_nr_chunks(toc); i++) {
+		c = lp_toc_chunk(toc, i);
+		assert_true(lp_digest_equal(cdig(toc, &c), &c_before[i]));
+	}
+	/* the policy reads the file: b's two chunks, a's one */
+	c = lp_toc_chunk(toc, at(toc, "b")->first_chunk + 1);
+	assert_int_equal(lp_chunk_digest(toc, &c, &got, NULL), 0);
+	assert_true(lp_digest_equal(&got, &want[0]));
+	assert_int_equal(lp_chunk_check(toc, &c, data[0], &err), 0);
+	assert_int_equal(lp_chunk_check(toc, &c, bad, &err), -EBADMSG);
+	c = lp_toc_chunk(toc, at(toc, "b")->first_chunk);
+	assert_int_equal(lp_chunk_check(toc, &c, data[1], &err), 0);
+	assert_int_equal(lp_chunk_check(toc, &c, data[0], &err), -EBADMSG);
+	c = lp_toc_chunk(toc, at(toc, "a")->first_chunk);
+	assert_int_equal(lp_chunk_check(toc, &c, data[0], &err), 0);
+	lp_toc_free(toc);
+	assert_int_equal(deleted_files_in(dir), 0);
+	free(json);
+}
+
+/*
+ * The compact chunk record (offset and entry) and its columns: a compressed
+ * size is the distance to the next chunk's member unless stated (a member
+ * shared with the next chunk, offsets out of order, the last chunk short of
+ * the payload's end), an inner offset only where one is given, a
+ * chunkDigest's slot its rank among the chunks that have one (equal digests
+ * in a row each keep theirs). Every field reads back as the TOC said.
+ */
+static void test_chunk_columns(void **state)
+{
+	struct lp_toc *toc = parse_ok(
+		E("{\"name\":\"a\",\"type\":\"reg\",\"size\":4,\"offset\":0,"
+		  "\"chunkDigest\":\"" D1 "\"},"
+		  "{\"name\":\"b\",\"type\":\"reg\",\"size\":4,\"offset\":100,"
+		  "\"chunkDigest\":\"" D1 "\"},"
+		  "{\"name\":\"c\",\"type\":\"reg\",\"size\":4,\"offset\":100,"
+		  "\"innerOffset\":512,\"digest\":\"" D2 "\"},"
+		  "{\"name\":\"d\",\"type\":\"reg\",\"size\":8,\"offset\":300,"
+		  "\"chunkSize\":4},"
+		  "{\"name\":\"d\",\"type\":\"chunk\",\"offset\":350,"
+		  "\"chunkOffset\":4,\"chunkDigest\":\"" D2 "\"},"
+		  "{\"name\":\"e\",\"type\":\"reg\",\"size\":4,\"offset\":50,"
+		  "\"innerOffset\":7,\"chunkDigest\":\"" D2 "\"}"),
+		400);
+	static const struct {
+		const char *path;
+		uint32_t k; /* chunk of the file */
+		uint64_t offset;
+		uint32_t csize, inner;
+		const char *digest; /* chunkDigest or NULL */
+	} want[] = {
+		{ "a", 0, 0, 50, 0, D1 }, /* next distinct: e's 50 */
+		{ "b", 0, 100, 200, 0, D1 }, /* shares its member with c */
+		{ "c", 0, 100, 200, 512, NULL }, { "d", 0, 300, 50, 0, NULL },
+		{ "d", 1, 350, 50, 0, D2 }, /* next in the array: e's 50 */
+		{ "e", 0, 50, 50, 7, D2 }, /* the last, not to the end */
+	};
+	struct lp_digest d;
+	struct lp_toc_chunk c;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(lp_toc_nr_chunks(toc), 6);
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const struct lp_toc_entry *e = at(toc, want[i].path);
+		const struct lp_digest *got;
+
+		c = lp_toc_chunk(toc, e->first_chunk + want[i].k);
+		assert_int_equal(c.entry,
+				 lp_toc_lookup_path(toc, want[i].path));
+		assert_int_equal(c.offset, want[i].offset);
+		assert_int_equal(c.compressed_size, want[i].csize);
+		assert_int_equal(c.inner_offset, want[i].inner);
+		got = cdig(toc, &c);
+		if (!want[i].digest) {
+			assert_null(got);
+			continue;
+		}
+		assert_int_equal(lp_digest_parse(want[i].digest, &d), 0);
+		assert_non_null(got);
+		assert_true(lp_digest_equal(got, &d));
+	}
+	/* c's file digest on the side, a's its chunk's */
+	assert_int_equal(lp_digest_parse(D2, &d), 0);
+	assert_true(lp_digest_equal(edig(toc, at(toc, "c")), &d));
+	assert_null(edig(toc, at(toc, "a")));
+	c = lp_toc_chunk(toc, 6);
+	assert_int_equal(c.entry, LP_TOC_NO_INDEX);
+	lp_toc_free(toc);
+
+	/* offsets 4 GiB or more above their block's smallest, kept in full */
+	toc = parse_ok(E("{\"name\":\"a\",\"type\":\"reg\",\"size\":1,"
+			 "\"offset\":0},"
+			 "{\"name\":\"b\",\"type\":\"reg\",\"size\":1,"
+			 "\"offset\":3221225472},"
+			 "{\"name\":\"c\",\"type\":\"reg\",\"size\":1,"
+			 "\"offset\":6442450944},"
+			 "{\"name\":\"d\",\"type\":\"reg\",\"size\":1,"
+			 "\"offset\":1073741824},"
+			 "{\"name\":\"e\",\"type\":\"reg\",\"size\":1,"
+			 "\"offset\":7516192768}"),
+		       (uint64_t)8 << 30);
+	for (i = 0; i < 5; i++) {
+		static const uint64_t off[] = { 0, 3, 6, 1, 7 },
+				      cs[] = { 1, 3, 1, 2, 1 };
+
+		c = lp_toc_chunk(toc, (uint32_t)i);
+		assert_int_equal(c.offset, off[i] << 30);
+		assert_int_equal(c.compressed_size, cs[i] << 30);
+	}
+	lp_toc_free(toc);
+}
+
+/*
+ * Nesting as json-c counts it (json_tokener_new_ex(LP_TOC_MAX_JSON_NESTING)
+ * takes one level less): the top object and 14 arrays parse, 15 do not
+ * (fuzz_toc found the scanner taking one level more than json-c).
+ */
+static void test_nesting(void **state)
+{
+	char json[256];
+	struct lp_toc *toc = NULL;
+	struct lp_err err = { 0 };
+	int n, levels, p;
+
+	(void)state;
+	for (levels = LP_TOC_MAX_JSON_NESTING - 2;
+	     levels <= LP_TOC_MAX_JSON_NESTING + 1; levels++) {
+		p = snprintf(json, sizeof(json), "{\"entries\":[],\"x\":");
+		for (n = 1; n < levels; n++)
+			json[p++] = '[';
+		json[p++] = '1';
+		for (n = 1; n < levels; n++)
+			json[p++] = ']';
+		json[p++] = '}';
+		json[p] = '\0';
+		memset(&err, 0, sizeof(err));
+		if (levels < LP_TOC_MAX_JSON_NESTING) {
+			toc = parse_ok(json, 100);
+			lp_toc_free(toc);
+			toc = NULL;
+		} else {
+			assert_int_equal(lp_toc_parse(json, strlen(json), 100,
+						      &toc, &err),
+					 -EINVAL);
+			assert_non_null(strstr(err.msg, "nested"));
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -652,10 +916,13 @@ int main(void)
 		cmocka_unit_test(test_escaped_keys),
 		cmocka_unit_test(test_empty_and_carry),
 		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_nesting),
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_compressed_span),
 		cmocka_unit_test(test_side_tables),
 		cmocka_unit_test(test_file_digests),
+		cmocka_unit_test(test_spill_digests),
+		cmocka_unit_test(test_chunk_columns),
 		cmocka_unit_test(test_many),
 	};
 

@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "toc_test_digest.h"
 #include "lp_digest.h"
 #include "lp_toc.h"
 #include "toc_int.h"
@@ -277,7 +278,7 @@ static void check_file(const struct lp_toc *toc, unsigned int t, unsigned int s,
 		assert_int_equal(e->size, size_of(t, s, f));
 		assert_int_equal(e->nr_chunks, 1);
 		if (f % 10 == 3) {
-			d = lp_toc_entry_digest(toc, e);
+			d = edig(toc, e);
 			assert_non_null(d);
 			assert_int_equal(((uint32_t)d->b[28] << 24) |
 						 ((uint32_t)d->b[29] << 16) |
@@ -285,7 +286,7 @@ static void check_file(const struct lp_toc *toc, unsigned int t, unsigned int s,
 						 d->b[31],
 					 id);
 		} else {
-			assert_null(lp_toc_entry_digest(toc, e));
+			assert_null(edig(toc, e));
 		}
 		break;
 	}
@@ -393,6 +394,64 @@ static void test_mtime_side(void **state)
 }
 
 /*
+ * What an entry keeps on the side: a directory's link count and a
+ * symlink's target as one value (TOC_F_ONE), a hardlink, a symlink with
+ * xattrs and a file of several chunks as a side record (TOC_F_RARE), a
+ * plain file nothing; each reads back the same.
+ */
+static void test_side_values(void **state)
+{
+	static const char json[] =
+		"{\"entries\":["
+		"{\"name\":\"d\",\"type\":\"dir\"},"
+		"{\"name\":\"d/e\",\"type\":\"dir\"},"
+		"{\"name\":\"d/f\",\"type\":\"reg\",\"size\":1,\"offset\":0},"
+		"{\"name\":\"d/s\",\"type\":\"symlink\",\"linkName\":\"f\"},"
+		"{\"name\":\"d/x\",\"type\":\"symlink\",\"linkName\":\"../y\","
+		"\"xattrs\":{\"user.a\":\"aGk=\"}},"
+		"{\"name\":\"d/h\",\"type\":\"hardlink\",\"linkName\":\"d/f\"},"
+		"{\"name\":\"d/m\",\"type\":\"reg\",\"size\":2,\"offset\":2,"
+		"\"chunkSize\":1},"
+		"{\"name\":\"d/m\",\"type\":\"chunk\",\"offset\":4,"
+		"\"chunkOffset\":1},"
+		"{\"name\":\"d/p\",\"type\":\"reg\",\"size\":1,\"offset\":6}"
+		"]}";
+	static const struct {
+		const char *name;
+		uint8_t side; /* TOC_F_ONE, TOC_F_RARE or 0 */
+		uint32_t nlink;
+		const char *link;
+	} want[] = {
+		{ "d", TOC_F_ONE, 3, "" },
+		{ "d/e", TOC_F_ONE, 2, "" },
+		{ "d/f", TOC_F_ONE, 2, "" }, /* a hardlink's target */
+		{ "d/s", TOC_F_ONE, 1, "f" },
+		{ "d/x", TOC_F_RARE, 1, "../y" },
+		{ "d/h", TOC_F_RARE, 2, "d/f" },
+		{ "d/m", TOC_F_RARE, 1, "" },
+		{ "d/p", 0, 1, "" },
+	};
+	struct lp_err err = { 0 };
+	struct lp_toc *toc = NULL;
+	size_t k;
+
+	(void)state;
+	assert_int_equal(lp_toc_parse(json, strlen(json), 10, &toc, &err), 0);
+	for (k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+		uint32_t i = lp_toc_lookup_path(toc, want[k].name);
+		const struct lp_toc_entry *e = lp_toc_entry(toc, i);
+
+		assert_int_not_equal(i, LP_TOC_NO_INDEX);
+		assert_int_equal(e->flags & (TOC_F_ONE | TOC_F_RARE),
+				 want[k].side);
+		assert_int_equal(lp_toc_entry_nlink(toc, e), want[k].nlink);
+		assert_string_equal(lp_toc_entry_link_name(toc, e),
+				    want[k].link);
+	}
+	lp_toc_free(toc);
+}
+
+/*
  * an empty file's digest (what converters write) is kept as a flag and
  * given back; any other digest on an empty file is kept as it is
  */
@@ -415,16 +474,13 @@ static void test_empty_file_digest(void **state)
 	lp_sha256("", 0, &empty);
 	lie.b[31] = 0xff;
 	assert_int_equal(lp_toc_parse(json, strlen(json), 10, &toc, &err), 0);
-	d = lp_toc_entry_digest(
-		toc, lp_toc_entry(toc, lp_toc_lookup_path(toc, "e")));
+	d = edig(toc, lp_toc_entry(toc, lp_toc_lookup_path(toc, "e")));
 	assert_non_null(d);
 	assert_memory_equal(d->b, empty.b, sizeof(empty.b));
-	d = lp_toc_entry_digest(
-		toc, lp_toc_entry(toc, lp_toc_lookup_path(toc, "l")));
+	d = edig(toc, lp_toc_entry(toc, lp_toc_lookup_path(toc, "l")));
 	assert_non_null(d);
 	assert_memory_equal(d->b, lie.b, sizeof(lie.b));
-	assert_null(lp_toc_entry_digest(
-		toc, lp_toc_entry(toc, lp_toc_lookup_path(toc, "n"))));
+	assert_null(edig(toc, lp_toc_entry(toc, lp_toc_lookup_path(toc, "n"))));
 	lp_toc_free(toc);
 }
 
@@ -598,6 +654,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_million),
 		cmocka_unit_test(test_mtime_side),
+		cmocka_unit_test(test_side_values),
 		cmocka_unit_test(test_empty_file_digest),
 		cmocka_unit_test(test_hardlink_chain),
 		cmocka_unit_test(test_siphash13_vectors),

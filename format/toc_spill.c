@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The TOC's digest table out of the heap (lp_toc_spill_digests()): a big
+ * TOC's SHA-256 digests (32 bytes per chunk, a third of what a file with
+ * content costs in memory) move to an unlinked file, read back with one
+ * pread() of 32 bytes when a chunk is fetched and verified or looked up in
+ * the disk tier. The kernel keeps the table in its page cache while there
+ * is memory for it and drops it (it is clean once written back) when there
+ * is not, where heap pages of a daemon without swap stay forever. A read
+ * never waits for anything slower than a read of a local file: the table
+ * is written whole before the TOC is shared, never over the network.
+ * Small tables stay in memory (LP_TOC_SPILL_MIN): a node with many small
+ * layers holds no file per layer; a spilled table holds one descriptor and
+ * no mapping (docs/architecture.md, "FUSE filesystem").
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "toc_int.h"
+
+/* where a table goes when the caller names no directory */
+#define SPILL_DEFAULT_DIR "/var/tmp"
+
+int toc_digest_get(const struct lp_toc *toc, uint32_t d, struct lp_digest *ret)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	if (d >= toc->nr_digests)
+		return 0;
+	if (toc->digests) {
+		*ret = toc->digests[d];
+		return 1;
+	}
+	while (got < sizeof(*ret)) {
+		n = pread(toc->dig_fd, (uint8_t *)ret + got, sizeof(*ret) - got,
+			  (off_t)d * (off_t)sizeof(*ret) + (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -EIO; /* the table was written whole */
+		got += (size_t)n;
+	}
+	return 1;
+}
+
+/* an unlinked file in @dir: O_TMPFILE, or a name removed at once */
+static int open_unlinked(const char *dir)
+{
+	char path[4096];
+	int fd;
+
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0 ||
+	    (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+		return fd < 0 ? -errno : fd;
+	if (snprintf(path, sizeof(path), "%s/.lazypull-digests.XXXXXX", dir) >=
+	    (int)sizeof(path))
+		return -ENAMETOOLONG;
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	unlink(path);
+	return fd;
+}
+
+int lp_toc_spill_digests(struct lp_toc *toc, const char *dir, size_t min_bytes,
+			 struct lp_err *err)
+{
+	size_t len = (size_t)toc->nr_digests * sizeof(*toc->digests), off = 0;
+	const char *env = getenv("TMPDIR");
+	struct statfs fs;
+	ssize_t n;
+	int fd = -1, r;
+
+	if (!toc->digests || !len || len < min_bytes)
+		return 0;
+	if (!dir)
+		dir = env && *env ? env : SPILL_DEFAULT_DIR;
+	fd = open_unlinked(dir);
+	if (fd < 0) {
+		r = lp_err_set(err, fd, "digest table in %s: %s", dir,
+			       strerror(-fd));
+		fd = -1;
+		goto out;
+	}
+	/* memory-backed: the table would cost the same memory, unswappable */
+	if (fstatfs(fd, &fs) == 0 &&
+	    (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC)) {
+		r = 0;
+		goto out;
+	}
+	while (off < len) {
+		n = write(fd, (const uint8_t *)toc->digests + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = lp_err_set(err, n < 0 ? -errno : -EIO,
+				       "digest table in %s: %s", dir,
+				       n < 0 ? strerror(errno) : "short write");
+			goto out;
+		}
+		off += (size_t)n;
+	}
+	free(toc->digests);
+	toc->digests = NULL;
+	toc->dig_fd = fd;
+	fd = -1;
+	r = 1;
+out:
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
