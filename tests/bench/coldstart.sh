@@ -24,7 +24,10 @@
 # as lazy*, interleaved, for a before/after under the same machine load),
 # LP_BENCH_CACHE (default /var/cache/lazypull-bench: rootfs
 # tars, image layouts, the Go build cache), LP_BENCH_MIRROR (Debian mirror
-# for debootstrap), LP_KEEP=1 keeps the scratch directory.
+# for debootstrap), LP_KEEP=1 keeps the scratch directory, LP_TRACE=1
+# writes each run's link timeline (logs/*.trace, read with coldstart_lib.py
+# trace), LP_PERF=1 a perf profile of the lazy snapshotters (logs/*.perf,
+# perf record -g at 499 Hz from the pull to the ready line).
 #
 # The network: a network namespace with one veth pair, 10.213.77.1/30 on the
 # host end and 10.213.77.2/30 inside; docker-registry listens inside on
@@ -176,7 +179,14 @@ stop_run() {
 	for m in $(mounts_under "$T/run"); do
 		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
 	done
-	rm -rf "$T/run"
+	# Not deleted now: ext4 gives a new inode only after checking that
+	# the free one was not deleted in the last seconds (recently_deleted,
+	# one inode-table block read per free inode it passes), so the next
+	# run's thousands of new files (overlayfs's unpacked snapshot,
+	# lazypull's disk tier, one file per chunk) would pay for this run's
+	# deletion: 1-2 s of kernel CPU per run, whichever mode ran before.
+	# Put aside; the scratch directory goes at the end (cleanup).
+	[ ! -e "$T/run" ] || mv "$T/run" "$T/old-run.$RUNID.$$.$RANDOM"
 }
 
 cleanup() {
@@ -436,6 +446,12 @@ run_one() {
 	start_containerd
 	pullcmd=("${pullcmd[@]/@CSOCK@/$CSOCK}")
 	proxy reset >/dev/null
+	[ -z "${LP_TRACE:-}" ] || proxy "trace $log.trace" >/dev/null
+	local perfpid=
+	if [ -n "${LP_PERF:-}" ] && [ -n "$SNAP_PID" ]; then
+		perf record -q -g -F 499 -p "$SNAP_PID" -o "$log.perf" >/dev/null 2>&1 &
+		perfpid=$!
+	fi
 	local pids=(--pid "$CTRD_PID")
 	[ -n "$SNAP_PID" ] && pids=(--pid "$SNAP_PID" --pid "$CTRD_PID")
 	t0=$(now)
@@ -447,6 +463,11 @@ run_one() {
 		:
 	else
 		rc=1
+	fi
+	[ -z "${LP_TRACE:-}" ] || proxy "trace off" >/dev/null
+	if [ -n "$perfpid" ]; then
+		kill -INT "$perfpid" 2>/dev/null
+		wait "$perfpid" 2>/dev/null || true
 	fi
 	if [ $rc = 0 ] && [ "$mode" = overlay ]; then
 		# the warm local run of the ideal bound: the same image, now local
