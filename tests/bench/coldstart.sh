@@ -9,7 +9,9 @@
 #                     [-i "IMAGES"] [-p "PROFILES"] [-m "MODES"] [-w "WORKLOADS"]
 #   -q        quick: python3, 100 Mbit/20 ms, every mode, 1 repetition
 #   -n REPS   repetitions per case (default 3)
-#   -i        images among: python3 gcc postgresql nodejs (default all)
+#   -i        images among: python3 gcc postgresql nodejs bigfile (default
+#             all but bigfile: one 1 GiB file, read sequentially by the
+#             image's command, next to a few host binaries; ~540 MB gzip)
 #   -p        profiles among: 1g 100m 20m (default all)
 #   -m        modes among: overlay lazy lazy-opt reference reference-opt
 #             base-lazy base-lazy-opt (default all but base-*; reference*
@@ -19,6 +21,7 @@
 #             `lazypull optimize` records) readall (read every file:
 #             `tar -cf - --one-file-system / | wc -c` in the container)
 #             (default: start)
+# (-w start on bigfile is the 1 GiB file read sequentially.)
 # Environment: LAZYPULL_BASE (a second lazypull binary, e.g. a build of
 # main: the base-* modes run their snapshotter from it, on the same images
 # as lazy*, interleaved, for a before/after under the same machine load),
@@ -112,6 +115,13 @@ READY[postgresql]='ready to accept connections'
 INC[nodejs]=nodejs
 CMD[nodejs]='["node", "-e", "const http = require(\"http\"), crypto = require(\"crypto\"), zlib = require(\"zlib\"); console.log(\"node ready\", crypto.createHash(\"sha256\").update(\"x\").digest(\"hex\").slice(0, 8), Object.keys(http.STATUS_CODES).length, typeof zlib.gzipSync)"]'
 READY[nodejs]='^node ready'
+# bigfile: not debootstrap (build_bigfile_tar): dash, wc and their libraries
+# from the host, and /big.bin, 1 GiB made at bench time (the same bytes
+# every time): each 64 KiB is 32 KiB of AES-128-CTR keystream (key and IV
+# zero: incompressible) then 32 KiB of zeros, so gzip halves it
+INC[bigfile]=-
+CMD[bigfile]='["sh", "-c", "wc -c </big.bin"]'
+READY[bigfile]='^1073741824$'
 for i in $images; do [ -n "${INC[$i]:-}" ] || die "unknown image $i"; done
 # workloads other than the image's own command: the command given to
 # `ctr containers create` after the container id, and its ready line. readall
@@ -301,8 +311,68 @@ HAVE_OPT=0
 
 # --- build and push the images (no shaping yet) -----------------------------------
 declare -A INFO
+build_bigfile_tar() { # -> cached tar path
+	local out=$cache/coldstart-bigfile.tar
+	if [ ! -s "$out" ]; then
+		say "bigfile: a rootfs with a 1 GiB /big.bin (once; cached as $out)"
+		command -v openssl >/dev/null || die "openssl is not installed"
+		python3 - "$out.tmp" <<'PY' || die "bigfile tar"
+import io, os, subprocess, sys, tarfile
+out = sys.argv[1]
+files = ["/bin/sh", "/usr/bin/wc", "/usr/bin/cat"]
+libs = set()
+for f in files:
+    for line in subprocess.run(["ldd", os.path.realpath(f)], capture_output=True, text=True).stdout.splitlines():
+        w = line.split()
+        p = w[2] if len(w) > 2 and w[1] == "=>" else w[0]
+        if p.startswith("/"):
+            libs.add(p)
+def ti(name, **kw):
+    t = tarfile.TarInfo(name.lstrip("/"))
+    t.mtime = 0
+    t.uid = t.gid = 0
+    for k, v in kw.items():
+        setattr(t, k, v)
+    return t
+with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
+    dirs = {"/dev", "/proc", "/sys", "/tmp", "/etc", "/run"}
+    for p in files + sorted(libs):
+        d = os.path.dirname(p)
+        while d != "/":
+            dirs.add(d)
+            d = os.path.dirname(d)
+    for d in sorted(dirs):
+        tar.addfile(ti(d, type=tarfile.DIRTYPE, mode=0o1777 if d == "/tmp" else 0o755))
+    for p in files + sorted(libs):
+        data = open(os.path.realpath(p), "rb").read()
+        tar.addfile(ti(p, size=len(data), mode=0o755), io.BytesIO(data))
+    # 1 GiB: per 64 KiB, 32 KiB of keystream, 32 KiB of zeros
+    ks = subprocess.Popen(["openssl", "enc", "-aes-128-ctr", "-nosalt", "-K", "0" * 32, "-iv", "0" * 32,
+                           "-in", "/dev/zero"], stdout=subprocess.PIPE)
+    class Big(io.RawIOBase):
+        left = 1 << 30
+        def readable(self):
+            return True
+        def readinto(self, b):
+            n = min(len(b), self.left, 64 << 10)
+            n -= n % (64 << 10) if n >= 64 << 10 else 0
+            n = n or min(len(b), self.left)
+            out = bytearray()
+            while len(out) < n:
+                out += ks.stdout.read(32 << 10) + bytes(32 << 10)
+            b[:n] = out[:n]
+            self.left -= n
+            return n
+    tar.addfile(ti("/big.bin", size=1 << 30, mode=0o644), io.BufferedReader(Big(), 1 << 20))
+    ks.kill()
+PY
+		mv "$out.tmp" "$out"
+	fi
+	echo "$out"
+}
 build_rootfs_tar() { # NAME -> cached tar path
 	local name=$1 out=$cache/coldstart-$1.tar r
+	[ "$name" != bigfile ] || { build_bigfile_tar; return; }
 	if [ ! -s "$out" ]; then
 		say "debootstrap --variant=minbase --include=${INC[$name]} bookworm (once; cached as $out)"
 		r=$(mktemp -d "$cache/rootfs-$name.XXXXXX")
@@ -339,7 +409,7 @@ for img in $images; do
 	"$LP" -q convert --plain-http "oci:$layout:$img" "$REG/$img:esgz" >"$T/$img.convert" ||
 		die "lazypull convert $img"
 	OPT_OK[$img]=0
-	if [ $HAVE_OPT = 1 ]; then
+	if [ $HAVE_OPT = 1 ] && [[ " $modes " == *"-opt "* ]]; then
 		say "$img: lazypull optimize (workload until '${READY[$img]}')"
 		"$LP" -q optimize --plain-http --period 120 --wait-line "${READY[$img]}" \
 			--record-out "$T/$img.record" --tmpdir "$T" \
