@@ -169,6 +169,8 @@ enum fs_fetch_kind {
  * range this many times */
 #define FS_PLAN_MAX_DEFER 10
 #define FS_PLAN_RELEASE_MISSES 16
+/* ... or this many while it reads in blob order (FS_PLAN_IN_ORDER_RUN) */
+#define FS_PLAN_RELEASE_MISSES_IN_ORDER 4
 /* on-demand reads of chunks in blob order (each at most this many chunks
  * past the last) this many times in a row: the workload reads the layer in
  * order, and follows the background's stream */
@@ -264,7 +266,10 @@ struct fs_plan_layer {
 };
 
 /* fs_plan_defers() - whether layer @l's background still waits for quiet
- * (the rule for optimised layers). */
+ * (the rule for optimised layers, until it waited FS_PLAN_MAX_DEFER quiet
+ * times, or the workload missed FS_PLAN_RELEASE_MISSES times, or
+ * FS_PLAN_RELEASE_MISSES_IN_ORDER times while it reads past the prefetch
+ * range in blob order). */
 bool fs_plan_defers(const struct fs_plan_layer *l);
 
 /*

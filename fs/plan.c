@@ -188,11 +188,20 @@ bool fs_plan_defers(const struct fs_plan_layer *l)
 	 * starve it), or once the workload has missed the prefetch range
 	 * FS_PLAN_RELEASE_MISSES times: it wants more than its prefetch list
 	 * named, and the rest fetched at once is what spares it those round
-	 * trips (the rule for a layer without a landmark).
+	 * trips (the rule for a layer without a landmark). Sooner, after
+	 * FS_PLAN_RELEASE_MISSES_IN_ORDER misses, when it reads past the
+	 * prefetch range in blob order (FS_PLAN_IN_ORDER_RUN reads in a
+	 * row): a workload that reads everything, which otherwise paid a
+	 * round trip per miss until the 16th, the link 60% idle for 0.5 s.
+	 * Reading in order without missing is no reason: what it reads is
+	 * in already.
 	 */
+	const bool in_order = l->in_order >= FS_PLAN_IN_ORDER_RUN;
+
 	return l->optimised && l->quiet_ns &&
 	       l->deferred_ns < l->quiet_ns * FS_PLAN_MAX_DEFER &&
-	       l->misses < FS_PLAN_RELEASE_MISSES;
+	       l->misses < (in_order ? FS_PLAN_RELEASE_MISSES_IN_ORDER :
+				       FS_PLAN_RELEASE_MISSES);
 }
 
 bool fs_plan_uncontended(const struct fs_plan_clock *c,

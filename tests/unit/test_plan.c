@@ -337,6 +337,20 @@ static void test_background_width(void **state)
 	assert_false(fs_plan_defers(&l));
 	assert_int_equal(fs_plan_background_width(&c, &l),
 			 FS_PLAN_STREAMS_BUSY);
+	/* ... sooner when it misses while reading past the prefetch range
+	 * in blob order (a workload that reads everything): the stream is
+	 * what it waits for, at full width */
+	assert_true(FS_PLAN_RELEASE_MISSES_IN_ORDER < FS_PLAN_RELEASE_MISSES);
+	l = opt;
+	l.misses = FS_PLAN_RELEASE_MISSES_IN_ORDER;
+	l.in_order = FS_PLAN_IN_ORDER_RUN - 1;
+	assert_true(fs_plan_defers(&l));
+	assert_int_equal(fs_plan_background_width(&c, &l), 0);
+	l.in_order++;
+	assert_false(fs_plan_defers(&l));
+	assert_int_equal(fs_plan_background_width(&c, &l), FS_PLAN_STREAMS);
+	l.misses--;
+	assert_true(fs_plan_defers(&l));
 	/* a workload reading the layer in blob order follows the stream:
 	 * full width even while its reads miss */
 	c = idle;
