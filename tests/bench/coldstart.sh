@@ -393,6 +393,8 @@ manifest_of() { # REPO TAG -> manifest JSON
 layer_bytes() { manifest_of "$1" "$2" | python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))'; }
 
 declare -A OPT_OK
+DO_OPT=0 # optimised images only when a mode needs them
+[ $HAVE_OPT = 1 ] && [[ " $modes " == *"-opt "* ]] && DO_OPT=1
 for img in $images; do
 	tar=$(build_rootfs_tar "$img")
 	key=$(printf '%s' "${CMD[$img]}" | sha256sum | cut -c1-12)
@@ -409,7 +411,7 @@ for img in $images; do
 	"$LP" -q convert --plain-http "oci:$layout:$img" "$REG/$img:esgz" >"$T/$img.convert" ||
 		die "lazypull convert $img"
 	OPT_OK[$img]=0
-	if [ $HAVE_OPT = 1 ] && [[ " $modes " == *"-opt "* ]]; then
+	if [ $DO_OPT = 1 ]; then
 		say "$img: lazypull optimize (workload until '${READY[$img]}')"
 		"$LP" -q optimize --plain-http --period 120 --wait-line "${READY[$img]}" \
 			--record-out "$T/$img.record" --tmpdir "$T" \
@@ -438,7 +440,7 @@ for img in $images; do
 		fi
 	fi
 	INFO[$img]=$(python3 - "$img" "${CMD[$img]}" "$(layer_bytes "$img" gzip)" \
-		"$(layer_bytes "$img" esgz)" "$( [ $HAVE_OPT = 1 ] && layer_bytes "$img" opt || echo 0)" \
+		"$(layer_bytes "$img" esgz)" "$( [ $DO_OPT = 1 ] && layer_bytes "$img" opt || echo 0)" \
 		"$T/$img.workset" "$T/$img.prefetch" "$(stat -c %s "$tar")" "$T/$img.opt_error" <<'PY'
 import json, os, sys
 img, cmd, gz, es, op, ws, pf, raw, err = sys.argv[1:]
