@@ -9,9 +9,11 @@
 #                     [-i "IMAGES"] [-p "PROFILES"] [-m "MODES"] [-w "WORKLOADS"]
 #   -q        quick: python3, 100 Mbit/20 ms, every mode, 1 repetition
 #   -n REPS   repetitions per case (default 3)
-#   -i        images among: python3 gcc postgresql nodejs bigfile (default
-#             all but bigfile: one 1 GiB file, read sequentially by the
-#             image's command, next to a few host binaries; ~540 MB gzip)
+#   -i        images among: python3 gcc postgresql nodejs torch bigfile
+#             (default: the first four; torch: the "AI" image, Debian's
+#             python3-torch, `import torch`; bigfile: one 1 GiB file,
+#             read sequentially by the image's command, next to a few host
+#             binaries, ~540 MB gzip)
 #   -p        profiles among: 1g 100m 20m (default all)
 #   -m        modes among: overlay lazy lazy-opt reference reference-opt
 #             base-lazy base-lazy-opt (default all but base-*; reference*
@@ -115,6 +117,10 @@ READY[postgresql]='ready to accept connections'
 INC[nodejs]=nodejs
 CMD[nodejs]='["node", "-e", "const http = require(\"http\"), crypto = require(\"crypto\"), zlib = require(\"zlib\"); console.log(\"node ready\", crypto.createHash(\"sha256\").update(\"x\").digest(\"hex\").slice(0, 8), Object.keys(http.STATUS_CODES).length, typeof zlib.gzipSync)"]'
 READY[nodejs]='^node ready'
+# torch: the "AI" image (about 1 GB: Debian's PyTorch and its dependencies)
+INC[torch]=python3-torch
+CMD[torch]='["python3", "-c", "import torch; print(torch.ones(3).sum())"]'
+READY[torch]='^tensor\(3\.\)'
 # bigfile: not debootstrap (build_bigfile_tar): dash, wc and their libraries
 # from the host, and /big.bin, 1 GiB made at bench time (the same bytes
 # every time): each 64 KiB is 32 KiB of AES-128-CTR keystream (key and IV
