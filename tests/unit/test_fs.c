@@ -155,7 +155,8 @@ static int fault_pread_stream(void *ctx, void *buf, size_t len, uint64_t off,
 
 	atomic_fetch_add(&f->streams, 1);
 	n = atomic_load(&f->max_stream);
-	while (len > n && !atomic_compare_exchange_weak(&f->max_stream, &n, len))
+	while (len > n &&
+	       !atomic_compare_exchange_weak(&f->max_stream, &n, len))
 		;
 	while (done < len && r == 0) {
 		n = len - done < STREAM_PIECE ? len - done : STREAM_PIECE;
