@@ -202,8 +202,15 @@ stop_run() {
 	# run's thousands of new files (overlayfs's unpacked snapshot,
 	# lazypull's disk tier, one file per chunk) would pay for this run's
 	# deletion: 1-2 s of kernel CPU per run, whichever mode ran before.
-	# Put aside; the scratch directory goes at the end (cleanup).
+	# Put aside; the scratch directory goes at the end (cleanup), or the
+	# oldest of them when the file system has less than 20 GB left.
 	[ ! -e "$T/run" ] || mv "$T/run" "$T/old-run.$RUNID.$$.$RANDOM"
+	local old
+	while [ "$(df --output=avail -k "$T" | tail -1)" -lt 20000000 ]; do
+		old=$(ls -dtr "$T"/old-run.* 2>/dev/null | head -1)
+		[ -n "$old" ] || break
+		rm -rf "$old"
+	done
 }
 
 cleanup() {
