@@ -160,11 +160,17 @@ enum fs_fetch_kind {
 #define FS_PLAN_SHORT_QUIET_MS 300
 /* a background read's most compressed bytes while narrowed */
 #define FS_PLAN_BUSY_RUN (512 * LP_KIB)
+/* ... and before the workload's first miss in the layer (the link is the
+ * background's alone, fs_plan_uncontended): its first miss then queues
+ * behind at most FS_PLAN_STREAMS reads of this size (~170 ms at 100 Mbit/s) */
+#define FS_PLAN_UNCONTENDED_RUN (1 * LP_MIB)
 /* an optimised layer's background fetch defers at most this many quiet
  * times in all, and no longer once the workload has missed the prefetch
  * range this many times */
 #define FS_PLAN_MAX_DEFER 10
 #define FS_PLAN_RELEASE_MISSES 16
+/* ... or this many while it reads in blob order (FS_PLAN_IN_ORDER_RUN) */
+#define FS_PLAN_RELEASE_MISSES_IN_ORDER 4
 /* on-demand reads of chunks in blob order (each at most this many chunks
  * past the last) this many times in a row: the workload reads the layer in
  * order, and follows the background's stream */
@@ -256,11 +262,30 @@ struct fs_plan_layer {
 	uint64_t deferred_ns; /* waited for quiet so far */
 	uint64_t misses; /* on-demand fetches past the prefetch range */
 	uint32_t in_order; /* on-demand reads in blob order in a row */
+	bool missed; /* an on-demand read of it went to the source */
 };
 
 /* fs_plan_defers() - whether layer @l's background still waits for quiet
- * (the rule for optimised layers). */
+ * (the rule for optimised layers, until it waited FS_PLAN_MAX_DEFER quiet
+ * times, or the workload missed FS_PLAN_RELEASE_MISSES times, or
+ * FS_PLAN_RELEASE_MISSES_IN_ORDER times while it reads past the prefetch
+ * range in blob order). */
 bool fs_plan_defers(const struct fs_plan_layer *l);
+
+/*
+ * fs_plan_uncontended() - whether the link is the background's alone: the
+ * workload has not missed in layer @l yet, and no on-demand read of the
+ * activity is in flight or ended less than FS_PLAN_SHORT_QUIET_MS ago. Its
+ * reads then grow with every read handed out (the streak), up to
+ * FS_PLAN_UNCONTENDED_RUN (fs_plan_uncontended_bytes), instead of staying
+ * at FS_PLAN_STREAM_FIRST until the workload reads in blob order.
+ */
+bool fs_plan_uncontended(const struct fs_plan_clock *c,
+			 const struct fs_plan_layer *l);
+
+/* fs_plan_uncontended_bytes() - a background read of @bytes (what
+ * fs_plan_background_bytes() allows) cut to FS_PLAN_UNCONTENDED_RUN */
+uint64_t fs_plan_uncontended_bytes(uint64_t bytes);
 
 /*
  * fs_plan_background_width() - how many background reads may be in flight

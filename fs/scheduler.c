@@ -278,9 +278,9 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 		.last_ondemand_ns = atomic_load(&fs->act->last_ondemand_ns),
 	};
 	unsigned int width;
-	uint64_t h;
+	uint64_t h, bytes;
 	uint32_t ci;
-	bool busy;
+	bool busy, quiet;
 
 	*ret_wait = BG_WAIT;
 	if (f->background != FS_JOB_PENDING &&
@@ -302,11 +302,15 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 	f->background = FS_JOB_RUNNING;
 	h = atomic_load(&f->hint);
 	if (h >> 32 != f->hint_seen) {
-		/* the workload missed: stream on from where that read ended */
-		f->hint_seen = h >> 32;
-		if (!fs_plan_miss_ahead(fs->toc, f->bg_cursor,
+		/* the workload missed: stream on from where that read ended;
+		 * small reads again after a jump, and after its first miss
+		 * (what the reads grew to before is no sign it reads in
+		 * order) */
+		if (!f->hint_seen ||
+		    !fs_plan_miss_ahead(fs->toc, f->bg_cursor,
 					atomic_load(&f->hint_ci)))
-			f->streak = 0; /* a jump: small reads again */
+			f->streak = 0;
+		f->hint_seen = h >> 32;
 		f->bg_cursor = (uint32_t)h;
 	}
 	ci = fs_plan_next(nr, f->bg_cursor, skip_chunk, fs);
@@ -335,12 +339,17 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 	if (!slot_take(fs->act, width))
 		return JOB_EXIT;
 	*ret_ci = ci;
-	/* the reads grow only while the workload reads in blob order */
+	/* the reads grow while the workload reads in blob order, and a
+	 * little while the link is the background's alone */
 	busy = width < FS_PLAN_STREAMS;
-	if (l.in_order >= FS_PLAN_IN_ORDER_RUN)
+	l.missed = atomic_load(&f->hint) >> 32 != 0;
+	quiet = fs_plan_uncontended(&c, &l);
+	if (l.in_order >= FS_PLAN_IN_ORDER_RUN || quiet)
 		f->streak++;
-	*ret_end = fs_plan_run_end(fs->toc, ci, nr,
-				   fs_plan_background_bytes(f->streak, busy));
+	bytes = fs_plan_background_bytes(f->streak, busy);
+	if (quiet && l.in_order < FS_PLAN_IN_ORDER_RUN)
+		bytes = fs_plan_uncontended_bytes(bytes);
+	*ret_end = fs_plan_run_end(fs->toc, ci, nr, bytes);
 	if (!fs->disk) /* chunk @ci fitted a moment ago: it goes */
 		*ret_end = (uint32_t)lp_max_u64(fit_budget(fs, ci, *ret_end),
 						ci + 1);

@@ -9,7 +9,11 @@
 #                     [-i "IMAGES"] [-p "PROFILES"] [-m "MODES"] [-w "WORKLOADS"]
 #   -q        quick: python3, 100 Mbit/20 ms, every mode, 1 repetition
 #   -n REPS   repetitions per case (default 3)
-#   -i        images among: python3 gcc postgresql nodejs (default all)
+#   -i        images among: python3 gcc postgresql nodejs torch bigfile
+#             (default: the first four; torch: the "AI" image, Debian's
+#             python3-torch, `import torch`; bigfile: one 1 GiB file,
+#             read sequentially by the image's command, next to a few host
+#             binaries, ~540 MB gzip)
 #   -p        profiles among: 1g 100m 20m (default all)
 #   -m        modes among: overlay lazy lazy-opt reference reference-opt
 #             base-lazy base-lazy-opt (default all but base-*; reference*
@@ -19,12 +23,16 @@
 #             `lazypull optimize` records) readall (read every file:
 #             `tar -cf - --one-file-system / | wc -c` in the container)
 #             (default: start)
+# (-w start on bigfile is the 1 GiB file read sequentially.)
 # Environment: LAZYPULL_BASE (a second lazypull binary, e.g. a build of
 # main: the base-* modes run their snapshotter from it, on the same images
 # as lazy*, interleaved, for a before/after under the same machine load),
 # LP_BENCH_CACHE (default /var/cache/lazypull-bench: rootfs
 # tars, image layouts, the Go build cache), LP_BENCH_MIRROR (Debian mirror
-# for debootstrap), LP_KEEP=1 keeps the scratch directory.
+# for debootstrap), LP_KEEP=1 keeps the scratch directory, LP_TRACE=1
+# writes each run's link timeline (logs/*.trace, read with coldstart_lib.py
+# trace), LP_PERF=1 a perf profile of the lazy snapshotters (logs/*.perf,
+# perf record -g at 499 Hz from the pull to the ready line).
 #
 # The network: a network namespace with one veth pair, 10.213.77.1/30 on the
 # host end and 10.213.77.2/30 inside; docker-registry listens inside on
@@ -109,6 +117,18 @@ READY[postgresql]='ready to accept connections'
 INC[nodejs]=nodejs
 CMD[nodejs]='["node", "-e", "const http = require(\"http\"), crypto = require(\"crypto\"), zlib = require(\"zlib\"); console.log(\"node ready\", crypto.createHash(\"sha256\").update(\"x\").digest(\"hex\").slice(0, 8), Object.keys(http.STATUS_CODES).length, typeof zlib.gzipSync)"]'
 READY[nodejs]='^node ready'
+# torch: the "AI" image (about 1 GB: Debian's PyTorch and its dependencies)
+INC[torch]=python3-torch
+CMD[torch]='["python3", "-c", "import torch; print(torch.ones(3).sum())"]'
+READY[torch]='^tensor\(3\.\)'
+# bigfile: not debootstrap (build_bigfile_tar): dash, wc and their libraries
+# from the host, and /big.bin, 1 GiB made at bench time (the same bytes
+# every time): each 64 KiB is 32 KiB of AES-128-CTR keystream (key and IV
+# zero: incompressible) then 32 KiB of zeros, so gzip halves it
+INC[bigfile]=-
+# (through cat: wc -c of a regular file takes its size from fstat)
+CMD[bigfile]='["sh", "-c", "cat /big.bin | wc -c"]'
+READY[bigfile]='^1073741824$'
 for i in $images; do [ -n "${INC[$i]:-}" ] || die "unknown image $i"; done
 # workloads other than the image's own command: the command given to
 # `ctr containers create` after the container id, and its ready line. readall
@@ -176,7 +196,21 @@ stop_run() {
 	for m in $(mounts_under "$T/run"); do
 		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
 	done
-	rm -rf "$T/run"
+	# Not deleted now: ext4 gives a new inode only after checking that
+	# the free one was not deleted in the last seconds (recently_deleted,
+	# one inode-table block read per free inode it passes), so the next
+	# run's thousands of new files (overlayfs's unpacked snapshot,
+	# lazypull's disk tier, one file per chunk) would pay for this run's
+	# deletion: 1-2 s of kernel CPU per run, whichever mode ran before.
+	# Put aside; the scratch directory goes at the end (cleanup), or the
+	# oldest of them when the file system has less than 20 GB left.
+	[ ! -e "$T/run" ] || mv "$T/run" "$T/old-run.$RUNID.$$.$RANDOM"
+	local old
+	while [ "$(df --output=avail -k "$T" | tail -1)" -lt 20000000 ]; do
+		old=$(ls -dtr "$T"/old-run.* 2>/dev/null | head -1)
+		[ -n "$old" ] || break
+		rm -rf "$old"
+	done
 }
 
 cleanup() {
@@ -291,8 +325,68 @@ HAVE_OPT=0
 
 # --- build and push the images (no shaping yet) -----------------------------------
 declare -A INFO
+build_bigfile_tar() { # -> cached tar path
+	local out=$cache/coldstart-bigfile.tar
+	if [ ! -s "$out" ]; then
+		say "bigfile: a rootfs with a 1 GiB /big.bin (once; cached as $out)"
+		command -v openssl >/dev/null || die "openssl is not installed"
+		python3 - "$out.tmp" <<'PY' || die "bigfile tar"
+import io, os, subprocess, sys, tarfile
+out = sys.argv[1]
+files = ["/bin/sh", "/usr/bin/wc", "/usr/bin/cat"]
+libs = set()
+for f in files:
+    for line in subprocess.run(["ldd", os.path.realpath(f)], capture_output=True, text=True).stdout.splitlines():
+        w = line.split()
+        p = w[2] if len(w) > 2 and w[1] == "=>" else w[0]
+        if p.startswith("/"):
+            libs.add(p)
+def ti(name, **kw):
+    t = tarfile.TarInfo(name.lstrip("/"))
+    t.mtime = 0
+    t.uid = t.gid = 0
+    for k, v in kw.items():
+        setattr(t, k, v)
+    return t
+with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
+    dirs = {"/dev", "/proc", "/sys", "/tmp", "/etc", "/run"}
+    for p in files + sorted(libs):
+        d = os.path.dirname(p)
+        while d != "/":
+            dirs.add(d)
+            d = os.path.dirname(d)
+    for d in sorted(dirs):
+        tar.addfile(ti(d, type=tarfile.DIRTYPE, mode=0o1777 if d == "/tmp" else 0o755))
+    for p in files + sorted(libs):
+        data = open(os.path.realpath(p), "rb").read()
+        tar.addfile(ti(p, size=len(data), mode=0o755), io.BytesIO(data))
+    # 1 GiB: per 64 KiB, 32 KiB of keystream, 32 KiB of zeros
+    ks = subprocess.Popen(["openssl", "enc", "-aes-128-ctr", "-nosalt", "-K", "0" * 32, "-iv", "0" * 32,
+                           "-in", "/dev/zero"], stdout=subprocess.PIPE)
+    class Big(io.RawIOBase):
+        left = 1 << 30
+        def readable(self):
+            return True
+        def readinto(self, b):
+            n = min(len(b), self.left, 64 << 10)
+            n -= n % (64 << 10) if n >= 64 << 10 else 0
+            n = n or min(len(b), self.left)
+            out = bytearray()
+            while len(out) < n:
+                out += ks.stdout.read(32 << 10) + bytes(32 << 10)
+            b[:n] = out[:n]
+            self.left -= n
+            return n
+    tar.addfile(ti("/big.bin", size=1 << 30, mode=0o644), io.BufferedReader(Big(), 1 << 20))
+    ks.kill()
+PY
+		mv "$out.tmp" "$out"
+	fi
+	echo "$out"
+}
 build_rootfs_tar() { # NAME -> cached tar path
 	local name=$1 out=$cache/coldstart-$1.tar r
+	[ "$name" != bigfile ] || { build_bigfile_tar; return; }
 	if [ ! -s "$out" ]; then
 		say "debootstrap --variant=minbase --include=${INC[$name]} bookworm (once; cached as $out)"
 		r=$(mktemp -d "$cache/rootfs-$name.XXXXXX")
@@ -313,6 +407,8 @@ manifest_of() { # REPO TAG -> manifest JSON
 layer_bytes() { manifest_of "$1" "$2" | python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))'; }
 
 declare -A OPT_OK
+DO_OPT=0 # optimised images only when a mode needs them
+[ $HAVE_OPT = 1 ] && [[ " $modes " == *"-opt "* ]] && DO_OPT=1
 for img in $images; do
 	tar=$(build_rootfs_tar "$img")
 	key=$(printf '%s' "${CMD[$img]}" | sha256sum | cut -c1-12)
@@ -329,7 +425,7 @@ for img in $images; do
 	"$LP" -q convert --plain-http "oci:$layout:$img" "$REG/$img:esgz" >"$T/$img.convert" ||
 		die "lazypull convert $img"
 	OPT_OK[$img]=0
-	if [ $HAVE_OPT = 1 ]; then
+	if [ $DO_OPT = 1 ]; then
 		say "$img: lazypull optimize (workload until '${READY[$img]}')"
 		"$LP" -q optimize --plain-http --period 120 --wait-line "${READY[$img]}" \
 			--record-out "$T/$img.record" --tmpdir "$T" \
@@ -358,7 +454,7 @@ for img in $images; do
 		fi
 	fi
 	INFO[$img]=$(python3 - "$img" "${CMD[$img]}" "$(layer_bytes "$img" gzip)" \
-		"$(layer_bytes "$img" esgz)" "$( [ $HAVE_OPT = 1 ] && layer_bytes "$img" opt || echo 0)" \
+		"$(layer_bytes "$img" esgz)" "$( [ $DO_OPT = 1 ] && layer_bytes "$img" opt || echo 0)" \
 		"$T/$img.workset" "$T/$img.prefetch" "$(stat -c %s "$tar")" "$T/$img.opt_error" <<'PY'
 import json, os, sys
 img, cmd, gz, es, op, ws, pf, raw, err = sys.argv[1:]
@@ -436,6 +532,12 @@ run_one() {
 	start_containerd
 	pullcmd=("${pullcmd[@]/@CSOCK@/$CSOCK}")
 	proxy reset >/dev/null
+	[ -z "${LP_TRACE:-}" ] || proxy "trace $log.trace" >/dev/null
+	local perfpid=
+	if [ -n "${LP_PERF:-}" ] && [ -n "$SNAP_PID" ]; then
+		perf record -q -g -F 499 -p "$SNAP_PID" -o "$log.perf" >/dev/null 2>&1 &
+		perfpid=$!
+	fi
 	local pids=(--pid "$CTRD_PID")
 	[ -n "$SNAP_PID" ] && pids=(--pid "$SNAP_PID" --pid "$CTRD_PID")
 	t0=$(now)
@@ -447,6 +549,11 @@ run_one() {
 		:
 	else
 		rc=1
+	fi
+	[ -z "${LP_TRACE:-}" ] || proxy "trace off" >/dev/null
+	if [ -n "$perfpid" ]; then
+		kill -INT "$perfpid" 2>/dev/null
+		wait "$perfpid" 2>/dev/null || true
 	fi
 	if [ $rc = 0 ] && [ "$mode" = overlay ]; then
 		# the warm local run of the ideal bound: the same image, now local

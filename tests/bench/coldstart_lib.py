@@ -24,6 +24,13 @@
       One table per image x workload x profile, with the eager bound (the
       gzip image's bytes over the link bandwidth measured before the runs)
       and each mode's ratio to the full pull and to that bound.
+  coldstart_lib.py trace FILE [MBIT]
+      Reads a delay_proxy.py timeline (coldstart.sh with LP_TRACE=1 writes
+      one per run: logs/*.trace) and prints where the link time went: each
+      request (when it reached the proxy, its range, first and last byte
+      handed back, the idle time of its connection before it), the bytes
+      per 250 ms, and the time the link carried less than half of MBIT
+      (default: the fastest 250 ms seen) between the first and last byte.
 """
 import hashlib
 import json
@@ -350,7 +357,12 @@ def cmd_report(rdir):
             refopt = rows.get("reference-opt", {}).get("total")
             lazy = rows.get("lazy", {}).get("total")
             t = []
-            if wl == "start":
+            # bigfile's own command reads its whole image: a read-everything
+            # workload, with that workload's target
+            if wl == "start" and img == "bigfile":
+                if lazy and eager:
+                    t.append("lazy/eager bound %.2fx (target ≤ 1.15)" % (lazy / eager))
+            elif wl == "start":
                 if opt and base:
                     t.append("optimised/full pull %.2fx (target ≤ 0.15)" % (opt / base))
                 if lazy and base:
@@ -425,6 +437,69 @@ def cmd_report(rdir):
     sys.stdout.write("\n".join(md) + "\n")
 
 
+def rng(r):
+    """a Range header's value, short: its first range, +N more"""
+    w = r.split(",")
+    return w[0] + (" +%d" % (len(w) - 1) if len(w) > 1 else "")
+
+
+def cmd_trace(path, mbit=None):
+    reqs, cur, downs = [], {}, []
+    for line in open(path):
+        w = line.split()
+        if len(w) < 4:
+            continue
+        t, conn = float(w[0]), int(w[1])
+        if w[2] == "req":
+            r = {"t": t, "conn": conn, "range": w[3], "bytes": 0,
+                 "first": None, "last": None,
+                 "idle": t - cur[conn]["last"] if conn in cur and
+                 cur[conn]["last"] is not None else None}
+            reqs.append(r)
+            cur[conn] = r
+        elif w[2] == "down":
+            n = int(w[3])
+            downs.append((t, n))
+            r = cur.get(conn)
+            if r is not None:
+                r["bytes"] += n
+                r["first"] = r["first"] if r["first"] is not None else t
+                r["last"] = t
+    if not downs:
+        print("no bytes in", path)
+        return
+    t0 = min([r["t"] for r in reqs] + [downs[0][0]])
+    print("%8s %5s %-22s %9s %8s %8s %8s %8s" % (
+        "req s", "conn", "range", "KiB", "first s", "last s", "MB/s",
+        "idle ms"))
+    for r in reqs:
+        dur = (r["last"] - r["first"]) if r["first"] is not None else 0
+        print("%8.3f %5d %-22s %9.0f %8s %8s %8s %8s" % (
+            r["t"] - t0, r["conn"], rng(r["range"]), r["bytes"] / 1024,
+            "%.3f" % (r["first"] - t0) if r["first"] is not None else "-",
+            "%.3f" % (r["last"] - t0) if r["last"] is not None else "-",
+            "%.1f" % (r["bytes"] / dur / 1e6) if dur > 0 else "-",
+            "%.0f" % (r["idle"] * 1000) if r["idle"] is not None else "-"))
+    step = 0.25
+    nb = int((downs[-1][0] - t0) / step) + 1
+    b = [0] * nb
+    for t, n in downs:
+        b[int((t - t0) / step)] += n
+    peak = max(b) / step
+    line_rate = float(mbit) * 1e6 / 8 if mbit else peak
+    first = int((downs[0][0] - t0) / step)
+    slow = sum(1 for x in b[first:] if x / step < line_rate / 2) * step
+    print("MB per 250 ms from the first event (%.1f MB/s = the line):" %
+          (line_rate / 1e6))
+    print(" ".join("%.1f" % (x / 1e6) for x in b))
+    tot = sum(n for _, n in downs)
+    span = downs[-1][0] - downs[0][0]
+    print("first byte %.3f s, last byte %.3f s after the first event; %.1f MB "
+          "in %.3f s = %.1f MB/s; %.2f s below half the line; %d requests" % (
+              downs[0][0] - t0, downs[-1][0] - t0, tot / 1e6, span,
+              tot / span / 1e6 if span else 0, slow, len(reqs)))
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -435,6 +510,8 @@ def main():
         sys.exit(cmd_watch(args))
     elif c == "workset" and len(args) == 3:
         cmd_workset(*args)
+    elif c == "trace" and len(args) in (1, 2):
+        cmd_trace(*args)
     elif c == "report" and len(args) == 1:
         cmd_report(args[0])
     else:

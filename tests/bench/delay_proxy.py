@@ -23,6 +23,11 @@ The control port speaks one command per line and answers one JSON line:
                 "connections":N,"delay_ms":MS}   (down = target to client)
   reset        zero the counters, then as stats
   delay MS     set the one-way delay for new bytes, then as stats
+  trace PATH   append a timeline to PATH from now on (one line per event,
+               seconds on CLOCK_MONOTONIC: "T CONN req RANGE" when a request
+               line reaches the proxy, RANGE its Range header or "-";
+               "T CONN down N" when N bytes are handed to the client), then
+               as stats; "trace off" closes it. coldstart_lib.py trace reads it.
 Loopback only: no authentication. Runs until SIGTERM/SIGINT.
 """
 import argparse
@@ -35,6 +40,7 @@ import time
 
 REQ_RE = re.compile(rb"(?:GET|HEAD|POST|PUT|PATCH|DELETE) /[^ \r\n]* HTTP/1\.[01]\r\n")
 RANGE_RE = re.compile(rb"\r\nrange: *bytes=", re.IGNORECASE)
+RANGE_VAL_RE = re.compile(rb"\r\nrange: *bytes=([-0-9, ]+)", re.IGNORECASE)
 READ_SIZE = 256 * 1024
 SCAN_CARRY = 512  # bytes kept across reads so a split request line is seen
 
@@ -44,8 +50,14 @@ class Stats:
         self.delay = delay_ms / 1000.0
         self.reset()
 
+        self.trace = None
+
     def reset(self):
         self.down = self.up = self.requests = self.ranges = self.conns = 0
+
+    def event(self, conn, what):
+        if self.trace:
+            self.trace.write("%.6f %d %s\n" % (time.monotonic(), conn, what))
 
     def json(self):
         return json.dumps({"bytes_down": self.down, "bytes_up": self.up,
@@ -59,8 +71,9 @@ class RequestScanner:
     """Counts request lines and Range headers in a byte stream read in
     pieces, each match once, whatever the piece boundaries."""
 
-    def __init__(self, stats):
+    def __init__(self, stats, conn):
         self.stats = stats
+        self.conn = conn
         self.tail = b""
 
     def feed(self, data):
@@ -69,10 +82,16 @@ class RequestScanner:
         for rx, attr in ((REQ_RE, "requests"), (RANGE_RE, "ranges")):
             n = sum(1 for m in rx.finditer(buf) if m.end() > skip)
             setattr(self.stats, attr, getattr(self.stats, attr) + n)
+        if self.stats.trace:
+            for m in REQ_RE.finditer(buf):
+                if m.end() > skip:
+                    r = RANGE_VAL_RE.search(buf, m.end())
+                    self.stats.event(self.conn, "req " + (
+                        r.group(1).decode().replace(" ", "") if r else "-"))
         self.tail = buf[-SCAN_CARRY:]
 
 
-async def pump(reader, writer, stats, attr, scanner, max_inflight):
+async def pump(reader, writer, stats, attr, scanner, max_inflight, conn=0):
     """Copies reader to writer, each piece delayed by stats.delay from the
     moment it was read. A reader task and a writer task share a queue, so
     reading never waits for an earlier piece's delay."""
@@ -112,6 +131,8 @@ async def pump(reader, writer, stats, attr, scanner, max_inflight):
                         writer.write_eof()
                     break
                 writer.write(data)
+                if attr == "down":
+                    stats.event(conn, "down %d" % len(data))
                 await writer.drain()
                 async with room:
                     inflight -= len(data)
@@ -130,6 +151,7 @@ def nodelay(writer):
 
 async def handle(creader, cwriter, target, stats, max_inflight):
     stats.conns += 1
+    conn = stats.conns
     try:
         treader, twriter = await asyncio.open_connection(*target)
     except OSError:
@@ -142,8 +164,9 @@ async def handle(creader, cwriter, target, stats, max_inflight):
         await asyncio.sleep(2 * stats.delay)
     try:
         await asyncio.gather(
-            pump(creader, twriter, stats, "up", RequestScanner(stats), max_inflight),
-            pump(treader, cwriter, stats, "down", None, max_inflight))
+            pump(creader, twriter, stats, "up", RequestScanner(stats, conn),
+                 max_inflight, conn),
+            pump(treader, cwriter, stats, "down", None, max_inflight, conn))
     finally:
         for w in (twriter, cwriter):
             try:
@@ -161,10 +184,16 @@ async def control(reader, writer, stats):
             words = line.decode(errors="replace").split()
             if words[:1] == ["reset"]:
                 stats.reset()
+            elif words[:1] == ["trace"] and len(words) == 2:
+                if stats.trace:
+                    stats.trace.close()
+                    stats.trace = None
+                if words[1] != "off":
+                    stats.trace = open(words[1], "a", buffering=1 << 20)
             elif words[:1] == ["delay"] and len(words) == 2:
                 stats.delay = max(0.0, float(words[1])) / 1000.0
             elif words[:1] != ["stats"]:
-                writer.write(b'{"error":"commands: stats, reset, delay MS"}\n')
+                writer.write(b'{"error":"commands: stats, reset, delay MS, trace PATH|off"}\n')
                 await writer.drain()
                 continue
             writer.write(stats.json().encode() + b"\n")

@@ -86,6 +86,7 @@ struct fault {
 	/* streaming (stream_ops): pieces of STREAM_PIECE; a read stops before
 	 * the first piece reaching past @gate until the gate opens */
 	atomic_uint streams; /* pread_stream calls */
+	atomic_size_t max_stream; /* the longest pread_stream's length */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	uint64_t gate; /* protected by lock; 0: none */
@@ -154,6 +155,10 @@ static int fault_pread_stream(void *ctx, void *buf, size_t len, uint64_t off,
 	int r = 0;
 
 	atomic_fetch_add(&f->streams, 1);
+	n = atomic_load(&f->max_stream);
+	while (len > n &&
+	       !atomic_compare_exchange_weak(&f->max_stream, &n, len))
+		;
 	while (done < len && r == 0) {
 		n = len - done < STREAM_PIECE ? len - done : STREAM_PIECE;
 		pthread_mutex_lock(&f->lock);
@@ -2165,6 +2170,37 @@ static void test_background_streams(void **state)
 	lp_fs_free(fx.fs);
 }
 
+/*
+ * Before the workload's first miss the link is the background's alone
+ * (fs_plan_uncontended): its reads grow past FS_PLAN_STREAM_FIRST, and no
+ * further than FS_PLAN_UNCONTENDED_RUN. The layer has 64 KiB chunks, so
+ * every read of the old rule (256 KiB until the workload reads in order)
+ * stayed within FS_PLAN_STREAM_FIRST.
+ */
+static void test_background_uncontended(void **state)
+{
+	struct lp_fs_options opts;
+	struct fixture fx = { .stream = true };
+	int i;
+
+	(void)state;
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	open_fs(&fx, "v1-chunk64k", &opts);
+	assert_int_equal(lp_fs_start(fx.fs), 0);
+	for (i = 0; i < 3000 && !background_is(fx.fs, "\"background\": "
+						      "{\"state\": \"done\"");
+	     i++)
+		usleep(10000);
+	assert_true(i < 3000);
+	assert_true(atomic_load(&fx.fault->streams) > 2);
+	assert_true(atomic_load(&fx.fault->max_stream) > FS_PLAN_STREAM_FIRST);
+	assert_true(atomic_load(&fx.fault->max_stream) <=
+		    FS_PLAN_UNCONTENDED_RUN);
+	check_all_files(fx.fs, "v1-chunk64k");
+	lp_fs_free(fx.fs);
+}
+
 /* --- statistics: the latency histogram and FUSE operation counts --- */
 
 static void test_latency_histogram(void **state)
@@ -2583,6 +2619,7 @@ int main(void)
 		cmocka_unit_test(test_background_disk_unlocked),
 		cmocka_unit_test(test_background_budget_shared),
 		cmocka_unit_test(test_background_streams),
+		cmocka_unit_test(test_background_uncontended),
 		cmocka_unit_test(test_latency_histogram),
 		cmocka_unit_test(test_op_counts),
 		cmocka_unit_test(test_op_counts_mounted),

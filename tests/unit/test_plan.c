@@ -141,6 +141,46 @@ static void test_run_end(void **state)
 	lp_toc_free(toc);
 }
 
+static void test_uncontended(void **state)
+{
+	const uint64_t t = 1000000 * MS; /* "now" */
+	struct fs_plan_clock idle = { .now_ns = t,
+				      .last_ns = t - 60000 * MS,
+				      .last_ondemand_ns = t - 60000 * MS };
+	struct fs_plan_clock never = { .now_ns = t };
+	struct fs_plan_clock c;
+	struct fs_plan_layer l = { .quiet_ns = 1000 * MS };
+	struct fs_plan_layer missed = l;
+
+	(void)state;
+	missed.missed = true;
+	/* no miss in the layer and nothing on demand going on: the link is
+	 * the background's, also before any on-demand read ever ended */
+	assert_true(fs_plan_uncontended(&idle, &l));
+	assert_true(fs_plan_uncontended(&never, &l));
+	/* the workload has missed in this layer: the usual rules */
+	assert_false(fs_plan_uncontended(&idle, &missed));
+	/* an on-demand read (of any layer of the activity) in flight, or
+	 * ended less than FS_PLAN_SHORT_QUIET_MS ago */
+	c = idle;
+	c.ondemand = 1;
+	assert_false(fs_plan_uncontended(&c, &l));
+	c = idle;
+	c.last_ondemand_ns = t - (FS_PLAN_SHORT_QUIET_MS - 1) * MS;
+	assert_false(fs_plan_uncontended(&c, &l));
+	c.last_ondemand_ns = t - FS_PLAN_SHORT_QUIET_MS * MS;
+	assert_true(fs_plan_uncontended(&c, &l));
+	/* its reads grow past the first size, up to the bound, never past */
+	assert_true(FS_PLAN_UNCONTENDED_RUN > FS_PLAN_STREAM_FIRST);
+	assert_true(FS_PLAN_UNCONTENDED_RUN < FS_PLAN_STREAM_RUN);
+	assert_int_equal(fs_plan_uncontended_bytes(fs_plan_stream_bytes(0)),
+			 FS_PLAN_STREAM_FIRST);
+	assert_int_equal(fs_plan_uncontended_bytes(fs_plan_stream_bytes(1)),
+			 2 * FS_PLAN_STREAM_FIRST);
+	assert_int_equal(fs_plan_uncontended_bytes(fs_plan_stream_bytes(30)),
+			 FS_PLAN_UNCONTENDED_RUN);
+}
+
 static void test_miss_ahead(void **state)
 {
 	struct lp_toc *toc = make_toc();
@@ -297,6 +337,20 @@ static void test_background_width(void **state)
 	assert_false(fs_plan_defers(&l));
 	assert_int_equal(fs_plan_background_width(&c, &l),
 			 FS_PLAN_STREAMS_BUSY);
+	/* ... sooner when it misses while reading past the prefetch range
+	 * in blob order (a workload that reads everything): the stream is
+	 * what it waits for, at full width */
+	assert_true(FS_PLAN_RELEASE_MISSES_IN_ORDER < FS_PLAN_RELEASE_MISSES);
+	l = opt;
+	l.misses = FS_PLAN_RELEASE_MISSES_IN_ORDER;
+	l.in_order = FS_PLAN_IN_ORDER_RUN - 1;
+	assert_true(fs_plan_defers(&l));
+	assert_int_equal(fs_plan_background_width(&c, &l), 0);
+	l.in_order++;
+	assert_false(fs_plan_defers(&l));
+	assert_int_equal(fs_plan_background_width(&c, &l), FS_PLAN_STREAMS);
+	l.misses--;
+	assert_true(fs_plan_defers(&l));
 	/* a workload reading the layer in blob order follows the stream:
 	 * full width even while its reads miss */
 	c = idle;
@@ -323,6 +377,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_coalesce),
 		cmocka_unit_test(test_run_end),
+		cmocka_unit_test(test_uncontended),
 		cmocka_unit_test(test_miss_ahead),
 		cmocka_unit_test(test_in_order),
 		cmocka_unit_test(test_read_limit),
