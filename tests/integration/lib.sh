@@ -388,7 +388,7 @@ wait_up() {
 	shift 4
 	while ! "$@" >/dev/null 2>&1; do
 		kill -0 "$pid" 2>/dev/null ||
-			fail "$what exited before it answered: $(tail -5 "$log" 2>/dev/null)"
+			fail "$what exited before it answered: $(grep -m3 -iE 'panic|fatal|error' "$log" 2>/dev/null) ... $(tail -3 "$log" 2>/dev/null)"
 		n=$((n - 1))
 		[ $n -gt 0 ] || fail "timed out waiting for $what: $(tail -5 "$log" 2>/dev/null)"
 		sleep 0.1

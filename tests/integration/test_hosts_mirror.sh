@@ -61,7 +61,7 @@ ORIGIN=$R
 start_mirror() {
 	docker-registry serve "$T/mirror.yml" >>"$T/mirror.log" 2>&1 &
 	MIRROR_PID=$!
-	wait_for 20 "the mirror" curl -fsS "http://$MIRROR/v2/"
+	wait_up "$MIRROR_PID" "$T/mirror.log" 20 "the mirror" curl -fsS "http://$MIRROR/v2/"
 }
 MPORT2=$(free_port)
 MIRROR="127.0.0.1:$MPORT2"

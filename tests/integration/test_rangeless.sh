@@ -54,8 +54,17 @@ registry() {
 		echo "http: {addr: 127.0.0.1:$2}"
 		[ -z "${3:-}" ] || echo "proxy: {remoteurl: $3}"
 	} >"$T/$1.yml"
-	docker-registry serve "$T/$1.yml" >"$T/$1.log" 2>&1 &
-	PIDS+=($!)
+	# a pull-through cache GETs its remote's /v2/ once as it starts and
+	# panics when that fails: up to 3 starts, each failure shown
+	local try
+	for try in 1 2 3; do
+		docker-registry serve "$T/$1.yml" >"$T/$1.log" 2>&1 &
+		PIDS+=($!)
+		[ -n "${3:-}" ] && [ $try -lt 3 ] || break
+		sleep 1
+		kill -0 $! 2>/dev/null && break
+		echo "registry $1 exited at start: $(grep -m2 -iE 'panic|fatal' "$T/$1.log")" >&2
+	done
 	wait_up $! "$T/$1.log" 20 "registry $1" curl -fsS "http://127.0.0.1:$2/v2/"
 }
 
