@@ -8,6 +8,12 @@
  * resolving the layers after it too, so their TOCs are fetched and their
  * prefetch runs before containerd asks for them.
  *
+ * A plain gzip layer (no TOC digest in the labels) is mounted through its
+ * gzip index (index_find.c finds it): the index is kept under
+ * ROOT/indexes/<layer hex>.<index hex> and its digest stands in the
+ * layer's facts where an eStargz layer's TOC digest stands, so a restart
+ * remounts or resumes it from the kept file like any other layer.
+ *
  * Unmounting: lp_fuse_unmount() from this module's thread ends the session
  * loop; when a container still holds the mount it is detached and its
  * connection aborted, so the session thread always ends and can be joined.
@@ -50,6 +56,8 @@
 #define CACHE_DIR "cache"
 /* each mounted layer's tail (footer + TOC), for a restart without network */
 #define TAILS_DIR "tails"
+/* the gzip indexes plain layers are mounted through */
+#define INDEXES_DIR "indexes"
 #define LAYER_STATS_MAX (64 * 1024)
 
 enum layer_state {
@@ -77,6 +85,7 @@ struct layer {
 	pthread_t session;
 	bool session_started;
 	bool resumed; /* served from a connection a previous daemon made */
+	bool indexed; /* a plain gzip layer, through its kept gzip index */
 	time_t mounted_at;
 	time_t used_at; /* mounted, or last unpinned by a user; pool lock */
 	uint64_t tail_ns, toc_ns; /* how long the tail read, TOC open took */
@@ -98,6 +107,7 @@ struct lp_snap_layers {
 	char layers_dir[LP_SNAP_PATH_MAX];
 	char cache_dir[LP_SNAP_PATH_MAX];
 	char tails_dir[LP_SNAP_PATH_MAX];
+	char indexes_dir[LP_SNAP_PATH_MAX];
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* a layer's state changed, a helper ended */
 	struct layer *layers; /* protected by lock */
@@ -149,13 +159,17 @@ int lp_snap_layers_new(const struct lp_snap_config *c,
 	    snprintf(l->cache_dir, sizeof(l->cache_dir), "%s/" CACHE_DIR,
 		     c->root) >= (int)sizeof(l->cache_dir) ||
 	    snprintf(l->tails_dir, sizeof(l->tails_dir), "%s/" TAILS_DIR,
-		     c->root) >= (int)sizeof(l->tails_dir)) {
+		     c->root) >= (int)sizeof(l->tails_dir) ||
+	    snprintf(l->indexes_dir, sizeof(l->indexes_dir), "%s/" INDEXES_DIR,
+		     c->root) >= (int)sizeof(l->indexes_dir)) {
 		r = -ENAMETOOLONG;
 		goto out;
 	}
 	r = lp_mkdir_p(l->layers_dir, 0700, 0700);
 	if (r == 0)
 		r = lp_mkdir_p(l->tails_dir, 0700, 0700);
+	if (r == 0)
+		r = lp_mkdir_p(l->indexes_dir, 0700, 0700);
 	if (r < 0)
 		goto out;
 	lp_reg_opts_init(&o);
@@ -281,31 +295,123 @@ fail:
 	unlink(tmp);
 }
 
-int lp_snap_layers_sweep_tails(struct lp_snap_layers *l,
-			       bool (*keep)(void *opaque, const char *digest),
-			       void *opaque)
+/* ROOT/indexes/<layer hex>.<index hex>: a kept gzip index */
+static int kept_index_path(struct lp_snap_layers *l, const char *digest,
+			   const char *index_digest, char *path, size_t size)
+{
+	const char *hex = strchr(digest, ':'),
+		   *ihex = strchr(index_digest, ':');
+
+	if (!hex || !ihex ||
+	    snprintf(path, size, "%s/%s.%s", l->indexes_dir, hex + 1,
+		     ihex + 1) >= (int)size)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* keep @f's index for layer @digest (a temporary file renamed) */
+static int keep_index(struct lp_snap_layers *l, const char *digest,
+		      const struct lp_snap_index_found *f)
+{
+	char path[LP_SNAP_PATH_MAX], tmp[LP_SNAP_PATH_MAX + 8];
+	int fd, r;
+
+	r = kept_index_path(l, digest, f->digest, path, sizeof(path));
+	if (r < 0)
+		return r;
+	if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = lp_write_all(fd, f->data, f->len);
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
+	return r;
+}
+
+/*
+ * the kept gzip index of @y (whose facts name it by digest) into
+ * *@ret_data; -ENOENT: none (an eStargz layer), -EBADMSG: its bytes are
+ * not the ones the facts name
+ */
+static int load_kept_index(struct lp_snap_layers *l, struct layer *y,
+			   uint8_t **ret_data, size_t *ret_len)
+{
+	char path[LP_SNAP_PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
+	struct lp_digest d;
+	int r;
+
+	r = kept_index_path(l, y->digest, y->facts.toc_digest, path,
+			    sizeof(path));
+	if (r < 0)
+		return r;
+	r = lp_snap_read_file(path, LP_SNAP_INDEX_MAX, ret_data, ret_len);
+	if (r < 0)
+		return r;
+	lp_sha256(*ret_data, *ret_len, &d);
+	lp_digest_format(&d, ds);
+	if (strcmp(ds, y->facts.toc_digest)) {
+		free(*ret_data);
+		*ret_data = NULL;
+		return lp_err_set(&y->err, -EBADMSG,
+				  "the kept gzip index %s has digest %s", path,
+				  ds);
+	}
+	return 0;
+}
+
+static void drop_kept_index(struct lp_snap_layers *l, const char *digest,
+			    const char *index_digest)
+{
+	char path[LP_SNAP_PATH_MAX];
+
+	if (kept_index_path(l, digest, index_digest, path, sizeof(path)) == 0)
+		unlink(path);
+}
+
+/* delete the files of @dir whose layer (the name up to the first '.')
+ * @keep does not keep */
+static int sweep_dir(const char *dir,
+		     bool (*keep)(void *opaque, const char *digest),
+		     void *opaque)
 {
 	char digest[LP_DIGEST_STR_LEN + 1], path[LP_SNAP_PATH_MAX];
 	struct dirent *e;
 	int n = 0;
 	DIR *d;
 
-	d = opendir(l->tails_dir);
+	d = opendir(dir);
 	if (!d)
 		return 0;
 	while ((e = readdir(d))) {
 		if (e->d_name[0] == '.' ||
-		    snprintf(digest, sizeof(digest), "sha256:%s", e->d_name) >=
-			    (int)sizeof(digest) ||
+		    snprintf(digest, sizeof(digest), "sha256:%.*s",
+			     (int)strcspn(e->d_name, "."),
+			     e->d_name) >= (int)sizeof(digest) ||
 		    keep(opaque, digest))
 			continue;
-		if (snprintf(path, sizeof(path), "%s/%s", l->tails_dir,
-			     e->d_name) < (int)sizeof(path) &&
+		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) <
+			    (int)sizeof(path) &&
 		    unlink(path) == 0)
 			n++;
 	}
 	closedir(d);
 	return n;
+}
+
+int lp_snap_layers_sweep_tails(struct lp_snap_layers *l,
+			       bool (*keep)(void *opaque, const char *digest),
+			       void *opaque)
+{
+	return sweep_dir(l->tails_dir, keep, opaque) +
+	       sweep_dir(l->indexes_dir, keep, opaque);
 }
 
 /* the saved tail of @y into *@ret_tail (malloc'ed); -ENOENT: none */
@@ -437,6 +543,8 @@ static void layer_teardown(struct lp_snap_layers *l, struct layer *y)
 	}
 	if (y->fuse && tail_path(l, y->digest, path, sizeof(path)) == 0)
 		unlink(path);
+	if (y->fuse && y->indexed)
+		drop_kept_index(l, y->digest, y->facts.toc_digest);
 	lp_fuse_free(y->fuse); /* the mount is gone: this only frees */
 	y->fuse = NULL;
 	lp_fs_free(y->fs);
@@ -625,6 +733,68 @@ static void mount_failed(struct layer *y, int r,
 }
 
 /*
+ * mount_indexed() - mount plain gzip layer @y through its gzip index
+ * (@index, its kept bytes, borrowed): the registry blob, no tail to read
+ * (the index is all the metadata). With @st, serve connection @resume_fd of
+ * the existing mount instead (taken in every case). On failure sets
+ * @y->why and @y->err.
+ */
+static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
+			 const struct lp_reg_ref *ref,
+			 const struct lp_digest *d, const uint8_t *index,
+			 size_t index_len, int resume_fd,
+			 const struct lp_fuse_state *st)
+{
+	struct lp_mount_report rep = { 0 };
+	struct lp_mount_opts mo;
+	struct lp_blob *blob = NULL;
+	char fsname[LP_FUSE_FSNAME_MAX];
+	int r;
+
+	y->indexed = true;
+	y->why = LP_FALLBACK_REGISTRY;
+	r = lp_reg_open_blob(l->reg, ref, d, y->facts.size, &blob);
+	if (r < 0) {
+		lp_err_set(&y->err, r, "opening the blob: %s", strerror(-r));
+		goto out;
+	}
+	if (!st) {
+		r = lp_mkdir_p(y->mnt, 0755, 0755);
+		if (r < 0) {
+			y->why = LP_FALLBACK_MOUNT;
+			lp_err_set(&y->err, r, "mkdir %s: %s", y->mnt,
+				   strerror(-r));
+			goto out;
+		}
+	}
+	pool_opts(l, y, &mo, NULL, fsname, sizeof(fsname));
+	mo.index = index;
+	mo.index_len = index_len;
+	mo.index_layer = d;
+	if (st) {
+		mo.resume_state = st;
+		mo.resume_fd = resume_fd;
+		resume_fd = -1; /* lp_mount_layer() takes it */
+	}
+	r = lp_mount_layer(blob, y->mnt, &mo, &y->fs, &y->fuse, &rep, &y->err);
+	y->toc_ns = rep.toc_ns;
+	if (r < 0) {
+		/* refused when opened: the index does not fit the layer */
+		y->why = rep.layer_opened ? LP_FALLBACK_MOUNT :
+					    LP_FALLBACK_BAD_INDEX;
+		goto out;
+	}
+	if (!st)
+		hand_over(l, y);
+	r = start_serving(l, y);
+out:
+	if (resume_fd >= 0)
+		close(resume_fd);
+	lp_blob_unref(blob);
+	return r;
+}
+
+/*
  * mount_layer() - the slow part, without the lock: open the blob, read and
  * verify the TOC, mount, hand the connection to the fd holder, start
  * serving and fetching. Fills @y's fs, fuse, session on success; on failure
@@ -638,8 +808,8 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	struct lp_digest d, toc;
 	struct lp_blob *blob = NULL;
 	char fsname[LP_FUSE_FSNAME_MAX];
-	uint8_t *tail = NULL;
-	size_t tail_len = 0;
+	uint8_t *tail = NULL, *index = NULL;
+	size_t tail_len = 0, index_len = 0;
 	uint64_t t;
 	int r, have;
 
@@ -649,6 +819,17 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 		goto out;
 	y->why = LP_FALLBACK_REGISTRY;
 	have = cri_credentials(l, &ref);
+	r = load_kept_index(l, y, &index, &index_len);
+	if (r != -ENOENT) { /* a plain gzip layer */
+		if (r == 0)
+			r = mount_indexed(l, y, &ref, &d, index, index_len, -1,
+					  NULL);
+		else
+			y->why = LP_FALLBACK_BAD_INDEX;
+		if (r == -EACCES)
+			r = auth_refused(l, y, have);
+		goto out;
+	}
 	t = lp_mono_ns();
 	r = open_tail(l, y, &ref, &d, &blob, &tail, &tail_len);
 	if (r == -EACCES)
@@ -676,6 +857,7 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	r = start_serving(l, y);
 out:
 	lp_reg_auth_unref(ref.auth); /* the blob holds its own */
+	free(index);
 	free(tail);
 	lp_blob_unref(blob);
 	return r;
@@ -705,6 +887,21 @@ static int resume_layer(struct lp_snap_layers *l, struct layer *y, int fd,
 	r = parse_facts(y, &ref, &d, &toc);
 	if (r < 0)
 		goto out;
+	r = load_kept_index(l, y, &tail, &tail_len);
+	if (r != -ENOENT) { /* a plain gzip layer: @tail is its index */
+		if (r == 0)
+			r = mount_indexed(l, y, &ref, &d, tail, tail_len, fd,
+					  st);
+		else
+			y->why = LP_FALLBACK_BAD_INDEX;
+		if (r < 0)
+			lp_err_set(&y->err, r,
+				   "resuming through its gzip "
+				   "index: %s",
+				   strerror(-r));
+		fd = -1; /* taken */
+		goto out;
+	}
 	pool_opts(l, y, &mo, &toc, fsname, sizeof(fsname));
 	mo.resume_state = st;
 	r = y->facts.size ? load_tail(l, y, &tail, &tail_len) : -ENOENT;
@@ -769,14 +966,20 @@ static void finish_layer(struct lp_snap_layers *l, struct layer *y, int r,
 	if (r < 0)
 		layer_teardown(l, y);
 	lp_snap_metrics_remote(l->metrics, r == 0, lp_mono_ns() - t0);
+	if (r == 0 && y->indexed && !y->resumed)
+		lp_snap_metrics_indexed(l->metrics);
+	/* a refused index is of no use to a retry; a registry error is */
+	if (r < 0 && y->why == LP_FALLBACK_BAD_INDEX)
+		drop_kept_index(l, y->digest, y->facts.toc_digest);
 	if (r < 0)
 		lp_log_warn("layer %s (%s): cannot mount lazily: %s", y->digest,
 			    y->facts.ref, lp_err_str(&y->err, r));
 	else
-		lp_log_info("layer %s %s at %s in %llu ms (tail "
+		lp_log_info("layer %s %s%s at %s in %llu ms (tail "
 			    "%llu ms, TOC %llu ms)",
 			    y->digest,
-			    y->resumed ? "resumed" : "mounted lazily", y->mnt,
+			    y->resumed ? "resumed" : "mounted lazily",
+			    y->indexed ? " through its gzip index" : "", y->mnt,
 			    (unsigned long long)(lp_mono_ns() - t0) / 1000000,
 			    (unsigned long long)y->tail_ns / 1000000,
 			    (unsigned long long)y->toc_ns / 1000000);
@@ -1076,6 +1279,7 @@ static int claim(struct lp_snap_layers *l, const char *digest, const char *ref,
 			 toc_digest);
 		lp_err_clear(&y->err);
 		y->error = 0;
+		y->indexed = false;
 	} else {
 		y = new_layer(l, digest, ref, size, toc_digest);
 		if (!y) {
@@ -1131,12 +1335,59 @@ static int copy_out(struct layer *y, struct lp_snap_layer_facts *ret_facts,
 	return 0;
 }
 
+/*
+ * find_index() - for a layer without a TOC digest: the gzip index to mount
+ * it through, found (index_find.c) and kept under ROOT/indexes, its digest
+ * and the blob size into @found; or the one the layer is mounted through
+ * already. Returns 0 or -errno with *@ret_why and @err.
+ */
+static int find_index(struct lp_snap_layers *l,
+		      const struct lp_snap_layer_req *req,
+		      struct lp_reg_ref *ref, const struct lp_digest *want,
+		      struct lp_snap_index_found *found,
+		      enum lp_snap_fallback *ret_why, struct lp_err *err)
+{
+	struct layer *y;
+	uint64_t t0 = lp_mono_ns();
+	int r;
+
+	pthread_mutex_lock(&l->lock);
+	y = find_layer(l, req->digest);
+	if (y && y->state == LAYER_MOUNTED && y->indexed) {
+		snprintf(found->digest, sizeof(found->digest), "%s",
+			 y->facts.toc_digest);
+		found->blob_size = y->facts.size;
+		pthread_mutex_unlock(&l->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&l->lock);
+	cri_credentials(l, ref);
+	r = lp_snap_index_find(l->reg, l->c, ref, want, req->manifest_digest,
+			       found, ret_why, err);
+	lp_reg_auth_unref(ref->auth);
+	ref->auth = NULL;
+	if (r < 0)
+		return r;
+	r = keep_index(l, req->digest, found);
+	if (r < 0) {
+		*ret_why = LP_FALLBACK_MOUNT;
+		return lp_err_set(err, r, "keeping its gzip index under %s: %s",
+				  l->indexes_dir, strerror(-r));
+	}
+	lp_log_info("layer %s: gzip index %s (%zu bytes) from %s in %llu ms",
+		    req->digest, found->digest, found->len, found->where,
+		    (unsigned long long)(lp_mono_ns() - t0) / 1000000);
+	return 0;
+}
+
 int lp_snap_layers_get(struct lp_snap_layers *l,
 		       const struct lp_snap_layer_req *req,
 		       struct lp_snap_layer_facts *ret_facts, char *mnt,
 		       size_t mnt_size, enum lp_snap_fallback *ret_why,
 		       struct lp_err *err)
 {
+	struct lp_snap_index_found found = { 0 };
+	const char *toc = req->toc_digest;
 	struct layer *y = NULL;
 	struct lp_reg_ref ref;
 	struct lp_digest want;
@@ -1151,25 +1402,33 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 	if (lp_digest_parse(req->digest, &want) < 0)
 		return lp_err_set(err, -EINVAL, "bad layer digest '%s'",
 				  req->digest);
+	if (!toc) {
+		r = find_index(l, req, &ref, &want, &found, ret_why, err);
+		if (r < 0)
+			goto out;
+		toc = found.digest;
+	}
 	/* mounted or being mounted (a neighbour, another namespace)? */
 	pthread_mutex_lock(&l->lock);
 	y = find_layer(l, req->digest);
 	known = y && (y->state == LAYER_RESOLVING || y->state == LAYER_MOUNTED);
 	pthread_mutex_unlock(&l->lock);
 	y = NULL;
-	/* the size comes with the blob's tail; no manifest on the way */
-	r = claim(l, req->digest, req->ref, 0, req->toc_digest, &y, &claimed);
+	/* the size comes with the blob's tail (or the index); no manifest on
+	 * the way */
+	r = claim(l, req->digest, req->ref, found.blob_size, toc, &y, &claimed);
 	if (r < 0) {
 		lp_err_set(err, r, "layer %s: %s", req->digest, strerror(-r));
 		y = NULL;
 		goto out;
 	}
-	if (!known)
+	if (!known && req->toc_digest)
 		start_manifest_helper(l, req);
 	r = resolve_claimed(l, y, claimed, ret_why, err);
 	if (r < 0)
 		goto out;
-	if (strcmp(y->facts.toc_digest, req->toc_digest)) {
+	/* no TOC digest asked for: whatever it is mounted through vouches */
+	if (req->toc_digest && strcmp(y->facts.toc_digest, req->toc_digest)) {
 		*ret_why = LP_FALLBACK_NOT_LAZY;
 		r = lp_err_set(err, -EBADMSG,
 			       "layer %s is mounted with TOC digest %s, "
@@ -1184,6 +1443,10 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 			    y->digest, l->c->prefetch_timeout_ms);
 	r = copy_out(y, ret_facts, mnt, mnt_size);
 out:
+	/* found an index another one was mounted with meanwhile */
+	if (found.data && (!y || strcmp(y->facts.toc_digest, found.digest)))
+		drop_kept_index(l, req->digest, found.digest);
+	lp_snap_index_found_clear(&found);
 	if (y)
 		unpin(l, y);
 	return r;

@@ -21,6 +21,7 @@
 #include "lp_digest.h"
 #include "lp_err.h"
 #include "lp_fuse.h"
+#include "lp_index.h"
 #include "lp_mount.h"
 #include "lp_snapshotter.h"
 
@@ -43,6 +44,8 @@
 #define LP_LABEL_CRI_REF "containerd.io/snapshot/cri.image-ref"
 #define LP_LABEL_CRI_DIGEST "containerd.io/snapshot/cri.layer-digest"
 #define LP_LABEL_CRI_LAYERS "containerd.io/snapshot/cri.image-layers"
+/* the image manifest's digest (containerd >= 1.7 and its CRI plugin) */
+#define LP_LABEL_CRI_MANIFEST "containerd.io/snapshot/cri.manifest-digest"
 
 enum lp_snap_kind {
 	LP_SNAP_KIND_UNKNOWN = 0, /* values as in the protocol's enum Kind */
@@ -152,6 +155,9 @@ enum lp_snap_fallback {
 	LP_FALLBACK_REGISTRY, /* manifest or blob not reachable */
 	LP_FALLBACK_NOT_LAZY, /* not eStargz/zstd:chunked, TOC mismatch */
 	LP_FALLBACK_MOUNT, /* FUSE mount failed */
+	LP_FALLBACK_NO_INDEX, /* no TOC digest, no gzip index found */
+	LP_FALLBACK_ZSTD_UNINDEXED, /* a tar+zstd layer without a TOC */
+	LP_FALLBACK_BAD_INDEX, /* the gzip index found was refused */
 	LP_FALLBACK_COUNT,
 };
 
@@ -184,6 +190,8 @@ void lp_snap_metrics_fallback(struct lp_snap_metrics *m,
 			      enum lp_snap_fallback f);
 void lp_snap_metrics_remote(struct lp_snap_metrics *m, bool ok,
 			    uint64_t mount_ns);
+/* lp_snap_metrics_indexed() - one more layer mounted through a gzip index */
+void lp_snap_metrics_indexed(struct lp_snap_metrics *m);
 void lp_snap_metrics_rpc(struct lp_snap_metrics *m, enum lp_snap_rpc rpc,
 			 unsigned int code, uint64_t ns);
 /*
@@ -200,14 +208,72 @@ int lp_snap_metrics_render(struct lp_snap_metrics *m,
 int lp_snap_metrics_serve(struct lp_snap_metrics *m, const char *addr,
 			  struct lp_snap_layers *layers, struct lp_err *err);
 
+/* ---- finding the gzip index of a plain layer (index_find.c) ---------- */
+
+/*
+ * How much of a registry the lookup reads: artifacts of the image's
+ * referrers examined (newest first), and the bytes of one index (the
+ * format's own bound; an index is a few % of its layer).
+ */
+#define LP_SNAP_INDEX_REFERRERS_MAX 32
+#define LP_SNAP_INDEX_MAX LP_INDEX_MAX_SIZE
+#define LP_SNAP_INDEX_SUFFIX ".gzidx" /* DIR/<layer hex>.gzidx */
+
+struct lp_reg;
+struct lp_reg_ref;
+
+/* What the lookup found (owned; lp_snap_index_found_clear()). */
+struct lp_snap_index_found {
+	uint8_t *data; /* the index's bytes, parsed and checked */
+	size_t len;
+	char digest[LP_DIGEST_STR_LEN + 1]; /* sha256 of @data */
+	uint64_t blob_size; /* of the layer, as the index says */
+	char where[LP_SNAP_PATH_MAX]; /* a file, or "registry <artifact>" */
+};
+
+void lp_snap_index_found_clear(struct lp_snap_index_found *f);
+
+/*
+ * lp_snap_read_file() - the bytes of regular file @path (no symlink
+ * followed), at most @limit, into *@ret (malloc'ed). Returns 0, -ENOENT,
+ * -EFBIG over @limit, -EINVAL not a regular file, -errno.
+ */
+int lp_snap_read_file(const char *path, size_t limit, uint8_t **ret,
+		      size_t *ret_len);
+
+/*
+ * lp_snap_index_find() - the gzip index of plain layer @layer of image
+ * @ref (its credentials ride on @ref), for a layer whose descriptor has no
+ * TOC: first DIR/<hex>.gzidx in each of @c->index_dirs (no network), then
+ * the image manifest (by @manifest_digest when given, else by @ref) for the
+ * layer's media type, then the artifacts of type LP_INDEX_ARTIFACT_TYPE
+ * that refer to the manifest (the referrers API, else the referrers tag
+ * sha256-<hex>), newest first. A candidate is taken only when it parses
+ * (lp_index_parse(), which validates it) and indexes @layer (digest, and
+ * the descriptor's size when the manifest was read); a refused one is
+ * logged and the next is tried. Returns 0 with @ret filled, or -errno with
+ * *@ret_why: LP_FALLBACK_NO_INDEX (none), LP_FALLBACK_ZSTD_UNINDEXED (a
+ * tar+zstd layer), LP_FALLBACK_BAD_INDEX (only refused ones),
+ * LP_FALLBACK_REGISTRY (the manifest unreachable) and @err saying why.
+ */
+int lp_snap_index_find(struct lp_reg *reg, const struct lp_snap_config *c,
+		       const struct lp_reg_ref *ref,
+		       const struct lp_digest *layer,
+		       const char *manifest_digest,
+		       struct lp_snap_index_found *ret,
+		       enum lp_snap_fallback *ret_why, struct lp_err *err);
+
 /* ---- the pool of lazily mounted layers (layers.c) -------------------- */
 
 /* A request to mount a layer, from Prepare's labels (all borrowed). */
 struct lp_snap_layer_req {
 	const char *ref; /* image reference */
 	const char *digest; /* the layer's blob digest */
-	const char *toc_digest; /* required */
+	/* NULL: no TOC; the layer is looked up as a plain gzip layer with a
+	 * gzip index (index_find.c) */
+	const char *toc_digest;
 	const char *neighbours; /* comma-separated layer digests, or NULL */
+	const char *manifest_digest; /* the image manifest's, or NULL */
 };
 
 /*
@@ -264,8 +330,8 @@ struct lp_fdh;
  */
 void lp_snap_layers_set_holder(struct lp_snap_layers *l, struct lp_fdh *h);
 /*
- * lp_snap_layers_sweep_tails() - delete the kept tails (ROOT/tails) of the
- * layers @keep does not keep (the caller knows no snapshot uses them).
+ * lp_snap_layers_sweep_tails() - delete the kept tails (ROOT/tails) and
+ * gzip indexes (ROOT/indexes) of the layers @keep does not keep (the caller knows no snapshot uses them).
  * Call while nothing mounts. Returns how many were deleted.
  */
 int lp_snap_layers_sweep_tails(struct lp_snap_layers *l,
