@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Issue 14 through the snapshotter: plain gzip images nobody converted run
+# lazily under containerd once `lazypull index` has indexed them. Debian's
+# docker-registry on loopback, `lazypull snapshotter`, containerd 1.6,
+# ctr-remote and runc, all under a temporary directory. The busybox-static
+# rootfs of the other tests is gzip'ed (one layer, a different gzip level
+# per image so that every image has its own layer digest) and pushed by
+# skopeo, never converted:
+#   ix     indexed with `lazypull index` (pushed as a referrer of the image
+#          manifest: the referrers tag sha256-<hex>); rpull mounts its layer
+#          lazily through the index (log, lazypull_index_mounts_total), a
+#          container prints a file, the layer fetched less than its size,
+#          the manifest digest is what it was before indexing
+#   noix   no index anywhere: plain path, reason no_index (counted)
+#   local  indexed with `lazypull index --output DIR`, DIR in the
+#          snapshotter's config (index_dirs): mounted through the local file
+#   bad    DIR holds another layer's index under this layer's name: refused,
+#          plain path with reason bad_index, the container still runs
+#   zstd   a tar+zstd layer: plain path, reason zstd_unindexed
+# `ctr image pull` of the indexed image (another namespace, no labels) still
+# works as before: plain path, same manifest digest, the container runs.
+# Then SIGTERM and a new daemon: it resumes the indexed layers from its fd
+# holder through the kept index, and the ix container runs again.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+lp_stack_init
+lp_require python3 gzip zstd curl
+
+cleanup() {
+	local rc=$? m
+	set +e
+	lp_stack_stop
+	for m in $(mounts_under "$T"); do
+		umount -l "$m" 2>/dev/null
+	done
+	lp_stack_finish $rc 40 20
+}
+trap cleanup EXIT
+
+# metric NAME{LABELS}: the value of one series (0 when absent)
+metric() {
+	curl -fsS "http://127.0.0.1:$MPORT/metrics" |
+		awk -v n="$1" '$1 == n { v = $2 } END { printf "%d\n", v + 0 }'
+}
+fallbacks() { metric "lazypull_fallbacks_total{reason=\"$1\"}"; }
+sha_of() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }
+# manifest_digest REPO TAG: what the registry says the manifest's digest is
+manifest_digest() {
+	curl -fsS -o /dev/null -D - -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+		"http://$R/v2/$1/manifests/$2" | tr -d '\r' |
+		awk 'tolower($1) == "docker-content-digest:" { print $2 }'
+}
+
+start_snapshotter() {
+	local started
+	started=$(grep -c "snapshotter: serving" "$T/snap.log" 2>/dev/null || true)
+	"$LAZYPULL" -v snapshotter --config "$T/snap.json" --root "$ROOT" --address "$SOCK" \
+		--metrics-address "127.0.0.1:$MPORT" --no-background-fetch \
+		>>"$T/snap.log" 2>&1 &
+	SNAP_PID=$!
+	wait_for 20 "the snapshotter to serve" sh -c \
+		"[ \$(grep -c 'snapshotter: serving' '$T/snap.log') -gt ${started:-0} ]"
+}
+
+# --- registry and images ---------------------------------------------------
+mkdir -p "$T/tmp"
+export TMPDIR="$T/tmp"
+lp_stack_registry "{level: error, accesslog: {disabled: true}}" "{filesystem: {rootdirectory: $T/reg}}"
+GI="$LP_SOURCE_DIR/tests/integration/gzip_index.py"
+
+say "building the busybox layer and pushing five plain images with skopeo"
+make_busybox_rootfs "$T/rootfs.tar"
+# name_tar NAME: /image-name (NAME) followed by the rootfs tar, so that every
+# image has its own DiffID (containerd would reuse the snapshot of an equal
+# one and never ask the snapshotter); first in the stream, so that reading
+# it is as cheap as reading /etc/hostname
+name_tar() {
+	mkdir -p "$T/name.$1"
+	echo "$1" >"$T/name.$1/image-name"
+	touch -d '2023-01-01 00:00:00 UTC' "$T/name.$1/image-name"
+	tar --format=pax --pax-option=delete=atime,delete=ctime --numeric-owner \
+		-C "$T/name.$1" -cf "$T/$1.tar" ./image-name || fail "tar of $1's name"
+	tar -Af "$T/$1.tar" "$T/rootfs.tar" || fail "tar -A for $1"
+}
+# push_gzip NAME LEVEL: NAME's tar gzip'ed at LEVEL as image $R/NAME/bb:v1
+push_gzip() {
+	name_tar "$1"
+	gzip -n "-$2" <"$T/$1.tar" >"$T/$1.tar.gz"
+	python3 "$GI" layout "$T/$1.tar.gz" "$T/$1.layout"
+	skopeo copy -q --dest-tls-verify=false "oci:$T/$1.layout:v1" "docker://$R/$1/bb:v1" ||
+		fail "skopeo copy of $1"
+}
+push_gzip ix 6
+push_gzip noix 1
+push_gzip local 9
+push_gzip bad 4
+# the same tree as one tar+zstd layer (containerd 1.6 applies zstd layers)
+name_tar zstd
+zstd -q -3 <"$T/zstd.tar" >"$T/zstd.tar.zst"
+python3 - "$T/zstd.tar" "$T/zstd.tar.zst" "$T/zstd.layout" <<'PY' || fail "the zstd layout"
+import hashlib, json, os, sys
+tar, layer_path, root = sys.argv[1:4]
+sha = lambda b: "sha256:" + hashlib.sha256(b).hexdigest()
+os.makedirs(os.path.join(root, "blobs", "sha256"), exist_ok=True)
+def blob(b):
+    d = sha(b)
+    open(os.path.join(root, "blobs", "sha256", d[7:]), "wb").write(b)
+    return {"digest": d, "size": len(b)}
+cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+                  "rootfs": {"type": "layers", "diff_ids": [sha(open(tar, "rb").read())]}}).encode()
+man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                  "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **blob(cfg)),
+                  "layers": [dict(mediaType="application/vnd.oci.image.layer.v1.tar+zstd",
+                                  **blob(open(layer_path, "rb").read()))]}).encode()
+d = dict(mediaType="application/vnd.oci.image.manifest.v1+json", **blob(man))
+d["annotations"] = {"org.opencontainers.image.ref.name": "v1"}
+json.dump({"schemaVersion": 2, "manifests": [d]}, open(os.path.join(root, "index.json"), "w"))
+open(os.path.join(root, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+PY
+skopeo copy -q --dest-tls-verify=false "oci:$T/zstd.layout:v1" "docker://$R/zstd/bb:v1" ||
+	fail "skopeo copy of the zstd image"
+LSIZE=$(stat -c %s "$T/ix.tar.gz")
+LAYER_IX=$(sha_of "$T/ix.tar.gz")
+LAYER_LOCAL=$(sha_of "$T/local.tar.gz")
+LAYER_BAD=$(sha_of "$T/bad.tar.gz")
+ok "images pushed: ix/noix/local/bad (gzip, ix layer $LSIZE bytes), zstd"
+
+say "indexing: ix into the registry, local into a directory, a wrong one for bad"
+MD_BEFORE=$(manifest_digest ix/bb v1)
+[ -n "$MD_BEFORE" ] || fail "no manifest digest for ix/bb:v1"
+lp_run "$T/index.out" "$T/index.err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K \
+	"$R/ix/bb:v1" || { show_err "$T/index.err"; fail "lazypull index ix"; }
+grep -q "via=referrers-tag" "$T/index.out" || fail "index not pushed by the referrers tag: $(cat "$T/index.out")"
+MD_AFTER=$(manifest_digest ix/bb v1)
+[ "$MD_AFTER" = "$MD_BEFORE" ] || fail "indexing changed the manifest digest: $MD_BEFORE -> $MD_AFTER"
+curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
+	"http://$R/v2/ix/bb/manifests/sha256-${MD_BEFORE#sha256:}" ||
+	fail "no referrers tag sha256-<hex> after lazypull index"
+mkdir -p "$T/ixdir" "$T/other"
+lp_run "$T/index2.out" "$T/index2.err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K \
+	--output "$T/ixdir" "$R/local/bb:v1" || { show_err "$T/index2.err"; fail "lazypull index --output"; }
+[ -s "$T/ixdir/${LAYER_LOCAL#sha256:}.gzidx" ] || fail "no local index of the local image's layer"
+lp_run "$T/index3.out" "$T/index3.err" timeout 300 "$LAZYPULL" index --plain-http \
+	--output "$T/other" "$R/noix/bb:v1" || { show_err "$T/index3.err"; fail "lazypull index --output (noix)"; }
+# a valid index, of another layer, under the bad image's layer name
+cp "$T/other/"*.gzidx "$T/ixdir/${LAYER_BAD#sha256:}.gzidx"
+ok "ix indexed (manifest digest $MD_BEFORE unchanged, referrers tag present); local index in $T/ixdir"
+
+# --- snapshotter and containerd ---------------------------------------------
+cat >"$T/snap.json" <<EOF
+{"index_dirs": ["$T/ixdir"], "index_lookup": true}
+EOF
+start_snapshotter
+lp_stack_containerd io.containerd.grpc.v1.cri ""
+
+# run_image NAME: rpull $R/NAME/bb:v1 with ctr-remote and cat files in it
+run_image() {
+	lp_run "$T/$1.rpull" "$T/$1.rpull.err" ctr-remote --address "$CSOCK" images rpull \
+		--plain-http --snapshotter lazypull "$R/$1/bb:v1" || { show_err "$T/$1.rpull.err"; fail "rpull $1"; }
+	lp_run "$T/$1.out" "$T/$1.err" timeout 60 ctr --address "$CSOCK" run --rm \
+		--snapshotter lazypull "$R/$1/bb:v1" "c-$1" cat /etc/hostname /image-name ||
+		{ show_err "$T/$1.err"; fail "ctr run $1"; }
+	[ "$(cat "$T/$1.out")" = "lazypull-test
+$1" ] || fail "$1: the container printed '$(cat "$T/$1.out")'"
+}
+layer_stat() { # layer_stat DIGEST KEY: a key of the layer mount's stats
+	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
+		"$ROOT/layers/${1#sha256:}/.lazypull/stats" "$2"
+}
+
+say "ix: rpull mounts the layer through its index from the registry"
+run_image ix
+grep -q "layer $LAYER_IX: gzip index sha256:[0-9a-f]* ([0-9]* bytes) from registry artifact" "$T/snap.log" ||
+	fail "no log line of the index found in the registry"
+grep -q "layer $LAYER_IX mounted lazily through its gzip index" "$T/snap.log" ||
+	fail "the ix layer was not mounted through its index"
+grep -q "layer $LAYER_IX: remote snapshot" "$T/snap.log" || fail "ix: no remote snapshot"
+mountpoint -q "$ROOT/layers/${LAYER_IX#sha256:}" || fail "ix: the layer is not mounted"
+[ "$(metric lazypull_index_mounts_total)" = 1 ] || fail "lazypull_index_mounts_total is $(metric lazypull_index_mounts_total)"
+FETCHED=$(layer_stat "$LAYER_IX" fetched_bytes)
+[ "$FETCHED" -gt 0 ] && [ "$FETCHED" -lt "$LSIZE" ] ||
+	fail "ix: fetched $FETCHED bytes of a $LSIZE-byte layer (not lazy)"
+[ "$(layer_stat "$LAYER_IX" blob_bytes)" = "$LSIZE" ] || fail "ix: blob_bytes is not the layer size"
+ok "ix: the container printed the file; layer mounted through its registry index, $FETCHED of $LSIZE bytes fetched"
+ctr_ images ls | awk -v r="$R/ix/bb:v1" '$1 == r { print $3 }' >"$T/ix.target"
+[ "$(cat "$T/ix.target")" = "$MD_BEFORE" ] || fail "containerd's image target is $(cat "$T/ix.target"), not $MD_BEFORE"
+ok "ix: containerd's image target is the original manifest digest"
+
+say "noix: no index anywhere -> plain path, no_index"
+n0=$(fallbacks no_index)
+run_image noix
+[ "$(fallbacks no_index)" = $((n0 + 1)) ] || fail "no_index went $n0 -> $(fallbacks no_index)"
+grep -q "plain path: no_index: " "$T/snap.log" || fail "no plain-path no_index log line"
+[ "$(metric lazypull_index_mounts_total)" = 1 ] || fail "noix was counted as an index mount"
+ok "noix: plain path with reason no_index (counted, logged), the container runs"
+
+say "local: the index from index_dirs"
+run_image local
+grep -q "layer $LAYER_LOCAL: gzip index sha256:[0-9a-f]* ([0-9]* bytes) from $T/ixdir/${LAYER_LOCAL#sha256:}.gzidx" "$T/snap.log" ||
+	fail "the local layer's index was not taken from $T/ixdir"
+grep -q "layer $LAYER_LOCAL mounted lazily through its gzip index" "$T/snap.log" ||
+	fail "the local layer was not mounted through its index"
+[ "$(metric lazypull_index_mounts_total)" = 2 ] || fail "lazypull_index_mounts_total is $(metric lazypull_index_mounts_total)"
+LFETCHED=$(layer_stat "$LAYER_LOCAL" fetched_bytes)
+LLSIZE=$(stat -c %s "$T/local.tar.gz")
+[ "$LFETCHED" -gt 0 ] && [ "$LFETCHED" -lt "$LLSIZE" ] || fail "local: fetched $LFETCHED of $LLSIZE bytes"
+ok "local: mounted through $T/ixdir's index, $LFETCHED of $LLSIZE bytes fetched, the container runs"
+
+say "bad: another layer's index under its name -> refused, bad_index"
+n0=$(fallbacks bad_index)
+run_image bad
+[ "$(fallbacks bad_index)" = $((n0 + 1)) ] || fail "bad_index went $n0 -> $(fallbacks bad_index)"
+grep -q "layer $LAYER_BAD: gzip index from $T/ixdir/.* refused: it indexes layer" "$T/snap.log" ||
+	fail "no log line of the refused index"
+grep -q "plain path: bad_index: " "$T/snap.log" || fail "no plain-path bad_index log line"
+mountpoint -q "$ROOT/layers/${LAYER_BAD#sha256:}" && fail "the bad layer was mounted"
+ok "bad: the wrong index refused, plain path with reason bad_index, the container runs"
+
+say "zstd: a tar+zstd layer -> plain path, zstd_unindexed"
+n0=$(fallbacks zstd_unindexed)
+run_image zstd
+[ "$(fallbacks zstd_unindexed)" = $((n0 + 1)) ] || fail "zstd_unindexed went $n0 -> $(fallbacks zstd_unindexed)"
+ok "zstd: plain path with reason zstd_unindexed, the container runs"
+
+say "ctr image pull of the indexed image still works as before"
+n0=$(metric 'lazypull_fallbacks_total{reason="no_labels"}')
+lp_run "$T/pull.out" "$T/pull.err" ctr_ -n plain images pull --plain-http --snapshotter lazypull "$R/ix/bb:v1" ||
+	{ show_err "$T/pull.err"; fail "ctr images pull"; }
+[ "$(metric 'lazypull_fallbacks_total{reason="no_labels"}')" = $((n0 + 1)) ] || fail "ctr pull did not take the plain path"
+t=$(ctr_ -n plain images ls | awk -v r="$R/ix/bb:v1" '$1 == r { print $3 }')
+[ "$t" = "$MD_BEFORE" ] || fail "ctr pull: image target $t, not $MD_BEFORE"
+out=$(timeout 60 ctr --address "$CSOCK" -n plain run --rm --snapshotter lazypull "$R/ix/bb:v1" c-plain cat /image-name) ||
+	fail "ctr run of the plainly pulled image"
+[ "$out" = ix ] || fail "plain pull: the container printed '$out'"
+ok "ctr image pull: plain path, manifest digest $t, the container runs"
+
+say "restart: a new daemon resumes the indexed layers through the kept index"
+ls "$ROOT/indexes/${LAYER_IX#sha256:}".* >/dev/null 2>&1 || fail "no kept index of the ix layer under $ROOT/indexes"
+kill "$SNAP_PID"
+wait "$SNAP_PID" 2>/dev/null || true
+SNAP_PID=
+mountpoint -q "$ROOT/layers/${LAYER_IX#sha256:}" || fail "the ix layer mount went away with the daemon"
+start_snapshotter
+wait_for 20 "the ix layer to be resumed" grep -q "layer $LAYER_IX resumed through its gzip index" "$T/snap.log"
+grep -q "layer $LAYER_LOCAL resumed through its gzip index" "$T/snap.log" || fail "the local layer was not resumed"
+out=$(timeout 60 ctr --address "$CSOCK" run --rm --snapshotter lazypull "$R/ix/bb:v1" c-ix-2 \
+	cat /etc/os-release) || fail "ctr run of ix after the restart"
+echo "$out" | grep -q '^ID=busybox$' || fail "after the restart the container printed '$out'"
+ok "after SIGTERM and a new daemon: both indexed layers resumed, the ix container runs"
+done_ok
