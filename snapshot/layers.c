@@ -1338,8 +1338,8 @@ static int copy_out(struct layer *y, struct lp_snap_layer_facts *ret_facts,
 /*
  * find_index() - for a layer without a TOC digest: the gzip index to mount
  * it through, found (index_find.c) and kept under ROOT/indexes, its digest
- * and the blob size into @found; or the one the layer is mounted through
- * already. Returns 0 or -errno with *@ret_why and @err.
+ * and the blob size into @found (@found->data set); or, @found->data NULL,
+ * the TOC or index digest the layer is mounted with already. Returns 0 or -errno with *@ret_why and @err.
  */
 static int find_index(struct lp_snap_layers *l,
 		      const struct lp_snap_layer_req *req,
@@ -1351,9 +1351,11 @@ static int find_index(struct lp_snap_layers *l,
 	uint64_t t0 = lp_mono_ns();
 	int r;
 
+	/* mounted already (through an index, or its TOC: another image
+	 * named it with its annotation): no lookup */
 	pthread_mutex_lock(&l->lock);
 	y = find_layer(l, req->digest);
-	if (y && y->state == LAYER_MOUNTED && y->indexed) {
+	if (y && y->state == LAYER_MOUNTED) {
 		snprintf(found->digest, sizeof(found->digest), "%s",
 			 y->facts.toc_digest);
 		found->blob_size = y->facts.size;
