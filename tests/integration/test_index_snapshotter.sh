@@ -18,6 +18,9 @@
 #   bad    DIR holds another layer's index under this layer's name: refused,
 #          plain path with reason bad_index, the container still runs
 #   zstd   a tar+zstd layer: plain path, reason zstd_unindexed
+#   cri    indexed like ix, pulled by containerd's CRI plugin (PullImage
+#          from tests/integration/cri_kubelet.py, the cri.* labels):
+#          mounted through its index, a container runs in k8s.io
 # `ctr image pull` of the indexed image (another namespace, no labels) still
 # works as before: plain path, same manifest digest, the container runs.
 # Then SIGTERM and a new daemon: it resumes the indexed layers from its fd
@@ -27,6 +30,9 @@ set -euo pipefail
 
 lp_stack_init
 lp_require python3 gzip zstd curl
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import grpc' 2>/dev/null ||
+	lp_skip_or_fail "python3-grpcio for /usr/bin/python3 not installed"
+KUBELET="/usr/bin/python3 $LP_SOURCE_DIR/tests/integration/cri_kubelet.py"
 
 cleanup() {
 	local rc=$? m
@@ -96,6 +102,7 @@ push_gzip ix 6
 push_gzip noix 1
 push_gzip local 9
 push_gzip bad 4
+push_gzip cri 5
 # the same tree as one tar+zstd layer (containerd 1.6 applies zstd layers)
 name_tar zstd
 zstd -q -3 <"$T/zstd.tar" >"$T/zstd.tar.zst"
@@ -125,7 +132,8 @@ LSIZE=$(stat -c %s "$T/ix.tar.gz")
 LAYER_IX=$(sha_of "$T/ix.tar.gz")
 LAYER_LOCAL=$(sha_of "$T/local.tar.gz")
 LAYER_BAD=$(sha_of "$T/bad.tar.gz")
-ok "images pushed: ix/noix/local/bad (gzip, ix layer $LSIZE bytes), zstd"
+LAYER_CRI=$(sha_of "$T/cri.tar.gz")
+ok "images pushed: ix/noix/local/bad/cri (gzip, ix layer $LSIZE bytes), zstd"
 
 say "indexing: ix into the registry, local into a directory, a wrong one for bad"
 MD_BEFORE=$(manifest_digest ix/bb v1)
@@ -133,6 +141,8 @@ MD_BEFORE=$(manifest_digest ix/bb v1)
 lp_run "$T/index.out" "$T/index.err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K \
 	"$R/ix/bb:v1" || { show_err "$T/index.err"; fail "lazypull index ix"; }
 grep -q "via=referrers-tag" "$T/index.out" || fail "index not pushed by the referrers tag: $(cat "$T/index.out")"
+lp_run "$T/index4.out" "$T/index4.err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K \
+	"$R/cri/bb:v1" || { show_err "$T/index4.err"; fail "lazypull index cri"; }
 MD_AFTER=$(manifest_digest ix/bb v1)
 [ "$MD_AFTER" = "$MD_BEFORE" ] || fail "indexing changed the manifest digest: $MD_BEFORE -> $MD_AFTER"
 curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
@@ -153,7 +163,22 @@ cat >"$T/snap.json" <<EOF
 {"index_dirs": ["$T/ixdir"], "index_lookup": true}
 EOF
 start_snapshotter
-lp_stack_containerd io.containerd.grpc.v1.cri ""
+mkdir -p "$T/cni/bin" "$T/cni/conf"
+lp_stack_containerd "" "$(cat <<EOF
+[plugins."io.containerd.grpc.v1.cri"]
+  enable_cdi = false
+  disable_tcp_service = true
+  stream_server_port = "0"
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  snapshotter = "lazypull"
+  disable_snapshot_annotations = false
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "$T/cni/bin"
+  conf_dir = "$T/cni/conf"
+[plugins."io.containerd.grpc.v1.cri".registry.mirrors."$R"]
+  endpoint = ["http://$R"]
+EOF
+)"
 
 # run_image NAME: rpull $R/NAME/bb:v1 with ctr-remote and cat files in it
 run_image() {
@@ -223,6 +248,23 @@ n0=$(fallbacks zstd_unindexed)
 run_image zstd
 [ "$(fallbacks zstd_unindexed)" = $((n0 + 1)) ] || fail "zstd_unindexed went $n0 -> $(fallbacks zstd_unindexed)"
 ok "zstd: plain path with reason zstd_unindexed, the container runs"
+
+say "cri: CRI PullImage (cri.* labels) mounts the layer through its index"
+$KUBELET "$CSOCK" pull "$R/cri/bb:v1" >"$T/cri.pull" 2>"$T/cri.pull.err" ||
+	{ show_err "$T/cri.pull.err"; fail "CRI PullImage of the cri image"; }
+grep -q "layer $LAYER_CRI: gzip index sha256:[0-9a-f]* ([0-9]* bytes) from registry artifact" "$T/snap.log" ||
+	fail "no log line of the cri layer's index found in the registry"
+grep -q "layer $LAYER_CRI mounted lazily through its gzip index" "$T/snap.log" ||
+	fail "the cri layer was not mounted through its index"
+[ "$(metric lazypull_index_mounts_total)" = 3 ] || fail "lazypull_index_mounts_total is $(metric lazypull_index_mounts_total)"
+out=$(timeout 60 ctr --address "$CSOCK" -n k8s.io run --rm --snapshotter lazypull "$R/cri/bb:v1" c-cri \
+	cat /etc/hostname /image-name) || fail "ctr run of the CRI-pulled image"
+[ "$out" = "lazypull-test
+cri" ] || fail "cri: the container printed '$out'"
+CFETCHED=$(layer_stat "$LAYER_CRI" fetched_bytes)
+CLSIZE=$(stat -c %s "$T/cri.tar.gz")
+[ "$CFETCHED" -gt 0 ] && [ "$CFETCHED" -lt "$CLSIZE" ] || fail "cri: fetched $CFETCHED of $CLSIZE bytes"
+ok "cri: PullImage mounted the layer through its index, the container runs in k8s.io ($CFETCHED of $CLSIZE bytes fetched)"
 
 say "ctr image pull of the indexed image still works as before"
 n0=$(metric 'lazypull_fallbacks_total{reason="no_labels"}')
