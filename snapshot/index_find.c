@@ -14,16 +14,25 @@
  * for at read time (span digests, tar headers) is the mount's business
  * (lp_mount_layer()); this file only decides which bytes to hand it.
  *
- * Threads: no state of its own; any number of lookups may run at once.
+ * What the registry says about an image (its manifest's layers, the indexes
+ * its referrers offer, or that it has none) is kept for
+ * LP_SNAP_INDEX_CACHE_TTL_S in a small cache, so that containerd's walk
+ * down an image's layers asks for the manifest and the referrers once, not
+ * once per layer; an index pushed meanwhile shows once that has passed.
+ *
+ * Threads: any number of lookups may run at once; the cache has one lock,
+ * taken alone and never across I/O.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lp_common.h"
 #include "lp_log.h"
 #include "lp_registry.h"
 #include "snap_int.h"
@@ -187,129 +196,369 @@ static bool ends_with(const char *s, const char *suffix)
 	return n >= k && !strcmp(s + n - k, suffix);
 }
 
+/* ---- what the registry says about an image, cached ------------------- */
+
+/* a gzip index an artifact offers for a layer (not fetched yet) */
+struct offer {
+	struct lp_digest layer, index;
+	uint64_t size;
+	char artifact[LP_DIGEST_STR_LEN + 1];
+};
+
+struct img_layer {
+	struct lp_digest digest;
+	uint64_t size;
+	char *media_type; /* "" when absent */
+};
+
 /*
- * the indexes artifact @e (an entry of the referrers index) names for our
- * layer: fetched, bounded, checked; 1 found, 0 not (or refused)
+ * One image's manifest and referrers, as fetched: immutable once made,
+ * shared by reference (the count under the cache's lock).
  */
-static int try_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
-			const struct lp_reg_desc *e, struct lookup *lk,
-			struct lp_snap_index_found *ret)
+struct img {
+	char key[LP_SNAP_PATH_MAX]; /* host/repo|manifest digest or tag */
+	uint64_t at_ns; /* fetched then (lp_mono_ns) */
+	unsigned int refs; /* protected by the cache's lock */
+	char manifest[LP_DIGEST_STR_LEN + 1];
+	struct img_layer *layers;
+	size_t n_layers;
+	struct offer *offers; /* newest artifact first */
+	size_t n_offers;
+	size_t n_referrers, n_examined;
+	bool no_referrers; /* the registry has none for the manifest */
+};
+
+struct lp_snap_index_cache {
+	pthread_mutex_t lock;
+	struct img *slot[LP_SNAP_INDEX_CACHE_ENTRIES]; /* protected by lock */
+};
+
+static void img_free(struct img *im)
+{
+	size_t i;
+
+	if (!im)
+		return;
+	for (i = 0; i < im->n_layers; i++)
+		free(im->layers[i].media_type);
+	free(im->layers);
+	free(im->offers);
+	free(im);
+}
+
+int lp_snap_index_cache_new(struct lp_snap_index_cache **ret_c)
+{
+	struct lp_snap_index_cache *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	*ret_c = c;
+	return 0;
+}
+
+void lp_snap_index_cache_free(struct lp_snap_index_cache *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < LP_SNAP_INDEX_CACHE_ENTRIES; i++)
+		img_free(c->slot[i]); /* no lookup runs any more */
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+static void img_unref(struct lp_snap_index_cache *c, struct img *im)
+{
+	bool last;
+
+	if (!im)
+		return;
+	pthread_mutex_lock(&c->lock);
+	last = --im->refs == 0;
+	pthread_mutex_unlock(&c->lock);
+	if (last)
+		img_free(im);
+}
+
+static bool fresh(const struct img *im, uint64_t now)
+{
+	return now - im->at_ns <
+	       (uint64_t)LP_SNAP_INDEX_CACHE_TTL_S * 1000000000u;
+}
+
+/* the fresh entry for @key, referenced (img_unref()), or NULL */
+static struct img *cache_get(struct lp_snap_index_cache *c, const char *key)
+{
+	struct img *im = NULL;
+	uint64_t now = lp_mono_ns();
+	size_t i;
+
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < LP_SNAP_INDEX_CACHE_ENTRIES; i++) {
+		if (c->slot[i] && !strcmp(c->slot[i]->key, key) &&
+		    fresh(c->slot[i], now)) {
+			im = c->slot[i];
+			im->refs++;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return im;
+}
+
+/* keep @im (the caller keeps its own reference), replacing an entry of
+ * the same key, else the oldest */
+static void cache_put(struct lp_snap_index_cache *c, struct img *im)
+{
+	struct img *old = NULL;
+	size_t i, victim = 0;
+
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < LP_SNAP_INDEX_CACHE_ENTRIES; i++) {
+		if (!c->slot[i] || !strcmp(c->slot[i]->key, im->key)) {
+			victim = i;
+			break;
+		}
+		if (c->slot[i]->at_ns < c->slot[victim]->at_ns)
+			victim = i;
+	}
+	old = c->slot[victim];
+	c->slot[victim] = im;
+	im->refs++;
+	if (old && --old->refs > 0)
+		old = NULL; /* still in use: its last user frees it */
+	pthread_mutex_unlock(&c->lock);
+	img_free(old);
+}
+
+static const struct img_layer *img_layer(const struct img *im,
+					 const struct lp_digest *d)
+{
+	size_t i;
+
+	for (i = 0; i < im->n_layers; i++)
+		if (lp_digest_equal(&im->layers[i].digest, d))
+			return &im->layers[i];
+	return NULL;
+}
+
+/* the gzip indexes artifact @e of the referrers offers, appended to @im */
+static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			  const struct lp_reg_desc *e, struct img *im,
+			  size_t *cap)
 {
 	struct lp_reg_manifest *art = NULL;
 	struct lp_reg_ref aref = *ref;
 	struct lp_err err = { 0 };
-	char ls[LP_DIGEST_STR_LEN + 1], as[LP_DIGEST_STR_LEN + 1];
-	char where[LP_SNAP_PATH_MAX];
 	const struct lp_reg_desc *d;
+	struct offer *o;
 	const char *a;
-	void *data = NULL;
-	size_t k, len = 0;
-	int r, found = 0;
+	size_t k;
+	int r;
 
-	lp_digest_format(lk->layer, ls);
-	lp_digest_format(&e->digest, as);
 	aref.tag[0] = '\0';
 	aref.has_digest = true;
 	aref.digest = e->digest;
 	r = lp_reg_manifest_get(reg, &aref, &art, &err);
 	if (r < 0) {
-		lp_log_warn("layer %s: referrer %s unreadable: %s", ls, as,
-			    lp_err_str(&err, r));
-		goto out;
+		char as[LP_DIGEST_STR_LEN + 1];
+
+		lp_digest_format(&e->digest, as);
+		lp_log_warn("%s/%s: referrer %s unreadable: %s", ref->host,
+			    ref->repo, as, lp_err_str(&err, r));
+		return;
 	}
-	if (lp_reg_manifest_is_index(art))
-		goto out;
-	for (k = 0; k < lp_reg_manifest_count(art); k++) {
+	for (k = 0;
+	     !lp_reg_manifest_is_index(art) && k < lp_reg_manifest_count(art);
+	     k++) {
 		d = lp_reg_manifest_layer(art, k);
 		a = lp_reg_desc_annotation(d, LP_INDEX_ANN_LAYER);
 		if (!d->media_type ||
 		    strcmp(d->media_type, LP_INDEX_MEDIA_TYPE) || !a ||
-		    strcmp(a, ls))
+		    im->n_offers >= LP_SNAP_INDEX_OFFERS_MAX ||
+		    lp_grow_array((void **)&im->offers, cap, im->n_offers + 1,
+				  sizeof(*im->offers)) < 0)
 			continue;
-		snprintf(where, sizeof(where), "registry artifact %s", as);
-		if (d->size > LP_SNAP_INDEX_MAX) {
-			lp_err_set(&err, -EFBIG,
-				   "%llu bytes, over LP_SNAP_INDEX_MAX",
-				   (unsigned long long)d->size);
-			r = -EFBIG;
-		} else {
-			/* digest and size verified by the client */
-			r = lp_reg_fetch_blob_mem(reg, ref, &d->digest,
-						  (size_t)d->size, &data, &len,
-						  &err);
-		}
-		if (r < 0) {
-			lp_log_warn("layer %s: gzip index in %s: %s", ls, where,
-				    lp_err_str(&err, r));
-			if (!lk->refused)
-				lp_err_set(&lk->refusal, r,
-					   "gzip index in %s: %s", where,
-					   lp_err_str(&err, r));
-			lk->refused = true;
-			lp_err_clear(&err);
+		o = &im->offers[im->n_offers];
+		if (lp_digest_parse(a, &o->layer) < 0)
 			continue;
-		}
-		found = check(lk, data, len, where, ret);
-		data = NULL; /* taken */
-		if (found)
-			break;
+		o->index = d->digest;
+		o->size = d->size;
+		lp_digest_format(&e->digest, o->artifact);
+		im->n_offers++;
 	}
-out:
 	lp_reg_manifest_free(art);
-	return found;
 }
 
-int lp_snap_index_find(struct lp_reg *reg, const struct lp_snap_config *c,
+/*
+ * img_fetch() - what the registry says about image @ref (by
+ * @manifest_digest when given): its manifest's layers, and the gzip
+ * indexes its newest LP_SNAP_INDEX_REFERRERS_MAX referrers offer. Returns
+ * 0 with *@ret_im (one reference), or -errno with @err (manifest or
+ * referrers unreachable).
+ */
+static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		     const char *key, const char *manifest_digest,
+		     struct img **ret_im, struct lp_err *err)
+{
+	struct lp_reg_manifest *m = NULL, *refs = NULL;
+	struct lp_reg_ref mref = *ref;
+	struct lp_err why = { 0 }; /* what the registry said */
+	const struct lp_reg_desc *d;
+	struct img *im = NULL;
+	size_t i, cap = 0;
+	int r;
+
+	if (manifest_digest) {
+		mref.tag[0] = '\0';
+		mref.has_digest = true;
+		if (lp_digest_parse(manifest_digest, &mref.digest) < 0)
+			return lp_err_set(err, -EINVAL,
+					  "bad manifest digest label '%s'",
+					  manifest_digest);
+	}
+	im = calloc(1, sizeof(*im));
+	if (!im)
+		return -ENOMEM;
+	im->refs = 1;
+	im->at_ns = lp_mono_ns();
+	snprintf(im->key, sizeof(im->key), "%s", key);
+	r = lp_reg_manifest_fetch(reg, &mref, NULL, &m, &why);
+	if (r < 0) {
+		r = lp_err_set_from(err, &why, r, "the image manifest: %s",
+				    lp_err_str(&why, r));
+		goto out;
+	}
+	lp_digest_format(lp_reg_manifest_digest(m), im->manifest);
+	im->layers = calloc(lp_reg_manifest_count(m) + 1, sizeof(*im->layers));
+	if (!im->layers) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < lp_reg_manifest_count(m); i++) {
+		d = lp_reg_manifest_layer(m, i);
+		im->layers[i].digest = d->digest;
+		im->layers[i].size = d->size;
+		im->layers[i].media_type =
+			strdup(d->media_type ? d->media_type : "");
+		if (!im->layers[i].media_type) {
+			r = -ENOMEM;
+			goto out;
+		}
+		im->n_layers++;
+	}
+	r = lp_reg_referrers(reg, ref, lp_reg_manifest_digest(m), &refs, &why);
+	if (r == -ENOENT) {
+		im->no_referrers = true;
+		r = 0;
+		goto out;
+	}
+	if (r < 0) {
+		r = lp_err_set_from(err, &why, r, "the image's referrers: %s",
+				    lp_err_str(&why, r));
+		goto out;
+	}
+	/* newest first: an index pushed again is appended last */
+	im->n_referrers = lp_reg_manifest_count(refs);
+	for (i = im->n_referrers;
+	     i-- > 0 && im->n_examined < LP_SNAP_INDEX_REFERRERS_MAX;
+	     im->n_examined++)
+		read_artifact(reg, ref, lp_reg_manifest_layer(refs, i), im,
+			      &cap);
+out:
+	lp_reg_manifest_free(refs);
+	lp_reg_manifest_free(m);
+	if (r < 0) {
+		img_free(im);
+		return r;
+	}
+	*ret_im = im;
+	return 0;
+}
+
+/* the offered index @o of our layer, fetched and checked; 1 taken */
+static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		      const struct offer *o, struct lookup *lk,
+		      struct lp_snap_index_found *ret)
+{
+	char where[LP_SNAP_PATH_MAX], ls[LP_DIGEST_STR_LEN + 1];
+	struct lp_err err = { 0 };
+	void *data = NULL;
+	size_t len = 0;
+	int r;
+
+	lp_digest_format(lk->layer, ls);
+	snprintf(where, sizeof(where), "registry artifact %s", o->artifact);
+	if (o->size > LP_SNAP_INDEX_MAX)
+		r = lp_err_set(&err, -EFBIG,
+			       "%llu bytes, over LP_SNAP_INDEX_MAX",
+			       (unsigned long long)o->size);
+	else /* digest and size verified by the client */
+		r = lp_reg_fetch_blob_mem(reg, ref, &o->index, (size_t)o->size,
+					  &data, &len, &err);
+	if (r < 0) {
+		lp_log_warn("layer %s: gzip index in %s: %s", ls, where,
+			    lp_err_str(&err, r));
+		if (!lk->refused)
+			lp_err_set(&lk->refusal, r, "gzip index in %s: %s",
+				   where, lp_err_str(&err, r));
+		lk->refused = true;
+		return 0;
+	}
+	return check(lk, data, len, where, ret);
+}
+
+int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
+		       const struct lp_snap_config *c,
 		       const struct lp_reg_ref *ref,
 		       const struct lp_digest *layer,
 		       const char *manifest_digest,
 		       struct lp_snap_index_found *ret,
 		       enum lp_snap_fallback *ret_why, struct lp_err *err)
 {
-	struct lp_reg_manifest *m = NULL, *refs = NULL;
-	struct lp_reg_ref mref = *ref;
+	char key[LP_SNAP_PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
 	struct lookup lk = { .layer = layer };
-	struct lp_err why = { 0 }; /* what the registry said */
-	const struct lp_reg_desc *d = NULL;
-	char ls[LP_DIGEST_STR_LEN + 1];
-	size_t i, n, seen = 0;
+	const struct img_layer *d = NULL;
+	struct img *im = NULL;
+	size_t i;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
-	lp_digest_format(layer, ls);
 	*ret_why = LP_FALLBACK_NO_INDEX;
 	if (find_local(c, &lk, ret))
 		return 0;
 
 	/* the manifest: the layer's media type, the referrers' subject */
-	if (manifest_digest) {
-		mref.tag[0] = '\0';
-		mref.has_digest = true;
-		if (lp_digest_parse(manifest_digest, &mref.digest) < 0) {
-			*ret_why = LP_FALLBACK_BAD_LABELS;
-			return lp_err_set(err, -EINVAL,
-					  "bad manifest digest label '%s'",
-					  manifest_digest);
+	if (ref->has_digest)
+		lp_digest_format(&ref->digest, ds);
+	snprintf(key, sizeof(key), "%s/%s|%s", ref->host, ref->repo,
+		 manifest_digest ? manifest_digest :
+		 ref->has_digest ? ds :
+				   ref->tag);
+	im = cache_get(cache, key);
+	if (im && !img_layer(im, layer)) { /* a tag moved meanwhile? */
+		img_unref(cache, im);
+		im = NULL;
+	}
+	if (!im) {
+		r = img_fetch(reg, ref, key, manifest_digest, &im, err);
+		if (r < 0) {
+			*ret_why = r == -EINVAL ? LP_FALLBACK_BAD_LABELS :
+						  LP_FALLBACK_REGISTRY;
+			goto out;
 		}
+		cache_put(cache, im);
 	}
-	r = lp_reg_manifest_fetch(reg, &mref, NULL, &m, &why);
-	if (r < 0) {
-		*ret_why = LP_FALLBACK_REGISTRY;
-		r = lp_err_set_from(err, &why, r, "the image manifest: %s",
-				    lp_err_str(&why, r));
-		goto out;
-	}
-	for (i = 0; i < lp_reg_manifest_count(m); i++)
-		if (lp_digest_equal(&lp_reg_manifest_layer(m, i)->digest,
-				    layer))
-			d = lp_reg_manifest_layer(m, i);
+	d = img_layer(im, layer);
 	if (!d) {
 		r = lp_err_set(err, -ENOENT,
-			       "the layer is not in the manifest %s names",
-			       manifest_digest ? manifest_digest : "the tag");
+			       "the layer is not in the manifest %s (%s)",
+			       im->manifest, key);
 		goto out;
 	}
-	if (d->media_type && ends_with(d->media_type, "+zstd")) {
+	if (ends_with(d->media_type, "+zstd")) {
 		*ret_why = LP_FALLBACK_ZSTD_UNINDEXED;
 		r = lp_err_set(err, -EOPNOTSUPP,
 			       "a tar+zstd layer without a TOC (%s): no "
@@ -317,42 +566,37 @@ int lp_snap_index_find(struct lp_reg *reg, const struct lp_snap_config *c,
 			       d->media_type);
 		goto out;
 	}
-	if (!d->media_type || (!ends_with(d->media_type, "+gzip") &&
-			       !ends_with(d->media_type, ".gzip"))) {
+	if (!ends_with(d->media_type, "+gzip") &&
+	    !ends_with(d->media_type, ".gzip")) {
 		r = lp_err_set(err, -EOPNOTSUPP,
 			       "not a gzip layer (%s): nothing to index",
-			       d->media_type ? d->media_type : "no media type");
+			       *d->media_type ? d->media_type :
+						"no media type");
 		goto out;
 	}
 	lk.size = d->size;
-
-	r = lp_reg_referrers(reg, ref, lp_reg_manifest_digest(m), &refs, &why);
-	if (r == -ENOENT) {
+	if (im->no_referrers) {
 		r = lp_err_set(err, -ENOENT,
 			       "no gzip index: none in the index directories "
-			       "(%zu), no referrers of the image manifest",
-			       c->n_index_dirs);
+			       "(%zu), no referrers of the image manifest %s",
+			       c->n_index_dirs, im->manifest);
 		goto out;
 	}
-	if (r < 0) {
-		*ret_why = LP_FALLBACK_REGISTRY;
-		r = lp_err_set_from(err, &why, r, "the image's referrers: %s",
-				    lp_err_str(&why, r));
-		goto out;
-	}
-	/* newest first: an index pushed again is appended last */
-	n = lp_reg_manifest_count(refs);
-	for (i = n; i-- > 0 && seen < LP_SNAP_INDEX_REFERRERS_MAX; seen++) {
-		if (try_artifact(reg, ref, lp_reg_manifest_layer(refs, i), &lk,
-				 ret)) {
+	for (i = 0; i < im->n_offers; i++) {
+		if (!lp_digest_equal(&im->offers[i].layer, layer))
+			continue;
+		if (take_offer(reg, ref, &im->offers[i], &lk, ret)) {
 			r = 0;
 			goto out;
 		}
 	}
 	r = lp_err_set(err, -ENOENT,
-		       "no gzip index of this layer among the image's %zu "
-		       "referrer(s)%s",
-		       n, seen < n ? " (only the newest examined)" : "");
+		       "no gzip index of this layer among the %zu referrer(s) "
+		       "of the image manifest %s%s",
+		       im->n_referrers, im->manifest,
+		       im->n_examined < im->n_referrers ?
+			       " (only the newest examined)" :
+			       "");
 out:
 	if (r < 0 && lk.refused && *ret_why == LP_FALLBACK_NO_INDEX) {
 		*ret_why = LP_FALLBACK_BAD_INDEX;
@@ -360,7 +604,6 @@ out:
 		r = lk.refusal.code < 0 ? lk.refusal.code : -EBADMSG;
 		lp_err_set(err, r, "%s", lp_err_str(&lk.refusal, r));
 	}
-	lp_reg_manifest_free(refs);
-	lp_reg_manifest_free(m);
+	img_unref(cache, im);
 	return r;
 }

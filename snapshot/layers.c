@@ -95,6 +95,9 @@ struct lp_snap_layers {
 	const struct lp_snap_config *c; /* borrowed */
 	struct lp_snap_metrics *metrics; /* borrowed */
 	struct lp_reg *reg; /* thread-safe */
+	/* images' manifests and referrers, for gzip index lookups;
+	 * thread-safe */
+	struct lp_snap_index_cache *index_cache;
 	/* prioritised fetching of all layers: one layer's reads quiet the
 	 * others' background fetch */
 	struct lp_fs_activity *activity;
@@ -181,6 +184,8 @@ int lp_snap_layers_new(const struct lp_snap_config *c,
 		*c->registry_config_dir ? c->registry_config_dir :
 					  NULL;
 	r = lp_reg_new(&o, &l->reg);
+	if (r == 0)
+		r = lp_snap_index_cache_new(&l->index_cache);
 	if (r < 0)
 		goto out;
 	*ret_l = l;
@@ -577,6 +582,7 @@ void lp_snap_layers_free(struct lp_snap_layers *l)
 	}
 	pthread_mutex_unlock(&l->lock);
 	lp_reg_free(l->reg);
+	lp_snap_index_cache_free(l->index_cache);
 	lp_fs_activity_free(l->activity); /* after every layer's fs */
 	lp_fs_budget_free(l->mem_budget); /* likewise */
 	pthread_cond_destroy(&l->cond);
@@ -1364,8 +1370,8 @@ static int find_index(struct lp_snap_layers *l,
 	}
 	pthread_mutex_unlock(&l->lock);
 	cri_credentials(l, ref);
-	r = lp_snap_index_find(l->reg, l->c, ref, want, req->manifest_digest,
-			       found, ret_why, err);
+	r = lp_snap_index_find(l->index_cache, l->reg, l->c, ref, want,
+			       req->manifest_digest, found, ret_why, err);
 	lp_reg_auth_unref(ref->auth);
 	ref->auth = NULL;
 	if (r < 0)

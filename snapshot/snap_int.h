@@ -216,11 +216,27 @@ int lp_snap_metrics_serve(struct lp_snap_metrics *m, const char *addr,
  * format's own bound; an index is a few % of its layer).
  */
 #define LP_SNAP_INDEX_REFERRERS_MAX 32
+#define LP_SNAP_INDEX_OFFERS_MAX 1024 /* indexes those artifacts list */
 #define LP_SNAP_INDEX_MAX LP_INDEX_MAX_SIZE
 #define LP_SNAP_INDEX_SUFFIX ".gzidx" /* DIR/<layer hex>.gzidx */
 
+/*
+ * What the registry said about an image (manifest layers, indexes its
+ * referrers offer) is reused by its other layers' lookups for this long:
+ * containerd prepares an image's layers one after another within seconds,
+ * and an index pushed meanwhile is seen after at most this delay.
+ */
+#define LP_SNAP_INDEX_CACHE_TTL_S 30
+#define LP_SNAP_INDEX_CACHE_ENTRIES 16 /* images */
+
 struct lp_reg;
 struct lp_reg_ref;
+struct lp_snap_index_cache;
+
+/* lp_snap_index_cache_new() - an empty cache (thread-safe). 0, -ENOMEM. */
+int lp_snap_index_cache_new(struct lp_snap_index_cache **ret_c);
+/* lp_snap_index_cache_free() - NULL allowed; no lookup may be running. */
+void lp_snap_index_cache_free(struct lp_snap_index_cache *c);
 
 /* What the lookup found (owned; lp_snap_index_found_clear()). */
 struct lp_snap_index_found {
@@ -248,7 +264,8 @@ int lp_snap_read_file(const char *path, size_t limit, uint8_t **ret,
  * the image manifest (by @manifest_digest when given, else by @ref) for the
  * layer's media type, then the artifacts of type LP_INDEX_ARTIFACT_TYPE
  * that refer to the manifest (the referrers API, else the referrers tag
- * sha256-<hex>), newest first. A candidate is taken only when it parses
+ * sha256-<hex>), newest first; what the registry said about the image is
+ * kept in @cache for the image's other layers. A candidate is taken only when it parses
  * (lp_index_parse(), which validates it) and indexes @layer (digest, and
  * the descriptor's size when the manifest was read); a refused one is
  * logged and the next is tried. Returns 0 with @ret filled, or -errno with
@@ -256,7 +273,8 @@ int lp_snap_read_file(const char *path, size_t limit, uint8_t **ret,
  * tar+zstd layer), LP_FALLBACK_BAD_INDEX (only refused ones),
  * LP_FALLBACK_REGISTRY (the manifest unreachable) and @err saying why.
  */
-int lp_snap_index_find(struct lp_reg *reg, const struct lp_snap_config *c,
+int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
+		       const struct lp_snap_config *c,
 		       const struct lp_reg_ref *ref,
 		       const struct lp_digest *layer,
 		       const char *manifest_digest,

@@ -18,6 +18,8 @@
 #   bad    DIR holds another layer's index under this layer's name: refused,
 #          plain path with reason bad_index, the container still runs
 #   zstd   a tar+zstd layer: plain path, reason zstd_unindexed
+#   two    two plain layers, no index: both no_index, and the registry is
+#          asked for the image's manifest and referrers once, not per layer
 #   cri    indexed like ix, pulled by containerd's CRI plugin (PullImage
 #          from tests/integration/cri_kubelet.py, the cri.* labels):
 #          mounted through its index, a container runs in k8s.io
@@ -73,7 +75,7 @@ start_snapshotter() {
 # --- registry and images ---------------------------------------------------
 mkdir -p "$T/tmp"
 export TMPDIR="$T/tmp"
-lp_stack_registry "{level: error, accesslog: {disabled: true}}" "{filesystem: {rootdirectory: $T/reg}}"
+lp_stack_registry "{level: error}" "{filesystem: {rootdirectory: $T/reg}}" # access log on
 GI="$LP_SOURCE_DIR/tests/integration/gzip_index.py"
 
 say "building the busybox layer and pushing five plain images with skopeo"
@@ -103,12 +105,12 @@ push_gzip noix 1
 push_gzip local 9
 push_gzip bad 4
 push_gzip cri 5
-# the same tree as one tar+zstd layer (containerd 1.6 applies zstd layers)
-name_tar zstd
-zstd -q -3 <"$T/zstd.tar" >"$T/zstd.tar.zst"
-python3 - "$T/zstd.tar" "$T/zstd.tar.zst" "$T/zstd.layout" <<'PY' || fail "the zstd layout"
+# make_layout DIR TAR:LAYER:MEDIATYPE...: an OCI layout (tag v1) of those
+# layers, bottom first (TAR: the uncompressed tar, for the DiffID)
+make_layout() {
+	python3 - "$@" <<'PY' || fail "the layout $1"
 import hashlib, json, os, sys
-tar, layer_path, root = sys.argv[1:4]
+root, specs = sys.argv[1], [a.split(":", 2) for a in sys.argv[2:]]
 sha = lambda b: "sha256:" + hashlib.sha256(b).hexdigest()
 os.makedirs(os.path.join(root, "blobs", "sha256"), exist_ok=True)
 def blob(b):
@@ -116,24 +118,41 @@ def blob(b):
     open(os.path.join(root, "blobs", "sha256", d[7:]), "wb").write(b)
     return {"digest": d, "size": len(b)}
 cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
-                  "rootfs": {"type": "layers", "diff_ids": [sha(open(tar, "rb").read())]}}).encode()
+                  "rootfs": {"type": "layers",
+                             "diff_ids": [sha(open(t, "rb").read()) for t, _, _ in specs]}}).encode()
 man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                   "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **blob(cfg)),
-                  "layers": [dict(mediaType="application/vnd.oci.image.layer.v1.tar+zstd",
-                                  **blob(open(layer_path, "rb").read()))]}).encode()
+                  "layers": [dict(mediaType=mt, **blob(open(l, "rb").read()))
+                             for _, l, mt in specs]}).encode()
 d = dict(mediaType="application/vnd.oci.image.manifest.v1+json", **blob(man))
 d["annotations"] = {"org.opencontainers.image.ref.name": "v1"}
 json.dump({"schemaVersion": 2, "manifests": [d]}, open(os.path.join(root, "index.json"), "w"))
 open(os.path.join(root, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
 PY
+}
+GZ_MT=application/vnd.oci.image.layer.v1.tar+gzip
+# the same tree as one tar+zstd layer (containerd 1.6 applies zstd layers)
+name_tar zstd
+zstd -q -3 <"$T/zstd.tar" >"$T/zstd.tar.zst"
+make_layout "$T/zstd.layout" "$T/zstd.tar:$T/zstd.tar.zst:application/vnd.oci.image.layer.v1.tar+zstd"
 skopeo copy -q --dest-tls-verify=false "oci:$T/zstd.layout:v1" "docker://$R/zstd/bb:v1" ||
 	fail "skopeo copy of the zstd image"
+# two plain layers, no index: the tree, then /upper.txt
+name_tar two
+gzip -n -3 <"$T/two.tar" >"$T/two.tar.gz"
+mkdir -p "$T/upper"
+echo "upper layer" >"$T/upper/upper.txt"
+tar --numeric-owner -C "$T/upper" -cf "$T/upper.tar" ./upper.txt || fail "tar of the upper layer"
+gzip -n <"$T/upper.tar" >"$T/upper.tar.gz"
+make_layout "$T/two.layout" "$T/two.tar:$T/two.tar.gz:$GZ_MT" "$T/upper.tar:$T/upper.tar.gz:$GZ_MT"
+skopeo copy -q --dest-tls-verify=false "oci:$T/two.layout:v1" "docker://$R/two/bb:v1" ||
+	fail "skopeo copy of the two-layer image"
 LSIZE=$(stat -c %s "$T/ix.tar.gz")
 LAYER_IX=$(sha_of "$T/ix.tar.gz")
 LAYER_LOCAL=$(sha_of "$T/local.tar.gz")
 LAYER_BAD=$(sha_of "$T/bad.tar.gz")
 LAYER_CRI=$(sha_of "$T/cri.tar.gz")
-ok "images pushed: ix/noix/local/bad/cri (gzip, ix layer $LSIZE bytes), zstd"
+ok "images pushed: ix/noix/local/bad/cri (gzip, ix layer $LSIZE bytes), zstd, two (2 gzip layers)"
 
 say "indexing: ix into the registry, local into a directory, a wrong one for bad"
 MD_BEFORE=$(manifest_digest ix/bb v1)
@@ -248,6 +267,23 @@ n0=$(fallbacks zstd_unindexed)
 run_image zstd
 [ "$(fallbacks zstd_unindexed)" = $((n0 + 1)) ] || fail "zstd_unindexed went $n0 -> $(fallbacks zstd_unindexed)"
 ok "zstd: plain path with reason zstd_unindexed, the container runs"
+
+say "two: two unindexed layers, the registry asked once"
+n0=$(fallbacks no_index)
+MD_TWO=$(manifest_digest two/bb v1)
+lp_run "$T/two.rpull" "$T/two.rpull.err" ctr-remote --address "$CSOCK" images rpull \
+	--plain-http --snapshotter lazypull "$R/two/bb:v1" || { show_err "$T/two.rpull.err"; fail "rpull two"; }
+[ "$(fallbacks no_index)" = $((n0 + 2)) ] || fail "no_index went $n0 -> $(fallbacks no_index) for two layers"
+# requests from the snapshotter (its user agent; containerd's is its own)
+lreq() { grep '"lazypull/' "$T/reg.log" | grep -c "\"GET /v2/two/bb/$1 " || true; }
+for u in manifests/v1 "referrers/$MD_TWO" "manifests/sha256-${MD_TWO#sha256:}"; do
+	[ "$(lreq "$u")" = 1 ] || fail "the snapshotter asked for $u $(lreq "$u") times, not once"
+done
+out=$(timeout 60 ctr --address "$CSOCK" run --rm --snapshotter lazypull "$R/two/bb:v1" c-two \
+	cat /image-name /upper.txt) || fail "ctr run of two"
+[ "$out" = "two
+upper layer" ] || fail "two: the container printed '$out'"
+ok "two: both layers no_index; the manifest, the referrers API and the referrers tag asked for once each; the container runs"
 
 say "cri: CRI PullImage (cri.* labels) mounts the layer through its index"
 $KUBELET "$CSOCK" pull "$R/cri/bb:v1" >"$T/cri.pull" 2>"$T/cri.pull.err" ||
