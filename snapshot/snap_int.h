@@ -2,12 +2,14 @@
 /*
  * Module-private interfaces of snapshot/: the metadata store (meta.c), the
  * pool of lazily mounted layers (layers.c), the snapshotter semantics
- * (service.c), metrics (metrics.c) and the gRPC transport (grpc_server.c).
+ * (service.c), metrics (metrics.c), the gzip index lookup (index_find.c)
+ * and the gRPC transport (grpc_server.c).
  * Only the .c files of snapshot/ include this.
  *
  * Lock order across the module: service lock (service.c) -> layer pool lock
- * (layers.c) -> metrics lock (metrics.c). The metadata store has no lock of
- * its own: the service serialises every use of it.
+ * (layers.c) -> metrics lock (metrics.c). The gzip index cache's lock
+ * (index_find.c) is taken alone. The metadata store has no lock of its own:
+ * the service serialises every use of it.
  */
 #ifndef LP_SNAP_INT_H
 #define LP_SNAP_INT_H
