@@ -49,6 +49,7 @@ void lp_snap_index_found_clear(struct lp_snap_index_found *f)
 struct lookup {
 	const struct lp_digest *layer;
 	uint64_t size; /* the descriptor's; 0: not known (yet) */
+	const char *want_index; /* the index digest to accept, or NULL */
 	bool refused; /* a candidate was refused */
 	struct lp_err refusal; /* why (the first) */
 };
@@ -68,6 +69,15 @@ static int check(struct lookup *lk, uint8_t *data, size_t len,
 	char want[LP_DIGEST_STR_LEN + 1], got[LP_DIGEST_STR_LEN + 1];
 	int r;
 
+	lp_sha256(data, len, &id);
+	lp_digest_format(&id, got);
+	if (lk->want_index && strcmp(got, lk->want_index)) {
+		r = lp_err_set(&err, -EBADMSG,
+			       "its digest is %s, the layer's recorded index "
+			       "is %s",
+			       got, lk->want_index);
+		goto refused;
+	}
 	r = lp_index_parse(data, len, &ix, &err);
 	if (r < 0)
 		goto refused;
@@ -87,7 +97,6 @@ static int check(struct lookup *lk, uint8_t *data, size_t len,
 		goto refused;
 	}
 	lp_snap_index_found_clear(ret);
-	lp_sha256(data, len, &id);
 	lp_digest_format(&id, ret->digest);
 	ret->blob_size = lp_index_blob_size(ix);
 	snprintf(ret->where, sizeof(ret->where), "%s", where);
@@ -514,12 +523,12 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		       const struct lp_snap_config *c,
 		       const struct lp_reg_ref *ref,
 		       const struct lp_digest *layer,
-		       const char *manifest_digest,
+		       const char *manifest_digest, const char *want_index,
 		       struct lp_snap_index_found *ret,
 		       enum lp_snap_fallback *ret_why, struct lp_err *err)
 {
 	char key[LP_SNAP_PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
-	struct lookup lk = { .layer = layer };
+	struct lookup lk = { .layer = layer, .want_index = want_index };
 	const struct img_layer *d = NULL;
 	struct img *im = NULL;
 	size_t i;

@@ -10,9 +10,13 @@
  *
  * A plain gzip layer (no TOC digest in the labels) is mounted through its
  * gzip index (index_find.c finds it): the index is kept under
- * ROOT/indexes/<layer hex>.<index hex> and its digest stands in the
- * layer's facts where an eStargz layer's TOC digest stands, so a restart
- * remounts or resumes it from the kept file like any other layer.
+ * ROOT/indexes/<layer hex>.<index hex>, its digest stands in the layer's
+ * facts where an eStargz layer's TOC digest stands, and the facts' kind
+ * (LP_SNAP_LAYER_GZIP_INDEX) says so, so a restart remounts or resumes it
+ * from the kept file (looked up again, by that digest, when the file is
+ * missing or not the one recorded). The kept file outlives the mount (a
+ * daemon stop, a failure); it goes with the layer's last user (release)
+ * or at the next start (the sweep of unused layers).
  *
  * Unmounting: lp_fuse_unmount() from this module's thread ends the session
  * loop; when a container still holds the mount it is detached and its
@@ -85,7 +89,6 @@ struct layer {
 	pthread_t session;
 	bool session_started;
 	bool resumed; /* served from a connection a previous daemon made */
-	bool indexed; /* a plain gzip layer, through its kept gzip index */
 	time_t mounted_at;
 	time_t used_at; /* mounted, or last unpinned by a user; pool lock */
 	uint64_t tail_ns, toc_ns; /* how long the tail read, TOC open took */
@@ -381,6 +384,55 @@ static void drop_kept_index(struct lp_snap_layers *l, const char *digest,
 		unlink(path);
 }
 
+/*
+ * kept_index() - the gzip index plain layer @y was mounted with (its facts
+ * name it by digest) into *@ret_data: the kept file, else (missing, or not
+ * those bytes) the lookup again (index_find.c), taking only an index of
+ * that digest, and kept again. On failure sets @y->why and @y->err.
+ */
+static int kept_index(struct lp_snap_layers *l, struct layer *y,
+		      const struct lp_reg_ref *ref, const struct lp_digest *d,
+		      uint8_t **ret_data, size_t *ret_len)
+{
+	struct lp_snap_index_found found = { 0 };
+	struct lp_err err = { 0 };
+	int r;
+
+	r = load_kept_index(l, y, ret_data, ret_len);
+	if (r == 0 || r == -ENOMEM || r == -ENAMETOOLONG) {
+		if (r < 0) {
+			y->why = LP_FALLBACK_MOUNT;
+			lp_err_set(&y->err, r, "its kept gzip index: %s",
+				   strerror(-r));
+		}
+		return r;
+	}
+	lp_log_warn("layer %s: its kept gzip index %s: %s; looking it up "
+		    "again",
+		    y->digest, y->facts.toc_digest, lp_err_str(&y->err, r));
+	lp_err_clear(&y->err);
+	r = lp_snap_index_find(l->index_cache, l->reg, l->c, ref, d, NULL,
+			       y->facts.toc_digest, &found, &y->why, &err);
+	if (r < 0) {
+		lp_err_set(&y->err, r, "its gzip index %s, looked up again: %s",
+			   y->facts.toc_digest, lp_err_str(&err, r));
+		goto out;
+	}
+	r = keep_index(l, y->digest, &found);
+	if (r < 0)
+		lp_log_warn("layer %s: keeping its gzip index under %s: %s",
+			    y->digest, l->indexes_dir, strerror(-r));
+	lp_log_info("layer %s: gzip index %s found again in %s", y->digest,
+		    found.digest, found.where);
+	*ret_data = found.data;
+	*ret_len = found.len;
+	found.data = NULL;
+	r = 0;
+out:
+	lp_snap_index_found_clear(&found);
+	return r;
+}
+
 /* delete the files of @dir whose layer (the name up to the first '.')
  * @keep does not keep */
 static int sweep_dir(const char *dir,
@@ -548,8 +600,6 @@ static void layer_teardown(struct lp_snap_layers *l, struct layer *y)
 	}
 	if (y->fuse && tail_path(l, y->digest, path, sizeof(path)) == 0)
 		unlink(path);
-	if (y->fuse && y->indexed)
-		drop_kept_index(l, y->digest, y->facts.toc_digest);
 	lp_fuse_free(y->fuse); /* the mount is gone: this only frees */
 	y->fuse = NULL;
 	lp_fs_free(y->fs);
@@ -757,7 +807,6 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 	char fsname[LP_FUSE_FSNAME_MAX];
 	int r;
 
-	y->indexed = true;
 	y->why = LP_FALLBACK_REGISTRY;
 	r = lp_reg_open_blob(l->reg, ref, d, y->facts.size, &blob);
 	if (r < 0) {
@@ -825,13 +874,11 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 		goto out;
 	y->why = LP_FALLBACK_REGISTRY;
 	have = cri_credentials(l, &ref);
-	r = load_kept_index(l, y, &index, &index_len);
-	if (r != -ENOENT) { /* a plain gzip layer */
+	if (y->facts.kind == LP_SNAP_LAYER_GZIP_INDEX) {
+		r = kept_index(l, y, &ref, &d, &index, &index_len);
 		if (r == 0)
 			r = mount_indexed(l, y, &ref, &d, index, index_len, -1,
 					  NULL);
-		else
-			y->why = LP_FALLBACK_BAD_INDEX;
 		if (r == -EACCES)
 			r = auth_refused(l, y, have);
 		goto out;
@@ -893,13 +940,14 @@ static int resume_layer(struct lp_snap_layers *l, struct layer *y, int fd,
 	r = parse_facts(y, &ref, &d, &toc);
 	if (r < 0)
 		goto out;
-	r = load_kept_index(l, y, &tail, &tail_len);
-	if (r != -ENOENT) { /* a plain gzip layer: @tail is its index */
+	if (y->facts.kind == LP_SNAP_LAYER_GZIP_INDEX) {
+		/* a plain gzip layer: @tail is its index */
+		r = kept_index(l, y, &ref, &d, &tail, &tail_len);
 		if (r == 0)
 			r = mount_indexed(l, y, &ref, &d, tail, tail_len, fd,
 					  st);
 		else
-			y->why = LP_FALLBACK_BAD_INDEX;
+			close(fd);
 		if (r < 0)
 			lp_err_set(&y->err, r,
 				   "resuming through its gzip "
@@ -972,11 +1020,8 @@ static void finish_layer(struct lp_snap_layers *l, struct layer *y, int r,
 	if (r < 0)
 		layer_teardown(l, y);
 	lp_snap_metrics_remote(l->metrics, r == 0, lp_mono_ns() - t0);
-	if (r == 0 && y->indexed && !y->resumed)
+	if (r == 0 && y->facts.kind == LP_SNAP_LAYER_GZIP_INDEX && !y->resumed)
 		lp_snap_metrics_indexed(l->metrics);
-	/* a refused index is of no use to a retry; a registry error is */
-	if (r < 0 && y->why == LP_FALLBACK_BAD_INDEX)
-		drop_kept_index(l, y->digest, y->facts.toc_digest);
 	if (r < 0)
 		lp_log_warn("layer %s (%s): cannot mount lazily: %s", y->digest,
 			    y->facts.ref, lp_err_str(&y->err, r));
@@ -985,7 +1030,10 @@ static void finish_layer(struct lp_snap_layers *l, struct layer *y, int r,
 			    "%llu ms, TOC %llu ms)",
 			    y->digest,
 			    y->resumed ? "resumed" : "mounted lazily",
-			    y->indexed ? " through its gzip index" : "", y->mnt,
+			    y->facts.kind == LP_SNAP_LAYER_GZIP_INDEX ?
+				    " through its gzip index" :
+				    "",
+			    y->mnt,
 			    (unsigned long long)(lp_mono_ns() - t0) / 1000000,
 			    (unsigned long long)y->tail_ns / 1000000,
 			    (unsigned long long)y->toc_ns / 1000000);
@@ -1246,7 +1294,8 @@ fail:
  * The caller unpins. Returns 0, -EAGAIN, -ENOMEM.
  */
 static int claim(struct lp_snap_layers *l, const char *digest, const char *ref,
-		 uint64_t size, const char *toc_digest, struct layer **ret_y,
+		 uint64_t size, const char *toc_digest,
+		 enum lp_snap_layer_kind kind, struct layer **ret_y,
 		 bool *ret_claimed)
 {
 	struct layer *y;
@@ -1283,15 +1332,16 @@ static int claim(struct lp_snap_layers *l, const char *digest, const char *ref,
 		y->facts.size = size;
 		snprintf(y->facts.toc_digest, sizeof(y->facts.toc_digest), "%s",
 			 toc_digest);
+		y->facts.kind = kind;
 		lp_err_clear(&y->err);
 		y->error = 0;
-		y->indexed = false;
 	} else {
 		y = new_layer(l, digest, ref, size, toc_digest);
 		if (!y) {
 			r = -ENOMEM;
 			goto out;
 		}
+		y->facts.kind = kind;
 		y->next = l->layers;
 		l->layers = y;
 	}
@@ -1351,6 +1401,7 @@ static int find_index(struct lp_snap_layers *l,
 		      const struct lp_snap_layer_req *req,
 		      struct lp_reg_ref *ref, const struct lp_digest *want,
 		      struct lp_snap_index_found *found,
+		      enum lp_snap_layer_kind *ret_kind,
 		      enum lp_snap_fallback *ret_why, struct lp_err *err)
 {
 	struct layer *y;
@@ -1365,13 +1416,14 @@ static int find_index(struct lp_snap_layers *l,
 		snprintf(found->digest, sizeof(found->digest), "%s",
 			 y->facts.toc_digest);
 		found->blob_size = y->facts.size;
+		*ret_kind = y->facts.kind;
 		pthread_mutex_unlock(&l->lock);
 		return 0;
 	}
 	pthread_mutex_unlock(&l->lock);
 	cri_credentials(l, ref);
 	r = lp_snap_index_find(l->index_cache, l->reg, l->c, ref, want,
-			       req->manifest_digest, found, ret_why, err);
+			       req->manifest_digest, NULL, found, ret_why, err);
 	lp_reg_auth_unref(ref->auth);
 	ref->auth = NULL;
 	if (r < 0)
@@ -1396,6 +1448,7 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 {
 	struct lp_snap_index_found found = { 0 };
 	const char *toc = req->toc_digest;
+	enum lp_snap_layer_kind kind = LP_SNAP_LAYER_TOC;
 	struct layer *y = NULL;
 	struct lp_reg_ref ref;
 	struct lp_digest want;
@@ -1411,7 +1464,9 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 		return lp_err_set(err, -EINVAL, "bad layer digest '%s'",
 				  req->digest);
 	if (!toc) {
-		r = find_index(l, req, &ref, &want, &found, ret_why, err);
+		kind = LP_SNAP_LAYER_GZIP_INDEX;
+		r = find_index(l, req, &ref, &want, &found, &kind, ret_why,
+			       err);
 		if (r < 0)
 			goto out;
 		toc = found.digest;
@@ -1424,7 +1479,8 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 	y = NULL;
 	/* the size comes with the blob's tail (or the index); no manifest on
 	 * the way */
-	r = claim(l, req->digest, req->ref, found.blob_size, toc, &y, &claimed);
+	r = claim(l, req->digest, req->ref, found.blob_size, toc, kind, &y,
+		  &claimed);
 	if (r < 0) {
 		lp_err_set(err, r, "layer %s: %s", req->digest, strerror(-r));
 		y = NULL;
@@ -1468,7 +1524,8 @@ int lp_snap_layers_ensure(struct lp_snap_layers *l,
 	bool claimed;
 	int r;
 
-	r = claim(l, f->digest, f->ref, f->size, f->toc_digest, &y, &claimed);
+	r = claim(l, f->digest, f->ref, f->size, f->toc_digest, f->kind, &y,
+		  &claimed);
 	if (r < 0)
 		return lp_err_set(err, r, "layer %s: %s", f->digest,
 				  strerror(-r));
@@ -1488,7 +1545,8 @@ int lp_snap_layers_resume(struct lp_snap_layers *l,
 	bool claimed;
 	int r;
 
-	r = claim(l, f->digest, f->ref, f->size, f->toc_digest, &y, &claimed);
+	r = claim(l, f->digest, f->ref, f->size, f->toc_digest, f->kind, &y,
+		  &claimed);
 	if (r < 0 || !claimed) {
 		close(fd);
 		if (y)
@@ -1514,6 +1572,9 @@ static void release_entry(struct lp_snap_layers *l, struct layer *y)
 	struct layer **pp;
 
 	layer_teardown(l, y);
+	/* no snapshot uses it any more: its kept index goes too */
+	if (y->facts.kind == LP_SNAP_LAYER_GZIP_INDEX)
+		drop_kept_index(l, y->digest, y->facts.toc_digest);
 	pthread_mutex_lock(&l->lock);
 	for (pp = &l->layers; *pp != y; pp = &(*pp)->next)
 		;

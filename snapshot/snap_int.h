@@ -80,10 +80,19 @@ int lp_snap_rec_copy(const struct lp_snap_rec *r, struct lp_snap_rec *ret);
 /* lp_snap_rec_label() - the value of label @key, or NULL. */
 const char *lp_snap_rec_label(const struct lp_snap_rec *r, const char *key);
 
+/* What a remote layer is mounted through (recorded with its facts). */
+enum lp_snap_layer_kind {
+	LP_SNAP_LAYER_TOC = 0, /* eStargz: toc_digest is its TOC's digest */
+	/* a plain gzip layer: toc_digest is its gzip index's digest, the
+	 * index kept under ROOT/indexes (looked up again when missing) */
+	LP_SNAP_LAYER_GZIP_INDEX = 1,
+};
+
 /* What it takes to mount a layer again without asking anyone. */
 struct lp_snap_layer_facts {
 	char digest[LP_DIGEST_STR_LEN + 1];
 	char toc_digest[LP_DIGEST_STR_LEN + 1];
+	enum lp_snap_layer_kind kind;
 	char *ref; /* owned: image reference the blob is read through */
 	uint64_t size; /* compressed blob size */
 };
@@ -270,7 +279,9 @@ int lp_snap_read_file(const char *path, size_t limit, uint8_t **ret,
  * kept in @cache for the image's other layers. A candidate is taken only when it parses
  * (lp_index_parse(), which validates it) and indexes @layer (digest, and
  * the descriptor's size when the manifest was read); a refused one is
- * logged and the next is tried. Returns 0 with @ret filled, or -errno with
+ * logged and the next is tried. With @want_index (a digest), only the
+ * index of that digest is taken (a remount: the one the layer was mounted
+ * with). Returns 0 with @ret filled, or -errno with
  * *@ret_why: LP_FALLBACK_NO_INDEX (none), LP_FALLBACK_ZSTD_UNINDEXED (a
  * tar+zstd layer), LP_FALLBACK_BAD_INDEX (only refused ones),
  * LP_FALLBACK_REGISTRY (the manifest unreachable) and @err saying why.
@@ -279,7 +290,7 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		       const struct lp_snap_config *c,
 		       const struct lp_reg_ref *ref,
 		       const struct lp_digest *layer,
-		       const char *manifest_digest,
+		       const char *manifest_digest, const char *want_index,
 		       struct lp_snap_index_found *ret,
 		       enum lp_snap_fallback *ret_why, struct lp_err *err);
 

@@ -26,7 +26,10 @@
 # `ctr image pull` of the indexed image (another namespace, no labels) still
 # works as before: plain path, same manifest digest, the container runs.
 # Then SIGTERM and a new daemon: it resumes the indexed layers from its fd
-# holder through the kept index, and the ix container runs again.
+# holder through the kept index, and the ix container runs again; then the
+# holder killed (a new one kept from starting) and SIGTERM: the layers are
+# unmounted, and the next daemon remounts the committed ones through the
+# kept indexes (one removed: looked up again), the ix container runs.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -39,6 +42,7 @@ KUBELET="/usr/bin/python3 $LP_SOURCE_DIR/tests/integration/cri_kubelet.py"
 cleanup() {
 	local rc=$? m
 	set +e
+	[ -n "${LOCKER:-}" ] && kill "$LOCKER" 2>/dev/null
 	lp_stack_stop
 	for m in $(mounts_under "$T"); do
 		umount -l "$m" 2>/dev/null
@@ -327,4 +331,45 @@ out=$(timeout 60 ctr --address "$CSOCK" run --rm --snapshotter lazypull "$R/ix/b
 	cat /etc/os-release) || fail "ctr run of ix after the restart"
 echo "$out" | grep -q '^ID=busybox$' || fail "after the restart the container printed '$out'"
 ok "after SIGTERM and a new daemon: both indexed layers resumed, the ix container runs"
+
+say "restart without an fd holder: the committed indexed layers are remounted through their indexes"
+# the holder killed and a new one kept from starting (its lock taken), so
+# that SIGTERM finds no holder and unmounts every layer; the kept indexes
+# must survive that: the next daemon remounts the committed snapshots'
+# layers from them (the local one's removed: looked up again, by digest)
+HOLDER_PAT="[f]dholder --root $ROOT" # [f]: a pattern that does not match itself
+holder=$(pgrep -f "$HOLDER_PAT" || true)
+[ -n "$holder" ] || fail "no fd holder process for $ROOT"
+python3 -c 'import fcntl, sys, time
+f = open(sys.argv[1], "a"); fcntl.flock(f, fcntl.LOCK_EX); print("locked", flush=True); time.sleep(300)' \
+	"$ROOT/fdholder.lock" >"$T/locker.out" 2>&1 &
+LOCKER=$!
+kill -9 "$holder"
+wait_for 10 "the holder's lock to be taken" grep -q locked "$T/locker.out"
+kill -TERM "$SNAP_PID"
+wait_for 90 "the daemon to stop" sh -c "! kill -0 $SNAP_PID 2>/dev/null"
+wait "$SNAP_PID" 2>/dev/null || true
+SNAP_PID=
+kill "$LOCKER" 2>/dev/null || true
+wait "$LOCKER" 2>/dev/null || true
+grep -q "no fd holder to hand the layers to: unmounting" "$T/snap.log" ||
+	fail "the daemon stopped with a holder: $(grep -i holder "$T/snap.log" | tail -3)"
+mountpoint -q "$ROOT/layers/${LAYER_IX#sha256:}" && fail "the ix layer is still mounted without a holder"
+ls "$ROOT/indexes/${LAYER_IX#sha256:}".* >/dev/null 2>&1 ||
+	fail "the stop without a holder deleted the kept index of the committed ix layer"
+rm -f "$ROOT/indexes/${LAYER_LOCAL#sha256:}".*
+nmounts=$(grep -c "layer $LAYER_IX mounted lazily through its gzip index" "$T/snap.log")
+nlocal=$(grep -c "layer $LAYER_LOCAL mounted lazily through its gzip index" "$T/snap.log")
+start_snapshotter
+[ "$(grep -c "layer $LAYER_IX mounted lazily through its gzip index" "$T/snap.log")" -gt "$nmounts" ] ||
+	fail "the ix layer was not remounted through its index: $(grep "$LAYER_IX" "$T/snap.log" | tail -3)"
+[ "$(grep -c "layer $LAYER_LOCAL mounted lazily through its gzip index" "$T/snap.log")" -gt "$nlocal" ] ||
+	fail "the local layer (kept index removed) was not remounted: $(grep "$LAYER_LOCAL" "$T/snap.log" | tail -3)"
+grep -q "layer $LAYER_CRI mounted lazily through its gzip index" "$T/snap.log" || fail "cri layer never mounted"
+mountpoint -q "$ROOT/layers/${LAYER_IX#sha256:}" || fail "the ix layer is not mounted after the restart"
+ls "$ROOT/indexes/${LAYER_LOCAL#sha256:}".* >/dev/null 2>&1 || fail "the local layer's index was not kept again"
+out=$(timeout 60 ctr --address "$CSOCK" run --rm --snapshotter lazypull "$R/ix/bb:v1" c-ix-3 \
+	cat /image-name) || fail "ctr run of ix after the holder-less restart"
+[ "$out" = ix ] || fail "after the holder-less restart the container printed '$out'"
+ok "holder-less SIGTERM and a new daemon: the indexed layers remounted through their kept (or looked up again) indexes, the ix container runs"
 done_ok
