@@ -20,6 +20,13 @@
  * down an image's layers asks for the manifest and the referrers once, not
  * once per layer; an index pushed meanwhile shows once that has passed.
  *
+ * A lookup ends within LP_SNAP_INDEX_LOOKUP_MS: it is checked before every
+ * request, and each request is bounded (the caller's registry client has
+ * short timeouts, LP_SNAP_INDEX_REQUEST_MS); past it the layer takes the
+ * plain path (reason index_timeout). A failure to read the manifest or
+ * the referrers is cached like an answer, so that the image's other layers
+ * do not wait for the same registry again.
+ *
  * Threads: any number of lookups may run at once; the cache has one lock,
  * taken alone and never across I/O.
  */
@@ -50,6 +57,7 @@ struct lookup {
 	const struct lp_digest *layer;
 	uint64_t size; /* the descriptor's; 0: not known (yet) */
 	const char *want_index; /* the index digest to accept, or NULL */
+	uint64_t deadline_ns; /* lp_mono_ns() past which it gives up */
 	bool refused; /* a candidate was refused */
 	struct lp_err refusal; /* why (the first) */
 };
@@ -198,6 +206,16 @@ static int find_local(const struct lp_snap_config *c, struct lookup *lk,
 	return 0;
 }
 
+/* -ETIMEDOUT (@err says so) when @lk is past its deadline, before @step */
+static int over(const struct lookup *lk, const char *step, struct lp_err *err)
+{
+	if (lp_mono_ns() < lk->deadline_ns)
+		return 0;
+	return lp_err_set(err, -ETIMEDOUT,
+			  "the gzip index lookup took over %d ms (before %s)",
+			  LP_SNAP_INDEX_LOOKUP_MS, step);
+}
+
 static bool ends_with(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), k = strlen(suffix);
@@ -235,6 +253,11 @@ struct img {
 	size_t n_offers;
 	size_t n_referrers, n_examined;
 	bool no_referrers; /* the registry has none for the manifest */
+	/* the registry could not be read (cached too): -errno, the reason
+	 * and why; 0 otherwise */
+	int error;
+	enum lp_snap_fallback why;
+	char msg[LP_ERR_MSG_MAX];
 };
 
 struct lp_snap_index_cache {
@@ -409,8 +432,9 @@ static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
  * referrers unreachable).
  */
 static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
-		     const char *key, const char *manifest_digest,
-		     struct img **ret_im, struct lp_err *err)
+		     const char *key, const struct lp_digest *manifest_digest,
+		     const struct lookup *lk, struct img **ret_im,
+		     struct lp_err *err)
 {
 	struct lp_reg_manifest *m = NULL, *refs = NULL;
 	struct lp_reg_ref mref = *ref;
@@ -423,10 +447,7 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	if (manifest_digest) {
 		mref.tag[0] = '\0';
 		mref.has_digest = true;
-		if (lp_digest_parse(manifest_digest, &mref.digest) < 0)
-			return lp_err_set(err, -EINVAL,
-					  "bad manifest digest label '%s'",
-					  manifest_digest);
+		mref.digest = *manifest_digest;
 	}
 	im = calloc(1, sizeof(*im));
 	if (!im)
@@ -434,6 +455,9 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	im->refs = 1;
 	im->at_ns = lp_mono_ns();
 	snprintf(im->key, sizeof(im->key), "%s", key);
+	r = over(lk, "the image manifest", err);
+	if (r < 0)
+		goto out;
 	r = lp_reg_manifest_fetch(reg, &mref, NULL, &m, &why);
 	if (r < 0) {
 		r = lp_err_set_from(err, &why, r, "the image manifest: %s",
@@ -458,6 +482,9 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		}
 		im->n_layers++;
 	}
+	r = over(lk, "the referrers", err);
+	if (r < 0)
+		goto out;
 	r = lp_reg_referrers(reg, ref, lp_reg_manifest_digest(m), &refs, &why);
 	if (r == -ENOENT) {
 		im->no_referrers = true;
@@ -473,9 +500,13 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	im->n_referrers = lp_reg_manifest_count(refs);
 	for (i = im->n_referrers;
 	     i-- > 0 && im->n_examined < LP_SNAP_INDEX_REFERRERS_MAX;
-	     im->n_examined++)
+	     im->n_examined++) {
+		r = over(lk, "a referrer artifact", err);
+		if (r < 0)
+			goto out;
 		read_artifact(reg, ref, lp_reg_manifest_layer(refs, i), im,
 			      &cap);
+	}
 out:
 	lp_reg_manifest_free(refs);
 	lp_reg_manifest_free(m);
@@ -485,6 +516,26 @@ out:
 	}
 	*ret_im = im;
 	return 0;
+}
+
+/*
+ * img_failed() - an entry saying that the registry could not be read for
+ * image @key (@r, @err), to be cached like an answer; NULL: no memory
+ */
+static struct img *img_failed(const char *key, int r, enum lp_snap_fallback why,
+			      const struct lp_err *err)
+{
+	struct img *im = calloc(1, sizeof(*im));
+
+	if (!im)
+		return NULL;
+	im->refs = 1;
+	im->at_ns = lp_mono_ns();
+	snprintf(im->key, sizeof(im->key), "%s", key);
+	im->error = r;
+	im->why = why;
+	snprintf(im->msg, sizeof(im->msg), "%s", lp_err_str(err, r));
+	return im;
 }
 
 /* the offered index @o of our layer, fetched and checked; 1 taken */
@@ -530,11 +581,18 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 	char key[LP_SNAP_PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
 	struct lookup lk = { .layer = layer, .want_index = want_index };
 	const struct img_layer *d = NULL;
+	struct lp_digest md;
 	struct img *im = NULL;
 	size_t i;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
+	lk.deadline_ns = lp_mono_ns() + LP_SNAP_INDEX_LOOKUP_MS * 1000000ull;
+	*ret_why = LP_FALLBACK_BAD_LABELS;
+	if (manifest_digest && lp_digest_parse(manifest_digest, &md) < 0)
+		return lp_err_set(err, -EINVAL,
+				  "bad manifest digest label '%s'",
+				  manifest_digest);
 	*ret_why = LP_FALLBACK_NO_INDEX;
 	if (find_local(c, &lk, ret))
 		return 0;
@@ -547,18 +605,30 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		 ref->has_digest ? ds :
 				   ref->tag);
 	im = cache_get(cache, key);
-	if (im && !img_layer(im, layer)) { /* a tag moved meanwhile? */
+	if (im && !im->error && !img_layer(im, layer)) { /* a tag moved? */
 		img_unref(cache, im);
 		im = NULL;
 	}
 	if (!im) {
-		r = img_fetch(reg, ref, key, manifest_digest, &im, err);
-		if (r < 0) {
-			*ret_why = r == -EINVAL ? LP_FALLBACK_BAD_LABELS :
-						  LP_FALLBACK_REGISTRY;
+		r = img_fetch(reg, ref, key, manifest_digest ? &md : NULL, &lk,
+			      &im, err);
+		if (r == -ENOMEM)
 			goto out;
+		if (r < 0) { /* cached too: not asked again for a while */
+			im = img_failed(key, r,
+					lp_mono_ns() >= lk.deadline_ns ?
+						LP_FALLBACK_INDEX_TIMEOUT :
+						LP_FALLBACK_REGISTRY,
+					err);
+			if (!im)
+				goto out;
 		}
 		cache_put(cache, im);
+	}
+	if (im->error) {
+		*ret_why = im->why;
+		r = lp_err_set(err, im->error, "%s", im->msg);
+		goto out;
 	}
 	d = img_layer(im, layer);
 	if (!d) {
@@ -594,6 +664,11 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 	for (i = 0; i < im->n_offers; i++) {
 		if (!lp_digest_equal(&im->offers[i].layer, layer))
 			continue;
+		r = over(&lk, "a gzip index blob", err);
+		if (r < 0) {
+			*ret_why = LP_FALLBACK_INDEX_TIMEOUT;
+			goto out;
+		}
 		if (take_offer(reg, ref, &im->offers[i], &lk, ret)) {
 			r = 0;
 			goto out;

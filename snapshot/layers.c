@@ -98,6 +98,9 @@ struct lp_snap_layers {
 	const struct lp_snap_config *c; /* borrowed */
 	struct lp_snap_metrics *metrics; /* borrowed */
 	struct lp_reg *reg; /* thread-safe */
+	/* the same with short timeouts, for gzip index lookups (their
+	 * deadline: LP_SNAP_INDEX_LOOKUP_MS); thread-safe */
+	struct lp_reg *index_reg;
 	/* images' manifests and referrers, for gzip index lookups;
 	 * thread-safe */
 	struct lp_snap_index_cache *index_cache;
@@ -187,6 +190,15 @@ int lp_snap_layers_new(const struct lp_snap_config *c,
 		*c->registry_config_dir ? c->registry_config_dir :
 					  NULL;
 	r = lp_reg_new(&o, &l->reg);
+	if (r == 0) {
+		o.connect_timeout_ms = LP_SNAP_INDEX_REQUEST_MS;
+		o.request_timeout_ms = LP_SNAP_INDEX_REQUEST_MS;
+		o.low_speed_limit = 1; /* a blob stalled that long */
+		o.low_speed_time_s = (LP_SNAP_INDEX_REQUEST_MS + 999) / 1000;
+		o.max_attempts = 1;
+		o.retry_budget_ms = 0;
+		r = lp_reg_new(&o, &l->index_reg);
+	}
 	if (r == 0)
 		r = lp_snap_index_cache_new(&l->index_cache);
 	if (r < 0)
@@ -411,7 +423,7 @@ static int kept_index(struct lp_snap_layers *l, struct layer *y,
 		    "again",
 		    y->digest, y->facts.toc_digest, lp_err_str(&y->err, r));
 	lp_err_clear(&y->err);
-	r = lp_snap_index_find(l->index_cache, l->reg, l->c, ref, d, NULL,
+	r = lp_snap_index_find(l->index_cache, l->index_reg, l->c, ref, d, NULL,
 			       y->facts.toc_digest, &found, &y->why, &err);
 	if (r < 0) {
 		lp_err_set(&y->err, r, "its gzip index %s, looked up again: %s",
@@ -632,6 +644,7 @@ void lp_snap_layers_free(struct lp_snap_layers *l)
 	}
 	pthread_mutex_unlock(&l->lock);
 	lp_reg_free(l->reg);
+	lp_reg_free(l->index_reg);
 	lp_snap_index_cache_free(l->index_cache);
 	lp_fs_activity_free(l->activity); /* after every layer's fs */
 	lp_fs_budget_free(l->mem_budget); /* likewise */
@@ -1422,7 +1435,7 @@ static int find_index(struct lp_snap_layers *l,
 	}
 	pthread_mutex_unlock(&l->lock);
 	cri_credentials(l, ref);
-	r = lp_snap_index_find(l->index_cache, l->reg, l->c, ref, want,
+	r = lp_snap_index_find(l->index_cache, l->index_reg, l->c, ref, want,
 			       req->manifest_digest, NULL, found, ret_why, err);
 	lp_reg_auth_unref(ref->auth);
 	ref->auth = NULL;

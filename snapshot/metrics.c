@@ -59,6 +59,7 @@ static const char *const fallback_names[LP_FALLBACK_COUNT] = {
 	[LP_FALLBACK_NO_INDEX] = "no_index",
 	[LP_FALLBACK_ZSTD_UNINDEXED] = "zstd_unindexed",
 	[LP_FALLBACK_BAD_INDEX] = "bad_index",
+	[LP_FALLBACK_INDEX_TIMEOUT] = "index_timeout",
 };
 
 static const char *const rpc_names[LP_RPC_COUNT] = {

@@ -169,6 +169,7 @@ enum lp_snap_fallback {
 	LP_FALLBACK_NO_INDEX, /* no TOC digest, no gzip index found */
 	LP_FALLBACK_ZSTD_UNINDEXED, /* a tar+zstd layer without a TOC */
 	LP_FALLBACK_BAD_INDEX, /* the gzip index found was refused */
+	LP_FALLBACK_INDEX_TIMEOUT, /* the lookup ran out of time */
 	LP_FALLBACK_COUNT,
 };
 
@@ -232,6 +233,17 @@ int lp_snap_metrics_serve(struct lp_snap_metrics *m, const char *addr,
 #define LP_SNAP_INDEX_SUFFIX ".gzidx" /* DIR/<layer hex>.gzidx */
 
 /*
+ * One lookup (index_dirs, the manifest, the referrers, the candidates)
+ * ends within this, checked before every request; past it the layer takes
+ * the plain path (reason index_timeout). Each request of a lookup is
+ * bounded by LP_SNAP_INDEX_REQUEST_MS (connect, then the whole request or
+ * that long without a byte of a blob), one attempt per host: a stalling
+ * registry holds a Prepare at most about their sum, not minutes.
+ */
+#define LP_SNAP_INDEX_LOOKUP_MS 5000
+#define LP_SNAP_INDEX_REQUEST_MS 2000
+
+/*
  * What the registry said about an image (manifest layers, indexes its
  * referrers offer) is reused by its other layers' lookups for this long:
  * containerd prepares an image's layers one after another within seconds,
@@ -284,7 +296,10 @@ int lp_snap_read_file(const char *path, size_t limit, uint8_t **ret,
  * with). Returns 0 with @ret filled, or -errno with
  * *@ret_why: LP_FALLBACK_NO_INDEX (none), LP_FALLBACK_ZSTD_UNINDEXED (a
  * tar+zstd layer), LP_FALLBACK_BAD_INDEX (only refused ones),
- * LP_FALLBACK_REGISTRY (the manifest unreachable) and @err saying why.
+ * LP_FALLBACK_REGISTRY (the manifest unreachable),
+ * LP_FALLBACK_INDEX_TIMEOUT (past LP_SNAP_INDEX_LOOKUP_MS) and @err saying
+ * why. The registry's failures are cached like its answers. @reg should be
+ * a client with short timeouts (LP_SNAP_INDEX_REQUEST_MS).
  */
 int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		       const struct lp_snap_config *c,

@@ -43,6 +43,7 @@ cleanup() {
 	local rc=$? m
 	set +e
 	[ -n "${LOCKER:-}" ] && kill "$LOCKER" 2>/dev/null
+	[ -n "${PROXY_PID:-}" ] && kill "$PROXY_PID" 2>/dev/null
 	lp_stack_stop
 	for m in $(mounts_under "$T"); do
 		umount -l "$m" 2>/dev/null
@@ -109,6 +110,7 @@ push_gzip noix 1
 push_gzip local 9
 push_gzip bad 4
 push_gzip cri 5
+push_gzip slow 2
 # make_layout DIR TAR:LAYER:MEDIATYPE...: an OCI layout (tag v1) of those
 # layers, bottom first (TAR: the uncompressed tar, for the DiffID)
 make_layout() {
@@ -288,6 +290,36 @@ out=$(timeout 60 ctr --address "$CSOCK" run --rm --snapshotter lazypull "$R/two/
 [ "$out" = "two
 upper layer" ] || fail "two: the container printed '$out'"
 ok "two: both layers no_index; the manifest, the referrers API and the referrers tag asked for once each; the container runs"
+
+say "slow: a registry that never answers the referrers -> plain path within the lookup's deadline"
+# the fault proxy in front of the registry stalls (120 s, no answer) every
+# referrers request (API and tag); without a deadline on the lookup the
+# Prepare would wait for those requests' timeouts and retries (minutes)
+PP=$(free_port)
+echo "referrers-stall 1000" >"$T/proxy.mode"
+python3 "$LP_SOURCE_DIR/tests/integration/fault_proxy.py" "$PP" "${R#*:}" "$T/proxy.mode" "$T/proxy.log" \
+	>"$T/proxy.out" 2>&1 &
+PROXY_PID=$!
+wait_for 10 "the fault proxy" curl -fsS -o /dev/null "http://127.0.0.1:$PP/v2/"
+n0=$(($(fallbacks registry) + $(fallbacks index_timeout)))
+t0=$(date +%s)
+lp_run "$T/slow.rpull" "$T/slow.rpull.err" timeout 120 ctr-remote --address "$CSOCK" images rpull \
+	--plain-http --snapshotter lazypull "127.0.0.1:$PP/slow/bb:v1" ||
+	{ show_err "$T/slow.rpull.err"; fail "rpull slow"; }
+t1=$(date +%s)
+grep -q "/referrers/\|/manifests/sha256-" "$T/proxy.log" || fail "slow: the snapshotter never asked for the referrers"
+n1=$(($(fallbacks registry) + $(fallbacks index_timeout)))
+[ "$n1" = $((n0 + 1)) ] || fail "slow: registry + index_timeout went $n0 -> $n1"
+# the lookup's deadline (5 s) and one bounded request (2 s), containerd's
+# own pull and unpack of a 4 MB layer: 25 s is a generous margin
+[ $((t1 - t0)) -le 25 ] || fail "slow: the rpull took $((t1 - t0)) s with a stalling registry"
+out=$(timeout 60 ctr --address "$CSOCK" run --rm --snapshotter lazypull "127.0.0.1:$PP/slow/bb:v1" c-slow \
+	cat /image-name) || fail "ctr run of slow"
+[ "$out" = slow ] || fail "slow: the container printed '$out'"
+kill "$PROXY_PID" 2>/dev/null || true
+wait "$PROXY_PID" 2>/dev/null || true
+PROXY_PID=
+ok "slow: the referrers stalled, the layer took the plain path in $((t1 - t0)) s (reason counted), the container runs"
 
 say "cri: CRI PullImage (cri.* labels) mounts the layer through its index"
 $KUBELET "$CSOCK" pull "$R/cri/bb:v1" >"$T/cri.pull" 2>"$T/cri.pull.err" ||
