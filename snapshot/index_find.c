@@ -44,6 +44,15 @@
 #include "lp_registry.h"
 #include "snap_int.h"
 
+uint64_t lp_snap_index_bound(uint64_t layer_size)
+{
+	uint64_t b = layer_size / LP_SNAP_INDEX_LAYER_DIV + LP_SNAP_INDEX_SLACK;
+
+	if (!layer_size || b > LP_SNAP_INDEX_MAX)
+		return LP_SNAP_INDEX_MAX;
+	return b;
+}
+
 void lp_snap_index_found_clear(struct lp_snap_index_found *f)
 {
 	if (!f)
@@ -551,10 +560,14 @@ static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 
 	lp_digest_format(lk->layer, ls);
 	snprintf(where, sizeof(where), "registry artifact %s", o->artifact);
-	if (o->size > LP_SNAP_INDEX_MAX)
-		r = lp_err_set(&err, -EFBIG,
-			       "%llu bytes, over LP_SNAP_INDEX_MAX",
-			       (unsigned long long)o->size);
+	if (o->size > lp_snap_index_bound(lk->size))
+		r = lp_err_set(
+			&err, -EFBIG,
+			"%llu bytes, over the bound %llu for a layer "
+			"of %llu bytes (not fetched)",
+			(unsigned long long)o->size,
+			(unsigned long long)lp_snap_index_bound(lk->size),
+			(unsigned long long)lk->size);
 	else /* digest and size verified by the client */
 		r = lp_reg_fetch_blob_mem(reg, ref, &o->index, (size_t)o->size,
 					  &data, &len, &err);
@@ -583,7 +596,7 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 	const struct img_layer *d = NULL;
 	struct lp_digest md;
 	struct img *im = NULL;
-	size_t i;
+	size_t i, tried = 0;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
@@ -664,6 +677,15 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 	for (i = 0; i < im->n_offers; i++) {
 		if (!lp_digest_equal(&im->offers[i].layer, layer))
 			continue;
+		if (tried++ == LP_SNAP_INDEX_CANDIDATES_MAX) {
+			char ls[LP_DIGEST_STR_LEN + 1];
+
+			lp_digest_format(layer, ls);
+			lp_log_warn("layer %s: more than %d gzip indexes "
+				    "offered; the others are not tried",
+				    ls, LP_SNAP_INDEX_CANDIDATES_MAX);
+			break;
+		}
 		r = over(&lk, "a gzip index blob", err);
 		if (r < 0) {
 			*ret_why = LP_FALLBACK_INDEX_TIMEOUT;

@@ -1406,15 +1406,17 @@ static int copy_out(struct layer *y, struct lp_snap_layer_facts *ret_facts,
 
 /*
  * find_index() - for a layer without a TOC digest: the gzip index to mount
- * it through, found (index_find.c) and kept under ROOT/indexes, its digest
- * and the blob size into @found (@found->data set); or, @found->data NULL,
- * the TOC or index digest the layer is mounted with already. Returns 0 or -errno with *@ret_why and @err.
+ * it through, found (index_find.c) and kept under ROOT/indexes (*@ret_kept
+ * true; its bytes freed once kept: the mount reads the kept file), its
+ * digest and the blob size into @found; or the TOC or index digest the
+ * layer is mounted with already, and its kind. Returns 0 or -errno with
+ * *@ret_why and @err.
  */
 static int find_index(struct lp_snap_layers *l,
 		      const struct lp_snap_layer_req *req,
 		      struct lp_reg_ref *ref, const struct lp_digest *want,
 		      struct lp_snap_index_found *found,
-		      enum lp_snap_layer_kind *ret_kind,
+		      enum lp_snap_layer_kind *ret_kind, bool *ret_kept,
 		      enum lp_snap_fallback *ret_why, struct lp_err *err)
 {
 	struct layer *y;
@@ -1447,9 +1449,12 @@ static int find_index(struct lp_snap_layers *l,
 		return lp_err_set(err, r, "keeping its gzip index under %s: %s",
 				  l->indexes_dir, strerror(-r));
 	}
+	*ret_kept = true;
 	lp_log_info("layer %s: gzip index %s (%zu bytes) from %s in %llu ms",
 		    req->digest, found->digest, found->len, found->where,
 		    (unsigned long long)(lp_mono_ns() - t0) / 1000000);
+	free(found->data); /* not held twice: the mount reads the kept file */
+	found->data = NULL;
 	return 0;
 }
 
@@ -1462,6 +1467,7 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 	struct lp_snap_index_found found = { 0 };
 	const char *toc = req->toc_digest;
 	enum lp_snap_layer_kind kind = LP_SNAP_LAYER_TOC;
+	bool kept = false; /* an index found by this call, kept */
 	struct layer *y = NULL;
 	struct lp_reg_ref ref;
 	struct lp_digest want;
@@ -1478,8 +1484,8 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 				  req->digest);
 	if (!toc) {
 		kind = LP_SNAP_LAYER_GZIP_INDEX;
-		r = find_index(l, req, &ref, &want, &found, &kind, ret_why,
-			       err);
+		r = find_index(l, req, &ref, &want, &found, &kind, &kept,
+			       ret_why, err);
 		if (r < 0)
 			goto out;
 		toc = found.digest;
@@ -1521,7 +1527,7 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 	r = copy_out(y, ret_facts, mnt, mnt_size);
 out:
 	/* found an index another one was mounted with meanwhile */
-	if (found.data && (!y || strcmp(y->facts.toc_digest, found.digest)))
+	if (kept && (!y || strcmp(y->facts.toc_digest, found.digest)))
 		drop_kept_index(l, req->digest, found.digest);
 	lp_snap_index_found_clear(&found);
 	if (y)

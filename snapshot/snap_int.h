@@ -231,6 +231,17 @@ int lp_snap_metrics_serve(struct lp_snap_metrics *m, const char *addr,
 #define LP_SNAP_INDEX_OFFERS_MAX 1024 /* indexes those artifacts list */
 #define LP_SNAP_INDEX_MAX LP_INDEX_MAX_SIZE
 #define LP_SNAP_INDEX_SUFFIX ".gzidx" /* DIR/<layer hex>.gzidx */
+/*
+ * An index offered for a layer of N bytes (the manifest's size) is fetched
+ * only when it is at most N / LP_SNAP_INDEX_LAYER_DIV + LP_SNAP_INDEX_SLACK
+ * bytes (and LP_SNAP_INDEX_MAX), checked before the request: an index is
+ * a few % of its layer, so a registry cannot make a lookup download and
+ * hold more than that. At most LP_SNAP_INDEX_CANDIDATES_MAX indexes offered
+ * for one layer are tried (newest first).
+ */
+#define LP_SNAP_INDEX_LAYER_DIV 8
+#define LP_SNAP_INDEX_SLACK LP_MIB
+#define LP_SNAP_INDEX_CANDIDATES_MAX 3
 
 /*
  * One lookup (index_dirs, the manifest, the referrers, the candidates)
@@ -271,6 +282,13 @@ struct lp_snap_index_found {
 };
 
 void lp_snap_index_found_clear(struct lp_snap_index_found *f);
+
+/*
+ * lp_snap_index_bound() - the most bytes an index offered for a layer of
+ * @layer_size bytes may have to be fetched (LP_SNAP_INDEX_LAYER_DIV,
+ * LP_SNAP_INDEX_SLACK; @layer_size 0, not known: LP_SNAP_INDEX_MAX).
+ */
+uint64_t lp_snap_index_bound(uint64_t layer_size);
 
 /*
  * lp_snap_read_file() - the bytes of regular file @path (no symlink

@@ -111,6 +111,7 @@ push_gzip local 9
 push_gzip bad 4
 push_gzip cri 5
 push_gzip slow 2
+push_gzip many 7
 # make_layout DIR TAR:LAYER:MEDIATYPE...: an OCI layout (tag v1) of those
 # layers, bottom first (TAR: the uncompressed tar, for the DiffID)
 make_layout() {
@@ -267,6 +268,66 @@ grep -q "layer $LAYER_BAD: gzip index from $T/ixdir/.* refused: it indexes layer
 grep -q "plain path: bad_index: " "$T/snap.log" || fail "no plain-path bad_index log line"
 mountpoint -q "$ROOT/layers/${LAYER_BAD#sha256:}" && fail "the bad layer was mounted"
 ok "bad: the wrong index refused, plain path with reason bad_index, the container runs"
+
+say "many: a referrer offering big and many bogus indexes -> bounded before fetching, bad_index"
+# one artifact referring to many's manifest offers six "indexes" of its
+# layer: two of 2 MiB (over the bound for a layer of ~4 MB: size / 8 +
+# 1 MiB), then four small bogus ones; only LP_SNAP_INDEX_CANDIDATES_MAX (3)
+# are tried, the big ones refused by their descriptor's size, never fetched
+LAYER_MANY=$(sha_of "$T/many.tar.gz")
+python3 - "$R" many/bb "$(manifest_digest many/bb v1)" "$LAYER_MANY" >"$T/many.blobs" <<'PYX' ||
+import hashlib, json, os, sys, urllib.request
+reg, repo, subject, layer = sys.argv[1:5]
+def sha(b): return "sha256:" + hashlib.sha256(b).hexdigest()
+def req(method, url, data=None, ctype=None):
+    r = urllib.request.Request("http://%s%s" % (reg, url) if url.startswith("/") else url,
+                               data=data, method=method)
+    r.add_header("Accept", "application/vnd.oci.image.manifest.v1+json")
+    if ctype: r.add_header("Content-Type", ctype)
+    return urllib.request.urlopen(r)
+def blob(b):
+    loc = req("POST", "/v2/%s/blobs/uploads/" % repo, b"").headers["Location"]
+    req("PUT", loc + ("&" if "?" in loc else "?") + "digest=" + sha(b), b, "application/octet-stream")
+    return {"digest": sha(b), "size": len(b)}
+MT = "application/vnd.lazypull.gzip-index.v1"
+big = [os.urandom(2 << 20) for _ in range(2)]
+small = [os.urandom(1000) for _ in range(4)]
+cfg = blob(b"{}")
+layers = []
+for b in big + small:
+    d = blob(b)
+    print(("big " if len(b) > 1000 else "small ") + d["digest"])
+    layers.append(dict(mediaType=MT, annotations={"dev.lazypull.gzip-index.layer": layer}, **d))
+subj = req("HEAD", "/v2/%s/manifests/%s" % (repo, subject)).headers
+art = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                  "artifactType": MT,
+                  "config": dict(mediaType="application/vnd.oci.empty.v1+json", **cfg),
+                  "layers": layers,
+                  "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                              "digest": subject, "size": int(subj["Content-Length"])}}).encode()
+req("PUT", "/v2/%s/manifests/%s" % (repo, sha(art)), art, "application/vnd.oci.image.manifest.v1+json")
+ix = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                 "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                "digest": sha(art), "size": len(art), "artifactType": MT}]}).encode()
+req("PUT", "/v2/%s/manifests/sha256-%s" % (repo, subject[7:]), ix, "application/vnd.oci.image.index.v1+json")
+PYX
+	fail "pushing many's hostile referrer"
+n0=$(fallbacks bad_index)
+run_image many
+[ "$(fallbacks bad_index)" = $((n0 + 1)) ] || fail "many: bad_index went $n0 -> $(fallbacks bad_index)"
+got() { grep '"lazypull/' "$T/reg.log" | grep -c "\"GET /v2/many/bb/blobs/$1 " || true; }
+nget=0
+while read -r kind d; do
+	n=$(got "$d")
+	[ "$kind" = big ] && [ "$n" != 0 ] && fail "many: the snapshotter fetched a $kind offer over the bound ($d, $n times)"
+	nget=$((nget + n))
+done <"$T/many.blobs"
+[ "$nget" -le 1 ] || fail "many: $nget offered indexes fetched; the bound allows 3 candidates, 2 of them over the size bound"
+grep -q "layer $LAYER_MANY: gzip index in registry artifact .*over the bound" "$T/snap.log" ||
+	fail "many: no log line of an offer refused by its size"
+grep -q "layer $LAYER_MANY: more than 3 gzip indexes offered" "$T/snap.log" ||
+	fail "many: no log line of the candidates bound"
+ok "many: the big offers refused unfetched, $nget small one fetched (3 candidates at most), bad_index, the container runs"
 
 say "zstd: a tar+zstd layer -> plain path, zstd_unindexed"
 n0=$(fallbacks zstd_unindexed)
