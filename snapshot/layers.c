@@ -802,6 +802,29 @@ static void mount_failed(struct layer *y, int r,
 }
 
 /*
+ * open_blob_sized() - @y's blob, its size learnt from the registry (one
+ * 1-byte suffix read: Content-Range) into @y->facts.size. Sets @y->err.
+ */
+static int open_blob_sized(struct lp_snap_layers *l, struct layer *y,
+			   const struct lp_reg_ref *ref,
+			   const struct lp_digest *d, struct lp_blob **ret_blob)
+{
+	struct lp_reg_blob *rb = NULL;
+	uint8_t last;
+	size_t n = 0;
+	int r;
+
+	r = lp_reg_blob_open_tail(l->reg, ref, d, 0, &last, 1, &n, &rb,
+				  &y->err);
+	if (r == 0) {
+		y->facts.size = lp_reg_blob_size(rb);
+		r = lp_reg_blob_as_blob(rb, ret_blob);
+	}
+	lp_reg_blob_unref(rb);
+	return r;
+}
+
+/*
  * mount_indexed() - mount plain gzip layer @y through its gzip index
  * (@index, its kept bytes, borrowed): the registry blob, no tail to read
  * (the index is all the metadata). With @st, serve connection @resume_fd of
@@ -821,7 +844,11 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 	int r;
 
 	y->why = LP_FALLBACK_REGISTRY;
-	r = lp_reg_open_blob(l->reg, ref, d, y->facts.size, &blob);
+	/* resumed: the size checked when it was mounted; else the
+	 * registry's, which the index's own must match when it opens (an
+	 * index from index_dirs was checked against no manifest) */
+	r = st ? lp_reg_open_blob(l->reg, ref, d, y->facts.size, &blob) :
+		 open_blob_sized(l, y, ref, d, &blob);
 	if (r < 0) {
 		lp_err_set(&y->err, r, "opening the blob: %s", strerror(-r));
 		goto out;

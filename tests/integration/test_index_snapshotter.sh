@@ -112,6 +112,7 @@ push_gzip bad 4
 push_gzip cri 5
 push_gzip slow 2
 push_gzip many 7
+push_gzip fsize 3
 # make_layout DIR TAR:LAYER:MEDIATYPE...: an OCI layout (tag v1) of those
 # layers, bottom first (TAR: the uncompressed tar, for the DiffID)
 make_layout() {
@@ -182,6 +183,13 @@ lp_run "$T/index3.out" "$T/index3.err" timeout 300 "$LAZYPULL" index --plain-htt
 	--output "$T/other" "$R/noix/bb:v1" || { show_err "$T/index3.err"; fail "lazypull index --output (noix)"; }
 # a valid index, of another layer, under the bad image's layer name
 cp "$T/other/"*.gzidx "$T/ixdir/${LAYER_BAD#sha256:}.gzidx"
+# fsize's own index, saying its blob is 4096 bytes larger than it is
+LAYER_FSIZE=$(sha_of "$T/fsize.tar.gz")
+mkdir -p "$T/fsdir"
+lp_run "$T/index5.out" "$T/index5.err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K \
+	--output "$T/fsdir" "$R/fsize/bb:v1" || { show_err "$T/index5.err"; fail "lazypull index --output (fsize)"; }
+python3 "$GI" forge "$T/fsdir/${LAYER_FSIZE#sha256:}.gzidx" "$T/ixdir/${LAYER_FSIZE#sha256:}.gzidx" blob-size ||
+	fail "forging fsize's index"
 ok "ix indexed (manifest digest $MD_BEFORE unchanged, referrers tag present); local index in $T/ixdir"
 
 # --- snapshotter and containerd ---------------------------------------------
@@ -268,6 +276,14 @@ grep -q "layer $LAYER_BAD: gzip index from $T/ixdir/.* refused: it indexes layer
 grep -q "plain path: bad_index: " "$T/snap.log" || fail "no plain-path bad_index log line"
 mountpoint -q "$ROOT/layers/${LAYER_BAD#sha256:}" && fail "the bad layer was mounted"
 ok "bad: the wrong index refused, plain path with reason bad_index, the container runs"
+
+say "fsize: an index_dirs index of the right layer with the wrong blob size -> refused, bad_index"
+n0=$(fallbacks bad_index)
+run_image fsize
+[ "$(fallbacks bad_index)" = $((n0 + 1)) ] || fail "fsize: bad_index went $n0 -> $(fallbacks bad_index)"
+mountpoint -q "$ROOT/layers/${LAYER_FSIZE#sha256:}" && fail "fsize: mounted through an index of another blob size"
+grep -q "layer $LAYER_FSIZE (.*): cannot mount lazily" "$T/snap.log" || fail "fsize: no log line of the refusal"
+ok "fsize: the index's blob size checked against the registry's, refused, bad_index, the container runs"
 
 say "many: a referrer offering big and many bogus indexes -> bounded before fetching, bad_index"
 # one artifact referring to many's manifest offers six "indexes" of its
