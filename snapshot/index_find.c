@@ -69,6 +69,8 @@ struct lookup {
 	uint64_t deadline_ns; /* lp_mono_ns() past which it gives up */
 	bool refused; /* a candidate was refused */
 	struct lp_err refusal; /* why (the first) */
+	bool unreachable; /* a candidate could not be fetched */
+	struct lp_err failure; /* why (the first) */
 };
 
 /*
@@ -203,6 +205,11 @@ static int find_local(const struct lp_snap_config *c, struct lookup *lk,
 				    r == -EFBIG ? "bigger than the bound "
 						  "LP_SNAP_INDEX_MAX" :
 						  strerror(-r));
+			/* the file's fault (too big, not a regular file, a
+			 * symlink) refuses it; a local I/O or permission
+			 * problem does not make it a bad index */
+			if (r != -EFBIG && r != -EINVAL && r != -ELOOP)
+				continue;
 			if (!lk->refused)
 				lp_err_set(&lk->refusal, r, "gzip index %s: %s",
 					   path, strerror(-r));
@@ -568,9 +575,21 @@ static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			(unsigned long long)o->size,
 			(unsigned long long)lp_snap_index_bound(lk->size),
 			(unsigned long long)lk->size);
-	else /* digest and size verified by the client */
+	else { /* digest and size verified by the client */
 		r = lp_reg_fetch_blob_mem(reg, ref, &o->index, (size_t)o->size,
 					  &data, &len, &err);
+		if (r < 0 && r != -EFBIG) {
+			/* the registry's failure, not the index's */
+			lp_log_warn("layer %s: gzip index in %s: %s", ls, where,
+				    lp_err_str(&err, r));
+			if (!lk->unreachable)
+				lp_err_set(&lk->failure, r,
+					   "gzip index in %s: %s", where,
+					   lp_err_str(&err, r));
+			lk->unreachable = true;
+			return 0;
+		}
+	}
 	if (r < 0) {
 		lp_log_warn("layer %s: gzip index in %s: %s", ls, where,
 			    lp_err_str(&err, r));
@@ -709,6 +728,12 @@ out:
 		lp_err_clear(err);
 		r = lk.refusal.code < 0 ? lk.refusal.code : -EBADMSG;
 		lp_err_set(err, r, "%s", lp_err_str(&lk.refusal, r));
+	} else if (r < 0 && lk.unreachable &&
+		   *ret_why == LP_FALLBACK_NO_INDEX) {
+		*ret_why = LP_FALLBACK_REGISTRY;
+		lp_err_clear(err);
+		r = lk.failure.code < 0 ? lk.failure.code : -EIO;
+		lp_err_set(err, r, "%s", lp_err_str(&lk.failure, r));
 	}
 	img_unref(cache, im);
 	return r;

@@ -919,7 +919,8 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 		if (r == 0)
 			r = mount_indexed(l, y, &ref, &d, index, index_len, -1,
 					  NULL);
-		if (r == -EACCES)
+		/* the registry's refusal, not a local file's */
+		if (r == -EACCES && y->why == LP_FALLBACK_REGISTRY)
 			r = auth_refused(l, y, have);
 		goto out;
 	}
@@ -1060,7 +1061,8 @@ static void finish_layer(struct lp_snap_layers *l, struct layer *y, int r,
 	if (r < 0)
 		layer_teardown(l, y);
 	lp_snap_metrics_remote(l->metrics, r == 0, lp_mono_ns() - t0);
-	if (r == 0 && y->facts.kind == LP_SNAP_LAYER_GZIP_INDEX && !y->resumed)
+	/* like lp_snap_metrics_remote(): mounts, remounts and resumes */
+	if (r == 0 && y->facts.kind == LP_SNAP_LAYER_GZIP_INDEX)
 		lp_snap_metrics_indexed(l->metrics);
 	if (r < 0)
 		lp_log_warn("layer %s (%s): cannot mount lazily: %s", y->digest,

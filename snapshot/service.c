@@ -506,7 +506,9 @@ static int try_remote(struct lp_snap_svc *s, const char *key,
 		lp_err_set(&why_err, -ENOENT,
 			   "no " LP_LABEL_TOC_DIGEST
 			   " label (not eStargz, or unverifiable) and no "
-			   "gzip index lookup (index_lookup is off)");
+			   "gzip index lookup (%s)",
+			   s->c->index_lookup ? "no layer pool" :
+						"index_lookup is off");
 		r = -ENOENT;
 		goto fallback;
 	}

@@ -193,6 +193,18 @@ python3 "$GI" forge "$T/fsdir/${LAYER_FSIZE#sha256:}.gzidx" "$T/ixdir/${LAYER_FS
 ok "ix indexed (manifest digest $MD_BEFORE unchanged, referrers tag present); local index in $T/ixdir"
 
 # --- snapshotter and containerd ---------------------------------------------
+# an index_dirs entry that is no directory: the daemon refuses to start,
+# naming the key (not every plain layer bad_index later)
+cat >"$T/snap-bad.json" <<EOF
+{"index_dirs": ["$T/ixdir", "$T/rootfs.tar"]}
+EOF
+rc=0
+timeout 20 "$LAZYPULL" snapshotter --config "$T/snap-bad.json" --root "$T/badroot" \
+	--address "$T/bad.sock" >"$T/badstart.out" 2>&1 || rc=$?
+[ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "the snapshotter started (rc $rc) with a file in index_dirs"
+grep -q "index_dirs\[1\] $T/rootfs.tar" "$T/badstart.out" ||
+	fail "the refusal does not name index_dirs: $(cat "$T/badstart.out")"
+ok "a file in index_dirs: the snapshotter refuses to start, naming index_dirs[1]"
 cat >"$T/snap.json" <<EOF
 {"index_dirs": ["$T/ixdir"], "index_lookup": true}
 EOF
@@ -436,6 +448,9 @@ mountpoint -q "$ROOT/layers/${LAYER_IX#sha256:}" || fail "the ix layer mount wen
 start_snapshotter
 wait_for 20 "the ix layer to be resumed" grep -q "layer $LAYER_IX resumed through its gzip index" "$T/snap.log"
 grep -q "layer $LAYER_LOCAL resumed through its gzip index" "$T/snap.log" || fail "the local layer was not resumed"
+# counted like lazypull_remote_mounts_total: a resume is a mount of this daemon
+[ "$(metric lazypull_index_mounts_total)" -ge 2 ] ||
+	fail "lazypull_index_mounts_total is $(metric lazypull_index_mounts_total) after resuming 2+ indexed layers"
 out=$(timeout 60 ctr --address "$CSOCK" run --rm --snapshotter lazypull "$R/ix/bb:v1" c-ix-2 \
 	cat /etc/os-release) || fail "ctr run of ix after the restart"
 echo "$out" | grep -q '^ID=busybox$' || fail "after the restart the container printed '$out'"
