@@ -809,7 +809,7 @@ static int fetch_index(struct reader *rd, const struct lp_digest *layer,
 
 	lp_digest_format(layer, ls);
 	r = lp_reg_referrers(rd->reg, &rd->ref, lp_reg_manifest_digest(rd->m),
-			     &refs, err);
+			     LP_INDEX_ARTIFACT_TYPE, &refs, err);
 	if (r < 0)
 		return lp_err_set(err, r, "no referrers of the image: %s",
 				  lp_err_str(err, r));

@@ -268,6 +268,7 @@ struct img {
 	struct offer *offers; /* newest artifact first */
 	size_t n_offers;
 	size_t n_referrers, n_examined;
+	size_t n_other; /* referrers of another artifact type, not fetched */
 	bool no_referrers; /* the registry has none for the manifest */
 	/* the registry could not be read (cached too): -errno, the reason
 	 * and why; 0 otherwise */
@@ -455,7 +456,7 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	struct lp_reg_manifest *m = NULL, *refs = NULL;
 	struct lp_reg_ref mref = *ref;
 	struct lp_err why = { 0 }; /* what the registry said */
-	const struct lp_reg_desc *d;
+	const struct lp_reg_desc *d, *e;
 	struct img *im = NULL;
 	size_t i, cap = 0;
 	int r;
@@ -501,7 +502,8 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	r = over(lk, "the referrers", err);
 	if (r < 0)
 		goto out;
-	r = lp_reg_referrers(reg, ref, lp_reg_manifest_digest(m), &refs, &why);
+	r = lp_reg_referrers(reg, ref, lp_reg_manifest_digest(m),
+			     LP_INDEX_ARTIFACT_TYPE, &refs, &why);
 	if (r == -ENOENT) {
 		im->no_referrers = true;
 		r = 0;
@@ -512,16 +514,24 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 				    lp_err_str(&why, r));
 		goto out;
 	}
-	/* newest first: an index pushed again is appended last */
+	/* from the end: the tag schema's index is append-ordered (an index
+	 * pushed again is last); the API's order is not specified. Entries
+	 * of another artifact type are passed over unfetched (the tag schema
+	 * is never filtered; a registry may ignore ?artifactType=). */
 	im->n_referrers = lp_reg_manifest_count(refs);
 	for (i = im->n_referrers;
-	     i-- > 0 && im->n_examined < LP_SNAP_INDEX_REFERRERS_MAX;
-	     im->n_examined++) {
+	     i-- > 0 && im->n_examined < LP_SNAP_INDEX_REFERRERS_MAX;) {
+		e = lp_reg_manifest_layer(refs, i);
+		if (e->artifact_type &&
+		    strcmp(e->artifact_type, LP_INDEX_ARTIFACT_TYPE)) {
+			im->n_other++;
+			continue;
+		}
 		r = over(lk, "a referrer artifact", err);
 		if (r < 0)
 			goto out;
-		read_artifact(reg, ref, lp_reg_manifest_layer(refs, i), im,
-			      &cap);
+		read_artifact(reg, ref, e, im, &cap);
+		im->n_examined++;
 	}
 out:
 	lp_reg_manifest_free(refs);
@@ -719,7 +729,7 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		       "no gzip index of this layer among the %zu referrer(s) "
 		       "of the image manifest %s%s",
 		       im->n_referrers, im->manifest,
-		       im->n_examined < im->n_referrers ?
+		       im->n_examined + im->n_other < im->n_referrers ?
 			       " (only the newest examined)" :
 			       "");
 out:

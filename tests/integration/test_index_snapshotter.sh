@@ -334,9 +334,22 @@ art = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.ma
                   "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
                               "digest": subject, "size": int(subj["Content-Length"])}}).encode()
 req("PUT", "/v2/%s/manifests/%s" % (repo, sha(art)), art, "application/vnd.oci.image.manifest.v1+json")
+# a referrer of another artifact type, listed last (examined first): never
+# fetched by the snapshotter
+OT = "application/vnd.example.sbom.v1+json"
+sbom = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                   "artifactType": OT,
+                   "config": dict(mediaType="application/vnd.oci.empty.v1+json", **cfg),
+                   "layers": [dict(mediaType=OT, **blob(b'{"sbom": true}'))],
+                   "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "digest": subject, "size": int(subj["Content-Length"])}}).encode()
+req("PUT", "/v2/%s/manifests/%s" % (repo, sha(sbom)), sbom, "application/vnd.oci.image.manifest.v1+json")
+print("other " + sha(sbom))
 ix = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                  "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                "digest": sha(art), "size": len(art), "artifactType": MT}]}).encode()
+                                "digest": sha(art), "size": len(art), "artifactType": MT},
+                               {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                "digest": sha(sbom), "size": len(sbom), "artifactType": OT}]}).encode()
 req("PUT", "/v2/%s/manifests/sha256-%s" % (repo, subject[7:]), ix, "application/vnd.oci.image.index.v1+json")
 PYX
 	fail "pushing many's hostile referrer"
@@ -345,7 +358,14 @@ run_image many
 [ "$(fallbacks bad_index)" = $((n0 + 1)) ] || fail "many: bad_index went $n0 -> $(fallbacks bad_index)"
 got() { grep '"lazypull/' "$T/reg.log" | grep -c "\"GET /v2/many/bb/blobs/$1 " || true; }
 nget=0
+other=$(awk '$1 == "other" { print $2 }' "$T/many.blobs")
+n=$(grep '"lazypull/' "$T/reg.log" | grep -c "\"GET /v2/many/bb/manifests/$other " || true)
+[ "$n" = 0 ] || fail "many: the snapshotter fetched a referrer of another artifact type ($n times)"
+# the referrers API is asked for the index artifact type only
+grep '"lazypull/' "$T/reg.log" | grep -q "\"GET /v2/many/bb/referrers/sha256:[0-9a-f]*?artifactType=application/vnd.lazypull.gzip-index.v1 " ||
+	fail "many: the referrers API was not asked with ?artifactType="
 while read -r kind d; do
+	[ "$kind" = other ] && continue
 	n=$(got "$d")
 	[ "$kind" = big ] && [ "$n" != 0 ] && fail "many: the snapshotter fetched a $kind offer over the bound ($d, $n times)"
 	nget=$((nget + n))
@@ -355,7 +375,7 @@ grep -q "layer $LAYER_MANY: gzip index in registry artifact .*over the bound" "$
 	fail "many: no log line of an offer refused by its size"
 grep -q "layer $LAYER_MANY: more than 3 gzip indexes offered" "$T/snap.log" ||
 	fail "many: no log line of the candidates bound"
-ok "many: the big offers refused unfetched, $nget small one fetched (3 candidates at most), bad_index, the container runs"
+ok "many: the big offers refused unfetched, $nget small one fetched (3 candidates at most), the other artifact type not fetched, bad_index, the container runs"
 
 say "zstd: a tar+zstd layer -> plain path, zstd_unindexed"
 n0=$(fallbacks zstd_unindexed)
@@ -371,7 +391,8 @@ lp_run "$T/two.rpull" "$T/two.rpull.err" ctr-remote --address "$CSOCK" images rp
 [ "$(fallbacks no_index)" = $((n0 + 2)) ] || fail "no_index went $n0 -> $(fallbacks no_index) for two layers"
 # requests from the snapshotter (its user agent; containerd's is its own)
 lreq() { grep '"lazypull/' "$T/reg.log" | grep -c "\"GET /v2/two/bb/$1 " || true; }
-for u in manifests/v1 "referrers/$MD_TWO" "manifests/sha256-${MD_TWO#sha256:}"; do
+for u in manifests/v1 "referrers/$MD_TWO?artifactType=application/vnd.lazypull.gzip-index.v1" \
+	"manifests/sha256-${MD_TWO#sha256:}"; do
 	[ "$(lreq "$u")" = 1 ] || fail "the snapshotter asked for $u $(lreq "$u") times, not once"
 done
 out=$(timeout 60 ctr --address "$CSOCK" run --rm --snapshotter lazypull "$R/two/bb:v1" c-two \
