@@ -513,6 +513,9 @@ start_snapshotter
 grep -q "layer $LAYER_CRI mounted lazily through its gzip index" "$T/snap.log" || fail "cri layer never mounted"
 mountpoint -q "$ROOT/layers/${LAYER_IX#sha256:}" || fail "the ix layer is not mounted after the restart"
 ls "$ROOT/indexes/${LAYER_LOCAL#sha256:}".* >/dev/null 2>&1 || fail "the local layer's index was not kept again"
+# the snapshotter was away for a while: containerd's gRPC client may be in
+# its reconnect back-off
+wait_for 60 "containerd to reconnect to the snapshotter" ctr_ snapshots --snapshotter lazypull ls
 out=$(timeout 60 ctr --address "$CSOCK" run --rm --snapshotter lazypull "$R/ix/bb:v1" c-ix-3 \
 	cat /image-name) || fail "ctr run of ix after the holder-less restart"
 [ "$out" = ix ] || fail "after the holder-less restart the container printed '$out'"
