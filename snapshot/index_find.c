@@ -260,6 +260,10 @@ struct img_layer {
  */
 struct img {
 	char key[LP_SNAP_PATH_MAX]; /* host/repo|manifest digest or tag */
+	/* whose answer: the credentials it was asked with (a reference
+	 * held, so no other identity's handle can take its address), NULL
+	 * the client's; served only to lookups with the same handle */
+	struct lp_reg_auth *auth;
 	uint64_t at_ns; /* fetched then (lp_mono_ns) */
 	unsigned int refs; /* protected by the cache's lock */
 	char manifest[LP_DIGEST_STR_LEN + 1];
@@ -292,6 +296,7 @@ static void img_free(struct img *im)
 		free(im->layers[i].media_type);
 	free(im->layers);
 	free(im->offers);
+	lp_reg_auth_unref(im->auth);
 	free(im);
 }
 
@@ -337,8 +342,10 @@ static bool fresh(const struct img *im, uint64_t now)
 	       (uint64_t)LP_SNAP_INDEX_CACHE_TTL_S * 1000000000u;
 }
 
-/* the fresh entry for @key, referenced (img_unref()), or NULL */
-static struct img *cache_get(struct lp_snap_index_cache *c, const char *key)
+/* the fresh entry for @key asked with @auth, referenced (img_unref()), or
+ * NULL */
+static struct img *cache_get(struct lp_snap_index_cache *c, const char *key,
+			     const struct lp_reg_auth *auth)
 {
 	struct img *im = NULL;
 	uint64_t now = lp_mono_ns();
@@ -347,7 +354,7 @@ static struct img *cache_get(struct lp_snap_index_cache *c, const char *key)
 	pthread_mutex_lock(&c->lock);
 	for (i = 0; i < LP_SNAP_INDEX_CACHE_ENTRIES; i++) {
 		if (c->slot[i] && !strcmp(c->slot[i]->key, key) &&
-		    fresh(c->slot[i], now)) {
+		    c->slot[i]->auth == auth && fresh(c->slot[i], now)) {
 			im = c->slot[i];
 			im->refs++;
 			break;
@@ -366,7 +373,8 @@ static void cache_put(struct lp_snap_index_cache *c, struct img *im)
 
 	pthread_mutex_lock(&c->lock);
 	for (i = 0; i < LP_SNAP_INDEX_CACHE_ENTRIES; i++) {
-		if (!c->slot[i] || !strcmp(c->slot[i]->key, im->key)) {
+		if (!c->slot[i] || (!strcmp(c->slot[i]->key, im->key) &&
+				    c->slot[i]->auth == im->auth)) {
 			victim = i;
 			break;
 		}
@@ -472,6 +480,7 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	im->refs = 1;
 	im->at_ns = lp_mono_ns();
 	snprintf(im->key, sizeof(im->key), "%s", key);
+	im->auth = lp_reg_auth_ref(ref->auth);
 	r = over(lk, "the image manifest", err);
 	if (r < 0)
 		goto out;
@@ -548,7 +557,8 @@ out:
  * img_failed() - an entry saying that the registry could not be read for
  * image @key (@r, @err), to be cached like an answer; NULL: no memory
  */
-static struct img *img_failed(const char *key, int r, enum lp_snap_fallback why,
+static struct img *img_failed(const char *key, struct lp_reg_auth *auth, int r,
+			      enum lp_snap_fallback why,
 			      const struct lp_err *err)
 {
 	struct img *im = calloc(1, sizeof(*im));
@@ -560,6 +570,7 @@ static struct img *img_failed(const char *key, int r, enum lp_snap_fallback why,
 	snprintf(im->key, sizeof(im->key), "%s", key);
 	im->error = r;
 	im->why = why;
+	im->auth = lp_reg_auth_ref(auth);
 	snprintf(im->msg, sizeof(im->msg), "%s", lp_err_str(err, r));
 	return im;
 }
@@ -646,7 +657,7 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		 manifest_digest ? manifest_digest :
 		 ref->has_digest ? ds :
 				   ref->tag);
-	im = cache_get(cache, key);
+	im = cache_get(cache, key, ref->auth);
 	if (im && !im->error && !img_layer(im, layer)) { /* a tag moved? */
 		img_unref(cache, im);
 		im = NULL;
@@ -657,7 +668,7 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		if (r == -ENOMEM)
 			goto out;
 		if (r < 0) { /* cached too: not asked again for a while */
-			im = img_failed(key, r,
+			im = img_failed(key, ref->auth, r,
 					lp_mono_ns() >= lk.deadline_ns ?
 						LP_FALLBACK_INDEX_TIMEOUT :
 						LP_FALLBACK_REGISTRY,
