@@ -67,7 +67,8 @@ int lp_snap_config_add_index_dir(struct lp_snap_config *c, const char *dir)
 {
 	if (c->n_index_dirs >= LP_SNAP_INDEX_DIRS_MAX)
 		return -E2BIG;
-	if (!*dir || strlen(dir) >= LP_SNAP_PATH_MAX)
+	/* absolute, like root and address: the daemon's cwd is no anchor */
+	if (dir[0] != '/' || strlen(dir) >= LP_SNAP_PATH_MAX)
 		return -EINVAL;
 	c->index_dirs[c->n_index_dirs] = strdup(dir);
 	if (!c->index_dirs[c->n_index_dirs])
@@ -170,9 +171,11 @@ static int get_str_list(struct json_object *o, const char *key,
 					  i);
 		r = add(c, json_object_get_string(e));
 		if (r < 0)
-			return lp_err_set(err, r, "config: %s[%zu]: %s", key, i,
-					  r == -E2BIG ? "too many entries" :
-							strerror(-r));
+			return lp_err_set(
+				err, r, "config: %s[%zu]: %s", key, i,
+				r == -E2BIG  ? "too many entries" :
+				r == -EINVAL ? "want an absolute path" :
+					       strerror(-r));
 	}
 	return 0;
 }

@@ -106,7 +106,10 @@ int lp_snap_config_set_str(char **field, const char *value);
 /* lp_snap_config_add_insecure() - one more plain-HTTP host. 0, -E2BIG. */
 int lp_snap_config_add_insecure(struct lp_snap_config *c, const char *host);
 
-/* lp_snap_config_add_index_dir() - one more index directory. 0, -E2BIG. */
+/*
+ * lp_snap_config_add_index_dir() - one more index directory (an absolute
+ * path). 0, -E2BIG, -EINVAL (not absolute, too long), -ENOMEM.
+ */
 int lp_snap_config_add_index_dir(struct lp_snap_config *c, const char *dir);
 
 /* lp_snap_config_release() - free the owned strings. */

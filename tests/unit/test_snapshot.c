@@ -430,6 +430,13 @@ static void test_config_index(void **state)
 		 sizeof(path));
 	assert_int_equal(lp_snap_config_load(&c, path, &err), -EINVAL);
 	lp_err_clear(&err);
+	/* relative: refused, like a relative root or address */
+	put_file(e->dir, "c3r.json", "{\"index_dirs\": [\"rel/dir\"]}", path,
+		 sizeof(path));
+	assert_int_equal(lp_snap_config_load(&c, path, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "index_dirs[0]"));
+	assert_non_null(strstr(err.msg, "absolute"));
+	lp_err_clear(&err);
 	put_file(e->dir, "c4.json", "{\"index_lookup\": 1}", path,
 		 sizeof(path));
 	assert_int_equal(lp_snap_config_load(&c, path, &err), -EINVAL);
