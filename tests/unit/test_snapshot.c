@@ -451,6 +451,29 @@ static void test_config_index(void **state)
 	assert_non_null(strstr(err.msg, "too many"));
 	assert_true(c.n_index_dirs <= LP_SNAP_INDEX_DIRS_MAX);
 	lp_snap_config_release(&c);
+	lp_err_clear(&err);
+	/* the bound exactly, on a fresh config: 16 taken, the 17th refused */
+	assert_int_equal(LP_SNAP_INDEX_DIRS_MAX, 16);
+	assert_int_equal(lp_snap_config_init(&c), 0);
+	put_file(e->dir, "c6.json", many, path, sizeof(path));
+	assert_int_equal(lp_snap_config_load(&c, path, &err), 0);
+	assert_int_equal(c.n_index_dirs, LP_SNAP_INDEX_DIRS_MAX);
+	assert_string_equal(c.index_dirs[LP_SNAP_INDEX_DIRS_MAX - 1], "/d15");
+	assert_null(c.index_dirs[LP_SNAP_INDEX_DIRS_MAX]);
+	assert_int_equal(lp_snap_config_add_index_dir(&c, "/d16"), -E2BIG);
+	assert_int_equal(c.n_index_dirs, LP_SNAP_INDEX_DIRS_MAX);
+	lp_snap_config_release(&c);
+	assert_int_equal(lp_snap_config_init(&c), 0);
+	n = (size_t)snprintf(many, sizeof(many), "{\"index_dirs\": [");
+	for (i = 0; i <= LP_SNAP_INDEX_DIRS_MAX; i++)
+		n += (size_t)snprintf(many + n, sizeof(many) - n, "%s\"/d%zu\"",
+				      i ? "," : "", i);
+	snprintf(many + n, sizeof(many) - n, "]}");
+	put_file(e->dir, "c7.json", many, path, sizeof(path));
+	assert_int_equal(lp_snap_config_load(&c, path, &err), -E2BIG);
+	assert_non_null(strstr(err.msg, "index_dirs[16]"));
+	lp_err_clear(&err);
+	lp_snap_config_release(&c);
 
 	/* lp_snap_read_file(): bounded, regular files only, no symlinks */
 	put_file(e->dir, "ix", "0123456789", path, sizeof(path));
