@@ -29,6 +29,8 @@
 #define LP_SNAP_INSECURE_MAX 64 /* --insecure-registry entries */
 #define LP_SNAP_PATH_MAX 1024 /* root, socket and cache paths */
 #define LP_SNAP_INDEX_DIRS_MAX 16 /* index_dirs entries */
+/* an index_dirs file: DIR/<layer hex>.gzidx (`lazypull index --output`) */
+#define LP_SNAP_INDEX_SUFFIX ".gzidx"
 /*
  * How long readers of a layer wait while no snapshotter serves it (a
  * restart, an upgrade, a crash) before their requests fail with EIO: long

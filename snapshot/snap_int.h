@@ -230,7 +230,6 @@ int lp_snap_metrics_serve(struct lp_snap_metrics *m, const char *addr,
 #define LP_SNAP_INDEX_REFERRERS_MAX 32
 #define LP_SNAP_INDEX_OFFERS_MAX 1024 /* indexes those artifacts list */
 #define LP_SNAP_INDEX_MAX LP_INDEX_MAX_SIZE
-#define LP_SNAP_INDEX_SUFFIX ".gzidx" /* DIR/<layer hex>.gzidx */
 /*
  * An index offered for a layer of N bytes (the manifest's size) is fetched
  * only when it is at most N / LP_SNAP_INDEX_LAYER_DIV + LP_SNAP_INDEX_SLACK
