@@ -147,26 +147,7 @@ SNAP_PID=$!
 wait_for 20 "the snapshotter to serve" grep -q "snapshotter: serving" "$T/snap.log"
 grep -q "CRI image-service proxy on $CRISOCK" "$T/snap.log" || fail "the CRI proxy did not start"
 [ "$(stat -c %a "$CRISOCK")" = 600 ] || fail "the proxy socket is mode $(stat -c %a "$CRISOCK"), not 600"
-mkdir -p "$T/cni/bin" "$T/cni/conf"
-lp_stack_containerd "" "$(cat <<EOF
-[plugins."io.containerd.grpc.v1.cri"]
-  enable_cdi = false
-  disable_tcp_service = true
-  stream_server_port = "0"
-[plugins."io.containerd.grpc.v1.cri".containerd]
-  snapshotter = "lazypull"
-  disable_snapshot_annotations = false
-[plugins."io.containerd.grpc.v1.cri".cni]
-  bin_dir = "$T/cni/bin"
-  conf_dir = "$T/cni/conf"
-[plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REG"]
-  endpoint = ["http://$REG"]
-[plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REG2"]
-  endpoint = ["http://$REG2"]
-[plugins."io.containerd.grpc.v1.cri".registry.mirrors."$STALL"]
-  endpoint = ["http://$STALL"]
-EOF
-)"
+lp_stack_containerd "" "$(lp_cri_plugin_conf "$REG" "$REG2" "$STALL")"
 ok "containerd's CRI plugin serves (no CNI: image service only); proxy on $CRISOCK -> $CSOCK"
 
 # --- 1. forwarding ------------------------------------------------------------

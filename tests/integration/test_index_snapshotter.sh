@@ -209,22 +209,7 @@ cat >"$T/snap.json" <<EOF
 {"index_dirs": ["$T/ixdir"], "index_lookup": true}
 EOF
 start_snapshotter
-mkdir -p "$T/cni/bin" "$T/cni/conf"
-lp_stack_containerd "" "$(cat <<EOF
-[plugins."io.containerd.grpc.v1.cri"]
-  enable_cdi = false
-  disable_tcp_service = true
-  stream_server_port = "0"
-[plugins."io.containerd.grpc.v1.cri".containerd]
-  snapshotter = "lazypull"
-  disable_snapshot_annotations = false
-[plugins."io.containerd.grpc.v1.cri".cni]
-  bin_dir = "$T/cni/bin"
-  conf_dir = "$T/cni/conf"
-[plugins."io.containerd.grpc.v1.cri".registry.mirrors."$R"]
-  endpoint = ["http://$R"]
-EOF
-)"
+lp_stack_containerd "" "$(lp_cri_plugin_conf "$R")"
 
 # run_image NAME: rpull $R/NAME/bb:v1 with ctr-remote and cat files in it
 run_image() {
