@@ -113,6 +113,7 @@ push_gzip cri 5
 push_gzip slow 2
 push_gzip many 7
 push_gzip fsize 3
+push_gzip gone 8
 # make_layout DIR TAR:LAYER:MEDIATYPE...: an OCI layout (tag v1) of those
 # layers, bottom first (TAR: the uncompressed tar, for the DiffID)
 make_layout() {
@@ -170,6 +171,8 @@ lp_run "$T/index.out" "$T/index.err" timeout 300 "$LAZYPULL" index --plain-http 
 grep -q "via=referrers-tag" "$T/index.out" || fail "index not pushed by the referrers tag: $(cat "$T/index.out")"
 lp_run "$T/index4.out" "$T/index4.err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K \
 	"$R/cri/bb:v1" || { show_err "$T/index4.err"; fail "lazypull index cri"; }
+lp_run "$T/index6.out" "$T/index6.err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K \
+	"$R/gone/bb:v1" || { show_err "$T/index6.err"; fail "lazypull index gone"; }
 MD_AFTER=$(manifest_digest ix/bb v1)
 [ "$MD_AFTER" = "$MD_BEFORE" ] || fail "indexing changed the manifest digest: $MD_BEFORE -> $MD_AFTER"
 curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
@@ -411,10 +414,28 @@ n1=$(($(fallbacks registry) + $(fallbacks index_timeout)))
 out=$(timeout 60 ctr --address "$CSOCK" run --rm --snapshotter lazypull "127.0.0.1:$PP/slow/bb:v1" c-slow \
 	cat /image-name) || fail "ctr run of slow"
 [ "$out" = slow ] || fail "slow: the container printed '$out'"
+ok "slow: the referrers stalled, the layer took the plain path in $((t1 - t0)) s (reason counted), the container runs"
+
+say "gone: the registry does not deliver the offered index blob -> registry, not bad_index"
+# indexed, but through the proxy the snapshotter's GET of the index blob is
+# answered 404 (containerd's requests pass): the registry's failure, not a
+# refused index
+echo "lazypull-blob404 1000" >"$T/proxy.mode"
+nb=$(fallbacks bad_index)
+nr=$(fallbacks registry)
+lp_run "$T/gone.rpull" "$T/gone.rpull.err" timeout 120 ctr-remote --address "$CSOCK" images rpull \
+	--plain-http --snapshotter lazypull "127.0.0.1:$PP/gone/bb:v1" ||
+	{ show_err "$T/gone.rpull.err"; fail "rpull gone"; }
+grep -q "GET /v2/gone/bb/blobs/sha256:" "$T/proxy.log" || fail "gone: no blob GET through the proxy"
+[ "$(fallbacks registry)" = $((nr + 1)) ] || fail "gone: registry went $nr -> $(fallbacks registry)"
+[ "$(fallbacks bad_index)" = "$nb" ] || fail "gone: counted as bad_index ($nb -> $(fallbacks bad_index))"
+out=$(timeout 60 ctr --address "$CSOCK" run --rm --snapshotter lazypull "127.0.0.1:$PP/gone/bb:v1" c-gone \
+	cat /image-name) || fail "ctr run of gone"
+[ "$out" = gone ] || fail "gone: the container printed '$out'"
 kill "$PROXY_PID" 2>/dev/null || true
 wait "$PROXY_PID" 2>/dev/null || true
 PROXY_PID=
-ok "slow: the referrers stalled, the layer took the plain path in $((t1 - t0)) s (reason counted), the container runs"
+ok "gone: the index blob not delivered (404): plain path with reason registry, not bad_index, the container runs"
 
 say "cri: CRI PullImage (cri.* labels) mounts the layer through its index"
 $KUBELET "$CSOCK" pull "$R/cri/bb:v1" >"$T/cri.pull" 2>"$T/cri.pull.err" ||
