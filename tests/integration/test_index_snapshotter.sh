@@ -350,8 +350,8 @@ other=$(awk '$1 == "other" { print $2 }' "$T/many.blobs")
 n=$(grep '"lazypull/' "$T/reg.log" | grep -c "\"GET /v2/many/bb/manifests/$other " || true)
 [ "$n" = 0 ] || fail "many: the snapshotter fetched a referrer of another artifact type ($n times)"
 # the referrers API is asked for the index artifact type only
-grep '"lazypull/' "$T/reg.log" | grep -q "\"GET /v2/many/bb/referrers/sha256:[0-9a-f]*?artifactType=application/vnd.lazypull.gzip-index.v1 " ||
-	fail "many: the referrers API was not asked with ?artifactType="
+wait_for 10 "the registry's access log line of the referrers API request with ?artifactType=" sh -c \
+	"grep '\"lazypull/' '$T/reg.log' | grep -q '\"GET /v2/many/bb/referrers/sha256:[0-9a-f]*?artifactType=application/vnd.lazypull.gzip-index.v1 '"
 while read -r kind d; do
 	[ "$kind" = other ] && continue
 	n=$(got "$d")
