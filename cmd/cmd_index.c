@@ -30,8 +30,8 @@
 #include "lp_indexer.h"
 #include "lp_io.h"
 #include "lp_registry.h"
+#include "lp_snapshotter.h" /* LP_SNAP_INDEX_SUFFIX: the layout it reads */
 
-#define INDEX_FILE_SUFFIX ".gzidx"
 #define EMPTY_CONFIG "{}"
 #define EMPTY_CONFIG_MT "application/vnd.oci.empty.v1+json"
 #define READ_PIECE_MIN (64 * 1024)
@@ -230,7 +230,7 @@ static void index_name(const struct lp_digest *layer, char *out, size_t size)
 	char ds[LP_DIGEST_STR_LEN + 1];
 
 	lp_digest_format(layer, ds);
-	snprintf(out, size, "%s%s", ds + 7, INDEX_FILE_SUFFIX);
+	snprintf(out, size, "%s%s", ds + 7, LP_SNAP_INDEX_SUFFIX);
 }
 
 static void print_result(const struct lp_digest *layer,
@@ -809,7 +809,7 @@ static int fetch_index(struct reader *rd, const struct lp_digest *layer,
 
 	lp_digest_format(layer, ls);
 	r = lp_reg_referrers(rd->reg, &rd->ref, lp_reg_manifest_digest(rd->m),
-			     &refs, err);
+			     LP_INDEX_ARTIFACT_TYPE, &refs, err);
 	if (r < 0)
 		return lp_err_set(err, r, "no referrers of the image: %s",
 				  lp_err_str(err, r));

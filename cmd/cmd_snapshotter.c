@@ -23,8 +23,9 @@ static const char snapshotter_usage[] =
 	"Usage: lazypull snapshotter [OPTIONS]\n"
 	"\n"
 	"Serve containerd's Snapshots API (proxy plugin) on a unix socket,\n"
-	"mounting eStargz / zstd:chunked layers lazily; other layers work as\n"
-	"with an ordinary overlay snapshotter.\n"
+	"mounting eStargz / zstd:chunked layers lazily, and plain gzip layers\n"
+	"that have a gzip index (`lazypull index`); other layers work as with\n"
+	"an ordinary overlay snapshotter.\n"
 	"\n"
 	"Options (flags override the config file):\n"
 	"  --config FILE              JSON configuration (docs/snapshotter.md)\n"
@@ -46,6 +47,11 @@ static const char snapshotter_usage[] =
 	"  --cri-upstream SOCKET      containerd's CRI socket the proxy\n"
 	"                             forwards to (default\n"
 	"                             /run/containerd/containerd.sock)\n"
+	"  --index-dir DIR            look for the gzip indexes of plain layers\n"
+	"                             in DIR (`lazypull index --output DIR`;\n"
+	"                             repeatable) before the registry\n"
+	"  --no-index-lookup          plain layers take the plain path without\n"
+	"                             looking for a gzip index\n"
 	"  --strict                   refuse layers that cannot be mounted\n"
 	"                             lazily instead of taking the plain path\n"
 	"  --no-prefetch              do not prefetch prioritised files\n"
@@ -104,6 +110,8 @@ enum {
 	OPT_EXIT_WHEN_IDLE,
 	OPT_CRI_LISTEN,
 	OPT_CRI_UPSTREAM,
+	OPT_INDEX_DIR,
+	OPT_NO_INDEX_LOOKUP,
 };
 
 static const struct option snapshotter_options[] = {
@@ -116,6 +124,8 @@ static const struct option snapshotter_options[] = {
 	{ "metrics-address", required_argument, NULL, OPT_METRICS },
 	{ "cri-listen", required_argument, NULL, OPT_CRI_LISTEN },
 	{ "cri-upstream", required_argument, NULL, OPT_CRI_UPSTREAM },
+	{ "index-dir", required_argument, NULL, OPT_INDEX_DIR },
+	{ "no-index-lookup", no_argument, NULL, OPT_NO_INDEX_LOOKUP },
 	{ "strict", no_argument, NULL, OPT_STRICT },
 	{ "no-prefetch", no_argument, NULL, OPT_NO_PREFETCH },
 	{ "prefetch-timeout", required_argument, NULL, OPT_PREFETCH_TIMEOUT },
@@ -204,6 +214,12 @@ int lp_cmd_snapshotter(int argc, char **argv)
 			break;
 		case OPT_CRI_UPSTREAM:
 			r = lp_snap_config_set_str(&c.cri_upstream, optarg);
+			break;
+		case OPT_INDEX_DIR:
+			r = lp_snap_config_add_index_dir(&c, optarg);
+			break;
+		case OPT_NO_INDEX_LOOKUP:
+			c.index_lookup = false;
 			break;
 		case OPT_STRICT:
 			c.strict = true;

@@ -207,6 +207,7 @@ struct lp_reg_desc {
 	const struct lp_reg_annotation *annotations;
 	size_t n_annotations;
 	struct lp_reg_platform platform; /* index entries only */
+	const char *artifact_type; /* "artifactType", or NULL when absent */
 };
 
 /* lp_reg_desc_annotation() - the value for @key, or NULL. */
@@ -432,12 +433,14 @@ int lp_reg_push_referrer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 
 /*
  * lp_reg_referrers() - the index of the manifests that name @subject as
- * their subject: the referrers API's answer, else the index under the
- * referrers tag. Returns 0 (free *ret_index with lp_reg_manifest_free),
- * -ENOENT none, or -errno.
+ * their subject: the referrers API's answer (asked for @artifact_type
+ * only when given: ?artifactType=, which a registry may ignore), else the
+ * index under the referrers tag (never filtered: filter the entries by
+ * their artifact_type). Returns 0 (free *ret_index with
+ * lp_reg_manifest_free), -ENOENT none, or -errno.
  */
 int lp_reg_referrers(struct lp_reg *reg, const struct lp_reg_ref *ref,
-		     const struct lp_digest *subject,
+		     const struct lp_digest *subject, const char *artifact_type,
 		     struct lp_reg_manifest **ret_index, struct lp_err *err);
 
 #endif /* LP_REGISTRY_H */

@@ -43,6 +43,7 @@ static int parse_desc(json_object *o, bool want_platform, struct lp_reg_desc *d)
 	if (!s)
 		goto out;
 	d->media_type = s;
+	d->artifact_type = lp_json_str(o, "artifactType");
 	s = lp_json_str(o, "digest");
 	if (!s || lp_digest_parse(s, &d->digest) < 0)
 		goto out;

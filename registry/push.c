@@ -278,8 +278,9 @@ static void buf_sink_reset(void *ctx)
 
 /* GET referrers/@subject; *ret_status 200 with the body in @body, or 404 */
 static int get_referrers_api(struct lp_reg *reg, const struct lp_reg_ref *ref,
-			     const char *subject, struct lp_buf *body,
-			     long *ret_status, struct lp_err *err)
+			     const char *subject, const char *artifact_type,
+			     struct lp_buf *body, long *ret_status,
+			     struct lp_err *err)
 {
 	struct lp_reg_sink sink = { .write = buf_sink_write,
 				    .reset = buf_sink_reset,
@@ -287,10 +288,13 @@ static int get_referrers_api(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	const char *hdrs[] = { "Accept: " LP_REG_MT_OCI_INDEX, NULL };
 	struct lp_reg_resp *resp = NULL;
 	struct lp_reg_req req;
-	char url[LP_REG_URL_MAX], suffix[LP_DIGEST_STR_LEN + 16];
+	char url[LP_REG_URL_MAX], suffix[LP_DIGEST_STR_LEN + 256];
 	int r;
 
-	snprintf(suffix, sizeof(suffix), "referrers/%s", subject);
+	if (snprintf(suffix, sizeof(suffix), "referrers/%s%s%s", subject,
+		     artifact_type ? "?artifactType=" : "",
+		     artifact_type ? artifact_type : "") >= (int)sizeof(suffix))
+		return -ENAMETOOLONG;
 	r = lp_reg_url(reg, ref, suffix, url, sizeof(url));
 	if (r < 0)
 		return r;
@@ -325,7 +329,7 @@ static void tag_ref(const struct lp_reg_ref *ref, const char *subject,
 }
 
 int lp_reg_referrers(struct lp_reg *reg, const struct lp_reg_ref *ref,
-		     const struct lp_digest *subject,
+		     const struct lp_digest *subject, const char *artifact_type,
 		     struct lp_reg_manifest **ret_index, struct lp_err *err)
 {
 	struct lp_reg_ref tref;
@@ -336,7 +340,7 @@ int lp_reg_referrers(struct lp_reg *reg, const struct lp_reg_ref *ref,
 
 	lp_digest_format(subject, ds);
 	lp_buf_init(&body, LP_REG_MANIFEST_MAX);
-	r = get_referrers_api(reg, ref, ds, &body, &status, err);
+	r = get_referrers_api(reg, ref, ds, artifact_type, &body, &status, err);
 	if (r == 0 && status == 200) {
 		r = lp_reg_manifest_parse(body.data ? (void *)body.data : "",
 					  body.len, LP_REG_MT_OCI_INDEX,
@@ -445,7 +449,7 @@ int lp_reg_push_referrer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	if (ret_digest)
 		*ret_digest = d;
 	/* a registry with the referrers API lists it by now */
-	r = get_referrers_api(reg, ref, ss, &body, &status, err);
+	r = get_referrers_api(reg, ref, ss, NULL, &body, &status, err);
 	if (r < 0)
 		goto out;
 	if (status == 200 && body.data && strstr((char *)body.data, ds)) {

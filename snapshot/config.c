@@ -39,6 +39,7 @@ int lp_snap_config_init(struct lp_snap_config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->prefetch = true;
+	c->index_lookup = true;
 	c->unserved_timeout_s = LP_SNAP_DEFAULT_UNSERVED_TIMEOUT_S;
 	c->background_fetch = true;
 	c->background_quiet_ms = LP_FS_DEFAULT_BACKGROUND_QUIET_MS;
@@ -62,6 +63,21 @@ int lp_snap_config_add_insecure(struct lp_snap_config *c, const char *host)
 	return 0;
 }
 
+int lp_snap_config_add_index_dir(struct lp_snap_config *c, const char *dir)
+{
+	if (c->n_index_dirs >= LP_SNAP_INDEX_DIRS_MAX)
+		return -E2BIG;
+	/* absolute, like root and address: the daemon's cwd is no anchor */
+	if (dir[0] != '/' || strlen(dir) >= LP_SNAP_PATH_MAX)
+		return -EINVAL;
+	c->index_dirs[c->n_index_dirs] = strdup(dir);
+	if (!c->index_dirs[c->n_index_dirs])
+		return -ENOMEM;
+	c->n_index_dirs++;
+	c->index_dirs[c->n_index_dirs] = NULL;
+	return 0;
+}
+
 void lp_snap_config_release(struct lp_snap_config *c)
 {
 	size_t i;
@@ -75,6 +91,8 @@ void lp_snap_config_release(struct lp_snap_config *c)
 	free(c->cri_upstream);
 	for (i = 0; i < c->n_insecure; i++)
 		free(c->insecure[i]);
+	for (i = 0; i < c->n_index_dirs; i++)
+		free(c->index_dirs[i]);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -130,6 +148,38 @@ static int get_u64(struct json_object *o, const char *key, uint64_t max,
 	return 0;
 }
 
+/* @key: an array of strings, each added with @add */
+static int get_str_list(struct json_object *o, const char *key,
+			struct lp_snap_config *c,
+			int (*add)(struct lp_snap_config *c, const char *s),
+			struct lp_err *err)
+{
+	struct json_object *v, *e;
+	size_t i;
+	int r;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_array))
+		return lp_err_set(err, -EINVAL, "config: %s: want an array",
+				  key);
+	for (i = 0; i < json_object_array_length(v); i++) {
+		e = json_object_array_get_idx(v, i);
+		if (!json_object_is_type(e, json_type_string))
+			return lp_err_set(err, -EINVAL,
+					  "config: %s[%zu]: want a string", key,
+					  i);
+		r = add(c, json_object_get_string(e));
+		if (r < 0)
+			return lp_err_set(
+				err, r, "config: %s[%zu]: %s", key, i,
+				r == -E2BIG  ? "too many entries" :
+				r == -EINVAL ? "want an absolute path" :
+					       strerror(-r));
+	}
+	return 0;
+}
+
 static int apply(struct lp_snap_config *c, struct json_object *o,
 		 struct lp_err *err)
 {
@@ -151,7 +201,8 @@ static int apply(struct lp_snap_config *c, struct json_object *o,
 	    (r = get_str(o, "cri_upstream", &c->cri_upstream, err)) ||
 	    (r = get_bool(o, "prefetch", &c->prefetch, err)) ||
 	    (r = get_bool(o, "background_fetch", &c->background_fetch, err)) ||
-	    (r = get_bool(o, "strict", &c->strict, err)))
+	    (r = get_bool(o, "strict", &c->strict, err)) ||
+	    (r = get_bool(o, "index_lookup", &c->index_lookup, err)))
 		return r;
 	r = get_u64(o, "memory_cache_bytes", SIZE_MAX, &n, &present, err);
 	if (r)
@@ -193,6 +244,9 @@ static int apply(struct lp_snap_config *c, struct json_object *o,
 		return r;
 	if (present)
 		c->unserved_timeout_s = (unsigned int)n;
+	r = get_str_list(o, "index_dirs", c, lp_snap_config_add_index_dir, err);
+	if (r)
+		return r;
 	if (json_object_object_get_ex(o, "insecure_registries", &v)) {
 		if (!json_object_is_type(v, json_type_array))
 			return lp_err_set(err, -EINVAL,

@@ -18,6 +18,7 @@
  * started and given every connection again when it died).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -309,6 +310,28 @@ static int start_cri_proxy(const struct lp_snap_config *c,
 				  c->grpc_threads, creds, ret, err);
 }
 
+/*
+ * check_index_dirs() - each of index_dirs is a directory this process can
+ * search and read: else an index there would be unreadable for every
+ * layer, which is the configuration's fault, said once here by name
+ */
+static int check_index_dirs(const struct lp_snap_config *c, struct lp_err *err)
+{
+	size_t i;
+	int fd;
+
+	for (i = 0; i < c->n_index_dirs; i++) {
+		fd = open(c->index_dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0)
+			close(fd);
+		if (fd < 0 || access(c->index_dirs[i], R_OK | X_OK) < 0)
+			return lp_err_set(err, -errno,
+					  "config: index_dirs[%zu] %s: %s", i,
+					  c->index_dirs[i], strerror(errno));
+	}
+	return 0;
+}
+
 int lp_snap_run(const struct lp_snap_config *c, bool *ret_exit_now,
 		struct lp_err *err)
 {
@@ -341,6 +364,9 @@ int lp_snap_run(const struct lp_snap_config *c, bool *ret_exit_now,
 			       "root and address must be absolute paths");
 		goto out;
 	}
+	r = check_index_dirs(c, err);
+	if (r < 0)
+		goto out;
 	r = lp_mkdir_p(c->root, 0755, 0700);
 	if (r < 0) {
 		lp_err_set(err, r, "%s: %s", c->root, strerror(-r));

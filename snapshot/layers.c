@@ -8,6 +8,16 @@
  * resolving the layers after it too, so their TOCs are fetched and their
  * prefetch runs before containerd asks for them.
  *
+ * A plain gzip layer (no TOC digest in the labels) is mounted through its
+ * gzip index (index_find.c finds it): the index is kept under
+ * ROOT/indexes/<layer hex>.<index hex>, its digest stands in the layer's
+ * facts where an eStargz layer's TOC digest stands, and the facts' kind
+ * (LP_SNAP_LAYER_GZIP_INDEX) says so, so a restart remounts or resumes it
+ * from the kept file (looked up again, by that digest, when the file is
+ * missing or not the one recorded). The kept file outlives the mount (a
+ * daemon stop, a failure); it goes with the layer's last user (release)
+ * or at the next start (the sweep of unused layers).
+ *
  * Unmounting: lp_fuse_unmount() from this module's thread ends the session
  * loop; when a container still holds the mount it is detached and its
  * connection aborted, so the session thread always ends and can be joined.
@@ -50,6 +60,8 @@
 #define CACHE_DIR "cache"
 /* each mounted layer's tail (footer + TOC), for a restart without network */
 #define TAILS_DIR "tails"
+/* the gzip indexes plain layers are mounted through */
+#define INDEXES_DIR "indexes"
 #define LAYER_STATS_MAX (64 * 1024)
 
 enum layer_state {
@@ -86,6 +98,12 @@ struct lp_snap_layers {
 	const struct lp_snap_config *c; /* borrowed */
 	struct lp_snap_metrics *metrics; /* borrowed */
 	struct lp_reg *reg; /* thread-safe */
+	/* the same with short timeouts, for gzip index lookups (their
+	 * deadline: LP_SNAP_INDEX_LOOKUP_MS); thread-safe */
+	struct lp_reg *index_reg;
+	/* images' manifests and referrers, for gzip index lookups;
+	 * thread-safe */
+	struct lp_snap_index_cache *index_cache;
 	/* prioritised fetching of all layers: one layer's reads quiet the
 	 * others' background fetch */
 	struct lp_fs_activity *activity;
@@ -98,6 +116,7 @@ struct lp_snap_layers {
 	char layers_dir[LP_SNAP_PATH_MAX];
 	char cache_dir[LP_SNAP_PATH_MAX];
 	char tails_dir[LP_SNAP_PATH_MAX];
+	char indexes_dir[LP_SNAP_PATH_MAX];
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* a layer's state changed, a helper ended */
 	struct layer *layers; /* protected by lock */
@@ -149,13 +168,17 @@ int lp_snap_layers_new(const struct lp_snap_config *c,
 	    snprintf(l->cache_dir, sizeof(l->cache_dir), "%s/" CACHE_DIR,
 		     c->root) >= (int)sizeof(l->cache_dir) ||
 	    snprintf(l->tails_dir, sizeof(l->tails_dir), "%s/" TAILS_DIR,
-		     c->root) >= (int)sizeof(l->tails_dir)) {
+		     c->root) >= (int)sizeof(l->tails_dir) ||
+	    snprintf(l->indexes_dir, sizeof(l->indexes_dir), "%s/" INDEXES_DIR,
+		     c->root) >= (int)sizeof(l->indexes_dir)) {
 		r = -ENAMETOOLONG;
 		goto out;
 	}
 	r = lp_mkdir_p(l->layers_dir, 0700, 0700);
 	if (r == 0)
 		r = lp_mkdir_p(l->tails_dir, 0700, 0700);
+	if (r == 0)
+		r = lp_mkdir_p(l->indexes_dir, 0700, 0700);
 	if (r < 0)
 		goto out;
 	lp_reg_opts_init(&o);
@@ -167,6 +190,17 @@ int lp_snap_layers_new(const struct lp_snap_config *c,
 		*c->registry_config_dir ? c->registry_config_dir :
 					  NULL;
 	r = lp_reg_new(&o, &l->reg);
+	if (r == 0) {
+		o.connect_timeout_ms = LP_SNAP_INDEX_REQUEST_MS;
+		o.request_timeout_ms = LP_SNAP_INDEX_REQUEST_MS;
+		o.low_speed_limit = 1; /* a blob stalled that long */
+		o.low_speed_time_s = (LP_SNAP_INDEX_REQUEST_MS + 999) / 1000;
+		o.max_attempts = 1;
+		o.retry_budget_ms = 0;
+		r = lp_reg_new(&o, &l->index_reg);
+	}
+	if (r == 0)
+		r = lp_snap_index_cache_new(&l->index_cache);
 	if (r < 0)
 		goto out;
 	*ret_l = l;
@@ -281,31 +315,172 @@ fail:
 	unlink(tmp);
 }
 
-int lp_snap_layers_sweep_tails(struct lp_snap_layers *l,
-			       bool (*keep)(void *opaque, const char *digest),
-			       void *opaque)
+/* ROOT/indexes/<layer hex>.<index hex>: a kept gzip index */
+static int kept_index_path(struct lp_snap_layers *l, const char *digest,
+			   const char *index_digest, char *path, size_t size)
+{
+	const char *hex = strchr(digest, ':'),
+		   *ihex = strchr(index_digest, ':');
+
+	if (!hex || !ihex ||
+	    snprintf(path, size, "%s/%s.%s", l->indexes_dir, hex + 1,
+		     ihex + 1) >= (int)size)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* keep @f's index for layer @digest (a temporary file renamed) */
+static int keep_index(struct lp_snap_layers *l, const char *digest,
+		      const struct lp_snap_index_found *f)
+{
+	char path[LP_SNAP_PATH_MAX], tmp[LP_SNAP_PATH_MAX + 8];
+	int fd, r;
+
+	r = kept_index_path(l, digest, f->digest, path, sizeof(path));
+	if (r < 0)
+		return r;
+	if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = lp_write_all(fd, f->data, f->len);
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
+	return r;
+}
+
+/*
+ * the kept gzip index of @y (whose facts name it by digest) into
+ * *@ret_data; -ENOENT: none (an eStargz layer), -EBADMSG: its bytes are
+ * not the ones the facts name
+ */
+static int load_kept_index(struct lp_snap_layers *l, struct layer *y,
+			   uint8_t **ret_data, size_t *ret_len)
+{
+	char path[LP_SNAP_PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
+	struct lp_digest d;
+	int r;
+
+	r = kept_index_path(l, y->digest, y->facts.toc_digest, path,
+			    sizeof(path));
+	if (r < 0)
+		return r;
+	r = lp_snap_read_file(path, LP_SNAP_INDEX_MAX, ret_data, ret_len);
+	if (r < 0)
+		return r;
+	lp_sha256(*ret_data, *ret_len, &d);
+	lp_digest_format(&d, ds);
+	if (strcmp(ds, y->facts.toc_digest)) {
+		free(*ret_data);
+		*ret_data = NULL;
+		return lp_err_set(&y->err, -EBADMSG,
+				  "the kept gzip index %s has digest %s", path,
+				  ds);
+	}
+	return 0;
+}
+
+static void drop_kept_index(struct lp_snap_layers *l, const char *digest,
+			    const char *index_digest)
+{
+	char path[LP_SNAP_PATH_MAX];
+
+	if (kept_index_path(l, digest, index_digest, path, sizeof(path)) == 0)
+		unlink(path);
+}
+
+/*
+ * kept_index() - the gzip index plain layer @y was mounted with (its facts
+ * name it by digest) into *@ret_data: the kept file, else (missing, or not
+ * those bytes) the lookup again (index_find.c), taking only an index of
+ * that digest, and kept again. On failure sets @y->why and @y->err.
+ */
+static int kept_index(struct lp_snap_layers *l, struct layer *y,
+		      const struct lp_reg_ref *ref, const struct lp_digest *d,
+		      uint8_t **ret_data, size_t *ret_len)
+{
+	struct lp_snap_index_found found = { 0 };
+	struct lp_err err = { 0 };
+	int r;
+
+	r = load_kept_index(l, y, ret_data, ret_len);
+	if (r == 0 || r == -ENOMEM || r == -ENAMETOOLONG) {
+		if (r < 0) {
+			y->why = LP_FALLBACK_MOUNT;
+			lp_err_set(&y->err, r, "its kept gzip index: %s",
+				   strerror(-r));
+		}
+		return r;
+	}
+	lp_log_warn("layer %s: its kept gzip index %s: %s; looking it up "
+		    "again",
+		    y->digest, y->facts.toc_digest, lp_err_str(&y->err, r));
+	lp_err_clear(&y->err);
+	r = lp_snap_index_find(l->index_cache, l->index_reg, l->c, ref, d, NULL,
+			       y->facts.toc_digest, &found, &y->why, &err);
+	if (r < 0) {
+		lp_err_set(&y->err, r, "its gzip index %s, looked up again: %s",
+			   y->facts.toc_digest, lp_err_str(&err, r));
+		goto out;
+	}
+	r = keep_index(l, y->digest, &found);
+	if (r < 0)
+		lp_log_warn("layer %s: keeping its gzip index under %s: %s",
+			    y->digest, l->indexes_dir, strerror(-r));
+	lp_log_info("layer %s: gzip index %s found again in %s", y->digest,
+		    found.digest, found.where);
+	*ret_data = found.data;
+	*ret_len = found.len;
+	found.data = NULL;
+	r = 0;
+out:
+	lp_snap_index_found_clear(&found);
+	return r;
+}
+
+/* delete the files of @dir whose layer (the name up to the first '.')
+ * @keep does not keep */
+static int sweep_dir(const char *dir,
+		     bool (*keep)(void *opaque, const char *digest),
+		     void *opaque)
 {
 	char digest[LP_DIGEST_STR_LEN + 1], path[LP_SNAP_PATH_MAX];
 	struct dirent *e;
 	int n = 0;
 	DIR *d;
 
-	d = opendir(l->tails_dir);
+	d = opendir(dir);
 	if (!d)
 		return 0;
 	while ((e = readdir(d))) {
 		if (e->d_name[0] == '.' ||
-		    snprintf(digest, sizeof(digest), "sha256:%s", e->d_name) >=
-			    (int)sizeof(digest) ||
+		    snprintf(digest, sizeof(digest), "sha256:%.*s",
+			     (int)strcspn(e->d_name, "."),
+			     e->d_name) >= (int)sizeof(digest) ||
 		    keep(opaque, digest))
 			continue;
-		if (snprintf(path, sizeof(path), "%s/%s", l->tails_dir,
-			     e->d_name) < (int)sizeof(path) &&
+		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) <
+			    (int)sizeof(path) &&
 		    unlink(path) == 0)
 			n++;
 	}
 	closedir(d);
 	return n;
+}
+
+int lp_snap_layers_sweep_tails(struct lp_snap_layers *l,
+			       bool (*keep)(void *opaque, const char *digest),
+			       void *opaque)
+{
+	return sweep_dir(l->tails_dir, keep, opaque) +
+	       sweep_dir(l->indexes_dir, keep, opaque);
 }
 
 /* the saved tail of @y into *@ret_tail (malloc'ed); -ENOENT: none */
@@ -469,6 +644,8 @@ void lp_snap_layers_free(struct lp_snap_layers *l)
 	}
 	pthread_mutex_unlock(&l->lock);
 	lp_reg_free(l->reg);
+	lp_reg_free(l->index_reg);
+	lp_snap_index_cache_free(l->index_cache);
 	lp_fs_activity_free(l->activity); /* after every layer's fs */
 	lp_fs_budget_free(l->mem_budget); /* likewise */
 	pthread_cond_destroy(&l->cond);
@@ -625,6 +802,94 @@ static void mount_failed(struct layer *y, int r,
 }
 
 /*
+ * open_blob_sized() - @y's blob, its size learnt from the registry (one
+ * 1-byte suffix read: Content-Range) into @y->facts.size. Sets @y->err.
+ */
+static int open_blob_sized(struct lp_snap_layers *l, struct layer *y,
+			   const struct lp_reg_ref *ref,
+			   const struct lp_digest *d, struct lp_blob **ret_blob)
+{
+	struct lp_reg_blob *rb = NULL;
+	uint8_t last;
+	size_t n = 0;
+	int r;
+
+	r = lp_reg_blob_open_tail(l->reg, ref, d, 0, &last, 1, &n, &rb,
+				  &y->err);
+	if (r == 0) {
+		y->facts.size = lp_reg_blob_size(rb);
+		r = lp_reg_blob_as_blob(rb, ret_blob);
+	}
+	lp_reg_blob_unref(rb);
+	return r;
+}
+
+/*
+ * mount_indexed() - mount plain gzip layer @y through its gzip index
+ * (@index, its kept bytes, borrowed): the registry blob, no tail to read
+ * (the index is all the metadata). With @st, serve connection @resume_fd of
+ * the existing mount instead (taken in every case). On failure sets
+ * @y->why and @y->err.
+ */
+static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
+			 const struct lp_reg_ref *ref,
+			 const struct lp_digest *d, const uint8_t *index,
+			 size_t index_len, int resume_fd,
+			 const struct lp_fuse_state *st)
+{
+	struct lp_mount_report rep = { 0 };
+	struct lp_mount_opts mo;
+	struct lp_blob *blob = NULL;
+	char fsname[LP_FUSE_FSNAME_MAX];
+	int r;
+
+	y->why = LP_FALLBACK_REGISTRY;
+	/* resumed: the size checked when it was mounted; else the
+	 * registry's, which the index's own must match when it opens (an
+	 * index from index_dirs was checked against no manifest) */
+	r = st ? lp_reg_open_blob(l->reg, ref, d, y->facts.size, &blob) :
+		 open_blob_sized(l, y, ref, d, &blob);
+	if (r < 0) {
+		lp_err_set(&y->err, r, "opening the blob: %s", strerror(-r));
+		goto out;
+	}
+	if (!st) {
+		r = lp_mkdir_p(y->mnt, 0755, 0755);
+		if (r < 0) {
+			y->why = LP_FALLBACK_MOUNT;
+			lp_err_set(&y->err, r, "mkdir %s: %s", y->mnt,
+				   strerror(-r));
+			goto out;
+		}
+	}
+	pool_opts(l, y, &mo, NULL, fsname, sizeof(fsname));
+	mo.index = index;
+	mo.index_len = index_len;
+	mo.index_layer = d;
+	if (st) {
+		mo.resume_state = st;
+		mo.resume_fd = resume_fd;
+		resume_fd = -1; /* lp_mount_layer() takes it */
+	}
+	r = lp_mount_layer(blob, y->mnt, &mo, &y->fs, &y->fuse, &rep, &y->err);
+	y->toc_ns = rep.toc_ns;
+	if (r < 0) {
+		/* refused when opened: the index does not fit the layer */
+		y->why = rep.layer_opened ? LP_FALLBACK_MOUNT :
+					    LP_FALLBACK_BAD_INDEX;
+		goto out;
+	}
+	if (!st)
+		hand_over(l, y);
+	r = start_serving(l, y);
+out:
+	if (resume_fd >= 0)
+		close(resume_fd);
+	lp_blob_unref(blob);
+	return r;
+}
+
+/*
  * mount_layer() - the slow part, without the lock: open the blob, read and
  * verify the TOC, mount, hand the connection to the fd holder, start
  * serving and fetching. Fills @y's fs, fuse, session on success; on failure
@@ -638,8 +903,8 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	struct lp_digest d, toc;
 	struct lp_blob *blob = NULL;
 	char fsname[LP_FUSE_FSNAME_MAX];
-	uint8_t *tail = NULL;
-	size_t tail_len = 0;
+	uint8_t *tail = NULL, *index = NULL;
+	size_t tail_len = 0, index_len = 0;
 	uint64_t t;
 	int r, have;
 
@@ -649,6 +914,16 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 		goto out;
 	y->why = LP_FALLBACK_REGISTRY;
 	have = cri_credentials(l, &ref);
+	if (y->facts.kind == LP_SNAP_LAYER_GZIP_INDEX) {
+		r = kept_index(l, y, &ref, &d, &index, &index_len);
+		if (r == 0)
+			r = mount_indexed(l, y, &ref, &d, index, index_len, -1,
+					  NULL);
+		/* the registry's refusal, not a local file's */
+		if (r == -EACCES && y->why == LP_FALLBACK_REGISTRY)
+			r = auth_refused(l, y, have);
+		goto out;
+	}
 	t = lp_mono_ns();
 	r = open_tail(l, y, &ref, &d, &blob, &tail, &tail_len);
 	if (r == -EACCES)
@@ -676,6 +951,7 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	r = start_serving(l, y);
 out:
 	lp_reg_auth_unref(ref.auth); /* the blob holds its own */
+	free(index);
 	free(tail);
 	lp_blob_unref(blob);
 	return r;
@@ -705,6 +981,22 @@ static int resume_layer(struct lp_snap_layers *l, struct layer *y, int fd,
 	r = parse_facts(y, &ref, &d, &toc);
 	if (r < 0)
 		goto out;
+	if (y->facts.kind == LP_SNAP_LAYER_GZIP_INDEX) {
+		/* a plain gzip layer: @tail is its index */
+		r = kept_index(l, y, &ref, &d, &tail, &tail_len);
+		if (r == 0)
+			r = mount_indexed(l, y, &ref, &d, tail, tail_len, fd,
+					  st);
+		else
+			close(fd);
+		if (r < 0)
+			lp_err_set(&y->err, r,
+				   "resuming through its gzip "
+				   "index: %s",
+				   strerror(-r));
+		fd = -1; /* taken */
+		goto out;
+	}
 	pool_opts(l, y, &mo, &toc, fsname, sizeof(fsname));
 	mo.resume_state = st;
 	r = y->facts.size ? load_tail(l, y, &tail, &tail_len) : -ENOENT;
@@ -769,14 +1061,21 @@ static void finish_layer(struct lp_snap_layers *l, struct layer *y, int r,
 	if (r < 0)
 		layer_teardown(l, y);
 	lp_snap_metrics_remote(l->metrics, r == 0, lp_mono_ns() - t0);
+	/* like lp_snap_metrics_remote(): mounts, remounts and resumes */
+	if (r == 0 && y->facts.kind == LP_SNAP_LAYER_GZIP_INDEX)
+		lp_snap_metrics_indexed(l->metrics);
 	if (r < 0)
 		lp_log_warn("layer %s (%s): cannot mount lazily: %s", y->digest,
 			    y->facts.ref, lp_err_str(&y->err, r));
 	else
-		lp_log_info("layer %s %s at %s in %llu ms (tail "
+		lp_log_info("layer %s %s%s at %s in %llu ms (tail "
 			    "%llu ms, TOC %llu ms)",
 			    y->digest,
-			    y->resumed ? "resumed" : "mounted lazily", y->mnt,
+			    y->resumed ? "resumed" : "mounted lazily",
+			    y->facts.kind == LP_SNAP_LAYER_GZIP_INDEX ?
+				    " through its gzip index" :
+				    "",
+			    y->mnt,
 			    (unsigned long long)(lp_mono_ns() - t0) / 1000000,
 			    (unsigned long long)y->tail_ns / 1000000,
 			    (unsigned long long)y->toc_ns / 1000000);
@@ -1037,7 +1336,8 @@ fail:
  * The caller unpins. Returns 0, -EAGAIN, -ENOMEM.
  */
 static int claim(struct lp_snap_layers *l, const char *digest, const char *ref,
-		 uint64_t size, const char *toc_digest, struct layer **ret_y,
+		 uint64_t size, const char *toc_digest,
+		 enum lp_snap_layer_kind kind, struct layer **ret_y,
 		 bool *ret_claimed)
 {
 	struct layer *y;
@@ -1074,6 +1374,7 @@ static int claim(struct lp_snap_layers *l, const char *digest, const char *ref,
 		y->facts.size = size;
 		snprintf(y->facts.toc_digest, sizeof(y->facts.toc_digest), "%s",
 			 toc_digest);
+		y->facts.kind = kind;
 		lp_err_clear(&y->err);
 		y->error = 0;
 	} else {
@@ -1082,6 +1383,7 @@ static int claim(struct lp_snap_layers *l, const char *digest, const char *ref,
 			r = -ENOMEM;
 			goto out;
 		}
+		y->facts.kind = kind;
 		y->next = l->layers;
 		l->layers = y;
 	}
@@ -1131,12 +1433,70 @@ static int copy_out(struct layer *y, struct lp_snap_layer_facts *ret_facts,
 	return 0;
 }
 
+/*
+ * find_index() - for a layer without a TOC digest: the gzip index to mount
+ * it through, found (index_find.c) and kept under ROOT/indexes (*@ret_kept
+ * true; its bytes freed once kept: the mount reads the kept file), its
+ * digest and the blob size into @found; or the TOC or index digest the
+ * layer is mounted with already, and its kind. Returns 0 or -errno with
+ * *@ret_why and @err.
+ */
+static int find_index(struct lp_snap_layers *l,
+		      const struct lp_snap_layer_req *req,
+		      struct lp_reg_ref *ref, const struct lp_digest *want,
+		      struct lp_snap_index_found *found,
+		      enum lp_snap_layer_kind *ret_kind, bool *ret_kept,
+		      enum lp_snap_fallback *ret_why, struct lp_err *err)
+{
+	struct layer *y;
+	uint64_t t0 = lp_mono_ns();
+	int r;
+
+	/* mounted already (through an index, or its TOC: another image
+	 * named it with its annotation): no lookup */
+	pthread_mutex_lock(&l->lock);
+	y = find_layer(l, req->digest);
+	if (y && y->state == LAYER_MOUNTED) {
+		snprintf(found->digest, sizeof(found->digest), "%s",
+			 y->facts.toc_digest);
+		found->blob_size = y->facts.size;
+		*ret_kind = y->facts.kind;
+		pthread_mutex_unlock(&l->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&l->lock);
+	cri_credentials(l, ref);
+	r = lp_snap_index_find(l->index_cache, l->index_reg, l->c, ref, want,
+			       req->manifest_digest, NULL, found, ret_why, err);
+	lp_reg_auth_unref(ref->auth);
+	ref->auth = NULL;
+	if (r < 0)
+		return r;
+	r = keep_index(l, req->digest, found);
+	if (r < 0) {
+		*ret_why = LP_FALLBACK_MOUNT;
+		return lp_err_set(err, r, "keeping its gzip index under %s: %s",
+				  l->indexes_dir, strerror(-r));
+	}
+	*ret_kept = true;
+	lp_log_info("layer %s: gzip index %s (%zu bytes) from %s in %llu ms",
+		    req->digest, found->digest, found->len, found->where,
+		    (unsigned long long)(lp_mono_ns() - t0) / 1000000);
+	free(found->data); /* not held twice: the mount reads the kept file */
+	found->data = NULL;
+	return 0;
+}
+
 int lp_snap_layers_get(struct lp_snap_layers *l,
 		       const struct lp_snap_layer_req *req,
 		       struct lp_snap_layer_facts *ret_facts, char *mnt,
 		       size_t mnt_size, enum lp_snap_fallback *ret_why,
 		       struct lp_err *err)
 {
+	struct lp_snap_index_found found = { 0 };
+	const char *toc = req->toc_digest;
+	enum lp_snap_layer_kind kind = LP_SNAP_LAYER_TOC;
+	bool kept = false; /* an index found by this call, kept */
 	struct layer *y = NULL;
 	struct lp_reg_ref ref;
 	struct lp_digest want;
@@ -1151,25 +1511,36 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 	if (lp_digest_parse(req->digest, &want) < 0)
 		return lp_err_set(err, -EINVAL, "bad layer digest '%s'",
 				  req->digest);
+	if (!toc) {
+		kind = LP_SNAP_LAYER_GZIP_INDEX;
+		r = find_index(l, req, &ref, &want, &found, &kind, &kept,
+			       ret_why, err);
+		if (r < 0)
+			goto out;
+		toc = found.digest;
+	}
 	/* mounted or being mounted (a neighbour, another namespace)? */
 	pthread_mutex_lock(&l->lock);
 	y = find_layer(l, req->digest);
 	known = y && (y->state == LAYER_RESOLVING || y->state == LAYER_MOUNTED);
 	pthread_mutex_unlock(&l->lock);
 	y = NULL;
-	/* the size comes with the blob's tail; no manifest on the way */
-	r = claim(l, req->digest, req->ref, 0, req->toc_digest, &y, &claimed);
+	/* the size comes with the blob's tail (or the index); no manifest on
+	 * the way */
+	r = claim(l, req->digest, req->ref, found.blob_size, toc, kind, &y,
+		  &claimed);
 	if (r < 0) {
 		lp_err_set(err, r, "layer %s: %s", req->digest, strerror(-r));
 		y = NULL;
 		goto out;
 	}
-	if (!known)
+	if (!known && req->toc_digest)
 		start_manifest_helper(l, req);
 	r = resolve_claimed(l, y, claimed, ret_why, err);
 	if (r < 0)
 		goto out;
-	if (strcmp(y->facts.toc_digest, req->toc_digest)) {
+	/* no TOC digest asked for: whatever it is mounted through vouches */
+	if (req->toc_digest && strcmp(y->facts.toc_digest, req->toc_digest)) {
 		*ret_why = LP_FALLBACK_NOT_LAZY;
 		r = lp_err_set(err, -EBADMSG,
 			       "layer %s is mounted with TOC digest %s, "
@@ -1184,6 +1555,10 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 			    y->digest, l->c->prefetch_timeout_ms);
 	r = copy_out(y, ret_facts, mnt, mnt_size);
 out:
+	/* found an index another one was mounted with meanwhile */
+	if (kept && (!y || strcmp(y->facts.toc_digest, found.digest)))
+		drop_kept_index(l, req->digest, found.digest);
+	lp_snap_index_found_clear(&found);
 	if (y)
 		unpin(l, y);
 	return r;
@@ -1197,7 +1572,8 @@ int lp_snap_layers_ensure(struct lp_snap_layers *l,
 	bool claimed;
 	int r;
 
-	r = claim(l, f->digest, f->ref, f->size, f->toc_digest, &y, &claimed);
+	r = claim(l, f->digest, f->ref, f->size, f->toc_digest, f->kind, &y,
+		  &claimed);
 	if (r < 0)
 		return lp_err_set(err, r, "layer %s: %s", f->digest,
 				  strerror(-r));
@@ -1217,7 +1593,8 @@ int lp_snap_layers_resume(struct lp_snap_layers *l,
 	bool claimed;
 	int r;
 
-	r = claim(l, f->digest, f->ref, f->size, f->toc_digest, &y, &claimed);
+	r = claim(l, f->digest, f->ref, f->size, f->toc_digest, f->kind, &y,
+		  &claimed);
 	if (r < 0 || !claimed) {
 		close(fd);
 		if (y)
@@ -1243,6 +1620,9 @@ static void release_entry(struct lp_snap_layers *l, struct layer *y)
 	struct layer **pp;
 
 	layer_teardown(l, y);
+	/* no snapshot uses it any more: its kept index goes too */
+	if (y->facts.kind == LP_SNAP_LAYER_GZIP_INDEX)
+		drop_kept_index(l, y->digest, y->facts.toc_digest);
 	pthread_mutex_lock(&l->lock);
 	for (pp = &l->layers; *pp != y; pp = &(*pp)->next)
 		;

@@ -28,6 +28,9 @@
 #define LP_SNAP_CONFIG_MAX (1024 * 1024) /* bytes of the JSON config */
 #define LP_SNAP_INSECURE_MAX 64 /* --insecure-registry entries */
 #define LP_SNAP_PATH_MAX 1024 /* root, socket and cache paths */
+#define LP_SNAP_INDEX_DIRS_MAX 16 /* index_dirs entries */
+/* an index_dirs file: DIR/<layer hex>.gzidx (`lazypull index --output`) */
+#define LP_SNAP_INDEX_SUFFIX ".gzidx"
 /*
  * How long readers of a layer wait while no snapshotter serves it (a
  * restart, an upgrade, a crash) before their requests fail with EIO: long
@@ -73,6 +76,11 @@ struct lp_snap_config {
 	 * on-demand fetch of any layer (lp_fs_options.background_quiet_ms) */
 	unsigned int background_quiet_ms;
 	bool strict; /* refuse layers that cannot be mounted lazily */
+	/* a layer without a TOC: look for its gzip index (`lazypull index`)
+	 * in @index_dirs, then among the image's referrers in the registry */
+	bool index_lookup;
+	char *index_dirs[LP_SNAP_INDEX_DIRS_MAX + 1]; /* NULL-ended */
+	size_t n_index_dirs;
 	unsigned int fuse_threads; /* per layer mount; 0: default */
 	unsigned int grpc_threads; /* concurrent requests; 0: default */
 	/* readers wait this long for a daemon while none serves, then get
@@ -99,6 +107,12 @@ int lp_snap_config_set_str(char **field, const char *value);
 
 /* lp_snap_config_add_insecure() - one more plain-HTTP host. 0, -E2BIG. */
 int lp_snap_config_add_insecure(struct lp_snap_config *c, const char *host);
+
+/*
+ * lp_snap_config_add_index_dir() - one more index directory (an absolute
+ * path). 0, -E2BIG, -EINVAL (not absolute, too long), -ENOMEM.
+ */
+int lp_snap_config_add_index_dir(struct lp_snap_config *c, const char *dir);
 
 /* lp_snap_config_release() - free the owned strings. */
 void lp_snap_config_release(struct lp_snap_config *c);

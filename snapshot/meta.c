@@ -47,7 +47,12 @@ static const char schema[] =
 	"  digest TEXT PRIMARY KEY,"
 	"  ref TEXT NOT NULL,"
 	"  size INTEGER NOT NULL,"
-	"  toc_digest TEXT NOT NULL);";
+	"  toc_digest TEXT NOT NULL,"
+	"  kind INTEGER NOT NULL DEFAULT 0);";
+
+/* a database made before layers.kind: the column added (0: TOC) */
+static const char add_layer_kind[] =
+	"ALTER TABLE layers ADD COLUMN kind INTEGER NOT NULL DEFAULT 0";
 
 void lp_snap_rec_clear(struct lp_snap_rec *r)
 {
@@ -138,6 +143,13 @@ int lp_snap_meta_open(const char *path, struct lp_snap_meta **ret_meta,
 	}
 	sqlite3_busy_timeout(m->db, META_BUSY_TIMEOUT_MS);
 	if (sqlite3_exec(m->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+		r = lp_err_set(err, -EIO, "%s: schema: %s", path,
+			       msg ? msg : "?");
+		goto out;
+	}
+	if (sqlite3_exec(m->db, add_layer_kind, NULL, NULL, &msg) !=
+		    SQLITE_OK &&
+	    (!msg || strncmp(msg, "duplicate column name", 21))) {
 		r = lp_err_set(err, -EIO, "%s: schema: %s", path,
 			       msg ? msg : "?");
 		goto out;
@@ -485,7 +497,7 @@ int lp_snap_meta_layer_put(struct lp_snap_meta *m,
 
 	ret = prepare(m,
 		      "INSERT OR REPLACE INTO layers (digest, ref, size, "
-		      "toc_digest) VALUES (?,?,?,?)",
+		      "toc_digest, kind) VALUES (?,?,?,?,?)",
 		      &st);
 	if (ret < 0)
 		goto out;
@@ -493,6 +505,7 @@ int lp_snap_meta_layer_put(struct lp_snap_meta *m,
 	sqlite3_bind_text(st, 2, f->ref, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)f->size);
 	sqlite3_bind_text(st, 4, f->toc_digest, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 5, (int)f->kind);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		ret = -EIO;
 out:
@@ -509,7 +522,8 @@ int lp_snap_meta_layer_get(struct lp_snap_meta *m, const char *digest,
 
 	memset(ret, 0, sizeof(*ret));
 	r = prepare(m,
-		    "SELECT ref, size, toc_digest FROM layers WHERE digest = ?",
+		    "SELECT ref, size, toc_digest, kind FROM layers WHERE "
+		    "digest = ?",
 		    &st);
 	if (r < 0)
 		goto out;
@@ -529,6 +543,9 @@ int lp_snap_meta_layer_get(struct lp_snap_meta *m, const char *digest,
 	t = sqlite3_column_text(st, 2);
 	snprintf(ret->toc_digest, sizeof(ret->toc_digest), "%s",
 		 t ? (const char *)t : "");
+	ret->kind = sqlite3_column_int(st, 3) == LP_SNAP_LAYER_GZIP_INDEX ?
+			    LP_SNAP_LAYER_GZIP_INDEX :
+			    LP_SNAP_LAYER_TOC;
 	if (!ret->ref)
 		r = -ENOMEM;
 out:

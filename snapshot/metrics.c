@@ -40,6 +40,7 @@ struct lp_snap_metrics {
 	uint64_t fallbacks[LP_FALLBACK_COUNT]; /* protected by lock */
 	uint64_t remote_ok, remote_failed; /* protected by lock */
 	uint64_t remote_ns; /* protected by lock */
+	uint64_t indexed; /* of remote_ok, through a gzip index; lock */
 	uint64_t rpc_codes[LP_RPC_COUNT][LP_GRPC_CODES]; /* protected by lock */
 	uint64_t rpc_bucket[LP_RPC_COUNT][N_BUCKETS]; /* protected by lock */
 	uint64_t rpc_ns[LP_RPC_COUNT]; /* protected by lock */
@@ -55,6 +56,10 @@ static const char *const fallback_names[LP_FALLBACK_COUNT] = {
 	[LP_FALLBACK_REGISTRY] = "registry",
 	[LP_FALLBACK_NOT_LAZY] = "not_lazy",
 	[LP_FALLBACK_MOUNT] = "mount",
+	[LP_FALLBACK_NO_INDEX] = "no_index",
+	[LP_FALLBACK_ZSTD_UNINDEXED] = "zstd_unindexed",
+	[LP_FALLBACK_BAD_INDEX] = "bad_index",
+	[LP_FALLBACK_INDEX_TIMEOUT] = "index_timeout",
 };
 
 static const char *const rpc_names[LP_RPC_COUNT] = {
@@ -123,6 +128,13 @@ void lp_snap_metrics_remote(struct lp_snap_metrics *m, bool ok,
 	} else {
 		m->remote_failed++;
 	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+void lp_snap_metrics_indexed(struct lp_snap_metrics *m)
+{
+	pthread_mutex_lock(&m->lock);
+	m->indexed++;
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -408,6 +420,11 @@ int lp_snap_metrics_render(struct lp_snap_metrics *m,
 			"lazypull_remote_mounts_total{result=\"ok\"} %llu\n"
 			"lazypull_remote_mounts_total{result=\"failed\"} "
 			"%llu\n"
+			"# HELP lazypull_index_mounts_total Lazy layer mounts "
+			"of plain gzip layers through a gzip index (of the "
+			"ok ones).\n"
+			"# TYPE lazypull_index_mounts_total counter\n"
+			"lazypull_index_mounts_total %llu\n"
 			"# HELP lazypull_remote_mount_seconds_total Time "
 			"spent mounting layers (TOC fetch, verify, mount).\n"
 			"# TYPE lazypull_remote_mount_seconds_total counter\n"
@@ -417,6 +434,7 @@ int lp_snap_metrics_render(struct lp_snap_metrics *m,
 			"# TYPE lazypull_grpc_requests_total counter\n",
 			(unsigned long long)m->remote_ok,
 			(unsigned long long)m->remote_failed,
+			(unsigned long long)m->indexed,
 			(double)m->remote_ns / 1e9);
 	for (i = 0; i < LP_RPC_COUNT && !r; i++)
 		for (b = 0; b < LP_GRPC_CODES && !r; b++)

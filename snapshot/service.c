@@ -9,7 +9,8 @@
  *
  * The remote path: a Prepare carrying containerd.io/snapshot.ref (the
  * target chainID), the layer-locating labels (ctr-remote's stargz.* or
- * CRI's cri.*) and the TOC digest label mounts the layer lazily, records a
+ * CRI's cri.*) and the TOC digest label (or, without one, a gzip index
+ * found for the plain layer: layers.c) mounts the layer lazily, records a
  * committed snapshot under the bare chainID with the label
  * containerd.io/snapshot/remote and answers ALREADY_EXISTS: containerd then
  * finds it (List with a snapshot.ref filter, Stat) and skips the download.
@@ -491,17 +492,23 @@ static int try_remote(struct lp_snap_svc *s, const char *key,
 		req.neighbours = kv_get(labels, n_labels, LP_LABEL_CRI_LAYERS);
 	}
 	req.toc_digest = kv_get(labels, n_labels, LP_LABEL_TOC_DIGEST);
+	req.manifest_digest = kv_get(labels, n_labels, LP_LABEL_CRI_MANIFEST);
 	if (!req.ref || !req.digest) {
 		why = LP_FALLBACK_NO_LABELS;
 		lp_err_set(&why_err, -ENOENT, "no layer-locating labels");
 		r = -ENOENT;
 		goto fallback;
 	}
-	if (!req.toc_digest) {
+	/* no TOC: a plain layer, lazy only through a gzip index (layers.c
+	 * looks for one) */
+	if (!req.toc_digest && (!s->c->index_lookup || !s->layers)) {
 		why = LP_FALLBACK_NO_TOC_DIGEST;
 		lp_err_set(&why_err, -ENOENT,
 			   "no " LP_LABEL_TOC_DIGEST
-			   " label (not eStargz, or unverifiable)");
+			   " label (not eStargz, or unverifiable) and no "
+			   "gzip index lookup (%s)",
+			   s->c->index_lookup ? "no layer pool" :
+						"index_lookup is off");
 		r = -ENOENT;
 		goto fallback;
 	}

@@ -2,12 +2,14 @@
 /*
  * Module-private interfaces of snapshot/: the metadata store (meta.c), the
  * pool of lazily mounted layers (layers.c), the snapshotter semantics
- * (service.c), metrics (metrics.c) and the gRPC transport (grpc_server.c).
+ * (service.c), metrics (metrics.c), the gzip index lookup (index_find.c)
+ * and the gRPC transport (grpc_server.c).
  * Only the .c files of snapshot/ include this.
  *
  * Lock order across the module: service lock (service.c) -> layer pool lock
- * (layers.c) -> metrics lock (metrics.c). The metadata store has no lock of
- * its own: the service serialises every use of it.
+ * (layers.c) -> metrics lock (metrics.c). The gzip index cache's lock
+ * (index_find.c) is taken alone. The metadata store has no lock of its own:
+ * the service serialises every use of it.
  */
 #ifndef LP_SNAP_INT_H
 #define LP_SNAP_INT_H
@@ -21,6 +23,7 @@
 #include "lp_digest.h"
 #include "lp_err.h"
 #include "lp_fuse.h"
+#include "lp_index.h"
 #include "lp_mount.h"
 #include "lp_snapshotter.h"
 
@@ -43,6 +46,8 @@
 #define LP_LABEL_CRI_REF "containerd.io/snapshot/cri.image-ref"
 #define LP_LABEL_CRI_DIGEST "containerd.io/snapshot/cri.layer-digest"
 #define LP_LABEL_CRI_LAYERS "containerd.io/snapshot/cri.image-layers"
+/* the image manifest's digest (containerd >= 1.7 and its CRI plugin) */
+#define LP_LABEL_CRI_MANIFEST "containerd.io/snapshot/cri.manifest-digest"
 
 enum lp_snap_kind {
 	LP_SNAP_KIND_UNKNOWN = 0, /* values as in the protocol's enum Kind */
@@ -75,10 +80,19 @@ int lp_snap_rec_copy(const struct lp_snap_rec *r, struct lp_snap_rec *ret);
 /* lp_snap_rec_label() - the value of label @key, or NULL. */
 const char *lp_snap_rec_label(const struct lp_snap_rec *r, const char *key);
 
+/* What a remote layer is mounted through (recorded with its facts). */
+enum lp_snap_layer_kind {
+	LP_SNAP_LAYER_TOC = 0, /* eStargz: toc_digest is its TOC's digest */
+	/* a plain gzip layer: toc_digest is its gzip index's digest, the
+	 * index kept under ROOT/indexes (looked up again when missing) */
+	LP_SNAP_LAYER_GZIP_INDEX = 1,
+};
+
 /* What it takes to mount a layer again without asking anyone. */
 struct lp_snap_layer_facts {
 	char digest[LP_DIGEST_STR_LEN + 1];
 	char toc_digest[LP_DIGEST_STR_LEN + 1];
+	enum lp_snap_layer_kind kind;
 	char *ref; /* owned: image reference the blob is read through */
 	uint64_t size; /* compressed blob size */
 };
@@ -152,6 +166,10 @@ enum lp_snap_fallback {
 	LP_FALLBACK_REGISTRY, /* manifest or blob not reachable */
 	LP_FALLBACK_NOT_LAZY, /* not eStargz/zstd:chunked, TOC mismatch */
 	LP_FALLBACK_MOUNT, /* FUSE mount failed */
+	LP_FALLBACK_NO_INDEX, /* no TOC digest, no gzip index found */
+	LP_FALLBACK_ZSTD_UNINDEXED, /* a tar+zstd layer without a TOC */
+	LP_FALLBACK_BAD_INDEX, /* the gzip index found was refused */
+	LP_FALLBACK_INDEX_TIMEOUT, /* the lookup ran out of time */
 	LP_FALLBACK_COUNT,
 };
 
@@ -184,6 +202,8 @@ void lp_snap_metrics_fallback(struct lp_snap_metrics *m,
 			      enum lp_snap_fallback f);
 void lp_snap_metrics_remote(struct lp_snap_metrics *m, bool ok,
 			    uint64_t mount_ns);
+/* lp_snap_metrics_indexed() - one more layer mounted through a gzip index */
+void lp_snap_metrics_indexed(struct lp_snap_metrics *m);
 void lp_snap_metrics_rpc(struct lp_snap_metrics *m, enum lp_snap_rpc rpc,
 			 unsigned int code, uint64_t ns);
 /*
@@ -200,14 +220,123 @@ int lp_snap_metrics_render(struct lp_snap_metrics *m,
 int lp_snap_metrics_serve(struct lp_snap_metrics *m, const char *addr,
 			  struct lp_snap_layers *layers, struct lp_err *err);
 
+/* ---- finding the gzip index of a plain layer (index_find.c) ---------- */
+
+/*
+ * How much of a registry the lookup reads: artifacts of the image's
+ * referrers examined (newest first), and the bytes of one index (the
+ * format's own bound; an index is a few % of its layer).
+ */
+#define LP_SNAP_INDEX_REFERRERS_MAX 32
+#define LP_SNAP_INDEX_OFFERS_MAX 1024 /* indexes those artifacts list */
+#define LP_SNAP_INDEX_MAX LP_INDEX_MAX_SIZE
+/*
+ * An index offered for a layer of N bytes (the manifest's size) is fetched
+ * only when it is at most N / LP_SNAP_INDEX_LAYER_DIV + LP_SNAP_INDEX_SLACK
+ * bytes (and LP_SNAP_INDEX_MAX), checked before the request: an index is
+ * a few % of its layer, so a registry cannot make a lookup download and
+ * hold more than that. At most LP_SNAP_INDEX_CANDIDATES_MAX indexes offered
+ * for one layer are tried (newest first).
+ */
+#define LP_SNAP_INDEX_LAYER_DIV 8
+#define LP_SNAP_INDEX_SLACK LP_MIB
+#define LP_SNAP_INDEX_CANDIDATES_MAX 3
+
+/*
+ * One lookup (index_dirs, the manifest, the referrers, the candidates)
+ * ends within this, checked before every request; past it the layer takes
+ * the plain path (reason index_timeout). Each request of a lookup is
+ * bounded by LP_SNAP_INDEX_REQUEST_MS (connect, then the whole request or
+ * that long without a byte of a blob), one attempt per host: a stalling
+ * registry holds a Prepare at most about their sum, not minutes.
+ */
+#define LP_SNAP_INDEX_LOOKUP_MS 5000
+#define LP_SNAP_INDEX_REQUEST_MS 2000
+
+/*
+ * What the registry said about an image (manifest layers, indexes its
+ * referrers offer) is reused by its other layers' lookups for this long:
+ * containerd prepares an image's layers one after another within seconds,
+ * and an index pushed meanwhile is seen after at most this delay.
+ */
+#define LP_SNAP_INDEX_CACHE_TTL_S 30
+#define LP_SNAP_INDEX_CACHE_ENTRIES 16 /* images */
+
+struct lp_reg;
+struct lp_reg_ref;
+struct lp_snap_index_cache;
+
+/* lp_snap_index_cache_new() - an empty cache (thread-safe). 0, -ENOMEM. */
+int lp_snap_index_cache_new(struct lp_snap_index_cache **ret_c);
+/* lp_snap_index_cache_free() - NULL allowed; no lookup may be running. */
+void lp_snap_index_cache_free(struct lp_snap_index_cache *c);
+
+/* What the lookup found (owned; lp_snap_index_found_clear()). */
+struct lp_snap_index_found {
+	uint8_t *data; /* the index's bytes, parsed and checked */
+	size_t len;
+	char digest[LP_DIGEST_STR_LEN + 1]; /* sha256 of @data */
+	uint64_t blob_size; /* of the layer, as the index says */
+	char where[LP_SNAP_PATH_MAX]; /* a file, or "registry <artifact>" */
+};
+
+void lp_snap_index_found_clear(struct lp_snap_index_found *f);
+
+/*
+ * lp_snap_index_bound() - the most bytes an index offered for a layer of
+ * @layer_size bytes may have to be fetched (LP_SNAP_INDEX_LAYER_DIV,
+ * LP_SNAP_INDEX_SLACK; @layer_size 0, not known: LP_SNAP_INDEX_MAX).
+ */
+uint64_t lp_snap_index_bound(uint64_t layer_size);
+
+/*
+ * lp_snap_read_file() - the bytes of regular file @path (no symlink
+ * followed), at most @limit, into *@ret (malloc'ed). Returns 0, -ENOENT,
+ * -EFBIG over @limit, -EINVAL not a regular file, -errno.
+ */
+int lp_snap_read_file(const char *path, size_t limit, uint8_t **ret,
+		      size_t *ret_len);
+
+/*
+ * lp_snap_index_find() - the gzip index of plain layer @layer of image
+ * @ref (its credentials ride on @ref), for a layer whose descriptor has no
+ * TOC: first DIR/<hex>.gzidx in each of @c->index_dirs (no network), then
+ * the image manifest (by @manifest_digest when given, else by @ref) for the
+ * layer's media type, then the artifacts of type LP_INDEX_ARTIFACT_TYPE
+ * that refer to the manifest (the referrers API, else the referrers tag
+ * sha256-<hex>), newest first; what the registry said about the image is
+ * kept in @cache for the image's other layers. A candidate is taken only when it parses
+ * (lp_index_parse(), which validates it) and indexes @layer (digest, and
+ * the descriptor's size when the manifest was read); a refused one is
+ * logged and the next is tried. With @want_index (a digest), only the
+ * index of that digest is taken (a remount: the one the layer was mounted
+ * with). Returns 0 with @ret filled, or -errno with
+ * *@ret_why: LP_FALLBACK_NO_INDEX (none), LP_FALLBACK_ZSTD_UNINDEXED (a
+ * tar+zstd layer), LP_FALLBACK_BAD_INDEX (only refused ones),
+ * LP_FALLBACK_REGISTRY (the manifest unreachable),
+ * LP_FALLBACK_INDEX_TIMEOUT (past LP_SNAP_INDEX_LOOKUP_MS) and @err saying
+ * why. The registry's failures are cached like its answers. @reg should be
+ * a client with short timeouts (LP_SNAP_INDEX_REQUEST_MS).
+ */
+int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
+		       const struct lp_snap_config *c,
+		       const struct lp_reg_ref *ref,
+		       const struct lp_digest *layer,
+		       const char *manifest_digest, const char *want_index,
+		       struct lp_snap_index_found *ret,
+		       enum lp_snap_fallback *ret_why, struct lp_err *err);
+
 /* ---- the pool of lazily mounted layers (layers.c) -------------------- */
 
 /* A request to mount a layer, from Prepare's labels (all borrowed). */
 struct lp_snap_layer_req {
 	const char *ref; /* image reference */
 	const char *digest; /* the layer's blob digest */
-	const char *toc_digest; /* required */
+	/* NULL: no TOC; the layer is looked up as a plain gzip layer with a
+	 * gzip index (index_find.c) */
+	const char *toc_digest;
 	const char *neighbours; /* comma-separated layer digests, or NULL */
+	const char *manifest_digest; /* the image manifest's, or NULL */
 };
 
 /*
@@ -264,8 +393,8 @@ struct lp_fdh;
  */
 void lp_snap_layers_set_holder(struct lp_snap_layers *l, struct lp_fdh *h);
 /*
- * lp_snap_layers_sweep_tails() - delete the kept tails (ROOT/tails) of the
- * layers @keep does not keep (the caller knows no snapshot uses them).
+ * lp_snap_layers_sweep_tails() - delete the kept tails (ROOT/tails) and
+ * gzip indexes (ROOT/indexes) of the layers @keep does not keep (the caller knows no snapshot uses them).
  * Call while nothing mounts. Returns how many were deleted.
  */
 int lp_snap_layers_sweep_tails(struct lp_snap_layers *l,

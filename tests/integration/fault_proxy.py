@@ -23,6 +23,12 @@ the upstream answers 200 and the whole blob; N does not count down),
 rangeless-cut (the same, and the first N such replies are cut in half and
 the connection reset), rangeless-bad (the same, and every such 200 carries
 one byte inverted in its middle: a body that is not the blob).
+referrers-stall: no answer for 120 s to the referrers API
+(/v2/NAME/referrers/DIGEST) and the referrers tag (manifests/sha256-HEX),
+every other request passes.
+lazypull-blob404: 404 to whole-blob GETs (no Range) from lazypull (its
+User-Agent "lazypull/..."), e.g. the snapshotter fetching a gzip index;
+containerd's own requests pass.
 """
 import http.client
 import os
@@ -38,7 +44,8 @@ lock = threading.Lock()
 state = {"mtime": None, "mode": "pass", "left": 0}
 
 
-def take_fault(is_blob, is_multi, is_suffix):
+def take_fault(is_blob, is_multi, is_suffix, is_referrers=False,
+               is_lazypull_whole=False):
     with lock:
         try:
             st = os.stat(MODE_FILE)
@@ -64,6 +71,16 @@ def take_fault(is_blob, is_multi, is_suffix):
             return "pass"
         if mode == "multi400" and not is_multi:
             return "pass"
+        if mode == "lazypull-blob404":
+            if not is_lazypull_whole:
+                return "pass"
+            state["left"] -= 1
+            return "blob404"
+        if mode == "referrers-stall":
+            if not is_referrers:
+                return "pass"
+            state["left"] -= 1
+            return "stall-long"
         state["left"] -= 1
         return mode
 
@@ -123,12 +140,17 @@ def handle(conn):
             with open(LOG_FILE, "a") as f:
                 f.write("%s %s %s\n" % (method, path, rng[0] if rng else "-"))
         is_suffix = is_blob and bool(rng) and rng[0].startswith("bytes=-")
-        fault = take_fault(is_blob, is_multi, is_suffix)
+        is_referrers = "/referrers/" in path or "/manifests/sha256-" in path
+        ua = [v for k, v in headers if k.lower() == "user-agent"]
+        is_lazypull_whole = (is_blob and not rng and bool(ua)
+                             and ua[0].startswith("lazypull/"))
+        fault = take_fault(is_blob, is_multi, is_suffix, is_referrers,
+                           is_lazypull_whole)
         if fault == "reset":
             reset(conn)
             return
-        if fault == "stall":
-            time.sleep(30)
+        if fault in ("stall", "stall-long"):
+            time.sleep(30 if fault == "stall" else 120)
             conn.close()
             return
         if fault == "503":

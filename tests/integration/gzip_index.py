@@ -21,6 +21,7 @@ usage:
                         at (the last with out <= its header offset) with
                         its last 4 KiB changed; span digests all right
      mode PATH          PATH's mode given the setuid bit
+     blob-size          the indexed blob's size 4096 bytes larger
      huge-files         the file count 0xffffffff
      huge-strings       the strings section size 0xffffffff
      deep-path          a path of 300 components
@@ -155,6 +156,10 @@ def forge(src, out, how, args):
         # an entry's mode made setuid, all else right
         rec = ix.files[ix.find(args[0])]
         struct.pack_into("<I", rec, 32, struct.unpack_from("<I", rec, 32)[0] | 0o4000)
+    elif how == "blob-size":
+        # the indexed blob's size said 4096 bytes larger, all else right
+        raw = bytearray(ix.serialise())
+        struct.pack_into("<Q", raw, 16, ix.blob_size + 4096)
     elif how == "huge-files":
         raw = bytearray(ix.serialise())
         struct.pack_into("<I", raw, 72, 0xFFFFFFFF)

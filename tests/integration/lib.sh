@@ -499,6 +499,33 @@ EOF
 # state in $T/ctrd, lazypull ($SOCK) as proxy snapshotter "lazypull";
 # EXTRA_DISABLED (plugin IDs) are disabled too, EXTRA_TOML is appended to
 # the configuration (scripts/containerd-conf.sh). Serving within 30 s or the test fails. Sets CTRD_PID.
+# lp_cri_plugin_conf HOST...: containerd's CRI plugin section for a test
+# (its snapshotter lazypull with the snapshot annotations, CNI directories
+# under $T/cni made here, no TCP or CDI) with a plain-HTTP mirror entry for
+# each registry HOST given; for lp_stack_containerd's second argument.
+lp_cri_plugin_conf() {
+	local h
+	mkdir -p "$T/cni/bin" "$T/cni/conf"
+	cat <<EOF
+[plugins."io.containerd.grpc.v1.cri"]
+  enable_cdi = false
+  disable_tcp_service = true
+  stream_server_port = "0"
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  snapshotter = "lazypull"
+  disable_snapshot_annotations = false
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "$T/cni/bin"
+  conf_dir = "$T/cni/conf"
+EOF
+	for h in "$@"; do
+		cat <<EOF
+[plugins."io.containerd.grpc.v1.cri".registry.mirrors."$h"]
+  endpoint = ["http://$h"]
+EOF
+	done
+}
+
 lp_stack_containerd() {
 	mkdir -p "$T/ctrd"
 	lp_containerd_conf "$T/ctrd" "$CSOCK" "$1" "lazypull=$SOCK" "$2" >"$T/containerd.toml"

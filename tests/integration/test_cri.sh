@@ -34,7 +34,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 lp_stack_init
-lp_require htpasswd
+lp_require htpasswd skopeo gzip
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import grpc' 2>/dev/null ||
 	lp_skip_or_fail "python3-grpcio for /usr/bin/python3 not installed"
 KUBELET="/usr/bin/python3 $LP_SOURCE_DIR/tests/integration/cri_kubelet.py"
@@ -68,6 +68,15 @@ lp_run "$T/conv.out" "$T/conv.err" "$LAZYPULL" convert --plain-http -q --chunk-s
 	"oci:$T/layout:two" "$REG/cri/a:esgz" || { show_err "$T/conv.err"; fail "lazypull convert A"; }
 lp_run "$T/conv.out" "$T/conv.err" "$LAZYPULL" convert --plain-http -q \
 	"oci:$T/layout:two" "$REG/cri/b:esgz" || { show_err "$T/conv.err"; fail "lazypull convert B"; }
+# image P: plain gzip (never converted), indexed with `lazypull index`
+make_busybox_rootfs "$T/rootfs.tar"
+gzip -n -6 <"$T/rootfs.tar" >"$T/p.tar.gz"
+python3 "$LP_SOURCE_DIR/tests/integration/gzip_index.py" layout "$T/p.tar.gz" "$T/p.layout" ||
+	fail "the layout of P"
+skopeo copy -q --dest-tls-verify=false "oci:$T/p.layout:v1" "docker://$REG/cri/p:v1" || fail "skopeo copy of P"
+lp_run "$T/ixp.out" "$T/ixp.err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K \
+	"$REG/cri/p:v1" || { show_err "$T/ixp.err"; fail "lazypull index P"; }
+LAYER_P="sha256:$(sha256sum "$T/p.tar.gz" | cut -d' ' -f1)"
 BLOB_BYTES=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
 	"http://$REG/v2/cri/b/manifests/esgz" | python3 -c '
 import json, sys
@@ -147,26 +156,7 @@ SNAP_PID=$!
 wait_for 20 "the snapshotter to serve" grep -q "snapshotter: serving" "$T/snap.log"
 grep -q "CRI image-service proxy on $CRISOCK" "$T/snap.log" || fail "the CRI proxy did not start"
 [ "$(stat -c %a "$CRISOCK")" = 600 ] || fail "the proxy socket is mode $(stat -c %a "$CRISOCK"), not 600"
-mkdir -p "$T/cni/bin" "$T/cni/conf"
-lp_stack_containerd "" "$(cat <<EOF
-[plugins."io.containerd.grpc.v1.cri"]
-  enable_cdi = false
-  disable_tcp_service = true
-  stream_server_port = "0"
-[plugins."io.containerd.grpc.v1.cri".containerd]
-  snapshotter = "lazypull"
-  disable_snapshot_annotations = false
-[plugins."io.containerd.grpc.v1.cri".cni]
-  bin_dir = "$T/cni/bin"
-  conf_dir = "$T/cni/conf"
-[plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REG"]
-  endpoint = ["http://$REG"]
-[plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REG2"]
-  endpoint = ["http://$REG2"]
-[plugins."io.containerd.grpc.v1.cri".registry.mirrors."$STALL"]
-  endpoint = ["http://$STALL"]
-EOF
-)"
+lp_stack_containerd "" "$(lp_cri_plugin_conf "$REG" "$REG2" "$STALL")"
 ok "containerd's CRI plugin serves (no CNI: image service only); proxy on $CRISOCK -> $CSOCK"
 
 # --- 1. forwarding ------------------------------------------------------------
@@ -238,6 +228,31 @@ ok "ListImages shows A and B; the password is not in the log"
 $KUBELET "$CRISOCK" remove "$REG/cri/a:esgz" >/dev/null 2>"$T/err" || { show_err "$T/err"; fail "RemoveImage through the proxy"; }
 [ "$($KUBELET "$CRISOCK" status "$REG/cri/a:esgz")" = absent ] || fail "A still there after RemoveImage"
 ok "RemoveImage through the proxy"
+
+# --- 3b. the index lookup's answers are per credentials ---------------------------
+say "3b. plain indexed P: refused without credentials, then lazy through the proxy with them"
+# kubelet pulls P from containerd directly (containerd has the credentials,
+# the snapshotter none): the lookup is refused (401), plain path, and that
+# answer is cached for 30 s; P removed (its snapshot with it), kubelet pulls
+# it again through the proxy with credentials within those 30 s: the
+# credentialed lookup must not be served the credential-less answer
+nr=$(metric 'lazypull_fallbacks_total{reason="registry"}')
+$KUBELET "$CSOCK" pull "$REG/cri/p:v1" alice s3cret >"$T/out" 2>"$T/err" ||
+	{ show_err "$T/err"; fail "PullImage of P at containerd"; }
+[ "$(metric 'lazypull_fallbacks_total{reason="registry"}')" = $((nr + 1)) ] ||
+	fail "P without credentials: registry fallbacks went $nr -> $(metric 'lazypull_fallbacks_total{reason="registry"}')"
+$KUBELET "$CSOCK" remove "$REG/cri/p:v1" >/dev/null 2>"$T/err" || { show_err "$T/err"; fail "RemoveImage of P"; }
+CHAIN_P=$(grep "layer $LAYER_P (chain " "$T/snap.log" | head -1 | sed 's/.*(chain \(sha256:[0-9a-f]*\)).*/\1/')
+[ -n "$CHAIN_P" ] || fail "no plain-path log line of P's layer"
+wait_for 20 "P's snapshot to be collected" sh -c \
+	"! ctr --address '$CSOCK' -n k8s.io snapshots --snapshotter lazypull ls | grep -q '^$CHAIN_P'"
+r0=$(remote_count)
+$KUBELET "$CRISOCK" pull "$REG/cri/p:v1" alice s3cret >"$T/out" 2>"$T/err" ||
+	{ show_err "$T/err"; fail "PullImage of P through the proxy"; }
+grep -q "layer $LAYER_P mounted lazily through its gzip index" "$T/snap.log" ||
+	fail "P with credentials was not mounted through its index: $(grep "$LAYER_P" "$T/snap.log" | tail -2)"
+[ "$(($(remote_count) - r0))" = 1 ] || fail "P: no remote snapshot through the proxy"
+ok "P: the credential-less lookup's refusal was not served to the credentialed one: mounted through its index"
 
 # --- 4. an identity token (OAuth2 refresh token) ---------------------------------
 say "4. PullImage of C with an identity token from a token-auth registry: lazy"

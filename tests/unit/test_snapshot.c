@@ -385,6 +385,129 @@ static void test_grpc_codes(void **state)
 	assert_int_equal(lp_snap_grpc_code(-EINVAL), 3); /* INVALID_ARG */
 }
 
+/* write @text to @dir/@name; its path into @path */
+static void put_file(const char *dir, const char *name, const char *text,
+		     char *path, size_t size)
+{
+	FILE *f;
+
+	snprintf(path, size, "%s/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* the config keys of the gzip index lookup, and the bounded file read */
+static void test_config_index(void **state)
+{
+	struct env *e = *state;
+	struct lp_snap_config c;
+	struct lp_err err = { 0 };
+	char path[256], link[300], many[4096];
+	uint8_t *data = NULL;
+	size_t len = 0, i, n;
+	struct lp_buf b;
+
+	assert_int_equal(lp_snap_config_init(&c), 0);
+	assert_true(c.index_lookup); /* on by default */
+	assert_int_equal(c.n_index_dirs, 0);
+	put_file(e->dir, "c1.json",
+		 "{\"index_dirs\": [\"/a\", \"/b\"], \"index_lookup\": false}",
+		 path, sizeof(path));
+	assert_int_equal(lp_snap_config_load(&c, path, &err), 0);
+	assert_false(c.index_lookup);
+	assert_int_equal(c.n_index_dirs, 2);
+	assert_string_equal(c.index_dirs[0], "/a");
+	assert_string_equal(c.index_dirs[1], "/b");
+	assert_null(c.index_dirs[2]);
+	/* wrong types, empty entries, too many entries: refused */
+	put_file(e->dir, "c2.json", "{\"index_dirs\": \"/a\"}", path,
+		 sizeof(path));
+	assert_int_equal(lp_snap_config_load(&c, path, &err), -EINVAL);
+	lp_err_clear(&err);
+	put_file(e->dir, "c3.json", "{\"index_dirs\": [\"\"]}", path,
+		 sizeof(path));
+	assert_int_equal(lp_snap_config_load(&c, path, &err), -EINVAL);
+	lp_err_clear(&err);
+	/* relative: refused, like a relative root or address */
+	put_file(e->dir, "c3r.json", "{\"index_dirs\": [\"rel/dir\"]}", path,
+		 sizeof(path));
+	assert_int_equal(lp_snap_config_load(&c, path, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "index_dirs[0]"));
+	assert_non_null(strstr(err.msg, "absolute"));
+	lp_err_clear(&err);
+	put_file(e->dir, "c4.json", "{\"index_lookup\": 1}", path,
+		 sizeof(path));
+	assert_int_equal(lp_snap_config_load(&c, path, &err), -EINVAL);
+	lp_err_clear(&err);
+	n = (size_t)snprintf(many, sizeof(many), "{\"index_dirs\": [");
+	for (i = 0; i < LP_SNAP_INDEX_DIRS_MAX; i++)
+		n += (size_t)snprintf(many + n, sizeof(many) - n, "%s\"/d%zu\"",
+				      i ? "," : "", i);
+	snprintf(many + n, sizeof(many) - n, "]}");
+	put_file(e->dir, "c5.json", many, path, sizeof(path));
+	assert_int_equal(lp_snap_config_load(&c, path, &err), -E2BIG);
+	assert_non_null(strstr(err.msg, "too many"));
+	assert_true(c.n_index_dirs <= LP_SNAP_INDEX_DIRS_MAX);
+	lp_snap_config_release(&c);
+	lp_err_clear(&err);
+	/* the bound exactly, on a fresh config: 16 taken, the 17th refused */
+	assert_int_equal(LP_SNAP_INDEX_DIRS_MAX, 16);
+	assert_int_equal(lp_snap_config_init(&c), 0);
+	put_file(e->dir, "c6.json", many, path, sizeof(path));
+	assert_int_equal(lp_snap_config_load(&c, path, &err), 0);
+	assert_int_equal(c.n_index_dirs, LP_SNAP_INDEX_DIRS_MAX);
+	assert_string_equal(c.index_dirs[LP_SNAP_INDEX_DIRS_MAX - 1], "/d15");
+	assert_null(c.index_dirs[LP_SNAP_INDEX_DIRS_MAX]);
+	assert_int_equal(lp_snap_config_add_index_dir(&c, "/d16"), -E2BIG);
+	assert_int_equal(c.n_index_dirs, LP_SNAP_INDEX_DIRS_MAX);
+	lp_snap_config_release(&c);
+	assert_int_equal(lp_snap_config_init(&c), 0);
+	n = (size_t)snprintf(many, sizeof(many), "{\"index_dirs\": [");
+	for (i = 0; i <= LP_SNAP_INDEX_DIRS_MAX; i++)
+		n += (size_t)snprintf(many + n, sizeof(many) - n, "%s\"/d%zu\"",
+				      i ? "," : "", i);
+	snprintf(many + n, sizeof(many) - n, "]}");
+	put_file(e->dir, "c7.json", many, path, sizeof(path));
+	assert_int_equal(lp_snap_config_load(&c, path, &err), -E2BIG);
+	assert_non_null(strstr(err.msg, "index_dirs[16]"));
+	lp_err_clear(&err);
+	lp_snap_config_release(&c);
+
+	/* lp_snap_read_file(): bounded, regular files only, no symlinks */
+	put_file(e->dir, "ix", "0123456789", path, sizeof(path));
+	assert_int_equal(lp_snap_read_file(path, 10, &data, &len), 0);
+	assert_int_equal(len, 10);
+	assert_memory_equal(data, "0123456789", 10);
+	free(data);
+	assert_int_equal(lp_snap_read_file(path, 9, &data, &len), -EFBIG);
+	snprintf(link, sizeof(link), "%s/link", e->dir);
+	assert_int_equal(symlink(path, link), 0);
+	assert_int_equal(lp_snap_read_file(link, 10, &data, &len), -ELOOP);
+	assert_int_equal(lp_snap_read_file(e->dir, 10, &data, &len), -EINVAL);
+	snprintf(link, sizeof(link), "%s/none", e->dir);
+	assert_int_equal(lp_snap_read_file(link, 10, &data, &len), -ENOENT);
+
+	/* the new reasons are counted and exposed */
+	lp_snap_metrics_fallback(e->metrics, LP_FALLBACK_NO_INDEX);
+	lp_snap_metrics_fallback(e->metrics, LP_FALLBACK_ZSTD_UNINDEXED);
+	lp_snap_metrics_fallback(e->metrics, LP_FALLBACK_BAD_INDEX);
+	lp_snap_metrics_fallback(e->metrics, LP_FALLBACK_BAD_INDEX);
+	lp_snap_metrics_indexed(e->metrics);
+	lp_buf_init(&b, 1 << 20);
+	assert_int_equal(lp_snap_metrics_render(e->metrics, NULL, &b), 0);
+	assert_non_null(strstr((char *)b.data, "lazypull_fallbacks_total{"
+					       "reason=\"no_index\"} 1"));
+	assert_non_null(strstr((char *)b.data, "lazypull_fallbacks_total{"
+					       "reason=\"zstd_unindexed\"} 1"));
+	assert_non_null(strstr((char *)b.data, "lazypull_fallbacks_total{"
+					       "reason=\"bad_index\"} 2"));
+	assert_non_null(
+		strstr((char *)b.data, "lazypull_index_mounts_total 1"));
+	lp_buf_release(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -397,6 +520,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fallback_and_strict, setup,
 						teardown),
 		cmocka_unit_test(test_grpc_codes),
+		cmocka_unit_test_setup_teardown(test_config_index, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,761 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Finding the gzip index of a plain layer (issue 14, docs/snapshotter.md
+ * "Plain gzip layers"): a layer whose labels carry no TOC digest may still
+ * be mounted lazily when someone ran `lazypull index` on its image. The
+ * index is looked for in the directories the config names (the layout
+ * `lazypull index --output DIR` writes: DIR/<layer hex>.gzidx), then in the
+ * registry among the artifacts that refer to the image manifest (what
+ * `lazypull index IMAGE` pushes: an OCI manifest of artifact type
+ * LP_INDEX_ARTIFACT_TYPE whose layers are the indexes, each annotated with
+ * the layer it indexes). Everything found is input from outside: sizes are
+ * bounded before anything is read, and a candidate counts only once
+ * lp_index_parse() took it and it names this layer. What an index vouches
+ * for at read time (span digests, tar headers) is the mount's business
+ * (lp_mount_layer()); this file only decides which bytes to hand it.
+ *
+ * What the registry says about an image (its manifest's layers, the indexes
+ * its referrers offer, or that it has none) is kept for
+ * LP_SNAP_INDEX_CACHE_TTL_S in a small cache, so that containerd's walk
+ * down an image's layers asks for the manifest and the referrers once, not
+ * once per layer; an index pushed meanwhile shows once that has passed.
+ *
+ * A lookup ends within LP_SNAP_INDEX_LOOKUP_MS: it is checked before every
+ * request, and each request is bounded (the caller's registry client has
+ * short timeouts, LP_SNAP_INDEX_REQUEST_MS); past it the layer takes the
+ * plain path (reason index_timeout). A failure to read the manifest or
+ * the referrers is cached like an answer, so that the image's other layers
+ * do not wait for the same registry again.
+ *
+ * Threads: any number of lookups may run at once; the cache has one lock,
+ * taken alone and never across I/O.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lp_common.h"
+#include "lp_log.h"
+#include "lp_registry.h"
+#include "snap_int.h"
+
+uint64_t lp_snap_index_bound(uint64_t layer_size)
+{
+	uint64_t b = layer_size / LP_SNAP_INDEX_LAYER_DIV + LP_SNAP_INDEX_SLACK;
+
+	if (!layer_size || b > LP_SNAP_INDEX_MAX)
+		return LP_SNAP_INDEX_MAX;
+	return b;
+}
+
+void lp_snap_index_found_clear(struct lp_snap_index_found *f)
+{
+	if (!f)
+		return;
+	free(f->data);
+	memset(f, 0, sizeof(*f));
+}
+
+/* what a lookup saw: the first refusal, for the reason bad_index */
+struct lookup {
+	const struct lp_digest *layer;
+	uint64_t size; /* the descriptor's; 0: not known (yet) */
+	const char *want_index; /* the index digest to accept, or NULL */
+	uint64_t deadline_ns; /* lp_mono_ns() past which it gives up */
+	bool refused; /* a candidate was refused */
+	struct lp_err refusal; /* why (the first) */
+	bool unreachable; /* a candidate could not be fetched */
+	struct lp_err failure; /* why (the first) */
+};
+
+/*
+ * check() - take @data (@len bytes, malloc'ed; taken in every case) from
+ * @where as the index of @lk->layer if it is one: it parses, names the
+ * layer, and agrees with the descriptor's size. Returns 1 taken (@ret
+ * filled), 0 refused (logged, remembered in @lk).
+ */
+static int check(struct lookup *lk, uint8_t *data, size_t len,
+		 const char *where, struct lp_snap_index_found *ret)
+{
+	struct lp_index *ix = NULL;
+	struct lp_err err = { 0 };
+	struct lp_digest id;
+	char want[LP_DIGEST_STR_LEN + 1], got[LP_DIGEST_STR_LEN + 1];
+	int r;
+
+	lp_sha256(data, len, &id);
+	lp_digest_format(&id, got);
+	if (lk->want_index && strcmp(got, lk->want_index)) {
+		r = lp_err_set(&err, -EBADMSG,
+			       "its digest is %s, the layer's recorded index "
+			       "is %s",
+			       got, lk->want_index);
+		goto refused;
+	}
+	r = lp_index_parse(data, len, &ix, &err);
+	if (r < 0)
+		goto refused;
+	if (!lp_digest_equal(lp_index_blob_digest(ix), lk->layer)) {
+		lp_digest_format(lk->layer, want);
+		lp_digest_format(lp_index_blob_digest(ix), got);
+		r = lp_err_set(&err, -EBADMSG, "it indexes layer %s, not %s",
+			       got, want);
+		goto refused;
+	}
+	if (lk->size && lp_index_blob_size(ix) != lk->size) {
+		r = lp_err_set(&err, -EBADMSG,
+			       "it indexes a blob of %llu bytes, the manifest "
+			       "says %llu",
+			       (unsigned long long)lp_index_blob_size(ix),
+			       (unsigned long long)lk->size);
+		goto refused;
+	}
+	lp_snap_index_found_clear(ret);
+	lp_digest_format(&id, ret->digest);
+	ret->blob_size = lp_index_blob_size(ix);
+	snprintf(ret->where, sizeof(ret->where), "%s", where);
+	ret->data = data;
+	ret->len = len;
+	lp_index_free(ix);
+	return 1;
+refused:
+	lp_digest_format(lk->layer, want);
+	lp_log_warn("layer %s: gzip index from %s refused: %s", want, where,
+		    lp_err_str(&err, r));
+	if (!lk->refused)
+		lp_err_set(&lk->refusal, r, "gzip index from %s refused: %s",
+			   where, lp_err_str(&err, r));
+	lk->refused = true;
+	lp_index_free(ix);
+	free(data);
+	return 0;
+}
+
+int lp_snap_read_file(const char *path, size_t limit, uint8_t **ret,
+		      size_t *ret_len)
+{
+	struct stat st;
+	uint8_t *p = NULL;
+	size_t got = 0;
+	ssize_t n;
+	int fd, r = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = -EINVAL;
+		goto out;
+	}
+	if ((uint64_t)st.st_size > limit) {
+		r = -EFBIG;
+		goto out;
+	}
+	p = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!p) {
+		r = -ENOMEM;
+		goto out;
+	}
+	while (got < (size_t)st.st_size) {
+		n = read(fd, p + got, (size_t)st.st_size - got);
+		if (n <= 0) {
+			r = n < 0 ? -errno : -EIO; /* shrank meanwhile */
+			goto out;
+		}
+		got += (size_t)n;
+	}
+	*ret = p;
+	*ret_len = got;
+	p = NULL;
+out:
+	free(p);
+	close(fd);
+	return r;
+}
+
+/* DIR/<hex>.gzidx in each configured directory; 1 found, 0 not */
+static int find_local(const struct lp_snap_config *c, struct lookup *lk,
+		      struct lp_snap_index_found *ret)
+{
+	char ds[LP_DIGEST_STR_LEN + 1], path[LP_SNAP_PATH_MAX];
+	uint8_t *data;
+	size_t i, len = 0;
+	int r;
+
+	lp_digest_format(lk->layer, ds);
+	for (i = 0; i < c->n_index_dirs; i++) {
+		if (snprintf(path, sizeof(path), "%s/%s" LP_SNAP_INDEX_SUFFIX,
+			     c->index_dirs[i], ds + 7) >= (int)sizeof(path))
+			continue;
+		data = NULL;
+		r = lp_snap_read_file(path, LP_SNAP_INDEX_MAX, &data, &len);
+		if (r == -ENOENT)
+			continue;
+		if (r < 0) {
+			lp_log_warn("layer %s: gzip index %s: %s", ds, path,
+				    r == -EFBIG ? "bigger than the bound "
+						  "LP_SNAP_INDEX_MAX" :
+						  strerror(-r));
+			/* the file's fault (too big, not a regular file, a
+			 * symlink) refuses it; a local I/O or permission
+			 * problem does not make it a bad index */
+			if (r != -EFBIG && r != -EINVAL && r != -ELOOP)
+				continue;
+			if (!lk->refused)
+				lp_err_set(&lk->refusal, r, "gzip index %s: %s",
+					   path, strerror(-r));
+			lk->refused = true;
+			continue;
+		}
+		if (check(lk, data, len, path, ret))
+			return 1;
+	}
+	return 0;
+}
+
+/* -ETIMEDOUT (@err says so) when @lk is past its deadline, before @step */
+static int over(const struct lookup *lk, const char *step, struct lp_err *err)
+{
+	if (lp_mono_ns() < lk->deadline_ns)
+		return 0;
+	return lp_err_set(err, -ETIMEDOUT,
+			  "the gzip index lookup took over %d ms (before %s)",
+			  LP_SNAP_INDEX_LOOKUP_MS, step);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+
+	return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* ---- what the registry says about an image, cached ------------------- */
+
+/* a gzip index an artifact offers for a layer (not fetched yet) */
+struct offer {
+	struct lp_digest layer, index;
+	uint64_t size;
+	char artifact[LP_DIGEST_STR_LEN + 1];
+};
+
+struct img_layer {
+	struct lp_digest digest;
+	uint64_t size;
+	char *media_type; /* "" when absent */
+};
+
+/*
+ * One image's manifest and referrers, as fetched: immutable once made,
+ * shared by reference (the count under the cache's lock).
+ */
+struct img {
+	char key[LP_SNAP_PATH_MAX]; /* host/repo|manifest digest or tag */
+	/* whose answer: the credentials it was asked with (a reference
+	 * held, so no other identity's handle can take its address), NULL
+	 * the client's; served only to lookups with the same handle */
+	struct lp_reg_auth *auth;
+	uint64_t at_ns; /* fetched then (lp_mono_ns) */
+	unsigned int refs; /* protected by the cache's lock */
+	char manifest[LP_DIGEST_STR_LEN + 1];
+	struct img_layer *layers;
+	size_t n_layers;
+	struct offer *offers; /* newest artifact first */
+	size_t n_offers;
+	size_t n_referrers, n_examined;
+	size_t n_other; /* referrers of another artifact type, not fetched */
+	bool no_referrers; /* the registry has none for the manifest */
+	/* the registry could not be read (cached too): -errno, the reason
+	 * and why; 0 otherwise */
+	int error;
+	enum lp_snap_fallback why;
+	char msg[LP_ERR_MSG_MAX];
+};
+
+struct lp_snap_index_cache {
+	pthread_mutex_t lock;
+	struct img *slot[LP_SNAP_INDEX_CACHE_ENTRIES]; /* protected by lock */
+};
+
+static void img_free(struct img *im)
+{
+	size_t i;
+
+	if (!im)
+		return;
+	for (i = 0; i < im->n_layers; i++)
+		free(im->layers[i].media_type);
+	free(im->layers);
+	free(im->offers);
+	lp_reg_auth_unref(im->auth);
+	free(im);
+}
+
+int lp_snap_index_cache_new(struct lp_snap_index_cache **ret_c)
+{
+	struct lp_snap_index_cache *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	*ret_c = c;
+	return 0;
+}
+
+void lp_snap_index_cache_free(struct lp_snap_index_cache *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < LP_SNAP_INDEX_CACHE_ENTRIES; i++)
+		img_free(c->slot[i]); /* no lookup runs any more */
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+static void img_unref(struct lp_snap_index_cache *c, struct img *im)
+{
+	bool last;
+
+	if (!im)
+		return;
+	pthread_mutex_lock(&c->lock);
+	last = --im->refs == 0;
+	pthread_mutex_unlock(&c->lock);
+	if (last)
+		img_free(im);
+}
+
+static bool fresh(const struct img *im, uint64_t now)
+{
+	return now - im->at_ns <
+	       (uint64_t)LP_SNAP_INDEX_CACHE_TTL_S * 1000000000u;
+}
+
+/* the fresh entry for @key asked with @auth, referenced (img_unref()), or
+ * NULL */
+static struct img *cache_get(struct lp_snap_index_cache *c, const char *key,
+			     const struct lp_reg_auth *auth)
+{
+	struct img *im = NULL;
+	uint64_t now = lp_mono_ns();
+	size_t i;
+
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < LP_SNAP_INDEX_CACHE_ENTRIES; i++) {
+		if (c->slot[i] && !strcmp(c->slot[i]->key, key) &&
+		    c->slot[i]->auth == auth && fresh(c->slot[i], now)) {
+			im = c->slot[i];
+			im->refs++;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return im;
+}
+
+/* keep @im (the caller keeps its own reference), replacing an entry of
+ * the same key, else the oldest */
+static void cache_put(struct lp_snap_index_cache *c, struct img *im)
+{
+	struct img *old = NULL;
+	size_t i, victim = 0;
+
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < LP_SNAP_INDEX_CACHE_ENTRIES; i++) {
+		if (!c->slot[i] || (!strcmp(c->slot[i]->key, im->key) &&
+				    c->slot[i]->auth == im->auth)) {
+			victim = i;
+			break;
+		}
+		if (c->slot[i]->at_ns < c->slot[victim]->at_ns)
+			victim = i;
+	}
+	old = c->slot[victim];
+	c->slot[victim] = im;
+	im->refs++;
+	if (old && --old->refs > 0)
+		old = NULL; /* still in use: its last user frees it */
+	pthread_mutex_unlock(&c->lock);
+	img_free(old);
+}
+
+static const struct img_layer *img_layer(const struct img *im,
+					 const struct lp_digest *d)
+{
+	size_t i;
+
+	for (i = 0; i < im->n_layers; i++)
+		if (lp_digest_equal(&im->layers[i].digest, d))
+			return &im->layers[i];
+	return NULL;
+}
+
+/* the gzip indexes artifact @e of the referrers offers, appended to @im */
+static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			  const struct lp_reg_desc *e, struct img *im,
+			  size_t *cap)
+{
+	struct lp_reg_manifest *art = NULL;
+	struct lp_reg_ref aref = *ref;
+	struct lp_err err = { 0 };
+	const struct lp_reg_desc *d;
+	struct offer *o;
+	const char *a;
+	size_t k;
+	int r;
+
+	aref.tag[0] = '\0';
+	aref.has_digest = true;
+	aref.digest = e->digest;
+	r = lp_reg_manifest_get(reg, &aref, &art, &err);
+	if (r < 0) {
+		char as[LP_DIGEST_STR_LEN + 1];
+
+		lp_digest_format(&e->digest, as);
+		lp_log_warn("%s/%s: referrer %s unreadable: %s", ref->host,
+			    ref->repo, as, lp_err_str(&err, r));
+		return;
+	}
+	for (k = 0;
+	     !lp_reg_manifest_is_index(art) && k < lp_reg_manifest_count(art);
+	     k++) {
+		d = lp_reg_manifest_layer(art, k);
+		a = lp_reg_desc_annotation(d, LP_INDEX_ANN_LAYER);
+		if (!d->media_type ||
+		    strcmp(d->media_type, LP_INDEX_MEDIA_TYPE) || !a ||
+		    im->n_offers >= LP_SNAP_INDEX_OFFERS_MAX ||
+		    lp_grow_array((void **)&im->offers, cap, im->n_offers + 1,
+				  sizeof(*im->offers)) < 0)
+			continue;
+		o = &im->offers[im->n_offers];
+		if (lp_digest_parse(a, &o->layer) < 0)
+			continue;
+		o->index = d->digest;
+		o->size = d->size;
+		lp_digest_format(&e->digest, o->artifact);
+		im->n_offers++;
+	}
+	lp_reg_manifest_free(art);
+}
+
+/*
+ * img_fetch() - what the registry says about image @ref (by
+ * @manifest_digest when given): its manifest's layers, and the gzip
+ * indexes its newest LP_SNAP_INDEX_REFERRERS_MAX referrers offer. Returns
+ * 0 with *@ret_im (one reference), or -errno with @err (manifest or
+ * referrers unreachable).
+ */
+static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		     const char *key, const struct lp_digest *manifest_digest,
+		     const struct lookup *lk, struct img **ret_im,
+		     struct lp_err *err)
+{
+	struct lp_reg_manifest *m = NULL, *refs = NULL;
+	struct lp_reg_ref mref = *ref;
+	struct lp_err why = { 0 }; /* what the registry said */
+	const struct lp_reg_desc *d, *e;
+	struct img *im = NULL;
+	size_t i, cap = 0;
+	int r;
+
+	if (manifest_digest) {
+		mref.tag[0] = '\0';
+		mref.has_digest = true;
+		mref.digest = *manifest_digest;
+	}
+	im = calloc(1, sizeof(*im));
+	if (!im)
+		return -ENOMEM;
+	im->refs = 1;
+	im->at_ns = lp_mono_ns();
+	snprintf(im->key, sizeof(im->key), "%s", key);
+	im->auth = lp_reg_auth_ref(ref->auth);
+	r = over(lk, "the image manifest", err);
+	if (r < 0)
+		goto out;
+	r = lp_reg_manifest_fetch(reg, &mref, NULL, &m, &why);
+	if (r < 0) {
+		r = lp_err_set_from(err, &why, r, "the image manifest: %s",
+				    lp_err_str(&why, r));
+		goto out;
+	}
+	lp_digest_format(lp_reg_manifest_digest(m), im->manifest);
+	im->layers = calloc(lp_reg_manifest_count(m) + 1, sizeof(*im->layers));
+	if (!im->layers) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < lp_reg_manifest_count(m); i++) {
+		d = lp_reg_manifest_layer(m, i);
+		im->layers[i].digest = d->digest;
+		im->layers[i].size = d->size;
+		im->layers[i].media_type =
+			strdup(d->media_type ? d->media_type : "");
+		if (!im->layers[i].media_type) {
+			r = -ENOMEM;
+			goto out;
+		}
+		im->n_layers++;
+	}
+	r = over(lk, "the referrers", err);
+	if (r < 0)
+		goto out;
+	r = lp_reg_referrers(reg, ref, lp_reg_manifest_digest(m),
+			     LP_INDEX_ARTIFACT_TYPE, &refs, &why);
+	if (r == -ENOENT) {
+		im->no_referrers = true;
+		r = 0;
+		goto out;
+	}
+	if (r < 0) {
+		r = lp_err_set_from(err, &why, r, "the image's referrers: %s",
+				    lp_err_str(&why, r));
+		goto out;
+	}
+	/* from the end: the tag schema's index is append-ordered (an index
+	 * pushed again is last); the API's order is not specified. Entries
+	 * of another artifact type are passed over unfetched (the tag schema
+	 * is never filtered; a registry may ignore ?artifactType=). */
+	im->n_referrers = lp_reg_manifest_count(refs);
+	for (i = im->n_referrers;
+	     i-- > 0 && im->n_examined < LP_SNAP_INDEX_REFERRERS_MAX;) {
+		e = lp_reg_manifest_layer(refs, i);
+		if (e->artifact_type &&
+		    strcmp(e->artifact_type, LP_INDEX_ARTIFACT_TYPE)) {
+			im->n_other++;
+			continue;
+		}
+		r = over(lk, "a referrer artifact", err);
+		if (r < 0)
+			goto out;
+		read_artifact(reg, ref, e, im, &cap);
+		im->n_examined++;
+	}
+out:
+	lp_reg_manifest_free(refs);
+	lp_reg_manifest_free(m);
+	if (r < 0) {
+		img_free(im);
+		return r;
+	}
+	*ret_im = im;
+	return 0;
+}
+
+/*
+ * img_failed() - an entry saying that the registry could not be read for
+ * image @key (@r, @err), to be cached like an answer; NULL: no memory
+ */
+static struct img *img_failed(const char *key, struct lp_reg_auth *auth, int r,
+			      enum lp_snap_fallback why,
+			      const struct lp_err *err)
+{
+	struct img *im = calloc(1, sizeof(*im));
+
+	if (!im)
+		return NULL;
+	im->refs = 1;
+	im->at_ns = lp_mono_ns();
+	snprintf(im->key, sizeof(im->key), "%s", key);
+	im->error = r;
+	im->why = why;
+	im->auth = lp_reg_auth_ref(auth);
+	snprintf(im->msg, sizeof(im->msg), "%s", lp_err_str(err, r));
+	return im;
+}
+
+/* the offered index @o of our layer, fetched and checked; 1 taken */
+static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		      const struct offer *o, struct lookup *lk,
+		      struct lp_snap_index_found *ret)
+{
+	char where[LP_SNAP_PATH_MAX], ls[LP_DIGEST_STR_LEN + 1];
+	struct lp_err err = { 0 };
+	void *data = NULL;
+	size_t len = 0;
+	int r;
+
+	lp_digest_format(lk->layer, ls);
+	snprintf(where, sizeof(where), "registry artifact %s", o->artifact);
+	if (o->size > lp_snap_index_bound(lk->size))
+		r = lp_err_set(
+			&err, -EFBIG,
+			"%llu bytes, over the bound %llu for a layer "
+			"of %llu bytes (not fetched)",
+			(unsigned long long)o->size,
+			(unsigned long long)lp_snap_index_bound(lk->size),
+			(unsigned long long)lk->size);
+	else { /* digest and size verified by the client */
+		r = lp_reg_fetch_blob_mem(reg, ref, &o->index, (size_t)o->size,
+					  &data, &len, &err);
+		if (r < 0 && r != -EFBIG) {
+			/* the registry's failure, not the index's */
+			lp_log_warn("layer %s: gzip index in %s: %s", ls, where,
+				    lp_err_str(&err, r));
+			if (!lk->unreachable)
+				lp_err_set(&lk->failure, r,
+					   "gzip index in %s: %s", where,
+					   lp_err_str(&err, r));
+			lk->unreachable = true;
+			return 0;
+		}
+	}
+	if (r < 0) {
+		lp_log_warn("layer %s: gzip index in %s: %s", ls, where,
+			    lp_err_str(&err, r));
+		if (!lk->refused)
+			lp_err_set(&lk->refusal, r, "gzip index in %s: %s",
+				   where, lp_err_str(&err, r));
+		lk->refused = true;
+		return 0;
+	}
+	return check(lk, data, len, where, ret);
+}
+
+int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
+		       const struct lp_snap_config *c,
+		       const struct lp_reg_ref *ref,
+		       const struct lp_digest *layer,
+		       const char *manifest_digest, const char *want_index,
+		       struct lp_snap_index_found *ret,
+		       enum lp_snap_fallback *ret_why, struct lp_err *err)
+{
+	char key[LP_SNAP_PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
+	struct lookup lk = { .layer = layer, .want_index = want_index };
+	const struct img_layer *d = NULL;
+	struct lp_digest md;
+	struct img *im = NULL;
+	size_t i, tried = 0;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	lk.deadline_ns = lp_mono_ns() + LP_SNAP_INDEX_LOOKUP_MS * 1000000ull;
+	*ret_why = LP_FALLBACK_BAD_LABELS;
+	if (manifest_digest && lp_digest_parse(manifest_digest, &md) < 0)
+		return lp_err_set(err, -EINVAL,
+				  "bad manifest digest label '%s'",
+				  manifest_digest);
+	*ret_why = LP_FALLBACK_NO_INDEX;
+	if (find_local(c, &lk, ret))
+		return 0;
+
+	/* the manifest: the layer's media type, the referrers' subject */
+	if (ref->has_digest)
+		lp_digest_format(&ref->digest, ds);
+	snprintf(key, sizeof(key), "%s/%s|%s", ref->host, ref->repo,
+		 manifest_digest ? manifest_digest :
+		 ref->has_digest ? ds :
+				   ref->tag);
+	im = cache_get(cache, key, ref->auth);
+	if (im && !im->error && !img_layer(im, layer)) { /* a tag moved? */
+		img_unref(cache, im);
+		im = NULL;
+	}
+	if (!im) {
+		r = img_fetch(reg, ref, key, manifest_digest ? &md : NULL, &lk,
+			      &im, err);
+		if (r == -ENOMEM)
+			goto out;
+		if (r < 0) { /* cached too: not asked again for a while */
+			im = img_failed(key, ref->auth, r,
+					lp_mono_ns() >= lk.deadline_ns ?
+						LP_FALLBACK_INDEX_TIMEOUT :
+						LP_FALLBACK_REGISTRY,
+					err);
+			if (!im)
+				goto out;
+		}
+		cache_put(cache, im);
+	}
+	if (im->error) {
+		*ret_why = im->why;
+		r = lp_err_set(err, im->error, "%s", im->msg);
+		goto out;
+	}
+	d = img_layer(im, layer);
+	if (!d) {
+		r = lp_err_set(err, -ENOENT,
+			       "the layer is not in the manifest %s (%s)",
+			       im->manifest, key);
+		goto out;
+	}
+	if (ends_with(d->media_type, "+zstd")) {
+		*ret_why = LP_FALLBACK_ZSTD_UNINDEXED;
+		r = lp_err_set(err, -EOPNOTSUPP,
+			       "a tar+zstd layer without a TOC (%s): no "
+			       "seekable index for zstd yet",
+			       d->media_type);
+		goto out;
+	}
+	if (!ends_with(d->media_type, "+gzip") &&
+	    !ends_with(d->media_type, ".gzip")) {
+		r = lp_err_set(err, -EOPNOTSUPP,
+			       "not a gzip layer (%s): nothing to index",
+			       *d->media_type ? d->media_type :
+						"no media type");
+		goto out;
+	}
+	lk.size = d->size;
+	if (im->no_referrers) {
+		r = lp_err_set(err, -ENOENT,
+			       "no gzip index: none in the index directories "
+			       "(%zu), no referrers of the image manifest %s",
+			       c->n_index_dirs, im->manifest);
+		goto out;
+	}
+	for (i = 0; i < im->n_offers; i++) {
+		if (!lp_digest_equal(&im->offers[i].layer, layer))
+			continue;
+		if (tried++ == LP_SNAP_INDEX_CANDIDATES_MAX) {
+			char ls[LP_DIGEST_STR_LEN + 1];
+
+			lp_digest_format(layer, ls);
+			lp_log_warn("layer %s: more than %d gzip indexes "
+				    "offered; the others are not tried",
+				    ls, LP_SNAP_INDEX_CANDIDATES_MAX);
+			break;
+		}
+		r = over(&lk, "a gzip index blob", err);
+		if (r < 0) {
+			*ret_why = LP_FALLBACK_INDEX_TIMEOUT;
+			goto out;
+		}
+		if (take_offer(reg, ref, &im->offers[i], &lk, ret)) {
+			r = 0;
+			goto out;
+		}
+	}
+	r = lp_err_set(err, -ENOENT,
+		       "no gzip index of this layer among the %zu referrer(s) "
+		       "of the image manifest %s%s",
+		       im->n_referrers, im->manifest,
+		       im->n_examined + im->n_other < im->n_referrers ?
+			       " (only the newest examined)" :
+			       "");
+out:
+	if (r < 0 && lk.refused && *ret_why == LP_FALLBACK_NO_INDEX) {
+		*ret_why = LP_FALLBACK_BAD_INDEX;
+		lp_err_clear(err);
+		r = lk.refusal.code < 0 ? lk.refusal.code : -EBADMSG;
+		lp_err_set(err, r, "%s", lp_err_str(&lk.refusal, r));
+	} else if (r < 0 && lk.unreachable &&
+		   *ret_why == LP_FALLBACK_NO_INDEX) {
+		*ret_why = LP_FALLBACK_REGISTRY;
+		lp_err_clear(err);
+		r = lk.failure.code < 0 ? lk.failure.code : -EIO;
+		lp_err_set(err, r, "%s", lp_err_str(&lk.failure, r));
+	}
+	img_unref(cache, im);
+	return r;
+}
