@@ -592,13 +592,14 @@ struct lp_blob *lp_layer_blob(const struct lp_layer *layer)
 }
 
 /*
- * read_chunk() - lp_layer_read_chunk(); with @whole_file, a chunk only the
- * file digest vouches for (LP_CHUNK_WHOLE_FILE) is decoded and returned
- * unchecked: the caller checks the file digest over the whole file.
+ * read_chunk() - lp_layer_read_chunk(); with @hashing (the caller hashes
+ * every byte of the file and checks the file digest over the whole file
+ * before it trusts any), a chunk only the file digest vouches for
+ * (LP_CHUNK_WHOLE_FILE) is decoded and returned unchecked; without it such
+ * a chunk is refused, whatever the caller thought the verdict was.
  */
 static int read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
-		      uint32_t ci, void *dst, bool whole_file,
-		      struct lp_err *err)
+		      uint32_t ci, void *dst, bool hashing, struct lp_err *err)
 {
 	struct lp_toc_chunk c;
 	struct lp_digest dg;
@@ -606,6 +607,7 @@ static int read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 	struct lp_err why = { 0 };
 	uint8_t *buf = NULL;
 	uint64_t len;
+	bool whole_file;
 	int r;
 
 	if (ci >= lp_toc_nr_chunks(layer->toc)) {
@@ -624,7 +626,7 @@ static int read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 	}
 	/* a chunk nothing can vouch for is not even read */
 	r = lp_chunk_digest(layer->toc, &c, &dg, &why);
-	if (r == LP_CHUNK_WHOLE_FILE && !whole_file)
+	if (r == LP_CHUNK_WHOLE_FILE && !hashing)
 		r = -EBADMSG; /* @why says so */
 	if (r < 0)
 		goto fail;
@@ -704,12 +706,26 @@ int lp_layer_read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 		const struct lp_toc_chunk c =
 			lp_toc_chunk(layer->toc, e->first_chunk + i);
 		struct lp_digest dg;
+		struct lp_err why = { 0 };
 
 		if (c.chunk_size > max)
 			max = c.chunk_size;
-		/* rule 3: only the file digest vouches for this chunk */
-		if (lp_chunk_digest(layer->toc, &c, &dg, NULL) ==
-		    LP_CHUNK_WHOLE_FILE)
+		/* rule 3: only the file digest vouches for this chunk; any
+		 * error (nothing vouches, the spilled table unreadable) fails
+		 * the file before a byte of it is read: a later verdict must
+		 * not find the file unhashed */
+		r = lp_chunk_digest(layer->toc, &c, &dg, &why);
+		if (r < 0) {
+			lp_toc_entry_path(layer->toc, ino, path, sizeof(path));
+			r = lp_err_set(err, r,
+				       "%s: \"%s\" chunk at file "
+				       "offset %llu: %s",
+				       lp_blob_name(layer->blob), path,
+				       (unsigned long long)c.chunk_offset,
+				       lp_err_str(&why, r));
+			goto out;
+		}
+		if (r == LP_CHUNK_WHOLE_FILE)
 			hash = true;
 	}
 	if (hash) {
@@ -727,7 +743,7 @@ int lp_layer_read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 		uint32_t ci = e->first_chunk + i;
 		const struct lp_toc_chunk c = lp_toc_chunk(layer->toc, ci);
 
-		r = read_chunk(layer, dec, ci, buf, true, err);
+		r = read_chunk(layer, dec, ci, buf, sha != NULL, err);
 		if (r < 0)
 			goto out;
 		if (sha)

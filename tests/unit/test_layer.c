@@ -18,12 +18,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "toc_test_digest.h"
 #include "craft_toc.h"
 #include "lp_layer.h"
+#include "toc_fault.h"
 
 struct vec {
 	const char *name;
@@ -808,6 +811,80 @@ static void test_digest_policy(void **state)
 }
 
 /*
+ * The whole-file reader over a spilled digest table that fails to read
+ * (toc_fault.h: a disk error for the first reads, the table fine after):
+ * a file of several chunks only its file digest vouches for (rule 3) fails
+ * with -EIO before its sink got a byte, also without a digest asked for
+ * (as `layer extract` reads), instead of being read unhashed once the
+ * table reads again; with the table readable it reads back whole.
+ */
+static void test_read_file_spill_error(void **state)
+{
+	size_t len, clen = 0;
+	uint8_t *data = slurp(vec_path("v1-default", ".esgz"), &len), *craft;
+	char dir[] = "lp-test-layer-spill.XXXXXX";
+	struct lp_chunk_decoder *dec = NULL;
+	struct lp_blob *mem;
+	struct lp_layer *l = NULL;
+	struct lp_err err = { 0 };
+	struct lp_digest tocd, got, rd;
+	struct file_sink fs = { 0 };
+	const struct lp_toc_entry *e;
+	const struct lp_toc *toc;
+	uint32_t ino;
+	int pass;
+
+	(void)state;
+	/* a directory on the build's disk: a tmpfs would keep it in memory */
+	assert_non_null(mkdtemp(dir));
+	craft = craft_rewrite(data, len, "./usr/lib/big.bin", CRAFT_MULTI,
+			      &clen, &tocd);
+	assert_non_null(craft);
+	mem = mem_blob(craft, clen);
+	assert_int_equal(lp_layer_open(mem, &tocd, &l, &err), 0);
+	toc = lp_layer_toc(l);
+	assert_int_equal(
+		lp_toc_spill_digests((struct lp_toc *)toc, dir, 0, &err), 1);
+	assert_int_equal(rmdir(dir), 0);
+	ino = lp_toc_lookup_path(toc, "usr/lib/big.bin");
+	e = lp_toc_entry(toc, ino);
+	assert_true(e->nr_chunks > 1);
+	assert_int_equal(lp_chunk_decoder_new(LP_COMP_GZIP, &dec), 0);
+	for (pass = 0; pass < 2; pass++) {
+		/* every first-pass verdict fails, the reads after succeed */
+		atomic_store(&lp_toc_spill_fail_reads, e->nr_chunks);
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(lp_sha256_new(&fs.sha), 0);
+		fs.bytes = 0;
+		assert_int_equal(lp_layer_read_file(l, dec, ino, file_sink, &fs,
+						    pass ? &rd : NULL, &err),
+				 -EIO);
+		assert_int_equal(fs.bytes, 0);
+		assert_non_null(strstr(err.msg, "usr/lib/big.bin"));
+		assert_non_null(strstr(err.msg, "digest table"));
+		lp_sha256_final(fs.sha, &got);
+		lp_sha256_free(fs.sha);
+	}
+	atomic_store(&lp_toc_spill_fail_reads, 0);
+	/* the table readable: the whole file, against its file digest */
+	assert_int_equal(lp_sha256_new(&fs.sha), 0);
+	fs.bytes = 0;
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(
+		lp_layer_read_file(l, dec, ino, file_sink, &fs, &rd, &err), 0);
+	assert_int_equal(fs.bytes, e->size);
+	lp_sha256_final(fs.sha, &got);
+	lp_sha256_free(fs.sha);
+	assert_true(lp_digest_equal(&got, &rd));
+	assert_true(lp_digest_equal(&got, edig(toc, e)));
+	lp_chunk_decoder_free(dec);
+	lp_layer_free(l);
+	lp_blob_unref(mem);
+	free(craft);
+	free(data);
+}
+
+/*
  * The TOC member's shapes, and the digest and the parse done at once:
  * v1-default's TOC rewritten (same JSON, or another) into a member that
  * ends as writers end it (tar padding and end blocks: inflated in one go),
@@ -933,6 +1010,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_decoder),
 		cmocka_unit_test(test_open_tail),
 		cmocka_unit_test(test_digest_policy),
+		cmocka_unit_test(test_read_file_spill_error),
 		cmocka_unit_test(test_toc_member_shapes),
 	};
 
