@@ -369,8 +369,19 @@ int lp_chunk_digest(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 	}
 	has_fd = r < 0 ? r : lp_toc_entry_digest(toc, e, ret_digest);
 	if (has_fd < 0) {
-		r = lp_err_set(err, has_fd,
-			       "the TOC's digest table could not be read");
+		if (r < 0)
+			r = lp_err_set(err, has_fd,
+				       "the TOC's spilled digest table could "
+				       "not be read (entry %u's chunk digest, "
+				       "slot %u): %s",
+				       c->entry, c->digest_idx,
+				       strerror(-has_fd));
+		else
+			r = lp_err_set(err, has_fd,
+				       "the TOC's spilled digest table could "
+				       "not be read (entry %u's file digest): "
+				       "%s",
+				       c->entry, strerror(-has_fd));
 		goto out;
 	}
 	if (whole && has_fd) {

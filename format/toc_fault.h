@@ -4,7 +4,8 @@
  * digest table (lp_toc_spill_digests()) fail as a failing disk makes them
  * fail, a given number of times, so that the readers' handling of a
  * transient -EIO (one read fails, the next one succeeds) is tested
- * deterministically. Always 0 outside the tests. Not for use outside
+ * deterministically, and count the reads. No read fails outside the
+ * tests. Not for use outside
  * format/ and its tests.
  */
 #ifndef LP_TOC_FAULT_H
@@ -13,9 +14,21 @@
 #include <stdatomic.h>
 
 /*
- * the next this many reads of any spilled digest table fail with -EIO
- * (counted down by each failed read; atomic: any thread may read a table)
+ * every read of a spilled digest table takes the next number of
+ * lp_toc_spill_reads (from 0); those numbered in [lp_toc_spill_fail_from,
+ * lp_toc_spill_fail_to) fail with -EIO (none by default). Atomic: any
+ * thread may read a table. A test sets the window before its reads.
  */
-extern atomic_uint lp_toc_spill_fail_reads;
+extern atomic_uint lp_toc_spill_reads;
+extern atomic_uint lp_toc_spill_fail_from, lp_toc_spill_fail_to;
+
+/* lp_toc_spill_fault() - count reads from 0 on, and fail [@from, @to). */
+static inline void lp_toc_spill_fault(unsigned int from, unsigned int to)
+{
+	atomic_store(&lp_toc_spill_fail_to, 0);
+	atomic_store(&lp_toc_spill_reads, 0);
+	atomic_store(&lp_toc_spill_fail_from, from);
+	atomic_store(&lp_toc_spill_fail_to, to);
+}
 
 #endif /* LP_TOC_FAULT_H */

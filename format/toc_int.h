@@ -157,7 +157,8 @@ struct lp_toc {
 
 /*
  * digest @d of toc->digests into *@ret, from memory or the spilled table
- * (toc_spill.c): 1, 0 when @d is not a digest (LP_TOC_NO_INDEX), -EIO
+ * (toc_spill.c): 1, 0 when @d is not a digest (LP_TOC_NO_INDEX), the
+ * read's -errno (-EIO when it came back short)
  */
 int toc_digest_get(const struct lp_toc *toc, uint32_t d, struct lp_digest *ret);
 

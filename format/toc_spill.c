@@ -29,11 +29,12 @@
 /* where a table goes when the caller names no directory */
 #define SPILL_DEFAULT_DIR "/var/tmp"
 
-atomic_uint lp_toc_spill_fail_reads;
+atomic_uint lp_toc_spill_reads, lp_toc_spill_fail_from, lp_toc_spill_fail_to;
 
 int toc_digest_get(const struct lp_toc *toc, uint32_t d, struct lp_digest *ret)
 {
 	size_t got = 0;
+	unsigned int nr;
 	ssize_t n;
 
 	if (d >= toc->nr_digests)
@@ -42,20 +43,22 @@ int toc_digest_get(const struct lp_toc *toc, uint32_t d, struct lp_digest *ret)
 		*ret = toc->digests[d];
 		return 1;
 	}
-	for (unsigned f = atomic_load_explicit(&lp_toc_spill_fail_reads,
-					       memory_order_relaxed);
-	     f;) {
-		if (atomic_compare_exchange_weak(&lp_toc_spill_fail_reads, &f,
-						 f - 1))
-			return -EIO; /* toc_fault.h: a test's failing disk */
-	}
+	nr = atomic_fetch_add_explicit(&lp_toc_spill_reads, 1,
+				       memory_order_relaxed);
+	if (nr >= atomic_load_explicit(&lp_toc_spill_fail_from,
+				       memory_order_relaxed) &&
+	    nr < atomic_load_explicit(&lp_toc_spill_fail_to,
+				      memory_order_relaxed))
+		return -EIO; /* toc_fault.h: a test's failing disk */
 	while (got < sizeof(*ret)) {
 		n = pread(toc->dig_fd, (uint8_t *)ret + got, sizeof(*ret) - got,
 			  (off_t)d * (off_t)sizeof(*ret) + (off_t)got);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			return -EIO; /* the table was written whole */
+		if (n < 0)
+			return errno ? -errno : -EIO;
+		if (n == 0)
+			return -EIO; /* short: the table was written whole */
 		got += (size_t)n;
 	}
 	return 1;

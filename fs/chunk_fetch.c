@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "fs_int.h"
+#include "lp_log.h"
 
 #define FS_PENDING 1 /* res[] value: not filled yet */
 
@@ -102,6 +103,28 @@ void fs_decoders_destroy(struct fs_decoders *d)
 	pthread_mutex_destroy(&d->lock);
 }
 
+/*
+ * chunk @ci's digest could not be read from the TOC's spilled digest table
+ * (lp_chunk_digest()'s @code, @why): a local read error, neither the
+ * chunk's fault nor its source's, so no verify failure is counted and no
+ * host is blamed (no lp_blob_reject()). Logged once per layer, naming it;
+ * the reader gets EIO. Returns -EIO, with @err set as fs_chunk_error().
+ */
+static int digest_table_error(struct lp_fs *fs, uint32_t ci, int code,
+			      const struct lp_err *why, struct lp_err *err)
+{
+	struct lp_err first = { 0 };
+
+	if (atomic_fetch_add(&fs->stats.digest_table_errors, 1) == 0) {
+		fs_chunk_error(fs, ci, -EIO, lp_err_str(why, code), &first);
+		lp_log_err("%s (a local read error, not the source's: every "
+			   "chunk whose digest cannot be read is refused with "
+			   "EIO; logged once)",
+			   first.msg);
+	}
+	return fs_chunk_error(fs, ci, -EIO, lp_err_str(why, code), err);
+}
+
 /* decode and verify one chunk of a group whose bytes from @start are @src */
 static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 		      uint32_t ci, const uint8_t *src, uint64_t start,
@@ -168,9 +191,11 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 		goto out;
 	}
 	r = lp_chunk_check(fs->toc, &c, dst, &derr);
-	if (r < 0) {
+	if (r == -EBADMSG) {
 		atomic_fetch_add(&fs->stats.verify_failures, 1);
 		r = fs_chunk_error(fs, ci, r, lp_err_str(&derr, r), err);
+	} else if (r < 0) { /* the digest table: not the chunk's fault */
+		r = digest_table_error(fs, ci, r, &derr, err);
 	}
 out:
 	if (r == -EBADMSG) /* the next read of it goes to another host */
@@ -451,11 +476,14 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 		/* a random-access reader: LP_CHUNK_WHOLE_FILE is refused too */
 		if (pr == LP_CHUNK_WHOLE_FILE)
 			pr = -EBADMSG;
-		if (pr < 0) {
+		if (pr == -EBADMSG) {
 			/* the policy refuses it: not worth a blob read */
 			settle(&run, i,
 			       fs_chunk_error(fs, first + i, pr,
 					      lp_err_str(&why, pr), e));
+		} else if (pr < 0) {
+			settle(&run, i,
+			       digest_table_error(fs, first + i, pr, &why, e));
 		} else if (c.chunk_size > LP_CHUNK_MAX_SIZE ||
 			   c.compressed_size > FS_MAX_COMPRESSED_CHUNK) {
 			settle(&run, i,

@@ -333,6 +333,10 @@ struct fs_stats {
 	atomic_uint_fast64_t ondemand_ns_max;
 	atomic_uint_fast64_t verify_failures;
 	atomic_uint_fast64_t fetch_errors;
+	/* chunks refused because the TOC's spilled digest table could not
+	 * be read: a local read error, neither a verify failure nor the
+	 * source's (chunk_fetch.c: digest_table_error) */
+	atomic_uint_fast64_t digest_table_errors;
 	atomic_uint_fast64_t readahead_chunks;
 	atomic_uint_fast64_t prefetch_done_bytes; /* compressed span covered */
 	atomic_uint_fast64_t background_done_bytes;

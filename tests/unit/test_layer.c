@@ -852,7 +852,7 @@ static void test_read_file_spill_error(void **state)
 	assert_int_equal(lp_chunk_decoder_new(LP_COMP_GZIP, &dec), 0);
 	for (pass = 0; pass < 2; pass++) {
 		/* every first-pass verdict fails, the reads after succeed */
-		atomic_store(&lp_toc_spill_fail_reads, e->nr_chunks);
+		lp_toc_spill_fault(0, e->nr_chunks);
 		memset(&err, 0, sizeof(err));
 		assert_int_equal(lp_sha256_new(&fs.sha), 0);
 		fs.bytes = 0;
@@ -865,7 +865,7 @@ static void test_read_file_spill_error(void **state)
 		lp_sha256_final(fs.sha, &got);
 		lp_sha256_free(fs.sha);
 	}
-	atomic_store(&lp_toc_spill_fail_reads, 0);
+	lp_toc_spill_fault(0, 0);
 	/* the table readable: the whole file, against its file digest */
 	assert_int_equal(lp_sha256_new(&fs.sha), 0);
 	fs.bytes = 0;
