@@ -678,7 +678,7 @@ static int deleted_files_in(const char *dir)
 
 static void test_spill_digests(void **state)
 {
-	char dir[] = "/var/tmp/lp-test-spill.XXXXXX", hex[2][80], *json;
+	char tmpl[] = "lp-test-spill.XXXXXX", dir[4096], hex[2][80], *json;
 	struct lp_digest want[2], e_before[8], c_before[8], got;
 	static const char data[2][5] = { "abcd", "efgh" };
 	struct lp_err err = { 0 };
@@ -688,8 +688,13 @@ static void test_spill_digests(void **state)
 	uint8_t bad[4] = { 'a', 'b', 'c', 'e' };
 	DIR *d;
 
+	struct statfs dfs;
+
 	(void)state;
-	assert_non_null(mkdtemp(dir));
+	/* in the build's directory (the test's working directory): a disk
+	 * where /var/tmp may be a tmpfs, which keeps the table in memory */
+	assert_non_null(mkdtemp(tmpl));
+	assert_non_null(realpath(tmpl, dir));
 	for (i = 0; i < 2; i++) {
 		lp_sha256(data[i], 4, &want[i]);
 		lp_digest_format(&want[i], hex[i]);
@@ -739,6 +744,17 @@ static void test_spill_digests(void **state)
 			assert_int_equal(
 				lp_toc_spill_digests(toc, "/dev/shm", 0, &err),
 				0);
+	}
+	assert_int_equal(statfs(dir, &dfs), 0);
+	if (dfs.f_type == TMPFS_MAGIC || dfs.f_type == RAMFS_MAGIC) {
+		print_message("%s is memory-backed: the table stays in memory "
+			      "there; the spill itself is not tested\n",
+			      dir);
+		assert_int_equal(lp_toc_spill_digests(toc, dir, 160, &err), 0);
+		assert_int_equal(rmdir(dir), 0);
+		lp_toc_free(toc);
+		free(json);
+		return;
 	}
 	assert_int_equal(lp_toc_spill_digests(toc, dir, 160, &err), 1);
 	assert_int_equal(deleted_files_in(dir), 1);
