@@ -676,6 +676,29 @@ static int deleted_files_in(const char *dir)
 	return n;
 }
 
+/* the descriptor of this process's one deleted file under @dir */
+static int deleted_fd_in(const char *dir)
+{
+	char fdp[64], target[4096];
+	int fd, found = -1;
+	ssize_t len;
+
+	for (fd = 0; fd < 1024; fd++) {
+		snprintf(fdp, sizeof(fdp), "/proc/self/fd/%d", fd);
+		len = readlink(fdp, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		if (!strncmp(target, dir, strlen(dir)) &&
+		    strstr(target, "(deleted)")) {
+			assert_int_equal(found, -1);
+			found = fd;
+		}
+	}
+	assert_true(found >= 0);
+	return found;
+}
+
 static void test_spill_digests(void **state)
 {
 	char tmpl[] = "lp-test-spill.XXXXXX", dir[4096], hex[2][80], *json;
@@ -689,6 +712,9 @@ static void test_spill_digests(void **state)
 	DIR *d;
 
 	struct statfs dfs;
+	uint8_t byte, zeros[5 * sizeof(struct lp_digest)];
+	off_t at_byte;
+	int fd;
 
 	(void)state;
 	/* in the build's directory (the test's working directory): a disk
@@ -789,6 +815,30 @@ static void test_spill_digests(void **state)
 	assert_int_equal(lp_chunk_check(toc, &c, data[0], &err), -EBADMSG);
 	c = lp_toc_chunk(toc, at(toc, "a")->first_chunk);
 	assert_int_equal(lp_chunk_check(toc, &c, data[0], &err), 0);
+	/* what comes back is checked (a page's CRC): a byte changed in the
+	 * file, or the table read back as zeros (a lost writeback), is a
+	 * read error, never a digest to compare against */
+	fd = deleted_fd_in(dir);
+	at_byte = (off_t)c.digest_idx * (off_t)sizeof(got) + 7;
+	assert_int_equal(pread(fd, &byte, 1, at_byte), 1);
+	byte ^= 0x01;
+	assert_int_equal(pwrite(fd, &byte, 1, at_byte), 1);
+	assert_int_equal(lp_toc_chunk_digest(toc, &c, &got), -EIO);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(lp_chunk_check(toc, &c, data[0], &err), -EIO);
+	assert_non_null(strstr(err.msg, "digest table"));
+	byte ^= 0x01;
+	assert_int_equal(pwrite(fd, &byte, 1, at_byte), 1);
+	assert_int_equal(lp_toc_chunk_digest(toc, &c, &got), 1);
+	assert_true(lp_digest_equal(&got, &want[0]));
+	memset(zeros, 0, sizeof(zeros));
+	assert_int_equal(pwrite(fd, zeros, 5 * sizeof(got), 0),
+			 (ssize_t)(5 * sizeof(got)));
+	for (i = 0; i < lp_toc_nr_chunks(toc); i++) {
+		c = lp_toc_chunk(toc, i);
+		assert_int_equal(lp_toc_chunk_digest(toc, &c, &got), -EIO);
+	}
+	assert_int_equal(lp_toc_entry_digest(toc, at(toc, "e"), &got), -EIO);
 	lp_toc_free(toc);
 	assert_int_equal(deleted_files_in(dir), 0);
 	free(json);
