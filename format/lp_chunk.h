@@ -104,4 +104,14 @@ int lp_chunk_digest(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 int lp_chunk_check(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 		   const void *data, struct lp_err *err);
 
+/*
+ * lp_chunk_check_digest() - lp_chunk_check()'s comparison alone: @data (the
+ * decoded chunk, c->chunk_size bytes) against @want, the digest
+ * lp_chunk_digest() returned 0 with for @c, for a reader that read it once
+ * and carries it (the mount's fetch: also the disk tier's key). Reads no
+ * digest table. Returns 0, or -EBADMSG with @err naming the digest.
+ */
+int lp_chunk_check_digest(const struct lp_toc_chunk *c, const void *data,
+			  const struct lp_digest *want, struct lp_err *err);
+
 #endif /* LP_CHUNK_H */

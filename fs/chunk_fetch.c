@@ -128,7 +128,8 @@ static int digest_table_error(struct lp_fs *fs, uint32_t ci, int code,
 /* decode and verify one chunk of a group whose bytes from @start are @src */
 static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 		      uint32_t ci, const uint8_t *src, uint64_t start,
-		      uint8_t *dst, struct lp_err *err)
+		      uint8_t *dst, const struct lp_digest *want,
+		      struct lp_err *err)
 {
 	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
 	struct lp_err derr = { 0 };
@@ -190,12 +191,11 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 				   err);
 		goto out;
 	}
-	r = lp_chunk_check(fs->toc, &c, dst, &derr);
-	if (r == -EBADMSG) {
+	/* against the digest fs_fetch_run() read for it: no second read */
+	r = lp_chunk_check_digest(&c, dst, want, &derr);
+	if (r < 0) {
 		atomic_fetch_add(&fs->stats.verify_failures, 1);
 		r = fs_chunk_error(fs, ci, r, lp_err_str(&derr, r), err);
-	} else if (r < 0) { /* the digest table: not the chunk's fault */
-		r = digest_table_error(fs, ci, r, &derr, err);
 	}
 out:
 	if (r == -EBADMSG) /* the next read of it goes to another host */
@@ -211,6 +211,10 @@ struct fetch_run {
 	fs_settle_fn settle;
 	void *settle_arg;
 	uint8_t **data; /* [n]; owned until settled */
+	/* [n]: each chunk's digest, read once (lp_chunk_digest()) for the
+	 * disk-tier lookup, the verify and the disk-tier write; unused with
+	 * a gzip index */
+	struct lp_digest *want;
 	int *res; /* [n]; FS_PENDING until settled */
 	struct lp_err *err; /* the first chunk's message */
 };
@@ -226,7 +230,7 @@ static void settle_ex(struct fetch_run *run, uint32_t i, int r, bool retryable,
 		run->data[i] = NULL;
 	}
 	run->settle(run->settle_arg, run->first + i, run->data[i], r, retryable,
-		    from_disk);
+		    from_disk, r == 0 && !run->fs->ix ? &run->want[i] : NULL);
 	run->data[i] = NULL;
 }
 
@@ -270,7 +274,7 @@ static void group_decode_one(struct fetch_group *g, uint32_t k)
 	int r;
 
 	r = decode_one(fs, g->dec, run->first + k, g->src, g->start,
-		       run->data[k], k == 0 ? run->err : NULL);
+		       run->data[k], &run->want[k], k == 0 ? run->err : NULL);
 	if (r == 0)
 		atomic_fetch_add(&fs->stats.fetched_chunks, 1);
 	settle(run, k, r);
@@ -454,23 +458,27 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 
 	run.data = calloc(n, sizeof(*run.data));
 	run.res = calloc(n, sizeof(*run.res));
+	run.want = calloc(n, sizeof(*run.want));
 	groups = calloc(n, sizeof(*groups));
-	if (!run.data || !run.res || !groups) {
+	if (!run.data || !run.res || !run.want || !groups) {
 		for (i = 0; i < n; i++)
-			settle_fn(arg, first + i, NULL, -ENOMEM, false, false);
+			settle_fn(arg, first + i, NULL, -ENOMEM, false, false,
+				  NULL);
 		r = lp_err_set(err, -ENOMEM, "out of memory for a chunk run");
 		goto out;
 	}
 	/* the disk tier, and a buffer for every chunk that missed it */
 	for (i = 0; i < n; i++) {
 		const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, first + i);
-		struct lp_digest dg;
 		struct lp_err *e = i == 0 ? err : NULL;
 		struct lp_err why = { 0 };
 		/* a gzip index layer: the span digests vouch, and there is no
-		 * chunk digest to key the disk tier by */
-		int pr = fs->ix ? 0 : lp_chunk_digest(fs->toc, &c, &dg, &why);
-		const struct lp_digest *key = fs->ix ? NULL : &dg;
+		 * chunk digest to key the disk tier by; else the one read of
+		 * the chunk's digest in this fetch */
+		int pr = fs->ix ? 0 :
+				  lp_chunk_digest(fs->toc, &c, &run.want[i],
+						  &why);
+		const struct lp_digest *key = fs->ix ? NULL : &run.want[i];
 
 		run.res[i] = FS_PENDING;
 		/* a random-access reader: LP_CHUNK_WHOLE_FILE is refused too */
@@ -533,5 +541,6 @@ out:
 	free(groups);
 	free(run.data);
 	free(run.res);
+	free(run.want);
 	return r;
 }
