@@ -27,6 +27,7 @@
 #include <zstd.h>
 
 #include "chunk_int.h"
+#include "layer_probe.h"
 #include "lp_layer.h"
 
 #define TAR_BLOCK 512
@@ -50,6 +51,8 @@
 #define GZIP_TOC_TRAILER_MAX (64 * LP_KIB)
 /* a TOC this large is hashed on a second thread while it is parsed */
 #define TOC_HASH_THREAD_MIN LP_MIB
+
+struct lp_layer_probe lp_layer_probe;
 
 struct lp_layer {
 	struct lp_blob *blob;
@@ -212,9 +215,15 @@ static int read_gzip_toc(struct lp_layer *l, const uint8_t *src, size_t len,
 	}
 	r = inflate_whole(l, src, len, json_len);
 	if (r != 0) {
+		if (r > 0)
+			atomic_fetch_add_explicit(
+				&lp_layer_probe.inflated_whole, 1,
+				memory_order_relaxed);
 		r = r < 0 ? r : 0;
 		goto out;
 	}
+	atomic_fetch_add_explicit(&lp_layer_probe.inflated_zlib, 1,
+				  memory_order_relaxed);
 	l->json_mem = l->json = malloc(json_len + 1);
 	if (!l->json) {
 		r = -ENOMEM;
@@ -393,19 +402,37 @@ int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
 	payload_end = l->footer.format == LP_FMT_ZSTD_CHUNKED ?
 			      l->footer.toc_offset - ZSTD_SKIP_HDR :
 			      l->footer.toc_offset;
-	/* hash and parse at once (2 cores: the hash costs no wall time) */
+	/*
+	 * A big TOC: hash and parse at once (2 cores: the hash costs no wall
+	 * time), so its bytes reach the parser before their digest is known;
+	 * a small one is hashed and compared first, and parsed only when it
+	 * is the wanted one. Either way a TOC that is not the wanted one is
+	 * that error, whatever the parse said (its result is dropped with the
+	 * layer).
+	 */
 	hash.data = l->json;
 	hash.len = l->json_len;
 	threaded = l->json_len >= TOC_HASH_THREAD_MIN &&
 		   pthread_create(&hasher, NULL, toc_hash_main, &hash) == 0;
-	if (!threaded)
+	if (!threaded) {
 		toc_hash_main(&hash);
-	pr = lp_toc_parse(l->json, l->json_len, payload_end, &l->toc, &perr);
+		atomic_fetch_add_explicit(&lp_layer_probe.hashed_first, 1,
+					  memory_order_relaxed);
+	} else {
+		atomic_fetch_add_explicit(&lp_layer_probe.hashed_threaded, 1,
+					  memory_order_relaxed);
+	}
+	pr = 0;
+	if (threaded || !want_toc_digest ||
+	    lp_digest_equal(&hash.digest, want_toc_digest)) {
+		atomic_fetch_add_explicit(&lp_layer_probe.parsed, 1,
+					  memory_order_relaxed);
+		pr = lp_toc_parse(l->json, l->json_len, payload_end, &l->toc,
+				  &perr);
+	}
 	if (threaded)
 		pthread_join(hasher, NULL);
 	l->toc_digest = hash.digest;
-	/* a TOC that is not the wanted one: that error, whatever the parse
-	   said (its result is dropped with the layer) */
 	if (want_toc_digest &&
 	    !lp_digest_equal(&l->toc_digest, want_toc_digest)) {
 		char got[LP_DIGEST_STR_LEN + 1], want[LP_DIGEST_STR_LEN + 1];
