@@ -22,9 +22,9 @@
 #include "lp_digest.h"
 #include "lp_toc.h"
 
-/* past 4 GiB: chunks that far from their block's smallest offset go to
+/* 16 GiB: chunks 4 GiB or more from their block's smallest offset go to
  * the packer's offset column (off_col) */
-#define PAYLOAD_END ((uint64_t)1 << 40)
+#define PAYLOAD_END ((uint64_t)1 << 34)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
