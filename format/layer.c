@@ -290,10 +290,6 @@ out:
 	return r;
 }
 
-/*
- * The TOC's bytes: from @tail (the blob's last @tail_len bytes) as far as it
- * reaches back, the rest by one pread.
- */
 /* the TOC digest, computed beside the parse */
 struct toc_hash {
 	const void *data;
@@ -309,6 +305,10 @@ static void *toc_hash_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The TOC's bytes: from @tail (the blob's last @tail_len bytes) as far as it
+ * reaches back, the rest by one pread.
+ */
 static int read_toc(struct lp_layer *l, const uint8_t *tail, size_t tail_len,
 		    struct lp_err *err)
 {

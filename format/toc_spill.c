@@ -2,9 +2,9 @@
 /*
  * The TOC's digest table out of the heap (lp_toc_spill_digests()): a big
  * TOC's SHA-256 digests (32 bytes per chunk, a third of what a file with
- * content costs in memory) move to an unlinked file, read back with one
- * pread() of 32 bytes when a chunk is fetched and verified or looked up in
- * the disk tier. The kernel keeps the table in its page cache while there
+ * content costs in memory) move to an unlinked file (lp_file_open_unlinked()),
+ * read back with one pread() of the digest's 4 KiB page when a chunk is
+ * fetched and verified or looked up in the disk tier. The kernel keeps the table in its page cache while there
  * is memory for it and drops it (it is clean once written back) when there
  * is not, where heap pages of a daemon without swap stay forever. A read
  * never waits for anything slower than a read of a local file: the table
@@ -26,16 +26,14 @@
  * local read error, never a digest mismatch blamed on the registry.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/magic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include "lp_io.h"
 #include "toc_fault.h"
 #include "toc_int.h"
 
@@ -97,26 +95,6 @@ int toc_digest_get(const struct lp_toc *toc, uint32_t d, struct lp_digest *ret)
 	return 1;
 }
 
-/* an unlinked file in @dir: O_TMPFILE, or a name removed at once */
-static int open_unlinked(const char *dir)
-{
-	char path[4096];
-	int fd;
-
-	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd >= 0 ||
-	    (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
-		return fd < 0 ? -errno : fd;
-	if (snprintf(path, sizeof(path), "%s/.lazypull-digests.XXXXXX", dir) >=
-	    (int)sizeof(path))
-		return -ENAMETOOLONG;
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	unlink(path);
-	return fd;
-}
-
 int lp_toc_spill_digests(struct lp_toc *toc, const char *dir, size_t min_bytes,
 			 struct lp_err *err)
 {
@@ -143,7 +121,7 @@ int lp_toc_spill_digests(struct lp_toc *toc, const char *dir, size_t min_bytes,
 						       TOC_SPILL_PAGE));
 	if (!dir)
 		dir = env && *env ? env : SPILL_DEFAULT_DIR;
-	fd = open_unlinked(dir);
+	fd = lp_file_open_unlinked(dir, ".lazypull-digests");
 	if (fd < 0) {
 		r = lp_err_set(err, fd, "digest table in %s: %s", dir,
 			       strerror(-fd));
