@@ -3,7 +3,10 @@
  * File and directory helpers: see lp_io.h.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -52,4 +55,30 @@ int lp_mkdir_p(const char *path, mode_t parents_mode, mode_t mode)
 out:
 	free(tmp);
 	return r;
+}
+
+int lp_file_open_unlinked(const char *dir, const char *prefix)
+{
+	char path[PATH_MAX];
+	int fd, r;
+
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+	/* EISDIR, EINVAL: a kernel without O_TMPFILE; EOPNOTSUPP: a file
+	 * system without it */
+	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+		return -errno;
+	if (snprintf(path, sizeof(path), "%s/%s.XXXXXX", dir, prefix) >=
+	    (int)sizeof(path))
+		return -ENAMETOOLONG;
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (unlink(path) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
 }

@@ -24,4 +24,14 @@ int lp_write_all(int fd, const void *data, size_t len);
  */
 int lp_mkdir_p(const char *path, mode_t parents_mode, mode_t mode);
 
+/*
+ * lp_file_open_unlinked() - a new, empty, read-write file in directory @dir
+ * that has no name: O_TMPFILE, or where the file system or kernel has no
+ * O_TMPFILE, a file made as @dir/@prefix.XXXXXX and unlinked at once (if
+ * that unlink fails, the file is closed and the error returned: a named
+ * file is never handed out). It goes when its last descriptor is closed
+ * or the process dies. Returns the descriptor (close-on-exec) or -errno.
+ */
+int lp_file_open_unlinked(const char *dir, const char *prefix);
+
 #endif /* LP_IO_H */

@@ -612,32 +612,6 @@ out:
 	return r;
 }
 
-static int lp_open_tmpfile(const char *dir, int *ret_fd)
-{
-	size_t n = strlen(dir) + 32;
-	char *tmpl = NULL;
-	int fd, r = 0;
-
-	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		goto done;
-	tmpl = malloc(n);
-	if (!tmpl)
-		return -ENOMEM;
-	snprintf(tmpl, n, "%s/.lp-spool.XXXXXX", dir);
-	fd = mkstemp(tmpl);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	unlink(tmpl);
-done:
-	*ret_fd = fd;
-out:
-	free(tmpl);
-	return r;
-}
-
 static int lp_cv_prioritized(struct lp_cv *cv, const char *dir,
 			     const char *const *paths, size_t nr_paths)
 {
@@ -646,7 +620,11 @@ static int lp_cv_prioritized(struct lp_cv *cv, const char *dir,
 	size_t i, first;
 	int r;
 
-	r = lp_open_tmpfile(dir, &cv->spool_fd);
+	r = lp_file_open_unlinked(dir, ".lp-spool");
+	if (r >= 0) {
+		cv->spool_fd = r;
+		r = 0;
+	}
 	if (r < 0) {
 		lp_err_set(cv->err, r, "%s: cannot create a spool file: %s",
 			   dir, strerror(-r));

@@ -369,8 +369,19 @@ int lp_chunk_digest(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 	}
 	has_fd = r < 0 ? r : lp_toc_entry_digest(toc, e, ret_digest);
 	if (has_fd < 0) {
-		r = lp_err_set(err, has_fd,
-			       "the TOC's digest table could not be read");
+		if (r < 0)
+			r = lp_err_set(err, has_fd,
+				       "the TOC's spilled digest table could "
+				       "not be read (entry %u's chunk digest, "
+				       "slot %u): %s",
+				       c->entry, c->digest_idx,
+				       strerror(-has_fd));
+		else
+			r = lp_err_set(err, has_fd,
+				       "the TOC's spilled digest table could "
+				       "not be read (entry %u's file digest): "
+				       "%s",
+				       c->entry, strerror(-has_fd));
 		goto out;
 	}
 	if (whole && has_fd) {
@@ -401,10 +412,26 @@ out:
 	return r;
 }
 
+int lp_chunk_check_digest(const struct lp_toc_chunk *c, const void *data,
+			  const struct lp_digest *want, struct lp_err *err)
+{
+	int r = lp_chunk_verify(data, c->chunk_size, want);
+
+	/* which digest it was: whether the chunk has a chunkDigest slot (no
+	 * read of the table for the message) */
+	if (r < 0)
+		lp_err_set(err, r,
+			   c->digest_idx != LP_TOC_NO_INDEX ?
+				   "chunk digest mismatch (chunkDigest)" :
+				   "file digest mismatch (a single-chunk file "
+				   "without chunkDigest)");
+	return r;
+}
+
 int lp_chunk_check(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 		   const void *data, struct lp_err *err)
 {
-	struct lp_digest want, tmp;
+	struct lp_digest want;
 	int r;
 
 	r = lp_chunk_digest(toc, c, &want, err);
@@ -412,13 +439,7 @@ int lp_chunk_check(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 		r = -EBADMSG; /* @err says why */
 	if (r < 0)
 		goto out;
-	r = lp_chunk_verify(data, c->chunk_size, &want);
-	if (r < 0)
-		lp_err_set(err, r,
-			   lp_toc_chunk_digest(toc, c, &tmp) > 0 ?
-				   "chunk digest mismatch (chunkDigest)" :
-				   "file digest mismatch (a single-chunk file "
-				   "without chunkDigest)");
+	r = lp_chunk_check_digest(c, data, &want, err);
 out:
 	return r;
 }

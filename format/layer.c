@@ -27,6 +27,7 @@
 #include <zstd.h>
 
 #include "chunk_int.h"
+#include "layer_probe.h"
 #include "lp_layer.h"
 
 #define TAR_BLOCK 512
@@ -50,6 +51,8 @@
 #define GZIP_TOC_TRAILER_MAX (64 * LP_KIB)
 /* a TOC this large is hashed on a second thread while it is parsed */
 #define TOC_HASH_THREAD_MIN LP_MIB
+
+struct lp_layer_probe lp_layer_probe;
 
 struct lp_layer {
 	struct lp_blob *blob;
@@ -212,9 +215,15 @@ static int read_gzip_toc(struct lp_layer *l, const uint8_t *src, size_t len,
 	}
 	r = inflate_whole(l, src, len, json_len);
 	if (r != 0) {
+		if (r > 0)
+			atomic_fetch_add_explicit(
+				&lp_layer_probe.inflated_whole, 1,
+				memory_order_relaxed);
 		r = r < 0 ? r : 0;
 		goto out;
 	}
+	atomic_fetch_add_explicit(&lp_layer_probe.inflated_zlib, 1,
+				  memory_order_relaxed);
 	l->json_mem = l->json = malloc(json_len + 1);
 	if (!l->json) {
 		r = -ENOMEM;
@@ -281,10 +290,6 @@ out:
 	return r;
 }
 
-/*
- * The TOC's bytes: from @tail (the blob's last @tail_len bytes) as far as it
- * reaches back, the rest by one pread.
- */
 /* the TOC digest, computed beside the parse */
 struct toc_hash {
 	const void *data;
@@ -300,6 +305,10 @@ static void *toc_hash_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The TOC's bytes: from @tail (the blob's last @tail_len bytes) as far as it
+ * reaches back, the rest by one pread.
+ */
 static int read_toc(struct lp_layer *l, const uint8_t *tail, size_t tail_len,
 		    struct lp_err *err)
 {
@@ -393,19 +402,37 @@ int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
 	payload_end = l->footer.format == LP_FMT_ZSTD_CHUNKED ?
 			      l->footer.toc_offset - ZSTD_SKIP_HDR :
 			      l->footer.toc_offset;
-	/* hash and parse at once (2 cores: the hash costs no wall time) */
+	/*
+	 * A big TOC: hash and parse at once (2 cores: the hash costs no wall
+	 * time), so its bytes reach the parser before their digest is known;
+	 * a small one is hashed and compared first, and parsed only when it
+	 * is the wanted one. Either way a TOC that is not the wanted one is
+	 * that error, whatever the parse said (its result is dropped with the
+	 * layer).
+	 */
 	hash.data = l->json;
 	hash.len = l->json_len;
 	threaded = l->json_len >= TOC_HASH_THREAD_MIN &&
 		   pthread_create(&hasher, NULL, toc_hash_main, &hash) == 0;
-	if (!threaded)
+	if (!threaded) {
 		toc_hash_main(&hash);
-	pr = lp_toc_parse(l->json, l->json_len, payload_end, &l->toc, &perr);
+		atomic_fetch_add_explicit(&lp_layer_probe.hashed_first, 1,
+					  memory_order_relaxed);
+	} else {
+		atomic_fetch_add_explicit(&lp_layer_probe.hashed_threaded, 1,
+					  memory_order_relaxed);
+	}
+	pr = 0;
+	if (threaded || !want_toc_digest ||
+	    lp_digest_equal(&hash.digest, want_toc_digest)) {
+		atomic_fetch_add_explicit(&lp_layer_probe.parsed, 1,
+					  memory_order_relaxed);
+		pr = lp_toc_parse(l->json, l->json_len, payload_end, &l->toc,
+				  &perr);
+	}
 	if (threaded)
 		pthread_join(hasher, NULL);
 	l->toc_digest = hash.digest;
-	/* a TOC that is not the wanted one: that error, whatever the parse
-	   said (its result is dropped with the layer) */
 	if (want_toc_digest &&
 	    !lp_digest_equal(&l->toc_digest, want_toc_digest)) {
 		char got[LP_DIGEST_STR_LEN + 1], want[LP_DIGEST_STR_LEN + 1];
@@ -592,13 +619,14 @@ struct lp_blob *lp_layer_blob(const struct lp_layer *layer)
 }
 
 /*
- * read_chunk() - lp_layer_read_chunk(); with @whole_file, a chunk only the
- * file digest vouches for (LP_CHUNK_WHOLE_FILE) is decoded and returned
- * unchecked: the caller checks the file digest over the whole file.
+ * read_chunk() - lp_layer_read_chunk(); with @hashing (the caller hashes
+ * every byte of the file and checks the file digest over the whole file
+ * before it trusts any), a chunk only the file digest vouches for
+ * (LP_CHUNK_WHOLE_FILE) is decoded and returned unchecked; without it such
+ * a chunk is refused, whatever the caller thought the verdict was.
  */
 static int read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
-		      uint32_t ci, void *dst, bool whole_file,
-		      struct lp_err *err)
+		      uint32_t ci, void *dst, bool hashing, struct lp_err *err)
 {
 	struct lp_toc_chunk c;
 	struct lp_digest dg;
@@ -606,6 +634,7 @@ static int read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 	struct lp_err why = { 0 };
 	uint8_t *buf = NULL;
 	uint64_t len;
+	bool whole_file;
 	int r;
 
 	if (ci >= lp_toc_nr_chunks(layer->toc)) {
@@ -624,7 +653,7 @@ static int read_chunk(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 	}
 	/* a chunk nothing can vouch for is not even read */
 	r = lp_chunk_digest(layer->toc, &c, &dg, &why);
-	if (r == LP_CHUNK_WHOLE_FILE && !whole_file)
+	if (r == LP_CHUNK_WHOLE_FILE && !hashing)
 		r = -EBADMSG; /* @why says so */
 	if (r < 0)
 		goto fail;
@@ -704,12 +733,26 @@ int lp_layer_read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 		const struct lp_toc_chunk c =
 			lp_toc_chunk(layer->toc, e->first_chunk + i);
 		struct lp_digest dg;
+		struct lp_err why = { 0 };
 
 		if (c.chunk_size > max)
 			max = c.chunk_size;
-		/* rule 3: only the file digest vouches for this chunk */
-		if (lp_chunk_digest(layer->toc, &c, &dg, NULL) ==
-		    LP_CHUNK_WHOLE_FILE)
+		/* rule 3: only the file digest vouches for this chunk; any
+		 * error (nothing vouches, the spilled table unreadable) fails
+		 * the file before a byte of it is read: a later verdict must
+		 * not find the file unhashed */
+		r = lp_chunk_digest(layer->toc, &c, &dg, &why);
+		if (r < 0) {
+			lp_toc_entry_path(layer->toc, ino, path, sizeof(path));
+			r = lp_err_set(err, r,
+				       "%s: \"%s\" chunk at file "
+				       "offset %llu: %s",
+				       lp_blob_name(layer->blob), path,
+				       (unsigned long long)c.chunk_offset,
+				       lp_err_str(&why, r));
+			goto out;
+		}
+		if (r == LP_CHUNK_WHOLE_FILE)
 			hash = true;
 	}
 	if (hash) {
@@ -727,7 +770,7 @@ int lp_layer_read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 		uint32_t ci = e->first_chunk + i;
 		const struct lp_toc_chunk c = lp_toc_chunk(layer->toc, ci);
 
-		r = read_chunk(layer, dec, ci, buf, true, err);
+		r = read_chunk(layer, dec, ci, buf, sha != NULL, err);
 		if (r < 0)
 			goto out;
 		if (sha)

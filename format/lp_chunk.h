@@ -83,19 +83,35 @@ int lp_chunk_verify(const void *data, size_t len, const struct lp_digest *want);
  *                        only for the whole file (rule 3); @err says why a
  *                        random-access reader refuses the chunk;
  *   -EBADMSG             *@ret_digest zeroed, @err says why none applies;
- *   -EIO                 *@ret_digest zeroed, the TOC's spilled digest
- *                        table could not be read (nothing is served).
+ *   -errno               *@ret_digest zeroed, the TOC's spilled digest
+ *                        table could not be read (the read's error, or
+ *                        -EIO when it came back short): a local read
+ *                        error, not the chunk's fault nor its source's;
+ *                        nothing is served.
  */
 int lp_chunk_digest(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 		    struct lp_digest *ret_digest, struct lp_err *err);
 
 /*
  * lp_chunk_check() - verify @data (the decoded chunk, c->chunk_size bytes)
- * by the policy above, for a random-access reader. Returns 0, or -EBADMSG
+ * by the policy above, for a random-access reader. Returns 0, -EBADMSG
  * with @err naming the digest that did not match, or saying that nothing
- * vouches for the chunk alone (rules 3 and 4).
+ * vouches for the chunk alone (rules 3 and 4), or lp_chunk_digest()'s
+ * -errno when the spilled digest table could not be read (no verdict on
+ * the chunk: its reader must not count it as a verify failure nor blame
+ * the chunk's source).
  */
 int lp_chunk_check(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 		   const void *data, struct lp_err *err);
+
+/*
+ * lp_chunk_check_digest() - lp_chunk_check()'s comparison alone: @data (the
+ * decoded chunk, c->chunk_size bytes) against @want, the digest
+ * lp_chunk_digest() returned 0 with for @c, for a reader that read it once
+ * and carries it (the mount's fetch: also the disk tier's key). Reads no
+ * digest table. Returns 0, or -EBADMSG with @err naming the digest.
+ */
+int lp_chunk_check_digest(const struct lp_toc_chunk *c, const void *data,
+			  const struct lp_digest *want, struct lp_err *err);
 
 #endif /* LP_CHUNK_H */

@@ -146,7 +146,9 @@ typedef int (*lp_layer_sink_fn)(void *opaque, const void *data, size_t len);
  * checked against the file digest (when the TOC gives one) in any case.
  * Returns 0, -EINVAL (@ino is no regular file), -EBADMSG (as
  * lp_layer_read_chunk(), "file digest mismatch", or chunks that do not
- * cover the file), -ENOMEM, the blob's error, or @sink's.
+ * cover the file), -EIO (the TOC's spilled digest table could not be read:
+ * the file fails before @sink got a byte of it), -ENOMEM, the blob's
+ * error, or @sink's.
  */
 int lp_layer_read_file(struct lp_layer *layer, struct lp_chunk_decoder *dec,
 		       uint32_t ino, lp_layer_sink_fn sink, void *opaque,

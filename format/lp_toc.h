@@ -162,8 +162,9 @@ int lp_toc_entry_path(const struct lp_toc *toc, uint32_t i, char *buf,
 
 /*
  * lp_toc_entry_digest() - the `digest` of regular file entry @e into *@ret.
- * Returns 1, 0 when the TOC gives none (*@ret untouched), or -EIO when the
- * spilled digest table could not be read (lp_toc_spill_digests()).
+ * Returns 1, 0 when the TOC gives none (*@ret untouched), or the read's
+ * -errno (-EIO when it came back short) when the spilled digest table could
+ * not be read (lp_toc_spill_digests()).
  */
 int lp_toc_entry_digest(const struct lp_toc *toc, const struct lp_toc_entry *e,
 			struct lp_digest *ret);
@@ -232,7 +233,7 @@ const struct lp_toc_xattr *lp_toc_entry_xattrs(const struct lp_toc *toc,
 
 /*
  * lp_toc_chunk_digest() - the `chunkDigest` of @c into *@ret. Returns 1, 0
- * when absent (*@ret untouched), or -EIO as lp_toc_entry_digest().
+ * when absent (*@ret untouched), or -errno as lp_toc_entry_digest().
  */
 int lp_toc_chunk_digest(const struct lp_toc *toc, const struct lp_toc_chunk *c,
 			struct lp_digest *ret);

@@ -153,11 +153,18 @@ struct lp_toc {
 	uint64_t prefetch_end;
 	uint64_t payload_end; /* where the last chunk's member ends */
 	int dig_fd; /* the spilled digest table (unlinked), or -1 */
+	/* with dig_fd: the CRC-32 of each TOC_SPILL_PAGE of the table as it
+	 * was written (toc_spill.c), checked on every read */
+	uint32_t *dig_sums;
 };
+
+/* the spilled table is read and checked a page of this many bytes at once */
+#define TOC_SPILL_PAGE 4096
 
 /*
  * digest @d of toc->digests into *@ret, from memory or the spilled table
- * (toc_spill.c): 1, 0 when @d is not a digest (LP_TOC_NO_INDEX), -EIO
+ * (toc_spill.c): 1, 0 when @d is not a digest (LP_TOC_NO_INDEX), the
+ * read's -errno (-EIO when it came back short)
  */
 int toc_digest_get(const struct lp_toc *toc, uint32_t d, struct lp_digest *ret);
 

@@ -565,12 +565,30 @@ static int pack_entries(const struct builder *b, struct lp_toc *toc)
 	return 0;
 }
 
-/* what lp_toc_chunk() derives is what the TOC said */
+/*
+ * what lp_toc_chunk() and the entry accessors derive is what the TOC said:
+ * every chunk's fields and chunkDigest value, every file digest's value,
+ * link count and link name (the digests still in memory: before any spill)
+ */
 static int check_packed_chunks(const struct builder *b,
 			       const struct lp_toc *toc)
 {
+	struct lp_digest d;
 	uint32_t i;
 
+	for (i = 0; i < b->nr_ents; i++) {
+		const struct bent *be = &b->ents[i];
+		const struct lp_toc_entry *e = &toc->entries[i];
+		int has = lp_toc_entry_digest(toc, e, &d);
+
+		if (has != ((be->flags & LP_TOC_HAS_DIGEST) != 0) ||
+		    (has && !lp_digest_equal(&d, &be->digest)))
+			return -EINVAL; /* not reached: pack_entry() */
+		if (lp_toc_entry_nlink(toc, e) != be->nlink ||
+		    strcmp(lp_toc_entry_link_name(toc, e),
+			   toc->pool + b->strs[i].link))
+			return -EINVAL; /* not reached: the side values */
+	}
 	for (i = 0; i < b->nr_chunks; i++) {
 		const struct bchunk *bc = &b->chunks[i];
 		const struct lp_toc_entry *e;
@@ -589,14 +607,19 @@ static int check_packed_chunks(const struct builder *b,
 		    c.inner_offset != bc->inner_offset ||
 		    (c.digest_idx != LP_TOC_NO_INDEX) != bc->has_digest)
 			return -EINVAL; /* not reached: pack_columns() */
+		if (bc->has_digest && (lp_toc_chunk_digest(toc, &c, &d) != 1 ||
+				       !lp_digest_equal(&d, &bc->digest)))
+			return -EINVAL; /* not reached: pack_entry() */
 	}
 	return 0;
 }
 
 /*
  * Pack the builder's records into @toc: compact entries and chunks, names
- * instead of paths in a new pool, digests deduplicated (a single-chunk
- * file's chunk digest is its file digest). On failure @toc holds what was
+ * instead of paths in a new pool, and the digests: every chunkDigest in its
+ * own slot (chunk order), a file digest sharing its first chunk's slot when
+ * equal (a single-chunk file's usual case), else a slot of its own after
+ * them; equal digests elsewhere are not merged. On failure @toc holds what was
  * allocated so far, for lp_toc_free().
  */
 int toc_finish(struct builder *b, struct lp_toc *toc)
@@ -609,5 +632,10 @@ int toc_finish(struct builder *b, struct lp_toc *toc)
 	    (r = pack_owners_and_rare(b, toc, nrare, none, noffs)) < 0 ||
 	    (r = pack_entries(b, toc)) < 0)
 		return r;
-	return check_packed_chunks(b, toc);
+	r = check_packed_chunks(b, toc);
+	if (r < 0)
+		lp_err_set(b->err, r,
+			   "the packed TOC does not read back as parsed (a "
+			   "parser bug)");
+	return r;
 }

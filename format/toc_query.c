@@ -34,6 +34,7 @@ void lp_toc_free(struct lp_toc *toc)
 	free(toc->digests);
 	if (toc->dig_fd >= 0)
 		close(toc->dig_fd);
+	free(toc->dig_sums);
 	free(toc->children);
 	free(toc->rare);
 	free(toc->rare_ent);

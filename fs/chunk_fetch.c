@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "fs_int.h"
+#include "lp_log.h"
 
 #define FS_PENDING 1 /* res[] value: not filled yet */
 
@@ -102,10 +103,33 @@ void fs_decoders_destroy(struct fs_decoders *d)
 	pthread_mutex_destroy(&d->lock);
 }
 
+/*
+ * chunk @ci's digest could not be read from the TOC's spilled digest table
+ * (lp_chunk_digest()'s @code, @why): a local read error, neither the
+ * chunk's fault nor its source's, so no verify failure is counted and no
+ * host is blamed (no lp_blob_reject()). Logged once per layer, naming it;
+ * the reader gets EIO. Returns -EIO, with @err set as fs_chunk_error().
+ */
+static int digest_table_error(struct lp_fs *fs, uint32_t ci, int code,
+			      const struct lp_err *why, struct lp_err *err)
+{
+	struct lp_err first = { 0 };
+
+	if (atomic_fetch_add(&fs->stats.digest_table_errors, 1) == 0) {
+		fs_chunk_error(fs, ci, -EIO, lp_err_str(why, code), &first);
+		lp_log_err("%s (a local read error, not the source's: every "
+			   "chunk whose digest cannot be read is refused with "
+			   "EIO; logged once)",
+			   first.msg);
+	}
+	return fs_chunk_error(fs, ci, -EIO, lp_err_str(why, code), err);
+}
+
 /* decode and verify one chunk of a group whose bytes from @start are @src */
 static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 		      uint32_t ci, const uint8_t *src, uint64_t start,
-		      uint8_t *dst, struct lp_err *err)
+		      uint8_t *dst, const struct lp_digest *want,
+		      struct lp_err *err)
 {
 	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
 	struct lp_err derr = { 0 };
@@ -167,7 +191,8 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 				   err);
 		goto out;
 	}
-	r = lp_chunk_check(fs->toc, &c, dst, &derr);
+	/* against the digest fs_fetch_run() read for it: no second read */
+	r = lp_chunk_check_digest(&c, dst, want, &derr);
 	if (r < 0) {
 		atomic_fetch_add(&fs->stats.verify_failures, 1);
 		r = fs_chunk_error(fs, ci, r, lp_err_str(&derr, r), err);
@@ -186,6 +211,10 @@ struct fetch_run {
 	fs_settle_fn settle;
 	void *settle_arg;
 	uint8_t **data; /* [n]; owned until settled */
+	/* [n]: each chunk's digest, read once (lp_chunk_digest()) for the
+	 * disk-tier lookup, the verify and the disk-tier write; unused with
+	 * a gzip index */
+	struct lp_digest *want;
 	int *res; /* [n]; FS_PENDING until settled */
 	struct lp_err *err; /* the first chunk's message */
 };
@@ -201,7 +230,7 @@ static void settle_ex(struct fetch_run *run, uint32_t i, int r, bool retryable,
 		run->data[i] = NULL;
 	}
 	run->settle(run->settle_arg, run->first + i, run->data[i], r, retryable,
-		    from_disk);
+		    from_disk, r == 0 && !run->fs->ix ? &run->want[i] : NULL);
 	run->data[i] = NULL;
 }
 
@@ -245,7 +274,7 @@ static void group_decode_one(struct fetch_group *g, uint32_t k)
 	int r;
 
 	r = decode_one(fs, g->dec, run->first + k, g->src, g->start,
-		       run->data[k], k == 0 ? run->err : NULL);
+		       run->data[k], &run->want[k], k == 0 ? run->err : NULL);
 	if (r == 0)
 		atomic_fetch_add(&fs->stats.fetched_chunks, 1);
 	settle(run, k, r);
@@ -429,33 +458,40 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 
 	run.data = calloc(n, sizeof(*run.data));
 	run.res = calloc(n, sizeof(*run.res));
+	run.want = calloc(n, sizeof(*run.want));
 	groups = calloc(n, sizeof(*groups));
-	if (!run.data || !run.res || !groups) {
+	if (!run.data || !run.res || !run.want || !groups) {
 		for (i = 0; i < n; i++)
-			settle_fn(arg, first + i, NULL, -ENOMEM, false, false);
+			settle_fn(arg, first + i, NULL, -ENOMEM, false, false,
+				  NULL);
 		r = lp_err_set(err, -ENOMEM, "out of memory for a chunk run");
 		goto out;
 	}
 	/* the disk tier, and a buffer for every chunk that missed it */
 	for (i = 0; i < n; i++) {
 		const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, first + i);
-		struct lp_digest dg;
 		struct lp_err *e = i == 0 ? err : NULL;
 		struct lp_err why = { 0 };
 		/* a gzip index layer: the span digests vouch, and there is no
-		 * chunk digest to key the disk tier by */
-		int pr = fs->ix ? 0 : lp_chunk_digest(fs->toc, &c, &dg, &why);
-		const struct lp_digest *key = fs->ix ? NULL : &dg;
+		 * chunk digest to key the disk tier by; else the one read of
+		 * the chunk's digest in this fetch */
+		int pr = fs->ix ? 0 :
+				  lp_chunk_digest(fs->toc, &c, &run.want[i],
+						  &why);
+		const struct lp_digest *key = fs->ix ? NULL : &run.want[i];
 
 		run.res[i] = FS_PENDING;
 		/* a random-access reader: LP_CHUNK_WHOLE_FILE is refused too */
 		if (pr == LP_CHUNK_WHOLE_FILE)
 			pr = -EBADMSG;
-		if (pr < 0) {
+		if (pr == -EBADMSG) {
 			/* the policy refuses it: not worth a blob read */
 			settle(&run, i,
 			       fs_chunk_error(fs, first + i, pr,
 					      lp_err_str(&why, pr), e));
+		} else if (pr < 0) {
+			settle(&run, i,
+			       digest_table_error(fs, first + i, pr, &why, e));
 		} else if (c.chunk_size > LP_CHUNK_MAX_SIZE ||
 			   c.compressed_size > FS_MAX_COMPRESSED_CHUNK) {
 			settle(&run, i,
@@ -505,5 +541,6 @@ out:
 	free(groups);
 	free(run.data);
 	free(run.res);
+	free(run.want);
 	return r;
 }

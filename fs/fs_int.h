@@ -105,6 +105,12 @@ struct fs_chunk {
 	uint32_t refs; /* protected by cache.lock; slot + pins + waiters */
 	uint8_t *data; /* written by the fetcher, then immutable (READY) */
 	size_t len;
+	/* the digest the fetch verified it against, for its disk-tier write
+	 * (no second read of a spilled table): written once by the fetch's
+	 * settle on its pin, then has_dg set (release); read by a writer
+	 * only after it saw has_dg (acquire) */
+	struct lp_digest dg;
+	atomic_bool has_dg;
 	uint64_t stamp; /* protected by cache.lock; last use, budget clock */
 	struct fs_chunk *lru_prev, *lru_next; /* protected by cache.lock */
 };
@@ -333,6 +339,10 @@ struct fs_stats {
 	atomic_uint_fast64_t ondemand_ns_max;
 	atomic_uint_fast64_t verify_failures;
 	atomic_uint_fast64_t fetch_errors;
+	/* chunks refused because the TOC's spilled digest table could not
+	 * be read: a local read error, neither a verify failure nor the
+	 * source's (chunk_fetch.c: digest_table_error) */
+	atomic_uint_fast64_t digest_table_errors;
 	atomic_uint_fast64_t readahead_chunks;
 	atomic_uint_fast64_t prefetch_done_bytes; /* compressed span covered */
 	atomic_uint_fast64_t background_done_bytes;
@@ -681,10 +691,13 @@ int fs_chunk_get(struct lp_fs *fs, uint32_t ci, uint32_t extend_to,
 /*
  * The result of one chunk of a run: @data (malloc'd, passed on) holds its
  * verified bytes when @res is 0, else NULL; @from_disk when the disk tier
- * had it.
+ * had it; @dg (with @res 0, NULL for a gzip index layer's chunk) the digest
+ * it was verified against, read once per chunk by the fetch and carried on
+ * to the disk-tier write.
  */
 typedef void (*fs_settle_fn)(void *arg, uint32_t ci, uint8_t *data, int res,
-			     bool retryable, bool from_disk);
+			     bool retryable, bool from_disk,
+			     const struct lp_digest *dg);
 
 /*
  * fs_fetch_run() - fill the @n claimed chunks from @first: from the disk

@@ -40,8 +40,12 @@ static void disk_write(struct lp_fs *fs, struct fs_chunk *ch)
 	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ch->ci);
 	struct lp_digest dg;
 
-	/* verified before publish: the digest exists */
-	if (lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0)
+	/* verified before publish against ch->dg, carried from the fetch;
+	 * a chunk published without it (from the disk tier, then left for
+	 * later) reads it */
+	if (atomic_load_explicit(&ch->has_dg, memory_order_acquire))
+		fs_disk_put(fs->disk, &ch->dg, ch->data, ch->len);
+	else if (lp_chunk_digest(fs->toc, &c, &dg, NULL) == 0)
 		fs_disk_put(fs->disk, &dg, ch->data, ch->len);
 	fs_chunk_written(fs, ch);
 	fs_chunk_put(fs, ch);
@@ -204,7 +208,7 @@ bool fs_writer_idle(struct lp_fs *fs)
 
 /* fs_fetch_run()'s callback: publish, then keep a fetched chunk on disk */
 static void settle(void *arg, uint32_t ci, uint8_t *data, int res,
-		   bool retryable, bool from_disk)
+		   bool retryable, bool from_disk, const struct lp_digest *dg)
 {
 	struct pipe_run *run = arg;
 	struct lp_fs *fs = run->fs;
@@ -217,6 +221,10 @@ static void settle(void *arg, uint32_t ci, uint8_t *data, int res,
 			 keep ? &pin : NULL);
 	if (!pin)
 		return;
+	if (dg) { /* written once, then published (struct fs_chunk) */
+		pin->dg = *dg;
+		atomic_store_explicit(&pin->has_dg, true, memory_order_release);
+	}
 	q = writer_queue(fs, pin);
 	if (q == QUEUED)
 		return;

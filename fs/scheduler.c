@@ -470,10 +470,13 @@ enum bg_verdict {
 
 /*
  * The source's own verdict decides: marked retryable where it arose (or out
- * of memory here, which passes too) -> wait; the source answered and refused
- * (the blob source's -EIO carries the permanent HTTP error, e.g. 404, 403)
- * -> every chunk would fail; anything else is this chunk's own fault (a
- * digest that does not match, a bound, a bad member) -> the next one.
+ * of memory here, which passes too) -> wait; -EIO -> every chunk would
+ * fail: either the source answered and refused (the blob source's -EIO
+ * carries the permanent HTTP error, e.g. 404, 403) or the TOC's spilled
+ * digest table cannot be read (a local read error, counted in
+ * digest_table_errors; @err's message says which, and is what the stop is
+ * logged with); anything else is this chunk's own fault (a digest that
+ * does not match, a bound, a bad member) -> the next one.
  */
 static enum bg_verdict bg_verdict(int r, const struct lp_err *err)
 {

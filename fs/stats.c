@@ -241,7 +241,8 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			"%llu, \"disk_write_deferred\": %llu, "
 			"\"disk_write_dropped\": %llu},\n"
 			"  \"errors\": {\"verify_failures\": %llu, "
-			"\"fetch_errors\": %llu},\n",
+			"\"fetch_errors\": %llu, \"digest_table_errors\": "
+			"%llu},\n",
 			(unsigned long long)st.mem_hits,
 			(unsigned long long)st.disk_hits, mem_used, mem_peak,
 			fs->cache.budget, proc_used, proc_peak,
@@ -250,7 +251,8 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			(unsigned long long)ld(&s->disk_write_deferred),
 			(unsigned long long)ld(&s->disk_write_dropped),
 			(unsigned long long)ld(&s->verify_failures),
-			(unsigned long long)ld(&s->fetch_errors));
+			(unsigned long long)ld(&s->fetch_errors),
+			(unsigned long long)ld(&s->digest_table_errors));
 	if (r == 0 && fs->ix) {
 		size_t k, proven = 0, ncp = lp_index_nr_checkpoints(fs->ix);
 

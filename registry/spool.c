@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "lp_common.h"
+#include "lp_io.h"
 #include "lp_log.h"
 #include "reg_int.h"
 
@@ -142,27 +143,6 @@ static int reserve(int fd, const char *d, uint64_t size, const char *name,
 	return check_free(d, 0, name, why);
 }
 
-/* an unlinked file in @dir */
-static int open_unlinked(const char *dir)
-{
-	char path[LP_REG_URL_MAX];
-	int fd;
-
-	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		return fd;
-	if (errno != EOPNOTSUPP && errno != EISDIR)
-		return -errno; /* EISDIR: a kernel without O_TMPFILE */
-	if (snprintf(path, sizeof(path), "%s/.lazypull-spool.XXXXXX", dir) >=
-	    (int)sizeof(path))
-		return -ENAMETOOLONG;
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	unlink(path);
-	return fd;
-}
-
 int reg_spool_new(const char *dir, const struct lp_digest *digest,
 		  uint64_t size, reg_spool_feed_fn feed, void *ctx,
 		  struct reg_spool **ret_sp, struct lp_err *err)
@@ -204,7 +184,7 @@ int reg_spool_new(const char *dir, const struct lp_digest *digest,
 		r = check_free(d, size, name, &why);
 		if (r < 0)
 			continue;
-		r = open_unlinked(d);
+		r = lp_file_open_unlinked(d, ".lazypull-spool");
 		if (r < 0) {
 			lp_err_set(&why, r,
 				   "blob %s: cannot make a spool file in %s: "

@@ -8,7 +8,9 @@
  * it parses is JSON; and when both accept, they read the same document:
  * json-c's "version" (keys decoded) is 1, and each of json-c's entries
  * that is not a chunk or the root is an entry of the TOC (the TOC may add
- * implied directories, never when there are no entries).
+ * implied directories, never when there are no entries); every digest
+ * and chunkDigest the TOC hands out is one json-c read in a "digest" or
+ * "chunkDigest" field (a digest in the wrong slot reads back as another).
  * json-c accepting what the TOC parser refuses is no failure: the TOC
  * parser is the stricter (bounds, types, paths).
  */
@@ -17,9 +19,12 @@
 
 #include <json-c/json.h>
 
+#include "lp_digest.h"
 #include "lp_toc.h"
 
-#define PAYLOAD_END (1u << 20)
+/* 16 GiB: chunks 4 GiB or more from their block's smallest offset go to
+ * the packer's offset column (off_col) */
+#define PAYLOAD_END ((uint64_t)1 << 34)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -57,12 +62,74 @@ static bool is_root_name(const char *name, size_t len)
 	return true;
 }
 
+/* the digests json-c read, of one field */
+struct dig_set {
+	struct lp_digest *d;
+	size_t n, cap;
+};
+
+static void dig_add(struct dig_set *s, json_object *e, const char *key)
+{
+	json_object *v;
+	struct lp_digest d;
+
+	if (!json_object_object_get_ex(e, key, &v) ||
+	    !json_object_is_type(v, json_type_string) ||
+	    lp_digest_parse_n(json_object_get_string(v),
+			      (size_t)json_object_get_string_len(v), &d) < 0)
+		return;
+	if (s->n == s->cap) {
+		s->cap = s->cap ? 2 * s->cap : 64;
+		s->d = realloc(s->d, s->cap * sizeof(*s->d));
+		if (!s->d)
+			abort();
+	}
+	s->d[s->n++] = d;
+}
+
+static bool dig_has(const struct dig_set *s, const struct lp_digest *d)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		if (lp_digest_equal(&s->d[i], d))
+			return true;
+	return false;
+}
+
+/* every digest @toc hands out is one json-c read in that field */
+static void check_digests(const struct lp_toc *toc, const struct dig_set *fd,
+			  const struct dig_set *cd)
+{
+	struct lp_digest d;
+	uint32_t i;
+
+	for (i = 0; i < lp_toc_nr_entries(toc); i++) {
+		const struct lp_toc_entry *e = lp_toc_entry(toc, i);
+		int r;
+
+		if (e->type != LP_TOC_REG)
+			continue;
+		r = lp_toc_entry_digest(toc, e, &d);
+		if (r < 0 || (r && !dig_has(fd, &d)))
+			abort(); /* a file digest nobody wrote */
+	}
+	for (i = 0; i < lp_toc_nr_chunks(toc); i++) {
+		const struct lp_toc_chunk c = lp_toc_chunk(toc, i);
+		int r = lp_toc_chunk_digest(toc, &c, &d);
+
+		if (r < 0 || (r && !dig_has(cd, &d)))
+			abort(); /* a chunkDigest nobody wrote */
+	}
+}
+
 /* json-c's reading of @data agrees with the parsed @toc */
 static void check_same_document(const uint8_t *data, size_t size,
 				const struct lp_toc *toc)
 {
 	struct json_tokener *tok = json_tokener_new_ex(LP_TOC_MAX_JSON_NESTING);
 	json_object *o, *ver, *ents, *name, *type;
+	struct dig_set fd = { 0 }, cd = { 0 };
 	size_t n = 0, k, nr;
 
 	if (!tok)
@@ -82,6 +149,8 @@ static void check_same_document(const uint8_t *data, size_t size,
 		for (k = 0; k < nr; k++) {
 			json_object *e = json_object_array_get_idx(ents, k);
 
+			dig_add(&fd, e, "digest");
+			dig_add(&cd, e, "chunkDigest");
 			if (!json_object_object_get_ex(e, "type", &type))
 				abort(); /* the TOC parser needs a type */
 			/* no name is the name "": the root (toc_decode.c) */
@@ -98,6 +167,9 @@ static void check_same_document(const uint8_t *data, size_t size,
 	if (lp_toc_nr_entries(toc) < 1 + n ||
 	    (n == 0 && lp_toc_nr_entries(toc) != 1))
 		abort(); /* the TOC parser read other entries than json-c */
+	check_digests(toc, &fd, &cd);
+	free(fd.d);
+	free(cd.d);
 	json_object_put(o);
 	json_tokener_free(tok);
 }

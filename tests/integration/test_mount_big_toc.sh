@@ -7,8 +7,9 @@
 #   - the daemon holds one deleted file under --cache-dir, and a small
 #     layer's mount holds none (its digests stay in memory);
 #   - every file reads back byte for byte through FUSE;
-#   - a layer with one chunk's compressed bytes flipped serves every other
-#     file and refuses that one (EIO), as the digest policy says.
+#   - a layer with two same-length gzip members swapped (both inflate; only
+#     the spilled chunk digests can tell) serves every other file and
+#     refuses that one (EIO), the daemon's log naming the digest mismatch.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -113,24 +114,77 @@ diff -r "$T/big" "$M" >"$T/diff" || { head -20 "$T/diff" >&2; fail "the big laye
 ok "all $((NDIRS * NFILES)) files read back byte for byte (each chunk verified against the file's digests)"
 unmount_bg
 
-say "a flipped chunk is refused, every other file served"
-read -r START END NAME _ < <(chunk_ranges "$T/big.esgz" | awk -v n="d100/f150.txt" '$3 == n')
-[ -n "${START:-}" ] || fail "no chunk of d100/f150.txt in the TOC"
-cp "$T/big.esgz" "$T/bad.esgz"
-# just past the gzip header: the start of the file's deflate data (the
-# member runs on with the next entries' tar headers, which no read decodes)
-flip_byte "$T/bad.esgz" $((START + 12))
+say "a chunk replaced by another valid member is refused by its digest, every other file served"
+# Swap two gzip members of the same compressed length whose files have the
+# same size: both still inflate cleanly (no decoder error), each to the other
+# file's bytes, so only the chunk digest (read back from the spilled table)
+# can tell. swap_members prints "TARGET PARTNER".
+swap_members() {
+	toc_json "$1" >"$T/.toc.json"
+	python3 - "$1" "$2" "$T/.toc.json" "$(toc_offset "$1")" <<'PY'
+import json, sys
+src, dst, tocf, tocoff = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+toc = json.load(open(tocf))
+ents = [(e["offset"], e["name"].lstrip("./"), e["size"]) for e in toc["entries"]
+        if e["type"] == "reg" and e.get("offset", 0) > 0]
+starts = sorted(o for o, _, _ in ents) + [tocoff]
+nxt = {starts[i]: starts[i + 1] for i in range(len(starts) - 1)}
+by_shape = {}
+for o, n, sz in sorted(ents):
+    by_shape.setdefault((nxt[o] - o, sz), []).append((o, n))
+pair = None
+for o, n, sz in sorted(ents):
+    if not n.startswith("d100/"):
+        continue
+    for po, pn in by_shape[(nxt[o] - o, sz)]:
+        if pn.startswith("d0"):
+            pair = ((o, n), (po, pn))
+            break
+    if pair:
+        break
+if not pair:
+    sys.exit("no two members of the same length and file size")
+(a, an), (b, bn) = pair
+blob = bytearray(open(src, "rb").read())
+ma, mb = bytes(blob[a:nxt[a]]), bytes(blob[b:nxt[b]])
+assert ma != mb and len(ma) == len(mb)
+blob[a:nxt[a]], blob[b:nxt[b]] = mb, ma
+open(dst, "wb").write(blob)
+print(an, bn)
+PY
+}
+read -r NAME PARTNER < <(swap_members "$T/big.esgz" "$T/bad.esgz")
+[ -n "${PARTNER:-}" ] || fail "no two same-length members to swap"
+# the swapped member still inflates: the bytes are another file's
+python3 - "$T/bad.esgz" "$(chunk_ranges "$T/bad.esgz" | awk -v n="$NAME" '$3 == n {print $1, $2}')" <<'PY' ||
+import sys, zlib
+start, end = map(int, sys.argv[2].split())
+data = open(sys.argv[1], "rb").read()[start:end]
+d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+d.decompress(data)
+sys.exit(0 if d.eof else 1)
+PY
+	fail "the swapped member of $NAME does not inflate on its own"
+ok "$NAME's member swapped with $PARTNER's (both valid gzip, same length)"
 # the TOC is untouched; a new cache (the old one holds the good chunks)
 mount_bg "$T/bad.esgz" "$BIG_DIGEST" "$C/cache2"
 [ "$(deleted_in "$C/cache2")" = 1 ] || fail "the digests are not in a file"
 if cat "$M/$NAME" >/dev/null 2>"$T/cat.err"; then
-	fail "$NAME was served from a corrupted chunk"
+	fail "$NAME was served from another file's chunk"
 fi
 grep -q "Input/output error" "$T/cat.err" || { show_err "$T/cat.err"; fail "$NAME: not EIO"; }
 ok "$NAME refused (EIO)"
-cmp -s "$T/big/d100/f149.txt" "$M/d100/f149.txt" || fail "its neighbour d100/f149.txt is not served"
+NEIGH=$(dirname "$NAME")/f199.txt
+[ "$NEIGH" != "$NAME" ] || NEIGH=$(dirname "$NAME")/f198.txt
+cmp -s "$T/big/$NEIGH" "$M/$NEIGH" || fail "its neighbour $NEIGH is not served"
 cmp -s "$T/big/d199/f199.txt" "$M/d199/f199.txt" || fail "d199/f199.txt is not served"
 ok "other files served"
 unmount_bg
+grep -q "$NAME.*chunk digest mismatch" "$T/mount.err" || {
+	show_err "$T/mount.err"
+	fail "the daemon's log does not say $NAME's chunk digest mismatched"
+}
+grep -q "bad compressed data" "$T/mount.err" && fail "the decoder refused the chunk (the digest check was not reached)"
+ok "the daemon's log: $NAME's chunk digest mismatched (no decoder error)"
 
 done_ok

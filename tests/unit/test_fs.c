@@ -50,6 +50,7 @@
 #include "fs_int.h" /* test_writer_full: the disk writer's queue */
 #include "lp_fs.h"
 #include "lp_fuse.h"
+#include "toc_fault.h"
 
 #define VEC(name) LP_VECTORS_DIR "/" name
 #define MAX_FILES 512
@@ -91,6 +92,7 @@ struct fault {
 	pthread_cond_t cond;
 	uint64_t gate; /* protected by lock; 0: none */
 	bool at_gate; /* protected by lock; a read waits there */
+	atomic_uint rejects; /* lp_blob_reject() calls: a host blamed */
 };
 
 static int fault_pread(void *ctx, void *buf, size_t len, uint64_t off,
@@ -216,10 +218,20 @@ static void fault_close(void *ctx)
 	free(f);
 }
 
+static void fault_reject(void *ctx, uint64_t off, uint64_t len)
+{
+	struct fault *f = ctx;
+
+	(void)off;
+	(void)len;
+	atomic_fetch_add(&f->rejects, 1);
+}
+
 static const struct lp_blob_ops fault_ops = {
 	.pread = fault_pread,
 	.close = fault_close,
 	.pread_multi = fault_pread_multi,
+	.reject = fault_reject,
 };
 
 static const struct lp_blob_ops stream_ops = {
@@ -227,12 +239,15 @@ static const struct lp_blob_ops stream_ops = {
 	.close = fault_close,
 	.pread_multi = fault_pread_multi,
 	.pread_stream = fault_pread_stream,
+	.reject = fault_reject,
 };
 
 struct fixture {
 	struct lp_fs *fs;
 	struct fault *fault; /* owned by the blob */
 	bool stream; /* set before open_fs: the blob streams */
+	/* set before open_fs: the TOC's digests spilled to a file there */
+	const char *spill_dir;
 };
 
 static void read_text(const char *path, char *buf, size_t len)
@@ -278,6 +293,11 @@ static void open_fs(struct fixture *fx, const char *vec,
 			 0);
 	assert_int_equal(lp_layer_open(blob, &dg, &layer, &err), 0);
 	lp_blob_unref(blob);
+	if (fx->spill_dir)
+		assert_int_equal(lp_toc_spill_digests(
+					 (struct lp_toc *)lp_layer_toc(layer),
+					 fx->spill_dir, 0, &err),
+				 1);
 	assert_int_equal(lp_fs_new(layer, &opts, &fx->fs, &err), 0);
 	fx->fault = f;
 }
@@ -779,6 +799,156 @@ static void test_faults(void **state)
 	lp_fs_free(fx.fs);
 	free(fake);
 	free(orig);
+}
+
+/*
+ * The TOC's spilled digest table failing to read (a local disk error) is
+ * neither a verify failure nor the source's fault: the read fails with EIO
+ * naming the table, verify_failures stays 0 and no host is rejected, the
+ * refusal is counted in digest_table_errors; nothing bad is kept, so the
+ * file reads once the table does. Both places a chunk fetch reads its
+ * digest: a table that fails every read (/dev/null in its place), and one
+ * whose second read fails (toc_fault.h) after the first one served.
+ */
+
+static uint64_t stat_of(struct lp_fs *fs, const char *key);
+
+/* the descriptor of this process's one deleted file under @dir */
+static int deleted_fd_in(const char *dir)
+{
+	char fdp[64], target[4096];
+	int fd, found = -1;
+	ssize_t len;
+
+	for (fd = 0; fd < 1024; fd++) {
+		snprintf(fdp, sizeof(fdp), "/proc/self/fd/%d", fd);
+		len = readlink(fdp, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		if (!strncmp(target, dir, strlen(dir)) &&
+		    strstr(target, "(deleted)")) {
+			assert_int_equal(found, -1);
+			found = fd;
+		}
+	}
+	assert_true(found >= 0);
+	return found;
+}
+
+static void test_spill_read_error(void **state)
+{
+	char tmpl[] = "lp-test-fs-spill.XXXXXX", dir[4096];
+	struct fixture fx = { 0 };
+	const struct lp_toc *toc;
+	const struct lp_toc_chunk *c;
+	struct lp_err err = { 0 };
+	uint8_t *data;
+	int dfd, good, null;
+
+	(void)state;
+	/* the build's directory: a disk (a tmpfs keeps the table in memory) */
+	assert_non_null(mkdtemp(tmpl));
+	assert_non_null(realpath(tmpl, dir));
+	fx.spill_dir = dir;
+	open_fs(&fx, "v1-default", NULL);
+	dfd = deleted_fd_in(dir);
+	assert_int_equal(rmdir(dir), 0);
+	toc = lp_layer_toc(lp_fs_layer(fx.fs));
+	c = first_chunk_of(fx.fs, "etc/conf.d/app.conf");
+	data = calloc(1, c->chunk_size);
+	assert_non_null(data);
+
+	/* every read of the table fails (short: -EIO) */
+	good = dup(dfd);
+	null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_true(good >= 0 && null >= 0);
+	assert_int_equal(dup2(null, dfd), dfd);
+	assert_int_equal(lp_chunk_check(toc, c, data, &err), -EIO);
+	assert_non_null(strstr(err.msg, "digest table"));
+	lp_err_clear(&err);
+	assert_int_equal(read_path(fx.fs, "etc/conf.d/app.conf", &err), -EIO);
+	assert_non_null(strstr(err.msg, "etc/conf.d/app.conf"));
+	assert_non_null(strstr(err.msg, "digest table could not be read"));
+	assert_int_equal(stat_of(fx.fs, "\"verify_failures"), 0);
+	assert_true(stat_of(fx.fs, "\"digest_table_errors") >= 1);
+	assert_int_equal(atomic_load(&fx.fault->rejects), 0);
+	assert_int_equal(dup2(good, dfd), dfd);
+	lp_err_clear(&err);
+	assert_int_equal(read_path(fx.fs, "etc/conf.d/app.conf", &err), 0);
+
+	/* a transient error: the one read of the fetch fails, the next
+	 * read of the file (a new fetch) is served */
+	lp_toc_spill_fault(0, 1);
+	lp_err_clear(&err);
+	assert_int_equal(read_path(fx.fs, "usr/bin/tool", &err), -EIO);
+	assert_non_null(strstr(err.msg, "usr/bin/tool"));
+	assert_non_null(strstr(err.msg, "digest table could not be read"));
+	assert_int_equal(stat_of(fx.fs, "\"verify_failures"), 0);
+	assert_int_equal(atomic_load(&fx.fault->rejects), 0);
+	lp_err_clear(&err);
+	assert_int_equal(read_path(fx.fs, "usr/bin/tool", &err), 0);
+	lp_toc_spill_fault(0, 0);
+
+	check_all_files(fx.fs, "v1-default");
+	assert_int_equal(stat_of(fx.fs, "\"verify_failures"), 0);
+	lp_fs_free(fx.fs);
+	close(good);
+	close(null);
+	free(data);
+}
+
+/*
+ * A chunk fetch reads its digest from a spilled table once: for the
+ * disk-tier lookup, the verify (carried to it) and the disk-tier write
+ * (carried on the chunk); with a disk tier an on-demand fetch reads its
+ * first chunk's once more beforehand (on_disk: whether the link is used).
+ * Counted by toc_fault.h over a read of a file of one chunk (and the
+ * chunks read ahead with it).
+ */
+static void test_spill_reads_once(void **state)
+{
+	char tmpl[] = "lp-test-fs-spill.XXXXXX", dir[4096];
+	char cache[] = "/tmp/lp-test-fs-XXXXXX", cmd[600];
+	struct lp_fs_options opts;
+	struct lp_err err = { 0 };
+	int disk;
+
+	(void)state;
+	assert_non_null(mkdtemp(tmpl));
+	assert_non_null(realpath(tmpl, dir));
+	assert_non_null(mkdtemp(cache));
+	for (disk = 0; disk < 2; disk++) {
+		struct fixture fx = { .spill_dir = dir };
+
+		lp_fs_options_init(&opts);
+		opts.prefetch = false;
+		opts.background_fetch = false;
+		opts.cache_dir = disk ? cache : NULL;
+		open_fs(&fx, "v1-default", &opts);
+		assert_int_equal(
+			lp_toc_entry(lp_layer_toc(lp_fs_layer(fx.fs)),
+				     lp_toc_lookup_path(
+					     lp_layer_toc(lp_fs_layer(fx.fs)),
+					     "etc/conf.d/app.conf"))
+				->nr_chunks,
+			1);
+		lp_toc_spill_fault(0, 0);
+		assert_int_equal(read_path(fx.fs, "etc/conf.d/app.conf", &err),
+				 0);
+		/* one per chunk the run fetched (read-ahead takes a few);
+		 * not started: the fetch wrote its disk-tier copies itself */
+		assert_true(stat_of(fx.fs, "\"fetched_chunks") >= 1);
+		assert_int_equal(atomic_load(&lp_toc_spill_reads),
+				 stat_of(fx.fs, "\"fetched_chunks") +
+					 (disk ? 1 : 0));
+		if (disk)
+			assert_true(stat_of(fx.fs, "\"disk_bytes") > 0);
+		lp_fs_free(fx.fs);
+	}
+	assert_int_equal(rmdir(dir), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", cache);
+	assert_int_equal(system(cmd), 0);
 }
 
 /* --- the digest policy (the same as layer extract / verify) --- */
@@ -2598,6 +2768,8 @@ int main(void)
 		cmocka_unit_test(test_control_file),
 		cmocka_unit_test(test_control_file_no_open),
 		cmocka_unit_test(test_faults),
+		cmocka_unit_test(test_spill_read_error),
+		cmocka_unit_test(test_spill_reads_once),
 		cmocka_unit_test(test_digest_policy),
 		cmocka_unit_test(test_single_flight),
 		cmocka_unit_test(test_memory_budget),

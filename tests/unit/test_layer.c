@@ -18,12 +18,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "toc_test_digest.h"
 #include "craft_toc.h"
 #include "lp_layer.h"
+#include "layer_probe.h"
+#include "toc_fault.h"
 
 struct vec {
 	const char *name;
@@ -808,14 +812,91 @@ static void test_digest_policy(void **state)
 }
 
 /*
+ * The whole-file reader over a spilled digest table that fails to read
+ * (toc_fault.h: a disk error for the first reads, the table fine after):
+ * a file of several chunks only its file digest vouches for (rule 3) fails
+ * with -EIO before its sink got a byte, also without a digest asked for
+ * (as `layer extract` reads), instead of being read unhashed once the
+ * table reads again; with the table readable it reads back whole.
+ */
+static void test_read_file_spill_error(void **state)
+{
+	size_t len, clen = 0;
+	uint8_t *data = slurp(vec_path("v1-default", ".esgz"), &len), *craft;
+	char dir[] = "lp-test-layer-spill.XXXXXX";
+	struct lp_chunk_decoder *dec = NULL;
+	struct lp_blob *mem;
+	struct lp_layer *l = NULL;
+	struct lp_err err = { 0 };
+	struct lp_digest tocd, got, rd;
+	struct file_sink fs = { 0 };
+	const struct lp_toc_entry *e;
+	const struct lp_toc *toc;
+	uint32_t ino;
+	int pass;
+
+	(void)state;
+	/* a directory on the build's disk: a tmpfs would keep it in memory */
+	assert_non_null(mkdtemp(dir));
+	craft = craft_rewrite(data, len, "./usr/lib/big.bin", CRAFT_MULTI,
+			      &clen, &tocd);
+	assert_non_null(craft);
+	mem = mem_blob(craft, clen);
+	assert_int_equal(lp_layer_open(mem, &tocd, &l, &err), 0);
+	toc = lp_layer_toc(l);
+	assert_int_equal(
+		lp_toc_spill_digests((struct lp_toc *)toc, dir, 0, &err), 1);
+	assert_int_equal(rmdir(dir), 0);
+	ino = lp_toc_lookup_path(toc, "usr/lib/big.bin");
+	e = lp_toc_entry(toc, ino);
+	assert_true(e->nr_chunks > 1);
+	assert_int_equal(lp_chunk_decoder_new(LP_COMP_GZIP, &dec), 0);
+	for (pass = 0; pass < 2; pass++) {
+		/* every first-pass verdict fails, the reads after succeed */
+		lp_toc_spill_fault(0, e->nr_chunks);
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(lp_sha256_new(&fs.sha), 0);
+		fs.bytes = 0;
+		assert_int_equal(lp_layer_read_file(l, dec, ino, file_sink, &fs,
+						    pass ? &rd : NULL, &err),
+				 -EIO);
+		assert_int_equal(fs.bytes, 0);
+		assert_non_null(strstr(err.msg, "usr/lib/big.bin"));
+		assert_non_null(strstr(err.msg, "digest table"));
+		lp_sha256_final(fs.sha, &got);
+		lp_sha256_free(fs.sha);
+	}
+	lp_toc_spill_fault(0, 0);
+	/* the table readable: the whole file, against its file digest */
+	assert_int_equal(lp_sha256_new(&fs.sha), 0);
+	fs.bytes = 0;
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(
+		lp_layer_read_file(l, dec, ino, file_sink, &fs, &rd, &err), 0);
+	assert_int_equal(fs.bytes, e->size);
+	lp_sha256_final(fs.sha, &got);
+	lp_sha256_free(fs.sha);
+	assert_true(lp_digest_equal(&got, &rd));
+	assert_true(lp_digest_equal(&got, edig(toc, e)));
+	lp_chunk_decoder_free(dec);
+	lp_layer_free(l);
+	lp_blob_unref(mem);
+	free(craft);
+	free(data);
+}
+
+/*
  * The TOC member's shapes, and the digest and the parse done at once:
  * v1-default's TOC rewritten (same JSON, or another) into a member that
  * ends as writers end it (tar padding and end blocks: inflated in one go),
  * one with 128 KiB more after the JSON (inflated by zlib up to the JSON),
  * one over TOC_HASH_THREAD_MIN (hashed on a second thread); each opens with
- * the JSON's digest and the same TOC. A TOC that does not parse fails as a
- * parse error when its digest is the wanted one, as a digest error when it
- * is not.
+ * the JSON's digest and the same TOC, by the path meant (layer_probe.h's
+ * counters: inflated in one go or by zlib, hashed threaded or first). A TOC
+ * that does not parse fails as a parse error when its digest is the wanted
+ * one, as a digest error when it is not; a small TOC that is not the wanted
+ * one is not parsed at all (hashed and compared first), a big one is
+ * (parsed while it is hashed: the mismatch wins).
  */
 static uint8_t *toc_member_blob(const uint8_t *blob, size_t len, const char *js,
 				size_t js_len, size_t extra, size_t *ret_len)
@@ -850,6 +931,34 @@ static uint8_t *toc_member_blob(const uint8_t *blob, size_t len, const char *js,
 	return out;
 }
 
+/* how far each of lp_layer_probe's counters moved since *@before */
+struct probe_delta {
+	unsigned int whole, zlib, threaded, first, parsed;
+};
+
+static void probe_take(struct probe_delta *before)
+{
+	before->whole = atomic_load(&lp_layer_probe.inflated_whole);
+	before->zlib = atomic_load(&lp_layer_probe.inflated_zlib);
+	before->threaded = atomic_load(&lp_layer_probe.hashed_threaded);
+	before->first = atomic_load(&lp_layer_probe.hashed_first);
+	before->parsed = atomic_load(&lp_layer_probe.parsed);
+}
+
+/* the path one lp_layer_open() since @before took, as the case wants */
+static void probe_check(const struct probe_delta *before, bool whole,
+			bool threaded, bool parsed)
+{
+	struct probe_delta now;
+
+	probe_take(&now);
+	assert_int_equal(now.whole - before->whole, whole);
+	assert_int_equal(now.zlib - before->zlib, !whole);
+	assert_int_equal(now.threaded - before->threaded, threaded);
+	assert_int_equal(now.first - before->first, !threaded);
+	assert_int_equal(now.parsed - before->parsed, parsed);
+}
+
 static void test_toc_member_shapes(void **state)
 {
 	struct {
@@ -867,13 +976,20 @@ static void test_toc_member_shapes(void **state)
 	struct lp_layer *l = NULL, *ol = NULL;
 	struct lp_err err = { 0 };
 	struct lp_digest want, other;
+	struct probe_delta pd;
 	const char *ojs;
 	char *js;
 
 	(void)state;
 	assert_int_equal(lp_layer_open(b, NULL, &ol, &err), 0);
 	ojs = lp_layer_toc_json(ol, &js_len);
+	assert_true(js_len < LP_MIB); /* hashed before the parse */
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		/* in one go unless more than 64 KiB follow the JSON; on a
+		 * second thread from 1 MiB of JSON */
+		const bool whole = cases[i].extra == 0,
+			   threaded = cases[i].spaces > 0;
+
 		js = malloc(js_len + cases[i].spaces);
 		assert_non_null(js);
 		memcpy(js, ojs, js_len);
@@ -884,7 +1000,9 @@ static void test_toc_member_shapes(void **state)
 		lp_blob_unref(b);
 		b = mem_blob(nb, nlen);
 		memset(&err, 0, sizeof(err));
+		probe_take(&pd);
 		assert_int_equal(lp_layer_open(b, &want, &l, &err), 0);
+		probe_check(&pd, whole, threaded, true);
 		assert_true(lp_digest_equal(lp_layer_toc_digest(l), &want));
 		assert_int_equal(lp_toc_nr_entries(lp_layer_toc(l)),
 				 lp_toc_nr_entries(lp_layer_toc(ol)));
@@ -895,7 +1013,10 @@ static void test_toc_member_shapes(void **state)
 		/* the same bytes, another digest wanted */
 		other = want;
 		other.b[0] ^= 1;
+		probe_take(&pd);
 		assert_int_equal(lp_layer_open(b, &other, &l, &err), -EBADMSG);
+		/* a small TOC that is not the wanted one is never parsed */
+		probe_check(&pd, whole, threaded, threaded);
 		assert_null(l);
 		assert_non_null(strstr(err.msg, "TOC digest"));
 		/* JSON that does not parse: the parse's error, or the digest's */
@@ -907,11 +1028,15 @@ static void test_toc_member_shapes(void **state)
 		lp_sha256(js, js_len + cases[i].spaces, &want);
 		b = mem_blob(nb, nlen);
 		memset(&err, 0, sizeof(err));
+		probe_take(&pd);
 		assert_int_equal(lp_layer_open(b, &want, &l, &err), -EINVAL);
+		probe_check(&pd, whole, threaded, true);
 		assert_null(l);
 		assert_null(strstr(err.msg, "TOC digest"));
 		memset(&err, 0, sizeof(err));
+		probe_take(&pd);
 		assert_int_equal(lp_layer_open(b, &other, &l, &err), -EBADMSG);
+		probe_check(&pd, whole, threaded, threaded);
 		assert_non_null(strstr(err.msg, "TOC digest"));
 		free(js);
 		free(nb);
@@ -933,6 +1058,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_decoder),
 		cmocka_unit_test(test_open_tail),
 		cmocka_unit_test(test_digest_policy),
+		cmocka_unit_test(test_read_file_spill_error),
 		cmocka_unit_test(test_toc_member_shapes),
 	};
 

@@ -676,9 +676,32 @@ static int deleted_files_in(const char *dir)
 	return n;
 }
 
+/* the descriptor of this process's one deleted file under @dir */
+static int deleted_fd_in(const char *dir)
+{
+	char fdp[64], target[4096];
+	int fd, found = -1;
+	ssize_t len;
+
+	for (fd = 0; fd < 1024; fd++) {
+		snprintf(fdp, sizeof(fdp), "/proc/self/fd/%d", fd);
+		len = readlink(fdp, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		if (!strncmp(target, dir, strlen(dir)) &&
+		    strstr(target, "(deleted)")) {
+			assert_int_equal(found, -1);
+			found = fd;
+		}
+	}
+	assert_true(found >= 0);
+	return found;
+}
+
 static void test_spill_digests(void **state)
 {
-	char dir[] = "/var/tmp/lp-test-spill.XXXXXX", hex[2][80], *json;
+	char tmpl[] = "lp-test-spill.XXXXXX", dir[4096], hex[2][80], *json;
 	struct lp_digest want[2], e_before[8], c_before[8], got;
 	static const char data[2][5] = { "abcd", "efgh" };
 	struct lp_err err = { 0 };
@@ -688,8 +711,16 @@ static void test_spill_digests(void **state)
 	uint8_t bad[4] = { 'a', 'b', 'c', 'e' };
 	DIR *d;
 
+	struct statfs dfs;
+	uint8_t byte, zeros[5 * sizeof(struct lp_digest)];
+	off_t at_byte;
+	int fd;
+
 	(void)state;
-	assert_non_null(mkdtemp(dir));
+	/* in the build's directory (the test's working directory): a disk
+	 * where /var/tmp may be a tmpfs, which keeps the table in memory */
+	assert_non_null(mkdtemp(tmpl));
+	assert_non_null(realpath(tmpl, dir));
 	for (i = 0; i < 2; i++) {
 		lp_sha256(data[i], 4, &want[i]);
 		lp_digest_format(&want[i], hex[i]);
@@ -740,6 +771,17 @@ static void test_spill_digests(void **state)
 				lp_toc_spill_digests(toc, "/dev/shm", 0, &err),
 				0);
 	}
+	assert_int_equal(statfs(dir, &dfs), 0);
+	if (dfs.f_type == TMPFS_MAGIC || dfs.f_type == RAMFS_MAGIC) {
+		print_message("%s is memory-backed: the table stays in memory "
+			      "there; the spill itself is not tested\n",
+			      dir);
+		assert_int_equal(lp_toc_spill_digests(toc, dir, 160, &err), 0);
+		assert_int_equal(rmdir(dir), 0);
+		lp_toc_free(toc);
+		free(json);
+		return;
+	}
 	assert_int_equal(lp_toc_spill_digests(toc, dir, 160, &err), 1);
 	assert_int_equal(deleted_files_in(dir), 1);
 	/* nothing named in the directory */
@@ -773,6 +815,30 @@ static void test_spill_digests(void **state)
 	assert_int_equal(lp_chunk_check(toc, &c, data[0], &err), -EBADMSG);
 	c = lp_toc_chunk(toc, at(toc, "a")->first_chunk);
 	assert_int_equal(lp_chunk_check(toc, &c, data[0], &err), 0);
+	/* what comes back is checked (a page's CRC): a byte changed in the
+	 * file, or the table read back as zeros (a lost writeback), is a
+	 * read error, never a digest to compare against */
+	fd = deleted_fd_in(dir);
+	at_byte = (off_t)c.digest_idx * (off_t)sizeof(got) + 7;
+	assert_int_equal(pread(fd, &byte, 1, at_byte), 1);
+	byte ^= 0x01;
+	assert_int_equal(pwrite(fd, &byte, 1, at_byte), 1);
+	assert_int_equal(lp_toc_chunk_digest(toc, &c, &got), -EIO);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(lp_chunk_check(toc, &c, data[0], &err), -EIO);
+	assert_non_null(strstr(err.msg, "digest table"));
+	byte ^= 0x01;
+	assert_int_equal(pwrite(fd, &byte, 1, at_byte), 1);
+	assert_int_equal(lp_toc_chunk_digest(toc, &c, &got), 1);
+	assert_true(lp_digest_equal(&got, &want[0]));
+	memset(zeros, 0, sizeof(zeros));
+	assert_int_equal(pwrite(fd, zeros, 5 * sizeof(got), 0),
+			 (ssize_t)(5 * sizeof(got)));
+	for (i = 0; i < lp_toc_nr_chunks(toc); i++) {
+		c = lp_toc_chunk(toc, i);
+		assert_int_equal(lp_toc_chunk_digest(toc, &c, &got), -EIO);
+	}
+	assert_int_equal(lp_toc_entry_digest(toc, at(toc, "e"), &got), -EIO);
 	lp_toc_free(toc);
 	assert_int_equal(deleted_files_in(dir), 0);
 	free(json);
