@@ -181,7 +181,9 @@ struct lp_toc;
  * offset is where the file's piece starts in the span's output. The TOC
  * has no digests: the span digests vouch for the chunks (lp_chunk.h's
  * policy, lp_index_span_decode()). Refuses an index in which two spans
- * start at one byte. Returns 0, -EBADMSG, -EFBIG (a bound of the TOC or a
+ * start at one byte, and one with a hardlink whose target path the tar
+ * holds again after the link (or not before it): the TOC resolves links by
+ * path, to the last entry, where extraction links the earlier one. Returns 0, -EBADMSG, -EFBIG (a bound of the TOC or a
  * span over a chunk's bounds), -ENOMEM; free with lp_toc_free().
  */
 int lp_index_toc(const struct lp_index *ix, struct lp_toc **ret_toc,
