@@ -120,7 +120,7 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 		uint64_t s0, s1;
 
 		fs_chunk_range(fs, &c, &s0, &s1);
-		if (fs->opts.index_proven_only &&
+		if (!fs->opts.index_window_rule &&
 		    !lp_index_checkpoint_verified(fs->ix, sp))
 			r = -EAGAIN; /* no unproven start at all */
 		else
@@ -138,7 +138,7 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 						  c.inner_offset,
 					  dst, c.chunk_size, src + (s0 - start),
 					  (size_t)(s1 - s0),
-					  fs->opts.index_proven_only, &st,
+					  !fs->opts.index_window_rule, &st,
 					  &derr);
 			atomic_fetch_add(&fs->stats.fetched_bytes,
 					 st.bytes_fetched);

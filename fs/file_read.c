@@ -291,8 +291,8 @@ int fs_check_file(struct lp_fs *fs, uint32_t idx, struct lp_err *err)
 	if (!fs->ix || atomic_load(&fs->hdr_checked[idx]))
 		return 0;
 	/* two first readers may both check: harmless, and no lock held */
-	r = lp_layer_check_file(fs->layer, idx, fs->opts.index_proven_only, &st,
-				err);
+	r = lp_layer_check_file(fs->layer, idx, !fs->opts.index_window_rule,
+				&st, err);
 	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
 	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
 	atomic_fetch_add(&fs->stats.index_window_rereads, st.window_rereads);

@@ -33,8 +33,7 @@ int test_index_main(void);
 
 /* mount @idx over @blob; NULL when the index or the layer is refused */
 static struct lp_fs *mount_ix(struct lp_blob *blob, const uint8_t *idx,
-			      size_t len, bool window_rule,
-			      struct lp_err *err)
+			      size_t len, bool window_rule, struct lp_err *err)
 {
 	struct lp_index *ix = NULL;
 	struct lp_layer *layer = NULL;
@@ -50,7 +49,7 @@ static struct lp_fs *mount_ix(struct lp_blob *blob, const uint8_t *idx,
 	lp_fs_options_init(&opts);
 	opts.prefetch = false;
 	opts.background_fetch = false;
-	opts.index_proven_only = !window_rule;
+	opts.index_window_rule = window_rule;
 	assert_int_equal(lp_fs_new(layer, &opts, &fs, err), 0);
 	assert_int_equal(lp_fs_start(fs), 0);
 	return fs;
@@ -73,8 +72,8 @@ static int lookup(struct lp_fs *fs, const char *path, struct stat *st)
 }
 
 /* read @len bytes of @path at @off: the count or -errno */
-static int read_path(struct lp_fs *fs, const char *path, void *buf,
-		     size_t len, uint64_t off)
+static int read_path(struct lp_fs *fs, const char *path, void *buf, size_t len,
+		     uint64_t off)
 {
 	struct lp_fs_file *file = NULL;
 	struct lp_err err = { 0 };
@@ -235,7 +234,7 @@ static void __attribute__((unused)) test_forged_hardlink(void **state)
 
 /* ---- B: checkpoints' uncompressed offsets moved back --------------- */
 
-static void __attribute__((unused)) test_shifted_checkpoints(void **state)
+static void test_shifted_checkpoints(void **state)
 {
 	struct fixture f = { 0 };
 	size_t k, j, tried = 0, mounts = 0;
@@ -244,15 +243,14 @@ static void __attribute__((unused)) test_shifted_checkpoints(void **state)
 	build_vector(&f);
 	for (k = 2; k < lp_index_nr_checkpoints(f.ix) && mounts < 6; k++) {
 		const struct lp_index_checkpoint *c = lp_index_checkpoint(f.ix,
-									 k),
+									  k),
 						 *pc = lp_index_checkpoint(
 							 f.ix, k - 1);
 
 		if (c->kind != LP_INDEX_CP_DEFLATE || c->out - 512 <= pc->out)
 			continue;
 		for (j = 0; j < lp_index_nr_files(f.ix); j++) {
-			const struct lp_index_file *fa =
-				lp_index_file(f.ix, j);
+			const struct lp_index_file *fa = lp_index_file(f.ix, j);
 			struct lp_err err = { 0 };
 			uint8_t *idx, buf[4096];
 			struct lp_fs *fs;
@@ -320,7 +318,8 @@ static void __attribute__((unused)) test_read_lie_poisons(void **state)
 		if (x->type != '0' || x->size < 16 ||
 		    lp_index_lookup(f.ix, x->path) != (int)j)
 			continue;
-		if (!fz && x->data_off + x->size < lp_index_checkpoint(f.ix, 1)->out)
+		if (!fz &&
+		    x->data_off + x->size < lp_index_checkpoint(f.ix, 1)->out)
 			fz = x;
 		if (x->hdr_off > lp_index_checkpoint(f.ix, 4)->out) {
 			fa = x;
@@ -352,6 +351,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hardlink_shadowed),
+		cmocka_unit_test(test_shifted_checkpoints),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
