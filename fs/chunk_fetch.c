@@ -148,6 +148,7 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 		}
 		if (r == -EBADMSG || r == -ERANGE) {
 			atomic_fetch_add(&fs->stats.verify_failures, 1);
+			fs_poison(fs, -EBADMSG, &derr); /* a lie found */
 			r = fs_chunk_error(fs, ci, -EBADMSG,
 					   lp_err_str(&derr, r), err);
 		} else if (r < 0) { /* -ENOMEM, or the blob's (a re-read) */

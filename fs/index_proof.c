@@ -35,9 +35,8 @@ void fs_poison(struct lp_fs *fs, int code, const struct lp_err *why)
 
 	if (!atomic_compare_exchange_strong(&fs->proof.poisoned, &none, code))
 		return; /* logged once */
-	atomic_fetch_add(&fs->stats.verify_failures, 1);
-	lp_log_err("layer %s: its gzip index lies: %s; every read of this "
-		   "mount fails with EIO from now on",
+	lp_log_err("layer %s: its gzip index lies: %s; every read, lookup "
+		   "and attribute of this mount fails with EIO from now on",
 		   lp_blob_name(fs->blob), lp_err_str(why, code));
 }
 
@@ -71,8 +70,11 @@ static void *proof_main(void *arg)
 	} else if (r == -ECANCELED) {
 		atomic_store(&fs->proof.state, FS_JOB_STOPPED);
 	} else if (r == -EBADMSG) {
-		atomic_store(&fs->proof.state, FS_JOB_FAILED);
+		/* poisoned before FAILED is published: whoever sees FAILED
+		 * sees the poison */
+		atomic_fetch_add(&fs->stats.verify_failures, 1);
 		fs_poison(fs, r, &err);
+		atomic_store(&fs->proof.state, FS_JOB_FAILED);
 	} else {
 		atomic_store(&fs->proof.state, FS_JOB_FAILED);
 		lp_log_warn("layer %s: proving its gzip index stopped: %s; "

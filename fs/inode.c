@@ -56,6 +56,17 @@ static uint32_t entry_index(const struct lp_fs *fs, uint64_t ino)
 	return (uint32_t)(ino - 1);
 }
 
+/*
+ * A mount whose gzip index was found lying answers nothing more of the
+ * layer's entries (their metadata came from the index too); the control
+ * directory and stats file stay, to say so.
+ */
+static bool entry_poisoned(struct lp_fs *fs, uint64_t ino)
+{
+	return entry_index(fs, ino) != LP_TOC_NO_INDEX &&
+	       fs_poisoned(fs, NULL) < 0;
+}
+
 static bool is_opaque_dir(const struct lp_toc *toc, uint32_t idx)
 {
 	return lp_toc_entry(toc, idx)->type == LP_TOC_DIR &&
@@ -161,7 +172,9 @@ int lp_fs_getattr(struct lp_fs *fs, uint64_t ino, struct stat *st)
 	uint32_t idx = entry_index(fs, ino);
 	int r = 0;
 
-	if (idx != LP_TOC_NO_INDEX)
+	if (entry_poisoned(fs, ino))
+		r = -EIO;
+	else if (idx != LP_TOC_NO_INDEX)
 		fill_entry(fs, idx, st);
 	else if (ino == fs->ctl_dir_ino || ino == fs->stats_ino)
 		fill_control(fs, ino, st);
@@ -191,6 +204,13 @@ int lp_fs_lookup(struct lp_fs *fs, uint64_t parent, const char *name,
 	}
 	if (pidx == LP_TOC_NO_INDEX) {
 		r = parent == fs->stats_ino ? -ENOTDIR : -ENOENT;
+		goto out;
+	}
+	if (entry_poisoned(fs, parent)) {
+		if (pidx == 0 && !strcmp(name, LP_FS_CONTROL_DIR))
+			fill_control(fs, fs->ctl_dir_ino, st);
+		else
+			r = -EIO;
 		goto out;
 	}
 	if (lp_toc_entry(fs->toc, pidx)->type != LP_TOC_DIR) {
@@ -259,6 +279,10 @@ int lp_fs_readdir(struct lp_fs *fs, uint64_t ino, uint64_t off,
 	uint64_t i;
 	int r = 0;
 
+	if (entry_poisoned(fs, ino)) {
+		r = -EIO;
+		goto out;
+	}
 	if (ino == fs->ctl_dir_ino) {
 		for (i = off; i < 3; i++) {
 			const char *name = i == 0 ? "." :
@@ -318,6 +342,10 @@ int lp_fs_readlink(struct lp_fs *fs, uint64_t ino, const char **ret_target)
 								     -ENOENT;
 		goto out;
 	}
+	if (entry_poisoned(fs, ino)) {
+		r = -EIO;
+		goto out;
+	}
 	e = lp_toc_entry(fs->toc, idx);
 	if (e->type != LP_TOC_SYMLINK) {
 		r = -EINVAL;
@@ -354,6 +382,8 @@ static int xattr_owner(struct lp_fs *fs, uint64_t ino, uint32_t *ret_idx)
 		*ret_idx = LP_TOC_NO_INDEX;
 		return 0;
 	}
+	if (entry_poisoned(fs, ino))
+		return -EIO;
 	if (visibility(fs->toc, idx) == VIS_WHITEOUT)
 		*ret_idx = LP_TOC_NO_INDEX;
 	else

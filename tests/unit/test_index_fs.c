@@ -297,7 +297,7 @@ static void test_shifted_checkpoints(void **state)
 
 /* ---- C: a lie a read finds poisons the mount ----------------------- */
 
-static void __attribute__((unused)) test_read_lie_poisons(void **state)
+static void test_read_lie_poisons(void **state)
 {
 	struct fixture f = { 0 };
 	const struct lp_index_file *fa = NULL, *fz = NULL;
@@ -352,6 +352,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hardlink_shadowed),
 		cmocka_unit_test(test_shifted_checkpoints),
+		cmocka_unit_test(test_read_lie_poisons),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
