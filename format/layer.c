@@ -491,9 +491,12 @@ int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
 		return 0;
 	e = lp_toc_entry(layer->toc, entry);
 	r = lp_toc_entry_path(layer->toc, entry, path, sizeof(path));
-	if (r < 0 || e->type != LP_TOC_REG)
-		return lp_err_set(err, -EINVAL, "%s: entry %u is no file",
-				  lp_blob_name(layer->blob), entry);
+	if (r < 0 || (e->type != LP_TOC_REG && e->type != LP_TOC_HARDLINK &&
+		      e->type != LP_TOC_SYMLINK))
+		return lp_err_set(
+			err, -EINVAL,
+			"%s: entry %u is no file, hardlink or symlink",
+			lp_blob_name(layer->blob), entry);
 	i = lp_index_lookup(layer->ix, path);
 	if (i < 0)
 		return lp_err_set(err, -EBADMSG, "%s: %s not in the gzip index",

@@ -65,10 +65,11 @@ int lp_layer_open_index(struct lp_blob *blob, struct lp_index *ix,
 const struct lp_index *lp_layer_index(const struct lp_layer *layer);
 
 /*
- * lp_layer_check_file() - for a LP_FMT_GZIP_INDEX layer: inflate regular
- * file entry @entry's tar header blocks from the verified spans and check
- * them against the file table (the check given at open), so that a table
- * pointing a path at another file's bytes is caught before they are
+ * lp_layer_check_file() - for a LP_FMT_GZIP_INDEX layer: inflate entry
+ * @entry's own tar header blocks (a regular file, a hardlink or a symlink;
+ * for a hardlink its own, not its target's) from the verified spans and
+ * check them against the file table (the check given at open), so that a
+ * table pointing a path at another file's bytes is caught before they are
  * served; read with lp_index_read() (@proven_only: from proven checkpoints
  * only). @stats (NULL allowed) is added to. 0 for any other layer.
  * Returns 0, -EBADMSG, or the blob's error.
