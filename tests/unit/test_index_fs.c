@@ -162,6 +162,7 @@ static void test_hardlink_shadowed(void **state)
 		assert_non_null(strstr(err.msg, "hardlink"));
 	}
 	lp_blob_unref(blob);
+	free(gz);
 	free(idx);
 }
 
