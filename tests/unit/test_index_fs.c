@@ -16,6 +16,9 @@
  *   file's bytes.
  * - A lie found by a read (a span digest) poisons the whole mount: every
  *   later read, lookup, getattr, readdir gets EIO.
+ * - Memory: no more than LP_INDEX_READ_MAX_CONCURRENT lp_index_read()s
+ *   run at once (a slow blob counts the reads in flight), and their bytes
+ *   are right.
  *
  * The fixture (the vectors' v1.tar.gz, its index) is test_index.c's,
  * included with its main renamed.
@@ -352,6 +355,93 @@ static void test_read_lie_poisons(void **state)
 	release(&f);
 }
 
+/* ---- E: lp_index_read()s at once are bounded --------------------- */
+
+struct slow_blob {
+	const uint8_t *data;
+	pthread_mutex_t lock;
+	unsigned int now, max; /* preads in flight; protected by lock */
+};
+
+static int slow_pread(void *ctx, void *buf, size_t len, uint64_t off,
+		      struct lp_err *err)
+{
+	struct slow_blob *sb = ctx;
+
+	(void)err;
+	pthread_mutex_lock(&sb->lock);
+	if (++sb->now > sb->max)
+		sb->max = sb->now;
+	pthread_mutex_unlock(&sb->lock);
+	usleep(20000);
+	memcpy(buf, sb->data + off, len);
+	pthread_mutex_lock(&sb->lock);
+	sb->now--;
+	pthread_mutex_unlock(&sb->lock);
+	return 0;
+}
+
+static void slow_close(void *ctx)
+{
+	(void)ctx;
+}
+
+struct bounded_arg {
+	struct fixture *f;
+	struct lp_blob *blob;
+	unsigned int n, bad;
+};
+
+static void *bounded_reader(void *arg)
+{
+	struct bounded_arg *a = arg;
+	const struct lp_index *ix = a->f->ix;
+	size_t k = 1 + a->n % (lp_index_nr_checkpoints(ix) - 1);
+	uint64_t off = lp_index_checkpoint(ix, k)->out + 100;
+	uint8_t buf[512];
+
+	if (lp_index_read(ix, a->blob, off, buf, sizeof(buf), NULL, 0, false,
+			  NULL, NULL) < 0 ||
+	    memcmp(buf, a->f->tar + off, sizeof(buf)))
+		a->bad = 1;
+	return NULL;
+}
+
+static void test_read_bounded(void **state)
+{
+	static const struct lp_blob_ops ops = { .pread = slow_pread,
+						.close = slow_close };
+	struct fixture f = { 0 };
+	struct slow_blob sb = { 0 };
+	struct bounded_arg a[8];
+	pthread_t t[8];
+	unsigned int i;
+
+	(void)state;
+	build_vector(&f);
+	sb.data = f.gz;
+	pthread_mutex_init(&sb.lock, NULL);
+	for (i = 0; i < 8; i++) {
+		a[i].f = &f;
+		a[i].n = i * 3;
+		a[i].bad = 0;
+		assert_int_equal(
+			lp_blob_new(&ops, &sb, f.gz_len, "slow", &a[i].blob),
+			0);
+		assert_int_equal(
+			pthread_create(&t[i], NULL, bounded_reader, &a[i]), 0);
+	}
+	for (i = 0; i < 8; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(a[i].bad, 0);
+		lp_blob_unref(a[i].blob);
+	}
+	assert_true(sb.max >= 1);
+	assert_true(sb.max <= LP_INDEX_READ_MAX_CONCURRENT);
+	pthread_mutex_destroy(&sb.lock);
+	release(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -359,6 +449,7 @@ int main(void)
 		cmocka_unit_test(test_forged_hardlink),
 		cmocka_unit_test(test_shifted_checkpoints),
 		cmocka_unit_test(test_read_lie_poisons),
+		cmocka_unit_test(test_read_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
