@@ -293,6 +293,13 @@ void lp_fs_read_unpin(struct lp_fs *fs, struct lp_fs_segs *segs)
 	segs->nr = 0;
 }
 
+static void header_checked(void *arg, uint32_t entry)
+{
+	struct lp_fs *fs = arg;
+
+	atomic_store(&fs->hdr_checked[entry], 1);
+}
+
 int fs_check_file(struct lp_fs *fs, uint32_t idx, struct lp_err *err)
 {
 	struct lp_index_stream_stats st = { 0 };
@@ -300,9 +307,10 @@ int fs_check_file(struct lp_fs *fs, uint32_t idx, struct lp_err *err)
 
 	if (!fs->ix || atomic_load(&fs->hdr_checked[idx]))
 		return 0;
-	/* two first readers may both check: harmless, and no lock held */
+	/* two first readers may both check: harmless, and no lock held;
+	 * the headers after it in its span are checked with it */
 	r = lp_layer_check_file(fs->layer, idx, !fs->opts.index_window_rule,
-				&st, err);
+				header_checked, fs, &st, err);
 	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
 	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
 	atomic_fetch_add(&fs->stats.index_window_rereads, st.window_rereads);

@@ -68,19 +68,27 @@ static bool entry_poisoned(struct lp_fs *fs, uint64_t ino)
 }
 
 /*
- * A gzip index layer: hardlink entry @idx's own tar header checked (once)
- * before the link is answered, since the answer is its target's inode and
- * a read of that checks only the target's header: a file table that turns
- * a file into a link to another file is caught here. 0, or -EIO (a lie
- * poisons the mount, fs_check_file()) or the blob's error.
+ * A gzip index layer: entry @idx's own tar header checked (once; batched:
+ * the headers after it in its span come with it, fs_check_file()) before
+ * anything of it is answered, its metadata being the index's word until
+ * then: a hardlink's own (the answer is its target's inode, whose read
+ * checks only the target's header), then the inode's entry it reports.
+ * Not the root's (docs/format.md: the mount itself asks for its
+ * attributes, and no read should fetch before the first read). 0, or -EIO
+ * (a lie poisons the mount) or the blob's error.
  */
-static int check_link(struct lp_fs *fs, uint32_t idx)
+static int check_meta(struct lp_fs *fs, uint32_t idx)
 {
+	struct lp_err err = { 0 }; /* a lie is logged by the poison */
+	uint32_t ino;
 	int r;
 
-	if (!fs->ix || lp_toc_entry(fs->toc, idx)->type != LP_TOC_HARDLINK)
-		return 0;
-	r = fs_check_file(fs, idx, NULL); /* a lie is logged by the poison */
+	if (!fs->ix || idx == 0)
+		return 0; /* the root: the mount's own getattr would fetch */
+	r = fs_check_file(fs, idx, &err);
+	ino = lp_toc_entry_ino(fs->toc, lp_toc_entry(fs->toc, idx));
+	if (r == 0 && ino != idx)
+		r = fs_check_file(fs, ino, &err);
 	return r == -EBADMSG ? -EIO : r;
 }
 
@@ -191,9 +199,11 @@ int lp_fs_getattr(struct lp_fs *fs, uint64_t ino, struct stat *st)
 
 	if (entry_poisoned(fs, ino))
 		r = -EIO;
-	else if (idx != LP_TOC_NO_INDEX)
-		fill_entry(fs, idx, st);
-	else if (ino == fs->ctl_dir_ino || ino == fs->stats_ino)
+	else if (idx != LP_TOC_NO_INDEX) {
+		r = check_meta(fs, idx);
+		if (r == 0)
+			fill_entry(fs, idx, st);
+	} else if (ino == fs->ctl_dir_ino || ino == fs->stats_ino)
 		fill_control(fs, ino, st);
 	else
 		r = -ENOENT;
@@ -247,14 +257,14 @@ int lp_fs_lookup(struct lp_fs *fs, uint64_t parent, const char *name,
 	if (idx != LP_TOC_NO_INDEX) {
 		if (visibility(fs->toc, idx) == VIS_HIDDEN)
 			r = -ENOENT;
-		else if ((r = check_link(fs, idx)) == 0)
+		else if ((r = check_meta(fs, idx)) == 0)
 			fill_entry(fs, idx, st);
 		goto out;
 	}
 	memcpy(wh, LP_WHITEOUT_PREFIX, WH_PREFIX_LEN);
 	memcpy(wh + WH_PREFIX_LEN, name, len);
 	idx = lp_toc_lookup(fs->toc, pidx, wh, WH_PREFIX_LEN + len);
-	if (idx != LP_TOC_NO_INDEX) {
+	if (idx != LP_TOC_NO_INDEX && (r = check_meta(fs, idx)) == 0) {
 		fill_entry(fs, idx, st);
 		goto out;
 	}
@@ -340,7 +350,7 @@ int lp_fs_readdir(struct lp_fs *fs, uint64_t ino, uint64_t off,
 			if (!name)
 				continue;
 			/* readdirplus hands the kernel the inode too */
-			r = check_link(fs, child);
+			r = check_meta(fs, child);
 			if (r < 0)
 				break;
 			fill_entry(fs, child, &st);
@@ -367,6 +377,9 @@ int lp_fs_readlink(struct lp_fs *fs, uint64_t ino, const char **ret_target)
 		r = -EIO;
 		goto out;
 	}
+	r = check_meta(fs, idx);
+	if (r < 0)
+		goto out;
 	e = lp_toc_entry(fs->toc, idx);
 	if (e->type != LP_TOC_SYMLINK) {
 		r = -EINVAL;
@@ -396,6 +409,7 @@ static int copy_out(void *buf, size_t size, const void *value, size_t len)
 static int xattr_owner(struct lp_fs *fs, uint64_t ino, uint32_t *ret_idx)
 {
 	uint32_t idx = entry_index(fs, ino);
+	int r;
 
 	if (idx == LP_TOC_NO_INDEX) {
 		if (ino != fs->ctl_dir_ino && ino != fs->stats_ino)
@@ -405,6 +419,9 @@ static int xattr_owner(struct lp_fs *fs, uint64_t ino, uint32_t *ret_idx)
 	}
 	if (entry_poisoned(fs, ino))
 		return -EIO;
+	r = check_meta(fs, idx);
+	if (r < 0)
+		return r;
 	if (visibility(fs->toc, idx) == VIS_WHITEOUT)
 		*ret_idx = LP_TOC_NO_INDEX;
 	else

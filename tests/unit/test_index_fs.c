@@ -16,6 +16,9 @@
  *   file's bytes.
  * - A lie found by a read (a span digest) poisons the whole mount: every
  *   later read, lookup, getattr, readdir gets EIO.
+ * - Metadata: a setuid bit added to a file's record, a symlink's target
+ *   swapped for another's: lookup / readlink answer EIO (the entry's own
+ *   header is checked before anything of it is answered), not the lie.
  * - Memory: no more than LP_INDEX_READ_MAX_CONCURRENT lp_index_read()s
  *   run at once (a slow blob counts the reads in flight), and their bytes
  *   are right.
@@ -355,6 +358,80 @@ static void test_read_lie_poisons(void **state)
 	release(&f);
 }
 
+/* ---- D: metadata checked before it is answered ---------------------- */
+
+/* the first file record of type @type (from the middle of the table,
+ * or with @other from its start) that is its path's TOC entry, and
+ * (@other) a later one with another link target; UINT32_MAX for none */
+static uint32_t pick(struct fixture *f, char type, uint32_t *other)
+{
+	uint32_t i, n = (uint32_t)lp_index_nr_files(f->ix), a = UINT32_MAX;
+
+	for (i = other ? 0 : n / 2; i < n; i++) {
+		const struct lp_index_file *x = lp_index_file(f->ix, i);
+
+		if (x->type != type ||
+		    lp_index_lookup(f->ix, x->path) != (int)i)
+			continue;
+		if (a == UINT32_MAX) {
+			a = i;
+			if (!other)
+				break;
+		} else if (strcmp(x->link, lp_index_file(f->ix, a)->link)) {
+			*other = i;
+			break;
+		}
+	}
+	return a;
+}
+
+static void test_forged_metadata(void **state)
+{
+	struct fixture f = { 0 };
+	uint32_t ncp, a, b = UINT32_MAX;
+	struct lp_err err = { 0 };
+	const char *target = NULL;
+	uint8_t *idx, *files;
+	struct lp_fs *fs;
+	struct stat st;
+	int r;
+
+	(void)state;
+	build_vector(&f);
+	ncp = lp_get_le32(f.idx + 68);
+	/* a regular file made setuid */
+	a = pick(&f, '0', NULL);
+	assert_true(a != UINT32_MAX);
+	idx = malloc(f.idx_len);
+	assert_non_null(idx);
+	memcpy(idx, f.idx, f.idx_len);
+	files = CP(idx, ncp);
+	lp_put_le32(files + (size_t)a * LP_INDEX_FILE_SIZE + 32,
+		    lp_index_file(f.ix, a)->mode | 04000);
+	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	r = lookup(fs, lp_index_file(f.ix, a)->path, &st);
+	assert_true(r == -EIO || (r == 0 && !(st.st_mode & 04000)));
+	assert_int_equal(r, -EIO);
+	lp_fs_free(fs);
+	/* a symlink given another one's target */
+	a = pick(&f, '2', &b);
+	assert_true(a != UINT32_MAX && b != UINT32_MAX);
+	memcpy(idx, f.idx, f.idx_len);
+	memcpy(files + (size_t)a * LP_INDEX_FILE_SIZE + 56,
+	       files + (size_t)b * LP_INDEX_FILE_SIZE + 56, 4);
+	fs = mount_ix(f.blob, idx, f.idx_len, true, &err);
+	assert_non_null(fs);
+	r = lookup(fs, lp_index_file(f.ix, a)->path, &st);
+	if (r == 0)
+		r = lp_fs_readlink(fs, st.st_ino, &target);
+	assert_true(r < 0 || !strcmp(target, lp_index_file(f.ix, a)->link));
+	assert_int_equal(r, -EIO);
+	lp_fs_free(fs);
+	free(idx);
+	release(&f);
+}
+
 /* ---- E: lp_index_read()s at once are bounded --------------------- */
 
 struct slow_blob {
@@ -449,6 +526,7 @@ int main(void)
 		cmocka_unit_test(test_forged_hardlink),
 		cmocka_unit_test(test_shifted_checkpoints),
 		cmocka_unit_test(test_read_lie_poisons),
+		cmocka_unit_test(test_forged_metadata),
 		cmocka_unit_test(test_read_bounded),
 	};
 
