@@ -49,11 +49,17 @@ static const char mount_usage[] =
 	"  --index FILE            SOURCE is a plain tar+gzip layer: mount it\n"
 	"                          through its gzip index FILE (`lazypull\n"
 	"                          index --output`); no TOC digest then\n"
-	"  --index-proven-only     with --index: read only from checkpoints a\n"
-	"                          stream from the layer's first byte proved\n"
-	"                          (nothing of the index believed unproven; a\n"
-	"                          cold read deep in the layer fetches the\n"
-	"                          layer up to it)\n"
+	"  --index-proven-only     with --index: the default: read only from\n"
+	"                          checkpoints a stream from the layer's first\n"
+	"                          byte proved (a cold read deep in the layer\n"
+	"                          fetches the layer up to it; what is not yet\n"
+	"                          verified: docs/format.md)\n"
+	"  --index-window-rule     with --index: reads may also start at\n"
+	"                          checkpoints nobody proved (fewer bytes\n"
+	"                          fetched), believing their position until\n"
+	"                          the proving pass passes them: a forged\n"
+	"                          index can then serve other bytes of the\n"
+	"                          layer (docs/format.md)\n"
 	"  --insecure-skip-toc-verify\n"
 	"                          mount without a TOC digest: the TOC, and so\n"
 	"                          every chunk digest, is trusted unchecked\n"
@@ -112,6 +118,7 @@ enum {
 	OPT_TIMEOUT,
 	OPT_INDEX,
 	OPT_INDEX_PROVEN_ONLY,
+	OPT_INDEX_WINDOW_RULE,
 };
 
 static const struct option mount_options[] = {
@@ -137,6 +144,7 @@ static const struct option mount_options[] = {
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "index", required_argument, NULL, OPT_INDEX },
 	{ "index-proven-only", no_argument, NULL, OPT_INDEX_PROVEN_ONLY },
+	{ "index-window-rule", no_argument, NULL, OPT_INDEX_WINDOW_RULE },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -149,6 +157,7 @@ struct mount_args {
 	long prefetch_wait, threads;
 	const char *log_file;
 	const char *index_path; /* --index; NULL: an eStargz layer */
+	bool index_proven_only; /* --index-proven-only (the default) */
 	struct lp_digest index_layer; /* the --layer descriptor's digest */
 	/* registry sources (--layer) */
 	const char *layer; /* NULL: SOURCE is a local file */
@@ -452,7 +461,10 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 			a->index_path = optarg;
 			break;
 		case OPT_INDEX_PROVEN_ONLY:
-			a->mo.fs.index_proven_only = true;
+			a->index_proven_only = true; /* the default */
+			break;
+		case OPT_INDEX_WINDOW_RULE:
+			a->mo.fs.index_window_rule = true;
 			break;
 		default:
 			return lp_cmd_usage_error("mount", "bad option");
@@ -471,9 +483,15 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 	if (a->layer &&
 	    lp_cmd_registry_config_dir("mount", a->hosts_arg, &a->hosts_dir))
 		return LP_EXIT_USAGE;
-	if (a->mo.fs.index_proven_only && !a->index_path)
-		return lp_cmd_usage_error("mount",
-					  "--index-proven-only needs --index");
+	if ((a->index_proven_only || a->mo.fs.index_window_rule) &&
+	    !a->index_path)
+		return lp_cmd_usage_error(
+			"mount", "--index-proven-only and --index-window-rule "
+				 "need --index");
+	if (a->index_proven_only && a->mo.fs.index_window_rule)
+		return lp_cmd_usage_error(
+			"mount", "--index-proven-only and --index-window-rule "
+				 "exclude each other");
 	if (a->index_path && (a->have_digest || a->skip_verify))
 		return lp_cmd_usage_error(
 			"mount", "--index mounts a plain gzip layer, which has "

@@ -32,8 +32,14 @@
  * unproven checkpoint checks the checkpoints it passes but proves none.
  * The proving pass (index_prove.c) streams from the blob's first byte,
  * hashing the blob as it goes (lp_index_prove_open(), _finish()).
+ *
+ * Memory: one lp_index_read() may hold up to LP_INDEX_READ_MAX_IN
+ * compressed bytes and their decodes; at most LP_INDEX_READ_MAX_CONCURRENT
+ * run at once in the process (read_slots; the others wait), so FUSE
+ * threads times that cannot pile up. Lock order: read_slots.lock is a leaf.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -650,26 +656,50 @@ static void add_stats(struct lp_index_stream_stats *to,
 	to->window_rereads += st->window_rereads;
 }
 
+/* lp_index_read()s running at once in the process (see the top) */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned int busy; /* protected by lock */
+} read_slots = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+
+static void read_slot_get(void)
+{
+	pthread_mutex_lock(&read_slots.lock);
+	while (read_slots.busy >= LP_INDEX_READ_MAX_CONCURRENT)
+		pthread_cond_wait(&read_slots.cond, &read_slots.lock);
+	read_slots.busy++;
+	pthread_mutex_unlock(&read_slots.lock);
+}
+
+static void read_slot_put(void)
+{
+	pthread_mutex_lock(&read_slots.lock);
+	read_slots.busy--;
+	pthread_cond_signal(&read_slots.cond);
+	pthread_mutex_unlock(&read_slots.lock);
+}
+
 /* the blob's [@start, @end) onto the front of *@src (which holds [@end,
- * ...), *@src_len bytes); counted in @st */
+ * ...), *@src_len bytes), grown in place (no second copy of the bytes
+ * held); counted in @st */
 static int prepend(struct lp_blob *blob, uint64_t start, uint64_t end,
 		   uint8_t **src, size_t *src_len,
 		   struct lp_index_stream_stats *st, struct lp_err *err)
 {
 	size_t n = (size_t)(end - start);
-	uint8_t *p = malloc(n + *src_len);
+	uint8_t *p = realloc(*src, n + *src_len);
 	int r;
 
 	if (!p)
 		return -ENOMEM;
+	*src = p;
+	memmove(p + n, p, *src_len);
 	r = lp_blob_pread(blob, p, n, start, err);
 	if (r < 0) {
-		free(p);
+		/* *src holds garbage now: the caller frees it */
 		return r;
 	}
-	memcpy(p + n, *src, *src_len);
-	free(*src);
-	*src = p;
 	*src_len += n;
 	st->bytes_fetched += n;
 	st->spans++;
@@ -702,6 +732,7 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 			"%zu bytes at %llu past the layer's %llu bytes", len,
 			(unsigned long long)off,
 			(unsigned long long)lp_index_uncompressed_size(ix));
+	read_slot_get();
 	i = span_of(ix, off);
 	k = len ? span_of(ix, off + len - 1) : i;
 	p = lp_index_last_verified(ix, i);
@@ -781,6 +812,7 @@ out:
 	add_stats(stats, &st);
 	lp_index_stream_free(s);
 	free(src);
+	read_slot_put();
 	return r;
 }
 

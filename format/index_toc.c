@@ -10,7 +10,8 @@
  * the span's output; the span (and with it the checkpoint to inflate from)
  * is found again from that offset by lp_index_span_at(). Span starts must
  * be strictly increasing for that to be unambiguous: an index where two
- * spans start at one byte is refused.
+ * spans start at one byte is refused. So is one with a hardlink whose
+ * target path the tar holds again after the link (check_hardlink()).
  *
  * The TOC goes through the one TOC parser (lp_toc_parse()), with all its
  * checks, from JSON this file writes with the one TOC writer.
@@ -61,6 +62,32 @@ static int check_span_starts(const struct lp_index *ix, struct lp_err *err)
 		prev = start;
 	}
 	return 0;
+}
+
+/*
+ * A hardlink links the entry its target path names at that point of the
+ * tar (GNU tar extracts it so), but the TOC keeps one entry per path, the
+ * last, and resolves links by path: a hardlink whose target the tar holds
+ * again after the link (or only after it) would serve the later file's
+ * bytes. Such an index is refused (the eStargz TOC refuses a name twice).
+ */
+static int check_hardlink(const struct lp_index *ix, size_t i,
+			  struct lp_err *err)
+{
+	const struct lp_index_file *f = lp_index_file(ix, i);
+	int t;
+
+	if (f->type != '1')
+		return 0;
+	t = lp_index_lookup(ix, f->link);
+	if (t >= 0 && (size_t)t < i)
+		return 0;
+	return lp_err_set(err, -EBADMSG,
+			  "gzip index: hardlink %s to %s: the tar holds %s "
+			  "%s the link (GNU tar would link the earlier one): "
+			  "not mountable through the index",
+			  f->path, f->link, f->link,
+			  t < 0 ? "nowhere" : "again after");
 }
 
 /* the last checkpoint at or before uncompressed offset @off */
@@ -185,7 +212,9 @@ int lp_index_toc(const struct lp_index *ix, struct lp_toc **ret_toc,
 		/* a path the tar holds again later: extraction keeps that */
 		if (lp_index_lookup(ix, f->path) != (int)i)
 			continue;
-		r = add_file(w, ix, f, err);
+		r = check_hardlink(ix, i, err);
+		if (r == 0)
+			r = add_file(w, ix, f, err);
 	}
 	if (r == 0)
 		r = lp_toc_writer_finish(w, &json);

@@ -503,25 +503,49 @@ const struct lp_index *lp_layer_index(const struct lp_layer *layer)
 	return layer->ix;
 }
 
+/* the uncompressed end of the span holding offset @off */
+static uint64_t span_out_end(const struct lp_index *ix, uint64_t off)
+{
+	size_t lo = 0, hi = lp_index_nr_checkpoints(ix);
+
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (lp_index_checkpoint(ix, mid)->out <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo + 1 < lp_index_nr_checkpoints(ix) ?
+		       lp_index_checkpoint(ix, lo + 1)->out :
+		       lp_index_uncompressed_size(ix);
+}
+
 int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
-			bool proven_only, struct lp_index_stream_stats *stats,
+			bool proven_only, lp_layer_checked_fn checked,
+			void *arg, struct lp_index_stream_stats *stats,
 			struct lp_err *err)
 {
 	const struct lp_toc_entry *e;
 	const struct lp_index_file *f;
 	char path[LP_TOC_MAX_PATH + 1];
-	uint8_t *hdr = NULL;
-	size_t len;
+	uint64_t end;
+	uint8_t *buf = NULL;
+	size_t len, j;
 	int i, r;
 
 	if (!layer->ix)
 		return 0;
 	e = lp_toc_entry(layer->toc, entry);
 	r = lp_toc_entry_path(layer->toc, entry, path, sizeof(path));
-	if (r < 0 || e->type != LP_TOC_REG)
-		return lp_err_set(err, -EINVAL, "%s: entry %u is no file",
+	if (r < 0)
+		return lp_err_set(err, -EINVAL, "%s: entry %u has no path",
 				  lp_blob_name(layer->blob), entry);
+	if (e->flags & LP_TOC_IMPLIED)
+		return 0; /* made up by the TOC, not the index's word */
 	i = lp_index_lookup(layer->ix, path);
+	if (i < 0 && !path[0])
+		return 0; /* the root: the TOC's own */
 	if (i < 0)
 		return lp_err_set(err, -EBADMSG, "%s: %s not in the gzip index",
 				  lp_blob_name(layer->blob), path);
@@ -531,20 +555,43 @@ int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
 				  "%s: %s: no tar header check to vouch for "
 				  "the gzip index's file table",
 				  lp_blob_name(layer->blob), path);
-	len = (size_t)(f->data_off - f->hdr_off); /* <= LP_INDEX_MAX_HEADER */
-	hdr = malloc(len);
-	if (!hdr) {
+	/* its header, and on to the end of its span (at most
+	 * LP_LAYER_CHECK_BATCH): the headers of the entries after it there
+	 * come with the same decode */
+	end = lp_min_u64(span_out_end(layer->ix, f->hdr_off),
+			 f->hdr_off + LP_LAYER_CHECK_BATCH);
+	if (end < f->data_off)
+		end = f->data_off; /* <= hdr_off + LP_INDEX_MAX_HEADER */
+	len = (size_t)(end - f->hdr_off);
+	buf = malloc(len);
+	if (!buf) {
 		r = -ENOMEM;
 		goto out;
 	}
-	/* the window rule's cheap way (a stream from the last proven
-	 * checkpoint would fetch the layer up to the file) */
-	r = lp_index_read(layer->ix, layer->blob, f->hdr_off, hdr, len, NULL, 0,
+	/* the window rule's cheap way, or (proven_only) from a proven
+	 * checkpoint only */
+	r = lp_index_read(layer->ix, layer->blob, f->hdr_off, buf, len, NULL, 0,
 			  proven_only, stats, err);
-	if (r == 0)
-		r = layer->check_header(layer->ix, (size_t)i, hdr, len, err);
+	for (j = (size_t)i; r == 0 && j < lp_index_nr_files(layer->ix); j++) {
+		const struct lp_index_file *g = lp_index_file(layer->ix, j);
+		uint32_t t;
+
+		if (g->data_off > end)
+			break;
+		/* the index's order is the tar's; any header wholly inside
+		 * is checked, and a lie is a lie */
+		r = layer->check_header(
+			layer->ix, j, buf + (g->hdr_off - f->hdr_off),
+			(size_t)(g->data_off - g->hdr_off), err);
+		if (r < 0 || !checked ||
+		    lp_index_lookup(layer->ix, g->path) != (int)j)
+			continue; /* shadowed: not the path's TOC entry */
+		t = lp_toc_lookup_path(layer->toc, g->path);
+		if (t != LP_TOC_NO_INDEX)
+			checked(arg, t);
+	}
 out:
-	free(hdr);
+	free(buf);
 	return r;
 }
 

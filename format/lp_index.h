@@ -74,6 +74,9 @@
 #define LP_INDEX_READ_BACK_FIRST (1 * LP_MIB)
 #define LP_INDEX_READ_BACK_MAX (16 * LP_MIB)
 #define LP_INDEX_READ_MAX_IN (64 * LP_MIB)
+/* lp_index_read()s running at once in a process (memory: each may hold up
+ * to LP_INDEX_READ_MAX_IN and its decodes; the others wait) */
+#define LP_INDEX_READ_MAX_CONCURRENT 2
 
 /* OCI media types of the index blob and of the artifact that carries it */
 #define LP_INDEX_MEDIA_TYPE "application/vnd.lazypull.gzip-index.v1"
@@ -181,7 +184,9 @@ struct lp_toc;
  * offset is where the file's piece starts in the span's output. The TOC
  * has no digests: the span digests vouch for the chunks (lp_chunk.h's
  * policy, lp_index_span_decode()). Refuses an index in which two spans
- * start at one byte. Returns 0, -EBADMSG, -EFBIG (a bound of the TOC or a
+ * start at one byte, and one with a hardlink whose target path the tar
+ * holds again after the link (or not before it): the TOC resolves links by
+ * path, to the last entry, where extraction links the earlier one. Returns 0, -EBADMSG, -EFBIG (a bound of the TOC or a
  * span over a chunk's bounds), -ENOMEM; free with lp_toc_free().
  */
 int lp_index_toc(const struct lp_index *ix, struct lp_toc **ret_toc,

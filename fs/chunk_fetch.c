@@ -144,7 +144,7 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 		uint64_t s0, s1;
 
 		fs_chunk_range(fs, &c, &s0, &s1);
-		if (fs->opts.index_proven_only &&
+		if (!fs->opts.index_window_rule &&
 		    !lp_index_checkpoint_verified(fs->ix, sp))
 			r = -EAGAIN; /* no unproven start at all */
 		else
@@ -162,7 +162,7 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 						  c.inner_offset,
 					  dst, c.chunk_size, src + (s0 - start),
 					  (size_t)(s1 - s0),
-					  fs->opts.index_proven_only, &st,
+					  !fs->opts.index_window_rule, &st,
 					  &derr);
 			atomic_fetch_add(&fs->stats.fetched_bytes,
 					 st.bytes_fetched);
@@ -172,6 +172,7 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 		}
 		if (r == -EBADMSG || r == -ERANGE) {
 			atomic_fetch_add(&fs->stats.verify_failures, 1);
+			fs_poison(fs, -EBADMSG, &derr); /* a lie found */
 			r = fs_chunk_error(fs, ci, -EBADMSG,
 					   lp_err_str(&derr, r), err);
 		} else if (r < 0) { /* -ENOMEM, or the blob's (a re-read) */

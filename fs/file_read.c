@@ -93,6 +93,8 @@ int lp_fs_open(struct lp_fs *fs, uint64_t ino, int flags,
 	}
 	if (ino != fs->stats_ino) {
 		r = file_index(fs, ino, &idx);
+		if (r == 0 && fs_poisoned(fs, NULL) < 0)
+			r = -EIO;
 		if (r < 0)
 			goto out;
 	}
@@ -226,6 +228,10 @@ int lp_fs_read(struct lp_fs *fs, uint64_t ino, struct lp_fs_file *file,
 		fs_chunk_put(fs, ch);
 		done += n;
 	}
+	/* a lie found while this read was on its way: serve nothing */
+	r = fs_poisoned(fs, err);
+	if (r < 0)
+		goto out;
 	seq_note(fs, idx, off + done);
 out:
 	return r < 0 ? r : (int)done;
@@ -267,6 +273,10 @@ int lp_fs_read_pin(struct lp_fs *fs, uint64_t ino, struct lp_fs_file *file,
 		segs->pins[segs->nr++] = ch;
 		done += n;
 	}
+	/* a lie found while this read was on its way: serve nothing */
+	r = fs_poisoned(fs, err);
+	if (r < 0)
+		goto out;
 	seq_note(fs, idx, off + done);
 out:
 	if (r < 0)
@@ -283,6 +293,13 @@ void lp_fs_read_unpin(struct lp_fs *fs, struct lp_fs_segs *segs)
 	segs->nr = 0;
 }
 
+static void header_checked(void *arg, uint32_t entry)
+{
+	struct lp_fs *fs = arg;
+
+	atomic_store(&fs->hdr_checked[entry], 1);
+}
+
 int fs_check_file(struct lp_fs *fs, uint32_t idx, struct lp_err *err)
 {
 	struct lp_index_stream_stats st = { 0 };
@@ -290,14 +307,17 @@ int fs_check_file(struct lp_fs *fs, uint32_t idx, struct lp_err *err)
 
 	if (!fs->ix || atomic_load(&fs->hdr_checked[idx]))
 		return 0;
-	/* two first readers may both check: harmless, and no lock held */
-	r = lp_layer_check_file(fs->layer, idx, fs->opts.index_proven_only, &st,
-				err);
+	/* two first readers may both check: harmless, and no lock held;
+	 * the headers after it in its span are checked with it */
+	r = lp_layer_check_file(fs->layer, idx, !fs->opts.index_window_rule,
+				header_checked, fs, &st, err);
 	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
 	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
 	atomic_fetch_add(&fs->stats.index_window_rereads, st.window_rereads);
 	if (r < 0) {
 		atomic_fetch_add(&fs->stats.verify_failures, 1);
+		if (r == -EBADMSG)
+			fs_poison(fs, r, err); /* a lie found is a lie */
 		return r; /* @err says why */
 	}
 	atomic_store(&fs->hdr_checked[idx], 1);

@@ -586,10 +586,12 @@ void fs_chunk_range(const struct lp_fs *fs, const struct lp_toc_chunk *c,
 		    uint64_t *ret_start, uint64_t *ret_end);
 
 /*
- * fs_check_file() - for a gzip index layer, check regular file entry @idx's
- * tar header against the index's file table once (lp_layer_check_file());
- * every later call answers at once. 0 for other layers. Returns 0,
- * -EBADMSG (@err says why), or the blob's error.
+ * fs_check_file() - for a gzip index layer, check entry @idx's own tar
+ * header (a hardlink's own, not its target's) against the index's file
+ * table once (lp_layer_check_file(), which checks the headers after it in
+ * its span with it: each found true is marked too); every later call
+ * answers at once. A lie (-EBADMSG) poisons the mount. 0 for other layers.
+ * Returns 0, -EBADMSG (@err says why), or the blob's error.
  */
 int fs_check_file(struct lp_fs *fs, uint32_t idx, struct lp_err *err);
 

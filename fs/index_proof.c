@@ -1,18 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * The proving pass of a layer mounted through its gzip index, and what a
- * lie found costs the mount. Until the pass is through, reads serve only
- * bytes the index cannot have bent (format/lp_index.h, the window rule;
- * the span digests; each file's tar header checked before the file); the
- * pass (lp_layer_prove(), on a thread of its own while the background
- * fetch is on) reads the layer in order from its first byte, proves every
+ * lie found costs the mount. Until the pass is through, reads start at
+ * proven checkpoints (or, opted in, under the window rule, which believes
+ * an unproven checkpoint's position), the span digests vouch for the spans
+ * and each file's tar header (a hardlink's own) is checked before the
+ * file; the other metadata, and the span digests themselves, are the
+ * index's word until the pass (docs/format.md, "mounting through a gzip
+ * index", says exactly what is verified when). The pass
+ * (lp_layer_prove(), on a thread of its own while the background fetch is
+ * on) reads the layer in order from its first byte, proves every
  * checkpoint as it passes (later reads decode once, from the span they
  * need) and checks all else the index claims, the blob's sha256 last. A
- * lie poisons the mount: it is logged once with its reason and counted,
- * and from then on every read gets EIO (what an earlier read served
- * passed the window rule and the header check). A source that fails
- * (network) says nothing about the index: the pass stops and reads go on
- * under the window rule.
+ * lie, found by the pass or by a read, poisons the mount: it is logged
+ * once with its reason, and from then on every read, open, lookup and
+ * attribute of the layer's entries gets EIO (what was served before is
+ * not recalled). A source that fails (network) says nothing about the
+ * index: the pass stops and reads go on as before it.
  *
  * Lock order: no locks; the state is in atomics (fs_int.h, struct
  * fs_proof).
@@ -35,9 +39,8 @@ void fs_poison(struct lp_fs *fs, int code, const struct lp_err *why)
 
 	if (!atomic_compare_exchange_strong(&fs->proof.poisoned, &none, code))
 		return; /* logged once */
-	atomic_fetch_add(&fs->stats.verify_failures, 1);
-	lp_log_err("layer %s: its gzip index lies: %s; every read of this "
-		   "mount fails with EIO from now on",
+	lp_log_err("layer %s: its gzip index lies: %s; every read, lookup "
+		   "and attribute of this mount fails with EIO from now on",
 		   lp_blob_name(fs->blob), lp_err_str(why, code));
 }
 
@@ -71,8 +74,11 @@ static void *proof_main(void *arg)
 	} else if (r == -ECANCELED) {
 		atomic_store(&fs->proof.state, FS_JOB_STOPPED);
 	} else if (r == -EBADMSG) {
-		atomic_store(&fs->proof.state, FS_JOB_FAILED);
+		/* poisoned before FAILED is published: whoever sees FAILED
+		 * sees the poison */
+		atomic_fetch_add(&fs->stats.verify_failures, 1);
 		fs_poison(fs, r, &err);
+		atomic_store(&fs->proof.state, FS_JOB_FAILED);
 	} else {
 		atomic_store(&fs->proof.state, FS_JOB_FAILED);
 		lp_log_warn("layer %s: proving its gzip index stopped: %s; "

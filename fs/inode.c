@@ -56,6 +56,42 @@ static uint32_t entry_index(const struct lp_fs *fs, uint64_t ino)
 	return (uint32_t)(ino - 1);
 }
 
+/*
+ * A mount whose gzip index was found lying answers nothing more of the
+ * layer's entries (their metadata came from the index too); the control
+ * directory and stats file stay, to say so.
+ */
+static bool entry_poisoned(struct lp_fs *fs, uint64_t ino)
+{
+	return entry_index(fs, ino) != LP_TOC_NO_INDEX &&
+	       fs_poisoned(fs, NULL) < 0;
+}
+
+/*
+ * A gzip index layer: entry @idx's own tar header checked (once; batched:
+ * the headers after it in its span come with it, fs_check_file()) before
+ * anything of it is answered, its metadata being the index's word until
+ * then: a hardlink's own (the answer is its target's inode, whose read
+ * checks only the target's header), then the inode's entry it reports.
+ * Not the root's (docs/format.md: the mount itself asks for its
+ * attributes, and no read should fetch before the first read). 0, or -EIO
+ * (a lie poisons the mount) or the blob's error.
+ */
+static int check_meta(struct lp_fs *fs, uint32_t idx)
+{
+	struct lp_err err = { 0 }; /* a lie is logged by the poison */
+	uint32_t ino;
+	int r;
+
+	if (!fs->ix || idx == 0)
+		return 0; /* the root: the mount's own getattr would fetch */
+	r = fs_check_file(fs, idx, &err);
+	ino = lp_toc_entry_ino(fs->toc, lp_toc_entry(fs->toc, idx));
+	if (r == 0 && ino != idx)
+		r = fs_check_file(fs, ino, &err);
+	return r == -EBADMSG ? -EIO : r;
+}
+
 static bool is_opaque_dir(const struct lp_toc *toc, uint32_t idx)
 {
 	return lp_toc_entry(toc, idx)->type == LP_TOC_DIR &&
@@ -161,9 +197,13 @@ int lp_fs_getattr(struct lp_fs *fs, uint64_t ino, struct stat *st)
 	uint32_t idx = entry_index(fs, ino);
 	int r = 0;
 
-	if (idx != LP_TOC_NO_INDEX)
-		fill_entry(fs, idx, st);
-	else if (ino == fs->ctl_dir_ino || ino == fs->stats_ino)
+	if (entry_poisoned(fs, ino))
+		r = -EIO;
+	else if (idx != LP_TOC_NO_INDEX) {
+		r = check_meta(fs, idx);
+		if (r == 0)
+			fill_entry(fs, idx, st);
+	} else if (ino == fs->ctl_dir_ino || ino == fs->stats_ino)
 		fill_control(fs, ino, st);
 	else
 		r = -ENOENT;
@@ -193,6 +233,13 @@ int lp_fs_lookup(struct lp_fs *fs, uint64_t parent, const char *name,
 		r = parent == fs->stats_ino ? -ENOTDIR : -ENOENT;
 		goto out;
 	}
+	if (entry_poisoned(fs, parent)) {
+		if (pidx == 0 && !strcmp(name, LP_FS_CONTROL_DIR))
+			fill_control(fs, fs->ctl_dir_ino, st);
+		else
+			r = -EIO;
+		goto out;
+	}
 	if (lp_toc_entry(fs->toc, pidx)->type != LP_TOC_DIR) {
 		r = -ENOTDIR;
 		goto out;
@@ -210,14 +257,14 @@ int lp_fs_lookup(struct lp_fs *fs, uint64_t parent, const char *name,
 	if (idx != LP_TOC_NO_INDEX) {
 		if (visibility(fs->toc, idx) == VIS_HIDDEN)
 			r = -ENOENT;
-		else
+		else if ((r = check_meta(fs, idx)) == 0)
 			fill_entry(fs, idx, st);
 		goto out;
 	}
 	memcpy(wh, LP_WHITEOUT_PREFIX, WH_PREFIX_LEN);
 	memcpy(wh + WH_PREFIX_LEN, name, len);
 	idx = lp_toc_lookup(fs->toc, pidx, wh, WH_PREFIX_LEN + len);
-	if (idx != LP_TOC_NO_INDEX) {
+	if (idx != LP_TOC_NO_INDEX && (r = check_meta(fs, idx)) == 0) {
 		fill_entry(fs, idx, st);
 		goto out;
 	}
@@ -259,6 +306,10 @@ int lp_fs_readdir(struct lp_fs *fs, uint64_t ino, uint64_t off,
 	uint64_t i;
 	int r = 0;
 
+	if (entry_poisoned(fs, ino)) {
+		r = -EIO;
+		goto out;
+	}
 	if (ino == fs->ctl_dir_ino) {
 		for (i = off; i < 3; i++) {
 			const char *name = i == 0 ? "." :
@@ -298,6 +349,10 @@ int lp_fs_readdir(struct lp_fs *fs, uint64_t ino, uint64_t off,
 			name = listed_name(fs->toc, idx, child);
 			if (!name)
 				continue;
+			/* readdirplus hands the kernel the inode too */
+			r = check_meta(fs, child);
+			if (r < 0)
+				break;
 			fill_entry(fs, child, &st);
 		}
 		if (fn(opaque, name, &st, i + 1))
@@ -318,6 +373,13 @@ int lp_fs_readlink(struct lp_fs *fs, uint64_t ino, const char **ret_target)
 								     -ENOENT;
 		goto out;
 	}
+	if (entry_poisoned(fs, ino)) {
+		r = -EIO;
+		goto out;
+	}
+	r = check_meta(fs, idx);
+	if (r < 0)
+		goto out;
 	e = lp_toc_entry(fs->toc, idx);
 	if (e->type != LP_TOC_SYMLINK) {
 		r = -EINVAL;
@@ -347,6 +409,7 @@ static int copy_out(void *buf, size_t size, const void *value, size_t len)
 static int xattr_owner(struct lp_fs *fs, uint64_t ino, uint32_t *ret_idx)
 {
 	uint32_t idx = entry_index(fs, ino);
+	int r;
 
 	if (idx == LP_TOC_NO_INDEX) {
 		if (ino != fs->ctl_dir_ino && ino != fs->stats_ino)
@@ -354,6 +417,11 @@ static int xattr_owner(struct lp_fs *fs, uint64_t ino, uint32_t *ret_idx)
 		*ret_idx = LP_TOC_NO_INDEX;
 		return 0;
 	}
+	if (entry_poisoned(fs, ino))
+		return -EIO;
+	r = check_meta(fs, idx);
+	if (r < 0)
+		return r;
 	if (visibility(fs->toc, idx) == VIS_WHITEOUT)
 		*ret_idx = LP_TOC_NO_INDEX;
 	else

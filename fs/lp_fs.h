@@ -84,14 +84,18 @@ struct lp_fs_options {
 	struct lp_fs_activity *activity;
 	/*
 	 * A layer mounted through a gzip index (docs/format.md, "mounting
-	 * through a gzip index"): false (the default), a read may start at a
-	 * checkpoint nobody has proven yet, serving only bytes that do not
-	 * depend on its window, and believing its position until the proving
-	 * pass passes it; true, reads start only at proven checkpoints (a
+	 * through a gzip index"): false (the default), reads start only at
+	 * checkpoints a stream from the layer's first byte has proven (a
 	 * stream from the last one: a cold read deep in a layer fetches the
-	 * layer up to it), so nothing of the index is believed unproven.
+	 * layer up to it); true (opt-in, `--index-window-rule`), a read may
+	 * start at a checkpoint nobody has proven yet, serving only bytes
+	 * that do not depend on its window and BELIEVING its position (its
+	 * uncompressed offset) until the proving pass passes it: a forged
+	 * position serves other bytes of the layer, so this trades the
+	 * guarantee for fewer bytes fetched. Either way, until the proving
+	 * pass is through, what is not verified is listed in docs/format.md.
 	 */
-	bool index_proven_only;
+	bool index_window_rule;
 };
 
 /* lp_fs_options_init() - defaults: prefetch and background fetch on. */

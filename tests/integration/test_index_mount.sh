@@ -90,9 +90,10 @@ daemon_pid() { pgrep -f -x -- "$LAZYPULL .* $1" || true; }
 # through INDEX, nothing fetched ahead (so the stats count what reads
 # fetched); with background the background fetch (and with it the proving
 # pass) on, logging to MOUNTPOINT's name .log; with proven-only
-# --index-proven-only
+# --index-proven-only (the default), else --index-window-rule (the opt-in
+# whose behaviour most of this script measures)
 lp_mount() {
-	local m=$1 ix=$2 bg=--no-background-fetch strict=()
+	local m=$1 ix=$2 bg=--no-background-fetch strict=(--index-window-rule)
 	case "${3:-}" in
 	background) bg=--log-file=$T/$(basename "$m").log ;;
 	proven-only) strict=(--index-proven-only) ;;

@@ -1,0 +1,534 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * A gzip index layer mounted (lp_layer_open_index() + lp_fs_new()) against
+ * forged and tricky indexes: the regression tests of a review that made the
+ * mount serve wrong bytes. Never a wrong byte: EIO (or a refused mount) or
+ * the layer's true bytes.
+ *
+ * - A tar holding a (v1), b hardlink to a, then a again (v2): GNU tar
+ *   extracts b as v1; the mount must not serve v2 for b (it refuses the
+ *   index at mount).
+ * - A regular file's record forged into a hardlink to another file: its
+ *   path must not serve the other file's bytes (its own header is checked
+ *   before the hardlink is answered), by default and with the window rule.
+ * - Checkpoints' uncompressed offsets moved back 512 bytes (windows, span
+ *   digests and file table honest): by default no read serves another
+ *   file's bytes.
+ * - A lie found by a read (a span digest) poisons the whole mount: every
+ *   later read, lookup, getattr, readdir gets EIO.
+ * - Metadata: a setuid bit added to a file's record, a symlink's target
+ *   swapped for another's: lookup / readlink answer EIO (the entry's own
+ *   header is checked before anything of it is answered), not the lie.
+ * - Memory: no more than LP_INDEX_READ_MAX_CONCURRENT lp_index_read()s
+ *   run at once (a slow blob counts the reads in flight), and their bytes
+ *   are right.
+ *
+ * The fixture (the vectors' v1.tar.gz, its index) is test_index.c's,
+ * included with its main renamed.
+ */
+int test_index_main(void);
+#define main test_index_main
+#include "test_index.c"
+#undef main
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "lp_fs.h"
+#include "lp_layer.h"
+
+/* mount @idx over @blob; NULL when the index or the layer is refused */
+static struct lp_fs *mount_ix(struct lp_blob *blob, const uint8_t *idx,
+			      size_t len, bool window_rule, struct lp_err *err)
+{
+	struct lp_index *ix = NULL;
+	struct lp_layer *layer = NULL;
+	struct lp_fs *fs = NULL;
+	struct lp_fs_options opts;
+	int r = lp_index_parse(idx, len, &ix, err);
+
+	if (r < 0)
+		return NULL;
+	r = lp_layer_open_index(blob, ix, lp_index_check_header, &layer, err);
+	if (r < 0)
+		return NULL;
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = false;
+	opts.index_window_rule = window_rule;
+	assert_int_equal(lp_fs_new(layer, &opts, &fs, err), 0);
+	assert_int_equal(lp_fs_start(fs), 0);
+	return fs;
+}
+
+/* look @path up from the root: 0 and its attributes, or -errno */
+static int lookup(struct lp_fs *fs, const char *path, struct stat *st)
+{
+	char buf[4200], *save = NULL, *comp;
+	uint64_t ino = LP_FS_ROOT_INO;
+	int r = lp_fs_getattr(fs, ino, st);
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (comp = strtok_r(buf, "/", &save); comp && r == 0;
+	     comp = strtok_r(NULL, "/", &save)) {
+		r = lp_fs_lookup(fs, ino, comp, st);
+		ino = st->st_ino;
+	}
+	return r;
+}
+
+/* read @len bytes of @path at @off: the count or -errno */
+static int read_path(struct lp_fs *fs, const char *path, void *buf, size_t len,
+		     uint64_t off)
+{
+	struct lp_fs_file *file = NULL;
+	struct lp_err err = { 0 };
+	struct stat st;
+	bool direct;
+	int r = lookup(fs, path, &st);
+
+	if (r < 0)
+		return r;
+	r = lp_fs_open(fs, st.st_ino, O_RDONLY, &file, &direct);
+	if (r < 0)
+		return r;
+	r = lp_fs_read(fs, st.st_ino, file, buf, len, off, &err);
+	lp_fs_release(fs, file);
+	return r;
+}
+
+/* ---- A: a hardlink to a path the tar holds again after it ---------- */
+
+static void tar_entry(uint8_t *tar, size_t *at, const char *name, char type,
+		      const char *link, const void *data, size_t size)
+{
+	uint8_t *h = tar + *at;
+	unsigned int sum = 0;
+	size_t i;
+
+	memset(h, 0, 512);
+	snprintf((char *)h, 100, "%s", name);
+	snprintf((char *)h + 100, 8, "%07o", 0644);
+	snprintf((char *)h + 108, 8, "%07o", 0);
+	snprintf((char *)h + 116, 8, "%07o", 0);
+	snprintf((char *)h + 124, 12, "%011zo", size);
+	snprintf((char *)h + 136, 12, "%011o", 0);
+	memset(h + 148, ' ', 8);
+	h[156] = (uint8_t)type;
+	if (link)
+		snprintf((char *)h + 157, 100, "%s", link);
+	memcpy(h + 257, "ustar", 6);
+	memcpy(h + 263, "00", 2);
+	for (i = 0; i < 512; i++)
+		sum += h[i];
+	snprintf((char *)h + 148, 8, "%06o", sum);
+	*at += 512;
+	if (size) {
+		memcpy(tar + *at, data, size);
+		*at += (size + 511) / 512 * 512;
+	}
+}
+
+static void test_hardlink_shadowed(void **state)
+{
+	uint8_t tar[8192] = { 0 }, *gz, *idx;
+	size_t at = 0, gz_len, idx_len;
+	struct lp_index_build_result res;
+	struct lp_blob *blob = NULL;
+	struct lp_err err = { 0 };
+	struct lp_buf out;
+	struct lp_fs *fs;
+	char buf[16] = { 0 };
+	int fd, r;
+
+	(void)state;
+	tar_entry(tar, &at, "a", '0', NULL, "version one\n", 12);
+	tar_entry(tar, &at, "b", '1', "a", NULL, 0);
+	tar_entry(tar, &at, "a", '0', NULL, "version two\n", 12);
+	at += 1024; /* the end-of-archive blocks */
+	gz = gzip_members(tar, at, at, &gz_len);
+	fd = memfd_create("layer", 0);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, gz, gz_len), (ssize_t)gz_len);
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	lp_buf_init(&out, LP_INDEX_MAX_SIZE);
+	r = lp_index_build(fd, SPAN, NULL, &out, &res, &err);
+	close(fd);
+	if (r < 0)
+		fail_msg("build: %s", lp_err_str(&err, r));
+	idx = lp_buf_steal(&out, &idx_len);
+	assert_int_equal(lp_blob_new_mem(gz, gz_len, "layer", &blob), 0);
+	fs = mount_ix(blob, idx, idx_len, true, &err);
+	if (fs) {
+		/* if ever mounted: b is what GNU tar extracts, version one */
+		r = read_path(fs, "b", buf, sizeof(buf) - 1, 0);
+		assert_true(r < 0 || !strcmp(buf, "version one\n"));
+		lp_fs_free(fs);
+	} else {
+		assert_non_null(strstr(err.msg, "hardlink"));
+	}
+	lp_blob_unref(blob);
+	free(gz);
+	free(idx);
+}
+
+/* ---- D: a regular file's record forged into a hardlink ------------- */
+
+static void check_forged_hardlink(struct fixture *f, bool window_rule)
+{
+	uint32_t ncp, nf, i, a = UINT32_MAX, b = UINT32_MAX;
+	const struct lp_index_file *fa, *fb;
+	struct lp_err err = { 0 };
+	uint8_t *idx, *files, *ra, *rb, buf[4096];
+	struct lp_fs *fs;
+	struct stat st;
+	int n;
+
+	idx = malloc(f->idx_len);
+	assert_non_null(idx);
+	memcpy(idx, f->idx, f->idx_len);
+	ncp = lp_get_le32(idx + 68);
+	nf = lp_get_le32(idx + 72);
+	files = CP(idx, ncp);
+	for (i = 0; i < nf; i++) {
+		uint8_t *rec = files + (size_t)i * LP_INDEX_FILE_SIZE;
+
+		if (rec[64] != '0' || lp_get_le64(rec + 16) < 100 ||
+		    lp_index_lookup(f->ix, lp_index_file(f->ix, i)->path) !=
+			    (int)i)
+			continue;
+		if (a == UINT32_MAX)
+			a = i;
+		else if (b == UINT32_MAX)
+			b = i;
+	}
+	assert_true(b != UINT32_MAX);
+	/* b becomes a hardlink to a (type, no size, link = a's path) */
+	rb = files + (size_t)b * LP_INDEX_FILE_SIZE;
+	ra = files + (size_t)a * LP_INDEX_FILE_SIZE;
+	rb[64] = '1';
+	lp_put_le64(rb + 16, 0);
+	memcpy(rb + 56, ra + 52, 4);
+	fa = lp_index_file(f->ix, a);
+	fb = lp_index_file(f->ix, b);
+	fs = mount_ix(f->blob, idx, f->idx_len, window_rule, &err);
+	if (fs) {
+		n = read_path(fs, fb->path, buf, sizeof(buf), 0);
+		/* b is no hardlink in the tar: refused, at its lookup */
+		assert_true(n < 0);
+		assert_int_equal(lookup(fs, fb->path, &st), -EIO);
+		if (n > 0) {
+			/* only b's own bytes may come out of b's path */
+			assert_true((size_t)n <= fb->size);
+			assert_memory_equal(buf, f->tar + fb->data_off,
+					    (size_t)n);
+		}
+		/* a itself stays readable and right until a lie is found */
+		n = read_path(fs, fa->path, buf, sizeof(buf), 0);
+		assert_true(n < 0 ||
+			    !memcmp(buf, f->tar + fa->data_off, (size_t)n));
+		lp_fs_free(fs);
+	}
+	free(idx);
+}
+
+static void test_forged_hardlink(void **state)
+{
+	struct fixture f = { 0 };
+
+	(void)state;
+	build_vector(&f);
+	check_forged_hardlink(&f, false);
+	check_forged_hardlink(&f, true);
+	release(&f);
+}
+
+/* ---- B: checkpoints' uncompressed offsets moved back --------------- */
+
+static void test_shifted_checkpoints(void **state)
+{
+	struct fixture f = { 0 };
+	size_t k, j, tried = 0, mounts = 0;
+
+	(void)state;
+	build_vector(&f);
+	for (k = 2; k < lp_index_nr_checkpoints(f.ix) && mounts < 6; k++) {
+		const struct lp_index_checkpoint *c = lp_index_checkpoint(f.ix,
+									  k),
+						 *pc = lp_index_checkpoint(
+							 f.ix, k - 1);
+
+		if (c->kind != LP_INDEX_CP_DEFLATE || c->out - 512 <= pc->out)
+			continue;
+		for (j = 0; j < lp_index_nr_files(f.ix); j++) {
+			const struct lp_index_file *fa = lp_index_file(f.ix, j);
+			struct lp_err err = { 0 };
+			uint8_t *idx, buf[4096];
+			struct lp_fs *fs;
+			uint64_t o;
+			size_t q;
+
+			if (fa->type != '0' || fa->data_off > c->out - 512 ||
+			    fa->data_off + fa->size < c->out + 8192 ||
+			    lp_index_lookup(f.ix, fa->path) != (int)j)
+				continue;
+			idx = malloc(f.idx_len);
+			assert_non_null(idx);
+			memcpy(idx, f.idx, f.idx_len);
+			for (q = k; q < lp_index_nr_checkpoints(f.ix); q++)
+				lp_put_le64(CP(idx, q) + 8,
+					    lp_index_checkpoint(f.ix, q)->out -
+						    512);
+			/* the default options: no window rule */
+			fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
+			free(idx);
+			if (!fs)
+				break;
+			mounts++;
+			/* pieces in span k (cold) */
+			for (o = c->out - 512 - fa->data_off;
+			     o + 4096 <= fa->size &&
+			     o + fa->data_off < c->out + 65536;
+			     o += 4096) {
+				int n = read_path(fs, fa->path, buf, 4096, o);
+
+				tried++;
+				if (n > 0)
+					assert_memory_equal(
+						buf, f.tar + fa->data_off + o,
+						(size_t)n);
+			}
+			lp_fs_free(fs);
+			break;
+		}
+	}
+	assert_true(mounts > 0 && tried > 0);
+	release(&f);
+}
+
+/* ---- C: a lie a read finds poisons the mount ----------------------- */
+
+static void test_read_lie_poisons(void **state)
+{
+	struct fixture f = { 0 };
+	const struct lp_index_file *fa = NULL, *fz = NULL;
+	struct lp_err err = { 0 };
+	uint8_t *idx, buf[4096];
+	struct stat st;
+	struct lp_fs *fs;
+	size_t j, k;
+	int n;
+
+	(void)state;
+	build_vector(&f);
+	/* a file whose first byte lies in a span after the first, and an
+	 * honest file in the first span, read after the lie */
+	for (j = 0; j < lp_index_nr_files(f.ix); j++) {
+		const struct lp_index_file *x = lp_index_file(f.ix, j);
+
+		if (x->type != '0' || x->size < 16 ||
+		    lp_index_lookup(f.ix, x->path) != (int)j)
+			continue;
+		if (!fz &&
+		    x->data_off + x->size < lp_index_checkpoint(f.ix, 1)->out)
+			fz = x;
+		if (x->hdr_off > lp_index_checkpoint(f.ix, 4)->out) {
+			fa = x;
+			break;
+		}
+	}
+	assert_non_null(fa);
+	assert_non_null(fz);
+	for (k = 1; lp_index_checkpoint(f.ix, k + 1)->out <= fa->data_off; k++)
+		;
+	idx = malloc(f.idx_len);
+	assert_non_null(idx);
+	memcpy(idx, f.idx, f.idx_len);
+	CP(idx, k)[40] ^= 1; /* span k's digest lies */
+	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	n = read_path(fs, fa->path, buf, 16, 0);
+	assert_true(n < 0);
+	/* the lie is known: the mount answers nothing more */
+	assert_int_equal(read_path(fs, fz->path, buf, 16, 0), -EIO);
+	assert_int_equal(lookup(fs, fz->path, &st), -EIO);
+	assert_int_equal(lp_fs_getattr(fs, LP_FS_ROOT_INO, &st), -EIO);
+	lp_fs_free(fs);
+	free(idx);
+	release(&f);
+}
+
+/* ---- D: metadata checked before it is answered ---------------------- */
+
+/* the first file record of type @type (from the middle of the table,
+ * or with @other from its start) that is its path's TOC entry, and
+ * (@other) a later one with another link target; UINT32_MAX for none */
+static uint32_t pick(struct fixture *f, char type, uint32_t *other)
+{
+	uint32_t i, n = (uint32_t)lp_index_nr_files(f->ix), a = UINT32_MAX;
+
+	for (i = other ? 0 : n / 2; i < n; i++) {
+		const struct lp_index_file *x = lp_index_file(f->ix, i);
+
+		if (x->type != type ||
+		    lp_index_lookup(f->ix, x->path) != (int)i)
+			continue;
+		if (a == UINT32_MAX) {
+			a = i;
+			if (!other)
+				break;
+		} else if (strcmp(x->link, lp_index_file(f->ix, a)->link)) {
+			*other = i;
+			break;
+		}
+	}
+	return a;
+}
+
+static void test_forged_metadata(void **state)
+{
+	struct fixture f = { 0 };
+	uint32_t ncp, a, b = UINT32_MAX;
+	struct lp_err err = { 0 };
+	const char *target = NULL;
+	uint8_t *idx, *files;
+	struct lp_fs *fs;
+	struct stat st;
+	int r;
+
+	(void)state;
+	build_vector(&f);
+	ncp = lp_get_le32(f.idx + 68);
+	/* a regular file made setuid */
+	a = pick(&f, '0', NULL);
+	assert_true(a != UINT32_MAX);
+	idx = malloc(f.idx_len);
+	assert_non_null(idx);
+	memcpy(idx, f.idx, f.idx_len);
+	files = CP(idx, ncp);
+	lp_put_le32(files + (size_t)a * LP_INDEX_FILE_SIZE + 32,
+		    lp_index_file(f.ix, a)->mode | 04000);
+	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	r = lookup(fs, lp_index_file(f.ix, a)->path, &st);
+	assert_true(r == -EIO || (r == 0 && !(st.st_mode & 04000)));
+	assert_int_equal(r, -EIO);
+	lp_fs_free(fs);
+	/* a symlink given another one's target */
+	a = pick(&f, '2', &b);
+	assert_true(a != UINT32_MAX && b != UINT32_MAX);
+	memcpy(idx, f.idx, f.idx_len);
+	memcpy(files + (size_t)a * LP_INDEX_FILE_SIZE + 56,
+	       files + (size_t)b * LP_INDEX_FILE_SIZE + 56, 4);
+	fs = mount_ix(f.blob, idx, f.idx_len, true, &err);
+	assert_non_null(fs);
+	r = lookup(fs, lp_index_file(f.ix, a)->path, &st);
+	if (r == 0)
+		r = lp_fs_readlink(fs, st.st_ino, &target);
+	assert_true(r < 0 || !strcmp(target, lp_index_file(f.ix, a)->link));
+	assert_int_equal(r, -EIO);
+	lp_fs_free(fs);
+	free(idx);
+	release(&f);
+}
+
+/* ---- E: lp_index_read()s at once are bounded --------------------- */
+
+struct slow_blob {
+	const uint8_t *data;
+	pthread_mutex_t lock;
+	unsigned int now, max; /* preads in flight; protected by lock */
+};
+
+static int slow_pread(void *ctx, void *buf, size_t len, uint64_t off,
+		      struct lp_err *err)
+{
+	struct slow_blob *sb = ctx;
+
+	(void)err;
+	pthread_mutex_lock(&sb->lock);
+	if (++sb->now > sb->max)
+		sb->max = sb->now;
+	pthread_mutex_unlock(&sb->lock);
+	usleep(20000);
+	memcpy(buf, sb->data + off, len);
+	pthread_mutex_lock(&sb->lock);
+	sb->now--;
+	pthread_mutex_unlock(&sb->lock);
+	return 0;
+}
+
+static void slow_close(void *ctx)
+{
+	(void)ctx;
+}
+
+struct bounded_arg {
+	struct fixture *f;
+	struct lp_blob *blob;
+	unsigned int n, bad;
+};
+
+static void *bounded_reader(void *arg)
+{
+	struct bounded_arg *a = arg;
+	const struct lp_index *ix = a->f->ix;
+	size_t k = 1 + a->n % (lp_index_nr_checkpoints(ix) - 1);
+	uint64_t off = lp_index_checkpoint(ix, k)->out + 100;
+	uint8_t buf[512];
+
+	if (lp_index_read(ix, a->blob, off, buf, sizeof(buf), NULL, 0, false,
+			  NULL, NULL) < 0 ||
+	    memcmp(buf, a->f->tar + off, sizeof(buf)))
+		a->bad = 1;
+	return NULL;
+}
+
+static void test_read_bounded(void **state)
+{
+	static const struct lp_blob_ops ops = { .pread = slow_pread,
+						.close = slow_close };
+	struct fixture f = { 0 };
+	struct slow_blob sb = { 0 };
+	struct bounded_arg a[8];
+	pthread_t t[8];
+	unsigned int i;
+
+	(void)state;
+	build_vector(&f);
+	sb.data = f.gz;
+	pthread_mutex_init(&sb.lock, NULL);
+	for (i = 0; i < 8; i++) {
+		a[i].f = &f;
+		a[i].n = i * 3;
+		a[i].bad = 0;
+		assert_int_equal(
+			lp_blob_new(&ops, &sb, f.gz_len, "slow", &a[i].blob),
+			0);
+		assert_int_equal(
+			pthread_create(&t[i], NULL, bounded_reader, &a[i]), 0);
+	}
+	for (i = 0; i < 8; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(a[i].bad, 0);
+		lp_blob_unref(a[i].blob);
+	}
+	assert_true(sb.max >= 1);
+	assert_true(sb.max <= LP_INDEX_READ_MAX_CONCURRENT);
+	pthread_mutex_destroy(&sb.lock);
+	release(&f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hardlink_shadowed),
+		cmocka_unit_test(test_forged_hardlink),
+		cmocka_unit_test(test_shifted_checkpoints),
+		cmocka_unit_test(test_read_lie_poisons),
+		cmocka_unit_test(test_forged_metadata),
+		cmocka_unit_test(test_read_bounded),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
