@@ -490,7 +490,7 @@ void lp_cri_proxy_stop(struct lp_cri_proxy *p)
 		lp_grpc_drain(p->workers[i].cq);
 		lp_grpc_drain(p->workers[i].ccq);
 	}
-	lp_grpc_drain(p->shutdown_cq);
+	lp_grpc_drop_pluck(p->shutdown_cq);
 	if (p->upstream)
 		grpc_channel_destroy(p->upstream);
 	if (p->grpc_inited)

@@ -795,7 +795,7 @@ void lp_snap_grpc_stop(struct lp_snap_grpc *g)
 	grpc_server_destroy(g->server);
 	for (i = 0; i < g->n_workers; i++)
 		lp_grpc_drain(g->workers[i].cq);
-	lp_grpc_drain(g->shutdown_cq);
+	lp_grpc_drop_pluck(g->shutdown_cq);
 	free(g);
 	grpc_shutdown();
 }

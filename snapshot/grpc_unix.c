@@ -82,3 +82,11 @@ void lp_grpc_drain(grpc_completion_queue *cq)
 	} while (ev.type != GRPC_QUEUE_SHUTDOWN);
 	grpc_completion_queue_destroy(cq);
 }
+
+void lp_grpc_drop_pluck(grpc_completion_queue *cq)
+{
+	if (!cq)
+		return;
+	grpc_completion_queue_shutdown(cq);
+	grpc_completion_queue_destroy(cq);
+}

@@ -31,8 +31,13 @@ int lp_grpc_listen_unix(grpc_server *server, const char *path,
  */
 int lp_grpc_thread(pthread_t *t, void *(*fn)(void *), void *arg);
 
-/* lp_grpc_drain() - shut @cq down, take its last events, destroy it (NULL
- * allowed) */
+/* lp_grpc_drain() - shut the "next" queue @cq down, take its last events,
+ * destroy it (NULL allowed) */
 void lp_grpc_drain(grpc_completion_queue *cq);
+
+/* lp_grpc_drop_pluck() - shut down and destroy the "pluck" queue @cq whose
+ * events were all plucked (the server's shutdown queue; NULL allowed): a
+ * pluck queue has no next(), which would call through a NULL pointer */
+void lp_grpc_drop_pluck(grpc_completion_queue *cq);
 
 #endif

@@ -499,8 +499,10 @@ kill -9 "$holder"
 wait_for 10 "the holder's lock to be taken" grep -q locked "$T/locker.out"
 kill -TERM "$SNAP_PID"
 wait_for 90 "the daemon to stop" sh -c "! kill -0 $SNAP_PID 2>/dev/null"
-wait "$SNAP_PID" 2>/dev/null || true
+st=0
+wait "$SNAP_PID" 2>/dev/null || st=$?
 SNAP_PID=
+[ $st -eq 0 ] || fail "SIGTERM without a holder: the snapshotter exited with status $st (it unmounts and exits 0)"
 kill "$LOCKER" 2>/dev/null || true
 wait "$LOCKER" 2>/dev/null || true
 grep -q "no fd holder to hand the layers to: unmounting" "$T/snap.log" ||
