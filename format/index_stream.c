@@ -87,6 +87,21 @@ struct lp_index_stream {
 };
 
 /* what error messages call the source */
+/*
+ * lp_blob_pread() for the index's readers: a source that fails (a mirror's
+ * whole blob that did not verify, a short blob) is -EIO, whatever it says,
+ * so that only what the index itself claims (a span digest, a window, a
+ * header) can come back -EBADMSG or -ERANGE: a mount is poisoned for a lie
+ * of the index, never for a fault of the registry.
+ */
+static int blob_read(struct lp_blob *blob, void *buf, size_t len, uint64_t off,
+		     struct lp_err *err)
+{
+	int r = lp_blob_pread(blob, buf, len, off, err);
+
+	return r == -EBADMSG || r == -ERANGE ? -EIO : r;
+}
+
 static const char *src_name(const struct lp_index_stream *s)
 {
 	return s->blob ? lp_blob_name(s->blob) : "(span)";
@@ -134,7 +149,7 @@ static int load_span(struct lp_index_stream *s, size_t i, struct lp_err *err)
 		s->in = p;
 		s->in_cap = len;
 	}
-	r = lp_blob_pread(s->blob, s->in, len, start, err);
+	r = blob_read(s->blob, s->in, len, start, err);
 	if (r < 0)
 		return lp_err_set(err, r,
 				  "gzip index span #%zu [%llu, %llu): read "
@@ -695,7 +710,7 @@ static int prepend(struct lp_blob *blob, uint64_t start, uint64_t end,
 		return -ENOMEM;
 	*src = p;
 	memmove(p + n, p, *src_len);
-	r = lp_blob_pread(blob, p, n, start, err);
+	r = blob_read(blob, p, n, start, err);
 	if (r < 0) {
 		/* *src holds garbage now: the caller frees it */
 		return r;
@@ -717,6 +732,7 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 	uint64_t base, end, s0, s1, dist;
 	size_t i, j, k, p, tries = 0, src_len = 0;
 	uint8_t *src = NULL;
+	bool slot = false;
 	int r;
 
 	if (lp_blob_size(blob) != lp_index_blob_size(ix))
@@ -732,7 +748,6 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 			"%zu bytes at %llu past the layer's %llu bytes", len,
 			(unsigned long long)off,
 			(unsigned long long)lp_index_uncompressed_size(ix));
-	read_slot_get();
 	i = span_of(ix, off);
 	k = len ? span_of(ix, off + len - 1) : i;
 	p = lp_index_last_verified(ix, i);
@@ -740,6 +755,12 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 	lp_index_span_range(ix, k, &s0, &end);
 	if (end - base > LP_INDEX_READ_MAX_IN || (proven_only && p != i))
 		goto stream; /* a long read, or no unproven start: a stream */
+	/* the slot bounds the src buffers below (up to LP_INDEX_READ_MAX_IN
+	 * each); a stream holds a few windows only and may take minutes:
+	 * it never holds a slot, or two slow streams would stall every
+	 * index read of the process */
+	read_slot_get();
+	slot = true;
 	src_len = (size_t)(end - base);
 	src = malloc(src_len);
 	if (!src) {
@@ -749,7 +770,7 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 	if (span_src && k == i && span_len == src_len) {
 		memcpy(src, span_src, src_len); /* the caller has span i */
 	} else {
-		r = lp_blob_pread(blob, src, src_len, base, err);
+		r = blob_read(blob, src, src_len, base, err);
 		if (r < 0)
 			goto out;
 		st.bytes_fetched += src_len;
@@ -799,6 +820,11 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 stream:
 	/* window-dependent as far back as we look: inflate from the last
 	 * proven checkpoint, proving every one on the way */
+	free(src);
+	src = NULL;
+	if (slot)
+		read_slot_put();
+	slot = false;
 	r = lp_index_stream_open(ix, blob, off, &s, err);
 	if (r == 0)
 		r = lp_index_stream_read(s, buf, len, err);
@@ -812,7 +838,8 @@ out:
 	add_stats(stats, &st);
 	lp_index_stream_free(s);
 	free(src);
-	read_slot_put();
+	if (slot)
+		read_slot_put();
 	return r;
 }
 

@@ -264,8 +264,12 @@ int lp_fs_lookup(struct lp_fs *fs, uint64_t parent, const char *name,
 	memcpy(wh, LP_WHITEOUT_PREFIX, WH_PREFIX_LEN);
 	memcpy(wh + WH_PREFIX_LEN, name, len);
 	idx = lp_toc_lookup(fs->toc, pidx, wh, WH_PREFIX_LEN + len);
-	if (idx != LP_TOC_NO_INDEX && (r = check_meta(fs, idx)) == 0) {
-		fill_entry(fs, idx, st);
+	if (idx != LP_TOC_NO_INDEX) {
+		/* a whiteout whose check fails is an error, never "absent":
+		 * overlayfs would show the lower layer's deleted file */
+		r = check_meta(fs, idx);
+		if (r == 0)
+			fill_entry(fs, idx, st);
 		goto out;
 	}
 	if (pidx == 0 && !strcmp(name, LP_FS_CONTROL_DIR))

@@ -334,6 +334,10 @@ static int whole_at(struct lp_reg *reg, const struct reg_endpoint *ep,
 	req.body_fd = -1;
 	req.sink = &sink;
 	req.what = "blob";
+	/* into memory (a config, an index): bounded, so the request's
+	 * whole-time limit applies, as to a manifest's (a trickling host
+	 * never holds its caller longer) */
+	req.small = w->mem != NULL;
 	r = lp_reg_do_follow(reg, &req, resp, NULL, 0, err);
 	*ret_v = reg_ep_verdict(r, resp);
 	if (r == -EFBIG)
