@@ -74,8 +74,10 @@
 #define LP_INDEX_READ_BACK_FIRST (1 * LP_MIB)
 #define LP_INDEX_READ_BACK_MAX (16 * LP_MIB)
 #define LP_INDEX_READ_MAX_IN (64 * LP_MIB)
-/* lp_index_read()s running at once in a process (memory: each may hold up
- * to LP_INDEX_READ_MAX_IN and its decodes; the others wait) */
+/* lp_index_read()s holding compressed bytes at once in a process (memory:
+ * each may hold up to LP_INDEX_READ_MAX_IN and its decodes; the others
+ * wait). A read that streams from the last proven checkpoint holds a few
+ * windows only and takes no slot: it may take minutes. */
 #define LP_INDEX_READ_MAX_CONCURRENT 2
 
 /* OCI media types of the index blob and of the artifact that carries it */
