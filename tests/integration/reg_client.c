@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * A small driver of the registry client for tests/integration/
- * test_registry.sh: fetch manifests and blobs, read ranges (single, multi,
- * and many random ones from several threads compared with a local copy),
+ * test_registry.sh and test_reg_trickle.sh: fetch manifests and blobs (to
+ * a file; into memory: fetch-mem), read ranges (single, multi, and many
+ * random ones from several threads compared with a local copy),
  * push blobs and manifests, read a range and reject some of its bytes (as
  * the chunk verifier does: the warning names the host blamed). Options
  * come from the environment: LP_REG_HTTPS=1 (TLS even on loopback),
  * LP_REG_CA, LP_REG_USER/LP_REG_PASS, LP_REG_LOW_SPEED_S, LP_REG_ATTEMPTS,
- * LP_REG_BUDGET_MS, LP_REG_CONFIG_DIR (hosts.toml directory),
- * DOCKER_CONFIG.
+ * LP_REG_BUDGET_MS, LP_REG_TIMEOUT_MS, LP_REG_CONFIG_DIR (hosts.toml
+ * directory), DOCKER_CONFIG.
  * Exit status: 0 ok, 1 error (message on stderr), 2 wrong bytes.
  */
 #include <errno.h>
@@ -189,6 +190,26 @@ int main(int argc, char **argv)
 		close(fd);
 		if (r < 0)
 			return die(r, &err, "fetch");
+	} else if (!strcmp(argv[1], "fetch-mem") && argc == 6) {
+		void *data = NULL;
+		size_t len = 0;
+		FILE *f;
+
+		if (parse_digest(argv[3], &d) < 0)
+			return die(-EINVAL, NULL, "digest");
+		r = lp_reg_fetch_blob_mem(reg, &ref, &d,
+					  strtoull(argv[4], NULL, 10), &data,
+					  &len, &err);
+		if (r < 0)
+			return die(r, &err, "fetch-mem");
+		f = fopen(argv[5], "w");
+		if (f && fwrite(data, 1, len, f) != len)
+			r = -EIO;
+		if (!f || fclose(f))
+			r = -EIO;
+		free(data);
+		if (r < 0)
+			return die(r, NULL, argv[5]);
 	} else if (!strcmp(argv[1], "pread") && argc == 7) {
 		struct lp_reg_blob *rb = NULL;
 		size_t len = strtoull(argv[6], NULL, 10);

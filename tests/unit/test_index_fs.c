@@ -22,6 +22,12 @@
  * - Memory: no more than LP_INDEX_READ_MAX_CONCURRENT lp_index_read()s
  *   run at once (a slow blob counts the reads in flight), and their bytes
  *   are right.
+ * - A proven-only read that streams holds no read slot: two streams
+ *   blocked in the blob do not stop a third read that needs a slot.
+ * - A whiteout whose record disagrees with its tar header: its name's
+ *   lookup is EIO (and the mount poisoned), never ENOENT.
+ * - A source that fails with EBADMSG (a mirror's whole-blob digest): the
+ *   index readers answer EIO, and the mount is not poisoned.
  *
  * The fixture (the vectors' v1.tar.gz, its index) is test_index.c's,
  * included with its main renamed.
@@ -32,7 +38,9 @@ int test_index_main(void);
 #undef main
 
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "lp_fs.h"
 #include "lp_layer.h"
@@ -519,6 +527,283 @@ static void test_read_bounded(void **state)
 	release(&f);
 }
 
+/* ---- F: a stream holds no read slot -------------------------------- */
+
+/* a blob whose reads at or past @gate block until @open (counted in
+ * @blocked), the others served at once */
+struct gate_blob {
+	const uint8_t *data;
+	uint64_t gate;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned int blocked; /* protected by lock */
+	bool open; /* protected by lock */
+};
+
+static int gate_pread(void *ctx, void *buf, size_t len, uint64_t off,
+		      struct lp_err *err)
+{
+	struct gate_blob *gb = ctx;
+
+	(void)err;
+	if (off + len > gb->gate) {
+		pthread_mutex_lock(&gb->lock);
+		gb->blocked++;
+		pthread_cond_broadcast(&gb->cond);
+		while (!gb->open)
+			pthread_cond_wait(&gb->cond, &gb->lock);
+		gb->blocked--;
+		pthread_mutex_unlock(&gb->lock);
+	}
+	memcpy(buf, gb->data + off, len);
+	return 0;
+}
+
+struct gate_arg {
+	struct fixture *f;
+	struct gate_blob *gb;
+	struct lp_blob *blob;
+	uint64_t off;
+	int r;
+	bool done, bad; /* done: protected by gb->lock */
+};
+
+static void *gate_reader(void *arg)
+{
+	struct gate_arg *a = arg;
+	uint8_t buf[512];
+
+	a->r = lp_index_read(a->f->ix, a->blob, a->off, buf, sizeof(buf), NULL,
+			     0, true, NULL, NULL);
+	a->bad = a->r == 0 && memcmp(buf, a->f->tar + a->off, sizeof(buf));
+	pthread_mutex_lock(&a->gb->lock);
+	a->done = true;
+	pthread_cond_broadcast(&a->gb->cond);
+	pthread_mutex_unlock(&a->gb->lock);
+	return NULL;
+}
+
+/* wait (30 s at most: a hang, not a speed, is what fails) until @pred;
+ * with gb->lock held */
+static bool gate_wait(struct gate_blob *gb, bool (*pred)(void *), void *arg)
+{
+	struct timespec ts;
+	int r = 0;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 30;
+	while (!pred(arg) && r != ETIMEDOUT)
+		r = pthread_cond_timedwait(&gb->cond, &gb->lock, &ts);
+	return pred(arg);
+}
+
+static bool two_blocked(void *arg)
+{
+	return ((struct gate_blob *)arg)->blocked >= 2;
+}
+
+static bool reader_done(void *arg)
+{
+	return ((struct gate_arg *)arg)->done;
+}
+
+static void test_stream_holds_no_slot(void **state)
+{
+	static const struct lp_blob_ops ops = { .pread = gate_pread,
+						.close = slow_close };
+	struct fixture f = { 0 };
+	struct gate_blob gb = { 0 };
+	struct gate_arg a[3];
+	pthread_t t[3];
+	bool blocked, third_done;
+	unsigned int i;
+
+	(void)state;
+	build_vector(&f);
+	gb.data = f.gz;
+	gb.gate = lp_index_checkpoint(f.ix, 2)->in;
+	pthread_mutex_init(&gb.lock, NULL);
+	pthread_cond_init(&gb.cond, NULL);
+	for (i = 0; i < 3; i++) {
+		memset(&a[i], 0, sizeof(a[i]));
+		a[i].f = &f;
+		a[i].gb = &gb;
+		assert_int_equal(
+			lp_blob_new(&ops, &gb, f.gz_len, "gate", &a[i].blob),
+			0);
+	}
+	/* two proven-only reads deep in the unproven layer: streams from
+	 * checkpoint 0, both blocked past the gate (as many as the slots) */
+	a[0].off = lp_index_checkpoint(f.ix, 8)->out + 100;
+	a[1].off = lp_index_checkpoint(f.ix, 9)->out + 100;
+	/* then a read whose span is proven (the first): it needs a slot */
+	a[2].off = 100;
+	for (i = 0; i < 2; i++)
+		assert_int_equal(
+			pthread_create(&t[i], NULL, gate_reader, &a[i]), 0);
+	pthread_mutex_lock(&gb.lock);
+	blocked = gate_wait(&gb, two_blocked, &gb);
+	pthread_mutex_unlock(&gb.lock);
+	assert_int_equal(pthread_create(&t[2], NULL, gate_reader, &a[2]), 0);
+	pthread_mutex_lock(&gb.lock);
+	third_done = blocked && gate_wait(&gb, reader_done, &a[2]);
+	/* whatever happened: the streams go on, everyone ends */
+	gb.open = true;
+	pthread_cond_broadcast(&gb.cond);
+	pthread_mutex_unlock(&gb.lock);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		lp_blob_unref(a[i].blob);
+	}
+	assert_true(blocked);
+	/* the third read ended while both streams were still blocked */
+	assert_true(third_done);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(a[i].r, 0);
+		assert_false(a[i].bad);
+	}
+	pthread_cond_destroy(&gb.cond);
+	pthread_mutex_destroy(&gb.lock);
+	release(&f);
+}
+
+/* ---- G: a whiteout whose header check fails ------------------------ */
+
+static void test_forged_whiteout(void **state)
+{
+	uint8_t tar[8192] = { 0 }, *gz, *idx, *rec;
+	size_t at = 0, gz_len, idx_len;
+	struct lp_index_build_result res;
+	struct lp_index *ix = NULL;
+	struct lp_blob *blob = NULL;
+	struct lp_err err = { 0 };
+	struct lp_buf out;
+	struct lp_fs *fs;
+	struct stat st;
+	uint32_t i, w = UINT32_MAX;
+	int fd, r;
+
+	(void)state;
+	tar_entry(tar, &at, "keep", '0', NULL, "kept\n", 5);
+	tar_entry(tar, &at, ".wh.gone", '0', NULL, NULL, 0);
+	at += 1024; /* the end-of-archive blocks */
+	gz = gzip_members(tar, at, at, &gz_len);
+	fd = memfd_create("layer", 0);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, gz, gz_len), (ssize_t)gz_len);
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	lp_buf_init(&out, LP_INDEX_MAX_SIZE);
+	r = lp_index_build(fd, SPAN, NULL, &out, &res, &err);
+	close(fd);
+	if (r < 0)
+		fail_msg("build: %s", lp_err_str(&err, r));
+	idx = lp_buf_steal(&out, &idx_len);
+	assert_int_equal(lp_index_parse(idx, idx_len, &ix, &err), 0);
+	for (i = 0; i < lp_index_nr_files(ix); i++)
+		if (!strcmp(lp_index_file(ix, i)->path, ".wh.gone"))
+			w = i;
+	assert_true(w != UINT32_MAX);
+	/* the whiteout's record says another mode than its tar header */
+	rec = CP(idx, lp_index_nr_checkpoints(ix)) +
+	      (size_t)w * LP_INDEX_FILE_SIZE;
+	lp_put_le32(rec + 32, lp_index_file(ix, w)->mode ^ 0100);
+	lp_index_free(ix);
+	assert_int_equal(lp_blob_new_mem(gz, gz_len, "layer", &blob), 0);
+	fs = mount_ix(blob, idx, idx_len, false, &err);
+	assert_non_null(fs);
+	/* an error, never "absent" (overlayfs would show a lower "gone") */
+	assert_int_equal(lookup(fs, "gone", &st), -EIO);
+	/* the lie poisons the mount */
+	assert_int_equal(lp_fs_getattr(fs, LP_FS_ROOT_INO, &st), -EIO);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	free(gz);
+	free(idx);
+}
+
+/* ---- H: a source's -EBADMSG is no lie of the index ----------------- */
+
+/* a blob whose reads fail with -EBADMSG (a mirror's whole blob that did
+ * not verify) while @fail */
+struct badmsg_blob {
+	const uint8_t *data;
+	atomic_bool fail;
+	atomic_uint calls; /* failed reads */
+};
+
+static int badmsg_pread(void *ctx, void *buf, size_t len, uint64_t off,
+			struct lp_err *err)
+{
+	struct badmsg_blob *bb = ctx;
+
+	if (atomic_load(&bb->fail)) {
+		atomic_fetch_add(&bb->calls, 1);
+		return lp_err_set(err, -EBADMSG, "whole blob digest mismatch");
+	}
+	memcpy(buf, bb->data + off, len);
+	return 0;
+}
+
+static void test_source_badmsg(void **state)
+{
+	static const struct lp_blob_ops ops = { .pread = badmsg_pread,
+						.close = slow_close };
+	struct fixture f = { 0 };
+	struct badmsg_blob bb = { 0 };
+	const struct lp_index_file *fa = NULL;
+	struct lp_index_stream *s = NULL;
+	struct lp_blob *blob = NULL;
+	struct lp_err err = { 0 };
+	uint8_t buf[64];
+	struct lp_fs *fs;
+	struct stat st;
+	size_t j;
+	int r;
+
+	(void)state;
+	build_vector(&f);
+	bb.data = f.gz;
+	atomic_store(&bb.fail, true);
+	assert_int_equal(lp_blob_new(&ops, &bb, f.gz_len, "bad", &blob), 0);
+	/* the index's readers: -EIO, both ways (a span read, a stream) */
+	assert_int_equal(lp_index_read(f.ix, blob, 100, buf, sizeof(buf), NULL,
+				       0, false, NULL, &err),
+			 -EIO);
+	assert_int_equal(lp_index_read(f.ix, blob,
+				       lp_index_checkpoint(f.ix, 5)->out, buf,
+				       sizeof(buf), NULL, 0, true, NULL, &err),
+			 -EIO);
+	r = lp_index_stream_open(f.ix, blob, 100, &s, &err);
+	if (r == 0)
+		r = lp_index_stream_read(s, buf, sizeof(buf), &err);
+	lp_index_stream_free(s);
+	assert_int_equal(r, -EIO);
+	assert_true(atomic_load(&bb.calls) >= 3);
+	/* a mount over it: a failed lookup poisons nothing */
+	for (j = 0; j < lp_index_nr_files(f.ix) && !fa; j++) {
+		const struct lp_index_file *x = lp_index_file(f.ix, j);
+
+		if (x->type == '0' && x->size >= sizeof(buf) &&
+		    lp_index_lookup(f.ix, x->path) == (int)j)
+			fa = x;
+	}
+	assert_non_null(fa);
+	fs = mount_ix(blob, f.idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	assert_int_equal(lookup(fs, fa->path, &st), -EIO);
+	assert_int_equal(read_path(fs, fa->path, buf, sizeof(buf), 0), -EIO);
+	assert_int_equal(lp_fs_getattr(fs, LP_FS_ROOT_INO, &st), 0);
+	/* the source healed: the same mount answers, and right */
+	atomic_store(&bb.fail, false);
+	assert_int_equal(lookup(fs, fa->path, &st), 0);
+	assert_int_equal(read_path(fs, fa->path, buf, sizeof(buf), 0),
+			 (int)sizeof(buf));
+	assert_memory_equal(buf, f.tar + fa->data_off, sizeof(buf));
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	release(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -528,6 +813,9 @@ int main(void)
 		cmocka_unit_test(test_read_lie_poisons),
 		cmocka_unit_test(test_forged_metadata),
 		cmocka_unit_test(test_read_bounded),
+		cmocka_unit_test(test_stream_holds_no_slot),
+		cmocka_unit_test(test_forged_whiteout),
+		cmocka_unit_test(test_source_badmsg),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
