@@ -433,6 +433,33 @@ print(os.path.join(d, "blobs", *man["layers"][n]["digest"].split(":")))
 PY
 }
 
+# daemon_pid MOUNTPOINT: the pid of the `lazypull mount` daemon serving it
+# (mount points are unique temporary paths: an exact match finds only ours)
+daemon_pid() { pgrep -f -x -- "$LAZYPULL .* $1" || true; }
+
+# lp_mount MOUNTPOINT ARGS...: `lazypull mount ARGS... MOUNTPOINT`, the
+# mount point remembered in MOUNTS for lp_cleanup.
+lp_mount() {
+	local m=$1
+	shift
+	mkdir -p "$m"
+	MOUNTS+=("$m")
+	lp_run "$T/mount.out" "$T/mount.err" "$LAZYPULL" mount "$@" "$m" ||
+		{ show_err "$T/mount.err"; fail "mount on $m failed"; }
+	mountpoint -q "$m" || fail "$m is not a mount point after mount returned"
+}
+
+# lp_umount MOUNTPOINT: unmount it and give its daemon up to 5 s to end.
+lp_umount() {
+	local m=$1 pid i
+	pid=$(daemon_pid "$m")
+	fusermount3 -u "$m" || fail "fusermount3 -u $m failed"
+	for i in $(seq 50); do
+		[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+}
+
 # mounts_under DIR: mount points below DIR, deepest first.
 mounts_under() {
 	awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r

@@ -26,19 +26,7 @@ lp_require_root "the busybox layer has devices, other owners and trusted.* xattr
 
 MOUNTS=()
 PIDS=()
-cleanup() {
-	local i p
-	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
-		if mountpoint -q "${MOUNTS[i]}"; then
-			fusermount3 -u "${MOUNTS[i]}" 2>/dev/null ||
-				umount -l "${MOUNTS[i]}" 2>/dev/null || true
-		fi
-	done
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$T"
-}
-trap cleanup EXIT
+trap lp_cleanup EXIT
 
 GI="$(dirname "$0")/gzip_index.py"
 COMPARE="$(dirname "$0")/compare_trees.py"
@@ -85,7 +73,6 @@ IX="$T/ixdir/${LAYER#sha256:}.gzidx"
 [ -s "$IX" ] || fail "no $IX"
 ok "indexed with 256 KiB spans: $(stat -c %s "$IX") bytes"
 
-daemon_pid() { pgrep -f -x -- "$LAZYPULL .* $1" || true; }
 # lp_mount MOUNTPOINT INDEX [background|proven-only]: mount the layer
 # through INDEX, nothing fetched ahead (so the stats count what reads
 # fetched); with background the background fetch (and with it the proving
@@ -104,15 +91,6 @@ lp_mount() {
 		--index "$ix" --no-prefetch "$bg" "${strict[@]}" "$IMG" "$m" ||
 		{ show_err "$T/mount.err"; fail "mount on $m failed"; }
 	mountpoint -q "$m" || fail "$m is not a mount point after mount returned"
-}
-lp_umount() {
-	local m=$1 pid i
-	pid=$(daemon_pid "$m")
-	fusermount3 -u "$m" || fail "fusermount3 -u $m failed"
-	for i in $(seq 50); do
-		[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
 }
 stat_of() { # MOUNTPOINT KEY (a python expression on the stats dict s)
 	python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' \

@@ -29,22 +29,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# daemon_pid MOUNTPOINT: the lazypull daemon serving MOUNTPOINT (a unique
-# temporary path, so an exact match finds only ours).
-daemon_pid() { pgrep -f -x -- "$LAZYPULL .* $1" || true; }
-
-# lp_mount MOUNTPOINT ARGS...: mount and remember it for cleanup.
-lp_mount() {
-	local m=$1
-	shift
-	mkdir -p "$m"
-	MOUNTS+=("$m")
-	lp_run "$T/mount.out" "$T/mount.err" "$LAZYPULL" mount "$@" "$m" ||
-		{ show_err "$T/mount.err"; fail "mount on $m failed"; }
-	mountpoint -q "$m" || fail "$m is not a mount point after mount returned"
-}
-
-# lp_umount MOUNTPOINT: fusermount3 -u, then the daemon must be gone.
+# lp_umount MOUNTPOINT: stricter than lib.sh's: fusermount3 -u, then the
+# daemon must be gone.
 lp_umount() {
 	local m=$1 pid i
 	pid=$(daemon_pid "$m")

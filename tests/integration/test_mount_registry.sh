@@ -51,26 +51,6 @@ YML
 start_registry
 R="127.0.0.1:$PORT"
 
-daemon_pid() { pgrep -f -x -- "$LAZYPULL .* $1" || true; }
-# lp_mount MOUNTPOINT ARGS...: mount and remember it for cleanup.
-lp_mount() {
-	local m=$1
-	shift
-	mkdir -p "$m"
-	MOUNTS+=("$m")
-	lp_run "$T/mount.out" "$T/mount.err" "$LAZYPULL" mount "$@" "$m" ||
-		{ show_err "$T/mount.err"; fail "mount on $m failed"; }
-	mountpoint -q "$m" || fail "$m is not a mount point after mount returned"
-}
-lp_umount() {
-	local m=$1 pid i
-	pid=$(daemon_pid "$m")
-	fusermount3 -u "$m" || fail "fusermount3 -u $m failed"
-	for i in $(seq 50); do
-		[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-}
 stat_of() { # MOUNTPOINT KEY (a python expression on the stats dict s)
 	python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' \
 		"$1/.lazypull/stats" "$2"

@@ -155,15 +155,6 @@ lp_mount() { # MOUNTPOINT ARGS...
 		{ show_err "$T/mount.err"; fail "mount on $m failed"; }
 	mountpoint -q "$m" || fail "$m is not a mount point"
 }
-lp_umount() {
-	local pid
-	pid=$(pgrep -f -x -- "$LAZYPULL .* $1" || true)
-	fusermount3 -u "$1" || fail "fusermount3 -u $1"
-	for _ in $(seq 50); do
-		[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-}
 read_two() { # MOUNTPOINT: the two small files, compared
 	cmp "$1/$F1" "$REF/$F1" || fail "$F1 differs"
 	cmp "$1/$F2" "$REF/$F2" || fail "$F2 differs"
