@@ -658,6 +658,28 @@ void lp_index_checkpoint_mark_verified(const struct lp_index *ix, size_t i)
 					 memory_order_release);
 }
 
+size_t lp_index_span_of(const struct lp_index *ix, uint64_t off)
+{
+	size_t lo = 0, hi = lp_index_nr_checkpoints(ix);
+
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (lp_index_checkpoint(ix, mid)->out <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+uint64_t lp_index_span_out_end(const struct lp_index *ix, size_t i)
+{
+	return i + 1 < lp_index_nr_checkpoints(ix) ?
+		       lp_index_checkpoint(ix, i + 1)->out :
+		       lp_index_uncompressed_size(ix);
+}
+
 size_t lp_index_last_verified(const struct lp_index *ix, size_t i)
 {
 	size_t w = i / 64;

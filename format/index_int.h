@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * What the gzip index's parser (index.c) hands its stream (index_stream.c):
- * a checkpoint's compressed window. Not included from other modules.
+ * What the gzip index's parser (index.c) hands its stream (index_stream.c)
+ * and the index as a TOC (index_toc.c): checkpoints' state and windows,
+ * span arithmetic. Not included from other modules.
  */
 #ifndef LP_INDEX_INT_H
 #define LP_INDEX_INT_H
@@ -17,6 +18,12 @@
 void lp_index_checkpoint_mark_verified(const struct lp_index *ix, size_t i);
 /* lp_index_last_verified() - the last verified checkpoint <= @i (0 is). */
 size_t lp_index_last_verified(const struct lp_index *ix, size_t i);
+
+/* lp_index_span_of() - the span holding uncompressed offset @off: the last
+ * checkpoint at or before it (offsets past the end: the last span) */
+size_t lp_index_span_of(const struct lp_index *ix, uint64_t off);
+/* lp_index_span_out_end() - the uncompressed offset where span @i ends */
+uint64_t lp_index_span_out_end(const struct lp_index *ix, size_t i);
 
 /* the @c->window_len bytes of checkpoint @c's compressed window */
 const uint8_t *lp_index_window_data(const struct lp_index *ix,

@@ -107,13 +107,6 @@ static const char *src_name(const struct lp_index_stream *s)
 	return s->blob ? lp_blob_name(s->blob) : "(span)";
 }
 
-static uint64_t span_out_end(const struct lp_index_stream *s, size_t i)
-{
-	return i + 1 < lp_index_nr_checkpoints(s->ix) ?
-		       lp_index_checkpoint(s->ix, i + 1)->out :
-		       lp_index_uncompressed_size(s->ix);
-}
-
 /* fetch span @i, check its digest, and point inflate at its new bytes */
 static int load_span(struct lp_index_stream *s, size_t i, struct lp_err *err)
 {
@@ -244,37 +237,38 @@ static int start_at(struct lp_index_stream *s, size_t i, struct lp_err *err)
 
 static int next_span(struct lp_index_stream *s, struct lp_err *err);
 
-static int stream_open(const struct lp_index *ix, struct lp_blob *blob,
-		       uint64_t off, bool hash, struct lp_index_stream **ret_s,
-		       struct lp_err *err)
+/* @blob is the size @ix says its layer is: -EBADMSG otherwise */
+static int check_blob(const struct lp_index *ix, struct lp_blob *blob,
+		      struct lp_err *err)
 {
-	struct lp_index_stream *s = NULL;
-	size_t lo = 0, hi = lp_index_nr_checkpoints(ix), start;
-	int r;
-
 	if (lp_blob_size(blob) != lp_index_blob_size(ix))
 		return lp_err_set(err, -EBADMSG,
 				  "%s has %llu bytes, its gzip index says %llu",
 				  lp_blob_name(blob),
 				  (unsigned long long)lp_blob_size(blob),
 				  (unsigned long long)lp_index_blob_size(ix));
+	return 0;
+}
+
+static int stream_open(const struct lp_index *ix, struct lp_blob *blob,
+		       uint64_t off, bool hash, struct lp_index_stream **ret_s,
+		       struct lp_err *err)
+{
+	struct lp_index_stream *s = NULL;
+	size_t start;
+	int r;
+
+	r = check_blob(ix, blob, err);
+	if (r < 0)
+		return r;
 	if (off > lp_index_uncompressed_size(ix))
 		return lp_err_set(
 			err, -ERANGE, "offset %llu past the layer's %llu bytes",
 			(unsigned long long)off,
 			(unsigned long long)lp_index_uncompressed_size(ix));
-	/* the last checkpoint with out <= off (the first is at 0) */
-	while (hi - lo > 1) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (lp_index_checkpoint(ix, mid)->out <= off)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	/* ... and the last proven one at or before it (a lying window or
-	 * offset must never be where inflating starts) */
-	start = lp_index_last_verified(ix, lo);
+	/* the last proven checkpoint at or before @off's span (a lying window
+	 * or offset must never be where inflating starts) */
+	start = lp_index_last_verified(ix, lp_index_span_of(ix, off));
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -385,7 +379,7 @@ static int check_checkpoint(struct lp_index_stream *s, size_t i,
 /* the span's bytes are used up and inflate has given all it can */
 static int next_span(struct lp_index_stream *s, struct lp_err *err)
 {
-	uint64_t want = span_out_end(s, s->span);
+	uint64_t want = lp_index_span_out_end(s->ix, s->span);
 	int r;
 
 	if (s->pos != want)
@@ -484,7 +478,7 @@ static int read_some(struct lp_index_stream *s, void *buf, size_t len,
 		}
 		s->pos += out0 - s->z.avail_out;
 		s->stats.bytes_inflated += out0 - s->z.avail_out;
-		end = span_out_end(s, s->span);
+		end = lp_index_span_out_end(s->ix, s->span);
 		if (s->pos > end)
 			return lp_err_set(err, -EBADMSG,
 					  "gzip index span #%zu inflates past "
@@ -623,9 +617,7 @@ int lp_index_span_decode(const struct lp_index *ix, size_t i, const void *src,
 		return lp_err_set(err, -ERANGE, "gzip index has no span #%zu",
 				  i);
 	out = lp_index_checkpoint(ix, i)->out;
-	end = i + 1 < lp_index_nr_checkpoints(ix) ?
-		      lp_index_checkpoint(ix, i + 1)->out :
-		      lp_index_uncompressed_size(ix);
+	end = lp_index_span_out_end(ix, i);
 	if (skip > end - out || dst_len > end - out - skip)
 		return lp_err_set(err, -ERANGE,
 				  "%llu + %zu bytes past the end of gzip index "
@@ -645,21 +637,6 @@ int lp_index_span_decode(const struct lp_index *ix, size_t i, const void *src,
 }
 
 /* the last checkpoint at or before uncompressed offset @off */
-static size_t span_of(const struct lp_index *ix, uint64_t off)
-{
-	size_t lo = 0, hi = lp_index_nr_checkpoints(ix);
-
-	while (hi - lo > 1) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (lp_index_checkpoint(ix, mid)->out <= off)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 static void add_stats(struct lp_index_stream_stats *to,
 		      const struct lp_index_stream_stats *st)
 {
@@ -735,12 +712,9 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 	bool slot = false;
 	int r;
 
-	if (lp_blob_size(blob) != lp_index_blob_size(ix))
-		return lp_err_set(err, -EBADMSG,
-				  "%s has %llu bytes, its gzip index says %llu",
-				  lp_blob_name(blob),
-				  (unsigned long long)lp_blob_size(blob),
-				  (unsigned long long)lp_index_blob_size(ix));
+	r = check_blob(ix, blob, err);
+	if (r < 0)
+		return r;
 	if (off > lp_index_uncompressed_size(ix) ||
 	    len > lp_index_uncompressed_size(ix) - off)
 		return lp_err_set(
@@ -748,8 +722,8 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 			"%zu bytes at %llu past the layer's %llu bytes", len,
 			(unsigned long long)off,
 			(unsigned long long)lp_index_uncompressed_size(ix));
-	i = span_of(ix, off);
-	k = len ? span_of(ix, off + len - 1) : i;
+	i = lp_index_span_of(ix, off);
+	k = len ? lp_index_span_of(ix, off + len - 1) : i;
 	p = lp_index_last_verified(ix, i);
 	lp_index_span_range(ix, i, &base, &s1);
 	lp_index_span_range(ix, k, &s0, &end);
@@ -793,7 +767,7 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 				   &why);
 		if (r != -EAGAIN || j == p || dist > LP_INDEX_READ_BACK_MAX)
 			break;
-		nj = span_of(ix, off > dist ? off - dist : 0);
+		nj = lp_index_span_of(ix, off > dist ? off - dist : 0);
 		if (nj >= j)
 			nj = j - 1;
 		if (nj < p)

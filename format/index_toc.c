@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "index_int.h"
 #include "lp_index.h"
 #include "lp_toc.h"
 
@@ -90,29 +91,6 @@ static int check_hardlink(const struct lp_index *ix, size_t i,
 			  t < 0 ? "nowhere" : "again after");
 }
 
-/* the last checkpoint at or before uncompressed offset @off */
-static size_t span_of(const struct lp_index *ix, uint64_t off)
-{
-	size_t lo = 0, hi = lp_index_nr_checkpoints(ix);
-
-	while (hi - lo > 1) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (lp_index_checkpoint(ix, mid)->out <= off)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-static uint64_t span_out_end(const struct lp_index *ix, size_t i)
-{
-	return i + 1 < lp_index_nr_checkpoints(ix) ?
-		       lp_index_checkpoint(ix, i + 1)->out :
-		       lp_index_uncompressed_size(ix);
-}
-
 /* file @f's records: the entry, then one chunk record per span after the
  * first */
 static int add_file(struct lp_toc_writer *w, const struct lp_index *ix,
@@ -162,9 +140,9 @@ static int add_file(struct lp_toc_writer *w, const struct lp_index *ix,
 	rec.size = f->size;
 	at = f->data_off;
 	end = f->data_off + f->size;
-	for (i = span_of(ix, at); r == 0 && at < end; i++) {
-		uint64_t s_end = lp_min_u64(span_out_end(ix, i), end), start,
-			 blob_end;
+	for (i = lp_index_span_of(ix, at); r == 0 && at < end; i++) {
+		uint64_t s_end = lp_min_u64(lp_index_span_out_end(ix, i), end),
+			 start, blob_end;
 
 		lp_index_span_range(ix, i, &start, &blob_end);
 		if (at - lp_index_checkpoint(ix, i)->out >

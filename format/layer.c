@@ -27,6 +27,7 @@
 #include <zstd.h>
 
 #include "chunk_int.h"
+#include "index_int.h"
 #include "layer_probe.h"
 #include "lp_layer.h"
 
@@ -503,24 +504,6 @@ const struct lp_index *lp_layer_index(const struct lp_layer *layer)
 	return layer->ix;
 }
 
-/* the uncompressed end of the span holding offset @off */
-static uint64_t span_out_end(const struct lp_index *ix, uint64_t off)
-{
-	size_t lo = 0, hi = lp_index_nr_checkpoints(ix);
-
-	while (hi - lo > 1) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (lp_index_checkpoint(ix, mid)->out <= off)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	return lo + 1 < lp_index_nr_checkpoints(ix) ?
-		       lp_index_checkpoint(ix, lo + 1)->out :
-		       lp_index_uncompressed_size(ix);
-}
-
 int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
 			bool proven_only, lp_layer_checked_fn checked,
 			void *arg, struct lp_index_stream_stats *stats,
@@ -558,8 +541,10 @@ int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
 	/* its header, and on to the end of its span (at most
 	 * LP_LAYER_CHECK_BATCH): the headers of the entries after it there
 	 * come with the same decode */
-	end = lp_min_u64(span_out_end(layer->ix, f->hdr_off),
-			 f->hdr_off + LP_LAYER_CHECK_BATCH);
+	end = lp_min_u64(
+		lp_index_span_out_end(layer->ix,
+				      lp_index_span_of(layer->ix, f->hdr_off)),
+		f->hdr_off + LP_LAYER_CHECK_BATCH);
 	if (end < f->data_off)
 		end = f->data_off; /* <= hdr_off + LP_INDEX_MAX_HEADER */
 	len = (size_t)(end - f->hdr_off);
