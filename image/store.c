@@ -140,81 +140,17 @@ static int blob_path(const struct lp_img_store *st, const struct lp_digest *d,
 static int read_bounded(const char *path, size_t limit, char **ret_data,
 			size_t *ret_len)
 {
-	struct stat sb;
-	char *data = NULL;
-	size_t got = 0;
-	ssize_t n;
-	int fd, r;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &sb) < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		r = -EINVAL;
-		goto out;
-	}
-	if ((uint64_t)sb.st_size > limit) {
-		r = -EFBIG;
-		goto out;
-	}
-	data = malloc((size_t)sb.st_size + 1);
-	if (!data) {
-		r = -ENOMEM;
-		goto out;
-	}
-	while (got < (size_t)sb.st_size) {
-		n = read(fd, data + got, (size_t)sb.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			r = n < 0 ? -errno : -EIO;
-			goto out;
-		}
-		got += (size_t)n;
-	}
-	data[got] = '\0';
-	*ret_data = data;
-	*ret_len = got;
-	data = NULL;
-	r = 0;
-out:
-	free(data);
-	close(fd);
-	return r;
+	return lp_file_read_bounded(path, limit, 0, (void **)ret_data, ret_len);
 }
 
 /* write @path atomically: a temporary file next to it, fsync, rename */
 static int write_atomic(const char *path, const void *data, size_t len,
 			struct lp_err *err)
 {
-	char tmp[LP_IMG_PATH_MAX + 16];
-	int fd = -1, r;
+	int r = lp_file_write_atomic(path, data, len, 0644);
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >=
-	    (int)sizeof(tmp))
-		return lp_err_set(err, -ENAMETOOLONG, "%s: name too long",
-				  path);
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return lp_err_set(err, -errno, "%s: cannot create: %s", tmp,
-				  strerror(errno));
-	r = lp_write_all(fd, data, len);
-	if (r == 0 && fchmod(fd, 0644) < 0)
-		r = -errno;
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0) {
-		unlink(tmp);
+	if (r < 0)
 		lp_err_set(err, r, "writing %s: %s", path, strerror(-r));
-	}
 	return r;
 }
 

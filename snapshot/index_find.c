@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "lp_common.h"
+#include "lp_io.h"
 #include "lp_log.h"
 #include "lp_registry.h"
 #include "snap_int.h"
@@ -139,47 +140,8 @@ refused:
 int lp_snap_read_file(const char *path, size_t limit, uint8_t **ret,
 		      size_t *ret_len)
 {
-	struct stat st;
-	uint8_t *p = NULL;
-	size_t got = 0;
-	ssize_t n;
-	int fd, r = 0;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		r = -EINVAL;
-		goto out;
-	}
-	if ((uint64_t)st.st_size > limit) {
-		r = -EFBIG;
-		goto out;
-	}
-	p = malloc(st.st_size ? (size_t)st.st_size : 1);
-	if (!p) {
-		r = -ENOMEM;
-		goto out;
-	}
-	while (got < (size_t)st.st_size) {
-		n = read(fd, p + got, (size_t)st.st_size - got);
-		if (n <= 0) {
-			r = n < 0 ? -errno : -EIO; /* shrank meanwhile */
-			goto out;
-		}
-		got += (size_t)n;
-	}
-	*ret = p;
-	*ret_len = got;
-	p = NULL;
-out:
-	free(p);
-	close(fd);
-	return r;
+	return lp_file_read_bounded(path, limit, O_NOFOLLOW | O_NONBLOCK,
+				    (void **)ret, ret_len);
 }
 
 /* DIR/<hex>.gzidx in each configured directory; 1 found, 0 not */

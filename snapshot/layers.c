@@ -333,27 +333,13 @@ static int kept_index_path(struct lp_snap_layers *l, const char *digest,
 static int keep_index(struct lp_snap_layers *l, const char *digest,
 		      const struct lp_snap_index_found *f)
 {
-	char path[LP_SNAP_PATH_MAX], tmp[LP_SNAP_PATH_MAX + 8];
-	int fd, r;
+	char path[LP_SNAP_PATH_MAX];
+	int r;
 
 	r = kept_index_path(l, digest, f->digest, path, sizeof(path));
 	if (r < 0)
 		return r;
-	if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	r = lp_write_all(fd, f->data, f->len);
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0)
-		unlink(tmp);
-	return r;
+	return lp_file_write_atomic(path, f->data, f->len, 0600);
 }
 
 /*
