@@ -176,53 +176,25 @@ static bool is_gzip_layer(const struct lp_reg_desc *d)
 	       (n > 5 && !strcmp(mt + n - 5, ".gzip"));
 }
 
-/* an unlinked temporary file in $TMPDIR (or /var/tmp) */
+/* an unlinked temporary file in $TMPDIR (or /var/tmp): its descriptor or
+ * -errno */
 static int tmp_fd(void)
 {
 	const char *dir = getenv("TMPDIR");
 
-	return open(dir && *dir ? dir : "/var/tmp", O_TMPFILE | O_RDWR, 0600);
+	return lp_file_open_unlinked(dir && *dir ? dir : "/var/tmp",
+				     "lazypull-index");
 }
 
-static int write_all_fd(int fd, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* @data into DIR/NAME through a temporary file renamed into place */
+/* @data into DIR/NAME, atomically (lp_file_write_atomic) */
 static int write_file_atomic(const char *dir, const char *name,
 			     const void *data, size_t len)
 {
-	char tmp[PATH_MAX], dst[PATH_MAX];
-	int fd, r;
+	char dst[PATH_MAX];
 
-	if (snprintf(dst, sizeof(dst), "%s/%s", dir, name) >=
-		    (int)sizeof(dst) ||
-	    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name) >=
-		    (int)sizeof(tmp))
+	if (snprintf(dst, sizeof(dst), "%s/%s", dir, name) >= (int)sizeof(dst))
 		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	r = write_all_fd(fd, data, len);
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	if (r == 0 && rename(tmp, dst) < 0)
-		r = -errno;
-	if (r < 0)
-		unlink(tmp);
-	return r;
+	return lp_file_write_atomic(dst, data, len, 0644);
 }
 
 static void index_name(const struct lp_digest *layer, char *out, size_t size)
@@ -327,7 +299,8 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 		}
 		fd = tmp_fd();
 		if (fd < 0) {
-			r = lp_err_set(&err, -errno, "temporary file");
+			r = lp_err_set(&err, fd, "temporary file: %s",
+				       strerror(-fd));
 			break;
 		}
 		r = lp_reg_fetch_blob(reg, ref, &l->digest, l->size, fd, &err);
@@ -354,9 +327,9 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 			close(fd);
 			fd = tmp_fd();
 			if (fd < 0)
-				r = -errno;
+				r = fd;
 			if (r == 0)
-				r = write_all_fd(fd, buf.data, buf.len);
+				r = lp_write_all(fd, buf.data, buf.len);
 			if (r == 0)
 				r = lp_reg_push_blob(reg, ref, &id, buf.len, fd,
 						     NULL, &err);
@@ -379,7 +352,7 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 		goto out;
 	/* the artifact: an OCI manifest whose subject is the image */
 	fd = tmp_fd();
-	if (fd < 0 || write_all_fd(fd, EMPTY_CONFIG, 2) < 0) {
+	if (fd < 0 || lp_write_all(fd, EMPTY_CONFIG, 2) < 0) {
 		r = lp_err_set(&err, -EIO, "temporary file");
 		goto out;
 	}
@@ -526,7 +499,7 @@ static int cmd_index_build(int argc, char **argv)
 	}
 	fd = open(argv[optind + 1], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 		  0644);
-	if (fd < 0 || write_all_fd(fd, buf.data, buf.len) < 0) {
+	if (fd < 0 || lp_write_all(fd, buf.data, buf.len) < 0) {
 		fprintf(stderr, "lazypull: %s: %s\n", argv[optind + 1],
 			strerror(errno));
 		if (fd >= 0)
@@ -1309,8 +1282,7 @@ static int cmd_index_verify(int argc, char **argv)
 	layer = *lp_index_blob_digest(rd.ix);
 	fd = tmp_fd();
 	if (fd < 0) {
-		r = lp_err_set(&err, -errno, "temporary file: %s",
-			       strerror(errno));
+		r = lp_err_set(&err, fd, "temporary file: %s", strerror(-fd));
 		goto fail;
 	}
 	r = lp_reg_fetch_blob(rd.reg, &rd.ref, &layer,
