@@ -51,6 +51,7 @@
 #include "lp_fs.h"
 #include "lp_fuse.h"
 #include "toc_fault.h"
+#include "deleted_fd.h"
 
 #define VEC(name) LP_VECTORS_DIR "/" name
 #define MAX_FILES 512
@@ -812,29 +813,6 @@ static void test_faults(void **state)
  */
 
 static uint64_t stat_of(struct lp_fs *fs, const char *key);
-
-/* the descriptor of this process's one deleted file under @dir */
-static int deleted_fd_in(const char *dir)
-{
-	char fdp[64], target[4096];
-	int fd, found = -1;
-	ssize_t len;
-
-	for (fd = 0; fd < 1024; fd++) {
-		snprintf(fdp, sizeof(fdp), "/proc/self/fd/%d", fd);
-		len = readlink(fdp, target, sizeof(target) - 1);
-		if (len <= 0)
-			continue;
-		target[len] = '\0';
-		if (!strncmp(target, dir, strlen(dir)) &&
-		    strstr(target, "(deleted)")) {
-			assert_int_equal(found, -1);
-			found = fd;
-		}
-	}
-	assert_true(found >= 0);
-	return found;
-}
 
 static void test_spill_read_error(void **state)
 {

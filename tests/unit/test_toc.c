@@ -23,6 +23,7 @@
 #include "toc_test_digest.h"
 #include "lp_chunk.h"
 #include "lp_toc.h"
+#include "deleted_fd.h"
 
 #define D1 \
 	"sha256:0000000000000000000000000000000000000000000000000000000000000001"
@@ -674,29 +675,6 @@ static int deleted_files_in(const char *dir)
 			n++;
 	}
 	return n;
-}
-
-/* the descriptor of this process's one deleted file under @dir */
-static int deleted_fd_in(const char *dir)
-{
-	char fdp[64], target[4096];
-	int fd, found = -1;
-	ssize_t len;
-
-	for (fd = 0; fd < 1024; fd++) {
-		snprintf(fdp, sizeof(fdp), "/proc/self/fd/%d", fd);
-		len = readlink(fdp, target, sizeof(target) - 1);
-		if (len <= 0)
-			continue;
-		target[len] = '\0';
-		if (!strncmp(target, dir, strlen(dir)) &&
-		    strstr(target, "(deleted)")) {
-			assert_int_equal(found, -1);
-			found = fd;
-		}
-	}
-	assert_true(found >= 0);
-	return found;
 }
 
 static void test_spill_digests(void **state)
