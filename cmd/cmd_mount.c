@@ -3,11 +3,12 @@
  * `lazypull mount`: mount one layer lazily with FUSE. Opens SOURCE as a blob
  * (open_source(): a local file, or with --layer one layer of an image in a
  * registry, read by HTTP Range requests; its TOC digest comes from the
- * layer's annotation), opens the layer and checks its TOC digest, mounts, then - unless
- * --foreground - forks into the background before any thread exists. The
- * child starts prefetch and background fetch, optionally waits for the
- * prefetch, tells the parent the mount is ready, and serves until
- * fusermount3 -u, umount or SIGTERM; then it unmounts and exits.
+ * layer's annotation), opens the layer and checks its TOC digest and mounts.
+ * Unless --foreground, it forks into the background first, before any thread
+ * exists, and the parent waits for the child's verdict. The child starts
+ * prefetch and background fetch, optionally waits for the prefetch, tells
+ * the parent the mount is ready, and serves until fusermount3 -u, umount or
+ * SIGTERM; then it unmounts and exits.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -542,8 +543,6 @@ static int daemonize(int *ret_fd)
 	}
 	close(p[0]);
 	setsid();
-	if (chdir("/") < 0)
-		lp_log_warn("chdir /: %s", strerror(errno));
 	*ret_fd = p[1];
 	return 0;
 }
@@ -594,6 +593,30 @@ int lp_cmd_mount(int argc, char **argv)
 		a.mo.index = index;
 		a.mo.index_len = index_len;
 	}
+	/*
+	 * Fork first, before anything can start a thread: opening the source
+	 * may (a range-less host's spool feeds from a thread of its own), and
+	 * a thread of the parent's is a dangling pthread_t in the child,
+	 * joined at the end. The parent waits for the child's verdict; until
+	 * then the child's messages go to the caller's stderr.
+	 */
+	if (!a.foreground) {
+		/* opened before the daemon leaves the working directory */
+		if (a.log_file) {
+			log_fd = open(a.log_file,
+				      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+				      0644);
+			if (log_fd < 0) {
+				ret = lp_cmd_fail(a.log_file, NULL, -errno);
+				goto out;
+			}
+		}
+		r = daemonize(&ready_fd);
+		if (r < 0) {
+			ret = lp_cmd_fail("fork", NULL, r);
+			goto out;
+		}
+	}
 	r = open_source(&a, &blob, &tail, &tail_len, &err);
 	if (r < 0) {
 		ret = lp_cmd_fail("mount", &err, r);
@@ -621,24 +644,9 @@ int lp_cmd_mount(int argc, char **argv)
 		goto out;
 	}
 
-	/* fork now: no thread exists yet */
-	if (!a.foreground) {
-		/* opened before the daemon leaves the working directory */
-		if (a.log_file) {
-			log_fd = open(a.log_file,
-				      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-				      0644);
-			if (log_fd < 0) {
-				ret = lp_cmd_fail(a.log_file, NULL, -errno);
-				goto out;
-			}
-		}
-		r = daemonize(&ready_fd);
-		if (r < 0) {
-			ret = lp_cmd_fail("fork", NULL, r);
-			goto out;
-		}
-	}
+	/* the daemon's paths were taken: it may leave the directory */
+	if (!a.foreground && chdir("/") < 0)
+		lp_log_warn("chdir /: %s", strerror(errno));
 	r = lp_fs_start(fs);
 	if (r < 0) {
 		ret = lp_cmd_fail("starting fetch threads", NULL, r);
