@@ -10,6 +10,7 @@
  * the parent the mount is ready, and serves until fusermount3 -u, umount or
  * SIGTERM; then it unmounts and exits.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -520,13 +521,38 @@ static void tell_parent(int fd, char status)
 	close(fd);
 }
 
-/* fork; the parent waits for the child's verdict and exits with it */
+/* the number of threads of this process (its /proc task entries), or -errno */
+static int count_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/*
+ * fork; the parent waits for the child's verdict and exits with it. Only
+ * while no other thread exists: the child would inherit its pthread_t
+ * dangling (and, were it running, lose it with whatever it holds).
+ */
 static int daemonize(int *ret_fd)
 {
-	int p[2];
+	int p[2], n;
 	pid_t pid;
 	char status = 1;
 
+	n = count_threads();
+	if (n > 1) {
+		lp_log_err("%d threads before the fork (a bug)", n);
+		return -EDEADLK;
+	}
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
 	pid = fork();
