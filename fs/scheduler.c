@@ -327,7 +327,11 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 		return JOB_EXIT;
 	}
 	if (!fs->disk && fit_budget(fs, ci, ci + 1) == ci) {
-		/* the process's budget is full: nowhere to keep the rest */
+		/* the process's budget is full: nowhere to keep the rest.
+		 * Runs still on their way are not charged yet: the last of
+		 * them to end says "stopped", when the memory holds them */
+		if (f->bg_running)
+			return JOB_EXIT;
 		set_state_locked(fs, false, FS_JOB_STOPPED, f->bg_last_err);
 		*ret_wait = BG_NOTHING;
 		return JOB_EXIT;

@@ -27,7 +27,9 @@ if [ "${LP_SKIP_ASAN:-0}" != 1 ]; then
 	echo "== unit tests and fuzz corpora under ASan+UBSan"
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLP_SANITIZE=ON >/dev/null
 	cmake --build build-asan -j"$jobs" >/dev/null
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	# allow_user_segv_handler=0: a crash is ASan's report with its stack
+	# (cmocka's own SIGSEGV handler would say only "Segmentation fault")
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allow_user_segv_handler=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --test-dir build-asan -L 'unit|fuzz' --output-on-failure -j"$jobs"
 fi
