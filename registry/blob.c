@@ -74,6 +74,10 @@ struct lp_reg_blob {
 	struct lp_digest digest;
 	char name[LP_DIGEST_STR_LEN + 1];
 	uint64_t size;
+	/* the registry's host list the blob began with (reg_endpoints(),
+	 * kept by the client): cur_ep, skip_until, served and the eps masks
+	 * index it, so a hosts.toml change does not reach an open blob */
+	const struct reg_endpoints *_Atomic eps;
 	atomic_size_t cur_ep; /* the host of the last read that worked */
 	pthread_mutex_t lock;
 	struct reg_spool *spool; /* protected by lock; made once, when needed */
@@ -216,6 +220,26 @@ static bool served_overlaps(const struct served *sv, uint64_t off, uint64_t len)
 	return sv->off < off + len && off < sv->off + sv->len;
 }
 
+/* the host list @rb began with: the first call takes the client's */
+static int blob_endpoints(struct lp_reg_blob *rb,
+			  const struct reg_endpoints **ret_eps,
+			  struct lp_err *err)
+{
+	const struct reg_endpoints *e = atomic_load(&rb->eps), *want = NULL;
+	int r;
+
+	if (!e) {
+		r = reg_endpoints(rb->reg, &rb->ref, &e, err);
+		if (r < 0)
+			return r;
+		/* a racing first call's list wins */
+		if (!atomic_compare_exchange_strong(&rb->eps, &want, e))
+			e = want;
+	}
+	*ret_eps = e;
+	return 0;
+}
+
 void lp_reg_blob_reject(struct lp_reg_blob *rb, uint64_t off, uint64_t len)
 {
 	const struct reg_endpoints *eps;
@@ -250,7 +274,7 @@ void lp_reg_blob_reject(struct lp_reg_blob *rb, uint64_t off, uint64_t len)
 			rb->skip_until[i] =
 				(long)lp_mono_ms() + LP_REG_HOST_DOWN_MS;
 	pthread_mutex_unlock(&rb->lock);
-	if (reg_endpoints(rb->reg, &rb->ref, &eps, NULL) < 0)
+	if (blob_endpoints(rb, &eps, NULL) < 0)
 		return;
 	for (i = 0; i < eps->n && i < LP_HOSTS_MAX; i++)
 		if (bad & (uint64_t)1 << i)
@@ -371,7 +395,7 @@ static int range_get(struct lp_reg_blob *rb, const char *range,
 
 	o->ep = 0;
 	o->host = rb->ref.host;
-	r = reg_endpoints(rb->reg, &rb->ref, &eps, err);
+	r = blob_endpoints(rb, &eps, err);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&rb->lock);
@@ -420,7 +444,7 @@ static const char *first_host(struct lp_reg_blob *rb)
 	long skip[LP_HOSTS_MAX];
 	size_t i;
 
-	if (reg_endpoints(rb->reg, &rb->ref, &eps, NULL) < 0)
+	if (blob_endpoints(rb, &eps, NULL) < 0)
 		return rb->ref.host;
 	pthread_mutex_lock(&rb->lock);
 	memcpy(skip, rb->skip_until, sizeof(skip));
@@ -801,7 +825,7 @@ static bool spool_bad(void *ctx)
 	bool again = false;
 	size_t i, n = 0;
 
-	if (reg_endpoints(rb->reg, &rb->ref, &eps, NULL) == 0)
+	if (blob_endpoints(rb, &eps, NULL) == 0)
 		n = eps->n;
 	pthread_mutex_lock(&rb->lock);
 	fed = rb->spool_eps;

@@ -225,6 +225,7 @@ int reg_endpoints_new(const char *config_dir, const char *registry,
 		      struct reg_endpoints **ret_eps, struct lp_err *err)
 {
 	struct reg_endpoints *eps;
+	uint64_t before, after;
 	size_t i, n;
 	int r;
 
@@ -236,6 +237,10 @@ int reg_endpoints_new(const char *config_dir, const char *registry,
 		r = single(registry, o, eps);
 		goto out;
 	}
+	/* what the files were before they are read: a change while they
+	 * are read makes the next check read them again */
+	if (lp_hosts_stamp(config_dir, registry, NULL, &before) < 0)
+		before = 0;
 	r = lp_hosts_resolve(config_dir, registry, o, 0, &eps->hosts, err);
 	if (r < 0)
 		goto out;
@@ -263,6 +268,10 @@ int reg_endpoints_new(const char *config_dir, const char *registry,
 				    eps->v[i].caps & LP_HOST_CAP_RESOLVE ?
 					    "" :
 					    " (pull only)");
+	if (lp_hosts_stamp(config_dir, registry, NULL, &after) == 0 &&
+	    after == before && before &&
+	    lp_hosts_stamp(config_dir, registry, eps->hosts, &eps->stamp) == 0)
+		eps->stamped = true;
 out:
 	if (r < 0) {
 		reg_endpoints_free(eps);
@@ -270,6 +279,20 @@ out:
 	}
 	*ret_eps = eps;
 	return 0;
+}
+
+bool reg_endpoints_changed(const struct reg_endpoints *eps,
+			   const char *config_dir)
+{
+	uint64_t now;
+
+	if (!config_dir)
+		return false; /* no files: nothing to change */
+	if (!eps->stamped)
+		return true;
+	return lp_hosts_stamp(config_dir, eps->registry, eps->hosts, &now) <
+		       0 ||
+	       now != eps->stamp;
 }
 
 bool reg_ep_down(const struct reg_endpoint *ep)

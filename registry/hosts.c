@@ -435,6 +435,89 @@ static int fill_default(struct lp_host *h, const char *registry,
 	return h->host && h->scheme && h->path ? 0 : -ENOMEM;
 }
 
+/* FNV-1a over @len bytes, on from @h */
+static uint64_t fnv(uint64_t h, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	while (len--) {
+		h ^= *p++;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+/* @h extended by what stat() says of @path: its absence too */
+static uint64_t stamp_path(uint64_t h, const char *path)
+{
+	struct stat st;
+	int64_t v[6] = { 0 };
+
+	if (stat(path, &st) == 0) {
+		v[0] = (int64_t)st.st_dev;
+		v[1] = (int64_t)st.st_ino;
+		v[2] = (int64_t)st.st_size;
+		v[3] = (int64_t)st.st_mtim.tv_sec * 1000000000 +
+		       st.st_mtim.tv_nsec;
+		v[4] = (int64_t)st.st_ctim.tv_sec * 1000000000 +
+		       st.st_ctim.tv_nsec;
+		v[5] = 1;
+	}
+	h = fnv(h, path, strlen(path) + 1);
+	return fnv(h, v, sizeof(v));
+}
+
+int lp_hosts_stamp(const char *config_dir, const char *registry,
+		   const struct lp_hosts *hosts, uint64_t *ret_stamp)
+{
+	const char *name = is_hub(registry) ? "docker.io" : registry;
+	const char *colon = strrchr(name, ':');
+	char alt[LP_REG_HOST_MAX + 2];
+	const char *cand[3];
+	uint64_t h = 14695981039346656037ull;
+	size_t n = 0, i, j;
+	char *dir = NULL, *file = NULL;
+	int r;
+
+	if (!config_dir || !config_dir[0] || !valid_registry(registry))
+		return -EINVAL;
+	if (colon && colon != name) {
+		snprintf(alt, sizeof(alt), "%.*s_%s_", (int)(colon - name),
+			 name, colon + 1);
+		cand[n++] = alt;
+	}
+	cand[n++] = name;
+	cand[n++] = "_default";
+	h = stamp_path(h, config_dir);
+	for (i = 0; i < n; i++) {
+		r = join(config_dir, cand[i], NULL, &dir);
+		if (r < 0)
+			return r;
+		r = join(dir, "hosts.toml", NULL, &file);
+		if (r < 0) {
+			free(dir);
+			return r;
+		}
+		/* the directory's own stat: files made, renamed or gone */
+		h = stamp_path(stamp_path(h, dir), file);
+		free(dir);
+		free(file);
+	}
+	for (i = 0; hosts && i < hosts->n; i++) {
+		const struct lp_host *e = &hosts->v[i];
+
+		for (j = 0; j < e->n_ca; j++)
+			h = stamp_path(h, e->ca[j]);
+		for (j = 0; j < e->n_clients; j++) {
+			h = stamp_path(h, e->clients[j].cert);
+			if (e->clients[j].key)
+				h = stamp_path(h, e->clients[j].key);
+		}
+	}
+	*ret_stamp = h;
+	return 0;
+}
+
 int lp_hosts_resolve(const char *config_dir, const char *registry,
 		     const struct lp_reg_opts *opts, unsigned int need,
 		     struct lp_hosts **ret_hosts, struct lp_err *err)

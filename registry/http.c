@@ -38,6 +38,9 @@
 
 #define LP_REG_TOKENS_MAX 64 /* cached tokens per host */
 #define LP_REG_HOSTS_MAX 256 /* hosts with auth state */
+/* a changed configuration that did not load is looked at again after this
+ * many times hosts_recheck_ms (a warning each time) */
+#define LP_REG_HOSTS_BAD_RECHECK 10
 #define LP_REG_BACKOFF_BASE_MS 100
 #define LP_REG_BACKOFF_CAP_MS 5000
 #define LP_REG_TOKEN_MARGIN_MAX_MS 30000 /* refresh this early at most */
@@ -96,6 +99,7 @@ struct lp_reg {
 	/* the hosts of each registry spoken to (endpoints.c) */
 	struct reg_endpoints *eps; /* protected by lock */
 	unsigned int n_eps; /* protected by lock */
+	atomic_bool eps_capped; /* LP_REG_EPS_VERSIONS_MAX said once */
 	uint64_t token_gen; /* protected by lock: last token's gen */
 	uint64_t token_fetches; /* protected by lock: token requests */
 	pthread_cond_t token_cond; /* a token fetch ended (with lock) */
@@ -185,6 +189,7 @@ void lp_reg_opts_init(struct lp_reg_opts *o)
 	o->request_timeout_ms = 60000;
 	o->max_attempts = 5;
 	o->retry_budget_ms = 30000;
+	o->hosts_recheck_ms = LP_REG_HOSTS_RECHECK_MS;
 }
 
 static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access,
@@ -435,37 +440,97 @@ static bool host_plain_http(const struct lp_reg *reg, const char *host)
 	return reg_plain_http(&reg->o, host);
 }
 
+/* the newest list of @host in the cache, and how many it holds; lock held */
+static struct reg_endpoints *newest_locked(struct lp_reg *reg, const char *host,
+					   unsigned int *ret_versions)
+{
+	struct reg_endpoints *e, *found = NULL;
+	unsigned int n = 0;
+
+	for (e = reg->eps; e; e = e->next) {
+		if (strcmp(e->registry, host))
+			continue;
+		if (!found && !e->superseded)
+			found = e;
+		n++;
+	}
+	*ret_versions = n;
+	return found;
+}
+
+/* whether @e's files are due for a look, and changed: this caller makes
+ * the new list (one caller per look) */
+static bool due_and_changed(struct lp_reg *reg, struct reg_endpoints *e)
+{
+	long now = (long)lp_mono_ms();
+	long at = atomic_load(&e->check_at_ms);
+
+	if (now < at)
+		return false;
+	if (!atomic_compare_exchange_strong(&e->check_at_ms, &at,
+					    now + reg->o.hosts_recheck_ms))
+		return false; /* another caller looks */
+	return reg_endpoints_changed(e, reg->o.registry_config_dir);
+}
+
 int reg_endpoints(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		  const struct reg_endpoints **ret_eps, struct lp_err *err)
 {
-	struct reg_endpoints *e, *made = NULL;
+	struct reg_endpoints *e, *cur, *made = NULL;
+	unsigned int versions;
+	struct lp_err why = { 0 };
 	int r = 0;
 
 	pthread_mutex_lock(&reg->lock);
-	for (e = reg->eps; e; e = e->next)
-		if (!strcmp(e->registry, ref->host))
-			break;
+	e = newest_locked(reg, ref->host, &versions);
 	pthread_mutex_unlock(&reg->lock);
-	if (e)
+	if (e && !due_and_changed(reg, e))
 		goto out;
+	if (e && versions >= LP_REG_EPS_VERSIONS_MAX) {
+		if (!atomic_exchange(&reg->eps_capped, true))
+			lp_log_warn("registry %s: its hosts.toml changed more "
+				    "than %d times in this process: further "
+				    "changes apply after a restart",
+				    ref->host, LP_REG_EPS_VERSIONS_MAX - 1);
+		goto out;
+	}
 	/* reads files: not under the lock; a racing thread's list wins */
 	r = reg_endpoints_new(reg->o.registry_config_dir, ref->host, &reg->o,
 			      reg->ca_file ? reg->ca_file : reg->sys_cainfo,
-			      &made, err);
+			      &made, e ? &why : err);
+	if (r < 0 && e) {
+		/* a broken edit: what worked goes on working */
+		lp_log_warn("registry %s: its changed host configuration is "
+			    "not used: %s; the hosts it had stay",
+			    ref->host, lp_err_str(&why, r));
+		atomic_store(&e->check_at_ms,
+			     (long)lp_mono_ms() +
+				     LP_REG_HOSTS_BAD_RECHECK *
+					     reg->o.hosts_recheck_ms);
+		r = 0;
+		goto out;
+	}
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&reg->lock);
-	for (e = reg->eps; e; e = e->next)
-		if (!strcmp(e->registry, ref->host))
-			break;
-	if (!e && reg->n_eps < LP_REG_HOSTS_MAX) {
+	cur = newest_locked(reg, ref->host, &versions);
+	if (cur == e && reg->n_eps < LP_REG_HOSTS_MAX) {
+		atomic_init(&made->check_at_ms,
+			    (long)lp_mono_ms() + reg->o.hosts_recheck_ms);
 		made->next = reg->eps;
 		reg->eps = made;
 		reg->n_eps++;
-		e = made;
+		if (e)
+			e->superseded = true; /* its blobs keep it */
+		cur = made;
 		made = NULL;
 	}
 	pthread_mutex_unlock(&reg->lock);
+	if (e && cur != e && !made)
+		lp_log_info("registry %s: host configuration changed: %zu "
+			    "host(s) from now on",
+			    ref->host, cur->n);
+	e = cur;
 	if (!e)
 		r = lp_err_set(err, -EFBIG,
 			       "more than %d registries (LP_REG_HOSTS_MAX)",

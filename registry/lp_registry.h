@@ -53,6 +53,7 @@
 #define LP_REG_DOCKER_HUB "registry-1.docker.io"
 /* containerd's hosts.toml directory by convention (its config_path) */
 #define LP_REG_CONFIG_DIR_DEFAULT "/etc/containerd/certs.d"
+#define LP_REG_HOSTS_RECHECK_MS 1000 /* lp_reg_opts.hosts_recheck_ms */
 
 struct lp_reg_auth;
 
@@ -119,6 +120,14 @@ struct lp_reg_opts {
 	 * the reference, as lp_reg_url() says.
 	 */
 	const char *registry_config_dir;
+	/*
+	 * A registry's hosts.toml files (and the certificates they name) are
+	 * looked at again (stat) at most this often, as a request for its
+	 * content starts; changed, the requests that start from then on use
+	 * the new hosts (a blob already open keeps those it began with). 0:
+	 * at every request. Default LP_REG_HOSTS_RECHECK_MS.
+	 */
+	long hosts_recheck_ms;
 	/* "os/arch[/variant]" picked from an index; NULL: the host's. */
 	const char *platform;
 	const char *user_agent; /* NULL: "lazypull/VERSION" */

@@ -38,6 +38,9 @@
 /* a host that failed (refused, 5xx, timeout) is passed over this long; a
  * host that failed one blob (404, bytes that did not verify), for that blob */
 #define LP_REG_HOST_DOWN_MS 30000
+/* host lists of one registry a client keeps: one per hosts.toml change,
+ * each blob keeping the one it began with (http.c) */
+#define LP_REG_EPS_VERSIONS_MAX 16
 /* tries of a request to a host that has another one after it: one retry
  * absorbs a reset connection, more would only delay the next host */
 #define LP_REG_MIRROR_ATTEMPTS 2
@@ -456,6 +459,15 @@ struct reg_endpoints {
 	struct lp_hosts *hosts; /* NULL without a config directory */
 	struct reg_endpoint *v;
 	size_t n; /* >= 1 */
+	/* lp_hosts_stamp() of the files it was made from; without
+	 * @stamped (they changed while read, or a stat failed) the next
+	 * check makes a new list */
+	uint64_t stamp;
+	bool stamped;
+	/* lp_mono_ms() of the next look at the files (http.c) */
+	atomic_long check_at_ms;
+	bool superseded; /* protected by the client's lock: a newer list
+			    of the registry is in the cache */
 	struct reg_endpoints *next; /* the client's cache list */
 };
 
@@ -473,6 +485,14 @@ int reg_endpoints_new(const char *config_dir, const char *registry,
 		      const struct lp_reg_opts *o, const char *base_ca,
 		      struct reg_endpoints **ret_eps, struct lp_err *err);
 void reg_endpoints_free(struct reg_endpoints *eps); /* NULL allowed */
+
+/*
+ * reg_endpoints_changed() - whether the files @eps was made from in
+ * @config_dir (NULL: none) changed since (lp_hosts_stamp()), or could not
+ * be told: a new list should be made.
+ */
+bool reg_endpoints_changed(const struct reg_endpoints *eps,
+			   const char *config_dir);
 
 /*
  * reg_endpoints() - the client's (cached) list for @ref's registry; lives

@@ -23,6 +23,7 @@
 
 #include "lp_common.h"
 #include "lp_hosts.h"
+#include "lp_registry.h"
 #include "reg_int.h"
 
 struct fx {
@@ -269,6 +270,121 @@ static void test_verdict(void **state)
 	assert_int_equal(verdict_of(-EOPNOTSUPP, 200), REG_EP_USE);
 }
 
+/* what each file change does to the stamp of a list */
+static void test_stamp(void **state)
+{
+	struct fx *fx = *state;
+	struct reg_endpoints *eps;
+	char p[512];
+
+	eps = make(fx, "reg.test:5000", true, 0);
+	assert_true(eps->stamped);
+	assert_false(reg_endpoints_changed(eps, fx->dir));
+	assert_false(reg_endpoints_changed(eps, NULL));
+	/* hosts.toml written again */
+	put(fx->dir, "reg.test:5000/hosts.toml",
+	    "server = \"https://reg.test:5000\"\n");
+	assert_true(reg_endpoints_changed(eps, fx->dir));
+	reg_endpoints_free(eps);
+	/* a CA file the list names, replaced */
+	put(fx->dir, "reg.test:5000/hosts.toml",
+	    "[host.\"https://cdn.test\"]\n  ca = \"ca.crt\"\n");
+	eps = make(fx, "reg.test:5000", true, 0);
+	assert_false(reg_endpoints_changed(eps, fx->dir));
+	put(fx->dir, "reg.test:5000/new.crt", "ANOTHER HOST CA\n");
+	snprintf(p, sizeof(p), "%s/reg.test:5000/ca.crt", fx->dir);
+	{
+		char q[512];
+
+		snprintf(q, sizeof(q), "%s/reg.test:5000/new.crt", fx->dir);
+		assert_int_equal(rename(q, p), 0);
+	}
+	assert_true(reg_endpoints_changed(eps, fx->dir));
+	reg_endpoints_free(eps);
+	/* a registry without a directory, then one made for it */
+	eps = make(fx, "other.test", true, 0);
+	assert_false(reg_endpoints_changed(eps, fx->dir));
+	snprintf(p, sizeof(p), "%s/other.test", fx->dir);
+	assert_int_equal(mkdir(p, 0755), 0);
+	put(p, "hosts.toml", "server = \"https://other.test\"\n");
+	assert_true(reg_endpoints_changed(eps, fx->dir));
+	reg_endpoints_free(eps);
+}
+
+static const struct reg_endpoints *client_eps(struct lp_reg *reg,
+					      const char *ref_s)
+{
+	const struct reg_endpoints *e = NULL;
+	struct lp_reg_ref ref;
+	struct lp_err err = { 0 };
+
+	assert_int_equal(lp_reg_ref_parse(ref_s, &ref), 0);
+	assert_int_equal(reg_endpoints(reg, &ref, &e, &err), 0);
+	assert_non_null(e);
+	return e;
+}
+
+/* a client takes a changed hosts.toml for the requests that follow,
+ * keeps what it had through a broken edit, and makes a bounded number of
+ * lists */
+static void test_client_reload(void **state)
+{
+	struct fx *fx = *state;
+	const struct reg_endpoints *e1, *e2, *e;
+	struct lp_reg_opts o;
+	struct lp_reg *reg = NULL;
+	char text[128];
+	int i;
+
+	lp_reg_opts_init(&o);
+	assert_int_equal(o.hosts_recheck_ms, LP_REG_HOSTS_RECHECK_MS);
+	o.registry_config_dir = fx->dir;
+	o.hosts_recheck_ms = 0; /* look at every request */
+	assert_int_equal(lp_reg_new(&o, &reg), 0);
+	e1 = client_eps(reg, "reg.test:5000/a:v");
+	assert_int_equal(e1->n, 3);
+	assert_ptr_equal(client_eps(reg, "reg.test:5000/a:v"), e1);
+	put(fx->dir, "reg.test:5000/hosts.toml",
+	    "server = \"https://reg.test:5000\"\n");
+	e2 = client_eps(reg, "reg.test:5000/b:v");
+	assert_ptr_not_equal(e2, e1);
+	assert_int_equal(e2->n, 1);
+	assert_string_equal(e2->v[0].host, "reg.test:5000");
+	/* the first list is still there for the blobs that began with it */
+	assert_int_equal(e1->n, 3);
+	assert_ptr_equal(client_eps(reg, "reg.test:5000/a:v"), e2);
+	/* a broken edit: the hosts it had stay */
+	put(fx->dir, "reg.test:5000/hosts.toml", "server = 12\n");
+	assert_ptr_equal(client_eps(reg, "reg.test:5000/a:v"), e2);
+	/* fixed: taken */
+	put(fx->dir, "reg.test:5000/hosts.toml",
+	    "server = \"https://reg.test:5000\"\n"
+	    "[host.\"http://mirror.test:5001\"]\n");
+	e = client_eps(reg, "reg.test:5000/a:v");
+	assert_int_equal(e->n, 2);
+	assert_string_equal(e->v[0].host, "mirror.test:5001");
+	/* at most LP_REG_EPS_VERSIONS_MAX lists of one registry */
+	for (i = 0; i < 2 * LP_REG_EPS_VERSIONS_MAX; i++) {
+		/* each one a size of its own: a rewrite within one clock
+		 * tick keeps the times (docs/registry-config.md) */
+		snprintf(
+			text, sizeof(text),
+			"server = \"https://reg.test:5000\"\n"
+			"[host.\"http://m%d.test\"]\n%.*s",
+			i + 100, i + 1,
+			"\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n");
+		put(fx->dir, "reg.test:5000/hosts.toml", text);
+		e = client_eps(reg, "reg.test:5000/a:v");
+	}
+	assert_int_equal(e->n, 2);
+	snprintf(text, sizeof(text), "m%d.test",
+		 100 + LP_REG_EPS_VERSIONS_MAX - 4); /* 3 lists before */
+	assert_string_equal(e->v[0].host, text);
+	/* another registry is not held back by it */
+	assert_int_equal(client_eps(reg, "other.test/a:v")->n, 1);
+	lp_reg_free(reg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -278,6 +394,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_files, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_next, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stamp, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_client_reload, setup,
+						teardown),
 		cmocka_unit_test(test_verdict),
 	};
 
