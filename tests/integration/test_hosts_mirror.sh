@@ -7,6 +7,9 @@
 #      --registry-config-dir DIR`: both layers are mounted lazily and the
 #      container runs; every lazypull request went to the mirror (its access
 #      log has them, with containerd's ?ns= query), none to the origin.
+#   1b. hosts.toml edited (the mirror taken out) while the snapshotter
+#      runs: the next image's blobs come from the origin, none from the
+#      mirror, without a restart.
 #   2. `lazypull mount --layer 0 --registry-config-dir DIR`: part of the
 #      layer is read through the mirror (behind a delay line,
 #      tests/bench/delay_proxy.py), then the mirror is killed (kill -9) while
@@ -136,6 +139,31 @@ ok "$m blob requests from the snapshotter went to the mirror (with ?ns=), none t
 grep -q "host 1 of 2: http://$MIRROR/v2" "$T/snap.log" ||
 	fail "the snapshotter did not log the host list of $ORIGIN"
 ok "the snapshotter logs the host list it read"
+
+say "1b. hosts.toml edited while the snapshotter runs: the next pull follows the file"
+lp_run "$T/conv2.out" "$T/conv2.err" "$LAZYPULL" convert --plain-http -q \
+	--registry-config-dir "" --chunk-size 64K "oci:$T/layout:two" "$ORIGIN/bb:esgz2" ||
+	{ show_err "$T/conv2.err"; fail "lazypull convert (second image)"; }
+cp "$HOSTS/$ORIGIN/hosts.toml" "$T/hosts.toml.mirror"
+printf 'server = "http://%s"\n' "$ORIGIN" >"$HOSTS/$ORIGIN/hosts.toml.new"
+mv "$HOSTS/$ORIGIN/hosts.toml.new" "$HOSTS/$ORIGIN/hosts.toml"
+sleep 1.2 # the snapshotter looks at the files at most once a second
+m0=$(wc -l <"$T/mirror.log")
+o0=$(wc -l <"$T/reg.log")
+lp_run "$T/rpull2.out" "$T/rpull2.err" ctr-remote --address "$CSOCK" images rpull \
+	--hosts-dir "$HOSTS" --snapshotter lazypull "$ORIGIN/bb:esgz2" ||
+	{ show_err "$T/rpull2.err"; fail "rpull of the second image"; }
+out=$(ctr_ run --rm --snapshotter lazypull "$ORIGIN/bb:esgz2" c1b)
+[ "$out" = "hello from lazypull" ] || fail "ctr run (second image) printed '$out'"
+grep -q "registry $ORIGIN: host configuration changed: 1 host(s) from now on" "$T/snap.log" ||
+	fail "the snapshotter did not take the edited hosts.toml"
+m=$(lazypull_lines "$T/mirror.log" $((m0 + 1)))
+[ "$m" = 0 ] || fail "the mirror got $m blob requests from lazypull after it left hosts.toml"
+o=$(lazypull_lines "$T/reg.log" $((o0 + 1)))
+[ "$o" -gt 0 ] || fail "no blob request of the second image reached the origin"
+cp "$T/hosts.toml.mirror" "$HOSTS/$ORIGIN/hosts.toml.new"
+mv "$HOSTS/$ORIGIN/hosts.toml.new" "$HOSTS/$ORIGIN/hosts.toml"
+ok "without a restart: $o blob requests of the next image went to the origin, none to the mirror"
 
 # --- 2. the mirror dies under a mounted layer ---------------------------------
 say "2. lazypull mount through the mirror; kill -9 of the mirror with a read in flight"
