@@ -623,6 +623,16 @@ run_one() {
 		rc=1
 	fi
 	[ -z "${LP_TRACE:-}" ] || proxy "trace off" >/dev/null
+	# lazypull's per-layer stats just after the ready line (an index
+	# layer's gzip_index: checkpoints proven, the proving pass's state)
+	if [ $rc = 0 ] && [ "$snap" = lazypull ]; then
+		local st
+		for st in "$T"/run/lazypull/layers/*/.lazypull/stats; do
+			[ -e "$st" ] || continue
+			timeout 5 cat "$st" 2>/dev/null
+			echo
+		done >"$log.layerstats"
+	fi
 	if [ -n "$perfpid" ]; then
 		kill -INT "$perfpid" 2>/dev/null
 		wait "$perfpid" 2>/dev/null || true
