@@ -623,9 +623,10 @@ run_one() {
 		rc=1
 	fi
 	[ -z "${LP_TRACE:-}" ] || proxy "trace off" >/dev/null
-	# lazypull's per-layer stats just after the ready line (an index
-	# layer's gzip_index: checkpoints proven, the proving pass's state)
-	if [ $rc = 0 ] && [ "$snap" = lazypull ]; then
+	# lazypull's per-layer stats just after the ready line, or the
+	# timeout (an index layer's gzip_index: checkpoints proven, the
+	# proving pass's state)
+	if [ "$snap" = lazypull ]; then
 		local st
 		for st in "$T"/run/lazypull/layers/*/.lazypull/stats; do
 			[ -e "$st" ] || continue

@@ -280,12 +280,13 @@ def cmd_report(rdir):
         im = meta["image_info"].get(img, {})
         for prof in profiles:
             pm = meta["profile_info"][prof]
-            md.append("**%s, %s, %s** (gzip image %.1f MB, eStargz %.1f MB, "
-                      "optimised %.1f MB; working set of the start %.2f MB compressed in %s files)" % (
-                          img, "workload " + wl, pm["label"],
-                          im.get("gzip_bytes", 0) / 1e6, im.get("esgz_bytes", 0) / 1e6,
-                          im.get("opt_bytes", 0) / 1e6, im.get("workset_bytes", 0) / 1e6,
-                          im.get("workset_files", "?")))
+            md.append("**%s, %s, %s** (gzip image %.1f MB, eStargz %.1f MB%s)" % (
+                img, "workload " + wl, pm["label"],
+                im.get("gzip_bytes", 0) / 1e6, im.get("esgz_bytes", 0) / 1e6,
+                "" if not im.get("opt_bytes") else
+                ", optimised %.1f MB; working set of the start %.2f MB compressed in %s files" % (
+                    im["opt_bytes"] / 1e6, im.get("workset_bytes", 0) / 1e6,
+                    im.get("workset_files", "?"))))
             # the eager bound: the image's bytes over the measured link, what
             # no puller that moves the whole image can beat
             eager = None
