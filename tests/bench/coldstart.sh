@@ -40,6 +40,8 @@
 # main: the base-* modes run their snapshotter from it, on the same images
 # as lazy*, interleaved, for a before/after under the same machine load),
 # LP_INDEX_SPAN (lazy-index: `lazypull index --span-size`, default its own),
+# LP_SNAP_ARGS (more options of every lazypull snapshotter run, as words,
+# e.g. --no-background-fetch),
 # LP_BENCH_CACHE (default /var/cache/lazypull-bench: rootfs
 # tars, image layouts, the Go build cache), LP_BENCH_MIRROR (Debian mirror
 # for debootstrap), LP_KEEP=1 keeps the scratch directory, LP_TRACE=1
@@ -81,7 +83,7 @@ while getopts "qn:b:o:i:p:m:w:" o; do
 	p) profiles=$OPTARG ;;
 	m) modes=$OPTARG ;;
 	w) workloads=$OPTARG ;;
-	*) sed -n 9,36p "$0" >&2; exit 2 ;;
+	*) sed -n 9,38p "$0" >&2; exit 2 ;;
 	esac
 done
 if [ $quick = 1 ]; then
@@ -585,8 +587,9 @@ run_one() {
 		mport=$(free_port)
 		local snapbin=$LP
 		[[ $mode != base-* ]] || snapbin=$LPBASE
+		# shellcheck disable=SC2086 # LP_SNAP_ARGS: words
 		"$snapbin" snapshotter --root "$T/run/lazypull" --address "$T/run/lazypull.sock" \
-			--metrics-address "127.0.0.1:$mport" >"$T/run/snap.log" 2>&1 &
+			--metrics-address "127.0.0.1:$mport" ${LP_SNAP_ARGS:-} >"$T/run/snap.log" 2>&1 &
 		SNAP_PID=$!
 		wait_for 20 "the lazypull snapshotter" test -S "$T/run/lazypull.sock"
 		pullcmd=(ctr-remote --address "@CSOCK@" -n "$CNS" images rpull --plain-http --snapshotter lazypull "$ref")
