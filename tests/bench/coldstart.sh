@@ -3,7 +3,8 @@
 # Cold-start benchmark: from the pull command to a workload's ready line,
 # over a shaped network, for a full pull (containerd's overlayfs snapshotter)
 # and lazy pulls (lazypull, the reference stargz snapshotter), on
-# debootstrap-built images (docs/benchmarks.md, "Cold start").
+# debootstrap-built images (docs/benchmarks.md, "Cold start"); lazypull also
+# on the unconverted gzip image through its gzip index (lazy-index).
 #
 # usage: coldstart.sh [-q] [-n REPS] [-b BUILD_DIR] [-o RESULTS_DIR]
 #                     [-i "IMAGES"] [-p "PROFILES"] [-m "MODES"] [-w "WORKLOADS"]
@@ -15,10 +16,21 @@
 #             read sequentially by the image's command, next to a few host
 #             binaries, ~540 MB gzip)
 #   -p        profiles among: 1g 100m 20m (default all)
-#   -m        modes among: overlay lazy lazy-opt reference reference-opt
-#             base-lazy base-lazy-opt (default all but base-*; reference*
-#             are skipped when refsnap cannot be built, *lazy-opt when
-#             `lazypull optimize` is missing, base-* without LAZYPULL_BASE)
+#   -m        modes among: overlay lazy lazy-opt lazy-index reference
+#             reference-opt base-lazy base-lazy-opt (default all but
+#             base-* and lazy-index (opt-in: through today's index reads
+#             it is the slowest mode, docs/benchmarks.md); reference* are
+#             skipped when refsnap cannot be built,
+#             *lazy-opt when `lazypull optimize` is missing, lazy-index
+#             when `lazypull index` is, base-* without LAZYPULL_BASE).
+#             lazy-index: the gzip image the full pull
+#             pulls, unconverted, indexed by `lazypull index` (pushed as a
+#             referrer of its manifest before any shaping), rpull with
+#             lazypull's snapshotter, which finds the index in the
+#             registry; a run whose layer took the plain path instead
+#             counts as failed. The index build is also timed on one core
+#             (taskset -c 0, `lazypull index build` of the cached layer
+#             file, CPU time, 3 times) for results.md.
 #   -w        workloads among: start (the image's own command, what
 #             `lazypull optimize` records) readall (read every file:
 #             `tar -cf - --one-file-system / | wc -c` in the container)
@@ -27,6 +39,9 @@
 # Environment: LAZYPULL_BASE (a second lazypull binary, e.g. a build of
 # main: the base-* modes run their snapshotter from it, on the same images
 # as lazy*, interleaved, for a before/after under the same machine load),
+# LP_INDEX_SPAN (lazy-index: `lazypull index --span-size`, default its own),
+# LP_SNAP_ARGS (more options of every lazypull snapshotter run, as words,
+# e.g. --no-background-fetch),
 # LP_BENCH_CACHE (default /var/cache/lazypull-bench: rootfs
 # tars, image layouts, the Go build cache), LP_BENCH_MIRROR (Debian mirror
 # for debootstrap), LP_KEEP=1 keeps the scratch directory, LP_TRACE=1
@@ -68,7 +83,7 @@ while getopts "qn:b:o:i:p:m:w:" o; do
 	p) profiles=$OPTARG ;;
 	m) modes=$OPTARG ;;
 	w) workloads=$OPTARG ;;
-	*) sed -n 5,20p "$0" >&2; exit 2 ;;
+	*) sed -n 9,38p "$0" >&2; exit 2 ;;
 	esac
 done
 if [ $quick = 1 ]; then
@@ -322,6 +337,10 @@ fi
 HAVE_OPT=0
 "$LP" optimize --help >/dev/null 2>&1 && HAVE_OPT=1
 [ $HAVE_OPT = 1 ] || say "lazypull optimize is missing in $LP: optimised images skipped"
+HAVE_IDX=0
+"$LP" index --help >/dev/null 2>&1 && HAVE_IDX=1
+[ $HAVE_IDX = 1 ] || [[ " $modes " != *" lazy-index "* ]] ||
+	say "lazypull index is missing in $LP: lazy-index skipped"
 
 # --- build and push the images (no shaping yet) -----------------------------------
 declare -A INFO
@@ -409,6 +428,43 @@ layer_bytes() { manifest_of "$1" "$2" | python3 -c 'import json,sys; print(sum(l
 declare -A OPT_OK
 DO_OPT=0 # optimised images only when a mode needs them
 [ $HAVE_OPT = 1 ] && [[ " $modes " == *"-opt "* ]] && DO_OPT=1
+DO_IDX=0 # the gzip image's index only when lazy-index runs
+[ $HAVE_IDX = 1 ] && [[ " $modes " == *" lazy-index "* ]] && DO_IDX=1
+idx_span=()
+[ -z "${LP_INDEX_SPAN:-}" ] || idx_span=(--span-size "$LP_INDEX_SPAN")
+# index_image IMG LAYOUT: the gzip image's index pushed as a referrer of its
+# manifest (the snapshotter finds it there: docs/snapshotter.md, "Plain gzip
+# layers"), then the build alone timed on one core on the layout's layer
+# file, 3 times (a local file: the build also hashes the whole blob and
+# checks the gzip CRCs, which `lazypull index` leaves to its fetch's digest
+# check); writes $T/IMG.index (lazypull index's output) and
+# $T/IMG.idxbuild.runs (each build's line and its CPU and wall seconds)
+index_image() {
+	local img=$1 layout=$2 dg md0 md1 i
+	md0=$(curl -fsS -o /dev/null -D - -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+		"http://$REG/v2/$img/manifests/gzip" | tr -d '\r' | awk 'tolower($1) == "docker-content-digest:" { print $2 }')
+	"$LP" -q index --plain-http "${idx_span[@]}" "$REG/$img:gzip" >"$T/$img.index" 2>"$T/$img.index.err" ||
+		{ tail -20 "$T/$img.index.err" >&2; die "lazypull index $img"; }
+	grep -q '^manifest=.* via=' "$T/$img.index" || die "lazypull index $img pushed nothing: $(cat "$T/$img.index")"
+	md1=$(curl -fsS -o /dev/null -D - -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+		"http://$REG/v2/$img/manifests/gzip" | tr -d '\r' | awk 'tolower($1) == "docker-content-digest:" { print $2 }')
+	if [ -z "$md0" ] || [ "$md0" != "$md1" ]; then
+		die "$img: indexing changed the manifest digest ($md0 -> $md1)"
+	fi
+	dg=$(manifest_of "$img" gzip | python3 -c 'import json,sys; print(json.load(sys.stdin)["layers"][0]["digest"])')
+	[ -s "$layout/blobs/sha256/${dg#sha256:}" ] || die "$img: no layer file ${dg#sha256:} in $layout"
+	cat "$layout/blobs/sha256/${dg#sha256:}" >/dev/null # page cache: time the build, not the disk
+	: >"$T/$img.idxbuild.runs"
+	for i in 1 2 3; do
+		/usr/bin/time -f 'time user=%U sys=%S wall=%e' -o "$T/$img.idxbuild.time" \
+			taskset -c 0 "$LP" -q index build "${idx_span[@]}" "$layout/blobs/sha256/${dg#sha256:}" \
+			"$T/$img.idxbuild.out" >"$T/$img.idxbuild.line" 2>"$T/$img.idxbuild.err" ||
+			{ tail -5 "$T/$img.idxbuild.err" >&2; die "lazypull index build $img"; }
+		echo "$(cat "$T/$img.idxbuild.line") $(cat "$T/$img.idxbuild.time")" >>"$T/$img.idxbuild.runs"
+	done
+	rm -f "$T/$img.idxbuild.out"
+	say "$img: $(sed -n 's/.*\(index-size=[0-9]* ratio=[0-9.]*%\).*/\1/p' "$T/$img.index" | head -1); build on one core: $(sed -n 's/.*\(mb-per-cpu-s=[0-9.]*\).*/\1/p' "$T/$img.idxbuild.runs" | tr '\n' ' ')"
+}
 for img in $images; do
 	tar=$(build_rootfs_tar "$img")
 	key=$(printf '%s' "${CMD[$img]}" | sha256sum | cut -c1-12)
@@ -424,6 +480,10 @@ for img in $images; do
 		die "skopeo copy $img"
 	"$LP" -q convert --plain-http "oci:$layout:$img" "$REG/$img:esgz" >"$T/$img.convert" ||
 		die "lazypull convert $img"
+	if [ $DO_IDX = 1 ]; then
+		say "$img: lazypull index (the gzip image, pushed as a referrer)"
+		index_image "$img" "$layout"
+	fi
 	OPT_OK[$img]=0
 	if [ $DO_OPT = 1 ]; then
 		say "$img: lazypull optimize (workload until '${READY[$img]}')"
@@ -455,9 +515,10 @@ for img in $images; do
 	fi
 	INFO[$img]=$(python3 - "$img" "${CMD[$img]}" "$(layer_bytes "$img" gzip)" \
 		"$(layer_bytes "$img" esgz)" "$( [ $DO_OPT = 1 ] && layer_bytes "$img" opt || echo 0)" \
-		"$T/$img.workset" "$T/$img.prefetch" "$(stat -c %s "$tar")" "$T/$img.opt_error" <<'PY'
-import json, os, sys
-img, cmd, gz, es, op, ws, pf, raw, err = sys.argv[1:]
+		"$T/$img.workset" "$T/$img.prefetch" "$(stat -c %s "$tar")" "$T/$img.opt_error" \
+		"$T/$img.index" "$T/$img.idxbuild.runs" <<'PY'
+import json, os, statistics, sys
+img, cmd, gz, es, op, ws, pf, raw, err, ix, ixb = sys.argv[1:]
 d = {"workload": " ".join(json.loads(cmd)), "gzip_bytes": int(gz), "esgz_bytes": int(es),
      "opt_bytes": int(op), "uncompressed_bytes": int(raw)}
 if os.path.exists(ws):
@@ -466,6 +527,28 @@ if os.path.exists(ws):
     d["prefetch_bytes"] = int(open(pf).read().strip() or 0)
 if os.path.exists(err):
     d["opt_error"] = "the workload failed under lazypull optimize: " + open(err).read().strip()
+kv = lambda line: dict(w.split("=", 1) for w in line.split() if "=" in w)
+lines = [kv(l) for l in open(ix) if l.startswith("layer=")] if os.path.exists(ix) else []
+if lines:
+    d["index_bytes"] = sum(int(l["index-size"]) for l in lines)
+    d["index_layer_bytes"] = sum(int(l["layer-size"]) for l in lines)
+    d["index_checkpoints"] = sum(int(l["checkpoints"]) for l in lines)
+    d["index_files"] = sum(int(l["files"]) for l in lines)
+    d["index_via"] = " ".join(kv(l)["via"] for l in open(ix) if l.startswith("manifest="))
+    # lazypull index's own build from the registry: the fetch checked the
+    # layer digest, so the build neither hashes the blob nor checks CRCs
+    d["index_push_cpu_s"] = sum(float(l["cpu-seconds"]) for l in lines)
+if os.path.exists(ixb):
+    runs = [kv(l) for l in open(ixb) if l.strip()]
+    # the process's CPU time (user + sys: reading the file included) and
+    # the build's own (its one thread), per run
+    cpu = [float(r["user"]) + float(r["sys"]) for r in runs]
+    own = [float(r["cpu-seconds"]) for r in runs]
+    mb = int(runs[0]["layer-size"]) / 1e6
+    d["index_build"] = {"runs": len(runs), "layer_mb": mb, "process_cpu_s": cpu, "build_cpu_s": own,
+                        "wall_s": [float(r["wall"]) for r in runs],
+                        "mb_per_cpu_s": mb / statistics.median(cpu),
+                        "mb_per_build_cpu_s": mb / statistics.median(own)}
 print(json.dumps(d))
 PY
 )
@@ -500,7 +583,7 @@ run_one() {
 	case $mode in
 	lazy | reference | base-lazy) tag=esgz ;;
 	lazy-opt | reference-opt | base-lazy-opt) tag=opt ;;
-	overlay) tag=gzip ;;
+	overlay | lazy-index) tag=gzip ;;
 	esac
 	ref=$REG/$img:$tag
 	sync
@@ -511,8 +594,9 @@ run_one() {
 		mport=$(free_port)
 		local snapbin=$LP
 		[[ $mode != base-* ]] || snapbin=$LPBASE
+		# shellcheck disable=SC2086 # LP_SNAP_ARGS: words
 		"$snapbin" snapshotter --root "$T/run/lazypull" --address "$T/run/lazypull.sock" \
-			--metrics-address "127.0.0.1:$mport" >"$T/run/snap.log" 2>&1 &
+			--metrics-address "127.0.0.1:$mport" ${LP_SNAP_ARGS:-} >"$T/run/snap.log" 2>&1 &
 		SNAP_PID=$!
 		wait_for 20 "the lazypull snapshotter" test -S "$T/run/lazypull.sock"
 		pullcmd=(ctr-remote --address "@CSOCK@" -n "$CNS" images rpull --plain-http --snapshotter lazypull "$ref")
@@ -551,6 +635,17 @@ run_one() {
 		rc=1
 	fi
 	[ -z "${LP_TRACE:-}" ] || proxy "trace off" >/dev/null
+	# lazypull's per-layer stats just after the ready line, or the
+	# timeout (an index layer's gzip_index: checkpoints proven, the
+	# proving pass's state)
+	if [ "$snap" = lazypull ]; then
+		local st
+		for st in "$T"/run/lazypull/layers/*/.lazypull/stats; do
+			[ -e "$st" ] || continue
+			timeout 5 cat "$st" 2>/dev/null
+			echo
+		done >"$log.layerstats"
+	fi
 	if [ -n "$perfpid" ]; then
 		kill -INT "$perfpid" 2>/dev/null
 		wait "$perfpid" 2>/dev/null || true
@@ -571,11 +666,12 @@ run_one() {
 	fi
 	cp "$T/run/snap.log" "$log.snap.log" 2>/dev/null || true
 	python3 - "$img" "$prof" "$mode" "$rep" "$rc" "$t0" "${t1:-0}" "${t2:-0}" "$log" "$wl" "$ready" \
-		>>"$results/runs.jsonl" <<'PY'
+		"$(cat /proc/loadavg)" >>"$results/runs.jsonl" <<'PY'
 import json, os, re, sys
-img, prof, mode, rep, rc, t0, t1, t2, log, wl, ready = sys.argv[1:]
+img, prof, mode, rep, rc, t0, t1, t2, log, wl, ready, load = sys.argv[1:]
 t0, t1, t2 = float(t0), float(t1), float(t2)
-r = {"image": img, "workload": wl, "profile": prof, "mode": mode, "rep": int(rep)}
+r = {"image": img, "workload": wl, "profile": prof, "mode": mode, "rep": int(rep),
+     "loadavg": [float(x) for x in load.split()[:3]]}
 if rc == "0" and os.path.exists(log + ".ready"):
     w = json.load(open(log + ".ready"))
     # the ready line itself (readall: the byte count of the tar, the same
@@ -598,9 +694,18 @@ if rc == "0" and os.path.exists(log + ".ready"):
               "lazypull_layer_on_demand_fetch_seconds_count",
               "lazypull_layer_on_demand_fetch_seconds_sum",
               "lazypull_layer_on_demand_fetch_seconds_max",
-              "lazypull_layer_cache_misses_total", "lazypull_remote_mount_seconds_total"):
+              "lazypull_layer_cache_misses_total", "lazypull_remote_mount_seconds_total",
+              "lazypull_index_mounts_total", "lazypull_fallbacks_total"):
         if k in m:
             r[k.replace("lazypull_", "")] = m[k]
+    # lazy-index measures a lazy mount through the index: a layer that took
+    # the plain path (no_index, bad_index, ...) makes it a full pull
+    if mode == "lazy-index" and not m.get("lazypull_index_mounts_total"):
+        r = {k: r[k] for k in ("image", "workload", "profile", "mode", "rep", "loadavg")}
+        r["error"] = ("the layer was not mounted through its gzip index (index mounts %s, "
+                      "fallbacks %s); see logs/%s.snap.log" % (
+                          m.get("lazypull_index_mounts_total"), m.get("lazypull_fallbacks_total"),
+                          os.path.basename(log)))
     if os.path.exists(log + ".warm.s"):
         r["warm"] = float(open(log + ".warm.s").read())
 else:
@@ -611,9 +716,9 @@ PY
 import json, sys
 r = json.load(sys.stdin)
 if "total" in r:
-    print("  %-10s %-8s %-6s %-13s #%d  pull %6.2f  create %5.2f  run %6.2f  total %6.2f s  %7.1f MB  %4d req  %s" % (
+    print("  %-10s %-8s %-6s %-13s #%d  pull %6.2f  create %5.2f  run %6.2f  total %6.2f s  %7.1f MB  %4d req  load %.2f  %s" % (
         r["image"], r["workload"], r["profile"], r["mode"], r["rep"], r["pull"], r["create"], r["run"], r["total"],
-        r["bytes"] / 1e6, r["requests"], r.get("ready_line", "")))
+        r["bytes"] / 1e6, r["requests"], r["loadavg"][0], r.get("ready_line", "")))
 else:
     print("  %-10s %-8s %-6s %-13s #%d  FAILED (%s)" % (r["image"], r["workload"], r["profile"], r["mode"], r["rep"], r["error"]))' >&2
 	stop_run
@@ -628,6 +733,7 @@ for m in $modes; do
 	esac
 	case $m in
 	*-opt) [ $HAVE_OPT = 1 ] || continue ;;
+	lazy-index) [ $HAVE_IDX = 1 ] || continue ;;
 	esac
 	active_modes+=("$m")
 done

@@ -19,7 +19,9 @@
       Prints JSON {"files", "members", "bytes"}.
   coldstart_lib.py report RESULTS_DIR
       (modes base-lazy and base-lazy-opt: the same as lazy and lazy-opt
-      with the LAZYPULL_BASE binary's snapshotter, and their ratio)
+      with the LAZYPULL_BASE binary's snapshotter, and their ratio;
+      lazy-index: the unconverted gzip image through its gzip index, with
+      the index's size over the layer's and its build rate on one core)
       runs.jsonl + meta.json -> results.md, results.json, chart.dat/.gp/.png.
       One table per image x workload x profile, with the eager bound (the
       gzip image's bytes over the link bandwidth measured before the runs)
@@ -234,7 +236,8 @@ def cmd_workset(record, toc_path, toc_offset):
 
 MODES = [("overlay", "full pull (overlayfs)"), ("base-lazy", "lazypull base, eStargz"),
          ("base-lazy-opt", "lazypull base, optimised"), ("lazy", "lazypull, eStargz"),
-         ("lazy-opt", "lazypull, optimised"), ("reference", "reference stargz, eStargz"),
+         ("lazy-opt", "lazypull, optimised"), ("lazy-index", "lazypull, gzip + index"),
+         ("reference", "reference stargz, eStargz"),
          ("reference-opt", "reference stargz, optimised")]
 
 
@@ -266,6 +269,10 @@ def cmd_report(rdir):
         meta["cpus"], meta["kernel"], meta["commit"], meta["date"]))
     md.append("Command: `%s`; %d repetition(s): median, spread = min–max of total." % (
         meta["command"], meta["reps"]))
+    loads = [r["loadavg"][0] for r in runs if r.get("loadavg")]
+    if loads:
+        md.append("Load average (1 min) at the end of each run: %.2f–%.2f (median %.2f)." % (
+            min(loads), max(loads), med(loads)))
     if meta.get("lazypull"):
         md.append("Binary: %s." % meta["lazypull"])
     md.append("")
@@ -273,12 +280,13 @@ def cmd_report(rdir):
         im = meta["image_info"].get(img, {})
         for prof in profiles:
             pm = meta["profile_info"][prof]
-            md.append("**%s, %s, %s** (gzip image %.1f MB, eStargz %.1f MB, "
-                      "optimised %.1f MB; working set of the start %.2f MB compressed in %s files)" % (
-                          img, "workload " + wl, pm["label"],
-                          im.get("gzip_bytes", 0) / 1e6, im.get("esgz_bytes", 0) / 1e6,
-                          im.get("opt_bytes", 0) / 1e6, im.get("workset_bytes", 0) / 1e6,
-                          im.get("workset_files", "?")))
+            md.append("**%s, %s, %s** (gzip image %.1f MB, eStargz %.1f MB%s)" % (
+                img, "workload " + wl, pm["label"],
+                im.get("gzip_bytes", 0) / 1e6, im.get("esgz_bytes", 0) / 1e6,
+                "" if not im.get("opt_bytes") else
+                ", optimised %.1f MB; working set of the start %.2f MB compressed in %s files" % (
+                    im["opt_bytes"] / 1e6, im.get("workset_bytes", 0) / 1e6,
+                    im.get("workset_files", "?"))))
             # the eager bound: the image's bytes over the measured link, what
             # no puller that moves the whole image can beat
             eager = None
@@ -291,6 +299,30 @@ def cmd_report(rdir):
             if im.get("opt_error"):
                 md.append("")
                 md.append("No optimised image: %s" % im["opt_error"])
+            ib = im.get("index_build")
+            if im.get("index_bytes") is not None:
+                md.append("")
+                md.append("gzip index (`lazypull index`, pushed via %s): %.2f MB for the %.1f MB layer = "
+                          "%.2f%% (target ≤ 5%%), %d checkpoints, %d files." % (
+                              im.get("index_via", "?"), im["index_bytes"] / 1e6,
+                              im["index_layer_bytes"] / 1e6,
+                              100.0 * im["index_bytes"] / im["index_layer_bytes"],
+                              im["index_checkpoints"], im["index_files"]))
+            if ib:
+                md.append("Index build on one core (`taskset -c 0 lazypull index build`, the "
+                          "layer file in the page cache, blob sha256 and gzip CRCs included, "
+                          "%d runs): process CPU %s s, the build thread's own %s s, wall %s s: "
+                          "%.0f MB/s of compressed input per CPU-second (median; build thread "
+                          "alone %.0f MB/s; target ≥ 100)." % (
+                              ib["runs"], "/".join("%.2f" % x for x in ib["process_cpu_s"]),
+                              "/".join("%.2f" % x for x in ib["build_cpu_s"]),
+                              "/".join("%.2f" % x for x in ib["wall_s"]),
+                              ib["mb_per_cpu_s"], ib["mb_per_build_cpu_s"]))
+            if im.get("index_push_cpu_s"):
+                md.append("`lazypull index` from the registry (any core; the fetch checked the "
+                          "layer digest, the build skips the blob hash and the CRCs): %.2f CPU s "
+                          "= %.0f MB/s." % (im["index_push_cpu_s"],
+                                            im["index_layer_bytes"] / 1e6 / im["index_push_cpu_s"]))
             md.append("")
             md.append("| mode | pull s | create s | run s | **total s** | spread s | fetched MB | requests | snapshotter peak RSS MB | vs full pull | vs eager bound |")
             md.append("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -356,6 +388,7 @@ def cmd_report(rdir):
             ref = rows.get("reference", {}).get("total")
             refopt = rows.get("reference-opt", {}).get("total")
             lazy = rows.get("lazy", {}).get("total")
+            idx = rows.get("lazy-index", {}).get("total")
             t = []
             # bigfile's own command reads its whole image: a read-everything
             # workload, with that workload's target
@@ -374,19 +407,25 @@ def cmd_report(rdir):
                     t.append("optimised/reference on the unoptimised image %.2fx" % (opt / ref))
                 if lazy and ref:
                     t.append("unoptimised lazypull/reference %.2fx" % (lazy / ref))
+                if idx and lazy:
+                    t.append("gzip + index/eStargz %.2fx (target ≤ 1.2)" % (idx / lazy))
+                if idx and base:
+                    t.append("gzip + index/full pull %.2fx (target ≤ 0.45)" % (idx / base))
                 if opt and ideal:
                     t.append("optimised/ideal %.2fx (target ≤ 1.3)" % (opt / ideal))
             else:
-                for m in ("lazy", "lazy-opt"):
+                for m in ("lazy", "lazy-opt", "lazy-index"):
                     v = rows.get(m, {}).get("total")
                     if v and eager:
                         t.append("%s/eager bound %.2fx (target ≤ 1.15)" % (m, v / eager))
+                if idx and lazy:
+                    t.append("gzip + index/eStargz %.2fx" % (idx / lazy))
             for m in ("lazy", "lazy-opt"):
                 v, b = rows.get(m, {}).get("total"), rows.get("base-" + m, {}).get("total")
                 if v and b:
                     t.append("%s/base %.2fx" % (m, v / b))
-            slower = [m for m in ("lazy", "lazy-opt") if rows.get(m, {}).get("total") and base
-                      and rows[m]["total"] > base]
+            slower = [m for m in ("lazy", "lazy-opt", "lazy-index") if rows.get(m, {}).get("total")
+                      and base and rows[m]["total"] > base]
             t.append("lazypull slower than the full pull: %s" % (", ".join(slower) or "never"))
             md.append("Targets: " + "; ".join(t) + ". Warm local run (overlayfs, page cache warm, create + run): %s s." % fmt(warm))
             md.append("")
