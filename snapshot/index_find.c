@@ -27,6 +27,18 @@
  * the referrers is cached like an answer, so that the image's other layers
  * do not wait for the same registry again.
  *
+ * The same lookup finds an image's prefetch profile (lp_snap_profile_find,
+ * format/lp_profile.h): DIR/<manifest hex>.profile in the index
+ * directories, else the newest referrer artifact of type
+ * LP_PROFILE_ARTIFACT_TYPE, fetched (at most LP_PROFILE_MAX_SIZE bytes) with
+ * the manifest and the referrers and kept in the same cache entry: one
+ * manifest and one referrers request per image serve its layers' gzip
+ * indexes and its profile alike. The referrers are therefore asked for
+ * unfiltered. A profile is used only for what it says about a layer; it
+ * cannot make anything serve other bytes (the prefetched chunks are
+ * verified like any other), so the worst a forged one does is waste a
+ * bounded fetch.
+ *
  * Threads: any number of lookups may run at once; the cache has one lock,
  * taken alone and never across I/O.
  */
@@ -42,6 +54,7 @@
 #include "lp_common.h"
 #include "lp_io.h"
 #include "lp_log.h"
+#include "lp_profile.h"
 #include "lp_registry.h"
 #include "snap_int.h"
 
@@ -236,6 +249,14 @@ struct img {
 	size_t n_referrers, n_examined;
 	size_t n_other; /* referrers of another artifact type, not fetched */
 	bool no_referrers; /* the registry has none for the manifest */
+	/* the newest prefetch profile among the referrers: its bytes (NULL:
+	 * none taken), where from; or why the one offered was not taken
+	 * (-errno, 0: none offered) */
+	uint8_t *profile;
+	size_t profile_len;
+	char profile_where[LP_DIGEST_STR_LEN + 32];
+	int profile_error;
+	char profile_msg[LP_ERR_MSG_MAX];
 	/* the registry could not be read (cached too): -errno, the reason
 	 * and why; 0 otherwise */
 	int error;
@@ -258,6 +279,7 @@ static void img_free(struct img *im)
 		free(im->layers[i].media_type);
 	free(im->layers);
 	free(im->offers);
+	free(im->profile);
 	lp_reg_auth_unref(im->auth);
 	free(im);
 }
@@ -412,6 +434,61 @@ static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
 }
 
 /*
+ * read_profile() - the profile referrer artifact @e offers, into @im (or
+ * why not into im->profile_error): one layer of LP_PROFILE_MEDIA_TYPE, at
+ * most LP_PROFILE_MAX_SIZE bytes (checked before it is fetched)
+ */
+static void read_profile(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			 const struct lp_reg_desc *e, struct img *im)
+{
+	struct lp_reg_manifest *art = NULL;
+	struct lp_reg_ref aref = *ref;
+	struct lp_err err = { 0 };
+	const struct lp_reg_desc *d = NULL;
+	char as[LP_DIGEST_STR_LEN + 1];
+	void *data = NULL;
+	size_t k, len = 0;
+	int r;
+
+	lp_digest_format(&e->digest, as);
+	snprintf(im->profile_where, sizeof(im->profile_where),
+		 "registry artifact %s", as);
+	aref.tag[0] = '\0';
+	aref.has_digest = true;
+	aref.digest = e->digest;
+	r = lp_reg_manifest_get(reg, &aref, &art, &err);
+	for (k = 0; r == 0 && !lp_reg_manifest_is_index(art) &&
+		    k < lp_reg_manifest_count(art);
+	     k++) {
+		d = lp_reg_manifest_layer(art, k);
+		if (d->media_type &&
+		    !strcmp(d->media_type, LP_PROFILE_MEDIA_TYPE))
+			break;
+		d = NULL;
+	}
+	if (r == 0 && !d)
+		r = lp_err_set(&err, -EINVAL, "no layer of media type %s",
+			       LP_PROFILE_MEDIA_TYPE);
+	if (r == 0 && d->size > LP_PROFILE_MAX_SIZE)
+		r = lp_err_set(&err, -EFBIG,
+			       "%llu bytes, over LP_PROFILE_MAX_SIZE (not "
+			       "fetched)",
+			       (unsigned long long)d->size);
+	if (r == 0) /* digest and size verified by the client */
+		r = lp_reg_fetch_blob_mem(reg, ref, &d->digest, (size_t)d->size,
+					  &data, &len, &err);
+	if (r == 0) {
+		im->profile = data;
+		im->profile_len = len;
+	} else {
+		im->profile_error = r;
+		snprintf(im->profile_msg, sizeof(im->profile_msg), "%s",
+			 lp_err_str(&err, r));
+	}
+	lp_reg_manifest_free(art);
+}
+
+/*
  * img_fetch() - what the registry says about image @ref (by
  * @manifest_digest when given): its manifest's layers, and the gzip
  * indexes its newest LP_SNAP_INDEX_REFERRERS_MAX referrers offer. Returns
@@ -473,8 +550,9 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	r = over(lk, "the referrers", err);
 	if (r < 0)
 		goto out;
-	r = lp_reg_referrers(reg, ref, lp_reg_manifest_digest(m),
-			     LP_INDEX_ARTIFACT_TYPE, &refs, &why);
+	/* unfiltered: the gzip indexes and the prefetch profile */
+	r = lp_reg_referrers(reg, ref, lp_reg_manifest_digest(m), NULL, &refs,
+			     &why);
 	if (r == -ENOENT) {
 		im->no_referrers = true;
 		r = 0;
@@ -493,6 +571,22 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	for (i = im->n_referrers;
 	     i-- > 0 && im->n_examined < LP_SNAP_INDEX_REFERRERS_MAX;) {
 		e = lp_reg_manifest_layer(refs, i);
+		if (e->artifact_type &&
+		    !strcmp(e->artifact_type, LP_PROFILE_ARTIFACT_TYPE)) {
+			/* the newest one only; past the deadline none (the
+			 * indexes' lookup goes on without it) */
+			if (im->profile || im->profile_error)
+				continue;
+			if (over(lk, "the prefetch profile", &why) < 0) {
+				im->profile_error = -ETIMEDOUT;
+				snprintf(im->profile_msg,
+					 sizeof(im->profile_msg), "%s",
+					 lp_err_str(&why, -ETIMEDOUT));
+				continue;
+			}
+			read_profile(reg, ref, e, im);
+			continue;
+		}
 		if (e->artifact_type &&
 		    strcmp(e->artifact_type, LP_INDEX_ARTIFACT_TYPE)) {
 			im->n_other++;
@@ -585,6 +679,52 @@ static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	return check(lk, data, len, where, ret);
 }
 
+/*
+ * img_lookup() - what the registry says about image @ref (by
+ * @manifest_digest when given) for a lookup of layer @lk->layer: the
+ * cache's entry, else fetched (a failure cached as an entry with its
+ * error). Returns 0 with *@ret_im (referenced: img_unref()) or -ENOMEM.
+ */
+static int img_lookup(struct lp_snap_index_cache *cache, struct lp_reg *reg,
+		      const struct lp_reg_ref *ref,
+		      const struct lp_digest *manifest_digest,
+		      const struct lookup *lk, struct img **ret_im,
+		      struct lp_err *err)
+{
+	char key[LP_SNAP_PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
+	struct img *im;
+	int r;
+
+	if (manifest_digest)
+		lp_digest_format(manifest_digest, ds);
+	else if (ref->has_digest)
+		lp_digest_format(&ref->digest, ds);
+	snprintf(key, sizeof(key), "%s/%s|%s", ref->host, ref->repo,
+		 manifest_digest || ref->has_digest ? ds : ref->tag);
+	im = cache_get(cache, key, ref->auth);
+	if (im && !im->error && !img_layer(im, lk->layer)) { /* a tag moved? */
+		img_unref(cache, im);
+		im = NULL;
+	}
+	if (!im) {
+		r = img_fetch(reg, ref, key, manifest_digest, lk, &im, err);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0) { /* cached too: not asked again for a while */
+			im = img_failed(key, ref->auth, r,
+					lp_mono_ns() >= lk->deadline_ns ?
+						LP_FALLBACK_INDEX_TIMEOUT :
+						LP_FALLBACK_REGISTRY,
+					err);
+			if (!im)
+				return -ENOMEM;
+		}
+		cache_put(cache, im);
+	}
+	*ret_im = im;
+	return 0;
+}
+
 int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		       const struct lp_snap_config *c,
 		       const struct lp_reg_ref *ref,
@@ -593,7 +733,6 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		       struct lp_snap_index_found *ret,
 		       enum lp_snap_fallback *ret_why, struct lp_err *err)
 {
-	char key[LP_SNAP_PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
 	struct lookup lk = { .layer = layer, .want_index = want_index };
 	const struct img_layer *d = NULL;
 	struct lp_digest md;
@@ -613,33 +752,10 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		return 0;
 
 	/* the manifest: the layer's media type, the referrers' subject */
-	if (ref->has_digest)
-		lp_digest_format(&ref->digest, ds);
-	snprintf(key, sizeof(key), "%s/%s|%s", ref->host, ref->repo,
-		 manifest_digest ? manifest_digest :
-		 ref->has_digest ? ds :
-				   ref->tag);
-	im = cache_get(cache, key, ref->auth);
-	if (im && !im->error && !img_layer(im, layer)) { /* a tag moved? */
-		img_unref(cache, im);
-		im = NULL;
-	}
-	if (!im) {
-		r = img_fetch(reg, ref, key, manifest_digest ? &md : NULL, &lk,
-			      &im, err);
-		if (r == -ENOMEM)
-			goto out;
-		if (r < 0) { /* cached too: not asked again for a while */
-			im = img_failed(key, ref->auth, r,
-					lp_mono_ns() >= lk.deadline_ns ?
-						LP_FALLBACK_INDEX_TIMEOUT :
-						LP_FALLBACK_REGISTRY,
-					err);
-			if (!im)
-				goto out;
-		}
-		cache_put(cache, im);
-	}
+	r = img_lookup(cache, reg, ref, manifest_digest ? &md : NULL, &lk, &im,
+		       err);
+	if (r < 0)
+		goto out;
 	if (im->error) {
 		*ret_why = im->why;
 		r = lp_err_set(err, im->error, "%s", im->msg);
@@ -649,7 +765,7 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 	if (!d) {
 		r = lp_err_set(err, -ENOENT,
 			       "the layer is not in the manifest %s (%s)",
-			       im->manifest, key);
+			       im->manifest, im->key);
 		goto out;
 	}
 	if (ends_with(d->media_type, "+zstd")) {
@@ -718,6 +834,111 @@ out:
 		r = lk.failure.code < 0 ? lk.failure.code : -EIO;
 		lp_err_set(err, r, "%s", lp_err_str(&lk.failure, r));
 	}
+	img_unref(cache, im);
+	return r;
+}
+
+/* ---- prefetch profiles ------------------------------------------------ */
+
+/* profile @data (@len bytes, from @where) for @layer into @ret; 1 or the
+ * profile's -errno (logged with @err) */
+static int take_profile(const uint8_t *data, size_t len, const char *where,
+			const struct lp_digest *layer, struct lp_prio_list *ret,
+			char *ret_where, size_t where_size, struct lp_err *err)
+{
+	int r;
+
+	snprintf(ret_where, where_size, "%s", where);
+	r = lp_profile_layer(data, len, where, layer, ret, err);
+	return r < 0 ? r : 1;
+}
+
+/* DIR/<manifest hex>.profile in each configured directory: 1 taken, 0 none
+ * there, -errno (a file refused: @err) */
+static int profile_local(const struct lp_snap_config *c,
+			 const struct lp_digest *manifest,
+			 const struct lp_digest *layer,
+			 struct lp_prio_list *ret, char *ret_where,
+			 size_t where_size, struct lp_err *err)
+{
+	char ds[LP_DIGEST_STR_LEN + 1], path[LP_SNAP_PATH_MAX];
+	uint8_t *data;
+	size_t i, len = 0;
+	int r;
+
+	lp_digest_format(manifest, ds);
+	for (i = 0; i < c->n_index_dirs; i++) {
+		if (snprintf(path, sizeof(path), "%s/%s" LP_PROFILE_SUFFIX,
+			     c->index_dirs[i], ds + 7) >= (int)sizeof(path))
+			continue;
+		data = NULL;
+		r = lp_snap_read_file(path, LP_PROFILE_MAX_SIZE, &data, &len);
+		if (r == -ENOENT)
+			continue;
+		if (r < 0) {
+			snprintf(ret_where, where_size, "%s", path);
+			return lp_err_set(err, r, "%s: %s", path,
+					  r == -EFBIG ? "over "
+							"LP_PROFILE_MAX_SIZE" :
+							strerror(-r));
+		}
+		r = take_profile(data, len, path, layer, ret, ret_where,
+				 where_size, err);
+		free(data);
+		return r;
+	}
+	return 0;
+}
+
+int lp_snap_profile_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
+			 const struct lp_snap_config *c,
+			 const struct lp_reg_ref *ref,
+			 const struct lp_digest *layer,
+			 const char *manifest_digest, struct lp_prio_list *ret,
+			 char *ret_where, size_t where_size, struct lp_err *err)
+{
+	struct lookup lk = { .layer = layer };
+	struct lp_digest md;
+	struct img *im = NULL;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	snprintf(ret_where, where_size, "-");
+	lk.deadline_ns = lp_mono_ns() + LP_SNAP_INDEX_LOOKUP_MS * 1000000ull;
+	if (manifest_digest && lp_digest_parse(manifest_digest, &md) < 0)
+		manifest_digest = NULL; /* the registry says which */
+	if (manifest_digest) {
+		r = profile_local(c, &md, layer, ret, ret_where, where_size,
+				  err);
+		if (r != 0)
+			return r;
+	}
+	r = img_lookup(cache, reg, ref, manifest_digest ? &md : NULL, &lk, &im,
+		       err);
+	if (r < 0)
+		return r;
+	if (im->error) {
+		r = lp_err_set(err, im->error, "%s", im->msg);
+		goto out;
+	}
+	if (!manifest_digest && lp_digest_parse(im->manifest, &md) == 0) {
+		r = profile_local(c, &md, layer, ret, ret_where, where_size,
+				  err);
+		if (r != 0)
+			goto out;
+	}
+	if (im->profile) {
+		r = take_profile(im->profile, im->profile_len,
+				 im->profile_where, layer, ret, ret_where,
+				 where_size, err);
+	} else if (im->profile_error) {
+		snprintf(ret_where, where_size, "%s", im->profile_where);
+		r = lp_err_set(err, im->profile_error, "%s: %s",
+			       im->profile_where, im->profile_msg);
+	} else {
+		r = 0;
+	}
+out:
 	img_unref(cache, im);
 	return r;
 }

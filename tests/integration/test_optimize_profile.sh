@@ -6,19 +6,22 @@
 # --output), and the snapshotter prefetches by it. Debian's docker-registry
 # on loopback (no referrers API: the referrers tag sha256-<hex>), the
 # 4-layer busybox-static image of test_optimize.sh (its command: cat
-# /etc/a.conf /data/b.txt), converted plainly to eStargz twice (different
-# gzip levels: different layer digests, nothing prioritised):
+# /etc/a.conf /data/b.txt), converted plainly to eStargz three times
+# (different gzip levels: different layer digests, nothing prioritised):
 #   prof  `optimize --profile-only`: the artifact is findable under the
 #         referrers tag, typed application/vnd.lazypull.profile.v1, its
 #         list names etc/a.conf and data/b.txt of layer 2 in access order;
-#         the image's manifest digest is what it was; `--output DIR` writes
-#         the same list to DIR/<manifest hex>.profile
+#         the image's manifest digest is what it was
+#   loc   `optimize --profile-only --output DIR`: DIR/<manifest hex>.profile
+#         (DIR is the snapshotter's --index-dir)
 #   ctl   no profile (the control)
-# Then `lazypull snapshotter` (prefetch on, background fetch off) and
-# containerd 1.6 pull each with `ctr-remote images rpull`; before anything
-# reads a file, prof's layer 2 /.lazypull/stats shows the profile's files
-# prefetched (state done, bytes and chunks fetched) and ctl's shows no
-# prefetch and nothing fetched; the profile lookups are counted in /metrics.
+# Then `lazypull snapshotter` (prefetch on, Prepare waits for it, background
+# fetch off) and containerd 1.6 pull each with `ctr-remote images rpull`;
+# before anything reads a file, prof's and loc's layer 2 /.lazypull/stats
+# shows the profile's files prefetched (state done, chunks and bytes
+# fetched, no on-demand fetch) and ctl's shows no prefetch and nothing
+# fetched; the lookups are counted in /metrics; prof's workload then runs
+# without an on-demand fetch in any layer while ctl's makes some.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -57,7 +60,7 @@ layer_digests() { # the layer digests of REPO:v1, one a line
 # --- registry and images ------------------------------------------------------
 mkdir -p "$T/tmp" "$T/out"
 lp_stack_registry "{level: error, accesslog: {disabled: true}}" "{filesystem: {rootdirectory: $T/reg}}"
-say "building the image; two plain eStargz conversions"
+say "building the image; three plain eStargz conversions"
 python3 "$LP_SOURCE_DIR/tests/integration/make_optimize_image.py" "$T/src" ||
 	fail "could not build the test image"
 skopeo copy -q --dest-tls-verify=false "oci:$T/src:app" "docker://$R/src/app:v1" ||
@@ -66,12 +69,17 @@ lp_run "$T/c1.out" "$T/c1.err" "$LAZYPULL" convert --plain-http -q \
 	"$R/src/app:v1" "$R/prof/app:v1" || { show_err "$T/c1.err"; fail "convert prof"; }
 lp_run "$T/c2.out" "$T/c2.err" "$LAZYPULL" convert --plain-http -q --level 1 \
 	"$R/src/app:v1" "$R/ctl/app:v1" || { show_err "$T/c2.err"; fail "convert ctl"; }
-layer_digests prof/app >"$T/prof.layers" && layer_digests ctl/app >"$T/ctl.layers" ||
-	fail "manifests"
-[ "$(wc -l <"$T/prof.layers")" = 4 ] && ! grep -qxFf "$T/prof.layers" "$T/ctl.layers" ||
-	fail "expected 4 layers each, none shared"
+lp_run "$T/c3.out" "$T/c3.err" "$LAZYPULL" convert --plain-http -q --level 5 \
+	"$R/src/app:v1" "$R/loc/app:v1" || { show_err "$T/c3.err"; fail "convert loc"; }
+for i in prof ctl loc; do
+	layer_digests $i/app >"$T/$i.layers" || fail "$i manifest"
+	[ "$(wc -l <"$T/$i.layers")" = 4 ] || fail "$i: expected 4 layers"
+done
+! grep -qxFf "$T/prof.layers" "$T/ctl.layers" && ! grep -qxFf "$T/prof.layers" "$T/loc.layers" &&
+	! grep -qxFf "$T/loc.layers" "$T/ctl.layers" || fail "the images share layers"
 BEFORE=$(manifest_digest prof/app)
-ok "two unoptimised eStargz images (4 layers each, none shared); prof is $BEFORE"
+LOC=$(manifest_digest loc/app)
+ok "three unoptimised eStargz images (4 layers each, none shared); prof is $BEFORE"
 
 # --- optimize --profile-only: the referrer artifact ---------------------------
 say "optimize --profile-only: pushed as a referrer"
@@ -117,12 +125,90 @@ ok "the profile is a referrer of $BEFORE (referrers tag, artifactType applicatio
 
 say "optimize --profile-only --output DIR"
 TMPDIR="$T/tmp" lp_run "$T/o.out" "$T/o.err" timeout 120 "$LAZYPULL" optimize --profile-only \
-	--output "$T/out" --plain-http "$R/prof/app:v1" || { show_err "$T/o.err"; fail "optimize --output"; }
-F="$T/out/${BEFORE#sha256:}.profile"
+	--output "$T/out" --plain-http "$R/loc/app:v1" || { show_err "$T/o.err"; fail "optimize --output"; }
+F="$T/out/${LOC#sha256:}.profile"
+LOC2=$(sed -n 3p "$T/loc.layers")
 grep -qx "path=$F" "$T/o.out" && [ -f "$F" ] || fail "no $F ($(cat "$T/o.out"))"
-grep -q '"path":"data/b.txt"' "$F" && grep -q "\"layer_digest\":\"$L2\"" "$F" ||
+grep -q '"path":"data/b.txt"' "$F" && grep -q "\"layer_digest\":\"$LOC2\"" "$F" ||
 	fail "$F: $(cat "$F")"
+[ "$(manifest_digest loc/app)" = "$LOC" ] || fail "loc's manifest digest changed"
+curl -fsS -o /dev/null "http://$R/v2/loc/app/manifests/sha256-${LOC#sha256:}" 2>/dev/null &&
+	fail "--output pushed a referrer anyway"
+ok "--output wrote $(basename "$F") ($(wc -l <"$F") files), pushed nothing"
+
+# --- the snapshotter prefetches by the profiles --------------------------------
+"$LAZYPULL" -v snapshotter --root "$ROOT" --address "$SOCK" \
+	--metrics-address "127.0.0.1:$MPORT" --no-background-fetch \
+	--prefetch-timeout 20000 --index-dir "$T/out" >"$T/snap.log" 2>&1 &
+SNAP_PID=$!
+wait_for 20 "the snapshotter to serve" grep -q 'snapshotter: serving' "$T/snap.log"
+lp_stack_containerd io.containerd.grpc.v1.cri ""
+
+# stats NAME: per layer of NAME "digest prefetch-state profile-files
+# profile-chunks fetched-chunks fetched-bytes on-demand-fetches"
+stats() {
+	python3 - "$T/$1.layers" "$ROOT/layers" <<'PY'
+import json, sys
+for d in open(sys.argv[1]).read().split():
+    s = json.load(open("%s/%s/.lazypull/stats" % (sys.argv[2], d.split(":")[1])))
+    p = s["prefetch"]
+    print(d, p["state"], p["profile"]["files"], p["profile"]["chunks"],
+          s["fetched_chunks"], s["fetched_bytes"], s["on_demand"]["fetches"])
+PY
+}
+metric() {
+	curl -fsS "http://127.0.0.1:$MPORT/metrics" |
+		awk -v n="$1" '$1 == n { v = $2 } END { printf "%d\n", v + 0 }'
+}
+say "rpull of prof, loc and ctl; stats before anything reads"
+for i in prof loc ctl; do
+	# the three hold the same files, so the same chunks: empty the shared
+	# disk cache, so that each fetches its own from the registry
+	rm -rf "$ROOT"/cache/chunks/*
+	lp_run "$T/$i.rpull" "$T/$i.rpull.err" ctr-remote --address "$CSOCK" images rpull \
+		--plain-http --snapshotter lazypull "$R/$i/app:v1" ||
+		{ show_err "$T/$i.rpull.err"; fail "rpull $i"; }
+	stats $i >"$T/$i.stats" || fail "stats of $i's layers"
+	sed "s/^/    $i /" "$T/$i.stats"
+done
+for i in prof loc; do
+	set -- $(sed -n 3p "$T/$i.stats")
+	[ "$2" = done ] && [ "$3" = 2 ] && [ "$4" -ge 2 ] && [ "$5" -ge 2 ] && [ "$6" -gt 0 ] && [ "$7" = 0 ] ||
+		fail "$i's layer 2: profile not prefetched: $*"
+	# layer 3 (never read) is listed by nobody: nothing fetched
+	set -- $(sed -n 4p "$T/$i.stats")
+	[ "$2" = off ] && [ "$5" = 0 ] || fail "$i's layer 3 fetched: $*"
+done
+ok "prof (referrer) and loc (--index-dir file): layer 2's 2 profiled files prefetched before any read, layer 3 untouched"
+awk '$2 != "off" || $5 != 0 { bad = 1 } END { exit bad }' "$T/ctl.stats" ||
+	fail "ctl (no profile) prefetched or fetched: $(cat "$T/ctl.stats")"
+ok "ctl (no profile): no prefetch, nothing fetched"
+grep -q "prefetch profile from registry artifact sha256:" "$T/snap.log" &&
+	grep -q "prefetch profile from $F lists" "$T/snap.log" ||
+	fail "the log does not say where the profiles came from"
+a=$(metric 'lazypull_profile_lookups_total{result="applied"}')
+o=$(metric 'lazypull_profile_lookups_total{result="other_layers"}')
+n=$(metric 'lazypull_profile_lookups_total{result="none"}')
+[ "$a" = 4 ] && [ "$o" = 4 ] && [ "$n" = 4 ] ||
+	fail "profile lookups: applied $a other_layers $o none $n (want 4 4 4)"
+ok "/metrics: 4 layers applied a profile, 4 had none of their files listed, 4 had no profile"
+
+say "running prof's and ctl's workload"
+for i in prof ctl; do
+	rm -rf "$ROOT"/cache/chunks/*
+	lp_run "$T/$i.run" "$T/$i.run.err" timeout 30 ctr --address "$CSOCK" run --rm \
+		--snapshotter lazypull "$R/$i/app:v1" "run-$i" ||
+		{ show_err "$T/$i.run.err"; fail "ctr run $i"; }
+	grep -qx 'b.txt: hello from layer 2' "$T/$i.run" || fail "$i printed '$(cat "$T/$i.run")'"
+	stats $i >"$T/$i.stats2" || fail "stats of $i after the run"
+	sed "s/^/    $i /" "$T/$i.stats2"
+done
+awk '$7 != 0 { bad = 1 } END { exit bad }' "$T/prof.stats2" ||
+	fail "prof's workload fetched on demand: $(cat "$T/prof.stats2")"
+set -- $(sed -n 3p "$T/ctl.stats2")
+[ "$7" -gt 0 ] || fail "ctl's layer 2 made no on-demand fetch: $*"
+ok "prof's workload ran without an on-demand fetch in any layer; ctl's made $7 in layer 2"
 [ "$(manifest_digest prof/app)" = "$BEFORE" ] || fail "the manifest digest changed"
-ok "--output wrote $(basename "$F") ($(wc -l <"$F") files)"
+ok "prof's manifest digest is still $BEFORE"
 
 done_ok
