@@ -21,7 +21,10 @@
 # shows the profile's files prefetched (state done, chunks and bytes
 # fetched, no on-demand fetch) and ctl's shows no prefetch and nothing
 # fetched; the lookups are counted in /metrics; prof's workload then runs
-# without an on-demand fetch in any layer while ctl's makes some.
+# without an on-demand fetch in any layer while ctl's makes some. Last, the
+# source image itself (plain gzip, never converted): `lazypull index`, then
+# `optimize --profile-only` (a second referrer), rpull: its layers mount
+# through their gzip indexes and layer 2 prefetches the profiled files.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -210,5 +213,33 @@ set -- $(sed -n 3p "$T/ctl.stats2")
 ok "prof's workload ran without an on-demand fetch in any layer; ctl's made $7 in layer 2"
 [ "$(manifest_digest prof/app)" = "$BEFORE" ] || fail "the manifest digest changed"
 ok "prof's manifest digest is still $BEFORE"
+
+# --- a plain gzip image, indexed: the same profile, through the index --------
+say "the plain gzip image: lazypull index, optimize --profile-only, rpull"
+SRC=$(manifest_digest src/app)
+layer_digests src/app >"$T/src.layers" || fail "src manifest"
+lp_run "$T/ix.out" "$T/ix.err" "$LAZYPULL" index --plain-http "$R/src/app:v1" ||
+	{ show_err "$T/ix.err"; fail "lazypull index"; }
+TMPDIR="$T/tmp" lp_run "$T/g.out" "$T/g.err" timeout 120 "$LAZYPULL" optimize --profile-only \
+	--plain-http "$R/src/app:v1" || { show_err "$T/g.err"; fail "optimize --profile-only of src"; }
+grep -qx "manifest=$SRC" "$T/g.out" || fail "src's profile names another subject: $(cat "$T/g.out")"
+[ "$(manifest_digest src/app)" = "$SRC" ] || fail "src's manifest digest changed"
+rm -rf "$ROOT"/cache/chunks/*
+lp_run "$T/src.rpull" "$T/src.rpull.err" ctr-remote --address "$CSOCK" images rpull \
+	--plain-http --snapshotter lazypull "$R/src/app:v1" ||
+	{ show_err "$T/src.rpull.err"; fail "rpull src"; }
+stats src >"$T/src.stats" || fail "stats of src's layers (not mounted lazily?)"
+sed "s/^/    src /" "$T/src.stats"
+set -- $(sed -n 3p "$T/src.stats")
+[ "$2" = done ] && [ "$3" = 2 ] && [ "$5" -ge 1 ] && [ "$6" -gt 0 ] && [ "$7" = 0 ] ||
+	fail "src's layer 2 (gzip index): profile not prefetched: $*"
+[ "$(metric lazypull_index_mounts_total)" -ge 4 ] || fail "src's layers not mounted through their indexes"
+lp_run "$T/src.run" "$T/src.run.err" timeout 30 ctr --address "$CSOCK" run --rm \
+	--snapshotter lazypull "$R/src/app:v1" run-src || { show_err "$T/src.run.err"; fail "ctr run src"; }
+grep -qx 'b.txt: hello from layer 2' "$T/src.run" || fail "src printed '$(cat "$T/src.run")'"
+stats src >"$T/src.stats2" || fail "stats of src after the run"
+set -- $(sed -n 3p "$T/src.stats2")
+[ "$7" = 0 ] || fail "src's layer 2 fetched on demand: $*"
+ok "gzip-indexed src: layer 2's profiled files prefetched through its index before any read; its workload read layer 2 without an on-demand fetch; manifest digest unchanged"
 
 done_ok
