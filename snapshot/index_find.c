@@ -33,8 +33,9 @@
  * LP_PROFILE_ARTIFACT_TYPE, fetched (at most LP_PROFILE_MAX_SIZE bytes) with
  * the manifest and the referrers and kept in the same cache entry: one
  * manifest and one referrers request per image serve its layers' gzip
- * indexes and its profile alike. The referrers are therefore asked for
- * unfiltered. A profile is used only for what it says about a layer; it
+ * indexes and its profile alike (the referrers tag lists every type; a
+ * registry with the referrers API, asked for gzip indexes, is asked once
+ * more for profiles). A profile is used only for what it says about a layer; it
  * cannot make anything serve other bytes (the prefetched chunks are
  * verified like any other), so the worst a forged one does is waste a
  * bounded fetch.
@@ -488,6 +489,50 @@ static void read_profile(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	lp_reg_manifest_free(art);
 }
 
+/* the newest profile among the referrers the API lists of that type (a
+ * second request: the first asked for gzip indexes), into @im */
+static void profile_from_api(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			     const struct lp_digest *subject,
+			     const struct lookup *lk, struct img *im)
+{
+	struct lp_reg_manifest *refs = NULL;
+	const struct lp_reg_desc *e;
+	struct lp_err err = { 0 };
+	size_t i;
+	int r;
+
+	r = over(lk, "the prefetch profile's referrers", &err);
+	if (r == 0)
+		r = lp_reg_referrers(reg, ref, subject,
+				     LP_PROFILE_ARTIFACT_TYPE, &refs, &err);
+	if (r == -ENOENT) {
+		r = 0;
+		goto out;
+	}
+	if (r < 0) {
+		im->profile_error = r;
+		snprintf(im->profile_msg, sizeof(im->profile_msg),
+			 "the image's referrers: %s", lp_err_str(&err, r));
+		goto out;
+	}
+	for (i = lp_reg_manifest_count(refs); i-- > 0;) {
+		e = lp_reg_manifest_layer(refs, i);
+		if (!e->artifact_type ||
+		    strcmp(e->artifact_type, LP_PROFILE_ARTIFACT_TYPE))
+			continue;
+		if (over(lk, "the prefetch profile", &err) < 0) {
+			im->profile_error = -ETIMEDOUT;
+			snprintf(im->profile_msg, sizeof(im->profile_msg), "%s",
+				 lp_err_str(&err, -ETIMEDOUT));
+			break;
+		}
+		read_profile(reg, ref, e, im);
+		break;
+	}
+out:
+	lp_reg_manifest_free(refs);
+}
+
 /*
  * img_fetch() - what the registry says about image @ref (by
  * @manifest_digest when given): its manifest's layers, and the gzip
@@ -506,6 +551,7 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	const struct lp_reg_desc *d, *e;
 	struct img *im = NULL;
 	size_t i, cap = 0;
+	bool api = false;
 	int r;
 
 	if (manifest_digest) {
@@ -550,9 +596,8 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	r = over(lk, "the referrers", err);
 	if (r < 0)
 		goto out;
-	/* unfiltered: the gzip indexes and the prefetch profile */
-	r = lp_reg_referrers(reg, ref, lp_reg_manifest_digest(m), NULL, &refs,
-			     &why);
+	r = lp_reg_referrers_from(reg, ref, lp_reg_manifest_digest(m),
+				  LP_INDEX_ARTIFACT_TYPE, &refs, &api, &why);
 	if (r == -ENOENT) {
 		im->no_referrers = true;
 		r = 0;
@@ -575,6 +620,7 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		    !strcmp(e->artifact_type, LP_PROFILE_ARTIFACT_TYPE)) {
 			/* the newest one only; past the deadline none (the
 			 * indexes' lookup goes on without it) */
+			im->n_other++;
 			if (im->profile || im->profile_error)
 				continue;
 			if (over(lk, "the prefetch profile", &why) < 0) {
@@ -598,6 +644,9 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		read_artifact(reg, ref, e, im, &cap);
 		im->n_examined++;
 	}
+	/* the API may have left the profile out (asked for indexes) */
+	if (api && !im->profile && !im->profile_error)
+		profile_from_api(reg, ref, lp_reg_manifest_digest(m), lk, im);
 out:
 	lp_reg_manifest_free(refs);
 	lp_reg_manifest_free(m);

@@ -6,7 +6,7 @@
 # --output), and the snapshotter prefetches by it. Debian's docker-registry
 # on loopback (no referrers API: the referrers tag sha256-<hex>), the
 # 4-layer busybox-static image of test_optimize.sh (its command: cat
-# /etc/a.conf /data/b.txt), converted plainly to eStargz three times
+# /etc/a.conf /data/b.txt), converted plainly to eStargz four times
 # (different gzip levels: different layer digests, nothing prioritised):
 #   prof  `optimize --profile-only`: the artifact is findable under the
 #         referrers tag, typed application/vnd.lazypull.profile.v1, its
@@ -15,6 +15,8 @@
 #   loc   `optimize --profile-only --output DIR`: DIR/<manifest hex>.profile
 #         (DIR is the snapshotter's --index-dir)
 #   ctl   no profile (the control)
+#   bad   a profile file in DIR whose lines name no layer: refused (logged,
+#         counted invalid), the layers mount without it and the image runs
 # Then `lazypull snapshotter` (prefetch on, Prepare waits for it, background
 # fetch off) and containerd 1.6 pull each with `ctr-remote images rpull`;
 # before anything reads a file, prof's and loc's layer 2 /.lazypull/stats
@@ -63,7 +65,7 @@ layer_digests() { # the layer digests of REPO:v1, one a line
 # --- registry and images ------------------------------------------------------
 mkdir -p "$T/tmp" "$T/out"
 lp_stack_registry "{level: error, accesslog: {disabled: true}}" "{filesystem: {rootdirectory: $T/reg}}"
-say "building the image; three plain eStargz conversions"
+say "building the image; four plain eStargz conversions"
 python3 "$LP_SOURCE_DIR/tests/integration/make_optimize_image.py" "$T/src" ||
 	fail "could not build the test image"
 skopeo copy -q --dest-tls-verify=false "oci:$T/src:app" "docker://$R/src/app:v1" ||
@@ -74,15 +76,20 @@ lp_run "$T/c2.out" "$T/c2.err" "$LAZYPULL" convert --plain-http -q --level 1 \
 	"$R/src/app:v1" "$R/ctl/app:v1" || { show_err "$T/c2.err"; fail "convert ctl"; }
 lp_run "$T/c3.out" "$T/c3.err" "$LAZYPULL" convert --plain-http -q --level 5 \
 	"$R/src/app:v1" "$R/loc/app:v1" || { show_err "$T/c3.err"; fail "convert loc"; }
-for i in prof ctl loc; do
+lp_run "$T/c4.out" "$T/c4.err" "$LAZYPULL" convert --plain-http -q --level 3 \
+	"$R/src/app:v1" "$R/bad/app:v1" || { show_err "$T/c4.err"; fail "convert bad"; }
+for i in prof ctl loc bad; do
 	layer_digests $i/app >"$T/$i.layers" || fail "$i manifest"
 	[ "$(wc -l <"$T/$i.layers")" = 4 ] || fail "$i: expected 4 layers"
 done
 ! grep -qxFf "$T/prof.layers" "$T/ctl.layers" && ! grep -qxFf "$T/prof.layers" "$T/loc.layers" &&
 	! grep -qxFf "$T/loc.layers" "$T/ctl.layers" || fail "the images share layers"
+grep -qxFf "$T/bad.layers" "$T/prof.layers" "$T/loc.layers" "$T/ctl.layers" &&
+	fail "bad shares layers"
 BEFORE=$(manifest_digest prof/app)
 LOC=$(manifest_digest loc/app)
-ok "three unoptimised eStargz images (4 layers each, none shared); prof is $BEFORE"
+BAD=$(manifest_digest bad/app)
+ok "four unoptimised eStargz images (4 layers each, none shared); prof is $BEFORE"
 
 # --- optimize --profile-only: the referrer artifact ---------------------------
 say "optimize --profile-only: pushed as a referrer"
@@ -139,6 +146,11 @@ curl -fsS -o /dev/null "http://$R/v2/loc/app/manifests/sha256-${LOC#sha256:}" 2>
 	fail "--output pushed a referrer anyway"
 ok "--output wrote $(basename "$F") ($(wc -l <"$F") files), pushed nothing"
 
+# bad's profile: lines without a layer digest (a layer index alone is
+# ambiguous): the whole profile is refused
+printf '{"path":"etc/a.conf","layer_index":2}\n{"path":"data/b.txt","layer_index":2}\n' \
+	>"$T/out/${BAD#sha256:}.profile"
+
 # --- the snapshotter prefetches by the profiles --------------------------------
 "$LAZYPULL" -v snapshotter --root "$ROOT" --address "$SOCK" \
 	--metrics-address "127.0.0.1:$MPORT" --no-background-fetch \
@@ -163,8 +175,8 @@ metric() {
 	curl -fsS "http://127.0.0.1:$MPORT/metrics" |
 		awk -v n="$1" '$1 == n { v = $2 } END { printf "%d\n", v + 0 }'
 }
-say "rpull of prof, loc and ctl; stats before anything reads"
-for i in prof loc ctl; do
+say "rpull of prof, loc, ctl and bad; stats before anything reads"
+for i in prof loc ctl bad; do
 	# the three hold the same files, so the same chunks: empty the shared
 	# disk cache, so that each fetches its own from the registry
 	rm -rf "$ROOT"/cache/chunks/*
@@ -186,18 +198,24 @@ ok "prof (referrer) and loc (--index-dir file): layer 2's 2 profiled files prefe
 awk '$2 != "off" || $5 != 0 { bad = 1 } END { exit bad }' "$T/ctl.stats" ||
 	fail "ctl (no profile) prefetched or fetched: $(cat "$T/ctl.stats")"
 ok "ctl (no profile): no prefetch, nothing fetched"
+awk '$2 != "off" || $5 != 0 { bad = 1 } END { exit bad }' "$T/bad.stats" ||
+	fail "bad (a refused profile) prefetched or fetched: $(cat "$T/bad.stats")"
+grep -q "prefetch profile from $T/out/${BAD#sha256:}.profile refused" "$T/snap.log" ||
+	fail "the refused profile is not logged"
+ok "bad (refused profile): logged, its layers mounted without it"
 grep -q "prefetch profile from registry artifact sha256:" "$T/snap.log" &&
 	grep -q "prefetch profile from $F lists" "$T/snap.log" ||
 	fail "the log does not say where the profiles came from"
 a=$(metric 'lazypull_profile_lookups_total{result="applied"}')
 o=$(metric 'lazypull_profile_lookups_total{result="other_layers"}')
 n=$(metric 'lazypull_profile_lookups_total{result="none"}')
-[ "$a" = 4 ] && [ "$o" = 4 ] && [ "$n" = 4 ] ||
-	fail "profile lookups: applied $a other_layers $o none $n (want 4 4 4)"
-ok "/metrics: 4 layers applied a profile, 4 had none of their files listed, 4 had no profile"
+v=$(metric 'lazypull_profile_lookups_total{result="invalid"}')
+[ "$a" = 4 ] && [ "$o" = 4 ] && [ "$n" = 4 ] && [ "$v" = 4 ] ||
+	fail "profile lookups: applied $a other_layers $o none $n invalid $v (want 4 4 4 4)"
+ok "/metrics: 4 layers applied a profile, 4 had none of their files listed, 4 had no profile, 4 refused one"
 
-say "running prof's and ctl's workload"
-for i in prof ctl; do
+say "running prof's, ctl's and bad's workload"
+for i in prof ctl bad; do
 	rm -rf "$ROOT"/cache/chunks/*
 	lp_run "$T/$i.run" "$T/$i.run.err" timeout 30 ctr --address "$CSOCK" run --rm \
 		--snapshotter lazypull "$R/$i/app:v1" "run-$i" ||
