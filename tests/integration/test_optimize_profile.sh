@@ -62,6 +62,16 @@ layer_digests() { # the layer digests of REPO:v1, one a line
 		python3 -c 'import json, sys; [print(l["digest"]) for l in json.load(sys.stdin)["layers"]]'
 }
 
+# --- usage ----------------------------------------------------------------------
+rc=0; "$LAZYPULL" optimize --output "$T/out" a b >/dev/null 2>&1 || rc=$?
+[ $rc = 2 ] || fail "--output without --profile-only: exit $rc, not 2"
+rc=0; "$LAZYPULL" optimize --profile-only a b >/dev/null 2>&1 || rc=$?
+[ $rc = 2 ] || fail "--profile-only with a DST: exit $rc, not 2"
+rc=0; "$LAZYPULL" optimize --profile-only "oci:$T/none" >/dev/null 2>"$T/u.err" || rc=$?
+[ $rc = 1 ] && grep -q "registry image" "$T/u.err" ||
+	fail "--profile-only of an OCI layout: exit $rc ($(cat "$T/u.err"))"
+ok "usage: --output needs --profile-only, which takes SRC only, of a registry"
+
 # --- registry and images ------------------------------------------------------
 mkdir -p "$T/tmp" "$T/out"
 lp_stack_registry "{level: error, accesslog: {disabled: true}}" "{filesystem: {rootdirectory: $T/reg}}"
