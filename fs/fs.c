@@ -110,6 +110,9 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 		fs_plan_prefetch_chunks(fs->toc, fs->prefetch_end);
 	measure(fs);
 	r = fs_sched_plan_prefetch(fs, opts, err);
+	/* the paths were borrowed for the planning only */
+	fs->opts.prefetch_files = NULL;
+	fs->opts.n_prefetch_files = 0;
 	if (r < 0)
 		goto out;
 
@@ -199,6 +202,7 @@ void lp_fs_free(struct lp_fs *fs)
 	pthread_mutex_destroy(&fs->writer.lock);
 	free(fs->cache_dir);
 	free(fs->hdr_checked);
+	free(fs->pf_listed); /* after the fetchers; no request comes now */
 	lp_layer_free(fs->layer);
 	free(fs);
 }

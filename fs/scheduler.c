@@ -677,7 +677,9 @@ int fs_sched_plan_prefetch(struct lp_fs *fs, const struct lp_fs_options *opts,
 			goto nomem;
 		n = resolve_profile(fs, opts, files);
 		fs->pf_files = (uint32_t)n;
-		cap = fs_plan_profile_chunks(fs->toc, files, n);
+		/* each chunk makes at most one run: a file listed over and
+		 * over costs no more than the layer's chunks */
+		cap = lp_min_u64(fs_plan_profile_chunks(fs->toc, files, n), nr);
 	}
 	/* the profile's runs, then the prefetch range */
 	f->pf_runs = calloc(cap + 1, sizeof(*f->pf_runs));
@@ -768,8 +770,6 @@ void fs_fetcher_stop(struct lp_fs *fs)
 	free(f->pf_runs);
 	f->pf_runs = NULL;
 	f->pf_nr_runs = 0;
-	free(fs->pf_listed);
-	fs->pf_listed = NULL;
 }
 
 int lp_fs_wait_prefetch(struct lp_fs *fs, unsigned int timeout_ms)
