@@ -794,7 +794,9 @@ static void find_profile(struct lp_snap_layers *l, struct layer *y,
 				 where, sizeof(where), &err);
 	if (r == 0) {
 		res = LP_SNAP_PROFILE_NONE;
-		lp_log_info("layer %s: no prefetch profile", y->digest);
+		lp_log_info("layer %s: no prefetch profile (%llu ms)",
+			    y->digest,
+			    (unsigned long long)(lp_mono_ns() - t0) / 1000000);
 	} else if (r == -EINVAL || r == -EFBIG || r == -EBADMSG) {
 		res = LP_SNAP_PROFILE_INVALID;
 		lp_log_warn("layer %s: prefetch profile from %s refused: %s",
