@@ -41,7 +41,9 @@
  * bounded fetch.
  *
  * Threads: any number of lookups may run at once; the cache has one lock,
- * taken alone and never across I/O.
+ * taken alone and never across I/O. Lookups of an image another lookup is
+ * fetching wait for it (single flight, bounded by their deadline) instead
+ * of asking the registry too.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lp_common.h"
@@ -265,9 +268,21 @@ struct img {
 	char msg[LP_ERR_MSG_MAX];
 };
 
+/* an image being fetched by one lookup, which the others wait for */
+struct inflight {
+	char key[LP_SNAP_PATH_MAX];
+	const struct lp_reg_auth *auth; /* compared, not dereferenced */
+	bool busy;
+};
+
 struct lp_snap_index_cache {
 	pthread_mutex_t lock;
+	pthread_cond_t fetched; /* an inflight fetch ended */
 	struct img *slot[LP_SNAP_INDEX_CACHE_ENTRIES]; /* protected by lock */
+	/* protected by lock: the images being fetched (single flight: the
+	 * layers of an image mounted at once, neighbours ahead of use, ask
+	 * the registry once, not once each) */
+	struct inflight inflight[LP_SNAP_INDEX_CACHE_ENTRIES];
 };
 
 static void img_free(struct img *im)
@@ -292,6 +307,7 @@ int lp_snap_index_cache_new(struct lp_snap_index_cache **ret_c)
 	if (!c)
 		return -ENOMEM;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->fetched, NULL);
 	*ret_c = c;
 	return 0;
 }
@@ -304,6 +320,7 @@ void lp_snap_index_cache_free(struct lp_snap_index_cache *c)
 		return;
 	for (i = 0; i < LP_SNAP_INDEX_CACHE_ENTRIES; i++)
 		img_free(c->slot[i]); /* no lookup runs any more */
+	pthread_cond_destroy(&c->fetched);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -729,6 +746,70 @@ static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 }
 
 /*
+ * wait_inflight() - when another lookup is fetching image @key for @auth,
+ * wait until it is done (or @lk's deadline: then fetch anyway) and return
+ * true; else mark it as ours (*@ret_slot, -1 when every mark is taken:
+ * fetched without one) and return false
+ */
+static bool wait_inflight(struct lp_snap_index_cache *c, const char *key,
+			  const struct lp_reg_auth *auth,
+			  const struct lookup *lk, int *ret_slot)
+{
+	struct timespec ts;
+	bool waited = false;
+	size_t i;
+
+	*ret_slot = -1;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		for (i = 0; i < LP_SNAP_INDEX_CACHE_ENTRIES; i++)
+			if (c->inflight[i].busy &&
+			    c->inflight[i].auth == auth &&
+			    !strcmp(c->inflight[i].key, key))
+				break;
+		if (i == LP_SNAP_INDEX_CACHE_ENTRIES)
+			break;
+		if (lp_mono_ns() >= lk->deadline_ns)
+			break; /* fetched again rather than past it */
+		/* the condition uses CLOCK_REALTIME: a short wait, then look
+		 * again (the deadline is on the monotonic clock) */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&c->fetched, &c->lock, &ts);
+		waited = true;
+	}
+	if (!waited) {
+		for (i = 0; i < LP_SNAP_INDEX_CACHE_ENTRIES; i++) {
+			if (c->inflight[i].busy)
+				continue;
+			snprintf(c->inflight[i].key, sizeof(c->inflight[i].key),
+				 "%s", key);
+			c->inflight[i].auth = auth;
+			c->inflight[i].busy = true;
+			*ret_slot = (int)i;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return waited;
+}
+
+/* end_inflight() - the fetch marked @slot (-1: none) is over */
+static void end_inflight(struct lp_snap_index_cache *c, int slot)
+{
+	if (slot < 0)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->inflight[slot].busy = false;
+	pthread_cond_broadcast(&c->fetched);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
  * img_lookup() - what the registry says about image @ref (by
  * @manifest_digest when given) for a lookup of layer @lk->layer: the
  * cache's entry, else fetched (a failure cached as an entry with its
@@ -742,7 +823,7 @@ static int img_lookup(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 {
 	char key[LP_SNAP_PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
 	struct img *im;
-	int r;
+	int slot = -1, r;
 
 	if (manifest_digest)
 		lp_digest_format(manifest_digest, ds);
@@ -751,25 +832,32 @@ static int img_lookup(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 	snprintf(key, sizeof(key), "%s/%s|%s", ref->host, ref->repo,
 		 manifest_digest || ref->has_digest ? ds : ref->tag);
 	im = cache_get(cache, key, ref->auth);
+	if (!im && wait_inflight(cache, key, ref->auth, lk, &slot))
+		im = cache_get(cache, key, ref->auth); /* what it fetched */
 	if (im && !im->error && !img_layer(im, lk->layer)) { /* a tag moved? */
 		img_unref(cache, im);
 		im = NULL;
 	}
 	if (!im) {
 		r = img_fetch(reg, ref, key, manifest_digest, lk, &im, err);
-		if (r == -ENOMEM)
+		if (r == -ENOMEM) {
+			end_inflight(cache, slot);
 			return r;
+		}
 		if (r < 0) { /* cached too: not asked again for a while */
 			im = img_failed(key, ref->auth, r,
 					lp_mono_ns() >= lk->deadline_ns ?
 						LP_FALLBACK_INDEX_TIMEOUT :
 						LP_FALLBACK_REGISTRY,
 					err);
-			if (!im)
+			if (!im) {
+				end_inflight(cache, slot);
 				return -ENOMEM;
+			}
 		}
 		cache_put(cache, im);
 	}
+	end_inflight(cache, slot);
 	*ret_im = im;
 	return 0;
 }

@@ -90,9 +90,9 @@ struct layer {
 	unsigned int pins; /* users right now; protected by pool lock */
 	char digest[LP_DIGEST_STR_LEN + 1]; /* immutable */
 	char mnt[LP_SNAP_PATH_MAX]; /* immutable */
-	/* the image manifest's digest when the labels or the manifest said
-	 * it, else "": its prefetch profile's key; written before the
-	 * resolving thread starts */
+	/* the image manifest's digest when the labels said it, else "": its
+	 * prefetch profile's key; written before the resolving thread
+	 * starts */
 	char manifest[LP_DIGEST_STR_LEN + 1];
 	/* written by the resolving thread before it publishes the state */
 	struct lp_snap_layer_facts facts;
@@ -1249,10 +1249,9 @@ static void start_neighbours(struct lp_snap_layers *l,
 			pthread_mutex_unlock(&l->lock);
 			continue;
 		}
+		/* no manifest digest: its lookups go by the reference, as
+		 * the first layer's did, and share the cached answer */
 		y = new_layer(l, ds, req->ref, d->size, toc);
-		if (y)
-			lp_digest_format(lp_reg_manifest_digest(m),
-					 y->manifest);
 		h = y ? malloc(sizeof(*h)) : NULL;
 		if (!h) {
 			pthread_mutex_unlock(&l->lock);

@@ -22,7 +22,8 @@
 # before anything reads a file, prof's and loc's layer 2 /.lazypull/stats
 # shows the profile's files prefetched (state done, chunks and bytes
 # fetched, no on-demand fetch) and ctl's shows no prefetch and nothing
-# fetched; the lookups are counted in /metrics; prof's workload then runs
+# fetched; prof's 4 layers cost one referrers request (single flight);
+# the lookups are counted in /metrics; prof's workload then runs
 # without an on-demand fetch in any layer while ctl's makes some. Last, the
 # source image itself (plain gzip, never converted): `lazypull index`, then
 # `optimize --profile-only` (a second referrer), rpull: its layers mount
@@ -74,7 +75,7 @@ ok "usage: --output needs --profile-only, which takes SRC only, of a registry"
 
 # --- registry and images ------------------------------------------------------
 mkdir -p "$T/tmp" "$T/out"
-lp_stack_registry "{level: error, accesslog: {disabled: true}}" "{filesystem: {rootdirectory: $T/reg}}"
+lp_stack_registry "{level: error}" "{filesystem: {rootdirectory: $T/reg}}" # access log on
 say "building the image; four plain eStargz conversions"
 python3 "$LP_SOURCE_DIR/tests/integration/make_optimize_image.py" "$T/src" ||
 	fail "could not build the test image"
@@ -185,6 +186,9 @@ metric() {
 	curl -fsS "http://127.0.0.1:$MPORT/metrics" |
 		awk -v n="$1" '$1 == n { v = $2 } END { printf "%d\n", v + 0 }'
 }
+# lreq REPO PATH: the snapshotter's GETs (its user agent) of /v2/REPO/PATH
+lreq() { grep '"lazypull/' "$T/reg.log" | grep -c "\"GET /v2/$1/$2 " || true; }
+TAG0=$(lreq prof/app "manifests/sha256-${BEFORE#sha256:}")
 say "rpull of prof, loc, ctl and bad; stats before anything reads"
 for i in prof loc ctl bad; do
 	# the three hold the same files, so the same chunks: empty the shared
@@ -205,6 +209,12 @@ for i in prof loc; do
 	[ "$2" = off ] && [ "$5" = 0 ] || fail "$i's layer 3 fetched: $*"
 done
 ok "prof (referrer) and loc (--index-dir file): layer 2's 2 profiled files prefetched before any read, layer 3 untouched"
+# 4 layers, mounted at once (the first Prepare's, then its neighbours
+# ahead): one lookup of the image reaches the registry, the others wait
+TAG1=$(lreq prof/app "manifests/sha256-${BEFORE#sha256:}")
+[ $((TAG1 - TAG0)) = 1 ] ||
+	fail "the snapshotter asked for prof's referrers tag $((TAG1 - TAG0)) times, not once"
+ok "prof's referrers asked for once for its 4 layers"
 awk '$2 != "off" || $5 != 0 { bad = 1 } END { exit bad }' "$T/ctl.stats" ||
 	fail "ctl (no profile) prefetched or fetched: $(cat "$T/ctl.stats")"
 ok "ctl (no profile): no prefetch, nothing fetched"
