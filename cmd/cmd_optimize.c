@@ -3,7 +3,9 @@
  * `lazypull optimize [OPTIONS] SRC DST [-- CMD ARGS...]`: profile-guided
  * prefetch. Runs the image's workload on lazily mounted layers with access
  * recording, then converts SRC to DST with each layer's accessed files
- * first. A thin adapter over optimize/ (lp_optimize): option parsing and
+ * first; `lazypull optimize --profile-only [--output DIR] SRC` publishes the
+ * record as SRC's prefetch profile instead (a referrer artifact, or a file
+ * in DIR), SRC unchanged. A thin adapter over optimize/ (lp_optimize): option parsing and
  * the summary. The workload's output goes to stderr; key=value results to
  * stdout.
  */
@@ -24,6 +26,8 @@
 
 static const char optimize_usage[] =
 	"Usage: lazypull optimize [OPTIONS] SRC DST [-- CMD [ARGS...]]\n"
+	"       lazypull optimize --profile-only [--output DIR] [OPTIONS] SRC\n"
+	"                         [-- CMD [ARGS...]]\n"
 	"\n"
 	"Run the image's workload (its Entrypoint and Cmd, or CMD) in a\n"
 	"container on lazily mounted layers, record which files each layer\n"
@@ -32,6 +36,14 @@ static const char optimize_usage[] =
 	"workload did not read get .no.prefetch.landmark). SRC and DST are\n"
 	"registry references or oci:DIR[:TAG]. Needs root, FUSE, overlayfs\n"
 	"and runc. The workload's stdout and stderr are copied to stderr.\n"
+	"\n"
+	"With --profile-only nothing is converted: the record is published as\n"
+	"SRC's prefetch profile, an OCI artifact (artifactType\n"
+	"application/vnd.lazypull.profile.v1) whose subject is SRC's manifest\n"
+	"(the referrers API, else the referrers tag sha256-<hex>), or with\n"
+	"--output DIR the file DIR/<manifest hex>.profile. SRC's manifest and\n"
+	"digest do not change; the snapshotter prefetches each layer's listed\n"
+	"files in order when it mounts them lazily.\n"
 	"\n"
 	"Options:\n"
 	"  --period S            stop the workload after S seconds (default 10)\n"
@@ -52,11 +64,16 @@ static const char optimize_usage[] =
 	"  --threads N           compression threads per layer (default: CPUs)\n"
 	"  --tmpdir DIR          mounts, converted layers and the container's\n"
 	"                        writable layer (default $TMPDIR or /var/tmp)\n"
+	"  --profile-only        publish the profile, do not convert (no DST)\n"
+	"  --output DIR          with --profile-only: write it into DIR\n"
 	"  -h, --help            this help\n"
 	"\n"
 	"Prints stop=, exit-status=, recorded=, layers=, layers-accessed=,\n"
 	"run-seconds=, digest=, size-before=, size-after=, seconds= on\n"
-	"success. Nothing is written to DST on failure.\n";
+	"success. Nothing is written to DST on failure. With --profile-only:\n"
+	"stop=, exit-status=, recorded=, layers=, layers-accessed=,\n"
+	"run-seconds=, manifest=, profile=, profile-size=, then referrer= and\n"
+	"via=referrers-api|referrers-tag, or path=.\n";
 
 static const char *stop_name(enum lp_opt_stop s)
 {
@@ -97,6 +114,8 @@ enum {
 	O_JOBS,
 	O_THREADS,
 	O_TMPDIR,
+	O_PROFILE_ONLY,
+	O_OUTPUT,
 };
 
 static const struct option optimize_opts[] = {
@@ -115,6 +134,8 @@ static const struct option optimize_opts[] = {
 	{ "jobs", required_argument, NULL, O_JOBS },
 	{ "threads", required_argument, NULL, O_THREADS },
 	{ "tmpdir", required_argument, NULL, O_TMPDIR },
+	{ "profile-only", no_argument, NULL, O_PROFILE_ONLY },
+	{ "output", required_argument, NULL, O_OUTPUT },
 	{ "help", no_argument, NULL, 'h' },
 	{}
 };
@@ -197,6 +218,12 @@ static int optimize_option(int c, const char *name, const char *arg,
 	case O_TMPDIR:
 		o->image.tmpdir = arg;
 		break;
+	case O_PROFILE_ONLY:
+		o->profile_only = true;
+		break;
+	case O_OUTPUT:
+		o->profile_output = arg;
+		break;
 	case 'h':
 		fputs(optimize_usage, stdout);
 		return LP_EXIT_OK;
@@ -225,10 +252,21 @@ static int optimize_parse(int argc, char **argv, struct optimize_args *a)
 		if (r != ARGS_OK)
 			return r;
 	}
-	if (nargs - optind != 2)
-		return lp_cmd_usage_error("optimize", "needs SRC and DST");
-	a->o.image.src = argv[optind];
-	a->o.image.dst = argv[optind + 1];
+	if (a->o.profile_output && !a->o.profile_only)
+		return lp_cmd_usage_error("optimize",
+					  "--output goes with --profile-only");
+	if (a->o.profile_only) {
+		if (nargs - optind != 1)
+			return lp_cmd_usage_error(
+				"optimize", "--profile-only needs SRC only");
+		a->o.image.src = argv[optind];
+	} else {
+		if (nargs - optind != 2)
+			return lp_cmd_usage_error("optimize",
+						  "needs SRC and DST");
+		a->o.image.src = argv[optind];
+		a->o.image.dst = argv[optind + 1];
+	}
 	if (nargs < argc) {
 		if (nargs + 1 >= argc)
 			return lp_cmd_usage_error("optimize",
@@ -249,7 +287,7 @@ static void add_plain_hosts(struct optimize_args *a)
 	if (a->plain_http) {
 		if ((h = ref_host(a->o.image.src, &a->sref)))
 			a->insecure[a->n_insecure++] = h;
-		if ((h = ref_host(a->o.image.dst, &a->dref)))
+		if (a->o.image.dst && (h = ref_host(a->o.image.dst, &a->dref)))
 			a->insecure[a->n_insecure++] = h;
 	}
 	a->o.image.reg.insecure_hosts = a->insecure;
@@ -280,6 +318,40 @@ static int print_result(const struct lp_optimize_opts *o,
 	return fflush(stdout) == 0 ? LP_EXIT_OK : LP_EXIT_FAIL;
 }
 
+/* --profile-only: the summary and the key=value results */
+static int print_profile(const struct lp_optimize_opts *o,
+			 const struct lp_optimize_result *res)
+{
+	const struct lp_optimize_profile *p = &res->profile;
+	char ms[LP_DIGEST_STR_LEN + 1], bs[LP_DIGEST_STR_LEN + 1];
+	char as[LP_DIGEST_STR_LEN + 1];
+
+	lp_digest_format(&p->manifest, ms);
+	lp_digest_format(&p->blob, bs);
+	lp_digest_format(&p->artifact, as);
+	if (lp_log_enabled(LP_LOG_WARN))
+		fprintf(stderr,
+			"lazypull optimize: workload %s after %.1f s; %zu "
+			"files recorded in %zu of %zu layers; profile of %s "
+			"(%s) %s %s\n",
+			stop_name(res->stop), res->run_seconds, res->n_recorded,
+			res->n_layers_accessed, res->n_layers, o->image.src, ms,
+			o->profile_output ? "written to" : "pushed as",
+			o->profile_output ? p->path : as);
+	printf("stop=%s\nexit-status=%d\nrecorded=%zu\nlayers=%zu\n"
+	       "layers-accessed=%zu\nrun-seconds=%.3f\nmanifest=%s\n"
+	       "profile=%s\nprofile-size=%zu\n",
+	       stop_name(res->stop), res->exit_status, res->n_recorded,
+	       res->n_layers, res->n_layers_accessed, res->run_seconds, ms, bs,
+	       p->bytes);
+	if (o->profile_output)
+		printf("path=%s\n", p->path);
+	else
+		printf("referrer=%s\nvia=%s\n", as,
+		       p->via_api ? "referrers-api" : "referrers-tag");
+	return fflush(stdout) == 0 ? LP_EXIT_OK : LP_EXIT_FAIL;
+}
+
 int lp_cmd_optimize(int argc, char **argv)
 {
 	struct optimize_args a = { 0 };
@@ -297,5 +369,7 @@ int lp_cmd_optimize(int argc, char **argv)
 	r = lp_optimize(&a.o, &res, &err);
 	if (r < 0)
 		return lp_cmd_fail("optimize", &err, r);
+	if (a.o.profile_only)
+		return print_profile(&a.o, &res);
 	return print_result(&a.o, &res);
 }

@@ -52,6 +52,8 @@ static const char snapshotter_usage[] =
 	"                             repeatable) before the registry\n"
 	"  --no-index-lookup          plain layers take the plain path without\n"
 	"                             looking for a gzip index\n"
+	"  --no-profile-lookup        do not look for images' prefetch\n"
+	"                             profiles (optimize --profile-only)\n"
 	"  --strict                   refuse layers that cannot be mounted\n"
 	"                             lazily instead of taking the plain path\n"
 	"  --no-prefetch              do not prefetch prioritised files\n"
@@ -112,6 +114,7 @@ enum {
 	OPT_CRI_UPSTREAM,
 	OPT_INDEX_DIR,
 	OPT_NO_INDEX_LOOKUP,
+	OPT_NO_PROFILE_LOOKUP,
 };
 
 static const struct option snapshotter_options[] = {
@@ -126,6 +129,7 @@ static const struct option snapshotter_options[] = {
 	{ "cri-upstream", required_argument, NULL, OPT_CRI_UPSTREAM },
 	{ "index-dir", required_argument, NULL, OPT_INDEX_DIR },
 	{ "no-index-lookup", no_argument, NULL, OPT_NO_INDEX_LOOKUP },
+	{ "no-profile-lookup", no_argument, NULL, OPT_NO_PROFILE_LOOKUP },
 	{ "strict", no_argument, NULL, OPT_STRICT },
 	{ "no-prefetch", no_argument, NULL, OPT_NO_PREFETCH },
 	{ "prefetch-timeout", required_argument, NULL, OPT_PREFETCH_TIMEOUT },
@@ -220,6 +224,9 @@ int lp_cmd_snapshotter(int argc, char **argv)
 			break;
 		case OPT_NO_INDEX_LOOKUP:
 			c.index_lookup = false;
+			break;
+		case OPT_NO_PROFILE_LOOKUP:
+			c.profile_lookup = false;
 			break;
 		case OPT_STRICT:
 			c.strict = true;

@@ -109,6 +109,12 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 	fs->prefetch_chunks =
 		fs_plan_prefetch_chunks(fs->toc, fs->prefetch_end);
 	measure(fs);
+	r = fs_sched_plan_prefetch(fs, opts, err);
+	/* the paths were borrowed for the planning only */
+	fs->opts.prefetch_files = NULL;
+	fs->opts.n_prefetch_files = 0;
+	if (r < 0)
+		goto out;
 
 	pthread_mutex_init(&fs->decoders.lock, NULL);
 	pthread_mutex_init(&fs->record.lock, NULL);
@@ -120,7 +126,7 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&fs->fetch.cond, &ca);
 	pthread_condattr_destroy(&ca);
-	fs->fetch.prefetch = fs->opts.prefetch && fs->prefetch_end ?
+	fs->fetch.prefetch = fs->opts.prefetch && fs->fetch.pf_nr_runs ?
 				     FS_JOB_PENDING :
 				     FS_JOB_OFF;
 	fs->fetch.background =
@@ -196,6 +202,7 @@ void lp_fs_free(struct lp_fs *fs)
 	pthread_mutex_destroy(&fs->writer.lock);
 	free(fs->cache_dir);
 	free(fs->hdr_checked);
+	free(fs->pf_listed); /* after the fetchers; no request comes now */
 	lp_layer_free(fs->layer);
 	free(fs);
 }

@@ -236,6 +236,40 @@ uint32_t fs_plan_read_limit(const struct lp_toc *toc, uint32_t idx,
 uint32_t fs_plan_prefetch_chunks(const struct lp_toc *toc,
 				 uint64_t prefetch_end);
 
+/* a run of chunks to prefetch: [ci, end) */
+struct fs_plan_run {
+	uint32_t ci, end;
+};
+
+/*
+ * fs_plan_profile_chunks() - how many chunks the regular file entries
+ * @files[0..@n) hold in all (each entry's nr_chunks; other types none):
+ * the most runs fs_plan_profile_runs() can make of them.
+ */
+uint64_t fs_plan_profile_chunks(const struct lp_toc *toc, const uint32_t *files,
+				size_t n);
+
+/*
+ * fs_plan_profile_runs() - the prefetch order of a profile (the files a
+ * workload opened, in first-access order; @files are inode entries, not
+ * hardlinks): each regular file's chunks in file order, leaving out the
+ * chunks listed already (@listed, a bitmap over the TOC's chunks, which it
+ * sets: a file listed twice, or two files sharing chunks, is fetched once),
+ * as runs [ci, end) in the profile's order; a file whose chunks start
+ * where the previous run ended extends that run (neighbours in the blob
+ * make one read). At most @cap runs are written to @runs; returns how many
+ * (never more than fs_plan_profile_chunks()).
+ */
+uint32_t fs_plan_profile_runs(const struct lp_toc *toc, const uint32_t *files,
+			      size_t n, uint8_t *listed,
+			      struct fs_plan_run *runs, uint32_t cap);
+
+/* fs_plan_listed() - bit @ci of bitmap @listed */
+static inline bool fs_plan_listed(const uint8_t *listed, uint32_t ci)
+{
+	return listed && (listed[ci / 8] & (1u << (ci % 8)));
+}
+
 /* whether the scheduler should pass chunk @ci by (held, or already tried) */
 typedef bool (*fs_plan_skip_fn)(void *arg, uint32_t ci);
 
@@ -451,8 +485,12 @@ struct fs_fetcher {
 	int prefetch_error; /* protected by lock */
 	enum fs_job_state background; /* protected by lock */
 	int background_error; /* protected by lock */
-	/* the prefetch range is chunks [0, pf_chunks) */
-	uint32_t pf_chunks;
+	/* what prefetch fetches, in order (immutable once made by
+	 * fs_sched_plan_prefetch): the profile's runs, then the prefetch
+	 * range [0, prefetch landmark) */
+	struct fs_plan_run *pf_runs;
+	uint32_t pf_nr_runs;
+	uint32_t pf_run; /* protected by lock; the run being handed out */
 	uint32_t pf_next; /* protected by lock; next chunk to hand out */
 	unsigned int pf_running; /* protected by lock; runs in flight */
 	bool pf_finishing; /* protected by lock; one worker checks the range */
@@ -478,6 +516,16 @@ struct fs_fetcher {
 	atomic_uint_fast64_t misses;
 };
 
+/*
+ * fs_sched_plan_prefetch() - at lp_fs_new(), with opts.prefetch: resolve
+ * @opts->prefetch_files in the TOC (paths the layer does not have, and
+ * files without data, are passed over and counted) and plan the prefetch:
+ * their chunks in the profile's order (fs_plan_profile_runs), then the
+ * prefetch range. Fills fs->pf_* and fetch.pf_runs. Returns 0 or -ENOMEM
+ * (@err set).
+ */
+int fs_sched_plan_prefetch(struct lp_fs *fs, const struct lp_fs_options *opts,
+			   struct lp_err *err);
 int fs_fetcher_start(struct lp_fs *fs);
 void fs_fetcher_stop(struct lp_fs *fs);
 
@@ -561,6 +609,12 @@ struct lp_fs {
 	uint64_t stats_ino; /* /.lazypull/stats */
 	uint64_t prefetch_end; /* blob offset */
 	uint32_t prefetch_chunks; /* chunks before prefetch_end */
+	/* the prefetch profile (opts.prefetch_files), immutable after
+	 * lp_fs_new: a bitmap over the chunks it lists (NULL: no profile),
+	 * and its files found, not found (or without data), chunks */
+	uint8_t *pf_listed;
+	uint32_t pf_files, pf_missing, pf_chunks;
+	uint64_t pf_bytes; /* compressed bytes of those chunks */
 	uint64_t total_compressed; /* bytes covered by chunks */
 	uint64_t total_uncompressed;
 	struct fs_cache cache;

@@ -52,6 +52,7 @@
 #define LP_FS_DEFAULT_BACKGROUND_QUIET_MS 1000
 #define LP_FS_MAX_BACKGROUND_QUIET_MS (600u * 1000u)
 #define LP_FS_STATS_FILE "stats"
+#define LP_FS_PREFETCH_FILES_MAX 65536 /* opts.prefetch_files taken */
 
 struct lp_fs;
 struct lp_fs_file;
@@ -70,6 +71,17 @@ struct lp_fs_options {
 	const char *cache_dir;
 	uint64_t disk_cache_bytes; /* 0: LP_FS_DEFAULT_DISK_CACHE */
 	bool prefetch; /* fetch [0, prefetch landmark) on start */
+	/*
+	 * A prefetch profile (format/lp_profile.h): these files (TOC paths)
+	 * are prefetched on start, in this order, before the prefetch range;
+	 * a path the layer does not have is passed over (counted in the
+	 * stats). Borrowed until lp_fs_new() returns; at most
+	 * LP_FS_PREFETCH_FILES_MAX (the rest ignored). Only with prefetch.
+	 * A layer with a profile defers its background fetch as an
+	 * optimised one does.
+	 */
+	const char *const *prefetch_files;
+	size_t n_prefetch_files;
 	bool background_fetch; /* then fetch the rest at low priority */
 	/*
 	 * Background fetch starts, and resumes, only after this many ms without

@@ -156,6 +156,61 @@ uint32_t fs_plan_prefetch_chunks(const struct lp_toc *toc,
 	return end;
 }
 
+uint64_t fs_plan_profile_chunks(const struct lp_toc *toc, const uint32_t *files,
+				size_t n)
+{
+	uint64_t total = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const struct lp_toc_entry *e = lp_toc_entry(toc, files[i]);
+
+		if (e && e->type == LP_TOC_REG)
+			total += e->nr_chunks;
+	}
+	return total;
+}
+
+uint32_t fs_plan_profile_runs(const struct lp_toc *toc, const uint32_t *files,
+			      size_t n, uint8_t *listed,
+			      struct fs_plan_run *runs, uint32_t cap)
+{
+	const uint32_t nr = lp_toc_nr_chunks(toc);
+	uint32_t nr_runs = 0, ci, end;
+	size_t i;
+
+	/*
+	 * The profile's order is the workload's: a file it opened first is
+	 * wanted first, wherever it lies in the blob (an unoptimised layer
+	 * has it anywhere). Runs are not sorted by offset: fetching the first
+	 * file's chunks before the tenth's is the point. Adjacent chunks of
+	 * consecutive files still make one run (one blob read).
+	 */
+	for (i = 0; i < n; i++) {
+		const struct lp_toc_entry *e = lp_toc_entry(toc, files[i]);
+
+		if (!e || e->type != LP_TOC_REG || !e->nr_chunks ||
+		    e->first_chunk >= nr)
+			continue;
+		end = e->first_chunk + e->nr_chunks;
+		if (end > nr || end < e->first_chunk)
+			end = nr;
+		for (ci = e->first_chunk; ci < end; ci++) {
+			if (fs_plan_listed(listed, ci))
+				continue;
+			if (!nr_runs || runs[nr_runs - 1].end != ci) {
+				if (nr_runs == cap)
+					return nr_runs;
+				runs[nr_runs++] =
+					(struct fs_plan_run){ ci, ci };
+			}
+			runs[nr_runs - 1].end = ci + 1;
+			listed[ci / 8] |= (uint8_t)(1u << (ci % 8));
+		}
+	}
+	return nr_runs;
+}
+
 uint32_t fs_plan_next(uint32_t nr, uint32_t from, fs_plan_skip_fn skip,
 		      void *arg)
 {

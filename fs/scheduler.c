@@ -5,9 +5,13 @@
  * takes the next run (at most FS_PLAN_STREAM_RUN compressed bytes, one
  * streamed blob read: fs_chunk_get publishes each chunk as its bytes
  * arrive) and fetches it while the process-wide stream count allows:
- *   1. the prefetch range [0, prefetch landmark), in blob order, at full
- *      width; when it is all handed out and in, one worker checks that every
- *      chunk of it is in the cache and wakes lp_fs_wait_prefetch();
+ *   1. prefetch: the files of the layer's prefetch profile
+ *      (opts.prefetch_files), in the profile's order, then the prefetch
+ *      range [0, prefetch landmark), in blob order, at full width; the
+ *      runs are planned once at lp_fs_new() (fs_sched_plan_prefetch,
+ *      fs_plan_profile_runs); when all are handed out and in, one worker
+ *      checks that every chunk of them is in the cache and wakes
+ *      lp_fs_wait_prefetch();
  *   2. the rest, in the order the planner gives (fs_plan_next): on from
  *      where the last on-demand miss ended (the workload's neighbourhood,
  *      and for a workload that reads everything in order, the stream it
@@ -17,7 +21,8 @@
  * How many background reads may be in flight is the planner's
  * (fs_plan_background_width): on-demand reads never wait for a slot and
  * never stop the background; while they are in flight it keeps one stream
- * going. A layer with a prefetch landmark (an optimised one) defers its
+ * going. A layer with a prefetch landmark or a profile (an optimised one)
+ * defers its
  * background fetch until opts.background_quiet_ms without prioritised
  * fetching (prefetch and on-demand reads, in every layer sharing the fs's
  * activity, and the fs's start), so it does not take CPU and disk from a
@@ -121,6 +126,12 @@ void fs_activity_end(struct lp_fs *fs, bool ondemand)
 	atomic_fetch_sub(ondemand ? &fs->act->ondemand : &fs->act->prefetch, 1);
 }
 
+/* chunk @ci is one prefetch fetches: in the range, or the profile's */
+static bool in_prefetch(const struct lp_fs *fs, uint32_t ci)
+{
+	return ci < fs->prefetch_chunks || fs_plan_listed(fs->pf_listed, ci);
+}
+
 void fs_sched_ondemand_miss(struct lp_fs *fs, uint32_t ci, uint32_t end)
 {
 	uint64_t h = atomic_load(&fs->fetch.hint);
@@ -128,8 +139,7 @@ void fs_sched_ondemand_miss(struct lp_fs *fs, uint32_t ci, uint32_t end)
 	/* racing misses: either one will do */
 	atomic_store(&fs->fetch.hint_ci, ci);
 	atomic_store(&fs->fetch.hint, (((h >> 32) + 1) << 32) | end);
-	if (fs->prefetch_end &&
-	    lp_toc_chunk(fs->toc, ci).offset >= fs->prefetch_end)
+	if ((fs->prefetch_end || fs->pf_listed) && !in_prefetch(fs, ci))
 		atomic_fetch_add(&fs->fetch.misses, 1);
 }
 
@@ -138,9 +148,9 @@ void fs_sched_ondemand_read(struct lp_fs *fs, uint32_t ci)
 	uint64_t o = atomic_load(&fs->fetch.order);
 	uint32_t last = (uint32_t)(o >> 32), run = (uint32_t)o;
 
-	/* the prefetch range is read in its own order (an optimised
-	 * workload's): it says nothing about the rest */
-	if (ci < fs->prefetch_chunks)
+	/* the prefetch range and the profile are read in their own order
+	 * (an optimised workload's): it says nothing about the rest */
+	if (in_prefetch(fs, ci))
 		return;
 	if (ci == last)
 		return;
@@ -264,7 +274,7 @@ static enum job next_background(struct lp_fs *fs, unsigned int self,
 	struct fs_fetcher *f = &fs->fetch;
 	const uint32_t nr = lp_toc_nr_chunks(fs->toc);
 	struct fs_plan_layer l = {
-		.optimised = fs->prefetch_end != 0,
+		.optimised = fs->prefetch_end != 0 || fs->pf_listed != NULL,
 		.quiet_ns = (uint64_t)fs->opts.background_quiet_ms * 1000000,
 		.deferred_ns = f->bg_deferred_ns,
 		.misses = atomic_load(&f->misses),
@@ -375,17 +385,23 @@ static enum job next_job(struct lp_fs *fs, unsigned int self, uint32_t *ret_ci,
 		if (f->stop)
 			return JOB_EXIT;
 		if (f->prefetch == FS_JOB_RUNNING) {
-			if (f->pf_next < f->pf_chunks &&
+			/* past the end of a run: the next one */
+			while (f->pf_run < f->pf_nr_runs &&
+			       f->pf_next >= f->pf_runs[f->pf_run].end)
+				if (++f->pf_run < f->pf_nr_runs)
+					f->pf_next = f->pf_runs[f->pf_run].ci;
+			if (f->pf_run < f->pf_nr_runs &&
 			    slot_take(fs->act, FS_PLAN_STREAMS)) {
 				*ret_ci = f->pf_next;
 				*ret_end = fs_plan_run_end(
-					fs->toc, f->pf_next, f->pf_chunks,
+					fs->toc, f->pf_next,
+					f->pf_runs[f->pf_run].end,
 					fs_plan_run_bytes(FS_FETCH_PREFETCH));
 				f->pf_next = *ret_end;
 				f->pf_running++;
 				return JOB_PREFETCH;
 			}
-			if (f->pf_next >= f->pf_chunks && !f->pf_running &&
+			if (f->pf_run >= f->pf_nr_runs && !f->pf_running &&
 			    !f->pf_finishing) {
 				f->pf_finishing = true;
 				return JOB_PREFETCH_CHECK;
@@ -424,7 +440,7 @@ static void run_prefetch(struct lp_fs *fs, uint32_t ci, uint32_t end)
 		/* the one place this failure is reported */
 		lp_log_warn("prefetch stopped: %s", lp_err_str(&err, r));
 		f->prefetch_error = r;
-		f->pf_next = f->pf_chunks; /* hand out no more */
+		f->pf_run = f->pf_nr_runs; /* hand out no more */
 	}
 	pthread_cond_broadcast(&f->cond);
 	pthread_mutex_unlock(&f->lock);
@@ -437,21 +453,25 @@ static void check_prefetch(struct lp_fs *fs)
 {
 	struct fs_fetcher *f = &fs->fetch;
 	struct lp_err err = { 0 };
-	uint32_t ci, next;
+	uint32_t ci, next, k;
 	int r;
 
 	pthread_mutex_lock(&f->lock);
 	r = f->prefetch_error;
 	pthread_mutex_unlock(&f->lock);
 	fs_activity_begin(fs, false);
-	for (ci = 0; ci < f->pf_chunks && r == 0; ci = next) {
-		struct fs_chunk *ch = NULL;
+	for (k = 0; k < f->pf_nr_runs && r == 0; k++) {
+		const struct fs_plan_run run = f->pf_runs[k];
 
-		if (stopping(fs))
-			break;
-		r = fs_chunk_get(fs, ci, f->pf_chunks, FS_FETCH_PREFETCH, &ch,
-				 &next, &err);
-		fs_chunk_put(fs, ch);
+		for (ci = run.ci; ci < run.end && r == 0; ci = next) {
+			struct fs_chunk *ch = NULL;
+
+			if (stopping(fs))
+				break;
+			r = fs_chunk_get(fs, ci, run.end, FS_FETCH_PREFETCH,
+					 &ch, &next, &err);
+			fs_chunk_put(fs, ch);
+		}
 	}
 	fs_activity_end(fs, false);
 	pthread_mutex_lock(&f->lock);
@@ -608,10 +628,96 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* the profile's paths as inode entries into @files; how many were found */
+static size_t resolve_profile(struct lp_fs *fs,
+			      const struct lp_fs_options *opts, uint32_t *files)
+{
+	size_t i, n = 0, want = opts->n_prefetch_files;
+	const struct lp_toc_entry *e;
+	uint32_t idx;
+
+	if (want > LP_FS_PREFETCH_FILES_MAX)
+		want = LP_FS_PREFETCH_FILES_MAX;
+	for (i = 0; i < want; i++) {
+		idx = opts->prefetch_files[i] ?
+			      lp_toc_lookup_path(fs->toc,
+						 opts->prefetch_files[i]) :
+			      LP_TOC_NO_INDEX;
+		if (idx != LP_TOC_NO_INDEX)
+			idx = lp_toc_entry_ino(fs->toc,
+					       lp_toc_entry(fs->toc, idx));
+		e = idx != LP_TOC_NO_INDEX ? lp_toc_entry(fs->toc, idx) : NULL;
+		/* a symlink the workload read: its target is in the TOC, no
+		 * data to fetch; neither counts as missing */
+		if (e && e->type != LP_TOC_REG)
+			continue;
+		if (!e || !e->nr_chunks) {
+			fs->pf_missing += e ? 0 : 1;
+			continue;
+		}
+		files[n++] = idx;
+	}
+	return n;
+}
+
+int fs_sched_plan_prefetch(struct lp_fs *fs, const struct lp_fs_options *opts,
+			   struct lp_err *err)
+{
+	const uint32_t nr = lp_toc_nr_chunks(fs->toc);
+	struct fs_fetcher *f = &fs->fetch;
+	uint32_t *files = NULL, k, ci;
+	uint64_t cap = 0;
+	size_t n = 0;
+	int r = 0;
+
+	if (!opts->prefetch)
+		return 0;
+	if (opts->n_prefetch_files && nr) {
+		files = calloc(lp_min_u64(opts->n_prefetch_files,
+					  LP_FS_PREFETCH_FILES_MAX),
+			       sizeof(*files));
+		fs->pf_listed = calloc(nr / 8 + 1, 1);
+		if (!files || !fs->pf_listed)
+			goto nomem;
+		n = resolve_profile(fs, opts, files);
+		fs->pf_files = (uint32_t)n;
+		/* each chunk makes at most one run: a file listed over and
+		 * over costs no more than the layer's chunks */
+		cap = lp_min_u64(fs_plan_profile_chunks(fs->toc, files, n), nr);
+	}
+	/* the profile's runs, then the prefetch range */
+	f->pf_runs = calloc(cap + 1, sizeof(*f->pf_runs));
+	if (!f->pf_runs)
+		goto nomem;
+	if (n)
+		f->pf_nr_runs =
+			fs_plan_profile_runs(fs->toc, files, n, fs->pf_listed,
+					     f->pf_runs, (uint32_t)cap);
+	for (k = 0; k < f->pf_nr_runs; k++) {
+		for (ci = f->pf_runs[k].ci; ci < f->pf_runs[k].end; ci++)
+			fs->pf_bytes +=
+				lp_toc_chunk(fs->toc, ci).compressed_size;
+		fs->pf_chunks += f->pf_runs[k].end - f->pf_runs[k].ci;
+	}
+	if (!fs->pf_chunks) { /* nothing of it in this layer */
+		free(fs->pf_listed);
+		fs->pf_listed = NULL;
+	}
+	if (fs->prefetch_chunks)
+		f->pf_runs[f->pf_nr_runs++] =
+			(struct fs_plan_run){ 0, fs->prefetch_chunks };
+	goto out;
+nomem:
+	r = lp_err_set(err, -ENOMEM, "out of memory for the prefetch plan");
+out:
+	free(files);
+	return r;
+}
+
 int fs_fetcher_start(struct lp_fs *fs)
 {
 	struct fs_fetcher *f = &fs->fetch;
-	const bool pf = fs->opts.prefetch && fs->prefetch_end;
+	const bool pf = fs->opts.prefetch && fs->fetch.pf_nr_runs;
 	unsigned int i;
 	int r = 0;
 
@@ -625,8 +731,8 @@ int fs_fetcher_start(struct lp_fs *fs)
 		}
 	}
 	pthread_mutex_lock(&f->lock);
-	f->pf_chunks =
-		pf ? fs_plan_prefetch_chunks(fs->toc, fs->prefetch_end) : 0;
+	f->pf_run = 0;
+	f->pf_next = pf ? f->pf_runs[0].ci : 0;
 	if (pf)
 		f->prefetch = FS_JOB_RUNNING;
 	for (i = 0; i < FS_PLAN_STREAMS; i++) {
@@ -665,6 +771,9 @@ void fs_fetcher_stop(struct lp_fs *fs)
 		pthread_join(f->threads[i], NULL);
 	free(f->bg_tried);
 	f->bg_tried = NULL;
+	free(f->pf_runs);
+	f->pf_runs = NULL;
+	f->pf_nr_runs = 0;
 }
 
 int lp_fs_wait_prefetch(struct lp_fs *fs, unsigned int timeout_ms)

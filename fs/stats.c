@@ -202,7 +202,9 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 		"  \"blob_reads\": %llu,\n"
 		"  \"multi_range_reads\": %llu,\n"
 		"  \"prefetch\": {\"state\": \"%s\", \"error\": %d, "
-		"\"end\": %llu, \"done_bytes\": %llu},\n"
+		"\"end\": %llu, \"done_bytes\": %llu, \"profile\": "
+		"{\"files\": %u, \"missing\": %u, \"chunks\": %u, "
+		"\"bytes\": %llu}},\n"
 		"  \"background\": {\"state\": \"%s\", \"error\": %d, "
 		"\"done_bytes\": %llu, \"retries\": %llu},\n"
 		"  \"on_demand\": {\"fetches\": %llu, \"latency_ns_total\": "
@@ -219,7 +221,8 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 		(unsigned long long)ld(&s->multi_range_reads),
 		fs_job_state_name(pre), pre_err,
 		(unsigned long long)fs->prefetch_end,
-		(unsigned long long)ld(&s->prefetch_done_bytes),
+		(unsigned long long)ld(&s->prefetch_done_bytes), fs->pf_files,
+		fs->pf_missing, fs->pf_chunks, (unsigned long long)fs->pf_bytes,
 		fs_job_state_name(bg), bg_err,
 		(unsigned long long)ld(&s->background_done_bytes),
 		(unsigned long long)ld(&s->background_retries),

@@ -27,6 +27,14 @@
  * path, also when SIGINT, SIGTERM or SIGHUP arrive while the workload runs
  * (they stop it; lp_optimize() then returns -EINTR without converting).
  *
+ * Profile only (issue 14, "prefetch without reconversion"): with
+ * @profile_only the record is not converted into a new image; it is
+ * published as a prefetch profile (format/lp_profile.h) of the source image
+ * instead: pushed as an OCI artifact whose subject is the image manifest
+ * (the referrers API, else the referrers tag schema), or written to
+ * @profile_output/<manifest hex>.profile. The image, its manifest and
+ * digest do not change; the snapshotter prefetches by the profile.
+ *
  * Process-wide effects while lp_optimize() runs: those signals are blocked
  * in the calling thread (and so in every thread it starts) and read from a
  * signalfd; the process is made a child subreaper so that the container's
@@ -35,6 +43,7 @@
 #ifndef LP_OPTIMIZE_H
 #define LP_OPTIMIZE_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -87,6 +96,10 @@ struct lp_optimize_opts {
 	bool net_host; /* the host's network instead of none */
 	const char *runc; /* NULL: "runc" from PATH */
 	FILE *out, *errout; /* workload stdout/stderr go here; NULL: drop */
+	/* publish the record as a prefetch profile instead of converting
+	   (image.dst unused); the source must be a registry image */
+	bool profile_only;
+	const char *profile_output; /* a directory; NULL: push the artifact */
 };
 
 /* lp_optimize_opts_init() - defaults (and lp_image_opts_init()). */
@@ -99,7 +112,18 @@ struct lp_optimize_result {
 	size_t n_recorded; /* records written */
 	size_t n_layers_accessed; /* layers with at least one record */
 	double run_seconds; /* the workload */
-	struct lp_image_result image; /* the conversion */
+	struct lp_image_result image; /* the conversion (not profile_only) */
+	/* profile_only: what was published */
+	struct lp_optimize_profile {
+		struct lp_digest manifest; /* the subject: the image manifest */
+		struct lp_digest blob; /* sha256 of the profile */
+		size_t bytes; /* its size */
+		/* pushed: the artifact manifest's digest, and how it is
+		   findable (1 the referrers API, 0 the referrers tag) */
+		struct lp_digest artifact;
+		int via_api;
+		char path[PATH_MAX]; /* written to profile_output: the file */
+	} profile;
 };
 
 /*
@@ -109,7 +133,9 @@ struct lp_optimize_result {
  * --wait-line, a user the image does not know), -ENOEXEC (the workload
  * could not be started: @err has runc's reason), -EINTR (a signal stopped
  * it), -ENOENT, -EBADMSG, -EPROTO, -EACCES or an I/O -errno from mounting or
- * converting. @err says what failed.
+ * converting; with @o->profile_only also -ESTALE (the image's manifest no
+ * longer lists the layers that ran) and the registry's errors of the push.
+ * @err says what failed.
  */
 int lp_optimize(const struct lp_optimize_opts *o,
 		struct lp_optimize_result *ret_res, struct lp_err *err);

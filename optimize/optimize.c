@@ -556,6 +556,11 @@ int lp_optimize(const struct lp_optimize_opts *o,
 	const char *rec_path = o->record_out;
 	int r, fd;
 
+	if (o->profile_only && !strncmp(o->image.src, "oci:", 4))
+		return lp_err_set(err, -EINVAL,
+				  "%s: --profile-only publishes a profile of "
+				  "a registry image, not of an OCI layout",
+				  o->image.src);
 	if (o->period_s <= 0 || o->period_s > LP_OPT_MAX_PERIOD)
 		return lp_err_set(err, -EINVAL,
 				  "the period must be 1..%d seconds",
@@ -604,6 +609,13 @@ int lp_optimize(const struct lp_optimize_opts *o,
 	r = lp_opt_record_write(rec_path, op.recs, op.n_recs, err);
 	if (r < 0)
 		goto out;
+	if (o->profile_only) {
+		/* the image stays as it is: the record is its profile */
+		r = opt_profile_publish(o, op.src, rec_path, &res.profile, err);
+		if (r == 0)
+			*ret_res = res;
+		goto out;
+	}
 	/* read back as --prioritize would: the record is what converts */
 	r = lp_prio_load(rec_path, &prio, err);
 	if (r < 0)

@@ -77,4 +77,17 @@ struct opt_run {
 int opt_run_workload(const struct opt_run *run, enum lp_opt_stop *ret_stop,
 		     int *ret_status, struct lp_err *err);
 
+/*
+ * opt_profile_publish() - publish the record at @rec_path (JSON lines) as
+ * the prefetch profile of @src's image (profile.c): the image manifest is
+ * fetched again (@o->image.platform) and must list @src's layers, then the
+ * profile is pushed as a referrer artifact of it, or written to
+ * @o->profile_output. Fills @ret. Returns 0, -EINVAL (not a registry
+ * image), -EFBIG (over LP_PROFILE_MAX_SIZE), -ESTALE, or -errno (@err).
+ */
+struct lp_image_src;
+int opt_profile_publish(const struct lp_optimize_opts *o,
+			const struct lp_image_src *src, const char *rec_path,
+			struct lp_optimize_profile *ret, struct lp_err *err);
+
 #endif /* LP_OPTIMIZE_INT_H */

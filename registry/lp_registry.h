@@ -452,4 +452,16 @@ int lp_reg_referrers(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		     const struct lp_digest *subject, const char *artifact_type,
 		     struct lp_reg_manifest **ret_index, struct lp_err *err);
 
+/*
+ * lp_reg_referrers_from() - lp_reg_referrers(), and *@ret_api (may be
+ * NULL): true when the referrers API answered (asked with @artifact_type,
+ * it may have left out the other types: ask again for another type),
+ * false when the referrers tag did (never filtered: every type is in it).
+ */
+int lp_reg_referrers_from(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			  const struct lp_digest *subject,
+			  const char *artifact_type,
+			  struct lp_reg_manifest **ret_index, bool *ret_api,
+			  struct lp_err *err);
+
 #endif /* LP_REGISTRY_H */

@@ -332,6 +332,16 @@ int lp_reg_referrers(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		     const struct lp_digest *subject, const char *artifact_type,
 		     struct lp_reg_manifest **ret_index, struct lp_err *err)
 {
+	return lp_reg_referrers_from(reg, ref, subject, artifact_type,
+				     ret_index, NULL, err);
+}
+
+int lp_reg_referrers_from(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			  const struct lp_digest *subject,
+			  const char *artifact_type,
+			  struct lp_reg_manifest **ret_index, bool *ret_api,
+			  struct lp_err *err)
+{
 	struct lp_reg_ref tref;
 	struct lp_buf body;
 	char ds[LP_DIGEST_STR_LEN + 1];
@@ -340,8 +350,12 @@ int lp_reg_referrers(struct lp_reg *reg, const struct lp_reg_ref *ref,
 
 	lp_digest_format(subject, ds);
 	lp_buf_init(&body, LP_REG_MANIFEST_MAX);
+	if (ret_api)
+		*ret_api = false;
 	r = get_referrers_api(reg, ref, ds, artifact_type, &body, &status, err);
 	if (r == 0 && status == 200) {
+		if (ret_api)
+			*ret_api = true;
 		r = lp_reg_manifest_parse(body.data ? (void *)body.data : "",
 					  body.len, LP_REG_MT_OCI_INDEX,
 					  ret_index);

@@ -40,6 +40,7 @@ int lp_snap_config_init(struct lp_snap_config *c)
 	memset(c, 0, sizeof(*c));
 	c->prefetch = true;
 	c->index_lookup = true;
+	c->profile_lookup = true;
 	c->unserved_timeout_s = LP_SNAP_DEFAULT_UNSERVED_TIMEOUT_S;
 	c->background_fetch = true;
 	c->background_quiet_ms = LP_FS_DEFAULT_BACKGROUND_QUIET_MS;
@@ -202,7 +203,8 @@ static int apply(struct lp_snap_config *c, struct json_object *o,
 	    (r = get_bool(o, "prefetch", &c->prefetch, err)) ||
 	    (r = get_bool(o, "background_fetch", &c->background_fetch, err)) ||
 	    (r = get_bool(o, "strict", &c->strict, err)) ||
-	    (r = get_bool(o, "index_lookup", &c->index_lookup, err)))
+	    (r = get_bool(o, "index_lookup", &c->index_lookup, err)) ||
+	    (r = get_bool(o, "profile_lookup", &c->profile_lookup, err)))
 		return r;
 	r = get_u64(o, "memory_cache_bytes", SIZE_MAX, &n, &present, err);
 	if (r)

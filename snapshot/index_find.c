@@ -27,8 +27,23 @@
  * the referrers is cached like an answer, so that the image's other layers
  * do not wait for the same registry again.
  *
+ * The same lookup finds an image's prefetch profile (lp_snap_profile_find,
+ * format/lp_profile.h): DIR/<manifest hex>.profile in the index
+ * directories, else the newest referrer artifact of type
+ * LP_PROFILE_ARTIFACT_TYPE, fetched (at most LP_PROFILE_MAX_SIZE bytes) with
+ * the manifest and the referrers and kept in the same cache entry: one
+ * manifest and one referrers request per image serve its layers' gzip
+ * indexes and its profile alike (the referrers tag lists every type; a
+ * registry with the referrers API, asked for gzip indexes, is asked once
+ * more for profiles). A profile is used only for what it says about a layer; it
+ * cannot make anything serve other bytes (the prefetched chunks are
+ * verified like any other), so the worst a forged one does is waste a
+ * bounded fetch.
+ *
  * Threads: any number of lookups may run at once; the cache has one lock,
- * taken alone and never across I/O.
+ * taken alone and never across I/O. Lookups of an image another lookup is
+ * fetching wait for it (single flight, bounded by their deadline) instead
+ * of asking the registry too.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,11 +52,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lp_common.h"
 #include "lp_io.h"
 #include "lp_log.h"
+#include "lp_profile.h"
 #include "lp_registry.h"
 #include "snap_int.h"
 
@@ -236,6 +253,14 @@ struct img {
 	size_t n_referrers, n_examined;
 	size_t n_other; /* referrers of another artifact type, not fetched */
 	bool no_referrers; /* the registry has none for the manifest */
+	/* the newest prefetch profile among the referrers: its bytes (NULL:
+	 * none taken), where from; or why the one offered was not taken
+	 * (-errno, 0: none offered) */
+	uint8_t *profile;
+	size_t profile_len;
+	char profile_where[LP_DIGEST_STR_LEN + 32];
+	int profile_error;
+	char profile_msg[LP_ERR_MSG_MAX];
 	/* the registry could not be read (cached too): -errno, the reason
 	 * and why; 0 otherwise */
 	int error;
@@ -243,9 +268,21 @@ struct img {
 	char msg[LP_ERR_MSG_MAX];
 };
 
+/* an image being fetched by one lookup, which the others wait for */
+struct inflight {
+	char key[LP_SNAP_PATH_MAX];
+	const struct lp_reg_auth *auth; /* compared, not dereferenced */
+	bool busy;
+};
+
 struct lp_snap_index_cache {
 	pthread_mutex_t lock;
+	pthread_cond_t fetched; /* an inflight fetch ended */
 	struct img *slot[LP_SNAP_INDEX_CACHE_ENTRIES]; /* protected by lock */
+	/* protected by lock: the images being fetched (single flight: the
+	 * layers of an image mounted at once, neighbours ahead of use, ask
+	 * the registry once, not once each) */
+	struct inflight inflight[LP_SNAP_INDEX_CACHE_ENTRIES];
 };
 
 static void img_free(struct img *im)
@@ -258,6 +295,7 @@ static void img_free(struct img *im)
 		free(im->layers[i].media_type);
 	free(im->layers);
 	free(im->offers);
+	free(im->profile);
 	lp_reg_auth_unref(im->auth);
 	free(im);
 }
@@ -269,6 +307,7 @@ int lp_snap_index_cache_new(struct lp_snap_index_cache **ret_c)
 	if (!c)
 		return -ENOMEM;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->fetched, NULL);
 	*ret_c = c;
 	return 0;
 }
@@ -281,6 +320,7 @@ void lp_snap_index_cache_free(struct lp_snap_index_cache *c)
 		return;
 	for (i = 0; i < LP_SNAP_INDEX_CACHE_ENTRIES; i++)
 		img_free(c->slot[i]); /* no lookup runs any more */
+	pthread_cond_destroy(&c->fetched);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -412,6 +452,105 @@ static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
 }
 
 /*
+ * read_profile() - the profile referrer artifact @e offers, into @im (or
+ * why not into im->profile_error): one layer of LP_PROFILE_MEDIA_TYPE, at
+ * most LP_PROFILE_MAX_SIZE bytes (checked before it is fetched)
+ */
+static void read_profile(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			 const struct lp_reg_desc *e, struct img *im)
+{
+	struct lp_reg_manifest *art = NULL;
+	struct lp_reg_ref aref = *ref;
+	struct lp_err err = { 0 };
+	const struct lp_reg_desc *d = NULL;
+	char as[LP_DIGEST_STR_LEN + 1];
+	void *data = NULL;
+	size_t k, len = 0;
+	int r;
+
+	lp_digest_format(&e->digest, as);
+	snprintf(im->profile_where, sizeof(im->profile_where),
+		 "registry artifact %s", as);
+	aref.tag[0] = '\0';
+	aref.has_digest = true;
+	aref.digest = e->digest;
+	r = lp_reg_manifest_get(reg, &aref, &art, &err);
+	for (k = 0; r == 0 && !lp_reg_manifest_is_index(art) &&
+		    k < lp_reg_manifest_count(art);
+	     k++) {
+		d = lp_reg_manifest_layer(art, k);
+		if (d->media_type &&
+		    !strcmp(d->media_type, LP_PROFILE_MEDIA_TYPE))
+			break;
+		d = NULL;
+	}
+	if (r == 0 && !d)
+		r = lp_err_set(&err, -EINVAL, "no layer of media type %s",
+			       LP_PROFILE_MEDIA_TYPE);
+	if (r == 0 && d->size > LP_PROFILE_MAX_SIZE)
+		r = lp_err_set(&err, -EFBIG,
+			       "%llu bytes, over LP_PROFILE_MAX_SIZE (not "
+			       "fetched)",
+			       (unsigned long long)d->size);
+	if (r == 0) /* digest and size verified by the client */
+		r = lp_reg_fetch_blob_mem(reg, ref, &d->digest, (size_t)d->size,
+					  &data, &len, &err);
+	if (r == 0) {
+		im->profile = data;
+		im->profile_len = len;
+	} else {
+		im->profile_error = r;
+		snprintf(im->profile_msg, sizeof(im->profile_msg), "%s",
+			 lp_err_str(&err, r));
+	}
+	lp_reg_manifest_free(art);
+}
+
+/* the newest profile among the referrers the API lists of that type (a
+ * second request: the first asked for gzip indexes), into @im */
+static void profile_from_api(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			     const struct lp_digest *subject,
+			     const struct lookup *lk, struct img *im)
+{
+	struct lp_reg_manifest *refs = NULL;
+	const struct lp_reg_desc *e;
+	struct lp_err err = { 0 };
+	size_t i;
+	int r;
+
+	r = over(lk, "the prefetch profile's referrers", &err);
+	if (r == 0)
+		r = lp_reg_referrers(reg, ref, subject,
+				     LP_PROFILE_ARTIFACT_TYPE, &refs, &err);
+	if (r == -ENOENT) {
+		r = 0;
+		goto out;
+	}
+	if (r < 0) {
+		im->profile_error = r;
+		snprintf(im->profile_msg, sizeof(im->profile_msg),
+			 "the image's referrers: %s", lp_err_str(&err, r));
+		goto out;
+	}
+	for (i = lp_reg_manifest_count(refs); i-- > 0;) {
+		e = lp_reg_manifest_layer(refs, i);
+		if (!e->artifact_type ||
+		    strcmp(e->artifact_type, LP_PROFILE_ARTIFACT_TYPE))
+			continue;
+		if (over(lk, "the prefetch profile", &err) < 0) {
+			im->profile_error = -ETIMEDOUT;
+			snprintf(im->profile_msg, sizeof(im->profile_msg), "%s",
+				 lp_err_str(&err, -ETIMEDOUT));
+			break;
+		}
+		read_profile(reg, ref, e, im);
+		break;
+	}
+out:
+	lp_reg_manifest_free(refs);
+}
+
+/*
  * img_fetch() - what the registry says about image @ref (by
  * @manifest_digest when given): its manifest's layers, and the gzip
  * indexes its newest LP_SNAP_INDEX_REFERRERS_MAX referrers offer. Returns
@@ -429,6 +568,7 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	const struct lp_reg_desc *d, *e;
 	struct img *im = NULL;
 	size_t i, cap = 0;
+	bool api = false;
 	int r;
 
 	if (manifest_digest) {
@@ -473,8 +613,8 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	r = over(lk, "the referrers", err);
 	if (r < 0)
 		goto out;
-	r = lp_reg_referrers(reg, ref, lp_reg_manifest_digest(m),
-			     LP_INDEX_ARTIFACT_TYPE, &refs, &why);
+	r = lp_reg_referrers_from(reg, ref, lp_reg_manifest_digest(m),
+				  LP_INDEX_ARTIFACT_TYPE, &refs, &api, &why);
 	if (r == -ENOENT) {
 		im->no_referrers = true;
 		r = 0;
@@ -494,6 +634,23 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	     i-- > 0 && im->n_examined < LP_SNAP_INDEX_REFERRERS_MAX;) {
 		e = lp_reg_manifest_layer(refs, i);
 		if (e->artifact_type &&
+		    !strcmp(e->artifact_type, LP_PROFILE_ARTIFACT_TYPE)) {
+			/* the newest one only; past the deadline none (the
+			 * indexes' lookup goes on without it) */
+			im->n_other++;
+			if (im->profile || im->profile_error)
+				continue;
+			if (over(lk, "the prefetch profile", &why) < 0) {
+				im->profile_error = -ETIMEDOUT;
+				snprintf(im->profile_msg,
+					 sizeof(im->profile_msg), "%s",
+					 lp_err_str(&why, -ETIMEDOUT));
+				continue;
+			}
+			read_profile(reg, ref, e, im);
+			continue;
+		}
+		if (e->artifact_type &&
 		    strcmp(e->artifact_type, LP_INDEX_ARTIFACT_TYPE)) {
 			im->n_other++;
 			continue;
@@ -504,6 +661,9 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		read_artifact(reg, ref, e, im, &cap);
 		im->n_examined++;
 	}
+	/* the API may have left the profile out (asked for indexes) */
+	if (api && !im->profile && !im->profile_error)
+		profile_from_api(reg, ref, lp_reg_manifest_digest(m), lk, im);
 out:
 	lp_reg_manifest_free(refs);
 	lp_reg_manifest_free(m);
@@ -585,6 +745,123 @@ static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	return check(lk, data, len, where, ret);
 }
 
+/*
+ * wait_inflight() - when another lookup is fetching image @key for @auth,
+ * wait until it is done (or @lk's deadline: then fetch anyway) and return
+ * true; else mark it as ours (*@ret_slot, -1 when every mark is taken:
+ * fetched without one) and return false
+ */
+static bool wait_inflight(struct lp_snap_index_cache *c, const char *key,
+			  const struct lp_reg_auth *auth,
+			  const struct lookup *lk, int *ret_slot)
+{
+	struct timespec ts;
+	bool waited = false;
+	size_t i;
+
+	*ret_slot = -1;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		for (i = 0; i < LP_SNAP_INDEX_CACHE_ENTRIES; i++)
+			if (c->inflight[i].busy &&
+			    c->inflight[i].auth == auth &&
+			    !strcmp(c->inflight[i].key, key))
+				break;
+		if (i == LP_SNAP_INDEX_CACHE_ENTRIES)
+			break;
+		if (lp_mono_ns() >= lk->deadline_ns)
+			break; /* fetched again rather than past it */
+		/* the condition uses CLOCK_REALTIME: a short wait, then look
+		 * again (the deadline is on the monotonic clock) */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&c->fetched, &c->lock, &ts);
+		waited = true;
+	}
+	if (!waited) {
+		for (i = 0; i < LP_SNAP_INDEX_CACHE_ENTRIES; i++) {
+			if (c->inflight[i].busy)
+				continue;
+			snprintf(c->inflight[i].key, sizeof(c->inflight[i].key),
+				 "%s", key);
+			c->inflight[i].auth = auth;
+			c->inflight[i].busy = true;
+			*ret_slot = (int)i;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return waited;
+}
+
+/* end_inflight() - the fetch marked @slot (-1: none) is over */
+static void end_inflight(struct lp_snap_index_cache *c, int slot)
+{
+	if (slot < 0)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->inflight[slot].busy = false;
+	pthread_cond_broadcast(&c->fetched);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * img_lookup() - what the registry says about image @ref (by
+ * @manifest_digest when given) for a lookup of layer @lk->layer: the
+ * cache's entry, else fetched (a failure cached as an entry with its
+ * error). Returns 0 with *@ret_im (referenced: img_unref()) or -ENOMEM.
+ */
+static int img_lookup(struct lp_snap_index_cache *cache, struct lp_reg *reg,
+		      const struct lp_reg_ref *ref,
+		      const struct lp_digest *manifest_digest,
+		      const struct lookup *lk, struct img **ret_im,
+		      struct lp_err *err)
+{
+	char key[LP_SNAP_PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
+	struct img *im;
+	int slot = -1, r;
+
+	if (manifest_digest)
+		lp_digest_format(manifest_digest, ds);
+	else if (ref->has_digest)
+		lp_digest_format(&ref->digest, ds);
+	snprintf(key, sizeof(key), "%s/%s|%s", ref->host, ref->repo,
+		 manifest_digest || ref->has_digest ? ds : ref->tag);
+	im = cache_get(cache, key, ref->auth);
+	if (!im && wait_inflight(cache, key, ref->auth, lk, &slot))
+		im = cache_get(cache, key, ref->auth); /* what it fetched */
+	if (im && !im->error && !img_layer(im, lk->layer)) { /* a tag moved? */
+		img_unref(cache, im);
+		im = NULL;
+	}
+	if (!im) {
+		r = img_fetch(reg, ref, key, manifest_digest, lk, &im, err);
+		if (r == -ENOMEM) {
+			end_inflight(cache, slot);
+			return r;
+		}
+		if (r < 0) { /* cached too: not asked again for a while */
+			im = img_failed(key, ref->auth, r,
+					lp_mono_ns() >= lk->deadline_ns ?
+						LP_FALLBACK_INDEX_TIMEOUT :
+						LP_FALLBACK_REGISTRY,
+					err);
+			if (!im) {
+				end_inflight(cache, slot);
+				return -ENOMEM;
+			}
+		}
+		cache_put(cache, im);
+	}
+	end_inflight(cache, slot);
+	*ret_im = im;
+	return 0;
+}
+
 int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		       const struct lp_snap_config *c,
 		       const struct lp_reg_ref *ref,
@@ -593,7 +870,6 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		       struct lp_snap_index_found *ret,
 		       enum lp_snap_fallback *ret_why, struct lp_err *err)
 {
-	char key[LP_SNAP_PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
 	struct lookup lk = { .layer = layer, .want_index = want_index };
 	const struct img_layer *d = NULL;
 	struct lp_digest md;
@@ -613,33 +889,10 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		return 0;
 
 	/* the manifest: the layer's media type, the referrers' subject */
-	if (ref->has_digest)
-		lp_digest_format(&ref->digest, ds);
-	snprintf(key, sizeof(key), "%s/%s|%s", ref->host, ref->repo,
-		 manifest_digest ? manifest_digest :
-		 ref->has_digest ? ds :
-				   ref->tag);
-	im = cache_get(cache, key, ref->auth);
-	if (im && !im->error && !img_layer(im, layer)) { /* a tag moved? */
-		img_unref(cache, im);
-		im = NULL;
-	}
-	if (!im) {
-		r = img_fetch(reg, ref, key, manifest_digest ? &md : NULL, &lk,
-			      &im, err);
-		if (r == -ENOMEM)
-			goto out;
-		if (r < 0) { /* cached too: not asked again for a while */
-			im = img_failed(key, ref->auth, r,
-					lp_mono_ns() >= lk.deadline_ns ?
-						LP_FALLBACK_INDEX_TIMEOUT :
-						LP_FALLBACK_REGISTRY,
-					err);
-			if (!im)
-				goto out;
-		}
-		cache_put(cache, im);
-	}
+	r = img_lookup(cache, reg, ref, manifest_digest ? &md : NULL, &lk, &im,
+		       err);
+	if (r < 0)
+		goto out;
 	if (im->error) {
 		*ret_why = im->why;
 		r = lp_err_set(err, im->error, "%s", im->msg);
@@ -649,7 +902,7 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 	if (!d) {
 		r = lp_err_set(err, -ENOENT,
 			       "the layer is not in the manifest %s (%s)",
-			       im->manifest, key);
+			       im->manifest, im->key);
 		goto out;
 	}
 	if (ends_with(d->media_type, "+zstd")) {
@@ -718,6 +971,111 @@ out:
 		r = lk.failure.code < 0 ? lk.failure.code : -EIO;
 		lp_err_set(err, r, "%s", lp_err_str(&lk.failure, r));
 	}
+	img_unref(cache, im);
+	return r;
+}
+
+/* ---- prefetch profiles ------------------------------------------------ */
+
+/* profile @data (@len bytes, from @where) for @layer into @ret; 1 or the
+ * profile's -errno (logged with @err) */
+static int take_profile(const uint8_t *data, size_t len, const char *where,
+			const struct lp_digest *layer, struct lp_prio_list *ret,
+			char *ret_where, size_t where_size, struct lp_err *err)
+{
+	int r;
+
+	snprintf(ret_where, where_size, "%s", where);
+	r = lp_profile_layer(data, len, where, layer, ret, err);
+	return r < 0 ? r : 1;
+}
+
+/* DIR/<manifest hex>.profile in each configured directory: 1 taken, 0 none
+ * there, -errno (a file refused: @err) */
+static int profile_local(const struct lp_snap_config *c,
+			 const struct lp_digest *manifest,
+			 const struct lp_digest *layer,
+			 struct lp_prio_list *ret, char *ret_where,
+			 size_t where_size, struct lp_err *err)
+{
+	char ds[LP_DIGEST_STR_LEN + 1], path[LP_SNAP_PATH_MAX];
+	uint8_t *data;
+	size_t i, len = 0;
+	int r;
+
+	lp_digest_format(manifest, ds);
+	for (i = 0; i < c->n_index_dirs; i++) {
+		if (snprintf(path, sizeof(path), "%s/%s" LP_PROFILE_SUFFIX,
+			     c->index_dirs[i], ds + 7) >= (int)sizeof(path))
+			continue;
+		data = NULL;
+		r = lp_snap_read_file(path, LP_PROFILE_MAX_SIZE, &data, &len);
+		if (r == -ENOENT)
+			continue;
+		if (r < 0) {
+			snprintf(ret_where, where_size, "%s", path);
+			return lp_err_set(err, r, "%s: %s", path,
+					  r == -EFBIG ? "over "
+							"LP_PROFILE_MAX_SIZE" :
+							strerror(-r));
+		}
+		r = take_profile(data, len, path, layer, ret, ret_where,
+				 where_size, err);
+		free(data);
+		return r;
+	}
+	return 0;
+}
+
+int lp_snap_profile_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
+			 const struct lp_snap_config *c,
+			 const struct lp_reg_ref *ref,
+			 const struct lp_digest *layer,
+			 const char *manifest_digest, struct lp_prio_list *ret,
+			 char *ret_where, size_t where_size, struct lp_err *err)
+{
+	struct lookup lk = { .layer = layer };
+	struct lp_digest md;
+	struct img *im = NULL;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	snprintf(ret_where, where_size, "-");
+	lk.deadline_ns = lp_mono_ns() + LP_SNAP_INDEX_LOOKUP_MS * 1000000ull;
+	if (manifest_digest && lp_digest_parse(manifest_digest, &md) < 0)
+		manifest_digest = NULL; /* the registry says which */
+	if (manifest_digest) {
+		r = profile_local(c, &md, layer, ret, ret_where, where_size,
+				  err);
+		if (r != 0)
+			return r;
+	}
+	r = img_lookup(cache, reg, ref, manifest_digest ? &md : NULL, &lk, &im,
+		       err);
+	if (r < 0)
+		return r;
+	if (im->error) {
+		r = lp_err_set(err, im->error, "%s", im->msg);
+		goto out;
+	}
+	if (!manifest_digest && lp_digest_parse(im->manifest, &md) == 0) {
+		r = profile_local(c, &md, layer, ret, ret_where, where_size,
+				  err);
+		if (r != 0)
+			goto out;
+	}
+	if (im->profile) {
+		r = take_profile(im->profile, im->profile_len,
+				 im->profile_where, layer, ret, ret_where,
+				 where_size, err);
+	} else if (im->profile_error) {
+		snprintf(ret_where, where_size, "%s", im->profile_where);
+		r = lp_err_set(err, im->profile_error, "%s: %s",
+			       im->profile_where, im->profile_msg);
+	} else {
+		r = 0;
+	}
+out:
 	img_unref(cache, im);
 	return r;
 }

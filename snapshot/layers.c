@@ -18,6 +18,16 @@
  * daemon stop, a failure); it goes with the layer's last user (release)
  * or at the next start (the sweep of unused layers).
  *
+ * Prefetch profiles: a layer mounted lazily (eStargz or through a gzip
+ * index, not a resumed one) first asks index_find.c for its image's
+ * prefetch profile (`lazypull optimize --profile-only`); the files it lists
+ * for the layer are prefetched in its order at mount (lp_fs_options
+ * .prefetch_files). The profile is the image's, the mount the layer's: a
+ * layer shared by several images is mounted once, with the profile of the
+ * image that mounted it first. A missing, refused or unreachable profile is
+ * logged and counted (lazypull_profile_lookups_total) and the mount goes on
+ * without it.
+ *
  * Unmounting: lp_fuse_unmount() from this module's thread ends the session
  * loop; when a container still holds the mount it is detached and its
  * connection aborted, so the session thread always ends and can be joined.
@@ -53,6 +63,7 @@
 #include "lp_io.h"
 #include "lp_log.h"
 #include "lp_mount.h"
+#include "lp_prio.h"
 #include "lp_registry.h"
 #include "snap_int.h"
 
@@ -79,6 +90,10 @@ struct layer {
 	unsigned int pins; /* users right now; protected by pool lock */
 	char digest[LP_DIGEST_STR_LEN + 1]; /* immutable */
 	char mnt[LP_SNAP_PATH_MAX]; /* immutable */
+	/* the image manifest's digest when the labels said it, else "": its
+	 * prefetch profile's key; written before the resolving thread
+	 * starts */
+	char manifest[LP_DIGEST_STR_LEN + 1];
 	/* written by the resolving thread before it publishes the state */
 	struct lp_snap_layer_facts facts;
 	int error;
@@ -751,6 +766,73 @@ static void pool_opts(struct lp_snap_layers *l, struct layer *y,
 	mo->fuse.allow_other = true;
 }
 
+/*
+ * find_profile() - the files of layer @y (@d, read through @ref) that its
+ * image's prefetch profile lists, into @prof, and @mo's prefetch list
+ * pointing into it (*@ret_paths: the array, the caller frees it after the
+ * mount). A missing, refused or unreachable profile is logged and counted,
+ * and leaves @mo as it was: never the mount's failure.
+ */
+static void find_profile(struct lp_snap_layers *l, struct layer *y,
+			 const struct lp_reg_ref *ref,
+			 const struct lp_digest *d, struct lp_prio_list *prof,
+			 struct lp_mount_opts *mo, const char ***ret_paths)
+{
+	enum lp_snap_profile_result res = LP_SNAP_PROFILE_APPLIED;
+	char where[LP_SNAP_PATH_MAX];
+	struct lp_err err = { 0 };
+	const char **paths = NULL;
+	uint64_t t0 = lp_mono_ns();
+	size_t i;
+	int r;
+
+	*ret_paths = NULL;
+	if (!l->c->prefetch || !l->c->profile_lookup)
+		return;
+	r = lp_snap_profile_find(l->index_cache, l->index_reg, l->c, ref, d,
+				 y->manifest[0] ? y->manifest : NULL, prof,
+				 where, sizeof(where), &err);
+	if (r == 0) {
+		res = LP_SNAP_PROFILE_NONE;
+		lp_log_info("layer %s: no prefetch profile (%llu ms)",
+			    y->digest,
+			    (unsigned long long)(lp_mono_ns() - t0) / 1000000);
+	} else if (r == -EINVAL || r == -EFBIG || r == -EBADMSG) {
+		res = LP_SNAP_PROFILE_INVALID;
+		lp_log_warn("layer %s: prefetch profile from %s refused: %s",
+			    y->digest, where, lp_err_str(&err, r));
+	} else if (r < 0) {
+		res = LP_SNAP_PROFILE_UNREACHABLE;
+		lp_log_warn("layer %s: no prefetch profile (%s)", y->digest,
+			    lp_err_str(&err, r));
+	} else if (!prof->n) {
+		res = LP_SNAP_PROFILE_OTHER_LAYERS;
+		lp_log_info("layer %s: the prefetch profile from %s lists none "
+			    "of its files",
+			    y->digest, where);
+	} else {
+		paths = calloc(prof->n, sizeof(*paths));
+		if (!paths) {
+			res = LP_SNAP_PROFILE_UNREACHABLE;
+			lp_log_warn("layer %s: no memory for its prefetch "
+				    "profile",
+				    y->digest);
+		} else {
+			for (i = 0; i < prof->n; i++)
+				paths[i] = prof->items[i].path;
+			mo->fs.prefetch_files = paths;
+			mo->fs.n_prefetch_files = prof->n;
+			lp_log_info("layer %s: prefetch profile from %s lists "
+				    "%zu files (%llu ms)",
+				    y->digest, where, prof->n,
+				    (unsigned long long)(lp_mono_ns() - t0) /
+					    1000000);
+		}
+	}
+	lp_snap_metrics_profile(l->metrics, res);
+	*ret_paths = paths;
+}
+
 /* after lp_mount_layer(): the session thread, the fetch threads */
 static int start_serving(struct lp_snap_layers *l, struct layer *y)
 {
@@ -824,9 +906,11 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 			 const struct lp_fuse_state *st)
 {
 	struct lp_mount_report rep = { 0 };
+	struct lp_prio_list prof = { 0 };
 	struct lp_mount_opts mo;
 	struct lp_blob *blob = NULL;
 	char fsname[LP_FUSE_FSNAME_MAX];
+	const char **paths = NULL;
 	int r;
 
 	y->why = LP_FALLBACK_REGISTRY;
@@ -856,6 +940,8 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 		mo.resume_state = st;
 		mo.resume_fd = resume_fd;
 		resume_fd = -1; /* lp_mount_layer() takes it */
+	} else {
+		find_profile(l, y, ref, d, &prof, &mo, &paths);
 	}
 	r = lp_mount_layer(blob, y->mnt, &mo, &y->fs, &y->fuse, &rep, &y->err);
 	y->toc_ns = rep.toc_ns;
@@ -871,6 +957,8 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 out:
 	if (resume_fd >= 0)
 		close(resume_fd);
+	free(paths);
+	lp_prio_release(&prof);
 	lp_blob_unref(blob);
 	return r;
 }
@@ -883,8 +971,10 @@ out:
  */
 static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 {
+	struct lp_prio_list prof = { 0 };
 	struct lp_mount_report rep;
 	struct lp_mount_opts mo;
+	const char **paths = NULL;
 	struct lp_reg_ref ref;
 	struct lp_digest d, toc;
 	struct lp_blob *blob = NULL;
@@ -926,6 +1016,7 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	pool_opts(l, y, &mo, &toc, fsname, sizeof(fsname));
 	mo.tail = tail;
 	mo.tail_len = tail_len;
+	find_profile(l, y, &ref, &d, &prof, &mo, &paths);
 	r = lp_mount_layer(blob, y->mnt, &mo, &y->fs, &y->fuse, &rep, &y->err);
 	y->toc_ns = rep.toc_ns;
 	if (r < 0) {
@@ -936,6 +1027,8 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	hand_over(l, y);
 	r = start_serving(l, y);
 out:
+	free(paths);
+	lp_prio_release(&prof);
 	lp_reg_auth_unref(ref.auth); /* the blob holds its own */
 	free(index);
 	free(tail);
@@ -1156,6 +1249,8 @@ static void start_neighbours(struct lp_snap_layers *l,
 			pthread_mutex_unlock(&l->lock);
 			continue;
 		}
+		/* no manifest digest: its lookups go by the reference, as
+		 * the first layer's did, and share the cached answer */
 		y = new_layer(l, ds, req->ref, d->size, toc);
 		h = y ? malloc(sizeof(*h)) : NULL;
 		if (!h) {
@@ -1522,6 +1617,9 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 	}
 	if (!known && req->toc_digest)
 		start_manifest_helper(l, req);
+	if (claimed && req->manifest_digest)
+		snprintf(y->manifest, sizeof(y->manifest), "%s",
+			 req->manifest_digest);
 	r = resolve_claimed(l, y, claimed, ret_why, err);
 	if (r < 0)
 		goto out;

@@ -79,6 +79,10 @@ struct lp_snap_config {
 	/* a layer without a TOC: look for its gzip index (`lazypull index`)
 	 * in @index_dirs, then among the image's referrers in the registry */
 	bool index_lookup;
+	/* with prefetch: look for the image's prefetch profile (`lazypull
+	 * optimize --profile-only`) in @index_dirs, then among its referrers,
+	 * and prefetch each layer's listed files at mount */
+	bool profile_lookup;
 	char *index_dirs[LP_SNAP_INDEX_DIRS_MAX + 1]; /* NULL-ended */
 	size_t n_index_dirs;
 	unsigned int fuse_threads; /* per layer mount; 0: default */

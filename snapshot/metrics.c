@@ -41,6 +41,8 @@ struct lp_snap_metrics {
 	uint64_t remote_ok, remote_failed; /* protected by lock */
 	uint64_t remote_ns; /* protected by lock */
 	uint64_t indexed; /* of remote_ok, through a gzip index; lock */
+	/* prefetch profile lookups by result; protected by lock */
+	uint64_t profiles[LP_SNAP_PROFILE_RESULT_COUNT];
 	uint64_t rpc_codes[LP_RPC_COUNT][LP_GRPC_CODES]; /* protected by lock */
 	uint64_t rpc_bucket[LP_RPC_COUNT][N_BUCKETS]; /* protected by lock */
 	uint64_t rpc_ns[LP_RPC_COUNT]; /* protected by lock */
@@ -135,6 +137,24 @@ void lp_snap_metrics_indexed(struct lp_snap_metrics *m)
 {
 	pthread_mutex_lock(&m->lock);
 	m->indexed++;
+	pthread_mutex_unlock(&m->lock);
+}
+
+static const char *const profile_names[LP_SNAP_PROFILE_RESULT_COUNT] = {
+	[LP_SNAP_PROFILE_APPLIED] = "applied",
+	[LP_SNAP_PROFILE_OTHER_LAYERS] = "other_layers",
+	[LP_SNAP_PROFILE_NONE] = "none",
+	[LP_SNAP_PROFILE_INVALID] = "invalid",
+	[LP_SNAP_PROFILE_UNREACHABLE] = "unreachable",
+};
+
+void lp_snap_metrics_profile(struct lp_snap_metrics *m,
+			     enum lp_snap_profile_result res)
+{
+	if (res >= LP_SNAP_PROFILE_RESULT_COUNT)
+		return;
+	pthread_mutex_lock(&m->lock);
+	m->profiles[res]++;
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -428,14 +448,30 @@ int lp_snap_metrics_render(struct lp_snap_metrics *m,
 			"# HELP lazypull_remote_mount_seconds_total Time "
 			"spent mounting layers (TOC fetch, verify, mount).\n"
 			"# TYPE lazypull_remote_mount_seconds_total counter\n"
-			"lazypull_remote_mount_seconds_total %.6f\n"
-			"# HELP lazypull_grpc_requests_total Snapshots API "
-			"requests by method and gRPC status code.\n"
-			"# TYPE lazypull_grpc_requests_total counter\n",
+			"lazypull_remote_mount_seconds_total %.6f\n",
 			(unsigned long long)m->remote_ok,
 			(unsigned long long)m->remote_failed,
 			(unsigned long long)m->indexed,
 			(double)m->remote_ns / 1e9);
+	if (!r)
+		r = lp_buf_printf(out,
+				  "# HELP lazypull_profile_lookups_total "
+				  "Prefetch profile lookups of lazily mounted "
+				  "layers, by result.\n"
+				  "# TYPE lazypull_profile_lookups_total "
+				  "counter\n");
+	for (i = 0; i < LP_SNAP_PROFILE_RESULT_COUNT && !r; i++)
+		r = lp_buf_printf(
+			out,
+			"lazypull_profile_lookups_total{result=\"%s\"} "
+			"%llu\n",
+			profile_names[i], (unsigned long long)m->profiles[i]);
+	if (!r)
+		r = lp_buf_printf(
+			out, "# HELP lazypull_grpc_requests_total Snapshots "
+			     "API requests by method and gRPC status "
+			     "code.\n"
+			     "# TYPE lazypull_grpc_requests_total counter\n");
 	for (i = 0; i < LP_RPC_COUNT && !r; i++)
 		for (b = 0; b < LP_GRPC_CODES && !r; b++)
 			if (m->rpc_codes[i][b])

@@ -204,6 +204,18 @@ void lp_snap_metrics_remote(struct lp_snap_metrics *m, bool ok,
 			    uint64_t mount_ns);
 /* lp_snap_metrics_indexed() - one more layer mounted through a gzip index */
 void lp_snap_metrics_indexed(struct lp_snap_metrics *m);
+/* what a layer mount's prefetch profile lookup found */
+enum lp_snap_profile_result {
+	LP_SNAP_PROFILE_APPLIED, /* a profile listing files of the layer */
+	LP_SNAP_PROFILE_OTHER_LAYERS, /* a profile, nothing of this layer */
+	LP_SNAP_PROFILE_NONE, /* no profile */
+	LP_SNAP_PROFILE_INVALID, /* one was found and refused */
+	LP_SNAP_PROFILE_UNREACHABLE, /* the registry could not be asked */
+	LP_SNAP_PROFILE_RESULT_COUNT,
+};
+/* lp_snap_metrics_profile() - count one lookup's result */
+void lp_snap_metrics_profile(struct lp_snap_metrics *m,
+			     enum lp_snap_profile_result res);
 void lp_snap_metrics_rpc(struct lp_snap_metrics *m, enum lp_snap_rpc rpc,
 			 unsigned int code, uint64_t ns);
 /*
@@ -325,6 +337,27 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		       const char *manifest_digest, const char *want_index,
 		       struct lp_snap_index_found *ret,
 		       enum lp_snap_fallback *ret_why, struct lp_err *err);
+
+/*
+ * lp_snap_profile_find() - the prefetch profile of image @ref (by
+ * @manifest_digest when given and well-formed) for layer @layer
+ * (format/lp_profile.h): DIR/<manifest hex>.profile in @c->index_dirs,
+ * else the newest referrer artifact of type LP_PROFILE_ARTIFACT_TYPE of
+ * the manifest, found by the same cached lookup as the gzip indexes (one
+ * manifest and referrers request per image). Fills @ret with the layer's
+ * paths in the profile's order (lp_prio_release) and @ret_where (@where_size
+ * bytes) with where it came from. Returns 1 (a profile: @ret may be empty,
+ * the profile names other layers only), 0 (none), -EINVAL/-EFBIG (the
+ * profile refused), or the registry's -errno; @err says why.
+ */
+struct lp_prio_list;
+int lp_snap_profile_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
+			 const struct lp_snap_config *c,
+			 const struct lp_reg_ref *ref,
+			 const struct lp_digest *layer,
+			 const char *manifest_digest, struct lp_prio_list *ret,
+			 char *ret_where, size_t where_size,
+			 struct lp_err *err);
 
 /* ---- the pool of lazily mounted layers (layers.c) -------------------- */
 

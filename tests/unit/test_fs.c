@@ -1900,6 +1900,42 @@ static void test_prefetch_background(void **state)
 	assert_int_equal(stat_of(fx.fs, "\"fetches"), 0);
 	lp_fs_free(fx.fs);
 
+	/* a prefetch profile on a layer without a landmark: its files are
+	 * in before anything reads them, in the profile's order; a path the
+	 * layer lacks is counted and passed over */
+	{
+		static const char *const prof[] = { "etc/conf.d/app.conf",
+						    "no/such/file",
+						    "usr/bin/tool" };
+
+		lp_fs_options_init(&opts);
+		opts.background_fetch = false;
+		opts.prefetch_files = prof;
+		opts.n_prefetch_files = 3;
+		open_fs(&fx, "v1-default", &opts);
+		assert_int_equal(lp_fs_start(fx.fs), 0);
+		assert_int_equal(lp_fs_wait_prefetch(fx.fs, 10000), 0);
+		assert_int_equal(stat_of(fx.fs, "\"files"), 2);
+		assert_int_equal(stat_of(fx.fs, "\"missing"), 1);
+		assert_true(stat_of(fx.fs, "\"fetched_chunks") > 0);
+		assert_int_equal(read_path(fx.fs, "usr/bin/tool", NULL), 0);
+		assert_int_equal(read_path(fx.fs, "etc/conf.d/app.conf", NULL),
+				 0);
+		assert_int_equal(stat_of(fx.fs, "\"fetches"), 0);
+		lp_fs_free(fx.fs);
+
+		/* the same layer without it: nothing prefetched, reads miss */
+		lp_fs_options_init(&opts);
+		opts.background_fetch = false;
+		open_fs(&fx, "v1-default", &opts);
+		assert_int_equal(lp_fs_start(fx.fs), 0);
+		assert_int_equal(lp_fs_wait_prefetch(fx.fs, 10000), 0);
+		assert_int_equal(stat_of(fx.fs, "\"fetched_chunks"), 0);
+		assert_int_equal(read_path(fx.fs, "usr/bin/tool", NULL), 0);
+		assert_true(stat_of(fx.fs, "\"fetches") > 0);
+		lp_fs_free(fx.fs);
+	}
+
 	/* background: the whole layer arrives; then the source may die */
 	lp_fs_options_init(&opts);
 	opts.background_quiet_ms = 0;

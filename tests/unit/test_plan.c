@@ -4,7 +4,8 @@
  * read path as a pure function over a TOC built here, with known member
  * offsets: coalescing (order, gap, size bound, run length), how far a read
  * fetches along (read-ahead on sequential reads, the following files at a
- * file's end), the prefetch range, the background's order (on from the
+ * file's end), the prefetch range, a prefetch profile's runs (the
+ * workload's order, each chunk once), the background's order (on from the
  * cursor, then what was jumped over, each chunk once) and how many
  * background reads may be in flight (optimised layers defer, on-demand
  * reads leave one stream, else full width).
@@ -244,6 +245,61 @@ static void test_prefetch_chunks(void **state)
 	lp_toc_free(toc);
 }
 
+/* a profile's order: the workload's, duplicates and non-files dropped,
+ * adjacent chunks of consecutive files one run, a bounded output */
+static void test_profile_runs(void **state)
+{
+	struct lp_toc *toc = make_toc();
+	uint32_t files[7];
+	struct fs_plan_run runs[16];
+	uint8_t listed[17 / 8 + 1];
+	uint32_t n, ci;
+
+	(void)state;
+	files[0] = entry_of(toc, "z1");
+	files[1] = entry_of(toc, "a3");
+	files[2] = entry_of(toc, "a4");
+	files[3] = entry_of(toc, "big");
+	files[4] = entry_of(toc, "a3"); /* again: fetched once */
+	files[5] = 0; /* the root directory: no data */
+	files[6] = entry_of(toc, "z2");
+	assert_int_equal(fs_plan_profile_chunks(toc, files, 7), 9);
+	memset(listed, 0, sizeof(listed));
+	n = fs_plan_profile_runs(toc, files, 7, listed, runs, 16);
+	assert_int_equal(n, 4);
+	/* z1 first, though last in the blob: the workload opened it first */
+	assert_int_equal(runs[0].ci, 15);
+	assert_int_equal(runs[0].end, 16);
+	/* a3 and a4 are neighbours: one run */
+	assert_int_equal(runs[1].ci, 3);
+	assert_int_equal(runs[1].end, 5);
+	assert_int_equal(runs[2].ci, 10);
+	assert_int_equal(runs[2].end, 14);
+	/* z2 follows z1 in the blob but not in the profile: its own run */
+	assert_int_equal(runs[3].ci, 16);
+	assert_int_equal(runs[3].end, 17);
+	for (ci = 0; ci < 17; ci++)
+		assert_int_equal(fs_plan_listed(listed, ci),
+				 ci == 3 || ci == 4 || (ci >= 10 && ci < 14) ||
+					 ci == 15 || ci == 16);
+	assert_false(fs_plan_listed(NULL, 3));
+
+	/* a full output stops; what did not fit is not marked listed */
+	memset(listed, 0, sizeof(listed));
+	n = fs_plan_profile_runs(toc, files, 7, listed, runs, 2);
+	assert_int_equal(n, 2);
+	assert_true(fs_plan_listed(listed, 15) && fs_plan_listed(listed, 4));
+	assert_false(fs_plan_listed(listed, 10));
+	assert_false(fs_plan_listed(listed, 16));
+
+	/* chunks listed before (the same file twice over two calls) */
+	n = fs_plan_profile_runs(toc, files + 1, 1, listed, runs, 16);
+	assert_int_equal(n, 0);
+	assert_int_equal(fs_plan_profile_runs(toc, files, 0, listed, runs, 16),
+			 0);
+	lp_toc_free(toc);
+}
+
 static bool skip_set(void *arg, uint32_t ci)
 {
 	return ((const bool *)arg)[ci];
@@ -382,6 +438,7 @@ int main(void)
 		cmocka_unit_test(test_in_order),
 		cmocka_unit_test(test_read_limit),
 		cmocka_unit_test(test_prefetch_chunks),
+		cmocka_unit_test(test_profile_runs),
 		cmocka_unit_test(test_next),
 		cmocka_unit_test(test_background_width),
 	};
