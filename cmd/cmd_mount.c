@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -511,14 +513,27 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 	return 0;
 }
 
-/* the daemon's side of the start-up pipe: 0 ready, 1 failed */
-static void tell_parent(int fd, char status)
+/* the daemon's side of the start-up pipe: 0 ready, 1 failed. Returns 0,
+ * or -errno when the parent is not there to hear it (-EPIPE: it is gone) */
+static int tell_parent(int fd, char status)
 {
+	int r = 0;
+
 	if (fd < 0)
-		return;
+		return 0;
 	if (write(fd, &status, 1) != 1)
-		lp_log_warn("cannot report to the parent: %s", strerror(errno));
+		r = -errno;
 	close(fd);
+	return r;
+}
+
+/* the caller's process, which waits for the daemon's verdict */
+static pid_t waiting_parent;
+
+/* whether the parent that waits for the verdict is gone (killed, ^C) */
+static bool parent_gone(void)
+{
+	return waiting_parent && getppid() != waiting_parent;
 }
 
 /* the number of threads of this process (its /proc task entries), or -errno */
@@ -568,6 +583,9 @@ static int daemonize(int *ret_fd)
 		_exit(status ? LP_EXIT_FAIL : LP_EXIT_OK);
 	}
 	close(p[0]);
+	/* a parent gone is seen at the verdict (EPIPE), not a signal */
+	signal(SIGPIPE, SIG_IGN);
+	waiting_parent = getppid();
 	setsid();
 	*ret_fd = p[1];
 	return 0;
@@ -659,6 +677,11 @@ int lp_cmd_mount(int argc, char **argv)
 	a.mo.fuse.fsname = fsname;
 	a.mo.fuse.max_threads = (unsigned int)a.threads;
 	a.mo.fuse.allow_other = getuid() == 0;
+	if (parent_gone()) {
+		/* the caller gave up while the layer was opened: no mount */
+		ret = lp_cmd_fail("mount", NULL, -ECANCELED);
+		goto out;
+	}
 	r = lp_mount_layer(blob, a.mountpoint, &a.mo, &fs, &fuse, NULL, &err);
 	free(tail);
 	tail = NULL;
@@ -690,8 +713,17 @@ int lp_cmd_mount(int argc, char **argv)
 	lp_log_info("mounted %s on %s", a.source, a.mountpoint);
 	if (!a.foreground) {
 		detach_stdio(log_fd);
-		tell_parent(ready_fd, 0);
+		r = tell_parent(ready_fd, 0);
 		ready_fd = -1;
+		if (r < 0) {
+			/* nobody took the verdict: the mount it asked for goes
+			 * (lp_fuse_free unmounts) */
+			lp_log_err("the caller of lazypull mount is gone (%s): "
+				   "unmounting %s",
+				   strerror(-r), a.mountpoint);
+			ret = LP_EXIT_FAIL;
+			goto out;
+		}
 	}
 	r = lp_fuse_run(fuse);
 	if (r < 0)
