@@ -4,6 +4,7 @@
  * --version) and dispatches to a subcommand; shared command-line helpers.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +161,17 @@ int lp_cmd_registry_config_dir(const char *cmd, const char *arg,
 	if (!S_ISDIR(st.st_mode))
 		return lp_cmd_usage_error(
 			cmd, "--registry-config-dir %s: not a directory", arg);
+	/* absolute: the files are looked at again later, maybe after a
+	 * daemon's chdir("/") */
+	if (arg[0] != '/') {
+		static char abs_dir[PATH_MAX];
+
+		if (!realpath(arg, abs_dir))
+			return lp_cmd_usage_error(
+				cmd, "--registry-config-dir %s: %s", arg,
+				strerror(errno));
+		arg = abs_dir;
+	}
 	*ret = arg;
 	return 0;
 }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lp_buf.h"
@@ -225,7 +226,7 @@ int reg_endpoints_new(const char *config_dir, const char *registry,
 		      struct reg_endpoints **ret_eps, struct lp_err *err)
 {
 	struct reg_endpoints *eps;
-	uint64_t before, after;
+	uint64_t before, after, with_files = 0, stamp;
 	size_t i, n;
 	int r;
 
@@ -238,12 +239,16 @@ int reg_endpoints_new(const char *config_dir, const char *registry,
 		goto out;
 	}
 	/* what the files were before they are read: a change while they
-	 * are read makes the next check read them again */
-	if (lp_hosts_stamp(config_dir, registry, NULL, &before) < 0)
+	 * are read makes the next look read them again */
+	if (lp_hosts_stamp(config_dir, registry, NULL, &before, NULL) < 0)
 		before = 0;
 	r = lp_hosts_resolve(config_dir, registry, o, 0, &eps->hosts, err);
 	if (r < 0)
 		goto out;
+	/* the CA files too, before endpoint_init() reads them */
+	if (lp_hosts_stamp(config_dir, registry, eps->hosts, &with_files,
+			   NULL) < 0)
+		before = 0;
 	n = lp_hosts_count(eps->hosts);
 	eps->v = calloc(n, sizeof(*eps->v));
 	if (!eps->v) {
@@ -268,10 +273,14 @@ int reg_endpoints_new(const char *config_dir, const char *registry,
 				    eps->v[i].caps & LP_HOST_CAP_RESOLVE ?
 					    "" :
 					    " (pull only)");
-	if (lp_hosts_stamp(config_dir, registry, NULL, &after) == 0 &&
+	if (lp_hosts_stamp(config_dir, registry, NULL, &after, NULL) == 0 &&
 	    after == before && before &&
-	    lp_hosts_stamp(config_dir, registry, eps->hosts, &eps->stamp) == 0)
-		eps->stamped = true;
+	    lp_hosts_stamp(config_dir, registry, eps->hosts, &stamp, NULL) ==
+		    0 &&
+	    stamp == with_files) {
+		atomic_init(&eps->stamp, stamp);
+		atomic_init(&eps->stamped, true);
+	}
 out:
 	if (r < 0) {
 		reg_endpoints_free(eps);
@@ -281,18 +290,76 @@ out:
 	return 0;
 }
 
-bool reg_endpoints_changed(const struct reg_endpoints *eps,
-			   const char *config_dir)
+enum reg_eps_look reg_endpoints_look(const struct reg_endpoints *eps,
+				     const char *config_dir,
+				     uint64_t *ret_stamp)
 {
-	uint64_t now;
+	struct timespec now;
+	int64_t newest;
 
+	*ret_stamp = 0;
 	if (!config_dir)
-		return false; /* no files: nothing to change */
-	if (!eps->stamped)
-		return true;
-	return lp_hosts_stamp(config_dir, eps->registry, eps->hosts, &now) <
-		       0 ||
-	       now != eps->stamp;
+		return REG_EPS_SAME; /* no files: nothing to change */
+	if (lp_hosts_stamp(config_dir, eps->registry, eps->hosts, ret_stamp,
+			   &newest) < 0)
+		return REG_EPS_CHANGED;
+	if (atomic_load(&eps->stamped) &&
+	    *ret_stamp == atomic_load(&eps->stamp))
+		return REG_EPS_SAME;
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (newest > (int64_t)now.tv_sec * 1000000000 + now.tv_nsec -
+			     (int64_t)LP_REG_HOSTS_SETTLE_MS * 1000000)
+		return REG_EPS_SETTLING;
+	return REG_EPS_CHANGED;
+}
+
+/* two strings, either NULL */
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+static bool same_endpoint(const struct reg_endpoint *a,
+			  const struct reg_endpoint *b)
+{
+	size_t i;
+
+	if (!same_str(a->scheme, b->scheme) || !same_str(a->host, b->host) ||
+	    !same_str(a->path, b->path) || a->caps != b->caps ||
+	    a->mirror != b->mirror || a->ca_len != b->ca_len ||
+	    (a->ca_len && memcmp(a->ca_blob, b->ca_blob, a->ca_len)) ||
+	    !a->cfg != !b->cfg)
+		return false;
+	if (a->cfg) {
+		if (a->cfg->skip_verify != b->cfg->skip_verify ||
+		    a->cfg->n_clients != b->cfg->n_clients)
+			return false;
+		for (i = 0; i < a->cfg->n_clients; i++)
+			if (!same_str(a->cfg->clients[i].cert,
+				      b->cfg->clients[i].cert) ||
+			    !same_str(a->cfg->clients[i].key,
+				      b->cfg->clients[i].key))
+				return false;
+	}
+	for (i = 0; a->headers && b->headers && a->headers[i] && b->headers[i];
+	     i++)
+		if (strcmp(a->headers[i], b->headers[i]))
+			return false;
+	return (!a->headers || !a->headers[i]) &&
+	       (!b->headers || !b->headers[i]);
+}
+
+bool reg_endpoints_same(const struct reg_endpoints *a,
+			const struct reg_endpoints *b)
+{
+	size_t i;
+
+	if (a->n != b->n)
+		return false;
+	for (i = 0; i < a->n; i++)
+		if (!same_endpoint(&a->v[i], &b->v[i]))
+			return false;
+	return true;
 }
 
 bool reg_ep_down(const struct reg_endpoint *ep)

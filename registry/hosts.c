@@ -447,8 +447,9 @@ static uint64_t fnv(uint64_t h, const void *data, size_t len)
 	return h;
 }
 
-/* @h extended by what stat() says of @path: its absence too */
-static uint64_t stamp_path(uint64_t h, const char *path)
+/* @h extended by what stat() says of @path: its absence too; *@newest
+ * raised to its change time */
+static uint64_t stamp_path(uint64_t h, const char *path, int64_t *newest)
 {
 	struct stat st;
 	int64_t v[6] = { 0 };
@@ -462,14 +463,20 @@ static uint64_t stamp_path(uint64_t h, const char *path)
 		v[4] = (int64_t)st.st_ctim.tv_sec * 1000000000 +
 		       st.st_ctim.tv_nsec;
 		v[5] = 1;
+		if (v[3] > *newest)
+			*newest = v[3];
+		if (v[4] > *newest)
+			*newest = v[4];
 	}
 	h = fnv(h, path, strlen(path) + 1);
 	return fnv(h, v, sizeof(v));
 }
 
 int lp_hosts_stamp(const char *config_dir, const char *registry,
-		   const struct lp_hosts *hosts, uint64_t *ret_stamp)
+		   const struct lp_hosts *hosts, uint64_t *ret_stamp,
+		   int64_t *ret_newest_ns)
 {
+	int64_t newest = 0;
 	const char *name = is_hub(registry) ? "docker.io" : registry;
 	const char *colon = strrchr(name, ':');
 	char alt[LP_REG_HOST_MAX + 2];
@@ -488,7 +495,6 @@ int lp_hosts_stamp(const char *config_dir, const char *registry,
 	}
 	cand[n++] = name;
 	cand[n++] = "_default";
-	h = stamp_path(h, config_dir);
 	for (i = 0; i < n; i++) {
 		r = join(config_dir, cand[i], NULL, &dir);
 		if (r < 0)
@@ -499,7 +505,7 @@ int lp_hosts_stamp(const char *config_dir, const char *registry,
 			return r;
 		}
 		/* the directory's own stat: files made, renamed or gone */
-		h = stamp_path(stamp_path(h, dir), file);
+		h = stamp_path(stamp_path(h, dir, &newest), file, &newest);
 		free(dir);
 		free(file);
 	}
@@ -507,14 +513,16 @@ int lp_hosts_stamp(const char *config_dir, const char *registry,
 		const struct lp_host *e = &hosts->v[i];
 
 		for (j = 0; j < e->n_ca; j++)
-			h = stamp_path(h, e->ca[j]);
+			h = stamp_path(h, e->ca[j], &newest);
 		for (j = 0; j < e->n_clients; j++) {
-			h = stamp_path(h, e->clients[j].cert);
+			h = stamp_path(h, e->clients[j].cert, &newest);
 			if (e->clients[j].key)
-				h = stamp_path(h, e->clients[j].key);
+				h = stamp_path(h, e->clients[j].key, &newest);
 		}
 	}
 	*ret_stamp = h;
+	if (ret_newest_ns)
+		*ret_newest_ns = newest;
 	return 0;
 }
 

@@ -38,9 +38,6 @@
 
 #define LP_REG_TOKENS_MAX 64 /* cached tokens per host */
 #define LP_REG_HOSTS_MAX 256 /* hosts with auth state */
-/* a changed configuration that did not load is looked at again after this
- * many times hosts_recheck_ms (a warning each time) */
-#define LP_REG_HOSTS_BAD_RECHECK 10
 #define LP_REG_BACKOFF_BASE_MS 100
 #define LP_REG_BACKOFF_CAP_MS 5000
 #define LP_REG_TOKEN_MARGIN_MAX_MS 30000 /* refresh this early at most */
@@ -99,7 +96,6 @@ struct lp_reg {
 	/* the hosts of each registry spoken to (endpoints.c) */
 	struct reg_endpoints *eps; /* protected by lock */
 	unsigned int n_eps; /* protected by lock */
-	atomic_bool eps_capped; /* LP_REG_EPS_VERSIONS_MAX said once */
 	uint64_t token_gen; /* protected by lock: last token's gen */
 	uint64_t token_fetches; /* protected by lock: token requests */
 	pthread_cond_t token_cond; /* a token fetch ended (with lock) */
@@ -458,9 +454,10 @@ static struct reg_endpoints *newest_locked(struct lp_reg *reg, const char *host,
 	return found;
 }
 
-/* whether @e's files are due for a look, and changed: this caller makes
- * the new list (one caller per look) */
-static bool due_and_changed(struct lp_reg *reg, struct reg_endpoints *e)
+/* whether @e's files are due for a look and changed (this caller then
+ * resolves them: one caller per look); *@ret_stamp: their stamp */
+static bool due_and_changed(struct lp_reg *reg, struct reg_endpoints *e,
+			    uint64_t *ret_stamp)
 {
 	long now = (long)lp_mono_ms();
 	long at = atomic_load(&e->check_at_ms);
@@ -470,7 +467,17 @@ static bool due_and_changed(struct lp_reg *reg, struct reg_endpoints *e)
 	if (!atomic_compare_exchange_strong(&e->check_at_ms, &at,
 					    now + reg->o.hosts_recheck_ms))
 		return false; /* another caller looks */
-	return reg_endpoints_changed(e, reg->o.registry_config_dir);
+	switch (reg_endpoints_look(e, reg->o.registry_config_dir, ret_stamp)) {
+	case REG_EPS_SAME:
+		return false;
+	case REG_EPS_SETTLING:
+		atomic_store(&e->check_at_ms, now + LP_REG_HOSTS_SETTLE_MS);
+		return false;
+	case REG_EPS_CHANGED:
+		break;
+	}
+	/* files that did not load, unchanged since: not again */
+	return !*ret_stamp || *ret_stamp != atomic_load(&e->bad_stamp);
 }
 
 int reg_endpoints(struct lp_reg *reg, const struct lp_reg_ref *ref,
@@ -479,21 +486,14 @@ int reg_endpoints(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	struct reg_endpoints *e, *cur, *made = NULL;
 	unsigned int versions;
 	struct lp_err why = { 0 };
+	uint64_t stamp = 0;
 	int r = 0;
 
 	pthread_mutex_lock(&reg->lock);
 	e = newest_locked(reg, ref->host, &versions);
 	pthread_mutex_unlock(&reg->lock);
-	if (e && !due_and_changed(reg, e))
+	if (e && !due_and_changed(reg, e, &stamp))
 		goto out;
-	if (e && versions >= LP_REG_EPS_VERSIONS_MAX) {
-		if (!atomic_exchange(&reg->eps_capped, true))
-			lp_log_warn("registry %s: its hosts.toml changed more "
-				    "than %d times in this process: further "
-				    "changes apply after a restart",
-				    ref->host, LP_REG_EPS_VERSIONS_MAX - 1);
-		goto out;
-	}
 	/* reads files: not under the lock; a racing thread's list wins */
 	r = reg_endpoints_new(reg->o.registry_config_dir, ref->host, &reg->o,
 			      reg->ca_file ? reg->ca_file : reg->sys_cainfo,
@@ -503,15 +503,29 @@ int reg_endpoints(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		lp_log_warn("registry %s: its changed host configuration is "
 			    "not used: %s; the hosts it had stay",
 			    ref->host, lp_err_str(&why, r));
-		atomic_store(&e->check_at_ms,
-			     (long)lp_mono_ms() +
-				     LP_REG_HOSTS_BAD_RECHECK *
-					     reg->o.hosts_recheck_ms);
+		atomic_store(&e->bad_stamp, stamp);
 		r = 0;
 		goto out;
 	}
 	if (r < 0)
 		return r;
+	if (e && reg_endpoints_same(e, made)) {
+		/* touched, not changed (a file beside it, an editor's
+		 * backup): the list goes on, with the files' new stamp */
+		atomic_store(&e->stamp, atomic_load(&made->stamp));
+		atomic_store(&e->stamped, atomic_load(&made->stamped));
+		reg_endpoints_free(made);
+		goto out;
+	}
+	if (e && versions >= LP_REG_EPS_VERSIONS_MAX) {
+		if (!atomic_exchange(&e->capped, true))
+			lp_log_warn("registry %s: its host configuration "
+				    "changed %d times in this process: "
+				    "further changes apply after a restart",
+				    ref->host, LP_REG_EPS_VERSIONS_MAX - 1);
+		reg_endpoints_free(made);
+		goto out;
+	}
 	pthread_mutex_lock(&reg->lock);
 	cur = newest_locked(reg, ref->host, &versions);
 	if (cur == e && reg->n_eps < LP_REG_HOSTS_MAX) {

@@ -116,16 +116,19 @@ int lp_hosts_parse(const char *text, size_t len, const char *dir,
 
 /*
  * lp_hosts_stamp() - a digest of what lp_hosts_resolve(@config_dir,
- * @registry) reads: the stat() (identity, size, times, or absence) of the
- * config directory, of each directory looked for and of its hosts.toml, and
- * of every CA and client certificate and key file @hosts (what it
- * returned; may be NULL) names. Two stamps differ when any of them was
- * made, removed, replaced or written in between (as far as the file
- * systems' timestamps tell). Nothing is read but stat(). Returns 0,
- * -EINVAL (as lp_hosts_resolve()), -ENAMETOOLONG, -ENOMEM.
+ * @registry) reads: the stat() (identity, size, times, or absence) of each
+ * directory looked for and of its hosts.toml, and of every CA and client
+ * certificate and key file @hosts (what it returned; may be NULL) names.
+ * Two stamps differ when any of them was made, removed, replaced or
+ * written in between (as far as the file systems' timestamps tell; a file
+ * added to a directory looked for changes it too). Nothing is read but
+ * stat(). *@ret_newest_ns (may be NULL): the latest modification or
+ * change time among them (CLOCK_REALTIME ns), to tell a file being written.
+ * Returns 0, -EINVAL (as lp_hosts_resolve()), -ENAMETOOLONG, -ENOMEM.
  */
 int lp_hosts_stamp(const char *config_dir, const char *registry,
-		   const struct lp_hosts *hosts, uint64_t *ret_stamp);
+		   const struct lp_hosts *hosts, uint64_t *ret_stamp,
+		   int64_t *ret_newest_ns);
 
 /*
  * lp_hosts_resolve() - the hosts to use for @registry ("host[:port]" as in

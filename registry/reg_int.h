@@ -41,6 +41,8 @@
 /* host lists of one registry a client keeps: one per hosts.toml change,
  * each blob keeping the one it began with (http.c) */
 #define LP_REG_EPS_VERSIONS_MAX 16
+/* a configuration file changed this recently may be half written */
+#define LP_REG_HOSTS_SETTLE_MS 100
 /* tries of a request to a host that has another one after it: one retry
  * absorbs a reset connection, more would only delay the next host */
 #define LP_REG_MIRROR_ATTEMPTS 2
@@ -459,13 +461,18 @@ struct reg_endpoints {
 	struct lp_hosts *hosts; /* NULL without a config directory */
 	struct reg_endpoint *v;
 	size_t n; /* >= 1 */
-	/* lp_hosts_stamp() of the files it was made from; without
-	 * @stamped (they changed while read, or a stat failed) the next
-	 * check makes a new list */
-	uint64_t stamp;
-	bool stamped;
+	/* lp_hosts_stamp() of the files it was made from (or, when a new
+	 * look found the same hosts, of the files then); without @stamped
+	 * (they changed while read, or a stat failed) the next look
+	 * resolves them again */
+	_Atomic uint64_t stamp;
+	atomic_bool stamped;
+	/* the stamp of files that did not load: not tried again until they
+	 * change again (http.c) */
+	_Atomic uint64_t bad_stamp;
 	/* lp_mono_ms() of the next look at the files (http.c) */
 	atomic_long check_at_ms;
+	atomic_bool capped; /* LP_REG_EPS_VERSIONS_MAX reached: said once */
 	bool superseded; /* protected by the client's lock: a newer list
 			    of the registry is in the cache */
 	struct reg_endpoints *next; /* the client's cache list */
@@ -486,13 +493,28 @@ int reg_endpoints_new(const char *config_dir, const char *registry,
 		      struct reg_endpoints **ret_eps, struct lp_err *err);
 void reg_endpoints_free(struct reg_endpoints *eps); /* NULL allowed */
 
+/* what a look at the files of a list found (reg_endpoints_look()) */
+enum reg_eps_look {
+	REG_EPS_SAME, /* as when the list was made */
+	REG_EPS_CHANGED, /* made, removed, replaced or written: resolve */
+	/* changed within LP_REG_HOSTS_SETTLE_MS: maybe half written; look
+	 * again then */
+	REG_EPS_SETTLING,
+};
+
 /*
- * reg_endpoints_changed() - whether the files @eps was made from in
- * @config_dir (NULL: none) changed since (lp_hosts_stamp()), or could not
- * be told: a new list should be made.
+ * reg_endpoints_look() - whether the files @eps was made from in
+ * @config_dir (NULL: none) changed since (lp_hosts_stamp(); a stat that
+ * fails is a change). *@ret_stamp: their stamp now (0 when unknown).
  */
-bool reg_endpoints_changed(const struct reg_endpoints *eps,
-			   const char *config_dir);
+enum reg_eps_look reg_endpoints_look(const struct reg_endpoints *eps,
+				     const char *config_dir,
+				     uint64_t *ret_stamp);
+
+/* reg_endpoints_same() - whether two lists hold the same hosts, in the same
+ * order, with the same settings and CA bytes */
+bool reg_endpoints_same(const struct reg_endpoints *a,
+			const struct reg_endpoints *b);
 
 /*
  * reg_endpoints() - the client's (cached) list for @ref's registry; lives

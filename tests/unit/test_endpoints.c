@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -270,45 +272,78 @@ static void test_verdict(void **state)
 	assert_int_equal(verdict_of(-EOPNOTSUPP, 200), REG_EP_USE);
 }
 
-/* what each file change does to the stamp of a list */
-static void test_stamp(void **state)
+/* set @dir/@name's modification time to now + @secs */
+static void set_mtime(const char *dir, const char *name, int secs)
+{
+	struct timespec t[2];
+	char p[512];
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	clock_gettime(CLOCK_REALTIME, &t[0]);
+	t[0].tv_sec += secs;
+	t[1] = t[0];
+	assert_int_equal(utimensat(AT_FDCWD, p, t, 0), 0);
+}
+
+/* a look at @eps's files once they are older than the settle time */
+static enum reg_eps_look look_settled(const struct reg_endpoints *eps,
+				      const char *dir)
+{
+	uint64_t stamp;
+
+	usleep((LP_REG_HOSTS_SETTLE_MS + 50) * 1000);
+	return reg_endpoints_look(eps, dir, &stamp);
+}
+
+/* what each file change does to a look at a list's files */
+static void test_look(void **state)
 {
 	struct fx *fx = *state;
 	struct reg_endpoints *eps;
-	char p[512];
+	uint64_t stamp;
+	char p[512], text[600];
 
 	eps = make(fx, "reg.test:5000", true, 0);
-	assert_true(eps->stamped);
-	assert_false(reg_endpoints_changed(eps, fx->dir));
-	assert_false(reg_endpoints_changed(eps, NULL));
-	/* hosts.toml written again */
+	assert_true(atomic_load(&eps->stamped));
+	assert_int_equal(look_settled(eps, fx->dir), REG_EPS_SAME);
+	assert_int_equal(reg_endpoints_look(eps, NULL, &stamp), REG_EPS_SAME);
+	/* hosts.toml written again: changing at first (it may be half
+	 * written), then changed */
 	put(fx->dir, "reg.test:5000/hosts.toml",
 	    "server = \"https://reg.test:5000\"\n");
-	assert_true(reg_endpoints_changed(eps, fx->dir));
+	/* (its time put ahead: "just written" however loaded the machine) */
+	set_mtime(fx->dir, "reg.test:5000/hosts.toml", 10);
+	assert_int_equal(reg_endpoints_look(eps, fx->dir, &stamp),
+			 REG_EPS_SETTLING);
+	set_mtime(fx->dir, "reg.test:5000/hosts.toml", -10);
+	assert_int_equal(look_settled(eps, fx->dir), REG_EPS_CHANGED);
 	reg_endpoints_free(eps);
-	/* a CA file the list names, replaced */
-	put(fx->dir, "reg.test:5000/hosts.toml",
-	    "[host.\"https://cdn.test\"]\n  ca = \"ca.crt\"\n");
+	/* a CA file the list names, outside every directory looked for,
+	 * written again in place */
+	put(fx->dir, "outside-ca.crt", "OUTSIDE CA\n");
+	snprintf(text, sizeof(text),
+		 "[host.\"https://cdn.test\"]\n  ca = \"%s/outside-ca.crt\"\n",
+		 fx->dir);
+	put(fx->dir, "reg.test:5000/hosts.toml", text);
 	eps = make(fx, "reg.test:5000", true, 0);
-	assert_false(reg_endpoints_changed(eps, fx->dir));
-	put(fx->dir, "reg.test:5000/new.crt", "ANOTHER HOST CA\n");
-	snprintf(p, sizeof(p), "%s/reg.test:5000/ca.crt", fx->dir);
-	{
-		char q[512];
-
-		snprintf(q, sizeof(q), "%s/reg.test:5000/new.crt", fx->dir);
-		assert_int_equal(rename(q, p), 0);
-	}
-	assert_true(reg_endpoints_changed(eps, fx->dir));
+	assert_int_equal(look_settled(eps, fx->dir), REG_EPS_SAME);
+	put(fx->dir, "outside-ca.crt", "ANOTHER OUTSIDE CA\n");
+	assert_int_equal(look_settled(eps, fx->dir), REG_EPS_CHANGED);
 	reg_endpoints_free(eps);
 	/* a registry without a directory, then one made for it */
 	eps = make(fx, "other.test", true, 0);
-	assert_false(reg_endpoints_changed(eps, fx->dir));
+	assert_int_equal(look_settled(eps, fx->dir), REG_EPS_SAME);
 	snprintf(p, sizeof(p), "%s/other.test", fx->dir);
 	assert_int_equal(mkdir(p, 0755), 0);
 	put(p, "hosts.toml", "server = \"https://other.test\"\n");
-	assert_true(reg_endpoints_changed(eps, fx->dir));
+	assert_int_equal(look_settled(eps, fx->dir), REG_EPS_CHANGED);
 	reg_endpoints_free(eps);
+}
+
+/* past the time a just written file may still be half written */
+static void settle(void)
+{
+	usleep((LP_REG_HOSTS_SETTLE_MS + 50) * 1000);
 }
 
 static const struct reg_endpoints *client_eps(struct lp_reg *reg,
@@ -346,6 +381,11 @@ static void test_client_reload(void **state)
 	assert_ptr_equal(client_eps(reg, "reg.test:5000/a:v"), e1);
 	put(fx->dir, "reg.test:5000/hosts.toml",
 	    "server = \"https://reg.test:5000\"\n");
+	/* just written: maybe half, not taken yet */
+	set_mtime(fx->dir, "reg.test:5000/hosts.toml", 10);
+	assert_ptr_equal(client_eps(reg, "reg.test:5000/b:v"), e1);
+	set_mtime(fx->dir, "reg.test:5000/hosts.toml", -10);
+	settle();
 	e2 = client_eps(reg, "reg.test:5000/b:v");
 	assert_ptr_not_equal(e2, e1);
 	assert_int_equal(e2->n, 1);
@@ -353,13 +393,20 @@ static void test_client_reload(void **state)
 	/* the first list is still there for the blobs that began with it */
 	assert_int_equal(e1->n, 3);
 	assert_ptr_equal(client_eps(reg, "reg.test:5000/a:v"), e2);
+	/* a file beside it, the same hosts: the same list goes on */
+	put(fx->dir, "reg.test:5000/.hosts.toml.swp", "x");
+	settle();
+	assert_ptr_equal(client_eps(reg, "reg.test:5000/a:v"), e2);
 	/* a broken edit: the hosts it had stay */
 	put(fx->dir, "reg.test:5000/hosts.toml", "server = 12\n");
+	settle();
+	assert_ptr_equal(client_eps(reg, "reg.test:5000/a:v"), e2);
 	assert_ptr_equal(client_eps(reg, "reg.test:5000/a:v"), e2);
 	/* fixed: taken */
 	put(fx->dir, "reg.test:5000/hosts.toml",
 	    "server = \"https://reg.test:5000\"\n"
 	    "[host.\"http://mirror.test:5001\"]\n");
+	settle();
 	e = client_eps(reg, "reg.test:5000/a:v");
 	assert_int_equal(e->n, 2);
 	assert_string_equal(e->v[0].host, "mirror.test:5001");
@@ -374,6 +421,7 @@ static void test_client_reload(void **state)
 			i + 100, i + 1,
 			"\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n");
 		put(fx->dir, "reg.test:5000/hosts.toml", text);
+		settle();
 		e = client_eps(reg, "reg.test:5000/a:v");
 	}
 	assert_int_equal(e->n, 2);
@@ -394,7 +442,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_files, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_next, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stamp, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_look, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_reload, setup,
 						teardown),
 		cmocka_unit_test(test_verdict),
