@@ -328,6 +328,54 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 		  bool proven_only, struct lp_index_stream_stats *stats,
 		  struct lp_err *err);
 
+/* ---- spans, and the span cache (format/index_spans.c) ------------- */
+
+/* one span's compressed bytes, verified against its span digest */
+struct lp_index_span;
+
+/*
+ * lp_index_span_get() - span @i's exact compressed bytes
+ * (lp_index_span_range(): the byte it shares with the span before it
+ * included), fetched from @blob (the blob @ix indexes) and their sha256
+ * compared with the span digest: a span that does not match is -EBADMSG,
+ * never handed out and never cached. With the span cache on
+ * (lp_index_span_cache_limit()) a span held there is handed out without a
+ * fetch, and while one thread fetches a span the others that want it wait
+ * for that fetch (single flight). Every index reader fetches through here.
+ * The bytes fetched (not the hits) are added to @st (NULL allowed).
+ * Returns 0 with a pinned span (drop it with lp_index_span_put()), -ERANGE
+ * (no span @i), -EBADMSG, -ENOMEM, or the blob's -errno (-EBADMSG and
+ * -ERANGE from the blob become -EIO: a source that fails is no lie of the
+ * index).
+ */
+int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
+		      struct lp_index_span **ret_sp,
+		      struct lp_index_stream_stats *st, struct lp_err *err);
+/* lp_index_span_put() - drop a span from lp_index_span_get() (NULL allowed) */
+void lp_index_span_put(struct lp_index_span *sp);
+/* the span's bytes (valid until its put) and their count */
+const uint8_t *lp_index_span_data(const struct lp_index_span *sp);
+size_t lp_index_span_len(const struct lp_index_span *sp);
+
+/*
+ * lp_index_span_cache_limit() - turn the span cache of @ix on with room for
+ * @max_bytes of spans (the least recently used leaves first; a span larger
+ * than that is never held), or off with 0 (the default: every get
+ * fetches). Any thread; the index's readers see the change at their next
+ * get. Returns 0 or -ENOMEM.
+ */
+int lp_index_span_cache_limit(const struct lp_index *ix, size_t max_bytes);
+
+struct lp_index_span_cache_stats {
+	uint64_t hits; /* gets answered from the cache */
+	uint64_t fetches, fetched_bytes; /* spans fetched and verified */
+	uint64_t waits; /* gets that waited for another's fetch */
+	uint64_t evictions; /* spans dropped to stay within the limit */
+	uint64_t held_bytes; /* span bytes held now */
+};
+void lp_index_span_cache_stats(const struct lp_index *ix,
+			       struct lp_index_span_cache_stats *ret);
+
 /* ---- the proving pass (format/index_prove.c) ----------------------- */
 
 /* checks file table entry @i against its tar header blocks (@len bytes at
