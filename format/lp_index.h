@@ -30,9 +30,10 @@
  * every claim of the index, the blob's digest last.
  *
  * Threads: a struct lp_index is immutable after lp_index_parse() except for
- * its set of proven checkpoints, which only grows and is updated atomically:
- * one index may be read through from any number of threads. A struct
- * lp_index_stream is used by one thread.
+ * its set of proven checkpoints, which only grows and is updated atomically,
+ * and its span cache (lp_index_span_get(), format/index_spans.c), which has
+ * a lock of its own: one index may be read through from any number of
+ * threads. A struct lp_index_stream is used by one thread.
  */
 #ifndef LP_INDEX_H
 #define LP_INDEX_H
