@@ -28,6 +28,15 @@
  * held. The held bytes are the cache's alone: the caller sizes the limit
  * (fs/ gives it a share of the mount's memory budget).
  *
+ * The same lock tells readers where the proving pass is: a proven-only
+ * read whose span is not proven yet waits for the pass instead of
+ * streaming from the last proven checkpoint itself, when the pass is at
+ * or past that checkpoint (it would inflate the same spans, behind the
+ * pass or racing it, and beyond the cache's limit fetch them twice); it
+ * streams itself when no pass runs, when the pass ends (done, stopped, a
+ * lie found) before proving its span, or when other streams proved
+ * checkpoints past the pass (its own stream is then the shorter way).
+ *
  * Lock order: spans.lock is a leaf; nothing is fetched while it is held.
  */
 #include <errno.h>
@@ -63,6 +72,12 @@ struct lp_index_spans {
 	size_t held_bytes; /* protected by lock */
 	uint32_t newest, oldest; /* protected by lock */
 	struct lp_index_span_cache_stats stats; /* protected by lock */
+	/* proving passes running (lp_index_prove()), the span the last one
+	 * to move is at, and readers waiting for a checkpoint it will prove
+	 * (cond also signals a checkpoint proven); protected by lock */
+	unsigned int provers;
+	size_t prover_at;
+	unsigned int proven_waiters;
 };
 
 int lp_index_spans_new(size_t nr_checkpoints, struct lp_index_spans **ret)
@@ -310,6 +325,67 @@ int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 	if (r == 0)
 		*ret_sp = sp;
 	return r;
+}
+
+void lp_index_prover_begin(const struct lp_index *ix)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+
+	pthread_mutex_lock(&sc->lock);
+	sc->provers++;
+	sc->prover_at = 0;
+	pthread_mutex_unlock(&sc->lock);
+}
+
+void lp_index_prover_at(const struct lp_index *ix, size_t i)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+
+	pthread_mutex_lock(&sc->lock);
+	sc->prover_at = i;
+	pthread_mutex_unlock(&sc->lock);
+}
+
+void lp_index_prover_end(const struct lp_index *ix)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+
+	pthread_mutex_lock(&sc->lock);
+	sc->provers--;
+	pthread_cond_broadcast(&sc->cond);
+	pthread_mutex_unlock(&sc->lock);
+}
+
+void lp_index_proven_notify(const struct lp_index *ix)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+
+	pthread_mutex_lock(&sc->lock);
+	if (sc->proven_waiters)
+		pthread_cond_broadcast(&sc->cond);
+	pthread_mutex_unlock(&sc->lock);
+}
+
+bool lp_index_wait_prover(const struct lp_index *ix, size_t i)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+	bool counted = false, proven;
+
+	pthread_mutex_lock(&sc->lock);
+	/* checkpoints are proven without this lock, but every stream that
+	 * proves one takes it afterwards to notify: no wake-up is lost */
+	while (!lp_index_checkpoint_verified(ix, i) && sc->provers &&
+	       sc->prover_at >= lp_index_last_verified(ix, i)) {
+		if (!counted)
+			sc->stats.pass_waits++;
+		counted = true;
+		sc->proven_waiters++;
+		pthread_cond_wait(&sc->cond, &sc->lock);
+		sc->proven_waiters--;
+	}
+	proven = lp_index_checkpoint_verified(ix, i);
+	pthread_mutex_unlock(&sc->lock);
+	return proven;
 }
 
 const uint8_t *lp_index_span_data(const struct lp_index_span *sp)

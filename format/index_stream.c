@@ -349,8 +349,12 @@ static int check_checkpoint(struct lp_index_stream *s, size_t i,
 				  "lies)",
 				  i, (unsigned long long)c->in);
 	}
-	if (!s->unproven)
-		lp_index_checkpoint_mark_verified(s->ix, i);
+	if (s->unproven)
+		return 0;
+	if (s->hash) /* the proving pass: where it is, for its waiters */
+		lp_index_prover_at(s->ix, i);
+	lp_index_checkpoint_mark_verified(s->ix, i);
+	lp_index_proven_notify(s->ix);
 	return 0;
 }
 
@@ -740,6 +744,12 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 	i = lp_index_span_of(ix, off);
 	k = len ? lp_index_span_of(ix, off + len - 1) : i;
 	p = lp_index_last_verified(ix, i);
+	/* proven-only, span i unproven: a proving pass on its way there
+	 * proves it no later than a stream of our own would, and without
+	 * inflating (or, beyond the span cache's limit, fetching) the same
+	 * spans twice */
+	if (proven_only && p != i && lp_index_wait_prover(ix, i))
+		p = i;
 	lp_index_span_range(ix, i, &base, &s1);
 	lp_index_span_range(ix, k, &s0, &end);
 	if (end - base > LP_INDEX_READ_MAX_IN || (proven_only && p != i))

@@ -372,6 +372,9 @@ struct lp_index_span_cache_stats {
 	uint64_t fetches, fetched_bytes; /* spans fetched and verified */
 	uint64_t waits; /* gets that waited for another's fetch */
 	uint64_t evictions; /* spans dropped to stay within the limit */
+	/* proven-only reads that waited for the proving pass to prove their
+	 * span instead of streaming there themselves */
+	uint64_t pass_waits;
 	uint64_t held_bytes; /* span bytes held now */
 };
 void lp_index_span_cache_stats(const struct lp_index *ix,

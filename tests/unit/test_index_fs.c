@@ -36,6 +36,9 @@
  *   proving pass) fetch each span at most once (with the pass: exactly
  *   once) and every byte is the tar's; a span whose digest lies, read by
  *   them, poisons the mount, serves no wrong byte, and is never held.
+ * - A proven-only read whose span the running proving pass will prove
+ *   waits for it rather than streaming there itself; when the pass fails
+ *   first, the read streams itself and is right.
  *
  * The fixture (the vectors' v1.tar.gz, its index) is test_index.c's,
  * included with its main renamed.
@@ -829,6 +832,7 @@ struct count_blob {
 	unsigned int *reads; /* [nr checkpoints]; protected by lock */
 	unsigned int odd, blocked; /* protected by lock */
 	bool open; /* protected by lock */
+	bool gate_fail; /* the gated read, once open, fails (once) */
 };
 
 static void count_init(struct count_blob *cb, const struct fixture *f,
@@ -858,7 +862,6 @@ static int count_pread(void *ctx, void *buf, size_t len, uint64_t off,
 	size_t i, sp = SIZE_MAX;
 	uint64_t s0, s1;
 
-	(void)err;
 	for (i = 0; i < lp_index_nr_checkpoints(cb->ix); i++) {
 		lp_index_span_range(cb->ix, i, &s0, &s1);
 		if (s0 == off && s1 - s0 == len)
@@ -875,6 +878,11 @@ static int count_pread(void *ctx, void *buf, size_t len, uint64_t off,
 		while (!cb->open)
 			pthread_cond_wait(&cb->cond, &cb->lock);
 		cb->blocked--;
+		if (cb->gate_fail) {
+			cb->gate_fail = false;
+			pthread_mutex_unlock(&cb->lock);
+			return lp_err_set(err, -EIO, "gated read failed");
+		}
 	}
 	pthread_mutex_unlock(&cb->lock);
 	if (cb->delay_us)
@@ -1265,6 +1273,118 @@ static void test_cached_lie_poisons(void **state)
 	release(&f);
 }
 
+/* ---- J: a proven-only read waits for the proving pass ------------- */
+
+struct pass_arg {
+	const struct fixture *f;
+	struct lp_blob *blob;
+	int r;
+};
+
+static void *pass_main(void *arg)
+{
+	struct pass_arg *a = arg;
+	struct lp_err err = { 0 };
+
+	a->r = lp_index_prove(a->f->ix, a->blob, lp_index_check_header, NULL,
+			      NULL, NULL, &err);
+	return NULL;
+}
+
+struct wait_reader {
+	const struct fixture *f;
+	struct lp_blob *blob;
+	uint64_t off;
+	struct lp_index_stream_stats st;
+	int r;
+	bool bad;
+};
+
+static void *wait_reader_main(void *arg)
+{
+	struct wait_reader *a = arg;
+	uint8_t buf[512];
+
+	a->r = lp_index_read(a->f->ix, a->blob, a->off, buf, sizeof(buf), NULL,
+			     0, true, &a->st, NULL);
+	a->bad = a->r == 0 && memcmp(buf, a->f->tar + a->off, sizeof(buf));
+	return NULL;
+}
+
+/*
+ * The proving pass blocked in span 6's read; a proven-only read in span 9
+ * waits for the pass instead of streaming from checkpoint 0 itself (with
+ * a span cache of one span, its own stream would fetch spans 0..5 again).
+ * @fail: the gated read then fails, the pass ends without proving span 9,
+ * and the reader streams itself.
+ */
+static void check_wait_for_pass(bool fail)
+{
+	struct lp_index_span_cache_stats cs = { 0 };
+	struct fixture f = { 0 };
+	struct pass_arg pa = { 0 };
+	struct wait_reader wr = { 0 };
+	struct count_blob cb;
+	uint64_t s0, s1;
+	pthread_t tp, tr;
+	bool blocked;
+	int tries;
+	size_t i;
+
+	build_vector(&f);
+	assert_true(lp_index_nr_checkpoints(f.ix) > 10);
+	count_init(&cb, &f, f.ix);
+	cb.gate = 6;
+	cb.gate_fail = fail;
+	pa.f = wr.f = &f;
+	pa.blob = wr.blob = count_blob_new(&cb, &f);
+	lp_index_span_range(f.ix, 8, &s0, &s1);
+	assert_int_equal(lp_index_span_cache_limit(f.ix, (size_t)(s1 - s0)), 0);
+	assert_int_equal(pthread_create(&tp, NULL, pass_main, &pa), 0);
+	pthread_mutex_lock(&cb.lock);
+	blocked = count_wait(&cb, gated);
+	pthread_mutex_unlock(&cb.lock);
+	wr.off = lp_index_checkpoint(f.ix, 9)->out + 100;
+	assert_int_equal(pthread_create(&tr, NULL, wait_reader_main, &wr), 0);
+	for (tries = 0; tries < 3000 && cs.pass_waits < 1; tries++) {
+		usleep(10000);
+		lp_index_span_cache_stats(f.ix, &cs);
+	}
+	pthread_mutex_lock(&cb.lock);
+	cb.open = true;
+	pthread_cond_broadcast(&cb.cond);
+	pthread_mutex_unlock(&cb.lock);
+	assert_int_equal(pthread_join(tp, NULL), 0);
+	assert_int_equal(pthread_join(tr, NULL), 0);
+	assert_true(blocked);
+	assert_int_equal(cs.pass_waits, 1);
+	assert_int_equal(wr.r, 0);
+	assert_false(wr.bad);
+	assert_int_equal(cb.odd, 0);
+	if (!fail) {
+		/* the pass proved span 9: the reader decoded it alone */
+		assert_int_equal(pa.r, 0);
+		for (i = 0; i < 6; i++)
+			assert_int_equal(count_reads(&cb, i), 1);
+	} else {
+		/* the pass failed at span 6 (a source's error), proving
+		 * nothing past it: the reader streamed there itself */
+		assert_int_equal(pa.r, -EIO);
+		assert_true(wr.st.bytes_fetched > 0);
+		assert_true(count_reads(&cb, 6) >= 2);
+	}
+	lp_blob_unref(pa.blob);
+	count_destroy(&cb);
+	release(&f);
+}
+
+static void test_wait_for_pass(void **state)
+{
+	(void)state;
+	check_wait_for_pass(false);
+	check_wait_for_pass(true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1281,6 +1401,7 @@ int main(void)
 		cmocka_unit_test(test_span_single_flight),
 		cmocka_unit_test(test_one_fetch_per_span),
 		cmocka_unit_test(test_cached_lie_poisons),
+		cmocka_unit_test(test_wait_for_pass),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
