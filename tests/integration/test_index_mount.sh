@@ -245,6 +245,11 @@ lp_mount "$T/s3" "$IX" background proven-only
 python3 "$COMPARE" "$T/gnu" "$T/s3" >"$T/cmp" 2>&1 || { cat "$T/cmp" >&2; fail "the tree read during the proving pass differs from GNU tar's"; }
 [ "$(wait_proof "$T/s3")" = done ] || { cat "$T/s3.log" >&2; fail "the proving pass did not end done"; }
 fetch_bound "$T/s3" "proven-only with the proving pass"
+# each span fetched once exactly (the pass reads every one), every other
+# read of it a hit of the span cache
+[ "$(stat_of "$T/s3" "s['gzip_index']['span_cache']['fetches'] == s['gzip_index']['checkpoints']")" = True ] ||
+	fail "proven-only with the proving pass: $(stat_of "$T/s3" "s['gzip_index']['span_cache']") for $(stat_of "$T/s3" "s['gzip_index']['checkpoints']") spans"
+ok "span cache: $(stat_of "$T/s3" "s['gzip_index']['span_cache']")"
 lp_umount "$T/s3"
 forged window-at "$WPATH"
 lp_mount "$T/s2" "$T/forged.gzidx" proven-only
