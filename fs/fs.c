@@ -105,8 +105,8 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 							LP_FS_DEFAULT_MEM_CACHE;
 
 		r = lp_index_span_cache_limit(
-			fs->ix,
-			lp_min_u64(FS_INDEX_SPAN_CACHE_MAX, budget / 4));
+			fs->ix, lp_min_u64(FS_INDEX_SPAN_CACHE_MAX,
+					   budget / FS_INDEX_SPAN_CACHE_SHARE));
 		if (r < 0) {
 			lp_err_set(err, r, "out of memory for the span cache");
 			goto out;
