@@ -321,7 +321,10 @@ int lp_index_span_decode(const struct lp_index *ix, size_t i, const void *src,
  * depend on any window. @span_src (@span_len bytes, NULL for none) may be the caller's
  * copy of the span holding @off, read already. @proven_only: no read from
  * an unproven checkpoint at all (the stream at once, unless the span
- * holding @off is proven). @stats (NULL allowed) is added to. Returns 0, -ERANGE past the end, -EBADMSG (a span digest, a
+ * holding @off is proven; while a proving pass, lp_index_prove(), runs at
+ * or past where that stream would start, it waits for the pass to prove
+ * the span instead, and streams itself if the pass ends first). Every
+ * span is read through the span cache. @stats (NULL allowed) is added to. Returns 0, -ERANGE past the end, -EBADMSG (a span digest, a
  * checkpoint or the data disagree), -ENOMEM, or the blob's -errno.
  */
 int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
@@ -399,6 +402,8 @@ typedef bool (*lp_index_stop_fn)(void *arg);
  * are not directories, which the builder leaves out, and nothing after
  * the last but zeros), and the sha256 of the whole blob against
  * lp_index_blob_digest(). @stop (NULL: never) is asked between steps.
+ * Proven-only lp_index_read()s of @ix may wait for it meanwhile, and the
+ * spans it reads go through the span cache, for them.
  * @stats (NULL allowed) is added to. Returns 0 (the index is true of this
  * blob); -EBADMSG (a lie, @err says which); -ECANCELED (stopped); -ENOMEM;
  * or the blob's -errno (nothing known about the index).
