@@ -269,7 +269,7 @@ int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 {
 	struct lp_index_spans *sc = lp_index_spans_of(ix);
 	struct lp_index_span *sp = NULL;
-	bool mine = false;
+	bool mine = false, waited = false;
 	int r;
 
 	if (i >= lp_index_nr_checkpoints(ix))
@@ -295,8 +295,11 @@ int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 			break;
 		}
 		/* another thread fetches it: its result (or its failure,
-		 * after which one of us fetches) is what we wait for */
-		sc->stats.waits++;
+		 * after which one of us fetches) is what we wait for; the
+		 * cond also wakes us for other spans and proven checkpoints */
+		if (!waited)
+			sc->stats.waits++;
+		waited = true;
 		pthread_cond_wait(&sc->cond, &sc->lock);
 	}
 	pthread_mutex_unlock(&sc->lock);
