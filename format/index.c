@@ -87,6 +87,9 @@ struct lp_index {
 	 * atomic: streams on any thread test and set it without a lock.
 	 */
 	_Atomic uint64_t *verified;
+	/* the span cache (index_spans.c; off unless a reader turns it on),
+	 * locked inside: readers on any thread share it */
+	struct lp_index_spans *spans;
 };
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -548,7 +551,7 @@ int lp_index_parse(const void *data, size_t len, struct lp_index **ret_ix,
 	ix->by_path = calloc(nr_files ? nr_files : 1, sizeof(*ix->by_path));
 	ix->verified = calloc((nr_cp + 63) / 64, sizeof(*ix->verified));
 	if (!ix->data || !ix->cps || !ix->files || !ix->by_path ||
-	    !ix->verified) {
+	    !ix->verified || lp_index_spans_new(nr_cp, &ix->spans) < 0) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -593,6 +596,7 @@ void lp_index_free(struct lp_index *ix)
 	free(ix->arena);
 	free(ix->by_path);
 	free((void *)ix->verified);
+	lp_index_spans_free(ix->spans);
 	free(ix);
 }
 
@@ -648,6 +652,11 @@ bool lp_index_checkpoint_verified(const struct lp_index *ix, size_t i)
 						       memory_order_acquire) >>
 				  (i % 64)) &
 					 1;
+}
+
+struct lp_index_spans *lp_index_spans_of(const struct lp_index *ix)
+{
+	return ix->spans;
 }
 
 void lp_index_checkpoint_mark_verified(const struct lp_index *ix, size_t i)

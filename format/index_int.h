@@ -43,4 +43,40 @@ int lp_index_prove_open(const struct lp_index *ix, struct lp_blob *blob,
  */
 int lp_index_prove_finish(struct lp_index_stream *s, struct lp_err *err);
 
+/* ---- the span cache (index_spans.c) ---- */
+struct lp_index_spans;
+/* lp_index_spans_new() - an empty, off cache for an index of
+ * @nr_checkpoints spans (index.c, at parse); _free() drops what it holds */
+int lp_index_spans_new(size_t nr_checkpoints, struct lp_index_spans **ret);
+void lp_index_spans_free(struct lp_index_spans *sc); /* NULL allowed */
+/* lp_index_spans_of() - the span cache of @ix (its own lock inside: the
+ * cache is the other mutable part of a parsed index) */
+struct lp_index_spans *lp_index_spans_of(const struct lp_index *ix);
+/*
+ * The proving pass and the readers that wait for it (index_spans.c). The
+ * pass calls _begin() before its first span, _at() before proving each
+ * checkpoint it reaches, _end() whatever its result; every stream that
+ * proves a checkpoint calls lp_index_proven_notify() after marking it.
+ * lp_index_wait_prover() - for a proven-only read of span @i: while a pass
+ * runs, stands at or past the last proven checkpoint before @i (so it will
+ * reach @i no later than a stream of the reader's own) and @i is not
+ * proven, wait. Returns whether @i is proven (else: stream yourself).
+ */
+void lp_index_prover_begin(const struct lp_index *ix);
+void lp_index_prover_at(const struct lp_index *ix, size_t i);
+void lp_index_prover_end(const struct lp_index *ix);
+void lp_index_proven_notify(const struct lp_index *ix);
+bool lp_index_wait_prover(const struct lp_index *ix, size_t i);
+
+/*
+ * lp_index_blob_read() - lp_blob_pread() for the index's readers: a source
+ * that fails (a mirror's whole blob that did not verify, a short blob) is
+ * -EIO, whatever it says, so that only what the index itself claims (a
+ * span digest, a window, a header) can come back -EBADMSG or -ERANGE: a
+ * mount is poisoned for a lie of the index, never for a fault of the
+ * registry.
+ */
+int lp_index_blob_read(struct lp_blob *blob, void *buf, size_t len,
+		       uint64_t off, struct lp_err *err);
+
 #endif /* LP_INDEX_INT_H */

@@ -133,6 +133,7 @@ int lp_index_prove(const struct lp_index *ix, struct lp_blob *blob,
 	struct prove p = { .ix = ix, .stop = stop, .arg = arg, .err = err };
 	const uint64_t usize = lp_index_uncompressed_size(ix);
 	uint64_t cur = 0;
+	bool prover = false;
 	size_t k;
 	int r;
 
@@ -141,6 +142,8 @@ int lp_index_prove(const struct lp_index *ix, struct lp_blob *blob,
 		r = -ENOMEM;
 		goto out;
 	}
+	lp_index_prover_begin(ix); /* readers may wait for the pass */
+	prover = true;
 	r = lp_index_prove_open(ix, blob, &p.s, err);
 	for (k = 0; r == 0 && k < lp_index_nr_files(ix); k++) {
 		const struct lp_index_file *f = lp_index_file(ix, k);
@@ -178,6 +181,8 @@ out:
 		stats->bytes_inflated += st.bytes_inflated;
 	}
 	lp_index_stream_free(p.s);
+	if (prover) /* its waiters stream themselves if it is not through */
+		lp_index_prover_end(ix);
 	free(p.buf);
 	return r;
 }

@@ -80,27 +80,11 @@ struct lp_index_stream {
 	bool member_start; /* inflate is reset and has read nothing since */
 	size_t span; /* the span being fed; SIZE_MAX before the first */
 	size_t first; /* the checkpoint the stream started at */
-	uint8_t *in; /* the span's compressed bytes */
-	size_t in_cap;
+	/* with a blob: the span being fed, pinned (index_spans.c) */
+	struct lp_index_span *cur;
 	uint64_t pos; /* uncompressed offset of the next byte out */
 	struct lp_index_stream_stats stats;
 };
-
-/* what error messages call the source */
-/*
- * lp_blob_pread() for the index's readers: a source that fails (a mirror's
- * whole blob that did not verify, a short blob) is -EIO, whatever it says,
- * so that only what the index itself claims (a span digest, a window, a
- * header) can come back -EBADMSG or -ERANGE: a mount is poisoned for a lie
- * of the index, never for a fault of the registry.
- */
-static int blob_read(struct lp_blob *blob, void *buf, size_t len, uint64_t off,
-		     struct lp_err *err)
-{
-	int r = lp_blob_pread(blob, buf, len, off, err);
-
-	return r == -EBADMSG || r == -ERANGE ? -EIO : r;
-}
 
 static const char *src_name(const struct lp_index_stream *s)
 {
@@ -134,24 +118,18 @@ static int load_span(struct lp_index_stream *s, size_t i, struct lp_err *err)
 		src = s->given + (start - s->given_base);
 		goto verify;
 	}
-	if (len > s->in_cap) {
-		uint8_t *p = realloc(s->in, len);
-
-		if (!p)
-			return -ENOMEM;
-		s->in = p;
-		s->in_cap = len;
-	}
-	r = blob_read(s->blob, s->in, len, start, err);
+	/* through the span cache: fetched once, its digest compared there
+	 * (and again below, as for bytes given) */
+	lp_index_span_put(s->cur);
+	s->cur = NULL;
+	r = lp_index_span_get(s->ix, s->blob, i, &s->cur, &s->stats, err);
 	if (r < 0)
-		return lp_err_set(err, r,
-				  "gzip index span #%zu [%llu, %llu): read "
-				  "failed",
-				  i, (unsigned long long)start,
-				  (unsigned long long)end);
-	s->stats.bytes_fetched += len;
-	s->stats.spans++;
-	src = s->in;
+		return r;
+	src = lp_index_span_data(s->cur);
+	if (lp_index_span_len(s->cur) != len)
+		return lp_err_set(err, -EBADMSG,
+				  "gzip index span #%zu: %zu bytes, not %zu", i,
+				  lp_index_span_len(s->cur), len);
 	if (s->hash && end > s->hashed_to) {
 		/* spans are fetched in blob order from byte 0 */
 		lp_sha256_update(s->hash, src + (s->hashed_to - start),
@@ -371,8 +349,12 @@ static int check_checkpoint(struct lp_index_stream *s, size_t i,
 				  "lies)",
 				  i, (unsigned long long)c->in);
 	}
-	if (!s->unproven)
-		lp_index_checkpoint_mark_verified(s->ix, i);
+	if (s->unproven)
+		return 0;
+	if (s->hash) /* the proving pass: where it is, for its waiters */
+		lp_index_prover_at(s->ix, i);
+	lp_index_checkpoint_mark_verified(s->ix, i);
+	lp_index_proven_notify(s->ix);
 	return 0;
 }
 
@@ -672,11 +654,50 @@ static void read_slot_put(void)
 	pthread_mutex_unlock(&read_slots.lock);
 }
 
-/* the blob's [@start, @end) onto the front of *@src (which holds [@end,
- * ...), *@src_len bytes), grown in place (no second copy of the bytes
- * held); counted in @st */
-static int prepend(struct lp_blob *blob, uint64_t start, uint64_t end,
-		   uint8_t **src, size_t *src_len,
+/*
+ * The blob's [@start, @end) into @dst, from the spans @i on (span @i holds
+ * @start), each through the span cache (lp_index_span_get(): fetched once,
+ * its digest compared); the bytes fetched counted in @st.
+ */
+static int gather(const struct lp_index *ix, struct lp_blob *blob, size_t i,
+		  uint64_t start, uint64_t end, uint8_t *dst,
+		  struct lp_index_stream_stats *st, struct lp_err *err)
+{
+	struct lp_index_span *sp = NULL;
+	uint64_t at = start, s0, s1, n;
+	int r = 0;
+
+	for (; at < end; i++) {
+		if (i >= lp_index_nr_checkpoints(ix))
+			return lp_err_set(err, -ERANGE,
+					  "gzip index: no span holds blob "
+					  "byte %llu",
+					  (unsigned long long)at);
+		lp_index_span_range(ix, i, &s0, &s1);
+		if (s0 > at || s1 <= at)
+			return lp_err_set(err, -EBADMSG,
+					  "gzip index span #%zu [%llu, %llu) "
+					  "does not hold blob byte %llu",
+					  i, (unsigned long long)s0,
+					  (unsigned long long)s1,
+					  (unsigned long long)at);
+		r = lp_index_span_get(ix, blob, i, &sp, st, err);
+		if (r < 0)
+			return r;
+		n = lp_min_u64(s1, end) - at;
+		memcpy(dst + (at - start), lp_index_span_data(sp) + (at - s0),
+		       (size_t)n);
+		lp_index_span_put(sp);
+		at += n;
+	}
+	return 0;
+}
+
+/* the blob's [@start, @end) (from span @i on) onto the front of *@src
+ * (which holds [@end, ...), *@src_len bytes), grown in place (no second
+ * copy of the bytes held); counted in @st */
+static int prepend(const struct lp_index *ix, struct lp_blob *blob, size_t i,
+		   uint64_t start, uint64_t end, uint8_t **src, size_t *src_len,
 		   struct lp_index_stream_stats *st, struct lp_err *err)
 {
 	size_t n = (size_t)(end - start);
@@ -687,14 +708,12 @@ static int prepend(struct lp_blob *blob, uint64_t start, uint64_t end,
 		return -ENOMEM;
 	*src = p;
 	memmove(p + n, p, *src_len);
-	r = blob_read(blob, p, n, start, err);
+	r = gather(ix, blob, i, start, end, p, st, err);
 	if (r < 0) {
 		/* *src holds garbage now: the caller frees it */
 		return r;
 	}
 	*src_len += n;
-	st->bytes_fetched += n;
-	st->spans++;
 	return 0;
 }
 
@@ -725,6 +744,12 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 	i = lp_index_span_of(ix, off);
 	k = len ? lp_index_span_of(ix, off + len - 1) : i;
 	p = lp_index_last_verified(ix, i);
+	/* proven-only, span i unproven: a proving pass on its way there
+	 * proves it no later than a stream of our own would, and without
+	 * inflating (or, beyond the span cache's limit, fetching) the same
+	 * spans twice */
+	if (proven_only && p != i && lp_index_wait_prover(ix, i))
+		p = i;
 	lp_index_span_range(ix, i, &base, &s1);
 	lp_index_span_range(ix, k, &s0, &end);
 	if (end - base > LP_INDEX_READ_MAX_IN || (proven_only && p != i))
@@ -744,11 +769,9 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 	if (span_src && k == i && span_len == src_len) {
 		memcpy(src, span_src, src_len); /* the caller has span i */
 	} else {
-		r = blob_read(blob, src, src_len, base, err);
+		r = gather(ix, blob, i, base, end, src, &st, err);
 		if (r < 0)
 			goto out;
-		st.bytes_fetched += src_len;
-		st.spans += k - i + 1;
 	}
 	/*
 	 * From span i back: the first start the bytes do not depend on the
@@ -775,7 +798,7 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 		lp_index_span_range(ix, nj, &s0, &s1);
 		if (end - s0 > LP_INDEX_READ_MAX_IN)
 			break;
-		r = prepend(blob, s0, base, &src, &src_len, &st, err);
+		r = prepend(ix, blob, nj, s0, base, &src, &src_len, &st, err);
 		if (r < 0)
 			goto out;
 		base = s0;
@@ -918,6 +941,6 @@ void lp_index_stream_free(struct lp_index_stream *s)
 		inflateEnd(&s->z);
 	lp_blob_unref(s->blob);
 	lp_sha256_free(s->hash);
-	free(s->in);
+	lp_index_span_put(s->cur);
 	free(s);
 }

@@ -30,9 +30,10 @@
  * every claim of the index, the blob's digest last.
  *
  * Threads: a struct lp_index is immutable after lp_index_parse() except for
- * its set of proven checkpoints, which only grows and is updated atomically:
- * one index may be read through from any number of threads. A struct
- * lp_index_stream is used by one thread.
+ * its set of proven checkpoints, which only grows and is updated atomically,
+ * and its span cache (lp_index_span_get(), format/index_spans.c), which has
+ * a lock of its own: one index may be read through from any number of
+ * threads. A struct lp_index_stream is used by one thread.
  */
 #ifndef LP_INDEX_H
 #define LP_INDEX_H
@@ -320,13 +321,67 @@ int lp_index_span_decode(const struct lp_index *ix, size_t i, const void *src,
  * depend on any window. @span_src (@span_len bytes, NULL for none) may be the caller's
  * copy of the span holding @off, read already. @proven_only: no read from
  * an unproven checkpoint at all (the stream at once, unless the span
- * holding @off is proven). @stats (NULL allowed) is added to. Returns 0, -ERANGE past the end, -EBADMSG (a span digest, a
+ * holding @off is proven; while a proving pass, lp_index_prove(), runs at
+ * or past where that stream would start, it waits for the pass to prove
+ * the span instead, and streams itself if the pass ends first). Every
+ * span is read through the span cache. @stats (NULL allowed) is added to. Returns 0, -ERANGE past the end, -EBADMSG (a span digest, a
  * checkpoint or the data disagree), -ENOMEM, or the blob's -errno.
  */
 int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 		  void *buf, size_t len, const void *span_src, size_t span_len,
 		  bool proven_only, struct lp_index_stream_stats *stats,
 		  struct lp_err *err);
+
+/* ---- spans, and the span cache (format/index_spans.c) ------------- */
+
+/* one span's compressed bytes, verified against its span digest */
+struct lp_index_span;
+
+/*
+ * lp_index_span_get() - span @i's exact compressed bytes
+ * (lp_index_span_range(): the byte it shares with the span before it
+ * included), fetched from @blob (the blob @ix indexes) and their sha256
+ * compared with the span digest: a span that does not match is -EBADMSG,
+ * never handed out and never cached. With the span cache on
+ * (lp_index_span_cache_limit()) a span held there is handed out without a
+ * fetch, and while one thread fetches a span the others that want it wait
+ * for that fetch (single flight). Every index reader fetches through here.
+ * The bytes fetched (not the hits) are added to @st (NULL allowed).
+ * Returns 0 with a pinned span (drop it with lp_index_span_put()), -ERANGE
+ * (no span @i), -EBADMSG, -ENOMEM, or the blob's -errno (-EBADMSG and
+ * -ERANGE from the blob become -EIO: a source that fails is no lie of the
+ * index).
+ */
+int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
+		      struct lp_index_span **ret_sp,
+		      struct lp_index_stream_stats *st, struct lp_err *err);
+/* lp_index_span_put() - drop a span from lp_index_span_get() (NULL allowed) */
+void lp_index_span_put(struct lp_index_span *sp);
+/* the span's bytes (valid until its put) and their count */
+const uint8_t *lp_index_span_data(const struct lp_index_span *sp);
+size_t lp_index_span_len(const struct lp_index_span *sp);
+
+/*
+ * lp_index_span_cache_limit() - turn the span cache of @ix on with room for
+ * @max_bytes of spans (the least recently used leaves first; a span larger
+ * than that is never held), or off with 0 (the default: every get
+ * fetches). Any thread; the index's readers see the change at their next
+ * get. Returns 0 or -ENOMEM.
+ */
+int lp_index_span_cache_limit(const struct lp_index *ix, size_t max_bytes);
+
+struct lp_index_span_cache_stats {
+	uint64_t hits; /* gets answered from the cache */
+	uint64_t fetches, fetched_bytes; /* spans fetched and verified */
+	uint64_t waits; /* gets that waited for another's fetch */
+	uint64_t evictions; /* spans dropped to stay within the limit */
+	/* proven-only reads that waited for the proving pass to prove their
+	 * span instead of streaming there themselves */
+	uint64_t pass_waits;
+	uint64_t held_bytes; /* span bytes held now */
+};
+void lp_index_span_cache_stats(const struct lp_index *ix,
+			       struct lp_index_span_cache_stats *ret);
 
 /* ---- the proving pass (format/index_prove.c) ----------------------- */
 
@@ -347,6 +402,8 @@ typedef bool (*lp_index_stop_fn)(void *arg);
  * are not directories, which the builder leaves out, and nothing after
  * the last but zeros), and the sha256 of the whole blob against
  * lp_index_blob_digest(). @stop (NULL: never) is asked between steps.
+ * Proven-only lp_index_read()s of @ix may wait for it meanwhile, and the
+ * spans it reads go through the span cache, for them.
  * @stats (NULL allowed) is added to. Returns 0 (the index is true of this
  * blob); -EBADMSG (a lie, @err says which); -ECANCELED (stopped); -ENOMEM;
  * or the blob's -errno (nothing known about the index).

@@ -13,7 +13,8 @@
  * publishes to the memory tier nor writes the disk tier (fs/pipeline.c
  * does both, the disk write after the publish). Decoders are per thread by
  * construction: a fetch borrows one from a small pool for the length of a
- * run.
+ * run. A layer mounted through a gzip index fills its chunks from the
+ * index's spans instead (fs/index_fetch.c).
  *
  * Lock order: decoders.lock is a leaf, held only to push or pop the pool.
  */
@@ -136,52 +137,6 @@ static int decode_one(struct lp_fs *fs, struct lp_chunk_decoder *dec,
 	char why[LP_ERR_MSG_MAX];
 	int r;
 
-	if (fs->ix) {
-		/* a piece of a span: the span digest vouches for it, checked
-		 * over the compressed bytes before inflating (lp_chunk.h) */
-		struct lp_index_stream_stats st = { 0 };
-		size_t sp = (size_t)lp_index_span_at(fs->ix, c.offset);
-		uint64_t s0, s1;
-
-		fs_chunk_range(fs, &c, &s0, &s1);
-		if (!fs->opts.index_window_rule &&
-		    !lp_index_checkpoint_verified(fs->ix, sp))
-			r = -EAGAIN; /* no unproven start at all */
-		else
-			r = lp_index_span_decode(fs->ix, sp, src + (s0 - start),
-						 (size_t)(s1 - s0),
-						 c.inner_offset, dst,
-						 c.chunk_size, &derr);
-		if (r == -EAGAIN) {
-			/* the piece depends on a window nobody has proven:
-			 * from spans further back (never inside a streamed
-			 * read's progress callback: group_progress) */
-			memset(&derr, 0, sizeof(derr));
-			r = lp_index_read(fs->ix, fs->blob,
-					  lp_index_checkpoint(fs->ix, sp)->out +
-						  c.inner_offset,
-					  dst, c.chunk_size, src + (s0 - start),
-					  (size_t)(s1 - s0),
-					  !fs->opts.index_window_rule, &st,
-					  &derr);
-			atomic_fetch_add(&fs->stats.fetched_bytes,
-					 st.bytes_fetched);
-			atomic_fetch_add(&fs->stats.blob_reads, st.spans);
-			atomic_fetch_add(&fs->stats.index_window_rereads,
-					 st.window_rereads);
-		}
-		if (r == -EBADMSG || r == -ERANGE) {
-			atomic_fetch_add(&fs->stats.verify_failures, 1);
-			fs_poison(fs, -EBADMSG, &derr); /* a lie found */
-			r = fs_chunk_error(fs, ci, -EBADMSG,
-					   lp_err_str(&derr, r), err);
-		} else if (r < 0) { /* -ENOMEM, or the blob's (a re-read) */
-			atomic_fetch_add(&fs->stats.fetch_errors, 1);
-			r = fs_chunk_error(fs, ci, r, lp_err_str(&derr, r),
-					   err);
-		}
-		goto out;
-	}
 	r = lp_chunk_decode(dec, src + (c.offset - start), c.compressed_size,
 			    c.inner_offset, dst, c.chunk_size, &derr);
 	if (r < 0) {
@@ -213,8 +168,7 @@ struct fetch_run {
 	void *settle_arg;
 	uint8_t **data; /* [n]; owned until settled */
 	/* [n]: each chunk's digest, read once (lp_chunk_digest()) for the
-	 * disk-tier lookup, the verify and the disk-tier write; unused with
-	 * a gzip index */
+	 * disk-tier lookup, the verify and the disk-tier write */
 	struct lp_digest *want;
 	int *res; /* [n]; FS_PENDING until settled */
 	struct lp_err *err; /* the first chunk's message */
@@ -231,7 +185,7 @@ static void settle_ex(struct fetch_run *run, uint32_t i, int r, bool retryable,
 		run->data[i] = NULL;
 	}
 	run->settle(run->settle_arg, run->first + i, run->data[i], r, retryable,
-		    from_disk, r == 0 && !run->fs->ix ? &run->want[i] : NULL);
+		    from_disk, r == 0 ? &run->want[i] : NULL);
 	run->data[i] = NULL;
 }
 
@@ -244,7 +198,6 @@ static void settle(struct fetch_run *run, uint32_t i, int r)
 /* pending chunks [first + i, first + j): one contiguous blob range */
 struct fetch_group {
 	struct fetch_run *run;
-	bool in; /* the read is over: the progress callback is not inside it */
 	uint32_t i, j;
 	uint64_t start, end;
 	uint8_t *src; /* the compressed bytes [start, end) */
@@ -291,10 +244,6 @@ static int group_progress(void *arg, size_t done)
 	struct fetch_group *g = arg;
 	const struct lp_toc *toc = g->run->fs->toc;
 
-	/* a gzip index piece may need more spans read (lp_index_read): not
-	 * from inside the streamed read */
-	if (g->run->fs->ix && !g->in)
-		return 0;
 	while (g->next < g->j) {
 		const struct lp_toc_chunk c =
 			lp_toc_chunk(toc, g->run->first + g->next);
@@ -337,7 +286,6 @@ static int fetch_stream(struct fetch_run *run, struct fetch_group *g)
 	atomic_fetch_add(&fs->stats.blob_reads, 1);
 	if (r == 0) {
 		atomic_fetch_add(&fs->stats.fetched_bytes, g->end - g->start);
-		g->in = true;
 		group_progress(g, g->end - g->start); /* settles all */
 	} else {
 		atomic_fetch_add(&fs->stats.fetch_errors, 1);
@@ -457,6 +405,8 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 	uint32_t i, j, k, nr_groups = 0;
 	int r;
 
+	if (fs->ix) /* a gzip index layer: its spans (index_fetch.c) */
+		return fs_index_fetch_run(fs, first, n, settle_fn, arg, err);
 	run.data = calloc(n, sizeof(*run.data));
 	run.res = calloc(n, sizeof(*run.res));
 	run.want = calloc(n, sizeof(*run.want));
@@ -473,13 +423,9 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 		const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, first + i);
 		struct lp_err *e = i == 0 ? err : NULL;
 		struct lp_err why = { 0 };
-		/* a gzip index layer: the span digests vouch, and there is no
-		 * chunk digest to key the disk tier by; else the one read of
-		 * the chunk's digest in this fetch */
-		int pr = fs->ix ? 0 :
-				  lp_chunk_digest(fs->toc, &c, &run.want[i],
-						  &why);
-		const struct lp_digest *key = fs->ix ? NULL : &run.want[i];
+		/* the one read of the chunk's digest in this fetch */
+		int pr = lp_chunk_digest(fs->toc, &c, &run.want[i], &why);
+		const struct lp_digest *key = &run.want[i];
 
 		run.res[i] = FS_PENDING;
 		/* a random-access reader: LP_CHUNK_WHOLE_FILE is refused too */

@@ -98,6 +98,20 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 		fs->proof.wanted = true;
 		fs->opts.background_fetch = false;
 	}
+	if (fs->ix) {
+		size_t budget = opts->mem_budget ?
+					lp_fs_budget_bytes(opts->mem_budget) :
+				opts->mem_cache_bytes ? opts->mem_cache_bytes :
+							LP_FS_DEFAULT_MEM_CACHE;
+
+		r = lp_index_span_cache_limit(
+			fs->ix, lp_min_u64(FS_INDEX_SPAN_CACHE_MAX,
+					   budget / FS_INDEX_SPAN_CACHE_SHARE));
+		if (r < 0) {
+			lp_err_set(err, r, "out of memory for the span cache");
+			goto out;
+		}
+	}
 	fs->act = opts->activity ? opts->activity : &fs->own_activity;
 	if (!fs->opts.mem_cache_bytes)
 		fs->opts.mem_cache_bytes = LP_FS_DEFAULT_MEM_CACHE;

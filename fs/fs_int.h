@@ -34,6 +34,19 @@
 /* a compressed chunk may carry tar headers of following entries */
 #define FS_MAX_COMPRESSED_CHUNK (LP_CHUNK_MAX_SIZE + 2 * LP_MEMBER_MAX_TRAILER)
 #define FS_MAX_RUN 1024 /* chunks claimed for one blob read */
+/*
+ * A gzip index layer's span cache (format/index_spans.c): compressed spans
+ * shared by its chunks, header checks, streams and proving pass, so a span
+ * is fetched once. At most this, and at most a quarter of the memory
+ * budget the mount's chunks get. Per layer and outside that budget (not a
+ * member of it: the spans are compressed, a fraction of what their chunks
+ * decode to), so a process mounting k index layers may hold k times this.
+ * Smaller than the layer, it thrashes when files are read out of tar
+ * order (docs/format.md, "the span cache": 2.7x the layer with 8 MiB for
+ * a 15 MB layer).
+ */
+#define FS_INDEX_SPAN_CACHE_MAX (64 * LP_MIB)
+#define FS_INDEX_SPAN_CACHE_SHARE 4 /* of the memory budget, at most 1/4 */
 
 /* --- the process-wide memory budget (mem_budget.c) --- */
 
@@ -765,6 +778,15 @@ typedef void (*fs_settle_fn)(void *arg, uint32_t ci, uint8_t *data, int res,
  */
 int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 		 fs_settle_fn settle, void *arg, struct lp_err *err);
+
+/*
+ * fs_index_fetch_run() - fs_fetch_run() for a layer mounted through a gzip
+ * index (index_fetch.c): each chunk inflated from its span, the spans
+ * through the index's span cache (fetched once, digest compared), and
+ * settled in order. Returns the first chunk's result.
+ */
+int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
+		       fs_settle_fn settle, void *arg, struct lp_err *err);
 
 /*
  * fs_chunk_error() - fill @err with "layer L: file F: chunk at offset O

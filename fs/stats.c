@@ -258,19 +258,30 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			(unsigned long long)ld(&s->digest_table_errors));
 	if (r == 0 && fs->ix) {
 		size_t k, proven = 0, ncp = lp_index_nr_checkpoints(fs->ix);
+		struct lp_index_span_cache_stats sc;
 
 		for (k = 0; k < ncp; k++)
 			proven += lp_index_checkpoint_verified(fs->ix, k);
+		lp_index_span_cache_stats(fs->ix, &sc);
 		r = lp_buf_printf(
 			out,
 			"  \"gzip_index\": {\"checkpoints\": %zu, "
 			"\"proven\": %zu, \"proof\": \"%s\", \"poisoned\": "
-			"%s, \"window_rereads\": %llu},\n",
+			"%s, \"window_rereads\": %llu, \"span_cache\": "
+			"{\"hits\": %llu, \"fetches\": %llu, \"waits\": "
+			"%llu, \"pass_waits\": %llu, \"evictions\": %llu, "
+			"\"held_bytes\": %llu}},\n",
 			ncp, proven,
 			fs_job_state_name((enum fs_job_state)atomic_load(
 				&fs->proof.state)),
 			atomic_load(&fs->proof.poisoned) ? "true" : "false",
-			(unsigned long long)ld(&s->index_window_rereads));
+			(unsigned long long)ld(&s->index_window_rereads),
+			(unsigned long long)sc.hits,
+			(unsigned long long)sc.fetches,
+			(unsigned long long)sc.waits,
+			(unsigned long long)sc.pass_waits,
+			(unsigned long long)sc.evictions,
+			(unsigned long long)sc.held_bytes);
 	}
 	if (r == 0)
 		r = ops_json(&st, out);

@@ -28,6 +28,17 @@
  *   lookup is EIO (and the mount poisoned), never ENOENT.
  * - A source that fails with EBADMSG (a mirror's whole-blob digest): the
  *   index readers answer EIO, and the mount is not poisoned.
+ * - The span cache: a span is fetched once (a second get is a hit; four
+ *   threads getting one span fetch it once, three waiting), a span whose
+ *   digest does not match is refused and never held, the least recently
+ *   used span leaves at the limit; through a mount, four threads reading
+ *   every file in different orders (proven-only, window rule, with the
+ *   proving pass) fetch each span at most once (with the pass: exactly
+ *   once) and every byte is the tar's; a span whose digest lies, read by
+ *   them, poisons the mount, serves no wrong byte, and is never held.
+ * - A proven-only read whose span the running proving pass will prove
+ *   waits for it rather than streaming there itself; when the pass fails
+ *   first, the read streams itself and is right.
  *
  * The fixture (the vectors' v1.tar.gz, its index) is test_index.c's,
  * included with its main renamed.
@@ -804,6 +815,576 @@ static void test_source_badmsg(void **state)
 	release(&f);
 }
 
+/* ---- I: the span cache: one fetch per span, never a wrong byte ---- */
+
+/* a blob that counts its reads per span (a read that is not one span's
+ * exact range is counted in @odd), optionally slow, optionally serving
+ * span @corrupt with a byte flipped while @corrupting, and blocking reads
+ * of span @gate until @open */
+struct count_blob {
+	const uint8_t *data;
+	const struct lp_index *ix; /* the spans to count by */
+	unsigned int delay_us;
+	size_t corrupt, gate; /* SIZE_MAX: none */
+	atomic_bool corrupting;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned int *reads; /* [nr checkpoints]; protected by lock */
+	unsigned int odd, blocked; /* protected by lock */
+	bool open; /* protected by lock */
+	bool gate_fail; /* the gated read, once open, fails (once) */
+};
+
+static void count_init(struct count_blob *cb, const struct fixture *f,
+		       const struct lp_index *ix)
+{
+	memset(cb, 0, sizeof(*cb));
+	cb->data = f->gz;
+	cb->ix = ix;
+	cb->corrupt = cb->gate = SIZE_MAX;
+	pthread_mutex_init(&cb->lock, NULL);
+	pthread_cond_init(&cb->cond, NULL);
+	cb->reads = calloc(lp_index_nr_checkpoints(ix), sizeof(*cb->reads));
+	assert_non_null(cb->reads);
+}
+
+static void count_destroy(struct count_blob *cb)
+{
+	free(cb->reads);
+	pthread_cond_destroy(&cb->cond);
+	pthread_mutex_destroy(&cb->lock);
+}
+
+static int count_pread(void *ctx, void *buf, size_t len, uint64_t off,
+		       struct lp_err *err)
+{
+	struct count_blob *cb = ctx;
+	size_t i, sp = SIZE_MAX;
+	uint64_t s0, s1;
+
+	for (i = 0; i < lp_index_nr_checkpoints(cb->ix); i++) {
+		lp_index_span_range(cb->ix, i, &s0, &s1);
+		if (s0 == off && s1 - s0 == len)
+			sp = i;
+	}
+	pthread_mutex_lock(&cb->lock);
+	if (sp == SIZE_MAX)
+		cb->odd++;
+	else
+		cb->reads[sp]++;
+	if (sp != SIZE_MAX && sp == cb->gate) {
+		cb->blocked++;
+		pthread_cond_broadcast(&cb->cond);
+		while (!cb->open)
+			pthread_cond_wait(&cb->cond, &cb->lock);
+		cb->blocked--;
+		if (cb->gate_fail) {
+			cb->gate_fail = false;
+			pthread_mutex_unlock(&cb->lock);
+			return lp_err_set(err, -EIO, "gated read failed");
+		}
+	}
+	pthread_mutex_unlock(&cb->lock);
+	if (cb->delay_us)
+		usleep(cb->delay_us);
+	memcpy(buf, cb->data + off, len);
+	if (sp != SIZE_MAX && sp == cb->corrupt && atomic_load(&cb->corrupting))
+		((uint8_t *)buf)[len / 2] ^= 0x20;
+	return 0;
+}
+
+static unsigned int count_reads(struct count_blob *cb, size_t i)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&cb->lock);
+	n = cb->reads[i];
+	pthread_mutex_unlock(&cb->lock);
+	return n;
+}
+
+static struct lp_blob *count_blob_new(struct count_blob *cb,
+				      const struct fixture *f)
+{
+	static const struct lp_blob_ops ops = { .pread = count_pread,
+						.close = slow_close };
+	struct lp_blob *blob = NULL;
+
+	assert_int_equal(lp_blob_new(&ops, cb, f->gz_len, "count", &blob), 0);
+	return blob;
+}
+
+/* span @i of @f's blob through @ix's cache equals the blob's bytes */
+static void expect_span(const struct fixture *f, const struct lp_index *ix,
+			struct lp_blob *blob, size_t i, int want)
+{
+	struct lp_index_span *sp = NULL;
+	struct lp_err err = { 0 };
+	uint64_t s0, s1;
+	int r = lp_index_span_get(ix, blob, i, &sp, NULL, &err);
+
+	assert_int_equal(r, want);
+	if (r < 0) {
+		assert_null(sp);
+		return;
+	}
+	lp_index_span_range(ix, i, &s0, &s1);
+	assert_int_equal(lp_index_span_len(sp), s1 - s0);
+	assert_memory_equal(lp_index_span_data(sp), f->gz + s0, s1 - s0);
+	lp_index_span_put(sp);
+}
+
+static void test_span_cache(void **state)
+{
+	struct lp_index_span_cache_stats cs;
+	struct fixture f = { 0 };
+	struct count_blob cb;
+	struct lp_blob *blob;
+	uint64_t s0, s1, t0, t1;
+
+	(void)state;
+	build_vector(&f);
+	assert_true(lp_index_nr_checkpoints(f.ix) > 6);
+	count_init(&cb, &f, f.ix);
+	blob = count_blob_new(&cb, &f);
+	/* off (the default): every get fetches */
+	expect_span(&f, f.ix, blob, 1, 0);
+	expect_span(&f, f.ix, blob, 1, 0);
+	assert_int_equal(count_reads(&cb, 1), 2);
+	/* on: a second get is a hit */
+	assert_int_equal(lp_index_span_cache_limit(f.ix, 64 * LP_MIB), 0);
+	expect_span(&f, f.ix, blob, 2, 0);
+	expect_span(&f, f.ix, blob, 2, 0);
+	assert_int_equal(count_reads(&cb, 2), 1);
+	/* a span that does not match its digest is refused and not held:
+	 * the next get fetches it again (and, the source healed, is right);
+	 * once held, a source gone bad since does not matter */
+	cb.corrupt = 3;
+	atomic_store(&cb.corrupting, true);
+	expect_span(&f, f.ix, blob, 3, -EBADMSG);
+	expect_span(&f, f.ix, blob, 3, -EBADMSG);
+	assert_int_equal(count_reads(&cb, 3), 2);
+	atomic_store(&cb.corrupting, false);
+	expect_span(&f, f.ix, blob, 3, 0);
+	atomic_store(&cb.corrupting, true);
+	expect_span(&f, f.ix, blob, 3, 0);
+	assert_int_equal(count_reads(&cb, 3), 3);
+	atomic_store(&cb.corrupting, false);
+	/* a limit of two spans: the least recently used leaves */
+	lp_index_span_range(f.ix, 4, &s0, &s1);
+	lp_index_span_range(f.ix, 5, &t0, &t1);
+	assert_int_equal(lp_index_span_cache_limit(f.ix, 0), 0);
+	lp_index_span_cache_stats(f.ix, &cs);
+	assert_int_equal(cs.held_bytes, 0);
+	assert_int_equal(
+		lp_index_span_cache_limit(f.ix, (size_t)(s1 - s0 + t1 - t0)),
+		0);
+	expect_span(&f, f.ix, blob, 4, 0);
+	expect_span(&f, f.ix, blob, 5, 0);
+	expect_span(&f, f.ix, blob, 4, 0); /* 4 the newer now */
+	expect_span(&f, f.ix, blob, 6, 0); /* 5 leaves (or 6 is too big) */
+	expect_span(&f, f.ix, blob, 4, 0);
+	assert_int_equal(count_reads(&cb, 4), 1);
+	expect_span(&f, f.ix, blob, 5, 0);
+	assert_int_equal(count_reads(&cb, 5), 2);
+	lp_index_span_cache_stats(f.ix, &cs);
+	assert_true(cs.held_bytes <= s1 - s0 + t1 - t0);
+	assert_true(cs.evictions >= 1);
+	assert_int_equal(cb.odd, 0);
+	lp_blob_unref(blob);
+	count_destroy(&cb);
+	release(&f);
+}
+
+struct getter_arg {
+	const struct fixture *f;
+	struct lp_blob *blob;
+	size_t i;
+};
+
+static void *span_getter(void *arg)
+{
+	struct getter_arg *a = arg;
+
+	expect_span(a->f, a->f->ix, a->blob, a->i, 0);
+	return NULL;
+}
+
+static bool gated(void *arg)
+{
+	return ((struct count_blob *)arg)->blocked >= 1;
+}
+
+/* wait (30 s at most) until @pred; with cb->lock held */
+static bool count_wait(struct count_blob *cb, bool (*pred)(void *))
+{
+	struct timespec ts;
+	int r = 0;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 30;
+	while (!pred(cb) && r != ETIMEDOUT)
+		r = pthread_cond_timedwait(&cb->cond, &cb->lock, &ts);
+	return pred(cb);
+}
+
+static void test_span_single_flight(void **state)
+{
+	struct lp_index_span_cache_stats cs = { 0 };
+	struct fixture f = { 0 };
+	struct getter_arg a = { 0 };
+	struct count_blob cb;
+	pthread_t t[4];
+	bool blocked;
+	int i, tries;
+
+	(void)state;
+	build_vector(&f);
+	count_init(&cb, &f, f.ix);
+	cb.gate = 3;
+	a.f = &f;
+	a.blob = count_blob_new(&cb, &f);
+	a.i = 3;
+	assert_int_equal(lp_index_span_cache_limit(f.ix, 64 * LP_MIB), 0);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, span_getter, &a),
+				 0);
+	/* one fetch blocked in the blob, the three others waiting for it */
+	pthread_mutex_lock(&cb.lock);
+	blocked = count_wait(&cb, gated);
+	pthread_mutex_unlock(&cb.lock);
+	for (tries = 0; tries < 3000 && cs.waits < 3; tries++) {
+		usleep(10000);
+		lp_index_span_cache_stats(f.ix, &cs);
+	}
+	pthread_mutex_lock(&cb.lock);
+	cb.open = true;
+	pthread_cond_broadcast(&cb.cond);
+	pthread_mutex_unlock(&cb.lock);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	assert_true(blocked);
+	assert_int_equal(cs.waits, 3);
+	assert_int_equal(count_reads(&cb, 3), 1);
+	lp_index_span_cache_stats(f.ix, &cs);
+	assert_int_equal(cs.fetches, 1);
+	assert_int_equal(cs.hits, 3);
+	lp_blob_unref(a.blob);
+	count_destroy(&cb);
+	release(&f);
+}
+
+/* every regular file of @f (its path's entry), read whole through @fs by
+ * several threads in different orders */
+struct walker_arg {
+	const struct fixture *f;
+	struct lp_fs *fs;
+	unsigned int seed;
+	unsigned int files, eio, wrong; /* counts */
+	int other; /* an error other than EIO, or 0 */
+};
+
+static void *walker(void *arg)
+{
+	struct walker_arg *a = arg;
+	const struct lp_index *ix = a->f->ix;
+	size_t n = lp_index_nr_files(ix), k;
+	uint8_t *buf = NULL;
+
+	for (k = 0; k < n; k++) {
+		/* a different order per thread: a stride prime to most n */
+		size_t j = (k * (2 * a->seed + 1) + a->seed * 7) % n;
+		const struct lp_index_file *x = lp_index_file(ix, j);
+		int r;
+
+		const char *base = strrchr(x->path, '/');
+
+		base = base ? base + 1 : x->path;
+		/* whiteouts show as overlayfs's devices, under another name */
+		if (x->type != '0' || lp_index_lookup(ix, x->path) != (int)j ||
+		    x->size > 4 * LP_MIB || !strncmp(base, ".wh.", 4))
+			continue;
+		buf = realloc(buf, x->size + 1);
+		assert_non_null(buf);
+		r = read_path(a->fs, x->path, buf, x->size + 1, 0);
+		a->files++;
+		if (r == -EIO || r == -EBADMSG)
+			a->eio++; /* refused: the lie, or the poison */
+		else if (r < 0)
+			a->other = r;
+		else if ((size_t)r != x->size ||
+			 memcmp(buf, a->f->tar + x->data_off, x->size))
+			a->wrong++;
+	}
+	free(buf);
+	return NULL;
+}
+
+/* mount @idx over a counting blob (background: the proving pass on too),
+ * read every file from 4 threads; returns the readers' totals */
+static void walk_all(const struct fixture *f, const uint8_t *idx,
+		     bool window_rule, bool background, unsigned int delay_us,
+		     struct count_blob *cb, struct walker_arg *tot,
+		     struct lp_fs **ret_fs, struct lp_blob **ret_blob)
+{
+	struct lp_index *ix = NULL, *own = NULL;
+	struct lp_layer *layer = NULL;
+	struct lp_err err = { 0 };
+	struct lp_fs_options opts;
+	struct walker_arg a[4];
+	struct lp_blob *blob;
+	pthread_t t[4];
+	int i;
+
+	assert_int_equal(lp_index_parse(idx, f->idx_len, &ix, &err), 0);
+	assert_int_equal(lp_index_parse(idx, f->idx_len, &own, &err), 0);
+	count_init(cb, f, own); /* the spans as the mount's index has them */
+	cb->delay_us = delay_us;
+	blob = count_blob_new(cb, f);
+	assert_int_equal(lp_layer_open_index(blob, ix, lp_index_check_header,
+					     &layer, &err),
+			 0);
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = background;
+	opts.background_quiet_ms = 0;
+	opts.index_window_rule = window_rule;
+	assert_int_equal(lp_fs_new(layer, &opts, ret_fs, &err), 0);
+	assert_int_equal(lp_fs_start(*ret_fs), 0);
+	memset(tot, 0, sizeof(*tot));
+	for (i = 0; i < 4; i++) {
+		memset(&a[i], 0, sizeof(a[i]));
+		a[i].f = f;
+		a[i].fs = *ret_fs;
+		a[i].seed = (unsigned int)i;
+		assert_int_equal(pthread_create(&t[i], NULL, walker, &a[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		tot->files += a[i].files;
+		tot->eio += a[i].eio;
+		tot->wrong += a[i].wrong;
+		if (a[i].other)
+			tot->other = a[i].other;
+	}
+	*ret_blob = blob;
+}
+
+/* after lp_fs_free(): the blob, the counting index (walk_all's own) */
+static void walk_release(struct count_blob *cb, struct lp_blob *blob)
+{
+	lp_blob_unref(blob);
+	lp_index_free((struct lp_index *)cb->ix);
+	count_destroy(cb);
+}
+
+static bool all_spans_read(struct count_blob *cb)
+{
+	size_t i;
+
+	for (i = 0; i < lp_index_nr_checkpoints(cb->ix); i++)
+		if (!count_reads(cb, i))
+			return false;
+	return true;
+}
+
+static void check_one_fetch_per_span(bool window_rule, bool background)
+{
+	struct fixture f = { 0 };
+	struct walker_arg tot;
+	struct count_blob cb;
+	struct lp_blob *blob;
+	struct lp_fs *fs;
+	size_t i;
+
+	build_vector(&f);
+	walk_all(&f, f.idx, window_rule, background, 200, &cb, &tot, &fs,
+		 &blob);
+	assert_true(tot.files > 20);
+	assert_int_equal(tot.wrong, 0);
+	assert_int_equal(tot.eio, 0);
+	assert_int_equal(tot.other, 0);
+	/* with the proving pass: until it has read every span (30 s at most:
+	 * a hang fails, not a speed) */
+	for (i = 0; background && i < 3000 && !all_spans_read(&cb); i++)
+		usleep(10000);
+	lp_fs_free(fs); /* stops the pass */
+	assert_int_equal(cb.odd, 0);
+	for (i = 0; i < lp_index_nr_checkpoints(f.ix); i++) {
+		/* readers and the pass together: each span once at most,
+		 * and with the pass, once exactly */
+		if (count_reads(&cb, i) > 1 ||
+		    (background && count_reads(&cb, i) != 1))
+			fail_msg("span #%zu fetched %u times", i,
+				 count_reads(&cb, i));
+	}
+	walk_release(&cb, blob);
+	release(&f);
+}
+
+static void test_one_fetch_per_span(void **state)
+{
+	(void)state;
+	check_one_fetch_per_span(false, false); /* proven-only */
+	check_one_fetch_per_span(true, false); /* the window rule */
+	check_one_fetch_per_span(false, true); /* with the proving pass */
+}
+
+/* a span whose digest lies, read by many threads through the cache: never
+ * a wrong byte, the mount poisoned, the span never held */
+static void test_cached_lie_poisons(void **state)
+{
+	struct fixture f = { 0 };
+	struct lp_index_span *sp = NULL;
+	struct lp_err err = { 0 };
+	struct walker_arg tot;
+	struct count_blob cb;
+	struct lp_blob *blob;
+	struct lp_fs *fs;
+	struct stat st;
+	unsigned int before;
+	uint8_t *idx;
+	size_t k;
+
+	(void)state;
+	build_vector(&f);
+	k = lp_index_nr_checkpoints(f.ix) / 2;
+	idx = malloc(f.idx_len);
+	assert_non_null(idx);
+	memcpy(idx, f.idx, f.idx_len);
+	CP(idx, k)[40] ^= 1; /* span k's digest lies */
+	walk_all(&f, idx, false, false, 0, &cb, &tot, &fs, &blob);
+	assert_int_equal(tot.wrong, 0);
+	assert_int_equal(tot.other, 0);
+	assert_true(tot.eio > 0);
+	/* the lie is known: the mount answers nothing more */
+	assert_int_equal(lp_fs_getattr(fs, LP_FS_ROOT_INO, &st), -EIO);
+	/* the lying span was not held: a get fetches it again, and refuses */
+	before = count_reads(&cb, k);
+	assert_true(before >= 1);
+	assert_int_equal(lp_index_span_get(lp_layer_index(lp_fs_layer(fs)),
+					   blob, k, &sp, NULL, &err),
+			 -EBADMSG);
+	assert_null(sp);
+	assert_int_equal(count_reads(&cb, k), before + 1);
+	lp_fs_free(fs);
+	walk_release(&cb, blob);
+	free(idx);
+	release(&f);
+}
+
+/* ---- J: a proven-only read waits for the proving pass ------------- */
+
+struct pass_arg {
+	const struct fixture *f;
+	struct lp_blob *blob;
+	int r;
+};
+
+static void *pass_main(void *arg)
+{
+	struct pass_arg *a = arg;
+	struct lp_err err = { 0 };
+
+	a->r = lp_index_prove(a->f->ix, a->blob, lp_index_check_header, NULL,
+			      NULL, NULL, &err);
+	return NULL;
+}
+
+struct wait_reader {
+	const struct fixture *f;
+	struct lp_blob *blob;
+	uint64_t off;
+	struct lp_index_stream_stats st;
+	int r;
+	bool bad;
+};
+
+static void *wait_reader_main(void *arg)
+{
+	struct wait_reader *a = arg;
+	uint8_t buf[512];
+
+	a->r = lp_index_read(a->f->ix, a->blob, a->off, buf, sizeof(buf), NULL,
+			     0, true, &a->st, NULL);
+	a->bad = a->r == 0 && memcmp(buf, a->f->tar + a->off, sizeof(buf));
+	return NULL;
+}
+
+/*
+ * The proving pass blocked in span 6's read; a proven-only read in span 9
+ * waits for the pass instead of streaming from checkpoint 0 itself (with
+ * a span cache of one span, its own stream would fetch spans 0..5 again).
+ * @fail: the gated read then fails, the pass ends without proving span 9,
+ * and the reader streams itself.
+ */
+static void check_wait_for_pass(bool fail)
+{
+	struct lp_index_span_cache_stats cs = { 0 };
+	struct fixture f = { 0 };
+	struct pass_arg pa = { 0 };
+	struct wait_reader wr = { 0 };
+	struct count_blob cb;
+	uint64_t s0, s1;
+	pthread_t tp, tr;
+	bool blocked;
+	int tries;
+	size_t i;
+
+	build_vector(&f);
+	assert_true(lp_index_nr_checkpoints(f.ix) > 10);
+	count_init(&cb, &f, f.ix);
+	cb.gate = 6;
+	cb.gate_fail = fail;
+	pa.f = wr.f = &f;
+	pa.blob = wr.blob = count_blob_new(&cb, &f);
+	lp_index_span_range(f.ix, 8, &s0, &s1);
+	assert_int_equal(lp_index_span_cache_limit(f.ix, (size_t)(s1 - s0)), 0);
+	assert_int_equal(pthread_create(&tp, NULL, pass_main, &pa), 0);
+	pthread_mutex_lock(&cb.lock);
+	blocked = count_wait(&cb, gated);
+	pthread_mutex_unlock(&cb.lock);
+	wr.off = lp_index_checkpoint(f.ix, 9)->out + 100;
+	assert_int_equal(pthread_create(&tr, NULL, wait_reader_main, &wr), 0);
+	for (tries = 0; tries < 3000 && cs.pass_waits < 1; tries++) {
+		usleep(10000);
+		lp_index_span_cache_stats(f.ix, &cs);
+	}
+	pthread_mutex_lock(&cb.lock);
+	cb.open = true;
+	pthread_cond_broadcast(&cb.cond);
+	pthread_mutex_unlock(&cb.lock);
+	assert_int_equal(pthread_join(tp, NULL), 0);
+	assert_int_equal(pthread_join(tr, NULL), 0);
+	assert_true(blocked);
+	assert_int_equal(cs.pass_waits, 1);
+	assert_int_equal(wr.r, 0);
+	assert_false(wr.bad);
+	assert_int_equal(cb.odd, 0);
+	if (!fail) {
+		/* the pass proved span 9: the reader decoded it alone */
+		assert_int_equal(pa.r, 0);
+		for (i = 0; i < 6; i++)
+			assert_int_equal(count_reads(&cb, i), 1);
+	} else {
+		/* the pass failed at span 6 (a source's error), proving
+		 * nothing past it: the reader streamed there itself */
+		assert_int_equal(pa.r, -EIO);
+		assert_true(wr.st.bytes_fetched > 0);
+		assert_true(count_reads(&cb, 6) >= 2);
+	}
+	lp_blob_unref(pa.blob);
+	count_destroy(&cb);
+	release(&f);
+}
+
+static void test_wait_for_pass(void **state)
+{
+	(void)state;
+	check_wait_for_pass(false);
+	check_wait_for_pass(true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -816,6 +1397,11 @@ int main(void)
 		cmocka_unit_test(test_stream_holds_no_slot),
 		cmocka_unit_test(test_forged_whiteout),
 		cmocka_unit_test(test_source_badmsg),
+		cmocka_unit_test(test_span_cache),
+		cmocka_unit_test(test_span_single_flight),
+		cmocka_unit_test(test_one_fetch_per_span),
+		cmocka_unit_test(test_cached_lie_poisons),
+		cmocka_unit_test(test_wait_for_pass),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,402 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Fetching a gzip index's spans, and the span cache that lets every reader
+ * of one parsed index share them (docs/format.md, "mounting through a gzip
+ * index"). A span is the compressed bytes between two checkpoints, the
+ * unit the index vouches for with its span digest; every index reader
+ * (a stream, lp_index_read(), the proving pass, the mount's chunks, the
+ * header checks) gets its blob bytes here, one span at a time, so that
+ * with the cache on a span is fetched once however many readers want it.
+ *
+ * What the cache holds is verified before it is held: a span's bytes are
+ * fetched whole, their sha256 compared with the span digest, and only a
+ * match is published (casync's order). Bytes that match the digest are the
+ * span whatever blob they came from, so a held span needs no blob identity;
+ * the readers still compare the digest again before inflating (the decode
+ * path is unchanged), so a wrong byte here would be refused there too. A
+ * span that fails (its read, or its digest: a lie, or the wrong blob) is
+ * not held: each reader that wants it fetches it again and gets the same
+ * answer, so a lying span is -EBADMSG for every reader, never a cached
+ * "good". Single flight: while one thread fetches a span, the others that
+ * want it wait for it instead of fetching it too (the proving pass and an
+ * on-demand stream walking the same spans share their fetches).
+ *
+ * Off (the default, lp_index_span_cache_limit() 0): every get fetches and
+ * its put frees, as a reader without a cache would. On: at most the limit
+ * of span bytes held, the least recently used span leaving first (a span a
+ * reader still holds lives until its put); a span over the limit is never
+ * held. The held bytes are the cache's alone: the caller sizes the limit
+ * (fs/ gives it a share of the mount's memory budget).
+ *
+ * The same lock tells readers where the proving pass is: a proven-only
+ * read whose span is not proven yet waits for the pass instead of
+ * streaming from the last proven checkpoint itself, when the pass is at
+ * or past that checkpoint (it would inflate the same spans, behind the
+ * pass or racing it, and beyond the cache's limit fetch them twice); it
+ * streams itself when no pass runs, when the pass ends (done, stopped, a
+ * lie found) before proving its span, or when other streams proved
+ * checkpoints past the pass (its own stream is then the shorter way).
+ *
+ * Lock order: spans.lock is a leaf; nothing is fetched while it is held.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index_int.h"
+
+#define SLOT_NONE UINT32_MAX
+
+struct lp_index_span {
+	atomic_uint refs; /* the readers' and the cache's */
+	size_t i; /* checkpoint i's span */
+	size_t len;
+	uint8_t data[]; /* blob bytes lp_index_span_range(i) */
+};
+
+struct span_slot {
+	struct lp_index_span *held; /* the cache's reference, or NULL */
+	uint32_t newer, older; /* LRU links among held spans */
+	bool fetching; /* one thread fetches it; the others wait */
+};
+
+struct lp_index_spans {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* a fetch ended */
+	size_t nr; /* checkpoints */
+	struct span_slot *slots; /* [nr] once a limit was set; protected by
+				    lock */
+	size_t max_bytes; /* 0: off; protected by lock */
+	size_t held_bytes; /* protected by lock */
+	uint32_t newest, oldest; /* protected by lock */
+	struct lp_index_span_cache_stats stats; /* protected by lock */
+	/* proving passes running (lp_index_prove()), the span the last one
+	 * to move is at, and readers waiting for a checkpoint it will prove
+	 * (cond also signals a checkpoint proven); protected by lock */
+	unsigned int provers;
+	size_t prover_at;
+	unsigned int proven_waiters;
+};
+
+int lp_index_spans_new(size_t nr_checkpoints, struct lp_index_spans **ret)
+{
+	struct lp_index_spans *sc = calloc(1, sizeof(*sc));
+
+	if (!sc)
+		return -ENOMEM;
+	pthread_mutex_init(&sc->lock, NULL);
+	pthread_cond_init(&sc->cond, NULL);
+	sc->nr = nr_checkpoints;
+	sc->newest = sc->oldest = SLOT_NONE;
+	*ret = sc;
+	return 0;
+}
+
+void lp_index_span_put(struct lp_index_span *sp)
+{
+	if (sp && atomic_fetch_sub(&sp->refs, 1) == 1)
+		free(sp);
+}
+
+/* take span @i out of the LRU list (it is held); with sc->lock */
+static void lru_unlink(struct lp_index_spans *sc, uint32_t i)
+{
+	struct span_slot *s = &sc->slots[i];
+
+	if (s->newer != SLOT_NONE)
+		sc->slots[s->newer].older = s->older;
+	else
+		sc->newest = s->older;
+	if (s->older != SLOT_NONE)
+		sc->slots[s->older].newer = s->newer;
+	else
+		sc->oldest = s->newer;
+	s->newer = s->older = SLOT_NONE;
+}
+
+/* put span @i at the newest end; with sc->lock */
+static void lru_push(struct lp_index_spans *sc, uint32_t i)
+{
+	struct span_slot *s = &sc->slots[i];
+
+	s->older = sc->newest;
+	s->newer = SLOT_NONE;
+	if (sc->newest != SLOT_NONE)
+		sc->slots[sc->newest].newer = i;
+	sc->newest = i;
+	if (sc->oldest == SLOT_NONE)
+		sc->oldest = i;
+}
+
+/* drop the oldest held spans until at most sc->max_bytes are held; with
+ * sc->lock (a reader holding one keeps it alive until its put) */
+static void evict(struct lp_index_spans *sc)
+{
+	while (sc->held_bytes > sc->max_bytes && sc->oldest != SLOT_NONE) {
+		uint32_t i = sc->oldest;
+		struct lp_index_span *sp = sc->slots[i].held;
+
+		lru_unlink(sc, i);
+		sc->slots[i].held = NULL;
+		sc->held_bytes -= sp->len;
+		sc->stats.evictions++;
+		lp_index_span_put(sp);
+	}
+}
+
+void lp_index_spans_free(struct lp_index_spans *sc)
+{
+	if (!sc)
+		return;
+	if (sc->slots) {
+		sc->max_bytes = 0;
+		evict(sc);
+		free(sc->slots);
+	}
+	pthread_cond_destroy(&sc->cond);
+	pthread_mutex_destroy(&sc->lock);
+	free(sc);
+}
+
+int lp_index_span_cache_limit(const struct lp_index *ix, size_t max_bytes)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+	struct span_slot *slots = NULL;
+	size_t i;
+	int r = 0;
+
+	pthread_mutex_lock(&sc->lock);
+	if (max_bytes && !sc->slots) {
+		slots = calloc(sc->nr, sizeof(*slots));
+		if (!slots) {
+			r = -ENOMEM;
+			goto out;
+		}
+		for (i = 0; i < sc->nr; i++)
+			slots[i].newer = slots[i].older = SLOT_NONE;
+		sc->slots = slots;
+	}
+	sc->max_bytes = max_bytes;
+	if (sc->slots)
+		evict(sc);
+out:
+	pthread_mutex_unlock(&sc->lock);
+	return r;
+}
+
+void lp_index_span_cache_stats(const struct lp_index *ix,
+			       struct lp_index_span_cache_stats *ret)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+
+	pthread_mutex_lock(&sc->lock);
+	*ret = sc->stats;
+	ret->held_bytes = sc->held_bytes;
+	pthread_mutex_unlock(&sc->lock);
+}
+
+int lp_index_blob_read(struct lp_blob *blob, void *buf, size_t len,
+		       uint64_t off, struct lp_err *err)
+{
+	int r = lp_blob_pread(blob, buf, len, off, err);
+
+	return r == -EBADMSG || r == -ERANGE ? -EIO : r;
+}
+
+/* fetch span @i from @blob and compare its digest: a new span (one
+ * reference, the caller's) or -errno; the bytes read counted in @st */
+static int fetch_span(const struct lp_index *ix, struct lp_blob *blob, size_t i,
+		      struct lp_index_span **ret_sp,
+		      struct lp_index_stream_stats *st, struct lp_err *err)
+{
+	const struct lp_index_checkpoint *c = lp_index_checkpoint(ix, i);
+	struct lp_index_span *sp = NULL;
+	struct lp_digest d;
+	uint64_t start, end;
+	size_t len;
+	int r;
+
+	lp_index_span_range(ix, i, &start, &end);
+	if (end <= start || end - start > LP_INDEX_MAX_SPAN_IN)
+		return lp_err_set(err, -EBADMSG,
+				  "gzip index span #%zu [%llu, %llu): over "
+				  "%u bytes or empty",
+				  i, (unsigned long long)start,
+				  (unsigned long long)end,
+				  (unsigned)LP_INDEX_MAX_SPAN_IN);
+	len = (size_t)(end - start);
+	sp = malloc(sizeof(*sp) + len);
+	if (!sp)
+		return -ENOMEM;
+	atomic_init(&sp->refs, 1);
+	sp->i = i;
+	sp->len = len;
+	r = lp_index_blob_read(blob, sp->data, len, start, err);
+	if (r < 0) {
+		r = lp_err_set(err, r,
+			       "gzip index span #%zu [%llu, %llu): read "
+			       "failed",
+			       i, (unsigned long long)start,
+			       (unsigned long long)end);
+		goto out;
+	}
+	if (st) {
+		st->bytes_fetched += len;
+		st->spans++;
+	}
+	lp_sha256(sp->data, len, &d);
+	if (!lp_digest_equal(&d, &c->span)) {
+		r = lp_err_set(err, -EBADMSG,
+			       "gzip index span #%zu [%llu, %llu) of %s: "
+			       "digest mismatch (the blob is not the one "
+			       "indexed, or the index lies)",
+			       i, (unsigned long long)start,
+			       (unsigned long long)end, lp_blob_name(blob));
+		goto out;
+	}
+	*ret_sp = sp;
+	sp = NULL;
+out:
+	free(sp);
+	return r;
+}
+
+int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
+		      struct lp_index_span **ret_sp,
+		      struct lp_index_stream_stats *st, struct lp_err *err)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+	struct lp_index_span *sp = NULL;
+	bool mine = false, waited = false;
+	int r;
+
+	if (i >= lp_index_nr_checkpoints(ix))
+		return lp_err_set(err, -ERANGE, "gzip index has no span #%zu",
+				  i);
+	pthread_mutex_lock(&sc->lock);
+	while (sc->max_bytes) {
+		struct span_slot *s = &sc->slots[i];
+
+		if (s->held) {
+			sp = s->held;
+			atomic_fetch_add(&sp->refs, 1);
+			lru_unlink(sc, (uint32_t)i);
+			lru_push(sc, (uint32_t)i);
+			sc->stats.hits++;
+			pthread_mutex_unlock(&sc->lock);
+			*ret_sp = sp;
+			return 0;
+		}
+		if (!s->fetching) {
+			s->fetching = true;
+			mine = true;
+			break;
+		}
+		/* another thread fetches it: its result (or its failure,
+		 * after which one of us fetches) is what we wait for; the
+		 * cond also wakes us for other spans and proven checkpoints */
+		if (!waited)
+			sc->stats.waits++;
+		waited = true;
+		pthread_cond_wait(&sc->cond, &sc->lock);
+	}
+	pthread_mutex_unlock(&sc->lock);
+
+	r = fetch_span(ix, blob, i, &sp, st, err);
+
+	pthread_mutex_lock(&sc->lock);
+	if (r == 0) {
+		sc->stats.fetches++;
+		sc->stats.fetched_bytes += sp->len;
+	}
+	if (mine) {
+		sc->slots[i].fetching = false;
+		/* held only while the cache is on and the span fits it; a
+		 * failed span is never held */
+		if (r == 0 && sc->slots && sp->len <= sc->max_bytes) {
+			atomic_fetch_add(&sp->refs, 1);
+			sc->slots[i].held = sp;
+			sc->held_bytes += sp->len;
+			lru_push(sc, (uint32_t)i);
+			evict(sc);
+		}
+		pthread_cond_broadcast(&sc->cond);
+	}
+	pthread_mutex_unlock(&sc->lock);
+	if (r == 0)
+		*ret_sp = sp;
+	return r;
+}
+
+void lp_index_prover_begin(const struct lp_index *ix)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+
+	pthread_mutex_lock(&sc->lock);
+	sc->provers++;
+	sc->prover_at = 0;
+	pthread_mutex_unlock(&sc->lock);
+}
+
+void lp_index_prover_at(const struct lp_index *ix, size_t i)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+
+	pthread_mutex_lock(&sc->lock);
+	sc->prover_at = i;
+	pthread_mutex_unlock(&sc->lock);
+}
+
+void lp_index_prover_end(const struct lp_index *ix)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+
+	pthread_mutex_lock(&sc->lock);
+	sc->provers--;
+	pthread_cond_broadcast(&sc->cond);
+	pthread_mutex_unlock(&sc->lock);
+}
+
+void lp_index_proven_notify(const struct lp_index *ix)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+
+	pthread_mutex_lock(&sc->lock);
+	if (sc->proven_waiters)
+		pthread_cond_broadcast(&sc->cond);
+	pthread_mutex_unlock(&sc->lock);
+}
+
+bool lp_index_wait_prover(const struct lp_index *ix, size_t i)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+	bool counted = false, proven;
+
+	pthread_mutex_lock(&sc->lock);
+	/* checkpoints are proven without this lock, but every stream that
+	 * proves one takes it afterwards to notify: no wake-up is lost */
+	while (!lp_index_checkpoint_verified(ix, i) && sc->provers &&
+	       sc->prover_at >= lp_index_last_verified(ix, i)) {
+		if (!counted)
+			sc->stats.pass_waits++;
+		counted = true;
+		sc->proven_waiters++;
+		pthread_cond_wait(&sc->cond, &sc->lock);
+		sc->proven_waiters--;
+	}
+	proven = lp_index_checkpoint_verified(ix, i);
+	pthread_mutex_unlock(&sc->lock);
+	return proven;
+}
+
+const uint8_t *lp_index_span_data(const struct lp_index_span *sp)
+{
+	return sp->data;
+}
+
+size_t lp_index_span_len(const struct lp_index_span *sp)
+{
+	return sp->len;
+}

@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Filling claimed chunks of a layer mounted through its gzip index
+ * (docs/format.md, "mounting through a gzip index"). A chunk is one file's
+ * piece of one span; its bytes come from the index's span cache
+ * (lp_index_span_get(), format/index_spans.c), which fetches each span
+ * once, compares its digest, and shares it with every other reader of the
+ * layer: the chunks of other files in the same span, the header checks,
+ * the streams that prove checkpoints, and the proving pass. A piece is
+ * then inflated from its span's checkpoint when it is proven; else (the
+ * default) by lp_index_read()'s stream from the last proven checkpoint,
+ * whose spans come through the same cache; with the window rule (opt-in)
+ * from the span itself when no byte of it depends on the unproven window.
+ * A lie found (a span digest, a decode, a checkpoint) poisons the mount;
+ * a source that fails poisons nothing. No disk tier: there is no chunk
+ * digest to key it by, and the spans' memory is the span cache's.
+ *
+ * Lock order: none taken here (the span cache's lock is a leaf inside
+ * format/).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_int.h"
+
+/*
+ * Inflate chunk @ci into @dst (its chunk_size bytes); what it fetched is
+ * counted in the mount's stats. Returns 0 or -errno with @derr saying why.
+ */
+static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
+		      struct lp_err *derr)
+{
+	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
+	struct lp_index_stream_stats st = { 0 };
+	struct lp_index_span *sp = NULL;
+	int at = lp_index_span_at(fs->ix, c.offset);
+	bool window_rule = fs->opts.index_window_rule;
+	size_t i;
+	int r;
+
+	if (at < 0)
+		return lp_err_set(derr, -EBADMSG,
+				  "no gzip index span starts at blob offset "
+				  "%llu",
+				  (unsigned long long)c.offset);
+	i = (size_t)at;
+	if (!window_rule && !lp_index_checkpoint_verified(fs->ix, i)) {
+		/* no unproven start at all: lp_index_read() streams from the
+		 * last proven checkpoint (its spans from the cache too) */
+		r = -EAGAIN;
+	} else {
+		r = lp_index_span_get(fs->ix, fs->blob, i, &sp, &st, derr);
+		if (r == 0)
+			r = lp_index_span_decode(
+				fs->ix, i, lp_index_span_data(sp),
+				lp_index_span_len(sp), c.inner_offset, dst,
+				c.chunk_size, derr);
+	}
+	if (r == -EAGAIN) {
+		/* the piece depends on a window nobody has proven */
+		lp_err_clear(derr);
+		r = lp_index_read(
+			fs->ix, fs->blob,
+			lp_index_checkpoint(fs->ix, i)->out + c.inner_offset,
+			dst, c.chunk_size, sp ? lp_index_span_data(sp) : NULL,
+			sp ? lp_index_span_len(sp) : 0, !window_rule, &st,
+			derr);
+	}
+	lp_index_span_put(sp);
+	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
+	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
+	atomic_fetch_add(&fs->stats.index_window_rereads, st.window_rereads);
+	return r;
+}
+
+int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
+		       fs_settle_fn settle, void *arg, struct lp_err *err)
+{
+	int first_r = 0;
+	uint32_t k;
+
+	for (k = 0; k < n; k++) {
+		const uint32_t ci = first + k;
+		const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
+		struct lp_err *e = k == 0 ? err : NULL;
+		struct lp_err derr = { 0 };
+		uint8_t *data = NULL;
+		bool retryable = false;
+		int r;
+
+		if (c.chunk_size > LP_CHUNK_MAX_SIZE) {
+			r = fs_chunk_error(fs, ci, -EFBIG,
+					   "chunk over the size bound", e);
+			goto settle;
+		}
+		data = malloc(c.chunk_size ? c.chunk_size : 1);
+		if (!data) {
+			r = fs_chunk_error(fs, ci, -ENOMEM, "out of memory", e);
+			goto settle;
+		}
+		r = fill_piece(fs, ci, data, &derr);
+		if (r == 0) {
+			atomic_fetch_add(&fs->stats.fetched_chunks, 1);
+		} else if (r == -EBADMSG || r == -ERANGE) {
+			uint64_t s0, s1;
+
+			/* a lie found: the index's, or a blob that is not
+			 * the layer (the next read of the span goes to
+			 * another host) */
+			atomic_fetch_add(&fs->stats.verify_failures, 1);
+			fs_poison(fs, -EBADMSG, &derr);
+			fs_chunk_range(fs, &c, &s0, &s1);
+			lp_blob_reject(fs->blob, s0, s1 - s0);
+			r = fs_chunk_error(fs, ci, -EBADMSG,
+					   lp_err_str(&derr, r), e);
+		} else {
+			/* -ENOMEM, or the source's error */
+			atomic_fetch_add(&fs->stats.fetch_errors, 1);
+			retryable = lp_err_retryable(&derr, r);
+			r = fs_chunk_error_from(fs, ci, r, &derr,
+						lp_err_str(&derr, r), e);
+		}
+settle:
+		if (r < 0) {
+			free(data);
+			data = NULL;
+		}
+		if (k == 0)
+			first_r = r;
+		/* data passes to the callback */
+		settle(arg, ci, data, r, retryable, false, NULL);
+	}
+	return first_r;
+}
