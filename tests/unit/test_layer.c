@@ -890,16 +890,20 @@ static void test_read_file_spill_error(void **state)
  * v1-default's TOC rewritten (same JSON, or another) into a member that
  * ends as writers end it (tar padding and end blocks: inflated in one go),
  * one with 128 KiB more after the JSON (inflated by zlib up to the JSON),
- * one over TOC_HASH_THREAD_MIN (hashed on a second thread); each opens with
+ * one over TOC_HASH_THREAD_MIN (inflated by zlib and hashed on a second
+ * thread while it is parsed, lp_toc_parse_fed()); each opens with
  * the JSON's digest and the same TOC, by the path meant (layer_probe.h's
  * counters: inflated in one go or by zlib, hashed threaded or first). A TOC
  * that does not parse fails as a parse error when its digest is the wanted
  * one, as a digest error when it is not; a small TOC that is not the wanted
  * one is not parsed at all (hashed and compared first), a big one is
- * (parsed while it is hashed: the mismatch wins).
+ * (parsed while it is hashed: the mismatch wins). A big member that ends
+ * before its JSON fails with the inflate's error, not a parse's.
  */
-static uint8_t *toc_member_blob(const uint8_t *blob, size_t len, const char *js,
-				size_t js_len, size_t extra, size_t *ret_len)
+static uint8_t *toc_member_blob_claim(const uint8_t *blob, size_t len,
+				      const char *js, size_t js_len,
+				      size_t extra, size_t claim,
+				      size_t *ret_len)
 {
 	size_t pad = (js_len + CRAFT_TAR_BLOCK - 1) / CRAFT_TAR_BLOCK *
 		     CRAFT_TAR_BLOCK,
@@ -915,7 +919,7 @@ static uint8_t *toc_member_blob(const uint8_t *blob, size_t len, const char *js,
 	lp_layer_free(l);
 	lp_blob_unref(b);
 	assert_non_null(tar);
-	craft_tar_header(tar, js_len);
+	craft_tar_header(tar, claim);
 	memcpy(tar + CRAFT_TAR_BLOCK, js, js_len);
 	gz = craft_gzip(tar, tar_len, &gz_len);
 	assert_non_null(gz);
@@ -929,6 +933,14 @@ static uint8_t *toc_member_blob(const uint8_t *blob, size_t len, const char *js,
 	free(gz);
 	free(tar);
 	return out;
+}
+
+/* toc_member_blob() whose tar header states the JSON's true size */
+static uint8_t *toc_member_blob(const uint8_t *blob, size_t len, const char *js,
+				size_t js_len, size_t extra, size_t *ret_len)
+{
+	return toc_member_blob_claim(blob, len, js, js_len, extra, js_len,
+				     ret_len);
 }
 
 /* how far each of lp_layer_probe's counters moved since *@before */
@@ -978,6 +990,7 @@ static void test_toc_member_shapes(void **state)
 	struct lp_digest want, other;
 	struct probe_delta pd;
 	const char *ojs;
+	uint32_t x;
 	char *js;
 
 	(void)state;
@@ -985,9 +998,10 @@ static void test_toc_member_shapes(void **state)
 	ojs = lp_layer_toc_json(ol, &js_len);
 	assert_true(js_len < LP_MIB); /* hashed before the parse */
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		/* in one go unless more than 64 KiB follow the JSON; on a
-		 * second thread from 1 MiB of JSON */
-		const bool whole = cases[i].extra == 0,
+		/* from 1 MiB of JSON: inflated by zlib and hashed on a
+		 * second thread while it is parsed; below, in one go unless
+		 * more than 64 KiB follow the JSON */
+		const bool whole = cases[i].extra == 0 && cases[i].spaces == 0,
 			   threaded = cases[i].spaces > 0;
 
 		js = malloc(js_len + cases[i].spaces);
@@ -1041,6 +1055,29 @@ static void test_toc_member_shapes(void **state)
 		free(js);
 		free(nb);
 	}
+	/* a big member that ends 1 MiB before the JSON its tar header
+	   states: the parse waits for bytes that never come, and the open
+	   fails with the inflate's error */
+	js = malloc(js_len + 3 * LP_MIB);
+	assert_non_null(js);
+	/* whitespace that does not compress to under 1/1032 of it */
+	for (i = 0, x = 1; i < 3 * LP_MIB; i++) {
+		x = x * 1103515245u + 12345u;
+		js[i] = " \t\n\r"[(x >> 16) & 3];
+	}
+	memcpy(js + 3 * LP_MIB, ojs, js_len);
+	nb = toc_member_blob_claim(orig, len, js, js_len + 2 * LP_MIB, 0,
+				   js_len + 3 * LP_MIB, &nlen);
+	lp_blob_unref(b);
+	b = mem_blob(nb, nlen);
+	memset(&err, 0, sizeof(err));
+	probe_take(&pd);
+	assert_int_equal(lp_layer_open(b, NULL, &l, &err), -EBADMSG);
+	probe_check(&pd, false, true, true);
+	assert_null(l);
+	assert_non_null(strstr(err.msg, "TOC gzip member"));
+	free(js);
+	free(nb);
 	lp_layer_free(ol);
 	lp_blob_unref(b);
 	free(orig);
