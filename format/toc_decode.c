@@ -33,10 +33,10 @@ static int normalise(struct builder *b, const char *in, size_t len,
 		goto out;
 	}
 	while (i < len) {
+		const char *slash = memchr(in + i, '/', len - i);
 		size_t start = i, clen;
 
-		while (i < len && in[i] != '/')
-			i++;
+		i = slash ? (size_t)(slash - in) : len;
 		clen = i - start;
 		i++; /* the '/' */
 		if (clen == 0 || (clen == 1 && in[start] == '.'))
@@ -104,6 +104,10 @@ static int get_u64(struct builder *b, const struct toc_fields *f,
 	if (*p == '-') {
 		neg = true;
 		p++;
+	}
+	if (end - p <= 18) { /* cannot overflow: no check per digit */
+		for (; p < end; p++)
+			x = x * 10 + (uint64_t)(*p - '0');
 	}
 	for (; p < end; p++) {
 		/* as json-c read it: what does not fit an int64 is its
