@@ -8,7 +8,9 @@
  * one tar entry "stargz.index.json", for zstd:chunked a zstd frame inside a
  * skippable frame - then hashes the JSON on a second thread while this one
  * parses it (the parser takes any bytes: lp_toc_parse() bounds and checks
- * everything, and is fuzzed), and keeps the parsed TOC only when the digest
+ * everything, and is fuzzed); a big eStargz TOC is also inflated on that
+ * thread and parsed as its bytes land (struct toc_feeder,
+ * lp_toc_parse_fed()). It keeps the parsed TOC only when the digest
  * matched the wanted one: a mismatch is the error reported, whatever the
  * parse said. Reading a chunk preads its compressed range,
  * decodes it and verifies it by the one digest policy of lp_chunk.h
@@ -22,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <isa-l/igzip_lib.h>
 #include <libdeflate.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -50,8 +53,13 @@
  * zlib up to the JSON's end, as before.
  */
 #define GZIP_TOC_TRAILER_MAX (64 * LP_KIB)
-/* a TOC this large is hashed on a second thread while it is parsed */
+/*
+ * a TOC this large is hashed on a second thread while it is parsed; an
+ * eStargz one is also inflated there, TOC_FEED_PIECE bytes at a time, and
+ * parsed as its bytes come (struct toc_feeder)
+ */
 #define TOC_HASH_THREAD_MIN LP_MIB
+#define TOC_FEED_PIECE (512 * LP_KIB)
 
 struct lp_layer_probe lp_layer_probe;
 
@@ -65,6 +73,36 @@ struct lp_layer {
 	uint8_t *json_mem; /* the allocation @json lies in (freed) */
 	struct lp_index *ix; /* LP_FMT_GZIP_INDEX */
 	lp_layer_header_check_fn check_header;
+};
+
+/*
+ * A big eStargz TOC: its gzip member inflated on a second thread, a piece
+ * at a time, into the JSON buffer the parse reads (handed to the parser as
+ * it lands, through lp_toc_parse_fed()), and hashed there after each piece
+ * is handed over. Inflating it in one go (libdeflate) and only then parsing
+ * it put the whole inflate before the parse; this way the inflate and the
+ * hash run beside the parse. The inflater is ISA-L's igzip, which streams
+ * at libdeflate's speed (zlib takes about twice the CPU time: a 318 MB TOC
+ * in 0.44 s against 0.22 s, on a second core that the parse then waits
+ * for when the machine is loaded). Lock order: only @lock.
+ */
+struct toc_feeder {
+	bool fed; /* set up: the thread's to run (feeder_run()) */
+	z_stream zs; /* the tar header's inflate (this thread's) */
+	bool zs_ready; /* inflateEnd() it */
+	const uint8_t *src; /* the gzip member, @src_len bytes */
+	size_t src_len;
+	struct inflate_state *isal; /* the feeder thread's */
+	uint8_t *zbuf; /* the compressed member, when read into a buffer */
+	uint8_t *json;
+	size_t len;
+	struct lp_sha256 *sha;
+	struct lp_digest digest; /* the JSON's, once the thread is joined */
+	struct lp_err why; /* the inflate's error, with @err */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	size_t avail; /* protected by lock: JSON bytes in place */
+	int err; /* protected by lock: the inflate's -errno, or 0 */
 };
 
 /* the tar header of the TOC entry: its name, type and JSON size */
@@ -182,24 +220,27 @@ out:
 	return r;
 }
 
-/* eStargz: gzip member -> tar header -> JSON */
+/*
+ * eStargz: gzip member -> tar header -> JSON; a big one is left to @fd's
+ * thread (fd->fed set: l->json allocated, not yet written, and @src must
+ * live until the thread is joined)
+ */
 static int read_gzip_toc(struct lp_layer *l, const uint8_t *src, size_t len,
-			 struct lp_err *err)
+			 struct toc_feeder *fd, struct lp_err *err)
 {
 	uint8_t hdr[TAR_BLOCK];
-	z_stream zs = { 0 };
-	bool ready = false;
+	z_stream *zs = &fd->zs;
 	size_t json_len = 0;
 	int r;
 
-	if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
+	if (inflateInit2(zs, 16 + MAX_WBITS) != Z_OK) {
 		r = -ENOMEM;
 		goto out;
 	}
-	ready = true;
-	zs.next_in = (Bytef *)src;
-	zs.avail_in = (uInt)len; /* <= LP_TOC_MAX_COMPRESSED */
-	r = inflate_exact(&zs, hdr, sizeof(hdr), err);
+	fd->zs_ready = true;
+	zs->next_in = (Bytef *)src;
+	zs->avail_in = (uInt)len; /* <= LP_TOC_MAX_COMPRESSED */
+	r = inflate_exact(zs, hdr, sizeof(hdr), err);
 	if (r < 0)
 		goto out;
 	r = parse_toc_tar_header(hdr, &json_len, err);
@@ -212,6 +253,29 @@ static int read_gzip_toc(struct lp_layer *l, const uint8_t *src, size_t len,
 			"TOC tar header claims %zu bytes from a %zu-byte "
 			"gzip member",
 			json_len, len);
+		goto out;
+	}
+	if (json_len >= TOC_HASH_THREAD_MIN) {
+		fd->isal = malloc(sizeof(*fd->isal));
+		if (!fd->isal) {
+			r = -ENOMEM;
+			goto out;
+		}
+		fd->src = src;
+		fd->src_len = len;
+		r = lp_sha256_new(&fd->sha);
+		if (r < 0)
+			goto out;
+		l->json_mem = l->json = malloc(json_len + 1);
+		if (!l->json) {
+			r = -ENOMEM;
+			goto out;
+		}
+		l->json[json_len] = '\0';
+		l->json_len = json_len;
+		fd->json = l->json;
+		fd->len = json_len;
+		fd->fed = true;
 		goto out;
 	}
 	r = inflate_whole(l, src, len, json_len);
@@ -230,14 +294,12 @@ static int read_gzip_toc(struct lp_layer *l, const uint8_t *src, size_t len,
 		r = -ENOMEM;
 		goto out;
 	}
-	r = inflate_exact(&zs, l->json, json_len, err);
+	r = inflate_exact(zs, l->json, json_len, err);
 	if (r < 0)
 		goto out;
 	l->json[json_len] = '\0';
 	l->json_len = json_len;
 out:
-	if (ready)
-		inflateEnd(&zs);
 	return r;
 }
 
@@ -306,12 +368,130 @@ static void *toc_hash_main(void *arg)
 	return NULL;
 }
 
+/* inflate exactly @len bytes of @fd's member into @dst; 0 or -EBADMSG */
+static int isal_exact(struct toc_feeder *fd, uint8_t *dst, size_t len)
+{
+	struct inflate_state *st = fd->isal;
+	int ir;
+
+	st->next_out = dst;
+	st->avail_out = (uint32_t)len;
+	while (st->avail_out) {
+		uint32_t before = st->avail_out;
+
+		ir = isal_inflate(st);
+		if (ir != ISAL_DECOMP_OK ||
+		    (before == st->avail_out &&
+		     (st->avail_in == 0 ||
+		      st->block_state == ISAL_BLOCK_FINISH)))
+			return lp_err_set(
+				&fd->why, -EBADMSG, "TOC gzip member: %s",
+				ir != ISAL_DECOMP_OK ? "corrupt (igzip)" :
+						       "truncated or corrupt");
+	}
+	return 0;
+}
+
+/* the feeder thread: inflate, hand over, hash, a piece at a time */
+static void *feeder_main(void *arg)
+{
+	struct toc_feeder *fd = arg;
+	uint8_t hdr[TAR_BLOCK]; /* read already: lp_layer_open's thread */
+	size_t pos = 0, n;
+	int r;
+
+	isal_inflate_init(fd->isal);
+	fd->isal->crc_flag = ISAL_GZIP;
+	fd->isal->next_in = (uint8_t *)fd->src;
+	fd->isal->avail_in = (uint32_t)fd->src_len; /* LP_TOC_MAX_COMPRESSED */
+	r = isal_exact(fd, hdr, sizeof(hdr));
+	while (r == 0 && pos < fd->len) {
+		n = (size_t)lp_min_u64(TOC_FEED_PIECE, fd->len - pos);
+		r = isal_exact(fd, fd->json + pos, n);
+		if (r < 0)
+			break;
+		pthread_mutex_lock(&fd->lock);
+		fd->avail = pos + n;
+		pthread_cond_broadcast(&fd->cond);
+		pthread_mutex_unlock(&fd->lock);
+		lp_sha256_update(fd->sha, fd->json + pos, n);
+		pos += n;
+	}
+	if (r < 0) {
+		pthread_mutex_lock(&fd->lock);
+		fd->err = r;
+		pthread_cond_broadcast(&fd->cond);
+		pthread_mutex_unlock(&fd->lock);
+	} else {
+		lp_sha256_final(fd->sha, &fd->digest);
+	}
+	return NULL;
+}
+
+/* lp_toc_feed.wait over @arg, a struct toc_feeder */
+static ssize_t feeder_wait(void *arg, size_t want)
+{
+	struct toc_feeder *fd = arg;
+	ssize_t n;
+
+	pthread_mutex_lock(&fd->lock);
+	while (fd->avail < want && !fd->err)
+		pthread_cond_wait(&fd->cond, &fd->lock);
+	n = fd->avail >= want ? (ssize_t)fd->avail : fd->err;
+	pthread_mutex_unlock(&fd->lock);
+	return n;
+}
+
+/*
+ * inflate, hash and parse @fd's TOC, the first two on a second thread
+ * (here, one after the other, when there is none): 0 and l->toc set, or
+ * the inflate's error; a parse error is *@pr (with @perr)
+ */
+static int feeder_run(struct lp_layer *l, struct toc_feeder *fd,
+		      uint64_t payload_end, int *pr, struct lp_err *perr,
+		      struct lp_err *err)
+{
+	struct lp_toc_feed feed = { feeder_wait, fd, 0 };
+	pthread_t th;
+	bool threaded;
+
+	threaded = pthread_create(&th, NULL, feeder_main, fd) == 0;
+	if (!threaded)
+		feeder_main(fd);
+	atomic_fetch_add_explicit(&lp_layer_probe.inflated_fed, 1,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&lp_layer_probe.hashed_threaded, 1,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&lp_layer_probe.parsed, 1,
+				  memory_order_relaxed);
+	*pr = lp_toc_parse_fed(l->json, l->json_len, &feed, payload_end,
+			       &l->toc, perr);
+	if (threaded)
+		pthread_join(th, NULL);
+	if (fd->err)
+		return lp_err_set_from(err, &fd->why, fd->err, "%s",
+				       lp_err_str(&fd->why, fd->err));
+	l->toc_digest = fd->digest;
+	return 0;
+}
+
+static void feeder_release(struct toc_feeder *fd)
+{
+	if (fd->zs_ready)
+		inflateEnd(&fd->zs);
+	free(fd->isal);
+	lp_sha256_free(fd->sha);
+	free(fd->zbuf);
+	pthread_mutex_destroy(&fd->lock);
+	pthread_cond_destroy(&fd->cond);
+}
+
 /*
  * The TOC's bytes: from @tail (the blob's last @tail_len bytes) as far as it
  * reaches back, the rest by one pread.
  */
 static int read_toc(struct lp_layer *l, const uint8_t *tail, size_t tail_len,
-		    struct lp_err *err)
+		    struct toc_feeder *fd, struct lp_err *err)
 {
 	const struct lp_footer *f = &l->footer;
 	bool zstd = f->format == LP_FMT_ZSTD_CHUNKED;
@@ -348,7 +528,11 @@ static int read_toc(struct lp_layer *l, const uint8_t *tail, size_t tail_len,
 	src = buf;
 parse:
 	r = zstd ? read_zstd_toc(l, src, len, err) :
-		   read_gzip_toc(l, src, len, err);
+		   read_gzip_toc(l, src, len, fd, err);
+	if (fd->fed) { /* the feeder reads @src */
+		fd->zbuf = buf;
+		buf = NULL;
+	}
 out:
 	free(buf);
 	return r;
@@ -363,6 +547,8 @@ int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
 	uint64_t size = lp_blob_size(blob), payload_end;
 	struct lp_err why = { 0 }, perr = { 0 };
 	struct toc_hash hash;
+	struct toc_feeder fd = { .lock = PTHREAD_MUTEX_INITIALIZER,
+				 .cond = PTHREAD_COND_INITIALIZER };
 	pthread_t hasher;
 	bool threaded;
 	size_t foot_len;
@@ -397,12 +583,18 @@ int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
 			    foot_len, size, &l->footer, err);
 	if (r < 0)
 		goto out;
-	r = read_toc(l, tail, tail_len, err);
+	r = read_toc(l, tail, tail_len, &fd, err);
 	if (r < 0)
 		goto out;
 	payload_end = l->footer.format == LP_FMT_ZSTD_CHUNKED ?
 			      l->footer.toc_offset - ZSTD_SKIP_HDR :
 			      l->footer.toc_offset;
+	if (fd.fed) {
+		r = feeder_run(l, &fd, payload_end, &pr, &perr, err);
+		if (r < 0)
+			goto out;
+		goto check;
+	}
 	/*
 	 * A big TOC: hash and parse at once (2 cores: the hash costs no wall
 	 * time), so its bytes reach the parser before their digest is known;
@@ -434,6 +626,7 @@ int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
 	if (threaded)
 		pthread_join(hasher, NULL);
 	l->toc_digest = hash.digest;
+check:
 	if (want_toc_digest &&
 	    !lp_digest_equal(&l->toc_digest, want_toc_digest)) {
 		char got[LP_DIGEST_STR_LEN + 1], want[LP_DIGEST_STR_LEN + 1];
@@ -452,6 +645,7 @@ int lp_layer_open_tail(struct lp_blob *blob, const void *tail, size_t tail_len,
 	*ret_layer = l;
 	l = NULL;
 out:
+	feeder_release(&fd);
 	lp_layer_free(l);
 	return r;
 }

@@ -30,6 +30,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h> /* ssize_t */
 
 #include "lp_buf.h"
 #include "lp_digest.h"
@@ -134,6 +135,36 @@ struct lp_toc;
  */
 int lp_toc_parse(const void *json, size_t len, uint64_t payload_end,
 		 struct lp_toc **ret_toc, struct lp_err *err);
+
+/*
+ * TOC JSON that is still arriving (being inflated) while it is parsed: its
+ * bytes are written front to back into the buffer lp_toc_parse_fed() reads,
+ * and the parser asks for them as it goes.
+ */
+struct lp_toc_feed {
+	/*
+	 * wait() - block until at least @want (<= the JSON's length) bytes
+	 * from the start are in place; returns how many are (>= @want, <= the
+	 * length), or -errno when they never will be (the parse fails with
+	 * it). Called from the parsing thread only.
+	 */
+	ssize_t (*wait)(void *arg, size_t want);
+	void *arg;
+	/* bytes the parser asks for past the start of each entry (0: a
+	   default of 256 KiB; tests use small ones to cut entries short) */
+	size_t window;
+};
+
+/*
+ * lp_toc_parse_fed() - lp_toc_parse() of @json[0..@len) whose bytes arrive
+ * through @feed (NULL: all are there): the same TOC, or the same error
+ * and message, as lp_toc_parse() of the whole; a byte is read only once
+ * @feed said it is in place. An entry cut short by the bytes in place is
+ * scanned again once more have come.
+ */
+int lp_toc_parse_fed(const void *json, size_t len,
+		     const struct lp_toc_feed *feed, uint64_t payload_end,
+		     struct lp_toc **ret_toc, struct lp_err *err);
 
 /* lp_toc_free() - NULL allowed. */
 void lp_toc_free(struct lp_toc *toc);

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "lp_base64.h"
 #include "lp_buf.h"
@@ -30,10 +33,10 @@ static int normalise(struct builder *b, const char *in, size_t len,
 		goto out;
 	}
 	while (i < len) {
+		const char *slash = memchr(in + i, '/', len - i);
 		size_t start = i, clen;
 
-		while (i < len && in[i] != '/')
-			i++;
+		i = slash ? (size_t)(slash - in) : len;
 		clen = i - start;
 		i++; /* the '/' */
 		if (clen == 0 || (clen == 1 && in[start] == '.'))
@@ -101,6 +104,10 @@ static int get_u64(struct builder *b, const struct toc_fields *f,
 	if (*p == '-') {
 		neg = true;
 		p++;
+	}
+	if (end - p <= 18) { /* cannot overflow: no check per digit */
+		for (; p < end; p++)
+			x = x * 10 + (uint64_t)(*p - '0');
 	}
 	for (; p < end; p++) {
 		/* as json-c read it: what does not fit an int64 is its
@@ -178,6 +185,54 @@ static int quote_len(size_t len, int max)
 	return len > (size_t)max ? max : (int)len;
 }
 
+/*
+ * lp_digest_parse_n() (the same strings accepted, the same digest), 32 hex
+ * digits a step with SSE2: the digests are most of a TOC's bytes
+ */
+static int parse_digest(const char *s, size_t len, struct lp_digest *d)
+{
+#ifdef __SSE2__
+	const __m128i zero = _mm_set1_epi8('0'), a = _mm_set1_epi8('a');
+	const __m128i nine = _mm_set1_epi8(9), five = _mm_set1_epi8(5);
+	const __m128i ten = _mm_set1_epi8(10), low = _mm_set1_epi16(0xff);
+	__m128i half[2];
+	unsigned int bad = 0;
+	int k, j;
+
+	if (len != LP_DIGEST_STR_LEN || memcmp(s, "sha256:", 7) != 0)
+		return -EINVAL;
+	s += 7;
+	for (k = 0; k < 2; k++) {
+		for (j = 0; j < 2; j++) {
+			__m128i c = _mm_loadu_si128(
+				(const __m128i *)(s + 32 * k + 16 * j));
+			__m128i dg = _mm_sub_epi8(c, zero);
+			__m128i lt = _mm_sub_epi8(c, a);
+			/* unsigned c - '0' <= 9, c - 'a' <= 5 */
+			__m128i isd =
+				_mm_cmpeq_epi8(_mm_min_epu8(dg, nine), dg);
+			__m128i isl =
+				_mm_cmpeq_epi8(_mm_min_epu8(lt, five), lt);
+			__m128i nib = _mm_or_si128(
+				_mm_and_si128(isd, dg),
+				_mm_andnot_si128(isd, _mm_add_epi8(lt, ten)));
+
+			bad |= 0xffffu ^ (unsigned int)_mm_movemask_epi8(
+						 _mm_or_si128(isd, isl));
+			/* digit pairs: the first the high nibble */
+			half[j] = _mm_or_si128(
+				_mm_slli_epi16(_mm_and_si128(nib, low), 4),
+				_mm_srli_epi16(nib, 8));
+		}
+		_mm_storeu_si128((__m128i *)(d->b + 16 * k),
+				 _mm_packus_epi16(half[0], half[1]));
+	}
+	return bad ? -EINVAL : 0;
+#else
+	return lp_digest_parse_n(s, len, d);
+#endif
+}
+
 static int get_digest(struct builder *b, const struct toc_fields *f,
 		      enum toc_field k, struct lp_digest *d, bool *ret_has)
 {
@@ -188,7 +243,7 @@ static int get_digest(struct builder *b, const struct toc_fields *f,
 	*ret_has = false;
 	if (r < 0 || len == 0)
 		goto out;
-	if (lp_digest_parse_n(s, len, d) < 0) {
+	if (parse_digest(s, len, d) < 0) {
 		r = toc_ent_err(b, -EINVAL, "bad %s \"%.*s\"", toc_field_key[k],
 				quote_len(len, 80), s);
 		goto out;
@@ -441,9 +496,20 @@ out:
 	return r;
 }
 
-/* the chunk fields shared by "reg" (its first chunk) and "chunk" entries */
+/* whether JSON strings @x and @y are the same bytes (no escapes) */
+static bool same_str(const struct jval *x, const struct jval *y)
+{
+	return x->kind == J_STR && y->kind == J_STR && !x->esc && !y->esc &&
+	       x->len == y->len && memcmp(x->p, y->p, x->len) == 0;
+}
+
+/*
+ * the chunk fields shared by "reg" (its first chunk) and "chunk" entries;
+ * @fdig: the entry's "digest" as parsed, or NULL (a single-chunk file's
+ * chunkDigest is mostly the same string: not parsed twice)
+ */
 static int parse_chunk(struct builder *b, const struct toc_fields *f,
-		       uint32_t ent)
+		       uint32_t ent, const struct lp_digest *fdig)
 {
 	struct bchunk *c;
 	int r;
@@ -463,10 +529,16 @@ static int parse_chunk(struct builder *b, const struct toc_fields *f,
 	if ((r = get_u64(b, f, F_OFFSET, &c->offset)) < 0 ||
 	    (r = get_u64(b, f, F_INNEROFFSET, &c->inner_offset)) < 0 ||
 	    (r = get_u64(b, f, F_CHUNKOFFSET, &c->chunk_offset)) < 0 ||
-	    (r = get_u64(b, f, F_CHUNKSIZE, &c->chunk_size)) < 0 ||
-	    (r = get_digest(b, f, F_CHUNKDIGEST, &c->digest, &c->has_digest)) <
-		    0)
+	    (r = get_u64(b, f, F_CHUNKSIZE, &c->chunk_size)) < 0)
 		goto out;
+	if (fdig && same_str(&f->v[F_CHUNKDIGEST], &f->v[F_DIGEST])) {
+		c->digest = *fdig;
+		c->has_digest = true;
+	} else {
+		r = get_digest(b, f, F_CHUNKDIGEST, &c->digest, &c->has_digest);
+		if (r < 0)
+			goto out;
+	}
 	if (c->offset >= b->payload_end) {
 		r = toc_ent_err(b, -EINVAL,
 				"offset %llu is outside the payload "
@@ -644,7 +716,7 @@ int toc_parse_entry(struct builder *b, const struct toc_fields *f)
 					"the regular file before it");
 			goto out;
 		}
-		r = parse_chunk(b, f, b->last_ent);
+		r = parse_chunk(b, f, b->last_ent, NULL);
 		goto out;
 	}
 
@@ -719,7 +791,7 @@ int toc_parse_entry(struct builder *b, const struct toc_fields *f)
 		if (has)
 			e->flags |= LP_TOC_HAS_DIGEST;
 		if (e->size) {
-			r = parse_chunk(b, f, i);
+			r = parse_chunk(b, f, i, has ? &e->digest : NULL);
 			if (r < 0)
 				goto out;
 			e = &b->ents[i];

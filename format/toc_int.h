@@ -401,7 +401,8 @@ int toc_add_entry(struct builder *b, size_t len, enum lp_toc_type type,
 /* --- the JSON skeleton (toc_scan.c) --- */
 
 /* scan the TOC document, handing each entry to toc_parse_entry() */
-int toc_parse_top(struct builder *b, const char *json, size_t len);
+int toc_parse_top(struct builder *b, const char *json, size_t len,
+		  const struct lp_toc_feed *feed);
 
 /*
  * the members of JSON object @obj (a J_OBJ the scanner validated) in order:

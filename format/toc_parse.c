@@ -287,6 +287,13 @@ static void builder_release(struct builder *b)
 int lp_toc_parse(const void *json, size_t len, uint64_t payload_end,
 		 struct lp_toc **ret_toc, struct lp_err *err)
 {
+	return lp_toc_parse_fed(json, len, NULL, payload_end, ret_toc, err);
+}
+
+int lp_toc_parse_fed(const void *json, size_t len,
+		     const struct lp_toc_feed *feed, uint64_t payload_end,
+		     struct lp_toc **ret_toc, struct lp_err *err)
+{
 	struct builder *b = NULL;
 	struct lp_toc *toc = NULL;
 	uint32_t root;
@@ -328,7 +335,7 @@ int lp_toc_parse(const void *json, size_t len, uint64_t payload_end,
 	b->ents[root].mode = 0755;
 	b->ents[root].flags = LP_TOC_IMPLIED;
 
-	r = toc_parse_top(b, json, len);
+	r = toc_parse_top(b, json, len, feed);
 	if (r < 0)
 		goto out;
 	if ((r = toc_resolve_parents(b)) < 0 ||

@@ -20,6 +20,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "toc_int.h"
 
@@ -59,24 +62,101 @@ static const uint8_t field_key_len[F_NR] = {
 	[F_CHUNKDIGEST] = 11,
 };
 
+/* lp_toc_feed.window when it says 0 */
+#define FEED_WINDOW (256 * LP_KIB)
+
 struct scan {
 	const char *p;
-	size_t len, pos;
+	size_t len, pos; /* len: the bytes in place (all but while fed) */
 	struct lp_err *err;
+	size_t total; /* the JSON's length */
+	const struct lp_toc_feed *feed; /* NULL: len == total */
+	size_t window;
+	bool err_clean; /* @err held no message when the parse began */
+};
+
+/* JSON's whitespace bytes */
+static const uint8_t is_ws[256] = {
+	[' '] = 1,
+	['\t'] = 1,
+	['\n'] = 1,
+	['\r'] = 1,
 };
 
 static void skip_ws(struct scan *s)
 {
-	while (s->pos < s->len &&
-	       (s->p[s->pos] == ' ' || s->p[s->pos] == '\t' ||
-		s->p[s->pos] == '\n' || s->p[s->pos] == '\r'))
-		s->pos++;
+	const char *p = s->p;
+	size_t i = s->pos, n = s->len;
+
+	while (i < n && is_ws[(unsigned char)p[i]])
+		i++;
+	s->pos = i;
 }
 
 static int syntax(struct scan *s, const char *what)
 {
 	return lp_err_set(s->err, -EINVAL, "TOC JSON at byte %zu: %s", s->pos,
 			  what);
+}
+
+/*
+ * Fed JSON (lp_toc_parse_fed()): what a scan reads is only what the feed
+ * said is in place (s->len). A scan that failed, or that ended at s->len
+ * (a number or whitespace may go on), may have been cut short: it is
+ * redone from its start once more bytes are in place (cut_short()), so a
+ * scan that stands ended before s->len, and one that failed, failed on
+ * the whole JSON, with the same message.
+ */
+
+/* wait until @want bytes (at most all) are in place */
+static int feed_wait(struct scan *s, size_t want)
+{
+	ssize_t n;
+
+	if (want > s->total)
+		want = s->total;
+	if (want <= s->len)
+		return 0;
+	n = s->feed->wait(s->feed->arg, want);
+	if (n < 0)
+		return lp_err_set(s->err, (int)n,
+				  "TOC JSON: no bytes past %zu arrived",
+				  s->len);
+	if ((size_t)n < want || (size_t)n > s->total)
+		return lp_err_set(s->err, -EIO,
+				  "TOC JSON: fed %zd bytes for %zu of %zu", n,
+				  want, s->total);
+	s->len = (size_t)n;
+	return 0;
+}
+
+/* the scan that started at @start and returned @r may have been cut
+   short: more bytes are waited for (twice its span) and 1 returned */
+static int cut_short(struct scan *s, size_t start, int r)
+{
+	if (s->len == s->total || (r == 0 && s->pos < s->len))
+		return 0;
+	/* the cut scan's message: the first one set would stay */
+	if (s->err && s->err_clean)
+		memset(s->err, 0, sizeof(*s->err));
+	r = feed_wait(s, s->len + (s->len - start) + 1);
+	if (r < 0)
+		return r;
+	s->pos = start;
+	return 1;
+}
+
+/* skip_ws() on to a byte, or to the end of all the JSON */
+static int skip_ws_fed(struct scan *s)
+{
+	int r = 0;
+
+	skip_ws(s);
+	while (r == 0 && s->pos >= s->len && s->len < s->total) {
+		r = feed_wait(s, s->pos + s->window);
+		skip_ws(s);
+	}
+	return r;
 }
 
 static bool is_hex(char c)
@@ -104,7 +184,26 @@ static int scan_string(struct scan *s, struct jval *v)
 	int r = 0;
 
 	/* the common case: a closing quote, no escape or control byte;
-	   eight bytes a step while none of them is special */
+	   sixteen bytes a step to the first special one (SSE2), then eight
+	   a step while none of them is special */
+#ifdef __SSE2__
+	while (i + 16 <= n) {
+		__m128i w = _mm_loadu_si128((const __m128i *)(p + i));
+		__m128i hit = _mm_or_si128(
+			_mm_or_si128(_mm_cmpeq_epi8(w, _mm_set1_epi8('"')),
+				     _mm_cmpeq_epi8(w, _mm_set1_epi8('\\'))),
+			/* unsigned w <= 0x1f */
+			_mm_cmpeq_epi8(_mm_min_epu8(w, _mm_set1_epi8(0x1f)),
+				       w));
+		unsigned int m = (unsigned int)_mm_movemask_epi8(hit);
+
+		if (m) {
+			i += (size_t)__builtin_ctz(m);
+			goto special;
+		}
+		i += 16;
+	}
+#endif
 	while (i + 8 <= n) {
 		uint64_t w, q, bs, ctl;
 
@@ -121,6 +220,9 @@ static int scan_string(struct scan *s, struct jval *v)
 	}
 	while (i < n && !str_special[(unsigned char)p[i]])
 		i++;
+#ifdef __SSE2__
+special:
+#endif
 	if (i < n && p[i] == '"')
 		goto done;
 	for (;;) {
@@ -462,7 +564,7 @@ int toc_json_members(const struct jval *obj, char *kbuf, size_t kcap,
 		     void *ctx)
 {
 	/* validated by scan_container(): nothing here can fail but @fn */
-	struct scan s = { obj->p, obj->len, 1, NULL };
+	struct scan s = { obj->p, obj->len, 1, NULL, obj->len, NULL, 0, false };
 	struct jval k, v;
 	size_t klen;
 	int r = 0;
@@ -599,24 +701,30 @@ out:
 static int parse_entries(struct builder *b, struct scan *s)
 {
 	struct toc_fields *f = NULL;
-	int r;
+	size_t start;
+	int r, c;
 
 	f = malloc(sizeof(*f));
 	if (!f) {
 		r = -ENOMEM;
 		goto out;
 	}
-	r = expect(s, '[');
-	if (r < 0)
+	if ((r = skip_ws_fed(s)) < 0 || (r = expect(s, '[')) < 0 ||
+	    (r = skip_ws_fed(s)) < 0)
 		goto out;
-	skip_ws(s);
 	if (s->pos < s->len && s->p[s->pos] == ']') {
 		s->pos++;
 		goto out;
 	}
 	for (;;) {
-		skip_ws(s);
-		r = scan_entry(s, f);
+		if ((r = skip_ws_fed(s)) < 0 ||
+		    (r = feed_wait(s, s->pos + s->window)) < 0)
+			goto out;
+		start = s->pos;
+		while ((c = cut_short(s, start, r = scan_entry(s, f))) > 0)
+			;
+		if (c < 0)
+			r = c;
 		if (r < 0)
 			goto out;
 		if (r > 0) {
@@ -629,7 +737,9 @@ static int parse_entries(struct builder *b, struct scan *s)
 		if (r < 0)
 			goto out;
 		b->json_idx++;
-		skip_ws(s);
+		r = skip_ws_fed(s);
+		if (r < 0)
+			goto out;
 		if (s->pos < s->len && s->p[s->pos] == ',') {
 			s->pos++;
 			continue;
@@ -657,32 +767,54 @@ static bool key_is(const struct jval *k, const char *key)
 	return len == strlen(key) && memcmp(p, key, len) == 0;
 }
 
-int toc_parse_top(struct builder *b, const char *json, size_t len)
+/* a top-level key at s->pos and its ':' into @k (whitespace after skipped) */
+static int scan_top_key(struct scan *s, struct jval *k)
 {
-	struct scan s = { json, len, 0, b->err };
-	bool seen_entries = false;
-	struct jval k, v;
 	int r;
 
-	r = expect(&s, '{');
-	if (r < 0)
+	if (s->pos >= s->len || s->p[s->pos] != '"')
+		return lp_err_set(s->err, -EINVAL,
+				  "TOC JSON: expected a key at byte %zu",
+				  s->pos);
+	if ((r = scan_string(s, k)) < 0 || (r = expect(s, ':')) < 0)
+		return r;
+	skip_ws(s);
+	return 0;
+}
+
+int toc_parse_top(struct builder *b, const char *json, size_t len,
+		  const struct lp_toc_feed *feed)
+{
+	struct scan s = { json, len, 0, b->err, len, feed, FEED_WINDOW, false };
+	bool seen_entries = false;
+	struct jval k, v;
+	size_t start;
+	int r, c;
+
+	s.err_clean = b->err && !b->err->msg[0];
+	if (feed) {
+		s.len = 0;
+		if (feed->window)
+			s.window = feed->window;
+	}
+	if ((r = skip_ws_fed(&s)) < 0 || (r = expect(&s, '{')) < 0 ||
+	    (r = skip_ws_fed(&s)) < 0)
 		goto out;
-	skip_ws(&s);
 	if (s.pos < s.len && s.p[s.pos] == '}') {
 		s.pos++;
 		goto tail;
 	}
 	for (;;) {
-		skip_ws(&s);
-		if (s.pos >= s.len || s.p[s.pos] != '"') {
-			r = lp_err_set(b->err, -EINVAL,
-				       "TOC JSON: expected a key at byte %zu",
-				       s.pos);
+		if ((r = skip_ws_fed(&s)) < 0 ||
+		    (r = feed_wait(&s, s.pos + s.window)) < 0)
 			goto out;
-		}
-		if ((r = scan_string(&s, &k)) < 0 || (r = expect(&s, ':')) < 0)
+		start = s.pos;
+		while ((c = cut_short(&s, start, r = scan_top_key(&s, &k))) > 0)
+			;
+		if (c < 0)
+			r = c;
+		if (r < 0)
 			goto out;
-		skip_ws(&s);
 		if (key_is(&k, "entries")) {
 			if (seen_entries) {
 				r = lp_err_set(b->err, -EINVAL,
@@ -695,7 +827,12 @@ int toc_parse_top(struct builder *b, const char *json, size_t len)
 				goto out;
 		} else {
 			/* validated, then ignored unless it is "version" */
-			r = scan_value(&s, 1, &v);
+			start = s.pos;
+			while ((c = cut_short(&s, start,
+					      r = scan_value(&s, 1, &v))) > 0)
+				;
+			if (c < 0)
+				r = c;
 			if (r < 0)
 				goto out;
 			if (key_is(&k, "version") &&
@@ -708,7 +845,9 @@ int toc_parse_top(struct builder *b, const char *json, size_t len)
 				goto out;
 			}
 		}
-		skip_ws(&s);
+		r = skip_ws_fed(&s);
+		if (r < 0)
+			goto out;
 		if (s.pos < s.len && s.p[s.pos] == ',') {
 			s.pos++;
 			continue;
@@ -719,6 +858,9 @@ int toc_parse_top(struct builder *b, const char *json, size_t len)
 		break;
 	}
 tail:
+	r = feed_wait(&s, s.total);
+	if (r < 0)
+		goto out;
 	skip_ws(&s);
 	if (s.pos != s.len)
 		r = lp_err_set(b->err, -EINVAL,

@@ -12,6 +12,8 @@ pkgs=(
 	cppcheck perl binutils
 	# libraries
 	zlib1g-dev libzstd-dev libdeflate-dev libjson-c-dev libssl-dev
+	# a big TOC inflated while it is parsed (format/layer.c)
+	libisal-dev
 	libarchive-dev libcmocka-dev libcurl4-openssl-dev
 	# fs/: the lazy FUSE filesystem (libfuse3 low-level API, fusermount3)
 	libfuse3-dev fuse3

@@ -12,7 +12,9 @@
  * and chunkDigest the TOC hands out is one json-c read in a "digest" or
  * "chunkDigest" field (a digest in the wrong slot reads back as another).
  * json-c accepting what the TOC parser refuses is no failure: the TOC
- * parser is the stricter (bounds, types, paths).
+ * parser is the stricter (bounds, types, paths). Fed in small steps
+ * (lp_toc_parse_fed(), as a mount parses a TOC while it is inflated), the
+ * parse gives the same TOC or the same error as of the whole.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -233,13 +235,77 @@ static void check_entry(const struct lp_toc *toc, uint32_t i)
 		abort();
 }
 
+/* a feed that hands out what is asked and, by the input, a little more */
+struct step_feed {
+	size_t len, avail;
+	uint32_t x;
+};
+
+static ssize_t step_wait(void *arg, size_t want)
+{
+	struct step_feed *f = arg;
+
+	if (want > f->len || want <= f->avail)
+		abort(); /* the parser asks for what is not, or is, there */
+	f->x = f->x * 1103515245u + 12345u;
+	f->avail = want + (f->x >> 16) % 8;
+	if (f->avail > f->len)
+		f->avail = f->len;
+	return (ssize_t)f->avail;
+}
+
+/* lp_toc_parse_fed() of the bytes in small steps: the same TOC, or the
+   same error, as @toc (NULL) and @r, @err of the whole */
+static void check_fed(const uint8_t *data, size_t size, int r,
+		      const struct lp_err *err, const struct lp_toc *toc)
+{
+	struct step_feed sf = { size, 0, size ? data[size / 2] : 0 };
+	struct lp_toc_feed feed = { step_wait, &sf,
+				    1 + (size ? data[0] % 48 : 0) };
+	struct lp_toc *fed = NULL;
+	struct lp_err ferr = { 0 };
+	char p1[LP_TOC_MAX_PATH + 1], p2[LP_TOC_MAX_PATH + 1];
+	uint32_t i;
+
+	if (lp_toc_parse_fed(data, size, &feed, PAYLOAD_END, &fed, &ferr) !=
+		    r ||
+	    strcmp(err->msg, ferr.msg) != 0)
+		abort(); /* fed, the parse read another document */
+	if (r < 0)
+		return;
+	if (lp_toc_nr_entries(fed) != lp_toc_nr_entries(toc) ||
+	    lp_toc_nr_chunks(fed) != lp_toc_nr_chunks(toc))
+		abort();
+	for (i = 0; i < lp_toc_nr_entries(toc); i++) {
+		const struct lp_toc_entry *a = lp_toc_entry(toc, i),
+					  *b = lp_toc_entry(fed, i);
+
+		if (memcmp(a, b, sizeof(*a)) != 0 ||
+		    lp_toc_entry_path(toc, i, p1, sizeof(p1)) < 0 ||
+		    lp_toc_entry_path(fed, i, p2, sizeof(p2)) < 0 ||
+		    strcmp(p1, p2) != 0)
+			abort();
+	}
+	for (i = 0; i < lp_toc_nr_chunks(toc); i++) {
+		const struct lp_toc_chunk a = lp_toc_chunk(toc, i),
+					  b = lp_toc_chunk(fed, i);
+
+		if (memcmp(&a, &b, sizeof(a)) != 0)
+			abort();
+	}
+	lp_toc_free(fed);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct lp_toc *toc = NULL;
 	struct lp_err err = { 0 };
 	uint32_t i;
+	int r;
 
-	if (lp_toc_parse(data, size, PAYLOAD_END, &toc, &err) < 0) {
+	r = lp_toc_parse(data, size, PAYLOAD_END, &toc, &err);
+	check_fed(data, size, r, &err, toc);
+	if (r < 0) {
 		if (!err.msg[0])
 			abort(); /* every rejection says why */
 		return 0;

@@ -890,16 +890,20 @@ static void test_read_file_spill_error(void **state)
  * v1-default's TOC rewritten (same JSON, or another) into a member that
  * ends as writers end it (tar padding and end blocks: inflated in one go),
  * one with 128 KiB more after the JSON (inflated by zlib up to the JSON),
- * one over TOC_HASH_THREAD_MIN (hashed on a second thread); each opens with
+ * one over TOC_HASH_THREAD_MIN (inflated by igzip and hashed on a second
+ * thread while it is parsed, lp_toc_parse_fed()); each opens with
  * the JSON's digest and the same TOC, by the path meant (layer_probe.h's
  * counters: inflated in one go or by zlib, hashed threaded or first). A TOC
  * that does not parse fails as a parse error when its digest is the wanted
  * one, as a digest error when it is not; a small TOC that is not the wanted
  * one is not parsed at all (hashed and compared first), a big one is
- * (parsed while it is hashed: the mismatch wins).
+ * (parsed while it is hashed: the mismatch wins). A big member that ends
+ * before its JSON fails with the inflate's error, not a parse's.
  */
-static uint8_t *toc_member_blob(const uint8_t *blob, size_t len, const char *js,
-				size_t js_len, size_t extra, size_t *ret_len)
+static uint8_t *toc_member_blob_claim(const uint8_t *blob, size_t len,
+				      const char *js, size_t js_len,
+				      size_t extra, size_t claim,
+				      size_t *ret_len)
 {
 	size_t pad = (js_len + CRAFT_TAR_BLOCK - 1) / CRAFT_TAR_BLOCK *
 		     CRAFT_TAR_BLOCK,
@@ -915,7 +919,7 @@ static uint8_t *toc_member_blob(const uint8_t *blob, size_t len, const char *js,
 	lp_layer_free(l);
 	lp_blob_unref(b);
 	assert_non_null(tar);
-	craft_tar_header(tar, js_len);
+	craft_tar_header(tar, claim);
 	memcpy(tar + CRAFT_TAR_BLOCK, js, js_len);
 	gz = craft_gzip(tar, tar_len, &gz_len);
 	assert_non_null(gz);
@@ -931,21 +935,33 @@ static uint8_t *toc_member_blob(const uint8_t *blob, size_t len, const char *js,
 	return out;
 }
 
+/* toc_member_blob() whose tar header states the JSON's true size */
+static uint8_t *toc_member_blob(const uint8_t *blob, size_t len, const char *js,
+				size_t js_len, size_t extra, size_t *ret_len)
+{
+	return toc_member_blob_claim(blob, len, js, js_len, extra, js_len,
+				     ret_len);
+}
+
 /* how far each of lp_layer_probe's counters moved since *@before */
 struct probe_delta {
-	unsigned int whole, zlib, threaded, first, parsed;
+	unsigned int whole, zlib, fed, threaded, first, parsed;
 };
 
 static void probe_take(struct probe_delta *before)
 {
 	before->whole = atomic_load(&lp_layer_probe.inflated_whole);
 	before->zlib = atomic_load(&lp_layer_probe.inflated_zlib);
+	before->fed = atomic_load(&lp_layer_probe.inflated_fed);
 	before->threaded = atomic_load(&lp_layer_probe.hashed_threaded);
 	before->first = atomic_load(&lp_layer_probe.hashed_first);
 	before->parsed = atomic_load(&lp_layer_probe.parsed);
 }
 
-/* the path one lp_layer_open() since @before took, as the case wants */
+/*
+ * the path one lp_layer_open() since @before took, as the case wants (a
+ * gzip TOC hashed on a second thread is inflated there, beside the parse)
+ */
 static void probe_check(const struct probe_delta *before, bool whole,
 			bool threaded, bool parsed)
 {
@@ -953,7 +969,8 @@ static void probe_check(const struct probe_delta *before, bool whole,
 
 	probe_take(&now);
 	assert_int_equal(now.whole - before->whole, whole);
-	assert_int_equal(now.zlib - before->zlib, !whole);
+	assert_int_equal(now.zlib - before->zlib, !whole && !threaded);
+	assert_int_equal(now.fed - before->fed, threaded);
 	assert_int_equal(now.threaded - before->threaded, threaded);
 	assert_int_equal(now.first - before->first, !threaded);
 	assert_int_equal(now.parsed - before->parsed, parsed);
@@ -978,6 +995,7 @@ static void test_toc_member_shapes(void **state)
 	struct lp_digest want, other;
 	struct probe_delta pd;
 	const char *ojs;
+	uint32_t x;
 	char *js;
 
 	(void)state;
@@ -985,9 +1003,10 @@ static void test_toc_member_shapes(void **state)
 	ojs = lp_layer_toc_json(ol, &js_len);
 	assert_true(js_len < LP_MIB); /* hashed before the parse */
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		/* in one go unless more than 64 KiB follow the JSON; on a
-		 * second thread from 1 MiB of JSON */
-		const bool whole = cases[i].extra == 0,
+		/* from 1 MiB of JSON: inflated (igzip) and hashed on a
+		 * second thread while it is parsed; below, in one go unless
+		 * more than 64 KiB follow the JSON */
+		const bool whole = cases[i].extra == 0 && cases[i].spaces == 0,
 			   threaded = cases[i].spaces > 0;
 
 		js = malloc(js_len + cases[i].spaces);
@@ -1041,6 +1060,40 @@ static void test_toc_member_shapes(void **state)
 		free(js);
 		free(nb);
 	}
+	/* a big member that ends 1 MiB before the JSON its tar header
+	   states: the parse waits for bytes that never come, and the open
+	   fails with the inflate's error */
+	js = malloc(js_len + 3 * LP_MIB);
+	assert_non_null(js);
+	/* whitespace that does not compress to under 1/1032 of it */
+	for (i = 0, x = 1; i < 3 * LP_MIB; i++) {
+		x = x * 1103515245u + 12345u;
+		js[i] = " \t\n\r"[(x >> 16) & 3];
+	}
+	memcpy(js + 3 * LP_MIB, ojs, js_len);
+	nb = toc_member_blob_claim(orig, len, js, js_len + 2 * LP_MIB, 0,
+				   js_len + 3 * LP_MIB, &nlen);
+	lp_blob_unref(b);
+	b = mem_blob(nb, nlen);
+	memset(&err, 0, sizeof(err));
+	probe_take(&pd);
+	assert_int_equal(lp_layer_open(b, NULL, &l, &err), -EBADMSG);
+	probe_check(&pd, false, true, true);
+	assert_null(l);
+	assert_non_null(strstr(err.msg, "TOC gzip member"));
+	free(nb);
+	/* the whole JSON, its member's deflate stream garbled in the middle:
+	   an inflate error or a digest that is not the wanted one */
+	nb = toc_member_blob(orig, len, js, js_len + 3 * LP_MIB, 0, &nlen);
+	lp_sha256(js, js_len + 3 * LP_MIB, &want);
+	memset(nb + nlen - LP_FOOTER_ESTARGZ_SIZE - 200 * 1024, 0xa5, 64);
+	lp_blob_unref(b);
+	b = mem_blob(nb, nlen);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(lp_layer_open(b, &want, &l, &err), -EBADMSG);
+	assert_null(l);
+	free(js);
+	free(nb);
 	lp_layer_free(ol);
 	lp_blob_unref(b);
 	free(orig);

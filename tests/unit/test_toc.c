@@ -450,6 +450,104 @@ static void test_bad(void **state)
 	}
 }
 
+/*
+ * lp_toc_parse_fed(): fed a few bytes at a time (windows of 1..@max bytes,
+ * steps of what is asked plus 0..3), the parse reads what it reads whole:
+ * the good TOC entry for entry, each bad one with the same code and
+ * message; a feed that stops is the parse's error.
+ */
+struct step_feed {
+	size_t len, avail, extra, calls;
+	size_t fail_at; /* past this many bytes: -EIO (0: never) */
+};
+
+static ssize_t step_wait(void *arg, size_t want)
+{
+	struct step_feed *f = arg;
+
+	assert_true(want <= f->len);
+	assert_true(want > f->avail); /* asks only for what is not there */
+	f->calls++;
+	if (f->fail_at && want > f->fail_at)
+		return -EIO;
+	f->avail = want + f->extra++ % 4;
+	if (f->avail > f->len)
+		f->avail = f->len;
+	return (ssize_t)f->avail;
+}
+
+static int parse_fed(const char *json, uint64_t payload_end, size_t window,
+		     struct step_feed *sf, struct lp_toc **ret_toc,
+		     struct lp_err *err)
+{
+	struct lp_toc_feed feed = { step_wait, sf, window };
+
+	memset(sf, 0, sizeof(*sf));
+	sf->len = strlen(json);
+	return lp_toc_parse_fed(json, sf->len, &feed, payload_end, ret_toc,
+				err);
+}
+
+static void test_fed(void **state)
+{
+	struct lp_toc *whole = parse_ok(good_toc, 1000), *toc = NULL;
+	char p1[LP_TOC_MAX_PATH + 1], p2[LP_TOC_MAX_PATH + 1];
+	struct step_feed sf;
+	struct lp_err err = { 0 }, werr;
+	size_t window, i;
+	uint32_t k;
+	int r;
+
+	(void)state;
+	for (window = 1; window <= 64; window++) {
+		r = parse_fed(good_toc, 1000, window, &sf, &toc, &err);
+		assert_int_equal(r, 0);
+		assert_true(sf.calls > 1); /* it was fed, not handed all */
+		assert_int_equal(lp_toc_nr_entries(toc),
+				 lp_toc_nr_entries(whole));
+		assert_int_equal(lp_toc_nr_chunks(toc),
+				 lp_toc_nr_chunks(whole));
+		for (k = 0; k < lp_toc_nr_entries(whole); k++) {
+			assert_memory_equal(lp_toc_entry(toc, k),
+					    lp_toc_entry(whole, k),
+					    sizeof(struct lp_toc_entry));
+			assert_int_equal(
+				lp_toc_entry_path(whole, k, p1, sizeof(p1)),
+				lp_toc_entry_path(toc, k, p2, sizeof(p2)));
+			assert_string_equal(p1, p2);
+		}
+		lp_toc_free(toc);
+		toc = NULL;
+		for (i = 0; i < LP_ARRAY_SIZE(bad_tocs); i++) {
+			memset(&err, 0, sizeof(err));
+			memset(&werr, 0, sizeof(werr));
+			assert_int_equal(lp_toc_parse(bad_tocs[i].json,
+						      strlen(bad_tocs[i].json),
+						      100, &toc, &werr),
+					 bad_tocs[i].code);
+			r = parse_fed(bad_tocs[i].json, 100, window, &sf, &toc,
+				      &err);
+			assert_int_equal(r, bad_tocs[i].code);
+			assert_string_equal(err.msg, werr.msg);
+			assert_null(toc);
+		}
+	}
+	/* the bytes stop coming: the feed's error, not a JSON one */
+	memset(&err, 0, sizeof(err));
+	memset(&sf, 0, sizeof(sf));
+	{
+		struct lp_toc_feed feed = { step_wait, &sf, 16 };
+
+		sf.len = strlen(good_toc);
+		sf.fail_at = sf.len / 2;
+		r = lp_toc_parse_fed(good_toc, sf.len, &feed, 1000, &toc, &err);
+	}
+	assert_int_equal(r, -EIO);
+	assert_non_null(strstr(err.msg, "arrived"));
+	assert_null(toc);
+	lp_toc_free(whole);
+}
+
 /* path bounds: component, depth and total length */
 static void test_bounds(void **state)
 {
@@ -960,6 +1058,7 @@ int main(void)
 		cmocka_unit_test(test_escaped_keys),
 		cmocka_unit_test(test_empty_and_carry),
 		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_fed),
 		cmocka_unit_test(test_nesting),
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_compressed_span),
