@@ -315,7 +315,7 @@ int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 		sc->slots[i].fetching = false;
 		/* held only while the cache is on and the span fits it; a
 		 * failed span is never held */
-		if (r == 0 && sc->slots && sp->len <= sc->max_bytes) {
+		if (r == 0 && sp->len <= sc->max_bytes) {
 			atomic_fetch_add(&sp->refs, 1);
 			sc->slots[i].held = sp;
 			sc->held_bytes += sp->len;

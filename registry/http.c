@@ -540,7 +540,7 @@ int reg_endpoints(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		made = NULL;
 	}
 	pthread_mutex_unlock(&reg->lock);
-	if (e && cur != e && !made)
+	if (e && cur && cur != e && !made)
 		lp_log_info("registry %s: host configuration changed: %zu "
 			    "host(s) from now on",
 			    ref->host, cur->n);

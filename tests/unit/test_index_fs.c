@@ -1089,7 +1089,7 @@ static void *walker(void *arg)
 	struct walker_arg *a = arg;
 	const struct lp_index *ix = a->f->ix;
 	size_t n = lp_index_nr_files(ix), k;
-	uint8_t *buf = NULL;
+	uint8_t *buf = NULL, *nb;
 
 	for (k = 0; k < n; k++) {
 		/* a different order per thread: a stride prime to most n */
@@ -1104,8 +1104,9 @@ static void *walker(void *arg)
 		if (x->type != '0' || lp_index_lookup(ix, x->path) != (int)j ||
 		    x->size > 4 * LP_MIB || !strncmp(base, ".wh.", 4))
 			continue;
-		buf = realloc(buf, x->size + 1);
-		assert_non_null(buf);
+		nb = realloc(buf, x->size + 1);
+		assert_non_null(nb);
+		buf = nb;
 		r = read_path(a->fs, x->path, buf, x->size + 1, 0);
 		a->files++;
 		if (r == -EIO || r == -EBADMSG)
