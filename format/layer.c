@@ -377,17 +377,24 @@ static int isal_exact(struct toc_feeder *fd, uint8_t *dst, size_t len)
 	st->next_out = dst;
 	st->avail_out = (uint32_t)len;
 	while (st->avail_out) {
-		uint32_t before = st->avail_out;
+		uint32_t before = st->avail_out, in_before = st->avail_in;
 
 		ir = isal_inflate(st);
-		if (ir != ISAL_DECOMP_OK ||
-		    (before == st->avail_out &&
-		     (st->avail_in == 0 ||
-		      st->block_state == ISAL_BLOCK_FINISH)))
-			return lp_err_set(
-				&fd->why, -EBADMSG, "TOC gzip member: %s",
-				ir != ISAL_DECOMP_OK ? "corrupt (igzip)" :
-						       "truncated or corrupt");
+		if (ir != ISAL_DECOMP_OK)
+			return lp_err_set(&fd->why, -EBADMSG,
+					  "TOC gzip member: corrupt (igzip "
+					  "error %d)",
+					  ir);
+		/* no byte out: the member ended or was cut short, or
+		 * nothing moved at all (never a loop on a hostile member,
+		 * whatever the library does with it) */
+		if (before == st->avail_out &&
+		    (st->avail_in == 0 ||
+		     st->block_state == ISAL_BLOCK_FINISH ||
+		     in_before == st->avail_in))
+			return lp_err_set(&fd->why, -EBADMSG,
+					  "TOC gzip member: truncated or "
+					  "corrupt");
 	}
 	return 0;
 }
