@@ -432,6 +432,10 @@ static void *feeder_main(void *arg)
 	} else {
 		lp_sha256_final(fd->sha, &fd->digest);
 	}
+	/* the compressed member is done with: not kept through the parse */
+	free(fd->zbuf);
+	fd->zbuf = NULL;
+	fd->src = NULL;
 	return NULL;
 }
 
@@ -462,6 +466,11 @@ static int feeder_run(struct lp_layer *l, struct toc_feeder *fd,
 	pthread_t th;
 	bool threaded;
 
+	/* the tar header's inflate state is done with too */
+	if (fd->zs_ready) {
+		inflateEnd(&fd->zs);
+		fd->zs_ready = false;
+	}
 	threaded = pthread_create(&th, NULL, feeder_main, fd) == 0;
 	if (!threaded)
 		feeder_main(fd);
