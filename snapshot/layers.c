@@ -116,6 +116,9 @@ struct lp_snap_layers {
 	/* the same with short timeouts, for gzip index lookups (their
 	 * deadline: LP_SNAP_INDEX_LOOKUP_MS); thread-safe */
 	struct lp_reg *index_reg;
+	/* the same with shorter ones, for prefetch profile lookups
+	 * (LP_SNAP_PROFILE_REQUEST_MS); thread-safe */
+	struct lp_reg *profile_reg;
 	/* images' manifests and referrers, for gzip index lookups;
 	 * thread-safe */
 	struct lp_snap_index_cache *index_cache;
@@ -213,6 +216,12 @@ int lp_snap_layers_new(const struct lp_snap_config *c,
 		o.max_attempts = 1;
 		o.retry_budget_ms = 0;
 		r = lp_reg_new(&o, &l->index_reg);
+	}
+	if (r == 0) {
+		o.connect_timeout_ms = LP_SNAP_PROFILE_REQUEST_MS;
+		o.request_timeout_ms = LP_SNAP_PROFILE_REQUEST_MS;
+		o.low_speed_time_s = 1;
+		r = lp_reg_new(&o, &l->profile_reg);
 	}
 	if (r == 0)
 		r = lp_snap_index_cache_new(&l->index_cache);
@@ -646,6 +655,7 @@ void lp_snap_layers_free(struct lp_snap_layers *l)
 	pthread_mutex_unlock(&l->lock);
 	lp_reg_free(l->reg);
 	lp_reg_free(l->index_reg);
+	lp_reg_free(l->profile_reg);
 	lp_snap_index_cache_free(l->index_cache);
 	lp_fs_activity_free(l->activity); /* after every layer's fs */
 	lp_fs_budget_free(l->mem_budget); /* likewise */
@@ -789,7 +799,7 @@ static void find_profile(struct lp_snap_layers *l, struct layer *y,
 	*ret_paths = NULL;
 	if (!l->c->prefetch || !l->c->profile_lookup)
 		return;
-	r = lp_snap_profile_find(l->index_cache, l->index_reg, l->c, ref, d,
+	r = lp_snap_profile_find(l->index_cache, l->profile_reg, l->c, ref, d,
 				 y->manifest[0] ? y->manifest : NULL, prof,
 				 where, sizeof(where), &err);
 	if (r == 0) {
