@@ -27,15 +27,16 @@
  * the referrers is cached like an answer, so that the image's other layers
  * do not wait for the same registry again.
  *
- * The same lookup finds an image's prefetch profile (lp_snap_profile_find,
- * format/lp_profile.h): DIR/<manifest hex>.profile in the index
+ * An image's prefetch profile (lp_snap_profile_find, format/lp_profile.h)
+ * is found by a lookup of its own, on its own, shorter deadline
+ * (LP_SNAP_PROFILE_LOOKUP_MS), so that it never delays a gzip index
+ * lookup nor changes its answer: DIR/<manifest hex>.profile in the index
  * directories, else the newest referrer artifact of type
- * LP_PROFILE_ARTIFACT_TYPE, fetched (at most LP_PROFILE_MAX_SIZE bytes) with
- * the manifest and the referrers and kept in the same cache entry: one
- * manifest and one referrers request per image serve its layers' gzip
- * indexes and its profile alike (the referrers tag lists every type; a
- * registry with the referrers API, asked for gzip indexes, is asked once
- * more for profiles). A profile is used only for what it says about a layer; it
+ * LP_PROFILE_ARTIFACT_TYPE (at most LP_PROFILE_MAX_SIZE bytes), kept in
+ * the same cache under a key of its own (PROFILE_KEY). The gzip index
+ * lookup only notes the newest profile artifact it sees among the
+ * referrers; a profile lookup of the image reuses that note instead of
+ * asking for the referrers again. A profile is used only for what it says about a layer; it
  * cannot make anything serve other bytes (the prefetched chunks are
  * verified like any other), so the worst a forged one does is waste a
  * bounded fetch.
