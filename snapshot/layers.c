@@ -19,9 +19,12 @@
  * or at the next start (the sweep of unused layers).
  *
  * Prefetch profiles: a layer mounted lazily (eStargz or through a gzip
- * index, not a resumed one) first asks index_find.c for its image's
- * prefetch profile (`lazypull optimize --profile-only`); the files it lists
- * for the layer are prefetched in its order at mount (lp_fs_options
+ * index, not a resumed one) asks index_find.c for its image's prefetch
+ * profile (`lazypull optimize --profile-only`) in a thread of its own while
+ * it reads its tail (or asks its blob's size), so that the mount waits for
+ * the longer of the two, the profile's at most 1 s
+ * (LP_SNAP_PROFILE_LOOKUP_MS + LP_SNAP_PROFILE_REQUEST_MS); the files it
+ * lists for the layer are prefetched in its order at mount (lp_fs_options
  * .prefetch_files). The profile is the image's, the mount the layer's: a
  * layer shared by several images is mounted once, with the profile of the
  * image that mounted it first. A missing, refused or unreachable profile is
@@ -778,15 +781,15 @@ static void pool_opts(struct lp_snap_layers *l, struct layer *y,
 
 /*
  * find_profile() - the files of layer @y (@d, read through @ref) that its
- * image's prefetch profile lists, into @prof, and @mo's prefetch list
- * pointing into it (*@ret_paths: the array, the caller frees it after the
- * mount). A missing, refused or unreachable profile is logged and counted,
- * and leaves @mo as it was: never the mount's failure.
+ * image's prefetch profile lists, into @prof, and *@ret_paths an array of
+ * their paths pointing into it (NULL: none; the caller frees it after the
+ * mount). A missing, refused or unreachable profile is logged and counted:
+ * never the mount's failure.
  */
 static void find_profile(struct lp_snap_layers *l, struct layer *y,
 			 const struct lp_reg_ref *ref,
 			 const struct lp_digest *d, struct lp_prio_list *prof,
-			 struct lp_mount_opts *mo, const char ***ret_paths)
+			 const char ***ret_paths)
 {
 	enum lp_snap_profile_result res = LP_SNAP_PROFILE_APPLIED;
 	char where[LP_SNAP_PATH_MAX];
@@ -797,8 +800,6 @@ static void find_profile(struct lp_snap_layers *l, struct layer *y,
 	int r;
 
 	*ret_paths = NULL;
-	if (!l->c->prefetch || !l->c->profile_lookup)
-		return;
 	r = lp_snap_profile_find(l->index_cache, l->profile_reg, l->c, ref, d,
 				 y->manifest[0] ? y->manifest : NULL, prof,
 				 where, sizeof(where), &err);
@@ -830,8 +831,6 @@ static void find_profile(struct lp_snap_layers *l, struct layer *y,
 		} else {
 			for (i = 0; i < prof->n; i++)
 				paths[i] = prof->items[i].path;
-			mo->fs.prefetch_files = paths;
-			mo->fs.n_prefetch_files = prof->n;
 			lp_log_info("layer %s: prefetch profile from %s lists "
 				    "%zu files (%llu ms)",
 				    y->digest, where, prof->n,
@@ -841,6 +840,82 @@ static void find_profile(struct lp_snap_layers *l, struct layer *y,
 	}
 	lp_snap_metrics_profile(l->metrics, res);
 	*ret_paths = paths;
+}
+
+/*
+ * A layer's profile lookup, run beside its tail (or blob size) request so
+ * that the mount waits for whichever is longer, not for their sum
+ * (profile_start(), profile_finish()). Everything it borrows (@l, @y, @ref
+ * and its credentials, @d) outlives profile_finish(), which every path of
+ * the mount calls.
+ */
+struct profile_job {
+	struct lp_snap_layers *l;
+	struct layer *y;
+	const struct lp_reg_ref *ref;
+	const struct lp_digest *d;
+	bool wanted; /* prefetch and profile_lookup on */
+	bool started; /* thread @t runs it */
+	pthread_t t;
+	bool done;
+	struct lp_prio_list prof; /* what it found */
+	const char **paths; /* into prof; NULL: nothing to prefetch */
+};
+
+static void *profile_main(void *arg)
+{
+	struct profile_job *j = arg;
+
+	find_profile(j->l, j->y, j->ref, j->d, &j->prof, &j->paths);
+	return NULL;
+}
+
+/* start @j's lookup in a thread (when none can be made, profile_finish()
+ * runs it) */
+static void profile_start(struct profile_job *j, struct lp_snap_layers *l,
+			  struct layer *y, const struct lp_reg_ref *ref,
+			  const struct lp_digest *d)
+{
+	sigset_t all, old;
+
+	memset(j, 0, sizeof(*j));
+	j->l = l;
+	j->y = y;
+	j->ref = ref;
+	j->d = d;
+	j->wanted = l->c->prefetch && l->c->profile_lookup;
+	if (!j->wanted)
+		return;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	j->started = pthread_create(&j->t, NULL, profile_main, j) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* wait for @j's lookup (or run it) and point @mo (NULL: a failed mount
+ * path, nothing to point) at what it found */
+static void profile_finish(struct profile_job *j, struct lp_mount_opts *mo)
+{
+	if (j->wanted && !j->done) {
+		if (j->started)
+			pthread_join(j->t, NULL);
+		else if (mo)
+			find_profile(j->l, j->y, j->ref, j->d, &j->prof,
+				     &j->paths);
+		j->done = true;
+	}
+	if (mo && j->paths) {
+		mo->fs.prefetch_files = j->paths;
+		mo->fs.n_prefetch_files = j->prof.n;
+	}
+}
+
+/* what @j found, freed (after profile_finish() and the mount) */
+static void profile_release(struct profile_job *j)
+{
+	free(j->paths);
+	j->paths = NULL;
+	lp_prio_release(&j->prof);
 }
 
 /* after lp_mount_layer(): the session thread, the fetch threads */
@@ -916,14 +991,16 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 			 const struct lp_fuse_state *st)
 {
 	struct lp_mount_report rep = { 0 };
-	struct lp_prio_list prof = { 0 };
+	struct profile_job job = { 0 };
 	struct lp_mount_opts mo;
 	struct lp_blob *blob = NULL;
 	char fsname[LP_FUSE_FSNAME_MAX];
-	const char **paths = NULL;
 	int r;
 
 	y->why = LP_FALLBACK_REGISTRY;
+	/* the profile looked for while the blob's size is asked */
+	if (!st)
+		profile_start(&job, l, y, ref, d);
 	/* resumed: the size checked when it was mounted; else the
 	 * registry's, which the index's own must match when it opens (an
 	 * index from index_dirs was checked against no manifest) */
@@ -951,7 +1028,7 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 		mo.resume_fd = resume_fd;
 		resume_fd = -1; /* lp_mount_layer() takes it */
 	} else {
-		find_profile(l, y, ref, d, &prof, &mo, &paths);
+		profile_finish(&job, &mo);
 	}
 	r = lp_mount_layer(blob, y->mnt, &mo, &y->fs, &y->fuse, &rep, &y->err);
 	y->toc_ns = rep.toc_ns;
@@ -965,10 +1042,10 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 		hand_over(l, y);
 	r = start_serving(l, y);
 out:
+	profile_finish(&job, NULL);
+	profile_release(&job);
 	if (resume_fd >= 0)
 		close(resume_fd);
-	free(paths);
-	lp_prio_release(&prof);
 	lp_blob_unref(blob);
 	return r;
 }
@@ -981,10 +1058,9 @@ out:
  */
 static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 {
-	struct lp_prio_list prof = { 0 };
+	struct profile_job job = { 0 };
 	struct lp_mount_report rep;
 	struct lp_mount_opts mo;
-	const char **paths = NULL;
 	struct lp_reg_ref ref;
 	struct lp_digest d, toc;
 	struct lp_blob *blob = NULL;
@@ -1010,6 +1086,9 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 			r = auth_refused(l, y, have);
 		goto out;
 	}
+	/* the profile looked for while the tail is read: the mount waits
+	 * for the longer of the two (the profile's: 1 s at most) */
+	profile_start(&job, l, y, &ref, &d);
 	t = lp_mono_ns();
 	r = open_tail(l, y, &ref, &d, &blob, &tail, &tail_len);
 	if (r == -EACCES)
@@ -1026,7 +1105,7 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	pool_opts(l, y, &mo, &toc, fsname, sizeof(fsname));
 	mo.tail = tail;
 	mo.tail_len = tail_len;
-	find_profile(l, y, &ref, &d, &prof, &mo, &paths);
+	profile_finish(&job, &mo);
 	r = lp_mount_layer(blob, y->mnt, &mo, &y->fs, &y->fuse, &rep, &y->err);
 	y->toc_ns = rep.toc_ns;
 	if (r < 0) {
@@ -1037,8 +1116,8 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	hand_over(l, y);
 	r = start_serving(l, y);
 out:
-	free(paths);
-	lp_prio_release(&prof);
+	profile_finish(&job, NULL); /* before @ref's credentials go */
+	profile_release(&job);
 	lp_reg_auth_unref(ref.auth); /* the blob holds its own */
 	free(index);
 	free(tail);

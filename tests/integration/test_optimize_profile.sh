@@ -24,7 +24,11 @@
 # fetched, no on-demand fetch) and ctl's shows no prefetch and nothing
 # fetched; prof's 4 layers cost one referrers request (single flight);
 # the lookups are counted in /metrics; prof's workload then runs
-# without an on-demand fetch in any layer while ctl's makes some. Last, the
+# without an on-demand fetch in any layer while ctl's makes some. slow (a
+# fifth conversion) is pulled through a proxy that never answers the
+# referrers: each layer mounts within 1.5 s (the profile lookup, beside the
+# tail read, gives up within 1 s, once for the image), counted unreachable.
+# Last, the
 # source image itself (plain gzip, never converted): `lazypull index`, then
 # `optimize --profile-only` (a second referrer), rpull: its layers mount
 # through their gzip indexes and layer 2 prefetches the profiled files.
@@ -37,6 +41,7 @@ lp_require python3 curl
 cleanup() {
 	local rc=$? m st c
 	set +e
+	[ -n "${PROXY_PID:-}" ] && kill "$PROXY_PID" 2>/dev/null
 	lp_stack_stop
 	for st in "$T"/tmp/lp-optimize.*/runc; do
 		[ -d "$st" ] || continue
@@ -89,7 +94,9 @@ lp_run "$T/c3.out" "$T/c3.err" "$LAZYPULL" convert --plain-http -q --level 5 \
 	"$R/src/app:v1" "$R/loc/app:v1" || { show_err "$T/c3.err"; fail "convert loc"; }
 lp_run "$T/c4.out" "$T/c4.err" "$LAZYPULL" convert --plain-http -q --level 3 \
 	"$R/src/app:v1" "$R/bad/app:v1" || { show_err "$T/c4.err"; fail "convert bad"; }
-for i in prof ctl loc bad; do
+lp_run "$T/c5.out" "$T/c5.err" "$LAZYPULL" convert --plain-http -q --level 2 \
+	"$R/src/app:v1" "$R/slow/app:v1" || { show_err "$T/c5.err"; fail "convert slow"; }
+for i in prof ctl loc bad slow; do
 	layer_digests $i/app >"$T/$i.layers" || fail "$i manifest"
 	[ "$(wc -l <"$T/$i.layers")" = 4 ] || fail "$i: expected 4 layers"
 done
@@ -97,6 +104,8 @@ done
 	! grep -qxFf "$T/loc.layers" "$T/ctl.layers" || fail "the images share layers"
 grep -qxFf "$T/bad.layers" "$T/prof.layers" "$T/loc.layers" "$T/ctl.layers" &&
 	fail "bad shares layers"
+grep -qxFf "$T/slow.layers" "$T/prof.layers" "$T/loc.layers" "$T/ctl.layers" "$T/bad.layers" &&
+	fail "slow shares layers"
 BEFORE=$(manifest_digest prof/app)
 LOC=$(manifest_digest loc/app)
 BAD=$(manifest_digest bad/app)
@@ -251,6 +260,34 @@ set -- $(sed -n 3p "$T/ctl.stats2")
 ok "prof's workload ran without an on-demand fetch in any layer; ctl's made $7 in layer 2"
 [ "$(manifest_digest prof/app)" = "$BEFORE" ] || fail "the manifest digest changed"
 ok "prof's manifest digest is still $BEFORE"
+
+# --- a registry that never answers the referrers: the mount does not wait ------
+say "slow: rpull through a proxy stalling every referrers request"
+PP=$(free_port)
+echo "referrers-stall 1000" >"$T/proxy.mode"
+python3 "$LP_SOURCE_DIR/tests/integration/fault_proxy.py" "$PP" "${R#*:}" "$T/proxy.mode" "$T/proxy.log" \
+	>"$T/proxy.out" 2>&1 &
+PROXY_PID=$!
+wait_for 10 "the fault proxy" curl -fsS -o /dev/null "http://127.0.0.1:$PP/v2/"
+u0=$(metric 'lazypull_profile_lookups_total{result="unreachable"}')
+lp_run "$T/slow.rpull" "$T/slow.rpull.err" timeout 120 ctr-remote --address "$CSOCK" images rpull \
+	--plain-http --snapshotter lazypull "127.0.0.1:$PP/slow/app:v1" ||
+	{ show_err "$T/slow.rpull.err"; fail "rpull slow"; }
+grep -q "/manifests/sha256-\|/referrers/" "$T/proxy.log" || fail "slow: the referrers were never asked for"
+u1=$(metric 'lazypull_profile_lookups_total{result="unreachable"}')
+[ $((u1 - u0)) = 4 ] || fail "slow: unreachable profile lookups went $u0 -> $u1, not +4"
+for d in $(cat "$T/slow.layers"); do
+	ms=$(sed -n "s/.*layer $d mounted lazily at .* in \([0-9]*\) ms.*/\1/p" "$T/snap.log" | tail -1)
+	[ -n "$ms" ] || fail "slow: layer $d not mounted lazily"
+	# was: 2 s and more (the profile looked for before the mount, on the
+	# gzip index lookup's client: a 2 s request timeout)
+	[ "$ms" -lt 1500 ] || fail "slow: layer $d took $ms ms to mount with the referrers stalled"
+	echo "    slow $d mounted in $ms ms"
+done
+kill "$PROXY_PID" 2>/dev/null || true
+wait "$PROXY_PID" 2>/dev/null || true
+PROXY_PID=
+ok "slow: the referrers stalled, every layer mounted within 1.5 s without a profile, 4 lookups counted unreachable"
 
 # --- a plain gzip image, indexed: the same profile, through the index --------
 say "the plain gzip image: lazypull index, optimize --profile-only, rpull"
