@@ -1542,6 +1542,8 @@ static int claim(struct lp_snap_layers *l, const char *digest, const char *ref,
 		free(y->facts.ref);
 		y->facts.ref = nref;
 		y->facts.size = size;
+		/* the last try's image; the caller says this one's */
+		y->manifest[0] = '\0';
 		snprintf(y->facts.toc_digest, sizeof(y->facts.toc_digest), "%s",
 			 toc_digest);
 		y->facts.kind = kind;
@@ -1706,9 +1708,9 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 	}
 	if (!known && req->toc_digest)
 		start_manifest_helper(l, req);
-	if (claimed && req->manifest_digest)
+	if (claimed) /* a failed entry re-claimed: this request's image */
 		snprintf(y->manifest, sizeof(y->manifest), "%s",
-			 req->manifest_digest);
+			 req->manifest_digest ? req->manifest_digest : "");
 	r = resolve_claimed(l, y, claimed, ret_why, err);
 	if (r < 0)
 		goto out;
