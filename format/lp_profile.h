@@ -18,7 +18,8 @@
  * A profile comes from outside: it is bounded (LP_PROFILE_MAX_SIZE bytes,
  * LP_PROFILE_MAX_PER_LAYER files taken per layer) and a line without a
  * layer digest makes the whole profile invalid (a layer index alone is
- * ambiguous once layers are shared between images).
+ * ambiguous once layers are shared between images), refused as soon as
+ * that line is read: only the asked layer's items are ever allocated.
  */
 #ifndef LP_PROFILE_H
 #define LP_PROFILE_H
@@ -32,8 +33,10 @@
 #define LP_PROFILE_ARTIFACT_TYPE "application/vnd.lazypull.profile.v1"
 #define LP_PROFILE_MEDIA_TYPE "application/vnd.lazypull.profile.v1+jsonl"
 #define LP_PROFILE_SUFFIX ".profile"
-#define LP_PROFILE_MAX_SIZE (8 * LP_MIB) /* the whole list */
-#define LP_PROFILE_MAX_PER_LAYER 65536 /* files prefetched in one layer */
+/* the whole list: what a slow link fetches within the snapshotter's small
+ * request timeout, and a bound on the parse (one line at a time) */
+#define LP_PROFILE_MAX_SIZE (2 * LP_MIB)
+#define LP_PROFILE_MAX_PER_LAYER 16384 /* files prefetched in one layer */
 
 /*
  * lp_profile_layer() - the paths profile @data (@len bytes; @name for

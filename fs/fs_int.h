@@ -255,6 +255,17 @@ struct fs_plan_run {
 };
 
 /*
+ * A profile's prefetch is bounded (a forged profile that lists every file
+ * must not make a mount fetch a whole big layer before Prepare returns):
+ * half the layer's compressed bytes, at least 8 MiB, at most 256 MiB.
+ * fs_plan_profile_byte_cap() - that bound for a blob of @layer_bytes.
+ */
+#define FS_PLAN_PROFILE_LAYER_DIV 2
+#define FS_PLAN_PROFILE_MIN_BYTES (8ull << 20)
+#define FS_PLAN_PROFILE_MAX_BYTES (256ull << 20)
+uint64_t fs_plan_profile_byte_cap(uint64_t layer_bytes);
+
+/*
  * fs_plan_profile_chunks() - how many chunks the regular file entries
  * @files[0..@n) hold in all (each entry's nr_chunks; other types none):
  * the most runs fs_plan_profile_runs() can make of them.
@@ -270,12 +281,16 @@ uint64_t fs_plan_profile_chunks(const struct lp_toc *toc, const uint32_t *files,
  * sets: a file listed twice, or two files sharing chunks, is fetched once),
  * as runs [ci, end) in the profile's order; a file whose chunks start
  * where the previous run ended extends that run (neighbours in the blob
- * make one read). At most @cap runs are written to @runs; returns how many
- * (never more than fs_plan_profile_chunks()).
+ * make one read). At most @cap runs are written to @runs, holding at most
+ * @max_bytes compressed bytes (fs_plan_profile_byte_cap(): the planning
+ * stops at the first chunk that would take it over); returns how many
+ * (never more than fs_plan_profile_chunks()). What did not fit is not
+ * marked listed.
  */
 uint32_t fs_plan_profile_runs(const struct lp_toc *toc, const uint32_t *files,
 			      size_t n, uint8_t *listed,
-			      struct fs_plan_run *runs, uint32_t cap);
+			      struct fs_plan_run *runs, uint32_t cap,
+			      uint64_t max_bytes);
 
 /* fs_plan_listed() - bit @ci of bitmap @listed */
 static inline bool fs_plan_listed(const uint8_t *listed, uint32_t ci)

@@ -171,12 +171,24 @@ uint64_t fs_plan_profile_chunks(const struct lp_toc *toc, const uint32_t *files,
 	return total;
 }
 
+uint64_t fs_plan_profile_byte_cap(uint64_t layer_bytes)
+{
+	uint64_t cap = layer_bytes / FS_PLAN_PROFILE_LAYER_DIV;
+
+	if (cap < FS_PLAN_PROFILE_MIN_BYTES)
+		cap = FS_PLAN_PROFILE_MIN_BYTES;
+	return cap < FS_PLAN_PROFILE_MAX_BYTES ? cap :
+						 FS_PLAN_PROFILE_MAX_BYTES;
+}
+
 uint32_t fs_plan_profile_runs(const struct lp_toc *toc, const uint32_t *files,
 			      size_t n, uint8_t *listed,
-			      struct fs_plan_run *runs, uint32_t cap)
+			      struct fs_plan_run *runs, uint32_t cap,
+			      uint64_t max_bytes)
 {
 	const uint32_t nr = lp_toc_nr_chunks(toc);
 	uint32_t nr_runs = 0, ci, end;
+	uint64_t bytes = 0, sz;
 	size_t i;
 
 	/*
@@ -198,6 +210,12 @@ uint32_t fs_plan_profile_runs(const struct lp_toc *toc, const uint32_t *files,
 		for (ci = e->first_chunk; ci < end; ci++) {
 			if (fs_plan_listed(listed, ci))
 				continue;
+			/* a profile's worth is bounded: a forged one that
+			 * lists everything costs @max_bytes, not the layer */
+			sz = lp_toc_chunk(toc, ci).compressed_size;
+			if (sz > max_bytes - bytes)
+				return nr_runs;
+			bytes += sz;
 			if (!nr_runs || runs[nr_runs - 1].end != ci) {
 				if (nr_runs == cap)
 					return nr_runs;

@@ -677,22 +677,38 @@ int fs_sched_plan_prefetch(struct lp_fs *fs, const struct lp_fs_options *opts,
 					  LP_FS_PREFETCH_FILES_MAX),
 			       sizeof(*files));
 		fs->pf_listed = calloc(nr / 8 + 1, 1);
-		if (!files || !fs->pf_listed)
-			goto nomem;
-		n = resolve_profile(fs, opts, files);
-		fs->pf_files = (uint32_t)n;
-		/* each chunk makes at most one run: a file listed over and
-		 * over costs no more than the layer's chunks */
-		cap = lp_min_u64(fs_plan_profile_chunks(fs->toc, files, n), nr);
+		if (files && fs->pf_listed) {
+			n = resolve_profile(fs, opts, files);
+			fs->pf_files = (uint32_t)n;
+			/* each chunk makes at most one run: a file listed
+			 * over and over costs no more than the layer's
+			 * chunks */
+			cap = lp_min_u64(
+				fs_plan_profile_chunks(fs->toc, files, n), nr);
+			/* the profile's runs, then the prefetch range */
+			f->pf_runs = calloc(cap + 1, sizeof(*f->pf_runs));
+		}
+		if (!f->pf_runs) {
+			/* a profile is a hint: without the memory to plan
+			 * it, the layer mounts with its landmark range */
+			lp_log_warn("out of memory for the prefetch profile's "
+				    "plan (%zu files): prefetching without it",
+				    opts->n_prefetch_files);
+			free(fs->pf_listed);
+			fs->pf_listed = NULL;
+			fs->pf_files = 0;
+			n = 0;
+		}
 	}
-	/* the profile's runs, then the prefetch range */
-	f->pf_runs = calloc(cap + 1, sizeof(*f->pf_runs));
+	if (!f->pf_runs)
+		f->pf_runs = calloc(1, sizeof(*f->pf_runs));
 	if (!f->pf_runs)
 		goto nomem;
 	if (n)
-		f->pf_nr_runs =
-			fs_plan_profile_runs(fs->toc, files, n, fs->pf_listed,
-					     f->pf_runs, (uint32_t)cap);
+		f->pf_nr_runs = fs_plan_profile_runs(
+			fs->toc, files, n, fs->pf_listed, f->pf_runs,
+			(uint32_t)cap,
+			fs_plan_profile_byte_cap(lp_blob_size(fs->blob)));
 	for (k = 0; k < f->pf_nr_runs; k++) {
 		for (ci = f->pf_runs[k].ci; ci < f->pf_runs[k].end; ci++)
 			fs->pf_bytes +=

@@ -27,15 +27,16 @@
  * the referrers is cached like an answer, so that the image's other layers
  * do not wait for the same registry again.
  *
- * The same lookup finds an image's prefetch profile (lp_snap_profile_find,
- * format/lp_profile.h): DIR/<manifest hex>.profile in the index
+ * An image's prefetch profile (lp_snap_profile_find, format/lp_profile.h)
+ * is found by a lookup of its own, on its own, shorter deadline
+ * (LP_SNAP_PROFILE_LOOKUP_MS), so that it never delays a gzip index
+ * lookup nor changes its answer: DIR/<manifest hex>.profile in the index
  * directories, else the newest referrer artifact of type
- * LP_PROFILE_ARTIFACT_TYPE, fetched (at most LP_PROFILE_MAX_SIZE bytes) with
- * the manifest and the referrers and kept in the same cache entry: one
- * manifest and one referrers request per image serve its layers' gzip
- * indexes and its profile alike (the referrers tag lists every type; a
- * registry with the referrers API, asked for gzip indexes, is asked once
- * more for profiles). A profile is used only for what it says about a layer; it
+ * LP_PROFILE_ARTIFACT_TYPE (at most LP_PROFILE_MAX_SIZE bytes), kept in
+ * the same cache under a key of its own (PROFILE_KEY). The gzip index
+ * lookup only notes the newest profile artifact it sees among the
+ * referrers; a profile lookup of the image reuses that note instead of
+ * asking for the referrers again. A profile is used only for what it says about a layer; it
  * cannot make anything serve other bytes (the prefetched chunks are
  * verified like any other), so the worst a forged one does is waste a
  * bounded fetch.
@@ -85,6 +86,8 @@ struct lookup {
 	uint64_t size; /* the descriptor's; 0: not known (yet) */
 	const char *want_index; /* the index digest to accept, or NULL */
 	uint64_t deadline_ns; /* lp_mono_ns() past which it gives up */
+	const char *what; /* "gzip index", "prefetch profile" */
+	int budget_ms; /* deadline_ns - its start */
 	bool refused; /* a candidate was refused */
 	struct lp_err refusal; /* why (the first) */
 	bool unreachable; /* a candidate could not be fetched */
@@ -207,8 +210,8 @@ static int over(const struct lookup *lk, const char *step, struct lp_err *err)
 	if (lp_mono_ns() < lk->deadline_ns)
 		return 0;
 	return lp_err_set(err, -ETIMEDOUT,
-			  "the gzip index lookup took over %d ms (before %s)",
-			  LP_SNAP_INDEX_LOOKUP_MS, step);
+			  "the %s lookup took over %d ms (before %s)", lk->what,
+			  lk->budget_ms, step);
 }
 
 static bool ends_with(const char *s, const char *suffix)
@@ -253,9 +256,14 @@ struct img {
 	size_t n_referrers, n_examined;
 	size_t n_other; /* referrers of another artifact type, not fetched */
 	bool no_referrers; /* the registry has none for the manifest */
-	/* the newest prefetch profile among the referrers: its bytes (NULL:
-	 * none taken), where from; or why the one offered was not taken
-	 * (-errno, 0: none offered) */
+	bool referrers_api; /* the API answered (maybe filtered by type) */
+	/* the newest prefetch profile artifact among the referrers (not
+	 * fetched: lp_snap_profile_find() does, on its own deadline) */
+	bool has_profile_art;
+	struct lp_digest profile_art;
+	/* a profile entry (key PROFILE_KEY...): the newest prefetch profile
+	 * of the manifest: its bytes (NULL: none taken), where from; or why
+	 * the one offered was not taken (-errno, 0: none offered) */
 	uint8_t *profile;
 	size_t profile_len;
 	char profile_where[LP_DIGEST_STR_LEN + 32];
@@ -452,12 +460,14 @@ static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
 }
 
 /*
- * read_profile() - the profile referrer artifact @e offers, into @im (or
+ * read_profile() - the profile referrer artifact @art offers, into @im (or
  * why not into im->profile_error): one layer of LP_PROFILE_MEDIA_TYPE, at
- * most LP_PROFILE_MAX_SIZE bytes (checked before it is fetched)
+ * most LP_PROFILE_MAX_SIZE bytes (checked before it is fetched); two
+ * requests, @lk's deadline checked before each
  */
 static void read_profile(struct lp_reg *reg, const struct lp_reg_ref *ref,
-			 const struct lp_reg_desc *e, struct img *im)
+			 const struct lp_digest *art_digest,
+			 const struct lookup *lk, struct img *im)
 {
 	struct lp_reg_manifest *art = NULL;
 	struct lp_reg_ref aref = *ref;
@@ -468,13 +478,15 @@ static void read_profile(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	size_t k, len = 0;
 	int r;
 
-	lp_digest_format(&e->digest, as);
+	lp_digest_format(art_digest, as);
 	snprintf(im->profile_where, sizeof(im->profile_where),
 		 "registry artifact %s", as);
 	aref.tag[0] = '\0';
 	aref.has_digest = true;
-	aref.digest = e->digest;
-	r = lp_reg_manifest_get(reg, &aref, &art, &err);
+	aref.digest = *art_digest;
+	r = over(lk, "the profile artifact", &err);
+	if (r == 0)
+		r = lp_reg_manifest_get(reg, &aref, &art, &err);
 	for (k = 0; r == 0 && !lp_reg_manifest_is_index(art) &&
 		    k < lp_reg_manifest_count(art);
 	     k++) {
@@ -492,6 +504,8 @@ static void read_profile(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			       "%llu bytes, over LP_PROFILE_MAX_SIZE (not "
 			       "fetched)",
 			       (unsigned long long)d->size);
+	if (r == 0)
+		r = over(lk, "the profile blob", &err);
 	if (r == 0) /* digest and size verified by the client */
 		r = lp_reg_fetch_blob_mem(reg, ref, &d->digest, (size_t)d->size,
 					  &data, &len, &err);
@@ -504,50 +518,6 @@ static void read_profile(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			 lp_err_str(&err, r));
 	}
 	lp_reg_manifest_free(art);
-}
-
-/* the newest profile among the referrers the API lists of that type (a
- * second request: the first asked for gzip indexes), into @im */
-static void profile_from_api(struct lp_reg *reg, const struct lp_reg_ref *ref,
-			     const struct lp_digest *subject,
-			     const struct lookup *lk, struct img *im)
-{
-	struct lp_reg_manifest *refs = NULL;
-	const struct lp_reg_desc *e;
-	struct lp_err err = { 0 };
-	size_t i;
-	int r;
-
-	r = over(lk, "the prefetch profile's referrers", &err);
-	if (r == 0)
-		r = lp_reg_referrers(reg, ref, subject,
-				     LP_PROFILE_ARTIFACT_TYPE, &refs, &err);
-	if (r == -ENOENT) {
-		r = 0;
-		goto out;
-	}
-	if (r < 0) {
-		im->profile_error = r;
-		snprintf(im->profile_msg, sizeof(im->profile_msg),
-			 "the image's referrers: %s", lp_err_str(&err, r));
-		goto out;
-	}
-	for (i = lp_reg_manifest_count(refs); i-- > 0;) {
-		e = lp_reg_manifest_layer(refs, i);
-		if (!e->artifact_type ||
-		    strcmp(e->artifact_type, LP_PROFILE_ARTIFACT_TYPE))
-			continue;
-		if (over(lk, "the prefetch profile", &err) < 0) {
-			im->profile_error = -ETIMEDOUT;
-			snprintf(im->profile_msg, sizeof(im->profile_msg), "%s",
-				 lp_err_str(&err, -ETIMEDOUT));
-			break;
-		}
-		read_profile(reg, ref, e, im);
-		break;
-	}
-out:
-	lp_reg_manifest_free(refs);
 }
 
 /*
@@ -629,25 +599,20 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	 * pushed again is last); the API's order is not specified. Entries
 	 * of another artifact type are passed over unfetched (the tag schema
 	 * is never filtered; a registry may ignore ?artifactType=). */
+	im->referrers_api = api;
 	im->n_referrers = lp_reg_manifest_count(refs);
 	for (i = im->n_referrers;
 	     i-- > 0 && im->n_examined < LP_SNAP_INDEX_REFERRERS_MAX;) {
 		e = lp_reg_manifest_layer(refs, i);
 		if (e->artifact_type &&
 		    !strcmp(e->artifact_type, LP_PROFILE_ARTIFACT_TYPE)) {
-			/* the newest one only; past the deadline none (the
-			 * indexes' lookup goes on without it) */
+			/* the newest one, recorded: fetched by a profile
+			 * lookup only, never on the indexes' deadline */
 			im->n_other++;
-			if (im->profile || im->profile_error)
-				continue;
-			if (over(lk, "the prefetch profile", &why) < 0) {
-				im->profile_error = -ETIMEDOUT;
-				snprintf(im->profile_msg,
-					 sizeof(im->profile_msg), "%s",
-					 lp_err_str(&why, -ETIMEDOUT));
-				continue;
+			if (!im->has_profile_art) {
+				im->has_profile_art = true;
+				im->profile_art = e->digest;
 			}
-			read_profile(reg, ref, e, im);
 			continue;
 		}
 		if (e->artifact_type &&
@@ -661,9 +626,6 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		read_artifact(reg, ref, e, im, &cap);
 		im->n_examined++;
 	}
-	/* the API may have left the profile out (asked for indexes) */
-	if (api && !im->profile && !im->profile_error)
-		profile_from_api(reg, ref, lp_reg_manifest_digest(m), lk, im);
 out:
 	lp_reg_manifest_free(refs);
 	lp_reg_manifest_free(m);
@@ -747,16 +709,19 @@ static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 
 /*
  * wait_inflight() - when another lookup is fetching image @key for @auth,
- * wait until it is done (or @lk's deadline: then fetch anyway) and return
- * true; else mark it as ours (*@ret_slot, -1 when every mark is taken:
- * fetched without one) and return false
+ * wait until it is done and return 1 (its answer is in the cache), or
+ * -ETIMEDOUT when @lk's deadline passes first (the owner's answer is still
+ * to come: nothing to cache, nothing to overwrite); else mark it as ours
+ * (*@ret_slot, -1 when every mark is taken: fetched without one) and
+ * return 0
  */
-static bool wait_inflight(struct lp_snap_index_cache *c, const char *key,
-			  const struct lp_reg_auth *auth,
-			  const struct lookup *lk, int *ret_slot)
+static int wait_inflight(struct lp_snap_index_cache *c, const char *key,
+			 const struct lp_reg_auth *auth,
+			 const struct lookup *lk, int *ret_slot)
 {
 	struct timespec ts;
 	bool waited = false;
+	int r = 0;
 	size_t i;
 
 	*ret_slot = -1;
@@ -769,8 +734,10 @@ static bool wait_inflight(struct lp_snap_index_cache *c, const char *key,
 				break;
 		if (i == LP_SNAP_INDEX_CACHE_ENTRIES)
 			break;
-		if (lp_mono_ns() >= lk->deadline_ns)
-			break; /* fetched again rather than past it */
+		if (lp_mono_ns() >= lk->deadline_ns) {
+			r = -ETIMEDOUT;
+			break;
+		}
 		/* the condition uses CLOCK_REALTIME: a short wait, then look
 		 * again (the deadline is on the monotonic clock) */
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -782,7 +749,9 @@ static bool wait_inflight(struct lp_snap_index_cache *c, const char *key,
 		pthread_cond_timedwait(&c->fetched, &c->lock, &ts);
 		waited = true;
 	}
-	if (!waited) {
+	if (waited && r == 0)
+		r = 1;
+	if (!waited && r == 0) {
 		for (i = 0; i < LP_SNAP_INDEX_CACHE_ENTRIES; i++) {
 			if (c->inflight[i].busy)
 				continue;
@@ -795,7 +764,7 @@ static bool wait_inflight(struct lp_snap_index_cache *c, const char *key,
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
-	return waited;
+	return r;
 }
 
 /* end_inflight() - the fetch marked @slot (-1: none) is over */
@@ -822,8 +791,9 @@ static int img_lookup(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		      struct lp_err *err)
 {
 	char key[LP_SNAP_PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
+	struct lp_err why = { 0 };
 	struct img *im;
-	int slot = -1, r;
+	int slot = -1, r, w = 0;
 
 	if (manifest_digest)
 		lp_digest_format(manifest_digest, ds);
@@ -832,8 +802,24 @@ static int img_lookup(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 	snprintf(key, sizeof(key), "%s/%s|%s", ref->host, ref->repo,
 		 manifest_digest || ref->has_digest ? ds : ref->tag);
 	im = cache_get(cache, key, ref->auth);
-	if (!im && wait_inflight(cache, key, ref->auth, lk, &slot))
+	if (!im)
+		w = wait_inflight(cache, key, ref->auth, lk, &slot);
+	if (w == 1)
 		im = cache_get(cache, key, ref->auth); /* what it fetched */
+	if (w == -ETIMEDOUT) {
+		/* the owner's answer is still to come: ours is not cached
+		 * (it would stand for the owner's) */
+		lp_err_set(&why, -ETIMEDOUT,
+			   "another lookup of the image still runs after "
+			   "%d ms",
+			   lk->budget_ms);
+		im = img_failed(key, ref->auth, -ETIMEDOUT,
+				LP_FALLBACK_INDEX_TIMEOUT, &why);
+		if (!im)
+			return -ENOMEM;
+		*ret_im = im;
+		return 0;
+	}
 	if (im && !im->error && !img_layer(im, lk->layer)) { /* a tag moved? */
 		img_unref(cache, im);
 		im = NULL;
@@ -879,6 +865,8 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 
 	memset(ret, 0, sizeof(*ret));
 	lk.deadline_ns = lp_mono_ns() + LP_SNAP_INDEX_LOOKUP_MS * 1000000ull;
+	lk.what = "gzip index";
+	lk.budget_ms = LP_SNAP_INDEX_LOOKUP_MS;
 	*ret_why = LP_FALLBACK_BAD_LABELS;
 	if (manifest_digest && lp_digest_parse(manifest_digest, &md) < 0)
 		return lp_err_set(err, -EINVAL,
@@ -1027,6 +1015,99 @@ static int profile_local(const struct lp_snap_config *c,
 	return 0;
 }
 
+/* the profile entries' keys, apart from the images' */
+#define PROFILE_KEY "profile:"
+
+/*
+ * profile_fetch() - the newest prefetch profile among the referrers of
+ * image @ref's manifest (@md when known: no manifest request), into a new
+ * profile entry *@ret_im (one reference; -ENOMEM only): what the image
+ * entry of a gzip index lookup recorded spares the referrers request.
+ * Every request is checked against @lk's deadline; a failure is kept in
+ * the entry (error: the registry's, profile_error: the artifact's), cached
+ * like an answer.
+ */
+static int profile_fetch(struct lp_snap_index_cache *cache, struct lp_reg *reg,
+			 const struct lp_reg_ref *ref, const char *key,
+			 const struct lp_digest *md, const struct lookup *lk,
+			 struct img **ret_im)
+{
+	struct lp_reg_manifest *m = NULL, *refs = NULL;
+	char ikey[LP_SNAP_PATH_MAX];
+	struct lp_reg_ref mref = *ref;
+	struct lp_err err = { 0 };
+	const struct lp_reg_desc *e;
+	struct lp_digest subject, art;
+	struct img *im, *seen = NULL;
+	bool has_art = false, known = false;
+	size_t i;
+	int r = 0;
+
+	im = calloc(1, sizeof(*im));
+	if (!im)
+		return -ENOMEM;
+	im->refs = 1;
+	im->at_ns = lp_mono_ns();
+	snprintf(im->key, sizeof(im->key), "%s", key);
+	im->auth = lp_reg_auth_ref(ref->auth);
+	if (md) {
+		subject = *md;
+	} else {
+		r = over(lk, "the image manifest", &err);
+		if (r == 0)
+			r = lp_reg_manifest_fetch(reg, &mref, NULL, &m, &err);
+		if (r < 0)
+			goto out;
+		subject = *lp_reg_manifest_digest(m);
+	}
+	lp_digest_format(&subject, im->manifest);
+	/* a gzip index lookup of the image saw its referrers already */
+	snprintf(ikey, sizeof(ikey), "%s/%s|%s", ref->host, ref->repo,
+		 im->manifest);
+	seen = cache_get(cache, ikey, ref->auth);
+	if (seen && !seen->error) {
+		has_art = seen->has_profile_art;
+		art = seen->profile_art;
+		/* the tag schema lists every type; an API asked for
+		 * indexes may have left profiles out */
+		known = has_art || seen->no_referrers || !seen->referrers_api;
+	}
+	img_unref(cache, seen);
+	if (!known) {
+		r = over(lk, "the referrers", &err);
+		if (r == 0)
+			r = lp_reg_referrers(reg, ref, &subject,
+					     LP_PROFILE_ARTIFACT_TYPE, &refs,
+					     &err);
+		if (r == -ENOENT)
+			r = 0;
+		if (r < 0)
+			goto out;
+		/* from the end: the tag schema's index is append-ordered */
+		for (i = refs ? lp_reg_manifest_count(refs) : 0; i-- > 0;) {
+			e = lp_reg_manifest_layer(refs, i);
+			if (e->artifact_type &&
+			    !strcmp(e->artifact_type,
+				    LP_PROFILE_ARTIFACT_TYPE)) {
+				has_art = true;
+				art = e->digest;
+				break;
+			}
+		}
+	}
+	if (has_art)
+		read_profile(reg, ref, &art, lk, im);
+out:
+	if (r < 0) {
+		im->error = r;
+		snprintf(im->msg, sizeof(im->msg), "%s", lp_err_str(&err, r));
+	}
+	lp_reg_manifest_free(refs);
+	lp_reg_manifest_free(m);
+	*ret_im = im;
+	return 0;
+}
+
 int lp_snap_profile_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 			 const struct lp_snap_config *c,
 			 const struct lp_reg_ref *ref,
@@ -1035,13 +1116,16 @@ int lp_snap_profile_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 			 char *ret_where, size_t where_size, struct lp_err *err)
 {
 	struct lookup lk = { .layer = layer };
+	char key[LP_SNAP_PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
 	struct lp_digest md;
 	struct img *im = NULL;
-	int r;
+	int slot = -1, r, w = 0;
 
 	memset(ret, 0, sizeof(*ret));
 	snprintf(ret_where, where_size, "-");
-	lk.deadline_ns = lp_mono_ns() + LP_SNAP_INDEX_LOOKUP_MS * 1000000ull;
+	lk.deadline_ns = lp_mono_ns() + LP_SNAP_PROFILE_LOOKUP_MS * 1000000ull;
+	lk.what = "prefetch profile";
+	lk.budget_ms = LP_SNAP_PROFILE_LOOKUP_MS;
 	if (manifest_digest && lp_digest_parse(manifest_digest, &md) < 0)
 		manifest_digest = NULL; /* the registry says which */
 	if (manifest_digest) {
@@ -1050,10 +1134,33 @@ int lp_snap_profile_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		if (r != 0)
 			return r;
 	}
-	r = img_lookup(cache, reg, ref, manifest_digest ? &md : NULL, &lk, &im,
-		       err);
-	if (r < 0)
-		return r;
+	if (manifest_digest)
+		lp_digest_format(&md, ds);
+	else if (ref->has_digest)
+		lp_digest_format(&ref->digest, ds);
+	snprintf(key, sizeof(key), PROFILE_KEY "%s/%s|%s", ref->host, ref->repo,
+		 manifest_digest || ref->has_digest ? ds : ref->tag);
+	/* single flight: the image's other layers wait for one lookup, and
+	 * its answer (a failure too) serves them for the cache's TTL */
+	im = cache_get(cache, key, ref->auth);
+	if (!im)
+		w = wait_inflight(cache, key, ref->auth, &lk, &slot);
+	if (w == -ETIMEDOUT)
+		return lp_err_set(err, -ETIMEDOUT,
+				  "another lookup of the image's prefetch "
+				  "profile still runs after %d ms",
+				  LP_SNAP_PROFILE_LOOKUP_MS);
+	if (w == 1)
+		im = cache_get(cache, key, ref->auth);
+	if (!im) {
+		r = profile_fetch(cache, reg, ref, key,
+				  manifest_digest ? &md : NULL, &lk, &im);
+		if (r == 0)
+			cache_put(cache, im);
+		end_inflight(cache, slot);
+		if (r < 0)
+			return r;
+	}
 	if (im->error) {
 		r = lp_err_set(err, im->error, "%s", im->msg);
 		goto out;

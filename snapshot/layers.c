@@ -19,9 +19,12 @@
  * or at the next start (the sweep of unused layers).
  *
  * Prefetch profiles: a layer mounted lazily (eStargz or through a gzip
- * index, not a resumed one) first asks index_find.c for its image's
- * prefetch profile (`lazypull optimize --profile-only`); the files it lists
- * for the layer are prefetched in its order at mount (lp_fs_options
+ * index, not a resumed one) asks index_find.c for its image's prefetch
+ * profile (`lazypull optimize --profile-only`) in a thread of its own while
+ * it reads its tail (or asks its blob's size), so that the mount waits for
+ * the longer of the two, the profile's at most 1 s
+ * (LP_SNAP_PROFILE_LOOKUP_MS + LP_SNAP_PROFILE_REQUEST_MS); the files it
+ * lists for the layer are prefetched in its order at mount (lp_fs_options
  * .prefetch_files). The profile is the image's, the mount the layer's: a
  * layer shared by several images is mounted once, with the profile of the
  * image that mounted it first. A missing, refused or unreachable profile is
@@ -116,6 +119,9 @@ struct lp_snap_layers {
 	/* the same with short timeouts, for gzip index lookups (their
 	 * deadline: LP_SNAP_INDEX_LOOKUP_MS); thread-safe */
 	struct lp_reg *index_reg;
+	/* the same with shorter ones, for prefetch profile lookups
+	 * (LP_SNAP_PROFILE_REQUEST_MS); thread-safe */
+	struct lp_reg *profile_reg;
 	/* images' manifests and referrers, for gzip index lookups;
 	 * thread-safe */
 	struct lp_snap_index_cache *index_cache;
@@ -213,6 +219,12 @@ int lp_snap_layers_new(const struct lp_snap_config *c,
 		o.max_attempts = 1;
 		o.retry_budget_ms = 0;
 		r = lp_reg_new(&o, &l->index_reg);
+	}
+	if (r == 0) {
+		o.connect_timeout_ms = LP_SNAP_PROFILE_REQUEST_MS;
+		o.request_timeout_ms = LP_SNAP_PROFILE_REQUEST_MS;
+		o.low_speed_time_s = 1;
+		r = lp_reg_new(&o, &l->profile_reg);
 	}
 	if (r == 0)
 		r = lp_snap_index_cache_new(&l->index_cache);
@@ -646,6 +658,7 @@ void lp_snap_layers_free(struct lp_snap_layers *l)
 	pthread_mutex_unlock(&l->lock);
 	lp_reg_free(l->reg);
 	lp_reg_free(l->index_reg);
+	lp_reg_free(l->profile_reg);
 	lp_snap_index_cache_free(l->index_cache);
 	lp_fs_activity_free(l->activity); /* after every layer's fs */
 	lp_fs_budget_free(l->mem_budget); /* likewise */
@@ -768,15 +781,15 @@ static void pool_opts(struct lp_snap_layers *l, struct layer *y,
 
 /*
  * find_profile() - the files of layer @y (@d, read through @ref) that its
- * image's prefetch profile lists, into @prof, and @mo's prefetch list
- * pointing into it (*@ret_paths: the array, the caller frees it after the
- * mount). A missing, refused or unreachable profile is logged and counted,
- * and leaves @mo as it was: never the mount's failure.
+ * image's prefetch profile lists, into @prof, and *@ret_paths an array of
+ * their paths pointing into it (NULL: none; the caller frees it after the
+ * mount). A missing, refused or unreachable profile is logged and counted:
+ * never the mount's failure.
  */
 static void find_profile(struct lp_snap_layers *l, struct layer *y,
 			 const struct lp_reg_ref *ref,
 			 const struct lp_digest *d, struct lp_prio_list *prof,
-			 struct lp_mount_opts *mo, const char ***ret_paths)
+			 const char ***ret_paths)
 {
 	enum lp_snap_profile_result res = LP_SNAP_PROFILE_APPLIED;
 	char where[LP_SNAP_PATH_MAX];
@@ -787,9 +800,7 @@ static void find_profile(struct lp_snap_layers *l, struct layer *y,
 	int r;
 
 	*ret_paths = NULL;
-	if (!l->c->prefetch || !l->c->profile_lookup)
-		return;
-	r = lp_snap_profile_find(l->index_cache, l->index_reg, l->c, ref, d,
+	r = lp_snap_profile_find(l->index_cache, l->profile_reg, l->c, ref, d,
 				 y->manifest[0] ? y->manifest : NULL, prof,
 				 where, sizeof(where), &err);
 	if (r == 0) {
@@ -820,8 +831,6 @@ static void find_profile(struct lp_snap_layers *l, struct layer *y,
 		} else {
 			for (i = 0; i < prof->n; i++)
 				paths[i] = prof->items[i].path;
-			mo->fs.prefetch_files = paths;
-			mo->fs.n_prefetch_files = prof->n;
 			lp_log_info("layer %s: prefetch profile from %s lists "
 				    "%zu files (%llu ms)",
 				    y->digest, where, prof->n,
@@ -831,6 +840,82 @@ static void find_profile(struct lp_snap_layers *l, struct layer *y,
 	}
 	lp_snap_metrics_profile(l->metrics, res);
 	*ret_paths = paths;
+}
+
+/*
+ * A layer's profile lookup, run beside its tail (or blob size) request so
+ * that the mount waits for whichever is longer, not for their sum
+ * (profile_start(), profile_finish()). Everything it borrows (@l, @y, @ref
+ * and its credentials, @d) outlives profile_finish(), which every path of
+ * the mount calls.
+ */
+struct profile_job {
+	struct lp_snap_layers *l;
+	struct layer *y;
+	const struct lp_reg_ref *ref;
+	const struct lp_digest *d;
+	bool wanted; /* prefetch and profile_lookup on */
+	bool started; /* thread @t runs it */
+	pthread_t t;
+	bool done;
+	struct lp_prio_list prof; /* what it found */
+	const char **paths; /* into prof; NULL: nothing to prefetch */
+};
+
+static void *profile_main(void *arg)
+{
+	struct profile_job *j = arg;
+
+	find_profile(j->l, j->y, j->ref, j->d, &j->prof, &j->paths);
+	return NULL;
+}
+
+/* start @j's lookup in a thread (when none can be made, profile_finish()
+ * runs it) */
+static void profile_start(struct profile_job *j, struct lp_snap_layers *l,
+			  struct layer *y, const struct lp_reg_ref *ref,
+			  const struct lp_digest *d)
+{
+	sigset_t all, old;
+
+	memset(j, 0, sizeof(*j));
+	j->l = l;
+	j->y = y;
+	j->ref = ref;
+	j->d = d;
+	j->wanted = l->c->prefetch && l->c->profile_lookup;
+	if (!j->wanted)
+		return;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	j->started = pthread_create(&j->t, NULL, profile_main, j) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* wait for @j's lookup (or run it) and point @mo (NULL: a failed mount
+ * path, nothing to point) at what it found */
+static void profile_finish(struct profile_job *j, struct lp_mount_opts *mo)
+{
+	if (j->wanted && !j->done) {
+		if (j->started)
+			pthread_join(j->t, NULL);
+		else if (mo)
+			find_profile(j->l, j->y, j->ref, j->d, &j->prof,
+				     &j->paths);
+		j->done = true;
+	}
+	if (mo && j->paths) {
+		mo->fs.prefetch_files = j->paths;
+		mo->fs.n_prefetch_files = j->prof.n;
+	}
+}
+
+/* what @j found, freed (after profile_finish() and the mount) */
+static void profile_release(struct profile_job *j)
+{
+	free(j->paths);
+	j->paths = NULL;
+	lp_prio_release(&j->prof);
 }
 
 /* after lp_mount_layer(): the session thread, the fetch threads */
@@ -906,14 +991,16 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 			 const struct lp_fuse_state *st)
 {
 	struct lp_mount_report rep = { 0 };
-	struct lp_prio_list prof = { 0 };
+	struct profile_job job = { 0 };
 	struct lp_mount_opts mo;
 	struct lp_blob *blob = NULL;
 	char fsname[LP_FUSE_FSNAME_MAX];
-	const char **paths = NULL;
 	int r;
 
 	y->why = LP_FALLBACK_REGISTRY;
+	/* the profile looked for while the blob's size is asked */
+	if (!st)
+		profile_start(&job, l, y, ref, d);
 	/* resumed: the size checked when it was mounted; else the
 	 * registry's, which the index's own must match when it opens (an
 	 * index from index_dirs was checked against no manifest) */
@@ -941,7 +1028,7 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 		mo.resume_fd = resume_fd;
 		resume_fd = -1; /* lp_mount_layer() takes it */
 	} else {
-		find_profile(l, y, ref, d, &prof, &mo, &paths);
+		profile_finish(&job, &mo);
 	}
 	r = lp_mount_layer(blob, y->mnt, &mo, &y->fs, &y->fuse, &rep, &y->err);
 	y->toc_ns = rep.toc_ns;
@@ -955,10 +1042,10 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 		hand_over(l, y);
 	r = start_serving(l, y);
 out:
+	profile_finish(&job, NULL);
+	profile_release(&job);
 	if (resume_fd >= 0)
 		close(resume_fd);
-	free(paths);
-	lp_prio_release(&prof);
 	lp_blob_unref(blob);
 	return r;
 }
@@ -971,10 +1058,9 @@ out:
  */
 static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 {
-	struct lp_prio_list prof = { 0 };
+	struct profile_job job = { 0 };
 	struct lp_mount_report rep;
 	struct lp_mount_opts mo;
-	const char **paths = NULL;
 	struct lp_reg_ref ref;
 	struct lp_digest d, toc;
 	struct lp_blob *blob = NULL;
@@ -1000,6 +1086,9 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 			r = auth_refused(l, y, have);
 		goto out;
 	}
+	/* the profile looked for while the tail is read: the mount waits
+	 * for the longer of the two (the profile's: 1 s at most) */
+	profile_start(&job, l, y, &ref, &d);
 	t = lp_mono_ns();
 	r = open_tail(l, y, &ref, &d, &blob, &tail, &tail_len);
 	if (r == -EACCES)
@@ -1016,7 +1105,7 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	pool_opts(l, y, &mo, &toc, fsname, sizeof(fsname));
 	mo.tail = tail;
 	mo.tail_len = tail_len;
-	find_profile(l, y, &ref, &d, &prof, &mo, &paths);
+	profile_finish(&job, &mo);
 	r = lp_mount_layer(blob, y->mnt, &mo, &y->fs, &y->fuse, &rep, &y->err);
 	y->toc_ns = rep.toc_ns;
 	if (r < 0) {
@@ -1027,8 +1116,8 @@ static int mount_layer(struct lp_snap_layers *l, struct layer *y)
 	hand_over(l, y);
 	r = start_serving(l, y);
 out:
-	free(paths);
-	lp_prio_release(&prof);
+	profile_finish(&job, NULL); /* before @ref's credentials go */
+	profile_release(&job);
 	lp_reg_auth_unref(ref.auth); /* the blob holds its own */
 	free(index);
 	free(tail);
@@ -1453,6 +1542,8 @@ static int claim(struct lp_snap_layers *l, const char *digest, const char *ref,
 		free(y->facts.ref);
 		y->facts.ref = nref;
 		y->facts.size = size;
+		/* the last try's image; the caller says this one's */
+		y->manifest[0] = '\0';
 		snprintf(y->facts.toc_digest, sizeof(y->facts.toc_digest), "%s",
 			 toc_digest);
 		y->facts.kind = kind;
@@ -1617,9 +1708,9 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 	}
 	if (!known && req->toc_digest)
 		start_manifest_helper(l, req);
-	if (claimed && req->manifest_digest)
+	if (claimed) /* a failed entry re-claimed: this request's image */
 		snprintf(y->manifest, sizeof(y->manifest), "%s",
-			 req->manifest_digest);
+			 req->manifest_digest ? req->manifest_digest : "");
 	r = resolve_claimed(l, y, claimed, ret_why, err);
 	if (r < 0)
 		goto out;

@@ -266,13 +266,25 @@ int lp_snap_metrics_serve(struct lp_snap_metrics *m, const char *addr,
 #define LP_SNAP_INDEX_REQUEST_MS 2000
 
 /*
+ * A prefetch profile lookup (lp_snap_profile_find: the referrers, the
+ * artifact, its blob; the manifest too when no label names its digest) is
+ * checked against LP_SNAP_PROFILE_LOOKUP_MS before every request, and each
+ * request is bounded by LP_SNAP_PROFILE_REQUEST_MS (its own registry
+ * client): a lookup ends within their sum, 1 s. It never touches a gzip
+ * index lookup's deadline or answer; a failure (a timeout too) is cached
+ * for the image like an answer, so its other layers do not wait again.
+ */
+#define LP_SNAP_PROFILE_LOOKUP_MS 600
+#define LP_SNAP_PROFILE_REQUEST_MS 400
+
+/*
  * What the registry said about an image (manifest layers, indexes its
  * referrers offer) is reused by its other layers' lookups for this long:
  * containerd prepares an image's layers one after another within seconds,
  * and an index pushed meanwhile is seen after at most this delay.
  */
 #define LP_SNAP_INDEX_CACHE_TTL_S 30
-#define LP_SNAP_INDEX_CACHE_ENTRIES 16 /* images */
+#define LP_SNAP_INDEX_CACHE_ENTRIES 32 /* images and their profiles */
 
 struct lp_reg;
 struct lp_reg_ref;
@@ -343,8 +355,10 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
  * @manifest_digest when given and well-formed) for layer @layer
  * (format/lp_profile.h): DIR/<manifest hex>.profile in @c->index_dirs,
  * else the newest referrer artifact of type LP_PROFILE_ARTIFACT_TYPE of
- * the manifest, found by the same cached lookup as the gzip indexes (one
- * manifest and referrers request per image). Fills @ret with the layer's
+ * the manifest, looked for within LP_SNAP_PROFILE_LOOKUP_MS (@reg: a
+ * client with LP_SNAP_PROFILE_REQUEST_MS timeouts) by one lookup per image
+ * (single flight, its answer or failure cached like the gzip indexes';
+ * the referrers a gzip index lookup saw are reused). Fills @ret with the layer's
  * paths in the profile's order (lp_prio_release) and @ret_where (@where_size
  * bytes) with where it came from. Returns 1 (a profile: @ret may be empty,
  * the profile names other layers only), 0 (none), -EINVAL/-EFBIG (the

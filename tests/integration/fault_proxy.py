@@ -26,6 +26,8 @@ one byte inverted in its middle: a body that is not the blob).
 referrers-stall: no answer for 120 s to the referrers API
 (/v2/NAME/referrers/DIGEST) and the referrers tag (manifests/sha256-HEX),
 every other request passes.
+path-stall N SUB...: no answer for 120 s to requests whose path holds one
+of the strings SUB (e.g. an artifact's digest), every other one passes.
 lazypull-blob404: 404 to whole-blob GETs (no Range) from lazypull (its
 User-Agent "lazypull/..."), e.g. the snapshotter fetching a gzip index;
 containerd's own requests pass.
@@ -41,11 +43,11 @@ import time
 LISTEN, UPSTREAM = int(sys.argv[1]), int(sys.argv[2])
 MODE_FILE, LOG_FILE = sys.argv[3], sys.argv[4]
 lock = threading.Lock()
-state = {"mtime": None, "mode": "pass", "left": 0}
+state = {"mtime": None, "mode": "pass", "left": 0, "subs": []}
 
 
 def take_fault(is_blob, is_multi, is_suffix, is_referrers=False,
-               is_lazypull_whole=False):
+               is_lazypull_whole=False, path=""):
     with lock:
         try:
             st = os.stat(MODE_FILE)
@@ -54,6 +56,7 @@ def take_fault(is_blob, is_multi, is_suffix, is_referrers=False,
                 parts = open(MODE_FILE).read().split()
                 state["mode"] = parts[0] if parts else "pass"
                 state["left"] = int(parts[1]) if len(parts) > 1 else 1
+                state["subs"] = parts[2:]
         except FileNotFoundError:
             pass
         mode = state["mode"]
@@ -76,6 +79,11 @@ def take_fault(is_blob, is_multi, is_suffix, is_referrers=False,
                 return "pass"
             state["left"] -= 1
             return "blob404"
+        if mode == "path-stall":
+            if not any(x in path for x in state["subs"]):
+                return "pass"
+            state["left"] -= 1
+            return "stall-long"
         if mode == "referrers-stall":
             if not is_referrers:
                 return "pass"
@@ -145,7 +153,7 @@ def handle(conn):
         is_lazypull_whole = (is_blob and not rng and bool(ua)
                              and ua[0].startswith("lazypull/"))
         fault = take_fault(is_blob, is_multi, is_suffix, is_referrers,
-                           is_lazypull_whole)
+                           is_lazypull_whole, path)
         if fault == "reset":
             reset(conn)
             return

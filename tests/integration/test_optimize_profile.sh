@@ -24,10 +24,20 @@
 # fetched, no on-demand fetch) and ctl's shows no prefetch and nothing
 # fetched; prof's 4 layers cost one referrers request (single flight);
 # the lookups are counted in /metrics; prof's workload then runs
-# without an on-demand fetch in any layer while ctl's makes some. Last, the
+# without an on-demand fetch in any layer while ctl's makes some. slow (a
+# fifth conversion) is pulled through a proxy that never answers the
+# referrers: each layer mounts within 1.5 s (the profile lookup, beside the
+# tail read, gives up within 1 s, once for the image), counted unreachable.
+# Then the
 # source image itself (plain gzip, never converted): `lazypull index`, then
 # `optimize --profile-only` (a second referrer), rpull: its layers mount
 # through their gzip indexes and layer 2 prefetches the profiled files.
+# Last, src2 (src with one file more per layer: other digests), indexed and
+# profiled, pulled through a proxy that never answers its profile
+# artifact's manifest and blob: each layer's gzip index lookup still ends
+# within 1 s and the layers mount through their indexes (the profile is
+# not fetched on the index lookup's deadline), 4 profile lookups
+# unreachable.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -37,6 +47,7 @@ lp_require python3 curl
 cleanup() {
 	local rc=$? m st c
 	set +e
+	[ -n "${PROXY_PID:-}" ] && kill "$PROXY_PID" 2>/dev/null
 	lp_stack_stop
 	for st in "$T"/tmp/lp-optimize.*/runc; do
 		[ -d "$st" ] || continue
@@ -89,7 +100,9 @@ lp_run "$T/c3.out" "$T/c3.err" "$LAZYPULL" convert --plain-http -q --level 5 \
 	"$R/src/app:v1" "$R/loc/app:v1" || { show_err "$T/c3.err"; fail "convert loc"; }
 lp_run "$T/c4.out" "$T/c4.err" "$LAZYPULL" convert --plain-http -q --level 3 \
 	"$R/src/app:v1" "$R/bad/app:v1" || { show_err "$T/c4.err"; fail "convert bad"; }
-for i in prof ctl loc bad; do
+lp_run "$T/c5.out" "$T/c5.err" "$LAZYPULL" convert --plain-http -q --level 2 \
+	"$R/src/app:v1" "$R/slow/app:v1" || { show_err "$T/c5.err"; fail "convert slow"; }
+for i in prof ctl loc bad slow; do
 	layer_digests $i/app >"$T/$i.layers" || fail "$i manifest"
 	[ "$(wc -l <"$T/$i.layers")" = 4 ] || fail "$i: expected 4 layers"
 done
@@ -97,6 +110,8 @@ done
 	! grep -qxFf "$T/loc.layers" "$T/ctl.layers" || fail "the images share layers"
 grep -qxFf "$T/bad.layers" "$T/prof.layers" "$T/loc.layers" "$T/ctl.layers" &&
 	fail "bad shares layers"
+grep -qxFf "$T/slow.layers" "$T/prof.layers" "$T/loc.layers" "$T/ctl.layers" "$T/bad.layers" &&
+	fail "slow shares layers"
 BEFORE=$(manifest_digest prof/app)
 LOC=$(manifest_digest loc/app)
 BAD=$(manifest_digest bad/app)
@@ -252,6 +267,34 @@ ok "prof's workload ran without an on-demand fetch in any layer; ctl's made $7 i
 [ "$(manifest_digest prof/app)" = "$BEFORE" ] || fail "the manifest digest changed"
 ok "prof's manifest digest is still $BEFORE"
 
+# --- a registry that never answers the referrers: the mount does not wait ------
+say "slow: rpull through a proxy stalling every referrers request"
+PP=$(free_port)
+echo "referrers-stall 1000" >"$T/proxy.mode"
+python3 "$LP_SOURCE_DIR/tests/integration/fault_proxy.py" "$PP" "${R#*:}" "$T/proxy.mode" "$T/proxy.log" \
+	>"$T/proxy.out" 2>&1 &
+PROXY_PID=$!
+wait_for 10 "the fault proxy" curl -fsS -o /dev/null "http://127.0.0.1:$PP/v2/"
+u0=$(metric 'lazypull_profile_lookups_total{result="unreachable"}')
+lp_run "$T/slow.rpull" "$T/slow.rpull.err" timeout 120 ctr-remote --address "$CSOCK" images rpull \
+	--plain-http --snapshotter lazypull "127.0.0.1:$PP/slow/app:v1" ||
+	{ show_err "$T/slow.rpull.err"; fail "rpull slow"; }
+grep -q "/manifests/sha256-\|/referrers/" "$T/proxy.log" || fail "slow: the referrers were never asked for"
+u1=$(metric 'lazypull_profile_lookups_total{result="unreachable"}')
+[ $((u1 - u0)) = 4 ] || fail "slow: unreachable profile lookups went $u0 -> $u1, not +4"
+for d in $(cat "$T/slow.layers"); do
+	ms=$(sed -n "s/.*layer $d mounted lazily at .* in \([0-9]*\) ms.*/\1/p" "$T/snap.log" | tail -1)
+	[ -n "$ms" ] || fail "slow: layer $d not mounted lazily"
+	# was: 2 s and more (the profile looked for before the mount, on the
+	# gzip index lookup's client: a 2 s request timeout)
+	[ "$ms" -lt 1500 ] || fail "slow: layer $d took $ms ms to mount with the referrers stalled"
+	echo "    slow $d mounted in $ms ms"
+done
+kill "$PROXY_PID" 2>/dev/null || true
+wait "$PROXY_PID" 2>/dev/null || true
+PROXY_PID=
+ok "slow: the referrers stalled, every layer mounted within 1.5 s without a profile, 4 lookups counted unreachable"
+
 # --- a plain gzip image, indexed: the same profile, through the index --------
 say "the plain gzip image: lazypull index, optimize --profile-only, rpull"
 SRC=$(manifest_digest src/app)
@@ -279,5 +322,90 @@ stats src >"$T/src.stats2" || fail "stats of src after the run"
 set -- $(sed -n 3p "$T/src.stats2")
 [ "$7" = 0 ] || fail "src's layer 2 fetched on demand: $*"
 ok "gzip-indexed src: layer 2's profiled files prefetched through its index before any read; its workload read layer 2 without an on-demand fetch; manifest digest unchanged"
+
+# --- a profile that cannot be fetched does not hold up the gzip index lookup ----
+say "src2 (src with a file more per layer): indexed and profiled; rpull with its profile artifact stalled"
+python3 - "$T/src" "$T/src2" <<'PY'
+import gzip, hashlib, io, json, os, shutil, sys, tarfile
+src, dst = sys.argv[1], sys.argv[2]
+shutil.copytree(src, dst)
+def blob(d):
+    return os.path.join(dst, "blobs", "sha256", d.split(":")[1])
+def put(data):
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    open(blob(d), "wb").write(data)
+    return d, len(data)
+ix = json.load(open(os.path.join(dst, "index.json")))
+for e in ix["manifests"]:
+    if e.get("annotations", {}).get("org.opencontainers.image.ref.name") != "app":
+        continue
+    m = json.load(open(blob(e["digest"])))
+    c = json.load(open(blob(m["config"]["digest"])))
+    for i, l in enumerate(m["layers"]):
+        # the same files and one more: other diff ids (containerd would
+        # take src's committed snapshots for the same chain) and digests
+        old = tarfile.open(fileobj=io.BytesIO(gzip.decompress(open(blob(l["digest"]), "rb").read())))
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+            for ti in old.getmembers():
+                t.addfile(ti, old.extractfile(ti) if ti.isreg() else None)
+            mark = b"src2 layer %d\n" % i
+            ti = tarfile.TarInfo("src2-%d.txt" % i)
+            ti.size, ti.mode = len(mark), 0o644
+            t.addfile(ti, io.BytesIO(mark))
+        c["rootfs"]["diff_ids"][i] = "sha256:" + hashlib.sha256(buf.getvalue()).hexdigest()
+        l["digest"], l["size"] = put(gzip.compress(buf.getvalue(), compresslevel=6, mtime=0))
+    m["config"]["digest"], m["config"]["size"] = put(json.dumps(c).encode())
+    e["digest"], e["size"] = put(json.dumps(m).encode())
+json.dump(ix, open(os.path.join(dst, "index.json"), "w"))
+PY
+skopeo copy -q --dest-tls-verify=false "oci:$T/src2:app" "docker://$R/src2/app:v1" || fail "skopeo copy src2"
+layer_digests src2/app >"$T/src2.layers" || fail "src2 manifest"
+grep -qxFf "$T/src2.layers" "$T/src.layers" && fail "src2 shares layers with src"
+SRC2=$(manifest_digest src2/app)
+lp_run "$T/ix2.out" "$T/ix2.err" "$LAZYPULL" index --plain-http "$R/src2/app:v1" ||
+	{ show_err "$T/ix2.err"; fail "lazypull index src2"; }
+TMPDIR="$T/tmp" lp_run "$T/g2.out" "$T/g2.err" timeout 120 "$LAZYPULL" optimize --profile-only \
+	--plain-http "$R/src2/app:v1" || { show_err "$T/g2.err"; fail "optimize --profile-only of src2"; }
+# the profile artifact's manifest and blob: never answered through the proxy
+python3 - "$R" "$SRC2" >"$T/src2.prof" <<'PY'
+import json, sys, urllib.request
+r, md = sys.argv[1], sys.argv[2]
+def get(path):
+    q = urllib.request.Request("http://%s/v2/src2/app/manifests/%s" % (r, path),
+                               headers={"Accept": "application/vnd.oci.image.index.v1+json, "
+                                                  "application/vnd.oci.image.manifest.v1+json"})
+    return json.load(urllib.request.urlopen(q))
+for e in get("sha256-" + md.split(":")[1])["manifests"]:
+    if e.get("artifactType") == "application/vnd.lazypull.profile.v1":
+        print(e["digest"], get(e["digest"])["layers"][0]["digest"])
+PY
+[ "$(wc -w <"$T/src2.prof")" = 2 ] || fail "src2's profile artifact not found: $(cat "$T/src2.prof")"
+PP=$(free_port)
+echo "path-stall 1000 $(cat "$T/src2.prof")" >"$T/proxy.mode"
+python3 "$LP_SOURCE_DIR/tests/integration/fault_proxy.py" "$PP" "${R#*:}" "$T/proxy.mode" "$T/proxy2.log" \
+	>"$T/proxy2.out" 2>&1 &
+PROXY_PID=$!
+wait_for 10 "the fault proxy" curl -fsS -o /dev/null "http://127.0.0.1:$PP/v2/"
+u0=$(metric 'lazypull_profile_lookups_total{result="unreachable"}')
+lp_run "$T/src2.rpull" "$T/src2.rpull.err" timeout 120 ctr-remote --address "$CSOCK" images rpull \
+	--plain-http --snapshotter lazypull "127.0.0.1:$PP/src2/app:v1" ||
+	{ show_err "$T/src2.rpull.err"; fail "rpull src2"; }
+grep -q "$(cut -d' ' -f1 "$T/src2.prof")" "$T/proxy2.log" || fail "src2: the profile artifact was never asked for"
+for d in $(cat "$T/src2.layers"); do
+	ms=$(sed -n "s/.*layer $d: gzip index sha256:[0-9a-f]* ([0-9]* bytes) from .* in \([0-9]*\) ms.*/\1/p" "$T/snap.log" | tail -1)
+	[ -n "$ms" ] || fail "src2: layer $d not found through its gzip index"
+	# was: 2 s and more (the profile fetched inside the index lookup,
+	# which a slower link pushed past its 5 s deadline: index_timeout)
+	[ "$ms" -lt 1000 ] || fail "src2: the gzip index lookup of layer $d took $ms ms with the profile stalled"
+	grep -q "layer $d mounted lazily through its gzip index" "$T/snap.log" || fail "src2: layer $d not mounted through its index"
+	echo "    src2 $d: index found in $ms ms"
+done
+u1=$(metric 'lazypull_profile_lookups_total{result="unreachable"}')
+[ $((u1 - u0)) = 4 ] || fail "src2: unreachable profile lookups went $u0 -> $u1, not +4"
+kill "$PROXY_PID" 2>/dev/null || true
+wait "$PROXY_PID" 2>/dev/null || true
+PROXY_PID=
+ok "src2: its profile artifact stalled, each layer's gzip index found within 1 s and mounted through it, 4 profile lookups unreachable"
 
 done_ok

@@ -265,7 +265,7 @@ static void test_profile_runs(void **state)
 	files[6] = entry_of(toc, "z2");
 	assert_int_equal(fs_plan_profile_chunks(toc, files, 7), 9);
 	memset(listed, 0, sizeof(listed));
-	n = fs_plan_profile_runs(toc, files, 7, listed, runs, 16);
+	n = fs_plan_profile_runs(toc, files, 7, listed, runs, 16, UINT64_MAX);
 	assert_int_equal(n, 4);
 	/* z1 first, though last in the blob: the workload opened it first */
 	assert_int_equal(runs[0].ci, 15);
@@ -286,17 +286,38 @@ static void test_profile_runs(void **state)
 
 	/* a full output stops; what did not fit is not marked listed */
 	memset(listed, 0, sizeof(listed));
-	n = fs_plan_profile_runs(toc, files, 7, listed, runs, 2);
+	n = fs_plan_profile_runs(toc, files, 7, listed, runs, 2, UINT64_MAX);
 	assert_int_equal(n, 2);
 	assert_true(fs_plan_listed(listed, 15) && fs_plan_listed(listed, 4));
 	assert_false(fs_plan_listed(listed, 10));
 	assert_false(fs_plan_listed(listed, 16));
 
 	/* chunks listed before (the same file twice over two calls) */
-	n = fs_plan_profile_runs(toc, files + 1, 1, listed, runs, 16);
+	n = fs_plan_profile_runs(toc, files + 1, 1, listed, runs, 16,
+				 UINT64_MAX);
 	assert_int_equal(n, 0);
-	assert_int_equal(fs_plan_profile_runs(toc, files, 0, listed, runs, 16),
+	assert_int_equal(fs_plan_profile_runs(toc, files, 0, listed, runs, 16,
+					      UINT64_MAX),
 			 0);
+
+	/* a byte bound: z1's chunk and a3's fit, a4's does not (nor what
+	 * follows); what did not fit is not marked listed */
+	memset(listed, 0, sizeof(listed));
+	n = fs_plan_profile_runs(toc, files, 7, listed, runs, 16,
+				 lp_toc_chunk(toc, 15).compressed_size +
+					 lp_toc_chunk(toc, 3).compressed_size);
+	assert_int_equal(n, 2);
+	assert_int_equal(runs[0].ci, 15);
+	assert_int_equal(runs[1].ci, 3);
+	assert_int_equal(runs[1].end, 4);
+	assert_false(fs_plan_listed(listed, 4));
+	assert_false(fs_plan_listed(listed, 10));
+	/* the bound: half the layer, within [8 MiB, 256 MiB] */
+	assert_int_equal(fs_plan_profile_byte_cap(0),
+			 FS_PLAN_PROFILE_MIN_BYTES);
+	assert_int_equal(fs_plan_profile_byte_cap(100ull << 20), 50ull << 20);
+	assert_int_equal(fs_plan_profile_byte_cap(10ull << 30),
+			 FS_PLAN_PROFILE_MAX_BYTES);
 	lp_toc_free(toc);
 }
 

@@ -74,7 +74,7 @@ static void test_profile_refused(void **state)
 	struct lp_err err = { 0 };
 	struct lp_digest d;
 	char *big;
-	size_t n;
+	size_t i, n;
 
 	(void)state;
 	/* a line without a layer digest spoils the whole profile */
@@ -84,6 +84,11 @@ static void test_profile_refused(void **state)
 			 -EINVAL);
 	assert_int_equal(l.n, 0);
 	assert_non_null(strstr(lp_err_str(&err, -EINVAL), "layer_digest"));
+	/* refused when the digest-less line is read, before the lines
+	 * after it are parsed (each would be an item otherwise) */
+	assert_int_equal(layer_of("a\n{\"path\":\n", DA, &l, &err), -EINVAL);
+	assert_non_null(strstr(lp_err_str(&err, -EINVAL), "layer_digest"));
+	assert_non_null(strstr(lp_err_str(&err, -EINVAL), "line 1"));
 	/* a plain path line names no layer either */
 	assert_int_equal(layer_of("bin/sh\n", DA, &l, &err), -EINVAL);
 	/* malformed JSON, a bad digest: the list reader's refusals */
@@ -102,6 +107,16 @@ static void test_profile_refused(void **state)
 	assert_int_equal(l.n, 0);
 	/* exactly at the bound: taken (blank lines, nothing listed) */
 	assert_int_equal(lp_profile_layer(big, n - 1, "big", &d, &l, &err), 0);
+	/* 2 MiB of plain lines: refused at the first (was: a million
+	 * items built first, ~95 MB) */
+	memset(big, 'a', n - 1);
+	for (i = 1; i < n - 1; i += 2)
+		big[i] = '\n';
+	assert_int_equal(lp_profile_layer(big, n - 1, "big", &d, &l, &err),
+			 -EINVAL);
+	assert_non_null(strstr(lp_err_str(&err, -EINVAL), "line 1"));
+	/* the bound is what a slow link fetches in the profile deadline */
+	assert_true(LP_PROFILE_MAX_SIZE <= 2 * LP_MIB);
 	free(big);
 }
 
@@ -112,6 +127,7 @@ static void test_profile_cap(void **state)
 	struct lp_err err = { 0 };
 	struct lp_buf b;
 	struct lp_digest d;
+	char last[32];
 	size_t i;
 
 	(void)state;
@@ -127,8 +143,8 @@ static void test_profile_cap(void **state)
 	assert_int_equal(lp_profile_layer(b.data, b.len, "many", &d, &l, &err),
 			 LP_PROFILE_MAX_PER_LAYER);
 	assert_string_equal(l.items[0].path, "f0");
-	assert_string_equal(l.items[LP_PROFILE_MAX_PER_LAYER - 1].path,
-			    "f65535");
+	snprintf(last, sizeof(last), "f%d", LP_PROFILE_MAX_PER_LAYER - 1);
+	assert_string_equal(l.items[LP_PROFILE_MAX_PER_LAYER - 1].path, last);
 	lp_prio_release(&l);
 	lp_buf_release(&b);
 }
