@@ -495,8 +495,12 @@ python3 -c 'import fcntl, sys, time
 f = open(sys.argv[1], "a"); fcntl.flock(f, fcntl.LOCK_EX); print("locked", flush=True); time.sleep(300)' \
 	"$ROOT/fdholder.lock" >"$T/locker.out" 2>&1 &
 LOCKER=$!
-kill -9 "$holder"
+# the daemon stopped meanwhile: it starts a new holder when its holder
+# dies, which could take the lock before the locker does
+kill -STOP "$SNAP_PID"
+kill -9 $holder
 wait_for 10 "the holder's lock to be taken" grep -q locked "$T/locker.out"
+kill -CONT "$SNAP_PID"
 kill -TERM "$SNAP_PID"
 wait_for 90 "the daemon to stop" sh -c "! kill -0 $SNAP_PID 2>/dev/null"
 st=0
