@@ -53,6 +53,11 @@ struct lp_index_span {
 	atomic_uint refs; /* the readers' and the cache's */
 	size_t i; /* checkpoint i's span */
 	size_t len;
+	/* while held: the budget's stamp of its last use (0: cold, only the
+	 * proving pass fetched it) and whether the cache charged it to the
+	 * budget; protected by spans.lock */
+	uint64_t stamp;
+	bool cold, charged;
 	uint8_t data[]; /* blob bytes lp_index_span_range(i) */
 };
 
@@ -60,6 +65,7 @@ struct span_slot {
 	struct lp_index_span *held; /* the cache's reference, or NULL */
 	uint32_t newer, older; /* LRU links among held spans */
 	bool fetching; /* one thread fetches it; the others wait */
+	unsigned int waiters; /* threads waiting for that fetch */
 };
 
 struct lp_index_spans {
@@ -70,6 +76,10 @@ struct lp_index_spans {
 				    lock */
 	size_t max_bytes; /* 0: off; protected by lock */
 	size_t held_bytes; /* protected by lock */
+	/* the process's memory budget the held spans are charged to (set
+	 * before other threads use the index), or none */
+	struct lp_index_span_budget budget;
+	bool budgeted;
 	uint32_t newest, oldest; /* protected by lock */
 	struct lp_index_span_cache_stats stats; /* protected by lock */
 	/* proving passes running (lp_index_prove()), the span the last one
@@ -130,20 +140,58 @@ static void lru_push(struct lp_index_spans *sc, uint32_t i)
 		sc->oldest = i;
 }
 
-/* drop the oldest held spans until at most sc->max_bytes are held; with
- * sc->lock (a reader holding one keeps it alive until its put) */
+/* put span @i at the oldest end (a span only the proving pass wants goes
+ * first); with sc->lock */
+static void lru_push_cold(struct lp_index_spans *sc, uint32_t i)
+{
+	struct span_slot *s = &sc->slots[i];
+
+	s->newer = sc->oldest;
+	s->older = SLOT_NONE;
+	if (sc->oldest != SLOT_NONE)
+		sc->slots[sc->oldest].older = i;
+	sc->oldest = i;
+	if (sc->newest == SLOT_NONE)
+		sc->newest = i;
+}
+
+/* tell the budget the stamp of the coldest span held; with sc->lock */
+static void note_cold(struct lp_index_spans *sc)
+{
+	if (sc->budgeted)
+		sc->budget.cold(sc->budget.arg,
+				sc->oldest == SLOT_NONE ?
+					UINT64_MAX :
+					sc->slots[sc->oldest].held->stamp);
+}
+
+/* drop held span @i; returns the bytes the budget was charged for it
+ * (the caller uncharges them); with sc->lock (a reader holding it keeps
+ * it alive until its put) */
+static size_t drop(struct lp_index_spans *sc, uint32_t i)
+{
+	struct lp_index_span *sp = sc->slots[i].held;
+	size_t charged = sp->charged ? sp->len : 0;
+
+	lru_unlink(sc, i);
+	sc->slots[i].held = NULL;
+	sc->held_bytes -= sp->len;
+	sc->stats.evictions++;
+	lp_index_span_put(sp);
+	return charged;
+}
+
+/* drop the oldest held spans until at most sc->max_bytes are held,
+ * uncharging them; with sc->lock */
 static void evict(struct lp_index_spans *sc)
 {
-	while (sc->held_bytes > sc->max_bytes && sc->oldest != SLOT_NONE) {
-		uint32_t i = sc->oldest;
-		struct lp_index_span *sp = sc->slots[i].held;
+	size_t charged = 0;
 
-		lru_unlink(sc, i);
-		sc->slots[i].held = NULL;
-		sc->held_bytes -= sp->len;
-		sc->stats.evictions++;
-		lp_index_span_put(sp);
-	}
+	while (sc->held_bytes > sc->max_bytes && sc->oldest != SLOT_NONE)
+		charged += drop(sc, sc->oldest);
+	if (charged)
+		sc->budget.release(sc->budget.arg, charged);
+	note_cold(sc);
 }
 
 void lp_index_spans_free(struct lp_index_spans *sc)
@@ -233,6 +281,8 @@ static int fetch_span(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 	atomic_init(&sp->refs, 1);
 	sp->i = i;
 	sp->len = len;
+	sp->stamp = 0;
+	sp->cold = sp->charged = false;
 	r = lp_index_blob_read(blob, sp->data, len, start, err);
 	if (r < 0) {
 		r = lp_err_set(err, r,
@@ -263,13 +313,26 @@ out:
 	return r;
 }
 
-int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
-		      struct lp_index_span **ret_sp,
-		      struct lp_index_stream_stats *st, struct lp_err *err)
+/* a use of held span @i now (not the proving pass's): the newest; with
+ * sc->lock */
+static void touch(struct lp_index_spans *sc, uint32_t i)
+{
+	struct lp_index_span *sp = sc->slots[i].held;
+
+	sp->cold = false;
+	sp->stamp = sc->budgeted ? sc->budget.stamp(sc->budget.arg) : 0;
+	lru_unlink(sc, i);
+	lru_push(sc, i);
+	note_cold(sc);
+}
+
+int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
+			 size_t i, bool prover, struct lp_index_span **ret_sp,
+			 struct lp_index_stream_stats *st, struct lp_err *err)
 {
 	struct lp_index_spans *sc = lp_index_spans_of(ix);
 	struct lp_index_span *sp = NULL;
-	bool mine = false, waited = false;
+	bool mine = false, waited = false, charged = false;
 	int r;
 
 	if (i >= lp_index_nr_checkpoints(ix))
@@ -282,8 +345,8 @@ int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 		if (s->held) {
 			sp = s->held;
 			atomic_fetch_add(&sp->refs, 1);
-			lru_unlink(sc, (uint32_t)i);
-			lru_push(sc, (uint32_t)i);
+			if (!prover)
+				touch(sc, (uint32_t)i);
 			sc->stats.hits++;
 			pthread_mutex_unlock(&sc->lock);
 			*ret_sp = sp;
@@ -300,11 +363,19 @@ int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 		if (!waited)
 			sc->stats.waits++;
 		waited = true;
+		s->waiters++;
 		pthread_cond_wait(&sc->cond, &sc->lock);
+		s->waiters--;
 	}
 	pthread_mutex_unlock(&sc->lock);
 
 	r = fetch_span(ix, blob, i, &sp, st, err);
+	/* charged to the budget (which may evict any layer's spans or
+	 * chunks to make room) before it is held, with no lock held */
+	if (mine && r == 0 && sc->budgeted && sp->len <= sc->max_bytes) {
+		sc->budget.reserve(sc->budget.arg, sp->len);
+		charged = true;
+	}
 
 	pthread_mutex_lock(&sc->lock);
 	if (r == 0) {
@@ -312,22 +383,93 @@ int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 		sc->stats.fetched_bytes += sp->len;
 	}
 	if (mine) {
-		sc->slots[i].fetching = false;
+		struct span_slot *s = &sc->slots[i];
+
+		s->fetching = false;
 		/* held only while the cache is on and the span fits it; a
-		 * failed span is never held */
+		 * failed span is never held. The proving pass's own spans go
+		 * in cold (first to leave, dropped when the pass ends) unless
+		 * a reader waits for them */
 		if (r == 0 && sp->len <= sc->max_bytes) {
 			atomic_fetch_add(&sp->refs, 1);
-			sc->slots[i].held = sp;
+			sp->charged = charged;
+			charged = false;
+			s->held = sp;
 			sc->held_bytes += sp->len;
-			lru_push(sc, (uint32_t)i);
+			if (prover && !s->waiters) {
+				sp->cold = true;
+				sp->stamp = 0;
+				lru_push_cold(sc, (uint32_t)i);
+			} else {
+				sp->stamp = sc->budgeted ?
+						    sc->budget.stamp(
+							    sc->budget.arg) :
+						    0;
+				lru_push(sc, (uint32_t)i);
+			}
 			evict(sc);
 		}
 		pthread_cond_broadcast(&sc->cond);
 	}
 	pthread_mutex_unlock(&sc->lock);
+	if (charged) /* the cache went off meanwhile */
+		sc->budget.release(sc->budget.arg, sp->len);
+	else if (sp && sp->charged)
+		sc->budget.enforce(sc->budget.arg);
 	if (r == 0)
 		*ret_sp = sp;
 	return r;
+}
+
+int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
+		      struct lp_index_span **ret_sp,
+		      struct lp_index_stream_stats *st, struct lp_err *err)
+{
+	return lp_index_span_get_as(ix, blob, i, false, ret_sp, st, err);
+}
+
+int lp_index_span_cache_budget(const struct lp_index *ix,
+			       const struct lp_index_span_budget *b)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+	size_t max;
+	int r;
+
+	pthread_mutex_lock(&sc->lock);
+	max = sc->max_bytes;
+	pthread_mutex_unlock(&sc->lock);
+	/* off: every span held leaves, uncharged through the old budget */
+	r = lp_index_span_cache_limit(ix, 0);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&sc->lock);
+	sc->budgeted = b != NULL;
+	if (b)
+		sc->budget = *b;
+	pthread_mutex_unlock(&sc->lock);
+	return lp_index_span_cache_limit(ix, b ? max : 0);
+}
+
+size_t lp_index_span_cache_shrink(const struct lp_index *ix, uint64_t upto,
+				  size_t want, bool pinned)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+	size_t freed = 0;
+	uint32_t i, newer;
+
+	pthread_mutex_lock(&sc->lock);
+	for (i = sc->oldest; i != SLOT_NONE && freed < want; i = newer) {
+		struct lp_index_span *sp = sc->slots[i].held;
+
+		newer = sc->slots[i].newer;
+		if (freed && sp->stamp > upto)
+			break; /* another member's memory is older now */
+		if (pinned || atomic_load(&sp->refs) == 1)
+			freed += drop(sc, i);
+	}
+	note_cold(sc);
+	pthread_mutex_unlock(&sc->lock);
+	return freed;
 }
 
 void lp_index_prover_begin(const struct lp_index *ix)
@@ -353,10 +495,23 @@ void lp_index_prover_end(const struct lp_index *ix)
 {
 	struct lp_index_spans *sc = lp_index_spans_of(ix);
 
+	size_t charged = 0;
+	uint32_t i, newer;
+
 	pthread_mutex_lock(&sc->lock);
 	sc->provers--;
+	/* the spans only the pass wanted leave with it: a layer nobody
+	 * reads holds nothing once proven */
+	for (i = sc->oldest; !sc->provers && i != SLOT_NONE; i = newer) {
+		newer = sc->slots[i].newer;
+		if (sc->slots[i].held->cold)
+			charged += drop(sc, i);
+	}
+	note_cold(sc);
 	pthread_cond_broadcast(&sc->cond);
 	pthread_mutex_unlock(&sc->lock);
+	if (charged)
+		sc->budget.release(sc->budget.arg, charged);
 }
 
 void lp_index_proven_notify(const struct lp_index *ix)

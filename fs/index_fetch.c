@@ -19,10 +19,89 @@
  * format/).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fs_int.h"
+
+static void span_reserve(void *arg, size_t bytes)
+{
+	struct lp_fs *fs = arg;
+
+	fs_budget_reserve(fs->span_budget, bytes);
+}
+
+static void span_enforce(void *arg)
+{
+	struct lp_fs *fs = arg;
+
+	fs_budget_enforce(fs->span_budget);
+}
+
+static void span_release(void *arg, size_t bytes)
+{
+	struct lp_fs *fs = arg;
+
+	fs_budget_release(fs->span_budget, bytes);
+}
+
+static uint64_t span_stamp(void *arg)
+{
+	struct lp_fs *fs = arg;
+
+	return fs_budget_stamp(fs->span_budget);
+}
+
+static void span_cold(void *arg, uint64_t stamp)
+{
+	struct lp_fs *fs = arg;
+
+	atomic_store(&fs->span_member.cold, stamp);
+}
+
+/* the budget's eviction (with budget.lock; takes the span cache's) */
+static size_t span_shrink(struct fs_mem_member *m, uint64_t upto, size_t want,
+			  bool pinned)
+{
+	struct lp_fs *fs = (struct lp_fs *)((char *)m - offsetof(struct lp_fs,
+								 span_member));
+
+	return lp_index_span_cache_shrink(fs->ix, upto, want, pinned);
+}
+
+int fs_index_spans_join(struct lp_fs *fs, struct lp_fs_budget *b)
+{
+	const struct lp_index_span_budget hooks = {
+		.arg = fs,
+		.reserve = span_reserve,
+		.enforce = span_enforce,
+		.release = span_release,
+		.stamp = span_stamp,
+		.cold = span_cold,
+	};
+	int r;
+
+	fs->span_budget = b;
+	fs->span_member.shrink = span_shrink;
+	fs_budget_join(b, &fs->span_member);
+	r = lp_index_span_cache_budget(fs->ix, &hooks);
+	if (r < 0) {
+		fs_budget_leave(b, &fs->span_member);
+		fs->span_budget = NULL;
+	}
+	return r;
+}
+
+void fs_index_spans_leave(struct lp_fs *fs)
+{
+	if (!fs->span_budget)
+		return;
+	/* every span held leaves, uncharged; then no evictor calls us */
+	lp_index_span_cache_budget(fs->ix, NULL);
+	fs_budget_leave(fs->span_budget, &fs->span_member);
+	fs->span_budget = NULL;
+}
 
 /*
  * Inflate chunk @ci into @dst (its chunk_size bytes); what it fetched is

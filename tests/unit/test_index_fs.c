@@ -1274,6 +1274,163 @@ static void test_cached_lie_poisons(void **state)
 	release(&f);
 }
 
+/* ---- K: span memory is in the process's one memory budget --------- */
+
+/* mount @f's layer over @blob with memory budget @b (NULL: its own) */
+static struct lp_fs *mount_budget(const struct fixture *f, struct lp_blob *blob,
+				  struct lp_fs_budget *b, bool background)
+{
+	struct lp_index *ix = NULL;
+	struct lp_layer *layer = NULL;
+	struct lp_err err = { 0 };
+	struct lp_fs_options opts;
+	struct lp_fs *fs = NULL;
+
+	assert_int_equal(lp_index_parse(f->idx, f->idx_len, &ix, &err), 0);
+	assert_int_equal(lp_layer_open_index(blob, ix, lp_index_check_header,
+					     &layer, &err),
+			 0);
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = background;
+	opts.background_quiet_ms = 0;
+	opts.mem_budget = b;
+	assert_int_equal(lp_fs_new(layer, &opts, &fs, &err), 0);
+	assert_int_equal(lp_fs_start(fs), 0);
+	return fs;
+}
+
+/* a number after @key in @fs's stats JSON */
+static uint64_t stats_num(struct lp_fs *fs, const char *key)
+{
+	struct lp_buf out;
+	const char *p;
+	uint64_t v;
+
+	lp_buf_init(&out, LP_MIB);
+	assert_int_equal(lp_fs_stats_json(fs, &out), 0);
+	assert_int_equal(lp_buf_append(&out, "", 1), 0);
+	p = strstr((const char *)out.data, key);
+	assert_non_null(p);
+	v = strtoull(p + strlen(key), NULL, 10);
+	lp_buf_release(&out);
+	return v;
+}
+
+static uint64_t held_bytes(struct lp_fs *fs)
+{
+	struct lp_index_span_cache_stats cs;
+
+	lp_index_span_cache_stats(lp_layer_index(lp_fs_layer(fs)), &cs);
+	return cs.held_bytes;
+}
+
+/* the proving pass of a layer nobody reads: once it ends, no span held */
+static void test_pass_keeps_no_span(void **state)
+{
+	struct fixture f = { 0 };
+	struct count_blob cb;
+	struct lp_blob *blob;
+	struct lp_fs *fs;
+	size_t i;
+
+	(void)state;
+	build_vector(&f);
+	count_init(&cb, &f, f.ix);
+	blob = count_blob_new(&cb, &f);
+	fs = mount_budget(&f, blob, NULL, true);
+	/* the pass done (30 s at most: a hang fails, not a speed) */
+	for (i = 0; i < 3000; i++) {
+		struct lp_buf out;
+		bool done;
+
+		lp_buf_init(&out, LP_MIB);
+		assert_int_equal(lp_fs_stats_json(fs, &out), 0);
+		assert_int_equal(lp_buf_append(&out, "", 1), 0);
+		done = strstr((const char *)out.data, "\"proof\": \"done\"");
+		lp_buf_release(&out);
+		if (done)
+			break;
+		usleep(10000);
+	}
+	assert_true(i < 3000);
+	assert_true(all_spans_read(&cb));
+	/* the pass read every span through the cache, and kept none */
+	assert_int_equal(held_bytes(fs), 0);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	count_destroy(&cb);
+	release(&f);
+}
+
+/*
+ * Three index layers read whole, under one small budget: their spans and
+ * chunks together stay within it (the spans are charged there, and leave
+ * when it needs room like any chunk), and the budget is all given back
+ * when they go.
+ */
+static void test_spans_in_budget(void **state)
+{
+	const size_t budget = 2 * LP_MIB;
+	struct lp_fs_budget *b = NULL;
+	struct fixture f = { 0 };
+	struct walker_arg a[3];
+	struct lp_blob *blob[3];
+	static const struct lp_blob_ops ops = { .pread = count_pread,
+						.close = slow_close };
+	struct count_blob cb;
+	struct lp_fs *fs[3];
+	pthread_t t[3];
+	uint64_t held = 0, chunks = 0;
+	size_t used, peak;
+	int i;
+
+	(void)state;
+	build_vector(&f);
+	assert_true(f.gz_len > budget);
+	count_init(&cb, &f, f.ix);
+	assert_int_equal(lp_fs_budget_new(budget, &b), 0);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(
+			lp_blob_new(&ops, &cb, f.gz_len, "count", &blob[i]), 0);
+		fs[i] = mount_budget(&f, blob[i], b, false);
+		memset(&a[i], 0, sizeof(a[i]));
+		a[i].f = &f;
+		a[i].fs = fs[i];
+		a[i].seed = (unsigned int)i;
+		assert_int_equal(pthread_create(&t[i], NULL, walker, &a[i]), 0);
+	}
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_true(a[i].files > 20);
+		assert_int_equal(a[i].wrong, 0);
+		assert_int_equal(a[i].eio, 0);
+		assert_int_equal(a[i].other, 0);
+	}
+	for (i = 0; i < 3; i++) {
+		held += held_bytes(fs[i]);
+		chunks += stats_num(fs[i], "\"memory_bytes\": ");
+	}
+	lp_fs_budget_usage(b, &used, &peak);
+	/* some spans held, all of them charged with the chunks, the total
+	 * within the budget (no reader holds anything now) */
+	assert_true(held > 0);
+	if (chunks + held > used || used > budget)
+		fail_msg("chunks %llu + spans %llu bytes held, %zu charged, "
+			 "budget %zu",
+			 (unsigned long long)chunks, (unsigned long long)held,
+			 used, budget);
+	for (i = 0; i < 3; i++) {
+		lp_fs_free(fs[i]);
+		lp_blob_unref(blob[i]);
+	}
+	lp_fs_budget_usage(b, &used, &peak);
+	assert_int_equal(used, 0);
+	lp_fs_budget_free(b);
+	count_destroy(&cb);
+	release(&f);
+}
+
 /* ---- J: a proven-only read waits for the proving pass ------------- */
 
 struct pass_arg {
@@ -1412,6 +1569,8 @@ int main(void)
 		cmocka_unit_test(test_one_fetch_per_span),
 		cmocka_unit_test(test_cached_lie_poisons),
 		cmocka_unit_test(test_wait_for_pass),
+		cmocka_unit_test(test_pass_keeps_no_span),
+		cmocka_unit_test(test_spans_in_budget),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
