@@ -25,8 +25,16 @@
  * its put frees, as a reader without a cache would. On: at most the limit
  * of span bytes held, the least recently used span leaving first (a span a
  * reader still holds lives until its put); a span over the limit is never
- * held. The held bytes are the cache's alone: the caller sizes the limit
- * (fs/ gives it a share of the mount's memory budget).
+ * held. The caller sizes the limit (fs/ gives it a share of the mount's
+ * memory budget) and may charge the held spans to a budget shared with
+ * other caches (lp_index_span_cache_budget(): fs/ makes each index
+ * mount's span cache a member of the process's lp_fs_budget, which
+ * evicts its coldest spans through lp_index_span_cache_shrink()).
+ *
+ * The proving pass's spans are held cold: at the oldest end, stamped 0
+ * (older than anything a reader used), and dropped when the pass ends,
+ * unless a reader waited for one (it goes in warm) or used it (a hit
+ * makes it the newest): a layer nobody reads holds nothing once proven.
  *
  * The same lock tells readers where the proving pass is: a proven-only
  * read whose span is not proven yet waits for the pass instead of
@@ -37,7 +45,9 @@
  * lie found) before proving its span, or when other streams proved
  * checkpoints past the pass (its own stream is then the shorter way).
  *
- * Lock order: spans.lock is a leaf; nothing is fetched while it is held.
+ * Lock order: the budget's lock, then spans.lock (its shrink); nothing is
+ * fetched, and the budget's reserve() and enforce() are not called, while
+ * spans.lock is held (its release(), stamp() and cold() are atomics).
  */
 #include <errno.h>
 #include <pthread.h>
