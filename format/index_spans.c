@@ -15,11 +15,14 @@
  * the readers still compare the digest again before inflating (the decode
  * path is unchanged), so a wrong byte here would be refused there too. A
  * span that fails (its read, or its digest: a lie, or the wrong blob) is
- * not held: each reader that wants it fetches it again and gets the same
- * answer, so a lying span is -EBADMSG for every reader, never a cached
- * "good". Single flight: while one thread fetches a span, the others that
- * want it wait for it instead of fetching it too (the proving pass and an
- * on-demand stream walking the same spans share their fetches).
+ * not held: each reader that wants it later fetches it again and gets the
+ * same answer, so a lying span is -EBADMSG for every reader, never a
+ * cached "good". Single flight: while one thread fetches a span, the
+ * others that want it wait for it instead of fetching it too (the proving
+ * pass and an on-demand stream walking the same spans share their
+ * fetches), and take that fetch's result, the span or its error, from the
+ * flight's record, whether the cache holds the span or not (over the
+ * limit, evicted at once, failed): one fetch for all of them.
  *
  * Off (the default, lp_index_span_cache_limit() 0): every get fetches and
  * its put frees, as a reader without a cache would. On: at most the limit
@@ -71,11 +74,21 @@ struct lp_index_span {
 	uint8_t data[]; /* blob bytes lp_index_span_range(i) */
 };
 
+/* one fetch of a span and the threads waiting for it: they take its
+ * result, held or not (a span over the limit, an error); freed by the
+ * last of them (the fetcher when nobody waits); protected by spans.lock */
+struct span_flight {
+	unsigned int waiters;
+	bool done;
+	int r;
+	struct lp_index_span *sp; /* with r 0: a reference for the waiters */
+	struct lp_err err; /* with r < 0 */
+};
+
 struct span_slot {
 	struct lp_index_span *held; /* the cache's reference, or NULL */
 	uint32_t newer, older; /* LRU links among held spans */
-	bool fetching; /* one thread fetches it; the others wait */
-	unsigned int waiters; /* threads waiting for that fetch */
+	struct span_flight *flight; /* one thread fetches it, or NULL */
 };
 
 struct lp_index_spans {
@@ -336,20 +349,31 @@ static void touch(struct lp_index_spans *sc, uint32_t i)
 	note_cold(sc);
 }
 
+/* a waiter leaves flight @fl (with sc->lock): the last one frees it */
+static void flight_leave(struct span_flight *fl)
+{
+	if (--fl->waiters || !fl->done)
+		return;
+	lp_index_span_put(fl->sp);
+	free(fl);
+}
+
 int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 			 size_t i, bool prover, struct lp_index_span **ret_sp,
 			 struct lp_index_stream_stats *st, struct lp_err *err)
 {
 	struct lp_index_spans *sc = lp_index_spans_of(ix);
 	struct lp_index_span *sp = NULL;
-	bool mine = false, waited = false, charged = false;
+	struct span_flight *fl = NULL;
+	struct lp_err ferr = { 0 };
+	bool charged = false;
 	int r;
 
 	if (i >= lp_index_nr_checkpoints(ix))
 		return lp_err_set(err, -ERANGE, "gzip index has no span #%zu",
 				  i);
 	pthread_mutex_lock(&sc->lock);
-	while (sc->max_bytes) {
+	if (sc->max_bytes) {
 		struct span_slot *s = &sc->slots[i];
 
 		if (s->held) {
@@ -362,27 +386,41 @@ int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 			*ret_sp = sp;
 			return 0;
 		}
-		if (!s->fetching) {
-			s->fetching = true;
-			mine = true;
-			break;
-		}
-		/* another thread fetches it: its result (or its failure,
-		 * after which one of us fetches) is what we wait for; the
-		 * cond also wakes us for other spans and proven checkpoints */
-		if (!waited)
+		if (s->flight) {
+			/* another thread fetches it: its result, held or
+			 * not, is ours (the cond also wakes us for other
+			 * spans and proven checkpoints) */
+			fl = s->flight;
 			sc->stats.waits++;
-		waited = true;
-		s->waiters++;
-		pthread_cond_wait(&sc->cond, &sc->lock);
-		s->waiters--;
+			fl->waiters++;
+			while (!fl->done)
+				pthread_cond_wait(&sc->cond, &sc->lock);
+			r = fl->r;
+			if (r == 0) {
+				sp = fl->sp;
+				atomic_fetch_add(&sp->refs, 1);
+				sc->stats.hits++;
+				*ret_sp = sp;
+			} else if (err) {
+				*err = fl->err;
+			}
+			flight_leave(fl);
+			pthread_mutex_unlock(&sc->lock);
+			return r;
+		}
+		fl = calloc(1, sizeof(*fl));
+		if (!fl) {
+			pthread_mutex_unlock(&sc->lock);
+			return -ENOMEM;
+		}
+		s->flight = fl;
 	}
 	pthread_mutex_unlock(&sc->lock);
 
-	r = fetch_span(ix, blob, i, &sp, st, err);
+	r = fetch_span(ix, blob, i, &sp, st, &ferr);
 	/* charged to the budget (which may evict any layer's spans or
 	 * chunks to make room) before it is held, with no lock held */
-	if (mine && r == 0 && sc->budgeted && sp->len <= sc->max_bytes) {
+	if (fl && r == 0 && sc->budgeted && sp->len <= sc->max_bytes) {
 		sc->budget.reserve(sc->budget.arg, sp->len);
 		charged = true;
 	}
@@ -392,10 +430,10 @@ int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 		sc->stats.fetches++;
 		sc->stats.fetched_bytes += sp->len;
 	}
-	if (mine) {
+	if (fl) {
 		struct span_slot *s = &sc->slots[i];
 
-		s->fetching = false;
+		s->flight = NULL;
 		/* held only while the cache is on and the span fits it; a
 		 * failed span is never held. The proving pass's own spans go
 		 * in cold (first to leave, dropped when the pass ends) unless
@@ -406,7 +444,7 @@ int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 			charged = false;
 			s->held = sp;
 			sc->held_bytes += sp->len;
-			if (prover && !s->waiters) {
+			if (prover && !fl->waiters) {
 				sp->cold = true;
 				sp->stamp = 0;
 				lru_push_cold(sc, (uint32_t)i);
@@ -419,7 +457,19 @@ int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 			}
 			evict(sc);
 		}
-		pthread_cond_broadcast(&sc->cond);
+		/* the result for the waiters */
+		fl->done = true;
+		fl->r = r;
+		fl->err = ferr;
+		if (fl->waiters) {
+			if (r == 0) {
+				atomic_fetch_add(&sp->refs, 1);
+				fl->sp = sp;
+			}
+			pthread_cond_broadcast(&sc->cond);
+		} else {
+			free(fl);
+		}
 	}
 	pthread_mutex_unlock(&sc->lock);
 	if (charged) /* the cache went off meanwhile */
@@ -428,6 +478,8 @@ int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 		sc->budget.enforce(sc->budget.arg);
 	if (r == 0)
 		*ret_sp = sp;
+	else if (err)
+		*err = ferr;
 	return r;
 }
 

@@ -345,7 +345,8 @@ struct lp_index_span;
  * never handed out and never cached. With the span cache on
  * (lp_index_span_cache_limit()) a span held there is handed out without a
  * fetch, and while one thread fetches a span the others that want it wait
- * for that fetch (single flight). Every index reader fetches through here.
+ * for that fetch and take its result, the span or the error, held or not
+ * (single flight). Every index reader fetches through here.
  * The bytes fetched (not the hits) are added to @st (NULL allowed).
  * Returns 0 with a pinned span (drop it with lp_index_span_put()), -ERANGE
  * (no span @i), -EBADMSG, -ENOMEM, or the blob's -errno (-EBADMSG and

@@ -1028,24 +1028,31 @@ static bool count_wait(struct count_blob *cb, bool (*pred)(void *))
 	return pred(cb);
 }
 
-static void test_span_single_flight(void **state)
+/* 4 threads get span 3 at once: one fetch, whose result the 3 others
+ * take, also when the span is over the cache's limit (@over) and so not
+ * held */
+static void check_single_flight(bool over)
 {
 	struct lp_index_span_cache_stats cs = { 0 };
 	struct fixture f = { 0 };
 	struct getter_arg a = { 0 };
 	struct count_blob cb;
+	uint64_t s0, s1;
 	pthread_t t[4];
 	bool blocked;
 	int i, tries;
 
-	(void)state;
 	build_vector(&f);
 	count_init(&cb, &f, f.ix);
 	cb.gate = 3;
 	a.f = &f;
 	a.blob = count_blob_new(&cb, &f);
 	a.i = 3;
-	assert_int_equal(lp_index_span_cache_limit(f.ix, 64 * LP_MIB), 0);
+	lp_index_span_range(f.ix, 3, &s0, &s1);
+	assert_int_equal(
+		lp_index_span_cache_limit(f.ix, over ? (size_t)(s1 - s0 - 1) :
+						       64 * LP_MIB),
+		0);
 	for (i = 0; i < 4; i++)
 		assert_int_equal(pthread_create(&t[i], NULL, span_getter, &a),
 				 0);
@@ -1069,9 +1076,17 @@ static void test_span_single_flight(void **state)
 	lp_index_span_cache_stats(f.ix, &cs);
 	assert_int_equal(cs.fetches, 1);
 	assert_int_equal(cs.hits, 3);
+	assert_int_equal(cs.held_bytes, over ? 0 : s1 - s0);
 	lp_blob_unref(a.blob);
 	count_destroy(&cb);
 	release(&f);
+}
+
+static void test_span_single_flight(void **state)
+{
+	(void)state;
+	check_single_flight(false);
+	check_single_flight(true);
 }
 
 /* every regular file of @f (its path's entry), read whole through @fs by
