@@ -35,9 +35,11 @@
  * evicts its coldest spans through lp_index_span_cache_shrink()).
  *
  * The proving pass's spans are held cold: at the oldest end, stamped 0
- * (older than anything a reader used), and dropped when the pass ends,
- * unless a reader waited for one (it goes in warm) or used it (a hit
- * makes it the newest): a layer nobody reads holds nothing once proven.
+ * (older than anything a reader used), so that they leave first, unless
+ * a reader waited for one (it goes in warm) or used it (a hit makes it the
+ * newest); and when the pass ends with no reader having got a span while
+ * it ran, the cold ones are dropped: a layer nobody reads holds nothing
+ * once proven.
  *
  * The same lock tells readers where the proving pass is: a proven-only
  * read whose span is not proven yet waits for the pass instead of
@@ -110,6 +112,9 @@ struct lp_index_spans {
 	 * (cond also signals a checkpoint proven); protected by lock */
 	unsigned int provers;
 	size_t prover_at;
+	/* gets by readers (not the pass), and their count when the last pass
+	 * began: none since, the layer is unread; protected by lock */
+	uint64_t reader_gets, reader_gets_at_pass;
 	unsigned int proven_waiters;
 };
 
@@ -373,6 +378,8 @@ int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 		return lp_err_set(err, -ERANGE, "gzip index has no span #%zu",
 				  i);
 	pthread_mutex_lock(&sc->lock);
+	if (!prover)
+		sc->reader_gets++;
 	if (sc->max_bytes) {
 		struct span_slot *s = &sc->slots[i];
 
@@ -541,6 +548,7 @@ void lp_index_prover_begin(const struct lp_index *ix)
 	pthread_mutex_lock(&sc->lock);
 	sc->provers++;
 	sc->prover_at = 0;
+	sc->reader_gets_at_pass = sc->reader_gets;
 	pthread_mutex_unlock(&sc->lock);
 }
 
@@ -562,9 +570,15 @@ void lp_index_prover_end(const struct lp_index *ix)
 
 	pthread_mutex_lock(&sc->lock);
 	sc->provers--;
-	/* the spans only the pass wanted leave with it: a layer nobody
-	 * reads holds nothing once proven */
-	for (i = sc->oldest; !sc->provers && i != SLOT_NONE; i = newer) {
+	/* a layer nobody read while the pass ran holds nothing once proven:
+	 * the spans only the pass wanted leave with it. When readers are at
+	 * work they stay, cold (the first to leave when the budget needs
+	 * room): a reader going through the layer behind the pass, or in
+	 * another order, would fetch them again */
+	for (i = sc->oldest;
+	     !sc->provers && sc->reader_gets == sc->reader_gets_at_pass &&
+	     i != SLOT_NONE;
+	     i = newer) {
 		newer = sc->slots[i].newer;
 		if (sc->slots[i].held->cold)
 			charged += drop(sc, i);

@@ -445,9 +445,9 @@ typedef bool (*lp_index_stop_fn)(void *arg);
  * lp_index_blob_digest(). @stop (NULL: never) is asked between steps.
  * Proven-only lp_index_read()s of @ix may wait for it meanwhile, and the
  * spans it reads go through the span cache, for them: held cold (the first
- * to leave) unless a reader waits for or uses one, and those no reader
- * used dropped when the pass ends, so a layer nobody reads holds no span
- * after its pass.
+ * to leave) unless a reader waits for or uses one, and dropped when the
+ * pass ends if no reader got a span while it ran, so a layer nobody reads
+ * holds no span after its pass.
  * @stats (NULL allowed) is added to. Returns 0 (the index is true of this
  * blob); -EBADMSG (a lie, @err says which); -ECANCELED (stopped); -ENOMEM;
  * or the blob's -errno (nothing known about the index).
