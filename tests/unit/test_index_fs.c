@@ -1512,6 +1512,7 @@ static void test_run_keeps_span(void **state)
 		}
 	}
 	assert_true(sp != SIZE_MAX);
+	assert_non_null(x);
 	count_init(&cb, &f, f.ix);
 	blob = count_blob_new(&cb, &f);
 	assert_int_equal(lp_fs_budget_new(64 * LP_KIB, &b), 0);
