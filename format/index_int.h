@@ -62,6 +62,12 @@ struct lp_index_spans *lp_index_spans_of(const struct lp_index *ix);
  * reach @i no later than a stream of the reader's own) and @i is not
  * proven, wait. Returns whether @i is proven (else: stream yourself).
  */
+/* lp_index_span_get() for the proving pass (@prover): its spans are held
+ * cold (unless a reader waits for or uses them), and leave when it ends if
+ * no reader got a span meanwhile */
+int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
+			 size_t i, bool prover, struct lp_index_span **ret_sp,
+			 struct lp_index_stream_stats *st, struct lp_err *err);
 void lp_index_prover_begin(const struct lp_index *ix);
 void lp_index_prover_at(const struct lp_index *ix, size_t i);
 void lp_index_prover_end(const struct lp_index *ix);

@@ -15,18 +15,31 @@
  * the readers still compare the digest again before inflating (the decode
  * path is unchanged), so a wrong byte here would be refused there too. A
  * span that fails (its read, or its digest: a lie, or the wrong blob) is
- * not held: each reader that wants it fetches it again and gets the same
- * answer, so a lying span is -EBADMSG for every reader, never a cached
- * "good". Single flight: while one thread fetches a span, the others that
- * want it wait for it instead of fetching it too (the proving pass and an
- * on-demand stream walking the same spans share their fetches).
+ * not held: each reader that wants it later fetches it again and gets the
+ * same answer, so a lying span is -EBADMSG for every reader, never a
+ * cached "good". Single flight: while one thread fetches a span, the
+ * others that want it wait for it instead of fetching it too (the proving
+ * pass and an on-demand stream walking the same spans share their
+ * fetches), and take that fetch's result, the span or its error, from the
+ * flight's record, whether the cache holds the span or not (over the
+ * limit, evicted at once, failed): one fetch for all of them.
  *
  * Off (the default, lp_index_span_cache_limit() 0): every get fetches and
  * its put frees, as a reader without a cache would. On: at most the limit
  * of span bytes held, the least recently used span leaving first (a span a
  * reader still holds lives until its put); a span over the limit is never
- * held. The held bytes are the cache's alone: the caller sizes the limit
- * (fs/ gives it a share of the mount's memory budget).
+ * held. The caller sizes the limit (fs/ gives it a share of the mount's
+ * memory budget) and may charge the held spans to a budget shared with
+ * other caches (lp_index_span_cache_budget(): fs/ makes each index
+ * mount's span cache a member of the process's lp_fs_budget, which
+ * evicts its coldest spans through lp_index_span_cache_shrink()).
+ *
+ * The proving pass's spans are held cold: at the oldest end, stamped 0
+ * (older than anything a reader used), so that they leave first, unless
+ * a reader waited for one (it goes in warm) or used it (a hit makes it the
+ * newest); and when the pass ends with no reader having got a span while
+ * it ran, the cold ones are dropped: a layer nobody reads holds nothing
+ * once proven.
  *
  * The same lock tells readers where the proving pass is: a proven-only
  * read whose span is not proven yet waits for the pass instead of
@@ -37,7 +50,9 @@
  * lie found) before proving its span, or when other streams proved
  * checkpoints past the pass (its own stream is then the shorter way).
  *
- * Lock order: spans.lock is a leaf; nothing is fetched while it is held.
+ * Lock order: the budget's lock, then spans.lock (its shrink); nothing is
+ * fetched, and the budget's reserve() and enforce() are not called, while
+ * spans.lock is held (its release(), stamp() and cold() are atomics).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -53,13 +68,29 @@ struct lp_index_span {
 	atomic_uint refs; /* the readers' and the cache's */
 	size_t i; /* checkpoint i's span */
 	size_t len;
+	/* while held: the budget's stamp of its last use (0: cold, only the
+	 * proving pass fetched it) and whether the cache charged it to the
+	 * budget; protected by spans.lock */
+	uint64_t stamp;
+	bool cold, charged;
 	uint8_t data[]; /* blob bytes lp_index_span_range(i) */
+};
+
+/* one fetch of a span and the threads waiting for it: they take its
+ * result, held or not (a span over the limit, an error); freed by the
+ * last of them (the fetcher when nobody waits); protected by spans.lock */
+struct span_flight {
+	unsigned int waiters;
+	bool done;
+	int r;
+	struct lp_index_span *sp; /* with r 0: a reference for the waiters */
+	struct lp_err err; /* with r < 0 */
 };
 
 struct span_slot {
 	struct lp_index_span *held; /* the cache's reference, or NULL */
 	uint32_t newer, older; /* LRU links among held spans */
-	bool fetching; /* one thread fetches it; the others wait */
+	struct span_flight *flight; /* one thread fetches it, or NULL */
 };
 
 struct lp_index_spans {
@@ -70,6 +101,10 @@ struct lp_index_spans {
 				    lock */
 	size_t max_bytes; /* 0: off; protected by lock */
 	size_t held_bytes; /* protected by lock */
+	/* the process's memory budget the held spans are charged to (set
+	 * before other threads use the index), or none */
+	struct lp_index_span_budget budget;
+	bool budgeted;
 	uint32_t newest, oldest; /* protected by lock */
 	struct lp_index_span_cache_stats stats; /* protected by lock */
 	/* proving passes running (lp_index_prove()), the span the last one
@@ -77,6 +112,9 @@ struct lp_index_spans {
 	 * (cond also signals a checkpoint proven); protected by lock */
 	unsigned int provers;
 	size_t prover_at;
+	/* gets by readers (not the pass), and their count when the last pass
+	 * began: none since, the layer is unread; protected by lock */
+	uint64_t reader_gets, reader_gets_at_pass;
 	unsigned int proven_waiters;
 };
 
@@ -130,20 +168,58 @@ static void lru_push(struct lp_index_spans *sc, uint32_t i)
 		sc->oldest = i;
 }
 
-/* drop the oldest held spans until at most sc->max_bytes are held; with
- * sc->lock (a reader holding one keeps it alive until its put) */
+/* put span @i at the oldest end (a span only the proving pass wants goes
+ * first); with sc->lock */
+static void lru_push_cold(struct lp_index_spans *sc, uint32_t i)
+{
+	struct span_slot *s = &sc->slots[i];
+
+	s->newer = sc->oldest;
+	s->older = SLOT_NONE;
+	if (sc->oldest != SLOT_NONE)
+		sc->slots[sc->oldest].older = i;
+	sc->oldest = i;
+	if (sc->newest == SLOT_NONE)
+		sc->newest = i;
+}
+
+/* tell the budget the stamp of the coldest span held; with sc->lock */
+static void note_cold(struct lp_index_spans *sc)
+{
+	if (sc->budgeted)
+		sc->budget.cold(sc->budget.arg,
+				sc->oldest == SLOT_NONE ?
+					UINT64_MAX :
+					sc->slots[sc->oldest].held->stamp);
+}
+
+/* drop held span @i; returns the bytes the budget was charged for it
+ * (the caller uncharges them); with sc->lock (a reader holding it keeps
+ * it alive until its put) */
+static size_t drop(struct lp_index_spans *sc, uint32_t i)
+{
+	struct lp_index_span *sp = sc->slots[i].held;
+	size_t charged = sp->charged ? sp->len : 0;
+
+	lru_unlink(sc, i);
+	sc->slots[i].held = NULL;
+	sc->held_bytes -= sp->len;
+	sc->stats.evictions++;
+	lp_index_span_put(sp);
+	return charged;
+}
+
+/* drop the oldest held spans until at most sc->max_bytes are held,
+ * uncharging them; with sc->lock */
 static void evict(struct lp_index_spans *sc)
 {
-	while (sc->held_bytes > sc->max_bytes && sc->oldest != SLOT_NONE) {
-		uint32_t i = sc->oldest;
-		struct lp_index_span *sp = sc->slots[i].held;
+	size_t charged = 0;
 
-		lru_unlink(sc, i);
-		sc->slots[i].held = NULL;
-		sc->held_bytes -= sp->len;
-		sc->stats.evictions++;
-		lp_index_span_put(sp);
-	}
+	while (sc->held_bytes > sc->max_bytes && sc->oldest != SLOT_NONE)
+		charged += drop(sc, sc->oldest);
+	if (charged)
+		sc->budget.release(sc->budget.arg, charged);
+	note_cold(sc);
 }
 
 void lp_index_spans_free(struct lp_index_spans *sc)
@@ -233,6 +309,8 @@ static int fetch_span(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 	atomic_init(&sp->refs, 1);
 	sp->i = i;
 	sp->len = len;
+	sp->stamp = 0;
+	sp->cold = sp->charged = false;
 	r = lp_index_blob_read(blob, sp->data, len, start, err);
 	if (r < 0) {
 		r = lp_err_set(err, r,
@@ -263,71 +341,204 @@ out:
 	return r;
 }
 
-int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
-		      struct lp_index_span **ret_sp,
-		      struct lp_index_stream_stats *st, struct lp_err *err)
+/* a use of held span @i now (not the proving pass's): the newest; with
+ * sc->lock */
+static void touch(struct lp_index_spans *sc, uint32_t i)
+{
+	struct lp_index_span *sp = sc->slots[i].held;
+
+	sp->cold = false;
+	sp->stamp = sc->budgeted ? sc->budget.stamp(sc->budget.arg) : 0;
+	lru_unlink(sc, i);
+	lru_push(sc, i);
+	note_cold(sc);
+}
+
+/* a waiter leaves flight @fl (with sc->lock): the last one frees it */
+static void flight_leave(struct span_flight *fl)
+{
+	if (--fl->waiters || !fl->done)
+		return;
+	lp_index_span_put(fl->sp);
+	free(fl);
+}
+
+int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
+			 size_t i, bool prover, struct lp_index_span **ret_sp,
+			 struct lp_index_stream_stats *st, struct lp_err *err)
 {
 	struct lp_index_spans *sc = lp_index_spans_of(ix);
 	struct lp_index_span *sp = NULL;
-	bool mine = false, waited = false;
+	struct span_flight *fl = NULL;
+	struct lp_err ferr = { 0 };
+	bool charged = false;
 	int r;
 
 	if (i >= lp_index_nr_checkpoints(ix))
 		return lp_err_set(err, -ERANGE, "gzip index has no span #%zu",
 				  i);
 	pthread_mutex_lock(&sc->lock);
-	while (sc->max_bytes) {
+	if (!prover)
+		sc->reader_gets++;
+	if (sc->max_bytes) {
 		struct span_slot *s = &sc->slots[i];
 
 		if (s->held) {
 			sp = s->held;
 			atomic_fetch_add(&sp->refs, 1);
-			lru_unlink(sc, (uint32_t)i);
-			lru_push(sc, (uint32_t)i);
+			if (!prover)
+				touch(sc, (uint32_t)i);
 			sc->stats.hits++;
 			pthread_mutex_unlock(&sc->lock);
 			*ret_sp = sp;
 			return 0;
 		}
-		if (!s->fetching) {
-			s->fetching = true;
-			mine = true;
-			break;
-		}
-		/* another thread fetches it: its result (or its failure,
-		 * after which one of us fetches) is what we wait for; the
-		 * cond also wakes us for other spans and proven checkpoints */
-		if (!waited)
+		if (s->flight) {
+			/* another thread fetches it: its result, held or
+			 * not, is ours (the cond also wakes us for other
+			 * spans and proven checkpoints) */
+			fl = s->flight;
 			sc->stats.waits++;
-		waited = true;
-		pthread_cond_wait(&sc->cond, &sc->lock);
+			fl->waiters++;
+			while (!fl->done)
+				pthread_cond_wait(&sc->cond, &sc->lock);
+			r = fl->r;
+			if (r == 0) {
+				sp = fl->sp;
+				atomic_fetch_add(&sp->refs, 1);
+				sc->stats.hits++;
+				*ret_sp = sp;
+			} else if (err) {
+				*err = fl->err;
+			}
+			flight_leave(fl);
+			pthread_mutex_unlock(&sc->lock);
+			return r;
+		}
+		fl = calloc(1, sizeof(*fl));
+		if (!fl) {
+			pthread_mutex_unlock(&sc->lock);
+			return -ENOMEM;
+		}
+		s->flight = fl;
 	}
 	pthread_mutex_unlock(&sc->lock);
 
-	r = fetch_span(ix, blob, i, &sp, st, err);
+	r = fetch_span(ix, blob, i, &sp, st, &ferr);
+	/* charged to the budget (which may evict any layer's spans or
+	 * chunks to make room) before it is held, with no lock held */
+	if (fl && r == 0 && sc->budgeted && sp->len <= sc->max_bytes) {
+		sc->budget.reserve(sc->budget.arg, sp->len);
+		charged = true;
+	}
 
 	pthread_mutex_lock(&sc->lock);
 	if (r == 0) {
 		sc->stats.fetches++;
 		sc->stats.fetched_bytes += sp->len;
 	}
-	if (mine) {
-		sc->slots[i].fetching = false;
+	if (fl) {
+		struct span_slot *s = &sc->slots[i];
+
+		s->flight = NULL;
 		/* held only while the cache is on and the span fits it; a
-		 * failed span is never held */
+		 * failed span is never held. The proving pass's own spans go
+		 * in cold (first to leave, dropped when the pass ends) unless
+		 * a reader waits for them */
 		if (r == 0 && sp->len <= sc->max_bytes) {
 			atomic_fetch_add(&sp->refs, 1);
-			sc->slots[i].held = sp;
+			sp->charged = charged;
+			charged = false;
+			s->held = sp;
 			sc->held_bytes += sp->len;
-			lru_push(sc, (uint32_t)i);
+			if (prover && !fl->waiters) {
+				sp->cold = true;
+				sp->stamp = 0;
+				lru_push_cold(sc, (uint32_t)i);
+			} else {
+				sp->stamp = sc->budgeted ?
+						    sc->budget.stamp(
+							    sc->budget.arg) :
+						    0;
+				lru_push(sc, (uint32_t)i);
+			}
 			evict(sc);
 		}
-		pthread_cond_broadcast(&sc->cond);
+		/* the result for the waiters */
+		fl->done = true;
+		fl->r = r;
+		fl->err = ferr;
+		if (fl->waiters) {
+			if (r == 0) {
+				atomic_fetch_add(&sp->refs, 1);
+				fl->sp = sp;
+			}
+			pthread_cond_broadcast(&sc->cond);
+		} else {
+			free(fl);
+		}
 	}
 	pthread_mutex_unlock(&sc->lock);
+	if (charged) /* the cache went off meanwhile */
+		sc->budget.release(sc->budget.arg, sp->len);
+	else if (sp && sp->charged)
+		sc->budget.enforce(sc->budget.arg);
 	if (r == 0)
 		*ret_sp = sp;
+	else if (err)
+		*err = ferr;
 	return r;
+}
+
+int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
+		      struct lp_index_span **ret_sp,
+		      struct lp_index_stream_stats *st, struct lp_err *err)
+{
+	return lp_index_span_get_as(ix, blob, i, false, ret_sp, st, err);
+}
+
+int lp_index_span_cache_budget(const struct lp_index *ix,
+			       const struct lp_index_span_budget *b)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+	size_t max;
+	int r;
+
+	pthread_mutex_lock(&sc->lock);
+	max = sc->max_bytes;
+	pthread_mutex_unlock(&sc->lock);
+	/* off: every span held leaves, uncharged through the old budget */
+	r = lp_index_span_cache_limit(ix, 0);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&sc->lock);
+	sc->budgeted = b != NULL;
+	if (b)
+		sc->budget = *b;
+	pthread_mutex_unlock(&sc->lock);
+	return lp_index_span_cache_limit(ix, b ? max : 0);
+}
+
+size_t lp_index_span_cache_shrink(const struct lp_index *ix, uint64_t upto,
+				  size_t want, bool pinned)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+	size_t freed = 0;
+	uint32_t i, newer;
+
+	pthread_mutex_lock(&sc->lock);
+	for (i = sc->oldest; i != SLOT_NONE && freed < want; i = newer) {
+		struct lp_index_span *sp = sc->slots[i].held;
+
+		newer = sc->slots[i].newer;
+		if (freed && sp->stamp > upto)
+			break; /* another member's memory is older now */
+		if (pinned || atomic_load(&sp->refs) == 1)
+			freed += drop(sc, i);
+	}
+	note_cold(sc);
+	pthread_mutex_unlock(&sc->lock);
+	return freed;
 }
 
 void lp_index_prover_begin(const struct lp_index *ix)
@@ -337,6 +548,7 @@ void lp_index_prover_begin(const struct lp_index *ix)
 	pthread_mutex_lock(&sc->lock);
 	sc->provers++;
 	sc->prover_at = 0;
+	sc->reader_gets_at_pass = sc->reader_gets;
 	pthread_mutex_unlock(&sc->lock);
 }
 
@@ -353,10 +565,29 @@ void lp_index_prover_end(const struct lp_index *ix)
 {
 	struct lp_index_spans *sc = lp_index_spans_of(ix);
 
+	size_t charged = 0;
+	uint32_t i, newer;
+
 	pthread_mutex_lock(&sc->lock);
 	sc->provers--;
+	/* a layer nobody read while the pass ran holds nothing once proven:
+	 * the spans only the pass wanted leave with it. When readers are at
+	 * work they stay, cold (the first to leave when the budget needs
+	 * room): a reader going through the layer behind the pass, or in
+	 * another order, would fetch them again */
+	for (i = sc->oldest;
+	     !sc->provers && sc->reader_gets == sc->reader_gets_at_pass &&
+	     i != SLOT_NONE;
+	     i = newer) {
+		newer = sc->slots[i].newer;
+		if (sc->slots[i].held->cold)
+			charged += drop(sc, i);
+	}
+	note_cold(sc);
 	pthread_cond_broadcast(&sc->cond);
 	pthread_mutex_unlock(&sc->lock);
+	if (charged)
+		sc->budget.release(sc->budget.arg, charged);
 }
 
 void lp_index_proven_notify(const struct lp_index *ix)

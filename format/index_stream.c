@@ -122,7 +122,8 @@ static int load_span(struct lp_index_stream *s, size_t i, struct lp_err *err)
 	 * (and again below, as for bytes given) */
 	lp_index_span_put(s->cur);
 	s->cur = NULL;
-	r = lp_index_span_get(s->ix, s->blob, i, &s->cur, &s->stats, err);
+	r = lp_index_span_get_as(s->ix, s->blob, i, s->hash != NULL, &s->cur,
+				 &s->stats, err);
 	if (r < 0)
 		return r;
 	src = lp_index_span_data(s->cur);

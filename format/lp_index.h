@@ -345,7 +345,8 @@ struct lp_index_span;
  * never handed out and never cached. With the span cache on
  * (lp_index_span_cache_limit()) a span held there is handed out without a
  * fetch, and while one thread fetches a span the others that want it wait
- * for that fetch (single flight). Every index reader fetches through here.
+ * for that fetch and take its result, the span or the error, held or not
+ * (single flight). Every index reader fetches through here.
  * The bytes fetched (not the hits) are added to @st (NULL allowed).
  * Returns 0 with a pinned span (drop it with lp_index_span_put()), -ERANGE
  * (no span @i), -EBADMSG, -ENOMEM, or the blob's -errno (-EBADMSG and
@@ -369,6 +370,46 @@ size_t lp_index_span_len(const struct lp_index_span *sp);
  * get. Returns 0 or -ENOMEM.
  */
 int lp_index_span_cache_limit(const struct lp_index *ix, size_t max_bytes);
+
+/*
+ * lp_index_span_cache_budget() - charge the spans the cache of @ix holds to
+ * a memory budget shared with other caches (fs/ joins each index mount's
+ * span cache to the process's lp_fs_budget), or to none with NULL. Every
+ * span held is dropped first. Call when no other thread uses @ix (before
+ * its mount starts, after it stops). The hooks:
+ * - reserve(): charge @bytes before a span is held, making room (it may
+ *   call lp_index_span_cache_shrink() of this or any index); called with
+ *   no lock of the cache held;
+ * - enforce(): after a charged span went in, evict while over (no lock);
+ * - release(): uncharge @bytes the cache dropped by itself (its limit, the
+ *   proving pass's end, the cache turned off); may be called with the
+ *   cache's lock held: must take no lock that is held around a shrink;
+ * - stamp(): the budget's clock, a use now (with the cache's lock held);
+ * - cold(): the stamp of the coldest span held now, UINT64_MAX for none
+ *   (with the cache's lock held; a store).
+ * The limit set with lp_index_span_cache_limit() still bounds this cache.
+ * Returns 0 or -ENOMEM.
+ */
+struct lp_index_span_budget {
+	void *arg;
+	void (*reserve)(void *arg, size_t bytes);
+	void (*enforce)(void *arg);
+	void (*release)(void *arg, size_t bytes);
+	uint64_t (*stamp)(void *arg);
+	void (*cold)(void *arg, uint64_t stamp);
+};
+int lp_index_span_cache_budget(const struct lp_index *ix,
+			       const struct lp_index_span_budget *b);
+
+/*
+ * lp_index_span_cache_shrink() - for the budget: drop the least recently
+ * used spans of @ix (those only the proving pass used first) until @want
+ * bytes are freed, after the first no span used later than @upto; spans a
+ * reader holds only if @pinned (their memory goes with the reader's put).
+ * Returns the bytes dropped, which the caller uncharges (not release()).
+ */
+size_t lp_index_span_cache_shrink(const struct lp_index *ix, uint64_t upto,
+				  size_t want, bool pinned);
 
 struct lp_index_span_cache_stats {
 	uint64_t hits; /* gets answered from the cache */
@@ -403,7 +444,10 @@ typedef bool (*lp_index_stop_fn)(void *arg);
  * the last but zeros), and the sha256 of the whole blob against
  * lp_index_blob_digest(). @stop (NULL: never) is asked between steps.
  * Proven-only lp_index_read()s of @ix may wait for it meanwhile, and the
- * spans it reads go through the span cache, for them.
+ * spans it reads go through the span cache, for them: held cold (the first
+ * to leave) unless a reader waits for or uses one, and dropped when the
+ * pass ends if no reader got a span while it ran, so a layer nobody reads
+ * holds no span after its pass.
  * @stats (NULL allowed) is added to. Returns 0 (the index is true of this
  * blob); -EBADMSG (a lie, @err says which); -ECANCELED (stopped); -ENOMEM;
  * or the blob's -errno (nothing known about the index).

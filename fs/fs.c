@@ -160,6 +160,16 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 		lp_err_set(err, r, "out of memory for the chunk table");
 		goto out;
 	}
+	if (fs->ix) {
+		/* the spans count in the same budget as the chunks */
+		r = fs_index_spans_join(fs, opts->mem_budget ?
+						    opts->mem_budget :
+						    fs->own_budget);
+		if (r < 0) {
+			lp_err_set(err, r, "out of memory for the span cache");
+			goto out;
+		}
+	}
 	if (opts->cache_dir) {
 		fs->cache_dir = strdup(opts->cache_dir);
 		if (!fs->cache_dir) {
@@ -204,6 +214,7 @@ void lp_fs_free(struct lp_fs *fs)
 	fs_fetcher_stop(fs);
 	fs_writer_stop(fs); /* after the fetchers, who queue; before the
 			       cache, whose chunks it holds */
+	fs_index_spans_leave(fs); /* before the budget goes */
 	fs_cache_destroy(&fs->cache);
 	lp_fs_budget_free(fs->own_budget); /* after the tier left it */
 	fs_disk_unref(fs->disk);

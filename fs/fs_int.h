@@ -621,6 +621,10 @@ struct lp_fs {
 	 * and a file's tar header is checked before its bytes are served */
 	const struct lp_index *ix;
 	atomic_uchar *hdr_checked; /* [nr_entries]; with ix */
+	/* with ix: the index's span cache as a member of the memory budget
+	 * (fs/index_fetch.c), charged there like the chunk tier */
+	struct fs_mem_member span_member;
+	struct lp_fs_budget *span_budget; /* NULL: not joined */
 	/* with ix: the proving pass (fs/index_proof.c) */
 	struct fs_proof {
 		pthread_t thread;
@@ -800,6 +804,16 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
  * through the index's span cache (fetched once, digest compared), and
  * settled in order. Returns the first chunk's result.
  */
+/*
+ * fs_index_spans_join() - charge the span cache of the index mount @fs to
+ * budget @b (its spans then leave when the budget needs room, the coldest
+ * chunk or span of any layer first); fs_index_spans_leave() drops them all
+ * and leaves (before the budget is freed). Call with no other thread using
+ * the index. Returns 0 or -ENOMEM.
+ */
+int fs_index_spans_join(struct lp_fs *fs, struct lp_fs_budget *b);
+void fs_index_spans_leave(struct lp_fs *fs);
+
 int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 		       fs_settle_fn settle, void *arg, struct lp_err *err);
 

@@ -19,16 +19,100 @@
  * format/).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fs_int.h"
 
+static void span_reserve(void *arg, size_t bytes)
+{
+	struct lp_fs *fs = arg;
+
+	fs_budget_reserve(fs->span_budget, bytes);
+}
+
+static void span_enforce(void *arg)
+{
+	struct lp_fs *fs = arg;
+
+	fs_budget_enforce(fs->span_budget);
+}
+
+static void span_release(void *arg, size_t bytes)
+{
+	struct lp_fs *fs = arg;
+
+	fs_budget_release(fs->span_budget, bytes);
+}
+
+static uint64_t span_stamp(void *arg)
+{
+	struct lp_fs *fs = arg;
+
+	return fs_budget_stamp(fs->span_budget);
+}
+
+static void span_cold(void *arg, uint64_t stamp)
+{
+	struct lp_fs *fs = arg;
+
+	atomic_store(&fs->span_member.cold, stamp);
+}
+
+/* the budget's eviction (with budget.lock; takes the span cache's) */
+static size_t span_shrink(struct fs_mem_member *m, uint64_t upto, size_t want,
+			  bool pinned)
+{
+	struct lp_fs *fs = (struct lp_fs *)((char *)m - offsetof(struct lp_fs,
+								 span_member));
+
+	return lp_index_span_cache_shrink(fs->ix, upto, want, pinned);
+}
+
+int fs_index_spans_join(struct lp_fs *fs, struct lp_fs_budget *b)
+{
+	const struct lp_index_span_budget hooks = {
+		.arg = fs,
+		.reserve = span_reserve,
+		.enforce = span_enforce,
+		.release = span_release,
+		.stamp = span_stamp,
+		.cold = span_cold,
+	};
+	int r;
+
+	fs->span_budget = b;
+	fs->span_member.shrink = span_shrink;
+	fs_budget_join(b, &fs->span_member);
+	r = lp_index_span_cache_budget(fs->ix, &hooks);
+	if (r < 0) {
+		fs_budget_leave(b, &fs->span_member);
+		fs->span_budget = NULL;
+	}
+	return r;
+}
+
+void fs_index_spans_leave(struct lp_fs *fs)
+{
+	if (!fs->span_budget)
+		return;
+	/* every span held leaves, uncharged; then no evictor calls us */
+	lp_index_span_cache_budget(fs->ix, NULL);
+	fs_budget_leave(fs->span_budget, &fs->span_member);
+	fs->span_budget = NULL;
+}
+
 /*
  * Inflate chunk @ci into @dst (its chunk_size bytes); what it fetched is
- * counted in the mount's stats. Returns 0 or -errno with @derr saying why.
+ * counted in the mount's stats. *@keep (NULL: none) is the span of the
+ * chunk before it in the run (span *@keep_i), pinned: used again when this
+ * chunk is in the same span (a span over the cache's limit is not held
+ * there, and would be fetched again for each chunk), else replaced.
+ * Returns 0 or -errno with @derr saying why.
  */
 static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
+		      struct lp_index_span **keep, size_t *keep_i,
 		      struct lp_err *derr)
 {
 	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
@@ -50,7 +134,14 @@ static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
 		 * last proven checkpoint (its spans from the cache too) */
 		r = -EAGAIN;
 	} else {
-		r = lp_index_span_get(fs->ix, fs->blob, i, &sp, &st, derr);
+		if (*keep && *keep_i == i) {
+			sp = *keep;
+			*keep = NULL;
+			r = 0;
+		} else {
+			r = lp_index_span_get(fs->ix, fs->blob, i, &sp, &st,
+					      derr);
+		}
 		if (r == 0)
 			r = lp_index_span_decode(
 				fs->ix, i, lp_index_span_data(sp),
@@ -67,7 +158,12 @@ static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
 			sp ? lp_index_span_len(sp) : 0, !window_rule, &st,
 			derr);
 	}
-	lp_index_span_put(sp);
+	if (sp) {
+		/* kept for the next chunk of the run */
+		lp_index_span_put(*keep);
+		*keep = sp;
+		*keep_i = i;
+	}
 	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
 	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
 	atomic_fetch_add(&fs->stats.index_window_rereads, st.window_rereads);
@@ -77,6 +173,8 @@ static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
 int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 		       fs_settle_fn settle, void *arg, struct lp_err *err)
 {
+	struct lp_index_span *keep = NULL;
+	size_t keep_i = 0;
 	int first_r = 0;
 	uint32_t k;
 
@@ -99,7 +197,7 @@ int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 			r = fs_chunk_error(fs, ci, -ENOMEM, "out of memory", e);
 			goto settle;
 		}
-		r = fill_piece(fs, ci, data, &derr);
+		r = fill_piece(fs, ci, data, &keep, &keep_i, &derr);
 		if (r == 0) {
 			atomic_fetch_add(&fs->stats.fetched_chunks, 1);
 		} else if (r == -EBADMSG || r == -ERANGE) {
@@ -131,5 +229,6 @@ settle:
 		/* data passes to the callback */
 		settle(arg, ci, data, r, retryable, false, NULL);
 	}
+	lp_index_span_put(keep);
 	return first_r;
 }

@@ -1030,24 +1030,31 @@ static bool count_wait(struct count_blob *cb, bool (*pred)(void *))
 	return pred(cb);
 }
 
-static void test_span_single_flight(void **state)
+/* 4 threads get span 3 at once: one fetch, whose result the 3 others
+ * take, also when the span is over the cache's limit (@over) and so not
+ * held */
+static void check_single_flight(bool over)
 {
 	struct lp_index_span_cache_stats cs = { 0 };
 	struct fixture f = { 0 };
 	struct getter_arg a = { 0 };
 	struct count_blob cb;
+	uint64_t s0, s1;
 	pthread_t t[4];
 	bool blocked;
 	int i, tries;
 
-	(void)state;
 	build_vector(&f);
 	count_init(&cb, &f, f.ix);
 	cb.gate = 3;
 	a.f = &f;
 	a.blob = count_blob_new(&cb, &f);
 	a.i = 3;
-	assert_int_equal(lp_index_span_cache_limit(f.ix, 64 * LP_MIB), 0);
+	lp_index_span_range(f.ix, 3, &s0, &s1);
+	assert_int_equal(
+		lp_index_span_cache_limit(f.ix, over ? (size_t)(s1 - s0 - 1) :
+						       64 * LP_MIB),
+		0);
 	for (i = 0; i < 4; i++)
 		assert_int_equal(pthread_create(&t[i], NULL, span_getter, &a),
 				 0);
@@ -1071,9 +1078,17 @@ static void test_span_single_flight(void **state)
 	lp_index_span_cache_stats(f.ix, &cs);
 	assert_int_equal(cs.fetches, 1);
 	assert_int_equal(cs.hits, 3);
+	assert_int_equal(cs.held_bytes, over ? 0 : s1 - s0);
 	lp_blob_unref(a.blob);
 	count_destroy(&cb);
 	release(&f);
+}
+
+static void test_span_single_flight(void **state)
+{
+	(void)state;
+	check_single_flight(false);
+	check_single_flight(true);
 }
 
 /* every regular file of @f (its path's entry), read whole through @fs by
@@ -1276,6 +1291,248 @@ static void test_cached_lie_poisons(void **state)
 	release(&f);
 }
 
+/* ---- K: span memory is in the process's one memory budget --------- */
+
+/* mount @f's layer over @blob with memory budget @b (NULL: its own) */
+static struct lp_fs *mount_budget_ex(const struct fixture *f,
+				     struct lp_blob *blob,
+				     struct lp_fs_budget *b, bool background,
+				     bool window_rule)
+{
+	struct lp_index *ix = NULL;
+	struct lp_layer *layer = NULL;
+	struct lp_err err = { 0 };
+	struct lp_fs_options opts;
+	struct lp_fs *fs = NULL;
+
+	assert_int_equal(lp_index_parse(f->idx, f->idx_len, &ix, &err), 0);
+	assert_int_equal(lp_layer_open_index(blob, ix, lp_index_check_header,
+					     &layer, &err),
+			 0);
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = background;
+	opts.background_quiet_ms = 0;
+	opts.mem_budget = b;
+	opts.index_window_rule = window_rule;
+	assert_int_equal(lp_fs_new(layer, &opts, &fs, &err), 0);
+	assert_int_equal(lp_fs_start(fs), 0);
+	return fs;
+}
+
+static struct lp_fs *mount_budget(const struct fixture *f, struct lp_blob *blob,
+				  struct lp_fs_budget *b, bool background)
+{
+	return mount_budget_ex(f, blob, b, background, false);
+}
+
+/* the span whose output holds layer offset @off */
+static size_t span_of_out(const struct lp_index *ix, uint64_t off)
+{
+	size_t i = 0;
+
+	while (i + 1 < lp_index_nr_checkpoints(ix) &&
+	       lp_index_checkpoint(ix, i + 1)->out <= off)
+		i++;
+	return i;
+}
+
+/* a number after @key in @fs's stats JSON */
+static uint64_t stats_num(struct lp_fs *fs, const char *key)
+{
+	struct lp_buf out;
+	const char *p;
+	uint64_t v;
+
+	lp_buf_init(&out, LP_MIB);
+	assert_int_equal(lp_fs_stats_json(fs, &out), 0);
+	assert_int_equal(lp_buf_append(&out, "", 1), 0);
+	p = strstr((const char *)out.data, key);
+	assert_non_null(p);
+	v = strtoull(p + strlen(key), NULL, 10);
+	lp_buf_release(&out);
+	return v;
+}
+
+static uint64_t held_bytes(struct lp_fs *fs)
+{
+	struct lp_index_span_cache_stats cs;
+
+	lp_index_span_cache_stats(lp_layer_index(lp_fs_layer(fs)), &cs);
+	return cs.held_bytes;
+}
+
+/* the proving pass of a layer nobody reads: once it ends, no span held */
+static void test_pass_keeps_no_span(void **state)
+{
+	struct fixture f = { 0 };
+	struct count_blob cb;
+	struct lp_blob *blob;
+	struct lp_fs *fs;
+	size_t i;
+
+	(void)state;
+	build_vector(&f);
+	count_init(&cb, &f, f.ix);
+	blob = count_blob_new(&cb, &f);
+	fs = mount_budget(&f, blob, NULL, true);
+	/* the pass done (30 s at most: a hang fails, not a speed) */
+	for (i = 0; i < 3000; i++) {
+		struct lp_buf out;
+		bool done;
+
+		lp_buf_init(&out, LP_MIB);
+		assert_int_equal(lp_fs_stats_json(fs, &out), 0);
+		assert_int_equal(lp_buf_append(&out, "", 1), 0);
+		done = strstr((const char *)out.data, "\"proof\": \"done\"");
+		lp_buf_release(&out);
+		if (done)
+			break;
+		usleep(10000);
+	}
+	assert_true(i < 3000);
+	assert_true(all_spans_read(&cb));
+	/* the pass read every span through the cache, and kept none */
+	assert_int_equal(held_bytes(fs), 0);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	count_destroy(&cb);
+	release(&f);
+}
+
+/*
+ * Three index layers read whole, under one small budget: their spans and
+ * chunks together stay within it (the spans are charged there, and leave
+ * when it needs room like any chunk), and the budget is all given back
+ * when they go.
+ */
+static void test_spans_in_budget(void **state)
+{
+	const size_t budget = 2 * LP_MIB;
+	struct lp_fs_budget *b = NULL;
+	struct fixture f = { 0 };
+	struct walker_arg a[3];
+	struct lp_blob *blob[3];
+	static const struct lp_blob_ops ops = { .pread = count_pread,
+						.close = slow_close };
+	struct count_blob cb;
+	struct lp_fs *fs[3];
+	pthread_t t[3];
+	uint64_t held = 0, chunks = 0;
+	size_t used, peak;
+	int i;
+
+	(void)state;
+	build_vector(&f);
+	assert_true(f.gz_len > budget);
+	count_init(&cb, &f, f.ix);
+	assert_int_equal(lp_fs_budget_new(budget, &b), 0);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(
+			lp_blob_new(&ops, &cb, f.gz_len, "count", &blob[i]), 0);
+		fs[i] = mount_budget(&f, blob[i], b, false);
+		memset(&a[i], 0, sizeof(a[i]));
+		a[i].f = &f;
+		a[i].fs = fs[i];
+		a[i].seed = (unsigned int)i;
+		assert_int_equal(pthread_create(&t[i], NULL, walker, &a[i]), 0);
+	}
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_true(a[i].files > 20);
+		assert_int_equal(a[i].wrong, 0);
+		assert_int_equal(a[i].eio, 0);
+		assert_int_equal(a[i].other, 0);
+	}
+	for (i = 0; i < 3; i++) {
+		held += held_bytes(fs[i]);
+		chunks += stats_num(fs[i], "\"memory_bytes\": ");
+	}
+	lp_fs_budget_usage(b, &used, &peak);
+	/* some spans held, all of them charged with the chunks, the total
+	 * within the budget (no reader holds anything now) */
+	assert_true(held > 0);
+	if (chunks + held > used || used > budget)
+		fail_msg("chunks %llu + spans %llu bytes held, %zu charged, "
+			 "budget %zu",
+			 (unsigned long long)chunks, (unsigned long long)held,
+			 used, budget);
+	for (i = 0; i < 3; i++) {
+		lp_fs_free(fs[i]);
+		lp_blob_unref(blob[i]);
+	}
+	lp_fs_budget_usage(b, &used, &peak);
+	assert_int_equal(used, 0);
+	lp_fs_budget_free(b);
+	count_destroy(&cb);
+	release(&f);
+}
+
+/*
+ * A span over the cache's limit (not held) read for a run of chunks in it:
+ * fetched once for the run, not once a chunk. Budget 64 KiB: the span
+ * cache's limit is 16 KiB, under any span of the vector; the window rule,
+ * so that the file's header check reads its span once and the run once.
+ */
+static void test_run_keeps_span(void **state)
+{
+	struct lp_fs_budget *b = NULL;
+	struct fixture f = { 0 };
+	struct count_blob cb;
+	struct lp_blob *blob;
+	struct lp_fs *fs;
+	size_t j, n, sp = SIZE_MAX, in_span = 0;
+	const struct lp_index_file *x = NULL;
+	uint8_t buf[4096];
+
+	(void)state;
+	build_vector(&f);
+	n = lp_index_nr_files(f.ix);
+	/* a small regular file with at least 3 more after it in its span */
+	for (j = 0; j < n && sp == SIZE_MAX; j++) {
+		size_t k, i, more = 0;
+
+		x = lp_index_file(f.ix, j);
+		if (x->type != '0' || !x->size || x->size > sizeof(buf) ||
+		    lp_index_lookup(f.ix, x->path) != (int)j)
+			continue;
+		i = span_of_out(f.ix, x->data_off);
+		if (span_of_out(f.ix, x->data_off + x->size - 1) != i)
+			continue;
+		for (k = j + 1; k < n && more < 3; k++) {
+			const struct lp_index_file *y = lp_index_file(f.ix, k);
+
+			if (y->type != '0' || !y->size)
+				continue;
+			if (span_of_out(f.ix, y->data_off + y->size - 1) != i)
+				break;
+			more++;
+		}
+		if (more >= 3) {
+			sp = i;
+			in_span = more + 1;
+		}
+	}
+	assert_true(sp != SIZE_MAX);
+	assert_non_null(x);
+	count_init(&cb, &f, f.ix);
+	blob = count_blob_new(&cb, &f);
+	assert_int_equal(lp_fs_budget_new(64 * LP_KIB, &b), 0);
+	fs = mount_budget_ex(&f, blob, b, false, true);
+	assert_int_equal(read_path(fs, x->path, buf, sizeof(buf), 0),
+			 (int)x->size);
+	assert_memory_equal(buf, f.tar + x->data_off, x->size);
+	/* the header check's read, and the run's (whatever its length) */
+	if (count_reads(&cb, sp) > 2)
+		fail_msg("span #%zu (%zu files in it) read %u times", sp,
+			 in_span, count_reads(&cb, sp));
+	lp_fs_free(fs);
+	lp_fs_budget_free(b);
+	lp_blob_unref(blob);
+	count_destroy(&cb);
+	release(&f);
+}
+
 /* ---- J: a proven-only read waits for the proving pass ------------- */
 
 struct pass_arg {
@@ -1335,7 +1592,7 @@ static void check_wait_for_pass(bool fail)
 	size_t i;
 
 	build_vector(&f);
-	assert_true(lp_index_nr_checkpoints(f.ix) > 10);
+	assert_true(lp_index_nr_checkpoints(f.ix) > 11);
 	count_init(&cb, &f, f.ix);
 	cb.gate = 6;
 	cb.gate_fail = fail;
@@ -1365,10 +1622,19 @@ static void check_wait_for_pass(bool fail)
 	assert_false(wr.bad);
 	assert_int_equal(cb.odd, 0);
 	if (!fail) {
-		/* the pass proved span 9: the reader decoded it alone */
+		/* the pass proved span 9: the reader decoded from
+		 * checkpoint 9 alone. Had it streamed from checkpoint 6 (the
+		 * last proven when it came) after waiting, it would have
+		 * inflated spans 6..8 too, and with a cache of one span
+		 * fetched some of them again */
 		assert_int_equal(pa.r, 0);
-		for (i = 0; i < 6; i++)
-			assert_int_equal(count_reads(&cb, i), 1);
+		for (i = 0; i < 9; i++)
+			if (count_reads(&cb, i) != 1)
+				fail_msg("span #%zu read %u times", i,
+					 count_reads(&cb, i));
+		assert_true(wr.st.bytes_inflated <=
+			    lp_index_checkpoint(f.ix, 11)->out -
+				    lp_index_checkpoint(f.ix, 9)->out);
 	} else {
 		/* the pass failed at span 6 (a source's error), proving
 		 * nothing past it: the reader streamed there itself */
@@ -1405,6 +1671,9 @@ int main(void)
 		cmocka_unit_test(test_one_fetch_per_span),
 		cmocka_unit_test(test_cached_lie_poisons),
 		cmocka_unit_test(test_wait_for_pass),
+		cmocka_unit_test(test_pass_keeps_no_span),
+		cmocka_unit_test(test_spans_in_budget),
+		cmocka_unit_test(test_run_keeps_span),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
