@@ -408,8 +408,8 @@ int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 				atomic_fetch_add(&sp->refs, 1);
 				sc->stats.hits++;
 				*ret_sp = sp;
-			} else if (err) {
-				*err = fl->err;
+			} else if (err && !err->msg[0]) {
+				*err = fl->err; /* the first message wins */
 			}
 			flight_leave(fl);
 			pthread_mutex_unlock(&sc->lock);
@@ -418,7 +418,9 @@ int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 		fl = calloc(1, sizeof(*fl));
 		if (!fl) {
 			pthread_mutex_unlock(&sc->lock);
-			return -ENOMEM;
+			return lp_err_set(err, -ENOMEM,
+					  "gzip index span #%zu: out of memory",
+					  i);
 		}
 		s->flight = fl;
 	}
@@ -485,8 +487,8 @@ int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 		sc->budget.enforce(sc->budget.arg);
 	if (r == 0)
 		*ret_sp = sp;
-	else if (err)
-		*err = ferr;
+	else if (err && !err->msg[0])
+		*err = ferr; /* the first message wins */
 	return r;
 }
 
