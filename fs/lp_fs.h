@@ -136,7 +136,7 @@ void lp_fs_budget_free(struct lp_fs_budget *b);
 size_t lp_fs_budget_bytes(const struct lp_fs_budget *b);
 
 /* lp_fs_budget_usage() - bytes charged to @b now and at most (chunk bytes
- * and their records). Any thread. */
+ * and their records, gzip index spans). Any thread. */
 void lp_fs_budget_usage(struct lp_fs_budget *b, size_t *ret_used,
 			size_t *ret_peak);
 

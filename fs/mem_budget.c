@@ -28,9 +28,10 @@
  * each evicts again (fs_budget_enforce), and the peak is taken then. A
  * tier charges its chunks' bytes plus their records.
  *
- * What it does not do: count anything but chunks in memory tiers (TOCs,
- * threads, buffers of fetches in flight are outside the budget), or look
- * at the process's RSS.
+ * What it does not do: count anything but chunks in memory tiers and the
+ * compressed spans of gzip index mounts (format/index_spans.c, a member
+ * like a tier; TOCs, threads, buffers of fetches in flight are outside
+ * the budget), or look at the process's RSS.
  *
  * Lock order: budget.lock, then a member's cache.lock (inside the member's
  * shrink callback); nobody takes budget.lock while holding a cache.lock.
