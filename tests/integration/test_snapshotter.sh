@@ -208,7 +208,8 @@ done
 want="hello from lazypull
 $(md5sum /bin/busybox | cut -c1-8)"
 for i in 1 2 3 4; do
-	[ "$(cat "$T/par$i.out")" = "$want" ] || fail "parallel container $i printed '$(cat "$T/par$i.out")'"
+	[ "$(cat "$T/par$i.out")" = "$want" ] ||
+		fail "parallel container $i printed '$(cat "$T/par$i.out")' (its stderr: '$(cat "$T/par$i.err")')"
 done
 ok "4 containers at once, same output"
 
