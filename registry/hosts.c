@@ -367,25 +367,34 @@ static bool valid_registry(const char *s)
 }
 
 /*
- * containerd's hostPaths(): "host:port" is looked for as "host_port_"
- * first, then as it is; then _default.
+ * The directory names looked for, in order, for registry directory @name,
+ * as containerd's hostPaths(): "host:port" as "host_port_" first, then as
+ * it is; then _default. @alt holds the "host_port_" one. Returns how many.
  */
+static size_t candidates(const char *name, char alt[LP_REG_HOST_MAX + 2],
+			 const char *cand[3])
+{
+	const char *colon = strrchr(name, ':');
+	size_t n = 0;
+
+	if (colon && colon != name) {
+		snprintf(alt, LP_REG_HOST_MAX + 2, "%.*s_%s_",
+			 (int)(colon - name), name, colon + 1);
+		cand[n++] = alt;
+	}
+	cand[n++] = name;
+	cand[n++] = "_default";
+	return n;
+}
+
 static int find_dir(const char *config_dir, const char *name,
 		    struct lp_err *err, char **ret_dir)
 {
 	char alt[LP_REG_HOST_MAX + 2];
 	const char *cand[3];
-	const char *colon = strrchr(name, ':');
-	size_t n = 0, i;
+	size_t n = candidates(name, alt, cand), i;
 	int r = 0;
 
-	if (colon && colon != name) {
-		snprintf(alt, sizeof(alt), "%.*s_%s_", (int)(colon - name),
-			 name, colon + 1);
-		cand[n++] = alt;
-	}
-	cand[n++] = name;
-	cand[n++] = "_default";
 	*ret_dir = NULL;
 	for (i = 0; i < n; i++) {
 		struct stat st;
@@ -478,23 +487,16 @@ int lp_hosts_stamp(const char *config_dir, const char *registry,
 {
 	int64_t newest = 0;
 	const char *name = is_hub(registry) ? "docker.io" : registry;
-	const char *colon = strrchr(name, ':');
 	char alt[LP_REG_HOST_MAX + 2];
 	const char *cand[3];
 	uint64_t h = 14695981039346656037ull;
-	size_t n = 0, i, j;
+	size_t n, i, j;
 	char *dir = NULL, *file = NULL;
 	int r;
 
 	if (!config_dir || !config_dir[0] || !valid_registry(registry))
 		return -EINVAL;
-	if (colon && colon != name) {
-		snprintf(alt, sizeof(alt), "%.*s_%s_", (int)(colon - name),
-			 name, colon + 1);
-		cand[n++] = alt;
-	}
-	cand[n++] = name;
-	cand[n++] = "_default";
+	n = candidates(name, alt, cand);
 	for (i = 0; i < n; i++) {
 		r = join(config_dir, cand[i], NULL, &dir);
 		if (r < 0)
