@@ -147,7 +147,7 @@ lp_run "$T/conv2.out" "$T/conv2.err" "$LAZYPULL" convert --plain-http -q \
 cp "$HOSTS/$ORIGIN/hosts.toml" "$T/hosts.toml.mirror"
 printf 'server = "http://%s"\n' "$ORIGIN" >"$HOSTS/$ORIGIN/hosts.toml.new"
 mv "$HOSTS/$ORIGIN/hosts.toml.new" "$HOSTS/$ORIGIN/hosts.toml"
-sleep 1.2 # the snapshotter looks at the files at most once a second
+sleep 2.5 # the snapshotter looks at the files at most once a second
 m0=$(wc -l <"$T/mirror.log")
 o0=$(wc -l <"$T/reg.log")
 lp_run "$T/rpull2.out" "$T/rpull2.err" ctr-remote --address "$CSOCK" images rpull \
