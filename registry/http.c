@@ -95,6 +95,11 @@ struct lp_reg {
 	unsigned int n_hosts; /* protected by lock */
 	/* the hosts of each registry spoken to (endpoints.c) */
 	struct reg_endpoints *eps; /* protected by lock */
+	/* one look at the host configuration files at a time; callers that
+	 * come while one runs wait for its list instead of taking (and a
+	 * blob pinning) the one it replaces */
+	pthread_mutex_t reload_lock;
+	atomic_bool reloading;
 	unsigned int n_eps; /* protected by lock */
 	uint64_t token_gen; /* protected by lock: last token's gen */
 	uint64_t token_fetches; /* protected by lock: token requests */
@@ -269,6 +274,7 @@ static void reg_destroy(struct lp_reg *reg)
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&reg->share_locks[i]);
 	pthread_mutex_destroy(&reg->pool_lock);
+	pthread_mutex_destroy(&reg->reload_lock);
 	pthread_mutex_destroy(&reg->lock);
 	pthread_cond_destroy(&reg->token_cond);
 	if (reg->curl_init)
@@ -307,6 +313,7 @@ int lp_reg_new(const struct lp_reg_opts *opts, struct lp_reg **ret_reg)
 		pthread_mutex_init(&reg->share_locks[i], NULL);
 	pthread_mutex_init(&reg->pool_lock, NULL);
 	pthread_mutex_init(&reg->lock, NULL);
+	pthread_mutex_init(&reg->reload_lock, NULL);
 	pthread_cond_init(&reg->token_cond, NULL);
 	if (opts)
 		reg->o = *opts;
@@ -464,9 +471,7 @@ static bool due_and_changed(struct lp_reg *reg, struct reg_endpoints *e,
 
 	if (now < at)
 		return false;
-	if (!atomic_compare_exchange_strong(&e->check_at_ms, &at,
-					    now + reg->o.hosts_recheck_ms))
-		return false; /* another caller looks */
+	atomic_store(&e->check_at_ms, now + reg->o.hosts_recheck_ms);
 	switch (reg_endpoints_look(e, reg->o.registry_config_dir, ret_stamp)) {
 	case REG_EPS_SAME:
 		return false;
@@ -480,8 +485,10 @@ static bool due_and_changed(struct lp_reg *reg, struct reg_endpoints *e,
 	return !*ret_stamp || *ret_stamp != atomic_load(&e->bad_stamp);
 }
 
-int reg_endpoints(struct lp_reg *reg, const struct lp_reg_ref *ref,
-		  const struct reg_endpoints **ret_eps, struct lp_err *err)
+/* reg_endpoints() with reload_lock held: one look at a time */
+static int endpoints_locked(struct lp_reg *reg, const struct lp_reg_ref *ref,
+			    const struct reg_endpoints **ret_eps,
+			    struct lp_err *err)
 {
 	struct reg_endpoints *e, *cur, *made = NULL;
 	unsigned int versions;
@@ -553,6 +560,32 @@ int reg_endpoints(struct lp_reg *reg, const struct lp_reg_ref *ref,
 out:
 	if (e)
 		*ret_eps = e;
+	return r;
+}
+
+int reg_endpoints(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		  const struct reg_endpoints **ret_eps, struct lp_err *err)
+{
+	struct reg_endpoints *e;
+	unsigned int versions;
+	int r;
+
+	pthread_mutex_lock(&reg->lock);
+	e = newest_locked(reg, ref->host, &versions);
+	pthread_mutex_unlock(&reg->lock);
+	/* not due and nobody looking: the list as it is */
+	if (e && !atomic_load(&reg->reloading) &&
+	    (long)lp_mono_ms() < atomic_load(&e->check_at_ms)) {
+		*ret_eps = e;
+		return 0;
+	}
+	/* a caller that comes while another looks waits for the list that
+	 * look leaves, instead of taking (and a blob pinning) the old one */
+	pthread_mutex_lock(&reg->reload_lock);
+	atomic_store(&reg->reloading, true);
+	r = endpoints_locked(reg, ref, ret_eps, err);
+	atomic_store(&reg->reloading, false);
+	pthread_mutex_unlock(&reg->reload_lock);
 	return r;
 }
 
