@@ -57,6 +57,10 @@ static const char optimize_usage[] =
 	"  --plain-http          talk HTTP, not HTTPS, to SRC's and DST's hosts\n"
 	"  --insecure-registry H plain HTTP for host H (repeatable)\n"
 	"  --ca-file FILE        trust the CAs in FILE (PEM)\n"
+	"  --registry-config-dir DIR\n"
+	"                        containerd's hosts.toml directory: mirrors,\n"
+	"                        TLS and headers for SRC's pulls (default\n"
+	"                        " LP_REG_CONFIG_DIR_DEFAULT "; \"\": none)\n"
 	"  --format F            estargz (default) or zstd-chunked\n"
 	"  --chunk-size N        chunk size (K/M suffixes; default 4M)\n"
 	"  --level L             compression level (default 9 gzip, 3 zstd)\n"
@@ -116,6 +120,7 @@ enum {
 	O_TMPDIR,
 	O_PROFILE_ONLY,
 	O_OUTPUT,
+	O_HOSTS,
 };
 
 static const struct option optimize_opts[] = {
@@ -136,6 +141,7 @@ static const struct option optimize_opts[] = {
 	{ "tmpdir", required_argument, NULL, O_TMPDIR },
 	{ "profile-only", no_argument, NULL, O_PROFILE_ONLY },
 	{ "output", required_argument, NULL, O_OUTPUT },
+	{ "registry-config-dir", required_argument, NULL, O_HOSTS },
 	{ "help", no_argument, NULL, 'h' },
 	{}
 };
@@ -148,6 +154,7 @@ struct optimize_args {
 	const char *insecure[OPT_INSECURE_MAX + 3];
 	size_t n_insecure;
 	bool plain_http;
+	const char *hosts_arg; /* --registry-config-dir; NULL: not given */
 	struct lp_reg_ref sref, dref; /* own the hosts in insecure[] */
 };
 
@@ -224,6 +231,9 @@ static int optimize_option(int c, const char *name, const char *arg,
 	case O_OUTPUT:
 		o->profile_output = arg;
 		break;
+	case O_HOSTS:
+		a->hosts_arg = arg;
+		break;
 	case 'h':
 		fputs(optimize_usage, stdout);
 		return LP_EXIT_OK;
@@ -276,6 +286,9 @@ static int optimize_parse(int argc, char **argv, struct optimize_args *a)
 	r = lp_cmd_convert_check("optimize", &a->o.image.convert);
 	if (r)
 		return r;
+	if (lp_cmd_registry_config_dir("optimize", a->hosts_arg,
+				       &a->o.image.reg.registry_config_dir))
+		return LP_EXIT_USAGE;
 	return ARGS_OK;
 }
 

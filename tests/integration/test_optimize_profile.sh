@@ -13,7 +13,9 @@
 #         list names etc/a.conf and data/b.txt of layer 2 in access order;
 #         the image's manifest digest is what it was
 #   loc   `optimize --profile-only --output DIR`: DIR/<manifest hex>.profile
-#         (DIR is the snapshotter's --index-dir)
+#         (DIR is the snapshotter's --index-dir); SRC is named by a host
+#         where nothing listens, which --registry-config-dir's hosts.toml
+#         maps to the registry
 #   ctl   no profile (the control)
 #   bad   a profile file in DIR whose lines name no layer: refused (logged,
 #         counted invalid), the layers mount without it and the image runs
@@ -159,9 +161,14 @@ print("    %d files listed: %s" % (len(paths), ", ".join(p for p, _ in paths)))
 PY
 ok "the profile is a referrer of $BEFORE (referrers tag, artifactType application/vnd.lazypull.profile.v1), lists etc/a.conf then data/b.txt of layer 2; manifest digest unchanged"
 
-say "optimize --profile-only --output DIR"
+say "optimize --profile-only --output DIR, SRC named by a host only hosts.toml maps to the registry"
+# nothing listens on DEAD: without --registry-config-dir the pulls fail
+DEAD="127.0.0.1:$(free_port)"
+mkdir -p "$T/loc.d/$DEAD"
+printf 'server = "http://%s"\n' "$R" >"$T/loc.d/$DEAD/hosts.toml"
 TMPDIR="$T/tmp" lp_run "$T/o.out" "$T/o.err" timeout 120 "$LAZYPULL" optimize --profile-only \
-	--output "$T/out" --plain-http "$R/loc/app:v1" || { show_err "$T/o.err"; fail "optimize --output"; }
+	--output "$T/out" --registry-config-dir "$T/loc.d" "$DEAD/loc/app:v1" ||
+	{ show_err "$T/o.err"; fail "optimize --output through hosts.toml"; }
 F="$T/out/${LOC#sha256:}.profile"
 LOC2=$(sed -n 3p "$T/loc.layers")
 grep -qx "path=$F" "$T/o.out" && [ -f "$F" ] || fail "no $F ($(cat "$T/o.out"))"
