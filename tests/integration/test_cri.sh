@@ -28,6 +28,10 @@
 #      identity token: containerd and lazypull each trade it at the token
 #      server (OAuth2 POST, grant_type=refresh_token), both layers mount
 #      lazily, a container runs
+#   5. a pull kubelet cancels is cancelled at containerd; 10 pulls hanging
+#      at once (more than the proxy's first 8 workers) all reach
+#      containerd, and ImageFsInfo is answered meanwhile
+#   6. SIGTERM with a pull under way: the proxy stops at once
 # Limits here: no CNI and no pod sandboxes (RunPodSandbox is not tried);
 # containers are run with ctr in containerd's k8s.io namespace.
 set -euo pipefail
@@ -289,6 +293,29 @@ wait_for 20 "containerd to drop its request to the stalled registry" sh -c \
 wait_for 20 "the proxy to see the cancel" grep -q "CRI /runtime.v1.ImageService/PullImage: cancelled by the caller" "$T/snap.log"
 $KUBELET "$CRISOCK" fsinfo >"$T/out" 2>"$T/err" || { show_err "$T/err"; fail "ImageFsInfo after the cancel"; }
 ok "cancelled after 3 s: the proxy saw it, containerd closed its $(grep -c '^open' "$T/stall.log") connection(s) to the stalled registry, the proxy serves on"
+
+say "5b. more pulls hang than the proxy's first 8 workers: other calls are still answered"
+: >"$T/stall.log"
+kp=()
+for i in $(seq 10); do
+	$KUBELET "$CRISOCK" cancel "$STALL/cri/hang$i:v1" 20 >"$T/out5b.$i" 2>"$T/err5b.$i" &
+	kp+=($!)
+done
+# each pull's connection reaches the stalled registry only once a worker
+# serves it: 10 connections need more than 8 workers
+wait_for 15 "10 pulls to reach the stalled registry" sh -c \
+	"[ \$(grep -c '^open' '$T/stall.log') -ge 10 ]"
+s0=$(date +%s%N)
+timeout 10 $KUBELET "$CRISOCK" fsinfo >"$T/out" 2>"$T/err" ||
+	{ show_err "$T/err"; fail "ImageFsInfo while 10 pulls hang was not answered within 10 s"; }
+ms=$((($(date +%s%N) - s0) / 1000000))
+for i in "${!kp[@]}"; do
+	wait "${kp[$i]}" || { show_err "$T/err5b.$((i + 1))"; fail "hanging pull $((i + 1))"; }
+done
+wait_for 20 "containerd to drop its requests to the stalled registry" sh -c \
+	"[ \$(grep -c '^open' '$T/stall.log') = \$(grep -c '^closed' '$T/stall.log') ]"
+grep -q "CRI proxy: every worker busy" "$T/snap.log" || fail "the proxy logged no added worker"
+ok "10 pulls hung at once, all reached containerd; ImageFsInfo answered in $ms ms meanwhile; all cancelled"
 # --- 6. the snapshotter stops with a pull under way -------------------------------
 say "6. SIGTERM with a PullImage of a stalled registry under way: the proxy stops at once"
 $KUBELET "$CRISOCK" cancel "$STALL/cri/slow:v2" 60 >"$T/out6" 2>"$T/err6" &
