@@ -75,7 +75,7 @@ struct lp_reg_blob {
 	char name[LP_DIGEST_STR_LEN + 1];
 	uint64_t size;
 	/* the registry's host list the blob began with (reg_endpoints(),
-	 * kept by the client): cur_ep, skip_until, served and the eps masks
+	 * a reference the blob holds): cur_ep, skip_until, served and the eps masks
 	 * index it, so a hosts.toml change does not reach an open blob */
 	const struct reg_endpoints *_Atomic eps;
 	atomic_size_t cur_ep; /* the host of the last read that worked */
@@ -136,6 +136,7 @@ void lp_reg_blob_unref(struct lp_reg_blob *rb)
 	if (!rb || atomic_fetch_sub(&rb->refs, 1) != 1)
 		return;
 	reg_spool_free(rb->spool); /* stops its feeder, which uses rb */
+	reg_endpoints_put(rb->reg, atomic_load(&rb->eps));
 	lp_reg_unref_client(rb->reg);
 	lp_reg_auth_unref(rb->ref.auth);
 	pthread_mutex_destroy(&rb->lock);
@@ -233,8 +234,10 @@ static int blob_endpoints(struct lp_reg_blob *rb,
 		if (r < 0)
 			return r;
 		/* a racing first call's list wins */
-		if (!atomic_compare_exchange_strong(&rb->eps, &want, e))
+		if (!atomic_compare_exchange_strong(&rb->eps, &want, e)) {
+			reg_endpoints_put(rb->reg, e);
 			e = want;
+		}
 	}
 	*ret_eps = e;
 	return 0;

@@ -498,19 +498,24 @@ int reg_ep_try_each(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		v = REG_EP_USE;
 		r = try(ctx, &eps->v[i], more, &v, &tmp);
 		if (r == 0)
-			return 0;
-		if (!more || v == REG_EP_USE)
-			return reg_err_pass(err, &tmp, r);
+			goto out;
+		if (!more || v == REG_EP_USE) {
+			r = reg_err_pass(err, &tmp, r);
+			goto out;
+		}
 		if (v == REG_EP_DOWN)
 			reg_ep_mark_down(&eps->v[i], &tmp);
 		else
 			lp_log_info("%s; trying the next host",
 				    lp_err_str(&tmp, r));
 	}
-	return lp_err_set(
-		err, -ENOENT,
-		"%s: no host in the registry configuration may %s", ref->host,
-		need == LP_HOST_CAP_RESOLVE ? "resolve tags" : "pull");
+	r = lp_err_set(err, -ENOENT,
+		       "%s: no host in the registry configuration may %s",
+		       ref->host,
+		       need == LP_HOST_CAP_RESOLVE ? "resolve tags" : "pull");
+out:
+	reg_endpoints_put(reg, eps);
+	return r;
 }
 
 void reg_ep_tls_desc(const struct reg_endpoint *ep, char *out, size_t size)

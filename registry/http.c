@@ -443,7 +443,8 @@ static bool host_plain_http(const struct lp_reg *reg, const char *host)
 	return reg_plain_http(&reg->o, host);
 }
 
-/* the newest list of @host in the cache, and how many it holds; lock held */
+/* the newest list of @host in the cache, and how many it holds (the
+ * current one and the older ones still held); lock held */
 static struct reg_endpoints *newest_locked(struct lp_reg *reg, const char *host,
 					   unsigned int *ret_versions)
 {
@@ -459,6 +460,44 @@ static struct reg_endpoints *newest_locked(struct lp_reg *reg, const char *host,
 	}
 	*ret_versions = n;
 	return found;
+}
+
+/* newest_locked() with a reference for the caller */
+static struct reg_endpoints *newest_get(struct lp_reg *reg, const char *host,
+					unsigned int *ret_versions)
+{
+	struct reg_endpoints *e;
+
+	pthread_mutex_lock(&reg->lock);
+	e = newest_locked(reg, host, ret_versions);
+	if (e)
+		e->refs++;
+	pthread_mutex_unlock(&reg->lock);
+	return e;
+}
+
+void reg_endpoints_put(struct lp_reg *reg, const struct reg_endpoints *ce)
+{
+	struct reg_endpoints *e = (struct reg_endpoints *)ce, **pp;
+
+	if (!e)
+		return;
+	pthread_mutex_lock(&reg->lock);
+	/* the cache's reference keeps the current list: only a replaced one
+	 * gets here with its last */
+	if (--e->refs) {
+		pthread_mutex_unlock(&reg->lock);
+		return;
+	}
+	for (pp = &reg->eps; *pp; pp = &(*pp)->next) {
+		if (*pp == e) {
+			*pp = e->next;
+			reg->n_eps--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&reg->lock);
+	reg_endpoints_free(e);
 }
 
 /* whether @e's files are due for a look and changed (this caller then
@@ -496,9 +535,8 @@ static int endpoints_locked(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	uint64_t stamp = 0;
 	int r = 0;
 
-	pthread_mutex_lock(&reg->lock);
-	e = newest_locked(reg, ref->host, &versions);
-	pthread_mutex_unlock(&reg->lock);
+	/* a reference on the current list, given to the caller or back */
+	e = newest_get(reg, ref->host, &versions);
 	if (e && !due_and_changed(reg, e, &stamp))
 		goto out;
 	/* reads files: not under the lock; a racing thread's list wins */
@@ -527,8 +565,9 @@ static int endpoints_locked(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	if (e && versions >= LP_REG_EPS_VERSIONS_MAX) {
 		if (!atomic_exchange(&e->capped, true))
 			lp_log_warn("registry %s: its host configuration "
-				    "changed %d times in this process: "
-				    "further changes apply after a restart",
+				    "changed, but open blobs hold %d older "
+				    "versions of it: the change applies when "
+				    "some of them close",
 				    ref->host, LP_REG_EPS_VERSIONS_MAX - 1);
 		reg_endpoints_free(made);
 		goto out;
@@ -538,19 +577,28 @@ static int endpoints_locked(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	if (cur == e && reg->n_eps < LP_REG_HOSTS_MAX) {
 		atomic_init(&made->check_at_ms,
 			    (long)lp_mono_ms() + reg->o.hosts_recheck_ms);
+		made->refs = 2; /* the cache's and the caller's */
 		made->next = reg->eps;
 		reg->eps = made;
 		reg->n_eps++;
-		if (e)
-			e->superseded = true; /* its blobs keep it */
+		if (e) {
+			/* the cache lets go; its blobs (and our caller's
+			 * reference, put below) keep it */
+			e->superseded = true;
+			e->refs--;
+		}
 		cur = made;
 		made = NULL;
+	} else if (cur && cur != e) {
+		cur->refs++; /* not reached while looks are serialised */
 	}
 	pthread_mutex_unlock(&reg->lock);
 	if (e && cur && cur != e && !made)
 		lp_log_info("registry %s: host configuration changed: %zu "
 			    "host(s) from now on",
 			    ref->host, cur->n);
+	if (cur != e)
+		reg_endpoints_put(reg, e);
 	e = cur;
 	if (!e)
 		r = lp_err_set(err, -EFBIG,
@@ -570,15 +618,14 @@ int reg_endpoints(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	unsigned int versions;
 	int r;
 
-	pthread_mutex_lock(&reg->lock);
-	e = newest_locked(reg, ref->host, &versions);
-	pthread_mutex_unlock(&reg->lock);
+	e = newest_get(reg, ref->host, &versions);
 	/* not due and nobody looking: the list as it is */
 	if (e && !atomic_load(&reg->reloading) &&
 	    (long)lp_mono_ms() < atomic_load(&e->check_at_ms)) {
 		*ret_eps = e;
 		return 0;
 	}
+	reg_endpoints_put(reg, e);
 	/* a caller that comes while another looks waits for the list that
 	 * look leaves, instead of taking (and a blob pinning) the old one */
 	pthread_mutex_lock(&reg->reload_lock);

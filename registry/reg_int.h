@@ -38,8 +38,9 @@
 /* a host that failed (refused, 5xx, timeout) is passed over this long; a
  * host that failed one blob (404, bytes that did not verify), for that blob */
 #define LP_REG_HOST_DOWN_MS 30000
-/* host lists of one registry a client keeps: one per hosts.toml change,
- * each blob keeping the one it began with (http.c) */
+/* host lists of one registry a client holds at once: the current one and
+ * those open blobs began with, one per hosts.toml change (http.c); a list
+ * nobody holds any more is freed */
 #define LP_REG_EPS_VERSIONS_MAX 16
 /* a configuration file changed this recently may be half written */
 #define LP_REG_HOSTS_SETTLE_MS 100
@@ -473,6 +474,10 @@ struct reg_endpoints {
 	/* lp_mono_ms() of the next look at the files (http.c) */
 	atomic_long check_at_ms;
 	atomic_bool capped; /* LP_REG_EPS_VERSIONS_MAX reached: said once */
+	/* references: the client's cache while the list is current, and each
+	 * holder reg_endpoints() gave it to (reg_endpoints_put()); changed
+	 * under the client's lock */
+	unsigned int refs;
 	bool superseded; /* protected by the client's lock: a newer list
 			    of the registry is in the cache */
 	struct reg_endpoints *next; /* the client's cache list */
@@ -517,12 +522,19 @@ bool reg_endpoints_same(const struct reg_endpoints *a,
 			const struct reg_endpoints *b);
 
 /*
- * reg_endpoints() - the client's (cached) list for @ref's registry; lives
- * as long as @reg. Returns 0 or as reg_endpoints_new() (not cached then:
- * the next call tries again).
+ * reg_endpoints() - the client's (cached) list for @ref's registry, with a
+ * reference the caller gives back with reg_endpoints_put() (a blob keeps
+ * it for its life, a request for its tries). Returns 0 or as
+ * reg_endpoints_new() (not cached then: the next call tries again).
  */
 int reg_endpoints(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		  const struct reg_endpoints **ret_eps, struct lp_err *err);
+
+/*
+ * reg_endpoints_put() - give back reg_endpoints()'s reference to @eps
+ * (NULL allowed); a list a newer one replaced is freed with its last.
+ */
+void reg_endpoints_put(struct lp_reg *reg, const struct reg_endpoints *eps);
 
 /*
  * reg_ep_next() - the first host at or after @from that has the

@@ -346,6 +346,7 @@ static void settle(void)
 	usleep((LP_REG_HOSTS_SETTLE_MS + 50) * 1000);
 }
 
+/* the client's list for @ref_s, with a reference (reg_endpoints_put()) */
 static const struct reg_endpoints *client_eps(struct lp_reg *reg,
 					      const char *ref_s)
 {
@@ -359,77 +360,119 @@ static const struct reg_endpoints *client_eps(struct lp_reg *reg,
 	return e;
 }
 
+/* which list the client has now for @ref_s (the cache keeps it) */
+static const struct reg_endpoints *cur_eps(struct lp_reg *reg,
+					   const char *ref_s)
+{
+	const struct reg_endpoints *e = client_eps(reg, ref_s);
+
+	reg_endpoints_put(reg, e);
+	return e;
+}
+
+/* hosts.toml of reg.test:5000 naming mirror m<@n>.test first; each
+ * version a size of its own: a rewrite within one clock tick keeps the
+ * times (docs/registry-config.md) */
+static void put_mirror(const char *dir, int n)
+{
+	char text[128];
+
+	snprintf(text, sizeof(text),
+		 "server = \"https://reg.test:5000\"\n"
+		 "[host.\"http://m%d.test\"]\n%.*s",
+		 n, n % 40 + 1,
+		 "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n"
+		 "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n");
+	put(dir, "reg.test:5000/hosts.toml", text);
+	settle();
+}
+
+/* the first host of @e is mirror m<@n>.test */
+static void assert_mirror(const struct reg_endpoints *e, int n)
+{
+	char host[32];
+
+	snprintf(host, sizeof(host), "m%d.test", n);
+	assert_int_equal(e->n, 2);
+	assert_string_equal(e->v[0].host, host);
+}
+
 /* a client takes a changed hosts.toml for the requests that follow,
- * keeps what it had through a broken edit, and makes a bounded number of
- * lists */
+ * keeps what it had through a broken edit, frees a list nobody holds any
+ * more, and holds a bounded number of lists at once */
 static void test_client_reload(void **state)
 {
 	struct fx *fx = *state;
-	const struct reg_endpoints *e1, *e2, *e;
+	const struct reg_endpoints *e1, *e2;
+	const struct reg_endpoints *held[LP_REG_EPS_VERSIONS_MAX];
 	struct lp_reg_opts o;
 	struct lp_reg *reg = NULL;
-	char text[128];
-	int i;
+	int i, n;
 
 	lp_reg_opts_init(&o);
 	assert_int_equal(o.hosts_recheck_ms, LP_REG_HOSTS_RECHECK_MS);
 	o.registry_config_dir = fx->dir;
 	o.hosts_recheck_ms = 0; /* look at every request */
 	assert_int_equal(lp_reg_new(&o, &reg), 0);
+	/* held, as a blob holds the list it began with */
 	e1 = client_eps(reg, "reg.test:5000/a:v");
 	assert_int_equal(e1->n, 3);
-	assert_ptr_equal(client_eps(reg, "reg.test:5000/a:v"), e1);
+	assert_ptr_equal(cur_eps(reg, "reg.test:5000/a:v"), e1);
 	put(fx->dir, "reg.test:5000/hosts.toml",
 	    "server = \"https://reg.test:5000\"\n");
 	/* just written: maybe half, not taken yet */
 	set_mtime(fx->dir, "reg.test:5000/hosts.toml", 10);
-	assert_ptr_equal(client_eps(reg, "reg.test:5000/b:v"), e1);
+	assert_ptr_equal(cur_eps(reg, "reg.test:5000/b:v"), e1);
 	set_mtime(fx->dir, "reg.test:5000/hosts.toml", -10);
 	settle();
-	e2 = client_eps(reg, "reg.test:5000/b:v");
+	e2 = cur_eps(reg, "reg.test:5000/b:v");
 	assert_ptr_not_equal(e2, e1);
 	assert_int_equal(e2->n, 1);
 	assert_string_equal(e2->v[0].host, "reg.test:5000");
-	/* the first list is still there for the blobs that began with it */
+	/* the first list is still there for the blob that holds it */
 	assert_int_equal(e1->n, 3);
-	assert_ptr_equal(client_eps(reg, "reg.test:5000/a:v"), e2);
+	assert_ptr_equal(cur_eps(reg, "reg.test:5000/a:v"), e2);
 	/* a file beside it, the same hosts: the same list goes on */
 	put(fx->dir, "reg.test:5000/.hosts.toml.swp", "x");
 	settle();
-	assert_ptr_equal(client_eps(reg, "reg.test:5000/a:v"), e2);
+	assert_ptr_equal(cur_eps(reg, "reg.test:5000/a:v"), e2);
 	/* a broken edit: the hosts it had stay */
 	put(fx->dir, "reg.test:5000/hosts.toml", "server = 12\n");
 	settle();
-	assert_ptr_equal(client_eps(reg, "reg.test:5000/a:v"), e2);
-	assert_ptr_equal(client_eps(reg, "reg.test:5000/a:v"), e2);
+	assert_ptr_equal(cur_eps(reg, "reg.test:5000/a:v"), e2);
+	assert_ptr_equal(cur_eps(reg, "reg.test:5000/a:v"), e2);
 	/* fixed: taken */
-	put(fx->dir, "reg.test:5000/hosts.toml",
-	    "server = \"https://reg.test:5000\"\n"
-	    "[host.\"http://mirror.test:5001\"]\n");
-	settle();
-	e = client_eps(reg, "reg.test:5000/a:v");
-	assert_int_equal(e->n, 2);
-	assert_string_equal(e->v[0].host, "mirror.test:5001");
-	/* at most LP_REG_EPS_VERSIONS_MAX lists of one registry */
+	put_mirror(fx->dir, 99);
+	assert_mirror(cur_eps(reg, "reg.test:5000/a:v"), 99);
+	/* lists nobody holds are freed: any number of changes apply (under
+	 * ASan a list freed while held, or never freed, fails) */
 	for (i = 0; i < 2 * LP_REG_EPS_VERSIONS_MAX; i++) {
-		/* each one a size of its own: a rewrite within one clock
-		 * tick keeps the times (docs/registry-config.md) */
-		snprintf(
-			text, sizeof(text),
-			"server = \"https://reg.test:5000\"\n"
-			"[host.\"http://m%d.test\"]\n%.*s",
-			i + 100, i + 1,
-			"\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n");
-		put(fx->dir, "reg.test:5000/hosts.toml", text);
-		settle();
-		e = client_eps(reg, "reg.test:5000/a:v");
+		put_mirror(fx->dir, 100 + i);
+		assert_mirror(cur_eps(reg, "reg.test:5000/a:v"), 100 + i);
 	}
-	assert_int_equal(e->n, 2);
-	snprintf(text, sizeof(text), "m%d.test",
-		 100 + LP_REG_EPS_VERSIONS_MAX - 4); /* 3 lists before */
-	assert_string_equal(e->v[0].host, text);
+	/* held lists (open blobs) are bounded: e1, and the current one plus
+	 * the older ones held here, LP_REG_EPS_VERSIONS_MAX in all */
+	for (n = 0; n < LP_REG_EPS_VERSIONS_MAX; n++) {
+		put_mirror(fx->dir, 200 + n);
+		held[n] = client_eps(reg, "reg.test:5000/a:v");
+		if (n < LP_REG_EPS_VERSIONS_MAX - 1)
+			assert_mirror(held[n], 200 + n);
+	}
+	/* the last change found LP_REG_EPS_VERSIONS_MAX lists held: not
+	 * applied; the one before it was */
+	assert_mirror(held[LP_REG_EPS_VERSIONS_MAX - 2],
+		      200 + LP_REG_EPS_VERSIONS_MAX - 2);
+	assert_ptr_equal(held[LP_REG_EPS_VERSIONS_MAX - 1],
+			 held[LP_REG_EPS_VERSIONS_MAX - 2]);
+	/* a holder lets go: the change applies */
+	reg_endpoints_put(reg, held[0]);
+	assert_mirror(cur_eps(reg, "reg.test:5000/a:v"),
+		      200 + LP_REG_EPS_VERSIONS_MAX - 1);
 	/* another registry is not held back by it */
-	assert_int_equal(client_eps(reg, "other.test/a:v")->n, 1);
+	assert_int_equal(cur_eps(reg, "other.test/a:v")->n, 1);
+	for (n = 1; n < LP_REG_EPS_VERSIONS_MAX; n++)
+		reg_endpoints_put(reg, held[n]);
+	reg_endpoints_put(reg, e1);
 	lp_reg_free(reg);
 }
 
