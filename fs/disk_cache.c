@@ -64,7 +64,7 @@
 
 #define DISK_MAX_EVICT_ROUNDS 4 /* scans per eviction, writers racing */
 
-/* files this process vouches for: 16384 (~0.9 MiB), allocated at the first
+/* files this process vouches for: 16384 (~1.4 MiB), allocated at the first
  * voucher; a set is chosen by the digest, its oldest voucher replaced */
 #define DISK_VOUCH_SETS 4096
 #define DISK_VOUCH_WAYS 4

@@ -1286,6 +1286,8 @@ static void test_background_not_kept(void **state)
 	fs_disk_counts(fx.fs->disk, &rehashed, &vouched);
 	assert_int_equal(rehashed, 0);
 	assert_int_equal(vouched, stat_of(fx.fs, "\"disk_hits"));
+	assert_int_equal(stat_of(fx.fs, "\"disk_vouched"), vouched);
+	assert_int_equal(stat_of(fx.fs, "\"disk_rehashed"), 0);
 	lp_fs_free(fx.fs);
 
 	/* control: no disk tier, the memory tier keeps them */
