@@ -135,8 +135,11 @@ static void path_of(const struct lp_digest *dg, char path[DISK_PATH_MAX])
 	snprintf(path, DISK_PATH_MAX, "chunks/%.2s/%s", hex, hex);
 }
 
-/* the identity of the file open as @fd now; -errno */
-static int ident_of(int fd, struct disk_ident *id)
+/* the identity of the file open as @fd now; @known: its identity taken
+ * before through the same @fd (whose inode keeps its generation for life:
+ * no second ioctl), or NULL; -errno */
+static int ident_of(int fd, const struct disk_ident *known,
+		    struct disk_ident *id)
 {
 	struct stat st;
 	unsigned int gen = 0;
@@ -144,7 +147,9 @@ static int ident_of(int fd, struct disk_ident *id)
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	/* not every file system has generations: 0 then, every time */
-	if (ioctl(fd, FS_IOC_GETVERSION, &gen) < 0)
+	if (known)
+		gen = known->gen;
+	else if (ioctl(fd, FS_IOC_GETVERSION, &gen) < 0)
 		gen = 0;
 	id->dev = (uint64_t)st.st_dev;
 	id->ino = (uint64_t)st.st_ino;
@@ -475,12 +480,12 @@ int fs_disk_get(struct fs_disk *disk, const struct lp_digest *dg, void *buf,
 	fd = openat(disk->dirfd, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		goto out;
-	if (ident_of(fd, &before) < 0 || before.size != len ||
+	if (ident_of(fd, NULL, &before) < 0 || before.size != len ||
 	    read_all(fd, buf, len) < 0)
 		goto bad;
 	/* unchanged while we read it, and vouched for: these are the bytes
 	 * this process wrote or verified */
-	stable = ident_of(fd, &mid) == 0 && ident_equal(&before, &mid);
+	stable = ident_of(fd, &before, &mid) == 0 && ident_equal(&before, &mid);
 	if (stable && vouched(disk, dg, &before)) {
 		atomic_fetch_add(&disk->vouched, 1);
 		trusted = true;
@@ -497,7 +502,7 @@ int fs_disk_get(struct fs_disk *disk, const struct lp_digest *dg, void *buf,
 	if (touch && futimens(fd, NULL) == 0) { /* warm: evicted last */
 		/* its ctime moved: vouch for it as it is now (a change by
 		 * someone else between the read and here goes unnoticed) */
-		if (stable && ident_of(fd, &mid) == 0)
+		if (stable && ident_of(fd, &before, &mid) == 0)
 			vouch(disk, dg, &mid);
 	} else if (stable && !trusted) {
 		vouch(disk, dg, &mid); /* verified just now, as it was read */
@@ -671,7 +676,7 @@ int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
 	}
 	/* ours, as it is after our last change of it (the rename): the
 	 * next read in this process needs no hash */
-	if (ident_of(fd, &id) == 0)
+	if (ident_of(fd, NULL, &id) == 0)
 		vouch(disk, dg, &id);
 	r = close(fd) < 0 ? -errno : 0;
 	fd = -1;
