@@ -635,6 +635,12 @@ run_one() {
 		rc=1
 	fi
 	[ -z "${LP_TRACE:-}" ] || proxy "trace off" >/dev/null
+	# the snapshotter's CPU seconds (user + system) from its start to the
+	# ready line: what it spent decoding, verifying, caching, serving FUSE
+	if [ -n "$SNAP_PID" ] && [ -r "/proc/$SNAP_PID/stat" ]; then
+		awk -v t="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f %.2f\n", $12 / t, $13 / t }' \
+			"/proc/$SNAP_PID/stat" >"$log.cpu" 2>/dev/null || true
+	fi
 	# lazypull's per-layer stats just after the ready line, or the
 	# timeout (an index layer's gzip_index: checkpoints proven, the
 	# proving pass's state)
@@ -706,6 +712,10 @@ if rc == "0" and os.path.exists(log + ".ready"):
                       "fallbacks %s); see logs/%s.snap.log" % (
                           m.get("lazypull_index_mounts_total"), m.get("lazypull_fallbacks_total"),
                           os.path.basename(log)))
+    if os.path.exists(log + ".cpu"):
+        u, s = (float(x) for x in open(log + ".cpu").read().split())
+        r["snap_cpu_s"] = u + s
+        r["snap_cpu_user_s"], r["snap_cpu_sys_s"] = u, s
     if os.path.exists(log + ".warm.s"):
         r["warm"] = float(open(log + ".warm.s").read())
 else:
@@ -716,9 +726,10 @@ PY
 import json, sys
 r = json.load(sys.stdin)
 if "total" in r:
-    print("  %-10s %-8s %-6s %-13s #%d  pull %6.2f  create %5.2f  run %6.2f  total %6.2f s  %7.1f MB  %4d req  load %.2f  %s" % (
+    print("  %-10s %-8s %-6s %-13s #%d  pull %6.2f  create %5.2f  run %6.2f  total %6.2f s  %7.1f MB  %4d req  load %.2f%s  %s" % (
         r["image"], r["workload"], r["profile"], r["mode"], r["rep"], r["pull"], r["create"], r["run"], r["total"],
-        r["bytes"] / 1e6, r["requests"], r["loadavg"][0], r.get("ready_line", "")))
+        r["bytes"] / 1e6, r["requests"], r["loadavg"][0],
+        "  snap cpu %.2f s" % r["snap_cpu_s"] if "snap_cpu_s" in r else "", r.get("ready_line", "")))
 else:
     print("  %-10s %-8s %-6s %-13s #%d  FAILED (%s)" % (r["image"], r["workload"], r["profile"], r["mode"], r["rep"], r["error"]))' >&2
 	stop_run
