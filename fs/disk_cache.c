@@ -4,22 +4,10 @@
  * digest its bytes were verified against (DIR/chunks/ab/abcd...), so it
  * survives remounts and is shared by every layer holding the same chunk.
  * Files are written to DIR/tmp and renamed into place, so a reader never sees
- * a partial file under a final name. A file is verified when read (a bad or
- * wrong-sized file is deleted and counts as a miss) unless this process
- * vouches for it: it wrote the file itself, or verified it on an earlier
- * read, and the file is still the same one, unchanged since (same device,
- * inode, generation, size and ctime as fstat()ed after this process's last
- * change of it, checked before and after the read). The vouchers live in
- * memory only (a bounded table, DISK_VOUCH_SETS x DISK_VOUCH_WAYS, the
- * oldest replaced): a file from before a restart, or written by another
- * process, is verified again on its first read in this process. The ctime
- * check relies on the kernel giving a change right after a stat a new
- * ctime (multigrain timestamps, Linux 6.13+ on ext4, xfs, btrfs, tmpfs);
- * on older kernels a change within the same clock tick as this process's
- * own last change of the file would go unnoticed. The tier is bounded:
- * past its byte budget the coldest files (oldest mtime; a hit refreshes it
- * when older than DISK_TOUCH_AFTER_NS) are deleted down to 90% of the
- * budget.
+ * a partial file under a final name; every read is verified again (a bad or
+ * wrong-sized file is deleted and counts as a miss). The tier is bounded:
+ * past its byte budget the coldest files (oldest mtime; a hit refreshes it)
+ * are deleted down to 90% of the budget.
  *
  * One object per directory per process: fs_disk_open() of a directory that
  * is already open (same device and inode, however it is spelled) returns a
@@ -48,10 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "fs_int.h"
@@ -64,31 +49,6 @@
 
 #define DISK_MAX_EVICT_ROUNDS 4 /* scans per eviction, writers racing */
 
-/* files this process vouches for: 16384 (~1.4 MiB), allocated at the first
- * voucher; a set is chosen by the digest, its oldest voucher replaced */
-#define DISK_VOUCH_SETS 4096
-#define DISK_VOUCH_WAYS 4
-/* a hit refreshes a file's mtime (its warmth for eviction) only when it is
- * older than this: eviction order is accurate to it, and a chunk written
- * and read back soon after costs no inode update */
-#define DISK_TOUCH_AFTER_NS (10ull * 1000000000)
-#define DISK_SUBDIRS 256 /* chunks/00 .. chunks/ff */
-
-/* what identifies one version of one file: fstat() and its generation */
-struct disk_ident {
-	uint64_t dev, ino, size;
-	int64_t ctime_ns;
-	uint32_t gen;
-	int64_t mtime_ns; /* not part of the identity: its warmth */
-};
-
-/* a file this process wrote or verified, as it was after its last change */
-struct disk_vouch {
-	struct lp_digest dg;
-	struct disk_ident id;
-	uint32_t seq; /* 0: empty; higher: newer */
-};
-
 struct fs_disk {
 	int dirfd;
 	dev_t dev; /* immutable: the directory's identity */
@@ -100,13 +60,6 @@ struct fs_disk {
 	uint64_t budget; /* the smallest asked for; protected by lock */
 	uint64_t used; /* every user's files; protected by lock */
 	bool evicting; /* protected by lock */
-	/* [DISK_VOUCH_SETS * DISK_VOUCH_WAYS] or NULL; protected by lock */
-	struct disk_vouch *vouch;
-	uint32_t vouch_seq; /* protected by lock */
-	/* chunks/XX made (bit per subdirectory): no mkdirat per write */
-	atomic_uint_fast64_t made[DISK_SUBDIRS / 64];
-	atomic_uint_fast64_t rehashed; /* reads verified (sha256) */
-	atomic_uint_fast64_t vouched; /* reads served on a voucher */
 };
 
 /* the directories open in this process (see the top of the file) */
@@ -133,134 +86,6 @@ static void path_of(const struct lp_digest *dg, char path[DISK_PATH_MAX])
 
 	hex_of(dg, hex);
 	snprintf(path, DISK_PATH_MAX, "chunks/%.2s/%s", hex, hex);
-}
-
-/* the identity of the file open as @fd now; @known: its identity taken
- * before through the same @fd (whose inode keeps its generation for life:
- * no second ioctl), or NULL; -errno */
-static int ident_of(int fd, const struct disk_ident *known,
-		    struct disk_ident *id)
-{
-	struct stat st;
-	unsigned int gen = 0;
-
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	/* not every file system has generations: 0 then, every time */
-	if (known)
-		gen = known->gen;
-	else if (ioctl(fd, FS_IOC_GETVERSION, &gen) < 0)
-		gen = 0;
-	id->dev = (uint64_t)st.st_dev;
-	id->ino = (uint64_t)st.st_ino;
-	id->size = (uint64_t)st.st_size;
-	id->ctime_ns =
-		(int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
-	id->gen = gen;
-	id->mtime_ns =
-		(int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-	return 0;
-}
-
-static bool ident_equal(const struct disk_ident *a, const struct disk_ident *b)
-{
-	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-	       a->ctime_ns == b->ctime_ns && a->gen == b->gen;
-}
-
-static struct disk_vouch *vouch_set(struct fs_disk *d,
-				    const struct lp_digest *dg)
-{
-	uint32_t h;
-
-	memcpy(&h, dg->b, sizeof(h)); /* a sha256: uniform enough */
-	return &d->vouch[(h % DISK_VOUCH_SETS) * DISK_VOUCH_WAYS];
-}
-
-/* whether this process vouches for file @id under digest @dg */
-static bool vouched(struct fs_disk *d, const struct lp_digest *dg,
-		    const struct disk_ident *id)
-{
-	struct disk_vouch *set;
-	bool ok = false;
-	int w;
-
-	pthread_mutex_lock(&d->lock);
-	if (!d->vouch)
-		goto out;
-	set = vouch_set(d, dg);
-	for (w = 0; w < DISK_VOUCH_WAYS; w++) {
-		if (set[w].seq && lp_digest_equal(&set[w].dg, dg)) {
-			ok = ident_equal(&set[w].id, id);
-			break;
-		}
-	}
-out:
-	pthread_mutex_unlock(&d->lock);
-	return ok;
-}
-
-/* vouch for file @id under @dg (replacing what was said of @dg before);
- * without memory for the table nothing is vouched for (all is verified) */
-static void vouch(struct fs_disk *d, const struct lp_digest *dg,
-		  const struct disk_ident *id)
-{
-	struct disk_vouch *set, *v = NULL;
-	int w;
-
-	pthread_mutex_lock(&d->lock);
-	if (!d->vouch)
-		d->vouch = calloc((size_t)DISK_VOUCH_SETS * DISK_VOUCH_WAYS,
-				  sizeof(*d->vouch));
-	if (!d->vouch)
-		goto out;
-	set = vouch_set(d, dg);
-	for (w = 0; w < DISK_VOUCH_WAYS && !v; w++)
-		if (set[w].seq && lp_digest_equal(&set[w].dg, dg))
-			v = &set[w];
-	for (w = 0; w < DISK_VOUCH_WAYS && !v; w++)
-		if (!set[w].seq)
-			v = &set[w];
-	if (!v) { /* the oldest goes */
-		v = &set[0];
-		for (w = 1; w < DISK_VOUCH_WAYS; w++)
-			if (set[w].seq < v->seq)
-				v = &set[w];
-	}
-	if (++d->vouch_seq == 0) { /* wrapped: start the ages again */
-		memset(d->vouch, 0,
-		       (size_t)DISK_VOUCH_SETS * DISK_VOUCH_WAYS *
-			       sizeof(*d->vouch));
-		d->vouch_seq = 1;
-	}
-	v->dg = *dg;
-	v->id = *id;
-	v->seq = d->vouch_seq;
-out:
-	pthread_mutex_unlock(&d->lock);
-}
-
-/* take back what was said of @dg (its file is gone or bad) */
-static void unvouch(struct fs_disk *d, const struct lp_digest *dg)
-{
-	struct disk_vouch *set;
-	int w;
-
-	pthread_mutex_lock(&d->lock);
-	if (d->vouch) {
-		set = vouch_set(d, dg);
-		for (w = 0; w < DISK_VOUCH_WAYS; w++)
-			if (set[w].seq && lp_digest_equal(&set[w].dg, dg))
-				memset(&set[w], 0, sizeof(set[w]));
-	}
-	pthread_mutex_unlock(&d->lock);
-}
-
-void fs_disk_counts(struct fs_disk *disk, uint64_t *ret_rehashed,
-		    uint64_t *ret_vouched)
-{
-	*ret_rehashed = atomic_load(&disk->rehashed);
-	*ret_vouched = atomic_load(&disk->vouched);
 }
 
 /* call @fn on every chunk file; stops early when @fn returns nonzero */
@@ -427,7 +252,6 @@ void fs_disk_unref(struct fs_disk *disk)
 		return;
 	close(disk->dirfd);
 	pthread_mutex_destroy(&disk->lock);
-	free(disk->vouch);
 	free(disk);
 }
 
@@ -471,49 +295,22 @@ int fs_disk_get(struct fs_disk *disk, const struct lp_digest *dg, void *buf,
 		size_t len)
 {
 	char path[DISK_PATH_MAX];
-	struct disk_ident before = { 0 }, mid;
-	struct timespec now;
-	bool trusted, stable, touch;
+	struct stat st = { 0 };
 	int fd, r = -ENOENT;
 
 	path_of(dg, path);
 	fd = openat(disk->dirfd, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		goto out;
-	if (ident_of(fd, NULL, &before) < 0 || before.size != len ||
-	    read_all(fd, buf, len) < 0)
-		goto bad;
-	/* unchanged while we read it, and vouched for: these are the bytes
-	 * this process wrote or verified */
-	stable = ident_of(fd, &before, &mid) == 0 && ident_equal(&before, &mid);
-	if (stable && vouched(disk, dg, &before)) {
-		atomic_fetch_add(&disk->vouched, 1);
-		trusted = true;
-	} else {
-		atomic_fetch_add(&disk->rehashed, 1);
-		if (lp_chunk_verify(buf, len, dg) < 0)
-			goto bad;
-		trusted = false;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != len ||
+	    read_all(fd, buf, len) < 0 || lp_chunk_verify(buf, len, dg) < 0) {
+		/* torn, truncated or tampered with: drop it, refetch */
+		if (unlinkat(disk->dirfd, path, 0) == 0)
+			forget_bytes(disk, (uint64_t)st.st_size);
+		goto out;
 	}
-	clock_gettime(CLOCK_REALTIME, &now);
-	touch = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec -
-			before.mtime_ns >
-		(int64_t)DISK_TOUCH_AFTER_NS;
-	if (touch && futimens(fd, NULL) == 0) { /* warm: evicted last */
-		/* its ctime moved: vouch for it as it is now (a change by
-		 * someone else between the read and here goes unnoticed) */
-		if (stable && ident_of(fd, &before, &mid) == 0)
-			vouch(disk, dg, &mid);
-	} else if (stable && !trusted) {
-		vouch(disk, dg, &mid); /* verified just now, as it was read */
-	}
+	futimens(fd, NULL); /* warm: evicted last */
 	r = 0;
-	goto out;
-bad:
-	/* torn, truncated or tampered with: drop it, refetch */
-	unvouch(disk, dg);
-	if (unlinkat(disk->dirfd, path, 0) == 0)
-		forget_bytes(disk, before.size);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -610,36 +407,11 @@ static void evict(struct fs_disk *d)
 	free(c.files);
 }
 
-static int hex_val(char c)
-{
-	return c <= '9' ? c - '0' : c - 'a' + 10;
-}
-
-/* make chunks/XX for a file named @hex, unless this process made it before
- * (@again: it was, and is gone) */
-static int subdir_make(struct fs_disk *d, const char hex[DISK_HEX_LEN + 1],
-		       bool again)
-{
-	const unsigned int i =
-		(unsigned int)(hex_val(hex[0]) * 16 + hex_val(hex[1]));
-	const uint64_t bit = 1ull << (i % 64);
-	char sub[16];
-
-	if (!again && (atomic_load(&d->made[i / 64]) & bit))
-		return 0;
-	snprintf(sub, sizeof(sub), "chunks/%.2s", hex);
-	if (mkdirat(d->dirfd, sub, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	atomic_fetch_or(&d->made[i / 64], bit);
-	return 0;
-}
-
 int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
 		const void *buf, size_t len)
 {
 	char hex[DISK_HEX_LEN + 1], path[DISK_PATH_MAX],
 		tmp[DISK_PATH_MAX + 32];
-	struct disk_ident id;
 	bool do_evict = false, too_big;
 	int fd = -1, r = 0;
 
@@ -650,9 +422,11 @@ int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
 		goto out;
 	hex_of(dg, hex);
 	path_of(dg, path);
-	r = subdir_make(disk, hex, false);
-	if (r < 0)
+	snprintf(tmp, sizeof(tmp), "chunks/%.2s", hex);
+	if (mkdirat(disk->dirfd, tmp, 0700) < 0 && errno != EEXIST) {
+		r = -errno;
 		goto out;
+	}
 	snprintf(tmp, sizeof(tmp), "tmp/%.16s.%d.%u", hex, (int)getpid(),
 		 atomic_fetch_add(&disk->tmp_seq, 1));
 	fd = openat(disk->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
@@ -662,27 +436,13 @@ int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
 		goto out;
 	}
 	r = lp_write_all(fd, buf, len);
-	if (r == 0 && renameat(disk->dirfd, tmp, disk->dirfd, path) < 0) {
+	if (close(fd) < 0 && r == 0)
 		r = -errno;
-		/* chunks/XX removed behind our back: make it again, once */
-		if (r == -ENOENT && subdir_make(disk, hex, true) == 0)
-			r = renameat(disk->dirfd, tmp, disk->dirfd, path) < 0 ?
-				    -errno :
-				    0;
-	}
+	fd = -1;
+	if (r == 0 && renameat(disk->dirfd, tmp, disk->dirfd, path) < 0)
+		r = -errno;
 	if (r < 0) {
 		unlinkat(disk->dirfd, tmp, 0);
-		goto out;
-	}
-	/* ours, as it is after our last change of it (the rename): the
-	 * next read in this process needs no hash */
-	if (ident_of(fd, NULL, &id) == 0)
-		vouch(disk, dg, &id);
-	r = close(fd) < 0 ? -errno : 0;
-	fd = -1;
-	if (r < 0) { /* the write may not have made it */
-		unvouch(disk, dg);
-		unlinkat(disk->dirfd, path, 0);
 		goto out;
 	}
 	pthread_mutex_lock(&disk->lock);

@@ -378,9 +378,7 @@ struct fs_disk;
 int fs_disk_open(const char *dir, uint64_t budget, struct fs_disk **ret_disk,
 		 struct lp_err *err);
 void fs_disk_unref(struct fs_disk *disk); /* NULL allowed */
-/* fs_disk_get() - 0 with @len verified bytes in @buf, or -ENOENT: bytes
- * hashed now, or read from a file this process wrote or verified and that
- * is unchanged since (disk_cache.c, "vouches"). */
+/* fs_disk_get() - 0 with @len verified bytes in @buf, or -ENOENT. */
 int fs_disk_get(struct fs_disk *disk, const struct lp_digest *dg, void *buf,
 		size_t len);
 bool fs_disk_has(struct fs_disk *disk, const struct lp_digest *dg);
@@ -388,11 +386,6 @@ bool fs_disk_has(struct fs_disk *disk, const struct lp_digest *dg);
 int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
 		const void *buf, size_t len);
 uint64_t fs_disk_used(struct fs_disk *disk);
-/* fs_disk_counts() - hits of @disk (every user's) whose bytes were hashed
- * again (@ret_rehashed) and served on this process's voucher
- * (@ret_vouched), since it was opened */
-void fs_disk_counts(struct fs_disk *disk, uint64_t *ret_rehashed,
-		    uint64_t *ret_vouched);
 
 /* --- statistics (stats.c) --- */
 

@@ -166,12 +166,8 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 	uint64_t n = ld(&s->ondemand_fetches), ns = ld(&s->ondemand_ns_total);
 	struct lp_fs_stats st;
 	size_t mem_used, mem_peak, proc_used, proc_peak;
-	/* the disk tier's, of every layer sharing it (as disk_bytes) */
-	uint64_t rehashed = 0, vouched = 0;
 	int r;
 
-	if (fs->disk)
-		fs_disk_counts(fs->disk, &rehashed, &vouched);
 	pthread_mutex_lock(&fs->fetch.lock);
 	pre = fs->fetch.prefetch;
 	pre_err = fs->fetch.prefetch_error;
@@ -246,8 +242,7 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			"\"process_memory_bytes\": %zu, "
 			"\"process_memory_peak_bytes\": %zu, \"disk_bytes\": "
 			"%llu, \"disk_write_deferred\": %llu, "
-			"\"disk_write_dropped\": %llu, \"disk_rehashed\": %llu, "
-			"\"disk_vouched\": %llu},\n"
+			"\"disk_write_dropped\": %llu},\n"
 			"  \"errors\": {\"verify_failures\": %llu, "
 			"\"fetch_errors\": %llu, \"digest_table_errors\": "
 			"%llu},\n",
@@ -258,8 +253,6 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 							0),
 			(unsigned long long)ld(&s->disk_write_deferred),
 			(unsigned long long)ld(&s->disk_write_dropped),
-			(unsigned long long)rehashed,
-			(unsigned long long)vouched,
 			(unsigned long long)ld(&s->verify_failures),
 			(unsigned long long)ld(&s->fetch_errors),
 			(unsigned long long)ld(&s->digest_table_errors));
