@@ -74,9 +74,9 @@ struct lp_reg_blob {
 	struct lp_digest digest;
 	char name[LP_DIGEST_STR_LEN + 1];
 	uint64_t size;
-	/* the registry's host list the blob began with (reg_endpoints(),
-	 * a reference the blob holds): cur_ep, skip_until, served and the eps masks
-	 * index it, so a hosts.toml change does not reach an open blob */
+	/* the registry's host list the blob began with (reg_endpoints(), a
+	 * reference the blob holds): cur_ep, skip_until, served and the eps
+	 * masks index it, so a hosts.toml change does not reach an open blob */
 	const struct reg_endpoints *_Atomic eps;
 	atomic_size_t cur_ep; /* the host of the last read that worked */
 	pthread_mutex_t lock;

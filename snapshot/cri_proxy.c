@@ -478,6 +478,7 @@ int lp_cri_proxy_start(const char *listen, const char *upstream,
 	if (n_first > CRI_MAX_WORKERS)
 		n_first = CRI_MAX_WORKERS;
 	pthread_mutex_init(&p->grow_lock, NULL);
+	atomic_init(&p->idle, 0);
 	grpc_init();
 	p->grpc_inited = true;
 	lp_grpc_msg_args(args, LP_CRI_FORWARD_MAX);

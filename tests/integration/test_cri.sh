@@ -298,7 +298,9 @@ say "5b. more pulls hang than the proxy's first 8 workers: other calls are still
 : >"$T/stall.log"
 kp=()
 for i in $(seq 10); do
-	$KUBELET "$CRISOCK" cancel "$STALL/cri/hang$i:v1" 20 >"$T/out5b.$i" 2>"$T/err5b.$i" &
+	# cancelled after 30 s: past the 15 s wait below plus fsinfo's 10 s,
+	# so that a queued fsinfo cannot pass on a worker freed by a cancel
+	$KUBELET "$CRISOCK" cancel "$STALL/cri/hang$i:v1" 30 >"$T/out5b.$i" 2>"$T/err5b.$i" &
 	kp+=($!)
 done
 # each pull's connection reaches the stalled registry only once a worker
