@@ -79,6 +79,20 @@ int lp_snap_config_add_index_dir(struct lp_snap_config *c, const char *dir)
 	return 0;
 }
 
+int lp_snap_config_add_trusted_key(struct lp_snap_config *c, const char *path)
+{
+	if (c->n_index_trusted_keys >= LP_SNAP_TRUSTED_KEYS_MAX)
+		return -E2BIG;
+	if (path[0] != '/' || strlen(path) >= LP_SNAP_PATH_MAX)
+		return -EINVAL;
+	c->index_trusted_keys[c->n_index_trusted_keys] = strdup(path);
+	if (!c->index_trusted_keys[c->n_index_trusted_keys])
+		return -ENOMEM;
+	c->n_index_trusted_keys++;
+	c->index_trusted_keys[c->n_index_trusted_keys] = NULL;
+	return 0;
+}
+
 void lp_snap_config_release(struct lp_snap_config *c)
 {
 	size_t i;
@@ -94,6 +108,8 @@ void lp_snap_config_release(struct lp_snap_config *c)
 		free(c->insecure[i]);
 	for (i = 0; i < c->n_index_dirs; i++)
 		free(c->index_dirs[i]);
+	for (i = 0; i < c->n_index_trusted_keys; i++)
+		free(c->index_trusted_keys[i]);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -204,7 +220,8 @@ static int apply(struct lp_snap_config *c, struct json_object *o,
 	    (r = get_bool(o, "background_fetch", &c->background_fetch, err)) ||
 	    (r = get_bool(o, "strict", &c->strict, err)) ||
 	    (r = get_bool(o, "index_lookup", &c->index_lookup, err)) ||
-	    (r = get_bool(o, "profile_lookup", &c->profile_lookup, err)))
+	    (r = get_bool(o, "profile_lookup", &c->profile_lookup, err)) ||
+	    (r = get_bool(o, "index_window_rule", &c->index_window_rule, err)))
 		return r;
 	r = get_u64(o, "memory_cache_bytes", SIZE_MAX, &n, &present, err);
 	if (r)
@@ -247,6 +264,10 @@ static int apply(struct lp_snap_config *c, struct json_object *o,
 	if (present)
 		c->unserved_timeout_s = (unsigned int)n;
 	r = get_str_list(o, "index_dirs", c, lp_snap_config_add_index_dir, err);
+	if (r)
+		return r;
+	r = get_str_list(o, "index_trusted_keys", c,
+			 lp_snap_config_add_trusted_key, err);
 	if (r)
 		return r;
 	if (json_object_object_get_ex(o, "insecure_registries", &v)) {
