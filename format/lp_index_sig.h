@@ -49,7 +49,8 @@
 
 /* Bounds (house rule 8). */
 #define LP_INDEX_SIG_MAX_LAYERS 128 /* layer lines of a statement */
-#define LP_INDEX_SIG_LAYER_LINE 149 /* "layer sha256:..64.. index ...\n" */
+#define LP_INDEX_SIG_LAYER_LINE \
+	156 /* "layer sha256:<hex> index sha256:<hex>\n" */
 #define LP_INDEX_SIG_MAX_STATEMENT                                 \
 	(sizeof(LP_INDEX_SIG_MAGIC) - 1 + 16 + LP_DIGEST_STR_LEN + \
 	 LP_INDEX_SIG_MAX_LAYERS * LP_INDEX_SIG_LAYER_LINE)
