@@ -486,6 +486,11 @@ out:
 		lp_log_info("layer %s: gzip index %s trusted: signed by a "
 			    "trusted key; reads start at any checkpoint",
 			    y->digest, y->facts.toc_digest);
+	else if (lp_index_keys_count(l->trusted_keys)) /* the admin asked */
+		lp_log_warn("layer %s: gzip index %s %s: %s; proven-only "
+			    "reads",
+			    y->digest, y->facts.toc_digest,
+			    lp_index_trust_name(t), lp_err_str(&why, -EINVAL));
 	else
 		lp_log_info("layer %s: gzip index %s %s: %s; proven-only "
 			    "reads",
