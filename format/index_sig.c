@@ -525,6 +525,8 @@ const char *lp_index_trust_name(enum lp_index_trust t)
 		return "unknown_key";
 	case LP_INDEX_TRUST_BAD_SIGNATURE:
 		return "bad_signature";
+	case LP_INDEX_TRUST_PROVEN:
+		return "proven";
 	}
 	return "?";
 }

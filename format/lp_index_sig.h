@@ -169,9 +169,13 @@ enum lp_index_trust {
 	/* the signature does not verify, does not parse, or its statement
 	 * names another manifest, layer or index blob */
 	LP_INDEX_TRUST_BAD_SIGNATURE,
+	/* not a signature's verdict: this node's proving pass read the whole
+	 * layer through this very index blob before and found it true (the
+	 * snapshotter's "proven once" record) */
+	LP_INDEX_TRUST_PROVEN,
 };
-#define LP_INDEX_TRUST_NR 4
-/* "signed", "unsigned", "unknown_key", "bad_signature" */
+#define LP_INDEX_TRUST_NR 5
+/* "signed", "unsigned", "unknown_key", "bad_signature", "proven" */
 const char *lp_index_trust_name(enum lp_index_trust t);
 
 /*

@@ -97,6 +97,8 @@ static void *proof_main(void *arg)
 			    lp_blob_name(fs->blob),
 			    lp_index_nr_checkpoints(fs->ix),
 			    (unsigned long long)st.bytes_fetched);
+		if (fs->opts.index_proven)
+			fs->opts.index_proven(fs->opts.index_proven_arg);
 	} else if (r == -ECANCELED) {
 		atomic_store(&fs->proof.state, FS_JOB_STOPPED);
 	} else if (r == -EBADMSG) {

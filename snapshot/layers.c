@@ -110,6 +110,9 @@ struct layer {
 	time_t mounted_at;
 	time_t used_at; /* mounted, or last unpinned by a user; pool lock */
 	uint64_t tail_ns, toc_ns; /* how long the tail read, TOC open took */
+	/* a gzip index layer: the "proven once" record its proving pass
+	 * writes when it is through (index_trust()); set before the mount */
+	char proven_path[LP_SNAP_PATH_MAX + 8];
 };
 
 struct lp_snap_layers {
@@ -433,7 +436,7 @@ static enum lp_index_trust index_trust(struct lp_snap_layers *l,
 				       const struct lp_digest *d,
 				       const uint8_t *index, size_t index_len)
 {
-	char path[LP_SNAP_PATH_MAX + 8];
+	char path[LP_SNAP_PATH_MAX + 8], ids[LP_DIGEST_STR_LEN + 1];
 	struct lp_index_sig *sig = NULL;
 	struct lp_digest id, md, *mp = NULL;
 	struct lp_err why = { 0 };
@@ -444,9 +447,22 @@ static enum lp_index_trust index_trust(struct lp_snap_layers *l,
 	int r;
 
 	lp_sha256(index, index_len, &id);
-	if (kept_index_path(l, y->digest, y->facts.toc_digest, path,
-			    sizeof(path) - 8) < 0)
+	lp_digest_format(&id, ids);
+	if (kept_index_path(l, y->digest, ids, y->proven_path,
+			    sizeof(y->proven_path) - 8) < 0 ||
+	    kept_index_path(l, y->digest, y->facts.toc_digest, path,
+			    sizeof(path) - 8) < 0) {
+		y->proven_path[0] = '\0';
 		goto out;
+	}
+	strcat(y->proven_path, ".proven");
+	/* proven once on this node: these very bytes were found true of
+	 * this layer by a pass that read it whole (the kept index's digest
+	 * is checked when it is loaded; the name is both digests) */
+	if (access(y->proven_path, F_OK) == 0) {
+		t = LP_INDEX_TRUST_PROVEN;
+		goto out;
+	}
 	strcat(path, ".sig");
 	r = lp_snap_read_file(path,
 			      LP_INDEX_SIG_MAX_JSON + LP_DIGEST_STR_LEN + 2,
@@ -486,6 +502,10 @@ out:
 		lp_log_info("layer %s: gzip index %s trusted: signed by a "
 			    "trusted key; reads start at any checkpoint",
 			    y->digest, y->facts.toc_digest);
+	else if (t == LP_INDEX_TRUST_PROVEN)
+		lp_log_info("layer %s: gzip index %s trusted: proven once on "
+			    "this node (%s); reads start at any checkpoint",
+			    y->digest, y->facts.toc_digest, y->proven_path);
 	else if (lp_index_keys_count(l->trusted_keys)) /* the admin asked */
 		lp_log_warn("layer %s: gzip index %s %s: %s; proven-only "
 			    "reads",
@@ -542,6 +562,8 @@ static void drop_kept_index(struct lp_snap_layers *l, const char *digest,
 	    0) {
 		unlink(path);
 		strcat(path, ".sig");
+		unlink(path);
+		strcpy(path + strlen(path) - 4, ".proven");
 		unlink(path);
 	}
 }
@@ -1117,6 +1139,27 @@ static int open_blob_sized(struct lp_snap_layers *l, struct layer *y,
 }
 
 /*
+ * index_proven() - the proving pass of layer @arg (a struct layer) found
+ * its index true: record it ("proven once", index_trust()), so that a
+ * later mount of the layer with the same index blob on this node trusts
+ * it from the start. From the pass's thread, which the layer's fs joins
+ * before the layer goes.
+ */
+static void index_proven(void *arg)
+{
+	struct layer *y = arg;
+	int r;
+
+	r = lp_file_write_atomic(y->proven_path, "", 0, 0600);
+	if (r < 0)
+		lp_log_warn("layer %s: recording its proven gzip index %s: %s",
+			    y->digest, y->proven_path, strerror(-r));
+	else
+		lp_log_info("layer %s: gzip index proven once: %s", y->digest,
+			    y->proven_path);
+}
+
+/*
  * mount_indexed() - mount plain gzip layer @y through its gzip index
  * (@index, its kept bytes, borrowed): the registry blob, no tail to read
  * (the index is all the metadata). With @st, serve connection @resume_fd of
@@ -1134,6 +1177,7 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 	struct lp_mount_opts mo;
 	struct lp_blob *blob = NULL;
 	char fsname[LP_FUSE_FSNAME_MAX];
+	enum lp_index_trust t;
 	int r;
 
 	y->why = LP_FALLBACK_REGISTRY;
@@ -1162,8 +1206,13 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 	mo.index = index;
 	mo.index_len = index_len;
 	mo.index_layer = d;
+	t = index_trust(l, y, d, index, index_len);
 	mo.index_trusted =
-		index_trust(l, y, d, index, index_len) == LP_INDEX_TRUST_SIGNED;
+		t == LP_INDEX_TRUST_SIGNED || t == LP_INDEX_TRUST_PROVEN;
+	if (y->proven_path[0] && t != LP_INDEX_TRUST_PROVEN) {
+		mo.fs.index_proven = index_proven;
+		mo.fs.index_proven_arg = y;
+	}
 	if (st) {
 		mo.resume_state = st;
 		mo.resume_fd = resume_fd;

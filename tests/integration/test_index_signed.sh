@@ -16,6 +16,10 @@
 #          another valid index of the same layer (another span size), the
 #          signature annotations kept: not trusted (bad_signature),
 #          proven-only, still mounted and correct
+# Then "proven once": the daemon restarted with the background fetch on
+# resumes the layers; unk's proving pass reads its layer whole and records
+# (layer, index blob) under ROOT/indexes; the next daemon trusts unk's
+# index from the start (lazypull_index_trust_total{result="proven"}).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -148,10 +152,21 @@ ok "indexed and signed; sig's artifact carries A's key id and a statement naming
 cat >"$T/snap.json" <<EOF
 {"index_trusted_keys": ["$T/a.pub"], "index_lookup": true}
 EOF
-"$LAZYPULL" -v snapshotter --config "$T/snap.json" --root "$ROOT" --address "$SOCK" \
-	--metrics-address "127.0.0.1:$MPORT" --no-background-fetch >>"$T/snap.log" 2>&1 &
-SNAP_PID=$!
-wait_for 20 "the snapshotter to serve" grep -q 'snapshotter: serving' "$T/snap.log"
+start_snapshotter() { # start_snapshotter [OPTION...]
+	local started
+	started=$(grep -c "snapshotter: serving" "$T/snap.log" 2>/dev/null || true)
+	"$LAZYPULL" -v snapshotter --config "$T/snap.json" --root "$ROOT" --address "$SOCK" \
+		--metrics-address "127.0.0.1:$MPORT" "$@" >>"$T/snap.log" 2>&1 &
+	SNAP_PID=$!
+	wait_for 20 "the snapshotter to serve" sh -c \
+		"[ \$(grep -c 'snapshotter: serving' '$T/snap.log') -gt ${started:-0} ]"
+}
+stop_snapshotter() {
+	kill "$SNAP_PID"
+	wait "$SNAP_PID" || fail "the snapshotter exited with $? on SIGTERM"
+	SNAP_PID=
+}
+start_snapshotter --no-background-fetch
 lp_stack_containerd "" ""
 
 # deep NAME: rpull, then read /deep.txt from the layer's mount (the first
@@ -204,4 +219,21 @@ lp_run "$T/run.out" "$T/run.err" timeout 60 ctr --address "$CSOCK" run --rm \
 [ "$(cut -d' ' -f1 "$T/run.out")" = "$(md5sum <"$T/pad/deep.txt" | cut -d' ' -f1)" ] ||
 	fail "the container's md5sum: $(cat "$T/run.out")"
 ok "the sig container's md5sum of /deep.txt is the file's"
+
+say "proven once: a daemon with the background fetch on proves unk's index; the next trusts it"
+LAYER_UNK=$(sha_of "$T/unk.tar.gz")
+stop_snapshotter
+start_snapshotter
+wait_for 60 "unk's proving pass to record its index" \
+	grep -q "layer $LAYER_UNK: gzip index proven once: $ROOT/indexes/" "$T/snap.log"
+ls "$ROOT/indexes/${LAYER_UNK#sha256:}".*.proven >/dev/null || fail "no .proven record of unk"
+[ "$(trust proven)" = 0 ] || fail "proven counted before any record existed"
+stop_snapshotter
+start_snapshotter --no-background-fetch
+wait_for 20 "unk's layer to be resumed" \
+	grep -q "layer $LAYER_UNK: gzip index sha256:[0-9a-f]* trusted: proven once on this node" "$T/snap.log"
+[ "$(trust proven)" -ge 1 ] || fail "proven count is $(trust proven)"
+[ "$(stat_of "$LAYER_UNK" gzip_index.trusted)" = true ] || fail "unk: the resumed mount does not trust its index"
+cmp "$ROOT/layers/${LAYER_UNK#sha256:}/deep.txt" "$T/pad/deep.txt" || fail "unk: /deep.txt differs after the resume"
+ok "unk: proven by a pass, recorded; the next daemon trusts its index from the start (counted proven)"
 done_ok
