@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "lp_buf.h"
+#include "lp_index_sig.h"
 #include "lp_fs.h"
 #include "lp_snapshotter.h"
 
@@ -127,6 +128,28 @@ static int get_str(struct json_object *o, const char *key, char **field,
 	r = lp_snap_config_set_str(field, json_object_get_string(v));
 	return r < 0 ? lp_err_set(err, r, "config: %s: %s", key, strerror(-r)) :
 		       0;
+}
+
+/* each of index_trusted_keys is an Ed25519 public key in PEM we can read:
+ * else the daemon does not start, naming it (never a mount's failure) */
+static int check_trusted_keys(const struct lp_snap_config *c,
+			      struct lp_err *err)
+{
+	struct lp_index_keys *k = NULL;
+	struct lp_err why = { 0 };
+	size_t i;
+	int r;
+
+	r = lp_index_keys_new(&k);
+	for (i = 0; r == 0 && i < c->n_index_trusted_keys; i++) {
+		r = lp_index_keys_load(k, c->index_trusted_keys[i], &why);
+		if (r < 0)
+			lp_err_set(err, r,
+				   "config: index_trusted_keys[%zu]: %s", i,
+				   lp_err_str(&why, r));
+	}
+	lp_index_keys_free(k);
+	return r;
 }
 
 static int get_bool(struct json_object *o, const char *key, bool *field,
@@ -268,6 +291,9 @@ static int apply(struct lp_snap_config *c, struct json_object *o,
 		return r;
 	r = get_str_list(o, "index_trusted_keys", c,
 			 lp_snap_config_add_trusted_key, err);
+	if (r)
+		return r;
+	r = check_trusted_keys(c, err);
 	if (r)
 		return r;
 	if (json_object_object_get_ex(o, "insecure_registries", &v)) {
