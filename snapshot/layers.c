@@ -371,18 +371,30 @@ fail:
 	unlink(tmp);
 }
 
-/* ROOT/indexes/<layer hex>.<index hex>: a kept gzip index */
-static int kept_index_path(struct lp_snap_layers *l, const char *digest,
-			   const char *index_digest, char *path, size_t size)
+/* beside a kept index: its signature, its "proven once" record */
+#define KEPT_SIG ".sig"
+#define KEPT_PROVEN ".proven"
+
+/* ROOT/indexes/<layer hex>.<index hex>@suffix: a kept gzip index ("") or
+ * a file beside it (KEPT_SIG, KEPT_PROVEN) */
+static int kept_file_path(struct lp_snap_layers *l, const char *digest,
+			  const char *index_digest, const char *suffix,
+			  char *path, size_t size)
 {
 	const char *hex = strchr(digest, ':'),
 		   *ihex = strchr(index_digest, ':');
 
 	if (!hex || !ihex ||
-	    snprintf(path, size, "%s/%s.%s", l->indexes_dir, hex + 1,
-		     ihex + 1) >= (int)size)
+	    snprintf(path, size, "%s/%s.%s%s", l->indexes_dir, hex + 1,
+		     ihex + 1, suffix) >= (int)size)
 		return -ENAMETOOLONG;
 	return 0;
+}
+
+static int kept_index_path(struct lp_snap_layers *l, const char *digest,
+			   const char *index_digest, char *path, size_t size)
+{
+	return kept_file_path(l, digest, index_digest, "", path, size);
 }
 
 /*
@@ -399,13 +411,15 @@ static int keep_index(struct lp_snap_layers *l, const char *digest,
 	struct lp_buf b;
 	int r;
 
-	r = kept_index_path(l, digest, f->digest, path, sizeof(path) - 8);
+	r = kept_index_path(l, digest, f->digest, path, sizeof(path));
 	if (r < 0)
 		return r;
 	r = lp_file_write_atomic(path, f->data, f->len, 0600);
 	if (r < 0 || !f->data)
 		return r;
-	strcat(path, ".sig");
+	r = kept_file_path(l, digest, f->digest, KEPT_SIG, path, sizeof(path));
+	if (r < 0)
+		return 0; /* unsigned then */
 	if (!f->sig) {
 		unlink(path); /* a signature kept before is not this one's */
 		return 0;
@@ -448,14 +462,13 @@ static enum lp_index_trust index_trust(struct lp_snap_layers *l,
 
 	lp_sha256(index, index_len, &id);
 	lp_digest_format(&id, ids);
-	if (kept_index_path(l, y->digest, ids, y->proven_path,
-			    sizeof(y->proven_path) - 8) < 0 ||
-	    kept_index_path(l, y->digest, y->facts.toc_digest, path,
-			    sizeof(path) - 8) < 0) {
+	if (kept_file_path(l, y->digest, ids, KEPT_PROVEN, y->proven_path,
+			   sizeof(y->proven_path)) < 0 ||
+	    kept_file_path(l, y->digest, y->facts.toc_digest, KEPT_SIG, path,
+			   sizeof(path)) < 0) {
 		y->proven_path[0] = '\0';
 		goto out;
 	}
-	strcat(y->proven_path, ".proven");
 	/* proven once on this node: these very bytes were found true of
 	 * this layer by a pass that read it whole (the kept index's digest
 	 * is checked when it is loaded; the name is both digests) */
@@ -463,7 +476,6 @@ static enum lp_index_trust index_trust(struct lp_snap_layers *l,
 		t = LP_INDEX_TRUST_PROVEN;
 		goto out;
 	}
-	strcat(path, ".sig");
 	r = lp_snap_read_file(path,
 			      LP_INDEX_SIG_MAX_JSON + LP_DIGEST_STR_LEN + 2,
 			      &data, &len);
@@ -556,16 +568,14 @@ static int load_kept_index(struct lp_snap_layers *l, struct layer *y,
 static void drop_kept_index(struct lp_snap_layers *l, const char *digest,
 			    const char *index_digest)
 {
+	static const char *const suffixes[] = { "", KEPT_SIG, KEPT_PROVEN };
 	char path[LP_SNAP_PATH_MAX + 8];
+	size_t i;
 
-	if (kept_index_path(l, digest, index_digest, path, sizeof(path) - 8) ==
-	    0) {
-		unlink(path);
-		strcat(path, ".sig");
-		unlink(path);
-		strcpy(path + strlen(path) - 4, ".proven");
-		unlink(path);
-	}
+	for (i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++)
+		if (kept_file_path(l, digest, index_digest, suffixes[i], path,
+				   sizeof(path)) == 0)
+			unlink(path);
 }
 
 /*
