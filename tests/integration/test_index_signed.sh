@@ -20,6 +20,9 @@
 # resumes the layers; unk's proving pass reads its layer whole and records
 # (layer, index blob) under ROOT/indexes; the next daemon trusts unk's
 # index from the start (lazypull_index_trust_total{result="proven"}).
+# Last, `lazypull mount --layer --index` with the sidecar `lazypull index
+# --output DIR --sign-key` wrote: trusted with --index-trusted-key A (the
+# deep file from its own span), proven-only with B.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -236,4 +239,35 @@ wait_for 20 "unk's layer to be resumed" \
 [ "$(stat_of "$LAYER_UNK" gzip_index.trusted)" = true ] || fail "unk: the resumed mount does not trust its index"
 cmp "$ROOT/layers/${LAYER_UNK#sha256:}/deep.txt" "$T/pad/deep.txt" || fail "unk: /deep.txt differs after the resume"
 ok "unk: proven by a pass, recorded; the next daemon trusts its index from the start (counted proven)"
+
+say "lazypull mount --index with the --output sidecar: trusted with key A, not with B"
+mkdir -p "$T/outdir"
+lp_run "$T/out.index.out" "$T/out.index.err" timeout 120 "$LAZYPULL" index --plain-http \
+	--span-size 256K --sign-key "$T/a.pem" --output "$T/outdir" "$R/sig/bb:v1" ||
+	{ show_err "$T/out.index.err"; fail "lazypull index --output --sign-key"; }
+SIDECAR=$(sed -n 's/^manifest=.* signature=\([^ ]*\) key=.*/\1/p' "$T/out.index.out")
+[ -s "$SIDECAR" ] || fail "no signature sidecar in $(cat "$T/out.index.out")"
+LAYER_SIG=$(sha_of "$T/sig.tar.gz")
+cli_mount() { # cli_mount KEY: mount sig's layer trusting KEY, read /deep.txt
+	MOUNTS=()
+	lp_mount "$T/mnt.$1" --layer 0 --plain-http --no-background-fetch \
+		--index "$T/outdir/${LAYER_SIG#sha256:}.gzidx" --index-signature "$SIDECAR" \
+		--index-trusted-key "$T/$1.pub" --log-file "$T/mount.$1.log" "$R/sig/bb:v1"
+	cmp "$T/mnt.$1/deep.txt" "$T/pad/deep.txt" || fail "mount $1: /deep.txt differs"
+	CLI_TRUSTED=$(python3 -c 'import json,sys; print(str(json.load(open(sys.argv[1]))["gzip_index"]["trusted"]).lower())' \
+		"$T/mnt.$1/.lazypull/stats")
+	CLI_FETCHED=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["fetched_bytes"])' \
+		"$T/mnt.$1/.lazypull/stats")
+	lp_umount "$T/mnt.$1"
+}
+cli_mount a
+[ "$CLI_TRUSTED" = true ] || fail "mount with key A: the index is not trusted"
+[ "$CLI_FETCHED" -lt $((LSIZE / 4)) ] || fail "mount with key A: fetched $CLI_FETCHED of $LSIZE bytes"
+A_FETCHED=$CLI_FETCHED
+cli_mount b
+[ "$CLI_TRUSTED" = false ] || fail "mount with key B: the index is trusted"
+grep -q "gzip index unknown_key: signed by key" "$T/mount.b.log" "$T/mount.err" ||
+	fail "mount with key B: no log line with the reason"
+[ "$CLI_FETCHED" -gt $((LSIZE * 3 / 4)) ] || fail "mount with key B: fetched only $CLI_FETCHED bytes"
+ok "lazypull mount --index-signature: trusted with A ($A_FETCHED of $LSIZE bytes fetched), proven-only with B ($CLI_FETCHED)"
 done_ok
