@@ -30,6 +30,10 @@
  * LP_INDEX_READ_BACK_MAX bytes), and past that streams from the last proven
  * checkpoint. A stream started at an
  * unproven checkpoint checks the checkpoints it passes but proves none.
+ * A trusted index (signed by a key the node trusts, lp_index_trust()):
+ * random access starts at the checkpoint of its own span with one decode,
+ * as if proven (counted, lp_index_trusted_reads()), and proves nothing by
+ * it; streams and the proving pass are unchanged.
  * The proving pass (index_prove.c) streams from the blob's first byte,
  * hashing the blob as it goes (lp_index_prove_open(), _finish()).
  *

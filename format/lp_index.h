@@ -346,7 +346,9 @@ int lp_index_span_decode(const struct lp_index *ix, size_t i, const void *src,
  * holding @off is proven; while a proving pass, lp_index_prove(), runs at
  * or past where that stream would start, it waits for the pass to prove
  * the span instead, and streams itself if the pass ends first). Every
- * span is read through the span cache. @stats (NULL allowed) is added to. Returns 0, -ERANGE past the end, -EBADMSG (a span digest, a
+ * span is read through the span cache. A trusted index (lp_index_trust())
+ * reads from the span holding @off with one decode, proven or not, and
+ * never waits for the pass. @stats (NULL allowed) is added to. Returns 0, -ERANGE past the end, -EBADMSG (a span digest, a
  * checkpoint or the data disagree), -ENOMEM, or the blob's -errno.
  */
 int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
