@@ -27,6 +27,7 @@
 #include "cmd.h"
 #include "lp_image.h"
 #include "lp_index.h"
+#include "lp_index_sig.h"
 #include "lp_indexer.h"
 #include "lp_io.h"
 #include "lp_registry.h"
@@ -50,6 +51,8 @@ struct index_opts {
 	size_t nr_done, cap_done;
 	bool plain_http, all_platforms;
 	const char *platform, *output, *index_file, *index_dir;
+	const char *sign_key; /* --sign-key FILE */
+	struct lp_index_signer *signer; /* loaded from it */
 	uint64_t span_size;
 	unsigned long seed;
 	const char *hosts[2];
@@ -64,13 +67,15 @@ static const struct option index_long_opts[] = {
 	{ "index", required_argument, NULL, 'i' },
 	{ "index-dir", required_argument, NULL, 'd' },
 	{ "seed", required_argument, NULL, 'S' },
+	{ "sign-key", required_argument, NULL, 'K' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
 static const char index_usage[] =
 	"usage: lazypull index [--plain-http] [--platform P | --all-platforms]\n"
-	"                      [--output DIR] [--span-size N] IMAGE-REF\n"
+	"                      [--output DIR] [--span-size N]\n"
+	"                      [--sign-key KEY.pem] IMAGE-REF\n"
 	"       lazypull index build [--span-size N] LAYER.tar.gz OUT\n"
 	"       lazypull index inspect [--files] INDEX\n"
 	"       lazypull index extract [--plain-http] [--platform P]\n"
@@ -112,6 +117,9 @@ static int parse_opts(const char *cmd, int argc, char **argv,
 			break;
 		case 'd':
 			o->index_dir = optarg;
+			break;
+		case 'K':
+			o->sign_key = optarg;
 			break;
 		case 's':
 			if (lp_cmd_parse_size(optarg, &o->span_size) < 0 ||
@@ -259,11 +267,65 @@ static const struct done_layer *find_done(const struct index_opts *o,
 	return NULL;
 }
 
+/* layer @n of the statement to sign: @layer indexed by @index */
+static int add_signed(struct lp_index_sig_layer **v, size_t *cap, size_t n,
+		      const struct lp_digest *layer,
+		      const struct lp_digest *index)
+{
+	if (lp_grow_array((void **)v, cap, n + 1, sizeof(**v)) < 0)
+		return -ENOMEM;
+	(*v)[n].layer = *layer;
+	(*v)[n].index = *index;
+	return 0;
+}
+
+/* the annotations that carry signature @sig (docs/format.md) */
+static json_object *sig_annotations(const struct lp_index_sig_strings *sig)
+{
+	json_object *ann = json_object_new_object();
+
+	json_object_object_add(ann, LP_INDEX_SIG_ANN_STATEMENT,
+			       json_object_new_string(sig->statement));
+	json_object_object_add(ann, LP_INDEX_SIG_ANN_SIGNATURE,
+			       json_object_new_string(sig->signature));
+	json_object_object_add(ann, LP_INDEX_SIG_ANN_KEY,
+			       json_object_new_string(sig->key));
+	return ann;
+}
+
+/* DIR/<manifest hex>.gzidx.sig: {"annotations": {...}} of @sig */
+static int write_sidecar(const char *dir, const struct lp_digest *manifest,
+			 const struct lp_index_sig_strings *sig,
+			 struct lp_err *err)
+{
+	json_object *o = json_object_new_object();
+	char ds[LP_DIGEST_STR_LEN + 1], name[LP_DIGEST_STR_LEN + 16];
+	const char *json;
+	int r;
+
+	json_object_object_add(o, "annotations", sig_annotations(sig));
+	json = json_object_to_json_string_ext(
+		o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	lp_digest_format(manifest, ds);
+	snprintf(name, sizeof(name), "%s" LP_INDEX_SIG_SUFFIX, ds + 7);
+	r = write_file_atomic(dir, name, json, strlen(json));
+	if (r < 0)
+		lp_err_set(err, r, "%s/%s: %s", dir, name, strerror(-r));
+	else
+		printf("manifest=%s signature=%s/%s key=%s\n", ds, dir, name,
+		       sig->key);
+	json_object_put(o);
+	return r;
+}
+
 static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 			  const struct lp_reg_ref *ref,
 			  const struct lp_reg_manifest *m)
 {
 	json_object *layers = json_object_new_array(), *man = NULL, *d;
+	struct lp_index_sig_layer *signed_layers = NULL;
+	struct lp_index_sig_strings sig = { 0 };
+	size_t cap_signed = 0;
 	struct lp_err err = { 0 };
 	struct lp_buf buf;
 	struct lp_digest cfg_d, art_d;
@@ -294,6 +356,8 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 			json_object_array_add(
 				layers,
 				index_desc(&dl->index, dl->size, &l->digest));
+			r = add_signed(&signed_layers, &cap_signed, n,
+				       &l->digest, &dl->index);
 			n++;
 			continue;
 		}
@@ -341,12 +405,22 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 		print_result(&l->digest, &id, &res);
 		json_object_array_add(layers,
 				      index_desc(&id, buf.len, &l->digest));
+		r = add_signed(&signed_layers, &cap_signed, n, &l->digest, &id);
+		if (r < 0)
+			break;
 		n++;
 		if (lp_grow_array((void **)&o->done, &o->cap_done,
 				  o->nr_done + 1, sizeof(*o->done)) == 0)
 			o->done[o->nr_done++] = (struct done_layer){
 				.layer = l->digest, .index = id, .size = buf.len
 			};
+	}
+	if (r == 0 && o->signer && n > 0) {
+		r = lp_index_sign(o->signer, lp_reg_manifest_digest(m),
+				  signed_layers, n, &sig, &err);
+		if (r == 0 && o->output)
+			r = write_sidecar(o->output, lp_reg_manifest_digest(m),
+					  &sig, &err);
 	}
 	if (r < 0 || o->output || n == 0)
 		goto out;
@@ -383,6 +457,9 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 	json_object_object_add(d, "size",
 			       json_object_new_int64((int64_t)raw_len));
 	json_object_object_add(man, "subject", d);
+	if (sig.statement)
+		json_object_object_add(man, "annotations",
+				       sig_annotations(&sig));
 	json = json_object_to_json_string_ext(
 		man, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	r = lp_reg_push_referrer(reg, ref, lp_reg_manifest_digest(m),
@@ -402,6 +479,8 @@ out:
 	json_object_put(layers);
 	json_object_put(man);
 	lp_buf_release(&buf);
+	lp_index_sig_strings_clear(&sig);
+	free(signed_layers);
 	if (r < 0)
 		return lp_cmd_fail("index", &err, r);
 	return 0;
@@ -422,8 +501,15 @@ static int cmd_index_image(int argc, char **argv)
 		return r;
 	if (optind + 1 != argc)
 		return lp_cmd_usage_error("index", "expected one IMAGE-REF");
-	if (open_reg(&o, argv[optind], &ref, &reg) < 0)
+	if (o.sign_key) {
+		r = lp_index_signer_load(o.sign_key, &o.signer, &err);
+		if (r < 0)
+			return lp_cmd_fail("--sign-key", &err, r);
+	}
+	if (open_reg(&o, argv[optind], &ref, &reg) < 0) {
+		lp_index_signer_free(o.signer);
 		return LP_EXIT_FAIL;
+	}
 	if (!o.all_platforms) {
 		r = lp_reg_manifest_fetch(reg, &ref, o.platform, &m, &err);
 		if (r < 0) {
@@ -463,6 +549,7 @@ static int cmd_index_image(int argc, char **argv)
 	}
 out:
 	free(o.done);
+	lp_index_signer_free(o.signer);
 	lp_reg_manifest_free(m);
 	lp_reg_manifest_free(top);
 	lp_reg_free(reg);

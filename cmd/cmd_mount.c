@@ -25,6 +25,8 @@
 
 #include "cmd.h"
 #include "lp_fuse.h"
+#include "lp_index.h"
+#include "lp_index_sig.h"
 #include "lp_log.h"
 #include "lp_mount.h"
 #include "lp_registry.h"
@@ -58,6 +60,13 @@ static const char mount_usage[] =
 	"                          byte proved (a cold read deep in the layer\n"
 	"                          fetches the layer up to it; what is not yet\n"
 	"                          verified: docs/format.md)\n"
+	"  --index-trusted-key FILE\n"
+	"                          with --index: an Ed25519 public key (PEM)\n"
+	"                          whose signed indexes are trusted: reads\n"
+	"                          start at any checkpoint (repeatable)\n"
+	"  --index-signature FILE  the index's signature: the sidecar\n"
+	"                          `lazypull index --output --sign-key` wrote\n"
+	"                          (DIR/<manifest hex>.gzidx.sig)\n"
 	"  --index-window-rule     with --index: reads may also start at\n"
 	"                          checkpoints nobody proved (fewer bytes\n"
 	"                          fetched), believing their position until\n"
@@ -123,6 +132,8 @@ enum {
 	OPT_INDEX,
 	OPT_INDEX_PROVEN_ONLY,
 	OPT_INDEX_WINDOW_RULE,
+	OPT_INDEX_TRUSTED_KEY,
+	OPT_INDEX_SIGNATURE,
 };
 
 static const struct option mount_options[] = {
@@ -149,6 +160,8 @@ static const struct option mount_options[] = {
 	{ "index", required_argument, NULL, OPT_INDEX },
 	{ "index-proven-only", no_argument, NULL, OPT_INDEX_PROVEN_ONLY },
 	{ "index-window-rule", no_argument, NULL, OPT_INDEX_WINDOW_RULE },
+	{ "index-trusted-key", required_argument, NULL, OPT_INDEX_TRUSTED_KEY },
+	{ "index-signature", required_argument, NULL, OPT_INDEX_SIGNATURE },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -163,6 +176,12 @@ struct mount_args {
 	const char *index_path; /* --index; NULL: an eStargz layer */
 	bool index_proven_only; /* --index-proven-only (the default) */
 	struct lp_digest index_layer; /* the --layer descriptor's digest */
+	struct lp_digest index_manifest; /* --layer: the image manifest's */
+	bool have_index_manifest;
+	const char
+		*trusted_keys[LP_INDEX_SIG_MAX_KEYS]; /* --index-trusted-key */
+	size_t nr_trusted_keys;
+	const char *index_sig_path; /* --index-signature */
 	/* registry sources (--layer) */
 	const char *layer; /* NULL: SOURCE is a local file */
 	bool plain_http;
@@ -314,6 +333,8 @@ static int open_registry_layer(struct mount_args *a, struct lp_blob **ret_blob,
 
 		a->index_layer = d->digest;
 		a->mo.index_layer = &a->index_layer;
+		a->index_manifest = *lp_reg_manifest_digest(m);
+		a->have_index_manifest = true;
 		r = lp_reg_blob_open(reg, &ref, &d->digest, d->size, &rb);
 		if (r == 0)
 			r = lp_reg_blob_as_blob(rb, ret_blob);
@@ -470,6 +491,17 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case OPT_INDEX_WINDOW_RULE:
 			a->mo.fs.index_window_rule = true;
 			break;
+		case OPT_INDEX_TRUSTED_KEY:
+			if (a->nr_trusted_keys >= LP_INDEX_SIG_MAX_KEYS)
+				return lp_cmd_usage_error(
+					"mount",
+					"at most %d --index-trusted-key",
+					LP_INDEX_SIG_MAX_KEYS);
+			a->trusted_keys[a->nr_trusted_keys++] = optarg;
+			break;
+		case OPT_INDEX_SIGNATURE:
+			a->index_sig_path = optarg;
+			break;
 		default:
 			return lp_cmd_usage_error("mount", "bad option");
 		}
@@ -492,6 +524,10 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		return lp_cmd_usage_error(
 			"mount", "--index-proven-only and --index-window-rule "
 				 "need --index");
+	if ((a->nr_trusted_keys || a->index_sig_path) && !a->index_path)
+		return lp_cmd_usage_error("mount",
+					  "--index-trusted-key and "
+					  "--index-signature need --index");
 	if (a->index_proven_only && a->mo.fs.index_window_rule)
 		return lp_cmd_usage_error(
 			"mount", "--index-proven-only and --index-window-rule "
@@ -604,6 +640,86 @@ static void detach_stdio(int log_fd)
 	}
 }
 
+/*
+ * index_trust() - whether --index-signature makes the --index bytes
+ * (@index, @len) trusted under the --index-trusted-key keys: the statement
+ * must name the layer (--layer's descriptor digest, else the digest the
+ * index names) and this index blob, and with --layer the image manifest.
+ * Logged once with the reason; anything but a good signature is the
+ * proven-only default, never a failed mount (a key or a signature file
+ * that cannot be read is the caller's error: LP_EXIT_FAIL).
+ */
+static int index_trust(const struct mount_args *a, const uint8_t *index,
+		       size_t len, bool *ret_trusted)
+{
+	struct lp_index_keys *keys = NULL;
+	struct lp_index_sig *sig = NULL;
+	struct lp_index *ix = NULL;
+	struct lp_err err = { 0 }, why = { 0 };
+	struct lp_digest id, layer;
+	enum lp_index_trust t = LP_INDEX_TRUST_UNSIGNED;
+	uint8_t *data = NULL;
+	size_t n = 0, i;
+	int r;
+
+	*ret_trusted = false;
+	if (!a->nr_trusted_keys && !a->index_sig_path)
+		return 0;
+	r = lp_index_keys_new(&keys);
+	for (i = 0; r == 0 && i < a->nr_trusted_keys; i++)
+		r = lp_index_keys_load(keys, a->trusted_keys[i], &err);
+	if (r < 0) {
+		r = lp_cmd_fail("--index-trusted-key", &err, r);
+		goto out;
+	}
+	if (!a->index_sig_path) {
+		lp_err_set(&why, -ENOENT, "no --index-signature");
+		goto verdict;
+	}
+	r = lp_cmd_load_file(a->index_sig_path, LP_INDEX_SIG_MAX_JSON, &data,
+			     &n);
+	if (r < 0) {
+		r = lp_cmd_fail(a->index_sig_path, NULL, r);
+		goto out;
+	}
+	t = LP_INDEX_TRUST_BAD_SIGNATURE;
+	r = lp_index_sig_parse_json(data, n, &sig, &why);
+	if (r == -ENOENT)
+		t = LP_INDEX_TRUST_UNSIGNED;
+	if (r < 0)
+		goto verdict;
+	if (a->layer) {
+		layer = a->index_layer;
+	} else {
+		/* a local layer: the digest its index names (the proving
+		 * pass checks the blob against it) */
+		if (lp_index_parse(index, len, &ix, &why) < 0)
+			goto verdict;
+		layer = *lp_index_blob_digest(ix);
+	}
+	lp_sha256(index, len, &id);
+	t = lp_index_sig_check(
+		sig, keys, a->have_index_manifest ? &a->index_manifest : NULL,
+		&layer, &id, &why);
+verdict:
+	if (t == LP_INDEX_TRUST_SIGNED)
+		lp_log_info("%s: gzip index trusted: signed by a trusted key; "
+			    "reads start at any checkpoint",
+			    a->index_path);
+	else
+		lp_log_warn("%s: gzip index %s: %s; proven-only reads",
+			    a->index_path, lp_index_trust_name(t),
+			    lp_err_str(&why, -EINVAL));
+	*ret_trusted = t == LP_INDEX_TRUST_SIGNED;
+	r = 0;
+out:
+	lp_index_free(ix);
+	lp_index_sig_free(sig);
+	lp_index_keys_free(keys);
+	free(data);
+	return r;
+}
+
 int lp_cmd_mount(int argc, char **argv)
 {
 	char fsname[LP_FUSE_FSNAME_MAX + 1];
@@ -677,6 +793,13 @@ int lp_cmd_mount(int argc, char **argv)
 	a.mo.fuse.fsname = fsname;
 	a.mo.fuse.max_threads = (unsigned int)a.threads;
 	a.mo.fuse.allow_other = getuid() == 0;
+	if (a.index_path) {
+		r = index_trust(&a, index, index_len, &a.mo.index_trusted);
+		if (r) {
+			ret = r;
+			goto out;
+		}
+	}
 	if (parent_gone()) {
 		/* the caller gave up while the layer was opened: no mount */
 		ret = lp_cmd_fail("mount", NULL, -ECANCELED);

@@ -87,6 +87,14 @@ struct lp_index {
 	 * atomic: streams on any thread test and set it without a lock.
 	 */
 	_Atomic uint64_t *verified;
+	/*
+	 * Set once (lp_index_trust()), never cleared: the index's signature
+	 * verified against a key the node trusts (format/index_sig.c), so a
+	 * read may start at any checkpoint with one decode; and how many
+	 * decodes did so from a checkpoint no stream had proven yet.
+	 */
+	_Atomic bool trusted;
+	_Atomic uint64_t trusted_reads;
 	/* the span cache (index_spans.c; off unless a reader turns it on),
 	 * locked inside: readers on any thread share it */
 	struct lp_index_spans *spans;
@@ -652,6 +660,34 @@ bool lp_index_checkpoint_verified(const struct lp_index *ix, size_t i)
 						       memory_order_acquire) >>
 				  (i % 64)) &
 					 1;
+}
+
+void lp_index_trust(const struct lp_index *ix)
+{
+	atomic_store_explicit(&((struct lp_index *)ix)->trusted, true,
+			      memory_order_release);
+}
+
+bool lp_index_trusted(const struct lp_index *ix)
+{
+	return atomic_load_explicit(&ix->trusted, memory_order_acquire);
+}
+
+bool lp_index_checkpoint_startable(const struct lp_index *ix, size_t i)
+{
+	return i < ix->nr_cps &&
+	       (lp_index_trusted(ix) || lp_index_checkpoint_verified(ix, i));
+}
+
+uint64_t lp_index_trusted_reads(const struct lp_index *ix)
+{
+	return atomic_load_explicit(&ix->trusted_reads, memory_order_relaxed);
+}
+
+void lp_index_count_trusted_read(const struct lp_index *ix)
+{
+	atomic_fetch_add_explicit(&((struct lp_index *)ix)->trusted_reads, 1,
+				  memory_order_relaxed);
 }
 
 struct lp_index_spans *lp_index_spans_of(const struct lp_index *ix)

@@ -16,6 +16,9 @@
  * index_stream.c calls it (atomic: any thread).
  */
 void lp_index_checkpoint_mark_verified(const struct lp_index *ix, size_t i);
+/* lp_index_count_trusted_read() - one more decode of a trusted index
+ * (lp_index_trust()) that started at a checkpoint no stream had proven */
+void lp_index_count_trusted_read(const struct lp_index *ix);
 /* lp_index_last_verified() - the last verified checkpoint <= @i (0 is). */
 size_t lp_index_last_verified(const struct lp_index *ix, size_t i);
 

@@ -30,6 +30,10 @@
  * LP_INDEX_READ_BACK_MAX bytes), and past that streams from the last proven
  * checkpoint. A stream started at an
  * unproven checkpoint checks the checkpoints it passes but proves none.
+ * A trusted index (signed by a key the node trusts, lp_index_trust()):
+ * random access starts at the checkpoint of its own span with one decode,
+ * as if proven (counted, lp_index_trusted_reads()), and proves nothing by
+ * it; streams and the proving pass are unchanged.
  * The proving pass (index_prove.c) streams from the blob's first byte,
  * hashing the blob as it goes (lp_index_prove_open(), _finish()).
  *
@@ -570,8 +574,13 @@ static int decode_checked(const struct lp_index *ix, size_t first,
 
 	r = decode_given(ix, first, src, src_len, base, off, dst, len, false,
 			 err);
-	if (r < 0 || c->kind != LP_INDEX_CP_DEFLATE ||
-	    lp_index_checkpoint_verified(ix, first))
+	if (r < 0 || lp_index_checkpoint_verified(ix, first))
+		return r;
+	if (lp_index_trusted(ix)) { /* signed: believed as if proven */
+		lp_index_count_trusted_read(ix);
+		return r;
+	}
+	if (c->kind != LP_INDEX_CP_DEFLATE)
 		return r;
 	twin = malloc(len ? len : 1);
 	if (!twin)
@@ -745,6 +754,9 @@ int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,
 	i = lp_index_span_of(ix, off);
 	k = len ? lp_index_span_of(ix, off + len - 1) : i;
 	p = lp_index_last_verified(ix, i);
+	/* a trusted index (lp_index_trust()): every checkpoint is a start */
+	if (lp_index_trusted(ix))
+		p = i;
 	/* proven-only, span i unproven: a proving pass on its way there
 	 * proves it no later than a stream of our own would, and without
 	 * inflating (or, beyond the span cache's limit, fetching) the same

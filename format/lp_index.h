@@ -168,6 +168,28 @@ int lp_index_lookup(const struct lp_index *ix, const char *path);
 bool lp_index_checkpoint_verified(const struct lp_index *ix, size_t i);
 
 /*
+ * lp_index_trust() - the index is TRUSTED from now on (never undone): its
+ * signature verified against a key the node trusts (lp_index_sig.h), so
+ * every checkpoint is a place a read may start at, with one decode, as if
+ * proven (lp_index_checkpoint_startable()). Nothing else changes: span
+ * digests are compared on every span, tar headers against the file table,
+ * and the proving pass (lp_index_prove()) still checks every claim and
+ * finds a lie. A checkpoint is still *proven* only by a stream that
+ * reached it (lp_index_checkpoint_verified()). Any thread; call before the
+ * index's readers start for the whole mount to use it.
+ */
+void lp_index_trust(const struct lp_index *ix);
+bool lp_index_trusted(const struct lp_index *ix);
+/*
+ * lp_index_checkpoint_startable() - whether a read may start at checkpoint
+ * @i with one decode: proven, or the index trusted. False out of range.
+ */
+bool lp_index_checkpoint_startable(const struct lp_index *ix, size_t i);
+/* lp_index_trusted_reads() - decodes of a trusted index that started at a
+ * checkpoint no stream had proven then (stats and tests) */
+uint64_t lp_index_trusted_reads(const struct lp_index *ix);
+
+/*
  * lp_index_span_range() - the blob range [*ret_start, *ret_end) checkpoint
  * @i's span digest covers (what must be read to inflate from checkpoint i
  * to checkpoint i+1, or to the end of the blob).
@@ -324,7 +346,9 @@ int lp_index_span_decode(const struct lp_index *ix, size_t i, const void *src,
  * holding @off is proven; while a proving pass, lp_index_prove(), runs at
  * or past where that stream would start, it waits for the pass to prove
  * the span instead, and streams itself if the pass ends first). Every
- * span is read through the span cache. @stats (NULL allowed) is added to. Returns 0, -ERANGE past the end, -EBADMSG (a span digest, a
+ * span is read through the span cache. A trusted index (lp_index_trust())
+ * reads from the span holding @off with one decode, proven or not, and
+ * never waits for the pass. @stats (NULL allowed) is added to. Returns 0, -ERANGE past the end, -EBADMSG (a span digest, a
  * checkpoint or the data disagree), -ENOMEM, or the blob's -errno.
  */
 int lp_index_read(const struct lp_index *ix, struct lp_blob *blob, uint64_t off,

@@ -633,6 +633,9 @@ struct lp_fs {
 		atomic_bool stop;
 		atomic_int state; /* enum fs_job_state */
 		atomic_int poisoned; /* 0, or the -errno of the lie found */
+		/* a trusted index's pass: how long it yielded to reads
+		 * (index_proof.c; the pass's thread only) */
+		unsigned int deferred_ms;
 	} proof;
 	enum lp_compression comp;
 	struct lp_fs_options opts;

@@ -129,7 +129,7 @@ static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
 				  "%llu",
 				  (unsigned long long)c.offset);
 	i = (size_t)at;
-	if (!window_rule && !lp_index_checkpoint_verified(fs->ix, i)) {
+	if (!window_rule && !lp_index_checkpoint_startable(fs->ix, i)) {
 		/* no unproven start at all: lp_index_read() streams from the
 		 * last proven checkpoint (its spans from the cache too) */
 		r = -EAGAIN;

@@ -22,14 +22,40 @@
  * fs_proof).
  */
 #include <errno.h>
+#include <time.h>
 
 #include "fs_int.h"
 #include "lp_log.h"
 
+/*
+ * A trusted index (signed by a key the node trusts, lp_index_trust()):
+ * reads start at any checkpoint and need no pass, so the pass yields to
+ * them, like the chunk background: it waits while on-demand fetches ran
+ * within opts.background_quiet_ms, for at most FS_PROOF_MAX_DEFER_MS in
+ * all (a busy workload cannot put the check off for ever).
+ */
+#define FS_PROOF_MAX_DEFER_MS (60 * 1000)
+#define FS_PROOF_DEFER_STEP_MS 20
+
+static bool proof_busy(struct lp_fs *fs)
+{
+	uint64_t quiet = (uint64_t)fs->opts.background_quiet_ms * 1000000;
+
+	return atomic_load(&fs->act->ondemand) > 0 ||
+	       lp_mono_ns() - atomic_load(&fs->act->last_ondemand_ns) < quiet;
+}
+
 static bool proof_stop(void *arg)
 {
 	struct lp_fs *fs = arg;
+	const struct timespec step = { 0, FS_PROOF_DEFER_STEP_MS * 1000000L };
 
+	while (lp_index_trusted(fs->ix) && !atomic_load(&fs->proof.stop) &&
+	       fs->proof.deferred_ms < FS_PROOF_MAX_DEFER_MS &&
+	       proof_busy(fs)) {
+		nanosleep(&step, NULL);
+		fs->proof.deferred_ms += FS_PROOF_DEFER_STEP_MS;
+	}
 	return atomic_load(&fs->proof.stop);
 }
 
@@ -71,6 +97,8 @@ static void *proof_main(void *arg)
 			    lp_blob_name(fs->blob),
 			    lp_index_nr_checkpoints(fs->ix),
 			    (unsigned long long)st.bytes_fetched);
+		if (fs->opts.index_proven)
+			fs->opts.index_proven(fs->opts.index_proven_arg);
 	} else if (r == -ECANCELED) {
 		atomic_store(&fs->proof.state, FS_JOB_STOPPED);
 	} else if (r == -EBADMSG) {

@@ -108,6 +108,14 @@ struct lp_fs_options {
 	 * pass is through, what is not verified is listed in docs/format.md.
 	 */
 	bool index_window_rule;
+	/*
+	 * A gzip index layer: called once, from the proving pass's thread,
+	 * when the pass has checked every claim of the index and the blob's
+	 * sha256 (the index is true of this layer); NULL: nothing. The
+	 * snapshotter records it ("proven once": docs/format.md).
+	 */
+	void (*index_proven)(void *arg);
+	void *index_proven_arg;
 };
 
 /* lp_fs_options_init() - defaults: prefetch and background fetch on. */

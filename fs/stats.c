@@ -266,12 +266,16 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 		r = lp_buf_printf(
 			out,
 			"  \"gzip_index\": {\"checkpoints\": %zu, "
-			"\"proven\": %zu, \"proof\": \"%s\", \"poisoned\": "
+			"\"proven\": %zu, \"trusted\": %s, "
+			"\"trusted_reads\": %llu, \"proof\": \"%s\", "
+			"\"poisoned\": "
 			"%s, \"window_rereads\": %llu, \"span_cache\": "
 			"{\"hits\": %llu, \"fetches\": %llu, \"waits\": "
 			"%llu, \"pass_waits\": %llu, \"evictions\": %llu, "
 			"\"held_bytes\": %llu}},\n",
 			ncp, proven,
+			lp_index_trusted(fs->ix) ? "true" : "false",
+			(unsigned long long)lp_index_trusted_reads(fs->ix),
 			fs_job_state_name((enum fs_job_state)atomic_load(
 				&fs->proof.state)),
 			atomic_load(&fs->proof.poisoned) ? "true" : "false",

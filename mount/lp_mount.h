@@ -58,6 +58,10 @@ struct lp_mount_opts {
 	/* with @index: the layer digest it must name (the descriptor's);
 	 * NULL: not compared (a local file) */
 	const struct lp_digest *index_layer;
+	/* with @index: its signature verified against a key the node trusts
+	 * (lp_index_sig.h; the caller checked it): reads may start at any
+	 * checkpoint (lp_index_trust()) */
+	bool index_trusted;
 	struct lp_fs_options fs;
 	struct lp_fuse_options fuse;
 	/* resume (@resume_state set): serve this existing connection (a

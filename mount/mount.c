@@ -98,6 +98,8 @@ static int open_index_layer(struct lp_blob *blob, const struct lp_mount_opts *o,
 			       want);
 		goto out;
 	}
+	if (o->index_trusted)
+		lp_index_trust(ix);
 	r = lp_layer_open_index(blob, ix, lp_index_check_header, ret_layer,
 				err);
 	ix = NULL; /* taken */

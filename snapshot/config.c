@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "lp_buf.h"
+#include "lp_index_sig.h"
 #include "lp_fs.h"
 #include "lp_snapshotter.h"
 
@@ -79,6 +80,20 @@ int lp_snap_config_add_index_dir(struct lp_snap_config *c, const char *dir)
 	return 0;
 }
 
+int lp_snap_config_add_trusted_key(struct lp_snap_config *c, const char *path)
+{
+	if (c->n_index_trusted_keys >= LP_SNAP_TRUSTED_KEYS_MAX)
+		return -E2BIG;
+	if (path[0] != '/' || strlen(path) >= LP_SNAP_PATH_MAX)
+		return -EINVAL;
+	c->index_trusted_keys[c->n_index_trusted_keys] = strdup(path);
+	if (!c->index_trusted_keys[c->n_index_trusted_keys])
+		return -ENOMEM;
+	c->n_index_trusted_keys++;
+	c->index_trusted_keys[c->n_index_trusted_keys] = NULL;
+	return 0;
+}
+
 void lp_snap_config_release(struct lp_snap_config *c)
 {
 	size_t i;
@@ -94,6 +109,8 @@ void lp_snap_config_release(struct lp_snap_config *c)
 		free(c->insecure[i]);
 	for (i = 0; i < c->n_index_dirs; i++)
 		free(c->index_dirs[i]);
+	for (i = 0; i < c->n_index_trusted_keys; i++)
+		free(c->index_trusted_keys[i]);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -111,6 +128,28 @@ static int get_str(struct json_object *o, const char *key, char **field,
 	r = lp_snap_config_set_str(field, json_object_get_string(v));
 	return r < 0 ? lp_err_set(err, r, "config: %s: %s", key, strerror(-r)) :
 		       0;
+}
+
+/* each of index_trusted_keys is an Ed25519 public key in PEM we can read:
+ * else the daemon does not start, naming it (never a mount's failure) */
+static int check_trusted_keys(const struct lp_snap_config *c,
+			      struct lp_err *err)
+{
+	struct lp_index_keys *k = NULL;
+	struct lp_err why = { 0 };
+	size_t i;
+	int r;
+
+	r = lp_index_keys_new(&k);
+	for (i = 0; r == 0 && i < c->n_index_trusted_keys; i++) {
+		r = lp_index_keys_load(k, c->index_trusted_keys[i], &why);
+		if (r < 0)
+			lp_err_set(err, r,
+				   "config: index_trusted_keys[%zu]: %s", i,
+				   lp_err_str(&why, r));
+	}
+	lp_index_keys_free(k);
+	return r;
 }
 
 static int get_bool(struct json_object *o, const char *key, bool *field,
@@ -204,7 +243,8 @@ static int apply(struct lp_snap_config *c, struct json_object *o,
 	    (r = get_bool(o, "background_fetch", &c->background_fetch, err)) ||
 	    (r = get_bool(o, "strict", &c->strict, err)) ||
 	    (r = get_bool(o, "index_lookup", &c->index_lookup, err)) ||
-	    (r = get_bool(o, "profile_lookup", &c->profile_lookup, err)))
+	    (r = get_bool(o, "profile_lookup", &c->profile_lookup, err)) ||
+	    (r = get_bool(o, "index_window_rule", &c->index_window_rule, err)))
 		return r;
 	r = get_u64(o, "memory_cache_bytes", SIZE_MAX, &n, &present, err);
 	if (r)
@@ -247,6 +287,13 @@ static int apply(struct lp_snap_config *c, struct json_object *o,
 	if (present)
 		c->unserved_timeout_s = (unsigned int)n;
 	r = get_str_list(o, "index_dirs", c, lp_snap_config_add_index_dir, err);
+	if (r)
+		return r;
+	r = get_str_list(o, "index_trusted_keys", c,
+			 lp_snap_config_add_trusted_key, err);
+	if (r)
+		return r;
+	r = check_trusted_keys(c, err);
 	if (r)
 		return r;
 	if (json_object_object_get_ex(o, "insecure_registries", &v)) {

@@ -58,6 +58,7 @@
 
 #include "lp_common.h"
 #include "lp_io.h"
+#include "lp_json.h"
 #include "lp_log.h"
 #include "lp_profile.h"
 #include "lp_registry.h"
@@ -77,6 +78,7 @@ void lp_snap_index_found_clear(struct lp_snap_index_found *f)
 	if (!f)
 		return;
 	free(f->data);
+	free(f->sig);
 	memset(f, 0, sizeof(*f));
 }
 
@@ -85,6 +87,7 @@ struct lookup {
 	const struct lp_digest *layer;
 	uint64_t size; /* the descriptor's; 0: not known (yet) */
 	const char *want_index; /* the index digest to accept, or NULL */
+	const char *manifest; /* the image manifest's digest, or NULL */
 	uint64_t deadline_ns; /* lp_mono_ns() past which it gives up */
 	const char *what; /* "gzip index", "prefetch profile" */
 	int budget_ms; /* deadline_ns - its start */
@@ -164,6 +167,38 @@ int lp_snap_read_file(const char *path, size_t limit, uint8_t **ret,
 				    (void **)ret, ret_len);
 }
 
+/*
+ * the signature sidecar of the image @lk->manifest beside an index found
+ * in @dir (DIR/<manifest hex>.gzidx.sig, `lazypull index --output DIR
+ * --sign-key`) into @ret, when there is one; read bounded, not checked
+ * (the mount checks it: layers.c)
+ */
+static void local_sig(const char *dir, const struct lookup *lk,
+		      struct lp_snap_index_found *ret)
+{
+	char path[LP_SNAP_PATH_MAX];
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int r;
+
+	if (!lk->manifest)
+		return;
+	snprintf(ret->manifest, sizeof(ret->manifest), "%s", lk->manifest);
+	if (snprintf(path, sizeof(path), "%s/%s" LP_INDEX_SIG_SUFFIX, dir,
+		     lk->manifest + 7) >= (int)sizeof(path))
+		return;
+	r = lp_snap_read_file(path, LP_INDEX_SIG_MAX_JSON, &data, &len);
+	if (r < 0) {
+		if (r != -ENOENT)
+			lp_log_warn("gzip index signature %s: %s", path,
+				    r == -EFBIG ? "over LP_INDEX_SIG_MAX_JSON" :
+						  strerror(-r));
+		return;
+	}
+	ret->sig = (char *)data;
+	ret->sig_len = len;
+}
+
 /* DIR/<hex>.gzidx in each configured directory; 1 found, 0 not */
 static int find_local(const struct lp_snap_config *c, struct lookup *lk,
 		      struct lp_snap_index_found *ret)
@@ -198,8 +233,10 @@ static int find_local(const struct lp_snap_config *c, struct lookup *lk,
 			lk->refused = true;
 			continue;
 		}
-		if (check(lk, data, len, path, ret))
+		if (check(lk, data, len, path, ret)) {
+			local_sig(c->index_dirs[i], lk, ret);
 			return 1;
+		}
 	}
 	return 0;
 }
@@ -228,6 +265,9 @@ struct offer {
 	struct lp_digest layer, index;
 	uint64_t size;
 	char artifact[LP_DIGEST_STR_LEN + 1];
+	/* the artifact's signature annotations as a sidecar's JSON
+	 * (artifact_sig()), NULL: unsigned; owned */
+	char *sig;
 };
 
 struct img_layer {
@@ -302,6 +342,8 @@ static void img_free(struct img *im)
 	for (i = 0; i < im->n_layers; i++)
 		free(im->layers[i].media_type);
 	free(im->layers);
+	for (i = 0; i < im->n_offers; i++)
+		free(im->offers[i].sig);
 	free(im->offers);
 	free(im->profile);
 	lp_reg_auth_unref(im->auth);
@@ -411,6 +453,49 @@ static const struct img_layer *img_layer(const struct img *im,
 	return NULL;
 }
 
+/*
+ * artifact_sig() - the signature annotations of artifact manifest @art
+ * (docs/format.md "Signed indexes") as a sidecar's JSON
+ * ({"annotations": {the three}}, malloc'ed), NULL when it carries none
+ * (or no memory: unsigned then). Not checked here: the mount does.
+ */
+static char *artifact_sig(const struct lp_reg_manifest *art)
+{
+	static const char *const keys[] = { LP_INDEX_SIG_ANN_STATEMENT,
+					    LP_INDEX_SIG_ANN_SIGNATURE,
+					    LP_INDEX_SIG_ANN_KEY };
+	json_object *o = NULL, *ann, *out = NULL, *oann, *v;
+	const void *raw;
+	char *sig = NULL;
+	size_t len, i;
+
+	raw = lp_reg_manifest_raw(art, &len);
+	/* the registry client bounded the manifest already */
+	if (lp_json_parse(raw, len, 16, json_type_object, &o) < 0 ||
+	    !json_object_object_get_ex(o, "annotations", &ann) ||
+	    !json_object_is_type(ann, json_type_object))
+		goto out;
+	out = json_object_new_object();
+	oann = json_object_new_object();
+	if (!out || !oann) {
+		json_object_put(oann);
+		goto out;
+	}
+	json_object_object_add(out, "annotations", oann);
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (json_object_object_get_ex(ann, keys[i], &v))
+			json_object_object_add(oann, keys[i],
+					       json_object_get(v));
+	if (json_object_object_length(oann))
+		sig = strdup(json_object_to_json_string_ext(
+			out, JSON_C_TO_STRING_PLAIN |
+				     JSON_C_TO_STRING_NOSLASHESCAPE));
+out:
+	json_object_put(out);
+	json_object_put(o);
+	return sig;
+}
+
 /* the gzip indexes artifact @e of the referrers offers, appended to @im */
 static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			  const struct lp_reg_desc *e, struct img *im,
@@ -422,6 +507,7 @@ static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	const struct lp_reg_desc *d;
 	struct offer *o;
 	const char *a;
+	char *sig = NULL;
 	size_t k;
 	int r;
 
@@ -437,6 +523,8 @@ static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			    ref->repo, as, lp_err_str(&err, r));
 		return;
 	}
+	if (!lp_reg_manifest_is_index(art))
+		sig = artifact_sig(art);
 	for (k = 0;
 	     !lp_reg_manifest_is_index(art) && k < lp_reg_manifest_count(art);
 	     k++) {
@@ -454,8 +542,10 @@ static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		o->index = d->digest;
 		o->size = d->size;
 		lp_digest_format(&e->digest, o->artifact);
+		o->sig = sig ? strdup(sig) : NULL;
 		im->n_offers++;
 	}
+	free(sig);
 	lp_reg_manifest_free(art);
 }
 
@@ -856,7 +946,9 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		       struct lp_snap_index_found *ret,
 		       enum lp_snap_fallback *ret_why, struct lp_err *err)
 {
-	struct lookup lk = { .layer = layer, .want_index = want_index };
+	struct lookup lk = { .layer = layer,
+			     .want_index = want_index,
+			     .manifest = manifest_digest };
 	const struct img_layer *d = NULL;
 	struct lp_digest md;
 	struct img *im = NULL;
@@ -935,6 +1027,12 @@ int lp_snap_index_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 			goto out;
 		}
 		if (take_offer(reg, ref, &im->offers[i], &lk, ret)) {
+			snprintf(ret->manifest, sizeof(ret->manifest), "%s",
+				 im->manifest);
+			if (im->offers[i].sig) {
+				ret->sig = strdup(im->offers[i].sig);
+				ret->sig_len = ret->sig ? strlen(ret->sig) : 0;
+			}
 			r = 0;
 			goto out;
 		}

@@ -110,6 +110,9 @@ struct layer {
 	time_t mounted_at;
 	time_t used_at; /* mounted, or last unpinned by a user; pool lock */
 	uint64_t tail_ns, toc_ns; /* how long the tail read, TOC open took */
+	/* a gzip index layer: the "proven once" record its proving pass
+	 * writes when it is through (index_trust()); set before the mount */
+	char proven_path[LP_SNAP_PATH_MAX + 8];
 };
 
 struct lp_snap_layers {
@@ -125,6 +128,8 @@ struct lp_snap_layers {
 	/* images' manifests and referrers, for gzip index lookups;
 	 * thread-safe */
 	struct lp_snap_index_cache *index_cache;
+	/* the config's index_trusted_keys, loaded; immutable */
+	struct lp_index_keys *trusted_keys;
 	/* prioritised fetching of all layers: one layer's reads quiet the
 	 * others' background fetch */
 	struct lp_fs_activity *activity;
@@ -156,6 +161,28 @@ struct manifest_arg {
 	char *digest;
 	char *neighbours; /* NULL: none given */
 };
+
+/*
+ * the config's index_trusted_keys into @l->trusted_keys; a key that cannot
+ * be read is the config's error (logged: the daemon does not start), never
+ * a mount's
+ */
+static int load_trusted_keys(struct lp_snap_layers *l)
+{
+	struct lp_err err = { 0 };
+	size_t i;
+	int r;
+
+	r = lp_index_keys_new(&l->trusted_keys);
+	for (i = 0; r == 0 && i < l->c->n_index_trusted_keys; i++) {
+		r = lp_index_keys_load(l->trusted_keys,
+				       l->c->index_trusted_keys[i], &err);
+		if (r < 0)
+			lp_log_err("config: index_trusted_keys[%zu]: %s", i,
+				   lp_err_str(&err, r));
+	}
+	return r;
+}
 
 int lp_snap_layers_new(const struct lp_snap_config *c,
 		       struct lp_snap_metrics *metrics,
@@ -228,6 +255,8 @@ int lp_snap_layers_new(const struct lp_snap_config *c,
 	}
 	if (r == 0)
 		r = lp_snap_index_cache_new(&l->index_cache);
+	if (r == 0)
+		r = load_trusted_keys(l);
 	if (r < 0)
 		goto out;
 	*ret_l = l;
@@ -342,31 +371,167 @@ fail:
 	unlink(tmp);
 }
 
-/* ROOT/indexes/<layer hex>.<index hex>: a kept gzip index */
-static int kept_index_path(struct lp_snap_layers *l, const char *digest,
-			   const char *index_digest, char *path, size_t size)
+/* beside a kept index: its signature, its "proven once" record */
+#define KEPT_SIG ".sig"
+#define KEPT_PROVEN ".proven"
+
+/* ROOT/indexes/<layer hex>.<index hex>@suffix: a kept gzip index ("") or
+ * a file beside it (KEPT_SIG, KEPT_PROVEN) */
+static int kept_file_path(struct lp_snap_layers *l, const char *digest,
+			  const char *index_digest, const char *suffix,
+			  char *path, size_t size)
 {
 	const char *hex = strchr(digest, ':'),
 		   *ihex = strchr(index_digest, ':');
 
 	if (!hex || !ihex ||
-	    snprintf(path, size, "%s/%s.%s", l->indexes_dir, hex + 1,
-		     ihex + 1) >= (int)size)
+	    snprintf(path, size, "%s/%s.%s%s", l->indexes_dir, hex + 1,
+		     ihex + 1, suffix) >= (int)size)
 		return -ENAMETOOLONG;
 	return 0;
 }
 
-/* keep @f's index for layer @digest (a temporary file renamed) */
+static int kept_index_path(struct lp_snap_layers *l, const char *digest,
+			   const char *index_digest, char *path, size_t size)
+{
+	return kept_file_path(l, digest, index_digest, "", path, size);
+}
+
+/*
+ * keep @f's index for layer @digest (a temporary file renamed), and its
+ * signature when it came with one: ROOT/indexes/<layer hex>.<index
+ * hex>.sig, the manifest it was found for ("-" none) on the first line,
+ * then the signature's JSON as found (checked at each mount:
+ * index_trust())
+ */
 static int keep_index(struct lp_snap_layers *l, const char *digest,
 		      const struct lp_snap_index_found *f)
 {
-	char path[LP_SNAP_PATH_MAX];
+	char path[LP_SNAP_PATH_MAX + 8];
+	struct lp_buf b;
 	int r;
 
 	r = kept_index_path(l, digest, f->digest, path, sizeof(path));
 	if (r < 0)
 		return r;
-	return lp_file_write_atomic(path, f->data, f->len, 0600);
+	r = lp_file_write_atomic(path, f->data, f->len, 0600);
+	if (r < 0 || !f->data)
+		return r;
+	r = kept_file_path(l, digest, f->digest, KEPT_SIG, path, sizeof(path));
+	if (r < 0)
+		return 0; /* unsigned then */
+	if (!f->sig) {
+		unlink(path); /* a signature kept before is not this one's */
+		return 0;
+	}
+	lp_buf_init(&b, LP_INDEX_SIG_MAX_JSON + LP_DIGEST_STR_LEN + 2);
+	r = lp_buf_printf(&b, "%s\n", f->manifest[0] ? f->manifest : "-");
+	if (r == 0)
+		r = lp_buf_append(&b, f->sig, f->sig_len);
+	if (r == 0)
+		r = lp_file_write_atomic(path, b.data, b.len, 0600);
+	if (r < 0) /* unsigned then: never the mount's failure */
+		lp_log_warn("layer %s: keeping its index signature %s: %s",
+			    digest, path, strerror(-r));
+	lp_buf_release(&b);
+	return 0;
+}
+
+/*
+ * index_trust() - what the kept signature of layer @y's index (@index,
+ * @index_len bytes) makes of it under the config's trusted keys: checked
+ * at every mount (a restart too), logged once per mount with the reason,
+ * counted (lazypull_index_trust_total). Only LP_INDEX_TRUST_SIGNED makes
+ * the mount trust the index's checkpoints; anything else is today's
+ * proven-only default, never a failed mount.
+ */
+static enum lp_index_trust index_trust(struct lp_snap_layers *l,
+				       struct layer *y,
+				       const struct lp_digest *d,
+				       const uint8_t *index, size_t index_len)
+{
+	char path[LP_SNAP_PATH_MAX + 8], ids[LP_DIGEST_STR_LEN + 1];
+	struct lp_index_sig *sig = NULL;
+	struct lp_digest id, md, *mp = NULL;
+	struct lp_err why = { 0 };
+	enum lp_index_trust t = LP_INDEX_TRUST_UNSIGNED;
+	uint8_t *data = NULL;
+	const char *nl;
+	size_t len = 0;
+	int r;
+
+	lp_sha256(index, index_len, &id);
+	lp_digest_format(&id, ids);
+	if (kept_file_path(l, y->digest, ids, KEPT_PROVEN, y->proven_path,
+			   sizeof(y->proven_path)) < 0 ||
+	    kept_file_path(l, y->digest, y->facts.toc_digest, KEPT_SIG, path,
+			   sizeof(path)) < 0) {
+		y->proven_path[0] = '\0';
+		goto out;
+	}
+	/* proven once on this node: these very bytes were found true of
+	 * this layer by a pass that read it whole (the kept index's digest
+	 * is checked when it is loaded; the name is both digests) */
+	if (access(y->proven_path, F_OK) == 0) {
+		t = LP_INDEX_TRUST_PROVEN;
+		goto out;
+	}
+	r = lp_snap_read_file(path,
+			      LP_INDEX_SIG_MAX_JSON + LP_DIGEST_STR_LEN + 2,
+			      &data, &len);
+	if (r < 0) {
+		if (r != -ENOENT)
+			lp_err_set(&why, r, "its kept signature %s: %s", path,
+				   strerror(-r));
+		else
+			lp_err_set(&why, r, "the index is not signed");
+		goto out;
+	}
+	nl = memchr(data, '\n', len);
+	t = LP_INDEX_TRUST_BAD_SIGNATURE;
+	if (!nl) {
+		lp_err_set(&why, -EBADMSG,
+			   "its kept signature %s is "
+			   "malformed",
+			   path);
+		goto out;
+	}
+	if (lp_digest_parse_n((const char *)data, (size_t)(nl - (char *)data),
+			      &md) == 0)
+		mp = &md;
+	nl++;
+	r = lp_index_sig_parse_json(nl, len - (size_t)(nl - (char *)data), &sig,
+				    &why);
+	if (r == -ENOENT) {
+		t = LP_INDEX_TRUST_UNSIGNED;
+		goto out;
+	}
+	if (r < 0)
+		goto out;
+	t = lp_index_sig_check(sig, l->trusted_keys, mp, d, &id, &why);
+out:
+	if (t == LP_INDEX_TRUST_SIGNED)
+		lp_log_info("layer %s: gzip index %s trusted: signed by a "
+			    "trusted key; reads start at any checkpoint",
+			    y->digest, y->facts.toc_digest);
+	else if (t == LP_INDEX_TRUST_PROVEN)
+		lp_log_info("layer %s: gzip index %s trusted: proven once on "
+			    "this node (%s); reads start at any checkpoint",
+			    y->digest, y->facts.toc_digest, y->proven_path);
+	else if (lp_index_keys_count(l->trusted_keys)) /* the admin asked */
+		lp_log_warn("layer %s: gzip index %s %s: %s; proven-only "
+			    "reads",
+			    y->digest, y->facts.toc_digest,
+			    lp_index_trust_name(t), lp_err_str(&why, -EINVAL));
+	else
+		lp_log_info("layer %s: gzip index %s %s: %s; proven-only "
+			    "reads",
+			    y->digest, y->facts.toc_digest,
+			    lp_index_trust_name(t), lp_err_str(&why, -EINVAL));
+	lp_snap_metrics_index_trust(l->metrics, t);
+	lp_index_sig_free(sig);
+	free(data);
+	return t;
 }
 
 /*
@@ -403,10 +568,14 @@ static int load_kept_index(struct lp_snap_layers *l, struct layer *y,
 static void drop_kept_index(struct lp_snap_layers *l, const char *digest,
 			    const char *index_digest)
 {
-	char path[LP_SNAP_PATH_MAX];
+	static const char *const suffixes[] = { "", KEPT_SIG, KEPT_PROVEN };
+	char path[LP_SNAP_PATH_MAX + 8];
+	size_t i;
 
-	if (kept_index_path(l, digest, index_digest, path, sizeof(path)) == 0)
-		unlink(path);
+	for (i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++)
+		if (kept_file_path(l, digest, index_digest, suffixes[i], path,
+				   sizeof(path)) == 0)
+			unlink(path);
 }
 
 /*
@@ -660,6 +829,7 @@ void lp_snap_layers_free(struct lp_snap_layers *l)
 	lp_reg_free(l->index_reg);
 	lp_reg_free(l->profile_reg);
 	lp_snap_index_cache_free(l->index_cache);
+	lp_index_keys_free(l->trusted_keys);
 	lp_fs_activity_free(l->activity); /* after every layer's fs */
 	lp_fs_budget_free(l->mem_budget); /* likewise */
 	pthread_cond_destroy(&l->cond);
@@ -772,6 +942,7 @@ static void pool_opts(struct lp_snap_layers *l, struct layer *y,
 	mo->fs.background_fetch = l->c->background_fetch;
 	mo->fs.background_quiet_ms = l->c->background_quiet_ms;
 	mo->fs.activity = l->activity;
+	mo->fs.index_window_rule = l->c->index_window_rule;
 	snprintf(fsname, fsname_size, "lazypull:%s", y->digest);
 	mo->fuse.fsname = fsname;
 	mo->fuse.max_threads =
@@ -978,6 +1149,27 @@ static int open_blob_sized(struct lp_snap_layers *l, struct layer *y,
 }
 
 /*
+ * index_proven() - the proving pass of layer @arg (a struct layer) found
+ * its index true: record it ("proven once", index_trust()), so that a
+ * later mount of the layer with the same index blob on this node trusts
+ * it from the start. From the pass's thread, which the layer's fs joins
+ * before the layer goes.
+ */
+static void index_proven(void *arg)
+{
+	struct layer *y = arg;
+	int r;
+
+	r = lp_file_write_atomic(y->proven_path, "", 0, 0600);
+	if (r < 0)
+		lp_log_warn("layer %s: recording its proven gzip index %s: %s",
+			    y->digest, y->proven_path, strerror(-r));
+	else
+		lp_log_info("layer %s: gzip index proven once: %s", y->digest,
+			    y->proven_path);
+}
+
+/*
  * mount_indexed() - mount plain gzip layer @y through its gzip index
  * (@index, its kept bytes, borrowed): the registry blob, no tail to read
  * (the index is all the metadata). With @st, serve connection @resume_fd of
@@ -995,6 +1187,7 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 	struct lp_mount_opts mo;
 	struct lp_blob *blob = NULL;
 	char fsname[LP_FUSE_FSNAME_MAX];
+	enum lp_index_trust t;
 	int r;
 
 	y->why = LP_FALLBACK_REGISTRY;
@@ -1023,6 +1216,13 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 	mo.index = index;
 	mo.index_len = index_len;
 	mo.index_layer = d;
+	t = index_trust(l, y, d, index, index_len);
+	mo.index_trusted =
+		t == LP_INDEX_TRUST_SIGNED || t == LP_INDEX_TRUST_PROVEN;
+	if (y->proven_path[0] && t != LP_INDEX_TRUST_PROVEN) {
+		mo.fs.index_proven = index_proven;
+		mo.fs.index_proven_arg = y;
+	}
 	if (st) {
 		mo.resume_state = st;
 		mo.resume_fd = resume_fd;

@@ -29,6 +29,8 @@
 #define LP_SNAP_INSECURE_MAX 64 /* --insecure-registry entries */
 #define LP_SNAP_PATH_MAX 1024 /* root, socket and cache paths */
 #define LP_SNAP_INDEX_DIRS_MAX 16 /* index_dirs entries */
+/* index_trusted_keys entries (= LP_INDEX_SIG_MAX_KEYS, format/) */
+#define LP_SNAP_TRUSTED_KEYS_MAX 16
 /* an index_dirs file: DIR/<layer hex>.gzidx (`lazypull index --output`) */
 #define LP_SNAP_INDEX_SUFFIX ".gzidx"
 /*
@@ -85,6 +87,15 @@ struct lp_snap_config {
 	bool profile_lookup;
 	char *index_dirs[LP_SNAP_INDEX_DIRS_MAX + 1]; /* NULL-ended */
 	size_t n_index_dirs;
+	/* PEM files of the Ed25519 public keys whose signed gzip indexes are
+	 * trusted (docs/format.md "Signed indexes"): reads start at any of
+	 * their checkpoints. None: every index is proven-only */
+	char *index_trusted_keys[LP_SNAP_TRUSTED_KEYS_MAX + 1]; /* NULL-ended */
+	size_t n_index_trusted_keys;
+	/* gzip index layers: reads may also start at checkpoints nobody
+	 * proved, under the window rule (lp_fs_options.index_window_rule;
+	 * its gap: docs/format.md) */
+	bool index_window_rule;
 	unsigned int fuse_threads; /* per layer mount; 0: default */
 	unsigned int grpc_threads; /* concurrent requests; 0: default */
 	/* readers wait this long for a daemon while none serves, then get
@@ -117,6 +128,12 @@ int lp_snap_config_add_insecure(struct lp_snap_config *c, const char *host);
  * path). 0, -E2BIG, -EINVAL (not absolute, too long), -ENOMEM.
  */
 int lp_snap_config_add_index_dir(struct lp_snap_config *c, const char *dir);
+
+/*
+ * lp_snap_config_add_trusted_key() - one more trusted index key file (an
+ * absolute path). 0, -E2BIG, -EINVAL (not absolute, too long), -ENOMEM.
+ */
+int lp_snap_config_add_trusted_key(struct lp_snap_config *c, const char *path);
 
 /* lp_snap_config_release() - free the owned strings. */
 void lp_snap_config_release(struct lp_snap_config *c);

@@ -43,6 +43,8 @@ struct lp_snap_metrics {
 	uint64_t indexed; /* of remote_ok, through a gzip index; lock */
 	/* prefetch profile lookups by result; protected by lock */
 	uint64_t profiles[LP_SNAP_PROFILE_RESULT_COUNT];
+	/* gzip index mounts by trust (lp_index_trust_name()); lock */
+	uint64_t index_trust[LP_INDEX_TRUST_NR];
 	uint64_t rpc_codes[LP_RPC_COUNT][LP_GRPC_CODES]; /* protected by lock */
 	uint64_t rpc_bucket[LP_RPC_COUNT][N_BUCKETS]; /* protected by lock */
 	uint64_t rpc_ns[LP_RPC_COUNT]; /* protected by lock */
@@ -137,6 +139,16 @@ void lp_snap_metrics_indexed(struct lp_snap_metrics *m)
 {
 	pthread_mutex_lock(&m->lock);
 	m->indexed++;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void lp_snap_metrics_index_trust(struct lp_snap_metrics *m,
+				 enum lp_index_trust t)
+{
+	if ((unsigned int)t >= LP_INDEX_TRUST_NR)
+		return;
+	pthread_mutex_lock(&m->lock);
+	m->index_trust[t]++;
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -466,6 +478,18 @@ int lp_snap_metrics_render(struct lp_snap_metrics *m,
 			"lazypull_profile_lookups_total{result=\"%s\"} "
 			"%llu\n",
 			profile_names[i], (unsigned long long)m->profiles[i]);
+	if (!r)
+		r = lp_buf_printf(out, "# HELP lazypull_index_trust_total Gzip "
+				       "index mounts by what their signature "
+				       "made of them (signed: trusted).\n"
+				       "# TYPE lazypull_index_trust_total "
+				       "counter\n");
+	for (i = 0; i < LP_INDEX_TRUST_NR && !r; i++)
+		r = lp_buf_printf(out,
+				  "lazypull_index_trust_total{result=\"%s\"} "
+				  "%llu\n",
+				  lp_index_trust_name((enum lp_index_trust)i),
+				  (unsigned long long)m->index_trust[i]);
 	if (!r)
 		r = lp_buf_printf(
 			out, "# HELP lazypull_grpc_requests_total Snapshots "

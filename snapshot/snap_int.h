@@ -24,6 +24,7 @@
 #include "lp_err.h"
 #include "lp_fuse.h"
 #include "lp_index.h"
+#include "lp_index_sig.h"
 #include "lp_mount.h"
 #include "lp_snapshotter.h"
 
@@ -204,6 +205,10 @@ void lp_snap_metrics_remote(struct lp_snap_metrics *m, bool ok,
 			    uint64_t mount_ns);
 /* lp_snap_metrics_indexed() - one more layer mounted through a gzip index */
 void lp_snap_metrics_indexed(struct lp_snap_metrics *m);
+/* lp_snap_metrics_index_trust() - what one gzip index mount's signature
+ * check concluded (lazypull_index_trust_total{result}) */
+void lp_snap_metrics_index_trust(struct lp_snap_metrics *m,
+				 enum lp_index_trust t);
 /* what a layer mount's prefetch profile lookup found */
 enum lp_snap_profile_result {
 	LP_SNAP_PROFILE_APPLIED, /* a profile listing files of the layer */
@@ -302,6 +307,12 @@ struct lp_snap_index_found {
 	char digest[LP_DIGEST_STR_LEN + 1]; /* sha256 of @data */
 	uint64_t blob_size; /* of the layer, as the index says */
 	char where[LP_SNAP_PATH_MAX]; /* a file, or "registry <artifact>" */
+	/* its signature, as a sidecar's JSON ({"annotations": {...}},
+	 * lp_index_sig_parse_json(); unchecked), NULL: none found; and the
+	 * image manifest it was found for ("" not known) */
+	char *sig;
+	size_t sig_len;
+	char manifest[LP_DIGEST_STR_LEN + 1];
 };
 
 void lp_snap_index_found_clear(struct lp_snap_index_found *f);

@@ -4,7 +4,8 @@
 # over a shaped network, for a full pull (containerd's overlayfs snapshotter)
 # and lazy pulls (lazypull, the reference stargz snapshotter), on
 # debootstrap-built images (docs/benchmarks.md, "Cold start"); lazypull also
-# on the unconverted gzip image through its gzip index (lazy-index).
+# on the unconverted gzip image through its gzip index (lazy-index), and
+# through a signed index whose key the snapshotter trusts (lazy-index-signed).
 #
 # usage: coldstart.sh [-q] [-n REPS] [-b BUILD_DIR] [-o RESULTS_DIR]
 #                     [-i "IMAGES"] [-p "PROFILES"] [-m "MODES"] [-w "WORKLOADS"]
@@ -16,7 +17,8 @@
 #             read sequentially by the image's command, next to a few host
 #             binaries, ~540 MB gzip)
 #   -p        profiles among: 1g 100m 20m (default all)
-#   -m        modes among: overlay lazy lazy-opt lazy-index reference
+#   -m        modes among: overlay lazy lazy-opt lazy-index
+#             lazy-index-signed reference
 #             reference-opt base-lazy base-lazy-opt (default all but
 #             base-* and lazy-index (opt-in: through today's index reads
 #             it is the slowest mode, docs/benchmarks.md); reference* are
@@ -28,7 +30,14 @@
 #             referrer of its manifest before any shaping), rpull with
 #             lazypull's snapshotter, which finds the index in the
 #             registry; a run whose layer took the plain path instead
-#             counts as failed. The index build is also timed on one core
+#             counts as failed. lazy-index-signed: the same gzip image
+#             pushed to a second repository IMG-signed and indexed there
+#             with `lazypull index --sign-key` (an Ed25519 key made for the
+#             run), the snapshotter's config trusting its public key
+#             (index_trusted_keys): reads start at any checkpoint (docs/
+#             format.md "Signed indexes"); a run whose layer was not
+#             mounted trusted counts as failed.
+#             The index build is also timed on one core
 #             (taskset -c 0, `lazypull index build` of the cached layer
 #             file, CPU time, 3 times) for results.md.
 #   -w        workloads among: start (the image's own command, what
@@ -430,6 +439,13 @@ DO_OPT=0 # optimised images only when a mode needs them
 [ $HAVE_OPT = 1 ] && [[ " $modes " == *"-opt "* ]] && DO_OPT=1
 DO_IDX=0 # the gzip image's index only when lazy-index runs
 [ $HAVE_IDX = 1 ] && [[ " $modes " == *" lazy-index "* ]] && DO_IDX=1
+DO_SIG=0 # a signed index in IMG-signed only when lazy-index-signed runs
+if [ $HAVE_IDX = 1 ] && [[ " $modes " == *" lazy-index-signed "* ]]; then
+	DO_SIG=1
+	openssl genpkey -algorithm ed25519 -out "$T/idxkey.pem" 2>/dev/null || die "openssl genpkey"
+	openssl pkey -in "$T/idxkey.pem" -pubout -out "$T/idxkey.pub" 2>/dev/null || die "openssl pkey"
+	printf '{"index_trusted_keys": ["%s"]}\n' "$T/idxkey.pub" >"$T/trusted.json"
+fi
 idx_span=()
 [ -z "${LP_INDEX_SPAN:-}" ] || idx_span=(--span-size "$LP_INDEX_SPAN")
 # index_image IMG LAYOUT: the gzip image's index pushed as a referrer of its
@@ -483,6 +499,15 @@ for img in $images; do
 	if [ $DO_IDX = 1 ]; then
 		say "$img: lazypull index (the gzip image, pushed as a referrer)"
 		index_image "$img" "$layout"
+	fi
+	if [ $DO_SIG = 1 ]; then
+		say "$img: the gzip image as $img-signed, lazypull index --sign-key"
+		skopeo copy -q --dest-tls-verify=false "oci:$layout:$img" "docker://$REG/$img-signed:gzip" ||
+			die "skopeo copy $img-signed"
+		"$LP" -q index --plain-http "${idx_span[@]}" --sign-key "$T/idxkey.pem" \
+			"$REG/$img-signed:gzip" >"$T/$img.sindex" 2>"$T/$img.sindex.err" ||
+			{ tail -20 "$T/$img.sindex.err" >&2; die "lazypull index --sign-key $img"; }
+		grep -q '^manifest=.* via=' "$T/$img.sindex" || die "lazypull index --sign-key $img pushed nothing"
 	fi
 	OPT_OK[$img]=0
 	if [ $DO_OPT = 1 ]; then
@@ -583,9 +608,12 @@ run_one() {
 	case $mode in
 	lazy | reference | base-lazy) tag=esgz ;;
 	lazy-opt | reference-opt | base-lazy-opt) tag=opt ;;
-	overlay | lazy-index) tag=gzip ;;
+	overlay | lazy-index | lazy-index-signed) tag=gzip ;;
 	esac
 	ref=$REG/$img:$tag
+	[ "$mode" != lazy-index-signed ] || ref=$REG/$img-signed:$tag
+	local snapcfg=()
+	[ "$mode" != lazy-index-signed ] || snapcfg=(--config "$T/trusted.json")
 	sync
 	echo 3 >/proc/sys/vm/drop_caches
 	case $mode in
@@ -595,7 +623,7 @@ run_one() {
 		local snapbin=$LP
 		[[ $mode != base-* ]] || snapbin=$LPBASE
 		# shellcheck disable=SC2086 # LP_SNAP_ARGS: words
-		"$snapbin" snapshotter --root "$T/run/lazypull" --address "$T/run/lazypull.sock" \
+		"$snapbin" snapshotter "${snapcfg[@]}" --root "$T/run/lazypull" --address "$T/run/lazypull.sock" \
 			--metrics-address "127.0.0.1:$mport" ${LP_SNAP_ARGS:-} >"$T/run/snap.log" 2>&1 &
 		SNAP_PID=$!
 		wait_for 20 "the lazypull snapshotter" test -S "$T/run/lazypull.sock"
@@ -706,7 +734,7 @@ if rc == "0" and os.path.exists(log + ".ready"):
             r[k.replace("lazypull_", "")] = m[k]
     # lazy-index measures a lazy mount through the index: a layer that took
     # the plain path (no_index, bad_index, ...) makes it a full pull
-    if mode == "lazy-index" and not m.get("lazypull_index_mounts_total"):
+    if mode.startswith("lazy-index") and not m.get("lazypull_index_mounts_total"):
         r = {k: r[k] for k in ("image", "workload", "profile", "mode", "rep", "loadavg")}
         r["error"] = ("the layer was not mounted through its gzip index (index mounts %s, "
                       "fallbacks %s); see logs/%s.snap.log" % (
@@ -716,6 +744,14 @@ if rc == "0" and os.path.exists(log + ".ready"):
         u, s = (float(x) for x in open(log + ".cpu").read().split())
         r["snap_cpu_s"] = u + s
         r["snap_cpu_user_s"], r["snap_cpu_sys_s"] = u, s
+    # lazy-index-signed measures a trusted index: the layer's stats say so
+    if mode == "lazy-index-signed" and "error" not in r:
+        st = open(log + ".layerstats", errors="replace").read() if os.path.exists(
+            log + ".layerstats") else ""
+        if '"trusted": true' not in st:
+            r = {k: r[k] for k in ("image", "workload", "profile", "mode", "rep", "loadavg")}
+            r["error"] = "the layer was not mounted trusting its signed index; see logs/%s.*" % (
+                os.path.basename(log))
     if os.path.exists(log + ".warm.s"):
         r["warm"] = float(open(log + ".warm.s").read())
 else:
@@ -744,7 +780,7 @@ for m in $modes; do
 	esac
 	case $m in
 	*-opt) [ $HAVE_OPT = 1 ] || continue ;;
-	lazy-index) [ $HAVE_IDX = 1 ] || continue ;;
+	lazy-index*) [ $HAVE_IDX = 1 ] || continue ;;
 	esac
 	active_modes+=("$m")
 done

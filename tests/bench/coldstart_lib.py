@@ -21,7 +21,9 @@
       (modes base-lazy and base-lazy-opt: the same as lazy and lazy-opt
       with the LAZYPULL_BASE binary's snapshotter, and their ratio;
       lazy-index: the unconverted gzip image through its gzip index, with
-      the index's size over the layer's and its build rate on one core)
+      the index's size over the layer's and its build rate on one core;
+      lazy-index-signed: the same through an index signed by a key the
+      snapshotter trusts (index_trusted_keys))
       runs.jsonl + meta.json -> results.md, results.json, chart.dat/.gp/.png.
       One table per image x workload x profile, with the eager bound (the
       gzip image's bytes over the link bandwidth measured before the runs)
@@ -237,6 +239,7 @@ def cmd_workset(record, toc_path, toc_offset):
 MODES = [("overlay", "full pull (overlayfs)"), ("base-lazy", "lazypull base, eStargz"),
          ("base-lazy-opt", "lazypull base, optimised"), ("lazy", "lazypull, eStargz"),
          ("lazy-opt", "lazypull, optimised"), ("lazy-index", "lazypull, gzip + index"),
+         ("lazy-index-signed", "lazypull, gzip + signed index"),
          ("reference", "reference stargz, eStargz"),
          ("reference-opt", "reference stargz, optimised")]
 
@@ -389,6 +392,7 @@ def cmd_report(rdir):
             refopt = rows.get("reference-opt", {}).get("total")
             lazy = rows.get("lazy", {}).get("total")
             idx = rows.get("lazy-index", {}).get("total")
+            sidx = rows.get("lazy-index-signed", {}).get("total")
             t = []
             # bigfile's own command reads its whole image: a read-everything
             # workload, with that workload's target
@@ -411,10 +415,14 @@ def cmd_report(rdir):
                     t.append("gzip + index/eStargz %.2fx (target ≤ 1.2)" % (idx / lazy))
                 if idx and base:
                     t.append("gzip + index/full pull %.2fx (target ≤ 0.45)" % (idx / base))
+                if sidx and lazy:
+                    t.append("gzip + signed index/eStargz %.2fx (target ≤ 1.2)" % (sidx / lazy))
+                if sidx and base:
+                    t.append("gzip + signed index/full pull %.2fx (target ≤ 0.45)" % (sidx / base))
                 if opt and ideal:
                     t.append("optimised/ideal %.2fx (target ≤ 1.3)" % (opt / ideal))
             else:
-                for m in ("lazy", "lazy-opt", "lazy-index"):
+                for m in ("lazy", "lazy-opt", "lazy-index", "lazy-index-signed"):
                     v = rows.get(m, {}).get("total")
                     if v and eager:
                         t.append("%s/eager bound %.2fx (target ≤ 1.15)" % (m, v / eager))
@@ -424,7 +432,8 @@ def cmd_report(rdir):
                 v, b = rows.get(m, {}).get("total"), rows.get("base-" + m, {}).get("total")
                 if v and b:
                     t.append("%s/base %.2fx" % (m, v / b))
-            slower = [m for m in ("lazy", "lazy-opt", "lazy-index") if rows.get(m, {}).get("total")
+            slower = [m for m in ("lazy", "lazy-opt", "lazy-index", "lazy-index-signed")
+                      if rows.get(m, {}).get("total")
                       and base and rows[m]["total"] > base]
             t.append("lazypull slower than the full pull: %s" % (", ".join(slower) or "never"))
             md.append("Targets: " + "; ".join(t) + ". Warm local run (overlayfs, page cache warm, create + run): %s s." % fmt(warm))

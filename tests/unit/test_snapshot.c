@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 
 #include "../../snapshot/snap_int.h"
 
@@ -398,6 +400,62 @@ static void put_file(const char *dir, const char *name, const char *text,
 	fclose(f);
 }
 
+/* index_trusted_keys and index_window_rule: a key file must be an Ed25519
+ * public key in PEM the daemon can read (else the config is refused,
+ * naming it), an absolute path; the window rule is off by default */
+static void test_config_index_trust(void **state)
+{
+	struct env *e = *state;
+	struct lp_snap_config c;
+	struct lp_err err = { 0 };
+	char path[256], key[256], json[600];
+	EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	FILE *f;
+
+	assert_non_null(pkey);
+	snprintf(key, sizeof(key), "%s/index.pub", e->dir);
+	f = fopen(key, "w");
+	assert_non_null(f);
+	assert_int_equal(PEM_write_PUBKEY(f, pkey), 1);
+	fclose(f);
+	EVP_PKEY_free(pkey);
+	assert_int_equal(lp_snap_config_init(&c), 0);
+	assert_false(c.index_window_rule);
+	assert_int_equal(c.n_index_trusted_keys, 0);
+	snprintf(json, sizeof(json),
+		 "{\"index_trusted_keys\": [\"%s\"], \"index_window_rule\": "
+		 "true}",
+		 key);
+	put_file(e->dir, "t1.json", json, path, sizeof(path));
+	assert_int_equal(lp_snap_config_load(&c, path, &err), 0);
+	assert_true(c.index_window_rule);
+	assert_int_equal(c.n_index_trusted_keys, 1);
+	assert_string_equal(c.index_trusted_keys[0], key);
+	lp_snap_config_release(&c);
+	/* a missing file, a file that is no key, a relative path */
+	assert_int_equal(lp_snap_config_init(&c), 0);
+	put_file(e->dir, "t2.json",
+		 "{\"index_trusted_keys\": [\"/nonexistent/k.pub\"]}", path,
+		 sizeof(path));
+	assert_int_equal(lp_snap_config_load(&c, path, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "index_trusted_keys[0]"));
+	lp_err_clear(&err);
+	lp_snap_config_release(&c); /* a load adds to what is there */
+	assert_int_equal(lp_snap_config_init(&c), 0);
+	snprintf(json, sizeof(json), "{\"index_trusted_keys\": [\"%s\"]}",
+		 path); /* the JSON file itself: not PEM */
+	put_file(e->dir, "t3.json", json, path, sizeof(path));
+	assert_int_equal(lp_snap_config_load(&c, path, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "Ed25519"));
+	lp_err_clear(&err);
+	put_file(e->dir, "t4.json", "{\"index_trusted_keys\": [\"k.pub\"]}",
+		 path, sizeof(path));
+	assert_int_equal(lp_snap_config_load(&c, path, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "absolute"));
+	lp_err_clear(&err);
+	lp_snap_config_release(&c);
+}
+
 /* the config keys of the gzip index lookup, and the bounded file read */
 static void test_config_index(void **state)
 {
@@ -520,6 +578,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fallback_and_strict, setup,
 						teardown),
 		cmocka_unit_test(test_grpc_codes),
+		cmocka_unit_test_setup_teardown(test_config_index_trust, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_config_index, setup,
 						teardown),
 	};
