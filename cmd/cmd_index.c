@@ -52,6 +52,8 @@ struct index_opts {
 	bool plain_http, all_platforms;
 	const char *platform, *output, *index_file, *index_dir;
 	const char *sign_key; /* --sign-key FILE */
+	const char *hosts_arg; /* --registry-config-dir; NULL: not given */
+	const char *hosts_dir; /* what the client gets */
 	struct lp_index_signer *signer; /* loaded from it */
 	uint64_t span_size;
 	unsigned long seed;
@@ -68,6 +70,7 @@ static const struct option index_long_opts[] = {
 	{ "index-dir", required_argument, NULL, 'd' },
 	{ "seed", required_argument, NULL, 'S' },
 	{ "sign-key", required_argument, NULL, 'K' },
+	{ "registry-config-dir", required_argument, NULL, 'R' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -75,7 +78,8 @@ static const struct option index_long_opts[] = {
 static const char index_usage[] =
 	"usage: lazypull index [--plain-http] [--platform P | --all-platforms]\n"
 	"                      [--output DIR] [--span-size N]\n"
-	"                      [--sign-key KEY.pem] IMAGE-REF\n"
+	"                      [--sign-key KEY.pem] [--registry-config-dir DIR]\n"
+	"                      IMAGE-REF\n"
 	"       lazypull index build [--span-size N] LAYER.tar.gz OUT\n"
 	"       lazypull index inspect [--files] INDEX\n"
 	"       lazypull index extract [--plain-http] [--platform P]\n"
@@ -121,6 +125,9 @@ static int parse_opts(const char *cmd, int argc, char **argv,
 		case 'K':
 			o->sign_key = optarg;
 			break;
+		case 'R':
+			o->hosts_arg = optarg;
+			break;
 		case 's':
 			if (lp_cmd_parse_size(optarg, &o->span_size) < 0 ||
 			    o->span_size < LP_INDEX_MIN_SPAN_SIZE ||
@@ -147,7 +154,7 @@ static int parse_opts(const char *cmd, int argc, char **argv,
 	if (o->index_file && o->index_dir)
 		return lp_cmd_usage_error(
 			cmd, "--index and --index-dir exclude each other");
-	return 0;
+	return lp_cmd_registry_config_dir(cmd, o->hosts_arg, &o->hosts_dir);
 }
 
 /* a registry client for @ref (plain HTTP to its host with --plain-http) */
@@ -168,6 +175,7 @@ static int open_reg(struct index_opts *o, const char *spec,
 		ro.insecure_hosts = o->hosts;
 	}
 	ro.platform = o->platform;
+	ro.registry_config_dir = o->hosts_dir;
 	r = lp_reg_new(&ro, ret_reg);
 	if (r < 0)
 		fprintf(stderr, "lazypull: registry client: %s\n",

@@ -130,10 +130,15 @@ lp_run "$T/busybox" "$T/err" "$LAZYPULL" index cat --plain-http "$IMG" "$LAYER" 
 same_file "$T/gnu/bin/busybox" "$T/busybox" "bin/busybox (a hardlink in the tar) through the index"
 ok "bin/busybox: $(cat "$T/err")"
 
-say "--output DIR and small spans"
+say "--output DIR and small spans; the image named by a host only hosts.toml maps to the registry"
 mkdir -p "$T/ixdir"
-lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K --output "$T/ixdir" "$IMG" ||
-	{ show_err "$T/err"; fail "lazypull index --output"; }
+# nothing listens on DEAD: without --registry-config-dir the pulls fail
+DEAD="127.0.0.1:$(free_port)"
+mkdir -p "$T/hosts.d/$DEAD"
+printf 'server = "http://%s"\n' "$R" >"$T/hosts.d/$DEAD/hosts.toml"
+lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index --span-size 256K --output "$T/ixdir" \
+	--registry-config-dir "$T/hosts.d" "$DEAD/bb:v1" ||
+	{ show_err "$T/err"; fail "lazypull index --output through hosts.toml"; }
 IX="$T/ixdir/${LAYER#sha256:}.gzidx"
 [ -s "$IX" ] || fail "no $IX"
 grep -q '^manifest=' "$T/out" && fail "--output pushed a referrer"
