@@ -276,14 +276,23 @@ static const struct done_layer *find_done(const struct index_opts *o,
 }
 
 /* layer @n of the statement to sign: @layer indexed by @index */
-static int add_signed(struct lp_index_sig_layer **v, size_t *cap, size_t n,
+static int add_signed(struct lp_index_sig_layer **v, size_t *cap, size_t *n,
 		      const struct lp_digest *layer,
 		      const struct lp_digest *index)
 {
-	if (lp_grow_array((void **)v, cap, n + 1, sizeof(**v)) < 0)
+	size_t i;
+
+	/* a layer listed twice (BuildKit's empty layer) is one statement
+	 * line: it has one index (find_done()), and the grammar refuses
+	 * a layer named twice */
+	for (i = 0; i < *n; i++)
+		if (lp_digest_equal(&(*v)[i].layer, layer))
+			return 0;
+	if (lp_grow_array((void **)v, cap, *n + 1, sizeof(**v)) < 0)
 		return -ENOMEM;
-	(*v)[n].layer = *layer;
-	(*v)[n].index = *index;
+	(*v)[*n].layer = *layer;
+	(*v)[*n].index = *index;
+	(*n)++;
 	return 0;
 }
 
@@ -364,9 +373,8 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 			json_object_array_add(
 				layers,
 				index_desc(&dl->index, dl->size, &l->digest));
-			r = add_signed(&signed_layers, &cap_signed, n,
+			r = add_signed(&signed_layers, &cap_signed, &n,
 				       &l->digest, &dl->index);
-			n++;
 			continue;
 		}
 		fd = tmp_fd();
@@ -413,10 +421,10 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 		print_result(&l->digest, &id, &res);
 		json_object_array_add(layers,
 				      index_desc(&id, buf.len, &l->digest));
-		r = add_signed(&signed_layers, &cap_signed, n, &l->digest, &id);
+		r = add_signed(&signed_layers, &cap_signed, &n, &l->digest,
+			       &id);
 		if (r < 0)
 			break;
-		n++;
 		if (lp_grow_array((void **)&o->done, &o->cap_done,
 				  o->nr_done + 1, sizeof(*o->done)) == 0)
 			o->done[o->nr_done++] = (struct done_layer){

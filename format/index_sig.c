@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
@@ -157,6 +158,16 @@ static int key_id(EVP_PKEY *pkey, struct lp_digest *id)
 	return 0;
 }
 
+/* never a passphrase prompt on the terminal: an encrypted key is refused */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
 /* PEM @pem (@len bytes) as an Ed25519 key, private or public */
 static int read_pem(const void *pem, size_t len, bool private_key,
 		    EVP_PKEY **ret, struct lp_err *err)
@@ -171,9 +182,11 @@ static int read_pem(const void *pem, size_t len, bool private_key,
 	bio = BIO_new_mem_buf(pem, (int)len);
 	if (!bio)
 		return -ENOMEM;
-	pkey = private_key ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) :
-			     PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+	pkey = private_key ?
+		       PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) :
+		       PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
 	BIO_free(bio);
+	ERR_clear_error(); /* a refused PEM leaves its reasons queued */
 	if (!pkey || EVP_PKEY_id(pkey) != EVP_PKEY_ED25519) {
 		EVP_PKEY_free(pkey);
 		return lp_err_set(err, -EINVAL, "not an Ed25519 %s key in PEM",
@@ -541,6 +554,7 @@ static bool verifies(const struct lp_index_sig *s, EVP_PKEY *pkey)
 	     EVP_DigestVerify(ctx, s->sig, sizeof(s->sig), s->statement,
 			      s->statement_len) == 1;
 	EVP_MD_CTX_free(ctx);
+	ERR_clear_error();
 	return ok;
 }
 

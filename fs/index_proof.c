@@ -97,7 +97,9 @@ static void *proof_main(void *arg)
 			    lp_blob_name(fs->blob),
 			    lp_index_nr_checkpoints(fs->ix),
 			    (unsigned long long)st.bytes_fetched);
-		if (fs->opts.index_proven)
+		/* a mount a read poisoned records nothing (the index held,
+		 * but whatever the read found is looked at first) */
+		if (fs->opts.index_proven && !atomic_load(&fs->proof.poisoned))
 			fs->opts.index_proven(fs->opts.index_proven_arg);
 	} else if (r == -ECANCELED) {
 		atomic_store(&fs->proof.state, FS_JOB_STOPPED);

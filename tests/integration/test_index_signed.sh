@@ -119,6 +119,47 @@ st = base64.b64decode(ann["dev.lazypull.gzip-index.statement"]).decode()
 assert st.startswith("lazypull-index-signature-v1\nmanifest " + md + "\nlayer "), st
 assert len(base64.b64decode(ann["dev.lazypull.gzip-index.signature"])) == 64
 PY
+# dup: sig's image with its layer listed twice (as BuildKit's empty layer
+# is): signed, the layer one line of the statement
+python3 - "$T/sig.layout" "$T/dup.layout" <<'PY' || fail "making dup's layout"
+import hashlib, json, shutil, sys
+src, dst = sys.argv[1:3]
+shutil.copytree(src, dst)
+def blob(d): return dst + "/blobs/sha256/" + d[7:]
+def put(obj):
+    b = json.dumps(obj).encode()
+    d = "sha256:" + hashlib.sha256(b).hexdigest()
+    open(blob(d), "wb").write(b)
+    return d, len(b)
+ix = json.load(open(dst + "/index.json"))
+man = json.load(open(blob(ix["manifests"][0]["digest"])))
+cfg = json.load(open(blob(man["config"]["digest"])))
+cfg["rootfs"]["diff_ids"] *= 2
+man["config"]["digest"], man["config"]["size"] = put(cfg)
+man["layers"] *= 2
+ix["manifests"][0]["digest"], ix["manifests"][0]["size"] = put(man)
+json.dump(ix, open(dst + "/index.json", "w"))
+PY
+skopeo copy -q --dest-tls-verify=false "oci:$T/dup.layout:v1" "docker://$R/dup/bb:v1" ||
+	fail "skopeo copy of dup"
+index_signed dup a
+grep -q "reused=1" "$T/dup.index.out" || fail "dup's second layer was not reused: $(cat "$T/dup.index.out")"
+python3 - "$R" dup/bb <<'PY' || fail "dup's statement"
+import base64, json, sys, urllib.request
+reg, repo = sys.argv[1:3]
+def get(path, accept):
+    r = urllib.request.Request("http://%s/v2/%s/%s" % (reg, repo, path))
+    r.add_header("Accept", accept)
+    resp = urllib.request.urlopen(r)
+    return resp.read(), resp.headers.get("Docker-Content-Digest")
+_, md = get("manifests/v1", "application/vnd.oci.image.manifest.v1+json")
+ix, _ = get("manifests/sha256-" + md[7:], "application/vnd.oci.image.index.v1+json")
+art, _ = get("manifests/" + json.loads(ix)["manifests"][-1]["digest"],
+             "application/vnd.oci.image.manifest.v1+json")
+st = base64.b64decode(json.loads(art)["annotations"]["dev.lazypull.gzip-index.statement"]).decode()
+assert st.count("\nlayer ") == 1, st
+PY
+ok "dup (its layer listed twice) signed: one statement line for the layer"
 # swap: another valid index of its layer (1 MiB spans) in place of the
 # signed one, the signature annotations kept
 lp_run "$T/swap.build.out" "$T/swap.build.err" "$LAZYPULL" index build --span-size 1M \

@@ -485,8 +485,11 @@ static uint8_t *gunzip(const uint8_t *in, size_t len, size_t *ret_len)
 	z.avail_in = (uInt)len;
 	for (;;) {
 		if (cap - out < 65536) {
+			uint8_t *bigger = realloc(buf, cap * 2);
+
+			assert_non_null(bigger);
+			buf = bigger;
 			cap *= 2;
-			buf = realloc(buf, cap);
 		}
 		z.next_out = buf + out;
 		z.avail_out = (uInt)(cap - out);
