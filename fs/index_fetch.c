@@ -12,8 +12,9 @@
  * whose spans come through the same cache; with the window rule (opt-in)
  * from the span itself when no byte of it depends on the unproven window.
  * A lie found (a span digest, a decode, a checkpoint) poisons the mount;
- * a source that fails poisons nothing. No disk tier: there is no chunk
- * digest to key it by, and the spans' memory is the span cache's.
+ * a source that fails poisons nothing. The chunks have no disk tier
+ * (there is no chunk digest to key them by); the spans do, with a cache
+ * directory: fs/span_disk.c, under the span cache (fs_index_disk_join()).
  *
  * Lock order: none taken here (the span cache's lock is a leaf inside
  * format/).
@@ -91,6 +92,31 @@ int fs_index_spans_join(struct lp_fs *fs, struct lp_fs_budget *b)
 		fs->span_budget = NULL;
 	}
 	return r;
+}
+
+int fs_index_disk_join(struct lp_fs *fs, struct lp_err *err)
+{
+	struct lp_index_span_store st;
+	int r;
+
+	if (!fs->ix || !fs->cache_dir)
+		return 0;
+	r = fs_span_disk_open(fs->cache_dir, fs->ix, fs->opts.disk_cache_bytes,
+			      &fs->span_disk, err);
+	if (r < 0)
+		return r;
+	fs_span_disk_store(fs->span_disk, &st);
+	lp_index_span_cache_store(fs->ix, &st);
+	return 0;
+}
+
+void fs_index_disk_leave(struct lp_fs *fs)
+{
+	if (!fs->span_disk)
+		return;
+	lp_index_span_cache_store(fs->ix, NULL);
+	fs_span_disk_close(fs->span_disk);
+	fs->span_disk = NULL;
 }
 
 void fs_index_spans_leave(struct lp_fs *fs)

@@ -259,7 +259,9 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 	if (r == 0 && fs->ix) {
 		size_t k, proven = 0, ncp = lp_index_nr_checkpoints(fs->ix);
 		struct lp_index_span_cache_stats sc;
+		struct fs_span_disk_stats ds;
 
+		fs_span_disk_stats(fs->span_disk, &ds);
 		for (k = 0; k < ncp; k++)
 			proven += lp_index_checkpoint_verified(fs->ix, k);
 		lp_index_span_cache_stats(fs->ix, &sc);
@@ -270,7 +272,10 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			"%s, \"window_rereads\": %llu, \"span_cache\": "
 			"{\"hits\": %llu, \"fetches\": %llu, \"waits\": "
 			"%llu, \"pass_waits\": %llu, \"evictions\": %llu, "
-			"\"held_bytes\": %llu}},\n",
+			"\"held_bytes\": %llu, \"disk_hits\": %llu, "
+			"\"disk_bad\": %llu, \"disk_writes\": %llu, "
+			"\"disk_evicted_files\": %llu, \"pass_requests\": "
+			"%llu}},\n",
 			ncp, proven,
 			fs_job_state_name((enum fs_job_state)atomic_load(
 				&fs->proof.state)),
@@ -281,7 +286,12 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			(unsigned long long)sc.waits,
 			(unsigned long long)sc.pass_waits,
 			(unsigned long long)sc.evictions,
-			(unsigned long long)sc.held_bytes);
+			(unsigned long long)sc.held_bytes,
+			(unsigned long long)sc.disk_hits,
+			(unsigned long long)sc.disk_bad,
+			(unsigned long long)ds.writes,
+			(unsigned long long)ds.evicted_files,
+			(unsigned long long)sc.pass_requests);
 	}
 	if (r == 0)
 		r = ops_json(&st, out);

@@ -817,10 +817,12 @@ static void test_source_badmsg(void **state)
 
 /* ---- I: the span cache: one fetch per span, never a wrong byte ---- */
 
-/* a blob that counts its reads per span (a read that is not one span's
- * exact range is counted in @odd), optionally slow, optionally serving
- * span @corrupt with a byte flipped while @corrupting, and blocking reads
- * of span @gate until @open */
+/* a blob that counts its reads per span (a read of several whole spans,
+ * the proving pass's read-ahead, counts once for each of them; a read
+ * that is not whole spans' exact range is counted in @odd) and in all
+ * (@requests), optionally slow, optionally serving span @corrupt with a
+ * byte flipped while @corrupting, and blocking reads of span @gate until
+ * @open */
 struct count_blob {
 	const uint8_t *data;
 	const struct lp_index *ix; /* the spans to count by */
@@ -830,7 +832,7 @@ struct count_blob {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned int *reads; /* [nr checkpoints]; protected by lock */
-	unsigned int odd, blocked; /* protected by lock */
+	unsigned int odd, blocked, requests; /* protected by lock */
 	bool open; /* protected by lock */
 	bool gate_fail; /* the gated read, once open, fails (once) */
 };
@@ -859,20 +861,32 @@ static int count_pread(void *ctx, void *buf, size_t len, uint64_t off,
 		       struct lp_err *err)
 {
 	struct count_blob *cb = ctx;
-	size_t i, sp = SIZE_MAX;
-	uint64_t s0, s1;
+	const size_t nr = lp_index_nr_checkpoints(cb->ix);
+	size_t i, sp = SIZE_MAX, last = SIZE_MAX;
+	uint64_t s0, s1, c0 = 0, c1 = 0;
 
-	for (i = 0; i < lp_index_nr_checkpoints(cb->ix); i++) {
+	for (i = 0; i < nr && sp == SIZE_MAX; i++) {
 		lp_index_span_range(cb->ix, i, &s0, &s1);
-		if (s0 == off && s1 - s0 == len)
+		if (s0 == off)
 			sp = i;
 	}
+	/* the spans [sp, last] whose ranges make up the read exactly */
+	for (i = sp; sp != SIZE_MAX && i < nr; i++) {
+		lp_index_span_range(cb->ix, i, &s0, &s1);
+		if (s1 > off + len)
+			break;
+		if (s1 == off + len)
+			last = i;
+	}
 	pthread_mutex_lock(&cb->lock);
-	if (sp == SIZE_MAX)
+	cb->requests++;
+	if (last == SIZE_MAX)
 		cb->odd++;
-	else
-		cb->reads[sp]++;
-	if (sp != SIZE_MAX && sp == cb->gate) {
+	for (i = sp; last != SIZE_MAX && i <= last; i++)
+		cb->reads[i]++;
+	if (last != SIZE_MAX && cb->corrupt >= sp && cb->corrupt <= last)
+		lp_index_span_range(cb->ix, cb->corrupt, &c0, &c1);
+	if (last != SIZE_MAX && cb->gate >= sp && cb->gate <= last) {
 		cb->blocked++;
 		pthread_cond_broadcast(&cb->cond);
 		while (!cb->open)
@@ -888,8 +902,8 @@ static int count_pread(void *ctx, void *buf, size_t len, uint64_t off,
 	if (cb->delay_us)
 		usleep(cb->delay_us);
 	memcpy(buf, cb->data + off, len);
-	if (sp != SIZE_MAX && sp == cb->corrupt && atomic_load(&cb->corrupting))
-		((uint8_t *)buf)[len / 2] ^= 0x20;
+	if (c1 > c0 && atomic_load(&cb->corrupting))
+		((uint8_t *)buf)[c0 - off + (c1 - c0) / 2] ^= 0x20;
 	return 0;
 }
 
