@@ -117,16 +117,16 @@ void lp_index_pass_note(const struct lp_index *ix, uint64_t requests,
  * the requests in flight) and drops what it holds; NULL allowed.
  * lp_index_ahead_take() - span @i for the pass, which takes spans in
  * order (those before @i are dropped): 0 with a reference (waiting for its
- * request when one is in flight), or -ENOENT: fetch it yourself (not
- * planned, on disk or in memory already, or its request failed or its
- * digest did not match: the pass's own fetch then says why).
+ * request when one is in flight); -ENOENT: fetch it yourself (not
+ * planned, on disk or in memory already); or the error its request met
+ * (the source's -errno; -EBADMSG, its digest did not match) with @err.
  * lp_index_ahead_stats() - what it fetched, added to @st.
  */
 int lp_index_ahead_new(const struct lp_index *ix, struct lp_blob *blob,
 		       struct lp_index_ahead **ret);
 void lp_index_ahead_free(struct lp_index_ahead *a);
 int lp_index_ahead_take(struct lp_index_ahead *a, size_t i,
-			struct lp_index_span **ret_sp);
+			struct lp_index_span **ret_sp, struct lp_err *err);
 void lp_index_ahead_stats(const struct lp_index_ahead *a,
 			  struct lp_index_stream_stats *st);
 

@@ -22,9 +22,9 @@
  * a span another fetches (single flight: each span fetched once); one
  * whose span is not claimed yet fetches it at once by itself, never
  * behind the pass's queue. A request that fails tells its spans' waiters
- * -EIO (as their own fetch would) and makes the pass fetch them itself; a
- * span whose digest does not match is -EBADMSG for its waiters, and the
- * pass's own fetch of it finds the lie too.
+ * and the pass -EIO (as their own fetch would: the pass stops there), and
+ * no request follows it; a span whose digest does not match is -EBADMSG
+ * for its waiters and the pass (a lie found).
  *
  * Memory: the spans fetched ahead are the pass's, outside the span cache's
  * limit while the pass has not taken them, bounded as above (a request's
@@ -45,6 +45,7 @@ enum ahead_state {
 	A_FLIGHT, /* in a request in flight */
 	A_READY, /* fetched, verified, waiting for the pass */
 	A_SKIP, /* the pass fetches it itself */
+	A_FAILED, /* its request failed, or its digest: the pass's error */
 };
 
 struct lp_index_ahead {
@@ -61,7 +62,17 @@ struct lp_index_ahead {
 	size_t taken; /* spans before it the pass is done with; lock */
 	size_t out_bytes; /* fetched or in flight, not taken; lock */
 	bool stop, failed; /* protected by lock */
+	int *fail_r; /* [nr] a failed span's error; protected by lock */
+	struct lp_err fail_err; /* the first failure's; protected by lock */
 	uint64_t requests, spans, bytes; /* protected by lock */
+	/* the first request, planned before the pass starts (else the pass
+	 * would fetch its first spans itself while the threads start);
+	 * protected by lock */
+	struct planned {
+		bool have;
+		size_t first, end_i;
+		uint64_t base, end;
+	} pending;
 	pthread_t threads[LP_INDEX_PASS_REQUESTS];
 	unsigned int nr_threads;
 };
@@ -159,8 +170,15 @@ static void hand_out(struct request *q, size_t i, int r,
 		a->state[i] = A_READY;
 		a->out_bytes += (size_t)(s1 - s0);
 		sp = NULL;
+	} else if (!sp) {
+		/* the pass fails here as it would have fetching it itself
+		 * (a source's error stops it; a lie is found) */
+		a->state[i] = A_FAILED;
+		a->fail_r[i] = r;
+		if (!a->fail_err.msg[0])
+			a->fail_err = err;
 	} else {
-		a->state[i] = A_SKIP; /* the pass's own fetch says why */
+		a->state[i] = A_SKIP;
 	}
 	pthread_cond_broadcast(&a->cond);
 	pthread_mutex_unlock(&a->lock);
@@ -214,7 +232,7 @@ static void fetch(struct lp_index_ahead *a, size_t first, size_t end_i,
 	if (r == 0)
 		a->bytes += len;
 	else
-		a->failed = true; /* the pass's own fetches say why */
+		a->failed = true; /* no more: the pass stops there */
 	pthread_cond_broadcast(&a->cond);
 	pthread_mutex_unlock(&a->lock);
 	lp_index_pass_note(a->ix, 1, q.got);
@@ -227,14 +245,25 @@ static void *ahead_main(void *arg)
 	uint64_t base, end;
 
 	pthread_mutex_lock(&a->lock);
-	while (!a->stop && !a->failed) {
-		if (a->out_bytes && a->out_bytes >= a->max_bytes) {
+	/* the pending request is made whatever comes: its spans are claimed
+	 * (readers may wait for them) */
+	while ((!a->stop && !a->failed) || a->pending.have) {
+		if (!a->pending.have && a->out_bytes &&
+		    a->out_bytes >= a->max_bytes) {
 			pthread_cond_wait(&a->cond, &a->lock);
 			continue;
 		}
-		if (!plan(a, &first, &end_i, &base, &end))
+		if (a->pending.have) {
+			a->pending.have = false;
+			first = a->pending.first;
+			end_i = a->pending.end_i;
+			base = a->pending.base;
+			end = a->pending.end;
+		} else if (!plan(a, &first, &end_i, &base, &end)) {
 			break;
-		a->out_bytes += (size_t)(end - base);
+		} else {
+			a->out_bytes += (size_t)(end - base);
+		}
 		pthread_mutex_unlock(&a->lock);
 		fetch(a, first, end_i, base, end);
 		pthread_mutex_lock(&a->lock);
@@ -267,10 +296,17 @@ int lp_index_ahead_new(const struct lp_index *ix, struct lp_blob *blob,
 	a->state = calloc(a->nr ? a->nr : 1, sizeof(*a->state));
 	a->ready = calloc(a->nr ? a->nr : 1, sizeof(*a->ready));
 	a->claimed = calloc(a->nr ? a->nr : 1, sizeof(*a->claimed));
-	if (!a->state || !a->ready || !a->claimed) {
+	a->fail_r = calloc(a->nr ? a->nr : 1, sizeof(*a->fail_r));
+	if (!a->state || !a->ready || !a->claimed || !a->fail_r) {
 		r = -ENOMEM;
 		goto out;
 	}
+	pthread_mutex_lock(&a->lock);
+	a->pending.have = plan(a, &a->pending.first, &a->pending.end_i,
+			       &a->pending.base, &a->pending.end);
+	if (a->pending.have)
+		a->out_bytes += (size_t)(a->pending.end - a->pending.base);
+	pthread_mutex_unlock(&a->lock);
 	for (k = 0; k < LP_INDEX_PASS_REQUESTS; k++) {
 		r = -pthread_create(&a->threads[k], NULL, ahead_main, a);
 		if (r < 0)
@@ -301,10 +337,17 @@ void lp_index_ahead_free(struct lp_index_ahead *a)
 	pthread_mutex_unlock(&a->lock);
 	for (k = 0; k < a->nr_threads; k++)
 		pthread_join(a->threads[k], NULL);
+	if (a->pending.have) {
+		/* no thread started: its claimed spans still have to come */
+		a->pending.have = false;
+		fetch(a, a->pending.first, a->pending.end_i, a->pending.base,
+		      a->pending.end);
+	}
 	for (i = 0; a->ready && i < a->nr; i++)
 		lp_index_span_put(a->ready[i]);
 	free(a->ready);
 	free(a->claimed);
+	free(a->fail_r);
 	free(a->state);
 	pthread_cond_destroy(&a->cond);
 	pthread_mutex_destroy(&a->lock);
@@ -313,7 +356,7 @@ void lp_index_ahead_free(struct lp_index_ahead *a)
 }
 
 int lp_index_ahead_take(struct lp_index_ahead *a, size_t i,
-			struct lp_index_span **ret_sp)
+			struct lp_index_span **ret_sp, struct lp_err *err)
 {
 	int r = -ENOENT;
 	size_t k;
@@ -339,6 +382,10 @@ int lp_index_ahead_take(struct lp_index_ahead *a, size_t i,
 		a->state[i] = A_SKIP;
 		a->out_bytes -= lp_index_span_len(*ret_sp);
 		r = 0;
+	} else if (a->state[i] == A_FAILED) {
+		r = a->fail_r[i];
+		if (err && !err->msg[0])
+			*err = a->fail_err;
 	}
 	if (a->taken < i + 1)
 		a->taken = i + 1;

@@ -124,7 +124,7 @@ static int load_span(struct lp_index_stream *s, size_t i, struct lp_err *err)
 	 * (and again below, as for bytes given) */
 	lp_index_span_put(s->cur);
 	s->cur = NULL;
-	r = lp_index_ahead_take(s->ahead, i, &s->cur);
+	r = lp_index_ahead_take(s->ahead, i, &s->cur, err);
 	if (r == -ENOENT) /* not fetched ahead: through the cache */
 		r = lp_index_span_get_as(s->ix, s->blob, i, s->hash != NULL,
 					 &s->cur, &s->stats, err);
