@@ -407,6 +407,8 @@ struct fs_stats {
 	atomic_uint_fast64_t digest_table_errors;
 	atomic_uint_fast64_t readahead_chunks;
 	atomic_uint_fast64_t prefetch_done_bytes; /* compressed span covered */
+	/* gzip index: spans decoded whole, and pieces copied from one */
+	atomic_uint_fast64_t index_span_decodes, index_decoded_hits;
 	atomic_uint_fast64_t background_done_bytes;
 	atomic_uint_fast64_t background_retries; /* waits for the source */
 	/* disk-tier copies an on-demand fetch left to the writer for later
@@ -628,6 +630,8 @@ struct lp_fs {
 	/* with ix and a cache directory: the spans' disk tier
 	 * (fs/span_disk.c), under the span cache; else NULL */
 	struct fs_span_disk *span_disk;
+	/* with ix: the last spans decoded whole (index_fetch.c), or NULL */
+	struct fs_span_outs *span_outs;
 	/* with ix: the proving pass (fs/index_proof.c) */
 	struct fs_proof {
 		pthread_t thread;

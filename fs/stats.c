@@ -269,7 +269,8 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			out,
 			"  \"gzip_index\": {\"checkpoints\": %zu, "
 			"\"proven\": %zu, \"proof\": \"%s\", \"poisoned\": "
-			"%s, \"window_rereads\": %llu, \"span_cache\": "
+			"%s, \"window_rereads\": %llu, \"span_decodes\": "
+			"%llu, \"decoded_hits\": %llu, \"span_cache\": "
 			"{\"hits\": %llu, \"fetches\": %llu, \"waits\": "
 			"%llu, \"pass_waits\": %llu, \"evictions\": %llu, "
 			"\"held_bytes\": %llu, \"disk_hits\": %llu, "
@@ -281,6 +282,8 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 				&fs->proof.state)),
 			atomic_load(&fs->proof.poisoned) ? "true" : "false",
 			(unsigned long long)ld(&s->index_window_rereads),
+			(unsigned long long)ld(&s->index_span_decodes),
+			(unsigned long long)ld(&s->index_decoded_hits),
 			(unsigned long long)sc.hits,
 			(unsigned long long)sc.fetches,
 			(unsigned long long)sc.waits,

@@ -1945,6 +1945,42 @@ static void test_pass_big_requests(void **state)
 	release(&f);
 }
 
+/*
+ * Pieces of a proven span are copied from the span decoded whole, not each
+ * inflated from the checkpoint: every file read in tar order after the
+ * pass decodes each span once at most, and most pieces are copies.
+ */
+static void test_span_decoded_once(void **state)
+{
+	struct fixture f = { 0 };
+	struct count_blob cb;
+	struct lp_blob *blob;
+	struct lp_fs *fs;
+	uint64_t decodes, hits, pieces;
+	size_t spans;
+
+	(void)state;
+	build_vector(&f);
+	spans = lp_index_nr_checkpoints(f.ix);
+	count_init(&cb, &f, f.ix);
+	blob = count_blob_new(&cb, &f);
+	fs = mount_budget(&f, blob, NULL, true);
+	wait_proven(fs);
+	read_all(&f, fs, 0); /* seed 0: the tar's order */
+	decodes = stats_num(fs, "\"span_decodes\": ");
+	hits = stats_num(fs, "\"decoded_hits\": ");
+	pieces = stats_num(fs, "\"fetched_chunks\": ");
+	if (decodes > spans || hits == 0 || decodes + hits < pieces / 2)
+		fail_msg("%llu spans decoded whole and %llu pieces copied "
+			 "from them for %llu pieces (%zu spans)",
+			 (unsigned long long)decodes, (unsigned long long)hits,
+			 (unsigned long long)pieces, spans);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	count_destroy(&cb);
+	release(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1968,6 +2004,7 @@ int main(void)
 		cmocka_unit_test(test_span_disk_evicted),
 		cmocka_unit_test(test_span_disk_remount),
 		cmocka_unit_test(test_pass_big_requests),
+		cmocka_unit_test(test_span_decoded_once),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
