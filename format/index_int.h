@@ -34,9 +34,13 @@ const uint8_t *lp_index_window_data(const struct lp_index *ix,
 
 /*
  * lp_index_prove_open() - a stream from the blob's first byte that also
- * hashes every blob byte it fetches (for lp_index_prove_finish()).
+ * hashes every blob byte it fetches (for lp_index_prove_finish()); its
+ * spans come from @ahead (NULL: none) when it has them, else through the
+ * span cache as the proving pass's.
  */
+struct lp_index_ahead;
 int lp_index_prove_open(const struct lp_index *ix, struct lp_blob *blob,
+			struct lp_index_ahead *ahead,
 			struct lp_index_stream **ret_s, struct lp_err *err);
 /*
  * lp_index_prove_finish() - for a stream from lp_index_prove_open() that
@@ -76,6 +80,58 @@ void lp_index_prover_at(const struct lp_index *ix, size_t i);
 void lp_index_prover_end(const struct lp_index *ix);
 void lp_index_proven_notify(const struct lp_index *ix);
 bool lp_index_wait_prover(const struct lp_index *ix, size_t i);
+
+/*
+ * For the proving pass's read-ahead (index_pass_fetch.c):
+ * lp_index_span_cached() - whether span @i is held in memory or the store
+ * says it has it (a hint: the pass need not fetch it ahead);
+ * lp_index_span_from() - a new span (one reference, the caller's) of @len
+ * bytes copied from @src, which must be span @i's exact bytes: their
+ * digest is compared first (-EBADMSG, -ENOMEM);
+ * lp_index_span_claim() - the read-ahead will fetch span @i: readers that
+ * want it meanwhile wait for it (single flight). Returns 1 (claimed: settle
+ * it), 0 (the cache is off: nothing to claim, settle it unclaimed),
+ * -EEXIST (held, or another fetch has it: leave it), -ENOMEM;
+ * lp_index_span_settle() - the result of span @i's fetch by the read-ahead
+ * (@claimed: it claimed it): @sp (verified, the caller keeps its
+ * reference) or @r < 0 with @ferr, to the cache (held cold, as the pass's,
+ * unless a reader waits), its waiters and the store;
+ * lp_index_span_cache_max() - the cache's limit now (0: off);
+ * lp_index_pass_note() - count @requests blob requests that brought @spans
+ * spans (the cache's stats).
+ */
+bool lp_index_span_cached(const struct lp_index *ix, size_t i);
+int lp_index_span_from(const struct lp_index *ix, size_t i, const void *src,
+		       size_t len, struct lp_index_span **ret_sp,
+		       struct lp_err *err);
+int lp_index_span_claim(const struct lp_index *ix, size_t i);
+void lp_index_span_settle(const struct lp_index *ix, size_t i, bool claimed,
+			  struct lp_index_span *sp, int r,
+			  const struct lp_err *ferr);
+size_t lp_index_span_cache_max(const struct lp_index *ix);
+void lp_index_pass_note(const struct lp_index *ix, uint64_t requests,
+			uint64_t spans);
+
+/* ---- the proving pass's read-ahead (index_pass_fetch.c) ---- */
+/*
+ * lp_index_ahead_new() - a read-ahead of @ix's spans from @blob for one
+ * proving pass, from span 0 in order (LP_INDEX_PASS_* in lp_index.h);
+ * threads start here. Returns 0 or -errno. _free() stops it (waiting for
+ * the requests in flight) and drops what it holds; NULL allowed.
+ * lp_index_ahead_take() - span @i for the pass, which takes spans in
+ * order (those before @i are dropped): 0 with a reference (waiting for its
+ * request when one is in flight); -ENOENT: fetch it yourself (not
+ * planned, on disk or in memory already); or the error its request met
+ * (the source's -errno; -EBADMSG, its digest did not match) with @err.
+ * lp_index_ahead_stats() - what it fetched, added to @st.
+ */
+int lp_index_ahead_new(const struct lp_index *ix, struct lp_blob *blob,
+		       struct lp_index_ahead **ret);
+void lp_index_ahead_free(struct lp_index_ahead *a);
+int lp_index_ahead_take(struct lp_index_ahead *a, size_t i,
+			struct lp_index_span **ret_sp, struct lp_err *err);
+void lp_index_ahead_stats(const struct lp_index_ahead *a,
+			  struct lp_index_stream_stats *st);
 
 /*
  * lp_index_blob_read() - lp_blob_pread() for the index's readers: a source

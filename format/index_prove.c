@@ -132,6 +132,7 @@ int lp_index_prove(const struct lp_index *ix, struct lp_blob *blob,
 {
 	struct prove p = { .ix = ix, .stop = stop, .arg = arg, .err = err };
 	const uint64_t usize = lp_index_uncompressed_size(ix);
+	struct lp_index_ahead *ahead = NULL;
 	uint64_t cur = 0;
 	bool prover = false;
 	size_t k;
@@ -144,7 +145,11 @@ int lp_index_prove(const struct lp_index *ix, struct lp_blob *blob,
 	}
 	lp_index_prover_begin(ix); /* readers may wait for the pass */
 	prover = true;
-	r = lp_index_prove_open(ix, blob, &p.s, err);
+	/* big requests ahead of the pass (index_pass_fetch.c); without it
+	 * (no memory for its threads) the pass fetches span by span */
+	if (lp_index_ahead_new(ix, blob, &ahead) < 0)
+		ahead = NULL;
+	r = lp_index_prove_open(ix, blob, ahead, &p.s, err);
 	for (k = 0; r == 0 && k < lp_index_nr_files(ix); k++) {
 		const struct lp_index_file *f = lp_index_file(ix, k);
 		size_t len = (size_t)(f->data_off - f->hdr_off);
@@ -176,11 +181,13 @@ out:
 		struct lp_index_stream_stats st;
 
 		lp_index_stream_stats(p.s, &st);
+		lp_index_ahead_stats(ahead, &st);
 		stats->bytes_fetched += st.bytes_fetched;
 		stats->spans += st.spans;
 		stats->bytes_inflated += st.bytes_inflated;
 	}
 	lp_index_stream_free(p.s);
+	lp_index_ahead_free(ahead); /* waits for its requests in flight */
 	if (prover) /* its waiters stream themselves if it is not through */
 		lp_index_prover_end(ix);
 	free(p.buf);

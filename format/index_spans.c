@@ -50,6 +50,13 @@
  * lie found) before proving its span, or when other streams proved
  * checkpoints past the pass (its own stream is then the shorter way).
  *
+ * A store under the cache (lp_index_span_cache_store(): fs/ gives a mount
+ * with a cache directory a file per layer, fs/span_disk.c) is asked
+ * before the blob when a span is not held, by the thread that owns the
+ * span's flight: what it gives is compared with the span digest like a
+ * fetch (a mismatch is a miss: fetched, then saved again), and a span
+ * verified from the blob is handed to it after its waiters have it.
+ *
  * Lock order: the budget's lock, then spans.lock (its shrink); nothing is
  * fetched, and the budget's reserve() and enforce() are not called, while
  * spans.lock is held (its release(), stamp() and cold() are atomics).
@@ -116,6 +123,9 @@ struct lp_index_spans {
 	 * began: none since, the layer is unread; protected by lock */
 	uint64_t reader_gets, reader_gets_at_pass;
 	unsigned int proven_waiters;
+	/* set before other threads use the index */
+	struct lp_index_span_store store;
+	bool stored;
 };
 
 int lp_index_spans_new(size_t nr_checkpoints, struct lp_index_spans **ret)
@@ -281,12 +291,41 @@ int lp_index_blob_read(struct lp_blob *blob, void *buf, size_t len,
 	return r == -EBADMSG || r == -ERANGE ? -EIO : r;
 }
 
-/* fetch span @i from @blob and compare its digest: a new span (one
- * reference, the caller's) or -errno; the bytes read counted in @st */
+/* where fetch_span() found a span */
+enum span_from { FROM_BLOB, FROM_STORE, FROM_BLOB_STORE_BAD };
+
+/* span @i from the store, if it has it and its digest matches: true */
+static bool load_span(struct lp_index_spans *sc, const struct lp_index *ix,
+		      struct lp_index_span *sp, uint64_t start,
+		      enum span_from *from)
+{
+	struct lp_digest d;
+
+	if (!sc->stored || !sc->store.has(sc->store.arg, sp->i))
+		return false;
+	if (sc->store.load(sc->store.arg, sp->i, start, sp->data, sp->len) < 0)
+		return false;
+	lp_sha256(sp->data, sp->len, &d);
+	if (lp_digest_equal(&d, &lp_index_checkpoint(ix, sp->i)->span)) {
+		*from = FROM_STORE;
+		return true;
+	}
+	/* torn or corrupted on disk, or saved for another index's spans:
+	 * a miss, refetched (and saved again) */
+	*from = FROM_BLOB_STORE_BAD;
+	return false;
+}
+
+/* span @i from the store (lp_index_span_cache_store()) when it has it, else
+ * fetched from @blob, its digest compared either way: a new span (one
+ * reference, the caller's) or -errno; the bytes read from the blob
+ * counted in @st, where they came from in *@from */
 static int fetch_span(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 		      struct lp_index_span **ret_sp,
-		      struct lp_index_stream_stats *st, struct lp_err *err)
+		      struct lp_index_stream_stats *st, enum span_from *from,
+		      struct lp_err *err)
 {
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
 	const struct lp_index_checkpoint *c = lp_index_checkpoint(ix, i);
 	struct lp_index_span *sp = NULL;
 	struct lp_digest d;
@@ -311,6 +350,11 @@ static int fetch_span(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 	sp->len = len;
 	sp->stamp = 0;
 	sp->cold = sp->charged = false;
+	*from = FROM_BLOB;
+	if (load_span(sc, ix, sp, start, from)) {
+		*ret_sp = sp;
+		return 0;
+	}
 	r = lp_index_blob_read(blob, sp->data, len, start, err);
 	if (r < 0) {
 		r = lp_err_set(err, r,
@@ -341,6 +385,19 @@ out:
 	return r;
 }
 
+/* hand verified span @sp to the store (no lock held): its own reference */
+static void store_save(struct lp_index_spans *sc, const struct lp_index *ix,
+		       struct lp_index_span *sp)
+{
+	uint64_t start, end;
+
+	if (!sc->stored)
+		return;
+	lp_index_span_range(ix, sp->i, &start, &end);
+	atomic_fetch_add(&sp->refs, 1);
+	sc->store.save(sc->store.arg, sp, start);
+}
+
 /* a use of held span @i now (not the proving pass's): the newest; with
  * sc->lock */
 static void touch(struct lp_index_spans *sc, uint32_t i)
@@ -363,6 +420,86 @@ static void flight_leave(struct span_flight *fl)
 	free(fl);
 }
 
+/*
+ * The end of flight @fl (NULL: the cache was off) of span @i: its result
+ * @r, with @sp (the caller's reference, kept) or @ferr, to the cache (held
+ * when it fits; the proving pass's spans cold unless a reader waits), to
+ * the flight's waiters, then to the store (a span from the blob). Takes
+ * and drops sc->lock; charges the budget before.
+ */
+static void land(struct lp_index_spans *sc, const struct lp_index *ix, size_t i,
+		 struct span_flight *fl, struct lp_index_span *sp, int r,
+		 const struct lp_err *ferr, bool prover, enum span_from from)
+{
+	bool charged = false;
+
+	/* charged to the budget (which may evict any layer's spans or
+	 * chunks to make room) before it is held, with no lock held */
+	if (fl && r == 0 && sc->budgeted && sp->len <= sc->max_bytes) {
+		sc->budget.reserve(sc->budget.arg, sp->len);
+		charged = true;
+	}
+
+	pthread_mutex_lock(&sc->lock);
+	if (r == 0 && from == FROM_STORE) {
+		sc->stats.disk_hits++;
+	} else if (r == 0) {
+		sc->stats.fetches++;
+		sc->stats.fetched_bytes += sp->len;
+	}
+	if (from == FROM_BLOB_STORE_BAD)
+		sc->stats.disk_bad++;
+	if (fl) {
+		struct span_slot *s = &sc->slots[i];
+
+		s->flight = NULL;
+		/* held only while the cache is on and the span fits it; a
+		 * failed span is never held. The proving pass's own spans go
+		 * in cold (first to leave, dropped when the pass ends) unless
+		 * a reader waits for them */
+		if (r == 0 && sp->len <= sc->max_bytes) {
+			atomic_fetch_add(&sp->refs, 1);
+			sp->charged = charged;
+			charged = false;
+			s->held = sp;
+			sc->held_bytes += sp->len;
+			if (prover && !fl->waiters) {
+				sp->cold = true;
+				sp->stamp = 0;
+				lru_push_cold(sc, (uint32_t)i);
+			} else {
+				sp->stamp = sc->budgeted ?
+						    sc->budget.stamp(
+							    sc->budget.arg) :
+						    0;
+				lru_push(sc, (uint32_t)i);
+			}
+			evict(sc);
+		}
+		/* the result for the waiters */
+		fl->done = true;
+		fl->r = r;
+		fl->err = *ferr;
+		if (fl->waiters) {
+			if (r == 0) {
+				atomic_fetch_add(&sp->refs, 1);
+				fl->sp = sp;
+			}
+			pthread_cond_broadcast(&sc->cond);
+		} else {
+			free(fl);
+		}
+	}
+	pthread_mutex_unlock(&sc->lock);
+	if (charged) /* the cache went off meanwhile */
+		sc->budget.release(sc->budget.arg, sp->len);
+	else if (sp && sp->charged)
+		sc->budget.enforce(sc->budget.arg);
+	/* to the store once every waiter has it (it queues the write) */
+	if (r == 0 && from != FROM_STORE)
+		store_save(sc, ix, sp);
+}
+
 int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 			 size_t i, bool prover, struct lp_index_span **ret_sp,
 			 struct lp_index_stream_stats *st, struct lp_err *err)
@@ -371,7 +508,7 @@ int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 	struct lp_index_span *sp = NULL;
 	struct span_flight *fl = NULL;
 	struct lp_err ferr = { 0 };
-	bool charged = false;
+	enum span_from from = FROM_BLOB;
 	int r;
 
 	if (i >= lp_index_nr_checkpoints(ix))
@@ -426,65 +563,8 @@ int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 	}
 	pthread_mutex_unlock(&sc->lock);
 
-	r = fetch_span(ix, blob, i, &sp, st, &ferr);
-	/* charged to the budget (which may evict any layer's spans or
-	 * chunks to make room) before it is held, with no lock held */
-	if (fl && r == 0 && sc->budgeted && sp->len <= sc->max_bytes) {
-		sc->budget.reserve(sc->budget.arg, sp->len);
-		charged = true;
-	}
-
-	pthread_mutex_lock(&sc->lock);
-	if (r == 0) {
-		sc->stats.fetches++;
-		sc->stats.fetched_bytes += sp->len;
-	}
-	if (fl) {
-		struct span_slot *s = &sc->slots[i];
-
-		s->flight = NULL;
-		/* held only while the cache is on and the span fits it; a
-		 * failed span is never held. The proving pass's own spans go
-		 * in cold (first to leave, dropped when the pass ends) unless
-		 * a reader waits for them */
-		if (r == 0 && sp->len <= sc->max_bytes) {
-			atomic_fetch_add(&sp->refs, 1);
-			sp->charged = charged;
-			charged = false;
-			s->held = sp;
-			sc->held_bytes += sp->len;
-			if (prover && !fl->waiters) {
-				sp->cold = true;
-				sp->stamp = 0;
-				lru_push_cold(sc, (uint32_t)i);
-			} else {
-				sp->stamp = sc->budgeted ?
-						    sc->budget.stamp(
-							    sc->budget.arg) :
-						    0;
-				lru_push(sc, (uint32_t)i);
-			}
-			evict(sc);
-		}
-		/* the result for the waiters */
-		fl->done = true;
-		fl->r = r;
-		fl->err = ferr;
-		if (fl->waiters) {
-			if (r == 0) {
-				atomic_fetch_add(&sp->refs, 1);
-				fl->sp = sp;
-			}
-			pthread_cond_broadcast(&sc->cond);
-		} else {
-			free(fl);
-		}
-	}
-	pthread_mutex_unlock(&sc->lock);
-	if (charged) /* the cache went off meanwhile */
-		sc->budget.release(sc->budget.arg, sp->len);
-	else if (sp && sp->charged)
-		sc->budget.enforce(sc->budget.arg);
+	r = fetch_span(ix, blob, i, &sp, st, &from, &ferr);
+	land(sc, ix, i, fl, sp, r, &ferr, prover, from);
 	if (r == 0)
 		*ret_sp = sp;
 	else if (err && !err->msg[0])
@@ -632,4 +712,113 @@ const uint8_t *lp_index_span_data(const struct lp_index_span *sp)
 size_t lp_index_span_len(const struct lp_index_span *sp)
 {
 	return sp->len;
+}
+
+size_t lp_index_span_nr(const struct lp_index_span *sp)
+{
+	return sp->i;
+}
+
+void lp_index_span_cache_store(const struct lp_index *ix,
+			       const struct lp_index_span_store *s)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+
+	pthread_mutex_lock(&sc->lock);
+	sc->stored = s != NULL;
+	if (s)
+		sc->store = *s;
+	pthread_mutex_unlock(&sc->lock);
+}
+
+bool lp_index_span_cached(const struct lp_index *ix, size_t i)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+	bool held;
+
+	pthread_mutex_lock(&sc->lock);
+	held = sc->slots && sc->slots[i].held;
+	pthread_mutex_unlock(&sc->lock);
+	return held || (sc->stored && sc->store.has(sc->store.arg, i));
+}
+
+int lp_index_span_from(const struct lp_index *ix, size_t i, const void *src,
+		       size_t len, struct lp_index_span **ret_sp,
+		       struct lp_err *err)
+{
+	struct lp_index_span *sp = NULL;
+	struct lp_digest d;
+
+	lp_sha256(src, len, &d);
+	if (!lp_digest_equal(&d, &lp_index_checkpoint(ix, i)->span))
+		return lp_err_set(err, -EBADMSG,
+				  "gzip index span #%zu: digest mismatch", i);
+	sp = malloc(sizeof(*sp) + len);
+	if (!sp)
+		return -ENOMEM;
+	atomic_init(&sp->refs, 1);
+	sp->i = i;
+	sp->len = len;
+	sp->stamp = 0;
+	sp->cold = sp->charged = false;
+	memcpy(sp->data, src, len);
+	*ret_sp = sp;
+	return 0;
+}
+
+int lp_index_span_claim(const struct lp_index *ix, size_t i)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+	int r = 0;
+
+	pthread_mutex_lock(&sc->lock);
+	if (sc->max_bytes) {
+		struct span_slot *s = &sc->slots[i];
+
+		if (s->held || s->flight) {
+			r = -EEXIST;
+		} else {
+			s->flight = calloc(1, sizeof(*s->flight));
+			r = s->flight ? 1 : -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&sc->lock);
+	return r;
+}
+
+void lp_index_span_settle(const struct lp_index *ix, size_t i, bool claimed,
+			  struct lp_index_span *sp, int r,
+			  const struct lp_err *ferr)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+	struct span_flight *fl = NULL;
+
+	if (claimed) {
+		pthread_mutex_lock(&sc->lock);
+		fl = sc->slots[i].flight;
+		pthread_mutex_unlock(&sc->lock);
+	}
+	land(sc, ix, i, fl, sp, r, ferr, true, FROM_BLOB);
+}
+
+size_t lp_index_span_cache_max(const struct lp_index *ix)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+	size_t max;
+
+	pthread_mutex_lock(&sc->lock);
+	max = sc->max_bytes;
+	pthread_mutex_unlock(&sc->lock);
+	return max;
+}
+
+void lp_index_pass_note(const struct lp_index *ix, uint64_t requests,
+			uint64_t spans)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+
+	pthread_mutex_lock(&sc->lock);
+	sc->stats.pass_requests += requests;
+	sc->stats.pass_spans += spans;
+	pthread_mutex_unlock(&sc->lock);
 }

@@ -86,6 +86,8 @@ struct lp_index_stream {
 	size_t first; /* the checkpoint the stream started at */
 	/* with a blob: the span being fed, pinned (index_spans.c) */
 	struct lp_index_span *cur;
+	/* the proving pass's read-ahead (index_pass_fetch.c), or NULL */
+	struct lp_index_ahead *ahead;
 	uint64_t pos; /* uncompressed offset of the next byte out */
 	struct lp_index_stream_stats stats;
 };
@@ -126,8 +128,10 @@ static int load_span(struct lp_index_stream *s, size_t i, struct lp_err *err)
 	 * (and again below, as for bytes given) */
 	lp_index_span_put(s->cur);
 	s->cur = NULL;
-	r = lp_index_span_get_as(s->ix, s->blob, i, s->hash != NULL, &s->cur,
-				 &s->stats, err);
+	r = lp_index_ahead_take(s->ahead, i, &s->cur, err);
+	if (r == -ENOENT) /* not fetched ahead: through the cache */
+		r = lp_index_span_get_as(s->ix, s->blob, i, s->hash != NULL,
+					 &s->cur, &s->stats, err);
 	if (r < 0)
 		return r;
 	src = lp_index_span_data(s->cur);
@@ -234,8 +238,8 @@ static int check_blob(const struct lp_index *ix, struct lp_blob *blob,
 }
 
 static int stream_open(const struct lp_index *ix, struct lp_blob *blob,
-		       uint64_t off, bool hash, struct lp_index_stream **ret_s,
-		       struct lp_err *err)
+		       uint64_t off, bool hash, struct lp_index_ahead *ahead,
+		       struct lp_index_stream **ret_s, struct lp_err *err)
 {
 	struct lp_index_stream *s = NULL;
 	size_t start;
@@ -258,6 +262,7 @@ static int stream_open(const struct lp_index *ix, struct lp_blob *blob,
 	s->ix = ix;
 	s->blob = lp_blob_ref(blob);
 	s->span = SIZE_MAX;
+	s->ahead = ahead;
 	r = hash ? lp_sha256_new(&s->hash) : 0;
 	if (r == 0)
 		r = start_at(s, start, err);
@@ -279,13 +284,14 @@ int lp_index_stream_open(const struct lp_index *ix, struct lp_blob *blob,
 			 uint64_t off, struct lp_index_stream **ret_s,
 			 struct lp_err *err)
 {
-	return stream_open(ix, blob, off, false, ret_s, err);
+	return stream_open(ix, blob, off, false, NULL, ret_s, err);
 }
 
 int lp_index_prove_open(const struct lp_index *ix, struct lp_blob *blob,
+			struct lp_index_ahead *ahead,
 			struct lp_index_stream **ret_s, struct lp_err *err)
 {
-	return stream_open(ix, blob, 0, true, ret_s, err);
+	return stream_open(ix, blob, 0, true, ahead, ret_s, err);
 }
 
 /*

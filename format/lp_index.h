@@ -435,8 +435,39 @@ int lp_index_span_cache_budget(const struct lp_index *ix,
 size_t lp_index_span_cache_shrink(const struct lp_index *ix, uint64_t upto,
 				  size_t want, bool pinned);
 
+/*
+ * lp_index_span_cache_store() - a persistent tier under the span cache of
+ * @ix (fs/ gives each index mount with a cache directory one: a file per
+ * layer, fs/span_disk.c), or none with NULL. Call when no other thread
+ * uses @ix. A span not held in memory is looked for there before the
+ * blob: has() says whether span @i may be there (a hint, no I/O), load()
+ * reads its exact bytes (blob range [@off, @off + @len)) into @buf, 0 or
+ * -errno; what load() gives is compared with the span digest again, and a
+ * mismatch is a miss (fetched from the blob, saved again), never a byte
+ * served. save() is handed a reference on a span just verified from the
+ * blob (the hook drops it with lp_index_span_put()), after the span was
+ * published to every reader waiting for it; it must not block on I/O (it
+ * queues). None of them is called with the cache's lock held.
+ */
+struct lp_index_span_store {
+	void *arg;
+	bool (*has)(void *arg, size_t i);
+	int (*load)(void *arg, size_t i, uint64_t off, void *buf, size_t len);
+	void (*save)(void *arg, struct lp_index_span *sp, uint64_t off);
+};
+void lp_index_span_cache_store(const struct lp_index *ix,
+			       const struct lp_index_span_store *s);
+/* lp_index_span_nr() - which span @sp is (its checkpoint's index) */
+size_t lp_index_span_nr(const struct lp_index_span *sp);
+
 struct lp_index_span_cache_stats {
 	uint64_t hits; /* gets answered from the cache */
+	/* spans read back from the store (lp_index_span_cache_store()) and
+	 * matching their digest, and those that did not (then fetched) */
+	uint64_t disk_hits, disk_bad;
+	/* the proving pass's read-ahead (lp_index_prove()): blob requests,
+	 * and the spans they brought */
+	uint64_t pass_requests, pass_spans;
 	uint64_t fetches, fetched_bytes; /* spans fetched and verified */
 	uint64_t waits; /* gets that waited for another's fetch */
 	uint64_t evictions; /* spans dropped to stay within the limit */
@@ -449,6 +480,16 @@ void lp_index_span_cache_stats(const struct lp_index *ix,
 			       struct lp_index_span_cache_stats *ret);
 
 /* ---- the proving pass (format/index_prove.c) ----------------------- */
+
+/* The proving pass's read-ahead (format/index_pass_fetch.c): blob requests
+ * of up to LP_INDEX_PASS_REQ_MAX bytes (whole spans, as many as fit, at
+ * least one), LP_INDEX_PASS_REQUESTS of them in flight, and at most
+ * LP_INDEX_PASS_AHEAD_MAX bytes fetched ahead of the pass (in flight or
+ * not yet taken), or the span cache's limit when that is smaller: the pass
+ * runs at the link's rate instead of one round trip per span. */
+#define LP_INDEX_PASS_REQ_MAX (8 * LP_MIB)
+#define LP_INDEX_PASS_REQUESTS 2
+#define LP_INDEX_PASS_AHEAD_MAX (16 * LP_MIB)
 
 /* checks file table entry @i against its tar header blocks (@len bytes at
  * @hdr): lp_index_check_header() in converter/, which has the tar reader */

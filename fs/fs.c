@@ -182,6 +182,10 @@ int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 				 &fs->disk, err);
 		if (r < 0)
 			goto out;
+		/* an index layer's spans have a disk tier of their own */
+		r = fs_index_disk_join(fs, err);
+		if (r < 0)
+			goto out;
 	}
 	*ret_fs = fs;
 	fs = NULL;
@@ -214,6 +218,7 @@ void lp_fs_free(struct lp_fs *fs)
 	fs_fetcher_stop(fs);
 	fs_writer_stop(fs); /* after the fetchers, who queue; before the
 			       cache, whose chunks it holds */
+	fs_index_disk_leave(fs); /* no reader of the index is left */
 	fs_index_spans_leave(fs); /* before the budget goes */
 	fs_cache_destroy(&fs->cache);
 	lp_fs_budget_free(fs->own_budget); /* after the tier left it */

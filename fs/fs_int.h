@@ -407,6 +407,8 @@ struct fs_stats {
 	atomic_uint_fast64_t digest_table_errors;
 	atomic_uint_fast64_t readahead_chunks;
 	atomic_uint_fast64_t prefetch_done_bytes; /* compressed span covered */
+	/* gzip index: spans decoded whole, and pieces copied from one */
+	atomic_uint_fast64_t index_span_decodes, index_decoded_hits;
 	atomic_uint_fast64_t background_done_bytes;
 	atomic_uint_fast64_t background_retries; /* waits for the source */
 	/* disk-tier copies an on-demand fetch left to the writer for later
@@ -625,6 +627,11 @@ struct lp_fs {
 	 * (fs/index_fetch.c), charged there like the chunk tier */
 	struct fs_mem_member span_member;
 	struct lp_fs_budget *span_budget; /* NULL: not joined */
+	/* with ix and a cache directory: the spans' disk tier
+	 * (fs/span_disk.c), under the span cache; else NULL */
+	struct fs_span_disk *span_disk;
+	/* with ix: the last spans decoded whole (index_fetch.c), or NULL */
+	struct fs_span_outs *span_outs;
 	/* with ix: the proving pass (fs/index_proof.c) */
 	struct fs_proof {
 		pthread_t thread;
@@ -816,6 +823,44 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
  */
 int fs_index_spans_join(struct lp_fs *fs, struct lp_fs_budget *b);
 void fs_index_spans_leave(struct lp_fs *fs);
+/*
+ * fs_index_disk_join() - with a cache directory, put the spans' disk tier
+ * (span_disk.c) under the span cache of the index mount @fs (lp_fs_new,
+ * before any thread uses the index); 0 without one. Returns 0 or -errno
+ * with @err set. fs_index_disk_leave() - take it away, writing what is
+ * queued (lp_fs_free, after every thread that reads the index stopped).
+ */
+int fs_index_disk_join(struct lp_fs *fs, struct lp_err *err);
+void fs_index_disk_leave(struct lp_fs *fs);
+
+/* --- the disk tier of a gzip index layer's spans (span_disk.c) --- */
+
+struct fs_span_disk;
+struct fs_span_disk_stats {
+	uint64_t writes, write_bytes; /* spans written */
+	uint64_t dropped_writes; /* the queue full, or after drop */
+	uint64_t write_errors;
+	uint64_t evicted_files; /* layers' files deleted for the bound */
+};
+/*
+ * fs_span_disk_open() - the disk tier of @ix's layer in @cache_dir
+ * (@cache_dir/spans/<layer hex>, created sparse at the blob's size;
+ * the spans already there found from its extents), at most @budget bytes
+ * of such files in the directory. Starts no thread. Returns 0 or -errno
+ * with @err set; close with fs_span_disk_close() (writes what is queued;
+ * NULL allowed).
+ * fs_span_disk_store() - its hooks for lp_index_span_cache_store().
+ * fs_span_disk_drop() - the index was found lying: delete the layer's
+ * file, write nothing more.
+ */
+int fs_span_disk_open(const char *cache_dir, const struct lp_index *ix,
+		      uint64_t budget, struct fs_span_disk **ret,
+		      struct lp_err *err);
+void fs_span_disk_close(struct fs_span_disk *d);
+void fs_span_disk_store(struct fs_span_disk *d,
+			struct lp_index_span_store *ret);
+void fs_span_disk_drop(struct fs_span_disk *d);
+void fs_span_disk_stats(struct fs_span_disk *d, struct fs_span_disk_stats *ret);
 
 int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 		       fs_settle_fn settle, void *arg, struct lp_err *err);

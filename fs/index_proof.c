@@ -68,6 +68,8 @@ void fs_poison(struct lp_fs *fs, int code, const struct lp_err *why)
 	lp_log_err("layer %s: its gzip index lies: %s; every read, lookup "
 		   "and attribute of this mount fails with EIO from now on",
 		   lp_blob_name(fs->blob), lp_err_str(why, code));
+	/* what the disk tier has of the layer came through a liar's index */
+	fs_span_disk_drop(fs->span_disk);
 }
 
 int fs_poisoned(struct lp_fs *fs, struct lp_err *err)

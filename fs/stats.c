@@ -259,7 +259,9 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 	if (r == 0 && fs->ix) {
 		size_t k, proven = 0, ncp = lp_index_nr_checkpoints(fs->ix);
 		struct lp_index_span_cache_stats sc;
+		struct fs_span_disk_stats ds;
 
+		fs_span_disk_stats(fs->span_disk, &ds);
 		for (k = 0; k < ncp; k++)
 			proven += lp_index_checkpoint_verified(fs->ix, k);
 		lp_index_span_cache_stats(fs->ix, &sc);
@@ -268,11 +270,15 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			"  \"gzip_index\": {\"checkpoints\": %zu, "
 			"\"proven\": %zu, \"trusted\": %s, "
 			"\"trusted_reads\": %llu, \"proof\": \"%s\", "
-			"\"poisoned\": "
-			"%s, \"window_rereads\": %llu, \"span_cache\": "
+			"\"poisoned\": %s, \"window_rereads\": %llu, "
+			"\"span_decodes\": %llu, \"decoded_hits\": %llu, "
+			"\"span_cache\": "
 			"{\"hits\": %llu, \"fetches\": %llu, \"waits\": "
 			"%llu, \"pass_waits\": %llu, \"evictions\": %llu, "
-			"\"held_bytes\": %llu}},\n",
+			"\"held_bytes\": %llu, \"disk_hits\": %llu, "
+			"\"disk_bad\": %llu, \"disk_writes\": %llu, "
+			"\"disk_evicted_files\": %llu, \"pass_requests\": "
+			"%llu}},\n",
 			ncp, proven,
 			lp_index_trusted(fs->ix) ? "true" : "false",
 			(unsigned long long)lp_index_trusted_reads(fs->ix),
@@ -280,12 +286,19 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 				&fs->proof.state)),
 			atomic_load(&fs->proof.poisoned) ? "true" : "false",
 			(unsigned long long)ld(&s->index_window_rereads),
+			(unsigned long long)ld(&s->index_span_decodes),
+			(unsigned long long)ld(&s->index_decoded_hits),
 			(unsigned long long)sc.hits,
 			(unsigned long long)sc.fetches,
 			(unsigned long long)sc.waits,
 			(unsigned long long)sc.pass_waits,
 			(unsigned long long)sc.evictions,
-			(unsigned long long)sc.held_bytes);
+			(unsigned long long)sc.held_bytes,
+			(unsigned long long)sc.disk_hits,
+			(unsigned long long)sc.disk_bad,
+			(unsigned long long)ds.writes,
+			(unsigned long long)ds.evicted_files,
+			(unsigned long long)sc.pass_requests);
 	}
 	if (r == 0)
 		r = ops_json(&st, out);

@@ -75,24 +75,26 @@ IX="$T/ixdir/${LAYER#sha256:}.gzidx"
 [ -s "$IX" ] || fail "no $IX"
 ok "indexed with 256 KiB spans: $(stat -c %s "$IX") bytes"
 
-# lp_mount MOUNTPOINT INDEX [background] [proven-only]: mount the layer
+# lp_mount MOUNTPOINT INDEX [background] [proven-only] [cache]: mount the layer
 # through INDEX, nothing fetched ahead (so the stats count what reads
 # fetched); with background the background fetch (and with it the proving
 # pass) on, logging to MOUNTPOINT's name .log; with proven-only
 # --index-proven-only (the default), else --index-window-rule (the opt-in
-# whose behaviour most of this script measures)
+# whose behaviour most of this script measures); with cache --cache-dir
+# $T/cache (the spans' disk tier)
 lp_mount() {
-	local m=$1 ix=$2 bg=--no-background-fetch strict=(--index-window-rule) how
+	local m=$1 ix=$2 bg=--no-background-fetch strict=(--index-window-rule) how cache=()
 	for how in "${@:3}"; do
 		case "$how" in
 		background) bg=--log-file=$T/$(basename "$m").log ;;
 		proven-only) strict=(--index-proven-only) ;;
+		cache) cache=(--cache-dir "$T/cache") ;;
 		esac
 	done
 	mkdir -p "$m"
 	MOUNTS+=("$m")
 	lp_run "$T/mount.out" "$T/mount.err" "$LAZYPULL" mount --plain-http --layer "$LAYER" \
-		--index "$ix" --no-prefetch "$bg" "${strict[@]}" "$IMG" "$m" ||
+		--index "$ix" --no-prefetch "$bg" "${strict[@]}" "${cache[@]}" "$IMG" "$m" ||
 		{ show_err "$T/mount.err"; fail "mount on $m failed"; }
 	mountpoint -q "$m" || fail "$m is not a mount point after mount returned"
 }
@@ -241,14 +243,15 @@ fetch_bound "$T/s1" "proven-only"
 lp_umount "$T/s1"
 # the default as the snapshotter mounts: proven-only, the proving pass on,
 # every file read while it runs; the pass and the reads share each span.
-# The blob comes through a delay line (50 ms each way a request), so that
-# the pass (a request a span, in order) is still running when the reads
-# come: on loopback it could be over first, and a layer nobody read while
-# its pass ran keeps none of the pass's spans (docs/format.md)
+# The blob comes through a delay line (50 ms each way, and at most 64 KiB
+# in flight a connection: about 1.3 MB/s), so that the pass is still
+# running when the reads come: on loopback it is over first (it fetches
+# the layer in one or two big requests, docs/format.md), and a layer
+# nobody read while its pass ran keeps none of the pass's spans
 DPROXY="$LP_SOURCE_DIR/tests/bench/delay_proxy.py"
 DPORT=$(free_port)
 python3 "$DPROXY" --listen "127.0.0.1:$DPORT" --target "$R" --delay-ms 50 \
-	>"$T/delay.log" 2>&1 &
+	--max-inflight 65536 >"$T/delay.log" 2>&1 &
 PIDS+=($!)
 wait_for 10 "the delay line" curl -fsS "http://127.0.0.1:$DPORT/v2/"
 IMG="127.0.0.1:$DPORT/bb:v1" lp_mount "$T/s3" "$IX" background proven-only
@@ -264,6 +267,33 @@ fetch_bound "$T/s3" "proven-only with the proving pass"
 	fail "the reads did not overlap the proving pass: $(stat_of "$T/s3" "s['gzip_index']['span_cache']")"
 ok "span cache: $(stat_of "$T/s3" "s['gzip_index']['span_cache']")"
 lp_umount "$T/s3"
+
+say "the spans' disk tier: after the pass every file is read from disk, and after a remount too"
+# wait_written MOUNTPOINT: until the disk tier wrote every span (10 s)
+wait_written() {
+	local i
+	for i in $(seq 100); do
+		[ "$(stat_of "$1" "s['gzip_index']['span_cache']['disk_writes'] >= s['gzip_index']['checkpoints']")" = True ] && return 0
+		sleep 0.1
+	done
+	fail "$1: the disk tier did not write every span: $(stat_of "$1" "s['gzip_index']['span_cache']")"
+}
+lp_mount "$T/d1" "$IX" background proven-only cache
+[ "$(wait_proof "$T/d1")" = done ] || { cat "$T/d1.log" >&2; fail "the proving pass (with a cache dir) did not end done"; }
+wait_written "$T/d1"
+PASS_BYTES=$(stat_of "$T/d1" "s['fetched_bytes']")
+python3 "$COMPARE" "$T/gnu" "$T/d1" >"$T/cmp" 2>&1 || { cat "$T/cmp" >&2; fail "the tree read after the pass (disk tier) differs from GNU tar's"; }
+[ "$(stat_of "$T/d1" "s['fetched_bytes']")" = "$PASS_BYTES" ] ||
+	fail "reading every file after the pass fetched $(($(stat_of "$T/d1" "s['fetched_bytes']") - PASS_BYTES)) more bytes: $(stat_of "$T/d1" "s['gzip_index']['span_cache']")"
+ok "after the pass ($PASS_BYTES bytes in $(stat_of "$T/d1" "s['gzip_index']['span_cache']['pass_requests']") requests), every file read fetched 0 more bytes: $(stat_of "$T/d1" "s['gzip_index']['span_cache']")"
+lp_umount "$T/d1"
+lp_mount "$T/d2" "$IX" background proven-only cache
+python3 "$COMPARE" "$T/gnu" "$T/d2" >"$T/cmp" 2>&1 || { cat "$T/cmp" >&2; fail "the tree read after a remount (disk tier) differs from GNU tar's"; }
+[ "$(wait_proof "$T/d2")" = done ] || { cat "$T/d2.log" >&2; fail "the proving pass after a remount did not end done"; }
+[ "$(stat_of "$T/d2" "s['fetched_bytes']")" = 0 ] ||
+	fail "a remount on the same cache dir fetched $(stat_of "$T/d2" "s['fetched_bytes']") bytes: $(stat_of "$T/d2" "s['gzip_index']['span_cache']")"
+ok "a remount: every file and the proving pass fetched 0 bytes: $(stat_of "$T/d2" "s['gzip_index']['span_cache']")"
+lp_umount "$T/d2"
 forged window-at "$WPATH"
 lp_mount "$T/s2" "$T/forged.gzidx" proven-only
 expect_eio "$T/s2" "$WPATH" "proven-only, a forged window"

@@ -817,10 +817,12 @@ static void test_source_badmsg(void **state)
 
 /* ---- I: the span cache: one fetch per span, never a wrong byte ---- */
 
-/* a blob that counts its reads per span (a read that is not one span's
- * exact range is counted in @odd), optionally slow, optionally serving
- * span @corrupt with a byte flipped while @corrupting, and blocking reads
- * of span @gate until @open */
+/* a blob that counts its reads per span (a read of several whole spans,
+ * the proving pass's read-ahead, counts once for each of them; a read
+ * that is not whole spans' exact range is counted in @odd) and in all
+ * (@requests), optionally slow, optionally serving span @corrupt with a
+ * byte flipped while @corrupting, and blocking reads of span @gate until
+ * @open */
 struct count_blob {
 	const uint8_t *data;
 	const struct lp_index *ix; /* the spans to count by */
@@ -830,7 +832,7 @@ struct count_blob {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned int *reads; /* [nr checkpoints]; protected by lock */
-	unsigned int odd, blocked; /* protected by lock */
+	unsigned int odd, blocked, requests; /* protected by lock */
 	bool open; /* protected by lock */
 	bool gate_fail; /* the gated read, once open, fails (once) */
 };
@@ -859,20 +861,32 @@ static int count_pread(void *ctx, void *buf, size_t len, uint64_t off,
 		       struct lp_err *err)
 {
 	struct count_blob *cb = ctx;
-	size_t i, sp = SIZE_MAX;
-	uint64_t s0, s1;
+	const size_t nr = lp_index_nr_checkpoints(cb->ix);
+	size_t i, sp = SIZE_MAX, last = SIZE_MAX;
+	uint64_t s0, s1, c0 = 0, c1 = 0;
 
-	for (i = 0; i < lp_index_nr_checkpoints(cb->ix); i++) {
+	for (i = 0; i < nr && sp == SIZE_MAX; i++) {
 		lp_index_span_range(cb->ix, i, &s0, &s1);
-		if (s0 == off && s1 - s0 == len)
+		if (s0 == off)
 			sp = i;
 	}
+	/* the spans [sp, last] whose ranges make up the read exactly */
+	for (i = sp; sp != SIZE_MAX && i < nr; i++) {
+		lp_index_span_range(cb->ix, i, &s0, &s1);
+		if (s1 > off + len)
+			break;
+		if (s1 == off + len)
+			last = i;
+	}
 	pthread_mutex_lock(&cb->lock);
-	if (sp == SIZE_MAX)
+	cb->requests++;
+	if (last == SIZE_MAX)
 		cb->odd++;
-	else
-		cb->reads[sp]++;
-	if (sp != SIZE_MAX && sp == cb->gate) {
+	for (i = sp; last != SIZE_MAX && i <= last; i++)
+		cb->reads[i]++;
+	if (last != SIZE_MAX && cb->corrupt >= sp && cb->corrupt <= last)
+		lp_index_span_range(cb->ix, cb->corrupt, &c0, &c1);
+	if (last != SIZE_MAX && cb->gate >= sp && cb->gate <= last) {
 		cb->blocked++;
 		pthread_cond_broadcast(&cb->cond);
 		while (!cb->open)
@@ -888,8 +902,8 @@ static int count_pread(void *ctx, void *buf, size_t len, uint64_t off,
 	if (cb->delay_us)
 		usleep(cb->delay_us);
 	memcpy(buf, cb->data + off, len);
-	if (sp != SIZE_MAX && sp == cb->corrupt && atomic_load(&cb->corrupting))
-		((uint8_t *)buf)[len / 2] ^= 0x20;
+	if (c1 > c0 && atomic_load(&cb->corrupting))
+		((uint8_t *)buf)[c0 - off + (c1 - c0) / 2] ^= 0x20;
 	return 0;
 }
 
@@ -1654,6 +1668,319 @@ static void test_wait_for_pass(void **state)
 	check_wait_for_pass(true);
 }
 
+/* ---- L: the spans' disk tier and the proving pass's read-ahead ---- */
+
+/* mount @f's layer over @blob caching in @dir, under memory budget @b
+ * (NULL: its own) */
+static struct lp_fs *mount_disk(const struct fixture *f, struct lp_blob *blob,
+				const char *dir, struct lp_fs_budget *b,
+				bool background)
+{
+	struct lp_index *ix = NULL;
+	struct lp_layer *layer = NULL;
+	struct lp_err err = { 0 };
+	struct lp_fs_options opts;
+	struct lp_fs *fs = NULL;
+
+	assert_int_equal(lp_index_parse(f->idx, f->idx_len, &ix, &err), 0);
+	assert_int_equal(lp_layer_open_index(blob, ix, lp_index_check_header,
+					     &layer, &err),
+			 0);
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = background;
+	opts.background_quiet_ms = 0;
+	opts.mem_budget = b;
+	opts.cache_dir = dir;
+	assert_int_equal(lp_fs_new(layer, &opts, &fs, &err), 0);
+	assert_int_equal(lp_fs_start(fs), 0);
+	return fs;
+}
+
+static unsigned int count_requests(struct count_blob *cb)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&cb->lock);
+	n = cb->requests;
+	pthread_mutex_unlock(&cb->lock);
+	return n;
+}
+
+/* read every file of @f through @fs (one thread): all right, none refused */
+static void read_all(const struct fixture *f, struct lp_fs *fs,
+		     unsigned int seed)
+{
+	struct walker_arg a = { .f = f, .fs = fs, .seed = seed };
+
+	walker(&a);
+	assert_true(a.files > 20);
+	assert_int_equal(a.wrong, 0);
+	assert_int_equal(a.eio, 0);
+	assert_int_equal(a.other, 0);
+}
+
+/* until @fs's disk tier wrote every span the cache fetched (30 s at most:
+ * a hang fails, not a speed) */
+static void wait_written(struct lp_fs *fs)
+{
+	struct lp_index_span_cache_stats cs;
+	int k;
+
+	for (k = 0; k < 3000; k++) {
+		lp_index_span_cache_stats(lp_layer_index(lp_fs_layer(fs)), &cs);
+		if (stats_num(fs, "\"disk_writes\": ") >= cs.fetches)
+			return;
+		usleep(10000);
+	}
+	fail_msg("the disk tier wrote %llu of %llu spans",
+		 (unsigned long long)stats_num(fs, "\"disk_writes\": "),
+		 (unsigned long long)cs.fetches);
+}
+
+/* until @fs's proving pass is done (30 s at most) */
+static void wait_proven(struct lp_fs *fs)
+{
+	int k;
+
+	for (k = 0; k < 3000; k++) {
+		struct lp_buf out;
+		bool done;
+
+		lp_buf_init(&out, LP_MIB);
+		assert_int_equal(lp_fs_stats_json(fs, &out), 0);
+		assert_int_equal(lp_buf_append(&out, "", 1), 0);
+		done = strstr((const char *)out.data, "\"proof\": \"done\"");
+		lp_buf_release(&out);
+		if (done)
+			return;
+		usleep(10000);
+	}
+	fail_msg("the proving pass did not end");
+}
+
+static void rm_rf(const char *dir)
+{
+	char cmd[4200];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/*
+ * Spans the memory budget cannot hold are read back from disk: a layer
+ * read whole under a 64 KiB budget (a span cache of 16 KiB, under any span
+ * of the vector: nothing held), then read whole again, fetches nothing the
+ * second time; its spans came from the disk tier, every byte right.
+ */
+static void test_span_disk_evicted(void **state)
+{
+	char dir[] = "/tmp/lp-spandisk-XXXXXX";
+	struct lp_index_span_cache_stats cs;
+	struct lp_fs_budget *b = NULL;
+	struct fixture f = { 0 };
+	struct count_blob cb;
+	struct lp_blob *blob;
+	struct lp_fs *fs;
+	unsigned int before;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	build_vector(&f);
+	count_init(&cb, &f, f.ix);
+	blob = count_blob_new(&cb, &f);
+	assert_int_equal(lp_fs_budget_new(64 * LP_KIB, &b), 0);
+	fs = mount_disk(&f, blob, dir, b, false);
+	read_all(&f, fs, 0);
+	wait_written(fs);
+	assert_int_equal(held_bytes(fs), 0); /* nothing fits in memory */
+	before = count_requests(&cb);
+	assert_true(before > 0);
+	read_all(&f, fs, 1);
+	/* not a byte from the network the second time */
+	assert_int_equal(count_requests(&cb), before);
+	lp_index_span_cache_stats(lp_layer_index(lp_fs_layer(fs)), &cs);
+	assert_true(cs.disk_hits > 0);
+	assert_int_equal(cs.disk_bad, 0);
+	lp_fs_free(fs);
+	lp_fs_budget_free(b);
+	lp_blob_unref(blob);
+	count_destroy(&cb);
+	release(&f);
+	rm_rf(dir);
+}
+
+/* the layer's span file in @dir */
+static void span_file(const struct fixture *f, const char *dir, char *path,
+		      size_t len)
+{
+	char dg[LP_DIGEST_STR_LEN + 1];
+
+	lp_digest_format(lp_index_blob_digest(f->ix), dg);
+	snprintf(path, len, "%s/spans/%s", dir, dg + 7);
+}
+
+/*
+ * A remount (a new lp_fs on the same cache directory, as after a restart
+ * of the daemon) reads no span from the network: not its readers, not its
+ * proving pass. Then a span corrupted in the file: fetched again, its
+ * bytes right, counted as a bad disk read, the mount not poisoned.
+ */
+static void test_span_disk_remount(void **state)
+{
+	char dir[] = "/tmp/lp-spandisk-XXXXXX";
+	struct lp_index_span_cache_stats cs;
+	char path[4200];
+	struct fixture f = { 0 };
+	struct count_blob cb;
+	struct lp_blob *blob;
+	struct lp_fs *fs;
+	unsigned int before;
+	uint64_t s0, s1;
+	size_t k;
+	uint8_t c;
+	int fd;
+	const struct lp_index_file *x = NULL;
+	uint8_t *buf;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	build_vector(&f);
+	count_init(&cb, &f, f.ix);
+	blob = count_blob_new(&cb, &f);
+	/* the first mount: its proving pass fetches every span */
+	fs = mount_disk(&f, blob, dir, NULL, true);
+	wait_proven(fs);
+	assert_true(all_spans_read(&cb));
+	lp_fs_free(fs); /* writes what is queued */
+	before = count_requests(&cb);
+
+	/* the second: the pass and every file, from disk */
+	fs = mount_disk(&f, blob, dir, NULL, true);
+	read_all(&f, fs, 2);
+	wait_proven(fs);
+	assert_int_equal(count_requests(&cb), before);
+	lp_index_span_cache_stats(lp_layer_index(lp_fs_layer(fs)), &cs);
+	assert_true(cs.disk_hits >= lp_index_nr_checkpoints(f.ix));
+	assert_int_equal(cs.fetches, 0);
+	lp_fs_free(fs);
+
+	/* a file wholly in one span, that span corrupted on disk */
+	for (k = 0; k < lp_index_nr_files(f.ix) && !x; k++) {
+		const struct lp_index_file *y = lp_index_file(f.ix, k);
+
+		if (y->type == '0' && y->size > 1000 &&
+		    lp_index_lookup(f.ix, y->path) == (int)k &&
+		    span_of_out(f.ix, y->hdr_off) ==
+			    span_of_out(f.ix, y->data_off + y->size) &&
+		    span_of_out(f.ix, y->hdr_off) > 0)
+			x = y;
+	}
+	assert_non_null(x);
+	k = span_of_out(f.ix, x->data_off);
+	lp_index_span_range(f.ix, k, &s0, &s1);
+	span_file(&f, dir, path, sizeof(path));
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &c, 1, (off_t)(s0 + (s1 - s0) / 2)), 1);
+	c ^= 0x40;
+	assert_int_equal(pwrite(fd, &c, 1, (off_t)(s0 + (s1 - s0) / 2)), 1);
+	close(fd);
+	before = count_reads(&cb, k);
+	fs = mount_disk(&f, blob, dir, NULL, false);
+	buf = malloc(x->size);
+	assert_non_null(buf);
+	assert_int_equal(read_path(fs, x->path, buf, x->size, 0), (int)x->size);
+	assert_memory_equal(buf, f.tar + x->data_off, x->size);
+	free(buf);
+	/* fetched again from the blob, once, and the mount is sound */
+	assert_int_equal(count_reads(&cb, k), before + 1);
+	lp_index_span_cache_stats(lp_layer_index(lp_fs_layer(fs)), &cs);
+	assert_true(cs.disk_bad >= 1);
+	assert_int_equal(stats_num(fs, "\"verify_failures\": "), 0);
+	read_all(&f, fs, 3);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	count_destroy(&cb);
+	release(&f);
+	rm_rf(dir);
+}
+
+/*
+ * The proving pass keeps the link full: a few big requests, not one per
+ * span (the vector's ~100 spans of ~30 KiB in one or two), each span read
+ * once, the pass through.
+ */
+static void test_pass_big_requests(void **state)
+{
+	struct lp_index_span_cache_stats cs;
+	struct fixture f = { 0 };
+	struct count_blob cb;
+	struct lp_blob *blob;
+	struct lp_fs *fs;
+	size_t i, spans;
+
+	(void)state;
+	build_vector(&f);
+	spans = lp_index_nr_checkpoints(f.ix);
+	assert_true(spans > 20);
+	count_init(&cb, &f, f.ix);
+	blob = count_blob_new(&cb, &f);
+	fs = mount_budget(&f, blob, NULL, true);
+	wait_proven(fs);
+	if (count_requests(&cb) * 8 > spans)
+		fail_msg("the pass made %u requests for %zu spans",
+			 count_requests(&cb), spans);
+	assert_int_equal(cb.odd, 0);
+	for (i = 0; i < spans; i++)
+		if (count_reads(&cb, i) != 1)
+			fail_msg("span #%zu read %u times", i,
+				 count_reads(&cb, i));
+	lp_index_span_cache_stats(lp_layer_index(lp_fs_layer(fs)), &cs);
+	assert_true(cs.pass_requests > 0 && cs.pass_requests * 8 <= spans);
+	assert_int_equal(cs.pass_spans, spans);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	count_destroy(&cb);
+	release(&f);
+}
+
+/*
+ * Pieces of a proven span are copied from the span decoded whole, not each
+ * inflated from the checkpoint: every file read in tar order after the
+ * pass decodes each span once at most, and most pieces are copies.
+ */
+static void test_span_decoded_once(void **state)
+{
+	struct fixture f = { 0 };
+	struct count_blob cb;
+	struct lp_blob *blob;
+	struct lp_fs *fs;
+	uint64_t decodes, hits, pieces;
+	size_t spans;
+
+	(void)state;
+	build_vector(&f);
+	spans = lp_index_nr_checkpoints(f.ix);
+	count_init(&cb, &f, f.ix);
+	blob = count_blob_new(&cb, &f);
+	fs = mount_budget(&f, blob, NULL, true);
+	wait_proven(fs);
+	read_all(&f, fs, 0); /* seed 0: the tar's order */
+	decodes = stats_num(fs, "\"span_decodes\": ");
+	hits = stats_num(fs, "\"decoded_hits\": ");
+	pieces = stats_num(fs, "\"fetched_chunks\": ");
+	if (decodes > spans || hits == 0 || decodes + hits < pieces / 2)
+		fail_msg("%llu spans decoded whole and %llu pieces copied "
+			 "from them for %llu pieces (%zu spans)",
+			 (unsigned long long)decodes, (unsigned long long)hits,
+			 (unsigned long long)pieces, spans);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	count_destroy(&cb);
+	release(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1674,6 +2001,10 @@ int main(void)
 		cmocka_unit_test(test_pass_keeps_no_span),
 		cmocka_unit_test(test_spans_in_budget),
 		cmocka_unit_test(test_run_keeps_span),
+		cmocka_unit_test(test_span_disk_evicted),
+		cmocka_unit_test(test_span_disk_remount),
+		cmocka_unit_test(test_pass_big_requests),
+		cmocka_unit_test(test_span_decoded_once),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
