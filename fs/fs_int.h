@@ -826,8 +826,9 @@ void fs_index_spans_leave(struct lp_fs *fs);
 /*
  * fs_index_disk_join() - with a cache directory, put the spans' disk tier
  * (span_disk.c) under the span cache of the index mount @fs (lp_fs_new,
- * before any thread uses the index); 0 without one. Returns 0 or -errno
- * with @err set. fs_index_disk_leave() - take it away, writing what is
+ * before any thread uses the index); 0 without one. Returns 0: a tier
+ * that cannot be opened (the directory's file system, its permissions) is
+ * logged and the mount goes on without it. fs_index_disk_leave() - take it away, writing what is
  * queued (lp_fs_free, after every thread that reads the index stopped).
  */
 int fs_index_disk_join(struct lp_fs *fs, struct lp_err *err);

@@ -16,7 +16,9 @@
  * (there is no chunk digest to key them by); the spans do, with a cache
  * directory: fs/span_disk.c, under the span cache (fs_index_disk_join()).
  *
- * A piece from a proven checkpoint is copied from its span decoded whole
+ * A piece from a proven checkpoint (or any of a trusted index's, which is
+ * decoded once from its checkpoint all the same) is copied from its span
+ * decoded whole
  * (struct fs_span_outs: the last FS_INDEX_OUTS spans decoded, each at most
  * FS_INDEX_OUT_MAX bytes, charged to the memory budget while held): a span
  * holds the pieces of many files, and decoding each piece from the
@@ -32,6 +34,7 @@
 #include <string.h>
 
 #include "fs_int.h"
+#include "lp_log.h"
 
 #define FS_INDEX_OUTS 4 /* spans kept decoded whole, a layer */
 #define FS_INDEX_OUT_MAX (4 * LP_MIB) /* a span's output decoded whole */
@@ -141,6 +144,8 @@ static int piece_from_out(struct lp_fs *fs, size_t i,
 				    (victim == FS_INDEX_OUTS ||
 				     o->used[k] < o->used[victim]))
 					victim = k;
+			if (victim == FS_INDEX_OUTS)
+				break; /* none held: not kept (cannot be) */
 		}
 		o->held -= o->slot[victim]->len;
 		old = o->slot[victim];
@@ -278,8 +283,14 @@ int fs_index_disk_join(struct lp_fs *fs, struct lp_err *err)
 		return 0;
 	r = fs_span_disk_open(fs->cache_dir, fs->ix, fs->opts.disk_cache_bytes,
 			      &fs->span_disk, err);
-	if (r < 0)
-		return r;
+	if (r < 0) {
+		/* an optimisation: the mount goes on without it */
+		lp_log_warn("layer %s: no disk tier for its spans: %s",
+			    lp_blob_name(fs->blob), lp_err_str(err, r));
+		lp_err_clear(err);
+		fs->span_disk = NULL;
+		return 0;
+	}
 	fs_span_disk_store(fs->span_disk, &st);
 	lp_index_span_cache_store(fs->ix, &st);
 	return 0;
@@ -344,8 +355,11 @@ static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
 			r = lp_index_span_get(fs->ix, fs->blob, i, &sp, &st,
 					      derr);
 		}
-		/* a proven span's pieces: from the span decoded whole */
-		if (r == 0 && lp_index_checkpoint_verified(fs->ix, i))
+		/* a proven span's pieces, or a trusted index's (one decode
+		 * from its checkpoint either way): from the span decoded
+		 * whole */
+		if (r == 0 && (lp_index_checkpoint_verified(fs->ix, i) ||
+			       lp_index_trusted(fs->ix)))
 			r = piece_from_out(fs, i, sp, c.inner_offset, dst,
 					   c.chunk_size, derr);
 		else if (r == 0)

@@ -1981,6 +1981,35 @@ static void test_span_decoded_once(void **state)
 	release(&f);
 }
 
+/* a spans tier that cannot be opened (here "spans" is a file): the layer
+ * mounts without it and every file reads right */
+static void test_span_disk_unusable(void **state)
+{
+	char dir[] = "/tmp/lp-spandisk-XXXXXX", path[4200];
+	struct fixture f = { 0 };
+	struct count_blob cb;
+	struct lp_blob *blob;
+	struct lp_fs *fs;
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/spans", dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	build_vector(&f);
+	count_init(&cb, &f, f.ix);
+	blob = count_blob_new(&cb, &f);
+	fs = mount_disk(&f, blob, dir, NULL, false);
+	read_all(&f, fs, 0);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	count_destroy(&cb);
+	release(&f);
+	rm_rf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2005,6 +2034,7 @@ int main(void)
 		cmocka_unit_test(test_span_disk_remount),
 		cmocka_unit_test(test_pass_big_requests),
 		cmocka_unit_test(test_span_decoded_once),
+		cmocka_unit_test(test_span_disk_unusable),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
