@@ -146,7 +146,8 @@ struct lp_toc_feed {
 	 * wait() - block until at least @want (<= the JSON's length) bytes
 	 * from the start are in place; returns how many are (>= @want, <= the
 	 * length), or -errno when they never will be (the parse fails with
-	 * it). Called from the parsing thread only.
+	 * it). Called from the parsing thread, and (for all the bytes) from
+	 * the split parse's second thread at the same time: thread-safe.
 	 */
 	ssize_t (*wait)(void *arg, size_t want);
 	void *arg;
@@ -165,6 +166,27 @@ struct lp_toc_feed {
 int lp_toc_parse_fed(const void *json, size_t len,
 		     const struct lp_toc_feed *feed, uint64_t payload_end,
 		     struct lp_toc **ret_toc, struct lp_err *err);
+
+/* JSON this long or longer is parsed on two threads (lp_toc_parse_split) */
+#define LP_TOC_SPLIT_MIN ((size_t)4 * 1024 * 1024)
+/* lp_toc_parse_split()'s @split for a parse on one thread */
+#define LP_TOC_SPLIT_NONE SIZE_MAX
+
+/*
+ * lp_toc_parse_split() - lp_toc_parse_fed() whose "entries" array may be
+ * parsed on two threads: the entries from the first one that starts at or
+ * after byte @split on a second thread, joined in order (0: at about 60 %
+ * of JSON of LP_TOC_SPLIT_MIN bytes or more, else on one thread;
+ * LP_TOC_SPLIT_NONE: on one thread). The same TOC, or the same error and
+ * message, as a parse on one thread, wherever the split falls; a part that
+ * cannot be joined exactly is parsed again on the first thread. With
+ * @feed, its wait() is also called from the second thread, for all the
+ * bytes. lp_toc_parse_fed() is this with @split 0; tests force a split.
+ */
+int lp_toc_parse_split(const void *json, size_t len,
+		       const struct lp_toc_feed *feed, size_t split,
+		       uint64_t payload_end, struct lp_toc **ret_toc,
+		       struct lp_err *err);
 
 /* lp_toc_free() - NULL allowed. */
 void lp_toc_free(struct lp_toc *toc);
