@@ -78,8 +78,9 @@ struct lp_layer {
 /*
  * A big eStargz TOC: its gzip member inflated on a second thread, a piece
  * at a time, into the JSON buffer the parse reads (handed to the parser as
- * it lands, through lp_toc_parse_fed()), and hashed there after each piece
- * is handed over. Inflating it in one go (libdeflate) and only then parsing
+ * it lands, through lp_toc_parse_fed()), and hashed there once it is all
+ * in place (the parse's second thread, lp_toc_parse_split(), starts on
+ * the whole JSON then; the digest is wanted after the parse). Inflating it in one go (libdeflate) and only then parsing
  * it put the whole inflate before the parse; this way the inflate and the
  * hash run beside the parse. The inflater is ISA-L's igzip, which streams
  * at libdeflate's speed (zlib takes about twice the CPU time: a 318 MB TOC
@@ -399,7 +400,7 @@ static int isal_exact(struct toc_feeder *fd, uint8_t *dst, size_t len)
 	return 0;
 }
 
-/* the feeder thread: inflate, hand over, hash, a piece at a time */
+/* the feeder thread: inflate and hand over a piece at a time, then hash */
 static void *feeder_main(void *arg)
 {
 	struct toc_feeder *fd = arg;
@@ -421,8 +422,18 @@ static void *feeder_main(void *arg)
 		fd->avail = pos + n;
 		pthread_cond_broadcast(&fd->cond);
 		pthread_mutex_unlock(&fd->lock);
-		lp_sha256_update(fd->sha, fd->json + pos, n);
 		pos += n;
+	}
+	/* the compressed member is done with: not kept through the parse */
+	free(fd->zbuf);
+	fd->zbuf = NULL;
+	fd->src = NULL;
+	/* hashed once all is in place: the split parse's second thread
+	   starts on the bytes then, and the digest is wanted only after the
+	   parse */
+	for (pos = 0; r == 0 && pos < fd->len; pos += n) {
+		n = (size_t)lp_min_u64(TOC_FEED_PIECE, fd->len - pos);
+		lp_sha256_update(fd->sha, fd->json + pos, n);
 	}
 	if (r < 0) {
 		pthread_mutex_lock(&fd->lock);
@@ -432,10 +443,6 @@ static void *feeder_main(void *arg)
 	} else {
 		lp_sha256_final(fd->sha, &fd->digest);
 	}
-	/* the compressed member is done with: not kept through the parse */
-	free(fd->zbuf);
-	fd->zbuf = NULL;
-	fd->src = NULL;
 	return NULL;
 }
 
