@@ -175,8 +175,9 @@ int lp_toc_parse_fed(const void *json, size_t len,
 /*
  * lp_toc_parse_split() - lp_toc_parse_fed() whose "entries" array may be
  * parsed on two threads: the entries from the first one that starts at or
- * after byte @split on a second thread, joined in order (0: at about 60 %
- * of JSON of LP_TOC_SPLIT_MIN bytes or more, else on one thread;
+ * after byte @split on a second thread, joined in order (0: JSON of
+ * LP_TOC_SPLIT_MIN bytes or more is split about halfway through what the
+ * first thread has left once all of it is in place, else not split;
  * LP_TOC_SPLIT_NONE: on one thread). The same TOC, or the same error and
  * message, as a parse on one thread, wherever the split falls; a part that
  * cannot be joined exactly is parsed again on the first thread. With

@@ -456,7 +456,8 @@ bool toc_frag_is_chunk(const char *json, size_t len, size_t pos);
 
 /*
  * start a second thread parsing the entries from the first split point
- * at or after byte @target (the whole JSON waited for through @feed);
+ * at or after byte @target (0: a share of what the serial scan has left
+ * when the whole JSON is in place, waited for through @feed);
  * NULL (a serial parse) when the thread cannot start. The thread shares
  * @b's path hash key and payload end, nothing it writes.
  */

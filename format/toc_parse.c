@@ -37,12 +37,6 @@
 #include "lp_common.h"
 #include "toc_int.h"
 
-/*
- * where a big TOC is split by default: the part before runs on the thread
- * that also waits for the JSON to arrive, so it takes a bit more than half
- */
-#define TOC_SPLIT_PERCENT 60
-
 int toc_ent_err(struct builder *b, int code, const char *fmt, ...)
 {
 	char why[256];
@@ -399,9 +393,7 @@ int lp_toc_parse_split(const void *json, size_t len,
 	b->ents[root].mode = 0755;
 	b->ents[root].flags = LP_TOC_IMPLIED;
 
-	if (split == 0 && len >= LP_TOC_SPLIT_MIN)
-		split = len / 100 * TOC_SPLIT_PERCENT;
-	if (split && split < len)
+	if ((split == 0 && len >= LP_TOC_SPLIT_MIN) || (split && split < len))
 		sp = toc_split_start(b, json, len, feed, split);
 	r = toc_parse_top(b, json, len, feed, sp);
 	toc_split_free(sp); /* the thread's part is joined, or not wanted */

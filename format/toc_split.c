@@ -37,6 +37,12 @@
 
 struct toc_split_probe toc_split_probe;
 
+/*
+ * the part of the JSON left when the thread starts that the serial scan
+ * keeps, in percent: a bit less than half, as it also joins the part
+ */
+#define SPLIT_MAIN_SHARE 45
+
 /* chunk entries skipped past a split candidate (a part cannot start with
    one: its file is before it) before the split is given up */
 #define SPLIT_CHUNK_SKIP_MAX 4096
@@ -45,14 +51,15 @@ struct toc_split {
 	const char *json;
 	size_t len;
 	const struct lp_toc_feed *feed;
-	size_t target;
+	size_t target; /* 0: the thread chooses (@main_pos) */
+	_Atomic size_t main_pos; /* where the serial scan is, with no target */
 	pthread_t th;
 	bool running; /* the thread is to be joined */
 	bool done; /* the parsing thread is done with the split */
 	bool seen; /* the parsing thread has read @point */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool decided; /* protected by lock */
+	_Atomic bool decided; /* written under @lock; @point is set before */
 	size_t point; /* protected by lock: where the part starts (@len: none) */
 	_Atomic bool stop; /* the part is not wanted any more */
 	/* the thread's until it is joined */
@@ -65,13 +72,18 @@ struct toc_split {
 static void *split_main(void *arg)
 {
 	struct toc_split *sp = arg;
-	size_t p = sp->len;
+	size_t p = sp->len, t;
 	int k;
 
 	if (sp->feed &&
 	    sp->feed->wait(sp->feed->arg, sp->len) != (ssize_t)sp->len)
 		goto publish;
-	p = toc_split_candidate(sp->json, sp->len, sp->target);
+	t = sp->target;
+	if (!t) { /* the serial scan takes its share of what is left */
+		t = atomic_load_explicit(&sp->main_pos, memory_order_relaxed);
+		t += (sp->len - t) / 100 * SPLIT_MAIN_SHARE;
+	}
+	p = toc_split_candidate(sp->json, sp->len, t);
 	for (k = 0; p < sp->len && toc_frag_is_chunk(sp->json, sp->len, p);
 	     k++) {
 		if (k == SPLIT_CHUNK_SKIP_MAX) {
@@ -83,7 +95,7 @@ static void *split_main(void *arg)
 publish:
 	pthread_mutex_lock(&sp->lock);
 	sp->point = p;
-	sp->decided = true;
+	atomic_store_explicit(&sp->decided, true, memory_order_release);
 	pthread_cond_broadcast(&sp->cond);
 	pthread_mutex_unlock(&sp->lock);
 	sp->result = 1;
@@ -311,7 +323,16 @@ int toc_split_at(struct toc_split *sp, struct builder *b, size_t pos,
 {
 	int r = 0;
 
-	if (sp->done || pos < sp->target)
+	if (sp->done)
+		return 0;
+	if (!sp->target) {
+		/* the thread chooses the point ahead of the scan: no wait */
+		atomic_store_explicit(&sp->main_pos, pos, memory_order_relaxed);
+		if (!atomic_load_explicit(&sp->decided, memory_order_acquire))
+			return 0;
+		sp->seen = true;
+	}
+	if (pos < sp->target)
 		return 0;
 	if (!sp->seen) {
 		pthread_mutex_lock(&sp->lock);
