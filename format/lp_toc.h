@@ -154,6 +154,17 @@ struct lp_toc_feed {
 	/* bytes the parser asks for past the start of each entry (0: a
 	   default of 256 KiB; tests use small ones to cut entries short) */
 	size_t window;
+	/*
+	 * lend() - optional (NULL: not offered): run @job(@job_arg) on the
+	 * thread that feeds the bytes, once they are all in place or never
+	 * will be, before anything else that thread does then, so that the
+	 * split parse needs no third thread on two cores. 0 when taken (the
+	 * job then runs exactly once, unless withdrawn before it began),
+	 * -errno when not (the thread is past that point, or there is none).
+	 * @job NULL withdraws the job taken: 1 when it began already (the
+	 * caller waits for it to end), else 0 (it will not run).
+	 */
+	int (*lend)(void *arg, void (*job)(void *), void *job_arg);
 };
 
 /*

@@ -55,6 +55,8 @@ struct toc_split {
 	_Atomic size_t main_pos; /* where the serial scan is, with no target */
 	pthread_t th;
 	bool running; /* the thread is to be joined */
+	bool lent; /* the part runs on the feed's thread (lend()) */
+	bool job_done; /* protected by lock: lent, the part has ended */
 	bool done; /* the parsing thread is done with the split */
 	bool seen; /* the parsing thread has read @point */
 	pthread_mutex_t lock;
@@ -69,7 +71,7 @@ struct toc_split {
 	size_t end;
 };
 
-static void *split_main(void *arg)
+static void split_job(void *arg)
 {
 	struct toc_split *sp = arg;
 	size_t p = sp->len, t;
@@ -102,7 +104,32 @@ publish:
 	if (p < sp->len)
 		sp->result = toc_parse_frag(sp->part, sp->json, sp->len, p,
 					    &sp->stop, &sp->end);
+	pthread_mutex_lock(&sp->lock);
+	sp->job_done = true;
+	pthread_cond_broadcast(&sp->cond);
+	pthread_mutex_unlock(&sp->lock);
+}
+
+static void *split_main(void *arg)
+{
+	split_job(arg);
 	return NULL;
+}
+
+/* wait until the part has ended (lent or on its own thread) */
+static void split_wait(struct toc_split *sp)
+{
+	if (sp->running) {
+		pthread_join(sp->th, NULL);
+		sp->running = false;
+	}
+	if (sp->lent) {
+		pthread_mutex_lock(&sp->lock);
+		while (!sp->job_done)
+			pthread_cond_wait(&sp->cond, &sp->lock);
+		pthread_mutex_unlock(&sp->lock);
+		sp->lent = false;
+	}
 }
 
 struct toc_split *toc_split_start(struct builder *b, const char *json,
@@ -134,9 +161,13 @@ struct toc_split *toc_split_start(struct builder *b, const char *json,
 	/* offset 0 is "", as in the first part's pool (not copied over) */
 	if (toc_pool_add(p, "", 0, &off) < 0)
 		goto fail;
-	if (pthread_create(&sp->th, NULL, split_main, sp) != 0)
+	/* the feed's thread, once the bytes are in: two threads, not three */
+	if (feed && feed->lend && feed->lend(feed->arg, split_job, sp) == 0)
+		sp->lent = true;
+	else if (pthread_create(&sp->th, NULL, split_main, sp) == 0)
+		sp->running = true;
+	else
 		goto fail;
-	sp->running = true;
 	atomic_fetch_add_explicit(&toc_split_probe.started, 1,
 				  memory_order_relaxed);
 	return sp;
@@ -148,13 +179,14 @@ fail:
 /* stop and join the thread (the part stays for the caller) */
 static void split_stop(struct toc_split *sp)
 {
-	if (!sp->done && sp->running)
+	if (!sp->done && (sp->running || sp->lent))
 		atomic_fetch_add_explicit(&toc_split_probe.dropped, 1,
 					  memory_order_relaxed);
 	atomic_store(&sp->stop, true);
-	if (sp->running)
-		pthread_join(sp->th, NULL);
-	sp->running = false;
+	/* a lent job that has not begun never will */
+	if (sp->lent && sp->feed->lend(sp->feed->arg, NULL, NULL) == 0)
+		sp->lent = false;
+	split_wait(sp);
 	sp->done = true;
 }
 
@@ -347,8 +379,7 @@ int toc_split_at(struct toc_split *sp, struct builder *b, size_t pos,
 	}
 	if (pos < sp->point)
 		goto out;
-	pthread_join(sp->th, NULL);
-	sp->running = false;
+	split_wait(sp);
 	sp->done = true;
 	if (sp->result == 0) {
 		r = split_join(b, sp->part);

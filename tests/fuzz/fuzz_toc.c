@@ -366,7 +366,7 @@ static void check_split(const uint8_t *data, size_t size, int r,
 	struct lock_feed lf = { PTHREAD_MUTEX_INITIALIZER, size, 0,
 				size ? data[size / 3] : 0, NULL };
 	struct lp_toc_feed feed = { lock_wait, &lf,
-				    1 + (size ? data[0] % 48 : 0) };
+				    1 + (size ? data[0] % 48 : 0), NULL };
 	struct lp_toc *t = NULL;
 	struct lp_err e = { 0 };
 	int sr;
@@ -399,7 +399,7 @@ static void check_fed(const uint8_t *data, size_t size, int r,
 {
 	struct step_feed sf = { size, 0, size ? data[size / 2] : 0, NULL };
 	struct lp_toc_feed feed = { step_wait, &sf,
-				    1 + (size ? data[0] % 48 : 0) };
+				    1 + (size ? data[0] % 48 : 0), NULL };
 	struct lp_toc *fed = NULL;
 	struct lp_err ferr = { 0 };
 	int fr;

@@ -12,8 +12,11 @@
  * like an entry boundary ("},{" inside a name, an unknown field holding
  * an array of objects). The probe counters show that parts were joined
  * and that the wrong guesses were dropped, so the join is tested, not
- * only the fallback.
+ * only the fallback. Fed by a thread that lends itself for the second
+ * part (lp_toc_feed.lend, as format/layer.c's inflating thread does),
+ * the same, and a parse that fails before the split withdraws the job.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +26,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <errno.h>
 
 #include "lp_digest.h"
 #include "lp_toc.h"
@@ -506,12 +510,172 @@ static void test_big(void **state)
 	free(json);
 }
 
+/*
+ * A feeding thread as format/layer.c's: copies the JSON in pieces, then
+ * runs the job lent to it, if any.
+ */
+struct thread_feed {
+	const char *src;
+	char *dst;
+	size_t len;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	size_t avail; /* protected by lock */
+	void (*job)(void *); /* protected by lock */
+	void *job_arg; /* protected by lock */
+	bool began, done; /* protected by lock */
+	bool asked; /* protected by lock: the parser called wait() */
+	unsigned int lent, withdrawn, ran; /* protected by lock */
+};
+
+static void *feed_main(void *arg)
+{
+	struct thread_feed *f = arg;
+	void (*job)(void *);
+
+	/* not done before the parser could lend the job (as a real
+	   inflate of a big TOC never is) */
+	pthread_mutex_lock(&f->lock);
+	while (!f->lent && !f->asked)
+		pthread_cond_wait(&f->cond, &f->lock);
+	pthread_mutex_unlock(&f->lock);
+	for (size_t pos = 0; pos < f->len;) {
+		size_t n = f->len - pos < 4096 ? f->len - pos : 4096;
+
+		memcpy(f->dst + pos, f->src + pos, n);
+		pos += n;
+		pthread_mutex_lock(&f->lock);
+		f->avail = pos;
+		pthread_cond_broadcast(&f->cond);
+		pthread_mutex_unlock(&f->lock);
+	}
+	pthread_mutex_lock(&f->lock);
+	f->done = true;
+	job = f->job;
+	f->began = job != NULL;
+	pthread_mutex_unlock(&f->lock);
+	if (job) {
+		job(f->job_arg);
+		pthread_mutex_lock(&f->lock);
+		f->ran++;
+		pthread_mutex_unlock(&f->lock);
+	}
+	return NULL;
+}
+
+static ssize_t thread_wait(void *arg, size_t want)
+{
+	struct thread_feed *f = arg;
+	size_t n;
+
+	pthread_mutex_lock(&f->lock);
+	f->asked = true;
+	pthread_cond_broadcast(&f->cond);
+	while (f->avail < want)
+		pthread_cond_wait(&f->cond, &f->lock);
+	n = f->avail;
+	pthread_mutex_unlock(&f->lock);
+	return (ssize_t)n;
+}
+
+static int thread_lend(void *arg, void (*job)(void *), void *job_arg)
+{
+	struct thread_feed *f = arg;
+	int r = 0;
+
+	pthread_mutex_lock(&f->lock);
+	if (!job) {
+		r = f->began;
+		f->job = NULL;
+		f->withdrawn++;
+	} else if (f->done || f->job) {
+		r = -EBUSY;
+	} else {
+		f->job = job;
+		f->job_arg = job_arg;
+		f->lent++;
+		pthread_cond_broadcast(&f->cond);
+	}
+	pthread_mutex_unlock(&f->lock);
+	return r;
+}
+
+/* parse @json fed by a feeding thread that lends itself, split at @split */
+static int parse_lent(const char *json, size_t len, uint64_t end, size_t split,
+		      struct lp_toc **ret, struct lp_err *err,
+		      struct thread_feed *f)
+{
+	struct lp_toc_feed feed = { thread_wait, f, 0, thread_lend };
+	pthread_t th;
+	int r;
+
+	memset(f, 0, sizeof(*f));
+	f->src = json;
+	f->len = len;
+	f->dst = malloc(len);
+	assert_non_null(f->dst);
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->cond, NULL);
+	memset(err, 0, sizeof(*err));
+	*ret = NULL;
+	assert_int_equal(pthread_create(&th, NULL, feed_main, f), 0);
+	r = lp_toc_parse_split(f->dst, len, &feed, split, end, ret, err);
+	pthread_join(th, NULL);
+	free(f->dst);
+	pthread_mutex_destroy(&f->lock);
+	pthread_cond_destroy(&f->cond);
+	return r;
+}
+
+static void test_lent(void **state)
+{
+	size_t len;
+	uint64_t end;
+	char *json = make_toc(100, 500, true, BAD_NONE, 0, &len, &end);
+	struct lp_toc *t0 = NULL, *t = NULL;
+	struct lp_err e0, e;
+	struct thread_feed f;
+	unsigned int j0 = probe_joined();
+	int r0, r;
+
+	(void)state;
+	r0 = parse(json, len, end, LP_TOC_SPLIT_NONE, &t0, &e0);
+	assert_int_equal(r0, 0);
+	for (int k = 0; k < 4; k++) {
+		/* 0: the default; else forced */
+		size_t split = k ? len / 4 * (size_t)k : 0;
+
+		r = parse_lent(json, len, end, split, &t, &e, &f);
+		assert_int_equal(r, 0);
+		assert_int_equal(f.lent, 1);
+		/* it ran, or was withdrawn before it began */
+		assert_int_equal(f.ran + (f.withdrawn && !f.ran), 1);
+		same_toc(t0, t);
+		lp_toc_free(t);
+	}
+	assert_true(probe_joined() - j0 >= 3); /* the forced ones */
+	lp_toc_free(t0);
+	free(json);
+
+	/* an error before the split: the job is withdrawn or waited for */
+	json = make_toc(100, 500, true, BAD_TYPE, 0, &len, &end);
+	r0 = parse(json, len, end, LP_TOC_SPLIT_NONE, &t0, &e0);
+	assert_true(r0 < 0);
+	r = parse_lent(json, len, end, len / 2, &t, &e, &f);
+	assert_int_equal(r, r0);
+	assert_string_equal(e.msg, e0.msg);
+	assert_int_equal(f.withdrawn, 1);
+	assert_null(t);
+	free(json);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_byte),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_big),
+		cmocka_unit_test(test_lent),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
