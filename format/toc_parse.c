@@ -23,7 +23,8 @@
  * builder's string pool, path hash and entry table; toc_scan.c the JSON
  * scanner, toc_decode.c one entry's decoders, toc_validate.c the
  * whole-TOC checks, toc_pack.c the packing into struct lp_toc, toc_query.c
- * the query API (toc_int.h holds what they share).
+ * the query API, toc_split.c a big TOC's entries parsed on two threads and
+ * joined in order (toc_int.h holds what they share).
  */
 #include <endian.h>
 #include <errno.h>
