@@ -275,6 +275,10 @@ static int split_join(struct builder *b, struct builder *p)
 				goto out;
 		}
 	}
+	/* the part's own path hash is done with (the peak of a big parse
+	   is here: its arrays are freed as they are copied) */
+	free(p->htab);
+	p->htab = NULL;
 	/* the strings first: the path hash compares paths in @b's pool */
 	memcpy(b->pool + b->pool_len, p->pool + 1, plen);
 	for (j = 0; j < n2; j++) {
@@ -290,6 +294,12 @@ static int split_join(struct builder *b, struct builder *p)
 			owner_off(b, &b->gmap, &same, s->group, e->gid, base);
 		b->hashes[n1 + j] = p->hashes[j];
 	}
+	free(p->strs);
+	p->strs = NULL;
+	free(p->hashes);
+	p->hashes = NULL;
+	free(p->pool);
+	p->pool = NULL;
 	/* parents from before the split, duplicates across it, in order */
 	for (j = 0; j < n2; j++) {
 		struct bent *e = &p->ents[j];
@@ -297,8 +307,8 @@ static int split_join(struct builder *b, struct builder *p)
 		size_t len;
 
 		if (j + 8 < n2)
-			__builtin_prefetch(
-				&b->htab[p->hashes[j + 8] & (b->hcap - 1)]);
+			__builtin_prefetch(&b->htab[b->hashes[n1 + j + 8] &
+						    (b->hcap - 1)]);
 		if (e->parent == TOC_FRAG_ROOT) {
 			e->parent = 0;
 		} else if (e->parent == LP_TOC_NO_INDEX) {
@@ -323,6 +333,8 @@ static int split_join(struct builder *b, struct builder *p)
 		d->first_chunk += c1;
 		d->first_xattr += x1;
 	}
+	free(p->ents);
+	p->ents = NULL;
 	for (j = 0; j < p->nr_chunks; j++) {
 		b->chunks[c1 + j] = p->chunks[j];
 		b->chunks[c1 + j].entry += n1;
