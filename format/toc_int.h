@@ -435,11 +435,13 @@ int toc_parse_top(struct builder *b, const char *json, size_t len,
 /*
  * the entries of a split part: @json[@start..) (all @len bytes in place)
  * holds entry objects of the "entries" array up to its ']'; each goes to
- * toc_parse_entry() of part @b. 0 and *@ret_end just past the ']', 1 when
- * *@stop was set (checked between entries), or the first error.
+ * toc_parse_entry() of part @b, and *@at says where the next starts. 0
+ * and *@ret_end just past the ']', 1 when *@stop was set (checked between
+ * entries), or the first error.
  */
 int toc_parse_frag(struct builder *b, const char *json, size_t len,
-		   size_t start, const _Atomic bool *stop, size_t *ret_end);
+		   size_t start, const _Atomic bool *stop, _Atomic size_t *at,
+		   size_t *ret_end);
 
 /*
  * the first candidate split point at or after @from: the '{' of an

@@ -883,7 +883,8 @@ out:
 }
 
 int toc_parse_frag(struct builder *b, const char *json, size_t len,
-		   size_t start, const _Atomic bool *stop, size_t *ret_end)
+		   size_t start, const _Atomic bool *stop, _Atomic size_t *at,
+		   size_t *ret_end)
 {
 	struct scan s = { json, len,  start,	   b->err,
 			  len,	NULL, FEED_WINDOW, false };
@@ -900,6 +901,7 @@ int toc_parse_frag(struct builder *b, const char *json, size_t len,
 			r = 1;
 			goto out;
 		}
+		atomic_store_explicit(at, s.pos, memory_order_relaxed);
 		skip_ws(&s);
 		r = scan_entry(&s, f);
 		if (r > 0)

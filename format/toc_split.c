@@ -64,6 +64,7 @@ struct toc_split {
 	_Atomic bool decided; /* written under @lock; @point is set before */
 	size_t point; /* protected by lock: where the part starts (@len: none) */
 	_Atomic bool stop; /* the part is not wanted any more */
+	_Atomic size_t part_at; /* where the part's parse is */
 	/* the thread's until it is joined */
 	struct builder *part;
 	struct lp_err err;
@@ -103,7 +104,7 @@ publish:
 	sp->result = 1;
 	if (p < sp->len)
 		sp->result = toc_parse_frag(sp->part, sp->json, sp->len, p,
-					    &sp->stop, &sp->end);
+					    &sp->stop, &sp->part_at, &sp->end);
 	pthread_mutex_lock(&sp->lock);
 	sp->job_done = true;
 	pthread_cond_broadcast(&sp->cond);
@@ -362,6 +363,24 @@ out:
 	return r;
 }
 
+/*
+ * whether the part, not done yet, has more than half of itself left: its
+ * thread got less of the machine than this one, and parsing the part here
+ * would end sooner than waiting for it (a forced split always waits)
+ */
+static bool part_behind(struct toc_split *sp)
+{
+	size_t at = atomic_load_explicit(&sp->part_at, memory_order_relaxed);
+	bool done;
+
+	if (sp->target)
+		return false;
+	pthread_mutex_lock(&sp->lock);
+	done = sp->job_done;
+	pthread_mutex_unlock(&sp->lock);
+	return !done && at < sp->point + (sp->len - sp->point) / 2;
+}
+
 int toc_split_at(struct toc_split *sp, struct builder *b, size_t pos,
 		 size_t *ret_end)
 {
@@ -391,6 +410,10 @@ int toc_split_at(struct toc_split *sp, struct builder *b, size_t pos,
 	}
 	if (pos < sp->point)
 		goto out;
+	if (part_behind(sp)) {
+		split_stop(sp); /* parsing it here is sooner than waiting */
+		goto out;
+	}
 	split_wait(sp);
 	sp->done = true;
 	if (sp->result == 0) {
