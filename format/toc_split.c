@@ -5,8 +5,13 @@
  * entries from there to the array's end into a builder of its own (a split
  * part, struct builder.frag), while the parsing thread parses the ones
  * before. When the serial scan reaches the first entry at or after the
- * target, it joins the part into its builder (toc_split_join()) if the
- * part starts exactly there, and goes on after the array.
+ * target, it joins the part into its builder (split_join()) if the part
+ * starts exactly there, and goes on after the array. By default the second
+ * thread is the one that feeds the JSON (lp_toc_feed.lend: during a mount,
+ * the inflating thread, once it is done), else one of its own; it chooses
+ * the split point when all the JSON is in place, ahead of where the serial
+ * scan is then, and a part still far from done when the scan gets there
+ * is dropped rather than waited for (part_behind()).
  *
  * The result is the serial parse's, by construction: the split point is
  * only a guess (the '{' after "},", which may lie inside a string or a
@@ -24,7 +29,8 @@
  * Threads: the part's thread writes only its own builder and reads the
  * JSON (all of it waited for through the feed first) and the first part's
  * hash key and payload end, which do not change; the parsing thread
- * reads the part only after joining the thread. Lock order: only @lock.
+ * reads the part only after it has ended (split_wait()). Lock order: only
+ * @lock.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -56,7 +62,7 @@ struct toc_split {
 	pthread_t th;
 	bool running; /* the thread is to be joined */
 	bool lent; /* the part runs on the feed's thread (lend()) */
-	bool job_done; /* protected by lock: lent, the part has ended */
+	bool job_done; /* protected by lock: the part has ended */
 	bool done; /* the parsing thread is done with the split */
 	bool seen; /* the parsing thread has read @point */
 	pthread_mutex_t lock;
