@@ -78,8 +78,9 @@ struct lp_layer {
 /*
  * A big eStargz TOC: its gzip member inflated on a second thread, a piece
  * at a time, into the JSON buffer the parse reads (handed to the parser as
- * it lands, through lp_toc_parse_fed()), and hashed there after each piece
- * is handed over. Inflating it in one go (libdeflate) and only then parsing
+ * it lands, through lp_toc_parse_fed()), and hashed there once it is all
+ * in place (the parse's second thread, lp_toc_parse_split(), starts on
+ * the whole JSON then; the digest is wanted after the parse). Inflating it in one go (libdeflate) and only then parsing
  * it put the whole inflate before the parse; this way the inflate and the
  * hash run beside the parse. The inflater is ISA-L's igzip, which streams
  * at libdeflate's speed (zlib takes about twice the CPU time: a 318 MB TOC
@@ -103,6 +104,11 @@ struct toc_feeder {
 	pthread_cond_t cond;
 	size_t avail; /* protected by lock: JSON bytes in place */
 	int err; /* protected by lock: the inflate's -errno, or 0 */
+	/* the parser's job for after the inflate (lp_toc_feed.lend) */
+	void (*job)(void *); /* protected by lock */
+	void *job_arg; /* protected by lock */
+	bool job_began; /* protected by lock */
+	bool inflated; /* protected by lock: past the point a job runs */
 };
 
 /* the tar header of the TOC entry: its name, type and JSON size */
@@ -399,12 +405,17 @@ static int isal_exact(struct toc_feeder *fd, uint8_t *dst, size_t len)
 	return 0;
 }
 
-/* the feeder thread: inflate, hand over, hash, a piece at a time */
+/*
+ * the feeder thread: inflate and hand over a piece at a time, then run the
+ * parser's job if it lent one (lp_toc_feed.lend), then hash
+ */
 static void *feeder_main(void *arg)
 {
 	struct toc_feeder *fd = arg;
 	uint8_t hdr[TAR_BLOCK]; /* read already: lp_layer_open's thread */
 	size_t pos = 0, n;
+	void (*job)(void *);
+	void *job_arg;
 	int r;
 
 	isal_inflate_init(fd->isal);
@@ -421,21 +432,32 @@ static void *feeder_main(void *arg)
 		fd->avail = pos + n;
 		pthread_cond_broadcast(&fd->cond);
 		pthread_mutex_unlock(&fd->lock);
-		lp_sha256_update(fd->sha, fd->json + pos, n);
 		pos += n;
-	}
-	if (r < 0) {
-		pthread_mutex_lock(&fd->lock);
-		fd->err = r;
-		pthread_cond_broadcast(&fd->cond);
-		pthread_mutex_unlock(&fd->lock);
-	} else {
-		lp_sha256_final(fd->sha, &fd->digest);
 	}
 	/* the compressed member is done with: not kept through the parse */
 	free(fd->zbuf);
 	fd->zbuf = NULL;
 	fd->src = NULL;
+	/* the error first: the job waits for the bytes too */
+	pthread_mutex_lock(&fd->lock);
+	if (r < 0)
+		fd->err = r;
+	fd->inflated = true;
+	job = fd->job;
+	job_arg = fd->job_arg;
+	fd->job_began = job != NULL;
+	pthread_cond_broadcast(&fd->cond);
+	pthread_mutex_unlock(&fd->lock);
+	/* the parser's job (its split part), then the hash: the digest is
+	   wanted only after the parse */
+	if (job)
+		job(job_arg);
+	for (pos = 0; r == 0 && pos < fd->len; pos += n) {
+		n = (size_t)lp_min_u64(TOC_FEED_PIECE, fd->len - pos);
+		lp_sha256_update(fd->sha, fd->json + pos, n);
+	}
+	if (r == 0)
+		lp_sha256_final(fd->sha, &fd->digest);
 	return NULL;
 }
 
@@ -453,6 +475,26 @@ static ssize_t feeder_wait(void *arg, size_t want)
 	return n;
 }
 
+/* lp_toc_feed.lend over @arg, a struct toc_feeder */
+static int feeder_lend(void *arg, void (*job)(void *), void *job_arg)
+{
+	struct toc_feeder *fd = arg;
+	int r = 0;
+
+	pthread_mutex_lock(&fd->lock);
+	if (!job) { /* withdrawn */
+		r = fd->job_began;
+		fd->job = NULL;
+	} else if (fd->inflated || fd->job) {
+		r = -EBUSY;
+	} else {
+		fd->job = job;
+		fd->job_arg = job_arg;
+	}
+	pthread_mutex_unlock(&fd->lock);
+	return r;
+}
+
 /*
  * inflate, hash and parse @fd's TOC, the first two on a second thread
  * (here, one after the other, when there is none): 0 and l->toc set, or
@@ -462,7 +504,7 @@ static int feeder_run(struct lp_layer *l, struct toc_feeder *fd,
 		      uint64_t payload_end, int *pr, struct lp_err *perr,
 		      struct lp_err *err)
 {
-	struct lp_toc_feed feed = { feeder_wait, fd, 0 };
+	struct lp_toc_feed feed = { feeder_wait, fd, 0, feeder_lend };
 	pthread_t th;
 	bool threaded;
 

@@ -146,13 +146,25 @@ struct lp_toc_feed {
 	 * wait() - block until at least @want (<= the JSON's length) bytes
 	 * from the start are in place; returns how many are (>= @want, <= the
 	 * length), or -errno when they never will be (the parse fails with
-	 * it). Called from the parsing thread only.
+	 * it). Called from the parsing thread, and (for all the bytes) from
+	 * the split parse's second thread at the same time: thread-safe.
 	 */
 	ssize_t (*wait)(void *arg, size_t want);
 	void *arg;
 	/* bytes the parser asks for past the start of each entry (0: a
 	   default of 256 KiB; tests use small ones to cut entries short) */
 	size_t window;
+	/*
+	 * lend() - optional (NULL: not offered): run @job(@job_arg) on the
+	 * thread that feeds the bytes, once they are all in place or never
+	 * will be, before anything else that thread does then, so that the
+	 * split parse needs no third thread on two cores. 0 when taken (the
+	 * job then runs exactly once, unless withdrawn before it began),
+	 * -errno when not (the thread is past that point, or there is none).
+	 * @job NULL withdraws the job taken: 1 when it began already (the
+	 * caller waits for it to end), else 0 (it will not run).
+	 */
+	int (*lend)(void *arg, void (*job)(void *), void *job_arg);
 };
 
 /*
@@ -165,6 +177,28 @@ struct lp_toc_feed {
 int lp_toc_parse_fed(const void *json, size_t len,
 		     const struct lp_toc_feed *feed, uint64_t payload_end,
 		     struct lp_toc **ret_toc, struct lp_err *err);
+
+/* JSON this long or longer is parsed on two threads (lp_toc_parse_split) */
+#define LP_TOC_SPLIT_MIN ((size_t)4 * 1024 * 1024)
+/* lp_toc_parse_split()'s @split for a parse on one thread */
+#define LP_TOC_SPLIT_NONE SIZE_MAX
+
+/*
+ * lp_toc_parse_split() - lp_toc_parse_fed() whose "entries" array may be
+ * parsed on two threads: the entries from the first one that starts at or
+ * after byte @split on a second thread, joined in order (0: JSON of
+ * LP_TOC_SPLIT_MIN bytes or more is split about halfway through what the
+ * first thread has left once all of it is in place, else not split;
+ * LP_TOC_SPLIT_NONE: on one thread). The same TOC, or the same error and
+ * message, as a parse on one thread, wherever the split falls; a part that
+ * cannot be joined exactly is parsed again on the first thread. With
+ * @feed, its wait() is also called from the second thread, for all the
+ * bytes. lp_toc_parse_fed() is this with @split 0; tests force a split.
+ */
+int lp_toc_parse_split(const void *json, size_t len,
+		       const struct lp_toc_feed *feed, size_t split,
+		       uint64_t payload_end, struct lp_toc **ret_toc,
+		       struct lp_err *err);
 
 /* lp_toc_free() - NULL allowed. */
 void lp_toc_free(struct lp_toc *toc);

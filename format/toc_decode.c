@@ -583,14 +583,16 @@ static int owner_name(struct builder *b, const struct toc_fields *f,
 	const char *s;
 	size_t len;
 	uint64_t prev;
+	bool had;
 	int r = get_str(b, f, k, &s, &len);
 
 	if (r < 0)
 		goto out;
 	if (len == 0) {
-		/* no name: the last one given for this id, else "" */
+		/* no name: the last one given for this id, else "" (in a
+		   split part: the first part's, toc_split_join()) */
 		if (lp_hashmap_get(m, id, &prev) < 0)
-			prev = 0;
+			prev = b->frag ? TOC_OWNER_INHERIT : 0;
 		*ret_off = (uint32_t)prev;
 		goto out;
 	}
@@ -598,14 +600,26 @@ static int owner_name(struct builder *b, const struct toc_fields *f,
 		r = toc_ent_err(b, -EINVAL, "bad \"%s\"", toc_field_key[k]);
 		goto out;
 	}
-	if (lp_hashmap_get(m, id, &prev) == 0 && prev &&
-	    strncmp(b->pool + prev, s, len) == 0 && b->pool[prev + len] == 0) {
+	had = lp_hashmap_get(m, id, &prev) == 0;
+	if (had && prev && strncmp(b->pool + prev, s, len) == 0 &&
+	    b->pool[prev + len] == 0) {
 		*ret_off = (uint32_t)prev; /* the common case: no new string */
 		goto out;
 	}
 	r = toc_pool_add(b, s, len, ret_off);
 	if (r < 0)
 		goto out;
+	if (b->frag && !had) {
+		/* the first part may have had this name for the id */
+		r = lp_grow_array((void **)&b->owner_new, &b->cap_owner_new,
+				  b->nr_owner_new + 1, sizeof(*b->owner_new));
+		if (r < 0)
+			goto out;
+		b->owner_new[b->nr_owner_new][0] =
+			(uint64_t)*ret_off << 1 | (m == &b->gmap);
+		b->owner_new[b->nr_owner_new][1] = id;
+		b->nr_owner_new++;
+	}
 	r = lp_hashmap_put(m, id, *ret_off);
 out:
 	return r;
@@ -663,7 +677,7 @@ static uint32_t known_parent(struct builder *b, size_t plen)
 	int k;
 
 	if (!slash)
-		return 0;
+		return b->frag ? TOC_FRAG_ROOT : 0;
 	len = (size_t)(slash - b->path);
 	for (k = 0; k < 2; k++) {
 		p = cand[k];
@@ -720,6 +734,11 @@ int toc_parse_entry(struct builder *b, const struct toc_fields *f)
 		goto out;
 	}
 
+	if (plen == 0 && b->frag) {
+		/* the root is the first part's: parse this one serially */
+		r = toc_ent_err(b, -EINVAL, "root entry in a split part");
+		goto out;
+	}
 	if (plen == 0) {
 		if (type != LP_TOC_DIR || b->root_named) {
 			r = toc_ent_err(b, -EINVAL,
@@ -798,10 +817,12 @@ int toc_parse_entry(struct builder *b, const struct toc_fields *f)
 			e->offset = b->chunks[e->first_chunk].offset;
 		}
 		if (plen == strlen(LP_PREFETCH_LANDMARK) &&
-		    memcmp(b->path, LP_PREFETCH_LANDMARK, plen) == 0)
+		    memcmp(b->path, LP_PREFETCH_LANDMARK, plen) == 0) {
 			b->prefetch_end = e->offset;
+			b->landmark = true;
+		}
 	}
-	if (i == 0)
+	if (plen == 0)
 		goto out;
 	if (toc_hash_lookup(b, b->path, plen, b->hashes[i]) !=
 	    LP_TOC_NO_INDEX) {

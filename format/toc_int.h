@@ -11,6 +11,7 @@
 #ifndef LP_TOC_INT_H
 #define LP_TOC_INT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -347,8 +348,29 @@ struct builder {
 	uint32_t json_idx;
 	const char *cur_name;
 	size_t cur_len;
+	/*
+	 * a split part (toc_split.c): the entries after the split point,
+	 * parsed on a second thread into a builder of their own. Its indexes
+	 * and pool offsets are its own until toc_split_join() moves them
+	 * into the first part's; what it cannot know there is marked: a
+	 * parent at the root (TOC_FRAG_ROOT), not among its own entries
+	 * (LP_TOC_NO_INDEX), an owner name carried forward from before the
+	 * split (TOC_OWNER_INHERIT). A root entry fails the part.
+	 */
+	bool frag;
+	bool landmark; /* frag: prefetch_end was set */
+	/* frag: owner names added where the part's own map had no name for
+	   the id: (pool offset << 1 | is-group, id), joined against the first
+	   part's names (the serial parse may have reused one of those) */
+	uint64_t (*owner_new)[2];
+	size_t nr_owner_new, cap_owner_new;
 	char path[LP_TOC_MAX_PATH + 1];
 };
+
+/* a split part's parent at the root (struct builder.frag) */
+#define TOC_FRAG_ROOT (LP_TOC_NO_INDEX - 1)
+/* a split part's owner name carried forward from before the split */
+#define TOC_OWNER_INHERIT UINT32_MAX
 
 /* --- the builder (toc_parse.c) --- */
 
@@ -400,9 +422,87 @@ int toc_add_entry(struct builder *b, size_t len, enum lp_toc_type type,
 
 /* --- the JSON skeleton (toc_scan.c) --- */
 
-/* scan the TOC document, handing each entry to toc_parse_entry() */
+struct toc_split;
+
+/*
+ * scan the TOC document, handing each entry to toc_parse_entry(); with
+ * @sp, the entries from its split point on may come parsed from its
+ * second thread (toc_split_at())
+ */
 int toc_parse_top(struct builder *b, const char *json, size_t len,
-		  const struct lp_toc_feed *feed);
+		  const struct lp_toc_feed *feed, struct toc_split *sp);
+
+/*
+ * the entries of a split part: @json[@start..) (all @len bytes in place)
+ * holds entry objects of the "entries" array up to its ']'; each goes to
+ * toc_parse_entry() of part @b, and *@at says where the next starts. 0
+ * and *@ret_end just past the ']', 1 when *@stop was set (checked between
+ * entries), or the first error.
+ */
+int toc_parse_frag(struct builder *b, const char *json, size_t len,
+		   size_t start, const _Atomic bool *stop, _Atomic size_t *at,
+		   size_t *ret_end);
+
+/*
+ * the first candidate split point at or after @from: the '{' of an
+ * object that follows "}," (whitespace allowed), or @len when there is
+ * none. A candidate inside a string or a nested array is possible: the
+ * serial scan only joins a part that starts where an entry starts.
+ */
+size_t toc_split_candidate(const char *json, size_t len, size_t from);
+
+/* whether the entry object at @json[@pos..) has "type":"chunk" (a peek) */
+bool toc_frag_is_chunk(const char *json, size_t len, size_t pos);
+
+/* --- the split parse (toc_split.c) --- */
+
+/*
+ * start a second thread parsing the entries from the first split point
+ * at or after byte @target (0: a share of what the serial scan has left
+ * when the whole JSON is in place, waited for through @feed);
+ * NULL (a serial parse) when the thread cannot start. The thread shares
+ * @b's path hash key and payload end, nothing it writes.
+ */
+struct toc_split *toc_split_start(struct builder *b, const char *json,
+				  size_t len, const struct lp_toc_feed *feed,
+				  size_t target);
+
+/*
+ * the serial scan is at the entry starting at @pos (json index
+ * b->json_idx): 1 and *@ret_end when the split part from @pos on was
+ * joined into @b (the scan goes on after its ']'), 0 to parse on
+ * serially, or -ENOMEM. Called from the parsing thread only.
+ */
+int toc_split_at(struct toc_split *sp, struct builder *b, size_t pos,
+		 size_t *ret_end);
+
+/* stop the thread and free its part (NULL allowed) */
+void toc_split_free(struct toc_split *sp);
+
+/*
+ * which way split parses went, for the unit tests (a test asserts that the
+ * join it meant was taken, not only the result): a relaxed atomic add per
+ * split; never read outside the tests
+ */
+struct toc_split_probe {
+	atomic_uint started; /* a second thread started */
+	atomic_uint joined; /* its part joined */
+	atomic_uint dropped; /* its part parsed again, or never used */
+};
+extern struct toc_split_probe toc_split_probe;
+
+/* free what builder @b holds (not @b itself) */
+void toc_builder_release(struct builder *b);
+
+/*
+ * the path hash helpers the join needs (toc_parse.c): reserve room for
+ * @n more entries; insert entry @ent if its path is not in the table
+ * (0, or 1 when it is, or the probe would pass TOC_PROBE_MAX: nothing
+ * inserted, no message); forget everything and insert entries 1..@n-1
+ */
+int toc_hash_reserve(struct builder *b, size_t n);
+int toc_hash_put_new(struct builder *b, uint32_t ent);
+int toc_hash_rebuild(struct builder *b, uint32_t n);
 
 /*
  * the members of JSON object @obj (a J_OBJ the scanner validated) in order:

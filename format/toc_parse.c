@@ -23,7 +23,8 @@
  * builder's string pool, path hash and entry table; toc_scan.c the JSON
  * scanner, toc_decode.c one entry's decoders, toc_validate.c the
  * whole-TOC checks, toc_pack.c the packing into struct lp_toc, toc_query.c
- * the query API (toc_int.h holds what they share).
+ * the query API, toc_split.c a big TOC's entries parsed on two threads and
+ * joined in order (toc_int.h holds what they share).
  */
 #include <endian.h>
 #include <errno.h>
@@ -183,6 +184,67 @@ static size_t free_slot(const struct builder *b, uint32_t h, size_t *probe)
 	return i;
 }
 
+/* move the path hash to a table of @ncap slots; *probe as free_slot() */
+static int hash_grow(struct builder *b, size_t ncap, size_t *probe)
+{
+	uint64_t *old = b->htab, *nt;
+	size_t ocap = b->hcap, i;
+
+	nt = calloc(ncap, sizeof(*nt));
+	if (!nt)
+		return -ENOMEM;
+	b->htab = nt;
+	b->hcap = ncap;
+	for (i = 0; i < ocap; i++) {
+		if (old[i])
+			nt[free_slot(b, (uint32_t)(old[i] >> 32), probe)] =
+				old[i];
+	}
+	free(old);
+	return 0;
+}
+
+int toc_hash_reserve(struct builder *b, size_t n)
+{
+	size_t ncap = b->hcap ? b->hcap : 1024, probe = 0;
+
+	while ((b->hused + n + 1) * 2 > ncap)
+		ncap *= 2;
+	return ncap == b->hcap ? 0 : hash_grow(b, ncap, &probe);
+}
+
+int toc_hash_put_new(struct builder *b, uint32_t ent)
+{
+	uint32_t h = b->hashes[ent];
+	const char *path = b->pool + b->strs[ent].path;
+	size_t mask = b->hcap - 1, i, probe;
+
+	i = hash_slot(b, path, strlen(path), h);
+	probe = (i - (h & mask)) & mask;
+	if (b->htab[i] || probe > TOC_PROBE_MAX)
+		return 1;
+	b->htab[i] = (uint64_t)h << 32 | (ent + 1);
+	b->hused++;
+	if (probe > b->max_probe)
+		b->max_probe = probe;
+	return 0;
+}
+
+int toc_hash_rebuild(struct builder *b, uint32_t n)
+{
+	size_t probe = 0;
+	uint32_t i;
+
+	memset(b->htab, 0, b->hcap * sizeof(*b->htab));
+	b->hused = 0;
+	for (i = 1; i < n; i++) {
+		b->htab[free_slot(b, b->hashes[i], &probe)] =
+			(uint64_t)b->hashes[i] << 32 | (i + 1);
+		b->hused++;
+	}
+	return 0;
+}
+
 /* insert entry @ent (its path must not be in the table yet) */
 int toc_hash_insert(struct builder *b, uint32_t ent)
 {
@@ -191,23 +253,9 @@ int toc_hash_insert(struct builder *b, uint32_t ent)
 	int r = 0;
 
 	if ((b->hused + 1) * 2 > b->hcap) {
-		size_t ncap = b->hcap ? b->hcap * 2 : 1024, i;
-		uint64_t *old = b->htab, *nt;
-		size_t ocap = b->hcap;
-
-		nt = calloc(ncap, sizeof(*nt));
-		if (!nt) {
-			r = -ENOMEM;
+		r = hash_grow(b, b->hcap ? b->hcap * 2 : 1024, &probe);
+		if (r < 0)
 			goto out;
-		}
-		b->htab = nt;
-		b->hcap = ncap;
-		for (i = 0; i < ocap; i++) {
-			if (old[i])
-				nt[free_slot(b, (uint32_t)(old[i] >> 32),
-					     &probe)] = old[i];
-		}
-		free(old);
 	}
 	b->htab[free_slot(b, h, &probe)] = (uint64_t)h << 32 | (ent + 1);
 	b->hused++;
@@ -269,8 +317,9 @@ out:
 	return r;
 }
 
-static void builder_release(struct builder *b)
+void toc_builder_release(struct builder *b)
 {
+	free(b->owner_new);
 	free(b->ents);
 	free(b->strs);
 	free(b->chunks);
@@ -294,7 +343,17 @@ int lp_toc_parse_fed(const void *json, size_t len,
 		     const struct lp_toc_feed *feed, uint64_t payload_end,
 		     struct lp_toc **ret_toc, struct lp_err *err)
 {
+	return lp_toc_parse_split(json, len, feed, 0, payload_end, ret_toc,
+				  err);
+}
+
+int lp_toc_parse_split(const void *json, size_t len,
+		       const struct lp_toc_feed *feed, size_t split,
+		       uint64_t payload_end, struct lp_toc **ret_toc,
+		       struct lp_err *err)
+{
 	struct builder *b = NULL;
+	struct toc_split *sp = NULL;
 	struct lp_toc *toc = NULL;
 	uint32_t root;
 	int r = -ENOMEM;
@@ -335,7 +394,11 @@ int lp_toc_parse_fed(const void *json, size_t len,
 	b->ents[root].mode = 0755;
 	b->ents[root].flags = LP_TOC_IMPLIED;
 
-	r = toc_parse_top(b, json, len, feed);
+	if ((split == 0 && len >= LP_TOC_SPLIT_MIN) || (split && split < len))
+		sp = toc_split_start(b, json, len, feed, split);
+	r = toc_parse_top(b, json, len, feed, sp);
+	toc_split_free(sp); /* the thread's part is joined, or not wanted */
+	sp = NULL;
 	if (r < 0)
 		goto out;
 	if ((r = toc_resolve_parents(b)) < 0 ||
@@ -354,8 +417,9 @@ int lp_toc_parse_fed(const void *json, size_t len,
 	*ret_toc = toc;
 	toc = NULL;
 out:
+	toc_split_free(sp); /* before the builder: it reads the hash key */
 	if (b)
-		builder_release(b);
+		toc_builder_release(b);
 	free(b);
 	lp_toc_free(toc);
 	return r;

@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -698,10 +699,11 @@ out:
 	return r;
 }
 
-static int parse_entries(struct builder *b, struct scan *s)
+static int parse_entries(struct builder *b, struct scan *s,
+			 struct toc_split *sp)
 {
 	struct toc_fields *f = NULL;
-	size_t start;
+	size_t start, end;
 	int r, c;
 
 	f = malloc(sizeof(*f));
@@ -721,6 +723,16 @@ static int parse_entries(struct builder *b, struct scan *s)
 		    (r = feed_wait(s, s->pos + s->window)) < 0)
 			goto out;
 		start = s->pos;
+		if (sp) {
+			r = toc_split_at(sp, b, start, &end);
+			if (r < 0)
+				goto out;
+			if (r > 0) { /* the rest of the array was parsed */
+				s->pos = end;
+				r = 0;
+				goto out;
+			}
+		}
 		while ((c = cut_short(s, start, r = scan_entry(s, f))) > 0)
 			;
 		if (c < 0)
@@ -783,7 +795,7 @@ static int scan_top_key(struct scan *s, struct jval *k)
 }
 
 int toc_parse_top(struct builder *b, const char *json, size_t len,
-		  const struct lp_toc_feed *feed)
+		  const struct lp_toc_feed *feed, struct toc_split *sp)
 {
 	struct scan s = { json, len, 0, b->err, len, feed, FEED_WINDOW, false };
 	bool seen_entries = false;
@@ -822,7 +834,8 @@ int toc_parse_top(struct builder *b, const char *json, size_t len,
 				goto out;
 			}
 			seen_entries = true;
-			r = parse_entries(b, &s);
+			r = parse_entries(b, &s, sp);
+			sp = NULL; /* a second array fails before any entry */
 			if (r < 0)
 				goto out;
 		} else {
@@ -867,4 +880,82 @@ tail:
 			       "TOC JSON: trailing bytes at %zu", s.pos);
 out:
 	return r;
+}
+
+int toc_parse_frag(struct builder *b, const char *json, size_t len,
+		   size_t start, const _Atomic bool *stop, _Atomic size_t *at,
+		   size_t *ret_end)
+{
+	struct scan s = { json, len,  start,	   b->err,
+			  len,	NULL, FEED_WINDOW, false };
+	struct toc_fields *f = NULL;
+	int r;
+
+	f = malloc(sizeof(*f));
+	if (!f) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		if (atomic_load_explicit(stop, memory_order_relaxed)) {
+			r = 1;
+			goto out;
+		}
+		atomic_store_explicit(at, s.pos, memory_order_relaxed);
+		skip_ws(&s);
+		r = scan_entry(&s, f);
+		if (r > 0)
+			r = syntax(&s, "not a JSON object");
+		if (r < 0)
+			goto out;
+		r = toc_parse_entry(b, f);
+		if (r < 0)
+			goto out;
+		b->json_idx++;
+		skip_ws(&s);
+		if (s.pos < s.len && s.p[s.pos] == ',') {
+			s.pos++;
+			continue;
+		}
+		r = expect(&s, ']');
+		if (r < 0)
+			goto out;
+		*ret_end = s.pos;
+		goto out;
+	}
+out:
+	free(f);
+	return r;
+}
+
+size_t toc_split_candidate(const char *json, size_t len, size_t from)
+{
+	const char *p;
+	size_t i = from;
+
+	while (i < len && (p = memchr(json + i, '}', len - i)) != NULL) {
+		i = (size_t)(p - json) + 1;
+		while (i < len && is_ws[(unsigned char)json[i]])
+			i++;
+		if (i >= len || json[i] != ',')
+			continue;
+		i++;
+		while (i < len && is_ws[(unsigned char)json[i]])
+			i++;
+		if (i < len && json[i] == '{')
+			return i;
+	}
+	return len;
+}
+
+bool toc_frag_is_chunk(const char *json, size_t len, size_t pos)
+{
+	struct scan s = { json, len, pos, NULL, len, NULL, FEED_WINDOW, false };
+	struct toc_fields f;
+	const struct jval *t = &f.v[F_TYPE];
+
+	if (scan_entry(&s, &f) != 0)
+		return false;
+	return t->kind == J_STR && !t->esc && t->len == 5 &&
+	       memcmp(t->p, "chunk", 5) == 0;
 }

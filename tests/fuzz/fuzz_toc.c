@@ -14,8 +14,12 @@
  * json-c accepting what the TOC parser refuses is no failure: the TOC
  * parser is the stricter (bounds, types, paths). Fed in small steps
  * (lp_toc_parse_fed(), as a mount parses a TOC while it is inflated), the
- * parse gives the same TOC or the same error as of the whole.
+ * parse gives the same TOC or the same error as of the whole; so does
+ * the parse split over two threads (lp_toc_parse_split(), forced at a
+ * byte the input chooses, whole and fed: a mount splits a big TOC so),
+ * wherever the split falls.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -279,6 +283,115 @@ static ssize_t step_wait(void *arg, size_t want)
 	return (ssize_t)f->avail;
 }
 
+/* @fed, @fr, @ferr are the TOC, or the error, @toc, @r, @err */
+static void check_same(int r, const struct lp_err *err,
+		       const struct lp_toc *toc, int fr,
+		       const struct lp_err *ferr, const struct lp_toc *fed)
+{
+	char p1[LP_TOC_MAX_PATH + 1], p2[LP_TOC_MAX_PATH + 1];
+	uint32_t i;
+
+	if (fr != r || strcmp(err->msg, ferr->msg) != 0)
+		abort(); /* the parse read another document */
+	if (r < 0)
+		return;
+	if (lp_toc_nr_entries(fed) != lp_toc_nr_entries(toc) ||
+	    lp_toc_nr_chunks(fed) != lp_toc_nr_chunks(toc) ||
+	    lp_toc_prefetch_end(fed) != lp_toc_prefetch_end(toc))
+		abort();
+	for (i = 0; i < lp_toc_nr_entries(toc); i++) {
+		const struct lp_toc_entry *a = lp_toc_entry(toc, i),
+					  *b = lp_toc_entry(fed, i);
+
+		if (memcmp(a, b, sizeof(*a)) != 0 ||
+		    lp_toc_entry_path(toc, i, p1, sizeof(p1)) < 0 ||
+		    lp_toc_entry_path(fed, i, p2, sizeof(p2)) < 0 ||
+		    strcmp(p1, p2) != 0 ||
+		    lp_toc_entry_uid(toc, a) != lp_toc_entry_uid(fed, b) ||
+		    strcmp(lp_toc_entry_user_name(toc, a),
+			   lp_toc_entry_user_name(fed, b)) != 0 ||
+		    strcmp(lp_toc_entry_group_name(toc, a),
+			   lp_toc_entry_group_name(fed, b)) != 0 ||
+		    lp_toc_entry_ino(toc, a) != lp_toc_entry_ino(fed, b) ||
+		    lp_toc_entry_nlink(toc, a) != lp_toc_entry_nlink(fed, b))
+			abort();
+	}
+	for (i = 0; i < lp_toc_nr_chunks(toc); i++) {
+		const struct lp_toc_chunk a = lp_toc_chunk(toc, i),
+					  b = lp_toc_chunk(fed, i);
+
+		if (memcmp(&a, &b, sizeof(a)) != 0)
+			abort();
+	}
+}
+
+/*
+ * A feed the split parse's two threads call: the second one asks for all
+ * the bytes once, the first in small steps; bytes nobody asked for yet
+ * are poisoned.
+ */
+struct lock_feed {
+	pthread_mutex_t lock;
+	size_t len, avail; /* protected by lock */
+	uint32_t x; /* protected by lock */
+	uint8_t *buf;
+};
+
+static ssize_t lock_wait(void *arg, size_t want)
+{
+	struct lock_feed *f = arg;
+	size_t n;
+
+	pthread_mutex_lock(&f->lock);
+	if (want > f->len)
+		abort(); /* the parser asks for what is not there */
+	if (want > f->avail) {
+		f->x = f->x * 1103515245u + 12345u;
+		f->avail = want + (f->x >> 16) % 8;
+		if (f->avail > f->len)
+			f->avail = f->len;
+		feed_unpoison(f->buf, f->avail);
+	}
+	n = f->avail;
+	pthread_mutex_unlock(&f->lock);
+	return (ssize_t)n;
+}
+
+/* lp_toc_parse_split() at a byte the input chooses, of the whole and fed:
+   the same TOC, or the same error, as the serial @toc, @r, @err */
+static void check_split(const uint8_t *data, size_t size, int r,
+			const struct lp_err *err, const struct lp_toc *toc)
+{
+	size_t split = size ? 1 + (size_t)data[size - 1] * size / 256 : 1;
+	struct lock_feed lf = { PTHREAD_MUTEX_INITIALIZER, size, 0,
+				size ? data[size / 3] : 0, NULL };
+	struct lp_toc_feed feed = { lock_wait, &lf,
+				    1 + (size ? data[0] % 48 : 0), NULL };
+	struct lp_toc *t = NULL;
+	struct lp_err e = { 0 };
+	int sr;
+
+	sr = lp_toc_parse_split(data, size, NULL, split, PAYLOAD_END, &t, &e);
+	check_same(r, err, toc, sr, &e, t);
+	lp_toc_free(t);
+	t = NULL;
+	memset(&e, 0, sizeof(e));
+	lf.buf = malloc(size + 1);
+	if (!lf.buf)
+		abort();
+	memcpy(lf.buf, data, size);
+	lf.buf[size] = 0;
+	feed_poison(lf.buf, size + 1);
+	split = size ? 1 + (size_t)data[size / 2] * size / 256 : 1;
+	sr = lp_toc_parse_split(lf.buf, size, &feed, split, PAYLOAD_END, &t,
+				&e);
+	feed_unpoison(lf.buf, size + 1);
+	check_same(r, err, toc, sr, &e, t);
+	lp_toc_free(t);
+	free(lf.buf);
+	pthread_mutex_destroy(&lf.lock);
+}
+
 /* lp_toc_parse_fed() of the bytes in small steps: the same TOC, or the
    same error, as @toc (NULL) and @r, @err of the whole */
 static void check_fed(const uint8_t *data, size_t size, int r,
@@ -286,11 +399,9 @@ static void check_fed(const uint8_t *data, size_t size, int r,
 {
 	struct step_feed sf = { size, 0, size ? data[size / 2] : 0, NULL };
 	struct lp_toc_feed feed = { step_wait, &sf,
-				    1 + (size ? data[0] % 48 : 0) };
+				    1 + (size ? data[0] % 48 : 0), NULL };
 	struct lp_toc *fed = NULL;
 	struct lp_err ferr = { 0 };
-	char p1[LP_TOC_MAX_PATH + 1], p2[LP_TOC_MAX_PATH + 1];
-	uint32_t i;
 	int fr;
 
 	/* a copy whose bytes, and one past them, are unreadable until
@@ -301,34 +412,11 @@ static void check_fed(const uint8_t *data, size_t size, int r,
 	memcpy(sf.buf, data, size);
 	sf.buf[size] = 0;
 	feed_poison(sf.buf, size + 1);
-	fr = lp_toc_parse_fed(sf.buf, size, &feed, PAYLOAD_END, &fed, &ferr);
+	/* serially: the split parse is checked by check_split() */
+	fr = lp_toc_parse_split(sf.buf, size, &feed, LP_TOC_SPLIT_NONE,
+				PAYLOAD_END, &fed, &ferr);
 	feed_unpoison(sf.buf, size + 1);
-	if (fr != r || strcmp(err->msg, ferr.msg) != 0)
-		abort(); /* fed, the parse read another document */
-	if (r < 0) {
-		free(sf.buf);
-		return;
-	}
-	if (lp_toc_nr_entries(fed) != lp_toc_nr_entries(toc) ||
-	    lp_toc_nr_chunks(fed) != lp_toc_nr_chunks(toc))
-		abort();
-	for (i = 0; i < lp_toc_nr_entries(toc); i++) {
-		const struct lp_toc_entry *a = lp_toc_entry(toc, i),
-					  *b = lp_toc_entry(fed, i);
-
-		if (memcmp(a, b, sizeof(*a)) != 0 ||
-		    lp_toc_entry_path(toc, i, p1, sizeof(p1)) < 0 ||
-		    lp_toc_entry_path(fed, i, p2, sizeof(p2)) < 0 ||
-		    strcmp(p1, p2) != 0)
-			abort();
-	}
-	for (i = 0; i < lp_toc_nr_chunks(toc); i++) {
-		const struct lp_toc_chunk a = lp_toc_chunk(toc, i),
-					  b = lp_toc_chunk(fed, i);
-
-		if (memcmp(&a, &b, sizeof(a)) != 0)
-			abort();
-	}
+	check_same(r, err, toc, fr, &ferr, fed); /* fed, the same document */
 	lp_toc_free(fed);
 	free(sf.buf); /* after the TOC, which may point into its JSON */
 }
@@ -340,8 +428,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint32_t i;
 	int r;
 
-	r = lp_toc_parse(data, size, PAYLOAD_END, &toc, &err);
+	r = lp_toc_parse_split(data, size, NULL, LP_TOC_SPLIT_NONE, PAYLOAD_END,
+			       &toc, &err);
 	check_fed(data, size, r, &err, toc);
+	check_split(data, size, r, &err, toc);
 	if (r < 0) {
 		if (!err.msg[0])
 			abort(); /* every rejection says why */

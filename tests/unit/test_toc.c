@@ -480,7 +480,7 @@ static int parse_fed(const char *json, uint64_t payload_end, size_t window,
 		     struct step_feed *sf, struct lp_toc **ret_toc,
 		     struct lp_err *err)
 {
-	struct lp_toc_feed feed = { step_wait, sf, window };
+	struct lp_toc_feed feed = { step_wait, sf, window, NULL };
 
 	memset(sf, 0, sizeof(*sf));
 	sf->len = strlen(json);
@@ -536,7 +536,7 @@ static void test_fed(void **state)
 	memset(&err, 0, sizeof(err));
 	memset(&sf, 0, sizeof(sf));
 	{
-		struct lp_toc_feed feed = { step_wait, &sf, 16 };
+		struct lp_toc_feed feed = { step_wait, &sf, 16, NULL };
 
 		sf.len = strlen(good_toc);
 		sf.fail_at = sf.len / 2;
