@@ -514,7 +514,7 @@ static int parse_chunk(struct builder *b, const struct toc_fields *f,
 	struct bchunk *c;
 	int r;
 
-	if (b->nr_chunks >= LP_TOC_MAX_ENTRIES) {
+	if (b->nr_chunks >= TOC_MAX_ENTS(b)) {
 		r = toc_ent_err(b, -EFBIG,
 				"more than LP_TOC_MAX_ENTRIES chunks");
 		goto out;

@@ -22,6 +22,18 @@
 
 /* all strings and xattr values of one TOC; bounds the implied-dir copies */
 #define POOL_MAX ((size_t)2 * LP_TOC_MAX_JSON)
+/*
+ * A split part (toc_split.c) is held to 1/TOC_FRAG_SHARE of the entry,
+ * chunk and string limits: it may parse what the serial scan skips (entry-
+ * like objects inside an unknown field), so beside the first part, which
+ * has the whole limits, a hostile TOC holds at most 1.5 times what the
+ * serial parse may before its digest is checked. A part over its share
+ * fails and is dropped: the scan parses those entries itself.
+ */
+#define TOC_FRAG_SHARE 2
+#define TOC_MAX_ENTS(b) \
+	((b)->frag ? LP_TOC_MAX_ENTRIES / TOC_FRAG_SHARE : LP_TOC_MAX_ENTRIES)
+#define TOC_POOL_MAX(b) ((b)->frag ? POOL_MAX / TOC_FRAG_SHARE : POOL_MAX)
 #define USER_NAME_MAX 256
 #define ERR_NAME_MAX 160 /* bytes of an entry name quoted in errors */
 /*

@@ -58,9 +58,9 @@ int toc_pool_add(struct builder *b, const void *s, size_t len,
 	size_t need = b->pool_len + len + 1;
 	int r = 0;
 
-	if (need > POOL_MAX) {
+	if (need > TOC_POOL_MAX(b)) {
 		r = toc_ent_err(b, -EFBIG, "TOC strings exceed %zu bytes",
-				(size_t)POOL_MAX);
+				(size_t)TOC_POOL_MAX(b));
 		goto out;
 	}
 	r = lp_grow_array((void **)&b->pool, &b->pool_cap, need, 1);
@@ -280,7 +280,7 @@ int toc_add_entry(struct builder *b, size_t len, enum lp_toc_type type,
 	const char *slash;
 	int r;
 
-	if (i >= LP_TOC_MAX_ENTRIES) {
+	if (i >= TOC_MAX_ENTS(b)) {
 		r = toc_ent_err(b, -EFBIG,
 				"more than LP_TOC_MAX_ENTRIES entries");
 		goto out;

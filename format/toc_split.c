@@ -197,6 +197,18 @@ static void split_stop(struct toc_split *sp)
 	sp->done = true;
 }
 
+/* split_stop(), and the part's memory given back at once: the scan
+ * parses those entries itself now */
+static void split_drop(struct toc_split *sp)
+{
+	split_stop(sp);
+	if (sp->part) {
+		toc_builder_release(sp->part);
+		free(sp->part);
+		sp->part = NULL;
+	}
+}
+
 void toc_split_free(struct toc_split *sp)
 {
 	if (!sp)
@@ -411,13 +423,13 @@ int toc_split_at(struct toc_split *sp, struct builder *b, size_t pos,
 		sp->seen = true;
 	}
 	if (sp->point >= sp->len || pos > sp->point) {
-		split_stop(sp); /* none, or not where an entry starts */
+		split_drop(sp); /* none, or not where an entry starts */
 		goto out;
 	}
 	if (pos < sp->point)
 		goto out;
 	if (part_behind(sp)) {
-		split_stop(sp); /* parsing it here is sooner than waiting */
+		split_drop(sp); /* parsing it here is sooner than waiting */
 		goto out;
 	}
 	split_wait(sp);
