@@ -8,8 +8,11 @@
  * lp_index_sig_parse(). On success the statement names 1 to
  * LP_INDEX_SIG_MAX_LAYERS layers, none twice, and rebuilding it from what
  * was parsed gives a statement the builder accepts; a check against no
- * trusted key is "unknown_key", never "signed". On failure nothing is
- * handed out.
+ * trusted key is "unknown_key", never "signed". Against the fuzz key
+ * (FUZZ_KEY, whose id the corpus's *_fuzz_key inputs carry, one of them
+ * signed by its private half) the Ed25519 verify runs on the input's
+ * bytes: "signed" only for the statement's own digests, never once one
+ * digest (the index blob's) differs. On failure nothing is handed out.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -20,6 +23,25 @@
 #include "lp_index_sig.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* the public half of the key that signed corpus/index_sig/signed_fuzz_key
+ * (its private half is not kept) */
+static const char FUZZ_KEY[] =
+	"-----BEGIN PUBLIC KEY-----\n"
+	"MCowBQYDK2VwAyEAtox3XWNj3yvgO6Il3RCtD8UCvVoUqjMv7SymdhuCsqE=\n"
+	"-----END PUBLIC KEY-----\n";
+
+static struct lp_index_keys *fuzz_keys(void)
+{
+	static struct lp_index_keys *keys;
+	struct lp_err err = { 0 };
+
+	if (!keys && (lp_index_keys_new(&keys) < 0 ||
+		      lp_index_keys_add_pem(keys, FUZZ_KEY,
+					    sizeof(FUZZ_KEY) - 1, &err) < 0))
+		abort();
+	return keys;
+}
 
 static void check(struct lp_index_sig *s)
 {
@@ -44,6 +66,17 @@ static void check(struct lp_index_sig *s)
 	if (lp_index_sig_check(s, NULL, NULL, &l->layer, &l->index, NULL) !=
 	    LP_INDEX_TRUST_UNKNOWN_KEY)
 		abort();
+	if (lp_index_sig_check(s, fuzz_keys(), lp_index_sig_manifest(s),
+			       &l->layer, &l->index,
+			       NULL) == LP_INDEX_TRUST_SIGNED) {
+		struct lp_digest other = l->index;
+
+		other.b[0] ^= 1;
+		if (lp_index_sig_check(s, fuzz_keys(), lp_index_sig_manifest(s),
+				       &l->layer, &other,
+				       NULL) == LP_INDEX_TRUST_SIGNED)
+			abort(); /* a signature not bound to its digests */
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
