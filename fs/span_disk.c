@@ -29,12 +29,15 @@
  * disk_cache_bytes, default 8 GiB) applied to DIR/spans apart from the
  * chunk files: past it, whole layers' files leave, least recently used
  * first (mtime: a write, or a read at most once a second, refreshes it),
- * down to 90%, never the layer's own. A file deleted while another mount
- * has it open keeps serving that mount (its space comes back when it
- * closes). Like the chunk tier: no fsync, and the byte count is this
+ * down to 90%, never a file a mount of this process has open (the layer's
+ * own or another's: one deleted under a mount would go on growing outside
+ * every count); when the open files alone are over the bound, the next
+ * scan waits until another tenth of it was written. A file deleted while
+ * another process's mount has it open keeps serving that mount (its space
+ * comes back when it closes). Like the chunk tier: no fsync, and the byte count is this
  * object's view, refreshed by each eviction scan.
  *
- * Lock order: d->lock is a leaf; no I/O under it.
+ * Lock order: d->lock and open_lock are leaves; no I/O under them.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -77,9 +80,49 @@ struct fs_span_disk {
 	size_t queued; /* bytes; protected by lock */
 	bool stop, started, dropped; /* protected by lock */
 	uint64_t used; /* DIR/spans bytes, this view; protected by lock */
+	uint64_t rescan_at; /* no eviction scan below it; protected by lock */
+	struct fs_span_disk *open_next; /* open_list; protected by open_lock */
 	pthread_t thread;
 	struct fs_span_disk_stats stats; /* protected by lock */
 };
+
+/* the layers' files open in this process, in any cache directory */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fs_span_disk *open_list; /* protected by open_lock */
+
+static void open_add(struct fs_span_disk *d)
+{
+	pthread_mutex_lock(&open_lock);
+	d->open_next = open_list;
+	open_list = d;
+	pthread_mutex_unlock(&open_lock);
+}
+
+static void open_remove(struct fs_span_disk *d)
+{
+	struct fs_span_disk **pp;
+
+	pthread_mutex_lock(&open_lock);
+	for (pp = &open_list; *pp; pp = &(*pp)->open_next)
+		if (*pp == d) {
+			*pp = d->open_next;
+			break;
+		}
+	pthread_mutex_unlock(&open_lock);
+}
+
+/* whether a mount of this process has file @name open */
+static bool name_open(const char *name)
+{
+	const struct fs_span_disk *o;
+	bool found = false;
+
+	pthread_mutex_lock(&open_lock);
+	for (o = open_list; o && !found; o = o->open_next)
+		found = !strcmp(o->name, name);
+	pthread_mutex_unlock(&open_lock);
+	return found;
+}
 
 /* whether the file has data (no hole) all over [@start, @end) */
 static bool has_data(int fd, uint64_t start, uint64_t end)
@@ -114,9 +157,9 @@ static bool hex_name(const char *s)
 }
 
 /*
- * The layers' files of DIR/spans: their bytes on disk in all; with @keep
- * (else only counted) the oldest deleted, never @d's own, until at most
- * @keep bytes are left. No lock held.
+ * The layers' files of DIR/spans: their bytes on disk in all; with @evict
+ * (else only counted) the oldest deleted, never one a mount of this
+ * process has open, until at most @keep bytes are left. No lock held.
  */
 static uint64_t scan(struct fs_span_disk *d, uint64_t keep, bool evict)
 {
@@ -141,7 +184,8 @@ static uint64_t scan(struct fs_span_disk *d, uint64_t keep, bool evict)
 		    !S_ISREG(st.st_mode))
 			continue;
 		total += (uint64_t)st.st_blocks * 512;
-		if (!evict || !strcmp(de->d_name, d->name))
+		if (!evict || !strcmp(de->d_name, d->name) ||
+		    name_open(de->d_name))
 			continue;
 		if (n == cap) {
 			size_t nc = cap ? 2 * cap : 64;
@@ -210,13 +254,16 @@ static void *writer_main(void *arg)
 		} else {
 			d->stats.write_errors++;
 		}
-		over = d->used > d->budget && !d->dropped;
+		over = d->used > d->budget && d->used >= d->rescan_at &&
+		       !d->dropped;
 		pthread_mutex_unlock(&d->lock);
 		if (over) {
 			uint64_t left = scan(d, d->budget / 10 * 9, true);
 
 			pthread_mutex_lock(&d->lock);
 			d->used = left;
+			/* open files alone over the bound: not at every write */
+			d->rescan_at = left + d->budget / 10;
 			pthread_mutex_unlock(&d->lock);
 		}
 		pthread_mutex_lock(&d->lock);
@@ -345,6 +392,7 @@ int fs_span_disk_open(const char *cache_dir, const struct lp_index *ix,
 	atomic_init(&d->touched_ns, lp_mono_ns());
 	futimens(d->fd, NULL);
 	d->used = scan(d, 0, false);
+	open_add(d);
 out:
 	if (top >= 0)
 		close(top);
@@ -366,6 +414,7 @@ void fs_span_disk_close(struct fs_span_disk *d)
 	pthread_mutex_unlock(&d->lock);
 	if (d->started) /* it writes what is queued first */
 		pthread_join(d->thread, NULL);
+	open_remove(d); /* (a failed open was never added) */
 	if (d->fd >= 0)
 		close(d->fd);
 	if (d->dirfd >= 0)

@@ -1672,6 +1672,9 @@ static void test_wait_for_pass(void **state)
 
 /* mount @f's layer over @blob caching in @dir, under memory budget @b
  * (NULL: its own) */
+/* mount_disk()'s disk bound (0: the default) */
+static uint64_t disk_bound;
+
 static struct lp_fs *mount_disk(const struct fixture *f, struct lp_blob *blob,
 				const char *dir, struct lp_fs_budget *b,
 				bool background)
@@ -1692,6 +1695,7 @@ static struct lp_fs *mount_disk(const struct fixture *f, struct lp_blob *blob,
 	opts.background_quiet_ms = 0;
 	opts.mem_budget = b;
 	opts.cache_dir = dir;
+	opts.disk_cache_bytes = disk_bound;
 	assert_int_equal(lp_fs_new(layer, &opts, &fs, &err), 0);
 	assert_int_equal(lp_fs_start(fs), 0);
 	return fs;
@@ -1982,6 +1986,49 @@ static void test_span_decoded_once(void **state)
 	release(&f);
 }
 
+/* over its bound the spans tier deletes another layer's file that no
+ * mount has open (least recently used first), never the mounted layer's */
+static void test_span_disk_bound(void **state)
+{
+	char dir[] = "/tmp/lp-spandisk-XXXXXX", other[4200], own[4200];
+	static char junk[256 * 1024];
+	const struct timespec old[2] = { { 1600000000, 0 }, { 1600000000, 0 } };
+	struct fixture f = { 0 };
+	struct count_blob cb;
+	struct lp_blob *blob;
+	struct lp_fs *fs;
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(other, sizeof(other), "%s/spans", dir);
+	assert_int_equal(mkdir(other, 0700), 0);
+	snprintf(other, sizeof(other), "%s/spans/%064x", dir, 0xa);
+	memset(junk, 'j', sizeof(junk));
+	fp = fopen(other, "w");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(junk, 1, sizeof(junk), fp), sizeof(junk));
+	fclose(fp);
+	assert_int_equal(utimensat(AT_FDCWD, other, old, 0), 0);
+	build_vector(&f);
+	count_init(&cb, &f, f.ix);
+	blob = count_blob_new(&cb, &f);
+	disk_bound = 64 * LP_KIB;
+	fs = mount_disk(&f, blob, dir, NULL, false);
+	disk_bound = 0;
+	read_all(&f, fs, 0);
+	wait_written(fs);
+	assert_int_equal(access(other, F_OK), -1);
+	span_file(&f, dir, own, sizeof(own));
+	assert_int_equal(access(own, F_OK), 0);
+	assert_true(stats_num(fs, "\"disk_evicted_files\": ") >= 1);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	count_destroy(&cb);
+	release(&f);
+	rm_rf(dir);
+}
+
 /* a spans tier that cannot be opened (here "spans" is a file): the layer
  * mounts without it and every file reads right */
 static void test_span_disk_unusable(void **state)
@@ -2036,6 +2083,7 @@ int main(void)
 		cmocka_unit_test(test_pass_big_requests),
 		cmocka_unit_test(test_span_decoded_once),
 		cmocka_unit_test(test_span_disk_unusable),
+		cmocka_unit_test(test_span_disk_bound),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
