@@ -143,6 +143,14 @@ int lp_index_prove(const struct lp_index *ix, struct lp_blob *blob,
 		r = -ENOMEM;
 		goto out;
 	}
+	/* asked before a byte is fetched: a caller that puts the pass off
+	 * (fs/index_proof.c: a trusted index's pass yields to on-demand
+	 * reads) would otherwise have the read-ahead's first requests
+	 * compete with those reads for the link */
+	if (stop && stop(arg)) {
+		r = -ECANCELED;
+		goto out;
+	}
 	lp_index_prover_begin(ix); /* readers may wait for the pass */
 	prover = true;
 	/* big requests ahead of the pass (index_pass_fetch.c); without it
