@@ -643,8 +643,6 @@ struct lp_fs {
 		/* a trusted index's pass: how long it yielded to reads
 		 * (index_proof.c; the pass's thread only) */
 		unsigned int deferred_ms;
-		uint64_t begun_ns; /* lp_mono_ns() the pass began at (its
-				      thread only) */
 	} proof;
 	enum lp_compression comp;
 	struct lp_fs_options opts;
