@@ -37,7 +37,8 @@
  * comes back when it closes). Like the chunk tier: no fsync, and the byte count is this
  * object's view, refreshed by each eviction scan.
  *
- * Lock order: d->lock and open_lock are leaves; no I/O under them.
+ * Lock order: d->lock and open_lock are leaves; no I/O under them but
+ * the eviction's unlinkat() under open_lock (unlink_unless_open()).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -111,17 +112,40 @@ static void open_remove(struct fs_span_disk *d)
 	pthread_mutex_unlock(&open_lock);
 }
 
-/* whether a mount of this process has file @name open */
-static bool name_open(const char *name)
+/* whether a mount of this process has file @name open; open_lock held */
+static bool name_open_locked(const char *name)
 {
 	const struct fs_span_disk *o;
-	bool found = false;
+
+	for (o = open_list; o; o = o->open_next)
+		if (!strcmp(o->name, name))
+			return true;
+	return false;
+}
+
+static bool name_open(const char *name)
+{
+	bool found;
 
 	pthread_mutex_lock(&open_lock);
-	for (o = open_list; o && !found; o = o->open_next)
-		found = !strcmp(o->name, name);
+	found = name_open_locked(name);
 	pthread_mutex_unlock(&open_lock);
 	return found;
+}
+
+/* delete layer file @name of @dirfd unless a mount of this process has
+ * it open: the check and the unlink under open_lock (its one I/O), so a
+ * mount opening it meanwhile (open_add() comes before its openat()) never
+ * loses it */
+static bool unlink_unless_open(int dirfd, const char *name)
+{
+	bool gone = false;
+
+	pthread_mutex_lock(&open_lock);
+	if (!name_open_locked(name))
+		gone = unlinkat(dirfd, name, 0) == 0;
+	pthread_mutex_unlock(&open_lock);
+	return gone;
 }
 
 /* whether the file has data (no hole) all over [@start, @end) */
@@ -207,7 +231,7 @@ static uint64_t scan(struct fs_span_disk *d, uint64_t keep, bool evict)
 	if (evict && n)
 		qsort(files, n, sizeof(*files), by_mtime);
 	for (k = 0; evict && k < n && total > keep; k++) {
-		if (unlinkat(d->dirfd, files[k].name, 0) == 0) {
+		if (unlink_unless_open(d->dirfd, files[k].name)) {
 			total -= files[k].bytes;
 			pthread_mutex_lock(&d->lock);
 			d->stats.evicted_files++;
@@ -358,6 +382,8 @@ int fs_span_disk_open(const char *cache_dir, const struct lp_index *ix,
 	pthread_cond_init(&d->cond, NULL);
 	lp_digest_format(lp_index_blob_digest(ix), dg);
 	memcpy(d->name, dg + 7, sizeof(d->name));
+	/* listed before the file is opened: no scan deletes it from here */
+	open_add(d);
 	d->present = calloc(d->nr ? d->nr : 1, sizeof(*d->present));
 	if (!d->present) {
 		r = lp_err_set(err, -ENOMEM, "out of memory");
@@ -392,7 +418,6 @@ int fs_span_disk_open(const char *cache_dir, const struct lp_index *ix,
 	atomic_init(&d->touched_ns, lp_mono_ns());
 	futimens(d->fd, NULL);
 	d->used = scan(d, 0, false);
-	open_add(d);
 out:
 	if (top >= 0)
 		close(top);
@@ -414,7 +439,7 @@ void fs_span_disk_close(struct fs_span_disk *d)
 	pthread_mutex_unlock(&d->lock);
 	if (d->started) /* it writes what is queued first */
 		pthread_join(d->thread, NULL);
-	open_remove(d); /* (a failed open was never added) */
+	open_remove(d);
 	if (d->fd >= 0)
 		close(d->fd);
 	if (d->dirfd >= 0)
