@@ -100,10 +100,12 @@ index_signed() { # index_signed NAME KEY
 index_signed sig a
 index_signed unk b
 index_signed swap a
-# the artifact manifest carries the statement, signature and A's key id
-python3 - "$R" sig/bb "$KEY_A" <<'PY' || fail "sig's artifact does not carry A's signature"
-import base64, json, sys, urllib.request
-reg, repo, key = sys.argv[1:4]
+# the newest referrer artifact of REPO's v1: its manifest digest, then its
+# annotations as JSON, one line each
+artifact_ann() {
+	python3 - "$R" "$1" <<'PY'
+import json, sys, urllib.request
+reg, repo = sys.argv[1:3]
 def get(path, accept):
     r = urllib.request.Request("http://%s/v2/%s/%s" % (reg, repo, path))
     r.add_header("Accept", accept)
@@ -113,12 +115,21 @@ _, md = get("manifests/v1", "application/vnd.oci.image.manifest.v1+json")
 ix, _ = get("manifests/sha256-" + md[7:], "application/vnd.oci.image.index.v1+json")
 art, _ = get("manifests/" + json.loads(ix)["manifests"][-1]["digest"],
              "application/vnd.oci.image.manifest.v1+json")
-ann = json.loads(art)["annotations"]
+print(md)
+print(json.dumps(json.loads(art)["annotations"]))
+PY
+}
+# the artifact manifest carries the statement, signature and A's key id
+artifact_ann sig/bb >"$T/sig.ann" || fail "sig's artifact"
+python3 -c '
+import base64, json, sys
+md, ann = open(sys.argv[1]).read().split("\n")[:2]
+ann, key = json.loads(ann), sys.argv[2]
 assert ann["dev.lazypull.gzip-index.key"] == key, ann
 st = base64.b64decode(ann["dev.lazypull.gzip-index.statement"]).decode()
 assert st.startswith("lazypull-index-signature-v1\nmanifest " + md + "\nlayer "), st
 assert len(base64.b64decode(ann["dev.lazypull.gzip-index.signature"])) == 64
-PY
+' "$T/sig.ann" "$KEY_A" || fail "sig's artifact does not carry A's signature"
 # dup: sig's image with its layer listed twice (as BuildKit's empty layer
 # is): signed, the layer one line of the statement
 python3 - "$T/sig.layout" "$T/dup.layout" <<'PY' || fail "making dup's layout"
@@ -144,21 +155,13 @@ skopeo copy -q --dest-tls-verify=false "oci:$T/dup.layout:v1" "docker://$R/dup/b
 	fail "skopeo copy of dup"
 index_signed dup a
 grep -q "reused=1" "$T/dup.index.out" || fail "dup's second layer was not reused: $(cat "$T/dup.index.out")"
-python3 - "$R" dup/bb <<'PY' || fail "dup's statement"
-import base64, json, sys, urllib.request
-reg, repo = sys.argv[1:3]
-def get(path, accept):
-    r = urllib.request.Request("http://%s/v2/%s/%s" % (reg, repo, path))
-    r.add_header("Accept", accept)
-    resp = urllib.request.urlopen(r)
-    return resp.read(), resp.headers.get("Docker-Content-Digest")
-_, md = get("manifests/v1", "application/vnd.oci.image.manifest.v1+json")
-ix, _ = get("manifests/sha256-" + md[7:], "application/vnd.oci.image.index.v1+json")
-art, _ = get("manifests/" + json.loads(ix)["manifests"][-1]["digest"],
-             "application/vnd.oci.image.manifest.v1+json")
-st = base64.b64decode(json.loads(art)["annotations"]["dev.lazypull.gzip-index.statement"]).decode()
+artifact_ann dup/bb >"$T/dup.ann" || fail "dup's artifact"
+python3 -c '
+import base64, json, sys
+ann = json.loads(open(sys.argv[1]).read().split("\n")[1])
+st = base64.b64decode(ann["dev.lazypull.gzip-index.statement"]).decode()
 assert st.count("\nlayer ") == 1, st
-PY
+' "$T/dup.ann" || fail "dup's statement"
 ok "dup (its layer listed twice) signed: one statement line for the layer"
 # swap: another valid index of its layer (1 MiB spans) in place of the
 # signed one, the signature annotations kept
