@@ -18,7 +18,7 @@
 #             binaries, ~540 MB gzip)
 #   -p        profiles among: 1g 100m 20m (default all)
 #   -m        modes among: overlay lazy lazy-opt lazy-index
-#             lazy-index-signed reference
+#             lazy-index-signed lazy-index-opt lazy-index-signed-opt reference
 #             reference-opt base-lazy base-lazy-opt (default all but
 #             base-* and lazy-index (opt-in: through today's index reads
 #             it is the slowest mode, docs/benchmarks.md); reference* are
@@ -37,6 +37,13 @@
 #             (index_trusted_keys): reads start at any checkpoint (docs/
 #             format.md "Signed indexes"); a run whose layer was not
 #             mounted trusted counts as failed.
+#             lazy-index-opt, lazy-index-signed-opt: the same two with
+#             the image's prefetch profile (`lazypull optimize
+#             --profile-only --output DIR` of the gzip image, the image
+#             left as it is; the snapshotter given --index-dir DIR, where
+#             it finds the profile by the manifest digest both
+#             repositories share); a run whose layer applied no profile
+#             counts as failed.
 #             The index build is also timed on one core
 #             (taskset -c 0, `lazypull index build` of the cached layer
 #             file, CPU time, 3 times) for results.md.
@@ -438,14 +445,18 @@ declare -A OPT_OK
 DO_OPT=0 # optimised images only when a mode needs them
 [ $HAVE_OPT = 1 ] && [[ " $modes " == *"-opt "* ]] && DO_OPT=1
 DO_IDX=0 # the gzip image's index only when lazy-index runs
-[ $HAVE_IDX = 1 ] && [[ " $modes " == *" lazy-index "* ]] && DO_IDX=1
-DO_SIG=0 # a signed index in IMG-signed only when lazy-index-signed runs
-if [ $HAVE_IDX = 1 ] && [[ " $modes " == *" lazy-index-signed "* ]]; then
+[ $HAVE_IDX = 1 ] && [[ " $modes " == *" lazy-index "* || " $modes " == *" lazy-index-opt "* ]] && DO_IDX=1
+DO_SIG=0 # a signed index in IMG-signed only when lazy-index-signed* runs
+if [ $HAVE_IDX = 1 ] && [[ " $modes " == *" lazy-index-signed "* || " $modes " == *" lazy-index-signed-opt "* ]]; then
 	DO_SIG=1
 	openssl genpkey -algorithm ed25519 -out "$T/idxkey.pem" 2>/dev/null || die "openssl genpkey"
 	openssl pkey -in "$T/idxkey.pem" -pubout -out "$T/idxkey.pub" 2>/dev/null || die "openssl pkey"
 	printf '{"index_trusted_keys": ["%s"]}\n' "$T/idxkey.pub" >"$T/trusted.json"
 fi
+# the gzip image's prefetch profile only when a lazy-index*-opt mode runs
+DO_PROF=0
+[ $HAVE_IDX = 1 ] && [ $HAVE_OPT = 1 ] && [[ " $modes " == *" lazy-index-opt "* || " $modes " == *" lazy-index-signed-opt "* ]] && DO_PROF=1
+declare -A PROF_OK
 idx_span=()
 [ -z "${LP_INDEX_SPAN:-}" ] || idx_span=(--span-size "$LP_INDEX_SPAN")
 # index_image IMG LAYOUT: the gzip image's index pushed as a referrer of its
@@ -508,6 +519,25 @@ for img in $images; do
 			"$REG/$img-signed:gzip" >"$T/$img.sindex" 2>"$T/$img.sindex.err" ||
 			{ tail -20 "$T/$img.sindex.err" >&2; die "lazypull index --sign-key $img"; }
 		grep -q '^manifest=.* via=' "$T/$img.sindex" || die "lazypull index --sign-key $img pushed nothing"
+	fi
+	PROF_OK[$img]=0
+	if [ $DO_PROF = 1 ]; then
+		# the profile of the gzip image, written to $T/profiles/<manifest
+		# hex>.profile; IMG and IMG-signed hold the same manifest
+		say "$img: lazypull optimize --profile-only (workload until '${READY[$img]}')"
+		mkdir -p "$T/profiles"
+		"$LP" -q optimize --profile-only --output "$T/profiles" --plain-http --period 120 \
+			--wait-line "${READY[$img]}" --tmpdir "$T" "$REG/$img:gzip" \
+			>"$T/$img.profile" 2>"$T/$img.profile.err" ||
+			{ tail -20 "$T/$img.profile.err" >&2; die "lazypull optimize --profile-only $img"; }
+		stop=$(sed -n 's/^stop=//p' "$T/$img.profile")
+		st=$(sed -n 's/^exit-status=//p' "$T/$img.profile")
+		if [ "$stop" = wait-line ] || { [ "$stop" = exited ] && [ "$st" = 0 ]; }; then
+			PROF_OK[$img]=1
+			say "$img: profile $(sed -n 's/^recorded=//p' "$T/$img.profile") files, $(sed -n 's/^profile-size=//p' "$T/$img.profile") bytes"
+		else
+			say "$img: the workload did not reach '${READY[$img]}' under optimize --profile-only (stop=$stop, exit status $st): lazy-index*-opt skipped for $img"
+		fi
 	fi
 	OPT_OK[$img]=0
 	if [ $DO_OPT = 1 ]; then
@@ -608,12 +638,16 @@ run_one() {
 	case $mode in
 	lazy | reference | base-lazy) tag=esgz ;;
 	lazy-opt | reference-opt | base-lazy-opt) tag=opt ;;
-	overlay | lazy-index | lazy-index-signed) tag=gzip ;;
+	overlay | lazy-index*) tag=gzip ;;
 	esac
 	ref=$REG/$img:$tag
-	[ "$mode" != lazy-index-signed ] || ref=$REG/$img-signed:$tag
 	local snapcfg=()
-	[ "$mode" != lazy-index-signed ] || snapcfg=(--config "$T/trusted.json")
+	case $mode in
+	lazy-index-signed*) ref=$REG/$img-signed:$tag snapcfg=(--config "$T/trusted.json") ;;
+	esac
+	case $mode in
+	lazy-index*-opt) snapcfg+=(--index-dir "$T/profiles") ;;
+	esac
 	sync
 	echo 3 >/proc/sys/vm/drop_caches
 	case $mode in
@@ -732,6 +766,9 @@ if rc == "0" and os.path.exists(log + ".ready"):
               "lazypull_index_mounts_total", "lazypull_fallbacks_total"):
         if k in m:
             r[k.replace("lazypull_", "")] = m[k]
+    applied = m.get('lazypull_profile_lookups_total{result="applied"}')
+    if applied is not None:
+        r["profile_applied"] = applied
     # lazy-index measures a lazy mount through the index: a layer that took
     # the plain path (no_index, bad_index, ...) makes it a full pull
     if mode.startswith("lazy-index") and not m.get("lazypull_index_mounts_total"):
@@ -744,8 +781,14 @@ if rc == "0" and os.path.exists(log + ".ready"):
         u, s = (float(x) for x in open(log + ".cpu").read().split())
         r["snap_cpu_s"] = u + s
         r["snap_cpu_user_s"], r["snap_cpu_sys_s"] = u, s
-    # lazy-index-signed measures a trusted index: the layer's stats say so
-    if mode == "lazy-index-signed" and "error" not in r:
+    # lazy-index*-opt measures prefetch by the image's profile
+    if mode.startswith("lazy-index") and mode.endswith("-opt") and "error" not in r and \
+            not applied:
+        r = {k: r[k] for k in ("image", "workload", "profile", "mode", "rep", "loadavg")}
+        r["error"] = "the layer applied no prefetch profile; see logs/%s.snap.log" % (
+            os.path.basename(log))
+    # lazy-index-signed* measures a trusted index: the layer's stats say so
+    if mode.startswith("lazy-index-signed") and "error" not in r:
         st = open(log + ".layerstats", errors="replace").read() if os.path.exists(
             log + ".layerstats") else ""
         if '"trusted": true' not in st:
@@ -821,7 +864,10 @@ PY
 		for wl in $workloads; do
 			for rep in $(seq 1 "$reps"); do
 				for mode in "${active_modes[@]}"; do
-					[[ $mode != *-opt ]] || [ "${OPT_OK[$img]}" = 1 ] || continue
+					case $mode in
+					lazy-index*-opt) [ "${PROF_OK[$img]}" = 1 ] || continue ;;
+					*-opt) [ "${OPT_OK[$img]}" = 1 ] || continue ;;
+					esac
 					run_one "$img" "$prof" "$mode" "$rep" "$wl"
 				done
 			done

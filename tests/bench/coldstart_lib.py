@@ -126,7 +126,8 @@ def peak_rss_kb(pid):
 
 
 def metrics(url):
-    """Sums of lazypull's metrics over their series (name -> value)."""
+    """Sums of lazypull's metrics over their series (name -> value), and
+    each labelled series by its own name (name{labels} -> value)."""
     out = {}
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
@@ -142,6 +143,8 @@ def metrics(url):
         name = parts[0].split("{", 1)[0]
         try:
             out[name] = out.get(name, 0) + float(parts[1])
+            if name != parts[0]:
+                out[parts[0]] = float(parts[1])
         except ValueError:
             pass
     return out
@@ -240,6 +243,8 @@ MODES = [("overlay", "full pull (overlayfs)"), ("base-lazy", "lazypull base, eSt
          ("base-lazy-opt", "lazypull base, optimised"), ("lazy", "lazypull, eStargz"),
          ("lazy-opt", "lazypull, optimised"), ("lazy-index", "lazypull, gzip + index"),
          ("lazy-index-signed", "lazypull, gzip + signed index"),
+         ("lazy-index-opt", "lazypull, gzip + index + profile"),
+         ("lazy-index-signed-opt", "lazypull, gzip + signed index + profile"),
          ("reference", "reference stargz, eStargz"),
          ("reference-opt", "reference stargz, optimised")]
 
@@ -393,6 +398,8 @@ def cmd_report(rdir):
             lazy = rows.get("lazy", {}).get("total")
             idx = rows.get("lazy-index", {}).get("total")
             sidx = rows.get("lazy-index-signed", {}).get("total")
+            pidx = rows.get("lazy-index-opt", {}).get("total")
+            psidx = rows.get("lazy-index-signed-opt", {}).get("total")
             t = []
             # bigfile's own command reads its whole image: a read-everything
             # workload, with that workload's target
@@ -419,10 +426,17 @@ def cmd_report(rdir):
                     t.append("gzip + signed index/eStargz %.2fx (target ≤ 1.2)" % (sidx / lazy))
                 if sidx and base:
                     t.append("gzip + signed index/full pull %.2fx (target ≤ 0.45)" % (sidx / base))
+                if pidx and base:
+                    t.append("gzip + index + profile/full pull %.2fx" % (pidx / base))
+                if psidx and base:
+                    t.append("gzip + signed index + profile/full pull %.2fx" % (psidx / base))
+                if psidx and opt:
+                    t.append("gzip + signed index + profile/optimised eStargz %.2fx" % (psidx / opt))
                 if opt and ideal:
                     t.append("optimised/ideal %.2fx (target ≤ 1.3)" % (opt / ideal))
             else:
-                for m in ("lazy", "lazy-opt", "lazy-index", "lazy-index-signed"):
+                for m in ("lazy", "lazy-opt", "lazy-index", "lazy-index-signed",
+                          "lazy-index-opt", "lazy-index-signed-opt"):
                     v = rows.get(m, {}).get("total")
                     if v and eager:
                         t.append("%s/eager bound %.2fx (target ≤ 1.15)" % (m, v / eager))
@@ -432,7 +446,8 @@ def cmd_report(rdir):
                 v, b = rows.get(m, {}).get("total"), rows.get("base-" + m, {}).get("total")
                 if v and b:
                     t.append("%s/base %.2fx" % (m, v / b))
-            slower = [m for m in ("lazy", "lazy-opt", "lazy-index", "lazy-index-signed")
+            slower = [m for m in ("lazy", "lazy-opt", "lazy-index", "lazy-index-signed",
+                                  "lazy-index-opt", "lazy-index-signed-opt")
                       if rows.get(m, {}).get("total")
                       and base and rows[m]["total"] > base]
             t.append("lazypull slower than the full pull: %s" % (", ".join(slower) or "never"))
