@@ -17,16 +17,12 @@
  * with its method name. Threads: each worker owns a server completion
  * queue and a client one, and serves one call at a time, start to finish;
  * nothing is shared between workers but the channel (thread-safe), the
- * credential store (locks) and the count of idle workers. A PullImage holds
+ * credential store (locks) and their pool (grpc_pool.c). A PullImage holds
  * its worker until containerd has the image (minutes for a big one, for
- * ever behind a registry that does not answer), so workers are added while
- * calls come: when the last idle worker takes a call, another is started
- * (up to CRI_MAX_WORKERS; the queues are all registered before the server
- * starts, as grpc wants, and a queue nobody asks calls on gets none), so
- * that ImageStatus and ListImages are never queued behind pulls.
- *
- * Lock order: grow_lock is a leaf (held to start a worker, and by stop to
- * close the door before it joins them).
+ * ever behind a registry that does not answer): the pool adds workers while
+ * calls come (up to CRI_MAX_WORKERS, whose queues are all registered before
+ * the server starts), so that ImageStatus and ListImages are never queued
+ * behind pulls.
  */
 #include <errno.h>
 #include <grpc/byte_buffer.h>
@@ -57,8 +53,6 @@ struct cri_worker {
 	struct lp_cri_proxy *p;
 	grpc_completion_queue *cq; /* the server side of calls */
 	grpc_completion_queue *ccq; /* the upstream side */
-	pthread_t thread;
-	bool started;
 	/* the RECV_CLOSE_ON_SERVER of the call being served: its tag, and
 	 * whether it has come back (cq_wait() notes it whatever it waits for) */
 	int close_tag;
@@ -73,44 +67,9 @@ struct lp_cri_proxy {
 	char upstream_path[LP_SNAP_PATH_MAX];
 	struct lp_cri_creds *creds; /* borrowed, thread-safe */
 	struct cri_worker workers[CRI_MAX_WORKERS]; /* each with its queues */
-	pthread_mutex_t grow_lock;
-	unsigned int n_started; /* workers[0..n_started) run; grow_lock */
-	bool stopping; /* no worker starts any more; grow_lock */
-	atomic_uint idle; /* workers waiting for a call */
+	struct lp_grpc_pool *pool; /* their threads */
 	bool grpc_inited;
 };
-
-static void *worker_main(void *arg);
-
-/*
- * another worker, called by one that has just taken a call and found no
- * other idle: started unless the proxy stops or has its maximum
- */
-static void grow(struct lp_cri_proxy *p)
-{
-	struct cri_worker *w;
-	int r;
-
-	pthread_mutex_lock(&p->grow_lock);
-	if (p->stopping || p->n_started >= CRI_MAX_WORKERS)
-		goto out;
-	w = &p->workers[p->n_started];
-	/* counted idle before it runs, so that two calls taken at once do
-	 * not both start one for the same gap */
-	atomic_fetch_add(&p->idle, 1);
-	r = lp_grpc_thread(&w->thread, worker_main, w);
-	if (r < 0) {
-		atomic_fetch_sub(&p->idle, 1);
-		lp_log_warn("CRI proxy: another worker: %s (%u serve)",
-			    strerror(-r), p->n_started);
-		goto out;
-	}
-	w->started = true;
-	p->n_started++;
-	lp_log_info("CRI proxy: every worker busy, %u now", p->n_started);
-out:
-	pthread_mutex_unlock(&p->grow_lock);
-}
 
 /*
  * wait for @tag on @cq of worker @w; false when the op failed or the queue
@@ -422,7 +381,6 @@ static void *worker_main(void *arg)
 	grpc_call *gc;
 	int tag_new;
 
-	/* counted idle by whoever started it */
 	for (;;) {
 		gc = NULL;
 		grpc_metadata_array_init(&md);
@@ -435,10 +393,9 @@ static void *worker_main(void *arg)
 			grpc_call_details_destroy(&det);
 			break; /* the server is shutting down */
 		}
-		if (atomic_fetch_sub(&w->p->idle, 1) == 1)
-			grow(w->p);
+		lp_grpc_pool_took(w->p->pool);
 		serve_call(w, gc, &det, &md);
-		atomic_fetch_add(&w->p->idle, 1);
+		lp_grpc_pool_back(w->p->pool);
 		grpc_call_unref(gc);
 		grpc_metadata_array_destroy(&md);
 		grpc_call_details_destroy(&det);
@@ -454,6 +411,7 @@ int lp_cri_proxy_start(const char *listen, const char *upstream,
 	grpc_arg args[2];
 	grpc_channel_args cargs = { 2, args };
 	struct lp_cri_proxy *p = NULL;
+	void *wargs[CRI_MAX_WORKERS];
 	char uaddr[LP_SNAP_PATH_MAX + 8];
 	unsigned int i, n_first;
 	int r = 0;
@@ -477,8 +435,14 @@ int lp_cri_proxy_start(const char *listen, const char *upstream,
 	n_first = threads ? threads : CRI_DEFAULT_WORKERS;
 	if (n_first > CRI_MAX_WORKERS)
 		n_first = CRI_MAX_WORKERS;
-	pthread_mutex_init(&p->grow_lock, NULL);
-	atomic_init(&p->idle, 0);
+	for (i = 0; i < CRI_MAX_WORKERS; i++)
+		wargs[i] = &p->workers[i];
+	r = lp_grpc_pool_new("CRI proxy", CRI_MAX_WORKERS, worker_main, wargs,
+			     &p->pool);
+	if (r < 0) {
+		free(p);
+		return r;
+	}
 	grpc_init();
 	p->grpc_inited = true;
 	lp_grpc_msg_args(args, LP_CRI_FORWARD_MAX);
@@ -503,21 +467,11 @@ int lp_cri_proxy_start(const char *listen, const char *upstream,
 	r = lp_grpc_listen_unix(p->server, listen, err);
 	if (r < 0)
 		goto fail;
-	pthread_mutex_lock(&p->grow_lock);
-	for (i = 0; i < n_first; i++) {
-		atomic_fetch_add(&p->idle, 1);
-		r = lp_grpc_thread(&p->workers[i].thread, worker_main,
-				   &p->workers[i]);
-		if (r < 0) {
-			pthread_mutex_unlock(&p->grow_lock);
-			lp_err_set(err, r, "CRI proxy threads: %s",
-				   strerror(-r));
-			goto fail;
-		}
-		p->workers[i].started = true;
-		p->n_started++;
+	r = lp_grpc_pool_grow(p->pool, n_first);
+	if (r < 0) {
+		lp_err_set(err, r, "CRI proxy threads: %s", strerror(-r));
+		goto fail;
 	}
-	pthread_mutex_unlock(&p->grow_lock);
 	lp_log_info("CRI image-service proxy on %s, forwarding to %s", listen,
 		    upstream);
 	*ret = p;
@@ -534,17 +488,13 @@ void lp_cri_proxy_stop(struct lp_cri_proxy *p)
 
 	if (!p)
 		return;
-	/* from here no worker starts: n_started is final */
-	pthread_mutex_lock(&p->grow_lock);
-	p->stopping = true;
-	pthread_mutex_unlock(&p->grow_lock);
+	/* from here no worker starts */
+	lp_grpc_pool_close(p->pool);
 	grpc_server_shutdown_and_notify(p->server, p->shutdown_cq, &tag);
 	grpc_server_cancel_all_calls(p->server);
 	grpc_completion_queue_pluck(p->shutdown_cq, &tag,
 				    gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-	for (i = 0; i < p->n_started; i++)
-		if (p->workers[i].started)
-			pthread_join(p->workers[i].thread, NULL);
+	lp_grpc_pool_free(p->pool);
 	grpc_server_destroy(p->server);
 	for (i = 0; i < CRI_MAX_WORKERS; i++) {
 		lp_grpc_drain(p->workers[i].cq);
@@ -555,6 +505,5 @@ void lp_cri_proxy_stop(struct lp_cri_proxy *p)
 		grpc_channel_destroy(p->upstream);
 	if (p->grpc_inited)
 		grpc_shutdown();
-	pthread_mutex_destroy(&p->grow_lock);
 	free(p);
 }

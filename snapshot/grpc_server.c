@@ -6,9 +6,12 @@
  * Errors become the status codes containerd's errdefs understand.
  *
  * Threads: each worker owns a completion queue and serves one call at a
- * time, start to finish (request, receive, handle, send status), so
- * requests run concurrently up to the number of workers and no state is
- * shared between workers but the service (which locks).
+ * time, start to finish (request, receive, handle, send status); no state
+ * is shared between workers but the service (which locks) and their pool
+ * (grpc_pool.c). A Prepare that mounts a layer holds its worker while the
+ * layer's registry answers, so the pool adds workers while calls come (up
+ * to GRPC_MAX_WORKERS, whose queues are all registered before the server
+ * starts): a Stat, a List or a Commit is never queued behind slow mounts.
  */
 #include <errno.h>
 #include <grpc/byte_buffer.h>
@@ -52,8 +55,6 @@ enum {
 struct worker {
 	struct lp_snap_grpc *g;
 	grpc_completion_queue *cq;
-	pthread_t thread;
-	bool started;
 };
 
 struct lp_snap_grpc {
@@ -61,8 +62,8 @@ struct lp_snap_grpc {
 	grpc_completion_queue *shutdown_cq;
 	struct lp_snap_svc *svc; /* borrowed, thread-safe */
 	struct lp_snap_metrics *metrics; /* borrowed, thread-safe */
-	struct worker workers[GRPC_MAX_WORKERS];
-	unsigned int n_workers;
+	struct worker workers[GRPC_MAX_WORKERS]; /* each with its queue */
+	struct lp_grpc_pool *pool; /* their threads */
 };
 
 typedef Containerd__Services__Snapshots__V1__Info PbInfo;
@@ -721,7 +722,9 @@ static void *worker_main(void *arg)
 			grpc_call_details_destroy(&det);
 			break; /* the server is shutting down */
 		}
+		lp_grpc_pool_took(w->g->pool);
 		serve_call(w, gc, &det);
+		lp_grpc_pool_back(w->g->pool);
 		grpc_call_unref(gc);
 		grpc_metadata_array_destroy(&md);
 		grpc_call_details_destroy(&det);
@@ -736,7 +739,8 @@ int lp_snap_grpc_start(const char *path, unsigned int threads,
 	grpc_arg args[2];
 	grpc_channel_args cargs = { 2, args };
 	struct lp_snap_grpc *g = NULL;
-	unsigned int i;
+	void *wargs[GRPC_MAX_WORKERS];
+	unsigned int i, n_first;
 	int r = 0;
 
 	g = calloc(1, sizeof(*g));
@@ -744,15 +748,23 @@ int lp_snap_grpc_start(const char *path, unsigned int threads,
 		return -ENOMEM;
 	g->svc = svc;
 	g->metrics = metrics;
-	g->n_workers = threads ? threads : GRPC_DEFAULT_WORKERS;
-	if (g->n_workers > GRPC_MAX_WORKERS)
-		g->n_workers = GRPC_MAX_WORKERS;
+	n_first = threads ? threads : GRPC_DEFAULT_WORKERS;
+	if (n_first > GRPC_MAX_WORKERS)
+		n_first = GRPC_MAX_WORKERS;
+	for (i = 0; i < GRPC_MAX_WORKERS; i++)
+		wargs[i] = &g->workers[i];
+	r = lp_grpc_pool_new("snapshots service", GRPC_MAX_WORKERS, worker_main,
+			     wargs, &g->pool);
+	if (r < 0) {
+		free(g);
+		return r;
+	}
 	grpc_init();
 	lp_grpc_msg_args(args, GRPC_MAX_MESSAGE);
 	g->server = grpc_server_create(&cargs, NULL);
 	g->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
 	grpc_server_register_completion_queue(g->server, g->shutdown_cq, NULL);
-	for (i = 0; i < g->n_workers; i++) {
+	for (i = 0; i < GRPC_MAX_WORKERS; i++) {
 		g->workers[i].g = g;
 		g->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
 		grpc_server_register_completion_queue(g->server,
@@ -761,14 +773,10 @@ int lp_snap_grpc_start(const char *path, unsigned int threads,
 	r = lp_grpc_listen_unix(g->server, path, err);
 	if (r < 0)
 		goto fail;
-	for (i = 0; i < g->n_workers; i++) {
-		r = lp_grpc_thread(&g->workers[i].thread, worker_main,
-				   &g->workers[i]);
-		if (r < 0) {
-			lp_err_set(err, r, "worker threads: %s", strerror(-r));
-			goto fail;
-		}
-		g->workers[i].started = true;
+	r = lp_grpc_pool_grow(g->pool, n_first);
+	if (r < 0) {
+		lp_err_set(err, r, "worker threads: %s", strerror(-r));
+		goto fail;
 	}
 	*ret_g = g;
 	return 0;
@@ -784,16 +792,14 @@ void lp_snap_grpc_stop(struct lp_snap_grpc *g)
 
 	if (!g)
 		return;
+	lp_grpc_pool_close(g->pool); /* from here no worker starts */
 	grpc_server_shutdown_and_notify(g->server, g->shutdown_cq, &tag);
 	grpc_server_cancel_all_calls(g->server);
 	grpc_completion_queue_pluck(g->shutdown_cq, &tag,
 				    gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-	for (i = 0; i < g->n_workers; i++) {
-		if (g->workers[i].started)
-			pthread_join(g->workers[i].thread, NULL);
-	}
+	lp_grpc_pool_free(g->pool);
 	grpc_server_destroy(g->server);
-	for (i = 0; i < g->n_workers; i++)
+	for (i = 0; i < GRPC_MAX_WORKERS; i++)
 		lp_grpc_drain(g->workers[i].cq);
 	lp_grpc_drop_pluck(g->shutdown_cq);
 	free(g);

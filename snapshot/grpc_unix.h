@@ -40,4 +40,37 @@ void lp_grpc_drain(grpc_completion_queue *cq);
  * pluck queue has no next(), which would call through a NULL pointer */
 void lp_grpc_drop_pluck(grpc_completion_queue *cq);
 
+/*
+ * A server's workers (grpc_pool.c): each runs @fn(args[i]) and serves one
+ * call at a time; the pool starts another when the last idle one takes a
+ * call, up to @max. The caller registers a completion queue for each of
+ * the @max before its server starts.
+ */
+struct lp_grpc_pool;
+
+/* lp_grpc_pool_new() - a pool of up to @max workers (args[0..max) their
+ * arguments; @name for the log), none started. Returns 0 or -errno. */
+int lp_grpc_pool_new(const char *name, unsigned int max, void *(*fn)(void *),
+		     void *const args[], struct lp_grpc_pool **ret);
+
+/* lp_grpc_pool_grow() - start up to @n more workers (fewer once the pool
+ * has its maximum or is closed). Returns 0 or the -errno of a thread that
+ * did not start (those started before it run on). */
+int lp_grpc_pool_grow(struct lp_grpc_pool *p, unsigned int n);
+
+/* lp_grpc_pool_took() - a worker has taken a call: if no other is idle,
+ * start another (logged) */
+void lp_grpc_pool_took(struct lp_grpc_pool *p);
+
+/* lp_grpc_pool_back() - a worker has finished its call and waits again */
+void lp_grpc_pool_back(struct lp_grpc_pool *p);
+
+/* lp_grpc_pool_close() - no worker starts from now on (call before the
+ * server shuts down); returns how many were started */
+unsigned int lp_grpc_pool_close(struct lp_grpc_pool *p);
+
+/* lp_grpc_pool_free() - close, join every started worker (their server has
+ * shut down: they have returned or will), free (NULL allowed) */
+void lp_grpc_pool_free(struct lp_grpc_pool *p);
+
 #endif

@@ -370,6 +370,34 @@ PY
 
 # wait_for SECONDS WHAT CMD...: run CMD every 0.1 s until it succeeds; fail
 # the test after SECONDS.
+# lp_stall_server PORT LOG: a registry that accepts and never answers, in the
+# background ($! is its pid): a request to it hangs until the client gives
+# up or the server is killed. LOG gets "listening" once it listens, then
+# "open" and "closed" for each connection, and "request " and the first
+# line of the first request on it.
+lp_stall_server() {
+	python3 -c '
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(64)
+log = open(sys.argv[2], "a", buffering=1)
+log.write("listening\n")
+def hold(c):
+    log.write("open\n")
+    first = True
+    while True:
+        d = c.recv(4096)
+        if not d:
+            break
+        if first:
+            log.write("request %s\n" % d.split(b"\r\n", 1)[0].decode("latin1"))
+            first = False
+    log.write("closed\n")
+while True:
+    threading.Thread(target=hold, args=(s.accept()[0],), daemon=True).start()
+' "$1" "$2" 2>"$2.err" &
+}
+
 wait_for() {
 	local n=$(($1 * 10)) what=$2
 	shift 2

@@ -30,7 +30,10 @@
 #      lazily, a container runs
 #   5. a pull kubelet cancels is cancelled at containerd; 10 pulls hanging
 #      at once (more than the proxy's first 8 workers) all reach
-#      containerd, and ImageFsInfo is answered meanwhile
+#      containerd, and ImageFsInfo is answered meanwhile; 10 layer
+#      mounts hanging at once (more than the snapshots service's first 8
+#      workers: Prepares sent by snap_client.py) all reach their registry,
+#      and Stat is answered meanwhile
 #   6. SIGTERM with a pull under way: the proxy stops at once
 # Limits here: no CNI and no pod sandboxes (RunPodSandbox is not tried);
 # containers are run with ctr in containerd's k8s.io namespace.
@@ -42,12 +45,13 @@ lp_require htpasswd skopeo gzip
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import grpc' 2>/dev/null ||
 	lp_skip_or_fail "python3-grpcio for /usr/bin/python3 not installed"
 KUBELET="/usr/bin/python3 $LP_SOURCE_DIR/tests/integration/cri_kubelet.py"
+SNAPCLI="/usr/bin/python3 $LP_SOURCE_DIR/tests/integration/snap_client.py"
 
 cleanup() {
 	local rc=$? m
 	set +e
 	lp_stack_stop
-	for p in ${REG2_PID:-} ${TOK_PID:-} ${STALL_PID:-}; do
+	for p in ${REG2_PID:-} ${TOK_PID:-} ${STALL_PID:-} ${STALL2_PID:-}; do
 		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
 	done
 	for m in $(mounts_under "$T"); do
@@ -137,19 +141,7 @@ ok "images pushed; the registry now wants Basic credentials (anonymous: 401)"
 # someone cancels; each connection's end is logged
 SPORT=$(free_port)
 STALL="127.0.0.1:$SPORT"
-python3 -c '
-import socket, sys, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
-log = open(sys.argv[2], "a", buffering=1)
-def hold(c):
-    log.write("open\n")
-    while c.recv(4096):
-        pass
-    log.write("closed\n")
-while True:
-    threading.Thread(target=hold, args=(s.accept()[0],), daemon=True).start()
-' "$SPORT" "$T/stall.log" 2>"$T/stall.err" &
+lp_stall_server "$SPORT" "$T/stall.log"
 STALL_PID=$!
 
 CRISOCK="$T/cri/cri.sock"
@@ -318,6 +310,41 @@ wait_for 20 "containerd to drop its requests to the stalled registry" sh -c \
 	"[ \$(grep -c '^open' '$T/stall.log') = \$(grep -c '^closed' '$T/stall.log') ]"
 grep -q "CRI proxy: every worker busy" "$T/snap.log" || fail "the proxy logged no added worker"
 ok "10 pulls hung at once, all reached containerd; ImageFsInfo answered in $ms ms meanwhile; all cancelled"
+
+say "5c. more layer mounts hang than the snapshots service's first 8 workers: Stat is still answered"
+# containerd's Prepare of a lazily pulled layer holds a worker of the
+# snapshots service until the layer's registry answers (up to the request
+# timeout, 60 s); ten of them, each a layer of a second stalled registry
+SPORT2=$(free_port)
+lp_stall_server "$SPORT2" "$T/stall2.log"
+STALL2_PID=$!
+wait_for 10 "the second stalled registry" grep -q '^listening' "$T/stall2.log"
+sp=()
+for i in $(seq 10); do
+	dg=sha256:$(printf 'hang layer %d' "$i" | sha256sum | cut -c1-64)
+	$SNAPCLI "$SOCK" prepare "hang-$i" "" "containerd.io/snapshot.ref=$dg" \
+		"containerd.io/snapshot/remote/stargz.reference=127.0.0.1:$SPORT2/snap/hang$i:v1" \
+		"containerd.io/snapshot/remote/stargz.digest=$dg" \
+		"containerd.io/snapshot/stargz/toc.digest=$dg" >"$T/out5c.$i" 2>"$T/err5c.$i" &
+	sp+=($!)
+done
+# each layer reaches the registry only once a worker serves its Prepare:
+# requests for 10 layers' repositories need more than 8 workers
+wait_for 15 "10 layer mounts to reach the second stalled registry" sh -c \
+	"for i in \$(seq 10); do grep -q \"^request [A-Z]* /v2/snap/hang\$i/\" '$T/stall2.log' || exit 1; done"
+s0=$(date +%s%N)
+timeout 10 $SNAPCLI "$SOCK" stat no-such-snapshot >"$T/out" 2>"$T/err" && fail "Stat of a missing key: $(cat "$T/out")"
+grep -q '^NOT_FOUND' "$T/err" || { show_err "$T/err"; fail "Stat while 10 layer mounts hang was not answered within 10 s"; }
+ms=$((($(date +%s%N) - s0) / 1000000))
+grep -q "snapshots service: every worker busy" "$T/snap.log" || fail "the snapshots service logged no added worker"
+# the registry goes away: every mount gives up, every Prepare is answered
+kill "$STALL2_PID"
+wait "$STALL2_PID" 2>/dev/null || true
+STALL2_PID=
+for i in "${!sp[@]}"; do
+	wait "${sp[$i]}" || grep -q . "$T/err5c.$((i + 1))" || fail "hanging Prepare $((i + 1)): no answer"
+done
+ok "10 layer mounts hung at once, all reached the registry; Stat answered in $ms ms meanwhile; all answered once it went away"
 # --- 6. the snapshotter stops with a pull under way -------------------------------
 say "6. SIGTERM with a PullImage of a stalled registry under way: the proxy stops at once"
 $KUBELET "$CRISOCK" cancel "$STALL/cri/slow:v2" 60 >"$T/out6" 2>"$T/err6" &

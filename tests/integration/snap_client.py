@@ -1,0 +1,97 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""A stand-in for containerd's snapshots client, talking to a snapshotter's
+socket directly (containerd.services.snapshots.v1.Snapshots), for tests
+that need calls containerd would not make at will (e.g. many Prepares
+held at once). Run with Debian's /usr/bin/python3 (python3-grpcio). The
+messages are encoded by hand with containerd's field numbers
+(api/services/snapshots/v1/snapshots.proto): no generated code.
+
+Usage: snap_client.py SOCKET prepare KEY PARENT [LABEL=VALUE...]
+       snap_client.py SOCKET stat KEY
+Prints "ok" (prepare: the mounts' count; stat: the snapshot's name); on
+an error status prints "CODE: details" to stderr and exits 2.
+"""
+import sys
+
+import grpc
+
+SVC = "/containerd.services.snapshots.v1.Snapshots/"
+SNAPSHOTTER = "lazypull"
+
+
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def ld(num, data):  # a length-delimited field
+    if isinstance(data, str):
+        data = data.encode()
+    return varint(num << 3 | 2) + varint(len(data)) + data
+
+
+def count_field(buf, want):  # how many times field @want occurs (wire type 2 only)
+    i, n = 0, 0
+    while i < len(buf):
+        key, shift = 0, 0
+        while True:
+            b = buf[i]
+            i += 1
+            key |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        if key & 7 != 2:
+            raise ValueError("wire type %d" % (key & 7))
+        ln, shift = 0, 0
+        while True:
+            b = buf[i]
+            i += 1
+            ln |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        n += key >> 3 == want
+        i += ln
+    return n
+
+
+def main():
+    sock, cmd = sys.argv[1], sys.argv[2]
+    ch = grpc.insecure_channel("unix:" + sock)
+
+    def call(method, req):
+        f = ch.unary_unary(SVC + method, request_serializer=lambda x: x,
+                           response_deserializer=lambda x: x)
+        try:
+            return f(req, timeout=120)
+        except grpc.RpcError as e:
+            sys.stderr.write("%s: %s\n" % (e.code().name, e.details()))
+            sys.exit(2)
+
+    if cmd == "prepare":
+        # PrepareSnapshotRequest{snapshotter = 1, key = 2, parent = 3,
+        # labels = 4 (map<string, string>: entries {key = 1, value = 2})}
+        req = ld(1, SNAPSHOTTER) + ld(2, sys.argv[3]) + ld(3, sys.argv[4])
+        for kv in sys.argv[5:]:
+            k, v = kv.split("=", 1)
+            req += ld(4, ld(1, k) + ld(2, v))
+        resp = call("Prepare", req)
+        # PrepareSnapshotResponse{mounts = 1}
+        print("ok %d" % count_field(resp, 1))
+    elif cmd == "stat":
+        # StatSnapshotRequest{snapshotter = 1, key = 2}
+        call("Stat", ld(1, SNAPSHOTTER) + ld(2, sys.argv[3]))
+        print("ok")
+    else:
+        sys.exit("unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main()
