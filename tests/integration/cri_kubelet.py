@@ -23,66 +23,9 @@ import sys
 
 import grpc
 
+from pb_wire import fields, ld
+
 SVC = "/runtime.v1.ImageService/"
-
-
-def varint(n):
-    out = b""
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
-def ld(num, data):  # a length-delimited field
-    if isinstance(data, str):
-        data = data.encode()
-    return varint(num << 3 | 2) + varint(len(data)) + data
-
-
-def fields(buf):  # (number, wire type, value) of each field
-    i = 0
-    while i < len(buf):
-        key, shift = 0, 0
-        while True:
-            b = buf[i]
-            i += 1
-            key |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            v, shift = 0, 0
-            while True:
-                b = buf[i]
-                i += 1
-                v |= (b & 0x7F) << shift
-                shift += 7
-                if not b & 0x80:
-                    break
-            yield num, wt, v
-        elif wt == 2:
-            n, shift = 0, 0
-            while True:
-                b = buf[i]
-                i += 1
-                n |= (b & 0x7F) << shift
-                shift += 7
-                if not b & 0x80:
-                    break
-            yield num, wt, buf[i:i + n]
-            i += n
-        elif wt == 1:
-            yield num, wt, buf[i:i + 8]
-            i += 8
-        elif wt == 5:
-            yield num, wt, buf[i:i + 4]
-            i += 4
-        else:
-            raise ValueError("wire type %d" % wt)
 
 
 def image_spec(ref):  # ImageSpec{image = 1}

@@ -16,50 +16,10 @@ import sys
 
 import grpc
 
+from pb_wire import fields, ld
+
 SVC = "/containerd.services.snapshots.v1.Snapshots/"
 SNAPSHOTTER = "lazypull"
-
-
-def varint(n):
-    out = b""
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
-def ld(num, data):  # a length-delimited field
-    if isinstance(data, str):
-        data = data.encode()
-    return varint(num << 3 | 2) + varint(len(data)) + data
-
-
-def count_field(buf, want):  # how many times field @want occurs (wire type 2 only)
-    i, n = 0, 0
-    while i < len(buf):
-        key, shift = 0, 0
-        while True:
-            b = buf[i]
-            i += 1
-            key |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        if key & 7 != 2:
-            raise ValueError("wire type %d" % (key & 7))
-        ln, shift = 0, 0
-        while True:
-            b = buf[i]
-            i += 1
-            ln |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        n += key >> 3 == want
-        i += ln
-    return n
 
 
 def main():
@@ -84,7 +44,7 @@ def main():
             req += ld(4, ld(1, k) + ld(2, v))
         resp = call("Prepare", req)
         # PrepareSnapshotResponse{mounts = 1}
-        print("ok %d" % count_field(resp, 1))
+        print("ok %d" % sum(1 for num, _, _ in fields(resp) if num == 1))
     elif cmd == "stat":
         # StatSnapshotRequest{snapshotter = 1, key = 2}
         call("Stat", ld(1, SNAPSHOTTER) + ld(2, sys.argv[3]))
