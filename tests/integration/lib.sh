@@ -370,6 +370,32 @@ PY
 
 # wait_for SECONDS WHAT CMD...: run CMD every 0.1 s until it succeeds; fail
 # the test after SECONDS.
+# metric NAME{LABELS}: that series of the snapshotter's metrics on $MPORT;
+# metric NAME: the sum over NAME's series (0 when absent)
+metric() {
+	curl -fsS "http://127.0.0.1:$MPORT/metrics" |
+		awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d\n", s }'
+}
+
+# sha_of FILE: its digest, "sha256:HEX"
+sha_of() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }
+
+# lp_push_busybox_gzip: the busybox tree as one plain gzip layer (not
+# converted: what `lazypull index` is for) in an OCI layout, pushed with
+# skopeo to $R/bb:v1; sets IMG, LAYER (its digest), LSIZE; leaves
+# $T/rootfs.tar, $T/layer.tar.gz and $T/layout
+lp_push_busybox_gzip() {
+	say "building the busybox layer (gzip, not converted) and pushing it with skopeo"
+	make_busybox_rootfs "$T/rootfs.tar"
+	gzip -n -6 <"$T/rootfs.tar" >"$T/layer.tar.gz"
+	python3 "$LP_SOURCE_DIR/tests/integration/gzip_index.py" layout "$T/layer.tar.gz" "$T/layout"
+	skopeo copy -q --dest-tls-verify=false "oci:$T/layout:v1" "docker://$R/bb:v1" ||
+		fail "skopeo copy of the test image"
+	IMG="$R/bb:v1"
+	LAYER=$(sha_of "$T/layer.tar.gz")
+	LSIZE=$(stat -c %s "$T/layer.tar.gz")
+}
+
 # lp_stall_server PORT LOG: a registry that accepts and never answers, in the
 # background ($! is its pid): a request to it hangs until the client gives
 # up or the server is killed. LOG gets "listening" once it listens, then

@@ -61,10 +61,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-metric() { # NAME{LABELS} exactly, or the sum over NAME's series
-	curl -fsS "http://127.0.0.1:$MPORT/metrics" |
-		awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d\n", s }'
-}
 remote_count() { grep -c "remote snapshot sha256:" "$T/snap.log" || true; }
 
 # --- registry: filled without auth, then served with htpasswd ---------------

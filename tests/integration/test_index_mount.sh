@@ -34,15 +34,7 @@ GI="$(dirname "$0")/gzip_index.py"
 COMPARE="$(dirname "$0")/compare_trees.py"
 lp_start_registry
 
-say "building the busybox layer (gzip, not converted) and pushing it with skopeo"
-make_busybox_rootfs "$T/rootfs.tar"
-gzip -n -6 <"$T/rootfs.tar" >"$T/layer.tar.gz"
-python3 "$GI" layout "$T/layer.tar.gz" "$T/layout"
-skopeo copy -q --dest-tls-verify=false "oci:$T/layout:v1" "docker://$R/bb:v1" ||
-	fail "skopeo copy of the test image"
-IMG="$R/bb:v1"
-LAYER=$(python3 -c 'import hashlib,sys; print("sha256:"+hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$T/layer.tar.gz")
-LSIZE=$(stat -c %s "$T/layer.tar.gz")
+lp_push_busybox_gzip
 mkdir -p "$T/gnu"
 tar --xattrs --xattrs-include='*' --numeric-owner -xpf "$T/rootfs.tar" -C "$T/gnu" ||
 	fail "GNU tar could not extract the layer"

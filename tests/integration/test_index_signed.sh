@@ -40,12 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-metric() {
-	curl -fsS "http://127.0.0.1:$MPORT/metrics" |
-		awk -v n="$1" '$1 == n { v = $2 } END { printf "%d\n", v + 0 }'
-}
 trust() { metric "lazypull_index_trust_total{result=\"$1\"}"; }
-sha_of() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }
 # stat_of DIGEST PATH.TO.KEY: a value of the layer mount's stats
 stat_of() {
 	python3 -c 'import json,sys

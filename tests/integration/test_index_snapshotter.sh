@@ -52,13 +52,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# metric NAME{LABELS}: the value of one series (0 when absent)
-metric() {
-	curl -fsS "http://127.0.0.1:$MPORT/metrics" |
-		awk -v n="$1" '$1 == n { v = $2 } END { printf "%d\n", v + 0 }'
-}
 fallbacks() { metric "lazypull_fallbacks_total{reason=\"$1\"}"; }
-sha_of() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }
 # manifest_digest REPO TAG: what the registry says the manifest's digest is
 manifest_digest() {
 	curl -fsS -o /dev/null -D - -H 'Accept: application/vnd.oci.image.manifest.v1+json' \

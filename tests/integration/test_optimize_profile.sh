@@ -204,10 +204,6 @@ for d in open(sys.argv[1]).read().split():
           s["fetched_chunks"], s["fetched_bytes"], s["on_demand"]["fetches"])
 PY
 }
-metric() {
-	curl -fsS "http://127.0.0.1:$MPORT/metrics" |
-		awk -v n="$1" '$1 == n { v = $2 } END { printf "%d\n", v + 0 }'
-}
 # lreq REPO PATH: the snapshotter's GETs (its user agent) of /v2/REPO/PATH
 lreq() { grep '"lazypull/' "$T/reg.log" | grep -c "\"GET /v2/$1/$2 " || true; }
 TAG0=$(lreq prof/app "manifests/sha256-${BEFORE#sha256:}")

@@ -35,11 +35,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-metric_sum() { # metric_sum NAME: the sum over every series of NAME
-	curl -fsS "http://127.0.0.1:$MPORT/metrics" |
-		awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d\n", s }'
-}
-
 start_snapshotter() {
 	local started
 	started=$(grep -c "snapshotter: serving" "$T/snap.log" 2>/dev/null || true)
@@ -117,7 +112,7 @@ ok "Stat, Update (set and delete a label), Usage, List"
 out=$(ctr_ run --rm --snapshotter lazypull "$ESGZ" c1)
 [ "$out" = "hello from lazypull" ] || fail "ctr run printed '$out'"
 ok "ctr run prints the image's output"
-fetched=$(metric_sum lazypull_layer_fetched_bytes_total)
+fetched=$(metric lazypull_layer_fetched_bytes_total)
 [ "$fetched" -gt 0 ] && [ "$fetched" -lt "$BLOB_BYTES" ] ||
 	fail "fetched $fetched bytes of $BLOB_BYTES"
 ok "fetched $fetched of $BLOB_BYTES blob bytes (lazy)"
@@ -183,10 +178,10 @@ ok "the container writes over the lazy layers (copy-up, delete)"
 
 # --- 3. plain path ----------------------------------------------------------
 say "3. ctr image pull of a gzip image takes the plain path"
-fb0=$(metric_sum lazypull_fallbacks_total)
+fb0=$(metric lazypull_fallbacks_total)
 lp_run "$T/pull.out" "$T/pull.err" ctr_ images pull --plain-http --snapshotter lazypull "$GZ" ||
 	{ show_err "$T/pull.err"; fail "ctr images pull"; }
-fb1=$(metric_sum lazypull_fallbacks_total)
+fb1=$(metric lazypull_fallbacks_total)
 [ $((fb1 - fb0)) -eq 2 ] || fail "expected 2 fallbacks, metric went $fb0 -> $fb1"
 grep -q "plain path" "$T/snap.log" || fail "no plain-path log line"
 out=$(ctr_ run --rm --snapshotter lazypull "$GZ" c4 sh -c 'cat /hello.txt; ls /data/dir')
