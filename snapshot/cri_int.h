@@ -129,8 +129,8 @@ struct lp_cri_proxy;
  * lp_cri_proxy_start() - serve runtime.v1.ImageService on unix socket
  * @listen (mode 0600), forwarding every call to @upstream (containerd's
  * CRI socket) and keeping PullImage credentials in @creds (borrowed; must
- * outlive the proxy). @threads: concurrent calls (0: default). Returns 0
- * or -errno (@err says why).
+ * outlive the proxy). @threads: its first workers (0: default; more while
+ * all are busy). Returns 0 or -errno (@err says why).
  */
 int lp_cri_proxy_start(const char *listen, const char *upstream,
 		       unsigned int threads, struct lp_cri_creds *creds,

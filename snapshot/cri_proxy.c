@@ -441,7 +441,8 @@ int lp_cri_proxy_start(const char *listen, const char *upstream,
 			     &p->pool);
 	if (r < 0) {
 		free(p);
-		return r;
+		return lp_err_set(err, r, "CRI proxy workers: %s",
+				  strerror(-r));
 	}
 	grpc_init();
 	p->grpc_inited = true;

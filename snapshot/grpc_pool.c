@@ -37,9 +37,10 @@ struct lp_grpc_pool {
 };
 
 int lp_grpc_pool_new(const char *name, unsigned int max, void *(*fn)(void *),
-		     void *const args[], struct lp_grpc_pool **ret)
+		     void *const args[], struct lp_grpc_pool **ret_pool)
 {
 	struct lp_grpc_pool *p;
+	int r = -ENOMEM;
 
 	if (!max)
 		return -EINVAL;
@@ -48,20 +49,21 @@ int lp_grpc_pool_new(const char *name, unsigned int max, void *(*fn)(void *),
 		return -ENOMEM;
 	p->args = calloc(max, sizeof(*p->args));
 	p->threads = calloc(max, sizeof(*p->threads));
-	if (!p->args || !p->threads) {
-		free(p->args);
-		free(p->threads);
-		free(p);
-		return -ENOMEM;
-	}
+	if (!p->args || !p->threads)
+		goto fail;
 	memcpy(p->args, args, max * sizeof(*p->args));
 	p->name = name;
 	p->fn = fn;
 	p->max = max;
 	pthread_mutex_init(&p->lock, NULL);
 	atomic_init(&p->idle, 0);
-	*ret = p;
+	*ret_pool = p;
 	return 0;
+fail:
+	free(p->args);
+	free(p->threads);
+	free(p);
+	return r;
 }
 
 /* one more worker; call with p->lock held */
@@ -118,15 +120,11 @@ void lp_grpc_pool_back(struct lp_grpc_pool *p)
 	atomic_fetch_add(&p->idle, 1);
 }
 
-unsigned int lp_grpc_pool_close(struct lp_grpc_pool *p)
+void lp_grpc_pool_close(struct lp_grpc_pool *p)
 {
-	unsigned int n;
-
 	pthread_mutex_lock(&p->lock);
 	p->closed = true;
-	n = p->n_started;
 	pthread_mutex_unlock(&p->lock);
-	return n;
 }
 
 void lp_grpc_pool_free(struct lp_grpc_pool *p)

@@ -757,7 +757,8 @@ int lp_snap_grpc_start(const char *path, unsigned int threads,
 			     wargs, &g->pool);
 	if (r < 0) {
 		free(g);
-		return r;
+		return lp_err_set(err, r, "snapshots service workers: %s",
+				  strerror(-r));
 	}
 	grpc_init();
 	lp_grpc_msg_args(args, GRPC_MAX_MESSAGE);

@@ -51,7 +51,7 @@ struct lp_grpc_pool;
 /* lp_grpc_pool_new() - a pool of up to @max workers (args[0..max) their
  * arguments; @name for the log), none started. Returns 0 or -errno. */
 int lp_grpc_pool_new(const char *name, unsigned int max, void *(*fn)(void *),
-		     void *const args[], struct lp_grpc_pool **ret);
+		     void *const args[], struct lp_grpc_pool **ret_pool);
 
 /* lp_grpc_pool_grow() - start up to @n more workers (fewer once the pool
  * has its maximum or is closed). Returns 0 or the -errno of a thread that
@@ -66,8 +66,8 @@ void lp_grpc_pool_took(struct lp_grpc_pool *p);
 void lp_grpc_pool_back(struct lp_grpc_pool *p);
 
 /* lp_grpc_pool_close() - no worker starts from now on (call before the
- * server shuts down); returns how many were started */
-unsigned int lp_grpc_pool_close(struct lp_grpc_pool *p);
+ * server shuts down) */
+void lp_grpc_pool_close(struct lp_grpc_pool *p);
 
 /* lp_grpc_pool_free() - close, join every started worker (their server has
  * shut down: they have returned or will), free (NULL allowed) */

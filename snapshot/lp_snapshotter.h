@@ -97,7 +97,7 @@ struct lp_snap_config {
 	 * its gap: docs/format.md) */
 	bool index_window_rule;
 	unsigned int fuse_threads; /* per layer mount; 0: default */
-	unsigned int grpc_threads; /* concurrent requests; 0: default */
+	unsigned int grpc_threads; /* first gRPC workers; 0: default */
 	/* readers wait this long for a daemon while none serves, then get
 	 * EIO (the fd holder answers for it) */
 	unsigned int unserved_timeout_s;

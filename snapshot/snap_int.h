@@ -656,7 +656,8 @@ struct lp_snap_grpc;
 
 /*
  * lp_snap_grpc_start() - listen on unix socket @path (an old socket file is
- * replaced) and serve @svc with @threads worker threads. 0 or -errno.
+ * replaced) and serve @svc with @threads workers at first (0: default),
+ * more while all are busy (grpc_pool.c). 0 or -errno.
  */
 int lp_snap_grpc_start(const char *path, unsigned int threads,
 		       struct lp_snap_svc *svc, struct lp_snap_metrics *metrics,

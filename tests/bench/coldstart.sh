@@ -443,7 +443,9 @@ layer_bytes() { manifest_of "$1" "$2" | python3 -c 'import json,sys; print(sum(l
 
 declare -A OPT_OK
 DO_OPT=0 # optimised images only when a mode needs them
-[ $HAVE_OPT = 1 ] && [[ " $modes " == *"-opt "* ]] && DO_OPT=1
+for m in $modes; do
+	case $m in lazy-opt | reference-opt | base-lazy-opt) [ $HAVE_OPT = 0 ] || DO_OPT=1 ;; esac
+done
 DO_IDX=0 # the gzip image's index only when lazy-index runs
 [ $HAVE_IDX = 1 ] && [[ " $modes " == *" lazy-index "* || " $modes " == *" lazy-index-opt "* ]] && DO_IDX=1
 DO_SIG=0 # a signed index in IMG-signed only when lazy-index-signed* runs
@@ -822,6 +824,7 @@ for m in $modes; do
 	base-*) [ -n "$LPBASE" ] && [ -x "$LPBASE" ] || continue ;;
 	esac
 	case $m in
+	lazy-index*-opt) [ $HAVE_IDX = 1 ] && [ $HAVE_OPT = 1 ] || continue ;;
 	*-opt) [ $HAVE_OPT = 1 ] || continue ;;
 	lazy-index*) [ $HAVE_IDX = 1 ] || continue ;;
 	esac

@@ -368,8 +368,6 @@ else:
 PY
 }
 
-# wait_for SECONDS WHAT CMD...: run CMD every 0.1 s until it succeeds; fail
-# the test after SECONDS.
 # metric NAME{LABELS}: that series of the snapshotter's metrics on $MPORT;
 # metric NAME: the sum over NAME's series (0 when absent)
 metric() {
@@ -424,6 +422,8 @@ while True:
 ' "$1" "$2" 2>"$2.err" &
 }
 
+# wait_for SECONDS WHAT CMD...: run CMD every 0.1 s until it succeeds; fail
+# the test after SECONDS.
 wait_for() {
 	local n=$(($1 * 10)) what=$2
 	shift 2

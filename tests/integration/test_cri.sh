@@ -309,8 +309,9 @@ ok "10 pulls hung at once, all reached containerd; ImageFsInfo answered in $ms m
 
 say "5c. more layer mounts hang than the snapshots service's first 8 workers: Stat is still answered"
 # containerd's Prepare of a lazily pulled layer holds a worker of the
-# snapshots service until the layer's registry answers (up to the request
-# timeout, 60 s); ten of them, each a layer of a second stalled registry
+# snapshots service until the layer's registry answers or the registry
+# client gives up (tens of seconds); ten of them, each a layer of a second
+# stalled registry
 SPORT2=$(free_port)
 lp_stall_server "$SPORT2" "$T/stall2.log"
 STALL2_PID=$!
@@ -337,8 +338,10 @@ grep -q "snapshots service: every worker busy" "$T/snap.log" || fail "the snapsh
 kill "$STALL2_PID"
 wait "$STALL2_PID" 2>/dev/null || true
 STALL2_PID=
+# (a layer whose registry is gone takes the plain path: Prepare succeeds)
 for i in "${!sp[@]}"; do
-	wait "${sp[$i]}" || grep -q . "$T/err5c.$((i + 1))" || fail "hanging Prepare $((i + 1)): no answer"
+	wait "${sp[$i]}" && grep -q '^ok' "$T/out5c.$((i + 1))" ||
+		{ show_err "$T/err5c.$((i + 1))"; fail "hanging Prepare $((i + 1)): no answer once the registry went away"; }
 done
 ok "10 layer mounts hung at once, all reached the registry; Stat answered in $ms ms meanwhile; all answered once it went away"
 # --- 6. the snapshotter stops with a pull under way -------------------------------
