@@ -252,16 +252,21 @@ struct bent {
 	uint32_t ino, parent, nlink;
 	uint32_t first_chunk, nr_chunks, first_xattr, nr_xattrs;
 	uint32_t first_child, nr_children;
+	/* LP_TOC_HAS_DIGEST: its `digest` in builder.fdigs, or
+	   TOC_FDIG_CHUNK (the same as its first chunk's chunkDigest) */
+	uint32_t fdig;
 	uint16_t type, flags;
-	struct lp_digest digest;
 };
+
+/* bent.fdig: the file digest is its first chunk's */
+#define TOC_FDIG_CHUNK UINT32_MAX
 
 struct bchunk {
 	uint64_t offset, compressed_size, inner_offset, chunk_offset;
 	uint64_t chunk_size;
 	uint32_t entry;
-	bool has_digest;
-	struct lp_digest digest;
+	/* its chunkDigest in builder.digs, or LP_TOC_NO_INDEX */
+	uint32_t dig;
 };
 
 /* pool offsets of an entry's strings while the pool may still move */
@@ -335,6 +340,20 @@ struct builder {
 	struct bchunk *chunks;
 	uint32_t nr_chunks;
 	size_t cap_chunks;
+	/*
+	 * the digests out of the records (32 bytes that would be fresh pages
+	 * twice over: here and in the packed table): every chunkDigest in
+	 * chunk order, so that toc_finish() hands @digs over as the packed
+	 * table (a chunk's index in it is its rank among the chunks with a
+	 * digest); the file digests that are not their first chunk's in
+	 * @fdigs
+	 */
+	struct lp_digest *digs;
+	uint32_t nr_digs;
+	size_t cap_digs;
+	struct lp_digest *fdigs;
+	uint32_t nr_fdigs;
+	size_t cap_fdigs;
 	struct xattr_tmp *xattrs;
 	uint32_t nr_xattrs;
 	size_t cap_xattrs;

@@ -134,7 +134,7 @@ static int pack_columns(const struct builder *b, struct lp_toc *toc,
 		uint64_t next =
 			i + 1 < n ? b->chunks[i + 1].offset : b->payload_end;
 
-		if (bc->has_digest)
+		if (bc->dig != LP_TOC_NO_INDEX)
 			col_set(&toc->dig_col, i);
 		if (next <= bc->offset ||
 		    next - bc->offset != bc->compressed_size)
@@ -194,7 +194,6 @@ static enum side entry_side(const struct builder *b, uint32_t i)
 	const struct bent *be = &b->ents[i];
 	bool link = b->strs[i].link != 0, nl = be->nlink != 1;
 	bool sym = be->type == LP_TOC_SYMLINK;
-	const struct bchunk *c;
 
 	if (be->dev_major || be->dev_minor || be->nr_xattrs ||
 	    be->nr_chunks > 1 || be->type == LP_TOC_HARDLINK || (link && nl))
@@ -202,11 +201,10 @@ static enum side entry_side(const struct builder *b, uint32_t i)
 	if (be->flags & LP_TOC_HAS_DIGEST) {
 		/* converters give every empty file the empty digest */
 		if (!be->nr_chunks &&
-		    !lp_digest_equal(&be->digest, &toc_empty_digest))
+		    !lp_digest_equal(&b->fdigs[be->fdig], &toc_empty_digest))
 			return SIDE_RARE;
-		c = be->nr_chunks ? &b->chunks[be->first_chunk] : NULL;
-		if (c && (!c->has_digest ||
-			  !lp_digest_equal(&c->digest, &be->digest)))
+		/* not the first chunk's (parse_chunk() compared them) */
+		if (be->nr_chunks && be->fdig != TOC_FDIG_CHUNK)
 			return SIDE_RARE;
 	}
 	if (link)
@@ -491,20 +489,16 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 	e->flags |= (uint8_t)be->flags;
 	if ((be->flags & LP_TOC_HAS_DIGEST) &&
 	    (be->nr_chunks ||
-	     !lp_digest_equal(&be->digest, &toc_empty_digest)) &&
+	     !lp_digest_equal(&b->fdigs[be->fdig], &toc_empty_digest)) &&
 	    (x = toc_rare_idx(toc, e)) != LP_TOC_NO_INDEX) {
-		const struct bchunk *fc =
-			be->nr_chunks ? &b->chunks[be->first_chunk] : NULL;
-
 		/* the first chunk's slot when the same digest, else its own
 		   after the chunks' (without a side record: the first
 		   chunk's, entry_side()) */
-		if (fc && fc->has_digest &&
-		    lp_digest_equal(&fc->digest, &be->digest)) {
+		if (be->nr_chunks && be->fdig == TOC_FDIG_CHUNK) {
 			toc->rare[x].digest_idx =
 				toc_col_rank(&toc->dig_col, be->first_chunk);
 		} else {
-			toc->digests[toc->nr_digests] = be->digest;
+			toc->digests[toc->nr_digests] = b->fdigs[be->fdig];
 			toc->rare[x].digest_idx = toc->nr_digests++;
 		}
 	}
@@ -520,14 +514,12 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 					   toc->chunk_base[ci /
 							   TOC_CHUNK_BLOCK]);
 		c->entry = bc->entry;
-		if (bc->has_digest)
-			toc->digests[toc_col_rank(&toc->dig_col, ci)] =
-				bc->digest;
+		/* its digest is in place: b->digs became toc->digests */
 	}
 }
 
 /* the compact entries and chunks, digests and columns */
-static int pack_entries(const struct builder *b, struct lp_toc *toc)
+static int pack_entries(struct builder *b, struct lp_toc *toc)
 {
 	uint32_t i, ndig = 0, nchd = 0, nmt = 0;
 	int r;
@@ -543,9 +535,17 @@ static int pack_entries(const struct builder *b, struct lp_toc *toc)
 	r = pack_columns(b, toc, &nchd);
 	if (r < 0)
 		return r;
+	if (nchd != b->nr_digs)
+		return -EINVAL; /* not reached: parse_chunk() */
 	ndig += nchd;
 	toc->chunks = calloc(b->nr_chunks + 1, sizeof(*toc->chunks));
-	toc->digests = malloc((ndig + 1) * sizeof(*toc->digests));
+	/* the chunkDigests are in chunk order already: the table itself,
+	   the file digests of their own after them */
+	toc->digests = realloc(b->digs, (ndig + 1) * sizeof(*toc->digests));
+	if (toc->digests) {
+		b->digs = NULL;
+		b->cap_digs = b->nr_digs = 0;
+	}
 	toc->mtimes = malloc((nmt + 1) * sizeof(*toc->mtimes));
 	if (!toc->chunks || !toc->digests || !toc->mtimes)
 		return -ENOMEM;
@@ -565,6 +565,16 @@ static int pack_entries(const struct builder *b, struct lp_toc *toc)
 	return 0;
 }
 
+/* the file digest of @be as parsed (before any spill) */
+static const struct lp_digest *file_digest(const struct builder *b,
+					   const struct lp_toc *toc,
+					   const struct bent *be)
+{
+	if (be->fdig == TOC_FDIG_CHUNK)
+		return &toc->digests[b->chunks[be->first_chunk].dig];
+	return &b->fdigs[be->fdig];
+}
+
 /*
  * what lp_toc_chunk() and the entry accessors derive is what the TOC said:
  * every chunk's fields and chunkDigest value, every file digest's value,
@@ -582,7 +592,7 @@ static int check_packed_chunks(const struct builder *b,
 		int has = lp_toc_entry_digest(toc, e, &d);
 
 		if (has != ((be->flags & LP_TOC_HAS_DIGEST) != 0) ||
-		    (has && !lp_digest_equal(&d, &be->digest)))
+		    (has && !lp_digest_equal(&d, file_digest(b, toc, be))))
 			return -EINVAL; /* not reached: pack_entry() */
 		if (lp_toc_entry_nlink(toc, e) != be->nlink ||
 		    strcmp(lp_toc_entry_link_name(toc, e),
@@ -602,14 +612,12 @@ static int check_packed_chunks(const struct builder *b,
 		if (c.chunk_offset != bc->chunk_offset ||
 		    c.chunk_size != bc->chunk_size || c.entry != bc->entry)
 			return -EINVAL; /* not reached: toc_check_chunks() */
+		/* the chunk's slot is the one parse_chunk() gave it */
 		if (c.offset != bc->offset ||
 		    c.compressed_size != bc->compressed_size ||
 		    c.inner_offset != bc->inner_offset ||
-		    (c.digest_idx != LP_TOC_NO_INDEX) != bc->has_digest)
+		    c.digest_idx != bc->dig)
 			return -EINVAL; /* not reached: pack_columns() */
-		if (bc->has_digest && (lp_toc_chunk_digest(toc, &c, &d) != 1 ||
-				       !lp_digest_equal(&d, &bc->digest)))
-			return -EINVAL; /* not reached: pack_entry() */
 	}
 	return 0;
 }

@@ -323,6 +323,8 @@ void toc_builder_release(struct builder *b)
 	free(b->ents);
 	free(b->strs);
 	free(b->chunks);
+	free(b->digs);
+	free(b->fdigs);
 	free(b->xattrs);
 	free(b->pool);
 	free(b->htab);
