@@ -519,6 +519,7 @@ struct toc_split_probe {
 	atomic_uint started; /* a second thread started */
 	atomic_uint joined; /* its part joined */
 	atomic_uint dropped; /* its part parsed again, or never used */
+	atomic_uint finished_beside; /* toc_finish() took a second thread */
 };
 extern struct toc_split_probe toc_split_probe;
 
@@ -562,15 +563,31 @@ int toc_parse_entry(struct builder *b, const struct toc_fields *f);
 int toc_resolve_parents(struct builder *b);
 /* hardlinks to their targets: one inode, nlink counted */
 int toc_resolve_hardlinks(struct builder *b);
-/* each file's chunks tile [0, size) exactly, within their bounds */
-int toc_check_chunks(struct builder *b);
-/* each chunk's compressed size: distance to the next member offset */
-int toc_compressed_sizes(struct builder *b);
+/*
+ * each file's chunks tile [0, size) exactly, within their bounds; the
+ * message into @err. Reads the entries' type, size and chunk range and
+ * writes only the chunks: toc_finish() runs it beside the name packing.
+ */
+int toc_check_chunks(struct builder *b, struct lp_err *err);
+/* each chunk's compressed size: distance to the next member offset (the
+   chunks only, as toc_check_chunks()) */
+int toc_compressed_sizes(struct builder *b, struct lp_err *err);
 
 /* --- packing (toc_pack.c) --- */
 
-/* pack the checked builder into @toc's compact arrays */
+/*
+ * check the chunks (toc_check_chunks(), toc_compressed_sizes()) and pack
+ * the builder into @toc's compact arrays, the error the one of those steps
+ * in that order; with toc_finish_thread_min entries and chunks or more,
+ * the chunk steps and the chunk columns run on a second thread beside the
+ * names (sorting children, the final pool)
+ */
 int toc_finish(struct builder *b, struct lp_toc *toc);
+
+/* entries + chunks from which toc_finish() takes a second thread (tests
+   set 0 or SIZE_MAX) */
+#define TOC_FINISH_THREAD_MIN ((size_t)1 << 16)
+extern size_t toc_finish_thread_min;
 
 /* free a column's arrays (a zeroed column too) */
 void toc_col_release(struct toc_col *c);

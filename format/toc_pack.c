@@ -7,6 +7,8 @@
  * parser (toc_parse.c says how the files divide the work).
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -518,11 +520,11 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 	}
 }
 
-/* the compact entries and chunks, digests and columns */
-static int pack_entries(struct builder *b, struct lp_toc *toc)
+/* the compact entries and chunks, and the digests (the chunk columns
+   are packed: @nchd chunkDigests) */
+static int pack_entries(struct builder *b, struct lp_toc *toc, uint32_t nchd)
 {
-	uint32_t i, ndig = 0, nchd = 0, nmt = 0;
-	int r;
+	uint32_t i, ndig = 0, nmt = 0;
 
 	for (i = 0; i < b->nr_ents; i++) {
 		const struct bent *be = &b->ents[i];
@@ -532,9 +534,6 @@ static int pack_entries(struct builder *b, struct lp_toc *toc)
 		       be->mtime_nsec;
 	}
 	toc->payload_end = b->payload_end;
-	r = pack_columns(b, toc, &nchd);
-	if (r < 0)
-		return r;
 	if (nchd != b->nr_digs)
 		return -EINVAL; /* not reached: parse_chunk() */
 	ndig += nchd;
@@ -622,6 +621,41 @@ static int check_packed_chunks(const struct builder *b,
 	return 0;
 }
 
+size_t toc_finish_thread_min = TOC_FINISH_THREAD_MIN;
+
+/*
+ * The chunk steps of toc_finish() (toc_check_chunks(),
+ * toc_compressed_sizes(), pack_columns()), on a second thread while the
+ * calling one packs the names: they read the entries' type, size and
+ * chunk range, which the name steps never write, write only the chunks
+ * and the chunk columns, which those never touch, and report into @err.
+ * The caller reads the job only after joining it.
+ */
+struct finish_job {
+	struct builder *b;
+	struct lp_toc *toc;
+	struct lp_err err;
+	int r;
+	bool checks_failed; /* r is a check's error (with @err) */
+	uint32_t nchd; /* chunkDigests, from pack_columns() */
+};
+
+static void finish_chunks(struct finish_job *j)
+{
+	j->r = toc_check_chunks(j->b, &j->err);
+	if (j->r == 0)
+		j->r = toc_compressed_sizes(j->b, &j->err);
+	j->checks_failed = j->r < 0;
+	if (j->r == 0)
+		j->r = pack_columns(j->b, j->toc, &j->nchd);
+}
+
+static void *finish_main(void *arg)
+{
+	finish_chunks(arg);
+	return NULL;
+}
+
 /*
  * Pack the builder's records into @toc: compact entries and chunks, names
  * instead of paths in a new pool, and the digests: every chunkDigest in its
@@ -632,13 +666,37 @@ static int check_packed_chunks(const struct builder *b,
  */
 int toc_finish(struct builder *b, struct lp_toc *toc)
 {
+	struct finish_job j = { .b = b, .toc = toc };
 	uint32_t nrare = 0, none = 0, noffs = 0;
-	int r;
+	bool beside = false;
+	pthread_t th;
+	int r = 0;
 
-	if ((r = sort_children(b, toc)) < 0 ||
-	    (r = move_strings(b, toc, &nrare, &none, &noffs)) < 0 ||
-	    (r = pack_owners_and_rare(b, toc, nrare, none, noffs)) < 0 ||
-	    (r = pack_entries(b, toc)) < 0)
+	if ((size_t)b->nr_ents + b->nr_chunks >= toc_finish_thread_min)
+		beside = pthread_create(&th, NULL, finish_main, &j) == 0;
+	if (beside)
+		atomic_fetch_add_explicit(&toc_split_probe.finished_beside, 1,
+					  memory_order_relaxed);
+	else
+		finish_chunks(&j); /* first, as the order says */
+	/* the names: children sorted, the final pool */
+	if (!j.checks_failed) {
+		r = sort_children(b, toc);
+		if (r == 0)
+			r = move_strings(b, toc, &nrare, &none, &noffs);
+	}
+	if (beside)
+		pthread_join(th, NULL);
+	/* the chunk checks come first: their error, else the names' one,
+	   else the columns' */
+	if (j.checks_failed)
+		return lp_err_set(b->err, j.r, "%s", j.err.msg);
+	if (r < 0)
+		return r;
+	if (j.r < 0)
+		return j.r;
+	if ((r = pack_owners_and_rare(b, toc, nrare, none, noffs)) < 0 ||
+	    (r = pack_entries(b, toc, j.nchd)) < 0)
 		return r;
 	r = check_packed_chunks(b, toc);
 	if (r < 0)

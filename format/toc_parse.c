@@ -420,8 +420,8 @@ int lp_toc_parse_split(const void *json, size_t len,
 	b->htab = NULL;
 	b->hashes = NULL;
 	b->hcap = b->hused = 0;
-	if ((r = toc_check_chunks(b)) < 0 ||
-	    (r = toc_compressed_sizes(b)) < 0 || (r = toc_finish(b, toc)) < 0)
+	r = toc_finish(b, toc); /* the chunks checked there */
+	if (r < 0)
 		goto out;
 	*ret_toc = toc;
 	toc = NULL;
