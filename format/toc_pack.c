@@ -575,12 +575,12 @@ static const struct lp_digest *file_digest(const struct builder *b,
 }
 
 /*
- * what lp_toc_chunk() and the entry accessors derive is what the TOC said:
- * every chunk's fields and chunkDigest value, every file digest's value,
- * link count and link name (the digests still in memory: before any spill)
+ * what the entry accessors derive is what the TOC said: every file
+ * digest's value, link count and link name (the digests still in memory:
+ * before any spill)
  */
-static int check_packed_chunks(const struct builder *b,
-			       const struct lp_toc *toc)
+static int check_packed_entries(const struct builder *b,
+				const struct lp_toc *toc)
 {
 	struct lp_digest d;
 	uint32_t i;
@@ -598,6 +598,18 @@ static int check_packed_chunks(const struct builder *b,
 			   toc->pool + b->strs[i].link))
 			return -EINVAL; /* not reached: the side values */
 	}
+	return 0;
+}
+
+/*
+ * what lp_toc_chunk() derives is what the TOC said: every chunk's fields
+ * and its slot in the digest table
+ */
+static int check_packed_chunks(const struct builder *b,
+			       const struct lp_toc *toc)
+{
+	uint32_t i;
+
 	for (i = 0; i < b->nr_chunks; i++) {
 		const struct bchunk *bc = &b->chunks[i];
 		const struct lp_toc_entry *e;
@@ -656,6 +668,15 @@ static void *finish_main(void *arg)
 	return NULL;
 }
 
+/* the self-check of the packed chunks (read only), beside the entries' */
+static void *check_main(void *arg)
+{
+	struct finish_job *j = arg;
+
+	j->r = check_packed_chunks(j->b, j->toc);
+	return NULL;
+}
+
 /*
  * Pack the builder's records into @toc: compact entries and chunks, names
  * instead of paths in a new pool, and the digests: every chunkDigest in its
@@ -698,7 +719,14 @@ int toc_finish(struct builder *b, struct lp_toc *toc)
 	if ((r = pack_owners_and_rare(b, toc, nrare, none, noffs)) < 0 ||
 	    (r = pack_entries(b, toc, j.nchd)) < 0)
 		return r;
-	r = check_packed_chunks(b, toc);
+	/* the self-check, the chunks' half beside (both only read) */
+	beside = beside && pthread_create(&th, NULL, check_main, &j) == 0;
+	if (!beside)
+		j.r = check_packed_chunks(b, toc);
+	r = check_packed_entries(b, toc);
+	if (beside)
+		pthread_join(th, NULL);
+	r = r < 0 ? r : j.r;
 	if (r < 0)
 		lp_err_set(b->err, r,
 			   "the packed TOC does not read back as parsed (a "
