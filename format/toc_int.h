@@ -579,8 +579,9 @@ int toc_compressed_sizes(struct builder *b, struct lp_err *err);
  * check the chunks (toc_check_chunks(), toc_compressed_sizes()) and pack
  * the builder into @toc's compact arrays, the error the one of those steps
  * in that order; with toc_finish_thread_min entries and chunks or more,
- * the chunk steps and the chunk columns run on a second thread beside the
- * names (sorting children, the final pool)
+ * the chunk steps, the chunk columns and the children's sort run on a
+ * second thread beside the final string pool, and the self-check's chunk
+ * half beside its entry half
  */
 int toc_finish(struct builder *b, struct lp_toc *toc);
 

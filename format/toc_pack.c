@@ -637,18 +637,22 @@ size_t toc_finish_thread_min = TOC_FINISH_THREAD_MIN;
 
 /*
  * The chunk steps of toc_finish() (toc_check_chunks(),
- * toc_compressed_sizes(), pack_columns()), on a second thread while the
- * calling one packs the names: they read the entries' type, size and
- * chunk range, which the name steps never write, write only the chunks
- * and the chunk columns, which those never touch, and report into @err.
- * The caller reads the job only after joining it.
+ * toc_compressed_sizes(), pack_columns()) and the children's sort, on a
+ * second thread while the calling one builds the final pool
+ * (move_strings()): the chunk steps read the entries' type, size and
+ * chunk range, write only the chunks and the chunk columns, and report
+ * into @err; the sort reads the parents and the names' offsets and
+ * writes only the children and the entries' child ranges; the pool step
+ * reads and writes none of those fields. The caller reads the job only
+ * after joining it.
  */
 struct finish_job {
 	struct builder *b;
 	struct lp_toc *toc;
 	struct lp_err err;
-	int r;
+	int r; /* the columns' result */
 	bool checks_failed; /* r is a check's error (with @err) */
+	int sort_r; /* sort_children()'s */
 	uint32_t nchd; /* chunkDigests, from pack_columns() */
 };
 
@@ -658,8 +662,10 @@ static void finish_chunks(struct finish_job *j)
 	if (j->r == 0)
 		j->r = toc_compressed_sizes(j->b, &j->err);
 	j->checks_failed = j->r < 0;
-	if (j->r == 0)
-		j->r = pack_columns(j->b, j->toc, &j->nchd);
+	if (j->checks_failed)
+		return;
+	j->sort_r = sort_children(j->b, j->toc);
+	j->r = pack_columns(j->b, j->toc, &j->nchd);
 }
 
 static void *finish_main(void *arg)
@@ -700,18 +706,17 @@ int toc_finish(struct builder *b, struct lp_toc *toc)
 					  memory_order_relaxed);
 	else
 		finish_chunks(&j); /* first, as the order says */
-	/* the names: children sorted, the final pool */
-	if (!j.checks_failed) {
-		r = sort_children(b, toc);
-		if (r == 0)
-			r = move_strings(b, toc, &nrare, &none, &noffs);
-	}
+	/* the final pool (the checks passed, or they run beside) */
+	if (!j.checks_failed)
+		r = move_strings(b, toc, &nrare, &none, &noffs);
 	if (beside)
 		pthread_join(th, NULL);
-	/* the chunk checks come first: their error, else the names' one,
-	   else the columns' */
+	/* the first error in the serial order: the chunk checks', the
+	   sort's, the pool's, the columns' */
 	if (j.checks_failed)
 		return lp_err_set(b->err, j.r, "%s", j.err.msg);
+	if (j.sort_r < 0)
+		return j.sort_r;
 	if (r < 0)
 		return r;
 	if (j.r < 0)
