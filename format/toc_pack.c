@@ -706,8 +706,9 @@ int toc_finish(struct builder *b, struct lp_toc *toc)
 					  memory_order_relaxed);
 	else
 		finish_chunks(&j); /* first, as the order says */
-	/* the final pool (the checks passed, or they run beside) */
-	if (!j.checks_failed)
+	/* the final pool (the checks passed, or they run beside: the job
+	   is not read before it is joined) */
+	if (beside || !j.checks_failed)
 		r = move_strings(b, toc, &nrare, &none, &noffs);
 	if (beside)
 		pthread_join(th, NULL);
