@@ -846,8 +846,10 @@ int toc_parse_entry(struct builder *b, const struct toc_fields *f)
 				e->size ? &b->chunks[e->first_chunk] : NULL;
 
 			e->fdig = TOC_FDIG_CHUNK;
-			if (!c || c->dig == LP_TOC_NO_INDEX ||
-			    !lp_digest_equal(&b->digs[c->dig], &fd)) {
+			if (!c && lp_digest_equal(&fd, &toc_empty_digest))
+				e->fdig = TOC_FDIG_EMPTY;
+			else if (!c || c->dig == LP_TOC_NO_INDEX ||
+				 !lp_digest_equal(&b->digs[c->dig], &fd)) {
 				r = dig_push(&b->fdigs, &b->cap_fdigs,
 					     &b->nr_fdigs, &fd, &e->fdig);
 				if (r < 0)

@@ -253,13 +253,17 @@ struct bent {
 	uint32_t first_chunk, nr_chunks, first_xattr, nr_xattrs;
 	uint32_t first_child, nr_children;
 	/* LP_TOC_HAS_DIGEST: its `digest` in builder.fdigs, or
-	   TOC_FDIG_CHUNK (the same as its first chunk's chunkDigest) */
+	   TOC_FDIG_CHUNK (the same as its first chunk's chunkDigest), or
+	   TOC_FDIG_EMPTY (a file without chunks: the empty digest) */
 	uint32_t fdig;
 	uint16_t type, flags;
 };
 
 /* bent.fdig: the file digest is its first chunk's */
 #define TOC_FDIG_CHUNK UINT32_MAX
+/* bent.fdig: an empty file's digest is the empty one (converters give
+   every empty file that digest: not kept once per file) */
+#define TOC_FDIG_EMPTY (UINT32_MAX - 1)
 
 struct bchunk {
 	uint64_t offset, compressed_size, inner_offset, chunk_offset;

@@ -202,8 +202,7 @@ static enum side entry_side(const struct builder *b, uint32_t i)
 		return SIDE_RARE;
 	if (be->flags & LP_TOC_HAS_DIGEST) {
 		/* converters give every empty file the empty digest */
-		if (!be->nr_chunks &&
-		    !lp_digest_equal(&b->fdigs[be->fdig], &toc_empty_digest))
+		if (!be->nr_chunks && be->fdig != TOC_FDIG_EMPTY)
 			return SIDE_RARE;
 		/* not the first chunk's (parse_chunk() compared them) */
 		if (be->nr_chunks && be->fdig != TOC_FDIG_CHUNK)
@@ -490,8 +489,7 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 	/* the private flags are set already */
 	e->flags |= (uint8_t)be->flags;
 	if ((be->flags & LP_TOC_HAS_DIGEST) &&
-	    (be->nr_chunks ||
-	     !lp_digest_equal(&b->fdigs[be->fdig], &toc_empty_digest)) &&
+	    (be->nr_chunks || be->fdig != TOC_FDIG_EMPTY) &&
 	    (x = toc_rare_idx(toc, e)) != LP_TOC_NO_INDEX) {
 		/* the first chunk's slot when the same digest, else its own
 		   after the chunks' (without a side record: the first
@@ -571,6 +569,8 @@ static const struct lp_digest *file_digest(const struct builder *b,
 {
 	if (be->fdig == TOC_FDIG_CHUNK)
 		return &toc->digests[b->chunks[be->first_chunk].dig];
+	if (be->fdig == TOC_FDIG_EMPTY)
+		return &toc_empty_digest;
 	return &b->fdigs[be->fdig];
 }
 

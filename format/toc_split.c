@@ -358,7 +358,8 @@ static int split_join(struct builder *b, struct builder *p)
 		d->ino = n1 + j;
 		d->first_chunk += c1;
 		d->first_xattr += x1;
-		if ((d->flags & LP_TOC_HAS_DIGEST) && d->fdig != TOC_FDIG_CHUNK)
+		if ((d->flags & LP_TOC_HAS_DIGEST) &&
+		    d->fdig != TOC_FDIG_CHUNK && d->fdig != TOC_FDIG_EMPTY)
 			d->fdig += f1;
 	}
 	free(p->ents);
