@@ -503,14 +503,31 @@ static bool same_str(const struct jval *x, const struct jval *y)
 	       x->len == y->len && memcmp(x->p, y->p, x->len) == 0;
 }
 
+/* append @d to the digest array *@arr (*@nr of them); its index in *@ret */
+static int dig_push(struct lp_digest **arr, size_t *cap, uint32_t *nr,
+		    const struct lp_digest *d, uint32_t *ret)
+{
+	int r;
+
+	r = lp_grow_array((void **)arr, cap, (size_t)*nr + 1, sizeof(**arr));
+	if (r < 0)
+		return r;
+	(*arr)[*nr] = *d;
+	*ret = (*nr)++;
+	return 0;
+}
+
 /*
  * the chunk fields shared by "reg" (its first chunk) and "chunk" entries;
  * @fdig: the entry's "digest" as parsed, or NULL (a single-chunk file's
- * chunkDigest is mostly the same string: not parsed twice)
+ * chunkDigest is mostly the same string: not parsed twice). Its
+ * chunkDigest goes to b->digs only once the chunk is taken (chunk order).
  */
 static int parse_chunk(struct builder *b, const struct toc_fields *f,
 		       uint32_t ent, const struct lp_digest *fdig)
 {
+	struct lp_digest cd;
+	bool has = false;
 	struct bchunk *c;
 	int r;
 
@@ -531,11 +548,12 @@ static int parse_chunk(struct builder *b, const struct toc_fields *f,
 	    (r = get_u64(b, f, F_CHUNKOFFSET, &c->chunk_offset)) < 0 ||
 	    (r = get_u64(b, f, F_CHUNKSIZE, &c->chunk_size)) < 0)
 		goto out;
+	c->dig = LP_TOC_NO_INDEX;
 	if (fdig && same_str(&f->v[F_CHUNKDIGEST], &f->v[F_DIGEST])) {
-		c->digest = *fdig;
-		c->has_digest = true;
+		cd = *fdig;
+		has = true;
 	} else {
-		r = get_digest(b, f, F_CHUNKDIGEST, &c->digest, &c->has_digest);
+		r = get_digest(b, f, F_CHUNKDIGEST, &cd, &has);
 		if (r < 0)
 			goto out;
 	}
@@ -553,6 +571,11 @@ static int parse_chunk(struct builder *b, const struct toc_fields *f,
 				"LP_CHUNK_MAX_INNER_OFFSET",
 				(unsigned long long)c->inner_offset);
 		goto out;
+	}
+	if (has) {
+		r = dig_push(&b->digs, &b->cap_digs, &b->nr_digs, &cd, &c->dig);
+		if (r < 0)
+			goto out;
 	}
 	b->nr_chunks++;
 	b->ents[ent].nr_chunks++;
@@ -693,6 +716,7 @@ int toc_parse_entry(struct builder *b, const struct toc_fields *f)
 {
 	const char *name, *type_s, *link;
 	size_t name_len, type_len, link_len, plen;
+	struct lp_digest fd;
 	struct bent *e;
 	uint32_t i, parent = LP_TOC_NO_INDEX;
 	bool has;
@@ -804,17 +828,33 @@ int toc_parse_entry(struct builder *b, const struct toc_fields *f)
 					(unsigned long long)e->size);
 			goto out;
 		}
-		r = get_digest(b, f, F_DIGEST, &e->digest, &has);
+		r = get_digest(b, f, F_DIGEST, &fd, &has);
 		if (r < 0)
 			goto out;
 		if (has)
 			e->flags |= LP_TOC_HAS_DIGEST;
 		if (e->size) {
-			r = parse_chunk(b, f, i, has ? &e->digest : NULL);
+			r = parse_chunk(b, f, i, has ? &fd : NULL);
 			if (r < 0)
 				goto out;
 			e = &b->ents[i];
 			e->offset = b->chunks[e->first_chunk].offset;
+		}
+		/* mostly the first chunk's: kept once, in b->digs */
+		if (has) {
+			const struct bchunk *c =
+				e->size ? &b->chunks[e->first_chunk] : NULL;
+
+			e->fdig = TOC_FDIG_CHUNK;
+			if (!c && lp_digest_equal(&fd, &toc_empty_digest))
+				e->fdig = TOC_FDIG_EMPTY;
+			else if (!c || c->dig == LP_TOC_NO_INDEX ||
+				 !lp_digest_equal(&b->digs[c->dig], &fd)) {
+				r = dig_push(&b->fdigs, &b->cap_fdigs,
+					     &b->nr_fdigs, &fd, &e->fdig);
+				if (r < 0)
+					goto out;
+			}
 		}
 		if (plen == strlen(LP_PREFETCH_LANDMARK) &&
 		    memcmp(b->path, LP_PREFETCH_LANDMARK, plen) == 0) {

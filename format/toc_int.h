@@ -252,16 +252,25 @@ struct bent {
 	uint32_t ino, parent, nlink;
 	uint32_t first_chunk, nr_chunks, first_xattr, nr_xattrs;
 	uint32_t first_child, nr_children;
+	/* LP_TOC_HAS_DIGEST: its `digest` in builder.fdigs, or
+	   TOC_FDIG_CHUNK (the same as its first chunk's chunkDigest), or
+	   TOC_FDIG_EMPTY (a file without chunks: the empty digest) */
+	uint32_t fdig;
 	uint16_t type, flags;
-	struct lp_digest digest;
 };
+
+/* bent.fdig: the file digest is its first chunk's */
+#define TOC_FDIG_CHUNK UINT32_MAX
+/* bent.fdig: an empty file's digest is the empty one (converters give
+   every empty file that digest: not kept once per file) */
+#define TOC_FDIG_EMPTY (UINT32_MAX - 1)
 
 struct bchunk {
 	uint64_t offset, compressed_size, inner_offset, chunk_offset;
 	uint64_t chunk_size;
 	uint32_t entry;
-	bool has_digest;
-	struct lp_digest digest;
+	/* its chunkDigest in builder.digs, or LP_TOC_NO_INDEX */
+	uint32_t dig;
 };
 
 /* pool offsets of an entry's strings while the pool may still move */
@@ -335,6 +344,20 @@ struct builder {
 	struct bchunk *chunks;
 	uint32_t nr_chunks;
 	size_t cap_chunks;
+	/*
+	 * the digests out of the records (32 bytes that would be fresh pages
+	 * twice over: here and in the packed table): every chunkDigest in
+	 * chunk order, so that toc_finish() hands @digs over as the packed
+	 * table (a chunk's index in it is its rank among the chunks with a
+	 * digest); the file digests that are not their first chunk's in
+	 * @fdigs
+	 */
+	struct lp_digest *digs;
+	uint32_t nr_digs;
+	size_t cap_digs;
+	struct lp_digest *fdigs;
+	uint32_t nr_fdigs;
+	size_t cap_fdigs;
 	struct xattr_tmp *xattrs;
 	uint32_t nr_xattrs;
 	size_t cap_xattrs;
@@ -500,6 +523,7 @@ struct toc_split_probe {
 	atomic_uint started; /* a second thread started */
 	atomic_uint joined; /* its part joined */
 	atomic_uint dropped; /* its part parsed again, or never used */
+	atomic_uint finished_beside; /* toc_finish() took a second thread */
 };
 extern struct toc_split_probe toc_split_probe;
 
@@ -543,15 +567,32 @@ int toc_parse_entry(struct builder *b, const struct toc_fields *f);
 int toc_resolve_parents(struct builder *b);
 /* hardlinks to their targets: one inode, nlink counted */
 int toc_resolve_hardlinks(struct builder *b);
-/* each file's chunks tile [0, size) exactly, within their bounds */
-int toc_check_chunks(struct builder *b);
-/* each chunk's compressed size: distance to the next member offset */
-int toc_compressed_sizes(struct builder *b);
+/*
+ * each file's chunks tile [0, size) exactly, within their bounds; the
+ * message into @err. Reads the entries' type, size and chunk range and
+ * writes only the chunks: toc_finish() runs it beside the name packing.
+ */
+int toc_check_chunks(struct builder *b, struct lp_err *err);
+/* each chunk's compressed size: distance to the next member offset (the
+   chunks only, as toc_check_chunks()) */
+int toc_compressed_sizes(struct builder *b, struct lp_err *err);
 
 /* --- packing (toc_pack.c) --- */
 
-/* pack the checked builder into @toc's compact arrays */
+/*
+ * check the chunks (toc_check_chunks(), toc_compressed_sizes()) and pack
+ * the builder into @toc's compact arrays, the error the one of those steps
+ * in that order; with toc_finish_thread_min entries and chunks or more,
+ * the chunk steps, the chunk columns and the children's sort run on a
+ * second thread beside the final string pool, and the self-check's chunk
+ * half beside its entry half
+ */
 int toc_finish(struct builder *b, struct lp_toc *toc);
+
+/* entries + chunks from which toc_finish() takes a second thread (tests
+   set 0 or SIZE_MAX) */
+#define TOC_FINISH_THREAD_MIN ((size_t)1 << 16)
+extern size_t toc_finish_thread_min;
 
 /* free a column's arrays (a zeroed column too) */
 void toc_col_release(struct toc_col *c);

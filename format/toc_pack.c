@@ -7,6 +7,8 @@
  * parser (toc_parse.c says how the files divide the work).
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,7 +136,7 @@ static int pack_columns(const struct builder *b, struct lp_toc *toc,
 		uint64_t next =
 			i + 1 < n ? b->chunks[i + 1].offset : b->payload_end;
 
-		if (bc->has_digest)
+		if (bc->dig != LP_TOC_NO_INDEX)
 			col_set(&toc->dig_col, i);
 		if (next <= bc->offset ||
 		    next - bc->offset != bc->compressed_size)
@@ -194,19 +196,16 @@ static enum side entry_side(const struct builder *b, uint32_t i)
 	const struct bent *be = &b->ents[i];
 	bool link = b->strs[i].link != 0, nl = be->nlink != 1;
 	bool sym = be->type == LP_TOC_SYMLINK;
-	const struct bchunk *c;
 
 	if (be->dev_major || be->dev_minor || be->nr_xattrs ||
 	    be->nr_chunks > 1 || be->type == LP_TOC_HARDLINK || (link && nl))
 		return SIDE_RARE;
 	if (be->flags & LP_TOC_HAS_DIGEST) {
 		/* converters give every empty file the empty digest */
-		if (!be->nr_chunks &&
-		    !lp_digest_equal(&be->digest, &toc_empty_digest))
+		if (!be->nr_chunks && be->fdig != TOC_FDIG_EMPTY)
 			return SIDE_RARE;
-		c = be->nr_chunks ? &b->chunks[be->first_chunk] : NULL;
-		if (c && (!c->has_digest ||
-			  !lp_digest_equal(&c->digest, &be->digest)))
+		/* not the first chunk's (parse_chunk() compared them) */
+		if (be->nr_chunks && be->fdig != TOC_FDIG_CHUNK)
 			return SIDE_RARE;
 	}
 	if (link)
@@ -490,21 +489,16 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 	/* the private flags are set already */
 	e->flags |= (uint8_t)be->flags;
 	if ((be->flags & LP_TOC_HAS_DIGEST) &&
-	    (be->nr_chunks ||
-	     !lp_digest_equal(&be->digest, &toc_empty_digest)) &&
+	    (be->nr_chunks || be->fdig != TOC_FDIG_EMPTY) &&
 	    (x = toc_rare_idx(toc, e)) != LP_TOC_NO_INDEX) {
-		const struct bchunk *fc =
-			be->nr_chunks ? &b->chunks[be->first_chunk] : NULL;
-
 		/* the first chunk's slot when the same digest, else its own
 		   after the chunks' (without a side record: the first
 		   chunk's, entry_side()) */
-		if (fc && fc->has_digest &&
-		    lp_digest_equal(&fc->digest, &be->digest)) {
+		if (be->nr_chunks && be->fdig == TOC_FDIG_CHUNK) {
 			toc->rare[x].digest_idx =
 				toc_col_rank(&toc->dig_col, be->first_chunk);
 		} else {
-			toc->digests[toc->nr_digests] = be->digest;
+			toc->digests[toc->nr_digests] = b->fdigs[be->fdig];
 			toc->rare[x].digest_idx = toc->nr_digests++;
 		}
 	}
@@ -520,17 +514,15 @@ static void pack_entry(const struct builder *b, struct lp_toc *toc, uint32_t i)
 					   toc->chunk_base[ci /
 							   TOC_CHUNK_BLOCK]);
 		c->entry = bc->entry;
-		if (bc->has_digest)
-			toc->digests[toc_col_rank(&toc->dig_col, ci)] =
-				bc->digest;
+		/* its digest is in place: b->digs became toc->digests */
 	}
 }
 
-/* the compact entries and chunks, digests and columns */
-static int pack_entries(const struct builder *b, struct lp_toc *toc)
+/* the compact entries and chunks, and the digests (the chunk columns
+   are packed: @nchd chunkDigests) */
+static int pack_entries(struct builder *b, struct lp_toc *toc, uint32_t nchd)
 {
-	uint32_t i, ndig = 0, nchd = 0, nmt = 0;
-	int r;
+	uint32_t i, ndig = 0, nmt = 0;
 
 	for (i = 0; i < b->nr_ents; i++) {
 		const struct bent *be = &b->ents[i];
@@ -540,12 +532,17 @@ static int pack_entries(const struct builder *b, struct lp_toc *toc)
 		       be->mtime_nsec;
 	}
 	toc->payload_end = b->payload_end;
-	r = pack_columns(b, toc, &nchd);
-	if (r < 0)
-		return r;
+	if (nchd != b->nr_digs)
+		return -EINVAL; /* not reached: parse_chunk() */
 	ndig += nchd;
 	toc->chunks = calloc(b->nr_chunks + 1, sizeof(*toc->chunks));
-	toc->digests = malloc((ndig + 1) * sizeof(*toc->digests));
+	/* the chunkDigests are in chunk order already: the table itself,
+	   the file digests of their own after them */
+	toc->digests = realloc(b->digs, (ndig + 1) * sizeof(*toc->digests));
+	if (toc->digests) {
+		b->digs = NULL;
+		b->cap_digs = b->nr_digs = 0;
+	}
 	toc->mtimes = malloc((nmt + 1) * sizeof(*toc->mtimes));
 	if (!toc->chunks || !toc->digests || !toc->mtimes)
 		return -ENOMEM;
@@ -565,13 +562,25 @@ static int pack_entries(const struct builder *b, struct lp_toc *toc)
 	return 0;
 }
 
+/* the file digest of @be as parsed (before any spill) */
+static const struct lp_digest *file_digest(const struct builder *b,
+					   const struct lp_toc *toc,
+					   const struct bent *be)
+{
+	if (be->fdig == TOC_FDIG_CHUNK)
+		return &toc->digests[b->chunks[be->first_chunk].dig];
+	if (be->fdig == TOC_FDIG_EMPTY)
+		return &toc_empty_digest;
+	return &b->fdigs[be->fdig];
+}
+
 /*
- * what lp_toc_chunk() and the entry accessors derive is what the TOC said:
- * every chunk's fields and chunkDigest value, every file digest's value,
- * link count and link name (the digests still in memory: before any spill)
+ * what the entry accessors derive is what the TOC said: every file
+ * digest's value, link count and link name (the digests still in memory:
+ * before any spill)
  */
-static int check_packed_chunks(const struct builder *b,
-			       const struct lp_toc *toc)
+static int check_packed_entries(const struct builder *b,
+				const struct lp_toc *toc)
 {
 	struct lp_digest d;
 	uint32_t i;
@@ -582,13 +591,25 @@ static int check_packed_chunks(const struct builder *b,
 		int has = lp_toc_entry_digest(toc, e, &d);
 
 		if (has != ((be->flags & LP_TOC_HAS_DIGEST) != 0) ||
-		    (has && !lp_digest_equal(&d, &be->digest)))
+		    (has && !lp_digest_equal(&d, file_digest(b, toc, be))))
 			return -EINVAL; /* not reached: pack_entry() */
 		if (lp_toc_entry_nlink(toc, e) != be->nlink ||
 		    strcmp(lp_toc_entry_link_name(toc, e),
 			   toc->pool + b->strs[i].link))
 			return -EINVAL; /* not reached: the side values */
 	}
+	return 0;
+}
+
+/*
+ * what lp_toc_chunk() derives is what the TOC said: every chunk's fields
+ * and its slot in the digest table
+ */
+static int check_packed_chunks(const struct builder *b,
+			       const struct lp_toc *toc)
+{
+	uint32_t i;
+
 	for (i = 0; i < b->nr_chunks; i++) {
 		const struct bchunk *bc = &b->chunks[i];
 		const struct lp_toc_entry *e;
@@ -602,16 +623,64 @@ static int check_packed_chunks(const struct builder *b,
 		if (c.chunk_offset != bc->chunk_offset ||
 		    c.chunk_size != bc->chunk_size || c.entry != bc->entry)
 			return -EINVAL; /* not reached: toc_check_chunks() */
+		/* the chunk's slot is the one parse_chunk() gave it */
 		if (c.offset != bc->offset ||
 		    c.compressed_size != bc->compressed_size ||
 		    c.inner_offset != bc->inner_offset ||
-		    (c.digest_idx != LP_TOC_NO_INDEX) != bc->has_digest)
+		    c.digest_idx != bc->dig)
 			return -EINVAL; /* not reached: pack_columns() */
-		if (bc->has_digest && (lp_toc_chunk_digest(toc, &c, &d) != 1 ||
-				       !lp_digest_equal(&d, &bc->digest)))
-			return -EINVAL; /* not reached: pack_entry() */
 	}
 	return 0;
+}
+
+size_t toc_finish_thread_min = TOC_FINISH_THREAD_MIN;
+
+/*
+ * The chunk steps of toc_finish() (toc_check_chunks(),
+ * toc_compressed_sizes(), pack_columns()) and the children's sort, on a
+ * second thread while the calling one builds the final pool
+ * (move_strings()): the chunk steps read the entries' type, size and
+ * chunk range, write only the chunks and the chunk columns, and report
+ * into @err; the sort reads the parents and the names' offsets and
+ * writes only the children and the entries' child ranges; the pool step
+ * reads and writes none of those fields. The caller reads the job only
+ * after joining it.
+ */
+struct finish_job {
+	struct builder *b;
+	struct lp_toc *toc;
+	struct lp_err err;
+	int r; /* the columns' result */
+	bool checks_failed; /* r is a check's error (with @err) */
+	int sort_r; /* sort_children()'s */
+	uint32_t nchd; /* chunkDigests, from pack_columns() */
+};
+
+static void finish_chunks(struct finish_job *j)
+{
+	j->r = toc_check_chunks(j->b, &j->err);
+	if (j->r == 0)
+		j->r = toc_compressed_sizes(j->b, &j->err);
+	j->checks_failed = j->r < 0;
+	if (j->checks_failed)
+		return;
+	j->sort_r = sort_children(j->b, j->toc);
+	j->r = pack_columns(j->b, j->toc, &j->nchd);
+}
+
+static void *finish_main(void *arg)
+{
+	finish_chunks(arg);
+	return NULL;
+}
+
+/* the self-check of the packed chunks (read only), beside the entries' */
+static void *check_main(void *arg)
+{
+	struct finish_job *j = arg;
+
+	j->r = check_packed_chunks(j->b, j->toc);
+	return NULL;
 }
 
 /*
@@ -624,15 +693,46 @@ static int check_packed_chunks(const struct builder *b,
  */
 int toc_finish(struct builder *b, struct lp_toc *toc)
 {
+	struct finish_job j = { .b = b, .toc = toc };
 	uint32_t nrare = 0, none = 0, noffs = 0;
-	int r;
+	bool beside = false;
+	pthread_t th;
+	int r = 0;
 
-	if ((r = sort_children(b, toc)) < 0 ||
-	    (r = move_strings(b, toc, &nrare, &none, &noffs)) < 0 ||
-	    (r = pack_owners_and_rare(b, toc, nrare, none, noffs)) < 0 ||
-	    (r = pack_entries(b, toc)) < 0)
+	if ((size_t)b->nr_ents + b->nr_chunks >= toc_finish_thread_min)
+		beside = pthread_create(&th, NULL, finish_main, &j) == 0;
+	if (beside)
+		atomic_fetch_add_explicit(&toc_split_probe.finished_beside, 1,
+					  memory_order_relaxed);
+	else
+		finish_chunks(&j); /* first, as the order says */
+	/* the final pool (the checks passed, or they run beside: the job
+	   is not read before it is joined) */
+	if (beside || !j.checks_failed)
+		r = move_strings(b, toc, &nrare, &none, &noffs);
+	if (beside)
+		pthread_join(th, NULL);
+	/* the first error in the serial order: the chunk checks', the
+	   sort's, the pool's, the columns' */
+	if (j.checks_failed)
+		return lp_err_set(b->err, j.r, "%s", j.err.msg);
+	if (j.sort_r < 0)
+		return j.sort_r;
+	if (r < 0)
 		return r;
-	r = check_packed_chunks(b, toc);
+	if (j.r < 0)
+		return j.r;
+	if ((r = pack_owners_and_rare(b, toc, nrare, none, noffs)) < 0 ||
+	    (r = pack_entries(b, toc, j.nchd)) < 0)
+		return r;
+	/* the self-check, the chunks' half beside (both only read) */
+	beside = beside && pthread_create(&th, NULL, check_main, &j) == 0;
+	if (!beside)
+		j.r = check_packed_chunks(b, toc);
+	r = check_packed_entries(b, toc);
+	if (beside)
+		pthread_join(th, NULL);
+	r = r < 0 ? r : j.r;
 	if (r < 0)
 		lp_err_set(b->err, r,
 			   "the packed TOC does not read back as parsed (a "

@@ -253,6 +253,7 @@ static int split_join(struct builder *b, struct builder *p)
 {
 	uint32_t n1 = b->nr_ents, n2 = p->nr_ents, c1 = b->nr_chunks;
 	uint32_t x1 = b->nr_xattrs, base = (uint32_t)b->pool_len, j;
+	uint32_t d1 = b->nr_digs, f1 = b->nr_fdigs;
 	size_t plen = p->pool_len - 1; /* without its leading "" */
 	struct lp_hashmap same = { 0 }; /* part owner offset -> first's */
 	int r;
@@ -274,6 +275,12 @@ static int split_join(struct builder *b, struct builder *p)
 		    0 ||
 	    (r = lp_grow_array((void **)&b->xattrs, &b->cap_xattrs,
 			       (size_t)x1 + p->nr_xattrs, sizeof(*b->xattrs))) <
+		    0 ||
+	    (r = lp_grow_array((void **)&b->digs, &b->cap_digs,
+			       (size_t)d1 + p->nr_digs, sizeof(*b->digs))) <
+		    0 ||
+	    (r = lp_grow_array((void **)&b->fdigs, &b->cap_fdigs,
+			       (size_t)f1 + p->nr_fdigs, sizeof(*b->fdigs))) <
 		    0 ||
 	    (r = lp_grow_array((void **)&b->pool, &b->pool_cap,
 			       b->pool_len + plen, 1)) < 0 ||
@@ -351,13 +358,28 @@ static int split_join(struct builder *b, struct builder *p)
 		d->ino = n1 + j;
 		d->first_chunk += c1;
 		d->first_xattr += x1;
+		if ((d->flags & LP_TOC_HAS_DIGEST) &&
+		    d->fdig != TOC_FDIG_CHUNK && d->fdig != TOC_FDIG_EMPTY)
+			d->fdig += f1;
 	}
 	free(p->ents);
 	p->ents = NULL;
 	for (j = 0; j < p->nr_chunks; j++) {
 		b->chunks[c1 + j] = p->chunks[j];
 		b->chunks[c1 + j].entry += n1;
+		if (p->chunks[j].dig != LP_TOC_NO_INDEX)
+			b->chunks[c1 + j].dig += d1;
 	}
+	/* the chunkDigests stay in chunk order: the part's follow */
+	if (p->nr_digs)
+		memcpy(b->digs + d1, p->digs, p->nr_digs * sizeof(*b->digs));
+	if (p->nr_fdigs)
+		memcpy(b->fdigs + f1, p->fdigs,
+		       p->nr_fdigs * sizeof(*b->fdigs));
+	free(p->digs);
+	p->digs = NULL;
+	free(p->fdigs);
+	p->fdigs = NULL;
 	for (j = 0; j < p->nr_xattrs; j++) {
 		struct xattr_tmp *x = &b->xattrs[x1 + j];
 
@@ -367,6 +389,8 @@ static int split_join(struct builder *b, struct builder *p)
 	}
 	b->nr_ents += n2;
 	b->nr_chunks += p->nr_chunks;
+	b->nr_digs += p->nr_digs;
+	b->nr_fdigs += p->nr_fdigs;
 	b->nr_xattrs += p->nr_xattrs;
 	b->pool_len += plen;
 	if (p->landmark)

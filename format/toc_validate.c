@@ -145,17 +145,17 @@ out:
 	return r;
 }
 
-static int chunk_err(struct builder *b, uint32_t ent, const char *why,
-		     uint64_t at)
+static int chunk_err(const struct builder *b, struct lp_err *err, uint32_t ent,
+		     const char *why, uint64_t at)
 {
-	return lp_err_set(b->err, -EINVAL,
+	return lp_err_set(err, -EINVAL,
 			  "TOC entry \"%.*s\": chunk at file offset %llu %s",
 			  ERR_NAME_MAX, b->pool + b->strs[ent].path,
 			  (unsigned long long)at, why);
 }
 
 /* each file's chunks must tile [0, size) exactly, in order */
-int toc_check_chunks(struct builder *b)
+int toc_check_chunks(struct builder *b, struct lp_err *err)
 {
 	uint32_t i, k;
 	int r = 0;
@@ -170,17 +170,19 @@ int toc_check_chunks(struct builder *b)
 			struct bchunk *c = &b->chunks[e->first_chunk + k];
 
 			if (c->chunk_offset < next) {
-				r = chunk_err(b, i, "overlaps the previous one",
+				r = chunk_err(b, err, i,
+					      "overlaps the previous one",
 					      c->chunk_offset);
 				goto out;
 			}
 			if (c->chunk_offset > next) {
-				r = chunk_err(b, i, "leaves a gap",
+				r = chunk_err(b, err, i, "leaves a gap",
 					      c->chunk_offset);
 				goto out;
 			}
 			if (c->chunk_offset >= e->size) {
-				r = chunk_err(b, i, "is past the file size",
+				r = chunk_err(b, err, i,
+					      "is past the file size",
 					      c->chunk_offset);
 				goto out;
 			}
@@ -188,13 +190,14 @@ int toc_check_chunks(struct builder *b)
 			if (c->chunk_size == 0)
 				c->chunk_size = e->size - c->chunk_offset;
 			if (c->chunk_size > e->size - c->chunk_offset) {
-				r = chunk_err(b, i, "runs past the file size",
+				r = chunk_err(b, err, i,
+					      "runs past the file size",
 					      c->chunk_offset);
 				goto out;
 			}
 			if (c->chunk_size > LP_CHUNK_MAX_SIZE) {
 				r = lp_err_set(
-					b->err, -EFBIG,
+					err, -EFBIG,
 					"TOC entry \"%.*s\": chunk of "
 					"%llu bytes exceeds "
 					"LP_CHUNK_MAX_SIZE",
@@ -205,7 +208,7 @@ int toc_check_chunks(struct builder *b)
 			next = c->chunk_offset + c->chunk_size;
 		}
 		if (next != e->size) {
-			r = lp_err_set(b->err, -EINVAL,
+			r = lp_err_set(err, -EINVAL,
 				       "TOC entry \"%.*s\": chunks cover %llu "
 				       "of %llu bytes",
 				       ERR_NAME_MAX, b->pool + b->strs[i].path,
@@ -226,7 +229,7 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* compressed size: up to the next distinct member offset, or payload end */
-int toc_compressed_sizes(struct builder *b)
+int toc_compressed_sizes(struct builder *b, struct lp_err *err)
 {
 	uint64_t *offs = NULL;
 	size_t n = 0, i, next = 0;
@@ -273,7 +276,7 @@ int toc_compressed_sizes(struct builder *b)
 		c->compressed_size =
 			(lo < n ? offs[lo] : b->payload_end) - c->offset;
 		if (c->compressed_size > UINT32_MAX) {
-			r = lp_err_set(b->err, -EFBIG,
+			r = lp_err_set(err, -EFBIG,
 				       "TOC entry \"%.*s\": chunk at file "
 				       "offset %llu spans %llu compressed "
 				       "bytes (over 4 GiB)",

@@ -17,7 +17,8 @@
  * parse gives the same TOC or the same error as of the whole; so does
  * the parse split over two threads (lp_toc_parse_split(), forced at a
  * byte the input chooses, whole and fed: a mount splits a big TOC so),
- * wherever the split falls.
+ * wherever the split falls, those split parses packing with the chunk
+ * steps on a second thread (toc_finish(), as for a big TOC).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include "lp_buf.h"
 #include "lp_digest.h"
 #include "lp_toc.h"
+#include "toc_int.h" /* toc_finish_thread_min */
 
 /* 16 GiB: chunks 4 GiB or more from their block's smallest offset go to
  * the packer's offset column (off_col) */
@@ -391,6 +393,7 @@ static void check_split(const uint8_t *data, size_t size, int r,
 	struct lp_err e = { 0 };
 	int sr;
 
+	toc_finish_thread_min = 0; /* the chunk steps beside the names */
 	sr = lp_toc_parse_split(data, size, NULL, split, PAYLOAD_END, &t, &e);
 	check_same(r, err, toc, sr, &e, t);
 	lp_toc_free(t);
@@ -405,6 +408,7 @@ static void check_split(const uint8_t *data, size_t size, int r,
 	split = size ? 1 + (size_t)data[size / 2] * size / 256 : 1;
 	sr = lp_toc_parse_split(lf.buf, size, &feed, split, PAYLOAD_END, &t,
 				&e);
+	toc_finish_thread_min = TOC_FINISH_THREAD_MIN;
 	feed_unpoison(lf.buf, size + 1);
 	check_same(r, err, toc, sr, &e, t);
 	lp_toc_free(t);

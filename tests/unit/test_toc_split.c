@@ -15,6 +15,9 @@
  * only the fallback. Fed by a thread that lends itself for the second
  * part (lp_toc_feed.lend, as format/layer.c's inflating thread does),
  * the same, and a parse that fails before the split withdraws the job.
+ * The split parses also pack with the chunk steps on a second thread
+ * (toc_finish(), forced for small TOCs), against the serial parse's one
+ * thread; TOCs whose chunks are wrong give the same error so.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -413,8 +416,12 @@ static void check_split(const char *json, size_t len, uint64_t end,
 {
 	struct lp_toc *t = NULL;
 	struct lp_err e;
-	int r = parse(json, len, end, split, &t, &e);
+	int r;
 
+	/* and the chunk steps of the packing beside the names */
+	toc_finish_thread_min = 0;
+	r = parse(json, len, end, split, &t, &e);
+	toc_finish_thread_min = TOC_FINISH_THREAD_MIN;
 	if (r != r0 || strcmp(e.msg, e0->msg) != 0)
 		fail_msg("split at %zu: %d \"%s\", serially %d \"%s\"", split,
 			 r, e.msg, r0, e0->msg);
@@ -508,6 +515,100 @@ static void test_big(void **state)
 	assert_true(probe_joined() - j0 >= 8);
 	lp_toc_free(t0);
 	free(json);
+}
+
+static unsigned int probe_beside(void)
+{
+	return atomic_load(&toc_split_probe.finished_beside);
+}
+
+/* a TOC of @ents ("{...},{...}") with a payload end of @end */
+struct small_toc {
+	const char *ents;
+	uint64_t end;
+	const char *why; /* part of the error, or NULL: parses */
+};
+
+#define REGC(name, size, csize)                                   \
+	"{\"name\":\"" name "\",\"type\":\"reg\",\"size\":" #size \
+	",\"offset\":0,\"chunkSize\":" #csize "}"
+
+#define DIGEST1 \
+	"sha256:0000000000000000000000000000000000000000000000000000000000000001"
+
+static const struct small_toc small_tocs[] = {
+	{ REGC("d/a", 10, 6) ",{\"name\":\"d/a\",\"type\":\"chunk\","
+			     "\"offset\":10,\"chunkOffset\":6,"
+			     "\"chunkDigest\":\"" DIGEST1 "\"},"
+			     "{\"name\":\"d/l\",\"type\":\"hardlink\","
+			     "\"linkName\":\"d/a\"},"
+			     "{\"name\":\"s\",\"type\":\"symlink\","
+			     "\"linkName\":\"d\"}",
+	  1000, NULL },
+	{ REGC("a", 10, 6) ",{\"name\":\"a\",\"type\":\"chunk\","
+			   "\"offset\":10,\"chunkOffset\":4}",
+	  1000, "overlaps the previous one" },
+	{ REGC("a", 10, 4) ",{\"name\":\"a\",\"type\":\"chunk\","
+			   "\"offset\":10,\"chunkOffset\":6}",
+	  1000, "leaves a gap" },
+	{ REGC("a", 10, 4), 1000, "chunks cover 4 of 10" },
+	{ REGC("a", 10, 40), 1000, "runs past the file size" },
+	{ REGC("a", 10, 4) ",{\"name\":\"a\",\"type\":\"chunk\","
+			   "\"offset\":10,\"chunkOffset\":4,\"chunkSize\":6},"
+			   "{\"name\":\"a\",\"type\":\"chunk\",\"offset\":20,"
+			   "\"chunkOffset\":10}",
+	  1000, "is past the file size" },
+	{ REGC("a", 99999999, 0), 1000, "exceeds LP_CHUNK_MAX_SIZE" },
+	{ REGC("b", 10, 0), (uint64_t)1 << 33, "(over 4 GiB)" },
+	/* a hardlink's error (before the packing) and a chunk's */
+	{ REGC("a", 10, 4) ",{\"name\":\"l\",\"type\":\"hardlink\","
+			   "\"linkName\":\"nowhere\"}",
+	  1000, "hardlink to a missing" },
+};
+
+/*
+ * toc_finish() with the chunk steps on a second thread: the TOC, or the
+ * error and its message, of the packing on one
+ */
+static void test_finish_beside(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < sizeof(small_tocs) / sizeof(small_tocs[0]);
+	     k++) {
+		const struct small_toc *st = &small_tocs[k];
+		char json[2048];
+		struct lp_toc *t0 = NULL, *t = NULL;
+		struct lp_err e0, e;
+		unsigned int b0;
+		int n, r0, r;
+
+		n = snprintf(json, sizeof(json),
+			     "{\"version\":1,\"entries\":[%s]}", st->ents);
+		assert_true(n > 0 && (size_t)n < sizeof(json));
+		toc_finish_thread_min = SIZE_MAX;
+		r0 = parse(json, (size_t)n, st->end, LP_TOC_SPLIT_NONE, &t0,
+			   &e0);
+		toc_finish_thread_min = 0;
+		b0 = probe_beside();
+		r = parse(json, (size_t)n, st->end, LP_TOC_SPLIT_NONE, &t, &e);
+		toc_finish_thread_min = TOC_FINISH_THREAD_MIN;
+		if (st->why) {
+			assert_true(r0 < 0);
+			if (!strstr(e0.msg, st->why))
+				fail_msg("toc %zu: \"%s\"", k, e0.msg);
+		} else {
+			assert_int_equal(r0, 0);
+		}
+		/* the resolve steps fail before the packing is reached */
+		if (k + 1 < sizeof(small_tocs) / sizeof(small_tocs[0]))
+			assert_int_equal(probe_beside() - b0, 1);
+		assert_int_equal(r, r0);
+		assert_string_equal(e.msg, e0.msg);
+		if (r0 == 0)
+			same_toc(t0, t);
+		lp_toc_free(t0);
+		lp_toc_free(t);
+	}
 }
 
 /*
@@ -676,6 +777,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_big),
 		cmocka_unit_test(test_lent),
+		cmocka_unit_test(test_finish_beside),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
