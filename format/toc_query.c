@@ -161,10 +161,12 @@ int lp_toc_entry_digest(const struct lp_toc *toc, const struct lp_toc_entry *e,
 
 	if (!(e->flags & LP_TOC_HAS_DIGEST))
 		return 0;
-	if ((x = toc_rare_of(toc, e))) {
+	if ((x = toc_rare_of(toc, e)))
 		d = x->digest_idx;
-	} else if (e->type == LP_TOC_REG && !e->nr_chunks) {
-		*ret = toc_empty_digest; /* entry_side() */
+	/* a file without chunks and no digest of its own: the empty digest
+	 * (the marker pack_entry() leaves, with or without a side record) */
+	if (d == LP_TOC_NO_INDEX && e->type == LP_TOC_REG && !e->nr_chunks) {
+		*ret = toc_empty_digest;
 		return 1;
 	}
 	if (d == LP_TOC_NO_INDEX && e->type == LP_TOC_REG && e->nr_chunks &&

@@ -25,6 +25,9 @@
 #include "lp_toc.h"
 #include "deleted_fd.h"
 
+/* sha256 of nothing: an empty file's digest */
+#define DE \
+	"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define D1 \
 	"sha256:0000000000000000000000000000000000000000000000000000000000000001"
 #define D2 \
@@ -695,9 +698,17 @@ static void test_file_digests(void **state)
 		  "{\"name\":\"bare\",\"type\":\"reg\",\"size\":1,"
 		  "\"offset\":30,\"digest\":\"" D2 "\"},"
 		  "{\"name\":\"none\",\"type\":\"reg\",\"size\":1,"
-		  "\"offset\":40,\"chunkDigest\":\"" D2 "\"}"),
+		  "\"offset\":40,\"chunkDigest\":\"" D2 "\"},"
+		  "{\"name\":\"nil\",\"type\":\"reg\",\"digest\":\"" DE "\"},"
+		  "{\"name\":\"nilx\",\"type\":\"reg\",\"digest\":\"" DE
+		  "\",\"xattrs\":{\"user.x\":\"eQ==\"}},"
+		  "{\"name\":\"emptyx\",\"type\":\"reg\",\"digest\":\"" D2
+		  "\",\"xattrs\":{\"user.x\":\"eQ==\"}},"
+		  "{\"name\":\"onex\",\"type\":\"reg\",\"size\":4,"
+		  "\"offset\":50,\"digest\":\"" D1 "\",\"chunkDigest\":\"" D1
+		  "\",\"xattrs\":{\"user.x\":\"eQ==\"}}"),
 		100);
-	struct lp_digest d1, d2;
+	struct lp_digest d1, d2, de;
 	const struct lp_toc_entry *e;
 
 	assert_int_equal(lp_digest_parse(D1, &d1), 0);
@@ -714,6 +725,14 @@ static void test_file_digests(void **state)
 	assert_null(edig(toc, e));
 	assert_true(lp_digest_equal(first_chunk_digest(toc, e), &d2));
 	assert_null(edig(toc, lp_toc_entry(toc, 0)));
+	/* empty files with the empty digest (what lazypull convert writes for
+	 * every empty file), with and without xattrs (a side record), and the
+	 * same cases with another digest or a chunk */
+	assert_int_equal(lp_digest_parse(DE, &de), 0);
+	assert_true(lp_digest_equal(edig(toc, at(toc, "nil")), &de));
+	assert_true(lp_digest_equal(edig(toc, at(toc, "nilx")), &de));
+	assert_true(lp_digest_equal(edig(toc, at(toc, "emptyx")), &d2));
+	assert_true(lp_digest_equal(edig(toc, at(toc, "onex")), &d1));
 	lp_toc_free(toc);
 }
 
