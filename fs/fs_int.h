@@ -409,6 +409,11 @@ struct fs_stats {
 	atomic_uint_fast64_t prefetch_done_bytes; /* compressed span covered */
 	/* gzip index: spans decoded whole, and pieces copied from one */
 	atomic_uint_fast64_t index_span_decodes, index_decoded_hits;
+	/* gzip index: spans the proving pass handed over decoded
+	 * (fs_index_span_decoded), entries whose header it checked, and
+	 * header checks readers decoded themselves (fs_check_file) */
+	atomic_uint_fast64_t index_pass_outs, index_pass_checked;
+	atomic_uint_fast64_t index_header_checks;
 	atomic_uint_fast64_t background_done_bytes;
 	atomic_uint_fast64_t background_retries; /* waits for the source */
 	/* disk-tier copies an on-demand fetch left to the writer for later
@@ -865,6 +870,19 @@ void fs_span_disk_stats(struct fs_span_disk *d, struct fs_span_disk_stats *ret);
 
 int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 		       fs_settle_fn settle, void *arg, struct lp_err *err);
+/*
+ * fs_index_span_decoded() - span @i of the index mount @fs decoded whole by
+ * the proving pass (lp_index_prove_hooks.decoded: the layer's bytes, from
+ * the blob's first byte through verified spans): kept among the spans
+ * decoded (copied; @out stays the caller's), the next to leave until a
+ * reader uses it, so readers behind the pass copy their pieces instead of
+ * inflating the span again. Nothing when the mount keeps no decoded
+ * spans or @len is over fs_index_out_max(). fs_index_out_max() - the
+ * largest span output it keeps, 0 for none.
+ */
+void fs_index_span_decoded(struct lp_fs *fs, size_t i, const uint8_t *out,
+			   size_t len);
+size_t fs_index_out_max(const struct lp_fs *fs);
 
 /*
  * fs_chunk_error() - fill @err with "layer L: file F: chunk at offset O

@@ -77,6 +77,67 @@ static uint64_t span_out_len(const struct lp_index *ix, size_t i)
 }
 
 /*
+ * Keep @so (our reference stays the caller's) among the last spans
+ * decoded, charged to the budget from now until it is freed, unless a
+ * slot holds its span already (then it is uncharged at its last unref).
+ * @cold (the proving pass's output, no reader asked for it yet): it takes
+ * the least recently used slot's place and is itself the next to leave
+ * until a reader uses it, so the pass, running ahead, never pushes out
+ * more than one slot of what readers use.
+ */
+static void outs_keep(struct fs_span_outs *o, struct span_out *so, bool cold)
+{
+	struct span_out *old = NULL;
+	unsigned int k, victim = 0;
+
+	if (o->budget)
+		fs_budget_reserve(o->budget, so->len);
+	pthread_mutex_lock(&o->lock);
+	for (k = 0; k < FS_INDEX_OUTS; k++)
+		if (o->slot[k] && o->slot[k]->i == so->i)
+			victim = FS_INDEX_OUTS; /* another decoded it too */
+	while (victim < FS_INDEX_OUTS) {
+		/* the least recently used slot, or a free one */
+		for (k = 0, victim = 0; k < FS_INDEX_OUTS; k++)
+			if (!o->slot[k] ||
+			    (o->slot[victim] && o->used[k] < o->used[victim]))
+				victim = k;
+		if (!o->slot[victim] && o->held + so->len <= o->max_bytes)
+			break;
+		if (!o->slot[victim]) {
+			/* free slot but over the bytes: drop the oldest held */
+			for (k = 0, victim = FS_INDEX_OUTS; k < FS_INDEX_OUTS;
+			     k++)
+				if (o->slot[k] &&
+				    (victim == FS_INDEX_OUTS ||
+				     o->used[k] < o->used[victim]))
+					victim = k;
+			if (victim == FS_INDEX_OUTS)
+				break; /* none held: not kept (cannot be) */
+		}
+		o->held -= o->slot[victim]->len;
+		old = o->slot[victim];
+		o->slot[victim] = NULL;
+		pthread_mutex_unlock(&o->lock);
+		out_unref(o, old);
+		old = NULL;
+		pthread_mutex_lock(&o->lock);
+	}
+	if (victim < FS_INDEX_OUTS) {
+		atomic_fetch_add(&so->refs, 1); /* the cache's */
+		o->slot[victim] = so;
+		/* cold: older than every slot a reader used */
+		o->used[victim] = cold ? 0 : ++o->clock;
+		o->held += so->len;
+	}
+	pthread_mutex_unlock(&o->lock);
+	/* charged once, here; uncharged when it is freed (at once when
+	 * another thread's decode of the span got in first) */
+	if (o->budget)
+		fs_budget_enforce(o->budget);
+}
+
+/*
  * Chunk piece [@skip, @skip + @len) of proven span @i (its bytes @sp) into
  * @dst: copied from the span decoded whole, decoding it first when it is
  * not among the last decoded. -ENOENT when the span's output is over
@@ -88,8 +149,8 @@ static int piece_from_out(struct lp_fs *fs, size_t i,
 {
 	struct fs_span_outs *o = fs->span_outs;
 	const uint64_t out_len = span_out_len(fs->ix, i);
-	struct span_out *so = NULL, *old = NULL;
-	unsigned int k, victim = 0;
+	struct span_out *so = NULL;
+	unsigned int k;
 	int r;
 
 	if (!o || out_len > FS_INDEX_OUT_MAX || out_len > o->max_bytes ||
@@ -122,51 +183,7 @@ static int piece_from_out(struct lp_fs *fs, size_t i,
 		return r;
 	}
 	atomic_fetch_add(&fs->stats.index_span_decodes, 1);
-	if (o->budget)
-		fs_budget_reserve(o->budget, so->len);
-	pthread_mutex_lock(&o->lock);
-	for (k = 0; k < FS_INDEX_OUTS; k++)
-		if (o->slot[k] && o->slot[k]->i == i)
-			victim = FS_INDEX_OUTS; /* another decoded it too */
-	while (victim < FS_INDEX_OUTS) {
-		/* the least recently used slot, or a free one */
-		for (k = 0, victim = 0; k < FS_INDEX_OUTS; k++)
-			if (!o->slot[k] ||
-			    (o->slot[victim] && o->used[k] < o->used[victim]))
-				victim = k;
-		if (!o->slot[victim] && o->held + so->len <= o->max_bytes)
-			break;
-		if (!o->slot[victim]) {
-			/* free slot but over the bytes: drop the oldest held */
-			for (k = 0, victim = FS_INDEX_OUTS; k < FS_INDEX_OUTS;
-			     k++)
-				if (o->slot[k] &&
-				    (victim == FS_INDEX_OUTS ||
-				     o->used[k] < o->used[victim]))
-					victim = k;
-			if (victim == FS_INDEX_OUTS)
-				break; /* none held: not kept (cannot be) */
-		}
-		o->held -= o->slot[victim]->len;
-		old = o->slot[victim];
-		o->slot[victim] = NULL;
-		pthread_mutex_unlock(&o->lock);
-		out_unref(o, old);
-		old = NULL;
-		pthread_mutex_lock(&o->lock);
-	}
-	if (victim < FS_INDEX_OUTS) {
-		atomic_fetch_add(&so->refs, 1); /* the cache's */
-		o->slot[victim] = so;
-		o->used[victim] = ++o->clock;
-		o->held += so->len;
-	}
-	pthread_mutex_unlock(&o->lock);
-	/* charged once, at its decode; uncharged when it is freed (at once
-	 * when another thread's decode of the span got in first) */
-	out_unref(o, old);
-	if (o->budget)
-		fs_budget_enforce(o->budget);
+	outs_keep(o, so, false);
 copy:
 	memcpy(dst, so->data + skip, len);
 	out_unref(o, so);
@@ -201,6 +218,42 @@ static void outs_free(struct lp_fs *fs)
 	pthread_mutex_destroy(&o->lock);
 	free(o);
 	fs->span_outs = NULL;
+}
+
+size_t fs_index_out_max(const struct lp_fs *fs)
+{
+	const struct fs_span_outs *o = fs->span_outs;
+
+	return o ? lp_min_u64(FS_INDEX_OUT_MAX, o->max_bytes) : 0;
+}
+
+void fs_index_span_decoded(struct lp_fs *fs, size_t i, const uint8_t *out,
+			   size_t len)
+{
+	struct fs_span_outs *o = fs->span_outs;
+	struct span_out *so;
+	unsigned int k;
+	bool have = false;
+
+	if (!o || len > fs_index_out_max(fs) || len != span_out_len(fs->ix, i))
+		return;
+	pthread_mutex_lock(&o->lock);
+	for (k = 0; k < FS_INDEX_OUTS; k++)
+		if (o->slot[k] && o->slot[k]->i == i)
+			have = true; /* a reader decoded it already */
+	pthread_mutex_unlock(&o->lock);
+	if (have)
+		return;
+	so = malloc(sizeof(*so) + (len ? len : 1));
+	if (!so)
+		return; /* readers decode it themselves */
+	atomic_init(&so->refs, 1);
+	so->i = i;
+	so->len = len;
+	memcpy(so->data, out, len);
+	outs_keep(o, so, true);
+	atomic_fetch_add(&fs->stats.index_pass_outs, 1);
+	out_unref(o, so);
 }
 
 static void span_reserve(void *arg, size_t bytes)
@@ -342,6 +395,12 @@ static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
 				  "%llu",
 				  (unsigned long long)c.offset);
 	i = (size_t)at;
+	/* proven-only, the proving pass on its way to span i: it decodes
+	 * the span whole and hands it over (fs_index_span_decoded) before it
+	 * proves the checkpoint after it; wait for that, then copy */
+	if (!window_rule && !lp_index_checkpoint_startable(fs->ix, i) &&
+	    fs->span_outs && i + 1 < lp_index_nr_checkpoints(fs->ix))
+		(void)lp_index_wait_prover(fs->ix, i + 1);
 	if (!window_rule && !lp_index_checkpoint_startable(fs->ix, i)) {
 		/* no unproven start at all: lp_index_read() streams from the
 		 * last proven checkpoint (its spans from the cache too) */

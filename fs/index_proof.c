@@ -85,14 +85,40 @@ int fs_poisoned(struct lp_fs *fs, struct lp_err *err)
 			  lp_blob_name(fs->blob));
 }
 
+/* the pass found file record @k's header true: readers need not check
+ * the entry's again (the same check, on bytes from a stream that began at
+ * the blob's first byte) */
+static void proof_checked(void *arg, size_t k)
+{
+	struct lp_fs *fs = arg;
+	uint32_t t = lp_layer_file_entry(fs->layer, k);
+
+	if (t == LP_TOC_NO_INDEX || atomic_load(&fs->hdr_checked[t]))
+		return;
+	atomic_store(&fs->hdr_checked[t], 1);
+	atomic_fetch_add(&fs->stats.index_pass_checked, 1);
+}
+
+static void proof_decoded(void *arg, size_t i, const uint8_t *out, size_t len)
+{
+	fs_index_span_decoded(arg, i, out, len);
+}
+
 static void *proof_main(void *arg)
 {
 	struct lp_fs *fs = arg;
+	const struct lp_index_prove_hooks hooks = {
+		.stop = proof_stop,
+		.checked = proof_checked,
+		.decoded = fs_index_out_max(fs) ? proof_decoded : NULL,
+		.decoded_max = fs_index_out_max(fs),
+		.arg = fs,
+	};
 	struct lp_index_stream_stats st = { 0 };
 	struct lp_err err = { 0 };
 	int r;
 
-	r = lp_layer_prove(fs->layer, proof_stop, fs, &st, &err);
+	r = lp_layer_prove(fs->layer, &hooks, &st, &err);
 	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
 	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
 	if (r == 0) {
