@@ -648,6 +648,9 @@ struct lp_fs {
 		/* a trusted index's pass: how long it yielded to reads
 		 * (index_proof.c; the pass's thread only) */
 		unsigned int deferred_ms;
+		/* ... and no longer: the workload reads the layer in blob
+		 * order (the pass's thread only) */
+		bool released;
 	} proof;
 	enum lp_compression comp;
 	struct lp_fs_options opts;
