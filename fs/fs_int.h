@@ -648,9 +648,10 @@ struct lp_fs {
 		/* a trusted index's pass: how long it yielded to reads
 		 * (index_proof.c; the pass's thread only) */
 		unsigned int deferred_ms;
-		/* ... and no longer: the workload reads the layer in blob
-		 * order (the pass's thread only) */
-		bool released;
+		/* the workload reads the layer in blob order: the pass
+		 * yields no more, and keeps pace with the readers behind it
+		 * (the pass's thread only) */
+		bool in_order;
 	} proof;
 	enum lp_compression comp;
 	struct lp_fs_options opts;
@@ -886,6 +887,19 @@ int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 void fs_index_span_decoded(struct lp_fs *fs, size_t i, const uint8_t *out,
 			   size_t len);
 size_t fs_index_out_max(const struct lp_fs *fs);
+/*
+ * fs_index_outs_behind() - whether readers of the index mount @fs follow
+ * the proving pass (within @follow_ns one got a piece of a span decoded
+ * whole at most @follow_spans spans before the last the pass handed over),
+ * none waits for it, and an output it handed over is still unread: the
+ * pass's pacing (index_proof.c) then waits before it hands over the next.
+ */
+bool fs_index_outs_behind(struct lp_fs *fs, uint64_t follow_ns,
+			  size_t follow_spans);
+/* fs_index_pass_waiters() - readers of the index mount @fs waiting for the
+ * proving pass to hand over the span they read (index_fetch.c): a pass
+ * that yields to reads must not yield to these */
+unsigned int fs_index_pass_waiters(struct lp_fs *fs);
 
 /*
  * fs_chunk_error() - fill @err with "layer L: file F: chunk at offset O

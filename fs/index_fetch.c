@@ -43,6 +43,7 @@
 struct span_out {
 	atomic_uint refs;
 	size_t i, len;
+	bool from_pass; /* the proving pass's output (fs_index_span_decoded) */
 	uint8_t data[];
 };
 
@@ -55,6 +56,13 @@ struct fs_span_outs {
 	 * compressed spans keep their share of the budget); immutable */
 	size_t max_bytes;
 	struct lp_fs_budget *budget; /* charged while held, or NULL */
+	/* for the pass's pacing (fs_index_outs_behind): when a reader last
+	 * got a piece from a span decoded whole (0: never) and that span,
+	 * the last span the pass handed over, and readers waiting for the
+	 * pass (fill_piece) */
+	atomic_uint_fast64_t reader_ns;
+	atomic_size_t reader_span, pass_span;
+	atomic_uint pass_waiters;
 };
 
 static void out_unref(struct fs_span_outs *o, struct span_out *so)
@@ -77,13 +85,43 @@ static uint64_t span_out_len(const struct lp_index *ix, size_t i)
 }
 
 /*
+ * The slot to empty for a new output (with o->lock held; FS_INDEX_OUTS:
+ * none held). Slots a reader used (used[k] > 0) go least recently used
+ * first; the pass's outputs no reader has used yet (used 0, "cold") are
+ * kept for the readers behind it, who get there in blob order: a reader's
+ * decode takes a cold slot only when no other is left or the cold ones are
+ * half the slots (readers elsewhere in the layer keep the other half). The
+ * pass's own next output (@cold) replaces its oldest unread one, if any:
+ * that is the one the readers, lagging further than the slots reach, would
+ * have missed.
+ */
+static unsigned int victim_of(const struct fs_span_outs *o, bool cold)
+{
+	unsigned int k, hot = FS_INDEX_OUTS, old = FS_INDEX_OUTS, nr_cold = 0;
+
+	for (k = 0; k < FS_INDEX_OUTS; k++) {
+		if (!o->slot[k])
+			continue;
+		nr_cold += !o->used[k];
+		if (o->used[k]) {
+			if (hot == FS_INDEX_OUTS || o->used[k] < o->used[hot])
+				hot = k;
+		} else if (old == FS_INDEX_OUTS ||
+			   o->slot[k]->i < o->slot[old]->i) {
+			old = k;
+		}
+	}
+	if (old < FS_INDEX_OUTS && (cold || nr_cold >= FS_INDEX_OUTS / 2))
+		return old;
+	return hot < FS_INDEX_OUTS ? hot : old;
+}
+
+/*
  * Keep @so (our reference stays the caller's) among the last spans
  * decoded, charged to the budget from now until it is freed, unless a
  * slot holds its span already (then it is uncharged at its last unref).
- * @cold (the proving pass's output, no reader asked for it yet): it takes
- * the least recently used slot's place and is itself the next to leave
- * until a reader uses it, so the pass, running ahead, never pushes out
- * more than one slot of what readers use.
+ * @cold: the proving pass's output, no reader has used it yet (victim_of()
+ * says which slots leave first).
  */
 static void outs_keep(struct fs_span_outs *o, struct span_out *so, bool cold)
 {
@@ -97,24 +135,14 @@ static void outs_keep(struct fs_span_outs *o, struct span_out *so, bool cold)
 		if (o->slot[k] && o->slot[k]->i == so->i)
 			victim = FS_INDEX_OUTS; /* another decoded it too */
 	while (victim < FS_INDEX_OUTS) {
-		/* the least recently used slot, or a free one */
-		for (k = 0, victim = 0; k < FS_INDEX_OUTS; k++)
-			if (!o->slot[k] ||
-			    (o->slot[victim] && o->used[k] < o->used[victim]))
-				victim = k;
-		if (!o->slot[victim] && o->held + so->len <= o->max_bytes)
-			break;
-		if (!o->slot[victim]) {
-			/* free slot but over the bytes: drop the oldest held */
-			for (k = 0, victim = FS_INDEX_OUTS; k < FS_INDEX_OUTS;
-			     k++)
-				if (o->slot[k] &&
-				    (victim == FS_INDEX_OUTS ||
-				     o->used[k] < o->used[victim]))
-					victim = k;
-			if (victim == FS_INDEX_OUTS)
-				break; /* none held: not kept (cannot be) */
-		}
+		for (victim = 0; victim < FS_INDEX_OUTS; victim++)
+			if (!o->slot[victim])
+				break;
+		if (victim < FS_INDEX_OUTS && o->held + so->len <= o->max_bytes)
+			break; /* a free slot, and the bytes fit */
+		victim = victim_of(o, cold);
+		if (victim == FS_INDEX_OUTS)
+			break; /* none held: not kept (cannot be) */
 		o->held -= o->slot[victim]->len;
 		old = o->slot[victim];
 		o->slot[victim] = NULL;
@@ -126,7 +154,6 @@ static void outs_keep(struct fs_span_outs *o, struct span_out *so, bool cold)
 	if (victim < FS_INDEX_OUTS) {
 		atomic_fetch_add(&so->refs, 1); /* the cache's */
 		o->slot[victim] = so;
-		/* cold: older than every slot a reader used */
 		o->used[victim] = cold ? 0 : ++o->clock;
 		o->held += so->len;
 	}
@@ -140,8 +167,9 @@ static void outs_keep(struct fs_span_outs *o, struct span_out *so, bool cold)
 /*
  * Chunk piece [@skip, @skip + @len) of proven span @i (its bytes @sp) into
  * @dst: copied from the span decoded whole, decoding it first when it is
- * not among the last decoded. -ENOENT when the span's output is over
- * FS_INDEX_OUT_MAX (decode the piece alone), else as lp_index_span_decode().
+ * not among the last decoded (@sp NULL: -ENOENT then). -ENOENT when the
+ * span's output is over FS_INDEX_OUT_MAX (decode the piece alone), else as
+ * lp_index_span_decode().
  */
 static int piece_from_out(struct lp_fs *fs, size_t i,
 			  const struct lp_index_span *sp, uint64_t skip,
@@ -169,12 +197,15 @@ static int piece_from_out(struct lp_fs *fs, size_t i,
 		atomic_fetch_add(&fs->stats.index_decoded_hits, 1);
 		goto copy;
 	}
+	if (!sp)
+		return -ENOENT; /* asked for a held output only */
 	so = malloc(sizeof(*so) + (out_len ? out_len : 1));
 	if (!so)
 		return -ENOENT; /* the piece alone needs less */
 	atomic_init(&so->refs, 1);
 	so->i = i;
 	so->len = (size_t)out_len;
+	so->from_pass = false;
 	r = lp_index_span_decode(fs->ix, i, lp_index_span_data(sp),
 				 lp_index_span_len(sp), 0, so->data, so->len,
 				 derr);
@@ -185,6 +216,8 @@ static int piece_from_out(struct lp_fs *fs, size_t i,
 	atomic_fetch_add(&fs->stats.index_span_decodes, 1);
 	outs_keep(o, so, false);
 copy:
+	atomic_store(&o->reader_span, i);
+	atomic_store(&o->reader_ns, lp_mono_ns());
 	memcpy(dst, so->data + skip, len);
 	out_unref(o, so);
 	return 0;
@@ -227,6 +260,34 @@ size_t fs_index_out_max(const struct lp_fs *fs)
 	return o ? lp_min_u64(FS_INDEX_OUT_MAX, o->max_bytes) : 0;
 }
 
+unsigned int fs_index_pass_waiters(struct lp_fs *fs)
+{
+	return fs->span_outs ? atomic_load(&fs->span_outs->pass_waiters) : 0;
+}
+
+bool fs_index_outs_behind(struct lp_fs *fs, uint64_t follow_ns,
+			  size_t follow_spans)
+{
+	struct fs_span_outs *o = fs->span_outs;
+	unsigned int k, unread = 0;
+	size_t at, last;
+	uint64_t t;
+
+	if (!o || atomic_load(&o->pass_waiters))
+		return false;
+	t = atomic_load(&o->reader_ns);
+	at = atomic_load(&o->reader_span);
+	last = atomic_load(&o->pass_span);
+	if (!t || lp_mono_ns() - t > follow_ns || at > last ||
+	    last - at > follow_spans)
+		return false; /* nobody reads right behind the pass */
+	pthread_mutex_lock(&o->lock);
+	for (k = 0; k < FS_INDEX_OUTS; k++)
+		unread += o->slot[k] && o->slot[k]->from_pass && !o->used[k];
+	pthread_mutex_unlock(&o->lock);
+	return unread > 0;
+}
+
 void fs_index_span_decoded(struct lp_fs *fs, size_t i, const uint8_t *out,
 			   size_t len)
 {
@@ -250,8 +311,10 @@ void fs_index_span_decoded(struct lp_fs *fs, size_t i, const uint8_t *out,
 	atomic_init(&so->refs, 1);
 	so->i = i;
 	so->len = len;
+	so->from_pass = true;
 	memcpy(so->data, out, len);
 	outs_keep(o, so, true);
+	atomic_store(&o->pass_span, i);
 	atomic_fetch_add(&fs->stats.index_pass_outs, 1);
 	out_unref(o, so);
 }
@@ -395,12 +458,30 @@ static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
 				  "%llu",
 				  (unsigned long long)c.offset);
 	i = (size_t)at;
-	/* proven-only, the proving pass on its way to span i: it decodes
-	 * the span whole and hands it over (fs_index_span_decoded) before it
-	 * proves the checkpoint after it; wait for that, then copy */
-	if (!window_rule && !lp_index_checkpoint_startable(fs->ix, i) &&
-	    fs->span_outs && i + 1 < lp_index_nr_checkpoints(fs->ix))
+	/* the proving pass on its way to span i (proven-only), or in it (it
+	 * proved checkpoint i and waits for the span's bytes, or inflates
+	 * them): it decodes the span whole and hands it over
+	 * (fs_index_span_decoded) before it proves the checkpoint after it;
+	 * wait for that, then copy, instead of decoding it a second time
+	 * (lp_index_wait_prover() waits only when the pass gets there no
+	 * later than a stream of ours; a trusted read never waits for a pass
+	 * behind it) */
+	if (!window_rule && fs->span_outs &&
+	    i + 1 < lp_index_nr_checkpoints(fs->ix) &&
+	    !lp_index_checkpoint_verified(fs->ix, i + 1) &&
+	    (lp_index_checkpoint_verified(fs->ix, i) ||
+	     !lp_index_trusted(fs->ix))) {
+		atomic_fetch_add(&fs->span_outs->pass_waiters, 1);
 		(void)lp_index_wait_prover(fs->ix, i + 1);
+		atomic_fetch_sub(&fs->span_outs->pass_waiters, 1);
+	}
+	/* a span held decoded (the pass's output, or a reader's): no need
+	 * for its compressed bytes */
+	if ((lp_index_checkpoint_verified(fs->ix, i) ||
+	     lp_index_trusted(fs->ix)) &&
+	    piece_from_out(fs, i, NULL, c.inner_offset, dst, c.chunk_size,
+			   derr) == 0)
+		return 0;
 	if (!window_rule && !lp_index_checkpoint_startable(fs->ix, i)) {
 		/* no unproven start at all: lp_index_read() streams from the
 		 * last proven checkpoint (its spans from the cache too) */

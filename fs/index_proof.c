@@ -40,19 +40,33 @@
 #define FS_PROOF_MAX_DEFER_MS (60 * 1000)
 #define FS_PROOF_DEFER_STEP_MS 20
 
+/*
+ * Whether the workload reads the layer in blob order (the scheduler's rule,
+ * fs_plan_in_order: FS_PLAN_IN_ORDER_RUN on-demand reads in a row; from
+ * then on for good): it reads what the pass reads next. The pass's thread
+ * only.
+ */
+static bool reads_in_order(struct lp_fs *fs)
+{
+	if ((uint32_t)atomic_load(&fs->fetch.order) >= FS_PLAN_IN_ORDER_RUN)
+		fs->proof.in_order = true;
+	return fs->proof.in_order;
+}
+
 static bool proof_busy(struct lp_fs *fs)
 {
 	uint64_t quiet = (uint64_t)fs->opts.background_quiet_ms * 1000000;
 
-	/* a workload that reads the layer in blob order (the scheduler's
-	 * rule, fs_plan_in_order: FS_PLAN_IN_ORDER_RUN reads in a row) reads
-	 * what the pass fetches next: yielding would leave it fetching span
-	 * after span on demand, a round trip each, and the link idle while
-	 * it works through them (readall through a signed index: 4.5 s of
-	 * 10.4 below half the line). From then on the pass yields no more */
-	if ((uint32_t)atomic_load(&fs->fetch.order) >= FS_PLAN_IN_ORDER_RUN)
-		fs->proof.released = true;
-	if (fs->proof.released)
+	/* a workload that reads the layer in blob order: yielding would
+	 * leave it fetching span after span on demand, a round trip each,
+	 * and the link idle while it works through them (readall through a
+	 * signed index: 4.5 s of 10.4 below half the line). From then on the
+	 * pass yields no more */
+	if (reads_in_order(fs))
+		return false;
+	/* readers waiting for the pass itself (fill_piece: its span's
+	 * output) */
+	if (fs_index_pass_waiters(fs))
 		return false;
 	return atomic_load(&fs->act->ondemand) > 0 ||
 	       lp_mono_ns() - atomic_load(&fs->act->last_ondemand_ns) < quiet;
@@ -109,9 +123,41 @@ static void proof_checked(void *arg, size_t k)
 	atomic_fetch_add(&fs->stats.index_pass_checked, 1);
 }
 
+/*
+ * The pass's span @i, decoded whole, for the readers (fs_index_span_decoded):
+ * they copy their pieces from it instead of inflating the span again on
+ * the FUSE threads (readall of python3: every span decoded twice, once
+ * here, once by them). The mount keeps a few spans decoded; a pass running
+ * ahead of readers that follow it would push out its own outputs before
+ * they get there. So when the workload reads the layer in blob order
+ * (reads_in_order()) and follows the pass (within FS_PROOF_FOLLOW_MS one
+ * got a piece of a span at most FS_PROOF_FOLLOW_SPANS before its last
+ * output), none waits for the pass, and its last output is unread, it
+ * waits for them (at most FS_PROOF_PACE_MAX_MS a span): they decode what
+ * lies between themselves, then copy from its outputs, one span behind
+ * it. Readers elsewhere in the layer (an import's scattered files, which
+ * do not read in order) never slow it down. Its read-ahead fetches on
+ * meanwhile (index_pass_fetch.c, up to LP_INDEX_PASS_AHEAD_MAX), so the
+ * link stays full as long as the readers keep up with it; when they do
+ * not, they set the pace anyway.
+ */
+#define FS_PROOF_FOLLOW_MS 50
+#define FS_PROOF_FOLLOW_SPANS 64
+#define FS_PROOF_PACE_MAX_MS 2000
+#define FS_PROOF_PACE_STEP_US 500
+
 static void proof_decoded(void *arg, size_t i, const uint8_t *out, size_t len)
 {
-	fs_index_span_decoded(arg, i, out, len);
+	struct lp_fs *fs = arg;
+	const struct timespec step = { 0, FS_PROOF_PACE_STEP_US * 1000L };
+	const uint64_t t0 = lp_mono_ns();
+
+	while (reads_in_order(fs) && !atomic_load(&fs->proof.stop) &&
+	       lp_mono_ns() - t0 < (uint64_t)FS_PROOF_PACE_MAX_MS * 1000000 &&
+	       fs_index_outs_behind(fs, (uint64_t)FS_PROOF_FOLLOW_MS * 1000000,
+				    FS_PROOF_FOLLOW_SPANS))
+		nanosleep(&step, NULL);
+	fs_index_span_decoded(fs, i, out, len);
 }
 
 static void *proof_main(void *arg)
