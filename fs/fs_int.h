@@ -413,6 +413,7 @@ struct fs_stats {
 	 * (fs_index_span_decoded), entries whose header it checked, and
 	 * header checks readers decoded themselves (fs_check_file) */
 	atomic_uint_fast64_t index_pass_outs, index_pass_checked;
+	atomic_uint_fast64_t index_ahead_decodes; /* fs_index_decode_ahead */
 	atomic_uint_fast64_t index_header_checks;
 	atomic_uint_fast64_t background_done_bytes;
 	atomic_uint_fast64_t background_retries; /* waits for the source */
@@ -896,6 +897,19 @@ size_t fs_index_out_max(const struct lp_fs *fs);
  */
 bool fs_index_outs_behind(struct lp_fs *fs, uint64_t follow_ns,
 			  size_t follow_spans);
+/*
+ * fs_index_outs_reader() - the span the index mount @fs's readers last got
+ * a piece of from a span decoded whole, and when (*@ret_ns; 0: never).
+ * fs_index_decode_ahead() - decode span @i whole for them, kept as the
+ * pass's outputs are (cold), unless it is kept already: for readers that
+ * read the layer in order after the pass (index_proof.c), so that they
+ * copy instead of inflating on the FUSE threads. Only a span that may be
+ * started at (proven, or the index trusted). Returns 0, -ENOENT (not
+ * such a span), or the span's or the decode's error (nothing kept; a
+ * reader's own read of the span finds out what it means).
+ */
+size_t fs_index_outs_reader(struct lp_fs *fs, uint64_t *ret_ns);
+int fs_index_decode_ahead(struct lp_fs *fs, size_t i);
 /* fs_index_pass_waiters() - readers of the index mount @fs waiting for the
  * proving pass to hand over the span they read (index_fetch.c): a pass
  * that yields to reads must not yield to these */

@@ -63,6 +63,11 @@ struct fs_span_outs {
 	atomic_uint_fast64_t reader_ns;
 	atomic_size_t reader_span, pass_span;
 	atomic_uint pass_waiters;
+	/* the span fs_index_decode_ahead() decodes now (SIZE_MAX: none):
+	 * readers of it wait for that decode (cond) instead of making their
+	 * own; protected by lock */
+	size_t ahead;
+	pthread_cond_t cond;
 };
 
 static void out_unref(struct fs_span_outs *o, struct span_out *so)
@@ -185,6 +190,8 @@ static int piece_from_out(struct lp_fs *fs, size_t i,
 	    skip + len > out_len)
 		return -ENOENT;
 	pthread_mutex_lock(&o->lock);
+	while (o->ahead == i) /* being decoded ahead: that one will do */
+		pthread_cond_wait(&o->cond, &o->lock);
 	for (k = 0; k < FS_INDEX_OUTS; k++)
 		if (o->slot[k] && o->slot[k]->i == i) {
 			so = o->slot[k];
@@ -230,6 +237,8 @@ static int outs_new(struct lp_fs *fs)
 	if (!o)
 		return -ENOMEM;
 	pthread_mutex_init(&o->lock, NULL);
+	pthread_cond_init(&o->cond, NULL);
+	o->ahead = SIZE_MAX;
 	o->budget = fs->span_budget;
 	o->max_bytes = lp_min_u64(FS_INDEX_SPAN_CACHE_MAX,
 				  lp_fs_budget_bytes(o->budget) /
@@ -248,6 +257,7 @@ static void outs_free(struct lp_fs *fs)
 		return;
 	for (k = 0; k < FS_INDEX_OUTS; k++)
 		out_unref(o, o->slot[k]);
+	pthread_cond_destroy(&o->cond);
 	pthread_mutex_destroy(&o->lock);
 	free(o);
 	fs->span_outs = NULL;
@@ -258,6 +268,81 @@ size_t fs_index_out_max(const struct lp_fs *fs)
 	const struct fs_span_outs *o = fs->span_outs;
 
 	return o ? lp_min_u64(FS_INDEX_OUT_MAX, o->max_bytes) : 0;
+}
+
+size_t fs_index_outs_reader(struct lp_fs *fs, uint64_t *ret_ns)
+{
+	struct fs_span_outs *o = fs->span_outs;
+
+	*ret_ns = o ? atomic_load(&o->reader_ns) : 0;
+	return o ? atomic_load(&o->reader_span) : 0;
+}
+
+/* fs_index_decode_ahead()'s decode of span @i into @o */
+static int ahead_decode(struct lp_fs *fs, struct fs_span_outs *o, size_t i)
+{
+	struct lp_index_stream_stats st = { 0 };
+	struct lp_index_span *sp = NULL;
+	struct lp_err err = { 0 };
+	struct span_out *so;
+	int r;
+
+	r = lp_index_span_get(fs->ix, fs->blob, i, &sp, &st, &err);
+	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
+	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
+	if (r < 0)
+		return r; /* a reader's own get finds out what it means */
+	so = malloc(sizeof(*so) + span_out_len(fs->ix, i));
+	if (!so) {
+		lp_index_span_put(sp);
+		return -ENOMEM;
+	}
+	atomic_init(&so->refs, 1);
+	so->i = i;
+	so->len = (size_t)span_out_len(fs->ix, i);
+	so->from_pass = true;
+	/* one decode from its checkpoint (proven, or the index trusted),
+	 * as piece_from_out() does */
+	r = lp_index_span_decode(fs->ix, i, lp_index_span_data(sp),
+				 lp_index_span_len(sp), 0, so->data, so->len,
+				 &err);
+	lp_index_span_put(sp);
+	if (r < 0) {
+		free(so);
+		return r; /* the same: a reader's decode poisons if it lies */
+	}
+	outs_keep(o, so, true);
+	atomic_fetch_add(&fs->stats.index_ahead_decodes, 1);
+	out_unref(o, so);
+	return 0;
+}
+
+int fs_index_decode_ahead(struct lp_fs *fs, size_t i)
+{
+	struct fs_span_outs *o = fs->span_outs;
+	unsigned int k;
+	bool have = false;
+	int r;
+
+	if (!o || i >= lp_index_nr_checkpoints(fs->ix) ||
+	    span_out_len(fs->ix, i) > fs_index_out_max(fs) ||
+	    !lp_index_checkpoint_startable(fs->ix, i))
+		return -ENOENT;
+	pthread_mutex_lock(&o->lock);
+	for (k = 0; k < FS_INDEX_OUTS; k++)
+		if (o->slot[k] && o->slot[k]->i == i)
+			have = true;
+	if (!have)
+		o->ahead = i;
+	pthread_mutex_unlock(&o->lock);
+	if (have)
+		return 0;
+	r = ahead_decode(fs, o, i);
+	pthread_mutex_lock(&o->lock);
+	o->ahead = SIZE_MAX;
+	pthread_cond_broadcast(&o->cond);
+	pthread_mutex_unlock(&o->lock);
+	return r;
 }
 
 unsigned int fs_index_pass_waiters(struct lp_fs *fs)

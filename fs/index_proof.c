@@ -160,6 +160,45 @@ static void proof_decoded(void *arg, size_t i, const uint8_t *out, size_t len)
 	fs_index_span_decoded(fs, i, out, len);
 }
 
+/*
+ * After the pass, while the workload reads the layer in blob order: its
+ * thread decodes the span after the one the readers are in (on the other
+ * core; FS_PROOF_AHEAD spans ahead), kept like its outputs, so they copy
+ * instead of inflating on the FUSE threads. In proven-only mounts a
+ * workload that reads everything often starts only when the pass is done
+ * (a lookup of a directory deep in the layer, /var, waits for it): it then
+ * reads the whole layer behind the pass, whose outputs are long gone.
+ * Ends when the readers reach the last span, or have read nothing from a
+ * decoded span for FS_PROOF_AHEAD_IDLE_MS.
+ */
+#define FS_PROOF_AHEAD 1
+#define FS_PROOF_AHEAD_IDLE_MS 3000
+#define FS_PROOF_AHEAD_STEP_US 1000
+
+static void decode_ahead(struct lp_fs *fs)
+{
+	const struct timespec step = { 0, FS_PROOF_AHEAD_STEP_US * 1000L };
+	const size_t nr = lp_index_nr_checkpoints(fs->ix);
+	uint64_t t0 = lp_mono_ns(), t;
+	size_t at, k;
+
+	while (!atomic_load(&fs->proof.stop)) {
+		at = fs_index_outs_reader(fs, &t);
+		if (t > t0)
+			t0 = t;
+		if (lp_mono_ns() - t0 >
+			    (uint64_t)FS_PROOF_AHEAD_IDLE_MS * 1000000 ||
+		    (t && at + 1 >= nr))
+			break;
+		for (k = at + 1; t && reads_in_order(fs) && k < nr &&
+				 k <= at + FS_PROOF_AHEAD;
+		     k++)
+			if (fs_index_decode_ahead(fs, k) < 0)
+				break;
+		nanosleep(&step, NULL);
+	}
+}
+
 static void *proof_main(void *arg)
 {
 	struct lp_fs *fs = arg;
@@ -188,6 +227,7 @@ static void *proof_main(void *arg)
 		 * but whatever the read found is looked at first) */
 		if (fs->opts.index_proven && !atomic_load(&fs->proof.poisoned))
 			fs->opts.index_proven(fs->opts.index_proven_arg);
+		decode_ahead(fs);
 	} else if (r == -ECANCELED) {
 		atomic_store(&fs->proof.state, FS_JOB_STOPPED);
 	} else if (r == -EBADMSG) {

@@ -273,6 +273,7 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			"\"poisoned\": %s, \"window_rereads\": %llu, "
 			"\"span_decodes\": %llu, \"decoded_hits\": %llu, "
 			"\"pass_outs\": %llu, \"pass_checked\": %llu, "
+			"\"ahead_decodes\": %llu, "
 			"\"header_checks\": %llu, "
 			"\"span_cache\": "
 			"{\"hits\": %llu, \"fetches\": %llu, \"waits\": "
@@ -292,6 +293,7 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			(unsigned long long)ld(&s->index_decoded_hits),
 			(unsigned long long)ld(&s->index_pass_outs),
 			(unsigned long long)ld(&s->index_pass_checked),
+			(unsigned long long)ld(&s->index_ahead_decodes),
 			(unsigned long long)ld(&s->index_header_checks),
 			(unsigned long long)sc.hits,
 			(unsigned long long)sc.fetches,
