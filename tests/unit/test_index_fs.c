@@ -2046,6 +2046,7 @@ static void test_pass_tells(void **state)
 	for (k = 0; k < nf; k++)
 		assert_int_equal(t.records[k], 1);
 	/* spans over decoded_max are not told */
+	free(t.records);
 	release(&f);
 	memset(&f, 0, sizeof(f));
 	build_vector(&f);
