@@ -13,6 +13,9 @@
  * the last but end-of-archive zeros), and the sha256 of the whole blob
  * against the digest the index names. Any difference is a lie, reported
  * with -EBADMSG; the caller (fs/) then refuses every read of the mount.
+ * As it goes it tells its caller (lp_index_prove_hooks) each file record
+ * whose header it found true and each span's whole output, so that
+ * readers need neither check nor inflate again what it did.
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -879,9 +879,10 @@ int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
  * fs_index_span_decoded() - span @i of the index mount @fs decoded whole by
  * the proving pass (lp_index_prove_hooks.decoded: the layer's bytes, from
  * the blob's first byte through verified spans): kept among the spans
- * decoded (copied; @out stays the caller's), the next to leave until a
- * reader uses it, so readers behind the pass copy their pieces instead of
- * inflating the span again. Nothing when the mount keeps no decoded
+ * decoded (copied; @out stays the caller's) for the readers behind the
+ * pass, who copy their pieces instead of inflating the span again (until
+ * one is used, the pass's next output replaces its oldest unused one, and
+ * readers' own decodes leave them be while they are under half the slots). Nothing when the mount keeps no decoded
  * spans or @len is over fs_index_out_max(). fs_index_out_max() - the
  * largest span output it keeps, 0 for none.
  */

@@ -23,9 +23,16 @@
  * FS_INDEX_OUT_MAX bytes, charged to the memory budget while held): a span
  * holds the pieces of many files, and decoding each piece from the
  * checkpoint inflated half a span per piece on average (readall of the
- * python3 image: 6,610 pieces at 3.9 ms each, 26 s of one core).
+ * python3 image: 6,610 pieces at 3.9 ms each, 26 s of one core). The
+ * proving pass's thread decodes spans whole too, and hands them over
+ * (fs_index_span_decoded(): the pass's own output; fs_index_decode_ahead():
+ * after the pass, the span after the readers'), so that readers that
+ * follow it copy and do not inflate the layer a second time; a read of the
+ * span the pass is in waits for its output (fill_piece()), one of the span
+ * decoded ahead for that decode (docs/format.md, "Decoded once").
  *
- * Lock order: outs.lock is a leaf (no decode, no budget call under it);
+ * Lock order: outs.lock is a leaf (no decode, no budget call under it;
+ * outs.cond is waited on with it);
  * the span cache's lock is a leaf inside format/.
  */
 #include <errno.h>

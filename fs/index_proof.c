@@ -16,7 +16,12 @@
  * once with its reason, and from then on every read, open, lookup and
  * attribute of the layer's entries gets EIO (what was served before is
  * not recalled). A source that fails (network) says nothing about the
- * index: the pass stops and reads go on as before it.
+ * index: the pass stops and reads go on as before it. The pass also
+ * spares the readers its work: each header it found true is marked
+ * checked, each span it inflated is handed to the mount's decoded spans
+ * (proof_decoded(), which keeps pace with readers that follow it), and
+ * after it its thread decodes ahead of readers reading in order
+ * (decode_ahead()).
  *
  * Lock order: no locks; the state is in atomics (fs_int.h, struct
  * fs_proof).
