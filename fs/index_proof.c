@@ -179,10 +179,14 @@ static void proof_decoded(void *arg, size_t i, const uint8_t *out, size_t len)
 #define FS_PROOF_AHEAD 1
 #define FS_PROOF_AHEAD_IDLE_MS 3000
 #define FS_PROOF_AHEAD_STEP_US 1000
+#define FS_PROOF_AHEAD_IDLE_STEP_MS 50
 
 static void decode_ahead(struct lp_fs *fs)
 {
 	const struct timespec step = { 0, FS_PROOF_AHEAD_STEP_US * 1000L };
+	/* readers not (yet) in order: nothing to do but look again */
+	const struct timespec idle = { 0,
+				       FS_PROOF_AHEAD_IDLE_STEP_MS * 1000000L };
 	const size_t nr = lp_index_nr_checkpoints(fs->ix);
 	uint64_t t0 = lp_mono_ns(), t;
 	size_t at, k;
@@ -200,7 +204,7 @@ static void decode_ahead(struct lp_fs *fs)
 		     k++)
 			if (fs_index_decode_ahead(fs, k) < 0)
 				break;
-		nanosleep(&step, NULL);
+		nanosleep(reads_in_order(fs) ? &step : &idle, NULL);
 	}
 }
 
