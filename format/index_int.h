@@ -64,10 +64,7 @@ struct lp_index_spans *lp_index_spans_of(const struct lp_index *ix);
  * pass calls _begin() before its first span, _at() before proving each
  * checkpoint it reaches, _end() whatever its result; every stream that
  * proves a checkpoint calls lp_index_proven_notify() after marking it.
- * lp_index_wait_prover() - for a proven-only read of span @i: while a pass
- * runs, stands at or past the last proven checkpoint before @i (so it will
- * reach @i no later than a stream of the reader's own) and @i is not
- * proven, wait. Returns whether @i is proven (else: stream yourself).
+ * lp_index_wait_prover() (lp_index.h) - waiting for the pass.
  */
 /* lp_index_span_get() for the proving pass (@prover): its spans are held
  * cold (unless a reader waits for or uses them), and leave when it ends if
@@ -79,7 +76,6 @@ void lp_index_prover_begin(const struct lp_index *ix);
 void lp_index_prover_at(const struct lp_index *ix, size_t i);
 void lp_index_prover_end(const struct lp_index *ix);
 void lp_index_proven_notify(const struct lp_index *ix);
-bool lp_index_wait_prover(const struct lp_index *ix, size_t i);
 
 /*
  * For the proving pass's read-ahead (index_pass_fetch.c):

@@ -13,6 +13,9 @@
  * the last but end-of-archive zeros), and the sha256 of the whole blob
  * against the digest the index names. Any difference is a lie, reported
  * with -EBADMSG; the caller (fs/) then refuses every read of the mount.
+ * As it goes it tells its caller (lp_index_prove_hooks) each file record
+ * whose header it found true and each span's whole output, so that
+ * readers need neither check nor inflate again what it did.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -26,15 +29,80 @@
 struct prove {
 	const struct lp_index *ix;
 	struct lp_index_stream *s;
-	lp_index_stop_fn stop;
-	void *arg;
+	const struct lp_index_prove_hooks *h; /* never NULL */
 	uint8_t *buf; /* LP_INDEX_MAX_HEADER bytes */
 	struct lp_err *err;
+	/* the output of span out_i so far (h->decoded): out_have of its
+	 * out_len bytes; out_skip: not told (too big, or begun before the
+	 * pass); out NULL until the first span to keep */
+	uint8_t *out;
+	size_t out_i;
+	uint64_t out_len, out_have;
+	bool out_skip;
 };
 
 static uint64_t round_block(uint64_t n)
 {
 	return (n + TAR_BLOCK - 1) / TAR_BLOCK * TAR_BLOCK;
+}
+
+static bool stopped(struct prove *p)
+{
+	return p->h->stop && p->h->stop(p->h->arg);
+}
+
+/* @n bytes the stream gave at uncompressed offset @at: to the output of
+ * their spans, each told to h->decoded once it is whole */
+static void keep_output(struct prove *p, uint64_t at, const uint8_t *b,
+			size_t n)
+{
+	while (n) {
+		size_t k;
+
+		if (p->out_have == p->out_len) {
+			/* the span holding @at begins (the pass reads on
+			 * from byte 0, so at its first byte) */
+			const size_t i = lp_index_span_of(p->ix, at);
+			const uint64_t base =
+				lp_index_checkpoint(p->ix, i)->out;
+
+			p->out_i = i;
+			p->out_len = lp_index_span_out_end(p->ix, i) - base;
+			p->out_have = at - base;
+			p->out_skip =
+				p->out_have || p->out_len > p->h->decoded_max;
+			if (!p->out_len || p->out_have >= p->out_len)
+				return; /* cannot be: checkpoints increase */
+			if (!p->out_skip && !p->out) {
+				p->out = malloc(p->h->decoded_max);
+				if (!p->out) {
+					/* an optimisation: the pass goes on */
+					p->out_skip = true;
+				}
+			}
+		}
+		k = (size_t)lp_min_u64(n, p->out_len - p->out_have);
+		if (!p->out_skip)
+			memcpy(p->out + p->out_have, b, k);
+		p->out_have += k;
+		at += k;
+		b += k;
+		n -= k;
+		if (p->out_have == p->out_len && !p->out_skip)
+			p->h->decoded(p->h->arg, p->out_i, p->out,
+				      (size_t)p->out_len);
+	}
+}
+
+/* the stream's next @n bytes into @buf (kept for h->decoded) */
+static int take(struct prove *p, uint8_t *buf, size_t n)
+{
+	const uint64_t at = lp_index_stream_pos(p->s);
+	int r = lp_index_stream_read(p->s, buf, n, p->err);
+
+	if (r == 0 && p->h->decoded)
+		keep_output(p, at, buf, n);
+	return r;
 }
 
 /* read and drop the stream's next @len bytes, or with @zeros check that
@@ -45,9 +113,9 @@ static int pass(struct prove *p, uint64_t len, bool zeros)
 		size_t n = (size_t)lp_min_u64(len, LP_INDEX_MAX_HEADER), k;
 		int r;
 
-		if (p->stop && p->stop(p->arg))
+		if (stopped(p))
 			return -ECANCELED;
-		r = lp_index_stream_read(p->s, p->buf, n, p->err);
+		r = take(p, p->buf, n);
 		if (r < 0)
 			return r;
 		for (k = 0; zeros && k < n; k++)
@@ -97,7 +165,7 @@ static int check_gap(struct prove *p, uint64_t from, uint64_t to)
 
 		if (to - from < TAR_BLOCK)
 			goto bad;
-		r = lp_index_stream_read(p->s, p->buf, TAR_BLOCK, p->err);
+		r = take(p, p->buf, TAR_BLOCK);
 		if (r < 0)
 			return r;
 		while (name[0] == '.' && name[1] == '/')
@@ -130,7 +198,18 @@ int lp_index_prove(const struct lp_index *ix, struct lp_blob *blob,
 		   void *arg, struct lp_index_stream_stats *stats,
 		   struct lp_err *err)
 {
-	struct prove p = { .ix = ix, .stop = stop, .arg = arg, .err = err };
+	const struct lp_index_prove_hooks h = { .stop = stop, .arg = arg };
+
+	return lp_index_prove_with(ix, blob, check, &h, stats, err);
+}
+
+int lp_index_prove_with(const struct lp_index *ix, struct lp_blob *blob,
+			lp_index_header_check_fn check,
+			const struct lp_index_prove_hooks *hooks,
+			struct lp_index_stream_stats *stats, struct lp_err *err)
+{
+	static const struct lp_index_prove_hooks none;
+	struct prove p = { .ix = ix, .h = hooks ? hooks : &none, .err = err };
 	const uint64_t usize = lp_index_uncompressed_size(ix);
 	struct lp_index_ahead *ahead = NULL;
 	uint64_t cur = 0;
@@ -147,7 +226,7 @@ int lp_index_prove(const struct lp_index *ix, struct lp_blob *blob,
 	 * (fs/index_proof.c: a trusted index's pass yields to on-demand
 	 * reads) would otherwise have the read-ahead's first requests
 	 * compete with those reads for the link */
-	if (stop && stop(arg)) {
+	if (stopped(&p)) {
 		r = -ECANCELED;
 		goto out;
 	}
@@ -173,9 +252,11 @@ int lp_index_prove(const struct lp_index *ix, struct lp_blob *blob,
 		}
 		r = check_gap(&p, cur, f->hdr_off);
 		if (r == 0)
-			r = lp_index_stream_read(p.s, p.buf, len, err);
+			r = take(&p, p.buf, len);
 		if (r == 0)
 			r = check(ix, k, p.buf, len, err);
+		if (r == 0 && p.h->checked)
+			p.h->checked(p.h->arg, k);
 		if (r == 0)
 			r = pass(&p, end - f->data_off, false);
 		cur = end;
@@ -199,5 +280,6 @@ out:
 	if (prover) /* its waiters stream themselves if it is not through */
 		lp_index_prover_end(ix);
 	free(p.buf);
+	free(p.out);
 	return r;
 }

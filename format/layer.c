@@ -820,10 +820,9 @@ int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
 		r = layer->check_header(
 			layer->ix, j, buf + (g->hdr_off - f->hdr_off),
 			(size_t)(g->data_off - g->hdr_off), err);
-		if (r < 0 || !checked ||
-		    lp_index_lookup(layer->ix, g->path) != (int)j)
-			continue; /* shadowed: not the path's TOC entry */
-		t = lp_toc_lookup_path(layer->toc, g->path);
+		if (r < 0 || !checked)
+			continue;
+		t = lp_layer_file_entry(layer, j);
 		if (t != LP_TOC_NO_INDEX)
 			checked(arg, t);
 	}
@@ -832,7 +831,18 @@ out:
 	return r;
 }
 
-int lp_layer_prove(struct lp_layer *layer, lp_index_stop_fn stop, void *arg,
+uint32_t lp_layer_file_entry(const struct lp_layer *layer, size_t k)
+{
+	const struct lp_index_file *g =
+		layer->ix ? lp_index_file(layer->ix, k) : NULL;
+
+	if (!g || lp_index_lookup(layer->ix, g->path) != (int)k)
+		return LP_TOC_NO_INDEX; /* shadowed: not the path's entry */
+	return lp_toc_lookup_path(layer->toc, g->path);
+}
+
+int lp_layer_prove(struct lp_layer *layer,
+		   const struct lp_index_prove_hooks *hooks,
 		   struct lp_index_stream_stats *stats, struct lp_err *err)
 {
 	if (!layer->ix)
@@ -842,8 +852,8 @@ int lp_layer_prove(struct lp_layer *layer, lp_index_stop_fn stop, void *arg,
 				  "%s: no tar header check to vouch for the "
 				  "gzip index's file table",
 				  lp_blob_name(layer->blob));
-	return lp_index_prove(layer->ix, layer->blob, layer->check_header, stop,
-			      arg, stats, err);
+	return lp_index_prove_with(layer->ix, layer->blob, layer->check_header,
+				   hooks, stats, err);
 }
 
 void lp_layer_free(struct lp_layer *layer)

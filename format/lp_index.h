@@ -522,4 +522,42 @@ int lp_index_prove(const struct lp_index *ix, struct lp_blob *blob,
 		   void *arg, struct lp_index_stream_stats *stats,
 		   struct lp_err *err);
 
+/*
+ * What the proving pass tells its caller as it goes (lp_index_prove_with()),
+ * so that readers need not do its work again. Each hook runs on the pass's
+ * thread; @arg is theirs. NULL hooks are not called.
+ */
+struct lp_index_prove_hooks {
+	lp_index_stop_fn stop; /* as lp_index_prove()'s @stop */
+	/* file table entry @i's header blocks were checked (@check) and
+	 * found true, in the stream from the blob's first byte */
+	void (*checked)(void *arg, size_t i);
+	/* span @i's whole output (uncompressed [checkpoint i's out, the next
+	 * one's)), @len bytes at @out (borrowed for the call), inflated by
+	 * the pass from the blob's first byte through spans whose digests
+	 * matched: the layer's bytes there, as a decode from proven
+	 * checkpoint @i gives them. Not told for spans whose output is over
+	 * @decoded_max bytes. */
+	void (*decoded)(void *arg, size_t i, const uint8_t *out, size_t len);
+	size_t decoded_max;
+	void *arg;
+};
+
+/*
+ * lp_index_wait_prover() - for a proven-only read of span @i (or, with @i
+ * the checkpoint after a span, for that span's whole output, which the
+ * pass tells lp_index_prove_hooks.decoded before it proves @i): while a
+ * pass runs, stands at or past the last proven checkpoint before @i (so it
+ * will reach @i no later than a stream of the reader's own) and @i is not
+ * proven, wait. Returns whether @i is proven (else: stream yourself).
+ */
+bool lp_index_wait_prover(const struct lp_index *ix, size_t i);
+
+/* lp_index_prove_with() - lp_index_prove() telling @hooks (NULL: none) */
+int lp_index_prove_with(const struct lp_index *ix, struct lp_blob *blob,
+			lp_index_header_check_fn check,
+			const struct lp_index_prove_hooks *hooks,
+			struct lp_index_stream_stats *stats,
+			struct lp_err *err);
+
 #endif /* LP_INDEX_H */

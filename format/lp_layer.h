@@ -92,13 +92,23 @@ int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
 
 /*
  * lp_layer_prove() - for a LP_FMT_GZIP_INDEX layer, the proving pass
- * (lp_index_prove() with the header check given at open): the whole layer
- * read in order and every claim of the index checked against it. 0 for any
- * other layer. Returns 0, -EBADMSG (the index lies), -ECANCELED (@stop),
+ * (lp_index_prove_with() with the header check given at open and @hooks,
+ * NULL for none: its checked() is told file records, which
+ * lp_layer_file_entry() maps to TOC entries): the whole layer read in
+ * order and every claim of the index checked against it. 0 for any other
+ * layer. Returns 0, -EBADMSG (the index lies), -ECANCELED (@hooks' stop),
  * or the blob's -errno.
  */
-int lp_layer_prove(struct lp_layer *layer, lp_index_stop_fn stop, void *arg,
+int lp_layer_prove(struct lp_layer *layer,
+		   const struct lp_index_prove_hooks *hooks,
 		   struct lp_index_stream_stats *stats, struct lp_err *err);
+
+/*
+ * lp_layer_file_entry() - the TOC entry whose tar header is file record @k
+ * of a LP_FMT_GZIP_INDEX layer's index, or LP_TOC_NO_INDEX (a record a
+ * later one of the same path shadows, or another layer).
+ */
+uint32_t lp_layer_file_entry(const struct lp_layer *layer, size_t k);
 
 /* lp_layer_free() - NULL allowed; drops the blob reference. */
 void lp_layer_free(struct lp_layer *layer);

@@ -309,6 +309,7 @@ int fs_check_file(struct lp_fs *fs, uint32_t idx, struct lp_err *err)
 		return 0;
 	/* two first readers may both check: harmless, and no lock held;
 	 * the headers after it in its span are checked with it */
+	atomic_fetch_add(&fs->stats.index_header_checks, 1);
 	r = lp_layer_check_file(fs->layer, idx, !fs->opts.index_window_rule,
 				header_checked, fs, &st, err);
 	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);

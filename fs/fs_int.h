@@ -409,6 +409,12 @@ struct fs_stats {
 	atomic_uint_fast64_t prefetch_done_bytes; /* compressed span covered */
 	/* gzip index: spans decoded whole, and pieces copied from one */
 	atomic_uint_fast64_t index_span_decodes, index_decoded_hits;
+	/* gzip index: spans the proving pass handed over decoded
+	 * (fs_index_span_decoded), entries whose header it checked, and
+	 * header checks readers decoded themselves (fs_check_file) */
+	atomic_uint_fast64_t index_pass_outs, index_pass_checked;
+	atomic_uint_fast64_t index_ahead_decodes; /* fs_index_decode_ahead */
+	atomic_uint_fast64_t index_header_checks;
 	atomic_uint_fast64_t background_done_bytes;
 	atomic_uint_fast64_t background_retries; /* waits for the source */
 	/* disk-tier copies an on-demand fetch left to the writer for later
@@ -643,6 +649,10 @@ struct lp_fs {
 		/* a trusted index's pass: how long it yielded to reads
 		 * (index_proof.c; the pass's thread only) */
 		unsigned int deferred_ms;
+		/* the workload reads the layer in blob order: the pass
+		 * yields no more, and keeps pace with the readers behind it
+		 * (the pass's thread only) */
+		bool in_order;
 	} proof;
 	enum lp_compression comp;
 	struct lp_fs_options opts;
@@ -865,6 +875,46 @@ void fs_span_disk_stats(struct fs_span_disk *d, struct fs_span_disk_stats *ret);
 
 int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
 		       fs_settle_fn settle, void *arg, struct lp_err *err);
+/*
+ * fs_index_span_decoded() - span @i of the index mount @fs decoded whole by
+ * the proving pass (lp_index_prove_hooks.decoded: the layer's bytes, from
+ * the blob's first byte through verified spans): kept among the spans
+ * decoded (copied; @out stays the caller's) for the readers behind the
+ * pass, who copy their pieces instead of inflating the span again (until
+ * one is used, the pass's next output replaces its oldest unused one, and
+ * readers' own decodes leave them be while they are under half the slots). Nothing when the mount keeps no decoded
+ * spans or @len is over fs_index_out_max(). fs_index_out_max() - the
+ * largest span output it keeps, 0 for none.
+ */
+void fs_index_span_decoded(struct lp_fs *fs, size_t i, const uint8_t *out,
+			   size_t len);
+size_t fs_index_out_max(const struct lp_fs *fs);
+/*
+ * fs_index_outs_behind() - whether readers of the index mount @fs follow
+ * the proving pass (within @follow_ns one got a piece of a span decoded
+ * whole at most @follow_spans spans before the last the pass handed over),
+ * none waits for it, and an output it handed over is still unread: the
+ * pass's pacing (index_proof.c) then waits before it hands over the next.
+ */
+bool fs_index_outs_behind(struct lp_fs *fs, uint64_t follow_ns,
+			  size_t follow_spans);
+/*
+ * fs_index_outs_reader() - the span the index mount @fs's readers last got
+ * a piece of from a span decoded whole, and when (*@ret_ns; 0: never).
+ * fs_index_decode_ahead() - decode span @i whole for them, kept as the
+ * pass's outputs are (cold), unless it is kept already: for readers that
+ * read the layer in order after the pass (index_proof.c), so that they
+ * copy instead of inflating on the FUSE threads. Only a span that may be
+ * started at (proven, or the index trusted). Returns 0, -ENOENT (not
+ * such a span), or the span's or the decode's error (nothing kept; a
+ * reader's own read of the span finds out what it means).
+ */
+size_t fs_index_outs_reader(struct lp_fs *fs, uint64_t *ret_ns);
+int fs_index_decode_ahead(struct lp_fs *fs, size_t i);
+/* fs_index_pass_waiters() - readers of the index mount @fs waiting for the
+ * proving pass to hand over the span they read (index_fetch.c): a pass
+ * that yields to reads must not yield to these */
+unsigned int fs_index_pass_waiters(struct lp_fs *fs);
 
 /*
  * fs_chunk_error() - fill @err with "layer L: file F: chunk at offset O

@@ -255,6 +255,8 @@ static int add_dirent(void *opaque, const char *name, const struct stat *st,
 		struct fuse_entry_param e;
 
 		fill_entry(d->req, &e, st);
+		if (!st->st_nlink)
+			e.ino = 0; /* no attributes: the kernel looks it up */
 		n = fuse_add_direntry_plus(d->req, d->buf + d->len, left, name,
 					   &e, (off_t)next_off);
 	} else {

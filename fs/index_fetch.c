@@ -23,9 +23,16 @@
  * FS_INDEX_OUT_MAX bytes, charged to the memory budget while held): a span
  * holds the pieces of many files, and decoding each piece from the
  * checkpoint inflated half a span per piece on average (readall of the
- * python3 image: 6,610 pieces at 3.9 ms each, 26 s of one core).
+ * python3 image: 6,610 pieces at 3.9 ms each, 26 s of one core). The
+ * proving pass's thread decodes spans whole too, and hands them over
+ * (fs_index_span_decoded(): the pass's own output; fs_index_decode_ahead():
+ * after the pass, the span after the readers'), so that readers that
+ * follow it copy and do not inflate the layer a second time; a read of the
+ * span the pass is in waits for its output (fill_piece()), one of the span
+ * decoded ahead for that decode (docs/format.md, "Decoded once").
  *
- * Lock order: outs.lock is a leaf (no decode, no budget call under it);
+ * Lock order: outs.lock is a leaf (no decode, no budget call under it;
+ * outs.cond is waited on with it);
  * the span cache's lock is a leaf inside format/.
  */
 #include <errno.h>
@@ -43,6 +50,7 @@
 struct span_out {
 	atomic_uint refs;
 	size_t i, len;
+	bool from_pass; /* the proving pass's output (fs_index_span_decoded) */
 	uint8_t data[];
 };
 
@@ -55,6 +63,18 @@ struct fs_span_outs {
 	 * compressed spans keep their share of the budget); immutable */
 	size_t max_bytes;
 	struct lp_fs_budget *budget; /* charged while held, or NULL */
+	/* for the pass's pacing (fs_index_outs_behind): when a reader last
+	 * got a piece from a span decoded whole (0: never) and that span,
+	 * the last span the pass handed over, and readers waiting for the
+	 * pass (fill_piece) */
+	atomic_uint_fast64_t reader_ns;
+	atomic_size_t reader_span, pass_span;
+	atomic_uint pass_waiters;
+	/* the span fs_index_decode_ahead() decodes now (SIZE_MAX: none):
+	 * readers of it wait for that decode (cond) instead of making their
+	 * own; protected by lock */
+	size_t ahead;
+	pthread_cond_t cond;
 };
 
 static void out_unref(struct fs_span_outs *o, struct span_out *so)
@@ -77,10 +97,91 @@ static uint64_t span_out_len(const struct lp_index *ix, size_t i)
 }
 
 /*
+ * The slot to empty for a new output (with o->lock held; FS_INDEX_OUTS:
+ * none held). Slots a reader used (used[k] > 0) go least recently used
+ * first; the pass's outputs no reader has used yet (used 0, "cold") are
+ * kept for the readers behind it, who get there in blob order: a reader's
+ * decode takes a cold slot only when no other is left or the cold ones are
+ * half the slots (readers elsewhere in the layer keep the other half). The
+ * pass's own next output (@cold) replaces its oldest unread one, if any:
+ * that is the one the readers, lagging further than the slots reach, would
+ * have missed.
+ */
+static unsigned int victim_of(const struct fs_span_outs *o, bool cold)
+{
+	unsigned int k, hot = FS_INDEX_OUTS, old = FS_INDEX_OUTS, nr_cold = 0;
+
+	for (k = 0; k < FS_INDEX_OUTS; k++) {
+		if (!o->slot[k])
+			continue;
+		nr_cold += !o->used[k];
+		if (o->used[k]) {
+			if (hot == FS_INDEX_OUTS || o->used[k] < o->used[hot])
+				hot = k;
+		} else if (old == FS_INDEX_OUTS ||
+			   o->slot[k]->i < o->slot[old]->i) {
+			old = k;
+		}
+	}
+	if (old < FS_INDEX_OUTS && (cold || nr_cold >= FS_INDEX_OUTS / 2))
+		return old;
+	return hot < FS_INDEX_OUTS ? hot : old;
+}
+
+/*
+ * Keep @so (our reference stays the caller's) among the last spans
+ * decoded, charged to the budget from now until it is freed, unless a
+ * slot holds its span already (then it is uncharged at its last unref).
+ * @cold: the proving pass's output, no reader has used it yet (victim_of()
+ * says which slots leave first).
+ */
+static void outs_keep(struct fs_span_outs *o, struct span_out *so, bool cold)
+{
+	struct span_out *old = NULL;
+	unsigned int k, victim = 0;
+
+	if (o->budget)
+		fs_budget_reserve(o->budget, so->len);
+	pthread_mutex_lock(&o->lock);
+	for (k = 0; k < FS_INDEX_OUTS; k++)
+		if (o->slot[k] && o->slot[k]->i == so->i)
+			victim = FS_INDEX_OUTS; /* another decoded it too */
+	while (victim < FS_INDEX_OUTS) {
+		for (victim = 0; victim < FS_INDEX_OUTS; victim++)
+			if (!o->slot[victim])
+				break;
+		if (victim < FS_INDEX_OUTS && o->held + so->len <= o->max_bytes)
+			break; /* a free slot, and the bytes fit */
+		victim = victim_of(o, cold);
+		if (victim == FS_INDEX_OUTS)
+			break; /* none held: not kept (cannot be) */
+		o->held -= o->slot[victim]->len;
+		old = o->slot[victim];
+		o->slot[victim] = NULL;
+		pthread_mutex_unlock(&o->lock);
+		out_unref(o, old);
+		old = NULL;
+		pthread_mutex_lock(&o->lock);
+	}
+	if (victim < FS_INDEX_OUTS) {
+		atomic_fetch_add(&so->refs, 1); /* the cache's */
+		o->slot[victim] = so;
+		o->used[victim] = cold ? 0 : ++o->clock;
+		o->held += so->len;
+	}
+	pthread_mutex_unlock(&o->lock);
+	/* charged once, here; uncharged when it is freed (at once when
+	 * another thread's decode of the span got in first) */
+	if (o->budget)
+		fs_budget_enforce(o->budget);
+}
+
+/*
  * Chunk piece [@skip, @skip + @len) of proven span @i (its bytes @sp) into
  * @dst: copied from the span decoded whole, decoding it first when it is
- * not among the last decoded. -ENOENT when the span's output is over
- * FS_INDEX_OUT_MAX (decode the piece alone), else as lp_index_span_decode().
+ * not among the last decoded (@sp NULL: -ENOENT then). -ENOENT when the
+ * span's output is over FS_INDEX_OUT_MAX (decode the piece alone), else as
+ * lp_index_span_decode().
  */
 static int piece_from_out(struct lp_fs *fs, size_t i,
 			  const struct lp_index_span *sp, uint64_t skip,
@@ -88,14 +189,16 @@ static int piece_from_out(struct lp_fs *fs, size_t i,
 {
 	struct fs_span_outs *o = fs->span_outs;
 	const uint64_t out_len = span_out_len(fs->ix, i);
-	struct span_out *so = NULL, *old = NULL;
-	unsigned int k, victim = 0;
+	struct span_out *so = NULL;
+	unsigned int k;
 	int r;
 
 	if (!o || out_len > FS_INDEX_OUT_MAX || out_len > o->max_bytes ||
 	    skip + len > out_len)
 		return -ENOENT;
 	pthread_mutex_lock(&o->lock);
+	while (o->ahead == i) /* being decoded ahead: that one will do */
+		pthread_cond_wait(&o->cond, &o->lock);
 	for (k = 0; k < FS_INDEX_OUTS; k++)
 		if (o->slot[k] && o->slot[k]->i == i) {
 			so = o->slot[k];
@@ -108,12 +211,15 @@ static int piece_from_out(struct lp_fs *fs, size_t i,
 		atomic_fetch_add(&fs->stats.index_decoded_hits, 1);
 		goto copy;
 	}
+	if (!sp)
+		return -ENOENT; /* asked for a held output only */
 	so = malloc(sizeof(*so) + (out_len ? out_len : 1));
 	if (!so)
 		return -ENOENT; /* the piece alone needs less */
 	atomic_init(&so->refs, 1);
 	so->i = i;
 	so->len = (size_t)out_len;
+	so->from_pass = false;
 	r = lp_index_span_decode(fs->ix, i, lp_index_span_data(sp),
 				 lp_index_span_len(sp), 0, so->data, so->len,
 				 derr);
@@ -122,52 +228,10 @@ static int piece_from_out(struct lp_fs *fs, size_t i,
 		return r;
 	}
 	atomic_fetch_add(&fs->stats.index_span_decodes, 1);
-	if (o->budget)
-		fs_budget_reserve(o->budget, so->len);
-	pthread_mutex_lock(&o->lock);
-	for (k = 0; k < FS_INDEX_OUTS; k++)
-		if (o->slot[k] && o->slot[k]->i == i)
-			victim = FS_INDEX_OUTS; /* another decoded it too */
-	while (victim < FS_INDEX_OUTS) {
-		/* the least recently used slot, or a free one */
-		for (k = 0, victim = 0; k < FS_INDEX_OUTS; k++)
-			if (!o->slot[k] ||
-			    (o->slot[victim] && o->used[k] < o->used[victim]))
-				victim = k;
-		if (!o->slot[victim] && o->held + so->len <= o->max_bytes)
-			break;
-		if (!o->slot[victim]) {
-			/* free slot but over the bytes: drop the oldest held */
-			for (k = 0, victim = FS_INDEX_OUTS; k < FS_INDEX_OUTS;
-			     k++)
-				if (o->slot[k] &&
-				    (victim == FS_INDEX_OUTS ||
-				     o->used[k] < o->used[victim]))
-					victim = k;
-			if (victim == FS_INDEX_OUTS)
-				break; /* none held: not kept (cannot be) */
-		}
-		o->held -= o->slot[victim]->len;
-		old = o->slot[victim];
-		o->slot[victim] = NULL;
-		pthread_mutex_unlock(&o->lock);
-		out_unref(o, old);
-		old = NULL;
-		pthread_mutex_lock(&o->lock);
-	}
-	if (victim < FS_INDEX_OUTS) {
-		atomic_fetch_add(&so->refs, 1); /* the cache's */
-		o->slot[victim] = so;
-		o->used[victim] = ++o->clock;
-		o->held += so->len;
-	}
-	pthread_mutex_unlock(&o->lock);
-	/* charged once, at its decode; uncharged when it is freed (at once
-	 * when another thread's decode of the span got in first) */
-	out_unref(o, old);
-	if (o->budget)
-		fs_budget_enforce(o->budget);
+	outs_keep(o, so, false);
 copy:
+	atomic_store(&o->reader_span, i);
+	atomic_store(&o->reader_ns, lp_mono_ns());
 	memcpy(dst, so->data + skip, len);
 	out_unref(o, so);
 	return 0;
@@ -180,6 +244,8 @@ static int outs_new(struct lp_fs *fs)
 	if (!o)
 		return -ENOMEM;
 	pthread_mutex_init(&o->lock, NULL);
+	pthread_cond_init(&o->cond, NULL);
+	o->ahead = SIZE_MAX;
 	o->budget = fs->span_budget;
 	o->max_bytes = lp_min_u64(FS_INDEX_SPAN_CACHE_MAX,
 				  lp_fs_budget_bytes(o->budget) /
@@ -198,9 +264,151 @@ static void outs_free(struct lp_fs *fs)
 		return;
 	for (k = 0; k < FS_INDEX_OUTS; k++)
 		out_unref(o, o->slot[k]);
+	pthread_cond_destroy(&o->cond);
 	pthread_mutex_destroy(&o->lock);
 	free(o);
 	fs->span_outs = NULL;
+}
+
+size_t fs_index_out_max(const struct lp_fs *fs)
+{
+	const struct fs_span_outs *o = fs->span_outs;
+
+	return o ? lp_min_u64(FS_INDEX_OUT_MAX, o->max_bytes) : 0;
+}
+
+size_t fs_index_outs_reader(struct lp_fs *fs, uint64_t *ret_ns)
+{
+	struct fs_span_outs *o = fs->span_outs;
+
+	*ret_ns = o ? atomic_load(&o->reader_ns) : 0;
+	return o ? atomic_load(&o->reader_span) : 0;
+}
+
+/* fs_index_decode_ahead()'s decode of span @i into @o */
+static int ahead_decode(struct lp_fs *fs, struct fs_span_outs *o, size_t i)
+{
+	struct lp_index_stream_stats st = { 0 };
+	struct lp_index_span *sp = NULL;
+	struct lp_err err = { 0 };
+	struct span_out *so;
+	int r;
+
+	r = lp_index_span_get(fs->ix, fs->blob, i, &sp, &st, &err);
+	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
+	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
+	if (r < 0)
+		return r; /* a reader's own get finds out what it means */
+	so = malloc(sizeof(*so) + span_out_len(fs->ix, i));
+	if (!so) {
+		lp_index_span_put(sp);
+		return -ENOMEM;
+	}
+	atomic_init(&so->refs, 1);
+	so->i = i;
+	so->len = (size_t)span_out_len(fs->ix, i);
+	so->from_pass = true;
+	/* one decode from its checkpoint (proven, or the index trusted),
+	 * as piece_from_out() does */
+	r = lp_index_span_decode(fs->ix, i, lp_index_span_data(sp),
+				 lp_index_span_len(sp), 0, so->data, so->len,
+				 &err);
+	lp_index_span_put(sp);
+	if (r < 0) {
+		free(so);
+		return r; /* the same: a reader's decode poisons if it lies */
+	}
+	outs_keep(o, so, true);
+	atomic_fetch_add(&fs->stats.index_ahead_decodes, 1);
+	out_unref(o, so);
+	return 0;
+}
+
+int fs_index_decode_ahead(struct lp_fs *fs, size_t i)
+{
+	struct fs_span_outs *o = fs->span_outs;
+	unsigned int k;
+	bool have = false;
+	int r;
+
+	if (!o || i >= lp_index_nr_checkpoints(fs->ix) ||
+	    span_out_len(fs->ix, i) > fs_index_out_max(fs) ||
+	    !lp_index_checkpoint_startable(fs->ix, i))
+		return -ENOENT;
+	pthread_mutex_lock(&o->lock);
+	for (k = 0; k < FS_INDEX_OUTS; k++)
+		if (o->slot[k] && o->slot[k]->i == i)
+			have = true;
+	if (!have)
+		o->ahead = i;
+	pthread_mutex_unlock(&o->lock);
+	if (have)
+		return 0;
+	r = ahead_decode(fs, o, i);
+	pthread_mutex_lock(&o->lock);
+	o->ahead = SIZE_MAX;
+	pthread_cond_broadcast(&o->cond);
+	pthread_mutex_unlock(&o->lock);
+	return r;
+}
+
+unsigned int fs_index_pass_waiters(struct lp_fs *fs)
+{
+	return fs->span_outs ? atomic_load(&fs->span_outs->pass_waiters) : 0;
+}
+
+bool fs_index_outs_behind(struct lp_fs *fs, uint64_t follow_ns,
+			  size_t follow_spans)
+{
+	struct fs_span_outs *o = fs->span_outs;
+	unsigned int k, unread = 0;
+	size_t at, last;
+	uint64_t t;
+
+	if (!o || atomic_load(&o->pass_waiters))
+		return false;
+	t = atomic_load(&o->reader_ns);
+	at = atomic_load(&o->reader_span);
+	last = atomic_load(&o->pass_span);
+	if (!t || lp_mono_ns() - t > follow_ns || at > last ||
+	    last - at > follow_spans)
+		return false; /* nobody reads right behind the pass */
+	pthread_mutex_lock(&o->lock);
+	for (k = 0; k < FS_INDEX_OUTS; k++)
+		unread += o->slot[k] && o->slot[k]->from_pass && !o->used[k];
+	pthread_mutex_unlock(&o->lock);
+	return unread > 0;
+}
+
+void fs_index_span_decoded(struct lp_fs *fs, size_t i, const uint8_t *out,
+			   size_t len)
+{
+	struct fs_span_outs *o = fs->span_outs;
+	struct span_out *so;
+	unsigned int k;
+	bool have = false;
+
+	if (!o || len > fs_index_out_max(fs) || len != span_out_len(fs->ix, i))
+		return;
+	pthread_mutex_lock(&o->lock);
+	for (k = 0; k < FS_INDEX_OUTS; k++)
+		if (o->slot[k] && o->slot[k]->i == i)
+			have = true; /* a reader decoded it already */
+	pthread_mutex_unlock(&o->lock);
+	if (have)
+		return;
+	so = malloc(sizeof(*so) + (len ? len : 1));
+	if (!so)
+		return; /* readers decode it themselves */
+	atomic_init(&so->refs, 1);
+	so->i = i;
+	so->len = len;
+	so->from_pass = true;
+	memcpy(so->data, out, len);
+	outs_keep(o, so, true);
+	atomic_store(&o->pass_span, i);
+	atomic_fetch_add(&fs->stats.index_pass_outs, 1);
+	out_unref(o, so);
 }
 
 static void span_reserve(void *arg, size_t bytes)
@@ -342,6 +550,30 @@ static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
 				  "%llu",
 				  (unsigned long long)c.offset);
 	i = (size_t)at;
+	/* the proving pass on its way to span i (proven-only), or in it (it
+	 * proved checkpoint i and waits for the span's bytes, or inflates
+	 * them): it decodes the span whole and hands it over
+	 * (fs_index_span_decoded) before it proves the checkpoint after it;
+	 * wait for that, then copy, instead of decoding it a second time
+	 * (lp_index_wait_prover() waits only when the pass gets there no
+	 * later than a stream of ours; a trusted read never waits for a pass
+	 * behind it) */
+	if (!window_rule && fs->span_outs &&
+	    i + 1 < lp_index_nr_checkpoints(fs->ix) &&
+	    !lp_index_checkpoint_verified(fs->ix, i + 1) &&
+	    (lp_index_checkpoint_verified(fs->ix, i) ||
+	     !lp_index_trusted(fs->ix))) {
+		atomic_fetch_add(&fs->span_outs->pass_waiters, 1);
+		(void)lp_index_wait_prover(fs->ix, i + 1);
+		atomic_fetch_sub(&fs->span_outs->pass_waiters, 1);
+	}
+	/* a span held decoded (the pass's output, or a reader's): no need
+	 * for its compressed bytes */
+	if ((lp_index_checkpoint_verified(fs->ix, i) ||
+	     lp_index_trusted(fs->ix)) &&
+	    piece_from_out(fs, i, NULL, c.inner_offset, dst, c.chunk_size,
+			   derr) == 0)
+		return 0;
 	if (!window_rule && !lp_index_checkpoint_startable(fs->ix, i)) {
 		/* no unproven start at all: lp_index_read() streams from the
 		 * last proven checkpoint (its spans from the cache too) */

@@ -92,6 +92,23 @@ static int check_meta(struct lp_fs *fs, uint32_t idx)
 	return r == -EBADMSG ? -EIO : r;
 }
 
+/*
+ * Whether check_meta(@idx) has nothing left to check: not a gzip index
+ * layer, the root, an entry the TOC made up, or its header (and its
+ * inode's) checked already, by a reader or the proving pass.
+ */
+static bool meta_checked(struct lp_fs *fs, uint32_t idx)
+{
+	const struct lp_toc_entry *e;
+
+	if (!fs->ix || idx == 0)
+		return true;
+	e = lp_toc_entry(fs->toc, idx);
+	return (e->flags & LP_TOC_IMPLIED) ||
+	       (atomic_load(&fs->hdr_checked[idx]) &&
+		atomic_load(&fs->hdr_checked[lp_toc_entry_ino(fs->toc, e)]));
+}
+
 static bool is_opaque_dir(const struct lp_toc *toc, uint32_t idx)
 {
 	return lp_toc_entry(toc, idx)->type == LP_TOC_DIR &&
@@ -128,6 +145,28 @@ static void set_times(const struct lp_toc *toc, struct stat *st,
 	st->st_mtim.tv_nsec = nsec;
 	st->st_atim = st->st_mtim;
 	st->st_ctim = st->st_mtim;
+}
+
+/*
+ * What a listing gives of entry @idx of a gzip index layer before its
+ * header is checked: its inode number and, for a whiteout (which its name
+ * makes one, overlayfs asks DT_CHR entries whether they are), the type;
+ * nothing else (no type: DT_UNKNOWN). st_nlink 0 says so (lp_fs_dirent_fn):
+ * readdirplus then hands the kernel no attributes, and it looks the entry
+ * up, which checks it.
+ */
+static void fill_unchecked(const struct lp_fs *fs, uint32_t idx,
+			   struct stat *st)
+{
+	const struct lp_toc_entry *e = lp_toc_entry(fs->toc, idx);
+
+	memset(st, 0, sizeof(*st));
+	if (visibility(fs->toc, idx) == VIS_WHITEOUT) {
+		st->st_ino = (ino_t)idx + 1;
+		st->st_mode = S_IFCHR;
+		return;
+	}
+	st->st_ino = (ino_t)lp_toc_entry_ino(fs->toc, e) + 1;
 }
 
 static void fill_entry(const struct lp_fs *fs, uint32_t idx, struct stat *st)
@@ -353,11 +392,20 @@ int lp_fs_readdir(struct lp_fs *fs, uint64_t ino, uint64_t off,
 			name = listed_name(fs->toc, idx, child);
 			if (!name)
 				continue;
-			/* readdirplus hands the kernel the inode too */
-			r = check_meta(fs, child);
-			if (r < 0)
-				break;
-			fill_entry(fs, child, &st);
+			if (meta_checked(fs, child)) {
+				/* readdirplus hands the kernel the inode too */
+				r = check_meta(fs, child);
+				if (r < 0)
+					break;
+				fill_entry(fs, child, &st);
+			} else {
+				/* not checked yet: its name only (a listing
+				 * does not wait for the header check, which
+				 * proven-only waits for the pass to reach
+				 * the entry: listing / waited for the pass
+				 * to reach /var, near the layer's end) */
+				fill_unchecked(fs, child, &st);
+			}
 		}
 		if (fn(opaque, name, &st, i + 1))
 			break;

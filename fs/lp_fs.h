@@ -210,6 +210,9 @@ int lp_fs_lookup(struct lp_fs *fs, uint64_t parent, const char *name,
  * Directory listing callback: one entry (@name, its attributes @st) and the
  * offset to pass back to continue after it. Return 0 to go on, 1 to stop
  * (the entry was not consumed and will be offered again from its offset).
+ * @st with st_nlink 0: only its inode number and its type bits (none:
+ * unknown) are known, nothing else may be handed out (a gzip index layer's
+ * entry whose tar header is not checked yet: a lookup checks it).
  */
 typedef int (*lp_fs_dirent_fn)(void *opaque, const char *name,
 			       const struct stat *st, uint64_t next_off);

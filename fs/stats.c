@@ -272,6 +272,9 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			"\"trusted_reads\": %llu, \"proof\": \"%s\", "
 			"\"poisoned\": %s, \"window_rereads\": %llu, "
 			"\"span_decodes\": %llu, \"decoded_hits\": %llu, "
+			"\"pass_outs\": %llu, \"pass_checked\": %llu, "
+			"\"ahead_decodes\": %llu, "
+			"\"header_checks\": %llu, "
 			"\"span_cache\": "
 			"{\"hits\": %llu, \"fetches\": %llu, \"waits\": "
 			"%llu, \"pass_waits\": %llu, \"evictions\": %llu, "
@@ -288,6 +291,10 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			(unsigned long long)ld(&s->index_window_rereads),
 			(unsigned long long)ld(&s->index_span_decodes),
 			(unsigned long long)ld(&s->index_decoded_hits),
+			(unsigned long long)ld(&s->index_pass_outs),
+			(unsigned long long)ld(&s->index_pass_checked),
+			(unsigned long long)ld(&s->index_ahead_decodes),
+			(unsigned long long)ld(&s->index_header_checks),
 			(unsigned long long)sc.hits,
 			(unsigned long long)sc.fetches,
 			(unsigned long long)sc.waits,

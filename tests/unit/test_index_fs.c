@@ -1987,6 +1987,224 @@ static void test_span_decoded_once(void **state)
 	release(&f);
 }
 
+/* ---- the proving pass tells what it checked and decoded ----------- */
+
+struct told {
+	const struct fixture *f;
+	uint8_t *records; /* [files] times told checked */
+	size_t next_span, spans, bad;
+};
+
+static void told_checked(void *arg, size_t i)
+{
+	struct told *t = arg;
+
+	if (i >= lp_index_nr_files(t->f->ix) || t->records[i]++)
+		t->bad++;
+}
+
+static void told_decoded(void *arg, size_t i, const uint8_t *out, size_t len)
+{
+	struct told *t = arg;
+	const struct lp_index *ix = t->f->ix;
+	const uint64_t o0 = lp_index_checkpoint(ix, i)->out;
+	const uint64_t o1 = i + 1 < lp_index_nr_checkpoints(ix) ?
+				    lp_index_checkpoint(ix, i + 1)->out :
+				    lp_index_uncompressed_size(ix);
+
+	/* in order, each once, exactly the layer's bytes of the span */
+	if (i != t->next_span || len != o1 - o0 ||
+	    memcmp(out, t->f->tar + o0, len))
+		t->bad++;
+	t->next_span = i + 1;
+	t->spans++;
+}
+
+static void test_pass_tells(void **state)
+{
+	struct fixture f = { 0 };
+	struct told t = { .f = &f };
+	struct lp_index_prove_hooks h = { .checked = told_checked,
+					  .decoded = told_decoded,
+					  .decoded_max = 64 * LP_MIB,
+					  .arg = &t };
+	struct lp_err err = { 0 };
+	size_t k, nf;
+	int r;
+
+	(void)state;
+	build_vector(&f);
+	nf = lp_index_nr_files(f.ix);
+	t.records = calloc(nf, 1);
+	assert_non_null(t.records);
+	r = lp_index_prove_with(f.ix, f.blob, lp_index_check_header, &h, NULL,
+				&err);
+	if (r < 0)
+		fail_msg("pass: %s", lp_err_str(&err, r));
+	assert_int_equal(t.bad, 0);
+	assert_int_equal(t.spans, lp_index_nr_checkpoints(f.ix));
+	for (k = 0; k < nf; k++)
+		assert_int_equal(t.records[k], 1);
+	/* spans over decoded_max are not told */
+	free(t.records);
+	release(&f);
+	memset(&f, 0, sizeof(f));
+	build_vector(&f);
+	memset(&t, 0, sizeof(t));
+	t.f = &f;
+	t.records = calloc(lp_index_nr_files(f.ix), 1);
+	assert_non_null(t.records);
+	h.decoded_max = 1;
+	h.arg = &t;
+	assert_int_equal(lp_index_prove_with(f.ix, f.blob,
+					     lp_index_check_header, &h, NULL,
+					     &err),
+			 0);
+	assert_int_equal(t.spans, 0);
+	free(t.records);
+	release(&f);
+}
+
+/* after the pass, reading every file checks no header again (the pass
+ * did) and copies the pieces from spans decoded whole, most of them by
+ * the pass's thread (its outputs, or decoded ahead of the readers) */
+static void test_pass_checks_for_readers(void **state)
+{
+	struct fixture f = { 0 };
+	struct count_blob cb;
+	struct lp_blob *blob;
+	struct lp_fs *fs;
+
+	(void)state;
+	build_vector(&f);
+	count_init(&cb, &f, f.ix);
+	blob = count_blob_new(&cb, &f);
+	fs = mount_budget(&f, blob, NULL, true);
+	wait_proven(fs);
+	assert_true(stats_num(fs, "\"pass_checked\": ") > 0);
+	assert_true(stats_num(fs, "\"pass_outs\": ") > 0);
+	read_all(&f, fs, 0); /* every file compared with the tar's */
+	assert_int_equal(stats_num(fs, "\"header_checks\": "), 0);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	count_destroy(&cb);
+	release(&f);
+}
+
+/* a listing waits for no header check: an entry not checked yet is
+ * listed by name only (no type, no attributes, st_nlink 0: readdirplus
+ * hands the kernel nothing of it), and its lookup checks it */
+struct listed {
+	const char *name;
+	bool found;
+	struct stat st;
+};
+
+static int listed_cb(void *opaque, const char *name, const struct stat *st,
+		     uint64_t next_off)
+{
+	struct listed *l = opaque;
+
+	(void)next_off;
+	if (!strcmp(name, l->name)) {
+		l->found = true;
+		l->st = *st;
+	}
+	return 0;
+}
+
+/* the first entry listed with nothing but its name (not "." or "..") */
+static int unchecked_cb(void *opaque, const char *name, const struct stat *st,
+			uint64_t next_off)
+{
+	char *first = opaque;
+
+	(void)next_off;
+	if (!first[0] && !st->st_nlink && strcmp(name, ".") &&
+	    strcmp(name, ".."))
+		snprintf(first, 256, "%s", name);
+	return 0;
+}
+
+static void test_listing_unchecked(void **state)
+{
+	struct fixture f = { 0 };
+	uint32_t ncp, a;
+	struct lp_err err = { 0 };
+	char dir[4200], first[256], *slash;
+	struct listed l = { 0 };
+	uint8_t *idx, *files;
+	struct lp_fs *fs;
+	struct stat st, dst;
+	int r;
+
+	(void)state;
+	build_vector(&f);
+	ncp = lp_get_le32(f.idx + 68);
+	a = pick(&f, '0', NULL);
+	assert_true(a != UINT32_MAX);
+	snprintf(dir, sizeof(dir), "%s", lp_index_file(f.ix, a)->path);
+	slash = strrchr(dir, '/');
+	assert_non_null(slash);
+	*slash = 0;
+	/* a true index: the root listed, nothing checked nor fetched: names
+	 * only; one looked up is then listed whole */
+	fs = mount_ix(f.blob, f.idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	first[0] = 0;
+	assert_int_equal(
+		lp_fs_readdir(fs, LP_FS_ROOT_INO, 0, unchecked_cb, first), 0);
+	assert_true(first[0]);
+	assert_int_equal(stats_num(fs, "\"fetched_bytes\": "), 0);
+	assert_int_equal(stats_num(fs, "\"header_checks\": "), 0);
+	assert_int_equal(lookup(fs, first, &st), 0);
+	l.name = first;
+	assert_int_equal(lp_fs_readdir(fs, LP_FS_ROOT_INO, 0, listed_cb, &l),
+			 0);
+	assert_true(l.found && l.st.st_nlink > 0);
+	assert_int_equal(l.st.st_mode, st.st_mode);
+	/* and a file deeper in, after its directory's lookup */
+	l.name = slash + 1;
+	l.found = false;
+	assert_int_equal(lookup(fs, dir, &dst), 0);
+	assert_int_equal(lp_fs_readdir(fs, dst.st_ino, 0, listed_cb, &l), 0);
+	assert_true(l.found);
+	if (stats_num(fs, "\"header_checks\": ") == 1) {
+		/* the directory's own check did not cover the file */
+		assert_int_equal(l.st.st_nlink, 0);
+		assert_int_equal(l.st.st_mode, 0);
+	}
+	assert_int_equal(lookup(fs, lp_index_file(f.ix, a)->path, &st), 0);
+	l.found = false;
+	assert_int_equal(lp_fs_readdir(fs, dst.st_ino, 0, listed_cb, &l), 0);
+	assert_true(l.found);
+	assert_true(l.st.st_nlink > 0);
+	assert_int_equal(l.st.st_mode, st.st_mode);
+	lp_fs_free(fs);
+	/* a lying record (setuid): its listing says nothing of the mode,
+	 * its lookup fails */
+	idx = malloc(f.idx_len);
+	assert_non_null(idx);
+	memcpy(idx, f.idx, f.idx_len);
+	files = CP(idx, ncp);
+	lp_put_le32(files + (size_t)a * LP_INDEX_FILE_SIZE + 32,
+		    lp_index_file(f.ix, a)->mode | 04000);
+	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	l.found = false;
+	/* the directory's own check may find the lie already (its batch
+	 * runs on to the end of its span) */
+	r = lookup(fs, dir, &dst);
+	assert_true(r == 0 || r == -EIO);
+	if (r == 0 && lp_fs_readdir(fs, dst.st_ino, 0, listed_cb, &l) == 0 &&
+	    l.found)
+		assert_false(l.st.st_mode & 04000);
+	assert_int_equal(lookup(fs, lp_index_file(f.ix, a)->path, &st), -EIO);
+	lp_fs_free(fs);
+	free(idx);
+	release(&f);
+}
+
 /* over its bound the spans tier deletes another layer's file that no
  * mount has open (least recently used first), never the mounted layer's */
 static void test_span_disk_bound(void **state)
@@ -2082,6 +2300,9 @@ int main(void)
 		cmocka_unit_test(test_span_disk_remount),
 		cmocka_unit_test(test_pass_big_requests),
 		cmocka_unit_test(test_span_decoded_once),
+		cmocka_unit_test(test_pass_tells),
+		cmocka_unit_test(test_pass_checks_for_readers),
+		cmocka_unit_test(test_listing_unchecked),
 		cmocka_unit_test(test_span_disk_unusable),
 		cmocka_unit_test(test_span_disk_bound),
 	};
