@@ -1,33 +1,59 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The persistent tier of the chunk cache: one file per chunk, named by the
- * digest its bytes were verified against (DIR/chunks/ab/abcd...), so it
- * survives remounts and is shared by every layer holding the same chunk.
- * Files are written to DIR/tmp and renamed into place, so a reader never sees
- * a partial file under a final name; every read is verified again (a bad or
- * wrong-sized file is deleted and counts as a miss). The tier is bounded:
- * past its byte budget the coldest files (oldest mtime; a hit refreshes it)
- * are deleted down to 90% of the budget.
+ * The persistent tier of the chunk cache: verified chunks appended to pack
+ * files (DIR/chunks/<time>-<pid>-<seq>.pack), each chunk one self-describing
+ * record (fs_disk_record_header(): magic, length, the digest its bytes were
+ * verified against, a CRC of the header), found through an in-memory table
+ * digest -> (pack, offset, length). Keyed by the chunk digest, so it
+ * survives remounts and restarts and is shared by every layer holding the
+ * same chunk. Why packs and not a file per chunk: creating and deleting a
+ * file per chunk made ext4's inode allocation (after mass deletions) the
+ * larger part of the snapshotter's CPU on a workload that reads everything
+ * (docs/benchmarks.md); an append is one pwrite to a file already open.
+ *
+ * The table is rebuilt at the first open of a directory by reading every
+ * pack's record headers (no index file: a second file would have to agree
+ * with the packs after a crash; the headers are the packs' own account of
+ * themselves, and reading them is one small pread per record). A pack is
+ * only ever appended to by the process that created it, during that open;
+ * older packs are read only. A crash mid-append leaves nothing wrong: a
+ * torn header ends that pack's scan (what follows it is dead bytes, counted
+ * until the pack leaves); a torn payload under a good header is found by
+ * the read, which checks the header and the bytes' sha256 again on every
+ * hit (a record that fails is a miss and leaves the table, never served).
+ *
+ * The tier is bounded: past its byte budget the coldest whole packs (the
+ * latest write or hit; a hit refreshes the pack's mtime at most once a
+ * second, so coldness survives a restart) are deleted down to 90% of the
+ * budget. Packs are at most DISK_PACK_MAX bytes and at most a 64th of the
+ * budget (one record bigger than that gets a pack of its own), so one pack
+ * is a small step of the eviction. A pack deleted by someone else (the
+ * integration tests empty DIR/chunks) is noticed by the lookup, which
+ * checks that its pack is still linked, and its records are misses.
  *
  * One object per directory per process: fs_disk_open() of a directory that
  * is already open (same device and inode, however it is spelled) returns a
  * new reference to the same object, so every layer of a process caching in
  * that directory (the snapshotter mounts all its layers over ROOT/cache)
- * shares one byte count and one budget, and an eviction scan sees and may
- * delete every layer's files. This needs a process-wide table of open
- * directories: the one mutable global of fs/ (house rule 7), kept because
- * the thing it models, a directory's byte budget, is process-wide too; a
- * per-caller object would let two callers of one directory each fill it to
- * the budget again. The table holds no reference: the last unref removes
- * the object from it.
+ * shares one table, one byte count and one budget. This needs a
+ * process-wide table of open directories: the one mutable global of fs/
+ * (house rule 7), kept because the thing it models, a directory's byte
+ * budget, is process-wide too; a per-caller object would let two callers of
+ * one directory each fill it to the budget again. The table holds no
+ * reference: the last unref removes the object from it.
  *
  * What it does not do: coordinate with other processes sharing the
- * directory (the byte count is this process's view, refreshed by every
- * eviction scan), or fsync (a torn file fails verification and is dropped).
+ * directory (each sees the packs present at its first open and its own
+ * writes; its byte count is its own view), or fsync (a torn record fails
+ * its checks and is dropped). A directory of the earlier one-file-per-chunk
+ * layout (DIR/chunks/ab/<digest>) has those files deleted at the first
+ * open: they are refetched once.
  *
- * Lock order: disks_lock (the table), then disk->lock; disk->lock is
- * otherwise a leaf, and neither is held during I/O but the directory scan
- * of the first open of a directory (under disks_lock only).
+ * Lock order: disks_lock (the table of directories), then disk->lock;
+ * disk->lock is otherwise a leaf. Neither is held during I/O but the scan
+ * of the first open of a directory (under disks_lock only): reads and
+ * writes take a reference to their pack under the lock and do their
+ * pread/pwrite after dropping it, so no reader waits for another's I/O.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -37,140 +63,550 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "fs_int.h"
 #include "lp_io.h"
 
-#define DISK_HEX_LEN (2 * LP_SHA256_LEN)
-/* "chunks/ab/" + 64 hex + NUL */
-#define DISK_PATH_MAX (10 + DISK_HEX_LEN + 1)
-#define DISK_MAX_SCAN (16u * 1024 * 1024) /* files looked at per eviction */
+#define DISK_DIR "chunks"
+#define DISK_PACK_SUFFIX ".pack"
+/* "ffffffffffffffff-4294967295-4294967295.pack" + NUL */
+#define DISK_NAME_MAX 48
+/* "chunks/" + name */
+#define DISK_PATH_MAX (sizeof(DISK_DIR) + DISK_NAME_MAX)
+#define DISK_PACK_MAX (64 * LP_MIB) /* bytes per pack at most */
+#define DISK_PACK_MIN (64 * 1024) /* a pack's cap at the smallest */
+#define DISK_PACK_PER_BUDGET 64 /* a pack is at most budget / this */
+#define DISK_MAX_PACKS 65536 /* packs tracked; more are deleted at open */
+#define DISK_MAX_RECORDS (16u * 1024 * 1024) /* table entries at most */
+#define DISK_TABLE_MIN 1024 /* slots, a power of two */
+#define DISK_TOUCH_NS 1000000000ll /* a hit refreshes mtime at most */
+#define DISK_LEGACY_MAX_SCAN (16u * 1024 * 1024) /* old files per open */
 
-#define DISK_MAX_EVICT_ROUNDS 4 /* scans per eviction, writers racing */
+#define DISK_RECORD_MAGIC "LPCR"
+#define DISK_RECORD_VERSION 1
+
+struct pack {
+	int fd;
+	char name[DISK_NAME_MAX];
+	uint32_t idx; /* immutable: its slot in disk->packs */
+	uint64_t size; /* bytes written or reserved; protected by lock */
+	int64_t used_ns; /* coldness (realtime); protected by lock */
+	int64_t touched_ns; /* mtime last set; protected by lock */
+	unsigned int refs; /* the list's + I/O in flight; protected by lock */
+	bool dead; /* left the list, its records the table; lock */
+};
+
+struct slot {
+	struct lp_digest dg;
+	uint64_t off; /* of the record's header */
+	uint32_t len; /* payload bytes */
+	uint32_t pack; /* index in packs; UINT32_MAX: empty slot */
+};
 
 struct fs_disk {
-	int dirfd;
+	int dirfd; /* DIR */
+	int cdirfd; /* DIR/chunks */
 	dev_t dev; /* immutable: the directory's identity */
 	ino_t ino;
 	struct fs_disk *next; /* protected by disks_lock */
 	unsigned int refs; /* protected by disks_lock */
-	atomic_uint tmp_seq;
+	atomic_uint seq; /* pack names */
 	pthread_mutex_t lock;
 	uint64_t budget; /* the smallest asked for; protected by lock */
-	uint64_t used; /* every user's files; protected by lock */
-	bool evicting; /* protected by lock */
+	uint64_t used; /* every pack's size; protected by lock */
+	struct pack **packs; /* [npacks], NULL: free; protected by lock */
+	uint32_t npacks;
+	struct pack *active; /* appended to; protected by lock */
+	struct slot *slots; /* [cap]; protected by lock */
+	size_t cap, count;
 };
 
 /* the directories open in this process (see the top of the file) */
 static pthread_mutex_t disks_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fs_disk *disks; /* protected by disks_lock */
 
-struct disk_file {
-	int64_t mtime_ns;
-	uint64_t size;
-	char path[DISK_PATH_MAX];
-};
+/* --- records --- */
 
-static void hex_of(const struct lp_digest *dg, char hex[DISK_HEX_LEN + 1])
+void fs_disk_record_header(const struct lp_digest *dg, uint32_t len,
+			   uint8_t hdr[FS_DISK_RECORD_HDR])
 {
-	char s[LP_DIGEST_STR_LEN + 1];
-
-	lp_digest_format(dg, s);
-	memcpy(hex, s + 7, DISK_HEX_LEN + 1);
+	memcpy(hdr, DISK_RECORD_MAGIC, 4);
+	lp_put_le32(hdr + 4, DISK_RECORD_VERSION);
+	lp_put_le32(hdr + 8, len);
+	memcpy(hdr + 12, dg->b, LP_SHA256_LEN);
+	lp_put_le32(hdr + 44, (uint32_t)crc32(0, hdr, 44));
 }
 
-static void path_of(const struct lp_digest *dg, char path[DISK_PATH_MAX])
+int fs_disk_record_parse(const void *hdr, size_t hdr_len, uint64_t room,
+			 struct fs_disk_record *ret)
 {
-	char hex[DISK_HEX_LEN + 1];
+	const uint8_t *h = hdr;
+	uint32_t len;
 
-	hex_of(dg, hex);
-	snprintf(path, DISK_PATH_MAX, "chunks/%.2s/%s", hex, hex);
-}
-
-/* call @fn on every chunk file; stops early when @fn returns nonzero */
-static int scan(struct fs_disk *d,
-		int (*fn)(void *, const char *, const struct stat *),
-		void *opaque)
-{
-	int cfd = -1, r = 0;
-	DIR *top = NULL;
-	struct dirent *de;
-
-	cfd = openat(d->dirfd, "chunks", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (cfd < 0 || !(top = fdopendir(cfd))) {
-		r = -errno;
-		if (cfd >= 0)
-			close(cfd);
-		goto out;
-	}
-	while (r == 0 && (de = readdir(top))) {
-		int sfd;
-		DIR *sub;
-		struct dirent *fe;
-
-		if (strlen(de->d_name) != 2)
-			continue;
-		sfd = openat(dirfd(top), de->d_name,
-			     O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (sfd < 0)
-			continue;
-		sub = fdopendir(sfd);
-		if (!sub) {
-			close(sfd);
-			continue;
-		}
-		while (r == 0 && (fe = readdir(sub))) {
-			char path[DISK_PATH_MAX];
-			struct stat st;
-
-			if (strlen(fe->d_name) != DISK_HEX_LEN ||
-			    fstatat(sfd, fe->d_name, &st, 0) < 0 ||
-			    !S_ISREG(st.st_mode))
-				continue;
-			/* lengths checked above: 2 and DISK_HEX_LEN */
-			memcpy(path, "chunks/", 7);
-			memcpy(path + 7, de->d_name, 2);
-			path[9] = '/';
-			memcpy(path + 10, fe->d_name, DISK_HEX_LEN + 1);
-			r = fn(opaque, path, &st);
-		}
-		closedir(sub);
-	}
-	closedir(top);
-out:
-	return r;
-}
-
-static int add_size(void *opaque, const char *path, const struct stat *st)
-{
-	*(uint64_t *)opaque += (uint64_t)st->st_size;
+	if (hdr_len < FS_DISK_RECORD_HDR || room < FS_DISK_RECORD_HDR)
+		return -ENODATA;
+	if (memcmp(h, DISK_RECORD_MAGIC, 4) ||
+	    lp_get_le32(h + 44) != (uint32_t)crc32(0, h, 44))
+		return -EBADMSG;
+	if (lp_get_le32(h + 4) != DISK_RECORD_VERSION)
+		return -EOPNOTSUPP;
+	len = lp_get_le32(h + 8);
+	if (len > LP_CHUNK_MAX_SIZE)
+		return -EFBIG;
+	if (len > room - FS_DISK_RECORD_HDR)
+		return -ENODATA; /* torn: the pack ends inside it */
+	memcpy(ret->dg.b, h + 12, LP_SHA256_LEN);
+	ret->len = len;
 	return 0;
 }
 
-static void evict(struct fs_disk *d);
+/* --- the table: open addressing, linear probing --- */
+
+static size_t hash_of(const struct lp_digest *dg, size_t cap)
+{
+	uint64_t h;
+
+	memcpy(&h, dg->b, sizeof(h)); /* a sha256: uniform already */
+	return (size_t)h & (cap - 1);
+}
+
+/* the slot holding @dg, or the empty one ending its probe; lock held */
+static size_t find_slot(const struct slot *t, size_t cap,
+			const struct lp_digest *dg)
+{
+	size_t i = hash_of(dg, cap);
+
+	while (t[i].pack != UINT32_MAX && !lp_digest_equal(&t[i].dg, dg))
+		i = (i + 1) & (cap - 1);
+	return i;
+}
+
+static struct slot *table_new(size_t cap)
+{
+	struct slot *t = malloc(cap * sizeof(*t));
+	size_t i;
+
+	for (i = 0; t && i < cap; i++)
+		t[i].pack = UINT32_MAX;
+	return t;
+}
+
+/* grow to keep the load at 3/4 at most; lock held */
+static int table_reserve(struct fs_disk *d)
+{
+	size_t cap = d->cap ? d->cap : DISK_TABLE_MIN, i;
+	struct slot *t;
+
+	if (d->slots && (d->count + 1) * 4 <= d->cap * 3)
+		return 0;
+	if (d->count >= DISK_MAX_RECORDS)
+		return -EFBIG;
+	while ((d->count + 1) * 4 > cap * 3)
+		cap *= 2;
+	t = table_new(cap);
+	if (!t)
+		return -ENOMEM;
+	for (i = 0; i < d->cap; i++)
+		if (d->slots[i].pack != UINT32_MAX)
+			t[find_slot(t, cap, &d->slots[i].dg)] = d->slots[i];
+	free(d->slots);
+	d->slots = t;
+	d->cap = cap;
+	return 0;
+}
+
+/* record @dg at @off of pack @p unless it is there already; lock held */
+static void table_add(struct fs_disk *d, const struct lp_digest *dg,
+		      const struct pack *p, uint64_t off, uint32_t len)
+{
+	size_t i;
+
+	if (table_reserve(d) < 0)
+		return; /* a miss later, never a wrong byte */
+	i = find_slot(d->slots, d->cap, dg);
+	if (d->slots[i].pack != UINT32_MAX)
+		return;
+	d->slots[i] = (struct slot){
+		.dg = *dg, .off = off, .len = len, .pack = p->idx
+	};
+	d->count++;
+}
+
+/* empty slot @i, moving later slots of its probe back into the hole */
+static void table_del_at(struct fs_disk *d, size_t i)
+{
+	const size_t mask = d->cap - 1;
+	size_t j = i, home;
+
+	d->slots[i].pack = UINT32_MAX;
+	d->count--;
+	for (;;) {
+		j = (j + 1) & mask;
+		if (d->slots[j].pack == UINT32_MAX)
+			return;
+		home = hash_of(&d->slots[j].dg, d->cap);
+		/* j stays when its home lies cyclically in (i, j] */
+		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+			continue;
+		d->slots[i] = d->slots[j];
+		d->slots[j].pack = UINT32_MAX;
+		i = j;
+	}
+}
+
+/* drop every record of dead packs; lock held */
+static void table_sweep(struct fs_disk *d)
+{
+	size_t i = 0;
+
+	/* a deletion may move a later slot into i: look at i again */
+	while (i < d->cap) {
+		uint32_t pi = d->slots[i].pack;
+
+		if (pi != UINT32_MAX && (!d->packs[pi] || d->packs[pi]->dead))
+			table_del_at(d, i);
+		else
+			i++;
+	}
+}
+
+/* --- packs --- */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void pack_path(const struct pack *p, char path[DISK_PATH_MAX])
+{
+	snprintf(path, DISK_PATH_MAX, DISK_DIR "/%s", p->name);
+}
+
+/* a new pack in the list (its reference), fd taken over; lock held */
+static int pack_add(struct fs_disk *d, int fd, const char *name, uint64_t size,
+		    int64_t mtime_ns, struct pack **ret)
+{
+	struct pack *p = NULL, **packs;
+	uint32_t i;
+
+	for (i = 0; i < d->npacks && d->packs[i]; i++)
+		;
+	if (i == d->npacks) {
+		if (d->npacks >= DISK_MAX_PACKS)
+			goto fail;
+		packs = realloc(d->packs, (d->npacks + 1) * sizeof(*packs));
+		if (!packs)
+			goto fail;
+		d->packs = packs;
+		d->packs[d->npacks++] = NULL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		goto fail;
+	p->fd = fd;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->idx = i;
+	p->size = size;
+	p->used_ns = p->touched_ns = mtime_ns;
+	p->refs = 1;
+	d->packs[i] = p;
+	d->used += size;
+	*ret = p;
+	return 0;
+fail:
+	close(fd);
+	return -ENOMEM;
+}
+
+/* drop a reference; the caller closes and frees when it returns true;
+ * lock held */
+static bool pack_unref_locked(struct pack *p)
+{
+	return --p->refs == 0;
+}
+
+static void pack_free(struct pack *p)
+{
+	close(p->fd);
+	free(p);
+}
+
+static void pack_unref(struct fs_disk *d, struct pack *p)
+{
+	bool last;
+
+	pthread_mutex_lock(&d->lock);
+	last = pack_unref_locked(p);
+	pthread_mutex_unlock(&d->lock);
+	if (last)
+		pack_free(p);
+}
+
+/* take @p off the list (not its records: table_sweep()); true when the
+ * caller frees it; lock held */
+static bool pack_kill(struct fs_disk *d, struct pack *p)
+{
+	if (p->dead)
+		return false;
+	p->dead = true;
+	d->packs[p->idx] = NULL;
+	d->used -= lp_min_u64(d->used, p->size);
+	if (d->active == p)
+		d->active = NULL;
+	return pack_unref_locked(p);
+}
+
+/* whether @p is still linked under its name (someone may have emptied the
+ * directory); a lookup, so made with no lock held */
+static bool pack_linked(struct fs_disk *d, const struct pack *p)
+{
+	char path[DISK_PATH_MAX];
+
+	pack_path(p, path);
+	return faccessat(d->dirfd, path, F_OK, 0) == 0;
+}
+
+/* @p was deleted under us: its records are misses */
+static void pack_vanished(struct fs_disk *d, struct pack *p)
+{
+	bool last;
+
+	pthread_mutex_lock(&d->lock);
+	last = pack_kill(d, p);
+	table_sweep(d);
+	pthread_mutex_unlock(&d->lock);
+	if (last)
+		pack_free(p);
+}
+
+/* read pack @p's record headers into the table (the first open) */
+static void pack_scan(struct fs_disk *d, struct pack *p)
+{
+	uint8_t hdr[FS_DISK_RECORD_HDR];
+	struct fs_disk_record rec;
+	uint64_t off = 0;
+
+	while (off < p->size && d->count < DISK_MAX_RECORDS) {
+		ssize_t n = pread(p->fd, hdr, sizeof(hdr), (off_t)off);
+
+		if (n != (ssize_t)sizeof(hdr) ||
+		    fs_disk_record_parse(hdr, sizeof(hdr), p->size - off,
+					 &rec) < 0)
+			break; /* torn: the rest is dead bytes */
+		table_add(d, &rec.dg, p, off, rec.len);
+		off += FS_DISK_RECORD_HDR + rec.len;
+	}
+}
+
+/* delete the files of the one-file-per-chunk layout in DIR/chunks/@sub */
+static void legacy_remove(int cdirfd, const char *sub, unsigned int *budget)
+{
+	int sfd = openat(cdirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *dir;
+
+	if (sfd < 0)
+		return;
+	dir = fdopendir(sfd);
+	if (!dir) {
+		close(sfd);
+		return;
+	}
+	while (*budget && (de = readdir(dir))) {
+		if (de->d_name[0] == '.')
+			continue;
+		unlinkat(sfd, de->d_name, 0);
+		--*budget;
+	}
+	closedir(dir);
+	unlinkat(cdirfd, sub, AT_REMOVEDIR);
+}
+
+static bool is_pack_name(const char *name)
+{
+	size_t n = strlen(name), s = strlen(DISK_PACK_SUFFIX);
+
+	return n > s && n < DISK_NAME_MAX && name[0] != '.' &&
+	       !strcmp(name + n - s, DISK_PACK_SUFFIX);
+}
+
+/* the packs of DIR/chunks, and their records; disks_lock held only */
+static void scan(struct fs_disk *d)
+{
+	unsigned int legacy = DISK_LEGACY_MAX_SCAN;
+	int fd = dup(d->cdirfd);
+	struct dirent *de;
+	DIR *dir;
+
+	if (fd < 0)
+		return;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(dir))) {
+		struct pack *p;
+		struct stat st;
+		int pfd;
+
+		if (strlen(de->d_name) == 2 && de->d_name[0] != '.') {
+			legacy_remove(d->cdirfd, de->d_name, &legacy);
+			continue;
+		}
+		if (!is_pack_name(de->d_name))
+			continue;
+		pfd = openat(d->cdirfd, de->d_name, O_RDONLY | O_CLOEXEC);
+		if (pfd < 0)
+			continue;
+		if (fstat(pfd, &st) < 0 || !S_ISREG(st.st_mode)) {
+			close(pfd);
+			continue;
+		}
+		pthread_mutex_lock(&d->lock);
+		if (pack_add(d, pfd, de->d_name, (uint64_t)st.st_size,
+			     (int64_t)st.st_mtim.tv_sec * 1000000000 +
+				     st.st_mtim.tv_nsec,
+			     &p) < 0) {
+			pthread_mutex_unlock(&d->lock);
+			/* untracked, it would grow outside every count */
+			unlinkat(d->cdirfd, de->d_name, 0);
+			continue;
+		}
+		pthread_mutex_unlock(&d->lock);
+		/* nobody else sees d yet: the table is ours */
+		pack_scan(d, p);
+	}
+	closedir(dir);
+	/* the old layout's temporary files went to DIR/tmp */
+	unlinkat(d->dirfd, "tmp", AT_REMOVEDIR);
+}
+
+/* a new pack to append to, already in the list, with a reference for the
+ * caller; no lock held (it creates a file) */
+static int pack_create(struct fs_disk *d, struct pack **ret)
+{
+	char name[DISK_NAME_MAX];
+	struct pack *p;
+	int fd, r;
+
+	snprintf(name, sizeof(name), "%016llx-%d-%u" DISK_PACK_SUFFIX,
+		 (unsigned long long)now_ns(), (int)getpid(),
+		 atomic_fetch_add(&d->seq, 1));
+	fd = openat(d->cdirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+		    0600);
+	if (fd < 0)
+		return -errno;
+	pthread_mutex_lock(&d->lock);
+	r = pack_add(d, fd, name, 0, now_ns(), &p);
+	if (r == 0)
+		p->refs++;
+	pthread_mutex_unlock(&d->lock);
+	if (r < 0) {
+		unlinkat(d->cdirfd, name, 0);
+		return r;
+	}
+	*ret = p;
+	return 0;
+}
+
+/* the largest pack appended to, for @budget */
+static uint64_t pack_cap(uint64_t budget)
+{
+	uint64_t cap = budget / DISK_PACK_PER_BUDGET;
+
+	return cap < DISK_PACK_MIN ? DISK_PACK_MIN :
+	       cap > DISK_PACK_MAX ? DISK_PACK_MAX :
+				     cap;
+}
+
+/* --- eviction --- */
+
+static int colder_first(const void *a, const void *b)
+{
+	const struct pack *x = *(struct pack *const *)a,
+			  *y = *(struct pack *const *)b;
+
+	return (x->used_ns > y->used_ns) - (x->used_ns < y->used_ns);
+}
+
+/*
+ * Past the budget: take the coldest packs off the list until the tier is
+ * at 90% of it, and their records out of the table, under the lock; then
+ * delete their files with it dropped. A reader or writer holding one of
+ * them finishes with its descriptor (a writer's record is not added).
+ */
+static void evict(struct fs_disk *d)
+{
+	struct pack **cand = NULL, **gone = NULL;
+	size_t n = 0, ngone = 0, i;
+	uint64_t low;
+
+	pthread_mutex_lock(&d->lock);
+	if (d->used <= d->budget)
+		goto unlock;
+	cand = malloc(d->npacks * sizeof(*cand));
+	gone = malloc(d->npacks * sizeof(*gone));
+	if (!cand || !gone)
+		goto unlock;
+	for (i = 0; i < d->npacks; i++)
+		if (d->packs[i])
+			cand[n++] = d->packs[i];
+	qsort(cand, n, sizeof(*cand), colder_first);
+	low = d->budget / 10 * 9;
+	for (i = 0; i < n && d->used > low; i++) {
+		cand[i]->refs++; /* ours, for the unlink */
+		pack_kill(d, cand[i]); /* never the last: ours is left */
+		gone[ngone++] = cand[i];
+	}
+	table_sweep(d);
+unlock:
+	pthread_mutex_unlock(&d->lock);
+	for (i = 0; i < ngone; i++) {
+		char path[DISK_PATH_MAX];
+
+		pack_path(gone[i], path);
+		unlinkat(d->dirfd, path, 0);
+		pack_unref(d, gone[i]);
+	}
+	free(cand);
+	free(gone);
+}
+
+/* --- the directory --- */
 
 /* a new object for directory @dirfd (taken over); disks_lock held */
 static int disk_new(int dirfd, const struct stat *st, uint64_t budget,
 		    struct fs_disk **ret_disk)
 {
 	struct fs_disk *d = calloc(1, sizeof(*d));
+	int r = 0;
 
 	if (!d) {
 		close(dirfd);
 		return -ENOMEM;
 	}
 	d->dirfd = dirfd;
+	d->cdirfd = openat(dirfd, DISK_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d->cdirfd < 0) {
+		r = -errno;
+		close(dirfd);
+		free(d);
+		return r;
+	}
 	d->dev = st->st_dev;
 	d->ino = st->st_ino;
 	d->refs = 1;
 	pthread_mutex_init(&d->lock, NULL);
 	d->budget = budget;
-	scan(d, add_size, &d->used);
-	if (d->used > d->budget) {
-		d->evicting = true; /* the budget may have shrunk */
-		evict(d);
-	}
+	scan(d);
+	evict(d); /* the budget may have shrunk */
 	*ret_disk = d;
 	return 0;
 }
@@ -190,8 +626,7 @@ int fs_disk_open(const char *dir, uint64_t budget, struct fs_disk **ret_disk,
 	}
 	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0 || fstat(dirfd, &st) < 0 ||
-	    (mkdirat(dirfd, "chunks", 0700) < 0 && errno != EEXIST) ||
-	    (mkdirat(dirfd, "tmp", 0700) < 0 && errno != EEXIST)) {
+	    (mkdirat(dirfd, DISK_DIR, 0700) < 0 && errno != EEXIST)) {
 		r = lp_err_set(err, -errno, "cache dir %s: %s", dir,
 			       strerror(errno));
 		goto out;
@@ -206,8 +641,7 @@ int fs_disk_open(const char *dir, uint64_t budget, struct fs_disk **ret_disk,
 		pthread_mutex_lock(&d->lock);
 		if (budget < d->budget) {
 			d->budget = budget;
-			if (d->used > budget && !d->evicting)
-				do_evict = d->evicting = true;
+			do_evict = d->used > budget;
 		}
 		pthread_mutex_unlock(&d->lock);
 	} else {
@@ -220,7 +654,7 @@ int fs_disk_open(const char *dir, uint64_t budget, struct fs_disk **ret_disk,
 	}
 	pthread_mutex_unlock(&disks_lock);
 	if (r < 0) {
-		lp_err_set(err, r, "out of memory");
+		lp_err_set(err, r, "cache dir %s: %s", dir, strerror(-r));
 		goto out;
 	}
 	if (do_evict)
@@ -236,6 +670,7 @@ void fs_disk_unref(struct fs_disk *disk)
 {
 	struct fs_disk **pp;
 	bool last;
+	uint32_t i;
 
 	if (!disk)
 		return;
@@ -250,6 +685,13 @@ void fs_disk_unref(struct fs_disk *disk)
 	pthread_mutex_unlock(&disks_lock);
 	if (!last)
 		return;
+	/* no I/O is in flight: every user has dropped its reference */
+	for (i = 0; i < disk->npacks; i++)
+		if (disk->packs[i])
+			pack_free(disk->packs[i]);
+	free(disk->packs);
+	free(disk->slots);
+	close(disk->cdirfd);
 	close(disk->dirfd);
 	pthread_mutex_destroy(&disk->lock);
 	free(disk);
@@ -265,26 +707,54 @@ uint64_t fs_disk_used(struct fs_disk *disk)
 	return used;
 }
 
-static void forget_bytes(struct fs_disk *d, uint64_t n)
+/* the record of @dg and a reference to its pack, or NULL */
+static struct pack *lookup(struct fs_disk *d, const struct lp_digest *dg,
+			   struct slot *ret)
 {
+	struct pack *p = NULL;
+	size_t i;
+
 	pthread_mutex_lock(&d->lock);
-	d->used -= lp_min_u64(d->used, n);
+	if (d->slots) {
+		i = find_slot(d->slots, d->cap, dg);
+		if (d->slots[i].pack != UINT32_MAX) {
+			*ret = d->slots[i];
+			p = d->packs[ret->pack];
+			p->refs++;
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	return p;
+}
+
+/* the record of @dg at @off in @p failed its checks: out of the table */
+static void drop_record(struct fs_disk *d, const struct lp_digest *dg,
+			const struct pack *p, uint64_t off)
+{
+	size_t i;
+
+	pthread_mutex_lock(&d->lock);
+	if (d->slots) {
+		i = find_slot(d->slots, d->cap, dg);
+		if (d->slots[i].pack == p->idx && d->slots[i].off == off &&
+		    !p->dead)
+			table_del_at(d, i);
+	}
 	pthread_mutex_unlock(&d->lock);
 }
 
-static int read_all(int fd, void *buf, size_t len)
+static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 {
-	uint8_t *p = buf;
-	uint64_t off = 0;
+	uint8_t *b = buf;
 
 	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
+		ssize_t n = pread(fd, b, len, (off_t)off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			return -EIO;
-		p += n;
+		b += n;
 		len -= (size_t)n;
 		off += (uint64_t)n;
 	}
@@ -294,168 +764,166 @@ static int read_all(int fd, void *buf, size_t len)
 int fs_disk_get(struct fs_disk *disk, const struct lp_digest *dg, void *buf,
 		size_t len)
 {
-	char path[DISK_PATH_MAX];
-	struct stat st = { 0 };
-	int fd, r = -ENOENT;
+	uint8_t hdr[FS_DISK_RECORD_HDR];
+	struct fs_disk_record rec;
+	struct pack *p;
+	struct slot s;
+	int64_t now;
+	bool touch;
+	int r = -ENOENT;
 
-	path_of(dg, path);
-	fd = openat(disk->dirfd, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		goto out;
-	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != len ||
-	    read_all(fd, buf, len) < 0 || lp_chunk_verify(buf, len, dg) < 0) {
-		/* torn, truncated or tampered with: drop it, refetch */
-		if (unlinkat(disk->dirfd, path, 0) == 0)
-			forget_bytes(disk, (uint64_t)st.st_size);
+	p = lookup(disk, dg, &s);
+	if (!p)
+		return -ENOENT;
+	if (!pack_linked(disk, p)) {
+		pack_vanished(disk, p);
 		goto out;
 	}
-	futimens(fd, NULL); /* warm: evicted last */
+	if (s.len != len)
+		goto out; /* another length: not what the caller verifies */
+	if (pread_all(p->fd, hdr, sizeof(hdr), s.off) < 0 ||
+	    fs_disk_record_parse(hdr, sizeof(hdr), FS_DISK_RECORD_HDR + len,
+				 &rec) < 0 ||
+	    rec.len != len || !lp_digest_equal(&rec.dg, dg) ||
+	    pread_all(p->fd, buf, len, s.off + FS_DISK_RECORD_HDR) < 0 ||
+	    lp_chunk_verify(buf, len, dg) < 0) {
+		/* torn, truncated or tampered with: a miss, refetched */
+		drop_record(disk, dg, p, s.off);
+		goto out;
+	}
+	now = now_ns();
+	pthread_mutex_lock(&disk->lock);
+	p->used_ns = now; /* warm: evicted last */
+	touch = now - p->touched_ns >= DISK_TOUCH_NS;
+	if (touch)
+		p->touched_ns = now;
+	pthread_mutex_unlock(&disk->lock);
+	if (touch)
+		futimens(p->fd, NULL); /* and after a restart */
 	r = 0;
 out:
-	if (fd >= 0)
-		close(fd);
+	pack_unref(disk, p);
 	return r;
 }
 
 bool fs_disk_has(struct fs_disk *disk, const struct lp_digest *dg)
 {
+	struct pack *p;
+	struct slot s;
+	bool has;
+
+	p = lookup(disk, dg, &s);
+	if (!p)
+		return false;
+	has = pack_linked(disk, p);
+	if (!has)
+		pack_vanished(disk, p);
+	pack_unref(disk, p);
+	return has;
+}
+
+/* room for a record of @rec bytes: the active pack (a new one when it is
+ * full) with a reference, @ret_off reserved in it; no lock held */
+static int reserve(struct fs_disk *d, uint64_t rec, struct pack **ret,
+		   uint64_t *ret_off)
+{
+	struct pack *p, *fresh = NULL, *spare;
 	char path[DISK_PATH_MAX];
+	int r;
 
-	path_of(dg, path);
-	return faccessat(disk->dirfd, path, F_OK, 0) == 0;
-}
-
-static int collect(void *opaque, const char *path, const struct stat *st)
-{
-	struct {
-		struct disk_file *files;
-		size_t n, alloc;
-	} *c = opaque;
-
-	if (c->n == c->alloc) {
-		size_t alloc = c->alloc ? 2 * c->alloc : 1024;
-		struct disk_file *f;
-
-		if (alloc > DISK_MAX_SCAN)
-			return 1;
-		f = realloc(c->files, alloc * sizeof(*f));
-		if (!f)
-			return -ENOMEM;
-		c->files = f;
-		c->alloc = alloc;
-	}
-	c->files[c->n].mtime_ns =
-		(int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-	c->files[c->n].size = (uint64_t)st->st_size;
-	snprintf(c->files[c->n].path, DISK_PATH_MAX, "%s", path);
-	c->n++;
-	return 0;
-}
-
-static int colder_first(const void *a, const void *b)
-{
-	const struct disk_file *x = a, *y = b;
-
-	return (x->mtime_ns > y->mtime_ns) - (x->mtime_ns < y->mtime_ns);
-}
-
-/*
- * delete the coldest files until the tier is at 90% of its budget. The
- * caller set d->evicting; it is cleared here. Other users keep writing
- * during the scan: what they added meanwhile is added to the scanned total
- * (counted twice when the scan saw it too: the count errs high, so the
- * bound holds), and when that is still over budget the scan runs again.
- */
-static void evict(struct fs_disk *d)
-{
-	struct {
-		struct disk_file *files;
-		size_t n, alloc;
-	} c = { 0 };
-	unsigned int round;
-	uint64_t total, low, used0, budget;
-	bool again = true;
-	size_t i;
-
-	for (round = 0; again && round < DISK_MAX_EVICT_ROUNDS; round++) {
+	for (;;) {
 		pthread_mutex_lock(&d->lock);
-		used0 = d->used;
-		budget = d->budget;
-		pthread_mutex_unlock(&d->lock);
-		low = budget / 10 * 9;
-		total = 0;
-		c.n = 0;
-		scan(d, collect, &c);
-		for (i = 0; i < c.n; i++)
-			total += c.files[i].size;
-		qsort(c.files, c.n, sizeof(*c.files), colder_first);
-		for (i = 0; i < c.n && total > low; i++) {
-			if (unlinkat(d->dirfd, c.files[i].path, 0) == 0)
-				total -= c.files[i].size;
+		spare = NULL;
+		if (fresh && !fresh->dead) {
+			if (!d->active) {
+				d->active = fresh;
+			} else {
+				/* another writer's is newer: ours goes,
+				 * empty (never the last reference) */
+				pack_kill(d, fresh);
+				spare = fresh;
+			}
 		}
-		pthread_mutex_lock(&d->lock);
-		if (d->used >= used0)
-			total += d->used - used0;
-		else
-			total -= lp_min_u64(total, used0 - d->used);
-		d->used = total;
-		again = d->used > d->budget;
-		if (!again || round + 1 == DISK_MAX_EVICT_ROUNDS)
-			d->evicting = false;
+		p = d->active;
+		if (p && p->size > 0 && p->size + rec > pack_cap(d->budget)) {
+			d->active = NULL; /* full: read only from now on */
+			p = NULL;
+		}
+		if (p) {
+			*ret_off = p->size;
+			p->size += rec;
+			p->used_ns = now_ns();
+			d->used += rec;
+			p->refs++;
+		}
 		pthread_mutex_unlock(&d->lock);
+		if (spare) {
+			pack_path(spare, path);
+			unlinkat(d->dirfd, path, 0);
+		}
+		if (fresh)
+			pack_unref(d, fresh);
+		fresh = NULL;
+		if (p) {
+			*ret = p;
+			return 0;
+		}
+		r = pack_create(d, &fresh);
+		if (r < 0)
+			return r;
 	}
-	free(c.files);
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *b = buf;
+
+	while (len) {
+		ssize_t n = pwrite(fd, b, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		b += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
 }
 
 int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
 		const void *buf, size_t len)
 {
-	char hex[DISK_HEX_LEN + 1], path[DISK_PATH_MAX],
-		tmp[DISK_PATH_MAX + 32];
-	bool do_evict = false, too_big;
-	int fd = -1, r = 0;
+	uint8_t hdr[FS_DISK_RECORD_HDR];
+	struct pack *p = NULL;
+	bool too_big, do_evict;
+	uint64_t off;
+	int r = 0;
 
 	pthread_mutex_lock(&disk->lock);
-	too_big = len > disk->budget;
+	too_big = len > LP_CHUNK_MAX_SIZE ||
+		  len + FS_DISK_RECORD_HDR > disk->budget;
 	pthread_mutex_unlock(&disk->lock);
 	if (too_big || fs_disk_has(disk, dg))
 		goto out;
-	hex_of(dg, hex);
-	path_of(dg, path);
-	snprintf(tmp, sizeof(tmp), "chunks/%.2s", hex);
-	if (mkdirat(disk->dirfd, tmp, 0700) < 0 && errno != EEXIST) {
-		r = -errno;
+	r = reserve(disk, FS_DISK_RECORD_HDR + len, &p, &off);
+	if (r < 0)
 		goto out;
-	}
-	snprintf(tmp, sizeof(tmp), "tmp/%.16s.%d.%u", hex, (int)getpid(),
-		 atomic_fetch_add(&disk->tmp_seq, 1));
-	fd = openat(disk->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-		    0600);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	r = lp_write_all(fd, buf, len);
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	fd = -1;
-	if (r == 0 && renameat(disk->dirfd, tmp, disk->dirfd, path) < 0)
-		r = -errno;
-	if (r < 0) {
-		unlinkat(disk->dirfd, tmp, 0);
-		goto out;
-	}
+	/* the header first: a crash before the payload leaves a record the
+	 * read rejects, not a torn header that ends the pack's scan */
+	fs_disk_record_header(dg, (uint32_t)len, hdr);
+	r = pwrite_all(p->fd, hdr, sizeof(hdr), off);
+	if (r == 0)
+		r = pwrite_all(p->fd, buf, len, off + sizeof(hdr));
 	pthread_mutex_lock(&disk->lock);
-	disk->used += len;
-	if (disk->used > disk->budget && !disk->evicting) {
-		disk->evicting = true;
-		do_evict = true;
-	}
+	if (r == 0 && !p->dead)
+		table_add(disk, dg, p, off, (uint32_t)len);
+	do_evict = disk->used > disk->budget;
 	pthread_mutex_unlock(&disk->lock);
+	pack_unref(disk, p);
 	if (do_evict)
 		evict(disk);
 out:
-	if (fd >= 0)
-		close(fd);
 	return r;
 }

@@ -1,0 +1,508 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Unit tests for the chunk cache's disk tier (fs/disk_cache.c), through its
+ * own interface over real directories: chunks land in a few pack files, not
+ * one file each; the table is rebuilt from the packs by the next open (a
+ * restart keeps the cache); one object per directory; every read checks
+ * the record again, so a tampered payload, a torn header or a pack cut
+ * mid-record (a crash mid-append) is a miss, never a wrong byte; packs
+ * deleted behind its back are misses; the budget holds and evicts the
+ * coldest packs first, down to 90%; the old one-file-per-chunk layout is
+ * cleared at open; writers and readers in several threads at once. The
+ * record parser's contract (fs_disk_record_parse) is checked field by
+ * field; tests/fuzz/fuzz_disk_record.c fuzzes it.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fs_int.h"
+
+#define BIG (1024ull * 1024 * 1024)
+#define CHUNK 16384
+
+struct chunk {
+	uint8_t data[CHUNK];
+	size_t len;
+	struct lp_digest dg;
+};
+
+/* chunk @seed: its bytes and digest, of length @len */
+static void make_chunk(struct chunk *c, unsigned int seed, size_t len)
+{
+	uint32_t x = seed * 2654435761u + 1;
+	size_t i;
+
+	assert_true(len <= CHUNK);
+	for (i = 0; i < len; i++) {
+		x = x * 1103515245u + 12345u;
+		c->data[i] = (uint8_t)(x >> 16);
+	}
+	c->len = len;
+	lp_sha256(c->data, len, &c->dg);
+}
+
+static void make_dir(char *dir)
+{
+	assert_non_null(mkdtemp(dir));
+}
+
+static void remove_dir(const char *dir)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* the pack files in DIR/chunks, their names in @names (when not NULL) */
+static size_t packs_of(const char *dir, char names[][300], size_t max)
+{
+	char path[200];
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/chunks", dir);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+
+		if (l < 5 || strcmp(de->d_name + l - 5, ".pack"))
+			continue;
+		if (names && n < max)
+			snprintf(names[n], 300, "%s/%.64s", path, de->d_name);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_size;
+}
+
+/* the header offsets of @path's records, in order (the parser's walk) */
+static size_t records_of(const char *path, uint64_t *offs, size_t max)
+{
+	uint8_t hdr[FS_DISK_RECORD_HDR];
+	struct fs_disk_record rec;
+	uint64_t off = 0, size = (uint64_t)file_size(path);
+	size_t n = 0;
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	while (off < size && n < max &&
+	       pread(fd, hdr, sizeof(hdr), (off_t)off) == sizeof(hdr) &&
+	       fs_disk_record_parse(hdr, sizeof(hdr), size - off, &rec) == 0) {
+		offs[n++] = off;
+		off += FS_DISK_RECORD_HDR + rec.len;
+	}
+	close(fd);
+	return n;
+}
+
+static void patch(const char *path, uint64_t off, const void *b, size_t n)
+{
+	int fd = open(path, O_WRONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, b, n, (off_t)off), (ssize_t)n);
+	close(fd);
+}
+
+/* 0 when @c is in @d with its own bytes, else what fs_disk_get said */
+static int check_get(struct fs_disk *d, const struct chunk *c)
+{
+	uint8_t *buf = malloc(c->len ? c->len : 1);
+	int r;
+
+	assert_non_null(buf);
+	memset(buf, 0xa5, c->len);
+	r = fs_disk_get(d, &c->dg, buf, c->len);
+	if (r == 0)
+		assert_memory_equal(buf, c->data, c->len);
+	free(buf);
+	return r;
+}
+
+static void test_record_parse(void **state)
+{
+	uint8_t hdr[FS_DISK_RECORD_HDR], bad[FS_DISK_RECORD_HDR];
+	struct fs_disk_record rec;
+	struct lp_digest dg;
+
+	(void)state;
+	lp_sha256("x", 1, &dg);
+	fs_disk_record_header(&dg, 1000, hdr);
+	assert_int_equal(fs_disk_record_parse(hdr, sizeof(hdr), 1048, &rec), 0);
+	assert_int_equal(rec.len, 1000);
+	assert_true(lp_digest_equal(&rec.dg, &dg));
+	/* the payload must fit in what is left of the pack */
+	assert_int_equal(fs_disk_record_parse(hdr, sizeof(hdr), 1047, &rec),
+			 -ENODATA);
+	assert_int_equal(fs_disk_record_parse(hdr, sizeof(hdr), 47, &rec),
+			 -ENODATA);
+	assert_int_equal(fs_disk_record_parse(hdr, 47, 1048, &rec), -ENODATA);
+	/* every header byte is covered: magic, version, length, digest */
+	for (size_t i = 0; i < sizeof(hdr); i++) {
+		memcpy(bad, hdr, sizeof(hdr));
+		bad[i] ^= 0x40;
+		assert_int_equal(
+			fs_disk_record_parse(bad, sizeof(bad), 1048, &rec),
+			-EBADMSG);
+	}
+	/* a good CRC over a length past the bound, or another version */
+	fs_disk_record_header(&dg, LP_CHUNK_MAX_SIZE + 1, bad);
+	assert_int_equal(
+		fs_disk_record_parse(bad, sizeof(bad), UINT64_MAX, &rec),
+		-EFBIG);
+	fs_disk_record_header(&dg, LP_CHUNK_MAX_SIZE, bad);
+	assert_int_equal(
+		fs_disk_record_parse(bad, sizeof(bad), UINT64_MAX, &rec), 0);
+	memset(bad, 0, sizeof(bad)); /* a hole: an append that never was */
+	assert_int_equal(fs_disk_record_parse(bad, sizeof(bad), 1048, &rec),
+			 -EBADMSG);
+}
+
+/* many chunks, a few files; a second open (a restart) finds them all */
+static void test_packs_survive_reopen(void **state)
+{
+	char dir[] = "/tmp/lp-test-disk-XXXXXX";
+	struct chunk *c = malloc(200 * sizeof(*c));
+	struct lp_err err = { 0 };
+	struct fs_disk *d, *d2;
+	uint64_t used;
+	unsigned int i;
+
+	(void)state;
+	assert_non_null(c);
+	make_dir(dir);
+	assert_int_equal(fs_disk_open(dir, BIG, &d, &err), 0);
+	for (i = 0; i < 200; i++) {
+		make_chunk(&c[i], i, 1 + (i * 997) % CHUNK);
+		assert_false(fs_disk_has(d, &c[i].dg));
+		assert_int_equal(fs_disk_put(d, &c[i].dg, c[i].data, c[i].len),
+				 0);
+		assert_true(fs_disk_has(d, &c[i].dg));
+	}
+	/* a second put of a chunk it has adds nothing */
+	used = fs_disk_used(d);
+	assert_int_equal(fs_disk_put(d, &c[7].dg, c[7].data, c[7].len), 0);
+	assert_int_equal(fs_disk_used(d), used);
+	for (i = 0; i < 200; i++)
+		assert_int_equal(check_get(d, &c[i]), 0);
+	/* one pack for all of them: no file per chunk */
+	assert_int_equal(packs_of(dir, NULL, 0), 1);
+	/* the same directory, however spelled: the same object */
+	{
+		char alt[300];
+
+		snprintf(alt, sizeof(alt), "%s/chunks/..", dir);
+		assert_int_equal(fs_disk_open(alt, BIG, &d2, &err), 0);
+		assert_ptr_equal(d, d2);
+		fs_disk_unref(d2);
+	}
+	/* a wrong length is a miss, not a short copy */
+	{
+		uint8_t buf[CHUNK];
+
+		assert_int_equal(fs_disk_get(d, &c[3].dg, buf, c[3].len - 1),
+				 -ENOENT);
+	}
+	fs_disk_unref(d);
+
+	assert_int_equal(fs_disk_open(dir, BIG, &d, &err), 0);
+	assert_int_equal(fs_disk_used(d), used);
+	for (i = 0; i < 200; i++) {
+		assert_true(fs_disk_has(d, &c[i].dg));
+		assert_int_equal(check_get(d, &c[i]), 0);
+	}
+	/* new writes go to a new pack: an old one is never appended to */
+	make_chunk(&c[0], 1000, 100);
+	assert_int_equal(fs_disk_put(d, &c[0].dg, c[0].data, c[0].len), 0);
+	assert_int_equal(packs_of(dir, NULL, 0), 2);
+	assert_int_equal(check_get(d, &c[0]), 0);
+	fs_disk_unref(d);
+	remove_dir(dir);
+	free(c);
+}
+
+/* a tampered payload, a torn header, a pack cut mid-record: misses */
+static void test_damage_is_a_miss(void **state)
+{
+	char dir[] = "/tmp/lp-test-disk-XXXXXX", pack[1][300];
+	struct chunk *c = malloc(20 * sizeof(*c));
+	uint8_t zero[FS_DISK_RECORD_HDR] = { 0 }, x = 0x5a;
+	struct lp_err err = { 0 };
+	struct fs_disk *d;
+	uint64_t offs[32];
+	unsigned int i;
+
+	(void)state;
+	assert_non_null(c);
+	make_dir(dir);
+	assert_int_equal(fs_disk_open(dir, BIG, &d, &err), 0);
+	for (i = 0; i < 20; i++) {
+		make_chunk(&c[i], 100 + i, 4096 + i);
+		assert_int_equal(fs_disk_put(d, &c[i].dg, c[i].data, c[i].len),
+				 0);
+	}
+	assert_int_equal(packs_of(dir, pack, 1), 1);
+	assert_int_equal(records_of(pack[0], offs, 32), 20);
+
+	/* record 2's payload changed under an open tier: a miss, then out */
+	patch(pack[0], offs[2] + FS_DISK_RECORD_HDR + 100, &x, 1);
+	assert_int_equal(check_get(d, &c[2]), -ENOENT);
+	assert_false(fs_disk_has(d, &c[2].dg));
+	assert_int_equal(check_get(d, &c[1]), 0);
+	assert_int_equal(check_get(d, &c[3]), 0);
+	/* stored again, it is served again (a new record) */
+	assert_int_equal(fs_disk_put(d, &c[2].dg, c[2].data, c[2].len), 0);
+	assert_int_equal(check_get(d, &c[2]), 0);
+	fs_disk_unref(d);
+
+	/* after a restart: record 4's payload bad (header good), record
+	 * 10's header zeroed (an append torn by a crash: the scan ends
+	 * there), the pack cut inside record 18 */
+	patch(pack[0], offs[4] + FS_DISK_RECORD_HDR + 7, &x, 1);
+	patch(pack[0], offs[10], zero, sizeof(zero));
+	assert_int_equal(truncate(pack[0], (off_t)offs[18] + 60), 0);
+	assert_int_equal(fs_disk_open(dir, BIG, &d, &err), 0);
+	for (i = 0; i < 20; i++) {
+		/* 2: record 2 bad, its copy (appended to the same pack at
+		 * the end) cut off */
+		int want = (i == 2 || i == 4 || i >= 10) ? -ENOENT : 0;
+
+		assert_int_equal(check_get(d, &c[i]), want);
+	}
+	assert_false(fs_disk_has(d, &c[4].dg));
+	assert_false(fs_disk_has(d, &c[12].dg));
+	fs_disk_unref(d);
+
+	/* a pack of garbage: nothing from it, and no crash */
+	{
+		char path[300];
+		uint8_t junk[4096];
+		int fd;
+
+		for (i = 0; i < sizeof(junk); i++)
+			junk[i] = (uint8_t)(i * 31 + 7);
+		memcpy(junk, "LPCR", 4);
+		snprintf(path, sizeof(path), "%s/chunks/junk.pack", dir);
+		fd = open(path, O_WRONLY | O_CREAT, 0600);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, junk, sizeof(junk)), sizeof(junk));
+		close(fd);
+	}
+	assert_int_equal(fs_disk_open(dir, BIG, &d, &err), 0);
+	assert_int_equal(check_get(d, &c[0]), 0);
+	fs_disk_unref(d);
+	remove_dir(dir);
+	free(c);
+}
+
+/* packs deleted by someone else (a test emptying DIR/chunks): misses */
+static void test_deleted_packs(void **state)
+{
+	char dir[] = "/tmp/lp-test-disk-XXXXXX", cmd[400];
+	struct chunk c;
+	struct lp_err err = { 0 };
+	struct fs_disk *d;
+
+	(void)state;
+	make_dir(dir);
+	assert_int_equal(fs_disk_open(dir, BIG, &d, &err), 0);
+	make_chunk(&c, 5, 3000);
+	assert_int_equal(fs_disk_put(d, &c.dg, c.data, c.len), 0);
+	assert_true(fs_disk_has(d, &c.dg));
+	snprintf(cmd, sizeof(cmd), "rm -rf %s/chunks/*", dir);
+	assert_int_equal(system(cmd), 0);
+	assert_false(fs_disk_has(d, &c.dg));
+	assert_int_equal(check_get(d, &c), -ENOENT);
+	assert_int_equal(fs_disk_used(d), 0);
+	/* and it goes on: a new pack */
+	assert_int_equal(fs_disk_put(d, &c.dg, c.data, c.len), 0);
+	assert_int_equal(check_get(d, &c), 0);
+	assert_int_equal(packs_of(dir, NULL, 0), 1);
+	fs_disk_unref(d);
+	remove_dir(dir);
+}
+
+/* the budget: coldest packs out first, down to 90% */
+static void test_budget_coldest_first(void **state)
+{
+	char dir[] = "/tmp/lp-test-disk-XXXXXX", names[256][300];
+	const uint64_t budget = 1024 * 1024;
+	struct chunk *c = malloc(200 * sizeof(*c));
+	struct lp_err err = { 0 };
+	struct fs_disk *d;
+	uint64_t total = 0;
+	size_t n, i;
+
+	(void)state;
+	assert_non_null(c);
+	make_dir(dir);
+	assert_int_equal(fs_disk_open(dir, budget, &d, &err), 0);
+	for (i = 0; i < 200; i++) {
+		make_chunk(&c[i], 300 + (unsigned int)i, CHUNK);
+		assert_int_equal(fs_disk_put(d, &c[i].dg, c[i].data, c[i].len),
+				 0);
+		/* chunk 0 is read all along: warm */
+		if (i % 8 == 0)
+			assert_int_equal(check_get(d, &c[0]), 0);
+		assert_true(fs_disk_used(d) <= budget);
+	}
+	n = packs_of(dir, names, 256);
+	for (i = 0; i < n && i < 256; i++)
+		total += (uint64_t)file_size(names[i]);
+	/* several packs (a 64th of the budget at most, 64 KiB at least),
+	 * the count is what the files hold, within the budget and not
+	 * emptied: at 90% less one pack at most */
+	assert_true(n > 4);
+	assert_int_equal(fs_disk_used(d), total);
+	assert_true(total <= budget);
+	assert_true(total >= budget / 10 * 9 - 64 * 1024);
+	assert_int_equal(check_get(d, &c[0]), 0); /* warm: kept */
+	assert_int_equal(check_get(d, &c[5]), -ENOENT); /* cold: gone */
+	assert_int_equal(check_get(d, &c[199]), 0); /* the newest */
+	fs_disk_unref(d);
+
+	/* reopened with half the budget: evicted at open, same rule */
+	assert_int_equal(fs_disk_open(dir, budget / 2, &d, &err), 0);
+	assert_true(fs_disk_used(d) <= budget / 2);
+	assert_true(fs_disk_used(d) >= budget / 2 / 10 * 9 - 64 * 1024);
+	fs_disk_unref(d);
+	remove_dir(dir);
+	free(c);
+}
+
+/* the earlier layout's files (DIR/chunks/ab/<hex>) are cleared at open */
+static void test_legacy_layout_cleared(void **state)
+{
+	char dir[] = "/tmp/lp-test-disk-XXXXXX", path[400];
+	struct lp_err err = { 0 };
+	struct fs_disk *d;
+	struct stat st;
+	int fd;
+
+	(void)state;
+	make_dir(dir);
+	snprintf(path, sizeof(path), "%s/chunks", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/chunks/ab", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/chunks/ab/ab%062d", dir, 0);
+	fd = open(path, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "hello", 5), 5);
+	close(fd);
+	assert_int_equal(fs_disk_open(dir, BIG, &d, &err), 0);
+	assert_int_equal(stat(path, &st), -1);
+	snprintf(path, sizeof(path), "%s/chunks/ab", dir);
+	assert_int_equal(stat(path, &st), -1);
+	assert_int_equal(fs_disk_used(d), 0);
+	fs_disk_unref(d);
+	remove_dir(dir);
+}
+
+struct worker {
+	struct fs_disk *d;
+	struct chunk *c;
+	unsigned int first, n;
+	int r;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	unsigned int round, i;
+
+	for (round = 0; round < 3 && w->r == 0; round++) {
+		for (i = 0; i < w->n && w->r == 0; i++) {
+			const struct chunk *c = &w->c[w->first + i];
+			uint8_t *buf = malloc(c->len);
+
+			w->r = fs_disk_put(w->d, &c->dg, c->data, c->len);
+			if (w->r == 0 && buf &&
+			    (fs_disk_get(w->d, &c->dg, buf, c->len) != 0 ||
+			     memcmp(buf, c->data, c->len)))
+				w->r = -EBADMSG;
+			free(buf);
+		}
+	}
+	return NULL;
+}
+
+/* four writers and readers at once, overlapping chunks, small packs */
+static void test_concurrent(void **state)
+{
+	char dir[] = "/tmp/lp-test-disk-XXXXXX";
+	struct chunk *c = malloc(160 * sizeof(*c));
+	struct lp_err err = { 0 };
+	struct worker w[4];
+	pthread_t t[4];
+	struct fs_disk *d;
+	unsigned int i;
+
+	(void)state;
+	assert_non_null(c);
+	make_dir(dir);
+	for (i = 0; i < 160; i++)
+		make_chunk(&c[i], 700 + i, 512 + (i * 131) % (CHUNK - 512));
+	/* a budget whose packs hold a few chunks each, never reached */
+	assert_int_equal(fs_disk_open(dir, 64 * 64 * 1024, &d, &err), 0);
+	for (i = 0; i < 4; i++) {
+		w[i] = (struct worker){
+			.d = d, .c = c, .first = i * 30, .n = 70
+		};
+		assert_int_equal(
+			pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+	}
+	for (i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(w[i].r, 0);
+	for (i = 0; i < 160; i++)
+		assert_int_equal(check_get(d, &c[i]), 0);
+	assert_true(packs_of(dir, NULL, 0) > 4);
+	fs_disk_unref(d);
+	/* and all of it again after a restart */
+	assert_int_equal(fs_disk_open(dir, 64 * 64 * 1024, &d, &err), 0);
+	for (i = 0; i < 160; i++)
+		assert_int_equal(check_get(d, &c[i]), 0);
+	fs_disk_unref(d);
+	remove_dir(dir);
+	free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_record_parse),
+		cmocka_unit_test(test_packs_survive_reopen),
+		cmocka_unit_test(test_damage_is_a_miss),
+		cmocka_unit_test(test_deleted_packs),
+		cmocka_unit_test(test_budget_coldest_first),
+		cmocka_unit_test(test_legacy_layout_cleared),
+		cmocka_unit_test(test_concurrent),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
