@@ -15,8 +15,8 @@
  * pack's record headers (no index file: a second file would have to agree
  * with the packs after a crash; the headers are the packs' own account of
  * themselves, and reading them is one small pread per record). A pack is
- * only ever appended to by the process that created it, during that open;
- * older packs are read only. A crash mid-append leaves nothing wrong: a
+ * only ever appended to by the object that created it; packs found at
+ * open are read only. A crash mid-append leaves nothing wrong: a
  * torn header ends that pack's scan (what follows it is dead bytes, counted
  * until the pack leaves); a torn payload under a good header is found by
  * the read, which checks the header and the bytes' sha256 again on every
@@ -42,10 +42,15 @@
  * one directory each fill it to the budget again. The table holds no
  * reference: the last unref removes the object from it.
  *
- * What it does not do: coordinate with other processes sharing the
- * directory (each sees the packs present at its first open and its own
- * writes; its byte count is its own view), or fsync (a torn record fails
- * its checks and is dropped). A directory of the earlier one-file-per-chunk
+ * Other processes sharing the directory: each appends to packs of its
+ * own (named after its object: "<open time>-<pid>-<seq>.pack") and reads
+ * every pack; a write looks at the directory again at most once a second
+ * (refresh()) for packs that are new or have grown, so what another
+ * process wrote is found within a second of this one's next write. What
+ * it does not do: coordinate beyond that (each byte count is its own view,
+ * the other processes' packs included as of its last look; an eviction may
+ * delete a pack another process reads, which is then a miss there), or
+ * fsync (a torn record fails its checks and is dropped). A directory of the earlier one-file-per-chunk
  * layout (DIR/chunks/ab/<digest>) has those files deleted at the first
  * open: they are refetched once.
  *
@@ -74,6 +79,7 @@
 #define DISK_PACK_SUFFIX ".pack"
 /* "ffffffffffffffff-4294967295-4294967295.pack" + NUL */
 #define DISK_NAME_MAX 48
+#define DISK_TAG_MAX 32 /* "ffffffffffffffff-4294967295-" + NUL */
 /* "chunks/" + name */
 #define DISK_PATH_MAX (sizeof(DISK_DIR) + DISK_NAME_MAX)
 #define DISK_PACK_MAX (64 * LP_MIB) /* bytes per pack at most */
@@ -83,6 +89,7 @@
 #define DISK_MAX_RECORDS (16u * 1024 * 1024) /* table entries at most */
 #define DISK_TABLE_MIN 1024 /* slots, a power of two */
 #define DISK_TOUCH_NS 1000000000ll /* a hit refreshes mtime at most */
+#define DISK_REFRESH_NS 1000000000ll /* other processes' packs looked at */
 #define DISK_LEGACY_MAX_SCAN (16u * 1024 * 1024) /* old files per open */
 
 #define DISK_RECORD_MAGIC "LPCR"
@@ -96,6 +103,8 @@ struct pack {
 	int64_t used_ns; /* coldness (realtime); protected by lock */
 	int64_t touched_ns; /* mtime last set; protected by lock */
 	unsigned int refs; /* the list's + I/O in flight; protected by lock */
+	uint64_t scanned; /* headers read up to; protected by lock */
+	bool ours; /* immutable: made by this object, appended to by it */
 	bool dead; /* left the list, its records the table; lock */
 };
 
@@ -122,6 +131,10 @@ struct fs_disk {
 	struct pack *active; /* appended to; protected by lock */
 	struct slot *slots; /* [cap]; protected by lock */
 	size_t cap, count;
+	/* immutable: "<open time>-<pid>-", the start of its packs' names */
+	char tag[DISK_TAG_MAX];
+	int64_t refreshed_ns; /* last look at other processes' packs; lock */
+	bool refreshing; /* protected by lock */
 };
 
 /* the directories open in this process (see the top of the file) */
@@ -385,22 +398,35 @@ static void pack_vanished(struct fs_disk *d, struct pack *p)
 		pack_free(p);
 }
 
-/* read pack @p's record headers into the table (the first open) */
+/*
+ * read pack @p's record headers from where the last scan stopped into the
+ * table; a header that does not parse ends it (torn by a crash, or an
+ * append of another process still under way: the next refresh looks
+ * again). No lock held: it takes the lock for each record it adds.
+ */
 static void pack_scan(struct fs_disk *d, struct pack *p)
 {
 	uint8_t hdr[FS_DISK_RECORD_HDR];
 	struct fs_disk_record rec;
-	uint64_t off = 0;
+	uint64_t off, size;
 
-	while (off < p->size && d->count < DISK_MAX_RECORDS) {
+	pthread_mutex_lock(&d->lock);
+	off = p->scanned;
+	size = p->size;
+	pthread_mutex_unlock(&d->lock);
+	while (off < size) {
 		ssize_t n = pread(p->fd, hdr, sizeof(hdr), (off_t)off);
 
 		if (n != (ssize_t)sizeof(hdr) ||
-		    fs_disk_record_parse(hdr, sizeof(hdr), p->size - off,
-					 &rec) < 0)
-			break; /* torn: the rest is dead bytes */
-		table_add(d, &rec.dg, p, off, rec.len);
+		    fs_disk_record_parse(hdr, sizeof(hdr), size - off, &rec) <
+			    0)
+			break; /* the rest is dead bytes, or not there yet */
+		pthread_mutex_lock(&d->lock);
+		if (!p->dead)
+			table_add(d, &rec.dg, p, off, rec.len);
 		off += FS_DISK_RECORD_HDR + rec.len;
+		p->scanned = off;
+		pthread_mutex_unlock(&d->lock);
 	}
 }
 
@@ -436,14 +462,88 @@ static bool is_pack_name(const char *name)
 	       !strcmp(name + n - s, DISK_PACK_SUFFIX);
 }
 
-/* the packs of DIR/chunks, and their records; disks_lock held only */
-static void scan(struct fs_disk *d)
+/* the pack named @name, or NULL; lock held */
+static struct pack *pack_named(struct fs_disk *d, const char *name)
+{
+	uint32_t i;
+
+	for (i = 0; i < d->npacks; i++)
+		if (d->packs[i] && !strcmp(d->packs[i]->name, name))
+			return d->packs[i];
+	return NULL;
+}
+
+/* pack @name of DIR/chunks: a known one of another process grown since
+ * the last look, or one not known yet, scanned into the table */
+static void scan_one(struct fs_disk *d, const char *name)
+{
+	struct pack *p;
+	struct stat st;
+	bool grew = false;
+	int pfd;
+
+	bool ours;
+
+	pthread_mutex_lock(&d->lock);
+	p = pack_named(d, name);
+	ours = p && p->ours;
+	if (p && !ours)
+		p->refs++;
+	pthread_mutex_unlock(&d->lock);
+	if (ours)
+		return; /* its records went in as they were written */
+	if (p) {
+		if (fstat(p->fd, &st) == 0) {
+			pthread_mutex_lock(&d->lock);
+			if (!p->dead && (uint64_t)st.st_size > p->size) {
+				d->used += (uint64_t)st.st_size - p->size;
+				p->size = (uint64_t)st.st_size;
+				grew = true;
+			}
+			pthread_mutex_unlock(&d->lock);
+		}
+		if (grew)
+			pack_scan(d, p);
+		pack_unref(d, p);
+		return;
+	}
+	pfd = openat(d->cdirfd, name, O_RDONLY | O_CLOEXEC);
+	if (pfd < 0)
+		return;
+	if (fstat(pfd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(pfd);
+		return;
+	}
+	pthread_mutex_lock(&d->lock);
+	if (pack_add(d, pfd, name, (uint64_t)st.st_size,
+		     (int64_t)st.st_mtim.tv_sec * 1000000000 +
+			     st.st_mtim.tv_nsec,
+		     &p) < 0) {
+		pthread_mutex_unlock(&d->lock);
+		/* untracked, it would grow outside every count */
+		unlinkat(d->cdirfd, name, 0);
+		return;
+	}
+	p->refs++;
+	pthread_mutex_unlock(&d->lock);
+	pack_scan(d, p);
+	pack_unref(d, p);
+}
+
+/*
+ * the packs of DIR/chunks, and their records: at the first open (@first:
+ * also the earlier layout's files go), and at most once a DISK_REFRESH_NS
+ * from a write (refresh()), for the packs other processes wrote
+ */
+static void scan(struct fs_disk *d, bool first)
 {
 	unsigned int legacy = DISK_LEGACY_MAX_SCAN;
-	int fd = dup(d->cdirfd);
 	struct dirent *de;
 	DIR *dir;
+	int fd;
 
+	/* its own descriptor: readdir's offset is the descriptor's */
+	fd = openat(d->cdirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return;
 	dir = fdopendir(fd);
@@ -452,40 +552,38 @@ static void scan(struct fs_disk *d)
 		return;
 	}
 	while ((de = readdir(dir))) {
-		struct pack *p;
-		struct stat st;
-		int pfd;
-
-		if (strlen(de->d_name) == 2 && de->d_name[0] != '.') {
+		if (first && strlen(de->d_name) == 2 && de->d_name[0] != '.')
 			legacy_remove(d->cdirfd, de->d_name, &legacy);
-			continue;
-		}
-		if (!is_pack_name(de->d_name))
-			continue;
-		pfd = openat(d->cdirfd, de->d_name, O_RDONLY | O_CLOEXEC);
-		if (pfd < 0)
-			continue;
-		if (fstat(pfd, &st) < 0 || !S_ISREG(st.st_mode)) {
-			close(pfd);
-			continue;
-		}
-		pthread_mutex_lock(&d->lock);
-		if (pack_add(d, pfd, de->d_name, (uint64_t)st.st_size,
-			     (int64_t)st.st_mtim.tv_sec * 1000000000 +
-				     st.st_mtim.tv_nsec,
-			     &p) < 0) {
-			pthread_mutex_unlock(&d->lock);
-			/* untracked, it would grow outside every count */
-			unlinkat(d->cdirfd, de->d_name, 0);
-			continue;
-		}
-		pthread_mutex_unlock(&d->lock);
-		/* nobody else sees d yet: the table is ours */
-		pack_scan(d, p);
+		else if (is_pack_name(de->d_name) &&
+			 strncmp(de->d_name, d->tag, strlen(d->tag)))
+			scan_one(d, de->d_name); /* not one being made here */
 	}
 	closedir(dir);
 	/* the old layout's temporary files went to DIR/tmp */
-	unlinkat(d->dirfd, "tmp", AT_REMOVEDIR);
+	if (first)
+		unlinkat(d->dirfd, "tmp", AT_REMOVEDIR);
+}
+
+/* what other processes sharing the directory wrote since the last look,
+ * at most once a DISK_REFRESH_NS; one caller at a time */
+static void refresh(struct fs_disk *d)
+{
+	const int64_t now = now_ns();
+	bool go;
+
+	pthread_mutex_lock(&d->lock);
+	go = !d->refreshing && now - d->refreshed_ns >= DISK_REFRESH_NS;
+	if (go) {
+		d->refreshing = true;
+		d->refreshed_ns = now;
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (!go)
+		return;
+	scan(d, false);
+	pthread_mutex_lock(&d->lock);
+	d->refreshing = false;
+	pthread_mutex_unlock(&d->lock);
 }
 
 /* a new pack to append to, already in the list, with a reference for the
@@ -496,8 +594,7 @@ static int pack_create(struct fs_disk *d, struct pack **ret)
 	struct pack *p;
 	int fd, r;
 
-	snprintf(name, sizeof(name), "%016llx-%d-%u" DISK_PACK_SUFFIX,
-		 (unsigned long long)now_ns(), (int)getpid(),
+	snprintf(name, sizeof(name), "%s%u" DISK_PACK_SUFFIX, d->tag,
 		 atomic_fetch_add(&d->seq, 1));
 	fd = openat(d->cdirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
 		    0600);
@@ -505,8 +602,10 @@ static int pack_create(struct fs_disk *d, struct pack **ret)
 		return -errno;
 	pthread_mutex_lock(&d->lock);
 	r = pack_add(d, fd, name, 0, now_ns(), &p);
-	if (r == 0)
+	if (r == 0) {
+		p->ours = true;
 		p->refs++;
+	}
 	pthread_mutex_unlock(&d->lock);
 	if (r < 0) {
 		unlinkat(d->cdirfd, name, 0);
@@ -605,7 +704,10 @@ static int disk_new(int dirfd, const struct stat *st, uint64_t budget,
 	d->refs = 1;
 	pthread_mutex_init(&d->lock, NULL);
 	d->budget = budget;
-	scan(d);
+	d->refreshed_ns = now_ns();
+	snprintf(d->tag, sizeof(d->tag), "%016llx-%d-",
+		 (unsigned long long)d->refreshed_ns, (int)getpid());
+	scan(d, true);
 	evict(d); /* the budget may have shrunk */
 	*ret_disk = d;
 	return 0;
@@ -905,7 +1007,10 @@ int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
 	too_big = len > LP_CHUNK_MAX_SIZE ||
 		  len + FS_DISK_RECORD_HDR > disk->budget;
 	pthread_mutex_unlock(&disk->lock);
-	if (too_big || fs_disk_has(disk, dg))
+	if (too_big)
+		goto out;
+	refresh(disk);
+	if (fs_disk_has(disk, dg))
 		goto out;
 	r = reserve(disk, FS_DISK_RECORD_HDR + len, &p, &off);
 	if (r < 0)

@@ -8,7 +8,8 @@
  * mid-record (a crash mid-append) is a miss, never a wrong byte; packs
  * deleted behind its back are misses; the budget holds and evicts the
  * coldest packs first, down to 90%; the old one-file-per-chunk layout is
- * cleared at open; writers and readers in several threads at once. The
+ * cleared at open; writers and readers in several threads at once;
+ * another process sharing the directory (this binary run again). The
  * record parser's contract (fs_disk_record_parse) is checked field by
  * field; tests/fuzz/fuzz_disk_record.c fuzzes it.
  */
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -492,7 +494,104 @@ static void test_concurrent(void **state)
 	free(c);
 }
 
-int main(void)
+/* the other process of test_other_process: it sees the parent's chunk
+ * and adds ten of its own; 0 when all went well */
+static int child_put(const char *dir)
+{
+	struct lp_err err = { 0 };
+	struct fs_disk *d;
+	struct chunk c;
+	unsigned int i;
+	uint8_t buf[CHUNK];
+	int r = 0;
+
+	if (fs_disk_open(dir, BIG, &d, &err) < 0)
+		return 1;
+	make_chunk(&c, 1, 5000);
+	if (fs_disk_get(d, &c.dg, buf, c.len) < 0)
+		r = 2;
+	for (i = 0; i < 10 && r == 0; i++) {
+		make_chunk(&c, 2000 + i, 3000 + i);
+		if (fs_disk_put(d, &c.dg, c.data, c.len) < 0)
+			r = 3;
+	}
+	fs_disk_unref(d);
+	return r;
+}
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * Another process sharing the directory: it sees what this one wrote
+ * before it started; what it writes, and what it appends to a pack this
+ * one has seen, this one sees by its next write at most a second later.
+ */
+static void test_other_process(void **state)
+{
+	char dir[] = "/tmp/lp-test-disk-XXXXXX", self[256], cmd[600],
+	     names[4][300];
+	struct chunk *c = malloc(12 * sizeof(*c));
+	uint8_t hdr[FS_DISK_RECORD_HDR];
+	struct lp_err err = { 0 };
+	struct fs_disk *d;
+	uint64_t total = 0;
+	ssize_t n;
+	size_t np, i;
+	int fd;
+
+	(void)state;
+	assert_non_null(c);
+	make_dir(dir);
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	assert_true(n > 0);
+	self[n] = '\0';
+	assert_int_equal(fs_disk_open(dir, BIG, &d, &err), 0);
+	make_chunk(&c[0], 1, 5000);
+	assert_int_equal(fs_disk_put(d, &c[0].dg, c[0].data, c[0].len), 0);
+	snprintf(cmd, sizeof(cmd), "'%s' --child-put %s", self, dir);
+	assert_int_equal(system(cmd), 0);
+	for (i = 0; i < 10; i++)
+		make_chunk(&c[1 + i], 2000 + (unsigned int)i,
+			   3000 + (unsigned int)i);
+	assert_false(fs_disk_has(d, &c[1].dg)); /* not looked yet */
+	/* a pack the child made, one more record appended to it */
+	np = packs_of(dir, names, 4);
+	assert_int_equal(np, 2);
+	make_chunk(&c[11], 3000, 7000);
+	fs_disk_record_header(&c[11].dg, (uint32_t)c[11].len, hdr);
+	for (i = 0; i < np; i++) {
+		if (records_of(names[i], (uint64_t[16]){ 0 }, 16) != 10)
+			continue;
+		fd = open(names[i], O_WRONLY | O_APPEND);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, hdr, sizeof(hdr)), sizeof(hdr));
+		assert_int_equal(write(fd, c[11].data, c[11].len),
+				 (ssize_t)c[11].len);
+		close(fd);
+	}
+	/* a write a second after the open looks at the directory again */
+	sleep_ms(1100);
+	make_chunk(&c[0], 4000, 100);
+	assert_int_equal(fs_disk_put(d, &c[0].dg, c[0].data, c[0].len), 0);
+	for (i = 1; i < 12; i++) {
+		assert_true(fs_disk_has(d, &c[i].dg));
+		assert_int_equal(check_get(d, &c[i]), 0);
+	}
+	np = packs_of(dir, names, 4);
+	for (i = 0; i < np; i++)
+		total += (uint64_t)file_size(names[i]);
+	assert_int_equal(fs_disk_used(d), total);
+	fs_disk_unref(d);
+	remove_dir(dir);
+	free(c);
+}
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_record_parse),
@@ -502,7 +601,11 @@ int main(void)
 		cmocka_unit_test(test_budget_coldest_first),
 		cmocka_unit_test(test_legacy_layout_cleared),
 		cmocka_unit_test(test_concurrent),
+		cmocka_unit_test(test_other_process),
 	};
+
+	if (argc == 3 && !strcmp(argv[1], "--child-put"))
+		return child_put(argv[2]);
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
