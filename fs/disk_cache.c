@@ -565,10 +565,12 @@ static void scan(struct fs_disk *d, bool first)
 }
 
 /* what other processes sharing the directory wrote since the last look,
- * at most once a DISK_REFRESH_NS; one caller at a time */
+ * and whether the pack appended to is still there, at most once a
+ * DISK_REFRESH_NS; one caller at a time */
 static void refresh(struct fs_disk *d)
 {
 	const int64_t now = now_ns();
+	struct pack *p;
 	bool go;
 
 	pthread_mutex_lock(&d->lock);
@@ -581,6 +583,18 @@ static void refresh(struct fs_disk *d)
 	if (!go)
 		return;
 	scan(d, false);
+	/* the pack appended to, deleted behind our back: not one more
+	 * record into a file nobody can open */
+	pthread_mutex_lock(&d->lock);
+	p = d->active;
+	if (p)
+		p->refs++;
+	pthread_mutex_unlock(&d->lock);
+	if (p) {
+		if (!pack_linked(d, p))
+			pack_vanished(d, p);
+		pack_unref(d, p);
+	}
 	pthread_mutex_lock(&d->lock);
 	d->refreshing = false;
 	pthread_mutex_unlock(&d->lock);

@@ -55,6 +55,13 @@ static void make_chunk(struct chunk *c, unsigned int seed, size_t len)
 	lp_sha256(c->data, len, &c->dg);
 }
 
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
 static void make_dir(char *dir)
 {
 	assert_non_null(mkdtemp(dir));
@@ -343,6 +350,14 @@ static void test_deleted_packs(void **state)
 	assert_int_equal(fs_disk_put(d, &c.dg, c.data, c.len), 0);
 	assert_int_equal(check_get(d, &c), 0);
 	assert_int_equal(packs_of(dir, NULL, 0), 1);
+	/* emptied again, and no lookup finds out: a write a second later
+	 * does, and goes to a new pack, not on into the deleted one */
+	assert_int_equal(system(cmd), 0);
+	sleep_ms(1100);
+	make_chunk(&c, 6, 3000);
+	assert_int_equal(fs_disk_put(d, &c.dg, c.data, c.len), 0);
+	assert_int_equal(packs_of(dir, NULL, 0), 1);
+	assert_int_equal(check_get(d, &c), 0);
 	fs_disk_unref(d);
 	remove_dir(dir);
 }
@@ -517,13 +532,6 @@ static int child_put(const char *dir)
 	}
 	fs_disk_unref(d);
 	return r;
-}
-
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
 }
 
 /*
