@@ -54,6 +54,13 @@
  * layout (DIR/chunks/ab/<digest>) has those files deleted at the first
  * open: they are refetched once.
  *
+ * Descriptors: a pack holds none of its own (a directory may hold
+ * thousands of packs, one at least per process that wrote). At most
+ * DISK_MAX_FDS are open that no I/O holds, the least recently used closed
+ * first; pack_fd_get() opens one again by name and keeps it open until
+ * pack_fd_put(). A pack is counted by fstatat() of its name, so one that
+ * cannot be opened is still in the byte count and evicted in its turn.
+ *
  * Lock order: disks_lock (the table of directories), then disk->lock;
  * disk->lock is otherwise a leaf. Neither is held during I/O but the scan
  * of the first open of a directory (under disks_lock only): reads and
@@ -85,7 +92,8 @@
 #define DISK_PACK_MAX (64 * LP_MIB) /* bytes per pack at most */
 #define DISK_PACK_MIN (64 * 1024) /* a pack's cap at the smallest */
 #define DISK_PACK_PER_BUDGET 64 /* a pack is at most budget / this */
-#define DISK_MAX_PACKS 65536 /* packs tracked; more are deleted at open */
+#define DISK_MAX_PACKS 65536 /* packs tracked; more are left alone */
+#define DISK_MAX_FDS 64 /* packs' descriptors open at once (but I/O) */
 #define DISK_MAX_RECORDS (16u * 1024 * 1024) /* table entries at most */
 #define DISK_TABLE_MIN 1024 /* slots, a power of two */
 #define DISK_TOUCH_NS 1000000000ll /* a hit refreshes mtime at most */
@@ -96,7 +104,10 @@
 #define DISK_RECORD_VERSION 1
 
 struct pack {
-	int fd;
+	int fd; /* -1: closed (pack_fd_get() opens it); protected by lock */
+	unsigned int fd_users; /* I/O in flight on fd; protected by lock */
+	/* in disk->fds, most recently used first, while fd >= 0; lock */
+	struct pack *fd_prev, *fd_next;
 	char name[DISK_NAME_MAX];
 	uint32_t idx; /* immutable: its slot in disk->packs */
 	uint64_t size; /* bytes written or reserved; protected by lock */
@@ -129,6 +140,10 @@ struct fs_disk {
 	struct pack **packs; /* [npacks], NULL: free; protected by lock */
 	uint32_t npacks;
 	struct pack *active; /* appended to; protected by lock */
+	/* the packs with a descriptor open, most recently used first, and
+	 * their number; protected by lock */
+	struct pack *fds, *fds_tail;
+	unsigned int nfds;
 	struct slot *slots; /* [cap]; protected by lock */
 	size_t cap, count;
 	/* immutable: "<open time>-<pid>-", the start of its packs' names */
@@ -301,8 +316,8 @@ static void pack_path(const struct pack *p, char path[DISK_PATH_MAX])
 	snprintf(path, DISK_PATH_MAX, DISK_DIR "/%s", p->name);
 }
 
-/* a new pack in the list (its reference), fd taken over; lock held */
-static int pack_add(struct fs_disk *d, int fd, const char *name, uint64_t size,
+/* a new pack in the list (its reference), no descriptor open; lock held */
+static int pack_add(struct fs_disk *d, const char *name, uint64_t size,
 		    int64_t mtime_ns, struct pack **ret)
 {
 	struct pack *p = NULL, **packs;
@@ -322,7 +337,7 @@ static int pack_add(struct fs_disk *d, int fd, const char *name, uint64_t size,
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		goto fail;
-	p->fd = fd;
+	p->fd = -1;
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	p->idx = i;
 	p->size = size;
@@ -333,20 +348,147 @@ static int pack_add(struct fs_disk *d, int fd, const char *name, uint64_t size,
 	*ret = p;
 	return 0;
 fail:
-	close(fd);
 	return -ENOMEM;
 }
 
-/* drop a reference; the caller closes and frees when it returns true;
- * lock held */
-static bool pack_unref_locked(struct pack *p)
+/* --- the packs' descriptors: at most DISK_MAX_FDS open that no I/O
+ * holds, the least recently used closed first --- */
+
+/* take @p off the list of open descriptors; lock held */
+static void fds_unlink(struct fs_disk *d, struct pack *p)
 {
-	return --p->refs == 0;
+	if (p->fd_prev)
+		p->fd_prev->fd_next = p->fd_next;
+	else
+		d->fds = p->fd_next;
+	if (p->fd_next)
+		p->fd_next->fd_prev = p->fd_prev;
+	else
+		d->fds_tail = p->fd_prev;
+	p->fd_prev = p->fd_next = NULL;
+}
+
+/* @p (its descriptor open) to the front of the list; lock held */
+static void fds_push(struct fs_disk *d, struct pack *p)
+{
+	p->fd_prev = NULL;
+	p->fd_next = d->fds;
+	if (d->fds)
+		d->fds->fd_prev = p;
+	else
+		d->fds_tail = p;
+	d->fds = p;
+}
+
+/* past DISK_MAX_FDS: the least recently used descriptor no I/O holds,
+ * taken from its pack for the caller to close, or -1; lock held */
+static int fds_trim(struct fs_disk *d)
+{
+	struct pack *v;
+	int fd;
+
+	if (d->nfds <= DISK_MAX_FDS)
+		return -1;
+	for (v = d->fds_tail; v && v->fd_users; v = v->fd_prev)
+		;
+	if (!v)
+		return -1; /* all busy: over the bound until their I/O ends */
+	fd = v->fd;
+	v->fd = -1;
+	fds_unlink(d, v);
+	d->nfds--;
+	return fd;
+}
+
+/* open pack @name of DIR/chunks: a regular file, never a link or a FIFO
+ * (which would block); -errno */
+static int pack_open(struct fs_disk *d, const char *name, int flags)
+{
+	struct stat st;
+	int fd = openat(d->cdirfd, name,
+			flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	return fd;
+}
+
+/* @fd, just opened, becomes @p's unless another thread opened one first;
+ * the descriptor the caller closes, or -1; lock held */
+static int fd_install(struct fs_disk *d, struct pack *p, int fd)
+{
+	if (p->fd >= 0) {
+		fds_unlink(d, p);
+		fds_push(d, p);
+		return fd;
+	}
+	p->fd = fd;
+	d->nfds++;
+	fds_push(d, p);
+	return fds_trim(d);
+}
+
+/*
+ * @p's descriptor for I/O (the caller holds a reference to @p), valid
+ * until pack_fd_put(): opened again when it was closed (packs of their
+ * own are opened for writing); -ENOENT when the file is gone. No lock
+ * held (it may open a file).
+ */
+static int pack_fd_get(struct fs_disk *d, struct pack *p)
+{
+	int fd, extra;
+
+	pthread_mutex_lock(&d->lock);
+	if (p->fd >= 0) {
+		p->fd_users++;
+		fds_unlink(d, p);
+		fds_push(d, p);
+		fd = p->fd;
+		pthread_mutex_unlock(&d->lock);
+		return fd;
+	}
+	pthread_mutex_unlock(&d->lock);
+	fd = pack_open(d, p->name, p->ours ? O_RDWR : O_RDONLY);
+	if (fd < 0)
+		return fd;
+	pthread_mutex_lock(&d->lock);
+	extra = fd_install(d, p, fd);
+	p->fd_users++;
+	fd = p->fd;
+	pthread_mutex_unlock(&d->lock);
+	if (extra >= 0)
+		close(extra);
+	return fd;
+}
+
+static void pack_fd_put(struct fs_disk *d, struct pack *p)
+{
+	pthread_mutex_lock(&d->lock);
+	p->fd_users--;
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* drop a reference; the caller frees when it returns true (its
+ * descriptor, if open, already off the list); lock held */
+static bool pack_unref_locked(struct fs_disk *d, struct pack *p)
+{
+	if (--p->refs)
+		return false;
+	if (p->fd >= 0) {
+		fds_unlink(d, p);
+		d->nfds--;
+	}
+	return true;
 }
 
 static void pack_free(struct pack *p)
 {
-	close(p->fd);
+	if (p->fd >= 0)
+		close(p->fd);
 	free(p);
 }
 
@@ -355,7 +497,7 @@ static void pack_unref(struct fs_disk *d, struct pack *p)
 	bool last;
 
 	pthread_mutex_lock(&d->lock);
-	last = pack_unref_locked(p);
+	last = pack_unref_locked(d, p);
 	pthread_mutex_unlock(&d->lock);
 	if (last)
 		pack_free(p);
@@ -372,7 +514,7 @@ static bool pack_kill(struct fs_disk *d, struct pack *p)
 	d->used -= lp_min_u64(d->used, p->size);
 	if (d->active == p)
 		d->active = NULL;
-	return pack_unref_locked(p);
+	return pack_unref_locked(d, p);
 }
 
 /* whether @p is still linked under its name (someone may have emptied the
@@ -409,13 +551,16 @@ static void pack_scan(struct fs_disk *d, struct pack *p)
 	uint8_t hdr[FS_DISK_RECORD_HDR];
 	struct fs_disk_record rec;
 	uint64_t off, size;
+	int fd = pack_fd_get(d, p);
 
+	if (fd < 0)
+		return; /* its bytes are counted, its records misses */
 	pthread_mutex_lock(&d->lock);
 	off = p->scanned;
 	size = p->size;
 	pthread_mutex_unlock(&d->lock);
 	while (off < size) {
-		ssize_t n = pread(p->fd, hdr, sizeof(hdr), (off_t)off);
+		ssize_t n = pread(fd, hdr, sizeof(hdr), (off_t)off);
 
 		if (n != (ssize_t)sizeof(hdr) ||
 		    fs_disk_record_parse(hdr, sizeof(hdr), size - off, &rec) <
@@ -428,6 +573,7 @@ static void pack_scan(struct fs_disk *d, struct pack *p)
 		p->scanned = off;
 		pthread_mutex_unlock(&d->lock);
 	}
+	pack_fd_put(d, p);
 }
 
 /* delete the files of the one-file-per-chunk layout in DIR/chunks/@sub */
@@ -479,10 +625,8 @@ static void scan_one(struct fs_disk *d, const char *name)
 {
 	struct pack *p;
 	struct stat st;
-	bool grew = false;
-	int pfd;
-
-	bool ours;
+	bool grew = false, ours;
+	int r;
 
 	pthread_mutex_lock(&d->lock);
 	p = pack_named(d, name);
@@ -492,40 +636,37 @@ static void scan_one(struct fs_disk *d, const char *name)
 	pthread_mutex_unlock(&d->lock);
 	if (ours)
 		return; /* its records went in as they were written */
+	/* by name, no descriptor: a pack this process cannot open (out of
+	 * descriptors) is still counted, and so evicted in its turn */
+	if (fstatat(d->cdirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISREG(st.st_mode)) {
+		if (p)
+			pack_unref(d, p);
+		return;
+	}
 	if (p) {
-		if (fstat(p->fd, &st) == 0) {
-			pthread_mutex_lock(&d->lock);
-			if (!p->dead && (uint64_t)st.st_size > p->size) {
-				d->used += (uint64_t)st.st_size - p->size;
-				p->size = (uint64_t)st.st_size;
-				grew = true;
-			}
-			pthread_mutex_unlock(&d->lock);
+		pthread_mutex_lock(&d->lock);
+		if (!p->dead && (uint64_t)st.st_size > p->size) {
+			d->used += (uint64_t)st.st_size - p->size;
+			p->size = (uint64_t)st.st_size;
+			grew = true;
 		}
+		pthread_mutex_unlock(&d->lock);
 		if (grew)
 			pack_scan(d, p);
 		pack_unref(d, p);
 		return;
 	}
-	pfd = openat(d->cdirfd, name, O_RDONLY | O_CLOEXEC);
-	if (pfd < 0)
-		return;
-	if (fstat(pfd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(pfd);
-		return;
-	}
 	pthread_mutex_lock(&d->lock);
-	if (pack_add(d, pfd, name, (uint64_t)st.st_size,
+	r = pack_add(d, name, (uint64_t)st.st_size,
 		     (int64_t)st.st_mtim.tv_sec * 1000000000 +
 			     st.st_mtim.tv_nsec,
-		     &p) < 0) {
-		pthread_mutex_unlock(&d->lock);
-		/* untracked, it would grow outside every count */
-		unlinkat(d->cdirfd, name, 0);
-		return;
-	}
-	p->refs++;
+		     &p);
+	if (r == 0)
+		p->refs++;
 	pthread_mutex_unlock(&d->lock);
+	if (r < 0)
+		return; /* untracked; maybe another process's: left alone */
 	pack_scan(d, p);
 	pack_unref(d, p);
 }
@@ -606,22 +747,25 @@ static int pack_create(struct fs_disk *d, struct pack **ret)
 {
 	char name[DISK_NAME_MAX];
 	struct pack *p;
-	int fd, r;
+	int fd, r, extra = -1;
 
 	snprintf(name, sizeof(name), "%s%u" DISK_PACK_SUFFIX, d->tag,
 		 atomic_fetch_add(&d->seq, 1));
-	fd = openat(d->cdirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
-		    0600);
+	fd = pack_open(d, name, O_RDWR | O_CREAT | O_EXCL);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	pthread_mutex_lock(&d->lock);
-	r = pack_add(d, fd, name, 0, now_ns(), &p);
+	r = pack_add(d, name, 0, now_ns(), &p);
 	if (r == 0) {
 		p->ours = true;
 		p->refs++;
+		extra = fd_install(d, p, fd);
 	}
 	pthread_mutex_unlock(&d->lock);
+	if (extra >= 0)
+		close(extra);
 	if (r < 0) {
+		close(fd);
 		unlinkat(d->cdirfd, name, 0);
 		return r;
 	}
@@ -886,7 +1030,7 @@ int fs_disk_get(struct fs_disk *disk, const struct lp_digest *dg, void *buf,
 	struct slot s;
 	int64_t now;
 	bool touch;
-	int r = -ENOENT;
+	int r = -ENOENT, fd;
 
 	p = lookup(disk, dg, &s);
 	if (!p)
@@ -897,13 +1041,21 @@ int fs_disk_get(struct fs_disk *disk, const struct lp_digest *dg, void *buf,
 	}
 	if (s.len != len)
 		goto out; /* another length: not what the caller verifies */
-	if (pread_all(p->fd, hdr, sizeof(hdr), s.off) < 0 ||
+	fd = pack_fd_get(disk, p);
+	if (fd == -ENOENT) {
+		pack_vanished(disk, p);
+		goto out;
+	}
+	if (fd < 0)
+		goto out; /* out of descriptors, say: a miss */
+	if (pread_all(fd, hdr, sizeof(hdr), s.off) < 0 ||
 	    fs_disk_record_parse(hdr, sizeof(hdr), FS_DISK_RECORD_HDR + len,
 				 &rec) < 0 ||
 	    rec.len != len || !lp_digest_equal(&rec.dg, dg) ||
-	    pread_all(p->fd, buf, len, s.off + FS_DISK_RECORD_HDR) < 0 ||
+	    pread_all(fd, buf, len, s.off + FS_DISK_RECORD_HDR) < 0 ||
 	    lp_chunk_verify(buf, len, dg) < 0) {
 		/* torn, truncated or tampered with: a miss, refetched */
+		pack_fd_put(disk, p);
 		drop_record(disk, dg, p, s.off);
 		goto out;
 	}
@@ -915,7 +1067,8 @@ int fs_disk_get(struct fs_disk *disk, const struct lp_digest *dg, void *buf,
 		p->touched_ns = now;
 	pthread_mutex_unlock(&disk->lock);
 	if (touch)
-		futimens(p->fd, NULL); /* and after a restart */
+		futimens(fd, NULL); /* and after a restart */
+	pack_fd_put(disk, p);
 	r = 0;
 out:
 	pack_unref(disk, p);
@@ -1015,7 +1168,7 @@ int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
 	struct pack *p = NULL;
 	bool too_big, do_evict;
 	uint64_t off;
-	int r = 0;
+	int r = 0, fd;
 
 	pthread_mutex_lock(&disk->lock);
 	too_big = len > LP_CHUNK_MAX_SIZE ||
@@ -1032,9 +1185,12 @@ int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
 	/* the header first: a crash before the payload leaves a record the
 	 * read rejects, not a torn header that ends the pack's scan */
 	fs_disk_record_header(dg, (uint32_t)len, hdr);
-	r = pwrite_all(p->fd, hdr, sizeof(hdr), off);
+	fd = pack_fd_get(disk, p);
+	r = fd < 0 ? fd : pwrite_all(fd, hdr, sizeof(hdr), off);
 	if (r == 0)
-		r = pwrite_all(p->fd, buf, len, off + sizeof(hdr));
+		r = pwrite_all(fd, buf, len, off + sizeof(hdr));
+	if (fd >= 0)
+		pack_fd_put(disk, p);
 	pthread_mutex_lock(&disk->lock);
 	if (r == 0 && !p->dead)
 		table_add(disk, dg, p, off, (uint32_t)len);

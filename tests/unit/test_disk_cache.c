@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -439,6 +440,100 @@ static void test_legacy_layout_cleared(void **state)
 	remove_dir(dir);
 }
 
+/* the descriptors this process has open */
+static unsigned int open_fds(void)
+{
+	struct dirent *de;
+	unsigned int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* opendir's own */
+}
+
+/* a pack of one record, @c, as DIR/chunks/@name; its size */
+static uint64_t write_pack(const char *dir, const char *name,
+			   const struct chunk *c)
+{
+	uint8_t hdr[FS_DISK_RECORD_HDR];
+	char path[400];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/chunks/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	fs_disk_record_header(&c->dg, (uint32_t)c->len, hdr);
+	assert_int_equal(write(fd, hdr, sizeof(hdr)), sizeof(hdr));
+	assert_int_equal(write(fd, c->data, c->len), (ssize_t)c->len);
+	close(fd);
+	return sizeof(hdr) + c->len;
+}
+
+/*
+ * Many packs (every process that writes leaves one), more than the
+ * descriptors the process may open: the tier holds a bounded number of
+ * them open (64 in disk_cache.c, DISK_MAX_FDS), counts every pack's bytes,
+ * finds every record and still writes.
+ */
+#define MANY_PACKS 600
+#define FD_LIMIT 200
+#define FDS_HELD_MAX (64 + 8) /* DISK_MAX_FDS, the directories, slack */
+static void test_many_packs_few_fds(void **state)
+{
+	char dir[] = "/tmp/lp-test-disk-XXXXXX", path[400], name[64];
+	struct lp_err err = { 0 };
+	struct chunk *c = malloc(sizeof(*c));
+	struct rlimit old, low;
+	struct fs_disk *d;
+	uint64_t bytes = 0;
+	unsigned int i, before;
+
+	(void)state;
+	assert_non_null(c);
+	make_dir(dir);
+	snprintf(path, sizeof(path), "%s/chunks", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	for (i = 0; i < MANY_PACKS; i++) {
+		make_chunk(c, 7000 + i, 100 + i);
+		snprintf(name, sizeof(name), "%016x-1-%u.pack", i, i);
+		bytes += write_pack(dir, name, c);
+	}
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = FD_LIMIT;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	before = open_fds();
+	assert_true(before < FD_LIMIT - FDS_HELD_MAX);
+
+	assert_int_equal(fs_disk_open(dir, BIG, &d, &err), 0);
+	assert_true(open_fds() <= before + FDS_HELD_MAX);
+	assert_int_equal(fs_disk_used(d), bytes); /* every pack counted */
+	for (i = 0; i < MANY_PACKS; i++) {
+		make_chunk(c, 7000 + i, 100 + i);
+		assert_int_equal(check_get(d, c), 0);
+	}
+	assert_true(open_fds() <= before + FDS_HELD_MAX);
+	make_chunk(c, 1, CHUNK);
+	assert_int_equal(fs_disk_put(d, &c->dg, c->data, c->len), 0);
+	assert_int_equal(check_get(d, c), 0);
+	assert_true(open_fds() <= before + FDS_HELD_MAX);
+	fs_disk_unref(d);
+	assert_int_equal(open_fds(), before);
+
+	/* and the next open finds all of them again */
+	assert_int_equal(fs_disk_open(dir, BIG, &d, &err), 0);
+	assert_int_equal(check_get(d, c), 0);
+	make_chunk(c, 7000, 100);
+	assert_int_equal(check_get(d, c), 0);
+	fs_disk_unref(d);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	free(c);
+	remove_dir(dir);
+}
+
 struct worker {
 	struct fs_disk *d;
 	struct chunk *c;
@@ -608,6 +703,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_deleted_packs),
 		cmocka_unit_test(test_budget_coldest_first),
 		cmocka_unit_test(test_legacy_layout_cleared),
+		cmocka_unit_test(test_many_packs_few_fds),
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_other_process),
 	};
