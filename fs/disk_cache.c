@@ -50,9 +50,13 @@
  * it does not do: coordinate beyond that (each byte count is its own view,
  * the other processes' packs included as of its last look; an eviction may
  * delete a pack another process reads, which is then a miss there), or
- * fsync (a torn record fails its checks and is dropped). A directory of the earlier one-file-per-chunk
- * layout (DIR/chunks/ab/<digest>) has those files deleted at the first
- * open: they are refetched once.
+ * fsync (a torn record fails its checks and is dropped). A directory of
+ * the earlier one-file-per-chunk layout (DIR/chunks/ab/<digest>, DIR/tmp)
+ * has those directories renamed into DIR/old-<tag> at the first open (a
+ * rename each, however many files they hold: the open is on the mount's
+ * and the snapshotter's restart path) and a detached thread deletes every
+ * DIR/old-* after, with no lock held (what a crash leaves, the next open's
+ * thread deletes): their chunks are refetched once.
  *
  * Descriptors: a pack holds none of its own (a directory may hold
  * thousands of packs, one at least per process that wrote). At most
@@ -70,7 +74,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +104,10 @@
 #define DISK_TABLE_MIN 1024 /* slots, a power of two */
 #define DISK_TOUCH_NS 1000000000ll /* a hit refreshes mtime at most */
 #define DISK_REFRESH_NS 1000000000ll /* other processes' packs looked at */
-#define DISK_LEGACY_MAX_SCAN (16u * 1024 * 1024) /* old files per open */
+#define DISK_OLD_PREFIX "old-" /* DIR/old-<tag>: the old layout, aside */
+#define DISK_OLD_NAME_MAX (sizeof(DISK_OLD_PREFIX) + DISK_TAG_MAX)
+#define DISK_REAP_DEPTH 2 /* old-<tag>/ab/<digest>: directories below */
+#define DISK_REAP_PASSES 4 /* readdirs of one directory being emptied */
 
 #define DISK_RECORD_MAGIC "LPCR"
 #define DISK_RECORD_VERSION 1
@@ -576,28 +585,129 @@ static void pack_scan(struct fs_disk *d, struct pack *p)
 	pack_fd_put(d, p);
 }
 
-/* delete the files of the one-file-per-chunk layout in DIR/chunks/@sub */
-static void legacy_remove(int cdirfd, const char *sub, unsigned int *budget)
-{
-	int sfd = openat(cdirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	struct dirent *de;
-	DIR *dir;
+/* --- the earlier one-file-per-chunk layout: set aside, deleted later --- */
 
-	if (sfd < 0)
-		return;
-	dir = fdopendir(sfd);
+/* delete @name of @pfd and what it holds, @depth directories deep at most;
+ * a tree another thread or process deletes at the same time is fine */
+static void reap_tree(int pfd, const char *name, unsigned int depth)
+{
+	unsigned int pass;
+
+	for (pass = 0; pass < DISK_REAP_PASSES; pass++) {
+		int fd =
+			openat(pfd, name,
+			       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		struct dirent *de;
+		DIR *dir;
+
+		if (fd < 0) {
+			if (errno == ENOTDIR || errno == ELOOP)
+				unlinkat(pfd, name, 0);
+			return;
+		}
+		dir = fdopendir(fd);
+		if (!dir) {
+			close(fd);
+			return;
+		}
+		while ((de = readdir(dir))) {
+			if (!strcmp(de->d_name, ".") ||
+			    !strcmp(de->d_name, ".."))
+				continue;
+			/* unlink(2) says EISDIR of a directory */
+			if (unlinkat(fd, de->d_name, 0) < 0 &&
+			    errno == EISDIR && depth)
+				reap_tree(fd, de->d_name, depth - 1);
+		}
+		closedir(dir);
+		if (unlinkat(pfd, name, AT_REMOVEDIR) == 0 ||
+		    errno != ENOTEMPTY)
+			return;
+	}
+}
+
+static bool is_old_name(const char *name)
+{
+	return !strncmp(name, DISK_OLD_PREFIX, strlen(DISK_OLD_PREFIX));
+}
+
+/* the reaper thread: deletes every DIR/old-* (@arg: a descriptor of DIR,
+ * its own), this open's and any an earlier process left half deleted */
+static void *reap_main(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	struct dirent *de;
+	DIR *dir = fdopendir(fd);
+
 	if (!dir) {
-		close(sfd);
+		close(fd);
+		return NULL;
+	}
+	while ((de = readdir(dir)))
+		if (is_old_name(de->d_name))
+			reap_tree(dirfd(dir), de->d_name, DISK_REAP_DEPTH);
+	closedir(dir);
+	return NULL;
+}
+
+/* when DIR holds an old-* directory: a detached thread deletes it, with no
+ * lock held and off the open's path (a process that exits first leaves the
+ * rest to the next open) */
+static void reap_start(int dirfd)
+{
+	pthread_attr_t attr;
+	struct dirent *de;
+	bool any = false;
+	pthread_t t;
+	DIR *dir;
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
 		return;
 	}
-	while (*budget && (de = readdir(dir))) {
-		if (de->d_name[0] == '.')
-			continue;
-		unlinkat(sfd, de->d_name, 0);
-		--*budget;
-	}
+	while (!any && (de = readdir(dir)))
+		any = is_old_name(de->d_name);
 	closedir(dir);
-	unlinkat(cdirfd, sub, AT_REMOVEDIR);
+	if (!any)
+		return;
+	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (pthread_attr_init(&attr) != 0) {
+		close(fd);
+		return;
+	}
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, reap_main, (void *)(intptr_t)fd) != 0)
+		close(fd); /* the next open tries again */
+	pthread_attr_destroy(&attr);
+}
+
+/* @sub of @fromfd (DIR/chunks/ab of the old layout, or DIR/tmp) renamed
+ * into this open's DIR/old-<tag>, made at the first call: O(1) a
+ * directory, however many files it holds; a failure leaves it for the
+ * next open */
+static void legacy_aside(struct fs_disk *d, int *oldfd, int fromfd,
+			 const char *sub)
+{
+	char name[DISK_OLD_NAME_MAX];
+
+	if (*oldfd < 0) {
+		snprintf(name, sizeof(name), DISK_OLD_PREFIX "%.*s",
+			 (int)strlen(d->tag) - 1, d->tag);
+		if (mkdirat(d->dirfd, name, 0700) < 0 && errno != EEXIST)
+			return;
+		*oldfd =
+			openat(d->dirfd, name,
+			       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (*oldfd < 0)
+			return;
+	}
+	renameat(fromfd, sub, *oldfd, sub);
 }
 
 static bool is_pack_name(const char *name)
@@ -678,10 +788,9 @@ static void scan_one(struct fs_disk *d, const char *name)
  */
 static void scan(struct fs_disk *d, bool first)
 {
-	unsigned int legacy = DISK_LEGACY_MAX_SCAN;
 	struct dirent *de;
+	int fd, oldfd = -1;
 	DIR *dir;
-	int fd;
 
 	/* its own descriptor: readdir's offset is the descriptor's */
 	fd = openat(d->cdirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -694,15 +803,18 @@ static void scan(struct fs_disk *d, bool first)
 	}
 	while ((de = readdir(dir))) {
 		if (first && strlen(de->d_name) == 2 && de->d_name[0] != '.')
-			legacy_remove(d->cdirfd, de->d_name, &legacy);
+			legacy_aside(d, &oldfd, d->cdirfd, de->d_name);
 		else if (is_pack_name(de->d_name) &&
 			 strncmp(de->d_name, d->tag, strlen(d->tag)))
 			scan_one(d, de->d_name); /* not one being made here */
 	}
 	closedir(dir);
 	/* the old layout's temporary files went to DIR/tmp */
-	if (first)
-		unlinkat(d->dirfd, "tmp", AT_REMOVEDIR);
+	if (first && unlinkat(d->dirfd, "tmp", AT_REMOVEDIR) < 0 &&
+	    errno == ENOTEMPTY)
+		legacy_aside(d, &oldfd, d->dirfd, "tmp");
+	if (oldfd >= 0)
+		close(oldfd);
 }
 
 /* what other processes sharing the directory wrote since the last look,
@@ -866,6 +978,7 @@ static int disk_new(int dirfd, const struct stat *st, uint64_t budget,
 	snprintf(d->tag, sizeof(d->tag), "%016llx-%d-",
 		 (unsigned long long)d->refreshed_ns, (int)getpid());
 	scan(d, true);
+	reap_start(dirfd);
 	evict(d); /* the budget may have shrunk */
 	*ret_disk = d;
 	return 0;
