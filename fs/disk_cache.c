@@ -1307,6 +1307,11 @@ int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
 	pthread_mutex_lock(&disk->lock);
 	if (r == 0 && !p->dead)
 		table_add(disk, dg, p, off, (uint32_t)len);
+	/* ENOSPC, EIO: a hole or a torn header where the record was to be,
+	 * which would end the pack's next scan: later records go to a new
+	 * pack (those already reserved here are served until a restart) */
+	if (r < 0 && disk->active == p)
+		disk->active = NULL;
 	do_evict = disk->used > disk->budget;
 	pthread_mutex_unlock(&disk->lock);
 	pack_unref(disk, p);

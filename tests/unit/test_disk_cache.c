@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -542,6 +543,54 @@ static void test_legacy_upgrade_off_open_path(void **state)
 	remove_dir(dir);
 }
 
+/*
+ * A write that fails (the file size limit here, ENOSPC or EIO in life)
+ * leaves a torn header in its pack, which ends that pack's scan at the
+ * next open: the next write goes to a new pack, so what it writes is
+ * still found after a restart.
+ */
+static void test_write_error_new_pack(void **state)
+{
+	char dir[] = "/tmp/lp-test-disk-XXXXXX", names[4][300];
+	struct lp_err err = { 0 };
+	struct chunk *c = malloc(3 * sizeof(*c));
+	struct rlimit old, lim;
+	struct fs_disk *d;
+	void (*old_sig)(int);
+
+	(void)state;
+	assert_non_null(c);
+	make_chunk(&c[0], 11, CHUNK);
+	make_chunk(&c[1], 12, CHUNK);
+	make_chunk(&c[2], 13, CHUNK);
+	make_dir(dir);
+	assert_int_equal(fs_disk_open(dir, BIG, &d, &err), 0);
+	assert_int_equal(fs_disk_put(d, &c[0].dg, c[0].data, c[0].len), 0);
+	assert_int_equal(packs_of(dir, names, 4), 1);
+
+	/* the next header gets 10 bytes in */
+	old_sig = signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = (rlim_t)file_size(names[0]) + 10;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	assert_true(fs_disk_put(d, &c[1].dg, c[1].data, c[1].len) < 0);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, old_sig);
+
+	assert_int_equal(fs_disk_put(d, &c[2].dg, c[2].data, c[2].len), 0);
+	assert_int_equal(packs_of(dir, NULL, 0), 2);
+	fs_disk_unref(d);
+
+	assert_int_equal(fs_disk_open(dir, BIG, &d, &err), 0);
+	assert_int_equal(check_get(d, &c[0]), 0);
+	assert_int_equal(check_get(d, &c[1]), -ENOENT);
+	assert_int_equal(check_get(d, &c[2]), 0);
+	fs_disk_unref(d);
+	free(c);
+	remove_dir(dir);
+}
+
 /* the descriptors this process has open */
 static unsigned int open_fds(void)
 {
@@ -807,6 +856,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_legacy_layout_cleared),
 		cmocka_unit_test(test_many_packs_few_fds),
 		cmocka_unit_test(test_legacy_upgrade_off_open_path),
+		cmocka_unit_test(test_write_error_new_pack),
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_other_process),
 	};
