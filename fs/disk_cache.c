@@ -80,6 +80,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -155,6 +156,7 @@ struct fs_disk {
 	unsigned int nfds;
 	struct slot *slots; /* [cap]; protected by lock */
 	size_t cap, count;
+	uint64_t hkey; /* immutable: hash_of()'s key, random */
 	/* immutable: "<open time>-<pid>-", the start of its packs' names */
 	char tag[DISK_TAG_MAX];
 	int64_t refreshed_ns; /* last look at other processes' packs; lock */
@@ -202,19 +204,32 @@ int fs_disk_record_parse(const void *hdr, size_t hdr_len, uint64_t room,
 
 /* --- the table: open addressing, linear probing --- */
 
-static size_t hash_of(const struct lp_digest *dg, size_t cap)
+/*
+ * The digests come from headers no one checked before they enter the
+ * table (a crafted pack can hold 40,000 digests alike in any bytes it
+ * likes), so a digest's slot depends on all its bytes and on @key, a
+ * random number of the object's: collisions cannot be made in advance.
+ */
+static size_t hash_of(uint64_t key, const struct lp_digest *dg, size_t cap)
 {
-	uint64_t h;
+	uint64_t h = key, w;
+	size_t i;
 
-	memcpy(&h, dg->b, sizeof(h)); /* a sha256: uniform already */
+	for (i = 0; i < LP_SHA256_LEN; i += sizeof(w)) {
+		memcpy(&w, dg->b + i, sizeof(w));
+		h ^= w; /* splitmix64's finalizer: every bit moves every bit */
+		h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+		h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+		h ^= h >> 31;
+	}
 	return (size_t)h & (cap - 1);
 }
 
 /* the slot holding @dg, or the empty one ending its probe; lock held */
-static size_t find_slot(const struct slot *t, size_t cap,
+static size_t find_slot(const struct slot *t, size_t cap, uint64_t key,
 			const struct lp_digest *dg)
 {
-	size_t i = hash_of(dg, cap);
+	size_t i = hash_of(key, dg, cap);
 
 	while (t[i].pack != UINT32_MAX && !lp_digest_equal(&t[i].dg, dg))
 		i = (i + 1) & (cap - 1);
@@ -248,7 +263,8 @@ static int table_reserve(struct fs_disk *d)
 		return -ENOMEM;
 	for (i = 0; i < d->cap; i++)
 		if (d->slots[i].pack != UINT32_MAX)
-			t[find_slot(t, cap, &d->slots[i].dg)] = d->slots[i];
+			t[find_slot(t, cap, d->hkey, &d->slots[i].dg)] =
+				d->slots[i];
 	free(d->slots);
 	d->slots = t;
 	d->cap = cap;
@@ -263,7 +279,7 @@ static void table_add(struct fs_disk *d, const struct lp_digest *dg,
 
 	if (table_reserve(d) < 0)
 		return; /* a miss later, never a wrong byte */
-	i = find_slot(d->slots, d->cap, dg);
+	i = find_slot(d->slots, d->cap, d->hkey, dg);
 	if (d->slots[i].pack != UINT32_MAX)
 		return;
 	d->slots[i] = (struct slot){
@@ -284,7 +300,7 @@ static void table_del_at(struct fs_disk *d, size_t i)
 		j = (j + 1) & mask;
 		if (d->slots[j].pack == UINT32_MAX)
 			return;
-		home = hash_of(&d->slots[j].dg, d->cap);
+		home = hash_of(d->hkey, &d->slots[j].dg, d->cap);
 		/* j stays when its home lies cyclically in (i, j] */
 		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
 			continue;
@@ -974,6 +990,9 @@ static int disk_new(int dirfd, const struct stat *st, uint64_t budget,
 	d->refs = 1;
 	pthread_mutex_init(&d->lock, NULL);
 	d->budget = budget;
+	if (getrandom(&d->hkey, sizeof(d->hkey), GRND_NONBLOCK) !=
+	    (ssize_t)sizeof(d->hkey))
+		d->hkey = (uint64_t)now_ns() ^ (uint64_t)(uintptr_t)d;
 	d->refreshed_ns = now_ns();
 	snprintf(d->tag, sizeof(d->tag), "%016llx-%d-",
 		 (unsigned long long)d->refreshed_ns, (int)getpid());
@@ -1089,7 +1108,7 @@ static struct pack *lookup(struct fs_disk *d, const struct lp_digest *dg,
 
 	pthread_mutex_lock(&d->lock);
 	if (d->slots) {
-		i = find_slot(d->slots, d->cap, dg);
+		i = find_slot(d->slots, d->cap, d->hkey, dg);
 		if (d->slots[i].pack != UINT32_MAX) {
 			*ret = d->slots[i];
 			p = d->packs[ret->pack];
@@ -1108,7 +1127,7 @@ static void drop_record(struct fs_disk *d, const struct lp_digest *dg,
 
 	pthread_mutex_lock(&d->lock);
 	if (d->slots) {
-		i = find_slot(d->slots, d->cap, dg);
+		i = find_slot(d->slots, d->cap, d->hkey, dg);
 		if (d->slots[i].pack == p->idx && d->slots[i].off == off &&
 		    !p->dead)
 			table_del_at(d, i);
