@@ -678,6 +678,15 @@ static uint64_t write_pack(const char *dir, const char *name,
  * them open (64 in disk_cache.c, DISK_MAX_FDS), counts every pack's bytes,
  * finds every record and still writes.
  */
+static struct rlimit saved_nofile;
+
+/* the limit back, also when the test failed before it put it back */
+static int restore_nofile(void **state)
+{
+	(void)state;
+	return setrlimit(RLIMIT_NOFILE, &saved_nofile);
+}
+
 #define MANY_PACKS 600
 #define FD_LIMIT 200
 #define FDS_HELD_MAX (64 + 8) /* DISK_MAX_FDS, the directories, slack */
@@ -702,6 +711,7 @@ static void test_many_packs_few_fds(void **state)
 		bytes += write_pack(dir, name, c);
 	}
 	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	saved_nofile = old;
 	low = old;
 	low.rlim_cur = FD_LIMIT;
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
@@ -732,6 +742,52 @@ static void test_many_packs_few_fds(void **state)
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
 	free(c);
 	remove_dir(dir);
+}
+
+/*
+ * Not a regular file though named *.pack: a FIFO (opening it for reading
+ * would block the first open forever) and a symlink to a pack elsewhere
+ * (it would be read, counted and have its mtime set) are both ignored.
+ */
+static void test_odd_pack_files(void **state)
+{
+	char dir[] = "/tmp/lp-test-disk-XXXXXX",
+	     out[] = "/tmp/lp-test-disk-XXXXXX";
+	char path[400], target[400];
+	struct timespec old_times[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
+	struct lp_err err = { 0 };
+	struct chunk *c = malloc(sizeof(*c));
+	struct fs_disk *d;
+	struct stat st;
+
+	(void)state;
+	assert_non_null(c);
+	make_chunk(c, 21, 1000);
+	make_dir(dir);
+	make_dir(out);
+	snprintf(path, sizeof(path), "%s/chunks", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/chunks/fifo.pack", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	snprintf(target, sizeof(target), "%s/chunks", out);
+	assert_int_equal(mkdir(target, 0700), 0);
+	write_pack(out, "x.pack", c);
+	snprintf(target, sizeof(target), "%s/chunks/x.pack", out);
+	assert_int_equal(utimensat(AT_FDCWD, target, old_times, 0), 0);
+	snprintf(path, sizeof(path), "%s/chunks/link.pack", dir);
+	assert_int_equal(symlink(target, path), 0);
+
+	alarm(60); /* a FIFO opened blocking: killed, not hung */
+	assert_int_equal(fs_disk_open(dir, BIG, &d, &err), 0);
+	alarm(0);
+	assert_int_equal(fs_disk_used(d), 0);
+	assert_int_equal(check_get(d, c), -ENOENT);
+	fs_disk_unref(d);
+	assert_int_equal(stat(target, &st), 0);
+	assert_int_equal(st.st_mtim.tv_sec, 1000000000);
+	free(c);
+	remove_dir(dir);
+	remove_dir(out);
 }
 
 struct worker {
@@ -903,10 +959,12 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_deleted_packs),
 		cmocka_unit_test(test_budget_coldest_first),
 		cmocka_unit_test(test_legacy_layout_cleared),
-		cmocka_unit_test(test_many_packs_few_fds),
+		cmocka_unit_test_teardown(test_many_packs_few_fds,
+					  restore_nofile),
 		cmocka_unit_test(test_legacy_upgrade_off_open_path),
 		cmocka_unit_test(test_write_error_new_pack),
 		cmocka_unit_test(test_crafted_collisions),
+		cmocka_unit_test(test_odd_pack_files),
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_other_process),
 	};
