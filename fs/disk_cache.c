@@ -121,8 +121,9 @@ struct pack {
 	char name[DISK_NAME_MAX];
 	uint32_t idx; /* immutable: its slot in disk->packs */
 	uint64_t size; /* bytes written or reserved; protected by lock */
-	int64_t used_ns; /* coldness (realtime); protected by lock */
-	int64_t touched_ns; /* mtime last set; protected by lock */
+	/* coldness: realtime, as the mtime it is read from; lock */
+	int64_t used_ns;
+	int64_t touched_ns; /* mtime last set (monotonic); lock */
 	unsigned int refs; /* the list's + I/O in flight; protected by lock */
 	uint64_t scanned; /* headers read up to; protected by lock */
 	bool ours; /* immutable: made by this object, appended to by it */
@@ -159,7 +160,8 @@ struct fs_disk {
 	uint64_t hkey; /* immutable: hash_of()'s key, random */
 	/* immutable: "<open time>-<pid>-", the start of its packs' names */
 	char tag[DISK_TAG_MAX];
-	int64_t refreshed_ns; /* last look at other processes' packs; lock */
+	/* last look at other processes' packs (monotonic); lock */
+	int64_t refreshed_ns;
 	bool refreshing; /* protected by lock */
 };
 
@@ -328,11 +330,21 @@ static void table_sweep(struct fs_disk *d)
 
 /* --- packs --- */
 
+/* the time of day, as file times are: coldness */
 static int64_t now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* for intervals: never steps when the time of day is set */
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -366,7 +378,8 @@ static int pack_add(struct fs_disk *d, const char *name, uint64_t size,
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	p->idx = i;
 	p->size = size;
-	p->used_ns = p->touched_ns = mtime_ns;
+	p->used_ns = mtime_ns;
+	p->touched_ns = mono_ns() - DISK_TOUCH_NS; /* the first hit sets it */
 	p->refs = 1;
 	d->packs[i] = p;
 	d->used += size;
@@ -745,6 +758,11 @@ static struct pack *pack_named(struct fs_disk *d, const char *name)
 	return NULL;
 }
 
+static int64_t mtime_ns_of(const struct stat *st)
+{
+	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
 /* pack @name of DIR/chunks: a known one of another process grown since
  * the last look, or one not known yet, scanned into the table */
 static void scan_one(struct fs_disk *d, const char *name)
@@ -784,10 +802,7 @@ static void scan_one(struct fs_disk *d, const char *name)
 		return;
 	}
 	pthread_mutex_lock(&d->lock);
-	r = pack_add(d, name, (uint64_t)st.st_size,
-		     (int64_t)st.st_mtim.tv_sec * 1000000000 +
-			     st.st_mtim.tv_nsec,
-		     &p);
+	r = pack_add(d, name, (uint64_t)st.st_size, mtime_ns_of(&st), &p);
 	if (r == 0)
 		p->refs++;
 	pthread_mutex_unlock(&d->lock);
@@ -838,7 +853,7 @@ static void scan(struct fs_disk *d, bool first)
  * DISK_REFRESH_NS; one caller at a time */
 static void refresh(struct fs_disk *d)
 {
-	const int64_t now = now_ns();
+	const int64_t now = mono_ns();
 	struct pack *p;
 	bool go;
 
@@ -993,9 +1008,9 @@ static int disk_new(int dirfd, const struct stat *st, uint64_t budget,
 	if (getrandom(&d->hkey, sizeof(d->hkey), GRND_NONBLOCK) !=
 	    (ssize_t)sizeof(d->hkey))
 		d->hkey = (uint64_t)now_ns() ^ (uint64_t)(uintptr_t)d;
-	d->refreshed_ns = now_ns();
+	d->refreshed_ns = mono_ns();
 	snprintf(d->tag, sizeof(d->tag), "%016llx-%d-",
-		 (unsigned long long)d->refreshed_ns, (int)getpid());
+		 (unsigned long long)now_ns(), (int)getpid());
 	scan(d, true);
 	reap_start(dirfd);
 	evict(d); /* the budget may have shrunk */
@@ -1160,7 +1175,7 @@ int fs_disk_get(struct fs_disk *disk, const struct lp_digest *dg, void *buf,
 	struct fs_disk_record rec;
 	struct pack *p;
 	struct slot s;
-	int64_t now;
+	int64_t now; /* monotonic */
 	bool touch;
 	int r = -ENOENT, fd;
 
@@ -1191,9 +1206,9 @@ int fs_disk_get(struct fs_disk *disk, const struct lp_digest *dg, void *buf,
 		drop_record(disk, dg, p, s.off);
 		goto out;
 	}
-	now = now_ns();
+	now = mono_ns();
 	pthread_mutex_lock(&disk->lock);
-	p->used_ns = now; /* warm: evicted last */
+	p->used_ns = now_ns(); /* warm: evicted last */
 	touch = now - p->touched_ns >= DISK_TOUCH_NS;
 	if (touch)
 		p->touched_ns = now;
