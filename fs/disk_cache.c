@@ -793,6 +793,9 @@ static void scan_one(struct fs_disk *d, const char *name)
 		if (!p->dead && (uint64_t)st.st_size > p->size) {
 			d->used += (uint64_t)st.st_size - p->size;
 			p->size = (uint64_t)st.st_size;
+			/* written to since first seen: as warm as that */
+			if (mtime_ns_of(&st) > p->used_ns)
+				p->used_ns = mtime_ns_of(&st);
 			grew = true;
 		}
 		pthread_mutex_unlock(&d->lock);

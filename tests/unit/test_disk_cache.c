@@ -790,6 +790,72 @@ static void test_odd_pack_files(void **state)
 	remove_dir(out);
 }
 
+/* set @dir/chunks/@name's mtime to @sec */
+static void set_mtime(const char *dir, const char *name, time_t sec)
+{
+	struct timespec t[2] = { { sec, 0 }, { sec, 0 } };
+	char path[400];
+
+	snprintf(path, sizeof(path), "%s/chunks/%s", dir, name);
+	assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+}
+
+/*
+ * Another process's pack that grows is as warm as its latest write (its
+ * mtime), not as cold as when it was first seen: the eviction takes the
+ * pack nobody wrote to or read since instead.
+ */
+static void test_grown_pack_is_warm(void **state)
+{
+	char dir[] = "/tmp/lp-test-disk-XXXXXX", path[400];
+	uint8_t hdr[FS_DISK_RECORD_HDR];
+	struct lp_err err = { 0 };
+	struct chunk *c = malloc(4 * sizeof(*c));
+	struct fs_disk *d, *d2;
+	uint64_t used;
+	int fd;
+
+	(void)state;
+	assert_non_null(c);
+	make_chunk(&c[0], 31, 1000); /* in A, seen at open */
+	make_chunk(&c[1], 32, 1000); /* appended to A after */
+	make_chunk(&c[2], 33, 1000); /* in B */
+	make_chunk(&c[3], 34, 100); /* ours */
+	make_dir(dir);
+	snprintf(path, sizeof(path), "%s/chunks", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	write_pack(dir, "A.pack", &c[0]);
+	write_pack(dir, "B.pack", &c[2]);
+	set_mtime(dir, "A.pack", 1000000000); /* A the colder at open */
+	set_mtime(dir, "B.pack", 1100000000);
+	assert_int_equal(fs_disk_open(dir, BIG, &d, &err), 0);
+
+	/* the other process appends to A; this one looks a second later */
+	snprintf(path, sizeof(path), "%s/chunks/A.pack", dir);
+	fd = open(path, O_WRONLY | O_APPEND);
+	assert_true(fd >= 0);
+	fs_disk_record_header(&c[1].dg, (uint32_t)c[1].len, hdr);
+	assert_int_equal(write(fd, hdr, sizeof(hdr)), sizeof(hdr));
+	assert_int_equal(write(fd, c[1].data, c[1].len), (ssize_t)c[1].len);
+	close(fd);
+	sleep_ms(1100);
+	assert_int_equal(fs_disk_put(d, &c[3].dg, c[3].data, c[3].len), 0);
+	used = 4 * FS_DISK_RECORD_HDR + 3000 + 100;
+	assert_int_equal(fs_disk_used(d), used);
+
+	/* just over: one pack goes, the coldest: B */
+	assert_int_equal(fs_disk_open(dir, used - 1, &d2, &err), 0);
+	assert_ptr_equal(d2, d);
+	assert_int_equal(check_get(d, &c[2]), -ENOENT);
+	assert_int_equal(check_get(d, &c[0]), 0);
+	assert_int_equal(check_get(d, &c[1]), 0);
+	assert_int_equal(check_get(d, &c[3]), 0);
+	fs_disk_unref(d2);
+	fs_disk_unref(d);
+	free(c);
+	remove_dir(dir);
+}
+
 struct worker {
 	struct fs_disk *d;
 	struct chunk *c;
@@ -965,6 +1031,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_write_error_new_pack),
 		cmocka_unit_test(test_crafted_collisions),
 		cmocka_unit_test(test_odd_pack_files),
+		cmocka_unit_test(test_grown_pack_is_warm),
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_other_process),
 	};
