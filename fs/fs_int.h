@@ -389,9 +389,9 @@ uint64_t fs_disk_used(struct fs_disk *disk);
 
 /*
  * A record of a pack file (disk_cache.c): a FS_DISK_RECORD_HDR-byte header
- * (magic "LPCR", LE32 version 1, LE32 payload length, the payload's
- * sha256, LE32 reserved, LE32 CRC-32 of the header's first 44 bytes), then
- * the payload. fs_disk_record_header() writes one for @len bytes of @dg.
+ * (bytes 0-3 magic "LPCR", 4-7 LE32 version 1, 8-11 LE32 payload length,
+ * 12-43 the payload's sha256, 44-47 LE32 CRC-32 of bytes 0-43; no reserved
+ * field), then the payload. fs_disk_record_header() writes one for @len bytes of @dg.
  * fs_disk_record_parse() reads the header at @hdr (@hdr_len bytes there)
  * of a record with @room bytes left in its pack from its start: 0 with
  * @ret filled, -ENODATA when the header or payload does not fit in @room
