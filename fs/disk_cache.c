@@ -27,7 +27,9 @@
  * second, so coldness survives a restart) are deleted down to 90% of the
  * budget. Packs are at most DISK_PACK_MAX bytes and at most a 64th of the
  * budget (one record bigger than that gets a pack of its own), so one pack
- * is a small step of the eviction. A pack deleted by someone else (the
+ * is a small step of the eviction. Past DISK_PACKS_HIGH packs (every
+ * process that writes leaves one) the coldest go too, down to
+ * DISK_PACKS_LOW, whatever their bytes. A pack deleted by someone else (the
  * integration tests empty DIR/chunks) is noticed by the lookup, which
  * checks that its pack is still linked, and its records are misses.
  *
@@ -100,6 +102,10 @@
 #define DISK_PACK_MIN (64 * 1024) /* a pack's cap at the smallest */
 #define DISK_PACK_PER_BUDGET 64 /* a pack is at most budget / this */
 #define DISK_MAX_PACKS 65536 /* packs tracked; more are left alone */
+/* packs past this: the coldest go, down to DISK_PACKS_LOW (every process
+ * that writes leaves one; the scan and the lookups by name are per pack) */
+#define DISK_PACKS_HIGH 4096
+#define DISK_PACKS_LOW (DISK_PACKS_HIGH / 10 * 9)
 #define DISK_MAX_FDS 64 /* packs' descriptors open at once (but I/O) */
 #define DISK_MAX_RECORDS (16u * 1024 * 1024) /* table entries at most */
 #define DISK_TABLE_MIN 1024 /* slots, a power of two */
@@ -150,6 +156,7 @@ struct fs_disk {
 	uint64_t used; /* every pack's size; protected by lock */
 	struct pack **packs; /* [npacks], NULL: free; protected by lock */
 	uint32_t npacks;
+	uint32_t nlive; /* packs in the list; protected by lock */
 	struct pack *active; /* appended to; protected by lock */
 	/* the packs with a descriptor open, most recently used first, and
 	 * their number; protected by lock */
@@ -382,6 +389,7 @@ static int pack_add(struct fs_disk *d, const char *name, uint64_t size,
 	p->touched_ns = mono_ns() - DISK_TOUCH_NS; /* the first hit sets it */
 	p->refs = 1;
 	d->packs[i] = p;
+	d->nlive++;
 	d->used += size;
 	*ret = p;
 	return 0;
@@ -549,6 +557,7 @@ static bool pack_kill(struct fs_disk *d, struct pack *p)
 		return false;
 	p->dead = true;
 	d->packs[p->idx] = NULL;
+	d->nlive--;
 	d->used -= lp_min_u64(d->used, p->size);
 	if (d->active == p)
 		d->active = NULL;
@@ -939,9 +948,16 @@ static int colder_first(const void *a, const void *b)
 	return (x->used_ns > y->used_ns) - (x->used_ns < y->used_ns);
 }
 
+/* whether evict() has work: past the budget or DISK_PACKS_HIGH; lock held */
+static bool over(const struct fs_disk *d)
+{
+	return d->used > d->budget || d->nlive > DISK_PACKS_HIGH;
+}
+
 /*
  * Past the budget: take the coldest packs off the list until the tier is
- * at 90% of it, and their records out of the table, under the lock; then
+ * at 90% of it (past DISK_PACKS_HIGH packs: until DISK_PACKS_LOW are
+ * left), and their records out of the table, under the lock; then
  * delete their files with it dropped. A reader or writer holding one of
  * them finishes with its descriptor (a writer's record is not added).
  */
@@ -950,10 +966,12 @@ static void evict(struct fs_disk *d)
 	struct pack **cand = NULL, **gone = NULL;
 	size_t n = 0, ngone = 0, i;
 	uint64_t low;
+	bool bytes;
 
 	pthread_mutex_lock(&d->lock);
-	if (d->used <= d->budget)
+	if (!over(d))
 		goto unlock;
+	bytes = d->used > d->budget;
 	cand = malloc(d->npacks * sizeof(*cand));
 	gone = malloc(d->npacks * sizeof(*gone));
 	if (!cand || !gone)
@@ -963,7 +981,9 @@ static void evict(struct fs_disk *d)
 			cand[n++] = d->packs[i];
 	qsort(cand, n, sizeof(*cand), colder_first);
 	low = d->budget / 10 * 9;
-	for (i = 0; i < n && d->used > low; i++) {
+	for (i = 0;
+	     i < n && ((bytes && d->used > low) || d->nlive > DISK_PACKS_LOW);
+	     i++) {
 		cand[i]->refs++; /* ours, for the unlink */
 		pack_kill(d, cand[i]); /* never the last: ours is left */
 		gone[ngone++] = cand[i];
@@ -1349,7 +1369,7 @@ int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
 	 * pack (those already reserved here are served until a restart) */
 	if (r < 0 && disk->active == p)
 		disk->active = NULL;
-	do_evict = disk->used > disk->budget;
+	do_evict = over(disk);
 	pthread_mutex_unlock(&disk->lock);
 	pack_unref(disk, p);
 	if (do_evict)

@@ -856,6 +856,50 @@ static void test_grown_pack_is_warm(void **state)
 	remove_dir(dir);
 }
 
+/*
+ * Every process that writes leaves a pack of its own: past 4096 packs
+ * (DISK_PACKS_HIGH) the coldest go, down to 3681 (DISK_PACKS_LOW), however
+ * far under the byte budget the tier is.
+ */
+#define COUNT_PACKS 4200
+#define COUNT_PACKS_LOW 3681
+static void test_pack_count_bounded(void **state)
+{
+	char dir[] = "/tmp/lp-test-disk-XXXXXX", path[400], name[64];
+	struct lp_err err = { 0 };
+	struct chunk *c = malloc(sizeof(*c));
+	struct fs_disk *d;
+	unsigned int i;
+
+	(void)state;
+	assert_non_null(c);
+	make_dir(dir);
+	snprintf(path, sizeof(path), "%s/chunks", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	for (i = 0; i < COUNT_PACKS; i++) {
+		make_chunk(c, 9000 + i, 64);
+		snprintf(name, sizeof(name), "%u.pack", i);
+		write_pack(dir, name, c);
+		set_mtime(dir, name,
+			  1000000000 + i); /* the first the coldest */
+	}
+	assert_int_equal(fs_disk_open(dir, BIG, &d, &err), 0);
+	assert_int_equal(packs_of(dir, NULL, 0), COUNT_PACKS_LOW);
+	make_chunk(c, 9000, 64);
+	assert_int_equal(check_get(d, c), -ENOENT);
+	make_chunk(c, 9000 + COUNT_PACKS - COUNT_PACKS_LOW - 1, 64);
+	assert_int_equal(check_get(d, c), -ENOENT);
+	make_chunk(c, 9000 + COUNT_PACKS - COUNT_PACKS_LOW, 64);
+	assert_int_equal(check_get(d, c), 0);
+	make_chunk(c, 9000 + COUNT_PACKS - 1, 64);
+	assert_int_equal(check_get(d, c), 0);
+	assert_int_equal(fs_disk_used(d),
+			 (uint64_t)COUNT_PACKS_LOW * (FS_DISK_RECORD_HDR + 64));
+	fs_disk_unref(d);
+	free(c);
+	remove_dir(dir);
+}
+
 struct worker {
 	struct fs_disk *d;
 	struct chunk *c;
@@ -1032,6 +1076,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_crafted_collisions),
 		cmocka_unit_test(test_odd_pack_files),
 		cmocka_unit_test(test_grown_pack_is_warm),
+		cmocka_unit_test(test_pack_count_bounded),
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_other_process),
 	};
