@@ -8,7 +8,12 @@
  * mid-record (a crash mid-append) is a miss, never a wrong byte; packs
  * deleted behind its back are misses; the budget holds and evicts the
  * coldest packs first, down to 90%; the old one-file-per-chunk layout is
- * cleared at open; writers and readers in several threads at once;
+ * cleared at open (set aside in O(1), deleted by a thread after, also what
+ * a crash left); many packs under a low RLIMIT_NOFILE (descriptors
+ * bounded, every pack counted); the number of packs bounded; a failed
+ * write's pack no longer appended to; a crafted pack of colliding digests;
+ * FIFOs and symlinks named *.pack ignored; a grown foreign pack as warm as
+ * its mtime; writers and readers in several threads at once;
  * another process sharing the directory (this binary run again). The
  * record parser's contract (fs_disk_record_parse) is checked field by
  * field; tests/fuzz/fuzz_disk_record.c fuzzes it.
