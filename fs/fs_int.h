@@ -387,6 +387,28 @@ int fs_disk_put(struct fs_disk *disk, const struct lp_digest *dg,
 		const void *buf, size_t len);
 uint64_t fs_disk_used(struct fs_disk *disk);
 
+/*
+ * A record of a pack file (disk_cache.c): a FS_DISK_RECORD_HDR-byte header
+ * (bytes 0-3 magic "LPCR", 4-7 LE32 version 1, 8-11 LE32 payload length,
+ * 12-43 the payload's sha256, 44-47 LE32 CRC-32 of bytes 0-43; no reserved
+ * field), then the payload. fs_disk_record_header() writes one for @len bytes of @dg.
+ * fs_disk_record_parse() reads the header at @hdr (@hdr_len bytes there)
+ * of a record with @room bytes left in its pack from its start: 0 with
+ * @ret filled, -ENODATA when the header or payload does not fit in @room
+ * (torn), -EBADMSG (bad magic or CRC), -EOPNOTSUPP (another version),
+ * -EFBIG (a payload over LP_CHUNK_MAX_SIZE). The payload is not looked at:
+ * a read checks its sha256.
+ */
+#define FS_DISK_RECORD_HDR 48
+struct fs_disk_record {
+	struct lp_digest dg;
+	uint32_t len;
+};
+void fs_disk_record_header(const struct lp_digest *dg, uint32_t len,
+			   uint8_t hdr[FS_DISK_RECORD_HDR]);
+int fs_disk_record_parse(const void *hdr, size_t hdr_len, uint64_t room,
+			 struct fs_disk_record *ret);
+
 /* --- statistics (stats.c) --- */
 
 struct fs_stats {

@@ -231,7 +231,7 @@ stop_run() {
 	# the free one was not deleted in the last seconds (recently_deleted,
 	# one inode-table block read per free inode it passes), so the next
 	# run's thousands of new files (overlayfs's unpacked snapshot,
-	# lazypull's disk tier, one file per chunk) would pay for this run's
+	# lazypull's disk tier before its pack files) would pay for this run's
 	# deletion: 1-2 s of kernel CPU per run, whichever mode ran before.
 	# Put aside; the scratch directory goes at the end (cleanup), or the
 	# oldest of them when the file system has less than 20 GB left.
