@@ -502,8 +502,11 @@ static int pack_fd_get(struct fs_disk *d, struct pack *p)
 	if (fd < 0)
 		return fd;
 	pthread_mutex_lock(&d->lock);
-	extra = fd_install(d, p, fd);
+	/* counted before the install, whose trim passes over packs in use:
+	 * else it could close the descriptor just opened (every other pack
+	 * busy) and leave the count taken with no descriptor */
 	p->fd_users++;
+	extra = fd_install(d, p, fd);
 	fd = p->fd;
 	pthread_mutex_unlock(&d->lock);
 	if (extra >= 0)

@@ -152,8 +152,12 @@ void lp_fs_budget_usage(struct lp_fs_budget *b, size_t *ret_used,
  * lp_fs_new() - a filesystem over @layer (whose TOC digest the caller has
  * verified or deliberately skipped). Takes ownership of @layer (freed by
  * lp_fs_free, also on failure). Creates the disk tier's directories when
- * @opts->cache_dir is set. Starts no thread: call lp_fs_start() (after any
- * fork). Returns 0, -ENOMEM, or the disk tier's -errno (@err says which).
+ * @opts->cache_dir is set. Starts no thread of the filesystem: call
+ * lp_fs_start() (after any fork); the one exception, a disk tier's first
+ * open of a directory holding the old one-file-per-chunk layout starts a
+ * detached thread that deletes it (docs/fs.md), so open before a fork only
+ * a directory without it. Returns 0, -ENOMEM, or the disk tier's -errno
+ * (@err says which).
  */
 int lp_fs_new(struct lp_layer *layer, const struct lp_fs_options *opts,
 	      struct lp_fs **ret_fs, struct lp_err *err);
