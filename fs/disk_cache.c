@@ -106,7 +106,9 @@
  * that writes leaves one; the scan and the lookups by name are per pack) */
 #define DISK_PACKS_HIGH 4096
 #define DISK_PACKS_LOW (DISK_PACKS_HIGH / 10 * 9)
+#ifndef DISK_MAX_FDS /* a test sets it lower (test_disk_fds.c) */
 #define DISK_MAX_FDS 64 /* packs' descriptors open at once (but I/O) */
+#endif
 #define DISK_MAX_RECORDS (16u * 1024 * 1024) /* table entries at most */
 #define DISK_TABLE_MIN 1024 /* slots, a power of two */
 #define DISK_TOUCH_NS 1000000000ll /* a hit refreshes mtime at most */
