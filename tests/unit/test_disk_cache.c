@@ -487,7 +487,7 @@ static void test_legacy_layout_cleared(void **state)
  * deleted (DIR/old-*) is deleted by the next open's thread.
  */
 #define LEGACY_DIRS 100
-#define LEGACY_FILES 20000
+#define LEGACY_FILES 20000u
 #define LEGACY_OPEN_MAX_NS 500000000ll /* 1.5 s before, 1.3 ms after */
 static void test_legacy_upgrade_off_open_path(void **state)
 {
@@ -602,7 +602,7 @@ static void test_write_error_new_pack(void **state)
  * open took 4.18 s (quadratic); with a keyed hash of every byte it is the
  * scan's time (tens of milliseconds).
  */
-#define CRAFTED_RECORDS 40000
+#define CRAFTED_RECORDS 40000u
 #define CRAFTED_OPEN_MAX_NS 1000000000ll
 static void test_crafted_collisions(void **state)
 {
