@@ -882,13 +882,19 @@ int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
  * decoded (copied; @out stays the caller's) for the readers behind the
  * pass, who copy their pieces instead of inflating the span again (until
  * one is used, the pass's next output replaces its oldest unused one, and
- * readers' own decodes leave them be while they are under half the slots). Nothing when the mount keeps no decoded
- * spans or @len is over fs_index_out_max(). fs_index_out_max() - the
- * largest span output it keeps, 0 for none.
+ * readers' own decodes leave them be while they are under half the
+ * slots). Nothing when the mount keeps no decoded spans or @len is over
+ * fs_index_out_max(). fs_index_out_max() - the largest span output it
+ * keeps, 0 for none. The outputs are charged to the memory budget, which
+ * takes them out under pressure (cold ones first, like the span cache's).
+ * fs_index_outs_drop_cold() - drop (and uncharge) the outputs of the pass
+ * and of fs_index_decode_ahead() no reader used: when the pass ends with
+ * no reader following it, and when the decoding ahead ends.
  */
 void fs_index_span_decoded(struct lp_fs *fs, size_t i, const uint8_t *out,
 			   size_t len);
 size_t fs_index_out_max(const struct lp_fs *fs);
+void fs_index_outs_drop_cold(struct lp_fs *fs);
 /*
  * fs_index_outs_behind() - whether readers of the index mount @fs follow
  * the proving pass (within @follow_ns one got a piece of a span decoded

@@ -208,6 +208,18 @@ static void decode_ahead(struct lp_fs *fs)
 	}
 }
 
+/* readers in blob order got a piece of a span decoded whole within
+ * FS_PROOF_FOLLOW_MS: they follow the pass, and read its last outputs
+ * next */
+static bool readers_follow(struct lp_fs *fs)
+{
+	uint64_t t;
+
+	(void)fs_index_outs_reader(fs, &t);
+	return reads_in_order(fs) && t &&
+	       lp_mono_ns() - t < (uint64_t)FS_PROOF_FOLLOW_MS * 1000000;
+}
+
 static void *proof_main(void *arg)
 {
 	struct lp_fs *fs = arg;
@@ -223,6 +235,12 @@ static void *proof_main(void *arg)
 	int r;
 
 	r = lp_layer_prove(fs->layer, &hooks, &st, &err);
+	/* its outputs nobody read leave with it (as its spans do, format/
+	 * index_spans.c), before it says it is through: a layer nobody reads
+	 * holds nothing of it; those the readers right behind it are about
+	 * to read stay until the decoding ahead ends */
+	if (r < 0 || !readers_follow(fs))
+		fs_index_outs_drop_cold(fs);
 	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
 	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
 	if (r == 0) {
@@ -237,6 +255,7 @@ static void *proof_main(void *arg)
 		if (fs->opts.index_proven && !atomic_load(&fs->proof.poisoned))
 			fs->opts.index_proven(fs->opts.index_proven_arg);
 		decode_ahead(fs);
+		fs_index_outs_drop_cold(fs);
 	} else if (r == -ECANCELED) {
 		atomic_store(&fs->proof.state, FS_JOB_STOPPED);
 	} else if (r == -EBADMSG) {

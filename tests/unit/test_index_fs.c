@@ -1987,6 +1987,98 @@ static void test_span_decoded_once(void **state)
 	release(&f);
 }
 
+/*
+ * The pass's outputs nobody read are not kept (nor charged) once it ends:
+ * one layer nobody reads under the default budget holds nothing; twelve
+ * under one 2 MiB budget stay within it, and hold nothing when proven.
+ */
+static void test_pass_keeps_no_output(void **state)
+{
+	enum { LAYERS = 12 };
+	struct fixture f = { 0 };
+	struct lp_fs_budget *b = NULL;
+	struct lp_blob *blob[LAYERS];
+	struct lp_fs *fs[LAYERS];
+	size_t used, peak;
+	int i;
+
+	(void)state;
+	build_vector(&f);
+	assert_int_equal(lp_fs_budget_new(64 * LP_MIB, &b), 0);
+	assert_int_equal(lp_blob_new_mem(f.gz, f.gz_len, "one", &blob[0]), 0);
+	fs[0] = mount_budget(&f, blob[0], b, true);
+	wait_proven(fs[0]);
+	assert_true(stats_num(fs[0], "\"pass_outs\": ") > 0);
+	assert_int_equal(held_bytes(fs[0]), 0);
+	lp_fs_budget_usage(b, &used, &peak);
+	assert_int_equal(used, 0);
+	lp_fs_free(fs[0]);
+	lp_blob_unref(blob[0]);
+	lp_fs_budget_free(b);
+
+	assert_int_equal(lp_fs_budget_new(2 * LP_MIB, &b), 0);
+	for (i = 0; i < LAYERS; i++) {
+		assert_int_equal(
+			lp_blob_new_mem(f.gz, f.gz_len, "many", &blob[i]), 0);
+		fs[i] = mount_budget(&f, blob[i], b, true);
+	}
+	for (i = 0; i < LAYERS; i++)
+		wait_proven(fs[i]);
+	lp_fs_budget_usage(b, &used, &peak);
+	assert_int_equal(used, 0);
+	for (i = 0; i < LAYERS; i++) {
+		lp_fs_free(fs[i]);
+		lp_blob_unref(blob[i]);
+	}
+	lp_fs_budget_free(b);
+	release(&f);
+}
+
+/*
+ * Spans decoded whole that readers used stay after the pass, and are in
+ * the budget like the spans: twelve layers, each read in order, under one
+ * 2 MiB budget (each could hold 256 KiB of outputs: 3 MiB in all) stay
+ * within it; the outputs leave when another layer needs the room.
+ */
+static void test_outputs_in_budget(void **state)
+{
+	enum { LAYERS = 12 };
+	const size_t budget = 2 * LP_MIB;
+	struct fixture f = { 0 };
+	struct lp_fs_budget *b = NULL;
+	struct lp_blob *blob[LAYERS];
+	struct lp_fs *fs[LAYERS];
+	uint64_t hits = 0;
+	size_t used, peak;
+	int i;
+
+	(void)state;
+	build_vector(&f);
+	assert_int_equal(lp_fs_budget_new(budget, &b), 0);
+	for (i = 0; i < LAYERS; i++) {
+		assert_int_equal(
+			lp_blob_new_mem(f.gz, f.gz_len, "read", &blob[i]), 0);
+		fs[i] = mount_budget(&f, blob[i], b, true);
+		wait_proven(fs[i]);
+		read_all(&f, fs[i], 0); /* the tar's order */
+		hits += stats_num(fs[i], "\"decoded_hits\": ");
+		lp_fs_budget_usage(b, &used, &peak);
+		if (used > budget)
+			fail_msg("%zu bytes charged after layer %d was read, "
+				 "budget %zu",
+				 used, i, budget);
+	}
+	assert_true(hits > 0);
+	for (i = 0; i < LAYERS; i++) {
+		lp_fs_free(fs[i]);
+		lp_blob_unref(blob[i]);
+	}
+	lp_fs_budget_usage(b, &used, &peak);
+	assert_int_equal(used, 0);
+	lp_fs_budget_free(b);
+	release(&f);
+}
+
 /* ---- the proving pass tells what it checked and decoded ----------- */
 
 struct told {
@@ -2306,6 +2398,8 @@ int main(void)
 		cmocka_unit_test(test_span_disk_remount),
 		cmocka_unit_test(test_pass_big_requests),
 		cmocka_unit_test(test_span_decoded_once),
+		cmocka_unit_test(test_pass_keeps_no_output),
+		cmocka_unit_test(test_outputs_in_budget),
 		cmocka_unit_test(test_pass_tells),
 		cmocka_unit_test(test_pass_checks_for_readers),
 		cmocka_unit_test(test_listing_unchecked),
