@@ -2234,6 +2234,7 @@ static void test_listing_unchecked(void **state)
 	uint8_t *idx, *files;
 	struct lp_fs *fs;
 	struct stat st, dst;
+	size_t k;
 	int r;
 
 	(void)state;
@@ -2298,6 +2299,32 @@ static void test_listing_unchecked(void **state)
 	    l.found)
 		assert_false(l.st.st_mode & 04000);
 	assert_int_equal(lookup(fs, lp_index_file(f.ix, a)->path, &st), -EIO);
+	lp_fs_free(fs);
+	/* the same lie in the record of an entry of the root (listed with no
+	 * check at all): its listing has no attribute of the record, then
+	 * its lookup finds the lie (the directory's check above already
+	 * found the file's: no listing of it was left to look at) */
+	memcpy(idx, f.idx, f.idx_len);
+	for (k = 0; k < lp_index_nr_files(f.ix); k++) {
+		const char *p = lp_index_file(f.ix, k)->path;
+		size_t n = strlen(first);
+
+		if (!strncmp(p, first, n) && (!p[n] || !strcmp(p + n, "/")))
+			break;
+	}
+	assert_true(k < lp_index_nr_files(f.ix));
+	lp_put_le32(files + k * LP_INDEX_FILE_SIZE + 32,
+		    lp_index_file(f.ix, k)->mode | 04000);
+	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	l.name = first;
+	l.found = false;
+	assert_int_equal(lp_fs_readdir(fs, LP_FS_ROOT_INO, 0, listed_cb, &l),
+			 0);
+	assert_true(l.found);
+	assert_int_equal(l.st.st_nlink, 0);
+	assert_int_equal(l.st.st_mode, 0);
+	assert_int_equal(lookup(fs, first, &st), -EIO);
 	lp_fs_free(fs);
 	free(idx);
 	release(&f);
