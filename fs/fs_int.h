@@ -899,7 +899,8 @@ void fs_index_outs_drop_cold(struct lp_fs *fs);
  * fs_index_outs_behind() - whether readers of the index mount @fs follow
  * the proving pass (within @follow_ns one got a piece of a span decoded
  * whole at most @follow_spans spans before the last the pass handed over),
- * none waits for it, and an output it handed over is still unread: the
+ * none waits for it (fill_piece, or lp_index_wait_prover() anywhere), and
+ * an output it handed over, after the readers' span, is still unread: the
  * pass's pacing (index_proof.c) then waits before it hands over the next.
  */
 bool fs_index_outs_behind(struct lp_fs *fs, uint64_t follow_ns,

@@ -475,7 +475,10 @@ bool fs_index_outs_behind(struct lp_fs *fs, uint64_t follow_ns,
 	size_t at, last;
 	uint64_t t;
 
-	if (!o || atomic_load(&o->pass_waiters))
+	/* readers waiting for the pass: fill_piece's, and any other
+	 * proven-only read or header check (lp_index_read()'s stream) */
+	if (!o || atomic_load(&o->pass_waiters) ||
+	    lp_index_prover_waiters(fs->ix))
 		return false;
 	t = atomic_load(&o->reader_ns);
 	at = atomic_load(&o->reader_span);
@@ -484,8 +487,12 @@ bool fs_index_outs_behind(struct lp_fs *fs, uint64_t follow_ns,
 	    last - at > follow_spans)
 		return false; /* nobody reads right behind the pass */
 	pthread_mutex_lock(&o->lock);
+	/* outputs in front of the readers: those behind them, of files
+	 * nobody read, never will be (an in-order workload that reads a
+	 * subset of the files) */
 	for (k = 0; k < FS_INDEX_OUTS; k++)
-		unread += o->slot[k] && o->slot[k]->from_pass && !o->used[k];
+		unread += o->slot[k] && o->slot[k]->from_pass && !o->used[k] &&
+			  o->slot[k]->i > at;
 	pthread_mutex_unlock(&o->lock);
 	return unread > 0;
 }

@@ -1601,6 +1601,7 @@ static void check_wait_for_pass(bool fail)
 	struct count_blob cb;
 	uint64_t s0, s1;
 	pthread_t tp, tr;
+	unsigned int waiters;
 	bool blocked;
 	int tries;
 	size_t i;
@@ -1624,6 +1625,8 @@ static void check_wait_for_pass(bool fail)
 		usleep(10000);
 		lp_index_span_cache_stats(f.ix, &cs);
 	}
+	/* the pass sees it waiting (its pacing does not wait for it) */
+	waiters = lp_index_prover_waiters(f.ix);
 	pthread_mutex_lock(&cb.lock);
 	cb.open = true;
 	pthread_cond_broadcast(&cb.cond);
@@ -1632,6 +1635,8 @@ static void check_wait_for_pass(bool fail)
 	assert_int_equal(pthread_join(tr, NULL), 0);
 	assert_true(blocked);
 	assert_int_equal(cs.pass_waits, 1);
+	assert_int_equal(waiters, 1);
+	assert_int_equal(lp_index_prover_waiters(f.ix), 0);
 	assert_int_equal(wr.r, 0);
 	assert_false(wr.bad);
 	assert_int_equal(cb.odd, 0);
