@@ -42,6 +42,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs_int.h"
 #include "lp_log.h"
@@ -268,8 +269,13 @@ static int piece_from_out(struct lp_fs *fs, size_t i,
 	atomic_fetch_add(&fs->stats.index_span_decodes, 1);
 	outs_keep(o, so, false);
 copy:
-	atomic_store(&o->reader_span, i);
 	atomic_store(&o->reader_ns, lp_mono_ns());
+	if (atomic_exchange(&o->reader_span, i) != i) {
+		/* the readers moved on: fs_index_outs_wait_reader() */
+		pthread_mutex_lock(&o->lock);
+		pthread_cond_broadcast(&o->cond);
+		pthread_mutex_unlock(&o->lock);
+	}
 	memcpy(dst, so->data + skip, len);
 	out_unref(o, so);
 	return 0;
@@ -392,6 +398,27 @@ size_t fs_index_outs_reader(struct lp_fs *fs, uint64_t *ret_ns)
 
 	*ret_ns = o ? atomic_load(&o->reader_ns) : 0;
 	return o ? atomic_load(&o->reader_span) : 0;
+}
+
+void fs_index_outs_wait_reader(struct lp_fs *fs, size_t at, uint64_t max_ns)
+{
+	struct fs_span_outs *o = fs->span_outs;
+	struct timespec ts;
+	int r = 0;
+
+	if (!o)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(max_ns / 1000000000);
+	ts.tv_nsec += (long)(max_ns % 1000000000);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&o->lock);
+	while (r != ETIMEDOUT && atomic_load(&o->reader_span) == at)
+		r = pthread_cond_timedwait(&o->cond, &o->lock, &ts);
+	pthread_mutex_unlock(&o->lock);
 }
 
 /* fs_index_decode_ahead()'s decode of span @i into @o */

@@ -174,16 +174,16 @@ static void proof_decoded(void *arg, size_t i, const uint8_t *out, size_t len)
  * (a lookup of a directory deep in the layer, /var, waits for it): it then
  * reads the whole layer behind the pass, whose outputs are long gone.
  * Ends when the readers reach the last span, or have read nothing from a
- * decoded span for FS_PROOF_AHEAD_IDLE_MS.
+ * decoded span for FS_PROOF_AHEAD_IDLE_MS. Between decodes it sleeps until
+ * the readers move to another span (fs_index_outs_wait_reader(), at most
+ * FS_PROOF_AHEAD_IDLE_STEP_MS), not polling them.
  */
 #define FS_PROOF_AHEAD 1
 #define FS_PROOF_AHEAD_IDLE_MS 3000
-#define FS_PROOF_AHEAD_STEP_US 1000
 #define FS_PROOF_AHEAD_IDLE_STEP_MS 50
 
 static void decode_ahead(struct lp_fs *fs)
 {
-	const struct timespec step = { 0, FS_PROOF_AHEAD_STEP_US * 1000L };
 	/* readers not (yet) in order: nothing to do but look again */
 	const struct timespec idle = { 0,
 				       FS_PROOF_AHEAD_IDLE_STEP_MS * 1000000L };
@@ -204,7 +204,13 @@ static void decode_ahead(struct lp_fs *fs)
 		     k++)
 			if (fs_index_decode_ahead(fs, k) < 0)
 				break;
-		nanosleep(reads_in_order(fs) ? &step : &idle, NULL);
+		if (reads_in_order(fs))
+			fs_index_outs_wait_reader(
+				fs, at,
+				(uint64_t)FS_PROOF_AHEAD_IDLE_STEP_MS *
+					1000000);
+		else
+			nanosleep(&idle, NULL);
 	}
 }
 
