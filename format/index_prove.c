@@ -94,15 +94,37 @@ static void keep_output(struct prove *p, uint64_t at, const uint8_t *b,
 	}
 }
 
-/* the stream's next @n bytes into @buf (kept for h->decoded) */
+/*
+ * The stream's next @n bytes into @buf (kept for h->decoded). With
+ * h->decoded, read in pieces that end at span ends: a read that crosses
+ * into span i + 1 proves checkpoint i + 1 (and loads the span, a fetch
+ * perhaps) before it returns, and span i's output is told first, so that
+ * readers waiting for the pass to prove i + 1 (fs/index_fetch.c,
+ * fill_piece()) find it.
+ */
 static int take(struct prove *p, uint8_t *buf, size_t n)
 {
-	const uint64_t at = lp_index_stream_pos(p->s);
-	int r = lp_index_stream_read(p->s, buf, n, p->err);
+	while (n) {
+		const uint64_t at = lp_index_stream_pos(p->s);
+		size_t k = n;
+		int r;
 
-	if (r == 0 && p->h->decoded)
-		keep_output(p, at, buf, n);
-	return r;
+		if (p->h->decoded) {
+			const uint64_t end = lp_index_span_out_end(
+				p->ix, lp_index_span_of(p->ix, at));
+
+			if (end > at && end - at < k)
+				k = (size_t)(end - at);
+		}
+		r = lp_index_stream_read(p->s, buf, k, p->err);
+		if (r < 0)
+			return r;
+		if (p->h->decoded)
+			keep_output(p, at, buf, k);
+		buf += k;
+		n -= k;
+	}
+	return 0;
 }
 
 /* read and drop the stream's next @len bytes, or with @zeros check that

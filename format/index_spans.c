@@ -704,6 +704,17 @@ bool lp_index_wait_prover(const struct lp_index *ix, size_t i)
 	return proven;
 }
 
+unsigned int lp_index_prover_waiters(const struct lp_index *ix)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+	unsigned int n;
+
+	pthread_mutex_lock(&sc->lock);
+	n = sc->proven_waiters;
+	pthread_mutex_unlock(&sc->lock);
+	return n;
+}
+
 const uint8_t *lp_index_span_data(const struct lp_index_span *sp)
 {
 	return sp->data;

@@ -552,6 +552,9 @@ struct lp_index_prove_hooks {
  * proven, wait. Returns whether @i is proven (else: stream yourself).
  */
 bool lp_index_wait_prover(const struct lp_index *ix, size_t i);
+/* lp_index_prover_waiters() - the readers waiting in lp_index_wait_prover()
+ * now (a proving pass that would wait for readers should not). */
+unsigned int lp_index_prover_waiters(const struct lp_index *ix);
 
 /* lp_index_prove_with() - lp_index_prove() telling @hooks (NULL: none) */
 int lp_index_prove_with(const struct lp_index *ix, struct lp_blob *blob,

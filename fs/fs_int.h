@@ -904,18 +904,25 @@ int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
  * decoded (copied; @out stays the caller's) for the readers behind the
  * pass, who copy their pieces instead of inflating the span again (until
  * one is used, the pass's next output replaces its oldest unused one, and
- * readers' own decodes leave them be while they are under half the slots). Nothing when the mount keeps no decoded
- * spans or @len is over fs_index_out_max(). fs_index_out_max() - the
- * largest span output it keeps, 0 for none.
+ * readers' own decodes leave them be while they are under half the
+ * slots). Nothing when the mount keeps no decoded spans or @len is over
+ * fs_index_out_max(). fs_index_out_max() - the largest span output it
+ * keeps, 0 for none. The outputs are charged to the memory budget, which
+ * takes them out under pressure (cold ones first, like the span cache's).
+ * fs_index_outs_drop_cold() - drop (and uncharge) the outputs of the pass
+ * and of fs_index_decode_ahead() no reader used: when the pass ends with
+ * no reader following it, and when the decoding ahead ends.
  */
 void fs_index_span_decoded(struct lp_fs *fs, size_t i, const uint8_t *out,
 			   size_t len);
 size_t fs_index_out_max(const struct lp_fs *fs);
+void fs_index_outs_drop_cold(struct lp_fs *fs);
 /*
  * fs_index_outs_behind() - whether readers of the index mount @fs follow
  * the proving pass (within @follow_ns one got a piece of a span decoded
  * whole at most @follow_spans spans before the last the pass handed over),
- * none waits for it, and an output it handed over is still unread: the
+ * none waits for it (fill_piece, or lp_index_wait_prover() anywhere), and
+ * an output it handed over, after the readers' span, is still unread: the
  * pass's pacing (index_proof.c) then waits before it hands over the next.
  */
 bool fs_index_outs_behind(struct lp_fs *fs, uint64_t follow_ns,
@@ -932,6 +939,10 @@ bool fs_index_outs_behind(struct lp_fs *fs, uint64_t follow_ns,
  * reader's own read of the span finds out what it means).
  */
 size_t fs_index_outs_reader(struct lp_fs *fs, uint64_t *ret_ns);
+/* fs_index_outs_wait_reader() - wait until the readers of the index mount
+ * @fs get a piece of another span than @at (fs_index_outs_reader()), at
+ * most @max_ns. */
+void fs_index_outs_wait_reader(struct lp_fs *fs, size_t at, uint64_t max_ns);
 int fs_index_decode_ahead(struct lp_fs *fs, size_t i);
 /* fs_index_pass_waiters() - readers of the index mount @fs waiting for the
  * proving pass to hand over the span they read (index_fetch.c): a pass

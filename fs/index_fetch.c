@@ -20,7 +20,9 @@
  * decoded once from its checkpoint all the same) is copied from its span
  * decoded whole
  * (struct fs_span_outs: the last FS_INDEX_OUTS spans decoded, each at most
- * FS_INDEX_OUT_MAX bytes, charged to the memory budget while held): a span
+ * FS_INDEX_OUT_MAX bytes, charged to the memory budget while held, a
+ * member of it that gives them up under pressure, outs_shrink(); the
+ * pass's outputs nobody read are dropped when it ends): a span
  * holds the pieces of many files, and decoding each piece from the
  * checkpoint inflated half a span per piece on average (readall of the
  * python3 image: 6,610 pieces at 3.9 ms each, 26 s of one core). The
@@ -31,14 +33,16 @@
  * span the pass is in waits for its output (fill_piece()), one of the span
  * decoded ahead for that decode (docs/format.md, "Decoded once").
  *
- * Lock order: outs.lock is a leaf (no decode, no budget call under it;
- * outs.cond is waited on with it);
+ * Lock order: the budget's lock, then outs.lock (outs_shrink()); no
+ * decode and no budget call but fs_budget_stamp() (an atomic) under
+ * outs.lock (outs.cond is waited on with it);
  * the span cache's lock is a leaf inside format/.
  */
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs_int.h"
 #include "lp_log.h"
@@ -51,6 +55,9 @@ struct span_out {
 	atomic_uint refs;
 	size_t i, len;
 	bool from_pass; /* the proving pass's output (fs_index_span_decoded) */
+	/* len is charged to the budget (until its last unref, or the
+	 * budget's eviction takes it out: outs_shrink) */
+	atomic_bool charged;
 	uint8_t data[];
 };
 
@@ -58,6 +65,12 @@ struct fs_span_outs {
 	pthread_mutex_t lock;
 	struct span_out *slot[FS_INDEX_OUTS]; /* protected by lock */
 	uint64_t used[FS_INDEX_OUTS], clock; /* LRU; protected by lock */
+	/* the budget's stamp of each slot's last use (0: cold, no reader
+	 * used it); protected by lock */
+	uint64_t stamp[FS_INDEX_OUTS];
+	/* in the budget, which takes outputs out under pressure
+	 * (outs_shrink) like the span cache's spans */
+	struct fs_mem_member member;
 	size_t held; /* bytes in slot[]; protected by lock */
 	/* at most this many bytes held (half the span cache's limit, so the
 	 * compressed spans keep their share of the budget); immutable */
@@ -81,9 +94,27 @@ static void out_unref(struct fs_span_outs *o, struct span_out *so)
 {
 	if (!so || atomic_fetch_sub(&so->refs, 1) != 1)
 		return;
-	if (o->budget)
+	if (o->budget && atomic_exchange(&so->charged, false))
 		fs_budget_release(o->budget, so->len);
 	free(so);
+}
+
+/* the budget's view of the oldest slot (with o->lock held) */
+static void note_cold(struct fs_span_outs *o)
+{
+	uint64_t cold = UINT64_MAX;
+	unsigned int k;
+
+	for (k = 0; k < FS_INDEX_OUTS; k++)
+		if (o->slot[k] && o->stamp[k] < cold)
+			cold = o->stamp[k];
+	atomic_store(&o->member.cold, cold);
+}
+
+/* a stamp from @o's budget (0 without one) */
+static uint64_t out_stamp(struct fs_span_outs *o)
+{
+	return o->budget ? fs_budget_stamp(o->budget) : 0;
 }
 
 /* the uncompressed bytes span @i inflates to */
@@ -140,8 +171,10 @@ static void outs_keep(struct fs_span_outs *o, struct span_out *so, bool cold)
 	struct span_out *old = NULL;
 	unsigned int k, victim = 0;
 
-	if (o->budget)
+	if (o->budget) {
 		fs_budget_reserve(o->budget, so->len);
+		atomic_store(&so->charged, true);
+	}
 	pthread_mutex_lock(&o->lock);
 	for (k = 0; k < FS_INDEX_OUTS; k++)
 		if (o->slot[k] && o->slot[k]->i == so->i)
@@ -158,6 +191,7 @@ static void outs_keep(struct fs_span_outs *o, struct span_out *so, bool cold)
 		o->held -= o->slot[victim]->len;
 		old = o->slot[victim];
 		o->slot[victim] = NULL;
+		note_cold(o);
 		pthread_mutex_unlock(&o->lock);
 		out_unref(o, old);
 		old = NULL;
@@ -167,7 +201,9 @@ static void outs_keep(struct fs_span_outs *o, struct span_out *so, bool cold)
 		atomic_fetch_add(&so->refs, 1); /* the cache's */
 		o->slot[victim] = so;
 		o->used[victim] = cold ? 0 : ++o->clock;
+		o->stamp[victim] = cold ? 0 : out_stamp(o);
 		o->held += so->len;
+		note_cold(o);
 	}
 	pthread_mutex_unlock(&o->lock);
 	/* charged once, here; uncharged when it is freed (at once when
@@ -204,6 +240,8 @@ static int piece_from_out(struct lp_fs *fs, size_t i,
 			so = o->slot[k];
 			atomic_fetch_add(&so->refs, 1);
 			o->used[k] = ++o->clock;
+			o->stamp[k] = out_stamp(o);
+			note_cold(o);
 			break;
 		}
 	pthread_mutex_unlock(&o->lock);
@@ -217,6 +255,7 @@ static int piece_from_out(struct lp_fs *fs, size_t i,
 	if (!so)
 		return -ENOENT; /* the piece alone needs less */
 	atomic_init(&so->refs, 1);
+	atomic_init(&so->charged, false);
 	so->i = i;
 	so->len = (size_t)out_len;
 	so->from_pass = false;
@@ -230,11 +269,60 @@ static int piece_from_out(struct lp_fs *fs, size_t i,
 	atomic_fetch_add(&fs->stats.index_span_decodes, 1);
 	outs_keep(o, so, false);
 copy:
-	atomic_store(&o->reader_span, i);
 	atomic_store(&o->reader_ns, lp_mono_ns());
+	if (atomic_exchange(&o->reader_span, i) != i) {
+		/* the readers moved on: fs_index_outs_wait_reader() */
+		pthread_mutex_lock(&o->lock);
+		pthread_cond_broadcast(&o->cond);
+		pthread_mutex_unlock(&o->lock);
+	}
 	memcpy(dst, so->data + skip, len);
 	out_unref(o, so);
 	return 0;
+}
+
+/*
+ * The budget's eviction (with budget.lock; takes o->lock): slots leave
+ * oldest stamp first (the cold ones, no reader used, before any), down to
+ * @upto once something is freed, until @want bytes are; with !@pinned
+ * only those no reader holds. A slot's bytes are uncharged here (the
+ * budget subtracts what this returns), its memory freed by its last
+ * unref.
+ */
+static size_t outs_shrink(struct fs_mem_member *m, uint64_t upto, size_t want,
+			  bool pinned)
+{
+	struct fs_span_outs *o =
+		(struct fs_span_outs *)((char *)m -
+					offsetof(struct fs_span_outs, member));
+	bool tried[FS_INDEX_OUTS] = { false };
+	size_t freed = 0;
+
+	pthread_mutex_lock(&o->lock);
+	while (freed < want) {
+		unsigned int k, best = FS_INDEX_OUTS;
+		struct span_out *so;
+
+		for (k = 0; k < FS_INDEX_OUTS; k++)
+			if (o->slot[k] && !tried[k] &&
+			    (best == FS_INDEX_OUTS ||
+			     o->stamp[k] < o->stamp[best]))
+				best = k;
+		if (best == FS_INDEX_OUTS || (freed && o->stamp[best] > upto))
+			break; /* none left, or another member's is older */
+		tried[best] = true;
+		so = o->slot[best];
+		if (!pinned && atomic_load(&so->refs) > 1)
+			continue; /* a reader copies from it now */
+		o->slot[best] = NULL;
+		o->held -= so->len;
+		if (atomic_exchange(&so->charged, false))
+			freed += so->len;
+		out_unref(o, so); /* uncharged: no budget call */
+	}
+	note_cold(o);
+	pthread_mutex_unlock(&o->lock);
+	return freed;
 }
 
 static int outs_new(struct lp_fs *fs)
@@ -251,6 +339,10 @@ static int outs_new(struct lp_fs *fs)
 				  lp_fs_budget_bytes(o->budget) /
 					  FS_INDEX_SPAN_CACHE_SHARE) /
 		       2;
+	if (o->budget) {
+		o->member.shrink = outs_shrink;
+		fs_budget_join(o->budget, &o->member);
+	}
 	fs->span_outs = o;
 	return 0;
 }
@@ -262,12 +354,35 @@ static void outs_free(struct lp_fs *fs)
 
 	if (!o)
 		return;
+	if (o->budget) /* then no evictor takes its slots */
+		fs_budget_leave(o->budget, &o->member);
 	for (k = 0; k < FS_INDEX_OUTS; k++)
 		out_unref(o, o->slot[k]);
 	pthread_cond_destroy(&o->cond);
 	pthread_mutex_destroy(&o->lock);
 	free(o);
 	fs->span_outs = NULL;
+}
+
+void fs_index_outs_drop_cold(struct lp_fs *fs)
+{
+	struct fs_span_outs *o = fs->span_outs;
+	struct span_out *gone[FS_INDEX_OUTS] = { NULL };
+	unsigned int k;
+
+	if (!o)
+		return;
+	pthread_mutex_lock(&o->lock);
+	for (k = 0; k < FS_INDEX_OUTS; k++)
+		if (o->slot[k] && o->slot[k]->from_pass && !o->used[k]) {
+			gone[k] = o->slot[k];
+			o->slot[k] = NULL;
+			o->held -= gone[k]->len;
+		}
+	note_cold(o);
+	pthread_mutex_unlock(&o->lock);
+	for (k = 0; k < FS_INDEX_OUTS; k++)
+		out_unref(o, gone[k]); /* uncharged */
 }
 
 size_t fs_index_out_max(const struct lp_fs *fs)
@@ -283,6 +398,27 @@ size_t fs_index_outs_reader(struct lp_fs *fs, uint64_t *ret_ns)
 
 	*ret_ns = o ? atomic_load(&o->reader_ns) : 0;
 	return o ? atomic_load(&o->reader_span) : 0;
+}
+
+void fs_index_outs_wait_reader(struct lp_fs *fs, size_t at, uint64_t max_ns)
+{
+	struct fs_span_outs *o = fs->span_outs;
+	struct timespec ts;
+	int r = 0;
+
+	if (!o)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(max_ns / 1000000000);
+	ts.tv_nsec += (long)(max_ns % 1000000000);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&o->lock);
+	while (r != ETIMEDOUT && atomic_load(&o->reader_span) == at)
+		r = pthread_cond_timedwait(&o->cond, &o->lock, &ts);
+	pthread_mutex_unlock(&o->lock);
 }
 
 /* fs_index_decode_ahead()'s decode of span @i into @o */
@@ -305,6 +441,7 @@ static int ahead_decode(struct lp_fs *fs, struct fs_span_outs *o, size_t i)
 		return -ENOMEM;
 	}
 	atomic_init(&so->refs, 1);
+	atomic_init(&so->charged, false);
 	so->i = i;
 	so->len = (size_t)span_out_len(fs->ix, i);
 	so->from_pass = true;
@@ -365,7 +502,10 @@ bool fs_index_outs_behind(struct lp_fs *fs, uint64_t follow_ns,
 	size_t at, last;
 	uint64_t t;
 
-	if (!o || atomic_load(&o->pass_waiters))
+	/* readers waiting for the pass: fill_piece's, and any other
+	 * proven-only read or header check (lp_index_read()'s stream) */
+	if (!o || atomic_load(&o->pass_waiters) ||
+	    lp_index_prover_waiters(fs->ix))
 		return false;
 	t = atomic_load(&o->reader_ns);
 	at = atomic_load(&o->reader_span);
@@ -374,8 +514,12 @@ bool fs_index_outs_behind(struct lp_fs *fs, uint64_t follow_ns,
 	    last - at > follow_spans)
 		return false; /* nobody reads right behind the pass */
 	pthread_mutex_lock(&o->lock);
+	/* outputs in front of the readers: those behind them, of files
+	 * nobody read, never will be (an in-order workload that reads a
+	 * subset of the files) */
 	for (k = 0; k < FS_INDEX_OUTS; k++)
-		unread += o->slot[k] && o->slot[k]->from_pass && !o->used[k];
+		unread += o->slot[k] && o->slot[k]->from_pass && !o->used[k] &&
+			  o->slot[k]->i > at;
 	pthread_mutex_unlock(&o->lock);
 	return unread > 0;
 }
@@ -401,6 +545,7 @@ void fs_index_span_decoded(struct lp_fs *fs, size_t i, const uint8_t *out,
 	if (!so)
 		return; /* readers decode it themselves */
 	atomic_init(&so->refs, 1);
+	atomic_init(&so->charged, false);
 	so->i = i;
 	so->len = len;
 	so->from_pass = true;

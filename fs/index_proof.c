@@ -174,16 +174,16 @@ static void proof_decoded(void *arg, size_t i, const uint8_t *out, size_t len)
  * (a lookup of a directory deep in the layer, /var, waits for it): it then
  * reads the whole layer behind the pass, whose outputs are long gone.
  * Ends when the readers reach the last span, or have read nothing from a
- * decoded span for FS_PROOF_AHEAD_IDLE_MS.
+ * decoded span for FS_PROOF_AHEAD_IDLE_MS. Between decodes it sleeps until
+ * the readers move to another span (fs_index_outs_wait_reader(), at most
+ * FS_PROOF_AHEAD_IDLE_STEP_MS), not polling them.
  */
 #define FS_PROOF_AHEAD 1
 #define FS_PROOF_AHEAD_IDLE_MS 3000
-#define FS_PROOF_AHEAD_STEP_US 1000
 #define FS_PROOF_AHEAD_IDLE_STEP_MS 50
 
 static void decode_ahead(struct lp_fs *fs)
 {
-	const struct timespec step = { 0, FS_PROOF_AHEAD_STEP_US * 1000L };
 	/* readers not (yet) in order: nothing to do but look again */
 	const struct timespec idle = { 0,
 				       FS_PROOF_AHEAD_IDLE_STEP_MS * 1000000L };
@@ -204,8 +204,26 @@ static void decode_ahead(struct lp_fs *fs)
 		     k++)
 			if (fs_index_decode_ahead(fs, k) < 0)
 				break;
-		nanosleep(reads_in_order(fs) ? &step : &idle, NULL);
+		if (reads_in_order(fs))
+			fs_index_outs_wait_reader(
+				fs, at,
+				(uint64_t)FS_PROOF_AHEAD_IDLE_STEP_MS *
+					1000000);
+		else
+			nanosleep(&idle, NULL);
 	}
+}
+
+/* readers in blob order got a piece of a span decoded whole within
+ * FS_PROOF_FOLLOW_MS: they follow the pass, and read its last outputs
+ * next */
+static bool readers_follow(struct lp_fs *fs)
+{
+	uint64_t t;
+
+	(void)fs_index_outs_reader(fs, &t);
+	return reads_in_order(fs) && t &&
+	       lp_mono_ns() - t < (uint64_t)FS_PROOF_FOLLOW_MS * 1000000;
 }
 
 static void *proof_main(void *arg)
@@ -223,6 +241,12 @@ static void *proof_main(void *arg)
 	int r;
 
 	r = lp_layer_prove(fs->layer, &hooks, &st, &err);
+	/* its outputs nobody read leave with it (as its spans do, format/
+	 * index_spans.c), before it says it is through: a layer nobody reads
+	 * holds nothing of it; those the readers right behind it are about
+	 * to read stay until the decoding ahead ends */
+	if (r < 0 || !readers_follow(fs))
+		fs_index_outs_drop_cold(fs);
 	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
 	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
 	if (r == 0) {
@@ -237,6 +261,7 @@ static void *proof_main(void *arg)
 		if (fs->opts.index_proven && !atomic_load(&fs->proof.poisoned))
 			fs->opts.index_proven(fs->opts.index_proven_arg);
 		decode_ahead(fs);
+		fs_index_outs_drop_cold(fs);
 	} else if (r == -ECANCELED) {
 		atomic_store(&fs->proof.state, FS_JOB_STOPPED);
 	} else if (r == -EBADMSG) {

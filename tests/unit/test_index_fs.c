@@ -1601,6 +1601,7 @@ static void check_wait_for_pass(bool fail)
 	struct count_blob cb;
 	uint64_t s0, s1;
 	pthread_t tp, tr;
+	unsigned int waiters;
 	bool blocked;
 	int tries;
 	size_t i;
@@ -1624,6 +1625,8 @@ static void check_wait_for_pass(bool fail)
 		usleep(10000);
 		lp_index_span_cache_stats(f.ix, &cs);
 	}
+	/* the pass sees it waiting (its pacing does not wait for it) */
+	waiters = lp_index_prover_waiters(f.ix);
 	pthread_mutex_lock(&cb.lock);
 	cb.open = true;
 	pthread_cond_broadcast(&cb.cond);
@@ -1632,6 +1635,8 @@ static void check_wait_for_pass(bool fail)
 	assert_int_equal(pthread_join(tr, NULL), 0);
 	assert_true(blocked);
 	assert_int_equal(cs.pass_waits, 1);
+	assert_int_equal(waiters, 1);
+	assert_int_equal(lp_index_prover_waiters(f.ix), 0);
 	assert_int_equal(wr.r, 0);
 	assert_false(wr.bad);
 	assert_int_equal(cb.odd, 0);
@@ -1987,12 +1992,104 @@ static void test_span_decoded_once(void **state)
 	release(&f);
 }
 
+/*
+ * The pass's outputs nobody read are not kept (nor charged) once it ends:
+ * one layer nobody reads under the default budget holds nothing; twelve
+ * under one 2 MiB budget stay within it, and hold nothing when proven.
+ */
+static void test_pass_keeps_no_output(void **state)
+{
+	enum { LAYERS = 12 };
+	struct fixture f = { 0 };
+	struct lp_fs_budget *b = NULL;
+	struct lp_blob *blob[LAYERS];
+	struct lp_fs *fs[LAYERS];
+	size_t used, peak;
+	int i;
+
+	(void)state;
+	build_vector(&f);
+	assert_int_equal(lp_fs_budget_new(64 * LP_MIB, &b), 0);
+	assert_int_equal(lp_blob_new_mem(f.gz, f.gz_len, "one", &blob[0]), 0);
+	fs[0] = mount_budget(&f, blob[0], b, true);
+	wait_proven(fs[0]);
+	assert_true(stats_num(fs[0], "\"pass_outs\": ") > 0);
+	assert_int_equal(held_bytes(fs[0]), 0);
+	lp_fs_budget_usage(b, &used, &peak);
+	assert_int_equal(used, 0);
+	lp_fs_free(fs[0]);
+	lp_blob_unref(blob[0]);
+	lp_fs_budget_free(b);
+
+	assert_int_equal(lp_fs_budget_new(2 * LP_MIB, &b), 0);
+	for (i = 0; i < LAYERS; i++) {
+		assert_int_equal(
+			lp_blob_new_mem(f.gz, f.gz_len, "many", &blob[i]), 0);
+		fs[i] = mount_budget(&f, blob[i], b, true);
+	}
+	for (i = 0; i < LAYERS; i++)
+		wait_proven(fs[i]);
+	lp_fs_budget_usage(b, &used, &peak);
+	assert_int_equal(used, 0);
+	for (i = 0; i < LAYERS; i++) {
+		lp_fs_free(fs[i]);
+		lp_blob_unref(blob[i]);
+	}
+	lp_fs_budget_free(b);
+	release(&f);
+}
+
+/*
+ * Spans decoded whole that readers used stay after the pass, and are in
+ * the budget like the spans: twelve layers, each read in order, under one
+ * 2 MiB budget (each could hold 256 KiB of outputs: 3 MiB in all) stay
+ * within it; the outputs leave when another layer needs the room.
+ */
+static void test_outputs_in_budget(void **state)
+{
+	enum { LAYERS = 12 };
+	const size_t budget = 2 * LP_MIB;
+	struct fixture f = { 0 };
+	struct lp_fs_budget *b = NULL;
+	struct lp_blob *blob[LAYERS];
+	struct lp_fs *fs[LAYERS];
+	uint64_t hits = 0;
+	size_t used, peak;
+	int i;
+
+	(void)state;
+	build_vector(&f);
+	assert_int_equal(lp_fs_budget_new(budget, &b), 0);
+	for (i = 0; i < LAYERS; i++) {
+		assert_int_equal(
+			lp_blob_new_mem(f.gz, f.gz_len, "read", &blob[i]), 0);
+		fs[i] = mount_budget(&f, blob[i], b, true);
+		wait_proven(fs[i]);
+		read_all(&f, fs[i], 0); /* the tar's order */
+		hits += stats_num(fs[i], "\"decoded_hits\": ");
+		lp_fs_budget_usage(b, &used, &peak);
+		if (used > budget)
+			fail_msg("%zu bytes charged after layer %d was read, "
+				 "budget %zu",
+				 used, i, budget);
+	}
+	assert_true(hits > 0);
+	for (i = 0; i < LAYERS; i++) {
+		lp_fs_free(fs[i]);
+		lp_blob_unref(blob[i]);
+	}
+	lp_fs_budget_usage(b, &used, &peak);
+	assert_int_equal(used, 0);
+	lp_fs_budget_free(b);
+	release(&f);
+}
+
 /* ---- the proving pass tells what it checked and decoded ----------- */
 
 struct told {
 	const struct fixture *f;
 	uint8_t *records; /* [files] times told checked */
-	size_t next_span, spans, bad;
+	size_t next_span, spans, bad, early;
 };
 
 static void told_checked(void *arg, size_t i)
@@ -2016,6 +2113,11 @@ static void told_decoded(void *arg, size_t i, const uint8_t *out, size_t len)
 	if (i != t->next_span || len != o1 - o0 ||
 	    memcmp(out, t->f->tar + o0, len))
 		t->bad++;
+	/* told before the pass proves the checkpoint after it (a reader
+	 * waiting for that proof finds the output) */
+	if (i + 1 < lp_index_nr_checkpoints(ix) &&
+	    lp_index_checkpoint_verified(ix, i + 1))
+		t->early++;
 	t->next_span = i + 1;
 	t->spans++;
 }
@@ -2042,6 +2144,7 @@ static void test_pass_tells(void **state)
 	if (r < 0)
 		fail_msg("pass: %s", lp_err_str(&err, r));
 	assert_int_equal(t.bad, 0);
+	assert_int_equal(t.early, 0);
 	assert_int_equal(t.spans, lp_index_nr_checkpoints(f.ix));
 	for (k = 0; k < nf; k++)
 		assert_int_equal(t.records[k], 1);
@@ -2136,6 +2239,7 @@ static void test_listing_unchecked(void **state)
 	uint8_t *idx, *files;
 	struct lp_fs *fs;
 	struct stat st, dst;
+	size_t k;
 	int r;
 
 	(void)state;
@@ -2200,6 +2304,32 @@ static void test_listing_unchecked(void **state)
 	    l.found)
 		assert_false(l.st.st_mode & 04000);
 	assert_int_equal(lookup(fs, lp_index_file(f.ix, a)->path, &st), -EIO);
+	lp_fs_free(fs);
+	/* the same lie in the record of an entry of the root (listed with no
+	 * check at all): its listing has no attribute of the record, then
+	 * its lookup finds the lie (the directory's check above already
+	 * found the file's: no listing of it was left to look at) */
+	memcpy(idx, f.idx, f.idx_len);
+	for (k = 0; k < lp_index_nr_files(f.ix); k++) {
+		const char *p = lp_index_file(f.ix, k)->path;
+		size_t n = strlen(first);
+
+		if (!strncmp(p, first, n) && (!p[n] || !strcmp(p + n, "/")))
+			break;
+	}
+	assert_true(k < lp_index_nr_files(f.ix));
+	lp_put_le32(files + k * LP_INDEX_FILE_SIZE + 32,
+		    lp_index_file(f.ix, k)->mode | 04000);
+	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	l.name = first;
+	l.found = false;
+	assert_int_equal(lp_fs_readdir(fs, LP_FS_ROOT_INO, 0, listed_cb, &l),
+			 0);
+	assert_true(l.found);
+	assert_int_equal(l.st.st_nlink, 0);
+	assert_int_equal(l.st.st_mode, 0);
+	assert_int_equal(lookup(fs, first, &st), -EIO);
 	lp_fs_free(fs);
 	free(idx);
 	release(&f);
@@ -2300,6 +2430,8 @@ int main(void)
 		cmocka_unit_test(test_span_disk_remount),
 		cmocka_unit_test(test_pass_big_requests),
 		cmocka_unit_test(test_span_decoded_once),
+		cmocka_unit_test(test_pass_keeps_no_output),
+		cmocka_unit_test(test_outputs_in_budget),
 		cmocka_unit_test(test_pass_tells),
 		cmocka_unit_test(test_pass_checks_for_readers),
 		cmocka_unit_test(test_listing_unchecked),
