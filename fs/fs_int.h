@@ -943,6 +943,9 @@ size_t fs_index_outs_reader(struct lp_fs *fs, uint64_t *ret_ns);
  * @fs get a piece of another span than @at (fs_index_outs_reader()), at
  * most @max_ns. */
 void fs_index_outs_wait_reader(struct lp_fs *fs, size_t at, uint64_t max_ns);
+/* fs_index_outs_wake() - wake such a wait (the pass stopping: it also ends
+ * when fs->proof.stop is set) */
+void fs_index_outs_wake(struct lp_fs *fs);
 int fs_index_decode_ahead(struct lp_fs *fs, size_t i);
 /* fs_index_pass_waiters() - readers of the index mount @fs waiting for the
  * proving pass to hand over the span they read (index_fetch.c): a pass

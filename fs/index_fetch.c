@@ -35,7 +35,11 @@
  *
  * Lock order: the budget's lock, then outs.lock (outs_shrink()); no
  * decode and no budget call but fs_budget_stamp() (an atomic) under
- * outs.lock (outs.cond is waited on with it);
+ * outs.lock (outs.cond is waited on with it), with one exception that is
+ * safe only as written: outs_shrink() drops an output's last reference
+ * under outs.lock after swapping its charge out first, so that
+ * out_unref() makes no budget call there (a release of the budget under
+ * outs.lock would deadlock against a shrink holding the budget's lock);
  * the span cache's lock is a leaf inside format/.
  */
 #include <errno.h>
@@ -328,11 +332,17 @@ static size_t outs_shrink(struct fs_mem_member *m, uint64_t upto, size_t want,
 static int outs_new(struct lp_fs *fs)
 {
 	struct fs_span_outs *o = calloc(1, sizeof(*o));
+	pthread_condattr_t ca;
 
 	if (!o)
 		return -ENOMEM;
 	pthread_mutex_init(&o->lock, NULL);
-	pthread_cond_init(&o->cond, NULL);
+	/* timed waits (fs_index_outs_wait_reader()) on the monotonic clock:
+	 * a wall-clock step back must not stretch them */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&o->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	o->ahead = SIZE_MAX;
 	o->budget = fs->span_budget;
 	o->max_bytes = lp_min_u64(FS_INDEX_SPAN_CACHE_MAX,
@@ -408,7 +418,7 @@ void fs_index_outs_wait_reader(struct lp_fs *fs, size_t at, uint64_t max_ns)
 
 	if (!o)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += (time_t)(max_ns / 1000000000);
 	ts.tv_nsec += (long)(max_ns % 1000000000);
 	if (ts.tv_nsec >= 1000000000L) {
@@ -416,8 +426,20 @@ void fs_index_outs_wait_reader(struct lp_fs *fs, size_t at, uint64_t max_ns)
 		ts.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&o->lock);
-	while (r != ETIMEDOUT && atomic_load(&o->reader_span) == at)
+	while (r != ETIMEDOUT && atomic_load(&o->reader_span) == at &&
+	       !atomic_load(&fs->proof.stop))
 		r = pthread_cond_timedwait(&o->cond, &o->lock, &ts);
+	pthread_mutex_unlock(&o->lock);
+}
+
+void fs_index_outs_wake(struct lp_fs *fs)
+{
+	struct fs_span_outs *o = fs->span_outs;
+
+	if (!o)
+		return;
+	pthread_mutex_lock(&o->lock);
+	pthread_cond_broadcast(&o->cond);
 	pthread_mutex_unlock(&o->lock);
 }
 

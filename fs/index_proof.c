@@ -300,6 +300,7 @@ void fs_proof_stop(struct lp_fs *fs)
 	if (!fs->proof.started)
 		return;
 	atomic_store(&fs->proof.stop, true);
+	fs_index_outs_wake(fs); /* a decode-ahead waiting for the readers */
 	pthread_join(fs->proof.thread, NULL);
 	fs->proof.started = false;
 }

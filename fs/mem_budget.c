@@ -30,8 +30,9 @@
  *
  * What it does not do: count anything but chunks in memory tiers and the
  * compressed spans of gzip index mounts and the spans they keep decoded
- * whole (format/index_spans.c, fs/index_fetch.c: members like a tier; TOCs, threads, buffers of fetches in flight are outside
- * the budget), or look at the process's RSS.
+ * whole (format/index_spans.c, fs/index_fetch.c: members like a tier;
+ * TOCs, threads, buffers of fetches in flight are outside the budget), or
+ * look at the process's RSS.
  *
  * Lock order: budget.lock, then a member's cache.lock (inside the member's
  * shrink callback); nobody takes budget.lock while holding a cache.lock.
