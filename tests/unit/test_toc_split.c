@@ -736,7 +736,7 @@ static void test_lent(void **state)
 	struct lp_toc *t0 = NULL, *t = NULL;
 	struct lp_err e0, e;
 	struct thread_feed f;
-	unsigned int j0 = probe_joined();
+	unsigned int j0;
 	int r0, r;
 
 	(void)state;
@@ -746,15 +746,22 @@ static void test_lent(void **state)
 		/* 0: the default; else forced */
 		size_t split = k ? len / 4 * (size_t)k : 0;
 
+		j0 = probe_joined();
 		r = parse_lent(json, len, end, split, &t, &e, &f);
 		assert_int_equal(r, 0);
 		assert_int_equal(f.lent, 1);
-		/* it ran, or was withdrawn before it began */
+		/* it ran, or was withdrawn before it began (the scan got to
+		   the split before the feeder had fed it all and lent
+		   itself: on a loaded machine, under ASan) */
 		assert_int_equal(f.ran + (f.withdrawn && !f.ran), 1);
+		/* a forced part that ran and was not withdrawn (its point
+		   not an entry's start: dropped) was waited for and joined;
+		   the default's join depends on the load (part_behind()) */
+		if (k && f.ran && !f.withdrawn)
+			assert_int_equal(probe_joined() - j0, 1);
 		same_toc(t0, t);
 		lp_toc_free(t);
 	}
-	assert_true(probe_joined() - j0 >= 3); /* the forced ones */
 	lp_toc_free(t0);
 	free(json);
 
