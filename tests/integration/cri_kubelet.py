@@ -23,7 +23,7 @@ import sys
 
 import grpc
 
-from pb_wire import fields, ld
+from pb_wire import fields, ld, unary
 
 SVC = "/runtime.v1.ImageService/"
 
@@ -37,13 +37,7 @@ def main():
     ch = grpc.insecure_channel("unix:" + sock)
 
     def call(method, req):
-        f = ch.unary_unary(method, request_serializer=lambda x: x,
-                           response_deserializer=lambda x: x)
-        try:
-            return f(req, timeout=120)
-        except grpc.RpcError as e:
-            sys.stderr.write("%s: %s\n" % (e.code().name, e.details()))
-            sys.exit(2)
+        return unary(ch, method, req)
 
     if cmd == "pull":
         # PullImageRequest{image = 1: ImageSpec, auth = 2: AuthConfig}

@@ -16,7 +16,7 @@ import sys
 
 import grpc
 
-from pb_wire import fields, ld
+from pb_wire import fields, ld, unary
 
 SVC = "/containerd.services.snapshots.v1.Snapshots/"
 SNAPSHOTTER = "lazypull"
@@ -27,13 +27,7 @@ def main():
     ch = grpc.insecure_channel("unix:" + sock)
 
     def call(method, req):
-        f = ch.unary_unary(SVC + method, request_serializer=lambda x: x,
-                           response_deserializer=lambda x: x)
-        try:
-            return f(req, timeout=120)
-        except grpc.RpcError as e:
-            sys.stderr.write("%s: %s\n" % (e.code().name, e.details()))
-            sys.exit(2)
+        return unary(ch, SVC + method, req)
 
     if cmd == "prepare":
         # PrepareSnapshotRequest{snapshotter = 1, key = 2, parent = 3,
