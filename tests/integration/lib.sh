@@ -622,10 +622,15 @@ lp_stack_containerd() {
 lp_stack_stop() {
 	local c p
 	if [ -n "$CTRD_PID" ] && kill -0 "$CTRD_PID" 2>/dev/null; then
+		# delete, not only kill: runc keeps a task's state machine-wide
+		# (/run/containerd/runc/NAMESPACE/ID) until it is deleted, and a
+		# later run's container of the same ID would be refused
 		for c in $(timeout 5 ctr --address "$CSOCK" tasks ls -q 2>/dev/null); do
-			timeout 5 ctr --address "$CSOCK" tasks kill -s KILL "$c" >/dev/null 2>&1
+			timeout 5 ctr --address "$CSOCK" tasks delete -f "$c" >/dev/null 2>&1
 		done
-		sleep 0.3
+		for c in $(timeout 5 ctr --address "$CSOCK" containers ls -q 2>/dev/null); do
+			timeout 5 ctr --address "$CSOCK" containers delete "$c" >/dev/null 2>&1
+		done
 		kill "$CTRD_PID"
 		wait "$CTRD_PID" 2>/dev/null
 	fi

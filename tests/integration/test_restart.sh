@@ -34,8 +34,10 @@ lp_stack_init
 NFILES=4000
 READERS=4
 OUT="$T/out"
-# container IDs: runc keeps its state per namespace machine-wide
-CID=rst$$-
+# container IDs: runc keeps its state per namespace machine-wide, and a
+# killed run may leave some: unique to this run's directory, not its pid
+# (pids repeat: 126 leftover rst<pid>-g0 made a CI run's g0 "already exist")
+CID=rst${T##*.}-
 HOLDER_PAT="[f]dholder --root $T/snap" # [f]: a pattern that does not match itself
 
 cleanup() {
@@ -401,8 +403,8 @@ PROXY_PID=
 
 # --- teardown -------------------------------------------------------------------
 say "teardown"
-for c in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s KILL "$c" >/dev/null 2>&1 || true; done
-sleep 0.5
+# deleted, not only killed: runc's state of a task outlives containerd
+for c in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$c" >/dev/null 2>&1 || true; done
 kill "$CTRD_PID"
 wait "$CTRD_PID" 2>/dev/null || true
 CTRD_PID=
