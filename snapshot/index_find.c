@@ -874,23 +874,34 @@ static void end_inflight(struct lp_snap_index_cache *c, int slot)
  * cache's entry, else fetched (a failure cached as an entry with its
  * error). Returns 0 with *@ret_im (referenced: img_unref()) or -ENOMEM.
  */
+/* the cache key of image @ref's entry (img_lookup()): by @manifest_digest
+ * when known, else by the reference's digest or tag */
+static void image_key(const struct lp_reg_ref *ref,
+		      const struct lp_digest *manifest_digest, char *key,
+		      size_t size)
+{
+	char ds[LP_DIGEST_STR_LEN + 1];
+
+	if (manifest_digest)
+		lp_digest_format(manifest_digest, ds);
+	else if (ref->has_digest)
+		lp_digest_format(&ref->digest, ds);
+	snprintf(key, size, "%s/%s|%s", ref->host, ref->repo,
+		 manifest_digest || ref->has_digest ? ds : ref->tag);
+}
+
 static int img_lookup(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		      const struct lp_reg_ref *ref,
 		      const struct lp_digest *manifest_digest,
 		      const struct lookup *lk, struct img **ret_im,
 		      struct lp_err *err)
 {
-	char key[LP_SNAP_PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
+	char key[LP_SNAP_PATH_MAX];
 	struct lp_err why = { 0 };
 	struct img *im;
 	int slot = -1, r, w = 0;
 
-	if (manifest_digest)
-		lp_digest_format(manifest_digest, ds);
-	else if (ref->has_digest)
-		lp_digest_format(&ref->digest, ds);
-	snprintf(key, sizeof(key), "%s/%s|%s", ref->host, ref->repo,
-		 manifest_digest || ref->has_digest ? ds : ref->tag);
+	image_key(ref, manifest_digest, key, sizeof(key));
 	im = cache_get(cache, key, ref->auth);
 	if (!im)
 		w = wait_inflight(cache, key, ref->auth, lk, &slot);
@@ -1151,18 +1162,33 @@ static int profile_fetch(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 	if (md) {
 		subject = *md;
 	} else {
-		r = over(lk, "the image manifest", &err);
-		if (r == 0)
-			r = lp_reg_manifest_fetch(reg, &mref, NULL, &m, &err);
-		if (r < 0)
-			goto out;
-		subject = *lp_reg_manifest_digest(m);
+		/* a gzip index lookup of the image by the same tag (or
+		 * digest) knows its manifest digest and referrers: no
+		 * request (the python3 import's mount waited 3 round trips,
+		 * 89 ms, for this lookup asking again) */
+		image_key(ref, NULL, ikey, sizeof(ikey));
+		seen = cache_get(cache, ikey, ref->auth);
+		if (seen && (seen->error ||
+			     lp_digest_parse(seen->manifest, &subject) < 0)) {
+			img_unref(cache, seen);
+			seen = NULL;
+		}
+		if (!seen) {
+			r = over(lk, "the image manifest", &err);
+			if (r == 0)
+				r = lp_reg_manifest_fetch(reg, &mref, NULL, &m,
+							  &err);
+			if (r < 0)
+				goto out;
+			subject = *lp_reg_manifest_digest(m);
+		}
 	}
 	lp_digest_format(&subject, im->manifest);
 	/* a gzip index lookup of the image saw its referrers already */
-	snprintf(ikey, sizeof(ikey), "%s/%s|%s", ref->host, ref->repo,
-		 im->manifest);
-	seen = cache_get(cache, ikey, ref->auth);
+	if (!seen) {
+		image_key(ref, &subject, ikey, sizeof(ikey));
+		seen = cache_get(cache, ikey, ref->auth);
+	}
 	if (seen && !seen->error) {
 		has_art = seen->has_profile_art;
 		art = seen->profile_art;

@@ -223,7 +223,13 @@ layer_stat() { # layer_stat DIGEST KEY: a key of the layer mount's stats
 		"$ROOT/layers/${1#sha256:}/.lazypull/stats" "$2"
 }
 
+# lreq REPO PATH: the snapshotter's GETs of /v2/REPO/PATH (its user agent;
+# containerd's is its own, `lazypull index` is done before the count)
+lreq() { grep '"lazypull/' "$T/reg.log" | grep -c "\"GET /v2/$1/$2 " || true; }
+
 say "ix: rpull mounts the layer through its index from the registry"
+m0=$(lreq ix/bb manifests/v1)
+t0=$(lreq ix/bb "manifests/sha256-${MD_BEFORE#sha256:}")
 run_image ix
 grep -q "layer $LAYER_IX: gzip index sha256:[0-9a-f]* ([0-9]* bytes) from registry artifact" "$T/snap.log" ||
 	fail "no log line of the index found in the registry"
@@ -237,6 +243,14 @@ FETCHED=$(layer_stat "$LAYER_IX" fetched_bytes)
 	fail "ix: fetched $FETCHED bytes of a $LSIZE-byte layer (not lazy)"
 [ "$(layer_stat "$LAYER_IX" blob_bytes)" = "$LSIZE" ] || fail "ix: blob_bytes is not the layer size"
 ok "ix: the container printed the file; layer mounted through its registry index, $FETCHED of $LSIZE bytes fetched"
+# the prefetch profile lookup of the mount takes the manifest and the
+# referrers the index lookup got (no profile there: nothing else to ask)
+grep -q "layer $LAYER_IX: no prefetch profile" "$T/snap.log" || fail "ix: no profile lookup logged"
+m1=$(lreq ix/bb manifests/v1)
+t1=$(lreq ix/bb "manifests/sha256-${MD_BEFORE#sha256:}")
+[ $((m1 - m0)) = 1 ] && [ $((t1 - t0)) = 1 ] ||
+	fail "ix: the snapshotter asked for the manifest $((m1 - m0)) and the referrers tag $((t1 - t0)) times, not once each"
+ok "ix: the index and the profile lookups asked for the manifest and the referrers tag once"
 ctr_ images ls | awk -v r="$R/ix/bb:v1" '$1 == r { print $3 }' >"$T/ix.target"
 [ "$(cat "$T/ix.target")" = "$MD_BEFORE" ] || fail "containerd's image target is $(cat "$T/ix.target"), not $MD_BEFORE"
 ok "ix: containerd's image target is the original manifest digest"
@@ -371,11 +385,9 @@ MD_TWO=$(manifest_digest two/bb v1)
 lp_run "$T/two.rpull" "$T/two.rpull.err" ctr-remote --address "$CSOCK" images rpull \
 	--plain-http --snapshotter lazypull "$R/two/bb:v1" || { show_err "$T/two.rpull.err"; fail "rpull two"; }
 [ "$(fallbacks no_index)" = $((n0 + 2)) ] || fail "no_index went $n0 -> $(fallbacks no_index) for two layers"
-# requests from the snapshotter (its user agent; containerd's is its own)
-lreq() { grep '"lazypull/' "$T/reg.log" | grep -c "\"GET /v2/two/bb/$1 " || true; }
 for u in manifests/v1 "referrers/$MD_TWO?artifactType=application/vnd.lazypull.gzip-index.v1" \
 	"manifests/sha256-${MD_TWO#sha256:}"; do
-	[ "$(lreq "$u")" = 1 ] || fail "the snapshotter asked for $u $(lreq "$u") times, not once"
+	[ "$(lreq two/bb "$u")" = 1 ] || fail "the snapshotter asked for $u $(lreq two/bb "$u") times, not once"
 done
 out=$(timeout 60 ctr --address "$CSOCK" run --rm --snapshotter lazypull "$R/two/bb:v1" c-two \
 	cat /image-name /upper.txt) || fail "ctr run of two"
