@@ -868,15 +868,9 @@ static void end_inflight(struct lp_snap_index_cache *c, int slot)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/*
- * img_lookup() - what the registry says about image @ref (by
- * @manifest_digest when given) for a lookup of layer @lk->layer: the
- * cache's entry, else fetched (a failure cached as an entry with its
- * error). Returns 0 with *@ret_im (referenced: img_unref()) or -ENOMEM.
- */
-/* the cache key of image @ref's entry (img_lookup()): by @manifest_digest
- * when known, else by the reference's digest or tag */
-static void image_key(const struct lp_reg_ref *ref,
+/* the cache key of image @ref's entry (img_lookup()), after @prefix: by
+ * @manifest_digest when known, else by the reference's digest or tag */
+static void image_key(const char *prefix, const struct lp_reg_ref *ref,
 		      const struct lp_digest *manifest_digest, char *key,
 		      size_t size)
 {
@@ -886,10 +880,16 @@ static void image_key(const struct lp_reg_ref *ref,
 		lp_digest_format(manifest_digest, ds);
 	else if (ref->has_digest)
 		lp_digest_format(&ref->digest, ds);
-	snprintf(key, size, "%s/%s|%s", ref->host, ref->repo,
+	snprintf(key, size, "%s%s/%s|%s", prefix, ref->host, ref->repo,
 		 manifest_digest || ref->has_digest ? ds : ref->tag);
 }
 
+/*
+ * img_lookup() - what the registry says about image @ref (by
+ * @manifest_digest when given) for a lookup of layer @lk->layer: the
+ * cache's entry, else fetched (a failure cached as an entry with its
+ * error). Returns 0 with *@ret_im (referenced: img_unref()) or -ENOMEM.
+ */
 static int img_lookup(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		      const struct lp_reg_ref *ref,
 		      const struct lp_digest *manifest_digest,
@@ -901,7 +901,7 @@ static int img_lookup(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 	struct img *im;
 	int slot = -1, r, w = 0;
 
-	image_key(ref, manifest_digest, key, sizeof(key));
+	image_key("", ref, manifest_digest, key, sizeof(key));
 	im = cache_get(cache, key, ref->auth);
 	if (!im)
 		w = wait_inflight(cache, key, ref->auth, lk, &slot);
@@ -1166,14 +1166,18 @@ static int profile_fetch(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		 * digest) knows its manifest digest and referrers: no
 		 * request (the python3 import's mount waited 3 round trips,
 		 * 89 ms, for this lookup asking again) */
-		image_key(ref, NULL, ikey, sizeof(ikey));
+		image_key("", ref, NULL, ikey, sizeof(ikey));
 		seen = cache_get(cache, ikey, ref->auth);
-		if (seen && (seen->error ||
+		/* not an entry of the image that has this layer: the tag
+		 * moved since (img_lookup()'s test), or it failed */
+		if (seen && (seen->error || !img_layer(seen, lk->layer) ||
 			     lp_digest_parse(seen->manifest, &subject) < 0)) {
 			img_unref(cache, seen);
 			seen = NULL;
 		}
-		if (!seen) {
+		if (seen) { /* its answer is as old as the entry's */
+			im->at_ns = seen->at_ns;
+		} else {
 			r = over(lk, "the image manifest", &err);
 			if (r == 0)
 				r = lp_reg_manifest_fetch(reg, &mref, NULL, &m,
@@ -1186,7 +1190,7 @@ static int profile_fetch(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 	lp_digest_format(&subject, im->manifest);
 	/* a gzip index lookup of the image saw its referrers already */
 	if (!seen) {
-		image_key(ref, &subject, ikey, sizeof(ikey));
+		image_key("", ref, &subject, ikey, sizeof(ikey));
 		seen = cache_get(cache, ikey, ref->auth);
 	}
 	if (seen && !seen->error) {
@@ -1240,7 +1244,7 @@ int lp_snap_profile_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 			 char *ret_where, size_t where_size, struct lp_err *err)
 {
 	struct lookup lk = { .layer = layer };
-	char key[LP_SNAP_PATH_MAX], ds[LP_DIGEST_STR_LEN + 1];
+	char key[LP_SNAP_PATH_MAX];
 	struct lp_digest md;
 	struct img *im = NULL;
 	int slot = -1, r, w = 0;
@@ -1258,12 +1262,8 @@ int lp_snap_profile_find(struct lp_snap_index_cache *cache, struct lp_reg *reg,
 		if (r != 0)
 			return r;
 	}
-	if (manifest_digest)
-		lp_digest_format(&md, ds);
-	else if (ref->has_digest)
-		lp_digest_format(&ref->digest, ds);
-	snprintf(key, sizeof(key), PROFILE_KEY "%s/%s|%s", ref->host, ref->repo,
-		 manifest_digest || ref->has_digest ? ds : ref->tag);
+	image_key(PROFILE_KEY, ref, manifest_digest ? &md : NULL, key,
+		  sizeof(key));
 	/* single flight: the image's other layers wait for one lookup, and
 	 * its answer (a failure too) serves them for the cache's TTL */
 	im = cache_get(cache, key, ref->auth);

@@ -620,16 +620,19 @@ lp_stack_containerd() {
 # snapshotter (and tear down what it leaves mounted for its successor: its
 # layers, its fd holder) and the registry; each only if it was started.
 lp_stack_stop() {
-	local c p
+	local c n p
 	if [ -n "$CTRD_PID" ] && kill -0 "$CTRD_PID" 2>/dev/null; then
-		# delete, not only kill: runc keeps a task's state machine-wide
-		# (/run/containerd/runc/NAMESPACE/ID) until it is deleted, and a
-		# later run's container of the same ID would be refused
-		for c in $(timeout 5 ctr --address "$CSOCK" tasks ls -q 2>/dev/null); do
-			timeout 5 ctr --address "$CSOCK" tasks delete -f "$c" >/dev/null 2>&1
-		done
-		for c in $(timeout 5 ctr --address "$CSOCK" containers ls -q 2>/dev/null); do
-			timeout 5 ctr --address "$CSOCK" containers delete "$c" >/dev/null 2>&1
+		# delete, not only kill, in every namespace: runc keeps a task's
+		# state machine-wide (/run/containerd/runc/NAMESPACE/ID) until
+		# it is deleted, and a later run's container of the same ID
+		# would be refused
+		for n in $(timeout 5 ctr --address "$CSOCK" namespaces ls -q 2>/dev/null); do
+			for c in $(timeout 5 ctr --address "$CSOCK" -n "$n" tasks ls -q 2>/dev/null); do
+				timeout 5 ctr --address "$CSOCK" -n "$n" tasks delete -f "$c" >/dev/null 2>&1
+			done
+			for c in $(timeout 5 ctr --address "$CSOCK" -n "$n" containers ls -q 2>/dev/null); do
+				timeout 5 ctr --address "$CSOCK" -n "$n" containers delete "$c" >/dev/null 2>&1
+			done
 		done
 		kill "$CTRD_PID"
 		wait "$CTRD_PID" 2>/dev/null

@@ -484,6 +484,8 @@ grep -q "layer $LAYER_LOCAL resumed through its gzip index" "$T/snap.log" || fai
 # counted like lazypull_remote_mounts_total: a resume is a mount of this daemon
 [ "$(metric lazypull_index_mounts_total)" -ge 2 ] ||
 	fail "lazypull_index_mounts_total is $(metric lazypull_index_mounts_total) after resuming 2+ indexed layers"
+# containerd's gRPC client may be in its reconnect back-off (as below)
+wait_for 60 "containerd to reconnect to the snapshotter" ctr_ snapshots --snapshotter lazypull ls
 out=$(timeout 60 ctr --address "$CSOCK" run --rm --snapshotter lazypull "$R/ix/bb:v1" c-ix-2 \
 	cat /etc/os-release) || fail "ctr run of ix after the restart"
 echo "$out" | grep -q '^ID=busybox$' || fail "after the restart the container printed '$out'"

@@ -417,7 +417,7 @@ PROXY_PID=
 # --- teardown -------------------------------------------------------------------
 say "teardown"
 # deleted, not only killed: runc's state of a task outlives containerd
-for c in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$c" >/dev/null 2>&1 || true; done
+for c in $(ctr_ tasks ls -q 2>/dev/null); do timeout 10 ctr --address "$CSOCK" tasks delete -f "$c" >/dev/null 2>&1 || true; done
 kill "$CTRD_PID"
 wait "$CTRD_PID" 2>/dev/null || true
 CTRD_PID=
