@@ -23,7 +23,8 @@
  * ISA-L's (carry-less multiply: zlib's took 6% of the build) over the
  * output, checked with the length against each member's trailer; zlib
  * checks only a header's CRC16 (FHCRC), with its own check on while the
- * header is read.
+ * header is read. The span's and the blob's sha256 are computed together
+ * (index_hash.c).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -60,7 +61,7 @@ struct builder {
 	uint64_t totin, totout;
 	uint64_t last_cp_out;
 	uint8_t last_byte;
-	struct lp_sha256 *blob_sha, *span_sha;
+	struct lp_cv_sha_pair *sha; /* the span's and (no verified) blob's */
 	struct lp_index_writer *w;
 	int error; /* first error from the read callback */
 	struct lp_err *err;
@@ -70,9 +71,7 @@ static void consumed(struct builder *b, const uint8_t *p, size_t n)
 {
 	if (!n)
 		return;
-	if (b->blob_sha)
-		lp_sha256_update(b->blob_sha, p, n);
-	lp_sha256_update(b->span_sha, p, n);
+	lp_cv_sha_pair_update(b->sha, p, n);
 	b->totin += n;
 	b->last_byte = p[n - 1];
 	/* a member's trailer is the last 8 bytes inflate consumed when it
@@ -127,7 +126,7 @@ static int add_checkpoint(struct builder *b, uint8_t kind, uint8_t bits)
 		    wlen == 0)
 			return 0; /* nothing to resume from: no checkpoint */
 	}
-	lp_sha256_final(b->span_sha, &d);
+	lp_cv_sha_pair_final_span(b->sha, &d);
 	lp_index_writer_set_span(b->w, &d);
 	cp.in = b->totin;
 	cp.out = b->totout;
@@ -140,7 +139,7 @@ static int add_checkpoint(struct builder *b, uint8_t kind, uint8_t bits)
 				  "gzip index: too many checkpoints (over %u)",
 				  LP_INDEX_MAX_CHECKPOINTS);
 	if (bits)
-		lp_sha256_update(b->span_sha, &b->last_byte, 1);
+		lp_cv_sha_pair_update_span(b->sha, &b->last_byte, 1);
 	b->last_cp_out = b->totout;
 	return 0;
 }
@@ -385,9 +384,7 @@ int lp_index_build(int fd, uint64_t span_size, const struct lp_digest *verified,
 		r = -ENOMEM;
 		goto out;
 	}
-	r = verified ? 0 : lp_sha256_new(&b.blob_sha);
-	if (r == 0)
-		r = lp_sha256_new(&b.span_sha);
+	r = lp_cv_sha_pair_new(!verified, &b.sha);
 	if (r == 0)
 		r = lp_index_writer_new((uint32_t)span_size, &b.w);
 	if (r < 0)
@@ -425,12 +422,12 @@ int lp_index_build(int fd, uint64_t span_size, const struct lp_digest *verified,
 		if (r < 0)
 			goto out;
 	}
-	lp_sha256_final(b.span_sha, &span_d);
+	lp_cv_sha_pair_final_span(b.sha, &span_d);
 	lp_index_writer_set_span(b.w, &span_d);
 	if (verified)
 		blob_d = *verified;
 	else
-		lp_sha256_final(b.blob_sha, &blob_d);
+		lp_cv_sha_pair_final_blob(b.sha, &blob_d);
 	r = lp_index_writer_finish(b.w, b.totin, &blob_d, b.totout, out, err);
 	if (r < 0)
 		goto out;
@@ -463,8 +460,7 @@ out:
 	lp_cv_reader_free(rd);
 	if (b.z_live)
 		inflateEnd(&b.z);
-	lp_sha256_free(b.blob_sha);
-	lp_sha256_free(b.span_sha);
+	lp_cv_sha_pair_free(b.sha);
 	lp_index_writer_free(b.w);
 	free(b.in);
 	free(b.out);
