@@ -202,10 +202,8 @@ void lp_cv_sha_pair_free(struct lp_cv_sha_pair *p);
 void lp_cv_sha_pair_update(struct lp_cv_sha_pair *p, const void *d, size_t n);
 void lp_cv_sha_pair_update_span(struct lp_cv_sha_pair *p, const void *d,
 				size_t n);
-void lp_cv_sha_pair_final_span(struct lp_cv_sha_pair *p,
-			       struct lp_digest *out);
-void lp_cv_sha_pair_final_blob(struct lp_cv_sha_pair *p,
-			       struct lp_digest *out);
+void lp_cv_sha_pair_final_span(struct lp_cv_sha_pair *p, struct lp_digest *out);
+void lp_cv_sha_pair_final_blob(struct lp_cv_sha_pair *p, struct lp_digest *out);
 bool lp_cv_sha_pair_accelerated(void);
 
 #endif /* LP_CONVERT_INT_H */

@@ -39,9 +39,10 @@ struct lp_cv_sha_pair {
 	struct lp_sha256 *evp[LANES];
 };
 
-static const uint32_t IV[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372,
-				0xa54ff53a, 0x510e527f, 0x9b05688c,
-				0x1f83d9ab, 0x5be0cd19 };
+static const uint32_t IV[8] = {
+	0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+	0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19
+};
 
 #ifdef HAVE_SHA_NI_BUILD
 static const uint32_t K[64] __attribute__((aligned(16))) = {
@@ -109,8 +110,8 @@ NI_INLINE void ni_group(struct ni_lane *l, int g)
 
 	l->s1 = _mm_sha256rnds2_epu32(l->s1, l->s0, m);
 	if (g >= 3 && g <= 14) {
-		__m128i t = _mm_alignr_epi8(l->msg[g & 3],
-					    l->msg[(g - 1) & 3], 4);
+		__m128i t =
+			_mm_alignr_epi8(l->msg[g & 3], l->msg[(g - 1) & 3], 4);
 
 		l->msg[(g + 1) & 3] = _mm_add_epi32(l->msg[(g + 1) & 3], t);
 		l->msg[(g + 1) & 3] = _mm_sha256msg2_epu32(l->msg[(g + 1) & 3],

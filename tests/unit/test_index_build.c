@@ -15,7 +15,9 @@
  * gzip trailer and header checks the builder does itself or leaves to
  * zlib: a wrong CRC32, a wrong ISIZE, a wrong header CRC16 are refused
  * (and a right header CRC16 is not); with a verified digest the trailer is
- * not checked, as documented.
+ * not checked, as documented. The builder's pair of sha256 streams
+ * (index_hash.c: interleaved SHA-NI where the CPU has it) against
+ * lp_sha256 over random feeds, restarts and span-only bytes.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -30,6 +32,7 @@
 
 #include <cmocka.h>
 
+#include "convert_int.h"
 #include "lp_digest.h"
 #include "lp_index.h"
 #include "lp_indexer.h"
@@ -141,8 +144,7 @@ static uint8_t *make_members(const uint8_t *tar, size_t len, size_t step,
 
 	for (i = 0; i < len; i += step) {
 		gz_begin(&g, 6, 8);
-		gz_feed(&g, tar + i, len - i < step ? len - i : step,
-			Z_FINISH);
+		gz_feed(&g, tar + i, len - i < step ? len - i : step, Z_FINISH);
 	}
 	*ret_len = g.len;
 	return g.buf;
@@ -247,8 +249,8 @@ static size_t oracle(const uint8_t *gz, size_t len, uint64_t span,
 			}
 		} else {
 			z.next_in = (uint8_t *)gz + totin;
-			z.avail_in = (uInt)(len - totin < 4096 ? len - totin :
-								 4096);
+			z.avail_in =
+				(uInt)(len - totin < 4096 ? len - totin : 4096);
 			z.next_out = out;
 			z.avail_out = 16384;
 			in0 = z.avail_in;
@@ -272,10 +274,10 @@ static size_t oracle(const uint8_t *gz, size_t len, uint64_t span,
 		}
 		memset(&cps[n], 0, sizeof(cps[n]));
 		if (kind == LP_INDEX_CP_DEFLATE) {
-			assert_int_equal(inflateGetDictionary(
-						 &z, cps[n].window,
-						 &cps[n].window_len),
-					 Z_OK);
+			assert_int_equal(
+				inflateGetDictionary(&z, cps[n].window,
+						     &cps[n].window_len),
+				Z_OK);
 			if (!cps[n].window_len)
 				continue;
 			cps[n].bits = (uint8_t)(z.data_type & 7);
@@ -338,7 +340,8 @@ static void check_layer(const char *what, const uint8_t *gz, size_t len,
 			 lp_index_nr_checkpoints(ix), n);
 	/* the windows are the index's last section */
 	for (i = 0; i < n; i++) {
-		const struct lp_index_checkpoint *c = lp_index_checkpoint(ix, i);
+		const struct lp_index_checkpoint *c =
+			lp_index_checkpoint(ix, i);
 
 		if (c->window_len &&
 		    c->window_off + c->window_len > windows_len)
@@ -346,10 +349,11 @@ static void check_layer(const char *what, const uint8_t *gz, size_t len,
 	}
 	windows = idx + idx_len - windows_len;
 	for (i = 0; i < n; i++) {
-		const struct lp_index_checkpoint *c = lp_index_checkpoint(ix, i);
+		const struct lp_index_checkpoint *c =
+			lp_index_checkpoint(ix, i);
 		uint64_t start = c->in - (c->bits ? 1 : 0);
-		uint64_t end = i + 1 < n ? lp_index_checkpoint(ix, i + 1)->in :
-					   len;
+		uint64_t end =
+			i + 1 < n ? lp_index_checkpoint(ix, i + 1)->in : len;
 		struct lp_digest d;
 		uLongf wlen = LP_INDEX_WINDOW;
 
@@ -375,8 +379,8 @@ static void check_layer(const char *what, const uint8_t *gz, size_t len,
 		lp_sha256(gz + start, (size_t)(end - start), &d);
 		assert_memory_equal(d.b, c->span.b, LP_SHA256_LEN);
 		if (i > 0 && ret_exact) {
-			uint64_t past = c->out -
-					lp_index_checkpoint(ix, i - 1)->out;
+			uint64_t past =
+				c->out - lp_index_checkpoint(ix, i - 1)->out;
 
 			if (past == span)
 				ret_exact[0]++;
@@ -407,8 +411,8 @@ static void test_block_sizes(void **state)
 	/* deflate's largest blocks (memLevel 9): few per span, or none */
 	gz = make_plain(tar, tar_len, 9, 9, &len);
 	check_layer("large blocks", gz, len, SPAN, NULL, NULL);
-	check_layer("large blocks, 3 MiB spans", gz, len, 3 * 1024 * 1024,
-		    NULL, NULL);
+	check_layer("large blocks, 3 MiB spans", gz, len, 3 * 1024 * 1024, NULL,
+		    NULL);
 	free(gz);
 	/* stored blocks: byte-aligned boundaries */
 	gz = make_plain(tar, tar_len, 0, 8, &len);
@@ -530,6 +534,72 @@ static void test_trailer_checks(void **state)
 	free(tar);
 }
 
+/*
+ * The pair against two lp_sha256 streams: feeds of 0 .. 300 bytes (and
+ * some of 100 KiB), a span-only byte now and then, the span restarted at
+ * random points, so that both streams' buffered bytes take every offset.
+ */
+static void test_sha_pair(void **state)
+{
+	size_t len = 4 * 1024 * 1024, at = 0, round;
+	uint8_t *data = malloc(len);
+	struct lp_cv_sha_pair *p = NULL;
+	struct lp_sha256 *span = NULL, *blob = NULL;
+	struct lp_digest a, b;
+	size_t i, finals = 0;
+
+	(void)state;
+	assert_non_null(data);
+	srand(14);
+	for (i = 0; i < len; i++)
+		data[i] = (uint8_t)rand();
+	for (round = 0; round < 2; round++) {
+		bool with_blob = round == 0;
+
+		at = 0;
+		assert_int_equal(lp_cv_sha_pair_new(with_blob, &p), 0);
+		assert_int_equal(lp_sha256_new(&span), 0);
+		assert_int_equal(lp_sha256_new(&blob), 0);
+		while (at < len) {
+			size_t n = rand() % 8 == 0 ? 100 * 1024 :
+						     (size_t)rand() % 301;
+
+			if (n > len - at)
+				n = len - at;
+			lp_cv_sha_pair_update(p, data + at, n);
+			lp_sha256_update(span, data + at, n);
+			lp_sha256_update(blob, data + at, n);
+			at += n;
+			if (rand() % 5 == 0) {
+				lp_cv_sha_pair_update_span(p, data + at / 2, 1);
+				lp_sha256_update(span, data + at / 2, 1);
+			}
+			if (rand() % 7 == 0) {
+				lp_cv_sha_pair_final_span(p, &a);
+				lp_sha256_final(span, &b);
+				assert_memory_equal(a.b, b.b, LP_SHA256_LEN);
+				finals++;
+			}
+		}
+		lp_cv_sha_pair_final_span(p, &a);
+		lp_sha256_final(span, &b);
+		assert_memory_equal(a.b, b.b, LP_SHA256_LEN);
+		if (with_blob) {
+			lp_cv_sha_pair_final_blob(p, &a);
+			lp_sha256_final(blob, &b);
+			assert_memory_equal(a.b, b.b, LP_SHA256_LEN);
+		}
+		lp_cv_sha_pair_free(p);
+		lp_sha256_free(span);
+		lp_sha256_free(blob);
+	}
+	assert_true(finals > 40);
+	print_message("sha pair: %s\n", lp_cv_sha_pair_accelerated() ?
+						"SHA-NI, interleaved" :
+						"OpenSSL (no SHA-NI)");
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -537,6 +607,7 @@ int main(void)
 		cmocka_unit_test(test_due_edges),
 		cmocka_unit_test(test_member_edges),
 		cmocka_unit_test(test_trailer_checks),
+		cmocka_unit_test(test_sha_pair),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
