@@ -149,7 +149,8 @@ static bool span_due(const struct builder *b)
 	return b->totout - b->last_cp_out >= b->span_size;
 }
 
-/* one step: read input when needed, inflate up to one block boundary */
+/* one step: read input when needed, inflate up to the cap (Z_NO_FLUSH)
+ * or, near where a checkpoint falls due, up to one block boundary */
 static int step(struct builder *b)
 {
 	uInt in0, out0, got, limit;
@@ -394,8 +395,10 @@ int lp_index_build(int fd, uint64_t span_size, const struct lp_digest *verified,
 		goto out;
 	}
 	b.z_live = true;
-	/* the CRCs check what the blob digest already did: zlib's check is
-	 * off (inflateReset keeps this for every member), ours is not done */
+	/* zlib's check is off (inflateReset keeps this for every member;
+	 * member_start() turns it on for each header when we check): the
+	 * trailers are checked here, unless the blob digest was verified,
+	 * which the CRCs would only check again */
 	b.check = !verified;
 	if (inflateValidate(&b.z, 0) != Z_OK) {
 		r = -EINVAL;
