@@ -185,25 +185,4 @@ int lp_cv_compress(enum lp_compression comp, int level, const void *in,
 		   size_t len, struct lp_buf *out);
 void lp_cv_pool_free(struct lp_cv_pool *p);
 
-/* ---- the gzip index builder's digests (index_hash.c) ---- */
-/*
- * Two SHA-256 streams over the same bytes, the span's (restarted by each
- * _final_span()) and, when made with @blob, the blob's: computed together
- * (SHA-NI, interleaved) where the CPU can, else through lp_sha256. One
- * thread at a time. lp_cv_sha_pair_new() returns 0 or -ENOMEM; _free()
- * accepts NULL; _update() feeds both streams, _update_span() the span's
- * only; _final_span() / _final_blob() write the digest (a pair without
- * the blob stream: _final_blob() writes nothing);
- * lp_cv_sha_pair_accelerated() - whether the SHA-NI path is the one used.
- */
-struct lp_cv_sha_pair;
-int lp_cv_sha_pair_new(bool blob, struct lp_cv_sha_pair **ret);
-void lp_cv_sha_pair_free(struct lp_cv_sha_pair *p);
-void lp_cv_sha_pair_update(struct lp_cv_sha_pair *p, const void *d, size_t n);
-void lp_cv_sha_pair_update_span(struct lp_cv_sha_pair *p, const void *d,
-				size_t n);
-void lp_cv_sha_pair_final_span(struct lp_cv_sha_pair *p, struct lp_digest *out);
-void lp_cv_sha_pair_final_blob(struct lp_cv_sha_pair *p, struct lp_digest *out);
-bool lp_cv_sha_pair_accelerated(void);
-
 #endif /* LP_CONVERT_INT_H */

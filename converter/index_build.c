@@ -23,8 +23,8 @@
  * ISA-L's (carry-less multiply: zlib's took 6% of the build) over the
  * output, checked with the length against each member's trailer; zlib
  * checks only a header's CRC16 (FHCRC), with its own check on while the
- * header is read. The span's and the blob's sha256 are computed together
- * (index_hash.c).
+ * header is read. The span's and the blob's sha256 are two OpenSSL
+ * streams (lp_sha256), after a vzeroupper (upper_clear()).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -65,7 +65,7 @@ struct builder {
 	uint64_t totin, totout;
 	uint64_t last_cp_out;
 	uint8_t last_byte;
-	struct lp_cv_sha_pair *sha; /* the span's and (no verified) blob's */
+	struct lp_sha256 *blob_sha, *span_sha; /* blob_sha: no verified */
 	struct lp_index_writer *w;
 	int error; /* first error from the read callback */
 	struct lp_err *err;
@@ -75,7 +75,9 @@ static void consumed(struct builder *b, const uint8_t *p, size_t n)
 {
 	if (!n)
 		return;
-	lp_cv_sha_pair_update(b->sha, p, n);
+	if (b->blob_sha)
+		lp_sha256_update(b->blob_sha, p, n);
+	lp_sha256_update(b->span_sha, p, n);
 	b->totin += n;
 	b->last_byte = p[n - 1];
 	/* a member's trailer is the last 8 bytes inflate consumed when it
@@ -98,8 +100,9 @@ __attribute__((target("avx"))) static void avx_zeroupper(void)
 /*
  * After ISA-L's CRC: it leaves the upper halves of the vector registers
  * dirty (AVX-512 without a vzeroupper), and until they are cleared every
- * legacy SSE instruction pays for them: the SHA-NI rounds (which have no
- * VEX form) ran at half speed, 82 against 41 ms for the pair's 131 MB.
+ * legacy SSE instruction pays for them: OpenSSL's sha256 (its SHA-NI
+ * code, which has no VEX form) took 107 against 82 ms per build of the
+ * python3 layer without and with this (docs/benchmarks.md).
  */
 static void upper_clear(const struct builder *b)
 {
@@ -153,7 +156,7 @@ static int add_checkpoint(struct builder *b, uint8_t kind, uint8_t bits)
 		    wlen == 0)
 			return 0; /* nothing to resume from: no checkpoint */
 	}
-	lp_cv_sha_pair_final_span(b->sha, &d);
+	lp_sha256_final(b->span_sha, &d);
 	lp_index_writer_set_span(b->w, &d);
 	cp.in = b->totin;
 	cp.out = b->totout;
@@ -166,7 +169,7 @@ static int add_checkpoint(struct builder *b, uint8_t kind, uint8_t bits)
 				  "gzip index: too many checkpoints (over %u)",
 				  LP_INDEX_MAX_CHECKPOINTS);
 	if (bits)
-		lp_cv_sha_pair_update_span(b->sha, &b->last_byte, 1);
+		lp_sha256_update(b->span_sha, &b->last_byte, 1);
 	b->last_cp_out = b->totout;
 	return 0;
 }
@@ -413,7 +416,9 @@ int lp_index_build(int fd, uint64_t span_size, const struct lp_digest *verified,
 		r = -ENOMEM;
 		goto out;
 	}
-	r = lp_cv_sha_pair_new(!verified, &b.sha);
+	r = verified ? 0 : lp_sha256_new(&b.blob_sha);
+	if (r == 0)
+		r = lp_sha256_new(&b.span_sha);
 	if (r == 0)
 		r = lp_index_writer_new((uint32_t)span_size, &b.w);
 	if (r < 0)
@@ -456,12 +461,12 @@ int lp_index_build(int fd, uint64_t span_size, const struct lp_digest *verified,
 		if (r < 0)
 			goto out;
 	}
-	lp_cv_sha_pair_final_span(b.sha, &span_d);
+	lp_sha256_final(b.span_sha, &span_d);
 	lp_index_writer_set_span(b.w, &span_d);
 	if (verified)
 		blob_d = *verified;
 	else
-		lp_cv_sha_pair_final_blob(b.sha, &blob_d);
+		lp_sha256_final(b.blob_sha, &blob_d);
 	r = lp_index_writer_finish(b.w, b.totin, &blob_d, b.totout, out, err);
 	if (r < 0)
 		goto out;
@@ -494,7 +499,8 @@ out:
 	lp_cv_reader_free(rd);
 	if (b.z_live)
 		inflateEnd(&b.z);
-	lp_cv_sha_pair_free(b.sha);
+	lp_sha256_free(b.blob_sha);
+	lp_sha256_free(b.span_sha);
 	lp_index_writer_free(b.w);
 	free(b.in);
 	free(b.out);

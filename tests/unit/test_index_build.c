@@ -15,9 +15,7 @@
  * gzip trailer and header checks the builder does itself or leaves to
  * zlib: a wrong CRC32, a wrong ISIZE, a wrong header CRC16 are refused
  * (and a right header CRC16 is not); with a verified digest the trailer is
- * not checked, as documented. The builder's pair of sha256 streams
- * (index_hash.c: interleaved SHA-NI where the CPU has it) against
- * lp_sha256 over random feeds, restarts and span-only bytes.
+ * not checked, as documented.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -32,7 +30,6 @@
 
 #include <cmocka.h>
 
-#include "convert_int.h"
 #include "lp_digest.h"
 #include "lp_index.h"
 #include "lp_indexer.h"
@@ -534,72 +531,6 @@ static void test_trailer_checks(void **state)
 	free(tar);
 }
 
-/*
- * The pair against two lp_sha256 streams: feeds of 0 .. 300 bytes (and
- * some of 100 KiB), a span-only byte now and then, the span restarted at
- * random points, so that both streams' buffered bytes take every offset.
- */
-static void test_sha_pair(void **state)
-{
-	size_t len = 4 * 1024 * 1024, at = 0, round;
-	uint8_t *data = malloc(len);
-	struct lp_cv_sha_pair *p = NULL;
-	struct lp_sha256 *span = NULL, *blob = NULL;
-	struct lp_digest a, b;
-	size_t i, finals = 0;
-
-	(void)state;
-	assert_non_null(data);
-	srand(14);
-	for (i = 0; i < len; i++)
-		data[i] = (uint8_t)rand();
-	for (round = 0; round < 2; round++) {
-		bool with_blob = round == 0;
-
-		at = 0;
-		assert_int_equal(lp_cv_sha_pair_new(with_blob, &p), 0);
-		assert_int_equal(lp_sha256_new(&span), 0);
-		assert_int_equal(lp_sha256_new(&blob), 0);
-		while (at < len) {
-			size_t n = rand() % 8 == 0 ? 100 * 1024 :
-						     (size_t)rand() % 301;
-
-			if (n > len - at)
-				n = len - at;
-			lp_cv_sha_pair_update(p, data + at, n);
-			lp_sha256_update(span, data + at, n);
-			lp_sha256_update(blob, data + at, n);
-			at += n;
-			if (rand() % 5 == 0) {
-				lp_cv_sha_pair_update_span(p, data + at / 2, 1);
-				lp_sha256_update(span, data + at / 2, 1);
-			}
-			if (rand() % 7 == 0) {
-				lp_cv_sha_pair_final_span(p, &a);
-				lp_sha256_final(span, &b);
-				assert_memory_equal(a.b, b.b, LP_SHA256_LEN);
-				finals++;
-			}
-		}
-		lp_cv_sha_pair_final_span(p, &a);
-		lp_sha256_final(span, &b);
-		assert_memory_equal(a.b, b.b, LP_SHA256_LEN);
-		if (with_blob) {
-			lp_cv_sha_pair_final_blob(p, &a);
-			lp_sha256_final(blob, &b);
-			assert_memory_equal(a.b, b.b, LP_SHA256_LEN);
-		}
-		lp_cv_sha_pair_free(p);
-		lp_sha256_free(span);
-		lp_sha256_free(blob);
-	}
-	assert_true(finals > 40);
-	print_message("sha pair: %s\n", lp_cv_sha_pair_accelerated() ?
-						"SHA-NI, interleaved" :
-						"OpenSSL (no SHA-NI)");
-	free(data);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -607,7 +538,6 @@ int main(void)
 		cmocka_unit_test(test_due_edges),
 		cmocka_unit_test(test_member_edges),
 		cmocka_unit_test(test_trailer_checks),
-		cmocka_unit_test(test_sha_pair),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
