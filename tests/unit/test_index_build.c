@@ -15,7 +15,9 @@
  * gzip trailer and header checks the builder does itself or leaves to
  * zlib: a wrong CRC32, a wrong ISIZE, a wrong header CRC16 are refused
  * (and a right header CRC16 is not); with a verified digest the trailer is
- * not checked, as documented.
+ * not checked, as documented. Last, members whose headers and trailers
+ * come in pieces of a few bytes, one per read() (a SOCK_SEQPACKET socket):
+ * the same index as from a regular file, and a wrong CRC32 still refused.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -25,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -36,6 +40,8 @@
 
 #define SPAN LP_INDEX_MIN_SPAN_SIZE
 #define FORCED_STEP (8 * 1024) /* forced block length in make_forced() */
+#define MAX_PIECE (32 * 1024) /* one SOCK_SEQPACKET record in build_split() */
+#define MAX_CUTS 4096
 
 static uint8_t *slurp(const char *path, size_t *ret_len)
 {
@@ -265,9 +271,11 @@ static size_t oracle(const uint8_t *gz, size_t len, uint64_t span,
 		if (!add)
 			continue;
 		if (n == cap) {
+			struct cp *q = realloc(cps, cap * 2 * sizeof(*cps));
+
+			assert_non_null(q);
+			cps = q;
 			cap *= 2;
-			cps = realloc(cps, cap * sizeof(*cps));
-			assert_non_null(cps);
 		}
 		memset(&cps[n], 0, sizeof(cps[n]));
 		if (kind == LP_INDEX_CP_DEFLATE) {
@@ -531,6 +539,147 @@ static void test_trailer_checks(void **state)
 	free(tar);
 }
 
+/*
+ * The member ends of @gz (each member's inflate(Z_FINISH)): fills @ends,
+ * returns their count.
+ */
+static size_t member_ends(const uint8_t *gz, size_t len, size_t *ends,
+			  size_t max, size_t out_cap)
+{
+	uint8_t *sink = malloc(out_cap);
+	size_t pos = 0, n = 0;
+
+	assert_non_null(sink);
+	while (pos < len) {
+		z_stream z = { 0 };
+
+		assert_true(n < max);
+		assert_int_equal(inflateInit2(&z, 31), Z_OK);
+		z.next_in = (uint8_t *)gz + pos;
+		z.avail_in = (uInt)(len - pos);
+		z.next_out = sink;
+		z.avail_out = (uInt)out_cap;
+		assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+		pos = len - z.avail_in;
+		ends[n++] = pos;
+		inflateEnd(&z);
+	}
+	free(sink);
+	return n;
+}
+
+static int cmp_size(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * build() with @gz coming through a SOCK_SEQPACKET socket, written by a
+ * child in pieces that end at each of the @nr_cuts offsets in @cuts (and
+ * at most MAX_PIECE long): every read() the builder makes returns one
+ * piece, exactly as written, so a member's header and trailer reach it in
+ * the pieces chosen (a pipe's reads would depend on timing).
+ */
+static int build_split(const uint8_t *gz, size_t len, size_t *cuts,
+		       size_t nr_cuts, uint8_t **ret_idx, size_t *ret_len,
+		       struct lp_err *err)
+{
+	struct lp_buf out;
+	int sv[2], r, status;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	qsort(cuts, nr_cuts, sizeof(*cuts), cmp_size);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		size_t p = 0, k = 0;
+
+		close(sv[0]);
+		while (p < len) {
+			size_t end = p + MAX_PIECE < len ? p + MAX_PIECE : len;
+
+			while (k < nr_cuts && cuts[k] <= p)
+				k++;
+			if (k < nr_cuts && cuts[k] < end)
+				end = cuts[k];
+			if (send(sv[1], gz + p, end - p, MSG_NOSIGNAL) !=
+			    (ssize_t)(end - p))
+				_exit(1);
+			p = end;
+		}
+		_exit(0);
+	}
+	close(sv[1]);
+	lp_buf_init(&out, LP_INDEX_MAX_SIZE);
+	r = lp_index_build(sv[0], SPAN, NULL, &out, NULL, err);
+	close(sv[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	/* the writer wrote everything unless the build stopped early */
+	if (r == 0)
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	if (r == 0)
+		*ret_idx = lp_buf_steal(&out, ret_len);
+	lp_buf_release(&out);
+	return r;
+}
+
+/*
+ * Members whose headers and trailers reach the builder in pieces of a few
+ * bytes (the trailer's last bytes kept from several read()s): the index
+ * is the one built from a regular file, and a wrong CRC32 split the same
+ * way is refused.
+ */
+static void test_split_reads(void **state)
+{
+	static const size_t in_trailer[] = { 7, 6, 3, 1 };
+	size_t tar_len, len, nr, nr_cuts = 0, k, j, ref_len = 0, idx_len = 0;
+	size_t *ends = calloc(MAX_CUTS, sizeof(*ends));
+	size_t *cuts = calloc(MAX_CUTS, sizeof(*cuts));
+	uint8_t *tar = load_tar(&tar_len), *gz, *ref = NULL, *idx = NULL;
+	struct lp_err err = { 0 };
+	int r;
+
+	(void)state;
+	assert_non_null(ends);
+	assert_non_null(cuts);
+	gz = make_members(tar, tar_len, SPAN + 1, &len);
+	nr = member_ends(gz, len, ends, MAX_CUTS / 8, tar_len);
+	assert_true(nr >= 3);
+	for (k = 0; k < nr; k++) {
+		size_t start = k ? ends[k - 1] : 0;
+
+		/* the header (10 bytes) in three pieces */
+		cuts[nr_cuts++] = start + 1;
+		cuts[nr_cuts++] = start + 5;
+		/* the trailer's 8 bytes in five pieces */
+		for (j = 0; j < sizeof(in_trailer) / sizeof(in_trailer[0]); j++)
+			cuts[nr_cuts++] = ends[k] - in_trailer[j];
+	}
+	assert_int_equal(build(gz, len, SPAN, NULL, &ref, &ref_len, &err), 0);
+	r = build_split(gz, len, cuts, nr_cuts, &idx, &idx_len, &err);
+	if (r < 0)
+		fail_msg("split reads: build: %s", lp_err_str(&err, r));
+	assert_int_equal(idx_len, ref_len);
+	assert_memory_equal(idx, ref, ref_len);
+	free(idx);
+	idx = NULL;
+	/* a middle member's CRC32, its byte in a piece of its own */
+	gz[ends[nr / 2] - 7] ^= 0x10;
+	r = build_split(gz, len, cuts, nr_cuts, &idx, &idx_len, &err);
+	if (r != -EINVAL || !strstr(err.msg, "incorrect data check"))
+		fail_msg("split reads, bad CRC32: expected -EINVAL "
+			 "\"incorrect data check\", got %d: %s",
+			 r, err.msg);
+	free(ref);
+	free(gz);
+	free(tar);
+	free(cuts);
+	free(ends);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -538,6 +687,7 @@ int main(void)
 		cmocka_unit_test(test_due_edges),
 		cmocka_unit_test(test_member_edges),
 		cmocka_unit_test(test_trailer_checks),
+		cmocka_unit_test(test_split_reads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
