@@ -139,7 +139,10 @@ static int member_start(struct builder *b)
 	b->crc = 0;
 	b->isize = 0;
 	if (b->check && inflateValidate(&b->z, 1) != Z_OK)
-		return -EINVAL;
+		return lp_err_set(b->err, -EINVAL,
+				  "gzip member at byte %llu: cannot turn "
+				  "zlib's header check on",
+				  (unsigned long long)b->totin);
 	return 0;
 }
 
@@ -226,7 +229,10 @@ static int step(struct builder *b)
 		}
 		if (b->totin > 0) {
 			if (inflateReset(&b->z) != Z_OK)
-				return -EINVAL;
+				return lp_err_set(b->err, -EINVAL,
+						  "gzip member at byte %llu: "
+						  "cannot reset inflate",
+						  (unsigned long long)b->totin);
 			if (span_due(b) && b->totout > b->last_cp_out) {
 				r = add_checkpoint(b, LP_INDEX_CP_MEMBER, 0);
 				if (r < 0)
@@ -276,7 +282,10 @@ static int step(struct builder *b)
 		/* the header is read: inflate's own check goes off */
 		b->in_header = false;
 		if (b->check && inflateValidate(&b->z, 0) != Z_OK)
-			return -EINVAL;
+			return lp_err_set(b->err, -EINVAL,
+					  "gzip member header ending at byte "
+					  "%llu: cannot turn zlib's check off",
+					  (unsigned long long)b->totin);
 	}
 	if (flush == Z_BLOCK && (b->z.data_type & 128) &&
 	    !(b->z.data_type & 64) && span_due(b)) {
@@ -437,7 +446,7 @@ int lp_index_build(int fd, uint64_t span_size, const struct lp_digest *verified,
 	b.avx = __builtin_cpu_supports("avx");
 #endif
 	if (inflateValidate(&b.z, 0) != Z_OK) {
-		r = -EINVAL;
+		r = lp_err_set(err, -EINVAL, "cannot turn zlib's check off");
 		goto out;
 	}
 	cp0.kind = LP_INDEX_CP_MEMBER;
