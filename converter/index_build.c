@@ -1,17 +1,30 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Building a gzip layer's seekable index in one streaming pass (zran's
- * technique, zlib's examples/zran.c): inflate with Z_BLOCK so that inflate
- * stops at every deflate block boundary; at the first boundary after each
- * span_size uncompressed bytes record a checkpoint (compressed offset, the
- * bits of the last byte not yet read, uncompressed offset, the 32 KiB window
- * from inflateGetDictionary); hash every compressed byte into the digest of
- * the span it belongs to (a byte split between two spans into both). The
- * inflated bytes feed the converter's tar reader through a callback, so the
- * file table's offsets are the tar reader's own positions. Concatenated gzip
- * members are followed (a checkpoint at a member start needs no window);
- * zero padding after the last member is accepted, other trailing bytes are
- * not.
+ * technique, zlib's examples/zran.c): at the first deflate block boundary
+ * after each span_size uncompressed bytes record a checkpoint (compressed
+ * offset, the bits of the last byte not yet read, uncompressed offset, the
+ * 32 KiB window from inflateGetDictionary); hash every compressed byte into
+ * the digest of the span it belongs to (a byte split between two spans into
+ * both). The inflated bytes feed the converter's tar reader through a
+ * callback, so the file table's offsets are the tar reader's own positions.
+ * Concatenated gzip members are followed (a checkpoint at a member start
+ * needs no window); zero padding after the last member is accepted, other
+ * trailing bytes are not.
+ *
+ * Speed (the build is one core's work, docs/benchmarks.md): inflate stops
+ * at block boundaries (Z_BLOCK) only where one can be a checkpoint. Until
+ * span_size - 1 bytes have come out since the last checkpoint it runs
+ * with Z_NO_FLUSH and its output capped there: it may run through block
+ * boundaries, but none of them is due, and it cannot pass one that is
+ * (that takes span_size bytes out), so the first due boundary and with it
+ * every checkpoint is the one Z_BLOCK everywhere finds; from there to the
+ * checkpoint it stops at every boundary as before. The gzip CRC32 is
+ * ISA-L's (carry-less multiply: zlib's took 6% of the build) over the
+ * output, checked with the length against each member's trailer; zlib
+ * checks only a header's CRC16 (FHCRC), with its own check on while the
+ * header is read. The span's and the blob's sha256 are two OpenSSL
+ * streams (lp_sha256), after a vzeroupper (upper_clear()).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -20,11 +33,17 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <isa-l/crc.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "convert_int.h"
 #include "lp_indexer.h"
 
 #define IN_BUF (1024 * 1024)
 #define OUT_BUF (256 * 1024)
+#define GZIP_TRAILER 8
 
 struct builder {
 	int fd;
@@ -36,10 +55,17 @@ struct builder {
 	bool done; /* every input byte consumed */
 	bool in_member; /* inside a gzip member (else between members) */
 	bool zero_tail; /* zero padding after the last member seen */
+	/* the member's gzip header is being read (inflate stops at its end,
+	 * where zlib's own check, on for the header's CRC16, goes off) */
+	bool in_header;
+	bool check; /* CRCs computed and checked (no verified digest) */
+	bool avx; /* the CPU has AVX: see upper_clear() */
+	uint32_t crc, isize; /* of the member's output so far */
+	uint8_t tail[GZIP_TRAILER]; /* the last bytes consumed */
 	uint64_t totin, totout;
 	uint64_t last_cp_out;
 	uint8_t last_byte;
-	struct lp_sha256 *blob_sha, *span_sha;
+	struct lp_sha256 *blob_sha, *span_sha; /* blob_sha: no verified */
 	struct lp_index_writer *w;
 	int error; /* first error from the read callback */
 	struct lp_err *err;
@@ -54,6 +80,70 @@ static void consumed(struct builder *b, const uint8_t *p, size_t n)
 	lp_sha256_update(b->span_sha, p, n);
 	b->totin += n;
 	b->last_byte = p[n - 1];
+	/* a member's trailer is the last 8 bytes inflate consumed when it
+	 * ends: it consumes no byte it does not need */
+	if (n >= GZIP_TRAILER) {
+		memcpy(b->tail, p + n - GZIP_TRAILER, GZIP_TRAILER);
+	} else {
+		memmove(b->tail, b->tail + n, GZIP_TRAILER - n);
+		memcpy(b->tail + GZIP_TRAILER - n, p, n);
+	}
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx"))) static void avx_zeroupper(void)
+{
+	_mm256_zeroupper();
+}
+#endif
+
+/*
+ * After ISA-L's CRC: it leaves the upper halves of the vector registers
+ * dirty (AVX-512 without a vzeroupper), and until they are cleared every
+ * legacy SSE instruction pays for them: OpenSSL's sha256 (its SHA-NI
+ * code, which has no VEX form) took 107 against 82 ms per build of the
+ * python3 layer without and with this (docs/benchmarks.md).
+ */
+static void upper_clear(const struct builder *b)
+{
+#if defined(__x86_64__)
+	if (b->avx)
+		avx_zeroupper();
+#else
+	(void)b;
+#endif
+}
+
+/* the trailer of the member that just ended against its output */
+static int check_trailer(struct builder *b)
+{
+	if (!b->check)
+		return 0;
+	if (lp_get_le32(b->tail) != b->crc)
+		return lp_err_set(b->err, -EINVAL,
+				  "the layer is not valid gzip (at byte %llu): "
+				  "incorrect data check",
+				  (unsigned long long)(b->totin - 4));
+	if (lp_get_le32(b->tail + 4) != b->isize)
+		return lp_err_set(b->err, -EINVAL,
+				  "the layer is not valid gzip (at byte %llu): "
+				  "incorrect length check",
+				  (unsigned long long)b->totin);
+	return 0;
+}
+
+/* a new member's header follows: zlib checks its CRC16 if it has one */
+static int member_start(struct builder *b)
+{
+	b->in_header = true;
+	b->crc = 0;
+	b->isize = 0;
+	if (b->check && inflateValidate(&b->z, 1) != Z_OK)
+		return lp_err_set(b->err, -EINVAL,
+				  "gzip member at byte %llu: cannot turn "
+				  "zlib's header check on",
+				  (unsigned long long)b->totin);
+	return 0;
 }
 
 static int add_checkpoint(struct builder *b, uint8_t kind, uint8_t bits)
@@ -92,11 +182,13 @@ static bool span_due(const struct builder *b)
 	return b->totout - b->last_cp_out >= b->span_size;
 }
 
-/* one step: read input when needed, inflate up to one block boundary */
+/* one step: read input when needed, inflate up to the cap (Z_NO_FLUSH)
+ * or, near where a checkpoint falls due, up to one block boundary */
 static int step(struct builder *b)
 {
-	uInt in0, out0;
-	int zr, r;
+	uInt in0, out0, got, limit;
+	uint8_t *out;
+	int zr, r, flush = Z_BLOCK;
 
 	if (b->z.avail_in == 0 && !b->eof) {
 		ssize_t n = read(b->fd, b->in, IN_BUF);
@@ -137,7 +229,10 @@ static int step(struct builder *b)
 		}
 		if (b->totin > 0) {
 			if (inflateReset(&b->z) != Z_OK)
-				return -EINVAL;
+				return lp_err_set(b->err, -EINVAL,
+						  "gzip member at byte %llu: "
+						  "cannot reset inflate",
+						  (unsigned long long)b->totin);
 			if (span_due(b) && b->totout > b->last_cp_out) {
 				r = add_checkpoint(b, LP_INDEX_CP_MEMBER, 0);
 				if (r < 0)
@@ -145,15 +240,37 @@ static int step(struct builder *b)
 			}
 		}
 		b->in_member = true;
+		r = member_start(b);
+		if (r < 0)
+			return r;
 	}
 	in0 = b->z.avail_in;
 	out0 = b->z.avail_out;
-	zr = inflate(&b->z, Z_BLOCK);
+	out = b->z.next_out;
+	limit = out0;
+	if (!b->in_header && b->totout - b->last_cp_out + 1 < b->span_size) {
+		/* no boundary up to the cap can be due (see the top) */
+		uint64_t cap = b->span_size - 1 - (b->totout - b->last_cp_out);
+
+		if (cap < out0)
+			limit = (uInt)cap;
+		flush = Z_NO_FLUSH;
+	}
+	b->z.avail_out = limit;
+	zr = inflate(&b->z, flush);
+	got = limit - b->z.avail_out;
+	b->z.avail_out = out0 - got;
 	consumed(b, b->z.next_in - (in0 - b->z.avail_in), in0 - b->z.avail_in);
-	b->totout += out0 - b->z.avail_out;
+	b->totout += got;
+	if (b->check && got) {
+		b->crc = crc32_gzip_refl(b->crc, out, got);
+		upper_clear(b);
+		b->isize += got;
+	}
 	if (zr == Z_STREAM_END) {
 		b->in_member = false;
-		return 0;
+		b->in_header = false;
+		return check_trailer(b);
 	}
 	if (zr != Z_OK && zr != Z_BUF_ERROR)
 		return lp_err_set(b->err, -EINVAL,
@@ -161,7 +278,17 @@ static int step(struct builder *b)
 				  "%s",
 				  (unsigned long long)b->totin,
 				  b->z.msg ? b->z.msg : "inflate failed");
-	if ((b->z.data_type & 128) && !(b->z.data_type & 64) && span_due(b)) {
+	if (b->in_header && (b->z.data_type & 128)) {
+		/* the header is read: inflate's own check goes off */
+		b->in_header = false;
+		if (b->check && inflateValidate(&b->z, 0) != Z_OK)
+			return lp_err_set(b->err, -EINVAL,
+					  "gzip member header ending at byte "
+					  "%llu: cannot turn zlib's check off",
+					  (unsigned long long)b->totin);
+	}
+	if (flush == Z_BLOCK && (b->z.data_type & 128) &&
+	    !(b->z.data_type & 64) && span_due(b)) {
 		r = add_checkpoint(b, LP_INDEX_CP_DEFLATE,
 				   (uint8_t)(b->z.data_type & 7));
 		if (r < 0)
@@ -310,10 +437,16 @@ int lp_index_build(int fd, uint64_t span_size, const struct lp_digest *verified,
 		goto out;
 	}
 	b.z_live = true;
-	/* the CRCs check what the blob digest already did (inflateReset
-	 * keeps this for every member) */
-	if (verified && inflateValidate(&b.z, 0) != Z_OK) {
-		r = -EINVAL;
+	/* zlib's check is off (inflateReset keeps this for every member;
+	 * member_start() turns it on for each header when we check): the
+	 * trailers are checked here, unless the blob digest was verified,
+	 * which the CRCs would only check again */
+	b.check = !verified;
+#if defined(__x86_64__)
+	b.avx = __builtin_cpu_supports("avx");
+#endif
+	if (inflateValidate(&b.z, 0) != Z_OK) {
+		r = lp_err_set(err, -EINVAL, "cannot turn zlib's check off");
 		goto out;
 	}
 	cp0.kind = LP_INDEX_CP_MEMBER;

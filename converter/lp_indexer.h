@@ -38,11 +38,13 @@ struct lp_index_build_result {
  * bytes (LP_INDEX_MIN_SPAN_SIZE..LP_INDEX_MAX_SPAN_SIZE). @verified (may be
  * NULL) is the blob's digest when the caller has already checked the bytes
  * against it (a registry fetch does): it is recorded as it is, and neither
- * the blob's sha256 nor the gzip CRCs are computed again (the check is done;
- * about 15% of the work). Without it both are. @res (may be NULL) gets
- * sizes and timing. Returns 0; -EINVAL for input that is not a gzip'ed tar
- * (err says what), -EOPNOTSUPP for a sparse file in the tar, -EFBIG over
- * an index bound, or an I/O -errno.
+ * the blob's sha256 nor the gzip checks (each member's CRC32 and ISIZE, a
+ * header's CRC16) are computed again (the check is done; about 6% of the
+ * work: 0.568 against 0.603 CPU s on the python3 layer). Without it all
+ * are. @res (may be NULL) gets sizes and timing. Returns 0;
+ * -EINVAL for input that is not a gzip'ed tar (err says what), -EOPNOTSUPP
+ * for a sparse file in the tar, -EFBIG over an index bound, or an I/O
+ * -errno.
  */
 int lp_index_build(int fd, uint64_t span_size, const struct lp_digest *verified,
 		   struct lp_buf *out, struct lp_index_build_result *res,

@@ -795,7 +795,13 @@ struct lp_index_writer {
 	uint32_t span_size;
 	struct lp_buf cps, files, strings, windows;
 	size_t nr_cps, nr_files;
+	/* the windows' compressor, reset for each (compress2()'s output at
+	 * WINDOW_LEVEL without its allocation per window); z_live: made */
+	z_stream z;
+	bool z_live;
 };
+
+#define WINDOW_LEVEL 6 /* part of the format's bytes: never change it */
 
 int lp_index_writer_new(uint32_t span_size, struct lp_index_writer **ret_w)
 {
@@ -821,7 +827,31 @@ void lp_index_writer_free(struct lp_index_writer *w)
 	lp_buf_release(&w->files);
 	lp_buf_release(&w->strings);
 	lp_buf_release(&w->windows);
+	if (w->z_live)
+		deflateEnd(&w->z);
 	free(w);
+}
+
+/* @len bytes at @src deflated into @dst (*@dst_len bytes; the length
+ * written back), as compress2(dst, dst_len, src, len, WINDOW_LEVEL) */
+static int compress_window(struct lp_index_writer *w, uint8_t *dst,
+			   uLongf *dst_len, const uint8_t *src, uInt len)
+{
+	if (!w->z_live) {
+		if (deflateInit(&w->z, WINDOW_LEVEL) != Z_OK)
+			return -ENOMEM;
+		w->z_live = true;
+	} else if (deflateReset(&w->z) != Z_OK) {
+		return -EINVAL;
+	}
+	w->z.next_in = (Bytef *)src;
+	w->z.avail_in = len;
+	w->z.next_out = dst;
+	w->z.avail_out = (uInt)*dst_len;
+	if (deflate(&w->z, Z_FINISH) != Z_STREAM_END)
+		return -ENOMEM; /* as compress2(): the buffer is too small */
+	*dst_len = w->z.total_out;
+	return 0;
 }
 
 int lp_index_writer_add_checkpoint(struct lp_index_writer *w,
@@ -835,8 +865,9 @@ int lp_index_writer_add_checkpoint(struct lp_index_writer *w,
 	int r;
 
 	if (cp->kind == LP_INDEX_CP_DEFLATE) {
-		if (compress2(z, &zlen, window, cp->window_raw, 6) != Z_OK)
-			return -ENOMEM;
+		r = compress_window(w, z, &zlen, window, cp->window_raw);
+		if (r < 0)
+			return r;
 		if (w->windows.len > UINT32_MAX - zlen)
 			return -EFBIG;
 		woff = (uint32_t)w->windows.len;
