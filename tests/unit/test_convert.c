@@ -30,6 +30,8 @@
 
 #include <cmocka.h>
 
+#include "slurp.h"
+
 #include "convert_int.h"
 #include "lp_buf.h"
 #include "lp_convert.h"
@@ -45,26 +47,6 @@ static char *path_in(const char *dir, const char *name)
 	i = (i + 1) % 4;
 	snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
 	return buf[i];
-}
-
-static uint8_t *slurp(const char *path, size_t *ret_len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
-	long n;
-
-	if (!f)
-		fail_msg("%s: %s", path, strerror(errno));
-	assert_int_equal(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	rewind(f);
-	buf = malloc((size_t)n + 1);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = 0;
-	fclose(f);
-	*ret_len = (size_t)n;
-	return buf;
 }
 
 static void spit(const char *path, const void *data, size_t len)

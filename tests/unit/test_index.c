@@ -34,30 +34,13 @@
 
 #include <cmocka.h>
 
+#include "slurp.h"
+
 #include "lp_index.h"
 #include "lp_indexer.h"
 #include "lp_toc.h"
 
 #define SPAN (64 * 1024)
-
-static uint8_t *slurp(const char *path, size_t *ret_len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
-	long n;
-
-	assert_non_null(f);
-	assert_int_equal(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	assert_true(n > 0);
-	rewind(f);
-	buf = malloc((size_t)n);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	*ret_len = (size_t)n;
-	return buf;
-}
 
 /* the whole gzip stream (members concatenated) inflated */
 static uint8_t *gunzip(const uint8_t *in, size_t len, size_t *ret_len)
@@ -187,6 +170,7 @@ static void build_vector(struct fixture *f)
 	size_t len;
 	uint8_t *gz = slurp(LP_VECTORS_DIR "/v1.tar.gz", &len);
 
+	assert_true(len > 0);
 	build(f, gz, len);
 }
 

@@ -34,6 +34,8 @@
 
 #include <cmocka.h>
 
+#include "slurp.h"
+
 #include "lp_digest.h"
 #include "lp_index.h"
 #include "lp_indexer.h"
@@ -43,42 +45,35 @@
 #define MAX_PIECE (32 * 1024) /* one SOCK_SEQPACKET record in build_split() */
 #define MAX_CUTS 4096
 
-static uint8_t *slurp(const char *path, size_t *ret_len)
+/* the gzip member at the start of @in (@len bytes) inflated into @out,
+ * which holds it whole (@cap bytes): its length, and in *@ret_used the
+ * input bytes the member took */
+static size_t gunzip_first(const uint8_t *in, size_t len, uint8_t *out,
+			   size_t cap, size_t *ret_used)
 {
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
-	long n;
+	z_stream z = { 0 };
 
-	assert_non_null(f);
-	assert_int_equal(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	assert_true(n > 0);
-	rewind(f);
-	buf = malloc((size_t)n);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	*ret_len = (size_t)n;
-	return buf;
+	assert_int_equal(inflateInit2(&z, 31), Z_OK);
+	z.next_in = (uint8_t *)in;
+	z.avail_in = (uInt)len;
+	z.next_out = out;
+	z.avail_out = (uInt)cap;
+	assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+	*ret_used = len - z.avail_in;
+	inflateEnd(&z);
+	return cap - z.avail_out;
 }
 
 /* the vectors' layer, inflated: a real tar for the builder's tar reader */
 static uint8_t *load_tar(size_t *ret_len)
 {
-	size_t gz_len, cap = 64 * 1024 * 1024;
+	size_t gz_len, used, cap = 64 * 1024 * 1024;
 	uint8_t *gz = slurp(LP_VECTORS_DIR "/v1.tar.gz", &gz_len);
 	uint8_t *tar = malloc(cap);
-	z_stream z = { 0 };
 
+	assert_true(gz_len > 0);
 	assert_non_null(tar);
-	assert_int_equal(inflateInit2(&z, 31), Z_OK);
-	z.next_in = gz;
-	z.avail_in = (uInt)gz_len;
-	z.next_out = tar;
-	z.avail_out = (uInt)cap;
-	assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
-	*ret_len = cap - z.avail_out;
-	inflateEnd(&z);
+	*ret_len = gunzip_first(gz, gz_len, tar, cap, &used);
 	free(gz);
 	return tar;
 }
@@ -504,18 +499,10 @@ static void test_trailer_checks(void **state)
 	m1 = 0;
 	{
 		/* the first member's end: its trailer's ISIZE says so */
-		z_stream z = { 0 };
 		uint8_t *sink = malloc(tar_len);
 
 		assert_non_null(sink);
-		assert_int_equal(inflateInit2(&z, 31), Z_OK);
-		z.next_in = two;
-		z.avail_in = (uInt)m2;
-		z.next_out = sink;
-		z.avail_out = (uInt)tar_len;
-		assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
-		m1 = m2 - z.avail_in;
-		inflateEnd(&z);
+		gunzip_first(two, m2, sink, tar_len, &m1);
 		free(sink);
 	}
 	assert_true(m1 > 8 && m1 < m2);

@@ -27,6 +27,8 @@
 #include <zlib.h>
 
 #include <cmocka.h>
+
+#include "slurp.h"
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
@@ -454,24 +456,6 @@ static void test_json_carrier(void **state)
 }
 
 /* ---- the trust switch on a real layer ------------------------------ */
-
-static uint8_t *slurp(const char *path, size_t *ret_len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
-	long n;
-
-	if (!f)
-		fail_msg("%s: missing (LP_VECTORS_DIR)", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	*ret_len = (size_t)n;
-	return buf;
-}
 
 static uint8_t *gunzip(const uint8_t *in, size_t len, size_t *ret_len)
 {

@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "slurp.h"
+
 #include "toc_test_digest.h"
 #include "craft_toc.h"
 #include "lp_layer.h"
@@ -41,26 +43,6 @@ static const struct vec vectors[] = {
 	{ "v1-prio", LP_FMT_ESTARGZ, true },
 	{ "v1-zstd", LP_FMT_ZSTD_CHUNKED, false },
 };
-
-static uint8_t *slurp(const char *path, size_t *ret_len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
-	long n;
-
-	assert_non_null(f);
-	assert_int_equal(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	assert_true(n >= 0);
-	rewind(f);
-	buf = malloc((size_t)n + 1);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	*ret_len = (size_t)n;
-	return buf;
-}
 
 static char *vec_path(const char *name, const char *ext)
 {
