@@ -106,6 +106,7 @@ if [ $quick = 1 ]; then
 	images=python3 profiles=100m reps=1
 fi
 cache=${LP_BENCH_CACHE:-/var/cache/lazypull-bench}
+mkdir -p "$cache" # a fresh machine has none
 mirror=${LP_BENCH_MIRROR:-http://deb.debian.org/debian}
 LP=${LAZYPULL:-$build/cmd/lazypull}
 LPBASE=${LAZYPULL_BASE:-}
