@@ -189,6 +189,12 @@ bool lp_index_checkpoint_startable(const struct lp_index *ix, size_t i);
  * checkpoint no stream had proven then (stats and tests) */
 uint64_t lp_index_trusted_reads(const struct lp_index *ix);
 
+/* lp_index_span_of() - the span holding uncompressed offset @off: the last
+ * checkpoint at or before it (offsets past the end: the last span) */
+size_t lp_index_span_of(const struct lp_index *ix, uint64_t off);
+/* lp_index_span_out_end() - the uncompressed offset where span @i ends */
+uint64_t lp_index_span_out_end(const struct lp_index *ix, size_t i);
+
 /*
  * lp_index_span_range() - the blob range [*ret_start, *ret_end) checkpoint
  * @i's span digest covers (what must be read to inflate from checkpoint i

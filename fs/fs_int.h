@@ -846,6 +846,19 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
  * through the index's span cache (fetched once, digest compared), and
  * settled in order. Returns the first chunk's result.
  */
+int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
+		       fs_settle_fn settle, void *arg, struct lp_err *err);
+/*
+ * fs_index_read() - the layer's uncompressed bytes [@off, @off + @len)
+ * into @buf as the chunks get theirs (each span's piece from the span
+ * decoded whole, which stays among the mount's decoded spans for the
+ * reads of its files after it; from proven checkpoints only, unless the
+ * index is trusted or the window rule is on), counted in the mount's
+ * stats: the header checks' reads (fs_check_file). Returns 0 or -errno
+ * with @err saying why (-EBADMSG: a lie; -ERANGE: past the end).
+ */
+int fs_index_read(struct lp_fs *fs, uint64_t off, void *buf, size_t len,
+		  struct lp_err *err);
 /*
  * fs_index_spans_join() - charge the span cache of the index mount @fs to
  * budget @b (its spans then leave when the budget needs room, the coldest
@@ -895,8 +908,6 @@ void fs_span_disk_store(struct fs_span_disk *d,
 void fs_span_disk_drop(struct fs_span_disk *d);
 void fs_span_disk_stats(struct fs_span_disk *d, struct fs_span_disk_stats *ret);
 
-int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
-		       fs_settle_fn settle, void *arg, struct lp_err *err);
 /*
  * fs_index_span_decoded() - span @i of the index mount @fs decoded whole by
  * the proving pass (lp_index_prove_hooks.decoded: the layer's bytes, from

@@ -124,11 +124,7 @@ static uint64_t out_stamp(struct fs_span_outs *o)
 /* the uncompressed bytes span @i inflates to */
 static uint64_t span_out_len(const struct lp_index *ix, size_t i)
 {
-	uint64_t end = i + 1 < lp_index_nr_checkpoints(ix) ?
-			       lp_index_checkpoint(ix, i + 1)->out :
-			       lp_index_uncompressed_size(ix);
-
-	return end - lp_index_checkpoint(ix, i)->out;
+	return lp_index_span_out_end(ix, i) - lp_index_checkpoint(ix, i)->out;
 }
 
 /*
@@ -692,31 +688,23 @@ void fs_index_spans_leave(struct lp_fs *fs)
 }
 
 /*
- * Inflate chunk @ci into @dst (its chunk_size bytes); what it fetched is
- * counted in the mount's stats. *@keep (NULL: none) is the span of the
- * chunk before it in the run (span *@keep_i), pinned: used again when this
- * chunk is in the same span (a span over the cache's limit is not held
- * there, and would be fetched again for each chunk), else replaced.
- * Returns 0 or -errno with @derr saying why.
+ * Bytes [@skip, @skip + @len) of span @i's output into @dst; what it
+ * fetched is added to @st. *@keep (NULL: none) is the span read last by
+ * the caller (span *@keep_i), pinned: used again when it is span @i (a
+ * span over the cache's limit is not held there, and would be fetched
+ * again for each piece), else replaced. Returns 0 or -errno with @derr
+ * saying why.
  */
-static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
-		      struct lp_index_span **keep, size_t *keep_i,
-		      struct lp_err *derr)
+static int read_span_piece(struct lp_fs *fs, size_t i, uint64_t skip,
+			   uint8_t *dst, size_t len,
+			   struct lp_index_span **keep, size_t *keep_i,
+			   struct lp_index_stream_stats *st,
+			   struct lp_err *derr)
 {
-	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
-	struct lp_index_stream_stats st = { 0 };
 	struct lp_index_span *sp = NULL;
-	int at = lp_index_span_at(fs->ix, c.offset);
 	bool window_rule = fs->opts.index_window_rule;
-	size_t i;
 	int r;
 
-	if (at < 0)
-		return lp_err_set(derr, -EBADMSG,
-				  "no gzip index span starts at blob offset "
-				  "%llu",
-				  (unsigned long long)c.offset);
-	i = (size_t)at;
 	/* the proving pass on its way to span i (proven-only), or in it (it
 	 * proved checkpoint i and waits for the span's bytes, or inflates
 	 * them): it decodes the span whole and hands it over
@@ -736,10 +724,8 @@ static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
 	}
 	/* a span held decoded (the pass's output, or a reader's): no need
 	 * for its compressed bytes */
-	if ((lp_index_checkpoint_verified(fs->ix, i) ||
-	     lp_index_trusted(fs->ix)) &&
-	    piece_from_out(fs, i, NULL, c.inner_offset, dst, c.chunk_size,
-			   derr) == 0)
+	if (lp_index_checkpoint_startable(fs->ix, i) &&
+	    piece_from_out(fs, i, NULL, skip, dst, len, derr) == 0)
 		return 0;
 	if (!window_rule && !lp_index_checkpoint_startable(fs->ix, i)) {
 		/* no unproven start at all: lp_index_read() streams from the
@@ -751,43 +737,97 @@ static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
 			*keep = NULL;
 			r = 0;
 		} else {
-			r = lp_index_span_get(fs->ix, fs->blob, i, &sp, &st,
+			r = lp_index_span_get(fs->ix, fs->blob, i, &sp, st,
 					      derr);
 		}
 		/* a proven span's pieces, or a trusted index's (one decode
 		 * from its checkpoint either way): from the span decoded
 		 * whole */
-		if (r == 0 && (lp_index_checkpoint_verified(fs->ix, i) ||
-			       lp_index_trusted(fs->ix)))
-			r = piece_from_out(fs, i, sp, c.inner_offset, dst,
-					   c.chunk_size, derr);
+		if (r == 0 && lp_index_checkpoint_startable(fs->ix, i))
+			r = piece_from_out(fs, i, sp, skip, dst, len, derr);
 		else if (r == 0)
 			r = -ENOENT;
 		if (r == -ENOENT)
 			r = lp_index_span_decode(
 				fs->ix, i, lp_index_span_data(sp),
-				lp_index_span_len(sp), c.inner_offset, dst,
-				c.chunk_size, derr);
+				lp_index_span_len(sp), skip, dst, len, derr);
 	}
 	if (r == -EAGAIN) {
 		/* the piece depends on a window nobody has proven */
 		lp_err_clear(derr);
-		r = lp_index_read(
-			fs->ix, fs->blob,
-			lp_index_checkpoint(fs->ix, i)->out + c.inner_offset,
-			dst, c.chunk_size, sp ? lp_index_span_data(sp) : NULL,
-			sp ? lp_index_span_len(sp) : 0, !window_rule, &st,
-			derr);
+		r = lp_index_read(fs->ix, fs->blob,
+				  lp_index_checkpoint(fs->ix, i)->out + skip,
+				  dst, len, sp ? lp_index_span_data(sp) : NULL,
+				  sp ? lp_index_span_len(sp) : 0, !window_rule,
+				  st, derr);
 	}
 	if (sp) {
-		/* kept for the next chunk of the run */
+		/* kept for the next piece */
 		lp_index_span_put(*keep);
 		*keep = sp;
 		*keep_i = i;
 	}
-	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
-	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
-	atomic_fetch_add(&fs->stats.index_window_rereads, st.window_rereads);
+	return r;
+}
+
+static void add_stream_stats(struct lp_fs *fs,
+			     const struct lp_index_stream_stats *st)
+{
+	atomic_fetch_add(&fs->stats.fetched_bytes, st->bytes_fetched);
+	atomic_fetch_add(&fs->stats.blob_reads, st->spans);
+	atomic_fetch_add(&fs->stats.index_window_rereads, st->window_rereads);
+}
+
+/* chunk @ci into @dst (its chunk_size bytes): read_span_piece() of its
+ * span, counted in the mount's stats */
+static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
+		      struct lp_index_span **keep, size_t *keep_i,
+		      struct lp_err *derr)
+{
+	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
+	struct lp_index_stream_stats st = { 0 };
+	int at = lp_index_span_at(fs->ix, c.offset);
+	int r;
+
+	if (at < 0)
+		return lp_err_set(derr, -EBADMSG,
+				  "no gzip index span starts at blob offset "
+				  "%llu",
+				  (unsigned long long)c.offset);
+	r = read_span_piece(fs, (size_t)at, c.inner_offset, dst, c.chunk_size,
+			    keep, keep_i, &st, derr);
+	add_stream_stats(fs, &st);
+	return r;
+}
+
+int fs_index_read(struct lp_fs *fs, uint64_t off, void *buf, size_t len,
+		  struct lp_err *err)
+{
+	struct lp_index_stream_stats st = { 0 };
+	struct lp_index_span *keep = NULL;
+	uint8_t *dst = buf;
+	size_t keep_i = 0;
+	int r = 0;
+
+	if (off > lp_index_uncompressed_size(fs->ix) ||
+	    len > lp_index_uncompressed_size(fs->ix) - off)
+		return lp_err_set(err, -ERANGE,
+				  "layer %s: read past its uncompressed end",
+				  lp_blob_name(fs->blob));
+	while (r == 0 && len) {
+		size_t i = lp_index_span_of(fs->ix, off);
+		uint64_t start = lp_index_checkpoint(fs->ix, i)->out;
+		size_t n = (size_t)lp_min_u64(
+			len, lp_index_span_out_end(fs->ix, i) - off);
+
+		r = read_span_piece(fs, i, off - start, dst, n, &keep, &keep_i,
+				    &st, err);
+		dst += n;
+		off += n;
+		len -= n;
+	}
+	lp_index_span_put(keep);
+	add_stream_stats(fs, &st);
 	return r;
 }
 

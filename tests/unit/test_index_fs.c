@@ -1993,6 +1993,85 @@ static void test_span_decoded_once(void **state)
 }
 
 /*
+ * A header check reads its span through the mount's decoded spans: the
+ * read of the file after its lookup copies from the span the check
+ * decoded, and inflates nothing more (it inflated the span a second time
+ * when the check had its own stream). A trusted index, no pass: every
+ * decode is a reader's.
+ */
+static void test_header_check_decoded(void **state)
+{
+	struct fixture f = { 0 };
+	struct count_blob cb;
+	struct lp_blob *blob;
+	const struct lp_index *ix;
+	struct lp_fs *fs;
+	struct stat st;
+	uint8_t *buf;
+	size_t k, n;
+	uint64_t decodes, hits, trusted;
+	bool found = false;
+
+	(void)state;
+	build_vector(&f);
+	count_init(&cb, &f, f.ix);
+	blob = count_blob_new(&cb, &f);
+	fs = mount_budget(&f, blob, NULL, false);
+	ix = lp_layer_index(lp_fs_layer(fs));
+	lp_index_trust(ix);
+	n = lp_index_nr_files(ix);
+	for (k = 0; k < n && !found; k++) {
+		const struct lp_index_file *x = lp_index_file(ix, k);
+		size_t i = span_of_out(ix, x->hdr_off);
+
+		/* a file past the first span, header and bytes in one */
+		if (x->type != '0' || !x->size || i == 0 ||
+		    lp_index_lookup(ix, x->path) != (int)k ||
+		    span_of_out(ix, x->data_off + x->size - 1) != i)
+			continue;
+		found = true;
+		assert_int_equal(lookup(fs, x->path, &st), 0);
+		decodes = stats_num(fs, "\"span_decodes\": ");
+		hits = stats_num(fs, "\"decoded_hits\": ");
+		trusted = lp_index_trusted_reads(ix);
+		/* the checks decoded whole spans (span 0's checkpoint is
+		 * proven: its decodes are no trusted reads) */
+		assert_true(decodes >= 1);
+		assert_true(trusted >= 1 && trusted <= decodes);
+		buf = malloc(x->size);
+		assert_non_null(buf);
+		assert_int_equal(read_path(fs, x->path, buf, x->size, 0),
+				 (int)x->size);
+		assert_memory_equal(buf, f.tar + x->data_off, x->size);
+		free(buf);
+		if (stats_num(fs, "\"span_decodes\": ") != decodes ||
+		    lp_index_trusted_reads(ix) != trusted ||
+		    stats_num(fs, "\"decoded_hits\": ") <= hits)
+			fail_msg(
+				"%s: its read after the check decoded %llu "
+				"spans (%llu trusted reads), copied %llu "
+				"pieces",
+				x->path,
+				(unsigned long long)(stats_num(
+							     fs,
+							     "\"span_decodes\": ") -
+						     decodes),
+				(unsigned long long)(lp_index_trusted_reads(
+							     ix) -
+						     trusted),
+				(unsigned long long)(stats_num(
+							     fs,
+							     "\"decoded_hits\": ") -
+						     hits));
+	}
+	assert_true(found);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	count_destroy(&cb);
+	release(&f);
+}
+
+/*
  * The pass's outputs nobody read are not kept (nor charged) once it ends:
  * one layer nobody reads under the default budget holds nothing; twelve
  * under one 2 MiB budget stay within it, and hold nothing when proven.
@@ -2430,6 +2509,7 @@ int main(void)
 		cmocka_unit_test(test_span_disk_remount),
 		cmocka_unit_test(test_pass_big_requests),
 		cmocka_unit_test(test_span_decoded_once),
+		cmocka_unit_test(test_header_check_decoded),
 		cmocka_unit_test(test_pass_keeps_no_output),
 		cmocka_unit_test(test_outputs_in_budget),
 		cmocka_unit_test(test_pass_tells),
