@@ -51,7 +51,15 @@
 #include "fs_int.h"
 #include "lp_log.h"
 
-#define FS_INDEX_OUTS 4 /* spans kept decoded whole, a layer */
+/*
+ * Spans kept decoded whole, a layer: at most FS_INDEX_OUTS, and at most
+ * 1/FS_INDEX_OUTS_SHARE of the memory budget (32 MiB of the default 64),
+ * which takes them back under pressure like any member. An import touches
+ * its spans in no order (python3: ~30 of 82, revisited as modules import
+ * modules): 4 spans (8 MiB) decoded each 2-3 times, 16 (32 MiB) once.
+ */
+#define FS_INDEX_OUTS 16
+#define FS_INDEX_OUTS_SHARE 2
 #define FS_INDEX_OUT_MAX (4 * LP_MIB) /* a span's output decoded whole */
 
 /* one span decoded whole; freed by its last unref */
@@ -76,8 +84,9 @@ struct fs_span_outs {
 	 * (outs_shrink) like the span cache's spans */
 	struct fs_mem_member member;
 	size_t held; /* bytes in slot[]; protected by lock */
-	/* at most this many bytes held (half the span cache's limit, so the
-	 * compressed spans keep their share of the budget); immutable */
+	/* at most this many bytes held (1/FS_INDEX_OUTS_SHARE of the
+	 * budget, which takes them back coldest first when it needs room);
+	 * immutable */
 	size_t max_bytes;
 	struct lp_fs_budget *budget; /* charged while held, or NULL */
 	/* for the pass's pacing (fs_index_outs_behind): when a reader last
@@ -341,10 +350,9 @@ static int outs_new(struct lp_fs *fs)
 	pthread_condattr_destroy(&ca);
 	o->ahead = SIZE_MAX;
 	o->budget = fs->span_budget;
-	o->max_bytes = lp_min_u64(FS_INDEX_SPAN_CACHE_MAX,
-				  lp_fs_budget_bytes(o->budget) /
-					  FS_INDEX_SPAN_CACHE_SHARE) /
-		       2;
+	o->max_bytes =
+		lp_min_u64(FS_INDEX_SPAN_CACHE_MAX,
+			   lp_fs_budget_bytes(o->budget) / FS_INDEX_OUTS_SHARE);
 	if (o->budget) {
 		o->member.shrink = outs_shrink;
 		fs_budget_join(o->budget, &o->member);

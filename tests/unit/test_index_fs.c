@@ -2121,7 +2121,7 @@ static void test_pass_keeps_no_output(void **state)
 /*
  * Spans decoded whole that readers used stay after the pass, and are in
  * the budget like the spans: twelve layers, each read in order, under one
- * 2 MiB budget (each could hold 256 KiB of outputs: 3 MiB in all) stay
+ * 2 MiB budget (each could hold 1 MiB of outputs: 12 MiB in all) stay
  * within it; the outputs leave when another layer needs the room.
  */
 static void test_outputs_in_budget(void **state)
