@@ -313,7 +313,7 @@ int fs_check_file(struct lp_fs *fs, uint32_t idx, struct lp_err *err)
 	if (!fs->ix || atomic_load(&fs->hdr_checked[idx]))
 		return 0;
 	/* two first readers may both check: harmless, and no lock held;
-	 * the headers after it in its span are checked with it, from the
+	 * the headers around it in its span are checked with it, from the
 	 * span decoded whole, which the reads of its files then copy from */
 	atomic_fetch_add(&fs->stats.index_header_checks, 1);
 	r = lp_layer_check_file(fs->layer, idx, header_read, fs, header_checked,

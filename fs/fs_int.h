@@ -716,8 +716,8 @@ void fs_chunk_range(const struct lp_fs *fs, const struct lp_toc_chunk *c,
 /*
  * fs_check_file() - for a gzip index layer, check entry @idx's own tar
  * header (a hardlink's own, not its target's) against the index's file
- * table once (lp_layer_check_file(), which checks the headers after it in
- * its span with it: each found true is marked too); every later call
+ * table once (lp_layer_check_file(), which checks the headers around it
+ * in its span with it: each found true is marked too); every later call
  * answers at once. A lie (-EBADMSG) poisons the mount. 0 for other layers.
  * Returns 0, -EBADMSG (@err says why), or the blob's error.
  */
@@ -932,7 +932,7 @@ void fs_index_outs_drop_cold(struct lp_fs *fs);
  * fs_index_outs_behind() - whether readers of the index mount @fs follow
  * the proving pass (within @follow_ns one got a piece of a span decoded
  * whole at most @follow_spans spans before the last the pass handed over),
- * none waits for it (fill_piece, or lp_index_wait_prover() anywhere), and
+ * none waits for it (read_span_piece, or lp_index_wait_prover() anywhere), and
  * an output it handed over, after the readers' span, is still unread: the
  * pass's pacing (index_proof.c) then waits before it hands over the next.
  */

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Filling claimed chunks of a layer mounted through its gzip index
- * (docs/format.md, "mounting through a gzip index"). A chunk is one file's
+ * (docs/format.md, "mounting through a gzip index"), and the header
+ * checks' reads of its bytes (fs_index_read(): the same path, span by
+ * span, so that a check's span decoded whole serves the file reads after
+ * it). A chunk is one file's
  * piece of one span; its bytes come from the index's span cache
  * (lp_index_span_get(), format/index_spans.c), which fetches each span
  * once, compares its digest, and shares it with every other reader of the
@@ -30,7 +33,7 @@
  * (fs_index_span_decoded(): the pass's own output; fs_index_decode_ahead():
  * after the pass, the span after the readers'), so that readers that
  * follow it copy and do not inflate the layer a second time; a read of the
- * span the pass is in waits for its output (fill_piece()), one of the span
+ * span the pass is in waits for its output (read_span_piece()), one of the span
  * decoded ahead for that decode (docs/format.md, "Decoded once").
  *
  * Lock order: the budget's lock, then outs.lock (outs_shrink()); no
@@ -46,6 +49,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "fs_int.h"
@@ -92,7 +96,7 @@ struct fs_span_outs {
 	/* for the pass's pacing (fs_index_outs_behind): when a reader last
 	 * got a piece from a span decoded whole (0: never) and that span,
 	 * the last span the pass handed over, and readers waiting for the
-	 * pass (fill_piece) */
+	 * pass (read_span_piece) */
 	atomic_uint_fast64_t reader_ns;
 	atomic_size_t reader_span, pass_span;
 	atomic_uint pass_waiters;
@@ -528,8 +532,8 @@ bool fs_index_outs_behind(struct lp_fs *fs, uint64_t follow_ns,
 	size_t at, last;
 	uint64_t t;
 
-	/* readers waiting for the pass: fill_piece's, and any other
-	 * proven-only read or header check (lp_index_read()'s stream) */
+	/* readers waiting for the pass: read_span_piece()'s (chunks and
+	 * header checks), and any proven-only stream (lp_index_read()) */
 	if (!o || atomic_load(&o->pass_waiters) ||
 	    lp_index_prover_waiters(fs->ix))
 		return false;
@@ -700,14 +704,18 @@ void fs_index_spans_leave(struct lp_fs *fs)
  * fetched is added to @st. *@keep (NULL: none) is the span read last by
  * the caller (span *@keep_i), pinned: used again when it is span @i (a
  * span over the cache's limit is not held there, and would be fetched
- * again for each piece), else replaced. Returns 0 or -errno with @derr
- * saying why.
+ * again for each piece), else replaced. When the piece must be streamed
+ * from the last proven checkpoint (lp_index_read()), the stream reads on
+ * to @avail bytes (>= @len; @dst has room for them): the spans after it
+ * are then read by the same stream, not each by a stream of its own that
+ * inflates the ones before it again. Returns the bytes read into @dst
+ * (@len, or @avail when streamed), or -errno with @derr saying why.
  */
-static int read_span_piece(struct lp_fs *fs, size_t i, uint64_t skip,
-			   uint8_t *dst, size_t len,
-			   struct lp_index_span **keep, size_t *keep_i,
-			   struct lp_index_stream_stats *st,
-			   struct lp_err *derr)
+static ssize_t read_span_piece(struct lp_fs *fs, size_t i, uint64_t skip,
+			       uint8_t *dst, size_t len, size_t avail,
+			       struct lp_index_span **keep, size_t *keep_i,
+			       struct lp_index_stream_stats *st,
+			       struct lp_err *derr)
 {
 	struct lp_index_span *sp = NULL;
 	bool window_rule = fs->opts.index_window_rule;
@@ -734,7 +742,7 @@ static int read_span_piece(struct lp_fs *fs, size_t i, uint64_t skip,
 	 * for its compressed bytes */
 	if (lp_index_checkpoint_startable(fs->ix, i) &&
 	    piece_from_out(fs, i, NULL, skip, dst, len, derr) == 0)
-		return 0;
+		return (ssize_t)len;
 	if (!window_rule && !lp_index_checkpoint_startable(fs->ix, i)) {
 		/* no unproven start at all: lp_index_read() streams from the
 		 * last proven checkpoint (its spans from the cache too) */
@@ -763,6 +771,7 @@ static int read_span_piece(struct lp_fs *fs, size_t i, uint64_t skip,
 	if (r == -EAGAIN) {
 		/* the piece depends on a window nobody has proven */
 		lp_err_clear(derr);
+		len = avail;
 		r = lp_index_read(fs->ix, fs->blob,
 				  lp_index_checkpoint(fs->ix, i)->out + skip,
 				  dst, len, sp ? lp_index_span_data(sp) : NULL,
@@ -775,7 +784,7 @@ static int read_span_piece(struct lp_fs *fs, size_t i, uint64_t skip,
 		*keep = sp;
 		*keep_i = i;
 	}
-	return r;
+	return r < 0 ? r : (ssize_t)len;
 }
 
 static void add_stream_stats(struct lp_fs *fs,
@@ -795,7 +804,7 @@ static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
 	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
 	struct lp_index_stream_stats st = { 0 };
 	int at = lp_index_span_at(fs->ix, c.offset);
-	int r;
+	ssize_t r;
 
 	if (at < 0)
 		return lp_err_set(derr, -EBADMSG,
@@ -803,9 +812,9 @@ static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
 				  "%llu",
 				  (unsigned long long)c.offset);
 	r = read_span_piece(fs, (size_t)at, c.inner_offset, dst, c.chunk_size,
-			    keep, keep_i, &st, derr);
+			    c.chunk_size, keep, keep_i, &st, derr);
 	add_stream_stats(fs, &st);
-	return r;
+	return r < 0 ? (int)r : 0;
 }
 
 int fs_index_read(struct lp_fs *fs, uint64_t off, void *buf, size_t len,
@@ -815,28 +824,30 @@ int fs_index_read(struct lp_fs *fs, uint64_t off, void *buf, size_t len,
 	struct lp_index_span *keep = NULL;
 	uint8_t *dst = buf;
 	size_t keep_i = 0;
-	int r = 0;
+	ssize_t r = 0;
 
 	if (off > lp_index_uncompressed_size(fs->ix) ||
 	    len > lp_index_uncompressed_size(fs->ix) - off)
 		return lp_err_set(err, -ERANGE,
 				  "layer %s: read past its uncompressed end",
 				  lp_blob_name(fs->blob));
-	while (r == 0 && len) {
+	while (r >= 0 && len) {
 		size_t i = lp_index_span_of(fs->ix, off);
 		uint64_t start = lp_index_checkpoint(fs->ix, i)->out;
 		size_t n = (size_t)lp_min_u64(
 			len, lp_index_span_out_end(fs->ix, i) - off);
 
-		r = read_span_piece(fs, i, off - start, dst, n, &keep, &keep_i,
-				    &st, err);
-		dst += n;
-		off += n;
-		len -= n;
+		r = read_span_piece(fs, i, off - start, dst, n, len, &keep,
+				    &keep_i, &st, err);
+		if (r < 0)
+			break;
+		dst += r;
+		off += (uint64_t)r;
+		len -= (size_t)r;
 	}
 	lp_index_span_put(keep);
 	add_stream_stats(fs, &st);
-	return r;
+	return r < 0 ? (int)r : 0;
 }
 
 int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,

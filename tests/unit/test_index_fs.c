@@ -2072,6 +2072,85 @@ static void test_header_check_decoded(void **state)
 }
 
 /*
+ * A check covers the header's span before the header too: a record lying
+ * about the file just before another in the same span (a setuid bit) is
+ * found by the other's lookup (EIO, the mount poisoned), and a lookup of
+ * the file before needs no check of its own. No ancestor directory's
+ * header may be in that span (its check would cover the pair anyway).
+ */
+static bool ancestors_before(const struct lp_index *ix, const char *path,
+			     uint64_t start)
+{
+	char dir[4200];
+	char *slash;
+	int k;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	while ((slash = strrchr(dir, '/'))) {
+		*slash = '\0';
+		k = lp_index_lookup(ix, dir);
+		if (k >= 0 && lp_index_file(ix, (size_t)k)->hdr_off >= start)
+			return false;
+	}
+	return true;
+}
+
+static void test_check_covers_before(void **state)
+{
+	struct fixture f = { 0 };
+	struct lp_err err = { 0 };
+	uint32_t ncp;
+	uint8_t *idx;
+	struct lp_fs *fs;
+	struct stat st;
+	size_t k, n, i = 0;
+	uint64_t checks;
+
+	(void)state;
+	build_vector(&f);
+	n = lp_index_nr_files(f.ix);
+	for (k = 1; k < n; k++) {
+		const struct lp_index_file *x = lp_index_file(f.ix, k);
+		const struct lp_index_file *w = lp_index_file(f.ix, k - 1);
+
+		i = span_of_out(f.ix, w->hdr_off);
+		if (x->type == '0' && w->type == '0' &&
+		    lp_index_lookup(f.ix, x->path) == (int)k &&
+		    lp_index_lookup(f.ix, w->path) == (int)(k - 1) &&
+		    span_of_out(f.ix, x->data_off) == i &&
+		    ancestors_before(f.ix, x->path,
+				     lp_index_checkpoint(f.ix, i)->out) &&
+		    ancestors_before(f.ix, w->path,
+				     lp_index_checkpoint(f.ix, i)->out))
+			break;
+	}
+	assert_true(k < n);
+	/* true records: the second lookup checks nothing */
+	fs = mount_ix(f.blob, f.idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	assert_int_equal(lookup(fs, lp_index_file(f.ix, k)->path, &st), 0);
+	checks = stats_num(fs, "\"header_checks\": ");
+	assert_int_equal(lookup(fs, lp_index_file(f.ix, k - 1)->path, &st), 0);
+	assert_int_equal(stats_num(fs, "\"header_checks\": "), checks);
+	lp_fs_free(fs);
+	/* the file before made setuid: the other's lookup finds it */
+	ncp = lp_get_le32(f.idx + 68);
+	idx = malloc(f.idx_len);
+	assert_non_null(idx);
+	memcpy(idx, f.idx, f.idx_len);
+	lp_put_le32(CP(idx, ncp) + (k - 1) * LP_INDEX_FILE_SIZE + 32,
+		    lp_index_file(f.ix, k - 1)->mode | 04000);
+	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	assert_int_equal(lookup(fs, lp_index_file(f.ix, k)->path, &st), -EIO);
+	assert_int_equal(lookup(fs, lp_index_file(f.ix, k - 1)->path, &st),
+			 -EIO);
+	lp_fs_free(fs);
+	free(idx);
+	release(&f);
+}
+
+/*
  * The pass's outputs nobody read are not kept (nor charged) once it ends:
  * one layer nobody reads under the default budget holds nothing; twelve
  * under one 2 MiB budget stay within it, and hold nothing when proven.
@@ -2510,6 +2589,7 @@ int main(void)
 		cmocka_unit_test(test_pass_big_requests),
 		cmocka_unit_test(test_span_decoded_once),
 		cmocka_unit_test(test_header_check_decoded),
+		cmocka_unit_test(test_check_covers_before),
 		cmocka_unit_test(test_pass_keeps_no_output),
 		cmocka_unit_test(test_outputs_in_budget),
 		cmocka_unit_test(test_pass_tells),
