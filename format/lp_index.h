@@ -388,6 +388,13 @@ int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 		      struct lp_index_stream_stats *st, struct lp_err *err);
 /* lp_index_span_put() - drop a span from lp_index_span_get() (NULL allowed) */
 void lp_index_span_put(struct lp_index_span *sp);
+/*
+ * lp_index_span_read_elsewhere() - a reader (not the pass) got bytes of
+ * the layer without a lp_index_span_get() (from a span decoded whole that
+ * its owner keeps): the layer is being read, so the pass's spans stay when
+ * it ends, as they do after a reader's get (lp_index_prove()).
+ */
+void lp_index_span_read_elsewhere(const struct lp_index *ix);
 /* the span's bytes (valid until its put) and their count */
 const uint8_t *lp_index_span_data(const struct lp_index_span *sp);
 size_t lp_index_span_len(const struct lp_index_span *sp);

@@ -854,8 +854,11 @@ int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
  * decoded whole, which stays among the mount's decoded spans for the
  * reads of its files after it; from proven checkpoints only, unless the
  * index is trusted or the window rule is on), counted in the mount's
- * stats: the header checks' reads (fs_check_file). Returns 0 or -errno
- * with @err saying why (-EBADMSG: a lie; -ERANGE: past the end).
+ * stats: the header checks' reads (fs_check_file). Where a span cannot be
+ * started from (not proven, proven-only), one stream from the last
+ * proven checkpoint reads the rest of the range and keeps nothing
+ * decoded. Returns 0 or -errno with @err saying why (-EBADMSG: a lie;
+ * -ERANGE: past the end).
  */
 int fs_index_read(struct lp_fs *fs, uint64_t off, void *buf, size_t len,
 		  struct lp_err *err);

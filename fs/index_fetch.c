@@ -57,10 +57,12 @@
 
 /*
  * Spans kept decoded whole, a layer: at most FS_INDEX_OUTS, and at most
- * 1/FS_INDEX_OUTS_SHARE of the memory budget (32 MiB of the default 64),
- * which takes them back under pressure like any member. An import touches
- * its spans in no order (python3: ~30 of 82, revisited as modules import
- * modules): 4 spans (8 MiB) decoded each 2-3 times, 16 (32 MiB) once.
+ * 1/FS_INDEX_OUTS_SHARE of the memory budget (32 MiB of the default 64;
+ * FS_INDEX_SPAN_CACHE_MAX at most), which takes them back under pressure
+ * like any member; spans of 2 MiB and more run out of bytes first (15 of
+ * them in 32 MiB). The python3 import touches ~23-30 of its 82 spans in no
+ * order, revisiting them as modules import modules: with 4 spans (8 MiB)
+ * it decoded them 73-86 times, with 16 (32 MiB) 36-39.
  */
 #define FS_INDEX_OUTS 16
 #define FS_INDEX_OUTS_SHARE 2
@@ -146,7 +148,9 @@ static uint64_t span_out_len(const struct lp_index *ix, size_t i)
  * first; the pass's outputs no reader has used yet (used 0, "cold") are
  * kept for the readers behind it, who get there in blob order: a reader's
  * decode takes a cold slot only when no other is left or the cold ones are
- * half the slots (readers elsewhere in the layer keep the other half). The
+ * half the slots or half the bytes held at most (readers elsewhere in the
+ * layer keep the other half; with spans of 2 MiB the bytes run out before
+ * the slots). The
  * pass's own next output (@cold) replaces its oldest unread one, if any:
  * that is the one the readers, lagging further than the slots reach, would
  * have missed.
@@ -154,11 +158,13 @@ static uint64_t span_out_len(const struct lp_index *ix, size_t i)
 static unsigned int victim_of(const struct fs_span_outs *o, bool cold)
 {
 	unsigned int k, hot = FS_INDEX_OUTS, old = FS_INDEX_OUTS, nr_cold = 0;
+	size_t cold_bytes = 0;
 
 	for (k = 0; k < FS_INDEX_OUTS; k++) {
 		if (!o->slot[k])
 			continue;
 		nr_cold += !o->used[k];
+		cold_bytes += o->used[k] ? 0 : o->slot[k]->len;
 		if (o->used[k]) {
 			if (hot == FS_INDEX_OUTS || o->used[k] < o->used[hot])
 				hot = k;
@@ -167,7 +173,8 @@ static unsigned int victim_of(const struct fs_span_outs *o, bool cold)
 			old = k;
 		}
 	}
-	if (old < FS_INDEX_OUTS && (cold || nr_cold >= FS_INDEX_OUTS / 2))
+	if (old < FS_INDEX_OUTS && (cold || nr_cold >= FS_INDEX_OUTS / 2 ||
+				    cold_bytes >= o->max_bytes / 2))
 		return old;
 	return hot < FS_INDEX_OUTS ? hot : old;
 }
@@ -741,8 +748,11 @@ static ssize_t read_span_piece(struct lp_fs *fs, size_t i, uint64_t skip,
 	/* a span held decoded (the pass's output, or a reader's): no need
 	 * for its compressed bytes */
 	if (lp_index_checkpoint_startable(fs->ix, i) &&
-	    piece_from_out(fs, i, NULL, skip, dst, len, derr) == 0)
+	    piece_from_out(fs, i, NULL, skip, dst, len, derr) == 0) {
+		/* the layer is read: the pass's spans stay at its end */
+		lp_index_span_read_elsewhere(fs->ix);
 		return (ssize_t)len;
+	}
 	if (!window_rule && !lp_index_checkpoint_startable(fs->ix, i)) {
 		/* no unproven start at all: lp_index_read() streams from the
 		 * last proven checkpoint (its spans from the cache too) */

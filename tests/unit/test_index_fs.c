@@ -53,6 +53,7 @@ int test_index_main(void);
 #include <sys/stat.h>
 #include <time.h>
 
+#include "fs_int.h"
 #include "lp_fs.h"
 #include "lp_layer.h"
 
@@ -2151,6 +2152,79 @@ static void test_check_covers_before(void **state)
 }
 
 /*
+ * The pass's unread outputs keep at most half the decoded spans' bytes for
+ * the readers behind it: with them over half (a small budget, where the
+ * bytes run out before half the slots do), two spans read in turn are
+ * each decoded once, not once a read as they push each other out.
+ */
+static size_t out_len_of(const struct lp_index *ix, size_t i)
+{
+	return (size_t)(lp_index_span_out_end(ix, i) -
+			lp_index_checkpoint(ix, i)->out);
+}
+
+static void test_cold_outputs_leave_room(void **state)
+{
+	struct fixture f = { 0 };
+	struct lp_fs_budget *b = NULL;
+	const struct lp_index *ix;
+	struct lp_blob *blob;
+	struct lp_fs *fs;
+	uint8_t buf[512];
+	size_t j, k, n = 0, nr, s[2] = { 0, 0 }, p[5], cap = 0, most;
+	uint64_t d0;
+
+	(void)state;
+	build_vector(&f);
+	nr = lp_index_nr_checkpoints(f.ix);
+	/* two spans read in turn: the two smallest from span 10 on */
+	for (j = 10; j + 1 < nr; j++) {
+		if (!s[0] || out_len_of(f.ix, j) < out_len_of(f.ix, s[0])) {
+			s[1] = s[0];
+			s[0] = j;
+		} else if (!s[1] ||
+			   out_len_of(f.ix, j) < out_len_of(f.ix, s[1])) {
+			s[1] = j;
+		}
+	}
+	most = lp_max_u64(out_len_of(f.ix, s[0]), out_len_of(f.ix, s[1]));
+	/* five spans before them, each at least as large, that the pass
+	 * hands over: decoded spans may hold those (half the budget), in
+	 * fewer than half the slots */
+	for (j = 1; j < 10 && n < 5; j++)
+		if (out_len_of(f.ix, j) >= most) {
+			p[n++] = j;
+			cap += out_len_of(f.ix, j);
+		}
+	assert_int_equal(n, 5);
+	assert_int_equal(lp_fs_budget_new(2 * cap, &b), 0);
+	assert_int_equal(lp_blob_new_mem(f.gz, f.gz_len, "layer", &blob), 0);
+	fs = mount_budget(&f, blob, b, false);
+	ix = lp_layer_index(lp_fs_layer(fs));
+	lp_index_trust(ix);
+	assert_int_equal(fs_index_out_max(fs), cap);
+	for (k = 0; k < 5; k++)
+		fs_index_span_decoded(
+			fs, p[k], f.tar + lp_index_checkpoint(ix, p[k])->out,
+			out_len_of(ix, p[k]));
+	assert_int_equal(stats_num(fs, "\"pass_outs\": "), 5);
+	d0 = stats_num(fs, "\"span_decodes\": ");
+	for (k = 0; k < 6; k++) {
+		struct lp_err err = { 0 };
+		uint64_t o = lp_index_checkpoint(ix, s[k % 2])->out + 512 * k;
+
+		assert_int_equal(fs_index_read(fs, o, buf, sizeof(buf), &err),
+				 0);
+		assert_memory_equal(buf, f.tar + o, sizeof(buf));
+	}
+	assert_int_equal(stats_num(fs, "\"span_decodes\": ") - d0, 2);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	lp_fs_budget_free(b);
+	release(&f);
+}
+
+/*
  * The pass's outputs nobody read are not kept (nor charged) once it ends:
  * one layer nobody reads under the default budget holds nothing; twelve
  * under one 2 MiB budget stay within it, and hold nothing when proven.
@@ -2590,6 +2664,7 @@ int main(void)
 		cmocka_unit_test(test_span_decoded_once),
 		cmocka_unit_test(test_header_check_decoded),
 		cmocka_unit_test(test_check_covers_before),
+		cmocka_unit_test(test_cold_outputs_leave_room),
 		cmocka_unit_test(test_pass_keeps_no_output),
 		cmocka_unit_test(test_outputs_in_budget),
 		cmocka_unit_test(test_pass_tells),
