@@ -22,12 +22,6 @@ void lp_index_count_trusted_read(const struct lp_index *ix);
 /* lp_index_last_verified() - the last verified checkpoint <= @i (0 is). */
 size_t lp_index_last_verified(const struct lp_index *ix, size_t i);
 
-/* lp_index_span_of() - the span holding uncompressed offset @off: the last
- * checkpoint at or before it (offsets past the end: the last span) */
-size_t lp_index_span_of(const struct lp_index *ix, uint64_t off);
-/* lp_index_span_out_end() - the uncompressed offset where span @i ends */
-uint64_t lp_index_span_out_end(const struct lp_index *ix, size_t i);
-
 /* the @c->window_len bytes of checkpoint @c's compressed window */
 const uint8_t *lp_index_window_data(const struct lp_index *ix,
 				    const struct lp_index_checkpoint *c);

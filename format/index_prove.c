@@ -100,7 +100,7 @@ static void keep_output(struct prove *p, uint64_t at, const uint8_t *b,
  * into span i + 1 proves checkpoint i + 1 (and loads the span, a fetch
  * perhaps) before it returns, and span i's output is told first, so that
  * readers waiting for the pass to prove i + 1 (fs/index_fetch.c,
- * fill_piece()) find it.
+ * read_span_piece()) find it.
  */
 static int take(struct prove *p, uint8_t *buf, size_t n)
 {

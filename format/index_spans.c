@@ -643,6 +643,15 @@ void lp_index_prover_at(const struct lp_index *ix, size_t i)
 	pthread_mutex_unlock(&sc->lock);
 }
 
+void lp_index_span_read_elsewhere(const struct lp_index *ix)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+
+	pthread_mutex_lock(&sc->lock);
+	sc->reader_gets++;
+	pthread_mutex_unlock(&sc->lock);
+}
+
 void lp_index_prover_end(const struct lp_index *ix)
 {
 	struct lp_index_spans *sc = lp_index_spans_of(ix);

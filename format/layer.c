@@ -757,16 +757,16 @@ const struct lp_index *lp_layer_index(const struct lp_layer *layer)
 }
 
 int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
-			bool proven_only, lp_layer_checked_fn checked,
-			void *arg, struct lp_index_stream_stats *stats,
+			lp_layer_read_fn read, void *read_arg,
+			lp_layer_checked_fn checked, void *arg,
 			struct lp_err *err)
 {
 	const struct lp_toc_entry *e;
 	const struct lp_index_file *f;
 	char path[LP_TOC_MAX_PATH + 1];
-	uint64_t end;
+	uint64_t start, end;
 	uint8_t *buf = NULL;
-	size_t len, j;
+	size_t len, j, span, first;
 	int i, r;
 
 	if (!layer->ix)
@@ -790,26 +790,31 @@ int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
 				  "%s: %s: no tar header check to vouch for "
 				  "the gzip index's file table",
 				  lp_blob_name(layer->blob), path);
-	/* its header, and on to the end of its span (at most
-	 * LP_LAYER_CHECK_BATCH): the headers of the entries after it there
-	 * come with the same decode */
-	end = lp_min_u64(
-		lp_index_span_out_end(layer->ix,
-				      lp_index_span_of(layer->ix, f->hdr_off)),
-		f->hdr_off + LP_LAYER_CHECK_BATCH);
+	/* its span around its header (at most LP_LAYER_CHECK_BATCH each
+	 * way): the headers of the entries before and after it there come
+	 * with the same span, so that their lookups need no read */
+	span = lp_index_span_of(layer->ix, f->hdr_off);
+	start = lp_index_checkpoint(layer->ix, span)->out;
+	if (f->hdr_off - start > LP_LAYER_CHECK_BATCH)
+		start = f->hdr_off - LP_LAYER_CHECK_BATCH;
+	end = lp_min_u64(lp_index_span_out_end(layer->ix, span),
+			 f->hdr_off + LP_LAYER_CHECK_BATCH);
 	if (end < f->data_off)
 		end = f->data_off; /* <= hdr_off + LP_INDEX_MAX_HEADER */
-	len = (size_t)(end - f->hdr_off);
+	first = (size_t)i;
+	while (first > 0 &&
+	       lp_index_file(layer->ix, first - 1)->hdr_off >= start)
+		first--;
+	len = (size_t)(end - start);
 	buf = malloc(len);
 	if (!buf) {
 		r = -ENOMEM;
 		goto out;
 	}
-	/* the window rule's cheap way, or (proven_only) from a proven
-	 * checkpoint only */
-	r = lp_index_read(layer->ix, layer->blob, f->hdr_off, buf, len, NULL, 0,
-			  proven_only, stats, err);
-	for (j = (size_t)i; r == 0 && j < lp_index_nr_files(layer->ix); j++) {
+	r = read ? read(read_arg, start, buf, len, err) :
+		   lp_index_read(layer->ix, layer->blob, start, buf, len, NULL,
+				 0, true, NULL, err);
+	for (j = first; r == 0 && j < lp_index_nr_files(layer->ix); j++) {
 		const struct lp_index_file *g = lp_index_file(layer->ix, j);
 		uint32_t t;
 
@@ -818,7 +823,7 @@ int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
 		/* the index's order is the tar's; any header wholly inside
 		 * is checked, and a lie is a lie */
 		r = layer->check_header(
-			layer->ix, j, buf + (g->hdr_off - f->hdr_off),
+			layer->ix, j, buf + (g->hdr_off - start),
 			(size_t)(g->data_off - g->hdr_off), err);
 		if (r < 0 || !checked)
 			continue;

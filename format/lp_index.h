@@ -189,6 +189,12 @@ bool lp_index_checkpoint_startable(const struct lp_index *ix, size_t i);
  * checkpoint no stream had proven then (stats and tests) */
 uint64_t lp_index_trusted_reads(const struct lp_index *ix);
 
+/* lp_index_span_of() - the span holding uncompressed offset @off: the last
+ * checkpoint at or before it (offsets past the end: the last span) */
+size_t lp_index_span_of(const struct lp_index *ix, uint64_t off);
+/* lp_index_span_out_end() - the uncompressed offset where span @i ends */
+uint64_t lp_index_span_out_end(const struct lp_index *ix, size_t i);
+
 /*
  * lp_index_span_range() - the blob range [*ret_start, *ret_end) checkpoint
  * @i's span digest covers (what must be read to inflate from checkpoint i
@@ -382,6 +388,13 @@ int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 		      struct lp_index_stream_stats *st, struct lp_err *err);
 /* lp_index_span_put() - drop a span from lp_index_span_get() (NULL allowed) */
 void lp_index_span_put(struct lp_index_span *sp);
+/*
+ * lp_index_span_read_elsewhere() - a reader (not the pass) got bytes of
+ * the layer without a lp_index_span_get() (from a span decoded whole that
+ * its owner keeps): the layer is being read, so the pass's spans stay when
+ * it ends, as they do after a reader's get (lp_index_prove()).
+ */
+void lp_index_span_read_elsewhere(const struct lp_index *ix);
 /* the span's bytes (valid until its put) and their count */
 const uint8_t *lp_index_span_data(const struct lp_index_span *sp);
 size_t lp_index_span_len(const struct lp_index_span *sp);

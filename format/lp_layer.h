@@ -64,30 +64,34 @@ int lp_layer_open_index(struct lp_blob *blob, struct lp_index *ix,
 /* lp_layer_index() - the gzip index of a LP_FMT_GZIP_INDEX layer, else NULL */
 const struct lp_index *lp_layer_index(const struct lp_layer *layer);
 
-/* uncompressed bytes one lp_layer_check_file() decodes past the header */
+/* uncompressed bytes one lp_layer_check_file() reads before and after the
+ * header */
 #define LP_LAYER_CHECK_BATCH (1 * LP_MIB)
 /* told each TOC entry whose own tar header a check found true */
 typedef void (*lp_layer_checked_fn)(void *arg, uint32_t entry);
+/* reads the layer's uncompressed bytes [@off, @off + @len) into @buf from
+ * verified spans: 0, or -errno with @err saying why */
+typedef int (*lp_layer_read_fn)(void *arg, uint64_t off, void *buf, size_t len,
+				struct lp_err *err);
 
 /*
- * lp_layer_check_file() - for a LP_FMT_GZIP_INDEX layer: inflate entry
+ * lp_layer_check_file() - for a LP_FMT_GZIP_INDEX layer: read entry
  * @entry's own tar header blocks (any entry the index names; for a
- * hardlink its own, not its target's) from the verified spans and check
- * them against the file table (the check given at open: path, type, size,
- * link target, mode, owners, mtime, devices, xattrs), so that a table
- * pointing a path at another file's bytes, or lying about its metadata, is
- * caught before it is served; read with lp_index_read() (@proven_only:
- * from proven checkpoints only). The same decode runs on to the end of the
- * header's span (at most LP_LAYER_CHECK_BATCH) and checks every header
- * wholly inside it too; @checked (NULL: none) is told each TOC entry whose
- * header was found true, @entry's included. An entry the TOC made up
- * (LP_TOC_IMPLIED) has nothing to check. @stats (NULL allowed) is added
- * to. 0 for any other layer. Returns 0, -EBADMSG (a lie), or the blob's
- * error.
+ * hardlink its own, not its target's) with @read (NULL: lp_index_read()
+ * from proven checkpoints only) and check them against the file table (the
+ * check given at open: path, type, size, link target, mode, owners, mtime,
+ * devices, xattrs), so that a table pointing a path at another file's
+ * bytes, or lying about its metadata, is caught before it is served. The
+ * read covers the header's span (at most LP_LAYER_CHECK_BATCH before and
+ * after the header) and checks every header wholly inside it too;
+ * @checked (NULL: none) is told each TOC entry whose header was found
+ * true, @entry's included. An entry the TOC made up (LP_TOC_IMPLIED) has
+ * nothing to check. 0 for any other layer. Returns 0, -EBADMSG (a lie), or
+ * @read's error.
  */
 int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
-			bool proven_only, lp_layer_checked_fn checked,
-			void *arg, struct lp_index_stream_stats *stats,
+			lp_layer_read_fn read, void *read_arg,
+			lp_layer_checked_fn checked, void *arg,
 			struct lp_err *err);
 
 /*

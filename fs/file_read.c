@@ -300,21 +300,24 @@ static void header_checked(void *arg, uint32_t entry)
 	atomic_store(&fs->hdr_checked[entry], 1);
 }
 
+static int header_read(void *arg, uint64_t off, void *buf, size_t len,
+		       struct lp_err *err)
+{
+	return fs_index_read(arg, off, buf, len, err);
+}
+
 int fs_check_file(struct lp_fs *fs, uint32_t idx, struct lp_err *err)
 {
-	struct lp_index_stream_stats st = { 0 };
 	int r;
 
 	if (!fs->ix || atomic_load(&fs->hdr_checked[idx]))
 		return 0;
 	/* two first readers may both check: harmless, and no lock held;
-	 * the headers after it in its span are checked with it */
+	 * the headers around it in its span are checked with it, from the
+	 * span decoded whole, which the reads of its files then copy from */
 	atomic_fetch_add(&fs->stats.index_header_checks, 1);
-	r = lp_layer_check_file(fs->layer, idx, !fs->opts.index_window_rule,
-				header_checked, fs, &st, err);
-	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
-	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
-	atomic_fetch_add(&fs->stats.index_window_rereads, st.window_rereads);
+	r = lp_layer_check_file(fs->layer, idx, header_read, fs, header_checked,
+				fs, err);
 	if (r < 0) {
 		atomic_fetch_add(&fs->stats.verify_failures, 1);
 		if (r == -EBADMSG)

@@ -716,8 +716,8 @@ void fs_chunk_range(const struct lp_fs *fs, const struct lp_toc_chunk *c,
 /*
  * fs_check_file() - for a gzip index layer, check entry @idx's own tar
  * header (a hardlink's own, not its target's) against the index's file
- * table once (lp_layer_check_file(), which checks the headers after it in
- * its span with it: each found true is marked too); every later call
+ * table once (lp_layer_check_file(), which checks the headers around it
+ * in its span with it: each found true is marked too); every later call
  * answers at once. A lie (-EBADMSG) poisons the mount. 0 for other layers.
  * Returns 0, -EBADMSG (@err says why), or the blob's error.
  */
@@ -846,6 +846,22 @@ int fs_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
  * through the index's span cache (fetched once, digest compared), and
  * settled in order. Returns the first chunk's result.
  */
+int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
+		       fs_settle_fn settle, void *arg, struct lp_err *err);
+/*
+ * fs_index_read() - the layer's uncompressed bytes [@off, @off + @len)
+ * into @buf as the chunks get theirs (each span's piece from the span
+ * decoded whole, which stays among the mount's decoded spans for the
+ * reads of its files after it; from proven checkpoints only, unless the
+ * index is trusted or the window rule is on), counted in the mount's
+ * stats: the header checks' reads (fs_check_file). Where a span cannot be
+ * started from (not proven, proven-only), one stream from the last
+ * proven checkpoint reads the rest of the range and keeps nothing
+ * decoded. Returns 0 or -errno with @err saying why (-EBADMSG: a lie;
+ * -ERANGE: past the end).
+ */
+int fs_index_read(struct lp_fs *fs, uint64_t off, void *buf, size_t len,
+		  struct lp_err *err);
 /*
  * fs_index_spans_join() - charge the span cache of the index mount @fs to
  * budget @b (its spans then leave when the budget needs room, the coldest
@@ -895,8 +911,6 @@ void fs_span_disk_store(struct fs_span_disk *d,
 void fs_span_disk_drop(struct fs_span_disk *d);
 void fs_span_disk_stats(struct fs_span_disk *d, struct fs_span_disk_stats *ret);
 
-int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,
-		       fs_settle_fn settle, void *arg, struct lp_err *err);
 /*
  * fs_index_span_decoded() - span @i of the index mount @fs decoded whole by
  * the proving pass (lp_index_prove_hooks.decoded: the layer's bytes, from
@@ -921,7 +935,7 @@ void fs_index_outs_drop_cold(struct lp_fs *fs);
  * fs_index_outs_behind() - whether readers of the index mount @fs follow
  * the proving pass (within @follow_ns one got a piece of a span decoded
  * whole at most @follow_spans spans before the last the pass handed over),
- * none waits for it (fill_piece, or lp_index_wait_prover() anywhere), and
+ * none waits for it (read_span_piece, or lp_index_wait_prover() anywhere), and
  * an output it handed over, after the readers' span, is still unread: the
  * pass's pacing (index_proof.c) then waits before it hands over the next.
  */

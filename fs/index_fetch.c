@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Filling claimed chunks of a layer mounted through its gzip index
- * (docs/format.md, "mounting through a gzip index"). A chunk is one file's
+ * (docs/format.md, "mounting through a gzip index"), and the header
+ * checks' reads of its bytes (fs_index_read(): the same path, span by
+ * span, so that a check's span decoded whole serves the file reads after
+ * it). A chunk is one file's
  * piece of one span; its bytes come from the index's span cache
  * (lp_index_span_get(), format/index_spans.c), which fetches each span
  * once, compares its digest, and shares it with every other reader of the
@@ -30,7 +33,7 @@
  * (fs_index_span_decoded(): the pass's own output; fs_index_decode_ahead():
  * after the pass, the span after the readers'), so that readers that
  * follow it copy and do not inflate the layer a second time; a read of the
- * span the pass is in waits for its output (fill_piece()), one of the span
+ * span the pass is in waits for its output (read_span_piece()), one of the span
  * decoded ahead for that decode (docs/format.md, "Decoded once").
  *
  * Lock order: the budget's lock, then outs.lock (outs_shrink()); no
@@ -46,12 +49,23 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "fs_int.h"
 #include "lp_log.h"
 
-#define FS_INDEX_OUTS 4 /* spans kept decoded whole, a layer */
+/*
+ * Spans kept decoded whole, a layer: at most FS_INDEX_OUTS, and at most
+ * 1/FS_INDEX_OUTS_SHARE of the memory budget (32 MiB of the default 64;
+ * FS_INDEX_SPAN_CACHE_MAX at most), which takes them back under pressure
+ * like any member; spans of 2 MiB and more run out of bytes first (15 of
+ * them in 32 MiB). The python3 import touches ~23-30 of its 82 spans in no
+ * order, revisiting them as modules import modules: with 4 spans (8 MiB)
+ * it decoded them 73-86 times, with 16 (32 MiB) 36-39.
+ */
+#define FS_INDEX_OUTS 16
+#define FS_INDEX_OUTS_SHARE 2
 #define FS_INDEX_OUT_MAX (4 * LP_MIB) /* a span's output decoded whole */
 
 /* one span decoded whole; freed by its last unref */
@@ -76,14 +90,15 @@ struct fs_span_outs {
 	 * (outs_shrink) like the span cache's spans */
 	struct fs_mem_member member;
 	size_t held; /* bytes in slot[]; protected by lock */
-	/* at most this many bytes held (half the span cache's limit, so the
-	 * compressed spans keep their share of the budget); immutable */
+	/* at most this many bytes held (1/FS_INDEX_OUTS_SHARE of the
+	 * budget, which takes them back coldest first when it needs room);
+	 * immutable */
 	size_t max_bytes;
 	struct lp_fs_budget *budget; /* charged while held, or NULL */
 	/* for the pass's pacing (fs_index_outs_behind): when a reader last
 	 * got a piece from a span decoded whole (0: never) and that span,
 	 * the last span the pass handed over, and readers waiting for the
-	 * pass (fill_piece) */
+	 * pass (read_span_piece) */
 	atomic_uint_fast64_t reader_ns;
 	atomic_size_t reader_span, pass_span;
 	atomic_uint pass_waiters;
@@ -124,11 +139,7 @@ static uint64_t out_stamp(struct fs_span_outs *o)
 /* the uncompressed bytes span @i inflates to */
 static uint64_t span_out_len(const struct lp_index *ix, size_t i)
 {
-	uint64_t end = i + 1 < lp_index_nr_checkpoints(ix) ?
-			       lp_index_checkpoint(ix, i + 1)->out :
-			       lp_index_uncompressed_size(ix);
-
-	return end - lp_index_checkpoint(ix, i)->out;
+	return lp_index_span_out_end(ix, i) - lp_index_checkpoint(ix, i)->out;
 }
 
 /*
@@ -137,7 +148,9 @@ static uint64_t span_out_len(const struct lp_index *ix, size_t i)
  * first; the pass's outputs no reader has used yet (used 0, "cold") are
  * kept for the readers behind it, who get there in blob order: a reader's
  * decode takes a cold slot only when no other is left or the cold ones are
- * half the slots (readers elsewhere in the layer keep the other half). The
+ * half the slots or half the bytes held at most (readers elsewhere in the
+ * layer keep the other half; with spans of 2 MiB the bytes run out before
+ * the slots). The
  * pass's own next output (@cold) replaces its oldest unread one, if any:
  * that is the one the readers, lagging further than the slots reach, would
  * have missed.
@@ -145,11 +158,13 @@ static uint64_t span_out_len(const struct lp_index *ix, size_t i)
 static unsigned int victim_of(const struct fs_span_outs *o, bool cold)
 {
 	unsigned int k, hot = FS_INDEX_OUTS, old = FS_INDEX_OUTS, nr_cold = 0;
+	size_t cold_bytes = 0;
 
 	for (k = 0; k < FS_INDEX_OUTS; k++) {
 		if (!o->slot[k])
 			continue;
 		nr_cold += !o->used[k];
+		cold_bytes += o->used[k] ? 0 : o->slot[k]->len;
 		if (o->used[k]) {
 			if (hot == FS_INDEX_OUTS || o->used[k] < o->used[hot])
 				hot = k;
@@ -158,7 +173,8 @@ static unsigned int victim_of(const struct fs_span_outs *o, bool cold)
 			old = k;
 		}
 	}
-	if (old < FS_INDEX_OUTS && (cold || nr_cold >= FS_INDEX_OUTS / 2))
+	if (old < FS_INDEX_OUTS && (cold || nr_cold >= FS_INDEX_OUTS / 2 ||
+				    cold_bytes >= o->max_bytes / 2))
 		return old;
 	return hot < FS_INDEX_OUTS ? hot : old;
 }
@@ -345,10 +361,9 @@ static int outs_new(struct lp_fs *fs)
 	pthread_condattr_destroy(&ca);
 	o->ahead = SIZE_MAX;
 	o->budget = fs->span_budget;
-	o->max_bytes = lp_min_u64(FS_INDEX_SPAN_CACHE_MAX,
-				  lp_fs_budget_bytes(o->budget) /
-					  FS_INDEX_SPAN_CACHE_SHARE) /
-		       2;
+	o->max_bytes =
+		lp_min_u64(FS_INDEX_SPAN_CACHE_MAX,
+			   lp_fs_budget_bytes(o->budget) / FS_INDEX_OUTS_SHARE);
 	if (o->budget) {
 		o->member.shrink = outs_shrink;
 		fs_budget_join(o->budget, &o->member);
@@ -524,8 +539,8 @@ bool fs_index_outs_behind(struct lp_fs *fs, uint64_t follow_ns,
 	size_t at, last;
 	uint64_t t;
 
-	/* readers waiting for the pass: fill_piece's, and any other
-	 * proven-only read or header check (lp_index_read()'s stream) */
+	/* readers waiting for the pass: read_span_piece()'s (chunks and
+	 * header checks), and any proven-only stream (lp_index_read()) */
 	if (!o || atomic_load(&o->pass_waiters) ||
 	    lp_index_prover_waiters(fs->ix))
 		return false;
@@ -692,31 +707,27 @@ void fs_index_spans_leave(struct lp_fs *fs)
 }
 
 /*
- * Inflate chunk @ci into @dst (its chunk_size bytes); what it fetched is
- * counted in the mount's stats. *@keep (NULL: none) is the span of the
- * chunk before it in the run (span *@keep_i), pinned: used again when this
- * chunk is in the same span (a span over the cache's limit is not held
- * there, and would be fetched again for each chunk), else replaced.
- * Returns 0 or -errno with @derr saying why.
+ * Bytes [@skip, @skip + @len) of span @i's output into @dst; what it
+ * fetched is added to @st. *@keep (NULL: none) is the span read last by
+ * the caller (span *@keep_i), pinned: used again when it is span @i (a
+ * span over the cache's limit is not held there, and would be fetched
+ * again for each piece), else replaced. When the piece must be streamed
+ * from the last proven checkpoint (lp_index_read()), the stream reads on
+ * to @avail bytes (>= @len; @dst has room for them): the spans after it
+ * are then read by the same stream, not each by a stream of its own that
+ * inflates the ones before it again. Returns the bytes read into @dst
+ * (@len, or @avail when streamed), or -errno with @derr saying why.
  */
-static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
-		      struct lp_index_span **keep, size_t *keep_i,
-		      struct lp_err *derr)
+static ssize_t read_span_piece(struct lp_fs *fs, size_t i, uint64_t skip,
+			       uint8_t *dst, size_t len, size_t avail,
+			       struct lp_index_span **keep, size_t *keep_i,
+			       struct lp_index_stream_stats *st,
+			       struct lp_err *derr)
 {
-	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
-	struct lp_index_stream_stats st = { 0 };
 	struct lp_index_span *sp = NULL;
-	int at = lp_index_span_at(fs->ix, c.offset);
 	bool window_rule = fs->opts.index_window_rule;
-	size_t i;
 	int r;
 
-	if (at < 0)
-		return lp_err_set(derr, -EBADMSG,
-				  "no gzip index span starts at blob offset "
-				  "%llu",
-				  (unsigned long long)c.offset);
-	i = (size_t)at;
 	/* the proving pass on its way to span i (proven-only), or in it (it
 	 * proved checkpoint i and waits for the span's bytes, or inflates
 	 * them): it decodes the span whole and hands it over
@@ -736,11 +747,12 @@ static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
 	}
 	/* a span held decoded (the pass's output, or a reader's): no need
 	 * for its compressed bytes */
-	if ((lp_index_checkpoint_verified(fs->ix, i) ||
-	     lp_index_trusted(fs->ix)) &&
-	    piece_from_out(fs, i, NULL, c.inner_offset, dst, c.chunk_size,
-			   derr) == 0)
-		return 0;
+	if (lp_index_checkpoint_startable(fs->ix, i) &&
+	    piece_from_out(fs, i, NULL, skip, dst, len, derr) == 0) {
+		/* the layer is read: the pass's spans stay at its end */
+		lp_index_span_read_elsewhere(fs->ix);
+		return (ssize_t)len;
+	}
 	if (!window_rule && !lp_index_checkpoint_startable(fs->ix, i)) {
 		/* no unproven start at all: lp_index_read() streams from the
 		 * last proven checkpoint (its spans from the cache too) */
@@ -751,44 +763,101 @@ static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
 			*keep = NULL;
 			r = 0;
 		} else {
-			r = lp_index_span_get(fs->ix, fs->blob, i, &sp, &st,
+			r = lp_index_span_get(fs->ix, fs->blob, i, &sp, st,
 					      derr);
 		}
 		/* a proven span's pieces, or a trusted index's (one decode
 		 * from its checkpoint either way): from the span decoded
 		 * whole */
-		if (r == 0 && (lp_index_checkpoint_verified(fs->ix, i) ||
-			       lp_index_trusted(fs->ix)))
-			r = piece_from_out(fs, i, sp, c.inner_offset, dst,
-					   c.chunk_size, derr);
+		if (r == 0 && lp_index_checkpoint_startable(fs->ix, i))
+			r = piece_from_out(fs, i, sp, skip, dst, len, derr);
 		else if (r == 0)
 			r = -ENOENT;
 		if (r == -ENOENT)
 			r = lp_index_span_decode(
 				fs->ix, i, lp_index_span_data(sp),
-				lp_index_span_len(sp), c.inner_offset, dst,
-				c.chunk_size, derr);
+				lp_index_span_len(sp), skip, dst, len, derr);
 	}
 	if (r == -EAGAIN) {
 		/* the piece depends on a window nobody has proven */
 		lp_err_clear(derr);
-		r = lp_index_read(
-			fs->ix, fs->blob,
-			lp_index_checkpoint(fs->ix, i)->out + c.inner_offset,
-			dst, c.chunk_size, sp ? lp_index_span_data(sp) : NULL,
-			sp ? lp_index_span_len(sp) : 0, !window_rule, &st,
-			derr);
+		len = avail;
+		r = lp_index_read(fs->ix, fs->blob,
+				  lp_index_checkpoint(fs->ix, i)->out + skip,
+				  dst, len, sp ? lp_index_span_data(sp) : NULL,
+				  sp ? lp_index_span_len(sp) : 0, !window_rule,
+				  st, derr);
 	}
 	if (sp) {
-		/* kept for the next chunk of the run */
+		/* kept for the next piece */
 		lp_index_span_put(*keep);
 		*keep = sp;
 		*keep_i = i;
 	}
-	atomic_fetch_add(&fs->stats.fetched_bytes, st.bytes_fetched);
-	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
-	atomic_fetch_add(&fs->stats.index_window_rereads, st.window_rereads);
-	return r;
+	return r < 0 ? r : (ssize_t)len;
+}
+
+static void add_stream_stats(struct lp_fs *fs,
+			     const struct lp_index_stream_stats *st)
+{
+	atomic_fetch_add(&fs->stats.fetched_bytes, st->bytes_fetched);
+	atomic_fetch_add(&fs->stats.blob_reads, st->spans);
+	atomic_fetch_add(&fs->stats.index_window_rereads, st->window_rereads);
+}
+
+/* chunk @ci into @dst (its chunk_size bytes): read_span_piece() of its
+ * span, counted in the mount's stats */
+static int fill_piece(struct lp_fs *fs, uint32_t ci, uint8_t *dst,
+		      struct lp_index_span **keep, size_t *keep_i,
+		      struct lp_err *derr)
+{
+	const struct lp_toc_chunk c = lp_toc_chunk(fs->toc, ci);
+	struct lp_index_stream_stats st = { 0 };
+	int at = lp_index_span_at(fs->ix, c.offset);
+	ssize_t r;
+
+	if (at < 0)
+		return lp_err_set(derr, -EBADMSG,
+				  "no gzip index span starts at blob offset "
+				  "%llu",
+				  (unsigned long long)c.offset);
+	r = read_span_piece(fs, (size_t)at, c.inner_offset, dst, c.chunk_size,
+			    c.chunk_size, keep, keep_i, &st, derr);
+	add_stream_stats(fs, &st);
+	return r < 0 ? (int)r : 0;
+}
+
+int fs_index_read(struct lp_fs *fs, uint64_t off, void *buf, size_t len,
+		  struct lp_err *err)
+{
+	struct lp_index_stream_stats st = { 0 };
+	struct lp_index_span *keep = NULL;
+	uint8_t *dst = buf;
+	size_t keep_i = 0;
+	ssize_t r = 0;
+
+	if (off > lp_index_uncompressed_size(fs->ix) ||
+	    len > lp_index_uncompressed_size(fs->ix) - off)
+		return lp_err_set(err, -ERANGE,
+				  "layer %s: read past its uncompressed end",
+				  lp_blob_name(fs->blob));
+	while (r >= 0 && len) {
+		size_t i = lp_index_span_of(fs->ix, off);
+		uint64_t start = lp_index_checkpoint(fs->ix, i)->out;
+		size_t n = (size_t)lp_min_u64(
+			len, lp_index_span_out_end(fs->ix, i) - off);
+
+		r = read_span_piece(fs, i, off - start, dst, n, len, &keep,
+				    &keep_i, &st, err);
+		if (r < 0)
+			break;
+		dst += r;
+		off += (uint64_t)r;
+		len -= (size_t)r;
+	}
+	lp_index_span_put(keep);
+	add_stream_stats(fs, &st);
+	return r < 0 ? (int)r : 0;
 }
 
 int fs_index_fetch_run(struct lp_fs *fs, uint32_t first, uint32_t n,

@@ -69,7 +69,7 @@ static bool proof_busy(struct lp_fs *fs)
 	 * pass yields no more */
 	if (reads_in_order(fs))
 		return false;
-	/* readers waiting for the pass itself (fill_piece: its span's
+	/* readers waiting for the pass itself (read_span_piece: its span's
 	 * output) */
 	if (fs_index_pass_waiters(fs))
 		return false;

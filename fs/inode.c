@@ -69,7 +69,7 @@ static bool entry_poisoned(struct lp_fs *fs, uint64_t ino)
 
 /*
  * A gzip index layer: entry @idx's own tar header checked (once; batched:
- * the headers after it in its span come with it, fs_check_file()) before
+ * the headers around it in its span come with it, fs_check_file()) before
  * anything of it is answered, its metadata being the index's word until
  * then: a hardlink's own (the answer is its target's inode, whose read
  * checks only the target's header), then the inode's entry it reports.

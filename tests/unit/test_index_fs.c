@@ -53,6 +53,7 @@ int test_index_main(void);
 #include <sys/stat.h>
 #include <time.h>
 
+#include "fs_int.h"
 #include "lp_fs.h"
 #include "lp_layer.h"
 
@@ -1993,6 +1994,237 @@ static void test_span_decoded_once(void **state)
 }
 
 /*
+ * A header check reads its span through the mount's decoded spans: the
+ * read of the file after its lookup copies from the span the check
+ * decoded, and inflates nothing more (it inflated the span a second time
+ * when the check had its own stream). A trusted index, no pass: every
+ * decode is a reader's.
+ */
+static void test_header_check_decoded(void **state)
+{
+	struct fixture f = { 0 };
+	struct count_blob cb;
+	struct lp_blob *blob;
+	const struct lp_index *ix;
+	struct lp_fs *fs;
+	struct stat st;
+	uint8_t *buf;
+	size_t k, n;
+	uint64_t decodes, hits, trusted;
+	bool found = false;
+
+	(void)state;
+	build_vector(&f);
+	count_init(&cb, &f, f.ix);
+	blob = count_blob_new(&cb, &f);
+	fs = mount_budget(&f, blob, NULL, false);
+	ix = lp_layer_index(lp_fs_layer(fs));
+	lp_index_trust(ix);
+	n = lp_index_nr_files(ix);
+	for (k = 0; k < n && !found; k++) {
+		const struct lp_index_file *x = lp_index_file(ix, k);
+		size_t i = span_of_out(ix, x->hdr_off);
+
+		/* a file past the first span, header and bytes in one */
+		if (x->type != '0' || !x->size || i == 0 ||
+		    lp_index_lookup(ix, x->path) != (int)k ||
+		    span_of_out(ix, x->data_off + x->size - 1) != i)
+			continue;
+		found = true;
+		assert_int_equal(lookup(fs, x->path, &st), 0);
+		decodes = stats_num(fs, "\"span_decodes\": ");
+		hits = stats_num(fs, "\"decoded_hits\": ");
+		trusted = lp_index_trusted_reads(ix);
+		/* the checks decoded whole spans (span 0's checkpoint is
+		 * proven: its decodes are no trusted reads) */
+		assert_true(decodes >= 1);
+		assert_true(trusted >= 1 && trusted <= decodes);
+		buf = malloc(x->size);
+		assert_non_null(buf);
+		assert_int_equal(read_path(fs, x->path, buf, x->size, 0),
+				 (int)x->size);
+		assert_memory_equal(buf, f.tar + x->data_off, x->size);
+		free(buf);
+		if (stats_num(fs, "\"span_decodes\": ") != decodes ||
+		    lp_index_trusted_reads(ix) != trusted ||
+		    stats_num(fs, "\"decoded_hits\": ") <= hits)
+			fail_msg(
+				"%s: its read after the check decoded %llu "
+				"spans (%llu trusted reads), copied %llu "
+				"pieces",
+				x->path,
+				(unsigned long long)(stats_num(
+							     fs,
+							     "\"span_decodes\": ") -
+						     decodes),
+				(unsigned long long)(lp_index_trusted_reads(
+							     ix) -
+						     trusted),
+				(unsigned long long)(stats_num(
+							     fs,
+							     "\"decoded_hits\": ") -
+						     hits));
+	}
+	assert_true(found);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	count_destroy(&cb);
+	release(&f);
+}
+
+/*
+ * A check covers the header's span before the header too: a record lying
+ * about the file just before another in the same span (a setuid bit) is
+ * found by the other's lookup (EIO, the mount poisoned), and a lookup of
+ * the file before needs no check of its own. No ancestor directory's
+ * header may be in that span (its check would cover the pair anyway).
+ */
+static bool ancestors_before(const struct lp_index *ix, const char *path,
+			     uint64_t start)
+{
+	char dir[4200];
+	char *slash;
+	int k;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	while ((slash = strrchr(dir, '/'))) {
+		*slash = '\0';
+		k = lp_index_lookup(ix, dir);
+		if (k >= 0 && lp_index_file(ix, (size_t)k)->hdr_off >= start)
+			return false;
+	}
+	return true;
+}
+
+static void test_check_covers_before(void **state)
+{
+	struct fixture f = { 0 };
+	struct lp_err err = { 0 };
+	uint32_t ncp;
+	uint8_t *idx;
+	struct lp_fs *fs;
+	struct stat st;
+	size_t k, n, i = 0;
+	uint64_t checks;
+
+	(void)state;
+	build_vector(&f);
+	n = lp_index_nr_files(f.ix);
+	for (k = 1; k < n; k++) {
+		const struct lp_index_file *x = lp_index_file(f.ix, k);
+		const struct lp_index_file *w = lp_index_file(f.ix, k - 1);
+
+		i = span_of_out(f.ix, w->hdr_off);
+		if (x->type == '0' && w->type == '0' &&
+		    lp_index_lookup(f.ix, x->path) == (int)k &&
+		    lp_index_lookup(f.ix, w->path) == (int)(k - 1) &&
+		    span_of_out(f.ix, x->data_off) == i &&
+		    ancestors_before(f.ix, x->path,
+				     lp_index_checkpoint(f.ix, i)->out) &&
+		    ancestors_before(f.ix, w->path,
+				     lp_index_checkpoint(f.ix, i)->out))
+			break;
+	}
+	assert_true(k < n);
+	/* true records: the second lookup checks nothing */
+	fs = mount_ix(f.blob, f.idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	assert_int_equal(lookup(fs, lp_index_file(f.ix, k)->path, &st), 0);
+	checks = stats_num(fs, "\"header_checks\": ");
+	assert_int_equal(lookup(fs, lp_index_file(f.ix, k - 1)->path, &st), 0);
+	assert_int_equal(stats_num(fs, "\"header_checks\": "), checks);
+	lp_fs_free(fs);
+	/* the file before made setuid: the other's lookup finds it */
+	ncp = lp_get_le32(f.idx + 68);
+	idx = malloc(f.idx_len);
+	assert_non_null(idx);
+	memcpy(idx, f.idx, f.idx_len);
+	lp_put_le32(CP(idx, ncp) + (k - 1) * LP_INDEX_FILE_SIZE + 32,
+		    lp_index_file(f.ix, k - 1)->mode | 04000);
+	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	assert_int_equal(lookup(fs, lp_index_file(f.ix, k)->path, &st), -EIO);
+	assert_int_equal(lookup(fs, lp_index_file(f.ix, k - 1)->path, &st),
+			 -EIO);
+	lp_fs_free(fs);
+	free(idx);
+	release(&f);
+}
+
+/*
+ * The pass's unread outputs keep at most half the decoded spans' bytes for
+ * the readers behind it: with them over half (a small budget, where the
+ * bytes run out before half the slots do), two spans read in turn are
+ * each decoded once, not once a read as they push each other out.
+ */
+static size_t out_len_of(const struct lp_index *ix, size_t i)
+{
+	return (size_t)(lp_index_span_out_end(ix, i) -
+			lp_index_checkpoint(ix, i)->out);
+}
+
+static void test_cold_outputs_leave_room(void **state)
+{
+	struct fixture f = { 0 };
+	struct lp_fs_budget *b = NULL;
+	const struct lp_index *ix;
+	struct lp_blob *blob;
+	struct lp_fs *fs;
+	uint8_t buf[512];
+	size_t j, k, n = 0, nr, s[2] = { 0, 0 }, p[5], cap = 0, most;
+	uint64_t d0;
+
+	(void)state;
+	build_vector(&f);
+	nr = lp_index_nr_checkpoints(f.ix);
+	/* two spans read in turn: the two smallest from span 10 on */
+	for (j = 10; j + 1 < nr; j++) {
+		if (!s[0] || out_len_of(f.ix, j) < out_len_of(f.ix, s[0])) {
+			s[1] = s[0];
+			s[0] = j;
+		} else if (!s[1] ||
+			   out_len_of(f.ix, j) < out_len_of(f.ix, s[1])) {
+			s[1] = j;
+		}
+	}
+	most = lp_max_u64(out_len_of(f.ix, s[0]), out_len_of(f.ix, s[1]));
+	/* five spans before them, each at least as large, that the pass
+	 * hands over: decoded spans may hold those (half the budget), in
+	 * fewer than half the slots */
+	for (j = 1; j < 10 && n < 5; j++)
+		if (out_len_of(f.ix, j) >= most) {
+			p[n++] = j;
+			cap += out_len_of(f.ix, j);
+		}
+	assert_int_equal(n, 5);
+	assert_int_equal(lp_fs_budget_new(2 * cap, &b), 0);
+	assert_int_equal(lp_blob_new_mem(f.gz, f.gz_len, "layer", &blob), 0);
+	fs = mount_budget(&f, blob, b, false);
+	ix = lp_layer_index(lp_fs_layer(fs));
+	lp_index_trust(ix);
+	assert_int_equal(fs_index_out_max(fs), cap);
+	for (k = 0; k < 5; k++)
+		fs_index_span_decoded(
+			fs, p[k], f.tar + lp_index_checkpoint(ix, p[k])->out,
+			out_len_of(ix, p[k]));
+	assert_int_equal(stats_num(fs, "\"pass_outs\": "), 5);
+	d0 = stats_num(fs, "\"span_decodes\": ");
+	for (k = 0; k < 6; k++) {
+		struct lp_err err = { 0 };
+		uint64_t o = lp_index_checkpoint(ix, s[k % 2])->out + 512 * k;
+
+		assert_int_equal(fs_index_read(fs, o, buf, sizeof(buf), &err),
+				 0);
+		assert_memory_equal(buf, f.tar + o, sizeof(buf));
+	}
+	assert_int_equal(stats_num(fs, "\"span_decodes\": ") - d0, 2);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	lp_fs_budget_free(b);
+	release(&f);
+}
+
+/*
  * The pass's outputs nobody read are not kept (nor charged) once it ends:
  * one layer nobody reads under the default budget holds nothing; twelve
  * under one 2 MiB budget stay within it, and hold nothing when proven.
@@ -2042,7 +2274,7 @@ static void test_pass_keeps_no_output(void **state)
 /*
  * Spans decoded whole that readers used stay after the pass, and are in
  * the budget like the spans: twelve layers, each read in order, under one
- * 2 MiB budget (each could hold 256 KiB of outputs: 3 MiB in all) stay
+ * 2 MiB budget (each could hold 1 MiB of outputs: 12 MiB in all) stay
  * within it; the outputs leave when another layer needs the room.
  */
 static void test_outputs_in_budget(void **state)
@@ -2430,6 +2662,9 @@ int main(void)
 		cmocka_unit_test(test_span_disk_remount),
 		cmocka_unit_test(test_pass_big_requests),
 		cmocka_unit_test(test_span_decoded_once),
+		cmocka_unit_test(test_header_check_decoded),
+		cmocka_unit_test(test_check_covers_before),
+		cmocka_unit_test(test_cold_outputs_leave_room),
 		cmocka_unit_test(test_pass_keeps_no_output),
 		cmocka_unit_test(test_outputs_in_budget),
 		cmocka_unit_test(test_pass_tells),
