@@ -148,7 +148,7 @@ static uint64_t span_out_len(const struct lp_index *ix, size_t i)
  * first; the pass's outputs no reader has used yet (used 0, "cold") are
  * kept for the readers behind it, who get there in blob order: a reader's
  * decode takes a cold slot only when no other is left or the cold ones are
- * half the slots or half the bytes held at most (readers elsewhere in the
+ * half the slots or half of max_bytes (readers elsewhere in the
  * layer keep the other half; with spans of 2 MiB the bytes run out before
  * the slots). The
  * pass's own next output (@cold) replaces its oldest unread one, if any:
