@@ -59,8 +59,8 @@
  * Spans kept decoded whole, a layer: at most FS_INDEX_OUTS, and at most
  * 1/FS_INDEX_OUTS_SHARE of the memory budget (32 MiB of the default 64;
  * FS_INDEX_SPAN_CACHE_MAX at most), which takes them back under pressure
- * like any member; spans of 2 MiB and more run out of bytes first (15 of
- * them in 32 MiB). The python3 import touches ~23-30 of its 82 spans in no
+ * like any member; spans a little over 2 MiB run out of bytes first (15
+ * of them in 32 MiB). The python3 import touches ~23-30 of its 82 spans in no
  * order, revisiting them as modules import modules: with 4 spans (8 MiB)
  * it decoded them 73-86 times, with 16 (32 MiB) 36-39.
  */
