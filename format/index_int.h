@@ -62,7 +62,7 @@ struct lp_index_spans *lp_index_spans_of(const struct lp_index *ix);
  */
 /* lp_index_span_get() for the proving pass (@prover): its spans are held
  * cold (unless a reader waits for or uses them), and leave when it ends if
- * no reader got a span meanwhile */
+ * no reader got a span (or read elsewhere) meanwhile */
 int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 			 size_t i, bool prover, struct lp_index_span **ret_sp,
 			 struct lp_index_stream_stats *st, struct lp_err *err);

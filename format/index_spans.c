@@ -37,7 +37,8 @@
  * The proving pass's spans are held cold: at the oldest end, stamped 0
  * (older than anything a reader used), so that they leave first, unless
  * a reader waited for one (it goes in warm) or used it (a hit makes it the
- * newest); and when the pass ends with no reader having got a span while
+ * newest); and when the pass ends with no reader having got a span (or
+ * copied from a span decoded whole, lp_index_span_read_elsewhere()) while
  * it ran, the cold ones are dropped: a layer nobody reads holds nothing
  * once proven.
  *
@@ -119,7 +120,8 @@ struct lp_index_spans {
 	 * (cond also signals a checkpoint proven); protected by lock */
 	unsigned int provers;
 	size_t prover_at;
-	/* gets by readers (not the pass), and their count when the last pass
+	/* gets by readers (not the pass) and their reads elsewhere
+	 * (lp_index_span_read_elsewhere), and their count when the last pass
 	 * began: none since, the layer is unread; protected by lock */
 	uint64_t reader_gets, reader_gets_at_pass;
 	unsigned int proven_waiters;

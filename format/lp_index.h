@@ -500,7 +500,7 @@ void lp_index_span_cache_stats(const struct lp_index *ix,
  * LP_INDEX_PASS_AHEAD_MAX bytes fetched ahead of the pass (in flight or
  * not yet taken), or the span cache's limit when that is smaller: the pass
  * runs at the link's rate instead of one round trip per span. */
-#define LP_INDEX_PASS_REQ_MAX (8 * LP_MIB)
+#define LP_INDEX_PASS_REQ_MAX (2 * LP_MIB)
 #define LP_INDEX_PASS_REQUESTS 2
 #define LP_INDEX_PASS_AHEAD_MAX (16 * LP_MIB)
 

@@ -59,8 +59,8 @@
  * Spans kept decoded whole, a layer: at most FS_INDEX_OUTS, and at most
  * 1/FS_INDEX_OUTS_SHARE of the memory budget (32 MiB of the default 64;
  * FS_INDEX_SPAN_CACHE_MAX at most), which takes them back under pressure
- * like any member; spans of 2 MiB and more run out of bytes first (15 of
- * them in 32 MiB). The python3 import touches ~23-30 of its 82 spans in no
+ * like any member; spans a little over 2 MiB run out of bytes first (15
+ * of them in 32 MiB). The python3 import touches ~23-30 of its 82 spans in no
  * order, revisiting them as modules import modules: with 4 spans (8 MiB)
  * it decoded them 73-86 times, with 16 (32 MiB) 36-39.
  */
@@ -148,7 +148,7 @@ static uint64_t span_out_len(const struct lp_index *ix, size_t i)
  * first; the pass's outputs no reader has used yet (used 0, "cold") are
  * kept for the readers behind it, who get there in blob order: a reader's
  * decode takes a cold slot only when no other is left or the cold ones are
- * half the slots or half the bytes held at most (readers elsewhere in the
+ * half the slots or half of max_bytes (readers elsewhere in the
  * layer keep the other half; with spans of 2 MiB the bytes run out before
  * the slots). The
  * pass's own next output (@cold) replaces its oldest unread one, if any:

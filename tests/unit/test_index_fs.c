@@ -2152,6 +2152,73 @@ static void test_check_covers_before(void **state)
 }
 
 /*
+ * A tar header that crosses a span boundary (layers of many gzip members
+ * put checkpoints at member starts, anywhere in a header): its check reads
+ * two spans (fs_index_read()'s loop; one stream through both when the
+ * first is not proven). Every such entry's lookup and bytes are right,
+ * proven-only, with the window rule, and trusted; the first mount's
+ * checks proved the checkpoints they streamed past.
+ */
+static void check_straddling(const struct fixture *m, bool window_rule,
+			     bool trusted, size_t *ret_n)
+{
+	struct lp_err err = { 0 };
+	struct lp_fs *fs =
+		mount_ix(m->blob, m->idx, m->idx_len, window_rule, &err);
+	struct stat st;
+	size_t k;
+
+	assert_non_null(fs);
+	if (trusted)
+		lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
+	for (k = 0; k < lp_index_nr_files(m->ix); k++) {
+		const struct lp_index_file *x = lp_index_file(m->ix, k);
+		uint8_t *buf;
+
+		if (span_of_out(m->ix, x->hdr_off) ==
+			    span_of_out(m->ix, x->data_off - 1) ||
+		    lp_index_lookup(m->ix, x->path) != (int)k)
+			continue;
+		(*ret_n)++;
+		assert_int_equal(lookup(fs, x->path, &st), 0);
+		if (x->type != '0' || !x->size || x->size > LP_MIB)
+			continue;
+		buf = malloc(x->size);
+		assert_non_null(buf);
+		assert_int_equal(read_path(fs, x->path, buf, x->size, 0),
+				 (int)x->size);
+		assert_memory_equal(buf, m->tar + x->data_off, x->size);
+		free(buf);
+	}
+	assert_int_equal(stats_num(fs, "\"verify_failures\": "), 0);
+	lp_fs_free(fs);
+}
+
+static void test_header_straddles_spans(void **state)
+{
+	static const size_t steps[] = { 65536 + 300, 100000 + 7 };
+	struct fixture f = { 0 };
+	size_t k, n = 0;
+
+	(void)state;
+	build_vector(&f);
+	for (k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+		struct fixture m = { 0 };
+		size_t len;
+		uint8_t *gz = gzip_members(f.tar, f.tar_len, steps[k], &len);
+
+		build(&m, gz, len); /* takes gz */
+		check_straddling(&m, false, false, &n);
+		check_straddling(&m, true, false, &n);
+		check_straddling(&m, false, true, &n);
+		release(&m);
+	}
+	/* the vector's tar, cut this way, has such headers */
+	assert_true(n >= 6);
+	release(&f);
+}
+
+/*
  * The pass's unread outputs keep at most half the decoded spans' bytes for
  * the readers behind it: with them over half (a small budget, where the
  * bytes run out before half the slots do), two spans read in turn are
@@ -2665,6 +2732,7 @@ int main(void)
 		cmocka_unit_test(test_header_check_decoded),
 		cmocka_unit_test(test_check_covers_before),
 		cmocka_unit_test(test_cold_outputs_leave_room),
+		cmocka_unit_test(test_header_straddles_spans),
 		cmocka_unit_test(test_pass_keeps_no_output),
 		cmocka_unit_test(test_outputs_in_budget),
 		cmocka_unit_test(test_pass_tells),
