@@ -811,9 +811,7 @@ int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
 		r = -ENOMEM;
 		goto out;
 	}
-	r = read ? read(read_arg, start, buf, len, err) :
-		   lp_index_read(layer->ix, layer->blob, start, buf, len, NULL,
-				 0, true, NULL, err);
+	r = read(read_arg, start, buf, len, err);
 	for (j = first; r == 0 && j < lp_index_nr_files(layer->ix); j++) {
 		const struct lp_index_file *g = lp_index_file(layer->ix, j);
 		uint32_t t;

@@ -77,10 +77,10 @@ typedef int (*lp_layer_read_fn)(void *arg, uint64_t off, void *buf, size_t len,
 /*
  * lp_layer_check_file() - for a LP_FMT_GZIP_INDEX layer: read entry
  * @entry's own tar header blocks (any entry the index names; for a
- * hardlink its own, not its target's) with @read (NULL: lp_index_read()
- * from proven checkpoints only) and check them against the file table (the
- * check given at open: path, type, size, link target, mode, owners, mtime,
- * devices, xattrs), so that a table pointing a path at another file's
+ * hardlink its own, not its target's) with @read (the caller's: the
+ * mount's, fs_index_read(), shares its decoded spans) and check them
+ * against the file table (the check given at open: path, type, size, link
+ * target, mode, owners, mtime, devices, xattrs), so that a table pointing a path at another file's
  * bytes, or lying about its metadata, is caught before it is served. The
  * read covers the header's span (at most LP_LAYER_CHECK_BATCH before and
  * after the header) and checks every header wholly inside it too;
