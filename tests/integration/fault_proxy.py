@@ -28,9 +28,9 @@ referrers-stall: no answer for 120 s to the referrers API
 every other request passes.
 path-stall N SUB...: no answer for 120 s to requests whose path holds one
 of the strings SUB (e.g. an artifact's digest), every other one passes.
-hold-until N HELD AWAITED: a request whose path holds HELD is not
-forwarded until a request whose path holds AWAITED has arrived (before or
-after it; at most HOLD_MAX_S), then passes; LOG_FILE says which
+hold-until N HELD AWAITED: a request from lazypull (its User-Agent) whose
+path holds HELD is not forwarded until a request whose path holds AWAITED
+has arrived (before or after it; at most HOLD_MAX_S), then passes; LOG_FILE says which
 ("held PATH: released by AWAITED" or "held PATH: released by the clock"),
 so a test can tell two requests were in flight at once without timing.
 referrers-api-index N: the referrers API (/v2/NAME/referrers/DIGEST)
@@ -58,7 +58,7 @@ state = {"mtime": None, "mode": "pass", "left": 0, "subs": []}
 
 
 def take_fault(is_blob, is_multi, is_suffix, is_referrers=False,
-               is_lazypull_whole=False, path=""):
+               is_lazypull_whole=False, path="", is_lazypull=False):
     with lock:
         try:
             st = os.stat(MODE_FILE)
@@ -96,7 +96,8 @@ def take_fault(is_blob, is_multi, is_suffix, is_referrers=False,
             state["left"] -= 1
             return "stall-long"
         if mode == "hold-until":
-            if len(state["subs"]) != 2 or state["subs"][0] not in path:
+            if (len(state["subs"]) != 2 or state["subs"][0] not in path
+                    or not is_lazypull):
                 return "pass"
             state["left"] -= 1
             return "hold"
@@ -173,10 +174,10 @@ def handle(conn):
         is_suffix = is_blob and bool(rng) and rng[0].startswith("bytes=-")
         is_referrers = "/referrers/" in path or "/manifests/sha256-" in path
         ua = [v for k, v in headers if k.lower() == "user-agent"]
-        is_lazypull_whole = (is_blob and not rng and bool(ua)
-                             and ua[0].startswith("lazypull/"))
+        is_lazypull = bool(ua) and ua[0].startswith("lazypull/")
+        is_lazypull_whole = is_blob and not rng and is_lazypull
         fault = take_fault(is_blob, is_multi, is_suffix, is_referrers,
-                           is_lazypull_whole, path)
+                           is_lazypull_whole, path, is_lazypull)
         if fault == "reset":
             reset(conn)
             return
