@@ -172,7 +172,8 @@ static void test_hardlink_shadowed(void **state)
 	assert_int_equal(write(fd, gz, gz_len), (ssize_t)gz_len);
 	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
 	lp_buf_init(&out, LP_INDEX_MAX_SIZE);
-	r = lp_index_build(fd, SPAN, NULL, &out, &res, &err);
+	r = lp_index_build(fd, SPAN, LP_INDEX_GRAIN_DEFAULT, NULL, &out, &res,
+			   &err);
 	close(fd);
 	if (r < 0)
 		fail_msg("build: %s", lp_err_str(&err, r));
@@ -705,7 +706,8 @@ static void test_forged_whiteout(void **state)
 	assert_int_equal(write(fd, gz, gz_len), (ssize_t)gz_len);
 	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
 	lp_buf_init(&out, LP_INDEX_MAX_SIZE);
-	r = lp_index_build(fd, SPAN, NULL, &out, &res, &err);
+	r = lp_index_build(fd, SPAN, LP_INDEX_GRAIN_DEFAULT, NULL, &out, &res,
+			   &err);
 	close(fd);
 	if (r < 0)
 		fail_msg("build: %s", lp_err_str(&err, r));
