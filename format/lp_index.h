@@ -376,6 +376,29 @@ int lp_index_span_decode(const struct lp_index *ix, size_t i, const void *src,
 			 size_t dst_len, struct lp_err *err);
 
 /*
+ * lp_index_span_inflater_*() - span @i inflated as its compressed bytes
+ * come (lp_index_span_get_stream()), for a reader that may start at its
+ * checkpoint (proven, or the index trusted: lp_index_checkpoint_startable()
+ * says so; _new() refuses others with -EAGAIN). feed() takes the span's
+ * next bytes, verified (from its first, lp_index_span_range()) and
+ * appends what they inflate to (at most @cap - *@done bytes: the span's
+ * output ends there) to @out + *@done. _end() says whether the span's
+ * bytes, all fed, inflated to exactly @cap bytes (-EBADMSG otherwise).
+ * feed() returns 0, -EBADMSG (corrupt deflate data: the index lies about
+ * the checkpoint, as the span's bytes were verified), -ENOMEM, -EINVAL.
+ */
+struct lp_index_span_inflater;
+int lp_index_span_inflater_new(const struct lp_index *ix, size_t i,
+			       struct lp_index_span_inflater **ret,
+			       struct lp_err *err);
+int lp_index_span_inflater_feed(struct lp_index_span_inflater *f,
+				const uint8_t *src, size_t len, uint8_t *out,
+				size_t cap, size_t *done, struct lp_err *err);
+int lp_index_span_inflater_end(struct lp_index_span_inflater *f, size_t done,
+			       size_t cap, struct lp_err *err);
+void lp_index_span_inflater_free(struct lp_index_span_inflater *f);
+
+/*
  * lp_index_read() - the layer's uncompressed bytes [@off, @off + @len) into
  * @buf from @blob (the blob @ix indexes), as cheaply as the window rule
  * allows: from the span holding @off (lp_index_span_decode()'s check), and
@@ -427,6 +450,33 @@ struct lp_index_span;
 int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 		      struct lp_index_span **ret_sp,
 		      struct lp_index_stream_stats *st, struct lp_err *err);
+/*
+ * lp_index_span_get_stream() - lp_index_span_get() that, when this call
+ * fetches the span from the blob and the index has grain digests
+ * (lp_index_grain_size()), calls @fn(@arg, data, verified) each time the
+ * span's verified prefix data[0, verified) grows: each grain is compared
+ * with its digest as soon as all of it has come (one request for the
+ * whole span), so that a reader can use the span's first bytes while the
+ * rest is on its way. A grain that does not match stops the fetch with
+ * -EBADMSG and is never reported. The whole span's digest is compared at
+ * the end as by lp_index_span_get(), and the span lands in the cache the
+ * same way. No call of @fn at all when the span came from the cache, the
+ * store or another thread's fetch, or the index has no grains: the span
+ * is then whole on return. @fn returns 0 to go on, or -errno to stop the
+ * fetch (which then fails with it).
+ */
+/*
+ * lp_index_span_uncached() - the span cache of @ix is on and holds span
+ * @i neither in memory nor in its store: a get would fetch it (a hint).
+ */
+bool lp_index_span_uncached(const struct lp_index *ix, size_t i);
+typedef int (*lp_index_span_progress_fn)(void *arg, const uint8_t *data,
+					 size_t verified);
+int lp_index_span_get_stream(const struct lp_index *ix, struct lp_blob *blob,
+			     size_t i, lp_index_span_progress_fn fn, void *arg,
+			     struct lp_index_span **ret_sp,
+			     struct lp_index_stream_stats *st,
+			     struct lp_err *err);
 /* lp_index_span_put() - drop a span from lp_index_span_get() (NULL allowed) */
 void lp_index_span_put(struct lp_index_span *sp);
 /*
