@@ -83,7 +83,9 @@ typedef int (*lp_layer_read_fn)(void *arg, uint64_t off, void *buf, size_t len,
  * target, mode, owners, mtime, devices, xattrs), so that a table pointing a path at another file's
  * bytes, or lying about its metadata, is caught before it is served. The
  * read covers the header's span (at most LP_LAYER_CHECK_BATCH before and
- * after the header) and checks every header wholly inside it too;
+ * after the header; for a trusted index with grain digests, whose spans
+ * the mount serves as they come, only up to the header's own end) and
+ * checks every header wholly inside it too;
  * @checked (NULL: none) is told each TOC entry whose header was found
  * true, @entry's included. An entry the TOC made up (LP_TOC_IMPLIED) has
  * nothing to check. 0 for any other layer. Returns 0, -EBADMSG (a lie), or
