@@ -318,10 +318,6 @@ static bool load_span(struct lp_index_spans *sc, const struct lp_index *ix,
 	return false;
 }
 
-/* span @i from the store (lp_index_span_cache_store()) when it has it, else
- * fetched from @blob, its digest compared either way: a new span (one
- * reference, the caller's) or -errno; the bytes read from the blob
- * counted in @st, where they came from in *@from */
 /*
  * A streamed fetch (lp_index_span_get_stream()): each grain of the span
  * (lp_index_grain()) is compared with its digest as soon as all of it
@@ -380,6 +376,11 @@ static int span_progress(void *arg, size_t done)
 	return p->fn(p->arg, p->data, p->verified);
 }
 
+/* span @i from the store (lp_index_span_cache_store()) when it has it, else
+ * fetched from @blob, its digest compared either way: a new span (one
+ * reference, the caller's) or -errno; the bytes read from the blob
+ * counted in @st, where they came from in *@from; with @prog (NULL:
+ * none) streamed from the blob, its grains compared as they come */
 static int fetch_span(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 		      struct span_progress *prog, struct lp_index_span **ret_sp,
 		      struct lp_index_stream_stats *st, enum span_from *from,
@@ -425,6 +426,8 @@ static int fetch_span(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 					 span_progress, prog, err);
 		if ((r == -EBADMSG && !prog->lied) || r == -ERANGE)
 			r = -EIO;
+		if (prog->lied) /* whatever the source made of it */
+			r = -EBADMSG;
 	} else {
 		r = lp_index_blob_read(blob, sp->data, len, start, err);
 	}

@@ -465,11 +465,6 @@ int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
  * is then whole on return. @fn returns 0 to go on, or -errno to stop the
  * fetch (which then fails with it).
  */
-/*
- * lp_index_span_uncached() - the span cache of @ix is on and holds span
- * @i neither in memory nor in its store: a get would fetch it (a hint).
- */
-bool lp_index_span_uncached(const struct lp_index *ix, size_t i);
 typedef int (*lp_index_span_progress_fn)(void *arg, const uint8_t *data,
 					 size_t verified);
 int lp_index_span_get_stream(const struct lp_index *ix, struct lp_blob *blob,
@@ -477,6 +472,11 @@ int lp_index_span_get_stream(const struct lp_index *ix, struct lp_blob *blob,
 			     struct lp_index_span **ret_sp,
 			     struct lp_index_stream_stats *st,
 			     struct lp_err *err);
+/*
+ * lp_index_span_uncached() - the span cache of @ix is on and holds span
+ * @i neither in memory nor in its store: a get would fetch it (a hint).
+ */
+bool lp_index_span_uncached(const struct lp_index *ix, size_t i);
 /* lp_index_span_put() - drop a span from lp_index_span_get() (NULL allowed) */
 void lp_index_span_put(struct lp_index_span *sp);
 /*

@@ -881,6 +881,12 @@ void fs_index_spans_leave(struct lp_fs *fs);
  */
 void fs_index_streams_wait(struct lp_fs *fs);
 /*
+ * fs_index_streamed() - whether the mount serves its spans as they come
+ * (a trusted index with grain digests, spans that fit a decoded output):
+ * its header checks then read only up to their header.
+ */
+bool fs_index_streamed(struct lp_fs *fs);
+/*
  * fs_index_disk_join() - with a cache directory, put the spans' disk tier
  * (span_disk.c) under the span cache of the index mount @fs (lp_fs_new,
  * before any thread uses the index); 0 without one. Returns 0: a tier

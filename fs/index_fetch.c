@@ -112,8 +112,11 @@ struct fs_span_outs {
 	 * own; protected by lock */
 	size_t ahead;
 	pthread_cond_t cond;
-	/* stream_start()'s threads running (outs_free() waits for them) */
+	/* stream_start()'s threads running, and whether they are to stop
+	 * (fs_index_streams_wait()); streams changes under lock and is
+	 * waited for on cond */
 	atomic_uint streams;
+	atomic_bool stopping;
 };
 
 static void out_unref(struct fs_span_outs *o, struct span_out *so)
@@ -142,6 +145,12 @@ static struct span_out *out_new(size_t i, size_t len, bool from_pass,
 	atomic_init(&so->ready, streamed ? 0 : len);
 	atomic_init(&so->err, 0);
 	return so;
+}
+
+/* @so is a span being streamed (its stream has not ended) */
+static bool out_streaming(const struct span_out *so)
+{
+	return atomic_load(&so->ready) < so->len && !atomic_load(&so->err);
 }
 
 /* the budget's view of the oldest slot (with o->lock held) */
@@ -187,7 +196,10 @@ static unsigned int victim_of(const struct fs_span_outs *o, bool cold)
 	size_t cold_bytes = 0;
 
 	for (k = 0; k < FS_INDEX_OUTS; k++) {
-		if (!o->slot[k])
+		/* a span being streamed stays until its stream ends: its
+		 * readers wait on it, and another reader would stream it
+		 * again */
+		if (!o->slot[k] || out_streaming(o->slot[k]))
 			continue;
 		nr_cold += !o->used[k];
 		cold_bytes += o->used[k] ? 0 : o->slot[k]->len;
@@ -361,6 +373,7 @@ static size_t outs_shrink(struct fs_mem_member *m, uint64_t upto, size_t want,
 
 		for (k = 0; k < FS_INDEX_OUTS; k++)
 			if (o->slot[k] && !tried[k] &&
+			    !out_streaming(o->slot[k]) &&
 			    (best == FS_INDEX_OUTS ||
 			     o->stamp[k] < o->stamp[best]))
 				best = k;
@@ -414,6 +427,8 @@ void fs_index_streams_wait(struct lp_fs *fs)
 
 	if (!o)
 		return;
+	/* a stream stalled in its source must not hold the unmount up */
+	atomic_store(&o->stopping, true);
 	pthread_mutex_lock(&o->lock);
 	while (atomic_load(&o->streams))
 		pthread_cond_wait(&o->cond, &o->lock);
@@ -781,12 +796,14 @@ static void stream_publish(struct fs_span_outs *o, struct span_out *so,
 
 /* lp_index_span_get_stream()'s progress: data[0, verified) verified. A
  * decode error stops the decode, not the fetch (the span still lands in
- * the cache, where the readers' own decode finds out what it means) */
+ * the cache; stream_main() poisons the mount: a lie) */
 static int stream_progress(void *arg, const uint8_t *data, size_t verified)
 {
 	struct stream_job *j = arg;
 	size_t before = j->done;
 
+	if (atomic_load(&j->fs->span_outs->stopping))
+		return -ECANCELED; /* the unmount: a source that fails */
 	if (j->r < 0 || verified <= j->fed)
 		return 0;
 	j->r = lp_index_span_inflater_feed(j->inf, data + j->fed,
@@ -851,7 +868,7 @@ static void *stream_main(void *arg)
 		lp_index_span_range(fs->ix, so->i, &s0, &s1);
 		lp_blob_reject(fs->blob, s0, s1 - s0);
 	}
-	/* any other failure is the readers' to find again and report: they
+	/* any failure releases the readers waiting on the output: they
 	 * read the span another way (from the cache, or fetching it) */
 	if (r == 0) {
 		stream_publish(o, so, so->len, 0);
@@ -870,11 +887,17 @@ static void *stream_main(void *arg)
 	return NULL;
 }
 
+bool fs_index_streamed(struct lp_fs *fs)
+{
+	return fs->ix && fs->span_outs && lp_index_trusted(fs->ix) &&
+	       lp_index_grain_size(fs->ix) &&
+	       lp_index_span_size(fs->ix) < fs_index_out_max(fs);
+}
+
 /* whether a read of span @i, held nowhere, is streamed (above) */
 static bool stream_span(struct lp_fs *fs, size_t i)
 {
-	return fs->span_outs && lp_index_trusted(fs->ix) &&
-	       lp_index_grain_size(fs->ix) && lp_index_span_uncached(fs->ix, i);
+	return fs_index_streamed(fs) && lp_index_span_uncached(fs->ix, i);
 }
 
 /* start streaming span @i into the slots: 0 (started, or another
@@ -898,27 +921,32 @@ static int stream_start(struct lp_fs *fs, size_t i)
 		return -ENOMEM;
 	}
 	if (!outs_keep(o, so, false)) {
+		/* another reader's output of the span got in first (read
+		 * from it), or no room (read as before) */
 		out_unref(o, so);
 		free(j);
-		return 0; /* another got in first: read from its output */
+		return 0;
 	}
-	atomic_fetch_add(&fs->stats.index_span_decodes, 1);
-	atomic_fetch_add(&fs->stats.index_span_streams, 1);
 	j->fs = fs;
 	j->so = so; /* our reference */
 	atomic_fetch_add(&o->streams, 1);
-	pthread_attr_init(&at);
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &at, stream_main, j) != 0) {
+	if (pthread_attr_init(&at) != 0 ||
+	    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) != 0 ||
+	    pthread_create(&t, &at, stream_main, j) != 0) {
 		pthread_attr_destroy(&at);
-		stream_publish(o, so, 0, -EAGAIN);
+		stream_publish(o, so, 0, -EAGAIN); /* its waiters read it */
 		outs_forget(o, so);
 		out_unref(o, so);
 		free(j);
+		pthread_mutex_lock(&o->lock);
 		atomic_fetch_sub(&o->streams, 1);
+		pthread_cond_broadcast(&o->cond);
+		pthread_mutex_unlock(&o->lock);
 		return -EAGAIN;
 	}
 	pthread_attr_destroy(&at);
+	atomic_fetch_add(&fs->stats.index_span_decodes, 1);
+	atomic_fetch_add(&fs->stats.index_span_streams, 1);
 	return 0;
 }
 

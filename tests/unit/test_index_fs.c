@@ -2719,6 +2719,7 @@ struct drip_blob {
 	const uint8_t *data;
 	uint64_t gate_off;
 	size_t gate_len, part;
+	bool fail; /* the gated read fails (-EIO) once open, after @part */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned int requests; /* protected by lock */
@@ -2754,15 +2755,21 @@ static int drip_stream(void *ctx, void *buf, size_t len, uint64_t off,
 	(void)err;
 	drip_count(db, len, off);
 	memcpy(buf, db->data + off, part);
+	if (part < len) { /* said before the part is handed over */
+		pthread_mutex_lock(&db->lock);
+		db->blocked = true;
+		pthread_cond_broadcast(&db->cond);
+		pthread_mutex_unlock(&db->lock);
+	}
 	r = fn(arg, part);
 	if (r < 0 || part == len)
 		return r;
 	pthread_mutex_lock(&db->lock);
-	db->blocked = true;
-	pthread_cond_broadcast(&db->cond);
 	while (!db->open)
 		pthread_cond_wait(&db->cond, &db->lock);
 	pthread_mutex_unlock(&db->lock);
+	if (db->fail)
+		return lp_err_set(err, -EIO, "the rest of the span failed");
 	memcpy((uint8_t *)buf + part, db->data + off + part, len - part);
 	return fn(arg, len);
 }
@@ -2883,14 +2890,16 @@ static void pick_files(const struct lp_index *ix, size_t i, size_t out,
  * found when its grain comes (the mount poisoned, the late file EIO).
  * Unsigned, the same reads stream nothing (grains are the index's word).
  */
-static void check_streamed(bool lie, bool trusted)
+static void check_streamed(bool lie, bool trusted, bool fail)
 {
 	static const struct lp_blob_ops ops = { .pread = drip_pread,
 						.pread_stream = drip_stream,
 						.close = slow_close };
 	const uint32_t grain = LP_INDEX_GRAIN_MIN;
 	struct fixture f = { 0 };
-	struct drip_blob db = { 0 };
+	/* on the heap, never freed: a failed assertion leaves its stream
+	 * thread waiting on it */
+	struct drip_blob *dbp = calloc(1, sizeof(*dbp));
 	struct drip_reader rd = { 0 };
 	const struct lp_index_file *early = NULL, *late = NULL;
 	struct lp_blob *blob = NULL;
@@ -2911,8 +2920,8 @@ static void check_streamed(bool lie, bool trusted)
 		lp_index_span_range(f.ix, i, &s0, &s1);
 		if (lp_index_nr_grains(f.ix, i) < 4)
 			continue;
-		db.part = (size_t)(s1 - s0) / 2 / grain * grain;
-		out = out_of_prefix(&f, f.ix, i, db.part);
+		dbp->part = (size_t)(s1 - s0) / 2 / grain * grain;
+		out = out_of_prefix(&f, f.ix, i, dbp->part);
 		pick_files(f.ix, i, out, &early, &late);
 		if (early && late)
 			break;
@@ -2933,21 +2942,22 @@ static void check_streamed(bool lie, bool trusted)
 		g = first_grain + lp_index_nr_grains(f.ix, i) - 1;
 		idx[f.idx_len - all * 32 + g * 32] ^= 1;
 	}
-	db.data = f.gz;
-	db.gate_off = s0;
-	db.gate_len = (size_t)(s1 - s0);
-	pthread_mutex_init(&db.lock, NULL);
-	pthread_cond_init(&db.cond, NULL);
-	assert_int_equal(lp_blob_new(&ops, &db, f.gz_len, "drip", &blob), 0);
+	dbp->data = f.gz;
+	dbp->fail = fail;
+	dbp->gate_off = s0;
+	dbp->gate_len = (size_t)(s1 - s0);
+	pthread_mutex_init(&dbp->lock, NULL);
+	pthread_cond_init(&dbp->cond, NULL);
+	assert_int_equal(lp_blob_new(&ops, dbp, f.gz_len, "drip", &blob), 0);
 	fs = mount_ix(blob, idx, f.idx_len, false, &err);
 	assert_non_null(fs);
 	if (trusted)
 		lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
 	else
-		db.open = true; /* nothing streamed: nothing to hold back */
+		dbp->open = true; /* nothing streamed: nothing to hold back */
 
 	rd.fs = fs;
-	rd.db = &db;
+	rd.db = dbp;
 	rd.path = early->path;
 	rd.len = early->size;
 	rd.buf = buf = malloc(early->size);
@@ -2955,22 +2965,22 @@ static void check_streamed(bool lie, bool trusted)
 	assert_int_equal(pthread_create(&t, NULL, drip_reader_main, &rd), 0);
 	if (trusted) {
 		/* served while the blob holds the rest of the span back */
-		if (!drip_wait(&db, &rd.done))
+		if (!drip_wait(dbp, &rd.done))
 			fail_msg("%s (in the first %zu bytes of span #%zu's "
 				 "%zu) not served before the span's last "
 				 "%zu compressed bytes came",
 				 early->path, out, i,
 				 (size_t)(lp_index_span_out_end(f.ix, i) -
 					  lp_index_checkpoint(f.ix, i)->out),
-				 db.gate_len - db.part);
-		pthread_mutex_lock(&db.lock);
-		assert_false(db.open);
-		assert_true(db.blocked);
-		pthread_mutex_unlock(&db.lock);
+				 dbp->gate_len - dbp->part);
+		pthread_mutex_lock(&dbp->lock);
+		assert_false(dbp->open);
+		assert_true(dbp->blocked);
+		pthread_mutex_unlock(&dbp->lock);
 		assert_true(stats_num(fs, "\"span_streams\": ") >= 1);
 		assert_true(stats_num(fs, "\"early_reads\": ") >= 1);
 	}
-	drip_open(&db);
+	drip_open(dbp);
 	pthread_join(t, NULL);
 	assert_int_equal(rd.r, (int)early->size);
 	assert_memory_equal(buf, f.tar + early->data_off, early->size);
@@ -2995,8 +3005,11 @@ static void check_streamed(bool lie, bool trusted)
 		assert_int_equal(read_path(fs, late->path, buf, late->size, 0),
 				 (int)late->size);
 		assert_memory_equal(buf, f.tar + late->data_off, late->size);
-		/* the span came in one request */
-		assert_int_equal(db.requests, 1);
+		/* the span came in one request; a source that failed mid-span
+		 * is no lie: the span read again, nothing poisoned */
+		if (!fail)
+			assert_int_equal(dbp->requests, 1);
+		assert_int_equal(stats_num(fs, "\"verify_failures\": "), 0);
 	}
 	if (!trusted)
 		assert_int_equal(stats_num(fs, "\"span_streams\": "), 0);
@@ -3004,27 +3017,34 @@ static void check_streamed(bool lie, bool trusted)
 	lp_fs_free(fs);
 	lp_blob_unref(blob);
 	free(idx);
-	pthread_cond_destroy(&db.cond);
-	pthread_mutex_destroy(&db.lock);
+	pthread_cond_destroy(&dbp->cond);
+	pthread_mutex_destroy(&dbp->lock);
+	free(dbp);
 	release(&f);
 }
 
 static void test_streamed_span(void **state)
 {
 	(void)state;
-	check_streamed(false, true);
+	check_streamed(false, true, false);
+}
+
+static void test_streamed_source_fails(void **state)
+{
+	(void)state;
+	check_streamed(false, true, true);
 }
 
 static void test_streamed_grain_lie(void **state)
 {
 	(void)state;
-	check_streamed(true, true);
+	check_streamed(true, true, false);
 }
 
 static void test_unsigned_not_streamed(void **state)
 {
 	(void)state;
-	check_streamed(false, false);
+	check_streamed(false, false, false);
 }
 
 /*
@@ -3042,6 +3062,11 @@ static void test_pass_checks_grains(void **state)
 
 	(void)state;
 	build_vector_grains(&f, LP_INDEX_GRAIN_MIN);
+	/* the control: the same index as built is proven */
+	fs = mount_budget_ex(&f, f.blob, NULL, true, false);
+	wait_proven(fs);
+	assert_int_equal(stats_num(fs, "\"verify_failures\": "), 0);
+	lp_fs_free(fs);
 	for (k = 0; k < lp_index_nr_checkpoints(f.ix); k++)
 		all += lp_index_nr_grains(f.ix, k);
 	/* a grain digest in the middle of the layer */
@@ -3094,6 +3119,7 @@ int main(void)
 		cmocka_unit_test(test_span_disk_unusable),
 		cmocka_unit_test(test_span_disk_bound),
 		cmocka_unit_test(test_streamed_span),
+		cmocka_unit_test(test_streamed_source_fails),
 		cmocka_unit_test(test_streamed_grain_lie),
 		cmocka_unit_test(test_unsigned_not_streamed),
 		cmocka_unit_test(test_pass_checks_grains),
