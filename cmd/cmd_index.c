@@ -56,6 +56,7 @@ struct index_opts {
 	const char *hosts_dir; /* what the client gets */
 	struct lp_index_signer *signer; /* loaded from it */
 	uint64_t span_size;
+	uint64_t grain_size; /* --grain-size; 0: no grain digests */
 	unsigned long seed;
 	const char *hosts[2];
 };
@@ -66,6 +67,7 @@ static const struct option index_long_opts[] = {
 	{ "all-platforms", no_argument, NULL, 'a' },
 	{ "output", required_argument, NULL, 'o' },
 	{ "span-size", required_argument, NULL, 's' },
+	{ "grain-size", required_argument, NULL, 'g' },
 	{ "index", required_argument, NULL, 'i' },
 	{ "index-dir", required_argument, NULL, 'd' },
 	{ "seed", required_argument, NULL, 'S' },
@@ -77,10 +79,11 @@ static const struct option index_long_opts[] = {
 
 static const char index_usage[] =
 	"usage: lazypull index [--plain-http] [--platform P | --all-platforms]\n"
-	"                      [--output DIR] [--span-size N]\n"
+	"                      [--output DIR] [--span-size N] [--grain-size N]\n"
 	"                      [--sign-key KEY.pem] [--registry-config-dir DIR]\n"
 	"                      IMAGE-REF\n"
-	"       lazypull index build [--span-size N] LAYER.tar.gz OUT\n"
+	"       lazypull index build [--span-size N] [--grain-size N]\n"
+	"                      LAYER.tar.gz OUT\n"
 	"       lazypull index inspect [--files] INDEX\n"
 	"       lazypull index extract [--plain-http] [--platform P]\n"
 	"                      [--index FILE | --index-dir DIR] [--seed N]\n"
@@ -100,6 +103,7 @@ static int parse_opts(const char *cmd, int argc, char **argv,
 
 	memset(o, 0, sizeof(*o));
 	o->span_size = LP_INDEX_DEFAULT_SPAN_SIZE;
+	o->grain_size = LP_INDEX_GRAIN_DEFAULT;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", index_long_opts, &idx)) !=
 	       -1) {
@@ -134,6 +138,17 @@ static int parse_opts(const char *cmd, int argc, char **argv,
 			    o->span_size > LP_INDEX_MAX_SPAN_SIZE)
 				return lp_cmd_usage_error(
 					cmd, "--span-size must be 64K..64M");
+			break;
+		case 'g':
+			if (lp_cmd_parse_size(optarg, &o->grain_size) < 0 ||
+			    (o->grain_size &&
+			     (o->grain_size > LP_INDEX_GRAIN_MAX ||
+			      !lp_index_grain_size_ok(
+				      (uint32_t)o->grain_size))))
+				return lp_cmd_usage_error(
+					cmd,
+					"--grain-size must be 0 or a power "
+					"of two in 4K..1M");
 			break;
 		case 'S':
 			if (lp_cmd_parse_int(optarg, 0, LONG_MAX, &v) < 0)
@@ -388,8 +403,9 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 			r = -errno;
 		lp_buf_reset(&buf);
 		if (r == 0)
-			r = lp_index_build(fd, o->span_size, &l->digest, &buf,
-					   &res, &err);
+			r = lp_index_build(fd, o->span_size,
+					   (uint32_t)o->grain_size, &l->digest,
+					   &buf, &res, &err);
 		if (r < 0) {
 			lp_err_set(&err, r, "layer %s: %s", ds,
 				   lp_err_str(&err, r));
@@ -594,7 +610,8 @@ static int cmd_index_build(int argc, char **argv)
 		return LP_EXIT_FAIL;
 	}
 	lp_buf_init(&buf, LP_INDEX_MAX_SIZE);
-	r = lp_index_build(fd, o.span_size, NULL, &buf, &res, &err);
+	r = lp_index_build(fd, o.span_size, (uint32_t)o.grain_size, NULL, &buf,
+			   &res, &err);
 	close(fd);
 	if (r < 0) {
 		r = lp_cmd_fail(argv[optind], &err, r);
@@ -681,7 +698,7 @@ static int cmd_index_inspect(int argc, char **argv)
 	struct lp_index *ix = NULL;
 	char ds[LP_DIGEST_STR_LEN + 1];
 	bool files = false;
-	size_t i;
+	size_t i, grains = 0;
 	int a = 1;
 
 	if (a < argc && !strcmp(argv[a], "--files")) {
@@ -694,12 +711,14 @@ static int cmd_index_inspect(int argc, char **argv)
 	if (parse_index_file(argv[a], &ix) < 0)
 		return LP_EXIT_FAIL;
 	lp_digest_format(lp_index_blob_digest(ix), ds);
+	for (i = 0; i < lp_index_nr_checkpoints(ix); i++)
+		grains += lp_index_nr_grains(ix, i);
 	printf("layer=%s layer-size=%llu uncompressed=%llu span-size=%u "
-	       "checkpoints=%zu files=%zu\n",
+	       "checkpoints=%zu files=%zu grain-size=%u grains=%zu\n",
 	       ds, (unsigned long long)lp_index_blob_size(ix),
 	       (unsigned long long)lp_index_uncompressed_size(ix),
 	       lp_index_span_size(ix), lp_index_nr_checkpoints(ix),
-	       lp_index_nr_files(ix));
+	       lp_index_nr_files(ix), lp_index_grain_size(ix), grains);
 	for (i = 0; files && i < lp_index_nr_files(ix); i++) {
 		const struct lp_index_file *f = lp_index_file(ix, i);
 
@@ -1393,7 +1412,10 @@ static int cmd_index_verify(int argc, char **argv)
 	if (r == 0 && lseek(fd, 0, SEEK_SET) < 0)
 		r = -errno;
 	if (r == 0)
-		r = lp_index_build(fd, lp_index_span_size(rd.ix), &layer, &mine,
+		/* the fetched index's span and grain size: an index is a
+		 * pure function of the layer and those two */
+		r = lp_index_build(fd, lp_index_span_size(rd.ix),
+				   lp_index_grain_size(rd.ix), &layer, &mine,
 				   &res, &err);
 	if (r == 0)
 		r = lp_index_serialise(rd.ix, &theirs);

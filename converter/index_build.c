@@ -24,7 +24,10 @@
  * output, checked with the length against each member's trailer; zlib
  * checks only a header's CRC16 (FHCRC), with its own check on while the
  * header is read. The span's and the blob's sha256 are two OpenSSL
- * streams (lp_sha256), after a vzeroupper (upper_clear()).
+ * streams (lp_sha256), after a vzeroupper (upper_clear()); the grain
+ * digests (lp_index_grain()) a third, finalised at every grain-size
+ * boundary counted from the span's first byte (the shared byte included)
+ * and at the span's end.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -66,15 +69,61 @@ struct builder {
 	uint64_t last_cp_out;
 	uint8_t last_byte;
 	struct lp_sha256 *blob_sha, *span_sha; /* blob_sha: no verified */
+	/* the grain being hashed (NULL: no grain digests) and its bytes so
+	 * far, < grain_size */
+	struct lp_sha256 *grain_sha;
+	uint32_t grain_size, grain_fill;
 	struct lp_index_writer *w;
 	int error; /* first error from the read callback */
 	struct lp_err *err;
 };
 
-static void consumed(struct builder *b, const uint8_t *p, size_t n)
+/* the grain being hashed is complete (full, or its span ends) */
+static int grain_end(struct builder *b)
+{
+	struct lp_digest d;
+	int r;
+
+	lp_sha256_final(b->grain_sha, &d);
+	b->grain_fill = 0;
+	r = lp_index_writer_add_grain(b->w, &d);
+	if (r < 0)
+		return lp_err_set(b->err, r,
+				  "gzip index: grain digests over %llu bytes",
+				  (unsigned long long)LP_INDEX_MAX_SIZE);
+	return 0;
+}
+
+/* @n bytes of the span at @p into its grains */
+static int grain_feed(struct builder *b, const uint8_t *p, size_t n)
+{
+	int r = 0;
+
+	while (n && r == 0) {
+		size_t take = b->grain_size - b->grain_fill;
+
+		if (take > n)
+			take = n;
+		lp_sha256_update(b->grain_sha, p, take);
+		b->grain_fill += (uint32_t)take;
+		p += take;
+		n -= take;
+		if (b->grain_fill == b->grain_size)
+			r = grain_end(b);
+	}
+	return r;
+}
+
+/* the span ends: its last grain, unless it ended on a grain boundary */
+static int grain_span_end(struct builder *b)
+{
+	return b->grain_sha && b->grain_fill ? grain_end(b) : 0;
+}
+
+static int consumed(struct builder *b, const uint8_t *p, size_t n)
 {
 	if (!n)
-		return;
+		return 0;
 	if (b->blob_sha)
 		lp_sha256_update(b->blob_sha, p, n);
 	lp_sha256_update(b->span_sha, p, n);
@@ -88,6 +137,7 @@ static void consumed(struct builder *b, const uint8_t *p, size_t n)
 		memmove(b->tail, b->tail + n, GZIP_TRAILER - n);
 		memcpy(b->tail + GZIP_TRAILER - n, p, n);
 	}
+	return b->grain_sha ? grain_feed(b, p, n) : 0;
 }
 
 #if defined(__x86_64__)
@@ -161,6 +211,9 @@ static int add_checkpoint(struct builder *b, uint8_t kind, uint8_t bits)
 	}
 	lp_sha256_final(b->span_sha, &d);
 	lp_index_writer_set_span(b->w, &d);
+	r = grain_span_end(b);
+	if (r < 0)
+		return r;
 	cp.in = b->totin;
 	cp.out = b->totout;
 	cp.bits = bits;
@@ -171,10 +224,12 @@ static int add_checkpoint(struct builder *b, uint8_t kind, uint8_t bits)
 		return lp_err_set(b->err, r,
 				  "gzip index: too many checkpoints (over %u)",
 				  LP_INDEX_MAX_CHECKPOINTS);
-	if (bits)
-		lp_sha256_update(b->span_sha, &b->last_byte, 1);
 	b->last_cp_out = b->totout;
-	return 0;
+	if (!bits)
+		return 0;
+	/* the byte split between the spans is the next one's first */
+	lp_sha256_update(b->span_sha, &b->last_byte, 1);
+	return b->grain_sha ? grain_feed(b, &b->last_byte, 1) : 0;
 }
 
 static bool span_due(const struct builder *b)
@@ -221,7 +276,9 @@ static int step(struct builder *b)
 						  "the layer has bytes after "
 						  "its gzip data (at %llu)",
 						  (unsigned long long)b->totin);
-			consumed(b, b->z.next_in, n);
+			r = consumed(b, b->z.next_in, n);
+			if (r < 0)
+				return r;
 			b->z.next_in += n;
 			b->z.avail_in -= n;
 			b->zero_tail = true;
@@ -260,7 +317,10 @@ static int step(struct builder *b)
 	zr = inflate(&b->z, flush);
 	got = limit - b->z.avail_out;
 	b->z.avail_out = out0 - got;
-	consumed(b, b->z.next_in - (in0 - b->z.avail_in), in0 - b->z.avail_in);
+	r = consumed(b, b->z.next_in - (in0 - b->z.avail_in),
+		     in0 - b->z.avail_in);
+	if (r < 0)
+		return r;
 	b->totout += got;
 	if (b->check && got) {
 		b->crc = crc32_gzip_refl(b->crc, out, got);
@@ -394,9 +454,9 @@ out:
 	return r;
 }
 
-int lp_index_build(int fd, uint64_t span_size, const struct lp_digest *verified,
-		   struct lp_buf *out, struct lp_index_build_result *res,
-		   struct lp_err *err)
+int lp_index_build(int fd, uint64_t span_size, uint32_t grain_size,
+		   const struct lp_digest *verified, struct lp_buf *out,
+		   struct lp_index_build_result *res, struct lp_err *err)
 {
 	struct builder b = { 0 };
 	struct lp_cv_reader *rd = NULL;
@@ -416,7 +476,14 @@ int lp_index_build(int fd, uint64_t span_size, const struct lp_digest *verified,
 				  (unsigned long long)span_size,
 				  (unsigned long long)LP_INDEX_MIN_SPAN_SIZE,
 				  (unsigned long long)LP_INDEX_MAX_SPAN_SIZE);
+	if (grain_size && !lp_index_grain_size_ok(grain_size))
+		return lp_err_set(err, -EINVAL,
+				  "grain size %u is not 0 or a power of two "
+				  "in %u..%u",
+				  grain_size, LP_INDEX_GRAIN_MIN,
+				  LP_INDEX_GRAIN_MAX);
 	b.fd = fd;
+	b.grain_size = grain_size;
 	b.span_size = span_size;
 	b.err = err;
 	b.in = malloc(IN_BUF);
@@ -428,8 +495,10 @@ int lp_index_build(int fd, uint64_t span_size, const struct lp_digest *verified,
 	r = verified ? 0 : lp_sha256_new(&b.blob_sha);
 	if (r == 0)
 		r = lp_sha256_new(&b.span_sha);
+	if (r == 0 && grain_size)
+		r = lp_sha256_new(&b.grain_sha);
 	if (r == 0)
-		r = lp_index_writer_new((uint32_t)span_size, &b.w);
+		r = lp_index_writer_new((uint32_t)span_size, grain_size, &b.w);
 	if (r < 0)
 		goto out;
 	if (inflateInit2(&b.z, 31) != Z_OK) {
@@ -472,6 +541,9 @@ int lp_index_build(int fd, uint64_t span_size, const struct lp_digest *verified,
 	}
 	lp_sha256_final(b.span_sha, &span_d);
 	lp_index_writer_set_span(b.w, &span_d);
+	r = grain_span_end(&b);
+	if (r < 0)
+		goto out;
 	if (verified)
 		blob_d = *verified;
 	else
@@ -510,6 +582,7 @@ out:
 		inflateEnd(&b.z);
 	lp_sha256_free(b.blob_sha);
 	lp_sha256_free(b.span_sha);
+	lp_sha256_free(b.grain_sha);
 	lp_index_writer_free(b.w);
 	free(b.in);
 	free(b.out);

@@ -35,7 +35,10 @@ struct lp_index_build_result {
  * lp_index_build() - read the tar.gz blob from @fd (sequentially, from its
  * current position to its end) and append its index to @out, a checkpoint
  * at the first deflate block boundary after every @span_size uncompressed
- * bytes (LP_INDEX_MIN_SPAN_SIZE..LP_INDEX_MAX_SPAN_SIZE). @verified (may be
+ * bytes (LP_INDEX_MIN_SPAN_SIZE..LP_INDEX_MAX_SPAN_SIZE), and the sha256 of
+ * every @grain_size piece of each span's compressed bytes (grain digests,
+ * lp_index_grain(): 0 for none, else a power of two in
+ * LP_INDEX_GRAIN_MIN..LP_INDEX_GRAIN_MAX; LP_INDEX_GRAIN_DEFAULT). @verified (may be
  * NULL) is the blob's digest when the caller has already checked the bytes
  * against it (a registry fetch does): it is recorded as it is, and neither
  * the blob's sha256 nor the gzip checks (each member's CRC32 and ISIZE, a
@@ -46,9 +49,9 @@ struct lp_index_build_result {
  * for a sparse file in the tar, -EFBIG over an index bound, or an I/O
  * -errno.
  */
-int lp_index_build(int fd, uint64_t span_size, const struct lp_digest *verified,
-		   struct lp_buf *out, struct lp_index_build_result *res,
-		   struct lp_err *err);
+int lp_index_build(int fd, uint64_t span_size, uint32_t grain_size,
+		   const struct lp_digest *verified, struct lp_buf *out,
+		   struct lp_index_build_result *res, struct lp_err *err);
 
 /*
  * lp_index_check_header() - file table entry @i against the tar header

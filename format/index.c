@@ -29,7 +29,9 @@ enum {
 	H_NR_FILES = 72,
 	H_STRINGS = 76,
 	H_WINDOWS = 80,
-	H_RESERVED = 88,
+	H_RESERVED = 88, /* 0 unless LP_INDEX_FLAG_GRAINS: */
+	H_GRAIN_SIZE = 88,
+	H_NR_GRAINS = 92,
 };
 
 /* checkpoint record field offsets */
@@ -66,6 +68,11 @@ enum {
 #define TAR_BLOCK 512
 #define MAX_WINDOW_LEN (LP_INDEX_WINDOW + 1024) /* > compressBound(32 KiB) */
 
+/* grain digests are read in place from the parsed bytes */
+_Static_assert(sizeof(struct lp_digest) == LP_SHA256_LEN &&
+		       _Alignof(struct lp_digest) == 1,
+	       "a grain record is a struct lp_digest");
+
 struct lp_index {
 	uint8_t *data; /* the index as parsed (windows are read from here) */
 	size_t len;
@@ -81,6 +88,11 @@ struct lp_index {
 	uint32_t *by_path; /* file indexes sorted by (path, index) */
 	const uint8_t *windows;
 	uint64_t windows_size;
+	/* grain digests (0, NULL without): span i's are grains[first_grain[i]]
+	 * up to grains[first_grain[i + 1]] (nr_cps + 1 entries) */
+	uint32_t grain_size;
+	const struct lp_digest *grains; /* in data */
+	uint32_t *first_grain;
 	/*
 	 * Bit i: checkpoint i is a proven resume point (index_stream.c). Set
 	 * once, never cleared; the only mutable part of a parsed index, so
@@ -459,6 +471,33 @@ out:
 	return r;
 }
 
+/* each span's first grain (ix->first_grain), the spans' grains counted
+ * from the checkpoints (already checked) against the @nr_grains the header
+ * says */
+static int parse_grains(struct lp_index *ix, uint32_t nr_grains,
+			struct lp_err *err)
+{
+	uint64_t total = 0, start, end;
+	size_t i;
+
+	for (i = 0; i < ix->nr_cps; i++) {
+		ix->first_grain[i] = (uint32_t)total;
+		lp_index_span_range(ix, i, &start, &end);
+		total += (end - start + ix->grain_size - 1) / ix->grain_size;
+		if (total > nr_grains)
+			break;
+	}
+	if (total != nr_grains)
+		return lp_err_set(err, -EBADMSG,
+				  "gzip index: %u grain digests, but its %zu "
+				  "spans have %s%llu grains of %u bytes",
+				  nr_grains, ix->nr_cps,
+				  i < ix->nr_cps ? "at least " : "",
+				  (unsigned long long)total, ix->grain_size);
+	ix->first_grain[ix->nr_cps] = nr_grains;
+	return 0;
+}
+
 static int by_path_cmp(const void *a, const void *b, void *arg)
 {
 	const struct lp_index *ix = arg;
@@ -474,8 +513,8 @@ int lp_index_parse(const void *data, size_t len, struct lp_index **ret_ix,
 	struct lp_index *ix = NULL;
 	struct parse p = { 0 };
 	const uint8_t *h = data;
-	uint64_t need;
-	uint32_t strings_size, nr_cp, nr_files, version;
+	uint64_t need, grains_size = 0;
+	uint32_t strings_size, nr_cp, nr_files, version, flags, nr_grains = 0;
 	size_t i;
 	int r = 0;
 
@@ -492,12 +531,13 @@ int lp_index_parse(const void *data, size_t len, struct lp_index **ret_ix,
 		goto out;
 	}
 	version = lp_get_le32(h + H_VERSION);
-	if (version != LP_INDEX_VERSION || lp_get_le32(h + H_FLAGS)) {
+	flags = lp_get_le32(h + H_FLAGS);
+	if (version != LP_INDEX_VERSION || (flags & ~LP_INDEX_FLAG_GRAINS)) {
 		r = lp_err_set(err, -EOPNOTSUPP,
 			       "gzip index version %u flags %#x (this reader: "
-			       "version %u, no flags)",
-			       version, lp_get_le32(h + H_FLAGS),
-			       LP_INDEX_VERSION);
+			       "version %u, flags %#x at most)",
+			       version, flags, LP_INDEX_VERSION,
+			       LP_INDEX_FLAG_GRAINS);
 		goto out;
 	}
 	ix = calloc(1, sizeof(*ix));
@@ -513,7 +553,8 @@ int lp_index_parse(const void *data, size_t len, struct lp_index **ret_ix,
 	nr_files = lp_get_le32(h + H_NR_FILES);
 	strings_size = lp_get_le32(h + H_STRINGS);
 	ix->windows_size = lp_get_le64(h + H_WINDOWS);
-	if (!all_zero(h + H_RESERVED, LP_INDEX_HEADER_SIZE - H_RESERVED) ||
+	if ((!(flags & LP_INDEX_FLAG_GRAINS) &&
+	     !all_zero(h + H_RESERVED, LP_INDEX_HEADER_SIZE - H_RESERVED)) ||
 	    ix->blob_size == 0 || ix->usize > LP_FILE_MAX_SIZE) {
 		r = lp_err_set(err, -EBADMSG,
 			       "gzip index: bad header (reserved bytes, blob "
@@ -542,9 +583,34 @@ int lp_index_parse(const void *data, size_t len, struct lp_index **ret_ix,
 			       (unsigned long long)LP_INDEX_MAX_SIZE);
 		goto out;
 	}
+	if (flags & LP_INDEX_FLAG_GRAINS) {
+		ix->grain_size = lp_get_le32(h + H_GRAIN_SIZE);
+		nr_grains = lp_get_le32(h + H_NR_GRAINS);
+		if (!lp_index_grain_size_ok(ix->grain_size)) {
+			r = lp_err_set(err, -EBADMSG,
+				       "gzip index: grain size %u is not a "
+				       "power of two in %u..%u",
+				       ix->grain_size, LP_INDEX_GRAIN_MIN,
+				       LP_INDEX_GRAIN_MAX);
+			goto out;
+		}
+		/* a span of n bytes has ceil(n / G) grains, and the spans
+		 * share at most a byte with the one before: no true index
+		 * has more (before anything is sized by the count) */
+		if (nr_grains > ix->blob_size / ix->grain_size + nr_cp) {
+			r = lp_err_set(
+				err, -EBADMSG,
+				"gzip index: %u grain digests, more than "
+				"%llu bytes in %u spans can have",
+				nr_grains, (unsigned long long)ix->blob_size,
+				nr_cp);
+			goto out;
+		}
+		grains_size = (uint64_t)nr_grains * LP_SHA256_LEN;
+	}
 	need = LP_INDEX_HEADER_SIZE + (uint64_t)nr_cp * LP_INDEX_CP_SIZE +
 	       (uint64_t)nr_files * LP_INDEX_FILE_SIZE + strings_size +
-	       ix->windows_size;
+	       ix->windows_size + grains_size;
 	if (need != len) {
 		r = lp_err_set(err, -EBADMSG,
 			       "gzip index of %zu bytes, its header says %llu",
@@ -558,19 +624,30 @@ int lp_index_parse(const void *data, size_t len, struct lp_index **ret_ix,
 	ix->files = calloc(nr_files ? nr_files : 1, sizeof(*ix->files));
 	ix->by_path = calloc(nr_files ? nr_files : 1, sizeof(*ix->by_path));
 	ix->verified = calloc((nr_cp + 63) / 64, sizeof(*ix->verified));
+	if (ix->grain_size)
+		ix->first_grain =
+			calloc((size_t)nr_cp + 1, sizeof(*ix->first_grain));
 	if (!ix->data || !ix->cps || !ix->files || !ix->by_path ||
-	    !ix->verified || lp_index_spans_new(nr_cp, &ix->spans) < 0) {
+	    !ix->verified || (ix->grain_size && !ix->first_grain) ||
+	    lp_index_spans_new(nr_cp, &ix->spans) < 0) {
 		r = -ENOMEM;
 		goto out;
 	}
 	memcpy(ix->data, data, len);
 	ix->len = len;
-	ix->windows = ix->data + len - ix->windows_size;
+	ix->windows = ix->data + len - grains_size - ix->windows_size;
 	p.strings = ix->windows - strings_size;
 	p.strings_size = strings_size;
 	r = parse_checkpoints(ix, ix->data + LP_INDEX_HEADER_SIZE, err);
 	if (r < 0)
 		goto out;
+	if (ix->grain_size) {
+		ix->grains = (const struct lp_digest *)(ix->data + len -
+							grains_size);
+		r = parse_grains(ix, nr_grains, err);
+		if (r < 0)
+			goto out;
+	}
 	r = parse_files(ix,
 			ix->data + LP_INDEX_HEADER_SIZE +
 				(size_t)nr_cp * LP_INDEX_CP_SIZE,
@@ -604,6 +681,7 @@ void lp_index_free(struct lp_index *ix)
 	free(ix->arena);
 	free(ix->by_path);
 	free((void *)ix->verified);
+	free(ix->first_grain);
 	lp_index_spans_free(ix->spans);
 	free(ix);
 }
@@ -631,6 +709,26 @@ const struct lp_digest *lp_index_blob_digest(const struct lp_index *ix)
 uint32_t lp_index_span_size(const struct lp_index *ix)
 {
 	return ix->span_size;
+}
+
+uint32_t lp_index_grain_size(const struct lp_index *ix)
+{
+	return ix->grain_size;
+}
+
+size_t lp_index_nr_grains(const struct lp_index *ix, size_t i)
+{
+	if (!ix->grain_size || i >= ix->nr_cps)
+		return 0;
+	return ix->first_grain[i + 1] - ix->first_grain[i];
+}
+
+const struct lp_digest *lp_index_grain(const struct lp_index *ix, size_t i,
+				       size_t g)
+{
+	if (g >= lp_index_nr_grains(ix, i))
+		return NULL;
+	return &ix->grains[ix->first_grain[i] + g];
 }
 
 size_t lp_index_nr_checkpoints(const struct lp_index *ix)
@@ -792,9 +890,9 @@ int lp_index_lookup(const struct lp_index *ix, const char *path)
 /* ---- the writer ------------------------------------------------------ */
 
 struct lp_index_writer {
-	uint32_t span_size;
-	struct lp_buf cps, files, strings, windows;
-	size_t nr_cps, nr_files;
+	uint32_t span_size, grain_size;
+	struct lp_buf cps, files, strings, windows, grains;
+	size_t nr_cps, nr_files, nr_grains;
 	/* the windows' compressor, reset for each (compress2()'s output at
 	 * WINDOW_LEVEL without its allocation per window); z_live: made */
 	z_stream z;
@@ -803,18 +901,24 @@ struct lp_index_writer {
 
 #define WINDOW_LEVEL 6 /* part of the format's bytes: never change it */
 
-int lp_index_writer_new(uint32_t span_size, struct lp_index_writer **ret_w)
+int lp_index_writer_new(uint32_t span_size, uint32_t grain_size,
+			struct lp_index_writer **ret_w)
 {
-	struct lp_index_writer *w = calloc(1, sizeof(*w));
+	struct lp_index_writer *w = NULL;
 
+	if (grain_size && !lp_index_grain_size_ok(grain_size))
+		return -EINVAL;
+	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
 	w->span_size = span_size;
+	w->grain_size = grain_size;
 	lp_buf_init(&w->cps,
 		    (size_t)LP_INDEX_MAX_CHECKPOINTS * LP_INDEX_CP_SIZE);
 	lp_buf_init(&w->files, (size_t)LP_INDEX_MAX_FILES * LP_INDEX_FILE_SIZE);
 	lp_buf_init(&w->strings, LP_INDEX_MAX_STRINGS);
 	lp_buf_init(&w->windows, LP_INDEX_MAX_SIZE);
+	lp_buf_init(&w->grains, LP_INDEX_MAX_SIZE);
 	*ret_w = w;
 	return 0;
 }
@@ -827,6 +931,7 @@ void lp_index_writer_free(struct lp_index_writer *w)
 	lp_buf_release(&w->files);
 	lp_buf_release(&w->strings);
 	lp_buf_release(&w->windows);
+	lp_buf_release(&w->grains);
 	if (w->z_live)
 		deflateEnd(&w->z);
 	free(w);
@@ -897,6 +1002,21 @@ void lp_index_writer_set_span(struct lp_index_writer *w,
 		memcpy(w->cps.data + (w->nr_cps - 1) * LP_INDEX_CP_SIZE +
 			       C_SPAN,
 		       d->b, LP_SHA256_LEN);
+}
+
+int lp_index_writer_add_grain(struct lp_index_writer *w,
+			      const struct lp_digest *d)
+{
+	int r;
+
+	if (!w->grain_size)
+		return -EINVAL;
+	if (w->nr_grains >= UINT32_MAX)
+		return -EFBIG;
+	r = lp_buf_append(&w->grains, d->b, LP_SHA256_LEN);
+	if (r == 0)
+		w->nr_grains++;
+	return r;
 }
 
 static int put_string(struct lp_buf *b, const char *s, uint32_t *ret_ref)
@@ -985,6 +1105,11 @@ int lp_index_writer_finish(struct lp_index_writer *w, uint64_t blob_size,
 	lp_put_le32(h + H_NR_FILES, (uint32_t)w->nr_files);
 	lp_put_le32(h + H_STRINGS, (uint32_t)w->strings.len);
 	lp_put_le64(h + H_WINDOWS, w->windows.len);
+	if (w->grain_size) {
+		lp_put_le32(h + H_FLAGS, LP_INDEX_FLAG_GRAINS);
+		lp_put_le32(h + H_GRAIN_SIZE, w->grain_size);
+		lp_put_le32(h + H_NR_GRAINS, (uint32_t)w->nr_grains);
+	}
 	r = lp_buf_append(out, h, sizeof(h));
 	if (r == 0)
 		r = lp_buf_append(out, w->cps.data, w->cps.len);
@@ -994,6 +1119,8 @@ int lp_index_writer_finish(struct lp_index_writer *w, uint64_t blob_size,
 		r = lp_buf_append(out, w->strings.data, w->strings.len);
 	if (r == 0)
 		r = lp_buf_append(out, w->windows.data, w->windows.len);
+	if (r == 0)
+		r = lp_buf_append(out, w->grains.data, w->grains.len);
 	if (r < 0)
 		return lp_err_set(err, r, "gzip index over %llu bytes",
 				  (unsigned long long)LP_INDEX_MAX_SIZE);

@@ -91,6 +91,16 @@ void lp_index_proven_notify(const struct lp_index *ix);
  * spans (the cache's stats).
  */
 bool lp_index_span_cached(const struct lp_index *ix, size_t i);
+/*
+ * lp_index_grains_check() - compare the grains of span @i (its @len bytes
+ * at @data, of which the first @done have come) from *@verified on with
+ * their digests, as far as whole grains have come (the last may be
+ * shorter), advancing *@verified: 0, or -EBADMSG at the first that does
+ * not match. Nothing to compare without grain digests.
+ */
+int lp_index_grains_check(const struct lp_index *ix, size_t i,
+			  const uint8_t *data, size_t len, size_t done,
+			  size_t *verified, struct lp_err *err);
 int lp_index_span_from(const struct lp_index *ix, size_t i, const void *src,
 		       size_t len, struct lp_index_span **ret_sp,
 		       struct lp_err *err);

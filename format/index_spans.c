@@ -318,12 +318,71 @@ static bool load_span(struct lp_index_spans *sc, const struct lp_index *ix,
 	return false;
 }
 
+/*
+ * A streamed fetch (lp_index_span_get_stream()): each grain of the span
+ * (lp_index_grain()) is compared with its digest as soon as all of it
+ * has come, and only then handed on. A grain that does not match stops
+ * the fetch with -EBADMSG; its bytes are never handed on.
+ */
+struct span_progress {
+	lp_index_span_progress_fn fn;
+	void *arg;
+	const struct lp_index *ix;
+	size_t i;
+	const uint8_t *data;
+	size_t len, verified; /* the span's bytes, those compared */
+	bool lied; /* a grain did not match */
+	struct lp_err *err;
+};
+
+int lp_index_grains_check(const struct lp_index *ix, size_t i,
+			  const uint8_t *data, size_t len, size_t done,
+			  size_t *verified, struct lp_err *err)
+{
+	const size_t g_size = lp_index_grain_size(ix);
+
+	while (g_size && *verified < len) {
+		size_t g = *verified / g_size;
+		size_t n = (size_t)lp_min_u64(g_size, len - *verified);
+		const struct lp_digest *want = lp_index_grain(ix, i, g);
+		struct lp_digest d;
+
+		if (*verified + n > done)
+			break;
+		lp_sha256(data + *verified, n, &d);
+		if (!want || !lp_digest_equal(&d, want))
+			return lp_err_set(err, -EBADMSG,
+					  "gzip index span #%zu: grain %zu "
+					  "(bytes %zu+%zu) digest mismatch "
+					  "(the blob is not the one indexed, "
+					  "or the index lies)",
+					  i, g, *verified, n);
+		*verified += n;
+	}
+	return 0;
+}
+
+static int span_progress(void *arg, size_t done)
+{
+	struct span_progress *p = arg;
+	size_t before = p->verified;
+	int r;
+
+	r = lp_index_grains_check(p->ix, p->i, p->data, p->len, done,
+				  &p->verified, p->err);
+	p->lied = r < 0;
+	if (r < 0 || p->verified == before)
+		return r;
+	return p->fn(p->arg, p->data, p->verified);
+}
+
 /* span @i from the store (lp_index_span_cache_store()) when it has it, else
  * fetched from @blob, its digest compared either way: a new span (one
  * reference, the caller's) or -errno; the bytes read from the blob
- * counted in @st, where they came from in *@from */
+ * counted in @st, where they came from in *@from; with @prog (NULL:
+ * none) streamed from the blob, its grains compared as they come */
 static int fetch_span(const struct lp_index *ix, struct lp_blob *blob, size_t i,
-		      struct lp_index_span **ret_sp,
+		      struct span_progress *prog, struct lp_index_span **ret_sp,
 		      struct lp_index_stream_stats *st, enum span_from *from,
 		      struct lp_err *err)
 {
@@ -357,7 +416,23 @@ static int fetch_span(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 		*ret_sp = sp;
 		return 0;
 	}
-	r = lp_index_blob_read(blob, sp->data, len, start, err);
+	if (prog) {
+		/* -EBADMSG from the grains is a lie found; from the blob,
+		 * as from lp_index_blob_read(), a source that fails */
+		prog->data = sp->data;
+		prog->len = len;
+		prog->err = err;
+		r = lp_blob_pread_stream(blob, sp->data, len, start,
+					 span_progress, prog, err);
+		if ((r == -EBADMSG && !prog->lied) || r == -ERANGE)
+			r = -EIO;
+		if (prog->lied) /* whatever the source made of it */
+			r = -EBADMSG;
+	} else {
+		r = lp_index_blob_read(blob, sp->data, len, start, err);
+	}
+	if (r < 0 && prog && prog->lied)
+		goto out; /* its message says which grain */
 	if (r < 0) {
 		r = lp_err_set(err, r,
 			       "gzip index span #%zu [%llu, %llu): read "
@@ -502,9 +577,10 @@ static void land(struct lp_index_spans *sc, const struct lp_index *ix, size_t i,
 		store_save(sc, ix, sp);
 }
 
-int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
-			 size_t i, bool prover, struct lp_index_span **ret_sp,
-			 struct lp_index_stream_stats *st, struct lp_err *err)
+static int span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
+		    bool prover, struct span_progress *prog,
+		    struct lp_index_span **ret_sp,
+		    struct lp_index_stream_stats *st, struct lp_err *err)
 {
 	struct lp_index_spans *sc = lp_index_spans_of(ix);
 	struct lp_index_span *sp = NULL;
@@ -565,13 +641,33 @@ int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 	}
 	pthread_mutex_unlock(&sc->lock);
 
-	r = fetch_span(ix, blob, i, &sp, st, &from, &ferr);
+	r = fetch_span(ix, blob, i, prog, &sp, st, &from, &ferr);
 	land(sc, ix, i, fl, sp, r, &ferr, prover, from);
 	if (r == 0)
 		*ret_sp = sp;
 	else if (err && !err->msg[0])
 		*err = ferr; /* the first message wins */
 	return r;
+}
+
+int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
+			 size_t i, bool prover, struct lp_index_span **ret_sp,
+			 struct lp_index_stream_stats *st, struct lp_err *err)
+{
+	return span_get(ix, blob, i, prover, NULL, ret_sp, st, err);
+}
+
+int lp_index_span_get_stream(const struct lp_index *ix, struct lp_blob *blob,
+			     size_t i, lp_index_span_progress_fn fn, void *arg,
+			     struct lp_index_span **ret_sp,
+			     struct lp_index_stream_stats *st,
+			     struct lp_err *err)
+{
+	struct span_progress prog = { .fn = fn, .arg = arg, .ix = ix, .i = i };
+
+	return span_get(ix, blob, i, false,
+			lp_index_grain_size(ix) ? &prog : NULL, ret_sp, st,
+			err);
 }
 
 int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
@@ -751,6 +847,18 @@ void lp_index_span_cache_store(const struct lp_index *ix,
 	if (s)
 		sc->store = *s;
 	pthread_mutex_unlock(&sc->lock);
+}
+
+bool lp_index_span_uncached(const struct lp_index *ix, size_t i)
+{
+	struct lp_index_spans *sc = lp_index_spans_of(ix);
+	bool on;
+
+	pthread_mutex_lock(&sc->lock);
+	on = sc->max_bytes > 0;
+	pthread_mutex_unlock(&sc->lock);
+	return on && i < lp_index_nr_checkpoints(ix) &&
+	       !lp_index_span_cached(ix, i);
 }
 
 bool lp_index_span_cached(const struct lp_index *ix, size_t i)

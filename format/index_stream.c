@@ -155,6 +155,17 @@ verify:
 				  "indexed, or the index lies)",
 				  i, (unsigned long long)start,
 				  (unsigned long long)end, src_name(s));
+	/* the proving pass checks the grains too, so that a proven index
+	 * (trusted on this node from then on: "Proven once") vouches for
+	 * its grains as a signed one does (streamed reads, fs/) */
+	if (s->hash) {
+		size_t verified = 0;
+		int r2 = lp_index_grains_check(s->ix, i, src, len, len,
+					       &verified, err);
+
+		if (r2 < 0)
+			return r2;
+	}
 	/* the first span starts inflating at c->in (its partial byte was
 	 * primed); a later one continues after the byte it shares with the
 	 * span before it */
@@ -223,6 +234,146 @@ static int start_at(struct lp_index_stream *s, size_t i, struct lp_err *err)
 }
 
 static int next_span(struct lp_index_stream *s, struct lp_err *err);
+
+/*
+ * A span inflated as its verified bytes come (lp_index.h): from its
+ * checkpoint as start_at() does, with Z_NO_FLUSH (no checkpoint to find
+ * on the way: its end is checked by count, _end()), the gzip trailers
+ * between members dropped as read_some() does.
+ */
+struct lp_index_span_inflater {
+	const struct lp_index *ix;
+	size_t i;
+	z_stream z;
+	bool raw, primed;
+	unsigned int trailer; /* gzip trailer bytes still to drop (raw) */
+	uint8_t window[LP_INDEX_WINDOW];
+	int wlen;
+};
+
+int lp_index_span_inflater_new(const struct lp_index *ix, size_t i,
+			       struct lp_index_span_inflater **ret,
+			       struct lp_err *err)
+{
+	const struct lp_index_checkpoint *c;
+	struct lp_index_span_inflater *f;
+
+	if (!lp_index_checkpoint_startable(ix, i))
+		return lp_err_set(err, -EAGAIN,
+				  "gzip index checkpoint #%zu: not a place "
+				  "to start (not proven, index not trusted)",
+				  i);
+	c = lp_index_checkpoint(ix, i);
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->ix = ix;
+	f->i = i;
+	f->raw = c->kind == LP_INDEX_CP_DEFLATE;
+	if (inflateInit2(&f->z, f->raw ? -15 : 31) != Z_OK) {
+		free(f);
+		return -ENOMEM;
+	}
+	(void)inflateValidate(&f->z, 0);
+	if (f->raw) {
+		f->wlen = window_of(ix, i, f->window, err);
+		if (f->wlen < 0) {
+			int r = f->wlen;
+
+			lp_index_span_inflater_free(f);
+			return r;
+		}
+	} else {
+		f->primed = true;
+	}
+	if (!lp_index_checkpoint_verified(ix, i)) /* trusted: counted */
+		lp_index_count_trusted_read(ix);
+	*ret = f;
+	return 0;
+}
+
+int lp_index_span_inflater_feed(struct lp_index_span_inflater *f,
+				const uint8_t *src, size_t len, uint8_t *out,
+				size_t cap, size_t *done, struct lp_err *err)
+{
+	const struct lp_index_checkpoint *c = lp_index_checkpoint(f->ix, f->i);
+
+	if (!f->primed && len) {
+		if (c->bits) {
+			if (inflatePrime(&f->z, c->bits,
+					 src[0] >> (8 - c->bits)) != Z_OK)
+				return -EINVAL;
+			src++;
+			len--;
+		}
+		if (inflateSetDictionary(&f->z, f->window, (uInt)f->wlen) !=
+		    Z_OK)
+			return -EINVAL;
+		f->primed = true;
+	}
+	f->z.next_in = (Bytef *)src;
+	f->z.avail_in = (uInt)len;
+	while (f->z.avail_in > 0) {
+		int zr;
+
+		if (f->trailer) {
+			uInt n = f->trailer < f->z.avail_in ? f->trailer :
+							      f->z.avail_in;
+
+			f->z.next_in += n;
+			f->z.avail_in -= n;
+			f->trailer -= n;
+			if (!f->trailer) {
+				if (inflateReset2(&f->z, 31) != Z_OK)
+					return -EINVAL;
+				(void)inflateValidate(&f->z, 0);
+				f->raw = false;
+			}
+			continue;
+		}
+		if (*done >= cap)
+			break; /* the span's end: the rest is the next's */
+		f->z.next_out = out + *done;
+		f->z.avail_out = (uInt)(cap - *done);
+		zr = inflate(&f->z, Z_NO_FLUSH);
+		*done = cap - f->z.avail_out;
+		if (zr == Z_STREAM_END) {
+			if (f->raw) {
+				f->trailer = GZIP_TRAILER;
+			} else if (inflateReset(&f->z) != Z_OK) {
+				return -EINVAL;
+			}
+			continue;
+		}
+		if (zr != Z_OK && zr != Z_BUF_ERROR)
+			return lp_err_set(err, -EBADMSG,
+					  "gzip index span #%zu: corrupt "
+					  "deflate data",
+					  f->i);
+		if (zr == Z_BUF_ERROR && f->z.avail_out)
+			break;
+	}
+	return 0;
+}
+
+int lp_index_span_inflater_end(struct lp_index_span_inflater *f, size_t done,
+			       size_t cap, struct lp_err *err)
+{
+	if (done != cap || f->trailer)
+		return lp_err_set(err, -EBADMSG,
+				  "gzip index span #%zu inflates to %zu "
+				  "bytes, its checkpoints say %zu",
+				  f->i, done, cap);
+	return 0;
+}
+
+void lp_index_span_inflater_free(struct lp_index_span_inflater *f)
+{
+	if (!f)
+		return;
+	inflateEnd(&f->z);
+	free(f);
+}
 
 /* @blob is the size @ix says its layer is: -EBADMSG otherwise */
 static int check_blob(const struct lp_index *ix, struct lp_blob *blob,

@@ -756,7 +756,7 @@ const struct lp_index *lp_layer_index(const struct lp_layer *layer)
 	return layer->ix;
 }
 
-int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
+int lp_layer_check_file(struct lp_layer *layer, uint32_t entry, bool to_header,
 			lp_layer_read_fn read, void *read_arg,
 			lp_layer_checked_fn checked, void *arg,
 			struct lp_err *err)
@@ -799,6 +799,8 @@ int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
 		start = f->hdr_off - LP_LAYER_CHECK_BATCH;
 	end = lp_min_u64(lp_index_span_out_end(layer->ix, span),
 			 f->hdr_off + LP_LAYER_CHECK_BATCH);
+	if (to_header) /* spans served as they come: see lp_layer.h */
+		end = start;
 	if (end < f->data_off)
 		end = f->data_off; /* <= hdr_off + LP_INDEX_MAX_HEADER */
 	first = (size_t)i;

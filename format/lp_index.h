@@ -69,6 +69,20 @@
 #define LP_INDEX_MIN_SPAN_SIZE (64 * LP_KIB) /* builder's span target */
 #define LP_INDEX_MAX_SPAN_SIZE (64 * LP_MIB)
 #define LP_INDEX_DEFAULT_SPAN_SIZE (2 * LP_MIB)
+/* grain digests (header flag LP_INDEX_FLAG_GRAINS): the sha256 of every
+ * grain-size piece of each span's compressed bytes, so that a span can be
+ * verified piece by piece as it arrives; the grain size is a power of two
+ * in these bounds */
+#define LP_INDEX_GRAIN_DEFAULT (64 * 1024)
+#define LP_INDEX_GRAIN_MIN (4 * 1024)
+#define LP_INDEX_GRAIN_MAX (1024 * 1024)
+#define LP_INDEX_FLAG_GRAINS 1u /* header flags: grain digests present */
+/* lp_index_grain_size_ok() - @g is a grain size an index may have */
+static inline bool lp_index_grain_size_ok(uint32_t g)
+{
+	return g >= LP_INDEX_GRAIN_MIN && g <= LP_INDEX_GRAIN_MAX &&
+	       !(g & (g - 1));
+}
 /* lp_index_read(): how far before the offset (uncompressed) its first step
  * back starts, doubling each step; past the last, a stream from the last
  * proven checkpoint; and the compressed bytes it holds at once */
@@ -133,14 +147,17 @@ struct lp_index;
  * blob, spans within their bounds, files in stream order, inside the
  * uncompressed size and not overlapping, paths normalised and not too deep,
  * string references inside the strings section). Returns 0; -EBADMSG for a
- * malformed index, -EFBIG over a bound, -EOPNOTSUPP for another version;
- * @err says what and where. Free with lp_index_free().
+ * malformed index, -EFBIG over a bound, -EOPNOTSUPP for another version
+ * or a flag other than LP_INDEX_FLAG_GRAINS; @err says what and where. With
+ * grain digests: the grain size within its bounds, and exactly one digest
+ * per grain of every span (lp_index_grain()). Free with lp_index_free().
  */
 int lp_index_parse(const void *data, size_t len, struct lp_index **ret_ix,
 		   struct lp_err *err);
 void lp_index_free(struct lp_index *ix); /* NULL allowed */
 
-/* lp_index_serialise() - append the index's bytes, as parsed, to @out. */
+/* lp_index_serialise() - append the index's bytes, as parsed, to @out
+ * (its grain digests included). */
 int lp_index_serialise(const struct lp_index *ix, struct lp_buf *out);
 
 uint64_t lp_index_blob_size(const struct lp_index *ix);
@@ -203,6 +220,22 @@ uint64_t lp_index_span_out_end(const struct lp_index *ix, size_t i);
 void lp_index_span_range(const struct lp_index *ix, size_t i,
 			 uint64_t *ret_start, uint64_t *ret_end);
 
+/*
+ * Grain digests (docs/format.md): with grain size G, span @i's compressed
+ * bytes (lp_index_span_range(): [start, end), the shared byte included)
+ * are ceil((end - start) / G) grains, grain g being the span's bytes
+ * [g * G, min((g + 1) * G, end - start)) counted from start; its digest is
+ * their sha256. The parser checked that the index holds exactly one digest
+ * per grain. Lookups are O(1); the digests are borrowed from the index.
+ */
+/* grain size of @ix's grain digests, 0 when it has none */
+uint32_t lp_index_grain_size(const struct lp_index *ix);
+/* grains of span @i (0 when the index has none or there is no span @i) */
+size_t lp_index_nr_grains(const struct lp_index *ix, size_t i);
+/* the digest of grain @g of span @i, NULL when there is none */
+const struct lp_digest *lp_index_grain(const struct lp_index *ix, size_t i,
+				       size_t g);
+
 /* ---- the index as a TOC (the mount, format/index_toc.c) ----------- */
 
 struct lp_toc;
@@ -236,10 +269,13 @@ struct lp_index_writer;
 
 /*
  * lp_index_writer_new() - collect an index for a blob being read with
- * span target @span_size. Records are appended in stream order; nothing is
+ * span target @span_size and grain digests of @grain_size bytes (0: none;
+ * else a power of two in LP_INDEX_GRAIN_MIN..LP_INDEX_GRAIN_MAX, or
+ * -EINVAL). Records are appended in stream order; nothing else is
  * validated until lp_index_writer_finish(), which parses its own output.
  */
-int lp_index_writer_new(uint32_t span_size, struct lp_index_writer **ret_w);
+int lp_index_writer_new(uint32_t span_size, uint32_t grain_size,
+			struct lp_index_writer **ret_w);
 void lp_index_writer_free(struct lp_index_writer *w); /* NULL allowed */
 /* lp_index_writer_add_checkpoint() - @window (@window_raw bytes) is
  * compressed here; @cp's window fields are filled in. 0, -EFBIG, -ENOMEM. */
@@ -248,6 +284,11 @@ int lp_index_writer_add_checkpoint(struct lp_index_writer *w,
 				   const uint8_t *window);
 /* lp_index_writer_set_span() - the span digest of the last checkpoint. */
 void lp_index_writer_set_span(struct lp_index_writer *w,
+			      const struct lp_digest *d);
+/* lp_index_writer_add_grain() - the digest of the next grain, in order:
+ * span 0's grains, then span 1's, ... (the grain size given to _new()).
+ * 0, -EFBIG, -ENOMEM. */
+int lp_index_writer_add_grain(struct lp_index_writer *w,
 			      const struct lp_digest *d);
 /* lp_index_writer_add_file() - @f's strings and xattrs are copied. */
 int lp_index_writer_add_file(struct lp_index_writer *w,
@@ -335,6 +376,29 @@ int lp_index_span_decode(const struct lp_index *ix, size_t i, const void *src,
 			 size_t dst_len, struct lp_err *err);
 
 /*
+ * lp_index_span_inflater_*() - span @i inflated as its compressed bytes
+ * come (lp_index_span_get_stream()), for a reader that may start at its
+ * checkpoint (proven, or the index trusted: lp_index_checkpoint_startable()
+ * says so; _new() refuses others with -EAGAIN). feed() takes the span's
+ * next bytes, verified (from its first, lp_index_span_range()) and
+ * appends what they inflate to (at most @cap - *@done bytes: the span's
+ * output ends there) to @out + *@done. _end() says whether the span's
+ * bytes, all fed, inflated to exactly @cap bytes (-EBADMSG otherwise).
+ * feed() returns 0, -EBADMSG (corrupt deflate data: the index lies about
+ * the checkpoint, as the span's bytes were verified), -ENOMEM, -EINVAL.
+ */
+struct lp_index_span_inflater;
+int lp_index_span_inflater_new(const struct lp_index *ix, size_t i,
+			       struct lp_index_span_inflater **ret,
+			       struct lp_err *err);
+int lp_index_span_inflater_feed(struct lp_index_span_inflater *f,
+				const uint8_t *src, size_t len, uint8_t *out,
+				size_t cap, size_t *done, struct lp_err *err);
+int lp_index_span_inflater_end(struct lp_index_span_inflater *f, size_t done,
+			       size_t cap, struct lp_err *err);
+void lp_index_span_inflater_free(struct lp_index_span_inflater *f);
+
+/*
  * lp_index_read() - the layer's uncompressed bytes [@off, @off + @len) into
  * @buf from @blob (the blob @ix indexes), as cheaply as the window rule
  * allows: from the span holding @off (lp_index_span_decode()'s check), and
@@ -386,6 +450,33 @@ struct lp_index_span;
 int lp_index_span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 		      struct lp_index_span **ret_sp,
 		      struct lp_index_stream_stats *st, struct lp_err *err);
+/*
+ * lp_index_span_get_stream() - lp_index_span_get() that, when this call
+ * fetches the span from the blob and the index has grain digests
+ * (lp_index_grain_size()), calls @fn(@arg, data, verified) each time the
+ * span's verified prefix data[0, verified) grows: each grain is compared
+ * with its digest as soon as all of it has come (one request for the
+ * whole span), so that a reader can use the span's first bytes while the
+ * rest is on its way. A grain that does not match stops the fetch with
+ * -EBADMSG and is never reported. The whole span's digest is compared at
+ * the end as by lp_index_span_get(), and the span lands in the cache the
+ * same way. No call of @fn at all when the span came from the cache, the
+ * store or another thread's fetch, or the index has no grains: the span
+ * is then whole on return. @fn returns 0 to go on, or -errno to stop the
+ * fetch (which then fails with it).
+ */
+typedef int (*lp_index_span_progress_fn)(void *arg, const uint8_t *data,
+					 size_t verified);
+int lp_index_span_get_stream(const struct lp_index *ix, struct lp_blob *blob,
+			     size_t i, lp_index_span_progress_fn fn, void *arg,
+			     struct lp_index_span **ret_sp,
+			     struct lp_index_stream_stats *st,
+			     struct lp_err *err);
+/*
+ * lp_index_span_uncached() - the span cache of @ix is on and holds span
+ * @i neither in memory nor in its store: a get would fetch it (a hint).
+ */
+bool lp_index_span_uncached(const struct lp_index *ix, size_t i);
 /* lp_index_span_put() - drop a span from lp_index_span_get() (NULL allowed) */
 void lp_index_span_put(struct lp_index_span *sp);
 /*

@@ -83,13 +83,15 @@ typedef int (*lp_layer_read_fn)(void *arg, uint64_t off, void *buf, size_t len,
  * target, mode, owners, mtime, devices, xattrs), so that a table pointing a path at another file's
  * bytes, or lying about its metadata, is caught before it is served. The
  * read covers the header's span (at most LP_LAYER_CHECK_BATCH before and
- * after the header) and checks every header wholly inside it too;
+ * after the header; with @to_header only up to the header's own end: the
+ * caller's @read serves a span's bytes as they come, and would otherwise
+ * wait for the span's end) and checks every header wholly inside it too;
  * @checked (NULL: none) is told each TOC entry whose header was found
  * true, @entry's included. An entry the TOC made up (LP_TOC_IMPLIED) has
  * nothing to check. 0 for any other layer. Returns 0, -EBADMSG (a lie), or
  * @read's error.
  */
-int lp_layer_check_file(struct lp_layer *layer, uint32_t entry,
+int lp_layer_check_file(struct lp_layer *layer, uint32_t entry, bool to_header,
 			lp_layer_read_fn read, void *read_arg,
 			lp_layer_checked_fn checked, void *arg,
 			struct lp_err *err);

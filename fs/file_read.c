@@ -316,8 +316,8 @@ int fs_check_file(struct lp_fs *fs, uint32_t idx, struct lp_err *err)
 	 * the headers around it in its span are checked with it, from the
 	 * span decoded whole, which the reads of its files then copy from */
 	atomic_fetch_add(&fs->stats.index_header_checks, 1);
-	r = lp_layer_check_file(fs->layer, idx, header_read, fs, header_checked,
-				fs, err);
+	r = lp_layer_check_file(fs->layer, idx, fs_index_streamed(fs),
+				header_read, fs, header_checked, fs, err);
 	if (r < 0) {
 		atomic_fetch_add(&fs->stats.verify_failures, 1);
 		if (r == -EBADMSG)

@@ -218,6 +218,7 @@ void lp_fs_free(struct lp_fs *fs)
 	fs_fetcher_stop(fs);
 	fs_writer_stop(fs); /* after the fetchers, who queue; before the
 			       cache, whose chunks it holds */
+	fs_index_streams_wait(fs); /* streamed spans land in the tiers */
 	fs_index_disk_leave(fs); /* no reader of the index is left */
 	fs_index_spans_leave(fs); /* before the budget goes */
 	fs_cache_destroy(&fs->cache);

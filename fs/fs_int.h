@@ -431,6 +431,9 @@ struct fs_stats {
 	atomic_uint_fast64_t prefetch_done_bytes; /* compressed span covered */
 	/* gzip index: spans decoded whole, and pieces copied from one */
 	atomic_uint_fast64_t index_span_decodes, index_decoded_hits;
+	/* gzip index: span decodes that were streamed (fs/index_fetch.c:
+	 * stream_start), and reads served before their span had all come */
+	atomic_uint_fast64_t index_span_streams, index_early_reads;
 	/* gzip index: spans the proving pass handed over decoded
 	 * (fs_index_span_decoded), entries whose header it checked, and
 	 * header checks readers decoded themselves (fs_check_file) */
@@ -871,6 +874,18 @@ int fs_index_read(struct lp_fs *fs, uint64_t off, void *buf, size_t len,
  */
 int fs_index_spans_join(struct lp_fs *fs, struct lp_fs_budget *b);
 void fs_index_spans_leave(struct lp_fs *fs);
+/*
+ * fs_index_streams_wait() - wait for the threads of the spans being
+ * streamed (fs/index_fetch.c stream_start()) to end; called once no
+ * reader is left, before the span tiers go.
+ */
+void fs_index_streams_wait(struct lp_fs *fs);
+/*
+ * fs_index_streamed() - whether the mount serves its spans as they come
+ * (a trusted index with grain digests, spans that fit a decoded output):
+ * its header checks then read only up to their header.
+ */
+bool fs_index_streamed(struct lp_fs *fs);
 /*
  * fs_index_disk_join() - with a cache directory, put the spans' disk tier
  * (span_disk.c) under the span cache of the index mount @fs (lp_fs_new,

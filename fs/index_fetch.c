@@ -76,6 +76,11 @@ struct span_out {
 	/* len is charged to the budget (until its last unref, or the
 	 * budget's eviction takes it out: outs_shrink) */
 	atomic_bool charged;
+	/* data[0, ready) is final: all of it but for a span being streamed
+	 * (stream_start()) until its stream ends; err when that failed
+	 * (its waiters then read the span another way) */
+	atomic_size_t ready;
+	atomic_int err;
 	uint8_t data[];
 };
 
@@ -107,6 +112,11 @@ struct fs_span_outs {
 	 * own; protected by lock */
 	size_t ahead;
 	pthread_cond_t cond;
+	/* stream_start()'s threads running, and whether they are to stop
+	 * (fs_index_streams_wait()); streams changes under lock and is
+	 * waited for on cond */
+	atomic_uint streams;
+	atomic_bool stopping;
 };
 
 static void out_unref(struct fs_span_outs *o, struct span_out *so)
@@ -116,6 +126,31 @@ static void out_unref(struct fs_span_outs *o, struct span_out *so)
 	if (o->budget && atomic_exchange(&so->charged, false))
 		fs_budget_release(o->budget, so->len);
 	free(so);
+}
+
+/* a new output of span @i, @len bytes (one reference, the caller's),
+ * all of them final unless @streamed; NULL without memory */
+static struct span_out *out_new(size_t i, size_t len, bool from_pass,
+				bool streamed)
+{
+	struct span_out *so = malloc(sizeof(*so) + (len ? len : 1));
+
+	if (!so)
+		return NULL;
+	atomic_init(&so->refs, 1);
+	atomic_init(&so->charged, false);
+	so->i = i;
+	so->len = len;
+	so->from_pass = from_pass;
+	atomic_init(&so->ready, streamed ? 0 : len);
+	atomic_init(&so->err, 0);
+	return so;
+}
+
+/* @so is a span being streamed (its stream has not ended) */
+static bool out_streaming(const struct span_out *so)
+{
+	return atomic_load(&so->ready) < so->len && !atomic_load(&so->err);
 }
 
 /* the budget's view of the oldest slot (with o->lock held) */
@@ -161,7 +196,10 @@ static unsigned int victim_of(const struct fs_span_outs *o, bool cold)
 	size_t cold_bytes = 0;
 
 	for (k = 0; k < FS_INDEX_OUTS; k++) {
-		if (!o->slot[k])
+		/* a span being streamed stays until its stream ends: its
+		 * readers wait on it, and another reader would stream it
+		 * again */
+		if (!o->slot[k] || out_streaming(o->slot[k]))
 			continue;
 		nr_cold += !o->used[k];
 		cold_bytes += o->used[k] ? 0 : o->slot[k]->len;
@@ -186,10 +224,11 @@ static unsigned int victim_of(const struct fs_span_outs *o, bool cold)
  * @cold: the proving pass's output, no reader has used it yet (victim_of()
  * says which slots leave first).
  */
-static void outs_keep(struct fs_span_outs *o, struct span_out *so, bool cold)
+static bool outs_keep(struct fs_span_outs *o, struct span_out *so, bool cold)
 {
 	struct span_out *old = NULL;
 	unsigned int k, victim = 0;
+	bool kept = false;
 
 	if (o->budget) {
 		fs_budget_reserve(o->budget, so->len);
@@ -224,12 +263,14 @@ static void outs_keep(struct fs_span_outs *o, struct span_out *so, bool cold)
 		o->stamp[victim] = cold ? 0 : out_stamp(o);
 		o->held += so->len;
 		note_cold(o);
+		kept = true;
 	}
 	pthread_mutex_unlock(&o->lock);
 	/* charged once, here; uncharged when it is freed (at once when
 	 * another thread's decode of the span got in first) */
 	if (o->budget)
 		fs_budget_enforce(o->budget);
+	return kept;
 }
 
 /*
@@ -264,21 +305,28 @@ static int piece_from_out(struct lp_fs *fs, size_t i,
 			note_cold(o);
 			break;
 		}
+	/* a span being streamed: wait for the piece's bytes */
+	while (so && atomic_load(&so->ready) < skip + len &&
+	       !atomic_load(&so->err))
+		pthread_cond_wait(&o->cond, &o->lock);
 	pthread_mutex_unlock(&o->lock);
+	if (so && atomic_load(&so->ready) < skip + len) {
+		out_unref(o, so); /* its stream failed */
+		so = NULL;
+		if (!sp)
+			return -ENOENT;
+	}
+	if (so && atomic_load(&so->ready) < so->len)
+		atomic_fetch_add(&fs->stats.index_early_reads, 1);
 	if (so) {
 		atomic_fetch_add(&fs->stats.index_decoded_hits, 1);
 		goto copy;
 	}
 	if (!sp)
 		return -ENOENT; /* asked for a held output only */
-	so = malloc(sizeof(*so) + (out_len ? out_len : 1));
+	so = out_new(i, (size_t)out_len, false, false);
 	if (!so)
 		return -ENOENT; /* the piece alone needs less */
-	atomic_init(&so->refs, 1);
-	atomic_init(&so->charged, false);
-	so->i = i;
-	so->len = (size_t)out_len;
-	so->from_pass = false;
 	r = lp_index_span_decode(fs->ix, i, lp_index_span_data(sp),
 				 lp_index_span_len(sp), 0, so->data, so->len,
 				 derr);
@@ -325,6 +373,7 @@ static size_t outs_shrink(struct fs_mem_member *m, uint64_t upto, size_t want,
 
 		for (k = 0; k < FS_INDEX_OUTS; k++)
 			if (o->slot[k] && !tried[k] &&
+			    !out_streaming(o->slot[k]) &&
 			    (best == FS_INDEX_OUTS ||
 			     o->stamp[k] < o->stamp[best]))
 				best = k;
@@ -372,6 +421,20 @@ static int outs_new(struct lp_fs *fs)
 	return 0;
 }
 
+void fs_index_streams_wait(struct lp_fs *fs)
+{
+	struct fs_span_outs *o = fs->span_outs;
+
+	if (!o)
+		return;
+	/* a stream stalled in its source must not hold the unmount up */
+	atomic_store(&o->stopping, true);
+	pthread_mutex_lock(&o->lock);
+	while (atomic_load(&o->streams))
+		pthread_cond_wait(&o->cond, &o->lock);
+	pthread_mutex_unlock(&o->lock);
+}
+
 static void outs_free(struct lp_fs *fs)
 {
 	struct fs_span_outs *o = fs->span_outs;
@@ -379,6 +442,7 @@ static void outs_free(struct lp_fs *fs)
 
 	if (!o)
 		return;
+	fs_index_streams_wait(fs);
 	if (o->budget) /* then no evictor takes its slots */
 		fs_budget_leave(o->budget, &o->member);
 	for (k = 0; k < FS_INDEX_OUTS; k++)
@@ -472,16 +536,11 @@ static int ahead_decode(struct lp_fs *fs, struct fs_span_outs *o, size_t i)
 	atomic_fetch_add(&fs->stats.blob_reads, st.spans);
 	if (r < 0)
 		return r; /* a reader's own get finds out what it means */
-	so = malloc(sizeof(*so) + span_out_len(fs->ix, i));
+	so = out_new(i, (size_t)span_out_len(fs->ix, i), true, false);
 	if (!so) {
 		lp_index_span_put(sp);
 		return -ENOMEM;
 	}
-	atomic_init(&so->refs, 1);
-	atomic_init(&so->charged, false);
-	so->i = i;
-	so->len = (size_t)span_out_len(fs->ix, i);
-	so->from_pass = true;
 	/* one decode from its checkpoint (proven, or the index trusted),
 	 * as piece_from_out() does */
 	r = lp_index_span_decode(fs->ix, i, lp_index_span_data(sp),
@@ -578,14 +637,9 @@ void fs_index_span_decoded(struct lp_fs *fs, size_t i, const uint8_t *out,
 	pthread_mutex_unlock(&o->lock);
 	if (have)
 		return;
-	so = malloc(sizeof(*so) + (len ? len : 1));
+	so = out_new(i, len, true, false);
 	if (!so)
 		return; /* readers decode it themselves */
-	atomic_init(&so->refs, 1);
-	atomic_init(&so->charged, false);
-	so->i = i;
-	so->len = len;
-	so->from_pass = true;
 	memcpy(so->data, out, len);
 	outs_keep(o, so, true);
 	atomic_store(&o->pass_span, i);
@@ -706,6 +760,196 @@ void fs_index_spans_leave(struct lp_fs *fs)
 	fs->span_budget = NULL;
 }
 
+static void add_stream_stats(struct lp_fs *fs,
+			     const struct lp_index_stream_stats *st);
+
+/*
+ * A span decoded as its bytes come (docs/format.md, "Streamed spans"): a
+ * read of a span nobody holds, of a trusted index with grain digests,
+ * puts an output in the slots with nothing ready and starts a thread that
+ * fetches the span in one request (lp_index_span_get_stream(): each grain
+ * compared with its digest as it comes) and inflates each verified piece
+ * into the output at once; readers of the span wait in piece_from_out()
+ * only for the bytes they need, not for the whole span. Only for a
+ * trusted index: an unsigned index's grains are its word, and nothing the
+ * proving pass proves covers them.
+ */
+struct stream_job {
+	struct lp_fs *fs;
+	struct span_out *so; /* our reference */
+	struct lp_index_span_inflater *inf;
+	size_t fed, done; /* span bytes fed, output bytes made */
+	int r; /* the first decode error (the rest is then not fed) */
+	struct lp_err err;
+};
+
+static void stream_publish(struct fs_span_outs *o, struct span_out *so,
+			   size_t ready, int err)
+{
+	pthread_mutex_lock(&o->lock);
+	atomic_store(&so->ready, ready);
+	if (err)
+		atomic_store(&so->err, err);
+	pthread_cond_broadcast(&o->cond);
+	pthread_mutex_unlock(&o->lock);
+}
+
+/* lp_index_span_get_stream()'s progress: data[0, verified) verified. A
+ * decode error stops the decode, not the fetch (the span still lands in
+ * the cache; stream_main() poisons the mount: a lie) */
+static int stream_progress(void *arg, const uint8_t *data, size_t verified)
+{
+	struct stream_job *j = arg;
+	size_t before = j->done;
+
+	if (atomic_load(&j->fs->span_outs->stopping))
+		return -ECANCELED; /* the unmount: a source that fails */
+	if (j->r < 0 || verified <= j->fed)
+		return 0;
+	j->r = lp_index_span_inflater_feed(j->inf, data + j->fed,
+					   verified - j->fed, j->so->data,
+					   j->so->len, &j->done, &j->err);
+	j->fed = verified;
+	if (j->r == 0 && j->done != before)
+		stream_publish(j->fs->span_outs, j->so, j->done, 0);
+	return 0;
+}
+
+/* drop @so from the slots, if it is there (a stream that failed) */
+static void outs_forget(struct fs_span_outs *o, struct span_out *so)
+{
+	struct span_out *gone = NULL;
+	unsigned int k;
+
+	pthread_mutex_lock(&o->lock);
+	for (k = 0; k < FS_INDEX_OUTS; k++)
+		if (o->slot[k] == so) {
+			gone = so;
+			o->slot[k] = NULL;
+			o->held -= so->len;
+		}
+	note_cold(o);
+	pthread_mutex_unlock(&o->lock);
+	out_unref(o, gone);
+}
+
+static void *stream_main(void *arg)
+{
+	struct stream_job *j = arg;
+	struct lp_fs *fs = j->fs;
+	struct fs_span_outs *o = fs->span_outs;
+	struct span_out *so = j->so;
+	struct lp_index_stream_stats st = { 0 };
+	struct lp_index_span *sp = NULL;
+	struct lp_err err = { 0 };
+	int r;
+
+	r = lp_index_span_inflater_new(fs->ix, so->i, &j->inf, &j->err);
+	if (r == 0)
+		r = lp_index_span_get_stream(fs->ix, fs->blob, so->i,
+					     stream_progress, j, &sp, &st,
+					     &err);
+	if (r == 0 && j->fed == 0) /* not fetched by us: decode it whole */
+		r = lp_index_span_decode(fs->ix, so->i, lp_index_span_data(sp),
+					 lp_index_span_len(sp), 0, so->data,
+					 so->len, &err);
+	else if (r == 0)
+		r = j->r < 0 ? j->r :
+			       lp_index_span_inflater_end(j->inf, j->done,
+							  so->len, &j->err);
+	add_stream_stats(fs, &st);
+	if (r == -EBADMSG) {
+		uint64_t s0, s1;
+
+		/* a lie found (a grain, the span, its decode from a
+		 * checkpoint the signer vouched for), as fill_piece() */
+		atomic_fetch_add(&fs->stats.verify_failures, 1);
+		fs_poison(fs, -EBADMSG, err.msg[0] ? &err : &j->err);
+		lp_index_span_range(fs->ix, so->i, &s0, &s1);
+		lp_blob_reject(fs->blob, s0, s1 - s0);
+	}
+	/* any failure releases the readers waiting on the output: they
+	 * read the span another way (from the cache, or fetching it) */
+	if (r == 0) {
+		stream_publish(o, so, so->len, 0);
+	} else {
+		stream_publish(o, so, atomic_load(&so->ready), r);
+		outs_forget(o, so);
+	}
+	lp_index_span_put(sp);
+	lp_index_span_inflater_free(j->inf);
+	free(j);
+	out_unref(o, so);
+	pthread_mutex_lock(&o->lock);
+	atomic_fetch_sub(&o->streams, 1);
+	pthread_cond_broadcast(&o->cond);
+	pthread_mutex_unlock(&o->lock);
+	return NULL;
+}
+
+bool fs_index_streamed(struct lp_fs *fs)
+{
+	return fs->ix && fs->span_outs && lp_index_trusted(fs->ix) &&
+	       lp_index_grain_size(fs->ix) &&
+	       lp_index_span_size(fs->ix) < fs_index_out_max(fs);
+}
+
+/* whether a read of span @i, held nowhere, is streamed (above) */
+static bool stream_span(struct lp_fs *fs, size_t i)
+{
+	return fs_index_streamed(fs) && lp_index_span_uncached(fs->ix, i);
+}
+
+/* start streaming span @i into the slots: 0 (started, or another
+ * reader's output of it is there), else -errno (read it another way) */
+static int stream_start(struct lp_fs *fs, size_t i)
+{
+	struct fs_span_outs *o = fs->span_outs;
+	const uint64_t out_len = span_out_len(fs->ix, i);
+	struct stream_job *j;
+	struct span_out *so;
+	pthread_attr_t at;
+	pthread_t t;
+
+	if (out_len > FS_INDEX_OUT_MAX || out_len > o->max_bytes)
+		return -ENOENT;
+	so = out_new(i, (size_t)out_len, false, true);
+	j = calloc(1, sizeof(*j));
+	if (!so || !j) {
+		free(so);
+		free(j);
+		return -ENOMEM;
+	}
+	if (!outs_keep(o, so, false)) {
+		/* another reader's output of the span got in first (read
+		 * from it), or no room (read as before) */
+		out_unref(o, so);
+		free(j);
+		return 0;
+	}
+	j->fs = fs;
+	j->so = so; /* our reference */
+	atomic_fetch_add(&o->streams, 1);
+	if (pthread_attr_init(&at) != 0 ||
+	    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) != 0 ||
+	    pthread_create(&t, &at, stream_main, j) != 0) {
+		pthread_attr_destroy(&at);
+		stream_publish(o, so, 0, -EAGAIN); /* its waiters read it */
+		outs_forget(o, so);
+		out_unref(o, so);
+		free(j);
+		pthread_mutex_lock(&o->lock);
+		atomic_fetch_sub(&o->streams, 1);
+		pthread_cond_broadcast(&o->cond);
+		pthread_mutex_unlock(&o->lock);
+		return -EAGAIN;
+	}
+	pthread_attr_destroy(&at);
+	atomic_fetch_add(&fs->stats.index_span_decodes, 1);
+	atomic_fetch_add(&fs->stats.index_span_streams, 1);
+	return 0;
+}
+
 /*
  * Bytes [@skip, @skip + @len) of span @i's output into @dst; what it
  * fetched is added to @st. *@keep (NULL: none) is the span read last by
@@ -758,6 +1002,13 @@ static ssize_t read_span_piece(struct lp_fs *fs, size_t i, uint64_t skip,
 		 * last proven checkpoint (its spans from the cache too) */
 		r = -EAGAIN;
 	} else {
+		/* not held anywhere: streamed, when it can be (above) */
+		if (!(*keep && *keep_i == i) && stream_span(fs, i) &&
+		    stream_start(fs, i) == 0 &&
+		    piece_from_out(fs, i, NULL, skip, dst, len, derr) == 0) {
+			lp_index_span_read_elsewhere(fs->ix);
+			return (ssize_t)len;
+		}
 		if (*keep && *keep_i == i) {
 			sp = *keep;
 			*keep = NULL;

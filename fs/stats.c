@@ -272,6 +272,7 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			"\"trusted_reads\": %llu, \"proof\": \"%s\", "
 			"\"poisoned\": %s, \"window_rereads\": %llu, "
 			"\"span_decodes\": %llu, \"decoded_hits\": %llu, "
+			"\"span_streams\": %llu, \"early_reads\": %llu, "
 			"\"pass_outs\": %llu, \"pass_checked\": %llu, "
 			"\"ahead_decodes\": %llu, "
 			"\"header_checks\": %llu, "
@@ -291,6 +292,8 @@ int lp_fs_stats_json(struct lp_fs *fs, struct lp_buf *out)
 			(unsigned long long)ld(&s->index_window_rereads),
 			(unsigned long long)ld(&s->index_span_decodes),
 			(unsigned long long)ld(&s->index_decoded_hits),
+			(unsigned long long)ld(&s->index_span_streams),
+			(unsigned long long)ld(&s->index_early_reads),
 			(unsigned long long)ld(&s->index_pass_outs),
 			(unsigned long long)ld(&s->index_pass_checked),
 			(unsigned long long)ld(&s->index_ahead_decodes),

@@ -6,7 +6,8 @@
  * that a corpus of real (index, layer) pairs drives the inflate, verify and
  * header-check paths with spans whose digests match. lp_index_parse() must refuse it or
  * return one whose every promise holds (checkpoints increasing and inside
- * the blob, files in order, inside the layer, findable by path). A parsed
+ * the blob, files in order, inside the layer, findable by path, with grain
+ * digests exactly one per grain of each span). A parsed
  * index is then read through against a blob of its size made of a fixed
  * byte pattern (when small): the stream must refuse the spans (their
  * digests cannot match) or serve bytes without crashing; and the input's
@@ -86,6 +87,22 @@ static void same_as_truth(const uint8_t *truth, size_t truth_len, uint64_t off,
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* span @i (@len bytes) has one grain digest per grain, or none at all */
+static void check_grains(const struct lp_index *ix, size_t i, uint64_t len)
+{
+	uint32_t gs = lp_index_grain_size(ix);
+	size_t n = lp_index_nr_grains(ix, i), g;
+
+	if (gs ? !lp_index_grain_size_ok(gs) || n != (len + gs - 1) / gs : n)
+		abort();
+	for (g = 0; g < n; g++)
+		if (!lp_index_grain(ix, i, g))
+			abort();
+	if (lp_index_grain(ix, i, n) ||
+	    lp_index_nr_grains(ix, lp_index_nr_checkpoints(ix)))
+		abort();
+}
+
 static void check_index(const struct lp_index *ix)
 {
 	uint64_t prev_in = 0, prev_out = 0, prev_end = 0;
@@ -104,6 +121,7 @@ static void check_index(const struct lp_index *ix)
 		if (s > e || e > lp_index_blob_size(ix) ||
 		    e - s > LP_INDEX_MAX_SPAN_IN)
 			abort();
+		check_grains(ix, i, e - s);
 		prev_in = c->in;
 		prev_out = c->out;
 	}

@@ -3,9 +3,10 @@
 # Regenerate the seed corpus of fuzz_index: small tar.gz layers (one gzip
 # member, several members, xattrs, links, long names) indexed by lazypull
 # with small spans, each stored as "LE32 index length, index, layer" (what
-# fuzz_index reads), plus bare indexes and hostile ones that must be
-# refused (made with tests/integration/gzip_index.py). Deterministic for a
-# given lazypull.
+# fuzz_index reads), without grain digests and with (4K grains: several a
+# span), plus bare indexes and hostile ones that must be refused (made with
+# tests/integration/gzip_index.py; grain headers and sections that lie).
+# Deterministic for a given lazypull.
 #
 #     bash tests/fuzz/make_index_corpus.sh build/cmd/lazypull tests/fuzz/corpus/index
 set -euo pipefail
@@ -69,8 +70,10 @@ PY
 }
 
 for l in one multi tiny; do
-	"$LP" index build --span-size 64K "$W/$l.tar.gz" "$W/$l.gzidx" >/dev/null
+	"$LP" index build --span-size 64K --grain-size 0 "$W/$l.tar.gz" "$W/$l.gzidx" >/dev/null
 	pair "$W/$l.gzidx" "$W/$l.tar.gz" "$OUT/pair-$l"
+	"$LP" index build --span-size 64K --grain-size 4K "$W/$l.tar.gz" "$W/$l.g.gzidx" >/dev/null
+	pair "$W/$l.g.gzidx" "$W/$l.tar.gz" "$OUT/pair-$l-grains"
 done
 cp "$W/tiny.gzidx" "$OUT/bare-tiny"
 for how in blob-offset huge-files huge-strings deep-path overlap; do
@@ -97,6 +100,25 @@ struct.pack_into("<I", b, cp + 20, len(fake))
 open(sys.argv[2], "wb").write(b)
 PY
 pair "$W/f" "$W/one.tar.gz" "$OUT/bad-window"
+# grain headers and sections that lie (each must be refused)
+python3 - "$W/one.g.gzidx" "$W/one.tar.gz" "$OUT" <<'PY'
+import struct, sys
+ix = open(sys.argv[1], "rb").read(); layer = open(sys.argv[2], "rb").read()
+n = struct.unpack_from("<I", ix, 92)[0]
+def put(name, b, off=None, v=None):
+    b = bytearray(b)
+    if off is not None:
+        struct.pack_into("<I", b, off, v)
+    open(sys.argv[3] + "/bad-grain-" + name, "wb").write(struct.pack("<I", len(b)) + bytes(b) + layer)
+put("flags", ix, 12, 3)
+put("size-odd", ix, 88, 12288)
+put("size-small", ix, 88, 2048)
+put("count", ix[:-32], 92, n - 1)
+put("count-huge", ix, 92, 0xFFFFFFFF)
+put("truncated", ix[:-1])
+put("trailing", ix + b"\0")
+put("flag-off", ix, 12, 0)
+PY
 head -c 95 "$W/tiny.gzidx" >"$OUT/bad-truncated"
 printf 'LPGZIDX\n\002\000\000\000' >"$OUT/bad-version"
 ls "$OUT"

@@ -84,8 +84,13 @@ class Index:
         self.files = [bytearray(b[o + i * FILE:o + (i + 1) * FILE]) for i in range(self.nfiles)]
         o += self.nfiles * FILE
         self.strings = bytearray(b[o:o + self.nstrings])
-        self.windows = bytes(b[o + self.nstrings:])
+        o += self.nstrings
+        self.windows = bytes(b[o:o + self.nwindows])
         assert len(self.windows) == self.nwindows
+        # grain digests (flags bit 0): the last section, 32 bytes each
+        self.grains = bytes(b[o + self.nwindows:])
+        ngrains = struct.unpack_from("<I", b, 92)[0] if self.flags & 1 else 0
+        assert len(self.grains) == 32 * ngrains
 
     def string(self, ref):
         n = struct.unpack_from("<H", self.strings, ref)[0]
@@ -109,7 +114,8 @@ class Index:
     def serialise(self):
         h = bytearray(self.h)
         struct.pack_into("<III", h, 68, len(self.cps), len(self.files), len(self.strings))
-        return bytes(h) + b"".join(self.cps) + b"".join(self.files) + bytes(self.strings) + self.windows
+        return (bytes(h) + b"".join(self.cps) + b"".join(self.files) + bytes(self.strings) +
+                self.windows + self.grains)
 
 
 def forge(src, out, how, args):
@@ -158,6 +164,15 @@ def forge(src, out, how, args):
         struct.pack_into("<I", rec, 32, struct.unpack_from("<I", rec, 32)[0] | 0o4000)
     elif how == "blob-size":
         # the indexed blob's size said 4096 bytes larger, all else right
+        # (the last span's grains as many as that length has)
+        if ix.flags & 1:
+            g, n = struct.unpack_from("<II", ix.h, 88)
+            c = ix.cps[-1]
+            start = struct.unpack_from("<Q", c, 0)[0] - (1 if c[24] else 0)
+            old = ix.blob_size - start
+            more = (old + 4096 + g - 1) // g - (old + g - 1) // g
+            ix.grains += bytes(32 * more)
+            struct.pack_into("<I", ix.h, 92, n + more)
         raw = bytearray(ix.serialise())
         struct.pack_into("<Q", raw, 16, ix.blob_size + 4096)
     elif how == "huge-files":

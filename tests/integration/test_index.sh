@@ -92,6 +92,24 @@ ok "referrers tag $TAG -> artifact $ART (subject $MDIG)"
 lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index verify --plain-http "$IMG" "$LAYER" ||
 	{ show_err "$T/err"; fail "index verify of the pushed index"; }
 ok "the pushed index is what the layer gives ($(cat "$T/out"))"
+# grain digests: the rebuild takes the given index's grain size (4K, none),
+# and a grain digest that lies is found
+for g in 4K 0; do
+	lp_run "$T/out" "$T/err" "$LAZYPULL" index build --grain-size $g "$T/layer.tar.gz" "$T/g.gzidx" ||
+		{ show_err "$T/err"; fail "index build --grain-size $g"; }
+	lp_run "$T/out" "$T/err" "$LAZYPULL" index inspect "$T/g.gzidx" || fail "inspect --grain-size $g"
+	want=$([ $g = 0 ] && echo "grain-size=0 grains=0" || echo "grain-size=4096 grains=[1-9]")
+	grep -q "$want" "$T/out" || { cat "$T/out"; fail "inspect of a --grain-size $g index"; }
+	lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index verify --plain-http --index "$T/g.gzidx" \
+		"$IMG" "$LAYER" || { show_err "$T/err"; fail "index verify of a --grain-size $g index"; }
+done
+lp_run "$T/out" "$T/err" "$LAZYPULL" index build --grain-size 4K "$T/layer.tar.gz" "$T/g.gzidx" ||
+	fail "index build --grain-size 4K"
+python3 -c 'import sys; b = bytearray(open(sys.argv[1], "rb").read()); b[-1] ^= 1; open(sys.argv[1], "wb").write(b)' \
+	"$T/g.gzidx"
+expect_fail "a lying grain digest (verify rebuilds)" "differs from the one the layer gives" \
+	"$LAZYPULL" index verify --plain-http --index "$T/g.gzidx" "$IMG" "$LAYER"
+ok "grain digests: 4K and none verify with their own grain size"
 
 say "every entry read back through the index by random access from the registry"
 mkdir -p "$T/gnu"

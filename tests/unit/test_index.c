@@ -18,7 +18,11 @@
  * read starts at (a window, a bit offset, a member start that is none): the
  * read starts at the last proven checkpoint instead and refuses the lie on
  * its way. A cold read deep in a layer proves every checkpoint it passes,
- * a warm one then fetches one span; threads share one index.
+ * a warm one then fetches one span; threads share one index. Grain
+ * digests (lp_index_grain()): every one against the sha256 of the blob's
+ * bytes, for one member and many, serialised back as parsed; an index
+ * built without them is the one built with them less their bytes; hostile
+ * grain headers and sections refused.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -113,7 +117,8 @@ struct fixture {
 	struct lp_blob *blob;
 };
 
-static void build(struct fixture *f, uint8_t *gz, size_t len)
+static void build_grains(struct fixture *f, uint8_t *gz, size_t len,
+			 uint32_t grain_size)
 {
 	struct lp_index_build_result res;
 	struct lp_err err = { 0 };
@@ -126,7 +131,7 @@ static void build(struct fixture *f, uint8_t *gz, size_t len)
 	assert_int_equal(write(fd, gz, len), (ssize_t)len);
 	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
 	lp_buf_init(&out, LP_INDEX_MAX_SIZE);
-	r = lp_index_build(fd, SPAN, NULL, &out, &res, &err);
+	r = lp_index_build(fd, SPAN, grain_size, NULL, &out, &res, &err);
 	if (r < 0)
 		fail_msg("build: %s", lp_err_str(&err, r));
 	close(fd);
@@ -137,6 +142,11 @@ static void build(struct fixture *f, uint8_t *gz, size_t len)
 	f->tar = gunzip(gz, len, &f->tar_len);
 	assert_int_equal(lp_index_uncompressed_size(f->ix), f->tar_len);
 	assert_int_equal(lp_blob_new_mem(gz, len, "layer", &f->blob), 0);
+}
+
+static void build(struct fixture *f, uint8_t *gz, size_t len)
+{
+	build_grains(f, gz, len, LP_INDEX_GRAIN_DEFAULT);
 }
 
 static void release(struct fixture *f)
@@ -742,13 +752,17 @@ static struct lp_index *forge_window(struct fixture *f, size_t k)
 	uLongf wlen = sizeof(win), zlen = sizeof(z);
 	struct lp_index *ix = NULL;
 	uint64_t wsize = lp_get_le64(f->idx + 80);
-	size_t i, len;
+	/* the windows section ends the index, or the grain digests do */
+	size_t grains =
+		(lp_get_le32(f->idx + 12) & LP_INDEX_FLAG_GRAINS) ?
+			(size_t)lp_get_le32(f->idx + 92) * LP_SHA256_LEN :
+			0;
+	size_t wend = f->idx_len - grains, i, len;
 	uint8_t *b;
 
 	assert_int_equal(c->kind, LP_INDEX_CP_DEFLATE);
-	/* the windows section ends the index */
 	assert_int_equal(uncompress(win, &wlen,
-				    f->idx + f->idx_len - wsize + c->window_off,
+				    f->idx + wend - wsize + c->window_off,
 				    c->window_len),
 			 Z_OK);
 	assert_int_equal(wlen, c->window_raw);
@@ -758,8 +772,9 @@ static struct lp_index *forge_window(struct fixture *f, size_t k)
 	len = f->idx_len + zlen;
 	b = malloc(len);
 	assert_non_null(b);
-	memcpy(b, f->idx, f->idx_len);
-	memcpy(b + f->idx_len, z, zlen);
+	memcpy(b, f->idx, wend);
+	memcpy(b + wend, z, zlen);
+	memcpy(b + wend + zlen, f->idx + wend, grains);
 	lp_put_le64(b + 80, wsize + zlen);
 	lp_put_le32(CP(b, k) + 16, (uint32_t)wsize);
 	lp_put_le32(CP(b, k) + 20, (uint32_t)zlen);
@@ -1287,6 +1302,252 @@ static void test_threads(void **state)
 	release(&f);
 }
 
+/* every grain digest of the fixture's index against the sha256 of the
+ * blob's bytes, the spans taken from the checkpoints (not from
+ * lp_index_span_range()); counts spans starting at a shared byte and spans
+ * of several grains */
+static void check_all_grains(struct fixture *f, uint32_t gs, size_t *ret_split,
+			     size_t *ret_several)
+{
+	size_t i, g, n = lp_index_nr_checkpoints(f->ix);
+	struct lp_digest d;
+
+	assert_int_equal(lp_index_grain_size(f->ix), gs);
+	*ret_split = *ret_several = 0;
+	for (i = 0; i < n; i++) {
+		const struct lp_index_checkpoint *c =
+			lp_index_checkpoint(f->ix, i);
+		uint64_t start = c->in - (c->bits ? 1 : 0);
+		uint64_t end = i + 1 < n ?
+				       lp_index_checkpoint(f->ix, i + 1)->in :
+				       f->gz_len;
+		size_t ng = lp_index_nr_grains(f->ix, i);
+
+		assert_int_equal(ng, (end - start + gs - 1) / gs);
+		for (g = 0; g < ng; g++) {
+			uint64_t a = start + g * gs;
+			uint64_t b = end - a > gs ? a + gs : end;
+
+			lp_sha256(f->gz + a, (size_t)(b - a), &d);
+			if (memcmp(d.b, lp_index_grain(f->ix, i, g)->b,
+				   LP_SHA256_LEN))
+				fail_msg("span #%zu grain #%zu of %u bytes: "
+					 "digest wrong",
+					 i, g, gs);
+		}
+		assert_null(lp_index_grain(f->ix, i, ng));
+		*ret_split += c->bits != 0;
+		*ret_several += ng > 1;
+	}
+	assert_int_equal(lp_index_nr_grains(f->ix, n), 0);
+	assert_null(lp_index_grain(f->ix, n, 0));
+}
+
+/* the fixture's index serialises to the bytes it was parsed from, and
+ * those parse again to the same grains */
+static void check_grains_roundtrip(struct fixture *f)
+{
+	struct lp_index *again = NULL;
+	struct lp_buf out;
+	size_t i, g;
+
+	lp_buf_init(&out, LP_INDEX_MAX_SIZE);
+	assert_int_equal(lp_index_serialise(f->ix, &out), 0);
+	assert_int_equal(out.len, f->idx_len);
+	assert_memory_equal(out.data, f->idx, f->idx_len);
+	assert_int_equal(lp_index_parse(out.data, out.len, &again, NULL), 0);
+	assert_int_equal(lp_index_grain_size(again),
+			 lp_index_grain_size(f->ix));
+	for (i = 0; i < lp_index_nr_checkpoints(f->ix); i++) {
+		assert_int_equal(lp_index_nr_grains(again, i),
+				 lp_index_nr_grains(f->ix, i));
+		for (g = 0; g < lp_index_nr_grains(f->ix, i); g++)
+			assert_memory_equal(lp_index_grain(again, i, g)->b,
+					    lp_index_grain(f->ix, i, g)->b,
+					    LP_SHA256_LEN);
+	}
+	lp_index_free(again);
+	lp_buf_release(&out);
+}
+
+static uint8_t *copy_of(const uint8_t *b, size_t len)
+{
+	uint8_t *p = malloc(len);
+
+	assert_non_null(p);
+	memcpy(p, b, len);
+	return p;
+}
+
+static void test_grains(void **state)
+{
+	static const uint32_t sizes[] = { LP_INDEX_GRAIN_MIN,
+					  LP_INDEX_GRAIN_DEFAULT,
+					  LP_INDEX_GRAIN_MAX };
+	struct fixture f = { 0 }, plain = { 0 };
+	size_t len, split, several, i, n, nr = 0;
+	uint8_t *gz = slurp(LP_VECTORS_DIR "/v1.tar.gz", &len), *tar;
+	size_t tar_len;
+
+	(void)state;
+	assert_true(len > 0);
+	/* one gzip member, grains of every size */
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		build_grains(&f, copy_of(gz, len), len, sizes[i]);
+		check_all_grains(&f, sizes[i], &split, &several);
+		check_grains_roundtrip(&f);
+		assert_true(split > 0); /* spans that start at a shared byte */
+		if (sizes[i] == LP_INDEX_GRAIN_MIN)
+			assert_true(several > 10);
+		if (sizes[i] == LP_INDEX_GRAIN_MAX) {
+			/* spans of 64 KiB out are far under 1 MiB in: one
+			 * grain each, whose digest is the span digest */
+			assert_int_equal(several, 0);
+			for (n = 0; n < lp_index_nr_checkpoints(f.ix); n++)
+				assert_memory_equal(
+					lp_index_grain(f.ix, n, 0)->b,
+					lp_index_checkpoint(f.ix, n)->span.b,
+					LP_SHA256_LEN);
+		}
+		release(&f);
+	}
+	/* without grains: today's index, which is the one with grains less
+	 * the header's flag, grain size and count, and the last section */
+	build_grains(&f, copy_of(gz, len), len, LP_INDEX_GRAIN_MIN);
+	build_grains(&plain, gz, len, 0);
+	assert_int_equal(lp_index_grain_size(plain.ix), 0);
+	assert_int_equal(lp_index_nr_grains(plain.ix, 0), 0);
+	assert_null(lp_index_grain(plain.ix, 0, 0));
+	for (n = 0; n < lp_index_nr_checkpoints(f.ix); n++)
+		nr += lp_index_nr_grains(f.ix, n);
+	assert_int_equal(lp_get_le32(f.idx + 12), LP_INDEX_FLAG_GRAINS);
+	assert_int_equal(lp_get_le32(f.idx + 88), LP_INDEX_GRAIN_MIN);
+	assert_int_equal(lp_get_le32(f.idx + 92), nr);
+	assert_int_equal(f.idx_len, plain.idx_len + nr * LP_SHA256_LEN);
+	assert_int_equal(lp_get_le32(plain.idx + 12), 0);
+	assert_int_equal(lp_get_le64(plain.idx + 88), 0);
+	assert_memory_equal(f.idx, plain.idx, 12);
+	assert_memory_equal(f.idx + 16, plain.idx + 16, 88 - 16);
+	assert_memory_equal(f.idx + LP_INDEX_HEADER_SIZE,
+			    plain.idx + LP_INDEX_HEADER_SIZE,
+			    plain.idx_len - LP_INDEX_HEADER_SIZE);
+	check_grains_roundtrip(&plain);
+	tar = gunzip(plain.gz, len, &tar_len);
+	release(&plain); /* and gz */
+	release(&f);
+	/* many gzip members: spans that end at a member's end */
+	gz = gzip_members(tar, tar_len, 100000, &n);
+	build_grains(&f, gz, n, LP_INDEX_GRAIN_MIN);
+	check_all_grains(&f, LP_INDEX_GRAIN_MIN, &split, &several);
+	check_grains_roundtrip(&f);
+	assert_true(several > 10);
+	release(&f);
+	free(tar);
+}
+
+/* @idx (@len bytes) resized to @new_len (zeros added), LE32 @v put at
+ * header offset @off (SIZE_MAX: none), parsed: 0 or -errno; @want in the
+ * error message when refused */
+static int parse_grain_edit(const uint8_t *idx, size_t len, size_t new_len,
+			    size_t off, uint32_t v, const char *want)
+{
+	uint8_t *b = calloc(1, new_len > len ? new_len : len);
+	struct lp_index *ix = NULL;
+	struct lp_err err = { 0 };
+	int r;
+
+	assert_non_null(b);
+	memcpy(b, idx, len);
+	if (off != SIZE_MAX)
+		lp_put_le32(b + off, v);
+	r = lp_index_parse(b, new_len, &ix, &err);
+	if (r == 0)
+		lp_index_free(ix);
+	else if (!strstr(err.msg, want))
+		fail_msg("refused with \"%s\", expected \"%s\"", err.msg, want);
+	free(b);
+	return r;
+}
+
+static void test_grain_lies(void **state)
+{
+	struct fixture f = { 0 }, plain = { 0 };
+	size_t len, L, i;
+	uint8_t *gz = slurp(LP_VECTORS_DIR "/v1.tar.gz", &len);
+	uint32_t nr, most;
+
+	(void)state;
+	assert_true(len > 0);
+	build_grains(&f, copy_of(gz, len), len, LP_INDEX_GRAIN_MIN);
+	build_grains(&plain, gz, len, 0);
+	L = f.idx_len;
+	nr = lp_get_le32(f.idx + 92);
+	most = (uint32_t)(len / LP_INDEX_GRAIN_MIN +
+			  lp_index_nr_checkpoints(f.ix));
+	assert_int_equal(parse_grain_edit(f.idx, L, L, SIZE_MAX, 0, ""), 0);
+	/* flags other than bit 0, with grains and without */
+	assert_int_equal(parse_grain_edit(f.idx, L, L, 12, 3, "flags 0x3"),
+			 -EOPNOTSUPP);
+	assert_int_equal(parse_grain_edit(plain.idx, plain.idx_len,
+					  plain.idx_len, 12, 0x80000000,
+					  "flags 0x80000000"),
+			 -EOPNOTSUPP);
+	/* grain sizes: not a power of two, under and over the bounds, 0 */
+	assert_int_equal(
+		parse_grain_edit(f.idx, L, L, 88, 3 * 4096, "grain size 12288"),
+		-EBADMSG);
+	assert_int_equal(
+		parse_grain_edit(f.idx, L, L, 88, 2048, "grain size 2048"),
+		-EBADMSG);
+	assert_int_equal(parse_grain_edit(f.idx, L, L, 88, 2 * 1024 * 1024,
+					  "grain size 2097152"),
+			 -EBADMSG);
+	assert_int_equal(parse_grain_edit(f.idx, L, L, 88, 0, "grain size 0"),
+			 -EBADMSG);
+	/* another valid size: the count is then more than the spans have */
+	assert_int_equal(parse_grain_edit(f.idx, L, L, 88, 8192, "more than"),
+			 -EBADMSG);
+	/* the count one short or one over, the section to match */
+	assert_int_equal(parse_grain_edit(f.idx, L, L - LP_SHA256_LEN, 92,
+					  nr - 1, "grain digests, but its"),
+			 -EBADMSG);
+	assert_int_equal(parse_grain_edit(f.idx, L, L + LP_SHA256_LEN, 92,
+					  nr + 1, "grain digests, but its"),
+			 -EBADMSG);
+	/* huge counts: refused before anything is sized by them */
+	assert_int_equal(
+		parse_grain_edit(f.idx, L, L, 92, UINT32_MAX, "more than"),
+		-EBADMSG);
+	assert_int_equal(
+		parse_grain_edit(f.idx, L, L, 92, most + 1, "more than"),
+		-EBADMSG);
+	assert_int_equal(
+		parse_grain_edit(f.idx, L, L, 92, most, "its header says"),
+		-EBADMSG);
+	/* the section truncated, or bytes after it */
+	for (i = 1; i <= LP_SHA256_LEN; i += LP_SHA256_LEN - 1)
+		assert_int_equal(parse_grain_edit(f.idx, L, L - i, SIZE_MAX, 0,
+						  "its header says"),
+				 -EBADMSG);
+	assert_int_equal(parse_grain_edit(f.idx, L, L + 1, SIZE_MAX, 0,
+					  "its header says"),
+			 -EBADMSG);
+	/* the flag off: its fields are reserved bytes, its section trailing
+	 * bytes */
+	assert_int_equal(parse_grain_edit(f.idx, L, L, 12, 0, "reserved"),
+			 -EBADMSG);
+	assert_int_equal(parse_grain_edit(plain.idx, plain.idx_len,
+					  plain.idx_len, 92, 1, "reserved"),
+			 -EBADMSG);
+	/* the flag on an index without grains: a count of 0 is wrong */
+	assert_int_equal(parse_grain_edit(plain.idx, plain.idx_len,
+					  plain.idx_len, 12,
+					  LP_INDEX_FLAG_GRAINS, "grain size 0"),
+			 -EBADMSG);
+	release(&plain);
+	release(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1303,6 +1564,8 @@ int main(void)
 		cmocka_unit_test(test_read),
 		cmocka_unit_test(test_window_rule),
 		cmocka_unit_test(test_prove),
+		cmocka_unit_test(test_grains),
+		cmocka_unit_test(test_grain_lies),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,6 +18,9 @@
  * not checked, as documented. Last, members whose headers and trailers
  * come in pieces of a few bytes, one per read() (a SOCK_SEQPACKET socket):
  * the same index as from a regular file, and a wrong CRC32 still refused.
+ * On every layer the grain digests (GRAIN bytes, the smallest grain, so
+ * spans hold many and split bytes fall inside and at the edge of grains)
+ * are checked against the sha256 of the layer's bytes, grain by grain.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -41,6 +44,7 @@
 #include "lp_indexer.h"
 
 #define SPAN LP_INDEX_MIN_SPAN_SIZE
+#define GRAIN LP_INDEX_GRAIN_MIN
 #define FORCED_STEP (8 * 1024) /* forced block length in make_forced() */
 #define MAX_PIECE (32 * 1024) /* one SOCK_SEQPACKET record in build_split() */
 #define MAX_CUTS 4096
@@ -305,12 +309,37 @@ static int build(const uint8_t *gz, size_t len, uint64_t span,
 	assert_int_equal(write(fd, gz, len), (ssize_t)len);
 	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
 	lp_buf_init(&out, LP_INDEX_MAX_SIZE);
-	r = lp_index_build(fd, span, verified, &out, NULL, err);
+	r = lp_index_build(fd, span, GRAIN, verified, &out, NULL, err);
 	close(fd);
 	if (r == 0)
 		*ret_idx = lp_buf_steal(&out, ret_len);
 	lp_buf_release(&out);
 	return r;
+}
+
+/* span @i's grain digests against the sha256 of @gz's bytes, the span
+ * being @gz[@start, @end) */
+static void check_grains(const char *what, const struct lp_index *ix, size_t i,
+			 const uint8_t *gz, uint64_t start, uint64_t end)
+{
+	size_t g, n = lp_index_nr_grains(ix, i);
+	struct lp_digest d;
+
+	if (n != (end - start + GRAIN - 1) / GRAIN)
+		fail_msg("%s: span #%zu of %llu bytes has %zu grains", what, i,
+			 (unsigned long long)(end - start), n);
+	for (g = 0; g < n; g++) {
+		uint64_t a = start + g * GRAIN;
+		uint64_t b = a + GRAIN < end ? a + GRAIN : end;
+
+		lp_sha256(gz + a, (size_t)(b - a), &d);
+		if (memcmp(d.b, lp_index_grain(ix, i, g)->b, LP_SHA256_LEN))
+			fail_msg("%s: span #%zu grain #%zu (bytes %llu..%llu) "
+				 "digest wrong",
+				 what, i, g, (unsigned long long)a,
+				 (unsigned long long)b);
+	}
+	assert_null(lp_index_grain(ix, i, n));
 }
 
 /*
@@ -325,7 +354,7 @@ static void check_layer(const char *what, const uint8_t *gz, size_t len,
 	struct lp_index *ix = NULL;
 	struct cp *want = NULL;
 	uint8_t *idx = NULL, *window = malloc(LP_INDEX_WINDOW);
-	size_t idx_len = 0, n, i, windows_len = 0;
+	size_t idx_len = 0, n, i, windows_len = 0, grains = 0;
 	const uint8_t *windows;
 	int r;
 
@@ -338,7 +367,12 @@ static void check_layer(const char *what, const uint8_t *gz, size_t len,
 	if (lp_index_nr_checkpoints(ix) != n)
 		fail_msg("%s: %zu checkpoints, the oracle finds %zu", what,
 			 lp_index_nr_checkpoints(ix), n);
-	/* the windows are the index's last section */
+	/* the windows are the section before the grain digests, the last */
+	for (i = 0; i < n; i++)
+		grains += lp_index_nr_grains(ix, i);
+	assert_int_equal(lp_index_grain_size(ix), GRAIN);
+	assert_int_equal(lp_get_le32(idx + 12), LP_INDEX_FLAG_GRAINS);
+	assert_int_equal(lp_get_le32(idx + 92), grains);
 	for (i = 0; i < n; i++) {
 		const struct lp_index_checkpoint *c =
 			lp_index_checkpoint(ix, i);
@@ -347,7 +381,7 @@ static void check_layer(const char *what, const uint8_t *gz, size_t len,
 		    c->window_off + c->window_len > windows_len)
 			windows_len = c->window_off + c->window_len;
 	}
-	windows = idx + idx_len - windows_len;
+	windows = idx + idx_len - grains * LP_SHA256_LEN - windows_len;
 	for (i = 0; i < n; i++) {
 		const struct lp_index_checkpoint *c =
 			lp_index_checkpoint(ix, i);
@@ -378,6 +412,7 @@ static void check_layer(const char *what, const uint8_t *gz, size_t len,
 		}
 		lp_sha256(gz + start, (size_t)(end - start), &d);
 		assert_memory_equal(d.b, c->span.b, LP_SHA256_LEN);
+		check_grains(what, ix, i, gz, start, end);
 		if (i > 0 && ret_exact) {
 			uint64_t past =
 				c->out - lp_index_checkpoint(ix, i - 1)->out;
@@ -601,7 +636,7 @@ static int build_split(const uint8_t *gz, size_t len, size_t *cuts,
 	}
 	close(sv[1]);
 	lp_buf_init(&out, LP_INDEX_MAX_SIZE);
-	r = lp_index_build(sv[0], SPAN, NULL, &out, NULL, err);
+	r = lp_index_build(sv[0], SPAN, GRAIN, NULL, &out, NULL, err);
 	close(sv[0]);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	/* the writer wrote everything unless the build stopped early */

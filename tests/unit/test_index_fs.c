@@ -172,7 +172,8 @@ static void test_hardlink_shadowed(void **state)
 	assert_int_equal(write(fd, gz, gz_len), (ssize_t)gz_len);
 	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
 	lp_buf_init(&out, LP_INDEX_MAX_SIZE);
-	r = lp_index_build(fd, SPAN, NULL, &out, &res, &err);
+	r = lp_index_build(fd, SPAN, LP_INDEX_GRAIN_DEFAULT, NULL, &out, &res,
+			   &err);
 	close(fd);
 	if (r < 0)
 		fail_msg("build: %s", lp_err_str(&err, r));
@@ -705,7 +706,8 @@ static void test_forged_whiteout(void **state)
 	assert_int_equal(write(fd, gz, gz_len), (ssize_t)gz_len);
 	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
 	lp_buf_init(&out, LP_INDEX_MAX_SIZE);
-	r = lp_index_build(fd, SPAN, NULL, &out, &res, &err);
+	r = lp_index_build(fd, SPAN, LP_INDEX_GRAIN_DEFAULT, NULL, &out, &res,
+			   &err);
 	close(fd);
 	if (r < 0)
 		fail_msg("build: %s", lp_err_str(&err, r));
@@ -2705,6 +2707,382 @@ static void test_span_disk_unusable(void **state)
 	rm_rf(dir);
 }
 
+/* ---- streamed spans: a trusted index with grain digests ------------ */
+
+/*
+ * A blob whose streamed read of [gate_off, gate_off + gate_len) hands over
+ * its first @part bytes, then blocks until @open before the rest (@blocked
+ * says it waits there); every other read is served at once. @requests
+ * counts the reads of that range.
+ */
+struct drip_blob {
+	const uint8_t *data;
+	uint64_t gate_off;
+	size_t gate_len, part;
+	bool fail; /* the gated read fails (-EIO) once open, after @part */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned int requests; /* protected by lock */
+	bool blocked, open; /* protected by lock */
+};
+
+static void drip_count(struct drip_blob *db, size_t len, uint64_t off)
+{
+	pthread_mutex_lock(&db->lock);
+	db->requests += off == db->gate_off && len == db->gate_len;
+	pthread_mutex_unlock(&db->lock);
+}
+
+static int drip_pread(void *ctx, void *buf, size_t len, uint64_t off,
+		      struct lp_err *err)
+{
+	struct drip_blob *db = ctx;
+
+	(void)err;
+	drip_count(db, len, off);
+	memcpy(buf, db->data + off, len);
+	return 0;
+}
+
+static int drip_stream(void *ctx, void *buf, size_t len, uint64_t off,
+		       lp_blob_progress_fn fn, void *arg, struct lp_err *err)
+{
+	struct drip_blob *db = ctx;
+	const bool gated = off == db->gate_off && len == db->gate_len;
+	const size_t part = gated ? db->part : len;
+	int r;
+
+	(void)err;
+	drip_count(db, len, off);
+	memcpy(buf, db->data + off, part);
+	if (part < len) { /* said before the part is handed over */
+		pthread_mutex_lock(&db->lock);
+		db->blocked = true;
+		pthread_cond_broadcast(&db->cond);
+		pthread_mutex_unlock(&db->lock);
+	}
+	r = fn(arg, part);
+	if (r < 0 || part == len)
+		return r;
+	pthread_mutex_lock(&db->lock);
+	while (!db->open)
+		pthread_cond_wait(&db->cond, &db->lock);
+	pthread_mutex_unlock(&db->lock);
+	if (db->fail)
+		return lp_err_set(err, -EIO, "the rest of the span failed");
+	memcpy((uint8_t *)buf + part, db->data + off + part, len - part);
+	return fn(arg, len);
+}
+
+static void drip_open(struct drip_blob *db)
+{
+	pthread_mutex_lock(&db->lock);
+	db->open = true;
+	pthread_cond_broadcast(&db->cond);
+	pthread_mutex_unlock(&db->lock);
+}
+
+struct drip_reader {
+	struct lp_fs *fs;
+	struct drip_blob *db;
+	const char *path;
+	uint8_t *buf;
+	size_t len;
+	int r;
+	bool done; /* protected by db->lock */
+};
+
+static void *drip_reader_main(void *arg)
+{
+	struct drip_reader *a = arg;
+
+	a->r = read_path(a->fs, a->path, a->buf, a->len, 0);
+	pthread_mutex_lock(&a->db->lock);
+	a->done = true;
+	pthread_cond_broadcast(&a->db->cond);
+	pthread_mutex_unlock(&a->db->lock);
+	return NULL;
+}
+
+/* wait (30 s at most: a hang, not a speed, is what fails) until @flag */
+static bool drip_wait(struct drip_blob *db, const bool *flag)
+{
+	struct timespec ts;
+	bool r;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 30;
+	pthread_mutex_lock(&db->lock);
+	while (!*flag &&
+	       pthread_cond_timedwait(&db->cond, &db->lock, &ts) != ETIMEDOUT)
+		;
+	r = *flag;
+	pthread_mutex_unlock(&db->lock);
+	return r;
+}
+
+/* the vectors' layer with an index of @grain byte grains */
+static void build_vector_grains(struct fixture *f, uint32_t grain)
+{
+	size_t len;
+	uint8_t *gz = slurp(LP_VECTORS_DIR "/v1.tar.gz", &len);
+
+	assert_true(len > 0);
+	build_grains(f, gz, len, grain);
+}
+
+/* the uncompressed bytes the first @in bytes of span @i inflate to */
+static size_t out_of_prefix(const struct fixture *f, const struct lp_index *ix,
+			    size_t i, size_t in)
+{
+	struct lp_index_span_inflater *inf = NULL;
+	const size_t cap = (size_t)(lp_index_span_out_end(ix, i) -
+				    lp_index_checkpoint(ix, i)->out);
+	uint8_t *out = malloc(cap);
+	uint64_t s0, s1;
+	size_t done = 0;
+
+	assert_non_null(out);
+	lp_index_span_range(ix, i, &s0, &s1);
+	assert_int_equal(lp_index_span_inflater_new(ix, i, &inf, NULL), 0);
+	assert_int_equal(lp_index_span_inflater_feed(inf, f->gz + s0, in, out,
+						     cap, &done, NULL),
+			 0);
+	lp_index_span_inflater_free(inf);
+	free(out);
+	return done;
+}
+
+/*
+ * Span @i's regular files wholly in its output's first @out bytes (@early)
+ * or wholly past them (@late), header and data in span @i; their paths
+ * (the index's, found as themselves) or NULL
+ */
+static void pick_files(const struct lp_index *ix, size_t i, size_t out,
+		       const struct lp_index_file **early,
+		       const struct lp_index_file **late)
+{
+	const uint64_t o0 = lp_index_checkpoint(ix, i)->out;
+	const uint64_t o1 = lp_index_span_out_end(ix, i);
+	size_t k;
+
+	*early = *late = NULL;
+	for (k = 0; k < lp_index_nr_files(ix); k++) {
+		const struct lp_index_file *x = lp_index_file(ix, k);
+
+		if (x->type != '0' || !x->size || x->hdr_off < o0 ||
+		    x->data_off + x->size > o1 ||
+		    lp_index_lookup(ix, x->path) != (int)k)
+			continue;
+		if (!*early && x->data_off + x->size <= o0 + out)
+			*early = x;
+		if (x->hdr_off >= o0 + out)
+			*late = x;
+	}
+}
+
+/*
+ * A span of a trusted index with grain digests is served as it comes: a
+ * file in its first grains is read (lookup, header check, bytes) while the
+ * blob still holds the rest of the span back, in the one request that
+ * then brings the rest; a file past them after. With a grain digest that
+ * lies past the early file: the early file is still right, the lie is
+ * found when its grain comes (the mount poisoned, the late file EIO).
+ * Unsigned, the same reads stream nothing (grains are the index's word).
+ */
+static void check_streamed(bool lie, bool trusted, bool fail)
+{
+	static const struct lp_blob_ops ops = { .pread = drip_pread,
+						.pread_stream = drip_stream,
+						.close = slow_close };
+	const uint32_t grain = LP_INDEX_GRAIN_MIN;
+	struct fixture f = { 0 };
+	/* on the heap, never freed: a failed assertion leaves its stream
+	 * thread waiting on it */
+	struct drip_blob *dbp = calloc(1, sizeof(*dbp));
+	struct drip_reader rd = { 0 };
+	const struct lp_index_file *early = NULL, *late = NULL;
+	struct lp_blob *blob = NULL;
+	struct lp_err err = { 0 };
+	struct lp_fs *fs;
+	uint8_t *idx, *buf;
+	uint64_t s0 = 0, s1 = 0;
+	size_t i, g, first_grain = 0, out = 0;
+	pthread_t t;
+
+	build_vector_grains(&f, grain);
+	assert_int_equal(lp_index_grain_size(f.ix), grain);
+	/* a span of 4 grains or more with a file in its first half and
+	 * another past it */
+	lp_index_trust(f.ix);
+	for (i = 1; i < lp_index_nr_checkpoints(f.ix); i++) {
+		first_grain += lp_index_nr_grains(f.ix, i - 1);
+		lp_index_span_range(f.ix, i, &s0, &s1);
+		if (lp_index_nr_grains(f.ix, i) < 4)
+			continue;
+		dbp->part = (size_t)(s1 - s0) / 2 / grain * grain;
+		out = out_of_prefix(&f, f.ix, i, dbp->part);
+		pick_files(f.ix, i, out, &early, &late);
+		if (early && late)
+			break;
+	}
+	if (!early || !late)
+		fail_msg("no span with a file in its first half and another "
+			 "past it");
+	idx = malloc(f.idx_len);
+	assert_non_null(idx);
+	memcpy(idx, f.idx, f.idx_len);
+	if (lie) {
+		/* the last grain digest of span i (the grains section is
+		 * the index's last) */
+		size_t all = 0, k;
+
+		for (k = 0; k < lp_index_nr_checkpoints(f.ix); k++)
+			all += lp_index_nr_grains(f.ix, k);
+		g = first_grain + lp_index_nr_grains(f.ix, i) - 1;
+		idx[f.idx_len - all * 32 + g * 32] ^= 1;
+	}
+	dbp->data = f.gz;
+	dbp->fail = fail;
+	dbp->gate_off = s0;
+	dbp->gate_len = (size_t)(s1 - s0);
+	pthread_mutex_init(&dbp->lock, NULL);
+	pthread_cond_init(&dbp->cond, NULL);
+	assert_int_equal(lp_blob_new(&ops, dbp, f.gz_len, "drip", &blob), 0);
+	fs = mount_ix(blob, idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	if (trusted)
+		lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
+	else
+		dbp->open = true; /* nothing streamed: nothing to hold back */
+
+	rd.fs = fs;
+	rd.db = dbp;
+	rd.path = early->path;
+	rd.len = early->size;
+	rd.buf = buf = malloc(early->size);
+	assert_non_null(buf);
+	assert_int_equal(pthread_create(&t, NULL, drip_reader_main, &rd), 0);
+	if (trusted) {
+		/* served while the blob holds the rest of the span back */
+		if (!drip_wait(dbp, &rd.done))
+			fail_msg("%s (in the first %zu bytes of span #%zu's "
+				 "%zu) not served before the span's last "
+				 "%zu compressed bytes came",
+				 early->path, out, i,
+				 (size_t)(lp_index_span_out_end(f.ix, i) -
+					  lp_index_checkpoint(f.ix, i)->out),
+				 dbp->gate_len - dbp->part);
+		pthread_mutex_lock(&dbp->lock);
+		assert_false(dbp->open);
+		assert_true(dbp->blocked);
+		pthread_mutex_unlock(&dbp->lock);
+		assert_true(stats_num(fs, "\"span_streams\": ") >= 1);
+		assert_true(stats_num(fs, "\"early_reads\": ") >= 1);
+	}
+	drip_open(dbp);
+	pthread_join(t, NULL);
+	assert_int_equal(rd.r, (int)early->size);
+	assert_memory_equal(buf, f.tar + early->data_off, early->size);
+	free(buf);
+
+	buf = malloc(late->size);
+	assert_non_null(buf);
+	if (lie) {
+		struct stat st;
+		unsigned int ms;
+
+		/* the stream finds the lie once the last grain came */
+		for (ms = 0;
+		     ms < 30000 && !stats_num(fs, "\"verify_failures\": ");
+		     ms++)
+			usleep(1000);
+		assert_true(stats_num(fs, "\"verify_failures\": ") >= 1);
+		assert_int_equal(read_path(fs, late->path, buf, late->size, 0),
+				 -EIO);
+		assert_int_equal(lookup(fs, early->path, &st), -EIO);
+	} else {
+		assert_int_equal(read_path(fs, late->path, buf, late->size, 0),
+				 (int)late->size);
+		assert_memory_equal(buf, f.tar + late->data_off, late->size);
+		/* the span came in one request; a source that failed mid-span
+		 * is no lie: the span read again, nothing poisoned */
+		if (!fail)
+			assert_int_equal(dbp->requests, 1);
+		assert_int_equal(stats_num(fs, "\"verify_failures\": "), 0);
+	}
+	if (!trusted)
+		assert_int_equal(stats_num(fs, "\"span_streams\": "), 0);
+	free(buf);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	free(idx);
+	pthread_cond_destroy(&dbp->cond);
+	pthread_mutex_destroy(&dbp->lock);
+	free(dbp);
+	release(&f);
+}
+
+static void test_streamed_span(void **state)
+{
+	(void)state;
+	check_streamed(false, true, false);
+}
+
+static void test_streamed_source_fails(void **state)
+{
+	(void)state;
+	check_streamed(false, true, true);
+}
+
+static void test_streamed_grain_lie(void **state)
+{
+	(void)state;
+	check_streamed(true, true, false);
+}
+
+static void test_unsigned_not_streamed(void **state)
+{
+	(void)state;
+	check_streamed(false, false, false);
+}
+
+/*
+ * The proving pass compares every grain digest too (a "proven" index is
+ * trusted on this node from then on, grains and all): an unsigned index
+ * whose blob and span digests are right but one grain digest lies fails
+ * its pass (the mount poisoned), where without grains it is proven.
+ */
+static void test_pass_checks_grains(void **state)
+{
+	struct fixture f = { 0 };
+	struct lp_fs *fs;
+	size_t all = 0, k;
+	unsigned int ms;
+
+	(void)state;
+	build_vector_grains(&f, LP_INDEX_GRAIN_MIN);
+	/* the control: the same index as built is proven */
+	fs = mount_budget_ex(&f, f.blob, NULL, true, false);
+	wait_proven(fs);
+	assert_int_equal(stats_num(fs, "\"verify_failures\": "), 0);
+	lp_fs_free(fs);
+	for (k = 0; k < lp_index_nr_checkpoints(f.ix); k++)
+		all += lp_index_nr_grains(f.ix, k);
+	/* a grain digest in the middle of the layer */
+	f.idx[f.idx_len - all * 32 + all / 2 * 32 + 7] ^= 0x40;
+	fs = mount_budget_ex(&f, f.blob, NULL, true, false);
+	for (ms = 0; ms < 30000 && !stats_num(fs, "\"verify_failures\": ");
+	     ms++)
+		usleep(1000);
+	assert_int_equal(stats_num(fs, "\"verify_failures\": "), 1);
+	assert_int_equal(stats_num(fs, "\"proven\": ") <
+				 lp_index_nr_checkpoints(f.ix),
+			 true);
+	lp_fs_free(fs);
+	release(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2740,6 +3118,11 @@ int main(void)
 		cmocka_unit_test(test_listing_unchecked),
 		cmocka_unit_test(test_span_disk_unusable),
 		cmocka_unit_test(test_span_disk_bound),
+		cmocka_unit_test(test_streamed_span),
+		cmocka_unit_test(test_streamed_source_fails),
+		cmocka_unit_test(test_streamed_grain_lie),
+		cmocka_unit_test(test_unsigned_not_streamed),
+		cmocka_unit_test(test_pass_checks_grains),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -509,7 +509,8 @@ static void layer_new(struct layer *l)
 	assert_int_equal(write(fd, l->gz, l->gz_len), (ssize_t)l->gz_len);
 	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
 	lp_buf_init(&out, LP_INDEX_MAX_SIZE);
-	r = lp_index_build(fd, SPAN, NULL, &out, &res, &err);
+	r = lp_index_build(fd, SPAN, LP_INDEX_GRAIN_DEFAULT, NULL, &out, &res,
+			   &err);
 	if (r < 0)
 		fail_msg("build: %s", lp_err_str(&err, r));
 	close(fd);
