@@ -22,7 +22,11 @@
  * digests (lp_index_grain()): every one against the sha256 of the blob's
  * bytes, for one member and many, serialised back as parsed; an index
  * built without them is the one built with them less their bytes; hostile
- * grain headers and sections refused.
+ * grain headers and sections refused. The span inflater (streamed spans):
+ * every span fed in pieces of 1, 3, 4096, 65536 bytes and whole, one
+ * member and many, inflates to the tar's bytes and ends where its
+ * checkpoints say; half a span does not end; an unproven checkpoint of an
+ * untrusted index is refused.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -631,6 +635,89 @@ static void test_span_decode(void **state)
 	src = gzip_members(f.tar, f.tar_len, 300 * 1024 + 17, &len);
 	build(&m, src, len);
 	check_spans(&m, 4);
+	release(&m);
+	release(&f);
+}
+
+/*
+ * The span inflater (the mount's streamed spans) against the tar: every
+ * span of @f's trusted index fed in pieces of @step bytes (the shared
+ * byte, members ending inside spans and the last span's trailer
+ * included) inflates to exactly its output, the tar's bytes, and ends
+ * where its checkpoints say; an unproven checkpoint of an untrusted index
+ * is refused.
+ */
+static void check_inflater(struct fixture *f, size_t step)
+{
+	struct lp_index_span_inflater *inf = NULL;
+	struct lp_index *ix = NULL;
+	struct lp_err err = { 0 };
+	size_t i, k, len, done, cap;
+	uint8_t *src, *out;
+
+	assert_int_equal(lp_index_parse(f->idx, f->idx_len, &ix, &err), 0);
+	if (lp_index_nr_checkpoints(ix) > 1)
+		assert_int_equal(lp_index_span_inflater_new(ix, 1, &inf, &err),
+				 -EAGAIN);
+	lp_index_trust(ix);
+	for (i = 0; i < lp_index_nr_checkpoints(ix); i++) {
+		src = span_bytes(f, ix, i, &len);
+		cap = (size_t)span_out_len(ix, i);
+		out = malloc(cap + 1);
+		assert_non_null(out);
+		done = 0;
+		assert_int_equal(lp_index_span_inflater_new(ix, i, &inf, &err),
+				 0);
+		for (k = 0; k < len; k += step)
+			assert_int_equal(
+				lp_index_span_inflater_feed(
+					inf, src + k,
+					k + step < len ? step : len - k, out,
+					cap, &done, &err),
+				0);
+		assert_int_equal(
+			lp_index_span_inflater_end(inf, done, cap, &err), 0);
+		assert_memory_equal(
+			out, f->tar + lp_index_checkpoint(ix, i)->out, cap);
+		lp_index_span_inflater_free(inf);
+		/* one byte short of the span: not its whole output */
+		if (len > 1) {
+			assert_int_equal(
+				lp_index_span_inflater_new(ix, i, &inf, &err),
+				0);
+			done = 0;
+			assert_int_equal(lp_index_span_inflater_feed(
+						 inf, src, len / 2, out, cap,
+						 &done, &err),
+					 0);
+			assert_true(done < cap);
+			assert_int_equal(lp_index_span_inflater_end(inf, done,
+								    cap, &err),
+					 -EBADMSG);
+			lp_index_span_inflater_free(inf);
+		}
+		free(out);
+		free(src);
+	}
+	lp_index_free(ix);
+}
+
+static void test_span_inflater(void **state)
+{
+	struct fixture f = { 0 }, m = { 0 };
+	uint8_t *src;
+	size_t len;
+
+	(void)state;
+	build_vector(&f);
+	check_inflater(&f, 1);
+	check_inflater(&f, 4096);
+	check_inflater(&f, SIZE_MAX / 2);
+	/* gzip members ending inside spans */
+	src = gzip_members(f.tar, f.tar_len, 300 * 1024 + 17, &len);
+	build(&m, src, len);
+	check_inflater(&m, 3);
+	check_inflater(&m, 65536);
 	release(&m);
 	release(&f);
 }
@@ -1556,6 +1643,7 @@ int main(void)
 		cmocka_unit_test(test_files),
 		cmocka_unit_test(test_lies),
 		cmocka_unit_test(test_span_decode),
+		cmocka_unit_test(test_span_inflater),
 		cmocka_unit_test(test_toc),
 		cmocka_unit_test(test_start_window),
 		cmocka_unit_test(test_start_position),
