@@ -417,22 +417,22 @@ static int fetch_span(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 		return 0;
 	}
 	if (prog) {
-		/* -EBADMSG from the grains is a lie found; from the blob,
-		 * as from lp_index_blob_read(), a source that fails */
 		prog->data = sp->data;
 		prog->len = len;
 		prog->err = err;
 		r = lp_blob_pread_stream(blob, sp->data, len, start,
 					 span_progress, prog, err);
-		if ((r == -EBADMSG && !prog->lied) || r == -ERANGE)
+		if (prog->lied) { /* whatever the source made of it */
+			r = -EBADMSG; /* @err says which grain */
+			goto out;
+		}
+		/* from the blob, as from lp_index_blob_read(): a source
+		 * that fails */
+		if (r == -EBADMSG || r == -ERANGE)
 			r = -EIO;
-		if (prog->lied) /* whatever the source made of it */
-			r = -EBADMSG;
 	} else {
 		r = lp_index_blob_read(blob, sp->data, len, start, err);
 	}
-	if (r < 0 && prog && prog->lied)
-		goto out; /* its message says which grain */
 	if (r < 0) {
 		r = lp_err_set(err, r,
 			       "gzip index span #%zu [%llu, %llu): read "

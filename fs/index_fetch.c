@@ -771,8 +771,9 @@ static void add_stream_stats(struct lp_fs *fs,
  * compared with its digest as it comes) and inflates each verified piece
  * into the output at once; readers of the span wait in piece_from_out()
  * only for the bytes they need, not for the whole span. Only for a
- * trusted index: an unsigned index's grains are its word, and nothing the
- * proving pass proves covers them.
+ * trusted index: a stream starts at its span's checkpoint, which only a
+ * trusted index lets any read do, and its grains are then the signer's
+ * word or were checked by the pass that proved it.
  */
 struct stream_job {
 	struct lp_fs *fs;
@@ -813,6 +814,15 @@ static int stream_progress(void *arg, const uint8_t *data, size_t verified)
 	if (j->r == 0 && j->done != before)
 		stream_publish(j->fs->span_outs, j->so, j->done, 0);
 	return 0;
+}
+
+/* a stream's thread ended, or never started: fs_index_streams_wait() */
+static void stream_done(struct fs_span_outs *o)
+{
+	pthread_mutex_lock(&o->lock);
+	atomic_fetch_sub(&o->streams, 1);
+	pthread_cond_broadcast(&o->cond);
+	pthread_mutex_unlock(&o->lock);
 }
 
 /* drop @so from the slots, if it is there (a stream that failed) */
@@ -880,10 +890,7 @@ static void *stream_main(void *arg)
 	lp_index_span_inflater_free(j->inf);
 	free(j);
 	out_unref(o, so);
-	pthread_mutex_lock(&o->lock);
-	atomic_fetch_sub(&o->streams, 1);
-	pthread_cond_broadcast(&o->cond);
-	pthread_mutex_unlock(&o->lock);
+	stream_done(o);
 	return NULL;
 }
 
@@ -910,6 +917,7 @@ static int stream_start(struct lp_fs *fs, size_t i)
 	struct span_out *so;
 	pthread_attr_t at;
 	pthread_t t;
+	int r;
 
 	if (out_len > FS_INDEX_OUT_MAX || out_len > o->max_bytes)
 		return -ENOENT;
@@ -930,21 +938,21 @@ static int stream_start(struct lp_fs *fs, size_t i)
 	j->fs = fs;
 	j->so = so; /* our reference */
 	atomic_fetch_add(&o->streams, 1);
-	if (pthread_attr_init(&at) != 0 ||
-	    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) != 0 ||
-	    pthread_create(&t, &at, stream_main, j) != 0) {
+	r = pthread_attr_init(&at);
+	if (r == 0) {
+		r = pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		if (r == 0)
+			r = pthread_create(&t, &at, stream_main, j);
 		pthread_attr_destroy(&at);
+	}
+	if (r != 0) {
 		stream_publish(o, so, 0, -EAGAIN); /* its waiters read it */
 		outs_forget(o, so);
 		out_unref(o, so);
 		free(j);
-		pthread_mutex_lock(&o->lock);
-		atomic_fetch_sub(&o->streams, 1);
-		pthread_cond_broadcast(&o->cond);
-		pthread_mutex_unlock(&o->lock);
+		stream_done(o);
 		return -EAGAIN;
 	}
-	pthread_attr_destroy(&at);
 	atomic_fetch_add(&fs->stats.index_span_decodes, 1);
 	atomic_fetch_add(&fs->stats.index_span_streams, 1);
 	return 0;
