@@ -262,8 +262,13 @@ static bool ends_with(const char *s, const char *suffix)
 
 /* a gzip index an artifact offers for a layer (not fetched yet) */
 struct offer {
-	struct lp_digest layer, index;
+	struct lp_digest layer;
+	/* the artifact layer that carries it: its digest and size (the
+	 * index's own digest, of the uncompressed bytes, is known once it
+	 * is fetched) and how it is carried */
+	struct lp_digest index;
 	uint64_t size;
+	enum lp_index_transport transport;
 	char artifact[LP_DIGEST_STR_LEN + 1];
 	/* the artifact's signature annotations as a sidecar's JSON
 	 * (artifact_sig()), NULL: unsigned; owned */
@@ -509,7 +514,7 @@ static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	const char *a;
 	char *sig = NULL;
 	size_t k;
-	int r;
+	int r, t;
 
 	aref.tag[0] = '\0';
 	aref.has_digest = true;
@@ -530,9 +535,8 @@ static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	     k++) {
 		d = lp_reg_manifest_layer(art, k);
 		a = lp_reg_desc_annotation(d, LP_INDEX_ANN_LAYER);
-		if (!d->media_type ||
-		    strcmp(d->media_type, LP_INDEX_MEDIA_TYPE) || !a ||
-		    im->n_offers >= LP_SNAP_INDEX_OFFERS_MAX ||
+		t = lp_index_transport_of(d->media_type);
+		if (t < 0 || !a || im->n_offers >= LP_SNAP_INDEX_OFFERS_MAX ||
 		    lp_grow_array((void **)&im->offers, cap, im->n_offers + 1,
 				  sizeof(*im->offers)) < 0)
 			continue;
@@ -541,6 +545,7 @@ static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			continue;
 		o->index = d->digest;
 		o->size = d->size;
+		o->transport = (enum lp_index_transport)t;
 		lp_digest_format(&e->digest, o->artifact);
 		o->sig = sig ? strdup(sig) : NULL;
 		im->n_offers++;
@@ -749,7 +754,12 @@ static struct img *img_failed(const char *key, struct lp_reg_auth *auth, int r,
 	return im;
 }
 
-/* the offered index @o of our layer, fetched and checked; 1 taken */
+/*
+ * the offered index @o of our layer, fetched, inflated when it travels
+ * gzip'ed (its output under the same bound as a plain index's: the
+ * layer's digest only vouches for the transfer, not for what it inflates
+ * to) and checked; 1 taken
+ */
 static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		      const struct offer *o, struct lookup *lk,
 		      struct lp_snap_index_found *ret)
@@ -757,11 +767,13 @@ static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	char where[LP_SNAP_PATH_MAX], ls[LP_DIGEST_STR_LEN + 1];
 	struct lp_err err = { 0 };
 	void *data = NULL;
-	size_t len = 0;
+	uint8_t *index = NULL;
+	size_t len = 0, index_len = 0;
 	int r;
 
 	lp_digest_format(lk->layer, ls);
-	snprintf(where, sizeof(where), "registry artifact %s", o->artifact);
+	snprintf(where, sizeof(where), "registry artifact %s%s", o->artifact,
+		 o->transport == LP_INDEX_TRANSPORT_GZIP ? " (+gzip)" : "");
 	if (o->size > lp_snap_index_bound(lk->size))
 		r = lp_err_set(
 			&err, -EFBIG,
@@ -794,7 +806,23 @@ static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		lk->refused = true;
 		return 0;
 	}
-	return check(lk, data, len, where, ret);
+	if (o->transport == LP_INDEX_TRANSPORT_PLAIN)
+		return check(lk, data, len, where, ret);
+	r = lp_index_transport_decode(o->transport, data, len,
+				      lp_snap_index_bound(lk->size), &index,
+				      &index_len, &err);
+	free(data);
+	if (r < 0) {
+		lp_log_warn("layer %s: gzip index in %s refused: %s", ls, where,
+			    lp_err_str(&err, r));
+		if (!lk->refused)
+			lp_err_set(&lk->refusal, r,
+				   "gzip index in %s refused: %s", where,
+				   lp_err_str(&err, r));
+		lk->refused = true;
+		return 0;
+	}
+	return check(lk, index, index_len, where, ret);
 }
 
 /*

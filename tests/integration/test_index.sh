@@ -58,6 +58,7 @@ say "lazypull index (push as a referrer)"
 lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index --plain-http "$IMG" ||
 	{ show_err "$T/err"; fail "lazypull index"; }
 cat "$T/out"
+cp "$T/out" "$T/index.out"
 grep -q "^layer=$LAYER index=sha256:" "$T/out" || fail "no index line for the layer"
 grep -q "^manifest=$MDIG referrer=sha256:[0-9a-f]* via=referrers-tag" "$T/out" ||
 	fail "the referrer was not pushed under the tag schema"
@@ -87,11 +88,35 @@ assert a["subject"]["digest"] == sys.argv[2], a["subject"]
 assert a["artifactType"] == "application/vnd.lazypull.gzip-index.v1"
 l = a["layers"][0]
 assert l["annotations"]["dev.lazypull.gzip-index.layer"] == sys.argv[3], l
+assert l["mediaType"] == "application/vnd.lazypull.gzip-index.v1+gzip", l
 PY
 ok "referrers tag $TAG -> artifact $ART (subject $MDIG)"
+# the gzip transport: the pushed layer is one gzip member of the index,
+# named (index=) by the sha256 of the uncompressed bytes
+WIRE=$(sed -n 's/.* pushed=\(sha256:[0-9a-f]*\) .*/\1/p' "$T/index.out")
+IXD=$(sed -n 's/^layer=[^ ]* index=\(sha256:[0-9a-f]*\) .*/\1/p' "$T/index.out")
+grep -q "\"digest\":\"$WIRE\"" "$T/artifact.json" || fail "the artifact's layer is not pushed=$WIRE"
+curl -fsS "http://$R/v2/bb/blobs/$WIRE" | gzip -dc >"$T/wire.gzidx" || fail "the pushed layer is not gzip"
+[ "sha256:$(sha256sum <"$T/wire.gzidx" | cut -d' ' -f1)" = "$IXD" ] ||
+	fail "the pushed layer inflates to another index than index=$IXD"
+ok "the index travels gzip'ed ($(stat -c %s "$T/wire.gzidx") -> $(sed -n 's/.* pushed-size=\([0-9]*\).*/\1/p' "$T/index.out") bytes), named by its uncompressed digest"
 lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index verify --plain-http "$IMG" "$LAYER" ||
 	{ show_err "$T/err"; fail "index verify of the pushed index"; }
 ok "the pushed index is what the layer gives ($(cat "$T/out"))"
+# --uncompressed: the old transport, the same index; the newest artifact
+# (this one) is what verify reads
+lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index --plain-http --uncompressed "$IMG" ||
+	{ show_err "$T/err"; fail "lazypull index --uncompressed"; }
+[ "$(sed -n 's/^layer=[^ ]* index=\(sha256:[0-9a-f]*\) .*/\1/p' "$T/out")" = "$IXD" ] ||
+	fail "--uncompressed built another index: $(cat "$T/out")"
+grep -q " pushed=$IXD pushed-size=" "$T/out" || fail "--uncompressed pushed another blob than the index: $(cat "$T/out")"
+raw "$R/bb:$TAG" >"$T/referrers2.json" || fail "no referrers tag $TAG"
+ART2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][-1]["digest"])' "$T/referrers2.json")
+raw "$R/bb@$ART2" | grep -q '"mediaType":"application/vnd.lazypull.gzip-index.v1",' ||
+	fail "--uncompressed: the artifact's layer is not of the plain media type"
+lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index verify --plain-http "$IMG" "$LAYER" ||
+	{ show_err "$T/err"; fail "index verify of the --uncompressed index"; }
+ok "--uncompressed pushes the index as it is (plain media type); verify reads it ($(cat "$T/out"))"
 # grain digests: the rebuild takes the given index's grain size (4K, none),
 # and a grain digest that lies is found
 for g in 4K 0; do

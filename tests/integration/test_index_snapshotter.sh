@@ -8,19 +8,23 @@
 # per image so that every image has its own layer digest) and pushed by
 # skopeo, never converted:
 #   ix     indexed with `lazypull index` (pushed as a referrer of the image
-#          manifest: the referrers tag sha256-<hex>); rpull mounts its layer
-#          lazily through the index (log, lazypull_index_mounts_total), a
-#          container prints a file, the layer fetched less than its size,
-#          the manifest digest is what it was before indexing
+#          manifest: the referrers tag sha256-<hex>, the index gzip'ed);
+#          rpull mounts its layer lazily through the index (log,
+#          lazypull_index_mounts_total), a container prints a file, the
+#          layer fetched less than its size, the manifest digest is what
+#          it was before indexing
 #   noix   no index anywhere: plain path, reason no_index (counted)
 #   local  indexed with `lazypull index --output DIR`, DIR in the
 #          snapshotter's config (index_dirs): mounted through the local file
 #   bad    DIR holds another layer's index under this layer's name: refused,
 #          plain path with reason bad_index, the container still runs
+#   bomb   a +gzip index layer that inflates past the bound for its layer:
+#          refused naming the bound, plain path with reason bad_index
 #   zstd   a tar+zstd layer: plain path, reason zstd_unindexed
 #   two    two plain layers, no index: both no_index, and the registry is
 #          asked for the image's manifest and referrers once, not per layer
-#   cri    indexed like ix, pulled by containerd's CRI plugin (PullImage
+#   cri    indexed like ix but `--uncompressed` (the plain transport),
+#          pulled by containerd's CRI plugin (PullImage
 #          from tests/integration/cri_kubelet.py, the cri.* labels):
 #          mounted through its index, a container runs in k8s.io
 # `ctr image pull` of the indexed image (another namespace, no labels) still
@@ -108,6 +112,7 @@ push_gzip slow 2
 push_gzip many 7
 push_gzip fsize 3
 push_gzip gone 8
+push_gzip bomb 6
 # make_layout DIR TAR:LAYER:MEDIATYPE...: an OCI layout (tag v1) of those
 # layers, bottom first (TAR: the uncompressed tar, for the DiffID)
 make_layout() {
@@ -164,7 +169,7 @@ lp_run "$T/index.out" "$T/index.err" timeout 300 "$LAZYPULL" index --plain-http 
 	"$R/ix/bb:v1" || { show_err "$T/index.err"; fail "lazypull index ix"; }
 grep -q "via=referrers-tag" "$T/index.out" || fail "index not pushed by the referrers tag: $(cat "$T/index.out")"
 lp_run "$T/index4.out" "$T/index4.err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K \
-	"$R/cri/bb:v1" || { show_err "$T/index4.err"; fail "lazypull index cri"; }
+	--uncompressed "$R/cri/bb:v1" || { show_err "$T/index4.err"; fail "lazypull index cri"; }
 lp_run "$T/index6.out" "$T/index6.err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K \
 	"$R/gone/bb:v1" || { show_err "$T/index6.err"; fail "lazypull index gone"; }
 MD_AFTER=$(manifest_digest ix/bb v1)
@@ -243,6 +248,9 @@ FETCHED=$(layer_stat "$LAYER_IX" fetched_bytes)
 	fail "ix: fetched $FETCHED bytes of a $LSIZE-byte layer (not lazy)"
 [ "$(layer_stat "$LAYER_IX" blob_bytes)" = "$LSIZE" ] || fail "ix: blob_bytes is not the layer size"
 ok "ix: the container printed the file; layer mounted through its registry index, $FETCHED of $LSIZE bytes fetched"
+grep -q "layer $LAYER_IX: gzip index sha256:[0-9a-f]* ([0-9]* bytes) from registry artifact sha256:[0-9a-f]* (+gzip)" "$T/snap.log" ||
+	fail "ix: the index was not taken from a +gzip artifact layer"
+ok "ix: the index came gzip'ed"
 # the prefetch profile lookup of the mount takes the manifest and the
 # referrers the index lookup got (no profile there: nothing else to ask)
 grep -q "layer $LAYER_IX: no prefetch profile" "$T/snap.log" || fail "ix: no profile lookup logged"
@@ -373,6 +381,50 @@ grep -q "layer $LAYER_MANY: more than 3 gzip indexes offered" "$T/snap.log" ||
 	fail "many: no log line of the candidates bound"
 ok "many: the big offers refused unfetched, $nget small one fetched (3 candidates at most), the other artifact type not fetched, bad_index, the container runs"
 
+say "bomb: a +gzip index layer inflating past the bound -> refused, bad_index"
+# 16 MiB of zeros gzip'ed (16 KiB): under the fetch bound for a ~4 MB layer
+# (size / 8 + 1 MiB), far over it inflated; never inflated further
+LAYER_BOMB=$(sha_of "$T/bomb.tar.gz")
+python3 - "$R" bomb/bb "$(manifest_digest bomb/bb v1)" "$LAYER_BOMB" <<'PYB' ||
+import gzip, hashlib, json, sys, urllib.request
+reg, repo, subject, layer = sys.argv[1:5]
+def sha(b): return "sha256:" + hashlib.sha256(b).hexdigest()
+def req(method, url, data=None, ctype=None):
+    r = urllib.request.Request("http://%s%s" % (reg, url) if url.startswith("/") else url,
+                               data=data, method=method)
+    r.add_header("Accept", "application/vnd.oci.image.manifest.v1+json")
+    if ctype: r.add_header("Content-Type", ctype)
+    return urllib.request.urlopen(r)
+def blob(b):
+    loc = req("POST", "/v2/%s/blobs/uploads/" % repo, b"").headers["Location"]
+    req("PUT", loc + ("&" if "?" in loc else "?") + "digest=" + sha(b), b, "application/octet-stream")
+    return {"digest": sha(b), "size": len(b)}
+MT = "application/vnd.lazypull.gzip-index.v1"
+cfg = blob(b"{}")
+bomb = blob(gzip.compress(bytes(16 << 20), 9, mtime=0))
+subj = req("HEAD", "/v2/%s/manifests/%s" % (repo, subject)).headers
+art = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                  "artifactType": MT,
+                  "config": dict(mediaType="application/vnd.oci.empty.v1+json", **cfg),
+                  "layers": [dict(mediaType=MT + "+gzip",
+                                  annotations={"dev.lazypull.gzip-index.layer": layer}, **bomb)],
+                  "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                              "digest": subject, "size": int(subj["Content-Length"])}}).encode()
+req("PUT", "/v2/%s/manifests/%s" % (repo, sha(art)), art, "application/vnd.oci.image.manifest.v1+json")
+ix = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                 "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                "digest": sha(art), "size": len(art), "artifactType": MT}]}).encode()
+req("PUT", "/v2/%s/manifests/sha256-%s" % (repo, subject[7:]), ix, "application/vnd.oci.image.index.v1+json")
+PYB
+	fail "pushing bomb's artifact"
+n0=$(fallbacks bad_index)
+run_image bomb
+[ "$(fallbacks bad_index)" = $((n0 + 1)) ] || fail "bomb: bad_index went $n0 -> $(fallbacks bad_index)"
+grep -q "layer $LAYER_BOMB: gzip index in registry artifact sha256:[0-9a-f]* (+gzip) refused: its gzip layer of [0-9]* bytes inflates to more than the bound [0-9]*" "$T/snap.log" ||
+	fail "bomb: no log line of the refusal naming the bound: $(grep "$LAYER_BOMB" "$T/snap.log" | tail -3)"
+mountpoint -q "$ROOT/layers/${LAYER_BOMB#sha256:}" && fail "bomb: the layer was mounted"
+ok "bomb: the +gzip index inflating past the bound refused, plain path with reason bad_index, the container runs"
+
 say "zstd: a tar+zstd layer -> plain path, zstd_unindexed"
 n0=$(fallbacks zstd_unindexed)
 run_image zstd
@@ -446,8 +498,8 @@ ok "gone: the index blob not delivered (404): plain path with reason registry, n
 say "cri: CRI PullImage (cri.* labels) mounts the layer through its index"
 $KUBELET "$CSOCK" pull "$R/cri/bb:v1" >"$T/cri.pull" 2>"$T/cri.pull.err" ||
 	{ show_err "$T/cri.pull.err"; fail "CRI PullImage of the cri image"; }
-grep -q "layer $LAYER_CRI: gzip index sha256:[0-9a-f]* ([0-9]* bytes) from registry artifact" "$T/snap.log" ||
-	fail "no log line of the cri layer's index found in the registry"
+grep -q "layer $LAYER_CRI: gzip index sha256:[0-9a-f]* ([0-9]* bytes) from registry artifact sha256:[0-9a-f]* in" "$T/snap.log" ||
+	fail "no log line of the cri layer's (--uncompressed) index found in the registry"
 grep -q "layer $LAYER_CRI mounted lazily through its gzip index" "$T/snap.log" ||
 	fail "the cri layer was not mounted through its index"
 [ "$(metric lazypull_index_mounts_total)" = 3 ] || fail "lazypull_index_mounts_total is $(metric lazypull_index_mounts_total)"
