@@ -142,6 +142,7 @@ static int check(struct lookup *lk, uint8_t *data, size_t len,
 	lp_snap_index_found_clear(ret);
 	lp_digest_format(&id, ret->digest);
 	ret->blob_size = lp_index_blob_size(ix);
+	ret->size_checked = lk->size != 0; /* compared just above */
 	snprintf(ret->where, sizeof(ret->where), "%s", where);
 	ret->data = data;
 	ret->len = len;

@@ -306,6 +306,11 @@ struct lp_snap_index_found {
 	size_t len;
 	char digest[LP_DIGEST_STR_LEN + 1]; /* sha256 of @data */
 	uint64_t blob_size; /* of the layer, as the index says */
+	/* @blob_size was checked against the size the image manifest's
+	 * descriptor of the layer gives (an index from the registry): the
+	 * mount may open the blob with it, no size request. False for an
+	 * index from index_dirs (found before any manifest is read). */
+	bool size_checked;
 	char where[LP_SNAP_PATH_MAX]; /* a file, or "registry <artifact>" */
 	/* its signature, as a sidecar's JSON ({"annotations": {...}},
 	 * lp_index_sig_parse_json(); unchecked), NULL: none found; and the

@@ -11,8 +11,9 @@
 #          manifest: the referrers tag sha256-<hex>, the index gzip'ed);
 #          rpull mounts its layer lazily through the index (log,
 #          lazypull_index_mounts_total), a container prints a file, the
-#          layer fetched less than its size, the manifest digest is what
-#          it was before indexing
+#          layer fetched less than its size, the blob opened with the
+#          manifest's size (no 1-byte suffix read; local's mount makes one),
+#          the manifest digest is what it was before indexing
 #   noix   no index anywhere: plain path, reason no_index (counted)
 #   local  indexed with `lazypull index --output DIR`, DIR in the
 #          snapshotter's config (index_dirs): mounted through the local file
@@ -250,7 +251,11 @@ FETCHED=$(layer_stat "$LAYER_IX" fetched_bytes)
 ok "ix: the container printed the file; layer mounted through its registry index, $FETCHED of $LSIZE bytes fetched"
 grep -q "layer $LAYER_IX: gzip index sha256:[0-9a-f]* ([0-9]* bytes) from registry artifact sha256:[0-9a-f]* (+gzip)" "$T/snap.log" ||
 	fail "ix: the index was not taken from a +gzip artifact layer"
-ok "ix: the index came gzip'ed"
+# the manifest gave the blob's size and the index was checked against it:
+# the mount opens the blob with it, no 1-byte suffix read (206, 1 byte)
+probes() { grep '"lazypull/' "$T/reg.log" | grep -c "\"GET /v2/$1/blobs/$2 HTTP/1.1\" 206 1 " || true; }
+[ "$(probes ix/bb "$LAYER_IX")" = 0 ] || fail "ix: the mount asked the registry the blob's size ($(probes ix/bb "$LAYER_IX") suffix reads)"
+ok "ix: the index came gzip'ed; the blob opened with the manifest's size (no suffix read)"
 # the prefetch profile lookup of the mount takes the manifest and the
 # referrers the index lookup got (no profile there: nothing else to ask)
 grep -q "layer $LAYER_IX: no prefetch profile" "$T/snap.log" || fail "ix: no profile lookup logged"
@@ -282,6 +287,10 @@ LFETCHED=$(layer_stat "$LAYER_LOCAL" fetched_bytes)
 LLSIZE=$(stat -c %s "$T/local.tar.gz")
 [ "$LFETCHED" -gt 0 ] && [ "$LFETCHED" -lt "$LLSIZE" ] || fail "local: fetched $LFETCHED of $LLSIZE bytes"
 ok "local: mounted through $T/ixdir's index, $LFETCHED of $LLSIZE bytes fetched, the container runs"
+# checked against no manifest: the size comes from the registry (the
+# control of ix's count: the access log shows such a read)
+[ "$(probes local/bb "$LAYER_LOCAL")" -ge 1 ] || fail "local: no suffix read of the blob's size in the registry's log"
+ok "local: an index_dirs index: the blob's size asked of the registry (suffix read)"
 
 say "bad: another layer's index under its name -> refused, bad_index"
 n0=$(fallbacks bad_index)
