@@ -104,9 +104,9 @@ static inline bool lp_index_grain_size_ok(uint32_t g)
  * already, the file table and strings are not). The index is still the
  * uncompressed bytes: its digest (what a signature names, what a node keeps
  * it by) is theirs; the layer's digest and size only check the transfer.
- * Level 9: on a 2.2 MB index 0.3 % smaller than 6 (59.5 % of the index
- * against 59.7 %) for 2.7x the push's CPU (0.26 s against 0.10 s), and it
- * inflates a little faster (4 ms against 5).
+ * Level 9: python3's 1,977,438-byte index gives 1,181,642 bytes (59.8 %),
+ * level 6 1,185,090, level 1 1,202,575; 9 costs the push 172 ms of CPU
+ * against 55 (6), and inflates no slower (4-6 ms).
  */
 #define LP_INDEX_MEDIA_TYPE_GZIP LP_INDEX_MEDIA_TYPE "+gzip"
 #define LP_INDEX_GZIP_LEVEL 9
