@@ -445,7 +445,10 @@ int lp_reg_push_referrer(struct lp_reg *reg, const struct lp_reg_ref *ref,
  * their subject: the referrers API's answer (asked for @artifact_type
  * only when given: ?artifactType=, which a registry may ignore), else the
  * index under the referrers tag (never filtered: filter the entries by
- * their artifact_type). Returns 0 (free *ret_index with
+ * their artifact_type). The tag is asked at the same time as the API (on
+ * a thread of the call's, joined before it returns) unless the host's
+ * last answer to the API was an index; its answer is used only when the
+ * API's was not an index. Returns 0 (free *ret_index with
  * lp_reg_manifest_free), -ENOENT none, or -errno.
  */
 int lp_reg_referrers(struct lp_reg *reg, const struct lp_reg_ref *ref,

@@ -303,6 +303,8 @@ enum reg_caps_seen {
 	REG_SEEN_MULTI, /* multipart/byteranges to several ranges */
 	REG_SEEN_MULTI_REFUSED, /* 400, 501 or 200 to several ranges */
 	REG_SEEN_REDIRECT, /* a blob sent to another URL */
+	REG_SEEN_REFERRERS_API, /* an index from the referrers API */
+	REG_SEEN_NO_REFERRERS_API, /* anything else from it (no API) */
 };
 
 /* reg_caps_new() - an empty table (reads LAZYPULL_NO_SPOOL). 0, -ENOMEM. */
@@ -333,6 +335,12 @@ void reg_caps_gate_end(struct reg_caps *c, const char *host);
 
 /* reg_caps_multi() - worth sending @host several ranges in one request. */
 bool reg_caps_multi(struct reg_caps *c, const char *host);
+
+/*
+ * reg_caps_referrers_api() - @host's last answer to the referrers API was
+ * an index: ask it alone, not the referrers tag beside it (push.c).
+ */
+bool reg_caps_referrers_api(struct reg_caps *c, const char *host);
 
 /* lp_reg_caps() - the client's table (lives as long as @reg). */
 struct reg_caps *lp_reg_caps(struct lp_reg *reg);
