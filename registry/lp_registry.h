@@ -456,6 +456,18 @@ int lp_reg_referrers(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		     struct lp_reg_manifest **ret_index, struct lp_err *err);
 
 /*
+ * lp_reg_warm() - open @n more connections to the host @ref's requests go
+ * to first, in the background (registry/warm.c: each a ping of the API
+ * root on a thread of its own; its connection stays in the client's cache
+ * for the requests that follow): at most once per LP_REG_WARM_EVERY_MS
+ * per host. For a caller about to make several requests at once. Returns
+ * 0 (started, or warmed lately), or -errno (nothing started).
+ */
+#define LP_REG_WARM_EVERY_MS 10000
+int lp_reg_warm(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		unsigned int n);
+
+/*
  * lp_reg_referrers_from() - lp_reg_referrers(), and *@ret_api (may be
  * NULL): true when the referrers API answered (asked with @artifact_type,
  * it may have left out the other types: ask again for another type),

@@ -461,6 +461,7 @@ struct reg_endpoint {
 	char *ca_blob; /* PEM bundle (base + cfg->ca); NULL: the default */
 	size_t ca_len;
 	atomic_long down_until_ms; /* lp_mono_ms(); no lock */
+	atomic_long warmed_ms; /* lp_mono_ms() of its last lp_reg_warm() */
 	char *own_scheme, *own_host; /* without a config directory */
 };
 
@@ -543,6 +544,9 @@ int reg_endpoints(struct lp_reg *reg, const struct lp_reg_ref *ref,
  * (NULL allowed); a list a newer one replaced is freed with its last.
  */
 void reg_endpoints_put(struct lp_reg *reg, const struct reg_endpoints *eps);
+/* reg_endpoints_hold() - another reference on @eps (put it) */
+const struct reg_endpoints *reg_endpoints_hold(struct lp_reg *reg,
+					       const struct reg_endpoints *eps);
 
 /*
  * reg_ep_next() - the first host at or after @from that has the

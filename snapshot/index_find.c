@@ -688,6 +688,9 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	im->at_ns = lp_mono_ns();
 	snprintf(im->key, sizeof(im->key), "%s", key);
 	im->auth = lp_reg_auth_ref(ref->auth);
+	/* the referrers are asked by API and by tag at once: a connection
+	 * for the second, opened while the manifest's request goes out */
+	(void)lp_reg_warm(reg, ref, LP_SNAP_WARM_LOOKUP);
 	r = over(lk, "the image manifest", err);
 	if (r < 0)
 		goto out;

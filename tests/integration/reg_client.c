@@ -178,6 +178,19 @@ int main(int argc, char **argv)
 		}
 		lp_reg_manifest_free(m);
 		r = 0;
+	} else if (!strcmp(argv[1], "warm") && argc == 4) {
+		/* warm REF N: lp_reg_warm() of N connections, asked twice
+		 * (the second within LP_REG_WARM_EVERY_MS starts nothing);
+		 * waits 3 s for the pings before it exits */
+		long n = strtol(argv[3], NULL, 10);
+
+		r = lp_reg_warm(reg, &ref, (unsigned int)n);
+		if (r == 0)
+			r = lp_reg_warm(reg, &ref, (unsigned int)n);
+		if (r < 0)
+			return die(r, NULL, "warm");
+		sleep(3);
+		printf("warm %ld\n", n);
 	} else if (!strcmp(argv[1], "referrers") && argc >= 4) {
 		/* referrers REF SUBJECT [ARTIFACT_TYPE [TIMES]]: the referrers
 		 * of SUBJECT, TIMES (default 1) times with one client */
