@@ -476,6 +476,17 @@ static struct reg_endpoints *newest_get(struct lp_reg *reg, const char *host,
 	return e;
 }
 
+const struct reg_endpoints *reg_endpoints_hold(struct lp_reg *reg,
+					       const struct reg_endpoints *ce)
+{
+	struct reg_endpoints *e = (struct reg_endpoints *)ce;
+
+	pthread_mutex_lock(&reg->lock);
+	e->refs++;
+	pthread_mutex_unlock(&reg->lock);
+	return e;
+}
+
 void reg_endpoints_put(struct lp_reg *reg, const struct reg_endpoints *ce)
 {
 	struct reg_endpoints *e = (struct reg_endpoints *)ce, **pp;

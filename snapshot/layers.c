@@ -1849,6 +1849,9 @@ static int find_index(struct lp_snap_layers *l,
 	}
 	pthread_mutex_unlock(&l->lock);
 	cri_credentials(l, ref);
+	/* connections for the mount's first requests, opened while the
+	 * lookup runs (registry/warm.c) */
+	(void)lp_reg_warm(l->reg, ref, LP_SNAP_WARM_MOUNT);
 	r = lp_snap_index_find(l->index_cache, l->index_reg, l->c, ref, want,
 			       req->manifest_digest, NULL, found, ret_why, err);
 	lp_reg_auth_unref(ref->auth);

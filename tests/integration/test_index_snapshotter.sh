@@ -28,6 +28,10 @@
 #          pulled by containerd's CRI plugin (PullImage
 #          from tests/integration/cri_kubelet.py, the cri.* labels):
 #          mounted through its index, a container runs in k8s.io
+#   crip   like cri, through tests/integration/fault_proxy.py: the manifest
+#          (by the digest the labels give) and the referrers are asked at
+#          once (the manifest's answer held until the referrers' request
+#          arrives)
 # `ctr image pull` of the indexed image (another namespace, no labels) still
 # works as before: plain path, same manifest digest, the container runs.
 # Then SIGTERM and a new daemon: it resumes the indexed layers from its fd
@@ -114,6 +118,7 @@ push_gzip many 7
 push_gzip fsize 3
 push_gzip gone 8
 push_gzip bomb 6
+push_gzip crip 5
 # make_layout DIR TAR:LAYER:MEDIATYPE...: an OCI layout (tag v1) of those
 # layers, bottom first (TAR: the uncompressed tar, for the DiffID)
 make_layout() {
@@ -173,6 +178,8 @@ lp_run "$T/index4.out" "$T/index4.err" timeout 300 "$LAZYPULL" index --plain-htt
 	--uncompressed "$R/cri/bb:v1" || { show_err "$T/index4.err"; fail "lazypull index cri"; }
 lp_run "$T/index6.out" "$T/index6.err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K \
 	"$R/gone/bb:v1" || { show_err "$T/index6.err"; fail "lazypull index gone"; }
+lp_run "$T/index7.out" "$T/index7.err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K \
+	"$R/crip/bb:v1" || { show_err "$T/index7.err"; fail "lazypull index crip"; }
 MD_AFTER=$(manifest_digest ix/bb v1)
 [ "$MD_AFTER" = "$MD_BEFORE" ] || fail "indexing changed the manifest digest: $MD_BEFORE -> $MD_AFTER"
 curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
@@ -212,7 +219,9 @@ cat >"$T/snap.json" <<EOF
 {"index_dirs": ["$T/ixdir"], "index_lookup": true}
 EOF
 start_snapshotter
-lp_stack_containerd "" "$(lp_cri_plugin_conf "$R")"
+# the fault proxy's port (slow, gone, crip), a CRI mirror too (crip)
+PP=$(free_port)
+lp_stack_containerd "" "$(lp_cri_plugin_conf "$R" "127.0.0.1:$PP")"
 
 # run_image NAME: rpull $R/NAME/bb:v1 with ctr-remote and cat files in it
 run_image() {
@@ -460,7 +469,6 @@ say "slow: a registry that never answers the referrers -> plain path within the 
 # the fault proxy in front of the registry stalls (120 s, no answer) every
 # referrers request (API and tag); without a deadline on the lookup the
 # Prepare would wait for those requests' timeouts and retries (minutes)
-PP=$(free_port)
 echo "referrers-stall 1000" >"$T/proxy.mode"
 python3 "$LP_SOURCE_DIR/tests/integration/fault_proxy.py" "$PP" "${R#*:}" "$T/proxy.mode" "$T/proxy.log" \
 	>"$T/proxy.out" 2>&1 &
@@ -520,6 +528,30 @@ CFETCHED=$(layer_stat "$LAYER_CRI" fetched_bytes)
 CLSIZE=$(stat -c %s "$T/cri.tar.gz")
 [ "$CFETCHED" -gt 0 ] && [ "$CFETCHED" -lt "$CLSIZE" ] || fail "cri: fetched $CFETCHED of $CLSIZE bytes"
 ok "cri: PullImage mounted the layer through its index, the container runs in k8s.io ($CFETCHED of $CLSIZE bytes fetched)"
+
+say "crip: with the manifest digest known (cri labels), its referrers are asked at once with it"
+# through the fault proxy (left running: the layer's later remounts read
+# through it), the snapshotter's GET of the manifest by digest is held
+# until its referrers request has arrived: a lookup that asks the
+# referrers only once it has the manifest meets the proxy's clock (20 s)
+# instead, its manifest request times out, and the log says so
+LAYER_CRIP=$(sha_of "$T/crip.tar.gz")
+MD_CRIP=$(manifest_digest crip/bb v1)
+echo "hold-until 1000 /crip/bb/manifests/$MD_CRIP /crip/bb/referrers/" >"$T/proxy.mode"
+python3 "$LP_SOURCE_DIR/tests/integration/fault_proxy.py" "$PP" "${R#*:}" "$T/proxy.mode" "$T/proxy.log" \
+	>"$T/proxy.out" 2>&1 &
+PROXY_PID=$!
+wait_for 10 "the fault proxy" curl -fsS -o /dev/null "http://127.0.0.1:$PP/v2/"
+$KUBELET "$CSOCK" pull "127.0.0.1:$PP/crip/bb:v1" >"$T/crip.pull" 2>"$T/crip.pull.err" ||
+	{ show_err "$T/crip.pull.err"; fail "CRI PullImage of the crip image"; }
+wait_for 30 "the proxy's release of the held manifest request" \
+	grep -q "^held /v2/crip/bb/manifests/$MD_CRIP: released by " "$T/proxy.log"
+grep -q "^held /v2/crip/bb/manifests/$MD_CRIP: released by /crip/bb/referrers/\$" "$T/proxy.log" ||
+	fail "crip: the referrers were not asked while the manifest was held: $(grep '^held' "$T/proxy.log")"
+grep -q "layer $LAYER_CRIP mounted lazily through its gzip index" "$T/snap.log" ||
+	fail "the crip layer was not mounted through its index"
+echo "pass 0" >"$T/proxy.mode"
+ok "crip: the referrers asked while the manifest's answer was held; the layer mounted through its index"
 
 say "ctr image pull of the indexed image still works as before"
 n0=$(metric 'lazypull_fallbacks_total{reason="no_labels"}')
