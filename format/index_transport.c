@@ -11,6 +11,7 @@
  * make a reader hold more than an index may have.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 

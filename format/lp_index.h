@@ -127,7 +127,8 @@ int lp_index_transport_of(const char *media_type);
  * lp_index_transport_encode() - @len bytes of index @data as an artifact
  * layer of transport @t (for LP_INDEX_TRANSPORT_GZIP one gzip member, level
  * LP_INDEX_GZIP_LEVEL, no name, no time: the same index gives the same
- * bytes) appended to @out. Returns 0, -EFBIG (@out's limit), -ENOMEM.
+ * bytes) appended to @out. Returns 0, -EFBIG (@out's limit), -ENOMEM,
+ * -EINVAL (zlib refused its parameters).
  */
 int lp_index_transport_encode(enum lp_index_transport t, const void *data,
 			      size_t len, struct lp_buf *out);

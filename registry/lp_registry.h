@@ -461,7 +461,8 @@ int lp_reg_referrers(struct lp_reg *reg, const struct lp_reg_ref *ref,
  * root on a thread of its own; its connection stays in the client's cache
  * for the requests that follow): at most once per LP_REG_WARM_EVERY_MS
  * per host. For a caller about to make several requests at once. Returns
- * 0 (started, or warmed lately), or -errno (nothing started).
+ * 0 (started, maybe fewer than @n, or warmed lately), or -errno (none
+ * started).
  */
 #define LP_REG_WARM_EVERY_MS 10000
 int lp_reg_warm(struct lp_reg *reg, const struct lp_reg_ref *ref,

@@ -405,7 +405,9 @@ int lp_reg_referrers_from(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	if (!reg_caps_referrers_api(caps, ref->host))
 		both = pthread_create(&t, NULL, tag_main, &tag) == 0;
 	r = get_referrers_api(reg, ref, ds, artifact_type, &body, &status, err);
-	if (r == 0)
+	/* a 404 says the host has no API; another answer (a 401 after a
+	 * failed auth, a 5xx) says nothing about it */
+	if (r == 0 && (status == 200 || status == 404))
 		reg_caps_note(caps, ref->host,
 			      status == 200 ? REG_SEEN_REFERRERS_API :
 					      REG_SEEN_NO_REFERRERS_API,

@@ -236,6 +236,9 @@ struct lp_reg_req {
 	uint64_t body_off, body_len;
 	struct lp_reg_sink *sink; /* NULL: body discarded */
 	bool small; /* apply request_timeout_ms */
+	/* this request's own connect and total timeout instead of the
+	 * client's (0: the client's) */
+	long timeout_ms;
 	const char *what; /* for messages: "manifest", "blob" */
 };
 

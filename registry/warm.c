@@ -15,7 +15,15 @@
  * connection stays in the cache for the requests that follow. At most once
  * per LP_REG_WARM_EVERY_MS per host; a failure is only logged at debug
  * level (the requests that follow open their own connections, as before).
+ * A ping is bounded by its own LP_REG_WARM_TIMEOUT_MS, whatever the
+ * client's timeouts: nothing waits for these threads (each holds a
+ * reference on the client), so a stalled host holds one that long at
+ * most, also past the client's lp_reg_free() or the process's exit path.
+ * The warm-up helps requests that start after its ping has answered (one
+ * round trip after the connection is made): those that go out at the same
+ * moment as the ping open their own connections, as without it.
  */
+#define LP_REG_WARM_TIMEOUT_MS 2000
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -45,6 +53,7 @@ static void *warm_main(void *arg)
 		.url = j->url,
 		.external = true, /* a ping: no auth flow */
 		.small = true,
+		.timeout_ms = LP_REG_WARM_TIMEOUT_MS,
 		.what = "connection warm-up",
 	};
 	struct lp_reg_resp resp;
@@ -84,6 +93,7 @@ static int warm_one(struct lp_reg *reg, const struct reg_endpoints *eps,
 	j->eps = reg_endpoints_hold(reg, eps);
 	j->ep = ep;
 	j->ref = *ref;
+	j->ref.auth = NULL; /* a ping never authenticates; not held */
 	r = pthread_attr_init(&at);
 	if (r == 0) {
 		r = pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
@@ -111,6 +121,7 @@ int lp_reg_warm(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	struct lp_err err = { 0 };
 	long now = (long)lp_mono_ms(), at;
 	struct reg_endpoint *e;
+	bool started = false;
 	size_t ep;
 	int r;
 
@@ -128,8 +139,14 @@ int lp_reg_warm(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	if ((at && now - at < LP_REG_WARM_EVERY_MS) ||
 	    !atomic_compare_exchange_strong(&e->warmed_ms, &at, now))
 		goto out; /* warmed lately, or another caller warms it now */
-	while (n-- && r == 0)
+	for (; n; n--) {
 		r = warm_one(reg, eps, ep, ref);
+		if (r < 0)
+			break;
+		started = true;
+	}
+	if (started)
+		r = 0; /* fewer than asked for */
 out:
 	reg_endpoints_put(reg, eps);
 	return r;

@@ -2,8 +2,8 @@
 /*
  * Fuzz target for the gzip transport of a gzip index
  * (lp_index_transport_decode(), format/index_transport.c): the artifact
- * layer a registry hands over, inflated under a bound. The first two bytes
- * pick the bound (0..64 KiB), the rest is the layer. Aborts when a decode
+ * layer a registry hands over, inflated under a bound. The first three
+ * bytes pick the bound (0..16 MiB), the rest is the layer. Aborts when a decode
  * succeeds with more bytes than the bound, fails with a code it does not
  * document, or leaves output behind on failure; and when what it gives
  * does not encode and decode back to itself.
@@ -26,11 +26,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t max, out_len = 0, again_len = 0;
 	int r;
 
-	if (size < 2)
+	if (size < 3)
 		return 0;
-	max = (size_t)data[0] << 8 | data[1];
-	r = lp_index_transport_decode(LP_INDEX_TRANSPORT_GZIP, data + 2,
-				      size - 2, max, &out, &out_len, &err);
+	/* up to 16 MiB: past the decoder's first allocation, so that its
+	 * growth is reached too */
+	max = (size_t)data[0] << 16 | (size_t)data[1] << 8 | data[2];
+	r = lp_index_transport_decode(LP_INDEX_TRANSPORT_GZIP, data + 3,
+				      size - 3, max, &out, &out_len, &err);
 	if (r < 0) {
 		if ((r != -EFBIG && r != -EBADMSG && r != -ENOMEM) || out ||
 		    out_len)

@@ -1706,6 +1706,34 @@ static void test_transport(void **state)
 	assert_null(out);
 	assert_non_null(strstr(err.msg, "more than the bound"));
 	lp_err_clear(&err);
+	/* two whole members (the second the same index again), and the
+	 * index as a zlib stream (RFC 1950) instead of one gzip member */
+	{
+		uint8_t *two = malloc(2 * wire.len), *z;
+		uLongf zlen = compressBound(len);
+
+		assert_non_null(two);
+		memcpy(two, wire.data, wire.len);
+		memcpy(two + wire.len, wire.data, wire.len);
+		assert_int_equal(
+			lp_index_transport_decode(LP_INDEX_TRANSPORT_GZIP, two,
+						  2 * wire.len, 2 * len, &out,
+						  &out_len, &err),
+			-EBADMSG);
+		assert_null(out);
+		lp_err_clear(&err);
+		free(two);
+		z = malloc(zlen);
+		assert_non_null(z);
+		assert_int_equal(compress2(z, &zlen, data, len, 6), Z_OK);
+		assert_int_equal(lp_index_transport_decode(
+					 LP_INDEX_TRANSPORT_GZIP, z, zlen, len,
+					 &out, &out_len, &err),
+				 -EBADMSG);
+		assert_null(out);
+		lp_err_clear(&err);
+		free(z);
+	}
 	/* cut short, and one byte too many */
 	assert_int_equal(lp_index_transport_decode(LP_INDEX_TRANSPORT_GZIP,
 						   wire.data, wire.len - 1, len,
