@@ -40,16 +40,21 @@
 #define READ_PIECE_MAX (8 * 1024 * 1024)
 #define CAT_BUF (1024 * 1024)
 
-/* a layer indexed earlier in this run (another platform shares it) */
+/* a layer indexed earlier in this run (another platform shares it): its
+ * index (the uncompressed bytes' digest) and the artifact layer that
+ * carries it (digest and size as pushed) */
 struct done_layer {
-	struct lp_digest layer, index;
-	uint64_t size;
+	struct lp_digest layer, index, wire;
+	uint64_t wire_size;
 };
 
 struct index_opts {
 	struct done_layer *done; /* --all-platforms: built once per layer */
 	size_t nr_done, cap_done;
 	bool plain_http, all_platforms;
+	/* --uncompressed: push indexes as LP_INDEX_MEDIA_TYPE (nodes older
+	 * than the gzip transport), else LP_INDEX_MEDIA_TYPE_GZIP */
+	enum lp_index_transport transport;
 	const char *platform, *output, *index_file, *index_dir;
 	const char *sign_key; /* --sign-key FILE */
 	const char *hosts_arg; /* --registry-config-dir; NULL: not given */
@@ -73,6 +78,7 @@ static const struct option index_long_opts[] = {
 	{ "seed", required_argument, NULL, 'S' },
 	{ "sign-key", required_argument, NULL, 'K' },
 	{ "registry-config-dir", required_argument, NULL, 'R' },
+	{ "uncompressed", no_argument, NULL, 'U' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -81,7 +87,7 @@ static const char index_usage[] =
 	"usage: lazypull index [--plain-http] [--platform P | --all-platforms]\n"
 	"                      [--output DIR] [--span-size N] [--grain-size N]\n"
 	"                      [--sign-key KEY.pem] [--registry-config-dir DIR]\n"
-	"                      IMAGE-REF\n"
+	"                      [--uncompressed] IMAGE-REF\n"
 	"       lazypull index build [--span-size N] [--grain-size N]\n"
 	"                      LAYER.tar.gz OUT\n"
 	"       lazypull index inspect [--files] INDEX\n"
@@ -104,6 +110,7 @@ static int parse_opts(const char *cmd, int argc, char **argv,
 	memset(o, 0, sizeof(*o));
 	o->span_size = LP_INDEX_DEFAULT_SPAN_SIZE;
 	o->grain_size = LP_INDEX_GRAIN_DEFAULT;
+	o->transport = LP_INDEX_TRANSPORT_GZIP;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", index_long_opts, &idx)) !=
 	       -1) {
@@ -131,6 +138,9 @@ static int parse_opts(const char *cmd, int argc, char **argv,
 			break;
 		case 'R':
 			o->hosts_arg = optarg;
+			break;
+		case 'U':
+			o->transport = LP_INDEX_TRANSPORT_PLAIN;
 			break;
 		case 's':
 			if (lp_cmd_parse_size(optarg, &o->span_size) < 0 ||
@@ -236,9 +246,12 @@ static void index_name(const struct lp_digest *layer, char *out, size_t size)
 	snprintf(out, size, "%s%s", ds + 7, LP_SNAP_INDEX_SUFFIX);
 }
 
+/* the line of layer @layer's index @id; with @wire, the blob of @wire_size
+ * bytes that carries it in the registry */
 static void print_result(const struct lp_digest *layer,
 			 const struct lp_digest *index,
-			 const struct lp_index_build_result *res)
+			 const struct lp_index_build_result *res,
+			 const struct lp_digest *wire, uint64_t wire_size)
 {
 	char ls[LP_DIGEST_STR_LEN + 1], is[LP_DIGEST_STR_LEN + 1];
 
@@ -246,7 +259,7 @@ static void print_result(const struct lp_digest *layer,
 	lp_digest_format(index, is);
 	printf("layer=%s index=%s layer-size=%llu uncompressed=%llu "
 	       "index-size=%llu ratio=%.2f%% checkpoints=%zu files=%zu "
-	       "seconds=%.3f cpu-seconds=%.3f mb-per-cpu-s=%.1f\n",
+	       "seconds=%.3f cpu-seconds=%.3f mb-per-cpu-s=%.1f",
 	       ls, is, (unsigned long long)res->blob_size,
 	       (unsigned long long)res->usize,
 	       (unsigned long long)res->index_size,
@@ -256,19 +269,29 @@ static void print_result(const struct lp_digest *layer,
 	       res->cpu_seconds > 0 ?
 		       (double)res->blob_size / 1e6 / res->cpu_seconds :
 		       0.0);
+	if (wire) {
+		lp_digest_format(wire, is);
+		printf(" pushed=%s pushed-size=%llu", is,
+		       (unsigned long long)wire_size);
+	}
+	putchar('\n');
 }
 
-/* index every gzip layer of image manifest @m; push or write them */
-/* the artifact's descriptor of index @id (@size bytes) of layer @layer */
-static json_object *index_desc(const struct lp_digest *id, uint64_t size,
+/* the artifact's descriptor of the blob @wire (@size bytes) that carries
+ * the index of layer @layer by transport @t */
+static json_object *index_desc(const struct lp_digest *wire, uint64_t size,
+			       enum lp_index_transport t,
 			       const struct lp_digest *layer)
 {
 	json_object *d = json_object_new_object(), *ann;
 	char ds[LP_DIGEST_STR_LEN + 1];
 
-	lp_digest_format(id, ds);
-	json_object_object_add(d, "mediaType",
-			       json_object_new_string(LP_INDEX_MEDIA_TYPE));
+	lp_digest_format(wire, ds);
+	json_object_object_add(
+		d, "mediaType",
+		json_object_new_string(t == LP_INDEX_TRANSPORT_GZIP ?
+					       LP_INDEX_MEDIA_TYPE_GZIP :
+					       LP_INDEX_MEDIA_TYPE));
 	json_object_object_add(d, "digest", json_object_new_string(ds));
 	json_object_object_add(d, "size", json_object_new_int64((int64_t)size));
 	ann = json_object_new_object();
@@ -350,6 +373,7 @@ static int write_sidecar(const char *dir, const struct lp_digest *manifest,
 	return r;
 }
 
+/* index every gzip layer of image manifest @m; push or write them */
 static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 			  const struct lp_reg_ref *ref,
 			  const struct lp_reg_manifest *m)
@@ -359,7 +383,7 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 	struct lp_index_sig_strings sig = { 0 };
 	size_t cap_signed = 0;
 	struct lp_err err = { 0 };
-	struct lp_buf buf;
+	struct lp_buf buf, wire;
 	struct lp_digest cfg_d, art_d;
 	char ds[LP_DIGEST_STR_LEN + 1], name[LP_DIGEST_STR_LEN + 16];
 	const char *json;
@@ -367,11 +391,13 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 	int r = 0, fd = -1;
 
 	lp_buf_init(&buf, LP_INDEX_MAX_SIZE);
+	/* deflate's worst case: a few bytes per 16 KiB stored block */
+	lp_buf_init(&wire, LP_INDEX_MAX_SIZE + LP_MIB);
 	(void)lp_reg_manifest_raw(m, &raw_len);
 	for (i = 0; i < lp_reg_manifest_count(m) && r == 0; i++) {
 		const struct lp_reg_desc *l = lp_reg_manifest_layer(m, i);
 		struct lp_index_build_result res;
-		struct lp_digest id;
+		struct lp_digest id, wd;
 
 		lp_digest_format(&l->digest, ds);
 		if (!is_gzip_layer(l)) {
@@ -386,8 +412,8 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 			lp_digest_format(&dl->index, is);
 			printf("layer=%s index=%s reused=1\n", ds, is);
 			json_object_array_add(
-				layers,
-				index_desc(&dl->index, dl->size, &l->digest));
+				layers, index_desc(&dl->wire, dl->wire_size,
+						   o->transport, &l->digest));
 			r = add_signed(&signed_layers, &cap_signed, &n,
 				       &l->digest, &dl->index);
 			continue;
@@ -420,23 +446,35 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 				lp_err_set(&err, r, "%s/%s: %s", o->output,
 					   name, strerror(-r));
 		} else {
+			/* the signature and the nodes name the index by
+			 * @id; the registry knows the blob that carries it */
+			lp_buf_reset(&wire);
+			r = lp_index_transport_encode(o->transport, buf.data,
+						      buf.len, &wire);
+			if (r < 0)
+				lp_err_set(&err, r, "layer %s: its index: %s",
+					   ds, strerror(-r));
+			lp_sha256(wire.data, wire.len, &wd);
 			close(fd);
-			fd = tmp_fd();
-			if (fd < 0)
+			fd = r < 0 ? -1 : tmp_fd();
+			if (r == 0 && fd < 0)
 				r = fd;
 			if (r == 0)
-				r = lp_write_all(fd, buf.data, buf.len);
+				r = lp_write_all(fd, wire.data, wire.len);
 			if (r == 0)
-				r = lp_reg_push_blob(reg, ref, &id, buf.len, fd,
-						     NULL, &err);
+				r = lp_reg_push_blob(reg, ref, &wd, wire.len,
+						     fd, NULL, &err);
 		}
 		close(fd);
 		fd = -1;
 		if (r < 0)
 			break;
-		print_result(&l->digest, &id, &res);
-		json_object_array_add(layers,
-				      index_desc(&id, buf.len, &l->digest));
+		print_result(&l->digest, &id, &res, o->output ? NULL : &wd,
+			     wire.len);
+		if (!o->output)
+			json_object_array_add(layers, index_desc(&wd, wire.len,
+								 o->transport,
+								 &l->digest));
 		r = add_signed(&signed_layers, &cap_signed, &n, &l->digest,
 			       &id);
 		if (r < 0)
@@ -444,7 +482,10 @@ static int index_manifest(struct index_opts *o, struct lp_reg *reg,
 		if (lp_grow_array((void **)&o->done, &o->cap_done,
 				  o->nr_done + 1, sizeof(*o->done)) == 0)
 			o->done[o->nr_done++] = (struct done_layer){
-				.layer = l->digest, .index = id, .size = buf.len
+				.layer = l->digest,
+				.index = id,
+				.wire = o->output ? id : wd,
+				.wire_size = o->output ? buf.len : wire.len,
 			};
 	}
 	if (r == 0 && o->signer && n > 0) {
@@ -511,6 +552,7 @@ out:
 	json_object_put(layers);
 	json_object_put(man);
 	lp_buf_release(&buf);
+	lp_buf_release(&wire);
 	lp_index_sig_strings_clear(&sig);
 	free(signed_layers);
 	if (r < 0)
@@ -629,7 +671,7 @@ static int cmd_index_build(int argc, char **argv)
 	}
 	close(fd);
 	lp_sha256(buf.data, buf.len, &id);
-	print_result(&res.blob_digest, &id, &res);
+	print_result(&res.blob_digest, &id, &res, NULL, 0);
 	r = 0;
 out:
 	lp_buf_release(&buf);
@@ -899,8 +941,9 @@ static int fetch_index(struct reader *rd, const struct lp_digest *layer,
 	struct lp_reg_manifest *refs = NULL, *art = NULL;
 	char ls[LP_DIGEST_STR_LEN + 1];
 	void *data = NULL;
-	size_t len = 0, i, k;
-	int r;
+	uint8_t *index = NULL;
+	size_t len = 0, index_len = 0, i, k;
+	int r, t;
 
 	lp_digest_format(layer, ls);
 	r = lp_reg_referrers(rd->reg, &rd->ref, lp_reg_manifest_digest(rd->m),
@@ -927,9 +970,8 @@ static int fetch_index(struct reader *rd, const struct lp_digest *layer,
 			const char *a =
 				lp_reg_desc_annotation(l, LP_INDEX_ANN_LAYER);
 
-			if (!l->media_type ||
-			    strcmp(l->media_type, LP_INDEX_MEDIA_TYPE) || !a ||
-			    strcmp(a, ls))
+			t = lp_index_transport_of(l->media_type);
+			if (t < 0 || !a || strcmp(a, ls))
 				continue;
 			if (l->size > LP_INDEX_MAX_SIZE) {
 				r = lp_err_set(err, -EFBIG,
@@ -942,8 +984,16 @@ static int fetch_index(struct reader *rd, const struct lp_digest *layer,
 						  &len, err);
 			if (r == 0) {
 				rd->index_bytes += len;
-				r = lp_index_parse(data, len, &rd->ix, err);
+				/* a gzip'ed one inflates under the same
+				 * bound as a plain one */
+				r = lp_index_transport_decode(
+					(enum lp_index_transport)t, data, len,
+					LP_INDEX_MAX_SIZE, &index, &index_len,
+					err);
 			}
+			if (r == 0)
+				r = lp_index_parse(index, index_len, &rd->ix,
+						   err);
 			break;
 		}
 		lp_reg_manifest_free(art);
@@ -951,6 +1001,7 @@ static int fetch_index(struct reader *rd, const struct lp_digest *layer,
 	}
 	lp_reg_manifest_free(refs);
 	free(data);
+	free(index);
 	if (r == -ENOENT)
 		r = lp_err_set(err, r,
 			       "no gzip index of layer %s among the "

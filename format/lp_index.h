@@ -98,6 +98,53 @@ static inline bool lp_index_grain_size_ok(uint32_t g)
 /* OCI media types of the index blob and of the artifact that carries it */
 #define LP_INDEX_MEDIA_TYPE "application/vnd.lazypull.gzip-index.v1"
 #define LP_INDEX_ARTIFACT_TYPE LP_INDEX_MEDIA_TYPE
+/*
+ * The same index, one gzip member of its bytes (docs/format.md "gzip index
+ * transport"): 40 % fewer bytes on the way (the windows are compressed
+ * already, the file table and strings are not). The index is still the
+ * uncompressed bytes: its digest (what a signature names, what a node keeps
+ * it by) is theirs; the layer's digest and size only check the transfer.
+ * Level 9: python3's 1,977,438-byte index gives 1,181,642 bytes (59.8 %),
+ * level 6 1,185,090, level 1 1,202,575; 9 costs the push 172 ms of CPU
+ * against 55 (6), and inflates no slower (4-6 ms).
+ */
+#define LP_INDEX_MEDIA_TYPE_GZIP LP_INDEX_MEDIA_TYPE "+gzip"
+#define LP_INDEX_GZIP_LEVEL 9
+
+enum lp_index_transport {
+	LP_INDEX_TRANSPORT_PLAIN = 0, /* LP_INDEX_MEDIA_TYPE */
+	LP_INDEX_TRANSPORT_GZIP = 1, /* LP_INDEX_MEDIA_TYPE_GZIP */
+};
+
+/*
+ * lp_index_transport_of() - how an artifact layer of @media_type (NULL
+ * allowed) carries an index: enum lp_index_transport, or -EOPNOTSUPP when
+ * it is no index layer.
+ */
+int lp_index_transport_of(const char *media_type);
+
+/*
+ * lp_index_transport_encode() - @len bytes of index @data as an artifact
+ * layer of transport @t (for LP_INDEX_TRANSPORT_GZIP one gzip member, level
+ * LP_INDEX_GZIP_LEVEL, no name, no time: the same index gives the same
+ * bytes) appended to @out. Returns 0, -EFBIG (@out's limit), -ENOMEM,
+ * -EINVAL (zlib refused its parameters).
+ */
+int lp_index_transport_encode(enum lp_index_transport t, const void *data,
+			      size_t len, struct lp_buf *out);
+
+/*
+ * lp_index_transport_decode() - the index an artifact layer of transport @t
+ * carries (@data, @len bytes, from outside: its digest checked by whoever
+ * fetched it) into *@ret_data (malloc'ed, the caller frees), at most @max
+ * bytes: plain, a copy; gzip, exactly one gzip member inflated, never more
+ * than @max + 1 bytes held (a gzip bomb stops there). Returns 0, or -EFBIG
+ * (it inflates to more than @max), -EBADMSG (not one whole gzip member,
+ * bytes after it), -ENOMEM, with @err saying which.
+ */
+int lp_index_transport_decode(enum lp_index_transport t, const void *data,
+			      size_t len, size_t max, uint8_t **ret_data,
+			      size_t *ret_len, struct lp_err *err);
 /* annotation on the index blob's descriptor: the layer it indexes */
 #define LP_INDEX_ANN_LAYER "dev.lazypull.gzip-index.layer"
 

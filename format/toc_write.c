@@ -150,17 +150,52 @@ static int lp_json_string(struct lp_buf *b, const char *str)
 	return r;
 }
 
+/*
+ * The fields are appended piece by piece, not through lp_buf_printf():
+ * a gzip index's TOC (python3: 8235 files) is written at every mount, and
+ * vfprintf was a third of the time lp_index_toc() took (25-38 ms). The
+ * bytes are the same as printf's.
+ */
+static int append_str(struct lp_buf *b, const char *s)
+{
+	return lp_buf_append(b, s, strlen(s));
+}
+
+/* ,\n\t\t\t"KEY": */
 static int lp_json_key(struct lp_buf *b, const char *key)
 {
-	return lp_buf_printf(b, ",\n\t\t\t\"%s\": ", key);
+	int r = lp_buf_append(b, ",\n\t\t\t\"", 6);
+
+	if (r == 0)
+		r = append_str(b, key);
+	if (r == 0)
+		r = lp_buf_append(b, "\": ", 3);
+	return r;
+}
+
+/* @v in decimal, as %llu */
+static int append_u64(struct lp_buf *b, uint64_t v)
+{
+	char d[20];
+	size_t n = sizeof(d);
+
+	do {
+		d[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return lp_buf_append(b, d + n, sizeof(d) - n);
 }
 
 static int lp_json_u64(struct lp_buf *b, const char *key, uint64_t v)
 {
+	int r;
+
 	if (!v)
 		return 0;
-	return lp_buf_printf(b, ",\n\t\t\t\"%s\": %llu", key,
-			     (unsigned long long)v);
+	r = lp_json_key(b, key);
+	if (r == 0)
+		r = append_u64(b, v);
+	return r;
 }
 
 static int lp_json_str_field(struct lp_buf *b, const char *key, const char *v)
@@ -179,11 +214,25 @@ static int lp_json_digest(struct lp_buf *b, const char *key,
 			  const struct lp_digest *d)
 {
 	char s[LP_DIGEST_STR_LEN + 1];
+	int r;
 
 	if (!d)
 		return 0;
 	lp_digest_format(d, s);
-	return lp_buf_printf(b, ",\n\t\t\t\"%s\": \"%s\"", key, s);
+	r = lp_json_key(b, key);
+	if (r == 0)
+		r = lp_buf_append(b, "\"", 1);
+	if (r == 0)
+		r = append_str(b, s);
+	if (r == 0)
+		r = lp_buf_append(b, "\"", 1);
+	return r;
+}
+
+static void two_digits(char *p, int v)
+{
+	p[0] = (char)('0' + v / 10 % 10);
+	p[1] = (char)('0' + v % 10);
 }
 
 /* time.Time.Round(time.Second).Format(time.RFC3339) in UTC */
@@ -197,6 +246,22 @@ static int lp_json_modtime(struct lp_buf *b, int64_t sec, uint32_t nsec)
 	t = (time_t)sec;
 	if (!gmtime_r(&t, &tm))
 		return -EINVAL;
+	if (tm.tm_year + 1900 >= 0 && tm.tm_year + 1900 <= 9999) {
+		char d[] = ",\n\t\t\t\"modtime\": \"0000-00-00T00:00:00Z\"";
+		char *p = d + sizeof(",\n\t\t\t\"modtime\": \"") - 1;
+		int y = tm.tm_year + 1900;
+
+		p[0] = (char)('0' + y / 1000);
+		p[1] = (char)('0' + y / 100 % 10);
+		p[2] = (char)('0' + y / 10 % 10);
+		p[3] = (char)('0' + y % 10);
+		two_digits(p + 5, tm.tm_mon + 1);
+		two_digits(p + 8, tm.tm_mday);
+		two_digits(p + 11, tm.tm_hour);
+		two_digits(p + 14, tm.tm_min);
+		two_digits(p + 17, tm.tm_sec);
+		return lp_buf_append(b, d, sizeof(d) - 1);
+	}
 	return lp_buf_printf(
 		b, ",\n\t\t\t\"modtime\": \"%04d-%02d-%02dT%02d:%02d:%02dZ\"",
 		tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
@@ -268,13 +333,18 @@ int lp_toc_writer_add(struct lp_toc_writer *w, const struct lp_toc_record *rec)
 
 	if (w->finished || !rec->name)
 		return -EINVAL;
-	r = lp_buf_printf(
-		b, "%s\n\t\t{\n\t\t\t\"name\": ", w->nr_records ? "," : "");
+	r = append_str(b, w->nr_records ? ",\n\t\t{\n\t\t\t\"name\": " :
+					  "\n\t\t{\n\t\t\t\"name\": ");
 	if (r == 0)
 		r = lp_json_string(b, rec->name);
 	if (r == 0)
-		r = lp_buf_printf(b, ",\n\t\t\t\"type\": \"%s\"",
-				  lp_toc_type_name(rec->type));
+		r = lp_json_key(b, "type");
+	if (r == 0)
+		r = lp_buf_append(b, "\"", 1);
+	if (r == 0)
+		r = append_str(b, lp_toc_type_name(rec->type));
+	if (r == 0)
+		r = lp_buf_append(b, "\"", 1);
 	if (r == 0)
 		r = lp_json_u64(b, "size", rec->size);
 	if (r == 0 && rec->has_modtime)
@@ -310,7 +380,7 @@ int lp_toc_writer_add(struct lp_toc_writer *w, const struct lp_toc_record *rec)
 	if (r == 0)
 		r = lp_json_digest(b, "chunkDigest", rec->chunk_digest);
 	if (r == 0)
-		r = lp_buf_printf(b, "\n\t\t}");
+		r = lp_buf_append(b, "\n\t\t}", 4);
 	if (r < 0) {
 		/* leave the document as it was before this record */
 		b->len = mark;

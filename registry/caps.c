@@ -4,10 +4,11 @@
  * the client (struct lp_reg) for the life of the process: whether it honours
  * a Range request (206) or answers it with the whole blob (200), whether it
  * answers several ranges in one request (multipart/byteranges) or refuses
- * them (400, 501, 200), and whether it redirects blobs to other storage.
- * This file owns the decisions that follow from them: read ranges from the
- * host, or take each of its blobs once into a spool (spool.c), and whether a
- * multi-range request is worth sending. Each thing learnt is logged once
+ * them (400, 501, 200), whether it redirects blobs to other storage, and
+ * whether it has the OCI referrers API. This file owns the decisions that
+ * follow from them: read ranges from the host, or take each of its blobs
+ * once into a spool (spool.c), whether a multi-range request is worth
+ * sending, and whether the referrers tag is asked beside the API (push.c). Each thing learnt is logged once
  * per host, when it is first seen or changes.
  *
  * The latest ranged reply decides: a host whose last answer to a range was
@@ -49,6 +50,8 @@ struct host_caps {
 	enum tri ranges; /* 206 to a single range */
 	enum tri multi; /* multipart/byteranges to several */
 	bool redirects; /* sent a blob elsewhere */
+	/* its last answer to the referrers API: an index (YES) or not */
+	enum tri referrers_api;
 	bool probing; /* a ranged request is finding out about ranges */
 	struct host_caps *next;
 };
@@ -161,6 +164,19 @@ void reg_caps_note(struct reg_caps *c, const char *host,
 			say = "redirects blobs to other storage";
 		}
 		break;
+	case REG_SEEN_REFERRERS_API:
+		if (h->referrers_api != TRI_YES) {
+			h->referrers_api = TRI_YES;
+			say = "has the referrers API";
+		}
+		break;
+	case REG_SEEN_NO_REFERRERS_API:
+		if (h->referrers_api != TRI_NO) {
+			h->referrers_api = TRI_NO;
+			say = "has no referrers API: the referrers tag is "
+			      "asked beside it";
+		}
+		break;
 	}
 	/* a range-less host costs bandwidth: say so where it is seen */
 	if (seen == REG_SEEN_RANGE || seen == REG_SEEN_WHOLE)
@@ -195,6 +211,18 @@ bool reg_caps_multi(struct reg_caps *c, const char *host)
 	pthread_mutex_lock(&c->lock);
 	h = find(c, host, false);
 	r = !h || (h->multi != TRI_NO && h->ranges != TRI_NO);
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+bool reg_caps_referrers_api(struct reg_caps *c, const char *host)
+{
+	struct host_caps *h;
+	bool r;
+
+	pthread_mutex_lock(&c->lock);
+	h = find(c, host, false);
+	r = h && h->referrers_api == TRI_YES;
 	pthread_mutex_unlock(&c->lock);
 	return r;
 }

@@ -149,6 +149,7 @@ static int endpoint_init(const struct lp_host *h, const char *registry,
 	ep->cfg = h;
 	ep->mirror = strcmp(h->host, registry) != 0;
 	atomic_init(&ep->down_until_ms, 0);
+	atomic_init(&ep->warmed_ms, 0);
 	r = header_lines(h, ep);
 	if (r < 0)
 		return r;
@@ -218,6 +219,7 @@ static int single(const char *registry, const struct lp_reg_opts *o,
 	ep->path = "/v2";
 	ep->caps = LP_HOST_CAP_ALL;
 	atomic_init(&ep->down_until_ms, 0);
+	atomic_init(&ep->warmed_ms, 0);
 	return 0;
 }
 

@@ -476,6 +476,17 @@ static struct reg_endpoints *newest_get(struct lp_reg *reg, const char *host,
 	return e;
 }
 
+const struct reg_endpoints *reg_endpoints_hold(struct lp_reg *reg,
+					       const struct reg_endpoints *ce)
+{
+	struct reg_endpoints *e = (struct reg_endpoints *)ce;
+
+	pthread_mutex_lock(&reg->lock);
+	e->refs++;
+	pthread_mutex_unlock(&reg->lock);
+	return e;
+}
+
 void reg_endpoints_put(struct lp_reg *reg, const struct reg_endpoints *ce)
 {
 	struct reg_endpoints *e = (struct reg_endpoints *)ce, **pp;
@@ -1006,10 +1017,13 @@ static int perform(struct lp_reg *reg, const struct lp_reg_req *req,
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, reg->o.user_agent);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-			 reg->o.connect_timeout_ms);
+			 req->timeout_ms ? req->timeout_ms :
+					   reg->o.connect_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, reg->o.low_speed_limit);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, reg->o.low_speed_time_s);
-	if (req->small && reg->o.request_timeout_ms > 0)
+	if (req->timeout_ms)
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+	else if (req->small && reg->o.request_timeout_ms > 0)
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
 				 reg->o.request_timeout_ms);
 	if (reg->o.ca_file)

@@ -445,12 +445,28 @@ int lp_reg_push_referrer(struct lp_reg *reg, const struct lp_reg_ref *ref,
  * their subject: the referrers API's answer (asked for @artifact_type
  * only when given: ?artifactType=, which a registry may ignore), else the
  * index under the referrers tag (never filtered: filter the entries by
- * their artifact_type). Returns 0 (free *ret_index with
+ * their artifact_type). The tag is asked at the same time as the API (on
+ * a thread of the call's, joined before it returns) unless the host's
+ * last answer to the API was an index; its answer is used only when the
+ * API's was not an index. Returns 0 (free *ret_index with
  * lp_reg_manifest_free), -ENOENT none, or -errno.
  */
 int lp_reg_referrers(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		     const struct lp_digest *subject, const char *artifact_type,
 		     struct lp_reg_manifest **ret_index, struct lp_err *err);
+
+/*
+ * lp_reg_warm() - open @n more connections to the host @ref's requests go
+ * to first, in the background (registry/warm.c: each a ping of the API
+ * root on a thread of its own; its connection stays in the client's cache
+ * for the requests that follow): at most once per LP_REG_WARM_EVERY_MS
+ * per host. For a caller about to make several requests at once. Returns
+ * 0 (started, maybe fewer than @n, or warmed lately), or -errno (none
+ * started).
+ */
+#define LP_REG_WARM_EVERY_MS 10000
+int lp_reg_warm(struct lp_reg *reg, const struct lp_reg_ref *ref,
+		unsigned int n);
 
 /*
  * lp_reg_referrers_from() - lp_reg_referrers(), and *@ret_api (may be

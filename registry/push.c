@@ -10,6 +10,7 @@
  * "sha256-<hex of the subject digest>").
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,23 +337,81 @@ int lp_reg_referrers(struct lp_reg *reg, const struct lp_reg_ref *ref,
 				     ret_index, NULL, err);
 }
 
+/*
+ * The referrers tag's GET, run on a thread of its own while the API is
+ * asked. Its fields are the thread's until it is joined; @reg and @ref
+ * are borrowed from lp_reg_referrers_from(), which joins before it
+ * returns.
+ */
+struct tag_job {
+	struct lp_reg *reg;
+	const struct lp_reg_ref *ref;
+	const char *subject; /* "sha256:<hex>" */
+	struct lp_reg_manifest *index; /* the answer (owned), or NULL */
+	struct lp_err err;
+	int r; /* 0, or -errno with err */
+};
+
+/* the index under @j's referrers tag; anything else there is -EPROTO */
+static void *tag_main(void *arg)
+{
+	struct tag_job *j = arg;
+	struct lp_reg_ref tref;
+
+	tag_ref(j->ref, j->subject, &tref);
+	j->r = lp_reg_manifest_get(j->reg, &tref, &j->index, &j->err);
+	if (j->r == 0 && !lp_reg_manifest_is_index(j->index)) {
+		lp_reg_manifest_free(j->index);
+		j->index = NULL;
+		j->r = lp_err_set(&j->err, -EPROTO,
+				  "%s/%s:%s is not an index of referrers",
+				  j->ref->host, j->ref->repo, tref.tag);
+	}
+	return NULL;
+}
+
+/*
+ * The referrers tag is asked at the same time as the API unless the host's
+ * last answer to the API was an index (reg_caps_referrers_api()): on a
+ * registry without the API (Debian's docker-registry) the lookup then
+ * costs one round trip instead of two. The price, on a registry with the
+ * API, is one tag GET whose answer is thrown away, on the first lookup
+ * of the process on that host (and after the API last failed it): its
+ * later lookups ask the API alone, as before. The API's index still wins
+ * whatever the tag says, and the tag's answer is used exactly when it
+ * was before: the API answered, but not with an index.
+ */
 int lp_reg_referrers_from(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			  const struct lp_digest *subject,
 			  const char *artifact_type,
 			  struct lp_reg_manifest **ret_index, bool *ret_api,
 			  struct lp_err *err)
 {
-	struct lp_reg_ref tref;
+	struct reg_caps *caps = lp_reg_caps(reg);
+	struct tag_job tag = { .reg = reg, .ref = ref };
 	struct lp_buf body;
+	pthread_t t;
 	char ds[LP_DIGEST_STR_LEN + 1];
+	bool both = false;
 	long status = 0;
 	int r;
 
 	lp_digest_format(subject, ds);
+	tag.subject = ds;
 	lp_buf_init(&body, LP_REG_MANIFEST_MAX);
 	if (ret_api)
 		*ret_api = false;
+	/* no thread (out of them): the tag after the API, as when serial */
+	if (!reg_caps_referrers_api(caps, ref->host))
+		both = pthread_create(&t, NULL, tag_main, &tag) == 0;
 	r = get_referrers_api(reg, ref, ds, artifact_type, &body, &status, err);
+	/* a 404 says the host has no API; another answer (a 401 after a
+	 * failed auth, a 5xx) says nothing about it */
+	if (r == 0 && (status == 200 || status == 404))
+		reg_caps_note(caps, ref->host,
+			      status == 200 ? REG_SEEN_REFERRERS_API :
+					      REG_SEEN_NO_REFERRERS_API,
+			      status);
 	if (r == 0 && status == 200) {
 		if (ret_api)
 			*ret_api = true;
@@ -368,17 +427,22 @@ int lp_reg_referrers_from(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	}
 	if (r < 0)
 		goto out;
-	lp_err_clear(err);
-	tag_ref(ref, ds, &tref);
-	r = lp_reg_manifest_get(reg, &tref, ret_index, err);
-	if (r == 0 && !lp_reg_manifest_is_index(*ret_index)) {
-		lp_reg_manifest_free(*ret_index);
-		*ret_index = NULL;
-		r = lp_err_set(err, -EPROTO,
-			       "%s/%s:%s is not an index of referrers",
-			       ref->host, ref->repo, tref.tag);
+	if (both) {
+		pthread_join(t, NULL);
+		both = false;
+	} else {
+		tag_main(&tag);
 	}
+	r = tag.r;
+	*ret_index = tag.index;
+	tag.index = NULL;
+	lp_err_clear(err);
+	if (r < 0 && err)
+		*err = tag.err;
 out:
+	if (both) /* its answer is not used, but it borrows reg and ref */
+		pthread_join(t, NULL);
+	lp_reg_manifest_free(tag.index);
 	lp_buf_release(&body);
 	return r;
 }

@@ -236,6 +236,9 @@ struct lp_reg_req {
 	uint64_t body_off, body_len;
 	struct lp_reg_sink *sink; /* NULL: body discarded */
 	bool small; /* apply request_timeout_ms */
+	/* this request's own connect and total timeout instead of the
+	 * client's (0: the client's) */
+	long timeout_ms;
 	const char *what; /* for messages: "manifest", "blob" */
 };
 
@@ -303,6 +306,8 @@ enum reg_caps_seen {
 	REG_SEEN_MULTI, /* multipart/byteranges to several ranges */
 	REG_SEEN_MULTI_REFUSED, /* 400, 501 or 200 to several ranges */
 	REG_SEEN_REDIRECT, /* a blob sent to another URL */
+	REG_SEEN_REFERRERS_API, /* an index from the referrers API */
+	REG_SEEN_NO_REFERRERS_API, /* anything else from it (no API) */
 };
 
 /* reg_caps_new() - an empty table (reads LAZYPULL_NO_SPOOL). 0, -ENOMEM. */
@@ -333,6 +338,12 @@ void reg_caps_gate_end(struct reg_caps *c, const char *host);
 
 /* reg_caps_multi() - worth sending @host several ranges in one request. */
 bool reg_caps_multi(struct reg_caps *c, const char *host);
+
+/*
+ * reg_caps_referrers_api() - @host's last answer to the referrers API was
+ * an index: ask it alone, not the referrers tag beside it (push.c).
+ */
+bool reg_caps_referrers_api(struct reg_caps *c, const char *host);
 
 /* lp_reg_caps() - the client's table (lives as long as @reg). */
 struct reg_caps *lp_reg_caps(struct lp_reg *reg);
@@ -453,6 +464,7 @@ struct reg_endpoint {
 	char *ca_blob; /* PEM bundle (base + cfg->ca); NULL: the default */
 	size_t ca_len;
 	atomic_long down_until_ms; /* lp_mono_ms(); no lock */
+	atomic_long warmed_ms; /* lp_mono_ms() of its last lp_reg_warm() */
 	char *own_scheme, *own_host; /* without a config directory */
 };
 
@@ -535,6 +547,9 @@ int reg_endpoints(struct lp_reg *reg, const struct lp_reg_ref *ref,
  * (NULL allowed); a list a newer one replaced is freed with its last.
  */
 void reg_endpoints_put(struct lp_reg *reg, const struct reg_endpoints *eps);
+/* reg_endpoints_hold() - another reference on @eps (put it) */
+const struct reg_endpoints *reg_endpoints_hold(struct lp_reg *reg,
+					       const struct reg_endpoints *eps);
 
 /*
  * reg_ep_next() - the first host at or after @from that has the

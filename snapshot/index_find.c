@@ -21,7 +21,8 @@
  * once per layer; an index pushed meanwhile shows once that has passed.
  *
  * A lookup ends within LP_SNAP_INDEX_LOOKUP_MS: it is checked before every
- * request, and each request is bounded (the caller's registry client has
+ * request (or set of requests started together: img_fetch()), and each
+ * request is bounded (the caller's registry client has
  * short timeouts, LP_SNAP_INDEX_REQUEST_MS); past it the layer takes the
  * plain path (reason index_timeout). A failure to read the manifest or
  * the referrers is cached like an answer, so that the image's other layers
@@ -42,7 +43,10 @@
  * bounded fetch.
  *
  * Threads: any number of lookups may run at once; the cache has one lock,
- * taken alone and never across I/O. Lookups of an image another lookup is
+ * taken alone and never across I/O. A lookup that knows the manifest
+ * digest asks for the referrers on a thread of its own while it reads the
+ * manifest (img_fetch(), the client is made for many threads), and joins
+ * it before it goes on. Lookups of an image another lookup is
  * fetching wait for it (single flight, bounded by their deadline) instead
  * of asking the registry too.
  */
@@ -142,6 +146,7 @@ static int check(struct lookup *lk, uint8_t *data, size_t len,
 	lp_snap_index_found_clear(ret);
 	lp_digest_format(&id, ret->digest);
 	ret->blob_size = lp_index_blob_size(ix);
+	ret->size_checked = lk->size != 0; /* compared just above */
 	snprintf(ret->where, sizeof(ret->where), "%s", where);
 	ret->data = data;
 	ret->len = len;
@@ -262,8 +267,13 @@ static bool ends_with(const char *s, const char *suffix)
 
 /* a gzip index an artifact offers for a layer (not fetched yet) */
 struct offer {
-	struct lp_digest layer, index;
+	struct lp_digest layer;
+	/* the artifact layer that carries it: its digest and size (the
+	 * index's own digest, of the uncompressed bytes, is known once it
+	 * is fetched) and how it is carried */
+	struct lp_digest index;
 	uint64_t size;
+	enum lp_index_transport transport;
 	char artifact[LP_DIGEST_STR_LEN + 1];
 	/* the artifact's signature annotations as a sidecar's JSON
 	 * (artifact_sig()), NULL: unsigned; owned */
@@ -509,7 +519,7 @@ static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	const char *a;
 	char *sig = NULL;
 	size_t k;
-	int r;
+	int r, t;
 
 	aref.tag[0] = '\0';
 	aref.has_digest = true;
@@ -530,9 +540,8 @@ static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	     k++) {
 		d = lp_reg_manifest_layer(art, k);
 		a = lp_reg_desc_annotation(d, LP_INDEX_ANN_LAYER);
-		if (!d->media_type ||
-		    strcmp(d->media_type, LP_INDEX_MEDIA_TYPE) || !a ||
-		    im->n_offers >= LP_SNAP_INDEX_OFFERS_MAX ||
+		t = lp_index_transport_of(d->media_type);
+		if (t < 0 || !a || im->n_offers >= LP_SNAP_INDEX_OFFERS_MAX ||
 		    lp_grow_array((void **)&im->offers, cap, im->n_offers + 1,
 				  sizeof(*im->offers)) < 0)
 			continue;
@@ -541,6 +550,7 @@ static void read_artifact(struct lp_reg *reg, const struct lp_reg_ref *ref,
 			continue;
 		o->index = d->digest;
 		o->size = d->size;
+		o->transport = (enum lp_index_transport)t;
 		lp_digest_format(&e->digest, o->artifact);
 		o->sig = sig ? strdup(sig) : NULL;
 		im->n_offers++;
@@ -611,11 +621,49 @@ static void read_profile(struct lp_reg *reg, const struct lp_reg_ref *ref,
 }
 
 /*
+ * The referrers request of img_fetch(): on a thread of its own, at the
+ * same time as the manifest's, when the manifest digest is known before
+ * the manifest is read (the cri labels); else after it, on the caller's
+ * thread. The fields are the thread's until it is joined; @reg and @ref
+ * are borrowed from img_fetch(), which joins before it returns.
+ */
+struct refs_job {
+	struct lp_reg *reg;
+	const struct lp_reg_ref *ref;
+	struct lp_digest subject; /* the image manifest's digest */
+	struct lp_reg_manifest *refs; /* the answer (owned), or NULL */
+	bool api; /* the referrers API gave it (not the tag) */
+	struct lp_err why; /* what the registry said */
+	int r; /* 0, -ENOENT none, or -errno with why */
+};
+
+static void *refs_main(void *arg)
+{
+	struct refs_job *j = arg;
+
+	j->r = lp_reg_referrers_from(j->reg, j->ref, &j->subject,
+				     LP_INDEX_ARTIFACT_TYPE, &j->refs, &j->api,
+				     &j->why);
+	return NULL;
+}
+
+/*
  * img_fetch() - what the registry says about image @ref (by
  * @manifest_digest when given): its manifest's layers, and the gzip
  * indexes its newest LP_SNAP_INDEX_REFERRERS_MAX referrers offer. Returns
  * 0 with *@ret_im (one reference), or -errno with @err (manifest or
  * referrers unreachable).
+ *
+ * With @manifest_digest the referrers are asked at the same time as the
+ * manifest (they need its digest, not its content): one round trip
+ * instead of two (and lp_reg_referrers_from() asks the API and the tag
+ * at once). Both start before the deadline (one over() check), and the
+ * requests made are the same as serially, but for a manifest that
+ * cannot be read (its referrers were asked for nothing, and the failure
+ * waits for their bounded answer before it is reported) and a digest
+ * that names an index (the referrers are asked again, serially, for the
+ * platform manifest it leads to). By tag, the manifest comes first: its
+ * digest is the referrers' subject.
  */
 static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		     const char *key, const struct lp_digest *manifest_digest,
@@ -625,10 +673,13 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	struct lp_reg_manifest *m = NULL, *refs = NULL;
 	struct lp_reg_ref mref = *ref;
 	struct lp_err why = { 0 }; /* what the registry said */
+	struct refs_job job = { .reg = reg, .ref = ref };
 	const struct lp_reg_desc *d, *e;
 	struct img *im = NULL;
+	pthread_t t;
+	bool early = false; /* the referrers were asked on t */
+	bool running = false; /* t not joined yet */
 	size_t i, cap = 0;
-	bool api = false;
 	int r;
 
 	if (manifest_digest) {
@@ -643,9 +694,17 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	im->at_ns = lp_mono_ns();
 	snprintf(im->key, sizeof(im->key), "%s", key);
 	im->auth = lp_reg_auth_ref(ref->auth);
+	/* the referrers are asked by API and by tag at once: a connection
+	 * for the second, opened while the manifest's request goes out */
+	(void)lp_reg_warm(reg, ref, LP_SNAP_WARM_LOOKUP);
 	r = over(lk, "the image manifest", err);
 	if (r < 0)
 		goto out;
+	if (manifest_digest) { /* no thread: the referrers after it */
+		job.subject = *manifest_digest;
+		early = running =
+			pthread_create(&t, NULL, refs_main, &job) == 0;
+	}
 	r = lp_reg_manifest_fetch(reg, &mref, NULL, &m, &why);
 	if (r < 0) {
 		r = lp_err_set_from(err, &why, r, "the image manifest: %s",
@@ -670,11 +729,28 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		}
 		im->n_layers++;
 	}
-	r = over(lk, "the referrers", err);
-	if (r < 0)
-		goto out;
-	r = lp_reg_referrers_from(reg, ref, lp_reg_manifest_digest(m),
-				  LP_INDEX_ARTIFACT_TYPE, &refs, &api, &why);
+	if (running) {
+		pthread_join(t, NULL);
+		running = false;
+	}
+	/* a digest that named an index led to its platform's manifest:
+	 * the referrers asked early were another subject's */
+	if (!early ||
+	    !lp_digest_equal(&job.subject, lp_reg_manifest_digest(m))) {
+		lp_reg_manifest_free(job.refs);
+		memset(&job, 0, sizeof(job));
+		job.reg = reg;
+		job.ref = ref;
+		job.subject = *lp_reg_manifest_digest(m);
+		r = over(lk, "the referrers", err);
+		if (r < 0)
+			goto out;
+		refs_main(&job);
+	}
+	r = job.r;
+	refs = job.refs;
+	job.refs = NULL;
+	why = job.why;
 	if (r == -ENOENT) {
 		im->no_referrers = true;
 		r = 0;
@@ -689,7 +765,7 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	 * pushed again is last); the API's order is not specified. Entries
 	 * of another artifact type are passed over unfetched (the tag schema
 	 * is never filtered; a registry may ignore ?artifactType=). */
-	im->referrers_api = api;
+	im->referrers_api = job.api;
 	im->n_referrers = lp_reg_manifest_count(refs);
 	for (i = im->n_referrers;
 	     i-- > 0 && im->n_examined < LP_SNAP_INDEX_REFERRERS_MAX;) {
@@ -717,6 +793,9 @@ static int img_fetch(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		im->n_examined++;
 	}
 out:
+	if (running) /* its answer is not used, but it borrows reg and ref */
+		pthread_join(t, NULL);
+	lp_reg_manifest_free(job.refs);
 	lp_reg_manifest_free(refs);
 	lp_reg_manifest_free(m);
 	if (r < 0) {
@@ -749,7 +828,12 @@ static struct img *img_failed(const char *key, struct lp_reg_auth *auth, int r,
 	return im;
 }
 
-/* the offered index @o of our layer, fetched and checked; 1 taken */
+/*
+ * the offered index @o of our layer, fetched, inflated when it travels
+ * gzip'ed (its output under the same bound as a plain index's: the
+ * layer's digest only vouches for the transfer, not for what it inflates
+ * to) and checked; 1 taken
+ */
 static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		      const struct offer *o, struct lookup *lk,
 		      struct lp_snap_index_found *ret)
@@ -757,11 +841,13 @@ static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 	char where[LP_SNAP_PATH_MAX], ls[LP_DIGEST_STR_LEN + 1];
 	struct lp_err err = { 0 };
 	void *data = NULL;
-	size_t len = 0;
+	uint8_t *index = NULL;
+	size_t len = 0, index_len = 0;
 	int r;
 
 	lp_digest_format(lk->layer, ls);
-	snprintf(where, sizeof(where), "registry artifact %s", o->artifact);
+	snprintf(where, sizeof(where), "registry artifact %s%s", o->artifact,
+		 o->transport == LP_INDEX_TRANSPORT_GZIP ? " (+gzip)" : "");
 	if (o->size > lp_snap_index_bound(lk->size))
 		r = lp_err_set(
 			&err, -EFBIG,
@@ -794,7 +880,23 @@ static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		lk->refused = true;
 		return 0;
 	}
-	return check(lk, data, len, where, ret);
+	if (o->transport == LP_INDEX_TRANSPORT_PLAIN)
+		return check(lk, data, len, where, ret);
+	r = lp_index_transport_decode(o->transport, data, len,
+				      lp_snap_index_bound(lk->size), &index,
+				      &index_len, &err);
+	free(data);
+	if (r < 0) {
+		lp_log_warn("layer %s: gzip index in %s refused: %s", ls, where,
+			    lp_err_str(&err, r));
+		if (!lk->refused)
+			lp_err_set(&lk->refusal, r,
+				   "gzip index in %s refused: %s", where,
+				   lp_err_str(&err, r));
+		lk->refused = true;
+		return 0;
+	}
+	return check(lk, index, index_len, where, ret);
 }
 
 /*

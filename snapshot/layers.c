@@ -113,6 +113,11 @@ struct layer {
 	/* a gzip index layer: the "proven once" record its proving pass
 	 * writes when it is through (index_trust()); set before the mount */
 	char proven_path[LP_SNAP_PATH_MAX + 8];
+	/* facts.size was checked against the image manifest's descriptor of
+	 * the layer (lp_snap_index_found.size_checked): the mount opens the
+	 * blob with it instead of asking the registry. Written by claim()
+	 * under the pool lock, read by the resolving thread it claimed for. */
+	bool size_checked;
 };
 
 struct lp_snap_layers {
@@ -1194,11 +1199,15 @@ static int mount_indexed(struct lp_snap_layers *l, struct layer *y,
 	/* the profile looked for while the blob's size is asked */
 	if (!st)
 		profile_start(&job, l, y, ref, d);
-	/* resumed: the size checked when it was mounted; else the
-	 * registry's, which the index's own must match when it opens (an
-	 * index from index_dirs was checked against no manifest) */
-	r = st ? lp_reg_open_blob(l->reg, ref, d, y->facts.size, &blob) :
-		 open_blob_sized(l, y, ref, d, &blob);
+	/* resumed: the size checked when it was mounted; an index the
+	 * lookup checked against the manifest's size: that size (no request:
+	 * the suffix read cost a cold start 26 ms and a new connection);
+	 * else (an index from index_dirs, checked against no manifest, or a
+	 * remount after a restart) the registry's, which the index's own
+	 * must match when it opens */
+	r = st || y->size_checked ?
+		    lp_reg_open_blob(l->reg, ref, d, y->facts.size, &blob) :
+		    open_blob_sized(l, y, ref, d, &blob);
 	if (r < 0) {
 		lp_err_set(&y->err, r, "opening the blob: %s", strerror(-r));
 		goto out;
@@ -1703,10 +1712,11 @@ fail:
  * A mounted entry is returned as is (*ret_claimed false). A failed or absent
  * one is (re)made from the facts given and returned RESOLVING, owned by the
  * caller (*ret_claimed true); without facts (@ref NULL) that is -EAGAIN.
+ * @size_checked: @size is the manifest's for the layer (layer.size_checked).
  * The caller unpins. Returns 0, -EAGAIN, -ENOMEM.
  */
 static int claim(struct lp_snap_layers *l, const char *digest, const char *ref,
-		 uint64_t size, const char *toc_digest,
+		 uint64_t size, bool size_checked, const char *toc_digest,
 		 enum lp_snap_layer_kind kind, struct layer **ret_y,
 		 bool *ret_claimed)
 {
@@ -1759,6 +1769,7 @@ static int claim(struct lp_snap_layers *l, const char *digest, const char *ref,
 		y->next = l->layers;
 		l->layers = y;
 	}
+	y->size_checked = size_checked;
 	y->state = LAYER_RESOLVING;
 	y->ahead = false;
 	y->pins++;
@@ -1838,6 +1849,9 @@ static int find_index(struct lp_snap_layers *l,
 	}
 	pthread_mutex_unlock(&l->lock);
 	cri_credentials(l, ref);
+	/* connections for the mount's first requests, opened while the
+	 * lookup runs (registry/warm.c) */
+	(void)lp_reg_warm(l->reg, ref, LP_SNAP_WARM_MOUNT);
 	r = lp_snap_index_find(l->index_cache, l->index_reg, l->c, ref, want,
 			       req->manifest_digest, NULL, found, ret_why, err);
 	lp_reg_auth_unref(ref->auth);
@@ -1899,8 +1913,8 @@ int lp_snap_layers_get(struct lp_snap_layers *l,
 	y = NULL;
 	/* the size comes with the blob's tail (or the index); no manifest on
 	 * the way */
-	r = claim(l, req->digest, req->ref, found.blob_size, toc, kind, &y,
-		  &claimed);
+	r = claim(l, req->digest, req->ref, found.blob_size,
+		  kept && found.size_checked, toc, kind, &y, &claimed);
 	if (r < 0) {
 		lp_err_set(err, r, "layer %s: %s", req->digest, strerror(-r));
 		y = NULL;
@@ -1947,8 +1961,8 @@ int lp_snap_layers_ensure(struct lp_snap_layers *l,
 	bool claimed;
 	int r;
 
-	r = claim(l, f->digest, f->ref, f->size, f->toc_digest, f->kind, &y,
-		  &claimed);
+	r = claim(l, f->digest, f->ref, f->size, false, f->toc_digest, f->kind,
+		  &y, &claimed);
 	if (r < 0)
 		return lp_err_set(err, r, "layer %s: %s", f->digest,
 				  strerror(-r));
@@ -1968,8 +1982,8 @@ int lp_snap_layers_resume(struct lp_snap_layers *l,
 	bool claimed;
 	int r;
 
-	r = claim(l, f->digest, f->ref, f->size, f->toc_digest, f->kind, &y,
-		  &claimed);
+	r = claim(l, f->digest, f->ref, f->size, false, f->toc_digest, f->kind,
+		  &y, &claimed);
 	if (r < 0 || !claimed) {
 		close(fd);
 		if (y)

@@ -246,6 +246,13 @@ int lp_snap_metrics_serve(struct lp_snap_metrics *m, const char *addr,
  */
 #define LP_SNAP_INDEX_REFERRERS_MAX 32
 #define LP_SNAP_INDEX_OFFERS_MAX 1024 /* indexes those artifacts list */
+/* connections lp_reg_warm() opens beside an image lookup's first request
+ * (the manifest's): the lookup's client asks the referrers by API and by
+ * tag at once (one more); the layers' client, while the lookup runs, for
+ * the mount's first requests (the read-ahead's two, an on-demand read
+ * beside them) */
+#define LP_SNAP_WARM_LOOKUP 1
+#define LP_SNAP_WARM_MOUNT 3
 #define LP_SNAP_INDEX_MAX LP_INDEX_MAX_SIZE
 /*
  * An index offered for a layer of N bytes (the manifest's size) is fetched
@@ -306,6 +313,11 @@ struct lp_snap_index_found {
 	size_t len;
 	char digest[LP_DIGEST_STR_LEN + 1]; /* sha256 of @data */
 	uint64_t blob_size; /* of the layer, as the index says */
+	/* @blob_size was checked against the size the image manifest's
+	 * descriptor of the layer gives (an index from the registry): the
+	 * mount may open the blob with it, no size request. False for an
+	 * index from index_dirs (found before any manifest is read). */
+	bool size_checked;
 	char where[LP_SNAP_PATH_MAX]; /* a file, or "registry <artifact>" */
 	/* its signature, as a sidecar's JSON ({"annotations": {...}},
 	 * lp_index_sig_parse_json(); unchecked), NULL: none found; and the

@@ -28,6 +28,14 @@ referrers-stall: no answer for 120 s to the referrers API
 every other request passes.
 path-stall N SUB...: no answer for 120 s to requests whose path holds one
 of the strings SUB (e.g. an artifact's digest), every other one passes.
+hold-until N HELD AWAITED: a request from lazypull (its User-Agent) whose
+path holds HELD is not forwarded until a request whose path holds AWAITED
+has arrived (before or after it; at most HOLD_MAX_S), then passes; LOG_FILE says which
+("held PATH: released by AWAITED" or "held PATH: released by the clock"),
+so a test can tell two requests were in flight at once without timing.
+referrers-api-index N: the referrers API (/v2/NAME/referrers/DIGEST)
+answered 200 with an empty OCI index, as a registry with the API would
+when nothing refers to the digest; every other request passes.
 lazypull-blob404: 404 to whole-blob GETs (no Range) from lazypull (its
 User-Agent "lazypull/..."), e.g. the snapshotter fetching a gzip index;
 containerd's own requests pass.
@@ -42,12 +50,15 @@ import time
 
 LISTEN, UPSTREAM = int(sys.argv[1]), int(sys.argv[2])
 MODE_FILE, LOG_FILE = sys.argv[3], sys.argv[4]
+HOLD_MAX_S = 20
 lock = threading.Lock()
+arrived_cond = threading.Condition(lock)  # a request arrived (hold-until)
+arrived = []  # the paths of every request so far (protected by lock)
 state = {"mtime": None, "mode": "pass", "left": 0, "subs": []}
 
 
 def take_fault(is_blob, is_multi, is_suffix, is_referrers=False,
-               is_lazypull_whole=False, path=""):
+               is_lazypull_whole=False, path="", is_lazypull=False):
     with lock:
         try:
             st = os.stat(MODE_FILE)
@@ -84,6 +95,17 @@ def take_fault(is_blob, is_multi, is_suffix, is_referrers=False,
                 return "pass"
             state["left"] -= 1
             return "stall-long"
+        if mode == "hold-until":
+            if (len(state["subs"]) != 2 or state["subs"][0] not in path
+                    or not is_lazypull):
+                return "pass"
+            state["left"] -= 1
+            return "hold"
+        if mode == "referrers-api-index":
+            if "/referrers/" not in path:
+                return "pass"
+            state["left"] -= 1
+            return mode
         if mode == "referrers-stall":
             if not is_referrers:
                 return "pass"
@@ -147,15 +169,34 @@ def handle(conn):
         with lock:
             with open(LOG_FILE, "a") as f:
                 f.write("%s %s %s\n" % (method, path, rng[0] if rng else "-"))
+            arrived.append(path)
+            arrived_cond.notify_all()
         is_suffix = is_blob and bool(rng) and rng[0].startswith("bytes=-")
         is_referrers = "/referrers/" in path or "/manifests/sha256-" in path
         ua = [v for k, v in headers if k.lower() == "user-agent"]
-        is_lazypull_whole = (is_blob and not rng and bool(ua)
-                             and ua[0].startswith("lazypull/"))
+        is_lazypull = bool(ua) and ua[0].startswith("lazypull/")
+        is_lazypull_whole = is_blob and not rng and is_lazypull
         fault = take_fault(is_blob, is_multi, is_suffix, is_referrers,
-                           is_lazypull_whole, path)
+                           is_lazypull_whole, path, is_lazypull)
         if fault == "reset":
             reset(conn)
+            return
+        if fault == "hold":
+            with lock:
+                awaited = state["subs"][1]
+                came = arrived_cond.wait_for(
+                    lambda: any(awaited in p for p in arrived), HOLD_MAX_S)
+                with open(LOG_FILE, "a") as f:
+                    f.write("held %s: released by %s\n" %
+                            (path, awaited if came else "the clock"))
+        if fault == "referrers-api-index":
+            body = (b'{"schemaVersion":2,"mediaType":'
+                    b'"application/vnd.oci.image.index.v1+json",'
+                    b'"manifests":[]}')
+            send(conn, 200, "OK",
+                 [("Content-Type", "application/vnd.oci.image.index.v1+json"),
+                  ("Content-Length", str(len(body)))], body)
+            conn.close()
             return
         if fault in ("stall", "stall-long"):
             time.sleep(30 if fault == "stall" else 120)

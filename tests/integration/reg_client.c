@@ -5,7 +5,8 @@
  * a file; into memory: fetch-mem), read ranges (single, multi, and many
  * random ones from several threads compared with a local copy),
  * push blobs and manifests, read a range and reject some of its bytes (as
- * the chunk verifier does: the warning names the host blamed). Options
+ * the chunk verifier does: the warning names the host blamed), list the
+ * referrers of a manifest (referrers: via the API or the tag). Options
  * come from the environment: LP_REG_HTTPS=1 (TLS even on loopback),
  * LP_REG_CA, LP_REG_USER/LP_REG_PASS, LP_REG_LOW_SPEED_S, LP_REG_ATTEMPTS,
  * LP_REG_BUDGET_MS, LP_REG_TIMEOUT_MS, LP_REG_CONFIG_DIR (hosts.toml
@@ -176,6 +177,54 @@ int main(int argc, char **argv)
 			       l->media_type, toc ? toc : "-");
 		}
 		lp_reg_manifest_free(m);
+		r = 0;
+	} else if (!strcmp(argv[1], "warm") && argc == 4) {
+		/* warm REF N: lp_reg_warm() of N connections, asked twice
+		 * (the second within LP_REG_WARM_EVERY_MS starts nothing);
+		 * waits 3 s for the pings before it exits */
+		long n = strtol(argv[3], NULL, 10);
+
+		r = lp_reg_warm(reg, &ref, (unsigned int)n);
+		if (r == 0)
+			r = lp_reg_warm(reg, &ref, (unsigned int)n);
+		if (r < 0)
+			return die(r, NULL, "warm");
+		sleep(3);
+		printf("warm %ld\n", n);
+	} else if (!strcmp(argv[1], "referrers") && argc >= 4) {
+		/* referrers REF SUBJECT [ARTIFACT_TYPE [TIMES]]: the referrers
+		 * of SUBJECT, TIMES (default 1) times with one client */
+		struct lp_reg_manifest *ix = NULL;
+		char ds[LP_DIGEST_STR_LEN + 1];
+		const struct lp_reg_desc *e;
+		const char *at = argc > 4 && argv[4][0] ? argv[4] : NULL;
+		long times = argc > 5 ? strtol(argv[5], NULL, 10) : 1;
+		bool api = false;
+		size_t i;
+
+		if (parse_digest(argv[3], &d) < 0)
+			return die(-EINVAL, NULL, "digest");
+		for (; times > 0; times--) {
+			r = lp_reg_referrers_from(reg, &ref, &d, at, &ix, &api,
+						  &err);
+			if (r == -ENOENT) {
+				printf("none\n");
+				continue;
+			}
+			if (r < 0)
+				return die(r, &err, "referrers");
+			printf("via=%s n=%zu\n", api ? "api" : "tag",
+			       lp_reg_manifest_count(ix));
+			for (i = 0; i < lp_reg_manifest_count(ix); i++) {
+				e = lp_reg_manifest_layer(ix, i);
+				lp_digest_format(&e->digest, ds);
+				printf("referrer %s %s\n", ds,
+				       e->artifact_type ? e->artifact_type :
+							  "-");
+			}
+			lp_reg_manifest_free(ix);
+			ix = NULL;
+		}
 		r = 0;
 	} else if (!strcmp(argv[1], "fetch") && argc == 6) {
 		int fd;

@@ -18,7 +18,9 @@
 # path pointed at another file's bytes, a lying window, also at the
 # checkpoint `index cat` would start at, huge counts, a 300-deep path,
 # overlapping entries) and an index of another layer are refused with one
-# clear error line and a non-zero exit.
+# clear error line and a non-zero exit. The referrers lookup (reg_client,
+# through fault_proxy.py) asks the API and the referrers tag at once, and
+# takes the API's index over the tag's when it has one.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -58,6 +60,7 @@ say "lazypull index (push as a referrer)"
 lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index --plain-http "$IMG" ||
 	{ show_err "$T/err"; fail "lazypull index"; }
 cat "$T/out"
+cp "$T/out" "$T/index.out"
 grep -q "^layer=$LAYER index=sha256:" "$T/out" || fail "no index line for the layer"
 grep -q "^manifest=$MDIG referrer=sha256:[0-9a-f]* via=referrers-tag" "$T/out" ||
 	fail "the referrer was not pushed under the tag schema"
@@ -87,11 +90,71 @@ assert a["subject"]["digest"] == sys.argv[2], a["subject"]
 assert a["artifactType"] == "application/vnd.lazypull.gzip-index.v1"
 l = a["layers"][0]
 assert l["annotations"]["dev.lazypull.gzip-index.layer"] == sys.argv[3], l
+assert l["mediaType"] == "application/vnd.lazypull.gzip-index.v1+gzip", l
 PY
 ok "referrers tag $TAG -> artifact $ART (subject $MDIG)"
+# the gzip transport: the pushed layer is one gzip member of the index,
+# named (index=) by the sha256 of the uncompressed bytes
+WIRE=$(sed -n 's/.* pushed=\(sha256:[0-9a-f]*\) .*/\1/p' "$T/index.out")
+IXD=$(sed -n 's/^layer=[^ ]* index=\(sha256:[0-9a-f]*\) .*/\1/p' "$T/index.out")
+grep -q "\"digest\":\"$WIRE\"" "$T/artifact.json" || fail "the artifact's layer is not pushed=$WIRE"
+curl -fsS "http://$R/v2/bb/blobs/$WIRE" | gzip -dc >"$T/wire.gzidx" || fail "the pushed layer is not gzip"
+[ "sha256:$(sha256sum <"$T/wire.gzidx" | cut -d' ' -f1)" = "$IXD" ] ||
+	fail "the pushed layer inflates to another index than index=$IXD"
+ok "the index travels gzip'ed ($(stat -c %s "$T/wire.gzidx") -> $(sed -n 's/.* pushed-size=\([0-9]*\).*/\1/p' "$T/index.out") bytes), named by its uncompressed digest"
+
+say "the referrers API and the referrers tag asked at once; the API's index wins"
+# through the fault proxy, the referrers API's request is held until the
+# referrers tag's has arrived: a client that asks the tag only after the
+# API's answer (serially) meets the proxy's clock instead (20 s), and the
+# log says so. Then the proxy answers the API itself (an empty index, as
+# a registry with the API would): that answer is taken over the tag's
+# one referrer, and the second lookup of the same client asks the API
+# alone (its host is known to have it).
+CLIENT="$LP_BUILD_DIR/tests/reg_client"
+[ -x "$CLIENT" ] || fail "$CLIENT not built (target reg_client)"
+PP=$(free_port)
+echo "hold-until 1 /referrers/ /manifests/$TAG" >"$T/proxy.mode"
+python3 "$(dirname "$0")/fault_proxy.py" "$PP" "$PORT" "$T/proxy.mode" "$T/proxy.log" \
+	>"$T/proxy.out" 2>&1 &
+PIDS+=($!)
+wait_for 10 "the fault proxy" curl -fsS -o /dev/null "http://127.0.0.1:$PP/v2/"
+IXT=application/vnd.lazypull.gzip-index.v1
+lp_run "$T/out" "$T/err" timeout 60 "$CLIENT" referrers "127.0.0.1:$PP/bb" "$MDIG" "$IXT" ||
+	{ show_err "$T/err"; fail "reg_client referrers"; }
+grep -qx "via=tag n=1" "$T/out" && grep -qx "referrer $ART $IXT" "$T/out" ||
+	fail "referrers through the proxy: $(cat "$T/out")"
+grep -q "^held /v2/bb/referrers/$MDIG?artifactType=$IXT: released by /manifests/$TAG\$" "$T/proxy.log" ||
+	fail "the referrers tag was not asked while the API's answer was held: $(grep '^held' "$T/proxy.log")"
+ok "the referrers tag was asked while the API's answer (404) was held; the tag's index taken"
+echo "referrers-api-index 1000" >"$T/proxy.mode"
+t0=$(grep -c "^GET /v2/bb/manifests/$TAG " "$T/proxy.log" || true)
+a0=$(grep -c "^GET /v2/bb/referrers/$MDIG " "$T/proxy.log" || true)
+lp_run "$T/out" "$T/err" timeout 60 "$CLIENT" referrers "127.0.0.1:$PP/bb" "$MDIG" "" 2 ||
+	{ show_err "$T/err"; fail "reg_client referrers (API)"; }
+[ "$(grep -cx "via=api n=0" "$T/out")" = 2 ] || fail "the API's index did not win: $(cat "$T/out")"
+t1=$(grep -c "^GET /v2/bb/manifests/$TAG " "$T/proxy.log" || true)
+a1=$(grep -c "^GET /v2/bb/referrers/$MDIG " "$T/proxy.log" || true)
+[ $((a1 - a0)) = 2 ] && [ $((t1 - t0)) = 1 ] ||
+	fail "two lookups asked the API $((a1 - a0)) and the tag $((t1 - t0)) times (want 2 and 1)"
+ok "a registry with the API: its (empty) index taken over the tag's, the tag asked by the first lookup only"
 lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index verify --plain-http "$IMG" "$LAYER" ||
 	{ show_err "$T/err"; fail "index verify of the pushed index"; }
 ok "the pushed index is what the layer gives ($(cat "$T/out"))"
+# --uncompressed: the old transport, the same index; the newest artifact
+# (this one) is what verify reads
+lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index --plain-http --uncompressed "$IMG" ||
+	{ show_err "$T/err"; fail "lazypull index --uncompressed"; }
+[ "$(sed -n 's/^layer=[^ ]* index=\(sha256:[0-9a-f]*\) .*/\1/p' "$T/out")" = "$IXD" ] ||
+	fail "--uncompressed built another index: $(cat "$T/out")"
+grep -q " pushed=$IXD pushed-size=" "$T/out" || fail "--uncompressed pushed another blob than the index: $(cat "$T/out")"
+raw "$R/bb:$TAG" >"$T/referrers2.json" || fail "no referrers tag $TAG"
+ART2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][-1]["digest"])' "$T/referrers2.json")
+raw "$R/bb@$ART2" | grep -q '"mediaType":"application/vnd.lazypull.gzip-index.v1",' ||
+	fail "--uncompressed: the artifact's layer is not of the plain media type"
+lp_run "$T/out" "$T/err" timeout 300 "$LAZYPULL" index verify --plain-http "$IMG" "$LAYER" ||
+	{ show_err "$T/err"; fail "index verify of the --uncompressed index"; }
+ok "--uncompressed pushes the index as it is (plain media type); verify reads it ($(cat "$T/out"))"
 # grain digests: the rebuild takes the given index's grain size (4K, none),
 # and a grain digest that lies is found
 for g in 4K 0; do

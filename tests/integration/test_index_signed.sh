@@ -159,7 +159,8 @@ assert st.count("\nlayer ") == 1, st
 ' "$T/dup.ann" || fail "dup's statement"
 ok "dup (its layer listed twice) signed: one statement line for the layer"
 # swap: another valid index of its layer (1 MiB spans) in place of the
-# signed one, the signature annotations kept
+# signed one (pushed plain, the signed one was gzip'ed), the signature
+# annotations kept
 lp_run "$T/swap.build.out" "$T/swap.build.err" "$LAZYPULL" index build --span-size 1M \
 	"$T/swap.tar.gz" "$T/swap.other.gzidx" || { show_err "$T/swap.build.err"; fail "index build"; }
 python3 - "$R" swap/bb "$T/swap.other.gzidx" <<'PY' || fail "replacing swap's index blob"
@@ -183,6 +184,10 @@ loc = req("POST", "/v2/%s/blobs/uploads/" % repo, b"").headers["Location"]
 req("PUT", loc + ("&" if "?" in loc else "?") + "digest=" + sha(other), other, "application/octet-stream")
 assert art["layers"][0]["digest"] != sha(other)
 art["layers"][0]["digest"], art["layers"][0]["size"] = sha(other), len(other)
+# the other index as it is (the signed one travels gzip'ed): a statement
+# names the uncompressed index, whatever the transport
+assert art["layers"][0]["mediaType"] == "application/vnd.lazypull.gzip-index.v1+gzip"
+art["layers"][0]["mediaType"] = "application/vnd.lazypull.gzip-index.v1"
 b = json.dumps(art).encode()
 req("PUT", "/v2/%s/manifests/%s" % (repo, sha(b)), b, MT)
 ix["manifests"] = [{"mediaType": MT, "digest": sha(b), "size": len(b),

@@ -8,21 +8,30 @@
 # per image so that every image has its own layer digest) and pushed by
 # skopeo, never converted:
 #   ix     indexed with `lazypull index` (pushed as a referrer of the image
-#          manifest: the referrers tag sha256-<hex>); rpull mounts its layer
-#          lazily through the index (log, lazypull_index_mounts_total), a
-#          container prints a file, the layer fetched less than its size,
+#          manifest: the referrers tag sha256-<hex>, the index gzip'ed);
+#          rpull mounts its layer lazily through the index (log,
+#          lazypull_index_mounts_total), a container prints a file, the
+#          layer fetched less than its size, the blob opened with the
+#          manifest's size (no 1-byte suffix read; local's mount makes one),
 #          the manifest digest is what it was before indexing
 #   noix   no index anywhere: plain path, reason no_index (counted)
 #   local  indexed with `lazypull index --output DIR`, DIR in the
 #          snapshotter's config (index_dirs): mounted through the local file
 #   bad    DIR holds another layer's index under this layer's name: refused,
 #          plain path with reason bad_index, the container still runs
+#   bomb   a +gzip index layer that inflates past the bound for its layer:
+#          refused naming the bound, plain path with reason bad_index
 #   zstd   a tar+zstd layer: plain path, reason zstd_unindexed
 #   two    two plain layers, no index: both no_index, and the registry is
 #          asked for the image's manifest and referrers once, not per layer
-#   cri    indexed like ix, pulled by containerd's CRI plugin (PullImage
+#   cri    indexed like ix but `--uncompressed` (the plain transport),
+#          pulled by containerd's CRI plugin (PullImage
 #          from tests/integration/cri_kubelet.py, the cri.* labels):
 #          mounted through its index, a container runs in k8s.io
+#   crip   like cri, through tests/integration/fault_proxy.py: the manifest
+#          (by the digest the labels give) and the referrers are asked at
+#          once (the manifest's answer held until the referrers' request
+#          arrives)
 # `ctr image pull` of the indexed image (another namespace, no labels) still
 # works as before: plain path, same manifest digest, the container runs.
 # Then SIGTERM and a new daemon: it resumes the indexed layers from its fd
@@ -108,6 +117,8 @@ push_gzip slow 2
 push_gzip many 7
 push_gzip fsize 3
 push_gzip gone 8
+push_gzip bomb 6
+push_gzip crip 5
 # make_layout DIR TAR:LAYER:MEDIATYPE...: an OCI layout (tag v1) of those
 # layers, bottom first (TAR: the uncompressed tar, for the DiffID)
 make_layout() {
@@ -164,9 +175,11 @@ lp_run "$T/index.out" "$T/index.err" timeout 300 "$LAZYPULL" index --plain-http 
 	"$R/ix/bb:v1" || { show_err "$T/index.err"; fail "lazypull index ix"; }
 grep -q "via=referrers-tag" "$T/index.out" || fail "index not pushed by the referrers tag: $(cat "$T/index.out")"
 lp_run "$T/index4.out" "$T/index4.err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K \
-	"$R/cri/bb:v1" || { show_err "$T/index4.err"; fail "lazypull index cri"; }
+	--uncompressed "$R/cri/bb:v1" || { show_err "$T/index4.err"; fail "lazypull index cri"; }
 lp_run "$T/index6.out" "$T/index6.err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K \
 	"$R/gone/bb:v1" || { show_err "$T/index6.err"; fail "lazypull index gone"; }
+lp_run "$T/index7.out" "$T/index7.err" timeout 300 "$LAZYPULL" index --plain-http --span-size 256K \
+	"$R/crip/bb:v1" || { show_err "$T/index7.err"; fail "lazypull index crip"; }
 MD_AFTER=$(manifest_digest ix/bb v1)
 [ "$MD_AFTER" = "$MD_BEFORE" ] || fail "indexing changed the manifest digest: $MD_BEFORE -> $MD_AFTER"
 curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
@@ -206,7 +219,9 @@ cat >"$T/snap.json" <<EOF
 {"index_dirs": ["$T/ixdir"], "index_lookup": true}
 EOF
 start_snapshotter
-lp_stack_containerd "" "$(lp_cri_plugin_conf "$R")"
+# the fault proxy's port (slow, gone, crip), a CRI mirror too (crip)
+PP=$(free_port)
+lp_stack_containerd "" "$(lp_cri_plugin_conf "$R" "127.0.0.1:$PP")"
 
 # run_image NAME: rpull $R/NAME/bb:v1 with ctr-remote and cat files in it
 run_image() {
@@ -243,6 +258,13 @@ FETCHED=$(layer_stat "$LAYER_IX" fetched_bytes)
 	fail "ix: fetched $FETCHED bytes of a $LSIZE-byte layer (not lazy)"
 [ "$(layer_stat "$LAYER_IX" blob_bytes)" = "$LSIZE" ] || fail "ix: blob_bytes is not the layer size"
 ok "ix: the container printed the file; layer mounted through its registry index, $FETCHED of $LSIZE bytes fetched"
+grep -q "layer $LAYER_IX: gzip index sha256:[0-9a-f]* ([0-9]* bytes) from registry artifact sha256:[0-9a-f]* (+gzip)" "$T/snap.log" ||
+	fail "ix: the index was not taken from a +gzip artifact layer"
+# the manifest gave the blob's size and the index was checked against it:
+# the mount opens the blob with it, no 1-byte suffix read (206, 1 byte)
+probes() { grep '"lazypull/' "$T/reg.log" | grep -c "\"GET /v2/$1/blobs/$2 HTTP/1.1\" 206 1 " || true; }
+[ "$(probes ix/bb "$LAYER_IX")" = 0 ] || fail "ix: the mount asked the registry the blob's size ($(probes ix/bb "$LAYER_IX") suffix reads)"
+ok "ix: the index came gzip'ed; the blob opened with the manifest's size (no suffix read)"
 # the prefetch profile lookup of the mount takes the manifest and the
 # referrers the index lookup got (no profile there: nothing else to ask)
 grep -q "layer $LAYER_IX: no prefetch profile" "$T/snap.log" || fail "ix: no profile lookup logged"
@@ -274,6 +296,10 @@ LFETCHED=$(layer_stat "$LAYER_LOCAL" fetched_bytes)
 LLSIZE=$(stat -c %s "$T/local.tar.gz")
 [ "$LFETCHED" -gt 0 ] && [ "$LFETCHED" -lt "$LLSIZE" ] || fail "local: fetched $LFETCHED of $LLSIZE bytes"
 ok "local: mounted through $T/ixdir's index, $LFETCHED of $LLSIZE bytes fetched, the container runs"
+# checked against no manifest: the size comes from the registry (the
+# control of ix's count: the access log shows such a read)
+[ "$(probes local/bb "$LAYER_LOCAL")" -ge 1 ] || fail "local: no suffix read of the blob's size in the registry's log"
+ok "local: an index_dirs index: the blob's size asked of the registry (suffix read)"
 
 say "bad: another layer's index under its name -> refused, bad_index"
 n0=$(fallbacks bad_index)
@@ -373,6 +399,50 @@ grep -q "layer $LAYER_MANY: more than 3 gzip indexes offered" "$T/snap.log" ||
 	fail "many: no log line of the candidates bound"
 ok "many: the big offers refused unfetched, $nget small one fetched (3 candidates at most), the other artifact type not fetched, bad_index, the container runs"
 
+say "bomb: a +gzip index layer inflating past the bound -> refused, bad_index"
+# 16 MiB of zeros gzip'ed (16 KiB): under the fetch bound for a ~4 MB layer
+# (size / 8 + 1 MiB), far over it inflated; never inflated further
+LAYER_BOMB=$(sha_of "$T/bomb.tar.gz")
+python3 - "$R" bomb/bb "$(manifest_digest bomb/bb v1)" "$LAYER_BOMB" <<'PYB' ||
+import gzip, hashlib, json, sys, urllib.request
+reg, repo, subject, layer = sys.argv[1:5]
+def sha(b): return "sha256:" + hashlib.sha256(b).hexdigest()
+def req(method, url, data=None, ctype=None):
+    r = urllib.request.Request("http://%s%s" % (reg, url) if url.startswith("/") else url,
+                               data=data, method=method)
+    r.add_header("Accept", "application/vnd.oci.image.manifest.v1+json")
+    if ctype: r.add_header("Content-Type", ctype)
+    return urllib.request.urlopen(r)
+def blob(b):
+    loc = req("POST", "/v2/%s/blobs/uploads/" % repo, b"").headers["Location"]
+    req("PUT", loc + ("&" if "?" in loc else "?") + "digest=" + sha(b), b, "application/octet-stream")
+    return {"digest": sha(b), "size": len(b)}
+MT = "application/vnd.lazypull.gzip-index.v1"
+cfg = blob(b"{}")
+bomb = blob(gzip.compress(bytes(16 << 20), 9, mtime=0))
+subj = req("HEAD", "/v2/%s/manifests/%s" % (repo, subject)).headers
+art = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                  "artifactType": MT,
+                  "config": dict(mediaType="application/vnd.oci.empty.v1+json", **cfg),
+                  "layers": [dict(mediaType=MT + "+gzip",
+                                  annotations={"dev.lazypull.gzip-index.layer": layer}, **bomb)],
+                  "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                              "digest": subject, "size": int(subj["Content-Length"])}}).encode()
+req("PUT", "/v2/%s/manifests/%s" % (repo, sha(art)), art, "application/vnd.oci.image.manifest.v1+json")
+ix = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                 "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                "digest": sha(art), "size": len(art), "artifactType": MT}]}).encode()
+req("PUT", "/v2/%s/manifests/sha256-%s" % (repo, subject[7:]), ix, "application/vnd.oci.image.index.v1+json")
+PYB
+	fail "pushing bomb's artifact"
+n0=$(fallbacks bad_index)
+run_image bomb
+[ "$(fallbacks bad_index)" = $((n0 + 1)) ] || fail "bomb: bad_index went $n0 -> $(fallbacks bad_index)"
+grep -q "layer $LAYER_BOMB: gzip index in registry artifact sha256:[0-9a-f]* (+gzip) refused: its gzip layer of [0-9]* bytes inflates to more than the bound [0-9]*" "$T/snap.log" ||
+	fail "bomb: no log line of the refusal naming the bound: $(grep "$LAYER_BOMB" "$T/snap.log" | tail -3)"
+mountpoint -q "$ROOT/layers/${LAYER_BOMB#sha256:}" && fail "bomb: the layer was mounted"
+ok "bomb: the +gzip index inflating past the bound refused, plain path with reason bad_index, the container runs"
+
 say "zstd: a tar+zstd layer -> plain path, zstd_unindexed"
 n0=$(fallbacks zstd_unindexed)
 run_image zstd
@@ -399,7 +469,6 @@ say "slow: a registry that never answers the referrers -> plain path within the 
 # the fault proxy in front of the registry stalls (120 s, no answer) every
 # referrers request (API and tag); without a deadline on the lookup the
 # Prepare would wait for those requests' timeouts and retries (minutes)
-PP=$(free_port)
 echo "referrers-stall 1000" >"$T/proxy.mode"
 python3 "$LP_SOURCE_DIR/tests/integration/fault_proxy.py" "$PP" "${R#*:}" "$T/proxy.mode" "$T/proxy.log" \
 	>"$T/proxy.out" 2>&1 &
@@ -446,8 +515,8 @@ ok "gone: the index blob not delivered (404): plain path with reason registry, n
 say "cri: CRI PullImage (cri.* labels) mounts the layer through its index"
 $KUBELET "$CSOCK" pull "$R/cri/bb:v1" >"$T/cri.pull" 2>"$T/cri.pull.err" ||
 	{ show_err "$T/cri.pull.err"; fail "CRI PullImage of the cri image"; }
-grep -q "layer $LAYER_CRI: gzip index sha256:[0-9a-f]* ([0-9]* bytes) from registry artifact" "$T/snap.log" ||
-	fail "no log line of the cri layer's index found in the registry"
+grep -q "layer $LAYER_CRI: gzip index sha256:[0-9a-f]* ([0-9]* bytes) from registry artifact sha256:[0-9a-f]* in" "$T/snap.log" ||
+	fail "no log line of the cri layer's (--uncompressed) index found in the registry"
 grep -q "layer $LAYER_CRI mounted lazily through its gzip index" "$T/snap.log" ||
 	fail "the cri layer was not mounted through its index"
 [ "$(metric lazypull_index_mounts_total)" = 3 ] || fail "lazypull_index_mounts_total is $(metric lazypull_index_mounts_total)"
@@ -459,6 +528,30 @@ CFETCHED=$(layer_stat "$LAYER_CRI" fetched_bytes)
 CLSIZE=$(stat -c %s "$T/cri.tar.gz")
 [ "$CFETCHED" -gt 0 ] && [ "$CFETCHED" -lt "$CLSIZE" ] || fail "cri: fetched $CFETCHED of $CLSIZE bytes"
 ok "cri: PullImage mounted the layer through its index, the container runs in k8s.io ($CFETCHED of $CLSIZE bytes fetched)"
+
+say "crip: with the manifest digest known (cri labels), its referrers are asked at once with it"
+# through the fault proxy (left running: the layer's later remounts read
+# through it), the snapshotter's GET of the manifest by digest is held
+# until its referrers request has arrived: a lookup that asks the
+# referrers only once it has the manifest meets the proxy's clock (20 s)
+# instead, its manifest request times out, and the log says so
+LAYER_CRIP=$(sha_of "$T/crip.tar.gz")
+MD_CRIP=$(manifest_digest crip/bb v1)
+echo "hold-until 1000 /crip/bb/manifests/$MD_CRIP /crip/bb/referrers/" >"$T/proxy.mode"
+python3 "$LP_SOURCE_DIR/tests/integration/fault_proxy.py" "$PP" "${R#*:}" "$T/proxy.mode" "$T/proxy.log" \
+	>"$T/proxy.out" 2>&1 &
+PROXY_PID=$!
+wait_for 10 "the fault proxy" curl -fsS -o /dev/null "http://127.0.0.1:$PP/v2/"
+$KUBELET "$CSOCK" pull "127.0.0.1:$PP/crip/bb:v1" >"$T/crip.pull" 2>"$T/crip.pull.err" ||
+	{ show_err "$T/crip.pull.err"; fail "CRI PullImage of the crip image"; }
+wait_for 30 "the proxy's release of the held manifest request" \
+	grep -q "^held /v2/crip/bb/manifests/$MD_CRIP: released by " "$T/proxy.log"
+grep -q "^held /v2/crip/bb/manifests/$MD_CRIP: released by /crip/bb/referrers/\$" "$T/proxy.log" ||
+	fail "crip: the referrers were not asked while the manifest was held: $(grep '^held' "$T/proxy.log")"
+grep -q "layer $LAYER_CRIP mounted lazily through its gzip index" "$T/snap.log" ||
+	fail "the crip layer was not mounted through its index"
+echo "pass 0" >"$T/proxy.mode"
+ok "crip: the referrers asked while the manifest's answer was held; the layer mounted through its index"
 
 say "ctr image pull of the indexed image still works as before"
 n0=$(metric 'lazypull_fallbacks_total{reason="no_labels"}')

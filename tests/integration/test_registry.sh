@@ -114,6 +114,13 @@ exact() { # name, then a range read that must succeed with exact bytes
 	if client pread "$P/test/app" "$LD" "$LS" 12345 70000 >"$T/got" 2>"$T/err" &&
 		cmp -s "$T/got" <(range 12345 70000); then ok "$name"; else fail "$name: $(cat "$T/err")"; fi
 }
+# connections opened ahead of a burst (registry/warm.c): N pings of the
+# API root, each on a connection of its own, once per LP_REG_WARM_EVERY_MS
+fault pass
+client warm "$P/test/app" 3 >"$T/out" 2>"$T/err" || fail "warm: $(cat "$T/err")"
+n=$(grep -c "^GET /v2/ " "$T/proxy.log" || true)
+[ "$n" = 3 ] && ok "lp_reg_warm: 3 pings, the second call within 10 s none" ||
+	fail "lp_reg_warm: $n pings of /v2/ (want 3): $(tr '\n' ' ' <"$T/proxy.log")"
 fault reset 2; exact "connection resets retried"
 fault 503 2; exact "503 retried"
 fault 429 1; s=$(date +%s%N); exact "429 retried"

@@ -1635,6 +1635,155 @@ static void test_grain_lies(void **state)
 	release(&f);
 }
 
+/* gzip'ed @len bytes of @data in a gzip member zlib writes itself (not the
+ * code under test), malloc'ed */
+static uint8_t *gzip_of(const void *data, size_t len, size_t *ret_len)
+{
+	size_t cap = len + len / 100 + 1024;
+	uint8_t *out = malloc(cap);
+	z_stream z;
+
+	assert_non_null(out);
+	memset(&z, 0, sizeof(z));
+	assert_int_equal(
+		deflateInit2(&z, 6, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY),
+		Z_OK);
+	z.next_in = (Bytef *)data;
+	z.avail_in = (uInt)len;
+	z.next_out = out;
+	z.avail_out = (uInt)cap;
+	assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+	*ret_len = cap - z.avail_out;
+	deflateEnd(&z);
+	return out;
+}
+
+/*
+ * The gzip transport of an index (lp_index_transport_*): what encode gives
+ * decodes to the same bytes under a bound that fits them; a member that
+ * inflates past the bound is refused -EFBIG (a bomb: 64 MiB of zeros in
+ * 64 KiB) with a message naming the bound; one cut short, one with bytes
+ * after it, one corrupted and a plain index over the bound are refused.
+ */
+static void test_transport(void **state)
+{
+	struct lp_err err = { 0 };
+	struct lp_buf wire;
+	uint8_t *data, *out = NULL, *bomb, *zeros;
+	size_t i, len = 3 * 1024 * 1024 + 17, out_len = 0, bomb_len;
+
+	(void)state;
+	assert_int_equal(lp_index_transport_of(LP_INDEX_MEDIA_TYPE),
+			 LP_INDEX_TRANSPORT_PLAIN);
+	assert_int_equal(lp_index_transport_of(LP_INDEX_MEDIA_TYPE_GZIP),
+			 LP_INDEX_TRANSPORT_GZIP);
+	assert_int_equal(lp_index_transport_of(LP_INDEX_MEDIA_TYPE "+zstd"),
+			 -EOPNOTSUPP);
+	assert_int_equal(lp_index_transport_of(NULL), -EOPNOTSUPP);
+	/* half compressible, half not: like an index's table and windows */
+	data = malloc(len);
+	assert_non_null(data);
+	for (i = 0; i < len; i++)
+		data[i] = i < len / 2 ? (uint8_t)(i / 7) :
+					(uint8_t)((i * 2654435761u) >> 13);
+	lp_buf_init(&wire, 2 * len);
+	assert_int_equal(lp_index_transport_encode(LP_INDEX_TRANSPORT_GZIP,
+						   data, len, &wire),
+			 0);
+	assert_true(wire.len < len);
+	assert_int_equal(lp_index_transport_decode(LP_INDEX_TRANSPORT_GZIP,
+						   wire.data, wire.len, len,
+						   &out, &out_len, &err),
+			 0);
+	assert_int_equal(out_len, len);
+	assert_memory_equal(out, data, len);
+	free(out);
+	/* one byte over the bound */
+	assert_int_equal(lp_index_transport_decode(LP_INDEX_TRANSPORT_GZIP,
+						   wire.data, wire.len, len - 1,
+						   &out, &out_len, &err),
+			 -EFBIG);
+	assert_null(out);
+	assert_non_null(strstr(err.msg, "more than the bound"));
+	lp_err_clear(&err);
+	/* two whole members (the second the same index again), and the
+	 * index as a zlib stream (RFC 1950) instead of one gzip member */
+	{
+		uint8_t *two = malloc(2 * wire.len), *z;
+		uLongf zlen = compressBound(len);
+
+		assert_non_null(two);
+		memcpy(two, wire.data, wire.len);
+		memcpy(two + wire.len, wire.data, wire.len);
+		assert_int_equal(
+			lp_index_transport_decode(LP_INDEX_TRANSPORT_GZIP, two,
+						  2 * wire.len, 2 * len, &out,
+						  &out_len, &err),
+			-EBADMSG);
+		assert_null(out);
+		lp_err_clear(&err);
+		free(two);
+		z = malloc(zlen);
+		assert_non_null(z);
+		assert_int_equal(compress2(z, &zlen, data, len, 6), Z_OK);
+		assert_int_equal(lp_index_transport_decode(
+					 LP_INDEX_TRANSPORT_GZIP, z, zlen, len,
+					 &out, &out_len, &err),
+				 -EBADMSG);
+		assert_null(out);
+		lp_err_clear(&err);
+		free(z);
+	}
+	/* cut short, and one byte too many */
+	assert_int_equal(lp_index_transport_decode(LP_INDEX_TRANSPORT_GZIP,
+						   wire.data, wire.len - 1, len,
+						   &out, &out_len, &err),
+			 -EBADMSG);
+	lp_err_clear(&err);
+	assert_int_equal(lp_buf_append(&wire, "x", 1), 0);
+	assert_int_equal(lp_index_transport_decode(LP_INDEX_TRANSPORT_GZIP,
+						   wire.data, wire.len, len,
+						   &out, &out_len, &err),
+			 -EBADMSG);
+	assert_non_null(strstr(err.msg, "after the gzip member"));
+	lp_err_clear(&err);
+	/* a corrupted byte in the deflate data (or the CRC catches it) */
+	wire.data[wire.len / 2] ^= 0x55;
+	assert_int_equal(lp_index_transport_decode(LP_INDEX_TRANSPORT_GZIP,
+						   wire.data, wire.len - 1, len,
+						   &out, &out_len, &err),
+			 -EBADMSG);
+	lp_err_clear(&err);
+	/* plain: a copy, under the bound */
+	assert_int_equal(lp_index_transport_decode(LP_INDEX_TRANSPORT_PLAIN,
+						   data, len, len, &out,
+						   &out_len, &err),
+			 0);
+	assert_int_equal(out_len, len);
+	assert_memory_equal(out, data, len);
+	free(out);
+	assert_int_equal(lp_index_transport_decode(LP_INDEX_TRANSPORT_PLAIN,
+						   data, len, len - 1, &out,
+						   &out_len, &err),
+			 -EFBIG);
+	lp_err_clear(&err);
+	/* a bomb: 64 MiB of zeros, some 64 KiB gzip'ed, bound 1 MiB */
+	zeros = calloc(1, 64 * 1024 * 1024);
+	assert_non_null(zeros);
+	bomb = gzip_of(zeros, 64 * 1024 * 1024, &bomb_len);
+	free(zeros);
+	assert_true(bomb_len < 128 * 1024);
+	assert_int_equal(lp_index_transport_decode(LP_INDEX_TRANSPORT_GZIP,
+						   bomb, bomb_len, 1024 * 1024,
+						   &out, &out_len, &err),
+			 -EFBIG);
+	assert_null(out);
+	assert_non_null(strstr(err.msg, "more than the bound 1048576"));
+	free(bomb);
+	lp_buf_release(&wire);
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1654,6 +1803,7 @@ int main(void)
 		cmocka_unit_test(test_prove),
 		cmocka_unit_test(test_grains),
 		cmocka_unit_test(test_grain_lies),
+		cmocka_unit_test(test_transport),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
