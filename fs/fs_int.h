@@ -887,6 +887,13 @@ void fs_index_streams_wait(struct lp_fs *fs);
  */
 bool fs_index_streamed(struct lp_fs *fs);
 /*
+ * fs_index_stream_first() - a mount that streams its spans, whose proving
+ * pass is about to start: span 0 streamed now (reserved in the span cache
+ * first, so that the pass and its read-ahead wait for this fetch instead
+ * of making their own), its readers served as its bytes come
+ */
+void fs_index_stream_first(struct lp_fs *fs);
+/*
  * fs_index_disk_join() - with a cache directory, put the spans' disk tier
  * (span_disk.c) under the span cache of the index mount @fs (lp_fs_new,
  * before any thread uses the index); 0 without one. Returns 0: a tier

@@ -780,6 +780,7 @@ struct stream_job {
 	struct span_out *so; /* our reference */
 	struct lp_index_span_inflater *inf;
 	size_t fed, done; /* span bytes fed, output bytes made */
+	bool reserved; /* the span's flight is ours (fs_index_stream_first) */
 	int r; /* the first decode error (the rest is then not fed) */
 	struct lp_err err;
 };
@@ -855,7 +856,13 @@ static void *stream_main(void *arg)
 	int r;
 
 	r = lp_index_span_inflater_new(fs->ix, so->i, &j->inf, &j->err);
-	if (r == 0)
+	if (r < 0 && j->reserved) /* its waiters fetch it themselves */
+		lp_index_span_unreserve(fs->ix, so->i, -EAGAIN, NULL);
+	else if (r == 0 && j->reserved)
+		r = lp_index_span_get_claimed_stream(fs->ix, fs->blob, so->i,
+						     stream_progress, j, &sp,
+						     &st, &err);
+	else if (r == 0)
 		r = lp_index_span_get_stream(fs->ix, fs->blob, so->i,
 					     stream_progress, j, &sp, &st,
 					     &err);
@@ -908,8 +915,11 @@ static bool stream_span(struct lp_fs *fs, size_t i)
 }
 
 /* start streaming span @i into the slots: 0 (started, or another
- * reader's output of it is there), else -errno (read it another way) */
-static int stream_start(struct lp_fs *fs, size_t i)
+ * reader's output of it is there), else -errno (read it another way).
+ * With @reserved the caller reserved the span's flight
+ * (lp_index_span_reserve()): the stream fetches it there, or it is given
+ * up here */
+static int stream_start_as(struct lp_fs *fs, size_t i, bool reserved)
 {
 	struct fs_span_outs *o = fs->span_outs;
 	const uint64_t out_len = span_out_len(fs->ix, i);
@@ -919,23 +929,28 @@ static int stream_start(struct lp_fs *fs, size_t i)
 	pthread_t t;
 	int r;
 
-	if (out_len > FS_INDEX_OUT_MAX || out_len > o->max_bytes)
-		return -ENOENT;
+	if (out_len > FS_INDEX_OUT_MAX || out_len > o->max_bytes) {
+		r = -ENOENT;
+		goto given_up;
+	}
 	so = out_new(i, (size_t)out_len, false, true);
 	j = calloc(1, sizeof(*j));
 	if (!so || !j) {
 		free(so);
 		free(j);
-		return -ENOMEM;
+		r = -ENOMEM;
+		goto given_up;
 	}
 	if (!outs_keep(o, so, false)) {
 		/* another reader's output of the span got in first (read
 		 * from it), or no room (read as before) */
 		out_unref(o, so);
 		free(j);
-		return 0;
+		r = 0;
+		goto given_up;
 	}
 	j->fs = fs;
+	j->reserved = reserved;
 	j->so = so; /* our reference */
 	atomic_fetch_add(&o->streams, 1);
 	r = pthread_attr_init(&at);
@@ -951,11 +966,27 @@ static int stream_start(struct lp_fs *fs, size_t i)
 		out_unref(o, so);
 		free(j);
 		stream_done(o);
-		return -EAGAIN;
+		r = -EAGAIN;
+		goto given_up;
 	}
 	atomic_fetch_add(&fs->stats.index_span_decodes, 1);
 	atomic_fetch_add(&fs->stats.index_span_streams, 1);
 	return 0;
+given_up:
+	if (reserved) /* its waiters fetch it themselves */
+		lp_index_span_unreserve(fs->ix, i, r ? r : -EAGAIN, NULL);
+	return r;
+}
+
+static int stream_start(struct lp_fs *fs, size_t i)
+{
+	return stream_start_as(fs, i, false);
+}
+
+void fs_index_stream_first(struct lp_fs *fs)
+{
+	if (fs_index_streamed(fs) && lp_index_span_reserve(fs->ix, 0) == 1)
+		(void)stream_start_as(fs, 0, true);
 }
 
 /*
@@ -988,6 +1019,14 @@ static ssize_t read_span_piece(struct lp_fs *fs, size_t i, uint64_t skip,
 	 * (lp_index_wait_prover() waits only when the pass gets there no
 	 * later than a stream of ours; a trusted read never waits for a pass
 	 * behind it) */
+	/* a trusted index's span held decoded, or being streamed (span 0
+	 * from the mount on, fs_index_stream_first(), the pass waiting for
+	 * that same fetch): its output, not the pass's */
+	if (lp_index_trusted(fs->ix) &&
+	    piece_from_out(fs, i, NULL, skip, dst, len, derr) == 0) {
+		lp_index_span_read_elsewhere(fs->ix);
+		return (ssize_t)len;
+	}
 	if (!window_rule && fs->span_outs &&
 	    i + 1 < lp_index_nr_checkpoints(fs->ix) &&
 	    !lp_index_checkpoint_verified(fs->ix, i + 1) &&
