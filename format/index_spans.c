@@ -685,6 +685,15 @@ int lp_index_span_reserve(const struct lp_index *ix, size_t i)
 void lp_index_span_unreserve(const struct lp_index *ix, size_t i, int r,
 			     const struct lp_err *err)
 {
+	struct lp_err given = { 0 };
+
+	if (!err) /* its waiters are told why */
+		err = &given;
+	if (!err->msg[0])
+		lp_err_set(&given, r,
+			   "gzip index span #%zu: its reserved fetch was "
+			   "given up",
+			   i);
 	lp_index_span_settle(ix, i, true, NULL, r, err);
 }
 
@@ -697,7 +706,9 @@ int lp_index_span_get_claimed_stream(const struct lp_index *ix,
 {
 	struct span_progress prog = { .fn = fn, .arg = arg, .ix = ix, .i = i };
 
-	return span_get(ix, blob, i, false, true,
+	/* fetched for the pass (no reader's get: a layer nobody reads
+	 * holds nothing once proven), held warm only when a reader waits */
+	return span_get(ix, blob, i, true, true,
 			lp_index_grain_size(ix) ? &prog : NULL, ret_sp, st,
 			err);
 }

@@ -524,10 +524,12 @@ int lp_index_span_get_stream(const struct lp_index *ix, struct lp_blob *blob,
  * fetch of it (a reader's, the pass's and its read-ahead's) waits for the
  * caller's (single flight) from now on, before the caller's fetch begins.
  * Returns 1 (reserved: fetch it with lp_index_span_get_claimed_stream(),
- * or give it up with lp_index_span_unreserve()), 0 or -errno (not
- * reserved: the cache is off, the span held, or a fetch of it runs).
- * lp_index_span_unreserve() - give up reserved span @i unfetched: its
- * waiters fail with @r (@err), and fetch it themselves.
+ * or give it up with lp_index_span_unreserve()), or -errno, not reserved
+ * (-ENOENT the cache is off, -EEXIST the span is held or a fetch of it
+ * runs, -ENOMEM).
+ * lp_index_span_unreserve() - give up reserved span @i unfetched, before
+ * anyone can wait for it (its waiters would get @r, with @err or a
+ * message saying it was given up, as from a failed fetch).
  * lp_index_span_get_claimed_stream() - lp_index_span_get_stream() of
  * reserved span @i: fetched (or read from the store) and landed in the
  * cache, its waiters told, in every case.

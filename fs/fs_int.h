@@ -880,6 +880,10 @@ void fs_index_spans_leave(struct lp_fs *fs);
  * reader is left, before the span tiers go.
  */
 void fs_index_streams_wait(struct lp_fs *fs);
+/* fs_index_streams_stop() - the unmount begins: every stream stops at its
+ * next bytes (before the pass is joined: it may wait for span 0's stream,
+ * fs_index_stream_first()) */
+void fs_index_streams_stop(struct lp_fs *fs);
 /*
  * fs_index_streamed() - whether the mount serves its spans as they come
  * (a trusted index with grain digests, spans that fit a decoded output):

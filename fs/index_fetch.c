@@ -421,6 +421,12 @@ static int outs_new(struct lp_fs *fs)
 	return 0;
 }
 
+void fs_index_streams_stop(struct lp_fs *fs)
+{
+	if (fs->span_outs)
+		atomic_store(&fs->span_outs->stopping, true);
+}
+
 void fs_index_streams_wait(struct lp_fs *fs)
 {
 	struct fs_span_outs *o = fs->span_outs;
@@ -855,14 +861,12 @@ static void *stream_main(void *arg)
 	struct lp_err err = { 0 };
 	int r;
 
-	r = lp_index_span_inflater_new(fs->ix, so->i, &j->inf, &j->err);
-	if (r < 0 && j->reserved) /* its waiters fetch it themselves */
-		lp_index_span_unreserve(fs->ix, so->i, -EAGAIN, NULL);
-	else if (r == 0 && j->reserved)
+	/* the inflater was made by stream_start_as() */
+	if (j->reserved)
 		r = lp_index_span_get_claimed_stream(fs->ix, fs->blob, so->i,
 						     stream_progress, j, &sp,
 						     &st, &err);
-	else if (r == 0)
+	else
 		r = lp_index_span_get_stream(fs->ix, fs->blob, so->i,
 					     stream_progress, j, &sp, &st,
 					     &err);
@@ -941,10 +945,21 @@ static int stream_start_as(struct lp_fs *fs, size_t i, bool reserved)
 		r = -ENOMEM;
 		goto given_up;
 	}
-	if (!outs_keep(o, so, false)) {
+	/* here, not on the thread: a reserved span is given up before
+	 * anyone (the pass) can wait for it */
+	r = lp_index_span_inflater_new(fs->ix, i, &j->inf, &j->err);
+	if (r < 0) {
+		free(so);
+		free(j);
+		goto given_up;
+	}
+	/* a reserved span's output is the pass's until a reader uses it
+	 * (cold: fs_index_outs_drop_cold() drops it if nobody did) */
+	if (!outs_keep(o, so, reserved)) {
 		/* another reader's output of the span got in first (read
 		 * from it), or no room (read as before) */
 		out_unref(o, so);
+		lp_index_span_inflater_free(j->inf);
 		free(j);
 		r = 0;
 		goto given_up;
@@ -964,6 +979,7 @@ static int stream_start_as(struct lp_fs *fs, size_t i, bool reserved)
 		stream_publish(o, so, 0, -EAGAIN); /* its waiters read it */
 		outs_forget(o, so);
 		out_unref(o, so);
+		lp_index_span_inflater_free(j->inf);
 		free(j);
 		stream_done(o);
 		r = -EAGAIN;
@@ -973,8 +989,8 @@ static int stream_start_as(struct lp_fs *fs, size_t i, bool reserved)
 	atomic_fetch_add(&fs->stats.index_span_streams, 1);
 	return 0;
 given_up:
-	if (reserved) /* its waiters fetch it themselves */
-		lp_index_span_unreserve(fs->ix, i, r ? r : -EAGAIN, NULL);
+	if (reserved) /* nobody waits yet: the pass fetches it itself */
+		lp_index_span_unreserve(fs->ix, i, -EAGAIN, NULL);
 	return r;
 }
 
@@ -985,7 +1001,7 @@ static int stream_start(struct lp_fs *fs, size_t i)
 
 void fs_index_stream_first(struct lp_fs *fs)
 {
-	if (fs_index_streamed(fs) && lp_index_span_reserve(fs->ix, 0) == 1)
+	if (stream_span(fs, 0) && lp_index_span_reserve(fs->ix, 0) == 1)
 		(void)stream_start_as(fs, 0, true);
 }
 
@@ -1011,14 +1027,6 @@ static ssize_t read_span_piece(struct lp_fs *fs, size_t i, uint64_t skip,
 	bool window_rule = fs->opts.index_window_rule;
 	int r;
 
-	/* the proving pass on its way to span i (proven-only), or in it (it
-	 * proved checkpoint i and waits for the span's bytes, or inflates
-	 * them): it decodes the span whole and hands it over
-	 * (fs_index_span_decoded) before it proves the checkpoint after it;
-	 * wait for that, then copy, instead of decoding it a second time
-	 * (lp_index_wait_prover() waits only when the pass gets there no
-	 * later than a stream of ours; a trusted read never waits for a pass
-	 * behind it) */
 	/* a trusted index's span held decoded, or being streamed (span 0
 	 * from the mount on, fs_index_stream_first(), the pass waiting for
 	 * that same fetch): its output, not the pass's */
@@ -1027,6 +1035,14 @@ static ssize_t read_span_piece(struct lp_fs *fs, size_t i, uint64_t skip,
 		lp_index_span_read_elsewhere(fs->ix);
 		return (ssize_t)len;
 	}
+	/* the proving pass on its way to span i (proven-only), or in it (it
+	 * proved checkpoint i and waits for the span's bytes, or inflates
+	 * them): it decodes the span whole and hands it over
+	 * (fs_index_span_decoded) before it proves the checkpoint after it;
+	 * wait for that, then copy, instead of decoding it a second time
+	 * (lp_index_wait_prover() waits only when the pass gets there no
+	 * later than a stream of ours; a trusted read never waits for a pass
+	 * behind it) */
 	if (!window_rule && fs->span_outs &&
 	    i + 1 < lp_index_nr_checkpoints(fs->ix) &&
 	    !lp_index_checkpoint_verified(fs->ix, i + 1) &&
