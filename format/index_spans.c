@@ -577,8 +577,10 @@ static void land(struct lp_index_spans *sc, const struct lp_index *ix, size_t i,
 		store_save(sc, ix, sp);
 }
 
+/* with @claimed, the caller claimed span @i's flight
+ * (lp_index_span_claim()): it is fetched and landed there */
 static int span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
-		    bool prover, struct span_progress *prog,
+		    bool prover, bool claimed, struct span_progress *prog,
 		    struct lp_index_span **ret_sp,
 		    struct lp_index_stream_stats *st, struct lp_err *err)
 {
@@ -595,7 +597,9 @@ static int span_get(const struct lp_index *ix, struct lp_blob *blob, size_t i,
 	pthread_mutex_lock(&sc->lock);
 	if (!prover)
 		sc->reader_gets++;
-	if (sc->max_bytes) {
+	if (claimed) {
+		fl = sc->slots[i].flight;
+	} else if (sc->max_bytes) {
 		struct span_slot *s = &sc->slots[i];
 
 		if (s->held) {
@@ -654,7 +658,7 @@ int lp_index_span_get_as(const struct lp_index *ix, struct lp_blob *blob,
 			 size_t i, bool prover, struct lp_index_span **ret_sp,
 			 struct lp_index_stream_stats *st, struct lp_err *err)
 {
-	return span_get(ix, blob, i, prover, NULL, ret_sp, st, err);
+	return span_get(ix, blob, i, prover, false, NULL, ret_sp, st, err);
 }
 
 int lp_index_span_get_stream(const struct lp_index *ix, struct lp_blob *blob,
@@ -665,7 +669,46 @@ int lp_index_span_get_stream(const struct lp_index *ix, struct lp_blob *blob,
 {
 	struct span_progress prog = { .fn = fn, .arg = arg, .ix = ix, .i = i };
 
-	return span_get(ix, blob, i, false,
+	return span_get(ix, blob, i, false, false,
+			lp_index_grain_size(ix) ? &prog : NULL, ret_sp, st,
+			err);
+}
+
+int lp_index_span_reserve(const struct lp_index *ix, size_t i)
+{
+	int r = i < lp_index_nr_checkpoints(ix) ? lp_index_span_claim(ix, i) :
+						  -ERANGE;
+
+	return r == 1 ? 1 : r < 0 ? r : -ENOENT;
+}
+
+void lp_index_span_unreserve(const struct lp_index *ix, size_t i, int r,
+			     const struct lp_err *err)
+{
+	struct lp_err given = { 0 };
+
+	if (!err) /* its waiters are told why */
+		err = &given;
+	if (!err->msg[0])
+		lp_err_set(&given, r,
+			   "gzip index span #%zu: its reserved fetch was "
+			   "given up",
+			   i);
+	lp_index_span_settle(ix, i, true, NULL, r, err);
+}
+
+int lp_index_span_get_claimed_stream(const struct lp_index *ix,
+				     struct lp_blob *blob, size_t i,
+				     lp_index_span_progress_fn fn, void *arg,
+				     struct lp_index_span **ret_sp,
+				     struct lp_index_stream_stats *st,
+				     struct lp_err *err)
+{
+	struct span_progress prog = { .fn = fn, .arg = arg, .ix = ix, .i = i };
+
+	/* fetched for the pass (no reader's get: a layer nobody reads
+	 * holds nothing once proven), held warm only when a reader waits */
+	return span_get(ix, blob, i, true, true,
 			lp_index_grain_size(ix) ? &prog : NULL, ret_sp, st,
 			err);
 }

@@ -520,6 +520,30 @@ int lp_index_span_get_stream(const struct lp_index *ix, struct lp_blob *blob,
 			     struct lp_index_stream_stats *st,
 			     struct lp_err *err);
 /*
+ * lp_index_span_reserve() - the caller will fetch span @i: every other
+ * fetch of it (a reader's, the pass's and its read-ahead's) waits for the
+ * caller's (single flight) from now on, before the caller's fetch begins.
+ * Returns 1 (reserved: fetch it with lp_index_span_get_claimed_stream(),
+ * or give it up with lp_index_span_unreserve()), or -errno, not reserved
+ * (-ENOENT the cache is off, -EEXIST the span is held or a fetch of it
+ * runs, -ENOMEM).
+ * lp_index_span_unreserve() - give up reserved span @i unfetched, before
+ * anyone can wait for it (its waiters would get @r, with @err or a
+ * message saying it was given up, as from a failed fetch).
+ * lp_index_span_get_claimed_stream() - lp_index_span_get_stream() of
+ * reserved span @i: fetched (or read from the store) and landed in the
+ * cache, its waiters told, in every case.
+ */
+int lp_index_span_reserve(const struct lp_index *ix, size_t i);
+void lp_index_span_unreserve(const struct lp_index *ix, size_t i, int r,
+			     const struct lp_err *err);
+int lp_index_span_get_claimed_stream(const struct lp_index *ix,
+				     struct lp_blob *blob, size_t i,
+				     lp_index_span_progress_fn fn, void *arg,
+				     struct lp_index_span **ret_sp,
+				     struct lp_index_stream_stats *st,
+				     struct lp_err *err);
+/*
  * lp_index_span_uncached() - the span cache of @ix is on and holds span
  * @i neither in memory nor in its store: a get would fetch it (a hint).
  */

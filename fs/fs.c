@@ -214,6 +214,7 @@ void lp_fs_free(struct lp_fs *fs)
 {
 	if (!fs)
 		return;
+	fs_index_streams_stop(fs); /* the pass may wait for one */
 	fs_proof_stop(fs);
 	fs_fetcher_stop(fs);
 	fs_writer_stop(fs); /* after the fetchers, who queue; before the

@@ -880,12 +880,23 @@ void fs_index_spans_leave(struct lp_fs *fs);
  * reader is left, before the span tiers go.
  */
 void fs_index_streams_wait(struct lp_fs *fs);
+/* fs_index_streams_stop() - the unmount begins: every stream stops at its
+ * next bytes (before the pass is joined: it may wait for span 0's stream,
+ * fs_index_stream_first()) */
+void fs_index_streams_stop(struct lp_fs *fs);
 /*
  * fs_index_streamed() - whether the mount serves its spans as they come
  * (a trusted index with grain digests, spans that fit a decoded output):
  * its header checks then read only up to their header.
  */
 bool fs_index_streamed(struct lp_fs *fs);
+/*
+ * fs_index_stream_first() - a mount that streams its spans, whose proving
+ * pass is about to start: span 0 streamed now (reserved in the span cache
+ * first, so that the pass and its read-ahead wait for this fetch instead
+ * of making their own), its readers served as its bytes come
+ */
+void fs_index_stream_first(struct lp_fs *fs);
 /*
  * fs_index_disk_join() - with a cache directory, put the spans' disk tier
  * (span_disk.c) under the span cache of the index mount @fs (lp_fs_new,

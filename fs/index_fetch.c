@@ -421,6 +421,12 @@ static int outs_new(struct lp_fs *fs)
 	return 0;
 }
 
+void fs_index_streams_stop(struct lp_fs *fs)
+{
+	if (fs->span_outs)
+		atomic_store(&fs->span_outs->stopping, true);
+}
+
 void fs_index_streams_wait(struct lp_fs *fs)
 {
 	struct fs_span_outs *o = fs->span_outs;
@@ -780,6 +786,7 @@ struct stream_job {
 	struct span_out *so; /* our reference */
 	struct lp_index_span_inflater *inf;
 	size_t fed, done; /* span bytes fed, output bytes made */
+	bool reserved; /* the span's flight is ours (fs_index_stream_first) */
 	int r; /* the first decode error (the rest is then not fed) */
 	struct lp_err err;
 };
@@ -854,8 +861,12 @@ static void *stream_main(void *arg)
 	struct lp_err err = { 0 };
 	int r;
 
-	r = lp_index_span_inflater_new(fs->ix, so->i, &j->inf, &j->err);
-	if (r == 0)
+	/* the inflater was made by stream_start_as() */
+	if (j->reserved)
+		r = lp_index_span_get_claimed_stream(fs->ix, fs->blob, so->i,
+						     stream_progress, j, &sp,
+						     &st, &err);
+	else
 		r = lp_index_span_get_stream(fs->ix, fs->blob, so->i,
 					     stream_progress, j, &sp, &st,
 					     &err);
@@ -908,8 +919,11 @@ static bool stream_span(struct lp_fs *fs, size_t i)
 }
 
 /* start streaming span @i into the slots: 0 (started, or another
- * reader's output of it is there), else -errno (read it another way) */
-static int stream_start(struct lp_fs *fs, size_t i)
+ * reader's output of it is there), else -errno (read it another way).
+ * With @reserved the caller reserved the span's flight
+ * (lp_index_span_reserve()): the stream fetches it there, or it is given
+ * up here */
+static int stream_start_as(struct lp_fs *fs, size_t i, bool reserved)
 {
 	struct fs_span_outs *o = fs->span_outs;
 	const uint64_t out_len = span_out_len(fs->ix, i);
@@ -919,23 +933,39 @@ static int stream_start(struct lp_fs *fs, size_t i)
 	pthread_t t;
 	int r;
 
-	if (out_len > FS_INDEX_OUT_MAX || out_len > o->max_bytes)
-		return -ENOENT;
+	if (out_len > FS_INDEX_OUT_MAX || out_len > o->max_bytes) {
+		r = -ENOENT;
+		goto given_up;
+	}
 	so = out_new(i, (size_t)out_len, false, true);
 	j = calloc(1, sizeof(*j));
 	if (!so || !j) {
 		free(so);
 		free(j);
-		return -ENOMEM;
+		r = -ENOMEM;
+		goto given_up;
 	}
-	if (!outs_keep(o, so, false)) {
+	/* here, not on the thread: a reserved span is given up before
+	 * anyone (the pass) can wait for it */
+	r = lp_index_span_inflater_new(fs->ix, i, &j->inf, &j->err);
+	if (r < 0) {
+		free(so);
+		free(j);
+		goto given_up;
+	}
+	/* a reserved span's output is the pass's until a reader uses it
+	 * (cold: fs_index_outs_drop_cold() drops it if nobody did) */
+	if (!outs_keep(o, so, reserved)) {
 		/* another reader's output of the span got in first (read
 		 * from it), or no room (read as before) */
 		out_unref(o, so);
+		lp_index_span_inflater_free(j->inf);
 		free(j);
-		return 0;
+		r = 0;
+		goto given_up;
 	}
 	j->fs = fs;
+	j->reserved = reserved;
 	j->so = so; /* our reference */
 	atomic_fetch_add(&o->streams, 1);
 	r = pthread_attr_init(&at);
@@ -949,13 +979,30 @@ static int stream_start(struct lp_fs *fs, size_t i)
 		stream_publish(o, so, 0, -EAGAIN); /* its waiters read it */
 		outs_forget(o, so);
 		out_unref(o, so);
+		lp_index_span_inflater_free(j->inf);
 		free(j);
 		stream_done(o);
-		return -EAGAIN;
+		r = -EAGAIN;
+		goto given_up;
 	}
 	atomic_fetch_add(&fs->stats.index_span_decodes, 1);
 	atomic_fetch_add(&fs->stats.index_span_streams, 1);
 	return 0;
+given_up:
+	if (reserved) /* nobody waits yet: the pass fetches it itself */
+		lp_index_span_unreserve(fs->ix, i, -EAGAIN, NULL);
+	return r;
+}
+
+static int stream_start(struct lp_fs *fs, size_t i)
+{
+	return stream_start_as(fs, i, false);
+}
+
+void fs_index_stream_first(struct lp_fs *fs)
+{
+	if (stream_span(fs, 0) && lp_index_span_reserve(fs->ix, 0) == 1)
+		(void)stream_start_as(fs, 0, true);
 }
 
 /*
@@ -980,6 +1027,14 @@ static ssize_t read_span_piece(struct lp_fs *fs, size_t i, uint64_t skip,
 	bool window_rule = fs->opts.index_window_rule;
 	int r;
 
+	/* a trusted index's span held decoded, or being streamed (span 0
+	 * from the mount on, fs_index_stream_first(), the pass waiting for
+	 * that same fetch): its output, not the pass's */
+	if (lp_index_trusted(fs->ix) &&
+	    piece_from_out(fs, i, NULL, skip, dst, len, derr) == 0) {
+		lp_index_span_read_elsewhere(fs->ix);
+		return (ssize_t)len;
+	}
 	/* the proving pass on its way to span i (proven-only), or in it (it
 	 * proved checkpoint i and waits for the span's bytes, or inflates
 	 * them): it decodes the span whole and hands it over

@@ -285,6 +285,10 @@ int fs_proof_start(struct lp_fs *fs)
 
 	if (!fs->ix || !fs->proof.wanted)
 		return 0;
+	/* the pass reads span 0 first, and a container's create reads
+	 * /etc/passwd there: served as it comes (fs_index_stream_first()),
+	 * the pass's read-ahead starting after it */
+	fs_index_stream_first(fs);
 	atomic_store(&fs->proof.state, FS_JOB_RUNNING);
 	r = -pthread_create(&fs->proof.thread, NULL, proof_main, fs);
 	if (r < 0) {

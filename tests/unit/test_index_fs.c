@@ -3048,6 +3048,102 @@ static void test_unsigned_not_streamed(void **state)
 }
 
 /*
+ * A mount that streams its spans, with the proving pass on: span 0 is
+ * streamed at the mount (fs_index_stream_first()), reserved before the
+ * pass's read-ahead plans its first request, which then leaves it out:
+ * span 0 is asked for alone (the request the blob holds back half of),
+ * once, and a file in its first half is served while the rest is held
+ * back. Without it the read-ahead's first request (spans 0-1 whole) brings
+ * span 0 and nothing is held back.
+ */
+static void test_stream_first(void **state)
+{
+	static const struct lp_blob_ops ops = { .pread = drip_pread,
+						.pread_stream = drip_stream,
+						.close = slow_close };
+	const uint32_t grain = LP_INDEX_GRAIN_MIN;
+	struct fixture f = { 0 };
+	/* on the heap, never freed: a failed assertion leaves the stream
+	 * thread waiting on it */
+	struct drip_blob *dbp = calloc(1, sizeof(*dbp));
+	struct drip_reader rd = { 0 };
+	const struct lp_index_file *early = NULL, *late = NULL;
+	struct lp_index *ix = NULL;
+	struct lp_layer *layer = NULL;
+	struct lp_blob *blob = NULL;
+	struct lp_err err = { 0 };
+	struct lp_fs_options opts;
+	struct lp_fs *fs = NULL;
+	uint64_t s0 = 0, s1 = 0;
+	uint8_t *buf;
+	size_t out;
+	pthread_t t;
+
+	(void)state;
+	assert_non_null(dbp);
+	build_vector_grains(&f, grain);
+	lp_index_trust(f.ix);
+	lp_index_span_range(f.ix, 0, &s0, &s1);
+	assert_true(lp_index_nr_grains(f.ix, 0) >= 4);
+	dbp->part = (size_t)(s1 - s0) / 2 / grain * grain;
+	out = out_of_prefix(&f, f.ix, 0, dbp->part);
+	pick_files(f.ix, 0, out, &early, &late);
+	if (!early)
+		fail_msg("no file in span 0's first %zu bytes", out);
+	dbp->data = f.gz;
+	dbp->gate_off = s0;
+	dbp->gate_len = (size_t)(s1 - s0);
+	pthread_mutex_init(&dbp->lock, NULL);
+	pthread_cond_init(&dbp->cond, NULL);
+	assert_int_equal(lp_blob_new(&ops, dbp, f.gz_len, "drip", &blob), 0);
+	assert_int_equal(lp_index_parse(f.idx, f.idx_len, &ix, &err), 0);
+	lp_index_trust(ix);
+	assert_int_equal(lp_layer_open_index(blob, ix, lp_index_check_header,
+					     &layer, &err),
+			 0);
+	lp_fs_options_init(&opts);
+	opts.prefetch = false;
+	opts.background_fetch = true; /* the pass and its read-ahead */
+	opts.background_quiet_ms = 0;
+	assert_int_equal(lp_fs_new(layer, &opts, &fs, &err), 0);
+	assert_int_equal(lp_fs_start(fs), 0);
+
+	rd.fs = fs;
+	rd.db = dbp;
+	rd.path = early->path;
+	rd.len = early->size;
+	rd.buf = buf = malloc(early->size);
+	assert_non_null(buf);
+	assert_int_equal(pthread_create(&t, NULL, drip_reader_main, &rd), 0);
+	if (!drip_wait(dbp, &rd.done))
+		fail_msg("%s (in span 0's first %zu bytes) not served",
+			 early->path, out);
+	pthread_mutex_lock(&dbp->lock);
+	/* served from span 0's own request, while its rest is held back */
+	assert_true(dbp->blocked);
+	assert_false(dbp->open);
+	pthread_mutex_unlock(&dbp->lock);
+	assert_true(stats_num(fs, "\"span_streams\": ") >= 1);
+	drip_open(dbp);
+	pthread_join(t, NULL);
+	assert_int_equal(rd.r, (int)early->size);
+	assert_memory_equal(buf, f.tar + early->data_off, early->size);
+	free(buf);
+	/* the pass gets span 0 from that fetch: it was asked for once */
+	wait_proven(fs);
+	pthread_mutex_lock(&dbp->lock);
+	assert_int_equal(dbp->requests, 1);
+	pthread_mutex_unlock(&dbp->lock);
+	assert_int_equal(stats_num(fs, "\"verify_failures\": "), 0);
+	lp_fs_free(fs);
+	lp_blob_unref(blob);
+	pthread_cond_destroy(&dbp->cond);
+	pthread_mutex_destroy(&dbp->lock);
+	free(dbp);
+	release(&f);
+}
+
+/*
  * The proving pass compares every grain digest too (a "proven" index is
  * trusted on this node from then on, grains and all): an unsigned index
  * whose blob and span digests are right but one grain digest lies fails
@@ -3123,6 +3219,7 @@ int main(void)
 		cmocka_unit_test(test_streamed_grain_lie),
 		cmocka_unit_test(test_unsigned_not_streamed),
 		cmocka_unit_test(test_pass_checks_grains),
+		cmocka_unit_test(test_stream_first),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
