@@ -102,6 +102,24 @@ struct lookup {
 };
 
 /*
+ * refuse() - a candidate index of @lk->layer refused for @r (@err says
+ * why; @what names it, "gzip index from WHERE refused"): logged, and the
+ * first refusal remembered in @lk. Returns 0 (not taken).
+ */
+static int refuse(struct lookup *lk, const char *what, int r,
+		  const struct lp_err *err)
+{
+	char ls[LP_DIGEST_STR_LEN + 1];
+
+	lp_digest_format(lk->layer, ls);
+	lp_log_warn("layer %s: %s: %s", ls, what, lp_err_str(err, r));
+	if (!lk->refused)
+		lp_err_set(&lk->refusal, r, "%s: %s", what, lp_err_str(err, r));
+	lk->refused = true;
+	return 0;
+}
+
+/*
  * check() - take @data (@len bytes, malloc'ed; taken in every case) from
  * @where as the index of @lk->layer if it is one: it parses, names the
  * layer, and agrees with the descriptor's size. Returns 1 taken (@ret
@@ -114,6 +132,7 @@ static int check(struct lookup *lk, uint8_t *data, size_t len,
 	struct lp_err err = { 0 };
 	struct lp_digest id;
 	char want[LP_DIGEST_STR_LEN + 1], got[LP_DIGEST_STR_LEN + 1];
+	char what[LP_SNAP_PATH_MAX + 32];
 	int r;
 
 	lp_sha256(data, len, &id);
@@ -153,16 +172,10 @@ static int check(struct lookup *lk, uint8_t *data, size_t len,
 	lp_index_free(ix);
 	return 1;
 refused:
-	lp_digest_format(lk->layer, want);
-	lp_log_warn("layer %s: gzip index from %s refused: %s", want, where,
-		    lp_err_str(&err, r));
-	if (!lk->refused)
-		lp_err_set(&lk->refusal, r, "gzip index from %s refused: %s",
-			   where, lp_err_str(&err, r));
-	lk->refused = true;
 	lp_index_free(ix);
 	free(data);
-	return 0;
+	snprintf(what, sizeof(what), "gzip index from %s refused", where);
+	return refuse(lk, what, r, &err);
 }
 
 int lp_snap_read_file(const char *path, size_t limit, uint8_t **ret,
@@ -839,6 +852,7 @@ static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		      struct lp_snap_index_found *ret)
 {
 	char where[LP_SNAP_PATH_MAX], ls[LP_DIGEST_STR_LEN + 1];
+	char what[LP_SNAP_PATH_MAX + 32];
 	struct lp_err err = { 0 };
 	void *data = NULL;
 	uint8_t *index = NULL;
@@ -872,13 +886,8 @@ static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 		}
 	}
 	if (r < 0) {
-		lp_log_warn("layer %s: gzip index in %s: %s", ls, where,
-			    lp_err_str(&err, r));
-		if (!lk->refused)
-			lp_err_set(&lk->refusal, r, "gzip index in %s: %s",
-				   where, lp_err_str(&err, r));
-		lk->refused = true;
-		return 0;
+		snprintf(what, sizeof(what), "gzip index in %s", where);
+		return refuse(lk, what, r, &err);
 	}
 	if (o->transport == LP_INDEX_TRANSPORT_PLAIN)
 		return check(lk, data, len, where, ret);
@@ -887,14 +896,8 @@ static int take_offer(struct lp_reg *reg, const struct lp_reg_ref *ref,
 				      &index_len, &err);
 	free(data);
 	if (r < 0) {
-		lp_log_warn("layer %s: gzip index in %s refused: %s", ls, where,
-			    lp_err_str(&err, r));
-		if (!lk->refused)
-			lp_err_set(&lk->refusal, r,
-				   "gzip index in %s refused: %s", where,
-				   lp_err_str(&err, r));
-		lk->refused = true;
-		return 0;
+		snprintf(what, sizeof(what), "gzip index in %s refused", where);
+		return refuse(lk, what, r, &err);
 	}
 	return check(lk, index, index_len, where, ret);
 }
