@@ -687,13 +687,13 @@ void lp_index_span_unreserve(const struct lp_index *ix, size_t i, int r,
 {
 	struct lp_err given = { 0 };
 
-	if (!err) /* its waiters are told why */
-		err = &given;
-	if (!err->msg[0])
+	if (!err || !err->msg[0]) { /* its waiters are told why */
 		lp_err_set(&given, r,
 			   "gzip index span #%zu: its reserved fetch was "
 			   "given up",
 			   i);
+		err = &given;
+	}
 	lp_index_span_settle(ix, i, true, NULL, r, err);
 }
 

@@ -434,7 +434,7 @@ void fs_index_streams_wait(struct lp_fs *fs)
 	if (!o)
 		return;
 	/* a stream stalled in its source must not hold the unmount up */
-	atomic_store(&o->stopping, true);
+	fs_index_streams_stop(fs);
 	pthread_mutex_lock(&o->lock);
 	while (atomic_load(&o->streams))
 		pthread_cond_wait(&o->cond, &o->lock);
