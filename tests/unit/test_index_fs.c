@@ -2782,6 +2782,35 @@ static void drip_open(struct drip_blob *db)
 	pthread_mutex_unlock(&db->lock);
 }
 
+/* @db (its part set) over @f's layer, holding back the request of span
+ * [@s0, @s1) after its part (and with @fail failing the rest): a blob
+ * (one reference) */
+static struct lp_blob *drip_blob_new(struct drip_blob *db,
+				     const struct fixture *f, uint64_t s0,
+				     uint64_t s1, bool fail)
+{
+	static const struct lp_blob_ops ops = { .pread = drip_pread,
+						.pread_stream = drip_stream,
+						.close = slow_close };
+	struct lp_blob *blob = NULL;
+
+	db->data = f->gz;
+	db->fail = fail;
+	db->gate_off = s0;
+	db->gate_len = (size_t)(s1 - s0);
+	pthread_mutex_init(&db->lock, NULL);
+	pthread_cond_init(&db->cond, NULL);
+	assert_int_equal(lp_blob_new(&ops, db, f->gz_len, "drip", &blob), 0);
+	return blob;
+}
+
+static void drip_blob_free(struct drip_blob *db)
+{
+	pthread_cond_destroy(&db->cond);
+	pthread_mutex_destroy(&db->lock);
+	free(db);
+}
+
 struct drip_reader {
 	struct lp_fs *fs;
 	struct drip_blob *db;
@@ -2892,9 +2921,6 @@ static void pick_files(const struct lp_index *ix, size_t i, size_t out,
  */
 static void check_streamed(bool lie, bool trusted, bool fail)
 {
-	static const struct lp_blob_ops ops = { .pread = drip_pread,
-						.pread_stream = drip_stream,
-						.close = slow_close };
 	const uint32_t grain = LP_INDEX_GRAIN_MIN;
 	struct fixture f = { 0 };
 	/* on the heap, never freed: a failed assertion leaves its stream
@@ -2942,13 +2968,7 @@ static void check_streamed(bool lie, bool trusted, bool fail)
 		g = first_grain + lp_index_nr_grains(f.ix, i) - 1;
 		idx[f.idx_len - all * 32 + g * 32] ^= 1;
 	}
-	dbp->data = f.gz;
-	dbp->fail = fail;
-	dbp->gate_off = s0;
-	dbp->gate_len = (size_t)(s1 - s0);
-	pthread_mutex_init(&dbp->lock, NULL);
-	pthread_cond_init(&dbp->cond, NULL);
-	assert_int_equal(lp_blob_new(&ops, dbp, f.gz_len, "drip", &blob), 0);
+	blob = drip_blob_new(dbp, &f, s0, s1, fail);
 	fs = mount_ix(blob, idx, f.idx_len, false, &err);
 	assert_non_null(fs);
 	if (trusted)
@@ -3017,9 +3037,7 @@ static void check_streamed(bool lie, bool trusted, bool fail)
 	lp_fs_free(fs);
 	lp_blob_unref(blob);
 	free(idx);
-	pthread_cond_destroy(&dbp->cond);
-	pthread_mutex_destroy(&dbp->lock);
-	free(dbp);
+	drip_blob_free(dbp);
 	release(&f);
 }
 
@@ -3058,9 +3076,6 @@ static void test_unsigned_not_streamed(void **state)
  */
 static void test_stream_first(void **state)
 {
-	static const struct lp_blob_ops ops = { .pread = drip_pread,
-						.pread_stream = drip_stream,
-						.close = slow_close };
 	const uint32_t grain = LP_INDEX_GRAIN_MIN;
 	struct fixture f = { 0 };
 	/* on the heap, never freed: a failed assertion leaves the stream
@@ -3090,12 +3105,7 @@ static void test_stream_first(void **state)
 	pick_files(f.ix, 0, out, &early, &late);
 	if (!early)
 		fail_msg("no file in span 0's first %zu bytes", out);
-	dbp->data = f.gz;
-	dbp->gate_off = s0;
-	dbp->gate_len = (size_t)(s1 - s0);
-	pthread_mutex_init(&dbp->lock, NULL);
-	pthread_cond_init(&dbp->cond, NULL);
-	assert_int_equal(lp_blob_new(&ops, dbp, f.gz_len, "drip", &blob), 0);
+	blob = drip_blob_new(dbp, &f, s0, s1, false);
 	assert_int_equal(lp_index_parse(f.idx, f.idx_len, &ix, &err), 0);
 	lp_index_trust(ix);
 	assert_int_equal(lp_layer_open_index(blob, ix, lp_index_check_header,
@@ -3137,9 +3147,7 @@ static void test_stream_first(void **state)
 	assert_int_equal(stats_num(fs, "\"verify_failures\": "), 0);
 	lp_fs_free(fs);
 	lp_blob_unref(blob);
-	pthread_cond_destroy(&dbp->cond);
-	pthread_mutex_destroy(&dbp->lock);
-	free(dbp);
+	drip_blob_free(dbp);
 	release(&f);
 }
 
