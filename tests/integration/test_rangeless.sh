@@ -142,6 +142,10 @@ ok "origin $O: layer $LD ($LS bytes); files $F1 and $F2"
 code=$(curl -s -o "$T/probe" -w '%{http_code}' -H 'Range: bytes=0-9' "http://$M/v2/lp/img/blobs/$CD")
 [ "$code" = 200 ] && [ "$(stat -c %s "$T/probe")" = "$CS" ] ||
 	fail "the pull-through mirror answered a range with HTTP $code, $(stat -c %s "$T/probe") bytes: not range-less"
+# the mirror stores the blob on a thread of its own, with a GET of its own
+# that may reach the origin after our reply: count once the blob is stored
+CDATA="$T/mirror/docker/registry/v2/blobs/sha256/${CD:7:2}/${CD#sha256:}/data"
+wait_for 20 "the mirror to store the config" test -s "$CDATA"
 MISS=$(gets "$T/origin.log" "$CD")
 [ "$MISS" -ge 1 ] || fail "the mirror did not ask the origin for the config"
 ok "the pull-through mirror answers 'Range: bytes=0-9' of an uncached blob with 200 and all $CS bytes (it asked the origin $MISS time(s))"
