@@ -19,6 +19,8 @@
  * - Metadata: a setuid bit added to a file's record, a symlink's target
  *   swapped for another's: lookup / readlink answer EIO (the entry's own
  *   header is checked before anything of it is answered), not the lie.
+ *   A trusted index's lookup answers the record (the signer's word, no
+ *   fetch); the file's read and the symlink's readlink are EIO.
  * - Memory: no more than LP_INDEX_READ_MAX_CONCURRENT lp_index_read()s
  *   run at once (a slow blob counts the reads in flight), and their bytes
  *   are right.
@@ -1996,11 +1998,77 @@ static void test_span_decoded_once(void **state)
 }
 
 /*
+ * The same lies in a trusted index (lp_index_trust(): signed by a key the
+ * node trusts, or proven once): its file table is the signer's word for
+ * attributes, so the setuid file's lookup and getattr answer the record
+ * at once, fetching nothing; its bytes are still served only after its
+ * header check, which finds the lie (EIO, the mount poisoned: its lookup
+ * is EIO from then on), and the symlink's target is checked before it is
+ * answered.
+ */
+static void test_trusted_forged_metadata(void **state)
+{
+	struct fixture f = { 0 };
+	uint32_t ncp, a, b = UINT32_MAX;
+	struct lp_err err = { 0 };
+	const char *target = NULL;
+	uint8_t *idx, *files, buf[16];
+	struct lp_fs *fs;
+	struct stat st;
+	uint64_t fetched;
+
+	(void)state;
+	build_vector(&f);
+	ncp = lp_get_le32(f.idx + 68);
+	a = pick(&f, '0', NULL);
+	assert_true(a != UINT32_MAX && lp_index_file(f.ix, a)->size);
+	idx = malloc(f.idx_len);
+	assert_non_null(idx);
+	memcpy(idx, f.idx, f.idx_len);
+	files = CP(idx, ncp);
+	lp_put_le32(files + (size_t)a * LP_INDEX_FILE_SIZE + 32,
+		    lp_index_file(f.ix, a)->mode | 04000);
+	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
+	fetched = stats_num(fs, "\"fetched_bytes\": ");
+	assert_int_equal(lookup(fs, lp_index_file(f.ix, a)->path, &st), 0);
+	assert_true(st.st_mode & 04000);
+	assert_int_equal(lp_fs_getattr(fs, st.st_ino, &st), 0);
+	assert_true(st.st_mode & 04000);
+	assert_int_equal(stats_num(fs, "\"header_checks\": "), 0);
+	assert_int_equal(stats_num(fs, "\"fetched_bytes\": "), fetched);
+	/* EBADMSG, which the FUSE reply makes EIO */
+	assert_int_equal(
+		lp_fs_reply_errno(read_path(fs, lp_index_file(f.ix, a)->path,
+					    buf, sizeof(buf), 0)),
+		EIO);
+	assert_int_equal(stats_num(fs, "\"verify_failures\": "), 1);
+	assert_int_equal(lookup(fs, lp_index_file(f.ix, a)->path, &st), -EIO);
+	lp_fs_free(fs);
+	/* a symlink given another one's target */
+	a = pick(&f, '2', &b);
+	assert_true(a != UINT32_MAX && b != UINT32_MAX);
+	memcpy(idx, f.idx, f.idx_len);
+	memcpy(files + (size_t)a * LP_INDEX_FILE_SIZE + 56,
+	       files + (size_t)b * LP_INDEX_FILE_SIZE + 56, 4);
+	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
+	assert_int_equal(lookup(fs, lp_index_file(f.ix, a)->path, &st), 0);
+	assert_int_equal(lp_fs_readlink(fs, st.st_ino, &target), -EIO);
+	lp_fs_free(fs);
+	free(idx);
+	release(&f);
+}
+
+/*
  * A header check reads its span through the mount's decoded spans: the
- * read of the file after its lookup copies from the span the check
- * decoded, and inflates nothing more (it inflated the span a second time
- * when the check had its own stream). A trusted index, no pass: every
- * decode is a reader's.
+ * first read of a file checks its header and copies its bytes from the
+ * span the check decoded, one decode for both (two when the check had its
+ * own stream). A trusted index, no pass: every decode is a reader's, and
+ * the file's lookup before it decodes nothing (its attributes are the
+ * signer's word: test_trusted_forged_metadata).
  */
 static void test_header_check_decoded(void **state)
 {
@@ -2033,27 +2101,27 @@ static void test_header_check_decoded(void **state)
 		    span_of_out(ix, x->data_off + x->size - 1) != i)
 			continue;
 		found = true;
-		assert_int_equal(lookup(fs, x->path, &st), 0);
 		decodes = stats_num(fs, "\"span_decodes\": ");
 		hits = stats_num(fs, "\"decoded_hits\": ");
 		trusted = lp_index_trusted_reads(ix);
-		/* the checks decoded whole spans (span 0's checkpoint is
-		 * proven: its decodes are no trusted reads) */
-		assert_true(decodes >= 1);
-		assert_true(trusted >= 1 && trusted <= decodes);
+		assert_int_equal(lookup(fs, x->path, &st), 0);
+		assert_int_equal(stats_num(fs, "\"span_decodes\": "), decodes);
+		assert_int_equal(stats_num(fs, "\"header_checks\": "), 0);
 		buf = malloc(x->size);
 		assert_non_null(buf);
 		assert_int_equal(read_path(fs, x->path, buf, x->size, 0),
 				 (int)x->size);
 		assert_memory_equal(buf, f.tar + x->data_off, x->size);
 		free(buf);
-		if (stats_num(fs, "\"span_decodes\": ") != decodes ||
-		    lp_index_trusted_reads(ix) != trusted ||
+		assert_int_equal(stats_num(fs, "\"header_checks\": "), 1);
+		/* span i decoded once, from its own checkpoint (unproven:
+		 * a trusted read), the file's bytes copied from it */
+		if (stats_num(fs, "\"span_decodes\": ") != decodes + 1 ||
+		    lp_index_trusted_reads(ix) != trusted + 1 ||
 		    stats_num(fs, "\"decoded_hits\": ") <= hits)
 			fail_msg(
-				"%s: its read after the check decoded %llu "
-				"spans (%llu trusted reads), copied %llu "
-				"pieces",
+				"%s: its check and read decoded %llu spans "
+				"(%llu trusted reads), copied %llu pieces",
 				x->path,
 				(unsigned long long)(stats_num(
 							     fs,
@@ -3195,6 +3263,7 @@ int main(void)
 		cmocka_unit_test(test_shifted_checkpoints),
 		cmocka_unit_test(test_read_lie_poisons),
 		cmocka_unit_test(test_forged_metadata),
+		cmocka_unit_test(test_trusted_forged_metadata),
 		cmocka_unit_test(test_read_bounded),
 		cmocka_unit_test(test_stream_holds_no_slot),
 		cmocka_unit_test(test_forged_whiteout),
