@@ -9,7 +9,8 @@
  * digest; per layer its digest and its index blob's digest) with Ed25519,
  * and the snapshotter (index_trusted_keys) or `lazypull mount
  * --index-trusted-key` verifies it. A trusted index's checkpoints are read
- * from directly (lp_index_trust()); every other check stays.
+ * from directly and its plain entries' attributes answered before their
+ * header checks (lp_index_trust()); every other check stays.
  *
  * The statement, byte by byte (ASCII, each line ended by one '\n'):
  *	lazypull-index-signature-v1

@@ -93,36 +93,62 @@ static int check_entry(struct lp_fs *fs, uint32_t idx)
 }
 
 /*
- * Whether an entry's attributes (lookup, getattr, a listing's, xattrs)
+ * Whether entry @idx's attributes (lookup, getattr, a listing's, xattrs)
  * may be answered from the file table before its header is checked: for
  * a trusted index (signed by a key the node trusts, or proven once on
  * this node), whose file table is the signer's word like its windows
- * (docs/format.md, "What trusted changes"). Its content is still served
- * only after the check: a file's bytes (fs_check_file() before the first
- * read), a symlink's target (check_entry()). The proving pass checks
- * every header all the same and poisons the mount on a lie.
+ * (docs/format.md, "What trusted changes"), and an entry whose answer is
+ * attributes only, its content being checked before it is served: a
+ * directory, a regular file with bytes (fs_check_file() before its first
+ * read), a symlink (check_entry() before its target). Not a hardlink (its
+ * answer is another entry's inode, whose read checks only that entry), a
+ * whiteout (it hides a lower layer's file), an empty file (the kernel
+ * reads nothing of it: its emptiness is its content), a device or fifo,
+ * nor an entry with xattrs (overlayfs takes trusted.overlay.* ones for
+ * content). The proving pass checks every header all the same and
+ * poisons the mount on a lie.
  */
-static bool attrs_trusted(const struct lp_fs *fs)
+static bool attrs_trusted(const struct lp_fs *fs, uint32_t idx)
 {
-	return fs->ix && lp_index_trusted(fs->ix);
+	const struct lp_toc_entry *e;
+	uint32_t nr = 0;
+
+	if (!fs->ix || !lp_index_trusted(fs->ix))
+		return false;
+	e = lp_toc_entry(fs->toc, idx);
+	if (lp_toc_entry_ino(fs->toc, e) != idx ||
+	    visibility(fs->toc, idx) != VIS_SHOWN)
+		return false;
+	(void)lp_toc_entry_xattrs(fs->toc, e, &nr);
+	if (nr)
+		return false;
+	switch (e->type) {
+	case LP_TOC_DIR:
+	case LP_TOC_SYMLINK:
+		return true;
+	case LP_TOC_REG:
+		return e->size > 0;
+	default:
+		return false;
+	}
 }
 
 /* check_entry() unless attrs_trusted(): before an entry's attributes */
 static int check_meta(struct lp_fs *fs, uint32_t idx)
 {
-	return attrs_trusted(fs) ? 0 : check_entry(fs, idx);
+	return attrs_trusted(fs, idx) ? 0 : check_entry(fs, idx);
 }
 
 /*
  * Whether check_meta(@idx) has nothing left to check: not a gzip index
- * layer, a trusted one, the root, an entry the TOC made up, or its header
+ * layer, the root, an entry attrs_trusted(), an entry the TOC made up, or its header
  * (and its inode's) checked already, by a reader or the proving pass.
  */
 static bool meta_checked(struct lp_fs *fs, uint32_t idx)
 {
 	const struct lp_toc_entry *e;
 
-	if (!fs->ix || idx == 0 || attrs_trusted(fs))
+	if (!fs->ix || idx == 0 || attrs_trusted(fs, idx))
 		return true;
 	e = lp_toc_entry(fs->toc, idx);
 	return (e->flags & LP_TOC_IMPLIED) ||

@@ -197,7 +197,8 @@ static void test_hardlink_shadowed(void **state)
 
 /* ---- D: a regular file's record forged into a hardlink ------------- */
 
-static void check_forged_hardlink(struct fixture *f, bool window_rule)
+static void check_forged_hardlink(struct fixture *f, bool window_rule,
+				  bool trusted)
 {
 	uint32_t ncp, nf, i, a = UINT32_MAX, b = UINT32_MAX;
 	const struct lp_index_file *fa, *fb;
@@ -236,6 +237,10 @@ static void check_forged_hardlink(struct fixture *f, bool window_rule)
 	fb = lp_index_file(f->ix, b);
 	fs = mount_ix(f->blob, idx, f->idx_len, window_rule, &err);
 	if (fs) {
+		/* a trusted index's hardlink is checked all the same: its
+		 * answer is another entry's inode */
+		if (trusted)
+			lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
 		n = read_path(fs, fb->path, buf, sizeof(buf), 0);
 		/* b is no hardlink in the tar: refused, at its lookup */
 		assert_true(n < 0);
@@ -261,8 +266,9 @@ static void test_forged_hardlink(void **state)
 
 	(void)state;
 	build_vector(&f);
-	check_forged_hardlink(&f, false);
-	check_forged_hardlink(&f, true);
+	check_forged_hardlink(&f, false, false);
+	check_forged_hardlink(&f, true, false);
+	check_forged_hardlink(&f, false, true);
 	release(&f);
 }
 
@@ -696,7 +702,7 @@ static void test_forged_whiteout(void **state)
 	struct lp_fs *fs;
 	struct stat st;
 	uint32_t i, w = UINT32_MAX;
-	int fd, r;
+	int fd, r, trusted;
 
 	(void)state;
 	tar_entry(tar, &at, "keep", '0', NULL, "kept\n", 5);
@@ -725,13 +731,20 @@ static void test_forged_whiteout(void **state)
 	lp_put_le32(rec + 32, lp_index_file(ix, w)->mode ^ 0100);
 	lp_index_free(ix);
 	assert_int_equal(lp_blob_new_mem(gz, gz_len, "layer", &blob), 0);
-	fs = mount_ix(blob, idx, idx_len, false, &err);
-	assert_non_null(fs);
-	/* an error, never "absent" (overlayfs would show a lower "gone") */
-	assert_int_equal(lookup(fs, "gone", &st), -EIO);
-	/* the lie poisons the mount */
-	assert_int_equal(lp_fs_getattr(fs, LP_FS_ROOT_INO, &st), -EIO);
-	lp_fs_free(fs);
+	for (trusted = 0; trusted < 2; trusted++) {
+		fs = mount_ix(blob, idx, idx_len, false, &err);
+		assert_non_null(fs);
+		/* a trusted index's whiteout is checked all the same: it
+		 * hides a lower layer's file */
+		if (trusted)
+			lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
+		/* an error, never "absent" (overlayfs would show a lower
+		 * "gone") */
+		assert_int_equal(lookup(fs, "gone", &st), -EIO);
+		/* the lie poisons the mount */
+		assert_int_equal(lp_fs_getattr(fs, LP_FS_ROOT_INO, &st), -EIO);
+		lp_fs_free(fs);
+	}
 	lp_blob_unref(blob);
 	free(gz);
 	free(idx);
@@ -2004,7 +2017,9 @@ static void test_span_decoded_once(void **state)
  * at once, fetching nothing; its bytes are still served only after its
  * header check, which finds the lie (EIO, the mount poisoned: its lookup
  * is EIO from then on), and the symlink's target is checked before it is
- * answered.
+ * answered. A file made empty is checked at its lookup (nothing of it
+ * would be read); hardlinks and whiteouts: check_forged_hardlink(),
+ * test_forged_whiteout().
  */
 static void test_trusted_forged_metadata(void **state)
 {
@@ -2057,6 +2072,18 @@ static void test_trusted_forged_metadata(void **state)
 	lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
 	assert_int_equal(lookup(fs, lp_index_file(f.ix, a)->path, &st), 0);
 	assert_int_equal(lp_fs_readlink(fs, st.st_ino, &target), -EIO);
+	assert_int_equal(stats_num(fs, "\"verify_failures\": "), 1);
+	lp_fs_free(fs);
+	/* a file made empty (the kernel would read nothing of it): its
+	 * lookup checks it */
+	a = pick(&f, '0', NULL);
+	memcpy(idx, f.idx, f.idx_len);
+	lp_put_le64(files + (size_t)a * LP_INDEX_FILE_SIZE + 16, 0);
+	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
+	assert_non_null(fs);
+	lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
+	assert_int_equal(lookup(fs, lp_index_file(f.ix, a)->path, &st), -EIO);
+	assert_int_equal(stats_num(fs, "\"verify_failures\": "), 1);
 	lp_fs_free(fs);
 	free(idx);
 	release(&f);
