@@ -70,7 +70,8 @@ static int check_span_starts(const struct lp_index *ix, struct lp_err *err)
  * tar (GNU tar extracts it so), but the TOC keeps one entry per path, the
  * last, and resolves links by path: a hardlink whose target the tar holds
  * again after the link (or only after it) would serve the later file's
- * bytes. Such an index is refused (the eStargz TOC refuses a name twice).
+ * bytes. Such an index is refused (the eStargz TOC refuses a name twice),
+ * and so is one with a hardlink to a hardlink.
  */
 static int check_hardlink(const struct lp_index *ix, size_t i,
 			  struct lp_err *err)
@@ -81,6 +82,15 @@ static int check_hardlink(const struct lp_index *ix, size_t i,
 	if (f->type != '1')
 		return 0;
 	t = lp_index_lookup(ix, f->link);
+	/* a link to a link (writers link every name of an inode to its
+	 * first, a regular file): refused, so that a check of the link and
+	 * of the inode it resolves to is a check of every record between */
+	if (t >= 0 && (size_t)t < i &&
+	    lp_index_file(ix, (size_t)t)->type == '1')
+		return lp_err_set(err, -EBADMSG,
+				  "gzip index: hardlink %s to %s, itself a "
+				  "hardlink: not mountable through the index",
+				  f->path, f->link);
 	if (t >= 0 && (size_t)t < i)
 		return 0;
 	return lp_err_set(err, -EBADMSG,

@@ -235,12 +235,13 @@ bool lp_index_checkpoint_verified(const struct lp_index *ix, size_t i);
  * lp_index_trust() - the index is TRUSTED from now on (never undone): its
  * signature verified against a key the node trusts (lp_index_sig.h), so
  * every checkpoint is a place a read may start at, with one decode, as if
- * proven (lp_index_checkpoint_startable()); a mount (fs/inode.c) also
- * answers the attributes of its plain entries from the file table before
- * their tar headers are checked (docs/format.md, "What trusted changes").
- * Nothing else changes: span digests are compared on every span, tar
- * headers against the file table before a file's bytes, and the proving
- * pass (lp_index_prove()) still checks every claim and finds a lie. A checkpoint is still *proven* only by a stream that
+ * proven (lp_index_checkpoint_startable()); a mount (fs/inode.c
+ * attrs_trusted()) also answers the attributes of its directories,
+ * non-empty files and symlinks from the file table before their tar
+ * headers are checked (docs/format.md, "What trusted changes"). Nothing
+ * else changes: span digests are compared on every span, tar headers
+ * against the file table before a file's bytes or a symlink's target, and
+ * the proving pass (lp_index_prove()) still checks every claim. A checkpoint is still *proven* only by a stream that
  * reached it (lp_index_checkpoint_verified()). Any thread; call before the
  * index's readers start for the whole mount to use it.
  */

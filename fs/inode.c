@@ -48,6 +48,13 @@ static enum visibility visibility(const struct lp_toc *toc, uint32_t idx)
 	return VIS_WHITEOUT;
 }
 
+static bool is_opaque_dir(const struct lp_toc *toc, uint32_t idx)
+{
+	return lp_toc_entry(toc, idx)->type == LP_TOC_DIR &&
+	       lp_toc_lookup(toc, idx, LP_WHITEOUT_OPAQUE,
+			     strlen(LP_WHITEOUT_OPAQUE)) != LP_TOC_NO_INDEX;
+}
+
 /* entry index of inode @ino, or LP_TOC_NO_INDEX for control inodes/bad */
 static uint32_t entry_index(const struct lp_fs *fs, uint64_t ino)
 {
@@ -123,7 +130,7 @@ static bool attrs_trusted(const struct lp_fs *fs, uint32_t idx)
 	if (nr)
 		return false;
 	switch (e->type) {
-	case LP_TOC_DIR:
+	case LP_TOC_DIR: /* an opaque one's marker: xattr_owner() */
 	case LP_TOC_SYMLINK:
 		return true;
 	case LP_TOC_REG:
@@ -154,13 +161,6 @@ static bool meta_checked(struct lp_fs *fs, uint32_t idx)
 	return (e->flags & LP_TOC_IMPLIED) ||
 	       (atomic_load(&fs->hdr_checked[idx]) &&
 		atomic_load(&fs->hdr_checked[lp_toc_entry_ino(fs->toc, e)]));
-}
-
-static bool is_opaque_dir(const struct lp_toc *toc, uint32_t idx)
-{
-	return lp_toc_entry(toc, idx)->type == LP_TOC_DIR &&
-	       lp_toc_lookup(toc, idx, LP_WHITEOUT_OPAQUE,
-			     strlen(LP_WHITEOUT_OPAQUE)) != LP_TOC_NO_INDEX;
 }
 
 static mode_t type_bits(uint16_t type)
@@ -519,6 +519,12 @@ static int xattr_owner(struct lp_fs *fs, uint64_t ino, uint32_t *ret_idx)
 	if (entry_poisoned(fs, ino))
 		return -EIO;
 	r = check_meta(fs, idx);
+	/* an opaque directory's xattr is its marker entry's word: checked
+	 * like the directory (a made-up marker hides a lower directory) */
+	if (r == 0 && is_opaque_dir(fs->toc, idx))
+		r = check_entry(fs,
+				lp_toc_lookup(fs->toc, idx, LP_WHITEOUT_OPAQUE,
+					      strlen(LP_WHITEOUT_OPAQUE)));
 	if (r < 0)
 		return r;
 	if (visibility(fs->toc, idx) == VIS_WHITEOUT)

@@ -151,27 +151,23 @@ static void tar_entry(uint8_t *tar, size_t *at, const char *name, char type,
 	}
 }
 
-static void test_hardlink_shadowed(void **state)
+static uint64_t stats_num(struct lp_fs *fs, const char *key);
+
+/* gzip @tar (@len bytes) as one member and index it: *@gz, *@idx (the
+ * caller frees both) and *@ix (parsed from *@idx, lp_index_free()) */
+static void tar_index(const uint8_t *tar, size_t len, uint8_t **gz,
+		      size_t *gz_len, uint8_t **idx, size_t *idx_len,
+		      struct lp_index **ix)
 {
-	uint8_t tar[8192] = { 0 }, *gz, *idx;
-	size_t at = 0, gz_len, idx_len;
 	struct lp_index_build_result res;
-	struct lp_blob *blob = NULL;
 	struct lp_err err = { 0 };
 	struct lp_buf out;
-	struct lp_fs *fs;
-	char buf[16] = { 0 };
 	int fd, r;
 
-	(void)state;
-	tar_entry(tar, &at, "a", '0', NULL, "version one\n", 12);
-	tar_entry(tar, &at, "b", '1', "a", NULL, 0);
-	tar_entry(tar, &at, "a", '0', NULL, "version two\n", 12);
-	at += 1024; /* the end-of-archive blocks */
-	gz = gzip_members(tar, at, at, &gz_len);
+	*gz = gzip_members(tar, len, len, gz_len);
 	fd = memfd_create("layer", 0);
 	assert_true(fd >= 0);
-	assert_int_equal(write(fd, gz, gz_len), (ssize_t)gz_len);
+	assert_int_equal(write(fd, *gz, *gz_len), (ssize_t)*gz_len);
 	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
 	lp_buf_init(&out, LP_INDEX_MAX_SIZE);
 	r = lp_index_build(fd, SPAN, LP_INDEX_GRAIN_DEFAULT, NULL, &out, &res,
@@ -179,7 +175,40 @@ static void test_hardlink_shadowed(void **state)
 	close(fd);
 	if (r < 0)
 		fail_msg("build: %s", lp_err_str(&err, r));
-	idx = lp_buf_steal(&out, &idx_len);
+	*idx = lp_buf_steal(&out, idx_len);
+	assert_int_equal(lp_index_parse(*idx, *idx_len, ix, &err), 0);
+}
+
+/* the index of the entry at @path (fails the test when there is none) */
+static uint32_t entry_at(const struct lp_index *ix, const char *path)
+{
+	uint32_t i;
+
+	for (i = 0; i < lp_index_nr_files(ix); i++)
+		if (!strcmp(lp_index_file(ix, i)->path, path))
+			return i;
+	fail_msg("no entry %s", path);
+	return UINT32_MAX;
+}
+
+static void test_hardlink_shadowed(void **state)
+{
+	uint8_t tar[8192] = { 0 }, *gz, *idx;
+	size_t at = 0, gz_len, idx_len;
+	struct lp_index *ix = NULL;
+	struct lp_blob *blob = NULL;
+	struct lp_err err = { 0 };
+	struct lp_fs *fs;
+	char buf[16] = { 0 };
+	int r;
+
+	(void)state;
+	tar_entry(tar, &at, "a", '0', NULL, "version one\n", 12);
+	tar_entry(tar, &at, "b", '1', "a", NULL, 0);
+	tar_entry(tar, &at, "a", '0', NULL, "version two\n", 12);
+	at += 1024; /* the end-of-archive blocks */
+	tar_index(tar, at, &gz, &gz_len, &idx, &idx_len, &ix);
+	lp_index_free(ix);
 	assert_int_equal(lp_blob_new_mem(gz, gz_len, "layer", &blob), 0);
 	fs = mount_ix(blob, idx, idx_len, true, &err);
 	if (fs) {
@@ -694,37 +723,22 @@ static void test_forged_whiteout(void **state)
 {
 	uint8_t tar[8192] = { 0 }, *gz, *idx, *rec;
 	size_t at = 0, gz_len, idx_len;
-	struct lp_index_build_result res;
 	struct lp_index *ix = NULL;
 	struct lp_blob *blob = NULL;
 	struct lp_err err = { 0 };
-	struct lp_buf out;
 	struct lp_fs *fs;
 	struct stat st;
-	uint32_t i, w = UINT32_MAX;
-	int fd, r, trusted;
+	uint32_t w;
+	int trusted;
 
 	(void)state;
 	tar_entry(tar, &at, "keep", '0', NULL, "kept\n", 5);
-	tar_entry(tar, &at, ".wh.gone", '0', NULL, NULL, 0);
+	/* not empty: only its name makes it a whiteout (a trusted index
+	 * answers non-empty files before their checks) */
+	tar_entry(tar, &at, ".wh.gone", '0', NULL, "x", 1);
 	at += 1024; /* the end-of-archive blocks */
-	gz = gzip_members(tar, at, at, &gz_len);
-	fd = memfd_create("layer", 0);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, gz, gz_len), (ssize_t)gz_len);
-	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
-	lp_buf_init(&out, LP_INDEX_MAX_SIZE);
-	r = lp_index_build(fd, SPAN, LP_INDEX_GRAIN_DEFAULT, NULL, &out, &res,
-			   &err);
-	close(fd);
-	if (r < 0)
-		fail_msg("build: %s", lp_err_str(&err, r));
-	idx = lp_buf_steal(&out, &idx_len);
-	assert_int_equal(lp_index_parse(idx, idx_len, &ix, &err), 0);
-	for (i = 0; i < lp_index_nr_files(ix); i++)
-		if (!strcmp(lp_index_file(ix, i)->path, ".wh.gone"))
-			w = i;
-	assert_true(w != UINT32_MAX);
+	tar_index(tar, at, &gz, &gz_len, &idx, &idx_len, &ix);
+	w = entry_at(ix, ".wh.gone");
 	/* the whiteout's record says another mode than its tar header */
 	rec = CP(idx, lp_index_nr_checkpoints(ix)) +
 	      (size_t)w * LP_INDEX_FILE_SIZE;
@@ -745,6 +759,114 @@ static void test_forged_whiteout(void **state)
 		assert_int_equal(lp_fs_getattr(fs, LP_FS_ROOT_INO, &st), -EIO);
 		lp_fs_free(fs);
 	}
+	lp_blob_unref(blob);
+	free(gz);
+	free(idx);
+}
+
+/*
+ * An opaque directory's marker (d/.wh..wh..opq) whose record disagrees
+ * with its tar header, right after d and 300 KB after it (outside d's
+ * check batch): overlayfs's question (getxattr trusted.overlay.opaque)
+ * is EIO, never "y", proven-only and trusted: the marker is checked
+ * before the answer (it hides a lower layer's directory contents).
+ */
+static void test_forged_opaque_marker(void **state)
+{
+	const size_t big = 300000;
+	uint8_t *tar = calloc(1, 2 * LP_MIB), *fill = malloc(big), *gz, *idx;
+	size_t at, gz_len, idx_len, k;
+	struct lp_index *ix = NULL;
+	struct lp_blob *blob = NULL;
+	struct lp_err err = { 0 };
+	struct lp_fs *fs;
+	struct stat st;
+	char val[8];
+	uint32_t m;
+	int far, trusted;
+
+	(void)state;
+	assert_non_null(tar);
+	assert_non_null(fill);
+	for (k = 0; k < big; k++) /* incompressible enough: a span away */
+		fill[k] = (uint8_t)((k * 2654435761u) >> 13);
+	for (far = 0; far < 2; far++) {
+		memset(tar, 0, 2 * LP_MIB);
+		at = 0;
+		tar_entry(tar, &at, "d/", '5', NULL, NULL, 0);
+		if (far)
+			tar_entry(tar, &at, "d/big", '0', NULL, fill, big);
+		tar_entry(tar, &at, "d/.wh..wh..opq", '0', NULL, NULL, 0);
+		tar_entry(tar, &at, "d/f", '0', NULL, "x\n", 2);
+		at += 1024;
+		tar_index(tar, at, &gz, &gz_len, &idx, &idx_len, &ix);
+		m = entry_at(ix, "d/.wh..wh..opq");
+		lp_put_le32(CP(idx, lp_index_nr_checkpoints(ix)) +
+				    (size_t)m * LP_INDEX_FILE_SIZE + 32,
+			    lp_index_file(ix, m)->mode ^ 0100);
+		lp_index_free(ix);
+		assert_int_equal(lp_blob_new_mem(gz, gz_len, "layer", &blob),
+				 0);
+		for (trusted = 0; trusted < 2; trusted++) {
+			fs = mount_ix(blob, idx, idx_len, false, &err);
+			assert_non_null(fs);
+			if (trusted)
+				lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
+			if (lookup(fs, "d", &st) == 0)
+				assert_int_equal(
+					lp_fs_getxattr(fs, st.st_ino,
+						       "trusted.overlay.opaque",
+						       val, sizeof(val)),
+					-EIO);
+			assert_int_equal(stats_num(fs, "\"verify_failures\": "),
+					 1);
+			lp_fs_free(fs);
+		}
+		lp_blob_unref(blob);
+		free(gz);
+		free(idx);
+	}
+	free(fill);
+	free(tar);
+}
+
+/*
+ * A hardlink to a hardlink (a -> b -> d; GNU tar writes every other name
+ * of an inode as a link to its first, a regular file): the index is
+ * refused at mount, true or forged (b's record made b -> c would have
+ * served c's bytes under a, whose check covers a and the inode it
+ * resolves to, not b).
+ */
+static void test_hardlink_chain_refused(void **state)
+{
+	uint8_t tar[16384] = { 0 }, *gz, *idx, *files;
+	size_t at = 0, gz_len, idx_len;
+	struct lp_index *ix = NULL;
+	struct lp_blob *blob = NULL;
+	struct lp_err err = { 0 };
+	uint32_t b, c;
+	int forged;
+
+	(void)state;
+	tar_entry(tar, &at, "c", '0', NULL, "CCCC\n", 5);
+	tar_entry(tar, &at, "d", '0', NULL, "DDDD\n", 5);
+	tar_entry(tar, &at, "b", '1', "d", NULL, 0);
+	tar_entry(tar, &at, "a", '1', "b", NULL, 0);
+	at += 1024;
+	tar_index(tar, at, &gz, &gz_len, &idx, &idx_len, &ix);
+	b = entry_at(ix, "b");
+	c = entry_at(ix, "c");
+	assert_int_equal(lp_blob_new_mem(gz, gz_len, "layer", &blob), 0);
+	for (forged = 0; forged < 2; forged++) {
+		files = CP(idx, lp_index_nr_checkpoints(ix));
+		if (forged) /* b's link target: c's path */
+			memcpy(files + (size_t)b * LP_INDEX_FILE_SIZE + 56,
+			       files + (size_t)c * LP_INDEX_FILE_SIZE + 52, 4);
+		memset(&err, 0, sizeof(err));
+		assert_null(mount_ix(blob, idx, idx_len, false, &err));
+		assert_non_null(strstr(err.msg, "itself a hardlink"));
+	}
+	lp_index_free(ix);
 	lp_blob_unref(blob);
 	free(gz);
 	free(idx);
@@ -2031,6 +2153,8 @@ static void test_trusted_forged_metadata(void **state)
 	struct lp_fs *fs;
 	struct stat st;
 	uint64_t fetched;
+	unsigned int seen_xattrs = 0, seen_devs = 0;
+	size_t k;
 
 	(void)state;
 	build_vector(&f);
@@ -2074,6 +2198,25 @@ static void test_trusted_forged_metadata(void **state)
 	assert_int_equal(lp_fs_readlink(fs, st.st_ino, &target), -EIO);
 	assert_int_equal(stats_num(fs, "\"verify_failures\": "), 1);
 	lp_fs_free(fs);
+	/* an entry with xattrs, and a device or fifo: checked at lookup */
+	for (k = 0; k < lp_index_nr_files(f.ix); k++) {
+		const struct lp_index_file *x = lp_index_file(f.ix, k);
+
+		if (lp_index_lookup(f.ix, x->path) != (int)k ||
+		    !(x->nr_xattrs || strchr("346", x->type)))
+			continue;
+		memcpy(idx, f.idx, f.idx_len);
+		lp_put_le32(files + k * LP_INDEX_FILE_SIZE + 32,
+			    x->mode ^ 0100);
+		fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
+		assert_non_null(fs);
+		lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
+		assert_int_equal(lookup(fs, x->path, &st), -EIO);
+		lp_fs_free(fs);
+		seen_xattrs += x->nr_xattrs != 0;
+		seen_devs += x->nr_xattrs == 0;
+	}
+	assert_true(seen_xattrs && seen_devs);
 	/* a file made empty (the kernel would read nothing of it): its
 	 * lookup checks it */
 	a = pick(&f, '0', NULL);
@@ -3294,6 +3437,8 @@ int main(void)
 		cmocka_unit_test(test_read_bounded),
 		cmocka_unit_test(test_stream_holds_no_slot),
 		cmocka_unit_test(test_forged_whiteout),
+		cmocka_unit_test(test_forged_opaque_marker),
+		cmocka_unit_test(test_hardlink_chain_refused),
 		cmocka_unit_test(test_source_badmsg),
 		cmocka_unit_test(test_span_cache),
 		cmocka_unit_test(test_span_single_flight),
