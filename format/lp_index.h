@@ -241,9 +241,10 @@ bool lp_index_checkpoint_verified(const struct lp_index *ix, size_t i);
  * headers are checked (docs/format.md, "What trusted changes"). Nothing
  * else changes: span digests are compared on every span, tar headers
  * against the file table before a file's bytes or a symlink's target, and
- * the proving pass (lp_index_prove()) still checks every claim. A checkpoint is still *proven* only by a stream that
- * reached it (lp_index_checkpoint_verified()). Any thread; call before the
- * index's readers start for the whole mount to use it.
+ * the proving pass (lp_index_prove()) still checks every claim. A
+ * checkpoint is still *proven* only by a stream that reached it
+ * (lp_index_checkpoint_verified()). Any thread; call before the index's
+ * readers start for the whole mount to use it.
  */
 void lp_index_trust(const struct lp_index *ix);
 bool lp_index_trusted(const struct lp_index *ix);

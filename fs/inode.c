@@ -48,11 +48,19 @@ static enum visibility visibility(const struct lp_toc *toc, uint32_t idx)
 	return VIS_WHITEOUT;
 }
 
+/* directory @idx's opaque marker entry, or LP_TOC_NO_INDEX (none, or no
+ * directory) */
+static uint32_t opaque_marker(const struct lp_toc *toc, uint32_t idx)
+{
+	if (lp_toc_entry(toc, idx)->type != LP_TOC_DIR)
+		return LP_TOC_NO_INDEX;
+	return lp_toc_lookup(toc, idx, LP_WHITEOUT_OPAQUE,
+			     strlen(LP_WHITEOUT_OPAQUE));
+}
+
 static bool is_opaque_dir(const struct lp_toc *toc, uint32_t idx)
 {
-	return lp_toc_entry(toc, idx)->type == LP_TOC_DIR &&
-	       lp_toc_lookup(toc, idx, LP_WHITEOUT_OPAQUE,
-			     strlen(LP_WHITEOUT_OPAQUE)) != LP_TOC_NO_INDEX;
+	return opaque_marker(toc, idx) != LP_TOC_NO_INDEX;
 }
 
 /* entry index of inode @ino, or LP_TOC_NO_INDEX for control inodes/bad */
@@ -148,8 +156,9 @@ static int check_meta(struct lp_fs *fs, uint32_t idx)
 
 /*
  * Whether check_meta(@idx) has nothing left to check: not a gzip index
- * layer, the root, an entry attrs_trusted(), an entry the TOC made up, or its header
- * (and its inode's) checked already, by a reader or the proving pass.
+ * layer, the root, an entry attrs_trusted(), an entry the TOC made up, or
+ * its header (and its inode's) checked already, by a reader or the
+ * proving pass.
  */
 static bool meta_checked(struct lp_fs *fs, uint32_t idx)
 {
@@ -507,7 +516,7 @@ static int copy_out(void *buf, size_t size, const void *value, size_t len)
  */
 static int xattr_owner(struct lp_fs *fs, uint64_t ino, uint32_t *ret_idx)
 {
-	uint32_t idx = entry_index(fs, ino);
+	uint32_t idx = entry_index(fs, ino), marker;
 	int r;
 
 	if (idx == LP_TOC_NO_INDEX) {
@@ -521,10 +530,9 @@ static int xattr_owner(struct lp_fs *fs, uint64_t ino, uint32_t *ret_idx)
 	r = check_meta(fs, idx);
 	/* an opaque directory's xattr is its marker entry's word: checked
 	 * like the directory (a made-up marker hides a lower directory) */
-	if (r == 0 && is_opaque_dir(fs->toc, idx))
-		r = check_entry(fs,
-				lp_toc_lookup(fs->toc, idx, LP_WHITEOUT_OPAQUE,
-					      strlen(LP_WHITEOUT_OPAQUE)));
+	marker = opaque_marker(fs->toc, idx);
+	if (r == 0 && marker != LP_TOC_NO_INDEX)
+		r = check_entry(fs, marker);
 	if (r < 0)
 		return r;
 	if (visibility(fs->toc, idx) == VIS_WHITEOUT)
