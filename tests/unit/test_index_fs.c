@@ -443,31 +443,60 @@ static uint32_t pick(struct fixture *f, char type, uint32_t *other)
 	return a;
 }
 
+/*
+ * A mount of @f's layer through a copy of its index, made in @idx
+ * (f->idx_len bytes), whose file record @k has its little-endian field of
+ * @width bytes (4 or 8) at record offset @field set to @value; trusted
+ * (lp_index_trust()) when @trusted. Fails the test when it is refused.
+ */
+static struct lp_fs *mount_forged(const struct fixture *f, uint8_t *idx,
+				  size_t k, size_t field, unsigned int width,
+				  uint64_t value, bool window_rule,
+				  bool trusted)
+{
+	uint8_t *rec = CP(idx, lp_get_le32(f->idx + 68)) +
+		       k * LP_INDEX_FILE_SIZE + field;
+	struct lp_err err = { 0 };
+	struct lp_fs *fs;
+
+	memcpy(idx, f->idx, f->idx_len);
+	if (width == 8)
+		lp_put_le64(rec, value);
+	else
+		lp_put_le32(rec, (uint32_t)value);
+	fs = mount_ix(f->blob, idx, f->idx_len, window_rule, &err);
+	assert_non_null(fs);
+	if (trusted)
+		lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
+	return fs;
+}
+
+/* record @k's link target field (a string offset) in @f's index */
+static uint32_t link_field(const struct fixture *f, size_t k)
+{
+	return lp_get_le32(CP(f->idx, lp_get_le32(f->idx + 68)) +
+			   k * LP_INDEX_FILE_SIZE + 56);
+}
+
 static void test_forged_metadata(void **state)
 {
 	struct fixture f = { 0 };
-	uint32_t ncp, a, b = UINT32_MAX;
-	struct lp_err err = { 0 };
+	uint32_t a, b = UINT32_MAX;
 	const char *target = NULL;
-	uint8_t *idx, *files;
+	uint8_t *idx;
 	struct lp_fs *fs;
 	struct stat st;
 	int r;
 
 	(void)state;
 	build_vector(&f);
-	ncp = lp_get_le32(f.idx + 68);
 	/* a regular file made setuid */
 	a = pick(&f, '0', NULL);
 	assert_true(a != UINT32_MAX);
 	idx = malloc(f.idx_len);
 	assert_non_null(idx);
-	memcpy(idx, f.idx, f.idx_len);
-	files = CP(idx, ncp);
-	lp_put_le32(files + (size_t)a * LP_INDEX_FILE_SIZE + 32,
-		    lp_index_file(f.ix, a)->mode | 04000);
-	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
-	assert_non_null(fs);
+	fs = mount_forged(&f, idx, a, 32, 4,
+			  lp_index_file(f.ix, a)->mode | 04000, false, false);
 	r = lookup(fs, lp_index_file(f.ix, a)->path, &st);
 	assert_true(r == -EIO || (r == 0 && !(st.st_mode & 04000)));
 	assert_int_equal(r, -EIO);
@@ -475,11 +504,7 @@ static void test_forged_metadata(void **state)
 	/* a symlink given another one's target */
 	a = pick(&f, '2', &b);
 	assert_true(a != UINT32_MAX && b != UINT32_MAX);
-	memcpy(idx, f.idx, f.idx_len);
-	memcpy(files + (size_t)a * LP_INDEX_FILE_SIZE + 56,
-	       files + (size_t)b * LP_INDEX_FILE_SIZE + 56, 4);
-	fs = mount_ix(f.blob, idx, f.idx_len, true, &err);
-	assert_non_null(fs);
+	fs = mount_forged(&f, idx, a, 56, 4, link_field(&f, b), true, false);
 	r = lookup(fs, lp_index_file(f.ix, a)->path, &st);
 	if (r == 0)
 		r = lp_fs_readlink(fs, st.st_ino, &target);
@@ -2146,10 +2171,9 @@ static void test_span_decoded_once(void **state)
 static void test_trusted_forged_metadata(void **state)
 {
 	struct fixture f = { 0 };
-	uint32_t ncp, a, b = UINT32_MAX;
-	struct lp_err err = { 0 };
+	uint32_t a, b = UINT32_MAX;
 	const char *target = NULL;
-	uint8_t *idx, *files, buf[16];
+	uint8_t *idx, buf[16];
 	struct lp_fs *fs;
 	struct stat st;
 	uint64_t fetched;
@@ -2158,18 +2182,12 @@ static void test_trusted_forged_metadata(void **state)
 
 	(void)state;
 	build_vector(&f);
-	ncp = lp_get_le32(f.idx + 68);
 	a = pick(&f, '0', NULL);
 	assert_true(a != UINT32_MAX && lp_index_file(f.ix, a)->size);
 	idx = malloc(f.idx_len);
 	assert_non_null(idx);
-	memcpy(idx, f.idx, f.idx_len);
-	files = CP(idx, ncp);
-	lp_put_le32(files + (size_t)a * LP_INDEX_FILE_SIZE + 32,
-		    lp_index_file(f.ix, a)->mode | 04000);
-	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
-	assert_non_null(fs);
-	lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
+	fs = mount_forged(&f, idx, a, 32, 4,
+			  lp_index_file(f.ix, a)->mode | 04000, false, true);
 	fetched = stats_num(fs, "\"fetched_bytes\": ");
 	assert_int_equal(lookup(fs, lp_index_file(f.ix, a)->path, &st), 0);
 	assert_true(st.st_mode & 04000);
@@ -2188,12 +2206,7 @@ static void test_trusted_forged_metadata(void **state)
 	/* a symlink given another one's target */
 	a = pick(&f, '2', &b);
 	assert_true(a != UINT32_MAX && b != UINT32_MAX);
-	memcpy(idx, f.idx, f.idx_len);
-	memcpy(files + (size_t)a * LP_INDEX_FILE_SIZE + 56,
-	       files + (size_t)b * LP_INDEX_FILE_SIZE + 56, 4);
-	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
-	assert_non_null(fs);
-	lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
+	fs = mount_forged(&f, idx, a, 56, 4, link_field(&f, b), false, true);
 	assert_int_equal(lookup(fs, lp_index_file(f.ix, a)->path, &st), 0);
 	assert_int_equal(lp_fs_readlink(fs, st.st_ino, &target), -EIO);
 	assert_int_equal(stats_num(fs, "\"verify_failures\": "), 1);
@@ -2205,12 +2218,8 @@ static void test_trusted_forged_metadata(void **state)
 		if (lp_index_lookup(f.ix, x->path) != (int)k ||
 		    !(x->nr_xattrs || strchr("346", x->type)))
 			continue;
-		memcpy(idx, f.idx, f.idx_len);
-		lp_put_le32(files + k * LP_INDEX_FILE_SIZE + 32,
-			    x->mode ^ 0100);
-		fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
-		assert_non_null(fs);
-		lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
+		fs = mount_forged(&f, idx, k, 32, 4, x->mode ^ 0100, false,
+				  true);
 		assert_int_equal(lookup(fs, x->path, &st), -EIO);
 		lp_fs_free(fs);
 		seen_xattrs += x->nr_xattrs != 0;
@@ -2220,11 +2229,7 @@ static void test_trusted_forged_metadata(void **state)
 	/* a file made empty (the kernel would read nothing of it): its
 	 * lookup checks it */
 	a = pick(&f, '0', NULL);
-	memcpy(idx, f.idx, f.idx_len);
-	lp_put_le64(files + (size_t)a * LP_INDEX_FILE_SIZE + 16, 0);
-	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
-	assert_non_null(fs);
-	lp_index_trust(lp_layer_index(lp_fs_layer(fs)));
+	fs = mount_forged(&f, idx, a, 16, 8, 0, false, true);
 	assert_int_equal(lookup(fs, lp_index_file(f.ix, a)->path, &st), -EIO);
 	assert_int_equal(stats_num(fs, "\"verify_failures\": "), 1);
 	lp_fs_free(fs);
@@ -2340,7 +2345,6 @@ static void test_check_covers_before(void **state)
 {
 	struct fixture f = { 0 };
 	struct lp_err err = { 0 };
-	uint32_t ncp;
 	uint8_t *idx;
 	struct lp_fs *fs;
 	struct stat st;
@@ -2375,14 +2379,11 @@ static void test_check_covers_before(void **state)
 	assert_int_equal(stats_num(fs, "\"header_checks\": "), checks);
 	lp_fs_free(fs);
 	/* the file before made setuid: the other's lookup finds it */
-	ncp = lp_get_le32(f.idx + 68);
 	idx = malloc(f.idx_len);
 	assert_non_null(idx);
-	memcpy(idx, f.idx, f.idx_len);
-	lp_put_le32(CP(idx, ncp) + (k - 1) * LP_INDEX_FILE_SIZE + 32,
-		    lp_index_file(f.ix, k - 1)->mode | 04000);
-	fs = mount_ix(f.blob, idx, f.idx_len, false, &err);
-	assert_non_null(fs);
+	fs = mount_forged(&f, idx, k - 1, 32, 4,
+			  lp_index_file(f.ix, k - 1)->mode | 04000, false,
+			  false);
 	assert_int_equal(lookup(fs, lp_index_file(f.ix, k)->path, &st), -EIO);
 	assert_int_equal(lookup(fs, lp_index_file(f.ix, k - 1)->path, &st),
 			 -EIO);
