@@ -4,26 +4,22 @@
  * technique, zlib's examples/zran.c): at the first deflate block boundary
  * after each span_size uncompressed bytes record a checkpoint (compressed
  * offset, the bits of the last byte not yet read, uncompressed offset, the
- * 32 KiB window from inflateGetDictionary); hash every compressed byte into
- * the digest of the span it belongs to (a byte split between two spans into
- * both). The inflated bytes feed the converter's tar reader through a
- * callback, so the file table's offsets are the tar reader's own positions.
- * Concatenated gzip members are followed (a checkpoint at a member start
- * needs no window); zero padding after the last member is accepted, other
- * trailing bytes are not.
+ * 32 KiB window); hash every compressed byte into the digest of the span
+ * it belongs to (a byte split between two spans into both). The inflated
+ * bytes feed the converter's tar reader through a callback, so the file
+ * table's offsets are the tar reader's own positions. Concatenated gzip
+ * members are followed (a checkpoint at a member start needs no window);
+ * zero padding after the last member is accepted, other trailing bytes
+ * are not.
  *
- * Speed (the build is one core's work, docs/benchmarks.md): inflate stops
- * at block boundaries (Z_BLOCK) only where one can be a checkpoint. Until
- * span_size - 1 bytes have come out since the last checkpoint it runs
- * with Z_NO_FLUSH and its output capped there: it may run through block
- * boundaries, but none of them is due, and it cannot pass one that is
- * (that takes span_size bytes out), so the first due boundary and with it
- * every checkpoint is the one Z_BLOCK everywhere finds; from there to the
- * checkpoint it stops at every boundary as before. The gzip CRC32 is
- * ISA-L's (carry-less multiply: zlib's took 6% of the build) over the
- * output, checked with the length against each member's trailer; zlib
- * checks only a header's CRC16 (FHCRC), with its own check on while the
- * header is read. The span's and the blob's sha256 are two OpenSSL
+ * Speed (the build is one core's work, docs/benchmarks.md): a member's
+ * header is zlib's to read (and its CRC16, FHCRC, to check); its deflate
+ * data is lp_inflate's (format/lp_inflate.h), which decodes about twice
+ * as fast as zlib and stops at the first block boundary past the span,
+ * where zlib had to stop at every boundary near it (Z_BLOCK); the tar
+ * reader reads the decoder's own buffer. The gzip CRC32 is ISA-L's
+ * (carry-less multiply) over the output, checked with the length against
+ * each member's trailer. The span's and the blob's sha256 are two OpenSSL
  * streams (lp_sha256), after a vzeroupper (upper_clear()); the grain
  * digests (lp_index_grain()) a third, finalised at every grain-size
  * boundary counted from the span's first byte (the shared byte included)
@@ -43,29 +39,35 @@
 
 #include "convert_int.h"
 #include "lp_indexer.h"
+#include "lp_inflate.h"
 
 #define IN_BUF (1024 * 1024)
-#define OUT_BUF (256 * 1024)
 #define GZIP_TRAILER 8
 
 struct builder {
 	int fd;
 	uint64_t span_size;
-	z_stream z;
+	z_stream z; /* reads the members' headers */
 	bool z_live;
-	uint8_t *in, *out;
+	struct lp_inflate d; /* decodes the members' deflate data */
+	bool d_live;
+	uint8_t *in; /* IN_BUF: unread input from in_next to in_end */
+	const uint8_t *in_next, *in_end;
+	/* the decoder's output from `mark` to d.out is not yet the tar
+	 * reader's; slide: the decoder's buffer is full */
+	uint8_t *mark;
+	bool slide;
 	bool eof; /* the fd is read to its end */
 	bool done; /* every input byte consumed */
 	bool in_member; /* inside a gzip member (else between members) */
 	bool zero_tail; /* zero padding after the last member seen */
-	/* the member's gzip header is being read (inflate stops at its end,
-	 * where zlib's own check, on for the header's CRC16, goes off) */
-	bool in_header;
-	bool check; /* CRCs computed and checked (no verified digest) */
+	bool in_header; /* the member's gzip header is being read */
+	bool in_trailer; /* its deflate data ended: the trailer is next */
 	bool avx; /* the CPU has AVX: see upper_clear() */
 	uint32_t crc, isize; /* of the member's output so far */
 	uint8_t tail[GZIP_TRAILER]; /* the last bytes consumed */
 	uint64_t totin, totout;
+	uint64_t member_out; /* totout at the member's start */
 	uint64_t last_cp_out;
 	uint8_t last_byte;
 	struct lp_sha256 *blob_sha, *span_sha; /* blob_sha: no verified */
@@ -167,8 +169,6 @@ static void upper_clear(const struct builder *b)
 /* the trailer of the member that just ended against its output */
 static int check_trailer(struct builder *b)
 {
-	if (!b->check)
-		return 0;
 	if (lp_get_le32(b->tail) != b->crc)
 		return lp_err_set(b->err, -EINVAL,
 				  "the layer is not valid gzip (at byte %llu): "
@@ -182,31 +182,25 @@ static int check_trailer(struct builder *b)
 	return 0;
 }
 
-/* a new member's header follows: zlib checks its CRC16 if it has one */
-static int member_start(struct builder *b)
+/* a new member's header follows */
+static void member_start(struct builder *b)
 {
 	b->in_header = true;
 	b->crc = 0;
 	b->isize = 0;
-	if (b->check && inflateValidate(&b->z, 1) != Z_OK)
-		return lp_err_set(b->err, -EINVAL,
-				  "gzip member at byte %llu: cannot turn "
-				  "zlib's header check on",
-				  (unsigned long long)b->totin);
-	return 0;
 }
 
 static int add_checkpoint(struct builder *b, uint8_t kind, uint8_t bits)
 {
 	struct lp_index_checkpoint cp = { 0 };
-	uint8_t window[LP_INDEX_WINDOW];
-	uInt wlen = 0;
+	const uint8_t *window = NULL;
+	size_t wlen = 0;
 	struct lp_digest d;
 	int r;
 
 	if (kind == LP_INDEX_CP_DEFLATE) {
-		if (inflateGetDictionary(&b->z, window, &wlen) != Z_OK ||
-		    wlen == 0)
+		wlen = lp_inflate_window(&b->d, &window);
+		if (wlen == 0)
 			return 0; /* nothing to resume from: no checkpoint */
 	}
 	lp_sha256_final(b->span_sha, &d);
@@ -237,123 +231,169 @@ static bool span_due(const struct builder *b)
 	return b->totout - b->last_cp_out >= b->span_size;
 }
 
-/* one step: read input when needed, inflate up to the cap (Z_NO_FLUSH)
- * or, near where a checkpoint falls due, up to one block boundary */
-static int step(struct builder *b)
+/* where the decoder is to stop next: the first boundary that is due */
+static void set_stop(struct builder *b)
 {
-	uInt in0, out0, got, limit;
-	uint8_t *out;
-	int zr, r, flush = Z_BLOCK;
+	uint64_t due = b->last_cp_out + b->span_size;
 
-	if (b->z.avail_in == 0 && !b->eof) {
-		ssize_t n = read(b->fd, b->in, IN_BUF);
+	b->d.stop_out = due > b->member_out ? due - b->member_out : 0;
+}
 
-		if (n < 0)
-			return lp_err_set(b->err, -errno, "reading the layer");
+/* more input behind what is left; eof at the file's end */
+static int read_more(struct builder *b)
+{
+	size_t left = (size_t)(b->in_end - b->in_next);
+	ssize_t n;
+
+	memmove(b->in, b->in_next, left);
+	b->in_next = b->in;
+	b->in_end = b->in + left;
+	n = read(b->fd, b->in + left, IN_BUF - left);
+	if (n < 0)
+		return lp_err_set(b->err, -errno, "reading the layer");
+	if (n == 0)
+		b->eof = true;
+	b->in_end += n;
+	return 0;
+}
+
+/* @n input bytes from in_next are consumed */
+static int advance(struct builder *b, size_t n)
+{
+	const uint8_t *p = b->in_next;
+
+	b->in_next += n;
+	return consumed(b, p, n);
+}
+
+static int not_gzip(struct builder *b, const char *why)
+{
+	return lp_err_set(b->err, -EINVAL,
+			  "the layer is not valid gzip (at byte %llu): %s",
+			  (unsigned long long)b->totin, why);
+}
+
+/* between members: zero padding, or the next member's start */
+static int between(struct builder *b)
+{
+	int r;
+
+	if (b->in_next[0] == 0 || b->zero_tail) {
+		size_t n = 0, left = (size_t)(b->in_end - b->in_next);
+
+		while (n < left && b->in_next[n] == 0)
+			n++;
 		if (n == 0)
-			b->eof = true;
-		b->z.next_in = b->in;
-		b->z.avail_in = (uInt)n;
-	}
-	if (b->z.avail_in == 0) {
-		if (b->in_member || b->totin == 0)
 			return lp_err_set(b->err, -EINVAL,
-					  "the layer's gzip stream is cut off "
-					  "at byte %llu",
+					  "the layer has bytes after its gzip "
+					  "data (at %llu)",
 					  (unsigned long long)b->totin);
-		b->done = true;
-		return 0;
+		b->zero_tail = true;
+		return advance(b, n);
 	}
-	if (!b->in_member) {
-		/* between members: zero padding, or the next member */
-		if (b->z.next_in[0] == 0 || b->zero_tail) {
-			uInt n = 0;
-
-			while (n < b->z.avail_in && b->z.next_in[n] == 0)
-				n++;
-			if (n == 0)
-				return lp_err_set(b->err, -EINVAL,
-						  "the layer has bytes after "
-						  "its gzip data (at %llu)",
-						  (unsigned long long)b->totin);
-			r = consumed(b, b->z.next_in, n);
+	if (b->totin > 0) {
+		if (inflateReset(&b->z) != Z_OK)
+			return lp_err_set(b->err, -EINVAL,
+					  "gzip member at byte %llu: cannot "
+					  "reset inflate",
+					  (unsigned long long)b->totin);
+		if (span_due(b) && b->totout > b->last_cp_out) {
+			r = add_checkpoint(b, LP_INDEX_CP_MEMBER, 0);
 			if (r < 0)
 				return r;
-			b->z.next_in += n;
-			b->z.avail_in -= n;
-			b->zero_tail = true;
-			return 0;
 		}
-		if (b->totin > 0) {
-			if (inflateReset(&b->z) != Z_OK)
-				return lp_err_set(b->err, -EINVAL,
-						  "gzip member at byte %llu: "
-						  "cannot reset inflate",
-						  (unsigned long long)b->totin);
-			if (span_due(b) && b->totout > b->last_cp_out) {
-				r = add_checkpoint(b, LP_INDEX_CP_MEMBER, 0);
-				if (r < 0)
-					return r;
-			}
-		}
-		b->in_member = true;
-		r = member_start(b);
-		if (r < 0)
-			return r;
 	}
-	in0 = b->z.avail_in;
-	out0 = b->z.avail_out;
-	out = b->z.next_out;
-	limit = out0;
-	if (!b->in_header && b->totout - b->last_cp_out + 1 < b->span_size) {
-		/* no boundary up to the cap can be due (see the top) */
-		uint64_t cap = b->span_size - 1 - (b->totout - b->last_cp_out);
+	b->in_member = true;
+	member_start(b);
+	return 0;
+}
 
-		if (cap < out0)
-			limit = (uInt)cap;
-		flush = Z_NO_FLUSH;
+/* the member's gzip header, by zlib: it stops where the deflate data
+ * starts (Z_BLOCK), where the decoder takes over */
+static int header(struct builder *b)
+{
+	uint8_t none;
+	uInt left = (uInt)(b->in_end - b->in_next);
+	int zr;
+
+	b->z.next_in = (Bytef *)b->in_next;
+	b->z.avail_in = left;
+	b->z.next_out = &none;
+	b->z.avail_out = 0;
+	zr = inflate(&b->z, Z_BLOCK);
+	if (zr != Z_OK && zr != Z_BUF_ERROR)
+		return not_gzip(b, b->z.msg ? b->z.msg : "bad member header");
+	if (b->z.data_type & 128) {
+		b->in_header = false;
+		lp_inflate_reset(&b->d);
+		b->member_out = b->totout;
+		set_stop(b);
 	}
-	b->z.avail_out = limit;
-	zr = inflate(&b->z, flush);
-	got = limit - b->z.avail_out;
-	b->z.avail_out = out0 - got;
-	r = consumed(b, b->z.next_in - (in0 - b->z.avail_in),
-		     in0 - b->z.avail_in);
+	return advance(b, left - b->z.avail_in);
+}
+
+/* the member's 8-byte trailer, once it is all in */
+static int trailer(struct builder *b)
+{
+	int r;
+
+	if (b->in_end - b->in_next < GZIP_TRAILER)
+		return b->eof ? lp_err_set(b->err, -EINVAL,
+					   "the layer's gzip stream is cut "
+					   "off at byte %llu",
+					   (unsigned long long)b->totin) :
+				read_more(b);
+	r = advance(b, GZIP_TRAILER);
 	if (r < 0)
 		return r;
+	b->in_trailer = false;
+	b->in_member = false;
+	return check_trailer(b);
+}
+
+/* the member's deflate data, up to a stop of the decoder */
+static int body(struct builder *b)
+{
+	struct lp_err derr = { 0 };
+	uint8_t *out = b->d.out;
+	size_t got;
+	int rc, r;
+
+	b->d.next_in = b->in_next;
+	b->d.end_in = b->in_end;
+	b->d.last_in = b->eof;
+	rc = lp_inflate_run(&b->d, &derr);
+	r = advance(b, (size_t)(b->d.next_in - b->in_next));
+	if (rc < 0)
+		return not_gzip(b, derr.msg);
+	if (r < 0)
+		return r;
+	got = (size_t)(b->d.out - out);
 	b->totout += got;
-	if (b->check && got) {
+	if (got) {
 		b->crc = crc32_gzip_refl(b->crc, out, got);
 		upper_clear(b);
-		b->isize += got;
+		b->isize += (uint32_t)got;
 	}
-	if (zr == Z_STREAM_END) {
-		b->in_member = false;
-		b->in_header = false;
-		return check_trailer(b);
-	}
-	if (zr != Z_OK && zr != Z_BUF_ERROR)
-		return lp_err_set(b->err, -EINVAL,
-				  "the layer is not valid gzip (at byte %llu): "
-				  "%s",
-				  (unsigned long long)b->totin,
-				  b->z.msg ? b->z.msg : "inflate failed");
-	if (b->in_header && (b->z.data_type & 128)) {
-		/* the header is read: inflate's own check goes off */
-		b->in_header = false;
-		if (b->check && inflateValidate(&b->z, 0) != Z_OK)
-			return lp_err_set(b->err, -EINVAL,
-					  "gzip member header ending at byte "
-					  "%llu: cannot turn zlib's check off",
-					  (unsigned long long)b->totin);
-	}
-	if (flush == Z_BLOCK && (b->z.data_type & 128) &&
-	    !(b->z.data_type & 64) && span_due(b)) {
+	switch (rc) {
+	case LP_INFLATE_INPUT:
+		r = read_more(b);
+		break;
+	case LP_INFLATE_FULL:
+		b->slide = true;
+		break;
+	case LP_INFLATE_BOUNDARY:
+		/* due (set_stop()); no window yet: at the next one */
 		r = add_checkpoint(b, LP_INDEX_CP_DEFLATE,
-				   (uint8_t)(b->z.data_type & 7));
-		if (r < 0)
-			return r;
+				   (uint8_t)b->d.bitcnt);
+		set_stop(b);
+		break;
+	case LP_INFLATE_END:
+		b->in_trailer = true;
+		break;
 	}
+	if (r < 0)
+		return r;
 	if (b->totout - b->last_cp_out > LP_INDEX_MAX_SPAN_OUT)
 		return lp_err_set(b->err, -EFBIG,
 				  "the layer has no deflate block boundary "
@@ -362,31 +402,66 @@ static int step(struct builder *b)
 	return 0;
 }
 
-/* inflate into @buf until it is full or the input ends */
-static int fill(struct builder *b, uint8_t *buf, size_t len, size_t *ret)
+/* one step: read input when needed, then the part of the stream due */
+static int step(struct builder *b)
+{
+	if (b->in_next == b->in_end) {
+		int r = b->eof ? 0 : read_more(b);
+
+		if (r < 0)
+			return r;
+		if (b->in_next == b->in_end) {
+			if (b->eof && (b->in_member || b->totin == 0))
+				return lp_err_set(b->err, -EINVAL,
+						  "the layer's gzip stream is "
+						  "cut off at byte %llu",
+						  (unsigned long long)b->totin);
+			if (b->eof)
+				b->done = true;
+			return 0;
+		}
+	}
+	if (!b->in_member)
+		return between(b);
+	if (b->in_header)
+		return header(b);
+	if (b->in_trailer)
+		return trailer(b);
+	return body(b);
+}
+
+/* output the tar reader has not had, at @p (n > 0), or none at the end */
+static int produce(struct builder *b, const uint8_t **p, size_t *n)
 {
 	int r = 0;
 
-	b->z.next_out = buf;
-	b->z.avail_out = (uInt)len;
-	while (b->z.avail_out > 0 && !b->done && r == 0)
+	while (b->mark == b->d.out && !b->done && r == 0) {
+		if (b->slide) {
+			lp_inflate_slide(&b->d);
+			b->mark = b->d.out;
+			b->slide = false;
+		}
 		r = step(b);
-	*ret = len - b->z.avail_out;
+	}
+	*p = b->mark;
+	*n = (size_t)(b->d.out - b->mark);
+	b->mark = b->d.out;
 	return r;
 }
 
 static ssize_t tar_read(void *ctx, const void **buf)
 {
 	struct builder *b = ctx;
+	const uint8_t *p;
 	size_t n = 0;
 	int r;
 
-	r = fill(b, b->out, OUT_BUF, &n);
+	r = produce(b, &p, &n);
 	if (r < 0) {
 		b->error = r;
 		return r;
 	}
-	*buf = b->out;
+	*buf = p;
 	return (ssize_t)n;
 }
 
@@ -487,11 +562,11 @@ int lp_index_build(int fd, uint64_t span_size, uint32_t grain_size,
 	b.span_size = span_size;
 	b.err = err;
 	b.in = malloc(IN_BUF);
-	b.out = malloc(OUT_BUF);
-	if (!b.in || !b.out) {
+	if (!b.in) {
 		r = -ENOMEM;
 		goto out;
 	}
+	b.in_next = b.in_end = b.in;
 	r = verified ? 0 : lp_sha256_new(&b.blob_sha);
 	if (r == 0)
 		r = lp_sha256_new(&b.span_sha);
@@ -506,18 +581,17 @@ int lp_index_build(int fd, uint64_t span_size, uint32_t grain_size,
 		goto out;
 	}
 	b.z_live = true;
-	/* zlib's check is off (inflateReset keeps this for every member;
-	 * member_start() turns it on for each header when we check): the
-	 * trailers are checked here, unless the blob digest was verified,
-	 * which the CRCs would only check again */
-	b.check = !verified;
+	r = lp_inflate_init(&b.d);
+	if (r < 0)
+		goto out;
+	b.d_live = true;
+	b.mark = b.d.out;
+	/* the trailers' CRC32s are checked here even when the blob digest
+	 * was verified: they check the decoder too; zlib checks a header's
+	 * CRC16 (its default, kept by inflateReset) */
 #if defined(__x86_64__)
 	b.avx = __builtin_cpu_supports("avx");
 #endif
-	if (inflateValidate(&b.z, 0) != Z_OK) {
-		r = lp_err_set(err, -EINVAL, "cannot turn zlib's check off");
-		goto out;
-	}
 	cp0.kind = LP_INDEX_CP_MEMBER;
 	r = lp_index_writer_add_checkpoint(b.w, &cp0, NULL);
 	if (r < 0)
@@ -535,7 +609,9 @@ int lp_index_build(int fd, uint64_t span_size, uint32_t grain_size,
 		goto out;
 	/* the tar's end: inflate the rest (padding, trailer, members) */
 	while (!b.done) {
-		r = fill(&b, b.out, OUT_BUF, &n);
+		const uint8_t *p;
+
+		r = produce(&b, &p, &n);
 		if (r < 0)
 			goto out;
 	}
@@ -580,11 +656,12 @@ out:
 	lp_cv_reader_free(rd);
 	if (b.z_live)
 		inflateEnd(&b.z);
+	if (b.d_live)
+		lp_inflate_free(&b.d);
 	lp_sha256_free(b.blob_sha);
 	lp_sha256_free(b.span_sha);
 	lp_sha256_free(b.grain_sha);
 	lp_index_writer_free(b.w);
 	free(b.in);
-	free(b.out);
 	return r;
 }
