@@ -239,7 +239,8 @@ static void set_stop(struct builder *b)
 	b->d.stop_out = due > b->member_out ? due - b->member_out : 0;
 }
 
-/* more input behind what is left; eof at the file's end */
+/* more input behind what is left (under LP_INFLATE_MARGIN bytes, or a
+ * trailer's 8: the read always has room); eof at the file's end */
 static int read_more(struct builder *b)
 {
 	size_t left = (size_t)(b->in_end - b->in_next);

@@ -15,7 +15,7 @@
  * bytes of output room are left: one refill (eight bytes loaded, the
  * whole bytes that fit kept) gives 56 bits or more, enough for a length
  * and a distance with their extra bits (48); match copies go eight bytes
- * at a time and may write up to 7 bytes past their end (the buffer has
+ * at a time and may write up to 13 bytes past their end (the buffer has
  * room). Elsewhere one symbol at a time with every bit counted: a run
  * stops between symbols only, and at the last input a code cut off is an
  * error, not zeros.
@@ -295,10 +295,11 @@ struct run {
 	uint8_t *out0;
 };
 
-/* bytes in: whole ones, bounds checked; bits above bc stay zero */
+/* bytes in: whole ones, bounds checked, up to 56..63 bits held (a
+ * shift by bc stays under 64); bits above bc stay zero */
 static void refill_slow(struct run *r)
 {
-	while (r->bc <= 56 && r->in < r->end) {
+	while (r->bc < 56 && r->in < r->end) {
 		r->bb |= (uint64_t)*r->in++ << r->bc;
 		r->bc += 8;
 	}
@@ -456,8 +457,8 @@ static int header(struct lp_inflate *s, struct run *r, struct lp_err *err)
 	return 0;
 }
 
-/* copies @len bytes from @dist back; may write up to 15 bytes past the
- * end (FAST_OUT leaves the room) */
+/* copies @len bytes from @dist back; may write up to 13 bytes past the
+ * end (a 3-byte match 8 or more back writes 16; FAST_OUT leaves room) */
 static inline uint8_t *copy_match(uint8_t *out, unsigned dist, unsigned len)
 {
 	const uint8_t *src = out - dist;
@@ -520,13 +521,13 @@ static inline uint8_t *copy_match(uint8_t *out, unsigned dist, unsigned len)
 static int fast_codes(struct lp_inflate *s, struct run *r, struct lp_err *err)
 {
 	const uint32_t *lt = s->t->lt, *dt = s->t->dt;
-	const uint8_t *in = r->in, *in_lim = r->end - FAST_IN;
+	const uint8_t *in = r->in, *end = r->end;
 	uint8_t *out = r->out, *out_lim = r->out_end;
 	uint64_t bb = r->bb;
 	unsigned bc = r->bc;
 	int rc = 0;
 
-	while (in <= in_lim && out <= out_lim) {
+	while ((size_t)(end - in) >= FAST_IN && out <= out_lim) {
 		uint32_t e;
 		unsigned len, dist;
 

@@ -34,7 +34,8 @@
 #define LP_INFLATE_WINDOW 32768
 #define LP_INFLATE_OUT (256 * 1024)
 /* input a run wants before a block header or a symbol, unless the input
- * is the last: the longest dynamic header is under 600 bytes */
+ * is the last: the longest dynamic header is about 286 bytes (14 bits,
+ * 19 3-bit lengths, 316 codes of up to 7 bits) */
 #define LP_INFLATE_MARGIN 1024
 
 enum lp_inflate_stop {

@@ -652,7 +652,9 @@ static int build_split(const uint8_t *gz, size_t len, size_t *cuts,
 
 /*
  * Members whose headers and trailers reach the builder in pieces of a few
- * bytes (the trailer's last bytes kept from several read()s): the index
+ * bytes (the trailer's last bytes kept from several read()s), and their
+ * deflate data in pieces that end at the decoder's stops and in one-byte
+ * pieces (the decoder asks for more input between symbols): the index
  * is the one built from a regular file, and a wrong CRC32 split the same
  * way is refused.
  */
@@ -683,6 +685,33 @@ static void test_split_reads(void **state)
 			cuts[nr_cuts++] = ends[k] - in_trailer[j];
 	}
 	assert_int_equal(build(gz, len, SPAN, NULL, &ref, &ref_len, &err), 0);
+	{
+		/* inside the deflate data: reads ending at, one byte before
+		 * and one after each checkpoint (where the decoder stops),
+		 * 200 pseudo-random ends, and 600 one-byte reads */
+		struct lp_index *ix = NULL;
+		uint32_t x = 12345;
+		size_t i, mid = ends[0] / 2;
+
+		assert_int_equal(lp_index_parse(ref, ref_len, &ix, &err), 0);
+		for (i = 1; i < lp_index_nr_checkpoints(ix); i++) {
+			uint64_t in = lp_index_checkpoint(ix, i)->in;
+
+			cuts[nr_cuts++] = (size_t)in - 1;
+			cuts[nr_cuts++] = (size_t)in;
+			if (in + 1 < len)
+				cuts[nr_cuts++] = (size_t)in + 1;
+		}
+		assert_true(lp_index_nr_checkpoints(ix) > 3);
+		lp_index_free(ix);
+		for (i = 0; i < 200; i++) {
+			x = x * 1103515245u + 12345u;
+			cuts[nr_cuts++] = 1 + (x >> 8) % (len - 1);
+		}
+		for (i = 0; i < 600; i++)
+			cuts[nr_cuts++] = mid + i;
+		assert_true(nr_cuts <= MAX_CUTS);
+	}
 	r = build_split(gz, len, cuts, nr_cuts, &idx, &idx_len, &err);
 	if (r < 0)
 		fail_msg("split reads: build: %s", lp_err_str(&err, r));
