@@ -28,6 +28,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "../unit/inflate_feed.h"
 #include "lp_inflate.h"
 
 #define HDR 2
@@ -44,12 +45,9 @@ struct bound {
 static uint8_t *zout;
 static struct bound *zb;
 
-/* the caller's input buffer: [next_in, end_in), the bytes before dropped */
-struct feed {
-	const uint8_t *src;
-	size_t len, fed, piece;
-	uint8_t *buf;
-	uint64_t dropped;
+/* how the input is cut: pieces of one size, or of random sizes (0) */
+struct cut {
+	size_t piece;
 	uint32_t rng;
 };
 
@@ -98,40 +96,22 @@ static int zlib_raw(const uint8_t *in, size_t len, size_t *out_len,
 	return zr;
 }
 
-static size_t piece_size(struct feed *f)
+static size_t piece_size(struct cut *c)
 {
-	if (f->piece)
-		return f->piece;
-	f->rng ^= f->rng << 13;
-	f->rng ^= f->rng >> 17;
-	f->rng ^= f->rng << 5;
-	return f->rng % 4 ? 1 + f->rng % 16 : 1 + f->rng % 3000;
+	if (c->piece)
+		return c->piece;
+	c->rng ^= c->rng << 13;
+	c->rng ^= c->rng >> 17;
+	c->rng ^= c->rng << 5;
+	return c->rng % 4 ? 1 + c->rng % 16 : 1 + c->rng % 3000;
 }
 
-static void feed_more(struct lp_inflate *s, struct feed *f)
+/* the next piece behind what is left (inflate_feed.h) */
+static void feed_more(struct lp_inflate *s, struct inflate_feed *f,
+		      struct cut *c)
 {
-	size_t tail = f->buf ? (size_t)(s->end_in - s->next_in) : 0;
-	size_t add = piece_size(f);
-	uint8_t *nb;
-
-	if (add > f->len - f->fed)
-		add = f->len - f->fed;
-	nb = malloc(tail + add ? tail + add : 1);
-	if (!nb)
+	if (!inflate_feed_more(s, f, piece_size(c)))
 		abort();
-	if (tail)
-		memcpy(nb, s->next_in, tail);
-	if (add)
-		memcpy(nb + tail, f->src + f->fed, add);
-	if (f->buf) {
-		f->dropped += (size_t)(s->next_in - f->buf);
-		free(f->buf);
-	}
-	f->buf = nb;
-	f->fed += add;
-	s->next_in = nb;
-	s->end_in = nb + tail + add;
-	s->last_in = f->fed == f->len;
 }
 
 /* the window: the last bytes zlib wrote before out_total */
@@ -154,7 +134,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	};
 	struct lp_err err = { 0 };
 	struct lp_inflate s;
-	struct feed f = { 0 };
+	struct inflate_feed f = { 0 };
+	struct cut c;
 	uint64_t zused, stop, span, last_full = UINT64_MAX, last_pos = 0;
 	size_t zlen, nb, i = 0, out_len = 0, n_bounds = 0;
 	const uint8_t *in;
@@ -172,8 +153,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	in = data + HDR;
 	f.src = in;
 	f.len = size - HDR;
-	f.piece = pieces[data[0] & 7];
-	f.rng = 0x9e3779b9u ^ (uint32_t)size ^ (uint32_t)data[0] << 8;
+	c.piece = pieces[data[0] & 7];
+	c.rng = 0x9e3779b9u ^ (uint32_t)size ^ (uint32_t)data[0] << 8;
 	stop = data[1] == 0   ? 0 :
 	       data[1] == 255 ? UINT64_MAX :
 				(uint64_t)data[1] * data[1] * 64;
@@ -186,7 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (lp_inflate_init(&s) < 0)
 		abort();
 	s.stop_out = stop;
-	feed_more(&s, &f);
+	feed_more(&s, &f, &c);
 	prev = s.out;
 	for (;;) {
 		const uint8_t *end = s.end_in;
@@ -247,7 +228,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (s.last_in ||
 			    s.end_in - s.next_in >= LP_INFLATE_MARGIN)
 				abort();
-			feed_more(&s, &f);
+			feed_more(&s, &f, &c);
 		} else if (ret == LP_INFLATE_FULL) {
 			if (last_full == s.out_total)
 				abort();
@@ -270,7 +251,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (i != nb)
 			abort();
 	}
-	free(f.buf);
+	inflate_feed_drop(&s, &f);
 	lp_inflate_free(&s);
 	return 0;
 }

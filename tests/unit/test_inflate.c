@@ -63,6 +63,7 @@
 
 #include <cmocka.h>
 
+#include "inflate_feed.h"
 #include "lp_inflate.h"
 
 #define MIB (1024 * 1024)
@@ -210,16 +211,6 @@ struct drive {
 	void *arg;
 };
 
-/* the input as the caller keeps it: [next_in, end_in) in a buffer of its
- * own, the bytes before it dropped */
-struct feed {
-	const uint8_t *src;
-	size_t len, fed;
-	uint8_t *buf;
-	uint64_t dropped;
-	size_t piece;
-};
-
 static size_t piece_size(size_t piece)
 {
 	if (piece)
@@ -234,32 +225,11 @@ static size_t piece_size(size_t piece)
 	}
 }
 
-/* the unconsumed input moved to the front of a new buffer of just the
- * right size, the next piece after it; the old buffer poisoned and freed */
-static void feed_more(struct lp_inflate *s, struct feed *f)
+/* the next piece of the input behind what is left (inflate_feed.h) */
+static void feed_more(struct lp_inflate *s, struct inflate_feed *f,
+		      size_t piece)
 {
-	size_t tail = f->buf ? (size_t)(s->end_in - s->next_in) : 0;
-	size_t add = piece_size(f->piece);
-	uint8_t *nb;
-
-	if (add > f->len - f->fed)
-		add = f->len - f->fed;
-	nb = malloc(tail + add ? tail + add : 1);
-	assert_non_null(nb);
-	if (tail)
-		memcpy(nb, s->next_in, tail);
-	if (add)
-		memcpy(nb + tail, f->src + f->fed, add);
-	if (f->buf) {
-		f->dropped += (size_t)(s->next_in - f->buf);
-		memset(f->buf, 0xa5, (size_t)(s->end_in - f->buf));
-		free(f->buf);
-	}
-	f->buf = nb;
-	f->fed += add;
-	s->next_in = nb;
-	s->end_in = nb + tail + add;
-	s->last_in = f->fed == f->len;
+	assert_true(inflate_feed_more(s, f, piece_size(piece)));
 }
 
 static unsigned n_dumped;
@@ -338,7 +308,7 @@ static void check_bits(const struct lp_inflate *s, const uint8_t *in,
 static void run_ours(struct lp_inflate *s, const uint8_t *in, size_t len,
 		     const struct drive *d, struct result *r)
 {
-	struct feed f = { .src = in, .len = len, .piece = d->piece };
+	struct inflate_feed f = { .src = in, .len = len };
 	struct lp_err err = { 0 };
 	uint64_t last_full = UINT64_MAX, last_pos = 0;
 	unsigned n_input = 0;
@@ -351,7 +321,7 @@ static void run_ours(struct lp_inflate *s, const uint8_t *in, size_t len,
 	cur_len = len;
 	cur_d = d;
 	s->stop_out = d->stop_out;
-	feed_more(s, &f);
+	feed_more(s, &f, d->piece);
 	prev = s->out;
 	for (;;) {
 		end = s->end_in;
@@ -427,7 +397,7 @@ static void run_ours(struct lp_inflate *s, const uint8_t *in, size_t len,
 		if (ret == d->stop_at)
 			break;
 		if (ret == LP_INFLATE_INPUT) {
-			feed_more(s, &f);
+			feed_more(s, &f, d->piece);
 		} else if (ret == LP_INFLATE_FULL) {
 			lp_inflate_slide(s);
 			check_window(s, &r->out);
@@ -436,10 +406,7 @@ static void run_ours(struct lp_inflate *s, const uint8_t *in, size_t len,
 	}
 	r->ret = ret;
 	snprintf(r->msg, sizeof(r->msg), "%s", err.msg);
-	if (f.buf) {
-		memset(f.buf, 0xa5, (size_t)(s->end_in - f.buf));
-		free(f.buf);
-	}
+	inflate_feed_drop(s, &f);
 }
 
 /* @got, ours, against the boundaries zlib found (@all) that the drive
