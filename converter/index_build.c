@@ -166,19 +166,29 @@ static void upper_clear(const struct builder *b)
 #endif
 }
 
+/* the layer's bytes are not gzip: @why, at byte @at */
+static int not_gzip(struct builder *b, uint64_t at, const char *why)
+{
+	return lp_err_set(b->err, -EINVAL,
+			  "the layer is not valid gzip (at byte %llu): %s",
+			  (unsigned long long)at, why);
+}
+
+/* the input ended inside a member */
+static int cut_off(struct builder *b)
+{
+	return lp_err_set(b->err, -EINVAL,
+			  "the layer's gzip stream is cut off at byte %llu",
+			  (unsigned long long)b->totin);
+}
+
 /* the trailer of the member that just ended against its output */
 static int check_trailer(struct builder *b)
 {
 	if (lp_get_le32(b->tail) != b->crc)
-		return lp_err_set(b->err, -EINVAL,
-				  "the layer is not valid gzip (at byte %llu): "
-				  "incorrect data check",
-				  (unsigned long long)(b->totin - 4));
+		return not_gzip(b, b->totin - 4, "incorrect data check");
 	if (lp_get_le32(b->tail + 4) != b->isize)
-		return lp_err_set(b->err, -EINVAL,
-				  "the layer is not valid gzip (at byte %llu): "
-				  "incorrect length check",
-				  (unsigned long long)b->totin);
+		return not_gzip(b, b->totin, "incorrect length check");
 	return 0;
 }
 
@@ -267,13 +277,6 @@ static int advance(struct builder *b, size_t n)
 	return consumed(b, p, n);
 }
 
-static int not_gzip(struct builder *b, const char *why)
-{
-	return lp_err_set(b->err, -EINVAL,
-			  "the layer is not valid gzip (at byte %llu): %s",
-			  (unsigned long long)b->totin, why);
-}
-
 /* between members: zero padding, or the next member's start */
 static int between(struct builder *b)
 {
@@ -323,7 +326,8 @@ static int header(struct builder *b)
 	b->z.avail_out = 0;
 	zr = inflate(&b->z, Z_BLOCK);
 	if (zr != Z_OK && zr != Z_BUF_ERROR)
-		return not_gzip(b, b->z.msg ? b->z.msg : "bad member header");
+		return not_gzip(b, b->totin,
+				b->z.msg ? b->z.msg : "bad member header");
 	if (b->z.data_type & 128) {
 		b->in_header = false;
 		lp_inflate_reset(&b->d);
@@ -339,11 +343,7 @@ static int trailer(struct builder *b)
 	int r;
 
 	if (b->in_end - b->in_next < GZIP_TRAILER)
-		return b->eof ? lp_err_set(b->err, -EINVAL,
-					   "the layer's gzip stream is cut "
-					   "off at byte %llu",
-					   (unsigned long long)b->totin) :
-				read_more(b);
+		return b->eof ? cut_off(b) : read_more(b);
 	r = advance(b, GZIP_TRAILER);
 	if (r < 0)
 		return r;
@@ -366,7 +366,7 @@ static int body(struct builder *b)
 	rc = lp_inflate_run(&b->d, &derr);
 	r = advance(b, (size_t)(b->d.next_in - b->in_next));
 	if (rc < 0)
-		return not_gzip(b, derr.msg);
+		return not_gzip(b, b->totin, derr.msg);
 	if (r < 0)
 		return r;
 	got = (size_t)(b->d.out - out);
@@ -413,10 +413,7 @@ static int step(struct builder *b)
 			return r;
 		if (b->in_next == b->in_end) {
 			if (b->eof && (b->in_member || b->totin == 0))
-				return lp_err_set(b->err, -EINVAL,
-						  "the layer's gzip stream is "
-						  "cut off at byte %llu",
-						  (unsigned long long)b->totin);
+				return cut_off(b);
 			if (b->eof)
 				b->done = true;
 			return 0;

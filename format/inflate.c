@@ -659,6 +659,40 @@ static void stored_copy(struct lp_inflate *s, struct run *r)
 	s->stored_left -= (uint32_t)n;
 }
 
+/* a block step's result beside enum lp_inflate_stop: the block ended */
+#define BLOCK_END 0x100
+
+/* a stored block's bytes: BLOCK_END, a stop, or an error */
+static int stored(struct lp_inflate *s, struct run *r, struct lp_err *err)
+{
+	stored_copy(s, r);
+	if (!s->stored_left)
+		return BLOCK_END;
+	if (r->out >= r->out_end)
+		return LP_INFLATE_FULL;
+	if (!s->last_in)
+		return LP_INFLATE_INPUT;
+	return fail(s, err, "the input is cut off");
+}
+
+/* a coded block's symbols: BLOCK_END, a stop, or an error */
+static int codes(struct lp_inflate *s, struct run *r, struct lp_err *err)
+{
+	int rc;
+
+	do {
+		rc = fast_codes(s, r, err);
+		if (rc)
+			break;
+		if (r->out > r->out_end)
+			return LP_INFLATE_FULL;
+		if (!s->last_in)
+			return LP_INFLATE_INPUT; /* < FAST_IN + 8 bytes left */
+		rc = slow_symbol(s, r, err);
+	} while (rc == 0);
+	return rc == 1 ? BLOCK_END : rc;
+}
+
 int lp_inflate_run(struct lp_inflate *s, struct lp_err *err)
 {
 	struct run r;
@@ -676,12 +710,12 @@ int lp_inflate_run(struct lp_inflate *s, struct lp_err *err)
 	r.out_end = s->buf + BUF_SIZE - FAST_OUT;
 	r.total0 = s->out_total;
 	for (;;) {
-		/* with the whole bytes the bit buffer holds, as returned */
-		size_t in_left = (size_t)(r.end - r.in) + (r.bc >> 3);
-		bool short_in = !s->last_in && in_left < LP_INFLATE_MARGIN;
-
 		if (s->state == S_HEADER) {
-			if (short_in) {
+			/* with the whole bytes the bit buffer holds, as
+			 * returned */
+			size_t in_left = (size_t)(r.end - r.in) + (r.bc >> 3);
+
+			if (!s->last_in && in_left < LP_INFLATE_MARGIN) {
 				rc = LP_INFLATE_INPUT;
 				break;
 			}
@@ -690,42 +724,10 @@ int lp_inflate_run(struct lp_inflate *s, struct lp_err *err)
 				break;
 			continue;
 		}
-		if (s->state == S_STORED) {
-			if (s->stored_left) {
-				stored_copy(s, &r);
-				if (s->stored_left) {
-					if (r.out >= r.out_end) {
-						rc = LP_INFLATE_FULL;
-					} else if (!s->last_in) {
-						rc = LP_INFLATE_INPUT;
-					} else {
-						rc = fail(s, err,
-							  "the input is cut "
-							  "off");
-					}
-					break;
-				}
-			}
-			rc = 1;
-		} else {
-			rc = fast_codes(s, &r, err);
-			if (rc == 0) {
-				if (r.out > r.out_end) {
-					rc = LP_INFLATE_FULL;
-					break;
-				}
-				if (!s->last_in) {
-					/* fewer than FAST_IN + 8 bytes left */
-					rc = LP_INFLATE_INPUT;
-					break;
-				}
-				rc = slow_symbol(s, &r, err);
-			}
-			if (rc < 0)
-				break;
-			if (rc == 0)
-				continue;
-		}
+		rc = s->state == S_STORED ? stored(s, &r, err) :
+					    codes(s, &r, err);
+		if (rc != BLOCK_END)
+			break;
 		/* the block has ended */
 		if (s->final) {
 			take(&r, r.bc & 7);
